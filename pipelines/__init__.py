@@ -1,0 +1,1 @@
+"""hilt.pipelines: everything that is not UI (config, store, privacy, data, model, runs, CLI)."""

@@ -1,0 +1,284 @@
+"""hilt.toml → typed, validated settings of one use case.
+
+Everything use-case specific (which column is the id, the target, the features, what is
+personal data, what a reviewer may see, who may do what) lives in hilt.toml. No other module
+names a column of a particular data set: a different tabular use case needs only a different
+hilt.toml.
+
+Errors name the file and the key, e.g.
+``data/hilt.toml: columns.age.type: Input should be 'int', 'float', ...``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hilt.pipelines.errors import ConfigError
+
+Role = Literal["reviewer", "lead", "data-scientist", "auditor", "dpo", "admin", "system"]
+ROLES: tuple[str, ...] = ("reviewer", "lead", "data-scientist", "auditor", "dpo", "admin", "system")
+ColumnType = Literal["int", "float", "category", "bool", "string"]
+
+#: Column names become SQL identifiers; keep them plain.
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+#: Names the store uses for its own columns; a use case may not reuse them.
+RESERVED_COLUMNS = frozenset(
+    {"case_id", "subject_ref", "ingest_seq", "created_at", "label", "label_source", "source"}
+)
+#: The legal minimum for keeping automatically generated logs (EU AI Act Arts. 19, 26(6)).
+MIN_AUDIT_RETENTION_DAYS = 183
+USER_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UseCase(_Strict):
+    name: str = Field(min_length=1, max_length=80)
+    description: str = ""
+    #: The column holding the case id (unique per case; required in every ingested row).
+    id_column: str
+    #: The column holding the external subject id; None: every case is its own subject.
+    subject_column: str | None = None
+    #: Intended purpose, as stated in the technical documentation.
+    purpose: str = ""
+
+
+class Target(_Strict):
+    column: str
+    #: The classes as they appear in the data, written as strings ("1", "0").
+    classes: Annotated[list[str], Field(min_length=2)]
+    positive: str
+    #: Human-readable names of the classes, shown to reviewers.
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> Target:
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes must be distinct")
+        if self.positive not in self.classes:
+            raise ValueError(f"positive class {self.positive!r} is not one of classes")
+        unknown = set(self.labels) - set(self.classes)
+        if unknown:
+            raise ValueError(f"labels name classes that do not exist: {sorted(unknown)}")
+        return self
+
+    def label_of(self, cls: str) -> str:
+        return self.labels.get(cls, cls)
+
+
+class Column(_Strict):
+    type: ColumnType
+    description: str = ""
+    nullable: bool = False
+    #: Allowed values of a category column (as strings).
+    levels: list[str] | None = None
+    min: float | None = None
+    max: float | None = None
+    #: Longest text accepted in a string column.
+    max_length: int = Field(default=200, ge=1, le=100_000)
+    #: How a reviewer sees the value, e.g. "{:,.0f} DM" or "{} months".
+    format: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Column:
+        if self.type == "category":
+            if not self.levels:
+                raise ValueError("a category column needs a non-empty list of levels")
+            if len(set(self.levels)) != len(self.levels):
+                raise ValueError("levels must be distinct")
+        elif self.levels is not None:
+            raise ValueError("levels are only allowed for category columns")
+        if (self.min is not None or self.max is not None) and self.type not in ("int", "float"):
+            raise ValueError("min and max are only allowed for int and float columns")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min is larger than max")
+        return self
+
+
+class Review(_Strict):
+    #: Override reason codes: code → explanation shown to the reviewer.
+    reason_codes: Annotated[dict[str, str], Field(min_length=1)]
+    comment_required: bool = False
+    max_comment_length: int = Field(default=2000, ge=1, le=100_000)
+    blind_first: bool = False
+    lease_seconds: int = Field(default=600, ge=10, le=86_400)
+    queue_strategy: Literal["uncertainty", "random", "oldest"] = "uncertainty"
+    decision_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+
+
+class Retention(_Strict):
+    """Retention periods in days (GDPR Art. 5(1)(e)); the audit log keeps the legal minimum."""
+
+    audit_log_days: int = Field(default=3650, ge=1)
+    cases_days: int = Field(default=1825, ge=1)
+    predictions_days: int = Field(default=1825, ge=1)
+    decisions_days: int = Field(default=1825, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Retention:
+        if self.audit_log_days < MIN_AUDIT_RETENTION_DAYS:
+            raise ValueError(
+                f"audit_log_days must be at least {MIN_AUDIT_RETENTION_DAYS} "
+                "(six months, EU AI Act Arts. 19 and 26(6))"
+            )
+        return self
+
+
+class Access(_Strict):
+    #: The user a local, single-person session acts as when no proxy header says otherwise.
+    local_user: str | None = None
+    #: user name → roles
+    users: dict[str, list[Role]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> Access:
+        for name, roles in self.users.items():
+            if not USER_NAME.match(name):
+                raise ValueError(f"user name {name!r} must match {USER_NAME.pattern}")
+            if not roles:
+                raise ValueError(f"user {name!r} has no roles")
+        if self.local_user is not None and self.local_user not in self.users:
+            raise ValueError(f"local_user {self.local_user!r} is not one of users")
+        return self
+
+
+class Audit(_Strict):
+    #: The Ed25519 public key that verifies checkpoints ("ed25519:<base64>"), pinned here
+    #: so that whoever can write the database cannot silently swap the signing key.
+    public_key: str | None = None
+
+
+class Limits(_Strict):
+    max_rows_per_request: int = Field(default=100_000, ge=1)
+    max_text_length: int = Field(default=2000, ge=1)
+
+
+class Fields(_Strict):
+    """The roles the columns play."""
+
+    #: Model inputs.
+    features: Annotated[list[str], Field(min_length=1)]
+    #: Personal-data columns: stored apart from the features (encrypted, erasable).
+    personal: list[str] = Field(default_factory=list)
+    #: Protected attributes, for subgroup metrics and the promotion gate.
+    protected: list[str] = Field(default_factory=list)
+    #: Columns a reviewer may see, in this order (data minimisation).
+    display: list[str] = Field(default_factory=list)
+    #: Personal columns that may nevertheless be displayed to reviewers.
+    display_personal: list[str] = Field(default_factory=list)
+
+
+class Settings(_Strict):
+    """One use case, as read from hilt.toml."""
+
+    use_case: UseCase
+    target: Target
+    columns: Annotated[dict[str, Column], Field(min_length=1)]
+    fields: Fields
+    review: Review
+    retention: Retention = Field(default_factory=Retention)
+    access: Access = Field(default_factory=Access)
+    audit: Audit = Field(default_factory=Audit)
+    limits: Limits = Field(default_factory=Limits)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        for name in self.columns:
+            if not IDENTIFIER.match(name):
+                raise ValueError(f"column name {name!r} must match {IDENTIFIER.pattern}")
+            if name.lower() in RESERVED_COLUMNS:
+                raise ValueError(f"column name {name!r} is reserved by the store")
+        special = {self.use_case.id_column, self.target.column}
+        if self.use_case.subject_column:
+            special.add(self.use_case.subject_column)
+        for name in sorted(special):
+            if not IDENTIFIER.match(name):
+                raise ValueError(f"column name {name!r} must match {IDENTIFIER.pattern}")
+            if name in self.columns:
+                raise ValueError(
+                    f"{name!r} is the id, subject or target column; do not list it in columns"
+                )
+        if len(special) != (3 if self.use_case.subject_column else 2):
+            raise ValueError("id_column, subject_column and target.column must be distinct")
+        for list_name in ("features", "personal", "protected", "display", "display_personal"):
+            names: list[str] = getattr(self.fields, list_name)
+            unknown = [n for n in names if n not in self.columns]
+            if unknown:
+                raise ValueError(f"fields.{list_name} names columns not in [columns]: {unknown}")
+            if len(set(names)) != len(names):
+                raise ValueError(f"fields.{list_name} lists a column twice")
+        f = self.fields
+        stray = [n for n in self.columns if n not in f.features and n not in f.personal]
+        if stray:
+            raise ValueError(f"columns that are neither features nor personal: {stray}")
+        undisplayable = [n for n in f.display if n in f.personal and n not in f.display_personal]
+        if undisplayable:
+            raise ValueError(
+                "fields.display shows personal columns not declared in display_personal: "
+                f"{undisplayable}"
+            )
+        bad_dp = [n for n in f.display_personal if n not in f.personal]
+        if bad_dp:
+            raise ValueError(
+                f"fields.display_personal names columns that are not personal: {bad_dp}"
+            )
+        return self
+
+    # ----------------------------------------------------------------- derived views
+    @property
+    def feature_only_columns(self) -> list[str]:
+        """Columns stored in the case_features table (not personal)."""
+        return [n for n in self.columns if n not in self.fields.personal]
+
+    @property
+    def personal_columns(self) -> list[str]:
+        """Columns stored apart in the case_personal table."""
+        return [n for n in self.columns if n in self.fields.personal]
+
+    def roles_of(self, user: str) -> list[str]:
+        return list(self.access.users.get(user, []))
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def parse_settings(data: dict[str, Any], source: str) -> Settings:
+    """Validate a parsed TOML document; ``source`` names it in error messages."""
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors(include_url=False):
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"{source}: {_format_location(tuple(err['loc']))}: {msg}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read and validate hilt.toml. Raises ConfigError naming the file and the key."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read config file ({type(e).__name__})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    return parse_settings(data, str(p))
