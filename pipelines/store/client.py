@@ -1,0 +1,124 @@
+"""The HTTP client of the store service: the same methods as the embedded store.
+
+Errors come back as the same exception classes (the service sends their kind), so code
+written against ``Store`` behaves the same in both modes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+import polars as pl
+from pydantic import BaseModel, TypeAdapter
+
+from hilt.pipelines.errors import ERROR_KINDS, HiltError, StoreError
+from hilt.pipelines.store.records import (
+    AuditEvent,
+    AuditHead,
+    CaseRecord,
+    CheckpointRecord,
+    Decision,
+    DecisionRequest,
+    IngestResult,
+    TokenGrant,
+    User,
+    VerifyReport,
+)
+
+M = TypeVar("M", bound=BaseModel)
+_DECISIONS = TypeAdapter(list[Decision])
+_EVENTS = TypeAdapter(list[AuditEvent])
+
+
+def _json_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-safe dicts; NaN/inf become strings so the service can name them."""
+    rows = frame.to_dicts()
+    for row in rows:
+        for k, v in row.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                row[k] = str(v)
+    return rows
+
+
+class StoreClient:
+    """A Store backed by the store service at ``url``, acting as the owner of ``token``."""
+
+    def __init__(self, url: str, token: str, timeout_s: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout_s,
+        )
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as e:
+            raise StoreError(
+                f"cannot reach the store service at {self.url} ({type(e).__name__})"
+            ) from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                kind, detail = str(body.get("error", "error")), str(body.get("detail", ""))
+            except ValueError:
+                kind, detail = "error", response.text[:200]
+            cls = ERROR_KINDS.get(kind, HiltError)
+            raise cls(detail or f"HTTP {response.status_code}")
+        return response.json()
+
+    def _model(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        return model.model_validate(self._request(method, path, **kwargs))
+
+    def whoami(self) -> User:
+        return self._model(User, "GET", "/v1/me")
+
+    def ingest_cases(self, frame: pl.DataFrame) -> IngestResult:
+        return self._model(IngestResult, "POST", "/v1/cases", json={"rows": _json_rows(frame)})
+
+    def add_predictions(self, model_version: str, frame: pl.DataFrame) -> IngestResult:
+        body = {"model_version": model_version, "rows": _json_rows(frame)}
+        return self._model(IngestResult, "POST", "/v1/predictions", json=body)
+
+    def record_decision(self, request: DecisionRequest) -> Decision:
+        return self._model(
+            Decision, "POST", "/v1/decisions", json=request.model_dump(exclude_none=True)
+        )
+
+    def decisions(self, after_seq: int = 0, limit: int = 1000) -> list[Decision]:
+        data = self._request(
+            "GET", "/v1/decisions", params={"after_seq": after_seq, "limit": limit}
+        )
+        return _DECISIONS.validate_python(data)
+
+    def get_case(self, case_id: str) -> CaseRecord:
+        return self._model(CaseRecord, "GET", f"/v1/cases/{quote(case_id, safe='')}")
+
+    def counts(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self._request("GET", "/v1/counts").items()}
+
+    def audit_head(self) -> AuditHead:
+        return self._model(AuditHead, "GET", "/v1/audit/head")
+
+    def audit_events(self, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
+        data = self._request(
+            "GET", "/v1/audit/events", params={"after_seq": after_seq, "limit": limit}
+        )
+        return _EVENTS.validate_python(data)
+
+    def verify(self, public_key: str | None = None) -> VerifyReport:
+        params = {"public_key": public_key} if public_key else {}
+        return self._model(VerifyReport, "GET", "/v1/audit/verify", params=params)
+
+    def checkpoint(self) -> CheckpointRecord:
+        return self._model(CheckpointRecord, "POST", "/v1/audit/checkpoint")
+
+    def add_user(self, name: str, role: str) -> TokenGrant:
+        return self._model(TokenGrant, "POST", "/v1/users", json={"name": name, "role": role})
+
+    def close(self) -> None:
+        self._http.close()

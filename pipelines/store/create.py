@@ -1,0 +1,69 @@
+"""Creating a workspace: folders, the use-case config with its pinned key, keys, the schema."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tomllib
+from pathlib import Path
+
+from hilt.pipelines.config import load_settings, parse_settings
+from hilt.pipelines.errors import ConfigError, InputError
+from hilt.pipelines.store.checkpoints import create_signing_key, public_key_text
+from hilt.pipelines.store.core import Clock, StoreCore, system_clock
+from hilt.pipelines.store.embedded import connect
+from hilt.pipelines.store.records import User
+from hilt.pipelines.workspace import Workspace
+
+_AUDIT_TABLE = re.compile(r"^\[audit\]\s*(#.*)?$", re.M)
+
+
+def _pin_public_key(text: str, key: str) -> str:
+    """Return the config text with ``[audit] public_key`` set, keeping everything else."""
+    line = f'public_key = "{key}"  # pinned at init: verifies the signed audit checkpoints'
+    match = _AUDIT_TABLE.search(text)
+    if match is None:
+        return text.rstrip("\n") + "\n\n[audit]\n" + line + "\n"
+    return text[: match.end()] + "\n" + line + text[match.end() :]
+
+
+def create_workspace(
+    workspace: Workspace, config_path: str | Path, clock: Clock = system_clock
+) -> str:
+    """Create a new workspace from a use-case config. Returns the pinned public key."""
+    settings = load_settings(config_path)  # validate before anything is written
+    if settings.audit.public_key is not None:
+        raise ConfigError(
+            f"{config_path}: audit.public_key: a source config must not pin a key; "
+            "init creates the workspace's own"
+        )
+    if workspace.exists() or workspace.config_path.exists():
+        raise InputError(f"{workspace.root} is already a hilt workspace")
+    if workspace.signing_key_path.exists():
+        raise InputError(f"{workspace.signing_key_path} already exists; refusing to reuse a key")
+    created_root = not workspace.root.exists()
+    try:
+        workspace.root.mkdir(parents=True, exist_ok=True)
+        for d in (workspace.runs_dir, workspace.snapshots_dir, workspace.checkpoints_path.parent):
+            d.mkdir(parents=True, exist_ok=True)
+        key = create_signing_key(workspace.signing_key_path)
+        public = public_key_text(key.public_key())
+        source = Path(config_path).read_text(encoding="utf-8")
+        pinned_text = _pin_public_key(source, public)
+        pinned = parse_settings(tomllib.loads(pinned_text), str(workspace.config_path))
+        workspace.config_path.write_text(pinned_text, encoding="utf-8")
+        con = connect(workspace)
+        try:
+            operator = User(name="hilt-init", roles=["admin"])
+            StoreCore(con, pinned, workspace, operator, clock).create_schema(
+                hashlib.sha256(source.encode("utf-8")).hexdigest(), public
+            )
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+    except BaseException:
+        if created_root:
+            shutil.rmtree(workspace.root, ignore_errors=True)
+        raise
+    return public

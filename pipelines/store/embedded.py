@@ -1,0 +1,126 @@
+"""The embedded mode: short-lived DuckDB connections under a cross-process lock.
+
+Right for one data scientist or one scheduler run. Each call takes the lock, opens the file
+(~20 ms), runs one StoreCore operation in one transaction, and closes the file again, so
+that other processes can take their turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import duckdb
+import polars as pl
+
+from hilt.pipelines.config import Settings
+from hilt.pipelines.errors import StoreError
+from hilt.pipelines.store import locking
+from hilt.pipelines.store.core import Clock, StoreCore, system_clock
+from hilt.pipelines.store.records import (
+    AuditEvent,
+    AuditHead,
+    CaseRecord,
+    CheckpointRecord,
+    Decision,
+    DecisionRequest,
+    IngestResult,
+    TokenGrant,
+    User,
+    VerifyReport,
+)
+from hilt.pipelines.workspace import Workspace
+
+T = TypeVar("T")
+
+#: No extension is ever downloaded at run time.
+DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+
+
+def connect(workspace: Workspace, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(workspace.db_path), read_only=read_only, config=DUCKDB_CONFIG)
+    except duckdb.IOException as e:
+        raise StoreError(f"cannot open the store at {workspace.db_path}: {e}") from e
+
+
+class EmbeddedStore:
+    """A Store on a workspace folder, acting as ``user`` (checked against the users table)."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        settings: Settings,
+        actor: User,
+        clock: Clock = system_clock,
+        lock_timeout_s: float | None = None,
+    ) -> None:
+        self.workspace = workspace
+        self.settings = settings
+        self.actor = actor
+        self.clock = clock
+        self.lock_timeout_s = lock_timeout_s
+
+    @classmethod
+    def for_user(
+        cls,
+        workspace: Workspace,
+        settings: Settings,
+        user: str,
+        clock: Clock = system_clock,
+    ) -> EmbeddedStore:
+        probe = cls(workspace, settings, User(name=user, roles=[]), clock)
+        actor = probe._run(lambda core: StoreCore.lookup_user(core.con, user))
+        return cls(workspace, settings, actor, clock)
+
+    def _run(self, op: Callable[[StoreCore], T]) -> T:
+        with locking.exclusive(
+            self.workspace.lock_path, self.workspace.service_file, self.lock_timeout_s
+        ):
+            con = connect(self.workspace)
+            try:
+                return op(StoreCore(con, self.settings, self.workspace, self.actor, self.clock))
+            finally:
+                con.close()
+
+    def whoami(self) -> User:
+        return self.actor
+
+    def ingest_cases(self, frame: pl.DataFrame) -> IngestResult:
+        return self._run(lambda c: c.ingest_cases(frame))
+
+    def add_predictions(self, model_version: str, frame: pl.DataFrame) -> IngestResult:
+        return self._run(lambda c: c.add_predictions(model_version, frame))
+
+    def record_decision(self, request: DecisionRequest) -> Decision:
+        return self._run(lambda c: c.record_decision(request))
+
+    def decisions(self, after_seq: int = 0, limit: int = 1000) -> list[Decision]:
+        return self._run(lambda c: c.decisions(after_seq, limit))
+
+    def get_case(self, case_id: str) -> CaseRecord:
+        return self._run(lambda c: c.get_case(case_id))
+
+    def counts(self) -> dict[str, int]:
+        return self._run(lambda c: c.counts())
+
+    def audit_head(self) -> AuditHead:
+        return self._run(lambda c: c.audit_head())
+
+    def audit_events(self, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
+        return self._run(lambda c: c.audit_events(after_seq, limit))
+
+    def verify(self, public_key: str | None = None) -> VerifyReport:
+        return self._run(lambda c: c.verify(public_key))
+
+    def checkpoint(self) -> CheckpointRecord:
+        return self._run(lambda c: c.checkpoint())
+
+    def add_user(self, name: str, role: str) -> TokenGrant:
+        return self._run(lambda c: c.add_user(name, role))
+
+    def close(self) -> None:
+        """Nothing stays open between calls."""

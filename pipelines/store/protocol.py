@@ -1,0 +1,59 @@
+"""The one interface of the store, in both modes (embedded and HTTP service).
+
+Widgets and notebooks depend on this Protocol, never on DuckDB; ``open_store`` returns an
+object that satisfies it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import polars as pl
+
+from hilt.pipelines.store.records import (
+    AuditEvent,
+    AuditHead,
+    CaseRecord,
+    CheckpointRecord,
+    Decision,
+    DecisionRequest,
+    IngestResult,
+    TokenGrant,
+    User,
+    VerifyReport,
+)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A feedback store opened on behalf of one user; roles are enforced by the store."""
+
+    def whoami(self) -> User: ...
+
+    def ingest_cases(self, frame: pl.DataFrame) -> IngestResult:
+        """Add cases (id, subject id, columns of hilt.toml, optional seed label)."""
+        ...
+
+    def add_predictions(self, model_version: str, frame: pl.DataFrame) -> IngestResult:
+        """Add predictions (case_id, score, label, explanation) of one model version."""
+        ...
+
+    def record_decision(self, request: DecisionRequest) -> Decision: ...
+
+    def decisions(self, after_seq: int = 0, limit: int = 1000) -> list[Decision]: ...
+
+    def get_case(self, case_id: str) -> CaseRecord: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def audit_head(self) -> AuditHead: ...
+
+    def audit_events(self, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]: ...
+
+    def verify(self, public_key: str | None = None) -> VerifyReport: ...
+
+    def checkpoint(self) -> CheckpointRecord: ...
+
+    def add_user(self, name: str, role: str) -> TokenGrant: ...
+
+    def close(self) -> None: ...

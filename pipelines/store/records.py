@@ -1,0 +1,145 @@
+"""The records that cross the store's boundary, in both modes (embedded and HTTP).
+
+They are pydantic models so that the HTTP service and its client share one definition and
+the OpenAPI document describes them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DecisionAction = Literal["accept", "override"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class User(_Record):
+    name: str
+    roles: list[str]
+
+
+class TokenGrant(_Record):
+    """A new API token; it is shown once and only its hash is stored."""
+
+    user: str
+    roles: list[str]
+    token: str
+
+
+class IngestResult(_Record):
+    kind: Literal["cases", "predictions"]
+    rows: int
+    #: The audit event that records the batch.
+    seq: int
+    #: sha256 of the batch as written (see ``batch_digest``).
+    digest: str
+
+
+class DecisionRequest(_Record):
+    case_id: str = Field(min_length=1, max_length=128)
+    action: DecisionAction
+    #: For an override: the class the reviewer chose. For accept: omitted (the model's label).
+    final_label: str | None = None
+    reason_code: str | None = None
+    comment: str | None = None
+    time_on_item_ms: int = Field(default=0, ge=0, le=86_400_000)
+    #: Whether the model's output was visible to the reviewer when they decided.
+    model_shown: bool = True
+    #: The prediction the decision is about; default: the case's latest prediction.
+    prediction_id: int | None = None
+    #: Client-chosen idempotency key: a retried request with the same key is recorded once.
+    request_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class Decision(_Record):
+    decision_id: str
+    request_id: str | None
+    case_id: str
+    prediction_id: int | None
+    model_version: str | None
+    reviewer: str
+    reviewer_role: str
+    action: str
+    predicted_label: str | None
+    final_label: str
+    reason_code: str | None
+    comment: str | None
+    time_on_item_ms: int
+    model_shown: bool
+    created_at: str
+    seq: int
+
+
+class Prediction(_Record):
+    prediction_id: int
+    case_id: str
+    model_version: str
+    score: float
+    label: str
+    #: Signed per-feature contributions to the score (feature → contribution).
+    explanation: dict[str, float]
+    created_at: str
+    batch_seq: int
+
+
+class CaseRecord(_Record):
+    case_id: str
+    subject_ref: str
+    ingest_seq: int
+    created_at: str
+    #: Feature values, not personal data.
+    features: dict[str, Any]
+    #: Personal-data values; only those the caller's role may see (see Store.get_case).
+    personal: dict[str, Any]
+    seed_label: str | None
+    predictions: list[Prediction]
+    decisions: list[Decision]
+
+
+class AuditEvent(_Record):
+    seq: int
+    ts: str
+    actor: str
+    role: str
+    action: str
+    object_type: str
+    object_id: str
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditHead(_Record):
+    seq: int
+    hash: str
+
+
+class CheckpointRecord(_Record):
+    seq: int
+    head_hash: str
+    time: str
+
+
+class BreakRecord(_Record):
+    seq: int
+    kind: str
+    detail: str
+
+
+class VerifyReport(_Record):
+    ok: bool
+    events: int
+    head_hash: str
+    checkpoints: int
+    first_break: BreakRecord | None = None
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"OK {self.events} events"
+        b = self.first_break
+        assert b is not None
+        return f"BROKEN at seq {b.seq}: {b.kind}: {b.detail}"

@@ -1,0 +1,265 @@
+"""Validation of incoming frames against the use-case settings.
+
+Every problem is named (column, kind, row numbers), never the offending value: values may be
+personal data. Validation happens before anything is written; the store then writes the clean
+frames in one transaction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import polars as pl
+
+from hilt.pipelines.config import Column, Settings
+from hilt.pipelines.errors import InputError
+
+MAX_ID_LENGTH = 128
+_SHOW_ROWS = 5
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+@dataclass(frozen=True)
+class CleanCases:
+    """A validated batch of cases, split the way the store keeps them."""
+
+    case_ids: pl.Series
+    subject_ids: pl.Series
+    #: case_id + feature-only columns, typed.
+    features: pl.DataFrame
+    #: case_id + personal columns, typed.
+    personal: pl.DataFrame
+    #: case_id + label, only rows that carry a label.
+    labels: pl.DataFrame
+
+
+def _rows(mask: pl.Series) -> str:
+    idx = [i + 1 for i in mask.arg_true().head(_SHOW_ROWS).to_list()]
+    n = int(mask.sum())
+    more = f" and {n - len(idx)} more" if n > len(idx) else ""
+    noun = "row" if n == 1 else "rows"
+    return f"{n} {noun} ({', '.join(map(str, idx))}{more})"
+
+
+def _as_text(s: pl.Series) -> pl.Series:
+    """Strings stripped, empty → null; other dtypes cast to their text form."""
+    if s.dtype == pl.String:
+        t = s.str.strip_chars()
+    elif s.dtype == pl.Boolean:
+        t = s.cast(pl.String).str.to_lowercase()
+    elif s.dtype.is_float():
+        # 2.0 → "2.0"; a category level "2" written as a float would not match, as it should not.
+        t = s.cast(pl.String)
+    else:
+        t = s.cast(pl.String)
+    return pl.Series(s.name, t).replace("", None)
+
+
+def parse_column(s: pl.Series, name: str, col: Column, problems: list[str]) -> pl.Series:
+    """Parse one input column into its typed form, appending problems found."""
+    text = _as_text(s)
+    present = text.is_not_null()
+    out: pl.Series
+    if col.type == "int":
+        if s.dtype.is_integer():
+            out = s.cast(pl.Int64)
+        elif s.dtype.is_float():
+            f = s.cast(pl.Float64)
+            bad = present & (f.is_nan() | f.is_infinite() | (f != f.round(0))).fill_null(False)
+            if bad.any():
+                problems.append(f"column {name!r}: {_rows(bad)} are not whole numbers")
+            out = f.cast(pl.Int64, strict=False)
+        else:
+            out = text.cast(pl.Int64, strict=False)
+            bad = present & out.is_null()
+            if bad.any():
+                problems.append(f"column {name!r}: {_rows(bad)} are not integers")
+    elif col.type == "float":
+        out = s.cast(pl.Float64) if s.dtype.is_numeric() else text.cast(pl.Float64, strict=False)
+        bad_parse = present & out.is_null()
+        if bad_parse.any():
+            problems.append(f"column {name!r}: {_rows(bad_parse)} are not numbers")
+        bad_nan = (out.is_nan() | out.is_infinite()).fill_null(False)
+        if bad_nan.any():
+            problems.append(f"column {name!r}: {_rows(bad_nan)} are NaN or infinite")
+            out = pl.Series(name, [None if v is None or not math.isfinite(v) else v for v in out])
+    elif col.type == "bool":
+        low = text.str.to_lowercase()
+        out = (
+            pl.select(
+                pl.when(low.is_in(list(_TRUE)))
+                .then(True)
+                .when(low.is_in(list(_FALSE)))
+                .then(False)
+                .otherwise(None)
+            )
+            .to_series()
+            .alias(name)
+        )
+        bad = present & out.is_null()
+        if bad.any():
+            problems.append(f"column {name!r}: {_rows(bad)} are not true/false")
+    elif col.type == "category":
+        levels = col.levels or []
+        bad = present & ~text.is_in(levels)
+        if bad.any():
+            problems.append(f"column {name!r}: {_rows(bad)} are not one of the configured levels")
+        out = text
+    else:  # string
+        out = text
+        bad = present & (text.str.len_chars() > col.max_length)
+        if bad.any():
+            problems.append(
+                f"column {name!r}: {_rows(bad)} are longer than {col.max_length} characters"
+            )
+    out = out.alias(name)
+    if not col.nullable:
+        missing = ~present
+        if missing.any():
+            problems.append(f"column {name!r}: {_rows(missing)} are missing a value")
+    if col.type in ("int", "float"):
+        v = out.cast(pl.Float64)
+        if col.min is not None:
+            low_mask = (v < col.min).fill_null(False)
+            if low_mask.any():
+                problems.append(f"column {name!r}: {_rows(low_mask)} are below {col.min:g}")
+        if col.max is not None:
+            high_mask = (v > col.max).fill_null(False)
+            if high_mask.any():
+                problems.append(f"column {name!r}: {_rows(high_mask)} are above {col.max:g}")
+    return out
+
+
+def parse_ids(s: pl.Series, name: str, problems: list[str], *, unique: bool) -> pl.Series:
+    text = _as_text(s).alias(name)
+    missing = text.is_null()
+    if missing.any():
+        problems.append(f"column {name!r}: {_rows(missing)} have no id")
+    too_long = (text.str.len_chars() > MAX_ID_LENGTH).fill_null(False)
+    if too_long.any():
+        problems.append(f"column {name!r}: {_rows(too_long)} are longer than {MAX_ID_LENGTH}")
+    control = text.str.contains(r"[\x00-\x1f\x7f]").fill_null(False)
+    if control.any():
+        problems.append(f"column {name!r}: {_rows(control)} contain control characters")
+    if unique:
+        dup = text.is_duplicated() & text.is_not_null()
+        if dup.any():
+            problems.append(f"column {name!r}: {_rows(dup)} repeat a case id within the batch")
+    return text
+
+
+def _raise(problems: list[str], what: str) -> None:
+    if problems:
+        shown = problems[:20]
+        more = f"\n… and {len(problems) - 20} more problems" if len(problems) > 20 else ""
+        raise InputError(f"{what} rejected, nothing was written:\n- " + "\n- ".join(shown) + more)
+
+
+def check_columns(frame: pl.DataFrame, required: list[str], optional: list[str], what: str) -> None:
+    present = list(frame.columns)
+    missing = [c for c in required if c not in present]
+    unknown = [c for c in present if c not in required and c not in optional]
+    dupes = sorted({c for c in present if present.count(c) > 1})
+    problems = []
+    if missing:
+        problems.append(f"missing columns: {missing}")
+    if unknown:
+        problems.append(f"unknown columns: {unknown}")
+    if dupes:
+        problems.append(f"duplicate columns: {dupes}")
+    if frame.height == 0:
+        problems.append("no rows")
+    _raise(problems, what)
+
+
+def clean_cases(frame: pl.DataFrame, settings: Settings) -> CleanCases:
+    """Validate a batch of cases (optionally with a seed label) against the settings."""
+    uc = settings.use_case
+    required = [uc.id_column, *settings.columns]
+    if uc.subject_column:
+        required.append(uc.subject_column)
+    check_columns(frame, required, [settings.target.column], "cases")
+    if frame.height > settings.limits.max_rows_per_request * 100:
+        _raise([f"{frame.height} rows exceed the batch limit"], "cases")
+    problems: list[str] = []
+    ids = parse_ids(frame[uc.id_column], uc.id_column, problems, unique=True).alias("case_id")
+    subjects = (
+        parse_ids(frame[uc.subject_column], uc.subject_column, problems, unique=False)
+        if uc.subject_column
+        else ids
+    ).alias("subject_id")
+    typed = {
+        name: parse_column(frame[name], name, col, problems)
+        for name, col in settings.columns.items()
+    }
+    labels = pl.DataFrame({"case_id": ids})
+    if settings.target.column in frame.columns:
+        tname = settings.target.column
+        label = _as_text(frame[tname])
+        # "1.0" from a float column means class "1"
+        if frame[tname].dtype.is_float():
+            label = label.str.replace(r"\.0$", "")
+        bad = label.is_not_null() & ~label.is_in(settings.target.classes)
+        if bad.any():
+            problems.append(f"column {tname!r}: {_rows(bad)} are not one of the target classes")
+        labels = pl.DataFrame({"case_id": ids, "label": label}).filter(
+            pl.col("label").is_not_null()
+        )
+    else:
+        labels = pl.DataFrame(schema={"case_id": pl.String, "label": pl.String})
+    _raise(problems, "cases")
+    features = pl.DataFrame([ids, *(typed[n] for n in settings.feature_only_columns)])
+    personal = pl.DataFrame([ids, *(typed[n] for n in settings.personal_columns)])
+    return CleanCases(ids, subjects, features, personal, labels)
+
+
+def clean_predictions(frame: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+    """Validate predictions: case_id, score in [0, 1], label in classes, explanation."""
+    check_columns(frame, ["case_id", "score", "label"], ["explanation"], "predictions")
+    problems: list[str] = []
+    ids = parse_ids(frame["case_id"], "case_id", problems, unique=False)
+    score_col = Column(type="float", min=0.0, max=1.0)
+    score = parse_column(frame["score"], "score", score_col, problems)
+    label = _as_text(frame["label"])
+    if frame["label"].dtype.is_float():
+        label = label.str.replace(r"\.0$", "")
+    bad = ~label.is_in(settings.target.classes).fill_null(False)
+    if bad.any():
+        problems.append(f"column 'label': {_rows(bad)} are not one of the target classes")
+    if "explanation" in frame.columns:
+        explanation = _explanations(frame["explanation"], settings, problems)
+    else:
+        explanation = pl.Series("explanation", ["{}"] * frame.height, dtype=pl.String)
+    _raise(problems, "predictions")
+    return pl.DataFrame(
+        [ids.alias("case_id"), score.alias("score"), label.alias("label"), explanation]
+    )
+
+
+def _explanations(s: pl.Series, settings: Settings, problems: list[str]) -> pl.Series:
+    """Explanations as canonical JSON text {feature: contribution}; only known names."""
+    if isinstance(s.dtype, pl.Struct):
+        names = [f.name for f in s.dtype.fields]
+        unknown = [n for n in names if n not in settings.fields.features and n != "bias"]
+        if unknown:
+            problems.append(f"column 'explanation': unknown features {unknown}")
+        return s.struct.json_encode().alias("explanation")
+    if s.dtype != pl.String:
+        problems.append("column 'explanation': must be JSON text or a struct of contributions")
+        return pl.Series("explanation", ["{}"] * s.len())
+    decoded = s.fill_null("{}").str.json_decode(infer_schema_length=None) if s.len() else s
+    if isinstance(decoded.dtype, pl.Struct):
+        names = [f.name for f in decoded.dtype.fields]
+        unknown = [n for n in names if n not in settings.fields.features and n != "bias"]
+        if unknown:
+            problems.append(f"column 'explanation': unknown features {unknown}")
+        bad_types = [
+            f.name for f in decoded.dtype.fields if not f.dtype.is_numeric() and f.dtype != pl.Null
+        ]
+        if bad_types:
+            problems.append(f"column 'explanation': non-numeric contributions for {bad_types}")
+    elif decoded.len():
+        problems.append("column 'explanation': must be a JSON object per row")
+    return s.fill_null("{}").alias("explanation")

@@ -1,0 +1,72 @@
+"""A workspace: one folder holding one use case's store, keys, checkpoints and runs.
+
+Layout::
+
+    DIR/hilt.toml                  the use case (copied at init, with the pinned public key)
+    DIR/store.duckdb               the feedback store (one DuckDB file)
+    DIR/store.lock                 the cross-process lock of the embedded mode
+    DIR/service.json               present while `hilt store serve` owns the store
+    DIR/keys/audit-signing-key.pem the checkpoint signing key (0600; or HILT_AUDIT_SIGNING_KEY)
+    DIR/audit/checkpoints.jsonl    signed checkpoints, outside the database
+    DIR/runs/  DIR/snapshots/      executed notebooks and training snapshots (later issues)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hilt.pipelines.config import Settings, load_settings
+
+DEFAULT_WORKSPACE = "workspace"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def at(cls, path: str | Path | None) -> Workspace:
+        """The workspace at ``path``, else $HILT_WORKSPACE, else ./workspace."""
+        chosen = path or os.environ.get("HILT_WORKSPACE") or DEFAULT_WORKSPACE
+        return cls(Path(chosen).expanduser().resolve())
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "hilt.toml"
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "store.duckdb"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "store.lock"
+
+    @property
+    def service_file(self) -> Path:
+        return self.root / "service.json"
+
+    @property
+    def signing_key_path(self) -> Path:
+        env = os.environ.get("HILT_AUDIT_SIGNING_KEY")
+        return Path(env) if env else self.root / "keys" / "audit-signing-key.pem"
+
+    @property
+    def checkpoints_path(self) -> Path:
+        return self.root / "audit" / "checkpoints.jsonl"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.root / "snapshots"
+
+    def exists(self) -> bool:
+        return self.db_path.exists()
+
+    def settings(self) -> Settings:
+        return load_settings(self.config_path)

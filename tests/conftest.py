@@ -1,0 +1,171 @@
+"""Shared fixtures: a real workspace (real DuckDB file), and a real store service process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+
+from hilt.pipelines.config import Settings
+from hilt.pipelines.store import Store, open_store
+from hilt.pipelines.store.create import create_workspace
+from hilt.pipelines.store.embedded import EmbeddedStore
+from hilt.pipelines.store.records import User
+from hilt.pipelines.workspace import Workspace
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+CONFIG = DATA / "hilt.toml"
+CSV = DATA / "german_credit.csv"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def cases_frame() -> pl.DataFrame:
+    """The demo cases as text columns, exactly as `hilt ingest` reads a CSV."""
+    return pl.read_csv(CSV, infer_schema=False)
+
+
+def operator(ws: Workspace) -> EmbeddedStore:
+    return EmbeddedStore(ws, ws.settings(), User(name="os:test", roles=["admin"]))
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    ws = Workspace.at(tmp_path / "ws")
+    create_workspace(ws, CONFIG)
+    return ws
+
+
+@pytest.fixture
+def loaded_workspace(workspace: Workspace, cases_frame: pl.DataFrame) -> Workspace:
+    """A workspace with 200 cases and a prediction for each."""
+    op = operator(workspace)
+    op.ingest_cases(cases_frame.head(200))
+    op.add_predictions("test-model-1", predictions_for(cases_frame.head(200)))
+    return workspace
+
+
+def predictions_for(cases: pl.DataFrame, id_column: str = "application_id") -> pl.DataFrame:
+    """Deterministic stand-in predictions (the model arrives with the retraining issue)."""
+    n = cases.height
+    scores = [((i * 37) % 100) / 100 for i in range(n)]
+    return pl.DataFrame(
+        {
+            "case_id": cases[id_column],
+            "score": scores,
+            "label": ["1" if s >= 0.5 else "0" for s in scores],
+            "explanation": ['{"duration": -0.25, "credit_amount": 0.1}'] * n,
+        }
+    )
+
+
+@dataclass
+class RunningService:
+    url: str
+    process: subprocess.Popen[bytes]
+    workspace: Workspace
+    tokens: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_service(ws: Workspace, port: int | None = None) -> RunningService:
+    port = port or free_port()
+    env = dict(os.environ)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hilt.pipelines.cli",
+            "store",
+            "serve",
+            "--workspace",
+            str(ws.root),
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"store service exited early: {err}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return RunningService(url=url, process=proc, workspace=ws, port=port)
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("store service did not come up in 30 s")
+
+
+def issue_tokens(ws: Workspace, settings: Settings) -> dict[str, str]:
+    op = operator(ws)
+    tokens = {}
+    for name, roles in settings.access.users.items():
+        tokens[name] = op.add_user(name, roles[0]).token
+    return tokens
+
+
+@pytest.fixture
+def service(loaded_workspace: Workspace) -> Iterator[RunningService]:
+    tokens = issue_tokens(loaded_workspace, loaded_workspace.settings())
+    svc = start_service(loaded_workspace)
+    svc.tokens = tokens
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+StoreFactory = Callable[[str], Store]
+
+
+@pytest.fixture(params=["embedded", "service"])
+def store_as(request: pytest.FixtureRequest, loaded_workspace: Workspace) -> Iterator[StoreFactory]:
+    """The same store in either mode: ``store_as("alice")`` acts as alice."""
+    if request.param == "embedded":
+        yield lambda name: open_store(loaded_workspace, user=name)
+        return
+    tokens = issue_tokens(loaded_workspace, loaded_workspace.settings())
+    svc = start_service(loaded_workspace)
+    opened: list[Store] = []
+
+    def factory(name: str) -> Store:
+        s = open_store(svc.url, token=tokens[name])
+        opened.append(s)
+        return s
+
+    try:
+        yield factory
+    finally:
+        for s in opened:
+            s.close()
+        svc.stop()

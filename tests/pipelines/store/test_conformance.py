@@ -1,0 +1,222 @@
+"""One conformance suite, run against both modes of the store: embedded and service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import polars as pl
+import pytest
+
+from hilt.pipelines.errors import (
+    ConflictError,
+    InputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from hilt.pipelines.store import DecisionRequest, Store
+from tests.conftest import predictions_for
+
+StoreFactory = Callable[[str], Store]
+
+
+def state(store: Store) -> tuple[dict[str, int], str]:
+    """Row counts of every table and the audit head: what 'nothing was written' means."""
+    return store.counts(), store.audit_head().hash
+
+
+def test_whoami_reports_roles_from_the_store(store_as: StoreFactory) -> None:
+    assert store_as("lena").whoami().roles == ["lead", "reviewer"]
+    assert store_as("alice").whoami().name == "alice"
+
+
+def test_accept_records_the_models_label_with_its_audit_event(store_as: StoreFactory) -> None:
+    alice = store_as("alice")
+    case = alice.get_case("APP-000001")
+    predicted = case.predictions[-1]
+    d = alice.record_decision(
+        DecisionRequest(case_id="APP-000001", action="accept", time_on_item_ms=4200)
+    )
+    assert (d.final_label, d.predicted_label, d.reviewer) == (predicted.label,) * 2 + ("alice",)
+    assert d.prediction_id == predicted.prediction_id
+    assert d.model_version == "test-model-1"
+    event = store_as("otto").audit_events(after_seq=d.seq - 1, limit=1)[0]
+    assert event.seq == d.seq and event.action == "decision.record"
+    assert event.actor == "alice" and event.role == "reviewer"
+    assert event.payload["decision_id"] == d.decision_id
+    assert event.payload["time_on_item_ms"] == 4200
+    assert store_as("otto").verify().ok
+
+
+def test_override_needs_a_configured_reason_and_another_class(store_as: StoreFactory) -> None:
+    alice = store_as("alice")
+    admin = store_as("dana")
+    case = alice.get_case("APP-000002")
+    other = "0" if case.predictions[-1].label == "1" else "1"
+    before = state(admin)
+    bad_requests = [
+        DecisionRequest(case_id="APP-000002", action="override", final_label=other),
+        DecisionRequest(
+            case_id="APP-000002", action="override", final_label=other, reason_code="whim"
+        ),
+        DecisionRequest(
+            case_id="APP-000002",
+            action="override",
+            final_label=case.predictions[-1].label,
+            reason_code="data-error",
+        ),
+        DecisionRequest(
+            case_id="APP-000002", action="override", final_label="7", reason_code="data-error"
+        ),
+        DecisionRequest(case_id="APP-000002", action="accept", reason_code="data-error"),
+        DecisionRequest(
+            case_id="APP-000002",
+            action="override",
+            final_label=other,
+            reason_code="data-error",
+            comment="x" * 2001,
+        ),
+    ]
+    for request in bad_requests:
+        with pytest.raises(InputError):
+            alice.record_decision(request)
+    assert state(admin) == before
+    d = alice.record_decision(
+        DecisionRequest(
+            case_id="APP-000002",
+            action="override",
+            final_label=other,
+            reason_code="income-verified",
+            comment="Payslips checked.",
+        )
+    )
+    assert (d.action, d.final_label, d.reason_code) == ("override", other, "income-verified")
+    event = store_as("otto").audit_events(after_seq=d.seq - 1, limit=1)[0]
+    assert "Payslips" not in event.model_dump_json()  # free text stays out of the log
+    assert event.payload["comment_sha256"]
+
+
+def test_decision_on_unknown_case_writes_nothing(store_as: StoreFactory) -> None:
+    admin = store_as("dana")
+    before = state(admin)
+    with pytest.raises(NotFoundError):
+        store_as("alice").record_decision(DecisionRequest(case_id="APP-999999", action="accept"))
+    assert state(admin) == before
+
+
+def test_a_retried_request_is_recorded_once(store_as: StoreFactory) -> None:
+    alice = store_as("alice")
+    req = DecisionRequest(case_id="APP-000003", action="accept", request_id="req-3")
+    first = alice.record_decision(req)
+    again = alice.record_decision(req)
+    assert again.decision_id == first.decision_id
+    assert [d.decision_id for d in store_as("dana").decisions()].count(first.decision_id) == 1
+    with pytest.raises(ConflictError):
+        alice.record_decision(
+            DecisionRequest(case_id="APP-000004", action="accept", request_id="req-3")
+        )
+
+
+def test_roles_are_enforced_by_the_store(store_as: StoreFactory) -> None:
+    alice, otto, dana = store_as("alice"), store_as("otto"), store_as("dana")
+    before = state(dana)
+    with pytest.raises(PermissionDeniedError):
+        alice.add_user("mallory", "admin")
+    with pytest.raises(PermissionDeniedError):
+        alice.ingest_cases(pl.DataFrame({"x": [1]}))
+    with pytest.raises(PermissionDeniedError):
+        alice.audit_events()
+    with pytest.raises(PermissionDeniedError):
+        otto.record_decision(DecisionRequest(case_id="APP-000005", action="accept"))
+    with pytest.raises(PermissionDeniedError):
+        otto.add_predictions("m", pl.DataFrame({"case_id": ["APP-000005"]}))
+    with pytest.raises(PermissionDeniedError):
+        otto.checkpoint()
+    assert state(dana) == before
+    assert otto.verify().ok  # the auditor reads everything
+
+
+def test_personal_data_is_shown_only_to_roles_that_need_it(store_as: StoreFactory) -> None:
+    assert store_as("alice").get_case("APP-000001").personal == {}
+    assert set(store_as("dana").get_case("APP-000001").personal) == {"sex", "age"}
+    features = store_as("alice").get_case("APP-000001").features
+    assert "sex" not in features and "age" not in features
+
+
+def test_bad_cases_are_rejected_naming_the_problem_and_nothing_is_written(
+    store_as: StoreFactory, cases_frame: pl.DataFrame
+) -> None:
+    dana = store_as("dana")
+    fresh = cases_frame.slice(500, 5)
+    before = state(dana)
+    bad = {
+        "missing column": (fresh.drop("duration"), "missing columns: ['duration']"),
+        "unknown column": (fresh.with_columns(pl.lit("x").alias("shoe_size")), "shoe_size"),
+        "wrong type": (fresh.with_columns(pl.lit("soon").alias("duration")), "not integers"),
+        "unknown level": (fresh.with_columns(pl.lit("castle").alias("housing")), "levels"),
+        "NaN": (fresh.with_columns(pl.lit("NaN").alias("credit_amount")), "NaN"),
+        "missing id": (
+            fresh.with_columns(pl.lit(None, dtype=pl.String).alias("application_id")),
+            "no id",
+        ),
+        "duplicate id": (
+            fresh.with_columns(pl.lit("APP-X").alias("application_id")),
+            "repeat a case id",
+        ),
+        "oversized id": (
+            fresh.with_columns(pl.lit("A" * 500).alias("application_id")),
+            "longer than 128",
+        ),
+        "existing id": (cases_frame.slice(0, 5), "already exist"),
+        "bad label": (fresh.with_columns(pl.lit("maybe").alias("risk")), "target classes"),
+        "below min": (fresh.with_columns(pl.lit("3").alias("age")), "below 18"),
+    }
+    for name, (frame, expected) in bad.items():
+        with pytest.raises(InputError) as err:
+            dana.ingest_cases(frame)
+        assert expected in str(err.value), name
+        assert "nothing was written" in str(err.value)
+    assert state(dana) == before
+    result = dana.ingest_cases(fresh)
+    assert result.rows == 5
+    assert dana.counts()["cases"] == before[0]["cases"] + 5
+
+
+def test_bad_predictions_are_rejected(store_as: StoreFactory, cases_frame: pl.DataFrame) -> None:
+    dana = store_as("dana")
+    good = predictions_for(cases_frame.slice(0, 3))
+    before = state(dana)
+    cases = [
+        good.with_columns(pl.lit("APP-999999").alias("case_id")),
+        good.with_columns(pl.lit(1.5).alias("score")),
+        good.with_columns(pl.lit(float("nan")).alias("score")),
+        good.with_columns(pl.lit("maybe").alias("label")),
+        good.with_columns(pl.lit('{"shoe_size": 1}').alias("explanation")),
+        good.drop("score"),
+    ]
+    for frame in cases:
+        with pytest.raises(InputError):
+            dana.add_predictions("m2", frame)
+    with pytest.raises(InputError):
+        dana.add_predictions("", good)
+    assert state(dana) == before
+    assert dana.add_predictions("m2", good).rows == 3
+
+
+def test_final_decisions_feed_pages_by_seq(store_as: StoreFactory) -> None:
+    alice = store_as("alice")
+    made = [
+        alice.record_decision(DecisionRequest(case_id=f"APP-{i:06d}", action="accept"))
+        for i in range(10, 15)
+    ]
+    feed = store_as("dana").decisions(after_seq=made[1].seq, limit=2)
+    assert [d.decision_id for d in feed] == [m.decision_id for m in made[2:4]]
+
+
+def test_checkpoint_then_verify(store_as: StoreFactory) -> None:
+    dana = store_as("dana")
+    store_as("alice").record_decision(DecisionRequest(case_id="APP-000020", action="accept"))
+    cp = dana.checkpoint()
+    report = dana.verify()
+    assert report.ok and report.checkpoints == 1
+    assert report.events == cp.seq
+    assert report.summary() == f"OK {cp.seq} events"
