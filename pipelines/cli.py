@@ -27,6 +27,7 @@ from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
     from hilt.pipelines.store.embedded import EmbeddedStore
+    from hilt.pipelines.store.records import VerifyReport
 
 T = TypeVar("T")
 
@@ -174,30 +175,52 @@ def audit_verify(
         str | None,
         typer.Option(help="Verify checkpoints with this key instead of the one in hilt.toml."),
     ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Verify a store that a service owns: fetch its log from this URL."),
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(help="API token for --url (default: $HILT_TOKEN).")
+    ] = None,
+    checkpoints: Annotated[
+        Path | None,
+        typer.Option(help="Checkpoint file (default: the workspace's audit/checkpoints.jsonl)."),
+    ] = None,
 ) -> None:
-    """Check the hash chain, every signed checkpoint, and the records against their events."""
-    from hilt.pipelines.store import locking
-    from hilt.pipelines.store.core import verify_store
-    from hilt.pipelines.store.embedded import connect
+    """Check the hash chain, every signed checkpoint, and the records against their events.
 
+    On the workspace's file by default. With --url the log and the decisions are fetched
+    through the API and checked here, against your own pinned key and checkpoint file.
+    """
     ws = Workspace.at(workspace)
 
-    def run() -> str:
+    def run() -> VerifyReport:
+        from hilt.pipelines.store import locking, open_store
+        from hilt.pipelines.store.core import verify_store
+        from hilt.pipelines.store.embedded import connect
+        from hilt.pipelines.store.remote_verify import verify_remote
+
+        if url is not None:
+            key = public_key or (ws.settings().audit.public_key if ws.exists() else None)
+            store = open_store(url, token=token)
+            try:
+                return verify_remote(store, key, checkpoints or ws.checkpoints_path)
+            finally:
+                store.close()
         if not ws.exists():
             raise InputError(f"{ws.root} is not a hilt workspace")
         settings = ws.settings()
         with locking.exclusive(ws.lock_path, ws.service_file):
             con = connect(ws)
             try:
-                report = verify_store(con, settings, ws, public_key)
+                return verify_store(con, settings, ws, public_key)
             finally:
                 con.close()
-        if not report.ok:
-            typer.echo(report.summary())
-            raise typer.Exit(1)
-        return report.summary()
 
-    typer.echo(_guard(run))
+    report = _guard(run)
+    typer.echo(report.summary())
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @audit_app.command("checkpoint")
@@ -234,7 +257,7 @@ def demo(
         user = settings.access.local_user or "admin"
         grant = store.add_user(user, "admin")
         typer.echo("")
-        typer.echo(f"store service:  http://127.0.0.1:{port}   (API docs: /docs)")
+        typer.echo(f"store service:  http://127.0.0.1:{port}   (OpenAPI: /openapi.json)")
         typer.echo(f"demo token for {user} ({', '.join(grant.roles)}): {grant.token}")
         typer.echo(
             f"try: curl -H 'Authorization: Bearer {grant.token}' http://127.0.0.1:{port}/v1/counts"

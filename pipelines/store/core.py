@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -685,27 +686,39 @@ def verify_store(
     workspace: Workspace,
     public_key: str | None = None,
 ) -> VerifyReport:
-    """Verify without an actor (the CLI's auditor path reads the file directly)."""
+    """Verify the store's own file without an actor (what `hilt audit verify` runs)."""
+    return verify_records(
+        con, public_key or settings.audit.public_key, workspace.checkpoints_path, batches=True
+    )
+
+
+def verify_records(
+    con: duckdb.DuckDBPyConnection,
+    public_key: str | None,
+    checkpoints_path: Path,
+    *,
+    batches: bool,
+) -> VerifyReport:
+    """Check the chain in ``con``'s audit_log, the signed checkpoints, and the records.
+
+    ``con`` holds an ``audit_log`` and a ``decisions`` table: the store's own file, or an
+    in-memory copy fetched from the service (then ``batches=False``: case and prediction
+    rows are not fetched, so their batch counts are not reconciled).
+    """
     events, head_hash, first = verify_chain_rows(con)
-    checkpoints, cp_break = read_checkpoints(workspace.checkpoints_path)
+    checkpoints, cp_break = read_checkpoints(checkpoints_path)
     breaks = [b for b in (first, cp_break) if b is not None]
-    key_text = public_key or settings.audit.public_key
-    if key_text is None and checkpoints:
-        pinned = None
-    else:
-        pinned = parse_public_key(key_text) if key_text else None
-    head_seq_row = sql.one(con, "SELECT coalesce(max(seq), 0) FROM audit_log")
-    head_seq = int(head_seq_row[0]) if head_seq_row else 0
+    pinned = parse_public_key(public_key) if public_key else None
+    head_seq = int(sql.scalar(con, "SELECT coalesce(max(seq), 0) FROM audit_log"))
     cp = check_checkpoints(
         checkpoints, pinned, head_seq, hash_at(con, [c.seq for c in checkpoints])
     )
     if cp is not None:
         breaks.append(cp)
-    rec = reconcile.first_mismatch(con)
+    rec = reconcile.first_mismatch(con, batches=batches)
     if rec is not None:
         breaks.append(rec)
-    breaks.sort(key=lambda b: b.seq)
-    worst = breaks[0] if breaks else None
+    worst = min(breaks, key=lambda b: b.seq) if breaks else None
     return VerifyReport(
         ok=worst is None,
         events=events,

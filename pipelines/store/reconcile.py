@@ -66,11 +66,10 @@ SELECT min(seq) FROM (
 """
 
 
-def first_mismatch(con: duckdb.DuckDBPyConnection) -> Break | None:
-    row = sql.one(con, _DECISIONS_SQL)
-    decision_seq = row[0] if row else None
-    row = sql.one(con, _BATCHES_SQL)
-    batch_seq = row[0] if row else None
+def first_mismatch(con: duckdb.DuckDBPyConnection, *, batches: bool = True) -> Break | None:
+    """The earliest record that disagrees with its audit event, as a Break, or None."""
+    decision_seq = sql.scalar(con, _DECISIONS_SQL)
+    batch_seq = sql.scalar(con, _BATCHES_SQL) if batches else None
     found: list[Break] = []
     if decision_seq is not None:
         found.append(

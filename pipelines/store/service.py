@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -122,6 +123,10 @@ def create_app(service: StoreService) -> FastAPI:
         title="hilt store",
         version="1",
         description="Cases, predictions, human decisions and a hash-chained audit log.",
+        # The interactive docs pages load their scripts from a CDN; nothing may be fetched
+        # at run time, so only the OpenAPI document itself is served.
+        docs_url=None,
+        redoc_url=None,
     )
 
     @app.exception_handler(HiltError)
@@ -223,6 +228,15 @@ def create_app(service: StoreService) -> FastAPI:
     return app
 
 
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise InputError(f"cannot listen on {host}:{port}: the port is in use") from None
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -233,6 +247,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8765) -> No
 
     settings = workspace.settings()
     url = f"http://{host}:{port}"
+    _check_port_free(host, port)
     with locking.exclusive(workspace.lock_path, workspace.service_file, timeout_s=0):
         con = connect(workspace)
         try:

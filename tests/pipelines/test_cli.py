@@ -1,0 +1,161 @@
+"""The `hilt` command, run as scripts run it: exact forms, exit codes, no stack traces."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+
+from tests.conftest import CONFIG, CSV, free_port
+
+HILT = str(Path(sys.executable).parent / "hilt")
+
+
+def hilt(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "HILT_WORKSPACE"}
+    return subprocess.run(
+        [HILT, *map(str, args)], capture_output=True, text=True, timeout=120, cwd=cwd, env=env
+    )
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.startswith("error: ")
+    for needle in needles:
+        assert needle in result.stderr
+
+
+def test_the_documented_forms_work_end_to_end(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    r = hilt("init", "--workspace", ws, "--config", CONFIG)
+    assert r.returncode == 0, r.stderr
+    assert "ed25519:" in r.stdout
+    r = hilt("ingest", CSV, "--workspace", ws)
+    assert r.returncode == 0, r.stderr
+    assert "ingested 1000 cases" in r.stdout
+    r = hilt("users", "add", "carol", "--role", "reviewer", "--workspace", ws)
+    assert r.returncode == 0, r.stderr
+    token = re.search(r"hilt_[A-Za-z0-9_-]+", r.stdout)
+    assert token is not None
+    r = hilt("users", "add", "otto", "--role", "auditor", "--workspace", ws)
+    auditor = re.search(r"hilt_[A-Za-z0-9_-]+", r.stdout)
+    assert auditor is not None
+    r = hilt("audit", "checkpoint", "--workspace", ws)
+    assert r.returncode == 0, r.stderr
+    r = hilt("audit", "verify", "--workspace", ws)
+    assert (r.returncode, r.stdout.strip()) == (0, "OK 4 events")
+    # The token works against the service, which `hilt store serve` starts.
+    port = free_port()
+    proc = subprocess.Popen(
+        [HILT, "store", "serve", "--workspace", str(ws), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                httpx.get(url + "/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        me = httpx.get(url + "/v1/me", headers={"Authorization": f"Bearer {token.group(0)}"})
+        assert me.json() == {"name": "carol", "roles": ["reviewer"]}
+        # An auditor verifies the served store from its records, with their own pinned key.
+        r = hilt("audit", "verify", "--workspace", ws, "--url", url, "--token", auditor.group(0))
+        assert (r.returncode, r.stdout.strip()) == (0, "OK 4 events"), r.stderr
+        r = hilt("audit", "verify", "--workspace", ws, "--url", url, "--token", token.group(0))
+        assert_user_error(r, "may not audit read")
+        # While the service owns the store, embedded commands say so at once.
+        r = hilt("users", "add", "dave", "--role", "reviewer", "--workspace", ws)
+        assert_user_error(r, "store service", url)
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    assert not (ws / "service.json").exists()
+
+
+def test_parquet_ingest(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    assert hilt("init", "--workspace", ws, "--config", CONFIG).returncode == 0
+    pq = tmp_path / "cases.parquet"
+    pl.read_csv(CSV).head(50).write_parquet(pq)
+    r = hilt("ingest", pq, "--workspace", ws)
+    assert r.returncode == 0, r.stderr
+    assert "ingested 50 cases" in r.stdout
+
+
+def test_workspace_defaults_to_env_then_dot_workspace(tmp_path: Path) -> None:
+    env = dict(os.environ, HILT_WORKSPACE=str(tmp_path / "from-env"))
+    r = subprocess.run(
+        [HILT, "init", "--config", str(CONFIG)], capture_output=True, text=True, env=env
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "from-env" / "store.duckdb").exists()
+    r = hilt("init", "--config", CONFIG, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "workspace" / "store.duckdb").exists()
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    assert hilt("init", "--workspace", ws, "--config", CONFIG).returncode == 0
+    assert hilt("ingest", CSV, "--workspace", ws).returncode == 0
+    return ws
+
+
+def test_user_errors_exit_2_with_one_line_and_write_nothing(ws: Path, tmp_path: Path) -> None:
+    store = ws / "store.duckdb"
+    before = hilt("audit", "verify", "--workspace", ws).stdout
+    bad_csv = tmp_path / "bad.csv"
+    pl.read_csv(CSV).head(3).with_columns(pl.lit("soon").alias("duration")).write_csv(bad_csv)
+    txt = tmp_path / "cases.txt"
+    txt.write_text("x")
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text(CONFIG.read_text().replace('type = "int", min = 18', 'type = "integer"'))
+    cases = [
+        (hilt("ingest", CSV, "--workspace", ws), ["already exist"]),
+        (hilt("ingest", bad_csv, "--workspace", ws), ["'duration'", "not integers"]),
+        (hilt("ingest", tmp_path / "missing.csv", "--workspace", ws), ["no such file"]),
+        (hilt("ingest", txt, "--workspace", ws), [".csv or .parquet"]),
+        (hilt("users", "add", "eve", "--role", "wizard", "--workspace", ws), ["unknown role"]),
+        (hilt("users", "add", "bad name!", "--role", "reviewer", "--workspace", ws), ["match"]),
+        (hilt("init", "--workspace", ws, "--config", CONFIG), ["already a hilt workspace"]),
+        (hilt("init", "--workspace", tmp_path / "w2", "--config", bad_toml), ["columns.age.type"]),
+        (hilt("audit", "verify", "--workspace", tmp_path / "nowhere"), ["not a hilt workspace"]),
+    ]
+    for result, needles in cases:
+        assert_user_error(result, *needles)
+    assert not (tmp_path / "w2").exists()
+    assert hilt("audit", "verify", "--workspace", ws).stdout == before
+    assert store.exists()
+
+
+def test_demo_sets_up_once_and_prints_a_working_token(tmp_path: Path) -> None:
+    ws = tmp_path / "demo"
+    args: list[str | Path] = [
+        "demo",
+        "--workspace",
+        ws,
+        "--config",
+        CONFIG,
+        "--data",
+        CSV,
+        "--no-serve",
+    ]
+    first = hilt(*args)
+    assert first.returncode == 0, first.stderr
+    assert "loaded 1000 demo cases" in first.stdout
+    second = hilt(*args)
+    assert second.returncode == 0, second.stderr
+    assert "loaded" not in second.stdout  # idempotent: cases are loaded once
+    assert re.search(r"demo token for \w+ \(.*admin.*\): hilt_", second.stdout)
