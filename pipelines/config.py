@@ -20,8 +20,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from hilt.pipelines.errors import ConfigError
 
-Role = Literal["reviewer", "lead", "data-scientist", "auditor", "dpo", "admin", "system"]
-ROLES: tuple[str, ...] = ("reviewer", "lead", "data-scientist", "auditor", "dpo", "admin", "system")
+Role = Literal["reviewer", "lead", "data-scientist", "auditor", "dpo", "admin", "system", "gateway"]
+#: system: a production system pushing cases and predictions and reading decisions.
+#: gateway: the dashboard server; it may only act on behalf of a named user (whose own
+#: roles then apply) and has no permissions of its own.
+ROLES: tuple[str, ...] = (
+    "reviewer",
+    "lead",
+    "data-scientist",
+    "auditor",
+    "dpo",
+    "admin",
+    "system",
+    "gateway",
+)
 ColumnType = Literal["int", "float", "category", "bool", "string"]
 
 #: Column names become SQL identifiers; keep them plain.

@@ -22,15 +22,20 @@ from hilt.pipelines.store.records import (
     CheckpointRecord,
     Decision,
     DecisionRequest,
+    FeatureRange,
     IngestResult,
+    LeasedCase,
+    QueueStatus,
     TokenGrant,
     User,
     VerifyReport,
 )
 
 M = TypeVar("M", bound=BaseModel)
+ON_BEHALF_HEADER = "X-Hilt-On-Behalf-Of"
 _DECISIONS = TypeAdapter(list[Decision])
 _EVENTS = TypeAdapter(list[AuditEvent])
+_PROFILE = TypeAdapter(dict[str, FeatureRange])
 
 
 def _json_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
@@ -46,13 +51,19 @@ def _json_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
 class StoreClient:
     """A Store backed by the store service at ``url``, acting as the owner of ``token``."""
 
-    def __init__(self, url: str, token: str, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        timeout_s: float = 60.0,
+        on_behalf_of: str | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.Client(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=timeout_s,
-        )
+        headers = {"Authorization": f"Bearer {token}"}
+        if on_behalf_of is not None:
+            # Only a gateway token (the dashboard server) may act for a named user.
+            headers[ON_BEHALF_HEADER] = on_behalf_of
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -89,11 +100,30 @@ class StoreClient:
             Decision, "POST", "/v1/decisions", json=request.model_dump(exclude_none=True)
         )
 
-    def decisions(self, after_seq: int = 0, limit: int = 1000) -> list[Decision]:
-        data = self._request(
-            "GET", "/v1/decisions", params={"after_seq": after_seq, "limit": limit}
-        )
-        return _DECISIONS.validate_python(data)
+    def decisions(
+        self, after_seq: int = 0, limit: int = 1000, final_only: bool = False
+    ) -> list[Decision]:
+        params = {"after_seq": after_seq, "limit": limit, "final_only": final_only}
+        return _DECISIONS.validate_python(self._request("GET", "/v1/decisions", params=params))
+
+    def next_case(self, strategy: str | None = None) -> LeasedCase | None:
+        params = {"strategy": strategy} if strategy else {}
+        data = self._request("POST", "/v1/queue/next", params=params)
+        return None if data is None else LeasedCase.model_validate(data)
+
+    def queue_status(self) -> QueueStatus:
+        return self._model(QueueStatus, "GET", "/v1/queue/status")
+
+    def contest(self, case_id: str) -> int:
+        return int(self._request("POST", f"/v1/cases/{quote(case_id, safe='')}/contest"))
+
+    def feature_profile(self) -> dict[str, FeatureRange]:
+        return _PROFILE.validate_python(self._request("GET", "/v1/feature-profile"))
+
+    def case_frame(self, case_ids: list[str] | None = None) -> pl.DataFrame:
+        body = {"case_ids": case_ids}
+        data = self._request("POST", "/v1/case-frame", json=body)
+        return pl.DataFrame(data["rows"], schema=data["columns"], orient="row")
 
     def get_case(self, case_id: str) -> CaseRecord:
         return self._model(CaseRecord, "GET", f"/v1/cases/{quote(case_id, safe='')}")

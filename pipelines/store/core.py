@@ -11,13 +11,12 @@ no triggers, so the store does it itself).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +33,18 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
     StoreError,
 )
-from hilt.pipelines.store import reconcile, sql
+from hilt.pipelines.store import batch_digest, reconcile, review_queue, sql
 from hilt.pipelines.store.audit_chain import (
     GENESIS_HASH,
     AuditEntry,
+    Break,
     chain_hash,
     hash_at,
     utc_timestamp,
     verify_chain_rows,
 )
 from hilt.pipelines.store.checkpoints import (
+    Checkpoint,
     append_checkpoint,
     check_checkpoints,
     load_signing_key,
@@ -59,8 +60,11 @@ from hilt.pipelines.store.records import (
     CheckpointRecord,
     Decision,
     DecisionRequest,
+    FeatureRange,
     IngestResult,
+    LeasedCase,
     Prediction,
+    QueueStatus,
     TokenGrant,
     User,
     VerifyReport,
@@ -71,7 +75,7 @@ from hilt.pipelines.workspace import Workspace
 
 Clock = Callable[[], datetime]
 
-ALL_ROLES = frozenset(ROLES)
+ALL_ROLES = frozenset(ROLES) - {"gateway"}
 #: operation → roles allowed to perform it. The auditor may read everything, write nothing.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "ingest_cases": frozenset({"admin", "system", "data-scientist"}),
@@ -83,11 +87,15 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "checkpoint": frozenset({"admin", "system", "lead"}),
     "add_user": frozenset({"admin"}),
     "counts": ALL_ROLES,
+    "next_case": frozenset({"reviewer", "lead"}),
+    "queue_status": ALL_ROLES,
+    "contest": frozenset({"dpo", "admin"}),
+    "feature_profile": ALL_ROLES,
+    "case_frame": frozenset({"data-scientist", "admin", "system"}),
 }
 #: Roles that see every personal-data column of a case; others see only display_personal.
 PERSONAL_READERS = frozenset({"admin", "dpo", "data-scientist", "system"})
 
-DIGEST_METHOD = "sha256 of the batch as CSV (polars write_csv, header, store column order)"
 TOKEN_PREFIX = "hilt_"
 
 
@@ -97,12 +105,6 @@ def system_clock() -> datetime:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def batch_digest(frame: pl.DataFrame) -> str:
-    buf = io.BytesIO()
-    frame.write_csv(buf)
-    return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
 def _text_ok(value: str | None, name: str, limit: int, *, multiline: bool = False) -> None:
@@ -174,11 +176,14 @@ class StoreCore:
         object_id: str,
         payload: dict[str, Any],
         now: datetime,
+        expect_seq: int | None = None,
     ) -> int:
         """Chain one event onto the log. Call inside the change's transaction."""
         head = sql.one(self.con, "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         seq = int(head[0]) + 1 if head else 1
         prev = str(head[1]) if head else GENESIS_HASH
+        if expect_seq is not None and seq != expect_seq:
+            raise StoreError("the audit log moved during a write; nothing was written")
         entry = AuditEntry(
             seq=seq,
             ts=_iso(now),
@@ -193,6 +198,10 @@ class StoreCore:
             "INSERT INTO audit_log VALUES (?, ?, ?, ?)", [seq, entry, prev, chain_hash(prev, entry)]
         )
         return seq
+
+    def _next_seq(self) -> int:
+        """The seq the next audit event will get (inside the writing transaction)."""
+        return int(sql.scalar(self.con, "SELECT coalesce(max(seq), 0) + 1 FROM audit_log"))
 
     # ------------------------------------------------------------------ set-up
     def create_schema(self, config_sha256: str, public_key: str) -> None:
@@ -287,11 +296,6 @@ class StoreCore:
         now = self.clock()
         batch = pl.DataFrame([clean.case_ids, clean.subject_ids])
         feats, pers, labels = clean.features, clean.personal, clean.labels
-        digest = batch_digest(
-            pl.concat([batch, feats.drop("case_id"), pers.drop("case_id")], how="horizontal").join(
-                labels, on="case_id", how="left"
-            )
-        )
         with self._transaction():
             self.con.register("hilt_batch", batch)
             try:
@@ -308,20 +312,7 @@ class StoreCore:
                         f"cases rejected, nothing was written:\n- {clash[0]} rows have case ids "
                         f"that already exist (rows {', '.join(map(str, rows[0] if rows else []))})"
                     )
-                seq = self._append_audit(
-                    role,
-                    "cases.ingest",
-                    "batch",
-                    f"cases:{now.strftime('%Y%m%dT%H%M%S%fZ')}",
-                    {
-                        "rows": batch.height,
-                        "labelled": labels.height,
-                        "digest": digest,
-                        "digest_method": DIGEST_METHOD,
-                        "columns": list(self.settings.columns),
-                    },
-                    now,
-                )
+                seq = self._next_seq()
                 self.con.execute(
                     "INSERT INTO identity SELECT 'subj_' || replace(uuid()::VARCHAR, '-', ''),"
                     " subject_id, ? FROM (SELECT DISTINCT subject_id FROM hilt_batch) b"
@@ -345,6 +336,22 @@ class StoreCore:
                 self.con.execute(
                     "INSERT INTO seed_labels SELECT case_id, label, ? FROM hilt_labels", [seq]
                 )
+                digest = batch_digest.digest(self.con, batch_digest.cases_sql(self.settings), seq)
+                self._append_audit(
+                    role,
+                    "cases.ingest",
+                    "batch",
+                    f"cases:{now.strftime('%Y%m%dT%H%M%S%fZ')}",
+                    {
+                        "rows": batch.height,
+                        "labelled": labels.height,
+                        "digest": digest,
+                        "digest_method": batch_digest.METHOD,
+                        "columns": list(self.settings.columns),
+                    },
+                    now,
+                    expect_seq=seq,
+                )
             finally:
                 for name in ("hilt_batch", "hilt_features", "hilt_personal", "hilt_labels"):
                     self.con.unregister(name)
@@ -356,7 +363,6 @@ class StoreCore:
             raise InputError("model_version is required")
         _text_ok(model_version, "model_version", 128)
         clean = clean_predictions(frame, self.settings)
-        digest = batch_digest(clean)
         now = self.clock()
         with self._transaction():
             self.con.register("hilt_predictions", clean)
@@ -376,7 +382,14 @@ class StoreCore:
                     self.con, "SELECT coalesce(max(prediction_id), 0) FROM predictions"
                 )
                 base = int(base_row[0]) if base_row else 0
-                seq = self._append_audit(
+                seq = self._next_seq()
+                self.con.execute(
+                    "INSERT INTO predictions SELECT ? + row_number() OVER (), case_id, ?, score,"
+                    " label, explanation, ?, ? FROM hilt_predictions",
+                    [base, model_version, seq, now],
+                )
+                digest = batch_digest.digest(self.con, batch_digest.PREDICTIONS_SQL, seq)
+                self._append_audit(
                     role,
                     "predictions.ingest",
                     "model",
@@ -384,33 +397,33 @@ class StoreCore:
                     {
                         "rows": clean.height,
                         "digest": digest,
-                        "digest_method": DIGEST_METHOD,
+                        "digest_method": batch_digest.METHOD,
                         "first_prediction_id": base + 1,
                         "last_prediction_id": base + clean.height,
                     },
                     now,
-                )
-                self.con.execute(
-                    "INSERT INTO predictions SELECT ? + row_number() OVER (), case_id, ?, score,"
-                    " label, explanation, ?, ? FROM hilt_predictions",
-                    [base, model_version, seq, now],
+                    expect_seq=seq,
                 )
             finally:
                 self.con.unregister("hilt_predictions")
         return IngestResult(kind="predictions", rows=clean.height, seq=seq, digest=digest)
 
     # ------------------------------------------------------------------ decisions
-    def record_decision(self, request: DecisionRequest) -> Decision:
-        role = self._role_for("record_decision")
+    def _check_decision_fields(self, request: DecisionRequest) -> None:
+        """Validate what can be validated without reading the store."""
         review = self.settings.review
-        target = self.settings.target
+        classes = self.settings.target.classes
         _text_ok(request.comment, "comment", review.max_comment_length, multiline=True)
         _text_ok(request.request_id, "request_id", 128)
-        if request.action == "override":
+        action = request.action
+        if action in ("override", "blind"):
             if request.final_label is None:
-                raise InputError("an override needs final_label (the class the reviewer chose)")
-            if request.final_label not in target.classes:
-                raise InputError(f"final_label must be one of the target classes {target.classes}")
+                raise InputError(f"{action} needs final_label (the class the reviewer chose)")
+            if request.final_label not in classes:
+                raise InputError(f"final_label must be one of the target classes {classes}")
+        elif request.final_label is not None:
+            raise InputError(f"{action} takes no final_label")
+        if action == "override":
             if not request.reason_code:
                 raise InputError("an override needs a reason_code")
             if request.reason_code not in review.reason_codes:
@@ -419,9 +432,28 @@ class StoreCore:
                 )
             if review.comment_required and not (request.comment or "").strip():
                 raise InputError("an override needs a comment (review.comment_required)")
-        elif request.final_label is not None or request.reason_code is not None:
-            raise InputError("accept takes no final_label or reason_code")
+        elif request.reason_code is not None:
+            raise InputError(f"{action} takes no reason_code")
+        if action == "undo" and not request.undo_of:
+            raise InputError("undo needs undo_of (the decision_id it compensates)")
+        if action != "undo" and request.undo_of is not None:
+            raise InputError("only undo takes undo_of")
+
+    def _queue_row(self, case_id: str) -> tuple[Any, ...] | None:
+        """The case's queue state (contested, second_opinion, excluded_reviewer) or None."""
+        return sql.one(
+            self.con,
+            "SELECT contested, second_opinion, excluded_reviewer FROM ("
+            + review_queue.QUEUE_STATE_SQL
+            + ") WHERE case_id = ?",
+            [case_id],
+        )
+
+    def record_decision(self, request: DecisionRequest) -> Decision:
+        role = self._role_for("record_decision")
+        self._check_decision_fields(request)
         now = self.clock()
+        me = self.actor.name
         with self._transaction():
             if request.request_id is not None:
                 existing = self._decisions_where("d.request_id = ?", [request.request_id])
@@ -429,9 +461,18 @@ class StoreCore:
                     if existing[0].case_id != request.case_id:
                         raise ConflictError("request_id was already used for another case")
                     return existing[0]
-            case = sql.one(self.con, "SELECT 1 FROM cases WHERE case_id = ?", [request.case_id])
-            if case is None:
+            if (
+                sql.one(self.con, "SELECT 1 FROM cases WHERE case_id = ?", [request.case_id])
+                is None
+            ):
                 raise NotFoundError("decision on an unknown case id")
+            lease = sql.one(
+                self.con,
+                "SELECT reviewer FROM leases WHERE case_id = ? AND expires_at > ?",
+                [request.case_id, now],
+            )
+            if lease is not None and lease[0] != me:
+                raise ConflictError("another reviewer holds this case's lease")
             if request.prediction_id is not None:
                 pred = sql.one(
                     self.con,
@@ -451,15 +492,22 @@ class StoreCore:
             prediction_id = int(pred[0]) if pred else None
             model_version = str(pred[1]) if pred else None
             predicted = str(pred[2]) if pred else None
+            final: str | None = request.final_label
+            if request.action == "undo":
+                self._check_undo(request)
+            else:
+                queue = self._queue_row(request.case_id)
+                if queue is None:
+                    raise ConflictError("this case has no review pending (already decided)")
+                if queue[2] == me:
+                    why = "a contested case" if queue[0] else "a case you flagged"
+                    raise PermissionDeniedError(f"{why} must be decided by another reviewer")
             if request.action == "accept":
                 if predicted is None:
                     raise InputError("accept needs a prediction; this case has none")
                 final = predicted
-            else:
-                assert request.final_label is not None
-                final = request.final_label
-                if final == predicted:
-                    raise InputError("an override must choose a class other than the model's")
+            elif request.action == "override" and final == predicted:
+                raise InputError("an override must choose a class other than the model's")
             decision_id = uuid.uuid4().hex
             comment_sha = (
                 hashlib.sha256(request.comment.encode("utf-8")).hexdigest()
@@ -483,18 +531,19 @@ class StoreCore:
                     "comment_sha256": comment_sha,
                     "time_on_item_ms": request.time_on_item_ms,
                     "model_shown": request.model_shown,
+                    "undo_of": request.undo_of,
                 },
                 now,
             )
             self.con.execute(
-                "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     decision_id,
                     request.request_id,
                     request.case_id,
                     prediction_id,
                     model_version,
-                    self.actor.name,
+                    me,
                     role,
                     request.action,
                     predicted,
@@ -503,17 +552,23 @@ class StoreCore:
                     request.comment,
                     request.time_on_item_ms,
                     request.model_shown,
+                    request.undo_of,
                     now,
                     seq,
                 ],
             )
+            if request.action == "undo":
+                # The case comes back to the reviewer who undid, so they can decide again.
+                self._lease(request.case_id, now, seq)
+            elif request.action != "blind":
+                self.con.execute("DELETE FROM leases WHERE case_id = ?", [request.case_id])
         return Decision(
             decision_id=decision_id,
             request_id=request.request_id,
             case_id=request.case_id,
             prediction_id=prediction_id,
             model_version=model_version,
-            reviewer=self.actor.name,
+            reviewer=me,
             reviewer_role=role,
             action=request.action,
             predicted_label=predicted,
@@ -522,14 +577,198 @@ class StoreCore:
             comment=request.comment,
             time_on_item_ms=request.time_on_item_ms,
             model_shown=request.model_shown,
+            undo_of=request.undo_of,
             created_at=_iso(now),
             seq=seq,
         )
 
+    def _check_undo(self, request: DecisionRequest) -> None:
+        """Only your own latest, not yet undone decision on the case can be undone."""
+        target = sql.one(
+            self.con,
+            "SELECT reviewer, case_id, action, seq FROM decisions WHERE decision_id = ?",
+            [request.undo_of],
+        )
+        if target is None or target[1] != request.case_id:
+            raise NotFoundError("undo_of names no decision on this case")
+        if target[0] != self.actor.name:
+            raise PermissionDeniedError("only the reviewer who made a decision can undo it")
+        if target[2] == "undo":
+            raise InputError("an undo cannot itself be undone; decide again instead")
+        later = sql.scalar(
+            self.con,
+            "SELECT count(*) FROM decisions WHERE case_id = ? AND seq > ?",
+            [request.case_id, target[3]],
+        )
+        if later:
+            raise ConflictError("only the latest decision on a case can be undone")
+
+    def _lease(self, case_id: str, now: datetime, seq: int) -> datetime:
+        expires = now + timedelta(seconds=self.settings.review.lease_seconds)
+        self.con.execute(
+            "DELETE FROM leases WHERE case_id = ? OR reviewer = ?", [case_id, self.actor.name]
+        )
+        self.con.execute(
+            "INSERT INTO leases VALUES (?, ?, ?, ?, ?)",
+            [case_id, self.actor.name, now, expires, seq],
+        )
+        return expires
+
+    def next_case(self, strategy: str | None = None) -> LeasedCase | None:
+        """Lease the next case for this reviewer: their own live lease first, then the
+        queue in order (contested first, second opinions next, then the strategy)."""
+        role = self._role_for("next_case")
+        chosen = strategy or self.settings.review.queue_strategy
+        if chosen not in review_queue.STRATEGY_ORDER:
+            raise InputError(
+                f"unknown queue strategy; one of: {', '.join(review_queue.STRATEGY_ORDER)}"
+            )
+        me = self.actor.name
+        now = self.clock()
+        order = review_queue.STRATEGY_ORDER[chosen].replace(
+            "$threshold", repr(float(self.settings.review.decision_threshold))
+        )
+        with self._transaction():
+            own = sql.one(
+                self.con,
+                "SELECT q.case_id, l.expires_at, q.contested, q.second_opinion FROM ("
+                + review_queue.QUEUE_STATE_SQL
+                + ") q JOIN leases l USING (case_id) WHERE l.reviewer = ? AND l.expires_at > ?",
+                [me, now],
+            )
+            if own is not None:
+                case_id, expires, contested, second = own
+            else:
+                row = sql.one(
+                    self.con,
+                    "SELECT q.case_id, q.contested, q.second_opinion FROM ("
+                    + review_queue.QUEUE_STATE_SQL
+                    + ") q LEFT JOIN leases l ON l.case_id = q.case_id AND l.expires_at > ?"
+                    " WHERE l.case_id IS NULL"
+                    " AND (q.excluded_reviewer IS NULL OR q.excluded_reviewer <> ?)"
+                    " ORDER BY q.contested DESC, q.second_opinion DESC,"
+                    " (SELECT count(*) FROM decisions s WHERE s.case_id = q.case_id"
+                    "  AND s.action = 'skip' AND s.reviewer = ?), " + order + " LIMIT 1",
+                    [now, me, me],
+                )
+                if row is None:
+                    return None
+                case_id, contested, second = row
+                seq = self._append_audit(
+                    role,
+                    "case.leased",
+                    "case",
+                    str(case_id),
+                    {"strategy": chosen, "lease_seconds": self.settings.review.lease_seconds},
+                    now,
+                )
+                expires = self._lease(str(case_id), now, seq)
+            blind = sql.scalar(
+                self.con,
+                "SELECT arg_max(final_label, seq) FROM decisions d WHERE case_id = ?"
+                " AND reviewer = ? AND action = 'blind' AND seq > coalesce((SELECT max(seq)"
+                " FROM decisions WHERE case_id = ? AND action IN ('accept', 'override')), 0)"
+                " AND decision_id NOT IN (SELECT undo_of FROM decisions WHERE action = 'undo'"
+                " AND undo_of IS NOT NULL)",
+                [case_id, me, case_id],
+            )
+        return LeasedCase(
+            case=self.get_case(str(case_id)),
+            lease_expires_at=_iso(expires),
+            contested=bool(contested),
+            second_opinion=bool(second),
+            blind_label=blind,
+        )
+
+    def queue_status(self) -> QueueStatus:
+        self._role_for("queue_status")
+        now = self.clock()
+        day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        row = sql.one(
+            self.con,
+            "SELECT count(*) FILTER (WHERE l.case_id IS NULL),"
+            " count(*) FILTER (WHERE l.case_id IS NOT NULL) FROM ("
+            + review_queue.QUEUE_STATE_SQL
+            + ") q LEFT JOIN leases l ON l.case_id = q.case_id AND l.expires_at > ?",
+            [now],
+        )
+        done = sql.one(
+            self.con,
+            "SELECT count(*), count(*) FILTER (WHERE reviewer = ?) FROM decisions"
+            " WHERE action IN ('accept', 'override') AND created_at >= ?"
+            " AND decision_id NOT IN (SELECT undo_of FROM decisions WHERE action = 'undo'"
+            " AND undo_of IS NOT NULL)",
+            [self.actor.name, day_start],
+        )
+        return QueueStatus(
+            waiting=int(row[0]) if row else 0,
+            leased=int(row[1]) if row else 0,
+            done_today=int(done[0]) if done else 0,
+            done_today_by_me=int(done[1]) if done else 0,
+        )
+
+    def contest(self, case_id: str) -> int:
+        """Record that the case's subject asked for human review (GDPR Art. 22)."""
+        role = self._role_for("contest")
+        now = self.clock()
+        with self._transaction():
+            if sql.one(self.con, "SELECT 1 FROM cases WHERE case_id = ?", [case_id]) is None:
+                raise NotFoundError("unknown case id")
+            seq = self._append_audit(role, "case.contested", "case", case_id, {}, now)
+            self.con.execute("INSERT INTO contests VALUES (?, ?, ?)", [case_id, now, seq])
+        return seq
+
+    def feature_profile(self) -> dict[str, FeatureRange]:
+        """Per feature, the range (numeric) or levels (category) seen in labelled cases."""
+        self._role_for("feature_profile")
+        out: dict[str, FeatureRange] = {}
+        labelled = (
+            "(SELECT case_id FROM seed_labels UNION SELECT case_id FROM decisions"
+            " WHERE action IN ('accept', 'override'))"
+        )
+        for name in self.settings.fields.features:
+            col = self.settings.columns[name]
+            table = "case_personal" if name in self.settings.fields.personal else "case_features"
+            q = quote(name)
+            if col.type in ("int", "float"):
+                row = sql.one(
+                    self.con,
+                    f"SELECT min({q}), max({q}) FROM {table} WHERE case_id IN {labelled}",
+                )
+                if row and row[0] is not None:
+                    out[name] = FeatureRange(low=float(row[0]), high=float(row[1]))
+            elif col.type in ("category", "bool", "string"):
+                levels = self.con.execute(
+                    f"SELECT DISTINCT {q}::VARCHAR FROM {table} WHERE case_id IN {labelled}"
+                    f" AND {q} IS NOT NULL ORDER BY 1"
+                ).fetchall()
+                out[name] = FeatureRange(levels=[str(v[0]) for v in levels])
+        return out
+
+    def case_frame(self, case_ids: list[str] | None = None) -> pl.DataFrame:
+        """Cases as one frame: case_id, every configured column, and the seed label."""
+        self._role_for("case_frame")
+        feats = "".join(f", f.{quote(n)}" for n in self.settings.feature_only_columns)
+        pers = "".join(f", p.{quote(n)}" for n in self.settings.personal_columns)
+        where = ""
+        params: list[Any] = []
+        if case_ids is not None:
+            where = " WHERE c.case_id IN (SELECT unnest(?))"
+            params = [case_ids]
+        rel = self.con.sql(
+            f"SELECT c.case_id{feats}{pers}, s.label AS seed_label FROM cases c"
+            " JOIN case_features f USING (case_id) JOIN case_personal p USING (case_id)"
+            " LEFT JOIN seed_labels s USING (case_id)" + where + " ORDER BY c.case_id",
+            params=params,
+        )
+        frame = pl.from_arrow(rel.to_arrow_table())
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
     _DECISION_COLUMNS = (
         "d.decision_id, d.request_id, d.case_id, d.prediction_id, d.model_version, d.reviewer,"
         " d.reviewer_role, d.action, d.predicted_label, d.final_label, d.reason_code, d.comment,"
-        " d.time_on_item_ms, d.model_shown, d.created_at, d.seq"
+        " d.time_on_item_ms, d.model_shown, d.undo_of, d.created_at, d.seq"
     )
 
     def _decisions_where(
@@ -556,18 +795,31 @@ class StoreCore:
                 comment=r[11],
                 time_on_item_ms=int(r[12]),
                 model_shown=bool(r[13]),
-                created_at=_iso(r[14]),
-                seq=int(r[15]),
+                undo_of=r[14],
+                created_at=_iso(r[15]),
+                seq=int(r[16]),
             )
             for r in rows
         ]
 
-    def decisions(self, after_seq: int = 0, limit: int = 1000) -> list[Decision]:
-        """Final decisions in audit order, for a production system to read."""
+    def decisions(
+        self, after_seq: int = 0, limit: int = 1000, final_only: bool = False
+    ) -> list[Decision]:
+        """Reviewer decisions in audit order, for a production system to read.
+
+        Every action by default (undo events included, so a consumer can apply them);
+        ``final_only``: only accept / override decisions that have not been undone.
+        """
         self._role_for("decisions")
         if limit < 1 or limit > 100_000:
             raise InputError("limit must be between 1 and 100000")
-        return self._decisions_where("d.seq > ?", [after_seq], limit)
+        where = "d.seq > ?"
+        if final_only:
+            where += (
+                " AND d.action IN ('accept', 'override') AND d.decision_id NOT IN"
+                " (SELECT undo_of FROM decisions WHERE action = 'undo' AND undo_of IS NOT NULL)"
+            )
+        return self._decisions_where(where, [after_seq], limit)
 
     def get_case(self, case_id: str) -> CaseRecord:
         self._role_for("get_case")
@@ -663,20 +915,34 @@ class StoreCore:
         return verify_store(self.con, self.settings, self.workspace, public_key)
 
     def checkpoint(self) -> CheckpointRecord:
-        """Sign the current head with the workspace's key and append it outside the database."""
-        self._role_for("checkpoint")
+        """Sign the current head with the workspace's key, append it to the checkpoint file
+        outside the database, then record the checkpoint in the log itself, so that a
+        checkpoint file that later loses lines is caught by verify."""
+        role = self._role_for("checkpoint")
         key = load_signing_key(self.workspace.signing_key_path)
         head = self.audit_head()
         if head.seq == 0:
             raise InputError("the audit log is empty; nothing to checkpoint")
-        cp = sign_checkpoint(key, head.seq, head.hash, _iso(self.clock()))
+        now = self.clock()
+        cp = sign_checkpoint(key, head.seq, head.hash, _iso(now))
         pinned = self.settings.audit.public_key
         if pinned is not None and cp.public_key != pinned:
             raise StoreError(
                 "the signing key does not match the public key pinned in hilt.toml; "
                 "refusing to write a checkpoint that verify would reject"
             )
+        # File first: a crash in between leaves a checkpoint without its event (harmless),
+        # never an event without its checkpoint.
         append_checkpoint(self.workspace.checkpoints_path, cp)
+        with self._transaction():
+            self._append_audit(
+                role,
+                "audit.checkpoint",
+                "audit_log",
+                str(cp.seq),
+                {"seq": cp.seq, "head_hash": cp.head_hash, "signature": cp.signature},
+                now,
+            )
         return CheckpointRecord(seq=cp.seq, head_hash=cp.head_hash, time=cp.time)
 
 
@@ -688,8 +954,33 @@ def verify_store(
 ) -> VerifyReport:
     """Verify the store's own file without an actor (what `hilt audit verify` runs)."""
     return verify_records(
-        con, public_key or settings.audit.public_key, workspace.checkpoints_path, batches=True
+        con,
+        public_key or settings.audit.public_key,
+        workspace.checkpoints_path,
+        batches=True,
+        settings=settings,
     )
+
+
+def _checkpoint_missing_from_file(
+    con: duckdb.DuckDBPyConnection, checkpoints: list[Checkpoint]
+) -> Break | None:
+    """Every checkpoint the log records must still be in the checkpoint file."""
+    in_file = {(c.seq, c.signature) for c in checkpoints}
+    recorded = con.execute(
+        "SELECT seq, try_cast(json_extract(entry, '$.payload.seq') AS BIGINT),"
+        " json_extract_string(entry, '$.payload.signature') FROM audit_log"
+        " WHERE json_extract_string(entry, '$.action') = 'audit.checkpoint' ORDER BY seq"
+    ).fetchall()
+    for seq, covered, signature in recorded:
+        if (covered, signature) not in in_file:
+            return Break(
+                int(seq),
+                "checkpoint-missing",
+                f"the log records a checkpoint of seq {covered} that the checkpoint file lacks "
+                "(the file was replaced or truncated)",
+            )
+    return None
 
 
 def verify_records(
@@ -698,12 +989,13 @@ def verify_records(
     checkpoints_path: Path,
     *,
     batches: bool,
+    settings: Settings | None = None,
 ) -> VerifyReport:
     """Check the chain in ``con``'s audit_log, the signed checkpoints, and the records.
 
     ``con`` holds an ``audit_log`` and a ``decisions`` table: the store's own file, or an
-    in-memory copy fetched from the service (then ``batches=False``: case and prediction
-    rows are not fetched, so their batch counts are not reconciled).
+    in-memory copy fetched from the service (then ``batches=False`` and no settings: case
+    and prediction rows are not fetched, so batches are not reconciled).
     """
     events, head_hash, first = verify_chain_rows(con)
     checkpoints, cp_break = read_checkpoints(checkpoints_path)
@@ -715,9 +1007,18 @@ def verify_records(
     )
     if cp is not None:
         breaks.append(cp)
+    missing = _checkpoint_missing_from_file(con, checkpoints)
+    if missing is not None:
+        breaks.append(missing)
     rec = reconcile.first_mismatch(con, batches=batches)
     if rec is not None:
         breaks.append(rec)
+    if settings is not None:
+        bad_batch = batch_digest.first_mismatch(con, settings)
+        if bad_batch is not None:
+            breaks.append(
+                Break(bad_batch, "record-mismatch", "a batch's rows no longer match its digest")
+            )
     worst = min(breaks, key=lambda b: b.seq) if breaks else None
     return VerifyReport(
         ok=worst is None,

@@ -24,7 +24,10 @@ from hilt.pipelines.store.records import (
     CheckpointRecord,
     Decision,
     DecisionRequest,
+    FeatureRange,
     IngestResult,
+    LeasedCase,
+    QueueStatus,
     TokenGrant,
     User,
     VerifyReport,
@@ -98,8 +101,25 @@ class EmbeddedStore:
     def record_decision(self, request: DecisionRequest) -> Decision:
         return self._run(lambda c: c.record_decision(request))
 
-    def decisions(self, after_seq: int = 0, limit: int = 1000) -> list[Decision]:
-        return self._run(lambda c: c.decisions(after_seq, limit))
+    def decisions(
+        self, after_seq: int = 0, limit: int = 1000, final_only: bool = False
+    ) -> list[Decision]:
+        return self._run(lambda c: c.decisions(after_seq, limit, final_only))
+
+    def next_case(self, strategy: str | None = None) -> LeasedCase | None:
+        return self._run(lambda c: c.next_case(strategy))
+
+    def queue_status(self) -> QueueStatus:
+        return self._run(lambda c: c.queue_status())
+
+    def contest(self, case_id: str) -> int:
+        return self._run(lambda c: c.contest(case_id))
+
+    def feature_profile(self) -> dict[str, FeatureRange]:
+        return self._run(lambda c: c.feature_profile())
+
+    def case_frame(self, case_ids: list[str] | None = None) -> pl.DataFrame:
+        return self._run(lambda c: c.case_frame(case_ids))
 
     def get_case(self, case_id: str) -> CaseRecord:
         return self._run(lambda c: c.get_case(case_id))

@@ -17,7 +17,10 @@ from hilt.pipelines.store.records import (
     CheckpointRecord,
     Decision,
     DecisionRequest,
+    FeatureRange,
     IngestResult,
+    LeasedCase,
+    QueueStatus,
     TokenGrant,
     User,
     VerifyReport,
@@ -40,7 +43,25 @@ class Store(Protocol):
 
     def record_decision(self, request: DecisionRequest) -> Decision: ...
 
-    def decisions(self, after_seq: int = 0, limit: int = 1000) -> list[Decision]: ...
+    def decisions(
+        self, after_seq: int = 0, limit: int = 1000, final_only: bool = False
+    ) -> list[Decision]: ...
+
+    def next_case(self, strategy: str | None = None) -> LeasedCase | None:
+        """Lease the next case to review (the caller's own live lease first)."""
+        ...
+
+    def queue_status(self) -> QueueStatus: ...
+
+    def contest(self, case_id: str) -> int:
+        """The case's subject asked for human review: re-queue it first. Returns the seq."""
+        ...
+
+    def feature_profile(self) -> dict[str, FeatureRange]: ...
+
+    def case_frame(self, case_ids: list[str] | None = None) -> pl.DataFrame:
+        """Cases with every configured column and the seed label (data-scientist, admin)."""
+        ...
 
     def get_case(self, case_id: str) -> CaseRecord: ...
 

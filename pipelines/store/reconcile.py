@@ -38,6 +38,7 @@ SELECT min(seq) FROM (
        OR try_cast(json_extract(p, '$.time_on_item_ms') AS BIGINT)
             IS DISTINCT FROM d.time_on_item_ms
        OR try_cast(json_extract(p, '$.model_shown') AS BOOLEAN) IS DISTINCT FROM d.model_shown
+       OR json_extract_string(p, '$.undo_of') IS DISTINCT FROM d.undo_of
        OR json_extract_string(p, '$.comment_sha256')
             IS DISTINCT FROM (CASE WHEN d.comment IS NULL THEN NULL ELSE sha256(d.comment) END)
     UNION ALL

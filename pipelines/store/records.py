@@ -10,7 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DecisionAction = Literal["accept", "override"]
+#: accept / override end a review (a final decision); flag asks for a second opinion; skip
+#: hands the case back; undo compensates an earlier decision (history is never rewritten);
+#: blind records the reviewer's own judgement before the model's output is shown.
+DecisionAction = Literal["accept", "override", "flag", "skip", "undo", "blind"]
+FINAL_ACTIONS = ("accept", "override")
 
 
 class _Record(BaseModel):
@@ -42,7 +46,7 @@ class IngestResult(_Record):
 class DecisionRequest(_Record):
     case_id: str = Field(min_length=1, max_length=128)
     action: DecisionAction
-    #: For an override: the class the reviewer chose. For accept: omitted (the model's label).
+    #: override / blind: the class the reviewer chose. accept: omitted (the model's label).
     final_label: str | None = None
     reason_code: str | None = None
     comment: str | None = None
@@ -53,6 +57,8 @@ class DecisionRequest(_Record):
     prediction_id: int | None = None
     #: Client-chosen idempotency key: a retried request with the same key is recorded once.
     request_id: str | None = Field(default=None, min_length=1, max_length=128)
+    #: For undo: the decision_id it compensates.
+    undo_of: str | None = Field(default=None, max_length=64)
 
 
 class Decision(_Record):
@@ -65,11 +71,12 @@ class Decision(_Record):
     reviewer_role: str
     action: str
     predicted_label: str | None
-    final_label: str
+    final_label: str | None
     reason_code: str | None
     comment: str | None
     time_on_item_ms: int
     model_shown: bool
+    undo_of: str | None = None
     created_at: str
     seq: int
 
@@ -143,3 +150,29 @@ class VerifyReport(_Record):
         b = self.first_break
         assert b is not None
         return f"BROKEN at seq {b.seq}: {b.kind}: {b.detail}"
+
+
+class LeasedCase(_Record):
+    """A case leased to one reviewer until ``lease_expires_at``; nobody else gets it meanwhile."""
+
+    case: CaseRecord
+    lease_expires_at: str
+    #: The subject asked for human review (GDPR Art. 22): served first.
+    contested: bool
+    #: Flagged by another reviewer for a second opinion.
+    second_opinion: bool
+    #: This reviewer's blind judgement on the case, if recorded (blind-first mode).
+    blind_label: str | None
+
+
+class QueueStatus(_Record):
+    waiting: int
+    leased: int
+    done_today: int
+    done_today_by_me: int
+
+
+class FeatureRange(_Record):
+    low: float | None = None
+    high: float | None = None
+    levels: list[str] | None = None

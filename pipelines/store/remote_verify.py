@@ -71,6 +71,7 @@ def fetch_decisions(store: Store) -> pl.DataFrame:
         "comment": pl.String,
         "time_on_item_ms": pl.Int64,
         "model_shown": pl.Boolean,
+        "undo_of": pl.String,
         "created_at": pl.String,
         "seq": pl.Int64,
     }

@@ -88,12 +88,27 @@ def create_statements(settings: Settings) -> list[str]:
     reviewer_role VARCHAR NOT NULL,
     action VARCHAR NOT NULL,
     predicted_label VARCHAR,
-    final_label VARCHAR NOT NULL,
+    final_label VARCHAR,
     reason_code VARCHAR,
     comment VARCHAR,
     time_on_item_ms BIGINT NOT NULL,
     model_shown BOOLEAN NOT NULL,
+    undo_of VARCHAR,
     created_at TIMESTAMPTZ NOT NULL,
+    seq BIGINT NOT NULL
+)""",
+        # At most one live lease per case: who holds it and until when.
+        """CREATE TABLE leases (
+    case_id VARCHAR PRIMARY KEY,
+    reviewer VARCHAR NOT NULL,
+    leased_at TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    seq BIGINT NOT NULL
+)""",
+        # A subject asked for human review of a case (GDPR Art. 22).
+        """CREATE TABLE contests (
+    case_id VARCHAR NOT NULL,
+    requested_at TIMESTAMPTZ NOT NULL,
     seq BIGINT NOT NULL
 )""",
         """CREATE TABLE users (
@@ -139,6 +154,8 @@ COUNTED_TABLES = (
     "seed_labels",
     "predictions",
     "decisions",
+    "leases",
+    "contests",
     "users",
     "api_tokens",
     "audit_log",

@@ -29,7 +29,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.errors import AuthenticationError, HiltError, InputError
+from hilt.pipelines.errors import (
+    AuthenticationError,
+    HiltError,
+    InputError,
+    PermissionDeniedError,
+)
 from hilt.pipelines.store import locking
 from hilt.pipelines.store.core import Clock, StoreCore, system_clock
 from hilt.pipelines.store.embedded import connect
@@ -40,7 +45,10 @@ from hilt.pipelines.store.records import (
     CheckpointRecord,
     Decision,
     DecisionRequest,
+    FeatureRange,
     IngestResult,
+    LeasedCase,
+    QueueStatus,
     TokenGrant,
     User,
     VerifyReport,
@@ -60,6 +68,10 @@ class RowsIn(BaseModel):
 
 class PredictionsIn(RowsIn):
     model_version: str = Field(min_length=1, max_length=128)
+
+
+class CaseIdsIn(BaseModel):
+    case_ids: list[str] | None = None
 
 
 class UserIn(BaseModel):
@@ -88,9 +100,78 @@ def rows_to_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
             return "true" if v else "false"
         return str(v)
 
-    return pl.DataFrame(
-        {c: pl.Series(c, [text(r[c]) for r in rows], dtype=pl.String) for c in columns}
-    )
+    values = {c: [text(r[c]) for r in rows] for c in columns}
+    try:
+        return pl.DataFrame({c: pl.Series(c, v, dtype=pl.String) for c, v in values.items()})
+    except UnicodeEncodeError:
+        for c, column in values.items():
+            for i, v in enumerate(column, start=1):
+                if v is not None and not v.isascii():
+                    try:
+                        v.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise InputError(f"row {i}, field {c!r}: not valid Unicode text") from None
+        raise
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413, whether the
+    size is declared (Content-Length) or not (chunked), before the app parses anything."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def _refuse(self, send: Any) -> None:
+        body = json.dumps(
+            {"error": "input", "detail": f"request body larger than {self.limit} bytes"}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await self._refuse(send)
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, receive, send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._refuse(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 class StoreService:
@@ -116,6 +197,10 @@ class StoreService:
     def authenticate(self, token: str) -> User:
         with self.mutex:
             return StoreCore.authenticate(self.con, token)
+
+    def lookup(self, name: str) -> User:
+        with self.mutex:
+            return StoreCore.lookup_user(self.con, name)
 
 
 def create_app(service: StoreService) -> FastAPI:
@@ -143,20 +228,18 @@ def create_app(service: StoreService) -> FastAPI:
             {"error": "input", "detail": "invalid request: " + "; ".join(parts)}, status_code=422
         )
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Callable[[Request], Any]) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return JSONResponse(
-                {"error": "input", "detail": f"request body larger than {MAX_BODY_BYTES} bytes"},
-                status_code=413,
-            )
-        return await call_next(request)
-
-    def caller(authorization: Annotated[str | None, Header()] = None) -> User:
+    def caller(
+        authorization: Annotated[str | None, Header()] = None,
+        x_hilt_on_behalf_of: Annotated[str | None, Header()] = None,
+    ) -> User:
         if not authorization or not authorization.startswith("Bearer "):
             raise AuthenticationError("missing bearer token (Authorization: Bearer …)")
-        return service.authenticate(authorization.removeprefix("Bearer ").strip())
+        owner = service.authenticate(authorization.removeprefix("Bearer ").strip())
+        if x_hilt_on_behalf_of is None:
+            return owner
+        if "gateway" not in owner.roles:
+            raise PermissionDeniedError("only a gateway token may act on behalf of a user")
+        return service.lookup(x_hilt_on_behalf_of)
 
     Caller = Annotated[User, Depends(caller)]
 
@@ -194,8 +277,31 @@ def create_app(service: StoreService) -> FastAPI:
         return service.run(user, lambda c: c.record_decision(body))
 
     @app.get("/v1/decisions")
-    def decisions(user: Caller, after_seq: int = 0, limit: int = 1000) -> list[Decision]:
-        return service.run(user, lambda c: c.decisions(after_seq, limit))
+    def decisions(
+        user: Caller, after_seq: int = 0, limit: int = 1000, final_only: bool = False
+    ) -> list[Decision]:
+        return service.run(user, lambda c: c.decisions(after_seq, limit, final_only))
+
+    @app.post("/v1/queue/next")
+    def next_case(user: Caller, strategy: str | None = None) -> LeasedCase | None:
+        return service.run(user, lambda c: c.next_case(strategy))
+
+    @app.get("/v1/queue/status")
+    def queue_status(user: Caller) -> QueueStatus:
+        return service.run(user, lambda c: c.queue_status())
+
+    @app.post("/v1/cases/{case_id:path}/contest")
+    def contest(case_id: str, user: Caller) -> int:
+        return service.run(user, lambda c: c.contest(case_id))
+
+    @app.get("/v1/feature-profile")
+    def feature_profile(user: Caller) -> dict[str, FeatureRange]:
+        return service.run(user, lambda c: c.feature_profile())
+
+    @app.post("/v1/case-frame")
+    def case_frame(body: CaseIdsIn, user: Caller) -> dict[str, Any]:
+        frame = service.run(user, lambda c: c.case_frame(body.case_ids))
+        return {"columns": frame.columns, "rows": frame.rows()}
 
     @app.get("/v1/cases/{case_id:path}")
     def get_case(case_id: str, user: Caller) -> CaseRecord:
@@ -262,7 +368,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8765) -> No
                 )
             )
             config = uvicorn.Config(
-                create_app(service),
+                BodyLimit(create_app(service)),
                 host=host,
                 port=port,
                 log_level="warning",

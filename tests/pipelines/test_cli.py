@@ -51,7 +51,7 @@ def test_the_documented_forms_work_end_to_end(tmp_path: Path) -> None:
     r = hilt("audit", "checkpoint", "--workspace", ws)
     assert r.returncode == 0, r.stderr
     r = hilt("audit", "verify", "--workspace", ws)
-    assert (r.returncode, r.stdout.strip()) == (0, "OK 4 events")
+    assert (r.returncode, r.stdout.strip()) == (0, "OK 5 events")
     # The token works against the service, which `hilt store serve` starts.
     port = free_port()
     proc = subprocess.Popen(
@@ -71,7 +71,7 @@ def test_the_documented_forms_work_end_to_end(tmp_path: Path) -> None:
         assert me.json() == {"name": "carol", "roles": ["reviewer"]}
         # An auditor verifies the served store from its records, with their own pinned key.
         r = hilt("audit", "verify", "--workspace", ws, "--url", url, "--token", auditor.group(0))
-        assert (r.returncode, r.stdout.strip()) == (0, "OK 4 events"), r.stderr
+        assert (r.returncode, r.stdout.strip()) == (0, "OK 5 events"), r.stderr
         r = hilt("audit", "verify", "--workspace", ws, "--url", url, "--token", token.group(0))
         assert_user_error(r, "may not audit read")
         # While the service owns the store, embedded commands say so at once.

@@ -218,5 +218,8 @@ def test_checkpoint_then_verify(store_as: StoreFactory) -> None:
     cp = dana.checkpoint()
     report = dana.verify()
     assert report.ok and report.checkpoints == 1
-    assert report.events == cp.seq
-    assert report.summary() == f"OK {cp.seq} events"
+    # The checkpoint itself is recorded in the log, right after the head it signed.
+    assert report.events == cp.seq + 1
+    event = store_as("otto").audit_events(after_seq=cp.seq, limit=1)[0]
+    assert (event.action, event.payload["seq"]) == ("audit.checkpoint", cp.seq)
+    assert report.summary() == f"OK {cp.seq + 1} events"
