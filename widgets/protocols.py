@@ -130,6 +130,14 @@ class QueueStatus:
     done_today_by_me: int
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a dashboard is not shown to this person (shown instead of any panel)."""
+
+    title: str
+    message: str
+
+
 class ReviewBackend(Protocol):
     """Where a review session gets its cases and sends its decisions."""
 

@@ -22,11 +22,13 @@ def open_store(
     *,
     token: str | None = None,
     user: str | None = None,
+    on_behalf_of: str | None = None,
 ) -> Store:
     """Open the store at a workspace folder (embedded) or a service URL (HTTP client).
 
     Embedded: acts as ``user`` (default: $HILT_USER, else the config's access.local_user).
-    Service: acts as the owner of ``token`` (default: $HILT_TOKEN).
+    Service: acts as the owner of ``token`` (default: $HILT_TOKEN), or, for a gateway token
+    (the dashboard server), on behalf of the user named ``on_behalf_of``.
     """
     if isinstance(target, str) and target.startswith(("http://", "https://")):
         from hilt.pipelines.store.client import StoreClient
@@ -34,7 +36,7 @@ def open_store(
         tok = token or os.environ.get("HILT_TOKEN")
         if not tok:
             raise InputError("a service URL needs a token (token=… or HILT_TOKEN)")
-        return StoreClient(target, tok)
+        return StoreClient(target, tok, on_behalf_of=on_behalf_of)
     from hilt.pipelines.store.embedded import EmbeddedStore
 
     ws = target if isinstance(target, Workspace) else Workspace.at(target)

@@ -1,0 +1,191 @@
+"""The review panel's backend on top of the store, and who the reviewer is.
+
+``open_review_backend`` is what the reviewer dashboard calls: it works out who is looking
+(never typed into the panel), checks that they may review, and returns a ``ReviewBackend``
+for the widgets, or a ``Refusal`` to show instead.
+
+Identity, in order: a trusted proxy header passed by Voila (``X-Forwarded-User`` →
+``HTTP_X_FORWARDED_USER``), ``JUPYTERHUB_USER``, then the workspace's configured local user.
+In a served dashboard (`hilt serve`) the kernel gets the store URL and a gateway token in
+its environment and acts on behalf of that user; in JupyterLab without a service, the
+workspace is opened in embedded mode.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from hilt.pipelines.config import Settings
+from hilt.pipelines.errors import AuthenticationError, HiltError
+from hilt.pipelines.store import DecisionRequest, Store, open_store
+from hilt.pipelines.store.records import LeasedCase
+from hilt.pipelines.workspace import Workspace
+from hilt.widgets.protocols import (
+    DecisionInput,
+    DecisionReceipt,
+    FeatureRange,
+    FieldSpec,
+    QueueStatus,
+    Refusal,
+    ReviewBackend,
+    ReviewConfig,
+    Reviewer,
+    ReviewItem,
+)
+
+REVIEW_ROLES = frozenset({"reviewer", "lead"})
+IDENTITY_SOURCES = ("HTTP_X_FORWARDED_USER", "JUPYTERHUB_USER")
+
+
+def review_config(settings: Settings, profile: Mapping[str, FeatureRange]) -> ReviewConfig:
+    columns = settings.columns
+    return ReviewConfig(
+        use_case=settings.use_case.name,
+        classes=tuple(settings.target.classes),
+        class_labels=dict(settings.target.labels),
+        positive_class=settings.target.positive,
+        decision_threshold=settings.review.decision_threshold,
+        reason_codes=dict(settings.review.reason_codes),
+        comment_required=settings.review.comment_required,
+        max_comment_length=settings.review.max_comment_length,
+        blind_first=settings.review.blind_first,
+        display=tuple(
+            FieldSpec(name=n, label=columns[n].description or n, format=columns[n].format)
+            for n in settings.fields.display
+        ),
+        training_ranges=dict(profile),
+    )
+
+
+class StoreReviewBackend:
+    """A ReviewBackend for one reviewer, on any Store (embedded or service client)."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self._config: ReviewConfig | None = None
+        self._reviewer: Reviewer | None = None
+
+    def reviewer(self) -> Reviewer:
+        if self._reviewer is None:
+            me = self.store.whoami()
+            self._reviewer = Reviewer(name=me.name, roles=tuple(me.roles))
+        return self._reviewer
+
+    def review_config(self) -> ReviewConfig:
+        if self._config is None:
+            profile = {
+                name: FeatureRange(
+                    low=r.low,
+                    high=r.high,
+                    levels=tuple(r.levels) if r.levels is not None else None,
+                )
+                for name, r in self.store.feature_profile().items()
+            }
+            self._config = review_config(self.settings, profile)
+        return self._config
+
+    def next_item(self) -> ReviewItem | None:
+        leased = self.store.next_case()
+        return None if leased is None else self._item(leased)
+
+    def _item(self, leased: LeasedCase) -> ReviewItem:
+        case = leased.case
+        visible = {**case.features, **case.personal}
+        shown = {f: visible.get(f) for f in self.settings.fields.display}
+        prediction = case.predictions[-1] if case.predictions else None
+        return ReviewItem(
+            case_id=case.case_id,
+            values=shown,
+            features={k: v for k, v in visible.items() if k in self.settings.fields.features},
+            prediction_id=prediction.prediction_id if prediction else None,
+            model_version=prediction.model_version if prediction else None,
+            score=prediction.score if prediction else None,
+            predicted_label=prediction.label if prediction else None,
+            contributions=dict(prediction.explanation) if prediction else {},
+            lease_expires_at=leased.lease_expires_at,
+            contested=leased.contested,
+            second_opinion=leased.second_opinion,
+            blind_label=leased.blind_label,
+        )
+
+    def submit(self, decision: DecisionInput) -> DecisionReceipt:
+        d = self.store.record_decision(
+            DecisionRequest(
+                case_id=decision.case_id,
+                action=decision.action,
+                final_label=decision.final_label,
+                reason_code=decision.reason_code,
+                comment=decision.comment,
+                time_on_item_ms=decision.time_on_item_ms,
+                model_shown=decision.model_shown,
+                prediction_id=decision.prediction_id,
+                undo_of=decision.undo_of,
+                request_id=decision.request_id,
+            )
+        )
+        return DecisionReceipt(
+            decision_id=d.decision_id,
+            case_id=d.case_id,
+            action=decision.action,
+            final_label=d.final_label,
+            seq=d.seq,
+        )
+
+    def queue_status(self) -> QueueStatus:
+        q = self.store.queue_status()
+        return QueueStatus(
+            waiting=q.waiting,
+            leased=q.leased,
+            done_today=q.done_today,
+            done_today_by_me=q.done_today_by_me,
+        )
+
+
+def resolve_identity(env: Mapping[str, str], settings: Settings) -> str | None:
+    """The user looking at the dashboard, or None when nothing identifies anyone."""
+    for key in IDENTITY_SOURCES:
+        value = env.get(key, "").strip()
+        if value:
+            return value
+    return settings.access.local_user
+
+
+def open_review_backend(
+    workspace: str | None = None, env: Mapping[str, str] | None = None
+) -> ReviewBackend | Refusal:
+    """The reviewer's backend, or the refusal to show instead of a panel."""
+    environ = os.environ if env is None else env
+    try:
+        ws = Workspace.at(workspace or environ.get("HILT_WORKSPACE") or None)
+        settings = ws.settings()
+    except HiltError as e:
+        return Refusal("The review queue is not available", str(e))
+    user = resolve_identity(environ, settings)
+    if user is None:
+        return Refusal(
+            "Who are you?",
+            "This dashboard could not tell who you are. Open it through your organisation's "
+            "sign-in, or ask an administrator to configure a local user.",
+        )
+    url = environ.get("HILT_STORE_URL")
+    try:
+        if url:
+            store = open_store(url, token=environ.get("HILT_GATEWAY_TOKEN"), on_behalf_of=user)
+        else:
+            store = open_store(ws, user=user)
+        me = store.whoami()
+    except AuthenticationError:
+        return Refusal(
+            "Not a reviewer here",
+            f"{user} is not a user of this workspace. Ask a lead to add you.",
+        )
+    except HiltError as e:
+        return Refusal("The review queue is not available", str(e))
+    if not REVIEW_ROLES & set(me.roles):
+        return Refusal(
+            "Not a reviewer here",
+            f"{me.name} does not have the reviewer role in this workspace.",
+        )
+    return StoreReviewBackend(store, settings)

@@ -1,0 +1,190 @@
+"""The review queue in both modes: leases, strategies, flag / skip / undo / blind, contests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hilt.pipelines.errors import (
+    AuthenticationError,
+    ConflictError,
+    PermissionDeniedError,
+)
+from hilt.pipelines.store import DecisionRequest, Store, open_store
+from hilt.pipelines.store.embedded import EmbeddedStore
+from hilt.pipelines.store.records import User
+from hilt.pipelines.workspace import Workspace
+from tests.conftest import operator, start_service
+
+StoreFactory = Callable[[str], Store]
+
+
+def test_two_reviewers_never_hold_the_same_case(store_as: StoreFactory) -> None:
+    alice, bob = store_as("alice"), store_as("bob")
+    a = alice.next_case()
+    b = bob.next_case()
+    assert a is not None and b is not None
+    assert a.case.case_id != b.case.case_id
+    again = alice.next_case()
+    assert again is not None and again.case.case_id == a.case.case_id  # own lease first
+    with pytest.raises(ConflictError):
+        bob.record_decision(DecisionRequest(case_id=a.case.case_id, action="accept"))
+    status = alice.queue_status()
+    assert status.leased == 2
+    assert status.waiting == 198
+
+
+def test_uncertainty_strategy_serves_the_closest_to_the_threshold_first(
+    store_as: StoreFactory,
+) -> None:
+    leased = store_as("alice").next_case("uncertainty")
+    assert leased is not None
+    score = leased.case.predictions[-1].score
+    assert abs(score - 0.5) == 0.0  # the fixture's scores include exactly 0.5
+    oldest = store_as("bob").next_case("oldest")
+    assert oldest is not None and oldest.case.case_id == "APP-000001"
+    assert store_as("lena").next_case("random") is not None
+
+
+def test_reviewers_see_no_personal_data_in_leased_cases(store_as: StoreFactory) -> None:
+    leased = store_as("alice").next_case()
+    assert leased is not None
+    assert leased.case.personal == {}
+
+
+def test_flag_asks_for_a_second_opinion_from_someone_else(store_as: StoreFactory) -> None:
+    alice, bob = store_as("alice"), store_as("bob")
+    case = alice.next_case()
+    assert case is not None
+    cid = case.case.case_id
+    alice.record_decision(
+        DecisionRequest(case_id=cid, action="flag", comment="Income looks inconsistent.")
+    )
+    nxt = alice.next_case()
+    assert nxt is not None and nxt.case.case_id != cid
+    with pytest.raises(PermissionDeniedError):
+        alice.record_decision(DecisionRequest(case_id=cid, action="accept"))
+    second = bob.next_case()
+    assert second is not None
+    assert (second.case.case_id, second.second_opinion) == (cid, True)
+    bob.record_decision(DecisionRequest(case_id=cid, action="accept"))
+    assert [d.action for d in store_as("dana").get_case(cid).decisions] == ["flag", "accept"]
+
+
+def test_skip_hands_the_case_back(store_as: StoreFactory) -> None:
+    alice = store_as("alice")
+    first = alice.next_case()
+    assert first is not None
+    alice.record_decision(DecisionRequest(case_id=first.case.case_id, action="skip"))
+    nxt = alice.next_case()
+    assert nxt is not None and nxt.case.case_id != first.case.case_id
+    # Someone else may take the skipped case.
+    other = store_as("bob").next_case()
+    assert other is not None and other.case.case_id == first.case.case_id
+
+
+def test_undo_records_a_compensating_event_and_returns_the_case(store_as: StoreFactory) -> None:
+    alice, bob, dana = store_as("alice"), store_as("bob"), store_as("dana")
+    leased = alice.next_case()
+    assert leased is not None
+    cid = leased.case.case_id
+    decided = alice.record_decision(DecisionRequest(case_id=cid, action="accept"))
+    with pytest.raises(PermissionDeniedError):
+        bob.record_decision(DecisionRequest(case_id=cid, action="undo", undo_of=decided.decision_id))
+    undo = alice.record_decision(
+        DecisionRequest(case_id=cid, action="undo", undo_of=decided.decision_id)
+    )
+    assert undo.undo_of == decided.decision_id
+    back = alice.next_case()
+    assert back is not None and back.case.case_id == cid
+    history = [d.action for d in dana.get_case(cid).decisions]
+    assert history == ["accept", "undo"]  # nothing rewritten
+    assert decided.decision_id not in {d.decision_id for d in dana.decisions(final_only=True)}
+    alice.record_decision(DecisionRequest(case_id=cid, action="accept"))
+    assert store_as("otto").verify().ok
+
+
+def test_blind_first_keeps_both_judgements(store_as: StoreFactory) -> None:
+    alice = store_as("alice")
+    leased = alice.next_case()
+    assert leased is not None and leased.blind_label is None
+    cid = leased.case.case_id
+    alice.record_decision(
+        DecisionRequest(case_id=cid, action="blind", final_label="0", model_shown=False)
+    )
+    again = alice.next_case()
+    assert again is not None and (again.case.case_id, again.blind_label) == (cid, "0")
+    alice.record_decision(DecisionRequest(case_id=cid, action="accept"))
+    actions = [(d.action, d.final_label, d.model_shown) for d in alice.get_case(cid).decisions]
+    assert actions[0] == ("blind", "0", False)
+    assert actions[1][0] == "accept" and actions[1][2] is True
+
+
+def test_a_contested_case_comes_first_and_goes_to_another_reviewer(
+    store_as: StoreFactory,
+) -> None:
+    alice, bob = store_as("alice"), store_as("bob")
+    leased = alice.next_case()
+    assert leased is not None
+    cid = leased.case.case_id
+    alice.record_decision(DecisionRequest(case_id=cid, action="accept"))
+    with pytest.raises(PermissionDeniedError):
+        alice.contest(cid)
+    store_as("pia").contest(cid)
+    mine = alice.next_case()
+    assert mine is not None and mine.case.case_id != cid
+    with pytest.raises(PermissionDeniedError):
+        alice.record_decision(DecisionRequest(case_id=cid, action="accept"))
+    theirs = bob.next_case()
+    assert theirs is not None and (theirs.case.case_id, theirs.contested) == (cid, True)
+    bob.record_decision(DecisionRequest(case_id=cid, action="accept"))
+    assert bob.next_case() is not None
+
+
+def test_a_decided_case_cannot_be_decided_again(store_as: StoreFactory) -> None:
+    alice = store_as("alice")
+    alice.record_decision(DecisionRequest(case_id="APP-000007", action="accept"))
+    with pytest.raises(ConflictError):
+        store_as("bob").record_decision(DecisionRequest(case_id="APP-000007", action="accept"))
+
+
+def test_an_expired_lease_releases_the_case(loaded_workspace: Workspace) -> None:
+    settings = loaded_workspace.settings()
+    now = [datetime(2026, 11, 26, 9, 0, tzinfo=UTC)]
+
+    def clock() -> datetime:
+        return now[0]
+
+    def as_user(name: str, roles: list[str]) -> EmbeddedStore:
+        return EmbeddedStore(loaded_workspace, settings, User(name=name, roles=roles), clock)
+
+    alice, bob = as_user("alice", ["reviewer"]), as_user("bob", ["reviewer"])
+    held = alice.next_case("oldest")
+    assert held is not None
+    assert bob.next_case("oldest") is not None
+    now[0] += timedelta(seconds=settings.review.lease_seconds + 1)
+    carol = as_user("lena", ["lead", "reviewer"])
+    taken = carol.next_case("oldest")
+    assert taken is not None and taken.case.case_id == held.case.case_id
+
+
+def test_the_gateway_acts_only_on_behalf_of_known_users(loaded_workspace: Workspace) -> None:
+    op = operator(loaded_workspace)
+    gateway = op.add_user("voila-gateway", "gateway").token
+    alice_token = op.add_user("alice", "reviewer").token
+    svc = start_service(loaded_workspace)
+    try:
+        as_alice = open_store(svc.url, token=gateway, on_behalf_of="alice")
+        assert as_alice.whoami().name == "alice"
+        d = as_alice.record_decision(DecisionRequest(case_id="APP-000009", action="accept"))
+        assert (d.reviewer, d.reviewer_role) == ("alice", "reviewer")
+        with pytest.raises(PermissionDeniedError):
+            open_store(svc.url, token=gateway).next_case()  # no permissions of its own
+        with pytest.raises(AuthenticationError):
+            open_store(svc.url, token=gateway, on_behalf_of="mallory").whoami()
+        with pytest.raises(PermissionDeniedError):
+            open_store(svc.url, token=alice_token, on_behalf_of="lena").whoami()
+    finally:
+        svc.stop()
