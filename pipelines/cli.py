@@ -155,6 +155,26 @@ def store_serve(
     _guard(run)
 
 
+@app.command()
+def serve(
+    workspace: WorkspaceOpt = None,
+    port: Annotated[int, typer.Option(help="Dashboard (Voila) port.")] = 8866,
+    store_port: Annotated[int, typer.Option(help="Store service port.")] = 8765,
+    host: Annotated[
+        str, typer.Option(help="Interface; keep 127.0.0.1, put a sign-in proxy in front.")
+    ] = "127.0.0.1",
+) -> None:
+    """Serve the dashboards: the store service plus Voila, until Ctrl-C."""
+    from hilt.pipelines.dashboard_server import serve_until_stopped, start_dashboards
+
+    ws = Workspace.at(workspace)
+    server = _guard(lambda: start_dashboards(ws, host=host, port=port, store_port=store_port))
+    typer.echo(f"store service:     http://{host}:{store_port}")
+    typer.echo(f"review dashboard:  {server.dashboard_url('review')}")
+    typer.echo("(Ctrl-C stops both)")
+    serve_until_stopped(server)
+
+
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="User name.")],

@@ -289,6 +289,28 @@ class StoreCore:
             )
         return TokenGrant(user=name, roles=roles, token=token)
 
+    def revoke_tokens(self, name: str) -> int:
+        """Revoke every active token of ``name``; returns how many were revoked."""
+        acting_role = self._role_for("add_user")
+        now = self.clock()
+        with self._transaction():
+            n = int(
+                sql.scalar(
+                    self.con,
+                    "SELECT count(*) FROM api_tokens WHERE user_name = ? AND NOT revoked",
+                    [name],
+                )
+            )
+            if n:
+                self.con.execute(
+                    "UPDATE api_tokens SET revoked = true WHERE user_name = ? AND NOT revoked",
+                    [name],
+                )
+                self._append_audit(
+                    acting_role, "user.tokens_revoked", "user", name, {"revoked": n}, now
+                )
+        return n
+
     # ------------------------------------------------------------------ cases
     def ingest_cases(self, frame: pl.DataFrame) -> IngestResult:
         role = self._role_for("ingest_cases")

@@ -142,5 +142,8 @@ class EmbeddedStore:
     def add_user(self, name: str, role: str) -> TokenGrant:
         return self._run(lambda c: c.add_user(name, role))
 
+    def revoke_tokens(self, name: str) -> int:
+        return self._run(lambda c: c.revoke_tokens(name))
+
     def close(self) -> None:
         """Nothing stays open between calls."""
