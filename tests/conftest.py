@@ -169,3 +169,42 @@ def store_as(request: pytest.FixtureRequest, loaded_workspace: Workspace) -> Ite
         for s in opened:
             s.close()
         svc.stop()
+
+
+def start_service_logged(ws: Workspace, log_path: Path, port: int | None = None) -> RunningService:
+    """Like start_service, but the service's stderr (its whole log) goes to ``log_path``,
+    so a test can read what the service wrote, during the run or after stop()."""
+    port = port or free_port()
+    log = log_path.open("ab")
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hilt.pipelines.cli",
+                "store",
+                "serve",
+                "--workspace",
+                str(ws.root),
+                "--port",
+                str(port),
+            ],
+            env=dict(os.environ),
+            stdout=log,
+            stderr=log,
+        )
+    finally:
+        log.close()  # the child holds its own copy of the descriptor
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"store service exited early: {log_path.read_text()}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return RunningService(url=url, process=proc, workspace=ws, port=port)
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    proc.wait(5)
+    raise RuntimeError("store service did not come up in 30 s")

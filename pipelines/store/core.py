@@ -121,6 +121,27 @@ def _iso(value: datetime) -> str:
     return utc_timestamp(value)
 
 
+class HeadCache:
+    """The audit head as last committed, kept by the one process that owns the store.
+
+    Only the owner writes, so it need not ask the database for the head before each event.
+    A fresh cache (embedded mode: one per operation) knows nothing and asks.
+    """
+
+    def __init__(self) -> None:
+        self.committed: tuple[int, str] | None = None
+        self.pending: tuple[int, str] | None = None
+
+    def commit(self) -> None:
+        if self.pending is not None:
+            self.committed = self.pending
+        self.pending = None
+
+    def forget(self) -> None:
+        self.committed = None
+        self.pending = None
+
+
 class StoreCore:
     """Store operations on ``con`` for ``actor``. Not thread-safe; one per connection."""
 
@@ -131,12 +152,14 @@ class StoreCore:
         workspace: Workspace,
         actor: User,
         clock: Clock = system_clock,
+        head: HeadCache | None = None,
     ) -> None:
         self.con = con
         self.settings = settings
         self.workspace = workspace
         self.actor = actor
         self.clock = clock
+        self.head = head or HeadCache()
 
     # ------------------------------------------------------------------ plumbing
     def _role_for(self, operation: str) -> str:
@@ -158,15 +181,33 @@ class StoreCore:
         try:
             yield
             self.con.execute("COMMIT")
+            self.head.commit()
         except HiltError:
-            self.con.execute("ROLLBACK")
+            self._rollback()
             raise
         except duckdb.Error as e:
-            self.con.execute("ROLLBACK")
+            self._rollback()
             raise StoreError(f"the store rejected the write ({type(e).__name__}): {e}") from e
         except BaseException:
-            self.con.execute("ROLLBACK")
+            self._rollback()
             raise
+
+    def _rollback(self) -> None:
+        self.head.forget()
+        self.con.execute("ROLLBACK")
+
+    def _current_head(self) -> tuple[int, str]:
+        """(seq, hash) of the log's last event, including one written in this transaction."""
+        known = self.head.pending or self.head.committed
+        if known is not None:
+            return known
+        row = sql.one(
+            self.con,
+            "SELECT seq, hash FROM audit_log WHERE seq = (SELECT max(seq) FROM audit_log)",
+        )
+        found = (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+        self.head.committed = found
+        return found
 
     def _append_audit(
         self,
@@ -179,9 +220,8 @@ class StoreCore:
         expect_seq: int | None = None,
     ) -> int:
         """Chain one event onto the log. Call inside the change's transaction."""
-        head = sql.one(self.con, "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        seq = int(head[0]) + 1 if head else 1
-        prev = str(head[1]) if head else GENESIS_HASH
+        last_seq, prev = self._current_head()
+        seq = last_seq + 1
         if expect_seq is not None and seq != expect_seq:
             raise StoreError("the audit log moved during a write; nothing was written")
         entry = AuditEntry(
@@ -194,14 +234,14 @@ class StoreCore:
             object_id=object_id,
             payload=payload,
         ).canonical()
-        self.con.execute(
-            "INSERT INTO audit_log VALUES (?, ?, ?, ?)", [seq, entry, prev, chain_hash(prev, entry)]
-        )
+        digest = chain_hash(prev, entry)
+        self.con.execute("INSERT INTO audit_log VALUES (?, ?, ?, ?)", [seq, entry, prev, digest])
+        self.head.pending = (seq, digest)
         return seq
 
     def _next_seq(self) -> int:
         """The seq the next audit event will get (inside the writing transaction)."""
-        return int(sql.scalar(self.con, "SELECT coalesce(max(seq), 0) + 1 FROM audit_log"))
+        return self._current_head()[0] + 1
 
     # ------------------------------------------------------------------ set-up
     def create_schema(self, config_sha256: str, public_key: str) -> None:
@@ -461,68 +501,54 @@ class StoreCore:
         if action != "undo" and request.undo_of is not None:
             raise InputError("only undo takes undo_of")
 
-    def _queue_row(self, case_id: str) -> tuple[Any, ...] | None:
-        """The case's queue state (contested, second_opinion, excluded_reviewer) or None."""
-        return sql.one(
-            self.con,
-            "SELECT contested, second_opinion, excluded_reviewer FROM ("
-            + review_queue.QUEUE_STATE_SQL
-            + ") WHERE case_id = ?",
-            [case_id],
-        )
-
     def record_decision(self, request: DecisionRequest) -> Decision:
         role = self._role_for("record_decision")
         self._check_decision_fields(request)
         now = self.clock()
         me = self.actor.name
         with self._transaction():
-            if request.request_id is not None:
-                existing = self._decisions_where("d.request_id = ?", [request.request_id])
-                if existing:
-                    if existing[0].case_id != request.case_id:
-                        raise ConflictError("request_id was already used for another case")
-                    return existing[0]
-            if (
-                sql.one(self.con, "SELECT 1 FROM cases WHERE case_id = ?", [request.case_id])
-                is None
-            ):
-                raise NotFoundError("decision on an unknown case id")
-            lease = sql.one(
+            found = sql.one(
                 self.con,
-                "SELECT reviewer FROM leases WHERE case_id = ? AND expires_at > ?",
-                [request.case_id, now],
+                "SELECT (SELECT decision_id FROM decisions WHERE request_id = $rid),"
+                " EXISTS (SELECT 1 FROM cases WHERE case_id = $cid),"
+                " (SELECT reviewer FROM leases WHERE case_id = $cid AND expires_at > $now),"
+                " (SELECT max(seq) FROM contests WHERE case_id = $cid),"
+                " (SELECT list(p ORDER BY p.prediction_id DESC) FROM (SELECT prediction_id,"
+                "   model_version, label FROM predictions WHERE case_id = $cid) p)",
+                {"rid": request.request_id, "cid": request.case_id, "now": now},
             )
-            if lease is not None and lease[0] != me:
+            assert found is not None
+            existing_id, case_exists, lease_holder, contest_seq, preds = found
+            if existing_id is not None:
+                existing = self._decisions_where("d.decision_id = ?", [existing_id])[0]
+                if existing.case_id != request.case_id:
+                    raise ConflictError("request_id was already used for another case")
+                return existing
+            if not case_exists:
+                raise NotFoundError("decision on an unknown case id")
+            if lease_holder is not None and lease_holder != me:
                 raise ConflictError("another reviewer holds this case's lease")
+            preds = preds or []
             if request.prediction_id is not None:
-                pred = sql.one(
-                    self.con,
-                    "SELECT prediction_id, model_version, label FROM predictions"
-                    " WHERE prediction_id = ? AND case_id = ?",
-                    [request.prediction_id, request.case_id],
-                )
-                if pred is None:
+                matching = [p for p in preds if p["prediction_id"] == request.prediction_id]
+                if not matching:
                     raise NotFoundError("prediction_id does not belong to this case")
+                pred = matching[0]
             else:
-                pred = sql.one(
-                    self.con,
-                    "SELECT prediction_id, model_version, label FROM predictions"
-                    " WHERE case_id = ? ORDER BY prediction_id DESC LIMIT 1",
-                    [request.case_id],
-                )
-            prediction_id = int(pred[0]) if pred else None
-            model_version = str(pred[1]) if pred else None
-            predicted = str(pred[2]) if pred else None
+                pred = preds[0] if preds else None
+            prediction_id = int(pred["prediction_id"]) if pred else None
+            model_version = str(pred["model_version"]) if pred else None
+            predicted = str(pred["label"]) if pred else None
             final: str | None = request.final_label
+            history = self._logged_actions(request.case_id)
             if request.action == "undo":
-                self._check_undo(request)
+                self._check_undo(request, history)
             else:
-                queue = self._queue_row(request.case_id)
-                if queue is None:
+                state = review_queue.case_state(history, contest_seq, bool(preds))
+                if not state.pending:
                     raise ConflictError("this case has no review pending (already decided)")
-                if queue[2] == me:
-                    why = "a contested case" if queue[0] else "a case you flagged"
+                if state.excluded_reviewer == me:
+                    why = "a contested case" if state.contested else "a case you flagged"
                     raise PermissionDeniedError(f"{why} must be decided by another reviewer")
             if request.action == "accept":
                 if predicted is None:
@@ -604,25 +630,26 @@ class StoreCore:
             seq=seq,
         )
 
-    def _check_undo(self, request: DecisionRequest) -> None:
+    def _logged_actions(self, case_id: str) -> list[review_queue.LoggedAction]:
+        rows = self.con.execute(
+            "SELECT decision_id, action, reviewer, seq, undo_of, final_label FROM decisions"
+            " WHERE case_id = ? ORDER BY seq",
+            [case_id],
+        ).fetchall()
+        return [review_queue.LoggedAction(*r) for r in rows]
+
+    def _check_undo(
+        self, request: DecisionRequest, history: list[review_queue.LoggedAction]
+    ) -> None:
         """Only your own latest, not yet undone decision on the case can be undone."""
-        target = sql.one(
-            self.con,
-            "SELECT reviewer, case_id, action, seq FROM decisions WHERE decision_id = ?",
-            [request.undo_of],
-        )
-        if target is None or target[1] != request.case_id:
+        target = next((a for a in history if a.decision_id == request.undo_of), None)
+        if target is None:
             raise NotFoundError("undo_of names no decision on this case")
-        if target[0] != self.actor.name:
+        if target.reviewer != self.actor.name:
             raise PermissionDeniedError("only the reviewer who made a decision can undo it")
-        if target[2] == "undo":
+        if target.action == "undo":
             raise InputError("an undo cannot itself be undone; decide again instead")
-        later = sql.scalar(
-            self.con,
-            "SELECT count(*) FROM decisions WHERE case_id = ? AND seq > ?",
-            [request.case_id, target[3]],
-        )
-        if later:
+        if history[-1].decision_id != target.decision_id:
             raise ConflictError("only the latest decision on a case can be undone")
 
     def _lease(self, case_id: str, now: datetime, seq: int) -> datetime:
@@ -653,17 +680,23 @@ class StoreCore:
         with self._transaction():
             own = sql.one(
                 self.con,
-                "SELECT q.case_id, l.expires_at, q.contested, q.second_opinion FROM ("
-                + review_queue.QUEUE_STATE_SQL
-                + ") q JOIN leases l USING (case_id) WHERE l.reviewer = ? AND l.expires_at > ?",
+                "SELECT l.case_id, l.expires_at, (SELECT max(seq) FROM contests c"
+                " WHERE c.case_id = l.case_id), EXISTS (SELECT 1 FROM predictions p"
+                " WHERE p.case_id = l.case_id) FROM leases l"
+                " WHERE l.reviewer = ? AND l.expires_at > ?",
                 [me, now],
             )
+            state = None
             if own is not None:
-                case_id, expires, contested, second = own
-            else:
+                case_id, expires = str(own[0]), own[1]
+                history = self._logged_actions(case_id)
+                state = review_queue.case_state(history, own[2], bool(own[3]))
+                if not state.pending or state.excluded_reviewer == me:
+                    state = None  # a stale lease (decided meanwhile): take a new case
+            if state is None:
                 row = sql.one(
                     self.con,
-                    "SELECT q.case_id, q.contested, q.second_opinion FROM ("
+                    "SELECT q.case_id FROM ("
                     + review_queue.QUEUE_STATE_SQL
                     + ") q LEFT JOIN leases l ON l.case_id = q.case_id AND l.expires_at > ?"
                     " WHERE l.case_id IS NULL"
@@ -675,30 +708,27 @@ class StoreCore:
                 )
                 if row is None:
                     return None
-                case_id, contested, second = row
+                case_id = str(row[0])
+                history = self._logged_actions(case_id)
+                contest_seq = sql.scalar(
+                    self.con, "SELECT max(seq) FROM contests WHERE case_id = ?", [case_id]
+                )
+                state = review_queue.case_state(history, contest_seq, True)
                 seq = self._append_audit(
                     role,
                     "case.leased",
                     "case",
-                    str(case_id),
+                    case_id,
                     {"strategy": chosen, "lease_seconds": self.settings.review.lease_seconds},
                     now,
                 )
-                expires = self._lease(str(case_id), now, seq)
-            blind = sql.scalar(
-                self.con,
-                "SELECT arg_max(final_label, seq) FROM decisions d WHERE case_id = ?"
-                " AND reviewer = ? AND action = 'blind' AND seq > coalesce((SELECT max(seq)"
-                " FROM decisions WHERE case_id = ? AND action IN ('accept', 'override')), 0)"
-                " AND decision_id NOT IN (SELECT undo_of FROM decisions WHERE action = 'undo'"
-                " AND undo_of IS NOT NULL)",
-                [case_id, me, case_id],
-            )
+                expires = self._lease(case_id, now, seq)
+            blind = review_queue.blind_label(history, me)
         return LeasedCase(
-            case=self.get_case(str(case_id)),
+            case=self.get_case(case_id),
             lease_expires_at=_iso(expires),
-            contested=bool(contested),
-            second_opinion=bool(second),
+            contested=state.contested,
+            second_opinion=state.second_opinion,
             blind_label=blind,
         )
 
@@ -910,12 +940,8 @@ class StoreCore:
     # ------------------------------------------------------------------ audit
     def audit_head(self) -> AuditHead:
         self._role_for("get_case")
-        head = sql.one(self.con, "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        return (
-            AuditHead(seq=int(head[0]), hash=str(head[1]))
-            if head
-            else AuditHead(seq=0, hash=GENESIS_HASH)
-        )
+        seq, digest = self._current_head()
+        return AuditHead(seq=seq, hash=digest)
 
     def audit_events(self, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
         self._role_for("audit_read")
@@ -973,12 +999,18 @@ def verify_store(
     settings: Settings,
     workspace: Workspace,
     public_key: str | None = None,
+    checkpoints: Path | None = None,
 ) -> VerifyReport:
-    """Verify the store's own file without an actor (what `hilt audit verify` runs)."""
+    """Verify the store's own file without an actor (what `hilt audit verify` runs).
+
+    ``public_key`` and ``checkpoints`` let an auditor bring their own copies (the pinned key
+    and the checkpoint file as they last saw them), so that an attacker who rewrites the
+    workspace's copies as well is still caught.
+    """
     return verify_records(
         con,
         public_key or settings.audit.public_key,
-        workspace.checkpoints_path,
+        checkpoints or workspace.checkpoints_path,
         batches=True,
         settings=settings,
     )

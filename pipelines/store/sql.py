@@ -13,13 +13,19 @@ import duckdb
 
 
 def one(
-    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: list[Any] | dict[str, Any] | None = None,
 ) -> tuple[Any, ...] | None:
     """The first row of the query's result, or None; the result is always finished."""
     rows = con.execute(sql, params or []).fetchall()
     return tuple(rows[0]) if rows else None
 
 
-def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
+def scalar(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: list[Any] | dict[str, Any] | None = None,
+) -> Any:
     row = one(con, sql, params)
     return row[0] if row else None

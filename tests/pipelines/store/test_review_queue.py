@@ -92,7 +92,9 @@ def test_undo_records_a_compensating_event_and_returns_the_case(store_as: StoreF
     cid = leased.case.case_id
     decided = alice.record_decision(DecisionRequest(case_id=cid, action="accept"))
     with pytest.raises(PermissionDeniedError):
-        bob.record_decision(DecisionRequest(case_id=cid, action="undo", undo_of=decided.decision_id))
+        bob.record_decision(
+            DecisionRequest(case_id=cid, action="undo", undo_of=decided.decision_id)
+        )
     undo = alice.record_decision(
         DecisionRequest(case_id=cid, action="undo", undo_of=decided.decision_id)
     )
@@ -116,10 +118,14 @@ def test_blind_first_keeps_both_judgements(store_as: StoreFactory) -> None:
     )
     again = alice.next_case()
     assert again is not None and (again.case.case_id, again.blind_label) == (cid, "0")
-    alice.record_decision(DecisionRequest(case_id=cid, action="accept"))
+    accepted = alice.record_decision(DecisionRequest(case_id=cid, action="accept"))
     actions = [(d.action, d.final_label, d.model_shown) for d in alice.get_case(cid).decisions]
     assert actions[0] == ("blind", "0", False)
     assert actions[1][0] == "accept" and actions[1][2] is True
+    # After undoing the accept, the blind judgement still stands: the model was seen.
+    alice.record_decision(DecisionRequest(case_id=cid, action="undo", undo_of=accepted.decision_id))
+    back = alice.next_case()
+    assert back is not None and (back.case.case_id, back.blind_label) == (cid, "0")
 
 
 def test_a_contested_case_comes_first_and_goes_to_another_reviewer(

@@ -1,0 +1,81 @@
+"""A load-test worker: records accept decisions and writes down which were acknowledged.
+
+Run as a script (``python decision_worker.py SPEC.json``) by tests/pipelines/store/
+test_concurrency.py, so that every worker is its own process with its own connection.
+The spec names the mode ("http": the store service, "embedded": ``open_store(path,
+user=…)``), the requests ``[{"case_id", "request_id"}, …]`` and an output file. Each
+request ends in one JSON line in the output, written and flushed as it happens, so that
+what a worker saw acknowledged survives the service (or the worker) being killed:
+
+    {"request_id": …, "decision_id": …, "seq": …}      acknowledged
+    {"request_id": …, "error": "…"}                       not acknowledged
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def http_recorder(spec: dict[str, Any]) -> Callable[[dict[str, str]], dict[str, Any]]:
+    import httpx
+
+    client = httpx.Client(
+        base_url=spec["url"],
+        headers={"Authorization": f"Bearer {spec['token']}"},
+        timeout=spec.get("timeout_s", 30.0),
+    )
+
+    def record(req: dict[str, str]) -> dict[str, Any]:
+        body = {"case_id": req["case_id"], "action": "accept", "request_id": req["request_id"]}
+        try:
+            r = client.post("/v1/decisions", json=body)
+        except httpx.HTTPError as e:
+            return {"error": type(e).__name__}
+        if r.status_code != 200:
+            return {"error": f"HTTP {r.status_code}: {r.text[:200]}"}
+        d = r.json()
+        return {"decision_id": d["decision_id"], "seq": d["seq"]}
+
+    return record
+
+
+def embedded_recorder(spec: dict[str, Any]) -> Callable[[dict[str, str]], dict[str, Any]]:
+    from hilt.pipelines.errors import HiltError
+    from hilt.pipelines.store import DecisionRequest, open_store
+
+    store = open_store(spec["workspace"], user=spec["user"])
+
+    def record(req: dict[str, str]) -> dict[str, Any]:
+        request = DecisionRequest(
+            case_id=req["case_id"], action="accept", request_id=req["request_id"]
+        )
+        try:
+            d = store.record_decision(request)
+        except HiltError as e:
+            return {"error": f"{type(e).__name__}: {e}"}
+        return {"decision_id": d.decision_id, "seq": d.seq}
+
+    return record
+
+
+def main(spec_path: str) -> int:
+    with open(spec_path, encoding="utf-8") as f:
+        spec = json.load(f)
+    record = (http_recorder if spec["mode"] == "http" else embedded_recorder)(spec)
+    deadline = time.monotonic() + float(spec.get("deadline_s", 120))
+    with open(spec["out"], "a", encoding="utf-8", buffering=1) as out:
+        for req in spec["requests"]:
+            if time.monotonic() > deadline:
+                result: dict[str, Any] = {"error": "deadline"}
+            else:
+                result = record(req)
+            out.write(json.dumps({"request_id": req["request_id"], **result}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

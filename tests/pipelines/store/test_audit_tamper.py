@@ -1,0 +1,547 @@
+"""The tamper matrix: an attacker edits the DuckDB file directly, and verify names the break.
+
+One workspace is built per module (200 cases, their predictions, 30 decisions by alice, a
+signed checkpoint after the 20th decision); every test works on its own copy of it. Each
+attacker function below opens the file as an attacker with write access would
+(``embedded.connect`` and plain SQL, recomputing hashes with ``chain_hash`` where a careful
+attacker would), and returns the first break verify must report. Every case is checked
+through the python API (an admin store's ``.verify()``) and through the real CLI
+(``hilt audit verify``, exit code 1 and ``seq <n>: <kind>`` on stdout).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hilt.pipelines.store import DecisionRequest, open_store
+from hilt.pipelines.store.audit_chain import GENESIS_HASH, AuditEntry, chain_hash
+from hilt.pipelines.store.checkpoints import (
+    Checkpoint,
+    public_key_text,
+    read_checkpoints,
+    sign_checkpoint,
+)
+from hilt.pipelines.store.create import create_workspace
+from hilt.pipelines.store.embedded import connect
+from hilt.pipelines.store.records import VerifyReport
+from hilt.pipelines.workspace import Workspace
+from tests.conftest import CONFIG, CSV, operator, predictions_for
+
+FLIP = {"1": "0", "0": "1"}
+DECISIONS_BEFORE_CHECKPOINT = 20
+DECISIONS_AFTER_CHECKPOINT = 10
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where things are in the template workspace's audit log."""
+
+    cases_seq: int
+    predictions_seq: int
+    decision_seqs: tuple[int, ...]
+    #: The seq the signed checkpoint covers, and the event that records it in the log.
+    checkpoint_seq: int
+    checkpoint_event_seq: int
+    head_seq: int
+    public_key: str
+
+
+# ---------------------------------------------------------------------- the workspace
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Layout]:
+    """loaded_workspace + 20 decisions + a signed checkpoint (and its audit.checkpoint
+    event) + 10 more decisions."""
+    ws = Workspace.at(tmp_path_factory.mktemp("tamper") / "ws")
+    create_workspace(ws, CONFIG)
+    cases = pl.read_csv(CSV, infer_schema=False).head(200)
+    preds = predictions_for(cases)
+    admin = operator(ws)
+    cases_seq = admin.ingest_cases(cases).seq
+    predictions_seq = admin.add_predictions("test-model-1", preds).seq
+    predicted = dict(zip(preds["case_id"], preds["label"], strict=True))
+
+    alice = open_store(ws, user="alice")
+    seqs = []
+    for i in range(DECISIONS_BEFORE_CHECKPOINT + DECISIONS_AFTER_CHECKPOINT):
+        if i == DECISIONS_BEFORE_CHECKPOINT:
+            checkpoint_seq = admin.checkpoint().seq
+        case_id = f"APP-{i + 1:06d}"
+        if i % 3 == 2:
+            request = DecisionRequest(
+                case_id=case_id,
+                action="override",
+                final_label=FLIP[predicted[case_id]],
+                reason_code="data-error",
+                comment="Checked the application file.",
+                request_id=f"tamper-{i}",
+            )
+        else:
+            request = DecisionRequest(case_id=case_id, action="accept", request_id=f"tamper-{i}")
+        seqs.append(alice.record_decision(request).seq)
+    report = admin.verify()
+    assert report.ok and report.checkpoints == 1, report.summary()
+    (event,) = [e for e in admin.audit_events() if e.action == "audit.checkpoint"]
+    layout = Layout(
+        cases_seq=cases_seq,
+        predictions_seq=predictions_seq,
+        decision_seqs=tuple(seqs),
+        checkpoint_seq=checkpoint_seq,
+        checkpoint_event_seq=event.seq,
+        head_seq=report.events,
+        public_key=ws.settings().audit.public_key or "",
+    )
+    assert layout.decision_seqs[-1] == layout.head_seq
+    return ws, layout
+
+
+@pytest.fixture
+def victim(template: tuple[Workspace, Layout], tmp_path: Path) -> tuple[Workspace, Layout]:
+    """A private copy of the template workspace, for one attacker to ruin."""
+    source, layout = template
+    ws = Workspace.at(tmp_path / "ws")
+    shutil.copytree(source.root, ws.root)
+    return ws, layout
+
+
+# ---------------------------------------------------------------------- verifying
+
+
+def verify_api(ws: Workspace, public_key: str | None = None) -> VerifyReport:
+    return operator(ws).verify(public_key)
+
+
+def verify_cli(ws: Workspace, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hilt.pipelines.cli",
+            "audit",
+            "verify",
+            "--workspace",
+            str(ws.root),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def assert_broken(ws: Workspace, seq: int, kind: str, public_key: str | None = None) -> None:
+    """Both doors report the same first break: (seq, kind)."""
+    report = verify_api(ws, public_key)
+    assert not report.ok, report.summary()
+    assert report.first_break is not None
+    assert (report.first_break.seq, report.first_break.kind) == (seq, kind), report.summary()
+
+    extra = ("--public-key", public_key) if public_key else ()
+    cli = verify_cli(ws, *extra)
+    assert cli.returncode == 1, (cli.stdout, cli.stderr)
+    assert f"BROKEN at seq {seq}: {kind}:" in cli.stdout, cli.stdout
+
+
+def assert_intact(ws: Workspace, events: int, public_key: str | None = None) -> None:
+    report = verify_api(ws, public_key)
+    assert report.ok, report.summary()
+    assert report.events == events
+    extra = ("--public-key", public_key) if public_key else ()
+    cli = verify_cli(ws, *extra)
+    assert cli.returncode == 0, (cli.stdout, cli.stderr)
+    assert cli.stdout.strip() == f"OK {events} events"
+
+
+# ---------------------------------------------------------------------- attacker's tools
+
+
+@contextmanager
+def raw_db(ws: Workspace) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The store file, opened behind the store's back."""
+    con = connect(ws)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def fetch_one(con: duckdb.DuckDBPyConnection, query: str, params: list[object]) -> tuple[Any, ...]:
+    rows = con.execute(query, params).fetchall()
+    assert len(rows) == 1, (query, params, rows)
+    return tuple(rows[0])
+
+
+def row_hash(con: duckdb.DuckDBPyConnection, seq: int) -> str:
+    if seq == 0:
+        return GENESIS_HASH
+    return str(fetch_one(con, "SELECT hash FROM audit_log WHERE seq = ?", [seq])[0])
+
+
+def edit_entry(
+    con: duckdb.DuckDBPyConnection, seq: int, change: Callable[[dict[str, Any]], None]
+) -> None:
+    """Rewrite the hashed entry of one row (canonical JSON, as the store writes it)."""
+    (entry,) = fetch_one(con, "SELECT entry FROM audit_log WHERE seq = ?", [seq])
+    data = json.loads(entry)
+    change(data)
+    text = AuditEntry(**data).canonical()
+    con.execute("UPDATE audit_log SET entry = ? WHERE seq = ?", [text, seq])
+
+
+def flip_decision(con: duckdb.DuckDBPyConnection, seq: int) -> None:
+    """Flip a decision's final label in its audit entry AND its row, so the two agree."""
+
+    def change(entry: dict[str, Any]) -> None:
+        entry["payload"]["final_label"] = FLIP[entry["payload"]["final_label"]]
+
+    edit_entry(con, seq, change)
+    con.execute(
+        "UPDATE decisions SET final_label = CASE final_label WHEN '1' THEN '0' ELSE '1' END"
+        " WHERE seq = ?",
+        [seq],
+    )
+
+
+def rechain(con: duckdb.DuckDBPyConnection, start: int) -> None:
+    """Recompute prev_hash and hash of every row from ``start`` on: a valid chain again."""
+    prev = row_hash(con, start - 1)
+    rows = con.execute(
+        "SELECT seq, entry FROM audit_log WHERE seq >= ? ORDER BY seq", [start]
+    ).fetchall()
+    for seq, entry in rows:
+        new = chain_hash(prev, entry)
+        con.execute("UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = ?", [prev, new, seq])
+        prev = new
+
+
+def renumber(con: duckdb.DuckDBPyConnection, from_seq: int, by: int) -> None:
+    """Shift the seq column of audit rows (and the decisions pointing at them)."""
+    con.execute("UPDATE audit_log SET seq = seq + ? WHERE seq >= ?", [by, from_seq])
+    con.execute("UPDATE decisions SET seq = seq + ? WHERE seq >= ?", [by, from_seq])
+
+
+def forge_decision(con: duckdb.DuckDBPyConnection, seq: int, case_id: str) -> None:
+    """Add a well-formed override by alice at ``seq``, chained onto the row at seq - 1,
+    with a decisions row that matches its event: the records reconcile."""
+    prediction_id, model_version, label = fetch_one(
+        con,
+        "SELECT prediction_id, model_version, label FROM predictions WHERE case_id = ?"
+        " ORDER BY prediction_id DESC LIMIT 1",
+        [case_id],
+    )
+    decision_id = f"forged{seq:026d}"
+    payload = {
+        "decision_id": decision_id,
+        "request_id": None,
+        "action": "override",
+        "prediction_id": prediction_id,
+        "model_version": model_version,
+        "predicted_label": label,
+        "final_label": FLIP[label],
+        "reason_code": "policy-exception",
+        "comment_sha256": None,
+        "time_on_item_ms": 1000,
+        "model_shown": True,
+    }
+    ts = "2030-01-01T00:00:00.000000Z"
+    entry = AuditEntry(
+        seq, ts, "alice", "reviewer", "decision.record", "case", case_id, payload
+    ).canonical()
+    prev = row_hash(con, seq - 1)
+    con.execute(
+        "INSERT INTO audit_log VALUES (?, ?, ?, ?)", [seq, entry, prev, chain_hash(prev, entry)]
+    )
+    con.execute(
+        "INSERT INTO decisions (decision_id, request_id, case_id, prediction_id, model_version,"
+        " reviewer, reviewer_role, action, predicted_label, final_label, reason_code, comment,"
+        " time_on_item_ms, model_shown, created_at, seq)"
+        " VALUES (?, NULL, ?, ?, ?, 'alice', 'reviewer', 'override', ?, ?,"
+        " 'policy-exception', NULL, 1000, true, TIMESTAMPTZ '2030-01-01 00:00:00+00', ?)",
+        [decision_id, case_id, prediction_id, model_version, label, FLIP[label], seq],
+    )
+
+
+def resign_checkpoints(ws: Workspace, con: duckdb.DuckDBPyConnection) -> str:
+    """Re-sign every checkpoint with the attacker's own new key, over the (rebuilt) chain.
+
+    A thorough attacker: the checkpoint file is rewritten, and so is each audit.checkpoint
+    event that records a checkpoint in the log (its head hash and signature), with the
+    chain recomputed after it. Returns the new public key; hilt.toml is left alone here.
+    """
+    key = Ed25519PrivateKey.generate()
+    checkpoints, problem = read_checkpoints(ws.checkpoints_path)
+    assert problem is None and checkpoints
+    lines = []
+    for old in sorted(checkpoints, key=lambda c: c.seq):
+        new = sign_checkpoint(key, old.seq, row_hash(con, old.seq), old.time)
+        lines.append(new.to_line())
+        events = con.execute(
+            "SELECT seq FROM audit_log WHERE json_extract_string(entry, '$.action')"
+            " = 'audit.checkpoint' AND json_extract_string(entry, '$.payload.signature') = ?",
+            [old.signature],
+        ).fetchall()
+        for (seq,) in events:
+
+            def change(entry: dict[str, Any], new: Checkpoint = new) -> None:
+                entry["payload"].update(head_hash=new.head_hash, signature=new.signature)
+
+            edit_entry(con, seq, change)
+            rechain(con, seq)
+    ws.checkpoints_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return public_key_text(key.public_key())
+
+
+# ---------------------------------------------------------------------- the attacks
+# Each takes the victim workspace and its layout and returns the first break verify must
+# report: (seq, kind).
+
+Expected = tuple[int, str]
+
+
+def change_a_payload(ws: Workspace, at: Layout) -> Expected:
+    """Flip a decision in its audit entry and its row, leaving the stored hash alone."""
+    seq = at.decision_seqs[5]
+    with raw_db(ws) as con:
+        flip_decision(con, seq)
+    return seq, "hash-mismatch"
+
+
+def delete_a_row(ws: Workspace, at: Layout) -> Expected:
+    """Remove a decision: its audit row and its decisions row."""
+    seq = at.decision_seqs[7]
+    with raw_db(ws) as con:
+        con.execute("DELETE FROM audit_log WHERE seq = ?", [seq])
+        con.execute("DELETE FROM decisions WHERE seq = ?", [seq])
+    return seq, "seq-gap"
+
+
+def delete_a_row_and_close_the_gap(ws: Workspace, at: Layout) -> Expected:
+    """Remove a decision, then renumber the rows after it down by one: no gap in seq."""
+    seq = at.decision_seqs[7]
+    with raw_db(ws) as con:
+        con.execute("DELETE FROM audit_log WHERE seq = ?", [seq])
+        con.execute("DELETE FROM decisions WHERE seq = ?", [seq])
+        renumber(con, seq + 1, -1)
+    return seq, "seq-mismatch"
+
+
+def insert_a_forged_row_renumbering_the_rest(ws: Workspace, at: Layout) -> Expected:
+    """Make room at seq s by moving every later row up by one, then forge a decision at s,
+    properly chained onto s - 1. The row pushed to s + 1 still says s inside."""
+    seq = at.decision_seqs[4]
+    with raw_db(ws) as con:
+        renumber(con, seq, +1)
+        forge_decision(con, seq, "APP-000150")
+    return seq + 1, "seq-mismatch"
+
+
+def insert_a_forged_row_with_a_duplicate_seq(ws: Workspace, at: Layout) -> Expected:
+    """Rebuild audit_log without its primary key, then add a second, well-chained row at s."""
+    seq = at.decision_seqs[4]
+    with raw_db(ws) as con:
+        con.execute("CREATE TABLE audit_log_copy AS SELECT * FROM audit_log")
+        con.execute("DROP TABLE audit_log")
+        con.execute("ALTER TABLE audit_log_copy RENAME TO audit_log")
+        forge_decision(con, seq, "APP-000150")
+    return seq, "seq-duplicate"
+
+
+def swap_two_rows(ws: Workspace, at: Layout) -> Expected:
+    """Swap the seq numbers of two decisions (and of their decision rows)."""
+    low, high = at.decision_seqs[2], at.decision_seqs[9]
+    with raw_db(ws) as con:
+        for table in ("audit_log", "decisions"):
+            con.execute(f"UPDATE {table} SET seq = -1 WHERE seq = ?", [low])
+            con.execute(f"UPDATE {table} SET seq = ? WHERE seq = ?", [low, high])
+            con.execute(f"UPDATE {table} SET seq = ? WHERE seq = -1", [high])
+    return low, "seq-mismatch"
+
+
+def truncate_the_tail(ws: Workspace, at: Layout) -> Expected:
+    """Delete every event after seq `cut` (before the checkpoint), with their decisions."""
+    cut = at.checkpoint_seq - 3
+    with raw_db(ws) as con:
+        con.execute("DELETE FROM audit_log WHERE seq > ?", [cut])
+        con.execute("DELETE FROM decisions WHERE seq > ?", [cut])
+    return cut + 1, "truncated"
+
+
+def truncate_the_tail_and_rechain_it(ws: Workspace, at: Layout) -> Expected:
+    """Delete the tail and append forged, correctly chained decisions past the checkpoint:
+    the chain itself is valid again and every record matches its event."""
+    cut = at.checkpoint_seq - 3
+    with raw_db(ws) as con:
+        con.execute("DELETE FROM audit_log WHERE seq > ?", [cut])
+        con.execute("DELETE FROM decisions WHERE seq > ?", [cut])
+        for n, seq in enumerate(range(cut + 1, at.head_seq + 1)):
+            forge_decision(con, seq, f"APP-{150 + n:06d}")
+    return at.checkpoint_seq, "checkpoint-mismatch"
+
+
+def delete_the_checkpoint_file(ws: Workspace, at: Layout) -> Expected:
+    """Remove audit/checkpoints.jsonl (outside the database), changing nothing else."""
+    ws.checkpoints_path.unlink()
+    return at.checkpoint_event_seq, "checkpoint-missing"
+
+
+def rechain_everything(ws: Workspace, at: Layout) -> Expected:
+    """Flip an early decision and recompute every hash after it: a valid chain."""
+    seq = at.decision_seqs[0]
+    with raw_db(ws) as con:
+        flip_decision(con, seq)
+        rechain(con, seq)
+    return at.checkpoint_seq, "checkpoint-mismatch"
+
+
+def rechain_everything_and_resign(ws: Workspace, at: Layout) -> Expected:
+    """As above, and re-sign the checkpoint file with the attacker's own new key. The
+    pinned public key in hilt.toml still names the workspace's real key."""
+    seq = at.decision_seqs[0]
+    with raw_db(ws) as con:
+        flip_decision(con, seq)
+        rechain(con, seq)
+        resign_checkpoints(ws, con)
+    return at.checkpoint_seq, "checkpoint-signature"
+
+
+def edit_a_decision_row(ws: Workspace, at: Layout) -> Expected:
+    """Flip a decision's final label in the decisions table only."""
+    seq = at.decision_seqs[12]
+    with raw_db(ws) as con:
+        con.execute(
+            "UPDATE decisions SET final_label = CASE final_label WHEN '1' THEN '0' ELSE '1' END"
+            " WHERE seq = ?",
+            [seq],
+        )
+    return seq, "record-mismatch"
+
+
+def edit_a_decision_comment(ws: Workspace, at: Layout) -> Expected:
+    """Reword an override's free-text comment (the log holds only its sha256)."""
+    seq = at.decision_seqs[2]  # every third decision is an override with a comment
+    with raw_db(ws) as con:
+        con.execute("UPDATE decisions SET comment = 'Nothing to see.' WHERE seq = ?", [seq])
+    return seq, "record-mismatch"
+
+
+def delete_a_decision_row(ws: Workspace, at: Layout) -> Expected:
+    """Delete a decision row, leaving its audit event."""
+    seq = at.decision_seqs[25]
+    with raw_db(ws) as con:
+        con.execute("DELETE FROM decisions WHERE seq = ?", [seq])
+    return seq, "record-mismatch"
+
+
+def edit_a_prediction_row(ws: Workspace, at: Layout) -> Expected:
+    """Raise one prediction's score and flip its label; the batch keeps its row count."""
+    with raw_db(ws) as con:
+        con.execute("UPDATE predictions SET score = 0.99, label = '1' WHERE case_id = 'APP-000177'")
+    return at.predictions_seq, "record-mismatch"
+
+
+def edit_a_case_row(ws: Workspace, at: Layout) -> Expected:
+    """Change a feature value of one case after it was ingested."""
+    with raw_db(ws) as con:
+        con.execute("UPDATE case_features SET duration = 1 WHERE case_id = 'APP-000042'")
+    return at.cases_seq, "record-mismatch"
+
+
+def delete_a_prediction_row(ws: Workspace, at: Layout) -> Expected:
+    """Delete one prediction from the batch its event recorded."""
+    with raw_db(ws) as con:
+        con.execute("DELETE FROM predictions WHERE case_id = 'APP-000177'")
+    return at.predictions_seq, "record-mismatch"
+
+
+ATTACKS = [
+    pytest.param(change_a_payload, id="change-payload"),
+    pytest.param(delete_a_row, id="delete-row"),
+    pytest.param(delete_a_row_and_close_the_gap, id="delete-row-renumber"),
+    pytest.param(insert_a_forged_row_renumbering_the_rest, id="insert-row-renumber"),
+    pytest.param(insert_a_forged_row_with_a_duplicate_seq, id="insert-row-duplicate-seq"),
+    pytest.param(swap_two_rows, id="swap-rows"),
+    pytest.param(truncate_the_tail, id="truncate"),
+    pytest.param(truncate_the_tail_and_rechain_it, id="truncate-rechain"),
+    pytest.param(delete_the_checkpoint_file, id="checkpoint-file-deleted"),
+    pytest.param(rechain_everything, id="rechain-all"),
+    pytest.param(rechain_everything_and_resign, id="rechain-all-resign"),
+    pytest.param(edit_a_decision_row, id="decision-row-edited"),
+    pytest.param(edit_a_decision_comment, id="decision-comment-edited"),
+    pytest.param(delete_a_decision_row, id="decision-row-deleted"),
+    pytest.param(edit_a_prediction_row, id="prediction-row-edited"),
+    pytest.param(delete_a_prediction_row, id="prediction-row-deleted"),
+    pytest.param(edit_a_case_row, id="case-row-edited"),
+]
+
+
+# ---------------------------------------------------------------------- the tests
+
+
+def test_an_untouched_workspace_verifies(victim: tuple[Workspace, Layout]) -> None:
+    ws, at = victim
+    assert_intact(ws, at.head_seq)
+    assert_intact(ws, at.head_seq, public_key=at.public_key)
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_verify_names_the_first_break(
+    attack: Callable[[Workspace, Layout], Expected], victim: tuple[Workspace, Layout]
+) -> None:
+    ws, at = victim
+    seq, kind = attack(ws, at)
+    assert_broken(ws, seq, kind)
+
+
+def test_a_replaced_pinned_key_is_caught_by_the_auditors_own_copy(
+    victim: tuple[Workspace, Layout],
+) -> None:
+    """The attacker rebuilds the chain, re-signs the checkpoints and also pins their own
+    key in hilt.toml: the workspace now vouches for itself. Only a key kept elsewhere (the
+    auditor's copy, handed to --public-key) still tells the truth."""
+    ws, at = victim
+    seq = at.decision_seqs[0]
+    with raw_db(ws) as con:
+        flip_decision(con, seq)
+        rechain(con, seq)
+        forged_key = resign_checkpoints(ws, con)
+    config = ws.config_path.read_text(encoding="utf-8")
+    assert at.public_key in config
+    ws.config_path.write_text(config.replace(at.public_key, forged_key), encoding="utf-8")
+
+    assert_intact(ws, at.head_seq)  # the workspace's own word is worthless now
+    assert_broken(ws, at.checkpoint_seq, "checkpoint-signature", public_key=at.public_key)
+
+
+# ------------------------------------------------------------ the auditor's own copies
+# An attacker who can write the whole workspace can truncate the log past its checkpoint
+# events and delete the checkpoint file: from the workspace alone that is indistinguishable
+# from a young log. The auditor's own copy of the checkpoint file is the anchor.
+
+
+def test_truncation_with_the_checkpoint_file_removed_is_caught_by_the_auditors_copy(
+    victim: tuple[Workspace, Layout], tmp_path: Path
+) -> None:
+    ws, at = victim
+    auditor_copy = tmp_path / "auditor-checkpoints.jsonl"
+    shutil.copy(ws.checkpoints_path, auditor_copy)
+    truncate_the_tail(ws, at)
+    ws.checkpoints_path.unlink()
+    assert verify_api(ws).ok  # the workspace alone cannot tell: this is why copies matter
+    result = verify_cli(ws, "--checkpoints", str(auditor_copy))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"BROKEN at seq {at.checkpoint_seq - 2}: truncated" in result.stdout

@@ -1,0 +1,344 @@
+"""Many writers at once: nothing acknowledged is lost, nothing is recorded twice.
+
+Every writer is its own OS process (decision_worker.py run as a script), as every Voila
+kernel is in production. Each writer writes down, line by line, which decisions it saw
+acknowledged; afterwards the store is read back through its own feed and verified.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import polars as pl
+import pytest
+
+from hilt.pipelines.store import open_store
+from hilt.pipelines.store.client import StoreClient
+from hilt.pipelines.store.records import Decision
+from hilt.pipelines.workspace import Workspace
+from tests.conftest import (
+    RunningService,
+    issue_tokens,
+    operator,
+    predictions_for,
+    start_service,
+)
+
+WORKER = Path(__file__).with_name("decision_worker.py")
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def synthetic_cases(cases: pl.DataFrame, n: int, prefix: str) -> pl.DataFrame:
+    """``n`` copies of the demo rows (cycled) with fresh case and subject ids."""
+    repeats = -(-n // cases.height)
+    rows = pl.concat([cases] * repeats).head(n)
+    return rows.with_columns(
+        pl.Series("application_id", [f"{prefix}-{i:06d}" for i in range(n)]),
+        pl.Series("applicant_id", [f"{prefix}-SUBJ-{i:06d}" for i in range(n)]),
+    )
+
+
+def requests_for(case_ids: list[str], tag: str) -> list[dict[str, str]]:
+    return [{"case_id": c, "request_id": f"{tag}-{c}"} for c in case_ids]
+
+
+def spawn_worker(
+    tmp: Path, name: str, spec: dict[str, Any]
+) -> tuple[subprocess.Popen[bytes], Path]:
+    out = tmp / f"{name}.jsonl"
+    spec_path = tmp / f"{name}.spec.json"
+    spec_path.write_text(json.dumps({**spec, "out": str(out)}), encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), str(spec_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    return proc, out
+
+
+def wait_all(procs: list[subprocess.Popen[bytes]], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    try:
+        for p in procs:
+            p.wait(max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+        pytest.fail(f"workers did not finish within {timeout_s} s")
+    for p in procs:
+        err = p.stderr.read().decode() if p.stderr else ""
+        assert p.returncode == 0, err
+
+
+def results(out: Path) -> list[dict[str, Any]]:
+    if not out.exists():
+        return []
+    lines = out.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def acknowledged(outs: list[Path]) -> dict[str, str]:
+    """request_id → decision_id of every acknowledged request."""
+    return {
+        r["request_id"]: r["decision_id"] for o in outs for r in results(o) if "decision_id" in r
+    }
+
+
+def read_all_decisions(store: Any, page: int = 1000) -> list[Decision]:
+    """The whole final-decisions feed, paging by seq as a production system would."""
+    out: list[Decision] = []
+    after = 0
+    while True:
+        batch = store.decisions(after_seq=after, limit=page)
+        out.extend(batch)
+        if len(batch) < page:
+            return out
+        after = batch[-1].seq
+
+
+def assert_gapless_and_verified(store: Any) -> int:
+    seqs: list[int] = []
+    after = 0
+    while True:
+        events = store.audit_events(after_seq=after, limit=5000)
+        seqs.extend(e.seq for e in events)
+        if len(events) < 5000:
+            break
+        after = events[-1].seq
+    assert seqs == list(range(1, len(seqs) + 1))
+    report = store.verify()
+    assert report.ok, report.summary()
+    assert report.events == len(seqs)
+    return len(seqs)
+
+
+def assert_each_once(ack: dict[str, str], decisions: list[Decision]) -> None:
+    """Every acknowledged decision is in the feed exactly once, under its request id."""
+    times = Counter(d.decision_id for d in decisions)
+    assert [d for d, n in times.items() if n > 1] == []
+    by_id = {d.decision_id: d for d in decisions}
+    missing = [rid for rid, did in ack.items() if did not in by_id]
+    assert missing == [], f"{len(missing)} acknowledged decisions are missing"
+    assert all(by_id[did].request_id == rid for rid, did in ack.items())
+    per_request = Counter(d.request_id for d in decisions)
+    assert [r for r, n in per_request.items() if n > 1] == []
+
+
+# ---------------------------------------------------------------------- (a) service load
+
+WORKERS = 32
+PER_WORKER = 200
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(480)
+def test_32_processes_record_6400_decisions_through_the_service(
+    workspace: Workspace, cases_frame: pl.DataFrame, tmp_path: Path
+) -> None:
+    cases = synthetic_cases(cases_frame, WORKERS * PER_WORKER, "LOAD")
+    admin = operator(workspace)
+    admin.ingest_cases(cases)
+    admin.add_predictions("load-model", predictions_for(cases))
+    reviewer_tokens = [
+        admin.add_user(f"load-rev-{w:02d}", "reviewer").token for w in range(WORKERS)
+    ]
+    tokens = issue_tokens(workspace, workspace.settings())
+    svc = start_service(workspace)
+    try:
+        ids = cases["application_id"].to_list()
+        started = time.monotonic()
+        workers = [
+            spawn_worker(
+                tmp_path,
+                f"w{w:02d}",
+                {
+                    "mode": "http",
+                    "url": svc.url,
+                    "token": reviewer_tokens[w],
+                    "requests": requests_for(ids[w * PER_WORKER : (w + 1) * PER_WORKER], f"w{w}"),
+                    "deadline_s": 400,
+                },
+            )
+            for w in range(WORKERS)
+        ]
+        wait_all([p for p, _ in workers], timeout_s=420)
+        elapsed = time.monotonic() - started
+        outs = [o for _, o in workers]
+        failures = [r for o in outs for r in results(o) if "error" in r]
+        assert failures[:5] == []
+        ack = acknowledged(outs)
+        assert len(ack) == WORKERS * PER_WORKER
+
+        dana = StoreClient(svc.url, tokens["dana"])
+        try:
+            decisions = read_all_decisions(dana)
+            assert len(decisions) == WORKERS * PER_WORKER
+            assert_each_once(ack, decisions)
+            assert {d.reviewer for d in decisions} == {f"load-rev-{w:02d}" for w in range(WORKERS)}
+            assert dana.counts()["decisions"] == WORKERS * PER_WORKER
+            assert_gapless_and_verified(dana)
+        finally:
+            dana.close()
+        print(f"{len(ack)} decisions from {WORKERS} processes in {elapsed:.1f} s")
+    finally:
+        svc.stop()
+
+
+# ---------------------------------------------------------------------- (b) kill -9
+
+
+KILL_WORKERS = 4
+KILL_PER_WORKER = 250
+KILL_AFTER_ACKS = 300
+
+
+def wait_for_acks(outs: list[Path], n: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        seen = len(acknowledged(outs))
+        if seen >= n:
+            return seen
+        time.sleep(0.01)
+    pytest.fail(f"fewer than {n} decisions acknowledged within {timeout_s} s")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_kill_9_of_the_service_loses_no_acknowledged_decision(
+    workspace: Workspace, cases_frame: pl.DataFrame, tmp_path: Path
+) -> None:
+    n = KILL_WORKERS * KILL_PER_WORKER
+    cases = synthetic_cases(cases_frame, n, "KILL")
+    admin = operator(workspace)
+    admin.ingest_cases(cases)
+    admin.add_predictions("kill-model", predictions_for(cases))
+    tokens = issue_tokens(workspace, workspace.settings())
+    reviewers = ["alice", "bob", "lena", "alice"]
+    ids = cases["application_id"].to_list()
+    plans = [
+        requests_for(ids[w * KILL_PER_WORKER : (w + 1) * KILL_PER_WORKER], f"k{w}")
+        for w in range(KILL_WORKERS)
+    ]
+
+    svc = start_service(workspace)
+    restarted: RunningService | None = None
+    try:
+        workers = [
+            spawn_worker(
+                tmp_path,
+                f"k{w}",
+                {
+                    "mode": "http",
+                    "url": svc.url,
+                    "token": tokens[reviewers[w]],
+                    "requests": plans[w],
+                    "timeout_s": 10,
+                    "deadline_s": 60,
+                },
+            )
+            for w in range(KILL_WORKERS)
+        ]
+        outs = [o for _, o in workers]
+        wait_for_acks(outs, KILL_AFTER_ACKS, timeout_s=60)
+        os.kill(svc.process.pid, signal.SIGKILL)
+        assert svc.process.wait(10) == -signal.SIGKILL
+        wait_all([p for p, _ in workers], timeout_s=90)
+
+        ack = acknowledged(outs)
+        unacked = [r for o in outs for r in results(o) if "error" in r]
+        assert KILL_AFTER_ACKS <= len(ack) < n, "the kill did not land mid-load"
+        assert len(ack) + len(unacked) == n
+        assert workspace.service_file.exists()  # left behind, stale: the process is gone
+
+        # The kernel released the lock; a new service takes over the same file.
+        restarted = start_service(workspace)
+        dana = StoreClient(restarted.url, tokens["dana"])
+        try:
+            before_retry = read_all_decisions(dana)
+            assert_each_once(ack, before_retry)
+            # At most the requests in flight at the kill were written without an answer.
+            assert len(before_retry) - len(ack) <= KILL_WORKERS
+            assert_gapless_and_verified(dana)
+
+            # Retrying every unacknowledged request with its request_id records each once.
+            retry_ack: dict[str, str] = {}
+            by_request = {r["request_id"]: r for plan in plans for r in plan}
+            for w, reviewer in enumerate(reviewers):
+                mine = [r for r in results(outs[w]) if "error" in r]
+                with httpx.Client(
+                    base_url=restarted.url,
+                    headers={"Authorization": f"Bearer {tokens[reviewer]}"},
+                    timeout=30,
+                ) as http:
+                    for r in mine:
+                        req = by_request[r["request_id"]]
+                        resp = http.post("/v1/decisions", json={**req, "action": "accept"})
+                        assert resp.status_code == 200, resp.text
+                        retry_ack[r["request_id"]] = resp.json()["decision_id"]
+            # A request written before the kill comes back with its first decision id.
+            first_time = {d.request_id: d.decision_id for d in before_retry}
+            for rid, did in retry_ack.items():
+                if rid in first_time:
+                    assert did == first_time[rid]
+
+            after_retry = read_all_decisions(dana)
+            assert len(after_retry) == n
+            assert_each_once({**ack, **retry_ack}, after_retry)
+            assert {d.request_id for d in after_retry} == set(by_request)
+            events = assert_gapless_and_verified(dana)
+            assert dana.counts()["decisions"] == n
+        finally:
+            dana.close()
+        print(f"killed after {len(ack)} acknowledged; {len(unacked)} retried; {events} events")
+    finally:
+        svc.stop()
+        if restarted is not None:
+            restarted.stop()
+
+
+# ---------------------------------------------------------------------- (c) embedded
+
+
+def test_two_embedded_processes_share_the_file_under_the_lock(
+    loaded_workspace: Workspace, tmp_path: Path
+) -> None:
+    ids = [f"APP-{i:06d}" for i in range(1, 101)]
+    workers = [
+        spawn_worker(
+            tmp_path,
+            user,
+            {
+                "mode": "embedded",
+                "workspace": str(loaded_workspace.root),
+                "user": user,
+                "requests": requests_for(ids[k * 50 : (k + 1) * 50], user),
+                "deadline_s": 100,
+            },
+        )
+        for k, user in enumerate(["alice", "bob"])
+    ]
+    wait_all([p for p, _ in workers], timeout_s=120)
+    outs = [o for _, o in workers]
+    assert [r for o in outs for r in results(o) if "error" in r] == []
+    ack = acknowledged(outs)
+    assert len(ack) == 100
+
+    dana = open_store(loaded_workspace, user="dana")
+    decisions = read_all_decisions(dana, page=30)
+    assert len(decisions) == 100
+    assert_each_once(ack, decisions)
+    assert Counter(d.reviewer for d in decisions) == {"alice": 50, "bob": 50}
+    assert_gapless_and_verified(dana)
