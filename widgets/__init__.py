@@ -1,6 +1,50 @@
 """hilt.widgets: ipywidget components for reviewers, leads and auditors.
 
 Widgets depend only on small protocols (``hilt.widgets.protocols``), never on duckdb, mlflow or
-xgboost, so dashboards start fast and tests use fakes. The components arrive with the
-reviewer-experience issue.
+xgboost, so dashboards start fast and tests use fakes. Each component is a Box that only
+coordinates what it is given; settings are traitlets; callbacks are registered with
+``on_…(fn)``; errors go to a ``StatusLine`` (print() is invisible in Voila).
+
+Reviewer experience:
+
+- ``ReviewSession(backend, clock=time.monotonic)``: the reviewer's panel over a
+  ``ReviewBackend`` (leases, progress, timing, blind-first, undo, shortcuts, status line).
+- ``review_panel(access)``: for dashboards; a ``ReviewSession`` for a ``ReviewBackend``, a
+  ``RefusalScreen`` for a ``Refusal`` (``hilt.widgets.review_panel``); never raises.
+- ``CaseCard(config)``: only the display fields the config allows, formatted.
+- ``PredictionView(config)``: predicted class, score with an uncertainty cue, top reason
+  codes as a signed bar chart, out-of-distribution badge; ``hide()`` / ``reveal()``.
+- ``DecisionBar(config, status=None)``: Accept, Override, Flag, Skip, Undo and their
+  panels; emits ``DecisionIntent`` to ``on_decision(fn)``.
+- ``BlindJudgement(config, status=None)``: the reviewer's own judgement before the model's
+  output is shown; ``on_judgement(fn)``.
+- ``KeyboardShortcuts(class_labels)``: a / o / f / s / u and digits, ignored while typing
+  (anywidget, inline ES module, nothing from a CDN); ``on_shortcut(fn)``, ``handle_key()``.
+- ``StatusLine()``: one line of plain text for info, success and errors.
+- ``RefusalScreen(title, message)``: a friendly refusal with nothing that writes.
 """
+
+from hilt.widgets.blind_judgement import BlindJudgement
+from hilt.widgets.case_card import CaseCard, format_value
+from hilt.widgets.decision_bar import DecisionBar, DecisionIntent
+from hilt.widgets.keyboard import KeyboardShortcuts, Shortcut
+from hilt.widgets.prediction_view import PredictionView
+from hilt.widgets.refusal import RefusalScreen
+from hilt.widgets.review_panel import review_panel
+from hilt.widgets.review_session import ReviewSession
+from hilt.widgets.status import StatusLine
+
+__all__ = [
+    "BlindJudgement",
+    "CaseCard",
+    "DecisionBar",
+    "DecisionIntent",
+    "KeyboardShortcuts",
+    "PredictionView",
+    "RefusalScreen",
+    "ReviewSession",
+    "Shortcut",
+    "StatusLine",
+    "format_value",
+    "review_panel",
+]

@@ -1,0 +1,253 @@
+"""In-memory stand-ins for the widgets' collaborators (fakes live here and only here).
+
+``FakeBackend`` implements ``ReviewBackend`` with the store's rules that matter to a panel:
+one live lease per reviewer (their own lease is handed back first), accept takes no
+final_label (the store uses the model's), an override needs a reason code and another
+class than the model's, undo compensates only one's own latest decision and re-leases the
+case, flag sends the case to someone else, a request_id is recorded once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from hilt.widgets.protocols import (
+    DecisionInput,
+    DecisionReceipt,
+    FeatureRange,
+    FieldSpec,
+    QueueStatus,
+    ReviewConfig,
+    Reviewer,
+    ReviewItem,
+)
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class BackendDown(RuntimeError):
+    """What a failing store raises (with a message meant for people)."""
+
+
+def make_config(**changes: Any) -> ReviewConfig:
+    config = ReviewConfig(
+        use_case="loans",
+        classes=("1", "0"),
+        class_labels={"1": "good risk", "0": "bad risk"},
+        positive_class="1",
+        decision_threshold=0.5,
+        reason_codes={
+            "docs-contradict": "Documents contradict the application",
+            "income-verified": "Income verified",
+            "other": "Other (explain in the comment)",
+        },
+        comment_required=False,
+        max_comment_length=200,
+        blind_first=False,
+        display=(
+            FieldSpec("amount", "Credit amount", "{:,.0f} DM"),
+            FieldSpec("term", "Duration", "{} months"),
+            FieldSpec("use", "Purpose"),
+        ),
+        training_ranges={
+            "amount": FeatureRange(low=250, high=20000),
+            "term": FeatureRange(low=4, high=72),
+            "use": FeatureRange(levels=("car", "education", "business")),
+        },
+    )
+    return replace(config, **changes)
+
+
+def make_item(case_id: str, **changes: Any) -> ReviewItem:
+    n = int("".join(ch for ch in case_id if ch.isdigit()) or "0")
+    item = ReviewItem(
+        case_id=case_id,
+        values={"amount": "1169", "term": 12 + n, "use": "car"},
+        features={"amount": 1169.0, "term": 12 + n, "use": "car"},
+        prediction_id=100 + n,
+        model_version="m-1",
+        score=0.8731,
+        predicted_label="1",
+        contributions={"term": -0.25, "amount": 0.1, "bias": 3.0},
+        lease_expires_at="2030-01-01T00:00:00Z",
+    )
+    return replace(item, **changes)
+
+
+@dataclass
+class _Record:
+    receipt: DecisionReceipt
+    decision: DecisionInput
+    reviewer: str
+    undone: bool = False
+
+
+@dataclass
+class FakeBackend:
+    config: ReviewConfig = field(default_factory=make_config)
+    items: list[ReviewItem] = field(default_factory=list)
+    me: Reviewer = field(default_factory=lambda: Reviewer("alice", ("reviewer",)))
+    #: Every DecisionInput the backend accepted, in order.
+    decisions: list[DecisionInput] = field(default_factory=list)
+    #: Set to make the next call raise it (then it is cleared).
+    fail_next_submit: Exception | None = None
+    fail_next_item: Exception | None = None
+    fail_queue_status: Exception | None = None
+    #: Every submit call, including refused ones.
+    submit_calls: list[DecisionInput] = field(default_factory=list)
+    #: Number of next_item calls.
+    next_item_calls: int = 0
+
+    def __post_init__(self) -> None:
+        self._by_id = {item.case_id: item for item in self.items}
+        self._order = [item.case_id for item in self.items]
+        self._done: set[str] = set()
+        self._flagged: set[str] = set()
+        self._skips: dict[str, int] = {}
+        self._blind: dict[str, str] = {}
+        self._blind_of_final: dict[str, str] = {}
+        self._lease: str | None = None
+        self._records: list[_Record] = []
+        self._seq = 0
+
+    # ------------------------------------------------------------------ protocol
+    def reviewer(self) -> Reviewer:
+        return self.me
+
+    def review_config(self) -> ReviewConfig:
+        return self.config
+
+    def next_item(self) -> ReviewItem | None:
+        self.next_item_calls += 1
+        if self.fail_next_item is not None:
+            exc, self.fail_next_item = self.fail_next_item, None
+            raise exc
+        if self._lease is None:
+            pending = [c for c in self._order if c not in self._done and c not in self._flagged]
+            if not pending:
+                return None
+            pending.sort(key=lambda c: self._skips.get(c, 0))
+            self._lease = pending[0]
+        return replace(self._by_id[self._lease], blind_label=self._blind.get(self._lease))
+
+    def submit(self, decision: DecisionInput) -> DecisionReceipt:
+        self.submit_calls.append(decision)
+        if self.fail_next_submit is not None:
+            exc, self.fail_next_submit = self.fail_next_submit, None
+            raise exc
+        for record in self._records:
+            if (
+                decision.request_id is not None
+                and record.decision.request_id == decision.request_id
+            ):
+                return record.receipt
+        self._check(decision)
+        case = decision.case_id
+        item = self._by_id[case]
+        final = decision.final_label
+        if decision.action == "accept":
+            final = item.predicted_label
+        self._seq += 1
+        receipt = DecisionReceipt(
+            decision_id=f"d{self._seq}",
+            case_id=case,
+            action=decision.action,
+            final_label=final,
+            seq=self._seq,
+        )
+        if decision.action == "undo":
+            target = next(r for r in self._records if r.receipt.decision_id == decision.undo_of)
+            target.undone = True
+            action = target.decision.action
+            if action in ("accept", "override"):
+                self._done.discard(case)
+                if case in self._blind_of_final:  # the blind judgement stands again
+                    self._blind[case] = self._blind_of_final.pop(case)
+            elif action == "flag":
+                self._flagged.discard(case)
+            elif action == "skip":
+                self._skips[case] -= 1
+            elif action == "blind":
+                self._blind.pop(case, None)
+            self._lease = case  # the case comes back to the reviewer who undid
+        elif decision.action == "blind":
+            assert final is not None
+            self._blind[case] = final
+        else:
+            if decision.action in ("accept", "override"):
+                self._done.add(case)
+                if case in self._blind:
+                    self._blind_of_final[case] = self._blind.pop(case)
+            elif decision.action == "flag":
+                self._flagged.add(case)
+            elif decision.action == "skip":
+                self._skips[case] = self._skips.get(case, 0) + 1
+            self._lease = None
+        self._records.append(_Record(receipt, decision, self.me.name))
+        self.decisions.append(decision)
+        return receipt
+
+    def queue_status(self) -> QueueStatus:
+        if self.fail_queue_status is not None:
+            raise self.fail_queue_status
+        open_cases = [c for c in self._order if c not in self._done and c not in self._flagged]
+        leased = 1 if self._lease is not None else 0
+        done = sum(
+            1 for r in self._records if r.decision.action in ("accept", "override") and not r.undone
+        )
+        return QueueStatus(
+            waiting=len(open_cases) - leased, leased=leased, done_today=done, done_today_by_me=done
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def add(self, item: ReviewItem) -> None:
+        """A new case arrives in the queue."""
+        self.items.append(item)
+        self._by_id[item.case_id] = item
+        self._order.append(item.case_id)
+
+    def actions(self) -> list[str]:
+        return [d.action for d in self.decisions]
+
+    def _check(self, d: DecisionInput) -> None:
+        """The store's refusals that a well-behaved panel must never trigger."""
+        if d.case_id not in self._by_id:
+            raise BackendDown("decision on an unknown case id")
+        if d.action in ("override", "blind"):
+            if d.final_label not in self.config.classes:
+                raise BackendDown(f"{d.action} needs final_label")
+        elif d.final_label is not None:
+            raise BackendDown(f"{d.action} takes no final_label")
+        if d.action == "override":
+            if d.reason_code not in self.config.reason_codes:
+                raise BackendDown("an override needs a reason_code")
+            if d.final_label == self._by_id[d.case_id].predicted_label:
+                raise BackendDown("an override must choose a class other than the model's")
+            if self.config.comment_required and not (d.comment or "").strip():
+                raise BackendDown("an override needs a comment")
+        elif d.reason_code is not None:
+            raise BackendDown(f"{d.action} takes no reason_code")
+        if d.comment is not None and len(d.comment) > self.config.max_comment_length:
+            raise BackendDown("comment too long")
+        if d.action == "undo":
+            live = [r for r in self._records if r.receipt.case_id == d.case_id]
+            if not live or live[-1].receipt.decision_id != d.undo_of:
+                raise BackendDown("only the latest decision on a case can be undone")
+            if live[-1].decision.action == "undo" or live[-1].undone:
+                raise BackendDown("an undo cannot itself be undone")
+        elif d.undo_of is not None:
+            raise BackendDown("only undo takes undo_of")
+        if d.action != "undo" and self._lease != d.case_id:
+            raise BackendDown("you do not hold this case's lease")
