@@ -210,7 +210,9 @@ def audit_verify(
     """Check the hash chain, every signed checkpoint, and the records against their events.
 
     On the workspace's file by default. With --url the log and the decisions are fetched
-    through the API and checked here, against your own pinned key and checkpoint file.
+    through the API and checked here. Auditors keep their own copies of the public key and
+    of the checkpoint file and pass them with --public-key and --checkpoints: whoever can
+    rewrite the workspace can rewrite its copies too.
     """
     ws = Workspace.at(workspace)
 
@@ -233,7 +235,7 @@ def audit_verify(
         with locking.exclusive(ws.lock_path, ws.service_file):
             con = connect(ws)
             try:
-                return verify_store(con, settings, ws, public_key)
+                return verify_store(con, settings, ws, public_key, checkpoints)
             finally:
                 con.close()
 
@@ -256,37 +258,47 @@ def demo(
     workspace: WorkspaceOpt = None,
     config: Annotated[Path, typer.Option(help="Use-case config.")] = Path("data/hilt.toml"),
     data: Annotated[Path, typer.Option(help="Cases to load.")] = Path("data/german_credit.csv"),
-    port: Annotated[int, typer.Option(help="Store service port.")] = 8765,
-    serve_store: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+    port: Annotated[int, typer.Option(help="Dashboard (Voila) port.")] = 8866,
+    store_port: Annotated[int, typer.Option(help="Store service port.")] = 8765,
+    serve_dashboards: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
 ) -> None:
-    """Create the demo workspace (once), load the demo cases, and start the store service."""
+    """Set up the demo workspace once (cases, a first model, a scored review queue), then
+    serve the dashboards."""
     from hilt.pipelines.store.create import create_workspace
-    from hilt.pipelines.store.service import serve
 
     ws = Workspace.at(workspace or "workspace/demo")
 
-    def run() -> None:
+    def run() -> str:
         if not ws.exists():
             create_workspace(ws, config)
             typer.echo(f"created demo workspace {ws.root}")
         store = _operator(ws)
+        settings = ws.settings()
         if store.counts()["cases"] == 0:
             result = store.ingest_cases(read_table(data))
             typer.echo(f"loaded {result.rows} demo cases from {data}")
-        settings = ws.settings()
-        user = settings.access.local_user or "admin"
-        grant = store.add_user(user, "admin")
-        typer.echo("")
-        typer.echo(f"store service:  http://127.0.0.1:{port}   (OpenAPI: /openapi.json)")
-        typer.echo(f"demo token for {user} ({', '.join(grant.roles)}): {grant.token}")
-        typer.echo(
-            f"try: curl -H 'Authorization: Bearer {grant.token}' http://127.0.0.1:{port}/v1/counts"
-        )
-        typer.echo("")
-        if serve_store:
-            serve(ws, port=port)
+        if store.counts()["predictions"] == 0:
+            from hilt.pipelines.scoring import demo_first_model
 
-    _guard(run)
+            version = demo_first_model(store, settings, ws.root / "models")
+            typer.echo(f"trained a first model ({version}) and scored a review queue")
+        status = store.queue_status()
+        typer.echo(f"review queue: {status.waiting} cases waiting")
+        grant = store.add_user("dana", "admin")
+        return grant.token
+
+    token = _guard(run)
+    typer.echo(f"API token for dana (data-scientist, admin): {token}")
+    if not serve_dashboards:
+        return
+    from hilt.pipelines.dashboard_server import serve_until_stopped, start_dashboards
+
+    server = _guard(lambda: start_dashboards(ws, port=port, store_port=store_port))
+    typer.echo("")
+    typer.echo(f"store service:     http://127.0.0.1:{store_port}   (OpenAPI: /openapi.json)")
+    typer.echo(f"review dashboard:  {server.dashboard_url('review')}")
+    typer.echo("(the dashboard acts as the workspace's local user; Ctrl-C stops everything)")
+    serve_until_stopped(server)
 
 
 def main() -> None:

@@ -42,6 +42,10 @@ DASHBOARDS = ("review",)
 _IDENTITY_ENV = ("HTTP_X_FORWARDED_USER", "JUPYTERHUB_USER", "HILT_USER", "HILT_TOKEN")
 
 
+#: Holds voila/templates/hilt: Voila's lab template without its CDN links.
+THEME_DIR = Path(__file__).resolve().parent / "dashboard_theme"
+
+
 def default_notebooks_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -80,6 +84,7 @@ def voila_command(notebooks: Path, host: str, port: int) -> list[str]:
         f"--port={port}",
         f"--Voila.ip={host}",
         "--strip_sources=True",
+        "--template=hilt",
         "--VoilaConfiguration.show_tracebacks=False",
         "--VoilaConfiguration.http_header_envs=['X-Forwarded-User']",
         f"--MappingKernelManager.allowed_message_types={allowed}",
@@ -166,7 +171,9 @@ def start_dashboards(
     try:
         _wait_http(store_url + "/health", store, "store service", 30)
         env = {k: v for k, v in os.environ.items() if k not in _IDENTITY_ENV}
+        jupyter_path = os.pathsep.join(p for p in (str(THEME_DIR), env.get("JUPYTER_PATH")) if p)
         env.update(
+            JUPYTER_PATH=jupyter_path,
             HILT_STORE_URL=store_url,
             HILT_GATEWAY_TOKEN=gateway,
             HILT_WORKSPACE=str(workspace.root),

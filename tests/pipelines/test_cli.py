@@ -157,5 +157,8 @@ def test_demo_sets_up_once_and_prints_a_working_token(tmp_path: Path) -> None:
     assert "loaded 1000 demo cases" in first.stdout
     second = hilt(*args)
     assert second.returncode == 0, second.stderr
+    assert "trained a first model" in first.stdout
+    assert "review queue: 300 cases waiting" in first.stdout
     assert "loaded" not in second.stdout  # idempotent: cases are loaded once
-    assert re.search(r"demo token for \w+ \(.*admin.*\): hilt_", second.stdout)
+    assert "trained" not in second.stdout  # and the first model trained once
+    assert re.search(r"API token for dana \(.*admin.*\): hilt_", second.stdout)
