@@ -143,6 +143,28 @@ class Retention(_Strict):
         return self
 
 
+class Training(_Strict):
+    """How training data is drawn from the store (EU AI Act Arts. 10, 15(4))."""
+
+    #: Share of the cases labelled at ingest that form the holdout, fixed at workspace
+    #: creation (a salted hash of the case id); holdout labels never come from feedback.
+    holdout_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
+    #: At most this share of the training rows may carry labels that a reviewer accepted
+    #: unchanged from the model, so the model cannot simply confirm itself.
+    max_accepted_share: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class Gate(_Strict):
+    """The promotion gate a challenger must pass before a person may approve it."""
+
+    metric: Literal["auc", "accuracy", "f1"] = "auc"
+    floor: float = Field(default=0.65, ge=0.0, le=1.0)
+    #: Largest allowed difference in positive rate between groups of a protected attribute.
+    max_subgroup_gap: float = Field(default=0.25, ge=0.0, le=1.0)
+    #: How much worse than the champion (on the metric) a challenger may be.
+    tolerance: float = Field(default=0.02, ge=0.0, le=1.0)
+
+
 class Access(_Strict):
     #: The user a local, single-person session acts as when no proxy header says otherwise.
     local_user: str | None = None
@@ -196,6 +218,8 @@ class Settings(_Strict):
     fields: Fields
     review: Review
     retention: Retention = Field(default_factory=Retention)
+    training: Training = Field(default_factory=Training)
+    gate: Gate = Field(default_factory=Gate)
     access: Access = Field(default_factory=Access)
     audit: Audit = Field(default_factory=Audit)
     limits: Limits = Field(default_factory=Limits)

@@ -26,6 +26,8 @@ from hilt.pipelines.store.records import (
     IngestResult,
     LeasedCase,
     QueueStatus,
+    SnapshotRecord,
+    SystemState,
     TokenGrant,
     User,
     VerifyReport,
@@ -119,6 +121,19 @@ class StoreClient:
 
     def feature_profile(self) -> dict[str, FeatureRange]:
         return _PROFILE.validate_python(self._request("GET", "/v1/feature-profile"))
+
+    def snapshot(self, as_of_seq: int | None = None) -> SnapshotRecord:
+        params = {"as_of_seq": as_of_seq} if as_of_seq is not None else {}
+        return self._model(SnapshotRecord, "POST", "/v1/snapshots", params=params)
+
+    def system_state(self) -> SystemState:
+        return self._model(SystemState, "GET", "/v1/system")
+
+    def halt(self, reason: str) -> SystemState:
+        return self._model(SystemState, "POST", "/v1/system/halt", json={"reason": reason})
+
+    def resume(self) -> SystemState:
+        return self._model(SystemState, "POST", "/v1/system/resume")
 
     def case_frame(self, case_ids: list[str] | None = None) -> pl.DataFrame:
         body = {"case_ids": case_ids}

@@ -33,7 +33,7 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
     StoreError,
 )
-from hilt.pipelines.store import batch_digest, reconcile, review_queue, sql
+from hilt.pipelines.store import batch_digest, reconcile, review_queue, snapshot, sql
 from hilt.pipelines.store.audit_chain import (
     GENESIS_HASH,
     AuditEntry,
@@ -65,6 +65,8 @@ from hilt.pipelines.store.records import (
     LeasedCase,
     Prediction,
     QueueStatus,
+    SnapshotRecord,
+    SystemState,
     TokenGrant,
     User,
     VerifyReport,
@@ -92,6 +94,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "contest": frozenset({"dpo", "admin"}),
     "feature_profile": ALL_ROLES,
     "case_frame": frozenset({"data-scientist", "admin", "system"}),
+    "snapshot": frozenset({"data-scientist", "admin", "system"}),
+    "halt": frozenset({"lead"}),
+    "system_state": ALL_ROLES,
 }
 #: Roles that see every personal-data column of a case; others see only display_personal.
 PERSONAL_READERS = frozenset({"admin", "dpo", "data-scientist", "system"})
@@ -105,6 +110,20 @@ def system_clock() -> datetime:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _cap_accepted(frame: pl.DataFrame, share: float) -> tuple[pl.DataFrame, int]:
+    """Keep at most ``share`` of the training rows with reviewer-accepted labels."""
+    accepted = (pl.col("split") == "train") & (pl.col("label_source") == "reviewer-accepted")
+    n_accepted = frame.filter(accepted).height
+    if share >= 1.0 or n_accepted == 0:
+        return frame, 0
+    n_other = frame.filter((pl.col("split") == "train") & ~accepted).height
+    keep = int(share * n_other / (1.0 - share)) if share > 0 else 0
+    if keep >= n_accepted:
+        return frame, 0
+    kept = frame.filter(accepted).sort("bucket", "case_id").head(keep)
+    return pl.concat([frame.filter(~accepted), kept]), n_accepted - keep
 
 
 def _text_ok(value: str | None, name: str, limit: int, *, multiline: bool = False) -> None:
@@ -252,8 +271,8 @@ class StoreCore:
                 self.con.execute(statement)
             self.con.execute(
                 "INSERT INTO meta VALUES ('schema_version', ?), ('config_sha256', ?), "
-                "('use_case', ?)",
-                [SCHEMA_VERSION, config_sha256, self.settings.use_case.name],
+                "('use_case', ?), ('holdout_salt', ?)",
+                [SCHEMA_VERSION, config_sha256, self.settings.use_case.name, secrets.token_hex(16)],
             )
             users = self.settings.access.users
             for name, roles in users.items():
@@ -769,6 +788,148 @@ class StoreCore:
             seq = self._append_audit(role, "case.contested", "case", case_id, {}, now)
             self.con.execute("INSERT INTO contests VALUES (?, ?, ?)", [case_id, now, seq])
         return seq
+
+    def snapshot(self, as_of_seq: int | None = None) -> SnapshotRecord:
+        """Export the training view as of an audit seq to Parquet, audited with its sha256."""
+        role = self._role_for("snapshot")
+        now = self.clock()
+        training = self.settings.training
+        with self._transaction():
+            head_seq = self._current_head()[0]
+            as_of = head_seq if as_of_seq is None else as_of_seq
+            if as_of < 1 or as_of > head_seq:
+                raise InputError(f"as_of_seq must be between 1 and the head seq {head_seq}")
+            salt = str(sql.scalar(self.con, "SELECT value FROM meta WHERE key = 'holdout_salt'"))
+            rel = self.con.sql(
+                snapshot.snapshot_sql(self.settings),
+                params={
+                    "as_of": as_of,
+                    "salt": salt,
+                    "holdout_cut": int(training.holdout_fraction * snapshot.HASH_SPACE),
+                },
+            )
+            frame = pl.from_arrow(rel.to_arrow_table())
+            assert isinstance(frame, pl.DataFrame)
+            frame, dropped = _cap_accepted(frame, training.max_accepted_share)
+            frame = frame.drop("bucket").sort(["split", "case_id"])
+            if frame.height == 0:
+                raise InputError("no labelled cases as of that seq; nothing to snapshot")
+            self.workspace.snapshots_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.workspace.snapshots_dir / f".snapshot-{uuid.uuid4().hex}.parquet"
+            try:
+                frame.write_parquet(tmp, compression="zstd", statistics=False)
+                digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+                name = f"snapshot-{as_of:08d}-{digest[:12]}.parquet"
+                path = self.workspace.snapshots_dir / name
+                tmp.replace(path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            train = frame.filter(pl.col("split") == "train")
+            sources = {
+                src: int(train.filter(pl.col("label_source") == src).height)
+                for src in ("original", "reviewer-accepted", "reviewer-corrected")
+            }
+            holdout_rows = frame.height - train.height
+            seq = self._append_audit(
+                role,
+                "snapshot.created",
+                "snapshot",
+                name,
+                {
+                    "as_of_seq": as_of,
+                    "sha256": digest,
+                    "rows": frame.height,
+                    "train_rows": train.height,
+                    "holdout_rows": holdout_rows,
+                    "label_sources": sources,
+                    "accepted_dropped": dropped,
+                },
+                now,
+            )
+            existing = sql.scalar(self.con, "SELECT count(*) FROM snapshots WHERE name = ?", [name])
+            if not existing:
+                self.con.execute(
+                    "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
+                    [name, as_of, digest, frame.height, now, seq],
+                )
+        return SnapshotRecord(
+            name=name,
+            path=str(path),
+            sha256=digest,
+            as_of_seq=as_of,
+            seq=seq,
+            rows=frame.height,
+            train_rows=train.height,
+            holdout_rows=holdout_rows,
+            label_sources=sources,
+            accepted_dropped=dropped,
+        )
+
+    def system_state(self) -> SystemState:
+        self._role_for("system_state")
+        row = sql.one(
+            self.con, "SELECT halted, changed_by, reason, changed_at, seq FROM system_state"
+        )
+        assert row is not None
+        return SystemState(
+            halted=bool(row[0]),
+            changed_by=row[1],
+            reason=row[2],
+            changed_at=_iso(row[3]) if row[3] is not None else None,
+            seq=row[4],
+        )
+
+    def halt(self, reason: str) -> SystemState:
+        """Stop scoring and retraining at once (a lead; EU AI Act Art. 14(4)(e))."""
+        role = self._role_for("halt")
+        if not reason.strip():
+            raise InputError("a halt needs a reason")
+        _text_ok(reason, "reason", self.settings.limits.max_text_length, multiline=True)
+        now = self.clock()
+        with self._transaction():
+            if self.system_state().halted:
+                raise ConflictError("the system is already halted")
+            seq = self._append_audit(
+                role,
+                "system.halted",
+                "system",
+                "scoring-and-retraining",
+                {"reason_sha256": hashlib.sha256(reason.encode()).hexdigest()},
+                now,
+            )
+            self.con.execute(
+                "UPDATE system_state SET halted = true, changed_by = ?, reason = ?,"
+                " changed_at = ?, seq = ?",
+                [self.actor.name, reason, now, seq],
+            )
+        return self.system_state()
+
+    def resume(self) -> SystemState:
+        """Resume after a halt: needs a second authorised person (not the one who halted)."""
+        role = self._role_for("halt")
+        now = self.clock()
+        with self._transaction():
+            state = self.system_state()
+            if not state.halted:
+                raise ConflictError("the system is not halted")
+            if state.changed_by == self.actor.name:
+                raise PermissionDeniedError(
+                    "the person who halted the system cannot resume it; a second lead must"
+                )
+            seq = self._append_audit(
+                role,
+                "system.resumed",
+                "system",
+                "scoring-and-retraining",
+                {"halted_at_seq": state.seq},
+                now,
+            )
+            self.con.execute(
+                "UPDATE system_state SET halted = false, changed_by = ?, reason = NULL,"
+                " changed_at = ?, seq = ?",
+                [self.actor.name, now, seq],
+            )
+        return self.system_state()
 
     def feature_profile(self) -> dict[str, FeatureRange]:
         """Per feature, the range (numeric) or levels (category) seen in labelled cases."""

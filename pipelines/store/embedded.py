@@ -28,6 +28,8 @@ from hilt.pipelines.store.records import (
     IngestResult,
     LeasedCase,
     QueueStatus,
+    SnapshotRecord,
+    SystemState,
     TokenGrant,
     User,
     VerifyReport,
@@ -117,6 +119,18 @@ class EmbeddedStore:
 
     def feature_profile(self) -> dict[str, FeatureRange]:
         return self._run(lambda c: c.feature_profile())
+
+    def snapshot(self, as_of_seq: int | None = None) -> SnapshotRecord:
+        return self._run(lambda c: c.snapshot(as_of_seq))
+
+    def system_state(self) -> SystemState:
+        return self._run(lambda c: c.system_state())
+
+    def halt(self, reason: str) -> SystemState:
+        return self._run(lambda c: c.halt(reason))
+
+    def resume(self) -> SystemState:
+        return self._run(lambda c: c.resume())
 
     def case_frame(self, case_ids: list[str] | None = None) -> pl.DataFrame:
         return self._run(lambda c: c.case_frame(case_ids))

@@ -21,6 +21,8 @@ from hilt.pipelines.store.records import (
     IngestResult,
     LeasedCase,
     QueueStatus,
+    SnapshotRecord,
+    SystemState,
     TokenGrant,
     User,
     VerifyReport,
@@ -58,6 +60,20 @@ class Store(Protocol):
         ...
 
     def feature_profile(self) -> dict[str, FeatureRange]: ...
+
+    def snapshot(self, as_of_seq: int | None = None) -> SnapshotRecord:
+        """Export the training view as of an audit seq (default: now) to Parquet."""
+        ...
+
+    def system_state(self) -> SystemState: ...
+
+    def halt(self, reason: str) -> SystemState:
+        """A lead stops scoring and retraining at once."""
+        ...
+
+    def resume(self) -> SystemState:
+        """A second lead (not the one who halted) resumes."""
+        ...
 
     def case_frame(self, case_ids: list[str] | None = None) -> pl.DataFrame:
         """Cases with every configured column and the seed label (data-scientist, admin)."""

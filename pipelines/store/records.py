@@ -176,3 +176,29 @@ class FeatureRange(_Record):
     low: float | None = None
     high: float | None = None
     levels: list[str] | None = None
+
+
+class SnapshotRecord(_Record):
+    """A training snapshot: the training view as of an audit seq, as a Parquet file."""
+
+    name: str
+    path: str
+    sha256: str
+    as_of_seq: int
+    #: The audit event that records the snapshot.
+    seq: int
+    rows: int
+    train_rows: int
+    holdout_rows: int
+    #: Training rows by label source: original, reviewer-accepted, reviewer-corrected.
+    label_sources: dict[str, int]
+    #: Reviewer-accepted labels left out by the cap (training.max_accepted_share).
+    accepted_dropped: int
+
+
+class SystemState(_Record):
+    halted: bool
+    changed_by: str | None
+    reason: str | None
+    changed_at: str | None
+    seq: int | None

@@ -111,6 +111,24 @@ def create_statements(settings: Settings) -> list[str]:
     requested_at TIMESTAMPTZ NOT NULL,
     seq BIGINT NOT NULL
 )""",
+        # Training snapshots exported as Parquet (outside the database), with their digest.
+        """CREATE TABLE snapshots (
+    name VARCHAR PRIMARY KEY,
+    as_of_seq BIGINT NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    rows BIGINT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    seq BIGINT NOT NULL
+)""",
+        # One row: whether a lead has halted scoring and retraining (EU AI Act Art. 14(4)(e)).
+        """CREATE TABLE system_state (
+    halted BOOLEAN NOT NULL,
+    changed_by VARCHAR,
+    reason VARCHAR,
+    changed_at TIMESTAMPTZ,
+    seq BIGINT
+)""",
+        "INSERT INTO system_state VALUES (false, NULL, NULL, NULL, NULL)",
         """CREATE TABLE users (
     name VARCHAR PRIMARY KEY,
     roles VARCHAR[] NOT NULL,
@@ -156,6 +174,7 @@ COUNTED_TABLES = (
     "decisions",
     "leases",
     "contests",
+    "snapshots",
     "users",
     "api_tokens",
     "audit_log",

@@ -49,6 +49,8 @@ from hilt.pipelines.store.records import (
     IngestResult,
     LeasedCase,
     QueueStatus,
+    SnapshotRecord,
+    SystemState,
     TokenGrant,
     User,
     VerifyReport,
@@ -68,6 +70,10 @@ class RowsIn(BaseModel):
 
 class PredictionsIn(RowsIn):
     model_version: str = Field(min_length=1, max_length=128)
+
+
+class HaltIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
 
 
 class CaseIdsIn(BaseModel):
@@ -293,6 +299,22 @@ def create_app(service: StoreService) -> FastAPI:
     @app.post("/v1/cases/{case_id:path}/contest")
     def contest(case_id: str, user: Caller) -> int:
         return service.run(user, lambda c: c.contest(case_id))
+
+    @app.post("/v1/snapshots")
+    def snapshot(user: Caller, as_of_seq: int | None = None) -> SnapshotRecord:
+        return service.run(user, lambda c: c.snapshot(as_of_seq))
+
+    @app.get("/v1/system")
+    def system_state(user: Caller) -> SystemState:
+        return service.run(user, lambda c: c.system_state())
+
+    @app.post("/v1/system/halt")
+    def halt(body: HaltIn, user: Caller) -> SystemState:
+        return service.run(user, lambda c: c.halt(body.reason))
+
+    @app.post("/v1/system/resume")
+    def resume(user: Caller) -> SystemState:
+        return service.run(user, lambda c: c.resume())
 
     @app.get("/v1/feature-profile")
     def feature_profile(user: Caller) -> dict[str, FeatureRange]:

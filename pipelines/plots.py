@@ -1,0 +1,260 @@
+"""Evaluation figures with matplotlib: ROC, calibration, feature importance, subgroups.
+
+Figures are made with ``matplotlib.figure.Figure`` and an Agg canvas attached directly:
+no pyplot, no ``matplotlib.use``, no GUI and no global figure registry, so building a
+figure neither changes a Jupyter kernel's backend nor leaks memory in long runs. Every
+figure also renders itself as PNG in Jupyter (``_repr_png_``), whatever backend is active.
+
+The figures show aggregates only (curves, binned rates, group labels with counts, feature
+names), never a case id or a row's values. Fonts: DejaVu Sans, which matplotlib ships;
+nothing is fetched from the network.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+import numpy as np
+import polars as pl
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from hilt.pipelines.errors import InputError
+from hilt.pipelines.evaluate import (
+    SUBGROUP_METRICS,
+    ArrayLike,
+    calibration_bins,
+    max_subgroup_gap,
+    metrics,
+    roc_points,
+)
+
+#: Resolution of save_png / png_bytes: a (w, h)-inch figure becomes (100 w) × (100 h) px.
+DPI = 100
+#: Applied while a figure is built and while it is rendered; restored afterwards.
+STYLE: dict[str, Any] = {
+    "font.family": ["DejaVu Sans"],
+    "font.size": 9.0,
+    "axes.titlesize": 10.0,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+CHALLENGER_COLOR = "#1f77b4"
+CHAMPION_COLOR = "#ff7f0e"
+EXCLUDED_COLOR = "#bbbbbb"
+
+
+@contextmanager
+def _style() -> Iterator[None]:
+    with mpl.rc_context(STYLE):
+        yield
+
+
+class EvaluationFigure(Figure):
+    """A Figure with an Agg canvas that shows itself as PNG in Jupyter."""
+
+    def _repr_png_(self) -> bytes:
+        return png_bytes(self)
+
+
+def _figure(figsize: tuple[float, float]) -> EvaluationFigure:
+    fig = EvaluationFigure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
+    """The figure as PNG bytes; identical figures give identical bytes (no timestamp)."""
+    buf = io.BytesIO()
+    with _style():
+        fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def save_png(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
+    """Write the figure to ``path`` as PNG (parent folders created, replaced atomically).
+    Its size in pixels is the figure's size in inches times ``dpi``. Returns the path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = png_bytes(fig, dpi)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+# ---------------------------------------------------------------------------- ROC
+def roc_curve_figure(
+    y_true: ArrayLike,
+    scores: ArrayLike,
+    label: str = "challenger",
+    *,
+    champion_scores: ArrayLike | None = None,
+    champion_label: str = "champion",
+    title: str = "ROC curve",
+    figsize: tuple[float, float] = (5.0, 5.0),
+) -> EvaluationFigure:
+    """The ROC curve of ``scores``; with ``champion_scores`` (the champion's scores on the
+    same rows) both curves on one axes. The legend gives each model's AUC."""
+    curves = [(label, scores, CHALLENGER_COLOR)]
+    if champion_scores is not None:
+        curves.append((champion_label, champion_scores, CHAMPION_COLOR))
+    with _style():
+        fig = _figure(figsize)
+        ax = fig.add_subplot()
+        ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1, label="chance")
+        for name, s, color in curves:
+            fpr, tpr = roc_points(y_true, s)
+            auc = metrics(y_true, s)["auc"]
+            ax.step(fpr, tpr, where="post", color=color, linewidth=1.8, label=f"{name} (AUC {auc:.3f})")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.01)
+        ax.set_aspect("equal")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.set_title(title)
+        ax.legend(loc="lower right")
+        ax.grid(alpha=0.3)
+    return fig
+
+
+# ---------------------------------------------------------------------------- calibration
+def calibration_figure(
+    y_true: ArrayLike,
+    scores: ArrayLike,
+    bins: int = 10,
+    *,
+    label: str = "model",
+    title: str = "Calibration",
+    figsize: tuple[float, float] = (5.0, 6.0),
+) -> EvaluationFigure:
+    """Reliability diagram (observed positive rate against mean score, per equal-width
+    score bin) above a histogram of the scores; the title gives the Brier score."""
+    table = calibration_bins(y_true, scores, bins)
+    brier = metrics(y_true, scores)["brier"]
+    with _style():
+        fig = _figure(figsize)
+        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+        top.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1, label="perfect")
+        top.plot(
+            table["mean_score"].to_numpy(),
+            table["observed_rate"].to_numpy(),
+            marker="o",
+            color=CHALLENGER_COLOR,
+            label=label,
+        )
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1.01)
+        top.set_ylabel("observed positive rate")
+        top.set_title(f"{title} (Brier {brier:.3f}, {bins} bins)")
+        top.legend(loc="upper left")
+        top.grid(alpha=0.3)
+        low = table["bin_low"].to_numpy()
+        width = table["bin_high"].to_numpy() - low
+        bottom.bar(low, table["n"].to_numpy(), width=width, align="edge", color=CHALLENGER_COLOR, alpha=0.6)
+        bottom.set_xlabel("predicted probability of the positive class")
+        bottom.set_ylabel("cases")
+    return fig
+
+
+# ---------------------------------------------------------------------------- importance
+def feature_importance_figure(
+    importance: Mapping[str, float],
+    top: int = 15,
+    *,
+    title: str = "Feature importance (total gain)",
+    figsize: tuple[float, float] = (6.0, 4.5),
+) -> EvaluationFigure:
+    """Horizontal bars of the ``top`` largest importances (e.g. from
+    ``hilt.pipelines.evaluate.feature_importance``), largest at the top."""
+    if top < 1:
+        raise InputError("top must be at least 1")
+    bad = [k for k, v in importance.items() if not math.isfinite(float(v))]
+    if bad:
+        raise InputError(f"importance of {bad} is not a finite number")
+    items = sorted(importance.items(), key=lambda kv: (-float(kv[1]), kv[0]))[:top]
+    with _style():
+        fig = _figure(figsize)
+        ax = fig.add_subplot()
+        if not items:
+            ax.text(0.5, 0.5, "no features", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+        else:
+            names = [k for k, _ in reversed(items)]
+            values = [float(v) for _, v in reversed(items)]
+            ax.barh(np.arange(len(names)), values, color=CHALLENGER_COLOR)
+            ax.set_yticks(np.arange(len(names)), labels=names)
+            ax.set_xlabel("total gain")
+            ax.grid(axis="x", alpha=0.3)
+        shown = f"top {len(items)} of {len(importance)}" if len(importance) > len(items) else ""
+        ax.set_title(f"{title} {shown}".strip())
+    return fig
+
+
+# ---------------------------------------------------------------------------- subgroups
+def subgroup_figure(
+    table: pl.DataFrame,
+    metric: str = "positive_rate",
+    *,
+    figsize: tuple[float, float] | None = None,
+) -> EvaluationFigure:
+    """One panel per protected attribute of a ``subgroup_metrics`` table: ``metric`` per
+    group as horizontal bars, labelled "group (n=…)"; groups too small to compare are
+    listed without a bar. Each panel's title gives the attribute's gap (max − min)."""
+    if metric not in SUBGROUP_METRICS:
+        raise InputError(f"metric must be one of {list(SUBGROUP_METRICS)}, not {metric!r}")
+    needed = ["attribute", "group", "n", "included", metric]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise InputError(f"not a subgroup_metrics table: it lacks {missing}")
+    if table.height == 0:
+        raise InputError("the subgroup table is empty")
+    gaps = max_subgroup_gap(table, metric)
+    attributes = list(gaps)
+    if figsize is None:
+        figsize = (6.0, 0.8 + 0.6 * len(attributes) + 0.35 * table.height)
+    with _style():
+        fig = _figure(figsize)
+        axes: list[Axes] = []
+        heights = [max(1, table.filter(pl.col("attribute") == a).height) for a in attributes]
+        grid = fig.add_gridspec(len(attributes), 1, height_ratios=heights)
+        for i, attribute in enumerate(attributes):
+            ax = fig.add_subplot(grid[i, 0], sharex=axes[0] if axes else None)
+            axes.append(ax)
+            part = table.filter(pl.col("attribute") == attribute)
+            groups = part["group"].to_list()[::-1]
+            counts = part["n"].to_list()[::-1]
+            included = part["included"].to_list()[::-1]
+            values = part[metric].to_list()[::-1]
+            y = np.arange(len(groups))
+            for yi, v, inc in zip(y, values, included, strict=True):
+                if inc and v is not None:
+                    ax.barh(yi, v, color=CHALLENGER_COLOR)
+                    ax.text(v, yi, f" {v:.2f}", va="center", fontsize=8)
+                else:
+                    why = "too small to compare" if not inc else "undefined"
+                    ax.barh(yi, 0, color=EXCLUDED_COLOR)
+                    ax.text(0.01, yi, f"({why})", va="center", fontsize=8, color="grey")
+            ticks = [f"{g} (n={n})" for g, n in zip(groups, counts, strict=True)]
+            ax.set_yticks(y, labels=ticks)
+            gap = gaps[attribute]
+            gap_text = "not measurable" if math.isnan(gap) else f"{gap:.3f}"
+            ax.set_title(f"{attribute}: {metric} gap {gap_text}", loc="left")
+            ax.set_xlim(0, 1.1)
+            ax.grid(axis="x", alpha=0.3)
+        axes[-1].set_xlabel(metric)
+    return fig
