@@ -7,7 +7,7 @@
   smaller than ``min_group_size`` is listed with its count, but its metrics are withheld
   (a rate over a handful of people discloses their outcomes) and it takes no part in the
   gaps.
-- ``max_subgroup_gap``: per attribute, max − min of a metric over the groups large enough
+- ``max_subgroup_gap``: per attribute, max - min of a metric over the groups large enough
   to compare (positive_rate: demographic-parity difference; tpr: equal-opportunity
   difference).
 - ``gate``: the promotion gate (metric floor, maximum subgroup gap per protected attribute,
@@ -20,6 +20,7 @@ and the protected attributes (``protected_groups`` reads them by ``settings.fiel
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -41,6 +42,8 @@ Floats = npt.NDArray[np.float64]
 
 #: Groups with fewer cases are listed with their count only and left out of the gaps.
 MIN_GROUP_SIZE = 20
+#: Joins the ends of a bucket label, as in "25\u201334" (an en dash).
+RANGE_DASH = "\u2013"
 #: The group label of rows whose protected attribute is missing.
 MISSING_GROUP = "(missing)"
 #: The keys of ``metrics``, in this order.
@@ -124,7 +127,7 @@ def _average_ranks(x: Floats) -> Floats:
 
 
 def _auc(y: Floats, s: Floats) -> float:
-    """Rank-based AUC (Mann–Whitney U / (n_pos · n_neg)); a tie counts one half.
+    """Rank-based AUC (Mann-Whitney U / (n_pos · n_neg)); a tie counts one half.
     NaN when only one class is present."""
     pos = y == 1.0
     n_pos = int(pos.sum())
@@ -148,7 +151,7 @@ def metrics(y_true: ArrayLike, scores: ArrayLike, threshold: float = 0.5) -> dic
     Keys (``METRIC_NAMES``): n; positive_rate (share predicted positive); auc (rank-based,
     ties count one half; NaN with one class only); accuracy, precision, recall, f1 at the
     threshold (0.0 where undefined, as scikit-learn does); brier; log_loss (scores clipped
-    to [eps, 1 − eps]).
+    to [eps, 1 - eps]).
     """
     y, s = _labels_and_scores(y_true, scores)
     t = _check_threshold(threshold)
@@ -253,8 +256,9 @@ def bucket_numeric(values: pl.Series, breakpoints: Sequence[float] | None = None
     tertiles of the data.
 
     Breakpoints b1 < b2 < … give the buckets x < b1, b1 ≤ x < b2, …, x ≥ bk. With integer
-    values and breakpoints the labels read "<25", "25–34", "35–49", "50+"; otherwise "<2.5",
-    "2.5–<4", "≥4". Missing values get ``MISSING_GROUP``. The result is a pl.Enum whose
+    values and breakpoints [25, 35, 50] the labels read "<25", "25-34", "35-49", "50+" (the
+    dash is ``RANGE_DASH``, an en dash); otherwise e.g. "<2.5", "2.5-<4", "≥4". Missing
+    values get ``MISSING_GROUP``. The result is a pl.Enum whose
     categories are the bucket labels in ascending order.
     """
     x = _floats(values, "values")
@@ -269,16 +273,18 @@ def bucket_numeric(values: pl.Series, breakpoints: Sequence[float] | None = None
         labels = ["all"]
     else:
         labels.append(f"<{_fmt(bp[0])}")
-        for lo, hi in zip(bp[:-1], bp[1:], strict=True):
+        for lo, hi in itertools.pairwise(bp):
             if not integral:
-                labels.append(f"{_fmt(lo)}–<{_fmt(hi)}")
+                labels.append(f"{_fmt(lo)}{RANGE_DASH}<{_fmt(hi)}")
             elif hi - lo > 1:
-                labels.append(f"{_fmt(lo)}–{_fmt(hi - 1)}")
+                labels.append(f"{_fmt(lo)}{RANGE_DASH}{_fmt(hi - 1)}")
             else:
                 labels.append(_fmt(lo))
         labels.append(f"{_fmt(bp[-1])}+" if integral else f"≥{_fmt(bp[-1])}")
     index = np.searchsorted(bp, np.nan_to_num(x), side="right")
-    out = [MISSING_GROUP if math.isnan(v) else labels[int(i)] for v, i in zip(x, index, strict=True)]
+    out = [
+        MISSING_GROUP if math.isnan(v) else labels[int(i)] for v, i in zip(x, index, strict=True)
+    ]
     return pl.Series(values.name, out, dtype=pl.Enum([*labels, MISSING_GROUP]))
 
 
@@ -321,7 +327,8 @@ def _group_labels(
     if values.dtype.is_numeric() and values.dtype != pl.Boolean:
         buckets = bucket_numeric(values, breakpoints)
         labels = buckets.cast(pl.String).to_list()
-        order = [str(c) for c in buckets.dtype.categories.to_list()]  # type: ignore[attr-defined]
+        assert isinstance(buckets.dtype, pl.Enum)
+        order = [str(c) for c in buckets.dtype.categories.to_list()]
     else:
         if breakpoints is not None:
             raise InputError(f"breakpoints given for {values.name!r}, which is not numeric")
@@ -395,7 +402,7 @@ def subgroup_metrics(
 
 
 def max_subgroup_gap(table: pl.DataFrame, metric: str = "positive_rate") -> dict[str, float]:
-    """Per attribute of a ``subgroup_metrics`` table: max − min of ``metric`` over the
+    """Per attribute of a ``subgroup_metrics`` table: max - min of ``metric`` over the
     included groups where it is defined. NaN when fewer than two groups can be compared.
 
     positive_rate gives the demographic-parity difference, tpr the equal-opportunity
@@ -489,6 +496,19 @@ class GateConfig:
             raise InputError(f"gate configuration: unknown {unknown}; known are {sorted(known)}")
         return cls(**values)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GateConfig:
+        """The gate of hilt.toml (``[gate]``), requiring a gap for every protected attribute
+        (``settings.fields.protected``)."""
+        g = settings.gate
+        return cls(
+            metric=g.metric,
+            floor=g.floor,
+            max_subgroup_gap=g.max_subgroup_gap,
+            tolerance=g.tolerance,
+            required_attributes=tuple(settings.fields.protected),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["required_attributes"] = list(self.required_attributes)
@@ -509,7 +529,9 @@ class GateResult:
         if failed:
             head += f" ({', '.join(failed)})"
         lines = [f"gate {head}"]
-        lines += [f"[{'pass' if c.passed else 'FAIL'}] {c.name}: {c.explanation}" for c in self.checks]
+        lines += [
+            f"[{'pass' if c.passed else 'FAIL'}] {c.name}: {c.explanation}" for c in self.checks
+        ]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -644,15 +666,19 @@ def gate(
             limit = champ + config.tolerance if lower else champ - config.tolerance
             ok = value <= limit if lower else value >= limit
             worse = value - champ if lower else champ - value
-            direction = "worse" if worse > 0 else "not worse"
+            if worse > 0:
+                how = f"worse by {_num(worse)}, tolerance {_num(config.tolerance)}"
+            elif worse < 0:
+                how = f"better by {_num(-worse)}"
+            else:
+                how = "equal"
             checks.append(
                 GateCheck(
                     "champion",
                     ok,
                     value,
                     limit,
-                    f"{m} {_num(value)} vs champion {_num(champ)}: {direction} by "
-                    f"{_num(abs(worse))}, tolerance {_num(config.tolerance)}",
+                    f"{m} {_num(value)} vs champion {_num(champ)}: {how}",
                 )
             )
     return GateResult(passed=all(c.passed for c in checks), checks=checks)

@@ -27,6 +27,7 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.typing import RcKeyType
 
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.evaluate import (
@@ -38,10 +39,10 @@ from hilt.pipelines.evaluate import (
     roc_points,
 )
 
-#: Resolution of save_png / png_bytes: a (w, h)-inch figure becomes (100 w) × (100 h) px.
+#: Resolution of save_png / png_bytes: a (w, h)-inch figure becomes (100 w) by (100 h) px.
 DPI = 100
 #: Applied while a figure is built and while it is rendered; restored afterwards.
-STYLE: dict[str, Any] = {
+STYLE: dict[RcKeyType, Any] = {
     "font.family": ["DejaVu Sans"],
     "font.size": 9.0,
     "axes.titlesize": 10.0,
@@ -120,7 +121,9 @@ def roc_curve_figure(
         for name, s, color in curves:
             fpr, tpr = roc_points(y_true, s)
             auc = metrics(y_true, s)["auc"]
-            ax.step(fpr, tpr, where="post", color=color, linewidth=1.8, label=f"{name} (AUC {auc:.3f})")
+            ax.step(
+                fpr, tpr, where="post", color=color, linewidth=1.8, label=f"{name} (AUC {auc:.3f})"
+            )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.01)
         ax.set_aspect("equal")
@@ -165,7 +168,9 @@ def calibration_figure(
         top.grid(alpha=0.3)
         low = table["bin_low"].to_numpy()
         width = table["bin_high"].to_numpy() - low
-        bottom.bar(low, table["n"].to_numpy(), width=width, align="edge", color=CHALLENGER_COLOR, alpha=0.6)
+        bottom.bar(
+            low, table["n"].to_numpy(), width=width, align="edge", color=CHALLENGER_COLOR, alpha=0.6
+        )
         bottom.set_xlabel("predicted probability of the positive class")
         bottom.set_ylabel("cases")
     return fig
@@ -214,7 +219,7 @@ def subgroup_figure(
 ) -> EvaluationFigure:
     """One panel per protected attribute of a ``subgroup_metrics`` table: ``metric`` per
     group as horizontal bars, labelled "group (n=…)"; groups too small to compare are
-    listed without a bar. Each panel's title gives the attribute's gap (max − min)."""
+    listed without a bar. Each panel's title gives the attribute's gap (max - min)."""
     if metric not in SUBGROUP_METRICS:
         raise InputError(f"metric must be one of {list(SUBGROUP_METRICS)}, not {metric!r}")
     needed = ["attribute", "group", "n", "included", metric]
@@ -241,7 +246,7 @@ def subgroup_figure(
             included = part["included"].to_list()[::-1]
             values = part[metric].to_list()[::-1]
             y = np.arange(len(groups))
-            for yi, v, inc in zip(y, values, included, strict=True):
+            for yi, v, inc in zip(range(len(groups)), values, included, strict=True):
                 if inc and v is not None:
                     ax.barh(yi, v, color=CHALLENGER_COLOR)
                     ax.text(v, yi, f" {v:.2f}", va="center", fontsize=8)

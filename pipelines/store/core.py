@@ -172,6 +172,7 @@ class StoreCore:
         actor: User,
         clock: Clock = system_clock,
         head: HeadCache | None = None,
+        in_group: bool = False,
     ) -> None:
         self.con = con
         self.settings = settings
@@ -179,6 +180,11 @@ class StoreCore:
         self.actor = actor
         self.clock = clock
         self.head = head or HeadCache()
+        #: Part of a group commit: the caller owns the transaction (see StoreService).
+        self.in_group = in_group
+        #: Whether this operation has written anything (a failed one that has not can be
+        #: dropped from a group without undoing the others).
+        self.wrote = False
 
     # ------------------------------------------------------------------ plumbing
     def _role_for(self, operation: str) -> str:
@@ -193,6 +199,9 @@ class StoreCore:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
+        if self.in_group:
+            yield
+            return
         try:
             self.con.execute("BEGIN TRANSACTION")
         except duckdb.Error as e:
@@ -254,6 +263,7 @@ class StoreCore:
             payload=payload,
         ).canonical()
         digest = chain_hash(prev, entry)
+        self.wrote = True
         self.con.execute("INSERT INTO audit_log VALUES (?, ?, ?, ?)", [seq, entry, prev, digest])
         self.head.pending = (seq, digest)
         return seq

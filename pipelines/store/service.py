@@ -14,10 +14,12 @@ run time, including the local ``Caller`` dependency alias.)
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -36,7 +38,7 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
 )
 from hilt.pipelines.store import locking
-from hilt.pipelines.store.core import Clock, StoreCore, system_clock
+from hilt.pipelines.store.core import Clock, HeadCache, StoreCore, system_clock
 from hilt.pipelines.store.embedded import connect
 from hilt.pipelines.store.records import (
     AuditEvent,
@@ -181,7 +183,18 @@ class BodyLimit:
 
 
 class StoreService:
-    """The owning process's state: one connection, one lock around it."""
+    """The owning process's state: one connection, one lock around it, the audit head, and
+    a group committer for decisions.
+
+    Group commit: decisions that arrive while one is being written wait in a queue; the
+    writer takes them all and records them in one transaction, each with its own chained
+    audit row, and acknowledges none before the COMMIT. One commit's cost is shared, which
+    is what lets one process take a burst of reviewers. A decision refused before it wrote
+    anything is simply left out of its group; should anything fail after writing, the whole
+    group is rolled back and each decision is retried on its own.
+    """
+
+    MAX_GROUP = 64
 
     def __init__(
         self,
@@ -195,10 +208,84 @@ class StoreService:
         self.con = con
         self.clock = clock
         self.mutex = threading.Lock()
+        self.head = HeadCache()
+        self._queue: queue.SimpleQueue[tuple[User, DecisionRequest, Future[Decision]]] = (
+            queue.SimpleQueue()
+        )
+        self._writer: threading.Thread | None = None
+        self._writer_started = threading.Lock()
+
+    def core(self, actor: User, *, in_group: bool = False) -> StoreCore:
+        return StoreCore(
+            self.con,
+            self.settings,
+            self.workspace,
+            actor,
+            self.clock,
+            head=self.head,
+            in_group=in_group,
+        )
 
     def run(self, actor: User, op: Callable[[StoreCore], T]) -> T:
         with self.mutex:
-            return op(StoreCore(self.con, self.settings, self.workspace, actor, self.clock))
+            return op(self.core(actor))
+
+    def record_decision(self, actor: User, request: DecisionRequest) -> Decision:
+        """Queue a decision for the group committer and wait for its acknowledgement."""
+        with self._writer_started:
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_groups, name="hilt-group-commit", daemon=True
+                )
+                self._writer.start()
+        done: Future[Decision] = Future()
+        self._queue.put((actor, request, done))
+        return done.result()
+
+    def _write_groups(self) -> None:
+        while True:
+            group = [self._queue.get()]
+            while len(group) < self.MAX_GROUP:
+                try:
+                    group.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            with self.mutex:
+                self._commit_group(group)
+
+    def _commit_group(self, group: list[tuple[User, DecisionRequest, Future[Decision]]]) -> None:
+        outcomes: list[tuple[Future[Decision], Decision | None, BaseException | None]] = []
+        try:
+            self.con.execute("BEGIN TRANSACTION")
+            for actor, request, done in group:
+                core = self.core(actor, in_group=True)
+                try:
+                    outcomes.append((done, core.record_decision(request), None))
+                except HiltError as e:
+                    if core.wrote:
+                        raise
+                    outcomes.append((done, None, e))
+            self.con.execute("COMMIT")
+            self.head.commit()
+        except BaseException:
+            self.head.forget()
+            try:
+                self.con.execute("ROLLBACK")
+            except duckdb.Error:
+                log.warning("rollback of a decision group failed")
+            for actor, request, done in group:  # one by one, each in its own transaction
+                try:
+                    # Under the mutex already: run directly, in its own transaction.
+                    done.set_result(self.core(actor).record_decision(request))
+                except BaseException as e:
+                    done.set_exception(e)
+            return
+        for done, decision, error in outcomes:
+            if error is not None:
+                done.set_exception(error)
+            else:
+                assert decision is not None
+                done.set_result(decision)
 
     def authenticate(self, token: str) -> User:
         with self.mutex:
@@ -280,7 +367,7 @@ def create_app(service: StoreService) -> FastAPI:
 
     @app.post("/v1/decisions")
     def record_decision(body: DecisionRequest, user: Caller) -> Decision:
-        return service.run(user, lambda c: c.record_decision(body))
+        return service.record_decision(user, body)
 
     @app.get("/v1/decisions")
     def decisions(
