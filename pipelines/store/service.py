@@ -38,7 +38,7 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
 )
 from hilt.pipelines.store import locking
-from hilt.pipelines.store.core import Clock, HeadCache, StoreCore, system_clock
+from hilt.pipelines.store.core import Clock, HeadCache, StoreCore, system_clock, token_hash
 from hilt.pipelines.store.embedded import connect
 from hilt.pipelines.store.records import (
     AuditEvent,
@@ -214,6 +214,8 @@ class StoreService:
         )
         self._writer: threading.Thread | None = None
         self._writer_started = threading.Lock()
+        self._tokens: dict[str, User] = {}
+        self._users: dict[str, User] = {}
 
     def core(self, actor: User, *, in_group: bool = False) -> StoreCore:
         return StoreCore(
@@ -288,12 +290,29 @@ class StoreService:
                 done.set_result(decision)
 
     def authenticate(self, token: str) -> User:
+        """The token's owner. Cached: only this process changes users and tokens, and it
+        forgets the cache whenever it does (see ``forget_identities``)."""
+        hashed = token_hash(token)
+        known = self._tokens.get(hashed)
+        if known is not None:
+            return known
         with self.mutex:
-            return StoreCore.authenticate(self.con, token)
+            user = StoreCore.authenticate(self.con, token)
+        self._tokens[hashed] = user
+        return user
 
     def lookup(self, name: str) -> User:
+        known = self._users.get(name)
+        if known is not None:
+            return known
         with self.mutex:
-            return StoreCore.lookup_user(self.con, name)
+            user = StoreCore.lookup_user(self.con, name)
+        self._users[name] = user
+        return user
+
+    def forget_identities(self) -> None:
+        self._tokens.clear()
+        self._users.clear()
 
 
 def create_app(service: StoreService) -> FastAPI:
@@ -438,7 +457,10 @@ def create_app(service: StoreService) -> FastAPI:
 
     @app.post("/v1/users")
     def add_user(body: UserIn, user: Caller) -> TokenGrant:
-        return service.run(user, lambda c: c.add_user(body.name, body.role))
+        try:
+            return service.run(user, lambda c: c.add_user(body.name, body.role))
+        finally:
+            service.forget_identities()
 
     return app
 
