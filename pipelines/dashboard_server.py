@@ -29,14 +29,7 @@ from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
 
 GATEWAY_USER = "voila-gateway"
-#: The only kernel messages a dashboard page may send: widget traffic and kernel info.
-ALLOWED_KERNEL_MESSAGES = (
-    "comm_open",
-    "comm_msg",
-    "comm_close",
-    "comm_info_request",
-    "kernel_info_request",
-)
+KERNEL_MANAGER = "hilt.pipelines.dashboard_kernels.WidgetOnlyKernelManager"
 DASHBOARDS = ("review",)
 #: Environment that must not leak from the operator's shell into dashboard kernels.
 _IDENTITY_ENV = ("HTTP_X_FORWARDED_USER", "JUPYTERHUB_USER", "HILT_USER", "HILT_TOKEN")
@@ -74,7 +67,6 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout_s: fl
 
 
 def voila_command(notebooks: Path, host: str, port: int) -> list[str]:
-    allowed = "[" + ",".join(f"'{m}'" for m in ALLOWED_KERNEL_MESSAGES) + "]"
     return [
         sys.executable,
         "-m",
@@ -86,8 +78,8 @@ def voila_command(notebooks: Path, host: str, port: int) -> list[str]:
         "--strip_sources=True",
         "--template=hilt",
         "--VoilaConfiguration.show_tracebacks=False",
-        "--VoilaConfiguration.http_header_envs=['X-Forwarded-User']",
-        f"--MappingKernelManager.allowed_message_types={allowed}",
+        "--VoilaConfiguration.http_header_envs=X-Forwarded-User",
+        f"--VoilaConfiguration.multi_kernel_manager_class={KERNEL_MANAGER}",
         "--MappingKernelManager.cull_idle_timeout=900",
         "--MappingKernelManager.cull_interval=60",
         "--MappingKernelManager.cull_connected=False",

@@ -1,0 +1,114 @@
+"""Fixtures for the browser tests: a served demo workspace and headless Debian Chromium.
+
+One `hilt serve` (store service + Voila) per test module, on free loopback ports, over a
+workspace with the demo cases and the demo's first model (so the review queue holds the
+scored 30 % of the cases). An admin token is issued before the servers start, for reading
+back what the dashboards wrote. Each test opens its own browser context (own cookies, own
+``X-Forwarded-User`` header) and so its own Voila kernel.
+
+Never `playwright install`: the tests drive /usr/bin/chromium (Debian's package, installed
+by .ci/run) and are skipped where it is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pytest
+from playwright.sync_api import Browser, BrowserContext, sync_playwright
+
+from hilt.pipelines.dashboard_server import DashboardServer, start_dashboards
+from hilt.pipelines.scoring import demo_first_model
+from hilt.pipelines.store import Store, open_store
+from hilt.pipelines.store.create import create_workspace
+from hilt.pipelines.workspace import Workspace
+from tests.browser.pages import TIMEOUT_MS
+from tests.conftest import CONFIG, CSV, free_port, operator
+
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def require_chromium() -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+
+
+@dataclass
+class Dashboards:
+    """A running `hilt serve` and an admin credential for reading back."""
+
+    server: DashboardServer
+    workspace: Workspace
+    admin_token: str
+
+    @property
+    def store_url(self) -> str:
+        return f"http://{self.server.host}:{self.server.store_port}"
+
+    @property
+    def review_url(self) -> str:
+        return self.server.dashboard_url("review")
+
+    def admin(self) -> Store:
+        return open_store(self.store_url, token=self.admin_token)
+
+
+@pytest.fixture(scope="module")
+def dashboards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboards]:
+    require_chromium()
+    ws = Workspace.at(tmp_path_factory.mktemp("browser") / "ws")
+    create_workspace(ws, CONFIG)
+    operator(ws).ingest_cases(pl.read_csv(CSV, infer_schema=False))
+    demo_first_model(operator(ws), ws.settings(), ws.root / "models")
+    # Issued before the service starts: the service owns the file from then on.
+    admin_token = operator(ws).add_user("dana", "admin").token
+    server = start_dashboards(ws, port=free_port(), store_port=free_port())
+    try:
+        yield Dashboards(server=server, workspace=ws, admin_token=admin_token)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    require_chromium()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+OpenAs = Callable[[str], BrowserContext]
+
+
+@pytest.fixture
+def context_as(browser: Browser) -> Iterator[OpenAs]:
+    """``context_as("alice")``: a fresh browser context whose requests carry
+    ``X-Forwarded-User: alice``, as an authenticating proxy would send it."""
+    contexts: list[BrowserContext] = []
+
+    def make(user: str) -> BrowserContext:
+        ctx = browser.new_context(extra_http_headers={"X-Forwarded-User": user})
+        ctx.set_default_timeout(TIMEOUT_MS)
+        contexts.append(ctx)
+        return ctx
+
+    try:
+        yield make
+    finally:
+        for ctx in contexts:
+            ctx.close()

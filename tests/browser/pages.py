@@ -1,0 +1,164 @@
+"""What the browser tests do on a review dashboard page, and how they read it back.
+
+The page is driven the way a reviewer uses it: by the buttons' names and the texts the
+panel shows. Nothing here reaches into the kernel; read-back goes through the store service.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from playwright.sync_api import Locator, Page, expect
+
+from hilt.pipelines.store import Store
+from hilt.pipelines.store.records import AuditEvent
+
+#: Playwright's waits in these tests (a cold kernel start on 2 cores takes ~3 s).
+TIMEOUT_MS = 30_000
+#: Wait this long after a case appears before Accept / Skip: the panel refuses one-click
+#: decisions for min_dwell_ms (300 ms, counted in the kernel from before the browser sees
+#: the case), so a click 0.5 s after the browser shows it is always past the guard.
+DWELL_S = 0.5
+
+_DONE_BY_ME = re.compile(r"Done today:\s*(\d+)\s*by you")
+
+
+def accept_button(page: Page) -> Locator:
+    return page.get_by_role("button", name="Accept", exact=True)
+
+
+def wait_for_case(page: Page) -> None:
+    """Until a case is on screen: its card shown and Accept enabled."""
+    expect(accept_button(page)).to_be_enabled(timeout=TIMEOUT_MS)
+    card = page.locator(".hilt-case-card")
+    expect(card).to_be_visible(timeout=TIMEOUT_MS)
+    expect(card).to_contain_text("Credit amount", timeout=TIMEOUT_MS)
+
+
+def done_by_me(page: Page) -> int:
+    """The panel's progress line: final decisions made today by the person looking."""
+    line = page.get_by_text(_DONE_BY_ME)
+    expect(line).to_be_visible(timeout=TIMEOUT_MS)
+    m = _DONE_BY_ME.search(line.inner_text())
+    assert m is not None
+    return int(m.group(1))
+
+
+def predicted_label(page: Page) -> str:
+    """The model's class label as the prediction view shows it ("good risk", ...)."""
+    m = re.search(r"Predicted:\s*(.+)", page.locator(".hilt-prediction").inner_text())
+    assert m is not None, "the prediction view shows no predicted class"
+    return m.group(1).strip()
+
+
+def status_text(page: Page) -> str:
+    return page.locator(".hilt-status").inner_text()
+
+
+def wait_for_next_case(page: Page, done_before: int) -> None:
+    """After a decision: until the progress line counts it (the panel refreshes it when it
+    shows the next case), and that next case is on screen."""
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while time.monotonic() < deadline:
+        if done_by_me(page) == done_before + 1:
+            wait_for_case(page)
+            return
+        status = status_text(page)
+        assert "Ignored" not in status and "Not saved" not in status, status
+        time.sleep(0.05)
+    raise AssertionError(f"the decision was not counted; status line: {status_text(page)!r}")
+
+
+def click_accept(page: Page) -> None:
+    """Accept the case on screen (past the dwell guard), then wait for the next case."""
+    before = done_by_me(page)
+    time.sleep(DWELL_S)
+    accept_button(page).click()
+    wait_for_next_case(page, before)
+
+
+def audit_events(store: Store, after_seq: int = 0) -> list[AuditEvent]:
+    """Every audit event after ``after_seq``, paging through the API."""
+    events: list[AuditEvent] = []
+    while True:
+        batch = store.audit_events(after_seq=after_seq, limit=1000)
+        if not batch:
+            return events
+        events.extend(batch)
+        after_seq = batch[-1].seq
+
+
+def current_leases(store: Store, reviewers: tuple[str, ...]) -> dict[str, str]:
+    """reviewer → the case of their latest ``case.leased`` event.
+
+    The store keeps one lease per reviewer (taking a new case drops the old lease), and
+    every new lease is an audit event in the same transaction, so a reviewer's latest
+    lease event names the case their panel holds (if it has not expired: 600 s here).
+    """
+    latest: dict[str, str] = {}
+    for e in audit_events(store):
+        if e.action == "case.leased" and e.actor in reviewers:
+            latest[e.actor] = e.object_id
+    return latest
+
+
+#: Sends messages over a fresh connection to the page's own kernel websocket, the way a
+#: page script could, and collects everything that comes back. Legacy JSON protocol (no
+#: subprotocol requested), as jupyter_server's ZMQChannelsWebsocketConnection reads it.
+KERNEL_PROBE_JS = """
+async ({ messages, waitMs }) => {
+  const cfg = JSON.parse(document.getElementById("jupyter-config-data").textContent);
+  const session = "probe-" + Math.random().toString(16).slice(2);
+  const url = new URL(
+    cfg.baseUrl + "api/kernels/" + cfg.kernelId + "/channels?session_id=" + session,
+    location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(url.href);
+  const received = [];
+  ws.onmessage = (ev) => {
+    try { received.push(JSON.parse(ev.data)); } catch (e) { received.push({ binary: true }); }
+  };
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = () => reject(new Error("the kernel websocket did not open"));
+  });
+  const sent = [];
+  for (const m of messages) {
+    const msgId = "probe-" + m.msgType + "-" + Math.random().toString(16).slice(2);
+    ws.send(JSON.stringify({
+      header: { msg_id: msgId, msg_type: m.msgType, username: "probe", session,
+                date: new Date().toISOString(), version: "5.3" },
+      parent_header: {}, metadata: {}, content: m.content, buffers: [], channel: m.channel,
+    }));
+    sent.push({ msgType: m.msgType, msgId });
+  }
+  await new Promise((r) => setTimeout(r, waitMs));
+  ws.close();
+  return {
+    kernelId: cfg.kernelId,
+    sent,
+    received: received.map((m) => ({
+      channel: m.channel || null,
+      msg_type: m.header ? m.header.msg_type : null,
+      parent: m.parent_header ? m.parent_header.msg_id : null,
+      content: m.content || null,
+    })),
+  };
+}
+"""
+
+
+def probe_kernel(page: Page, messages: list[dict[str, Any]], wait_ms: int) -> dict[str, Any]:
+    """Run KERNEL_PROBE_JS in ``page``; ``messages``: [{msgType, channel, content}]."""
+    result: dict[str, Any] = page.evaluate(
+        KERNEL_PROBE_JS, {"messages": messages, "waitMs": wait_ms}
+    )
+    return result
+
+
+def replies_to(result: dict[str, Any], msg_type: str) -> list[dict[str, Any]]:
+    """Messages that came back in reply to the probe's message of type ``msg_type``."""
+    ids = {s["msgId"] for s in result["sent"] if s["msgType"] == msg_type}
+    return [m for m in result["received"] if m["parent"] in ids]
