@@ -1,0 +1,270 @@
+#!/usr/bin/env python
+"""Bulk ingest: how fast the store takes a million predictions (and a million cases).
+
+What it measures
+----------------
+The store's bulk path, ``EmbeddedStore.add_predictions(model_version, frame)``, on a polars
+frame of 1,000,000 predictions (``case_id``, ``score``, ``label``, ``explanation`` as JSON
+text with one signed contribution per model feature), in batches of ``--batch-size`` rows
+(default: one batch of 1,000,000). Each call is what `hilt` does for a batch: take the
+cross-process lock, open the file, validate the frame, check that every case exists,
+insert the rows, compute the batch digest (sha256 of the stored batch as CSV), append one
+``predictions.ingest`` audit event carrying it, commit, close. The reported rate is rows
+divided by the wall time of all calls together. Target (from the issue): >= 500,000 rows/s.
+
+Setup: the predictions need their cases, so 1,000,000 synthetic cases in the demo schema
+are ingested first through ``EmbeddedStore.ingest_cases`` (every column sampled
+independently from the demo CSV's own values; ids SYN-APP-0000001..., one subject per
+case; all columns as text, as `hilt ingest` reads a CSV). That ingest is timed too and
+reported as a secondary number (it builds five primary-key indexes, so it is slower).
+
+Afterwards (untimed) the first batch is ingested once more as a second model version
+under cProfile, and the functions that take the time are printed (DuckDB statements count
+as the own time of the store function that runs them; polars' native calls, such as JSON
+decoding and CSV writing, appear by name); then ``verify()`` checks the log, the batch row
+counts and digests.
+
+Nothing is asserted; the script prints whether the target was met. The last line of
+output is one JSON object with every number.
+
+Usage: benchmarks/ingest.py [--quick] [--rows N] [--batch-size N] [--case-batch-size N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from hilt.pipelines.store.create import create_workspace
+from hilt.pipelines.store.embedded import EmbeddedStore
+from hilt.pipelines.store.records import User
+from hilt.pipelines.workspace import Workspace
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+CONFIG = DATA / "hilt.toml"
+CSV = DATA / "german_credit.csv"
+
+TARGET_ROWS_PER_S = 500_000.0
+MODEL_VERSION = "bench-model-1"
+
+
+def synthetic_cases(n: int, seed: int) -> pl.DataFrame:
+    """n cases in the demo schema, each column resampled from the demo CSV's values."""
+    demo = pl.read_csv(CSV, infer_schema=False)
+    uc_id, subject = "application_id", "applicant_id"
+    ids = pl.Series(uc_id, [f"SYN-APP-{k:07d}" for k in range(1, n + 1)])
+    subjects = pl.Series(subject, [f"SYN-SUBJ-{k:07d}" for k in range(1, n + 1)])
+    columns = [ids, subjects]
+    for i, name in enumerate(c for c in demo.columns if c not in (uc_id, subject)):
+        columns.append(
+            demo[name].sample(n, with_replacement=True, seed=seed + i, shuffle=True).alias(name)
+        )
+    return pl.DataFrame(columns).select(demo.columns)
+
+
+def synthetic_predictions(case_ids: pl.Series, features: list[str], seed: int) -> pl.DataFrame:
+    """One prediction per case; explanation = JSON {feature: contribution} for every feature."""
+    n = case_ids.len()
+    rng = np.random.default_rng(seed)
+    score = rng.beta(2.0, 2.0, n)
+    contrib = np.round(rng.normal(0.0, 0.3, (len(features), n)), 4)
+    parts: list[pl.Expr] = []
+    for j, name in enumerate(features):
+        parts.append(pl.lit(("{" if j == 0 else ",") + json.dumps(name) + ":"))
+        parts.append(pl.lit(pl.Series(name, contrib[j])).cast(pl.String))
+    parts.append(pl.lit("}"))
+    explanation = pl.select(pl.concat_str(parts).alias("explanation")).to_series()
+    return pl.DataFrame(
+        {
+            "case_id": case_ids,
+            "score": score,
+            "label": np.where(score >= 0.5, "1", "0"),
+            "explanation": explanation,
+        }
+    )
+
+
+def batches(frame: pl.DataFrame, size: int) -> list[pl.DataFrame]:
+    return [frame.slice(off, size) for off in range(0, frame.height, size)]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--quick", action="store_true", help="100,000 rows (smoke test)")
+    p.add_argument("--rows", type=int, default=None, help="predictions (and cases) to ingest")
+    p.add_argument("--batch-size", type=int, default=None, help="prediction rows per batch")
+    p.add_argument("--case-batch-size", type=int, default=None, help="case rows per batch")
+    p.add_argument("--seed", type=int, default=20240601)
+    p.add_argument("--no-breakdown", action="store_true", help="skip the profiled second batch")
+    p.add_argument("--keep", action="store_true", help="keep the temporary workspace")
+    args = p.parse_args(argv)
+    if args.rows is None:
+        args.rows = 100_000 if args.quick else 1_000_000
+    if args.batch_size is None:
+        args.batch_size = args.rows
+    if args.case_batch_size is None:
+        args.case_batch_size = args.rows
+    if args.rows < 1 or args.batch_size < 1 or args.case_batch_size < 1:
+        p.error("--rows, --batch-size and --case-batch-size must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="hilt-bench-ingest-"))
+    result: dict[str, Any] = {
+        "benchmark": "ingest",
+        "quick": args.quick,
+        "rows": args.rows,
+        "batch_size": args.batch_size,
+        "case_batch_size": args.case_batch_size,
+        "cpu_count": os.cpu_count(),
+        #: 1-minute load average when the run started: other work on the machine skews it.
+        "loadavg_start": round(os.getloadavg()[0], 2),
+    }
+    try:
+        ws = Workspace.at(tmp / "ws")
+        create_workspace(ws, CONFIG)
+        settings = ws.settings()
+        op = EmbeddedStore(ws, settings, User(name="os:benchmark", roles=["admin"]))
+        print(f"bulk ingest: {args.rows:,} rows, {os.cpu_count()} CPUs, workspace {ws.root}")
+
+        t = time.perf_counter()
+        cases = synthetic_cases(args.rows, args.seed)
+        preds = synthetic_predictions(
+            cases["application_id"], list(settings.fields.features), args.seed
+        )
+        gen_s = time.perf_counter() - t
+        mean_expl = float(preds.select(pl.col("explanation").str.len_bytes().mean()).item())
+        print(
+            f"  generated {cases.height:,} cases and {preds.height:,} predictions in "
+            f"{gen_s:.2f} s (explanations: {mean_expl:.0f} bytes on average)"
+        )
+
+        # ---- setup, timed as the secondary number: the cases
+        case_batches = batches(cases, args.case_batch_size)
+        t = time.perf_counter()
+        for b in case_batches:
+            op.ingest_cases(b)
+        cases_s = time.perf_counter() - t
+        cases_rate = cases.height / cases_s
+        print(
+            f"  cases: {cases.height:,} rows in {len(case_batches)} batch(es) in {cases_s:.2f} s "
+            f"= {cases_rate:,.0f} rows/s"
+        )
+
+        # ---- the measurement: the predictions
+        pred_batches = batches(preds, args.batch_size)
+        per_batch: list[float] = []
+        seqs: list[int] = []
+        t = time.perf_counter()
+        for b in pred_batches:
+            tb = time.perf_counter()
+            res = op.add_predictions(MODEL_VERSION, b)
+            per_batch.append(time.perf_counter() - tb)
+            seqs.append(res.seq)
+        preds_s = time.perf_counter() - t
+        preds_rate = preds.height / preds_s
+        print(
+            f"  predictions: {preds.height:,} rows in {len(pred_batches)} batch(es) in "
+            f"{preds_s:.2f} s = {preds_rate:,.0f} rows/s "
+            f"(slowest batch {max(per_batch):.2f} s; audit events seq {seqs[0]}..{seqs[-1]})"
+        )
+        result.update(
+            {
+                "generate_s": round(gen_s, 3),
+                "explanation_mean_bytes": round(mean_expl, 1),
+                "cases_batches": len(case_batches),
+                "cases_s": round(cases_s, 3),
+                "cases_rows_per_s": round(cases_rate, 1),
+                "predictions_batches": len(pred_batches),
+                "predictions_s": round(preds_s, 3),
+                "predictions_rows_per_s": round(preds_rate, 1),
+                "predictions_slowest_batch_s": round(max(per_batch), 3),
+                "audit_events_for_predictions": len(seqs),
+            }
+        )
+
+        # ---- untimed: where the time goes, and verify
+        if not args.no_breakdown:
+            result["breakdown"] = breakdown(op, pred_batches[0])
+        t = time.perf_counter()
+        report = op.verify()
+        verify_s = time.perf_counter() - t
+        counts = op.counts()
+        print(
+            f"  verify: {report.summary()} in {verify_s:.2f} s; store holds "
+            f"{counts['cases']:,} cases, {counts['predictions']:,} predictions"
+        )
+        result.update(
+            {
+                "verify_ok": report.ok,
+                "verify_s": round(verify_s, 3),
+                "stored_predictions": counts["predictions"],
+                "stored_cases": counts["cases"],
+            }
+        )
+        met = preds_rate >= TARGET_ROWS_PER_S
+        result["target_met"] = met
+        print(
+            f"target: predictions >= {TARGET_ROWS_PER_S:,.0f} rows/s: {preds_rate:,.0f} rows/s "
+            f"-> target met: {'yes' if met else 'no'}"
+        )
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    result["runtime_s"] = round(time.perf_counter() - started, 2)
+    result["loadavg_end"] = round(os.getloadavg()[0], 2)
+    print(
+        f"runtime {result['runtime_s']} s (load average {result['loadavg_start']} at start, "
+        f"{result['loadavg_end']} at end, {os.cpu_count()} CPUs)"
+    )
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+def breakdown(op: EmbeddedStore, batch: pl.DataFrame, top: int = 12) -> dict[str, float]:
+    """The same bulk path once more (a second model version) under cProfile: where it goes.
+
+    Sorted by own time, so DuckDB statements show up as the time of the store function
+    that runs them, and polars' native calls (JSON decoding, CSV writing) by name.
+    """
+    profiler = cProfile.Profile()
+    t = time.perf_counter()
+    profiler.enable()
+    op.add_predictions(MODEL_VERSION.replace("-1", "-2"), batch)
+    profiler.disable()
+    wall = time.perf_counter() - t
+    stats = pstats.Stats(profiler)
+    rows: list[tuple[float, str]] = []
+    for (filename, line, func), entry in stats.stats.items():  # type: ignore[attr-defined]
+        where = f"{Path(filename).stem}.{func}:{line}" if line else func
+        rows.append((float(entry[2]), where))
+    rows.sort(reverse=True)
+    print(
+        f"  profile of one more {batch.height:,}-row prediction batch (model version 2, "
+        f"{wall:.2f} s under cProfile; own time, top {top}):"
+    )
+    for seconds, where in rows[:top]:
+        print(f"    {seconds:7.3f} s  {where}")
+    return {"profiled_batch_s": round(wall, 3)} | {w: round(v, 3) for v, w in rows[:top]}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

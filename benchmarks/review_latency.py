@@ -1,0 +1,461 @@
+#!/usr/bin/env python
+"""Review latency: from a reviewer's Accept click to the next case rendered, server-side.
+
+What it measures
+----------------
+The time a dashboard kernel spends between the Accept click arriving and the panel having
+sent the next case to the browser: the real ``ReviewSession`` (hilt.widgets) on the real
+backend of the reviewer dashboard (``open_review_backend``, as notebooks/review.ipynb calls
+it in a `hilt serve` kernel), talking to the store service over HTTP with the gateway
+token, on behalf of reviewer ``alice``. One iteration is ``accept_button.click()`` (what the
+widget's comm handler calls for a click from the browser) until it returns; by then the
+session has recorded the decision (POST /v1/decisions: decision + audit event, one
+transaction), leased the next case (next_case: queue query, lease + audit event, the case
+record), fetched the progress counts (queue_status), and recomposed every widget. Each
+iteration checks that the session shows a different case afterwards.
+
+"Rendered" here means: every widget state change serialised for the front end. Outside a
+kernel ipywidgets would drop its messages (DummyComm); this script installs a comm that
+JSON-encodes each message as the kernel would before handing it to ZeroMQ, and counts the
+messages and bytes. Not included: the ZeroMQ/websocket hop to the browser and the browser's
+own layout and paint (tests/browser measures a whole page load instead).
+
+Setup (untimed): a temporary workspace from data/hilt.toml, the demo cases
+(data/german_credit.csv), the demo's first model (``demo_first_model``: trained on 70 % of
+the seed-labelled cases, the other 30 %, 300 cases, scored into the review queue); a gateway
+and an admin token; the store service (``hilt store serve``) as a subprocess on 127.0.0.1.
+``min_dwell_ms=0`` (the double-click guard would refuse the benchmark's immediate clicks).
+A few warm-up decisions are made first and not counted. Afterwards the decisions are read
+back (all accept, all by alice) and ``verify()`` checks the audit log.
+
+Targets (from the issue): median <= 50 ms, p95 <= 100 ms. Nothing is asserted: the script
+prints whether they were met. The last line of output is one JSON object with every number.
+
+Usage: benchmarks/review_latency.py [--quick] [--decisions N] [--warmup N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import comm
+import httpx
+import polars as pl
+from comm.base_comm import BaseComm, BuffersType, MaybeDict
+
+from hilt.pipelines.review_backend import open_review_backend
+from hilt.pipelines.scoring import demo_first_model
+from hilt.pipelines.store import open_store
+from hilt.pipelines.store.create import create_workspace
+from hilt.pipelines.store.embedded import EmbeddedStore
+from hilt.pipelines.store.records import User
+from hilt.pipelines.workspace import Workspace
+from hilt.widgets.protocols import (
+    DecisionInput,
+    DecisionReceipt,
+    QueueStatus,
+    Refusal,
+    ReviewBackend,
+    ReviewConfig,
+    Reviewer,
+    ReviewItem,
+)
+from hilt.widgets.review_session import ReviewSession
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+CONFIG = DATA / "hilt.toml"
+CSV = DATA / "german_credit.csv"
+
+REVIEWER = "alice"
+GATEWAY = "voila-gateway"
+TARGET_MEDIAN_MS = 50.0
+TARGET_P95_MS = 100.0
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------- statistics
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Linear-interpolated percentile (q in [0, 100]) of an ascending list; None if empty."""
+    if not sorted_values:
+        return None
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def latency_stats(values_ms: list[float]) -> dict[str, float | None]:
+    s = sorted(values_ms)
+
+    def r(v: float | None) -> float | None:
+        return None if v is None else round(v, 3)
+
+    return {
+        "p50_ms": r(percentile(s, 50)),
+        "p95_ms": r(percentile(s, 95)),
+        "p99_ms": r(percentile(s, 99)),
+        "max_ms": r(s[-1] if s else None),
+        "mean_ms": r(sum(s) / len(s) if s else None),
+    }
+
+
+def fmt_ms(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.1f} ms"
+
+
+# ---------------------------------------------------------------------------- front-end wire
+@dataclass
+class Wire:
+    """What the widgets would have sent to the browser: message and byte counts."""
+
+    messages: int = 0
+    bytes: int = 0
+
+
+WIRE = Wire()
+
+
+class SerializingComm(BaseComm):
+    """A comm that JSON-encodes every message, as the kernel does before sending it."""
+
+    def publish_msg(
+        self,
+        msg_type: str,
+        data: MaybeDict = None,
+        metadata: MaybeDict = None,
+        buffers: BuffersType = None,
+        **keys: Any,
+    ) -> None:
+        body = {
+            "msg_type": msg_type,
+            "content": {"comm_id": self.comm_id, "data": data or {}, **keys},
+            "metadata": metadata or {},
+        }
+        WIRE.messages += 1
+        WIRE.bytes += len(json.dumps(body, default=str)) + sum(len(b) for b in buffers or [])
+
+
+def install_serializing_comm() -> None:
+    def create(*args: Any, **kwargs: Any) -> BaseComm:
+        return SerializingComm(*args, **kwargs)
+
+    comm.create_comm = create
+
+
+# ---------------------------------------------------------------------------- backend timing
+@dataclass
+class TimedBackend:
+    """Delegates to the dashboard's backend and adds up the time spent in it (the store's
+    HTTP round trips), so the total can be split into store and widgets."""
+
+    inner: ReviewBackend
+    spent_s: float = 0.0
+    calls: int = 0
+    by_call: dict[str, list[float]] = field(default_factory=dict)
+
+    def _timed(self, name: str, fn: Callable[[], T]) -> T:
+        t0 = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            dt = time.perf_counter() - t0
+            self.spent_s += dt
+            self.calls += 1
+            self.by_call.setdefault(name, []).append(dt * 1000)
+
+    def reviewer(self) -> Reviewer:
+        return self._timed("reviewer", self.inner.reviewer)
+
+    def review_config(self) -> ReviewConfig:
+        return self._timed("review_config", self.inner.review_config)
+
+    def next_item(self) -> ReviewItem | None:
+        return self._timed("next_item", self.inner.next_item)
+
+    def submit(self, decision: DecisionInput) -> DecisionReceipt:
+        return self._timed("submit", lambda: self.inner.submit(decision))
+
+    def queue_status(self) -> QueueStatus:
+        return self._timed("queue_status", self.inner.queue_status)
+
+
+# ---------------------------------------------------------------------------- setup
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def operator(ws: Workspace) -> EmbeddedStore:
+    return EmbeddedStore(ws, ws.settings(), User(name="os:benchmark", roles=["admin"]))
+
+
+@dataclass
+class Service:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_service(ws: Workspace, log_path: Path) -> Service:
+    port = free_port()
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hilt.pipelines.cli",
+                "store",
+                "serve",
+                "--workspace",
+                str(ws.root),
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"store service exited early: {log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return Service(url, proc)
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    proc.wait(5)
+    raise RuntimeError("store service did not come up in 30 s")
+
+
+@dataclass
+class Prepared:
+    workspace: Workspace
+    model_version: str
+    cases: int
+    waiting: int
+    gateway_token: str
+    admin_token: str
+
+
+def prepare(root: Path) -> Prepared:
+    ws = Workspace.at(root / "ws")
+    create_workspace(ws, CONFIG)
+    cases = pl.read_csv(CSV, infer_schema=False)
+    operator(ws).ingest_cases(cases)
+    version = demo_first_model(operator(ws), ws.settings(), ws.root / "models")
+    op = operator(ws)
+    waiting = op.queue_status().waiting
+    gateway = op.add_user(GATEWAY, "gateway").token
+    admin = op.add_user("dana", "admin").token
+    return Prepared(ws, version, cases.height, waiting, gateway, admin)
+
+
+# ---------------------------------------------------------------------------- the run
+def accept_and_time(session: ReviewSession, backend: TimedBackend) -> tuple[float, float, Wire]:
+    """One Accept click; (total ms, ms inside the backend, front-end messages sent)."""
+    before = session.item
+    if before is None:
+        raise RuntimeError("the queue ran dry: no case on screen to accept")
+    store_before = backend.spent_s
+    wire_before = Wire(WIRE.messages, WIRE.bytes)
+    t0 = time.perf_counter()
+    session.decision_bar.accept_button.click()
+    total_ms = (time.perf_counter() - t0) * 1000
+    after = session.item
+    if session.status.level != "success":
+        raise RuntimeError(f"the accept was not recorded: {session.status.text}")
+    if after is None or after.case_id == before.case_id or session.phase != "review":
+        raise RuntimeError(f"the next case was not shown (phase {session.phase})")
+    sent = Wire(WIRE.messages - wire_before.messages, WIRE.bytes - wire_before.bytes)
+    return total_ms, (backend.spent_s - store_before) * 1000, sent
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--quick", action="store_true", help="30 decisions, 2 warm-up")
+    p.add_argument("--decisions", type=int, default=None, help="timed decisions (default 200)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed first decisions (5)")
+    args = p.parse_args(argv)
+    if args.decisions is None:
+        args.decisions = 30 if args.quick else 200
+    if args.warmup is None:
+        args.warmup = 2 if args.quick else 5
+    if args.decisions < 1 or args.warmup < 0:
+        p.error("--decisions must be at least 1 and --warmup at least 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    install_serializing_comm()
+    with tempfile.TemporaryDirectory(prefix="hilt-review-latency-") as tmp:
+        t_setup = time.perf_counter()
+        prep = prepare(Path(tmp))
+        needed = args.warmup + args.decisions + 1
+        if prep.waiting < needed:
+            print(
+                f"the review queue holds {prep.waiting} cases; "
+                f"{needed} are needed (--decisions + --warmup + 1)",
+                file=sys.stderr,
+            )
+            return 2
+        service = start_service(prep.workspace, Path(tmp) / "service.log")
+        try:
+            env = {
+                "HILT_STORE_URL": service.url,
+                "HILT_GATEWAY_TOKEN": prep.gateway_token,
+                "HILT_WORKSPACE": str(prep.workspace.root),
+                "HTTP_X_FORWARDED_USER": REVIEWER,
+            }
+            access = open_review_backend(env=env)
+            if isinstance(access, Refusal):
+                print(f"refused: {access.title}: {access.message}", file=sys.stderr)
+                return 2
+            backend = TimedBackend(access)
+            t_open = time.perf_counter()
+            session = ReviewSession(backend, min_dwell_ms=0)
+            open_ms = (time.perf_counter() - t_open) * 1000
+            setup_s = time.perf_counter() - t_setup
+            print(
+                f"setup: {prep.cases} demo cases, model {prep.model_version}, "
+                f"{prep.waiting} cases in the review queue; store service at {service.url}; "
+                f"reviewer {REVIEWER} via the gateway ({setup_s:.1f} s)"
+            )
+            print(f"panel opened on the first case in {open_ms:.1f} ms")
+
+            for _ in range(args.warmup):
+                accept_and_time(session, backend)
+            totals: list[float] = []
+            in_store: list[float] = []
+            wires: list[Wire] = []
+            backend.by_call.clear()
+            for _ in range(args.decisions):
+                total_ms, store_ms, sent = accept_and_time(session, backend)
+                totals.append(total_ms)
+                in_store.append(store_ms)
+                wires.append(sent)
+            widgets_ms = [t - s for t, s in zip(totals, in_store, strict=True)]
+
+            admin = open_store(service.url, token=prep.admin_token)
+            try:
+                decisions = admin.decisions(limit=10_000)
+                report = admin.verify()
+            finally:
+                admin.close()
+        finally:
+            service.stop()
+
+    total = latency_stats(totals)
+    store = latency_stats(in_store)
+    widgets = latency_stats(widgets_ms)
+    # The queue is derived from the decisions log, so the store's work grows as it fills:
+    # the first and the last quarter of the run, side by side.
+    quarter = max(1, len(totals) // 4)
+    first_q = latency_stats(totals[:quarter])
+    last_q = latency_stats(totals[-quarter:])
+    calls = {name: latency_stats(v) for name, v in sorted(backend.by_call.items())}
+    per_decision_calls = {name: len(v) / args.decisions for name, v in backend.by_call.items()}
+    msgs = sum(w.messages for w in wires) / len(wires)
+    kib = sum(w.bytes for w in wires) / len(wires) / 1024
+    recorded = [d for d in decisions if d.reviewer == REVIEWER and d.action == "accept"]
+    median_ok = total["p50_ms"] is not None and total["p50_ms"] <= TARGET_MEDIAN_MS
+    p95_ok = total["p95_ms"] is not None and total["p95_ms"] <= TARGET_P95_MS
+
+    print(
+        f"accept click -> next case rendered, {args.decisions} decisions "
+        f"({args.warmup} warm-up not counted):"
+    )
+    print(
+        f"  total    median {fmt_ms(total['p50_ms'])}, p95 {fmt_ms(total['p95_ms'])}, "
+        f"p99 {fmt_ms(total['p99_ms'])}, max {fmt_ms(total['max_ms'])}, "
+        f"mean {fmt_ms(total['mean_ms'])}"
+    )
+    print(
+        f"  store    median {fmt_ms(store['p50_ms'])}, p95 {fmt_ms(store['p95_ms'])} "
+        "(HTTP round trips: "
+        + ", ".join(
+            f"{name} x{per_decision_calls[name]:g} median {fmt_ms(calls[name]['p50_ms'])}"
+            for name in calls
+        )
+        + ")"
+    )
+    print(
+        f"  widgets  median {fmt_ms(widgets['p50_ms'])}, p95 {fmt_ms(widgets['p95_ms'])} "
+        f"({msgs:.0f} front-end messages, {kib:.1f} KiB JSON per decision)"
+    )
+    print(
+        f"  drift    first {quarter} decisions median {fmt_ms(first_q['p50_ms'])}, "
+        f"last {quarter} median {fmt_ms(last_q['p50_ms'])}"
+    )
+    print(
+        f"read back: {len(recorded)} accept decisions by {REVIEWER} "
+        f"(expected {args.warmup + args.decisions}); audit log {report.summary()}"
+    )
+    print(
+        f"targets: median <= {TARGET_MEDIAN_MS:.0f} ms: {'MET' if median_ok else 'MISSED'}; "
+        f"p95 <= {TARGET_P95_MS:.0f} ms: {'MET' if p95_ok else 'MISSED'}"
+    )
+    result = {
+        "benchmark": "review_latency",
+        "quick": bool(args.quick),
+        "decisions": args.decisions,
+        "warmup": args.warmup,
+        "reviewer": REVIEWER,
+        "model_version": prep.model_version,
+        "queue_waiting_at_start": prep.waiting,
+        "panel_open_ms": round(open_ms, 3),
+        "total": total,
+        "store": store,
+        "widgets": widgets,
+        "first_quarter": first_q,
+        "last_quarter": last_q,
+        "store_calls": calls,
+        "store_calls_per_decision": per_decision_calls,
+        "frontend_messages_per_decision": round(msgs, 2),
+        "frontend_kib_per_decision": round(kib, 2),
+        "recorded_accepts": len(recorded),
+        "audit_ok": report.ok,
+        "targets": {
+            "median_ms": TARGET_MEDIAN_MS,
+            "p95_ms": TARGET_P95_MS,
+            "median_met": median_ok,
+            "p95_met": p95_ok,
+        },
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+    }
+    print(json.dumps(result, sort_keys=True))
+    return 0 if report.ok and len(recorded) == args.warmup + args.decisions else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,842 @@
+#!/usr/bin/env python
+"""Many reviewers, one store: decision latency, throughput and durability in both modes.
+
+What it measures
+----------------
+N reviewer processes (default 32) record ``accept`` decisions on distinct cases, each with
+its own unique ``request_id``, in four phases on one temporary workspace:
+
+1. service, paced: every reviewer waits a random exponential pause (mean 2 s) before each
+   decision, so the store is offered N x 0.5 decisions/s, through the store service
+   (``hilt store serve`` as a subprocess, HTTP on 127.0.0.1, one token per reviewer);
+2. service, saturation: every reviewer records decisions flat out (no pauses) for a fixed
+   number of seconds or decisions, whichever comes first;
+3. embedded, paced: as 1, but each process opens the store itself
+   (``open_store(path, user=...)``), which takes the cross-process lock and opens the DuckDB
+   file for every operation;
+4. embedded, saturation: as 2, in embedded mode.
+
+Latency is measured client-side around each ``record_decision`` call (including HTTP,
+authentication, the audit chain and the commit; a retry of the same request_id after a
+transport error counts into the same call). After each mode the decisions are read back
+through the store (``decisions()`` paging with ``after_seq``): *lost* = acknowledged
+decision ids missing from the store; *duplicated* = request ids stored more than once. Then
+``verify()`` checks the audit chain, the checkpoints and the records against their events.
+
+Finally a RAW baseline: one DuckDB connection on a fresh file, one transaction per row into
+a table with the store's own ``decisions`` DDL, with and without an ``audit_log`` row chained
+onto the previous one (read head, sha256, insert) - the floor any design on DuckDB starts at.
+
+Setup (untimed): a workspace from data/hilt.toml; the demo cases (data/german_credit.csv)
+plus synthetic copies with new application ids (BENCH-APP-0000001...) so that every decision
+has its own case; one deterministic prediction per case; one reviewer token per process
+(rev01, rev02, ... role reviewer). The worker processes are started once (spawn) and reused.
+
+Targets (from the issue): service p95 <= 25 ms at 32 x 0.5 decisions/s; saturation >= 300
+decisions/s with the audit chain; 0 lost. Nothing is asserted: the script prints whether each
+target was met. The last line of output is one JSON object with every number.
+
+Usage: benchmarks/store_concurrency.py [--quick] [--workers N] [--paced-seconds S] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import multiprocessing as mp
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnProcess
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import polars as pl
+
+from hilt.pipelines.errors import HiltError, StoreError
+from hilt.pipelines.store import DecisionRequest, Store, open_store
+from hilt.pipelines.store.audit_chain import (
+    GENESIS_HASH,
+    canonical_json,
+    chain_hash,
+    utc_timestamp,
+)
+from hilt.pipelines.store.client import StoreClient
+from hilt.pipelines.store.create import create_workspace
+from hilt.pipelines.store.embedded import EmbeddedStore
+from hilt.pipelines.store.records import Decision, User
+from hilt.pipelines.store.schema import create_statements
+from hilt.pipelines.workspace import Workspace
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+CONFIG = DATA / "hilt.toml"
+CSV = DATA / "german_credit.csv"
+
+MEAN_INTERVAL_S = 2.0
+TARGET_P95_MS = 25.0
+TARGET_SATURATION_PER_S = 300.0
+#: Attempts per decision: a transport error or a busy store is retried with the same
+#: request_id (the store's idempotency key), so a retry can never record twice.
+ATTEMPTS = 3
+#: Extra time a phase may take beyond its duration before the run gives up on a worker.
+PHASE_GRACE_S = 90.0
+
+
+# ---------------------------------------------------------------------------- statistics
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Linear-interpolated percentile (q in [0, 100]) of an ascending list; None if empty."""
+    if not sorted_values:
+        return None
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def latency_stats(latencies_ms: list[float]) -> dict[str, float | None]:
+    s = sorted(latencies_ms)
+
+    def r(v: float | None) -> float | None:
+        return None if v is None else round(v, 3)
+
+    return {
+        "p50_ms": r(percentile(s, 50)),
+        "p95_ms": r(percentile(s, 95)),
+        "p99_ms": r(percentile(s, 99)),
+        "max_ms": r(s[-1] if s else None),
+        "mean_ms": r(sum(s) / len(s) if s else None),
+    }
+
+
+def fmt_ms(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.1f}"
+
+
+# ---------------------------------------------------------------------------- workers
+def _open_for(job: dict[str, Any]) -> Store:
+    if job["mode"] == "service":
+        client = StoreClient(str(job["url"]), str(job["token"]), timeout_s=30.0)
+        client.whoami()  # opens the keep-alive connection before the clock starts
+        return client
+    return open_store(Path(job["workspace"]), user=str(job["user"]))
+
+
+def _run_phase(index: int, job: dict[str, Any], store: Store, start_at: float) -> dict[str, Any]:
+    rng = random.Random(int(job["seed"]))
+    mean = float(job["mean_interval_s"])
+    cases: list[str] = list(job["cases"])
+    tag = str(job["tag"])
+    wait = start_at - time.time()
+    if wait > 0:
+        time.sleep(wait)
+    t0 = time.perf_counter()
+    deadline = t0 + float(job["duration_s"])
+    latencies: list[float] = []
+    acked: list[tuple[str, str]] = []
+    errors: dict[str, int] = {}
+    retries = 0
+    exhausted = True
+    for i, case_id in enumerate(cases):
+        if mean > 0:
+            pause = rng.expovariate(1.0 / mean)
+            if time.perf_counter() + pause >= deadline:
+                exhausted = False
+                break
+            time.sleep(pause)
+        elif time.perf_counter() >= deadline:
+            exhausted = False
+            break
+        request = DecisionRequest(
+            case_id=case_id,
+            action="accept",
+            request_id=f"{tag}-{index:02d}-{i:06d}",
+            time_on_item_ms=rng.randint(3_000, 90_000),
+        )
+        start = time.perf_counter()
+        for attempt in range(ATTEMPTS):
+            try:
+                decision = store.record_decision(request)
+            except StoreError as e:  # unreachable, busy, driver failure: retry, same id
+                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                if attempt + 1 < ATTEMPTS:
+                    retries += 1
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+            except HiltError as e:  # the store refused the request: not retried
+                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+            else:
+                latencies.append((time.perf_counter() - start) * 1000.0)
+                acked.append((str(request.request_id), decision.decision_id))
+            break
+    end = time.perf_counter()
+    return {
+        "latencies_ms": latencies,
+        "acked": acked,
+        "errors": errors,
+        "retries": retries,
+        "elapsed_s": end - t0,
+        "ended_at": time.time(),
+        "exhausted": exhausted,
+    }
+
+
+def worker_main(index: int, conn: Connection) -> None:
+    """A reviewer process: set up a phase, wait for the common start, run it, report."""
+    conn.send(("ready", None))
+    while True:
+        kind, job = conn.recv()
+        if kind == "stop":
+            return
+        store: Store | None = None
+        try:
+            t = time.perf_counter()
+            store = _open_for(job)
+            conn.send(("set", time.perf_counter() - t))
+            kind, start_at = conn.recv()
+            if kind != "go":
+                return
+            conn.send(("result", _run_phase(index, job, store, float(start_at))))
+        except Exception as e:
+            conn.send(("failed", f"{type(e).__name__}: {e}"))
+        finally:
+            if store is not None:
+                store.close()
+
+
+@dataclass
+class WorkerPool:
+    size: int
+    procs: list[SpawnProcess] = field(default_factory=list)
+    conns: list[Connection] = field(default_factory=list)
+
+    def start(self, timeout_s: float) -> float:
+        ctx = mp.get_context("spawn")
+        t = time.perf_counter()
+        for i in range(self.size):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=worker_main, args=(i + 1, child), daemon=True)
+            p.start()
+            child.close()
+            self.procs.append(p)
+            self.conns.append(parent)
+        self._expect("ready", time.monotonic() + timeout_s)
+        return time.perf_counter() - t
+
+    def _expect(self, kind: str, deadline: float) -> list[Any]:
+        out: list[Any] = []
+        for i, conn in enumerate(self.conns):
+            left = deadline - time.monotonic()
+            if left <= 0 or not conn.poll(left):
+                raise RuntimeError(f"worker {i + 1} did not answer {kind!r} in time")
+            got, value = conn.recv()
+            if got != kind:
+                raise RuntimeError(f"worker {i + 1}: expected {kind!r}, got {got!r}: {value}")
+            out.append(value)
+        return out
+
+    def run(self, jobs: list[dict[str, Any]], duration_s: float) -> tuple[float, list[Any]]:
+        """Send each worker its job, wait for all to be set up, start them together."""
+        for conn, job in zip(self.conns, jobs, strict=True):
+            conn.send(("setup", job))
+        self._expect("set", time.monotonic() + 120.0)
+        start_at = time.time() + 0.3
+        for conn in self.conns:
+            conn.send(("go", start_at))
+        results = self._expect("result", time.monotonic() + duration_s + PHASE_GRACE_S)
+        return start_at, results
+
+    def stop(self) -> None:
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.send(("stop", None))
+        for p in self.procs:
+            p.join(10)
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
+
+
+# ---------------------------------------------------------------------------- setup
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def operator(ws: Workspace) -> EmbeddedStore:
+    return EmbeddedStore(ws, ws.settings(), User(name="os:benchmark", roles=["admin"]))
+
+
+def predictions_for(case_ids: pl.Series) -> pl.DataFrame:
+    """Deterministic stand-in predictions, as tests/conftest.py makes them."""
+    n = case_ids.len()
+    scores = [((i * 37) % 100) / 100 for i in range(n)]
+    return pl.DataFrame(
+        {
+            "case_id": case_ids,
+            "score": scores,
+            "label": ["1" if s >= 0.5 else "0" for s in scores],
+            "explanation": ['{"duration": -0.25, "credit_amount": 0.1}'] * n,
+        }
+    )
+
+
+def seed(ws: Workspace, n_cases: int) -> list[str]:
+    """The demo cases plus synthetic copies with new ids; one prediction each."""
+    op = operator(ws)
+    demo = pl.read_csv(CSV, infer_schema=False)
+    op.ingest_cases(demo)
+    op.add_predictions("bench-model-1", predictions_for(demo["application_id"]))
+    ids = demo["application_id"].to_list()
+    extra = max(0, n_cases - demo.height)
+    if extra:
+        reps = math.ceil(extra / demo.height)
+        copies = pl.concat([demo] * reps).head(extra)
+        new_ids = pl.Series("application_id", [f"BENCH-APP-{k:07d}" for k in range(1, extra + 1)])
+        copies = copies.with_columns(new_ids)
+        op.ingest_cases(copies)
+        op.add_predictions("bench-model-1", predictions_for(copies["application_id"]))
+        ids.extend(new_ids.to_list())
+    return [str(i) for i in ids]
+
+
+@dataclass
+class Service:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_service(ws: Workspace, log_path: Path) -> Service:
+    port = free_port()
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hilt.pipelines.cli",
+                "store",
+                "serve",
+                "--workspace",
+                str(ws.root),
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"store service exited early: {log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return Service(url, proc)
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    proc.wait(5)
+    raise RuntimeError("store service did not come up in 30 s")
+
+
+class CaseAllocator:
+    """Hands out disjoint slices of case ids, so that every decision has its own case."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+        self.next = 0
+
+    def take(self, n: int) -> list[str]:
+        if self.next + n > len(self.ids):
+            raise RuntimeError(f"not enough cases seeded ({len(self.ids)})")
+        out = self.ids[self.next : self.next + n]
+        self.next += n
+        return out
+
+
+def paced_cap(duration_s: float) -> int:
+    """Decisions a paced reviewer could need: 3x the mean count plus slack (bounded)."""
+    return math.ceil(3 * duration_s / MEAN_INTERVAL_S) + 20
+
+
+def needed_cases(args: argparse.Namespace) -> int:
+    per_worker = (
+        paced_cap(args.paced_seconds)
+        + paced_cap(args.embedded_paced_seconds)
+        + 2 * math.ceil(args.sat_decisions / args.workers)
+    )
+    return int(per_worker * args.workers)
+
+
+# ---------------------------------------------------------------------------- phases
+def run_phase(
+    pool: WorkerPool,
+    alloc: CaseAllocator,
+    *,
+    name: str,
+    mode: str,
+    tag: str,
+    duration_s: float,
+    per_worker: int,
+    mean_interval_s: float,
+    conn_info: list[dict[str, Any]],
+    seed_base: int,
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    jobs = []
+    for i in range(pool.size):
+        jobs.append(
+            {
+                "mode": mode,
+                "tag": tag,
+                "cases": alloc.take(per_worker),
+                "mean_interval_s": mean_interval_s,
+                "duration_s": duration_s,
+                "seed": seed_base + i,
+                **conn_info[i],
+            }
+        )
+    start_at, results = pool.run(jobs, duration_s)
+    latencies: list[float] = []
+    acked: list[tuple[str, str]] = []
+    errors: dict[str, int] = {}
+    retries = 0
+    exhausted = 0
+    for r in results:
+        latencies.extend(r["latencies_ms"])
+        acked.extend((str(a), str(b)) for a, b in r["acked"])
+        for k, v in r["errors"].items():
+            errors[k] = errors.get(k, 0) + int(v)
+        retries += int(r["retries"])
+        exhausted += 1 if r["exhausted"] else 0
+    wall = max(float(r["ended_at"]) for r in results) - start_at
+    offered = pool.size / mean_interval_s if mean_interval_s > 0 else None
+    stats: dict[str, Any] = {
+        "workers": pool.size,
+        "offered_per_s": offered,
+        "duration_s": round(wall, 3),
+        "decisions": len(acked),
+        "throughput_per_s": round(len(acked) / wall, 2) if wall > 0 else None,
+        **latency_stats(latencies),
+        "errors": errors,
+        "retries": retries,
+        "workers_out_of_cases": exhausted,
+    }
+    offered_text = f"offered {offered:.1f}/s, " if offered else "flat out, "
+    print(
+        f"  {name}: {offered_text}{len(acked)} decisions in {wall:.1f} s = "
+        f"{stats['throughput_per_s']}/s; latency p50 {fmt_ms(stats['p50_ms'])} ms, "
+        f"p95 {fmt_ms(stats['p95_ms'])} ms, p99 {fmt_ms(stats['p99_ms'])} ms, "
+        f"max {fmt_ms(stats['max_ms'])} ms; errors {errors or 0}, retries {retries}"
+    )
+    return stats, acked
+
+
+def read_back(store: Store, page: int = 10_000) -> list[Decision]:
+    """Every decision, through the store's own paging (``after_seq``); bounded."""
+    out: list[Decision] = []
+    after = 0
+    total = store.counts()["decisions"]
+    for _ in range(total // page + 2):
+        batch = store.decisions(after_seq=after, limit=page)
+        if not batch:
+            break
+        out.extend(batch)
+        after = batch[-1].seq
+    return out
+
+
+def durability(
+    stored: list[Decision], acked: list[tuple[str, str]], tags: tuple[str, ...]
+) -> dict[str, int]:
+    mine = [d for d in stored if d.request_id is not None and d.request_id.startswith(tags)]
+    stored_ids = {d.decision_id for d in mine}
+    per_request: dict[str, int] = {}
+    for d in mine:
+        assert d.request_id is not None
+        per_request[d.request_id] = per_request.get(d.request_id, 0) + 1
+    acked_requests = {rid for rid, _ in acked}
+    return {
+        "acknowledged": len(acked),
+        "stored": len(mine),
+        "lost": sum(1 for _, did in acked if did not in stored_ids),
+        "duplicated": sum(1 for n in per_request.values() if n > 1),
+        "stored_not_acknowledged": sum(1 for rid in per_request if rid not in acked_requests),
+    }
+
+
+def service_mode(
+    args: argparse.Namespace,
+    pool: WorkerPool,
+    ws: Workspace,
+    alloc: CaseAllocator,
+    tokens: list[str],
+    admin_token: str,
+    tmp: Path,
+) -> dict[str, Any]:
+    print("service mode (hilt store serve, HTTP on 127.0.0.1):")
+    t = time.perf_counter()
+    svc = start_service(ws, tmp / "service.log")
+    print(f"  service up in {time.perf_counter() - t:.2f} s at {svc.url}")
+    try:
+        info = [{"url": svc.url, "token": tok} for tok in tokens]
+        paced, acked_p = run_phase(
+            pool,
+            alloc,
+            name="paced",
+            mode="service",
+            tag="svc-paced",
+            duration_s=args.paced_seconds,
+            per_worker=paced_cap(args.paced_seconds),
+            mean_interval_s=MEAN_INTERVAL_S,
+            conn_info=info,
+            seed_base=1000,
+        )
+        sat, acked_s = run_phase(
+            pool,
+            alloc,
+            name="saturation",
+            mode="service",
+            tag="svc-sat",
+            duration_s=args.sat_seconds,
+            per_worker=math.ceil(args.sat_decisions / args.workers),
+            mean_interval_s=0.0,
+            conn_info=info,
+            seed_base=2000,
+        )
+        admin = StoreClient(svc.url, admin_token, timeout_s=120.0)
+        try:
+            t = time.perf_counter()
+            stored = read_back(admin)
+            read_s = time.perf_counter() - t
+            t = time.perf_counter()
+            report = admin.verify()
+            verify_s = time.perf_counter() - t
+        finally:
+            admin.close()
+    finally:
+        svc.stop()
+    dur = durability(stored, acked_p + acked_s, ("svc-",))
+    print(
+        f"  read back {len(stored)} decisions through the service in {read_s:.2f} s: "
+        f"acknowledged {dur['acknowledged']}, lost {dur['lost']}, duplicated "
+        f"{dur['duplicated']}, stored but not acknowledged {dur['stored_not_acknowledged']}"
+    )
+    print(f"  verify through the service: {report.summary()} ({verify_s:.2f} s)")
+    return {
+        "paced": paced,
+        "saturation": sat,
+        **dur,
+        "verify_ok": report.ok,
+        "verify_events": report.events,
+        "verify_s": round(verify_s, 3),
+    }
+
+
+def embedded_mode(
+    args: argparse.Namespace,
+    pool: WorkerPool,
+    ws: Workspace,
+    alloc: CaseAllocator,
+    users: list[str],
+) -> dict[str, Any]:
+    print("embedded mode (open_store(path, user=...): file lock + open per operation):")
+    info = [{"workspace": str(ws.root), "user": u} for u in users]
+    paced, acked_p = run_phase(
+        pool,
+        alloc,
+        name="paced",
+        mode="embedded",
+        tag="emb-paced",
+        duration_s=args.embedded_paced_seconds,
+        per_worker=paced_cap(args.embedded_paced_seconds),
+        mean_interval_s=MEAN_INTERVAL_S,
+        conn_info=info,
+        seed_base=3000,
+    )
+    sat, acked_s = run_phase(
+        pool,
+        alloc,
+        name="saturation",
+        mode="embedded",
+        tag="emb-sat",
+        duration_s=args.embedded_sat_seconds,
+        per_worker=math.ceil(args.sat_decisions / args.workers),
+        mean_interval_s=0.0,
+        conn_info=info,
+        seed_base=4000,
+    )
+    op = operator(ws)
+    stored = read_back(op)
+    t = time.perf_counter()
+    report = op.verify()
+    verify_s = time.perf_counter() - t
+    dur = durability(stored, acked_p + acked_s, ("emb-",))
+    print(
+        f"  read back {dur['stored']} embedded-mode decisions: acknowledged "
+        f"{dur['acknowledged']}, lost {dur['lost']}, duplicated {dur['duplicated']}, "
+        f"stored but not acknowledged {dur['stored_not_acknowledged']}"
+    )
+    print(f"  verify (whole store, both modes): {report.summary()} ({verify_s:.2f} s)")
+    return {
+        "paced": paced,
+        "saturation": sat,
+        **dur,
+        "verify_ok": report.ok,
+        "verify_events": report.events,
+        "verify_s": round(verify_s, 3),
+    }
+
+
+# ---------------------------------------------------------------------------- raw baseline
+#: Named, so the baseline keeps working when the store's decisions table gains columns.
+RAW_COLUMNS = (
+    "decision_id, request_id, case_id, prediction_id, model_version, reviewer, reviewer_role,"
+    " action, predicted_label, final_label, reason_code, comment, time_on_item_ms,"
+    " model_shown, created_at, seq"
+)
+
+
+def raw_baseline(ws: Workspace, path: Path, rows: int) -> dict[str, Any]:
+    """One open DuckDB connection, one transaction per row: the floor of any design here."""
+    print(f"raw DuckDB baseline (one open connection, one transaction per row, {rows} rows):")
+    ddl = [
+        s
+        for s in create_statements(ws.settings())
+        if s.startswith(("CREATE TABLE decisions", "CREATE TABLE audit_log"))
+    ]
+    con = duckdb.connect(str(path))
+    out: dict[str, Any] = {"rows": rows}
+    try:
+        for statement in ddl:
+            con.execute(statement)
+        for variant in ("insert", "chained"):
+            latencies: list[float] = []
+            t0 = time.perf_counter()
+            for i in range(rows):
+                start = time.perf_counter()
+                decision_id = uuid.uuid4().hex
+                now = time.time()
+                con.execute("BEGIN TRANSACTION")
+                seq = i + 1
+                if variant == "chained":
+                    head = con.execute(
+                        "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+                    ).fetchall()
+                    seq = int(head[0][0]) + 1 if head else 1
+                    prev = str(head[0][1]) if head else GENESIS_HASH
+                    entry = canonical_json(
+                        {
+                            "seq": seq,
+                            "ts": utc_timestamp_now(now),
+                            "actor": "rev01",
+                            "role": "reviewer",
+                            "action": "decision.record",
+                            "object_type": "case",
+                            "object_id": f"RAW-{i:07d}",
+                            "payload": {"decision_id": decision_id, "final_label": "1"},
+                        }
+                    )
+                    con.execute(
+                        "INSERT INTO audit_log VALUES (?, ?, ?, ?)",
+                        [seq, entry, prev, chain_hash(prev, entry)],
+                    )
+                con.execute(
+                    f"INSERT INTO decisions ({RAW_COLUMNS}) VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, to_timestamp(?), ?)",
+                    [
+                        decision_id,
+                        f"raw-{variant}-{i:07d}",
+                        f"RAW-{i:07d}",
+                        i + 1,
+                        "bench-model-1",
+                        "rev01",
+                        "reviewer",
+                        "accept",
+                        "1",
+                        "1",
+                        None,
+                        None,
+                        12_000,
+                        True,
+                        now,
+                        seq,
+                    ],
+                )
+                con.execute("COMMIT")
+                latencies.append((time.perf_counter() - start) * 1000.0)
+            wall = time.perf_counter() - t0
+            stats = {"per_s": round(rows / wall, 1), **latency_stats(latencies)}
+            out[variant] = stats
+            label = "decision row only" if variant == "insert" else "decision + chained audit row"
+            print(
+                f"  {label}: {stats['per_s']}/s; p50 {fmt_ms(stats['p50_ms'])} ms, "
+                f"p95 {fmt_ms(stats['p95_ms'])} ms, p99 {fmt_ms(stats['p99_ms'])} ms"
+            )
+    finally:
+        con.close()
+    return out
+
+
+def utc_timestamp_now(epoch_s: float) -> str:
+    return utc_timestamp(datetime.fromtimestamp(epoch_s, UTC))
+
+
+# ---------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--quick", action="store_true", help="small, fast variant (smoke test)")
+    p.add_argument("--workers", type=int, default=None, help="reviewer processes (default 32)")
+    p.add_argument("--paced-seconds", type=float, default=None, help="service paced phase")
+    p.add_argument("--sat-seconds", type=float, default=None, help="service saturation phase")
+    p.add_argument(
+        "--sat-decisions",
+        type=int,
+        default=None,
+        help="cap on decisions per saturation phase, over all workers",
+    )
+    p.add_argument("--embedded-paced-seconds", type=float, default=None)
+    p.add_argument("--embedded-sat-seconds", type=float, default=None)
+    p.add_argument("--raw-rows", type=int, default=None, help="rows per raw-baseline variant")
+    p.add_argument(
+        "--min-cases",
+        type=int,
+        default=0,
+        help="seed at least this many cases (to measure on a bigger store)",
+    )
+    p.add_argument("--skip-embedded", action="store_true")
+    p.add_argument("--keep", action="store_true", help="keep the temporary workspace")
+    args = p.parse_args(argv)
+    defaults: dict[str, Any] = (
+        {
+            "workers": 8,
+            "paced_seconds": 6.0,
+            "sat_seconds": 3.0,
+            "sat_decisions": 1500,
+            "embedded_paced_seconds": 4.0,
+            "embedded_sat_seconds": 3.0,
+            "raw_rows": 300,
+        }
+        if args.quick
+        else {
+            "workers": 32,
+            "paced_seconds": 40.0,
+            "sat_seconds": 10.0,
+            "sat_decisions": 10_000,
+            "embedded_paced_seconds": 20.0,
+            "embedded_sat_seconds": 10.0,
+            "raw_rows": 3000,
+        }
+    )
+    for k, v in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    if not 1 <= args.workers <= 99:
+        p.error("--workers must be between 1 and 99")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="hilt-bench-concurrency-"))
+    pool = WorkerPool(args.workers)
+    result: dict[str, Any] = {
+        "benchmark": "store_concurrency",
+        "quick": args.quick,
+        "workers": args.workers,
+        "cpu_count": os.cpu_count(),
+        "mean_interval_s": MEAN_INTERVAL_S,
+        #: 1-minute load average when the run started: other work on the machine skews it.
+        "loadavg_start": round(os.getloadavg()[0], 2),
+    }
+    try:
+        print(
+            f"store concurrency: {args.workers} reviewer processes, "
+            f"{os.cpu_count()} CPUs, workspace {tmp / 'ws'}"
+        )
+        print(f"  started {args.workers} worker processes in {pool.start(120.0):.2f} s")
+        ws = Workspace.at(tmp / "ws")
+        create_workspace(ws, CONFIG)
+        n_cases = max(needed_cases(args), args.min_cases)
+        t = time.perf_counter()
+        ids = seed(ws, n_cases)
+        print(
+            f"  seeded {len(ids)} cases with one prediction each in {time.perf_counter() - t:.2f} s"
+        )
+        op = operator(ws)
+        users = [f"rev{i:02d}" for i in range(1, args.workers + 1)]
+        tokens = [op.add_user(u, "reviewer").token for u in users]
+        admin_token = op.add_user("bench-admin", "admin").token
+        result["cases"] = len(ids)
+        alloc = CaseAllocator(ids)
+
+        result["service"] = service_mode(args, pool, ws, alloc, tokens, admin_token, tmp)
+        if not args.skip_embedded:
+            result["embedded"] = embedded_mode(args, pool, ws, alloc, users)
+        result["raw"] = raw_baseline(ws, tmp / "raw.duckdb", args.raw_rows)
+
+        svc = result["service"]
+        p95 = svc["paced"]["p95_ms"]
+        sat = svc["saturation"]["throughput_per_s"]
+        lost = svc["lost"] + (result["embedded"]["lost"] if "embedded" in result else 0)
+        targets = {
+            "service_paced_p95_le_25ms": p95 is not None and p95 <= TARGET_P95_MS,
+            "service_saturation_ge_300_per_s": sat is not None and sat >= TARGET_SATURATION_PER_S,
+            "zero_lost": lost == 0,
+            "verify_ok": bool(svc["verify_ok"])
+            and bool(result.get("embedded", {}).get("verify_ok", True)),
+        }
+        result["targets"] = targets
+        yes = {True: "yes", False: "no"}
+        print("targets:")
+        print(
+            f"  service p95 <= {TARGET_P95_MS:g} ms at {args.workers} x 0.5/s: "
+            f"{fmt_ms(p95)} ms -> target met: {yes[targets['service_paced_p95_le_25ms']]}"
+        )
+        print(
+            f"  service saturation >= {TARGET_SATURATION_PER_S:g}/s with the audit chain: "
+            f"{sat}/s -> target met: {yes[targets['service_saturation_ge_300_per_s']]}"
+        )
+        print(f"  0 lost: {lost} lost -> target met: {yes[targets['zero_lost']]}")
+        print(f"  verify OK after the run: {yes[targets['verify_ok']]}")
+    finally:
+        pool.stop()
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    result["runtime_s"] = round(time.perf_counter() - started, 2)
+    result["loadavg_end"] = round(os.getloadavg()[0], 2)
+    print(
+        f"runtime {result['runtime_s']} s (load average {result['loadavg_start']} at start, "
+        f"{result['loadavg_end']} at end, {os.cpu_count()} CPUs)"
+    )
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
