@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import duckdb
 import polars as pl
 
 from hilt.pipelines.config import Column, Settings
@@ -249,17 +250,35 @@ def _explanations(s: pl.Series, settings: Settings, problems: list[str]) -> pl.S
     if s.dtype != pl.String:
         problems.append("column 'explanation': must be JSON text or a struct of contributions")
         return pl.Series("explanation", ["{}"] * s.len())
-    decoded = s.fill_null("{}").str.json_decode(infer_schema_length=None) if s.len() else s
-    if isinstance(decoded.dtype, pl.Struct):
-        names = [f.name for f in decoded.dtype.fields]
-        unknown = [n for n in names if n not in settings.fields.features and n != "bias"]
-        if unknown:
-            problems.append(f"column 'explanation': unknown features {unknown}")
-        bad_types = [
-            f.name for f in decoded.dtype.fields if not f.dtype.is_numeric() and f.dtype != pl.Null
-        ]
-        if bad_types:
-            problems.append(f"column 'explanation': non-numeric contributions for {bad_types}")
-    elif decoded.len():
-        problems.append("column 'explanation': must be a JSON object per row")
+    text = s.fill_null("{}").alias("explanation")
+    # Checked in DuckDB: parsing a million JSON objects there is several times faster than
+    # decoding them into polars structs, and nothing but the names and types is needed.
+    con = duckdb.connect(config={"autoinstall_known_extensions": False})
+    try:
+        con.register("explanations", pl.DataFrame([text]))
+        bad = con.execute(
+            "SELECT count(*), list(rn ORDER BY rn)[1:5] FROM (SELECT row_number() OVER () AS rn,"
+            " explanation AS x FROM explanations) WHERE NOT (json_valid(x)"
+            " AND json_type(x) = 'OBJECT')"
+        ).fetchall()[0]
+        if bad[0]:
+            rows = ", ".join(map(str, bad[1]))
+            problems.append(
+                f"column 'explanation': {bad[0]} rows ({rows}) are not a JSON object each"
+            )
+            return text
+        found = con.execute(
+            "SELECT j.key, list(DISTINCT j.type) FROM explanations e,"
+            " json_each(e.explanation) AS j GROUP BY j.key ORDER BY j.key"
+        ).fetchall()
+    finally:
+        con.close()
+    allowed = {*settings.fields.features, "bias"}
+    unknown = [str(k) for k, _ in found if k not in allowed]
+    if unknown:
+        problems.append(f"column 'explanation': unknown features {unknown}")
+    numeric = {"DOUBLE", "BIGINT", "UBIGINT", "NULL"}
+    bad_types = [str(k) for k, types in found if not set(types) <= numeric]
+    if bad_types:
+        problems.append(f"column 'explanation': non-numeric contributions for {bad_types}")
     return s.fill_null("{}").alias("explanation")
