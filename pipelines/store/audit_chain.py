@@ -82,30 +82,36 @@ class Break:
         return f"BROKEN at seq {self.seq}: {self.kind}: {self.detail}"
 
 
-# Each check yields (seq, kind, detail) for offending rows; the earliest seq wins. The
-# order of the CASE arms decides which kind is named when one row breaks several ways.
-_CHAIN_SQL = """
+# Two scans, each parallel in DuckDB: the order of the rows (seq and prev_hash against the
+# row before) and the content of each row (its seq inside the entry, its hash). Each yields
+# the earliest offending seq per kind; the earliest seq wins, and on a tie the kind listed
+# first in KIND_ORDER is named.
+_ORDER_SQL = """
 WITH ordered AS (
-    SELECT seq, entry, prev_hash, hash,
+    SELECT seq, prev_hash,
            lag(seq) OVER (ORDER BY seq) AS prev_seq,
            lag(hash) OVER (ORDER BY seq) AS prev_row_hash
     FROM {source}
-), checked AS (
-    SELECT seq,
-        CASE
-            WHEN prev_seq IS NOT NULL AND seq = prev_seq THEN 'seq-duplicate'
-            WHEN seq <> coalesce(prev_seq, 0) + 1 THEN 'seq-gap'
-            WHEN try_cast(json_extract(entry, '$.seq') AS BIGINT) IS DISTINCT FROM seq
-                THEN 'seq-mismatch'
-            WHEN prev_hash IS DISTINCT FROM coalesce(prev_row_hash, '{genesis}')
-                THEN 'link-broken'
-            WHEN hash IS DISTINCT FROM sha256(prev_hash || entry) THEN 'hash-mismatch'
-        END AS kind,
-        prev_seq
-    FROM ordered
 )
-SELECT seq, kind, prev_seq FROM checked WHERE kind IS NOT NULL ORDER BY seq LIMIT 1
+SELECT
+    min(seq) FILTER (WHERE prev_seq IS NOT NULL AND seq = prev_seq),
+    arg_min(prev_seq, seq) FILTER (WHERE seq <> coalesce(prev_seq, 0) + 1
+                                   AND (prev_seq IS NULL OR seq <> prev_seq)),
+    min(seq) FILTER (WHERE seq <> coalesce(prev_seq, 0) + 1
+                     AND (prev_seq IS NULL OR seq <> prev_seq)),
+    min(seq) FILTER (WHERE prev_hash IS DISTINCT FROM coalesce(prev_row_hash, '{genesis}'))
+FROM ordered
 """
+
+_CONTENT_SQL = """
+SELECT
+    min(seq) FILTER (WHERE try_cast(json_extract(entry, '$.seq') AS BIGINT)
+                           IS DISTINCT FROM seq),
+    min(seq) FILTER (WHERE hash IS DISTINCT FROM sha256(prev_hash || entry))
+FROM {source}
+"""
+
+KIND_ORDER = ("seq-duplicate", "seq-gap", "seq-mismatch", "link-broken", "hash-mismatch")
 
 _DETAIL = {
     "seq-duplicate": "two rows carry this seq (a forged row was inserted)",
@@ -129,14 +135,26 @@ def verify_chain_rows(
         f"SELECT count(*), max(seq) FROM {source}",
     )
     n = int(row[0]) if row else 0
-    found = sql.one(con, _CHAIN_SQL.format(source=source, genesis=GENESIS_HASH))
+    order = sql.one(con, _ORDER_SQL.format(source=source, genesis=GENESIS_HASH))
+    content = sql.one(con, _CONTENT_SQL.format(source=source))
     head = sql.one(con, f"SELECT hash FROM {source} ORDER BY seq DESC LIMIT 1")
     head_hash = str(head[0]) if head else GENESIS_HASH
-    if found is None:
+    assert order is not None and content is not None
+    duplicate, gap_prev, gap_seq, link = order
+    mismatch, bad_hash = content
+    found = {
+        "seq-duplicate": duplicate,
+        "seq-gap": gap_seq,
+        "seq-mismatch": mismatch,
+        "link-broken": link,
+        "hash-mismatch": bad_hash,
+    }
+    candidates = [(int(v), KIND_ORDER.index(k), k) for k, v in found.items() if v is not None]
+    if not candidates:
         return n, head_hash, None
-    seq, kind, prev_seq = int(found[0]), str(found[1]), found[2]
+    seq, _, kind = min(candidates)
     if kind == "seq-gap":
-        missing = (int(prev_seq) if prev_seq is not None else 0) + 1
+        missing = (int(gap_prev) if gap_prev is not None else 0) + 1
         return n, head_hash, Break(missing, kind, f"seq {missing} is missing (next present: {seq})")
     return n, head_hash, Break(seq, kind, _DETAIL[kind])
 

@@ -54,7 +54,8 @@ def first_mismatch(con: duckdb.DuckDBPyConnection, settings: Settings) -> int | 
     events = con.execute(
         "SELECT seq, json_extract_string(entry, '$.action'),"
         " json_extract_string(entry, '$.payload.digest') FROM audit_log"
-        " WHERE json_extract_string(entry, '$.action') IN ('cases.ingest', 'predictions.ingest')"
+        ' WHERE entry LIKE \'{"action":"cases.ingest",%\''
+        ' OR entry LIKE \'{"action":"predictions.ingest",%\''
         " ORDER BY seq"
     ).fetchall()
     cases_query = cases_sql(settings)

@@ -116,6 +116,17 @@ class StoreClient:
     def queue_status(self) -> QueueStatus:
         return self._model(QueueStatus, "GET", "/v1/queue/status")
 
+    def record_event(
+        self, action: str, object_type: str, object_id: str, payload: dict[str, Any]
+    ) -> int:
+        body = {
+            "action": action,
+            "object_type": object_type,
+            "object_id": object_id,
+            "payload": payload,
+        }
+        return int(self._request("POST", "/v1/events", json=body))
+
     def contest(self, case_id: str) -> int:
         return int(self._request("POST", f"/v1/cases/{quote(case_id, safe='')}/contest"))
 

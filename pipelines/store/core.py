@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
@@ -38,6 +39,7 @@ from hilt.pipelines.store.audit_chain import (
     GENESIS_HASH,
     AuditEntry,
     Break,
+    canonical_json,
     chain_hash,
     hash_at,
     utc_timestamp,
@@ -97,7 +99,14 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "snapshot": frozenset({"data-scientist", "admin", "system"}),
     "halt": frozenset({"lead"}),
     "system_state": ALL_ROLES,
+    "record_event": frozenset({"data-scientist", "admin", "system", "lead"}),
 }
+#: Actions a caller may append with ``record_event`` (the events of runs and models); every
+#: other action is written by the store itself, in the transaction of its change.
+EVENT_PREFIXES: tuple[str, ...] = ("run.", "model.")
+EVENT_ACTION = re.compile(r"^[a-z]+\.[a-z_]{1,48}$")
+#: Largest canonical JSON of a recorded event's payload (bytes).
+MAX_EVENT_PAYLOAD = 16_384
 #: Roles that see every personal-data column of a case; others see only display_personal.
 PERSONAL_READERS = frozenset({"admin", "dpo", "data-scientist", "system"})
 
@@ -819,6 +828,32 @@ class StoreCore:
             done_today_by_me=int(done[1]) if done else 0,
         )
 
+    def record_event(
+        self, action: str, object_type: str, object_id: str, payload: dict[str, Any]
+    ) -> int:
+        """Append an event about a run or a model (``run.*``, ``model.*``) to the audit log;
+        returns its seq. The payload is the caller's: ids, hashes, counts and metrics, never
+        personal data."""
+        role = self._role_for("record_event")
+        if not EVENT_ACTION.match(action) or not action.startswith(EVENT_PREFIXES):
+            raise InputError(
+                f"event action must look like {' or '.join(p + 'name' for p in EVENT_PREFIXES)}"
+            )
+        for name, value in (("object_type", object_type), ("object_id", object_id)):
+            if not value or len(value) > 128 or any(c in value for c in "\x00\n\r"):
+                raise InputError(f"{name} must be 1 to 128 characters on one line")
+        if not isinstance(payload, dict):
+            raise InputError("payload must be a JSON object")
+        try:
+            size = len(canonical_json(payload).encode("utf-8"))
+        except (TypeError, ValueError):
+            raise InputError("payload must be JSON (no NaN or infinity)") from None
+        if size > MAX_EVENT_PAYLOAD:
+            raise InputError(f"payload is larger than {MAX_EVENT_PAYLOAD} bytes")
+        now = self.clock()
+        with self._transaction():
+            return self._append_audit(role, action, object_type, object_id, payload, now)
+
     def contest(self, case_id: str) -> int:
         """Record that the case's subject asked for human review (GDPR Art. 22)."""
         role = self._role_for("contest")
@@ -1226,7 +1261,7 @@ def _checkpoint_missing_from_file(
     recorded = con.execute(
         "SELECT seq, try_cast(json_extract(entry, '$.payload.seq') AS BIGINT),"
         " json_extract_string(entry, '$.payload.signature') FROM audit_log"
-        " WHERE json_extract_string(entry, '$.action') = 'audit.checkpoint' ORDER BY seq"
+        """ WHERE entry LIKE '{"action":"audit.checkpoint",%' ORDER BY seq"""
     ).fetchall()
     for seq, covered, signature in recorded:
         if (covered, signature) not in in_file:

@@ -8,7 +8,7 @@ that other processes can take their turn.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import duckdb
 import polars as pl
@@ -113,6 +113,11 @@ class EmbeddedStore:
 
     def queue_status(self) -> QueueStatus:
         return self._run(lambda c: c.queue_status())
+
+    def record_event(
+        self, action: str, object_type: str, object_id: str, payload: dict[str, Any]
+    ) -> int:
+        return self._run(lambda c: c.record_event(action, object_type, object_id, payload))
 
     def contest(self, case_id: str) -> int:
         return self._run(lambda c: c.contest(case_id))

@@ -6,7 +6,7 @@ object that satisfies it.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
 
@@ -54,6 +54,12 @@ class Store(Protocol):
         ...
 
     def queue_status(self) -> QueueStatus: ...
+
+    def record_event(
+        self, action: str, object_type: str, object_id: str, payload: dict[str, Any]
+    ) -> int:
+        """Append a run or model event (``run.*``, ``model.*``) to the audit log; its seq."""
+        ...
 
     def contest(self, case_id: str) -> int:
         """The case's subject asked for human review: re-queue it first. Returns the seq."""

@@ -13,37 +13,51 @@ import duckdb
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit_chain import Break
 
-_DECISIONS_SQL = """
+#: Canonical entries have sorted keys, so "action" always comes first: a prefix match picks
+#: the events of one kind without parsing a million JSON documents.
+DECISION_EVENT = """entry LIKE '{"action":"decision.record",%'"""
+
+_PATHS = [
+    "$.actor",
+    "$.object_id",
+    "$.payload.decision_id",
+    "$.payload.request_id",
+    "$.payload.action",
+    "$.payload.final_label",
+    "$.payload.predicted_label",
+    "$.payload.reason_code",
+    "$.payload.model_version",
+    "$.payload.prediction_id",
+    "$.payload.time_on_item_ms",
+    "$.payload.model_shown",
+    "$.payload.undo_of",
+    "$.payload.comment_sha256",
+]
+
+_DECISIONS_SQL = f"""
 WITH ev AS (
-    SELECT seq, json_extract_string(entry, '$.action') AS action,
-           json_extract_string(entry, '$.actor') AS actor,
-           json_extract_string(entry, '$.object_id') AS object_id,
-           json_extract(entry, '$.payload') AS p
-    FROM audit_log
+    SELECT seq, json_extract_string(entry, {_PATHS!r}) AS v
+    FROM audit_log WHERE {DECISION_EVENT}
 )
 SELECT min(seq) FROM (
     SELECT d.seq FROM decisions d LEFT JOIN ev ON ev.seq = d.seq
     WHERE ev.seq IS NULL
-       OR ev.action IS DISTINCT FROM 'decision.record'
-       OR ev.actor IS DISTINCT FROM d.reviewer
-       OR ev.object_id IS DISTINCT FROM d.case_id
-       OR json_extract_string(p, '$.decision_id') IS DISTINCT FROM d.decision_id
-       OR json_extract_string(p, '$.request_id') IS DISTINCT FROM d.request_id
-       OR json_extract_string(p, '$.action') IS DISTINCT FROM d.action
-       OR json_extract_string(p, '$.final_label') IS DISTINCT FROM d.final_label
-       OR json_extract_string(p, '$.predicted_label') IS DISTINCT FROM d.predicted_label
-       OR json_extract_string(p, '$.reason_code') IS DISTINCT FROM d.reason_code
-       OR json_extract_string(p, '$.model_version') IS DISTINCT FROM d.model_version
-       OR try_cast(json_extract(p, '$.prediction_id') AS BIGINT) IS DISTINCT FROM d.prediction_id
-       OR try_cast(json_extract(p, '$.time_on_item_ms') AS BIGINT)
-            IS DISTINCT FROM d.time_on_item_ms
-       OR try_cast(json_extract(p, '$.model_shown') AS BOOLEAN) IS DISTINCT FROM d.model_shown
-       OR json_extract_string(p, '$.undo_of') IS DISTINCT FROM d.undo_of
-       OR json_extract_string(p, '$.comment_sha256')
-            IS DISTINCT FROM (CASE WHEN d.comment IS NULL THEN NULL ELSE sha256(d.comment) END)
+       OR v[1] IS DISTINCT FROM d.reviewer
+       OR v[2] IS DISTINCT FROM d.case_id
+       OR v[3] IS DISTINCT FROM d.decision_id
+       OR v[4] IS DISTINCT FROM d.request_id
+       OR v[5] IS DISTINCT FROM d.action
+       OR v[6] IS DISTINCT FROM d.final_label
+       OR v[7] IS DISTINCT FROM d.predicted_label
+       OR v[8] IS DISTINCT FROM d.reason_code
+       OR v[9] IS DISTINCT FROM d.model_version
+       OR v[10] IS DISTINCT FROM d.prediction_id::VARCHAR
+       OR v[11] IS DISTINCT FROM d.time_on_item_ms::VARCHAR
+       OR v[12] IS DISTINCT FROM d.model_shown::VARCHAR
+       OR v[13] IS DISTINCT FROM d.undo_of
+       OR v[14] IS DISTINCT FROM (CASE WHEN d.comment IS NULL THEN NULL ELSE sha256(d.comment) END)
     UNION ALL
-    SELECT ev.seq FROM ev LEFT JOIN decisions d ON d.seq = ev.seq
-    WHERE ev.action = 'decision.record' AND d.seq IS NULL
+    SELECT ev.seq FROM ev LEFT JOIN decisions d ON d.seq = ev.seq WHERE d.seq IS NULL
 )
 """
 
@@ -52,7 +66,7 @@ WITH ev AS (
     SELECT seq, json_extract_string(entry, '$.action') AS action,
            try_cast(json_extract(entry, '$.payload.rows') AS BIGINT) AS rows
     FROM audit_log
-    WHERE json_extract_string(entry, '$.action') IN ('cases.ingest', 'predictions.ingest')
+    WHERE entry LIKE '{"action":"cases.ingest",%' OR entry LIKE '{"action":"predictions.ingest",%'
 ), actual AS (
     SELECT ingest_seq AS seq, count(*) AS n FROM cases GROUP BY ingest_seq
     UNION ALL

@@ -82,6 +82,13 @@ class CaseIdsIn(BaseModel):
     case_ids: list[str] | None = None
 
 
+class EventIn(BaseModel):
+    action: str = Field(min_length=1, max_length=64)
+    object_type: str = Field(min_length=1, max_length=128)
+    object_id: str = Field(min_length=1, max_length=128)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
 class UserIn(BaseModel):
     name: str
     role: str
@@ -405,6 +412,13 @@ def create_app(service: StoreService) -> FastAPI:
     @app.post("/v1/cases/{case_id:path}/contest")
     def contest(case_id: str, user: Caller) -> int:
         return service.run(user, lambda c: c.contest(case_id))
+
+    @app.post("/v1/events")
+    def record_event(body: EventIn, user: Caller) -> int:
+        return service.run(
+            user,
+            lambda c: c.record_event(body.action, body.object_type, body.object_id, body.payload),
+        )
 
     @app.post("/v1/snapshots")
     def snapshot(user: Caller, as_of_seq: int | None = None) -> SnapshotRecord:
