@@ -11,6 +11,7 @@ Nothing personal is logged: uvicorn's access log (which would print case ids in 
 run time, including the local ``Caller`` dependency alias.)
 """
 
+import asyncio
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from typing import Annotated, Any, TypeVar
 import duckdb
 import polars as pl
 from fastapi import Depends, FastAPI, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -239,8 +241,8 @@ class StoreService:
         with self.mutex:
             return op(self.core(actor))
 
-    def record_decision(self, actor: User, request: DecisionRequest) -> Decision:
-        """Queue a decision for the group committer and wait for its acknowledgement."""
+    def submit_decision(self, actor: User, request: DecisionRequest) -> Future[Decision]:
+        """Queue a decision for the group committer; the future resolves after its COMMIT."""
         with self._writer_started:
             if self._writer is None:
                 self._writer = threading.Thread(
@@ -249,7 +251,10 @@ class StoreService:
                 self._writer.start()
         done: Future[Decision] = Future()
         self._queue.put((actor, request, done))
-        return done.result()
+        return done
+
+    def record_decision(self, actor: User, request: DecisionRequest) -> Decision:
+        return self.submit_decision(actor, request).result()
 
     def _write_groups(self) -> None:
         while True:
@@ -308,6 +313,12 @@ class StoreService:
         self._tokens[hashed] = user
         return user
 
+    def known_token(self, token: str) -> User | None:
+        return self._tokens.get(token_hash(token))
+
+    def known_user(self, name: str) -> User | None:
+        return self._users.get(name)
+
     def lookup(self, name: str) -> User:
         known = self._users.get(name)
         if known is not None:
@@ -347,18 +358,26 @@ def create_app(service: StoreService) -> FastAPI:
             {"error": "input", "detail": "invalid request: " + "; ".join(parts)}, status_code=422
         )
 
-    def caller(
+    # Async, so that the common case (a cached token) costs no thread hop; a cache miss
+    # reads the store in the thread pool.
+    async def caller(
         authorization: Annotated[str | None, Header()] = None,
         x_hilt_on_behalf_of: Annotated[str | None, Header()] = None,
     ) -> User:
         if not authorization or not authorization.startswith("Bearer "):
             raise AuthenticationError("missing bearer token (Authorization: Bearer …)")
-        owner = service.authenticate(authorization.removeprefix("Bearer ").strip())
+        token = authorization.removeprefix("Bearer ").strip()
+        owner = service.known_token(token)
+        if owner is None:
+            owner = await run_in_threadpool(service.authenticate, token)
         if x_hilt_on_behalf_of is None:
             return owner
         if "gateway" not in owner.roles:
             raise PermissionDeniedError("only a gateway token may act on behalf of a user")
-        return service.lookup(x_hilt_on_behalf_of)
+        acting = service.known_user(x_hilt_on_behalf_of)
+        if acting is None:
+            acting = await run_in_threadpool(service.lookup, x_hilt_on_behalf_of)
+        return acting
 
     Caller = Annotated[User, Depends(caller)]
 
@@ -392,8 +411,9 @@ def create_app(service: StoreService) -> FastAPI:
         return service.run(user, lambda c: c.add_predictions(body.model_version, frame))
 
     @app.post("/v1/decisions")
-    def record_decision(body: DecisionRequest, user: Caller) -> Decision:
-        return service.record_decision(user, body)
+    async def record_decision(body: DecisionRequest, user: Caller) -> Decision:
+        # Waits on the group committer without holding a worker thread.
+        return await asyncio.wrap_future(service.submit_decision(user, body))
 
     @app.get("/v1/decisions")
     def decisions(
