@@ -75,8 +75,12 @@ def synthetic_cases(n: int, seed: int) -> pl.DataFrame:
     return pl.DataFrame(columns).select(demo.columns)
 
 
-def synthetic_predictions(case_ids: pl.Series, features: list[str], seed: int) -> pl.DataFrame:
-    """One prediction per case; explanation = JSON {feature: contribution} for every feature."""
+def synthetic_predictions(
+    case_ids: pl.Series, features: list[str], seed: int, explanations: str = "struct"
+) -> pl.DataFrame:
+    """One prediction per case; explanation = {feature: contribution} for every feature, as
+    a struct column (the bulk format: what a model's contribution matrix gives, no JSON to
+    parse) or as JSON text (what an HTTP client sends; every row parsed to validate it)."""
     n = case_ids.len()
     rng = np.random.default_rng(seed)
     score = rng.beta(2.0, 2.0, n)
@@ -87,6 +91,12 @@ def synthetic_predictions(case_ids: pl.Series, features: list[str], seed: int) -
         parts.append(pl.lit(pl.Series(name, contrib[j])).cast(pl.String))
     parts.append(pl.lit("}"))
     explanation = pl.select(pl.concat_str(parts).alias("explanation")).to_series()
+    if explanations == "struct":
+        explanation = pl.select(
+            pl.struct(
+                [pl.lit(pl.Series(name, contrib[j])) for j, name in enumerate(features)]
+            ).alias("explanation")
+        ).to_series()
     return pl.DataFrame(
         {
             "case_id": case_ids,
@@ -108,6 +118,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None, help="prediction rows per batch")
     p.add_argument("--case-batch-size", type=int, default=None, help="case rows per batch")
     p.add_argument("--seed", type=int, default=20240601)
+    p.add_argument(
+        "--explanations",
+        choices=["struct", "json"],
+        default="struct",
+        help="struct column (bulk format, default) or JSON text (each row parsed)",
+    )
     p.add_argument("--no-breakdown", action="store_true", help="skip the profiled second batch")
     p.add_argument("--keep", action="store_true", help="keep the temporary workspace")
     args = p.parse_args(argv)
@@ -146,13 +162,17 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         cases = synthetic_cases(args.rows, args.seed)
         preds = synthetic_predictions(
-            cases["application_id"], list(settings.fields.features), args.seed
+            cases["application_id"], list(settings.fields.features), args.seed, args.explanations
         )
         gen_s = time.perf_counter() - t
-        mean_expl = float(preds.select(pl.col("explanation").str.len_bytes().mean()).item())
+        as_text = preds["explanation"]
+        if args.explanations == "struct":
+            as_text = as_text.struct.json_encode()
+        mean_expl = float(pl.select(as_text.str.len_bytes().mean()).item() or 0.0)
         print(
             f"  generated {cases.height:,} cases and {preds.height:,} predictions in "
-            f"{gen_s:.2f} s (explanations: {mean_expl:.0f} bytes on average)"
+            f"{gen_s:.2f} s (explanations as {args.explanations}: {mean_expl:.0f} bytes of JSON"
+            " on average)"
         )
 
         # ---- setup, timed as the secondary number: the cases

@@ -246,6 +246,11 @@ def _explanations(s: pl.Series, settings: Settings, problems: list[str]) -> pl.S
         unknown = [n for n in names if n not in settings.fields.features and n != "bias"]
         if unknown:
             problems.append(f"column 'explanation': unknown features {unknown}")
+        not_numeric = [
+            f.name for f in s.dtype.fields if not (f.dtype.is_numeric() or f.dtype == pl.Null)
+        ]
+        if not_numeric:
+            problems.append(f"column 'explanation': non-numeric contributions for {not_numeric}")
         return s.struct.json_encode().alias("explanation")
     if s.dtype != pl.String:
         problems.append("column 'explanation': must be JSON text or a struct of contributions")
@@ -256,21 +261,30 @@ def _explanations(s: pl.Series, settings: Settings, problems: list[str]) -> pl.S
     con = duckdb.connect(config={"autoinstall_known_extensions": False})
     try:
         con.register("explanations", pl.DataFrame([text]))
-        bad = con.execute(
-            "SELECT count(*), list(rn ORDER BY rn)[1:5] FROM (SELECT row_number() OVER () AS rn,"
-            " explanation AS x FROM explanations) WHERE NOT (json_valid(x)"
-            " AND json_type(x) = 'OBJECT')"
-        ).fetchall()[0]
-        if bad[0]:
+        not_object = "NOT (json_valid(x) AND json_type(x) = 'OBJECT')"
+        try:
+            # One parse of every row on the happy path; json_each fails on invalid JSON.
+            # (A root that is not an object is caught without parsing: it cannot start
+            # with a brace.)
+            n_bad = con.execute(
+                "SELECT count(*) FROM explanations WHERE NOT ltrim(explanation) LIKE '{%'"
+            ).fetchall()[0][0]
+            found = con.execute(
+                "SELECT j.key, list(DISTINCT j.type) FROM explanations e,"
+                " json_each(e.explanation) AS j GROUP BY j.key ORDER BY j.key"
+            ).fetchall()
+        except duckdb.Error:
+            n_bad = 1
+        if n_bad:
+            bad = con.execute(
+                "SELECT count(*), list(rn ORDER BY rn)[1:5] FROM (SELECT row_number() OVER ()"
+                f" AS rn, explanation AS x FROM explanations) WHERE {not_object}"
+            ).fetchall()[0]
             rows = ", ".join(map(str, bad[1]))
             problems.append(
                 f"column 'explanation': {bad[0]} rows ({rows}) are not a JSON object each"
             )
             return text
-        found = con.execute(
-            "SELECT j.key, list(DISTINCT j.type) FROM explanations e,"
-            " json_each(e.explanation) AS j GROUP BY j.key ORDER BY j.key"
-        ).fetchall()
     finally:
         con.close()
     allowed = {*settings.fields.features, "bias"}
