@@ -16,7 +16,7 @@ import io
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -262,4 +262,37 @@ def subgroup_figure(
             ax.set_xlim(0, 1.1)
             ax.grid(axis="x", alpha=0.3)
         axes[-1].set_xlabel(metric)
+    return fig
+
+
+# ---------------------------------------------------------------------------- simulation
+def simulation_figure(
+    rounds: Sequence[Mapping[str, Any]],
+    strategy: str,
+    *,
+    figsize: tuple[float, float] = (6.0, 4.0),
+) -> EvaluationFigure:
+    """Holdout AUC after each round of a simulated review loop (``hilt simulate``); the
+    x axis gives the round and, below it, how many cases reviewers had labelled by then."""
+    xs = [int(r["round"]) for r in rounds]
+    aucs = [float(r["auc"]) for r in rounds]
+    reviewed = [int(r["reviewed"]) for r in rounds]
+    with _style():
+        fig = _figure(figsize)
+        ax = fig.add_subplot()
+        ax.plot(xs, aucs, marker="o", color=CHALLENGER_COLOR, linewidth=1.8)
+        for x, auc in zip(xs, aucs, strict=True):
+            ax.annotate(
+                f"{auc:.3f}",
+                (x, auc),
+                textcoords="offset points",
+                xytext=(0, 7),
+                ha="center",
+                fontsize=8,
+            )
+        ax.set_xticks(xs, [f"{x}\n({n} reviewed)" for x, n in zip(xs, reviewed, strict=True)])
+        ax.set_xlabel("round")
+        ax.set_ylabel("holdout AUC")
+        ax.set_title(f"Feedback loop, {strategy} sampling")
+        ax.grid(alpha=0.3)
     return fig

@@ -282,8 +282,13 @@ class StoreCore:
         return self._current_head()[0] + 1
 
     # ------------------------------------------------------------------ set-up
-    def create_schema(self, config_sha256: str, public_key: str) -> None:
-        """Create the tables and seed the users of the config (once, at init)."""
+    def create_schema(
+        self, config_sha256: str, public_key: str, holdout_salt: str | None = None
+    ) -> None:
+        """Create the tables and seed the users of the config (once, at init).
+
+        ``holdout_salt`` fixes which labelled cases form the holdout; random unless given
+        (a simulation passes its seed so that its runs are repeatable)."""
         now = self.clock()
         with self._transaction():
             for statement in create_statements(self.settings):
@@ -291,7 +296,12 @@ class StoreCore:
             self.con.execute(
                 "INSERT INTO meta VALUES ('schema_version', ?), ('config_sha256', ?), "
                 "('use_case', ?), ('holdout_salt', ?)",
-                [SCHEMA_VERSION, config_sha256, self.settings.use_case.name, secrets.token_hex(16)],
+                [
+                    SCHEMA_VERSION,
+                    config_sha256,
+                    self.settings.use_case.name,
+                    holdout_salt or secrets.token_hex(16),
+                ],
             )
             users = self.settings.access.users
             for name, roles in users.items():

@@ -29,7 +29,10 @@ def _pin_public_key(text: str, key: str) -> str:
 
 
 def create_workspace(
-    workspace: Workspace, config_path: str | Path, clock: Clock = system_clock
+    workspace: Workspace,
+    config_path: str | Path,
+    clock: Clock = system_clock,
+    holdout_salt: str | None = None,
 ) -> str:
     """Create a new workspace from a use-case config. Returns the pinned public key."""
     settings = load_settings(config_path)  # validate before anything is written
@@ -57,7 +60,7 @@ def create_workspace(
         try:
             operator = User(name="hilt-init", roles=["admin"])
             StoreCore(con, pinned, workspace, operator, clock).create_schema(
-                hashlib.sha256(source.encode("utf-8")).hexdigest(), public
+                hashlib.sha256(source.encode("utf-8")).hexdigest(), public, holdout_salt
             )
             con.execute("CHECKPOINT")
         finally:
