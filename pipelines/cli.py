@@ -1,8 +1,10 @@
 """The `hilt` command.
 
 Every command takes ``--workspace DIR`` (default: $HILT_WORKSPACE, else ./workspace).
-Exit codes: 0 done; 1 the audit log does not verify; 2 a user error (bad input, bad config,
-unknown user or role, store busy), with a one-line message and no stack trace; 3 an
+Exit codes: 0 done; 1 the audit log does not verify, a retraining or scoring run failed (its
+partial notebook is kept), or a reproduction gave another model; 2 a user error or a refusal
+(bad input or parameters, bad config, unknown user or role, store busy, system halted,
+promotion refused), with a one-line message and no stack trace, and nothing written; 3 an
 internal error of the store (set HILT_DEBUG=1 to see its trace).
 
 Commands run on the workspace folder act as the operating-system user, with the admin role:
@@ -19,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
-import polars as pl
 import typer
 
 from hilt.pipelines.errors import HiltError, InputError, StoreError
+from hilt.pipelines.tables import read_table
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -83,21 +85,6 @@ def _operator(ws: Workspace) -> EmbeddedStore:
     if not ws.exists():
         raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
     return EmbeddedStore(ws, ws.settings(), User(name=f"os:{getpass.getuser()}", roles=["admin"]))
-
-
-def read_table(path: Path) -> pl.DataFrame:
-    """Read a CSV (every column as text, so validation names bad values) or Parquet file."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            return pl.read_csv(path, infer_schema=False)
-        if suffix in (".parquet", ".pq"):
-            return pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError) as e:
-        raise InputError(f"{path}: cannot read the file ({type(e).__name__})") from None
-    raise InputError(f"{path}: expected a .csv or .parquet file")
 
 
 @app.command()
@@ -299,6 +286,214 @@ def demo(
     typer.echo(f"review dashboard:  {server.dashboard_url('review')}")
     typer.echo("(the dashboard acts as the workspace's local user; Ctrl-C stops everything)")
     serve_until_stopped(server)
+
+
+# ---------------------------------------------------------------------------- runs
+runs_app = typer.Typer(help="Retraining and scoring runs (MLflow).", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+AsUserOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        help="The hilt user the run acts as (default: the token's owner when a store service "
+        "owns the workspace, else the operating-system user with the admin role).",
+        show_default=False,
+    ),
+]
+
+
+def _run_guard(fn: Callable[[], T]) -> T:
+    """Like _guard; a run that failed (its notebook raised, its kernel died) exits 1."""
+    from hilt.pipelines.runner import RunFailed
+
+    def body() -> T:
+        try:
+            return fn()
+        except RunFailed as e:
+            _fail(str(e), 1)
+
+    return _guard(body)
+
+
+def _quiet_mlflow() -> None:
+    """MLflow's INFO lines (creating its tables, validating examples) are not for schedulers."""
+    import logging
+
+    # Read by mlflow when it is imported (here and in the kernels papermill starts).
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def _name_value_pairs(args: list[str]) -> dict[str, str]:
+    """``-p NAME VALUE`` / ``--param NAME VALUE`` pairs (papermill's form), nothing else."""
+    given: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        if args[i] not in ("-p", "--param"):
+            _fail(f"unexpected argument {args[i]!r} (parameters: -p NAME VALUE)", 2)
+        if i + 2 >= len(args):
+            _fail(f"{args[i]} needs a NAME and a VALUE", 2)
+        name, value = args[i + 1], args[i + 2]
+        if name in given:
+            _fail(f"parameter {name} is given twice", 2)
+        given[name] = value
+        i += 3
+    return given
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def retrain(
+    ctx: typer.Context,
+    workspace: WorkspaceOpt = None,
+    as_user: AsUserOpt = None,
+    reproduce: Annotated[
+        str | None,
+        typer.Option(
+            help="Re-run this run with its parameters on its snapshot file; exit 0 only if "
+            "the model's sha256 matches.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Retrain: snapshot, train, evaluate, gate, log to MLflow, register the challenger.
+
+    Parameters of notebooks/retrain.ipynb as -p NAME VALUE (repeatable), e.g.
+    -p max_depth 4 -p eta 0.1; `papermill --help-notebook notebooks/retrain.ipynb` lists them.
+
+    Exit 0 when the run succeeded, whether or not the gate passed (a rejected challenger is
+    a result, not a failure); 1 when the run failed (its partial notebook is kept in runs/)
+    or a reproduction gives another model; 2 when refused before anything ran (bad
+    parameters, halted system, unknown user).
+    """
+    from hilt.pipelines import runner
+
+    ws = Workspace.at(workspace)
+    _quiet_mlflow()
+    given = _name_value_pairs(list(ctx.args))
+    if reproduce is not None:
+        if given:
+            _fail("--reproduce takes the original run's parameters; do not pass -p", 2)
+        rep = _run_guard(lambda: runner.reproduce(ws, reproduce, as_user))
+        typer.echo(f"reproduction run {rep.result.run_id} of run {rep.original_run_id}")
+        typer.echo(f"snapshot sha256 {rep.snapshot_sha256}")
+        typer.echo(f"original model sha256   {rep.original_model_sha256}")
+        typer.echo(f"reproduced model sha256 {rep.result.model_sha256}")
+        typer.echo(f"notebook {rep.result.notebook}")
+        if not rep.matches:
+            _fail(
+                f"the model differs: original {rep.original_model_sha256}, "
+                f"reproduced {rep.result.model_sha256}",
+                1,
+            )
+        typer.echo("identical: the run is reproducible")
+        return
+    result = _run_guard(
+        lambda: runner.execute(ws, runner.RunRequest("retrain", given, author=as_user))
+    )
+    typer.echo(f"run {result.run_id} (retrain, as {result.author}, {result.seconds:.1f} s)")
+    typer.echo(f"model sha256 {result.model_sha256}")
+    if result.version is None:
+        typer.echo(f"gate {result.gate}; not registered (register=false)")
+    elif result.gate == "passed":
+        typer.echo(
+            f"gate passed: version {result.version} is the challenger; a lead who did not "
+            f"train it approves it with `hilt promote {result.run_id} --as LEAD`"
+        )
+    else:
+        typer.echo(
+            f"gate rejected: version {result.version} is tagged rejected and the champion is "
+            "unchanged (the run itself succeeded: exit 0)"
+        )
+    typer.echo(f"notebook {result.notebook}")
+
+
+@app.command()
+def score(
+    file: Annotated[Path, typer.Argument(help="New cases as .csv or .parquet.")],
+    workspace: WorkspaceOpt = None,
+    as_user: AsUserOpt = None,
+    model_version: Annotated[
+        str,
+        typer.Option(help="Registered version to score with (default: the champion)."),
+    ] = "",
+) -> None:
+    """Score new cases with the champion into the review queue (refused while halted)."""
+    from hilt.pipelines import runner
+
+    ws = Workspace.at(workspace)
+    _quiet_mlflow()
+    params = {"input_path": str(file.expanduser().resolve()), "model_version": model_version}
+    result = _run_guard(
+        lambda: runner.execute(ws, runner.RunRequest("score", params, author=as_user))
+    )
+    typer.echo(f"run {result.run_id} (score, as {result.author}, {result.seconds:.1f} s)")
+    ingested = int(result.metrics.get("cases_ingested", 0))
+    added = int(result.metrics.get("predictions_added", 0))
+    model = result.logged_params.get("model_version", "?")
+    typer.echo(f"{ingested} cases ingested, {added} scored by {model} into the review queue")
+    typer.echo(f"notebook {result.notebook}")
+
+
+@app.command()
+def promote(
+    run_id: Annotated[str, typer.Argument(help="The retraining run whose model to promote.")],
+    as_user: Annotated[
+        str, typer.Option("--as", help="The approving lead (not the run's author).")
+    ],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Approve a challenger: its version becomes the champion (a lead who did not train it)."""
+    from hilt.pipelines.promotion import promote as do_promote
+
+    ws = Workspace.at(workspace)
+    _quiet_mlflow()
+    p = _guard(lambda: do_promote(ws, run_id, as_user))
+    before = f"version {p.previous_version}" if p.previous_version else "none"
+    typer.echo(
+        f"{p.registered_name} version {p.version} is the champion (was: {before}); "
+        f"approved by {p.approver}, trained by {p.author}; audit seq {p.audit_seq}"
+    )
+
+
+@runs_app.command("list")
+def runs_list(
+    workspace: WorkspaceOpt = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 50,
+) -> None:
+    """The workspace's runs: id, kind, status, author, start, snapshot seq, model, gate, alias."""
+
+    def run() -> list[list[str]]:
+        from hilt.pipelines import tracking
+
+        if not ws.exists():
+            raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
+        settings = ws.settings()
+        tracking.configure(ws, settings=settings)
+        rows = []
+        for r in tracking.list_runs(settings, max_results=limit):
+            rows.append(
+                [
+                    r.run_id,
+                    "reproduce" if r.tags.get("hilt.reproduces") else r.tags.get("hilt.kind", "-"),
+                    r.status,
+                    r.author or "-",
+                    r.start_time.strftime("%Y-%m-%d %H:%M:%SZ"),
+                    str(r.snapshot_seq) if r.snapshot_seq is not None else "-",
+                    (r.model_sha256 or "-")[:12],
+                    r.tags.get("hilt.gate", "-"),
+                    ",".join(r.aliases) or "-",
+                ]
+            )
+        return rows
+
+    ws = Workspace.at(workspace)
+    _quiet_mlflow()
+    rows = _guard(run)
+    header = ["run", "kind", "status", "author", "start", "seq", "model", "gate", "alias"]
+    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
+    for line in [header, *rows]:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
 
 
 def main() -> None:

@@ -978,6 +978,64 @@ def reject_challenger(settings: Settings, version: str | int) -> None:
             client.delete_registered_model_alias(name, CHALLENGER)
 
 
+def set_challenger(settings: Settings, version: str | int) -> None:
+    """Point ``challenger`` back at an existing ``version`` (e.g. the pending challenger that
+    a later, rejected run displaced); the champion alias is not touched."""
+    state = _configured()
+    name = registered_model_name(settings)
+    v = str(version)
+    with _mlflow_errors(f"cannot make version {v} of {name!r} the challenger"):
+        state.client.get_model_version(name, v)
+        if aliases(settings).get(CHAMPION) == v:
+            raise TrackingError(f"version {v} of {name!r} is the champion")
+        state.client.set_registered_model_alias(name, CHALLENGER, v)
+
+
+def version_run_id(settings: Settings, version: str | int) -> str | None:
+    """The run a registered version was made from (None if the version names no run)."""
+    state = _configured()
+    name = registered_model_name(settings)
+    with _mlflow_errors(f"cannot read version {version} of {name!r}"):
+        mv = state.client.get_model_version(name, str(version))
+    return str(mv.run_id) if mv.run_id else None
+
+
+def set_run_tags(run_id: str, tags: Mapping[str, str]) -> None:
+    """Set tags on a run (e.g. ``hilt.gate``, ``hilt.kind``); the run may be finished."""
+    state = _configured()
+    with _mlflow_errors(f"cannot tag run {run_id}"):
+        for key, value in tags.items():
+            state.client.set_tag(run_id, key, str(value))
+
+
+def log_run_values(
+    run_id: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, float] | None = None,
+) -> None:
+    """Log params and metrics of a run that has no training (a scoring run)."""
+    import time
+
+    state = _configured()
+    now = int(time.time() * 1000)
+    with _mlflow_errors(f"cannot log to run {run_id}"):
+        state.client.log_batch(
+            run_id,
+            metrics=[
+                MlflowMetric(k, _metric_value(k, v), now, 0) for k, v in (metrics or {}).items()
+            ],
+            params=[Param(str(k), str(v)) for k, v in (params or {}).items()],
+        )
+
+
+def log_run_dict(run_id: str, data: Mapping[str, Any], artifact_file: str) -> None:
+    """Log a JSON document (e.g. the gate's verdict) as an artifact of a run."""
+    state = _configured()
+    with _mlflow_errors(f"cannot log {artifact_file} to run {run_id}"):
+        state.client.log_dict(run_id, dict(data), artifact_file)
+
+
 def load_model_version(settings: Settings, version: str | int) -> TrainedModel:
     """Download a registered version's model and load it (``TrainedModel.load`` checks the
     booster against its sidecar; the sha256 is also checked against the version's tag)."""
@@ -1028,6 +1086,8 @@ __all__ = [
     "list_runs",
     "load_model_version",
     "log_notebook",
+    "log_run_dict",
+    "log_run_values",
     "log_training",
     "mark_failed",
     "notebook_html",
@@ -1036,7 +1096,10 @@ __all__ = [
     "registered_model_name",
     "remote_resources",
     "run_info",
+    "set_challenger",
+    "set_run_tags",
     "start_run",
     "synthetic_input_example",
     "tracking_uri",
+    "version_run_id",
 ]

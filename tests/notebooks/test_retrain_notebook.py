@@ -1,0 +1,290 @@
+"""notebooks/retrain.ipynb executed by papermill on the real python3 kernel, through the runner
+and the `hilt` command, on a small real workspace with a real MLflow (sqlite) store.
+
+Asserts on the executed notebook (metadata.papermill, outputs), on MLflow (params, metrics,
+tags, aliases, artifacts) and on the audit log."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from hilt.pipelines import runner, tracking
+from hilt.pipelines.model import TrainParams
+from hilt.pipelines.promotion import promote
+from hilt.pipelines.scoring import score_into_queue
+from hilt.pipelines.store import open_store
+from hilt.pipelines.workspace import Workspace
+from tests.conftest import operator
+from tests.loop_helpers import (
+    FAST,
+    LABELLED,
+    all_cases,
+    events_since,
+    hilt_cli,
+    loop_workspace,
+    mlflow_findings,
+    personal_findings,
+    review_some,
+    run_notebook,
+)
+
+pytestmark = pytest.mark.slow
+TEMPLATE = runner.NOTEBOOKS_DIR / "retrain.ipynb"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    return loop_workspace(tmp_path_factory.mktemp("retrain-notebook"))
+
+
+@pytest.fixture(scope="module")
+def first(ws: Workspace) -> tuple[runner.RunResult, int]:
+    """The first retraining run (as dana) and the audit seq before it."""
+    before = operator(ws).audit_head().seq
+    return runner.execute(ws, runner.RunRequest("retrain", FAST, author="dana")), before
+
+
+def test_help_notebook_documents_every_parameter() -> None:
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "papermill"), "--help-notebook", str(TEMPLATE)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    for name in [f for f in TrainParams.__dataclass_fields__] + [
+        "workspace",
+        "run_id",
+        "author",
+        "as_of_seq",
+        "label_noise",
+    ]:
+        line = re.search(rf"^\s+{name}: (int|float|str|bool) \(default .*?\)(.*)$", out, re.M)
+        assert line is not None, name
+    assert "depth of each tree" in out
+    assert "robustness check only" in out
+
+
+def test_the_template_is_thin_and_has_no_outputs() -> None:
+    nb = json.loads(TEMPLATE.read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code[0]["metadata"]["tags"] == ["parameters"]
+    for cell in code:
+        source = "".join(cell["source"])
+        assert cell["outputs"] == [] and cell["execution_count"] is None
+        assert not re.search(r"^\s*(def|class) ", source, re.M), source
+
+
+def test_a_run_leaves_its_notebook_mlflow_records_and_audit_events(
+    ws: Workspace, first: tuple[runner.RunResult, int]
+) -> None:
+    result, before = first
+    run_id = result.run_id
+    # The executed notebook: stable name, papermill metadata, every cell completed.
+    assert result.notebook.parent == ws.runs_dir
+    assert re.fullmatch(rf"\d{{8}}T\d{{6}}Z-retrain-{run_id}\.ipynb", result.notebook.name)
+    assert sha256(result.notebook) == result.notebook_sha256
+    nb = json.loads(result.notebook.read_text())
+    meta = nb["metadata"]["papermill"]
+    assert meta["parameters"] == {
+        "num_boost_round": 60,
+        "workspace": str(ws.root),
+        "run_id": run_id,
+        "author": "dana",
+        "reproduces": "",
+    }
+    assert meta["exception"] is None
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert {c["metadata"]["papermill"]["status"] for c in code} == {"completed"}
+    assert not [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
+    pngs = [o for c in code for o in c["outputs"] if "image/png" in o.get("data", {})]
+    assert len(pngs) == 4  # subgroups, calibration, feature importance, ROC
+    text = json.dumps(nb)
+    for shown in ("reviewer-accepted", "reviewer-corrected", "gap:sex", "holdout"):
+        assert shown in text
+    assert not [o for c in code for o in c["outputs"] if o.get("name") == "stderr"], (
+        "the notebook's outputs carry no warnings or log lines"
+    )
+
+    # MLflow.
+    info = tracking.run_info(run_id)
+    assert info.status == "FINISHED"
+    assert info.author == "dana"
+    assert info.params["num_boost_round"] == "60"
+    assert info.params["max_depth"] == "3"
+    assert info.params["label_noise"] == "0.0"
+    assert info.metrics["holdout_auc"] > 0.65
+    assert {"gap_sex", "gap_age"} <= set(info.metrics)
+    assert info.tags["hilt.kind"] == "retrain"
+    assert info.tags["hilt.gate"] == "passed"
+    assert info.tags["hilt.template_sha256"] == sha256(TEMPLATE)
+    assert info.tags["hilt.notebook"] == result.notebook.name
+    assert info.model_sha256 == result.model_sha256
+    assert info.snapshot_sha256 is not None
+    assert (result.gate, result.version) == ("passed", "1")
+    assert info.versions == ("1",) and info.aliases == ("challenger",)
+    client = MlflowClient(tracking.tracking_uri(ws), tracking.tracking_uri(ws))
+    artifacts = {a.path for a in client.list_artifacts(run_id, "notebook")}
+    assert artifacts == {
+        f"notebook/{result.notebook.name}",
+        f"notebook/{result.notebook.stem}.html",
+    }
+    assert {a.path for a in client.list_artifacts(run_id, "evaluation")} == {
+        "evaluation/gate.json",
+        "evaluation/subgroup_metrics.csv",
+    }
+
+    # The audit log: start, snapshot, model, challenger, finish.
+    events = events_since(ws, before)
+    assert [e.action for e in events] == [
+        "run.started",
+        "snapshot.created",
+        "model.trained",
+        "model.challenger",
+        "run.finished",
+    ]
+    started, snap, trained, challenger, finished = events
+    assert started.actor == "dana" and started.object_id == run_id
+    assert started.payload["parameters"] == {"num_boost_round": 60}
+    assert started.payload["template_sha256"] == sha256(TEMPLATE)
+    assert snap.payload["sha256"] == info.snapshot_sha256
+    assert trained.payload["model_sha256"] == result.model_sha256
+    assert trained.payload["label_sources"] == {
+        "original": snap.payload["train_rows"],
+        "reviewer-accepted": 0,
+        "reviewer-corrected": 0,
+    }
+    assert challenger.object_id == "hilt-german-credit/v1"
+    assert finished.payload["notebook_sha256"] == result.notebook_sha256
+    assert operator(ws).verify().ok
+
+    # Nothing personal in the notebook's outputs or in MLflow.
+    assert personal_findings(result.notebook) == []
+    assert mlflow_findings([run_id]) == []
+
+
+def test_the_gate_rejects_label_noise_and_the_champion_stays(
+    ws: Workspace, first: tuple[runner.RunResult, int]
+) -> None:
+    settings = ws.settings()
+    promote(ws, first[0].run_id, "max")
+    assert tracking.aliases(settings) == {"champion": "1"}
+    before = operator(ws).audit_head().seq
+    r = hilt_cli(
+        "retrain", "--workspace", ws.root, "--as", "dana", "-p", "label_noise", "0.4",
+        "-p", "num_boost_round", "60",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "gate rejected" in r.stdout and "exit 0" in r.stdout
+    assert r.stderr == ""
+    tracking.configure(ws, settings=settings)
+    assert tracking.aliases(settings) == {"champion": "1"}
+    run_id = re.search(r"^run ([0-9a-f]{32})", r.stdout, re.M)
+    assert run_id is not None
+    info = tracking.run_info(run_id.group(1))
+    assert info.tags["hilt.gate"] == "rejected" and info.params["label_noise"] == "0.4"
+    actions = [e.action for e in events_since(ws, before)]
+    assert actions[-3:] == ["model.trained", "model.gate_failed", "run.finished"]
+    failed = events_since(ws, before)[-2]
+    assert failed.payload["champion_unchanged"] is True
+    assert any(not c["passed"] for c in failed.payload["checks"])
+    assert personal_findings(run_notebook(ws, run_id.group(1))) == []
+
+
+def test_a_failing_run_exits_1_keeps_its_notebook_and_is_marked_failed(ws: Workspace) -> None:
+    before = operator(ws).audit_head().seq
+    # Seq 1 is the workspace's creation: no labelled case yet, so the snapshot step raises.
+    r = hilt_cli("retrain", "--workspace", ws.root, "-p", "as_of_seq", "1")
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert "no labelled cases as of that seq" in r.stderr
+    m = re.search(r"retrain run ([0-9a-f]{32}) failed in cell \d+: InputError", r.stderr)
+    assert m is not None, r.stderr
+    run_id = m.group(1)
+    notebook = run_notebook(ws, run_id)
+    assert str(notebook) in r.stderr
+    nb = json.loads(notebook.read_text())
+    assert nb["metadata"]["papermill"]["exception"] is True
+    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert [e["ename"] for e in errors] == ["InputError"]
+    tracking.configure(ws)
+    assert tracking.run_info(run_id).status == "FAILED"
+    events = events_since(ws, before)
+    assert [e.action for e in events] == ["run.started", "run.failed"]
+    failed = events[-1]
+    assert failed.payload["error"] == "InputError"
+    assert failed.payload["notebook_sha256"] == sha256(notebook)
+    assert failed.payload["notebook"] == notebook.name
+    assert personal_findings(notebook) == []
+
+
+def test_reproduce_gives_the_same_model_even_after_new_feedback(
+    ws: Workspace, first: tuple[runner.RunResult, int]
+) -> None:
+    original = first[0]
+    r = hilt_cli("retrain", "--workspace", ws.root, "--reproduce", original.run_id)
+    assert r.returncode == 0, r.stderr
+    assert "identical" in r.stdout
+    assert r.stdout.count(original.model_sha256 or "missing") == 2
+
+    # New cases, scored by the champion and reviewed: the store's training view changes.
+    settings = ws.settings()
+    tracking.configure(ws, settings=settings)
+    dana = open_store(ws, user="dana")
+    new = all_cases().slice(LABELLED, 40).drop("risk")
+    dana.ingest_cases(new)
+    champion = tracking.load_model_version(settings, "1")
+    score_into_queue(dana, champion, new["application_id"].to_list(), settings, "x/v1")
+    assert review_some(ws, "alice", 20) == 20
+
+    # The old run still reproduces: it trains on its own snapshot file.
+    r = hilt_cli("retrain", "--workspace", ws.root, "--reproduce", original.run_id)
+    assert r.returncode == 0, r.stderr
+    assert "identical" in r.stdout
+    # A new run on a new snapshot gives another snapshot and another model.
+    fresh = runner.execute(ws, runner.RunRequest("retrain", FAST, author="dana"))
+    info = tracking.run_info(fresh.run_id)
+    assert info.snapshot_sha256 != tracking.run_info(original.run_id).snapshot_sha256
+    assert fresh.model_sha256 != original.model_sha256
+    trained = [e for e in events_since(ws, 0) if e.action == "model.trained"]
+    assert trained[-1].payload["label_sources"]["reviewer-accepted"] > 0
+    # Reproductions are logged, not registered, and say what they reproduce.
+    reproductions = [run for run in tracking.list_runs(settings) if run.tags.get("hilt.reproduces")]
+    assert len(reproductions) == 2
+    assert {run.tags["hilt.reproduces"] for run in reproductions} == {original.run_id}
+    assert all(run.versions == () for run in reproductions)
+
+
+def test_reproduce_refuses_a_run_whose_snapshot_file_is_gone(
+    ws: Workspace, first: tuple[runner.RunResult, int], tmp_path: Path
+) -> None:
+    tracking.configure(ws)
+    info = tracking.run_info(first[0].run_id)
+    assert info.snapshot_sha256 is not None
+    # (Later snapshots of unchanged data have the same bytes under another seq's name.)
+    paths = sorted(ws.snapshots_dir.glob(f"*-{info.snapshot_sha256[:12]}.parquet"))
+    assert paths
+    for path in paths:
+        path.rename(tmp_path / path.name)
+    try:
+        before = operator(ws).audit_head().seq
+        r = hilt_cli("retrain", "--workspace", ws.root, "--reproduce", first[0].run_id)
+        assert r.returncode == 2, r.stderr
+        assert "no snapshot file with sha256" in r.stderr
+        assert operator(ws).audit_head().seq == before
+    finally:
+        for path in paths:
+            (tmp_path / path.name).rename(path)

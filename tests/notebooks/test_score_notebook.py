@@ -1,0 +1,145 @@
+"""notebooks/score.ipynb executed by papermill on the real python3 kernel: new cases → the
+champion → predictions with explanations → the review queue; refused while halted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import papermill
+import pytest
+from papermill.exceptions import PapermillExecutionError
+
+from hilt.pipelines import runner, tracking
+from hilt.pipelines.promotion import promote
+from hilt.pipelines.store import open_store
+from hilt.pipelines.workspace import Workspace
+from tests.conftest import operator
+from tests.loop_helpers import (
+    LABELLED,
+    events_since,
+    hilt_cli,
+    loop_workspace,
+    mlflow_findings,
+    new_cases_file,
+    personal_findings,
+    run_notebook,
+    train_in_process,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """A workspace with a champion (version 1, trained by dana, approved by max)."""
+    ws = loop_workspace(tmp_path_factory.mktemp("score-notebook"))
+    registration = train_in_process(ws, "dana")
+    promote(ws, registration.run_id, "max")
+    return ws
+
+
+def test_new_cases_are_scored_by_the_champion_into_the_queue(ws: Workspace, tmp_path: Path) -> None:
+    cases = new_cases_file(tmp_path / "new.csv", LABELLED, 25)
+    ids = [f"APP-{n:06d}" for n in range(LABELLED + 1, LABELLED + 26)]
+    store = operator(ws)
+    waiting = store.queue_status().waiting
+    before = store.audit_head().seq
+    result = runner.execute(
+        ws, runner.RunRequest("score", {"input_path": str(cases)}, author="dana")
+    )
+    nb = json.loads(result.notebook.read_text())
+    meta = nb["metadata"]["papermill"]
+    assert meta["parameters"] == {
+        "input_path": str(cases),
+        "workspace": str(ws.root),
+        "run_id": result.run_id,
+        "author": "dana",
+    }
+    assert meta["exception"] is None
+    assert {
+        c["metadata"]["papermill"]["status"] for c in nb["cells"] if c["cell_type"] == "code"
+    } == {"completed"}
+    # The predictions: the champion's, with explanations, in the queue.
+    assert store.queue_status().waiting == waiting + 25
+    case = store.get_case(ids[0])
+    [prediction] = case.predictions
+    assert prediction.model_version == "hilt-german-credit/v1"
+    features = ws.settings().fields.features
+    assert set(prediction.explanation) == {*features, "bias"}
+    # MLflow: a scoring run with counts and the model version.
+    info = tracking.run_info(result.run_id)
+    assert info.status == "FINISHED"
+    assert info.tags["hilt.kind"] == "score"
+    assert info.params["model_version"] == "hilt-german-credit/v1"
+    assert info.params["input_file"] == "new.csv"
+    assert info.metrics["predictions_added"] == 25
+    assert info.metrics["predicted_1"] + info.metrics["predicted_0"] == 25
+    text = json.dumps(nb)
+    assert "predicted good risk" in text and "predicted bad risk" in text
+    # The audit log: the input file by name and sha256, not by path.
+    events = events_since(ws, before)
+    assert [e.action for e in events] == [
+        "run.started",
+        "cases.ingest",
+        "predictions.ingest",
+        "run.finished",
+    ]
+    started = events[0].payload["parameters"]
+    assert started["input_file"] == "new.csv" and "input_path" not in started
+    assert events[2].object_id == "hilt-german-credit/v1"
+    # Counts only: no applicant, no sex value, no case id in the outputs or in MLflow.
+    assert personal_findings(result.notebook) == []
+    assert mlflow_findings([result.run_id]) == []
+
+
+def test_parquet_by_the_cli_and_duplicate_ids_fail_the_run(ws: Workspace, tmp_path: Path) -> None:
+    cases = new_cases_file(tmp_path / "more.parquet", LABELLED + 100, 10, fmt="parquet")
+    r = hilt_cli("score", cases, "--workspace", ws.root, "--as", "dana")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("run ")
+    assert "10 cases ingested, 10 scored by hilt-german-credit/v1 into the review queue" in r.stdout
+    counts = operator(ws).counts()
+    before = operator(ws).audit_head().seq
+    # The same cases again: their ids exist, an input error inside the run.
+    r = hilt_cli("score", cases, "--workspace", ws.root, "--as", "dana")
+    assert r.returncode == 1, r.stderr
+    assert "ConflictError" in r.stderr and "already exist" in r.stderr
+    after = operator(ws).counts()
+    assert {k: v for k, v in after.items() if k != "audit_log"} == {
+        k: v for k, v in counts.items() if k != "audit_log"
+    }
+    events = events_since(ws, before)
+    assert [e.action for e in events] == ["run.started", "run.failed"]
+    assert events[1].payload["error"] == "ConflictError"
+    notebook = run_notebook(ws, events[1].object_id)
+    assert personal_findings(notebook) == []
+
+
+def test_halted_refuses_scoring_and_retraining(ws: Workspace, tmp_path: Path) -> None:
+    cases = new_cases_file(tmp_path / "halted.csv", LABELLED + 200, 5)
+    open_store(ws, user="lena").halt("model drift under investigation")
+    try:
+        before = operator(ws).audit_head().seq
+        runs = len(list(ws.runs_dir.iterdir()))
+        for args in (("score", cases), ("retrain",)):
+            r = hilt_cli(*args, "--workspace", ws.root)
+            assert r.returncode == 2, r.stderr
+            assert "the system is halted by lena: model drift under investigation" in r.stderr
+        assert operator(ws).audit_head().seq == before
+        assert len(list(ws.runs_dir.iterdir())) == runs
+        # The notebook refuses on its own too (run directly, not through the runner).
+        out = tmp_path / "direct.ipynb"
+        with pytest.raises(PapermillExecutionError) as caught:
+            papermill.execute_notebook(
+                str(runner.NOTEBOOKS_DIR / "score.ipynb"),
+                str(out),
+                parameters={"workspace": str(ws.root), "input_path": str(cases)},
+                kernel_name="python3",
+                progress_bar=False,
+            )
+        assert caught.value.ename == "SystemHalted"
+        assert "halted by lena" in caught.value.evalue
+        assert operator(ws).counts()["cases"] < LABELLED + 200
+    finally:
+        open_store(ws, user="max").resume()
