@@ -456,6 +456,60 @@ def promote(
     )
 
 
+@app.command()
+def simulate(
+    workspace: WorkspaceOpt = None,
+    rounds: Annotated[int, typer.Option(help="Review-and-retrain rounds after round 0.")] = 3,
+    batch: Annotated[int, typer.Option(help="Cases the simulated reviewers decide per round.")] = (
+        100
+    ),
+    strategy: Annotated[str, typer.Option(help="Queue strategy: uncertainty or random.")] = (
+        "uncertainty"
+    ),
+    reviewer_error: Annotated[
+        float, typer.Option(help="Probability that a simulated reviewer answers wrongly.")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the split, the holdout and the errors.")] = 0,
+    seed_fraction: Annotated[
+        float, typer.Option(help="Share of the data ingested with its labels.")
+    ] = 0.3,
+    holdout_fraction: Annotated[
+        float, typer.Option(help="Share of those labelled cases kept as the holdout.")
+    ] = 0.8,
+    config: Annotated[Path, typer.Option(help="Use-case config.")] = Path("data/hilt.toml"),
+    data: Annotated[Path, typer.Option(help="A labelled data set.")] = Path(
+        "data/german_credit.csv"
+    ),
+) -> None:
+    """Run the whole loop headless on a labelled data set: score, simulated reviewers answer
+    from the true label, retrain through the notebook, a lead promotes. Prints the holdout
+    AUC per round, writes a PNG plot, and ends with one JSON line."""
+    import json
+
+    from hilt.pipelines.simulation import SimulationConfig
+    from hilt.pipelines.simulation import simulate as run_simulation
+
+    ws = Workspace.at(workspace or "workspace/simulation")
+    _quiet_mlflow()
+    if strategy not in ("uncertainty", "random"):
+        _fail("strategy must be uncertainty or random", 2)
+    sim = SimulationConfig(
+        rounds=rounds,
+        batch=batch,
+        strategy="uncertainty" if strategy == "uncertainty" else "random",
+        reviewer_error=reviewer_error,
+        seed=seed,
+        seed_fraction=seed_fraction,
+        holdout_fraction=holdout_fraction,
+    )
+    result = _run_guard(
+        lambda: run_simulation(ws, config, data, sim, progress=lambda m: typer.echo(m, err=True))
+    )
+    typer.echo(result.table())
+    typer.echo(f"plot: {result.plot}")
+    typer.echo(json.dumps(result.summary()))
+
+
 @runs_app.command("list")
 def runs_list(
     workspace: WorkspaceOpt = None,
