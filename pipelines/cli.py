@@ -249,33 +249,65 @@ def demo(
     store_port: Annotated[int, typer.Option(help="Store service port.")] = 8765,
     serve_dashboards: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
 ) -> None:
-    """Set up the demo workspace once (cases, a first model, a scored review queue), then
-    serve the dashboards."""
+    """Set up the demo workspace once, through the real loop, then serve the dashboards.
+
+    The data set is split into history (the first 70 %, outcomes known) and new applications
+    (the rest, outcomes withheld). A data scientist of the config retrains on the history
+    (the retraining notebook, MLflow), a lead who did not train it promotes the model if it
+    passed the gate, and the scoring notebook scores the new applications into the queue."""
     from hilt.pipelines.store.create import create_workspace
 
     ws = Workspace.at(workspace or "workspace/demo")
+    _quiet_mlflow()
 
-    def run() -> str:
+    def run() -> tuple[str, str]:
+        from hilt.pipelines import promotion, runner, tracking
+
         if not ws.exists():
-            create_workspace(ws, config)
+            # A fixed holdout salt: every demo shows the same split and the same first model.
+            create_workspace(ws, config, holdout_salt="hilt-demo")
             typer.echo(f"created demo workspace {ws.root}")
         store = _operator(ws)
         settings = ws.settings()
+        users = settings.access.users
+        author = next((u for u, r in users.items() if "data-scientist" in r), None)
+        approver = next((u for u, r in users.items() if "lead" in r and u != author), None)
+        if author is None or approver is None:
+            raise InputError("the demo needs a data-scientist and a lead in access.users")
+        incoming = ws.root / "incoming" / "new-applications.csv"
         if store.counts()["cases"] == 0:
-            result = store.ingest_cases(read_table(data))
-            typer.echo(f"loaded {result.rows} demo cases from {data}")
-        if store.counts()["predictions"] == 0:
-            from hilt.pipelines.scoring import demo_first_model
-
-            version = demo_first_model(store, settings, ws.root / "models")
-            typer.echo(f"trained a first model ({version}) and scored a review queue")
+            frame = read_table(data)
+            cut = int(frame.height * 0.7)
+            history = store.ingest_cases(frame.head(cut))
+            incoming.parent.mkdir(parents=True, exist_ok=True)
+            frame.slice(cut).drop(settings.target.column).write_csv(incoming)
+            typer.echo(
+                f"loaded {history.rows} past applications with known outcomes; "
+                f"{frame.height - cut} new ones wait in {incoming.relative_to(ws.root)}"
+            )
+        tracking.configure(ws, settings=settings)
+        version = tracking.champion_version(settings)
+        if version is None:
+            trained = runner.execute(ws, runner.RunRequest("retrain", {}, author=author))
+            typer.echo(f"retrained as {author}: run {trained.run_id}, gate {trained.gate}")
+            if trained.gate == "passed":
+                promotion.promote(ws, trained.run_id, approver)
+                typer.echo(f"promoted to champion by {approver} (four eyes)")
+            else:
+                typer.echo("the gate rejected the first model; the demo scores with it anyway")
+                version = trained.version
+        if store.counts()["predictions"] == 0 and incoming.exists():
+            params = {"input_path": str(incoming), "model_version": version or ""}
+            scored = runner.execute(ws, runner.RunRequest("score", params, author=author))
+            typer.echo(f"scored the new applications: run {scored.run_id}")
         status = store.queue_status()
         typer.echo(f"review queue: {status.waiting} cases waiting")
-        grant = store.add_user("dana", "admin")
-        return grant.token
+        grant = store.add_user(author, "admin")
+        return author, grant.token
 
-    token = _guard(run)
-    typer.echo(f"API token for dana (data-scientist, admin): {token}")
+    author, token = _run_guard(run)
+    typer.echo(f"API token for {author} (admin): {token}")
+
     if not serve_dashboards:
         return
     from hilt.pipelines.dashboard_server import serve_until_stopped, start_dashboards

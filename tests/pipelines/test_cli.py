@@ -154,11 +154,16 @@ def test_demo_sets_up_once_and_prints_a_working_token(tmp_path: Path) -> None:
     ]
     first = hilt(*args)
     assert first.returncode == 0, first.stderr
-    assert "loaded 1000 demo cases" in first.stdout
+    assert "loaded 700 past applications with known outcomes" in first.stdout
+    assert "retrained as dana" in first.stdout
+    assert re.search(r"promoted to champion by (lena|max)", first.stdout)
+    assert "scored the new applications" in first.stdout
+    assert "review queue: 300 cases waiting" in first.stdout
     second = hilt(*args)
     assert second.returncode == 0, second.stderr
-    assert "trained a first model" in first.stdout
-    assert "review queue: 300 cases waiting" in first.stdout
-    assert "loaded" not in second.stdout  # idempotent: cases are loaded once
-    assert "trained" not in second.stdout  # and the first model trained once
-    assert re.search(r"API token for dana \(.*admin.*\): hilt_", second.stdout)
+    assert "loaded" not in second.stdout  # idempotent: cases are loaded once,
+    assert "retrained" not in second.stdout  # the first model trained once,
+    assert "scored" not in second.stdout  # the new applications scored once
+    assert re.search(r"API token for dana \(admin\): hilt_", second.stdout)
+    verify = hilt("audit", "verify", "--workspace", ws)
+    assert verify.returncode == 0, verify.stdout
