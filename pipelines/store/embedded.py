@@ -24,11 +24,15 @@ from hilt.pipelines.store.records import (
     CheckpointRecord,
     Decision,
     DecisionRequest,
+    ErasureReport,
     FeatureRange,
     IngestResult,
     LeasedCase,
     QueueStatus,
+    RetentionReport,
     SnapshotRecord,
+    SubjectAction,
+    SubjectExport,
     SystemState,
     TokenGrant,
     User,
@@ -86,9 +90,13 @@ class EmbeddedStore:
             self.workspace.lock_path, self.workspace.service_file, self.lock_timeout_s
         ):
             con = connect(self.workspace)
+            keys = self.workspace.key_ring()
             try:
-                return op(StoreCore(con, self.settings, self.workspace, self.actor, self.clock))
+                return op(
+                    StoreCore(con, self.settings, self.workspace, self.actor, self.clock, keys=keys)
+                )
             finally:
+                keys.close()
                 con.close()
 
     def whoami(self) -> User:
@@ -163,6 +171,26 @@ class EmbeddedStore:
 
     def revoke_tokens(self, name: str) -> int:
         return self._run(lambda c: c.revoke_tokens(name))
+
+    def subject_export(self, external_id: str) -> SubjectExport:
+        return self._run(lambda c: c.subject_export(external_id))
+
+    def subject_rectify(
+        self, external_id: str, column: str, value: str | None, case_id: str | None = None
+    ) -> SubjectAction:
+        return self._run(lambda c: c.subject_rectify(external_id, column, value, case_id))
+
+    def subject_restrict(self, external_id: str, kind: str, lift: bool = False) -> SubjectAction:
+        return self._run(lambda c: c.subject_restrict(external_id, kind, lift))
+
+    def subject_contest(self, external_id: str) -> SubjectAction:
+        return self._run(lambda c: c.subject_contest(external_id))
+
+    def subject_erase(self, external_id: str) -> ErasureReport:
+        return self._run(lambda c: c.subject_erase(external_id))
+
+    def retention_apply(self) -> RetentionReport:
+        return self._run(lambda c: c.retention_apply())
 
     def close(self) -> None:
         """Nothing stays open between calls."""

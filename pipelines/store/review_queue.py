@@ -2,7 +2,9 @@
 
 Nothing about the queue is stored apart from leases: a case needs review when it has a
 prediction and no final decision (accept / override that was not undone), or when it was
-contested by its subject after its final decision, or flagged for a second opinion. Who
+contested by its subject after its final decision, or flagged for a second opinion. Cases
+whose data was removed (erasure, retention) and subjects who restricted or objected to the
+processing are never in the queue. Who
 may take it follows from the same log: a contested case goes to someone other than the
 reviewer who decided it, a flagged case to someone other than the one who flagged it.
 """
@@ -38,6 +40,8 @@ WITH live AS (
     LEFT JOIN final f USING (case_id)
     LEFT JOIN flagged fl USING (case_id)
     LEFT JOIN contested ct USING (case_id)
+    WHERE c.removed_seq IS NULL
+      AND c.subject_ref NOT IN (SELECT subject_ref FROM restrictions WHERE lifted_seq IS NULL)
 )
 SELECT case_id, created_at, score, prediction_id, contested, second_opinion,
        CASE WHEN contested THEN final_reviewer WHEN second_opinion THEN flagger END

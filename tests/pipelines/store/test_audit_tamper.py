@@ -254,7 +254,7 @@ def forge_decision(con: duckdb.DuckDBPyConnection, seq: int, case_id: str) -> No
         "predicted_label": label,
         "final_label": FLIP[label],
         "reason_code": "policy-exception",
-        "comment_sha256": None,
+        "comment_sealed": None,
         "time_on_item_ms": 1000,
         "model_shown": True,
     }
@@ -268,8 +268,8 @@ def forge_decision(con: duckdb.DuckDBPyConnection, seq: int, case_id: str) -> No
     )
     con.execute(
         "INSERT INTO decisions (decision_id, request_id, case_id, prediction_id, model_version,"
-        " reviewer, reviewer_role, action, predicted_label, final_label, reason_code, comment,"
-        " time_on_item_ms, model_shown, created_at, seq)"
+        " reviewer, reviewer_role, action, predicted_label, final_label, reason_code,"
+        " comment_sealed, time_on_item_ms, model_shown, created_at, seq)"
         " VALUES (?, NULL, ?, ?, ?, 'alice', 'reviewer', 'override', ?, ?,"
         " 'policy-exception', NULL, 1000, true, TIMESTAMPTZ '2030-01-01 00:00:00+00', ?)",
         [decision_id, case_id, prediction_id, model_version, label, FLIP[label], seq],
@@ -432,10 +432,16 @@ def edit_a_decision_row(ws: Workspace, at: Layout) -> Expected:
 
 
 def edit_a_decision_comment(ws: Workspace, at: Layout) -> Expected:
-    """Reword an override's free-text comment (the log holds only its sha256)."""
+    """Swap an override's sealed comment for another decision's (both are valid ciphertext
+    under the same kind of key; the log holds each one's own)."""
     seq = at.decision_seqs[2]  # every third decision is an override with a comment
+    other = at.decision_seqs[5]
     with raw_db(ws) as con:
-        con.execute("UPDATE decisions SET comment = 'Nothing to see.' WHERE seq = ?", [seq])
+        con.execute(
+            "UPDATE decisions SET comment_sealed ="
+            " (SELECT comment_sealed FROM decisions WHERE seq = ?) WHERE seq = ?",
+            [other, seq],
+        )
     return seq, "record-mismatch"
 
 
