@@ -30,7 +30,13 @@ from hilt.pipelines.workspace import Workspace
 if TYPE_CHECKING:
     from hilt.pipelines.store import Store
     from hilt.pipelines.store.embedded import EmbeddedStore
-    from hilt.pipelines.store.records import RetentionReport, SubjectAction, VerifyReport
+    from hilt.pipelines.store.records import (
+        CheckpointRecord,
+        RetentionReport,
+        SubjectAction,
+        TokenGrant,
+        VerifyReport,
+    )
 
 T = TypeVar("T")
 
@@ -78,6 +84,14 @@ def _guard(fn: Callable[[], T]) -> T:
         _fail(str(e), 2)
 
 
+def _acting(ws: Workspace, roles: set[str], what: str) -> Store:
+    """The store for a scheduler's command: through the store service with $HILT_TOKEN when
+    one owns the workspace, else embedded as the operating-system user (admin)."""
+    from hilt.pipelines.command_store import open_command_store
+
+    return open_command_store(ws, None, roles=frozenset(roles), what=what, operator_allowed=True)
+
+
 def _operator(ws: Workspace) -> EmbeddedStore:
     """The workspace's store, acting as the operating-system user with the admin role."""
     from hilt.pipelines.store.embedded import EmbeddedStore
@@ -112,7 +126,11 @@ def ingest(
 
     def run() -> str:
         frame = read_table(file)
-        result = _operator(ws).ingest_cases(frame)
+        store = _acting(ws, {"admin", "system", "data-scientist"}, "ingest cases")
+        try:
+            result = store.ingest_cases(frame)
+        finally:
+            store.close()
         return (
             f"ingested {result.rows} cases as audit seq {result.seq} "
             f"(batch digest sha256:{result.digest})"
@@ -171,7 +189,15 @@ def users_add(
 ) -> None:
     """Grant NAME a role and print a new API token for NAME (shown once)."""
     ws = Workspace.at(workspace)
-    grant = _guard(lambda: _operator(ws).add_user(name, role))
+
+    def run() -> TokenGrant:
+        store = _acting(ws, {"admin"}, "add users")
+        try:
+            return store.add_user(name, role)
+        finally:
+            store.close()
+
+    grant = _guard(run)
     typer.echo(f"user {grant.user} (roles: {', '.join(grant.roles)})")
     typer.echo(f"token (shown once, only its hash is stored): {grant.token}")
 
@@ -210,9 +236,14 @@ def audit_verify(
         from hilt.pipelines.store.embedded import connect
         from hilt.pipelines.store.remote_verify import verify_remote
 
-        if url is not None:
+        target = url
+        served = locking.service_info(ws.service_file) if ws.exists() else None
+        if target is None and served is not None and (token or os.environ.get("HILT_TOKEN")):
+            # The service owns the file: verify what it serves, here, with our own key.
+            target = os.environ.get("HILT_STORE_URL") or str(served["url"])
+        if target is not None:
             key = public_key or (ws.settings().audit.public_key if ws.exists() else None)
-            store = open_store(url, token=token)
+            store = open_store(target, token=token)
             try:
                 return verify_remote(store, key, checkpoints or ws.checkpoints_path)
             finally:
@@ -237,7 +268,15 @@ def audit_verify(
 def audit_checkpoint(workspace: WorkspaceOpt = None) -> None:
     """Sign (seq, head hash, time) and append it to the checkpoint file outside the database."""
     ws = Workspace.at(workspace)
-    cp = _guard(lambda: _operator(ws).checkpoint())
+
+    def run() -> CheckpointRecord:
+        store = _acting(ws, {"admin", "system", "lead"}, "sign checkpoints")
+        try:
+            return store.checkpoint()
+        finally:
+            store.close()
+
+    cp = _guard(run)
     typer.echo(f"checkpoint seq {cp.seq} head {cp.head_hash} at {cp.time}")
 
 
@@ -261,7 +300,7 @@ def demo(
     ws = Workspace.at(workspace or "workspace/demo")
     _quiet_mlflow()
 
-    def run() -> tuple[str, str]:
+    def run() -> list[tuple[str, str, str]]:
         from hilt.pipelines import promotion, runner, tracking
 
         if not ws.exists():
@@ -308,10 +347,14 @@ def demo(
         status = store.queue_status()
         typer.echo(f"review queue: {status.waiting} cases waiting")
         grant = store.add_user(author, "admin")
-        return author, grant.token
+        tokens = [(author, "admin", grant.token)]
+        dpo = next((u for u, r in users.items() if "dpo" in r), None)
+        if dpo is not None:
+            tokens.append((dpo, "dpo", store.add_user(dpo, "dpo").token))
+        return tokens
 
-    author, token = _run_guard(run)
-    typer.echo(f"API token for {author} (admin): {token}")
+    for name, role, token in _run_guard(run):
+        typer.echo(f"API token for {name} ({role}): {token}")
 
     if not serve_dashboards:
         return

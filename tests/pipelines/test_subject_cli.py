@@ -156,5 +156,24 @@ def test_the_same_commands_go_through_a_running_store_service(ws: Path) -> None:
         user_error(r, "may not exercise data-subject rights")
         r = hilt("retention", "apply", "--workspace", ws, env={"HILT_TOKEN": tokens["dana"]})
         assert r.returncode == 0 and "nothing due" in r.stdout, r.stderr
+        # So do the scheduler's other commands: users, checkpoints, verify.
+        admin = {"HILT_TOKEN": tokens["dana"]}
+        r = hilt("users", "add", "zed", "--role", "reviewer", "--workspace", ws, env=admin)
+        assert r.returncode == 0 and "token (shown once" in r.stdout, r.stderr
+        r = hilt("audit", "checkpoint", "--workspace", ws, env=admin)
+        assert r.returncode == 0 and r.stdout.startswith("checkpoint seq"), r.stderr
+        r = hilt("audit", "verify", "--workspace", ws, env={"HILT_TOKEN": tokens["otto"]})
+        assert r.returncode == 0 and r.stdout.startswith("OK "), r.stdout + r.stderr
+        r = hilt(
+            "users",
+            "add",
+            "zed2",
+            "--role",
+            "reviewer",
+            "--workspace",
+            ws,
+            env={"HILT_TOKEN": tokens["alice"]},
+        )
+        user_error(r, "may not add users")
     finally:
         svc.stop()
