@@ -285,7 +285,6 @@ def test_a_training_run_logs_params_metrics_dataset_model_and_provenance(
     # the subgroup table, an artifact of the run
     table = artifact_dir(configured, run_id, "evaluation", tmp_path) / "subgroup_metrics.csv"
     assert pl.read_csv(table).equals(subgroups(settings))
-    assert info.seconds < 15
 
 
 def _scan_text(value: Any) -> str:
