@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import polars as pl
@@ -34,7 +34,14 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
     StoreError,
 )
-from hilt.pipelines.store import batch_digest, reconcile, review_queue, snapshot, sql
+from hilt.pipelines.store import (
+    batch_digest,
+    reconcile,
+    review_queue,
+    schema_check,
+    snapshot,
+    sql,
+)
 from hilt.pipelines.store.audit_chain import (
     GENESIS_HASH,
     AuditEntry,
@@ -78,6 +85,7 @@ from hilt.pipelines.store.validation import clean_cases, clean_predictions
 from hilt.pipelines.workspace import Workspace
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 ALL_ROLES = frozenset(ROLES) - {"gateway"}
 #: operation → roles allowed to perform it. The auditor may read everything, write nothing.
@@ -1297,25 +1305,50 @@ def verify_records(
     ``con`` holds an ``audit_log`` and a ``decisions`` table: the store's own file, or an
     in-memory copy fetched from the service (then ``batches=False`` and no settings: case
     and prediction rows are not fetched, so batches are not reconciled).
+
+    With settings, the file's tables are first compared with the schema hilt creates
+    (``schema_check``). Tampering with the tables themselves is reported, never raised: a
+    check whose query DuckDB refuses (a table or column it needs is gone) is a ``schema``
+    break at seq 0 naming that check, and the checks that can still run do.
     """
-    events, head_hash, first = verify_chain_rows(con)
+    breaks: list[Break] = []
+
+    def attempt(what: str, check: Callable[[], T]) -> T | None:
+        try:
+            return check()
+        except duckdb.Error as e:
+            breaks.append(schema_check.query_failed(what, e))
+            return None
+
+    if settings is not None:
+        altered = attempt("the schema check", lambda: schema_check.first_break(con, settings))
+        if altered is not None:
+            breaks.append(altered)
+    chain = attempt("the hash chain check", lambda: verify_chain_rows(con))
+    events, head_hash, first = chain if chain is not None else (0, GENESIS_HASH, None)
     checkpoints, cp_break = read_checkpoints(checkpoints_path)
-    breaks = [b for b in (first, cp_break) if b is not None]
+    breaks += [b for b in (first, cp_break) if b is not None]
     pinned = parse_public_key(public_key) if public_key else None
-    head_seq = int(sql.scalar(con, "SELECT coalesce(max(seq), 0) FROM audit_log"))
-    cp = check_checkpoints(
-        checkpoints, pinned, head_seq, hash_at(con, [c.seq for c in checkpoints])
+
+    def checkpoint_checks() -> list[Break]:
+        head_seq = int(sql.scalar(con, "SELECT coalesce(max(seq), 0) FROM audit_log"))
+        cp = check_checkpoints(
+            checkpoints, pinned, head_seq, hash_at(con, [c.seq for c in checkpoints])
+        )
+        missing = _checkpoint_missing_from_file(con, checkpoints)
+        return [b for b in (cp, missing) if b is not None]
+
+    breaks += attempt("the checkpoint check", checkpoint_checks) or []
+    rec = attempt(
+        "the reconciliation of records with their events",
+        lambda: reconcile.first_mismatch(con, batches=batches),
     )
-    if cp is not None:
-        breaks.append(cp)
-    missing = _checkpoint_missing_from_file(con, checkpoints)
-    if missing is not None:
-        breaks.append(missing)
-    rec = reconcile.first_mismatch(con, batches=batches)
     if rec is not None:
         breaks.append(rec)
     if settings is not None:
-        bad_batch = batch_digest.first_mismatch(con, settings)
+        bad_batch = attempt(
+            "the batch digest check", lambda: batch_digest.first_mismatch(con, settings)
+        )
         if bad_batch is not None:
             breaks.append(
                 Break(bad_batch, "record-mismatch", "a batch's rows no longer match its digest")
