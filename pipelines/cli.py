@@ -5,7 +5,8 @@ Exit codes: 0 done; 1 the audit log does not verify, a retraining or scoring run
 partial notebook is kept), or a reproduction gave another model; 2 a user error or a refusal
 (bad input or parameters, bad config, unknown user or role, store busy, system halted,
 promotion refused), with a one-line message and no stack trace, and nothing written; 3 an
-internal error of the store (set HILT_DEBUG=1 to see its trace).
+internal error of the store, or a DuckDB error that no hilt code wrapped, also one line (set
+HILT_DEBUG=1 to see its trace).
 
 Commands run on the workspace folder act as the operating-system user, with the admin role:
 whoever can write the workspace's files holds the store anyway, and the audit log records
@@ -19,7 +20,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeGuard, TypeVar
 
 import typer
 
@@ -28,6 +29,8 @@ from hilt.pipelines.tables import read_table
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
+    import duckdb
+
     from hilt.pipelines.store import Store
     from hilt.pipelines.store.embedded import EmbeddedStore
     from hilt.pipelines.store.records import (
@@ -71,8 +74,17 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _driver_error(e: Exception) -> TypeGuard[duckdb.Error]:
+    """Whether ``e`` is a DuckDB error that no hilt code wrapped (duckdb is imported lazily:
+    if it was never imported, no error can come from it)."""
+    duckdb = sys.modules.get("duckdb")
+    return duckdb is not None and isinstance(e, duckdb.Error)
+
+
 def _guard(fn: Callable[[], T]) -> T:
-    """Run a command body; user errors become one line and exit 2, never a trace."""
+    """Run a command body; user errors become one line and exit 2, never a trace; store
+    errors, and any DuckDB error no hilt code wrapped, one line and exit 3 (the trace only
+    with HILT_DEBUG=1)."""
     try:
         return fn()
     except StoreError as e:
@@ -82,6 +94,12 @@ def _guard(fn: Callable[[], T]) -> T:
         _fail(str(e), code)
     except HiltError as e:
         _fail(str(e), 2)
+    except Exception as e:
+        if not _driver_error(e) or os.environ.get("HILT_DEBUG"):
+            raise
+        from hilt.pipelines.store.sql import describe
+
+        _fail(f"the store failed ({describe(e)}); set HILT_DEBUG=1 to see the trace", 3)
 
 
 def _acting(ws: Workspace, roles: set[str], what: str) -> Store:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import polars as pl
@@ -40,6 +40,7 @@ from hilt.pipelines.store import (
     reconcile,
     retention,
     review_queue,
+    schema_check,
     snapshot,
     sql,
     subject_rights,
@@ -93,6 +94,7 @@ from hilt.pipelines.store.validation import clean_cases, clean_predictions
 from hilt.pipelines.workspace import Workspace
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 ALL_ROLES = frozenset(ROLES) - {"gateway"}
 #: operation → roles allowed to perform it. The auditor may read everything, write nothing.
@@ -341,6 +343,19 @@ class StoreCore:
                     "users": {n: list(r) for n, r in users.items()},
                 },
                 now,
+            )
+
+    def check_schema_version(self) -> None:
+        """Refuse a store made by another version of hilt's schema, with what to do."""
+        try:
+            found = sql.scalar(self.con, "SELECT value FROM meta WHERE key = 'schema_version'")
+        except duckdb.Error:
+            found = None
+        if found != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.workspace.db_path} has store schema {found or 'unknown'}, this hilt "
+                f"needs schema {SCHEMA_VERSION} (sealed personal data, subject keys); create a "
+                "new workspace with `hilt init` (a demo workspace can simply be deleted)"
             )
 
     # ------------------------------------------------------------------ identity
@@ -1597,29 +1612,56 @@ def verify_records(
     ``con`` holds an ``audit_log`` and a ``decisions`` table: the store's own file, or an
     in-memory copy fetched from the service (then ``batches=False`` and no settings: case
     and prediction rows are not fetched, so batches are not reconciled).
+
+    With settings, the file's tables are first compared with the schema hilt creates
+    (``schema_check``). Tampering with the tables themselves is reported, never raised: a
+    check whose query DuckDB refuses (a table or column it needs is gone) is a ``schema``
+    break at seq 0 naming that check, and the checks that can still run do.
     """
-    events, head_hash, first = verify_chain_rows(con)
+    breaks: list[Break] = []
+
+    def attempt(what: str, check: Callable[[], T]) -> T | None:
+        try:
+            return check()
+        except duckdb.Error as e:
+            breaks.append(schema_check.query_failed(what, e))
+            return None
+
+    if settings is not None:
+        altered = attempt("the schema check", lambda: schema_check.first_break(con, settings))
+        if altered is not None:
+            breaks.append(altered)
+    chain = attempt("the hash chain check", lambda: verify_chain_rows(con))
+    events, head_hash, first = chain if chain is not None else (0, GENESIS_HASH, None)
     checkpoints, cp_break = read_checkpoints(checkpoints_path)
-    breaks = [b for b in (first, cp_break) if b is not None]
+    breaks += [b for b in (first, cp_break) if b is not None]
     pinned = parse_public_key(public_key) if public_key else None
-    head_seq = int(sql.scalar(con, "SELECT coalesce(max(seq), 0) FROM audit_log"))
-    anchor_seq, anchor_hash = purge_anchor(con)
-    hashes = hash_at(con, [c.seq for c in checkpoints])
-    if anchor_seq:
-        hashes[anchor_seq] = anchor_hash
-    cp = check_checkpoints(checkpoints, pinned, head_seq, hashes, purged_through=anchor_seq)
-    if cp is not None:
-        breaks.append(cp)
-    missing = _checkpoint_missing_from_file(con, checkpoints)
-    if missing is not None:
-        breaks.append(missing)
-    rec = reconcile.first_mismatch(
-        con, batches=batches, decisions_purged_through=reconcile.decisions_purged_through(con)
+
+    def checkpoint_checks() -> list[Break]:
+        head_seq = int(sql.scalar(con, "SELECT coalesce(max(seq), 0) FROM audit_log"))
+        anchor_seq, anchor_hash = purge_anchor(con)
+        hashes = hash_at(con, [c.seq for c in checkpoints])
+        if anchor_seq:
+            hashes[anchor_seq] = anchor_hash
+        cp = check_checkpoints(checkpoints, pinned, head_seq, hashes, purged_through=anchor_seq)
+        missing = _checkpoint_missing_from_file(con, checkpoints)
+        return [b for b in (cp, missing) if b is not None]
+
+    breaks += attempt("the checkpoint check", checkpoint_checks) or []
+    rec = attempt(
+        "the reconciliation of records with their events",
+        lambda: reconcile.first_mismatch(
+            con,
+            batches=batches,
+            decisions_purged_through=reconcile.decisions_purged_through(con),
+        ),
     )
     if rec is not None:
         breaks.append(rec)
     if settings is not None:
-        bad_batch = batch_digest.first_mismatch(con, settings)
+        bad_batch = attempt(
+            "the batch digest check", lambda: batch_digest.first_mismatch(con, settings)
+        )
         if bad_batch is not None:
             breaks.append(
                 Break(bad_batch, "record-mismatch", "a batch's rows no longer match its digest")

@@ -82,7 +82,12 @@ class EmbeddedStore:
         clock: Clock = system_clock,
     ) -> EmbeddedStore:
         probe = cls(workspace, settings, User(name=user, roles=[]), clock)
-        actor = probe._run(lambda core: StoreCore.lookup_user(core.con, user))
+
+        def identify(core: StoreCore) -> User:
+            core.check_schema_version()
+            return StoreCore.lookup_user(core.con, user)
+
+        actor = probe._run(identify)
         return cls(workspace, settings, actor, clock)
 
     def _run(self, op: Callable[[StoreCore], T]) -> T:

@@ -575,6 +575,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8765) -> No
         con = connect(workspace)
         service = StoreService(workspace, settings, con)
         try:
+            service.run(User(name="hilt-store", roles=["system"]), StoreCore.check_schema_version)
             # Complete a removal that crashed between its commit and destroying the keys.
             service.run(User(name="hilt-store", roles=["system"]), subject_rights.finish_removals)
             workspace.service_file.write_text(
