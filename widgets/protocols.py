@@ -111,6 +111,19 @@ class DecisionInput:
     undo_of: str | None = None
     #: Idempotency key: a retried submission is recorded once.
     request_id: str | None = None
+    #: sha256 of the explanation fragment on screen when the reviewer decided, and the
+    #: presentation context it was rendered with (``hilt.widgets.explanation``); None when
+    #: no model output was shown.
+    explanation_sha256: str | None = None
+    explanation_context: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ShownExplanation:
+    """The explanation a reviewer sees: its sha256 and the context it was rendered with."""
+
+    sha256: str
+    context: dict[str, Any]
 
 
 @dataclass(frozen=True)
