@@ -34,7 +34,7 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
     StoreError,
 )
-from hilt.pipelines.store import batch_digest, reconcile, review_queue, snapshot, sql
+from hilt.pipelines.store import batch_digest, explanations, reconcile, review_queue, snapshot, sql
 from hilt.pipelines.store.audit_chain import (
     GENESIS_HASH,
     AuditEntry,
@@ -635,6 +635,7 @@ class StoreCore:
                 final = predicted
             elif request.action == "override" and final == predicted:
                 raise InputError("an override must choose a class other than the model's")
+            explanation = self._explanation_context(request, prediction_id)
             decision_id = uuid.uuid4().hex
             comment_sha = (
                 hashlib.sha256(request.comment.encode("utf-8")).hexdigest()
@@ -659,11 +660,14 @@ class StoreCore:
                     "time_on_item_ms": request.time_on_item_ms,
                     "model_shown": request.model_shown,
                     "undo_of": request.undo_of,
+                    "explanation_sha256": request.explanation_sha256,
+                    "explanation_context": explanation,
                 },
                 now,
             )
             self.con.execute(
-                "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO decisions VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     decision_id,
                     request.request_id,
@@ -682,6 +686,7 @@ class StoreCore:
                     request.undo_of,
                     now,
                     seq,
+                    request.explanation_sha256,
                 ],
             )
             if request.action == "undo":
@@ -707,6 +712,7 @@ class StoreCore:
             undo_of=request.undo_of,
             created_at=_iso(now),
             seq=seq,
+            explanation_sha256=request.explanation_sha256,
         )
 
     def _logged_actions(self, case_id: str) -> list[review_queue.LoggedAction]:
@@ -1067,7 +1073,8 @@ class StoreCore:
     _DECISION_COLUMNS = (
         "d.decision_id, d.request_id, d.case_id, d.prediction_id, d.model_version, d.reviewer,"
         " d.reviewer_role, d.action, d.predicted_label, d.final_label, d.reason_code, d.comment,"
-        " d.time_on_item_ms, d.model_shown, d.undo_of, d.created_at, d.seq"
+        " d.time_on_item_ms, d.model_shown, d.undo_of, d.created_at, d.seq,"
+        " d.explanation_sha256"
     )
 
     def _decisions_where(
@@ -1097,6 +1104,7 @@ class StoreCore:
                 undo_of=r[14],
                 created_at=_iso(r[15]),
                 seq=int(r[16]),
+                explanation_sha256=r[17],
             )
             for r in rows
         ]
@@ -1239,6 +1247,24 @@ class StoreCore:
                 now,
             )
         return CheckpointRecord(seq=cp.seq, head_hash=cp.head_hash, time=cp.time)
+
+    # ------------------------------------------------------------------ explanations
+    def _explanation_context(
+        self, request: DecisionRequest, prediction_id: int | None
+    ) -> dict[str, Any] | None:
+        """The explanation context to record with a decision (checked and re-rendered from
+        the stored prediction, see ``explanations``), or None when none was sent."""
+        if request.explanation_sha256 is None and request.explanation_context is None:
+            return None
+        row = None
+        if prediction_id is not None:
+            row = sql.one(
+                self.con,
+                "SELECT score, label, explanation FROM predictions WHERE prediction_id = ?",
+                [prediction_id],
+            )
+        stored = (float(row[0]), str(row[1]), str(row[2])) if row is not None else None
+        return explanations.check_explanation(self.settings, request, stored)
 
 
 def verify_store(

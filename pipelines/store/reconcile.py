@@ -32,6 +32,7 @@ _PATHS = [
     "$.payload.model_shown",
     "$.payload.undo_of",
     "$.payload.comment_sha256",
+    "$.payload.explanation_sha256",
 ]
 
 _DECISIONS_SQL = f"""
@@ -56,6 +57,7 @@ SELECT min(seq) FROM (
        OR v[12] IS DISTINCT FROM d.model_shown::VARCHAR
        OR v[13] IS DISTINCT FROM d.undo_of
        OR v[14] IS DISTINCT FROM (CASE WHEN d.comment IS NULL THEN NULL ELSE sha256(d.comment) END)
+       OR v[15] IS DISTINCT FROM d.explanation_sha256
     UNION ALL
     SELECT ev.seq FROM ev LEFT JOIN decisions d ON d.seq = ev.seq WHERE d.seq IS NULL
 )

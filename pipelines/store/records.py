@@ -59,6 +59,11 @@ class DecisionRequest(_Record):
     request_id: str | None = Field(default=None, min_length=1, max_length=128)
     #: For undo: the decision_id it compensates.
     undo_of: str | None = Field(default=None, max_length=64)
+    #: sha256 of the explanation fragment the reviewer saw, and the presentation context
+    #: it was rendered with (``hilt.widgets.explanation``); both or neither. The store
+    #: re-renders it from the stored prediction and refuses a hash that does not match.
+    explanation_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    explanation_context: dict[str, Any] | None = None
 
 
 class Decision(_Record):
@@ -79,6 +84,9 @@ class Decision(_Record):
     undo_of: str | None = None
     created_at: str
     seq: int
+    #: sha256 of the explanation the reviewer saw (None: none shown, or recorded before
+    #: explanations were hashed); its context is in the decision's audit event.
+    explanation_sha256: str | None = None
 
 
 class Prediction(_Record):
