@@ -167,3 +167,27 @@ class ReviewBackend(Protocol):
         ...
 
     def queue_status(self) -> QueueStatus: ...
+
+
+# ---------------------------------------------------------------------------- auditing
+ReplayVerdict = Literal["identical", "differs", "not-recorded", "not-shown", "not-applicable"]
+
+
+@dataclass(frozen=True)
+class ExplanationReplay:
+    """A decision's explanation rendered again from the records (EU AI Act Art. 86).
+
+    ``identical``: the fragment rendered from the stored prediction and the recorded context
+    has the sha256 recorded at decision time; ``differs``: it has not (the records changed);
+    ``not-recorded``: the decision was recorded without a hash (``html``, if any, is the
+    stored prediction under today's settings, for reference only, not proof);
+    ``not-shown``: the model's output was hidden from the reviewer; ``not-applicable``: an
+    undo, or no prediction.
+    """
+
+    decision_id: str
+    verdict: ReplayVerdict
+    message: str
+    html: str = ""
+    recorded_sha256: str | None = None
+    rendered_sha256: str | None = None
