@@ -175,7 +175,7 @@ class Lineage:
 
 
 # ---------------------------------------------------------------------------- queries
-def _events(store: Store, **filters: Any) -> list[AuditEvent]:
+def all_events(store: Store, **filters: Any) -> list[AuditEvent]:
     """Every event matching the filters, oldest first (paged)."""
     out: list[AuditEvent] = []
     offset = 0
@@ -208,7 +208,7 @@ def _scoring_run(store: Store, batch_seq: int) -> tuple[str | None, str | None]:
     run_id = started.object_id
     ended = [
         e
-        for e in _events(store, object_id=run_id, action="run.")
+        for e in all_events(store, object_id=run_id, action="run.")
         if e.action in ("run.finished", "run.failed")
     ]
     if ended and ended[0].seq < batch_seq:
@@ -225,7 +225,7 @@ def prediction_link(store: Store, prediction_id: int) -> PredictionLink:
 
 
 def model_link(store: Store, model_version: str, before_seq: int | None = None) -> ModelLink:
-    events = tuple(_events(store, object_id=model_version, action="model."))
+    events = tuple(all_events(store, object_id=model_version, action="model."))
     run_id = next((str(e.payload["run_id"]) for e in events if e.payload.get("run_id")), None)
     sha = next(
         (str(e.payload["model_sha256"]) for e in events if e.payload.get("model_sha256")), None
@@ -239,7 +239,7 @@ def model_link(store: Store, model_version: str, before_seq: int | None = None) 
 
 def run_link(store: Store, ws: Workspace, run_id: str) -> tuple[RunLink, AuditEvent | None]:
     """The run's events (``run.*``) and its ``model.trained`` event, if any."""
-    events = tuple(_events(store, object_id=run_id))
+    events = tuple(all_events(store, object_id=run_id))
     started = next((e for e in events if e.action == "run.started"), None)
     ended = next((e for e in events if e.action in ("run.finished", "run.failed")), None)
     trained = next((e for e in events if e.action == "model.trained"), None)
@@ -285,7 +285,7 @@ def run_link(store: Store, ws: Workspace, run_id: str) -> tuple[RunLink, AuditEv
 def snapshot_link(store: Store, ws: Workspace, name: str, sha256: str, before: int) -> SnapshotLink:
     created = [
         e
-        for e in _events(store, object_id=name, action="snapshot.created", max_seq=before)
+        for e in all_events(store, object_id=name, action="snapshot.created", max_seq=before)
         if e.payload.get("sha256") == sha256
     ]
     event = created[-1] if created else None
@@ -615,6 +615,7 @@ __all__ = [
     "SnapshotLink",
     "TrainingData",
     "TrainingDecision",
+    "all_events",
     "crosscheck_mlflow",
     "decision_lineage",
     "file_sha256",

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from hilt.pipelines import tracking
-from hilt.pipelines.errors import NotFoundError
+from hilt.pipelines.errors import InputError, NotFoundError
 from hilt.pipelines.lineage import (
     TrainingDecision,
     crosscheck_mlflow,
@@ -195,3 +195,53 @@ def test_a_decision_without_records_says_what_is_missing(loaded_workspace: Works
     with pytest.raises(NotFoundError):
         decision_lineage(otto, loaded_workspace, "no-such-decision")
     assert operator(loaded_workspace).audit_head().seq == accept.seq
+
+
+def test_the_audit_backend_reads_everything_and_writes_nothing(
+    loop: AuditedLoop, tmp_path: Path
+) -> None:
+    from hilt.pipelines.audit_backend import StoreAuditBackend, open_audit_backend
+    from hilt.widgets.audit_dashboard import AuditDashboard, audit_panel
+    from hilt.widgets.protocols import EventFilter
+
+    ws = _copy(loop, tmp_path)  # a copy: the last step tampers with a notebook
+    before = (operator(ws).audit_head(), operator(ws).counts())
+    backend = open_audit_backend(str(ws.root), env={"HTTP_X_FORWARDED_USER": "otto"})
+    assert isinstance(backend, StoreAuditBackend)
+    panel = audit_panel(backend)
+    assert isinstance(panel, AuditDashboard)
+    report = backend.verify()
+    assert report.ok and report.summary == f"OK {before[0].seq} events"
+    assert report.head_hash == before[0].hash
+    page = backend.events(EventFilter(action="model."), 0, 10)
+    assert {r.action for r in page.rows} <= {
+        "model.trained",
+        "model.challenger",
+        "model.promoted",
+        "model.gate_failed",
+    }
+    assert page.chart_png.startswith(b"\x89PNG")
+    view = backend.lineage(loop.decision.decision_id)
+    assert view.problems == ()
+    titles = [s.title for s in view.steps]
+    assert titles == ["Decision", "Prediction", "Model version", "Training run", "Snapshot"]
+    snapshot = dict(view.steps[-1].facts)
+    assert snapshot["sha256"] == tracking.run_info(loop.second.run_id).snapshot_sha256
+    assert dict(view.steps[3].facts)["run id"] == loop.second.run_id
+    assert view.training is not None and view.training.total == REVIEWED
+    assert backend.explanation(loop.decision.decision_id).verdict == "identical"
+    assert backend.crosscheck(loop.decision.decision_id).status == "ok"
+
+    runs = {r.run_id: r for r in backend.notebooks()}
+    assert runs[loop.second.run_id].sha256 == loop.second.notebook_sha256
+    assert runs[loop.scoring.run_id].file_status == "matches"
+    page_html = backend.notebook_html(loop.second.run_id)
+    assert "<html" in page_html and "Retraining" in page_html
+    assert tracking.remote_resources(page_html) == []
+    # Opening and using all of it wrote nothing.
+    assert (operator(ws).audit_head(), operator(ws).counts()) == before
+
+    notebook = ws.runs_dir / loop.second.notebook.name
+    notebook.write_text(notebook.read_text().replace("Retraining", "Retrained"))
+    with pytest.raises(InputError, match="does not match the sha256 the log recorded"):
+        backend.notebook_html(loop.second.run_id)
