@@ -582,6 +582,31 @@ def runs_list(
         typer.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
 
 
+# ---------------------------------------------------------------------------- docs
+docs_app = typer.Typer(
+    help="Technical documentation (EU AI Act Art. 11, Annex IV).", no_args_is_help=True
+)
+app.add_typer(docs_app, name="docs")
+
+
+@docs_app.command("model")
+def docs_model(
+    version: Annotated[str, typer.Argument(help="Registered version: 3, v3 or NAME/v3.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Write the version's technical documentation and model card (Markdown and offline
+    HTML) into the workspace's docs/, from MLflow and the audit log."""
+    from hilt.pipelines.model_docs import write_model_docs
+
+    ws = Workspace.at(workspace)
+    _quiet_mlflow()
+    written = _guard(lambda: write_model_docs(ws, version))
+    typer.echo(f"wrote {written.markdown}")
+    typer.echo(f"wrote {written.html}")
+    for image in written.images:
+        typer.echo(f"wrote {image}")
+
+
 def main() -> None:
     try:
         app()

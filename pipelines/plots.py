@@ -349,7 +349,7 @@ def label_sources_figure(
     counts: Mapping[str, int],
     *,
     title: str = "Training rows by label source",
-    figsize: tuple[float, float] = (6.0, 1.6),
+    figsize: tuple[float, float] = (6.0, 1.9),
 ) -> EvaluationFigure:
     """One stacked bar: training rows whose label came with the data, was accepted by a
     reviewer unchanged, or was corrected by a reviewer. Counts only."""
@@ -370,7 +370,7 @@ def label_sources_figure(
         ax.set_yticks([])
         ax.set_xlabel("rows")
         ax.set_title(title, loc="left")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.55), ncol=3, frameon=False)
+        fig.legend(loc="outside lower center", ncol=3, frameon=False)
     return fig
 
 

@@ -1023,6 +1023,19 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def download_run_artifact(run_id: str, artifact_path: str, dst_dir: str | Path) -> Path | None:
+    """Download one artifact of a run (e.g. ``evaluation/subgroup_metrics.csv``) into
+    ``dst_dir``; None if the run has no such artifact."""
+    state = _configured()
+    folder = artifact_path.rpartition("/")[0]
+    with _mlflow_errors(f"cannot read the artifacts of run {run_id}"):
+        listed = {a.path for a in state.client.list_artifacts(run_id, folder or None)}
+        if artifact_path not in listed:
+            return None
+        local = state.client.download_artifacts(run_id, artifact_path, str(dst_dir))
+    return Path(local)
+
+
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
@@ -1035,6 +1048,7 @@ __all__ = [
     "champion_version",
     "configure",
     "create_run",
+    "download_run_artifact",
     "file_sha256",
     "finish_run",
     "list_runs",
