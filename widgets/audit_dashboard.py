@@ -3,7 +3,8 @@
 Four tabs over one ``AuditBackend`` (which has no method that writes):
 
 - Integrity: the hash chain, the signed checkpoints and the records, verified;
-- Events: the audit log filtered by actor, action, object, model version and time;
+- Events: the audit log filtered by actor, action, object, model version and time (loaded
+  when the tab is first shown);
 - Lineage: any decision back to the data that trained its model, and its explanation as
   the reviewer saw it;
 - Notebooks: every executed run notebook, readable in place.
@@ -52,9 +53,14 @@ class AuditDashboard(widgets.VBox):
         )
         self.tabs.titles = TAB_TITLES
         self.explorer.on_open_lineage(self.open_lineage)
-        self.explorer.search()
-        self.integrity.run()  # last: its verdict stays in the status line
+        self.tabs.observe(self._on_tab, names="selected_index")
+        self.integrity.run()
         self._compose()
+
+    def _on_tab(self, change: Any) -> None:
+        # The event explorer loads when first shown: opening the dashboard stays quick.
+        if change["new"] == TAB_TITLES.index("Events") and self.explorer.page is None:
+            self.explorer.search()
 
     def open_lineage(self, decision_id: str) -> None:
         """Show ``decision_id`` in the Lineage tab."""

@@ -39,7 +39,7 @@ class EventExplorer(widgets.VBox):
         self.page: EventPage | None = None
         self._offset = 0
         self._handlers: list[Callable[[str], None]] = []
-        layout = widgets.Layout(width="15em")
+        layout = widgets.Layout(width="24em")
         self.actor = widgets.Text(description="Actor", placeholder="any", layout=layout)
         self.action = widgets.Combobox(
             description="Action",
@@ -74,7 +74,7 @@ class EventExplorer(widgets.VBox):
         self.next_button.on_click(lambda _b: self._go(+1))
         self.summary = widgets.HTML()
         self.results = widgets.HTML()
-        self.chart = widgets.Image(format="png")
+        self.chart = widgets.Image(format="png", layout=widgets.Layout(max_width="800px"))
         self.decision_choice = widgets.Dropdown(
             description="Decision", options=[], layout=widgets.Layout(width="32em")
         )

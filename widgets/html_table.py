@@ -30,7 +30,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], css_class: s
         "<tr>"
         + "".join(
             f'<td style="padding:2px 10px 2px 0;vertical-align:top;'
-            f'border-bottom:1px solid {BORDER};word-break:break-all">{esc(v)}</td>'
+            f'border-bottom:1px solid {BORDER};overflow-wrap:anywhere">{esc(v)}</td>'
             for v in row
         )
         + "</tr>"
@@ -48,7 +48,7 @@ def facts(pairs: Sequence[tuple[str, str]]) -> str:
     rows = "".join(
         f'<tr><th style="text-align:left;font-weight:500;padding:1px 14px 1px 0;'
         f'color:{MUTED};white-space:nowrap;vertical-align:top">{esc(k)}</th>'
-        f'<td style="padding:1px 0;word-break:break-all">{esc(v)}</td></tr>'
+        f'<td style="padding:1px 0;overflow-wrap:anywhere">{esc(v)}</td></tr>'
         for k, v in pairs
     )
     return f'<table style="border-collapse:collapse;font-size:0.9em">{rows}</table>'

@@ -108,7 +108,7 @@ class LineagePanel(widgets.VBox):
         self.chain = widgets.HTML()
         self.explanation = widgets.HTML()
         self.training_html = widgets.HTML()
-        self.chart = widgets.Image(format="png")
+        self.chart = widgets.Image(format="png", layout=widgets.Layout(max_width="600px"))
         self.pager = widgets.HBox([self.prev_button, self.next_button])
         self.load_recent()
 
