@@ -158,6 +158,7 @@ def serve(
     server = _guard(lambda: start_dashboards(ws, host=host, port=port, store_port=store_port))
     typer.echo(f"store service:     http://{host}:{store_port}")
     typer.echo(f"review dashboard:  {server.dashboard_url('review')}")
+    typer.echo(f"audit dashboard:   {server.dashboard_url('audit')}")
     typer.echo("(Ctrl-C stops both)")
     serve_until_stopped(server)
 
@@ -316,6 +317,7 @@ def demo(
     typer.echo("")
     typer.echo(f"store service:     http://127.0.0.1:{store_port}   (OpenAPI: /openapi.json)")
     typer.echo(f"review dashboard:  {server.dashboard_url('review')}")
+    typer.echo(f"audit dashboard:   {server.dashboard_url('audit')}")
     typer.echo("(the dashboard acts as the workspace's local user; Ctrl-C stops everything)")
     serve_until_stopped(server)
 

@@ -566,6 +566,10 @@ def crosscheck_mlflow(ws: Workspace, lineage: Lineage) -> list[Crosscheck]:
     from hilt.pipelines import tracking
 
     settings = ws.settings()
+    uri = tracking.tracking_uri(ws)
+    if uri.startswith("sqlite:") and not (ws.root / tracking.DB_FILE).exists():
+        # configure() would create an empty store: an auditor's look must not write.
+        raise NotFoundError(f"this workspace has no MLflow store ({tracking.DB_FILE})")
     tracking.configure(ws, settings=settings)
     try:
         info = tracking.run_info(run.run_id)

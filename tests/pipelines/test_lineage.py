@@ -245,3 +245,15 @@ def test_the_audit_backend_reads_everything_and_writes_nothing(
     notebook.write_text(notebook.read_text().replace("Retraining", "Retrained"))
     with pytest.raises(InputError, match="does not match the sha256 the log recorded"):
         backend.notebook_html(loop.second.run_id)
+
+
+def test_the_mlflow_crosscheck_never_creates_an_mlflow_store(
+    loop: AuditedLoop, tmp_path: Path
+) -> None:
+    ws = _copy(loop, tmp_path)
+    otto = open_store(ws, user="otto")
+    lineage = decision_lineage(otto, ws, loop.decision.decision_id)
+    (ws.root / tracking.DB_FILE).unlink()
+    with pytest.raises(NotFoundError, match="no MLflow store"):
+        crosscheck_mlflow(ws, lineage)
+    assert not (ws.root / tracking.DB_FILE).exists()
