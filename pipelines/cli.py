@@ -195,6 +195,7 @@ def serve(
     server = _guard(lambda: start_dashboards(ws, host=host, port=port, store_port=store_port))
     typer.echo(f"store service:     http://{host}:{store_port}")
     typer.echo(f"review dashboard:  {server.dashboard_url('review')}")
+    typer.echo(f"audit dashboard:   {server.dashboard_url('audit')}")
     typer.echo("(Ctrl-C stops both)")
     serve_until_stopped(server)
 
@@ -382,6 +383,7 @@ def demo(
     typer.echo("")
     typer.echo(f"store service:     http://127.0.0.1:{store_port}   (OpenAPI: /openapi.json)")
     typer.echo(f"review dashboard:  {server.dashboard_url('review')}")
+    typer.echo(f"audit dashboard:   {server.dashboard_url('audit')}")
     typer.echo("(the dashboard acts as the workspace's local user; Ctrl-C stops everything)")
     serve_until_stopped(server)
 
@@ -918,6 +920,31 @@ def records(
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote the record of processing activities to {output}")
+
+
+# ---------------------------------------------------------------------------- docs
+docs_app = typer.Typer(
+    help="Technical documentation (EU AI Act Art. 11, Annex IV).", no_args_is_help=True
+)
+app.add_typer(docs_app, name="docs")
+
+
+@docs_app.command("model")
+def docs_model(
+    version: Annotated[str, typer.Argument(help="Registered version: 3, v3 or NAME/v3.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Write the version's technical documentation and model card (Markdown and offline
+    HTML) into the workspace's docs/, from MLflow and the audit log."""
+    from hilt.pipelines.model_docs import write_model_docs
+
+    ws = Workspace.at(workspace)
+    _quiet_mlflow()
+    written = _guard(lambda: write_model_docs(ws, version))
+    typer.echo(f"wrote {written.markdown}")
+    typer.echo(f"wrote {written.html}")
+    for image in written.images:
+        typer.echo(f"wrote {image}")
 
 
 def main() -> None:

@@ -296,3 +296,107 @@ def simulation_figure(
         ax.set_title(f"Feedback loop, {strategy} sampling")
         ax.grid(alpha=0.3)
     return fig
+
+
+# ---------------------------------------------------------------------------- auditing
+#: Action families of the audit log and their colours (the first word of an action).
+ACTION_FAMILIES: dict[str, str] = {
+    "decision": "#1f77b4",
+    "case": "#9467bd",
+    "cases": "#8c564b",
+    "predictions": "#17becf",
+    "snapshot": "#bcbd22",
+    "run": "#ff7f0e",
+    "model": "#2ca02c",
+    "audit": "#7f7f7f",
+    "system": "#d62728",
+}
+OTHER_COLOR = "#c7c7c7"
+
+
+def audit_activity_figure(
+    by_day: Mapping[str, int],
+    by_action: Mapping[str, int],
+    *,
+    title: str = "Events matching the filter",
+    figsize: tuple[float, float] = (8.0, 2.6),
+) -> EvaluationFigure:
+    """What an audit-log filter matches: events per UTC day (bars) and per action
+    (horizontal bars, coloured by family). Counts only, no event content."""
+    with _style():
+        fig = _figure(figsize)
+        left, right = fig.subplots(1, 2, width_ratios=[3, 2])
+        days = list(by_day)
+        left.bar(range(len(days)), [by_day[d] for d in days], color=CHALLENGER_COLOR)
+        step = max(1, len(days) // 8)
+        left.set_xticks(range(0, len(days), step), [days[i] for i in range(0, len(days), step)])
+        left.tick_params(axis="x", labelrotation=30, labelsize=7)
+        left.set_ylabel("events")
+        left.set_title(f"{title}, per day (UTC)", loc="left")
+        left.grid(axis="y", alpha=0.3)
+        actions = sorted(by_action, key=lambda a: (-by_action[a], a))[:12][::-1]
+        colours = [ACTION_FAMILIES.get(a.split(".")[0], OTHER_COLOR) for a in actions]
+        right.barh(range(len(actions)), [by_action[a] for a in actions], color=colours)
+        right.set_yticks(range(len(actions)), actions, fontsize=7)
+        right.set_title("per action", loc="left")
+        right.grid(axis="x", alpha=0.3)
+        if not days:
+            left.text(0.5, 0.5, "no events", ha="center", va="center", transform=left.transAxes)
+    return fig
+
+
+def label_sources_figure(
+    counts: Mapping[str, int],
+    *,
+    title: str = "Training rows by label source",
+    figsize: tuple[float, float] = (6.0, 1.9),
+) -> EvaluationFigure:
+    """One stacked bar: training rows whose label came with the data, was accepted by a
+    reviewer unchanged, or was corrected by a reviewer. Counts only."""
+    colours = {
+        "original": "#7f7f7f",
+        "reviewer-accepted": "#1f77b4",
+        "reviewer-corrected": "#ff7f0e",
+    }
+    with _style():
+        fig = _figure(figsize)
+        ax = fig.add_subplot()
+        start = 0
+        for source, n in counts.items():
+            ax.barh(
+                0, n, left=start, color=colours.get(source, OTHER_COLOR), label=f"{source} ({n})"
+            )
+            start += n
+        ax.set_yticks([])
+        ax.set_xlabel("rows")
+        ax.set_title(title, loc="left")
+        fig.legend(loc="outside lower center", ncol=3, frameon=False)
+    return fig
+
+
+def metric_history_figure(
+    versions: Sequence[str],
+    values: Mapping[str, Sequence[float]],
+    *,
+    highlight: str | None = None,
+    title: str = "Holdout metrics per model version",
+    figsize: tuple[float, float] = (6.0, 3.0),
+) -> EvaluationFigure:
+    """Each metric (a line) over the registered versions in order; ``highlight`` marks the
+    version a document is about. NaN points are left out."""
+    with _style():
+        fig = _figure(figsize)
+        ax = fig.add_subplot()
+        xs = list(range(len(versions)))
+        for name, series in values.items():
+            pts = [(x, v) for x, v in zip(xs, series, strict=True) if not math.isnan(v)]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+        if highlight is not None and highlight in versions:
+            ax.axvline(versions.index(highlight), color="grey", linestyle=":", linewidth=1)
+        ax.set_xticks(xs, [f"v{v}" for v in versions])
+        ax.set_xlabel("registered version")
+        ax.set_title(title, loc="left")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    return fig

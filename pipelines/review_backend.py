@@ -123,6 +123,8 @@ class StoreReviewBackend:
                 prediction_id=decision.prediction_id,
                 undo_of=decision.undo_of,
                 request_id=decision.request_id,
+                explanation_sha256=decision.explanation_sha256,
+                explanation_context=decision.explanation_context,
             )
         )
         return DecisionReceipt(

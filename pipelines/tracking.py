@@ -92,6 +92,7 @@ from mlflow.telemetry.client import set_telemetry_client
 from mlflow.types import ColSpec, DataType, Schema
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_USER
 
+from hilt.pipelines import notebook_render
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import HiltError, InputError
 from hilt.pipelines.model import TrainedModel
@@ -714,66 +715,19 @@ def log_training(
 
 
 # ----------------------------------------------------------------------- notebooks
-_OFFLINE_TEMPLATE: Final = """{%- extends 'index.html.j2' -%}
-{% block html_head_js %}{% endblock html_head_js %}
-{% block jupyter_widgets %}{% endblock jupyter_widgets %}
-{% block html_head_js_mathjax %}{% endblock html_head_js_mathjax %}
-{% block html_head_js_mermaidjs %}{% endblock html_head_js_mermaidjs %}
-"""
-_STYLE_BLOCK = re.compile(r"(<style[^>]*>)(.*?)(</style>)", re.DOTALL | re.IGNORECASE)
-_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
-#: Anything that makes a browser fetch from elsewhere when the page is opened.
-_REMOTE = re.compile(
-    r"<(?:script|link|img|iframe|source|video|audio|embed|object)\b[^>]*?"
-    r"\b(?:src|href|data)\s*=\s*[\"']?\s*(?:https?:)?//"
-    r"|@import\s+(?:url\()?\s*[\"']?\s*(?:https?:)?//"
-    r"|url\(\s*[\"']?\s*(?:https?:)?//"
-    r"|import\(\s*[\"']\s*(?:https?:)?//",
-    re.IGNORECASE,
-)
-
-
 def remote_resources(html: str) -> list[str]:
     """Snippets of ``html`` that would load something from another host when opened
-    (scripts, stylesheets, images, CSS url()/@import, dynamic imports). Plain links
-    (``<a href>``) are not fetches and are not listed."""
-    return [m.group(0) for m in _REMOTE.finditer(html)]
+    (see ``notebook_render.remote_resources``)."""
+    return notebook_render.remote_resources(html)
 
 
 def notebook_html(ipynb_path: str | Path) -> str:
-    """The executed notebook as one self-contained HTML page: nbconvert's "lab" template with
-    images embedded, and without require.js, MathJax, mermaid and the widget manager, which it
-    would load from cdnjs / unpkg (math then shows as its TeX source). CSS comments, which
-    carry the theme's credits as URLs, are dropped. TrackingError if anything remote is left."""
-    import nbformat
-    from jinja2 import DictLoader
-    from nbconvert import HTMLExporter
-
-    nb = nbformat.read(str(ipynb_path), as_version=4)
-    exporter = HTMLExporter(
-        template_name="lab",
-        template_file="hilt_offline.html.j2",
-        extra_loaders=[DictLoader({"hilt_offline.html.j2": _OFFLINE_TEMPLATE})],
-        embed_images=True,
-        require_js_url="",
-        mathjax_url="",
-        mermaid_js_url="",
-        mermaid_layout_elk_js_url="",
-        jquery_url="",
-        jupyter_widgets_base_url="",
-        widget_renderer_url="",
-    )
-    body, _ = exporter.from_notebook_node(nb)
-    html = _STYLE_BLOCK.sub(
-        lambda m: m.group(1) + _CSS_COMMENT.sub("", m.group(2)) + m.group(3), str(body)
-    )
-    remote = remote_resources(html)
-    if remote:
-        raise TrackingError(
-            f"{Path(ipynb_path).name}: the rendered HTML would load {len(remote)} remote "
-            f"resource(s), e.g. {remote[0][:80]!r}"
-        )
-    return html
+    """The executed notebook as one self-contained HTML page (``notebook_render``);
+    TrackingError if anything remote is left."""
+    try:
+        return notebook_render.notebook_html(ipynb_path)
+    except notebook_render.RemoteContentError as e:
+        raise TrackingError(str(e)) from None
 
 
 def log_notebook(run_id: str, ipynb_path: str | Path) -> tuple[str, str]:
@@ -1086,6 +1040,19 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def download_run_artifact(run_id: str, artifact_path: str, dst_dir: str | Path) -> Path | None:
+    """Download one artifact of a run (e.g. ``evaluation/subgroup_metrics.csv``) into
+    ``dst_dir``; None if the run has no such artifact."""
+    state = _configured()
+    folder = artifact_path.rpartition("/")[0]
+    with _mlflow_errors(f"cannot read the artifacts of run {run_id}"):
+        listed = {a.path for a in state.client.list_artifacts(run_id, folder or None)}
+        if artifact_path not in listed:
+            return None
+        local = state.client.download_artifacts(run_id, artifact_path, str(dst_dir))
+    return Path(local)
+
+
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
@@ -1098,6 +1065,7 @@ __all__ = [
     "champion_version",
     "configure",
     "create_run",
+    "download_run_artifact",
     "file_sha256",
     "finish_run",
     "list_runs",

@@ -9,6 +9,11 @@
 - an out-of-distribution badge naming the features whose value lies outside the range the
   model saw in training. Values themselves are not shown, only the feature and the range.
 
+The HTML is made by ``hilt.widgets.explanation.render_explanation``, a pure function of the
+stored prediction and a small presentation context, so that what the reviewer saw can be
+rendered again byte for byte from the records (EU AI Act Art. 86): ``shown_explanation()``
+gives its sha256 and context for the decision record.
+
 ``hide()`` / ``reveal()`` serve blind-first review: while hidden, none of the model's output
 is in the widget tree at all (not merely invisible), so the browser never receives it.
 """
@@ -16,51 +21,35 @@ is in the widget tree at all (not merely invisible), so the browser never receiv
 from __future__ import annotations
 
 import html
-import math
 from typing import Any
 
 import ipywidgets as widgets
 import traitlets
 
-from hilt.widgets.protocols import FeatureRange, ReviewConfig, ReviewItem
+from hilt.widgets.explanation import (
+    MUTED,
+    NON_FEATURE_KEYS,
+    ExplanationContext,
+    OutOfRange,
+    RenderedExplanation,
+    StoredPrediction,
+    render_explanation,
+    top_contributions,
+    used_labels,
+)
+from hilt.widgets.explanation import describe_range as _describe
+from hilt.widgets.protocols import FeatureRange, ReviewConfig, ReviewItem, ShownExplanation
 
-#: Contribution keys that are not features (the model's base value).
-NON_FEATURE_KEYS = frozenset({"bias"})
-
-GREEN = "#15803d"
-RED = "#b91c1c"
-AMBER = "#b45309"
-MUTED = "var(--jp-ui-font-color2, #6b7280)"
+__all__ = ["NON_FEATURE_KEYS", "PredictionView", "describe_range"]
 
 HIDDEN_TEXT = (
     "The model's output is hidden until you record your own judgement (blind-first review)."
 )
 
 
-def _badge(text: str, colour: str, title: str = "") -> str:
-    title_attr = f' title="{html.escape(title)}"' if title else ""
-    return (
-        f'<span{title_attr} style="display:inline-block;padding:1px 8px;margin-right:6px;'
-        f"border-radius:10px;border:1px solid {colour};color:{colour};font-size:0.85em;"
-        f'line-height:1.3;font-weight:600">{html.escape(text)}</span>'
-    )
-
-
-def _number(x: float) -> str:
-    return f"{x:g}"
-
-
 def describe_range(rng: FeatureRange) -> str:
     """The training range in words (no case value in it)."""
-    if rng.levels is not None:
-        return "a category not seen in training"
-    if rng.low is not None and rng.high is not None:
-        return f"outside {_number(rng.low)} to {_number(rng.high)} seen in training"
-    if rng.low is not None:
-        return f"below {_number(rng.low)}, the lowest value seen in training"
-    if rng.high is not None:
-        return f"above {_number(rng.high)}, the highest value seen in training"
-    return "outside the training range"
+    return _describe(rng.low, rng.high, rng.levels is not None)
 
 
 class PredictionView(widgets.VBox):
@@ -79,6 +68,7 @@ class PredictionView(widgets.VBox):
         self.add_class("hilt-prediction")
         self._item: ReviewItem | None = None
         self._labels = {spec.name: spec.label for spec in config.display}
+        self._rendered: tuple[ExplanationContext, RenderedExplanation] | None = None
         self.summary = widgets.HTML()
         self.reasons = widgets.HTML()
         self.ood_badge = widgets.HTML()
@@ -117,16 +107,7 @@ class PredictionView(widgets.VBox):
 
     def top_contributions(self, item: ReviewItem) -> list[tuple[str, float]]:
         """The ``top_n`` largest |contributions|, "bias" and non-finite values left out."""
-        pairs: list[tuple[str, float]] = []
-        for name, value in item.contributions.items():
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                continue
-            if name not in NON_FEATURE_KEYS and math.isfinite(number):
-                pairs.append((name, number))
-        pairs.sort(key=lambda p: (-abs(p[1]), p[0]))
-        return pairs[: max(self.top_n, 0)]
+        return top_contributions(item.contributions, self.top_n)
 
     def out_of_range(self, item: ReviewItem) -> list[str]:
         """Features whose value lies outside the training range, in config order."""
@@ -136,13 +117,59 @@ class PredictionView(widgets.VBox):
             if feature in item.features and not rng.contains(item.features[feature])
         ]
 
+    def explanation_context(self, item: ReviewItem) -> ExplanationContext:
+        """The presentation context of ``item``'s explanation under the current settings."""
+        ranges = tuple(
+            OutOfRange(
+                feature=f,
+                low=self.config.training_ranges[f].low,
+                high=self.config.training_ranges[f].high,
+                category=self.config.training_ranges[f].levels is not None,
+            )
+            for f in self.out_of_range(item)
+        )
+        classes, features = used_labels(
+            self._stored(item),
+            self.top_n,
+            ranges,
+            self.config.positive_class,
+            self.config.class_labels,
+            self._labels,
+        )
+        return ExplanationContext(
+            threshold=self.config.decision_threshold,
+            uncertain_margin=self.uncertain_margin,
+            top_n=self.top_n,
+            positive_class=self.config.positive_class,
+            class_labels=classes,
+            feature_labels=features,
+            out_of_range=ranges,
+        )
+
+    def shown_explanation(self) -> ShownExplanation | None:
+        """The sha256 and context of the explanation on screen, or None when no model
+        output is shown (hidden, or no prediction)."""
+        if not self.model_visible or self._rendered is None:
+            return None
+        context, rendered = self._rendered
+        return ShownExplanation(sha256=rendered.sha256, context=context.to_dict())
+
     # ------------------------------------------------------------------ rendering
+    @staticmethod
+    def _stored(item: ReviewItem) -> StoredPrediction:
+        return StoredPrediction(
+            predicted_label=item.predicted_label,
+            score=item.score,
+            contributions=item.contributions,
+        )
+
     def _on_setting(self, change: Any) -> None:
         self._compose()
 
     def _compose(self) -> None:
         item = self._item
         children: tuple[Any, ...] = ()
+        self._rendered = None
         if item is None:
             self._clear()
         elif not self.revealed:
@@ -155,9 +182,12 @@ class PredictionView(widgets.VBox):
             children = (self.placeholder,)
         else:
             self.placeholder.value = ""
-            self.summary.value = self._summary_html(item)
-            self.reasons.value = self._reasons_html(item)
-            self.ood_badge.value = self._ood_html(item)
+            context = self.explanation_context(item)
+            rendered = render_explanation(self._stored(item), context)
+            self._rendered = (context, rendered)
+            self.summary.value = rendered.summary
+            self.reasons.value = rendered.reasons
+            self.ood_badge.value = rendered.ood
             children = tuple(w for w in (self.summary, self.ood_badge, self.reasons) if w.value)
         self.children = children
 
@@ -165,100 +195,3 @@ class PredictionView(widgets.VBox):
         self.summary.value = ""
         self.reasons.value = ""
         self.ood_badge.value = ""
-
-    def _summary_html(self, item: ReviewItem) -> str:
-        if item.predicted_label is None and item.score is None:
-            return f'<div style="color:{MUTED}">No model prediction for this case.</div>'
-        parts = ['<div style="font-weight:600;margin-bottom:4px">Model prediction</div>']
-        if item.predicted_label is not None:
-            label = self.config.class_label(item.predicted_label)
-            parts.append(
-                f'<div style="font-size:1.15em">Predicted: <b>{html.escape(label)}</b></div>'
-            )
-        if item.score is not None and math.isfinite(item.score):
-            parts.append(self._score_html(item.score))
-        return "".join(parts)
-
-    def _score_html(self, score: float) -> str:
-        threshold = self.config.decision_threshold
-        distance = abs(score - threshold)
-        uncertain = distance < self.uncertain_margin
-        positive = self.config.class_label(self.config.positive_class)
-        cue = (
-            _badge(
-                "uncertain",
-                AMBER,
-                f"The score is within {self.uncertain_margin:.2f} of the decision threshold",
-            )
-            if uncertain
-            else _badge("clear", MUTED, "The score is far from the decision threshold")
-        )
-        s = min(max(score, 0.0), 1.0) * 100
-        t = min(max(threshold, 0.0), 1.0) * 100
-        left, width = min(s, t), abs(s - t)
-        colour = AMBER if uncertain else MUTED
-        track = (
-            f'<div role="img" aria-label="score {score:.2f}, threshold {threshold:.2f}" '
-            'style="position:relative;height:10px;width:240px;max-width:100%;'
-            'background:var(--jp-layout-color3, #e5e7eb);border-radius:5px;margin:4px 0">'
-            f'<div style="position:absolute;left:{left:.1f}%;width:{width:.1f}%;top:0;'
-            f'height:10px;background:{colour};opacity:0.45"></div>'
-            f'<div title="decision threshold {threshold:.2f}" style="position:absolute;'
-            f'left:{t:.1f}%;top:-3px;height:16px;width:2px;background:#111827"></div>'
-            f'<div title="score {score:.2f}" style="position:absolute;left:calc({s:.1f}% - 5px);'
-            f'top:0;height:10px;width:10px;border-radius:5px;background:{colour}"></div></div>'
-        )
-        return (
-            f"<div>Score <b>{score:.2f}</b> "
-            f'<span style="color:{MUTED}">(probability of {html.escape(positive)}; '
-            f"threshold {threshold:.2f}, distance {distance:.2f})</span> {cue}</div>{track}"
-        )
-
-    def _reasons_html(self, item: ReviewItem) -> str:
-        top = self.top_contributions(item)
-        if not top:
-            return ""
-        biggest = max(abs(v) for _, v in top) or 1.0
-        positive = html.escape(self.config.class_label(self.config.positive_class))
-        rows = []
-        for name, value in top:
-            pct = abs(value) / biggest * 100
-            bar_colour = GREEN if value >= 0 else RED
-            bar = (
-                f'<div style="height:10px;width:{pct:.1f}%;background:{bar_colour};'
-                f'border-radius:2px;{"margin-left:auto;" if value < 0 else ""}"></div>'
-            )
-            neg_cell = bar if value < 0 else ""
-            pos_cell = bar if value >= 0 else ""
-            rows.append(
-                "<tr>"
-                f'<td style="padding:1px 8px 1px 0;white-space:nowrap">'
-                f"{html.escape(self.label_for(name))}</td>"
-                f'<td style="width:90px;padding:1px 0;border-right:1px solid {MUTED}">'
-                f"{neg_cell}</td>"
-                f'<td style="width:90px;padding:1px 0">{pos_cell}</td>'
-                f'<td style="padding:1px 0 1px 8px;text-align:right;color:{bar_colour};'
-                f'font-variant-numeric:tabular-nums">{value:+.2f}</td>'
-                "</tr>"
-            )
-        return (
-            '<div style="font-weight:600;margin:6px 0 2px">Top reasons</div>'
-            f'<div style="color:{MUTED};font-size:0.85em">'
-            f'<span style="color:{RED}">◀ away from {positive}</span> · '
-            f'<span style="color:{GREEN}">towards {positive} ▶</span></div>'
-            f'<table style="border-collapse:collapse;margin-bottom:8px">{"".join(rows)}</table>'
-        )
-
-    def _ood_html(self, item: ReviewItem) -> str:
-        outside = self.out_of_range(item)
-        if not outside:
-            return ""
-        entries = "; ".join(
-            f"{self.label_for(f)} ({describe_range(self.config.training_ranges[f])})"
-            for f in outside
-        )
-        return (
-            f'<div style="margin:4px 0">{_badge("out of distribution", RED)}'
-            f'<span style="color:{RED}">Outside the training data: {html.escape(entries)}. '
-            "Trust the prediction less.</span></div>"
-        )

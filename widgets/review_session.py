@@ -7,7 +7,9 @@ the status line as text; nothing is raised into the void of a Voila kernel.
 
 Per case: ``next_item()`` leases it; the injected clock starts when the case is shown;
 a decision becomes a ``DecisionInput`` with the item's prediction_id, ``model_shown`` as
-it was on screen, ``time_on_item_ms`` since the case was shown, and a fresh uuid4
+it was on screen, the sha256 and context of the explanation on screen (none while the
+model's output is hidden, and none for undo, which compensates rather than decides),
+``time_on_item_ms`` since the case was shown, and a fresh uuid4
 ``request_id`` (re-used only when the very same decision is retried after an error, so a
 retry whose first attempt did reach the store is recorded once). Then the next case.
 
@@ -245,6 +247,7 @@ class ReviewSession(widgets.VBox):
                 "Ignored: this case appeared a moment ago. Look at it first, then decide."
             )
             return
+        shown = self.prediction_view.shown_explanation()
         decision = DecisionInput(
             case_id=item.case_id,
             action=intent.action,
@@ -255,6 +258,9 @@ class ReviewSession(widgets.VBox):
             time_on_item_ms=self._elapsed_ms(self._shown_at),
             model_shown=self.prediction_view.model_visible,
             prediction_id=item.prediction_id,
+            # What the reviewer saw, so an auditor can show it again byte for byte.
+            explanation_sha256=shown.sha256 if shown else None,
+            explanation_context=shown.context if shown else None,
         )
         receipt = self._submit(decision)
         if receipt is None:

@@ -18,6 +18,8 @@ from hilt.pipelines.errors import ERROR_KINDS, HiltError, StoreError
 from hilt.pipelines.store.records import (
     AuditEvent,
     AuditHead,
+    AuditPage,
+    AuditQuery,
     CaseRecord,
     CheckpointRecord,
     Decision,
@@ -26,6 +28,7 @@ from hilt.pipelines.store.records import (
     FeatureRange,
     IngestResult,
     LeasedCase,
+    Prediction,
     QueueStatus,
     RetentionReport,
     SnapshotRecord,
@@ -211,3 +214,13 @@ class StoreClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def audit_search(self, query: AuditQuery) -> AuditPage:
+        params = query.model_dump(exclude_none=True)
+        return self._model(AuditPage, "GET", "/v1/audit/search", params=params)
+
+    def get_decision(self, decision_id: str) -> Decision:
+        return self._model(Decision, "GET", f"/v1/decisions/{quote(decision_id, safe='')}")
+
+    def get_prediction(self, prediction_id: int) -> Prediction:
+        return self._model(Prediction, "GET", f"/v1/predictions/{int(prediction_id)}")

@@ -36,6 +36,7 @@ from hilt.pipelines.errors import (
 )
 from hilt.pipelines.store import (
     batch_digest,
+    explanations,
     personal_data,
     reconcile,
     retention,
@@ -68,6 +69,8 @@ from hilt.pipelines.store.checkpoints import (
 from hilt.pipelines.store.records import (
     AuditEvent,
     AuditHead,
+    AuditPage,
+    AuditQuery,
     BreakRecord,
     CaseRecord,
     CheckpointRecord,
@@ -120,6 +123,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # Data-subject rights are the data-protection officer's (GDPR Arts. 15-22).
     "subject_rights": frozenset({"dpo"}),
     "retention": frozenset({"admin", "system", "dpo"}),
+    "get_prediction": frozenset({"auditor", "admin", "lead", "dpo", "data-scientist"}),
 }
 #: Actions a caller may append with ``record_event`` (the events of runs and models); every
 #: other action is written by the store itself, in the transaction of its change.
@@ -761,6 +765,7 @@ class StoreCore:
                 final = predicted
             elif request.action == "override" and final == predicted:
                 raise InputError("an override must choose a class other than the model's")
+            explanation = self._explanation_context(request, prediction_id)
             decision_id = uuid.uuid4().hex
             seq = self._next_seq()
             # Free text may be about the subject: sealed with their key, in the row and in
@@ -795,12 +800,15 @@ class StoreCore:
                     "time_on_item_ms": request.time_on_item_ms,
                     "model_shown": request.model_shown,
                     "undo_of": request.undo_of,
+                    "explanation_sha256": request.explanation_sha256,
+                    "explanation_context": explanation,
                 },
                 now,
                 expect_seq=seq,
             )
             self.con.execute(
-                "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO decisions VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     decision_id,
                     request.request_id,
@@ -819,6 +827,7 @@ class StoreCore:
                     request.undo_of,
                     now,
                     seq,
+                    request.explanation_sha256,
                 ],
             )
             if request.action == "undo":
@@ -845,6 +854,7 @@ class StoreCore:
             undo_of=request.undo_of,
             created_at=_iso(now),
             seq=seq,
+            explanation_sha256=request.explanation_sha256,
         )
 
     def _logged_actions(self, case_id: str) -> list[review_queue.LoggedAction]:
@@ -1307,7 +1317,7 @@ class StoreCore:
         "d.decision_id, d.request_id, d.case_id, d.prediction_id, d.model_version, d.reviewer,"
         " d.reviewer_role, d.action, d.predicted_label, d.final_label, d.reason_code,"
         " d.comment_sealed, d.time_on_item_ms, d.model_shown, d.undo_of, d.created_at, d.seq,"
-        " c.subject_ref"
+        " c.subject_ref, d.explanation_sha256"
     )
 
     def _decisions_where(
@@ -1350,6 +1360,7 @@ class StoreCore:
                 undo_of=r[14],
                 created_at=_iso(r[15]),
                 seq=int(r[16]),
+                explanation_sha256=r[18],
             )
             for r in rows
         ]
@@ -1554,6 +1565,146 @@ class StoreCore:
                 now,
             )
         return CheckpointRecord(seq=cp.seq, head_hash=cp.head_hash, time=cp.time)
+
+    # ------------------------------------------------------------------ explanations
+    def _explanation_context(
+        self, request: DecisionRequest, prediction_id: int | None
+    ) -> dict[str, Any] | None:
+        """The explanation context to record with a decision (checked and re-rendered from
+        the stored prediction, see ``explanations``), or None when none was sent."""
+        if request.explanation_sha256 is None and request.explanation_context is None:
+            return None
+        row = None
+        if prediction_id is not None:
+            row = sql.one(
+                self.con,
+                "SELECT score, label, explanation FROM predictions WHERE prediction_id = ?",
+                [prediction_id],
+            )
+        stored = (float(row[0]), str(row[1]), str(row[2])) if row is not None else None
+        return explanations.check_explanation(self.settings, request, stored)
+
+    # ------------------------------------------------------------------ auditor reads
+    def audit_search(self, query: AuditQuery) -> AuditPage:
+        """Events matching ``query``, one page of them, with counts per action and per day
+        over all that match. Read-only; filtered in the database, not by the caller."""
+        self._role_for("audit_read")
+        where, params = _audit_filter(query)
+        filtered = (
+            "SELECT seq, entry, prev_hash, hash,"
+            " json_extract_string(entry, '$.action') AS action,"
+            " json_extract_string(entry, '$.ts') AS ts"
+            f" FROM audit_log WHERE {where}"
+        )
+        facets = self.con.execute(
+            f"SELECT action, left(ts, 10) AS day, count(*) FROM ({filtered}) f GROUP BY ALL",
+            params,
+        ).fetchall()
+        by_action: dict[str, int] = {}
+        by_day: dict[str, int] = {}
+        for action, day, n in facets:
+            by_action[str(action)] = by_action.get(str(action), 0) + int(n)
+            by_day[str(day)] = by_day.get(str(day), 0) + int(n)
+        order = "DESC" if query.newest_first else "ASC"
+        rows = self.con.execute(
+            f"SELECT entry, prev_hash, hash FROM ({filtered}) f ORDER BY seq {order}"
+            f" LIMIT {int(query.limit)} OFFSET {int(query.offset)}",
+            params,
+        ).fetchall()
+        events = [AuditEvent(**json.loads(e), prev_hash=p, hash=h) for e, p, h in rows]
+        return AuditPage(
+            events=events,
+            total=sum(by_action.values()),
+            offset=query.offset,
+            by_action=dict(sorted(by_action.items())),
+            by_day=dict(sorted(by_day.items())),
+        )
+
+    def get_decision(self, decision_id: str) -> Decision:
+        """One decision by its id (NotFoundError if there is none)."""
+        self._role_for("decisions")
+        found = self._decisions_where("d.decision_id = ?", [decision_id], limit=1)
+        if not found:
+            raise NotFoundError("unknown decision id")
+        return found[0]
+
+    def get_prediction(self, prediction_id: int) -> Prediction:
+        """One stored prediction by its id: model version, score, label, contributions."""
+        self._role_for("get_prediction")
+        p = sql.one(
+            self.con,
+            "SELECT prediction_id, case_id, model_version, score, label, explanation, created_at,"
+            " batch_seq FROM predictions WHERE prediction_id = ?",
+            [prediction_id],
+        )
+        if p is None:
+            raise NotFoundError("unknown prediction id")
+        return Prediction(
+            prediction_id=int(p[0]),
+            case_id=p[1],
+            model_version=p[2],
+            score=float(p[3]),
+            label=p[4],
+            explanation=json.loads(p[5]),
+            created_at=_iso(p[6]),
+            batch_seq=int(p[7]),
+        )
+
+
+def _audit_time(value: str, name: str) -> str:
+    """An ISO-8601 time as the log writes it (UTC, microseconds, Z)."""
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InputError(f"{name} must be an ISO-8601 time, e.g. 2025-01-31T12:00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return utc_timestamp(moment)
+
+
+def _audit_filter(query: AuditQuery) -> tuple[str, list[Any]]:
+    """The WHERE clause (on audit_log) and its parameters for ``query``."""
+    where: list[str] = ["true"]
+    params: list[Any] = []
+    if query.min_seq is not None:
+        where.append("seq >= ?")
+        params.append(query.min_seq)
+    if query.max_seq is not None:
+        where.append("seq <= ?")
+        params.append(query.max_seq)
+    if query.seqs is not None:
+        where.append("seq IN (SELECT unnest(?::BIGINT[]))")
+        params.append(list(query.seqs))
+    if query.action:
+        action = query.action.strip()
+        if action.endswith("."):
+            where.append("starts_with(json_extract_string(entry, '$.action'), ?)")
+        else:
+            where.append("json_extract_string(entry, '$.action') = ?")
+        params.append(action)
+    if query.actor:
+        where.append("json_extract_string(entry, '$.actor') = ?")
+        params.append(query.actor.strip())
+    if query.object_id:
+        where.append("json_extract_string(entry, '$.object_id') = ?")
+        params.append(query.object_id.strip())
+    if query.model_version:
+        where.append(
+            "(json_extract_string(entry, '$.object_id') = ?"
+            " OR json_extract_string(entry, '$.payload.model_version') = ?)"
+        )
+        params += [query.model_version.strip()] * 2
+    since = _audit_time(query.since, "since") if query.since else None
+    until = _audit_time(query.until, "until") if query.until else None
+    if since and until and since >= until:
+        raise InputError("since must be earlier than until")
+    if since:
+        where.append("json_extract_string(entry, '$.ts') >= ?")
+        params.append(since)
+    if until:
+        where.append("json_extract_string(entry, '$.ts') < ?")
+        params.append(until)
+    return " AND ".join(where), params
 
 
 def verify_store(

@@ -20,6 +20,8 @@ from hilt.pipelines.store.core import Clock, StoreCore, system_clock
 from hilt.pipelines.store.records import (
     AuditEvent,
     AuditHead,
+    AuditPage,
+    AuditQuery,
     CaseRecord,
     CheckpointRecord,
     Decision,
@@ -28,6 +30,7 @@ from hilt.pipelines.store.records import (
     FeatureRange,
     IngestResult,
     LeasedCase,
+    Prediction,
     QueueStatus,
     RetentionReport,
     SnapshotRecord,
@@ -199,3 +202,12 @@ class EmbeddedStore:
 
     def close(self) -> None:
         """Nothing stays open between calls."""
+
+    def audit_search(self, query: AuditQuery) -> AuditPage:
+        return self._run(lambda c: c.audit_search(query))
+
+    def get_decision(self, decision_id: str) -> Decision:
+        return self._run(lambda c: c.get_decision(decision_id))
+
+    def get_prediction(self, prediction_id: int) -> Prediction:
+        return self._run(lambda c: c.get_prediction(prediction_id))

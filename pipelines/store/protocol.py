@@ -13,6 +13,8 @@ import polars as pl
 from hilt.pipelines.store.records import (
     AuditEvent,
     AuditHead,
+    AuditPage,
+    AuditQuery,
     CaseRecord,
     CheckpointRecord,
     Decision,
@@ -21,6 +23,7 @@ from hilt.pipelines.store.records import (
     FeatureRange,
     IngestResult,
     LeasedCase,
+    Prediction,
     QueueStatus,
     RetentionReport,
     SnapshotRecord,
@@ -132,3 +135,14 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def audit_search(self, query: AuditQuery) -> AuditPage:
+        """Events matching a filter (actor, action, object, model version, time, seqs), one
+        page of them, with counts per action and per day; read-only."""
+        ...
+
+    def get_decision(self, decision_id: str) -> Decision: ...
+
+    def get_prediction(self, prediction_id: int) -> Prediction:
+        """A stored prediction by id (score, label, contributions), for lineage."""
+        ...

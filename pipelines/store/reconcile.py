@@ -33,6 +33,7 @@ _PATHS = [
     "$.payload.model_shown",
     "$.payload.undo_of",
     "$.payload.comment_sealed",
+    "$.payload.explanation_sha256",
 ]
 
 _DECISIONS_SQL = f"""
@@ -57,6 +58,7 @@ SELECT min(seq) FROM (
        OR v[12] IS DISTINCT FROM d.model_shown::VARCHAR
        OR v[13] IS DISTINCT FROM d.undo_of
        OR v[14] IS DISTINCT FROM d.comment_sealed
+       OR v[15] IS DISTINCT FROM d.explanation_sha256
     UNION ALL
     SELECT ev.seq FROM ev LEFT JOIN decisions d ON d.seq = ev.seq
     WHERE d.seq IS NULL AND ev.seq > $decisions_purged_through

@@ -59,6 +59,11 @@ class DecisionRequest(_Record):
     request_id: str | None = Field(default=None, min_length=1, max_length=128)
     #: For undo: the decision_id it compensates.
     undo_of: str | None = Field(default=None, max_length=64)
+    #: sha256 of the explanation fragment the reviewer saw, and the presentation context
+    #: it was rendered with (``hilt.widgets.explanation``); both or neither. The store
+    #: re-renders it from the stored prediction and refuses a hash that does not match.
+    explanation_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    explanation_context: dict[str, Any] | None = None
 
 
 class Decision(_Record):
@@ -82,6 +87,9 @@ class Decision(_Record):
     seq: int
     #: The comment as stored and audited: sealed with the subject's key (``enc:v1:…``).
     comment_sealed: str | None = None
+    #: sha256 of the explanation the reviewer saw (None: none shown, or recorded before
+    #: explanations were hashed); its context is in the decision's audit event.
+    explanation_sha256: str | None = None
 
 
 class Prediction(_Record):
@@ -331,3 +339,40 @@ class SubjectExport(_Record):
     #: Audit events about the subject or their cases (sealed values stay sealed here; the
     #: opened values are in ``cases``).
     audit_events: list[AuditEvent]
+
+
+class AuditQuery(_Record):
+    """A filter over the audit log (``Store.audit_search``); every given filter must hold."""
+
+    #: Who acted (exact user name).
+    actor: str | None = Field(default=None, max_length=128)
+    #: An action ("decision.record"), or a prefix ending in a dot ("model.").
+    action: str | None = Field(default=None, max_length=64)
+    #: The object acted on: a case id, a run id, a model version, a snapshot name.
+    object_id: str | None = Field(default=None, max_length=128)
+    #: Events about a model version: its own events and those whose payload names it
+    #: (predictions, decisions), e.g. "hilt-german-credit/v3".
+    model_version: str | None = Field(default=None, max_length=128)
+    #: ISO-8601 times (UTC unless they say otherwise); since ≤ ts < until.
+    since: str | None = Field(default=None, max_length=40)
+    until: str | None = Field(default=None, max_length=40)
+    #: min_seq ≤ seq ≤ max_seq (max_seq: the head an explorer opened at, for stable pages).
+    min_seq: int | None = Field(default=None, ge=0)
+    max_seq: int | None = Field(default=None, ge=0)
+    #: Only these seqs (at most 1000).
+    seqs: list[int] | None = Field(default=None, max_length=1000)
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=50, ge=1, le=1000)
+    newest_first: bool = True
+
+
+class AuditPage(_Record):
+    """One page of events matching an ``AuditQuery``, and counts over all that match."""
+
+    events: list[AuditEvent]
+    #: Events matching the filter (all pages).
+    total: int
+    offset: int
+    #: Matching events per action, and per UTC day ("YYYY-MM-DD").
+    by_action: dict[str, int]
+    by_day: dict[str, int]

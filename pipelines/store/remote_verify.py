@@ -75,6 +75,7 @@ def fetch_decisions(store: Store) -> pl.DataFrame:
         "created_at": pl.String,
         "seq": pl.Int64,
         "comment_sealed": pl.String,
+        "explanation_sha256": pl.String,
     }
     return pl.DataFrame(rows, schema=schema)
 

@@ -106,7 +106,9 @@ def case_state(
     final_seq = finals[-1].seq if finals else 0
     contested = contest_seq is not None and contest_seq > final_seq
     second = bool(flags) and flags[-1].seq > final_seq
-    excluded = finals[-1].reviewer if contested else flags[-1].reviewer if second else None
+    # A case contested before anyone decided it excludes nobody.
+    last_final = finals[-1].reviewer if finals else None
+    excluded = last_final if contested else flags[-1].reviewer if second else None
     pending = has_prediction and (not finals or contested)
     return CaseState(pending, contested, second, excluded)
 

@@ -101,7 +101,8 @@ def create_statements(settings: Settings) -> list[str]:
     model_shown BOOLEAN NOT NULL,
     undo_of VARCHAR,
     created_at TIMESTAMPTZ NOT NULL,
-    seq BIGINT NOT NULL
+    seq BIGINT NOT NULL,
+    explanation_sha256 VARCHAR
 )""",
         # At most one live lease per case: who holds it and until when.
         """CREATE TABLE leases (

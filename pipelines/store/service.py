@@ -26,7 +26,7 @@ from typing import Annotated, Any, TypeVar
 
 import duckdb
 import polars as pl
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -45,6 +45,8 @@ from hilt.pipelines.store.embedded import connect
 from hilt.pipelines.store.records import (
     AuditEvent,
     AuditHead,
+    AuditPage,
+    AuditQuery,
     CaseRecord,
     CheckpointRecord,
     Decision,
@@ -53,6 +55,7 @@ from hilt.pipelines.store.records import (
     FeatureRange,
     IngestResult,
     LeasedCase,
+    Prediction,
     QueueStatus,
     RetentionReport,
     SnapshotRecord,
@@ -547,6 +550,18 @@ def create_app(service: StoreService) -> FastAPI:
             return service.run(user, lambda c: c.add_user(body.name, body.role))
         finally:
             service.forget_identities()
+
+    @app.get("/v1/audit/search")
+    def audit_search(user: Caller, query: Annotated[AuditQuery, Query()]) -> AuditPage:
+        return service.run(user, lambda c: c.audit_search(query))
+
+    @app.get("/v1/decisions/{decision_id}")
+    def get_decision(decision_id: str, user: Caller) -> Decision:
+        return service.run(user, lambda c: c.get_decision(decision_id))
+
+    @app.get("/v1/predictions/{prediction_id}")
+    def get_prediction(prediction_id: int, user: Caller) -> Prediction:
+        return service.run(user, lambda c: c.get_prediction(prediction_id))
 
     return app
 

@@ -9,18 +9,31 @@ case, flag sends the case to someone else, a request_id is recorded once.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hilt.widgets.protocols import (
+    Auditor,
+    DecisionChoice,
     DecisionInput,
     DecisionReceipt,
+    EventFilter,
+    EventPage,
+    EventRow,
+    ExplanationReplay,
     FeatureRange,
     FieldSpec,
+    IntegrityReport,
+    LineageStep,
+    LineageView,
     QueueStatus,
     ReviewConfig,
     Reviewer,
     ReviewItem,
+    RunNotebook,
+    TrainingPage,
+    TrainingRow,
 )
 
 
@@ -251,3 +264,171 @@ class FakeBackend:
             raise BackendDown("only undo takes undo_of")
         if d.action != "undo" and self._lease != d.case_id:
             raise BackendDown("you do not hold this case's lease")
+
+
+# ---------------------------------------------------------------------------- auditing
+def make_event(seq: int, action: str = "decision.record", **changes: Any) -> EventRow:
+    payload = {"decision_id": f"d{seq}", "action": "accept"} if action == "decision.record" else {}
+    row = EventRow(
+        seq=seq,
+        ts=f"2030-01-0{1 + seq % 9}T10:00:00.000000Z",
+        actor="alice" if seq % 2 else "bob",
+        role="reviewer",
+        action=action,
+        object_type="case",
+        object_id=f"C-{seq:03d}",
+        payload=json.dumps(payload),
+        hash=f"{seq:064x}",
+    )
+    return replace(row, **changes)
+
+
+def make_lineage(decision_id: str, problems: tuple[str, ...] = ()) -> LineageView:
+    rows = tuple(
+        TrainingRow(
+            seq=i,
+            decision_id=f"t{i}",
+            case_id=f"C-{i:03d}",
+            action="accept",
+            reviewer="alice",
+            final_label="1",
+            label_source="reviewer-accepted",
+        )
+        for i in range(1, 4)
+    )
+    return LineageView(
+        decision_id=decision_id,
+        steps=(
+            LineageStep("Decision", (("decision id", decision_id), ("audit seq", "42"))),
+            LineageStep("Training run", (("run id", "run-abc"),)),
+            LineageStep("Snapshot", (("sha256", "5" * 64), ("as of audit seq", "30"))),
+        ),
+        problems=problems,
+        training=TrainingPage(rows=rows, total=45, offset=0, by_source={"reviewer-accepted": 45}),
+        chart_png=b"\x89PNG fake",
+    )
+
+
+@dataclass
+class FakeAuditBackend:
+    """An AuditBackend over in-memory events; it has no method that writes, and records
+    every call (name, arguments) so tests can see what the dashboard asked for."""
+
+    me: Auditor = field(default_factory=lambda: Auditor("otto", ("auditor",)))
+    report: IntegrityReport = field(
+        default_factory=lambda: IntegrityReport(
+            ok=True,
+            summary="OK 60 events",
+            events=60,
+            head_seq=60,
+            head_hash="a" * 64,
+            checkpoints=2,
+            public_key="ed25519:AAAA",
+            method=("Hash chain re-computed here.",),
+        )
+    )
+    rows: list[EventRow] = field(default_factory=lambda: [make_event(s) for s in range(60, 0, -1)])
+    replay: ExplanationReplay | None = None
+    runs: tuple[RunNotebook, ...] = (
+        RunNotebook(
+            run_id="run-abc",
+            kind="retrain",
+            status="finished",
+            started="2030-01-02 10:00:00",
+            author="dana",
+            notebook="20300102T100000Z-retrain-run-abc.ipynb",
+            sha256="b" * 64,
+            file_status="matches",
+        ),
+    )
+    page_html: str = '<html><body><h1>Retraining run</h1><script>alert("x")</script></body></html>'
+    #: Set to make the named method raise it (until cleared).
+    fail: dict[str, Exception] = field(default_factory=dict)
+    calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    head: int = 60
+
+    def _call(self, name: str, *args: Any) -> None:
+        self.calls.append((name, args))
+        if name in self.fail:
+            raise self.fail[name]
+
+    def called(self, name: str) -> list[tuple[Any, ...]]:
+        return [args for n, args in self.calls if n == name]
+
+    # ------------------------------------------------------------------ protocol
+    def auditor(self) -> Auditor:
+        self._call("auditor")
+        return self.me
+
+    def verify(self) -> IntegrityReport:
+        self._call("verify")
+        return self.report
+
+    def events(self, query: EventFilter, offset: int, limit: int) -> EventPage:
+        self._call("events", query, offset, limit)
+        rows = [
+            r
+            for r in self.rows
+            if (not query.actor or r.actor == query.actor)
+            and (not query.action or r.action.startswith(query.action))
+            and r.seq <= self.head
+        ]
+        return EventPage(
+            rows=tuple(rows[offset : offset + limit]),
+            total=len(rows),
+            offset=offset,
+            limit=limit,
+            head_seq=self.head,
+            by_action={"decision.record": len(rows)},
+            by_day={"2030-01-01": len(rows)},
+            chart_png=b"\x89PNG fake",
+        )
+
+    def refresh(self) -> int:
+        self._call("refresh")
+        return self.head
+
+    def action_names(self) -> tuple[str, ...]:
+        self._call("action_names")
+        return ("decision.record", "model.")
+
+    def recent_decisions(self, limit: int) -> tuple[DecisionChoice, ...]:
+        self._call("recent_decisions", limit)
+        return tuple(
+            DecisionChoice(f"d{r.seq}", f"seq {r.seq} · {r.actor}")
+            for r in self.rows[:limit]
+            if r.action == "decision.record"
+        )
+
+    def lineage(self, decision_id: str) -> LineageView:
+        self._call("lineage", decision_id)
+        return make_lineage(decision_id)
+
+    def training_page(self, decision_id: str, offset: int, limit: int) -> TrainingPage:
+        self._call("training_page", decision_id, offset, limit)
+        page = make_lineage(decision_id).training
+        assert page is not None
+        return replace(page, offset=offset)
+
+    def explanation(self, decision_id: str) -> ExplanationReplay:
+        self._call("explanation", decision_id)
+        return self.replay or ExplanationReplay(
+            decision_id=decision_id,
+            verdict="identical",
+            message=f"Identical to what the reviewer saw (sha256 {'c' * 64}).",
+            html='<div class="fragment">Predicted: <b>good risk</b></div>',
+            recorded_sha256="c" * 64,
+            rendered_sha256="c" * 64,
+        )
+
+    def crosscheck(self, decision_id: str) -> LineageStep:
+        self._call("crosscheck", decision_id)
+        return LineageStep("MLflow's record", (("model sha256", "agrees"),))
+
+    def notebooks(self) -> tuple[RunNotebook, ...]:
+        self._call("notebooks")
+        return self.runs
+
+    def notebook_html(self, run_id: str) -> str:
+        self._call("notebook_html", run_id)
+        return self.page_html

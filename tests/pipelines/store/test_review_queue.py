@@ -194,3 +194,18 @@ def test_the_gateway_acts_only_on_behalf_of_known_users(loaded_workspace: Worksp
             open_store(svc.url, token=alice_token, on_behalf_of="lena").whoami()
     finally:
         svc.stop()
+
+
+def test_a_case_contested_before_anyone_decided_it_comes_first_to_anyone(
+    store_as: StoreFactory,
+) -> None:
+    """A subject may ask for human review while the case still waits: it is served first,
+    to any reviewer (nobody decided it, so nobody is excluded)."""
+    last = "APP-000200"
+    store_as("pia").contest(last)
+    alice = store_as("alice")
+    leased = alice.next_case()
+    assert leased is not None
+    assert (leased.case.case_id, leased.contested) == (last, True)
+    decision = alice.record_decision(DecisionRequest(case_id=last, action="accept"))
+    assert decision.action == "accept"

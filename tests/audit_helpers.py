@@ -1,0 +1,104 @@
+"""A workspace that went round the loop twice, for the auditor's tests (lineage, documents,
+the audit dashboard): real DuckDB, real MLflow (sqlite), real papermill runs.
+
+1. dana trains model v1 (in process), lena promotes it, v1 scores 150 new cases;
+2. alice reviews 60 of them (accepts, every third overridden) in the review panel's way:
+   each decision carries the explanation she saw;
+3. `hilt retrain` as dana (papermill: run events, executed notebook, snapshot with
+   alice's labels) → v2; max promotes it;
+4. `hilt score` as dana (papermill) scores 40 more cases with v2; alice decides one of
+   them: the decision whose lineage the tests follow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hilt.pipelines import batch_scoring, runner, tracking
+from hilt.pipelines.promotion import promote
+from hilt.pipelines.review_backend import StoreReviewBackend
+from hilt.pipelines.store import open_store
+from hilt.pipelines.store.records import Decision
+from hilt.pipelines.workspace import Workspace
+from hilt.widgets import PredictionView
+from hilt.widgets.protocols import DecisionInput
+from tests.conftest import operator
+from tests.loop_helpers import FAST, LABELLED, all_cases, loop_workspace, new_cases_file
+
+FIRST_BATCH = 150
+REVIEWED = 60
+SECOND_BATCH = 40
+
+
+@dataclass(frozen=True)
+class AuditedLoop:
+    ws: Workspace
+    first_run_id: str
+    second: runner.RunResult
+    scoring: runner.RunResult
+    #: alice's decision on a case scored by v2, with the explanation she saw.
+    decision: Decision
+    explanation_html: str
+
+
+def decide_as_panel(ws: Workspace, reviewer: str, action: str) -> tuple[Decision, str]:
+    """Lease the next case and decide it the way the review panel does: the prediction view
+    renders the explanation, and the decision carries its sha256 and context. Returns the
+    decision and the explanation's HTML as it was on screen."""
+    store = open_store(ws, user=reviewer)
+    backend = StoreReviewBackend(store, ws.settings())
+    item = backend.next_item()
+    assert item is not None, "the queue is empty"
+    view = PredictionView(backend.review_config())
+    view.show(item)
+    shown = view.shown_explanation()
+    assert shown is not None
+    on_screen = "".join(w.value for w in view.children)
+    other = next(c for c in ws.settings().target.classes if c != item.predicted_label)
+    receipt = backend.submit(
+        DecisionInput(
+            case_id=item.case_id,
+            action="override" if action == "override" else "accept",
+            final_label=other if action == "override" else None,
+            reason_code="data-error" if action == "override" else None,
+            time_on_item_ms=1500,
+            model_shown=True,
+            prediction_id=item.prediction_id,
+            explanation_sha256=shown.sha256,
+            explanation_context=shown.context,
+        )
+    )
+    return operator(ws).get_decision(receipt.decision_id), on_screen
+
+
+def audited_loop(root: Path) -> AuditedLoop:
+    from tests.loop_helpers import train_in_process
+
+    ws = loop_workspace(root)
+    settings = ws.settings()
+    first = train_in_process(ws, "dana")
+    assert first.gate_passed, "the first model must pass the gate for the loop to go on"
+    promote(ws, first.run_id, "lena")
+
+    tracking.configure(ws, settings=settings)
+    champion = batch_scoring.load_model(settings)
+    dana = open_store(ws, user="dana")
+    new = all_cases().slice(LABELLED, FIRST_BATCH).drop(settings.target.column)
+    batch_scoring.ingest(dana, new)
+    batch_scoring.score(dana, champion, new, settings)
+    for i in range(REVIEWED):
+        decide_as_panel(ws, "alice", "override" if i % 3 == 2 else "accept")
+
+    second = runner.execute(ws, runner.RunRequest("retrain", FAST, author="dana"))
+    assert second.gate == "passed", "the second model must pass the gate"
+    promote(ws, second.run_id, "max")
+    more = new_cases_file(root / "incoming.csv", LABELLED + FIRST_BATCH, SECOND_BATCH)
+    scoring = runner.execute(ws, runner.RunRequest("score", {"input_path": str(more)}, "dana"))
+    # The person concerned asks for human review (GDPR Art. 22): the case is served first.
+    case_id = str(all_cases()[ws.settings().use_case.id_column][LABELLED + FIRST_BATCH])
+    open_store(ws, user="pia").contest(case_id)
+    decision, html = decide_as_panel(ws, "alice", "accept")
+    assert decision.case_id == case_id
+    assert decision.model_version == f"{tracking.registered_model_name(settings)}/v2"
+    return AuditedLoop(ws, first.run_id, second, scoring, decision, html)

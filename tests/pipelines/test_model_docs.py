@@ -1,0 +1,155 @@
+"""`hilt docs model VERSION`: the Annex IV document of a version, written by the real CLI
+from a real MLflow store and audit log; every metric in it equals MLflow's logged value,
+the subgroup table equals the logged CSV, the HTML fetches nothing, no case id appears."""
+
+from __future__ import annotations
+
+import math
+import re
+import tempfile
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from hilt.pipelines import tracking
+from hilt.pipelines.model_docs import SUBGROUP_ARTIFACT
+from hilt.pipelines.promotion import promote
+from hilt.pipelines.workspace import Workspace
+from tests.loop_helpers import (
+    hilt_cli,
+    loop_workspace,
+    personal_data,
+    text_findings,
+    train_in_process,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    ws = loop_workspace(tmp_path_factory.mktemp("model-docs"))
+    first = train_in_process(ws, "dana")
+    promote(ws, first.run_id, "lena")
+    second = train_in_process(ws, "dana", seed=1)
+    assert second.version == "2"
+    return ws
+
+
+def tables(markdown: str) -> list[list[list[str]]]:
+    """Every Markdown table of the document: rows of cells (header row first)."""
+    found: list[list[list[str]]] = []
+    current: list[list[str]] = []
+    for line in [*markdown.splitlines(), ""]:
+        if line.startswith("|"):
+            cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+            if not all(set(c) <= {"-", " "} for c in cells):
+                current.append(cells)
+        elif current:
+            found.append(current)
+            current = []
+    return found
+
+
+def table_with(markdown: str, header: list[str]) -> list[list[str]]:
+    hits = [t for t in tables(markdown) if t[0][: len(header)] == header]
+    assert len(hits) == 1, header
+    return hits[0][1:]
+
+
+def logged_subgroups(run_id: str) -> pl.DataFrame:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = tracking.download_run_artifact(run_id, SUBGROUP_ARTIFACT, tmp)
+        assert path is not None
+        return pl.read_csv(path, infer_schema=False)
+
+
+@pytest.mark.parametrize("version", ["1", "v2"])
+def test_every_metric_in_the_document_equals_mlflows(ws: Workspace, version: str) -> None:
+    out = hilt_cli("docs", "model", version, "--workspace", ws.root)
+    assert out.returncode == 0, out.stderr
+    number = version.removeprefix("v")
+    md_path = ws.root / "docs" / f"model-{number}.md"
+    html_path = ws.root / "docs" / f"model-{number}.html"
+    assert f"wrote {md_path}" in out.stdout and f"wrote {html_path}" in out.stdout
+    markdown = md_path.read_text()
+    settings = ws.settings()
+    tracking.configure(ws, settings=settings)
+    run_id = tracking.version_run_id(settings, number)
+    assert run_id is not None
+    run = tracking.run_info(run_id)
+
+    rows = table_with(markdown, ["metric", "value (as logged)"])
+    in_doc = {name: float(value) for name, value, _ in rows}
+    assert set(in_doc) == set(run.metrics)
+    for name, logged in run.metrics.items():
+        shown = in_doc[name]
+        assert shown == logged or (math.isnan(shown) and math.isnan(logged)), name
+
+    params = {k: v for k, v in table_with(markdown, ["training parameter (MLflow)", "value"])}
+    assert params == run.params
+
+    subgroups = logged_subgroups(run_id)
+    rows = table_with(markdown, subgroups.columns)
+    assert rows == [["" if v is None else v for v in r] for r in subgroups.rows()]
+
+    facts = {k: v for k, v in table_with(markdown, ["item", "value"])}
+    assert facts["model sha256"] == run.model_sha256
+    assert facts["training run (MLflow)"] == run_id
+    agree = table_with(markdown, ["fact", "audit log", "MLflow", "verdict"])
+    assert [r[3] for r in agree] == ["agree"] * len(agree)
+
+    page = html_path.read_text()
+    assert tracking.remote_resources(page) == []
+    assert "<script" not in page and "<link" not in page
+    for name, value, _ in table_with(markdown, ["metric", "value (as logged)"]):
+        assert f"<td>{name}</td><td>{value}</td>" in page
+    for image in re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown):
+        assert (md_path.parent / image).read_bytes().startswith(b"\x89PNG")
+    assert page.count('src="data:image/png;base64,') == len(
+        re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown)
+    )
+
+
+def test_the_document_holds_no_case_or_subject_id(ws: Workspace) -> None:
+    assert hilt_cli("docs", "model", "1", "--workspace", ws.root).returncode == 0
+    text = (ws.root / "docs" / "model-1.md").read_text()
+    assert text_findings(text, "model-1.md", personal_data(ws.settings()), aggregate=True) == []
+
+
+def test_a_disagreement_between_mlflow_and_the_log_is_printed(ws: Workspace) -> None:
+    settings = ws.settings()
+    tracking.configure(ws, settings=settings)
+    run_id = tracking.version_run_id(settings, "2")
+    assert run_id is not None
+    tracking.set_run_tags(run_id, {"hilt.model_sha256": "0" * 64})
+    assert hilt_cli("docs", "model", "2", "--workspace", ws.root).returncode == 0
+    markdown = (ws.root / "docs" / "model-2.md").read_text()
+    rows = {r[0]: r for r in table_with(markdown, ["fact", "audit log", "MLflow", "verdict"])}
+    assert rows["model sha256"][2:] == ["0" * 64, "DISAGREE"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["docs", "model", "7"], "error: hilt-german-credit has no registered version 7"),
+        (["docs", "model", "latest"], "error: a model version is a registered version number"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(
+    ws: Workspace, args: list[str], message: str
+) -> None:
+    docs = ws.root / "docs"
+    before = sorted(p.name for p in docs.glob("*"))
+    out = hilt_cli(*args, "--workspace", ws.root)
+    assert out.returncode == 2
+    assert out.stderr.startswith(message)
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert sorted(p.name for p in docs.glob("*")) == before
+
+
+def test_not_a_workspace_exits_2(tmp_path: Path) -> None:
+    out = hilt_cli("docs", "model", "1", "--workspace", tmp_path / "nothing")
+    assert out.returncode == 2
+    assert "is not a hilt workspace" in out.stderr
