@@ -22,11 +22,14 @@ from hilt.pipelines.store.records import (
     AuditHead,
     CaseRecord,
     CheckpointRecord,
+    ConflictRecord,
     Decision,
     DecisionRequest,
     FeatureRange,
+    GoldResult,
     IngestResult,
     LeasedCase,
+    OversightReport,
     QueueStatus,
     SnapshotRecord,
     SystemState,
@@ -166,3 +169,24 @@ class EmbeddedStore:
 
     def close(self) -> None:
         """Nothing stays open between calls."""
+
+    def gold_candidates(self, limit: int = 1000) -> list[str]:
+        return self._run(lambda c: c.gold_candidates(limit))
+
+    def add_gold(self, model_version: str, frame: pl.DataFrame) -> GoldResult:
+        return self._run(lambda c: c.add_gold(model_version, frame))
+
+    def oversight_report(self) -> OversightReport:
+        return self._run(lambda c: c.oversight_report())
+
+    def conflicts(self) -> list[ConflictRecord]:
+        return self._run(lambda c: c.conflicts())
+
+    def adjudicate(
+        self,
+        case_id: str,
+        final_label: str,
+        comment: str | None = None,
+        request_id: str | None = None,
+    ) -> Decision:
+        return self._run(lambda c: c.adjudicate(case_id, final_label, comment, request_id))

@@ -160,6 +160,16 @@ SELECT seq,
        json_extract(entry, '$.payload') AS payload,
        prev_hash, hash
 FROM audit_log""",
+        # Gold cases: holdout cases with known answers, served to every reviewer on their
+        # own (automation-bias monitoring, EU AI Act Art. 14(4)(b)); never training labels.
+        """CREATE TABLE gold_cases (
+    case_id VARCHAR PRIMARY KEY,
+    expected_label VARCHAR NOT NULL,
+    model_version VARCHAR NOT NULL,
+    added_by VARCHAR NOT NULL,
+    added_at TIMESTAMPTZ NOT NULL,
+    seq BIGINT NOT NULL
+)""",
     ]
 
 
@@ -178,4 +188,5 @@ COUNTED_TABLES = (
     "users",
     "api_tokens",
     "audit_log",
+    "gold_cases",
 )
