@@ -208,7 +208,10 @@ class StoreOversightBackend:
         return self.system_status()
 
     def comparison(self) -> ModelComparison | None:
+        # MLflow's INFO lines (creating its tables) are not for the dashboard's kernel log.
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         from hilt.pipelines import tracking
+        from hilt.pipelines.evaluate import LOWER_IS_BETTER
         from hilt.pipelines.plots import comparison_figure, png_bytes
         from hilt.pipelines.retraining import TAG_GATE
 
@@ -244,7 +247,14 @@ class StoreOversightBackend:
         subgroups = self._subgroups(run_id, champ_run_id)
         figure = png_bytes(
             comparison_figure(
-                [(m.name, m.challenger, m.champion) for m in metrics],
+                [
+                    (
+                        m.name + (" (lower is better)" * (m.name in LOWER_IS_BETTER)),
+                        m.challenger,
+                        m.champion,
+                    )
+                    for m in metrics
+                ],
                 [(f"{s.attribute}: {s.group}", s.challenger, s.champion) for s in subgroups],
                 challenger_label=f"challenger v{challenger}",
                 champion_label=f"champion v{champion}" if champion else "champion (none)",

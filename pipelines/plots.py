@@ -27,6 +27,7 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from matplotlib.typing import RcKeyType
 
 from hilt.pipelines.errors import InputError
@@ -362,6 +363,7 @@ def reasons_figure(
             for y, n in enumerate(counts):
                 ax.text(n, y, f" {n}", va="center", fontsize=8)
             ax.set_yticks(np.arange(len(names)), labels=names)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("overrides")
             ax.grid(axis="x", alpha=0.3)
         ax.set_title("Overrides by reason")

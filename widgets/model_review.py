@@ -45,7 +45,7 @@ class ModelReview(widgets.VBox):
         self.load_button = widgets.Button(
             description="Compare challenger with champion",
             tooltip="Read both models' evaluation from the model registry",
-            layout=widgets.Layout(width="auto"),
+            layout=widgets.Layout(width="auto", align_self="flex-start"),
         )
         self.load_button.on_click(lambda _b: self.load())
         self.summary = widgets.HTML()

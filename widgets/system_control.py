@@ -48,12 +48,13 @@ class SystemControl(widgets.VBox):
             description="Halt scoring and retraining",
             button_style="danger",
             tooltip="Refuse every scoring and retraining run at once; new cases: manual review",
-            layout=widgets.Layout(width="auto"),
+            layout=widgets.Layout(width="auto", align_self="flex-start"),
         )
         self.resume_button = widgets.Button(
             description="Resume",
             button_style="success",
             tooltip="Scoring and retraining run again (a second lead, not the one who halted)",
+            layout=widgets.Layout(width="auto", align_self="flex-start"),
         )
         self.note = widgets.HTML()
         self.halt_button.on_click(lambda _b: self.halt())
