@@ -614,7 +614,7 @@ def embedded_mode(
 #: Named, so the baseline keeps working when the store's decisions table gains columns.
 RAW_COLUMNS = (
     "decision_id, request_id, case_id, prediction_id, model_version, reviewer, reviewer_role,"
-    " action, predicted_label, final_label, reason_code, comment, time_on_item_ms,"
+    " action, predicted_label, final_label, reason_code, comment_sealed, time_on_item_ms,"
     " model_shown, created_at, seq"
 )
 

@@ -150,7 +150,7 @@ def decision_frame(
                 np.array(codes)[rng.integers(0, len(codes), n)],
                 dtype=pl.String,
             ).zip_with(pl.Series(override), pl.Series([None] * n, dtype=pl.String)),
-            "comment": pl.Series("comment", [None] * n, dtype=pl.String),
+            "comment_sealed": pl.Series("comment_sealed", [None] * n, dtype=pl.String),
             "time_on_item_ms": rng.integers(3_000, 180_000, n),
             "model_shown": [True] * n,
             "created_at": moments.cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
@@ -189,7 +189,7 @@ def entry_expr(template: dict[str, Any], schema: pl.Schema) -> pl.Expr:
         if key == "payload":
             for j, pkey in enumerate(sorted(template["payload"])):
                 parts.append(pl.lit(("{" if j == 0 else ",") + json.dumps(pkey) + ":"))
-                if pkey == "comment_sha256":
+                if pkey == "comment_sealed":
                     parts.append(pl.lit("null"))  # no comments in these decisions
                 elif pkey in schema:
                     parts.append(_json_value(pkey, schema[pkey]))
@@ -216,7 +216,7 @@ def reference_entry(row: dict[str, Any], payload_keys: list[str]) -> str:
         action="decision.record",
         object_type="case",
         object_id=row["case_id"],
-        payload={k: None if k == "comment_sha256" else row[k] for k in payload_keys},
+        payload={k: None if k == "comment_sealed" else row[k] for k in payload_keys},
     ).canonical()
 
 

@@ -5,9 +5,10 @@ Exit codes: 0 done; 1 the audit log does not verify, a retraining or scoring run
 partial notebook is kept), or a reproduction gave another model; 2 a user error or a refusal
 (bad input or parameters, bad config, unknown user or role, store busy, promotion refused),
 with a one-line message and no stack trace, and nothing written; 3 an internal error of the
-store (set HILT_DEBUG=1 to see its trace); 4 refused because a lead halted the system (a
-run refused so is audited as ``run.refused``; a run stopped by a halt while it ran exits 4
-too), until a second lead resumes it.
+store, or a DuckDB error that no hilt code wrapped, also one line (set HILT_DEBUG=1 to see
+its trace); 4 refused because a lead halted the system (a run refused so is audited as
+``run.refused``; a run stopped by a halt while it ran exits 4 too), until a second lead
+resumes it.
 
 Commands run on the workspace folder act as the operating-system user, with the admin role:
 whoever can write the workspace's files holds the store anyway, and the audit log records
@@ -21,7 +22,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeGuard, TypeVar
 
 import typer
 
@@ -30,8 +31,17 @@ from hilt.pipelines.tables import read_table
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
+    import duckdb
+
+    from hilt.pipelines.store import Store
     from hilt.pipelines.store.embedded import EmbeddedStore
-    from hilt.pipelines.store.records import VerifyReport
+    from hilt.pipelines.store.records import (
+        CheckpointRecord,
+        RetentionReport,
+        SubjectAction,
+        TokenGrant,
+        VerifyReport,
+    )
 
 T = TypeVar("T")
 
@@ -70,8 +80,17 @@ def _fail(message: str, code: int) -> NoReturn:
 EXIT_HALTED = 4
 
 
+def _driver_error(e: Exception) -> TypeGuard[duckdb.Error]:
+    """Whether ``e`` is a DuckDB error that no hilt code wrapped (duckdb is imported lazily:
+    if it was never imported, no error can come from it)."""
+    duckdb = sys.modules.get("duckdb")
+    return duckdb is not None and isinstance(e, duckdb.Error)
+
+
 def _guard(fn: Callable[[], T]) -> T:
-    """Run a command body; user errors become one line and exit 2, never a trace."""
+    """Run a command body; user errors become one line and exit 2, never a trace; store
+    errors, and any DuckDB error no hilt code wrapped, one line and exit 3 (the trace only
+    with HILT_DEBUG=1)."""
     try:
         return fn()
     except SystemHalted as e:
@@ -83,6 +102,20 @@ def _guard(fn: Callable[[], T]) -> T:
         _fail(str(e), code)
     except HiltError as e:
         _fail(str(e), 2)
+    except Exception as e:
+        if not _driver_error(e) or os.environ.get("HILT_DEBUG"):
+            raise
+        from hilt.pipelines.store.sql import describe
+
+        _fail(f"the store failed ({describe(e)}); set HILT_DEBUG=1 to see the trace", 3)
+
+
+def _acting(ws: Workspace, roles: set[str], what: str) -> Store:
+    """The store for a scheduler's command: through the store service with $HILT_TOKEN when
+    one owns the workspace, else embedded as the operating-system user (admin)."""
+    from hilt.pipelines.command_store import open_command_store
+
+    return open_command_store(ws, None, roles=frozenset(roles), what=what, operator_allowed=True)
 
 
 def _operator(ws: Workspace) -> EmbeddedStore:
@@ -119,7 +152,11 @@ def ingest(
 
     def run() -> str:
         frame = read_table(file)
-        result = _operator(ws).ingest_cases(frame)
+        store = _acting(ws, {"admin", "system", "data-scientist"}, "ingest cases")
+        try:
+            result = store.ingest_cases(frame)
+        finally:
+            store.close()
         return (
             f"ingested {result.rows} cases as audit seq {result.seq} "
             f"(batch digest sha256:{result.digest})"
@@ -179,7 +216,15 @@ def users_add(
 ) -> None:
     """Grant NAME a role and print a new API token for NAME (shown once)."""
     ws = Workspace.at(workspace)
-    grant = _guard(lambda: _operator(ws).add_user(name, role))
+
+    def run() -> TokenGrant:
+        store = _acting(ws, {"admin"}, "add users")
+        try:
+            return store.add_user(name, role)
+        finally:
+            store.close()
+
+    grant = _guard(run)
     typer.echo(f"user {grant.user} (roles: {', '.join(grant.roles)})")
     typer.echo(f"token (shown once, only its hash is stored): {grant.token}")
 
@@ -218,9 +263,14 @@ def audit_verify(
         from hilt.pipelines.store.embedded import connect
         from hilt.pipelines.store.remote_verify import verify_remote
 
-        if url is not None:
+        target = url
+        served = locking.service_info(ws.service_file) if ws.exists() else None
+        if target is None and served is not None and (token or os.environ.get("HILT_TOKEN")):
+            # The service owns the file: verify what it serves, here, with our own key.
+            target = os.environ.get("HILT_STORE_URL") or str(served["url"])
+        if target is not None:
             key = public_key or (ws.settings().audit.public_key if ws.exists() else None)
-            store = open_store(url, token=token)
+            store = open_store(target, token=token)
             try:
                 return verify_remote(store, key, checkpoints or ws.checkpoints_path)
             finally:
@@ -245,7 +295,15 @@ def audit_verify(
 def audit_checkpoint(workspace: WorkspaceOpt = None) -> None:
     """Sign (seq, head hash, time) and append it to the checkpoint file outside the database."""
     ws = Workspace.at(workspace)
-    cp = _guard(lambda: _operator(ws).checkpoint())
+
+    def run() -> CheckpointRecord:
+        store = _acting(ws, {"admin", "system", "lead"}, "sign checkpoints")
+        try:
+            return store.checkpoint()
+        finally:
+            store.close()
+
+    cp = _guard(run)
     typer.echo(f"checkpoint seq {cp.seq} head {cp.head_hash} at {cp.time}")
 
 
@@ -273,7 +331,7 @@ def demo(
     ws = Workspace.at(workspace or "workspace/demo")
     _quiet_mlflow()
 
-    def run() -> tuple[str, str]:
+    def run() -> list[tuple[str, str, str]]:
         from hilt.pipelines import promotion, runner, tracking
 
         if not ws.exists():
@@ -313,6 +371,10 @@ def demo(
             params = {"input_path": str(incoming), "model_version": version or ""}
             scored = runner.execute(ws, runner.RunRequest("score", params, author=author))
             typer.echo(f"scored the new applications: run {scored.run_id}")
+            # Its rows are in the store now, personal data sealed; no clear copy stays behind.
+            from hilt.pipelines.store.subject_rights import shred_file
+
+            shred_file(incoming)
         if store.counts()["gold_cases"] == 0 and tracking.champion_version(settings):
             from hilt.pipelines.oversight import add_gold_with_champion
 
@@ -324,10 +386,14 @@ def demo(
         status = store.queue_status()
         typer.echo(f"review queue: {status.waiting} cases waiting")
         grant = store.add_user(author, "admin")
-        return author, grant.token
+        tokens = [(author, "admin", grant.token)]
+        dpo = next((u for u, r in users.items() if "dpo" in r), None)
+        if dpo is not None:
+            tokens.append((dpo, "dpo", store.add_user(dpo, "dpo").token))
+        return tokens
 
-    author, token = _run_guard(run)
-    typer.echo(f"API token for {author} (admin): {token}")
+    for name, role, token in _run_guard(run):
+        typer.echo(f"API token for {name} ({role}): {token}")
 
     if not serve_dashboards:
         return
@@ -602,6 +668,278 @@ def runs_list(
     widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
     for line in [header, *rows]:
         typer.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+
+
+# ---------------------------------------------------------------------------- privacy
+subject_app = typer.Typer(
+    help="Data-subject rights (GDPR Arts. 15-22), as the data-protection officer (role dpo). "
+    "The subject is named by their own id; the store keeps it only sealed.",
+    no_args_is_help=True,
+)
+retention_app = typer.Typer(help="Retention periods (GDPR Art. 5(1)(e)).", no_args_is_help=True)
+app.add_typer(subject_app, name="subject")
+app.add_typer(retention_app, name="retention")
+
+SubjectArg = Annotated[
+    str,
+    typer.Argument(metavar="EXTERNAL_ID", help="The subject's own id (the data's subject column)."),
+]
+DpoOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        help="The data-protection officer acting (a user with the role dpo; with a store "
+        "service, the owner of $HILT_TOKEN).",
+        show_default=False,
+    ),
+]
+
+
+def _dpo_store(ws: Workspace, as_user: str | None) -> Store:
+    from hilt.pipelines.command_store import open_command_store
+
+    return open_command_store(
+        ws,
+        as_user,
+        roles=frozenset({"dpo"}),
+        what="exercise data-subject rights",
+        operator_allowed=False,
+    )
+
+
+def _subject_action(ws: Workspace, as_user: str | None, op: Callable[[Store], T]) -> T:
+    def run() -> T:
+        store = _dpo_store(ws, as_user)
+        try:
+            return op(store)
+        finally:
+            store.close()
+
+    return _guard(run)
+
+
+def _said(action: SubjectAction) -> str:
+    cases = ", ".join(action.cases) if action.cases else "none"
+    return f"{action.action}: subject {action.subject_ref} (cases: {cases}); audit seq {action.seq}"
+
+
+@subject_app.command("export")
+def subject_export(
+    external_id: SubjectArg,
+    workspace: WorkspaceOpt = None,
+    as_user: DpoOpt = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Write the JSON here (mode 0600) instead of standard output."),
+    ] = None,
+) -> None:
+    """Everything held about the subject, as JSON (Arts. 15, 20; schema: `hilt subject schema`)."""
+    from hilt.pipelines.privacy import write_export
+
+    ws = Workspace.at(workspace)
+    if output is not None and output.exists():
+        _fail(f"{output} exists; refusing to overwrite it", 2)
+    document = _subject_action(ws, as_user, lambda s: s.subject_export(external_id))
+    if output is None:
+        typer.echo(document.model_dump_json(indent=2))
+        return
+    write_export(document, output)
+    typer.echo(
+        f"exported subject {document.subject_ref}: {len(document.cases)} cases, "
+        f"{len(document.snapshots)} snapshots, {len(document.training_runs)} training runs, "
+        f"{len(document.audit_events)} audit events -> {output}"
+    )
+
+
+@subject_app.command("schema")
+def subject_schema() -> None:
+    """Print the published JSON schema of `hilt subject export` documents."""
+    from hilt.pipelines.privacy import export_schema_text
+
+    typer.echo(export_schema_text(), nl=False)
+
+
+@subject_app.command("rectify")
+def subject_rectify(
+    external_id: SubjectArg,
+    set_value: Annotated[
+        str, typer.Option("--set", help="COLUMN=VALUE: the corrected value (empty: no value).")
+    ],
+    workspace: WorkspaceOpt = None,
+    as_user: DpoOpt = None,
+    case: Annotated[
+        str | None, typer.Option(help="Only this case of the subject (default: all of them).")
+    ] = None,
+) -> None:
+    """Rectify a value (Art. 16): a superseding record; the next snapshot uses it."""
+    if "=" not in set_value:
+        _fail("--set takes COLUMN=VALUE", 2)
+    column, value = set_value.split("=", 1)
+    ws = Workspace.at(workspace)
+    action = _subject_action(
+        ws, as_user, lambda s: s.subject_rectify(external_id, column, value or None, case)
+    )
+    typer.echo(_said(action))
+
+
+def _restriction(
+    kind: str, external_id: str, ws: Workspace, as_user: str | None, lift: bool
+) -> None:
+    action = _subject_action(ws, as_user, lambda s: s.subject_restrict(external_id, kind, lift))
+    typer.echo(_said(action))
+
+
+LiftOpt = Annotated[bool, typer.Option("--lift", help="End it.")]
+
+
+@subject_app.command("restrict")
+def subject_restrict(
+    external_id: SubjectArg,
+    workspace: WorkspaceOpt = None,
+    as_user: DpoOpt = None,
+    lift: LiftOpt = False,
+) -> None:
+    """Restrict processing (Art. 18): out of training and the review queue until lifted."""
+    _restriction("restrict", external_id, Workspace.at(workspace), as_user, lift)
+
+
+@subject_app.command("object")
+def subject_object(
+    external_id: SubjectArg,
+    workspace: WorkspaceOpt = None,
+    as_user: DpoOpt = None,
+    lift: LiftOpt = False,
+) -> None:
+    """Record an objection (Art. 21): out of training and the review queue until lifted."""
+    _restriction("object", external_id, Workspace.at(workspace), as_user, lift)
+
+
+@subject_app.command("contest")
+def subject_contest(
+    external_id: SubjectArg,
+    workspace: WorkspaceOpt = None,
+    as_user: DpoOpt = None,
+) -> None:
+    """Human review of the subject's latest decision (Art. 22): first in the queue, for a
+    reviewer other than the one who decided it."""
+    action = _subject_action(
+        Workspace.at(workspace), as_user, lambda s: s.subject_contest(external_id)
+    )
+    typer.echo(_said(action))
+
+
+@subject_app.command("erase")
+def subject_erase(
+    external_id: SubjectArg,
+    workspace: WorkspaceOpt = None,
+    as_user: DpoOpt = None,
+) -> None:
+    """Erase the subject (Art. 17): case data deleted, key destroyed (every sealed copy is
+    shredded, in the audit log too), identity removed, snapshots regenerated without them,
+    MLflow runs that trained on those snapshots tagged. `hilt audit verify` still passes."""
+    from hilt.pipelines.privacy import tag_regenerated_runs
+
+    ws = Workspace.at(workspace)
+    _quiet_mlflow()
+    report = _subject_action(ws, as_user, lambda s: s.subject_erase(external_id))
+    typer.echo(
+        f"erased subject {report.subject_ref}: {len(report.cases)} cases, key "
+        f"{'destroyed' if report.key_destroyed else 'NOT destroyed'}; audit seq {report.seq}"
+    )
+    for w in report.snapshots:
+        after = f"regenerated as {w.new_name}" if w.new_name else "deleted (no rows left)"
+        typer.echo(f"snapshot {w.name}: {w.rows_removed} rows removed, {after}")
+    tagged = _guard(lambda: tag_regenerated_runs(ws, ws.settings(), report.snapshots))
+    for run_id in tagged:
+        typer.echo(f"MLflow run {run_id}: tagged (its snapshot was regenerated)")
+    if not report.key_destroyed:
+        _fail("the subject's key could not be destroyed; run `hilt retention apply`", 3)
+
+
+@retention_app.command("apply")
+def retention_apply(
+    workspace: WorkspaceOpt = None,
+    as_user: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            help="Who applies it (admin, system or dpo; default: the operating-system user "
+            "as admin, or the owner of $HILT_TOKEN with a store service).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Remove what has passed its retention period (hilt.toml [retention]); idempotent:
+    a run with nothing due writes nothing. Exit 0 either way."""
+    from hilt.pipelines.command_store import open_command_store
+    from hilt.pipelines.privacy import tag_regenerated_runs
+
+    ws = Workspace.at(workspace)
+    _quiet_mlflow()
+
+    def run() -> RetentionReport:
+        store = open_command_store(
+            ws,
+            as_user,
+            roles=frozenset({"admin", "system", "dpo"}),
+            what="apply retention",
+            operator_allowed=True,
+        )
+        try:
+            return store.retention_apply()
+        finally:
+            store.close()
+
+    report = _guard(run)
+    if report.seq is None:
+        typer.echo(f"retention as of {report.as_of}: nothing due")
+        return
+    typer.echo(
+        f"retention as of {report.as_of} (audit seq {report.seq}): "
+        f"{report.cases_removed} cases' data removed, {report.subjects_removed} subjects "
+        f"forgotten (keys destroyed), {report.predictions_purged} predictions and "
+        f"{report.decisions_purged} decision rows purged"
+        + (
+            f", audit log purged through seq {report.audit_purged_through}"
+            if report.audit_purged_through
+            else ""
+        )
+    )
+    for w in report.snapshots:
+        after = f"regenerated as {w.new_name}" if w.new_name else "deleted (no rows left)"
+        typer.echo(f"snapshot {w.name}: {w.rows_removed} rows removed, {after}")
+    for run_id in _guard(lambda: tag_regenerated_runs(ws, ws.settings(), report.snapshots)):
+        typer.echo(f"MLflow run {run_id}: tagged (its snapshot was regenerated)")
+
+
+@app.command()
+def records(
+    workspace: WorkspaceOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
+    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """The record of processing activities (GDPR Art. 30), from hilt.toml and the schema."""
+    import json
+
+    from hilt.pipelines.processing_records import as_json as register_json
+    from hilt.pipelines.processing_records import as_markdown
+
+    ws = Workspace.at(workspace)
+
+    def run() -> str:
+        if not ws.exists():
+            raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
+        settings = ws.settings()
+        if as_json:
+            return json.dumps(register_json(settings), indent=2) + "\n"
+        return as_markdown(settings)
+
+    text = _guard(run)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote the record of processing activities to {output}")
 
 
 # ---------------------------------------------------------------------------- oversight

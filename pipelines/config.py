@@ -140,6 +140,17 @@ class Retention(_Strict):
                 f"audit_log_days must be at least {MIN_AUDIT_RETENTION_DAYS} "
                 "(six months, EU AI Act Arts. 19 and 26(6))"
             )
+        # Records outlive the data they describe, and the log outlives them all, so that a
+        # removal never leaves a record without its case or a row without its audit event.
+        for name in ("predictions_days", "decisions_days"):
+            if getattr(self, name) < self.cases_days:
+                raise ValueError(f"{name} must be at least cases_days ({self.cases_days})")
+        for name in ("cases_days", "predictions_days", "decisions_days"):
+            if getattr(self, name) > self.audit_log_days:
+                raise ValueError(
+                    f"{name} must not exceed audit_log_days ({self.audit_log_days}): the audit "
+                    "log must outlive the records it proves"
+                )
         return self
 
 
@@ -187,6 +198,21 @@ class Audit(_Strict):
     #: The Ed25519 public key that verifies checkpoints ("ed25519:<base64>"), pinned here
     #: so that whoever can write the database cannot silently swap the signing key.
     public_key: str | None = None
+
+
+class Processing(_Strict):
+    """Facts for the record of processing activities (GDPR Art. 30, `hilt records`)."""
+
+    controller: str = "(the controller: name and contact details)"
+    dpo_contact: str = "(the data-protection officer's contact details)"
+    #: The lawful basis of processing the cases (the use case's own).
+    lawful_basis: str = (
+        "GDPR Art. 6(1)(b): steps prior to entering into a contract, at the data subject's request"
+    )
+    #: Recipients outside hilt's own roles (e.g. the production system's operator).
+    recipients: list[str] = Field(default_factory=list)
+    #: Transfers to third countries, if any.
+    transfers: str = "none"
 
 
 class Limits(_Strict):
@@ -250,6 +276,7 @@ class Settings(_Strict):
     access: Access = Field(default_factory=Access)
     audit: Audit = Field(default_factory=Audit)
     limits: Limits = Field(default_factory=Limits)
+    processing: Processing = Field(default_factory=Processing)
     oversight: Oversight = Field(default_factory=Oversight)
 
     @model_validator(mode="after")

@@ -6,7 +6,8 @@
   default, or breakpoints passed in). Tables show group labels and counts only; a group
   smaller than ``min_group_size`` is listed with its count, but its metrics are withheld
   (a rate over a handful of people discloses their outcomes) and it takes no part in the
-  gaps.
+  gaps. For a free-text attribute (no configured levels) small groups are not even named:
+  they are pooled under one label, since their labels are values that people gave.
 - ``max_subgroup_gap``: per attribute, max - min of a metric over the groups large enough
   to compare (positive_rate: demographic-parity difference; tpr: equal-opportunity
   difference).
@@ -46,6 +47,9 @@ MIN_GROUP_SIZE = 20
 RANGE_DASH = "\u2013"
 #: The group label of rows whose protected attribute is missing.
 MISSING_GROUP = "(missing)"
+#: Free-text attributes (no configured levels): the small groups pooled under one label,
+#: since a group's label is then a value someone gave, and a small group points at them.
+POOLED_GROUP = "(small groups, pooled)"
 #: The keys of ``metrics``, in this order.
 METRIC_NAMES: tuple[str, ...] = (
     "n",
@@ -381,11 +385,19 @@ def subgroup_metrics(
             )
         labels, order = _group_labels(values.alias(attribute), breakpoints.get(attribute))
         label_array = np.asarray(labels, dtype=object)
+        free_text = not values.dtype.is_numeric() and not isinstance(values.dtype, pl.Enum)
+        if free_text:
+            small = [
+                g for g in order if g != MISSING_GROUP and (label_array == g).sum() < min_group_size
+            ]
+            if small:
+                label_array[np.isin(label_array, small)] = POOLED_GROUP
+                order = [g for g in order if g not in small] + [POOLED_GROUP]
         for group in order:
             member = label_array == group
             n = int(member.sum())
             row: dict[str, Any] = {"attribute": attribute, "group": group, "n": n}
-            row["included"] = n >= min_group_size
+            row["included"] = n >= min_group_size and group != POOLED_GROUP
             row.update(dict.fromkeys(SUBGROUP_METRICS))
             if row["included"]:
                 gp, gy, gs = pred[member], pos[member], s[member]

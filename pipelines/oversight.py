@@ -16,8 +16,6 @@ Importing this module imports neither mlflow nor xgboost.
 
 from __future__ import annotations
 
-import os
-
 import polars as pl
 
 from hilt.pipelines.config import Settings
@@ -32,27 +30,17 @@ CANDIDATE_POOL = 5000
 
 
 def store_for(ws: Workspace, user: str) -> Store:
-    """The store acting as ``user``: through the service if one owns the workspace
+    """The store acting as the lead ``user``: through the service if one owns the workspace
     ($HILT_TOKEN must then be that user's), else embedded as that user."""
-    from hilt.pipelines.store import locking, open_store
+    from hilt.pipelines.command_store import open_command_store
 
-    if not ws.exists():
-        raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
-    info = locking.service_info(ws.service_file)
-    if info is None:
-        return open_store(ws, user=user)
-    token = os.environ.get("HILT_TOKEN")
-    if not token:
-        raise InputError(
-            f"the store service at {info['url']} owns {ws.root}: set HILT_TOKEN to {user}'s "
-            "API token"
-        )
-    store = open_store(os.environ.get("HILT_STORE_URL") or str(info["url"]), token=token)
-    me = store.whoami().name
-    if me != user:
-        store.close()
-        raise InputError(f"--as {user}, but HILT_TOKEN belongs to {me}")
-    return store
+    return open_command_store(
+        ws,
+        user,
+        roles=frozenset({"lead"}),
+        what="halt or resume scoring and retraining",
+        operator_allowed=False,
+    )
 
 
 def halt(ws: Workspace, user: str, reason: str) -> SystemState:

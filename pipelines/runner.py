@@ -557,6 +557,15 @@ def reproduce(ws: Workspace, run_id: str, author: str | None = None) -> Reproduc
         raise InputError(f"run {run_id} is not a retraining run with a logged model")
     if not original.snapshot_sha256:
         raise InputError(f"run {run_id} records no snapshot sha256")
+    removed = original.tags.get("hilt.snapshot_removed")
+    if removed:
+        regenerated = original.tags.get("hilt.snapshot_regenerated_sha256", "none")
+        raise InputError(
+            f"run {run_id} trained on {removed}, which was regenerated without data subjects "
+            "who were erased or whose data passed retention (GDPR Arts. 17, 5(1)(e)); the "
+            "original model cannot be reproduced byte for byte. The regenerated snapshot: "
+            + (regenerated if regenerated != "none" else "none (no rows were left)")
+        )
     find_snapshot(ws, original.snapshot_sha256)  # exists and matches, before anything runs
     train_names = {f.name for f in fields(TrainParams)}
     params: dict[str, Any] = {k: v for k, v in original.params.items() if k in train_names}

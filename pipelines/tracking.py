@@ -33,11 +33,12 @@ What a training run holds (``log_training``), and what it never holds:
   the snapshot's sha256; the full sha256 is the input tag ``hilt.sha256`` and a param;
 - the model, name ``model``: a pyfunc model whose data is ``TrainedModel.save`` (model.ubj,
   the booster as UBJSON, and model.json, the sidecar), loaded by this module's
-  ``_load_pyfunc`` (no pickle, no code file). The xgboost flavor is not used: it builds
-  ``xgboost.DMatrix(data)`` without ``enable_categorical``, so it cannot score our
-  ``pl.Enum`` categoricals, and its signature inference fails on them (pandas "category" vs
-  the inferred "string"). Our pyfunc takes category features as strings, validates their
-  levels through ``TrainedModel.matrix`` and returns one ``score`` column;
+  ``_load_pyfunc`` (no pickle, no code file); the LoggedModel is created in the run's own
+  experiment, so its files are under ``<workspace>/mlartifacts`` too. The xgboost flavor is
+  not used: it builds ``xgboost.DMatrix(data)`` without ``enable_categorical``, so it cannot
+  score our ``pl.Enum`` categoricals, and its signature inference fails on them (pandas
+  "category" vs the inferred "string"). Our pyfunc takes category features as strings,
+  validates their levels through ``TrainedModel.matrix`` and returns one ``score`` column;
 - the model's input example is synthetic, never a real row: the middle of each numeric
   feature's training range and the first level seen in training of each category feature
   (``synthetic_input_example``), and it is checked not to equal any row of the training data.
@@ -211,7 +212,9 @@ def configure(
 
     Sets the tracking and the registry URI explicitly (process-wide, as MLflow's fluent API
     and model logging read them), creates the experiment ``hilt-<use_case>`` with its artifacts
-    under the workspace if it does not exist yet, and returns a client bound to that URI.
+    under the workspace if it does not exist yet, makes it the process's active experiment
+    (``mlflow.set_experiment``; like the URI, inherited by child processes through
+    ``MLFLOW_EXPERIMENT_ID``), and returns a client bound to that URI.
     Idempotent; safe when two processes create the experiment at once. ``settings`` defaults
     to the workspace's hilt.toml.
     """
@@ -239,6 +242,10 @@ def configure(
                 experiment_id = exp.experiment_id
         else:
             experiment_id = exp.experiment_id
+        # The process's active experiment: whatever MLflow creates without being told where
+        # (a LoggedModel, a run of a data scientist's own) goes to the workspace's experiment,
+        # not to MLflow's Default one (id 0), whose artifacts would land in ./mlruns.
+        mlflow.set_experiment(experiment_id=experiment_id)
     _state = _Configured(
         uri=chosen, client=client, experiment_id=experiment_id, experiment_name=name
     )
@@ -672,18 +679,28 @@ def log_training(
                 subgroup_table.write_csv(csv)
                 client.log_artifact(run_id, str(csv), artifact_path="evaluation")
             data = model.save(Path(tmp) / _DATA_DIR)
+            # The LoggedModel is created here, in the run's own experiment: left to
+            # Model.log, it goes to the process's active experiment, MLflow's Default (id 0,
+            # artifacts in ./mlruns) unless something set one.
+            logged_model = client.create_logged_model(
+                experiment_id=client.get_run(run_id).info.experiment_id,
+                name=MODEL_NAME,
+                source_run_id=run_id,
+                tags={TAG_MODEL_SHA256: sha},
+                params=all_params,
+            )
             info = mlflow.models.Model.log(
                 artifact_path=None,
                 name=MODEL_NAME,
                 flavor=mlflow.pyfunc,
                 run_id=run_id,
+                model_id=logged_model.model_id,
                 loader_module=__name__,
                 data_path=str(data),
                 signature=model_signature(model),
                 input_example=example.to_pandas(),
                 pip_requirements=_model_requirements(),
                 metadata={"hilt_model_sha256": sha},
-                tags={TAG_MODEL_SHA256: sha},
             )
     return LoggedTraining(
         run_id=run_id,

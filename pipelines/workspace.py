@@ -7,6 +7,9 @@ Layout::
     DIR/store.lock                 the cross-process lock of the embedded mode
     DIR/service.json               present while `hilt store serve` owns the store
     DIR/keys/audit-signing-key.pem the checkpoint signing key (0600; or HILT_AUDIT_SIGNING_KEY)
+    DIR/keys/master.key            the master key that wraps subject keys (0600; or
+                                   HILT_MASTER_KEY / HILT_MASTER_KEY_FILE)
+    DIR/keys/subject-keys.sqlite   per-subject keys, wrapped (destroyed on erasure)
     DIR/audit/checkpoints.jsonl    signed checkpoints, outside the database
     DIR/runs/  DIR/snapshots/      executed notebooks and training snapshots (later issues)
 """
@@ -16,8 +19,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hilt.pipelines.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from hilt.pipelines.store.subject_keys import KeyRing
 
 DEFAULT_WORKSPACE = "workspace"
 
@@ -52,6 +59,21 @@ class Workspace:
     def signing_key_path(self) -> Path:
         env = os.environ.get("HILT_AUDIT_SIGNING_KEY")
         return Path(env) if env else self.root / "keys" / "audit-signing-key.pem"
+
+    @property
+    def master_key_path(self) -> Path:
+        env = os.environ.get("HILT_MASTER_KEY_FILE")
+        return Path(env) if env else self.root / "keys" / "master.key"
+
+    @property
+    def subject_keys_path(self) -> Path:
+        return self.root / "keys" / "subject-keys.sqlite"
+
+    def key_ring(self) -> KeyRing:
+        """The master key and subject key store (opened when first used)."""
+        from hilt.pipelines.store.subject_keys import KeyRing
+
+        return KeyRing(self.master_key_path, self.subject_keys_path)
 
     @property
     def checkpoints_path(self) -> Path:

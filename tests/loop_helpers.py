@@ -3,18 +3,21 @@ new-case files, the retraining steps run in-process, and the personal-data scan.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from hilt.pipelines import retraining
+from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.model import TrainParams
 from hilt.pipelines.store import DecisionRequest, open_store
 from hilt.pipelines.store.create import create_workspace
@@ -52,8 +55,7 @@ def loop_workspace(root: Path, labelled: int = LABELLED) -> Workspace:
 
 def new_cases_file(path: Path, start: int, count: int, fmt: str = "csv") -> Path:
     """Demo cases ``start`` … ``start + count - 1`` (0-based), without the target column."""
-    settings_target = "risk"  # the demo data's target column (tests may name it)
-    frame = all_cases().slice(start, count).drop(settings_target)
+    frame = all_cases().slice(start, count).drop(load_settings(CONFIG).target.column)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
         frame.write_csv(path)
@@ -125,12 +127,84 @@ def review_some(ws: Workspace, reviewer: str, count: int) -> int:
 
 
 # ---------------------------------------------------------------------------- personal data
-def personal_words() -> tuple[set[str], set[str]]:
-    """(identifiers, sex values): the applicant and application ids of every demo case, and
-    the values of the sex column."""
+# Everything personal comes from the config (data/hilt.toml), nothing is named here:
+# - the case and subject ids of every demo case, anywhere;
+# - the values of every text-valued (string or category) personal column, outside the
+#   documented aggregate cells (GROUP_TAG), whose tables name groups, never a person;
+# - every personal column by its name, outside those cells: a table column, a series or a
+#   record key named after it (numbers such as an age cannot be told from other numbers,
+#   but a table of them has a header), in notebook outputs; a param, metric or tag key or
+#   an artifact path named after it, in MLflow.
+WORD = re.compile(r"[A-Za-z0-9_-]+")
+#: Personal columns of these types are found by value; the others by name only.
+TEXT_TYPES = frozenset({"string", "category"})
+
+
+@dataclass(frozen=True)
+class PersonalData:
+    """What the scans look for, read from the config and the demo data."""
+
+    #: Case and subject ids of every demo case.
+    identifiers: frozenset[str]
+    #: Value → the personal column it is a value of (text-valued personal columns).
+    values: dict[str, str]
+    #: Every personal column's name.
+    fields: frozenset[str]
+
+
+def personal_data(settings: Settings | None = None) -> PersonalData:
+    settings = settings or load_settings(CONFIG)
     cases = all_cases()
-    ids = set(cases["applicant_id"].to_list()) | set(cases["application_id"].to_list())
-    return ids, set(cases["sex"].unique().to_list())
+    ids = [c for c in (settings.use_case.id_column, settings.use_case.subject_column) if c]
+    identifiers = frozenset(v for c in ids for v in cases[c].to_list() if v)
+    values: dict[str, str] = {}
+    for name in settings.fields.personal:
+        column = settings.columns[name]
+        if column.type not in TEXT_TYPES:
+            continue
+        seen = {v for v in cases[name].to_list() if v} | set(column.levels or [])
+        # Bare numbers (a category coded "0".."3") cannot be told from counts and metrics.
+        values.update({v: name for v in seen if not re.fullmatch(r"[\d.]+", v)})
+    return PersonalData(identifiers, values, frozenset(settings.fields.personal))
+
+
+#: A header cell of an HTML table (pandas and polars _repr_html_).
+_HTML_HEADER = re.compile(r"<th(?:\s[^>]*)?>\s*(.*?)\s*</th>", re.IGNORECASE | re.DOTALL)
+#: A series by name: polars ``Series: 'x' [i64]``, pandas ``Name: x, dtype: int64``.
+_SERIES = re.compile(r"Series: '([^']*)'|Name: ([^,\n]+), (?:Length: \d+, )?dtype:")
+#: A record key: ``{'x': 1}``, ``{"x": 1}``.
+_KEY = re.compile(r"""["']([^"'\n]{1,64})["']\s*:""")
+
+
+def column_names(text: str) -> set[str]:
+    """Names the text shows as a table column, a series or a record key: HTML table headers,
+    the header row of a polars box table (the first ``│ … │`` line after ``┌``), pandas'
+    text header row (the first line of a frame repr followed by ``[n rows x m columns]`` or
+    rows starting with an index), series names and dict / JSON keys."""
+    names = {html.unescape(m).strip() for m in _HTML_HEADER.findall(text)}
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("┌") and i + 1 < len(lines) and lines[i + 1].startswith("│"):
+            names.update(c.strip() for c in lines[i + 1].strip("│").split("┆"))
+    if re.search(r"^\[\d+ rows x \d+ columns\]$", text, re.M) or re.match(r"^ +\S.*\n\d+ ", text):
+        names.update(lines[0].split())
+    for polars_name, pandas_name in _SERIES.findall(text):
+        names.add((polars_name or pandas_name).strip())
+    names.update(k.strip() for k in _KEY.findall(text))
+    return names
+
+
+def text_findings(text: str, where: str, data: PersonalData, *, aggregate: bool) -> list[str]:
+    """Personal data in one text; ``aggregate`` texts are checked for identifiers only."""
+    words = set(WORD.findall(text))
+    found = [f"{where}: id {hit}" for hit in sorted(words & data.identifiers)]
+    if aggregate:
+        return found
+    found += [
+        f"{where}: value {hit} of {data.values[hit]}" for hit in sorted(words & data.values.keys())
+    ]
+    found += [f"{where}: a column named {hit}" for hit in sorted(column_names(text) & data.fields)]
+    return found
 
 
 def _output_texts(output: dict[str, Any]) -> Iterable[str]:
@@ -142,39 +216,52 @@ def _output_texts(output: dict[str, Any]) -> Iterable[str]:
         yield "\n".join(output.get("traceback", []))
     for mime, value in output.get("data", {}).items():
         if mime.startswith("text/") or mime.endswith("json"):
-            yield value if isinstance(value, str) else "".join(value)
+            if isinstance(value, str):
+                yield value
+            elif isinstance(value, list):
+                yield "".join(value)
+            else:
+                yield json.dumps(value)
 
 
-def personal_findings(notebook: Path) -> list[str]:
-    """Where a notebook's outputs show an applicant or application id (anywhere) or a value of
-    the sex column (outside the cells tagged ``group-aggregates``, whose tables and figures
-    name groups of at least the minimum size, never a person)."""
-    ids, sexes = personal_words()
+def personal_findings(notebook: Path, settings: Settings | None = None) -> list[str]:
+    """Where a notebook's outputs show personal data (see the comment above): an id anywhere;
+    a value of a text-valued personal column, or a column named after any personal column,
+    outside the cells tagged ``group-aggregates``."""
+    data = personal_data(settings)
     nb = json.loads(notebook.read_text(encoding="utf-8"))
     found = []
-    word = re.compile(r"[A-Za-z0-9_-]+")
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "code":
             continue
         grouped = GROUP_TAG in cell.get("metadata", {}).get("tags", [])
         for output in cell.get("outputs", []):
             for text in _output_texts(output):
-                words = set(word.findall(text))
-                for hit in sorted(words & ids):
-                    found.append(f"cell {i}: id {hit}")
-                if not grouped:
-                    for hit in sorted(words & sexes):
-                        found.append(f"cell {i}: sex value {hit}")
+                found += text_findings(text, f"cell {i}", data, aggregate=grouped)
     return found
 
 
-def mlflow_findings(run_ids: Iterable[str]) -> list[str]:
-    """Personal values in the params, tags and metrics (names and values) of MLflow runs."""
+def _artifact_paths(client: Any, run_id: str, path: str | None = None) -> list[str]:
+    out = []
+    for info in client.list_artifacts(run_id, path):
+        out.append(info.path)
+        if info.is_dir:
+            out += _artifact_paths(client, run_id, info.path)
+    return out
+
+
+def mlflow_findings(run_ids: Iterable[str], settings: Settings | None = None) -> list[str]:
+    """Personal data in MLflow runs: ids and text values of personal columns in the names and
+    values of params, tags and metrics; a personal column's name as a param, metric or tag
+    key, or in an artifact's path (a key word such as ``gap_<column>``, an aggregate, is one
+    word and no hit)."""
+    from mlflow import MlflowClient
+
     from hilt.pipelines import tracking
 
-    ids, sexes = personal_words()
-    bad = ids | sexes
-    word = re.compile(r"[A-Za-z0-9_-]+")
+    data = personal_data(settings)
+    bad = data.identifiers | data.values.keys()
+    client = MlflowClient()  # the URI tracking.configure set
     found = []
     for run_id in run_ids:
         info = tracking.run_info(run_id)
@@ -182,8 +269,15 @@ def mlflow_findings(run_ids: Iterable[str]) -> list[str]:
         texts += [f"{k} {v}" for k, v in info.params.items()]
         texts += [k for k in info.metrics]
         for text in texts:
-            for hit in sorted(set(word.findall(text)) & bad):
+            for hit in sorted(set(WORD.findall(text)) & bad):
                 found.append(f"run {run_id}: {hit} in {text[:80]!r}")
+        keys = [*info.tags, *info.params, *info.metrics]
+        for key in keys:
+            for hit in sorted(set(WORD.findall(key)) & data.fields):
+                found.append(f"run {run_id}: key {key!r} is named after {hit}")
+        for path in _artifact_paths(client, run_id):
+            for hit in sorted(set(WORD.findall(path)) & (data.fields | bad)):
+                found.append(f"run {run_id}: artifact {path!r} is named after {hit}")
     return found
 
 

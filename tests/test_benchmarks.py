@@ -1,4 +1,6 @@
-"""Every benchmark runs in its quick form and ends with one JSON object (no speed asserted)."""
+"""Every benchmark runs in its quick form and ends with one JSON object (no speed asserted),
+and leaves nothing in the repository it runs from (its workspaces live in temporary folders;
+an MLflow ./mlruns or ./mlflow.db there would be a leak out of a workspace)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,31 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = sorted((REPO / "benchmarks").glob("*.py"))
+#: What running Python code leaves anyway (bytecode, tool caches): not a leak.
+CACHES = ("__pycache__/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".hypothesis/")
+
+
+def untracked() -> set[str]:
+    """Untracked and ignored entries at the top of the checkout, as git lists them (folders
+    collapsed), where a benchmark run with cwd=REPO would leave ./mlruns or ./mlflow.db.
+    Deeper paths are left out: someone may be editing the sources while the suite runs.
+    Empty when REPO is not a git checkout."""
+    out = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--ignored", "--untracked-files=normal"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    lines = out.stdout.splitlines() if out.returncode == 0 else []
+    paths = {line[3:] for line in lines}
+    return {p for p in paths if "/" not in p.rstrip("/") and not p.endswith(CACHES)}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", BENCHMARKS, ids=[p.stem for p in BENCHMARKS])
 def test_benchmark_quick_run_prints_its_numbers(script: Path) -> None:
+    before = untracked()
     result = subprocess.run(
         [sys.executable, str(script), "--quick"],
         capture_output=True,
@@ -28,3 +50,4 @@ def test_benchmark_quick_run_prints_its_numbers(script: Path) -> None:
     numbers = json.loads(last)
     assert isinstance(numbers, dict) and numbers
     assert "Traceback" not in result.stderr
+    assert sorted(untracked() - before) == []

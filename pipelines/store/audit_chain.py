@@ -95,12 +95,24 @@ WITH ordered AS (
 )
 SELECT
     min(seq) FILTER (WHERE prev_seq IS NOT NULL AND seq = prev_seq),
-    arg_min(prev_seq, seq) FILTER (WHERE seq <> coalesce(prev_seq, 0) + 1
-                                   AND (prev_seq IS NULL OR seq <> prev_seq)),
-    min(seq) FILTER (WHERE seq <> coalesce(prev_seq, 0) + 1
+    arg_min(coalesce(prev_seq, {anchor_seq}), seq)
+        FILTER (WHERE seq <> coalesce(prev_seq, {anchor_seq}) + 1
+                AND (prev_seq IS NULL OR seq <> prev_seq)),
+    min(seq) FILTER (WHERE seq <> coalesce(prev_seq, {anchor_seq}) + 1
                      AND (prev_seq IS NULL OR seq <> prev_seq)),
     min(seq) FILTER (WHERE prev_hash IS DISTINCT FROM coalesce(prev_row_hash, '{genesis}'))
 FROM ordered
+"""
+
+#: The latest retention run that purged the head of the log: through which seq, and the
+#: hash at that seq, which the first remaining row must link to.
+_ANCHOR_SQL = """
+SELECT try_cast(json_extract(entry, '$.payload.audit.purged_through') AS BIGINT),
+       json_extract_string(entry, '$.payload.audit.anchor_hash')
+FROM {source}
+WHERE entry LIKE '{{"action":"retention.applied",%'
+  AND json_extract(entry, '$.payload.audit.purged_through') IS NOT NULL
+ORDER BY seq DESC LIMIT 1
 """
 
 _CONTENT_SQL = """
@@ -123,6 +135,19 @@ _DETAIL = {
 }
 
 
+def purge_anchor(con: duckdb.DuckDBPyConnection, source: str = "audit_log") -> tuple[int, str]:
+    """(seq, hash) the log starts after: (0, genesis), or where retention purged it to.
+
+    Retention may delete the oldest rows once they are older than the configured period
+    (never younger than six months, EU AI Act Arts. 19, 26(6)); the retention event that did
+    it records the last purged seq and its hash, and is itself part of the chain.
+    """
+    row = sql.one(con, _ANCHOR_SQL.format(source=source))
+    if row is None or row[0] is None or not row[1]:
+        return 0, GENESIS_HASH
+    return int(row[0]), str(row[1])
+
+
 def verify_chain_rows(
     con: duckdb.DuckDBPyConnection, source: str = "audit_log"
 ) -> tuple[int, str, Break | None]:
@@ -135,7 +160,10 @@ def verify_chain_rows(
         f"SELECT count(*), max(seq) FROM {source}",
     )
     n = int(row[0]) if row else 0
-    order = sql.one(con, _ORDER_SQL.format(source=source, genesis=GENESIS_HASH))
+    anchor_seq, anchor_hash = purge_anchor(con, source)
+    order = sql.one(
+        con, _ORDER_SQL.format(source=source, genesis=anchor_hash, anchor_seq=int(anchor_seq))
+    )
     content = sql.one(con, _CONTENT_SQL.format(source=source))
     head = sql.one(con, f"SELECT hash FROM {source} ORDER BY seq DESC LIMIT 1")
     head_hash = str(head[0]) if head else GENESIS_HASH
@@ -154,7 +182,7 @@ def verify_chain_rows(
         return n, head_hash, None
     seq, _, kind = min(candidates)
     if kind == "seq-gap":
-        missing = (int(gap_prev) if gap_prev is not None else 0) + 1
+        missing = (int(gap_prev) if gap_prev is not None else anchor_seq) + 1
         return n, head_hash, Break(missing, kind, f"seq {missing} is missing (next present: {seq})")
     return n, head_hash, Break(seq, kind, _DETAIL[kind])
 

@@ -23,13 +23,17 @@ from hilt.pipelines.store.records import (
     ConflictRecord,
     Decision,
     DecisionRequest,
+    ErasureReport,
     FeatureRange,
     GoldResult,
     IngestResult,
     LeasedCase,
     OversightReport,
     QueueStatus,
+    RetentionReport,
     SnapshotRecord,
+    SubjectAction,
+    SubjectExport,
     SystemState,
     TokenGrant,
     User,
@@ -179,6 +183,35 @@ class StoreClient:
 
     def add_user(self, name: str, role: str) -> TokenGrant:
         return self._model(TokenGrant, "POST", "/v1/users", json={"name": name, "role": role})
+
+    # Subject ids travel in request bodies, never in URLs (which proxies log).
+    def subject_export(self, external_id: str) -> SubjectExport:
+        return self._model(
+            SubjectExport, "POST", "/v1/subjects/export", json={"subject_id": external_id}
+        )
+
+    def subject_rectify(
+        self, external_id: str, column: str, value: str | None, case_id: str | None = None
+    ) -> SubjectAction:
+        body = {"subject_id": external_id, "column": column, "value": value, "case_id": case_id}
+        return self._model(SubjectAction, "POST", "/v1/subjects/rectify", json=body)
+
+    def subject_restrict(self, external_id: str, kind: str, lift: bool = False) -> SubjectAction:
+        body = {"subject_id": external_id, "kind": kind, "lift": lift}
+        return self._model(SubjectAction, "POST", "/v1/subjects/restrict", json=body)
+
+    def subject_contest(self, external_id: str) -> SubjectAction:
+        return self._model(
+            SubjectAction, "POST", "/v1/subjects/contest", json={"subject_id": external_id}
+        )
+
+    def subject_erase(self, external_id: str) -> ErasureReport:
+        return self._model(
+            ErasureReport, "POST", "/v1/subjects/erase", json={"subject_id": external_id}
+        )
+
+    def retention_apply(self) -> RetentionReport:
+        return self._model(RetentionReport, "POST", "/v1/retention/apply")
 
     def close(self) -> None:
         self._http.close()

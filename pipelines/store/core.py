@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import polars as pl
@@ -39,10 +39,14 @@ from hilt.pipelines.store import (
     batch_digest,
     double_review,
     oversight_stats,
+    personal_data,
     reconcile,
+    retention,
     review_queue,
+    schema_check,
     snapshot,
     sql,
+    subject_rights,
 )
 from hilt.pipelines.store.audit_chain import (
     GENESIS_HASH,
@@ -51,6 +55,7 @@ from hilt.pipelines.store.audit_chain import (
     canonical_json,
     chain_hash,
     hash_at,
+    purge_anchor,
     utc_timestamp,
     verify_chain_rows,
 )
@@ -74,6 +79,7 @@ from hilt.pipelines.store.records import (
     ConflictRecord,
     Decision,
     DecisionRequest,
+    ErasureReport,
     FeatureRange,
     GoldResult,
     IngestResult,
@@ -81,7 +87,10 @@ from hilt.pipelines.store.records import (
     OversightReport,
     Prediction,
     QueueStatus,
+    RetentionReport,
     SnapshotRecord,
+    SubjectAction,
+    SubjectExport,
     SystemState,
     TokenGrant,
     User,
@@ -89,10 +98,12 @@ from hilt.pipelines.store.records import (
     halted_message,
 )
 from hilt.pipelines.store.schema import COUNTED_TABLES, SCHEMA_VERSION, create_statements, quote
+from hilt.pipelines.store.subject_keys import KeyRing
 from hilt.pipelines.store.validation import clean_cases, clean_predictions
 from hilt.pipelines.workspace import Workspace
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 ALL_ROLES = frozenset(ROLES) - {"gateway"}
 #: operation → roles allowed to perform it. The auditor may read everything, write nothing.
@@ -115,6 +126,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "halt": frozenset({"lead"}),
     "system_state": ALL_ROLES,
     "record_event": frozenset({"data-scientist", "admin", "system", "lead"}),
+    # Data-subject rights are the data-protection officer's (GDPR Arts. 15-22).
+    "subject_rights": frozenset({"dpo"}),
+    "retention": frozenset({"admin", "system", "dpo"}),
+    # Oversight (EU AI Act Art. 14): gold cases, the oversight report, adjudication.
     "gold": frozenset({"data-scientist", "admin"}),
     "oversight_read": frozenset({"lead", "auditor", "admin"}),
     "adjudicate": frozenset({"lead"}),
@@ -200,6 +215,7 @@ class StoreCore:
         clock: Clock = system_clock,
         head: HeadCache | None = None,
         in_group: bool = False,
+        keys: KeyRing | None = None,
     ) -> None:
         self.con = con
         self.settings = settings
@@ -212,6 +228,8 @@ class StoreCore:
         #: Whether this operation has written anything (a failed one that has not can be
         #: dropped from a group without undoing the others).
         self.wrote = False
+        #: The master key and the subject keys; opened only by operations on personal data.
+        self.keys = keys if keys is not None else workspace.key_ring()
 
     # ------------------------------------------------------------------ plumbing
     def _role_for(self, operation: str) -> str:
@@ -340,6 +358,19 @@ class StoreCore:
                 now,
             )
 
+    def check_schema_version(self) -> None:
+        """Refuse a store made by another version of hilt's schema, with what to do."""
+        try:
+            found = sql.scalar(self.con, "SELECT value FROM meta WHERE key = 'schema_version'")
+        except duckdb.Error:
+            found = None
+        if found != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.workspace.db_path} has store schema {found or 'unknown'}, this hilt "
+                f"needs schema {SCHEMA_VERSION} (sealed personal data, subject keys); create a "
+                "new workspace with `hilt init` (a demo workspace can simply be deleted)"
+            )
+
     # ------------------------------------------------------------------ identity
     def whoami(self) -> User:
         return self.actor
@@ -419,70 +450,147 @@ class StoreCore:
 
     # ------------------------------------------------------------------ cases
     def ingest_cases(self, frame: pl.DataFrame) -> IngestResult:
+        """Add a batch of cases. A subject seen for the first time gets a random
+        ``subject_ref`` and a key of their own; their external id and the personal columns
+        are stored only sealed with that key (see ``subject_keys``)."""
         role = self._role_for("ingest_cases")
         clean = clean_cases(frame, self.settings)
         now = self.clock()
-        batch = pl.DataFrame([clean.case_ids, clean.subject_ids])
-        feats, pers, labels = clean.features, clean.personal, clean.labels
-        with self._transaction():
-            self.con.register("hilt_batch", batch)
-            try:
-                clash = sql.one(
-                    self.con, "SELECT count(*) FROM hilt_batch b JOIN cases c USING (case_id)"
-                )
-                if clash and clash[0]:
-                    rows = sql.one(
+        master = self.keys.master  # no master key: a clear error before anything is written
+        subject_ids = clean.subject_ids.to_list()
+        lookup_of = {sid: master.lookup(sid) for sid in dict.fromkeys(subject_ids)}
+        lookups = [lookup_of[sid] for sid in subject_ids]
+        batch = pl.DataFrame({"case_id": clean.case_ids, "lookup": lookups})
+        feats, labels = clean.features, clean.labels
+        new_keys: dict[str, bytes] = {}
+        try:
+            with self._transaction():
+                self.con.register("hilt_batch", batch)
+                try:
+                    clash = sql.one(
                         self.con,
-                        "SELECT list(rn ORDER BY rn)[1:5] FROM (SELECT row_number() OVER () AS rn,"
-                        " case_id FROM hilt_batch) b WHERE case_id IN (SELECT case_id FROM cases)",
+                        "SELECT count(*) FROM hilt_batch b JOIN cases c USING (case_id)",
                     )
-                    raise ConflictError(
-                        f"cases rejected, nothing was written:\n- {clash[0]} rows have case ids "
-                        f"that already exist (rows {', '.join(map(str, rows[0] if rows else []))})"
+                    if clash and clash[0]:
+                        rows = sql.one(
+                            self.con,
+                            "SELECT list(rn ORDER BY rn)[1:5] FROM (SELECT row_number() OVER ()"
+                            " AS rn, case_id FROM hilt_batch) b"
+                            " WHERE case_id IN (SELECT case_id FROM cases)",
+                        )
+                        raise ConflictError(
+                            f"cases rejected, nothing was written:\n- {clash[0]} rows have case"
+                            " ids that already exist (rows "
+                            f"{', '.join(map(str, rows[0] if rows else []))})"
+                        )
+                    seq = self._next_seq()
+                    known: dict[str, str] = dict(
+                        self.con.execute(
+                            "SELECT lookup, subject_ref FROM identity"
+                            " WHERE lookup IN (SELECT DISTINCT lookup FROM hilt_batch)"
+                        ).fetchall()
                     )
-                seq = self._next_seq()
-                self.con.execute(
-                    "INSERT INTO identity SELECT 'subj_' || replace(uuid()::VARCHAR, '-', ''),"
-                    " subject_id, ? FROM (SELECT DISTINCT subject_id FROM hilt_batch) b"
-                    " WHERE subject_id NOT IN (SELECT external_subject_id FROM identity)",
-                    [now],
-                )
-                self.con.execute(
-                    "INSERT INTO cases SELECT b.case_id, i.subject_ref, ?, ? FROM hilt_batch b"
-                    " JOIN identity i ON i.external_subject_id = b.subject_id",
-                    [seq, now],
-                )
-                self.con.register("hilt_features", feats)
-                self.con.execute("INSERT INTO case_features SELECT * FROM hilt_features")
-                self.con.register("hilt_personal", pers)
-                cols = "".join(f", p.{quote(c)}" for c in self.settings.personal_columns)
-                self.con.execute(
-                    f"INSERT INTO case_personal SELECT p.case_id, c.subject_ref{cols}"
-                    " FROM hilt_personal p JOIN cases c USING (case_id)"
-                )
-                self.con.register("hilt_labels", labels)
-                self.con.execute(
-                    "INSERT INTO seed_labels SELECT case_id, label, ? FROM hilt_labels", [seq]
-                )
-                digest = batch_digest.digest(self.con, batch_digest.cases_sql(self.settings), seq)
-                self._append_audit(
-                    role,
-                    "cases.ingest",
-                    "batch",
-                    f"cases:{now.strftime('%Y%m%dT%H%M%S%fZ')}",
-                    {
-                        "rows": batch.height,
-                        "labelled": labels.height,
-                        "digest": digest,
-                        "digest_method": batch_digest.METHOD,
-                        "columns": list(self.settings.columns),
-                    },
-                    now,
-                    expect_seq=seq,
-                )
-            finally:
-                for name in ("hilt_batch", "hilt_features", "hilt_personal", "hilt_labels"):
-                    self.con.unregister(name)
+                    first_id = {lk: sid for sid, lk in lookup_of.items()}
+                    fresh = {
+                        lk: "subj_" + secrets.token_hex(16) for lk in first_id if lk not in known
+                    }
+                    new_keys = self.keys.store.create(fresh.values())
+                    keys = {**self.keys.store.get(known.values()), **new_keys}
+                    lost = [ref for ref in known.values() if ref not in keys]
+                    if lost:
+                        raise StoreError(
+                            f"{len(lost)} known subjects have no key in the subject key store "
+                            "(was keys/subject-keys.sqlite replaced?); nothing was written"
+                        )
+                    ref_of = {**known, **fresh}
+                    subject_refs = [ref_of[lk] for lk in lookups]
+                    identity = pl.DataFrame(
+                        {
+                            "subject_ref": [fresh[lk] for lk in fresh],
+                            "lookup": list(fresh),
+                            "subject_id_sealed": [
+                                personal_data.seal_value(
+                                    keys[fresh[lk]],
+                                    first_id[lk],
+                                    personal_data.SUBJECT_ID_PURPOSE,
+                                    fresh[lk],
+                                    seq,
+                                    "",
+                                ).encode("ascii")
+                                for lk in fresh
+                            ],
+                        },
+                        schema={
+                            "subject_ref": pl.String,
+                            "lookup": pl.String,
+                            "subject_id_sealed": pl.Binary,
+                        },
+                    )
+                    self.con.register("hilt_identity", identity)
+                    self.con.execute(
+                        "INSERT INTO identity SELECT subject_ref, lookup, subject_id_sealed, ?, ?"
+                        " FROM hilt_identity",
+                        [seq, now],
+                    )
+                    cases = pl.DataFrame({"case_id": clean.case_ids, "subject_ref": subject_refs})
+                    self.con.register("hilt_cases", cases)
+                    self.con.execute(
+                        "INSERT INTO cases SELECT case_id, subject_ref, ?, ?, NULL FROM hilt_cases",
+                        [seq, now],
+                    )
+                    self.con.register("hilt_features", feats)
+                    self.con.execute("INSERT INTO case_features SELECT * FROM hilt_features")
+                    sealed = personal_data.seal_cases(
+                        clean.personal, subject_refs, keys, seq, self.settings.personal_columns
+                    )
+                    personal = pl.DataFrame(
+                        {
+                            "case_id": clean.case_ids,
+                            "subject_ref": subject_refs,
+                            "sealed": pl.Series(sealed, dtype=pl.Binary),
+                        }
+                    )
+                    self.con.register("hilt_personal", personal)
+                    self.con.execute("INSERT INTO case_personal SELECT * FROM hilt_personal")
+                    self.con.register("hilt_labels", labels)
+                    self.con.execute(
+                        "INSERT INTO seed_labels SELECT case_id, label, ? FROM hilt_labels", [seq]
+                    )
+                    digest = batch_digest.digest(
+                        self.con, batch_digest.cases_sql(self.settings), seq
+                    )
+                    self._append_audit(
+                        role,
+                        "cases.ingest",
+                        "batch",
+                        f"cases:{now.strftime('%Y%m%dT%H%M%S%fZ')}",
+                        {
+                            "rows": batch.height,
+                            "labelled": labels.height,
+                            "new_subjects": len(fresh),
+                            "digest": digest,
+                            "digest_method": batch_digest.METHOD,
+                            "columns": list(self.settings.columns),
+                        },
+                        now,
+                        expect_seq=seq,
+                    )
+                finally:
+                    for name in (
+                        "hilt_batch",
+                        "hilt_identity",
+                        "hilt_cases",
+                        "hilt_features",
+                        "hilt_personal",
+                        "hilt_labels",
+                    ):
+                        self.con.unregister(name)
+        except BaseException:
+            # The keys were committed first (a key never lags its data); without the data
+            # they seal, they go again.
+            if new_keys:
+                self.keys.store.destroy(new_keys)
+            raise
         return IngestResult(kind="cases", rows=batch.height, seq=seq, digest=digest)
 
     def add_predictions(self, model_version: str, frame: pl.DataFrame) -> IngestResult:
@@ -577,7 +685,9 @@ class StoreCore:
             # Everything the checks need, in one round trip (a UNION of point queries is far
             # cheaper in DuckDB than the same lookups as scalar subqueries).
             rows = self.con.execute(
-                "SELECT 'case', case_id, NULL, NULL, NULL, NULL, NULL FROM cases"
+                "SELECT 'case', case_id, subject_ref, removed_seq::VARCHAR,"
+                " (SELECT count(*) FROM restrictions r WHERE r.subject_ref = cases.subject_ref"
+                " AND r.lifted_seq IS NULL)::VARCHAR, NULL, NULL FROM cases"
                 " WHERE case_id = $cid"
                 " UNION ALL SELECT 'prediction', prediction_id::VARCHAR, model_version, label,"
                 " NULL, NULL, NULL FROM predictions WHERE case_id = $cid"
@@ -593,7 +703,7 @@ class StoreCore:
             ).fetchall()
             gold, manual, double = self._oversight_flags(rows, request.case_id)
             existing_id = next((r[1] for r in rows if r[0] == "request"), None)
-            case_exists = any(r[0] == "case" for r in rows)
+            case_row = next((r for r in rows if r[0] == "case"), None)
             any_lease = any(r[0] == "lease" for r in rows)
             lease_holder = next((r[1] for r in rows if r[0] == "lease" and r[2] == "true"), None)
             contest_text = next((r[1] for r in rows if r[0] == "contest"), None)
@@ -626,8 +736,19 @@ class StoreCore:
                 if existing.case_id != request.case_id:
                     raise ConflictError("request_id was already used for another case")
                 return existing
-            if not case_exists:
+            if case_row is None:
                 raise NotFoundError("decision on an unknown case id")
+            subject_ref = str(case_row[2])
+            if case_row[3] is not None:
+                raise ConflictError(
+                    "this case's data was erased or has passed its retention period; "
+                    "it can no longer be reviewed"
+                )
+            if case_row[4] != "0":
+                raise ConflictError(
+                    "processing of this case is restricted at its subject's request "
+                    "(GDPR Art. 18 / 21) until the restriction is lifted"
+                )
             if lease_holder is not None and lease_holder != me:
                 raise ConflictError("another reviewer holds this case's lease")
             pred: dict[str, Any] | None = preds[0] if preds else None
@@ -668,12 +789,22 @@ class StoreCore:
             elif request.action == "override" and final == predicted:
                 raise InputError("an override must choose a class other than the model's")
             decision_id = uuid.uuid4().hex
-            comment_sha = (
-                hashlib.sha256(request.comment.encode("utf-8")).hexdigest()
+            seq = self._next_seq()
+            # Free text may be about the subject: sealed with their key, in the row and in
+            # the audit payload alike (shredded with the key).
+            comment_sealed = (
+                personal_data.seal_value(
+                    self.keys.store.key(subject_ref),
+                    request.comment,
+                    personal_data.COMMENT_PURPOSE,
+                    subject_ref,
+                    seq,
+                    decision_id,
+                )
                 if request.comment is not None
                 else None
             )
-            seq = self._append_audit(
+            self._append_audit(
                 role,
                 "decision.record",
                 "case",
@@ -687,12 +818,13 @@ class StoreCore:
                     "predicted_label": predicted,
                     "final_label": final,
                     "reason_code": request.reason_code,
-                    "comment_sha256": comment_sha,
+                    "comment_sealed": comment_sealed,
                     "time_on_item_ms": request.time_on_item_ms,
                     "model_shown": request.model_shown,
                     "undo_of": request.undo_of,
                 },
                 now,
+                expect_seq=seq,
             )
             self.con.execute(
                 "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -708,7 +840,7 @@ class StoreCore:
                     predicted,
                     final,
                     request.reason_code,
-                    request.comment,
+                    comment_sealed,
                     request.time_on_item_ms,
                     request.model_shown,
                     request.undo_of,
@@ -734,6 +866,7 @@ class StoreCore:
             final_label=final,
             reason_code=request.reason_code,
             comment=request.comment,
+            comment_sealed=comment_sealed,
             time_on_item_ms=request.time_on_item_ms,
             model_shown=request.model_shown,
             undo_of=request.undo_of,
@@ -804,10 +937,17 @@ class StoreCore:
                 if not state.pending or state.excluded_reviewer == me:
                     state = None  # a stale lease (decided meanwhile): take a new case
             if state is None:
+                context = sql.one(
+                    self.con,
+                    "SELECT "
+                    + double_review.MANUAL_CUT_SQL
+                    + ", EXISTS (SELECT 1 FROM gold_cases)",
+                )
+                assert context is not None
                 row = sql.one(
                     self.con,
                     "SELECT q.case_id FROM ("
-                    + review_queue.queue_state_sql(self.settings.oversight.double_review_share)
+                    + self._queue_sql(int(context[0]))
                     + ") q LEFT JOIN leases l ON l.case_id = q.case_id AND l.expires_at > ?"
                     " WHERE l.case_id IS NULL"
                     " AND (q.excluded_reviewer IS NULL OR q.excluded_reviewer <> ?)"
@@ -819,7 +959,7 @@ class StoreCore:
                 if row is None:
                     return None
                 # A gold case, when one is due, takes the place of the queue's next case.
-                case_id = self._gold_instead(now) or str(row[0])
+                case_id = (self._gold_instead(now) if context[1] else None) or str(row[0])
                 history = self._logged_actions(case_id)
                 state, gold = self._state_of(case_id, history)
                 seq = self._append_audit(
@@ -860,7 +1000,7 @@ class StoreCore:
             self.con,
             "SELECT count(*) FILTER (WHERE l.case_id IS NULL),"
             " count(*) FILTER (WHERE l.case_id IS NOT NULL) FROM ("
-            + review_queue.queue_state_sql(self.settings.oversight.double_review_share)
+            + self._queue_sql()
             + ") q LEFT JOIN leases l ON l.case_id = q.case_id AND l.expires_at > ?",
             [now],
         )
@@ -937,6 +1077,22 @@ class StoreCore:
             )
             frame = pl.from_arrow(rel.to_arrow_table())
             assert isinstance(frame, pl.DataFrame)
+            wanted = snapshot.wanted_columns(self.settings)
+            if any(n in self.settings.fields.personal for n in wanted):
+                opened = self._open_personal(
+                    frame.select(
+                        "case_id",
+                        "subject_ref",
+                        pl.col("case_ingest_seq").alias("ingest_seq"),
+                        "sealed",
+                    )
+                )
+                personal = [n for n in wanted if n in self.settings.fields.personal]
+                frame = frame.join(opened.select("case_id", *personal), on="case_id", how="left")
+            frame = self._rectified(frame.drop(*snapshot.SEALED_COLUMNS), as_of)
+            frame = frame.select(
+                "case_id", *wanted, "bucket", "label", "label_source", "split", "label_seq"
+            )
             frame, dropped = _cap_accepted(frame, training.max_accepted_share)
             frame = frame.drop("bucket").sort(["split", "case_id"])
             if frame.height == 0:
@@ -976,7 +1132,7 @@ class StoreCore:
             existing = sql.scalar(self.con, "SELECT count(*) FROM snapshots WHERE name = ?", [name])
             if not existing:
                 self.con.execute(
-                    "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
                     [name, as_of, digest, frame.height, now, seq],
                 )
         return SnapshotRecord(
@@ -1066,59 +1222,157 @@ class StoreCore:
             "(SELECT case_id FROM seed_labels UNION SELECT case_id FROM decisions"
             " WHERE action IN ('accept', 'override'))"
         )
+        personal = [n for n in self.settings.fields.features if n in self.settings.fields.personal]
+        opened: pl.DataFrame | None = None
+        if personal:
+            base = self._sealed_rows(f"c.case_id IN {labelled}", [])
+            opened = self._open_personal(base)
         for name in self.settings.fields.features:
             col = self.settings.columns[name]
-            table = "case_personal" if name in self.settings.fields.personal else "case_features"
             q = quote(name)
+            if opened is not None and name in personal:
+                values = opened[name].drop_nulls()
+                if col.type in ("int", "float"):
+                    if values.len():
+                        out[name] = FeatureRange(low=float(values.min()), high=float(values.max()))  # type: ignore[arg-type]
+                else:
+                    seen = sorted({str(v) for v in values.to_list()})
+                    out[name] = FeatureRange(levels=seen)
+                continue
             if col.type in ("int", "float"):
                 row = sql.one(
                     self.con,
-                    f"SELECT min({q}), max({q}) FROM {table} WHERE case_id IN {labelled}",
+                    f"SELECT min({q}), max({q}) FROM case_features WHERE case_id IN {labelled}",
                 )
                 if row and row[0] is not None:
                     out[name] = FeatureRange(low=float(row[0]), high=float(row[1]))
             elif col.type in ("category", "bool", "string"):
                 levels = self.con.execute(
-                    f"SELECT DISTINCT {q}::VARCHAR FROM {table} WHERE case_id IN {labelled}"
+                    f"SELECT DISTINCT {q}::VARCHAR FROM case_features WHERE case_id IN {labelled}"
                     f" AND {q} IS NOT NULL ORDER BY 1"
                 ).fetchall()
                 out[name] = FeatureRange(levels=[str(v[0]) for v in levels])
         return out
 
-    def case_frame(self, case_ids: list[str] | None = None) -> pl.DataFrame:
-        """Cases as one frame: case_id, every configured column, and the seed label."""
-        self._role_for("case_frame")
-        feats = "".join(f", f.{quote(n)}" for n in self.settings.feature_only_columns)
-        pers = "".join(f", p.{quote(n)}" for n in self.settings.personal_columns)
-        where = ""
-        params: list[Any] = []
-        if case_ids is not None:
-            where = " WHERE c.case_id IN (SELECT unnest(?))"
-            params = [case_ids]
+    # ------------------------------------------------------------------ personal data
+    def _sealed_rows(self, where: str, params: list[Any]) -> pl.DataFrame:
+        """(case_id, subject_ref, ingest_seq, sealed) of live cases matching ``where``."""
         rel = self.con.sql(
-            f"SELECT c.case_id{feats}{pers}, s.label AS seed_label FROM cases c"
-            " JOIN case_features f USING (case_id) JOIN case_personal p USING (case_id)"
-            " LEFT JOIN seed_labels s USING (case_id)" + where + " ORDER BY c.case_id",
+            "SELECT c.case_id, c.subject_ref, c.ingest_seq, p.sealed FROM cases c"
+            " JOIN case_personal p USING (case_id) WHERE c.removed_seq IS NULL AND " + where,
             params=params,
         )
         frame = pl.from_arrow(rel.to_arrow_table())
         assert isinstance(frame, pl.DataFrame)
         return frame
 
+    def _open_personal(self, sealed_rows: pl.DataFrame) -> pl.DataFrame:
+        """case_id + the personal columns, opened with the subjects' keys."""
+        keys = self.keys.store.get(sealed_rows["subject_ref"].unique().to_list())
+        return personal_data.open_cases(sealed_rows, keys, self.settings)
+
+    def _rectified(self, frame: pl.DataFrame, as_of_seq: int | None = None) -> pl.DataFrame:
+        """``frame`` (case_id + configured columns) with each (case, column)'s latest
+        rectification as of ``as_of_seq`` (default: all) applied."""
+        columns = [c for c in frame.columns if c in self.settings.columns]
+        if not columns or frame.height == 0:
+            return frame
+        rows = self.con.execute(
+            "SELECT case_id, subject_ref, column_name, value_sealed, seq FROM rectifications"
+            " WHERE seq <= ? AND column_name IN (SELECT unnest(?)) ORDER BY seq",
+            [as_of_seq if as_of_seq is not None else 2**62, columns],
+        ).fetchall()
+        wanted = set(frame["case_id"].to_list()) if rows else set()
+        rows = [r for r in rows if r[0] in wanted]
+        if not rows:
+            return frame
+        keys = self.keys.store.get({str(r[1]) for r in rows})
+        latest: dict[str, dict[str, Any]] = {}
+        for case_id, ref, column, sealed, seq in rows:
+            key = keys.get(ref)
+            if key is None:
+                continue
+            value = personal_data.open_value(
+                key, sealed, personal_data.RECTIFY_PURPOSE, ref, int(seq), f"{case_id}/{column}"
+            )
+            latest.setdefault(column, {})[case_id] = value
+        for column, values in latest.items():
+            dtype = personal_data.polars_type(self.settings.columns[column])
+            update = pl.DataFrame(
+                {
+                    "case_id": list(values),
+                    "__rectified": pl.Series(list(values.values()), dtype=dtype),
+                    "__has": [True] * len(values),
+                }
+            )
+            frame = (
+                frame.join(update, on="case_id", how="left")
+                .with_columns(
+                    pl.when(pl.col("__has").fill_null(False))
+                    .then(pl.col("__rectified"))
+                    .otherwise(pl.col(column))
+                    .alias(column)
+                )
+                .drop("__rectified", "__has")
+            )
+        return frame
+
+    def case_frame(self, case_ids: list[str] | None = None) -> pl.DataFrame:
+        """Live cases as one frame: case_id, every configured column (personal ones opened,
+        rectifications applied), and the seed label."""
+        self._role_for("case_frame")
+        feats = "".join(f", f.{quote(n)}" for n in self.settings.feature_only_columns)
+        cond = "true"
+        params: list[Any] = []
+        if case_ids is not None:
+            cond = "c.case_id IN (SELECT unnest(?))"
+            params = [case_ids]
+        rel = self.con.sql(
+            f"SELECT c.case_id{feats}, s.label AS seed_label FROM cases c"
+            " JOIN case_features f USING (case_id) LEFT JOIN seed_labels s USING (case_id)"
+            f" WHERE c.removed_seq IS NULL AND {cond} ORDER BY c.case_id",
+            params=params,
+        )
+        frame = pl.from_arrow(rel.to_arrow_table())
+        assert isinstance(frame, pl.DataFrame)
+        if self.settings.personal_columns:
+            opened = self._open_personal(self._sealed_rows(cond, params))
+            frame = frame.join(opened, on="case_id", how="left")
+        order = [
+            "case_id",
+            *self.settings.feature_only_columns,
+            *self.settings.personal_columns,
+            "seed_label",
+        ]
+        return self._rectified(frame).select(order)
+
     _DECISION_COLUMNS = (
         "d.decision_id, d.request_id, d.case_id, d.prediction_id, d.model_version, d.reviewer,"
-        " d.reviewer_role, d.action, d.predicted_label, d.final_label, d.reason_code, d.comment,"
-        " d.time_on_item_ms, d.model_shown, d.undo_of, d.created_at, d.seq"
+        " d.reviewer_role, d.action, d.predicted_label, d.final_label, d.reason_code,"
+        " d.comment_sealed, d.time_on_item_ms, d.model_shown, d.undo_of, d.created_at, d.seq,"
+        " c.subject_ref"
     )
 
     def _decisions_where(
         self, where: str, params: list[Any], limit: int = 100_000
     ) -> list[Decision]:
         rows = self.con.execute(
-            f"SELECT {self._DECISION_COLUMNS} FROM decisions d WHERE {where}"
-            f" ORDER BY d.seq LIMIT {int(limit)}",
+            f"SELECT {self._DECISION_COLUMNS} FROM decisions d JOIN cases c USING (case_id)"
+            f" WHERE {where} ORDER BY d.seq LIMIT {int(limit)}",
             params,
         ).fetchall()
+        with_comment = {str(r[17]) for r in rows if r[11] is not None}
+        keys = self.keys.store.get(with_comment) if with_comment else {}
+
+        def comment(r: tuple[Any, ...]) -> str | None:
+            key = keys.get(str(r[17]))
+            if r[11] is None or key is None:
+                return None
+            text = personal_data.open_value(
+                key, r[11], personal_data.COMMENT_PURPOSE, str(r[17]), int(r[16]), str(r[0])
+            )
+            return str(text)
+
         return [
             Decision(
                 decision_id=r[0],
@@ -1132,7 +1386,8 @@ class StoreCore:
                 predicted_label=r[8],
                 final_label=r[9],
                 reason_code=r[10],
-                comment=r[11],
+                comment=comment(r),
+                comment_sealed=r[11],
                 time_on_item_ms=int(r[12]),
                 model_shown=bool(r[13]),
                 undo_of=r[14],
@@ -1174,17 +1429,30 @@ class StoreCore:
         self._role_for("get_case")
         row = sql.one(
             self.con,
-            "SELECT case_id, subject_ref, ingest_seq, created_at FROM cases WHERE case_id = ?",
+            "SELECT case_id, subject_ref, ingest_seq, created_at, removed_seq FROM cases"
+            " WHERE case_id = ?",
             [case_id],
         )
         if row is None:
             raise NotFoundError("unknown case id")
         feats = self._one_row_dict("case_features", case_id)
-        personal = self._one_row_dict("case_personal", case_id)
-        personal.pop("subject_ref", None)
-        if not any(r in PERSONAL_READERS for r in self.actor.roles):
-            allowed = set(self.settings.fields.display_personal)
-            personal = {k: v for k, v in personal.items() if k in allowed}
+        readable = (
+            list(self.settings.personal_columns)
+            if any(r in PERSONAL_READERS for r in self.actor.roles)
+            else list(self.settings.fields.display_personal)
+        )
+        personal: dict[str, Any] = {}
+        if readable and row[4] is None:
+            opened = self._open_personal(self._sealed_rows("c.case_id = ?", [case_id]))
+            if opened.height:
+                personal = {k: v for k, v in opened.row(0, named=True).items() if k in readable}
+        if (feats or personal) and sql.scalar(
+            self.con, "SELECT count(*) FROM rectifications WHERE case_id = ?", [case_id]
+        ):
+            current = self._rectified(pl.DataFrame([{"case_id": case_id, **feats, **personal}]))
+            values = current.row(0, named=True)
+            feats = {k: values[k] for k in feats}
+            personal = {k: values[k] for k in personal}
         label = sql.one(self.con, "SELECT label FROM seed_labels WHERE case_id = ?", [case_id])
         preds = self.con.execute(
             "SELECT prediction_id, case_id, model_version, score, label, explanation, created_at,"
@@ -1199,6 +1467,7 @@ class StoreCore:
             features=feats,
             personal=personal,
             seed_label=label[0] if label else None,
+            data_removed=row[4] is not None,
             predictions=[
                 Prediction(
                     prediction_id=int(p[0]),
@@ -1233,6 +1502,54 @@ class StoreCore:
             row = sql.one(self.con, f"SELECT count(*) FROM {table}")
             out[table] = int(row[0]) if row else 0
         return out
+
+    # ------------------------------------------------------------------ subject rights
+    def subject_export(self, external_id: str) -> SubjectExport:
+        """Everything held about one subject (GDPR Arts. 15, 20); the export is audited."""
+        role = self._role_for("subject_rights")
+        document = subject_rights.export(self, external_id)
+        now = self.clock()
+        with self._transaction():
+            self._append_audit(
+                role,
+                "subject.exported",
+                "subject",
+                document.subject_ref,
+                {"cases": [c.case_id for c in document.cases]},
+                now,
+            )
+        return document
+
+    def subject_rectify(
+        self, external_id: str, column: str, value: str | None, case_id: str | None = None
+    ) -> SubjectAction:
+        """A superseding value for one column of the subject's cases (GDPR Art. 16)."""
+        role = self._role_for("subject_rights")
+        return subject_rights.rectify(self, external_id, column, value, role, case_id)
+
+    def subject_restrict(self, external_id: str, kind: str, lift: bool = False) -> SubjectAction:
+        """Restrict (Art. 18) or object to (Art. 21) processing, or lift it."""
+        role = self._role_for("subject_rights")
+        return subject_rights.restrict(self, external_id, kind, role, lift=lift)
+
+    def subject_contest(self, external_id: str) -> SubjectAction:
+        """The subject asks for human review of their latest decision (GDPR Art. 22)."""
+        self._role_for("subject_rights")
+        ref = subject_rights.find_subject(self, external_id)
+        case_id = subject_rights.latest_decided_case(self, ref)
+        seq = self.contest(case_id)
+        return SubjectAction(action="case.contested", subject_ref=ref, seq=seq, cases=[case_id])
+
+    def subject_erase(self, external_id: str) -> ErasureReport:
+        """Erase the subject (GDPR Art. 17): data deleted, key destroyed, snapshots
+        regenerated, a tombstone in the log."""
+        role = self._role_for("subject_rights")
+        return subject_rights.erase(self, external_id, role)
+
+    def retention_apply(self) -> RetentionReport:
+        """Remove what has passed its retention period (idempotent)."""
+        role = self._role_for("retention")
+        return retention.apply(self, role)
 
     # ------------------------------------------------------------------ audit
     def audit_head(self) -> AuditHead:
@@ -1297,17 +1614,30 @@ class StoreCore:
         if state.halted:
             raise SystemHalted(halted_message(state, what))
 
-    @staticmethod
-    def _oversight_arms_sql() -> str:
-        """More arms of record_decision's one round trip: gold, manual review, the salt."""
+    def _queue_sql(self, manual_cut: int | None = None) -> str:
+        """The queue's SQL for this store now: double review as configured; cases without a
+        prediction only if they were in the store during a halt (``manual_cut``: read from
+        system_state unless given)."""
+        if manual_cut is None:
+            manual_cut = int(sql.scalar(self.con, "SELECT " + double_review.MANUAL_CUT_SQL))
+        share = self.settings.oversight.double_review_share
+        return review_queue.queue_state_sql(share, manual_cut)
+
+    def _oversight_arms_sql(self) -> str:
+        """More arms of record_decision's one round trip: gold, manual review, and the salt
+        (only when double review is on)."""
+        salt = (
+            " UNION ALL SELECT 'salt', value, NULL, NULL, NULL, NULL, NULL FROM meta"
+            " WHERE key = 'holdout_salt'"
+            if self.settings.oversight.double_review_share > 0
+            else ""
+        )
         return (
-            " UNION ALL SELECT 'gold', expected_label, NULL, NULL, NULL, NULL, NULL"
+            " UNION ALL SELECT 'gold', model_version, NULL, NULL, NULL, NULL, NULL"
             " FROM gold_cases WHERE case_id = $cid"
             " UNION ALL SELECT 'manual', NULL, NULL, NULL, NULL, NULL, NULL FROM cases"
             " WHERE case_id = $cid AND ingest_seq < " + double_review.MANUAL_CUT_SQL + ""
-            " AND NOT EXISTS (SELECT 1 FROM seed_labels WHERE case_id = $cid)"
-            " UNION ALL SELECT 'salt', value, NULL, NULL, NULL, NULL, NULL FROM meta"
-            " WHERE key = 'holdout_salt'"
+            " AND NOT EXISTS (SELECT 1 FROM seed_labels WHERE case_id = $cid)" + salt
         )
 
     def _oversight_flags(
@@ -1349,7 +1679,8 @@ class StoreCore:
 
     def _gold_instead(self, now: datetime) -> str | None:
         """A gold case for this reviewer when one is due (``oversight.gold_rate``) and one
-        they have not yet decided, flagged or skipped is free; else None."""
+        they have not yet decided, flagged or skipped is free; else None. (Call it only when
+        the store has gold cases.)"""
         rate = self.settings.oversight.gold_rate
         if rate <= 0:
             return None
@@ -1358,11 +1689,10 @@ class StoreCore:
             self.con,
             "SELECT (SELECT value FROM meta WHERE key = 'holdout_salt'),"
             " (SELECT count(*) FROM decisions WHERE reviewer = ?"
-            "  AND action IN ('accept', 'override')),"
-            " EXISTS (SELECT 1 FROM gold_cases)",
+            "  AND action IN ('accept', 'override'))",
             [me],
         )
-        if row is None or not row[2]:
+        if row is None:
             return None
         salt, ordinal = str(row[0]), int(row[1])
         if not double_review.gold_due(salt, me, ordinal, rate):
@@ -1371,6 +1701,9 @@ class StoreCore:
             self.con,
             "SELECT g.case_id FROM gold_cases g"
             " WHERE EXISTS (SELECT 1 FROM predictions p WHERE p.case_id = g.case_id)"
+            # Its known answer still there (not erased), its processing not restricted.
+            " AND EXISTS (SELECT 1 FROM seed_labels s WHERE s.case_id = g.case_id)"
+            " AND g.case_id IN " + double_review.LIVE_CASES_SQL + ""
             " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.case_id = g.case_id"
             "  AND l.expires_at > ?)"
             " AND g.case_id NOT IN (SELECT d.case_id FROM decisions d WHERE d.reviewer = ?"
@@ -1400,6 +1733,7 @@ class StoreCore:
             " AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.case_id = c.case_id)"
             " AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.case_id = c.case_id)"
             " AND c.case_id NOT IN (SELECT case_id FROM gold_cases)"
+            " AND c.case_id IN " + double_review.LIVE_CASES_SQL + ""
             " ORDER BY sha256('pick:' || $salt || c.case_id) LIMIT $limit",
             {"salt": salt, "limit": limit},
         ).fetchall()
@@ -1428,7 +1762,9 @@ class StoreCore:
                 f" {self._holdout_sql('w.case_id')},"
                 " EXISTS (SELECT 1 FROM predictions p WHERE p.case_id = w.case_id),"
                 " EXISTS (SELECT 1 FROM decisions d WHERE d.case_id = w.case_id),"
-                " EXISTS (SELECT 1 FROM gold_cases g WHERE g.case_id = w.case_id)"
+                " EXISTS (SELECT 1 FROM gold_cases g WHERE g.case_id = w.case_id),"
+                " c.subject_ref IN (SELECT subject_ref FROM restrictions"
+                "  WHERE lifted_seq IS NULL)"
                 " FROM (SELECT unnest($ids) AS case_id) w"
                 " LEFT JOIN cases c USING (case_id) LEFT JOIN seed_labels s USING (case_id)"
                 " ORDER BY w.case_id",
@@ -1447,6 +1783,7 @@ class StoreCore:
                 ("cases that already have predictions", [r[0] for r in rows if r[4]]),
                 ("cases that already have decisions", [r[0] for r in rows if r[5]]),
                 ("cases that are gold already", [r[0] for r in rows if r[6]]),
+                ("cases whose processing is restricted", [r[0] for r in rows if r[7]]),
             ]
             found = [f"- {len(bad)} {what} ({', '.join(bad[:5])})" for what, bad in problems if bad]
             if found:
@@ -1460,6 +1797,7 @@ class StoreCore:
                 self.clock,
                 head=self.head,
                 in_group=True,
+                keys=self.keys,
             )
             try:
                 batch = inner.add_predictions(model_version, frame)
@@ -1470,7 +1808,7 @@ class StoreCore:
                 for cid, label in zip(ids, clean["label"].to_list(), strict=True)
                 if expected[cid] != str(label)
             )
-            digest = gold_digest((cid, expected[cid], model_version) for cid in ids)
+            digest = gold_digest((cid, model_version) for cid in ids)
             seq = self._append_audit(
                 role,
                 "gold.added",
@@ -1486,11 +1824,10 @@ class StoreCore:
                 now,
             )
             self.con.execute(
-                "INSERT INTO gold_cases SELECT case_id, label, $model, $me, $now, $seq"
-                " FROM (SELECT unnest($ids) AS case_id, unnest($labels) AS label)",
+                "INSERT INTO gold_cases SELECT case_id, $model, $me, $now, $seq"
+                " FROM (SELECT unnest($ids) AS case_id)",
                 {
                     "ids": ids,
-                    "labels": [expected[c] for c in ids],
                     "model": model_version,
                     "me": self.actor.name,
                     "now": now,
@@ -1534,8 +1871,21 @@ class StoreCore:
                     if done[0].case_id != case_id:
                         raise ConflictError("request_id was already used for another case")
                     return done[0]
-            if sql.one(self.con, "SELECT 1 FROM cases WHERE case_id = ?", [case_id]) is None:
+            case_row = sql.one(
+                self.con,
+                "SELECT subject_ref, removed_seq, (SELECT count(*) FROM restrictions r"
+                " WHERE r.subject_ref = cases.subject_ref AND r.lifted_seq IS NULL)"
+                " FROM cases WHERE case_id = ?",
+                [case_id],
+            )
+            if case_row is None:
                 raise NotFoundError("adjudication of an unknown case id")
+            subject_ref = str(case_row[0])
+            if case_row[1] is not None or case_row[2]:
+                raise ConflictError(
+                    "this case's data was erased, has passed its retention period, or its "
+                    "processing is restricted; it cannot be adjudicated"
+                )
             open_ = [
                 c
                 for c in oversight_stats.conflicts(self.con, self.settings)
@@ -1558,10 +1908,21 @@ class StoreCore:
             model_version = str(pred[1]) if pred else None
             predicted = str(pred[2]) if pred else None
             decision_id = uuid.uuid4().hex
-            comment_sha = (
-                hashlib.sha256(comment.encode("utf-8")).hexdigest() if comment is not None else None
+            seq = self._next_seq()
+            # As for every decision: free text sealed with the subject's key.
+            comment_sealed = (
+                personal_data.seal_value(
+                    self.keys.store.key(subject_ref),
+                    comment,
+                    personal_data.COMMENT_PURPOSE,
+                    subject_ref,
+                    seq,
+                    decision_id,
+                )
+                if comment is not None
+                else None
             )
-            seq = self._append_audit(
+            self._append_audit(
                 role,
                 "decision.record",
                 "case",
@@ -1575,7 +1936,7 @@ class StoreCore:
                     "predicted_label": predicted,
                     "final_label": final_label,
                     "reason_code": None,
-                    "comment_sha256": comment_sha,
+                    "comment_sealed": comment_sealed,
                     "time_on_item_ms": 0,
                     "model_shown": True,
                     "undo_of": None,
@@ -1587,6 +1948,7 @@ class StoreCore:
                     },
                 },
                 now,
+                expect_seq=seq,
             )
             self.con.execute(
                 "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -1602,7 +1964,7 @@ class StoreCore:
                     predicted,
                     final_label,
                     None,
-                    comment,
+                    comment_sealed,
                     0,
                     True,
                     None,
@@ -1674,28 +2036,59 @@ def verify_records(
     ``con`` holds an ``audit_log`` and a ``decisions`` table: the store's own file, or an
     in-memory copy fetched from the service (then ``batches=False`` and no settings: case
     and prediction rows are not fetched, so batches are not reconciled).
+
+    With settings, the file's tables are first compared with the schema hilt creates
+    (``schema_check``). Tampering with the tables themselves is reported, never raised: a
+    check whose query DuckDB refuses (a table or column it needs is gone) is a ``schema``
+    break at seq 0 naming that check, and the checks that can still run do.
     """
-    events, head_hash, first = verify_chain_rows(con)
+    breaks: list[Break] = []
+
+    def attempt(what: str, check: Callable[[], T]) -> T | None:
+        try:
+            return check()
+        except duckdb.Error as e:
+            breaks.append(schema_check.query_failed(what, e))
+            return None
+
+    if settings is not None:
+        altered = attempt("the schema check", lambda: schema_check.first_break(con, settings))
+        if altered is not None:
+            breaks.append(altered)
+    chain = attempt("the hash chain check", lambda: verify_chain_rows(con))
+    events, head_hash, first = chain if chain is not None else (0, GENESIS_HASH, None)
     checkpoints, cp_break = read_checkpoints(checkpoints_path)
-    breaks = [b for b in (first, cp_break) if b is not None]
+    breaks += [b for b in (first, cp_break) if b is not None]
     pinned = parse_public_key(public_key) if public_key else None
-    head_seq = int(sql.scalar(con, "SELECT coalesce(max(seq), 0) FROM audit_log"))
-    cp = check_checkpoints(
-        checkpoints, pinned, head_seq, hash_at(con, [c.seq for c in checkpoints])
+
+    def checkpoint_checks() -> list[Break]:
+        head_seq = int(sql.scalar(con, "SELECT coalesce(max(seq), 0) FROM audit_log"))
+        anchor_seq, anchor_hash = purge_anchor(con)
+        hashes = hash_at(con, [c.seq for c in checkpoints])
+        if anchor_seq:
+            hashes[anchor_seq] = anchor_hash
+        cp = check_checkpoints(checkpoints, pinned, head_seq, hashes, purged_through=anchor_seq)
+        missing = _checkpoint_missing_from_file(con, checkpoints)
+        return [b for b in (cp, missing) if b is not None]
+
+    breaks += attempt("the checkpoint check", checkpoint_checks) or []
+    rec = attempt(
+        "the reconciliation of records with their events",
+        lambda: reconcile.first_mismatch(
+            con,
+            batches=batches,
+            decisions_purged_through=reconcile.decisions_purged_through(con),
+        ),
     )
-    if cp is not None:
-        breaks.append(cp)
-    missing = _checkpoint_missing_from_file(con, checkpoints)
-    if missing is not None:
-        breaks.append(missing)
-    rec = reconcile.first_mismatch(con, batches=batches)
     if rec is not None:
         breaks.append(rec)
-    bad_gold = gold_mismatch(con)
+    bad_gold = attempt("the gold set check", lambda: gold_mismatch(con))
     if bad_gold is not None:
         breaks.append(bad_gold)
     if settings is not None:
-        bad_batch = batch_digest.first_mismatch(con, settings)
+        bad_batch = attempt(
+            "the batch digest check", lambda: batch_digest.first_mismatch(con, settings)
+        )
         if bad_batch is not None:
             breaks.append(
                 Break(bad_batch, "record-mismatch", "a batch's rows no longer match its digest")

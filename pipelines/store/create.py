@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import tomllib
@@ -14,6 +15,7 @@ from hilt.pipelines.store.checkpoints import create_signing_key, public_key_text
 from hilt.pipelines.store.core import Clock, StoreCore, system_clock
 from hilt.pipelines.store.embedded import connect
 from hilt.pipelines.store.records import User
+from hilt.pipelines.store.subject_keys import MASTER_KEY_ENV, create_master_key
 from hilt.pipelines.workspace import Workspace
 
 _AUDIT_TABLE = re.compile(r"^\[audit\]\s*(#.*)?$", re.M)
@@ -45,12 +47,16 @@ def create_workspace(
         raise InputError(f"{workspace.root} is already a hilt workspace")
     if workspace.signing_key_path.exists():
         raise InputError(f"{workspace.signing_key_path} already exists; refusing to reuse a key")
+    make_master = not os.environ.get(MASTER_KEY_ENV) and not workspace.master_key_path.exists()
     created_root = not workspace.root.exists()
     try:
         workspace.root.mkdir(parents=True, exist_ok=True)
         for d in (workspace.runs_dir, workspace.snapshots_dir, workspace.checkpoints_path.parent):
             d.mkdir(parents=True, exist_ok=True)
         key = create_signing_key(workspace.signing_key_path)
+        if make_master:
+            # A supplied key (environment, or a key file kept elsewhere) is used as it is.
+            create_master_key(workspace.master_key_path)
         public = public_key_text(key.public_key())
         source = Path(config_path).read_text(encoding="utf-8")
         pinned_text = _pin_public_key(source, public)

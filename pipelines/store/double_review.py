@@ -30,6 +30,12 @@ FINAL_ACTIONS = ("accept", "override")
 SETTLING_ACTIONS = ("accept", "override", "adjudicate")
 #: The salt, read in the same statement (meta holds it since `hilt init`).
 SALT_SQL = "(SELECT value FROM meta WHERE key = 'holdout_salt')"
+#: Cases that may still be processed: not removed (erasure, retention), their subject's
+#: processing not restricted (GDPR Arts. 18, 21).
+LIVE_CASES_SQL = (
+    "(SELECT case_id FROM cases WHERE removed_seq IS NULL AND subject_ref NOT IN"
+    " (SELECT subject_ref FROM restrictions WHERE lifted_seq IS NULL))"
+)
 #: Cases ingested before this seq without a prediction or a seed label go to manual review.
 MANUAL_CUT_SQL = (
     "(SELECT CASE WHEN halted THEN 9223372036854775807 ELSE coalesce(seq, 0) END FROM system_state)"
@@ -121,5 +127,6 @@ LEFT JOIN (SELECT case_id, arg_max(label, prediction_id) AS label,
 WHERE r.n_adjudicated = 0 AND r.n_final >= 2 AND r.n_labels > 1
   AND {double_sql("r.case_id", share)}
   AND r.case_id NOT IN (SELECT case_id FROM gold_cases)
+  AND r.case_id IN {LIVE_CASES_SQL}
 ORDER BY r.last_seq
 """

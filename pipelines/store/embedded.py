@@ -25,13 +25,17 @@ from hilt.pipelines.store.records import (
     ConflictRecord,
     Decision,
     DecisionRequest,
+    ErasureReport,
     FeatureRange,
     GoldResult,
     IngestResult,
     LeasedCase,
     OversightReport,
     QueueStatus,
+    RetentionReport,
     SnapshotRecord,
+    SubjectAction,
+    SubjectExport,
     SystemState,
     TokenGrant,
     User,
@@ -81,7 +85,12 @@ class EmbeddedStore:
         clock: Clock = system_clock,
     ) -> EmbeddedStore:
         probe = cls(workspace, settings, User(name=user, roles=[]), clock)
-        actor = probe._run(lambda core: StoreCore.lookup_user(core.con, user))
+
+        def identify(core: StoreCore) -> User:
+            core.check_schema_version()
+            return StoreCore.lookup_user(core.con, user)
+
+        actor = probe._run(identify)
         return cls(workspace, settings, actor, clock)
 
     def _run(self, op: Callable[[StoreCore], T]) -> T:
@@ -89,9 +98,13 @@ class EmbeddedStore:
             self.workspace.lock_path, self.workspace.service_file, self.lock_timeout_s
         ):
             con = connect(self.workspace)
+            keys = self.workspace.key_ring()
             try:
-                return op(StoreCore(con, self.settings, self.workspace, self.actor, self.clock))
+                return op(
+                    StoreCore(con, self.settings, self.workspace, self.actor, self.clock, keys=keys)
+                )
             finally:
+                keys.close()
                 con.close()
 
     def whoami(self) -> User:
@@ -166,6 +179,26 @@ class EmbeddedStore:
 
     def revoke_tokens(self, name: str) -> int:
         return self._run(lambda c: c.revoke_tokens(name))
+
+    def subject_export(self, external_id: str) -> SubjectExport:
+        return self._run(lambda c: c.subject_export(external_id))
+
+    def subject_rectify(
+        self, external_id: str, column: str, value: str | None, case_id: str | None = None
+    ) -> SubjectAction:
+        return self._run(lambda c: c.subject_rectify(external_id, column, value, case_id))
+
+    def subject_restrict(self, external_id: str, kind: str, lift: bool = False) -> SubjectAction:
+        return self._run(lambda c: c.subject_restrict(external_id, kind, lift))
+
+    def subject_contest(self, external_id: str) -> SubjectAction:
+        return self._run(lambda c: c.subject_contest(external_id))
+
+    def subject_erase(self, external_id: str) -> ErasureReport:
+        return self._run(lambda c: c.subject_erase(external_id))
+
+    def retention_apply(self) -> RetentionReport:
+        return self._run(lambda c: c.retention_apply())
 
     def close(self) -> None:
         """Nothing stays open between calls."""

@@ -1,9 +1,10 @@
-"""Gold cases against their audit events: a changed known answer is a break.
+"""Gold sets against their audit events: an added, changed or deleted gold row is a break.
 
-A gold set is audited as one ``gold.added`` event carrying the sha256 of its rows (case id,
-expected label, model version; sorted by case id, tab-separated, one line each). Verify
-recomputes it from ``gold_cases``, so an edited, added or deleted gold row is caught: the
-known answers are what reviewers' gold accuracy is measured against.
+A gold set is audited as one ``gold.added`` event carrying the sha256 of its rows (case id
+and the model version of its predictions; sorted by case id, tab-separated, one line each);
+verify recomputes it from ``gold_cases``. The known answers themselves are the cases' seed
+labels, kept only in ``seed_labels``: the batch digest of their ingest covers them (an
+edited answer breaks there), and an erasure takes them with the case.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from hilt.pipelines.store.audit_chain import Break
 GOLD_EVENT = """entry LIKE '{"action":"gold.added",%'"""
 
 
-def digest(rows: Iterable[tuple[str, str, str]]) -> str:
-    """sha256 of (case_id, expected_label, model_version) rows, as ``_ROWS_DIGEST`` computes
-    it in DuckDB."""
+def digest(rows: Iterable[tuple[str, str]]) -> str:
+    """sha256 of (case_id, model_version) rows, as ``_MISMATCH_SQL`` computes it in DuckDB."""
     text = "\n".join("\t".join(r) for r in sorted(rows))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -31,8 +31,8 @@ WITH ev AS (
     SELECT seq, json_extract_string(entry, '$.payload.digest') AS digest
     FROM audit_log WHERE {GOLD_EVENT}
 ), actual AS (
-    SELECT seq, sha256(string_agg(case_id || chr(9) || expected_label || chr(9) || model_version,
-                                  chr(10) ORDER BY case_id)) AS digest
+    SELECT seq, sha256(string_agg(case_id || chr(9) || model_version, chr(10) ORDER BY case_id))
+        AS digest
     FROM gold_cases GROUP BY seq
 )
 SELECT min(seq) FROM (

@@ -114,7 +114,10 @@ def _queue(
         " count(*) FILTER (WHERE l.case_id IS NOT NULL),"
         " min(q.created_at) FILTER (WHERE l.case_id IS NULL),"
         " count(*) FILTER (WHERE q.second_review), count(*) FILTER (WHERE q.manual) FROM ("
-        + review_queue.queue_state_sql(settings.oversight.double_review_share)
+        + review_queue.queue_state_sql(
+            settings.oversight.double_review_share,
+            int(sql.scalar(con, "SELECT " + double_review.MANUAL_CUT_SQL)),
+        )
         + ") q LEFT JOIN leases l ON l.case_id = q.case_id AND l.expires_at > ?",
         [now],
     )
@@ -130,7 +133,9 @@ def reviewer_stats(
         "WITH"
         + _LIVE
         + """, fin AS (
-    SELECT f.*, g.expected_label FROM live f LEFT JOIN gold_cases g USING (case_id)
+    SELECT f.*, s.label AS expected_label FROM live f
+    LEFT JOIN gold_cases g USING (case_id)
+    LEFT JOIN seed_labels s ON s.case_id = g.case_id
     WHERE f.action IN ('accept', 'override') AND f.created_at >= $since
 ), who AS (
     SELECT name AS reviewer FROM users WHERE active AND list_contains(roles, 'reviewer')

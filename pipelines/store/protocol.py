@@ -18,13 +18,17 @@ from hilt.pipelines.store.records import (
     ConflictRecord,
     Decision,
     DecisionRequest,
+    ErasureReport,
     FeatureRange,
     GoldResult,
     IngestResult,
     LeasedCase,
     OversightReport,
     QueueStatus,
+    RetentionReport,
     SnapshotRecord,
+    SubjectAction,
+    SubjectExport,
     SystemState,
     TokenGrant,
     User,
@@ -101,6 +105,34 @@ class Store(Protocol):
     def checkpoint(self) -> CheckpointRecord: ...
 
     def add_user(self, name: str, role: str) -> TokenGrant: ...
+
+    # Data-subject rights (role dpo). Subjects are named by their external id, which the
+    # store never keeps in the clear; every operation is audited without personal data.
+    def subject_export(self, external_id: str) -> SubjectExport:
+        """Everything held about the subject (GDPR Arts. 15, 20)."""
+        ...
+
+    def subject_rectify(
+        self, external_id: str, column: str, value: str | None, case_id: str | None = None
+    ) -> SubjectAction:
+        """A superseding value for a column of the subject's cases (Art. 16)."""
+        ...
+
+    def subject_restrict(self, external_id: str, kind: str, lift: bool = False) -> SubjectAction:
+        """kind "restrict" (Art. 18) or "object" (Art. 21); lift=True ends it."""
+        ...
+
+    def subject_contest(self, external_id: str) -> SubjectAction:
+        """Human review of the subject's latest decision, by another reviewer (Art. 22)."""
+        ...
+
+    def subject_erase(self, external_id: str) -> ErasureReport:
+        """Erase the subject (Art. 17): data deleted, key destroyed, snapshots regenerated."""
+        ...
+
+    def retention_apply(self) -> RetentionReport:
+        """Remove what has passed its retention period (idempotent)."""
+        ...
 
     def close(self) -> None: ...
 

@@ -9,8 +9,9 @@ The chain proves the audit log; this proves the tables the log speaks about:
 from __future__ import annotations
 
 import duckdb
+import polars as pl
 
-from hilt.pipelines.store import sql
+from hilt.pipelines.store import batch_digest, sql
 from hilt.pipelines.store.audit_chain import Break
 
 #: Canonical entries have sorted keys, so "action" always comes first: a prefix match picks
@@ -31,7 +32,7 @@ _PATHS = [
     "$.payload.time_on_item_ms",
     "$.payload.model_shown",
     "$.payload.undo_of",
-    "$.payload.comment_sha256",
+    "$.payload.comment_sealed",
 ]
 
 _DECISIONS_SQL = f"""
@@ -55,9 +56,10 @@ SELECT min(seq) FROM (
        OR v[11] IS DISTINCT FROM d.time_on_item_ms::VARCHAR
        OR v[12] IS DISTINCT FROM d.model_shown::VARCHAR
        OR v[13] IS DISTINCT FROM d.undo_of
-       OR v[14] IS DISTINCT FROM (CASE WHEN d.comment IS NULL THEN NULL ELSE sha256(d.comment) END)
+       OR v[14] IS DISTINCT FROM d.comment_sealed
     UNION ALL
-    SELECT ev.seq FROM ev LEFT JOIN decisions d ON d.seq = ev.seq WHERE d.seq IS NULL
+    SELECT ev.seq FROM ev LEFT JOIN decisions d ON d.seq = ev.seq
+    WHERE d.seq IS NULL AND ev.seq > $decisions_purged_through
 )
 """
 
@@ -67,24 +69,47 @@ WITH ev AS (
            try_cast(json_extract(entry, '$.payload.rows') AS BIGINT) AS rows
     FROM audit_log
     WHERE entry LIKE '{"action":"cases.ingest",%' OR entry LIKE '{"action":"predictions.ingest",%'
+), expected AS (
+    SELECT ev.seq, coalesce(r.rows, ev.rows) AS rows
+    FROM ev LEFT JOIN restated r ON r.seq = ev.seq
 ), actual AS (
-    SELECT ingest_seq AS seq, count(*) AS n FROM cases GROUP BY ingest_seq
+    SELECT ingest_seq AS seq, count(*) AS n FROM cases WHERE removed_seq IS NULL
+    GROUP BY ingest_seq
     UNION ALL
     SELECT batch_seq AS seq, count(*) AS n FROM predictions GROUP BY batch_seq
 )
 SELECT min(seq) FROM (
-    SELECT ev.seq FROM ev LEFT JOIN actual a ON a.seq = ev.seq
-    WHERE a.n IS DISTINCT FROM ev.rows
+    SELECT e.seq FROM expected e LEFT JOIN actual a ON a.seq = e.seq
+    WHERE coalesce(a.n, 0) IS DISTINCT FROM e.rows
     UNION ALL
     SELECT a.seq FROM actual a LEFT JOIN ev ON ev.seq = a.seq WHERE ev.seq IS NULL
 )
 """
 
 
-def first_mismatch(con: duckdb.DuckDBPyConnection, *, batches: bool = True) -> Break | None:
-    """The earliest record that disagrees with its audit event, as a Break, or None."""
-    decision_seq = sql.scalar(con, _DECISIONS_SQL)
-    batch_seq = sql.scalar(con, _BATCHES_SQL) if batches else None
+def first_mismatch(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    batches: bool = True,
+    decisions_purged_through: int = 0,
+) -> Break | None:
+    """The earliest record that disagrees with its audit event, as a Break, or None.
+
+    ``decisions_purged_through``: decision rows up to this seq were deleted by retention
+    (their events stay in the log), so their absence is no break.
+    """
+    decision_seq = sql.scalar(
+        con, _DECISIONS_SQL, {"decisions_purged_through": decisions_purged_through}
+    )
+    batch_seq = None
+    if batches:
+        restated = [(seq, rows) for seq, (rows, _, _) in batch_digest.restatements(con).items()]
+        frame = pl.DataFrame(restated, schema={"seq": pl.Int64, "rows": pl.Int64}, orient="row")
+        con.register("restated", frame)
+        try:
+            batch_seq = sql.scalar(con, _BATCHES_SQL)
+        finally:
+            con.unregister("restated")
     found: list[Break] = []
     if decision_seq is not None:
         found.append(
@@ -103,3 +128,15 @@ def first_mismatch(con: duckdb.DuckDBPyConnection, *, batches: bool = True) -> B
             )
         )
     return min(found, key=lambda b: b.seq) if found else None
+
+
+def decisions_purged_through(con: duckdb.DuckDBPyConnection) -> int:
+    """The last decision seq whose row retention deleted (its event stays), or 0."""
+    value = sql.scalar(
+        con,
+        "SELECT try_cast(json_extract(entry, '$.payload.decisions.purged_through') AS BIGINT)"
+        """ FROM audit_log WHERE entry LIKE '{"action":"retention.applied",%'"""
+        " AND json_extract(entry, '$.payload.decisions.purged_through') IS NOT NULL"
+        " ORDER BY seq DESC LIMIT 1",
+    )
+    return int(value) if value is not None else 0

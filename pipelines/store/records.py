@@ -73,12 +73,15 @@ class Decision(_Record):
     predicted_label: str | None
     final_label: str | None
     reason_code: str | None
+    #: The reviewer's comment, opened with the subject's key (None once shredded).
     comment: str | None
     time_on_item_ms: int
     model_shown: bool
     undo_of: str | None = None
     created_at: str
     seq: int
+    #: The comment as stored and audited: sealed with the subject's key (``enc:v1:…``).
+    comment_sealed: str | None = None
 
 
 class Prediction(_Record):
@@ -105,6 +108,8 @@ class CaseRecord(_Record):
     seed_label: str | None
     predictions: list[Prediction]
     decisions: list[Decision]
+    #: The case's data was erased (Art. 17) or passed retention; only its record remains.
+    data_removed: bool = False
 
 
 class AuditEvent(_Record):
@@ -202,6 +207,130 @@ class SystemState(_Record):
     reason: str | None
     changed_at: str | None
     seq: int | None
+
+
+# ------------------------------------------------------------------ data-subject rights
+class SubjectAction(_Record):
+    """What a subject-rights operation did (no personal data: the pseudonym and ids)."""
+
+    action: str
+    subject_ref: str
+    #: The audit event that records it.
+    seq: int
+    cases: list[str]
+
+
+class SnapshotRewrite(_Record):
+    """A training snapshot that held removed subjects' rows, and what became of it."""
+
+    name: str
+    sha256: str
+    rows_removed: int
+    #: The regenerated file without those rows (None: nothing was left, the file is gone).
+    new_name: str | None
+    new_sha256: str | None
+    #: Training runs (``model.trained`` events) that used the old file.
+    training_runs: list[str]
+
+
+class ErasureReport(_Record):
+    subject_ref: str
+    seq: int
+    cases: list[str]
+    key_destroyed: bool
+    snapshots: list[SnapshotRewrite]
+
+
+class RetentionReport(_Record):
+    """What `hilt retention apply` removed; ``seq`` is None when nothing was due."""
+
+    seq: int | None
+    as_of: str
+    cases_removed: int
+    subjects_removed: int
+    predictions_purged: int
+    decisions_purged: int
+    #: The audit log's oldest rows purged through this seq (the new anchor), if any.
+    audit_purged_through: int | None
+    snapshots: list[SnapshotRewrite]
+
+
+class ExportedRectification(_Record):
+    column: str
+    value: Any
+    seq: int
+    at: str
+    by: str
+
+
+class ExportedDecision(_Record):
+    decision: Decision
+    #: The prediction the reviewer decided on, with its explanation (per-feature
+    #: contributions), as stored at decision time.
+    prediction: Prediction | None
+
+
+class ExportedCase(_Record):
+    case_id: str
+    created_at: str
+    ingest_seq: int
+    #: The values as received (features and personal data), before any rectification.
+    received: dict[str, Any]
+    #: The values in force: received, with rectifications applied.
+    current: dict[str, Any]
+    seed_label: str | None
+    rectifications: list[ExportedRectification]
+    predictions: list[Prediction]
+    decisions: list[ExportedDecision]
+    contests: list[int]
+    data_removed: bool
+
+
+class ExportedSnapshot(_Record):
+    name: str
+    sha256: str
+    as_of_seq: int
+    created_at: str
+    #: The subject's rows in the snapshot file, as the model was trained on them.
+    rows: list[dict[str, Any]]
+
+
+class ExportedRun(_Record):
+    """A training run whose snapshot held the subject's data, from its audit event."""
+
+    run_id: str
+    seq: int
+    at: str
+    snapshot: str
+    snapshot_sha256: str
+    model_sha256: str | None
+
+
+class ExportedRestriction(_Record):
+    kind: str
+    since_seq: int
+    at: str
+    lifted_seq: int | None
+
+
+class SubjectExport(_Record):
+    """Everything hilt holds about one data subject (GDPR Arts. 15, 20).
+
+    The JSON schema of this document is published as docs/subject-export.schema.json.
+    """
+
+    format: Literal["hilt-subject-export/1"] = "hilt-subject-export/1"
+    use_case: str
+    exported_at: str
+    subject_ref: str
+    external_subject_id: str
+    restrictions: list[ExportedRestriction]
+    cases: list[ExportedCase]
+    snapshots: list[ExportedSnapshot]
+    training_runs: list[ExportedRun]
+    #: Audit events about the subject or their cases (sealed values stay sealed here; the
+    #: opened values are in ``cases``).
+    audit_events: list[AuditEvent]
 
 
 def halted_message(state: SystemState, what: str) -> str:

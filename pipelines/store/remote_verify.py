@@ -74,6 +74,7 @@ def fetch_decisions(store: Store) -> pl.DataFrame:
         "undo_of": pl.String,
         "created_at": pl.String,
         "seq": pl.Int64,
+        "comment_sealed": pl.String,
     }
     return pl.DataFrame(rows, schema=schema)
 

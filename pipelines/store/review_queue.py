@@ -2,7 +2,9 @@
 
 Nothing about the queue is stored apart from leases: a case needs review when it has a
 prediction and no final decision (accept / override that was not undone), or when it was
-contested by its subject after its final decision, or flagged for a second opinion. Who
+contested by its subject after its final decision, or flagged for a second opinion. Cases
+whose data was removed (erasure, retention) and subjects who restricted or objected to the
+processing are never in the queue. Who
 may take it follows from the same log: a contested case goes to someone other than the
 reviewer who decided it, a flagged case to someone other than the one who flagged it.
 
@@ -16,17 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hilt.pipelines.store.double_review import (
-    MANUAL_CUT_SQL,
-    SETTLING_ACTIONS,
-    double_sql,
-    rounds_sql,
-)
+from hilt.pipelines.store.double_review import SETTLING_ACTIONS, double_sql, rounds_sql
 
 #: One row per case that needs review, with the reviewer it must not go to. Placeholders:
-#: the tables (a one-case variant filters them), {double} (see double_review.double_sql).
-_QUEUE_STATE_TEMPLATE = (
-    """
+#: the tables (a one-case variant filters them), {rounds} (double review: the rounds of the
+#: double-review cases, or an empty relation when it is off), {join_latest} and {manual}
+#: (cases without a prediction: only while they are due for manual review).
+_QUEUE_STATE_TEMPLATE = """
 WITH live AS (
     SELECT * FROM {decisions}
     WHERE decision_id NOT IN (
@@ -40,7 +38,7 @@ WITH live AS (
 ), contested AS (
     SELECT case_id, max(seq) AS contest_seq FROM {contests} GROUP BY case_id
 ), rounds AS (
-    SELECT r.*, {double} AS is_double FROM ({rounds}) r
+    {rounds}
 ), latest AS (
     SELECT case_id, max(prediction_id) AS prediction_id, arg_max(score, prediction_id) AS score
     FROM {predictions} GROUP BY case_id
@@ -48,22 +46,18 @@ WITH live AS (
     SELECT c.case_id, c.created_at, l.score, l.prediction_id,
            coalesce(ct.contest_seq > coalesce(f.final_seq, 0), false) AS contested,
            coalesce(fl.flag_seq > coalesce(f.final_seq, 0), false) AS second_opinion,
-           coalesce(r.is_double AND r.n_adjudicated = 0 AND r.n_final = 1, false)
-               AS second_review,
+           coalesce(r.n_adjudicated = 0 AND r.n_final = 1, false) AS second_review,
            l.prediction_id IS NULL AS manual,
            f.final_seq, f.final_reviewer, fl.flagger, r.first_reviewer
     FROM {cases} c
-    LEFT JOIN latest l USING (case_id)
+    {join_latest} latest l USING (case_id)
     LEFT JOIN final f USING (case_id)
     LEFT JOIN flagged fl USING (case_id)
     LEFT JOIN contested ct USING (case_id)
     LEFT JOIN rounds r USING (case_id)
-    WHERE (l.prediction_id IS NOT NULL
-           OR (c.ingest_seq < """
-    + MANUAL_CUT_SQL
-    + """
-               AND c.case_id NOT IN (SELECT case_id FROM seed_labels)))
-      AND c.case_id NOT IN (SELECT case_id FROM gold_cases)
+    WHERE c.removed_seq IS NULL
+      AND c.subject_ref NOT IN (SELECT subject_ref FROM restrictions WHERE lifted_seq IS NULL)
+      AND c.case_id NOT IN (SELECT case_id FROM gold_cases){manual}
 )
 SELECT case_id, created_at, score, prediction_id, contested, second_opinion, second_review,
        manual,
@@ -72,6 +66,10 @@ SELECT case_id, created_at, score, prediction_id, contested, second_opinion, sec
 FROM state
 WHERE final_seq IS NULL OR contested OR second_review
 """
+
+_NO_ROUNDS = (
+    "SELECT NULL::VARCHAR AS case_id, NULL::BIGINT AS n_final, NULL::BIGINT AS n_adjudicated,"
+    " NULL::VARCHAR AS first_reviewer WHERE false"
 )
 
 
@@ -79,28 +77,40 @@ def _only_case(table: str) -> str:
     return f"(SELECT * FROM {table} WHERE case_id = $case_id)"
 
 
-def queue_state_sql(double_review_share: float = 0.0) -> str:
-    """Every case that needs review (double review at the given share)."""
+def _queue_sql(tables: dict[str, str], double_review_share: float, manual_cut: int) -> str:
+    if double_review_share > 0:
+        rounds = (
+            "SELECT r.case_id, r.n_final, r.n_adjudicated, r.first_reviewer FROM ("
+            + rounds_sql(tables["decisions"], tables["contests"])
+            + ") r WHERE "
+            + double_sql("r.case_id", double_review_share)
+        )
+    else:
+        rounds = _NO_ROUNDS
+    if manual_cut > 0:
+        join_latest = "LEFT JOIN"
+        manual = (
+            f" AND (l.prediction_id IS NOT NULL OR (c.ingest_seq < {int(manual_cut)}"
+            " AND c.case_id NOT IN (SELECT case_id FROM seed_labels)))"
+        )
+    else:
+        join_latest, manual = "JOIN", ""
     return _QUEUE_STATE_TEMPLATE.format(
-        decisions="decisions",
-        contests="contests",
-        predictions="predictions",
-        cases="cases",
-        rounds=rounds_sql("decisions", "contests"),
-        double=double_sql("r.case_id", double_review_share),
+        **tables, rounds=rounds, join_latest=join_latest, manual=manual
     )
 
 
-def case_state_sql(double_review_share: float = 0.0) -> str:
+def queue_state_sql(double_review_share: float = 0.0, manual_cut: int = 0) -> str:
+    """Every case that needs review: double review at the given share; cases without a
+    prediction ingested before ``manual_cut`` (see ``double_review.MANUAL_CUT_SQL``)."""
+    tables = {"decisions": "decisions", "contests": "contests", "predictions": "predictions"}
+    return _queue_sql({**tables, "cases": "cases"}, double_review_share, manual_cut)
+
+
+def case_state_sql(double_review_share: float = 0.0, manual_cut: int = 0) -> str:
     """The same for one case (named parameter $case_id)."""
-    return _QUEUE_STATE_TEMPLATE.format(
-        decisions=_only_case("decisions"),
-        contests=_only_case("contests"),
-        predictions=_only_case("predictions"),
-        cases=_only_case("cases"),
-        rounds=rounds_sql(_only_case("decisions"), _only_case("contests")),
-        double=double_sql("r.case_id", double_review_share),
-    )
+    tables = {t: _only_case(t) for t in ("decisions", "contests", "predictions", "cases")}
+    return _queue_sql(tables, double_review_share, manual_cut)
 
 
 #: Every case that needs review, without double review.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hilt.pipelines.config import Column, Settings
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 _SQL_TYPES = {
     "int": "BIGINT",
@@ -32,33 +32,39 @@ def create_statements(settings: Settings) -> list[str]:
     feature_cols = "".join(
         f",\n    {_column_sql(n, settings.columns[n])}" for n in settings.feature_only_columns
     )
-    personal_cols = "".join(
-        f",\n    {_column_sql(n, settings.columns[n])}" for n in settings.personal_columns
-    )
     return [
         """CREATE TABLE meta (
     key VARCHAR PRIMARY KEY,
     value VARCHAR NOT NULL
 )""",
-        # The only place where the external subject id appears.
+        # The only place where the external subject id appears, and only sealed with the
+        # subject's key; ``lookup`` is its HMAC under a key derived from the master key, so a
+        # subject can be found by their id without the id being stored.
         """CREATE TABLE identity (
     subject_ref VARCHAR PRIMARY KEY,
-    external_subject_id VARCHAR NOT NULL UNIQUE,
+    lookup VARCHAR NOT NULL UNIQUE,
+    subject_id_sealed BLOB NOT NULL,
+    seq BIGINT NOT NULL,
     created_at TIMESTAMPTZ NOT NULL
 )""",
+        # removed_seq: the event that removed the case's data (an erasure, or retention);
+        # the row itself stays, so decisions and predictions keep their case.
         """CREATE TABLE cases (
     case_id VARCHAR PRIMARY KEY,
     subject_ref VARCHAR NOT NULL,
     ingest_seq BIGINT NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL
+    created_at TIMESTAMPTZ NOT NULL,
+    removed_seq BIGINT
 )""",
         f"""CREATE TABLE case_features (
     case_id VARCHAR PRIMARY KEY{feature_cols}
 )""",
-        # Personal-data columns, kept apart so they can be encrypted and erased per subject.
-        f"""CREATE TABLE case_personal (
+        # Personal-data columns of a case, as one canonical JSON object sealed with the
+        # subject's key (AES-256-GCM, bound to subject_ref, the ingest seq and the case id).
+        """CREATE TABLE case_personal (
     case_id VARCHAR PRIMARY KEY,
-    subject_ref VARCHAR NOT NULL{personal_cols}
+    subject_ref VARCHAR NOT NULL,
+    sealed BLOB NOT NULL
 )""",
         # Labels that came with the data (label source 'original').
         """CREATE TABLE seed_labels (
@@ -90,7 +96,7 @@ def create_statements(settings: Settings) -> list[str]:
     predicted_label VARCHAR,
     final_label VARCHAR,
     reason_code VARCHAR,
-    comment VARCHAR,
+    comment_sealed VARCHAR,
     time_on_item_ms BIGINT NOT NULL,
     model_shown BOOLEAN NOT NULL,
     undo_of VARCHAR,
@@ -105,6 +111,33 @@ def create_statements(settings: Settings) -> list[str]:
     expires_at TIMESTAMPTZ NOT NULL,
     seq BIGINT NOT NULL
 )""",
+        # Superseding values (GDPR Art. 16): the latest as of a snapshot's seq wins. The value
+        # is canonical JSON sealed with the subject's key, as in the audit payload.
+        """CREATE TABLE rectifications (
+    case_id VARCHAR NOT NULL,
+    subject_ref VARCHAR NOT NULL,
+    column_name VARCHAR NOT NULL,
+    value_sealed VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
+)""",
+        # Restriction (Art. 18) and objection (Art. 21): out of training and of the review
+        # queue from seq until lifted_seq.
+        """CREATE TABLE restrictions (
+    subject_ref VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    lifted_seq BIGINT
+)""",
+        # Subjects whose data is gone: erased on request (Art. 17) or past retention. No
+        # personal data: the pseudonym, the event, and why.
+        """CREATE TABLE removed_subjects (
+    subject_ref VARCHAR PRIMARY KEY,
+    reason VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
+    removed_at TIMESTAMPTZ NOT NULL
+)""",
         # A subject asked for human review of a case (GDPR Art. 22).
         """CREATE TABLE contests (
     case_id VARCHAR NOT NULL,
@@ -118,7 +151,9 @@ def create_statements(settings: Settings) -> list[str]:
     sha256 VARCHAR NOT NULL,
     rows BIGINT NOT NULL,
     created_at TIMESTAMPTZ NOT NULL,
-    seq BIGINT NOT NULL
+    seq BIGINT NOT NULL,
+    regenerated_from VARCHAR,
+    removed_seq BIGINT
 )""",
         # One row: whether a lead has halted scoring and retraining (EU AI Act Art. 14(4)(e)).
         """CREATE TABLE system_state (
@@ -160,11 +195,11 @@ SELECT seq,
        json_extract(entry, '$.payload') AS payload,
        prev_hash, hash
 FROM audit_log""",
-        # Gold cases: holdout cases with known answers, served to every reviewer on their
-        # own (automation-bias monitoring, EU AI Act Art. 14(4)(b)); never training labels.
+        # Gold cases: holdout cases with known answers (their seed labels, kept nowhere else,
+        # so they are erased with the case), served to every reviewer on their own
+        # (automation-bias monitoring, EU AI Act Art. 14(4)(b)); never training labels.
         """CREATE TABLE gold_cases (
     case_id VARCHAR PRIMARY KEY,
-    expected_label VARCHAR NOT NULL,
     model_version VARCHAR NOT NULL,
     added_by VARCHAR NOT NULL,
     added_at TIMESTAMPTZ NOT NULL,
@@ -183,6 +218,9 @@ COUNTED_TABLES = (
     "predictions",
     "decisions",
     "leases",
+    "rectifications",
+    "restrictions",
+    "removed_subjects",
     "contests",
     "snapshots",
     "users",

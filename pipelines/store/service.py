@@ -39,7 +39,7 @@ from hilt.pipelines.errors import (
     InputError,
     PermissionDeniedError,
 )
-from hilt.pipelines.store import locking
+from hilt.pipelines.store import locking, subject_rights
 from hilt.pipelines.store.core import Clock, HeadCache, StoreCore, system_clock, token_hash
 from hilt.pipelines.store.embedded import connect
 from hilt.pipelines.store.records import (
@@ -50,13 +50,17 @@ from hilt.pipelines.store.records import (
     ConflictRecord,
     Decision,
     DecisionRequest,
+    ErasureReport,
     FeatureRange,
     GoldResult,
     IngestResult,
     LeasedCase,
     OversightReport,
     QueueStatus,
+    RetentionReport,
     SnapshotRecord,
+    SubjectAction,
+    SubjectExport,
     SystemState,
     TokenGrant,
     User,
@@ -97,6 +101,22 @@ class EventIn(BaseModel):
 class UserIn(BaseModel):
     name: str
     role: str
+
+
+class SubjectIn(BaseModel):
+    #: The external subject id (in the body, never in the URL).
+    subject_id: str = Field(min_length=1, max_length=128)
+
+
+class RectifyIn(SubjectIn):
+    column: str = Field(min_length=1, max_length=64)
+    value: str | None = Field(default=None, max_length=100_000)
+    case_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class RestrictIn(SubjectIn):
+    kind: str
+    lift: bool = False
 
 
 class AdjudicationIn(BaseModel):
@@ -235,6 +255,8 @@ class StoreService:
         self._writer_started = threading.Lock()
         self._tokens: dict[str, User] = {}
         self._users: dict[str, User] = {}
+        #: The master key and subject keys, opened once for the life of the service.
+        self.keys = workspace.key_ring()
 
     def core(self, actor: User, *, in_group: bool = False) -> StoreCore:
         return StoreCore(
@@ -245,6 +267,7 @@ class StoreService:
             self.clock,
             head=self.head,
             in_group=in_group,
+            keys=self.keys,
         )
 
     def run(self, actor: User, op: Callable[[StoreCore], T]) -> T:
@@ -499,6 +522,35 @@ def create_app(service: StoreService) -> FastAPI:
     def checkpoint(user: Caller) -> CheckpointRecord:
         return service.run(user, lambda c: c.checkpoint())
 
+    @app.post("/v1/subjects/export")
+    def subject_export(body: SubjectIn, user: Caller) -> SubjectExport:
+        return service.run(user, lambda c: c.subject_export(body.subject_id))
+
+    @app.post("/v1/subjects/rectify")
+    def subject_rectify(body: RectifyIn, user: Caller) -> SubjectAction:
+        return service.run(
+            user,
+            lambda c: c.subject_rectify(body.subject_id, body.column, body.value, body.case_id),
+        )
+
+    @app.post("/v1/subjects/restrict")
+    def subject_restrict(body: RestrictIn, user: Caller) -> SubjectAction:
+        return service.run(
+            user, lambda c: c.subject_restrict(body.subject_id, body.kind, body.lift)
+        )
+
+    @app.post("/v1/subjects/contest")
+    def subject_contest(body: SubjectIn, user: Caller) -> SubjectAction:
+        return service.run(user, lambda c: c.subject_contest(body.subject_id))
+
+    @app.post("/v1/subjects/erase")
+    def subject_erase(body: SubjectIn, user: Caller) -> ErasureReport:
+        return service.run(user, lambda c: c.subject_erase(body.subject_id))
+
+    @app.post("/v1/retention/apply")
+    def retention_apply(user: Caller) -> RetentionReport:
+        return service.run(user, lambda c: c.retention_apply())
+
     @app.post("/v1/users")
     def add_user(body: UserIn, user: Caller) -> TokenGrant:
         try:
@@ -556,8 +608,11 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8765) -> No
     _check_port_free(host, port)
     with locking.exclusive(workspace.lock_path, workspace.service_file, timeout_s=0):
         con = connect(workspace)
+        service = StoreService(workspace, settings, con)
         try:
-            service = StoreService(workspace, settings, con)
+            service.run(User(name="hilt-store", roles=["system"]), StoreCore.check_schema_version)
+            # Complete a removal that crashed between its commit and destroying the keys.
+            service.run(User(name="hilt-store", roles=["system"]), subject_rights.finish_removals)
             workspace.service_file.write_text(
                 json.dumps(
                     {
@@ -581,4 +636,5 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8765) -> No
             uvicorn.Server(config).run()
         finally:
             workspace.service_file.unlink(missing_ok=True)
+            service.keys.close()
             con.close()

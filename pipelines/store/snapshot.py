@@ -30,10 +30,25 @@ _HASH = "('0x' || left(sha256($salt || c.case_id), 8))::BIGINT"
 HASH_SPACE = 2**32
 
 
+def wanted_columns(settings: Settings) -> list[str]:
+    """The configured columns a snapshot holds: the features, then the protected attributes."""
+    return list(dict.fromkeys([*settings.fields.features, *settings.fields.protected]))
+
+
+#: Columns of ``snapshot_sql`` that only serve to open the personal data; dropped after.
+SEALED_COLUMNS = ("subject_ref", "case_ingest_seq", "sealed")
+
+
 def snapshot_sql(settings: Settings) -> str:
-    """Rows of the training view; parameters: $as_of, $salt, $holdout_cut."""
-    wanted = list(dict.fromkeys([*settings.fields.features, *settings.fields.protected]))
-    cols = "".join(f", {'p' if n in settings.fields.personal else 'f'}.{quote(n)}" for n in wanted)
+    """Rows of the training view; parameters: $as_of, $salt, $holdout_cut.
+
+    Personal columns come out sealed (``sealed`` with ``subject_ref`` and
+    ``case_ingest_seq`` to open it); the store opens them and applies rectifications.
+    Cases whose data was removed, and subjects who restricted or objected to processing,
+    are left out whatever the seq: a snapshot is made now, under today's rights.
+    """
+    wanted = [n for n in wanted_columns(settings) if n not in settings.fields.personal]
+    cols = "".join(f", f.{quote(n)}" for n in wanted)
     unsettled = double_review.unsettled_sql(
         "dec",
         "(SELECT * FROM contests WHERE seq <= $as_of)",
@@ -54,6 +69,7 @@ WITH dec AS (
     GROUP BY case_id
 ), base AS (
     SELECT c.case_id{cols},
+           c.subject_ref, c.ingest_seq AS case_ingest_seq, p.sealed,
            s.label AS seed_label, s.ingest_seq,
            fi.label AS review_label, fi.action, fi.label_seq,
            {_HASH} AS bucket
@@ -63,6 +79,8 @@ WITH dec AS (
     LEFT JOIN seed_labels s ON s.case_id = c.case_id AND s.ingest_seq <= $as_of
     LEFT JOIN final fi ON fi.case_id = c.case_id
     WHERE c.ingest_seq <= $as_of
+      AND c.removed_seq IS NULL
+      AND c.subject_ref NOT IN (SELECT subject_ref FROM restrictions WHERE lifted_seq IS NULL)
 ), labelled AS (
     SELECT *,
         seed_label IS NOT NULL AND bucket < $holdout_cut AS in_holdout

@@ -467,3 +467,23 @@ def test_the_gate_passes_a_clean_model_and_rejects_one_trained_on_noisy_labels(
     assert clean_metrics["auc"] - noisy_metrics["auc"] > 0.1
     # And on its own (no champion), the noisy model still misses the floor.
     assert not gate(noisy_metrics, noisy_gaps, None, cfg).passed
+
+
+def test_small_groups_of_a_free_text_attribute_are_pooled_not_named() -> None:
+    """A free-text protected attribute's group label is a value somebody gave; a group of a
+    few people must not be named in a table that reaches notebooks and MLflow."""
+    from hilt.pipelines.evaluate import POOLED_GROUP, subgroup_metrics
+
+    n = 60
+    places = ["Bonn"] * 30 + ["Celle"] * 25 + ["Rare-Place-A"] * 3 + ["Rare-Place-B"] * 2
+    y = [i % 2 for i in range(n)]
+    scores = [0.2 + 0.6 * (i % 2) for i in range(n)]
+    table = subgroup_metrics(y, scores, 0.5, {"birthplace": pl.Series(places)})
+    groups = table["group"].to_list()
+    assert groups == ["Bonn", "Celle", POOLED_GROUP]
+    pooled = table.filter(pl.col("group") == POOLED_GROUP)
+    assert pooled["n"].to_list() == [5] and pooled["included"].to_list() == [False]
+    # Configured levels are the config's words, not people's: small ones stay listed.
+    levels = pl.Series(places).cast(pl.Enum(["Bonn", "Celle", "Rare-Place-A", "Rare-Place-B"]))
+    named = subgroup_metrics(y, scores, 0.5, {"birthplace": levels})["group"].to_list()
+    assert "Rare-Place-A" in named

@@ -6,12 +6,15 @@ attacker function below opens the file as an attacker with write access would
 (``embedded.connect`` and plain SQL, recomputing hashes with ``chain_hash`` where a careful
 attacker would), and returns the first break verify must report. Every case is checked
 through the python API (an admin store's ``.verify()``) and through the real CLI
-(``hilt audit verify``, exit code 1 and ``seq <n>: <kind>`` on stdout).
+(``hilt audit verify``, exit code 1 and ``seq <n>: <kind>`` on stdout, no traceback).
+Altering the tables themselves (a dropped, renamed or retyped table or column) is a
+``schema`` break at seq 0, never a DuckDB error.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -34,6 +37,7 @@ from hilt.pipelines.store.checkpoints import (
     read_checkpoints,
     sign_checkpoint,
 )
+from hilt.pipelines.store.core import verify_records
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.embedded import connect
 from hilt.pipelines.store.records import VerifyReport
@@ -155,6 +159,7 @@ def assert_broken(ws: Workspace, seq: int, kind: str, public_key: str | None = N
     cli = verify_cli(ws, *extra)
     assert cli.returncode == 1, (cli.stdout, cli.stderr)
     assert f"BROKEN at seq {seq}: {kind}:" in cli.stdout, cli.stdout
+    assert "Traceback" not in cli.stderr, cli.stderr
 
 
 def assert_intact(ws: Workspace, events: int, public_key: str | None = None) -> None:
@@ -254,7 +259,7 @@ def forge_decision(con: duckdb.DuckDBPyConnection, seq: int, case_id: str) -> No
         "predicted_label": label,
         "final_label": FLIP[label],
         "reason_code": "policy-exception",
-        "comment_sha256": None,
+        "comment_sealed": None,
         "time_on_item_ms": 1000,
         "model_shown": True,
     }
@@ -268,8 +273,8 @@ def forge_decision(con: duckdb.DuckDBPyConnection, seq: int, case_id: str) -> No
     )
     con.execute(
         "INSERT INTO decisions (decision_id, request_id, case_id, prediction_id, model_version,"
-        " reviewer, reviewer_role, action, predicted_label, final_label, reason_code, comment,"
-        " time_on_item_ms, model_shown, created_at, seq)"
+        " reviewer, reviewer_role, action, predicted_label, final_label, reason_code,"
+        " comment_sealed, time_on_item_ms, model_shown, created_at, seq)"
         " VALUES (?, NULL, ?, ?, ?, 'alice', 'reviewer', 'override', ?, ?,"
         " 'policy-exception', NULL, 1000, true, TIMESTAMPTZ '2030-01-01 00:00:00+00', ?)",
         [decision_id, case_id, prediction_id, model_version, label, FLIP[label], seq],
@@ -432,10 +437,16 @@ def edit_a_decision_row(ws: Workspace, at: Layout) -> Expected:
 
 
 def edit_a_decision_comment(ws: Workspace, at: Layout) -> Expected:
-    """Reword an override's free-text comment (the log holds only its sha256)."""
+    """Swap an override's sealed comment for another decision's (both are valid ciphertext
+    under the same kind of key; the log holds each one's own)."""
     seq = at.decision_seqs[2]  # every third decision is an override with a comment
+    other = at.decision_seqs[5]
     with raw_db(ws) as con:
-        con.execute("UPDATE decisions SET comment = 'Nothing to see.' WHERE seq = ?", [seq])
+        con.execute(
+            "UPDATE decisions SET comment_sealed ="
+            " (SELECT comment_sealed FROM decisions WHERE seq = ?) WHERE seq = ?",
+            [other, seq],
+        )
     return seq, "record-mismatch"
 
 
@@ -468,6 +479,49 @@ def delete_a_prediction_row(ws: Workspace, at: Layout) -> Expected:
     return at.predictions_seq, "record-mismatch"
 
 
+def drop_a_decision_column(ws: Workspace, at: Layout) -> Expected:
+    """Drop the reason codes of every decision: the column is gone from the table."""
+    with raw_db(ws) as con:
+        con.execute("ALTER TABLE decisions DROP COLUMN reason_code")
+    return 0, "schema"
+
+
+def rename_a_decision_column(ws: Workspace, at: Layout) -> Expected:
+    """Rename the comment column (the comments stay, under another name)."""
+    with raw_db(ws) as con:
+        con.execute("ALTER TABLE decisions RENAME COLUMN comment_sealed TO note")
+    return 0, "schema"
+
+
+def retype_a_decision_column(ws: Workspace, at: Layout) -> Expected:
+    """Turn time on item into text: every value compares the same as before, as text."""
+    with raw_db(ws) as con:
+        con.execute("ALTER TABLE decisions ALTER time_on_item_ms TYPE VARCHAR")
+    return 0, "schema"
+
+
+def drop_the_predictions_table(ws: Workspace, at: Layout) -> Expected:
+    """Drop a table the log speaks about."""
+    with raw_db(ws) as con:
+        con.execute("DROP TABLE predictions")
+    return 0, "schema"
+
+
+def drop_the_audit_log(ws: Workspace, at: Layout) -> Expected:
+    """Drop the log itself (the view over it first, which depends on it)."""
+    with raw_db(ws) as con:
+        con.execute("DROP VIEW audit_events")
+        con.execute("DROP TABLE audit_log")
+    return 0, "schema"
+
+
+def rename_the_identity_table(ws: Workspace, at: Layout) -> Expected:
+    """Rename the identity table: the cases' batch digests can no longer be recomputed."""
+    with raw_db(ws) as con:
+        con.execute("ALTER TABLE identity RENAME TO identity_old")
+    return 0, "schema"
+
+
 ATTACKS = [
     pytest.param(change_a_payload, id="change-payload"),
     pytest.param(delete_a_row, id="delete-row"),
@@ -486,6 +540,12 @@ ATTACKS = [
     pytest.param(edit_a_prediction_row, id="prediction-row-edited"),
     pytest.param(delete_a_prediction_row, id="prediction-row-deleted"),
     pytest.param(edit_a_case_row, id="case-row-edited"),
+    pytest.param(drop_a_decision_column, id="column-dropped"),
+    pytest.param(rename_a_decision_column, id="column-renamed"),
+    pytest.param(retype_a_decision_column, id="column-retyped"),
+    pytest.param(drop_the_predictions_table, id="table-dropped"),
+    pytest.param(drop_the_audit_log, id="audit-log-dropped"),
+    pytest.param(rename_the_identity_table, id="table-renamed"),
 ]
 
 
@@ -545,3 +605,81 @@ def test_truncation_with_the_checkpoint_file_removed_is_caught_by_the_auditors_c
     result = verify_cli(ws, "--checkpoints", str(auditor_copy))
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"BROKEN at seq {at.checkpoint_seq - 2}: truncated" in result.stdout
+
+
+# ------------------------------------------------------------ the tables themselves
+def test_schema_damage_names_the_table_and_the_column(victim: tuple[Workspace, Layout]) -> None:
+    ws, at = victim
+    drop_a_decision_column(ws, at)
+    report = verify_api(ws)
+    assert report.first_break is not None
+    assert report.first_break.detail.startswith("table decisions: column reason_code is missing")
+    # The chain itself is intact and was still checked and counted.
+    assert report.events == at.head_seq
+    cli = verify_cli(ws)
+    assert cli.returncode == 1 and cli.stderr == "", cli.stderr
+    assert cli.stdout.strip() == (
+        "BROKEN at seq 0: schema: table decisions: column reason_code is missing; "
+        "the store's tables were altered"
+    )
+
+
+def test_a_table_missing_and_a_column_retyped_are_both_counted(
+    victim: tuple[Workspace, Layout],
+) -> None:
+    ws, at = victim
+    drop_the_predictions_table(ws, at)
+    retype_a_decision_column(ws, at)
+    report = verify_api(ws)
+    assert report.first_break is not None
+    assert report.first_break.detail == (
+        "table decisions: column time_on_item_ms is VARCHAR, not BIGINT "
+        "(and 1 more schema difference(s)); the store's tables were altered"
+    )
+
+
+def test_a_query_that_duckdb_refuses_is_a_schema_break_naming_the_check(
+    victim: tuple[Workspace, Layout],
+) -> None:
+    """Without settings (how a copy fetched from a service is verified) there is no schema to
+    compare with: the reconciliation query itself fails on the missing column, and verify
+    reports that as a break instead of raising."""
+    ws, at = victim
+    drop_a_decision_column(ws, at)
+    with raw_db(ws) as con:
+        report = verify_records(con, at.public_key, ws.checkpoints_path, batches=False)
+    assert not report.ok and report.first_break is not None
+    assert (report.first_break.seq, report.first_break.kind) == (0, "schema")
+    detail = report.first_break.detail
+    assert detail.startswith("the reconciliation of records with their events failed: ")
+    assert "BinderException" in detail and "reason_code" in detail
+    assert report.events == at.head_seq
+
+
+def hilt_checkpoint(ws: Workspace, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k != "HILT_DEBUG"}
+    return subprocess.run(
+        [sys.executable, "-m", "hilt.pipelines.cli", "audit", "checkpoint", "-w", str(ws.root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**base, **env},
+    )
+
+
+def test_a_duckdb_error_no_code_wrapped_is_one_line_and_exit_3(
+    victim: tuple[Workspace, Layout],
+) -> None:
+    """`hilt audit checkpoint` reads the head outside any transaction; with the log dropped,
+    DuckDB's own error reaches the CLI, which prints one line (the trace only on request)."""
+    ws, at = victim
+    drop_the_audit_log(ws, at)
+    quiet = hilt_checkpoint(ws)
+    assert quiet.returncode == 3, (quiet.stdout, quiet.stderr)
+    assert "Traceback" not in quiet.stderr
+    (line,) = quiet.stderr.strip().splitlines()
+    assert line.startswith("error: the store failed (CatalogException: ")
+    assert "audit_log" in line
+    loud = hilt_checkpoint(ws, HILT_DEBUG="1")
+    assert loud.returncode != 0 and "Traceback" in loud.stderr

@@ -91,8 +91,10 @@ def test_override_needs_a_configured_reason_and_another_class(store_as: StoreFac
     )
     assert (d.action, d.final_label, d.reason_code) == ("override", other, "income-verified")
     event = store_as("otto").audit_events(after_seq=d.seq - 1, limit=1)[0]
-    assert "Payslips" not in event.model_dump_json()  # free text stays out of the log
-    assert event.payload["comment_sha256"]
+    assert "Payslips" not in event.model_dump_json()  # free text is sealed in the log
+    assert event.payload["comment_sealed"].startswith("enc:v1:")
+    assert event.payload["comment_sealed"] == d.comment_sealed
+    assert d.comment == "Payslips checked."
 
 
 def test_decision_on_unknown_case_writes_nothing(store_as: StoreFactory) -> None:

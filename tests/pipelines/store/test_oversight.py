@@ -353,24 +353,40 @@ def test_every_reviewer_meets_gold_cases_on_their_own_and_they_never_train(
     assert otto.verify().ok
 
 
-def test_an_edited_known_answer_breaks_verification(
+def test_an_edited_known_answer_or_gold_set_breaks_verification(
     tmp_path: Path, cases_frame: pl.DataFrame
 ) -> None:
+    """The known answers are the seed labels (covered by their batch's digest); the gold set
+    itself by the digest of its event."""
     ws = make_workspace(tmp_path, cases_frame, gold_rate=0.5)
     admin = open_store(ws, user="dana")
     truth = add_gold(admin, 4, wrong=0)
     assert admin.verify().ok
     victim = sorted(truth)[0]
+    flipped = "0" if truth[victim] == "1" else "1"
     con = duckdb.connect(str(ws.db_path))
     try:
-        flipped = "0" if truth[victim] == "1" else "1"
-        con.execute("UPDATE gold_cases SET expected_label = ? WHERE case_id = ?", [flipped, victim])
-        gold_seq = con.execute("SELECT max(seq) FROM gold_cases").fetchone()
+        con.execute("UPDATE seed_labels SET label = ? WHERE case_id = ?", [flipped, victim])
+        ingest_seq = con.execute(
+            "SELECT ingest_seq FROM cases WHERE case_id = ?", [victim]
+        ).fetchone()
     finally:
         con.close()
     report = admin.verify()
     assert not report.ok and report.first_break is not None
-    assert (report.first_break.kind, report.first_break.seq) == ("record-mismatch", gold_seq[0])  # type: ignore[index]
+    assert ingest_seq is not None
+    assert (report.first_break.kind, report.first_break.seq) == ("record-mismatch", ingest_seq[0])
+    con = duckdb.connect(str(ws.db_path))
+    try:
+        con.execute("UPDATE seed_labels SET label = ? WHERE case_id = ?", [truth[victim], victim])
+        gold_seq = con.execute("SELECT max(seq) FROM gold_cases").fetchone()
+        con.execute("DELETE FROM gold_cases WHERE case_id = ?", [victim])
+    finally:
+        con.close()
+    report = admin.verify()
+    assert not report.ok and report.first_break is not None
+    assert gold_seq is not None
+    assert (report.first_break.kind, report.first_break.seq) == ("record-mismatch", gold_seq[0])
 
 
 # ---------------------------------------------------------------------------- automation bias

@@ -1,0 +1,375 @@
+"""The record of processing activities (GDPR Art. 30), generated from the config and the
+schema: `hilt records --workspace DIR`.
+
+One entry per table of the store and per kind of file in the workspace: purpose, lawful
+basis, categories of data subjects and of data, retention, recipients. The categories of
+case data come from hilt.toml (which columns are features, personal data, protected
+attributes); retention periods from ``[retention]``; the controller, the DPO contact, the
+lawful basis of the use case and extra recipients from ``[processing]``. A test fails when
+the store has a table without an entry here, so the register cannot fall behind the schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import duckdb
+
+from hilt.pipelines.config import MIN_AUDIT_RETENTION_DAYS, Settings
+
+LOG_BASIS = (
+    "GDPR Art. 6(1)(c): legal obligation to keep automatically generated logs of a "
+    "high-risk AI system (EU AI Act Arts. 12, 19, 26(6))"
+)
+SECURITY_BASIS = "GDPR Art. 6(1)(f) and Art. 32: security of processing (access control)"
+OVERSIGHT_BASIS = (
+    "GDPR Art. 6(1)(c): human oversight of a high-risk AI system (EU AI Act Arts. 14, 26)"
+)
+RIGHTS_BASIS = "GDPR Art. 6(1)(c): honouring data-subject rights (Arts. 15-22)"
+
+APPLICANTS = "data subjects of the use case (the people the decisions are about)"
+STAFF = "staff: reviewers, leads, data scientists, auditors, DPO, administrators"
+
+
+@dataclass(frozen=True)
+class ProcessingEntry:
+    name: str
+    kind: str  # "table" or "file"
+    purpose: str
+    lawful_basis: str
+    data_subjects: str
+    categories: str
+    retention: str
+    recipients: str
+
+
+def _days(n: int) -> str:
+    return f"{n} days ({n / 365.25:.1f} years)"
+
+
+def register(settings: Settings) -> list[ProcessingEntry]:
+    """Every entry of the register for this use case."""
+    r = settings.retention
+    p = settings.processing
+    personal = ", ".join(settings.personal_columns) or "none"
+    features = ", ".join(settings.feature_only_columns) or "none"
+    protected = ", ".join(settings.fields.protected) or "none"
+    shown = ", ".join(settings.fields.display) or "none"
+    case_basis = p.lawful_basis
+    extra = "; ".join(p.recipients)
+    reviewers = f"reviewers (only: {shown}), leads, data scientists, DPO" + (
+        f"; {extra}" if extra else ""
+    )
+    log_retention = _days(r.audit_log_days) + f", never less than {MIN_AUDIT_RETENTION_DAYS} days"
+
+    def t(
+        name: str, purpose: str, basis: str, who: str, cats: str, keep: str, to: str
+    ) -> ProcessingEntry:
+        return ProcessingEntry(name, "table", purpose, basis, who, cats, keep, to)
+
+    def f(
+        name: str, purpose: str, basis: str, who: str, cats: str, keep: str, to: str
+    ) -> ProcessingEntry:
+        return ProcessingEntry(name, "file", purpose, basis, who, cats, keep, to)
+
+    uc = settings.use_case.name
+    return [
+        t(
+            "meta",
+            "workspace facts (schema version, config digest)",
+            "not personal data",
+            "none",
+            "none",
+            "life of the workspace",
+            "administrators",
+        ),
+        t(
+            "identity",
+            "find a data subject by their own id to honour their rights",
+            RIGHTS_BASIS,
+            APPLICANTS,
+            "external subject id, sealed with the subject's key; its keyed hash",
+            f"until the subject's last case is removed ({_days(r.cases_days)}) or erased",
+            "DPO",
+        ),
+        t(
+            "cases",
+            f"the cases of {uc} under review, by pseudonym",
+            case_basis,
+            APPLICANTS,
+            "case id, pseudonymous subject_ref, times; a tombstone after removal",
+            log_retention,
+            "every role",
+        ),
+        t(
+            "case_features",
+            "model inputs shown to reviewers and used for training",
+            case_basis,
+            APPLICANTS,
+            f"features: {features}",
+            _days(r.cases_days),
+            reviewers,
+        ),
+        t(
+            "case_personal",
+            "personal data kept apart, sealed per subject",
+            case_basis,
+            APPLICANTS,
+            f"personal columns: {personal} (protected attributes: {protected}),"
+            " sealed with the subject's key",
+            _days(r.cases_days),
+            "DPO, data scientists (training and subgroup metrics), administrators",
+        ),
+        t(
+            "seed_labels",
+            "known outcomes that came with the data (training, holdout)",
+            case_basis,
+            APPLICANTS,
+            f"outcome ({settings.target.column})",
+            _days(r.cases_days),
+            "data scientists",
+        ),
+        t(
+            "rectifications",
+            "superseding values (GDPR Art. 16)",
+            RIGHTS_BASIS,
+            APPLICANTS,
+            "the corrected column and value, sealed with the subject's key",
+            _days(r.cases_days),
+            "DPO, data scientists (training)",
+        ),
+        t(
+            "restrictions",
+            "restriction of and objection to processing (Arts. 18, 21)",
+            RIGHTS_BASIS,
+            APPLICANTS,
+            "pseudonym, kind, when set and lifted",
+            "until the subject is removed",
+            "DPO, the store (queue and training)",
+        ),
+        t(
+            "removed_subjects",
+            "proof that a subject's data was erased or expired",
+            LOG_BASIS,
+            APPLICANTS,
+            "pseudonym, reason, audit seq (no personal data)",
+            log_retention,
+            "auditors, DPO",
+        ),
+        t(
+            "predictions",
+            "the model's output for each case, with its explanation",
+            case_basis,
+            APPLICANTS,
+            "score, label, per-feature contributions, model version",
+            _days(r.predictions_days),
+            reviewers,
+        ),
+        t(
+            "decisions",
+            "the human decision on each case (EU AI Act Art. 14)",
+            OVERSIGHT_BASIS,
+            f"{APPLICANTS}; {STAFF}",
+            "reviewer, action, final label, reason code, comment (sealed with the subject's"
+            " key), time on item, whether the model output was shown",
+            _days(r.decisions_days),
+            "leads, auditors, data scientists, the production system",
+        ),
+        t(
+            "leases",
+            "which reviewer holds which case, for how long",
+            OVERSIGHT_BASIS,
+            STAFF,
+            "reviewer name, case id, times",
+            f"until decided (lease {settings.review.lease_seconds} s)",
+            "the store",
+        ),
+        t(
+            "contests",
+            "requests for human review of a decision (GDPR Art. 22)",
+            RIGHTS_BASIS,
+            APPLICANTS,
+            "case id, time",
+            log_retention,
+            "reviewers, leads, DPO",
+        ),
+        t(
+            "snapshots",
+            "which training snapshot files exist, with their digests",
+            case_basis,
+            APPLICANTS,
+            "file name, seq, sha256, row count (no rows)",
+            "life of the workspace",
+            "data scientists, auditors",
+        ),
+        t(
+            "system_state",
+            "halt and resume of scoring and retraining (Art. 14(4)(e))",
+            OVERSIGHT_BASIS,
+            STAFF,
+            "who halted or resumed, reason, time",
+            "life of the workspace",
+            "leads, auditors",
+        ),
+        t(
+            "gold_cases",
+            "gold cases: holdout cases whose known answer (their seed label) measures "
+            "reviewers' accuracy and automation bias (Art. 14(4)(b)); never training labels",
+            OVERSIGHT_BASIS,
+            APPLICANTS,
+            "case id, model version, who added it, time (the answer stays in seed_labels)",
+            f"as the case ({_days(r.cases_days)}); its answer goes with the case's erasure",
+            "leads, auditors",
+        ),
+        t(
+            "users",
+            "who may do what",
+            SECURITY_BASIS,
+            STAFF,
+            "user name, roles",
+            "while the user has access",
+            "administrators, auditors",
+        ),
+        t(
+            "api_tokens",
+            "authenticating callers of the store service",
+            SECURITY_BASIS,
+            STAFF,
+            "sha256 of each token (never the token), owner, time",
+            "until revoked",
+            "the store",
+        ),
+        t(
+            "audit_log",
+            "the tamper-evident log of every event (EU AI Act Arts. 12, 19)",
+            LOG_BASIS,
+            f"{APPLICANTS}; {STAFF}",
+            "actor, role, action, object ids, payload; personal values only sealed with the"
+            " subject's key (shredded on erasure)",
+            log_retention,
+            "auditors, leads, DPO, data scientists, administrators",
+        ),
+        t(
+            "audit_events",
+            "a readable view of audit_log (no data of its own)",
+            LOG_BASIS,
+            f"{APPLICANTS}; {STAFF}",
+            "as audit_log",
+            "as audit_log",
+            "as audit_log",
+        ),
+        f(
+            "keys/master.key",
+            "wraps the subject keys; without it nothing personal can be read",
+            SECURITY_BASIS,
+            "none",
+            "a random key",
+            "life of the workspace",
+            "the store",
+        ),
+        f(
+            "keys/subject-keys.sqlite",
+            "one key per data subject (crypto-shredding)",
+            RIGHTS_BASIS,
+            APPLICANTS,
+            "pseudonym, wrapped key",
+            "destroyed when the subject is erased or expires",
+            "the store",
+        ),
+        f(
+            "keys/audit-signing-key.pem",
+            "signs audit checkpoints",
+            LOG_BASIS,
+            "none",
+            "a signing key",
+            "life of the workspace",
+            "the store",
+        ),
+        f(
+            "audit/checkpoints.jsonl",
+            "signed checkpoints of the audit chain",
+            LOG_BASIS,
+            "none",
+            "seq, head hash, time, signature",
+            "life of the workspace",
+            "auditors",
+        ),
+        f(
+            "snapshots/*.parquet",
+            "training data as of an audit seq (reproducible retraining)",
+            case_basis,
+            APPLICANTS,
+            f"case id, features, protected attributes ({protected}), label and its provenance",
+            f"regenerated without a subject when they are erased or expire ({_days(r.cases_days)})",
+            "data scientists",
+        ),
+        f(
+            "runs/*.ipynb",
+            "executed retraining and scoring notebooks (Annex IV evidence)",
+            LOG_BASIS,
+            "none (counts, metrics, digests; checked to hold no personal data)",
+            "parameters, metrics, plots",
+            log_retention,
+            "auditors, data scientists, leads",
+        ),
+        f(
+            "mlflow.db, mlartifacts/",
+            "experiment tracking and the model registry",
+            LOG_BASIS,
+            "none (no rows: schema, counts, digests, synthetic input examples)",
+            "params, metrics, models, executed notebooks",
+            log_retention,
+            "data scientists, leads, auditors",
+        ),
+    ]
+
+
+def store_objects(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every table and view of a store."""
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1"
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def missing_entries(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
+    """Tables and views of the store that the register does not describe."""
+    described = {e.name for e in register(settings) if e.kind == "table"}
+    return [name for name in store_objects(con) if name not in described]
+
+
+def as_markdown(settings: Settings) -> str:
+    p = settings.processing
+    lines = [
+        f"# Record of processing activities: {settings.use_case.name}",
+        "",
+        "GDPR Art. 30(1). Generated by `hilt records` from hilt.toml and the store's schema.",
+        "",
+        f"- Controller: {p.controller}",
+        f"- Data-protection officer: {p.dpo_contact}",
+        f"- Purpose of the use case: {settings.use_case.purpose or settings.use_case.description}",
+        f"- Transfers to third countries: {p.transfers}",
+        "- Security measures (Art. 32): personal data sealed per subject (AES-256-GCM), keys"
+        " outside the database; hash-chained, signed audit log; role-based access enforced"
+        " by the store; API tokens stored as hashes only.",
+        "",
+        "| table / file | purpose | lawful basis | data subjects | categories of data |"
+        " retention | recipients |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in register(settings):
+        cells = [
+            e.name,
+            e.purpose,
+            e.lawful_basis,
+            e.data_subjects,
+            e.categories,
+            e.retention,
+            e.recipients,
+        ]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def as_json(settings: Settings) -> list[dict[str, str]]:
+    return [asdict(e) for e in register(settings)]

@@ -1,0 +1,105 @@
+"""Sealing and opening the personal data of cases, in bulk.
+
+A case's personal columns (``fields.personal`` of hilt.toml) are stored as one canonical JSON
+object sealed with the subject's key, bound to the subject, the ingest seq and the case id
+(see ``subject_keys``). Rectified values and decision comments are sealed the same way,
+bound to the seq of the event that records them. The store seals on the way in and opens on
+the way out, for the roles that may read personal data; everything else (the audit chain,
+batch digests, ``hilt audit verify``) works on the ciphertext and needs no key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+from hilt.pipelines.config import Column, Settings
+from hilt.pipelines.store.audit_chain import canonical_json
+from hilt.pipelines.store.subject_keys import (
+    associated_data,
+    seal,
+    seal_text,
+    unseal,
+    unseal_text,
+)
+
+CASE_PURPOSE = "case"
+SUBJECT_ID_PURPOSE = "subject-id"
+COMMENT_PURPOSE = "comment"
+RECTIFY_PURPOSE = "rectify"
+
+_POLARS_TYPES: dict[str, pl.DataType] = {
+    "int": pl.Int64(),
+    "float": pl.Float64(),
+    "category": pl.String(),
+    "bool": pl.Boolean(),
+    "string": pl.String(),
+}
+
+
+def polars_type(col: Column) -> pl.DataType:
+    return _POLARS_TYPES[col.type]
+
+
+def seal_cases(
+    personal: pl.DataFrame,
+    subject_refs: Sequence[str],
+    keys: Mapping[str, bytes],
+    seq: int,
+    columns: Sequence[str],
+) -> list[bytes]:
+    """One sealed JSON object per row of ``personal`` (case_id + the personal columns)."""
+    case_ids = personal["case_id"].to_list()
+    values = [personal[c].to_list() for c in columns]
+    out: list[bytes] = []
+    for i, (case_id, ref) in enumerate(zip(case_ids, subject_refs, strict=True)):
+        doc = canonical_json({c: values[j][i] for j, c in enumerate(columns)})
+        aad = associated_data(CASE_PURPOSE, ref, seq, case_id)
+        out.append(seal(keys[ref], doc.encode("utf-8"), aad))
+    return out
+
+
+def open_case(
+    key: bytes, subject_ref: str, seq: int, case_id: str, sealed: bytes
+) -> dict[str, Any]:
+    aad = associated_data(CASE_PURPOSE, subject_ref, seq, case_id)
+    value = json.loads(unseal(key, sealed, aad))
+    assert isinstance(value, dict)
+    return value
+
+
+def open_cases(rows: pl.DataFrame, keys: Mapping[str, bytes], settings: Settings) -> pl.DataFrame:
+    """Personal columns, typed, for rows of (case_id, subject_ref, ingest_seq, sealed).
+
+    A row whose subject has no key left (shredded) gets nulls; the store removes such rows'
+    data anyway, so this happens only for ciphertext that outlived its key.
+    """
+    columns = settings.personal_columns
+    data: dict[str, list[Any]] = {c: [] for c in columns}
+    for case_id, ref, seq, sealed in zip(
+        rows["case_id"].to_list(),
+        rows["subject_ref"].to_list(),
+        rows["ingest_seq"].to_list(),
+        rows["sealed"].to_list(),
+        strict=True,
+    ):
+        key = keys.get(ref)
+        doc = open_case(key, ref, int(seq), case_id, sealed) if key is not None else {}
+        for c in columns:
+            data[c].append(doc.get(c))
+    return pl.DataFrame(
+        [rows["case_id"]]
+        + [pl.Series(c, data[c], dtype=polars_type(settings.columns[c])) for c in columns]
+    )
+
+
+def seal_value(key: bytes, value: Any, purpose: str, subject_ref: str, seq: int, obj: str) -> str:
+    """A JSON value sealed as text (``enc:v1:…``), for a table and an audit payload alike."""
+    return seal_text(key, canonical_json(value), associated_data(purpose, subject_ref, seq, obj))
+
+
+def open_value(key: bytes, sealed: str, purpose: str, subject_ref: str, seq: int, obj: str) -> Any:
+    return json.loads(unseal_text(key, sealed, associated_data(purpose, subject_ref, seq, obj)))

@@ -1,0 +1,63 @@
+"""The published export schema, processing records and the subject CLI's contract."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import jsonschema  # type: ignore[import-untyped]
+import pytest
+
+from hilt.pipelines import privacy
+from hilt.pipelines.processing_records import as_markdown, missing_entries, register
+from hilt.pipelines.store.embedded import connect
+from hilt.pipelines.workspace import Workspace
+
+
+def test_the_published_export_schema_is_the_codes() -> None:
+    assert privacy.EXPORT_SCHEMA_PATH.read_text(encoding="utf-8") == privacy.export_schema_text(), (
+        "docs/subject-export.schema.json is stale: run `hilt subject schema > "
+        "docs/subject-export.schema.json`"
+    )
+
+
+def test_an_export_validates_against_the_published_schema(loaded_workspace: Workspace) -> None:
+    from hilt.pipelines.store import open_store
+
+    doc = open_store(loaded_workspace, user="pia").subject_export("SYN-SUBJ-000010")
+    schema = json.loads(privacy.EXPORT_SCHEMA_PATH.read_text(encoding="utf-8"))
+    jsonschema.validate(json.loads(doc.model_dump_json()), schema)
+    broken = json.loads(doc.model_dump_json())
+    del broken["cases"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_every_table_of_the_store_has_a_processing_record(workspace: Workspace) -> None:
+    settings = workspace.settings()
+    con = connect(workspace, read_only=True)
+    try:
+        assert missing_entries(con, settings) == []
+        # The check itself can fail: a table nobody described is named.
+        con.close()
+        con = duckdb.connect(str(workspace.db_path))
+        con.execute("CREATE TABLE undocumented_things (x INT)")
+        assert missing_entries(con, settings) == ["undocumented_things"]
+    finally:
+        con.close()
+    described = {e.name for e in register(settings) if e.kind == "table"}
+    con = connect(workspace, read_only=True)
+    try:
+        tables = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+    assert described - tables == set(), "entries for tables that no longer exist"
+    text = as_markdown(settings)
+    for column in settings.personal_columns:
+        assert column in text  # the categories of personal data are named
+    assert f"{settings.retention.cases_days} days" in text

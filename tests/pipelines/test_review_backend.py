@@ -1,0 +1,197 @@
+"""Who the reviewer dashboard thinks is looking: the identity chain of the review backend
+(``X-Forwarded-User`` as Voila passes it, then ``JUPYTERHUB_USER``, then
+``access.local_user``) and the refusals, on a real workspace (embedded) and through a real
+store service with a gateway token (as `hilt serve` runs the dashboards)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hilt.pipelines.config import Settings, load_settings
+from hilt.pipelines.review_backend import (
+    StoreReviewBackend,
+    open_review_backend,
+    resolve_identity,
+)
+from hilt.pipelines.store.create import create_workspace
+from hilt.pipelines.workspace import Workspace
+from hilt.widgets.protocols import Refusal, ReviewBackend
+from tests.conftest import CONFIG, RunningService, operator, start_service
+
+#: The environment names are the contract with Voila (http_header_envs) and JupyterHub.
+HEADER = "HTTP_X_FORWARDED_USER"
+HUB = "JUPYTERHUB_USER"
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return load_settings(CONFIG)
+
+
+def without_local_user(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={"access": settings.access.model_copy(update={"local_user": None})}
+    )
+
+
+def a_reviewer(settings: Settings) -> str:
+    return next(n for n, r in settings.access.users.items() if r == ["reviewer"])
+
+
+def another_reviewer(settings: Settings) -> str:
+    first = a_reviewer(settings)
+    return next(n for n, r in settings.access.users.items() if "reviewer" in r and n != first)
+
+
+def not_a_reviewer(settings: Settings) -> str:
+    """A configured user with neither the reviewer nor the lead role."""
+    return next(n for n, r in settings.access.users.items() if not {"reviewer", "lead"} & set(r))
+
+
+# ---------------------------------------------------------------------- resolve_identity
+def test_the_proxy_header_comes_first(settings: Settings) -> None:
+    env = {HEADER: "alice", HUB: "bob"}
+    assert resolve_identity(env, settings) == "alice"
+
+
+def test_jupyterhub_user_comes_next(settings: Settings) -> None:
+    assert resolve_identity({HUB: "bob"}, settings) == "bob"
+
+
+def test_the_local_user_comes_last(settings: Settings) -> None:
+    assert settings.access.local_user is not None
+    assert resolve_identity({}, settings) == settings.access.local_user
+    assert resolve_identity({"USER": "root", "LOGNAME": "root"}, settings) == (
+        settings.access.local_user
+    )
+
+
+def test_blank_sources_are_skipped_and_names_are_trimmed(settings: Settings) -> None:
+    assert resolve_identity({HEADER: "  ", HUB: " bob\n"}, settings) == "bob"
+    assert resolve_identity({HEADER: "", HUB: ""}, settings) == settings.access.local_user
+
+
+def test_nothing_resolves_without_a_local_user(settings: Settings) -> None:
+    bare = without_local_user(settings)
+    assert resolve_identity({}, bare) is None
+    assert resolve_identity({HEADER: " ", HUB: ""}, bare) is None
+    assert resolve_identity({HUB: "bob"}, bare) == "bob"
+
+
+# ---------------------------------------------------------------------- embedded mode
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    ws = Workspace.at(tmp_path_factory.mktemp("review-backend") / "ws")
+    create_workspace(ws, CONFIG)
+    return ws
+
+
+def reviewer_of(backend: ReviewBackend | Refusal) -> str:
+    assert isinstance(backend, StoreReviewBackend), backend
+    return backend.reviewer().name
+
+
+def test_the_backend_acts_as_whoever_the_chain_names(ws: Workspace, settings: Settings) -> None:
+    alice, bob = a_reviewer(settings), another_reviewer(settings)
+    root = str(ws.root)
+    assert reviewer_of(open_review_backend(root, {HEADER: alice, HUB: bob})) == alice
+    assert reviewer_of(open_review_backend(root, {HUB: bob})) == bob
+    assert reviewer_of(open_review_backend(root, {})) == settings.access.local_user
+    # The workspace may also come from the environment.
+    assert reviewer_of(open_review_backend(None, {"HILT_WORKSPACE": root, HUB: bob})) == bob
+
+
+def test_an_unknown_user_is_refused_without_falling_back(ws: Workspace, settings: Settings) -> None:
+    """A header naming someone the workspace does not know is a refusal, not a reason to try
+    JUPYTERHUB_USER or the local user (who may hold more rights)."""
+    refusal = open_review_backend(str(ws.root), {HEADER: "mallory", HUB: a_reviewer(settings)})
+    assert isinstance(refusal, Refusal)
+    assert refusal.title == "Not a reviewer here"
+    assert "mallory is not a user of this workspace" in refusal.message
+
+
+def test_a_user_without_the_reviewer_role_is_refused(ws: Workspace, settings: Settings) -> None:
+    name = not_a_reviewer(settings)
+    refusal = open_review_backend(str(ws.root), {HEADER: name})
+    assert isinstance(refusal, Refusal)
+    assert refusal.title == "Not a reviewer here"
+    assert refusal.message == f"{name} does not have the reviewer role in this workspace."
+
+
+def test_nobody_identified_is_refused(tmp_path: Path) -> None:
+    """A workspace whose hilt.toml names no local user, opened with no header and no hub."""
+    text = CONFIG.read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if not line.startswith("local_user")]
+    assert len(lines) == len(text.splitlines()) - 1
+    config = tmp_path / "hilt.toml"
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ws = Workspace.at(tmp_path / "ws")
+    create_workspace(ws, config)
+    assert ws.settings().access.local_user is None
+    refusal = open_review_backend(str(ws.root), {HEADER: " "})
+    assert isinstance(refusal, Refusal)
+    assert refusal.title == "Who are you?"
+
+
+def test_no_workspace_is_a_refusal_too(tmp_path: Path) -> None:
+    refusal = open_review_backend(str(tmp_path / "nowhere"), {HUB: "bob"})
+    assert isinstance(refusal, Refusal)
+    assert refusal.title == "The review queue is not available"
+
+
+# ---------------------------------------------------------------------- service mode
+@pytest.fixture(scope="module")
+def served(ws: Workspace) -> Iterator[tuple[RunningService, str, str]]:
+    """The module's workspace behind a real store service; a gateway token (what `hilt
+    serve` hands the dashboard kernels) and a reviewer's own token."""
+    op = operator(ws)
+    gateway = op.add_user("voila-gateway", "gateway").token
+    own = op.add_user(a_reviewer(ws.settings()), "reviewer").token
+    svc = start_service(ws)
+    try:
+        yield svc, gateway, own
+    finally:
+        svc.stop()
+
+
+def test_through_the_service_the_gateway_acts_for_the_named_user(
+    ws: Workspace, settings: Settings, served: tuple[RunningService, str, str]
+) -> None:
+    svc, gateway, _ = served
+    base = {"HILT_STORE_URL": svc.url, "HILT_GATEWAY_TOKEN": gateway}
+    alice, bob = a_reviewer(settings), another_reviewer(settings)
+    root = str(ws.root)
+    backend = open_review_backend(root, {**base, HEADER: alice, HUB: bob})
+    try:
+        assert reviewer_of(backend) == alice
+    finally:
+        assert isinstance(backend, StoreReviewBackend)
+        backend.store.close()
+    backend = open_review_backend(root, {**base, HUB: bob})
+    try:
+        assert reviewer_of(backend) == bob
+    finally:
+        assert isinstance(backend, StoreReviewBackend)
+        backend.store.close()
+
+    unknown = open_review_backend(root, {**base, HEADER: "mallory", HUB: alice})
+    assert isinstance(unknown, Refusal) and unknown.title == "Not a reviewer here"
+    assert "mallory" in unknown.message
+    name = not_a_reviewer(settings)
+    no_role = open_review_backend(root, {**base, HEADER: name})
+    assert isinstance(no_role, Refusal)
+    assert no_role.message == f"{name} does not have the reviewer role in this workspace."
+
+
+def test_a_token_that_is_not_the_gateways_cannot_act_for_someone_else(
+    ws: Workspace, settings: Settings, served: tuple[RunningService, str, str]
+) -> None:
+    svc, _, own = served
+    env = {"HILT_STORE_URL": svc.url, "HILT_GATEWAY_TOKEN": own}
+    result = open_review_backend(str(ws.root), {**env, HEADER: another_reviewer(settings)})
+    assert isinstance(result, Refusal), result
+    assert result.title == "The review queue is not available"
+    assert "only a gateway token may act on behalf of a user" in result.message
