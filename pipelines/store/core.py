@@ -367,8 +367,8 @@ class StoreCore:
         if found != SCHEMA_VERSION:
             raise StoreError(
                 f"{self.workspace.db_path} has store schema {found or 'unknown'}, this hilt "
-                f"needs schema {SCHEMA_VERSION} (sealed personal data, subject keys); create a "
-                "new workspace with `hilt init` (a demo workspace can simply be deleted)"
+                f"needs schema {SCHEMA_VERSION} (sealed personal data, subject keys, gold cases); "
+                "create a new workspace with `hilt init` (a demo workspace can simply be deleted)"
             )
 
     # ------------------------------------------------------------------ identity

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hilt.pipelines.config import Column, Settings
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"  # 2: sealed personal data, subject keys; 3: gold cases
 
 _SQL_TYPES = {
     "int": "BIGINT",
