@@ -3,10 +3,12 @@
 Every command takes ``--workspace DIR`` (default: $HILT_WORKSPACE, else ./workspace).
 Exit codes: 0 done; 1 the audit log does not verify, a retraining or scoring run failed (its
 partial notebook is kept), or a reproduction gave another model; 2 a user error or a refusal
-(bad input or parameters, bad config, unknown user or role, store busy, system halted,
-promotion refused), with a one-line message and no stack trace, and nothing written; 3 an
-internal error of the store, or a DuckDB error that no hilt code wrapped, also one line (set
-HILT_DEBUG=1 to see its trace).
+(bad input or parameters, bad config, unknown user or role, store busy, promotion refused),
+with a one-line message and no stack trace, and nothing written; 3 an internal error of the
+store, or a DuckDB error that no hilt code wrapped, also one line (set HILT_DEBUG=1 to see
+its trace); 4 refused because a lead halted the system (a run refused so is audited as
+``run.refused``; a run stopped by a halt while it ran exits 4 too), until a second lead
+resumes it.
 
 Commands run on the workspace folder act as the operating-system user, with the admin role:
 whoever can write the workspace's files holds the store anyway, and the audit log records
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeGuard, TypeVar
 
 import typer
 
-from hilt.pipelines.errors import HiltError, InputError, StoreError
+from hilt.pipelines.errors import HiltError, InputError, StoreError, SystemHalted
 from hilt.pipelines.tables import read_table
 from hilt.pipelines.workspace import Workspace
 
@@ -74,6 +76,10 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
+#: Exit code of a command refused because the system is halted.
+EXIT_HALTED = 4
+
+
 def _driver_error(e: Exception) -> TypeGuard[duckdb.Error]:
     """Whether ``e`` is a DuckDB error that no hilt code wrapped (duckdb is imported lazily:
     if it was never imported, no error can come from it)."""
@@ -87,6 +93,8 @@ def _guard(fn: Callable[[], T]) -> T:
     with HILT_DEBUG=1)."""
     try:
         return fn()
+    except SystemHalted as e:
+        _fail(str(e), EXIT_HALTED)
     except StoreError as e:
         if os.environ.get("HILT_DEBUG"):
             raise
@@ -196,6 +204,7 @@ def serve(
     typer.echo(f"store service:     http://{host}:{store_port}")
     typer.echo(f"review dashboard:  {server.dashboard_url('review')}")
     typer.echo(f"audit dashboard:   {server.dashboard_url('audit')}")
+    typer.echo(f"oversight (leads): {server.dashboard_url('oversight')}")
     typer.echo("(Ctrl-C stops both)")
     serve_until_stopped(server)
 
@@ -299,6 +308,10 @@ def audit_checkpoint(workspace: WorkspaceOpt = None) -> None:
     typer.echo(f"checkpoint seq {cp.seq} head {cp.head_hash} at {cp.time}")
 
 
+#: Gold cases the demo adds once it has a champion.
+DEMO_GOLD_CASES = 20
+
+
 @app.command()
 def demo(
     workspace: WorkspaceOpt = None,
@@ -363,6 +376,14 @@ def demo(
             from hilt.pipelines.store.subject_rights import shred_file
 
             shred_file(incoming)
+        if store.counts()["gold_cases"] == 0 and tracking.champion_version(settings):
+            from hilt.pipelines.oversight import add_gold_with_champion
+
+            gold = add_gold_with_champion(ws, DEMO_GOLD_CASES, author)
+            typer.echo(
+                f"{gold.added} gold cases (known answers, the champion wrong on "
+                f"{gold.model_wrong}) are mixed into the reviewers' queues"
+            )
         status = store.queue_status()
         typer.echo(f"review queue: {status.waiting} cases waiting")
         grant = store.add_user(author, "admin")
@@ -384,6 +405,7 @@ def demo(
     typer.echo(f"store service:     http://127.0.0.1:{store_port}   (OpenAPI: /openapi.json)")
     typer.echo(f"review dashboard:  {server.dashboard_url('review')}")
     typer.echo(f"audit dashboard:   {server.dashboard_url('audit')}")
+    typer.echo(f"oversight (leads): {server.dashboard_url('oversight')}")
     typer.echo("(the dashboard acts as the workspace's local user; Ctrl-C stops everything)")
     serve_until_stopped(server)
 
@@ -411,7 +433,7 @@ def _run_guard(fn: Callable[[], T]) -> T:
         try:
             return fn()
         except RunFailed as e:
-            _fail(str(e), 1)
+            _fail(str(e), EXIT_HALTED if e.error == SystemHalted.__name__ else 1)
 
     return _guard(body)
 
@@ -945,6 +967,81 @@ def docs_model(
     typer.echo(f"wrote {written.html}")
     for image in written.images:
         typer.echo(f"wrote {image}")
+
+
+# ---------------------------------------------------------------------------- oversight
+gold_app = typer.Typer(help="Gold cases: known answers mixed into the review queues.")
+app.add_typer(gold_app, name="gold")
+LeadOpt = Annotated[
+    str, typer.Option("--as", help="The lead acting (a store user with the lead role).")
+]
+
+
+@app.command()
+def halt(
+    as_user: LeadOpt,
+    reason: Annotated[str, typer.Option(help="Why (kept in the store; audited as its sha256).")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Stop scoring and retraining at once (a lead); new cases wait for manual review."""
+    from hilt.pipelines import oversight
+
+    ws = Workspace.at(workspace)
+    state = _guard(lambda: oversight.halt(ws, as_user, reason))
+    typer.echo(
+        f"halted by {state.changed_by} (audit seq {state.seq}): scoring and retraining are "
+        "refused, new cases wait for manual review; a second lead resumes with "
+        "`hilt resume --as LEAD`"
+    )
+
+
+@app.command()
+def resume(as_user: LeadOpt, workspace: WorkspaceOpt = None) -> None:
+    """Resume after a halt: a second lead, not the one who halted."""
+    from hilt.pipelines import oversight
+
+    ws = Workspace.at(workspace)
+    state = _guard(lambda: oversight.resume(ws, as_user))
+    typer.echo(f"resumed by {state.changed_by} (audit seq {state.seq})")
+
+
+@gold_app.command("add")
+def gold_add(
+    count: Annotated[int, typer.Option(help="How many gold cases to add.")],
+    workspace: WorkspaceOpt = None,
+    as_user: AsUserOpt = None,
+) -> None:
+    """Score holdout cases with the champion and make COUNT of them gold cases."""
+    from hilt.pipelines import oversight
+
+    ws = Workspace.at(workspace)
+    _quiet_mlflow()
+    result = _guard(lambda: oversight.add_gold_with_champion(ws, count, as_user))
+    typer.echo(
+        f"{result.added} gold cases added, scored by {result.model_version} (wrong on "
+        f"{result.model_wrong} of them); audit seq {result.seq}"
+    )
+
+
+@app.command()
+def reject(
+    run_id: Annotated[str, typer.Argument(help="The retraining run whose challenger to reject.")],
+    as_user: Annotated[
+        str, typer.Option("--as", help="The rejecting lead (not the run's author).")
+    ],
+    reason: Annotated[str, typer.Option(help="Why (audited as its sha256).")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Reject a challenger: it stops being the challenger (a lead who did not train it)."""
+    from hilt.pipelines.promotion import reject as do_reject
+
+    ws = Workspace.at(workspace)
+    _quiet_mlflow()
+    r = _guard(lambda: do_reject(ws, run_id, as_user, reason))
+    typer.echo(
+        f"{r.registered_name} version {r.version} rejected by {r.approver} (trained by "
+        f"{r.author}); audit seq {r.audit_seq}"
+    )
 
 
 def main() -> None:

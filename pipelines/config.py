@@ -235,6 +235,33 @@ class Fields(_Strict):
     display_personal: list[str] = Field(default_factory=list)
 
 
+class Oversight(_Strict):
+    """Human oversight of the reviewers (EU AI Act Art. 14): gold cases, double review, and
+    the automation-bias alerts of the oversight dashboard."""
+
+    #: Share of a reviewer's cases that are gold cases (known answers from the holdout), when
+    #: gold cases are available (`hilt gold add`); the reviewer cannot tell them apart.
+    gold_rate: float = Field(default=0.0, ge=0.0, le=0.5)
+    #: Share of cases (a salted hash of the case id) that two reviewers decide independently;
+    #: a disagreement goes to the adjudication queue of a lead.
+    double_review_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: Reviewer statistics and alerts cover the decisions of this many days.
+    window_days: int = Field(default=30, ge=1, le=3650)
+    #: Rubber-stamping alert: accept rate at least this ...
+    alert_accept_rate: float = Field(default=0.95, gt=0.0, le=1.0)
+    #: ... while the median time on item is at most this many seconds.
+    alert_median_seconds: float = Field(default=5.0, gt=0.0, le=3600.0)
+    #: Gold alert: accuracy on gold cases below this.
+    alert_gold_accuracy: float = Field(default=0.8, gt=0.0, le=1.0)
+    #: No rubber-stamping alert before a reviewer has made this many final decisions.
+    alert_min_decisions: int = Field(default=20, ge=1)
+    #: No gold alert before a reviewer has decided this many gold cases.
+    alert_min_gold: int = Field(default=5, ge=1)
+    #: Share of a new gold set on which the champion is wrong (as far as the holdout has
+    #: such cases): a reviewer who only agrees with the model cannot score well on them.
+    gold_error_share: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
 class Settings(_Strict):
     """One use case, as read from hilt.toml."""
 
@@ -250,6 +277,7 @@ class Settings(_Strict):
     audit: Audit = Field(default_factory=Audit)
     limits: Limits = Field(default_factory=Limits)
     processing: Processing = Field(default_factory=Processing)
+    oversight: Oversight = Field(default_factory=Oversight)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

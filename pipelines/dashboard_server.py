@@ -30,7 +30,7 @@ from hilt.pipelines.workspace import Workspace
 
 GATEWAY_USER = "voila-gateway"
 KERNEL_MANAGER = "hilt.pipelines.dashboard_kernels.WidgetOnlyKernelManager"
-DASHBOARDS = ("review", "audit")
+DASHBOARDS = ("review", "oversight", "audit")
 #: Environment that must not leak from the operator's shell into dashboard kernels.
 _IDENTITY_ENV = ("HTTP_X_FORWARDED_USER", "JUPYTERHUB_USER", "HILT_USER", "HILT_TOKEN")
 

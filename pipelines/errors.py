@@ -73,6 +73,13 @@ class StoreBusyError(StoreError):
     kind = "busy"
 
 
+class SystemHalted(ConflictError):
+    """A lead halted scoring and retraining (EU AI Act Art. 14(4)(e)); refused until a second
+    lead resumes. Commands exit with their own code for it (see the CLI)."""
+
+    kind = "halted"
+
+
 ERROR_KINDS: dict[str, type[HiltError]] = {
     cls.kind: cls
     for cls in (
@@ -85,5 +92,6 @@ ERROR_KINDS: dict[str, type[HiltError]] = {
         PermissionDeniedError,
         StoreError,
         StoreBusyError,
+        SystemHalted,
     )
 }

@@ -212,6 +212,16 @@ def register(settings: Settings) -> list[ProcessingEntry]:
             "leads, auditors",
         ),
         t(
+            "gold_cases",
+            "gold cases: holdout cases whose known answer (their seed label) measures "
+            "reviewers' accuracy and automation bias (Art. 14(4)(b)); never training labels",
+            OVERSIGHT_BASIS,
+            APPLICANTS,
+            "case id, model version, who added it, time (the answer stays in seed_labels)",
+            f"as the case ({_days(r.cases_days)}); its answer goes with the case's erasure",
+            "leads, auditors",
+        ),
+        t(
             "users",
             "who may do what",
             SECURITY_BASIS,

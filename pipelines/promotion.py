@@ -154,3 +154,98 @@ def promote(ws: Workspace, run_id: str, approver: str, *, store: Store | None = 
     finally:
         if own and store is not None:
             store.close()
+
+
+@dataclass(frozen=True)
+class Rejection:
+    run_id: str
+    registered_name: str
+    version: str
+    approver: str
+    author: str
+    audit_seq: int
+
+
+def reject(
+    ws: Workspace, run_id: str, approver: str, reason: str, *, store: Store | None = None
+) -> Rejection:
+    """A lead who did not train the run rejects its challenger: the ``challenger`` alias is
+    dropped, the version tagged rejected, and ``model.rejected`` audited (the reason only as
+    its sha256). Conditions as for ``promote``, without the gate (a lead may reject what the
+    gate passed), and a reason is required. Refused: ``PromotionRefused``, nothing changed."""
+    import hashlib
+
+    from hilt.pipelines import tracking
+    from hilt.pipelines.errors import AuthenticationError
+    from hilt.pipelines.retraining import TAG_KIND
+
+    if not reason.strip():
+        raise PromotionRefused("a rejection needs a reason")
+    if not ws.exists():
+        raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
+    settings = ws.settings()
+    own = store is None
+    try:
+        if store is None:
+            try:
+                store = _approver_store(ws, approver)
+            except AuthenticationError:
+                raise PromotionRefused(f"{approver!r} is not a user of this workspace") from None
+        me = store.whoami()
+        if me.name != approver:
+            raise PromotionRefused(f"the store acts as {me.name!r}, not as {approver!r}")
+        if APPROVER_ROLE not in me.roles:
+            raise PromotionRefused(
+                f"{approver!r} (roles: {', '.join(me.roles) or 'none'}) may not reject a "
+                f"challenger; that needs the {APPROVER_ROLE} role"
+            )
+        tracking.configure(ws, settings=settings)
+        try:
+            run = tracking.run_info(run_id)
+        except tracking.TrackingError:
+            raise PromotionRefused(f"no MLflow run {run_id!r} in this workspace") from None
+        if run.tags.get(TAG_KIND) != "retrain":
+            raise PromotionRefused(f"run {run_id} is not a retraining run")
+        author = run.author or ""
+        if author == approver:
+            raise PromotionRefused(
+                f"{approver!r} trained run {run_id}; a lead who did not train it must decide"
+            )
+        challenger = tracking.challenger_version(settings)
+        if challenger is None or challenger not in run.versions:
+            raise PromotionRefused(
+                f"run {run_id} is not the current challenger "
+                f"(the challenger is {'version ' + challenger if challenger else 'none'})"
+            )
+        name = tracking.registered_model_name(settings)
+        tag_before = tracking.version_gate(settings, challenger)
+        tracking.reject_challenger(settings, challenger)
+        try:
+            seq = store.record_event(
+                "model.rejected",
+                "model",
+                f"{name}/v{challenger}",
+                {
+                    "run_id": run_id,
+                    "version": challenger,
+                    "model_sha256": run.model_sha256,
+                    "author": author,
+                    "approver": approver,
+                    "reason_sha256": hashlib.sha256(reason.encode("utf-8")).hexdigest(),
+                },
+            )
+        except BaseException:
+            tracking.set_version_gate(settings, challenger, tag_before or "pending")
+            tracking.set_challenger(settings, challenger)
+            raise
+        return Rejection(
+            run_id=run_id,
+            registered_name=name,
+            version=challenger,
+            approver=approver,
+            author=author,
+            audit_seq=seq,
+        )
+    finally:
+        if own and store is not None:
+            store.close()

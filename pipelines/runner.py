@@ -7,7 +7,7 @@ everything an auditor needs:
    papermill infers them from ``name: type = value  # help``) and, for retraining, by
    ``TrainParams``; bad → InputError (exit 2): no MLflow run, no audit event, no notebook;
 2. the store is opened as the run's author (``open_run_store``) and a halted system refuses
-   the run (``SystemHalted``, exit 2);
+   the run (``SystemHalted``, exit 4), audited as ``run.refused``;
 3. the MLflow run is created (author and provenance tags) and ``run.started`` is audited with
    the parameters and the template's sha256;
 4. papermill executes the template on the ``python3`` kernel (the project's venv), with the
@@ -39,10 +39,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.errors import ConflictError, HiltError, InputError, PermissionDeniedError
+from hilt.pipelines.errors import (
+    HiltError,
+    InputError,
+    PermissionDeniedError,
+    SystemHalted,
+)
 from hilt.pipelines.model import TrainParams
 from hilt.pipelines.retraining import TAG_GATE, TAG_KIND, TAG_REPRODUCES, TAG_VERSION
 from hilt.pipelines.store.protocol import Store
+from hilt.pipelines.store.records import halted_message
 from hilt.pipelines.workspace import Workspace
 
 Kind = Literal["retrain", "score"]
@@ -66,12 +72,6 @@ MAX_ERROR_TEXT = 300
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-class SystemHalted(ConflictError):
-    """A lead halted scoring and retraining; runs are refused until a second lead resumes."""
-
-    kind = "halted"
 
 
 class RunFailed(HiltError):
@@ -264,14 +264,37 @@ def open_run_store(ws: Workspace, author: str | None = None) -> tuple[Store, str
     return store, author
 
 
-def refuse_if_halted(store: Store) -> None:
-    """SystemHalted ("the system is halted by <lead>: <reason>") while a lead's halt holds."""
+#: What a refused run is called in its message.
+_REFUSED = {"retrain": "retraining", "score": "scoring"}
+
+
+def refuse_if_halted(store: Store, what: str = "the run") -> None:
+    """SystemHalted ("<what> refused: the system is halted (by <lead> at <time>, audit seq
+    <n>); ...") while a lead's halt holds. The halt's reason is not repeated (free text)."""
     state = store.system_state()
     if state.halted:
-        raise SystemHalted(
-            f"the system is halted by {state.changed_by}: {state.reason} "
-            "(a second lead must resume it before scoring or retraining)"
+        raise SystemHalted(halted_message(state, what))
+
+
+def _refuse_and_record_if_halted(store: Store, kind: str) -> None:
+    """A run refused by a halt is audited as ``run.refused`` (nothing else is written: no
+    MLflow run, no notebook), so the log shows that the halt held."""
+    try:
+        refuse_if_halted(store, _REFUSED.get(kind, kind))
+    except SystemHalted:
+        state = store.system_state()
+        store.record_event(
+            "run.refused",
+            "run",
+            f"{kind}-{utc_stamp()}",
+            {
+                "kind": kind,
+                "reason": "halted",
+                "halted_by": state.changed_by,
+                "halt_seq": state.seq,
+            },
         )
+        raise
 
 
 # ---------------------------------------------------------------------------- running
@@ -360,7 +383,7 @@ def execute(ws: Workspace, request: RunRequest) -> RunResult:
     settings = ws.settings()
     store, author = open_run_store(ws, request.author)
     try:
-        refuse_if_halted(store)
+        _refuse_and_record_if_halted(store, request.kind)
         return _execute(ws, settings, store, author, request, template, typed, started)
     finally:
         store.close()

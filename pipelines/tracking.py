@@ -1088,3 +1088,43 @@ __all__ = [
     "tracking_uri",
     "version_run_id",
 ]
+
+
+def set_version_gate(settings: Settings, version: str | int, value: str) -> None:
+    """Set the ``hilt.gate`` tag of a registered version (e.g. to undo a rejection whose
+    audit event could not be written)."""
+    state = _configured()
+    name = registered_model_name(settings)
+    with _mlflow_errors(f"cannot tag version {version} of {name!r}"):
+        state.client.set_model_version_tag(name, str(version), TAG_GATE, value)
+
+
+def version_gate(settings: Settings, version: str | int) -> str | None:
+    """The ``hilt.gate`` tag of a registered version."""
+    state = _configured()
+    name = registered_model_name(settings)
+    with _mlflow_errors(f"cannot read version {version} of {name!r}"):
+        mv = state.client.get_model_version(name, str(version))
+    tag = mv.tags.get(TAG_GATE)
+    return str(tag) if tag is not None else None
+
+
+def run_artifact_text(run_id: str, artifact_path: str) -> str | None:
+    """A run's text artifact (e.g. ``evaluation/gate.json``), or None when it has none."""
+    state = _configured()
+    with tempfile.TemporaryDirectory(prefix="hilt-mlflow-") as tmp:
+        try:
+            local = state.client.download_artifacts(run_id, artifact_path, tmp)
+        except (MlflowException, OSError):
+            return None
+        return Path(local).read_text(encoding="utf-8")
+
+
+def run_subgroups(run_id: str) -> pl.DataFrame | None:
+    """The subgroup metrics table a retraining run logged (``evaluation/``), or None."""
+    import io
+
+    text = run_artifact_text(run_id, "evaluation/subgroup_metrics.csv")
+    if text is None:
+        return None
+    return pl.read_csv(io.StringIO(text), infer_schema_length=None)

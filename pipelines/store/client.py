@@ -22,12 +22,15 @@ from hilt.pipelines.store.records import (
     AuditQuery,
     CaseRecord,
     CheckpointRecord,
+    ConflictRecord,
     Decision,
     DecisionRequest,
     ErasureReport,
     FeatureRange,
+    GoldResult,
     IngestResult,
     LeasedCase,
+    OversightReport,
     Prediction,
     QueueStatus,
     RetentionReport,
@@ -45,6 +48,7 @@ ON_BEHALF_HEADER = "X-Hilt-On-Behalf-Of"
 _DECISIONS = TypeAdapter(list[Decision])
 _EVENTS = TypeAdapter(list[AuditEvent])
 _PROFILE = TypeAdapter(dict[str, FeatureRange])
+_CONFLICTS = TypeAdapter(list[ConflictRecord])
 
 
 def _json_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
@@ -224,3 +228,32 @@ class StoreClient:
 
     def get_prediction(self, prediction_id: int) -> Prediction:
         return self._model(Prediction, "GET", f"/v1/predictions/{int(prediction_id)}")
+
+    def gold_candidates(self, limit: int = 1000) -> list[str]:
+        data = self._request("GET", "/v1/gold/candidates", params={"limit": limit})
+        return [str(c) for c in data]
+
+    def add_gold(self, model_version: str, frame: pl.DataFrame) -> GoldResult:
+        body = {"model_version": model_version, "rows": _json_rows(frame)}
+        return self._model(GoldResult, "POST", "/v1/gold", json=body)
+
+    def oversight_report(self) -> OversightReport:
+        return self._model(OversightReport, "GET", "/v1/oversight/report")
+
+    def conflicts(self) -> list[ConflictRecord]:
+        return _CONFLICTS.validate_python(self._request("GET", "/v1/oversight/conflicts"))
+
+    def adjudicate(
+        self,
+        case_id: str,
+        final_label: str,
+        comment: str | None = None,
+        request_id: str | None = None,
+    ) -> Decision:
+        body = {
+            "case_id": case_id,
+            "final_label": final_label,
+            "comment": comment,
+            "request_id": request_id,
+        }
+        return self._model(Decision, "POST", "/v1/oversight/adjudications", json=body)

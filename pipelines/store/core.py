@@ -33,10 +33,13 @@ from hilt.pipelines.errors import (
     NotFoundError,
     PermissionDeniedError,
     StoreError,
+    SystemHalted,
 )
 from hilt.pipelines.store import (
     batch_digest,
+    double_review,
     explanations,
+    oversight_stats,
     personal_data,
     reconcile,
     retention,
@@ -66,6 +69,8 @@ from hilt.pipelines.store.checkpoints import (
     read_checkpoints,
     sign_checkpoint,
 )
+from hilt.pipelines.store.gold import digest as gold_digest
+from hilt.pipelines.store.gold import first_mismatch as gold_mismatch
 from hilt.pipelines.store.records import (
     AuditEvent,
     AuditHead,
@@ -74,12 +79,15 @@ from hilt.pipelines.store.records import (
     BreakRecord,
     CaseRecord,
     CheckpointRecord,
+    ConflictRecord,
     Decision,
     DecisionRequest,
     ErasureReport,
     FeatureRange,
+    GoldResult,
     IngestResult,
     LeasedCase,
+    OversightReport,
     Prediction,
     QueueStatus,
     RetentionReport,
@@ -90,6 +98,7 @@ from hilt.pipelines.store.records import (
     TokenGrant,
     User,
     VerifyReport,
+    halted_message,
 )
 from hilt.pipelines.store.schema import COUNTED_TABLES, SCHEMA_VERSION, create_statements, quote
 from hilt.pipelines.store.subject_keys import KeyRing
@@ -124,6 +133,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "subject_rights": frozenset({"dpo"}),
     "retention": frozenset({"admin", "system", "dpo"}),
     "get_prediction": frozenset({"auditor", "admin", "lead", "dpo", "data-scientist"}),
+    # Oversight (EU AI Act Art. 14): gold cases, the oversight report, adjudication.
+    "gold": frozenset({"data-scientist", "admin"}),
+    "oversight_read": frozenset({"lead", "auditor", "admin"}),
+    "adjudicate": frozenset({"lead"}),
 }
 #: Actions a caller may append with ``record_event`` (the events of runs and models); every
 #: other action is written by the store itself, in the transaction of its change.
@@ -358,8 +371,8 @@ class StoreCore:
         if found != SCHEMA_VERSION:
             raise StoreError(
                 f"{self.workspace.db_path} has store schema {found or 'unknown'}, this hilt "
-                f"needs schema {SCHEMA_VERSION} (sealed personal data, subject keys); create a "
-                "new workspace with `hilt init` (a demo workspace can simply be deleted)"
+                f"needs schema {SCHEMA_VERSION} (sealed personal data, subject keys, gold cases); "
+                "create a new workspace with `hilt init` (a demo workspace can simply be deleted)"
             )
 
     # ------------------------------------------------------------------ identity
@@ -592,6 +605,7 @@ class StoreCore:
         clean = clean_predictions(frame, self.settings)
         now = self.clock()
         with self._transaction():
+            self._refuse_if_halted("adding predictions")
             self.con.register("hilt_predictions", clean)
             try:
                 unknown = sql.one(
@@ -688,9 +702,10 @@ class StoreCore:
                 " UNION ALL SELECT 'contest', max(seq)::VARCHAR, NULL, NULL, NULL, NULL, NULL"
                 " FROM contests WHERE case_id = $cid"
                 " UNION ALL SELECT 'request', decision_id, NULL, NULL, NULL, NULL, NULL"
-                " FROM decisions WHERE request_id = $rid",
+                " FROM decisions WHERE request_id = $rid" + self._oversight_arms_sql(),
                 {"rid": request.request_id, "cid": request.case_id, "now": now},
             ).fetchall()
+            gold, manual, double = self._oversight_flags(rows, request.case_id)
             existing_id = next((r[1] for r in rows if r[0] == "request"), None)
             case_row = next((r for r in rows if r[0] == "case"), None)
             any_lease = any(r[0] == "lease" for r in rows)
@@ -751,13 +766,25 @@ class StoreCore:
             predicted = str(pred["label"]) if pred else None
             final: str | None = request.final_label
             if request.action == "undo":
-                self._check_undo(request, history)
+                # On a gold case every reviewer decides alone: only their own history counts.
+                self._check_undo(request, [a for a in history if a.reviewer == me or not gold])
             else:
-                state = review_queue.case_state(history, contest_seq, bool(preds))
+                if gold:
+                    state = review_queue.gold_state(history, me, bool(preds))
+                else:
+                    state = review_queue.case_state(
+                        history, contest_seq, bool(preds), double=double, manual=manual
+                    )
                 if not state.pending:
                     raise ConflictError("this case has no review pending (already decided)")
                 if state.excluded_reviewer == me:
-                    why = "a contested case" if state.contested else "a case you flagged"
+                    why = (
+                        "a contested case"
+                        if state.contested
+                        else "a double-review case"
+                        if state.second_review
+                        else "a case you flagged"
+                    )
                     raise PermissionDeniedError(f"{why} must be decided by another reviewer")
             if request.action == "accept":
                 if predicted is None:
@@ -907,40 +934,44 @@ class StoreCore:
         with self._transaction():
             own = sql.one(
                 self.con,
-                "SELECT l.case_id, l.expires_at, (SELECT max(seq) FROM contests c"
-                " WHERE c.case_id = l.case_id), EXISTS (SELECT 1 FROM predictions p"
-                " WHERE p.case_id = l.case_id) FROM leases l"
+                "SELECT l.case_id, l.expires_at FROM leases l"
                 " WHERE l.reviewer = ? AND l.expires_at > ?",
                 [me, now],
             )
             state = None
+            gold = False
             if own is not None:
                 case_id, expires = str(own[0]), own[1]
                 history = self._logged_actions(case_id)
-                state = review_queue.case_state(history, own[2], bool(own[3]))
+                state, gold = self._state_of(case_id, history)
                 if not state.pending or state.excluded_reviewer == me:
                     state = None  # a stale lease (decided meanwhile): take a new case
             if state is None:
+                context = sql.one(
+                    self.con,
+                    "SELECT "
+                    + double_review.MANUAL_CUT_SQL
+                    + ", EXISTS (SELECT 1 FROM gold_cases)",
+                )
+                assert context is not None
                 row = sql.one(
                     self.con,
                     "SELECT q.case_id FROM ("
-                    + review_queue.QUEUE_STATE_SQL
+                    + self._queue_sql(int(context[0]))
                     + ") q LEFT JOIN leases l ON l.case_id = q.case_id AND l.expires_at > ?"
                     " WHERE l.case_id IS NULL"
                     " AND (q.excluded_reviewer IS NULL OR q.excluded_reviewer <> ?)"
-                    " ORDER BY q.contested DESC, q.second_opinion DESC,"
+                    " ORDER BY q.contested DESC, q.second_opinion DESC, q.second_review DESC,"
                     " (SELECT count(*) FROM decisions s WHERE s.case_id = q.case_id"
                     "  AND s.action = 'skip' AND s.reviewer = ?), " + order + " LIMIT 1",
                     [now, me, me],
                 )
                 if row is None:
                     return None
-                case_id = str(row[0])
+                # A gold case, when one is due, takes the place of the queue's next case.
+                case_id = (self._gold_instead(now) if context[1] else None) or str(row[0])
                 history = self._logged_actions(case_id)
-                contest_seq = sql.scalar(
-                    self.con, "SELECT max(seq) FROM contests WHERE case_id = ?", [case_id]
-                )
-                state = review_queue.case_state(history, contest_seq, True)
+                state, gold = self._state_of(case_id, history)
                 seq = self._append_audit(
                     role,
                     "case.leased",
@@ -950,9 +981,21 @@ class StoreCore:
                     now,
                 )
                 expires = self._lease(case_id, now, seq)
-            blind = review_queue.blind_label(history, me)
+            blind = review_queue.blind_label(
+                [a for a in history if a.reviewer == me] if gold else history, me
+            )
+        case = self.get_case(case_id)
+        # Independent review: a reviewer sees their own decisions on the case only, and no
+        # seed label, so that a second review is blind to the first and a gold case looks
+        # like any other.
+        case = case.model_copy(
+            update={
+                "seed_label": None,
+                "decisions": [d for d in case.decisions if d.reviewer == me],
+            }
+        )
         return LeasedCase(
-            case=self.get_case(case_id),
+            case=case,
             lease_expires_at=_iso(expires),
             contested=state.contested,
             second_opinion=state.second_opinion,
@@ -967,7 +1010,7 @@ class StoreCore:
             self.con,
             "SELECT count(*) FILTER (WHERE l.case_id IS NULL),"
             " count(*) FILTER (WHERE l.case_id IS NOT NULL) FROM ("
-            + review_queue.QUEUE_STATE_SQL
+            + self._queue_sql()
             + ") q LEFT JOIN leases l ON l.case_id = q.case_id AND l.expires_at > ?",
             [now],
         )
@@ -1371,7 +1414,9 @@ class StoreCore:
         """Reviewer decisions in audit order, for a production system to read.
 
         Every action by default (undo events included, so a consumer can apply them);
-        ``final_only``: only accept / override decisions that have not been undone.
+        ``final_only``: only accept / override / adjudicate decisions that have not been
+        undone, on settled cases (not a gold case; a double-review case once two reviews
+        agree or a lead adjudicated); apply them in seq order, the last one wins.
         """
         self._role_for("decisions")
         if limit < 1 or limit > 100_000:
@@ -1379,9 +1424,16 @@ class StoreCore:
         where = "d.seq > ?"
         if final_only:
             where += (
-                " AND d.action IN ('accept', 'override') AND d.decision_id NOT IN"
+                " AND d.action IN ('accept', 'override', 'adjudicate') AND d.decision_id NOT IN"
                 " (SELECT undo_of FROM decisions WHERE action = 'undo' AND undo_of IS NOT NULL)"
             )
+            # Gold cases are tests of reviewers, not cases to act on; a double-review case
+            # is final once settled (two reviews that agree, or a lead's adjudication).
+            where += " AND d.case_id NOT IN (SELECT case_id FROM gold_cases)"
+            share = self.settings.oversight.double_review_share
+            if share > 0:
+                unsettled = double_review.unsettled_sql("decisions", "contests", share)
+                where += f" AND d.case_id NOT IN ({unsettled})"
         return self._decisions_where(where, [after_seq], limit)
 
     def get_case(self, case_id: str) -> CaseRecord:
@@ -1650,6 +1702,374 @@ class StoreCore:
             batch_seq=int(p[7]),
         )
 
+    # ------------------------------------------------------------------ oversight
+    def _refuse_if_halted(self, what: str) -> None:
+        """SystemHalted while a lead's halt holds (call inside the writing transaction)."""
+        state = self.system_state()
+        if state.halted:
+            raise SystemHalted(halted_message(state, what))
+
+    def _queue_sql(self, manual_cut: int | None = None) -> str:
+        """The queue's SQL for this store now: double review as configured; cases without a
+        prediction only if they were in the store during a halt (``manual_cut``: read from
+        system_state unless given)."""
+        if manual_cut is None:
+            manual_cut = int(sql.scalar(self.con, "SELECT " + double_review.MANUAL_CUT_SQL))
+        share = self.settings.oversight.double_review_share
+        return review_queue.queue_state_sql(share, manual_cut)
+
+    def _oversight_arms_sql(self) -> str:
+        """More arms of record_decision's one round trip: gold, manual review, and the salt
+        (only when double review is on)."""
+        salt = (
+            " UNION ALL SELECT 'salt', value, NULL, NULL, NULL, NULL, NULL FROM meta"
+            " WHERE key = 'holdout_salt'"
+            if self.settings.oversight.double_review_share > 0
+            else ""
+        )
+        return (
+            " UNION ALL SELECT 'gold', model_version, NULL, NULL, NULL, NULL, NULL"
+            " FROM gold_cases WHERE case_id = $cid"
+            " UNION ALL SELECT 'manual', NULL, NULL, NULL, NULL, NULL, NULL FROM cases"
+            " WHERE case_id = $cid AND ingest_seq < " + double_review.MANUAL_CUT_SQL + ""
+            " AND NOT EXISTS (SELECT 1 FROM seed_labels WHERE case_id = $cid)" + salt
+        )
+
+    def _oversight_flags(
+        self, rows: list[tuple[Any, ...]], case_id: str
+    ) -> tuple[bool, bool, bool]:
+        """(gold, manual, double) of a case, from the arms of ``_oversight_arms_sql``."""
+        gold = any(r[0] == "gold" for r in rows)
+        manual = any(r[0] == "manual" for r in rows)
+        salt = next((str(r[1]) for r in rows if r[0] == "salt"), "")
+        share = self.settings.oversight.double_review_share
+        double = not gold and share > 0 and double_review.is_double(salt, case_id, share)
+        return gold, manual, double
+
+    def _state_of(
+        self, case_id: str, history: list[review_queue.LoggedAction]
+    ) -> tuple[review_queue.CaseState, bool]:
+        """The case's queue state for this reviewer, and whether it is a gold case."""
+        row = self.con.execute(
+            "SELECT 'contest', max(seq)::VARCHAR, NULL, NULL, NULL, NULL, NULL FROM contests"
+            " WHERE case_id = $cid"
+            " UNION ALL SELECT 'prediction', NULL, NULL, NULL, NULL, NULL, NULL"
+            " FROM (SELECT 1 FROM predictions WHERE case_id = $cid LIMIT 1)"
+            + self._oversight_arms_sql(),
+            {"cid": case_id},
+        ).fetchall()
+        gold, manual, double = self._oversight_flags(row, case_id)
+        has_prediction = any(r[0] == "prediction" for r in row)
+        if gold:
+            return review_queue.gold_state(history, self.actor.name, has_prediction), True
+        contest = next((r[1] for r in row if r[0] == "contest"), None)
+        state = review_queue.case_state(
+            history,
+            int(contest) if contest is not None else None,
+            has_prediction,
+            double=double,
+            manual=manual,
+        )
+        return state, False
+
+    def _gold_instead(self, now: datetime) -> str | None:
+        """A gold case for this reviewer when one is due (``oversight.gold_rate``) and one
+        they have not yet decided, flagged or skipped is free; else None. (Call it only when
+        the store has gold cases.)"""
+        rate = self.settings.oversight.gold_rate
+        if rate <= 0:
+            return None
+        me = self.actor.name
+        row = sql.one(
+            self.con,
+            "SELECT (SELECT value FROM meta WHERE key = 'holdout_salt'),"
+            " (SELECT count(*) FROM decisions WHERE reviewer = ?"
+            "  AND action IN ('accept', 'override'))",
+            [me],
+        )
+        if row is None:
+            return None
+        salt, ordinal = str(row[0]), int(row[1])
+        if not double_review.gold_due(salt, me, ordinal, rate):
+            return None
+        found = sql.scalar(
+            self.con,
+            "SELECT g.case_id FROM gold_cases g"
+            " WHERE EXISTS (SELECT 1 FROM predictions p WHERE p.case_id = g.case_id)"
+            # Its known answer still there (not erased), its processing not restricted.
+            " AND EXISTS (SELECT 1 FROM seed_labels s WHERE s.case_id = g.case_id)"
+            " AND g.case_id IN " + double_review.LIVE_CASES_SQL + ""
+            " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.case_id = g.case_id"
+            "  AND l.expires_at > ?)"
+            " AND g.case_id NOT IN (SELECT d.case_id FROM decisions d WHERE d.reviewer = ?"
+            "  AND d.action IN ('accept', 'override', 'flag', 'skip') AND d.decision_id NOT IN"
+            "  (SELECT undo_of FROM decisions WHERE action = 'undo' AND undo_of IS NOT NULL))"
+            " ORDER BY sha256(? || g.case_id) LIMIT 1",
+            [now, me, f"{double_review.GOLD_PREFIX}{salt}:{me}:"],
+        )
+        return str(found) if found is not None else None
+
+    def _holdout_sql(self, column: str) -> str:
+        """A boolean SQL expression: the case is in the holdout (as ``snapshot`` decides it;
+        named parameter $salt)."""
+        cut = int(self.settings.training.holdout_fraction * snapshot.HASH_SPACE)
+        return f"(('0x' || left(sha256($salt || {column}), 8))::BIGINT < {cut})"
+
+    def gold_candidates(self, limit: int = 1000) -> list[str]:
+        """Holdout cases that could become gold cases (a known answer, no prediction, no
+        decision, not gold yet), in an order fixed by the secret salt."""
+        self._role_for("gold")
+        if limit < 1 or limit > 100_000:
+            raise InputError("limit must be between 1 and 100000")
+        salt = str(sql.scalar(self.con, "SELECT value FROM meta WHERE key = 'holdout_salt'"))
+        rows = self.con.execute(
+            "SELECT c.case_id FROM cases c JOIN seed_labels s USING (case_id)"
+            f" WHERE {self._holdout_sql('c.case_id')}"
+            " AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.case_id = c.case_id)"
+            " AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.case_id = c.case_id)"
+            " AND c.case_id NOT IN (SELECT case_id FROM gold_cases)"
+            " AND c.case_id IN " + double_review.LIVE_CASES_SQL + ""
+            " ORDER BY sha256('pick:' || $salt || c.case_id) LIMIT $limit",
+            {"salt": salt, "limit": limit},
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def add_gold(self, model_version: str, frame: pl.DataFrame) -> GoldResult:
+        """Make holdout cases gold cases, in one transaction: the model's predictions for
+        them (an audited batch, as ``add_predictions``) and their known answers (the seed
+        labels), audited as ``gold.added`` with the digest of the gold rows.
+
+        Every case must be a holdout case (so a reviewer's decision on it never becomes a
+        training label) without predictions or decisions, and not gold yet."""
+        role = self._role_for("gold")
+        clean = clean_predictions(frame, self.settings)
+        ids = [str(c) for c in clean["case_id"].to_list()]
+        if len(ids) > MAX_GOLD_BATCH:
+            raise InputError(f"at most {MAX_GOLD_BATCH} gold cases at a time")
+        repeated = sorted({c for c in ids if ids.count(c) > 1})
+        if repeated:
+            raise InputError(f"gold cases must be distinct; repeated: {', '.join(repeated[:5])}")
+        now = self.clock()
+        with self._transaction():
+            salt = str(sql.scalar(self.con, "SELECT value FROM meta WHERE key = 'holdout_salt'"))
+            rows = self.con.execute(
+                "SELECT w.case_id, c.case_id IS NOT NULL, s.label,"
+                f" {self._holdout_sql('w.case_id')},"
+                " EXISTS (SELECT 1 FROM predictions p WHERE p.case_id = w.case_id),"
+                " EXISTS (SELECT 1 FROM decisions d WHERE d.case_id = w.case_id),"
+                " EXISTS (SELECT 1 FROM gold_cases g WHERE g.case_id = w.case_id),"
+                " c.subject_ref IN (SELECT subject_ref FROM restrictions"
+                "  WHERE lifted_seq IS NULL)"
+                " FROM (SELECT unnest($ids) AS case_id) w"
+                " LEFT JOIN cases c USING (case_id) LEFT JOIN seed_labels s USING (case_id)"
+                " ORDER BY w.case_id",
+                {"ids": ids, "salt": salt},
+            ).fetchall()
+            problems = [
+                ("unknown case ids", [r[0] for r in rows if not r[1]]),
+                (
+                    "cases without a known answer (seed label)",
+                    [r[0] for r in rows if r[1] and r[2] is None],
+                ),
+                (
+                    "cases outside the holdout",
+                    [r[0] for r in rows if r[2] is not None and not r[3]],
+                ),
+                ("cases that already have predictions", [r[0] for r in rows if r[4]]),
+                ("cases that already have decisions", [r[0] for r in rows if r[5]]),
+                ("cases that are gold already", [r[0] for r in rows if r[6]]),
+                ("cases whose processing is restricted", [r[0] for r in rows if r[7]]),
+            ]
+            found = [f"- {len(bad)} {what} ({', '.join(bad[:5])})" for what, bad in problems if bad]
+            if found:
+                raise InputError("gold cases rejected, nothing was written:\n" + "\n".join(found))
+            expected = {str(r[0]): str(r[2]) for r in rows}
+            inner = StoreCore(
+                self.con,
+                self.settings,
+                self.workspace,
+                self.actor,
+                self.clock,
+                head=self.head,
+                in_group=True,
+                keys=self.keys,
+            )
+            try:
+                batch = inner.add_predictions(model_version, frame)
+            finally:
+                self.wrote = self.wrote or inner.wrote
+            wrong = sum(
+                1
+                for cid, label in zip(ids, clean["label"].to_list(), strict=True)
+                if expected[cid] != str(label)
+            )
+            digest = gold_digest((cid, model_version) for cid in ids)
+            seq = self._append_audit(
+                role,
+                "gold.added",
+                "gold",
+                model_version,
+                {
+                    "cases": len(ids),
+                    "digest": digest,
+                    "model_version": model_version,
+                    "predictions_seq": batch.seq,
+                    "model_wrong": wrong,
+                },
+                now,
+            )
+            self.con.execute(
+                "INSERT INTO gold_cases SELECT case_id, $model, $me, $now, $seq"
+                " FROM (SELECT unnest($ids) AS case_id)",
+                {
+                    "ids": ids,
+                    "model": model_version,
+                    "me": self.actor.name,
+                    "now": now,
+                    "seq": seq,
+                },
+            )
+        return GoldResult(added=len(ids), model_version=model_version, seq=seq, model_wrong=wrong)
+
+    def oversight_report(self) -> OversightReport:
+        """Queue health, reviewer statistics, agreement, override reasons and alerts."""
+        self._role_for("oversight_read")
+        return oversight_stats.report(self.con, self.settings, self.clock())
+
+    def conflicts(self) -> list[ConflictRecord]:
+        """The adjudication queue: double-review cases whose two reviewers disagree."""
+        self._role_for("oversight_read")
+        return oversight_stats.conflicts(self.con, self.settings)
+
+    def adjudicate(
+        self,
+        case_id: str,
+        final_label: str,
+        comment: str | None = None,
+        request_id: str | None = None,
+    ) -> Decision:
+        """A lead settles a double-review conflict: the adjudication (action ``adjudicate``)
+        is the case's final label. Not by one of the two reviewers in conflict."""
+        role = self._role_for("adjudicate")
+        if final_label not in self.settings.target.classes:
+            raise InputError(
+                f"final_label must be one of the target classes {self.settings.target.classes}"
+            )
+        _text_ok(comment, "comment", self.settings.review.max_comment_length, multiline=True)
+        _text_ok(request_id, "request_id", 128)
+        me = self.actor.name
+        now = self.clock()
+        with self._transaction():
+            if request_id is not None:
+                done = self._decisions_where("d.request_id = ?", [request_id])
+                if done:
+                    if done[0].case_id != case_id:
+                        raise ConflictError("request_id was already used for another case")
+                    return done[0]
+            case_row = sql.one(
+                self.con,
+                "SELECT subject_ref, removed_seq, (SELECT count(*) FROM restrictions r"
+                " WHERE r.subject_ref = cases.subject_ref AND r.lifted_seq IS NULL)"
+                " FROM cases WHERE case_id = ?",
+                [case_id],
+            )
+            if case_row is None:
+                raise NotFoundError("adjudication of an unknown case id")
+            subject_ref = str(case_row[0])
+            if case_row[1] is not None or case_row[2]:
+                raise ConflictError(
+                    "this case's data was erased, has passed its retention period, or its "
+                    "processing is restricted; it cannot be adjudicated"
+                )
+            open_ = [
+                c
+                for c in oversight_stats.conflicts(self.con, self.settings)
+                if c.case_id == case_id
+            ]
+            if not open_:
+                raise ConflictError("this case has no conflict to adjudicate")
+            conflict = open_[0]
+            if me in (conflict.first_reviewer, conflict.second_reviewer):
+                raise PermissionDeniedError(
+                    "a reviewer in the conflict cannot adjudicate it; another lead must"
+                )
+            pred = sql.one(
+                self.con,
+                "SELECT prediction_id, model_version, label FROM predictions WHERE case_id = ?"
+                " ORDER BY prediction_id DESC LIMIT 1",
+                [case_id],
+            )
+            prediction_id = int(pred[0]) if pred else None
+            model_version = str(pred[1]) if pred else None
+            predicted = str(pred[2]) if pred else None
+            decision_id = uuid.uuid4().hex
+            seq = self._next_seq()
+            # As for every decision: free text sealed with the subject's key.
+            comment_sealed = (
+                personal_data.seal_value(
+                    self.keys.store.key(subject_ref),
+                    comment,
+                    personal_data.COMMENT_PURPOSE,
+                    subject_ref,
+                    seq,
+                    decision_id,
+                )
+                if comment is not None
+                else None
+            )
+            self._append_audit(
+                role,
+                "decision.record",
+                "case",
+                case_id,
+                {
+                    "decision_id": decision_id,
+                    "request_id": request_id,
+                    "action": "adjudicate",
+                    "prediction_id": prediction_id,
+                    "model_version": model_version,
+                    "predicted_label": predicted,
+                    "final_label": final_label,
+                    "reason_code": None,
+                    "comment_sealed": comment_sealed,
+                    "time_on_item_ms": 0,
+                    "model_shown": True,
+                    "undo_of": None,
+                    "conflict": {
+                        "first_reviewer": conflict.first_reviewer,
+                        "first_label": conflict.first_label,
+                        "second_reviewer": conflict.second_reviewer,
+                        "second_label": conflict.second_label,
+                    },
+                },
+                now,
+                expect_seq=seq,
+            )
+            self.con.execute(
+                "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    decision_id,
+                    request_id,
+                    case_id,
+                    prediction_id,
+                    model_version,
+                    me,
+                    role,
+                    "adjudicate",
+                    predicted,
+                    final_label,
+                    None,
+                    comment_sealed,
+                    0,
+                    True,
+                    None,
+                    now,
+                    seq,
+                ],
+            )
+            self.con.execute("DELETE FROM leases WHERE case_id = ?", [case_id])
+        return self._decisions_where("d.decision_id = ?", [decision_id])[0]
+
 
 def _audit_time(value: str, name: str) -> str:
     """An ISO-8601 time as the log writes it (UTC, microseconds, Z)."""
@@ -1705,6 +2125,10 @@ def _audit_filter(query: AuditQuery) -> tuple[str, list[Any]]:
         where.append("json_extract_string(entry, '$.ts') < ?")
         params.append(until)
     return " AND ".join(where), params
+
+
+#: Largest gold set added in one call.
+MAX_GOLD_BATCH = 5000
 
 
 def verify_store(
@@ -1809,6 +2233,9 @@ def verify_records(
     )
     if rec is not None:
         breaks.append(rec)
+    bad_gold = attempt("the gold set check", lambda: gold_mismatch(con))
+    if bad_gold is not None:
+        breaks.append(bad_gold)
     if settings is not None:
         bad_batch = attempt(
             "the batch digest check", lambda: batch_digest.first_mismatch(con, settings)

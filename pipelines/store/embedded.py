@@ -24,12 +24,15 @@ from hilt.pipelines.store.records import (
     AuditQuery,
     CaseRecord,
     CheckpointRecord,
+    ConflictRecord,
     Decision,
     DecisionRequest,
     ErasureReport,
     FeatureRange,
+    GoldResult,
     IngestResult,
     LeasedCase,
+    OversightReport,
     Prediction,
     QueueStatus,
     RetentionReport,
@@ -211,3 +214,24 @@ class EmbeddedStore:
 
     def get_prediction(self, prediction_id: int) -> Prediction:
         return self._run(lambda c: c.get_prediction(prediction_id))
+
+    def gold_candidates(self, limit: int = 1000) -> list[str]:
+        return self._run(lambda c: c.gold_candidates(limit))
+
+    def add_gold(self, model_version: str, frame: pl.DataFrame) -> GoldResult:
+        return self._run(lambda c: c.add_gold(model_version, frame))
+
+    def oversight_report(self) -> OversightReport:
+        return self._run(lambda c: c.oversight_report())
+
+    def conflicts(self) -> list[ConflictRecord]:
+        return self._run(lambda c: c.conflicts())
+
+    def adjudicate(
+        self,
+        case_id: str,
+        final_label: str,
+        comment: str | None = None,
+        request_id: str | None = None,
+    ) -> Decision:
+        return self._run(lambda c: c.adjudicate(case_id, final_label, comment, request_id))

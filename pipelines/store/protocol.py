@@ -17,12 +17,15 @@ from hilt.pipelines.store.records import (
     AuditQuery,
     CaseRecord,
     CheckpointRecord,
+    ConflictRecord,
     Decision,
     DecisionRequest,
     ErasureReport,
     FeatureRange,
+    GoldResult,
     IngestResult,
     LeasedCase,
+    OversightReport,
     Prediction,
     QueueStatus,
     RetentionReport,
@@ -145,4 +148,30 @@ class Store(Protocol):
 
     def get_prediction(self, prediction_id: int) -> Prediction:
         """A stored prediction by id (score, label, contributions), for lineage."""
+
+    # Oversight (issue 6): gold cases, the oversight report, adjudication.
+    def gold_candidates(self, limit: int = 1000) -> list[str]:
+        """Holdout cases that could become gold cases, in an order fixed by the salt."""
+        ...
+
+    def add_gold(self, model_version: str, frame: pl.DataFrame) -> GoldResult:
+        """Predictions for holdout cases, which become gold cases (known answers)."""
+        ...
+
+    def oversight_report(self) -> OversightReport:
+        """Queue health, reviewer statistics, agreement, override reasons, alerts."""
+        ...
+
+    def conflicts(self) -> list[ConflictRecord]:
+        """Double-review cases whose two reviewers disagree (the adjudication queue)."""
+        ...
+
+    def adjudicate(
+        self,
+        case_id: str,
+        final_label: str,
+        comment: str | None = None,
+        request_id: str | None = None,
+    ) -> Decision:
+        """A lead settles a conflict; the adjudication is the case's final label."""
         ...

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hilt.pipelines.config import Column, Settings
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"  # 2: sealed personal data, subject keys; 3: gold cases
 
 _SQL_TYPES = {
     "int": "BIGINT",
@@ -196,6 +196,16 @@ SELECT seq,
        json_extract(entry, '$.payload') AS payload,
        prev_hash, hash
 FROM audit_log""",
+        # Gold cases: holdout cases with known answers (their seed labels, kept nowhere else,
+        # so they are erased with the case), served to every reviewer on their own
+        # (automation-bias monitoring, EU AI Act Art. 14(4)(b)); never training labels.
+        """CREATE TABLE gold_cases (
+    case_id VARCHAR PRIMARY KEY,
+    model_version VARCHAR NOT NULL,
+    added_by VARCHAR NOT NULL,
+    added_at TIMESTAMPTZ NOT NULL,
+    seq BIGINT NOT NULL
+)""",
     ]
 
 
@@ -217,4 +227,5 @@ COUNTED_TABLES = (
     "users",
     "api_tokens",
     "audit_log",
+    "gold_cases",
 )

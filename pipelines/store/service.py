@@ -49,12 +49,15 @@ from hilt.pipelines.store.records import (
     AuditQuery,
     CaseRecord,
     CheckpointRecord,
+    ConflictRecord,
     Decision,
     DecisionRequest,
     ErasureReport,
     FeatureRange,
+    GoldResult,
     IngestResult,
     LeasedCase,
+    OversightReport,
     Prediction,
     QueueStatus,
     RetentionReport,
@@ -117,6 +120,13 @@ class RectifyIn(SubjectIn):
 class RestrictIn(SubjectIn):
     kind: str
     lift: bool = False
+
+
+class AdjudicationIn(BaseModel):
+    case_id: str = Field(min_length=1, max_length=128)
+    final_label: str = Field(min_length=1, max_length=128)
+    comment: str | None = None
+    request_id: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 def rows_to_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
@@ -562,6 +572,31 @@ def create_app(service: StoreService) -> FastAPI:
     @app.get("/v1/predictions/{prediction_id}")
     def get_prediction(prediction_id: int, user: Caller) -> Prediction:
         return service.run(user, lambda c: c.get_prediction(prediction_id))
+
+    @app.get("/v1/gold/candidates")
+    def gold_candidates(user: Caller, limit: int = 1000) -> list[str]:
+        return service.run(user, lambda c: c.gold_candidates(limit))
+
+    @app.post("/v1/gold")
+    def add_gold(body: PredictionsIn, user: Caller) -> GoldResult:
+        _check_rows(len(body.rows))
+        frame = rows_to_frame(body.rows)
+        return service.run(user, lambda c: c.add_gold(body.model_version, frame))
+
+    @app.get("/v1/oversight/report")
+    def oversight_report(user: Caller) -> OversightReport:
+        return service.run(user, lambda c: c.oversight_report())
+
+    @app.get("/v1/oversight/conflicts")
+    def conflicts(user: Caller) -> list[ConflictRecord]:
+        return service.run(user, lambda c: c.conflicts())
+
+    @app.post("/v1/oversight/adjudications")
+    def adjudicate(body: AdjudicationIn, user: Caller) -> Decision:
+        return service.run(
+            user,
+            lambda c: c.adjudicate(body.case_id, body.final_label, body.comment, body.request_id),
+        )
 
     return app
 

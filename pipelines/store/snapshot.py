@@ -14,11 +14,16 @@ feedback can never leak into the measure of quality.
 Reviewer-accepted labels are capped (``training.max_accepted_share``) so that a model
 cannot simply confirm itself (EU AI Act Art. 15(4)); the ones kept are chosen by the same
 salted hash, so the choice is deterministic.
+
+Double review (``double_review``): a double-review case takes a label only once settled,
+by two reviews that agree or by a lead's adjudication (label source
+``reviewer-corrected``; the adjudication is the latest decision, so it wins).
 """
 
 from __future__ import annotations
 
 from hilt.pipelines.config import Settings
+from hilt.pipelines.store import double_review
 from hilt.pipelines.store.schema import quote
 
 _HASH = "('0x' || left(sha256($salt || c.case_id), 8))::BIGINT"
@@ -44,6 +49,12 @@ def snapshot_sql(settings: Settings) -> str:
     """
     wanted = [n for n in wanted_columns(settings) if n not in settings.fields.personal]
     cols = "".join(f", f.{quote(n)}" for n in wanted)
+    unsettled = double_review.unsettled_sql(
+        "dec",
+        "(SELECT * FROM contests WHERE seq <= $as_of)",
+        settings.oversight.double_review_share,
+        salt_sql="$salt",
+    )
     return f"""
 WITH dec AS (
     SELECT * FROM decisions WHERE seq <= $as_of
@@ -51,9 +62,10 @@ WITH dec AS (
     SELECT case_id, arg_max(final_label, seq) AS label, arg_max(action, seq) AS action,
            max(seq) AS label_seq
     FROM dec
-    WHERE action IN ('accept', 'override')
+    WHERE action IN ('accept', 'override', 'adjudicate')
       AND decision_id NOT IN (SELECT undo_of FROM dec WHERE action = 'undo'
                               AND undo_of IS NOT NULL)
+      AND case_id NOT IN ({unsettled})
     GROUP BY case_id
 ), base AS (
     SELECT c.case_id{cols},

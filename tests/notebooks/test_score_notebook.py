@@ -3,6 +3,7 @@ champion → predictions with explanations → the review queue; refused while h
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 
@@ -117,16 +118,31 @@ def test_parquet_by_the_cli_and_duplicate_ids_fail_the_run(ws: Workspace, tmp_pa
 
 
 def test_halted_refuses_scoring_and_retraining(ws: Workspace, tmp_path: Path) -> None:
+    """`hilt halt`: scoring and retraining exit 4 with a clear message and are audited as
+    refused; the lead who halted cannot resume, a second lead can; all in the audit log."""
     cases = new_cases_file(tmp_path / "halted.csv", LABELLED + 200, 5)
-    open_store(ws, user="lena").halt("model drift under investigation")
+    before = operator(ws).audit_head().seq
+    r = hilt_cli(
+        "halt",
+        "--as",
+        "lena",
+        "--reason",
+        "model drift under investigation",
+        "--workspace",
+        ws.root,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "halted by lena" in r.stdout
+    resumed = False
     try:
-        before = operator(ws).audit_head().seq
         runs = len(list(ws.runs_dir.iterdir()))
-        for args in (("score", cases), ("retrain",)):
+        for args, what in ((("score", cases), "scoring"), (("retrain",), "retraining")):
             r = hilt_cli(*args, "--workspace", ws.root)
-            assert r.returncode == 2, r.stderr
-            assert "the system is halted by lena: model drift under investigation" in r.stderr
-        assert operator(ws).audit_head().seq == before
+            assert r.returncode == 4, r.stderr
+            [line] = r.stderr.strip().splitlines()
+            assert line.startswith(f"error: {what} refused: the system is halted (by lena at ")
+            assert "hilt resume --as LEAD" in line
+            assert "drift" not in line  # the reason is free text: it stays in the store
         assert len(list(ws.runs_dir.iterdir())) == runs
         # The notebook refuses on its own too (run directly, not through the runner).
         out = tmp_path / "direct.ipynb"
@@ -139,7 +155,27 @@ def test_halted_refuses_scoring_and_retraining(ws: Workspace, tmp_path: Path) ->
                 progress_bar=False,
             )
         assert caught.value.ename == "SystemHalted"
-        assert "halted by lena" in caught.value.evalue
+        assert "halted (by lena" in caught.value.evalue
         assert operator(ws).counts()["cases"] < LABELLED + 200
+        # Four eyes on the resume.
+        r = hilt_cli("resume", "--as", "lena", "--workspace", ws.root)
+        assert r.returncode == 2 and "a second lead must" in r.stderr, r.stderr
+        r = hilt_cli("resume", "--as", "alice", "--workspace", ws.root)
+        assert r.returncode == 2 and "may not halt" in r.stderr, r.stderr
+        r = hilt_cli("resume", "--as", "max", "--workspace", ws.root)
+        assert r.returncode == 0 and "resumed by max" in r.stdout, r.stderr
+        resumed = True
     finally:
-        open_store(ws, user="max").resume()
+        if not resumed:
+            open_store(ws, user="max").resume()
+    events = events_since(ws, before)
+    assert [(e.action, e.actor) for e in events] == [
+        ("system.halted", "lena"),
+        ("run.refused", "os:" + getpass.getuser()),
+        ("run.refused", "os:" + getpass.getuser()),
+        ("system.resumed", "max"),
+    ]
+    assert [e.payload["kind"] for e in events[1:3]] == ["score", "retrain"]
+    assert {e.payload["halt_seq"] for e in events[1:3]} == {events[0].seq}
+    assert "drift" not in json.dumps([e.payload for e in events])
+    assert operator(ws).verify().ok

@@ -159,11 +159,13 @@ def test_demo_sets_up_once_and_prints_a_working_token(tmp_path: Path) -> None:
     assert re.search(r"promoted to champion by (lena|max)", first.stdout)
     assert "scored the new applications" in first.stdout
     assert "review queue: 300 cases waiting" in first.stdout
+    assert "20 gold cases" in first.stdout  # not in the shared queue: still 300 waiting
     second = hilt(*args)
     assert second.returncode == 0, second.stderr
     assert "loaded" not in second.stdout  # idempotent: cases are loaded once,
     assert "retrained" not in second.stdout  # the first model trained once,
     assert "scored" not in second.stdout  # the new applications scored once
+    assert "gold cases" not in second.stdout  # and the gold set added once
     assert re.search(r"API token for dana \(admin\): hilt_", second.stdout)
     verify = hilt("audit", "verify", "--workspace", ws)
     assert verify.returncode == 0, verify.stdout

@@ -5,6 +5,10 @@ one live lease per reviewer (their own lease is handed back first), accept takes
 final_label (the store uses the model's), an override needs a reason code and another
 class than the model's, undo compensates only one's own latest decision and re-leases the
 case, flag sends the case to someone else, a request_id is recorded once.
+
+``FakeOversightBackend`` implements ``OversightBackend`` for the oversight dashboard, with
+the store's rules that matter to it (see its docstring); ``SharedSystem`` lets two fake
+leads share one halt switch.
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hilt.widgets.protocols import (
+    AdjudicationReceipt,
+    Agreement,
     Auditor,
+    BiasAlert,
+    ConflictItem,
     DecisionChoice,
     DecisionInput,
     DecisionReceipt,
@@ -24,14 +32,24 @@ from hilt.widgets.protocols import (
     ExplanationReplay,
     FeatureRange,
     FieldSpec,
+    GateCheckView,
     IntegrityReport,
     LineageStep,
     LineageView,
+    MetricRow,
+    ModelComparison,
+    ModelDecision,
+    OversightOverview,
+    QueueHealth,
     QueueStatus,
+    ReasonCount,
     ReviewConfig,
     Reviewer,
+    ReviewerStats,
     ReviewItem,
     RunNotebook,
+    SubgroupRow,
+    SystemStatus,
     TrainingPage,
     TrainingRow,
 )
@@ -432,3 +450,189 @@ class FakeAuditBackend:
     def notebook_html(self, run_id: str) -> str:
         self._call("notebook_html", run_id)
         return self.page_html
+
+
+# ---------------------------------------------------------------------------- oversight
+
+#: A tiny valid PNG (1 x 1 pixel), standing in for a rendered figure.
+PNG_1PX = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+
+
+def make_overview(**changes: Any) -> OversightOverview:
+    overview = OversightOverview(
+        queue=QueueHealth(
+            waiting=17,
+            leased=2,
+            done_today=40,
+            done_total=312,
+            oldest_waiting_minutes=95.0,
+            awaiting_second_review=3,
+            adjudication_waiting=1,
+            manual_waiting=0,
+            gold_cases=12,
+        ),
+        reviewers=(
+            ReviewerStats("alice", 40, 40, 40, 0, 1.0, 0.0, 1.2, 6, 3, 0.5),
+            ReviewerStats("bob", 30, 12, 21, 9, 0.7, 0.3, 9.5, 5, 5, 1.0),
+        ),
+        agreement=Agreement(
+            pairs=10,
+            agreed=8,
+            kappa=0.58,
+            awaiting_second_review=3,
+            conflicts_open=1,
+            conflicts_resolved=1,
+        ),
+        reasons=(ReasonCount("income-verified", "Income verified", 7),),
+        alerts=(
+            BiasAlert("alice", "rubber-stamping", "alice accepted 100% of 40 model outputs"),
+            BiasAlert("alice", "low-gold-accuracy", "alice decided 3 of 6 gold cases correctly"),
+        ),
+        window_days=30,
+        as_of="2030-01-01T12:00:00.000000Z",
+        reviewer_figure=PNG_1PX,
+        reasons_figure=PNG_1PX,
+    )
+    return replace(overview, **changes)
+
+
+def make_comparison(**changes: Any) -> ModelComparison:
+    comparison = ModelComparison(
+        run_id="run-7",
+        challenger_version="2",
+        champion_version="1",
+        author="dana",
+        gate="passed",
+        metrics=(MetricRow("auc", 0.731, 0.702), MetricRow("accuracy", 0.74, 0.73)),
+        checks=(GateCheckView("floor", True, "auc 0.7310 ≥ floor 0.6500"),),
+        subgroups=(SubgroupRow("sex", "female", 60, 0.61, 0.58),),
+        figure=PNG_1PX,
+        can_decide=True,
+    )
+    return replace(comparison, **changes)
+
+
+@dataclass
+class SharedSystem:
+    """The system state, shared by the fake backends of different leads."""
+
+    halted: bool = False
+    changed_by: str | None = None
+    reason: str | None = None
+    events: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class FakeOversightBackend:
+    """An OversightBackend with the store's rules that matter to the dashboard: a halt needs
+    a reason, the person who halted cannot resume, a lead in a conflict cannot settle it, the
+    run's author can neither approve nor reject, a rejection needs a reason."""
+
+    me: Reviewer = field(default_factory=lambda: Reviewer("max", ("lead",)))
+    config: ReviewConfig = field(default_factory=make_config)
+    overview_value: OversightOverview = field(default_factory=make_overview)
+    conflict_items: list[ConflictItem] = field(
+        default_factory=lambda: [
+            ConflictItem(make_item("APP-7"), "alice", "1", "bob", "0"),
+        ]
+    )
+    comparison_value: ModelComparison | None = field(default_factory=make_comparison)
+    system: SharedSystem = field(default_factory=SharedSystem)
+    fail_overview: Exception | None = None
+    fail_lead: Exception | None = None
+    overview_calls: int = 0
+    comparison_calls: int = 0
+    adjudications: list[tuple[str, str, str | None]] = field(default_factory=list)
+    approved: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+
+    def lead(self) -> Reviewer:
+        if self.fail_lead is not None:
+            raise self.fail_lead
+        return self.me
+
+    def review_config(self) -> ReviewConfig:
+        return self.config
+
+    def overview(self) -> OversightOverview:
+        self.overview_calls += 1
+        if self.fail_overview is not None:
+            raise self.fail_overview
+        return self.overview_value
+
+    def conflicts(self) -> tuple[ConflictItem, ...]:
+        return tuple(self.conflict_items)
+
+    def adjudicate(
+        self, case_id: str, final_label: str, comment: str | None
+    ) -> AdjudicationReceipt:
+        conflict = next((c for c in self.conflict_items if c.item.case_id == case_id), None)
+        if conflict is None:
+            raise BackendDown("this case has no conflict to adjudicate")
+        if self.me.name in (conflict.first_reviewer, conflict.second_reviewer):
+            raise BackendDown("a reviewer in the conflict cannot adjudicate it; another lead must")
+        if final_label not in self.config.classes:
+            raise BackendDown("final_label must be one of the target classes")
+        self.conflict_items.remove(conflict)
+        self.adjudications.append((case_id, final_label, comment))
+        return AdjudicationReceipt(case_id, final_label, seq=100 + len(self.adjudications))
+
+    def system_status(self) -> SystemStatus:
+        s = self.system
+        return SystemStatus(
+            s.halted, s.changed_by, "2030-01-01T12:00:00Z" if s.halted else None, s.reason
+        )
+
+    def halt(self, reason: str) -> SystemStatus:
+        if not reason.strip():
+            raise BackendDown("a halt needs a reason")
+        if self.system.halted:
+            raise BackendDown("the system is already halted")
+        self.system.halted, self.system.changed_by, self.system.reason = True, self.me.name, reason
+        self.system.events.append(("halt", self.me.name))
+        return self.system_status()
+
+    def resume(self) -> SystemStatus:
+        if not self.system.halted:
+            raise BackendDown("the system is not halted")
+        if self.system.changed_by == self.me.name:
+            raise BackendDown(
+                "the person who halted the system cannot resume it; a second lead must"
+            )
+        self.system.halted, self.system.changed_by, self.system.reason = False, self.me.name, None
+        self.system.events.append(("resume", self.me.name))
+        return self.system_status()
+
+    def comparison(self) -> ModelComparison | None:
+        self.comparison_calls += 1
+        c = self.comparison_value
+        if c is not None and c.author == self.me.name:
+            c = replace(c, can_decide=False, why_not="You trained run run-7 (four eyes).")
+        return c
+
+    def _check_decider(self, run_id: str) -> ModelComparison:
+        c = self.comparison_value
+        if c is None or c.run_id != run_id:
+            raise BackendDown(f"run {run_id} is not the current challenger")
+        if c.author == self.me.name:
+            raise BackendDown(f"{self.me.name!r} trained run {run_id}; another lead must decide")
+        return c
+
+    def approve(self, run_id: str) -> ModelDecision:
+        c = self._check_decider(run_id)
+        if c.gate != "passed":
+            raise BackendDown(f"run {run_id} did not pass the gate")
+        self.approved.append(run_id)
+        self.comparison_value = None
+        return ModelDecision(run_id, c.challenger_version, "approved", 200, "Approved: version 2.")
+
+    def reject(self, run_id: str, reason: str) -> ModelDecision:
+        c = self._check_decider(run_id)
+        if not reason.strip():
+            raise BackendDown("a rejection needs a reason")
+        self.rejected.append((run_id, reason))
+        self.comparison_value = None
+        return ModelDecision(run_id, c.challenger_version, "rejected", 201, "Rejected: version 2.")

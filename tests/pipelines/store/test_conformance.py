@@ -225,3 +225,33 @@ def test_checkpoint_then_verify(store_as: StoreFactory) -> None:
     event = store_as("otto").audit_events(after_seq=cp.seq, limit=1)[0]
     assert (event.action, event.payload["seq"]) == ("audit.checkpoint", cp.seq)
     assert report.summary() == f"OK {cp.seq + 1} events"
+
+
+def test_oversight_operations_and_their_roles(store_as: StoreFactory) -> None:
+    """The oversight operations exist in both modes with the same roles and refusals (their
+    behaviour in depth: test_oversight.py)."""
+    lena, alice, otto, dana = (store_as(n) for n in ("lena", "alice", "otto", "dana"))
+    alice.record_decision(
+        DecisionRequest(case_id="APP-000030", action="accept", time_on_item_ms=2500)
+    )
+    report = lena.oversight_report()
+    assert report.queue.waiting == 199 and report.queue.done_today == 1
+    mine = next(r for r in report.reviewers if r.reviewer == "alice")
+    assert (mine.decided, mine.accepted, mine.median_time_ms) == (1, 1, 2500.0)
+    assert {"alice", "bob", "lena"} <= {r.reviewer for r in report.reviewers}
+    audited = otto.oversight_report()  # an auditor may read it too
+    assert audited.queue.waiting == report.queue.waiting
+    assert audited.reviewers == report.reviewers
+    assert lena.conflicts() == [] and otto.conflicts() == []
+    before = state(dana)
+    for refused in (alice.oversight_report, alice.conflicts, lena.gold_candidates):
+        with pytest.raises(PermissionDeniedError):
+            refused()
+    with pytest.raises(PermissionDeniedError):
+        alice.adjudicate("APP-000030", "1")
+    with pytest.raises(ConflictError):
+        lena.adjudicate("APP-000030", "1")  # no conflict: double review is off here
+    assert dana.gold_candidates() == []  # every labelled case here has a prediction
+    with pytest.raises(InputError):
+        dana.add_gold("m-1", predictions_for(pl.DataFrame({"application_id": ["APP-000031"]})))
+    assert state(dana) == before

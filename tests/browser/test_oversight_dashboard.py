@@ -1,0 +1,211 @@
+"""The oversight dashboard in a real browser: `hilt serve`, headless Debian Chromium.
+
+The workspace double-reviews every case and holds gold cases; before the servers start,
+alice rubber-stamps (accepts everything in 1.5 s) and bob disagrees with her once, so the
+page has an automation-bias alert and a conflict to settle. Identity arrives as an
+authenticating proxy sends it (``X-Forwarded-User``); what the page did is read back
+through the store service.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pytest
+from playwright.sync_api import Page, expect
+
+from hilt.pipelines.dashboard_server import DashboardServer, start_dashboards
+from hilt.pipelines.model import TrainedModel
+from hilt.pipelines.oversight import add_gold_cases
+from hilt.pipelines.scoring import demo_first_model
+from hilt.pipelines.store import DecisionRequest, Store, open_store
+from hilt.pipelines.store.create import create_workspace
+from hilt.pipelines.workspace import Workspace
+from tests.browser.conftest import OpenAs, require_chromium
+from tests.browser.pages import TIMEOUT_MS, audit_events
+from tests.conftest import CONFIG, CSV, free_port, operator
+
+pytestmark = pytest.mark.browser
+
+
+@dataclass
+class Oversight:
+    server: DashboardServer
+    workspace: Workspace
+    admin_token: str
+    conflict_case: str
+
+    @property
+    def url(self) -> str:
+        return self.server.dashboard_url("oversight")
+
+    def admin(self) -> Store:
+        return open_store(
+            f"http://{self.server.host}:{self.server.store_port}", token=self.admin_token
+        )
+
+
+def _config(tmp: Path) -> Path:
+    text = CONFIG.read_text().replace("double_review_share = 0.0", "double_review_share = 1.0")
+    assert "double_review_share = 1.0" in text
+    path = tmp / "hilt.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def oversight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oversight]:
+    require_chromium()
+    tmp = tmp_path_factory.mktemp("oversight-browser")
+    ws = Workspace.at(tmp / "ws")
+    create_workspace(ws, _config(tmp), holdout_salt="oversight-browser")
+    op = operator(ws)
+    op.ingest_cases(pl.read_csv(CSV, infer_schema=False))
+    version = demo_first_model(op, ws.settings(), ws.root / "models")
+    model = TrainedModel.load(ws.root / "models" / version)
+    add_gold_cases(op, ws.settings(), model, version, 10)
+    alice, bob = open_store(ws, user="alice"), open_store(ws, user="bob")
+    by_alice: set[str] = set()
+    for _ in range(25):  # accepts everything, fast
+        leased = alice.next_case()
+        assert leased is not None
+        alice.record_decision(
+            DecisionRequest(case_id=leased.case.case_id, action="accept", time_on_item_ms=1500)
+        )
+        by_alice.add(leased.case.case_id)
+    conflict = ""
+    for _ in range(4):  # bob takes second reviews, and disagrees with alice once
+        leased = bob.next_case()
+        assert leased is not None
+        cid, model_label = leased.case.case_id, leased.case.predictions[-1].label
+        if cid in by_alice and not conflict:
+            conflict = cid
+            request = DecisionRequest(
+                case_id=cid,
+                action="override",
+                final_label="0" if model_label == "1" else "1",
+                reason_code="income-verified",
+                time_on_item_ms=12_000,
+            )
+        else:
+            request = DecisionRequest(case_id=cid, action="accept", time_on_item_ms=9000)
+        bob.record_decision(request)
+    assert conflict and [c.case_id for c in open_store(ws, user="lena").conflicts()] == [conflict]
+    admin_token = op.add_user("dana", "admin").token
+    server = start_dashboards(ws, port=free_port(), store_port=free_port())
+    try:
+        yield Oversight(server, ws, admin_token, conflict)
+    finally:
+        server.stop()
+
+
+def open_dashboard(context_as: OpenAs, user: str, url: str) -> Page:
+    page = context_as(user).new_page()
+    page.goto(url, wait_until="commit")
+    return page
+
+
+def wait_for_dashboard(page: Page) -> None:
+    expect(page.locator(".hilt-oversight")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.locator(".hilt-queue-health")).to_contain_text("Waiting", timeout=TIMEOUT_MS)
+
+
+def test_a_lead_sees_the_alert_settles_the_conflict_and_halts(
+    oversight: Oversight, context_as: OpenAs, record_property: Callable[[str, object], None]
+) -> None:
+    admin = oversight.admin()
+    start = admin.audit_head().seq
+    t0 = time.monotonic()
+    page = open_dashboard(context_as, "max", oversight.url)
+    wait_for_dashboard(page)
+    visible_s = time.monotonic() - t0
+    print(f"\noversight dashboard visible: {visible_s:.2f} s")
+    record_property("oversight_dashboard_visible_s", round(visible_s, 2))
+    root = page.locator(".hilt-oversight")
+    expect(root).to_contain_text("max (lead)")
+    # Reviewers: alice's rubber-stamping is called out, with the figure beside it.
+    stats = page.locator(".hilt-reviewer-stats")
+    expect(stats).to_contain_text("Automation-bias alerts")
+    expect(stats).to_contain_text("possible rubber-stamping")
+    expect(stats).to_contain_text("⚠ alice")
+    expect(stats.locator("img")).to_have_count(1)
+    expect(stats.locator("img")).to_be_visible()
+    # No widget failed to render (each would show a JavaScript-error box).
+    assert page.locator(".jupyter-widgets-error-widget").count() == 0
+    expect(page.locator(".hilt-agreement")).to_contain_text("Cohen's kappa")
+    expect(page.locator(".hilt-override-reasons")).to_contain_text("Income and employment verified")
+
+    # The conflict: both reviews shown, settled by max.
+    adjudication = page.locator(".hilt-adjudication")
+    expect(adjudication).to_contain_text("1 case where two reviewers disagree")
+    expect(adjudication).to_contain_text("First review (alice)")
+    expect(adjudication).to_contain_text("Second review (bob)")
+    expect(adjudication.locator(".hilt-case-card")).to_contain_text("Credit amount")
+    adjudication.get_by_role("button", name="Settle as bad risk").click()
+    expect(page.locator(".hilt-status")).to_contain_text("Settled", timeout=TIMEOUT_MS)
+    expect(adjudication).to_contain_text("No conflicts waiting")
+    [settled] = [
+        d for d in admin.decisions(after_seq=start) if d.case_id == oversight.conflict_case
+    ]
+    assert (settled.action, settled.reviewer, settled.final_label) == ("adjudicate", "max", "0")
+
+    # Halt: a reason is required; then the banner, and the store, say so.
+    control = page.locator(".hilt-system-control")
+    expect(control).to_contain_text("Running")
+    control.locator("textarea").fill("Complaints about declined applications")
+    control.get_by_role("button", name="Halt scoring and retraining").click()
+    expect(control).to_contain_text("HALTED by max", timeout=TIMEOUT_MS)
+    state = admin.system_state()
+    assert state.halted and state.changed_by == "max"
+    expect(control.get_by_role("button", name="Resume")).to_be_disabled()
+    expect(control).to_contain_text("a second lead must resume it")
+
+    # The model comparison is read only when asked for (MLflow); here there is no challenger.
+    page.get_by_role("button", name="Compare challenger with champion").click()
+    expect(page.locator(".hilt-model-review")).to_contain_text(
+        "No challenger waits", timeout=TIMEOUT_MS
+    )
+
+    # A second lead resumes.
+    other = open_dashboard(context_as, "lena", oversight.url)
+    wait_for_dashboard(other)
+    other_control = other.locator(".hilt-system-control")
+    expect(other_control).to_contain_text("HALTED by max")
+    other_control.get_by_role("button", name="Resume").click()
+    expect(other_control).to_contain_text("Running", timeout=TIMEOUT_MS)
+    assert not admin.system_state().halted
+    events = [(e.action, e.actor) for e in audit_events(admin, start)]
+    assert ("system.halted", "max") in events and ("system.resumed", "lena") in events
+    assert events.index(("system.halted", "max")) < events.index(("system.resumed", "lena"))
+    assert admin.verify().ok
+    admin.close()
+
+
+@pytest.mark.parametrize(
+    ("user", "explanation"),
+    [
+        ("alice", "alice does not have the lead role in this workspace"),
+        ("mallory", "mallory is not a user of this workspace"),
+    ],
+    ids=["reviewer", "not-in-config"],
+)
+def test_someone_who_is_not_a_lead_is_refused_and_writes_nothing(
+    oversight: Oversight, context_as: OpenAs, user: str, explanation: str
+) -> None:
+    admin = oversight.admin()
+    before = (admin.counts(), admin.audit_head())
+    page = open_dashboard(context_as, user, oversight.url)
+    refusal = page.locator(".hilt-refusal")
+    expect(refusal).to_be_visible(timeout=TIMEOUT_MS)
+    expect(refusal).to_contain_text("Not an oversight lead here")
+    expect(refusal).to_contain_text(explanation)
+    assert page.locator(".hilt-oversight").count() == 0
+    assert page.locator(".jupyter-widgets button, .jupyter-widgets input").count() == 0
+    assert page.locator("select, textarea").count() == 0
+    time.sleep(1.0)  # anything the kernel still did would have reached the store by now
+    assert (admin.counts(), admin.audit_head()) == before
+    admin.close()

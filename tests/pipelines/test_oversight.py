@@ -1,0 +1,103 @@
+"""The oversight backend on a real store (embedded), the choice of a gold set, the figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from hilt.pipelines.errors import InputError, PermissionDeniedError
+from hilt.pipelines.oversight import choose_gold
+from hilt.pipelines.oversight_backend import StoreOversightBackend, open_oversight_backend
+from hilt.pipelines.plots import png_bytes, reasons_figure, reviewer_figure
+from hilt.pipelines.store import DecisionRequest, open_store
+from hilt.pipelines.store.create import create_workspace
+from hilt.pipelines.workspace import Workspace
+from hilt.widgets.protocols import Refusal
+from tests.conftest import CONFIG, operator, predictions_for
+
+
+def test_a_gold_set_holds_the_wanted_share_of_model_errors() -> None:
+    candidates = [f"c{i}" for i in range(10)]
+    truth = dict.fromkeys(candidates, "1")
+    predicted = {c: ("0" if i % 3 == 0 else "1") for i, c in enumerate(candidates)}  # 4 wrong
+    chosen = choose_gold(candidates, truth, predicted, 6, 0.5)
+    assert len(chosen) == 6
+    assert sum(1 for c in chosen if predicted[c] != truth[c]) == 3
+    assert chosen == [c for c in candidates if c in chosen]  # the given order is kept
+    # Short of errors: all of them, the rest from the others.
+    few = choose_gold(candidates, truth, predicted, 9, 0.9)
+    assert sum(1 for c in few if predicted[c] != truth[c]) == 4 and len(few) == 9
+    assert choose_gold(candidates, truth, predicted, 3, 0.0) == ["c1", "c2", "c4"]
+    with pytest.raises(InputError):
+        choose_gold(candidates, truth, predicted, 0, 0.5)
+
+
+def test_the_figures_are_png_and_name_only_reviewers() -> None:
+    fig = reviewer_figure(
+        [("alice", 1.2, 1.0, True), ("bob", 9.5, 0.7, False), ("lena", None, None, False)],
+        alert_accept_rate=0.95,
+        alert_median_seconds=5.0,
+    )
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["alice", "bob"]
+    assert png_bytes(fig).startswith(b"\x89PNG")
+    bars = reasons_figure([("Income verified", 7), ("Other", 2)])
+    assert [t.get_text() for t in bars.axes[0].get_yticklabels()] == ["Other", "Income verified"]
+
+
+@pytest.fixture
+def ws(tmp_path: Path, cases_frame: pl.DataFrame) -> Workspace:
+    """Every case double-reviewed; alice and bob disagree on one case."""
+    config = tmp_path / "hilt.toml"
+    config.write_text(
+        CONFIG.read_text().replace("double_review_share = 0.0", "double_review_share = 1.0")
+    )
+    ws = Workspace.at(tmp_path / "ws")
+    create_workspace(ws, config)
+    new = cases_frame.head(30).drop("risk")
+    operator(ws).ingest_cases(new)
+    operator(ws).add_predictions("m-1", predictions_for(new))
+    return ws
+
+
+def test_the_backend_settles_a_conflict_and_halts_as_the_identified_lead(ws: Workspace) -> None:
+    alice, bob = open_store(ws, user="alice"), open_store(ws, user="bob")
+    leased = alice.next_case()
+    assert leased is not None
+    cid, model = leased.case.case_id, leased.case.predictions[-1].label
+    alice.record_decision(DecisionRequest(case_id=cid, action="accept", time_on_item_ms=800))
+    assert bob.next_case().case.case_id == cid  # type: ignore[union-attr]
+    bob.record_decision(
+        DecisionRequest(
+            case_id=cid,
+            action="override",
+            final_label="0" if model == "1" else "1",
+            reason_code="data-error",
+            time_on_item_ms=7000,
+        )
+    )
+    refused = open_oversight_backend(str(ws.root), env={"JUPYTERHUB_USER": "bob"})
+    assert isinstance(refused, Refusal) and "lead role" in refused.message
+    backend = open_oversight_backend(str(ws.root), env={"JUPYTERHUB_USER": "max"})
+    assert isinstance(backend, StoreOversightBackend)
+    overview = backend.overview()
+    assert overview.queue.adjudication_waiting == 1
+    assert overview.reviewer_figure is not None and overview.reviewer_figure[:4] == b"\x89PNG"
+    assert [r.label for r in overview.reasons] == [ws.settings().review.reason_codes["data-error"]]
+    [conflict] = backend.conflicts()
+    settings = ws.settings()
+    assert set(conflict.item.values) == set(settings.fields.display)  # nothing else shown
+    assert not set(conflict.item.values) & set(settings.fields.personal)
+    assert (conflict.first_reviewer, conflict.second_reviewer) == ("alice", "bob")
+    receipt = backend.adjudicate(cid, model, "Both documents checked.")
+    assert (receipt.case_id, receipt.final_label) == (cid, model)
+    assert backend.conflicts() == ()
+    state = backend.halt("Checking the scores of the last batch")
+    assert state.halted and state.changed_by == "max"
+    with pytest.raises(PermissionDeniedError):
+        backend.resume()
+    lena = open_oversight_backend(str(ws.root), env={"HTTP_X_FORWARDED_USER": "lena"})
+    assert isinstance(lena, StoreOversightBackend)
+    assert not lena.resume().halted
