@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,6 +42,23 @@ THEME_DIR = Path(__file__).resolve().parent / "dashboard_theme"
 
 def default_notebooks_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def served_notebooks(workspace: Workspace, source: Path) -> Path:
+    """The folder Voila serves: copies of the dashboards only, made afresh at each start.
+
+    Voila serves every notebook of its folder; the papermill templates (retrain, score)
+    next to the dashboards in notebooks/ must not become pages anyone can open.
+    """
+    served = workspace.root / "dashboards"
+    if served.exists():
+        shutil.rmtree(served)
+    served.mkdir(parents=True)
+    for name in DASHBOARDS:
+        notebook = source / f"{name}.ipynb"
+        if notebook.exists():
+            shutil.copyfile(notebook, served / notebook.name)
+    return served
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -128,9 +146,10 @@ def start_dashboards(
     """Start the store service and Voila; return once both answer."""
     if not workspace.exists():
         raise InputError(f"{workspace.root} is not a hilt workspace (create one with `hilt init`)")
-    nb_dir = notebooks or default_notebooks_dir()
-    if not (nb_dir / "review.ipynb").exists():
-        raise InputError(f"{nb_dir}: no dashboard notebooks found")
+    source = notebooks or default_notebooks_dir()
+    if not (source / "review.ipynb").exists():
+        raise InputError(f"{source}: no dashboard notebooks found")
+    nb_dir = served_notebooks(workspace, source)
     for p in (port, store_port):
         if not _port_free(host, p):
             raise InputError(f"cannot listen on {host}:{p}: the port is in use")

@@ -11,7 +11,8 @@ Layout::
                                    HILT_MASTER_KEY / HILT_MASTER_KEY_FILE)
     DIR/keys/subject-keys.sqlite   per-subject keys, wrapped (destroyed on erasure)
     DIR/audit/checkpoints.jsonl    signed checkpoints, outside the database
-    DIR/runs/  DIR/snapshots/      executed notebooks and training snapshots (later issues)
+    DIR/runs/  DIR/snapshots/      executed notebooks and training snapshots
+    DIR/dashboards/                the dashboards Voila serves (copied at each `hilt serve`)
 """
 
 from __future__ import annotations

@@ -2035,6 +2035,7 @@ class StoreCore:
                     "time_on_item_ms": 0,
                     "model_shown": True,
                     "undo_of": None,
+                    "explanation_sha256": None,
                     "conflict": {
                         "first_reviewer": conflict.first_reviewer,
                         "first_label": conflict.first_label,
@@ -2046,7 +2047,8 @@ class StoreCore:
                 expect_seq=seq,
             )
             self.con.execute(
-                "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO decisions VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     decision_id,
                     request_id,
@@ -2065,6 +2067,7 @@ class StoreCore:
                     None,
                     now,
                     seq,
+                    None,  # explanation_sha256: a lead settling a conflict is shown no model view
                 ],
             )
             self.con.execute("DELETE FROM leases WHERE case_id = ?", [case_id])

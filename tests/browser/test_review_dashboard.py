@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -283,3 +284,13 @@ def test_two_reviewers_at_once_never_hold_the_same_case(
     report = admin.verify()
     assert report.ok, report.summary()
     admin.close()
+
+
+def test_only_the_dashboards_are_served_not_the_run_templates(dashboards: Dashboards) -> None:
+    base = dashboards.review_url.split("/voila/render/")[0]
+    headers = {"X-Forwarded-User": "alice"}
+    for name in ("retrain", "score"):
+        r = httpx.get(f"{base}/voila/render/{name}.ipynb", headers=headers, timeout=30)
+        assert r.status_code == 404, name
+    served = sorted(p.name for p in (dashboards.workspace.root / "dashboards").iterdir())
+    assert served == ["audit.ipynb", "oversight.ipynb", "review.ipynb"]
