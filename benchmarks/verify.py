@@ -165,6 +165,10 @@ def decision_frame(
     )
 
 
+#: Payload fields these bulk decisions leave empty (no comment, no explanation shown).
+NULL_PAYLOAD = frozenset({"comment_sealed", "explanation_sha256", "explanation_context"})
+
+
 def entry_expr(template: dict[str, Any], schema: pl.Schema) -> pl.Expr:
     """Canonical JSON of the entry, column-wise, with the keys of the store's own event.
 
@@ -189,8 +193,8 @@ def entry_expr(template: dict[str, Any], schema: pl.Schema) -> pl.Expr:
         if key == "payload":
             for j, pkey in enumerate(sorted(template["payload"])):
                 parts.append(pl.lit(("{" if j == 0 else ",") + json.dumps(pkey) + ":"))
-                if pkey == "comment_sealed":
-                    parts.append(pl.lit("null"))  # no comments in these decisions
+                if pkey in NULL_PAYLOAD:
+                    parts.append(pl.lit("null"))  # no comments or explanation hashes here
                 elif pkey in schema:
                     parts.append(_json_value(pkey, schema[pkey]))
                 else:
@@ -216,7 +220,7 @@ def reference_entry(row: dict[str, Any], payload_keys: list[str]) -> str:
         action="decision.record",
         object_type="case",
         object_id=row["case_id"],
-        payload={k: None if k == "comment_sealed" else row[k] for k in payload_keys},
+        payload={k: None if k in NULL_PAYLOAD else row[k] for k in payload_keys},
     ).canonical()
 
 
