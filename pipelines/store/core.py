@@ -581,55 +581,74 @@ class StoreCore:
         return IngestResult(kind="cases", rows=batch.height, seq=seq, digest=digest)
 
     def add_predictions(self, model_version: str, frame: pl.DataFrame) -> IngestResult:
+        """Add a batch of predictions, audited by one event carrying the batch's digest.
+
+        The rows are inserted exactly as the frame that is digested holds them (ids given,
+        not numbered by the database), so the digest is computed from that frame instead of
+        being read back; verify recomputes it from the stored rows (``batch_digest``)."""
         role = self._role_for("add_predictions")
         if not model_version or not model_version.strip():
             raise InputError("model_version is required")
         _text_ok(model_version, "model_version", 128)
         clean = clean_predictions(frame, self.settings)
         now = self.clock()
+        n = clean.height
         with self._transaction():
-            self.con.register("hilt_predictions", clean)
+            base_row = sql.one(self.con, "SELECT coalesce(max(prediction_id), 0) FROM predictions")
+            base = int(base_row[0]) if base_row else 0
+            # The batch as it will be stored: the columns of batch_digest.PREDICTIONS_SQL.
+            rows = clean.select(
+                pl.int_range(base + 1, base + n + 1, dtype=pl.Int64).alias("prediction_id"),
+                pl.col("case_id"),
+                pl.lit(model_version, dtype=pl.String).alias("model_version"),
+                pl.col("score"),
+                pl.col("label"),
+                pl.col("explanation"),
+            ).to_arrow()
+            self.con.register("hilt_predictions", rows)
             try:
-                unknown = sql.one(
+                unknown = sql.scalar(
                     self.con,
-                    "SELECT count(*), list(rn ORDER BY rn)[1:5] FROM (SELECT row_number() OVER ()"
-                    " AS rn, case_id FROM hilt_predictions) p"
+                    "SELECT count(*) FROM hilt_predictions p"
                     " WHERE NOT EXISTS (SELECT 1 FROM cases c WHERE c.case_id = p.case_id)",
                 )
-                if unknown and unknown[0]:
-                    raise NotFoundError(
-                        f"predictions rejected, nothing was written:\n- {unknown[0]} rows name "
-                        f"unknown case ids (rows {', '.join(map(str, unknown[1]))})"
+                if unknown:
+                    first = sql.scalar(
+                        self.con,
+                        "SELECT list(prediction_id - ? ORDER BY prediction_id)[1:5]"
+                        " FROM hilt_predictions p"
+                        " WHERE NOT EXISTS (SELECT 1 FROM cases c WHERE c.case_id = p.case_id)",
+                        [base],
                     )
-                base_row = sql.one(
-                    self.con, "SELECT coalesce(max(prediction_id), 0) FROM predictions"
-                )
-                base = int(base_row[0]) if base_row else 0
+                    raise NotFoundError(
+                        f"predictions rejected, nothing was written:\n- {unknown} rows name "
+                        f"unknown case ids (rows {', '.join(map(str, first or []))})"
+                    )
                 seq = self._next_seq()
                 self.con.execute(
-                    "INSERT INTO predictions SELECT ? + row_number() OVER (), case_id, ?, score,"
+                    "INSERT INTO predictions SELECT prediction_id, case_id, model_version, score,"
                     " label, explanation, ?, ? FROM hilt_predictions",
-                    [base, model_version, seq, now],
+                    [seq, now],
                 )
-                digest = batch_digest.digest(self.con, batch_digest.PREDICTIONS_SQL, seq)
+                digest = batch_digest.table_digest(rows)
                 self._append_audit(
                     role,
                     "predictions.ingest",
                     "model",
                     model_version,
                     {
-                        "rows": clean.height,
+                        "rows": n,
                         "digest": digest,
                         "digest_method": batch_digest.METHOD,
                         "first_prediction_id": base + 1,
-                        "last_prediction_id": base + clean.height,
+                        "last_prediction_id": base + n,
                     },
                     now,
                     expect_seq=seq,
                 )
             finally:
                 self.con.unregister("hilt_predictions")
-        return IngestResult(kind="predictions", rows=clean.height, seq=seq, digest=digest)
+        return IngestResult(kind="predictions", rows=n, seq=seq, digest=digest)
 
     # ------------------------------------------------------------------ decisions
     def _check_decision_fields(self, request: DecisionRequest) -> None:
