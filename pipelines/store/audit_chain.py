@@ -113,9 +113,10 @@ ORDER BY seq DESC LIMIT 1
 """
 
 #: The seq inside a row's entry must be the row's seq, written as the store writes it (a JSON
-#: integer; ``json_extract_string`` gives its digits): stricter than a numeric cast, which
-#: would also take 5.0, "5" or true. ``reconcile.CONTENT_AND_DECISIONS_SQL`` does the same
-#: check in the scan that reconciles the decisions.
+#: integer; ``json_extract_string`` gives its digits): stricter than the numeric cast used
+#: before, which also took 5.0, 4.5 (for 4), " 5" or true (for 1); as before, "5" is taken.
+#: ``reconcile.CONTENT_AND_DECISIONS_SQL`` does the same check in the scan that reconciles
+#: the decisions.
 _CONTENT_SQL = """
 SELECT
     min(seq) FILTER (WHERE json_extract_string(entry, '$.seq') IS DISTINCT FROM seq::VARCHAR),
