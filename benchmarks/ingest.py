@@ -8,8 +8,9 @@ frame of 1,000,000 predictions (``case_id``, ``score``, ``label``, ``explanation
 text with one signed contribution per model feature), in batches of ``--batch-size`` rows
 (default: one batch of 1,000,000). Each call is what `hilt` does for a batch: take the
 cross-process lock, open the file, validate the frame, check that every case exists,
-insert the rows, compute the batch digest (sha256 of the stored batch as CSV), append one
-``predictions.ingest`` audit event carrying it, commit, close. The reported rate is rows
+insert the rows, compute the batch digest (``batch_digest`` v2: sha256 over the inserted
+rows column by column, from the frame that was inserted), append one ``predictions.ingest``
+audit event carrying it, commit, close. The reported rate is rows
 divided by the wall time of all calls together. Target (from the issue): >= 500,000 rows/s.
 
 Setup: the predictions need their cases, so 1,000,000 synthetic cases in the demo schema
@@ -21,8 +22,8 @@ reported as a secondary number (it builds five primary-key indexes, so it is slo
 Afterwards (untimed) the first batch is ingested once more as a second model version
 under cProfile, and the functions that take the time are printed (DuckDB statements count
 as the own time of the store function that runs them; polars' native calls, such as JSON
-decoding and CSV writing, appear by name); then ``verify()`` checks the log, the batch row
-counts and digests.
+encoding of the struct explanations, and hashing appear by name); then ``verify()`` checks
+the log, the batch row counts and digests.
 
 Nothing is asserted; the script prints whether the target was met. The last line of
 output is one JSON object with every number.
@@ -263,7 +264,7 @@ def breakdown(op: EmbeddedStore, batch: pl.DataFrame, top: int = 12) -> dict[str
     """The same bulk path once more (a second model version) under cProfile: where it goes.
 
     Sorted by own time, so DuckDB statements show up as the time of the store function
-    that runs them, and polars' native calls (JSON decoding, CSV writing) by name.
+    that runs them, and polars' native calls (JSON encoding) and sha256 by name.
     """
     profiler = cProfile.Profile()
     t = time.perf_counter()

@@ -16,6 +16,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +37,7 @@ from hilt.pipelines.errors import (
     SystemHalted,
 )
 from hilt.pipelines.store import (
+    audit_chain,
     batch_digest,
     double_review,
     explanations,
@@ -58,7 +60,6 @@ from hilt.pipelines.store.audit_chain import (
     hash_at,
     purge_anchor,
     utc_timestamp,
-    verify_chain_rows,
 )
 from hilt.pipelines.store.checkpoints import (
     Checkpoint,
@@ -598,56 +599,75 @@ class StoreCore:
         return IngestResult(kind="cases", rows=batch.height, seq=seq, digest=digest)
 
     def add_predictions(self, model_version: str, frame: pl.DataFrame) -> IngestResult:
+        """Add a batch of predictions, audited by one event carrying the batch's digest.
+
+        The rows are inserted exactly as the frame that is digested holds them (ids given,
+        not numbered by the database), so the digest is computed from that frame instead of
+        being read back; verify recomputes it from the stored rows (``batch_digest``)."""
         role = self._role_for("add_predictions")
         if not model_version or not model_version.strip():
             raise InputError("model_version is required")
         _text_ok(model_version, "model_version", 128)
         clean = clean_predictions(frame, self.settings)
         now = self.clock()
+        n = clean.height
         with self._transaction():
             self._refuse_if_halted("adding predictions")
-            self.con.register("hilt_predictions", clean)
+            base_row = sql.one(self.con, "SELECT coalesce(max(prediction_id), 0) FROM predictions")
+            base = int(base_row[0]) if base_row else 0
+            # The batch as it will be stored: the columns of batch_digest.PREDICTIONS_SQL.
+            rows = clean.select(
+                pl.int_range(base + 1, base + n + 1, dtype=pl.Int64).alias("prediction_id"),
+                pl.col("case_id"),
+                pl.lit(model_version, dtype=pl.String).alias("model_version"),
+                pl.col("score"),
+                pl.col("label"),
+                pl.col("explanation"),
+            ).to_arrow()
+            self.con.register("hilt_predictions", rows)
             try:
-                unknown = sql.one(
+                unknown = sql.scalar(
                     self.con,
-                    "SELECT count(*), list(rn ORDER BY rn)[1:5] FROM (SELECT row_number() OVER ()"
-                    " AS rn, case_id FROM hilt_predictions) p"
+                    "SELECT count(*) FROM hilt_predictions p"
                     " WHERE NOT EXISTS (SELECT 1 FROM cases c WHERE c.case_id = p.case_id)",
                 )
-                if unknown and unknown[0]:
-                    raise NotFoundError(
-                        f"predictions rejected, nothing was written:\n- {unknown[0]} rows name "
-                        f"unknown case ids (rows {', '.join(map(str, unknown[1]))})"
+                if unknown:
+                    first = sql.scalar(
+                        self.con,
+                        "SELECT list(prediction_id - ? ORDER BY prediction_id)[1:5]"
+                        " FROM hilt_predictions p"
+                        " WHERE NOT EXISTS (SELECT 1 FROM cases c WHERE c.case_id = p.case_id)",
+                        [base],
                     )
-                base_row = sql.one(
-                    self.con, "SELECT coalesce(max(prediction_id), 0) FROM predictions"
-                )
-                base = int(base_row[0]) if base_row else 0
+                    raise NotFoundError(
+                        f"predictions rejected, nothing was written:\n- {unknown} rows name "
+                        f"unknown case ids (rows {', '.join(map(str, first or []))})"
+                    )
                 seq = self._next_seq()
                 self.con.execute(
-                    "INSERT INTO predictions SELECT ? + row_number() OVER (), case_id, ?, score,"
+                    "INSERT INTO predictions SELECT prediction_id, case_id, model_version, score,"
                     " label, explanation, ?, ? FROM hilt_predictions",
-                    [base, model_version, seq, now],
+                    [seq, now],
                 )
-                digest = batch_digest.digest(self.con, batch_digest.PREDICTIONS_SQL, seq)
+                digest = batch_digest.table_digest(rows)
                 self._append_audit(
                     role,
                     "predictions.ingest",
                     "model",
                     model_version,
                     {
-                        "rows": clean.height,
+                        "rows": n,
                         "digest": digest,
                         "digest_method": batch_digest.METHOD,
                         "first_prediction_id": base + 1,
-                        "last_prediction_id": base + clean.height,
+                        "last_prediction_id": base + n,
                     },
                     now,
                     expect_seq=seq,
                 )
             finally:
                 self.con.unregister("hilt_predictions")
-        return IngestResult(kind="predictions", rows=clean.height, seq=seq, digest=digest)
+        return IngestResult(kind="predictions", rows=n, seq=seq, digest=digest)
 
     # ------------------------------------------------------------------ decisions
     def _check_decision_fields(self, request: DecisionRequest) -> None:
@@ -2195,55 +2215,138 @@ def verify_records(
     (``schema_check``). Tampering with the tables themselves is reported, never raised: a
     check whose query DuckDB refuses (a table or column it needs is gone) is a ``schema``
     break at seq 0 naming that check, and the checks that can still run do.
+
+    The checks are independent, so they run at the same time, each on its own cursor
+    (DuckDB releases the GIL while a query runs, and so does sha256 on large buffers): the
+    scan that hashes every entry and reconciles the decisions with their events, the order
+    of the chain, the batches and their digests, the schema and the checkpoints.
     """
-    breaks: list[Break] = []
+    failed: dict[str, Break] = {}
 
-    def attempt(what: str, check: Callable[[], T]) -> T | None:
-        try:
-            return check()
-        except duckdb.Error as e:
-            breaks.append(schema_check.query_failed(what, e))
-            return None
+    def attempt(
+        what: str, check: Callable[[duckdb.DuckDBPyConnection], T]
+    ) -> Callable[[], T | None]:
+        def run() -> T | None:
+            cursor = con.cursor()
+            try:
+                return check(cursor)
+            except duckdb.Error as e:
+                failed[what] = schema_check.query_failed(what, e)
+                return None
+            finally:
+                cursor.close()
 
-    if settings is not None:
-        altered = attempt("the schema check", lambda: schema_check.first_break(con, settings))
-        if altered is not None:
-            breaks.append(altered)
-    chain = attempt("the hash chain check", lambda: verify_chain_rows(con))
-    events, head_hash, first = chain if chain is not None else (0, GENESIS_HASH, None)
-    checkpoints, cp_break = read_checkpoints(checkpoints_path)
-    breaks += [b for b in (first, cp_break) if b is not None]
-    pinned = parse_public_key(public_key) if public_key else None
+        return run
 
-    def checkpoint_checks() -> list[Break]:
-        head_seq = int(sql.scalar(con, "SELECT coalesce(max(seq), 0) FROM audit_log"))
-        anchor_seq, anchor_hash = purge_anchor(con)
-        hashes = hash_at(con, [c.seq for c in checkpoints])
+    chain_check = "the hash chain check"
+    reconcile_check = "the reconciliation of records with their events"
+    purged = attempt(reconcile_check, reconcile.decisions_purged_through)()
+
+    def content_and_decisions(
+        c: duckdb.DuckDBPyConnection,
+    ) -> tuple[int | None, int | None, int | None]:
+        row = sql.one(
+            c,
+            reconcile.CONTENT_AND_DECISIONS_SQL,
+            {"decisions_purged_through": purged or 0},
+        )
+        assert row is not None
+        return row[0], row[1], row[2]
+
+    def checkpoint_checks(c: duckdb.DuckDBPyConnection) -> list[Break]:
+        head_seq = int(sql.scalar(c, "SELECT coalesce(max(seq), 0) FROM audit_log"))
+        anchor_seq, anchor_hash = purge_anchor(c)
+        hashes = hash_at(c, [cp.seq for cp in checkpoints])
         if anchor_seq:
             hashes[anchor_seq] = anchor_hash
         cp = check_checkpoints(checkpoints, pinned, head_seq, hashes, purged_through=anchor_seq)
-        missing = _checkpoint_missing_from_file(con, checkpoints)
+        missing = _checkpoint_missing_from_file(c, checkpoints)
         return [b for b in (cp, missing) if b is not None]
 
-    breaks += attempt("the checkpoint check", checkpoint_checks) or []
-    rec = attempt(
-        "the reconciliation of records with their events",
-        lambda: reconcile.first_mismatch(
-            con,
-            batches=batches,
-            decisions_purged_through=reconcile.decisions_purged_through(con),
-        ),
-    )
-    if rec is not None:
-        breaks.append(rec)
-    bad_gold = attempt("the gold set check", lambda: gold_mismatch(con))
-    if bad_gold is not None:
+    checkpoints, cp_break = read_checkpoints(checkpoints_path)
+    pinned = parse_public_key(public_key) if public_key else None
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="hilt-verify") as pool:
+        # The longest first: every entry hashed and parsed once, joined with the decisions.
+        scan = pool.submit(attempt("the combined scan", content_and_decisions))
+        digests = (
+            pool.submit(
+                attempt(
+                    "the batch digest check", lambda c: batch_digest.first_mismatch(c, settings)
+                )
+            )
+            if settings is not None
+            else None
+        )
+        order = pool.submit(attempt(chain_check, audit_chain.check_order))
+        counted = (
+            pool.submit(attempt(reconcile_check, reconcile.first_batch_mismatch))
+            if batches
+            else None
+        )
+        altered = (
+            pool.submit(
+                attempt("the schema check", lambda c: schema_check.first_break(c, settings))
+            )
+            if settings is not None
+            else None
+        )
+        cps = pool.submit(attempt("the checkpoint check", checkpoint_checks))
+        gold = pool.submit(attempt("the gold set check", gold_mismatch))
+        scanned = scan.result()
+        if scanned is not None:
+            mismatch, bad_hash, decision_seq = scanned
+            content_ok = True
+        else:
+            # The one scan failed (a table or column it needs is gone): check the chain and
+            # the decisions apart, so that each failure is named and the rest still runs.
+            failed.pop("the combined scan", None)
+            content = attempt(chain_check, audit_chain.check_content)()
+            content_ok = content is not None
+            mismatch, bad_hash = content if content is not None else (None, None)
+            decision_seq = attempt(
+                reconcile_check,
+                lambda c: reconcile.first_decision_mismatch(c, purged or 0),
+            )()
+        chain_order = order.result()
+        batch_seq = counted.result() if counted is not None else None
+        schema_break = altered.result() if altered is not None else None
+        cp_breaks = cps.result()
+        bad_batch = digests.result() if digests is not None else None
+        bad_gold = gold.result()
+
+    # Assembled in a fixed order, so that on a tie (several breaks at one seq) the same one
+    # is named as when the checks ran one after another.
+    breaks: list[Break] = []
+    if settings is not None:
+        if "the schema check" in failed:
+            breaks.append(failed["the schema check"])
+        elif schema_break is not None:
+            breaks.append(schema_break)
+    if chain_check in failed:
+        breaks.append(failed[chain_check])
+    events, head_hash = 0, GENESIS_HASH
+    if chain_order is not None and content_ok:
+        events, head_hash = chain_order.events, chain_order.head_hash
+        first = audit_chain.first_chain_break(chain_order, mismatch, bad_hash)
+        breaks += [first] if first is not None else []
+    if cp_break is not None:
+        breaks.append(cp_break)
+    if "the checkpoint check" in failed:
+        breaks.append(failed["the checkpoint check"])
+    breaks += cp_breaks or []
+    if reconcile_check in failed:
+        breaks.append(failed[reconcile_check])
+    else:
+        rec = reconcile.as_break(decision_seq, batch_seq)
+        breaks += [rec] if rec is not None else []
+    if "the gold set check" in failed:
+        breaks.append(failed["the gold set check"])
+    elif bad_gold is not None:
         breaks.append(bad_gold)
     if settings is not None:
-        bad_batch = attempt(
-            "the batch digest check", lambda: batch_digest.first_mismatch(con, settings)
-        )
-        if bad_batch is not None:
+        if "the batch digest check" in failed:
+            breaks.append(failed["the batch digest check"])
+        elif bad_batch is not None:
             breaks.append(
                 Break(bad_batch, "record-mismatch", "a batch's rows no longer match its digest")
             )

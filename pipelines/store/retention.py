@@ -184,7 +184,7 @@ def _remove(
             )
             removal.batches[str(batch)] = {
                 "rows": rows,
-                "digest": batch_digest.digest(core.con, batch_digest.PREDICTIONS_SQL, batch),
+                "digest": batch_digest.restated_digest(core.con, core.settings, batch),
             }
         payload["predictions"] = {"purged": due_predictions}
     if due_decisions:

@@ -116,7 +116,6 @@ def remove_case_data(core: StoreCore, case_ids: list[str], seq: int, removal: Re
         )
     finally:
         core.con.unregister("hilt_removed")
-    query = batch_digest.cases_sql(core.settings)
     for batch in batches:
         rows = int(
             sql.scalar(
@@ -127,7 +126,7 @@ def remove_case_data(core: StoreCore, case_ids: list[str], seq: int, removal: Re
         )
         removal.batches[str(batch)] = {
             "rows": rows,
-            "digest": batch_digest.digest(core.con, query, batch),
+            "digest": batch_digest.restated_digest(core.con, core.settings, batch),
         }
 
 

@@ -261,7 +261,9 @@ def _explanations(s: pl.Series, settings: Settings, problems: list[str]) -> pl.S
     con = duckdb.connect(config={"autoinstall_known_extensions": False})
     try:
         con.register("explanations", pl.DataFrame([text]))
-        not_object = "NOT (json_valid(x) AND json_type(x) = 'OBJECT')"
+        # CASE, not AND: DuckDB evaluates both sides of an AND, and json_type fails on text
+        # that is not JSON.
+        not_object = "NOT coalesce(CASE WHEN json_valid(x) THEN json_type(x) = 'OBJECT' END, false)"
         try:
             # One parse of every row on the happy path; json_each fails on invalid JSON.
             # (A root that is not an object is caught without parsing: it cannot start

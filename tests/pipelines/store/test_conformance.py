@@ -193,6 +193,8 @@ def test_bad_predictions_are_rejected(store_as: StoreFactory, cases_frame: pl.Da
         good.with_columns(pl.lit(float("nan")).alias("score")),
         good.with_columns(pl.lit("maybe").alias("label")),
         good.with_columns(pl.lit('{"shoe_size": 1}').alias("explanation")),
+        good.with_columns(pl.lit('{"duration": 1,').alias("explanation")),  # not JSON
+        good.with_columns(pl.lit("[1]").alias("explanation")),
         good.drop("score"),
     ]
     for frame in cases:

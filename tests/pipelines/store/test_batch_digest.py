@@ -1,0 +1,260 @@
+"""The batch digest (v2): what it hashes, that it depends on the rows only, that bulk ingest
+and verify compute the same one, and that batches recorded with the CSV method still verify.
+
+The expected values are computed here by an independent reading of the format described in
+``batch_digest``'s docstring (``struct.pack``, one row at a time), not by the module itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from hilt.pipelines.errors import NotFoundError
+from hilt.pipelines.store import batch_digest, open_store
+from hilt.pipelines.store.embedded import connect
+from hilt.pipelines.workspace import Workspace
+from tests.conftest import operator, predictions_for
+
+COLUMNS = {
+    "id": pa.int64(),
+    "score": pa.float64(),
+    "shown": pa.bool_(),
+    "text": pa.string(),
+    "blob": pa.binary(),
+}
+ROWS: list[dict[str, Any]] = [
+    {"id": 1, "score": 0.25, "shown": True, "text": "plain", "blob": b"\x00\x01"},
+    {"id": 2, "score": -0.0, "shown": False, "text": "", "blob": b""},
+    {"id": 3, "score": None, "shown": None, "text": None, "blob": None},
+    {"id": -4, "score": 1e-300, "shown": True, "text": 'ünï "q" \\ \n', "blob": b"\xff" * 300},
+]
+
+
+def reference_digest(rows: list[dict[str, Any]], kinds: dict[str, str]) -> str:
+    """The v2 format, read from the docstring and written out the slow way."""
+    header = json.dumps(
+        {"columns": [[name, kind] for name, kind in kinds.items()], "rows": len(rows)},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    out = b"hilt-batch-digest-v2\n" + header.encode() + b"\n"
+    for name, kind in kinds.items():
+        values = [r[name] for r in rows]
+        out += bytes(0 if v is None else 1 for v in values)
+        if kind == "int64":
+            out += b"".join(struct.pack("<q", v or 0) for v in values)
+        elif kind == "float64":
+            out += b"".join(struct.pack("<d", 0.0 if v is None else v) for v in values)
+        elif kind == "bool":
+            out += bytes(1 if v else 0 for v in values)
+        else:
+            raw = [b"" if v is None else v.encode() if isinstance(v, str) else v for v in values]
+            out += b"".join(struct.pack("<q", len(b)) for b in raw) + b"".join(raw)
+    return hashlib.sha256(out).hexdigest()
+
+
+KINDS = {"id": "int64", "score": "float64", "shown": "bool", "text": "text", "blob": "bytes"}
+
+
+def table(rows: list[dict[str, Any]], **types: pa.DataType) -> pa.Table:
+    schema = pa.schema([(n, types.get(n, t)) for n, t in COLUMNS.items()])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def test_the_digest_is_the_documented_encoding() -> None:
+    assert batch_digest.table_digest(table(ROWS)) == reference_digest(ROWS, KINDS)
+
+
+def test_the_digest_does_not_depend_on_chunks_or_arrow_layout() -> None:
+    expected = reference_digest(ROWS, KINDS)
+    chunked = pa.concat_tables([table(ROWS[:1]), table(ROWS[1:3]), table(ROWS[3:])])
+    assert chunked.column("text").num_chunks == 3
+    assert batch_digest.table_digest(chunked) == expected
+    large = table(ROWS, text=pa.large_string(), blob=pa.large_binary(), id=pa.int32())
+    assert batch_digest.table_digest(large) == expected
+    views = table(ROWS, text=pa.string_view(), blob=pa.binary_view())
+    assert batch_digest.table_digest(views) == expected
+    sliced = table([ROWS[0], *ROWS]).slice(1)  # non-zero array offsets
+    assert batch_digest.table_digest(sliced) == expected
+    dictionary = table(ROWS).set_column(3, "text", table(ROWS).column("text").dictionary_encode())
+    assert batch_digest.table_digest(dictionary) == expected
+    frame = pl.from_arrow(table(ROWS))
+    assert isinstance(frame, pl.DataFrame)
+    assert batch_digest.frame_digest(frame) == expected
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda r: r[0].update(score=0.26), id="value"),
+        pytest.param(lambda r: r[1].update(score=0.0), id="negative-zero"),
+        pytest.param(lambda r: r[1].update(text=None), id="empty-to-null"),
+        pytest.param(lambda r: r[2].update(id=None), id="value-to-null"),
+        pytest.param(lambda r: r[1].update(shown=None), id="false-to-null"),
+        pytest.param(lambda r: (r[0].update(text="plai"), r[1].update(text="n")), id="shifted"),
+        pytest.param(lambda r: r.reverse(), id="order"),
+        pytest.param(lambda r: r.pop(), id="row-removed"),
+        pytest.param(lambda r: r.append(dict(r[0])), id="row-added"),
+    ],
+)
+def test_every_change_of_the_rows_changes_the_digest(change: Any) -> None:
+    rows = [dict(r) for r in ROWS]
+    change(rows)
+    assert batch_digest.table_digest(table(rows)) != batch_digest.table_digest(table(ROWS))
+    assert batch_digest.table_digest(table(rows)) == reference_digest(rows, KINDS)
+
+
+def test_names_and_kinds_are_part_of_the_digest() -> None:
+    base = batch_digest.table_digest(table(ROWS))
+    renamed = table(ROWS).rename_columns(["id", "score", "shown", "label", "blob"])
+    assert batch_digest.table_digest(renamed) != base
+    as_float = table([{**r, "id": float(r["id"])} for r in ROWS], id=pa.float64())
+    assert batch_digest.table_digest(as_float) != base
+
+
+def test_duckdb_rows_give_the_frames_digest() -> None:
+    """What verify reads back from DuckDB hashes like the frame that was inserted."""
+    con = duckdb.connect()
+    try:
+        con.execute(
+            "CREATE TABLE t (id BIGINT, score DOUBLE, shown BOOLEAN, text VARCHAR, blob BLOB,"
+            " seq BIGINT)"
+        )
+        con.register("incoming", table(ROWS))
+        con.execute("INSERT INTO t SELECT *, 7 FROM incoming")
+        got = batch_digest.digest(
+            con, "SELECT id, score, shown, text, blob FROM t WHERE seq = ? ORDER BY id DESC", 7
+        )
+    finally:
+        con.close()
+    in_order = sorted(ROWS, key=lambda r: -int(r["id"]))
+    assert got == reference_digest(in_order, KINDS)
+    assert math.copysign(1.0, ROWS[1]["score"]) == -1.0  # -0.0 went through as such
+
+
+def test_bulk_predictions_carry_the_digest_verify_recomputes(
+    loaded_workspace: Workspace, cases_frame: pl.DataFrame
+) -> None:
+    ws = loaded_workspace
+    preds = predictions_for(cases_frame.head(50)).with_columns(
+        pl.Series("explanation", ['{ "duration" : 1e-05,\n"job": -0.0 }'] * 50)
+    )
+    result = operator(ws).add_predictions("ünicode-model", preds)
+    con = connect(ws)
+    try:
+        stored = batch_digest.digest(con, batch_digest.PREDICTIONS_SQL, result.seq)
+        (entry,) = con.execute(
+            "SELECT entry FROM audit_log WHERE seq = ?", [result.seq]
+        ).fetchall()[0]
+        ids = con.execute(
+            "SELECT min(prediction_id), max(prediction_id), count(DISTINCT prediction_id)"
+            " FROM predictions WHERE batch_seq = ?",
+            [result.seq],
+        ).fetchall()[0]
+    finally:
+        con.close()
+    payload = json.loads(entry)["payload"]
+    assert result.digest == stored == payload["digest"]
+    assert payload["digest_method"] == batch_digest.METHOD
+    # ids continue the earlier batch's (200 predictions)
+    assert ids == (201, 250, 50)
+    assert (payload["first_prediction_id"], payload["last_prediction_id"]) == (201, 250)
+    assert open_store(ws, user="otto").verify().ok
+
+
+def test_unknown_cases_are_named_by_their_rows_and_nothing_is_written(
+    loaded_workspace: Workspace, cases_frame: pl.DataFrame
+) -> None:
+    preds = predictions_for(cases_frame.head(10))
+    preds = preds.with_columns(
+        pl.when(pl.int_range(pl.len()).is_in([2, 7]))
+        .then(pl.lit("NO-SUCH-CASE"))
+        .otherwise(pl.col("case_id"))
+        .alias("case_id")
+    )
+    op = operator(loaded_workspace)
+    before = op.counts()
+    with pytest.raises(NotFoundError, match=r"2 rows name unknown case ids \(rows 3, 8\)"):
+        op.add_predictions("m2", preds)
+    assert op.counts() == before
+
+
+def _csv_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the store write its batch events as the previous version did (the CSV method)."""
+
+    def csv_of(table: pa.Table) -> str:
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        return hashlib.sha256(frame.write_csv().encode()).hexdigest()
+
+    def cases_digest(con: duckdb.DuckDBPyConnection, query: str, seq: int) -> str:
+        return batch_digest.legacy_digest(
+            con, query.replace("p.sealed AS", "hex(p.sealed) AS"), seq
+        )
+
+    monkeypatch.setattr(batch_digest, "METHOD", batch_digest.LEGACY_METHOD)
+    monkeypatch.setattr(batch_digest, "table_digest", csv_of)
+    monkeypatch.setattr(batch_digest, "digest", cases_digest)
+
+
+def test_batches_recorded_with_the_csv_method_still_verify_and_catch_edits(
+    workspace: Workspace, cases_frame: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = workspace
+    with monkeypatch.context() as m:
+        _csv_method(m)
+        op = operator(ws)
+        cases_seq = op.ingest_cases(cases_frame.head(40)).seq
+        preds_seq = op.add_predictions("old-model", predictions_for(cases_frame.head(40))).seq
+    events = {e.seq: e for e in open_store(ws, user="otto").audit_events()}
+    assert events[cases_seq].payload["digest_method"] == batch_digest.LEGACY_METHOD
+    assert events[preds_seq].payload["digest_method"] == batch_digest.LEGACY_METHOD
+    # A batch written by the current version next to them
+    new_seq = operator(ws).add_predictions("new-model", predictions_for(cases_frame.head(40))).seq
+    assert open_store(ws, user="otto").verify().ok
+
+    # Erasing a subject restates the old batch by its own (CSV) method: still OK.
+    subject = str(cases_frame["applicant_id"][3])
+    open_store(ws, user="pia").subject_erase(subject)
+    assert open_store(ws, user="otto").verify().ok
+
+    con = connect(ws)
+    try:
+        con.execute(
+            "UPDATE predictions SET score = 0.5 WHERE batch_seq = ? AND prediction_id = 5",
+            [preds_seq],
+        )
+    finally:
+        con.close()
+    report = open_store(ws, user="otto").verify()
+    assert report.first_break is not None
+    assert (report.first_break.seq, report.first_break.kind) == (preds_seq, "record-mismatch")
+    assert new_seq > preds_seq
+
+
+def test_an_unknown_digest_method_is_not_taken_on_trust(loaded_workspace: Workspace) -> None:
+    con = connect(loaded_workspace)
+    try:
+        seq = int(
+            con.execute(
+                'SELECT seq FROM audit_log WHERE entry LIKE \'{"action":"predictions.ingest",%\''
+            ).fetchall()[0][0]
+        )
+        assert (
+            batch_digest.stored_digest(
+                con, loaded_workspace.settings(), "predictions.ingest", "some later method", seq
+            )
+            is None
+        )
+    finally:
+        con.close()
