@@ -709,10 +709,11 @@ class StoreCore:
             # Everything the checks need, in one round trip (a UNION of point queries is far
             # cheaper in DuckDB than the same lookups as scalar subqueries).
             rows = self.con.execute(
-                "SELECT 'case', case_id, subject_ref, removed_seq::VARCHAR,"
-                " (SELECT count(*) FROM restrictions r WHERE r.subject_ref = cases.subject_ref"
-                " AND r.lifted_seq IS NULL)::VARCHAR, NULL, NULL FROM cases"
-                " WHERE case_id = $cid"
+                "SELECT 'case', case_id, subject_ref, removed_seq::VARCHAR, NULL, NULL, NULL"
+                " FROM cases WHERE case_id = $cid"
+                " UNION ALL SELECT 'restricted', kind, NULL, NULL, NULL, NULL, NULL"
+                " FROM restrictions WHERE lifted_seq IS NULL"
+                " AND subject_ref = (SELECT subject_ref FROM cases WHERE case_id = $cid)"
                 " UNION ALL SELECT 'prediction', prediction_id::VARCHAR, model_version, label,"
                 " NULL, NULL, NULL FROM predictions WHERE case_id = $cid"
                 " UNION ALL SELECT 'decision', decision_id, action, reviewer, seq::VARCHAR,"
@@ -768,7 +769,7 @@ class StoreCore:
                     "this case's data was erased or has passed its retention period; "
                     "it can no longer be reviewed"
                 )
-            if case_row[4] != "0":
+            if any(r[0] == "restricted" for r in rows):
                 raise ConflictError(
                     "processing of this case is restricted at its subject's request "
                     "(GDPR Art. 18 / 21) until the restriction is lifted"

@@ -56,7 +56,8 @@ WITH live AS (
     LEFT JOIN contested ct USING (case_id)
     LEFT JOIN rounds r USING (case_id)
     WHERE c.removed_seq IS NULL
-      AND c.subject_ref NOT IN (SELECT subject_ref FROM restrictions WHERE lifted_seq IS NULL)
+      AND NOT EXISTS (SELECT 1 FROM restrictions r WHERE r.subject_ref = c.subject_ref
+                      AND r.lifted_seq IS NULL)
       AND c.case_id NOT IN (SELECT case_id FROM gold_cases){manual}
 )
 SELECT case_id, created_at, score, prediction_id, contested, second_opinion, second_review,

@@ -74,6 +74,8 @@ from hilt.pipelines.workspace import Workspace
 log = logging.getLogger("hilt.store.service")
 T = TypeVar("T")
 
+#: DuckDB threads for bulk operations in the owning process (see StoreService.run_bulk).
+BULK_THREADS = max(1, os.cpu_count() or 1)
 #: Largest request body accepted (bytes); bulk loads beyond it belong in `hilt ingest`.
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -277,6 +279,19 @@ class StoreService:
         with self.mutex:
             return op(self.core(actor))
 
+    def run_bulk(self, actor: User, op: Callable[[StoreCore], T]) -> T:
+        """Like ``run``, with DuckDB on every core. The owning process otherwise keeps DuckDB
+        to one thread: the interactive operations (lease, decide, queue status) are small
+        queries that two threads make slower, not faster (measured: the review round trip
+        22 % faster in process), while the bulk ones (ingest, snapshots, verify, erasure,
+        retention, reports) scan whole tables."""
+        with self.mutex:
+            self.con.execute(f"SET threads = {BULK_THREADS}")
+            try:
+                return op(self.core(actor))
+            finally:
+                self.con.execute("SET threads = 1")
+
     def submit_decision(self, actor: User, request: DecisionRequest) -> Future[Decision]:
         """Queue a decision for the group committer; the future resolves after its COMMIT."""
         with self._writer_started:
@@ -438,13 +453,13 @@ def create_app(service: StoreService) -> FastAPI:
     def ingest_cases(body: RowsIn, user: Caller) -> IngestResult:
         _check_rows(len(body.rows))
         frame = rows_to_frame(body.rows)
-        return service.run(user, lambda c: c.ingest_cases(frame))
+        return service.run_bulk(user, lambda c: c.ingest_cases(frame))
 
     @app.post("/v1/predictions")
     def add_predictions(body: PredictionsIn, user: Caller) -> IngestResult:
         _check_rows(len(body.rows))
         frame = rows_to_frame(body.rows)
-        return service.run(user, lambda c: c.add_predictions(body.model_version, frame))
+        return service.run_bulk(user, lambda c: c.add_predictions(body.model_version, frame))
 
     @app.post("/v1/decisions")
     async def record_decision(body: DecisionRequest, user: Caller) -> Decision:
@@ -478,7 +493,7 @@ def create_app(service: StoreService) -> FastAPI:
 
     @app.post("/v1/snapshots")
     def snapshot(user: Caller, as_of_seq: int | None = None) -> SnapshotRecord:
-        return service.run(user, lambda c: c.snapshot(as_of_seq))
+        return service.run_bulk(user, lambda c: c.snapshot(as_of_seq))
 
     @app.get("/v1/system")
     def system_state(user: Caller) -> SystemState:
@@ -498,7 +513,7 @@ def create_app(service: StoreService) -> FastAPI:
 
     @app.post("/v1/case-frame")
     def case_frame(body: CaseIdsIn, user: Caller) -> dict[str, Any]:
-        frame = service.run(user, lambda c: c.case_frame(body.case_ids))
+        frame = service.run_bulk(user, lambda c: c.case_frame(body.case_ids))
         return {"columns": frame.columns, "rows": frame.rows()}
 
     @app.get("/v1/cases/{case_id:path}")
@@ -519,7 +534,7 @@ def create_app(service: StoreService) -> FastAPI:
 
     @app.get("/v1/audit/verify")
     def verify(user: Caller, public_key: str | None = None) -> VerifyReport:
-        return service.run(user, lambda c: c.verify(public_key))
+        return service.run_bulk(user, lambda c: c.verify(public_key))
 
     @app.post("/v1/audit/checkpoint")
     def checkpoint(user: Caller) -> CheckpointRecord:
@@ -527,7 +542,7 @@ def create_app(service: StoreService) -> FastAPI:
 
     @app.post("/v1/subjects/export")
     def subject_export(body: SubjectIn, user: Caller) -> SubjectExport:
-        return service.run(user, lambda c: c.subject_export(body.subject_id))
+        return service.run_bulk(user, lambda c: c.subject_export(body.subject_id))
 
     @app.post("/v1/subjects/rectify")
     def subject_rectify(body: RectifyIn, user: Caller) -> SubjectAction:
@@ -548,11 +563,11 @@ def create_app(service: StoreService) -> FastAPI:
 
     @app.post("/v1/subjects/erase")
     def subject_erase(body: SubjectIn, user: Caller) -> ErasureReport:
-        return service.run(user, lambda c: c.subject_erase(body.subject_id))
+        return service.run_bulk(user, lambda c: c.subject_erase(body.subject_id))
 
     @app.post("/v1/retention/apply")
     def retention_apply(user: Caller) -> RetentionReport:
-        return service.run(user, lambda c: c.retention_apply())
+        return service.run_bulk(user, lambda c: c.retention_apply())
 
     @app.post("/v1/users")
     def add_user(body: UserIn, user: Caller) -> TokenGrant:
@@ -563,7 +578,7 @@ def create_app(service: StoreService) -> FastAPI:
 
     @app.get("/v1/audit/search")
     def audit_search(user: Caller, query: Annotated[AuditQuery, Query()]) -> AuditPage:
-        return service.run(user, lambda c: c.audit_search(query))
+        return service.run_bulk(user, lambda c: c.audit_search(query))
 
     @app.get("/v1/decisions/{decision_id}")
     def get_decision(decision_id: str, user: Caller) -> Decision:
@@ -575,17 +590,17 @@ def create_app(service: StoreService) -> FastAPI:
 
     @app.get("/v1/gold/candidates")
     def gold_candidates(user: Caller, limit: int = 1000) -> list[str]:
-        return service.run(user, lambda c: c.gold_candidates(limit))
+        return service.run_bulk(user, lambda c: c.gold_candidates(limit))
 
     @app.post("/v1/gold")
     def add_gold(body: PredictionsIn, user: Caller) -> GoldResult:
         _check_rows(len(body.rows))
         frame = rows_to_frame(body.rows)
-        return service.run(user, lambda c: c.add_gold(body.model_version, frame))
+        return service.run_bulk(user, lambda c: c.add_gold(body.model_version, frame))
 
     @app.get("/v1/oversight/report")
     def oversight_report(user: Caller) -> OversightReport:
-        return service.run(user, lambda c: c.oversight_report())
+        return service.run_bulk(user, lambda c: c.oversight_report())
 
     @app.get("/v1/oversight/conflicts")
     def conflicts(user: Caller) -> list[ConflictRecord]:
@@ -623,6 +638,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8765) -> No
     _check_port_free(host, port)
     with locking.exclusive(workspace.lock_path, workspace.service_file, timeout_s=0):
         con = connect(workspace)
+        con.execute("SET threads = 1")  # see StoreService.run_bulk
         service = StoreService(workspace, settings, con)
         try:
             service.run(User(name="hilt-store", roles=["system"]), StoreCore.check_schema_version)
