@@ -66,6 +66,10 @@ class StoreReviewBackend:
         self.settings = settings
         self._config: ReviewConfig | None = None
         self._reviewer: Reviewer | None = None
+        #: The queue counts that came with the last lease, for the one progress refresh
+        #: that follows it (the panel asks right after showing the case); None once used
+        #: or after a decision.
+        self._counts: QueueStatus | None = None
 
     def reviewer(self) -> Reviewer:
         if self._reviewer is None:
@@ -88,7 +92,18 @@ class StoreReviewBackend:
 
     def next_item(self) -> ReviewItem | None:
         leased = self.store.next_case()
-        return None if leased is None else self._item(leased)
+        self._counts = None
+        if leased is None:
+            return None
+        if leased.queue is not None:
+            q = leased.queue
+            self._counts = QueueStatus(
+                waiting=q.waiting,
+                leased=q.leased,
+                done_today=q.done_today,
+                done_today_by_me=q.done_today_by_me,
+            )
+        return self._item(leased)
 
     def _item(self, leased: LeasedCase) -> ReviewItem:
         case = leased.case
@@ -111,6 +126,7 @@ class StoreReviewBackend:
         )
 
     def submit(self, decision: DecisionInput) -> DecisionReceipt:
+        self._counts = None
         d = self.store.record_decision(
             DecisionRequest(
                 case_id=decision.case_id,
@@ -136,6 +152,9 @@ class StoreReviewBackend:
         )
 
     def queue_status(self) -> QueueStatus:
+        counts, self._counts = self._counts, None
+        if counts is not None:
+            return counts
         q = self.store.queue_status()
         return QueueStatus(
             waiting=q.waiting,

@@ -961,6 +961,7 @@ class StoreCore:
             )
             state = None
             gold = False
+            held = waiting = -1
             if own is not None:
                 case_id, expires = str(own[0]), own[1]
                 history = self._logged_actions(case_id)
@@ -975,22 +976,34 @@ class StoreCore:
                     + ", EXISTS (SELECT 1 FROM gold_cases)",
                 )
                 assert context is not None
+                # The queue is computed once for both the choice and the counts that the
+                # panel's progress line shows (``LeasedCase.queue``).
                 row = sql.one(
                     self.con,
-                    "SELECT q.case_id FROM ("
+                    "WITH j AS MATERIALIZED (SELECT q.*, l.case_id IS NOT NULL AS held,"
+                    " coalesce(l.reviewer = $me, false) AS mine FROM ("
                     + self._queue_sql(int(context[0]))
-                    + ") q LEFT JOIN leases l ON l.case_id = q.case_id AND l.expires_at > ?"
-                    " WHERE l.case_id IS NULL"
-                    " AND (q.excluded_reviewer IS NULL OR q.excluded_reviewer <> ?)"
+                    + ") q LEFT JOIN leases l ON l.case_id = q.case_id AND l.expires_at > $now)"
+                    " SELECT (SELECT q.case_id FROM j q WHERE NOT q.held"
+                    " AND (q.excluded_reviewer IS NULL OR q.excluded_reviewer <> $me)"
                     " ORDER BY q.contested DESC, q.second_opinion DESC, q.second_review DESC,"
                     " (SELECT count(*) FROM decisions s WHERE s.case_id = q.case_id"
-                    "  AND s.action = 'skip' AND s.reviewer = ?), " + order + " LIMIT 1",
-                    [now, me, me],
+                    "  AND s.action = 'skip' AND s.reviewer = $me), " + order + " LIMIT 1),"
+                    " (SELECT count(*) FILTER (WHERE NOT held) FROM j),"
+                    " (SELECT count(*) FILTER (WHERE held) FROM j),"
+                    " (SELECT count(*) FILTER (WHERE held AND mine) FROM j)",
+                    {"now": now, "me": me},
                 )
-                if row is None:
+                if row is None or row[0] is None:
                     return None
                 # A gold case, when one is due, takes the place of the queue's next case.
-                case_id = (self._gold_instead(now) if context[1] else None) or str(row[0])
+                gold_case = self._gold_instead(now) if context[1] else None
+                case_id = gold_case or str(row[0])
+                # After the lease: this reviewer's other leases are gone, and the chosen
+                # queue case (a gold case is never in the queue) is held.
+                taken = 0 if gold_case else 1
+                held = int(row[2]) - int(row[3]) + taken
+                waiting = int(row[1]) + int(row[3]) - taken
                 history = self._logged_actions(case_id)
                 state, gold = self._state_of(case_id, history)
                 seq = self._append_audit(
@@ -1005,6 +1018,10 @@ class StoreCore:
             blind = review_queue.blind_label(
                 [a for a in history if a.reviewer == me] if gold else history, me
             )
+            if held < 0:  # one's own lease again (a reload): the counts from scratch
+                status = self.queue_status()
+            else:
+                status = QueueStatus(waiting=waiting, leased=held, **self._done_today(now))
         case = self.get_case(case_id)
         # Independent review: a reviewer sees their own decisions on the case only, and no
         # seed label, so that a second review is blind to the first and a gold case looks
@@ -1021,12 +1038,12 @@ class StoreCore:
             contested=state.contested,
             second_opinion=state.second_opinion,
             blind_label=blind,
+            queue=status,
         )
 
     def queue_status(self) -> QueueStatus:
         self._role_for("queue_status")
         now = self.clock()
-        day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         row = sql.one(
             self.con,
             "SELECT count(*) FILTER (WHERE l.case_id IS NULL),"
@@ -1035,6 +1052,15 @@ class StoreCore:
             + ") q LEFT JOIN leases l ON l.case_id = q.case_id AND l.expires_at > ?",
             [now],
         )
+        return QueueStatus(
+            waiting=int(row[0]) if row else 0,
+            leased=int(row[1]) if row else 0,
+            **self._done_today(now),
+        )
+
+    def _done_today(self, now: datetime) -> dict[str, int]:
+        """Final decisions (not undone) since midnight UTC: in all, and by this user."""
+        day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         done = sql.one(
             self.con,
             "SELECT count(*), count(*) FILTER (WHERE reviewer = ?) FROM decisions"
@@ -1043,12 +1069,10 @@ class StoreCore:
             " AND undo_of IS NOT NULL)",
             [self.actor.name, day_start],
         )
-        return QueueStatus(
-            waiting=int(row[0]) if row else 0,
-            leased=int(row[1]) if row else 0,
-            done_today=int(done[0]) if done else 0,
-            done_today_by_me=int(done[1]) if done else 0,
-        )
+        return {
+            "done_today": int(done[0]) if done else 0,
+            "done_today_by_me": int(done[1]) if done else 0,
+        }
 
     def record_event(
         self, action: str, object_type: str, object_id: str, payload: dict[str, Any]

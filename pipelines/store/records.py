@@ -165,6 +165,15 @@ class VerifyReport(_Record):
         return f"BROKEN at seq {b.seq}: {b.kind}: {b.detail}"
 
 
+class QueueStatus(_Record):
+    """The review queue's counts: waiting (not leased), leased, final decisions today."""
+
+    waiting: int
+    leased: int
+    done_today: int
+    done_today_by_me: int
+
+
 class LeasedCase(_Record):
     """A case leased to one reviewer until ``lease_expires_at``; nobody else gets it meanwhile."""
 
@@ -176,13 +185,9 @@ class LeasedCase(_Record):
     second_opinion: bool
     #: This reviewer's blind judgement on the case, if recorded (blind-first mode).
     blind_label: str | None
-
-
-class QueueStatus(_Record):
-    waiting: int
-    leased: int
-    done_today: int
-    done_today_by_me: int
+    #: The queue's counts right after this lease (the panel's progress line needs no
+    #: second round trip); None from an older service.
+    queue: QueueStatus | None = None
 
 
 class FeatureRange(_Record):

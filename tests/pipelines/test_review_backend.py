@@ -17,8 +17,9 @@ from hilt.pipelines.review_backend import (
     resolve_identity,
 )
 from hilt.pipelines.store.create import create_workspace
+from hilt.pipelines.store.records import QueueStatus as StoreQueueStatus
 from hilt.pipelines.workspace import Workspace
-from hilt.widgets.protocols import Refusal, ReviewBackend
+from hilt.widgets.protocols import DecisionInput, QueueStatus, Refusal, ReviewBackend
 from tests.conftest import CONFIG, RunningService, operator, start_service
 
 #: The environment names are the contract with Voila (http_header_envs) and JupyterHub.
@@ -195,3 +196,32 @@ def test_a_token_that_is_not_the_gateways_cannot_act_for_someone_else(
     assert isinstance(result, Refusal), result
     assert result.title == "The review queue is not available"
     assert "only a gateway token may act on behalf of a user" in result.message
+
+
+def test_the_progress_line_after_a_lease_costs_no_second_query_and_is_never_stale(
+    loaded_workspace: Workspace,
+) -> None:
+    """The counts that came with the lease answer the panel's progress refresh once; a
+    decision in between means asking the store again."""
+    settings = loaded_workspace.settings()
+    backend = open_review_backend(str(loaded_workspace.root), {HUB: a_reviewer(settings)})
+    assert isinstance(backend, StoreReviewBackend)
+    fresh = backend.store.queue_status
+    asked: list[int] = []
+
+    def counted() -> StoreQueueStatus:
+        asked.append(1)
+        return fresh()
+
+    backend.store.queue_status = counted  # type: ignore[method-assign]
+    item = backend.next_item()
+    assert item is not None
+    assert backend.queue_status() == QueueStatus(**fresh().model_dump())
+    assert asked == []  # answered from the lease
+    backend.queue_status()
+    assert asked == [1]  # only once: a later refresh asks the store
+    backend.next_item()
+    backend.submit(DecisionInput(case_id=item.case_id, action="accept"))
+    after = backend.queue_status()
+    assert asked == [1, 1]
+    assert (after.done_today_by_me, after.leased) == (1, 0)

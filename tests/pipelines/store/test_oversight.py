@@ -323,6 +323,8 @@ def test_every_reviewer_meets_gold_cases_on_their_own_and_they_never_train(
                 active.discard(name)
                 continue
             case = leased.case
+            # The counts carried by the lease hold when a gold case took the queue's place.
+            assert leased.queue == reviewers[name].queue_status()
             assert case.seed_label is None
             assert all(d.reviewer == name for d in case.decisions)
             assert case.predictions, "a gold case shows a prediction like any other"

@@ -36,6 +36,34 @@ def test_two_reviewers_never_hold_the_same_case(store_as: StoreFactory) -> None:
     assert status.waiting == 198
 
 
+def test_the_counts_that_come_with_a_lease_equal_a_fresh_queue_status(
+    store_as: StoreFactory,
+) -> None:
+    """The lease carries the queue's counts (the panel's progress line) as of right after
+    it: the same numbers as asking again, whatever came before (own lease taken back on a
+    reload, a flag, a skip, decisions by others, another reviewer's lease)."""
+    alice, bob = store_as("alice"), store_as("bob")
+
+    def lease_and_compare(store: Store) -> str:
+        leased = store.next_case()
+        assert leased is not None and leased.queue is not None
+        assert leased.queue == store.queue_status()
+        return leased.case.case_id
+
+    first = lease_and_compare(alice)
+    assert lease_and_compare(alice) == first  # a reload: one's own lease again
+    lease_and_compare(bob)
+    alice.record_decision(DecisionRequest(case_id=first, action="flag"))
+    second = lease_and_compare(alice)  # the flagged case stays with bob's second opinion
+    alice.record_decision(DecisionRequest(case_id=second, action="skip"))
+    third = lease_and_compare(alice)
+    alice.record_decision(DecisionRequest(case_id=third, action="accept"))
+    lease_and_compare(alice)
+    status = alice.queue_status()
+    assert (status.leased, status.done_today_by_me, status.done_today) == (2, 1, 1)
+    assert status.waiting + status.leased == 199  # 200 cases, one decided
+
+
 def test_uncertainty_strategy_serves_the_closest_to_the_threshold_first(
     store_as: StoreFactory,
 ) -> None:
