@@ -19,15 +19,14 @@ nbconvert only when a notebook is opened.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from hilt.pipelines import lineage as lin
 from hilt.pipelines.config import Settings
-from hilt.pipelines.errors import AuthenticationError, HiltError, InputError, NotFoundError
-from hilt.pipelines.review_backend import resolve_identity
-from hilt.pipelines.store import Store, open_store
+from hilt.pipelines.dashboard_access import DashboardDoor, open_dashboard
+from hilt.pipelines.errors import HiltError, InputError, NotFoundError
+from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import AuditQuery
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.protocols import (
@@ -433,6 +432,15 @@ def steps(lineage: lin.Lineage) -> list[LineageStep]:
     return out
 
 
+#: Who may open the audit dashboard, and what the others are told.
+AUDIT_DOOR = DashboardDoor(
+    unavailable="The audit dashboard is not available",
+    not_allowed="Not an auditor here",
+    roles=AUDIT_ROLES,
+    no_role="{name} does not have the auditor role in this workspace.",
+)
+
+
 def open_audit_backend(
     workspace: str | None = None,
     env: Mapping[str, str] | None = None,
@@ -443,39 +451,10 @@ def open_audit_backend(
 
     ``public_key`` and ``checkpoints``: the auditor's own copies of the public key and the
     checkpoint file (default: the workspace's, which the dashboard then says)."""
-    environ = os.environ if env is None else env
-    try:
-        ws = Workspace.at(workspace or environ.get("HILT_WORKSPACE") or None)
-        settings = ws.settings()
-    except HiltError as e:
-        return Refusal("The audit dashboard is not available", str(e))
-    user = resolve_identity(environ, settings)
-    if user is None:
-        return Refusal(
-            "Who are you?",
-            "This dashboard could not tell who you are. Open it through your organisation's "
-            "sign-in, or ask an administrator to configure a local user.",
-        )
-    url = environ.get("HILT_STORE_URL")
-    try:
-        if url:
-            store = open_store(url, token=environ.get("HILT_GATEWAY_TOKEN"), on_behalf_of=user)
-        else:
-            store = open_store(ws, user=user)
-        me = store.whoami()
-    except AuthenticationError:
-        return Refusal(
-            "Not an auditor here",
-            f"{user} is not a user of this workspace. Ask an administrator to add you.",
-        )
-    except HiltError as e:
-        return Refusal("The audit dashboard is not available", str(e))
-    if not AUDIT_ROLES & set(me.roles):
-        store.close()
-        return Refusal(
-            "Not an auditor here",
-            f"{me.name} does not have the auditor role in this workspace.",
-        )
+    access = open_dashboard(AUDIT_DOOR, workspace, env)
+    if isinstance(access, Refusal):
+        return access
+    store, ws, settings = access.store, access.workspace, access.settings
     try:
         return StoreAuditBackend(
             store, ws, settings, public_key or None, Path(checkpoints) if checkpoints else None

@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.errors import AuthenticationError, HiltError
-from hilt.pipelines.review_backend import resolve_identity, review_config
-from hilt.pipelines.store import Store, open_store
+from hilt.pipelines.dashboard_access import DashboardDoor, open_dashboard
+from hilt.pipelines.errors import HiltError
+from hilt.pipelines.review_backend import review_config
+from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import CaseRecord, OversightReport
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.protocols import (
@@ -338,42 +339,23 @@ class StoreOversightBackend:
         )
 
 
+#: Who may open the oversight dashboard, and what the others are told.
+OVERSIGHT_DOOR = DashboardDoor(
+    unavailable="The oversight dashboard is not available",
+    not_allowed="Not an oversight lead here",
+    roles=frozenset({LEAD_ROLE}),
+    no_role=(
+        "{name} does not have the lead role in this workspace. The oversight "
+        "dashboard is for leads; reviewers work in the review queue."
+    ),
+)
+
+
 def open_oversight_backend(
     workspace: str | None = None, env: Mapping[str, str] | None = None
 ) -> OversightBackend | Refusal:
     """The lead's backend, or the refusal to show instead of the dashboard."""
-    environ = os.environ if env is None else env
-    try:
-        ws = Workspace.at(workspace or environ.get("HILT_WORKSPACE") or None)
-        settings = ws.settings()
-    except HiltError as e:
-        return Refusal("The oversight dashboard is not available", str(e))
-    user = resolve_identity(environ, settings)
-    if user is None:
-        return Refusal(
-            "Who are you?",
-            "This dashboard could not tell who you are. Open it through your organisation's "
-            "sign-in, or ask an administrator to configure a local user.",
-        )
-    url = environ.get("HILT_STORE_URL")
-    try:
-        if url:
-            store = open_store(url, token=environ.get("HILT_GATEWAY_TOKEN"), on_behalf_of=user)
-        else:
-            store = open_store(ws, user=user)
-        me = store.whoami()
-    except AuthenticationError:
-        return Refusal(
-            "Not an oversight lead here",
-            f"{user} is not a user of this workspace. Ask an administrator to add you.",
-        )
-    except HiltError as e:
-        return Refusal("The oversight dashboard is not available", str(e))
-    if LEAD_ROLE not in me.roles:
-        store.close()
-        return Refusal(
-            "Not an oversight lead here",
-            f"{me.name} does not have the lead role in this workspace. The oversight "
-            "dashboard is for leads; reviewers work in the review queue.",
-        )
-    return StoreOversightBackend(store, settings, ws)
+    access = open_dashboard(OVERSIGHT_DOOR, workspace, env)
+    if isinstance(access, Refusal):
+        return access
+    return StoreOversightBackend(access.store, access.settings, access.workspace)

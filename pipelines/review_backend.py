@@ -13,14 +13,12 @@ workspace is opened in embedded mode.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.errors import AuthenticationError, HiltError
-from hilt.pipelines.store import DecisionRequest, Store, open_store
+from hilt.pipelines.dashboard_access import DashboardDoor, open_dashboard
+from hilt.pipelines.store import DecisionRequest, Store
 from hilt.pipelines.store.records import LeasedCase
-from hilt.pipelines.workspace import Workspace
 from hilt.widgets.protocols import (
     DecisionInput,
     DecisionReceipt,
@@ -35,7 +33,6 @@ from hilt.widgets.protocols import (
 )
 
 REVIEW_ROLES = frozenset({"reviewer", "lead"})
-IDENTITY_SOURCES = ("HTTP_X_FORWARDED_USER", "JUPYTERHUB_USER")
 
 
 def review_config(settings: Settings, profile: Mapping[str, FeatureRange]) -> ReviewConfig:
@@ -164,49 +161,21 @@ class StoreReviewBackend:
         )
 
 
-def resolve_identity(env: Mapping[str, str], settings: Settings) -> str | None:
-    """The user looking at the dashboard, or None when nothing identifies anyone."""
-    for key in IDENTITY_SOURCES:
-        value = env.get(key, "").strip()
-        if value:
-            return value
-    return settings.access.local_user
+#: Who may open the review queue, and what the others are told.
+REVIEW_DOOR = DashboardDoor(
+    unavailable="The review queue is not available",
+    not_allowed="Not a reviewer here",
+    roles=REVIEW_ROLES,
+    no_role="{name} does not have the reviewer role in this workspace.",
+    ask="a lead",
+)
 
 
 def open_review_backend(
     workspace: str | None = None, env: Mapping[str, str] | None = None
 ) -> ReviewBackend | Refusal:
     """The reviewer's backend, or the refusal to show instead of a panel."""
-    environ = os.environ if env is None else env
-    try:
-        ws = Workspace.at(workspace or environ.get("HILT_WORKSPACE") or None)
-        settings = ws.settings()
-    except HiltError as e:
-        return Refusal("The review queue is not available", str(e))
-    user = resolve_identity(environ, settings)
-    if user is None:
-        return Refusal(
-            "Who are you?",
-            "This dashboard could not tell who you are. Open it through your organisation's "
-            "sign-in, or ask an administrator to configure a local user.",
-        )
-    url = environ.get("HILT_STORE_URL")
-    try:
-        if url:
-            store = open_store(url, token=environ.get("HILT_GATEWAY_TOKEN"), on_behalf_of=user)
-        else:
-            store = open_store(ws, user=user)
-        me = store.whoami()
-    except AuthenticationError:
-        return Refusal(
-            "Not a reviewer here",
-            f"{user} is not a user of this workspace. Ask a lead to add you.",
-        )
-    except HiltError as e:
-        return Refusal("The review queue is not available", str(e))
-    if not REVIEW_ROLES & set(me.roles):
-        return Refusal(
-            "Not a reviewer here",
-            f"{me.name} does not have the reviewer role in this workspace.",
-        )
-    return StoreReviewBackend(store, settings)
+    access = open_dashboard(REVIEW_DOOR, workspace, env)
+    if isinstance(access, Refusal):
+        return access
+    return StoreReviewBackend(access.store, access.settings)

@@ -11,11 +11,8 @@ from pathlib import Path
 import pytest
 
 from hilt.pipelines.config import Settings, load_settings
-from hilt.pipelines.review_backend import (
-    StoreReviewBackend,
-    open_review_backend,
-    resolve_identity,
-)
+from hilt.pipelines.dashboard_access import resolve_identity
+from hilt.pipelines.review_backend import StoreReviewBackend, open_review_backend
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.records import QueueStatus as StoreQueueStatus
 from hilt.pipelines.workspace import Workspace
