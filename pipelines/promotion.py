@@ -18,10 +18,15 @@ Conditions, checked in this order:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.store.protocol import Store
 from hilt.pipelines.workspace import Workspace
+
+if TYPE_CHECKING:  # tracking imports mlflow: only where a promotion is decided
+    from hilt.pipelines.tracking import RunRecord
 
 APPROVER_ROLE = "lead"
 
@@ -42,6 +47,45 @@ class Promotion:
     author: str
     model_sha256: str
     audit_seq: int
+
+
+def _lead_and_run(
+    ws: Workspace, settings: Settings, store: Store, approver: str, run_id: str, may: str
+) -> RunRecord:
+    """The retraining run ``run_id``, once ``store`` is seen to act as ``approver`` with the
+    lead role (``may``: what they are about to do, for the refusal)."""
+    from hilt.pipelines import tracking
+    from hilt.pipelines.retraining import TAG_KIND
+
+    me = store.whoami()
+    if me.name != approver:
+        raise PromotionRefused(f"the store acts as {me.name!r}, not as {approver!r}")
+    if APPROVER_ROLE not in me.roles:
+        raise PromotionRefused(
+            f"{approver!r} (roles: {', '.join(me.roles) or 'none'}) may not {may}; "
+            f"that needs the {APPROVER_ROLE} role"
+        )
+    tracking.configure(ws, settings=settings)
+    try:
+        run = tracking.run_info(run_id)
+    except tracking.TrackingError:
+        raise PromotionRefused(f"no MLflow run {run_id!r} in this workspace") from None
+    if run.tags.get(TAG_KIND) != "retrain":
+        raise PromotionRefused(f"run {run_id} is not a retraining run")
+    return run
+
+
+def _current_challenger(settings: Settings, run_id: str, run: RunRecord) -> str:
+    """The challenger version, which must be one of the run's; PromotionRefused otherwise."""
+    from hilt.pipelines import tracking
+
+    challenger = tracking.challenger_version(settings)
+    if challenger is None or challenger not in run.versions:
+        raise PromotionRefused(
+            f"run {run_id} is not the current challenger "
+            f"(the challenger is {'version ' + challenger if challenger else 'none'})"
+        )
+    return challenger
 
 
 def _approver_store(ws: Workspace, approver: str) -> Store:
@@ -72,7 +116,7 @@ def promote(ws: Workspace, run_id: str, approver: str, *, store: Store | None = 
     """
     from hilt.pipelines import tracking
     from hilt.pipelines.errors import AuthenticationError
-    from hilt.pipelines.retraining import TAG_GATE, TAG_KIND
+    from hilt.pipelines.retraining import TAG_GATE
 
     if not ws.exists():
         raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
@@ -84,21 +128,7 @@ def promote(ws: Workspace, run_id: str, approver: str, *, store: Store | None = 
                 store = _approver_store(ws, approver)
             except AuthenticationError:
                 raise PromotionRefused(f"{approver!r} is not a user of this workspace") from None
-        me = store.whoami()
-        if me.name != approver:
-            raise PromotionRefused(f"the store acts as {me.name!r}, not as {approver!r}")
-        if APPROVER_ROLE not in me.roles:
-            raise PromotionRefused(
-                f"{approver!r} (roles: {', '.join(me.roles) or 'none'}) may not approve a "
-                f"promotion; that needs the {APPROVER_ROLE} role"
-            )
-        tracking.configure(ws, settings=settings)
-        try:
-            run = tracking.run_info(run_id)
-        except tracking.TrackingError:
-            raise PromotionRefused(f"no MLflow run {run_id!r} in this workspace") from None
-        if run.tags.get(TAG_KIND) != "retrain":
-            raise PromotionRefused(f"run {run_id} is not a retraining run")
+        run = _lead_and_run(ws, settings, store, approver, run_id, "approve a promotion")
         if run.status != "FINISHED":
             raise PromotionRefused(f"run {run_id} is {run.status}, not FINISHED")
         author = run.author or ""
@@ -111,12 +141,7 @@ def promote(ws: Workspace, run_id: str, approver: str, *, store: Store | None = 
             raise PromotionRefused(
                 f"run {run_id} did not pass the gate ({gate or 'no gate result'})"
             )
-        challenger = tracking.challenger_version(settings)
-        if challenger is None or challenger not in run.versions:
-            raise PromotionRefused(
-                f"run {run_id} is not the current challenger "
-                f"(the challenger is {'version ' + challenger if challenger else 'none'})"
-            )
+        challenger = _current_challenger(settings, run_id, run)
         if not run.model_sha256:
             raise PromotionRefused(f"run {run_id} has no logged model")
         name = tracking.registered_model_name(settings)
@@ -177,7 +202,6 @@ def reject(
 
     from hilt.pipelines import tracking
     from hilt.pipelines.errors import AuthenticationError
-    from hilt.pipelines.retraining import TAG_KIND
 
     if not reason.strip():
         raise PromotionRefused("a rejection needs a reason")
@@ -191,32 +215,13 @@ def reject(
                 store = _approver_store(ws, approver)
             except AuthenticationError:
                 raise PromotionRefused(f"{approver!r} is not a user of this workspace") from None
-        me = store.whoami()
-        if me.name != approver:
-            raise PromotionRefused(f"the store acts as {me.name!r}, not as {approver!r}")
-        if APPROVER_ROLE not in me.roles:
-            raise PromotionRefused(
-                f"{approver!r} (roles: {', '.join(me.roles) or 'none'}) may not reject a "
-                f"challenger; that needs the {APPROVER_ROLE} role"
-            )
-        tracking.configure(ws, settings=settings)
-        try:
-            run = tracking.run_info(run_id)
-        except tracking.TrackingError:
-            raise PromotionRefused(f"no MLflow run {run_id!r} in this workspace") from None
-        if run.tags.get(TAG_KIND) != "retrain":
-            raise PromotionRefused(f"run {run_id} is not a retraining run")
+        run = _lead_and_run(ws, settings, store, approver, run_id, "reject a challenger")
         author = run.author or ""
         if author == approver:
             raise PromotionRefused(
                 f"{approver!r} trained run {run_id}; a lead who did not train it must decide"
             )
-        challenger = tracking.challenger_version(settings)
-        if challenger is None or challenger not in run.versions:
-            raise PromotionRefused(
-                f"run {run_id} is not the current challenger "
-                f"(the challenger is {'version ' + challenger if challenger else 'none'})"
-            )
+        challenger = _current_challenger(settings, run_id, run)
         name = tracking.registered_model_name(settings)
         tag_before = tracking.version_gate(settings, challenger)
         tracking.reject_challenger(settings, challenger)
