@@ -187,6 +187,26 @@ def _iso(value: datetime) -> str:
     return utc_timestamp(value)
 
 
+#: The predictions columns that ``_prediction`` reads, in its order.
+_PREDICTION_COLUMNS = (
+    "prediction_id, case_id, model_version, score, label, explanation, created_at, batch_seq"
+)
+
+
+def _prediction(p: tuple[Any, ...]) -> Prediction:
+    """A Prediction from a row of ``SELECT _PREDICTION_COLUMNS FROM predictions``."""
+    return Prediction(
+        prediction_id=int(p[0]),
+        case_id=p[1],
+        model_version=p[2],
+        score=float(p[3]),
+        label=p[4],
+        explanation=json.loads(p[5]),
+        created_at=_iso(p[6]),
+        batch_seq=int(p[7]),
+    )
+
+
 class HeadCache:
     """The audit head as last committed, kept by the one process that owns the store.
 
@@ -1511,8 +1531,8 @@ class StoreCore:
             personal = {k: values[k] for k in personal}
         label = sql.one(self.con, "SELECT label FROM seed_labels WHERE case_id = ?", [case_id])
         preds = self.con.execute(
-            "SELECT prediction_id, case_id, model_version, score, label, explanation, created_at,"
-            " batch_seq FROM predictions WHERE case_id = ? ORDER BY prediction_id",
+            f"SELECT {_PREDICTION_COLUMNS} FROM predictions WHERE case_id = ?"
+            " ORDER BY prediction_id",
             [case_id],
         ).fetchall()
         return CaseRecord(
@@ -1524,19 +1544,7 @@ class StoreCore:
             personal=personal,
             seed_label=label[0] if label else None,
             data_removed=row[4] is not None,
-            predictions=[
-                Prediction(
-                    prediction_id=int(p[0]),
-                    case_id=p[1],
-                    model_version=p[2],
-                    score=float(p[3]),
-                    label=p[4],
-                    explanation=json.loads(p[5]),
-                    created_at=_iso(p[6]),
-                    batch_seq=int(p[7]),
-                )
-                for p in preds
-            ],
+            predictions=[_prediction(p) for p in preds],
             decisions=self._decisions_where("d.case_id = ?", [case_id]),
         )
 
@@ -1730,22 +1738,12 @@ class StoreCore:
         self._role_for("get_prediction")
         p = sql.one(
             self.con,
-            "SELECT prediction_id, case_id, model_version, score, label, explanation, created_at,"
-            " batch_seq FROM predictions WHERE prediction_id = ?",
+            f"SELECT {_PREDICTION_COLUMNS} FROM predictions WHERE prediction_id = ?",
             [prediction_id],
         )
         if p is None:
             raise NotFoundError("unknown prediction id")
-        return Prediction(
-            prediction_id=int(p[0]),
-            case_id=p[1],
-            model_version=p[2],
-            score=float(p[3]),
-            label=p[4],
-            explanation=json.loads(p[5]),
-            created_at=_iso(p[6]),
-            batch_seq=int(p[7]),
-        )
+        return _prediction(p)
 
     # ------------------------------------------------------------------ oversight
     def _refuse_if_halted(self, what: str) -> None:
