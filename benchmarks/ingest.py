@@ -49,7 +49,7 @@ import numpy as np
 import polars as pl
 
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.embedded import EmbeddedStore
+from hilt.pipelines.store.modes.embedded import EmbeddedStore
 from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
 

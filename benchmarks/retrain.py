@@ -3,7 +3,7 @@
 
 What it measures
 ----------------
-``hilt.pipelines.runner.execute(ws, RunRequest("retrain"))`` (what `hilt retrain` runs),
+``hilt.pipelines.loop.runner.execute(ws, RunRequest("retrain"))`` (what `hilt retrain` runs),
 wall clock from the call to its return: parameter check (papermill reads the template),
 store, MLflow run, papermill executing notebooks/retrain.ipynb on a fresh ``python3``
 kernel (snapshot, dataset, training, evaluation and figures, champion comparison, gate,
@@ -25,7 +25,7 @@ The run acts as the operating-system user (an admin), as `hilt retrain` does.
    model; that changes no cost), ingested untimed (~10 s), then one run (the first in that
    workspace). The baseline, in this process on the same rows: the snapshot Parquet that
    run wrote (found by the sha256 it logged), its training rows turned into X / y by
-   ``hilt.pipelines.model.training_frame`` (as the notebook's ``load_dataset`` does), the
+   ``hilt.pipelines.loop.model.training_frame`` (as the notebook's ``load_dataset`` does), the
    ``xgboost.QuantileDMatrix`` built exactly as ``model.fit`` builds it, and
    ``xgboost.train`` with the run's parameters (``TrainParams`` defaults: 200 rounds,
    depth 3, nthread 1). Only ``xgboost.train`` is the "bare" time; the matrix build is
@@ -40,7 +40,7 @@ of the run only, the functions it calls (``runner.validate_parameters``,
 ``tracking.finish_run`` / ``run_info``); the time inside papermill comes from the executed
 notebook's metadata: kernel start (notebook start to first cell), each cell's
 ``papermill.duration`` grouped by step, the notebook saves between cells, kernel shutdown.
-The breakdown wraps this process's imports of papermill and ``hilt.pipelines.tracking``
+The breakdown wraps this process's imports of papermill and ``hilt.pipelines.loop.tracking``
 (mlflow), made before the first run and reported apart; the CLI run pays them itself.
 
 Nothing is asserted; the script prints whether each target was met. The last line of
@@ -70,10 +70,10 @@ from typing import Any
 
 import polars as pl
 
-from hilt.pipelines import runner
-from hilt.pipelines.model import TrainParams, training_frame
+from hilt.pipelines.loop import runner
+from hilt.pipelines.loop.model import TrainParams, training_frame
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.embedded import EmbeddedStore
+from hilt.pipelines.store.modes.embedded import EmbeddedStore
 from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
 
@@ -185,7 +185,7 @@ def instrumented(timers: dict[str, float]) -> Iterator[None]:
     is enough; behaviour is unchanged."""
     import papermill
 
-    from hilt.pipelines import tracking
+    from hilt.pipelines.loop import tracking
 
     modules: dict[str, Any] = {"runner": runner, "tracking": tracking, "papermill": papermill}
     saved: list[tuple[Any, str, Any]] = []
@@ -331,8 +331,8 @@ def bare_training(ws: Workspace, run_id: str, params: TrainParams) -> dict[str, 
     """xgboost.train on the training rows of the run's snapshot, as ``model.fit`` calls it."""
     import xgboost as xgb
 
-    from hilt.pipelines import tracking
-    from hilt.pipelines.retraining import find_snapshot
+    from hilt.pipelines.loop import tracking
+    from hilt.pipelines.loop.steps.retrain import find_snapshot
 
     settings = ws.settings()
     sha = tracking.run_info(run_id).snapshot_sha256
@@ -512,8 +512,6 @@ def main(argv: list[str] | None = None) -> int:
         import logging
 
         import papermill  # noqa: F401  (imported before the runs; see the docstring)
-
-        from hilt.pipelines import tracking  # noqa: F401  (imports mlflow)
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         imports_s = time.perf_counter() - t

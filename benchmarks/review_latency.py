@@ -56,14 +56,14 @@ import httpx
 import polars as pl
 from comm.base_comm import BaseComm, BuffersType, MaybeDict
 
-from hilt.pipelines.review_backend import open_review_backend
-from hilt.pipelines.scoring import demo_first_model
+from hilt.pipelines.dashboards.review import open_review_backend
+from hilt.pipelines.loop.scoring import demo_first_model
 from hilt.pipelines.store import open_store
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.embedded import EmbeddedStore
+from hilt.pipelines.store.modes.embedded import EmbeddedStore
 from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
-from hilt.widgets.protocols import (
+from hilt.widgets.contracts.protocols import (
     DecisionInput,
     DecisionReceipt,
     QueueStatus,
@@ -73,7 +73,7 @@ from hilt.widgets.protocols import (
     Reviewer,
     ReviewItem,
 )
-from hilt.widgets.review_session import ReviewSession
+from hilt.widgets.review.session import ReviewSession
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"

@@ -68,15 +68,15 @@ import polars as pl
 
 from hilt.pipelines.errors import HiltError, StoreError
 from hilt.pipelines.store import DecisionRequest, Store, open_store
-from hilt.pipelines.store.audit_chain import (
+from hilt.pipelines.store.audit.chain import (
     GENESIS_HASH,
     canonical_json,
     chain_hash,
     utc_timestamp,
 )
-from hilt.pipelines.store.client import StoreClient
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.embedded import EmbeddedStore
+from hilt.pipelines.store.modes.client import StoreClient
+from hilt.pipelines.store.modes.embedded import EmbeddedStore
 from hilt.pipelines.store.records import Decision, User
 from hilt.pipelines.store.schema import create_statements
 from hilt.pipelines.workspace import Workspace

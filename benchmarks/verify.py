@@ -59,19 +59,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from hilt.pipelines.store import (
-    DecisionRequest,
-    audit_chain,
-    batch_digest,
-    open_store,
-    reconcile,
-    schema_check,
-    sql,
-)
-from hilt.pipelines.store.audit_chain import GENESIS_HASH, AuditEntry, chain_hash, utc_timestamp
+from hilt.pipelines.store import DecisionRequest, open_store, sql
+from hilt.pipelines.store.audit import batch_digest, reconcile, schema_check
+from hilt.pipelines.store.audit import chain as audit_chain
+from hilt.pipelines.store.audit.chain import GENESIS_HASH, AuditEntry, chain_hash, utc_timestamp
 from hilt.pipelines.store.core import verify_store
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.embedded import EmbeddedStore, connect
+from hilt.pipelines.store.modes.embedded import EmbeddedStore, connect
 from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
 

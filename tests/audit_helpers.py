@@ -15,14 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hilt.pipelines import batch_scoring, runner, tracking
-from hilt.pipelines.promotion import promote
-from hilt.pipelines.review_backend import StoreReviewBackend
+from hilt.pipelines.dashboards.review import StoreReviewBackend
+from hilt.pipelines.loop import runner, tracking
+from hilt.pipelines.loop.promotion import promote
+from hilt.pipelines.loop.steps import score as batch_scoring
 from hilt.pipelines.store import open_store
 from hilt.pipelines.store.records import Decision
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets import PredictionView
-from hilt.widgets.protocols import DecisionInput
+from hilt.widgets.contracts.protocols import DecisionInput
 from tests.conftest import operator
 from tests.loop_helpers import FAST, LABELLED, all_cases, loop_workspace, new_cases_file
 

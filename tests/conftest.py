@@ -18,7 +18,7 @@ import pytest
 from hilt.pipelines.config import Settings
 from hilt.pipelines.store import Store, open_store
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.embedded import EmbeddedStore
+from hilt.pipelines.store.modes.embedded import EmbeddedStore
 from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import polars as pl
 
-from hilt.pipelines import retraining
 from hilt.pipelines.config import Settings, load_settings
-from hilt.pipelines.model import TrainParams
+from hilt.pipelines.loop.model import TrainParams
+from hilt.pipelines.loop.steps import retrain as retraining
 from hilt.pipelines.store import DecisionRequest, open_store
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.records import AuditEvent
@@ -74,7 +74,7 @@ def train_in_process(
 ) -> retraining.Registration:
     """The retraining notebook's steps, called in-process (as a data scientist would in
     JupyterLab): a new MLflow run tagged retrain, logged, registered, audited."""
-    from hilt.pipelines import tracking
+    from hilt.pipelines.loop import tracking
 
     ws_, settings = retraining.open_workspace(ws.root)
     store = open_store(ws_, user=author)
@@ -257,7 +257,7 @@ def mlflow_findings(run_ids: Iterable[str], settings: Settings | None = None) ->
     word and no hit)."""
     from mlflow import MlflowClient
 
-    from hilt.pipelines import tracking
+    from hilt.pipelines.loop import tracking
 
     data = personal_data(settings)
     bad = data.identifiers | data.values.keys()

@@ -138,7 +138,7 @@ def test_ids_are_found_even_in_aggregate_cells(tmp_path: Path, settings: Setting
 def test_mlflow_keys_and_artifacts_named_after_a_personal_column_are_found(
     tmp_path: Path, settings: Settings
 ) -> None:
-    from hilt.pipelines import tracking
+    from hilt.pipelines.loop import tracking
 
     age = numeric_personal(settings)
     ws = Workspace.at(tmp_path / "ws")
@@ -164,7 +164,7 @@ def test_mlflow_keys_and_artifacts_named_after_a_personal_column_are_found(
 def test_mlflow_values_of_text_personal_columns_are_found(
     tmp_path: Path, settings: Settings
 ) -> None:
-    from hilt.pipelines import tracking
+    from hilt.pipelines.loop import tracking
 
     sex = text_personal(settings)
     value = (settings.columns[sex].levels or ["?"])[0]

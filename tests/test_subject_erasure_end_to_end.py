@@ -21,10 +21,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from hilt.pipelines import runner, tracking
-from hilt.pipelines.evaluate import POOLED_GROUP
-from hilt.pipelines.privacy import TAG_SNAPSHOT_REGENERATED, TAG_SNAPSHOT_REMOVED
-from hilt.pipelines.promotion import promote
+from hilt.pipelines.compliance.privacy import TAG_SNAPSHOT_REGENERATED, TAG_SNAPSHOT_REMOVED
+from hilt.pipelines.loop import runner, tracking
+from hilt.pipelines.loop.evaluate import POOLED_GROUP
+from hilt.pipelines.loop.promotion import promote
 from hilt.pipelines.store import DecisionRequest, open_store
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace

@@ -1,7 +1,7 @@
 """hilt.widgets: ipywidget components for reviewers, leads and auditors.
 
-Widgets depend only on small protocols (``hilt.widgets.protocols``), never on duckdb, mlflow or
-xgboost, so dashboards start fast and tests use fakes. Each component is a Box that only
+Widgets depend only on small protocols (``hilt.widgets.contracts.protocols``), never on duckdb,
+mlflow or xgboost, so dashboards start fast and tests use fakes. Each component is a Box that only
 coordinates what it is given; settings are traitlets; callbacks are registered with
 ``on_…(fn)``; errors go to a ``StatusLine`` (print() is invisible in Voila).
 
@@ -10,7 +10,7 @@ Reviewer experience:
 - ``ReviewSession(backend, clock=time.monotonic)``: the reviewer's panel over a
   ``ReviewBackend`` (leases, progress, timing, blind-first, undo, shortcuts, status line).
 - ``review_panel(access)``: for dashboards; a ``ReviewSession`` for a ``ReviewBackend``, a
-  ``RefusalScreen`` for a ``Refusal`` (``hilt.widgets.review_panel``); never raises.
+  ``RefusalScreen`` for a ``Refusal`` (``hilt.widgets.review.panel``); never raises.
 - ``CaseCard(config)``: only the display fields the config allows, formatted.
 - ``PredictionView(config)``: predicted class, score with an uncertainty cue, top reason
   codes as a signed bar chart, out-of-distribution badge; ``hide()`` / ``reveal()``.
@@ -24,15 +24,15 @@ Reviewer experience:
 - ``RefusalScreen(title, message)``: a friendly refusal with nothing that writes.
 """
 
-from hilt.widgets.blind_judgement import BlindJudgement
-from hilt.widgets.case_card import CaseCard, format_value
-from hilt.widgets.decision_bar import DecisionBar, DecisionIntent
-from hilt.widgets.keyboard import KeyboardShortcuts, Shortcut
-from hilt.widgets.prediction_view import PredictionView
-from hilt.widgets.refusal import RefusalScreen
-from hilt.widgets.review_panel import review_panel
-from hilt.widgets.review_session import ReviewSession
-from hilt.widgets.status import StatusLine
+from hilt.widgets.common.refusal import RefusalScreen
+from hilt.widgets.common.status import StatusLine
+from hilt.widgets.review.blind_judgement import BlindJudgement
+from hilt.widgets.review.case_card import CaseCard, format_value
+from hilt.widgets.review.decision_bar import DecisionBar, DecisionIntent
+from hilt.widgets.review.keyboard import KeyboardShortcuts, Shortcut
+from hilt.widgets.review.panel import review_panel
+from hilt.widgets.review.prediction_view import PredictionView
+from hilt.widgets.review.session import ReviewSession
 
 __all__ = [
     "BlindJudgement",

@@ -31,13 +31,13 @@ def open_store(
     (the dashboard server), on behalf of the user named ``on_behalf_of``.
     """
     if isinstance(target, str) and target.startswith(("http://", "https://")):
-        from hilt.pipelines.store.client import StoreClient
+        from hilt.pipelines.store.modes.client import StoreClient
 
         tok = token or os.environ.get("HILT_TOKEN")
         if not tok:
             raise InputError("a service URL needs a token (token=… or HILT_TOKEN)")
         return StoreClient(target, tok, on_behalf_of=on_behalf_of)
-    from hilt.pipelines.store.embedded import EmbeddedStore
+    from hilt.pipelines.store.modes.embedded import EmbeddedStore
 
     ws = target if isinstance(target, Workspace) else Workspace.at(target)
     if not ws.exists():

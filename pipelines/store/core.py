@@ -37,21 +37,16 @@ from hilt.pipelines.errors import (
     SystemHalted,
 )
 from hilt.pipelines.store import (
-    audit_chain,
-    batch_digest,
     double_review,
     explanations,
     oversight_stats,
     personal_data,
-    reconcile,
-    retention,
     review_queue,
-    schema_check,
-    snapshot,
     sql,
-    subject_rights,
 )
-from hilt.pipelines.store.audit_chain import (
+from hilt.pipelines.store.audit import batch_digest, reconcile, schema_check
+from hilt.pipelines.store.audit import chain as audit_chain
+from hilt.pipelines.store.audit.chain import (
     GENESIS_HASH,
     AuditEntry,
     Break,
@@ -61,7 +56,7 @@ from hilt.pipelines.store.audit_chain import (
     purge_anchor,
     utc_timestamp,
 )
-from hilt.pipelines.store.checkpoints import (
+from hilt.pipelines.store.audit.checkpoints import (
     Checkpoint,
     append_checkpoint,
     check_checkpoints,
@@ -70,8 +65,9 @@ from hilt.pipelines.store.checkpoints import (
     read_checkpoints,
     sign_checkpoint,
 )
-from hilt.pipelines.store.gold import digest as gold_digest
-from hilt.pipelines.store.gold import first_mismatch as gold_mismatch
+from hilt.pipelines.store.audit.gold_digest import digest as gold_digest
+from hilt.pipelines.store.audit.gold_digest import first_mismatch as gold_mismatch
+from hilt.pipelines.store.ops import retention, snapshot, subject_rights
 from hilt.pipelines.store.records import (
     AuditEvent,
     AuditHead,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from hilt.pipelines.config import load_settings, parse_settings
 from hilt.pipelines.errors import ConfigError, InputError
-from hilt.pipelines.store.checkpoints import create_signing_key, public_key_text
+from hilt.pipelines.store.audit.checkpoints import create_signing_key, public_key_text
 from hilt.pipelines.store.core import Clock, StoreCore, system_clock
-from hilt.pipelines.store.embedded import connect
+from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.records import User
 from hilt.pipelines.store.subject_keys import MASTER_KEY_ENV, create_master_key
 from hilt.pipelines.workspace import Workspace

@@ -1,7 +1,7 @@
 """The explanation a reviewer saw, checked before it is recorded with the decision.
 
 A review session sends the sha256 of the explanation fragment on screen and the
-presentation context it was rendered with (``hilt.widgets.explanation``). Before the
+presentation context it was rendered with (``hilt.widgets.contracts.explanation``). Before the
 decision is written, the store:
 
 1. checks the context's shape strictly (no field it does not know, numbers in range);
@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.store.audit_chain import canonical_json
+from hilt.pipelines.store.audit.chain import canonical_json
 from hilt.pipelines.store.records import DecisionRequest
 
 #: Largest canonical JSON of a recorded explanation context (bytes).
@@ -135,7 +135,7 @@ def check_explanation(
         raise InputError(f"explanation_context.{where}: {first.get('msg')}") from None
     _configured_names(settings, context)
 
-    from hilt.widgets.explanation import (
+    from hilt.widgets.contracts.explanation import (
         RENDERER,
         ExplanationContext,
         StoredPrediction,

@@ -23,7 +23,7 @@ import duckdb
 
 from hilt.pipelines.config import Oversight, Settings
 from hilt.pipelines.store import double_review, review_queue, sql
-from hilt.pipelines.store.audit_chain import utc_timestamp
+from hilt.pipelines.store.audit.chain import utc_timestamp
 from hilt.pipelines.store.records import (
     AgreementRecord,
     BiasAlertRecord,

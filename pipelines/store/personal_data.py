@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from hilt.pipelines.config import Column, Settings
-from hilt.pipelines.store.audit_chain import canonical_json
+from hilt.pipelines.store.audit.chain import canonical_json
 from hilt.pipelines.store.subject_keys import (
     associated_data,
     seal,

@@ -60,7 +60,7 @@ class DecisionRequest(_Record):
     #: For undo: the decision_id it compensates.
     undo_of: str | None = Field(default=None, max_length=64)
     #: sha256 of the explanation fragment the reviewer saw, and the presentation context
-    #: it was rendered with (``hilt.widgets.explanation``); both or neither. The store
+    #: it was rendered with (``hilt.widgets.contracts.explanation``); both or neither. The store
     #: re-renders it from the stored prediction and refuses a hash that does not match.
     explanation_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     explanation_context: dict[str, Any] | None = None

@@ -20,8 +20,8 @@ import polars as pl
 import pytest
 from playwright.sync_api import Browser, BrowserContext, sync_playwright
 
-from hilt.pipelines.dashboard_server import DashboardServer, start_dashboards
-from hilt.pipelines.scoring import demo_first_model
+from hilt.pipelines.dashboards.server import DashboardServer, start_dashboards
+from hilt.pipelines.loop.scoring import demo_first_model
 from hilt.pipelines.store import Store, open_store
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import Page, expect
 
-from hilt.pipelines import tracking
-from hilt.pipelines.dashboard_server import DashboardServer, start_dashboards
+from hilt.pipelines.dashboards.server import DashboardServer, start_dashboards
+from hilt.pipelines.loop import tracking
 from hilt.pipelines.store import Store, open_store
 from hilt.pipelines.store.records import AuditHead
 from tests.audit_helpers import AuditedLoop, audited_loop

@@ -18,10 +18,10 @@ import polars as pl
 import pytest
 from playwright.sync_api import Page, expect
 
-from hilt.pipelines.dashboard_server import DashboardServer, start_dashboards
-from hilt.pipelines.model import TrainedModel
-from hilt.pipelines.oversight import add_gold_cases
-from hilt.pipelines.scoring import demo_first_model
+from hilt.pipelines.dashboards.server import DashboardServer, start_dashboards
+from hilt.pipelines.loop.model import TrainedModel
+from hilt.pipelines.loop.oversight import add_gold_cases
+from hilt.pipelines.loop.scoring import demo_first_model
 from hilt.pipelines.store import DecisionRequest, Store, open_store
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace

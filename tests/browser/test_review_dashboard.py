@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from hilt.pipelines.dashboard_kernels import ALLOWED_KERNEL_MESSAGES
+from hilt.pipelines.dashboards.kernels import ALLOWED_KERNEL_MESSAGES
 from tests.browser.conftest import Dashboards, OpenAs
 from tests.browser.pages import (
     DWELL_S,

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from hilt.pipelines import runner, tracking
-from hilt.pipelines.model import TrainParams
-from hilt.pipelines.promotion import promote
-from hilt.pipelines.scoring import score_into_queue
+from hilt.pipelines.loop import runner, tracking
+from hilt.pipelines.loop.model import TrainParams
+from hilt.pipelines.loop.promotion import promote
+from hilt.pipelines.loop.scoring import score_into_queue
+from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.store import open_store
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import operator
@@ -37,7 +38,7 @@ from tests.loop_helpers import (
 )
 
 pytestmark = pytest.mark.slow
-TEMPLATE = runner.NOTEBOOKS_DIR / "retrain.ipynb"
+TEMPLATE = NOTEBOOKS_DIR / "retrain.ipynb"
 
 
 def sha256(path: Path) -> str:

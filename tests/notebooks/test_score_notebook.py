@@ -11,8 +11,9 @@ import papermill
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from hilt.pipelines import runner, tracking
-from hilt.pipelines.promotion import promote
+from hilt.pipelines.loop import runner, tracking
+from hilt.pipelines.loop.promotion import promote
+from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.store import open_store
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import operator
@@ -148,7 +149,7 @@ def test_halted_refuses_scoring_and_retraining(ws: Workspace, tmp_path: Path) ->
         out = tmp_path / "direct.ipynb"
         with pytest.raises(PapermillExecutionError) as caught:
             papermill.execute_notebook(
-                str(runner.NOTEBOOKS_DIR / "score.ipynb"),
+                str(NOTEBOOKS_DIR / "score.ipynb"),
                 str(out),
                 parameters={"workspace": str(ws.root), "input_path": str(cases)},
                 kernel_name="python3",

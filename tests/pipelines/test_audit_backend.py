@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from hilt.pipelines.audit_backend import StoreAuditBackend, open_audit_backend
+from hilt.pipelines.dashboards.audit import StoreAuditBackend, open_audit_backend
 from hilt.pipelines.store import DecisionRequest, open_store
 from hilt.pipelines.workspace import Workspace
-from hilt.widgets.audit_dashboard import AuditDashboard, audit_panel
-from hilt.widgets.protocols import EventFilter, Refusal
+from hilt.widgets.audit.dashboard import AuditDashboard, audit_panel
+from hilt.widgets.contracts.protocols import EventFilter, Refusal
 from tests.conftest import RunningService, operator, start_service
 
 

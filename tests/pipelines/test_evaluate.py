@@ -1,4 +1,4 @@
-"""hilt.pipelines.evaluate: metrics against scikit-learn, subgroup tables on the demo data,
+"""hilt.pipelines.loop.evaluate: metrics against scikit-learn, subgroup tables on the demo data,
 and the promotion gate with real xgboost models (one trained on noisy labels)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sklearn.metrics import (  # type: ignore[import-untyped]
 
 from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.evaluate import (
+from hilt.pipelines.loop.evaluate import (
     METRIC_NAMES,
     MISSING_GROUP,
     RANGE_DASH,
@@ -41,7 +41,7 @@ from hilt.pipelines.evaluate import (
     subgroup_metrics,
     tertiles,
 )
-from hilt.pipelines.model import TrainedModel, fit, training_frame
+from hilt.pipelines.loop.model import TrainedModel, fit, training_frame
 from tests.conftest import CONFIG
 
 NOISE = 0.4
@@ -472,7 +472,7 @@ def test_the_gate_passes_a_clean_model_and_rejects_one_trained_on_noisy_labels(
 def test_small_groups_of_a_free_text_attribute_are_pooled_not_named() -> None:
     """A free-text protected attribute's group label is a value somebody gave; a group of a
     few people must not be named in a table that reaches notebooks and MLflow."""
-    from hilt.pipelines.evaluate import POOLED_GROUP, subgroup_metrics
+    from hilt.pipelines.loop.evaluate import POOLED_GROUP, subgroup_metrics
 
     n = 60
     places = ["Bonn"] * 30 + ["Celle"] * 25 + ["Rare-Place-A"] * 3 + ["Rare-Place-B"] * 2

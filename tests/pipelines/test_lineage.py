@@ -13,15 +13,15 @@ import duckdb
 import polars as pl
 import pytest
 
-from hilt.pipelines import tracking
-from hilt.pipelines.errors import InputError, NotFoundError
-from hilt.pipelines.lineage import (
+from hilt.pipelines.compliance.lineage import (
     TrainingDecision,
     crosscheck_mlflow,
     decision_lineage,
     replay_explanation,
     training_data,
 )
+from hilt.pipelines.errors import InputError, NotFoundError
+from hilt.pipelines.loop import tracking
 from hilt.pipelines.store import DecisionRequest, open_store
 from hilt.pipelines.workspace import Workspace
 from tests.audit_helpers import REVIEWED, AuditedLoop, audited_loop
@@ -200,9 +200,9 @@ def test_a_decision_without_records_says_what_is_missing(loaded_workspace: Works
 def test_the_audit_backend_reads_everything_and_writes_nothing(
     loop: AuditedLoop, tmp_path: Path
 ) -> None:
-    from hilt.pipelines.audit_backend import StoreAuditBackend, open_audit_backend
-    from hilt.widgets.audit_dashboard import AuditDashboard, audit_panel
-    from hilt.widgets.protocols import EventFilter
+    from hilt.pipelines.dashboards.audit import StoreAuditBackend, open_audit_backend
+    from hilt.widgets.audit.dashboard import AuditDashboard, audit_panel
+    from hilt.widgets.contracts.protocols import EventFilter
 
     ws = _copy(loop, tmp_path)  # a copy: the last step tampers with a notebook
     before = (operator(ws).audit_head(), operator(ws).counts())

@@ -1,4 +1,4 @@
-"""hilt.pipelines.model on the German credit demo data: real xgboost, real DuckDB store."""
+"""hilt.pipelines.loop.model on the German credit demo data: real xgboost, real DuckDB store."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from hilt.pipelines.config import Settings, load_settings, parse_settings
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.model import (
+from hilt.pipelines.loop.model import (
     BIAS,
     MODEL_FILE,
     SIDECAR_FILE,
@@ -331,7 +331,8 @@ def test_params_are_validated_before_any_data() -> None:
 
 def test_importing_model_and_scoring_does_not_import_xgboost() -> None:
     code = (
-        "import sys, hilt.pipelines.model, hilt.pipelines.scoring; print('xgboost' in sys.modules)"
+        "import sys, hilt.pipelines.loop.model, hilt.pipelines.loop.scoring;"
+        " print('xgboost' in sys.modules)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60

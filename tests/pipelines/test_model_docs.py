@@ -12,9 +12,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from hilt.pipelines import tracking
-from hilt.pipelines.model_docs import SUBGROUP_ARTIFACT
-from hilt.pipelines.promotion import promote
+from hilt.pipelines.compliance.model_docs import SUBGROUP_ARTIFACT
+from hilt.pipelines.loop import tracking
+from hilt.pipelines.loop.promotion import promote
 from hilt.pipelines.workspace import Workspace
 from tests.loop_helpers import (
     hilt_cli,

@@ -7,14 +7,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from hilt.pipelines.dashboards.oversight import StoreOversightBackend, open_oversight_backend
 from hilt.pipelines.errors import InputError, PermissionDeniedError
-from hilt.pipelines.oversight import choose_gold
-from hilt.pipelines.oversight_backend import StoreOversightBackend, open_oversight_backend
-from hilt.pipelines.plots import png_bytes, reasons_figure, reviewer_figure
+from hilt.pipelines.loop.oversight import choose_gold
+from hilt.pipelines.loop.plots import png_bytes, reasons_figure, reviewer_figure
 from hilt.pipelines.store import DecisionRequest, open_store
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
-from hilt.widgets.protocols import Refusal
+from hilt.widgets.contracts.protocols import Refusal
 from tests.conftest import CONFIG, operator, predictions_for
 
 

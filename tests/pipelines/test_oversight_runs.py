@@ -13,12 +13,13 @@ import papermill
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from hilt.pipelines import runner, tracking
-from hilt.pipelines.oversight_backend import StoreOversightBackend, open_oversight_backend
-from hilt.pipelines.promotion import PromotionRefused, promote
+from hilt.pipelines.dashboards.oversight import StoreOversightBackend, open_oversight_backend
+from hilt.pipelines.loop import tracking
+from hilt.pipelines.loop.promotion import PromotionRefused, promote
+from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.store import open_store
 from hilt.pipelines.workspace import Workspace
-from hilt.widgets.protocols import Refusal
+from hilt.widgets.contracts.protocols import Refusal
 from tests.conftest import operator
 from tests.loop_helpers import events_since, hilt_cli, loop_workspace, train_in_process
 
@@ -136,7 +137,7 @@ def test_a_run_that_was_training_when_the_lead_halted_registers_nothing(
     try:
         with pytest.raises(PapermillExecutionError) as caught:
             papermill.execute_notebook(
-                str(runner.NOTEBOOKS_DIR / "retrain.ipynb"),
+                str(NOTEBOOKS_DIR / "retrain.ipynb"),
                 str(tmp_path / "retrain.ipynb"),
                 parameters={"workspace": str(ws.root), "author": "dana", "num_boost_round": 20},
                 kernel_name="python3",

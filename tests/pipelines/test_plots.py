@@ -1,4 +1,4 @@
-"""hilt.pipelines.plots: real figures of a real xgboost model on the demo data, rendered to
+"""hilt.pipelines.loop.plots: real figures of a real xgboost model on the demo data, rendered to
 PNG, with no row-level data in their text."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from matplotlib.text import Text
 
 from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.evaluate import feature_importance, protected_groups, subgroup_metrics
-from hilt.pipelines.model import TrainedModel, TrainParams, fit, training_frame
-from hilt.pipelines.plots import (
+from hilt.pipelines.loop.evaluate import feature_importance, protected_groups, subgroup_metrics
+from hilt.pipelines.loop.model import TrainedModel, TrainParams, fit, training_frame
+from hilt.pipelines.loop.plots import (
     DPI,
     EvaluationFigure,
     calibration_figure,
@@ -181,7 +181,7 @@ import sys
 import matplotlib
 # Reading rcParams["backend"] would resolve it (and import pyplot); peek at the raw value.
 before = dict.__getitem__(matplotlib.rcParams, "backend")
-from hilt.pipelines.plots import feature_importance_figure, save_png
+from hilt.pipelines.loop.plots import feature_importance_figure, save_png
 save_png(feature_importance_figure({{"f1": 2.0, "f2": 1.0}}), {str(tmp_path / "f.png")!r})
 assert "matplotlib.pyplot" not in sys.modules, "pyplot was imported"
 assert dict.__getitem__(matplotlib.rcParams, "backend") is before

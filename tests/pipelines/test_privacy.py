@@ -8,9 +8,9 @@ import duckdb
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 
-from hilt.pipelines import privacy
-from hilt.pipelines.processing_records import as_markdown, missing_entries, register
-from hilt.pipelines.store.embedded import connect
+from hilt.pipelines.compliance import privacy
+from hilt.pipelines.compliance.processing_records import as_markdown, missing_entries, register
+from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.workspace import Workspace
 
 

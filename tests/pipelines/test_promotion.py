@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hilt.pipelines import tracking
-from hilt.pipelines.promotion import PromotionRefused, promote
+from hilt.pipelines.loop import tracking
+from hilt.pipelines.loop.promotion import PromotionRefused, promote
 from hilt.pipelines.store import open_store
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import operator

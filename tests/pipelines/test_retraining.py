@@ -1,4 +1,4 @@
-"""The retraining steps (hilt.pipelines.retraining) on a real workspace, in-process."""
+"""The retraining steps (hilt.pipelines.loop.steps.retrain) on a real workspace, in-process."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hilt.pipelines import retraining
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.model import TrainParams
-from hilt.pipelines.scoring import score_into_queue
+from hilt.pipelines.loop.model import TrainParams
+from hilt.pipelines.loop.scoring import score_into_queue
+from hilt.pipelines.loop.steps import retrain as retraining
 from hilt.pipelines.store import open_store
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import operator

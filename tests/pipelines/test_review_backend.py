@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from hilt.pipelines.config import Settings, load_settings
-from hilt.pipelines.dashboard_access import resolve_identity
-from hilt.pipelines.review_backend import StoreReviewBackend, open_review_backend
+from hilt.pipelines.dashboards.access import resolve_identity
+from hilt.pipelines.dashboards.review import StoreReviewBackend, open_review_backend
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.records import QueueStatus as StoreQueueStatus
 from hilt.pipelines.workspace import Workspace
-from hilt.widgets.protocols import DecisionInput, QueueStatus, Refusal, ReviewBackend
+from hilt.widgets.contracts.protocols import DecisionInput, QueueStatus, Refusal, ReviewBackend
 from tests.conftest import CONFIG, RunningService, operator, start_service
 
 #: The environment names are the contract with Voila (http_header_envs) and JupyterHub.

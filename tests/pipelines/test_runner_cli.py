@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hilt.pipelines import runner
 from hilt.pipelines.errors import HiltError, InputError
+from hilt.pipelines.loop import runner
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import issue_tokens, operator, start_service
 from tests.loop_helpers import LABELLED, hilt_cli, loop_workspace, new_cases_file

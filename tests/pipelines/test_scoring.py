@@ -1,4 +1,4 @@
-"""hilt.pipelines.scoring against the real store (DuckDB workspace) with real xgboost."""
+"""hilt.pipelines.loop.scoring against the real store (DuckDB workspace) with real xgboost."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 
 from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.errors import InputError, NotFoundError
-from hilt.pipelines.model import BIAS, TrainedModel, TrainParams, fit, training_frame
-from hilt.pipelines.scoring import (
+from hilt.pipelines.loop.model import BIAS, TrainedModel, TrainParams, fit, training_frame
+from hilt.pipelines.loop.scoring import (
     demo_first_model,
     explanation_json,
     model_version_of,
@@ -23,7 +23,7 @@ from hilt.pipelines.scoring import (
     split_holdout,
     train_first_model,
 )
-from hilt.pipelines.store.embedded import EmbeddedStore
+from hilt.pipelines.store.modes.embedded import EmbeddedStore
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, StoreFactory, operator
 

@@ -1,4 +1,4 @@
-"""hilt.pipelines.tracking against a real MLflow (sqlite store in a temporary workspace) with a
+"""hilt.pipelines.loop.tracking against a real MLflow (sqlite store in a temporary workspace) with a
 real xgboost model trained on the German credit demo data. No fakes."""
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import polars as pl
 import pytest
 from mlflow import MlflowClient
 
-from hilt.pipelines import tracking
 from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.model import TrainedModel, TrainParams, fit, training_frame
+from hilt.pipelines.loop import tracking
+from hilt.pipelines.loop.model import TrainedModel, TrainParams, fit, training_frame
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, REPO
 
@@ -230,7 +230,7 @@ def test_importing_tracking_switches_mlflow_telemetry_off() -> None:
     quiet = {"PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "MLFLOW_DISABLE_TELEMETRY"}
     env = {k: v for k, v in os.environ.items() if k not in quiet and k != "DO_NOT_TRACK"}
     code = (
-        "import hilt.pipelines.tracking\n"
+        "import hilt.pipelines.loop.tracking\n"
         "from mlflow.telemetry.client import get_telemetry_client\n"
         "from mlflow.telemetry.utils import is_telemetry_disabled\n"
         "print(get_telemetry_client() is None, is_telemetry_disabled())\n"
@@ -267,7 +267,11 @@ def test_no_other_module_imports_mlflow_at_import_time() -> None:
         if path.name == "tracking.py" and path.parent.name == "pipelines":
             continue
         for mod in top_level_imports(ast.parse(path.read_text(encoding="utf-8"))):
-            if mod == "mlflow" or mod.startswith("mlflow.") or mod == "hilt.pipelines.tracking":
+            if (
+                mod == "mlflow"
+                or mod.startswith("mlflow.")
+                or mod == "hilt.pipelines.loop.tracking"
+            ):
                 offenders.append(f"{path.relative_to(REPO)} imports {mod}")
     assert offenders == []
 

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from hilt.widgets.protocols import (
+from hilt.widgets.contracts.protocols import (
     AdjudicationReceipt,
     Agreement,
     Auditor,

@@ -9,15 +9,15 @@ import inspect
 import ipywidgets as widgets
 import pytest
 
-from hilt.widgets.audit_dashboard import TAB_TITLES, AuditDashboard, audit_panel
-from hilt.widgets.protocols import (
+from hilt.widgets.audit.dashboard import TAB_TITLES, AuditDashboard, audit_panel
+from hilt.widgets.common.refusal import RefusalScreen
+from hilt.widgets.contracts.protocols import (
     AuditBackend,
     EventFilter,
     ExplanationReplay,
     IntegrityReport,
     Refusal,
 )
-from hilt.widgets.refusal import RefusalScreen
 from tests.widgets.fakes import BackendDown, FakeAuditBackend, make_event
 from tests.widgets.tree import all_text, find_widgets, visible_buttons
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from hilt.widgets import PredictionView, ReviewSession
-from hilt.widgets.explanation import (
+from hilt.widgets.contracts.explanation import (
     RENDERER,
     ExplanationContext,
     OutOfRange,
@@ -33,7 +33,7 @@ CTX = ExplanationContext(
     out_of_range=(OutOfRange("amount", low=250.0, high=20000.0),),
 )
 #: sha256 of render_explanation(PRED, CTX) under hilt-explanation/1. Released renderers never
-#: change their output (see hilt.widgets.explanation): if this fails, the rendering of
+#: change their output (see hilt.widgets.contracts.explanation): if this fails, the rendering of
 #: recorded decisions changed, and they no longer re-render byte for byte.
 PINNED_SHA256 = "bf055456b93152d7a2617f9ce44e0c0b6e4dfdaee91c229ec1e1cce3243540f2"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from hilt.widgets import KeyboardShortcuts, ReviewSession, Shortcut
-from hilt.widgets.keyboard import _CSS, _ESM
+from hilt.widgets.review.keyboard import _CSS, _ESM
 from tests.widgets.fakes import FakeBackend, FakeClock, make_config, make_item
 from tests.widgets.tree import find_widgets
 

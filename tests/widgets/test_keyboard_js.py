@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hilt.widgets.keyboard import _ESM, KeyboardShortcuts
+from hilt.widgets.review.keyboard import _ESM, KeyboardShortcuts
 
 NODE = shutil.which("node")
 

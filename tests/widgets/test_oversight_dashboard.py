@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from hilt.widgets.adjudication import AdjudicationPanel
-from hilt.widgets.model_review import ModelReview
-from hilt.widgets.monitor_views import QueueHealthView, ReviewerStatsView, minutes, seconds
-from hilt.widgets.oversight_dashboard import OversightDashboard, oversight_panel
-from hilt.widgets.protocols import Refusal, Reviewer
-from hilt.widgets.refusal import RefusalScreen
-from hilt.widgets.review_session import ReviewSession
-from hilt.widgets.status import StatusLine
-from hilt.widgets.system_control import SystemControl
+from hilt.widgets.common.refusal import RefusalScreen
+from hilt.widgets.common.status import StatusLine
+from hilt.widgets.contracts.protocols import Refusal, Reviewer
+from hilt.widgets.oversight.adjudication import AdjudicationPanel
+from hilt.widgets.oversight.dashboard import OversightDashboard, oversight_panel
+from hilt.widgets.oversight.model_review import ModelReview
+from hilt.widgets.oversight.monitor_views import (
+    QueueHealthView,
+    ReviewerStatsView,
+    minutes,
+    seconds,
+)
+from hilt.widgets.oversight.system_control import SystemControl
+from hilt.widgets.review.session import ReviewSession
 from tests.widgets.fakes import (
     PNG_1PX,
     BackendDown,

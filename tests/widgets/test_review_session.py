@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from hilt.widgets import ReviewSession
-from hilt.widgets.review_session import EMPTY_QUEUE_TEXT
+from hilt.widgets.review.session import EMPTY_QUEUE_TEXT
 from tests.widgets.fakes import BackendDown, FakeBackend, FakeClock, make_config, make_item
 from tests.widgets.tree import all_text, visible_buttons
 

@@ -30,8 +30,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hilt.pipelines.store import DecisionRequest, open_store
-from hilt.pipelines.store.audit_chain import GENESIS_HASH, AuditEntry, chain_hash
-from hilt.pipelines.store.checkpoints import (
+from hilt.pipelines.store.audit.chain import GENESIS_HASH, AuditEntry, chain_hash
+from hilt.pipelines.store.audit.checkpoints import (
     Checkpoint,
     public_key_text,
     read_checkpoints,
@@ -39,7 +39,7 @@ from hilt.pipelines.store.checkpoints import (
 )
 from hilt.pipelines.store.core import verify_records
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.embedded import connect
+from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.records import VerifyReport
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, CSV, operator, predictions_for

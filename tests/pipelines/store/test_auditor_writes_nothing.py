@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hilt.pipelines.store.client import ON_BEHALF_HEADER
+from hilt.pipelines.store.modes.client import ON_BEHALF_HEADER
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import RunningService, issue_tokens, operator, start_service
 

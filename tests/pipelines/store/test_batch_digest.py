@@ -19,8 +19,9 @@ import pyarrow as pa
 import pytest
 
 from hilt.pipelines.errors import NotFoundError
-from hilt.pipelines.store import batch_digest, open_store
-from hilt.pipelines.store.embedded import connect
+from hilt.pipelines.store import open_store
+from hilt.pipelines.store.audit import batch_digest
+from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import operator, predictions_for
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hilt.pipelines.store.audit_chain import (
+from hilt.pipelines.store.audit.chain import (
     GENESIS_HASH,
     KIND_ORDER,
     AuditEntry,

@@ -22,7 +22,7 @@ import polars as pl
 import pytest
 
 from hilt.pipelines.store import open_store
-from hilt.pipelines.store.client import StoreClient
+from hilt.pipelines.store.modes.client import StoreClient
 from hilt.pipelines.store.records import Decision
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import (

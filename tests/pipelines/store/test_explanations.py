@@ -9,13 +9,13 @@ from typing import Any
 import duckdb
 import pytest
 
+from hilt.pipelines.dashboards.review import StoreReviewBackend
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.review_backend import StoreReviewBackend
 from hilt.pipelines.store import DecisionRequest, Store
 from hilt.pipelines.store.core import verify_store
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets import PredictionView
-from hilt.widgets.protocols import ReviewItem, ShownExplanation
+from hilt.widgets.contracts.protocols import ReviewItem, ShownExplanation
 from tests.conftest import StoreFactory
 
 

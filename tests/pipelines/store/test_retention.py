@@ -13,7 +13,7 @@ import pytest
 from hilt.pipelines.errors import ConfigError
 from hilt.pipelines.store import DecisionRequest
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.embedded import EmbeddedStore
+from hilt.pipelines.store.modes.embedded import EmbeddedStore
 from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, predictions_for

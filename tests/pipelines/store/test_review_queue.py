@@ -13,7 +13,7 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
 )
 from hilt.pipelines.store import DecisionRequest, Store, open_store
-from hilt.pipelines.store.embedded import EmbeddedStore
+from hilt.pipelines.store.modes.embedded import EmbeddedStore
 from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import operator, start_service

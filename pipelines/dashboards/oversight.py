@@ -1,0 +1,361 @@
+"""The oversight dashboard's backend on top of the store, and who the lead is.
+
+``open_oversight_backend`` is what notebooks/oversight.ipynb calls: it works out who is
+looking by the same chain as the review dashboard (``X-Forwarded-User`` passed by Voila,
+``JUPYTERHUB_USER``, the workspace's local user; never typed), checks the lead role, and
+returns a ``StoreOversightBackend`` for the widgets or a ``Refusal`` to show instead.
+
+Start-up reads the store only (the oversight report: SQL over the store's own tables).
+The challenger / champion comparison reads MLflow, which costs seconds to import: it is
+loaded when the lead asks for it, and Approve / Reject call the very functions `hilt
+promote` and `hilt reject` call (four eyes: not the run's author).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from hilt.pipelines.config import Settings
+from hilt.pipelines.dashboards.access import DashboardDoor, open_dashboard
+from hilt.pipelines.dashboards.review import review_config
+from hilt.pipelines.errors import HiltError
+from hilt.pipelines.store import Store
+from hilt.pipelines.store.records import CaseRecord, OversightReport
+from hilt.pipelines.workspace import Workspace
+from hilt.widgets.contracts.protocols import (
+    AdjudicationReceipt,
+    Agreement,
+    BiasAlert,
+    ConflictItem,
+    GateCheckView,
+    MetricRow,
+    ModelComparison,
+    ModelDecision,
+    OversightBackend,
+    OversightOverview,
+    QueueHealth,
+    ReasonCount,
+    Refusal,
+    ReviewConfig,
+    Reviewer,
+    ReviewerStats,
+    ReviewItem,
+    SubgroupRow,
+    SystemStatus,
+)
+
+LEAD_ROLE = "lead"
+#: Holdout metrics shown side by side (all within [0, 1]).
+COMPARED_METRICS = ("auc", "accuracy", "precision", "recall", "f1", "brier")
+
+
+def review_item(case: CaseRecord, settings: Settings) -> ReviewItem:
+    """A case as the panels show it: display fields only, the latest prediction."""
+    visible = {**case.features, **case.personal}
+    prediction = case.predictions[-1] if case.predictions else None
+    return ReviewItem(
+        case_id=case.case_id,
+        values={f: visible.get(f) for f in settings.fields.display},
+        features={k: v for k, v in visible.items() if k in settings.fields.features},
+        prediction_id=prediction.prediction_id if prediction else None,
+        model_version=prediction.model_version if prediction else None,
+        score=prediction.score if prediction else None,
+        predicted_label=prediction.label if prediction else None,
+        contributions=dict(prediction.explanation) if prediction else {},
+        lease_expires_at="",
+    )
+
+
+def overview_of(
+    report: OversightReport, settings: Settings, figures: bool = True
+) -> OversightOverview:
+    """The store's report as the widgets take it, with its figures rendered (PNG)."""
+    o = settings.oversight
+    alerted = {a.reviewer for a in report.alerts}
+    reviewers = tuple(
+        ReviewerStats(
+            reviewer=r.reviewer,
+            decided=r.decided,
+            decided_today=r.decided_today,
+            accepted=r.accepted,
+            overridden=r.overridden,
+            accept_rate=r.accept_rate,
+            override_rate=r.override_rate,
+            median_time_s=r.median_time_ms / 1000 if r.median_time_ms is not None else None,
+            gold_decided=r.gold_decided,
+            gold_correct=r.gold_correct,
+            gold_accuracy=r.gold_accuracy,
+        )
+        for r in report.reviewers
+    )
+    codes = settings.review.reason_codes
+    reasons = tuple(
+        ReasonCount(
+            code=r.reason_code, label=codes.get(r.reason_code, r.reason_code), count=r.count
+        )
+        for r in report.reasons
+    )
+    reviewer_png = reasons_png = None
+    if figures:
+        from hilt.pipelines.loop.plots import png_bytes, reasons_figure, reviewer_figure
+
+        reviewer_png = png_bytes(
+            reviewer_figure(
+                [
+                    (r.reviewer, r.median_time_s, r.accept_rate, r.reviewer in alerted)
+                    for r in reviewers
+                ],
+                alert_accept_rate=o.alert_accept_rate,
+                alert_median_seconds=o.alert_median_seconds,
+            )
+        )
+        reasons_png = (
+            png_bytes(reasons_figure([(r.label, r.count) for r in reasons])) if reasons else None
+        )
+    q, a = report.queue, report.agreement
+    return OversightOverview(
+        queue=QueueHealth(
+            waiting=q.waiting,
+            leased=q.leased,
+            done_today=q.done_today,
+            done_total=q.done_total,
+            oldest_waiting_minutes=q.oldest_waiting_minutes,
+            awaiting_second_review=q.awaiting_second_review,
+            adjudication_waiting=q.adjudication_waiting,
+            manual_waiting=q.manual_waiting,
+            gold_cases=q.gold_cases,
+        ),
+        reviewers=reviewers,
+        agreement=Agreement(
+            pairs=a.pairs,
+            agreed=a.agreed,
+            kappa=a.kappa,
+            awaiting_second_review=a.awaiting_second_review,
+            conflicts_open=a.conflicts_open,
+            conflicts_resolved=a.conflicts_resolved,
+        ),
+        reasons=reasons,
+        alerts=tuple(BiasAlert(x.reviewer, x.kind, x.message) for x in report.alerts),
+        window_days=report.window_days,
+        as_of=report.as_of,
+        reviewer_figure=reviewer_png,
+        reasons_figure=reasons_png,
+    )
+
+
+def _metric(metrics: Mapping[str, float], name: str) -> float | None:
+    value = metrics.get(f"holdout_{name}")
+    if value is None or value != value:  # NaN
+        return None
+    return float(value)
+
+
+class StoreOversightBackend:
+    """An OversightBackend for one lead, on any Store (embedded or service client)."""
+
+    def __init__(self, store: Store, settings: Settings, workspace: Workspace) -> None:
+        self.store = store
+        self.settings = settings
+        self.workspace = workspace
+        self._lead: Reviewer | None = None
+
+    def lead(self) -> Reviewer:
+        if self._lead is None:
+            me = self.store.whoami()
+            self._lead = Reviewer(name=me.name, roles=tuple(me.roles))
+        return self._lead
+
+    def review_config(self) -> ReviewConfig:
+        return review_config(self.settings, {})
+
+    def overview(self) -> OversightOverview:
+        return overview_of(self.store.oversight_report(), self.settings)
+
+    def conflicts(self) -> tuple[ConflictItem, ...]:
+        out = []
+        for c in self.store.conflicts():
+            out.append(
+                ConflictItem(
+                    item=review_item(self.store.get_case(c.case_id), self.settings),
+                    first_reviewer=c.first_reviewer,
+                    first_label=c.first_label,
+                    second_reviewer=c.second_reviewer,
+                    second_label=c.second_label,
+                )
+            )
+        return tuple(out)
+
+    def adjudicate(
+        self, case_id: str, final_label: str, comment: str | None
+    ) -> AdjudicationReceipt:
+        d = self.store.adjudicate(case_id, final_label, comment, request_id=str(uuid.uuid4()))
+        assert d.final_label is not None
+        return AdjudicationReceipt(case_id=d.case_id, final_label=d.final_label, seq=d.seq)
+
+    def system_status(self) -> SystemStatus:
+        s = self.store.system_state()
+        return SystemStatus(s.halted, s.changed_by, s.changed_at, s.reason)
+
+    def halt(self, reason: str) -> SystemStatus:
+        self.store.halt(reason)
+        return self.system_status()
+
+    def resume(self) -> SystemStatus:
+        self.store.resume()
+        return self.system_status()
+
+    def comparison(self) -> ModelComparison | None:
+        # MLflow's INFO lines (creating its tables) are not for the dashboard's kernel log.
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        from hilt.pipelines.loop import tracking
+        from hilt.pipelines.loop.evaluate import LOWER_IS_BETTER
+        from hilt.pipelines.loop.plots import comparison_figure, png_bytes
+        from hilt.pipelines.loop.steps.retrain import TAG_GATE
+
+        settings = self.settings
+        tracking.configure(self.workspace, settings=settings)
+        challenger = tracking.challenger_version(settings)
+        if challenger is None:
+            return None
+        champion = tracking.champion_version(settings)
+        run_id = tracking.version_run_id(settings, challenger)
+        if run_id is None:
+            raise HiltError(f"challenger version {challenger} names no run")
+        run = tracking.run_info(run_id)
+        champ_run_id = tracking.version_run_id(settings, champion) if champion else None
+        champ = tracking.run_info(champ_run_id) if champ_run_id else None
+        metrics = tuple(
+            MetricRow(
+                name,
+                _metric(run.metrics, name),
+                _metric(champ.metrics, name) if champ else None,
+            )
+            for name in COMPARED_METRICS
+            if f"holdout_{name}" in run.metrics
+        )
+        gate_text = tracking.run_artifact_text(run_id, "evaluation/gate.json")
+        checks: tuple[GateCheckView, ...] = ()
+        if gate_text:
+            data: dict[str, Any] = json.loads(gate_text)
+            checks = tuple(
+                GateCheckView(str(c["name"]), bool(c["passed"]), str(c.get("explanation", "")))
+                for c in data.get("checks", [])
+            )
+        subgroups = self._subgroups(run_id, champ_run_id)
+        figure = png_bytes(
+            comparison_figure(
+                [
+                    (
+                        m.name + (" (lower is better)" * (m.name in LOWER_IS_BETTER)),
+                        m.challenger,
+                        m.champion,
+                    )
+                    for m in metrics
+                ],
+                [(f"{s.attribute}: {s.group}", s.challenger, s.champion) for s in subgroups],
+                challenger_label=f"challenger v{challenger}",
+                champion_label=f"champion v{champion}" if champion else "champion (none)",
+            )
+        )
+        me = self.lead().name
+        author = run.author
+        mine = author == me
+        return ModelComparison(
+            run_id=run_id,
+            challenger_version=challenger,
+            champion_version=champion,
+            author=author,
+            gate=run.tags.get(TAG_GATE),
+            metrics=metrics,
+            checks=checks,
+            subgroups=subgroups,
+            figure=figure,
+            can_decide=not mine,
+            why_not=(
+                f"You trained run {run_id}: a lead who did not train it must decide (four eyes)."
+                if mine
+                else None
+            ),
+        )
+
+    @staticmethod
+    def _subgroups(run_id: str, champion_run_id: str | None) -> tuple[SubgroupRow, ...]:
+        from hilt.pipelines.loop import tracking
+
+        mine = tracking.run_subgroups(run_id)
+        if mine is None:
+            return ()
+        theirs = tracking.run_subgroups(champion_run_id) if champion_run_id else None
+        rate: dict[tuple[str, str], float | None] = {}
+        if theirs is not None:
+            for row in theirs.iter_rows(named=True):
+                rate[(str(row["attribute"]), str(row["group"]))] = row.get("positive_rate")
+        out = []
+        for row in mine.iter_rows(named=True):
+            key = (str(row["attribute"]), str(row["group"]))
+            out.append(
+                SubgroupRow(
+                    attribute=key[0],
+                    group=key[1],
+                    n=int(row["n"]),
+                    challenger=row.get("positive_rate"),
+                    champion=rate.get(key),
+                )
+            )
+        return tuple(out)
+
+    def approve(self, run_id: str) -> ModelDecision:
+        from hilt.pipelines.loop.promotion import promote
+
+        p = promote(self.workspace, run_id, self.lead().name, store=self.store)
+        return ModelDecision(
+            run_id=run_id,
+            version=p.version,
+            action="approved",
+            audit_seq=p.audit_seq,
+            message=(
+                f"Approved: version {p.version} is the champion now (trained by {p.author}, "
+                f"approved by {p.approver}; audit seq {p.audit_seq})."
+            ),
+        )
+
+    def reject(self, run_id: str, reason: str) -> ModelDecision:
+        from hilt.pipelines.loop.promotion import reject
+
+        r = reject(self.workspace, run_id, self.lead().name, reason, store=self.store)
+        return ModelDecision(
+            run_id=run_id,
+            version=r.version,
+            action="rejected",
+            audit_seq=r.audit_seq,
+            message=(
+                f"Rejected: version {r.version} is no longer the challenger (audit seq "
+                f"{r.audit_seq})."
+            ),
+        )
+
+
+#: Who may open the oversight dashboard, and what the others are told.
+OVERSIGHT_DOOR = DashboardDoor(
+    unavailable="The oversight dashboard is not available",
+    not_allowed="Not an oversight lead here",
+    roles=frozenset({LEAD_ROLE}),
+    no_role=(
+        "{name} does not have the lead role in this workspace. The oversight "
+        "dashboard is for leads; reviewers work in the review queue."
+    ),
+)
+
+
+def open_oversight_backend(
+    workspace: str | None = None, env: Mapping[str, str] | None = None
+) -> OversightBackend | Refusal:
+    """The lead's backend, or the refusal to show instead of the dashboard."""
+    access = open_dashboard(OVERSIGHT_DOOR, workspace, env)
+    if isinstance(access, Refusal):
+        return access
+    return StoreOversightBackend(access.store, access.settings, access.workspace)

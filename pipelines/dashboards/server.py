@@ -1,0 +1,223 @@
+"""`hilt serve`: the store service and Voila, serving the dashboards of one workspace.
+
+Voila listens on 127.0.0.1 by default, with sources stripped, idle kernels culled, and the
+kernel websocket restricted to widget traffic (a dashboard cannot be turned into a code
+console: an ``execute_request`` from the browser is dropped). Each dashboard kernel gets
+the store URL and a gateway token through its environment and acts on behalf of the person
+the dashboard identified (proxy header ``X-Forwarded-User``, ``JUPYTERHUB_USER``, or the
+workspace's local user).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import httpx
+
+from hilt.pipelines.errors import InputError, StoreError
+from hilt.pipelines.paths import NOTEBOOKS_DIR
+from hilt.pipelines.store.modes.embedded import EmbeddedStore
+from hilt.pipelines.store.records import User
+from hilt.pipelines.workspace import Workspace
+
+GATEWAY_USER = "voila-gateway"
+KERNEL_MANAGER = "hilt.pipelines.dashboards.kernels.WidgetOnlyKernelManager"
+DASHBOARDS = ("review", "oversight", "audit")
+#: Environment that must not leak from the operator's shell into dashboard kernels.
+_IDENTITY_ENV = ("HTTP_X_FORWARDED_USER", "JUPYTERHUB_USER", "HILT_USER", "HILT_TOKEN")
+
+
+#: Holds voila/templates/hilt: Voila's lab template without its CDN links.
+THEME_DIR = Path(__file__).resolve().parent / "theme"
+
+
+def default_notebooks_dir() -> Path:
+    return NOTEBOOKS_DIR
+
+
+def served_notebooks(workspace: Workspace, source: Path) -> Path:
+    """The folder Voila serves: copies of the dashboards only, made afresh at each start.
+
+    Voila serves every notebook of its folder; the papermill templates (retrain, score)
+    next to the dashboards in notebooks/ must not become pages anyone can open.
+    """
+    served = workspace.root / "dashboards"
+    if served.exists():
+        shutil.rmtree(served)
+    served.mkdir(parents=True)
+    for name in DASHBOARDS:
+        notebook = source / f"{name}.ipynb"
+        if notebook.exists():
+            shutil.copyfile(notebook, served / notebook.name)
+    return served
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StoreError(f"the {what} exited during start-up (exit code {proc.returncode})")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise StoreError(f"the {what} did not answer at {url} within {timeout_s:.0f} s")
+
+
+def voila_command(notebooks: Path, host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "voila",
+        str(notebooks),
+        "--no-browser",
+        f"--port={port}",
+        f"--Voila.ip={host}",
+        "--strip_sources=True",
+        "--template=hilt",
+        "--VoilaConfiguration.show_tracebacks=False",
+        "--VoilaConfiguration.http_header_envs=X-Forwarded-User",
+        f"--VoilaConfiguration.multi_kernel_manager_class={KERNEL_MANAGER}",
+        "--MappingKernelManager.cull_idle_timeout=900",
+        "--MappingKernelManager.cull_interval=60",
+        "--MappingKernelManager.cull_connected=False",
+    ]
+
+
+@dataclass
+class DashboardServer:
+    """The two processes of `hilt serve`, started and stopped together."""
+
+    workspace: Workspace
+    host: str
+    port: int
+    store_port: int
+    store: subprocess.Popen[bytes]
+    voila: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def dashboard_url(self, name: str) -> str:
+        return f"{self.url}/voila/render/{name}.ipynb"
+
+    def stop(self) -> None:
+        for proc in (self.voila, self.store):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in (self.voila, self.store):
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def start_dashboards(
+    workspace: Workspace,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8866,
+    store_port: int = 8765,
+    notebooks: Path | None = None,
+    quiet: bool = True,
+) -> DashboardServer:
+    """Start the store service and Voila; return once both answer."""
+    if not workspace.exists():
+        raise InputError(f"{workspace.root} is not a hilt workspace (create one with `hilt init`)")
+    source = notebooks or default_notebooks_dir()
+    if not (source / "review.ipynb").exists():
+        raise InputError(f"{source}: no dashboard notebooks found")
+    nb_dir = served_notebooks(workspace, source)
+    for p in (port, store_port):
+        if not _port_free(host, p):
+            raise InputError(f"cannot listen on {host}:{p}: the port is in use")
+    settings = workspace.settings()
+    operator = EmbeddedStore(
+        workspace, settings, User(name=f"os:{getpass.getuser()}", roles=["admin"])
+    )
+    # A fresh gateway credential per start; the previous ones stop working.
+    operator.revoke_tokens(GATEWAY_USER)
+    gateway = operator.add_user(GATEWAY_USER, "gateway").token
+    out = subprocess.DEVNULL if quiet else None
+    store = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hilt.pipelines.cli",
+            "store",
+            "serve",
+            "--workspace",
+            str(workspace.root),
+            "--port",
+            str(store_port),
+            "--host",
+            host,
+        ],
+        stdout=out,
+        stderr=out,
+    )
+    store_url = f"http://{host}:{store_port}"
+    try:
+        _wait_http(store_url + "/health", store, "store service", 30)
+        env = {k: v for k, v in os.environ.items() if k not in _IDENTITY_ENV}
+        jupyter_path = os.pathsep.join(p for p in (str(THEME_DIR), env.get("JUPYTER_PATH")) if p)
+        env.update(
+            JUPYTER_PATH=jupyter_path,
+            HILT_STORE_URL=store_url,
+            HILT_GATEWAY_TOKEN=gateway,
+            HILT_WORKSPACE=str(workspace.root),
+            MPLBACKEND="Agg",
+        )
+        voila = subprocess.Popen(
+            voila_command(nb_dir, host, port), env=env, stdout=out, stderr=out, cwd=nb_dir
+        )
+    except BaseException:
+        store.terminate()
+        store.wait(15)
+        raise
+    server = DashboardServer(workspace, host, port, store_port, store, voila)
+    try:
+        _wait_http(server.url + "/", voila, "Voila server", 60)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def serve_until_stopped(server: DashboardServer) -> None:
+    """Block until Ctrl-C or SIGTERM, or until one of the two processes dies."""
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while server.store.poll() is None and server.voila.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

@@ -1,0 +1,601 @@
+"""XGBoost on polars: training frame, fit, predict, explain, save and load.
+
+The one module that imports xgboost, and only inside the functions that need it (the import
+costs ~1.6 s): ``from hilt.pipelines.loop.model import TrainParams`` stays cheap, so parameters can
+be validated before any data is touched, and dashboards never pay for xgboost.
+
+The feature matrix follows ``settings.fields.features`` in order, one dtype per column type:
+
+- category → ``pl.Enum`` with the levels of hilt.toml (the same codes for every model and
+  every batch; xgboost's native categorical splits via ``enable_categorical``);
+- bool → ``pl.Int8`` (0 / 1);
+- int, float → ``pl.Float64``.
+
+Nulls stay nulls (xgboost's missing value). The target is binary: 1.0 for
+``settings.target.positive``, 0.0 for the other class.
+
+Training is reproducible: ``tree_method="hist"``, a fixed seed and a fixed nthread, so the
+same parameters on the same rows give a byte-identical model (``model_sha256()``).
+
+Explanations are TreeSHAP contributions (``pred_contribs=True``) in log-odds: per row, the
+contributions of the features plus ``"bias"`` sum to the model's margin, and the score is
+``1 / (1 + exp(-margin))``.
+
+Errors name columns and row numbers, never the values found there (no personal data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from hilt.pipelines.config import Settings
+from hilt.pipelines.errors import HiltError, InputError
+
+if TYPE_CHECKING:
+    import xgboost
+
+
+#: The key of the intercept in an explanation ({feature: contribution, "bias": ...}).
+BIAS = "bias"
+#: The label column of ``Store.case_frame``.
+SEED_LABEL = "seed_label"
+#: Files of a saved model (a directory).
+MODEL_FILE = "model.ubj"
+SIDECAR_FILE = "model.json"
+SIDECAR_FORMAT = "hilt-model/1"
+
+FeatureKind = Literal["category", "bool", "numeric"]
+Scores = npt.NDArray[np.float64]
+
+
+class ModelError(HiltError):
+    """The model cannot do what was asked: an unsupported target or feature type, a model
+    file that does not match its description, a frame that does not fit the model."""
+
+    status_code = 422
+    kind = "model"
+
+
+# ---------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class TrainParams:
+    """XGBoost parameters; the defaults suit ~1,000 rows of tabular data.
+
+    Invalid values raise InputError at construction, before any data is touched.
+    """
+
+    #: Depth of each tree.
+    max_depth: int = 3
+    #: Learning rate.
+    eta: float = 0.05
+    #: Number of boosting rounds (trees).
+    num_boost_round: int = 200
+    #: Minimum sum of instance weight (hessian) in a leaf.
+    min_child_weight: float = 1.0
+    #: Row subsample ratio per tree.
+    subsample: float = 0.8
+    #: Column subsample ratio per tree.
+    colsample_bytree: float = 0.8
+    #: L2 regularisation of leaf weights.
+    reg_lambda: float = 1.0
+    #: Histogram bins per numeric feature.
+    max_bin: int = 256
+    #: Random seed (subsampling).
+    seed: int = 0
+    #: Threads; fixed so that the model bytes do not depend on the machine.
+    nthread: int = 1
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            want = int if f.type in ("int", int) else float
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                problems.append(f"{f.name} must be a number")
+            elif want is int and not isinstance(value, int):
+                problems.append(f"{f.name} must be an integer")
+            elif not math.isfinite(value):
+                problems.append(f"{f.name} must be finite")
+            elif want is float and isinstance(value, int):
+                # 1 and 1.0 are one parameter: keep to_dict() and the sidecar stable.
+                object.__setattr__(self, f.name, float(value))
+        if not problems:
+            checks = [
+                (1 <= self.max_depth <= 32, "max_depth must be between 1 and 32"),
+                (0 < self.eta <= 1, "eta must be in (0, 1]"),
+                (1 <= self.num_boost_round <= 100_000, "num_boost_round must be 1 to 100000"),
+                (self.min_child_weight >= 0, "min_child_weight must be >= 0"),
+                (0 < self.subsample <= 1, "subsample must be in (0, 1]"),
+                (0 < self.colsample_bytree <= 1, "colsample_bytree must be in (0, 1]"),
+                (self.reg_lambda >= 0, "reg_lambda must be >= 0"),
+                (2 <= self.max_bin <= 65_536, "max_bin must be between 2 and 65536"),
+                (0 <= self.seed < 2**31, "seed must be in [0, 2**31)"),
+                (1 <= self.nthread <= 1024, "nthread must be between 1 and 1024"),
+            ]
+            problems = [msg for ok, msg in checks if not ok]
+        if problems:
+            raise InputError("training parameters: " + "; ".join(problems))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> TrainParams:
+        """Parameters from a mapping (papermill parameters, ``-p NAME VALUE``, a sidecar).
+
+        Unknown names are refused; text values are converted ("6" → 6, "0.1" → 0.1).
+        """
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise InputError(f"training parameters: unknown {unknown}; known are {sorted(known)}")
+        converted: dict[str, Any] = {}
+        for name, value in values.items():
+            want_int = known[name].type in ("int", int)
+            if isinstance(value, str):
+                try:
+                    converted[name] = int(value) if want_int else float(value)
+                except ValueError:
+                    kind = "an integer" if want_int else "a number"
+                    raise InputError(f"training parameters: {name} must be {kind}") from None
+            elif want_int and isinstance(value, float) and value.is_integer():
+                converted[name] = int(value)
+            elif not want_int and isinstance(value, int) and not isinstance(value, bool):
+                converted[name] = float(value)
+            else:
+                converted[name] = value
+        return cls(**converted)
+
+    def to_dict(self) -> dict[str, int | float]:
+        """Plain values, e.g. for MLflow params or the model's sidecar."""
+        return asdict(self)
+
+    def xgb_params(self) -> dict[str, Any]:
+        """The parameter dict for ``xgboost.train``."""
+        return {
+            "objective": "binary:logistic",
+            "eval_metric": "logloss",
+            "tree_method": "hist",
+            "max_depth": self.max_depth,
+            "eta": self.eta,
+            "min_child_weight": self.min_child_weight,
+            "subsample": self.subsample,
+            "colsample_bytree": self.colsample_bytree,
+            "lambda": self.reg_lambda,
+            "max_bin": self.max_bin,
+            "seed": self.seed,
+            "nthread": self.nthread,
+            "validate_parameters": True,
+        }
+
+
+# ---------------------------------------------------------------------------- the target
+def binary_classes(settings: Settings) -> tuple[str, str]:
+    """(positive, negative) class of a binary target; ModelError for more classes."""
+    classes = settings.target.classes
+    if len(classes) != 2:
+        raise ModelError(
+            f"the model supports binary targets only; target.classes has {len(classes)} classes"
+        )
+    positive = settings.target.positive
+    negative = classes[1] if classes[0] == positive else classes[0]
+    return positive, negative
+
+
+def predicted_labels(scores: Sequence[float] | Scores, settings: Settings) -> list[str]:
+    """The positive class where score >= settings.review.decision_threshold, else the other."""
+    positive, negative = binary_classes(settings)
+    threshold = settings.review.decision_threshold
+    return [positive if float(s) >= threshold else negative for s in scores]
+
+
+# ---------------------------------------------------------------------------- the matrix
+@dataclass(frozen=True)
+class TrainingRange:
+    """What the model saw in training for one feature (the review panel's OOD badge).
+
+    Numeric and bool features: ``low`` / ``high`` (bool as 0 / 1; None when every value was
+    missing). Category features: ``levels``, the levels seen, in hilt.toml's order. The same
+    shape as ``hilt.widgets.contracts.protocols.FeatureRange``.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    levels: tuple[str, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "low": self.low,
+            "high": self.high,
+            "levels": list(self.levels) if self.levels is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainingRange:
+        levels = d.get("levels")
+        low, high = d.get("low"), d.get("high")
+        return cls(
+            low=None if low is None else float(low),
+            high=None if high is None else float(high),
+            levels=None if levels is None else tuple(str(v) for v in levels),
+        )
+
+
+def _rows(mask: pl.Series, limit: int = 5) -> str:
+    """'N rows (rows 1, 4, …)': 1-based row numbers, never values."""
+    idx = [str(i + 1) for i in mask.arg_true().head(limit).to_list()]
+    more = ", …" if int(mask.sum()) > limit else ""
+    return f"{int(mask.sum())} rows (rows {', '.join(idx)}{more})"
+
+
+def _encode(
+    frame: pl.DataFrame,
+    features: Sequence[str],
+    kinds: Mapping[str, FeatureKind],
+    levels: Mapping[str, Sequence[str]],
+) -> pl.DataFrame:
+    """The feature matrix: ``features`` in order, typed by kind. InputError names columns
+    and row numbers only."""
+    missing = [name for name in features if name not in frame.columns]
+    if missing:
+        raise InputError(f"the frame lacks feature columns {missing}")
+    out: list[pl.Series] = []
+    problems: list[str] = []
+    for name in features:
+        s = frame[name]
+        kind = kinds[name]
+        if kind == "category":
+            text = s if s.dtype == pl.String else s.cast(pl.String, strict=False)
+            if s.dtype.is_float():
+                text = text.str.replace(r"\.0$", "")
+            known = text.is_in(list(levels[name])).fill_null(True)
+            if not known.all():
+                problems.append(
+                    f"column {name!r}: {_rows(~known)} have a level the model does not know"
+                )
+                continue
+            out.append(text.cast(pl.Enum(list(levels[name]))).alias(name))
+        elif kind == "bool":
+            if s.dtype == pl.Boolean:
+                b = s
+            else:
+                norm = s.cast(pl.String, strict=False).str.to_lowercase()
+                mapping = {"true": True, "1": True, "false": False, "0": False}
+                b = norm.replace_strict(mapping, default=None, return_dtype=pl.Boolean)
+                bad = b.is_null() & s.is_not_null()
+                if bad.any():
+                    problems.append(f"column {name!r}: {_rows(bad)} are not true/false")
+                    continue
+            out.append(b.cast(pl.Int8).alias(name))
+        else:
+            if s.dtype.is_numeric():
+                x = s.cast(pl.Float64)
+            else:
+                x = s.cast(pl.String, strict=False).str.strip_chars().cast(pl.Float64, strict=False)
+                bad = x.is_null() & s.is_not_null()
+                if bad.any():
+                    problems.append(f"column {name!r}: {_rows(bad)} are not numbers")
+                    continue
+            # NaN and ±inf are treated as missing, like a null.
+            finite = pl.col(name).is_finite()
+            out.append(
+                pl.DataFrame([x.alias(name)]).select(pl.when(finite).then(pl.col(name))).to_series()
+            )
+    if problems:
+        raise InputError("feature matrix:\n- " + "\n- ".join(problems))
+    return pl.DataFrame(out)
+
+
+def feature_spec(
+    settings: Settings,
+) -> tuple[list[str], dict[str, FeatureKind], dict[str, list[str]]]:
+    """(features in order, kind per feature, levels per category feature) from hilt.toml."""
+    features = list(settings.fields.features)
+    if BIAS in features:
+        raise ModelError(f"a feature may not be called {BIAS!r}: explanations use that key")
+    kinds: dict[str, FeatureKind] = {}
+    levels: dict[str, list[str]] = {}
+    for name in features:
+        col = settings.columns[name]
+        if col.type == "category":
+            kinds[name] = "category"
+            levels[name] = list(col.levels or [])
+        elif col.type == "bool":
+            kinds[name] = "bool"
+        elif col.type in ("int", "float"):
+            kinds[name] = "numeric"
+        else:
+            raise ModelError(
+                f"feature {name!r} has type {col.type!r}; the model takes int, float, bool "
+                "and category features"
+            )
+    return features, kinds, levels
+
+
+def training_frame(
+    frame: pl.DataFrame, settings: Settings, label_column: str = SEED_LABEL
+) -> tuple[pl.DataFrame, pl.Series]:
+    """(X, y): the feature matrix and the binary target of the labelled rows of ``frame``.
+
+    X has ``settings.fields.features`` in order (category → pl.Enum of the configured levels,
+    bool → Int8, int / float → Float64); y is Float64, 1.0 for the positive class. Rows
+    without a label are dropped; a label that is not one of the classes is an InputError.
+    """
+    positive, _ = binary_classes(settings)
+    features, kinds, levels = feature_spec(settings)
+    if label_column not in frame.columns:
+        raise InputError(f"the frame has no label column {label_column!r}")
+    raw = frame[label_column]
+    label = raw if raw.dtype == pl.String else raw.cast(pl.String, strict=False)
+    if raw.dtype.is_float():
+        label = label.str.replace(r"\.0$", "")
+    labelled = label.is_not_null()
+    rows = frame.filter(labelled)
+    label = label.filter(labelled)
+    unknown = ~label.is_in(settings.target.classes)
+    if unknown.any():
+        raise InputError(
+            f"column {label_column!r}: {_rows(unknown)} of the labelled rows are not one of "
+            "the target classes"
+        )
+    X = _encode(rows, features, kinds, levels)
+    y = (label == positive).cast(pl.Float64).alias("label")
+    return X, y
+
+
+def _spec_of_matrix(
+    X: pl.DataFrame,
+) -> tuple[list[str], dict[str, FeatureKind], dict[str, list[str]]]:
+    """Recover the feature spec from a matrix made by ``training_frame``."""
+    kinds: dict[str, FeatureKind] = {}
+    levels: dict[str, list[str]] = {}
+    for name, dtype in X.schema.items():
+        if name == BIAS:
+            raise ModelError(f"a feature may not be called {BIAS!r}: explanations use that key")
+        if isinstance(dtype, pl.Enum):
+            kinds[name] = "category"
+            levels[name] = [str(v) for v in dtype.categories.to_list()]
+        elif dtype == pl.Int8:
+            kinds[name] = "bool"
+        elif dtype == pl.Float64:
+            kinds[name] = "numeric"
+        else:
+            raise ModelError(
+                f"feature column {name!r} has dtype {dtype}; build X with training_frame() "
+                "(pl.Enum, Int8 for bool, Float64)"
+            )
+    return list(X.columns), kinds, levels
+
+
+def _ranges(
+    X: pl.DataFrame, kinds: Mapping[str, FeatureKind], levels: Mapping[str, Sequence[str]]
+) -> dict[str, TrainingRange]:
+    out: dict[str, TrainingRange] = {}
+    for name in X.columns:
+        s = X[name]
+        if kinds[name] == "category":
+            seen = set(s.drop_nulls().cast(pl.String).unique().to_list())
+            out[name] = TrainingRange(levels=tuple(v for v in levels[name] if v in seen))
+        else:
+            x = s.cast(pl.Float64).drop_nulls().to_numpy()
+            if x.size:
+                out[name] = TrainingRange(low=float(x.min()), high=float(x.max()))
+            else:
+                out[name] = TrainingRange()
+    return out
+
+
+# ---------------------------------------------------------------------------- the model
+@dataclass(frozen=True, eq=False)
+class TrainedModel:
+    """A fitted booster with what it needs to encode frames and describe itself."""
+
+    booster: xgboost.Booster
+    #: Feature names, in the matrix's order.
+    features: tuple[str, ...]
+    kinds: dict[str, FeatureKind]
+    #: The levels (codes) of each category feature, as configured when it was trained.
+    levels: dict[str, tuple[str, ...]]
+    #: Per feature, the range (numeric, bool) or the levels (category) seen in training.
+    training_ranges: dict[str, TrainingRange]
+    params: TrainParams
+    #: Rows it was trained on, and how many of them were positive.
+    train_rows: int
+    train_positives: int
+
+    # --------------------------------------------------------------- identity
+    def model_bytes(self) -> bytes:
+        """The booster as UBJSON (``save_raw("ubj")``): identical for identical training."""
+        return bytes(self.booster.save_raw("ubj"))
+
+    def model_sha256(self) -> str:
+        return hashlib.sha256(self.model_bytes()).hexdigest()
+
+    # --------------------------------------------------------------- scoring
+    def matrix(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The model's feature matrix of ``frame`` (extra columns are ignored)."""
+        return _encode(frame, self.features, self.kinds, self.levels)
+
+    def _dmatrix(self, frame: pl.DataFrame) -> xgboost.DMatrix:
+        import xgboost as xgb
+
+        return xgb.DMatrix(self.matrix(frame), enable_categorical=True, nthread=self.params.nthread)
+
+    def predict(self, frame: pl.DataFrame) -> Scores:
+        """The probability of the positive class, one per row."""
+        if frame.height == 0:
+            return np.zeros(0, dtype=np.float64)
+        out = self.booster.predict(self._dmatrix(frame), validate_features=True)
+        return np.asarray(out, dtype=np.float64)
+
+    def margin(self, frame: pl.DataFrame) -> Scores:
+        """The raw margin (log-odds of the positive class), one per row."""
+        if frame.height == 0:
+            return np.zeros(0, dtype=np.float64)
+        out = self.booster.predict(self._dmatrix(frame), output_margin=True)
+        return np.asarray(out, dtype=np.float64)
+
+    def contributions(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """TreeSHAP contributions in log-odds: one column per feature, then ``bias``.
+
+        Per row, the sum of all columns is the margin.
+        """
+        columns = [*self.features, BIAS]
+        if frame.height == 0:
+            return pl.DataFrame(schema=dict.fromkeys(columns, pl.Float64))
+        raw = self.booster.predict(self._dmatrix(frame), pred_contribs=True)
+        arr = np.asarray(raw, dtype=np.float64)
+        return pl.DataFrame(arr, schema=columns, orient="row")
+
+    def explain(self, frame: pl.DataFrame) -> list[dict[str, float]]:
+        """Per row, {feature: contribution, ..., "bias": intercept}, in log-odds."""
+        return self.contributions(frame).rows(named=True)
+
+    def score_and_explain(self, frame: pl.DataFrame) -> tuple[Scores, pl.DataFrame]:
+        """``predict`` and ``contributions`` from one matrix (what scoring needs)."""
+        if frame.height == 0:
+            return self.predict(frame), self.contributions(frame)
+        d = self._dmatrix(frame)
+        scores = np.asarray(self.booster.predict(d), dtype=np.float64)
+        raw = np.asarray(self.booster.predict(d, pred_contribs=True), dtype=np.float64)
+        return scores, pl.DataFrame(raw, schema=[*self.features, BIAS], orient="row")
+
+    # --------------------------------------------------------------- persistence
+    def describe(self) -> dict[str, Any]:
+        """The sidecar: everything but the booster (no personal data: names, levels,
+        training ranges, parameters, counts)."""
+        import xgboost as xgb
+
+        return {
+            "format": SIDECAR_FORMAT,
+            "model_file": MODEL_FILE,
+            "model_sha256": self.model_sha256(),
+            "xgboost_version": xgb.__version__,
+            "features": list(self.features),
+            "kinds": dict(self.kinds),
+            "levels": {k: list(v) for k, v in self.levels.items()},
+            "training_ranges": {k: r.to_dict() for k, r in self.training_ranges.items()},
+            "params": self.params.to_dict(),
+            "train_rows": self.train_rows,
+            "train_positives": self.train_positives,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model into the directory ``path`` (created; must not hold a model):
+        model.ubj (the booster) and model.json (the sidecar). No pickle. Returns ``path``."""
+        target = Path(path)
+        if (target / SIDECAR_FILE).exists() or (target / MODEL_FILE).exists():
+            raise ModelError(f"{target}: a model is already saved there")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sidecar = json.dumps(self.describe(), indent=2, sort_keys=True) + "\n"
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            (tmp / MODEL_FILE).write_bytes(self.model_bytes())
+            (tmp / SIDECAR_FILE).write_text(sidecar, encoding="utf-8")
+            if target.exists():
+                for f in (MODEL_FILE, SIDECAR_FILE):
+                    os.replace(tmp / f, target / f)
+            else:
+                os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainedModel:
+        """Read a model written by ``save``; ModelError when its files do not match."""
+        target = Path(path)
+        try:
+            meta = json.loads((target / SIDECAR_FILE).read_text(encoding="utf-8"))
+            raw = (target / MODEL_FILE).read_bytes()
+        except FileNotFoundError:
+            raise ModelError(f"{target}: no saved model there") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ModelError(f"{target}: cannot read the model ({type(e).__name__})") from None
+        if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
+            raise ModelError(f"{target}/{SIDECAR_FILE}: not a {SIDECAR_FORMAT} sidecar")
+        if hashlib.sha256(raw).hexdigest() != meta.get("model_sha256"):
+            raise ModelError(f"{target}/{MODEL_FILE}: sha256 does not match the sidecar")
+        try:
+            features = tuple(str(f) for f in meta["features"])
+            kinds: dict[str, FeatureKind] = {str(k): v for k, v in meta["kinds"].items()}
+            levels = {str(k): tuple(str(x) for x in v) for k, v in meta["levels"].items()}
+            ranges = {
+                str(k): TrainingRange.from_dict(v) for k, v in meta["training_ranges"].items()
+            }
+            params = TrainParams.from_mapping(meta["params"])
+            train_rows = int(meta["train_rows"])
+            train_positives = int(meta["train_positives"])
+        except (KeyError, TypeError, ValueError, AttributeError, InputError) as e:
+            raise ModelError(
+                f"{target}/{SIDECAR_FILE}: malformed sidecar ({type(e).__name__})"
+            ) from None
+        if set(kinds) != set(features) or any(
+            kinds[f] not in ("category", "bool", "numeric") for f in features
+        ):
+            raise ModelError(f"{target}/{SIDECAR_FILE}: kinds do not match the features")
+        import xgboost as xgb
+
+        booster = xgb.Booster(model_file=bytearray(raw))
+        booster.set_param({"nthread": params.nthread})
+        if tuple(booster.feature_names or ()) != features:
+            raise ModelError(f"{target}: the booster's features do not match the sidecar")
+        return cls(
+            booster=booster,
+            features=features,
+            kinds=kinds,
+            levels=levels,
+            training_ranges=ranges,
+            params=params,
+            train_rows=train_rows,
+            train_positives=train_positives,
+        )
+
+
+def fit(X: pl.DataFrame, y: pl.Series, params: TrainParams | None = None) -> TrainedModel:
+    """Train a binary XGBoost model on the matrix and target of ``training_frame``.
+
+    Deterministic: the same params on the same rows give byte-identical model bytes.
+    """
+    params = params or TrainParams()
+    features, kinds, levels = _spec_of_matrix(X)
+    if X.height == 0:
+        raise InputError("no labelled rows to train on")
+    if y.len() != X.height:
+        raise InputError(f"X has {X.height} rows but y has {y.len()}")
+    target = y.cast(pl.Float64, strict=False)
+    if target.null_count() or not target.is_in([0.0, 1.0]).all():
+        raise InputError("y must be 0.0 or 1.0 in every row")
+    positives = int(target.sum())
+    if positives in (0, X.height):
+        raise InputError("the training rows hold only one class; both are needed")
+    import xgboost as xgb
+
+    dtrain = xgb.QuantileDMatrix(
+        X,
+        label=target.to_numpy(),
+        enable_categorical=True,
+        max_bin=params.max_bin,
+        nthread=params.nthread,
+    )
+    booster = xgb.train(params.xgb_params(), dtrain, num_boost_round=params.num_boost_round)
+    return TrainedModel(
+        booster=booster,
+        features=tuple(features),
+        kinds=kinds,
+        levels={k: tuple(v) for k, v in levels.items()},
+        training_ranges=_ranges(X, kinds, levels),
+        params=params,
+        train_rows=X.height,
+        train_positives=positives,
+    )

@@ -1,0 +1,584 @@
+"""Papermill execution and its records: what `hilt retrain` and `hilt score` run.
+
+One run, in this order, so that a refused run leaves nothing behind and a failed one leaves
+everything an auditor needs:
+
+1. the parameters are checked against the template's parameters cell (names, and types as
+   papermill infers them from ``name: type = value  # help``) and, for retraining, by
+   ``TrainParams``; bad → InputError (exit 2): no MLflow run, no audit event, no notebook;
+2. the store is opened as the run's author (``open_run_store``) and a halted system refuses
+   the run (``SystemHalted``, exit 4), audited as ``run.refused``;
+3. the MLflow run is created (author and provenance tags) and ``run.started`` is audited with
+   the parameters and the template's sha256;
+4. papermill executes the template on the ``python3`` kernel (the project's venv), with the
+   run id and the author as parameters, into ``<workspace>/runs/<UTC
+   yyyymmddThhmmssZ>-<kind>-<run id>.ipynb``;
+5. success: the executed notebook (and its HTML) is logged to the run, the run is finished and
+   ``run.finished`` is audited with the notebook's sha256. Failure: the partial notebook is
+   kept (and logged), the MLflow run is marked FAILED, ``run.failed`` is audited with the
+   notebook's sha256 and the error's class, and ``RunFailed`` is raised (exit 1).
+
+Importing this module imports neither papermill nor mlflow.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import getpass
+import hashlib
+import math
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from hilt.pipelines.config import Settings
+from hilt.pipelines.errors import (
+    HiltError,
+    InputError,
+    PermissionDeniedError,
+    SystemHalted,
+)
+from hilt.pipelines.loop.model import TrainParams
+from hilt.pipelines.loop.steps.retrain import TAG_GATE, TAG_KIND, TAG_REPRODUCES, TAG_VERSION
+from hilt.pipelines.paths import NOTEBOOKS_DIR
+from hilt.pipelines.store.protocol import Store
+from hilt.pipelines.store.records import halted_message
+from hilt.pipelines.workspace import Workspace
+
+Kind = Literal["retrain", "score"]
+KINDS: tuple[str, ...] = ("retrain", "score")
+#: The project's notebooks (papermill templates and dashboards).
+#: The kernel every run executes on: the project venv's ``python3`` kernelspec.
+KERNEL_NAME = "python3"
+#: Parameters the runner sets itself; ``-p`` may not set them.
+RUNNER_PARAMETERS = frozenset({"workspace", "run_id", "author", "reproduces"})
+#: Roles that may run retraining and scoring (snapshot, ingest, predictions, events).
+RUN_ROLES = frozenset({"data-scientist", "admin", "system"})
+#: Environment of a run when a store service owns the workspace.
+STORE_URL_ENV = "HILT_STORE_URL"
+TOKEN_ENV = "HILT_TOKEN"
+TAG_TEMPLATE_SHA256 = "hilt.template_sha256"
+TAG_NOTEBOOK = "hilt.notebook"
+#: Longest error text carried into RunFailed's message.
+MAX_ERROR_TEXT = 300
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class RunFailed(HiltError):
+    """The notebook failed (or its kernel died); the partial notebook is kept."""
+
+    kind = "run-failed"
+
+    def __init__(self, message: str, run_id: str, notebook: Path | None, error: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.notebook = notebook
+        self.error = error
+
+
+# ---------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class RunRequest:
+    """A run to execute: its kind and parameters (text, as ``-p NAME VALUE`` gives them, or
+    typed values), who runs it, and (a reproduction) which run it reproduces."""
+
+    kind: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    #: The hilt user the run acts as; None: the token's owner (service) or the OS user.
+    author: str | None = None
+    reproduces: str | None = None
+
+
+def template_path(kind: str) -> Path:
+    if kind not in KINDS:
+        raise InputError(f"unknown run kind {kind!r}; kinds are {', '.join(KINDS)}")
+    path = NOTEBOOKS_DIR / f"{kind}.ipynb"
+    if not path.is_file():
+        raise InputError(f"{path}: the {kind} template is missing")
+    return path
+
+
+def notebook_parameters(kind: str) -> dict[str, dict[str, str]]:
+    """name → {inferred_type_name, default, help} of the template's parameters cell."""
+    import papermill
+
+    specs: dict[str, dict[str, str]] = papermill.inspect_notebook(str(template_path(kind)))
+    return specs
+
+
+def _convert(name: str, type_name: str, value: Any) -> Any:
+    """``value`` (text or typed) as the parameter's declared type; InputError otherwise."""
+    if type_name == "str":
+        if not isinstance(value, str):
+            raise InputError(f"parameter {name} must be text")
+        return value
+    if type_name == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise InputError(f"parameter {name} must be true or false")
+    if type_name == "int":
+        if isinstance(value, bool):
+            raise InputError(f"parameter {name} must be an integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise InputError(f"parameter {name} must be an integer")
+    if type_name == "float":
+        if isinstance(value, bool):
+            raise InputError(f"parameter {name} must be a number")
+        number: float | None = None
+        if isinstance(value, int | float):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                number = None
+        if number is None or not math.isfinite(number):
+            raise InputError(f"parameter {name} must be a finite number")
+        return number
+    raise InputError(f"parameter {name} has no declared type in the template")
+
+
+def validate_parameters(kind: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The given parameters, checked and typed (nothing is touched): unknown names, names the
+    runner sets, values that do not fit the declared type, and (retrain) training parameters
+    that ``TrainParams`` refuses are InputErrors naming the parameter."""
+    specs = notebook_parameters(kind)
+    reserved = sorted(set(given) & RUNNER_PARAMETERS)
+    if reserved:
+        raise InputError(f"parameters {reserved} are set by the runner, not with -p")
+    unknown = sorted(set(given) - set(specs))
+    if unknown:
+        known = sorted(set(specs) - RUNNER_PARAMETERS)
+        raise InputError(f"unknown parameters {unknown}; the {kind} template takes {known}")
+    typed = {
+        name: _convert(name, specs[name]["inferred_type_name"], value)
+        for name, value in given.items()
+    }
+    merged: dict[str, Any] = {}
+    for name, spec in specs.items():
+        try:
+            merged[name] = ast.literal_eval(spec["default"])
+        except (ValueError, SyntaxError):
+            merged[name] = None
+    merged.update(typed)
+    if kind == "retrain":
+        train_names = {f.name for f in fields(TrainParams)}
+        TrainParams.from_mapping({k: v for k, v in merged.items() if k in train_names})
+        noise = merged.get("label_noise", 0.0)
+        if not 0.0 <= float(noise) <= 0.5:
+            raise InputError("parameter label_noise must be between 0 and 0.5")
+        if int(merged.get("as_of_seq", 0)) < 0:
+            raise InputError("parameter as_of_seq must be >= 0 (0: now)")
+        sha = merged.get("snapshot_sha256", "")
+        if sha and not _SHA256.match(str(sha)):
+            raise InputError("parameter snapshot_sha256 must be 64 lowercase hex digits")
+    else:
+        path = str(merged.get("input_path") or "")
+        if not path:
+            raise InputError("a scoring run needs an input file (.csv or .parquet)")
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"{p}: no such file")
+        if p.suffix.lower() not in (".csv", ".parquet", ".pq"):
+            raise InputError(f"{p}: expected a .csv or .parquet file")
+        version = str(merged.get("model_version") or "")
+        if version and not version.isdigit():
+            raise InputError("parameter model_version must be a registered version number")
+    return typed
+
+
+# ---------------------------------------------------------------------------- the store
+def _os_user() -> str:
+    return f"os:{getpass.getuser()}"
+
+
+def _check_roles(name: str, roles: list[str]) -> None:
+    if not RUN_ROLES & set(roles):
+        raise PermissionDeniedError(
+            f"user {name!r} (roles: {', '.join(roles) or 'none'}) may not run retraining or "
+            f"scoring; that needs one of {', '.join(sorted(RUN_ROLES))}"
+        )
+
+
+def open_run_store(ws: Workspace, author: str | None = None) -> tuple[Store, str]:
+    """The store as a run uses it, and the run's author.
+
+    - A store service owns the workspace: its URL ($HILT_STORE_URL, else the service file's)
+      with $HILT_TOKEN, which must belong to a data-scientist, admin or system user (the
+      author is the token's owner; ``author``, if given, must be that user).
+    - Else the embedded store, acting as ``author`` (a store user with one of those roles),
+      or, without an author, as the operating-system user with the admin role (like the
+      other `hilt` commands: whoever can write the workspace's files holds the store anyway).
+    """
+    from hilt.pipelines.store import open_store
+    from hilt.pipelines.store.modes import locking
+
+    if not ws.exists():
+        raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
+    info = locking.service_info(ws.service_file)
+    if info is not None:
+        url = os.environ.get(STORE_URL_ENV) or str(info["url"])
+        token = os.environ.get(TOKEN_ENV)
+        if not token:
+            raise InputError(
+                f"the store service at {url} owns {ws.root}: set {TOKEN_ENV} to the API token "
+                f"of a data-scientist, admin or system user (and {STORE_URL_ENV} if the URL "
+                "differs)"
+            )
+        store = open_store(url, token=token)
+        me = store.whoami()
+        if author and author != me.name:
+            store.close()
+            raise InputError(f"--as {author}, but {TOKEN_ENV} belongs to {me.name}")
+        _check_roles(me.name, me.roles)
+        return store, me.name
+    if not author or author == _os_user():
+        from hilt.pipelines.store.modes.embedded import EmbeddedStore
+        from hilt.pipelines.store.records import User
+
+        who = _os_user()
+        return EmbeddedStore(ws, ws.settings(), User(name=who, roles=["admin"])), who
+    if author.startswith("os:"):
+        raise InputError(f"{author!r} is not the operating-system user running this command")
+    store = open_store(ws, user=author)
+    _check_roles(author, store.whoami().roles)
+    return store, author
+
+
+#: What a refused run is called in its message.
+_REFUSED = {"retrain": "retraining", "score": "scoring"}
+
+
+def refuse_if_halted(store: Store, what: str = "the run") -> None:
+    """SystemHalted ("<what> refused: the system is halted (by <lead> at <time>, audit seq
+    <n>); ...") while a lead's halt holds. The halt's reason is not repeated (free text)."""
+    state = store.system_state()
+    if state.halted:
+        raise SystemHalted(halted_message(state, what))
+
+
+def _refuse_and_record_if_halted(store: Store, kind: str) -> None:
+    """A run refused by a halt is audited as ``run.refused`` (nothing else is written: no
+    MLflow run, no notebook), so the log shows that the halt held."""
+    try:
+        refuse_if_halted(store, _REFUSED.get(kind, kind))
+    except SystemHalted:
+        state = store.system_state()
+        store.record_event(
+            "run.refused",
+            "run",
+            f"{kind}-{utc_stamp()}",
+            {
+                "kind": kind,
+                "reason": "halted",
+                "halted_by": state.changed_by,
+                "halt_seq": state.seq,
+            },
+        )
+        raise
+
+
+# ---------------------------------------------------------------------------- running
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    kind: str
+    author: str
+    notebook: Path
+    notebook_sha256: str
+    parameters: dict[str, Any]
+    seconds: float
+    #: Retraining: the model's sha256, the gate's verdict, the registered version.
+    model_sha256: str | None = None
+    gate: str | None = None
+    version: str | None = None
+    #: The run's MLflow metrics (e.g. holdout_auc; cases_ingested, predictions_added).
+    metrics: dict[str, float] = field(default_factory=dict)
+    #: The run's MLflow params (e.g. model_version of a scoring run).
+    logged_params: dict[str, str] = field(default_factory=dict)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def utc_stamp(moment: datetime | None = None) -> str:
+    return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the kernel papermill starts; restore them afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _audit_parameters(kind: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters as the audit log keeps them: an input file by name and sha256, not path."""
+    out = dict(parameters)
+    if kind == "score" and out.get("input_path"):
+        p = Path(str(out.pop("input_path")))
+        out["input_file"] = p.name
+        out["input_sha256"] = file_sha256(p)
+    return out
+
+
+def _kernel_environment(ws: Workspace, store: Store) -> dict[str, str]:
+    from hilt.pipelines.loop import tracking
+    from hilt.pipelines.store.modes.client import StoreClient
+
+    env = {
+        "HILT_WORKSPACE": str(ws.root),
+        "MPLBACKEND": "Agg",
+        "PYTHONUNBUFFERED": "1",
+        # MLflow's INFO lines would land in the notebook's outputs.
+        "MLFLOW_LOGGING_LEVEL": os.environ.get("MLFLOW_LOGGING_LEVEL", "WARNING"),
+    }
+    uri = os.environ.get(tracking.URI_ENV)
+    if uri:
+        env[tracking.URI_ENV] = uri
+    if isinstance(store, StoreClient):
+        env[STORE_URL_ENV] = store.url
+    return env
+
+
+def execute(ws: Workspace, request: RunRequest) -> RunResult:
+    """Run one papermill template; see the module's docstring for the order of things."""
+    started = time.perf_counter()
+    template = template_path(request.kind)
+    typed = validate_parameters(request.kind, request.parameters)
+    if not ws.exists():
+        raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
+    settings = ws.settings()
+    store, author = open_run_store(ws, request.author)
+    try:
+        _refuse_and_record_if_halted(store, request.kind)
+        return _execute(ws, settings, store, author, request, template, typed, started)
+    finally:
+        store.close()
+
+
+def _execute(
+    ws: Workspace,
+    settings: Settings,
+    store: Store,
+    author: str,
+    request: RunRequest,
+    template: Path,
+    typed: dict[str, Any],
+    started: float,
+) -> RunResult:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    from hilt.pipelines.loop import tracking
+
+    kind = request.kind
+    template_sha = file_sha256(template)
+    stamp = utc_stamp()
+    tags = {TAG_KIND: kind, TAG_TEMPLATE_SHA256: template_sha}
+    if request.reproduces:
+        tags[TAG_REPRODUCES] = request.reproduces
+    run_id = tracking.create_run(ws, settings, run_name=f"{kind}-{stamp}", author=author, tags=tags)
+    ws.runs_dir.mkdir(parents=True, exist_ok=True)
+    out = ws.runs_dir / f"{stamp}-{kind}-{run_id}.ipynb"
+    base = {"kind": kind, "run_id": run_id, "notebook": out.name}
+    try:
+        tracking.set_run_tags(run_id, {TAG_NOTEBOOK: out.name})
+        store.record_event(
+            "run.started",
+            "run",
+            run_id,
+            {
+                **base,
+                "template": template.name,
+                "template_sha256": template_sha,
+                "parameters": _audit_parameters(kind, typed),
+                "reproduces": request.reproduces,
+            },
+        )
+    except BaseException:
+        tracking.mark_failed(run_id)
+        raise
+    parameters = {**typed, "workspace": str(ws.root), "run_id": run_id, "author": author}
+    if kind == "retrain":
+        parameters["reproduces"] = request.reproduces or ""
+    try:
+        with _environment(_kernel_environment(ws, store)):
+            papermill.execute_notebook(
+                str(template),
+                str(out),
+                parameters=parameters,
+                kernel_name=KERNEL_NAME,
+                cwd=str(ws.root),
+                progress_bar=False,
+                log_output=False,
+                request_save_on_cell_execute=True,
+                # The kernel's own log lines (e.g. its note on local TCP transport) would
+                # only clutter a scheduler's log; cell errors are in the notebook.
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                # Every cell's output is saved as it finishes; waiting for the kernel's
+                # Python to unwind mlflow, xgboost and matplotlib costs ~2 s per run.
+                shutdown_kernel="immediate",
+            )
+    except BaseException as e:
+        error = e.ename if isinstance(e, PapermillExecutionError) else type(e).__name__
+        where = f" in cell {e.exec_count}" if isinstance(e, PapermillExecutionError) else ""
+        detail = str(e.evalue) if isinstance(e, PapermillExecutionError) else str(e)
+        nb_sha = file_sha256(out) if out.exists() else None
+        _record_failure(store, run_id, out, nb_sha, base, error)
+        if not isinstance(e, Exception):
+            raise
+        message = " ".join(detail.split())[:MAX_ERROR_TEXT]
+        raise RunFailed(
+            f"{kind} run {run_id} failed{where}: {error}: {message}; "
+            f"the partial notebook is kept at {out}",
+            run_id,
+            out if out.exists() else None,
+            error,
+        ) from None
+    nb_sha = file_sha256(out)
+    tracking.log_notebook(run_id, out)
+    tracking.finish_run(run_id)
+    seconds = time.perf_counter() - started
+    store.record_event(
+        "run.finished",
+        "run",
+        run_id,
+        {**base, "notebook_sha256": nb_sha, "seconds": round(seconds, 3)},
+    )
+    info = tracking.run_info(run_id)
+    return RunResult(
+        run_id=run_id,
+        kind=kind,
+        author=author,
+        notebook=out,
+        notebook_sha256=nb_sha,
+        parameters=typed,
+        seconds=seconds,
+        model_sha256=info.model_sha256,
+        gate=info.tags.get(TAG_GATE),
+        version=info.tags.get(TAG_VERSION),
+        metrics=dict(info.metrics),
+        logged_params=dict(info.params),
+    )
+
+
+def _record_failure(
+    store: Store,
+    run_id: str,
+    out: Path,
+    nb_sha: str | None,
+    base: Mapping[str, Any],
+    error: str,
+) -> None:
+    """Mark the run FAILED, log the partial notebook, audit ``run.failed``; each step is
+    attempted even if an earlier one fails (the first failure is re-raised at the end)."""
+    from hilt.pipelines.loop import tracking
+
+    problems: list[BaseException] = []
+    try:
+        tracking.mark_failed(run_id)
+    except Exception as e:
+        problems.append(e)
+    if nb_sha is not None:
+        # A partial notebook that does not render is still kept on disk.
+        with contextlib.suppress(Exception):
+            tracking.log_notebook(run_id, out)
+    try:
+        store.record_event(
+            "run.failed", "run", run_id, {**base, "notebook_sha256": nb_sha, "error": error}
+        )
+    except Exception as e:
+        problems.append(e)
+    if problems:
+        raise problems[0]
+
+
+# ---------------------------------------------------------------------------- reproduce
+@dataclass(frozen=True)
+class Reproduction:
+    original_run_id: str
+    original_model_sha256: str
+    snapshot_sha256: str
+    result: RunResult
+
+    @property
+    def matches(self) -> bool:
+        return self.result.model_sha256 == self.original_model_sha256
+
+
+def reproduce(ws: Workspace, run_id: str, author: str | None = None) -> Reproduction:
+    """Re-run a past retraining with its parameters on its snapshot file (found by sha256 in
+    the workspace's snapshots folder and checked), logged but not registered."""
+    from hilt.pipelines.loop import tracking
+    from hilt.pipelines.loop.steps.retrain import PARAM_AS_OF_SEQ, PARAM_LABEL_NOISE, find_snapshot
+
+    if not ws.exists():
+        raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
+    settings = ws.settings()
+    tracking.configure(ws, settings=settings)
+    try:
+        original = tracking.run_info(run_id)
+    except tracking.TrackingError:
+        raise InputError(f"no MLflow run {run_id!r} in this workspace") from None
+    if original.tags.get(TAG_KIND) != "retrain" or not original.model_sha256:
+        raise InputError(f"run {run_id} is not a retraining run with a logged model")
+    if not original.snapshot_sha256:
+        raise InputError(f"run {run_id} records no snapshot sha256")
+    removed = original.tags.get("hilt.snapshot_removed")
+    if removed:
+        regenerated = original.tags.get("hilt.snapshot_regenerated_sha256", "none")
+        raise InputError(
+            f"run {run_id} trained on {removed}, which was regenerated without data subjects "
+            "who were erased or whose data passed retention (GDPR Arts. 17, 5(1)(e)); the "
+            "original model cannot be reproduced byte for byte. The regenerated snapshot: "
+            + (regenerated if regenerated != "none" else "none (no rows were left)")
+        )
+    find_snapshot(ws, original.snapshot_sha256)  # exists and matches, before anything runs
+    train_names = {f.name for f in fields(TrainParams)}
+    params: dict[str, Any] = {k: v for k, v in original.params.items() if k in train_names}
+    params[PARAM_LABEL_NOISE] = original.params.get(PARAM_LABEL_NOISE, "0.0")
+    if PARAM_AS_OF_SEQ in original.params:
+        params[PARAM_AS_OF_SEQ] = original.params[PARAM_AS_OF_SEQ]
+    params["snapshot_sha256"] = original.snapshot_sha256
+    params["register"] = "false"
+    result = execute(ws, RunRequest("retrain", params, author=author, reproduces=run_id))
+    return Reproduction(
+        original_run_id=run_id,
+        original_model_sha256=original.model_sha256,
+        snapshot_sha256=original.snapshot_sha256,
+        result=result,
+    )

@@ -1,0 +1,287 @@
+"""Digests of bulk batches (cases, predictions), computed from the rows as stored.
+
+A bulk batch is audited by one event that carries the batch's digest and the method it was
+computed with (``digest_method``); ``hilt audit verify`` recomputes it from the stored rows
+with the same query, so a changed, added or removed row of a batch is caught.
+
+The rows: ``cases_sql`` (the pseudonym, the features, the sealed personal data, the seed
+label; no keys, no external ids) and ``PREDICTIONS_SQL``, in a fixed order (cases by
+case_id, predictions by prediction_id).
+
+The method (``METHOD``, "v2") is sha256 over the batch column by column, so that it needs
+no formatting of values and hashes large contiguous buffers (OpenSSL's sha256 runs at
+gigabytes per second on them). The bytes hashed, in this order:
+
+1. ``hilt-batch-digest-v2\\n``, then the canonical JSON (``audit_chain.canonical_json``) of
+   ``{"columns": [[name, kind], ...], "rows": n}`` and ``\\n``; kind is one of ``int64``,
+   ``float64``, ``bool``, ``text``, ``bytes``;
+2. for each column in order: one byte per row, 1 for a value and 0 for NULL; then
+   - int64, float64: 8 bytes per row, little-endian (two's complement, IEEE 754), 0 for NULL;
+   - bool: one byte per row, 1 or 0 (0 for NULL);
+   - text (UTF-8) and bytes: the byte length of each row as an 8-byte little-endian integer
+     (0 for NULL), then all the rows' bytes one after the other.
+
+Nothing depends on how the rows are chunked, on the Arrow layout of a column (string, large
+string, string view) or on a library's text format, so the same rows give the same digest
+from DuckDB (verify) and from the frame the store inserted (bulk ingest).
+
+Events written before this method carry the CSV method (``LEGACY_METHOD``); verify still
+recomputes those with it. A batch keeps its method: an erasure or retention run that
+removes rows restates the batch's digest with the method of the batch's own event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from typing import Any
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hilt.pipelines.config import Settings
+from hilt.pipelines.store.audit.chain import canonical_json
+from hilt.pipelines.store.schema import quote
+
+METHOD = (
+    "sha256 of the stored batch column by column (hilt-batch-digest-v2: row count, names "
+    "and kinds, then per column a validity byte per row and the values as little-endian "
+    "int64 / float64 / one byte per bool, or int64 byte lengths then the bytes for text and "
+    "blobs; fixed row order); cases as stored: sealed personal data as bytes, no external ids"
+)
+
+#: The method of the events written before v2 (still recomputed by verify).
+LEGACY_METHOD = (
+    "sha256 of the stored batch as CSV (polars write_csv, header; fixed row order); "
+    "cases as stored: sealed personal data in hex, no external ids"
+)
+
+_TAG = b"hilt-batch-digest-v2\n"
+
+#: The batch events and the restating events, picked by their canonical prefix.
+BATCH_ACTIONS = ("cases.ingest", "predictions.ingest")
+#: Events that remove rows of earlier batches and restate those batches' digests.
+RESTATING_ACTIONS = ("subject.erased", "retention.applied")
+
+
+def _prefix_match(actions: tuple[str, ...]) -> str:
+    return " OR ".join(f'entry LIKE \'{{"action":"{a}",%\'' for a in actions)
+
+
+def _cases_sql(settings: Settings, sealed: str) -> str:
+    feats = "".join(f", f.{quote(n)}" for n in settings.feature_only_columns)
+    return (
+        f"SELECT c.case_id, c.subject_ref{feats}, {sealed} AS personal_sealed, s.label"
+        " FROM cases c"
+        " JOIN case_features f USING (case_id) JOIN case_personal p USING (case_id)"
+        " LEFT JOIN seed_labels s USING (case_id)"
+        " WHERE c.ingest_seq = ? AND c.removed_seq IS NULL ORDER BY c.case_id"
+    )
+
+
+def cases_sql(settings: Settings) -> str:
+    """A batch's cases as stored, without keys: the pseudonym, the features, the sealed
+    personal data, the seed label. Cases whose data was removed (erasure, retention) are
+    left out; the event that removed them restates the batch's digest."""
+    return _cases_sql(settings, "p.sealed")
+
+
+def legacy_cases_sql(settings: Settings) -> str:
+    """``cases_sql`` as the CSV method read it (the sealed data in hex)."""
+    return _cases_sql(settings, "hex(p.sealed)")
+
+
+PREDICTIONS_SQL = (
+    "SELECT prediction_id, case_id, model_version, score, label, explanation"
+    " FROM predictions WHERE batch_seq = ? ORDER BY prediction_id"
+)
+
+
+# ---------------------------------------------------------------------- the v2 digest
+
+
+def _kind(dtype: pa.DataType) -> str:
+    if pa.types.is_dictionary(dtype):
+        return _kind(dtype.value_type)
+    if pa.types.is_integer(dtype):
+        return "int64"
+    if pa.types.is_floating(dtype):
+        return "float64"
+    if pa.types.is_boolean(dtype):
+        return "bool"
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or _is_view(dtype, "string"):
+        return "text"
+    if pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype) or _is_view(dtype, "binary"):
+        return "bytes"
+    if pa.types.is_null(dtype):
+        return "null"
+    raise TypeError(f"no batch digest encoding for the Arrow type {dtype}")
+
+
+def _is_view(dtype: pa.DataType, what: str) -> bool:
+    check = getattr(pa.types, f"is_{what}_view", None)
+    return bool(check(dtype)) if check is not None else False
+
+
+_ZERO: dict[str, tuple[pa.DataType, Any]] = {
+    "int64": (pa.int64(), 0),
+    "float64": (pa.float64(), 0.0),
+    "bool": (pa.bool_(), False),
+    "text": (pa.large_string(), ""),
+    "bytes": (pa.large_binary(), b""),
+}
+
+
+def _plain(chunk: pa.Array, kind: str) -> pa.Array:
+    """The chunk with its nulls replaced by zero values, in a layout whose buffers can be read
+    directly: int64, float64, bool, or text / binary with 32- or 64-bit offsets."""
+    if pa.types.is_dictionary(chunk.type):
+        chunk = chunk.dictionary_decode()
+    target, zero = _ZERO[kind]
+    offsets_layout = kind in ("text", "bytes") and not (
+        _is_view(chunk.type, "string") or _is_view(chunk.type, "binary")
+    )
+    if chunk.type != target and not offsets_layout:
+        chunk = chunk.cast(target)
+    if chunk.null_count:
+        chunk = pc.fill_null(chunk, pa.scalar(zero, type=chunk.type))
+    return chunk
+
+
+def _validity(chunk: pa.Array) -> bytes | np.ndarray[Any, Any]:
+    if chunk.null_count == 0:
+        return b"\x01" * len(chunk)
+    valid: np.ndarray[Any, Any] = chunk.is_valid().to_numpy(zero_copy_only=False)
+    return valid.astype(np.uint8)
+
+
+def _update_column(h: Any, chunks: list[pa.Array], kind: str) -> None:
+    for c in chunks:
+        h.update(_validity(c))
+    if kind == "null":
+        return
+    plain = [_plain(c, kind) for c in chunks]
+    if kind in ("int64", "float64"):
+        dtype = "<i8" if kind == "int64" else "<f8"
+        for c in plain:
+            h.update(np.ascontiguousarray(c.to_numpy(zero_copy_only=True), dtype=dtype))
+        return
+    if kind == "bool":
+        for c in plain:
+            h.update(c.to_numpy(zero_copy_only=False).astype(np.uint8))
+        return
+    spans = []
+    for c in plain:
+        _, offsets_buf, data_buf = c.buffers()
+        wide = pa.types.is_large_string(c.type) or pa.types.is_large_binary(c.type)
+        offsets = np.frombuffer(offsets_buf, dtype="<i8" if wide else "<i4")
+        offsets = offsets[c.offset : c.offset + len(c) + 1]
+        h.update(np.diff(offsets).astype("<i8"))
+        spans.append((data_buf, int(offsets[0]), int(offsets[-1])))
+    for data_buf, start, end in spans:
+        if data_buf is not None and end > start:
+            h.update(memoryview(data_buf)[start:end])
+
+
+def table_digest(table: pa.Table) -> str:
+    """The v2 digest (see the module's docstring) of the rows of ``table``, in its order."""
+    kinds = [_kind(f.type) for f in table.schema]
+    header = canonical_json(
+        {
+            "columns": [[f.name, k] for f, k in zip(table.schema, kinds, strict=True)],
+            "rows": table.num_rows,
+        }
+    )
+    h = hashlib.sha256(_TAG + header.encode("utf-8") + b"\n")
+    for column, kind in zip(table.columns, kinds, strict=True):
+        _update_column(h, [c for c in column.chunks if len(c)], kind)
+    return h.hexdigest()
+
+
+def frame_digest(frame: pl.DataFrame) -> str:
+    """The v2 digest of a polars frame (the rows a bulk ingest is about to insert)."""
+    return table_digest(frame.to_arrow(compat_level=pl.CompatLevel.newest()))
+
+
+def digest(con: duckdb.DuckDBPyConnection, query: str, seq: int) -> str:
+    """The v2 digest of the rows ``query`` returns for the batch at ``seq``."""
+    return table_digest(con.sql(query, params=[seq]).to_arrow_table())
+
+
+def legacy_digest(con: duckdb.DuckDBPyConnection, query: str, seq: int) -> str:
+    """The CSV method's digest (``LEGACY_METHOD``) of the rows ``query`` returns."""
+    table = con.sql(query, params=[seq]).to_arrow_table()
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    buf = io.BytesIO()
+    frame.write_csv(buf)
+    return hashlib.sha256(buf.getvalue()).hexdigest()
+
+
+def stored_digest(
+    con: duckdb.DuckDBPyConnection, settings: Settings, action: str, method: str | None, seq: int
+) -> str | None:
+    """The digest of the batch at ``seq`` (a ``cases.ingest`` or ``predictions.ingest``
+    event) as stored now, by ``method``; None for a method this version does not know."""
+    cases = action == "cases.ingest"
+    if method == METHOD:
+        return digest(con, cases_sql(settings) if cases else PREDICTIONS_SQL, seq)
+    if method == LEGACY_METHOD or method is None:
+        return legacy_digest(con, legacy_cases_sql(settings) if cases else PREDICTIONS_SQL, seq)
+    return None
+
+
+def restated_digest(con: duckdb.DuckDBPyConnection, settings: Settings, seq: int) -> str:
+    """The digest of the batch at ``seq`` as stored now, by the method of the batch's own
+    event (a batch keeps its method): what an erasure or a retention run that removed some
+    of its rows restates."""
+    row = con.execute(
+        "SELECT json_extract_string(entry, ['$.action', '$.payload.digest_method'])"
+        " FROM audit_log WHERE seq = ?",
+        [seq],
+    ).fetchall()
+    action, method = row[0][0] if row else ("", METHOD)
+    found = stored_digest(con, settings, str(action), method, seq)
+    if found is None:  # a method of a later version: restate by this version's own
+        found = stored_digest(con, settings, str(action), METHOD, seq)
+    assert found is not None
+    return found
+
+
+# ---------------------------------------------------------------------- verify
+
+
+def restatements(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[int, str, int]]:
+    """batch seq → (rows, digest, restating seq) as last restated by an erasure or a
+    retention run (payload ``batches``: {"<seq>": {"rows": n, "digest": d}})."""
+    rows = con.execute(
+        f"SELECT seq, json_extract(entry, '$.payload.batches') FROM audit_log"
+        f" WHERE {_prefix_match(RESTATING_ACTIONS)} ORDER BY seq"
+    ).fetchall()
+    out: dict[int, tuple[int, str, int]] = {}
+    for seq, batches in rows:
+        if not batches:
+            continue
+        for batch_seq, info in json.loads(batches).items():
+            out[int(batch_seq)] = (int(info["rows"]), str(info["digest"]), int(seq))
+    return out
+
+
+def first_mismatch(con: duckdb.DuckDBPyConnection, settings: Settings) -> int | None:
+    """The seq of the first batch event whose stored rows no longer match its digest (or,
+    after an erasure or retention run removed some of them, the digest it restated)."""
+    events = con.execute(
+        "SELECT seq, json_extract_string(entry, ['$.action', '$.payload.digest',"
+        " '$.payload.digest_method']) FROM audit_log"
+        f" WHERE {_prefix_match(BATCH_ACTIONS)} ORDER BY seq"
+    ).fetchall()
+    restated = restatements(con)
+    for seq, (action, recorded, method) in events:
+        expected = restated[int(seq)][1] if int(seq) in restated else recorded
+        if stored_digest(con, settings, str(action), method, int(seq)) != expected:
+            return int(seq)
+    return None

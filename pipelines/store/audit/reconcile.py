@@ -1,0 +1,172 @@
+"""Records against their audit events: a changed or deleted record is a break too.
+
+The chain proves the audit log; this proves the tables the log speaks about:
+- every decision row equals the payload of its ``decision.record`` event, and every such
+  event has its row;
+- every case and prediction batch still holds as many rows as its event recorded.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+
+from hilt.pipelines.store import sql
+from hilt.pipelines.store.audit import batch_digest
+from hilt.pipelines.store.audit.chain import Break
+
+#: Canonical entries have sorted keys, so "action" always comes first: a prefix match picks
+#: the events of one kind without parsing a million JSON documents.
+DECISION_EVENT = """entry LIKE '{"action":"decision.record",%'"""
+
+#: Each field of a decision event and the decisions column it must equal (as text, as
+#: ``json_extract_string`` gives it).
+FIELDS: list[tuple[str, str]] = [
+    ("$.actor", "d.reviewer"),
+    ("$.object_id", "d.case_id"),
+    ("$.payload.decision_id", "d.decision_id"),
+    ("$.payload.request_id", "d.request_id"),
+    ("$.payload.action", "d.action"),
+    ("$.payload.final_label", "d.final_label"),
+    ("$.payload.predicted_label", "d.predicted_label"),
+    ("$.payload.reason_code", "d.reason_code"),
+    ("$.payload.model_version", "d.model_version"),
+    ("$.payload.prediction_id", "d.prediction_id::VARCHAR"),
+    ("$.payload.time_on_item_ms", "d.time_on_item_ms::VARCHAR"),
+    ("$.payload.model_shown", "d.model_shown::VARCHAR"),
+    ("$.payload.undo_of", "d.undo_of"),
+    ("$.payload.comment_sealed", "d.comment_sealed"),
+    ("$.payload.explanation_sha256", "d.explanation_sha256"),
+]
+_PATHS = [path for path, _ in FIELDS]
+
+
+def _differs(first: int) -> str:
+    """Any field of ``v`` (the extracted paths from index ``first`` on) differs from its
+    column of ``d``."""
+    return "\n       OR ".join(
+        f"v[{first + i}] IS DISTINCT FROM {column}" for i, (_, column) in enumerate(FIELDS)
+    )
+
+
+# Every decision row and every decision event, matched by seq in one full outer join: a row
+# without its event, an event without its row (beyond what retention purged), or a pair
+# whose fields differ. The events are parsed once each (one json_extract_string for all
+# paths).
+_DECISIONS_SQL = f"""
+SELECT min(coalesce(d.seq, ev.seq))
+FROM (
+    SELECT seq, json_extract_string(entry, {_PATHS!r}) AS v
+    FROM audit_log WHERE {DECISION_EVENT}
+) ev FULL OUTER JOIN decisions d ON d.seq = ev.seq
+WHERE ev.seq IS NULL
+   OR (d.seq IS NULL AND ev.seq > $decisions_purged_through)
+   OR (d.seq IS NOT NULL AND (
+       {_differs(1)}))
+"""
+
+#: The content check of the chain (``audit_chain._CONTENT_SQL``) and the decisions above in
+#: one scan of the log, so that each entry is read, hashed and parsed once: the seq inside
+#: the entry is the first extracted path, the decision fields follow. Returns
+#: (seq-mismatch, hash-mismatch, decision record-mismatch), each the earliest seq or NULL.
+CONTENT_AND_DECISIONS_SQL = f"""
+SELECT
+    min(a.seq) FILTER (WHERE a.in_log AND v[1] IS DISTINCT FROM a.seq::VARCHAR),
+    min(a.seq) FILTER (WHERE a.in_log AND a.bad_hash),
+    min(coalesce(d.seq, a.seq)) FILTER (
+        WHERE a.in_log IS NULL
+           OR (d.seq IS NULL AND a.is_decision AND a.seq > $decisions_purged_through)
+           OR (d.seq IS NOT NULL AND (
+               {_differs(2)})))
+FROM (
+    SELECT seq, true AS in_log,
+           hash IS DISTINCT FROM sha256(prev_hash || entry) AS bad_hash,
+           {DECISION_EVENT} AS is_decision,
+           json_extract_string(entry, {["$.seq", *_PATHS]!r}) AS v
+    FROM audit_log
+) a FULL OUTER JOIN decisions d ON d.seq = a.seq AND a.is_decision
+"""
+
+DECISION_DETAIL = "a decision row differs from its audit event, or one of them is missing"
+BATCH_DETAIL = "a batch of cases or predictions no longer holds the rows its audit event recorded"
+
+_BATCHES_SQL = """
+WITH ev AS (
+    SELECT seq, json_extract_string(entry, '$.action') AS action,
+           try_cast(json_extract(entry, '$.payload.rows') AS BIGINT) AS rows
+    FROM audit_log
+    WHERE entry LIKE '{"action":"cases.ingest",%' OR entry LIKE '{"action":"predictions.ingest",%'
+), expected AS (
+    SELECT ev.seq, coalesce(r.rows, ev.rows) AS rows
+    FROM ev LEFT JOIN restated r ON r.seq = ev.seq
+), actual AS (
+    SELECT ingest_seq AS seq, count(*) AS n FROM cases WHERE removed_seq IS NULL
+    GROUP BY ingest_seq
+    UNION ALL
+    SELECT batch_seq AS seq, count(*) AS n FROM predictions GROUP BY batch_seq
+)
+SELECT min(seq) FROM (
+    SELECT e.seq FROM expected e LEFT JOIN actual a ON a.seq = e.seq
+    WHERE coalesce(a.n, 0) IS DISTINCT FROM e.rows
+    UNION ALL
+    SELECT a.seq FROM actual a LEFT JOIN ev ON ev.seq = a.seq WHERE ev.seq IS NULL
+)
+"""
+
+
+def first_mismatch(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    batches: bool = True,
+    decisions_purged_through: int = 0,
+) -> Break | None:
+    """The earliest record that disagrees with its audit event, as a Break, or None.
+
+    ``decisions_purged_through``: decision rows up to this seq were deleted by retention
+    (their events stay in the log), so their absence is no break.
+    """
+    decision_seq = first_decision_mismatch(con, decisions_purged_through)
+    batch_seq = first_batch_mismatch(con) if batches else None
+    return as_break(decision_seq, batch_seq)
+
+
+def first_decision_mismatch(
+    con: duckdb.DuckDBPyConnection, decisions_purged_through: int = 0
+) -> int | None:
+    """The earliest seq of a decision row or event that disagrees with its counterpart."""
+    value = sql.scalar(con, _DECISIONS_SQL, {"decisions_purged_through": decisions_purged_through})
+    return int(value) if value is not None else None
+
+
+def first_batch_mismatch(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The earliest batch event whose batch no longer holds the rows it recorded."""
+    restated = [(seq, rows) for seq, (rows, _, _) in batch_digest.restatements(con).items()]
+    frame = pl.DataFrame(restated, schema={"seq": pl.Int64, "rows": pl.Int64}, orient="row")
+    con.register("restated", frame)
+    try:
+        value = sql.scalar(con, _BATCHES_SQL)
+    finally:
+        con.unregister("restated")
+    return int(value) if value is not None else None
+
+
+def as_break(decision_seq: int | None, batch_seq: int | None) -> Break | None:
+    """The earlier of a decision and a batch record-mismatch, as a Break, or None."""
+    found: list[Break] = []
+    if decision_seq is not None:
+        found.append(Break(int(decision_seq), "record-mismatch", DECISION_DETAIL))
+    if batch_seq is not None:
+        found.append(Break(int(batch_seq), "record-mismatch", BATCH_DETAIL))
+    return min(found, key=lambda b: b.seq) if found else None
+
+
+def decisions_purged_through(con: duckdb.DuckDBPyConnection) -> int:
+    """The last decision seq whose row retention deleted (its event stays), or 0."""
+    value = sql.scalar(
+        con,
+        "SELECT try_cast(json_extract(entry, '$.payload.decisions.purged_through') AS BIGINT)"
+        """ FROM audit_log WHERE entry LIKE '{"action":"retention.applied",%'"""
+        " AND json_extract(entry, '$.payload.decisions.purged_through') IS NOT NULL"
+        " ORDER BY seq DESC LIMIT 1",
+    )
+    return int(value) if value is not None else 0

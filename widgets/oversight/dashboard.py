@@ -1,0 +1,158 @@
+"""OversightDashboard: what the oversight lead sees; it only coordinates.
+
+Sections, top to bottom: who is looking; the system's state with Halt / Resume
+(``SystemControl``); queue health; reviewers with the automation-bias alerts; agreement on
+double review and the adjudication queue (``AdjudicationPanel``); override reasons; the
+challenger against the champion with Approve / Reject (``ModelReview``, loaded on demand).
+One ``StatusLine`` for everything that goes wrong (print() is invisible in Voila). After a
+halt, a resume, an adjudication or a model decision, the overview is read again.
+
+``oversight_panel(access)`` is what the dashboard notebook displays: the dashboard for an
+``OversightBackend``, a ``RefusalScreen`` for a ``Refusal``; it never raises.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as widgets
+
+from hilt.widgets.common.refusal import RefusalScreen
+from hilt.widgets.common.status import StatusLine, describe_error
+from hilt.widgets.contracts.protocols import (
+    OversightBackend,
+    OversightOverview,
+    Refusal,
+    ReviewConfig,
+    Reviewer,
+)
+from hilt.widgets.oversight.adjudication import AdjudicationPanel
+from hilt.widgets.oversight.model_review import ModelReview
+from hilt.widgets.oversight.monitor_views import (
+    AgreementView,
+    OverrideReasonsView,
+    QueueHealthView,
+    ReviewerStatsView,
+)
+from hilt.widgets.oversight.system_control import SystemControl
+
+UNAVAILABLE = "The oversight dashboard is not available"
+
+
+def _heading(text: str) -> widgets.HTML:
+    return widgets.HTML(f'<h3 style="margin:1em 0 0.3em 0">{html.escape(text)}</h3>')
+
+
+class OversightDashboard(widgets.VBox):
+    """The oversight lead's dashboard over an ``OversightBackend``."""
+
+    def __init__(self, backend: OversightBackend, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_class("hilt-oversight")
+        self.backend = backend
+        self.status = StatusLine()
+        self.header = widgets.HTML()
+        self.as_of = widgets.HTML()
+        self.lead: Reviewer | None = None
+        try:
+            self.lead = backend.lead()
+        except Exception as exc:
+            self.status.error(f"Could not identify you: {describe_error(exc)}")
+        self._render_header()
+        self.config: ReviewConfig | None = None
+        try:
+            self.config = backend.review_config()
+        except Exception as exc:
+            self.status.error(f"Could not load the configuration: {describe_error(exc)}")
+        self.overview: OversightOverview | None = None
+        self.refresh_button = widgets.Button(
+            description="Refresh", tooltip="Read the queue and the reviewers' statistics again"
+        )
+        self.refresh_button.on_click(lambda _b: self.refresh())
+        self.system = SystemControl(backend, self.lead.name if self.lead else None, self.status)
+        self.queue_view = QueueHealthView()
+        self.reviewer_view = ReviewerStatsView()
+        self.agreement_view = AgreementView()
+        self.reasons_view = OverrideReasonsView()
+        self.adjudication: AdjudicationPanel | None = None
+        if self.config is not None:
+            self.adjudication = AdjudicationPanel(backend, self.config, self.status)
+            self.adjudication.on_adjudicated(lambda _r: self.refresh_overview())
+        self.models = ModelReview(backend, self.status)
+        self.models.on_decided(lambda _d: self.refresh_overview())
+        self.system.on_change(lambda _s: self.refresh_overview())
+        self.refresh_overview()
+        self._compose()
+
+    def refresh(self) -> None:
+        """Everything that is cheap to read again (not the model comparison)."""
+        self.status.clear()
+        self.system.refresh()
+        if self.adjudication is not None:
+            self.adjudication.refresh()
+        self.refresh_overview()
+
+    def refresh_overview(self) -> None:
+        try:
+            overview = self.backend.overview()
+        except Exception as exc:
+            self.status.error(f"Could not read the statistics: {describe_error(exc)}")
+            return
+        self.overview = overview
+        self.queue_view.show(overview.queue)
+        self.reviewer_view.show(
+            overview.reviewers, overview.alerts, overview.reviewer_figure, overview.window_days
+        )
+        self.agreement_view.show(overview.agreement)
+        self.reasons_view.show(overview.reasons, overview.reasons_figure)
+        self.as_of.value = (
+            '<span style="color:var(--jp-ui-font-color2, #6b7280)">As of '
+            f"{html.escape(overview.as_of)}</span>"
+        )
+
+    def _render_header(self) -> None:
+        who = ""
+        if self.lead is not None:
+            roles = ", ".join(self.lead.roles) or "no role"
+            who = (
+                f" · {html.escape(self.lead.name)} "
+                f'<span style="color:var(--jp-ui-font-color2, #6b7280)">({html.escape(roles)})'
+                "</span>"
+            )
+        self.header.value = f'<div style="font-size:1.1em"><b>Oversight</b>{who}</div>'
+
+    def _compose(self) -> None:
+        parts: list[widgets.Widget] = [
+            self.header,
+            self.status,
+            self.system,
+            widgets.HBox([self.refresh_button, self.as_of]),
+            _heading("Queue"),
+            self.queue_view,
+            _heading("Reviewers"),
+            self.reviewer_view,
+            _heading("Agreement on double review"),
+            self.agreement_view,
+        ]
+        if self.adjudication is not None:
+            parts += [_heading("Adjudication queue"), self.adjudication]
+        parts += [
+            _heading("Override reasons"),
+            self.reasons_view,
+            _heading("Challenger against champion"),
+            self.models,
+        ]
+        self.children = tuple(parts)
+
+
+def oversight_panel(access: OversightBackend | Refusal) -> OversightDashboard | RefusalScreen:
+    """The lead's dashboard for ``access``, or the refusal to show instead."""
+    if isinstance(access, Refusal):
+        return RefusalScreen(access.title, access.message)
+    try:
+        access.lead()
+    except Exception as exc:
+        why = describe_error(exc)
+        return RefusalScreen(UNAVAILABLE, f"Your identity could not be confirmed: {why}")
+    return OversightDashboard(access)
