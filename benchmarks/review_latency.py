@@ -58,7 +58,7 @@ from comm.base_comm import BaseComm, BuffersType, MaybeDict
 
 from hilt.pipelines.dashboards.review import open_review_backend
 from hilt.pipelines.loop.scoring import demo_first_model
-from hilt.pipelines.store import open_store
+from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.modes.embedded import EmbeddedStore
 from hilt.pipelines.store.records import User
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                 wires.append(sent)
             widgets_ms = [t - s for t, s in zip(totals, in_store, strict=True)]
 
-            admin = open_store(service.url, token=prep.admin_token)
+            admin = open_store_as(service.url, Identity(token=prep.admin_token))
             try:
                 decisions = admin.decisions(limit=10_000)
                 report = admin.verify()

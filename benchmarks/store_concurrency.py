@@ -12,8 +12,8 @@ its own unique ``request_id``, in four phases on one temporary workspace:
 2. service, saturation: every reviewer records decisions flat out (no pauses) for a fixed
    number of seconds or decisions, whichever comes first;
 3. embedded, paced: as 1, but each process opens the store itself
-   (``open_store(path, user=...)``), which takes the cross-process lock and opens the DuckDB
-   file for every operation;
+   (``open_store_as(path, Identity(name=...))``), which takes the cross-process lock and
+   opens the DuckDB file for every operation;
 4. embedded, saturation: as 2, in embedded mode.
 
 Latency is measured client-side around each ``record_decision`` call (including HTTP,
@@ -67,7 +67,7 @@ import httpx
 import polars as pl
 
 from hilt.pipelines.errors import HiltError, StoreError
-from hilt.pipelines.store import DecisionRequest, Store, open_store
+from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
 from hilt.pipelines.store.audit.chain import (
     GENESIS_HASH,
     canonical_json,
@@ -132,7 +132,7 @@ def _open_for(job: dict[str, Any]) -> Store:
         client = StoreClient(str(job["url"]), str(job["token"]), timeout_s=30.0)
         client.whoami()  # opens the keep-alive connection before the clock starts
         return client
-    return open_store(Path(job["workspace"]), user=str(job["user"]))
+    return open_store_as(Path(job["workspace"]), Identity(name=str(job["user"])))
 
 
 def _run_phase(index: int, job: dict[str, Any], store: Store, start_at: float) -> dict[str, Any]:
@@ -562,7 +562,7 @@ def embedded_mode(
     alloc: CaseAllocator,
     users: list[str],
 ) -> dict[str, Any]:
-    print("embedded mode (open_store(path, user=...): file lock + open per operation):")
+    print("embedded mode (open_store_as(path, Identity(name=...)): lock + open per operation):")
     info = [{"workspace": str(ws.root), "user": u} for u in users]
     paced, acked_p = run_phase(
         pool,

@@ -3,7 +3,7 @@
 
 What it measures
 ----------------
-``verify_store`` (hilt.pipelines.store.core; what `hilt audit verify` runs) on a workspace
+``verify_store`` (hilt.pipelines.store.audit.verify; what `hilt audit verify` runs) on a workspace
 whose audit log holds 1,000,000 chained events plus a signed checkpoint at the head: the
 hash chain (every row's sha256 and link to its predecessor), every signed checkpoint
 against the pinned public key, and the records against their events (every decision row
@@ -59,11 +59,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from hilt.pipelines.store import DecisionRequest, open_store, sql
+from hilt.pipelines.store import DecisionRequest, Identity, open_store_as, sql
 from hilt.pipelines.store.audit import batch_digest, reconcile, schema_check
 from hilt.pipelines.store.audit import chain as audit_chain
 from hilt.pipelines.store.audit.chain import GENESIS_HASH, AuditEntry, chain_hash, utc_timestamp
-from hilt.pipelines.store.core import verify_store
+from hilt.pipelines.store.audit.verify import verify_store
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.modes.embedded import EmbeddedStore, connect
 from hilt.pipelines.store.records import User
@@ -239,7 +239,7 @@ def build_workspace(ws: Workspace, n: int, n_cases: int, seed: int) -> dict[str,
 
     # One real decision through the store: its event is the template of the bulk ones.
     probe_case = str(cases["application_id"][0])
-    reviewer = open_store(ws, user=REVIEWERS[0])
+    reviewer = open_store_as(ws, Identity(name=REVIEWERS[0]))
     probe = reviewer.record_decision(
         DecisionRequest(
             case_id=probe_case, action="accept", request_id="bench-probe", time_on_item_ms=9_000

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hilt.pipelines.config import Settings, load_settings
+from hilt.pipelines.errors import InputError
 
 if TYPE_CHECKING:
     from hilt.pipelines.store.subject_keys import KeyRing
@@ -90,6 +91,12 @@ class Workspace:
 
     def exists(self) -> bool:
         return self.db_path.exists()
+
+    def require(self) -> Workspace:
+        """This workspace, or InputError when there is none at its folder."""
+        if not self.exists():
+            raise InputError(f"{self.root} is not a hilt workspace (create one with `hilt init`)")
+        return self
 
     def settings(self) -> Settings:
         return load_settings(self.config_path)

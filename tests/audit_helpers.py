@@ -19,7 +19,7 @@ from hilt.pipelines.dashboards.review import StoreReviewBackend
 from hilt.pipelines.loop import runner, tracking
 from hilt.pipelines.loop.promotion import promote
 from hilt.pipelines.loop.steps import score as batch_scoring
-from hilt.pipelines.store import open_store
+from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.store.records import Decision
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets import PredictionView
@@ -47,7 +47,7 @@ def decide_as_panel(ws: Workspace, reviewer: str, action: str) -> tuple[Decision
     """Lease the next case and decide it the way the review panel does: the prediction view
     renders the explanation, and the decision carries its sha256 and context. Returns the
     decision and the explanation's HTML as it was on screen."""
-    store = open_store(ws, user=reviewer)
+    store = open_store_as(ws, Identity(name=reviewer))
     backend = StoreReviewBackend(store, ws.settings())
     item = backend.next_item()
     assert item is not None, "the queue is empty"
@@ -84,7 +84,7 @@ def audited_loop(root: Path) -> AuditedLoop:
 
     tracking.configure(ws, settings=settings)
     champion = batch_scoring.load_model(settings)
-    dana = open_store(ws, user="dana")
+    dana = open_store_as(ws, Identity(name="dana"))
     new = all_cases().slice(LABELLED, FIRST_BATCH).drop(settings.target.column)
     batch_scoring.ingest(dana, new)
     batch_scoring.score(dana, champion, new, settings)
@@ -98,7 +98,7 @@ def audited_loop(root: Path) -> AuditedLoop:
     scoring = runner.execute(ws, runner.RunRequest("score", {"input_path": str(more)}, "dana"))
     # The person concerned asks for human review (GDPR Art. 22): the case is served first.
     case_id = str(all_cases()[ws.settings().use_case.id_column][LABELLED + FIRST_BATCH])
-    open_store(ws, user="pia").contest(case_id)
+    open_store_as(ws, Identity(name="pia")).contest(case_id)
     decision, html = decide_as_panel(ws, "alice", "accept")
     assert decision.case_id == case_id
     assert decision.model_version == f"{tracking.registered_model_name(settings)}/v2"

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.store import Store, open_store
+from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.modes.embedded import EmbeddedStore
 from hilt.pipelines.store.records import User
@@ -152,14 +152,14 @@ StoreFactory = Callable[[str], Store]
 def store_as(request: pytest.FixtureRequest, loaded_workspace: Workspace) -> Iterator[StoreFactory]:
     """The same store in either mode: ``store_as("alice")`` acts as alice."""
     if request.param == "embedded":
-        yield lambda name: open_store(loaded_workspace, user=name)
+        yield lambda name: open_store_as(loaded_workspace, Identity(name=name))
         return
     tokens = issue_tokens(loaded_workspace, loaded_workspace.settings())
     svc = start_service(loaded_workspace)
     opened: list[Store] = []
 
     def factory(name: str) -> Store:
-        s = open_store(svc.url, token=tokens[name])
+        s = open_store_as(svc.url, Identity(token=tokens[name]))
         opened.append(s)
         return s
 

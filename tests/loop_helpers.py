@@ -19,7 +19,7 @@ import polars as pl
 from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.loop.model import TrainParams
 from hilt.pipelines.loop.steps import retrain as retraining
-from hilt.pipelines.store import DecisionRequest, open_store
+from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.records import AuditEvent
 from hilt.pipelines.workspace import Workspace
@@ -77,7 +77,7 @@ def train_in_process(
     from hilt.pipelines.loop import tracking
 
     ws_, settings = retraining.open_workspace(ws.root)
-    store = open_store(ws_, user=author)
+    store = open_store_as(ws_, Identity(name=author))
     run_id = retraining.ensure_run(ws_, settings, "", author, "retrain")
     params = TrainParams(num_boost_round=num_boost_round, seed=seed)
     snapshot = retraining.take_snapshot(store, 0)
@@ -104,7 +104,7 @@ def train_in_process(
 def review_some(ws: Workspace, reviewer: str, count: int) -> int:
     """``reviewer`` decides ``count`` queued cases (accept the model, or override every third),
     so the next snapshot holds reviewer labels. Returns how many were decided."""
-    store = open_store(ws, user=reviewer)
+    store = open_store_as(ws, Identity(name=reviewer))
     done = 0
     for i in range(count):
         leased = store.next_case()

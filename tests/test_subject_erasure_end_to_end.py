@@ -25,7 +25,7 @@ from hilt.pipelines.compliance.privacy import TAG_SNAPSHOT_REGENERATED, TAG_SNAP
 from hilt.pipelines.loop import runner, tracking
 from hilt.pipelines.loop.evaluate import POOLED_GROUP
 from hilt.pipelines.loop.promotion import promote
-from hilt.pipelines.store import DecisionRequest, open_store
+from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, operator
@@ -123,7 +123,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory, canary: dict[str, str]) -> It
     assert trained.gate == "passed"
     promote(ws, trained.run_id, "lena")
     runner.execute(ws, runner.RunRequest("score", {"input_path": str(incoming)}, author="dana"))
-    alice = open_store(ws, user="alice")
+    alice = open_store_as(ws, Identity(name="alice"))
     case = alice.get_case("APP-000705")
     other = "0" if case.predictions[-1].label == "1" else "1"
     alice.record_decision(
@@ -135,7 +135,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory, canary: dict[str, str]) -> It
             comment=f"Spoke with {canary['comment']} about the income",
         )
     )
-    pia = open_store(ws, user="pia")
+    pia = open_store_as(ws, Identity(name="pia"))
     pia.subject_rectify(canary["subject id"], "full_name", canary["rectified name"])
     yield ws
 
@@ -149,7 +149,7 @@ def test_before_erasure_the_canaries_reach_only_where_data_goes(
     assert any(
         canary["birthplace"] in pl.read_parquet(p)["birthplace"].to_list() for p in snapshots
     )
-    doc = open_store(ws, user="pia").subject_export(canary["subject id"])
+    doc = open_store_as(ws, Identity(name="pia")).subject_export(canary["subject id"])
     text = doc.model_dump_json()
     for what, needle in canary.items():
         assert needle in text, f"the export lacks the {what}"

@@ -17,7 +17,6 @@ which login did it (``os:<login>``).
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
 from collections.abc import Callable
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
     import duckdb
 
     from hilt.pipelines.store import Store
-    from hilt.pipelines.store.modes.embedded import EmbeddedStore
     from hilt.pipelines.store.records import (
         CheckpointRecord,
         RetentionReport,
@@ -113,19 +111,16 @@ def _guard(fn: Callable[[], T]) -> T:
 def _acting(ws: Workspace, roles: set[str], what: str) -> Store:
     """The store for a scheduler's command: through the store service with $HILT_TOKEN when
     one owns the workspace, else embedded as the operating-system user (admin)."""
-    from hilt.pipelines.store.command_store import open_command_store
+    from hilt.pipelines.store import Identity, Need, open_store_as
 
-    return open_command_store(ws, None, roles=frozenset(roles), what=what, operator_allowed=True)
+    return open_store_as(ws, Identity(operator=True), need=Need(frozenset(roles), what))
 
 
-def _operator(ws: Workspace) -> EmbeddedStore:
+def _operator(ws: Workspace) -> Store:
     """The workspace's store, acting as the operating-system user with the admin role."""
-    from hilt.pipelines.store.modes.embedded import EmbeddedStore
-    from hilt.pipelines.store.records import User
+    from hilt.pipelines.store import Identity, open_store_as
 
-    if not ws.exists():
-        raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
-    return EmbeddedStore(ws, ws.settings(), User(name=f"os:{getpass.getuser()}", roles=["admin"]))
+    return open_store_as(ws, Identity(operator=True))
 
 
 @app.command()
@@ -179,8 +174,7 @@ def store_serve(
     ws = Workspace.at(workspace)
 
     def run() -> None:
-        if not ws.exists():
-            raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
+        ws.require()
         typer.echo(f"hilt store service for {ws.root} at http://{host}:{port}", err=True)
         serve(ws, host=host, port=port)
 
@@ -259,33 +253,22 @@ def audit_verify(
     ws = Workspace.at(workspace)
 
     def run() -> VerifyReport:
-        from hilt.pipelines.store import open_store
+        from hilt.pipelines.store import TOKEN_ENV, Identity, open_store_as
         from hilt.pipelines.store.audit.remote_verify import verify_remote
-        from hilt.pipelines.store.core import verify_store
-        from hilt.pipelines.store.modes import locking
-        from hilt.pipelines.store.modes.embedded import connect
+        from hilt.pipelines.store.audit.verify import verify_file
+        from hilt.pipelines.store.modes.locking import service_info
 
-        target = url
-        served = locking.service_info(ws.service_file) if ws.exists() else None
-        if target is None and served is not None and (token or os.environ.get("HILT_TOKEN")):
-            # The service owns the file: verify what it serves, here, with our own key.
-            target = os.environ.get("HILT_STORE_URL") or str(served["url"])
-        if target is not None:
-            key = public_key or (ws.settings().audit.public_key if ws.exists() else None)
-            store = open_store(target, token=token)
-            try:
-                return verify_remote(store, key, checkpoints or ws.checkpoints_path)
-            finally:
-                store.close()
-        if not ws.exists():
-            raise InputError(f"{ws.root} is not a hilt workspace")
-        settings = ws.settings()
-        with locking.exclusive(ws.lock_path, ws.service_file):
-            con = connect(ws)
-            try:
-                return verify_store(con, settings, ws, public_key, checkpoints)
-            finally:
-                con.close()
+        served = ws.exists() and service_info(ws.service_file) is not None
+        # A service owns the file and we hold a token: verify what it serves, here, with
+        # our own key. Otherwise the file itself.
+        if url is None and not (served and (token or os.environ.get(TOKEN_ENV))):
+            return verify_file(ws, public_key, checkpoints)
+        key = public_key or (ws.settings().audit.public_key if ws.exists() else None)
+        store = open_store_as(url or ws, Identity(token=token))
+        try:
+            return verify_remote(store, key, checkpoints or ws.checkpoints_path)
+        finally:
+            store.close()
 
     report = _guard(run)
     typer.echo(report.summary())
@@ -643,8 +626,7 @@ def runs_list(
     def run() -> list[list[str]]:
         from hilt.pipelines.loop import tracking
 
-        if not ws.exists():
-            raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
+        ws.require()
         settings = ws.settings()
         tracking.configure(ws, settings=settings)
         rows = []
@@ -699,14 +681,12 @@ DpoOpt = Annotated[
 
 
 def _dpo_store(ws: Workspace, as_user: str | None) -> Store:
-    from hilt.pipelines.store.command_store import open_command_store
+    from hilt.pipelines.store import Identity, Need, open_store_as
 
-    return open_command_store(
+    return open_store_as(
         ws,
-        as_user,
-        roles=frozenset({"dpo"}),
-        what="exercise data-subject rights",
-        operator_allowed=False,
+        Identity(name=as_user),
+        need=Need(frozenset({"dpo"}), "exercise data-subject rights"),
     )
 
 
@@ -875,18 +855,16 @@ def retention_apply(
     """Remove what has passed its retention period (hilt.toml [retention]); idempotent:
     a run with nothing due writes nothing. Exit 0 either way."""
     from hilt.pipelines.compliance.privacy import tag_regenerated_runs
-    from hilt.pipelines.store.command_store import open_command_store
+    from hilt.pipelines.store import Identity, Need, open_store_as
 
     ws = Workspace.at(workspace)
     _quiet_mlflow()
 
     def run() -> RetentionReport:
-        store = open_command_store(
+        store = open_store_as(
             ws,
-            as_user,
-            roles=frozenset({"admin", "system", "dpo"}),
-            what="apply retention",
-            operator_allowed=True,
+            Identity(name=as_user, operator=True),
+            need=Need(frozenset({"admin", "system", "dpo"}), "apply retention"),
         )
         try:
             return store.retention_apply()
@@ -930,8 +908,7 @@ def records(
     ws = Workspace.at(workspace)
 
     def run() -> str:
-        if not ws.exists():
-            raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
+        ws.require()
         settings = ws.settings()
         if as_json:
             return json.dumps(register_json(settings), indent=2) + "\n"

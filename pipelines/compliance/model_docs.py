@@ -16,10 +16,8 @@ enters the document; names of groups appear only in aggregate tables.
 from __future__ import annotations
 
 import base64
-import getpass
 import html
 import math
-import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -167,21 +165,15 @@ def parse_version(text: str, settings: Settings, registered: str) -> str:
 def reader_store(ws: Workspace) -> Store:
     """The store for reading: the service's (with $HILT_TOKEN) if one owns the workspace,
     else the file itself as the operating-system user (like the other `hilt` commands)."""
-    from hilt.pipelines.store import open_store
-    from hilt.pipelines.store.modes import locking
-    from hilt.pipelines.store.modes.embedded import EmbeddedStore
-    from hilt.pipelines.store.records import User
+    from hilt.pipelines.store import Identity, Need, open_store_as
 
-    info = locking.service_info(ws.service_file)
-    if info is not None:
-        token = os.environ.get("HILT_TOKEN")
-        if not token:
-            raise InputError(
-                f"the store service at {info['url']} owns {ws.root}: set HILT_TOKEN to the "
-                "API token of a user who may read the audit log"
-            )
-        return open_store(os.environ.get("HILT_STORE_URL") or str(info["url"]), token=token)
-    return EmbeddedStore(ws, ws.settings(), User(name=f"os:{getpass.getuser()}", roles=["admin"]))
+    return open_store_as(
+        ws,
+        Identity(operator=True),
+        need=Need(
+            frozenset({"auditor", "admin", "lead", "dpo", "data-scientist"}), "read the audit log"
+        ),
+    )
 
 
 def _all(store: Store, **filters: Any) -> list[AuditEvent]:
@@ -772,8 +764,7 @@ def write_model_docs(
     """Write docs/model-<version>.md, .html and the figures into the workspace."""
     from hilt.pipelines.loop.notebook_render import remote_resources
 
-    if not ws.exists():
-        raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
+    ws.require()
     own = store is None
     reader = store or reader_store(ws)
     try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import AuthenticationError, HiltError
-from hilt.pipelines.store import Store, open_store
+from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.protocols import Refusal
 
@@ -78,9 +78,10 @@ def open_dashboard(
     url = environ.get("HILT_STORE_URL")
     try:
         if url:
-            store = open_store(url, token=environ.get("HILT_GATEWAY_TOKEN"), on_behalf_of=user)
+            gateway = Identity(token=environ.get("HILT_GATEWAY_TOKEN"), on_behalf_of=user)
+            store = open_store_as(url, gateway)
         else:
-            store = open_store(ws, user=user)
+            store = open_store_as(ws, Identity(name=user))
         me = store.whoami()
     except AuthenticationError:
         return Refusal(

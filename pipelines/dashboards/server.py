@@ -10,7 +10,6 @@ workspace's local user).
 
 from __future__ import annotations
 
-import getpass
 import os
 import shutil
 import signal
@@ -26,8 +25,7 @@ import httpx
 
 from hilt.pipelines.errors import InputError, StoreError
 from hilt.pipelines.paths import NOTEBOOKS_DIR
-from hilt.pipelines.store.modes.embedded import EmbeddedStore
-from hilt.pipelines.store.records import User
+from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
 
 GATEWAY_USER = "voila-gateway"
@@ -145,8 +143,7 @@ def start_dashboards(
     quiet: bool = True,
 ) -> DashboardServer:
     """Start the store service and Voila; return once both answer."""
-    if not workspace.exists():
-        raise InputError(f"{workspace.root} is not a hilt workspace (create one with `hilt init`)")
+    workspace.require()
     source = notebooks or default_notebooks_dir()
     if not (source / "review.ipynb").exists():
         raise InputError(f"{source}: no dashboard notebooks found")
@@ -154,10 +151,7 @@ def start_dashboards(
     for p in (port, store_port):
         if not _port_free(host, p):
             raise InputError(f"cannot listen on {host}:{p}: the port is in use")
-    settings = workspace.settings()
-    operator = EmbeddedStore(
-        workspace, settings, User(name=f"os:{getpass.getuser()}", roles=["admin"])
-    )
+    operator = open_store_as(workspace, Identity(operator=True))
     # A fresh gateway credential per start; the previous ones stop working.
     operator.revoke_tokens(GATEWAY_USER)
     gateway = operator.add_user(GATEWAY_USER, "gateway").token

@@ -32,14 +32,12 @@ CANDIDATE_POOL = 5000
 def store_for(ws: Workspace, user: str) -> Store:
     """The store acting as the lead ``user``: through the service if one owns the workspace
     ($HILT_TOKEN must then be that user's), else embedded as that user."""
-    from hilt.pipelines.store.command_store import open_command_store
+    from hilt.pipelines.store import Identity, Need, open_store_as
 
-    return open_command_store(
+    return open_store_as(
         ws,
-        user,
-        roles=frozenset({"lead"}),
-        what="halt or resume scoring and retraining",
-        operator_allowed=False,
+        Identity(name=user),
+        need=Need(frozenset({"lead"}), "halt or resume scoring and retraining"),
     )
 
 

@@ -91,22 +91,9 @@ def _current_challenger(settings: Settings, run_id: str, run: RunRecord) -> str:
 def _approver_store(ws: Workspace, approver: str) -> Store:
     """The store acting as ``approver``: through the service if one owns the workspace
     ($HILT_TOKEN must then be the approver's), else embedded as that user."""
-    import os
+    from hilt.pipelines.store import Identity, open_store_as
 
-    from hilt.pipelines.store import open_store
-    from hilt.pipelines.store.modes import locking
-
-    info = locking.service_info(ws.service_file)
-    if info is None:
-        return open_store(ws, user=approver)
-    token = os.environ.get("HILT_TOKEN")
-    if not token:
-        raise InputError(
-            f"the store service at {info['url']} owns {ws.root}: set HILT_TOKEN to the "
-            f"approver's API token"
-        )
-    url = os.environ.get("HILT_STORE_URL") or str(info["url"])
-    return open_store(url, token=token)
+    return open_store_as(ws, Identity(name=approver))
 
 
 def promote(ws: Workspace, run_id: str, approver: str, *, store: Store | None = None) -> Promotion:
@@ -119,8 +106,7 @@ def promote(ws: Workspace, run_id: str, approver: str, *, store: Store | None = 
     from hilt.pipelines.loop import tracking
     from hilt.pipelines.loop.steps.retrain import TAG_GATE
 
-    if not ws.exists():
-        raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
+    ws.require()
     settings = ws.settings()
     own = store is None
     try:
@@ -206,8 +192,7 @@ def reject(
 
     if not reason.strip():
         raise PromotionRefused("a rejection needs a reason")
-    if not ws.exists():
-        raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
+    ws.require()
     settings = ws.settings()
     own = store is None
     try:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import getpass
 import hashlib
 import math
 import os
@@ -42,7 +41,6 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import (
     HiltError,
     InputError,
-    PermissionDeniedError,
     SystemHalted,
 )
 from hilt.pipelines.loop.model import TrainParams
@@ -62,8 +60,6 @@ RUNNER_PARAMETERS = frozenset({"workspace", "run_id", "author", "reproduces"})
 #: Roles that may run retraining and scoring (snapshot, ingest, predictions, events).
 RUN_ROLES = frozenset({"data-scientist", "admin", "system"})
 #: Environment of a run when a store service owns the workspace.
-STORE_URL_ENV = "HILT_STORE_URL"
-TOKEN_ENV = "HILT_TOKEN"
 TAG_TEMPLATE_SHA256 = "hilt.template_sha256"
 TAG_NOTEBOOK = "hilt.notebook"
 #: Longest error text carried into RunFailed's message.
@@ -208,18 +204,6 @@ def validate_parameters(kind: str, given: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- the store
-def _os_user() -> str:
-    return f"os:{getpass.getuser()}"
-
-
-def _check_roles(name: str, roles: list[str]) -> None:
-    if not RUN_ROLES & set(roles):
-        raise PermissionDeniedError(
-            f"user {name!r} (roles: {', '.join(roles) or 'none'}) may not run retraining or "
-            f"scoring; that needs one of {', '.join(sorted(RUN_ROLES))}"
-        )
-
-
 def open_run_store(ws: Workspace, author: str | None = None) -> tuple[Store, str]:
     """The store as a run uses it, and the run's author.
 
@@ -230,39 +214,12 @@ def open_run_store(ws: Workspace, author: str | None = None) -> tuple[Store, str
       or, without an author, as the operating-system user with the admin role (like the
       other `hilt` commands: whoever can write the workspace's files holds the store anyway).
     """
-    from hilt.pipelines.store import open_store
-    from hilt.pipelines.store.modes import locking
+    from hilt.pipelines.store import Identity, Need, open_store_as
 
-    if not ws.exists():
-        raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
-    info = locking.service_info(ws.service_file)
-    if info is not None:
-        url = os.environ.get(STORE_URL_ENV) or str(info["url"])
-        token = os.environ.get(TOKEN_ENV)
-        if not token:
-            raise InputError(
-                f"the store service at {url} owns {ws.root}: set {TOKEN_ENV} to the API token "
-                f"of a data-scientist, admin or system user (and {STORE_URL_ENV} if the URL "
-                "differs)"
-            )
-        store = open_store(url, token=token)
-        me = store.whoami()
-        if author and author != me.name:
-            store.close()
-            raise InputError(f"--as {author}, but {TOKEN_ENV} belongs to {me.name}")
-        _check_roles(me.name, me.roles)
-        return store, me.name
-    if not author or author == _os_user():
-        from hilt.pipelines.store.modes.embedded import EmbeddedStore
-        from hilt.pipelines.store.records import User
-
-        who = _os_user()
-        return EmbeddedStore(ws, ws.settings(), User(name=who, roles=["admin"])), who
-    if author.startswith("os:"):
-        raise InputError(f"{author!r} is not the operating-system user running this command")
-    store = open_store(ws, user=author)
-    _check_roles(author, store.whoami().roles)
-    return store, author
+    store = open_store_as(
+        ws, Identity(name=author, operator=True), need=Need(RUN_ROLES, "run retraining or scoring")
+    )
+    return store, store.whoami().name
 
 
 #: What a refused run is called in its message.
@@ -357,6 +314,7 @@ def _audit_parameters(kind: str, parameters: Mapping[str, Any]) -> dict[str, Any
 
 def _kernel_environment(ws: Workspace, store: Store) -> dict[str, str]:
     from hilt.pipelines.loop import tracking
+    from hilt.pipelines.store import STORE_URL_ENV
     from hilt.pipelines.store.modes.client import StoreClient
 
     env = {
@@ -379,8 +337,7 @@ def execute(ws: Workspace, request: RunRequest) -> RunResult:
     started = time.perf_counter()
     template = template_path(request.kind)
     typed = validate_parameters(request.kind, request.parameters)
-    if not ws.exists():
-        raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
+    ws.require()
     settings = ws.settings()
     store, author = open_run_store(ws, request.author)
     try:
@@ -546,8 +503,7 @@ def reproduce(ws: Workspace, run_id: str, author: str | None = None) -> Reproduc
     from hilt.pipelines.loop import tracking
     from hilt.pipelines.loop.steps.retrain import PARAM_AS_OF_SEQ, PARAM_LABEL_NOISE, find_snapshot
 
-    if not ws.exists():
-        raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
+    ws.require()
     settings = ws.settings()
     tracking.configure(ws, settings=settings)
     try:

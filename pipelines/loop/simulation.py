@@ -32,10 +32,8 @@ import polars as pl
 
 from hilt.pipelines.config import load_settings
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.store import DecisionRequest, open_store
+from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.modes.embedded import EmbeddedStore
-from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
 
 Strategy = Literal["uncertainty", "random"]
@@ -167,7 +165,7 @@ def simulate(
     finally:
         derived.unlink(missing_ok=True)
     settings = workspace.settings()
-    operator = EmbeddedStore(workspace, settings, User(name="os:simulation", roles=["admin"]))
+    operator = open_store_as(workspace, Identity(operator=True))
     for name, role in ((AUTHOR, "data-scientist"), (APPROVER, "lead"), (REVIEWER, "reviewer")):
         operator.add_user(name, role)
 
@@ -179,7 +177,7 @@ def simulate(
     progress(f"seed: {seed_cases.height} labelled cases; pool: {pool.height} without labels")
 
     result = SimulationResult(strategy=sim.strategy)
-    reviewer = open_store(workspace, user=REVIEWER)
+    reviewer = open_store_as(workspace, Identity(name=REVIEWER))
     rng = random.Random(sim.seed)
     classes = settings.target.classes
     reason = next(iter(settings.review.reason_codes))

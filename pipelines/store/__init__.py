@@ -1,49 +1,152 @@
 """The feedback store: cases, predictions, human decisions and a hash-chained audit log.
 
-``open_store(path)`` opens a workspace in embedded mode; ``open_store("http://…", token=…)``
-returns a client of the store service. Both satisfy ``Store``.
+One door: ``open_store_as(where, who)``. ``where`` is a workspace (a folder or a
+``Workspace``) or the URL of a store service; ``who`` is an ``Identity``: who acts, and how
+the store learns that it is them. Every caller opens the store here (the CLI, the
+dashboards, runs, promotion, the compliance documents, tests), so the rules of who may act
+as whom are written once:
+
+- A service URL, or a workspace that a store service owns (``service.json`` with a live
+  pid): the HTTP client, acting as the owner of the bearer token (``Identity.token``, else
+  ``$HILT_TOKEN``; the URL is ``$HILT_STORE_URL`` if set, else the service file's). A named
+  user must be that owner. A gateway token (the dashboard server) acts on behalf of the
+  user it names.
+- Otherwise the workspace's file (embedded mode), acting as the named store user, or, where
+  the caller allows it (``operator=True``) and names nobody, as the operating-system user
+  with the admin role: whoever can write the workspace's files holds the store anyway, and
+  the audit log records which login it was (``os:<login>``).
+
+Either way the store itself checks the roles of every operation; ``need`` only makes the
+refusal come first and read clearly.
 """
 
 from __future__ import annotations
 
+import getpass
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from hilt.pipelines.errors import InputError
+from hilt.pipelines.errors import InputError, PermissionDeniedError
+from hilt.pipelines.store.modes.locking import service_info
 from hilt.pipelines.store.protocol import Store
 from hilt.pipelines.store.records import DecisionRequest
 from hilt.pipelines.workspace import Workspace
 
-__all__ = ["DecisionRequest", "Store", "open_store"]
+__all__ = [
+    "STORE_URL_ENV",
+    "TOKEN_ENV",
+    "DecisionRequest",
+    "Identity",
+    "Need",
+    "Store",
+    "open_store_as",
+    "os_user",
+]
+
+#: The bearer token of whoever acts through a store service.
+TOKEN_ENV = "HILT_TOKEN"
+#: The store service's URL, when it differs from the one its service file names.
+STORE_URL_ENV = "HILT_STORE_URL"
 
 
-def open_store(
-    target: str | Path | Workspace,
-    *,
-    token: str | None = None,
-    user: str | None = None,
-    on_behalf_of: str | None = None,
-) -> Store:
-    """Open the store at a workspace folder (embedded) or a service URL (HTTP client).
+def os_user() -> str:
+    """The audit name of the operating-system user running this process."""
+    return f"os:{getpass.getuser()}"
 
-    Embedded: acts as ``user`` (default: $HILT_USER, else the config's access.local_user).
-    Service: acts as the owner of ``token`` (default: $HILT_TOKEN), or, for a gateway token
-    (the dashboard server), on behalf of the user named ``on_behalf_of``.
+
+@dataclass(frozen=True)
+class Identity:
+    """Who acts on the store, and how that is proven.
+
+    - ``name``: a store user (``--as``). Embedded: looked up in the users table. Through a
+      service: must be the token's owner.
+    - ``operator``: with no name, the operating-system user with the admin role (embedded);
+      through a service, the token's owner.
+    - ``token``: a bearer token for a service (default: ``$HILT_TOKEN``).
+    - ``on_behalf_of``: with a gateway token, the user the gateway acts for (never read
+      from ``$HILT_TOKEN``: a gateway names its own token).
     """
-    if isinstance(target, str) and target.startswith(("http://", "https://")):
-        from hilt.pipelines.store.modes.client import StoreClient
 
-        tok = token or os.environ.get("HILT_TOKEN")
-        if not tok:
-            raise InputError("a service URL needs a token (token=… or HILT_TOKEN)")
-        return StoreClient(target, tok, on_behalf_of=on_behalf_of)
+    name: str | None = None
+    operator: bool = False
+    token: str | None = None
+    on_behalf_of: str | None = None
+
+
+@dataclass(frozen=True)
+class Need:
+    """What the caller is about to do, and the roles of which one is needed for it."""
+
+    roles: frozenset[str]
+    #: For messages: "may not <what>".
+    what: str
+
+
+def open_store_as(
+    where: Workspace | str | Path,
+    who: Identity,
+    *,
+    need: Need | None = None,
+) -> Store:
+    """The store at ``where`` acting as ``who`` (see the module doc); refused with a clear
+    error, and nothing opened, when ``who`` cannot act there or lacks every role of
+    ``need``."""
+    if isinstance(where, str) and where.startswith(("http://", "https://")):
+        store = _through_service(where, who, need, owned=None)
+    else:
+        ws = where if isinstance(where, Workspace) else Workspace.at(where)
+        ws.require()
+        info = service_info(ws.service_file)
+        if info is not None:
+            url = os.environ.get(STORE_URL_ENV) or str(info["url"])
+            store = _through_service(url, who, need, owned=ws)
+        else:
+            store = _embedded(ws, who, need)
+    if need is not None:
+        me = store.whoami()
+        if not need.roles & set(me.roles):
+            store.close()
+            raise PermissionDeniedError(
+                f"user {me.name!r} (roles: {', '.join(me.roles) or 'none'}) may not "
+                f"{need.what}; that needs the role {' or '.join(sorted(need.roles))}"
+            )
+    return store
+
+
+def _through_service(url: str, who: Identity, need: Need | None, owned: Workspace | None) -> Store:
+    from hilt.pipelines.store.modes.client import StoreClient
+
+    if who.on_behalf_of is not None:
+        if not who.token:
+            raise InputError("acting on behalf of a user needs the gateway's own token")
+        return StoreClient(url, who.token, on_behalf_of=who.on_behalf_of)
+    token = who.token or os.environ.get(TOKEN_ENV)
+    if not token:
+        may = f"a user who may {need.what}" if need else "a user of the store"
+        where = f"the store service at {url} owns {owned.root}" if owned else url
+        raise InputError(f"{where}: set {TOKEN_ENV} to the API token of {may}")
+    store = StoreClient(url, token)
+    if who.name is not None:
+        me = store.whoami()
+        if who.name != me.name:
+            store.close()
+            raise InputError(f"--as {who.name}, but {TOKEN_ENV} belongs to {me.name}")
+    return store
+
+
+def _embedded(ws: Workspace, who: Identity, need: Need | None) -> Store:
     from hilt.pipelines.store.modes.embedded import EmbeddedStore
+    from hilt.pipelines.store.records import User
 
-    ws = target if isinstance(target, Workspace) else Workspace.at(target)
-    if not ws.exists():
-        raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
-    settings = ws.settings()
-    name = user or os.environ.get("HILT_USER") or settings.access.local_user
-    if not name:
-        raise InputError("no user: pass user=…, set HILT_USER, or set access.local_user")
-    return EmbeddedStore.for_user(ws, settings, name)
+    if who.on_behalf_of is not None or (who.token is not None and who.name is None):
+        raise InputError(f"no store service owns {ws.root}; a token works only through one")
+    name = who.name
+    if name is None or name == os_user():
+        if name is None and not who.operator:
+            may = f" (a user who may {need.what})" if need else ""
+            raise InputError(f"say who you are: --as USER{may}")
+        return EmbeddedStore(ws, ws.settings(), User(name=os_user(), roles=["admin"]))
+    if name.startswith("os:"):
+        raise InputError(f"{name!r} is not a store user; name one with --as")
+    return EmbeddedStore.for_user(ws, ws.settings(), name)

@@ -109,6 +109,10 @@ class Store(Protocol):
 
     def add_user(self, name: str, role: str) -> TokenGrant: ...
 
+    def revoke_tokens(self, name: str) -> int:
+        """Revoke every active token of ``name``; how many were revoked."""
+        ...
+
     # Data-subject rights (role dpo). Subjects are named by their external id, which the
     # store never keeps in the clear; every operation is audited without personal data.
     def subject_export(self, external_id: str) -> SubjectExport:

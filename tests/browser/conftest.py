@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, BrowserContext, sync_playwright
 
 from hilt.pipelines.dashboards.server import DashboardServer, start_dashboards
 from hilt.pipelines.loop.scoring import demo_first_model
-from hilt.pipelines.store import Store, open_store
+from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from tests.browser.pages import TIMEOUT_MS
@@ -62,7 +62,7 @@ class Dashboards:
         return self.server.dashboard_url("review")
 
     def admin(self) -> Store:
-        return open_store(self.store_url, token=self.admin_token)
+        return open_store_as(self.store_url, Identity(token=self.admin_token))
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from playwright.sync_api import Page, expect
 
 from hilt.pipelines.dashboards.server import DashboardServer, start_dashboards
 from hilt.pipelines.loop import tracking
-from hilt.pipelines.store import Store, open_store
+from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.records import AuditHead
 from tests.audit_helpers import AuditedLoop, audited_loop
 from tests.browser.conftest import OpenAs, require_chromium
@@ -57,8 +57,8 @@ class Served:
         return self.server.dashboard_url("audit")
 
     def admin(self) -> Store:
-        return open_store(
-            f"http://{self.server.host}:{self.server.store_port}", token=self.admin_token
+        return open_store_as(
+            f"http://{self.server.host}:{self.server.store_port}", Identity(token=self.admin_token)
         )
 
     def state(self) -> tuple[AuditHead, dict[str, int]]:

@@ -22,7 +22,7 @@ from hilt.pipelines.dashboards.server import DashboardServer, start_dashboards
 from hilt.pipelines.loop.model import TrainedModel
 from hilt.pipelines.loop.oversight import add_gold_cases
 from hilt.pipelines.loop.scoring import demo_first_model
-from hilt.pipelines.store import DecisionRequest, Store, open_store
+from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from tests.browser.conftest import OpenAs, require_chromium
@@ -44,8 +44,8 @@ class Oversight:
         return self.server.dashboard_url("oversight")
 
     def admin(self) -> Store:
-        return open_store(
-            f"http://{self.server.host}:{self.server.store_port}", token=self.admin_token
+        return open_store_as(
+            f"http://{self.server.host}:{self.server.store_port}", Identity(token=self.admin_token)
         )
 
 
@@ -68,7 +68,7 @@ def oversight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oversight]:
     version = demo_first_model(op, ws.settings(), ws.root / "models")
     model = TrainedModel.load(ws.root / "models" / version)
     add_gold_cases(op, ws.settings(), model, version, 10)
-    alice, bob = open_store(ws, user="alice"), open_store(ws, user="bob")
+    alice, bob = open_store_as(ws, Identity(name="alice")), open_store_as(ws, Identity(name="bob"))
     by_alice: set[str] = set()
     for _ in range(25):  # accepts everything, fast
         leased = alice.next_case()
@@ -94,7 +94,9 @@ def oversight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oversight]:
         else:
             request = DecisionRequest(case_id=cid, action="accept", time_on_item_ms=9000)
         bob.record_decision(request)
-    assert conflict and [c.case_id for c in open_store(ws, user="lena").conflicts()] == [conflict]
+    assert conflict and [
+        c.case_id for c in open_store_as(ws, Identity(name="lena")).conflicts()
+    ] == [conflict]
     admin_token = op.add_user("dana", "admin").token
     server = start_dashboards(ws, port=free_port(), store_port=free_port())
     try:

@@ -21,7 +21,7 @@ from hilt.pipelines.loop.model import TrainParams
 from hilt.pipelines.loop.promotion import promote
 from hilt.pipelines.loop.scoring import score_into_queue
 from hilt.pipelines.paths import NOTEBOOKS_DIR
-from hilt.pipelines.store import open_store
+from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import operator
 from tests.loop_helpers import (
@@ -244,7 +244,7 @@ def test_reproduce_gives_the_same_model_even_after_new_feedback(
     # New cases, scored by the champion and reviewed: the store's training view changes.
     settings = ws.settings()
     tracking.configure(ws, settings=settings)
-    dana = open_store(ws, user="dana")
+    dana = open_store_as(ws, Identity(name="dana"))
     new = all_cases().slice(LABELLED, 40).drop("risk")
     dana.ingest_cases(new)
     champion = tracking.load_model_version(settings, "1")

@@ -14,7 +14,7 @@ from papermill.exceptions import PapermillExecutionError
 from hilt.pipelines.loop import runner, tracking
 from hilt.pipelines.loop.promotion import promote
 from hilt.pipelines.paths import NOTEBOOKS_DIR
-from hilt.pipelines.store import open_store
+from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import operator
 from tests.loop_helpers import (
@@ -168,7 +168,7 @@ def test_halted_refuses_scoring_and_retraining(ws: Workspace, tmp_path: Path) ->
         resumed = True
     finally:
         if not resumed:
-            open_store(ws, user="max").resume()
+            open_store_as(ws, Identity(name="max")).resume()
     events = events_since(ws, before)
     assert [(e.action, e.actor) for e in events] == [
         ("system.halted", "lena"),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hilt.pipelines.dashboards.audit import StoreAuditBackend, open_audit_backend
-from hilt.pipelines.store import DecisionRequest, open_store
+from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.audit.dashboard import AuditDashboard, audit_panel
 from hilt.widgets.contracts.protocols import EventFilter, Refusal
@@ -18,7 +18,7 @@ from tests.conftest import RunningService, operator, start_service
 
 @pytest.fixture
 def decided(loaded_workspace: Workspace) -> Workspace:
-    alice = open_store(loaded_workspace, user="alice")
+    alice = open_store_as(loaded_workspace, Identity(name="alice"))
     for _ in range(3):
         leased = alice.next_case()
         assert leased is not None
@@ -77,7 +77,7 @@ def test_through_the_service_as_the_gateway_on_behalf_of_the_auditor(
     decided: Workspace, gateway: tuple[RunningService, str, str]
 ) -> None:
     svc, token, admin_token = gateway
-    admin = open_store(svc.url, token=admin_token)
+    admin = open_store_as(svc.url, Identity(token=admin_token))
     before = (admin.audit_head(), admin.counts())
     env = {
         "HTTP_X_FORWARDED_USER": "otto",

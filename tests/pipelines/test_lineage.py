@@ -22,7 +22,7 @@ from hilt.pipelines.compliance.lineage import (
 )
 from hilt.pipelines.errors import InputError, NotFoundError
 from hilt.pipelines.loop import tracking
-from hilt.pipelines.store import DecisionRequest, open_store
+from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
 from tests.audit_helpers import REVIEWED, AuditedLoop, audited_loop
 from tests.conftest import operator
@@ -40,7 +40,7 @@ def test_lineage_names_the_run_and_the_snapshot_that_mlflow_and_the_file_name(
 ) -> None:
     ws = loop.ws
     settings = ws.settings()
-    otto = open_store(ws, user="otto")
+    otto = open_store_as(ws, Identity(name="otto"))
     head = otto.audit_head()
     lineage = decision_lineage(otto, ws, loop.decision.decision_id)
     assert lineage.problems == ()
@@ -87,7 +87,7 @@ def test_the_decisions_that_trained_the_model_are_alices_reviews_before_the_snap
     loop: AuditedLoop,
 ) -> None:
     ws = loop.ws
-    otto = open_store(ws, user="otto")
+    otto = open_store_as(ws, Identity(name="otto"))
     lineage = decision_lineage(otto, ws, loop.decision.decision_id)
     snap, training = lineage.snapshot, lineage.training
     assert snap is not None and training is not None
@@ -120,7 +120,7 @@ def test_the_decisions_that_trained_the_model_are_alices_reviews_before_the_snap
 
 
 def test_the_explanation_is_rendered_again_byte_for_byte(loop: AuditedLoop) -> None:
-    otto = open_store(loop.ws, user="otto")
+    otto = open_store_as(loop.ws, Identity(name="otto"))
     replay = replay_explanation(otto, loop.ws.settings(), loop.decision.decision_id)
     assert replay.verdict == "identical", replay.message
     assert replay.html == loop.explanation_html
@@ -130,7 +130,7 @@ def test_the_explanation_is_rendered_again_byte_for_byte(loop: AuditedLoop) -> N
 
 
 def test_mlflow_agrees_with_the_log(loop: AuditedLoop) -> None:
-    otto = open_store(loop.ws, user="otto")
+    otto = open_store_as(loop.ws, Identity(name="otto"))
     lineage = decision_lineage(otto, loop.ws, loop.decision.decision_id)
     checks = crosscheck_mlflow(loop.ws, lineage)
     assert {c.item for c in checks} >= {"model sha256", "snapshot sha256", "author"}
@@ -145,7 +145,7 @@ def _copy(loop: AuditedLoop, tmp_path: Path) -> Workspace:
 
 def test_a_changed_prediction_or_snapshot_is_named(loop: AuditedLoop, tmp_path: Path) -> None:
     ws = _copy(loop, tmp_path)
-    otto = open_store(ws, user="otto")
+    otto = open_store_as(ws, Identity(name="otto"))
     lineage = decision_lineage(otto, ws, loop.decision.decision_id)
     assert lineage.snapshot is not None
     con = duckdb.connect(str(ws.db_path))
@@ -174,7 +174,7 @@ def test_a_changed_prediction_or_snapshot_is_named(loop: AuditedLoop, tmp_path: 
 def test_a_decision_without_records_says_what_is_missing(loaded_workspace: Workspace) -> None:
     """A model version added by hand (no training run), a decision without an explanation,
     a blind judgement: each is reported as such, never made up."""
-    alice = open_store(loaded_workspace, user="alice")
+    alice = open_store_as(loaded_workspace, Identity(name="alice"))
     leased = alice.next_case()
     assert leased is not None
     blind = alice.record_decision(
@@ -183,7 +183,7 @@ def test_a_decision_without_records_says_what_is_missing(loaded_workspace: Works
         )
     )
     accept = alice.record_decision(DecisionRequest(case_id=leased.case.case_id, action="accept"))
-    otto = open_store(loaded_workspace, user="otto")
+    otto = open_store_as(loaded_workspace, Identity(name="otto"))
     lineage = decision_lineage(otto, loaded_workspace, accept.decision_id)
     assert any("no model events for test-model-1" in p for p in lineage.problems)
     assert lineage.training_run is None and lineage.snapshot is None
@@ -251,7 +251,7 @@ def test_the_mlflow_crosscheck_never_creates_an_mlflow_store(
     loop: AuditedLoop, tmp_path: Path
 ) -> None:
     ws = _copy(loop, tmp_path)
-    otto = open_store(ws, user="otto")
+    otto = open_store_as(ws, Identity(name="otto"))
     lineage = decision_lineage(otto, ws, loop.decision.decision_id)
     (ws.root / tracking.DB_FILE).unlink()
     with pytest.raises(NotFoundError, match="no MLflow store"):

@@ -11,7 +11,7 @@ from hilt.pipelines.dashboards.oversight import StoreOversightBackend, open_over
 from hilt.pipelines.errors import InputError, PermissionDeniedError
 from hilt.pipelines.loop.oversight import choose_gold
 from hilt.pipelines.loop.plots import png_bytes, reasons_figure, reviewer_figure
-from hilt.pipelines.store import DecisionRequest, open_store
+from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.protocols import Refusal
@@ -63,7 +63,7 @@ def ws(tmp_path: Path, cases_frame: pl.DataFrame) -> Workspace:
 
 
 def test_the_backend_settles_a_conflict_and_halts_as_the_identified_lead(ws: Workspace) -> None:
-    alice, bob = open_store(ws, user="alice"), open_store(ws, user="bob")
+    alice, bob = open_store_as(ws, Identity(name="alice")), open_store_as(ws, Identity(name="bob"))
     leased = alice.next_case()
     assert leased is not None
     cid, model = leased.case.case_id, leased.case.predictions[-1].label

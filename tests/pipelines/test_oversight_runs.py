@@ -17,7 +17,7 @@ from hilt.pipelines.dashboards.oversight import StoreOversightBackend, open_over
 from hilt.pipelines.loop import tracking
 from hilt.pipelines.loop.promotion import PromotionRefused, promote
 from hilt.pipelines.paths import NOTEBOOKS_DIR
-from hilt.pipelines.store import open_store
+from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.protocols import Refusal
 from tests.conftest import operator
@@ -119,7 +119,7 @@ def test_gold_add_scores_holdout_cases_with_the_champion(ws: Workspace) -> None:
         ids = [str(r[0]) for r in con.execute("SELECT case_id FROM gold_cases").fetchall()]
     finally:
         con.close()
-    admin = open_store(ws, user="dana")
+    admin = open_store_as(ws, Identity(name="dana"))
     seed = dict(admin.case_frame(ids).select("case_id", "seed_label").iter_rows())
     wrong = sum(1 for c in ids if admin.get_case(c).predictions[-1].label != seed[c])
     assert wrong == gold_event.payload["model_wrong"] == 4
@@ -133,7 +133,7 @@ def test_a_run_that_was_training_when_the_lead_halted_registers_nothing(
 ) -> None:
     settings = ws.settings()
     aliases = tracking.aliases(settings)
-    open_store(ws, user="lena").halt("Investigating complaints")
+    open_store_as(ws, Identity(name="lena")).halt("Investigating complaints")
     try:
         with pytest.raises(PapermillExecutionError) as caught:
             papermill.execute_notebook(
@@ -147,4 +147,4 @@ def test_a_run_that_was_training_when_the_lead_halted_registers_nothing(
         assert "registering the model refused" in caught.value.evalue
         assert tracking.aliases(settings) == aliases
     finally:
-        open_store(ws, user="max").resume()
+        open_store_as(ws, Identity(name="max")).resume()

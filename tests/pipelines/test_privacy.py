@@ -22,9 +22,9 @@ def test_the_published_export_schema_is_the_codes() -> None:
 
 
 def test_an_export_validates_against_the_published_schema(loaded_workspace: Workspace) -> None:
-    from hilt.pipelines.store import open_store
+    from hilt.pipelines.store import Identity, open_store_as
 
-    doc = open_store(loaded_workspace, user="pia").subject_export("SYN-SUBJ-000010")
+    doc = open_store_as(loaded_workspace, Identity(name="pia")).subject_export("SYN-SUBJ-000010")
     schema = json.loads(privacy.EXPORT_SCHEMA_PATH.read_text(encoding="utf-8"))
     jsonschema.validate(json.loads(doc.model_dump_json()), schema)
     broken = json.loads(doc.model_dump_json())

@@ -10,7 +10,7 @@ import pytest
 
 from hilt.pipelines.loop import tracking
 from hilt.pipelines.loop.promotion import PromotionRefused, promote
-from hilt.pipelines.store import open_store
+from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import operator
 from tests.loop_helpers import loop_workspace, train_in_process
@@ -93,7 +93,7 @@ def test_the_promotion_rules(ws: Workspace) -> None:
 def test_the_oversight_dashboard_passes_its_own_store(ws: Workspace, tmp_path: Path) -> None:
     run = train_in_process(ws, "dana", seed=7)
     assert run.challenger
-    lena = open_store(ws, user="lena")
+    lena = open_store_as(ws, Identity(name="lena"))
     with pytest.raises(PromotionRefused, match="acts as 'lena'"):
         promote(ws, run.run_id, "max", store=lena)
     done = promote(ws, run.run_id, "lena", store=lena)

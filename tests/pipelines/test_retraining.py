@@ -13,7 +13,7 @@ from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.model import TrainParams
 from hilt.pipelines.loop.scoring import score_into_queue
 from hilt.pipelines.loop.steps import retrain as retraining
-from hilt.pipelines.store import open_store
+from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import operator
 from tests.loop_helpers import all_cases, loop_workspace, review_some
@@ -28,7 +28,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 
 @pytest.fixture(scope="module")
 def dataset(ws: Workspace) -> retraining.Dataset:
-    snapshot = retraining.take_snapshot(open_store(ws, user="dana"), 0)
+    snapshot = retraining.take_snapshot(open_store_as(ws, Identity(name="dana")), 0)
     return retraining.load_dataset(snapshot, ws.settings())
 
 
@@ -57,7 +57,7 @@ def test_reviewer_labels_enter_training_and_reuse_finds_the_old_file(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     ws = loop_workspace(tmp_path_factory.mktemp("feedback"), labelled=400)
-    dana = open_store(ws, user="dana")
+    dana = open_store_as(ws, Identity(name="dana"))
     first = retraining.take_snapshot(dana, 0)
     # New cases scored into the queue, then reviewed: labels from reviewers.
     new = all_cases().slice(400, 30).drop("risk")
@@ -142,7 +142,7 @@ def test_evaluation_and_the_gate_reject_a_model_trained_on_noisy_labels(
 
 
 def test_take_snapshot_refuses_bad_seqs(ws: Workspace) -> None:
-    dana = open_store(ws, user="dana")
+    dana = open_store_as(ws, Identity(name="dana"))
     with pytest.raises(InputError, match="no labelled cases"):
         retraining.take_snapshot(dana, 1)
     with pytest.raises(InputError, match="non-negative"):

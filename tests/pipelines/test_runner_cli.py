@@ -145,9 +145,9 @@ def test_runs_go_through_the_store_service_when_one_owns_the_workspace(
         cases = new_cases_file(tmp_path / "new.csv", LABELLED, 8)
         r = hilt_cli("score", cases, "--workspace", ws.root, env={"HILT_TOKEN": tokens["dana"]})
         assert r.returncode == 0, r.stderr
-        from hilt.pipelines.store import open_store
+        from hilt.pipelines.store import Identity, open_store_as
 
-        otto = open_store(svc.url, token=tokens["otto"])
+        otto = open_store_as(svc.url, Identity(token=tokens["otto"]))
         actions = [e.action for e in otto.audit_events(after_seq=head)]
         assert actions == [
             "run.started",
@@ -180,9 +180,9 @@ def test_runs_go_through_the_store_service_when_one_owns_the_workspace(
 
 
 def operator_head_via(url: str, token: str) -> int:
-    from hilt.pipelines.store import open_store
+    from hilt.pipelines.store import Identity, open_store_as
 
-    store = open_store(url, token=token)
+    store = open_store_as(url, Identity(token=token))
     try:
         return store.audit_head().seq
     finally:

@@ -80,8 +80,7 @@ def configure_display() -> None:
 def open_workspace(workspace: str | Path | None) -> tuple[Workspace, Settings]:
     """The workspace (``workspace``, else $HILT_WORKSPACE) and its settings."""
     ws = Workspace.at(workspace or None)
-    if not ws.exists():
-        raise InputError(f"{ws.root} is not a hilt workspace (create one with `hilt init`)")
+    ws.require()
     return ws, ws.settings()
 
 

@@ -14,7 +14,7 @@ import duckdb
 import polars as pl
 
 from hilt.pipelines.store.audit.chain import AuditEntry
-from hilt.pipelines.store.core import verify_records
+from hilt.pipelines.store.audit.verify import verify_records
 from hilt.pipelines.store.protocol import Store
 from hilt.pipelines.store.records import VerifyReport
 

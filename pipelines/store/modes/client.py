@@ -187,6 +187,9 @@ class StoreClient:
     def add_user(self, name: str, role: str) -> TokenGrant:
         return self._model(TokenGrant, "POST", "/v1/users", json={"name": name, "role": role})
 
+    def revoke_tokens(self, name: str) -> int:
+        return int(self._request("POST", f"/v1/users/{quote(name, safe='')}/revoke-tokens"))
+
     # Subject ids travel in request bodies, never in URLs (which proxies log).
     def subject_export(self, external_id: str) -> SubjectExport:
         return self._model(

@@ -577,6 +577,13 @@ def create_app(service: StoreService) -> FastAPI:
         finally:
             service.forget_identities()
 
+    @app.post("/v1/users/{name}/revoke-tokens")
+    def revoke_tokens(name: str, user: Caller) -> int:
+        try:
+            return service.run(user, lambda c: c.revoke_tokens(name))
+        finally:
+            service.forget_identities()
+
     @app.get("/v1/audit/search")
     def audit_search(user: Caller, query: Annotated[AuditQuery, Query()]) -> AuditPage:
         return service.run_bulk(user, lambda c: c.audit_search(query))

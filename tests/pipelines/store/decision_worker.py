@@ -2,10 +2,10 @@
 
 Run as a script (``python decision_worker.py SPEC.json``) by tests/pipelines/store/
 test_concurrency.py, so that every worker is its own process with its own connection.
-The spec names the mode ("http": the store service, "embedded": ``open_store(path,
-user=…)``), the requests ``[{"case_id", "request_id"}, …]`` and an output file. Each
-request ends in one JSON line in the output, written and flushed as it happens, so that
-what a worker saw acknowledged survives the service (or the worker) being killed:
+The spec names the mode ("http": the store service, "embedded":
+``open_store_as(path, Identity(name=…))``), the requests ``[{"case_id", "request_id"}, …]``
+and an output file. Each request ends in one JSON line in the output, written and flushed as
+it happens, so that what a worker saw acknowledged survives the service (or the worker) being killed:
 
     {"request_id": …, "decision_id": …, "seq": …}      acknowledged
     {"request_id": …, "error": "…"}                       not acknowledged
@@ -45,9 +45,9 @@ def http_recorder(spec: dict[str, Any]) -> Callable[[dict[str, str]], dict[str, 
 
 def embedded_recorder(spec: dict[str, Any]) -> Callable[[dict[str, str]], dict[str, Any]]:
     from hilt.pipelines.errors import HiltError
-    from hilt.pipelines.store import DecisionRequest, open_store
+    from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 
-    store = open_store(spec["workspace"], user=spec["user"])
+    store = open_store_as(spec["workspace"], Identity(name=spec["user"]))
 
     def record(req: dict[str, str]) -> dict[str, Any]:
         request = DecisionRequest(

@@ -29,7 +29,7 @@ import polars as pl
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hilt.pipelines.store import DecisionRequest, open_store
+from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.audit.chain import GENESIS_HASH, AuditEntry, chain_hash
 from hilt.pipelines.store.audit.checkpoints import (
     Checkpoint,
@@ -37,7 +37,7 @@ from hilt.pipelines.store.audit.checkpoints import (
     read_checkpoints,
     sign_checkpoint,
 )
-from hilt.pipelines.store.core import verify_records
+from hilt.pipelines.store.audit.verify import verify_records
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.records import VerifyReport
@@ -79,7 +79,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Layou
     predictions_seq = admin.add_predictions("test-model-1", preds).seq
     predicted = dict(zip(preds["case_id"], preds["label"], strict=True))
 
-    alice = open_store(ws, user="alice")
+    alice = open_store_as(ws, Identity(name="alice"))
     seqs = []
     for i in range(DECISIONS_BEFORE_CHECKPOINT + DECISIONS_AFTER_CHECKPOINT):
         if i == DECISIONS_BEFORE_CHECKPOINT:

@@ -88,7 +88,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSe
     of the config (otto: auditor) and a gateway token."""
     import polars as pl
 
-    from hilt.pipelines.store import DecisionRequest, open_store
+    from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
     from hilt.pipelines.store.create import create_workspace
     from tests.conftest import CONFIG, CSV, predictions_for
 
@@ -97,7 +97,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSe
     cases = pl.read_csv(CSV, infer_schema=False).head(20)
     operator(ws).ingest_cases(cases)
     operator(ws).add_predictions("test-model-1", predictions_for(cases))
-    alice = open_store(ws, user="alice")
+    alice = open_store_as(ws, Identity(name="alice"))
     leased = alice.next_case()
     assert leased is not None
     alice.record_decision(DecisionRequest(case_id=leased.case.case_id, action="accept"))

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 
 from hilt.pipelines.errors import NotFoundError
-from hilt.pipelines.store import open_store
+from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.store.audit import batch_digest
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.workspace import Workspace
@@ -170,7 +170,7 @@ def test_bulk_predictions_carry_the_digest_verify_recomputes(
     # ids continue the earlier batch's (200 predictions)
     assert ids == (201, 250, 50)
     assert (payload["first_prediction_id"], payload["last_prediction_id"]) == (201, 250)
-    assert open_store(ws, user="otto").verify().ok
+    assert open_store_as(ws, Identity(name="otto")).verify().ok
 
 
 def test_unknown_cases_are_named_by_their_rows_and_nothing_is_written(
@@ -217,17 +217,17 @@ def test_batches_recorded_with_the_csv_method_still_verify_and_catch_edits(
         op = operator(ws)
         cases_seq = op.ingest_cases(cases_frame.head(40)).seq
         preds_seq = op.add_predictions("old-model", predictions_for(cases_frame.head(40))).seq
-    events = {e.seq: e for e in open_store(ws, user="otto").audit_events()}
+    events = {e.seq: e for e in open_store_as(ws, Identity(name="otto")).audit_events()}
     assert events[cases_seq].payload["digest_method"] == batch_digest.LEGACY_METHOD
     assert events[preds_seq].payload["digest_method"] == batch_digest.LEGACY_METHOD
     # A batch written by the current version next to them
     new_seq = operator(ws).add_predictions("new-model", predictions_for(cases_frame.head(40))).seq
-    assert open_store(ws, user="otto").verify().ok
+    assert open_store_as(ws, Identity(name="otto")).verify().ok
 
     # Erasing a subject restates the old batch by its own (CSV) method: still OK.
     subject = str(cases_frame["applicant_id"][3])
-    open_store(ws, user="pia").subject_erase(subject)
-    assert open_store(ws, user="otto").verify().ok
+    open_store_as(ws, Identity(name="pia")).subject_erase(subject)
+    assert open_store_as(ws, Identity(name="otto")).verify().ok
 
     con = connect(ws)
     try:
@@ -237,7 +237,7 @@ def test_batches_recorded_with_the_csv_method_still_verify_and_catch_edits(
         )
     finally:
         con.close()
-    report = open_store(ws, user="otto").verify()
+    report = open_store_as(ws, Identity(name="otto")).verify()
     assert report.first_break is not None
     assert (report.first_break.seq, report.first_break.kind) == (preds_seq, "record-mismatch")
     assert new_seq > preds_seq

@@ -21,7 +21,7 @@ import httpx
 import polars as pl
 import pytest
 
-from hilt.pipelines.store import open_store
+from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.store.modes.client import StoreClient
 from hilt.pipelines.store.records import Decision
 from hilt.pipelines.workspace import Workspace
@@ -336,7 +336,7 @@ def test_two_embedded_processes_share_the_file_under_the_lock(
     ack = acknowledged(outs)
     assert len(ack) == 100
 
-    dana = open_store(loaded_workspace, user="dana")
+    dana = open_store_as(loaded_workspace, Identity(name="dana"))
     decisions = read_all_decisions(dana, page=30)
     assert len(decisions) == 100
     assert_each_once(ack, decisions)

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from hilt.pipelines.errors import ConfigError, StoreError
-from hilt.pipelines.store import DecisionRequest, open_store
+from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.subject_keys import MasterKey, SubjectKeyStore
 from hilt.pipelines.workspace import Workspace
@@ -95,7 +95,7 @@ def test_personal_data_is_never_in_the_clear_in_the_store_file(
     ws = canary_ws
     for needle in canaries.values():
         assert not canary_in_store(ws, needle)
-    alice = open_store(ws, user="alice")
+    alice = open_store_as(ws, Identity(name="alice"))
     case = alice.get_case("APP-000003")
     other = "0" if case.predictions[-1].label == "1" else "1"
     alice.record_decision(
@@ -107,7 +107,7 @@ def test_personal_data_is_never_in_the_clear_in_the_store_file(
             comment=f"Met {canaries['comment']} in person",
         )
     )
-    pia = open_store(ws, user="pia")
+    pia = open_store_as(ws, Identity(name="pia"))
     pia.subject_rectify(canaries["subject"], "full_name", canaries["rectified"])
     doc = pia.subject_export(canaries["subject"])
     # The export holds every occurrence, opened ...
@@ -123,7 +123,7 @@ def test_personal_data_is_never_in_the_clear_in_the_store_file(
     # Reviewers do not see personal columns; the DPO and data scientists do.
     assert "full_name" not in alice.get_case("APP-000003").personal
     assert (
-        open_store(ws, user="dana").get_case("APP-000003").personal["full_name"]
+        open_store_as(ws, Identity(name="dana")).get_case("APP-000003").personal["full_name"]
         == (canaries["rectified"])
     )
 
@@ -135,13 +135,13 @@ def test_without_the_master_key_nothing_personal_can_be_read_or_written(
     key_file = ws.master_key_path
     moved = key_file.with_name("elsewhere.key")
     key_file.rename(moved)
-    dana = open_store(ws, user="dana")
+    dana = open_store_as(ws, Identity(name="dana"))
     with pytest.raises(ConfigError, match="no master key"):
         dana.get_case("APP-000003")
     with pytest.raises(ConfigError, match="no master key"):
         dana.snapshot()
     # What needs no personal data still works: the log verifies without the key.
-    assert open_store(ws, user="otto").verify().ok
+    assert open_store_as(ws, Identity(name="otto")).verify().ok
     # The raw file holds ciphertext only, and another master key does not open it.
     con = duckdb.connect(str(ws.db_path), read_only=True)
     try:
@@ -171,32 +171,32 @@ def test_without_the_master_key_nothing_personal_can_be_read_or_written(
     moved.rename(key_file)
     key_file.chmod(0o644)
     with pytest.raises(ConfigError, match="readable by others"):
-        open_store(ws, user="dana").get_case("APP-000003")
+        open_store_as(ws, Identity(name="dana")).get_case("APP-000003")
     key_file.chmod(0o600)
     # The key may come from the environment instead of the file.
     text = key_file.read_text().strip()
     key_file.unlink()
     monkeypatch.setenv("HILT_MASTER_KEY", text)
     assert (
-        open_store(ws, user="dana").get_case("APP-000003").personal["full_name"]
+        open_store_as(ws, Identity(name="dana")).get_case("APP-000003").personal["full_name"]
         == (canaries["name"])
     )
     monkeypatch.setenv("HILT_MASTER_KEY", base64.b64encode(b"short").decode())
     with pytest.raises(ConfigError, match="32 bytes"):
-        open_store(ws, user="dana").get_case("APP-000003")
+        open_store_as(ws, Identity(name="dana")).get_case("APP-000003")
 
 
 def test_erasure_destroys_the_key_for_good_and_verify_still_passes(
     canary_ws: Workspace, canaries: dict[str, str]
 ) -> None:
     ws = canary_ws
-    alice = open_store(ws, user="alice")
+    alice = open_store_as(ws, Identity(name="alice"))
     alice.record_decision(
         DecisionRequest(
             case_id="APP-000003", action="flag", comment=f"Ask about {canaries['comment']}"
         )
     )
-    pia = open_store(ws, user="pia")
+    pia = open_store_as(ws, Identity(name="pia"))
     ref = pia.subject_export(canaries["subject"]).subject_ref
     con = sqlite3.connect(ws.subject_keys_path)
     try:
@@ -210,21 +210,21 @@ def test_erasure_destroys_the_key_for_good_and_verify_still_passes(
     key_files = [p for p in files_of(ws) if p.name.startswith("subject-keys.sqlite")]
     assert key_files and all(bytes(wrapped) not in p.read_bytes() for p in key_files)
     # The comment's ciphertext stays in the audit log, and nobody can open it any more.
-    dana = open_store(ws, user="dana")
+    dana = open_store_as(ws, Identity(name="dana"))
     [decision] = dana.get_case("APP-000003").decisions
     assert decision.comment is None and decision.comment_sealed is not None
-    events = open_store(ws, user="otto").audit_events(limit=10_000)
+    events = open_store_as(ws, Identity(name="otto")).audit_events(limit=10_000)
     assert decision.comment_sealed in {e.payload.get("comment_sealed") for e in events}
     for needle in canaries.values():
         assert holding(ws, needle) == [], needle
-    assert open_store(ws, user="otto").verify().ok
+    assert open_store_as(ws, Identity(name="otto")).verify().ok
 
 
 def test_a_returning_subject_after_erasure_is_a_new_pseudonym(
     canary_ws: Workspace, canaries: dict[str, str], cases_frame: pl.DataFrame
 ) -> None:
     ws = canary_ws
-    pia = open_store(ws, user="pia")
+    pia = open_store_as(ws, Identity(name="pia"))
     old = pia.subject_export(canaries["subject"]).subject_ref
     pia.subject_erase(canaries["subject"])
     again = cases_frame.slice(100, 1).with_columns(
@@ -234,4 +234,4 @@ def test_a_returning_subject_after_erasure_is_a_new_pseudonym(
     doc = pia.subject_export(canaries["subject"])
     assert doc.subject_ref != old
     assert [c.case_id for c in doc.cases] == [again["application_id"][0]]
-    assert open_store(ws, user="otto").verify().ok
+    assert open_store_as(ws, Identity(name="otto")).verify().ok

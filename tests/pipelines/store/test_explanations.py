@@ -12,7 +12,7 @@ import pytest
 from hilt.pipelines.dashboards.review import StoreReviewBackend
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.store import DecisionRequest, Store
-from hilt.pipelines.store.core import verify_store
+from hilt.pipelines.store.audit.verify import verify_store
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets import PredictionView
 from hilt.widgets.contracts.protocols import ReviewItem, ShownExplanation
@@ -134,9 +134,9 @@ def test_an_explanation_with_the_model_hidden_or_on_undo_is_refused(
 def test_a_changed_explanation_hash_in_the_table_breaks_verification(
     loaded_workspace: Workspace,
 ) -> None:
-    from hilt.pipelines.store import open_store
+    from hilt.pipelines.store import Identity, open_store_as
 
-    alice = open_store(loaded_workspace, user="alice")
+    alice = open_store_as(loaded_workspace, Identity(name="alice"))
     item, shown = _shown(alice, loaded_workspace)
     d = alice.record_decision(_accept(item, shown.sha256, shown.context))
     con = duckdb.connect(str(loaded_workspace.db_path))

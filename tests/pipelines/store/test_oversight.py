@@ -17,7 +17,7 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
     SystemHalted,
 )
-from hilt.pipelines.store import DecisionRequest, Store, open_store
+from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
 from hilt.pipelines.store import double_review as dr
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.oversight_stats import cohens_kappa
@@ -54,14 +54,14 @@ def make_workspace(tmp_path: Path, cases: pl.DataFrame, **values: float) -> Work
 
 def factory(request: pytest.FixtureRequest, ws: Workspace) -> Iterator[StoreFactory]:
     if request.param == "embedded":
-        yield lambda name: open_store(ws, user=name)
+        yield lambda name: open_store_as(ws, Identity(name=name))
         return
     tokens = issue_tokens(ws, ws.settings())
     svc = start_service(ws)
     opened: list[Store] = []
 
     def make(name: str) -> Store:
-        s = open_store(svc.url, token=tokens[name])
+        s = open_store_as(svc.url, Identity(token=tokens[name]))
         opened.append(s)
         return s
 
@@ -361,7 +361,7 @@ def test_an_edited_known_answer_or_gold_set_breaks_verification(
     """The known answers are the seed labels (covered by their batch's digest); the gold set
     itself by the digest of its event."""
     ws = make_workspace(tmp_path, cases_frame, gold_rate=0.5)
-    admin = open_store(ws, user="dana")
+    admin = open_store_as(ws, Identity(name="dana"))
     truth = add_gold(admin, 4, wrong=0)
     assert admin.verify().ok
     victim = sorted(truth)[0]

@@ -12,7 +12,7 @@ from hilt.pipelines.errors import (
     ConflictError,
     PermissionDeniedError,
 )
-from hilt.pipelines.store import DecisionRequest, Store, open_store
+from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
 from hilt.pipelines.store.modes.embedded import EmbeddedStore
 from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
@@ -210,16 +210,16 @@ def test_the_gateway_acts_only_on_behalf_of_known_users(loaded_workspace: Worksp
     alice_token = op.add_user("alice", "reviewer").token
     svc = start_service(loaded_workspace)
     try:
-        as_alice = open_store(svc.url, token=gateway, on_behalf_of="alice")
+        as_alice = open_store_as(svc.url, Identity(token=gateway, on_behalf_of="alice"))
         assert as_alice.whoami().name == "alice"
         d = as_alice.record_decision(DecisionRequest(case_id="APP-000009", action="accept"))
         assert (d.reviewer, d.reviewer_role) == ("alice", "reviewer")
         with pytest.raises(PermissionDeniedError):
-            open_store(svc.url, token=gateway).next_case()  # no permissions of its own
+            open_store_as(svc.url, Identity(token=gateway)).next_case()  # no permissions of its own
         with pytest.raises(AuthenticationError):
-            open_store(svc.url, token=gateway, on_behalf_of="mallory").whoami()
+            open_store_as(svc.url, Identity(token=gateway, on_behalf_of="mallory")).whoami()
         with pytest.raises(PermissionDeniedError):
-            open_store(svc.url, token=alice_token, on_behalf_of="lena").whoami()
+            open_store_as(svc.url, Identity(token=alice_token, on_behalf_of="lena")).whoami()
     finally:
         svc.stop()
 

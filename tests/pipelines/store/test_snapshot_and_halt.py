@@ -83,9 +83,9 @@ def test_the_accept_cap_keeps_the_model_from_confirming_itself(
     op.ingest_cases(cases_frame.head(100))
     op.ingest_cases(cases_frame.slice(100, 100).drop("risk"))
     op.add_predictions("m", predictions_for(cases_frame.slice(100, 100)))
-    from hilt.pipelines.store import open_store
+    from hilt.pipelines.store import Identity, open_store_as
 
-    alice = open_store(ws, user="alice")
+    alice = open_store_as(ws, Identity(name="alice"))
     for case_id in cases_frame.slice(100, 100)["application_id"]:
         alice.record_decision(DecisionRequest(case_id=case_id, action="accept"))
     snap = op.snapshot()

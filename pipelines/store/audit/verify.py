@@ -1,0 +1,259 @@
+"""Verification: the chain, the signed checkpoints, and the records against their events.
+
+``verify_file`` is what `hilt audit verify` runs on a workspace's own file (under the
+store's lock, without an actor); ``verify_store`` the same on an open connection (what the
+``verify`` operation runs); ``verify_records`` the checks on any connection holding an
+``audit_log`` and a ``decisions`` table (the store's file, or an in-memory copy fetched
+from a service).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+
+from hilt.pipelines.config import Settings
+from hilt.pipelines.store import sql
+from hilt.pipelines.store.audit import batch_digest, reconcile, schema_check
+from hilt.pipelines.store.audit import chain as audit_chain
+from hilt.pipelines.store.audit.chain import GENESIS_HASH, Break, hash_at, purge_anchor
+from hilt.pipelines.store.audit.checkpoints import (
+    Checkpoint,
+    check_checkpoints,
+    parse_public_key,
+    read_checkpoints,
+)
+from hilt.pipelines.store.audit.gold_digest import first_mismatch as gold_mismatch
+from hilt.pipelines.store.records import BreakRecord, VerifyReport
+from hilt.pipelines.workspace import Workspace
+
+T = TypeVar("T")
+
+
+def verify_file(
+    workspace: Workspace, public_key: str | None = None, checkpoints: Path | None = None
+) -> VerifyReport:
+    """Verify the workspace's store file, holding the store's lock while it reads."""
+    from hilt.pipelines.store.modes import locking
+    from hilt.pipelines.store.modes.embedded import connect
+
+    workspace.require()
+    settings = workspace.settings()
+    with locking.exclusive(workspace.lock_path, workspace.service_file):
+        con = connect(workspace)
+        try:
+            return verify_store(con, settings, workspace, public_key, checkpoints)
+        finally:
+            con.close()
+
+
+def verify_store(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    workspace: Workspace,
+    public_key: str | None = None,
+    checkpoints: Path | None = None,
+) -> VerifyReport:
+    """Verify the store's own file without an actor (what `hilt audit verify` runs).
+
+    ``public_key`` and ``checkpoints`` let an auditor bring their own copies (the pinned key
+    and the checkpoint file as they last saw them), so that an attacker who rewrites the
+    workspace's copies as well is still caught.
+    """
+    return verify_records(
+        con,
+        public_key or settings.audit.public_key,
+        checkpoints or workspace.checkpoints_path,
+        batches=True,
+        settings=settings,
+    )
+
+
+def _checkpoint_missing_from_file(
+    con: duckdb.DuckDBPyConnection, checkpoints: list[Checkpoint]
+) -> Break | None:
+    """Every checkpoint the log records must still be in the checkpoint file."""
+    in_file = {(c.seq, c.signature) for c in checkpoints}
+    recorded = con.execute(
+        "SELECT seq, try_cast(json_extract(entry, '$.payload.seq') AS BIGINT),"
+        " json_extract_string(entry, '$.payload.signature') FROM audit_log"
+        """ WHERE entry LIKE '{"action":"audit.checkpoint",%' ORDER BY seq"""
+    ).fetchall()
+    for seq, covered, signature in recorded:
+        if (covered, signature) not in in_file:
+            return Break(
+                int(seq),
+                "checkpoint-missing",
+                f"the log records a checkpoint of seq {covered} that the checkpoint file lacks "
+                "(the file was replaced or truncated)",
+            )
+    return None
+
+
+def verify_records(
+    con: duckdb.DuckDBPyConnection,
+    public_key: str | None,
+    checkpoints_path: Path,
+    *,
+    batches: bool,
+    settings: Settings | None = None,
+) -> VerifyReport:
+    """Check the chain in ``con``'s audit_log, the signed checkpoints, and the records.
+
+    ``con`` holds an ``audit_log`` and a ``decisions`` table: the store's own file, or an
+    in-memory copy fetched from the service (then ``batches=False`` and no settings: case
+    and prediction rows are not fetched, so batches are not reconciled).
+
+    With settings, the file's tables are first compared with the schema hilt creates
+    (``schema_check``). Tampering with the tables themselves is reported, never raised: a
+    check whose query DuckDB refuses (a table or column it needs is gone) is a ``schema``
+    break at seq 0 naming that check, and the checks that can still run do.
+
+    The checks are independent, so they run at the same time, each on its own cursor
+    (DuckDB releases the GIL while a query runs, and so does sha256 on large buffers): the
+    scan that hashes every entry and reconciles the decisions with their events, the order
+    of the chain, the batches and their digests, the schema and the checkpoints.
+    """
+    failed: dict[str, Break] = {}
+
+    def attempt(
+        what: str, check: Callable[[duckdb.DuckDBPyConnection], T]
+    ) -> Callable[[], T | None]:
+        def run() -> T | None:
+            cursor = con.cursor()
+            try:
+                return check(cursor)
+            except duckdb.Error as e:
+                failed[what] = schema_check.query_failed(what, e)
+                return None
+            finally:
+                cursor.close()
+
+        return run
+
+    chain_check = "the hash chain check"
+    reconcile_check = "the reconciliation of records with their events"
+    purged = attempt(reconcile_check, reconcile.decisions_purged_through)()
+
+    def content_and_decisions(
+        c: duckdb.DuckDBPyConnection,
+    ) -> tuple[int | None, int | None, int | None]:
+        row = sql.one(
+            c,
+            reconcile.CONTENT_AND_DECISIONS_SQL,
+            {"decisions_purged_through": purged or 0},
+        )
+        assert row is not None
+        return row[0], row[1], row[2]
+
+    def checkpoint_checks(c: duckdb.DuckDBPyConnection) -> list[Break]:
+        head_seq = int(sql.scalar(c, "SELECT coalesce(max(seq), 0) FROM audit_log"))
+        anchor_seq, anchor_hash = purge_anchor(c)
+        hashes = hash_at(c, [cp.seq for cp in checkpoints])
+        if anchor_seq:
+            hashes[anchor_seq] = anchor_hash
+        cp = check_checkpoints(checkpoints, pinned, head_seq, hashes, purged_through=anchor_seq)
+        missing = _checkpoint_missing_from_file(c, checkpoints)
+        return [b for b in (cp, missing) if b is not None]
+
+    checkpoints, cp_break = read_checkpoints(checkpoints_path)
+    pinned = parse_public_key(public_key) if public_key else None
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="hilt-verify") as pool:
+        # The longest first: every entry hashed and parsed once, joined with the decisions.
+        scan = pool.submit(attempt("the combined scan", content_and_decisions))
+        digests = (
+            pool.submit(
+                attempt(
+                    "the batch digest check", lambda c: batch_digest.first_mismatch(c, settings)
+                )
+            )
+            if settings is not None
+            else None
+        )
+        order = pool.submit(attempt(chain_check, audit_chain.check_order))
+        counted = (
+            pool.submit(attempt(reconcile_check, reconcile.first_batch_mismatch))
+            if batches
+            else None
+        )
+        altered = (
+            pool.submit(
+                attempt("the schema check", lambda c: schema_check.first_break(c, settings))
+            )
+            if settings is not None
+            else None
+        )
+        cps = pool.submit(attempt("the checkpoint check", checkpoint_checks))
+        gold = pool.submit(attempt("the gold set check", gold_mismatch))
+        scanned = scan.result()
+        if scanned is not None:
+            mismatch, bad_hash, decision_seq = scanned
+            content_ok = True
+        else:
+            # The one scan failed (a table or column it needs is gone): check the chain and
+            # the decisions apart, so that each failure is named and the rest still runs.
+            failed.pop("the combined scan", None)
+            content = attempt(chain_check, audit_chain.check_content)()
+            content_ok = content is not None
+            mismatch, bad_hash = content if content is not None else (None, None)
+            decision_seq = attempt(
+                reconcile_check,
+                lambda c: reconcile.first_decision_mismatch(c, purged or 0),
+            )()
+        chain_order = order.result()
+        batch_seq = counted.result() if counted is not None else None
+        schema_break = altered.result() if altered is not None else None
+        cp_breaks = cps.result()
+        bad_batch = digests.result() if digests is not None else None
+        bad_gold = gold.result()
+
+    # Assembled in a fixed order, so that on a tie (several breaks at one seq) the same one
+    # is named as when the checks ran one after another.
+    breaks: list[Break] = []
+    if settings is not None:
+        if "the schema check" in failed:
+            breaks.append(failed["the schema check"])
+        elif schema_break is not None:
+            breaks.append(schema_break)
+    if chain_check in failed:
+        breaks.append(failed[chain_check])
+    events, head_hash = 0, GENESIS_HASH
+    if chain_order is not None and content_ok:
+        events, head_hash = chain_order.events, chain_order.head_hash
+        first = audit_chain.first_chain_break(chain_order, mismatch, bad_hash)
+        breaks += [first] if first is not None else []
+    if cp_break is not None:
+        breaks.append(cp_break)
+    if "the checkpoint check" in failed:
+        breaks.append(failed["the checkpoint check"])
+    breaks += cp_breaks or []
+    if reconcile_check in failed:
+        breaks.append(failed[reconcile_check])
+    else:
+        rec = reconcile.as_break(decision_seq, batch_seq)
+        breaks += [rec] if rec is not None else []
+    if "the gold set check" in failed:
+        breaks.append(failed["the gold set check"])
+    elif bad_gold is not None:
+        breaks.append(bad_gold)
+    if settings is not None:
+        if "the batch digest check" in failed:
+            breaks.append(failed["the batch digest check"])
+        elif bad_batch is not None:
+            breaks.append(
+                Break(bad_batch, "record-mismatch", "a batch's rows no longer match its digest")
+            )
+    worst = min(breaks, key=lambda b: b.seq) if breaks else None
+    return VerifyReport(
+        ok=worst is None,
+        events=events,
+        head_hash=head_hash,
+        checkpoints=len(checkpoints),
+        first_break=BreakRecord(seq=worst.seq, kind=worst.kind, detail=worst.detail)
+        if worst
+        else None,
+    )
