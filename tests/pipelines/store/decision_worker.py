@@ -5,7 +5,8 @@ test_concurrency.py, so that every worker is its own process with its own connec
 The spec names the mode ("http": the store service, "embedded":
 ``open_store_as(path, Identity(name=…))``), the requests ``[{"case_id", "request_id"}, …]``
 and an output file. Each request ends in one JSON line in the output, written and flushed as
-it happens, so that what a worker saw acknowledged survives the service (or the worker) being killed:
+it happens, so that what a worker saw acknowledged survives the service (or the worker)
+being killed:
 
     {"request_id": …, "decision_id": …, "seq": …}      acknowledged
     {"request_id": …, "error": "…"}                       not acknowledged
