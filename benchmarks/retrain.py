@@ -25,7 +25,7 @@ The run acts as the operating-system user (an admin), as `hilt retrain` does.
    model; that changes no cost), ingested untimed (~10 s), then one run (the first in that
    workspace). The baseline, in this process on the same rows: the snapshot Parquet that
    run wrote (found by the sha256 it logged), its training rows turned into X / y by
-   ``hilt.pipelines.loop.model.training_frame`` (as the notebook's ``load_dataset`` does), the
+   ``hilt.pipelines.loop.features.training_frame`` (as the notebook's ``load_dataset`` does), the
    ``xgboost.QuantileDMatrix`` built exactly as ``model.fit`` builds it, and
    ``xgboost.train`` with the run's parameters (``TrainParams`` defaults: 200 rounds,
    depth 3, nthread 1). Only ``xgboost.train`` is the "bare" time; the matrix build is
@@ -35,13 +35,13 @@ The run acts as the operating-system user (an admin), as `hilt retrain` does.
 
 Where the time goes (each run): the runner's steps are timed by wrapping, for the duration
 of the run only, the functions it calls (``runner.validate_parameters``,
-``runner.open_run_store``, ``tracking.configure`` / ``create_run``,
-``papermill.execute_notebook``, ``tracking.log_notebook`` / ``notebook_html``,
-``tracking.finish_run`` / ``run_info``); the time inside papermill comes from the executed
+``runner.open_run_store``, tracking's ``runs.configure`` / ``create_run``,
+``papermill.execute_notebook``, ``notebooks.log_notebook`` / ``notebook_html``,
+``runs.finish_run`` / ``run_info``); the time inside papermill comes from the executed
 notebook's metadata: kernel start (notebook start to first cell), each cell's
 ``papermill.duration`` grouped by step, the notebook saves between cells, kernel shutdown.
-The breakdown wraps this process's imports of papermill and ``hilt.pipelines.loop.tracking``
-(mlflow), made before the first run and reported apart; the CLI run pays them itself.
+The breakdown wraps this process's imports of papermill and ``hilt.pipelines.loop.tracking``'s
+modules (mlflow), made before the first run and reported apart; the CLI run pays them itself.
 
 Nothing is asserted; the script prints whether each target was met. The last line of
 output is one JSON object with every number.
@@ -71,7 +71,8 @@ from typing import Any
 import polars as pl
 
 from hilt.pipelines.loop import runner
-from hilt.pipelines.loop.model import TrainParams, training_frame
+from hilt.pipelines.loop.features import training_frame
+from hilt.pipelines.loop.model import TrainParams
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.modes.embedded import EmbeddedStore
 from hilt.pipelines.store.records import User
@@ -89,17 +90,17 @@ CLI_TIMEOUT_S = 600.0
 
 #: Steps of the executed notebook: the first label whose needle is in a code cell's source.
 CELL_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("kernel: imports (hilt, polars)", ("from hilt.pipelines import retraining",)),
-    ("kernel: open store + MLflow (imports mlflow)", ("retraining.open_workspace(",)),
-    ("kernel: snapshot (store export)", ("retraining.get_snapshot(",)),
-    ("kernel: dataset (read, encode)", ("retraining.load_dataset(",)),
-    ("kernel: training", ("retraining.train(",)),
+    ("kernel: imports (hilt, polars)", ("from hilt.pipelines.loop.steps import",)),
+    ("kernel: open store + MLflow (imports mlflow)", ("start.open_workspace(",)),
+    ("kernel: snapshot (store export)", ("training_data.get_snapshot(",)),
+    ("kernel: dataset (read, encode)", ("training_data.load_dataset(",)),
+    ("kernel: training", ("retrain.train(",)),
     ("kernel: figures (4, matplotlib)", ("_figure(",)),
-    ("kernel: evaluation", ("retraining.evaluate(", "evaluation.")),
+    ("kernel: evaluation", ("retrain.evaluate(", "evaluation.")),
     ("kernel: champion comparison", ("compare_with_champion(",)),
     ("kernel: gate", ("apply_gate(",)),
     ("kernel: MLflow logging + registry", ("log_and_register(",)),
-    ("kernel: audit events", ("retraining.record(",)),
+    ("kernel: audit events", ("retrain.record(",)),
 )
 OTHER_CELLS = "kernel: other cells (parameters, markdown)"
 #: Rows of the breakdown, in order.
@@ -123,13 +124,13 @@ STEPS: tuple[str, ...] = (
 WRAPPED: tuple[tuple[str, str], ...] = (
     ("runner.validate_parameters", "validate"),
     ("runner.open_run_store", "open_store"),
-    ("tracking.configure", "configure"),
-    ("tracking.create_run", "create_run"),
+    ("runs.configure", "configure"),  # as runs.create_run calls it
+    ("runs.create_run", "create_run"),
     ("papermill.execute_notebook", "papermill"),
-    ("tracking.log_notebook", "log_notebook"),
-    ("tracking.notebook_html", "notebook_html"),
-    ("tracking.finish_run", "finish_run"),
-    ("tracking.run_info", "run_info"),
+    ("notebooks.log_notebook", "log_notebook"),
+    ("notebooks.notebook_html", "notebook_html"),  # as notebooks.log_notebook calls it
+    ("runs.finish_run", "finish_run"),
+    ("runs.run_info", "run_info"),
 )
 
 
@@ -185,9 +186,14 @@ def instrumented(timers: dict[str, float]) -> Iterator[None]:
     is enough; behaviour is unchanged."""
     import papermill
 
-    from hilt.pipelines.loop import tracking
+    from hilt.pipelines.loop.tracking import notebooks, runs
 
-    modules: dict[str, Any] = {"runner": runner, "tracking": tracking, "papermill": papermill}
+    modules: dict[str, Any] = {
+        "runner": runner,
+        "runs": runs,
+        "notebooks": notebooks,
+        "papermill": papermill,
+    }
     saved: list[tuple[Any, str, Any]] = []
     for path, key in WRAPPED:
         module_name, attr = path.split(".")
@@ -331,11 +337,11 @@ def bare_training(ws: Workspace, run_id: str, params: TrainParams) -> dict[str, 
     """xgboost.train on the training rows of the run's snapshot, as ``model.fit`` calls it."""
     import xgboost as xgb
 
-    from hilt.pipelines.loop import tracking
-    from hilt.pipelines.loop.steps.retrain import find_snapshot
+    from hilt.pipelines.loop.steps.training_data import find_snapshot
+    from hilt.pipelines.loop.tracking.runs import run_info
 
     settings = ws.settings()
-    sha = tracking.run_info(run_id).snapshot_sha256
+    sha = run_info(run_id).snapshot_sha256
     if sha is None:
         raise RuntimeError(f"run {run_id} logged no snapshot sha256")
     t = time.perf_counter()
@@ -512,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
         import logging
 
         import papermill  # noqa: F401  (imported before the runs; see the docstring)
+
+        from hilt.pipelines.loop.tracking import notebooks, runs  # noqa: F401  (imports mlflow)
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         imports_s = time.perf_counter() - t

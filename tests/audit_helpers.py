@@ -87,7 +87,7 @@ def audited_loop(root: Path) -> AuditedLoop:
     dana = open_store_as(ws, Identity(name="dana"))
     new = all_cases().slice(LABELLED, FIRST_BATCH).drop(settings.target.column)
     batch_scoring.ingest(dana, new)
-    batch_scoring.score(dana, champion, new, settings)
+    batch_scoring.score_cases(dana, champion, new, settings)
     for i in range(REVIEWED):
         decide_as_panel(ws, "alice", "override" if i % 3 == 2 else "accept")
 

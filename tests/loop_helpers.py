@@ -19,6 +19,7 @@ import polars as pl
 from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.loop.model import TrainParams
 from hilt.pipelines.loop.steps import retrain as retraining
+from hilt.pipelines.loop.steps import start, training_data
 from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.records import AuditEvent
@@ -74,14 +75,14 @@ def train_in_process(
 ) -> retraining.Registration:
     """The retraining notebook's steps, called in-process (as a data scientist would in
     JupyterLab): a new MLflow run tagged retrain, logged, registered, audited."""
-    from hilt.pipelines.loop import tracking
+    from hilt.pipelines.loop.tracking.runs import finish_run
 
-    ws_, settings = retraining.open_workspace(ws.root)
+    ws_, settings = start.open_workspace(ws.root)
     store = open_store_as(ws_, Identity(name=author))
-    run_id = retraining.ensure_run(ws_, settings, "", author, "retrain")
+    run_id = start.ensure_run(ws_, settings, "", author, "retrain")
     params = TrainParams(num_boost_round=num_boost_round, seed=seed)
-    snapshot = retraining.take_snapshot(store, 0)
-    dataset = retraining.load_dataset(snapshot, settings)
+    snapshot = training_data.take_snapshot(store, 0)
+    dataset = training_data.load_dataset(snapshot, settings)
     model = retraining.train(dataset, params, label_noise=label_noise)
     evaluation = retraining.evaluate(model, dataset, settings)
     comparison = retraining.compare_with_champion(dataset, settings, evaluation)
@@ -97,7 +98,7 @@ def train_in_process(
         label_noise=label_noise,
     )
     retraining.record(store, registration, dataset, result)
-    tracking.finish_run(run_id)
+    finish_run(run_id)
     return registration
 
 
@@ -257,14 +258,14 @@ def mlflow_findings(run_ids: Iterable[str], settings: Settings | None = None) ->
     word and no hit)."""
     from mlflow import MlflowClient
 
-    from hilt.pipelines.loop import tracking
+    from hilt.pipelines.loop.tracking.runs import run_info
 
     data = personal_data(settings)
     bad = data.identifiers | data.values.keys()
-    client = MlflowClient()  # the URI tracking.configure set
+    client = MlflowClient()  # the URI configure set
     found = []
     for run_id in run_ids:
-        info = tracking.run_info(run_id)
+        info = run_info(run_id)
         texts = [f"{k} {v}" for k, v in info.tags.items()]
         texts += [f"{k} {v}" for k, v in info.params.items()]
         texts += [k for k in info.metrics]

@@ -138,18 +138,19 @@ def test_ids_are_found_even_in_aggregate_cells(tmp_path: Path, settings: Setting
 def test_mlflow_keys_and_artifacts_named_after_a_personal_column_are_found(
     tmp_path: Path, settings: Settings
 ) -> None:
-    from hilt.pipelines.loop import tracking
+    from hilt.pipelines.loop.tracking.client import configure
+    from hilt.pipelines.loop.tracking.runs import create_run, log_run_values
 
     age = numeric_personal(settings)
     ws = Workspace.at(tmp_path / "ws")
-    tracking.configure(ws, settings=settings)
-    clean = tracking.create_run(ws, settings, run_name="clean", author="dana")
+    configure(ws, settings=settings)
+    clean = create_run(ws, settings, run_name="clean", author="dana")
     # An aggregate named after the attribute is one word: no finding.
-    tracking.log_run_values(clean, params={"max_depth": 3}, metrics={f"gap_{age}": 0.1})
+    log_run_values(clean, params={"max_depth": 3}, metrics={f"gap_{age}": 0.1})
     assert mlflow_findings([clean], settings) == []
 
-    leaky = tracking.create_run(ws, settings, run_name="leaky", author="dana")
-    tracking.log_run_values(leaky, params={age: 37}, metrics={f"mean.{age}": 41.5})
+    leaky = create_run(ws, settings, run_name="leaky", author="dana")
+    log_run_values(leaky, params={age: 37}, metrics={f"mean.{age}": 41.5})
     table = tmp_path / f"{age}.csv"
     table.write_text(f"{age}\n37\n", encoding="utf-8")
     mlflow.MlflowClient().log_artifact(leaky, str(table), artifact_path="debug")
@@ -164,12 +165,13 @@ def test_mlflow_keys_and_artifacts_named_after_a_personal_column_are_found(
 def test_mlflow_values_of_text_personal_columns_are_found(
     tmp_path: Path, settings: Settings
 ) -> None:
-    from hilt.pipelines.loop import tracking
+    from hilt.pipelines.loop.tracking.client import configure
+    from hilt.pipelines.loop.tracking.runs import create_run, log_run_values
 
     sex = text_personal(settings)
     value = (settings.columns[sex].levels or ["?"])[0]
     ws = Workspace.at(tmp_path / "ws")
-    tracking.configure(ws, settings=settings)
-    run = tracking.create_run(ws, settings, run_name="leaky", author="dana")
-    tracking.log_run_values(run, params={"subset": value})
+    configure(ws, settings=settings)
+    run = create_run(ws, settings, run_name="leaky", author="dana")
+    log_run_values(run, params={"subset": value})
     assert mlflow_findings([run], settings) == [f"run {run}: {value} in 'subset {value}'"]

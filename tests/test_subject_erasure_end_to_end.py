@@ -21,10 +21,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from hilt.pipelines.compliance.privacy import TAG_SNAPSHOT_REGENERATED, TAG_SNAPSHOT_REMOVED
 from hilt.pipelines.loop import runner, tracking
-from hilt.pipelines.loop.evaluate import POOLED_GROUP
 from hilt.pipelines.loop.promotion import promote
+from hilt.pipelines.loop.subgroups import POOLED_GROUP
+from hilt.pipelines.loop.tracking.tags import TAG_SNAPSHOT_REGENERATED, TAG_SNAPSHOT_REMOVED
 from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace

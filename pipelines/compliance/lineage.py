@@ -32,32 +32,19 @@ from typing import Any
 
 import polars as pl
 
-from hilt.pipelines.config import Settings
+from hilt.pipelines.compliance.explanation_replay import (
+    replay_explanation as replay_explanation,  # re-exported: dashboards/audit.py calls lin.*
+)
 from hilt.pipelines.errors import InputError, NotFoundError
+from hilt.pipelines.loop.digests import file_sha256
 from hilt.pipelines.store.protocol import Store
 from hilt.pipelines.store.records import AuditEvent, AuditQuery, Decision, Prediction
 from hilt.pipelines.workspace import Workspace
-from hilt.widgets.contracts.explanation import (
-    ExplanationContext,
-    StoredPrediction,
-    explanation_sha256,
-    render_explanation,
-    used_labels,
-)
-from hilt.widgets.contracts.protocols import ExplanationReplay
 
 #: Label sources of reviewer labels in a snapshot.
 REVIEWER_SOURCES = ("reviewer-accepted", "reviewer-corrected")
 #: Training decisions shown per page.
 PAGE = 50
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def status_words(status: str) -> str:
@@ -282,13 +269,21 @@ def run_link(store: Store, ws: Workspace, run_id: str) -> tuple[RunLink, AuditEv
     )
 
 
-def snapshot_link(store: Store, ws: Workspace, name: str, sha256: str, before: int) -> SnapshotLink:
+def snapshot_created(
+    store: Store, name: str, sha256: str | None, before: int | None = None
+) -> AuditEvent | None:
+    """The last ``snapshot.created`` event of the snapshot file ``name`` with that sha256
+    (at or before seq ``before``), or None."""
     created = [
         e
         for e in all_events(store, object_id=name, action="snapshot.created", max_seq=before)
         if e.payload.get("sha256") == sha256
     ]
-    event = created[-1] if created else None
+    return created[-1] if created else None
+
+
+def snapshot_link(store: Store, ws: Workspace, name: str, sha256: str, before: int) -> SnapshotLink:
+    event = snapshot_created(store, name, sha256, before)
     p = event.payload if event else {}
     return SnapshotLink(
         name=name,
@@ -448,102 +443,6 @@ def decision_lineage(store: Store, ws: Workspace, decision_id: str) -> Lineage:
     )
 
 
-# ---------------------------------------------------------------------------- explanation
-def reference_context(settings: Settings, prediction: Prediction) -> ExplanationContext:
-    """The presentation context the review panel would use today (no out-of-range badge:
-    what the model had seen in training then is not part of the records)."""
-    margin, top_n = 0.1, 5  # PredictionView's defaults
-    labels = {n: settings.columns[n].description or n for n in settings.fields.display}
-    stored = StoredPrediction(prediction.label, prediction.score, prediction.explanation)
-    classes, features = used_labels(
-        stored, top_n, (), settings.target.positive, dict(settings.target.labels), labels
-    )
-    return ExplanationContext(
-        threshold=settings.review.decision_threshold,
-        uncertain_margin=margin,
-        top_n=top_n,
-        positive_class=settings.target.positive,
-        class_labels=classes,
-        feature_labels=features,
-    )
-
-
-def replay_explanation(store: Store, settings: Settings, decision_id: str) -> ExplanationReplay:
-    """The decision's explanation rendered again from the stored prediction and the context
-    recorded in its audit event, compared with the sha256 recorded at decision time."""
-    decision = store.get_decision(decision_id)
-    recorded = decision.explanation_sha256
-    if decision.action == "undo":
-        return ExplanationReplay(
-            decision_id,
-            "not-applicable",
-            "An undo compensates an earlier decision; it carries no explanation of its own.",
-        )
-    if decision.prediction_id is None:
-        return ExplanationReplay(
-            decision_id, "not-applicable", "The case had no prediction: no model output to explain."
-        )
-    prediction = store.get_prediction(decision.prediction_id)
-    stored = StoredPrediction(prediction.label, prediction.score, prediction.explanation)
-    if recorded is None:
-        if not decision.model_shown:
-            return ExplanationReplay(
-                decision_id,
-                "not-shown",
-                "The model's output was hidden from the reviewer when they decided "
-                "(blind-first judgement): there was no explanation on screen.",
-            )
-        reference = render_explanation(stored, reference_context(settings, prediction))
-        return ExplanationReplay(
-            decision_id,
-            "not-recorded",
-            "This decision was recorded without the hash of its explanation (before hilt "
-            "recorded them): what the reviewer saw cannot be proven. Shown below for reference "
-            "only: the stored prediction under today's settings.",
-            html=reference.html,
-            rendered_sha256=reference.sha256,
-        )
-    event = _event_at(store, decision.seq)
-    given = event.payload.get("explanation_context") if event is not None else None
-    if event is None or event.payload.get("explanation_sha256") != recorded or not given:
-        return ExplanationReplay(
-            decision_id,
-            "differs",
-            "The decision's audit event does not hold the explanation the decision records.",
-            recorded_sha256=recorded,
-        )
-    try:
-        rendered = render_explanation(stored, ExplanationContext.from_dict(given))
-    except ValueError as e:
-        return ExplanationReplay(
-            decision_id,
-            "differs",
-            f"The recorded context cannot be rendered: {e}",
-            recorded_sha256=recorded,
-        )
-    now = explanation_sha256(rendered.html)
-    if now == recorded:
-        return ExplanationReplay(
-            decision_id,
-            "identical",
-            f"Identical to what the reviewer saw (sha256 {recorded}), rendered again from the "
-            f"stored prediction {prediction.prediction_id} and the context recorded at audit "
-            f"seq {decision.seq}.",
-            html=rendered.html,
-            recorded_sha256=recorded,
-            rendered_sha256=now,
-        )
-    return ExplanationReplay(
-        decision_id,
-        "differs",
-        f"DIFFERS from what the reviewer saw: recorded sha256 {recorded}, rendered now {now}. "
-        "The stored prediction or the recorded context changed since the decision.",
-        html=rendered.html,
-        recorded_sha256=recorded,
-        rendered_sha256=now,
-    )
-
-
 # ---------------------------------------------------------------------------- MLflow
 @dataclass(frozen=True)
 class Crosscheck:
@@ -563,17 +462,19 @@ def crosscheck_mlflow(ws: Workspace, lineage: Lineage) -> list[Crosscheck]:
     run = lineage.training_run
     if run is None:
         raise InputError("the lineage names no training run to compare with MLflow")
-    from hilt.pipelines.loop import tracking
+    from hilt.pipelines.loop.tracking.client import TrackingError, configure
+    from hilt.pipelines.loop.tracking.environment import DB_FILE, tracking_uri
+    from hilt.pipelines.loop.tracking.runs import run_info
 
     settings = ws.settings()
-    uri = tracking.tracking_uri(ws)
-    if uri.startswith("sqlite:") and not (ws.root / tracking.DB_FILE).exists():
+    uri = tracking_uri(ws)
+    if uri.startswith("sqlite:") and not (ws.root / DB_FILE).exists():
         # configure() would create an empty store: an auditor's look must not write.
-        raise NotFoundError(f"this workspace has no MLflow store ({tracking.DB_FILE})")
-    tracking.configure(ws, settings=settings)
+        raise NotFoundError(f"this workspace has no MLflow store ({DB_FILE})")
+    configure(ws, settings=settings)
     try:
-        info = tracking.run_info(run.run_id)
-    except tracking.TrackingError:
+        info = run_info(run.run_id)
+    except TrackingError:
         raise NotFoundError(f"MLflow has no run {run.run_id} in this workspace") from None
     t = lineage.trained_event.payload if lineage.trained_event else {}
     model = lineage.model
@@ -622,14 +523,13 @@ __all__ = [
     "all_events",
     "crosscheck_mlflow",
     "decision_lineage",
-    "file_sha256",
     "file_status",
     "model_link",
     "payload_text",
     "prediction_link",
-    "reference_context",
     "replay_explanation",
     "run_link",
+    "snapshot_created",
     "snapshot_link",
     "status_words",
     "training_data",

@@ -1,18 +1,12 @@
-"""Data-subject rights beyond the store: export files, their published schema, and what an
-erasure means for MLflow.
+"""Data-subject rights beyond the store: export files and their published schema.
 
 The store does the work that must be one transaction (``Store.subject_*``,
 ``Store.retention_apply``; see ``hilt.pipelines.store.ops.subject_rights`` and ``retention``).
-This module does what follows it, where MLflow lives:
+What an erasure means for MLflow (runs whose snapshot was regenerated are tagged) is
+``hilt.pipelines.loop.tracking.erasure``.
 
-- MLflow never holds rows of training data (``tracking.training_dataset`` logs a schema,
-  counts and a digest; the model's input example is synthetic), so no MLflow artifact
-  contains a subject. Its runs do point at snapshot files; when an erasure or retention run
-  regenerates a snapshot, every run that trained on the old file is tagged with what became
-  of it (``hilt.snapshot_removed``, ``hilt.snapshot_regenerated_sha256``), so that an auditor
-  who reads the run, or `hilt retrain --reproduce`, learns why the file is gone.
-- Export documents are written readable by their owner only, in the published format
-  ``docs/subject-export.schema.json`` (a test keeps it equal to the code's).
+Export documents are written readable by their owner only, in the published format
+``docs/subject-export.schema.json`` (a test keeps it equal to the code's).
 """
 
 from __future__ import annotations
@@ -20,17 +14,18 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hilt.pipelines.config import Settings
 from hilt.pipelines.paths import DOCS_DIR
-from hilt.pipelines.store.records import SnapshotRewrite, SubjectExport
-from hilt.pipelines.workspace import Workspace
+from hilt.pipelines.store.records import SubjectExport
+
+if TYPE_CHECKING:
+    from hilt.pipelines.loop.tracking.erasure import (
+        tag_regenerated_runs as tag_regenerated_runs,
+    )
 
 #: Where the JSON schema of a subject export is published (kept equal to the code's).
 EXPORT_SCHEMA_PATH = DOCS_DIR / "subject-export.schema.json"
-TAG_SNAPSHOT_REMOVED = "hilt.snapshot_removed"
-TAG_SNAPSHOT_REGENERATED = "hilt.snapshot_regenerated_sha256"
 
 
 def export_schema() -> dict[str, Any]:
@@ -54,29 +49,12 @@ def write_export(document: SubjectExport, path: Path) -> Path:
     return path
 
 
-def tag_regenerated_runs(
-    ws: Workspace, settings: Settings, rewrites: list[SnapshotRewrite]
-) -> list[str]:
-    """Tag every MLflow run that trained on a regenerated snapshot; the runs tagged."""
-    runs = sorted({r for w in rewrites for r in w.training_runs})
-    if not runs:
-        return []
-    from hilt.pipelines.loop import tracking
+def __getattr__(name: str) -> Any:
+    # Transitional: `hilt subject erase` and `hilt retention apply` (pipelines/cli) import
+    # tag_regenerated_runs from here; it is hilt.pipelines.loop.tracking.erasure's (imported
+    # only when asked for, as it imports mlflow).
+    if name == "tag_regenerated_runs":
+        from hilt.pipelines.loop.tracking import erasure
 
-    tracking.configure(ws, settings=settings)
-    by_sha = {w.sha256: w for w in rewrites}
-    tagged: list[str] = []
-    for run_id in runs:
-        info = tracking.run_info(run_id)
-        rewrite = by_sha.get(info.snapshot_sha256 or "")
-        if rewrite is None:
-            continue
-        tracking.set_run_tags(
-            run_id,
-            {
-                TAG_SNAPSHOT_REMOVED: rewrite.name,
-                TAG_SNAPSHOT_REGENERATED: rewrite.new_sha256 or "none",
-            },
-        )
-        tagged.append(run_id)
-    return tagged
+        return erasure.tag_regenerated_runs
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,16 +6,18 @@ basis, categories of data subjects and of data, retention, recipients. The categ
 case data come from hilt.toml (which columns are features, personal data, protected
 attributes); retention periods from ``[retention]``; the controller, the DPO contact, the
 lawful basis of the use case and extra recipients from ``[processing]``. A test fails when
-the store has a table without an entry here, so the register cannot fall behind the schema.
+the store has a table without an entry here (``missing_entries``), so the register cannot fall
+behind the schema.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-import duckdb
-
 from hilt.pipelines.config import MIN_AUDIT_RETENTION_DAYS, Settings
+from hilt.pipelines.store.schema import create_statements
 
 LOG_BASIS = (
     "GDPR Art. 6(1)(c): legal obligation to keep automatically generated logs of a "
@@ -324,18 +326,23 @@ def register(settings: Settings) -> list[ProcessingEntry]:
     ]
 
 
-def store_objects(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Every table and view of a store."""
-    rows = con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1"
-    ).fetchall()
-    return [str(r[0]) for r in rows]
+#: The name a CREATE TABLE / CREATE VIEW statement of the store's schema gives.
+_CREATED = re.compile(r"CREATE\s+(?:TABLE|VIEW)\s+(\w+)", re.IGNORECASE)
 
 
-def missing_entries(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
-    """Tables and views of the store that the register does not describe."""
+def store_objects(settings: Settings) -> list[str]:
+    """Every table and view a store of this use case has, sorted: the names its schema
+    creates (``hilt.pipelines.store.schema.create_statements``; no connection needed)."""
+    found = (_CREATED.match(statement.strip()) for statement in create_statements(settings))
+    return sorted({m.group(1) for m in found if m is not None})
+
+
+def missing_entries(settings: Settings, objects: Iterable[str] | None = None) -> list[str]:
+    """Tables and views of the store (``objects``; by default ``store_objects(settings)``)
+    that the register does not describe, sorted."""
     described = {e.name for e in register(settings) if e.kind == "table"}
-    return [name for name in store_objects(con) if name not in described]
+    names = store_objects(settings) if objects is None else sorted(set(objects))
+    return [name for name in names if name not in described]
 
 
 def as_markdown(settings: Settings) -> str:

@@ -1,6 +1,6 @@
 """Executed notebooks as self-contained HTML pages: nothing is fetched when one is opened.
 
-Used by ``tracking.log_notebook`` (the HTML logged with a run) and by the audit dashboard
+Used by ``tracking.notebooks.log_notebook`` (the HTML logged with a run) and by the audit dashboard
 (an auditor reads a run's notebook in place). Importing this module imports neither
 nbconvert nor mlflow; ``notebook_html`` imports nbconvert when called.
 """

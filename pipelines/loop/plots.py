@@ -31,14 +31,8 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.typing import RcKeyType
 
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.loop.evaluate import (
-    SUBGROUP_METRICS,
-    ArrayLike,
-    calibration_bins,
-    max_subgroup_gap,
-    metrics,
-    roc_points,
-)
+from hilt.pipelines.loop.evaluate import ArrayLike, calibration_bins, metrics, roc_points
+from hilt.pipelines.loop.subgroups import SUBGROUP_METRICS, max_subgroup_gap
 
 #: Resolution of save_png / png_bytes: a (w, h)-inch figure becomes (100 w) by (100 h) px.
 DPI = 100
@@ -72,6 +66,24 @@ def _figure(figsize: tuple[float, float]) -> EvaluationFigure:
     fig = EvaluationFigure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+def _horizontal_bars(
+    ax: Axes, items: Sequence[tuple[str, float]], *, empty: str, xlabel: str
+) -> list[float]:
+    """One horizontal bar per (label, value), the first item on top; ``empty`` in place of
+    the axes when there are none. Returns the values, bottom to top."""
+    if not items:
+        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return []
+    names = [label for label, _ in reversed(items)]
+    values = [float(v) for _, v in reversed(items)]
+    ax.barh(np.arange(len(names)), values, color=CHALLENGER_COLOR)
+    ax.set_yticks(np.arange(len(names)), labels=names)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    return values
 
 
 def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
@@ -196,16 +208,7 @@ def feature_importance_figure(
     with _style():
         fig = _figure(figsize)
         ax = fig.add_subplot()
-        if not items:
-            ax.text(0.5, 0.5, "no features", ha="center", va="center", transform=ax.transAxes)
-            ax.set_axis_off()
-        else:
-            names = [k for k, _ in reversed(items)]
-            values = [float(v) for _, v in reversed(items)]
-            ax.barh(np.arange(len(names)), values, color=CHALLENGER_COLOR)
-            ax.set_yticks(np.arange(len(names)), labels=names)
-            ax.set_xlabel("total gain")
-            ax.grid(axis="x", alpha=0.3)
+        _horizontal_bars(ax, items, empty="no features", xlabel="total gain")
         shown = f"top {len(items)} of {len(importance)}" if len(importance) > len(items) else ""
         ax.set_title(f"{title} {shown}".strip())
     return fig
@@ -457,19 +460,11 @@ def reasons_figure(
     with _style():
         fig = _figure(figsize)
         ax = fig.add_subplot()
-        if not items:
-            ax.text(0.5, 0.5, "no overrides", ha="center", va="center", transform=ax.transAxes)
-            ax.set_axis_off()
-        else:
-            names = [label for label, _ in reversed(items)]
-            counts = [n for _, n in reversed(items)]
-            ax.barh(np.arange(len(names)), counts, color=CHALLENGER_COLOR)
-            for y, n in enumerate(counts):
-                ax.text(n, y, f" {n}", va="center", fontsize=8)
-            ax.set_yticks(np.arange(len(names)), labels=names)
+        counts = _horizontal_bars(ax, items, empty="no overrides", xlabel="overrides")
+        for y, n in enumerate(counts):
+            ax.text(n, y, f" {int(n)}", va="center", fontsize=8)
+        if counts:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_xlabel("overrides")
-            ax.grid(axis="x", alpha=0.3)
         ax.set_title("Overrides by reason")
     return fig
 

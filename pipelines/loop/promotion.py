@@ -17,16 +17,19 @@ Conditions, checked in this order:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.errors import InputError
+from hilt.pipelines.errors import AuthenticationError, InputError
+from hilt.pipelines.loop.tracking.tags import TAG_GATE, TAG_KIND
 from hilt.pipelines.store.protocol import Store
 from hilt.pipelines.workspace import Workspace
 
-if TYPE_CHECKING:  # tracking imports mlflow: only where a promotion is decided
-    from hilt.pipelines.loop.tracking import RunRecord
+if TYPE_CHECKING:  # tracking's runs module imports mlflow: only where a promotion is decided
+    from hilt.pipelines.loop.tracking.runs import RunRecord
 
 APPROVER_ROLE = "lead"
 
@@ -49,13 +52,90 @@ class Promotion:
     audit_seq: int
 
 
+@dataclass(frozen=True)
+class Rejection:
+    run_id: str
+    registered_name: str
+    version: str
+    approver: str
+    author: str
+    audit_seq: int
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """A lead (``approver``) about to decide on a retraining run: the settings, the store
+    acting as the lead, the run and its author."""
+
+    settings: Settings
+    store: Store
+    approver: str
+    run: RunRecord
+    author: str
+
+    def record(self, action: str, name: str, version: str, **details: Any) -> int:
+        """Audit the decision on ``version`` of the registered model ``name``: the run, the
+        version, the model's sha256, author and approver, and ``details``."""
+        return self.store.record_event(
+            action,
+            "model",
+            f"{name}/v{version}",
+            {
+                "run_id": self.run.run_id,
+                "version": version,
+                "model_sha256": self.run.model_sha256,
+                "author": self.author,
+                "approver": self.approver,
+                **details,
+            },
+        )
+
+
+@contextmanager
+def _lead_decides(
+    ws: Workspace,
+    run_id: str,
+    approver: str,
+    store: Store | None,
+    *,
+    may: str,
+    must: str,
+    finished: bool,
+) -> Iterator[_Decision]:
+    """Conditions 1 to 3 (with ``finished``, the run must have FINISHED), then the decision;
+    ``store`` (None: opened for ``approver``, and closed afterwards) must act as the
+    approver. ``may``: what the lead is about to do, ``must``: what a lead who did not train
+    the run must do (for the refusals)."""
+    ws.require()
+    settings = ws.settings()
+    own = store is None
+    try:
+        if store is None:
+            try:
+                store = _approver_store(ws, approver)
+            except AuthenticationError:
+                raise PromotionRefused(f"{approver!r} is not a user of this workspace") from None
+        run = _lead_and_run(ws, settings, store, approver, run_id, may)
+        if finished and run.status != "FINISHED":
+            raise PromotionRefused(f"run {run_id} is {run.status}, not FINISHED")
+        author = run.author or ""
+        if author == approver:
+            raise PromotionRefused(
+                f"{approver!r} trained run {run_id}; a lead who did not train it must {must}"
+            )
+        yield _Decision(settings, store, approver, run, author)
+    finally:
+        if own and store is not None:
+            store.close()
+
+
 def _lead_and_run(
     ws: Workspace, settings: Settings, store: Store, approver: str, run_id: str, may: str
 ) -> RunRecord:
     """The retraining run ``run_id``, once ``store`` is seen to act as ``approver`` with the
     lead role (``may``: what they are about to do, for the refusal)."""
-    from hilt.pipelines.loop import tracking
-    from hilt.pipelines.loop.steps.retrain import TAG_KIND
+    from hilt.pipelines.loop.tracking.client import TrackingError, configure
+    from hilt.pipelines.loop.tracking.runs import run_info
 
     me = store.whoami()
     if me.name != approver:
@@ -65,10 +145,10 @@ def _lead_and_run(
             f"{approver!r} (roles: {', '.join(me.roles) or 'none'}) may not {may}; "
             f"that needs the {APPROVER_ROLE} role"
         )
-    tracking.configure(ws, settings=settings)
+    configure(ws, settings=settings)
     try:
-        run = tracking.run_info(run_id)
-    except tracking.TrackingError:
+        run = run_info(run_id)
+    except TrackingError:
         raise PromotionRefused(f"no MLflow run {run_id!r} in this workspace") from None
     if run.tags.get(TAG_KIND) != "retrain":
         raise PromotionRefused(f"run {run_id} is not a retraining run")
@@ -77,9 +157,9 @@ def _lead_and_run(
 
 def _current_challenger(settings: Settings, run_id: str, run: RunRecord) -> str:
     """The challenger version, which must be one of the run's; PromotionRefused otherwise."""
-    from hilt.pipelines.loop import tracking
+    from hilt.pipelines.loop.tracking.registry import challenger_version
 
-    challenger = tracking.challenger_version(settings)
+    challenger = challenger_version(settings)
     if challenger is None or challenger not in run.versions:
         raise PromotionRefused(
             f"run {run_id} is not the current challenger "
@@ -102,27 +182,13 @@ def promote(ws: Workspace, run_id: str, approver: str, *, store: Store | None = 
     ``store`` (optional): the store already opened as the approver (the oversight dashboard
     passes its own); by default it is opened for ``approver``.
     """
-    from hilt.pipelines.errors import AuthenticationError
-    from hilt.pipelines.loop import tracking
-    from hilt.pipelines.loop.steps.retrain import TAG_GATE
+    from hilt.pipelines.loop.tracking import registry
+    from hilt.pipelines.loop.tracking.environment import registered_model_name
 
-    ws.require()
-    settings = ws.settings()
-    own = store is None
-    try:
-        if store is None:
-            try:
-                store = _approver_store(ws, approver)
-            except AuthenticationError:
-                raise PromotionRefused(f"{approver!r} is not a user of this workspace") from None
-        run = _lead_and_run(ws, settings, store, approver, run_id, "approve a promotion")
-        if run.status != "FINISHED":
-            raise PromotionRefused(f"run {run_id} is {run.status}, not FINISHED")
-        author = run.author or ""
-        if author == approver:
-            raise PromotionRefused(
-                f"{approver!r} trained run {run_id}; a lead who did not train it must approve"
-            )
+    with _lead_decides(
+        ws, run_id, approver, store, may="approve a promotion", must="approve", finished=True
+    ) as d:
+        run, settings = d.run, d.settings
         gate = run.tags.get(TAG_GATE)
         if gate != "passed":
             raise PromotionRefused(
@@ -131,27 +197,15 @@ def promote(ws: Workspace, run_id: str, approver: str, *, store: Store | None = 
         challenger = _current_challenger(settings, run_id, run)
         if not run.model_sha256:
             raise PromotionRefused(f"run {run_id} has no logged model")
-        name = tracking.registered_model_name(settings)
-        previous = tracking.promote_to_champion(settings, challenger)
+        name = registered_model_name(settings)
+        previous = registry.promote_to_champion(settings, challenger)
         try:
-            seq = store.record_event(
-                "model.promoted",
-                "model",
-                f"{name}/v{challenger}",
-                {
-                    "run_id": run_id,
-                    "version": challenger,
-                    "previous_version": previous,
-                    "model_sha256": run.model_sha256,
-                    "author": author,
-                    "approver": approver,
-                },
-            )
+            seq = d.record("model.promoted", name, challenger, previous_version=previous)
         except BaseException:
             # The audit log is the record: without its event, undo the alias move.
             if previous is not None:
-                tracking.promote_to_champion(settings, previous)
-            tracking.set_challenger(settings, challenger)
+                registry.promote_to_champion(settings, previous)
+            registry.set_challenger(settings, challenger)
             raise
         return Promotion(
             run_id=run_id,
@@ -159,23 +213,10 @@ def promote(ws: Workspace, run_id: str, approver: str, *, store: Store | None = 
             version=challenger,
             previous_version=previous,
             approver=approver,
-            author=author,
+            author=d.author,
             model_sha256=run.model_sha256,
             audit_seq=seq,
         )
-    finally:
-        if own and store is not None:
-            store.close()
-
-
-@dataclass(frozen=True)
-class Rejection:
-    run_id: str
-    registered_name: str
-    version: str
-    approver: str
-    author: str
-    audit_seq: int
 
 
 def reject(
@@ -187,56 +228,31 @@ def reject(
     gate passed), and a reason is required. Refused: ``PromotionRefused``, nothing changed."""
     import hashlib
 
-    from hilt.pipelines.errors import AuthenticationError
-    from hilt.pipelines.loop import tracking
+    from hilt.pipelines.loop.tracking import registry
+    from hilt.pipelines.loop.tracking.environment import registered_model_name
 
     if not reason.strip():
         raise PromotionRefused("a rejection needs a reason")
-    ws.require()
-    settings = ws.settings()
-    own = store is None
-    try:
-        if store is None:
-            try:
-                store = _approver_store(ws, approver)
-            except AuthenticationError:
-                raise PromotionRefused(f"{approver!r} is not a user of this workspace") from None
-        run = _lead_and_run(ws, settings, store, approver, run_id, "reject a challenger")
-        author = run.author or ""
-        if author == approver:
-            raise PromotionRefused(
-                f"{approver!r} trained run {run_id}; a lead who did not train it must decide"
-            )
-        challenger = _current_challenger(settings, run_id, run)
-        name = tracking.registered_model_name(settings)
-        tag_before = tracking.version_gate(settings, challenger)
-        tracking.reject_challenger(settings, challenger)
+    with _lead_decides(
+        ws, run_id, approver, store, may="reject a challenger", must="decide", finished=False
+    ) as d:
+        settings = d.settings
+        challenger = _current_challenger(settings, run_id, d.run)
+        name = registered_model_name(settings)
+        tag_before = registry.version_gate(settings, challenger)
+        reason_sha256 = hashlib.sha256(reason.encode("utf-8")).hexdigest()
+        registry.reject_challenger(settings, challenger)
         try:
-            seq = store.record_event(
-                "model.rejected",
-                "model",
-                f"{name}/v{challenger}",
-                {
-                    "run_id": run_id,
-                    "version": challenger,
-                    "model_sha256": run.model_sha256,
-                    "author": author,
-                    "approver": approver,
-                    "reason_sha256": hashlib.sha256(reason.encode("utf-8")).hexdigest(),
-                },
-            )
+            seq = d.record("model.rejected", name, challenger, reason_sha256=reason_sha256)
         except BaseException:
-            tracking.set_version_gate(settings, challenger, tag_before or "pending")
-            tracking.set_challenger(settings, challenger)
+            registry.set_version_gate(settings, challenger, tag_before or "pending")
+            registry.set_challenger(settings, challenger)
             raise
         return Rejection(
             run_id=run_id,
             registered_name=name,
             version=challenger,
             approver=approver,
-            author=author,
+            author=d.author,
             audit_seq=seq,
         )
-    finally:
-        if own and store is not None:
-            store.close()

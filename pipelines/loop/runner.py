@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import hashlib
 import math
 import os
 import re
@@ -43,8 +42,21 @@ from hilt.pipelines.errors import (
     InputError,
     SystemHalted,
 )
+from hilt.pipelines.loop.digests import file_sha256
 from hilt.pipelines.loop.model import TrainParams
-from hilt.pipelines.loop.steps.retrain import TAG_GATE, TAG_KIND, TAG_REPRODUCES, TAG_VERSION
+from hilt.pipelines.loop.tracking.environment import child_environment
+from hilt.pipelines.loop.tracking.tags import (
+    PARAM_AS_OF_SEQ,
+    PARAM_LABEL_NOISE,
+    TAG_GATE,
+    TAG_KIND,
+    TAG_NOTEBOOK,
+    TAG_REGISTERED_VERSION,
+    TAG_REPRODUCES,
+    TAG_SNAPSHOT_REGENERATED,
+    TAG_SNAPSHOT_REMOVED,
+    TAG_TEMPLATE_SHA256,
+)
 from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.store.protocol import Store
 from hilt.pipelines.store.records import halted_message
@@ -59,9 +71,6 @@ KERNEL_NAME = "python3"
 RUNNER_PARAMETERS = frozenset({"workspace", "run_id", "author", "reproduces"})
 #: Roles that may run retraining and scoring (snapshot, ingest, predictions, events).
 RUN_ROLES = frozenset({"data-scientist", "admin", "system"})
-#: Environment of a run when a store service owns the workspace.
-TAG_TEMPLATE_SHA256 = "hilt.template_sha256"
-TAG_NOTEBOOK = "hilt.notebook"
 #: Longest error text carried into RunFailed's message.
 MAX_ERROR_TEXT = 300
 
@@ -275,14 +284,6 @@ class RunResult:
     logged_params: dict[str, str] = field(default_factory=dict)
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def utc_stamp(moment: datetime | None = None) -> str:
     return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
@@ -313,7 +314,9 @@ def _audit_parameters(kind: str, parameters: Mapping[str, Any]) -> dict[str, Any
 
 
 def _kernel_environment(ws: Workspace, store: Store) -> dict[str, str]:
-    from hilt.pipelines.loop import tracking
+    """The kernel's environment on top of this process's: the workspace, no GUI backend,
+    unbuffered output, MLflow quiet (no telemetry, no progress bars, WARNING and up) and its
+    tracking URI, and the store service's URL when one owns the workspace."""
     from hilt.pipelines.store import STORE_URL_ENV
     from hilt.pipelines.store.modes.client import StoreClient
 
@@ -321,12 +324,8 @@ def _kernel_environment(ws: Workspace, store: Store) -> dict[str, str]:
         "HILT_WORKSPACE": str(ws.root),
         "MPLBACKEND": "Agg",
         "PYTHONUNBUFFERED": "1",
-        # MLflow's INFO lines would land in the notebook's outputs.
-        "MLFLOW_LOGGING_LEVEL": os.environ.get("MLFLOW_LOGGING_LEVEL", "WARNING"),
+        **child_environment(),
     }
-    uri = os.environ.get(tracking.URI_ENV)
-    if uri:
-        env[tracking.URI_ENV] = uri
     if isinstance(store, StoreClient):
         env[STORE_URL_ENV] = store.url
     return env
@@ -360,7 +359,7 @@ def _execute(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from hilt.pipelines.loop import tracking
+    from hilt.pipelines.loop.tracking import notebooks, runs
 
     kind = request.kind
     template_sha = file_sha256(template)
@@ -368,12 +367,12 @@ def _execute(
     tags = {TAG_KIND: kind, TAG_TEMPLATE_SHA256: template_sha}
     if request.reproduces:
         tags[TAG_REPRODUCES] = request.reproduces
-    run_id = tracking.create_run(ws, settings, run_name=f"{kind}-{stamp}", author=author, tags=tags)
+    run_id = runs.create_run(ws, settings, run_name=f"{kind}-{stamp}", author=author, tags=tags)
     ws.runs_dir.mkdir(parents=True, exist_ok=True)
     out = ws.runs_dir / f"{stamp}-{kind}-{run_id}.ipynb"
     base = {"kind": kind, "run_id": run_id, "notebook": out.name}
     try:
-        tracking.set_run_tags(run_id, {TAG_NOTEBOOK: out.name})
+        runs.set_run_tags(run_id, {TAG_NOTEBOOK: out.name})
         store.record_event(
             "run.started",
             "run",
@@ -387,7 +386,7 @@ def _execute(
             },
         )
     except BaseException:
-        tracking.mark_failed(run_id)
+        runs.mark_failed(run_id)
         raise
     parameters = {**typed, "workspace": str(ws.root), "run_id": run_id, "author": author}
     if kind == "retrain":
@@ -427,8 +426,8 @@ def _execute(
             error,
         ) from None
     nb_sha = file_sha256(out)
-    tracking.log_notebook(run_id, out)
-    tracking.finish_run(run_id)
+    notebooks.log_notebook(run_id, out)
+    runs.finish_run(run_id)
     seconds = time.perf_counter() - started
     store.record_event(
         "run.finished",
@@ -436,7 +435,7 @@ def _execute(
         run_id,
         {**base, "notebook_sha256": nb_sha, "seconds": round(seconds, 3)},
     )
-    info = tracking.run_info(run_id)
+    info = runs.run_info(run_id)
     return RunResult(
         run_id=run_id,
         kind=kind,
@@ -447,7 +446,7 @@ def _execute(
         seconds=seconds,
         model_sha256=info.model_sha256,
         gate=info.tags.get(TAG_GATE),
-        version=info.tags.get(TAG_VERSION),
+        version=info.tags.get(TAG_REGISTERED_VERSION),
         metrics=dict(info.metrics),
         logged_params=dict(info.params),
     )
@@ -463,17 +462,17 @@ def _record_failure(
 ) -> None:
     """Mark the run FAILED, log the partial notebook, audit ``run.failed``; each step is
     attempted even if an earlier one fails (the first failure is re-raised at the end)."""
-    from hilt.pipelines.loop import tracking
+    from hilt.pipelines.loop.tracking import notebooks, runs
 
     problems: list[BaseException] = []
     try:
-        tracking.mark_failed(run_id)
+        runs.mark_failed(run_id)
     except Exception as e:
         problems.append(e)
     if nb_sha is not None:
         # A partial notebook that does not render is still kept on disk.
         with contextlib.suppress(Exception):
-            tracking.log_notebook(run_id, out)
+            notebooks.log_notebook(run_id, out)
     try:
         store.record_event(
             "run.failed", "run", run_id, {**base, "notebook_sha256": nb_sha, "error": error}
@@ -500,23 +499,24 @@ class Reproduction:
 def reproduce(ws: Workspace, run_id: str, author: str | None = None) -> Reproduction:
     """Re-run a past retraining with its parameters on its snapshot file (found by sha256 in
     the workspace's snapshots folder and checked), logged but not registered."""
-    from hilt.pipelines.loop import tracking
-    from hilt.pipelines.loop.steps.retrain import PARAM_AS_OF_SEQ, PARAM_LABEL_NOISE, find_snapshot
+    from hilt.pipelines.loop.steps.training_data import find_snapshot
+    from hilt.pipelines.loop.tracking.client import TrackingError, configure
+    from hilt.pipelines.loop.tracking.runs import run_info
 
     ws.require()
     settings = ws.settings()
-    tracking.configure(ws, settings=settings)
+    configure(ws, settings=settings)
     try:
-        original = tracking.run_info(run_id)
-    except tracking.TrackingError:
+        original = run_info(run_id)
+    except TrackingError:
         raise InputError(f"no MLflow run {run_id!r} in this workspace") from None
     if original.tags.get(TAG_KIND) != "retrain" or not original.model_sha256:
         raise InputError(f"run {run_id} is not a retraining run with a logged model")
     if not original.snapshot_sha256:
         raise InputError(f"run {run_id} records no snapshot sha256")
-    removed = original.tags.get("hilt.snapshot_removed")
+    removed = original.tags.get(TAG_SNAPSHOT_REMOVED)
     if removed:
-        regenerated = original.tags.get("hilt.snapshot_regenerated_sha256", "none")
+        regenerated = original.tags.get(TAG_SNAPSHOT_REGENERATED, "none")
         raise InputError(
             f"run {run_id} trained on {removed}, which was regenerated without data subjects "
             "who were erased or whose data passed retention (GDPR Arts. 17, 5(1)(e)); the "

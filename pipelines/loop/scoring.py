@@ -23,15 +23,8 @@ import polars as pl
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError, NotFoundError
-from hilt.pipelines.loop.model import (
-    SEED_LABEL,
-    ModelError,
-    TrainedModel,
-    TrainParams,
-    fit,
-    predicted_labels,
-    training_frame,
-)
+from hilt.pipelines.loop.features import SEED_LABEL, ModelError, predicted_labels, training_frame
+from hilt.pipelines.loop.model import TrainedModel, TrainParams, fit
 from hilt.pipelines.store.protocol import Store
 from hilt.pipelines.store.records import IngestResult
 

@@ -123,9 +123,9 @@ def _in_seed(case_id: str, seed: int, fraction: float) -> bool:
 
 
 def _holdout_auc(run_id: str) -> float:
-    from hilt.pipelines.loop import tracking
+    from hilt.pipelines.loop.tracking.runs import run_info
 
-    metrics = tracking.run_info(run_id).metrics
+    metrics = run_info(run_id).metrics
     for key in ("auc", "holdout_auc", "holdout.auc"):
         if key in metrics:
             return float(metrics[key])
@@ -140,9 +140,11 @@ def simulate(
     progress: Callable[[str], None] = lambda _: None,
 ) -> SimulationResult:
     """Run the loop; returns one result per round (round 0: the model from the seed)."""
-    from hilt.pipelines.loop import promotion, runner, tracking
+    from hilt.pipelines.loop import promotion, runner
     from hilt.pipelines.loop.scoring import score_into_queue
     from hilt.pipelines.loop.steps import score as batch_scoring
+    from hilt.pipelines.loop.tracking.client import configure
+    from hilt.pipelines.loop.tracking.registry import champion_version
 
     sim.check()
     if workspace.exists():
@@ -215,13 +217,13 @@ def simulate(
         run = runner.execute(
             workspace, runner.RunRequest(kind="retrain", parameters={}, author=AUTHOR)
         )
-        tracking.configure(workspace, settings=settings)
+        configure(workspace, settings=settings)
         promoted = False
         if run.gate == "passed":
             promotion.promote(workspace, run.run_id, APPROVER)
             promoted = True
             scoring_version = ""
-        elif tracking.champion_version(settings) is None and run.version:
+        elif champion_version(settings) is None and run.version:
             scoring_version = str(run.version)
         auc = _holdout_auc(run.run_id)
         result.rounds.append(

@@ -16,10 +16,15 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from hilt.pipelines.loop import runner, tracking
+from hilt.pipelines.loop import runner
 from hilt.pipelines.loop.model import TrainParams
 from hilt.pipelines.loop.promotion import promote
 from hilt.pipelines.loop.scoring import score_into_queue
+from hilt.pipelines.loop.tracking.client import configure
+from hilt.pipelines.loop.tracking.environment import tracking_uri
+from hilt.pipelines.loop.tracking.pyfunc import load_model_version
+from hilt.pipelines.loop.tracking.registry import aliases
+from hilt.pipelines.loop.tracking.runs import list_runs, run_info
 from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
@@ -121,7 +126,7 @@ def test_a_run_leaves_its_notebook_mlflow_records_and_audit_events(
     )
 
     # MLflow.
-    info = tracking.run_info(run_id)
+    info = run_info(run_id)
     assert info.status == "FINISHED"
     assert info.author == "dana"
     assert info.params["num_boost_round"] == "60"
@@ -137,7 +142,7 @@ def test_a_run_leaves_its_notebook_mlflow_records_and_audit_events(
     assert info.snapshot_sha256 is not None
     assert (result.gate, result.version) == ("passed", "1")
     assert info.versions == ("1",) and info.aliases == ("challenger",)
-    client = MlflowClient(tracking.tracking_uri(ws), tracking.tracking_uri(ws))
+    client = MlflowClient(tracking_uri(ws), tracking_uri(ws))
     artifacts = {a.path for a in client.list_artifacts(run_id, "notebook")}
     assert artifacts == {
         f"notebook/{result.notebook.name}",
@@ -182,7 +187,7 @@ def test_the_gate_rejects_label_noise_and_the_champion_stays(
 ) -> None:
     settings = ws.settings()
     promote(ws, first[0].run_id, "max")
-    assert tracking.aliases(settings) == {"champion": "1"}
+    assert aliases(settings) == {"champion": "1"}
     before = operator(ws).audit_head().seq
     r = hilt_cli(
         "retrain", "--workspace", ws.root, "--as", "dana", "-p", "label_noise", "0.4",
@@ -191,11 +196,11 @@ def test_the_gate_rejects_label_noise_and_the_champion_stays(
     assert r.returncode == 0, r.stderr
     assert "gate rejected" in r.stdout and "exit 0" in r.stdout
     assert r.stderr == ""
-    tracking.configure(ws, settings=settings)
-    assert tracking.aliases(settings) == {"champion": "1"}
+    configure(ws, settings=settings)
+    assert aliases(settings) == {"champion": "1"}
     run_id = re.search(r"^run ([0-9a-f]{32})", r.stdout, re.M)
     assert run_id is not None
-    info = tracking.run_info(run_id.group(1))
+    info = run_info(run_id.group(1))
     assert info.tags["hilt.gate"] == "rejected" and info.params["label_noise"] == "0.4"
     actions = [e.action for e in events_since(ws, before)]
     assert actions[-3:] == ["model.trained", "model.gate_failed", "run.finished"]
@@ -221,8 +226,8 @@ def test_a_failing_run_exits_1_keeps_its_notebook_and_is_marked_failed(ws: Works
     assert nb["metadata"]["papermill"]["exception"] is True
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert [e["ename"] for e in errors] == ["InputError"]
-    tracking.configure(ws)
-    assert tracking.run_info(run_id).status == "FAILED"
+    configure(ws)
+    assert run_info(run_id).status == "FAILED"
     events = events_since(ws, before)
     assert [e.action for e in events] == ["run.started", "run.failed"]
     failed = events[-1]
@@ -243,11 +248,11 @@ def test_reproduce_gives_the_same_model_even_after_new_feedback(
 
     # New cases, scored by the champion and reviewed: the store's training view changes.
     settings = ws.settings()
-    tracking.configure(ws, settings=settings)
+    configure(ws, settings=settings)
     dana = open_store_as(ws, Identity(name="dana"))
     new = all_cases().slice(LABELLED, 40).drop("risk")
     dana.ingest_cases(new)
-    champion = tracking.load_model_version(settings, "1")
+    champion = load_model_version(settings, "1")
     score_into_queue(dana, champion, new["application_id"].to_list(), settings, "x/v1")
     assert review_some(ws, "alice", 20) == 20
 
@@ -257,13 +262,13 @@ def test_reproduce_gives_the_same_model_even_after_new_feedback(
     assert "identical" in r.stdout
     # A new run on a new snapshot gives another snapshot and another model.
     fresh = runner.execute(ws, runner.RunRequest("retrain", FAST, author="dana"))
-    info = tracking.run_info(fresh.run_id)
-    assert info.snapshot_sha256 != tracking.run_info(original.run_id).snapshot_sha256
+    info = run_info(fresh.run_id)
+    assert info.snapshot_sha256 != run_info(original.run_id).snapshot_sha256
     assert fresh.model_sha256 != original.model_sha256
     trained = [e for e in events_since(ws, 0) if e.action == "model.trained"]
     assert trained[-1].payload["label_sources"]["reviewer-accepted"] > 0
     # Reproductions are logged, not registered, and say what they reproduce.
-    reproductions = [run for run in tracking.list_runs(settings) if run.tags.get("hilt.reproduces")]
+    reproductions = [run for run in list_runs(settings) if run.tags.get("hilt.reproduces")]
     assert len(reproductions) == 2
     assert {run.tags["hilt.reproduces"] for run in reproductions} == {original.run_id}
     assert all(run.versions == () for run in reproductions)
@@ -272,8 +277,8 @@ def test_reproduce_gives_the_same_model_even_after_new_feedback(
 def test_reproduce_refuses_a_run_whose_snapshot_file_is_gone(
     ws: Workspace, first: tuple[runner.RunResult, int], tmp_path: Path
 ) -> None:
-    tracking.configure(ws)
-    info = tracking.run_info(first[0].run_id)
+    configure(ws)
+    info = run_info(first[0].run_id)
     assert info.snapshot_sha256 is not None
     # (Later snapshots of unchanged data have the same bytes under another seq's name.)
     paths = sorted(ws.snapshots_dir.glob(f"*-{info.snapshot_sha256[:12]}.parquet"))

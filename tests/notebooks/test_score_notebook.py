@@ -11,8 +11,9 @@ import papermill
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from hilt.pipelines.loop import runner, tracking
+from hilt.pipelines.loop import runner
 from hilt.pipelines.loop.promotion import promote
+from hilt.pipelines.loop.tracking.runs import run_info
 from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
@@ -70,7 +71,7 @@ def test_new_cases_are_scored_by_the_champion_into_the_queue(ws: Workspace, tmp_
     features = ws.settings().fields.features
     assert set(prediction.explanation) == {*features, "bias"}
     # MLflow: a scoring run with counts and the model version.
-    info = tracking.run_info(result.run_id)
+    info = run_info(result.run_id)
     assert info.status == "FINISHED"
     assert info.tags["hilt.kind"] == "score"
     assert info.params["model_version"] == "hilt-german-credit/v1"

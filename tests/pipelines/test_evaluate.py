@@ -24,24 +24,24 @@ from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.evaluate import (
     METRIC_NAMES,
+    calibration_bins,
+    feature_importance,
+    metrics,
+    roc_points,
+)
+from hilt.pipelines.loop.features import training_frame
+from hilt.pipelines.loop.gate import GateCheck, GateConfig, GateResult, gate
+from hilt.pipelines.loop.model import TrainedModel, fit
+from hilt.pipelines.loop.subgroups import (
     MISSING_GROUP,
     RANGE_DASH,
     SUBGROUP_SCHEMA,
-    GateCheck,
-    GateConfig,
-    GateResult,
     bucket_numeric,
-    calibration_bins,
-    feature_importance,
-    gate,
     max_subgroup_gap,
-    metrics,
     protected_groups,
-    roc_points,
     subgroup_metrics,
     tertiles,
 )
-from hilt.pipelines.loop.model import TrainedModel, fit, training_frame
 from tests.conftest import CONFIG
 
 NOISE = 0.4
@@ -472,7 +472,7 @@ def test_the_gate_passes_a_clean_model_and_rejects_one_trained_on_noisy_labels(
 def test_small_groups_of_a_free_text_attribute_are_pooled_not_named() -> None:
     """A free-text protected attribute's group label is a value somebody gave; a group of a
     few people must not be named in a table that reaches notebooks and MLflow."""
-    from hilt.pipelines.loop.evaluate import POOLED_GROUP, subgroup_metrics
+    from hilt.pipelines.loop.subgroups import POOLED_GROUP, subgroup_metrics
 
     n = 60
     places = ["Bonn"] * 30 + ["Celle"] * 25 + ["Rare-Place-A"] * 3 + ["Rare-Place-B"] * 2

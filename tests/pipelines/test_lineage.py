@@ -21,7 +21,11 @@ from hilt.pipelines.compliance.lineage import (
     training_data,
 )
 from hilt.pipelines.errors import InputError, NotFoundError
-from hilt.pipelines.loop import tracking
+from hilt.pipelines.loop.notebook_render import remote_resources
+from hilt.pipelines.loop.tracking.client import configure
+from hilt.pipelines.loop.tracking.environment import DB_FILE, registered_model_name
+from hilt.pipelines.loop.tracking.registry import version_run_id
+from hilt.pipelines.loop.tracking.runs import run_info
 from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
 from tests.audit_helpers import REVIEWED, AuditedLoop, audited_loop
@@ -53,10 +57,10 @@ def test_lineage_names_the_run_and_the_snapshot_that_mlflow_and_the_file_name(
     assert lineage.prediction.scoring_notebook == loop.scoring.notebook.name
     # → model version (v2, the champion when alice decided) → its training run
     assert lineage.model is not None
-    assert lineage.model.model_version == f"{tracking.registered_model_name(settings)}/v2"
+    assert lineage.model.model_version == f"{registered_model_name(settings)}/v2"
     assert lineage.model.champion_at_decision == lineage.model.model_version
-    tracking.configure(ws, settings=settings)
-    assert lineage.model.run_id == loop.second.run_id == tracking.version_run_id(settings, "2")
+    configure(ws, settings=settings)
+    assert lineage.model.run_id == loop.second.run_id == version_run_id(settings, "2")
     run = lineage.training_run
     assert run is not None
     assert (run.run_id, run.kind, run.author, run.status) == (
@@ -72,7 +76,7 @@ def test_lineage_names_the_run_and_the_snapshot_that_mlflow_and_the_file_name(
     # → snapshot: the same sha256 in the log, in MLflow and of the file itself
     snap = lineage.snapshot
     assert snap is not None
-    mlflow_run = tracking.run_info(loop.second.run_id)
+    mlflow_run = run_info(loop.second.run_id)
     assert snap.sha256 == mlflow_run.snapshot_sha256
     assert snap.as_of_seq == mlflow_run.snapshot_seq
     file_sha = hashlib.sha256((ws.snapshots_dir / snap.name).read_bytes()).hexdigest()
@@ -226,7 +230,7 @@ def test_the_audit_backend_reads_everything_and_writes_nothing(
     titles = [s.title for s in view.steps]
     assert titles == ["Decision", "Prediction", "Model version", "Training run", "Snapshot"]
     snapshot = dict(view.steps[-1].facts)
-    assert snapshot["sha256"] == tracking.run_info(loop.second.run_id).snapshot_sha256
+    assert snapshot["sha256"] == run_info(loop.second.run_id).snapshot_sha256
     assert dict(view.steps[3].facts)["run id"] == loop.second.run_id
     assert view.training is not None and view.training.total == REVIEWED
     assert backend.explanation(loop.decision.decision_id).verdict == "identical"
@@ -237,7 +241,7 @@ def test_the_audit_backend_reads_everything_and_writes_nothing(
     assert runs[loop.scoring.run_id].file_status == "matches"
     page_html = backend.notebook_html(loop.second.run_id)
     assert "<html" in page_html and "Retraining" in page_html
-    assert tracking.remote_resources(page_html) == []
+    assert remote_resources(page_html) == []
     # Opening and using all of it wrote nothing.
     assert (operator(ws).audit_head(), operator(ws).counts()) == before
 
@@ -253,7 +257,7 @@ def test_the_mlflow_crosscheck_never_creates_an_mlflow_store(
     ws = _copy(loop, tmp_path)
     otto = open_store_as(ws, Identity(name="otto"))
     lineage = decision_lineage(otto, ws, loop.decision.decision_id)
-    (ws.root / tracking.DB_FILE).unlink()
+    (ws.root / DB_FILE).unlink()
     with pytest.raises(NotFoundError, match="no MLflow store"):
         crosscheck_mlflow(ws, lineage)
-    assert not (ws.root / tracking.DB_FILE).exists()
+    assert not (ws.root / DB_FILE).exists()

@@ -14,19 +14,15 @@ import pytest
 
 from hilt.pipelines.config import Settings, load_settings, parse_settings
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.loop.model import (
+from hilt.pipelines.loop.features import (
     BIAS,
-    MODEL_FILE,
-    SIDECAR_FILE,
     ModelError,
-    TrainedModel,
     TrainingRange,
-    TrainParams,
     binary_classes,
-    fit,
     predicted_labels,
     training_frame,
 )
+from hilt.pipelines.loop.model import MODEL_FILE, SIDECAR_FILE, TrainedModel, TrainParams, fit
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, operator

@@ -12,9 +12,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from hilt.pipelines.compliance.model_docs import SUBGROUP_ARTIFACT
-from hilt.pipelines.loop import tracking
+from hilt.pipelines.loop.notebook_render import remote_resources
 from hilt.pipelines.loop.promotion import promote
+from hilt.pipelines.loop.tracking.artifacts import download_run_artifact
+from hilt.pipelines.loop.tracking.client import configure
+from hilt.pipelines.loop.tracking.registry import version_run_id
+from hilt.pipelines.loop.tracking.runs import run_info, set_run_tags
+from hilt.pipelines.loop.tracking.tags import SUBGROUP_ARTIFACT
 from hilt.pipelines.workspace import Workspace
 from tests.loop_helpers import (
     hilt_cli,
@@ -60,7 +64,7 @@ def table_with(markdown: str, header: list[str]) -> list[list[str]]:
 
 def logged_subgroups(run_id: str) -> pl.DataFrame:
     with tempfile.TemporaryDirectory() as tmp:
-        path = tracking.download_run_artifact(run_id, SUBGROUP_ARTIFACT, tmp)
+        path = download_run_artifact(run_id, SUBGROUP_ARTIFACT, tmp)
         assert path is not None
         return pl.read_csv(path, infer_schema=False)
 
@@ -75,10 +79,10 @@ def test_every_metric_in_the_document_equals_mlflows(ws: Workspace, version: str
     assert f"wrote {md_path}" in out.stdout and f"wrote {html_path}" in out.stdout
     markdown = md_path.read_text()
     settings = ws.settings()
-    tracking.configure(ws, settings=settings)
-    run_id = tracking.version_run_id(settings, number)
+    configure(ws, settings=settings)
+    run_id = version_run_id(settings, number)
     assert run_id is not None
-    run = tracking.run_info(run_id)
+    run = run_info(run_id)
 
     rows = table_with(markdown, ["metric", "value (as logged)"])
     in_doc = {name: float(value) for name, value, _ in rows}
@@ -101,7 +105,7 @@ def test_every_metric_in_the_document_equals_mlflows(ws: Workspace, version: str
     assert [r[3] for r in agree] == ["agree"] * len(agree)
 
     page = html_path.read_text()
-    assert tracking.remote_resources(page) == []
+    assert remote_resources(page) == []
     assert "<script" not in page and "<link" not in page
     for name, value, _ in table_with(markdown, ["metric", "value (as logged)"]):
         assert f"<td>{name}</td><td>{value}</td>" in page
@@ -120,10 +124,10 @@ def test_the_document_holds_no_case_or_subject_id(ws: Workspace) -> None:
 
 def test_a_disagreement_between_mlflow_and_the_log_is_printed(ws: Workspace) -> None:
     settings = ws.settings()
-    tracking.configure(ws, settings=settings)
-    run_id = tracking.version_run_id(settings, "2")
+    configure(ws, settings=settings)
+    run_id = version_run_id(settings, "2")
     assert run_id is not None
-    tracking.set_run_tags(run_id, {"hilt.model_sha256": "0" * 64})
+    set_run_tags(run_id, {"hilt.model_sha256": "0" * 64})
     assert hilt_cli("docs", "model", "2", "--workspace", ws.root).returncode == 0
     markdown = (ws.root / "docs" / "model-2.md").read_text()
     rows = {r[0]: r for r in table_with(markdown, ["fact", "audit log", "MLflow", "verdict"])}

@@ -14,8 +14,10 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 from hilt.pipelines.dashboards.oversight import StoreOversightBackend, open_oversight_backend
-from hilt.pipelines.loop import tracking
 from hilt.pipelines.loop.promotion import PromotionRefused, promote
+from hilt.pipelines.loop.tracking.environment import registered_model_name
+from hilt.pipelines.loop.tracking.registry import aliases, champion_version, version_run_id
+from hilt.pipelines.loop.tracking.runs import run_info
 from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
@@ -69,12 +71,12 @@ def test_a_lead_compares_and_decides_but_not_on_their_own_run(ws: Workspace) -> 
         "max",
         "passed",
     )
-    info = tracking.run_info(second.run_id)
+    info = run_info(second.run_id)
     auc = next(m for m in c.metrics if m.name == "auc")
     assert auc.challenger == pytest.approx(info.metrics["holdout_auc"])
-    champion_run = tracking.version_run_id(settings, "1")
+    champion_run = version_run_id(settings, "1")
     assert champion_run is not None
-    assert auc.champion == pytest.approx(tracking.run_info(champion_run).metrics["holdout_auc"])
+    assert auc.champion == pytest.approx(run_info(champion_run).metrics["holdout_auc"])
     assert {g.name for g in c.checks} >= {"floor", "champion"}
     assert {s.attribute for s in c.subgroups} == set(settings.fields.protected)
     assert c.figure is not None and c.figure.startswith(b"\x89PNG")
@@ -83,12 +85,12 @@ def test_a_lead_compares_and_decides_but_not_on_their_own_run(ws: Workspace) -> 
     reason = "The age gap grew; retrain after the data fix."
     done = lena.reject(second.run_id, reason)
     assert (done.action, done.version) == ("rejected", "2")
-    assert tracking.aliases(settings) == {"champion": "1"}
+    assert aliases(settings) == {"champion": "1"}
     [event] = events_since(ws, before)
     assert (event.action, event.actor, event.object_id) == (
         "model.rejected",
         "lena",
-        f"{tracking.registered_model_name(settings)}/v2",
+        f"{registered_model_name(settings)}/v2",
     )
     assert event.payload["reason_sha256"] == hashlib.sha256(reason.encode()).hexdigest()
     assert "age gap" not in str(event.payload)
@@ -97,7 +99,7 @@ def test_a_lead_compares_and_decides_but_not_on_their_own_run(ws: Workspace) -> 
     third = train_in_process(ws, "max", seed=2)
     approved = lena.approve(third.run_id)
     assert approved.action == "approved"
-    assert tracking.champion_version(settings) == third.version
+    assert champion_version(settings) == third.version
     assert events_since(ws, approved.audit_seq - 1)[0].action == "model.promoted"
     # The CLI refuses the same rules.
     r = hilt_cli("reject", third.run_id, "--as", "lena", "--reason", "x", "--workspace", ws.root)
@@ -109,7 +111,7 @@ def test_gold_add_scores_holdout_cases_with_the_champion(ws: Workspace) -> None:
     r = hilt_cli("gold", "add", "--count", "8", "--workspace", ws.root)
     assert r.returncode == 0, r.stderr
     gold_event = next(e for e in events_since(ws, before) if e.action == "gold.added")
-    champion = tracking.champion_version(ws.settings())
+    champion = champion_version(ws.settings())
     assert gold_event.payload["model_version"] == f"hilt-german-credit/v{champion}"
     assert gold_event.payload["cases"] == 8
     assert operator(ws).counts()["gold_cases"] == 8
@@ -132,7 +134,7 @@ def test_a_run_that_was_training_when_the_lead_halted_registers_nothing(
     ws: Workspace, tmp_path: Path
 ) -> None:
     settings = ws.settings()
-    aliases = tracking.aliases(settings)
+    before = aliases(settings)
     open_store_as(ws, Identity(name="lena")).halt("Investigating complaints")
     try:
         with pytest.raises(PapermillExecutionError) as caught:
@@ -145,6 +147,6 @@ def test_a_run_that_was_training_when_the_lead_halted_registers_nothing(
             )
         assert caught.value.ename == "SystemHalted"
         assert "registering the model refused" in caught.value.evalue
-        assert tracking.aliases(settings) == aliases
+        assert aliases(settings) == before
     finally:
         open_store_as(ws, Identity(name="max")).resume()

@@ -16,8 +16,9 @@ from matplotlib.text import Text
 
 from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.loop.evaluate import feature_importance, protected_groups, subgroup_metrics
-from hilt.pipelines.loop.model import TrainedModel, TrainParams, fit, training_frame
+from hilt.pipelines.loop.evaluate import feature_importance
+from hilt.pipelines.loop.features import training_frame
+from hilt.pipelines.loop.model import TrainedModel, TrainParams, fit
 from hilt.pipelines.loop.plots import (
     DPI,
     EvaluationFigure,
@@ -28,6 +29,7 @@ from hilt.pipelines.loop.plots import (
     save_png,
     subgroup_figure,
 )
+from hilt.pipelines.loop.subgroups import protected_groups, subgroup_metrics
 from tests.conftest import CONFIG
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

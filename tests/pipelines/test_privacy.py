@@ -9,7 +9,12 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from hilt.pipelines.compliance import privacy
-from hilt.pipelines.compliance.processing_records import as_markdown, missing_entries, register
+from hilt.pipelines.compliance.processing_records import (
+    as_markdown,
+    missing_entries,
+    register,
+    store_objects,
+)
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.workspace import Workspace
 
@@ -33,27 +38,33 @@ def test_an_export_validates_against_the_published_schema(loaded_workspace: Work
         jsonschema.validate(broken, schema)
 
 
+def tables_of(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every table and view of a store's database."""
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1"
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
 def test_every_table_of_the_store_has_a_processing_record(workspace: Workspace) -> None:
     settings = workspace.settings()
     con = connect(workspace, read_only=True)
     try:
-        assert missing_entries(con, settings) == []
+        assert missing_entries(settings, tables_of(con)) == []
+        # What the register checks without a database is what a store holds.
+        assert store_objects(settings) == tables_of(con)
+        assert missing_entries(settings) == []
         # The check itself can fail: a table nobody described is named.
         con.close()
         con = duckdb.connect(str(workspace.db_path))
         con.execute("CREATE TABLE undocumented_things (x INT)")
-        assert missing_entries(con, settings) == ["undocumented_things"]
+        assert missing_entries(settings, tables_of(con)) == ["undocumented_things"]
     finally:
         con.close()
     described = {e.name for e in register(settings) if e.kind == "table"}
     con = connect(workspace, read_only=True)
     try:
-        tables = {
-            r[0]
-            for r in con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
-            ).fetchall()
-        }
+        tables = set(tables_of(con))
     finally:
         con.close()
     assert described - tables == set(), "entries for tables that no longer exist"

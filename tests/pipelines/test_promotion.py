@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hilt.pipelines.loop import tracking
 from hilt.pipelines.loop.promotion import PromotionRefused, promote
+from hilt.pipelines.loop.tracking.registry import aliases, champion_version
 from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import operator
@@ -33,7 +33,7 @@ def test_the_promotion_rules(ws: Workspace) -> None:
     settings = ws.settings()
     first = train_in_process(ws, "max")
     assert first.gate_passed and first.challenger and first.version == "1"
-    assert tracking.aliases(settings) == {"challenger": "1"}
+    assert aliases(settings) == {"challenger": "1"}
     head = audit_head(ws)
 
     # The author may not approve their own run, even holding the lead role.
@@ -48,7 +48,7 @@ def test_the_promotion_rules(ws: Workspace) -> None:
     with pytest.raises(PromotionRefused, match="no MLflow run"):
         promote(ws, "0" * 32, "lena")
     # Refusals change nothing and audit nothing.
-    assert tracking.aliases(settings) == {"challenger": "1"}
+    assert aliases(settings) == {"challenger": "1"}
     assert audit_head(ws) == head
 
     done = promote(ws, first.run_id, "lena")
@@ -58,7 +58,7 @@ def test_the_promotion_rules(ws: Workspace) -> None:
         "lena",
         "max",
     )
-    assert tracking.aliases(settings) == {"champion": "1"}
+    assert aliases(settings) == {"champion": "1"}
     event = operator(ws).audit_events(after_seq=done.audit_seq - 1, limit=1)[0]
     assert (event.action, event.actor, event.role) == ("model.promoted", "lena", "lead")
     assert event.payload == {
@@ -80,14 +80,14 @@ def test_the_promotion_rules(ws: Workspace) -> None:
     noisy = train_in_process(ws, "dana", label_noise=0.4)
     assert not noisy.gate_passed and not noisy.challenger and noisy.version == "3"
     assert noisy.restored_challenger == "2"
-    assert tracking.aliases(settings) == {"champion": "1", "challenger": "2"}
+    assert aliases(settings) == {"champion": "1", "challenger": "2"}
     with pytest.raises(PromotionRefused, match="did not pass the gate"):
         promote(ws, noisy.run_id, "max")
-    assert tracking.aliases(settings) == {"champion": "1", "challenger": "2"}
+    assert aliases(settings) == {"champion": "1", "challenger": "2"}
 
     done = promote(ws, second.run_id, "max")  # max did not train this one
     assert (done.version, done.previous_version) == ("2", "1")
-    assert tracking.aliases(settings) == {"champion": "2"}
+    assert aliases(settings) == {"champion": "2"}
 
 
 def test_the_oversight_dashboard_passes_its_own_store(ws: Workspace, tmp_path: Path) -> None:
@@ -98,4 +98,4 @@ def test_the_oversight_dashboard_passes_its_own_store(ws: Workspace, tmp_path: P
         promote(ws, run.run_id, "max", store=lena)
     done = promote(ws, run.run_id, "lena", store=lena)
     assert done.approver == "lena"
-    assert tracking.champion_version(ws.settings()) == done.version
+    assert champion_version(ws.settings()) == done.version

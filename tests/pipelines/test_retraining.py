@@ -13,6 +13,7 @@ from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.model import TrainParams
 from hilt.pipelines.loop.scoring import score_into_queue
 from hilt.pipelines.loop.steps import retrain as retraining
+from hilt.pipelines.loop.steps import training_data
 from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import operator
@@ -27,13 +28,13 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 
 
 @pytest.fixture(scope="module")
-def dataset(ws: Workspace) -> retraining.Dataset:
-    snapshot = retraining.take_snapshot(open_store_as(ws, Identity(name="dana")), 0)
-    return retraining.load_dataset(snapshot, ws.settings())
+def dataset(ws: Workspace) -> training_data.Dataset:
+    snapshot = training_data.take_snapshot(open_store_as(ws, Identity(name="dana")), 0)
+    return training_data.load_dataset(snapshot, ws.settings())
 
 
 def test_snapshot_and_dataset_show_counts_by_label_source(
-    ws: Workspace, dataset: retraining.Dataset
+    ws: Workspace, dataset: training_data.Dataset
 ) -> None:
     snap = dataset.snapshot
     assert snap.rows == 600 and snap.train_rows + snap.holdout_rows == 600
@@ -58,19 +59,19 @@ def test_reviewer_labels_enter_training_and_reuse_finds_the_old_file(
 ) -> None:
     ws = loop_workspace(tmp_path_factory.mktemp("feedback"), labelled=400)
     dana = open_store_as(ws, Identity(name="dana"))
-    first = retraining.take_snapshot(dana, 0)
+    first = training_data.take_snapshot(dana, 0)
     # New cases scored into the queue, then reviewed: labels from reviewers.
     new = all_cases().slice(400, 30).drop("risk")
     dana.ingest_cases(new)
-    model = retraining.train(retraining.load_dataset(first, ws.settings()), FAST)
+    model = retraining.train(training_data.load_dataset(first, ws.settings()), FAST)
     score_into_queue(dana, model, new["application_id"].to_list(), ws.settings(), "m/v1")
     assert review_some(ws, "alice", 12) == 12
-    second = retraining.load_dataset(retraining.take_snapshot(dana, 0), ws.settings())
+    second = training_data.load_dataset(training_data.take_snapshot(dana, 0), ws.settings())
     counts = dict(zip(second.summary()["label source"], second.summary()["rows"], strict=False))
     assert counts["reviewer-accepted"] + counts["reviewer-corrected"] == 12
     assert counts["reviewer-corrected"] == 4
     # The first snapshot's file is still there and is found by its sha256.
-    again = retraining.reuse_snapshot(ws, first.sha256)
+    again = training_data.reuse_snapshot(ws, first.sha256)
     assert (again.path, again.rows, again.as_of_seq) == (first.path, first.rows, first.as_of_seq)
     assert again.reused and again.label_sources == first.label_sources
     # A changed file is not accepted.
@@ -79,16 +80,16 @@ def test_reviewer_labels_enter_training_and_reuse_finds_the_old_file(
     with first.path.open("ab") as f:
         f.write(b"x")
     with pytest.raises(InputError, match="no snapshot file with sha256"):
-        retraining.reuse_snapshot(ws, first.sha256)
+        training_data.reuse_snapshot(ws, first.sha256)
     with pytest.raises(InputError, match="changed since"):
-        retraining.load_dataset(first, ws.settings())
+        training_data.load_dataset(first, ws.settings())
     shutil.copy(copy, first.path)
     with pytest.raises(InputError, match="64 lowercase hex"):
-        retraining.reuse_snapshot(ws, "abc")
+        training_data.reuse_snapshot(ws, "abc")
 
 
 def test_training_is_deterministic_and_label_noise_is_seeded(
-    dataset: retraining.Dataset,
+    dataset: training_data.Dataset,
 ) -> None:
     a = retraining.train(dataset, FAST)
     b = retraining.train(dataset, FAST)
@@ -108,7 +109,7 @@ def test_training_is_deterministic_and_label_noise_is_seeded(
 
 
 def test_evaluation_and_the_gate_reject_a_model_trained_on_noisy_labels(
-    ws: Workspace, dataset: retraining.Dataset
+    ws: Workspace, dataset: training_data.Dataset
 ) -> None:
     settings = ws.settings()
     clean = retraining.evaluate(retraining.train(dataset, FAST), dataset, settings)
@@ -144,7 +145,7 @@ def test_evaluation_and_the_gate_reject_a_model_trained_on_noisy_labels(
 def test_take_snapshot_refuses_bad_seqs(ws: Workspace) -> None:
     dana = open_store_as(ws, Identity(name="dana"))
     with pytest.raises(InputError, match="no labelled cases"):
-        retraining.take_snapshot(dana, 1)
+        training_data.take_snapshot(dana, 1)
     with pytest.raises(InputError, match="non-negative"):
-        retraining.take_snapshot(dana, -1)
+        training_data.take_snapshot(dana, -1)
     assert operator(ws).counts()["cases"] == 600

@@ -13,7 +13,8 @@ import pytest
 
 from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.errors import InputError, NotFoundError
-from hilt.pipelines.loop.model import BIAS, TrainedModel, TrainParams, fit, training_frame
+from hilt.pipelines.loop.features import BIAS, training_frame
+from hilt.pipelines.loop.model import TrainedModel, TrainParams, fit
 from hilt.pipelines.loop.scoring import (
     demo_first_model,
     explanation_json,

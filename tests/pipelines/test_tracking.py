@@ -22,8 +22,40 @@ from mlflow import MlflowClient
 
 from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.loop import tracking
-from hilt.pipelines.loop.model import TrainedModel, TrainParams, fit, training_frame
+from hilt.pipelines.loop.features import training_frame
+from hilt.pipelines.loop.model import TrainedModel, TrainParams, fit
+from hilt.pipelines.loop.notebook_render import remote_resources
+from hilt.pipelines.loop.tracking.client import TrackingError, configure
+from hilt.pipelines.loop.tracking.environment import (
+    URI_ENV,
+    artifact_location,
+    child_environment,
+    experiment_name,
+    registered_model_name,
+    tracking_uri,
+)
+from hilt.pipelines.loop.tracking.notebooks import log_notebook
+from hilt.pipelines.loop.tracking.pyfunc import (
+    equals_a_row,
+    load_model_version,
+    synthetic_input_example,
+)
+from hilt.pipelines.loop.tracking.registry import (
+    aliases,
+    champion_version,
+    promote_to_champion,
+    register_challenger,
+    reject_challenger,
+)
+from hilt.pipelines.loop.tracking.runs import (
+    create_run,
+    finish_run,
+    list_runs,
+    mark_failed,
+    run_info,
+    start_run,
+)
+from hilt.pipelines.loop.tracking.training import LoggedTraining, log_training
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, REPO
 
@@ -55,14 +87,14 @@ def model(german: pl.DataFrame, settings: Settings) -> TrainedModel:
 def ws(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> Workspace:
     """A workspace folder with only MLflow in it (the store is not needed here)."""
     ws = Workspace.at(tmp_path_factory.mktemp("tracking") / "ws")
-    tracking.configure(ws, settings=settings)
+    configure(ws, settings=settings)
     return ws
 
 
 @pytest.fixture
 def configured(ws: Workspace, settings: Settings) -> Iterator[MlflowClient]:
     """MLflow pointed at the module's workspace; no run left active afterwards."""
-    client = tracking.configure(ws, settings=settings)
+    client = configure(ws, settings=settings)
     yield client
     while mlflow.active_run() is not None:
         mlflow.end_run("KILLED")
@@ -88,11 +120,11 @@ def log_a_run(
     *,
     author: str = "dana",
     seq: int = 12,
-) -> tuple[str, tracking.LoggedTraining]:
-    with tracking.start_run(
+) -> tuple[str, LoggedTraining]:
+    with start_run(
         ws, settings, run_name=f"retrain-{seq}", author=author, tags={"hilt.kind": "retrain"}
     ) as run:
-        logged = tracking.log_training(
+        logged = log_training(
             run,
             params=model.params.to_dict(),
             metrics={"holdout_auc": 0.77, "holdout_logloss": 0.52, "subgroup_auc_gap": 0.03},
@@ -109,8 +141,8 @@ def log_a_run(
 @pytest.fixture(scope="module")
 def logged(
     ws: Workspace, settings: Settings, model: TrainedModel, german: pl.DataFrame
-) -> tuple[str, tracking.LoggedTraining]:
-    tracking.configure(ws, settings=settings)
+) -> tuple[str, LoggedTraining]:
+    configure(ws, settings=settings)
     return log_a_run(ws, settings, model, german)
 
 
@@ -123,7 +155,7 @@ def served_input(model: TrainedModel, cases: pl.DataFrame) -> Any:
     return model.matrix(cases).with_columns(pl.col(pl.Enum).cast(pl.String)).to_pandas()
 
 
-def model_dir(logged: tracking.LoggedTraining, dst: Path) -> Path:
+def model_dir(logged: LoggedTraining, dst: Path) -> Path:
     return Path(
         mlflow.artifacts.download_artifacts(artifact_uri=logged.model_uri, dst_path=str(dst))
     )
@@ -134,35 +166,49 @@ def test_the_tracking_uri_is_the_workspace_unless_told_otherwise(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings
 ) -> None:
     w = Workspace.at(tmp_path / "w")
-    monkeypatch.delenv(tracking.URI_ENV, raising=False)
+    monkeypatch.delenv(URI_ENV, raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")  # ignored on purpose
-    assert tracking.tracking_uri(w) == f"sqlite:///{w.root}/mlflow.db"
-    assert tracking.tracking_uri(w, "http://mlflow:5000") == "http://mlflow:5000"
-    monkeypatch.setenv(tracking.URI_ENV, "http://tracking.internal")
-    assert tracking.tracking_uri(w) == "http://tracking.internal"
-    assert tracking.artifact_location(w, "http://tracking.internal") is None
-    assert tracking.artifact_location(w, "sqlite:///x.db") == (w.root / "mlartifacts").as_uri()
-    assert tracking.registered_model_name(settings) == f"hilt-{settings.use_case.name}"
+    assert tracking_uri(w) == f"sqlite:///{w.root}/mlflow.db"
+    assert tracking_uri(w, "http://mlflow:5000") == "http://mlflow:5000"
+    monkeypatch.setenv(URI_ENV, "http://tracking.internal")
+    assert tracking_uri(w) == "http://tracking.internal"
+    assert artifact_location(w, "http://tracking.internal") is None
+    assert artifact_location(w, "sqlite:///x.db") == (w.root / "mlartifacts").as_uri()
+    assert registered_model_name(settings) == f"hilt-{settings.use_case.name}"
     odd = settings.model_copy(
         update={"use_case": settings.use_case.model_copy(update={"name": "a/b:c"})}
     )
-    assert tracking.registered_model_name(odd) == "hilt-a-b-c"
+    assert registered_model_name(odd) == "hilt-a-b-c"
 
 
-def test_nothing_works_before_configure(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tracking, "_state", None)
-    with pytest.raises(tracking.TrackingError, match=r"call hilt\.pipelines\.tracking\.configure"):
-        tracking.run_info("0" * 32)
+def python(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a fresh interpreter (nothing configured, nothing imported yet)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_nothing_works_before_configure() -> None:
+    out = python(
+        "from hilt.pipelines.loop.tracking.client import TrackingError\n"
+        "from hilt.pipelines.loop.tracking.runs import run_info\n"
+        "try:\n"
+        "    run_info('0' * 32)\n"
+        "except TrackingError as e:\n"
+        "    print(e)\n"
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert re.search(r"call hilt\.pipelines\.loop\.tracking\.client\.configure", out.stdout)
 
 
 def test_configure_is_idempotent_and_keeps_everything_in_the_workspace(
     ws: Workspace, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    first = tracking.configure(ws, settings=settings)
+    first = configure(ws, settings=settings)
     exp = first.get_experiment_by_name(f"hilt-{settings.use_case.name}")
     assert exp is not None
-    second = tracking.configure(ws, settings=settings)
+    second = configure(ws, settings=settings)
     again = second.get_experiment_by_name(f"hilt-{settings.use_case.name}")
     assert again is not None and again.experiment_id == exp.experiment_id
     assert exp.artifact_location == (ws.root / "mlartifacts").as_uri()
@@ -187,11 +233,11 @@ def test_every_artifact_and_the_model_files_land_in_the_workspace(
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
-    monkeypatch.delenv(tracking.URI_ENV, raising=False)
-    client = tracking.configure(ws, settings=settings)
-    run_id = tracking.create_run(ws, settings, run_name="retrain-7", author="dana")
+    monkeypatch.delenv(URI_ENV, raising=False)
+    client = configure(ws, settings=settings)
+    run_id = create_run(ws, settings, run_name="retrain-7", author="dana")
     assert mlflow.active_run() is None
-    logged = tracking.log_training(
+    logged = log_training(
         run_id,
         params=model.params.to_dict(),
         metrics={"holdout_auc": 0.77},
@@ -202,10 +248,10 @@ def test_every_artifact_and_the_model_files_land_in_the_workspace(
         snapshot_seq=7,
         model=model,
     )
-    tracking.finish_run(run_id)
+    finish_run(run_id)
     assert sorted(p.name for p in cwd.iterdir()) == []  # no ./mlruns, no ./mlflow.db
 
-    exp = client.get_experiment_by_name(tracking.experiment_name(settings))
+    exp = client.get_experiment_by_name(experiment_name(settings))
     assert exp is not None
     logged_model = client.get_logged_model(logged.model_id)
     assert logged_model.experiment_id == exp.experiment_id != "0"
@@ -218,33 +264,65 @@ def test_every_artifact_and_the_model_files_land_in_the_workspace(
     assert any(p.name == "model.ubj" for p in files)
 
     # Registered and loaded from yet another directory: the workspace alone holds the model.
-    version = tracking.register_challenger(settings, run_id)
+    version = register_challenger(settings, run_id)
     other = tmp_path / "other"
     other.mkdir()
     monkeypatch.chdir(other)
-    assert tracking.load_model_version(settings, version).model_sha256() == model.model_sha256()
+    assert load_model_version(settings, version).model_sha256() == model.model_sha256()
     assert sorted(p.name for p in other.iterdir()) == []
 
 
-def test_importing_tracking_switches_mlflow_telemetry_off() -> None:
+TRACKING_MODULES = sorted(
+    f"hilt.pipelines.loop.tracking.{p.stem}"
+    for p in (REPO / "pipelines" / "loop" / "tracking").glob("*.py")
+    if p.stem != "__init__"
+)
+
+
+def test_importing_tracking_changes_nothing_and_configuring_it_switches_telemetry_off(
+    tmp_path: Path,
+) -> None:
     quiet = {"PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "MLFLOW_DISABLE_TELEMETRY"}
-    env = {k: v for k, v in os.environ.items() if k not in quiet and k != "DO_NOT_TRACK"}
+    quiet |= {"DO_NOT_TRACK", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", URI_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in quiet}
+    # What mlflow and polars do to the environment when imported is theirs; hilt's modules
+    # add nothing to it.
     code = (
-        "import hilt.pipelines.loop.tracking\n"
+        "import os\n"
+        "import mlflow, polars\n"
+        "before = dict(os.environ)\n"
+        + "".join(f"import {m}\n" for m in TRACKING_MODULES)
+        + f"print(dict(os.environ) == before and not os.environ.keys() & {quiet!r})\n"
+        "from hilt.pipelines.config import load_settings\n"
+        "from hilt.pipelines.loop.tracking.client import configure\n"
+        "from hilt.pipelines.workspace import Workspace\n"
+        f"ws = Workspace.at({str(tmp_path / 'ws')!r})\n"
+        f"configure(ws, settings=load_settings({str(CONFIG)!r}))\n"
         "from mlflow.telemetry.client import get_telemetry_client\n"
         "from mlflow.telemetry.utils import is_telemetry_disabled\n"
         "print(get_telemetry_client() is None, is_telemetry_disabled())\n"
+        "print(os.environ['MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR'])\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
+    out = python(code, env)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["True", "True"]
+    assert out.stdout.split() == ["True", "True", "True", "false"]
+
+
+def test_a_kernel_starts_with_mlflow_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the runner adds to a papermill kernel's environment: the kernel's own
+    ``import mlflow`` starts no telemetry client and MLflow draws no progress bars."""
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    monkeypatch.setenv(URI_ENV, "http://mlflow.internal")
+    env = child_environment()
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == env["DO_NOT_TRACK"] == "true"
+    assert env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
+    assert env[URI_ENV] == "http://mlflow.internal"
 
 
 def test_no_other_module_imports_mlflow_at_import_time() -> None:
-    """mlflow costs ~1-2 s to import: only tracking.py imports it (or imports tracking) at
-    module level; everything else does so inside the functions that need it."""
+    """mlflow costs ~1-2 s to import: only the modules of tracking/ import it (or import
+    such a module) at module level; everything else does so inside the functions that need
+    it. tracking's tags and environment import no mlflow, so anything may import them."""
 
     def top_level_imports(tree: ast.Module) -> Iterator[str]:
         stack: list[ast.stmt] = list(tree.body)
@@ -262,24 +340,44 @@ def test_no_other_module_imports_mlflow_at_import_time() -> None:
                 for handler in node.handlers:
                     stack.extend(handler.body)
 
+    mlflow_free = {"hilt.pipelines.loop.tracking.tags", "hilt.pipelines.loop.tracking.environment"}
     offenders = []
     for path in sorted((REPO / "pipelines").rglob("*.py")):
-        if path.name == "tracking.py" and path.parent.name == "pipelines":
+        if path.parent.name == "tracking" and path.name != "__init__.py":
             continue
         for mod in top_level_imports(ast.parse(path.read_text(encoding="utf-8"))):
             if (
                 mod == "mlflow"
                 or mod.startswith("mlflow.")
-                or mod == "hilt.pipelines.loop.tracking"
+                or (mod.startswith("hilt.pipelines.loop.tracking") and mod not in mlflow_free)
             ):
                 offenders.append(f"{path.relative_to(REPO)} imports {mod}")
     assert offenders == []
+    # ...and importing what the runner, the notebooks and the documents import pulls no mlflow.
+    light = [
+        "hilt.pipelines.loop.tracking",
+        *sorted(mlflow_free),
+        "hilt.pipelines.loop.runner",
+        "hilt.pipelines.loop.promotion",
+        "hilt.pipelines.loop.steps.start",
+        "hilt.pipelines.loop.steps.training_data",
+        "hilt.pipelines.loop.steps.retrain",
+        "hilt.pipelines.loop.steps.score",
+        "hilt.pipelines.compliance.lineage",
+        "hilt.pipelines.compliance.model_docs",
+        "hilt.pipelines.compliance.privacy",
+    ]
+    out = python(
+        "".join(f"import {m}\n" for m in light) + "import sys\nprint('mlflow' in sys.modules)\n"
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False"]
 
 
 # ------------------------------------------------------------------ a training run
 def test_a_training_run_logs_params_metrics_dataset_model_and_provenance(
     configured: MlflowClient,
-    logged: tuple[str, tracking.LoggedTraining],
+    logged: tuple[str, LoggedTraining],
     model: TrainedModel,
     german: pl.DataFrame,
     settings: Settings,
@@ -351,7 +449,7 @@ def _scan_text(value: Any) -> str:
 
 def test_nothing_personal_reaches_mlflow(
     configured: MlflowClient,
-    logged: tuple[str, tracking.LoggedTraining],
+    logged: tuple[str, LoggedTraining],
     model: TrainedModel,
     german: pl.DataFrame,
     settings: Settings,
@@ -410,7 +508,7 @@ def test_nothing_personal_reaches_mlflow(
 def test_the_input_example_never_copies_a_real_row(
     model: TrainedModel, german: pl.DataFrame, settings: Settings
 ) -> None:
-    example = tracking.synthetic_input_example(model)
+    example = synthetic_input_example(model)
     assert example.height == 1 and example.columns == list(model.features)
     # Data that happens to contain the default example: the numbers move off its grid.
     extra = {c: None for c in german.columns if c not in model.features}
@@ -418,18 +516,18 @@ def test_the_input_example_never_copies_a_real_row(
     colliding = pl.concat(
         [german, pl.DataFrame([{**base, **extra}]).cast(pl.String)], how="diagonal"
     )
-    moved = tracking.synthetic_input_example(model, colliding)
+    moved = synthetic_input_example(model, colliding)
     assert not moved.equals(example)
-    assert not tracking._equals_a_row(model, moved, colliding)
+    assert not equals_a_row(model, moved, colliding)
     # ...and if that collides as well, every value is left missing.
     moved_row = {**moved.to_dicts()[0], **extra}
     both = pl.concat([colliding, pl.DataFrame([moved_row]).cast(pl.String)], how="diagonal")
-    blank = tracking.synthetic_input_example(model, both)
+    blank = synthetic_input_example(model, both)
     assert blank.null_count().row(0) == (1,) * len(model.features)
 
     # A caller's example that is a real row is refused before anything is logged.
     with pytest.raises(InputError, match="equals a row of the training data"):
-        tracking.log_training(
+        log_training(
             "no-run-needed",
             params={},
             metrics={},
@@ -457,7 +555,7 @@ def test_log_training_refuses_bad_input_before_logging(
             "snapshot_seq": 1,
             "model": model,
         }
-        tracking.log_training("no-run-needed", **{**kwargs, **over})
+        log_training("no-run-needed", **{**kwargs, **over})
 
     with pytest.raises(InputError, match="sha256"):
         call(dataset_digest="abc")
@@ -474,46 +572,46 @@ def test_runs_end_finished_or_failed(
     configured: MlflowClient, ws: Workspace, settings: Settings
 ) -> None:
     # A runner creates the run, the notebook resumes it; a dead kernel is marked failed.
-    run_id = tracking.create_run(ws, settings, run_name="retrain-x", author="dana")
-    assert tracking.run_info(run_id).status == "RUNNING"
-    tracking.mark_failed(run_id)
-    assert tracking.run_info(run_id).status == "FAILED"
-    with pytest.raises(tracking.TrackingError, match="FAILED"):
-        tracking.register_challenger(settings, run_id)
+    run_id = create_run(ws, settings, run_name="retrain-x", author="dana")
+    assert run_info(run_id).status == "RUNNING"
+    mark_failed(run_id)
+    assert run_info(run_id).status == "FAILED"
+    with pytest.raises(TrackingError, match="FAILED"):
+        register_challenger(settings, run_id)
 
     # Resumed in-process, then finished.
-    other = tracking.create_run(ws, settings, run_name="retrain-y", author="dana")
-    run = tracking.start_run(ws, settings, run_name="ignored", author="dana", run_id=other)
+    other = create_run(ws, settings, run_name="retrain-y", author="dana")
+    run = start_run(ws, settings, run_name="ignored", author="dana", run_id=other)
     assert mlflow.active_run() is not None and run.info.run_id == other
-    tracking.finish_run(run)
+    finish_run(run)
     assert mlflow.active_run() is None
-    assert tracking.run_info(other).status == "FINISHED"
+    assert run_info(other).status == "FINISHED"
 
     # An exception inside the context manager fails the run; so does mark_failed on the
     # active run.
     with (
         pytest.raises(RuntimeError),
-        tracking.start_run(ws, settings, run_name="boom", author="dana") as failing,
+        start_run(ws, settings, run_name="boom", author="dana") as failing,
     ):
         raise RuntimeError("cell failed")
-    assert tracking.run_info(failing.info.run_id).status == "FAILED"
-    active = tracking.start_run(ws, settings, run_name="killed", author="dana")
-    tracking.mark_failed(active.info.run_id)
+    assert run_info(failing.info.run_id).status == "FAILED"
+    active = start_run(ws, settings, run_name="killed", author="dana")
+    mark_failed(active.info.run_id)
     assert mlflow.active_run() is None
-    assert tracking.run_info(active.info.run_id).status == "FAILED"
+    assert run_info(active.info.run_id).status == "FAILED"
 
     with pytest.raises(InputError, match="author"):
-        tracking.start_run(ws, settings, run_name="anon", author=" ")
+        start_run(ws, settings, run_name="anon", author=" ")
 
 
 def test_run_info_has_what_runs_list_and_reproduce_need(
     configured: MlflowClient,
-    logged: tuple[str, tracking.LoggedTraining],
+    logged: tuple[str, LoggedTraining],
     model: TrainedModel,
     settings: Settings,
 ) -> None:
     run_id, _ = logged
-    rec = tracking.run_info(run_id)
+    rec = run_info(run_id)
     assert rec.run_id == run_id and rec.run_name == "retrain-12"
     assert rec.status == "FINISHED" and rec.author == "dana"
     assert rec.params == {k: str(v) for k, v in model.params.to_dict().items()}
@@ -523,7 +621,7 @@ def test_run_info_has_what_runs_list_and_reproduce_need(
     assert rec.metrics["holdout_auc"] == 0.77
     assert rec.start_time.tzinfo is not None and rec.end_time is not None
     assert rec.start_time <= rec.end_time
-    listed = tracking.list_runs(settings)
+    listed = list_runs(settings)
     assert run_id in [r.run_id for r in listed]
     starts = [r.start_time for r in listed]
     assert starts == sorted(starts, reverse=True)
@@ -547,38 +645,38 @@ def test_aliases_move_from_challenger_to_champion_and_rejection_leaves_the_champ
     settings: Settings,
 ) -> None:
     s = registry_case
-    tracking.configure(ws, settings=s)
-    name = tracking.registered_model_name(s)
+    configure(ws, settings=s)
+    name = registered_model_name(s)
     client = MlflowClient()
-    assert tracking.champion_version(s) is None and tracking.aliases(s) == {}
+    assert champion_version(s) is None and aliases(s) == {}
 
     run1, _ = log_a_run(ws, s, model, german, seq=1)
-    v1 = tracking.register_challenger(s, run1)
-    assert tracking.aliases(s) == {"challenger": v1}
-    assert tracking.register_challenger(s, run1) == v1  # again: the same version
-    assert tracking.promote_to_champion(s, v1) is None
-    assert tracking.aliases(s) == {"champion": v1}
-    assert tracking.champion_version(s) == v1
+    v1 = register_challenger(s, run1)
+    assert aliases(s) == {"challenger": v1}
+    assert register_challenger(s, run1) == v1  # again: the same version
+    assert promote_to_champion(s, v1) is None
+    assert aliases(s) == {"champion": v1}
+    assert champion_version(s) == v1
 
     challenger = train(german, settings, seed=1)
     run2, _ = log_a_run(ws, s, challenger, german, seq=2)
-    v2 = tracking.register_challenger(s, run2)
+    v2 = register_challenger(s, run2)
     assert v2 != v1
-    assert tracking.aliases(s) == {"champion": v1, "challenger": v2}
-    tracking.reject_challenger(s, v2)
-    assert tracking.aliases(s) == {"champion": v1}
+    assert aliases(s) == {"champion": v1, "challenger": v2}
+    reject_challenger(s, v2)
+    assert aliases(s) == {"champion": v1}
     mv2 = client.get_model_version(name, v2)
     assert mv2.tags["hilt.gate"] == "rejected"
     assert mv2.tags["hilt.model_sha256"] == challenger.model_sha256()
-    with pytest.raises(tracking.TrackingError, match="is the champion"):
-        tracking.reject_challenger(s, v1)
+    with pytest.raises(TrackingError, match="is the champion"):
+        reject_challenger(s, v1)
 
     run3, _ = log_a_run(ws, s, challenger, german, seq=3)
-    v3 = tracking.register_challenger(s, run3)
-    assert tracking.promote_to_champion(s, v3) == v1
-    assert tracking.aliases(s) == {"champion": v3}
+    v3 = register_challenger(s, run3)
+    assert promote_to_champion(s, v3) == v1
+    assert aliases(s) == {"champion": v3}
     assert client.get_model_version(name, v3).tags["hilt.gate"] == "promoted"
-    rec = tracking.run_info(run3)
+    rec = run_info(run3)
     assert rec.versions == (v3,) and rec.aliases == ("champion",)
     # Aliases only: no version ever got a (deprecated) stage.
     for v in (v1, v2, v3):
@@ -589,20 +687,20 @@ def test_a_registered_version_loads_as_the_same_model(
     ws: Workspace, registry_case: Settings, model: TrainedModel, german: pl.DataFrame
 ) -> None:
     s = registry_case
-    tracking.configure(ws, settings=s)
+    configure(ws, settings=s)
     run_id, _ = log_a_run(ws, s, model, german, seq=5)
-    version = tracking.register_challenger(s, run_id)
-    loaded = tracking.load_model_version(s, version)
+    version = register_challenger(s, run_id)
+    loaded = load_model_version(s, version)
     assert loaded.model_sha256() == model.model_sha256()
     assert loaded.features == model.features and loaded.params == model.params
     cases = german.slice(700, 300)
     np.testing.assert_array_equal(loaded.predict(cases), model.predict(cases))
-    name = tracking.registered_model_name(s)
+    name = registered_model_name(s)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@challenger")
     served = pyfunc.predict(served_input(model, cases))["score"].to_numpy()
     np.testing.assert_allclose(served, model.predict(cases), rtol=1e-6)
-    with pytest.raises(tracking.TrackingError):
-        tracking.load_model_version(s, 99)
+    with pytest.raises(TrackingError):
+        load_model_version(s, 99)
 
 
 # ------------------------------------------------------------------ notebooks
@@ -636,11 +734,11 @@ def executed_notebook(path: Path) -> Path:
 
 
 def test_the_executed_notebook_and_an_offline_html_are_logged(
-    configured: MlflowClient, logged: tuple[str, tracking.LoggedTraining], tmp_path: Path
+    configured: MlflowClient, logged: tuple[str, LoggedTraining], tmp_path: Path
 ) -> None:
     run_id, _ = logged
     ipynb = executed_notebook(tmp_path / "2026-01-01T00-00-00_retrain_abc.ipynb")
-    paths = tracking.log_notebook(run_id, ipynb)
+    paths = log_notebook(run_id, ipynb)
     assert paths == (f"notebook/{ipynb.name}", f"notebook/{ipynb.stem}.html")
     got = artifact_dir(configured, run_id, "notebook", tmp_path / "dl")
     assert (got / ipynb.name).read_bytes() == ipynb.read_bytes()
@@ -649,11 +747,11 @@ def test_the_executed_notebook_and_an_offline_html_are_logged(
     assert "https://" not in html and "http://" not in html
     assert not re.search(r"<script[^>]*\bsrc=", html)
     assert not re.search(r"<link[^>]*\bhref=", html)
-    assert tracking.remote_resources(html) == []
+    assert remote_resources(html) == []
 
 
 def test_remote_resources_finds_fetches_not_links() -> None:
-    found = tracking.remote_resources(
+    found = remote_resources(
         '<script src="https://cdn.example/x.js"></script>'
         "<link rel=stylesheet href='//cdn.example/x.css'>"
         '<style>@import url("https://fonts.example/f.css"); a{background:url(http://x/y.png)}'

@@ -17,8 +17,8 @@ import polars as pl
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError, NotFoundError
+from hilt.pipelines.loop.digests import file_sha256
 from hilt.pipelines.loop.model import TrainedModel
-from hilt.pipelines.loop.runner import refuse_if_halted
 from hilt.pipelines.loop.scoring import predictions_frame
 from hilt.pipelines.store.protocol import Store
 from hilt.pipelines.store.records import IngestResult
@@ -31,8 +31,7 @@ __all__ = [
     "load_model",
     "log_scoring",
     "read_cases",
-    "refuse_if_halted",
-    "score",
+    "score_cases",
     "summary",
 ]
 
@@ -70,18 +69,20 @@ class ScoringModel:
 
 def load_model(settings: Settings, model_version: str = "") -> ScoringModel:
     """The champion (``model_version`` empty) or the named registered version, from MLflow
-    (call ``retraining.ensure_run`` or ``tracking.configure`` first)."""
-    from hilt.pipelines.loop import tracking
+    (call ``start.ensure_run`` or ``tracking.client.configure`` first)."""
+    from hilt.pipelines.loop.tracking.environment import registered_model_name
+    from hilt.pipelines.loop.tracking.pyfunc import load_model_version
+    from hilt.pipelines.loop.tracking.registry import champion_version
 
-    champion = tracking.champion_version(settings)
+    champion = champion_version(settings)
     version = model_version or champion
     if version is None:
         raise InputError(
             "there is no champion yet: approve a challenger with `hilt promote`, "
             "or name a registered version (model_version)"
         )
-    model = tracking.load_model_version(settings, version)
-    name = tracking.registered_model_name(settings)
+    model = load_model_version(settings, version)
+    name = registered_model_name(settings)
     return ScoringModel(
         model=model,
         registered_name=name,
@@ -100,7 +101,7 @@ class ScoredBatch:
     by_label: dict[str, int]
 
 
-def score(
+def score_cases(
     store: Store, scoring_model: ScoringModel, cases: pl.DataFrame, settings: Settings
 ) -> ScoredBatch:
     """Score the cases just ingested (read back from the store, so the model sees exactly
@@ -154,14 +155,14 @@ def log_scoring(
 ) -> None:
     """Params and metrics of the scoring run in MLflow: the input file's name and sha256, the
     model version, the counts."""
-    from hilt.pipelines.loop import tracking
+    from hilt.pipelines.loop.tracking.runs import log_run_values
 
     path = Path(input_path)
-    tracking.log_run_values(
+    log_run_values(
         run_id,
         params={
             "input_file": path.name,
-            "input_sha256": tracking.file_sha256(path),
+            "input_sha256": file_sha256(path),
             "model_version": scoring_model.label,
             "model_sha256": scoring_model.model.model_sha256(),
         },

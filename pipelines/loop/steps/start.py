@@ -1,0 +1,58 @@
+"""The first cells of every run notebook (retrain.ipynb, score.ipynb): how tables are shown,
+the workspace, the MLflow run, the parameters an auditor reads first.
+
+Importing this module does not import mlflow; ``ensure_run`` imports it when called.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from hilt.pipelines.config import Settings
+from hilt.pipelines.loop.tracking.tags import TAG_KIND
+from hilt.pipelines.workspace import Workspace
+
+
+def configure_display() -> None:
+    """Show tables in full in an executed notebook (every row, column and character of a
+    hash): an auditor reads them there, without running anything."""
+    pl.Config.set_tbl_rows(100)
+    pl.Config.set_tbl_cols(20)
+    pl.Config.set_fmt_str_lengths(100)
+    pl.Config.set_tbl_width_chars(200)
+    pl.Config.set_tbl_hide_dataframe_shape(True)
+
+
+def open_workspace(workspace: str | Path | None) -> tuple[Workspace, Settings]:
+    """The workspace (``workspace``, else $HILT_WORKSPACE) and its settings."""
+    ws = Workspace.at(workspace or None)
+    ws.require()
+    return ws, ws.settings()
+
+
+def ensure_run(ws: Workspace, settings: Settings, run_id: str, author: str, kind: str) -> str:
+    """Configure MLflow for the workspace; the run ``run_id`` (made by ``hilt retrain`` or
+    ``hilt score``), or, run by hand without one, a new run of ``kind`` authored by
+    ``author`` (else the OS user)."""
+    from hilt.pipelines.loop.tracking.client import configure
+    from hilt.pipelines.loop.tracking.runs import create_run
+
+    configure(ws, settings=settings)
+    if run_id:
+        return run_id
+    who = author or f"os:{getpass.getuser()}"
+    return create_run(
+        ws, settings, run_name=f"{kind}-interactive", author=who, tags={TAG_KIND: kind}
+    )
+
+
+def parameters_table(values: Mapping[str, Any]) -> pl.DataFrame:
+    """The run's parameters, as text, for the first cell an auditor reads."""
+    return pl.DataFrame(
+        [(k, str(v)) for k, v in values.items()], schema=["parameter", "value"], orient="row"
+    )

@@ -1,0 +1,126 @@
+"""MLflow for this process: ``configure(ws)`` points it at the workspace's store and makes
+sure the use case's experiment exists; every other tracking function then uses the client
+and the experiment it set up (``configured()``).
+
+Call ``configure(ws)`` (or ``runs.create_run`` / ``runs.start_run``, which call it) once per
+process. It switches MLflow's telemetry and progress bars off first
+(``environment.quiet_mlflow``): hilt makes no network calls of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from hilt.pipelines.config import Settings
+from hilt.pipelines.errors import HiltError
+from hilt.pipelines.loop.tracking.environment import (
+    artifact_location,
+    experiment_name,
+    quiet_mlflow,
+    tracking_uri,
+)
+from hilt.pipelines.workspace import Workspace
+
+
+class TrackingError(HiltError):
+    """MLflow refused or failed an operation (the message is MLflow's, which names runs,
+    versions and keys, never data values), or hilt was asked for something the registry does
+    not allow (rejecting the champion, registering a failed run)."""
+
+    status_code = 500
+    kind = "tracking"
+
+
+@contextlib.contextmanager
+def mlflow_errors(action: str) -> Iterator[None]:
+    """MLflow's exceptions as TrackingError ("MLflow: <action>: <MLflow's message>")."""
+    try:
+        yield
+    except MlflowException as e:
+        raise TrackingError(f"MLflow: {action}: {e.message}") from e
+
+
+def is_not_found(e: MlflowException) -> bool:
+    """Whether MLflow said that what was asked for does not exist."""
+    return e.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+
+
+@dataclass(frozen=True)
+class Configured:
+    """What ``configure`` set up: the URI, a client bound to it, the experiment."""
+
+    uri: str
+    client: MlflowClient
+    experiment_id: str
+    experiment_name: str
+
+
+_state: Configured | None = None
+
+
+def configure(
+    ws: Workspace, uri: str | None = None, settings: Settings | None = None
+) -> MlflowClient:
+    """Point MLflow at the workspace's store and make sure the use case's experiment exists.
+
+    Switches MLflow's telemetry and progress bars off, sets the tracking and the registry URI
+    explicitly (process-wide, as MLflow's fluent API and model logging read them), creates the
+    experiment ``hilt-<use_case>`` with its artifacts under the workspace if it does not exist
+    yet, makes it the process's active experiment (``mlflow.set_experiment``; like the URI,
+    inherited by child processes through ``MLFLOW_EXPERIMENT_ID``), and returns a client bound
+    to that URI. Idempotent; safe when two processes create the experiment at once.
+    ``settings`` defaults to the workspace's hilt.toml.
+    """
+    global _state
+    quiet_mlflow()
+    settings = settings or ws.settings()
+    chosen = tracking_uri(ws, uri)
+    if chosen.startswith("sqlite:"):
+        ws.root.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(chosen)
+    mlflow.set_registry_uri(chosen)
+    client = MlflowClient(tracking_uri=chosen, registry_uri=chosen)
+    name = experiment_name(settings)
+    with mlflow_errors(f"cannot open the experiment {name!r} at {chosen}"):
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            try:
+                experiment_id = client.create_experiment(
+                    name, artifact_location=artifact_location(ws, chosen)
+                )
+            except MlflowException:
+                # Created meanwhile by another process? Then use it; else re-raise.
+                exp = client.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+                experiment_id = exp.experiment_id
+        else:
+            experiment_id = exp.experiment_id
+        # The process's active experiment: whatever MLflow creates without being told where
+        # (a LoggedModel, a run of a data scientist's own) goes to the workspace's experiment,
+        # not to MLflow's Default one (id 0), whose artifacts would land in ./mlruns.
+        mlflow.set_experiment(experiment_id=experiment_id)
+    _state = Configured(
+        uri=chosen, client=client, experiment_id=experiment_id, experiment_name=name
+    )
+    return client
+
+
+def configured() -> Configured:
+    """What ``configure`` set up in this process; TrackingError before it was called."""
+    if _state is None:
+        raise TrackingError(
+            "MLflow is not configured in this process: call "
+            "hilt.pipelines.loop.tracking.client.configure(workspace) first"
+        )
+    # Someone may have pointed MLflow elsewhere since; model logging reads the global URI.
+    if mlflow.get_tracking_uri() != _state.uri:
+        mlflow.set_tracking_uri(_state.uri)
+        mlflow.set_registry_uri(_state.uri)
+    return _state
