@@ -13,11 +13,11 @@ import duckdb
 import polars as pl
 import pytest
 
+from hilt.pipelines.compliance.explanation_replay import replay_explanation
 from hilt.pipelines.compliance.lineage import (
     TrainingDecision,
     crosscheck_mlflow,
     decision_lineage,
-    replay_explanation,
     training_data,
 )
 from hilt.pipelines.errors import InputError, NotFoundError

@@ -44,8 +44,8 @@ if TYPE_CHECKING:
     from hilt.pipelines.loop.tracking.runs import run_info as run_info
 
 #: name → the module of this package that defines it, for the callers written before the
-#: split (pipelines/cli, pipelines/dashboards/oversight.py, pipelines/loop/oversight.py,
-#: tests/audit_helpers.py, tests/browser/test_audit_dashboard.py,
+#: split (pipelines/cli, pipelines/dashboards/oversight.py, pipelines/loop/oversight.py and
+#: demo.py, tests/audit_helpers.py, tests/browser/test_audit_dashboard.py,
 #: tests/test_subject_erasure_end_to_end.py). Remove a line when its callers have moved.
 _MOVED = {
     "run_artifact_text": "artifacts",

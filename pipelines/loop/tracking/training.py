@@ -15,6 +15,9 @@
   its files are under ``<workspace>/mlartifacts`` too;
 - the subgroup metrics table, if given, as ``evaluation/subgroup_metrics.csv`` (group-level
   aggregates; small groups are the evaluation's business).
+
+MLflow's INFO lines and its note on how it reads a local dataset source are kept out of the
+caller's output while it logs (an executed notebook's stderr).
 """
 
 from __future__ import annotations
