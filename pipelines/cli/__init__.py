@@ -357,7 +357,7 @@ def demo(
             scored = runner.execute(ws, runner.RunRequest("score", params, author=author))
             typer.echo(f"scored the new applications: run {scored.run_id}")
             # Its rows are in the store now, personal data sealed; no clear copy stays behind.
-            from hilt.pipelines.store.ops.subject_rights import shred_file
+            from hilt.pipelines.store.ops.removal import shred_file
 
             shred_file(incoming)
         if store.counts()["gold_cases"] == 0 and tracking.champion_version(settings):

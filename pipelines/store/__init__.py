@@ -29,7 +29,7 @@ from pathlib import Path
 
 from hilt.pipelines.errors import InputError, PermissionDeniedError
 from hilt.pipelines.store.modes.locking import service_info
-from hilt.pipelines.store.protocol import Store
+from hilt.pipelines.store.operations import Store
 from hilt.pipelines.store.records import DecisionRequest
 from hilt.pipelines.workspace import Workspace
 

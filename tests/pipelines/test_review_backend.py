@@ -210,7 +210,7 @@ def test_the_progress_line_after_a_lease_costs_no_second_query_and_is_never_stal
         asked.append(1)
         return fresh()
 
-    backend.store.queue_status = counted  # type: ignore[method-assign]
+    backend.store.queue_status = counted
     item = backend.next_item()
     assert item is not None
     assert backend.queue_status() == QueueStatus(**fresh().model_dump())

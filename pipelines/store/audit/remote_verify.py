@@ -15,7 +15,7 @@ import polars as pl
 
 from hilt.pipelines.store.audit.chain import AuditEntry
 from hilt.pipelines.store.audit.verify import verify_records
-from hilt.pipelines.store.protocol import Store
+from hilt.pipelines.store.operations import Store
 from hilt.pipelines.store.records import VerifyReport
 
 PAGE = 100_000
