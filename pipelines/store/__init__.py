@@ -148,5 +148,8 @@ def _embedded(ws: Workspace, who: Identity, need: Need | None) -> Store:
             raise InputError(f"say who you are: --as USER{may}")
         return EmbeddedStore(ws, ws.settings(), User(name=os_user(), roles=["admin"]))
     if name.startswith("os:"):
-        raise InputError(f"{name!r} is not a store user; name one with --as")
+        raise InputError(
+            f"{name!r} is not a store user, nor the operating-system user running this "
+            "command; name a store user with --as"
+        )
     return EmbeddedStore.for_user(ws, ws.settings(), name)
