@@ -17,7 +17,7 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import AuthenticationError, HiltError
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.workspace import Workspace
-from hilt.widgets.contracts.protocols import Refusal
+from hilt.widgets.contracts.common import Refusal
 
 #: Where a dashboard kernel learns who is looking, first match wins (the environment names
 #: are the contract with Voila's http_header_envs and with JupyterHub).

@@ -29,7 +29,7 @@ from hilt.pipelines.errors import HiltError, InputError, NotFoundError
 from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import AuditQuery
 from hilt.pipelines.workspace import Workspace
-from hilt.widgets.contracts.protocols import (
+from hilt.widgets.contracts.audit import (
     AuditBackend,
     Auditor,
     DecisionChoice,
@@ -40,11 +40,11 @@ from hilt.widgets.contracts.protocols import (
     IntegrityReport,
     LineageStep,
     LineageView,
-    Refusal,
     RunNotebook,
     TrainingPage,
     TrainingRow,
 )
+from hilt.widgets.contracts.common import Refusal
 
 AUDIT_ROLES = frozenset({"auditor"})
 #: Actions the store writes (the explorer offers them, and the families run. / model.).

@@ -26,7 +26,8 @@ from hilt.pipelines.errors import HiltError
 from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import CaseRecord, OversightReport
 from hilt.pipelines.workspace import Workspace
-from hilt.widgets.contracts.protocols import (
+from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer, ReviewItem
+from hilt.widgets.contracts.oversight import (
     AdjudicationReceipt,
     Agreement,
     BiasAlert,
@@ -39,11 +40,7 @@ from hilt.widgets.contracts.protocols import (
     OversightOverview,
     QueueHealth,
     ReasonCount,
-    Refusal,
-    ReviewConfig,
-    Reviewer,
     ReviewerStats,
-    ReviewItem,
     SubgroupRow,
     SystemStatus,
 )

@@ -19,18 +19,15 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.dashboards.access import DashboardDoor, open_dashboard
 from hilt.pipelines.store import DecisionRequest, Store
 from hilt.pipelines.store.records import LeasedCase
-from hilt.widgets.contracts.protocols import (
-    DecisionInput,
-    DecisionReceipt,
+from hilt.widgets.contracts.common import (
     FeatureRange,
     FieldSpec,
-    QueueStatus,
     Refusal,
-    ReviewBackend,
     ReviewConfig,
     Reviewer,
     ReviewItem,
 )
+from hilt.widgets.contracts.review import DecisionInput, DecisionReceipt, QueueStatus, ReviewBackend
 
 REVIEW_ROLES = frozenset({"reviewer", "lead"})
 

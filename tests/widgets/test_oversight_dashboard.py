@@ -7,7 +7,7 @@ import ipywidgets as widgets
 
 from hilt.widgets.common.refusal import RefusalScreen
 from hilt.widgets.common.status import StatusLine
-from hilt.widgets.contracts.protocols import Refusal, Reviewer
+from hilt.widgets.contracts.common import Refusal, Reviewer
 from hilt.widgets.oversight.adjudication import AdjudicationPanel
 from hilt.widgets.oversight.dashboard import OversightDashboard, oversight_panel
 from hilt.widgets.oversight.model_review import ModelReview

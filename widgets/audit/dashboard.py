@@ -28,7 +28,8 @@ from hilt.widgets.audit.lineage_panel import LineagePanel
 from hilt.widgets.audit.notebooks_panel import NotebooksPanel
 from hilt.widgets.common.refusal import RefusalScreen
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import AuditBackend, Auditor, Refusal
+from hilt.widgets.contracts.audit import AuditBackend, Auditor
+from hilt.widgets.contracts.common import Refusal
 
 UNAVAILABLE = "The audit dashboard is not available"
 TAB_TITLES = ("Integrity", "Events", "Lineage", "Notebooks")

@@ -20,7 +20,7 @@ import traitlets
 
 from hilt.widgets.common.html_table import MUTED, table
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import AuditBackend, EventFilter, EventPage
+from hilt.widgets.contracts.audit import AuditBackend, EventFilter, EventPage
 
 DECISION_ACTION = "decision.record"
 

@@ -27,7 +27,7 @@ from hilt.widgets.common.html_table import (
     verdict,
 )
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import (
+from hilt.widgets.contracts.audit import (
     AuditBackend,
     ExplanationReplay,
     LineageStep,

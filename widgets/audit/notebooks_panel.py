@@ -15,7 +15,7 @@ import ipywidgets as widgets
 
 from hilt.widgets.common.html_table import MUTED, table
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import AuditBackend, RunNotebook
+from hilt.widgets.contracts.audit import AuditBackend, RunNotebook
 
 
 def sandboxed(page: str, height: str = "70vh") -> str:

@@ -16,12 +16,8 @@ from typing import Any
 import ipywidgets as widgets
 
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import (
-    AdjudicationReceipt,
-    ConflictItem,
-    OversightBackend,
-    ReviewConfig,
-)
+from hilt.widgets.contracts.common import ReviewConfig
+from hilt.widgets.contracts.oversight import AdjudicationReceipt, ConflictItem, OversightBackend
 from hilt.widgets.review.case_card import CaseCard
 
 MUTED = "var(--jp-ui-font-color2, #6b7280)"

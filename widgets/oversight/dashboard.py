@@ -20,13 +20,8 @@ import ipywidgets as widgets
 
 from hilt.widgets.common.refusal import RefusalScreen
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import (
-    OversightBackend,
-    OversightOverview,
-    Refusal,
-    ReviewConfig,
-    Reviewer,
-)
+from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer
+from hilt.widgets.contracts.oversight import OversightBackend, OversightOverview
 from hilt.widgets.oversight.adjudication import AdjudicationPanel
 from hilt.widgets.oversight.model_review import ModelReview
 from hilt.widgets.oversight.monitor_views import (

@@ -18,7 +18,7 @@ import ipywidgets as widgets
 import traitlets
 
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import ModelComparison, ModelDecision, OversightBackend
+from hilt.widgets.contracts.oversight import ModelComparison, ModelDecision, OversightBackend
 from hilt.widgets.oversight.monitor_views import DASH, MUTED, _image, _table
 
 RED = "#b91c1c"

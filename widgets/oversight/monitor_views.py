@@ -14,7 +14,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from hilt.widgets.contracts.protocols import (
+from hilt.widgets.contracts.oversight import (
     Agreement,
     BiasAlert,
     QueueHealth,

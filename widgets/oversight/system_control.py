@@ -16,7 +16,7 @@ import ipywidgets as widgets
 import traitlets
 
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import OversightBackend, SystemStatus
+from hilt.widgets.contracts.oversight import OversightBackend, SystemStatus
 
 RED = "#b91c1c"
 GREEN = "#166534"

@@ -17,7 +17,7 @@ import ipywidgets as widgets
 import traitlets
 
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import ReviewConfig
+from hilt.widgets.contracts.common import ReviewConfig
 from hilt.widgets.review.keyboard import MAX_CLASS_KEYS
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from hilt.widgets.contracts.protocols import FieldSpec, ReviewConfig, ReviewItem
+from hilt.widgets.contracts.common import FieldSpec, ReviewConfig, ReviewItem
 
 #: Shown for a missing value (None, NaN or an empty string).
 MISSING = "—"

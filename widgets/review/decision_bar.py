@@ -30,7 +30,7 @@ import ipywidgets as widgets
 import traitlets
 
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import ReviewConfig
+from hilt.widgets.contracts.common import ReviewConfig
 from hilt.widgets.review.keyboard import ACTION_KEYS
 
 IntentAction = Literal["accept", "override", "flag", "skip", "undo"]

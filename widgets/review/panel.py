@@ -15,7 +15,8 @@ from typing import Any
 
 from hilt.widgets.common.refusal import RefusalScreen
 from hilt.widgets.common.status import describe_error
-from hilt.widgets.contracts.protocols import Refusal, ReviewBackend
+from hilt.widgets.contracts.common import Refusal
+from hilt.widgets.contracts.review import ReviewBackend
 from hilt.widgets.review.session import ReviewSession
 
 UNAVAILABLE = "The review queue is not available"

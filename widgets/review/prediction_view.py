@@ -26,6 +26,7 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
+from hilt.widgets.contracts.common import FeatureRange, ReviewConfig, ReviewItem
 from hilt.widgets.contracts.explanation import (
     MUTED,
     NON_FEATURE_KEYS,
@@ -38,12 +39,7 @@ from hilt.widgets.contracts.explanation import (
     used_labels,
 )
 from hilt.widgets.contracts.explanation import describe_range as _describe
-from hilt.widgets.contracts.protocols import (
-    FeatureRange,
-    ReviewConfig,
-    ReviewItem,
-    ShownExplanation,
-)
+from hilt.widgets.contracts.review import ShownExplanation
 
 __all__ = ["NON_FEATURE_KEYS", "PredictionView", "describe_range"]
 

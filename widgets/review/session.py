@@ -43,15 +43,8 @@ import ipywidgets as widgets
 import traitlets
 
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import (
-    DecisionInput,
-    DecisionReceipt,
-    QueueStatus,
-    ReviewBackend,
-    ReviewConfig,
-    Reviewer,
-    ReviewItem,
-)
+from hilt.widgets.contracts.common import ReviewConfig, Reviewer, ReviewItem
+from hilt.widgets.contracts.review import DecisionInput, DecisionReceipt, QueueStatus, ReviewBackend
 from hilt.widgets.review.blind_judgement import BlindJudgement
 from hilt.widgets.review.case_card import CaseCard
 from hilt.widgets.review.decision_bar import DecisionBar, DecisionIntent
