@@ -15,7 +15,9 @@ import hilt.widgets
 CONTRACTS = Path(__file__).resolve().parents[2] / "widgets" / "contracts"
 UI_LIBRARIES = ("ipywidgets", "anywidget", "traitlets")
 MODULES = ["hilt.widgets", "hilt.widgets.contracts"] + [
-    f"hilt.widgets.contracts.{p.stem}" for p in sorted(CONTRACTS.glob("*.py")) if p.stem != "__init__"
+    f"hilt.widgets.contracts.{p.stem}"
+    for p in sorted(CONTRACTS.glob("*.py"))
+    if p.stem != "__init__"
 ]
 
 
@@ -57,4 +59,4 @@ def test_the_package_root_still_offers_its_public_names() -> None:
         assert value.__name__ == name
     assert set(hilt.widgets.__all__) <= set(dir(hilt.widgets))
     with pytest.raises(AttributeError):
-        _ = hilt.widgets.NoSuchWidget  # type: ignore[attr-defined]
+        _ = hilt.widgets.NoSuchWidget

@@ -15,12 +15,12 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from hilt.widgets.common.callbacks import NOT_REFRESHED, Listeners
+from hilt.widgets.common.html_table import note
 from hilt.widgets.common.status import StatusLine, describe_error
 from hilt.widgets.contracts.common import ReviewConfig
 from hilt.widgets.contracts.oversight import AdjudicationReceipt, ConflictItem, OversightBackend
 from hilt.widgets.review.case_card import CaseCard
-
-MUTED = "var(--jp-ui-font-color2, #6b7280)"
 
 
 class AdjudicationPanel(widgets.VBox):
@@ -58,7 +58,7 @@ class AdjudicationPanel(widgets.VBox):
             self.class_buttons[cls] = button
         self.buttons = widgets.HBox(list(self.class_buttons.values()))
         self.conflicts: tuple[ConflictItem, ...] = ()
-        self._handlers: list[Callable[[AdjudicationReceipt], None]] = []
+        self._notify = Listeners[AdjudicationReceipt](self.status, NOT_REFRESHED)
         self.refresh()
 
     @property
@@ -66,7 +66,7 @@ class AdjudicationPanel(widgets.VBox):
         return next((c for c in self.conflicts if c.item.case_id == self.picker.value), None)
 
     def on_adjudicated(self, fn: Callable[[AdjudicationReceipt], None]) -> None:
-        self._handlers.append(fn)
+        self._notify.add(fn)
 
     def refresh(self) -> None:
         try:
@@ -100,13 +100,7 @@ class AdjudicationPanel(widgets.VBox):
             f"Settled {receipt.case_id} as {self.config.class_label(receipt.final_label)}."
         )
         self.refresh()
-        for fn in list(self._handlers):
-            try:
-                fn(receipt)
-            except Exception as exc:
-                self.status.error(
-                    f"Saved, but the dashboard could not refresh: {describe_error(exc)}"
-                )
+        self._notify(receipt)
 
     def _on_pick(self, change: Any) -> None:
         self._compose()
@@ -116,7 +110,7 @@ class AdjudicationPanel(widgets.VBox):
         conflict = self.selected
         children: tuple[Any, ...] = (self.summary,)
         if n == 0:
-            self.summary.value = f'<div style="color:{MUTED}">No conflicts waiting.</div>'
+            self.summary.value = note("No conflicts waiting.")
             self.case_card.show(None)
         else:
             self.summary.value = (

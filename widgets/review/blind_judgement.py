@@ -16,7 +16,8 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
-from hilt.widgets.common.status import StatusLine, describe_error
+from hilt.widgets.common.callbacks import Listeners
+from hilt.widgets.common.status import StatusLine
 from hilt.widgets.contracts.common import ReviewConfig
 from hilt.widgets.review.keyboard import MAX_CLASS_KEYS
 
@@ -34,7 +35,7 @@ class BlindJudgement(widgets.VBox):
         self.config = config
         self.add_class("hilt-blind-judgement")
         self.status = status if status is not None else StatusLine()
-        self._handlers: list[Callable[[str], None]] = []
+        self._listeners = Listeners[str](self.status, "The judgement could not be handled")
         self.recorded: str | None = None
         self.prompt = widgets.HTML(
             "<b>Your judgement first.</b> The model's output stays hidden until you record "
@@ -57,7 +58,7 @@ class BlindJudgement(widgets.VBox):
 
     def on_judgement(self, fn: Callable[[str], None]) -> None:
         """Register ``fn(cls)``, called when the reviewer records a class."""
-        self._handlers.append(fn)
+        self._listeners.add(fn)
 
     def ask(self) -> None:
         self.recorded = None
@@ -77,11 +78,7 @@ class BlindJudgement(widgets.VBox):
         """Record ``cls`` as the judgement (button or digit); False when not asking."""
         if self.state != "asking" or cls not in self.config.classes:
             return False
-        for fn in list(self._handlers):
-            try:
-                fn(cls)
-            except Exception as exc:  # never into the void: Voila hides the traceback
-                self.status.error(f"The judgement could not be handled: {describe_error(exc)}")
+        self._listeners(cls)
         return True
 
     def _compose(self) -> None:

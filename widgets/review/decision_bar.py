@@ -29,7 +29,9 @@ from typing import Any, Literal
 import ipywidgets as widgets
 import traitlets
 
-from hilt.widgets.common.status import StatusLine, describe_error
+from hilt.widgets.common.callbacks import Listeners
+from hilt.widgets.common.colours import MUTED
+from hilt.widgets.common.status import StatusLine
 from hilt.widgets.contracts.common import ReviewConfig
 from hilt.widgets.review.keyboard import ACTION_KEYS
 
@@ -81,7 +83,7 @@ class DecisionBar(widgets.VBox):
         self.add_class("hilt-decision-bar")
         self._owns_status = status is None
         self.status = status if status is not None else StatusLine()
-        self._handlers: list[Callable[[DecisionIntent], None]] = []
+        self._emit = Listeners[DecisionIntent](self.status, "The decision could not be handled")
         self._model_label: str | None = None
 
         self.accept_button = self._button(
@@ -205,7 +207,7 @@ class DecisionBar(widgets.VBox):
     # ------------------------------------------------------------------ public API
     def on_decision(self, fn: Callable[[DecisionIntent], None]) -> None:
         """Register ``fn(intent)``, called for every complete decision."""
-        self._handlers.append(fn)
+        self._emit.add(fn)
 
     def set_model_label(self, label: str | None) -> None:
         """The model's class for the open case, once it may be seen (None while hidden).
@@ -326,13 +328,6 @@ class DecisionBar(widgets.VBox):
             return
         self._emit(DecisionIntent("flag", comment=note))
 
-    def _emit(self, intent: DecisionIntent) -> None:
-        for fn in list(self._handlers):
-            try:
-                fn(intent)
-            except Exception as exc:  # never into the void: Voila hides the traceback
-                self.status.error(f"The decision could not be handled: {describe_error(exc)}")
-
     def _on_text(self, change: Any) -> None:
         limit = self.config.max_comment_length
         text = change["new"]
@@ -346,7 +341,7 @@ class DecisionBar(widgets.VBox):
         used = len(self.comment_area.value)
         need = "required" if self.config.comment_required else "optional"
         self.comment_counter.value = (
-            '<span style="font-size:0.85em;color:var(--jp-ui-font-color2, #6b7280)">'
+            f'<span style="font-size:0.85em;color:{MUTED}">'
             f"Comment {need} · {used} / {limit} characters</span>"
         )
 

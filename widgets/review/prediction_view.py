@@ -26,9 +26,9 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
+from hilt.widgets.common.colours import MUTED
 from hilt.widgets.contracts.common import FeatureRange, ReviewConfig, ReviewItem
 from hilt.widgets.contracts.explanation import (
-    MUTED,
     NON_FEATURE_KEYS,
     ExplanationContext,
     OutOfRange,
