@@ -16,6 +16,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from hilt.widgets.common.callbacks import NOT_REFRESHED, Listeners
+from hilt.widgets.common.class_buttons import class_buttons
 from hilt.widgets.common.html_table import note
 from hilt.widgets.common.status import StatusLine, describe_error
 from hilt.widgets.contracts.common import ReviewConfig
@@ -47,15 +48,12 @@ class AdjudicationPanel(widgets.VBox):
             placeholder="Why this label (optional; audited as a hash)",
             layout=widgets.Layout(width="36em", height="3.5em"),
         )
-        self.class_buttons: dict[str, widgets.Button] = {}
-        for cls in config.classes:
-            button = widgets.Button(
-                description=f"Settle as {config.class_label(cls)}",
-                tooltip=f"The final label of this case becomes {config.class_label(cls)}",
-                layout=widgets.Layout(width="auto"),
-            )
-            button.on_click(lambda _b, c=cls: self.settle(c))
-            self.class_buttons[cls] = button
+        self.class_buttons = class_buttons(
+            config,
+            lambda label: f"Settle as {label}",
+            lambda _i, label: f"The final label of this case becomes {label}",
+            self.settle,
+        )
         self.buttons = widgets.HBox(list(self.class_buttons.values()))
         self.conflicts: tuple[ConflictItem, ...] = ()
         self._notify = Listeners[AdjudicationReceipt](self.status, NOT_REFRESHED)

@@ -17,6 +17,7 @@ import ipywidgets as widgets
 import traitlets
 
 from hilt.widgets.common.callbacks import Listeners
+from hilt.widgets.common.class_buttons import class_buttons
 from hilt.widgets.common.status import StatusLine
 from hilt.widgets.contracts.common import ReviewConfig
 from hilt.widgets.review.keyboard import MAX_CLASS_KEYS
@@ -41,16 +42,15 @@ class BlindJudgement(widgets.VBox):
             "<b>Your judgement first.</b> The model's output stays hidden until you record "
             "your own assessment of this case."
         )
-        self.class_buttons: dict[str, widgets.Button] = {}
-        for i, cls in enumerate(config.classes):
-            shortcut = f" (shortcut: {i + 1})" if i < MAX_CLASS_KEYS else ""
-            button = widgets.Button(
-                description=f"My judgement: {config.class_label(cls)}",
-                tooltip=f"Record your own judgement: {config.class_label(cls)}{shortcut}",
-                layout=widgets.Layout(width="auto"),
-            )
-            button.on_click(lambda _b, cls=cls: self.choose(cls))
-            self.class_buttons[cls] = button
+        self.class_buttons = class_buttons(
+            config,
+            lambda label: f"My judgement: {label}",
+            lambda i, label: (
+                f"Record your own judgement: {label}"
+                + (f" (shortcut: {i + 1})" if i < MAX_CLASS_KEYS else "")
+            ),
+            self.choose,
+        )
         self.buttons = widgets.HBox(list(self.class_buttons.values()))
         self.summary = widgets.HTML()
         self.observe(lambda _change: self._compose(), names="state")

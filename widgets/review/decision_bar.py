@@ -33,7 +33,7 @@ from hilt.widgets.common.callbacks import Listeners
 from hilt.widgets.common.colours import MUTED
 from hilt.widgets.common.status import StatusLine
 from hilt.widgets.contracts.common import ReviewConfig
-from hilt.widgets.review.keyboard import ACTION_KEYS
+from hilt.widgets.review.keyboard import ACTION_KEYS, MAX_CLASS_KEYS
 
 IntentAction = Literal["accept", "override", "flag", "skip", "undo"]
 Panel = Literal["", "override", "flag"]
@@ -58,6 +58,17 @@ def _clean_text(text: str) -> str | None:
     """Strip NUL characters and surrounding blanks; None for an empty text."""
     cleaned = text.replace("\x00", "").strip()
     return cleaned or None
+
+
+def _text_box(description: str, placeholder: str) -> widgets.Textarea:
+    """The comment of an override, the note of a flag: same look, empty at first."""
+    return widgets.Textarea(
+        value="",
+        placeholder=placeholder,
+        description=description,
+        style={"description_width": "initial"},
+        layout=widgets.Layout(width="min(100%, 36em)"),
+    )
 
 
 class DecisionBar(widgets.VBox):
@@ -113,7 +124,7 @@ class DecisionBar(widgets.VBox):
         )
 
         # --- override panel
-        n_keys = min(len(config.classes), 9)
+        n_keys = min(len(config.classes), MAX_CLASS_KEYS)
         self.target_buttons = widgets.ToggleButtons(
             options=[(config.class_label(c), c) for c in config.classes],
             value=None,
@@ -132,12 +143,8 @@ class DecisionBar(widgets.VBox):
             layout=widgets.Layout(width="min(100%, 36em)"),
         )
         need = "required" if config.comment_required else "optional"
-        self.comment_area = widgets.Textarea(
-            value="",
-            placeholder=f"Comment ({need}, at most {config.max_comment_length} characters)",
-            description="Comment",
-            style={"description_width": "initial"},
-            layout=widgets.Layout(width="min(100%, 36em)"),
+        self.comment_area = _text_box(
+            "Comment", f"Comment ({need}, at most {config.max_comment_length} characters)"
         )
         self.comment_counter = widgets.HTML()
         self.confirm_override_button = widgets.Button(
@@ -163,15 +170,10 @@ class DecisionBar(widgets.VBox):
         self.override_panel.add_class("hilt-override-panel")
 
         # --- flag panel
-        self.flag_note = widgets.Textarea(
-            value="",
-            placeholder=(
-                f"Note for the second reviewer (optional, at most "
-                f"{config.max_comment_length} characters)"
-            ),
-            description="Note",
-            style={"description_width": "initial"},
-            layout=widgets.Layout(width="min(100%, 36em)"),
+        self.flag_note = _text_box(
+            "Note",
+            f"Note for the second reviewer (optional, at most "
+            f"{config.max_comment_length} characters)",
         )
         self.confirm_flag_button = widgets.Button(
             description="Confirm flag",

@@ -51,7 +51,7 @@ from hilt.widgets.contracts.review import DecisionInput, DecisionReceipt, QueueS
 from hilt.widgets.review.blind_judgement import BlindJudgement
 from hilt.widgets.review.case_card import CaseCard
 from hilt.widgets.review.decision_bar import DecisionBar, DecisionIntent
-from hilt.widgets.review.keyboard import KeyboardShortcuts, Shortcut
+from hilt.widgets.review.keyboard import MAX_CLASS_KEYS, KeyboardShortcuts, Shortcut
 from hilt.widgets.review.prediction_view import PredictionView
 
 #: Default guard against double clicks landing on the next case (see module docstring).
@@ -358,7 +358,9 @@ class ReviewSession(widgets.VBox):
             return
         if self.phase == "blind" and shortcut.action in ("accept", "override"):
             n = len(self.config.classes)
-            self.status.info(f"Record your own judgement first (keys 1 to {min(n, 9)}).")
+            self.status.info(
+                f"Record your own judgement first (keys 1 to {min(n, MAX_CLASS_KEYS)})."
+            )
             return
         self.decision_bar.press(shortcut.action)
 
