@@ -71,6 +71,19 @@ def _text_box(description: str, placeholder: str) -> widgets.Textarea:
     )
 
 
+def _panel(
+    action: str,
+    title: str,
+    fields: list[widgets.Widget],
+    confirm: widgets.Button,
+    cancel: widgets.Button,
+) -> widgets.VBox:
+    """The panel an action opens: what it does, its inputs, Confirm and Cancel."""
+    panel = widgets.VBox([widgets.HTML(title), *fields, widgets.HBox([confirm, cancel])])
+    panel.add_class(f"hilt-{action}-panel")
+    return panel
+
+
 class DecisionBar(widgets.VBox):
     """The decision buttons and their panels for one review config."""
 
@@ -147,27 +160,19 @@ class DecisionBar(widgets.VBox):
             "Comment", f"Comment ({need}, at most {config.max_comment_length} characters)"
         )
         self.comment_counter = widgets.HTML()
-        self.confirm_override_button = widgets.Button(
-            description="Confirm override",
-            button_style="warning",
-            tooltip="Record the override with the chosen class and reason code",
+        self.confirm_override_button, self.cancel_override_button = self._confirm_and_cancel(
+            "override",
+            "warning",
+            "Record the override with the chosen class and reason code",
+            self._on_confirm_override,
         )
-        self.cancel_override_button = widgets.Button(
-            description="Cancel", tooltip="Close the override panel"
+        self.override_panel = _panel(
+            "override",
+            "<b>Override</b>: decide for another class and say why.",
+            [self.target_buttons, self.reason_dropdown, self.comment_area, self.comment_counter],
+            self.confirm_override_button,
+            self.cancel_override_button,
         )
-        self.confirm_override_button.on_click(self._on_confirm_override)
-        self.cancel_override_button.on_click(self._on_cancel)
-        self.override_panel = widgets.VBox(
-            [
-                widgets.HTML("<b>Override</b>: decide for another class and say why."),
-                self.target_buttons,
-                self.reason_dropdown,
-                self.comment_area,
-                self.comment_counter,
-                widgets.HBox([self.confirm_override_button, self.cancel_override_button]),
-            ]
-        )
-        self.override_panel.add_class("hilt-override-panel")
 
         # --- flag panel
         self.flag_note = _text_box(
@@ -175,26 +180,19 @@ class DecisionBar(widgets.VBox):
             f"Note for the second reviewer (optional, at most "
             f"{config.max_comment_length} characters)",
         )
-        self.confirm_flag_button = widgets.Button(
-            description="Confirm flag",
-            button_style="info",
-            tooltip="Send the case to another reviewer for a second opinion",
+        self.confirm_flag_button, self.cancel_flag_button = self._confirm_and_cancel(
+            "flag",
+            "info",
+            "Send the case to another reviewer for a second opinion",
+            self._on_confirm_flag,
         )
-        self.cancel_flag_button = widgets.Button(
-            description="Cancel", tooltip="Close the flag panel"
+        self.flag_panel = _panel(
+            "flag",
+            "<b>Flag for a second opinion</b>: another reviewer will decide this case.",
+            [self.flag_note],
+            self.confirm_flag_button,
+            self.cancel_flag_button,
         )
-        self.confirm_flag_button.on_click(self._on_confirm_flag)
-        self.cancel_flag_button.on_click(self._on_cancel)
-        self.flag_panel = widgets.VBox(
-            [
-                widgets.HTML(
-                    "<b>Flag for a second opinion</b>: another reviewer will decide this case."
-                ),
-                self.flag_note,
-                widgets.HBox([self.confirm_flag_button, self.cancel_flag_button]),
-            ]
-        )
-        self.flag_panel.add_class("hilt-flag-panel")
 
         self.comment_area.observe(self._on_text, names="value")
         self.flag_note.observe(self._on_text, names="value")
@@ -257,6 +255,16 @@ class DecisionBar(widgets.VBox):
             button_style=style,
             tooltip=f"{tip} (shortcut: {_KEY_FOR[action]})",
         )
+
+    def _confirm_and_cancel(
+        self, action: str, style: str, tip: str, on_confirm: Callable[[Any], None]
+    ) -> tuple[widgets.Button, widgets.Button]:
+        """The two buttons at the foot of ``action``'s panel."""
+        confirm = widgets.Button(description=f"Confirm {action}", button_style=style, tooltip=tip)
+        cancel = widgets.Button(description="Cancel", tooltip=f"Close the {action} panel")
+        confirm.on_click(on_confirm)
+        cancel.on_click(self._on_cancel)
+        return confirm, cancel
 
     def _on_accept(self, _button: Any = None) -> None:
         if not self.accept_button.disabled:
