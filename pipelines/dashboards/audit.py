@@ -30,6 +30,7 @@ from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import AuditQuery
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.audit import (
+    UNAVAILABLE,
     AuditBackend,
     Auditor,
     DecisionChoice,
@@ -430,7 +431,7 @@ def steps(lineage: lin.Lineage) -> list[LineageStep]:
 
 #: Who may open the audit dashboard, and what the others are told.
 AUDIT_DOOR = DashboardDoor(
-    unavailable="The audit dashboard is not available",
+    unavailable=UNAVAILABLE,
     not_allowed="Not an auditor here",
     roles=AUDIT_ROLES,
     no_role="{name} does not have the auditor role in this workspace.",

@@ -28,6 +28,7 @@ from hilt.pipelines.store.records import OversightReport
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer
 from hilt.widgets.contracts.oversight import (
+    UNAVAILABLE,
     AdjudicationReceipt,
     Agreement,
     BiasAlert,
@@ -316,7 +317,7 @@ class StoreOversightBackend(DashboardBackend):
 
 #: Who may open the oversight dashboard, and what the others are told.
 OVERSIGHT_DOOR = DashboardDoor(
-    unavailable="The oversight dashboard is not available",
+    unavailable=UNAVAILABLE,
     not_allowed="Not an oversight lead here",
     roles=frozenset({LEAD_ROLE}),
     no_role=(

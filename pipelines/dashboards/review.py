@@ -29,7 +29,13 @@ from hilt.widgets.contracts.common import (
     Reviewer,
     ReviewItem,
 )
-from hilt.widgets.contracts.review import DecisionInput, DecisionReceipt, QueueStatus, ReviewBackend
+from hilt.widgets.contracts.review import (
+    UNAVAILABLE,
+    DecisionInput,
+    DecisionReceipt,
+    QueueStatus,
+    ReviewBackend,
+)
 
 REVIEW_ROLES = frozenset({"reviewer", "lead"})
 
@@ -163,7 +169,7 @@ class StoreReviewBackend(DashboardBackend):
 
 #: Who may open the review queue, and what the others are told.
 REVIEW_DOOR = DashboardDoor(
-    unavailable="The review queue is not available",
+    unavailable=UNAVAILABLE,
     not_allowed="Not a reviewer here",
     roles=REVIEW_ROLES,
     no_role="{name} does not have the reviewer role in this workspace.",

@@ -28,10 +28,9 @@ from hilt.widgets.audit.notebooks_panel import NotebooksPanel
 from hilt.widgets.common.header import header_html
 from hilt.widgets.common.refusal import RefusalScreen, panel_for
 from hilt.widgets.common.status import StatusLine
-from hilt.widgets.contracts.audit import AuditBackend, Auditor
+from hilt.widgets.contracts.audit import UNAVAILABLE, AuditBackend, Auditor
 from hilt.widgets.contracts.common import Refusal
 
-UNAVAILABLE = "The audit dashboard is not available"
 TAB_TITLES = ("Integrity", "Events", "Lineage", "Notebooks")
 
 

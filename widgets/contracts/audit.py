@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+#: The title of the refusal shown when the audit dashboard cannot be opened.
+UNAVAILABLE = "The audit dashboard is not available"
+
 ReplayVerdict = Literal["identical", "differs", "not-recorded", "not-shown", "not-applicable"]
 
 

@@ -10,6 +10,9 @@ from typing import Protocol
 
 from hilt.widgets.contracts.common import ReviewConfig, Reviewer, ReviewItem
 
+#: The title of the refusal shown when the oversight dashboard cannot be opened.
+UNAVAILABLE = "The oversight dashboard is not available"
+
 
 @dataclass(frozen=True)
 class QueueHealth:

@@ -10,6 +10,9 @@ from typing import Any, Literal, Protocol
 
 from hilt.widgets.contracts.common import ReviewConfig, Reviewer, ReviewItem
 
+#: The title of the refusal shown when the review queue cannot be opened.
+UNAVAILABLE = "The review queue is not available"
+
 ReviewAction = Literal["accept", "override", "flag", "skip", "undo", "blind"]
 
 

@@ -23,7 +23,7 @@ from hilt.widgets.common.header import header_html
 from hilt.widgets.common.refusal import RefusalScreen, panel_for
 from hilt.widgets.common.status import StatusLine, describe_error
 from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer
-from hilt.widgets.contracts.oversight import OversightBackend, OversightOverview
+from hilt.widgets.contracts.oversight import UNAVAILABLE, OversightBackend, OversightOverview
 from hilt.widgets.oversight.adjudication import AdjudicationPanel
 from hilt.widgets.oversight.model_review import ModelReview
 from hilt.widgets.oversight.monitor_views import (
@@ -33,8 +33,6 @@ from hilt.widgets.oversight.monitor_views import (
     ReviewerStatsView,
 )
 from hilt.widgets.oversight.system_control import SystemControl
-
-UNAVAILABLE = "The oversight dashboard is not available"
 
 
 def _heading(text: str) -> widgets.HTML:

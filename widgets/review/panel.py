@@ -15,10 +15,8 @@ from typing import Any
 
 from hilt.widgets.common.refusal import RefusalScreen, panel_for
 from hilt.widgets.contracts.common import Refusal
-from hilt.widgets.contracts.review import ReviewBackend
+from hilt.widgets.contracts.review import UNAVAILABLE, ReviewBackend
 from hilt.widgets.review.session import ReviewSession
-
-UNAVAILABLE = "The review queue is not available"
 
 
 def review_panel(
