@@ -63,16 +63,8 @@ from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.modes.embedded import EmbeddedStore
 from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
-from hilt.widgets.contracts.protocols import (
-    DecisionInput,
-    DecisionReceipt,
-    QueueStatus,
-    Refusal,
-    ReviewBackend,
-    ReviewConfig,
-    Reviewer,
-    ReviewItem,
-)
+from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer, ReviewItem
+from hilt.widgets.contracts.review import DecisionInput, DecisionReceipt, QueueStatus, ReviewBackend
 from hilt.widgets.review.session import ReviewSession
 
 REPO = Path(__file__).resolve().parents[1]

@@ -37,6 +37,7 @@ from hilt.pipelines.errors import InputError, NotFoundError
 from hilt.pipelines.store.protocol import Store
 from hilt.pipelines.store.records import AuditEvent, AuditQuery, Decision, Prediction
 from hilt.pipelines.workspace import Workspace
+from hilt.widgets.contracts.audit import ExplanationReplay
 from hilt.widgets.contracts.explanation import (
     ExplanationContext,
     StoredPrediction,
@@ -44,7 +45,6 @@ from hilt.widgets.contracts.explanation import (
     render_explanation,
     used_labels,
 )
-from hilt.widgets.contracts.protocols import ExplanationReplay
 
 #: Label sources of reviewer labels in a snapshot.
 REVIEWER_SOURCES = ("reviewer-accepted", "reviewer-corrected")
