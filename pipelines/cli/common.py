@@ -61,12 +61,12 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def unwrapped_duckdb_error(e: Exception) -> TypeGuard[duckdb.Error]:
+def _unwrapped_duckdb_error(e: Exception) -> TypeGuard[duckdb.Error]:
     """Whether ``e`` is a DuckDB error that no hilt code wrapped (duckdb is imported lazily:
     if it was never imported, no error can come from it).
 
-    A fallback for ``guard``, to be removed once the store wraps every duckdb error in its
-    own exceptions (reads too)."""
+    ``guard``'s fallback for raw DuckDB errors, until the store wraps every duckdb.Error in
+    its own exceptions (reads too); then this and its branch in ``guard`` go."""
     duckdb = sys.modules.get("duckdb")
     return duckdb is not None and isinstance(e, duckdb.Error)
 
@@ -86,7 +86,7 @@ def guard(fn: Callable[[], T]) -> T:
     except HiltError as e:
         fail(str(e), EXIT_USER_ERROR)
     except Exception as e:
-        if not unwrapped_duckdb_error(e) or os.environ.get("HILT_DEBUG"):
+        if not _unwrapped_duckdb_error(e) or os.environ.get("HILT_DEBUG"):
             raise
         from hilt.pipelines.store.sql import describe
 

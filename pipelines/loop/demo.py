@@ -71,8 +71,8 @@ class Promoted:
 
 @dataclass(frozen=True)
 class Scored:
-    """The new applications scored into the review queue (their clear file is shredded
-    next)."""
+    """The new applications scored into the review queue; their clear file is shredded
+    right after."""
 
     run: RunResult
 
