@@ -8,17 +8,16 @@ Importing this module imports neither the store nor MLflow.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
 from hilt.pipelines.errors import HiltError, StoreError, SystemHalted
 
 if TYPE_CHECKING:
-    import duckdb
+    pass
 
 T = TypeVar("T")
 
@@ -61,20 +60,10 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _unwrapped_duckdb_error(e: Exception) -> TypeGuard[duckdb.Error]:
-    """Whether ``e`` is a DuckDB error that no hilt code wrapped (duckdb is imported lazily:
-    if it was never imported, no error can come from it).
-
-    ``guard``'s fallback for raw DuckDB errors, until the store wraps every duckdb.Error in
-    its own exceptions (reads too); then this and its branch in ``guard`` go."""
-    duckdb = sys.modules.get("duckdb")
-    return duckdb is not None and isinstance(e, duckdb.Error)
-
-
 def guard(fn: Callable[[], T]) -> T:
     """Run a command body; user errors become one line and exit 2, never a trace; store
-    errors, and any DuckDB error no hilt code wrapped, one line and exit 3 (the trace only
-    with HILT_DEBUG=1)."""
+    errors (the store wraps every DuckDB error in its own) one line and exit 3, the trace
+    only with HILT_DEBUG=1."""
     try:
         return fn()
     except SystemHalted as e:
@@ -82,18 +71,11 @@ def guard(fn: Callable[[], T]) -> T:
     except StoreError as e:
         if os.environ.get("HILT_DEBUG"):
             raise
-        fail(str(e), EXIT_USER_ERROR if e.kind == "busy" else EXIT_STORE_ERROR)
+        if e.kind == "busy":
+            fail(str(e), EXIT_USER_ERROR)
+        fail(f"{e}; set HILT_DEBUG=1 to see the trace", EXIT_STORE_ERROR)
     except HiltError as e:
         fail(str(e), EXIT_USER_ERROR)
-    except Exception as e:
-        if not _unwrapped_duckdb_error(e) or os.environ.get("HILT_DEBUG"):
-            raise
-        from hilt.pipelines.store.sql import describe
-
-        fail(
-            f"the store failed ({describe(e)}); set HILT_DEBUG=1 to see the trace",
-            EXIT_STORE_ERROR,
-        )
 
 
 def run_guard(fn: Callable[[], T]) -> T:
