@@ -311,6 +311,7 @@ class Store:
     counts = Operation(cases.counts, Permission("counts", EVERYONE), GET("/v1/counts"))
     audit_head = Operation(events.audit_head, READ_CASES, GET("/v1/audit/head"))
     audit_events = Operation(events.audit_events, AUDIT_READ, GET("/v1/audit/events"))
+    audit_stats = Operation(events.audit_stats, AUDIT_READ, GET("/v1/audit/stats"))
     verify = Operation(events.verify, AUDIT_READ, GET("/v1/audit/verify"), bulk=True)
     checkpoint = Operation(
         events.checkpoint,

@@ -20,6 +20,7 @@ from hilt.pipelines.store.records import (
     AuditHead,
     AuditPage,
     AuditQuery,
+    AuditStats,
     CheckpointRecord,
     VerifyReport,
 )
@@ -80,6 +81,23 @@ def audit_events(unit: Unit, after_seq: int = 0, limit: int = 1000) -> list[Audi
         e = json.loads(entry)
         out.append(AuditEvent(**e, prev_hash=prev, hash=h))
     return out
+
+
+def audit_stats(unit: Unit) -> AuditStats:
+    """How many events the log holds, from which seq and time to which, per action."""
+    rows = unit.con.execute(
+        "SELECT json_extract_string(entry, '$.action'), count(*), min(seq), max(seq),"
+        " min(json_extract_string(entry, '$.ts')), max(json_extract_string(entry, '$.ts'))"
+        " FROM audit_log GROUP BY ALL ORDER BY 1"
+    ).fetchall()
+    return AuditStats(
+        events=sum(int(r[1]) for r in rows),
+        first_seq=min((int(r[2]) for r in rows), default=None),
+        head_seq=max((int(r[3]) for r in rows), default=0),
+        first_at=min((str(r[4]) for r in rows), default=None),
+        last_at=max((str(r[5]) for r in rows), default=None),
+        by_action={str(r[0]): int(r[1]) for r in rows},
+    )
 
 
 def audit_search(unit: Unit, query: AuditQuery) -> AuditPage:
