@@ -27,16 +27,7 @@ def fetch_chain(store: Store) -> pl.DataFrame:
     while True:
         page = store.audit_events(after_seq=after, limit=PAGE)
         for e in page:
-            entry = AuditEntry(
-                seq=e.seq,
-                ts=e.ts,
-                actor=e.actor,
-                role=e.role,
-                action=e.action,
-                object_type=e.object_type,
-                object_id=e.object_id,
-                payload=e.payload,
-            ).canonical()
+            entry = AuditEntry(**e.model_dump(exclude={"prev_hash", "hash"})).canonical()
             rows.append({"seq": e.seq, "entry": entry, "prev_hash": e.prev_hash, "hash": e.hash})
         if len(page) < PAGE:
             break

@@ -20,7 +20,6 @@ import logging
 import os
 import queue
 import signal
-import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -37,9 +36,9 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import (
     AuthenticationError,
     HiltError,
-    InputError,
     PermissionDeniedError,
 )
+from hilt.pipelines.ports import require_free_port
 from hilt.pipelines.store.core import StoreCore
 from hilt.pipelines.store.modes import locking, wire
 from hilt.pipelines.store.modes.embedded import connect
@@ -413,15 +412,6 @@ def _add_route(
     )
 
 
-def _check_port_free(host: str, port: int) -> None:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            raise InputError(f"cannot listen on {host}:{port}: the port is in use") from None
-
-
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -432,7 +422,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8765) -> No
 
     settings = workspace.settings()
     url = f"http://{host}:{port}"
-    _check_port_free(host, port)
+    require_free_port(host, port)
     with locking.exclusive(workspace.lock_path, workspace.service_file, timeout_s=0):
         con = connect(workspace)
         con.execute("SET threads = 1")  # see StoreService.run_bulk
