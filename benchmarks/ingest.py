@@ -48,9 +48,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.modes.embedded import EmbeddedStore
-from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         ws = Workspace.at(tmp / "ws")
         create_workspace(ws, CONFIG)
         settings = ws.settings()
-        op = EmbeddedStore(ws, settings, User(name="os:benchmark", roles=["admin"]))
+        op = open_store_as(ws, Identity(operator=True))
         print(f"bulk ingest: {args.rows:,} rows, {os.cpu_count()} CPUs, workspace {ws.root}")
 
         t = time.perf_counter()
@@ -260,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def breakdown(op: EmbeddedStore, batch: pl.DataFrame, top: int = 12) -> dict[str, float]:
+def breakdown(op: Store, batch: pl.DataFrame, top: int = 12) -> dict[str, float]:
     """The same bulk path once more (a second model version) under cProfile: where it goes.
 
     Sorted by own time, so DuckDB statements show up as the time of the store function

@@ -73,9 +73,8 @@ import polars as pl
 from hilt.pipelines.loop import runner
 from hilt.pipelines.loop.features import training_frame
 from hilt.pipelines.loop.model import TrainParams
+from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.modes.embedded import EmbeddedStore
-from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,7 +158,7 @@ def new_workspace(root: Path, cases: pl.DataFrame) -> tuple[Workspace, float]:
     """A fresh workspace holding ``cases``; the seconds the ingest took."""
     ws = Workspace.at(root)
     create_workspace(ws, CONFIG)
-    op = EmbeddedStore(ws, ws.settings(), User(name="os:benchmark", roles=["admin"]))
+    op = open_store_as(ws, Identity(operator=True))
     t = time.perf_counter()
     op.ingest_cases(cases)
     return ws, time.perf_counter() - t
@@ -381,7 +380,7 @@ def _r(d: dict[str, float]) -> dict[str, float]:
 
 def demo_section(tmp: Path, columns: dict[str, dict[str, float]]) -> dict[str, Any]:
     ws, ingest_s = new_workspace(tmp / "demo", demo_cases())
-    counts = EmbeddedStore(ws, ws.settings(), User(name="os:benchmark", roles=["admin"])).counts()
+    counts = open_store_as(ws, Identity(operator=True)).counts()
     print(f"demo data: {counts['cases']:,} cases ingested in {ingest_s:.2f} s (untimed), {ws.root}")
     out: dict[str, Any] = {"cases": counts["cases"]}
     for i, name in enumerate(("first", "second")):

@@ -58,21 +58,11 @@ from comm.base_comm import BaseComm, BuffersType, MaybeDict
 
 from hilt.pipelines.dashboards.review import open_review_backend
 from hilt.pipelines.loop.scoring import demo_first_model
-from hilt.pipelines.store import Identity, open_store_as
+from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.modes.embedded import EmbeddedStore
-from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
-from hilt.widgets.contracts.protocols import (
-    DecisionInput,
-    DecisionReceipt,
-    QueueStatus,
-    Refusal,
-    ReviewBackend,
-    ReviewConfig,
-    Reviewer,
-    ReviewItem,
-)
+from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer, ReviewItem
+from hilt.widgets.contracts.review import DecisionInput, DecisionReceipt, QueueStatus, ReviewBackend
 from hilt.widgets.review.session import ReviewSession
 
 REPO = Path(__file__).resolve().parents[1]
@@ -201,8 +191,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def operator(ws: Workspace) -> EmbeddedStore:
-    return EmbeddedStore(ws, ws.settings(), User(name="os:benchmark", roles=["admin"]))
+def operator(ws: Workspace) -> Store:
+    return open_store_as(ws, Identity(operator=True))
 
 
 @dataclass

@@ -76,8 +76,7 @@ from hilt.pipelines.store.audit.chain import (
 )
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.modes.client import StoreClient
-from hilt.pipelines.store.modes.embedded import EmbeddedStore
-from hilt.pipelines.store.records import Decision, User
+from hilt.pipelines.store.records import Decision
 from hilt.pipelines.store.schema import create_statements
 from hilt.pipelines.workspace import Workspace
 
@@ -277,8 +276,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def operator(ws: Workspace) -> EmbeddedStore:
-    return EmbeddedStore(ws, ws.settings(), User(name="os:benchmark", roles=["admin"]))
+def operator(ws: Workspace) -> Store:
+    return open_store_as(ws, Identity(operator=True))
 
 
 def predictions_for(case_ids: pl.Series) -> pl.DataFrame:

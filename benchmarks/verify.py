@@ -65,8 +65,7 @@ from hilt.pipelines.store.audit import chain as audit_chain
 from hilt.pipelines.store.audit.chain import GENESIS_HASH, AuditEntry, chain_hash, utc_timestamp
 from hilt.pipelines.store.audit.verify import verify_store
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.modes.embedded import EmbeddedStore, connect
-from hilt.pipelines.store.records import User
+from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,7 +229,7 @@ def build_workspace(ws: Workspace, n: int, n_cases: int, seed: int) -> dict[str,
     then a signed checkpoint."""
     timings: dict[str, float] = {}
     settings = ws.settings()
-    op = EmbeddedStore(ws, settings, User(name="os:benchmark", roles=["admin"]))
+    op = open_store_as(ws, Identity(operator=True))
     t = time.perf_counter()
     cases = synthetic_cases(n_cases)
     op.ingest_cases(cases)

@@ -23,7 +23,7 @@ from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.store.records import Decision
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets import PredictionView
-from hilt.widgets.contracts.protocols import DecisionInput
+from hilt.widgets.contracts.review import DecisionInput
 from tests.conftest import operator
 from tests.loop_helpers import FAST, LABELLED, all_cases, loop_workspace, new_cases_file
 

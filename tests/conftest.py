@@ -18,8 +18,6 @@ import pytest
 from hilt.pipelines.config import Settings
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.modes.embedded import EmbeddedStore
-from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,8 +38,9 @@ def cases_frame() -> pl.DataFrame:
     return pl.read_csv(CSV, infer_schema=False)
 
 
-def operator(ws: Workspace) -> EmbeddedStore:
-    return EmbeddedStore(ws, ws.settings(), User(name="os:test", roles=["admin"]))
+def operator(ws: Workspace) -> Store:
+    """The workspace's store as the operating-system user (admin), as `hilt` commands use it."""
+    return open_store_as(ws, Identity(operator=True))
 
 
 @pytest.fixture

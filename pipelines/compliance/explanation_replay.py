@@ -10,6 +10,7 @@ from __future__ import annotations
 from hilt.pipelines.config import Settings
 from hilt.pipelines.store.protocol import Store
 from hilt.pipelines.store.records import AuditQuery, Prediction
+from hilt.widgets.contracts.audit import ExplanationReplay
 from hilt.widgets.contracts.explanation import (
     ExplanationContext,
     StoredPrediction,
@@ -17,7 +18,6 @@ from hilt.widgets.contracts.explanation import (
     render_explanation,
     used_labels,
 )
-from hilt.widgets.contracts.protocols import ExplanationReplay
 
 
 def reference_context(settings: Settings, prediction: Prediction) -> ExplanationContext:

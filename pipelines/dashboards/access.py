@@ -5,19 +5,25 @@ In order: the workspace (argument or ``$HILT_WORKSPACE``), the person (``resolve
 the trusted proxy header Voila passes, then ``JUPYTERHUB_USER``, then the configured local
 user), the store as that person (through the store service with the gateway token when
 ``HILT_STORE_URL`` is set, as `hilt serve` runs the kernels; else the workspace file), and
-their roles. Every way of failing is a ``Refusal`` to show instead of the dashboard."""
+their roles. Every way of failing is a ``Refusal`` to show instead of the dashboard.
+
+``DashboardBackend`` is what the three backends (review, oversight, audit) share once the
+person is in: the store acting as them, the workspace's settings, and who they are."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import AuthenticationError, HiltError
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.workspace import Workspace
-from hilt.widgets.contracts.protocols import Refusal
+from hilt.widgets.contracts.common import Refusal, Reviewer
+
+Backend = TypeVar("Backend")
 
 #: Where a dashboard kernel learns who is looking, first match wins (the environment names
 #: are the contract with Voila's http_header_envs and with JupyterHub).
@@ -59,9 +65,13 @@ class DashboardAccess:
 
 
 def open_dashboard(
-    door: DashboardDoor, workspace: str | None, env: Mapping[str, str] | None
-) -> DashboardAccess | Refusal:
-    """The person at ``door`` let in with their store, or the refusal to show instead."""
+    door: DashboardDoor,
+    workspace: str | None,
+    env: Mapping[str, str] | None,
+    backend: Callable[[DashboardAccess], Backend],
+) -> Backend | Refusal:
+    """``backend(access)`` for the person at ``door``, let in with their store, or the
+    refusal to show instead (also when the backend cannot start: a ``HiltError``)."""
     environ = os.environ if env is None else env
     try:
         ws = Workspace.at(workspace or environ.get("HILT_WORKSPACE") or None)
@@ -93,4 +103,25 @@ def open_dashboard(
     if not door.roles & set(me.roles):
         store.close()
         return Refusal(door.not_allowed, door.no_role.format(name=me.name))
-    return DashboardAccess(ws, settings, store)
+    try:
+        return backend(DashboardAccess(ws, settings, store))
+    except HiltError as e:
+        store.close()
+        return Refusal(door.unavailable, str(e))
+
+
+class DashboardBackend:
+    """The part every dashboard backend shares: the store acting as one person, the
+    workspace's settings, and who that person is (asked of the store once, on first use)."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self._person: Reviewer | None = None
+
+    def person(self) -> Reviewer:
+        """Who the store says is acting, with their roles."""
+        if self._person is None:
+            me = self.store.whoami()
+            self._person = Reviewer(name=me.name, roles=tuple(me.roles))
+        return self._person

@@ -24,12 +24,13 @@ from pathlib import Path
 
 from hilt.pipelines.compliance import lineage as lin
 from hilt.pipelines.config import Settings
-from hilt.pipelines.dashboards.access import DashboardDoor, open_dashboard
-from hilt.pipelines.errors import HiltError, InputError, NotFoundError
+from hilt.pipelines.dashboards.access import DashboardBackend, DashboardDoor, open_dashboard
+from hilt.pipelines.errors import InputError, NotFoundError
 from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import AuditQuery
 from hilt.pipelines.workspace import Workspace
-from hilt.widgets.contracts.protocols import (
+from hilt.widgets.contracts.audit import (
+    UNAVAILABLE,
     AuditBackend,
     Auditor,
     DecisionChoice,
@@ -40,11 +41,11 @@ from hilt.widgets.contracts.protocols import (
     IntegrityReport,
     LineageStep,
     LineageView,
-    Refusal,
     RunNotebook,
     TrainingPage,
     TrainingRow,
 )
+from hilt.widgets.contracts.common import Refusal
 
 AUDIT_ROLES = frozenset({"auditor"})
 #: Actions the store writes (the explorer offers them, and the families run. / model.).
@@ -76,7 +77,7 @@ def key_fingerprint(public_key: str | None) -> str:
     return hashlib.sha256(public_key.encode()).hexdigest()[:16]
 
 
-class StoreAuditBackend:
+class StoreAuditBackend(DashboardBackend):
     """An ``AuditBackend`` for one auditor, on any Store (embedded or service client)."""
 
     def __init__(
@@ -87,23 +88,19 @@ class StoreAuditBackend:
         public_key: str | None = None,
         checkpoints: Path | None = None,
     ) -> None:
-        self.store = store
+        super().__init__(store, settings)
         self.ws = ws
-        self.settings = settings
         #: The auditor's own copies, if given; else the workspace's (said so on screen).
         self.public_key = public_key or settings.audit.public_key
         self.key_source = "given to this dashboard" if public_key else "pinned in hilt.toml"
         self.checkpoints = checkpoints or ws.checkpoints_path
         self._head = store.audit_head().seq
         self._lineages: dict[str, lin.Lineage] = {}
-        self._me: Auditor | None = None
 
     # ------------------------------------------------------------------ identity
     def auditor(self) -> Auditor:
-        if self._me is None:
-            me = self.store.whoami()
-            self._me = Auditor(name=me.name, roles=tuple(me.roles))
-        return self._me
+        me = self.person()
+        return Auditor(name=me.name, roles=me.roles)
 
     # ------------------------------------------------------------------ integrity
     def verify(self) -> IntegrityReport:
@@ -434,7 +431,7 @@ def steps(lineage: lin.Lineage) -> list[LineageStep]:
 
 #: Who may open the audit dashboard, and what the others are told.
 AUDIT_DOOR = DashboardDoor(
-    unavailable="The audit dashboard is not available",
+    unavailable=UNAVAILABLE,
     not_allowed="Not an auditor here",
     roles=AUDIT_ROLES,
     no_role="{name} does not have the auditor role in this workspace.",
@@ -451,13 +448,15 @@ def open_audit_backend(
 
     ``public_key`` and ``checkpoints``: the auditor's own copies of the public key and the
     checkpoint file (default: the workspace's, which the dashboard then says)."""
-    access = open_dashboard(AUDIT_DOOR, workspace, env)
-    if isinstance(access, Refusal):
-        return access
-    store, ws, settings = access.store, access.workspace, access.settings
-    try:
-        return StoreAuditBackend(
-            store, ws, settings, public_key or None, Path(checkpoints) if checkpoints else None
-        )
-    except HiltError as e:
-        return Refusal("The audit dashboard is not available", str(e))
+    return open_dashboard(
+        AUDIT_DOOR,
+        workspace,
+        env,
+        lambda a: StoreAuditBackend(
+            a.store,
+            a.workspace,
+            a.settings,
+            public_key or None,
+            Path(checkpoints) if checkpoints else None,
+        ),
+    )

@@ -3,7 +3,7 @@
 Voila constructs its kernel manager with its own list of allowed message types, which
 overrides any command-line configuration; this subclass sets hilt's list after Voila's
 constructor has run, so that the restriction in force is the one stated in
-``dashboard_server.ALLOWED_KERNEL_MESSAGES``: no ``execute_request`` (a dashboard cannot be
+``ALLOWED_KERNEL_MESSAGES`` below: no ``execute_request`` (a dashboard cannot be
 turned into a code console) and no ``shutdown_request`` either.
 """
 

@@ -20,13 +20,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.dashboards.access import DashboardDoor, open_dashboard
-from hilt.pipelines.dashboards.review import review_config
+from hilt.pipelines.dashboards.access import DashboardBackend, DashboardDoor, open_dashboard
+from hilt.pipelines.dashboards.review import review_config, review_item
 from hilt.pipelines.errors import HiltError
 from hilt.pipelines.store import Store
-from hilt.pipelines.store.records import CaseRecord, OversightReport
+from hilt.pipelines.store.records import OversightReport
 from hilt.pipelines.workspace import Workspace
-from hilt.widgets.contracts.protocols import (
+from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer
+from hilt.widgets.contracts.oversight import (
+    UNAVAILABLE,
     AdjudicationReceipt,
     Agreement,
     BiasAlert,
@@ -39,11 +41,7 @@ from hilt.widgets.contracts.protocols import (
     OversightOverview,
     QueueHealth,
     ReasonCount,
-    Refusal,
-    ReviewConfig,
-    Reviewer,
     ReviewerStats,
-    ReviewItem,
     SubgroupRow,
     SystemStatus,
 )
@@ -51,23 +49,6 @@ from hilt.widgets.contracts.protocols import (
 LEAD_ROLE = "lead"
 #: Holdout metrics shown side by side (all within [0, 1]).
 COMPARED_METRICS = ("auc", "accuracy", "precision", "recall", "f1", "brier")
-
-
-def review_item(case: CaseRecord, settings: Settings) -> ReviewItem:
-    """A case as the panels show it: display fields only, the latest prediction."""
-    visible = {**case.features, **case.personal}
-    prediction = case.predictions[-1] if case.predictions else None
-    return ReviewItem(
-        case_id=case.case_id,
-        values={f: visible.get(f) for f in settings.fields.display},
-        features={k: v for k, v in visible.items() if k in settings.fields.features},
-        prediction_id=prediction.prediction_id if prediction else None,
-        model_version=prediction.model_version if prediction else None,
-        score=prediction.score if prediction else None,
-        predicted_label=prediction.label if prediction else None,
-        contributions=dict(prediction.explanation) if prediction else {},
-        lease_expires_at="",
-    )
 
 
 def overview_of(
@@ -154,20 +135,15 @@ def _metric(metrics: Mapping[str, float], name: str) -> float | None:
     return float(value)
 
 
-class StoreOversightBackend:
+class StoreOversightBackend(DashboardBackend):
     """An OversightBackend for one lead, on any Store (embedded or service client)."""
 
     def __init__(self, store: Store, settings: Settings, workspace: Workspace) -> None:
-        self.store = store
-        self.settings = settings
+        super().__init__(store, settings)
         self.workspace = workspace
-        self._lead: Reviewer | None = None
 
     def lead(self) -> Reviewer:
-        if self._lead is None:
-            me = self.store.whoami()
-            self._lead = Reviewer(name=me.name, roles=tuple(me.roles))
-        return self._lead
+        return self.person()
 
     def review_config(self) -> ReviewConfig:
         return review_config(self.settings, {})
@@ -341,7 +317,7 @@ class StoreOversightBackend:
 
 #: Who may open the oversight dashboard, and what the others are told.
 OVERSIGHT_DOOR = DashboardDoor(
-    unavailable="The oversight dashboard is not available",
+    unavailable=UNAVAILABLE,
     not_allowed="Not an oversight lead here",
     roles=frozenset({LEAD_ROLE}),
     no_role=(
@@ -355,7 +331,9 @@ def open_oversight_backend(
     workspace: str | None = None, env: Mapping[str, str] | None = None
 ) -> OversightBackend | Refusal:
     """The lead's backend, or the refusal to show instead of the dashboard."""
-    access = open_dashboard(OVERSIGHT_DOOR, workspace, env)
-    if isinstance(access, Refusal):
-        return access
-    return StoreOversightBackend(access.store, access.settings, access.workspace)
+    return open_dashboard(
+        OVERSIGHT_DOOR,
+        workspace,
+        env,
+        lambda a: StoreOversightBackend(a.store, a.settings, a.workspace),
+    )

@@ -14,22 +14,27 @@ workspace is opened in embedded mode.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.dashboards.access import DashboardDoor, open_dashboard
+from hilt.pipelines.dashboards.access import DashboardBackend, DashboardDoor, open_dashboard
 from hilt.pipelines.store import DecisionRequest, Store
-from hilt.pipelines.store.records import LeasedCase
-from hilt.widgets.contracts.protocols import (
-    DecisionInput,
-    DecisionReceipt,
+from hilt.pipelines.store.records import CaseRecord, LeasedCase
+from hilt.pipelines.store.records import QueueStatus as StoreQueueStatus
+from hilt.widgets.contracts.common import (
     FeatureRange,
     FieldSpec,
-    QueueStatus,
     Refusal,
-    ReviewBackend,
     ReviewConfig,
     Reviewer,
     ReviewItem,
+)
+from hilt.widgets.contracts.review import (
+    UNAVAILABLE,
+    DecisionInput,
+    DecisionReceipt,
+    QueueStatus,
+    ReviewBackend,
 )
 
 REVIEW_ROLES = frozenset({"reviewer", "lead"})
@@ -55,24 +60,57 @@ def review_config(settings: Settings, profile: Mapping[str, FeatureRange]) -> Re
     )
 
 
-class StoreReviewBackend:
+def review_item(case: CaseRecord, settings: Settings) -> ReviewItem:
+    """A case as the panels show it: the display fields only, the latest prediction, the
+    feature values for the out-of-distribution check; not leased."""
+    visible = {**case.features, **case.personal}
+    prediction = case.predictions[-1] if case.predictions else None
+    return ReviewItem(
+        case_id=case.case_id,
+        values={f: visible.get(f) for f in settings.fields.display},
+        features={k: v for k, v in visible.items() if k in settings.fields.features},
+        prediction_id=prediction.prediction_id if prediction else None,
+        model_version=prediction.model_version if prediction else None,
+        score=prediction.score if prediction else None,
+        predicted_label=prediction.label if prediction else None,
+        contributions=dict(prediction.explanation) if prediction else {},
+        lease_expires_at="",
+    )
+
+
+def leased_item(leased: LeasedCase, settings: Settings) -> ReviewItem:
+    """A leased case as the review panel shows it: ``review_item`` with its lease."""
+    return replace(
+        review_item(leased.case, settings),
+        lease_expires_at=leased.lease_expires_at,
+        contested=leased.contested,
+        second_opinion=leased.second_opinion,
+        blind_label=leased.blind_label,
+    )
+
+
+def queue_status(q: StoreQueueStatus) -> QueueStatus:
+    return QueueStatus(
+        waiting=q.waiting,
+        leased=q.leased,
+        done_today=q.done_today,
+        done_today_by_me=q.done_today_by_me,
+    )
+
+
+class StoreReviewBackend(DashboardBackend):
     """A ReviewBackend for one reviewer, on any Store (embedded or service client)."""
 
     def __init__(self, store: Store, settings: Settings) -> None:
-        self.store = store
-        self.settings = settings
+        super().__init__(store, settings)
         self._config: ReviewConfig | None = None
-        self._reviewer: Reviewer | None = None
         #: The queue counts that came with the last lease, for the one progress refresh
         #: that follows it (the panel asks right after showing the case); None once used
         #: or after a decision.
         self._counts: QueueStatus | None = None
 
     def reviewer(self) -> Reviewer:
-        if self._reviewer is None:
-            me = self.store.whoami()
-            self._reviewer = Reviewer(name=me.name, roles=tuple(me.roles))
-        return self._reviewer
+        return self.person()
 
     def review_config(self) -> ReviewConfig:
         if self._config is None:
@@ -93,34 +131,8 @@ class StoreReviewBackend:
         if leased is None:
             return None
         if leased.queue is not None:
-            q = leased.queue
-            self._counts = QueueStatus(
-                waiting=q.waiting,
-                leased=q.leased,
-                done_today=q.done_today,
-                done_today_by_me=q.done_today_by_me,
-            )
-        return self._item(leased)
-
-    def _item(self, leased: LeasedCase) -> ReviewItem:
-        case = leased.case
-        visible = {**case.features, **case.personal}
-        shown = {f: visible.get(f) for f in self.settings.fields.display}
-        prediction = case.predictions[-1] if case.predictions else None
-        return ReviewItem(
-            case_id=case.case_id,
-            values=shown,
-            features={k: v for k, v in visible.items() if k in self.settings.fields.features},
-            prediction_id=prediction.prediction_id if prediction else None,
-            model_version=prediction.model_version if prediction else None,
-            score=prediction.score if prediction else None,
-            predicted_label=prediction.label if prediction else None,
-            contributions=dict(prediction.explanation) if prediction else {},
-            lease_expires_at=leased.lease_expires_at,
-            contested=leased.contested,
-            second_opinion=leased.second_opinion,
-            blind_label=leased.blind_label,
-        )
+            self._counts = queue_status(leased.queue)
+        return leased_item(leased, self.settings)
 
     def submit(self, decision: DecisionInput) -> DecisionReceipt:
         self._counts = None
@@ -152,18 +164,12 @@ class StoreReviewBackend:
         counts, self._counts = self._counts, None
         if counts is not None:
             return counts
-        q = self.store.queue_status()
-        return QueueStatus(
-            waiting=q.waiting,
-            leased=q.leased,
-            done_today=q.done_today,
-            done_today_by_me=q.done_today_by_me,
-        )
+        return queue_status(self.store.queue_status())
 
 
 #: Who may open the review queue, and what the others are told.
 REVIEW_DOOR = DashboardDoor(
-    unavailable="The review queue is not available",
+    unavailable=UNAVAILABLE,
     not_allowed="Not a reviewer here",
     roles=REVIEW_ROLES,
     no_role="{name} does not have the reviewer role in this workspace.",
@@ -175,7 +181,6 @@ def open_review_backend(
     workspace: str | None = None, env: Mapping[str, str] | None = None
 ) -> ReviewBackend | Refusal:
     """The reviewer's backend, or the refusal to show instead of a panel."""
-    access = open_dashboard(REVIEW_DOOR, workspace, env)
-    if isinstance(access, Refusal):
-        return access
-    return StoreReviewBackend(access.store, access.settings)
+    return open_dashboard(
+        REVIEW_DOOR, workspace, env, lambda a: StoreReviewBackend(a.store, a.settings)
+    )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import httpx
 
 from hilt.pipelines.errors import InputError, StoreError
 from hilt.pipelines.paths import NOTEBOOKS_DIR
+from hilt.pipelines.ports import require_free_port
 from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
 
@@ -58,16 +58,6 @@ def served_notebooks(workspace: Workspace, source: Path) -> Path:
         if notebook.exists():
             shutil.copyfile(notebook, served / notebook.name)
     return served
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout_s: float) -> None:
@@ -149,8 +139,7 @@ def start_dashboards(
         raise InputError(f"{source}: no dashboard notebooks found")
     nb_dir = served_notebooks(workspace, source)
     for p in (port, store_port):
-        if not _port_free(host, p):
-            raise InputError(f"cannot listen on {host}:{p}: the port is in use")
+        require_free_port(host, p)
     operator = open_store_as(workspace, Identity(operator=True))
     # A fresh gateway credential per start; the previous ones stop working.
     operator.revoke_tokens(GATEWAY_USER)

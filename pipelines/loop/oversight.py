@@ -1,9 +1,6 @@
-"""Oversight outside the dashboard: halt and resume as a named lead, and gold cases.
+"""Oversight outside the dashboard: gold cases (`hilt halt` and `hilt resume` only open the
+store as the lead and call its ``halt`` / ``resume``: pipelines/cli/oversight.py).
 
-- ``halt(ws, user, reason)`` / ``resume(ws, user)``: what `hilt halt` and `hilt resume` run;
-  the store enforces the lead role and the four eyes of a resume (not the person who
-  halted). While halted, runs are refused (exit 4, audited ``run.refused``), the store
-  refuses predictions from anyone, and new cases wait in the review queue without one.
 - ``choose_gold`` / ``add_gold_cases`` / ``add_gold_with_champion``: what `hilt gold add`
   runs. Gold cases are holdout cases (known answers, never training labels) scored by the
   champion and mixed into every reviewer's queue at ``oversight.gold_rate``. A gold set is
@@ -22,39 +19,11 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.model import TrainedModel
 from hilt.pipelines.store.protocol import Store
-from hilt.pipelines.store.records import GoldResult, SystemState
+from hilt.pipelines.store.records import GoldResult
 from hilt.pipelines.workspace import Workspace
 
 #: How many holdout candidates are scored to choose a gold set from.
 CANDIDATE_POOL = 5000
-
-
-def store_for(ws: Workspace, user: str) -> Store:
-    """The store acting as the lead ``user``: through the service if one owns the workspace
-    ($HILT_TOKEN must then be that user's), else embedded as that user."""
-    from hilt.pipelines.store import Identity, Need, open_store_as
-
-    return open_store_as(
-        ws,
-        Identity(name=user),
-        need=Need(frozenset({"lead"}), "halt or resume scoring and retraining"),
-    )
-
-
-def halt(ws: Workspace, user: str, reason: str) -> SystemState:
-    store = store_for(ws, user)
-    try:
-        return store.halt(reason)
-    finally:
-        store.close()
-
-
-def resume(ws: Workspace, user: str) -> SystemState:
-    store = store_for(ws, user)
-    try:
-        return store.resume()
-    finally:
-        store.close()
 
 
 def choose_gold(

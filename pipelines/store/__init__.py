@@ -29,8 +29,9 @@ from pathlib import Path
 
 from hilt.pipelines.errors import InputError, PermissionDeniedError
 from hilt.pipelines.store.modes.locking import service_info
-from hilt.pipelines.store.protocol import Store
+from hilt.pipelines.store.operations import Store
 from hilt.pipelines.store.records import DecisionRequest
+from hilt.pipelines.store.unit import Clock, system_clock
 from hilt.pipelines.workspace import Workspace
 
 __all__ = [
@@ -88,21 +89,23 @@ def open_store_as(
     who: Identity,
     *,
     need: Need | None = None,
+    clock: Clock | None = None,
 ) -> Store:
     """The store at ``where`` acting as ``who`` (see the module doc); refused with a clear
     error, and nothing opened, when ``who`` cannot act there or lacks every role of
-    ``need``."""
+    ``need``. ``clock``: the time the embedded store acts at (tests of periods and leases);
+    a service keeps its own."""
     if isinstance(where, str) and where.startswith(("http://", "https://")):
-        store = _through_service(where, who, need, owned=None)
+        store = _through_service(where, who, need, owned=None, clock=clock)
     else:
         ws = where if isinstance(where, Workspace) else Workspace.at(where)
         ws.require()
         info = service_info(ws.service_file)
         if info is not None:
             url = os.environ.get(STORE_URL_ENV) or str(info["url"])
-            store = _through_service(url, who, need, owned=ws)
+            store = _through_service(url, who, need, owned=ws, clock=clock)
         else:
-            store = _embedded(ws, who, need)
+            store = _embedded(ws, who, need, clock or system_clock)
     if need is not None:
         me = store.whoami()
         if not need.roles & set(me.roles):
@@ -114,8 +117,13 @@ def open_store_as(
     return store
 
 
-def _through_service(url: str, who: Identity, need: Need | None, owned: Workspace | None) -> Store:
+def _through_service(
+    url: str, who: Identity, need: Need | None, owned: Workspace | None, clock: Clock | None
+) -> Store:
     from hilt.pipelines.store.modes.client import StoreClient
+
+    if clock is not None:
+        raise InputError("a store service keeps its own clock; a clock is for the embedded store")
 
     if who.on_behalf_of is not None:
         if not who.token:
@@ -135,7 +143,7 @@ def _through_service(url: str, who: Identity, need: Need | None, owned: Workspac
     return store
 
 
-def _embedded(ws: Workspace, who: Identity, need: Need | None) -> Store:
+def _embedded(ws: Workspace, who: Identity, need: Need | None, clock: Clock) -> Store:
     from hilt.pipelines.store.modes.embedded import EmbeddedStore
     from hilt.pipelines.store.records import User
 
@@ -146,7 +154,10 @@ def _embedded(ws: Workspace, who: Identity, need: Need | None) -> Store:
         if name is None and not who.operator:
             may = f" (a user who may {need.what})" if need else ""
             raise InputError(f"say who you are: --as USER{may}")
-        return EmbeddedStore(ws, ws.settings(), User(name=os_user(), roles=["admin"]))
+        return EmbeddedStore(ws, ws.settings(), User(name=os_user(), roles=["admin"]), clock)
     if name.startswith("os:"):
-        raise InputError(f"{name!r} is not a store user; name one with --as")
-    return EmbeddedStore.for_user(ws, ws.settings(), name)
+        raise InputError(
+            f"{name!r} is not a store user, nor the operating-system user running this "
+            "command; name a store user with --as"
+        )
+    return EmbeddedStore.for_user(ws, ws.settings(), name, clock)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import tomllib
 from pathlib import Path
@@ -12,10 +13,11 @@ from pathlib import Path
 from hilt.pipelines.config import load_settings, parse_settings
 from hilt.pipelines.errors import ConfigError, InputError
 from hilt.pipelines.store.audit.checkpoints import create_signing_key, public_key_text
-from hilt.pipelines.store.core import Clock, StoreCore, system_clock
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.records import User
+from hilt.pipelines.store.schema import SCHEMA_VERSION, create_statements
 from hilt.pipelines.store.subject_keys import MASTER_KEY_ENV, create_master_key
+from hilt.pipelines.store.unit import Clock, Unit, system_clock
 from hilt.pipelines.workspace import Workspace
 
 _AUDIT_TABLE = re.compile(r"^\[audit\]\s*(#.*)?$", re.M)
@@ -63,16 +65,57 @@ def create_workspace(
         pinned = parse_settings(tomllib.loads(pinned_text), str(workspace.config_path))
         workspace.config_path.write_text(pinned_text, encoding="utf-8")
         con = connect(workspace)
+        keys = workspace.key_ring()
         try:
             operator = User(name="hilt-init", roles=["admin"])
-            StoreCore(con, pinned, workspace, operator, clock).create_schema(
-                hashlib.sha256(source.encode("utf-8")).hexdigest(), public, holdout_salt
-            )
+            unit = Unit(con, pinned, workspace, operator, "admin", keys, clock)
+            config_sha256 = hashlib.sha256(source.encode("utf-8")).hexdigest()
+            create_schema(unit, config_sha256, public, holdout_salt)
             con.execute("CHECKPOINT")
         finally:
+            keys.close()
             con.close()
     except BaseException:
         if created_root:
             shutil.rmtree(workspace.root, ignore_errors=True)
         raise
     return public
+
+
+def create_schema(
+    unit: Unit, config_sha256: str, public_key: str, holdout_salt: str | None = None
+) -> None:
+    """Create the tables and seed the users of the config (once, at init), audited as
+    ``workspace.init`` (the log's first event).
+
+    ``holdout_salt`` fixes which labelled cases form the holdout; random unless given
+    (a simulation passes its seed so that its runs are repeatable)."""
+    now = unit.clock()
+    with unit.transaction():
+        for statement in create_statements(unit.settings):
+            unit.con.execute(statement)
+        unit.con.execute(
+            "INSERT INTO meta VALUES ('schema_version', ?), ('config_sha256', ?), "
+            "('use_case', ?), ('holdout_salt', ?)",
+            [
+                SCHEMA_VERSION,
+                config_sha256,
+                unit.settings.use_case.name,
+                holdout_salt or secrets.token_hex(16),
+            ],
+        )
+        users = unit.settings.access.users
+        for name, roles in users.items():
+            unit.con.execute("INSERT INTO users VALUES (?, ?, true, ?)", [name, list(roles), now])
+        unit.append_audit(
+            "workspace.init",
+            "workspace",
+            unit.settings.use_case.name,
+            {
+                "schema_version": SCHEMA_VERSION,
+                "config_sha256": config_sha256,
+                "audit_public_key": public_key,
+                "users": {n: list(r) for n, r in users.items()},
+            },
+            now,
+        )

@@ -18,8 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from hilt.pipelines.config import Oversight, Settings
 from hilt.pipelines.store import double_review, review_queue, sql
@@ -40,6 +39,9 @@ live AS (
     WHERE decision_id NOT IN (
         SELECT undo_of FROM decisions WHERE action = 'undo' AND undo_of IS NOT NULL)
 )"""
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 def cohens_kappa(pairs: Sequence[tuple[str, str]]) -> float | None:

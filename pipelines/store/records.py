@@ -383,6 +383,18 @@ class AuditPage(_Record):
     by_day: dict[str, int]
 
 
+class AuditStats(_Record):
+    """The audit log at a glance: how many events, over which seqs and times, of which kinds."""
+
+    events: int
+    #: The oldest seq still in the log (later than 1 once retention purged the start).
+    first_seq: int | None
+    head_seq: int
+    first_at: str | None
+    last_at: str | None
+    by_action: dict[str, int]
+
+
 def halted_message(state: SystemState, what: str) -> str:
     """Why ``what`` (e.g. "scoring") is refused while a lead's halt holds. The halt's reason
     is not repeated: it is free text, kept in the store and shown to leads only."""

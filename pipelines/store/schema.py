@@ -6,7 +6,15 @@ Feature and personal columns come from hilt.toml; their names were checked again
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from hilt.pipelines.config import Column, Settings
+from hilt.pipelines.errors import StoreError
+from hilt.pipelines.store import sql
+
+if TYPE_CHECKING:
+    import duckdb
 
 SCHEMA_VERSION = "3"  # 2: sealed personal data, subject keys; 3: gold cases
 
@@ -229,3 +237,19 @@ COUNTED_TABLES = (
     "audit_log",
     "gold_cases",
 )
+
+
+def check_schema_version(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
+    """Refuse a store made by another version of hilt's schema, with what to do."""
+    import duckdb
+
+    try:
+        found = sql.scalar(con, "SELECT value FROM meta WHERE key = 'schema_version'")
+    except duckdb.Error:
+        found = None
+    if found != SCHEMA_VERSION:
+        raise StoreError(
+            f"{db_path} has store schema {found or 'unknown'}, this hilt "
+            f"needs schema {SCHEMA_VERSION} (sealed personal data, subject keys, gold cases); "
+            "create a new workspace with `hilt init` (a demo workspace can simply be deleted)"
+        )

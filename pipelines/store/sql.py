@@ -7,9 +7,10 @@ these helpers only.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
+if TYPE_CHECKING:
+    import duckdb
 
 
 def one(
@@ -31,17 +32,16 @@ def scalar(
     return row[0] if row else None
 
 
-#: DuckDB errors whose messages name only tables, columns and functions (never a value).
-_NAMING_ERRORS = (duckdb.CatalogException, duckdb.BinderException, duckdb.ParserException)
-
-
 def describe(error: duckdb.Error) -> str:
     """A one-line account of a DuckDB error that carries no data: the error's kind, plus the
     first line of its message for catalog, binder and parser errors (which name tables and
     columns). Other messages can quote stored values (a conversion error, a duplicate key),
     so they are left out."""
+    import duckdb
+
     kind = type(error).__name__
-    if isinstance(error, _NAMING_ERRORS):
+    # These name only tables, columns and functions (never a value).
+    if isinstance(error, (duckdb.CatalogException, duckdb.BinderException, duckdb.ParserException)):
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         return f"{kind}: {first}" if first else kind
     return kind

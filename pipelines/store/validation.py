@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import duckdb
 import polars as pl
 
 from hilt.pipelines.config import Column, Settings
@@ -258,6 +257,8 @@ def _explanations(s: pl.Series, settings: Settings, problems: list[str]) -> pl.S
     text = s.fill_null("{}").alias("explanation")
     # Checked in DuckDB: parsing a million JSON objects there is several times faster than
     # decoding them into polars structs, and nothing but the names and types is needed.
+    import duckdb
+
     con = duckdb.connect(config={"autoinstall_known_extensions": False})
     try:
         con.register("explanations", pl.DataFrame([text]))
@@ -298,3 +299,15 @@ def _explanations(s: pl.Series, settings: Settings, problems: list[str]) -> pl.S
     if bad_types:
         problems.append(f"column 'explanation': non-numeric contributions for {bad_types}")
     return s.fill_null("{}").alias("explanation")
+
+
+def check_text(value: str | None, name: str, limit: int, *, multiline: bool = False) -> None:
+    """InputError unless ``value`` (if given) fits in ``limit`` characters without control
+    characters (newlines allowed when ``multiline``)."""
+    if value is None:
+        return
+    if len(value) > limit:
+        raise InputError(f"{name} is longer than {limit} characters")
+    bad = "\x00" if multiline else "\x00\n\r"
+    if any(c in value for c in bad):
+        raise InputError(f"{name} contains control characters")

@@ -12,7 +12,8 @@ from hilt.pipelines.dashboards.audit import StoreAuditBackend, open_audit_backen
 from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.audit.dashboard import AuditDashboard, audit_panel
-from hilt.widgets.contracts.protocols import EventFilter, Refusal
+from hilt.widgets.contracts.audit import EventFilter
+from hilt.widgets.contracts.common import Refusal
 from tests.conftest import RunningService, operator, start_service
 
 

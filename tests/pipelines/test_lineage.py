@@ -206,7 +206,7 @@ def test_the_audit_backend_reads_everything_and_writes_nothing(
 ) -> None:
     from hilt.pipelines.dashboards.audit import StoreAuditBackend, open_audit_backend
     from hilt.widgets.audit.dashboard import AuditDashboard, audit_panel
-    from hilt.widgets.contracts.protocols import EventFilter
+    from hilt.widgets.contracts.audit import EventFilter
 
     ws = _copy(loop, tmp_path)  # a copy: the last step tampers with a notebook
     before = (operator(ws).audit_head(), operator(ws).counts())

@@ -14,7 +14,7 @@ from hilt.pipelines.loop.plots import png_bytes, reasons_figure, reviewer_figure
 from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
-from hilt.widgets.contracts.protocols import Refusal
+from hilt.widgets.contracts.common import Refusal
 from tests.conftest import CONFIG, operator, predictions_for
 
 

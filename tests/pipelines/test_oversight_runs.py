@@ -21,7 +21,7 @@ from hilt.pipelines.loop.tracking.runs import run_info
 from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
-from hilt.widgets.contracts.protocols import Refusal
+from hilt.widgets.contracts.common import Refusal
 from tests.conftest import operator
 from tests.loop_helpers import events_since, hilt_cli, loop_workspace, train_in_process
 

@@ -16,7 +16,8 @@ from hilt.pipelines.dashboards.review import StoreReviewBackend, open_review_bac
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.records import QueueStatus as StoreQueueStatus
 from hilt.pipelines.workspace import Workspace
-from hilt.widgets.contracts.protocols import DecisionInput, QueueStatus, Refusal, ReviewBackend
+from hilt.widgets.contracts.common import Refusal
+from hilt.widgets.contracts.review import DecisionInput, QueueStatus, ReviewBackend
 from tests.conftest import CONFIG, RunningService, operator, start_service
 
 #: The environment names are the contract with Voila (http_header_envs) and JupyterHub.
@@ -210,7 +211,7 @@ def test_the_progress_line_after_a_lease_costs_no_second_query_and_is_never_stal
         asked.append(1)
         return fresh()
 
-    backend.store.queue_status = counted  # type: ignore[method-assign]
+    backend.store.queue_status = counted
     item = backend.next_item()
     assert item is not None
     assert backend.queue_status() == QueueStatus(**fresh().model_dump())

@@ -24,7 +24,7 @@ from hilt.pipelines.loop.scoring import (
     split_holdout,
     train_first_model,
 )
-from hilt.pipelines.store.modes.embedded import EmbeddedStore
+from hilt.pipelines.store import Store
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, StoreFactory, operator
 
@@ -44,14 +44,14 @@ def test_auc_helper() -> None:
 
 
 @pytest.fixture
-def full_store(workspace: Workspace, cases_frame: pl.DataFrame) -> EmbeddedStore:
+def full_store(workspace: Workspace, cases_frame: pl.DataFrame) -> Store:
     """All 1,000 demo cases, seed-labelled, no predictions yet."""
     op = operator(workspace)
     op.ingest_cases(cases_frame)
     return op
 
 
-def small_model(store: EmbeddedStore, settings: Settings) -> TrainedModel:
+def small_model(store: Store, settings: Settings) -> TrainedModel:
     X, y = training_frame(store.case_frame(), settings)
     return fit(X, y, TrainParams(num_boost_round=30))
 
@@ -115,7 +115,7 @@ def test_split_holdout_is_deterministic_and_exact() -> None:
 
 
 def test_train_first_model_holds_out_the_review_batch(
-    full_store: EmbeddedStore, workspace: Workspace
+    full_store: Store, workspace: Workspace
 ) -> None:
     settings = workspace.settings()
     model, review_ids = train_first_model(full_store, settings)
@@ -127,7 +127,7 @@ def test_train_first_model_holds_out_the_review_batch(
 
 
 def test_score_into_queue_refuses_unknown_and_empty(
-    full_store: EmbeddedStore, workspace: Workspace
+    full_store: Store, workspace: Workspace
 ) -> None:
     settings = workspace.settings()
     model = small_model(full_store, settings)
@@ -143,7 +143,7 @@ def test_score_into_queue_refuses_unknown_and_empty(
 
 
 def test_demo_first_model_fills_the_review_queue(
-    full_store: EmbeddedStore, workspace: Workspace, tmp_path: Path
+    full_store: Store, workspace: Workspace, tmp_path: Path
 ) -> None:
     settings = workspace.settings()
     models_dir = tmp_path / "models"

@@ -17,42 +17,44 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from hilt.widgets.contracts.protocols import (
-    AdjudicationReceipt,
-    Agreement,
+from hilt.widgets.contracts.audit import (
     Auditor,
-    BiasAlert,
-    ConflictItem,
     DecisionChoice,
-    DecisionInput,
-    DecisionReceipt,
     EventFilter,
     EventPage,
     EventRow,
     ExplanationReplay,
-    FeatureRange,
-    FieldSpec,
-    GateCheckView,
     IntegrityReport,
     LineageStep,
     LineageView,
+    RunNotebook,
+    TrainingPage,
+    TrainingRow,
+)
+from hilt.widgets.contracts.common import (
+    FeatureRange,
+    FieldSpec,
+    ReviewConfig,
+    Reviewer,
+    ReviewItem,
+)
+from hilt.widgets.contracts.oversight import (
+    AdjudicationReceipt,
+    Agreement,
+    BiasAlert,
+    ConflictItem,
+    GateCheckView,
     MetricRow,
     ModelComparison,
     ModelDecision,
     OversightOverview,
     QueueHealth,
-    QueueStatus,
     ReasonCount,
-    ReviewConfig,
-    Reviewer,
     ReviewerStats,
-    ReviewItem,
-    RunNotebook,
     SubgroupRow,
     SystemStatus,
-    TrainingPage,
-    TrainingRow,
 )
+from hilt.widgets.contracts.review import DecisionInput, DecisionReceipt, QueueStatus
 
 
 class FakeClock:

@@ -11,13 +11,13 @@ import pytest
 
 from hilt.widgets.audit.dashboard import TAB_TITLES, AuditDashboard, audit_panel
 from hilt.widgets.common.refusal import RefusalScreen
-from hilt.widgets.contracts.protocols import (
+from hilt.widgets.contracts.audit import (
     AuditBackend,
     EventFilter,
     ExplanationReplay,
     IntegrityReport,
-    Refusal,
 )
+from hilt.widgets.contracts.common import Refusal
 from tests.widgets.fakes import BackendDown, FakeAuditBackend, make_event
 from tests.widgets.tree import all_text, find_widgets, visible_buttons
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from hilt.widgets import CaseCard, ReviewSession, format_value
-from hilt.widgets.contracts.protocols import FieldSpec
+from hilt.widgets.contracts.common import FieldSpec
 from tests.widgets.fakes import FakeBackend, FakeClock, make_config, make_item
 from tests.widgets.tree import all_text
 

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
+from hilt.widgets.common.formats import minutes, seconds
 from hilt.widgets.common.refusal import RefusalScreen
 from hilt.widgets.common.status import StatusLine
-from hilt.widgets.contracts.protocols import Refusal, Reviewer
+from hilt.widgets.contracts.common import Refusal, Reviewer
 from hilt.widgets.oversight.adjudication import AdjudicationPanel
 from hilt.widgets.oversight.dashboard import OversightDashboard, oversight_panel
 from hilt.widgets.oversight.model_review import ModelReview
-from hilt.widgets.oversight.monitor_views import (
-    QueueHealthView,
-    ReviewerStatsView,
-    minutes,
-    seconds,
-)
+from hilt.widgets.oversight.monitor_views import QueueHealthView, ReviewerStatsView
 from hilt.widgets.oversight.system_control import SystemControl
 from hilt.widgets.review.session import ReviewSession
 from tests.widgets.fakes import (

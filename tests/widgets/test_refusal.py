@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from hilt.widgets import RefusalScreen, ReviewSession, review_panel
-from hilt.widgets.contracts.protocols import Refusal, Reviewer
+from hilt.widgets.contracts.common import Refusal, Reviewer
 from tests.widgets.fakes import BackendDown, FakeBackend, FakeClock, make_item
 from tests.widgets.tree import all_text, find_widgets
 

@@ -17,7 +17,6 @@ decision, no lease, no checkpoint, no event; its buttons search, page, verify an
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import ipywidgets as widgets
@@ -26,11 +25,12 @@ from hilt.widgets.audit.event_explorer import EventExplorer
 from hilt.widgets.audit.integrity_panel import IntegrityPanel
 from hilt.widgets.audit.lineage_panel import LineagePanel
 from hilt.widgets.audit.notebooks_panel import NotebooksPanel
-from hilt.widgets.common.refusal import RefusalScreen
-from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import AuditBackend, Auditor, Refusal
+from hilt.widgets.common.header import header_html
+from hilt.widgets.common.refusal import RefusalScreen, panel_for
+from hilt.widgets.common.status import StatusLine
+from hilt.widgets.contracts.audit import UNAVAILABLE, AuditBackend, Auditor
+from hilt.widgets.contracts.common import Refusal
 
-UNAVAILABLE = "The audit dashboard is not available"
 TAB_TITLES = ("Integrity", "Events", "Lineage", "Notebooks")
 
 
@@ -68,23 +68,15 @@ class AuditDashboard(widgets.VBox):
         self.lineage.show(decision_id)
 
     def _compose(self) -> None:
-        roles = ", ".join(self.auditor.roles) or "no role"
-        self.header.value = (
-            f'<div style="font-size:1.1em"><b>Audit</b> · {html.escape(self.auditor.name)} '
-            f'<span style="color:var(--jp-ui-font-color2, #6b7280)">({html.escape(roles)})'
-            "</span> · read-only: nothing on this page changes the records</div>"
+        self.header.value = header_html(
+            "Audit",
+            self.auditor.name,
+            self.auditor.roles,
+            note="read-only: nothing on this page changes the records",
         )
         self.children = (self.header, self.tabs, self.status)
 
 
 def audit_panel(access: AuditBackend | Refusal) -> AuditDashboard | RefusalScreen:
     """The auditor's dashboard for ``access``, or the refusal to show instead."""
-    if isinstance(access, Refusal):
-        return RefusalScreen(access.title, access.message)
-    try:
-        auditor = access.auditor()
-    except Exception as exc:
-        return RefusalScreen(
-            UNAVAILABLE, f"Your identity could not be confirmed: {describe_error(exc)}"
-        )
-    return AuditDashboard(access, auditor)
+    return panel_for(access, UNAVAILABLE, lambda backend: backend.auditor(), AuditDashboard)

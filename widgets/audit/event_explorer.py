@@ -18,9 +18,11 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
-from hilt.widgets.common.html_table import MUTED, table
+from hilt.widgets.common.callbacks import Listeners
+from hilt.widgets.common.colours import MUTED
+from hilt.widgets.common.html_table import note, table
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import AuditBackend, EventFilter, EventPage
+from hilt.widgets.contracts.audit import AuditBackend, EventFilter, EventPage
 
 DECISION_ACTION = "decision.record"
 
@@ -38,7 +40,7 @@ class EventExplorer(widgets.VBox):
         self.status = status
         self.page: EventPage | None = None
         self._offset = 0
-        self._handlers: list[Callable[[str], None]] = []
+        self._open_lineage_listeners = Listeners[str]()
         layout = widgets.Layout(width="24em")
         self.actor = widgets.Text(description="Actor", placeholder="any", layout=layout)
         self.action = widgets.Combobox(
@@ -96,7 +98,7 @@ class EventExplorer(widgets.VBox):
     # ------------------------------------------------------------------ public API
     def on_open_lineage(self, fn: Callable[[str], None]) -> None:
         """Register ``fn(decision_id)``, called when the auditor opens a decision's lineage."""
-        self._handlers.append(fn)
+        self._open_lineage_listeners.add(fn)
 
     @property
     def query(self) -> EventFilter:
@@ -166,14 +168,13 @@ class EventExplorer(widgets.VBox):
         if not decision_id:
             self.status.info("No decision on this page to open.")
             return
-        for fn in list(self._handlers):
-            fn(str(decision_id))
+        self._open_lineage_listeners(str(decision_id))
 
     def _compose(self) -> None:
         page = self.page
         filters = self.filters
         if page is None:
-            self.summary.value = f'<div style="color:{MUTED}">No search yet.</div>'
+            self.summary.value = note("No search yet.")
             self.results.value = ""
             self.children = (filters, self.summary)
             return

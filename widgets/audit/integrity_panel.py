@@ -13,7 +13,7 @@ import ipywidgets as widgets
 
 from hilt.widgets.common.html_table import esc, facts, verdict
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import AuditBackend, IntegrityReport
+from hilt.widgets.contracts.audit import AuditBackend, IntegrityReport
 
 
 class IntegrityPanel(widgets.VBox):

@@ -15,19 +15,10 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
-from hilt.widgets.common.html_table import (
-    BAD_COLOUR,
-    BORDER,
-    MUTED,
-    OK_COLOUR,
-    WARN_COLOUR,
-    esc,
-    facts,
-    table,
-    verdict,
-)
+from hilt.widgets.common.colours import AMBER, BORDER, GREEN, MUTED, RED
+from hilt.widgets.common.html_table import esc, facts, table, verdict
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import (
+from hilt.widgets.contracts.audit import (
     AuditBackend,
     ExplanationReplay,
     LineageStep,
@@ -35,7 +26,7 @@ from hilt.widgets.contracts.protocols import (
     TrainingPage,
 )
 
-_STEP_COLOUR = {"ok": OK_COLOUR, "warning": WARN_COLOUR, "info": MUTED}
+_STEP_COLOUR = {"ok": GREEN, "warning": AMBER, "info": MUTED}
 
 
 def step_html(step: LineageStep) -> str:
@@ -52,7 +43,7 @@ def replay_html(replay: ExplanationReplay) -> str:
     head = verdict(ok, replay.message)
     if not replay.html:
         return head
-    frame_colour = OK_COLOUR if ok else BAD_COLOUR if ok is False else BORDER
+    frame_colour = GREEN if ok else RED if ok is False else BORDER
     # The fragment itself, as the reviewer's panel showed it (it is hilt's own markup).
     return (
         head + f'<div class="hilt-replayed-explanation" style="border:1px dashed {frame_colour};'
@@ -194,7 +185,7 @@ class LineagePanel(widgets.VBox):
         steps = list(view.steps) + ([self.crosscheck] if self.crosscheck else [])
         problems = "".join(f"<li>{esc(p)}</li>" for p in view.problems)
         self.chain.value = "".join(step_html(s) for s in steps) + (
-            f'<div style="color:{BAD_COLOUR}"><b>Where the records stop or disagree</b>'
+            f'<div style="color:{RED}"><b>Where the records stop or disagree</b>'
             f"<ul>{problems}</ul></div>"
             if problems
             else verdict(True, "Every link of this chain is in the records.")

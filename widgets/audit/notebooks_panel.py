@@ -13,9 +13,10 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from hilt.widgets.common.html_table import MUTED, table
+from hilt.widgets.common.colours import MUTED
+from hilt.widgets.common.html_table import note, table
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import AuditBackend, RunNotebook
+from hilt.widgets.contracts.audit import AuditBackend, RunNotebook
 
 
 def sandboxed(page: str, height: str = "70vh") -> str:
@@ -84,7 +85,7 @@ class NotebooksPanel(widgets.VBox):
 
     def _compose(self) -> None:
         if not self.runs:
-            self.listing.value = f'<div style="color:{MUTED}">No runs in the audit log yet.</div>'
+            self.listing.value = note("No runs in the audit log yet.")
             self.children = (self.listing, self.reload_button)
             return
         self.listing.value = table(

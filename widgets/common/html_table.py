@@ -1,4 +1,4 @@
-"""Small HTML pieces for read-only panels: tables, fact lists and verdict badges.
+"""Small HTML pieces for read-only panels: tables, fact lists, verdict lines and notes.
 
 Every value is escaped; nothing here loads anything from elsewhere.
 """
@@ -8,11 +8,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
-OK_COLOUR = "#166534"
-WARN_COLOUR = "#b45309"
-BAD_COLOUR = "#b91c1c"
-MUTED = "var(--jp-ui-font-color2, #6b7280)"
-BORDER = "var(--jp-border-color2, #e5e7eb)"
+from hilt.widgets.common.colours import AMBER, BORDER, GREEN, MUTED, RED
 
 
 def esc(value: object) -> str:
@@ -43,6 +39,23 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], css_class: s
     )
 
 
+def compact_table(headers: Sequence[str], rows: Sequence[tuple[Sequence[str], str | None]]) -> str:
+    """A compact table without rules; each row is (cells, the colour of the row or None).
+    A coloured row is also bold, and its cells should say why in words."""
+    head = "".join(
+        f'<th style="text-align:left;padding:2px 10px 2px 0">{esc(h)}</th>' for h in headers
+    )
+    body = []
+    for cells, colour in rows:
+        style = f' style="color:{colour};font-weight:600"' if colour else ""
+        tds = "".join(f'<td style="padding:2px 10px 2px 0">{esc(c)}</td>' for c in cells)
+        body.append(f"<tr{style}>{tds}</tr>")
+    return (
+        '<table style="border-collapse:collapse;margin:0.3em 0">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
+
+
 def facts(pairs: Sequence[tuple[str, str]]) -> str:
     """Label → value, one per line."""
     rows = "".join(
@@ -56,9 +69,16 @@ def facts(pairs: Sequence[tuple[str, str]]) -> str:
 
 def verdict(ok: bool | None, text: str) -> str:
     """A line that says OK / not OK in words and colour (never colour alone)."""
-    colour = OK_COLOUR if ok else WARN_COLOUR if ok is None else BAD_COLOUR
+    colour = GREEN if ok else AMBER if ok is None else RED
     mark = "✓" if ok else "?" if ok is None else "✗"
     return (
         f'<div role="status" style="font-weight:600;color:{colour};margin:4px 0">'
         f"{mark} {esc(text)}</div>"
     )
+
+
+def note(text: str, size: str = "") -> str:
+    """A line of secondary text ("nothing here yet", how to read a table); ``size`` is a
+    CSS font size, e.g. "0.85em"."""
+    font = f"font-size:{size};" if size else ""
+    return f'<div style="{font}color:{MUTED}">{html.escape(text, quote=False)}</div>'

@@ -14,16 +14,14 @@ from typing import Any, Literal
 import ipywidgets as widgets
 import traitlets
 
+from hilt.widgets.common.colours import GREEN, RED, TEXT
+
 StatusLevel = Literal["info", "success", "error"]
 
 #: Longest message shown; backend messages are cut, never allowed to flood the panel.
 MAX_STATUS_CHARS = 300
 
-_COLOURS: dict[str, str] = {
-    "info": "var(--jp-ui-font-color1, #1f2937)",
-    "success": "#166534",
-    "error": "#b91c1c",
-}
+_COLOURS: dict[str, str] = {"info": TEXT, "success": GREEN, "error": RED}
 _PREFIX: dict[str, str] = {"info": "", "success": "✓ ", "error": "⚠ "}
 
 

@@ -36,6 +36,12 @@ RENDERER = "hilt-explanation/1"
 #: Contribution keys that are not features (the model's base value).
 NON_FEATURE_KEYS = frozenset({"bias"})
 
+# The fragment's colours, written out here on purpose and not taken from the dashboards'
+# palette (hilt.widgets.common.colours): the fragment is hashed when a reviewer decides and
+# must re-render byte for byte for every past decision under RENDERER, whatever later
+# happens to the dashboards' colours (GREEN here is not the palette's green); and contracts/
+# stays pure, so it cannot import common/ (which loads ipywidgets). New colours: a new
+# renderer version.
 GREEN = "#15803d"
 RED = "#b91c1c"
 AMBER = "#b45309"

@@ -15,16 +15,13 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from hilt.widgets.common.callbacks import NOT_REFRESHED, Listeners
+from hilt.widgets.common.class_buttons import class_buttons
+from hilt.widgets.common.html_table import note
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import (
-    AdjudicationReceipt,
-    ConflictItem,
-    OversightBackend,
-    ReviewConfig,
-)
+from hilt.widgets.contracts.common import ReviewConfig
+from hilt.widgets.contracts.oversight import AdjudicationReceipt, ConflictItem, OversightBackend
 from hilt.widgets.review.case_card import CaseCard
-
-MUTED = "var(--jp-ui-font-color2, #6b7280)"
 
 
 class AdjudicationPanel(widgets.VBox):
@@ -51,18 +48,15 @@ class AdjudicationPanel(widgets.VBox):
             placeholder="Why this label (optional; audited as a hash)",
             layout=widgets.Layout(width="36em", height="3.5em"),
         )
-        self.class_buttons: dict[str, widgets.Button] = {}
-        for cls in config.classes:
-            button = widgets.Button(
-                description=f"Settle as {config.class_label(cls)}",
-                tooltip=f"The final label of this case becomes {config.class_label(cls)}",
-                layout=widgets.Layout(width="auto"),
-            )
-            button.on_click(lambda _b, c=cls: self.settle(c))
-            self.class_buttons[cls] = button
+        self.class_buttons = class_buttons(
+            config,
+            lambda label: f"Settle as {label}",
+            lambda _i, label: f"The final label of this case becomes {label}",
+            self.settle,
+        )
         self.buttons = widgets.HBox(list(self.class_buttons.values()))
         self.conflicts: tuple[ConflictItem, ...] = ()
-        self._handlers: list[Callable[[AdjudicationReceipt], None]] = []
+        self._notify = Listeners[AdjudicationReceipt](self.status, NOT_REFRESHED)
         self.refresh()
 
     @property
@@ -70,7 +64,7 @@ class AdjudicationPanel(widgets.VBox):
         return next((c for c in self.conflicts if c.item.case_id == self.picker.value), None)
 
     def on_adjudicated(self, fn: Callable[[AdjudicationReceipt], None]) -> None:
-        self._handlers.append(fn)
+        self._notify.add(fn)
 
     def refresh(self) -> None:
         try:
@@ -104,13 +98,7 @@ class AdjudicationPanel(widgets.VBox):
             f"Settled {receipt.case_id} as {self.config.class_label(receipt.final_label)}."
         )
         self.refresh()
-        for fn in list(self._handlers):
-            try:
-                fn(receipt)
-            except Exception as exc:
-                self.status.error(
-                    f"Saved, but the dashboard could not refresh: {describe_error(exc)}"
-                )
+        self._notify(receipt)
 
     def _on_pick(self, change: Any) -> None:
         self._compose()
@@ -120,7 +108,7 @@ class AdjudicationPanel(widgets.VBox):
         conflict = self.selected
         children: tuple[Any, ...] = (self.summary,)
         if n == 0:
-            self.summary.value = f'<div style="color:{MUTED}">No conflicts waiting.</div>'
+            self.summary.value = note("No conflicts waiting.")
             self.case_card.show(None)
         else:
             self.summary.value = (

@@ -18,15 +18,12 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from hilt.widgets.common.refusal import RefusalScreen
+from hilt.widgets.common.colours import MUTED
+from hilt.widgets.common.header import header_html
+from hilt.widgets.common.refusal import RefusalScreen, panel_for
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import (
-    OversightBackend,
-    OversightOverview,
-    Refusal,
-    ReviewConfig,
-    Reviewer,
-)
+from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer
+from hilt.widgets.contracts.oversight import UNAVAILABLE, OversightBackend, OversightOverview
 from hilt.widgets.oversight.adjudication import AdjudicationPanel
 from hilt.widgets.oversight.model_review import ModelReview
 from hilt.widgets.oversight.monitor_views import (
@@ -36,8 +33,6 @@ from hilt.widgets.oversight.monitor_views import (
     ReviewerStatsView,
 )
 from hilt.widgets.oversight.system_control import SystemControl
-
-UNAVAILABLE = "The oversight dashboard is not available"
 
 
 def _heading(text: str) -> widgets.HTML:
@@ -106,21 +101,13 @@ class OversightDashboard(widgets.VBox):
         )
         self.agreement_view.show(overview.agreement)
         self.reasons_view.show(overview.reasons, overview.reasons_figure)
-        self.as_of.value = (
-            '<span style="color:var(--jp-ui-font-color2, #6b7280)">As of '
-            f"{html.escape(overview.as_of)}</span>"
-        )
+        self.as_of.value = f'<span style="color:{MUTED}">As of {html.escape(overview.as_of)}</span>'
 
     def _render_header(self) -> None:
-        who = ""
-        if self.lead is not None:
-            roles = ", ".join(self.lead.roles) or "no role"
-            who = (
-                f" · {html.escape(self.lead.name)} "
-                f'<span style="color:var(--jp-ui-font-color2, #6b7280)">({html.escape(roles)})'
-                "</span>"
-            )
-        self.header.value = f'<div style="font-size:1.1em"><b>Oversight</b>{who}</div>'
+        lead = self.lead
+        self.header.value = header_html(
+            "Oversight", lead.name if lead else None, lead.roles if lead else ()
+        )
 
     def _compose(self) -> None:
         parts: list[widgets.Widget] = [
@@ -148,11 +135,9 @@ class OversightDashboard(widgets.VBox):
 
 def oversight_panel(access: OversightBackend | Refusal) -> OversightDashboard | RefusalScreen:
     """The lead's dashboard for ``access``, or the refusal to show instead."""
-    if isinstance(access, Refusal):
-        return RefusalScreen(access.title, access.message)
-    try:
-        access.lead()
-    except Exception as exc:
-        why = describe_error(exc)
-        return RefusalScreen(UNAVAILABLE, f"Your identity could not be confirmed: {why}")
-    return OversightDashboard(access)
+    return panel_for(
+        access,
+        UNAVAILABLE,
+        lambda backend: backend.lead(),
+        lambda backend, _lead: OversightDashboard(backend),
+    )

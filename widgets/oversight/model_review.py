@@ -17,12 +17,13 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
+from hilt.widgets.common.callbacks import NOT_REFRESHED, Listeners
+from hilt.widgets.common.colours import GREEN, RED
+from hilt.widgets.common.figure import figure_image
+from hilt.widgets.common.formats import DASH
+from hilt.widgets.common.html_table import compact_table, note
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import ModelComparison, ModelDecision, OversightBackend
-from hilt.widgets.oversight.monitor_views import DASH, MUTED, _image, _table
-
-RED = "#b91c1c"
-GREEN = "#166534"
+from hilt.widgets.contracts.oversight import ModelComparison, ModelDecision, OversightBackend
 
 
 def _value(x: float | None) -> str:
@@ -68,11 +69,11 @@ class ModelReview(widgets.VBox):
         self.decision_buttons = widgets.HBox([self.approve_button, self.reject_button])
         self.why_not = widgets.HTML()
         self.comparison: ModelComparison | None = None
-        self._handlers: list[Callable[[ModelDecision], None]] = []
+        self._notify = Listeners[ModelDecision](self.status, NOT_REFRESHED)
         self._compose()
 
     def on_decided(self, fn: Callable[[ModelDecision], None]) -> None:
-        self._handlers.append(fn)
+        self._notify.add(fn)
 
     def load(self) -> None:
         self.status.info("Reading the challenger and the champion from the model registry…")
@@ -85,7 +86,7 @@ class ModelReview(widgets.VBox):
             return
         self.comparison = comparison
         self.phase = "none" if comparison is None else "loaded"
-        self.figure = _image(comparison.figure) if comparison else None
+        self.figure = figure_image(comparison.figure) if comparison else None
         self.status.clear()
         self._compose()
 
@@ -117,13 +118,7 @@ class ModelReview(widgets.VBox):
         self.phase = "decided"
         self.status.success(decision.message)
         self._compose()
-        for fn in list(self._handlers):
-            try:
-                fn(decision)
-            except Exception as exc:
-                self.status.error(
-                    f"Saved, but the dashboard could not refresh: {describe_error(exc)}"
-                )
+        self._notify(decision)
 
     def _compose(self) -> None:
         c = self.comparison
@@ -133,7 +128,7 @@ class ModelReview(widgets.VBox):
                 self.load_button.description = "Check again"
             else:
                 text = "Metrics, subgroup metrics and the gate of the challenger and the champion."
-            self.summary.value = f'<div style="color:{MUTED}">{text}</div>'
+            self.summary.value = note(text)
             self.children = (self.summary, self.load_button)
             return
         champion = f"version {c.champion_version}" if c.champion_version else "none yet"
@@ -144,30 +139,30 @@ class ModelReview(widgets.VBox):
             f"<b>{html.escape(champion)}</b> · Gate: "
             f'<b style="color:{gate_colour}">{html.escape(c.gate or "no result")}</b></div>'
         )
-        metrics = _table(
+        metrics = compact_table(
             ["Holdout metric", "Challenger", "Champion"],
             [([m.name, _value(m.challenger), _value(m.champion)], None) for m in c.metrics],
         )
-        checks = _table(
+        checks = compact_table(
             ["Gate check", "Result", "Why"],
             [
                 ([g.name, "pass" if g.passed else "FAIL", g.explanation], None if g.passed else RED)
                 for g in c.checks
             ],
         )
-        groups = _table(
+        groups = compact_table(
             ["Attribute", "Group", "n", "Selection rate: challenger", "champion"],
             [
                 ([s.attribute, s.group, str(s.n), _value(s.challenger), _value(s.champion)], None)
                 for s in c.subgroups
             ],
         )
-        note = (
-            f'<div style="font-size:0.85em;color:{MUTED}">Each model on the holdout as of its '
-            "own training snapshot; the gate's champion check compared both on the "
-            "challenger's.</div>"
+        how = note(
+            "Each model on the holdout as of its own training snapshot; the gate's champion "
+            "check compared both on the challenger's.",
+            size="0.85em",
         )
-        self.details.value = metrics + note + checks + groups
+        self.details.value = metrics + how + checks + groups
         parts: list[widgets.Widget] = [self.summary, self.details]
         if self.figure is not None:
             parts.append(self.figure)

@@ -14,7 +14,11 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from hilt.widgets.contracts.protocols import (
+from hilt.widgets.common.colours import AMBER, BORDER, GREEN, MUTED, RED
+from hilt.widgets.common.figure import figure_image
+from hilt.widgets.common.formats import DASH, minutes, percent, seconds
+from hilt.widgets.common.html_table import compact_table, note
+from hilt.widgets.contracts.oversight import (
     Agreement,
     BiasAlert,
     QueueHealth,
@@ -22,69 +26,16 @@ from hilt.widgets.contracts.protocols import (
     ReviewerStats,
 )
 
-MUTED = "var(--jp-ui-font-color2, #6b7280)"
-RED = "#b91c1c"
-AMBER = "#b45309"
-GREEN = "#166534"
-DASH = "\u2013"  # an en dash
-
-
-def percent(x: float | None) -> str:
-    return DASH if x is None else f"{x:.0%}"
-
-
-def seconds(x: float | None) -> str:
-    if x is None:
-        return DASH
-    return f"{x:.1f} s" if x < 120 else f"{x / 60:.1f} min"
-
-
-def minutes(x: float | None) -> str:
-    if x is None:
-        return DASH
-    if x < 120:
-        return f"{x:.0f} min"
-    if x < 48 * 60:
-        return f"{x / 60:.1f} h"
-    return f"{x / 1440:.1f} days"
-
 
 def _tile(label: str, value: str, colour: str = "inherit") -> str:
     return (
         '<div style="display:inline-block;min-width:9em;margin:0 1em 0.6em 0;'
-        "padding:0.4em 0.8em;border:1px solid var(--jp-border-color2, #e5e7eb);"
+        f"padding:0.4em 0.8em;border:1px solid {BORDER};"
         'border-radius:6px">'
         f'<div style="font-size:0.85em;color:{MUTED}">{html.escape(label)}</div>'
         f'<div style="font-size:1.4em;font-weight:600;color:{colour}">{html.escape(value)}</div>'
         "</div>"
     )
-
-
-def _table(headers: Sequence[str], rows: Sequence[tuple[Sequence[str], str | None]]) -> str:
-    """An HTML table; each row is (cells, colour of the row or None)."""
-    head = "".join(
-        f'<th style="text-align:left;padding:2px 10px 2px 0">{html.escape(h)}</th>' for h in headers
-    )
-    body = []
-    for cells, colour in rows:
-        style = f' style="color:{colour};font-weight:600"' if colour else ""
-        tds = "".join(f'<td style="padding:2px 10px 2px 0">{html.escape(c)}</td>' for c in cells)
-        body.append(f"<tr{style}>{tds}</tr>")
-    return (
-        '<table style="border-collapse:collapse;margin:0.3em 0">'
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-    )
-
-
-def _image(png: bytes | None) -> widgets.Image | None:
-    if not png:
-        return None
-    img = widgets.Image(value=png, format="png")
-    img.layout.max_width = "640px"
-    # No tooltip: the Image view of ipywidgets 8 fails to render with one (it reads a
-    # description that an Image does not have); the section headings say what is shown.
-    img.add_class("hilt-figure")
-    return img
 
 
 class QueueHealthView(widgets.VBox):
@@ -104,7 +55,7 @@ class QueueHealthView(widgets.VBox):
     def _compose(self) -> None:
         h = self.health
         if h is None:
-            self.text.value = f'<div style="color:{MUTED}">Queue health is not available.</div>'
+            self.text.value = note("Queue health is not available.")
         else:
             oldest_colour = AMBER if (h.oldest_waiting_minutes or 0) > 24 * 60 else "inherit"
             tiles = [
@@ -155,7 +106,7 @@ class ReviewerStatsView(widgets.VBox):
         self.reviewers = tuple(reviewers)
         self.alerts = tuple(alerts)
         self.window_days = window_days
-        self.figure = _image(figure)
+        self.figure = figure_image(figure)
         self._compose()
 
     def _compose(self) -> None:
@@ -177,7 +128,7 @@ class ReviewerStatsView(widgets.VBox):
             )
         flagged = {a.reviewer for a in self.alerts}
         if not self.reviewers:
-            self.table.value = f'<div style="color:{MUTED}">No reviewer has decided yet.</div>'
+            self.table.value = note("No reviewer has decided yet.")
         else:
             rows = []
             for r in self.reviewers:
@@ -196,20 +147,19 @@ class ReviewerStatsView(widgets.VBox):
                 ]
                 rows.append((cells, RED if r.reviewer in flagged else None))
             window = f" over the last {self.window_days} days" if self.window_days else ""
-            self.table.value = (
-                _table(
-                    [
-                        "Reviewer",
-                        "Decided",
-                        "Accept rate",
-                        "Override rate",
-                        "Median time on item",
-                        "Gold accuracy",
-                    ],
-                    rows,
-                )
-                + f'<div style="font-size:0.85em;color:{MUTED}">Final decisions{window}; '
-                "rates of decisions on a model prediction.</div>"
+            self.table.value = compact_table(
+                [
+                    "Reviewer",
+                    "Decided",
+                    "Accept rate",
+                    "Override rate",
+                    "Median time on item",
+                    "Gold accuracy",
+                ],
+                rows,
+            ) + note(
+                f"Final decisions{window}; rates of decisions on a model prediction.",
+                size="0.85em",
             )
         self.children = tuple(
             w for w in (self.alerts_html, self.table, self.figure) if w is not None
@@ -264,14 +214,14 @@ class OverrideReasonsView(widgets.VBox):
 
     def show(self, reasons: Sequence[ReasonCount], figure: bytes | None = None) -> None:
         self.reasons = tuple(reasons)
-        self.figure = _image(figure)
+        self.figure = figure_image(figure)
         self._compose()
 
     def _compose(self) -> None:
         if not self.reasons:
-            self.table.value = f'<div style="color:{MUTED}">No overrides yet.</div>'
+            self.table.value = note("No overrides yet.")
         else:
             total = sum(r.count for r in self.reasons)
             rows = [([r.label, str(r.count), percent(r.count / total)], None) for r in self.reasons]
-            self.table.value = _table(["Reason", "Overrides", "Share"], rows)
+            self.table.value = compact_table(["Reason", "Overrides", "Share"], rows)
         self.children = tuple(w for w in (self.figure, self.table) if w is not None)

@@ -15,11 +15,11 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
+from hilt.widgets.common.callbacks import NOT_REFRESHED, Listeners
+from hilt.widgets.common.colours import GREEN, RED
+from hilt.widgets.common.html_table import note
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import OversightBackend, SystemStatus
-
-RED = "#b91c1c"
-GREEN = "#166534"
+from hilt.widgets.contracts.oversight import OversightBackend, SystemStatus
 
 
 class SystemControl(widgets.VBox):
@@ -60,12 +60,12 @@ class SystemControl(widgets.VBox):
         self.halt_button.on_click(lambda _b: self.halt())
         self.resume_button.on_click(lambda _b: self.resume())
         self.state: SystemStatus | None = None
-        self._handlers: list[Callable[[SystemStatus], None]] = []
+        self._notify = Listeners[SystemStatus](self.status, NOT_REFRESHED)
         self.refresh()
 
     def on_change(self, fn: Callable[[SystemStatus], None]) -> None:
         """Register ``fn(state)``, called after a halt or a resume the store recorded."""
-        self._handlers.append(fn)
+        self._notify.add(fn)
 
     def refresh(self) -> None:
         try:
@@ -108,15 +108,6 @@ class SystemControl(widgets.VBox):
         self.halted = state.halted
         self._compose()
 
-    def _notify(self, state: SystemStatus) -> None:
-        for fn in list(self._handlers):
-            try:
-                fn(state)
-            except Exception as exc:
-                self.status.error(
-                    f"Saved, but the dashboard could not refresh: {describe_error(exc)}"
-                )
-
     def _compose(self) -> None:
         state = self.state
         children: tuple[Any, ...] = (self.banner,)
@@ -140,10 +131,7 @@ class SystemControl(widgets.VBox):
             mine = state.changed_by is not None and state.changed_by == self.me
             self.resume_button.disabled = mine
             self.note.value = (
-                '<div style="color:var(--jp-ui-font-color2, #6b7280)">You halted the system: '
-                "a second lead must resume it.</div>"
-                if mine
-                else ""
+                note("You halted the system: a second lead must resume it.") if mine else ""
             )
             children = (self.banner, self.resume_button)
             if mine:

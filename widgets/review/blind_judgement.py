@@ -16,8 +16,10 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
-from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import ReviewConfig
+from hilt.widgets.common.callbacks import Listeners
+from hilt.widgets.common.class_buttons import class_buttons
+from hilt.widgets.common.status import StatusLine
+from hilt.widgets.contracts.common import ReviewConfig
 from hilt.widgets.review.keyboard import MAX_CLASS_KEYS
 
 
@@ -34,22 +36,21 @@ class BlindJudgement(widgets.VBox):
         self.config = config
         self.add_class("hilt-blind-judgement")
         self.status = status if status is not None else StatusLine()
-        self._handlers: list[Callable[[str], None]] = []
+        self._listeners = Listeners[str](self.status, "The judgement could not be handled")
         self.recorded: str | None = None
         self.prompt = widgets.HTML(
             "<b>Your judgement first.</b> The model's output stays hidden until you record "
             "your own assessment of this case."
         )
-        self.class_buttons: dict[str, widgets.Button] = {}
-        for i, cls in enumerate(config.classes):
-            shortcut = f" (shortcut: {i + 1})" if i < MAX_CLASS_KEYS else ""
-            button = widgets.Button(
-                description=f"My judgement: {config.class_label(cls)}",
-                tooltip=f"Record your own judgement: {config.class_label(cls)}{shortcut}",
-                layout=widgets.Layout(width="auto"),
-            )
-            button.on_click(lambda _b, cls=cls: self.choose(cls))
-            self.class_buttons[cls] = button
+        self.class_buttons = class_buttons(
+            config,
+            lambda label: f"My judgement: {label}",
+            lambda i, label: (
+                f"Record your own judgement: {label}"
+                + (f" (shortcut: {i + 1})" if i < MAX_CLASS_KEYS else "")
+            ),
+            self.choose,
+        )
         self.buttons = widgets.HBox(list(self.class_buttons.values()))
         self.summary = widgets.HTML()
         self.observe(lambda _change: self._compose(), names="state")
@@ -57,7 +58,7 @@ class BlindJudgement(widgets.VBox):
 
     def on_judgement(self, fn: Callable[[str], None]) -> None:
         """Register ``fn(cls)``, called when the reviewer records a class."""
-        self._handlers.append(fn)
+        self._listeners.add(fn)
 
     def ask(self) -> None:
         self.recorded = None
@@ -77,11 +78,7 @@ class BlindJudgement(widgets.VBox):
         """Record ``cls`` as the judgement (button or digit); False when not asking."""
         if self.state != "asking" or cls not in self.config.classes:
             return False
-        for fn in list(self._handlers):
-            try:
-                fn(cls)
-            except Exception as exc:  # never into the void: Voila hides the traceback
-                self.status.error(f"The judgement could not be handled: {describe_error(exc)}")
+        self._listeners(cls)
         return True
 
     def _compose(self) -> None:

@@ -14,7 +14,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from hilt.widgets.contracts.protocols import FieldSpec, ReviewConfig, ReviewItem
+from hilt.widgets.common.colours import MUTED
+from hilt.widgets.contracts.common import FieldSpec, ReviewConfig, ReviewItem
 
 #: Shown for a missing value (None, NaN or an empty string).
 MISSING = "—"
@@ -60,7 +61,7 @@ def _row(spec: FieldSpec, item: ReviewItem) -> str:
     text = format_value(item.values.get(spec.name), spec.format)
     return (
         '<tr><th style="text-align:left;font-weight:500;padding:2px 16px 2px 0;'
-        'color:var(--jp-ui-font-color2, #4b5563);white-space:nowrap">'
+        f'color:{MUTED};white-space:nowrap">'
         f"{html.escape(spec.label)}</th>"
         f'<td style="padding:2px 0">{html.escape(text)}</td></tr>'
     )

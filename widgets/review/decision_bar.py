@@ -29,9 +29,11 @@ from typing import Any, Literal
 import ipywidgets as widgets
 import traitlets
 
-from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import ReviewConfig
-from hilt.widgets.review.keyboard import ACTION_KEYS
+from hilt.widgets.common.callbacks import Listeners
+from hilt.widgets.common.colours import MUTED
+from hilt.widgets.common.status import StatusLine
+from hilt.widgets.contracts.common import ReviewConfig
+from hilt.widgets.review.keyboard import ACTION_KEYS, MAX_CLASS_KEYS
 
 IntentAction = Literal["accept", "override", "flag", "skip", "undo"]
 Panel = Literal["", "override", "flag"]
@@ -58,6 +60,30 @@ def _clean_text(text: str) -> str | None:
     return cleaned or None
 
 
+def _text_box(description: str, placeholder: str) -> widgets.Textarea:
+    """The comment of an override, the note of a flag: same look, empty at first."""
+    return widgets.Textarea(
+        value="",
+        placeholder=placeholder,
+        description=description,
+        style={"description_width": "initial"},
+        layout=widgets.Layout(width="min(100%, 36em)"),
+    )
+
+
+def _panel(
+    action: str,
+    title: str,
+    fields: list[widgets.Widget],
+    confirm: widgets.Button,
+    cancel: widgets.Button,
+) -> widgets.VBox:
+    """The panel an action opens: what it does, its inputs, Confirm and Cancel."""
+    panel = widgets.VBox([widgets.HTML(title), *fields, widgets.HBox([confirm, cancel])])
+    panel.add_class(f"hilt-{action}-panel")
+    return panel
+
+
 class DecisionBar(widgets.VBox):
     """The decision buttons and their panels for one review config."""
 
@@ -81,7 +107,7 @@ class DecisionBar(widgets.VBox):
         self.add_class("hilt-decision-bar")
         self._owns_status = status is None
         self.status = status if status is not None else StatusLine()
-        self._handlers: list[Callable[[DecisionIntent], None]] = []
+        self._emit = Listeners[DecisionIntent](self.status, "The decision could not be handled")
         self._model_label: str | None = None
 
         self.accept_button = self._button(
@@ -111,7 +137,7 @@ class DecisionBar(widgets.VBox):
         )
 
         # --- override panel
-        n_keys = min(len(config.classes), 9)
+        n_keys = min(len(config.classes), MAX_CLASS_KEYS)
         self.target_buttons = widgets.ToggleButtons(
             options=[(config.class_label(c), c) for c in config.classes],
             value=None,
@@ -130,67 +156,43 @@ class DecisionBar(widgets.VBox):
             layout=widgets.Layout(width="min(100%, 36em)"),
         )
         need = "required" if config.comment_required else "optional"
-        self.comment_area = widgets.Textarea(
-            value="",
-            placeholder=f"Comment ({need}, at most {config.max_comment_length} characters)",
-            description="Comment",
-            style={"description_width": "initial"},
-            layout=widgets.Layout(width="min(100%, 36em)"),
+        self.comment_area = _text_box(
+            "Comment", f"Comment ({need}, at most {config.max_comment_length} characters)"
         )
         self.comment_counter = widgets.HTML()
-        self.confirm_override_button = widgets.Button(
-            description="Confirm override",
-            button_style="warning",
-            tooltip="Record the override with the chosen class and reason code",
+        self.confirm_override_button, self.cancel_override_button = self._confirm_and_cancel(
+            "override",
+            "warning",
+            "Record the override with the chosen class and reason code",
+            self._on_confirm_override,
         )
-        self.cancel_override_button = widgets.Button(
-            description="Cancel", tooltip="Close the override panel"
+        self.override_panel = _panel(
+            "override",
+            "<b>Override</b>: decide for another class and say why.",
+            [self.target_buttons, self.reason_dropdown, self.comment_area, self.comment_counter],
+            self.confirm_override_button,
+            self.cancel_override_button,
         )
-        self.confirm_override_button.on_click(self._on_confirm_override)
-        self.cancel_override_button.on_click(self._on_cancel)
-        self.override_panel = widgets.VBox(
-            [
-                widgets.HTML("<b>Override</b>: decide for another class and say why."),
-                self.target_buttons,
-                self.reason_dropdown,
-                self.comment_area,
-                self.comment_counter,
-                widgets.HBox([self.confirm_override_button, self.cancel_override_button]),
-            ]
-        )
-        self.override_panel.add_class("hilt-override-panel")
 
         # --- flag panel
-        self.flag_note = widgets.Textarea(
-            value="",
-            placeholder=(
-                f"Note for the second reviewer (optional, at most "
-                f"{config.max_comment_length} characters)"
-            ),
-            description="Note",
-            style={"description_width": "initial"},
-            layout=widgets.Layout(width="min(100%, 36em)"),
+        self.flag_note = _text_box(
+            "Note",
+            f"Note for the second reviewer (optional, at most "
+            f"{config.max_comment_length} characters)",
         )
-        self.confirm_flag_button = widgets.Button(
-            description="Confirm flag",
-            button_style="info",
-            tooltip="Send the case to another reviewer for a second opinion",
+        self.confirm_flag_button, self.cancel_flag_button = self._confirm_and_cancel(
+            "flag",
+            "info",
+            "Send the case to another reviewer for a second opinion",
+            self._on_confirm_flag,
         )
-        self.cancel_flag_button = widgets.Button(
-            description="Cancel", tooltip="Close the flag panel"
+        self.flag_panel = _panel(
+            "flag",
+            "<b>Flag for a second opinion</b>: another reviewer will decide this case.",
+            [self.flag_note],
+            self.confirm_flag_button,
+            self.cancel_flag_button,
         )
-        self.confirm_flag_button.on_click(self._on_confirm_flag)
-        self.cancel_flag_button.on_click(self._on_cancel)
-        self.flag_panel = widgets.VBox(
-            [
-                widgets.HTML(
-                    "<b>Flag for a second opinion</b>: another reviewer will decide this case."
-                ),
-                self.flag_note,
-                widgets.HBox([self.confirm_flag_button, self.cancel_flag_button]),
-            ]
-        )
-        self.flag_panel.add_class("hilt-flag-panel")
 
         self.comment_area.observe(self._on_text, names="value")
         self.flag_note.observe(self._on_text, names="value")
@@ -205,7 +207,7 @@ class DecisionBar(widgets.VBox):
     # ------------------------------------------------------------------ public API
     def on_decision(self, fn: Callable[[DecisionIntent], None]) -> None:
         """Register ``fn(intent)``, called for every complete decision."""
-        self._handlers.append(fn)
+        self._emit.add(fn)
 
     def set_model_label(self, label: str | None) -> None:
         """The model's class for the open case, once it may be seen (None while hidden).
@@ -253,6 +255,16 @@ class DecisionBar(widgets.VBox):
             button_style=style,
             tooltip=f"{tip} (shortcut: {_KEY_FOR[action]})",
         )
+
+    def _confirm_and_cancel(
+        self, action: str, style: str, tip: str, on_confirm: Callable[[Any], None]
+    ) -> tuple[widgets.Button, widgets.Button]:
+        """The two buttons at the foot of ``action``'s panel."""
+        confirm = widgets.Button(description=f"Confirm {action}", button_style=style, tooltip=tip)
+        cancel = widgets.Button(description="Cancel", tooltip=f"Close the {action} panel")
+        confirm.on_click(on_confirm)
+        cancel.on_click(self._on_cancel)
+        return confirm, cancel
 
     def _on_accept(self, _button: Any = None) -> None:
         if not self.accept_button.disabled:
@@ -326,13 +338,6 @@ class DecisionBar(widgets.VBox):
             return
         self._emit(DecisionIntent("flag", comment=note))
 
-    def _emit(self, intent: DecisionIntent) -> None:
-        for fn in list(self._handlers):
-            try:
-                fn(intent)
-            except Exception as exc:  # never into the void: Voila hides the traceback
-                self.status.error(f"The decision could not be handled: {describe_error(exc)}")
-
     def _on_text(self, change: Any) -> None:
         limit = self.config.max_comment_length
         text = change["new"]
@@ -346,7 +351,7 @@ class DecisionBar(widgets.VBox):
         used = len(self.comment_area.value)
         need = "required" if self.config.comment_required else "optional"
         self.comment_counter.value = (
-            '<span style="font-size:0.85em;color:var(--jp-ui-font-color2, #6b7280)">'
+            f'<span style="font-size:0.85em;color:{MUTED}">'
             f"Comment {need} · {used} / {limit} characters</span>"
         )
 

@@ -29,6 +29,9 @@ from typing import Any, Literal
 import anywidget
 import traitlets
 
+from hilt.widgets.common.callbacks import Listeners
+from hilt.widgets.common.colours import MUTED
+
 ShortcutAction = Literal["accept", "override", "flag", "skip", "undo", "class"]
 
 #: Letter → decision-bar action.
@@ -111,12 +114,12 @@ export default {
 };
 """
 
-_CSS = """
-.hilt-keyboard {
+_CSS = f"""
+.hilt-keyboard {{
   font-size: 0.8em;
-  color: var(--jp-ui-font-color2, #6b7280);
+  color: {MUTED};
   padding: 2px 0;
-}
+}}
 """
 
 
@@ -138,7 +141,7 @@ class KeyboardShortcuts(anywidget.AnyWidget):
     def __init__(self, class_labels: Sequence[str] = (), **kwargs: Any) -> None:
         """``class_labels``: the classes' names for people, in the order digits address."""
         super().__init__(**kwargs)
-        self._handlers: list[Callable[[Shortcut], None]] = []
+        self._dispatch = Listeners[Shortcut]()
         self.n_classes = min(len(class_labels), MAX_CLASS_KEYS)
         digits = [str(i + 1) for i in range(self.n_classes)]
         self.shortcut_keys = [*ACTION_KEYS, *digits]
@@ -152,7 +155,7 @@ class KeyboardShortcuts(anywidget.AnyWidget):
         self.on_msg(self._on_frontend_message)
 
     def on_shortcut(self, fn: Callable[[Shortcut], None]) -> None:
-        self._handlers.append(fn)
+        self._dispatch.add(fn)
 
     def handle_key(self, key: str, in_text_field: bool) -> Shortcut | None:
         """Map one key press to a Shortcut and dispatch it; None when ignored."""
@@ -160,8 +163,7 @@ class KeyboardShortcuts(anywidget.AnyWidget):
             return None
         shortcut = self.shortcut_for(key)
         if shortcut is not None:
-            for fn in list(self._handlers):
-                fn(shortcut)
+            self._dispatch(shortcut)
         return shortcut
 
     def shortcut_for(self, key: str) -> Shortcut | None:

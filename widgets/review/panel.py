@@ -13,12 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hilt.widgets.common.refusal import RefusalScreen
-from hilt.widgets.common.status import describe_error
-from hilt.widgets.contracts.protocols import Refusal, ReviewBackend
+from hilt.widgets.common.refusal import RefusalScreen, panel_for
+from hilt.widgets.contracts.common import Refusal
+from hilt.widgets.contracts.review import UNAVAILABLE, ReviewBackend
 from hilt.widgets.review.session import ReviewSession
-
-UNAVAILABLE = "The review queue is not available"
 
 
 def review_panel(
@@ -30,11 +28,9 @@ def review_panel(
 
     ``kwargs`` go to ``ReviewSession`` (for example ``min_dwell_ms``).
     """
-    if isinstance(access, Refusal):
-        return RefusalScreen(access.title, access.message)
-    try:
-        access.reviewer()  # who is looking: without an answer there is no panel
-    except Exception as exc:
-        why = describe_error(exc)
-        return RefusalScreen(UNAVAILABLE, f"Your identity could not be confirmed: {why}")
-    return ReviewSession(access, clock, **kwargs)
+    return panel_for(
+        access,
+        UNAVAILABLE,
+        lambda backend: backend.reviewer(),
+        lambda backend, _reviewer: ReviewSession(backend, clock, **kwargs),
+    )

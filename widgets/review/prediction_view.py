@@ -26,9 +26,9 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
+from hilt.widgets.common.colours import MUTED
+from hilt.widgets.contracts.common import ReviewConfig, ReviewItem
 from hilt.widgets.contracts.explanation import (
-    MUTED,
-    NON_FEATURE_KEYS,
     ExplanationContext,
     OutOfRange,
     RenderedExplanation,
@@ -37,24 +37,11 @@ from hilt.widgets.contracts.explanation import (
     top_contributions,
     used_labels,
 )
-from hilt.widgets.contracts.explanation import describe_range as _describe
-from hilt.widgets.contracts.protocols import (
-    FeatureRange,
-    ReviewConfig,
-    ReviewItem,
-    ShownExplanation,
-)
-
-__all__ = ["NON_FEATURE_KEYS", "PredictionView", "describe_range"]
+from hilt.widgets.contracts.review import ShownExplanation
 
 HIDDEN_TEXT = (
     "The model's output is hidden until you record your own judgement (blind-first review)."
 )
-
-
-def describe_range(rng: FeatureRange) -> str:
-    """The training range in words (no case value in it)."""
-    return _describe(rng.low, rng.high, rng.levels is not None)
 
 
 class PredictionView(widgets.VBox):

@@ -42,20 +42,16 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
+from hilt.widgets.common.callbacks import Listeners
+from hilt.widgets.common.colours import AMBER, MUTED
+from hilt.widgets.common.header import header_html
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.protocols import (
-    DecisionInput,
-    DecisionReceipt,
-    QueueStatus,
-    ReviewBackend,
-    ReviewConfig,
-    Reviewer,
-    ReviewItem,
-)
+from hilt.widgets.contracts.common import ReviewConfig, Reviewer, ReviewItem
+from hilt.widgets.contracts.review import DecisionInput, DecisionReceipt, QueueStatus, ReviewBackend
 from hilt.widgets.review.blind_judgement import BlindJudgement
 from hilt.widgets.review.case_card import CaseCard
 from hilt.widgets.review.decision_bar import DecisionBar, DecisionIntent
-from hilt.widgets.review.keyboard import KeyboardShortcuts, Shortcut
+from hilt.widgets.review.keyboard import MAX_CLASS_KEYS, KeyboardShortcuts, Shortcut
 from hilt.widgets.review.prediction_view import PredictionView
 
 #: Default guard against double clicks landing on the next case (see module docstring).
@@ -113,7 +109,8 @@ class ReviewSession(widgets.VBox):
             description="Check for new cases", tooltip="Ask the queue for the next case"
         )
         self.reload_button.on_click(lambda _b: self.load_next())
-        self._handlers: list[Callable[[DecisionReceipt], None]] = []
+        #: The receipt listeners, told once the panel shows what comes next.
+        self._notify = Listeners[DecisionReceipt](self.status, "Saved, but a listener failed")
         self._item: ReviewItem | None = None
         self._shown_at = clock()
         self._last: _Decided | None = None
@@ -153,7 +150,7 @@ class ReviewSession(widgets.VBox):
     def on_receipt(self, fn: Callable[[DecisionReceipt], None]) -> None:
         """Register ``fn(receipt)``, called after each decision the backend recorded, once
         the panel shows what comes next (the next case, or the revealed prediction)."""
-        self._handlers.append(fn)
+        self._notify.add(fn)
 
     def handle_key(self, key: str, in_text_field: bool = False) -> None:
         """A key press, exactly as the browser reports it (tests call this directly)."""
@@ -346,14 +343,6 @@ class ReviewSession(widgets.VBox):
         self._failed = False
         return receipt
 
-    def _notify(self, receipt: DecisionReceipt) -> None:
-        """Tell the receipt listeners, once the panel shows what comes next."""
-        for fn in list(self._handlers):
-            try:
-                fn(receipt)
-            except Exception as exc:
-                self.status.error(f"Saved, but a listener failed: {describe_error(exc)}")
-
     # ------------------------------------------------------------------ keyboard
     def _on_shortcut(self, shortcut: Shortcut) -> None:
         assert self.config is not None
@@ -369,7 +358,9 @@ class ReviewSession(widgets.VBox):
             return
         if self.phase == "blind" and shortcut.action in ("accept", "override"):
             n = len(self.config.classes)
-            self.status.info(f"Record your own judgement first (keys 1 to {min(n, 9)}).")
+            self.status.info(
+                f"Record your own judgement first (keys 1 to {min(n, MAX_CLASS_KEYS)})."
+            )
             return
         self.decision_bar.press(shortcut.action)
 
@@ -399,21 +390,14 @@ class ReviewSession(widgets.VBox):
         if reviewer is None:
             self.header.value = "<b>Review queue</b>"
             return
-        roles = ", ".join(reviewer.roles) or "no role"
-        self.header.value = (
-            f'<div style="font-size:1.1em"><b>Review queue</b> · '
-            f"{html.escape(reviewer.name)} "
-            f'<span style="color:var(--jp-ui-font-color2, #6b7280)">({html.escape(roles)})'
-            "</span></div>"
-        )
+        self.header.value = header_html("Review queue", reviewer.name, reviewer.roles)
 
     def _refresh_progress(self) -> None:
         try:
             status: QueueStatus = self.backend.queue_status()
         except Exception:
             self.progress.value = (
-                '<span style="color:var(--jp-ui-font-color2, #6b7280)">'
-                "Progress is unavailable right now.</span>"
+                f'<span style="color:{MUTED}">Progress is unavailable right now.</span>'
             )
             return
         self.progress.value = (
@@ -432,7 +416,7 @@ class ReviewSession(widgets.VBox):
         if item is not None and item.second_opinion:
             badges.append("Second opinion: another reviewer flagged this case.")
         self.case_badges.value = "".join(
-            f'<div style="color:#b45309;font-weight:600">{html.escape(b)}</div>' for b in badges
+            f'<div style="color:{AMBER};font-weight:600">{html.escape(b)}</div>' for b in badges
         )
 
     def _compose(self) -> None:

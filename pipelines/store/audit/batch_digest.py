@@ -35,9 +35,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -46,6 +45,9 @@ import pyarrow.compute as pc
 from hilt.pipelines.config import Settings
 from hilt.pipelines.store.audit.chain import canonical_json
 from hilt.pipelines.store.schema import quote
+
+if TYPE_CHECKING:
+    import duckdb
 
 METHOD = (
     "sha256 of the stored batch column by column (hilt-batch-digest-v2: row count, names "

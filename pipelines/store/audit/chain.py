@@ -18,11 +18,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.store import sql
+
+if TYPE_CHECKING:
+    import duckdb
 
 GENESIS_HASH = "0" * 64
 

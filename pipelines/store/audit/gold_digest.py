@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit.chain import Break
+
+if TYPE_CHECKING:
+    import duckdb
 
 GOLD_EVENT = """entry LIKE '{"action":"gold.added",%'"""
 

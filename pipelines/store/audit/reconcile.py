@@ -8,12 +8,16 @@ The chain proves the audit log; this proves the tables the log speaks about:
 
 from __future__ import annotations
 
-import duckdb
+from typing import TYPE_CHECKING
+
 import polars as pl
 
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit import batch_digest
 from hilt.pipelines.store.audit.chain import Break
+
+if TYPE_CHECKING:
+    import duckdb
 
 #: Canonical entries have sorted keys, so "action" always comes first: a prefix match picks
 #: the events of one kind without parsing a million JSON documents.

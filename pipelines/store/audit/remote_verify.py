@@ -15,7 +15,7 @@ import polars as pl
 
 from hilt.pipelines.store.audit.chain import AuditEntry
 from hilt.pipelines.store.audit.verify import verify_records
-from hilt.pipelines.store.protocol import Store
+from hilt.pipelines.store.operations import Store
 from hilt.pipelines.store.records import VerifyReport
 
 PAGE = 100_000
@@ -27,16 +27,7 @@ def fetch_chain(store: Store) -> pl.DataFrame:
     while True:
         page = store.audit_events(after_seq=after, limit=PAGE)
         for e in page:
-            entry = AuditEntry(
-                seq=e.seq,
-                ts=e.ts,
-                actor=e.actor,
-                role=e.role,
-                action=e.action,
-                object_type=e.object_type,
-                object_id=e.object_id,
-                payload=e.payload,
-            ).canonical()
+            entry = AuditEntry(**e.model_dump(exclude={"prev_hash", "hash"})).canonical()
             rows.append({"seq": e.seq, "entry": entry, "prev_hash": e.prev_hash, "hash": e.hash})
         if len(page) < PAGE:
             break

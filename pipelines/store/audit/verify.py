@@ -17,6 +17,7 @@ from typing import TypeVar
 import duckdb
 
 from hilt.pipelines.config import Settings
+from hilt.pipelines.errors import StoreError
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit import batch_digest, reconcile, schema_check
 from hilt.pipelines.store.audit import chain as audit_chain
@@ -29,6 +30,7 @@ from hilt.pipelines.store.audit.checkpoints import (
 )
 from hilt.pipelines.store.audit.gold_digest import first_mismatch as gold_mismatch
 from hilt.pipelines.store.records import BreakRecord, VerifyReport
+from hilt.pipelines.store.sql import describe
 from hilt.pipelines.workspace import Workspace
 
 T = TypeVar("T")
@@ -47,6 +49,8 @@ def verify_file(
         con = connect(workspace)
         try:
             return verify_store(con, settings, workspace, public_key, checkpoints)
+        except duckdb.Error as e:
+            raise StoreError(f"the store failed ({describe(e)})") from e
         finally:
             con.close()
 

@@ -3,7 +3,9 @@
 Every Voila page is its own kernel process and DuckDB allows one writing process per file,
 so many reviewers share one store through this service. It authenticates callers by API
 token (only hashes are stored), and enforces roles server-side by running the very same
-``StoreCore`` operations as the embedded mode. OpenAPI at /openapi.json.
+``StoreCore`` operations as the embedded mode. Its routes are derived from the operations
+table (``store.operations``): one route per row, with the row's path, body and result
+(``_add_route``). OpenAPI at /openapi.json.
 
 Nothing personal is logged: uvicorn's access log (which would print case ids in paths) is off.
 
@@ -12,12 +14,12 @@ run time, including the local ``Caller`` dependency alias.)
 """
 
 import asyncio
+import inspect
 import json
 import logging
 import os
 import queue
 import signal
-import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -25,146 +27,38 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import duckdb
-import polars as pl
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import (
     AuthenticationError,
     HiltError,
-    InputError,
     PermissionDeniedError,
 )
-from hilt.pipelines.store.core import Clock, HeadCache, StoreCore, system_clock, token_hash
-from hilt.pipelines.store.modes import locking
+from hilt.pipelines.ports import require_free_port
+from hilt.pipelines.store.core import StoreCore
+from hilt.pipelines.store.modes import locking, wire
 from hilt.pipelines.store.modes.embedded import connect
-from hilt.pipelines.store.ops import subject_rights
-from hilt.pipelines.store.records import (
-    AuditEvent,
-    AuditHead,
-    AuditPage,
-    AuditQuery,
-    CaseRecord,
-    CheckpointRecord,
-    ConflictRecord,
-    Decision,
-    DecisionRequest,
-    ErasureReport,
-    FeatureRange,
-    GoldResult,
-    IngestResult,
-    LeasedCase,
-    OversightReport,
-    Prediction,
-    QueueStatus,
-    RetentionReport,
-    SnapshotRecord,
-    SubjectAction,
-    SubjectExport,
-    SystemState,
-    TokenGrant,
-    User,
-    VerifyReport,
-)
+from hilt.pipelines.store.operations import Operation, Store
+from hilt.pipelines.store.ops.removal import finish_removals
+from hilt.pipelines.store.ops.users import authenticate, lookup_user, token_hash
+from hilt.pipelines.store.records import Decision, DecisionRequest, User
+from hilt.pipelines.store.schema import check_schema_version
+from hilt.pipelines.store.unit import Clock, HeadCache, Unit, system_clock
 from hilt.pipelines.workspace import Workspace
 
 log = logging.getLogger("hilt.store.service")
+#: Who the service itself is in the log, for the work it does on its own (start-up).
+SERVICE_USER = User(name="hilt-store", roles=["system"])
 T = TypeVar("T")
 
 #: DuckDB threads for bulk operations in the owning process (see StoreService.run_bulk).
 BULK_THREADS = max(1, os.cpu_count() or 1)
 #: Largest request body accepted (bytes); bulk loads beyond it belong in `hilt ingest`.
 MAX_BODY_BYTES = 64 * 1024 * 1024
-
-
-class RowsIn(BaseModel):
-    rows: list[dict[str, Any]] = Field(min_length=1)
-
-
-class PredictionsIn(RowsIn):
-    model_version: str = Field(min_length=1, max_length=128)
-
-
-class HaltIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000)
-
-
-class CaseIdsIn(BaseModel):
-    case_ids: list[str] | None = None
-
-
-class EventIn(BaseModel):
-    action: str = Field(min_length=1, max_length=64)
-    object_type: str = Field(min_length=1, max_length=128)
-    object_id: str = Field(min_length=1, max_length=128)
-    payload: dict[str, Any] = Field(default_factory=dict)
-
-
-class UserIn(BaseModel):
-    name: str
-    role: str
-
-
-class SubjectIn(BaseModel):
-    #: The external subject id (in the body, never in the URL).
-    subject_id: str = Field(min_length=1, max_length=128)
-
-
-class RectifyIn(SubjectIn):
-    column: str = Field(min_length=1, max_length=64)
-    value: str | None = Field(default=None, max_length=100_000)
-    case_id: str | None = Field(default=None, min_length=1, max_length=128)
-
-
-class RestrictIn(SubjectIn):
-    kind: str
-    lift: bool = False
-
-
-class AdjudicationIn(BaseModel):
-    case_id: str = Field(min_length=1, max_length=128)
-    final_label: str = Field(min_length=1, max_length=128)
-    comment: str | None = None
-    request_id: str | None = Field(default=None, min_length=1, max_length=128)
-
-
-def rows_to_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """JSON rows → a frame of text columns; the store's validation parses and types them.
-
-    Going through text keeps one parser for CSV files and JSON requests, so the same bad
-    value gets the same clear error whichever way it arrives.
-    """
-    columns = list(rows[0].keys())
-    expected = set(columns)
-    for i, row in enumerate(rows, start=1):
-        if set(row.keys()) != expected:
-            raise InputError(f"row {i} has different fields than row 1")
-
-    def text(v: Any) -> str | None:
-        if v is None:
-            return None
-        if isinstance(v, dict | list):
-            return json.dumps(v)
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        return str(v)
-
-    values = {c: [text(r[c]) for r in rows] for c in columns}
-    try:
-        return pl.DataFrame({c: pl.Series(c, v, dtype=pl.String) for c, v in values.items()})
-    except UnicodeEncodeError:
-        for c, column in values.items():
-            for i, v in enumerate(column, start=1):
-                if v is not None and not v.isascii():
-                    try:
-                        v.encode("utf-8")
-                    except UnicodeEncodeError:
-                        raise InputError(f"row {i}, field {c!r}: not valid Unicode text") from None
-        raise
 
 
 class BodyLimit:
@@ -270,17 +164,17 @@ class StoreService:
             self.settings,
             self.workspace,
             actor,
+            self.keys,
             self.clock,
             head=self.head,
-            in_group=in_group,
-            keys=self.keys,
+            in_transaction=in_group,
         )
 
-    def run(self, actor: User, op: Callable[[StoreCore], T]) -> T:
+    def run(self, actor: User, operation: Operation[Any, T], arguments: dict[str, Any]) -> T:
         with self.mutex:
-            return op(self.core(actor))
+            return self.core(actor).call(operation, arguments)
 
-    def run_bulk(self, actor: User, op: Callable[[StoreCore], T]) -> T:
+    def run_bulk(self, actor: User, operation: Operation[Any, T], arguments: dict[str, Any]) -> T:
         """Like ``run``, with DuckDB on every core. The owning process otherwise keeps DuckDB
         to one thread: the interactive operations (lease, decide, queue status) are small
         queries that two threads make slower, not faster (measured: the review round trip
@@ -289,9 +183,14 @@ class StoreService:
         with self.mutex:
             self.con.execute(f"SET threads = {BULK_THREADS}")
             try:
-                return op(self.core(actor))
+                return self.core(actor).call(operation, arguments)
             finally:
                 self.con.execute("SET threads = 1")
+
+    def run_system(self, task: Callable[[Unit], T]) -> T:
+        """Run a task of the service itself (start-up), as its own system user."""
+        with self.mutex:
+            return task(self.core(SERVICE_USER).unit("system"))
 
     def submit_decision(self, actor: User, request: DecisionRequest) -> Future[Decision]:
         """Queue a decision for the group committer; the future resolves after its COMMIT."""
@@ -321,12 +220,13 @@ class StoreService:
 
     def _commit_group(self, group: list[tuple[User, DecisionRequest, Future[Decision]]]) -> None:
         outcomes: list[tuple[Future[Decision], Decision | None, BaseException | None]] = []
+        decide = Store.record_decision
         try:
             self.con.execute("BEGIN TRANSACTION")
             for actor, request, done in group:
                 core = self.core(actor, in_group=True)
                 try:
-                    outcomes.append((done, core.record_decision(request), None))
+                    outcomes.append((done, core.call(decide, {"request": request}), None))
                 except HiltError as e:
                     if core.wrote:
                         raise
@@ -342,7 +242,7 @@ class StoreService:
             for actor, request, done in group:  # one by one, each in its own transaction
                 try:
                     # Under the mutex already: run directly, in its own transaction.
-                    done.set_result(self.core(actor).record_decision(request))
+                    done.set_result(self.core(actor).call(decide, {"request": request}))
                 except BaseException as e:
                     done.set_exception(e)
             return
@@ -361,7 +261,7 @@ class StoreService:
         if known is not None:
             return known
         with self.mutex:
-            user = StoreCore.authenticate(self.con, token)
+            user = authenticate(self.con, token)
         self._tokens[hashed] = user
         return user
 
@@ -376,7 +276,7 @@ class StoreService:
         if known is not None:
             return known
         with self.mutex:
-            user = StoreCore.lookup_user(self.con, name)
+            user = lookup_user(self.con, name)
         self._users[name] = user
         return user
 
@@ -441,196 +341,75 @@ def create_app(service: StoreService) -> FastAPI:
             "max_rows_per_request": service.settings.limits.max_rows_per_request,
         }
 
-    @app.get("/v1/me")
-    def me(user: Caller) -> User:
-        return user
-
-    def _check_rows(n: int) -> None:
-        limit = service.settings.limits.max_rows_per_request
-        if n > limit:
-            raise InputError(f"{n} rows exceed limits.max_rows_per_request ({limit})")
-
-    @app.post("/v1/cases")
-    def ingest_cases(body: RowsIn, user: Caller) -> IngestResult:
-        _check_rows(len(body.rows))
-        frame = rows_to_frame(body.rows)
-        return service.run_bulk(user, lambda c: c.ingest_cases(frame))
-
-    @app.post("/v1/predictions")
-    def add_predictions(body: PredictionsIn, user: Caller) -> IngestResult:
-        _check_rows(len(body.rows))
-        frame = rows_to_frame(body.rows)
-        return service.run_bulk(user, lambda c: c.add_predictions(body.model_version, frame))
-
-    @app.post("/v1/decisions")
-    async def record_decision(body: DecisionRequest, user: Caller) -> Decision:
-        # Waits on the group committer without holding a worker thread.
-        return await asyncio.wrap_future(service.submit_decision(user, body))
-
-    @app.get("/v1/decisions")
-    def decisions(
-        user: Caller, after_seq: int = 0, limit: int = 1000, final_only: bool = False
-    ) -> list[Decision]:
-        return service.run(user, lambda c: c.decisions(after_seq, limit, final_only))
-
-    @app.post("/v1/queue/next")
-    def next_case(user: Caller, strategy: str | None = None) -> LeasedCase | None:
-        return service.run(user, lambda c: c.next_case(strategy))
-
-    @app.get("/v1/queue/status")
-    def queue_status(user: Caller) -> QueueStatus:
-        return service.run(user, lambda c: c.queue_status())
-
-    @app.post("/v1/cases/{case_id:path}/contest")
-    def contest(case_id: str, user: Caller) -> int:
-        return service.run(user, lambda c: c.contest(case_id))
-
-    @app.post("/v1/events")
-    def record_event(body: EventIn, user: Caller) -> int:
-        return service.run(
-            user,
-            lambda c: c.record_event(body.action, body.object_type, body.object_id, body.payload),
-        )
-
-    @app.post("/v1/snapshots")
-    def snapshot(user: Caller, as_of_seq: int | None = None) -> SnapshotRecord:
-        return service.run_bulk(user, lambda c: c.snapshot(as_of_seq))
-
-    @app.get("/v1/system")
-    def system_state(user: Caller) -> SystemState:
-        return service.run(user, lambda c: c.system_state())
-
-    @app.post("/v1/system/halt")
-    def halt(body: HaltIn, user: Caller) -> SystemState:
-        return service.run(user, lambda c: c.halt(body.reason))
-
-    @app.post("/v1/system/resume")
-    def resume(user: Caller) -> SystemState:
-        return service.run(user, lambda c: c.resume())
-
-    @app.get("/v1/feature-profile")
-    def feature_profile(user: Caller) -> dict[str, FeatureRange]:
-        return service.run(user, lambda c: c.feature_profile())
-
-    @app.post("/v1/case-frame")
-    def case_frame(body: CaseIdsIn, user: Caller) -> dict[str, Any]:
-        frame = service.run_bulk(user, lambda c: c.case_frame(body.case_ids))
-        return {"columns": frame.columns, "rows": frame.rows()}
-
-    @app.get("/v1/cases/{case_id:path}")
-    def get_case(case_id: str, user: Caller) -> CaseRecord:
-        return service.run(user, lambda c: c.get_case(case_id))
-
-    @app.get("/v1/counts")
-    def counts(user: Caller) -> dict[str, int]:
-        return service.run(user, lambda c: c.counts())
-
-    @app.get("/v1/audit/head")
-    def audit_head(user: Caller) -> AuditHead:
-        return service.run(user, lambda c: c.audit_head())
-
-    @app.get("/v1/audit/events")
-    def audit_events(user: Caller, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
-        return service.run(user, lambda c: c.audit_events(after_seq, limit))
-
-    @app.get("/v1/audit/verify")
-    def verify(user: Caller, public_key: str | None = None) -> VerifyReport:
-        return service.run_bulk(user, lambda c: c.verify(public_key))
-
-    @app.post("/v1/audit/checkpoint")
-    def checkpoint(user: Caller) -> CheckpointRecord:
-        return service.run(user, lambda c: c.checkpoint())
-
-    @app.post("/v1/subjects/export")
-    def subject_export(body: SubjectIn, user: Caller) -> SubjectExport:
-        return service.run_bulk(user, lambda c: c.subject_export(body.subject_id))
-
-    @app.post("/v1/subjects/rectify")
-    def subject_rectify(body: RectifyIn, user: Caller) -> SubjectAction:
-        return service.run(
-            user,
-            lambda c: c.subject_rectify(body.subject_id, body.column, body.value, body.case_id),
-        )
-
-    @app.post("/v1/subjects/restrict")
-    def subject_restrict(body: RestrictIn, user: Caller) -> SubjectAction:
-        return service.run(
-            user, lambda c: c.subject_restrict(body.subject_id, body.kind, body.lift)
-        )
-
-    @app.post("/v1/subjects/contest")
-    def subject_contest(body: SubjectIn, user: Caller) -> SubjectAction:
-        return service.run(user, lambda c: c.subject_contest(body.subject_id))
-
-    @app.post("/v1/subjects/erase")
-    def subject_erase(body: SubjectIn, user: Caller) -> ErasureReport:
-        return service.run_bulk(user, lambda c: c.subject_erase(body.subject_id))
-
-    @app.post("/v1/retention/apply")
-    def retention_apply(user: Caller) -> RetentionReport:
-        return service.run_bulk(user, lambda c: c.retention_apply())
-
-    @app.post("/v1/users")
-    def add_user(body: UserIn, user: Caller) -> TokenGrant:
-        try:
-            return service.run(user, lambda c: c.add_user(body.name, body.role))
-        finally:
-            service.forget_identities()
-
-    @app.post("/v1/users/{name}/revoke-tokens")
-    def revoke_tokens(name: str, user: Caller) -> int:
-        try:
-            return service.run(user, lambda c: c.revoke_tokens(name))
-        finally:
-            service.forget_identities()
-
-    @app.get("/v1/audit/search")
-    def audit_search(user: Caller, query: Annotated[AuditQuery, Query()]) -> AuditPage:
-        return service.run_bulk(user, lambda c: c.audit_search(query))
-
-    @app.get("/v1/decisions/{decision_id}")
-    def get_decision(decision_id: str, user: Caller) -> Decision:
-        return service.run(user, lambda c: c.get_decision(decision_id))
-
-    @app.get("/v1/predictions/{prediction_id}")
-    def get_prediction(prediction_id: int, user: Caller) -> Prediction:
-        return service.run(user, lambda c: c.get_prediction(prediction_id))
-
-    @app.get("/v1/gold/candidates")
-    def gold_candidates(user: Caller, limit: int = 1000) -> list[str]:
-        return service.run_bulk(user, lambda c: c.gold_candidates(limit))
-
-    @app.post("/v1/gold")
-    def add_gold(body: PredictionsIn, user: Caller) -> GoldResult:
-        _check_rows(len(body.rows))
-        frame = rows_to_frame(body.rows)
-        return service.run_bulk(user, lambda c: c.add_gold(body.model_version, frame))
-
-    @app.get("/v1/oversight/report")
-    def oversight_report(user: Caller) -> OversightReport:
-        return service.run_bulk(user, lambda c: c.oversight_report())
-
-    @app.get("/v1/oversight/conflicts")
-    def conflicts(user: Caller) -> list[ConflictRecord]:
-        return service.run(user, lambda c: c.conflicts())
-
-    @app.post("/v1/oversight/adjudications")
-    def adjudicate(body: AdjudicationIn, user: Caller) -> Decision:
-        return service.run(
-            user,
-            lambda c: c.adjudicate(body.case_id, body.final_label, body.comment, body.request_id),
-        )
-
+    for operation in Store.operations():
+        _add_route(app, service, operation, Caller)
     return app
 
 
-def _check_port_free(host: str, port: int) -> None:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            raise InputError(f"cannot listen on {host}:{port}: the port is in use") from None
+def _add_route(
+    app: FastAPI, service: StoreService, operation: Operation[Any, Any], caller: Any
+) -> None:
+    """Serve ``operation`` on its route: the endpoint's signature (path parameters, the
+    body, the caller, the query parameters) and its response type are the operation's."""
+    shape = wire.shape_of(operation)
+    hints = operation.hints
+    params = [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=hints[n])
+        for n in shape.path
+    ]
+    if shape.body_model is not None:
+        params.append(
+            inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=shape.body_model)
+        )
+    params.append(inspect.Parameter("user", inspect.Parameter.KEYWORD_ONLY, annotation=caller))
+    for name in shape.query:
+        default = operation.signature.parameters[name].default
+        params.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[name], default=default
+            )
+        )
+    if shape.query_model_param is not None:
+        name = shape.query_model_param
+        params.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[hints[name], Query()]
+            )
+        )
+    returns = dict[str, Any] if shape.frame_result else hints["return"]
+
+    def arguments(values: dict[str, Any]) -> tuple[User, dict[str, Any]]:
+        user = values.pop("user")
+        max_rows = service.settings.limits.max_rows_per_request
+        return user, wire.arguments_from_request(operation, values, max_rows)
+
+    endpoint: Callable[..., Any]
+    if operation.group_commit:
+        # Waits on the group committer without holding a worker thread.
+        async def endpoint(**values: Any) -> Any:
+            user, args = arguments(values)
+            (request,) = args.values()
+            return await asyncio.wrap_future(service.submit_decision(user, request))
+    else:
+
+        def endpoint(**values: Any) -> Any:
+            user, args = arguments(values)
+            run = service.run_bulk if operation.bulk else service.run
+            try:
+                return wire.result_body(operation, run(user, operation, args))
+            finally:
+                if operation.changes_identities:
+                    service.forget_identities()
+
+    endpoint.__signature__ = inspect.Signature(params, return_annotation=returns)  # type: ignore[union-attr]
+    endpoint.__name__ = operation.route.endpoint or operation.name
+    app.add_api_route(
+        operation.route.path,
+        endpoint,
+        methods=[operation.route.method],
+        response_model=returns,
+        name=endpoint.__name__,
+    )
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -643,15 +422,15 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8765) -> No
 
     settings = workspace.settings()
     url = f"http://{host}:{port}"
-    _check_port_free(host, port)
+    require_free_port(host, port)
     with locking.exclusive(workspace.lock_path, workspace.service_file, timeout_s=0):
         con = connect(workspace)
         con.execute("SET threads = 1")  # see StoreService.run_bulk
         service = StoreService(workspace, settings, con)
         try:
-            service.run(User(name="hilt-store", roles=["system"]), StoreCore.check_schema_version)
+            check_schema_version(con, workspace.db_path)
             # Complete a removal that crashed between its commit and destroying the keys.
-            service.run(User(name="hilt-store", roles=["system"]), subject_rights.finish_removals)
+            service.run_system(finish_removals)
             workspace.service_file.write_text(
                 json.dumps(
                     {

@@ -30,7 +30,7 @@ from hilt.pipelines.config import MIN_AUDIT_RETENTION_DAYS
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit import batch_digest
 from hilt.pipelines.store.audit.chain import utc_timestamp
-from hilt.pipelines.store.ops.subject_rights import (
+from hilt.pipelines.store.ops.removal import (
     Removal,
     discard_new_files,
     finish_removals,
@@ -41,12 +41,14 @@ from hilt.pipelines.store.ops.subject_rights import (
 from hilt.pipelines.store.records import RetentionReport
 
 if TYPE_CHECKING:
-    from hilt.pipelines.store.core import StoreCore
+    from hilt.pipelines.store.unit import Unit
 
 
-def apply(core: StoreCore, role: str) -> RetentionReport:
-    now = core.clock()
-    periods = core.settings.retention
+def retention_apply(unit: Unit) -> RetentionReport:
+    """Remove what has passed its retention period (idempotent: a run with nothing due
+    writes nothing)."""
+    now = unit.clock()
+    periods = unit.settings.retention
     cut_cases = now - timedelta(days=periods.cases_days)
     cut_predictions = now - timedelta(days=periods.predictions_days)
     cut_decisions = now - timedelta(days=periods.decisions_days)
@@ -65,10 +67,10 @@ def apply(core: StoreCore, role: str) -> RetentionReport:
         snapshots=[],
     )
     try:
-        with core._transaction():
+        with unit.transaction():
             due_cases = [
                 str(r[0])
-                for r in core.con.execute(
+                for r in unit.con.execute(
                     "SELECT case_id FROM cases WHERE removed_seq IS NULL AND created_at < ?"
                     " ORDER BY case_id",
                     [cut_cases],
@@ -76,19 +78,19 @@ def apply(core: StoreCore, role: str) -> RetentionReport:
             ]
             due_predictions = int(
                 sql.scalar(
-                    core.con,
+                    unit.con,
                     "SELECT count(*) FROM predictions WHERE created_at < ?",
                     [cut_predictions],
                 )
             )
             decisions_row = sql.one(
-                core.con,
+                unit.con,
                 "SELECT count(*), max(seq) FROM decisions WHERE created_at < ?",
                 [cut_decisions],
             )
             due_decisions = int(decisions_row[0]) if decisions_row else 0
             audit_row = sql.one(
-                core.con,
+                unit.con,
                 "SELECT max(seq) FROM audit_log WHERE json_extract_string(entry, '$.ts') < ?",
                 [cut_audit],
             )
@@ -96,8 +98,7 @@ def apply(core: StoreCore, role: str) -> RetentionReport:
             nothing_due = not (due_cases or due_predictions or due_decisions or audit_through)
             if not nothing_due:
                 seq, subjects = _remove(
-                    core,
-                    role,
+                    unit,
                     removal,
                     due_cases,
                     due_predictions,
@@ -110,7 +111,7 @@ def apply(core: StoreCore, role: str) -> RetentionReport:
     except BaseException:
         discard_new_files(removal)
         raise
-    finish_removals(core)  # also completes a removal that crashed after its commit
+    finish_removals(unit)  # also completes a removal that crashed after its commit
     if nothing_due:
         return report
     return RetentionReport(
@@ -126,8 +127,7 @@ def apply(core: StoreCore, role: str) -> RetentionReport:
 
 
 def _remove(
-    core: StoreCore,
-    role: str,
+    unit: Unit,
     removal: Removal,
     due_cases: list[str],
     due_predictions: int,
@@ -138,8 +138,8 @@ def _remove(
     now: datetime,
 ) -> tuple[int, list[str]]:
     """Remove what is due, inside the caller's transaction; (event seq, subjects forgotten)."""
-    periods = core.settings.retention
-    seq = core._next_seq()
+    periods = unit.settings.retention
+    seq = unit.next_seq()
     payload: dict[str, Any] = {
         "as_of": utc_timestamp(now),
         "periods_days": periods.model_dump(),
@@ -149,58 +149,57 @@ def _remove(
         affected = sorted(
             {
                 str(r[0])
-                for r in core.con.execute(
+                for r in unit.con.execute(
                     "SELECT DISTINCT subject_ref FROM cases WHERE case_id IN (SELECT unnest(?))",
                     [due_cases],
                 ).fetchall()
             }
         )
-        remove_case_data(core, due_cases, seq, removal)
+        remove_case_data(unit, due_cases, seq, removal)
         live = {
             str(r[0])
-            for r in core.con.execute(
+            for r in unit.con.execute(
                 "SELECT DISTINCT subject_ref FROM cases WHERE removed_seq IS NULL"
                 " AND subject_ref IN (SELECT unnest(?))",
                 [affected],
             ).fetchall()
         }
         subjects = [ref for ref in affected if ref not in live]
-        remove_subjects(core, subjects, "retention", seq, now)
-        rewrite_snapshots(core, due_cases, seq, now, removal)
+        remove_subjects(unit, subjects, "retention", seq, now)
+        rewrite_snapshots(unit, due_cases, seq, now, removal)
         payload["cases"] = {"removed": len(due_cases), "subjects_forgotten": subjects}
     if due_predictions:
         batches = [
             int(r[0])
-            for r in core.con.execute(
+            for r in unit.con.execute(
                 "SELECT DISTINCT batch_seq FROM predictions WHERE created_at < ? ORDER BY 1",
                 [cut_predictions],
             ).fetchall()
         ]
-        core.con.execute("DELETE FROM predictions WHERE created_at < ?", [cut_predictions])
+        unit.con.execute("DELETE FROM predictions WHERE created_at < ?", [cut_predictions])
         for batch in batches:
             rows = int(
                 sql.scalar(
-                    core.con, "SELECT count(*) FROM predictions WHERE batch_seq = ?", [batch]
+                    unit.con, "SELECT count(*) FROM predictions WHERE batch_seq = ?", [batch]
                 )
             )
             removal.batches[str(batch)] = {
                 "rows": rows,
-                "digest": batch_digest.restated_digest(core.con, core.settings, batch),
+                "digest": batch_digest.restated_digest(unit.con, unit.settings, batch),
             }
         payload["predictions"] = {"purged": due_predictions}
     if due_decisions:
         assert decisions_row is not None
         through = int(decisions_row[1])
-        core.con.execute("DELETE FROM decisions WHERE seq <= ?", [through])
+        unit.con.execute("DELETE FROM decisions WHERE seq <= ?", [through])
         payload["decisions"] = {"purged": due_decisions, "purged_through": through}
     if audit_through:
-        anchor = sql.scalar(core.con, "SELECT hash FROM audit_log WHERE seq = ?", [audit_through])
-        core.con.execute("DELETE FROM audit_log WHERE seq <= ?", [audit_through])
+        anchor = sql.scalar(unit.con, "SELECT hash FROM audit_log WHERE seq = ?", [audit_through])
+        unit.con.execute("DELETE FROM audit_log WHERE seq <= ?", [audit_through])
         payload["audit"] = {"purged_through": audit_through, "anchor_hash": anchor}
     payload["batches"] = removal.batches
     payload["snapshots"] = [s.model_dump() for s in removal.snapshots]
-    core._append_audit(
-        role,
+    unit.append_audit(
         "retention.applied",
         "retention",
         utc_timestamp(now),

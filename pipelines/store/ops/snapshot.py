@@ -22,9 +22,21 @@ by two reviews that agree or by a lead's adjudication (label source
 
 from __future__ import annotations
 
+import hashlib
+import uuid
+from typing import TYPE_CHECKING
+
+import polars as pl
+
 from hilt.pipelines.config import Settings
-from hilt.pipelines.store import double_review
+from hilt.pipelines.errors import InputError
+from hilt.pipelines.store import double_review, sql
+from hilt.pipelines.store.ops import personal_reads
+from hilt.pipelines.store.records import SnapshotRecord
 from hilt.pipelines.store.schema import quote
+
+if TYPE_CHECKING:
+    from hilt.pipelines.store.unit import Unit
 
 _HASH = "('0x' || left(sha256($salt || c.case_id), 8))::BIGINT"
 HASH_SPACE = 2**32
@@ -99,3 +111,109 @@ SELECT * EXCLUDE (seed_label, review_label, action, label_seq, ingest_seq, in_ho
         AS label_seq
 FROM labelled
 """
+
+
+def cap_accepted(frame: pl.DataFrame, share: float) -> tuple[pl.DataFrame, int]:
+    """Keep at most ``share`` of the training rows with reviewer-accepted labels."""
+    accepted = (pl.col("split") == "train") & (pl.col("label_source") == "reviewer-accepted")
+    n_accepted = frame.filter(accepted).height
+    if share >= 1.0 or n_accepted == 0:
+        return frame, 0
+    n_other = frame.filter((pl.col("split") == "train") & ~accepted).height
+    keep = int(share * n_other / (1.0 - share)) if share > 0 else 0
+    if keep >= n_accepted:
+        return frame, 0
+    kept = frame.filter(accepted).sort("bucket", "case_id").head(keep)
+    return pl.concat([frame.filter(~accepted), kept]), n_accepted - keep
+
+
+def snapshot(unit: Unit, as_of_seq: int | None = None) -> SnapshotRecord:
+    """Export the training view as of an audit seq to Parquet, audited with its sha256."""
+    now = unit.clock()
+    training = unit.settings.training
+    with unit.transaction():
+        head_seq = unit.head_now()[0]
+        as_of = head_seq if as_of_seq is None else as_of_seq
+        if as_of < 1 or as_of > head_seq:
+            raise InputError(f"as_of_seq must be between 1 and the head seq {head_seq}")
+        salt = str(sql.scalar(unit.con, "SELECT value FROM meta WHERE key = 'holdout_salt'"))
+        rel = unit.con.sql(
+            snapshot_sql(unit.settings),
+            params={
+                "as_of": as_of,
+                "salt": salt,
+                "holdout_cut": int(training.holdout_fraction * HASH_SPACE),
+            },
+        )
+        frame = pl.from_arrow(rel.to_arrow_table())
+        assert isinstance(frame, pl.DataFrame)
+        wanted = wanted_columns(unit.settings)
+        if any(n in unit.settings.fields.personal for n in wanted):
+            opened = personal_reads.open_personal(
+                unit,
+                frame.select(
+                    "case_id",
+                    "subject_ref",
+                    pl.col("case_ingest_seq").alias("ingest_seq"),
+                    "sealed",
+                ),
+            )
+            personal = [n for n in wanted if n in unit.settings.fields.personal]
+            frame = frame.join(opened.select("case_id", *personal), on="case_id", how="left")
+        frame = personal_reads.rectified(unit, frame.drop(*SEALED_COLUMNS), as_of)
+        frame = frame.select(
+            "case_id", *wanted, "bucket", "label", "label_source", "split", "label_seq"
+        )
+        frame, dropped = cap_accepted(frame, training.max_accepted_share)
+        frame = frame.drop("bucket").sort(["split", "case_id"])
+        if frame.height == 0:
+            raise InputError("no labelled cases as of that seq; nothing to snapshot")
+        unit.workspace.snapshots_dir.mkdir(parents=True, exist_ok=True)
+        tmp = unit.workspace.snapshots_dir / f".snapshot-{uuid.uuid4().hex}.parquet"
+        try:
+            frame.write_parquet(tmp, compression="zstd", statistics=False)
+            digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+            name = f"snapshot-{as_of:08d}-{digest[:12]}.parquet"
+            path = unit.workspace.snapshots_dir / name
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        train = frame.filter(pl.col("split") == "train")
+        sources = {
+            src: int(train.filter(pl.col("label_source") == src).height)
+            for src in ("original", "reviewer-accepted", "reviewer-corrected")
+        }
+        holdout_rows = frame.height - train.height
+        seq = unit.append_audit(
+            "snapshot.created",
+            "snapshot",
+            name,
+            {
+                "as_of_seq": as_of,
+                "sha256": digest,
+                "rows": frame.height,
+                "train_rows": train.height,
+                "holdout_rows": holdout_rows,
+                "label_sources": sources,
+                "accepted_dropped": dropped,
+            },
+            now,
+        )
+        existing = sql.scalar(unit.con, "SELECT count(*) FROM snapshots WHERE name = ?", [name])
+        if not existing:
+            unit.con.execute(
+                "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
+                [name, as_of, digest, frame.height, now, seq],
+            )
+    return SnapshotRecord(
+        name=name,
+        path=str(path),
+        sha256=digest,
+        as_of_seq=as_of,
+        seq=seq,
+        rows=frame.height,
+        train_rows=train.height,
+        holdout_rows=holdout_rows,
+        label_sources=sources,
+        accepted_dropped=dropped,
+    )

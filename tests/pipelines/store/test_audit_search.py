@@ -136,3 +136,19 @@ def test_a_reviewer_may_not_search_the_log_or_read_predictions_by_id(
         alice.audit_search(AuditQuery())
     with pytest.raises(PermissionDeniedError):
         alice.get_prediction(1)
+
+
+def test_audit_stats_sum_up_the_log_as_its_events_do(store_as: StoreFactory) -> None:
+    _decide(store_as("alice"), 4)
+    otto = store_as("otto")
+    events = _all(otto)
+    stats = otto.audit_stats()
+    assert stats.events == len(events)
+    assert (stats.first_seq, stats.head_seq) == (events[0].seq, events[-1].seq)
+    assert (stats.first_at, stats.last_at) == (events[0].ts, events[-1].ts)
+    by_action: dict[str, int] = {}
+    for e in events:
+        by_action[e.action] = by_action.get(e.action, 0) + 1
+    assert stats.by_action == by_action
+    with pytest.raises(PermissionDeniedError):
+        store_as("alice").audit_stats()

@@ -15,7 +15,8 @@ from hilt.pipelines.store import DecisionRequest, Store
 from hilt.pipelines.store.audit.verify import verify_store
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets import PredictionView
-from hilt.widgets.contracts.protocols import ReviewItem, ShownExplanation
+from hilt.widgets.contracts.common import ReviewItem
+from hilt.widgets.contracts.review import ShownExplanation
 from tests.conftest import StoreFactory
 
 

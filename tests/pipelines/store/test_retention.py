@@ -11,10 +11,8 @@ import polars as pl
 import pytest
 
 from hilt.pipelines.errors import ConfigError
-from hilt.pipelines.store import DecisionRequest
+from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.modes.embedded import EmbeddedStore
-from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, predictions_for
 
@@ -47,10 +45,9 @@ def short_config(tmp_path: Path) -> Path:
     return path
 
 
-def as_user(ws: Workspace, name: str, clock: Clock) -> EmbeddedStore:
-    if name == "operator":
-        return EmbeddedStore(ws, ws.settings(), User(name="os:test", roles=["admin"]), clock)
-    return EmbeddedStore.for_user(ws, ws.settings(), name, clock)
+def as_user(ws: Workspace, name: str, clock: Clock) -> Store:
+    who = Identity(operator=True) if name == "operator" else Identity(name=name)
+    return open_store_as(ws, who, clock=clock)
 
 
 def test_retention_removes_only_what_is_due_and_the_log_still_verifies(

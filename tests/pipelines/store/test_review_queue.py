@@ -13,8 +13,6 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
 )
 from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
-from hilt.pipelines.store.modes.embedded import EmbeddedStore
-from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import operator, start_service
 
@@ -191,15 +189,15 @@ def test_an_expired_lease_releases_the_case(loaded_workspace: Workspace) -> None
     def clock() -> datetime:
         return now[0]
 
-    def as_user(name: str, roles: list[str]) -> EmbeddedStore:
-        return EmbeddedStore(loaded_workspace, settings, User(name=name, roles=roles), clock)
+    def as_user(name: str) -> Store:
+        return open_store_as(loaded_workspace, Identity(name=name), clock=clock)
 
-    alice, bob = as_user("alice", ["reviewer"]), as_user("bob", ["reviewer"])
+    alice, bob = as_user("alice"), as_user("bob")
     held = alice.next_case("oldest")
     assert held is not None
     assert bob.next_case("oldest") is not None
     now[0] += timedelta(seconds=settings.review.lease_seconds + 1)
-    carol = as_user("lena", ["lead", "reviewer"])
+    carol = as_user("lena")
     taken = carol.next_case("oldest")
     assert taken is not None and taken.case.case_id == held.case.case_id
 

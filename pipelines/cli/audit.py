@@ -1,0 +1,83 @@
+"""`hilt audit verify` and `hilt audit checkpoint`: the tamper-evident audit log."""
+
+from __future__ import annotations
+
+import os
+from contextlib import closing
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from hilt.pipelines.cli.common import EXIT_FAILED, WorkspaceOpt, guard
+from hilt.pipelines.workspace import Workspace
+
+if TYPE_CHECKING:
+    from hilt.pipelines.store.records import CheckpointRecord, VerifyReport
+
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    workspace: WorkspaceOpt = None,
+    public_key: Annotated[
+        str | None,
+        typer.Option(help="Verify checkpoints with this key instead of the one in hilt.toml."),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Verify a store that a service owns: fetch its log from this URL."),
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(help="API token for --url (default: $HILT_TOKEN).")
+    ] = None,
+    checkpoints: Annotated[
+        Path | None,
+        typer.Option(help="Checkpoint file (default: the workspace's audit/checkpoints.jsonl)."),
+    ] = None,
+) -> None:
+    """Check the hash chain, every signed checkpoint, and the records against their events.
+
+    On the workspace's file by default. With --url the log and the decisions are fetched
+    through the API and checked here. Auditors keep their own copies of the public key and
+    of the checkpoint file and pass them with --public-key and --checkpoints: whoever can
+    rewrite the workspace can rewrite its copies too.
+    """
+    ws = Workspace.at(workspace)
+
+    def run() -> VerifyReport:
+        from hilt.pipelines.store import TOKEN_ENV, Identity, open_store_as
+        from hilt.pipelines.store.audit.remote_verify import verify_remote
+        from hilt.pipelines.store.audit.verify import verify_file
+        from hilt.pipelines.store.modes.locking import service_info
+
+        served = ws.exists() and service_info(ws.service_file) is not None
+        # A service owns the file and we hold a token: verify what it serves, here, with
+        # our own key. Otherwise the file itself.
+        if url is None and not (served and (token or os.environ.get(TOKEN_ENV))):
+            return verify_file(ws, public_key, checkpoints)
+        key = public_key or (ws.settings().audit.public_key if ws.exists() else None)
+        with closing(open_store_as(url or ws, Identity(token=token))) as store:
+            return verify_remote(store, key, checkpoints or ws.checkpoints_path)
+
+    report = guard(run)
+    typer.echo(report.summary())
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(workspace: WorkspaceOpt = None) -> None:
+    """Sign (seq, head hash, time) and append it to the checkpoint file outside the database."""
+    from hilt.pipelines.store import Identity, Need, open_store_as
+
+    ws = Workspace.at(workspace)
+    need = Need(frozenset({"admin", "system", "lead"}), "sign checkpoints")
+
+    def run() -> CheckpointRecord:
+        with closing(open_store_as(ws, Identity(operator=True), need=need)) as store:
+            return store.checkpoint()
+
+    cp = guard(run)
+    typer.echo(f"checkpoint seq {cp.seq} head {cp.head_hash} at {cp.time}")

@@ -1,0 +1,118 @@
+"""What every `hilt` command shares: the exit codes, the guard that turns an error into one
+line and an exit code (never a stack trace), the ``--workspace`` and ``--as`` options, the
+``-p NAME VALUE`` parser, and the quieting of MLflow's log lines.
+
+Importing this module imports neither the store nor MLflow.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+
+import typer
+
+from hilt.pipelines.errors import HiltError, StoreError, SystemHalted
+
+if TYPE_CHECKING:
+    pass
+
+T = TypeVar("T")
+
+#: The audit log does not verify, a run failed (its partial notebook is kept), or a
+#: reproduction gave another model.
+EXIT_FAILED = 1
+#: A user error or a refusal (bad input or parameters, bad config, unknown user or role,
+#: store busy, promotion refused); nothing was written.
+EXIT_USER_ERROR = 2
+#: An internal error of the store (or a DuckDB error that no hilt code wrapped).
+EXIT_STORE_ERROR = 3
+#: Refused because a lead halted the system, or a run stopped by a halt while it ran.
+EXIT_HALTED = 4
+
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="Workspace folder (default: $HILT_WORKSPACE, else ./workspace).",
+        show_default=False,
+    ),
+]
+
+#: ``--as`` of the commands that run a notebook or act like one (retrain, score, gold add).
+AsUserOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        help="The hilt user the run acts as (default: the token's owner when a store service "
+        "owns the workspace, else the operating-system user with the admin role).",
+        show_default=False,
+    ),
+]
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print ``error: <message>`` on standard error and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def guard(fn: Callable[[], T]) -> T:
+    """Run a command body; user errors become one line and exit 2, never a trace; store
+    errors (the store wraps every DuckDB error in its own) one line and exit 3, the trace
+    only with HILT_DEBUG=1."""
+    try:
+        return fn()
+    except SystemHalted as e:
+        fail(str(e), EXIT_HALTED)
+    except StoreError as e:
+        if os.environ.get("HILT_DEBUG"):
+            raise
+        if e.kind == "busy":
+            fail(str(e), EXIT_USER_ERROR)
+        fail(f"{e}; set HILT_DEBUG=1 to see the trace", EXIT_STORE_ERROR)
+    except HiltError as e:
+        fail(str(e), EXIT_USER_ERROR)
+
+
+def run_guard(fn: Callable[[], T]) -> T:
+    """Like ``guard``; a run that failed (its notebook raised, its kernel died) exits 1, or 4
+    when a halt stopped it."""
+    from hilt.pipelines.loop.runner import RunFailed
+
+    def body() -> T:
+        try:
+            return fn()
+        except RunFailed as e:
+            fail(str(e), EXIT_HALTED if e.error == SystemHalted.__name__ else EXIT_FAILED)
+
+    return guard(body)
+
+
+def quiet_mlflow() -> None:
+    """MLflow's INFO lines (creating its tables, validating examples) are not for schedulers."""
+    import logging
+
+    # Read by mlflow when it is imported (here and in the kernels papermill starts).
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def name_value_pairs(args: list[str]) -> dict[str, str]:
+    """``-p NAME VALUE`` / ``--param NAME VALUE`` pairs (papermill's form), nothing else."""
+    given: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        if args[i] not in ("-p", "--param"):
+            fail(f"unexpected argument {args[i]!r} (parameters: -p NAME VALUE)", EXIT_USER_ERROR)
+        if i + 2 >= len(args):
+            fail(f"{args[i]} needs a NAME and a VALUE", EXIT_USER_ERROR)
+        name, value = args[i + 1], args[i + 2]
+        if name in given:
+            fail(f"parameter {name} is given twice", EXIT_USER_ERROR)
+        given[name] = value
+        i += 3
+    return given

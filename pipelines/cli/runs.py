@@ -1,0 +1,250 @@
+"""Runs and models: `hilt retrain`, `hilt score`, `hilt promote`, `hilt reject`,
+`hilt simulate` and `hilt runs list`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hilt.pipelines.cli.common import (
+    EXIT_FAILED,
+    EXIT_USER_ERROR,
+    AsUserOpt,
+    WorkspaceOpt,
+    fail,
+    guard,
+    name_value_pairs,
+    quiet_mlflow,
+    run_guard,
+)
+from hilt.pipelines.workspace import Workspace
+
+runs_app = typer.Typer(help="Retraining and scoring runs (MLflow).", no_args_is_help=True)
+
+#: `hilt retrain` takes the notebook's parameters as extra arguments (-p NAME VALUE).
+EXTRA_ARGS: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def retrain(
+    ctx: typer.Context,
+    workspace: WorkspaceOpt = None,
+    as_user: AsUserOpt = None,
+    reproduce: Annotated[
+        str | None,
+        typer.Option(
+            help="Re-run this run with its parameters on its snapshot file; exit 0 only if "
+            "the model's sha256 matches.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Retrain: snapshot, train, evaluate, gate, log to MLflow, register the challenger.
+
+    Parameters of notebooks/retrain.ipynb as -p NAME VALUE (repeatable), e.g.
+    -p max_depth 4 -p eta 0.1; `papermill --help-notebook notebooks/retrain.ipynb` lists them.
+
+    Exit 0 when the run succeeded, whether or not the gate passed (a rejected challenger is
+    a result, not a failure); 1 when the run failed (its partial notebook is kept in runs/)
+    or a reproduction gives another model; 2 when refused before anything ran (bad
+    parameters, halted system, unknown user).
+    """
+    from hilt.pipelines.loop import runner
+
+    ws = Workspace.at(workspace)
+    quiet_mlflow()
+    given = name_value_pairs(list(ctx.args))
+    if reproduce is not None:
+        if given:
+            fail("--reproduce takes the original run's parameters; do not pass -p", EXIT_USER_ERROR)
+        rep = run_guard(lambda: runner.reproduce(ws, reproduce, as_user))
+        typer.echo(f"reproduction run {rep.result.run_id} of run {rep.original_run_id}")
+        typer.echo(f"snapshot sha256 {rep.snapshot_sha256}")
+        typer.echo(f"original model sha256   {rep.original_model_sha256}")
+        typer.echo(f"reproduced model sha256 {rep.result.model_sha256}")
+        typer.echo(f"notebook {rep.result.notebook}")
+        if not rep.matches:
+            fail(
+                f"the model differs: original {rep.original_model_sha256}, "
+                f"reproduced {rep.result.model_sha256}",
+                EXIT_FAILED,
+            )
+        typer.echo("identical: the run is reproducible")
+        return
+    result = run_guard(
+        lambda: runner.execute(ws, runner.RunRequest("retrain", given, author=as_user))
+    )
+    typer.echo(f"run {result.run_id} (retrain, as {result.author}, {result.seconds:.1f} s)")
+    typer.echo(f"model sha256 {result.model_sha256}")
+    if result.version is None:
+        typer.echo(f"gate {result.gate}; not registered (register=false)")
+    elif result.gate == "passed":
+        typer.echo(
+            f"gate passed: version {result.version} is the challenger; a lead who did not "
+            f"train it approves it with `hilt promote {result.run_id} --as LEAD`"
+        )
+    else:
+        typer.echo(
+            f"gate rejected: version {result.version} is tagged rejected and the champion is "
+            "unchanged (the run itself succeeded: exit 0)"
+        )
+    typer.echo(f"notebook {result.notebook}")
+
+
+def score(
+    file: Annotated[Path, typer.Argument(help="New cases as .csv or .parquet.")],
+    workspace: WorkspaceOpt = None,
+    as_user: AsUserOpt = None,
+    model_version: Annotated[
+        str,
+        typer.Option(help="Registered version to score with (default: the champion)."),
+    ] = "",
+) -> None:
+    """Score new cases with the champion into the review queue (refused while halted)."""
+    from hilt.pipelines.loop import runner
+
+    ws = Workspace.at(workspace)
+    quiet_mlflow()
+    params = {"input_path": str(file.expanduser().resolve()), "model_version": model_version}
+    result = run_guard(
+        lambda: runner.execute(ws, runner.RunRequest("score", params, author=as_user))
+    )
+    typer.echo(f"run {result.run_id} (score, as {result.author}, {result.seconds:.1f} s)")
+    ingested = int(result.metrics.get("cases_ingested", 0))
+    added = int(result.metrics.get("predictions_added", 0))
+    model = result.logged_params.get("model_version", "?")
+    typer.echo(f"{ingested} cases ingested, {added} scored by {model} into the review queue")
+    typer.echo(f"notebook {result.notebook}")
+
+
+def promote(
+    run_id: Annotated[str, typer.Argument(help="The retraining run whose model to promote.")],
+    as_user: Annotated[
+        str, typer.Option("--as", help="The approving lead (not the run's author).")
+    ],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Approve a challenger: its version becomes the champion (a lead who did not train it)."""
+    from hilt.pipelines.loop.promotion import promote as do_promote
+
+    ws = Workspace.at(workspace)
+    quiet_mlflow()
+    p = guard(lambda: do_promote(ws, run_id, as_user))
+    before = f"version {p.previous_version}" if p.previous_version else "none"
+    typer.echo(
+        f"{p.registered_name} version {p.version} is the champion (was: {before}); "
+        f"approved by {p.approver}, trained by {p.author}; audit seq {p.audit_seq}"
+    )
+
+
+def reject(
+    run_id: Annotated[str, typer.Argument(help="The retraining run whose challenger to reject.")],
+    as_user: Annotated[
+        str, typer.Option("--as", help="The rejecting lead (not the run's author).")
+    ],
+    reason: Annotated[str, typer.Option(help="Why (audited as its sha256).")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Reject a challenger: it stops being the challenger (a lead who did not train it)."""
+    from hilt.pipelines.loop.promotion import reject as do_reject
+
+    ws = Workspace.at(workspace)
+    quiet_mlflow()
+    r = guard(lambda: do_reject(ws, run_id, as_user, reason))
+    typer.echo(
+        f"{r.registered_name} version {r.version} rejected by {r.approver} (trained by "
+        f"{r.author}); audit seq {r.audit_seq}"
+    )
+
+
+def simulate(
+    workspace: WorkspaceOpt = None,
+    rounds: Annotated[int, typer.Option(help="Review-and-retrain rounds after round 0.")] = 3,
+    batch: Annotated[int, typer.Option(help="Cases the simulated reviewers decide per round.")] = (
+        100
+    ),
+    strategy: Annotated[str, typer.Option(help="Queue strategy: uncertainty or random.")] = (
+        "uncertainty"
+    ),
+    reviewer_error: Annotated[
+        float, typer.Option(help="Probability that a simulated reviewer answers wrongly.")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the split, the holdout and the errors.")] = 0,
+    seed_fraction: Annotated[
+        float, typer.Option(help="Share of the data ingested with its labels.")
+    ] = 0.3,
+    holdout_fraction: Annotated[
+        float, typer.Option(help="Share of those labelled cases kept as the holdout.")
+    ] = 0.8,
+    config: Annotated[Path, typer.Option(help="Use-case config.")] = Path("data/hilt.toml"),
+    data: Annotated[Path, typer.Option(help="A labelled data set.")] = Path(
+        "data/german_credit.csv"
+    ),
+) -> None:
+    """Run the whole loop headless on a labelled data set: score, simulated reviewers answer
+    from the true label, retrain through the notebook, a lead promotes. Prints the holdout
+    AUC per round, writes a PNG plot, and ends with one JSON line."""
+    import json
+
+    from hilt.pipelines.loop.simulation import SimulationConfig
+    from hilt.pipelines.loop.simulation import simulate as run_simulation
+
+    ws = Workspace.at(workspace or "workspace/simulation")
+    quiet_mlflow()
+    if strategy not in ("uncertainty", "random"):
+        fail("strategy must be uncertainty or random", EXIT_USER_ERROR)
+    sim = SimulationConfig(
+        rounds=rounds,
+        batch=batch,
+        strategy="uncertainty" if strategy == "uncertainty" else "random",
+        reviewer_error=reviewer_error,
+        seed=seed,
+        seed_fraction=seed_fraction,
+        holdout_fraction=holdout_fraction,
+    )
+    result = run_guard(
+        lambda: run_simulation(ws, config, data, sim, progress=lambda m: typer.echo(m, err=True))
+    )
+    typer.echo(result.table())
+    typer.echo(f"plot: {result.plot}")
+    typer.echo(json.dumps(result.summary()))
+
+
+@runs_app.command("list")
+def runs_list(
+    workspace: WorkspaceOpt = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 50,
+) -> None:
+    """The workspace's runs: id, kind, status, author, start, snapshot seq, model, gate, alias."""
+
+    def run() -> list[list[str]]:
+        from hilt.pipelines.loop import tracking
+
+        ws.require()
+        settings = ws.settings()
+        tracking.configure(ws, settings=settings)
+        rows = []
+        for r in tracking.list_runs(settings, max_results=limit):
+            rows.append(
+                [
+                    r.run_id,
+                    "reproduce" if r.tags.get("hilt.reproduces") else r.tags.get("hilt.kind", "-"),
+                    r.status,
+                    r.author or "-",
+                    r.start_time.strftime("%Y-%m-%d %H:%M:%SZ"),
+                    str(r.snapshot_seq) if r.snapshot_seq is not None else "-",
+                    (r.model_sha256 or "-")[:12],
+                    r.tags.get("hilt.gate", "-"),
+                    ",".join(r.aliases) or "-",
+                ]
+            )
+        return rows
+
+    ws = Workspace.at(workspace)
+    quiet_mlflow()
+    rows = guard(run)
+    header = ["run", "kind", "status", "author", "start", "seq", "model", "gate", "alias"]
+    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=False)]
+    for line in [header, *rows]:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())

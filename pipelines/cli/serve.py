@@ -1,0 +1,116 @@
+"""`hilt serve` and `hilt demo`: the dashboards (the store service plus Voila), and the demo
+workspace that `hilt demo` sets up before serving them (pipelines/loop/demo.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from hilt.pipelines.cli.common import WorkspaceOpt, guard, quiet_mlflow, run_guard
+from hilt.pipelines.workspace import Workspace
+
+if TYPE_CHECKING:
+    from hilt.pipelines.dashboards.server import DashboardServer
+    from hilt.pipelines.loop.demo import DemoStep
+
+
+def _echo_dashboards(server: DashboardServer) -> None:
+    typer.echo(f"review dashboard:  {server.dashboard_url('review')}")
+    typer.echo(f"audit dashboard:   {server.dashboard_url('audit')}")
+    typer.echo(f"oversight (leads): {server.dashboard_url('oversight')}")
+
+
+def serve(
+    workspace: WorkspaceOpt = None,
+    port: Annotated[int, typer.Option(help="Dashboard (Voila) port.")] = 8866,
+    store_port: Annotated[int, typer.Option(help="Store service port.")] = 8765,
+    host: Annotated[
+        str, typer.Option(help="Interface; keep 127.0.0.1, put a sign-in proxy in front.")
+    ] = "127.0.0.1",
+) -> None:
+    """Serve the dashboards: the store service plus Voila, until Ctrl-C."""
+    from hilt.pipelines.dashboards.server import serve_until_stopped, start_dashboards
+
+    ws = Workspace.at(workspace)
+    server = guard(lambda: start_dashboards(ws, host=host, port=port, store_port=store_port))
+    typer.echo(f"store service:     http://{host}:{store_port}")
+    _echo_dashboards(server)
+    typer.echo("(Ctrl-C stops both)")
+    serve_until_stopped(server)
+
+
+def _demo_step(step: DemoStep, root: Path) -> str:
+    """The line(s) `hilt demo` prints for one step of the set-up."""
+    from hilt.pipelines.loop.demo import (
+        GoldAdded,
+        HistoryLoaded,
+        Promoted,
+        Retrained,
+        Scored,
+        WorkspaceCreated,
+    )
+
+    match step:
+        case WorkspaceCreated():
+            return f"created demo workspace {step.root}"
+        case HistoryLoaded():
+            return (
+                f"loaded {step.rows} past applications with known outcomes; "
+                f"{step.new_applications} new ones wait in {step.incoming.relative_to(root)}"
+            )
+        case Retrained():
+            run = step.run
+            line = f"retrained as {run.author}: run {run.run_id}, gate {run.gate}"
+            if run.gate == "passed":
+                return line
+            return f"{line}\nthe gate rejected the first model; the demo scores with it anyway"
+        case Promoted():
+            return f"promoted to champion by {step.promotion.approver} (four eyes)"
+        case Scored():
+            return f"scored the new applications: run {step.run.run_id}"
+        case GoldAdded():
+            return (
+                f"{step.gold.added} gold cases (known answers, the champion wrong on "
+                f"{step.gold.model_wrong}) are mixed into the reviewers' queues"
+            )
+
+
+def demo(
+    workspace: WorkspaceOpt = None,
+    config: Annotated[Path, typer.Option(help="Use-case config.")] = Path("data/hilt.toml"),
+    data: Annotated[Path, typer.Option(help="Cases to load.")] = Path("data/german_credit.csv"),
+    port: Annotated[int, typer.Option(help="Dashboard (Voila) port.")] = 8866,
+    store_port: Annotated[int, typer.Option(help="Store service port.")] = 8765,
+    serve_dashboards: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+) -> None:
+    """Set up the demo workspace once, through the real loop, then serve the dashboards.
+
+    The data set is split into history (the first 70 %, outcomes known) and new applications
+    (the rest, outcomes withheld). A data scientist of the config retrains on the history
+    (the retraining notebook, MLflow), a lead who did not train it promotes the model if it
+    passed the gate, and the scoring notebook scores the new applications into the queue."""
+    from hilt.pipelines.loop.demo import set_up_demo
+
+    ws = Workspace.at(workspace or "workspace/demo")
+    quiet_mlflow()
+    setup = run_guard(
+        lambda: set_up_demo(
+            ws, config, data, on_step=lambda step: typer.echo(_demo_step(step, ws.root))
+        )
+    )
+    typer.echo(f"review queue: {setup.waiting} cases waiting")
+    for t in setup.tokens:
+        typer.echo(f"API token for {t.user} ({t.role}): {t.token}")
+
+    if not serve_dashboards:
+        return
+    from hilt.pipelines.dashboards.server import serve_until_stopped, start_dashboards
+
+    server = guard(lambda: start_dashboards(ws, port=port, store_port=store_port))
+    typer.echo("")
+    typer.echo(f"store service:     http://127.0.0.1:{store_port}   (OpenAPI: /openapi.json)")
+    _echo_dashboards(server)
+    typer.echo("(the dashboard acts as the workspace's local user; Ctrl-C stops everything)")
+    serve_until_stopped(server)

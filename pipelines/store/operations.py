@@ -1,0 +1,393 @@
+"""Every operation of the store, in one table: its function, who may call it, its HTTP route.
+
+``Store`` below is that table. Each row names the function in ``ops/`` that does the work
+(its first parameter is the ``Unit`` the façade gives it; the rest are the operation's
+arguments), the ``Permission`` the store checks before it runs, and the ``Route`` the
+store service serves it on. The three modes are derived from the table, not written out:
+
+- ``EmbeddedStore`` (``modes/embedded.py``) runs the function on the workspace's file;
+- ``StoreClient`` (``modes/client.py``) sends the same arguments to the route;
+- the service (``modes/service.py``) turns each row into a FastAPI route that runs it.
+
+So adding an operation is its function plus one row here. Request bodies are pydantic
+models whose fields are named like the function's parameters (``rows`` carries the one
+``DataFrame`` parameter); arguments that are not in the path or the body travel in the
+query string. Responses are the function's return type (a ``DataFrame`` as
+``{"columns", "rows"}``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, Self, TypeVar, overload
+
+from pydantic import BaseModel, Field
+
+from hilt.pipelines.config import ROLES
+from hilt.pipelines.store.ops import (
+    cases,
+    events,
+    oversight,
+    queue,
+    retention,
+    review,
+    snapshot,
+    subject_export,
+    subject_rights,
+    system,
+    users,
+)
+
+if typing.TYPE_CHECKING:
+    from hilt.pipelines.store.unit import Unit
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Permission:
+    """Who may perform an operation: any one of ``roles``."""
+
+    #: For the refusal: "user 'x' (roles: …) may not <what>".
+    what: str
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where the store service serves an operation."""
+
+    method: Literal["GET", "POST"]
+    #: Path parameters are the function's parameters of the same name (``{x}`` or
+    #: ``{x:path}``).
+    path: str
+    #: The request body: a model whose fields are the function's parameters of the same
+    #: names (``rows``: its DataFrame), or a model that is itself one parameter's type.
+    body: type[BaseModel] | None = None
+    #: The endpoint's name in the OpenAPI document, where it is not the operation's.
+    endpoint: str | None = None
+
+    @property
+    def path_params(self) -> tuple[str, ...]:
+        return tuple(m.group(1) for m in re.finditer(r"\{(\w+)(?::path)?\}", self.path))
+
+
+def GET(path: str, *, endpoint: str | None = None) -> Route:
+    return Route("GET", path, endpoint=endpoint)
+
+
+def POST(path: str, body: type[BaseModel] | None = None) -> Route:
+    return Route("POST", path, body=body)
+
+
+class Operation(Generic[P, R]):
+    """One row of the table. On a ``Store`` instance it is a method with the function's
+    parameters (without the unit) and return type."""
+
+    def __init__(
+        self,
+        fn: Callable[Concatenate[Unit, P], R],
+        permission: Permission,
+        route: Route,
+        *,
+        bulk: bool = False,
+        group_commit: bool = False,
+        changes_identities: bool = False,
+    ) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+        self.permission = permission
+        self.route = route
+        #: Scans whole tables: the service gives DuckDB every core for it.
+        self.bulk = bulk
+        #: Decisions: the service lets many requests share one transaction.
+        self.group_commit = group_commit
+        #: Users or tokens change: the service forgets the identities it cached.
+        self.changes_identities = changes_identities
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        if name != self.name:
+            raise TypeError(f"operation {name} must be the function of the same name")
+
+    @overload
+    def __get__(self, store: None, owner: type[Any]) -> Operation[P, R]: ...
+
+    @overload
+    def __get__(self, store: Store, owner: type[Any]) -> Callable[P, R]: ...
+
+    def __get__(self, store: Store | None, owner: type[Any]) -> Operation[P, R] | Callable[P, R]:
+        if store is None:
+            return self
+
+        def perform(*args: P.args, **kwargs: P.kwargs) -> R:
+            return store.perform(self, self.arguments(*args, **kwargs))
+
+        perform.__name__ = self.name
+        perform.__doc__ = self.fn.__doc__
+        return perform
+
+    @cached_property
+    def signature(self) -> inspect.Signature:
+        """The operation's parameters (the function's, without the unit)."""
+        sig = inspect.signature(self.fn)
+        return sig.replace(parameters=list(sig.parameters.values())[1:])
+
+    @cached_property
+    def hints(self) -> dict[str, Any]:
+        """The parameters' and the result's types, resolved."""
+        return typing.get_type_hints(self.fn, localns={"Unit": object})
+
+    def arguments(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The call's arguments by name, defaults filled in (TypeError as for a call)."""
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def run(self, unit: Unit, arguments: dict[str, Any]) -> R:
+        function: Callable[..., R] = self.fn
+        return function(unit, **arguments)
+
+
+# ----------------------------------------------------------------------- who may do what
+EVERYONE = frozenset(ROLES) - {"gateway"}
+DATA_WRITERS = frozenset({"admin", "system", "data-scientist"})
+REVIEWERS = frozenset({"reviewer", "lead"})
+AUDIT_READERS = frozenset({"auditor", "admin", "lead", "dpo", "data-scientist"})
+
+ANYONE = Permission("ask who they are", frozenset(ROLES))
+READ_CASES = Permission("get case", EVERYONE)
+READ_DECISIONS = Permission(
+    "decisions", frozenset({"lead", "data-scientist", "auditor", "admin", "system", "dpo"})
+)
+AUDIT_READ = Permission("audit read", AUDIT_READERS)
+MANAGE_USERS = Permission("add user", frozenset({"admin"}))
+HALT = Permission("halt", frozenset({"lead"}))
+#: Data-subject rights are the data-protection officer's (GDPR Arts. 15-22).
+SUBJECT_RIGHTS = Permission("subject rights", frozenset({"dpo"}))
+#: Oversight (EU AI Act Art. 14): gold cases, the oversight report, adjudication.
+GOLD = Permission("gold", frozenset({"data-scientist", "admin"}))
+OVERSIGHT_READ = Permission("oversight read", frozenset({"lead", "auditor", "admin"}))
+
+
+# ----------------------------------------------------------------------- request bodies
+class RowsIn(BaseModel):
+    rows: list[dict[str, Any]] = Field(min_length=1)
+
+
+class PredictionsIn(RowsIn):
+    model_version: str = Field(min_length=1, max_length=128)
+
+
+class HaltIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class CaseIdsIn(BaseModel):
+    case_ids: list[str] | None = None
+
+
+class EventIn(BaseModel):
+    action: str = Field(min_length=1, max_length=64)
+    object_type: str = Field(min_length=1, max_length=128)
+    object_id: str = Field(min_length=1, max_length=128)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class UserIn(BaseModel):
+    name: str
+    role: str
+
+
+class SubjectIn(BaseModel):
+    #: The external subject id (in the body, never in the URL: proxies log URLs).
+    subject_id: str = Field(min_length=1, max_length=128)
+
+
+class RectifyIn(SubjectIn):
+    column: str = Field(min_length=1, max_length=64)
+    value: str | None = Field(default=None, max_length=100_000)
+    case_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class RestrictIn(SubjectIn):
+    kind: str
+    lift: bool = False
+
+
+class AdjudicationIn(BaseModel):
+    case_id: str = Field(min_length=1, max_length=128)
+    final_label: str = Field(min_length=1, max_length=128)
+    comment: str | None = None
+    request_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+# ----------------------------------------------------------------------- the table
+class Store:
+    """A feedback store opened on behalf of one user; every operation below checks its
+    permission inside the store, in both modes. Open one with
+    ``hilt.pipelines.store.open_store_as``."""
+
+    # identity
+    whoami = Operation(users.whoami, ANYONE, GET("/v1/me", endpoint="me"))
+    add_user = Operation(
+        users.add_user, MANAGE_USERS, POST("/v1/users", UserIn), changes_identities=True
+    )
+    revoke_tokens = Operation(
+        users.revoke_tokens,
+        MANAGE_USERS,
+        POST("/v1/users/{name}/revoke-tokens"),
+        changes_identities=True,
+    )
+    # cases and predictions
+    ingest_cases = Operation(
+        cases.ingest_cases,
+        Permission("ingest cases", DATA_WRITERS),
+        POST("/v1/cases", RowsIn),
+        bulk=True,
+    )
+    add_predictions = Operation(
+        cases.add_predictions,
+        Permission("add predictions", DATA_WRITERS),
+        POST("/v1/predictions", PredictionsIn),
+        bulk=True,
+    )
+    # review
+    record_decision = Operation(
+        review.record_decision,
+        Permission("record decision", REVIEWERS),
+        POST("/v1/decisions"),
+        group_commit=True,
+    )
+    decisions = Operation(review.decisions, READ_DECISIONS, GET("/v1/decisions"))
+    next_case = Operation(
+        queue.next_case, Permission("next case", REVIEWERS), POST("/v1/queue/next")
+    )
+    queue_status = Operation(
+        queue.queue_status, Permission("queue status", EVERYONE), GET("/v1/queue/status")
+    )
+    contest = Operation(
+        review.contest,
+        Permission("contest", frozenset({"dpo", "admin"})),
+        POST("/v1/cases/{case_id:path}/contest"),
+    )
+    # the audit log (events a client may report; reading it)
+    record_event = Operation(
+        events.record_event,
+        Permission("record event", frozenset({"data-scientist", "admin", "system", "lead"})),
+        POST("/v1/events", EventIn),
+    )
+    # training
+    snapshot = Operation(
+        snapshot.snapshot,
+        Permission("snapshot", DATA_WRITERS),
+        POST("/v1/snapshots"),
+        bulk=True,
+    )
+    # the halt
+    system_state = Operation(
+        system.system_state, Permission("system state", EVERYONE), GET("/v1/system")
+    )
+    halt = Operation(system.halt, HALT, POST("/v1/system/halt", HaltIn))
+    resume = Operation(system.resume, HALT, POST("/v1/system/resume"))
+    # cases, read
+    feature_profile = Operation(
+        cases.feature_profile,
+        Permission("feature profile", EVERYONE),
+        GET("/v1/feature-profile"),
+    )
+    case_frame = Operation(
+        cases.case_frame,
+        Permission("case frame", DATA_WRITERS),
+        POST("/v1/case-frame", CaseIdsIn),
+        bulk=True,
+    )
+    get_case = Operation(cases.get_case, READ_CASES, GET("/v1/cases/{case_id:path}"))
+    counts = Operation(cases.counts, Permission("counts", EVERYONE), GET("/v1/counts"))
+    audit_head = Operation(events.audit_head, READ_CASES, GET("/v1/audit/head"))
+    audit_events = Operation(events.audit_events, AUDIT_READ, GET("/v1/audit/events"))
+    audit_stats = Operation(events.audit_stats, AUDIT_READ, GET("/v1/audit/stats"))
+    verify = Operation(events.verify, AUDIT_READ, GET("/v1/audit/verify"), bulk=True)
+    checkpoint = Operation(
+        events.checkpoint,
+        Permission("checkpoint", frozenset({"admin", "system", "lead"})),
+        POST("/v1/audit/checkpoint"),
+    )
+    # data-subject rights
+    subject_export = Operation(
+        subject_export.subject_export,
+        SUBJECT_RIGHTS,
+        POST("/v1/subjects/export", SubjectIn),
+        bulk=True,
+    )
+    subject_rectify = Operation(
+        subject_rights.subject_rectify, SUBJECT_RIGHTS, POST("/v1/subjects/rectify", RectifyIn)
+    )
+    subject_restrict = Operation(
+        subject_rights.subject_restrict,
+        SUBJECT_RIGHTS,
+        POST("/v1/subjects/restrict", RestrictIn),
+    )
+    subject_contest = Operation(
+        subject_rights.subject_contest, SUBJECT_RIGHTS, POST("/v1/subjects/contest", SubjectIn)
+    )
+    subject_erase = Operation(
+        subject_rights.subject_erase,
+        SUBJECT_RIGHTS,
+        POST("/v1/subjects/erase", SubjectIn),
+        bulk=True,
+    )
+    retention_apply = Operation(
+        retention.retention_apply,
+        Permission("retention", frozenset({"admin", "system", "dpo"})),
+        POST("/v1/retention/apply"),
+        bulk=True,
+    )
+    # the auditor's reads
+    audit_search = Operation(events.audit_search, AUDIT_READ, GET("/v1/audit/search"), bulk=True)
+    get_decision = Operation(
+        review.get_decision, READ_DECISIONS, GET("/v1/decisions/{decision_id}")
+    )
+    get_prediction = Operation(
+        cases.get_prediction,
+        Permission("get prediction", AUDIT_READERS),
+        GET("/v1/predictions/{prediction_id}"),
+    )
+    # oversight
+    gold_candidates = Operation(
+        oversight.gold_candidates, GOLD, GET("/v1/gold/candidates"), bulk=True
+    )
+    add_gold = Operation(oversight.add_gold, GOLD, POST("/v1/gold", PredictionsIn), bulk=True)
+    oversight_report = Operation(
+        oversight.oversight_report, OVERSIGHT_READ, GET("/v1/oversight/report"), bulk=True
+    )
+    conflicts = Operation(oversight.conflicts, OVERSIGHT_READ, GET("/v1/oversight/conflicts"))
+    adjudicate = Operation(
+        oversight.adjudicate,
+        Permission("adjudicate", frozenset({"lead"})),
+        POST("/v1/oversight/adjudications", AdjudicationIn),
+    )
+
+    # ------------------------------------------------------------------ the mode's part
+    def perform(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:
+        """Carry out ``operation`` with ``arguments`` (by name) in this mode."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the mode holds open."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @classmethod
+    def operations(cls) -> list[Operation[Any, Any]]:
+        """The table's rows, in order."""
+        return [v for v in vars(Store).values() if isinstance(v, Operation)]

@@ -1,0 +1,234 @@
+"""The audit log as an operation sees it: events a client may report, reading and searching
+the log, signing a checkpoint, verifying everything.
+
+The log itself (hash chain, checkpoints, digests, verification) is ``store.audit``; every
+other event is written by the operation whose change it records, in that change's
+transaction (``Unit.append_audit``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from hilt.pipelines.errors import InputError, StoreError
+from hilt.pipelines.store.audit.chain import canonical_json, utc_timestamp
+from hilt.pipelines.store.records import (
+    AuditEvent,
+    AuditHead,
+    AuditPage,
+    AuditQuery,
+    AuditStats,
+    CheckpointRecord,
+    VerifyReport,
+)
+
+if TYPE_CHECKING:
+    from hilt.pipelines.store.unit import Unit
+
+#: Actions a caller may append with ``record_event`` (the events of runs and models); every
+#: other action is written by the store itself, in the transaction of its change.
+EVENT_PREFIXES: tuple[str, ...] = ("run.", "model.")
+EVENT_ACTION = re.compile(r"^[a-z]+\.[a-z_]{1,48}$")
+#: Largest canonical JSON of a recorded event's payload (bytes).
+MAX_EVENT_PAYLOAD = 16_384
+
+
+def record_event(
+    unit: Unit, action: str, object_type: str, object_id: str, payload: dict[str, Any]
+) -> int:
+    """Append an event about a run or a model (``run.*``, ``model.*``) to the audit log;
+    returns its seq. The payload is the caller's: ids, hashes, counts and metrics, never
+    personal data."""
+    if not EVENT_ACTION.match(action) or not action.startswith(EVENT_PREFIXES):
+        raise InputError(
+            f"event action must look like {' or '.join(p + 'name' for p in EVENT_PREFIXES)}"
+        )
+    for name, value in (("object_type", object_type), ("object_id", object_id)):
+        if not value or len(value) > 128 or any(c in value for c in "\x00\n\r"):
+            raise InputError(f"{name} must be 1 to 128 characters on one line")
+    if not isinstance(payload, dict):
+        raise InputError("payload must be a JSON object")
+    try:
+        size = len(canonical_json(payload).encode("utf-8"))
+    except (TypeError, ValueError):
+        raise InputError("payload must be JSON (no NaN or infinity)") from None
+    if size > MAX_EVENT_PAYLOAD:
+        raise InputError(f"payload is larger than {MAX_EVENT_PAYLOAD} bytes")
+    now = unit.clock()
+    with unit.transaction():
+        return unit.append_audit(action, object_type, object_id, payload, now)
+
+
+def audit_head(unit: Unit) -> AuditHead:
+    """The seq and hash of the log's last event."""
+    seq, digest = unit.head_now()
+    return AuditHead(seq=seq, hash=digest)
+
+
+def audit_events(unit: Unit, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
+    """Events after ``after_seq``, in order, at most ``limit``."""
+    if limit < 1 or limit > 100_000:
+        raise InputError("limit must be between 1 and 100000")
+    rows = unit.con.execute(
+        "SELECT entry, prev_hash, hash FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+        [after_seq, limit],
+    ).fetchall()
+    out = []
+    for entry, prev, h in rows:
+        e = json.loads(entry)
+        out.append(AuditEvent(**e, prev_hash=prev, hash=h))
+    return out
+
+
+def audit_stats(unit: Unit) -> AuditStats:
+    """How many events the log holds, from which seq and time to which, per action."""
+    rows = unit.con.execute(
+        "SELECT json_extract_string(entry, '$.action'), count(*), min(seq), max(seq),"
+        " min(json_extract_string(entry, '$.ts')), max(json_extract_string(entry, '$.ts'))"
+        " FROM audit_log GROUP BY ALL ORDER BY 1"
+    ).fetchall()
+    return AuditStats(
+        events=sum(int(r[1]) for r in rows),
+        first_seq=min((int(r[2]) for r in rows), default=None),
+        head_seq=max((int(r[3]) for r in rows), default=0),
+        first_at=min((str(r[4]) for r in rows), default=None),
+        last_at=max((str(r[5]) for r in rows), default=None),
+        by_action={str(r[0]): int(r[1]) for r in rows},
+    )
+
+
+def audit_search(unit: Unit, query: AuditQuery) -> AuditPage:
+    """Events matching ``query``, one page of them, with counts per action and per day
+    over all that match. Read-only; filtered in the database, not by the caller."""
+    where, params = audit_filter(query)
+    filtered = (
+        "SELECT seq, entry, prev_hash, hash,"
+        " json_extract_string(entry, '$.action') AS action,"
+        " json_extract_string(entry, '$.ts') AS ts"
+        f" FROM audit_log WHERE {where}"
+    )
+    facets = unit.con.execute(
+        f"SELECT action, left(ts, 10) AS day, count(*) FROM ({filtered}) f GROUP BY ALL",
+        params,
+    ).fetchall()
+    by_action: dict[str, int] = {}
+    by_day: dict[str, int] = {}
+    for action, day, n in facets:
+        by_action[str(action)] = by_action.get(str(action), 0) + int(n)
+        by_day[str(day)] = by_day.get(str(day), 0) + int(n)
+    order = "DESC" if query.newest_first else "ASC"
+    rows = unit.con.execute(
+        f"SELECT entry, prev_hash, hash FROM ({filtered}) f ORDER BY seq {order}"
+        f" LIMIT {int(query.limit)} OFFSET {int(query.offset)}",
+        params,
+    ).fetchall()
+    events = [AuditEvent(**json.loads(e), prev_hash=p, hash=h) for e, p, h in rows]
+    return AuditPage(
+        events=events,
+        total=sum(by_action.values()),
+        offset=query.offset,
+        by_action=dict(sorted(by_action.items())),
+        by_day=dict(sorted(by_day.items())),
+    )
+
+
+def verify(unit: Unit, public_key: str | None = None) -> VerifyReport:
+    """Check the chain, every signed checkpoint, and the records against their events."""
+    from hilt.pipelines.store.audit.verify import verify_store
+
+    return verify_store(unit.con, unit.settings, unit.workspace, public_key)
+
+
+def checkpoint(unit: Unit) -> CheckpointRecord:
+    """Sign the current head with the workspace's key, append it to the checkpoint file
+    outside the database, then record the checkpoint in the log itself, so that a
+    checkpoint file that later loses lines is caught by verify."""
+    from hilt.pipelines.store.audit.checkpoints import (
+        append_checkpoint,
+        load_signing_key,
+        sign_checkpoint,
+    )
+
+    key = load_signing_key(unit.workspace.signing_key_path)
+    head = audit_head(unit)
+    if head.seq == 0:
+        raise InputError("the audit log is empty; nothing to checkpoint")
+    now = unit.clock()
+    cp = sign_checkpoint(key, head.seq, head.hash, utc_timestamp(now))
+    pinned = unit.settings.audit.public_key
+    if pinned is not None and cp.public_key != pinned:
+        raise StoreError(
+            "the signing key does not match the public key pinned in hilt.toml; "
+            "refusing to write a checkpoint that verify would reject"
+        )
+    # File first: a crash in between leaves a checkpoint without its event (harmless),
+    # never an event without its checkpoint.
+    append_checkpoint(unit.workspace.checkpoints_path, cp)
+    with unit.transaction():
+        unit.append_audit(
+            "audit.checkpoint",
+            "audit_log",
+            str(cp.seq),
+            {"seq": cp.seq, "head_hash": cp.head_hash, "signature": cp.signature},
+            now,
+        )
+    return CheckpointRecord(seq=cp.seq, head_hash=cp.head_hash, time=cp.time)
+
+
+def audit_time(value: str, name: str) -> str:
+    """An ISO-8601 time as the log writes it (UTC, microseconds, Z)."""
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InputError(f"{name} must be an ISO-8601 time, e.g. 2025-01-31T12:00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return utc_timestamp(moment)
+
+
+def audit_filter(query: AuditQuery) -> tuple[str, list[Any]]:
+    """The WHERE clause (on audit_log) and its parameters for ``query``."""
+    where: list[str] = ["true"]
+    params: list[Any] = []
+    if query.min_seq is not None:
+        where.append("seq >= ?")
+        params.append(query.min_seq)
+    if query.max_seq is not None:
+        where.append("seq <= ?")
+        params.append(query.max_seq)
+    if query.seqs is not None:
+        where.append("seq IN (SELECT unnest(?::BIGINT[]))")
+        params.append(list(query.seqs))
+    if query.action:
+        action = query.action.strip()
+        if action.endswith("."):
+            where.append("starts_with(json_extract_string(entry, '$.action'), ?)")
+        else:
+            where.append("json_extract_string(entry, '$.action') = ?")
+        params.append(action)
+    if query.actor:
+        where.append("json_extract_string(entry, '$.actor') = ?")
+        params.append(query.actor.strip())
+    if query.object_id:
+        where.append("json_extract_string(entry, '$.object_id') = ?")
+        params.append(query.object_id.strip())
+    if query.model_version:
+        where.append(
+            "(json_extract_string(entry, '$.object_id') = ?"
+            " OR json_extract_string(entry, '$.payload.model_version') = ?)"
+        )
+        params += [query.model_version.strip()] * 2
+    since = audit_time(query.since, "since") if query.since else None
+    until = audit_time(query.until, "until") if query.until else None
+    if since and until and since >= until:
+        raise InputError("since must be earlier than until")
+    if since:
+        where.append("json_extract_string(entry, '$.ts') >= ?")
+        params.append(since)
+    if until:
+        where.append("json_extract_string(entry, '$.ts') < ?")
+        params.append(until)
+    return " AND ".join(where), params

@@ -1,0 +1,503 @@
+"""Decisions: a reviewer accepts, overrides, flags, skips or undoes; a production system reads
+the final ones; a subject contests.
+
+``record_decision`` reads everything it checks about the case in one round trip
+(``CaseFacts``), applies the review rules (``review_queue``: whose turn it is, what is
+pending), and writes the decision with its audit row (``write_decision``, shared with a
+lead's adjudication) in one transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from hilt.pipelines.config import Settings
+from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError
+from hilt.pipelines.store import double_review, explanations, personal_data, review_queue, sql
+from hilt.pipelines.store.audit.chain import utc_timestamp
+from hilt.pipelines.store.ops import queue
+from hilt.pipelines.store.records import Decision, DecisionRequest
+from hilt.pipelines.store.validation import check_text
+
+if TYPE_CHECKING:
+    from hilt.pipelines.store.unit import Unit
+
+#: The columns ``decisions_where`` reads (decisions d JOIN cases c), in its order.
+DECISION_COLUMNS = (
+    "d.decision_id, d.request_id, d.case_id, d.prediction_id, d.model_version, d.reviewer,"
+    " d.reviewer_role, d.action, d.predicted_label, d.final_label, d.reason_code,"
+    " d.comment_sealed, d.time_on_item_ms, d.model_shown, d.undo_of, d.created_at, d.seq,"
+    " c.subject_ref, d.explanation_sha256"
+)
+
+
+def check_decision_fields(settings: Settings, request: DecisionRequest) -> None:
+    """Validate what can be validated without reading the store."""
+    review = settings.review
+    classes = settings.target.classes
+    check_text(request.comment, "comment", review.max_comment_length, multiline=True)
+    check_text(request.request_id, "request_id", 128)
+    action = request.action
+    if action in ("override", "blind"):
+        if request.final_label is None:
+            raise InputError(f"{action} needs final_label (the class the reviewer chose)")
+        if request.final_label not in classes:
+            raise InputError(f"final_label must be one of the target classes {classes}")
+    elif request.final_label is not None:
+        raise InputError(f"{action} takes no final_label")
+    if action == "override":
+        if not request.reason_code:
+            raise InputError("an override needs a reason_code")
+        if request.reason_code not in review.reason_codes:
+            raise InputError(
+                f"unknown reason_code; configured codes: {', '.join(review.reason_codes)}"
+            )
+        if review.comment_required and not (request.comment or "").strip():
+            raise InputError("an override needs a comment (review.comment_required)")
+    elif request.reason_code is not None:
+        raise InputError(f"{action} takes no reason_code")
+    if action == "undo" and not request.undo_of:
+        raise InputError("undo needs undo_of (the decision_id it compensates)")
+    if action != "undo" and request.undo_of is not None:
+        raise InputError("only undo takes undo_of")
+
+
+@dataclass(frozen=True)
+class PredictionRef:
+    prediction_id: int
+    model_version: str
+    label: str
+
+
+@dataclass(frozen=True)
+class CaseFacts:
+    """What deciding on one case depends on, read in one round trip (a UNION of point
+    queries is far cheaper in DuckDB than the same lookups as scalar subqueries)."""
+
+    known: bool
+    subject_ref: str
+    removed: bool
+    restricted: bool
+    #: Newest first.
+    predictions: list[PredictionRef]
+    #: In audit order.
+    history: list[review_queue.LoggedAction]
+    any_lease: bool
+    #: The holder of a live lease, if any.
+    lease_holder: str | None
+    contest_seq: int | None
+    gold: bool
+    manual: bool
+    double: bool
+    #: The decision already recorded under the request's id (an idempotent retry).
+    recorded_as: str | None
+
+
+def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datetime) -> CaseFacts:
+    rows = unit.con.execute(
+        "SELECT 'case', case_id, subject_ref, removed_seq::VARCHAR, NULL, NULL, NULL"
+        " FROM cases WHERE case_id = $cid"
+        " UNION ALL SELECT 'restricted', kind, NULL, NULL, NULL, NULL, NULL"
+        " FROM restrictions WHERE lifted_seq IS NULL"
+        " AND subject_ref = (SELECT subject_ref FROM cases WHERE case_id = $cid)"
+        " UNION ALL SELECT 'prediction', prediction_id::VARCHAR, model_version, label,"
+        " NULL, NULL, NULL FROM predictions WHERE case_id = $cid"
+        " UNION ALL SELECT 'decision', decision_id, action, reviewer, seq::VARCHAR,"
+        " undo_of, final_label FROM decisions WHERE case_id = $cid"
+        " UNION ALL SELECT 'lease', reviewer, (expires_at > $now)::VARCHAR, NULL, NULL,"
+        " NULL, NULL FROM leases WHERE case_id = $cid"
+        " UNION ALL SELECT 'contest', max(seq)::VARCHAR, NULL, NULL, NULL, NULL, NULL"
+        " FROM contests WHERE case_id = $cid"
+        " UNION ALL SELECT 'request', decision_id, NULL, NULL, NULL, NULL, NULL"
+        " FROM decisions WHERE request_id = $rid" + queue.oversight_arms_sql(unit.settings),
+        {"rid": request_id, "cid": case_id, "now": now},
+    ).fetchall()
+    gold, manual, double = queue.oversight_flags(unit.settings, rows, case_id)
+    case_row = next((r for r in rows if r[0] == "case"), None)
+    contest_text = next((r[1] for r in rows if r[0] == "contest"), None)
+    return CaseFacts(
+        known=case_row is not None,
+        subject_ref=str(case_row[2]) if case_row is not None else "",
+        removed=case_row is not None and case_row[3] is not None,
+        restricted=any(r[0] == "restricted" for r in rows),
+        predictions=sorted(
+            (PredictionRef(int(r[1]), str(r[2]), str(r[3])) for r in rows if r[0] == "prediction"),
+            key=lambda p: -p.prediction_id,
+        ),
+        history=sorted(
+            (
+                review_queue.LoggedAction(
+                    decision_id=r[1],
+                    action=r[2],
+                    reviewer=r[3],
+                    seq=int(r[4]),
+                    undo_of=r[5],
+                    final_label=r[6],
+                )
+                for r in rows
+                if r[0] == "decision"
+            ),
+            key=lambda a: a.seq,
+        ),
+        any_lease=any(r[0] == "lease" for r in rows),
+        lease_holder=next((r[1] for r in rows if r[0] == "lease" and r[2] == "true"), None),
+        contest_seq=int(contest_text) if contest_text is not None else None,
+        gold=gold,
+        manual=manual,
+        double=double,
+        recorded_as=next((r[1] for r in rows if r[0] == "request"), None),
+    )
+
+
+def _check_reviewable(facts: CaseFacts, me: str) -> None:
+    """The case exists, may still be processed, and nobody else holds its lease."""
+    if not facts.known:
+        raise NotFoundError("decision on an unknown case id")
+    if facts.removed:
+        raise ConflictError(
+            "this case's data was erased or has passed its retention period; "
+            "it can no longer be reviewed"
+        )
+    if facts.restricted:
+        raise ConflictError(
+            "processing of this case is restricted at its subject's request "
+            "(GDPR Art. 18 / 21) until the restriction is lifted"
+        )
+    if facts.lease_holder is not None and facts.lease_holder != me:
+        raise ConflictError("another reviewer holds this case's lease")
+
+
+def _chosen_prediction(facts: CaseFacts, prediction_id: int | None) -> PredictionRef | None:
+    """The prediction the decision is about: the one named, else the newest."""
+    if prediction_id is None:
+        return facts.predictions[0] if facts.predictions else None
+    matching = [p for p in facts.predictions if p.prediction_id == prediction_id]
+    if not matching:
+        raise NotFoundError("prediction_id does not belong to this case")
+    return matching[0]
+
+
+def _check_turn(facts: CaseFacts, request: DecisionRequest, me: str) -> None:
+    """A review is pending on the case and this reviewer may give it (or, for an undo, the
+    decision undone is their own latest one)."""
+    if request.action == "undo":
+        # On a gold case every reviewer decides alone: only their own history counts.
+        mine = [a for a in facts.history if a.reviewer == me or not facts.gold]
+        _check_undo(request, mine, me)
+        return
+    has_prediction = bool(facts.predictions)
+    if facts.gold:
+        state = review_queue.gold_state(facts.history, me, has_prediction)
+    else:
+        state = review_queue.case_state(
+            facts.history,
+            facts.contest_seq,
+            has_prediction,
+            double=facts.double,
+            manual=facts.manual,
+        )
+    if not state.pending:
+        raise ConflictError("this case has no review pending (already decided)")
+    if state.excluded_reviewer == me:
+        why = (
+            "a contested case"
+            if state.contested
+            else "a double-review case"
+            if state.second_review
+            else "a case you flagged"
+        )
+        raise PermissionDeniedError(f"{why} must be decided by another reviewer")
+
+
+def _check_undo(
+    request: DecisionRequest, history: list[review_queue.LoggedAction], me: str
+) -> None:
+    """Only your own latest, not yet undone decision on the case can be undone."""
+    target = next((a for a in history if a.decision_id == request.undo_of), None)
+    if target is None:
+        raise NotFoundError("undo_of names no decision on this case")
+    if target.reviewer != me:
+        raise PermissionDeniedError("only the reviewer who made a decision can undo it")
+    if target.action == "undo":
+        raise InputError("an undo cannot itself be undone; decide again instead")
+    if history[-1].decision_id != target.decision_id:
+        raise ConflictError("only the latest decision on a case can be undone")
+
+
+def record_decision(unit: Unit, request: DecisionRequest) -> Decision:
+    """Record a reviewer's decision on a case, with its audit row, in one transaction.
+
+    A retry with the same ``request_id`` returns the decision already recorded."""
+    check_decision_fields(unit.settings, request)
+    now = unit.clock()
+    me = unit.actor.name
+    with unit.transaction():
+        facts = read_case_facts(unit, request.case_id, request.request_id, now)
+        if facts.recorded_as is not None:
+            existing = decisions_where(unit, "d.decision_id = ?", [facts.recorded_as])[0]
+            if existing.case_id != request.case_id:
+                raise ConflictError("request_id was already used for another case")
+            return existing
+        _check_reviewable(facts, me)
+        pred = _chosen_prediction(facts, request.prediction_id)
+        predicted = pred.label if pred else None
+        _check_turn(facts, request, me)
+        final = request.final_label
+        if request.action == "accept":
+            if predicted is None:
+                raise InputError("accept needs a prediction; this case has none")
+            final = predicted
+        elif request.action == "override" and final == predicted:
+            raise InputError("an override must choose a class other than the model's")
+        prediction_id = pred.prediction_id if pred else None
+        decision = write_decision(
+            unit,
+            DecisionRow(
+                request_id=request.request_id,
+                case_id=request.case_id,
+                subject_ref=facts.subject_ref,
+                prediction=pred,
+                action=request.action,
+                final_label=final,
+                reason_code=request.reason_code,
+                comment=request.comment,
+                time_on_item_ms=request.time_on_item_ms,
+                model_shown=request.model_shown,
+                undo_of=request.undo_of,
+                explanation_sha256=request.explanation_sha256,
+            ),
+            {"explanation_context": explanation_context(unit, request, prediction_id)},
+            now,
+        )
+        if request.action == "undo":
+            # The case comes back to the reviewer who undid, so they can decide again.
+            queue.lease(unit, request.case_id, now, decision.seq)
+        elif request.action != "blind" and facts.any_lease:
+            unit.con.execute("DELETE FROM leases WHERE case_id = ?", [request.case_id])
+    return decision
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """A decision as it is written (the store adds its id, the reviewer, the time, the seq)."""
+
+    request_id: str | None
+    case_id: str
+    subject_ref: str
+    prediction: PredictionRef | None
+    action: str
+    final_label: str | None
+    reason_code: str | None
+    comment: str | None
+    time_on_item_ms: int
+    model_shown: bool
+    undo_of: str | None
+    explanation_sha256: str | None
+
+
+def write_decision(
+    unit: Unit, row: DecisionRow, extra_payload: dict[str, Any], now: datetime
+) -> Decision:
+    """Write a decision and its ``decision.record`` audit event (inside the caller's
+    transaction). Free text may be about the subject: it is sealed with their key, in the
+    row and in the audit payload alike (shredded with the key)."""
+    decision_id = uuid.uuid4().hex
+    seq = unit.next_seq()
+    comment_sealed = (
+        personal_data.seal_value(
+            unit.keys.store.key(row.subject_ref),
+            row.comment,
+            personal_data.COMMENT_PURPOSE,
+            row.subject_ref,
+            seq,
+            decision_id,
+        )
+        if row.comment is not None
+        else None
+    )
+    pred = row.prediction
+    decision = Decision(
+        decision_id=decision_id,
+        request_id=row.request_id,
+        case_id=row.case_id,
+        prediction_id=pred.prediction_id if pred else None,
+        model_version=pred.model_version if pred else None,
+        reviewer=unit.actor.name,
+        reviewer_role=unit.role,
+        action=row.action,
+        predicted_label=pred.label if pred else None,
+        final_label=row.final_label,
+        reason_code=row.reason_code,
+        comment=row.comment,
+        comment_sealed=comment_sealed,
+        time_on_item_ms=row.time_on_item_ms,
+        model_shown=row.model_shown,
+        undo_of=row.undo_of,
+        created_at=utc_timestamp(now),
+        seq=seq,
+        explanation_sha256=row.explanation_sha256,
+    )
+    unit.append_audit(
+        "decision.record",
+        "case",
+        row.case_id,
+        {
+            "decision_id": decision_id,
+            "request_id": row.request_id,
+            "action": row.action,
+            "prediction_id": decision.prediction_id,
+            "model_version": decision.model_version,
+            "predicted_label": decision.predicted_label,
+            "final_label": row.final_label,
+            "reason_code": row.reason_code,
+            "comment_sealed": comment_sealed,
+            "time_on_item_ms": row.time_on_item_ms,
+            "model_shown": row.model_shown,
+            "undo_of": row.undo_of,
+            "explanation_sha256": row.explanation_sha256,
+            **extra_payload,
+        },
+        now,
+        expect_seq=seq,
+    )
+    unit.con.execute(
+        "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            decision_id,
+            row.request_id,
+            row.case_id,
+            decision.prediction_id,
+            decision.model_version,
+            decision.reviewer,
+            decision.reviewer_role,
+            row.action,
+            decision.predicted_label,
+            row.final_label,
+            row.reason_code,
+            comment_sealed,
+            row.time_on_item_ms,
+            row.model_shown,
+            row.undo_of,
+            now,
+            seq,
+            row.explanation_sha256,
+        ],
+    )
+    return decision
+
+
+def decisions_where(
+    unit: Unit, where: str, params: list[Any], limit: int = 100_000
+) -> list[Decision]:
+    """Decisions matching ``where`` (on ``decisions d JOIN cases c``), in audit order, their
+    comments opened with the subjects' keys (None once a subject is erased)."""
+    rows = unit.con.execute(
+        f"SELECT {DECISION_COLUMNS} FROM decisions d JOIN cases c USING (case_id)"
+        f" WHERE {where} ORDER BY d.seq LIMIT {int(limit)}",
+        params,
+    ).fetchall()
+    with_comment = {str(r[17]) for r in rows if r[11] is not None}
+    keys = unit.keys.store.get(with_comment) if with_comment else {}
+
+    def comment(r: tuple[Any, ...]) -> str | None:
+        key = keys.get(str(r[17]))
+        if r[11] is None or key is None:
+            return None
+        text = personal_data.open_value(
+            key, r[11], personal_data.COMMENT_PURPOSE, str(r[17]), int(r[16]), str(r[0])
+        )
+        return str(text)
+
+    return [
+        Decision(
+            decision_id=r[0],
+            request_id=r[1],
+            case_id=r[2],
+            prediction_id=r[3],
+            model_version=r[4],
+            reviewer=r[5],
+            reviewer_role=r[6],
+            action=r[7],
+            predicted_label=r[8],
+            final_label=r[9],
+            reason_code=r[10],
+            comment=comment(r),
+            comment_sealed=r[11],
+            time_on_item_ms=int(r[12]),
+            model_shown=bool(r[13]),
+            undo_of=r[14],
+            created_at=utc_timestamp(r[15]),
+            seq=int(r[16]),
+            explanation_sha256=r[18],
+        )
+        for r in rows
+    ]
+
+
+def decisions(
+    unit: Unit, after_seq: int = 0, limit: int = 1000, final_only: bool = False
+) -> list[Decision]:
+    """Reviewer decisions in audit order, for a production system to read.
+
+    Every action by default (undo events included, so a consumer can apply them);
+    ``final_only``: only accept / override / adjudicate decisions that have not been
+    undone, on settled cases (not a gold case; a double-review case once two reviews
+    agree or a lead adjudicated); apply them in seq order, the last one wins.
+    """
+    if limit < 1 or limit > 100_000:
+        raise InputError("limit must be between 1 and 100000")
+    where = "d.seq > ?"
+    if final_only:
+        where += (
+            " AND d.action IN ('accept', 'override', 'adjudicate') AND d.decision_id NOT IN"
+            " (SELECT undo_of FROM decisions WHERE action = 'undo' AND undo_of IS NOT NULL)"
+        )
+        # Gold cases are tests of reviewers, not cases to act on; a double-review case
+        # is final once settled (two reviews that agree, or a lead's adjudication).
+        where += " AND d.case_id NOT IN (SELECT case_id FROM gold_cases)"
+        share = unit.settings.oversight.double_review_share
+        if share > 0:
+            unsettled = double_review.unsettled_sql("decisions", "contests", share)
+            where += f" AND d.case_id NOT IN ({unsettled})"
+    return decisions_where(unit, where, [after_seq], limit)
+
+
+def get_decision(unit: Unit, decision_id: str) -> Decision:
+    """One decision by its id (NotFoundError if there is none)."""
+    found = decisions_where(unit, "d.decision_id = ?", [decision_id], limit=1)
+    if not found:
+        raise NotFoundError("unknown decision id")
+    return found[0]
+
+
+def explanation_context(
+    unit: Unit, request: DecisionRequest, prediction_id: int | None
+) -> dict[str, Any] | None:
+    """The explanation context to record with a decision (checked and re-rendered from
+    the stored prediction, see ``explanations``), or None when none was sent."""
+    if request.explanation_sha256 is None and request.explanation_context is None:
+        return None
+    row = None
+    if prediction_id is not None:
+        row = sql.one(
+            unit.con,
+            "SELECT score, label, explanation FROM predictions WHERE prediction_id = ?",
+            [prediction_id],
+        )
+    stored = (float(row[0]), str(row[1]), str(row[2])) if row is not None else None
+    return explanations.check_explanation(unit.settings, request, stored)
+
+
+def contest(unit: Unit, case_id: str) -> int:
+    """Record that the case's subject asked for human review (GDPR Art. 22): it comes
+    first in the queue, for another reviewer. Returns the event's seq."""
+    now = unit.clock()
+    with unit.transaction():
+        if sql.one(unit.con, "SELECT 1 FROM cases WHERE case_id = ?", [case_id]) is None:
+            raise NotFoundError("unknown case id")
+        seq = unit.append_audit("case.contested", "case", case_id, {}, now)
+        unit.con.execute("INSERT INTO contests VALUES (?, ?, ?)", [case_id, now, seq])
+    return seq

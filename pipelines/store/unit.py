@@ -1,0 +1,167 @@
+"""A unit of work: one store operation, acting as one user, on one open DuckDB connection.
+
+Every operation in ``ops/`` receives a ``Unit``. It carries who acts and in which role (the
+façade checked it), the settings and the workspace, and the means to change the store the
+one way the law asks for: a change and its audit row in the same transaction
+(``transaction()`` + ``append_audit()``; DuckDB has no triggers, so the store writes the row
+itself). Every DuckDB error raised inside a unit's transaction, or anywhere in an operation
+(``StoreCore.call`` wraps the whole call), reaches the caller as the project's own
+``StoreError``, never as a driver exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from hilt.pipelines.config import Settings
+from hilt.pipelines.errors import HiltError, StoreError
+from hilt.pipelines.store import sql
+from hilt.pipelines.store.audit.chain import GENESIS_HASH, AuditEntry, chain_hash, utc_timestamp
+from hilt.pipelines.store.records import User
+from hilt.pipelines.workspace import Workspace
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from hilt.pipelines.store.subject_keys import KeyRing
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class HeadCache:
+    """The audit head as last committed, kept by the one process that owns the store.
+
+    Only the owner writes, so it need not ask the database for the head before each event.
+    A fresh cache (embedded mode: one per operation) knows nothing and asks.
+    """
+
+    def __init__(self) -> None:
+        self.committed: tuple[int, str] | None = None
+        self.pending: tuple[int, str] | None = None
+
+    def commit(self) -> None:
+        if self.pending is not None:
+            self.committed = self.pending
+        self.pending = None
+
+    def forget(self) -> None:
+        self.committed = None
+        self.pending = None
+
+
+@dataclass
+class Unit:
+    """One operation's context: ``actor`` acts as ``role`` on ``con``. Not thread-safe."""
+
+    con: duckdb.DuckDBPyConnection
+    settings: Settings
+    workspace: Workspace
+    actor: User
+    #: The role the actor acts in for this operation (audited with each event it writes).
+    role: str
+    keys: KeyRing
+    clock: Clock = system_clock
+    head: HeadCache = field(default_factory=HeadCache)
+    #: The caller already owns an open transaction (a group commit): ``transaction()``
+    #: neither begins nor commits.
+    in_transaction: bool = False
+    #: Whether this operation has written anything (a failed one that has not can be
+    #: dropped from a group commit without undoing the others).
+    wrote: bool = False
+    _depth: int = field(default=0, init=False, repr=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The change and its audit rows commit together or not at all. Nested use (an
+        operation calling another) and a caller-owned transaction join the open one."""
+        if self.in_transaction or self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        import duckdb
+
+        try:
+            self.con.execute("BEGIN TRANSACTION")
+        except duckdb.Error as e:
+            raise StoreError(f"cannot start a transaction: {type(e).__name__}") from e
+        self._depth = 1
+        try:
+            yield
+            self.con.execute("COMMIT")
+            self.head.commit()
+        except HiltError:
+            self._rollback()
+            raise
+        except duckdb.Error as e:
+            self._rollback()
+            raise StoreError(f"the store rejected the write ({type(e).__name__}): {e}") from e
+        except BaseException:
+            self._rollback()
+            raise
+        finally:
+            self._depth = 0
+
+    def _rollback(self) -> None:
+        self.head.forget()
+        self.con.execute("ROLLBACK")
+
+    def head_now(self) -> tuple[int, str]:
+        """(seq, hash) of the log's last event, including one written in this transaction."""
+        known = self.head.pending or self.head.committed
+        if known is not None:
+            return known
+        row = sql.one(
+            self.con,
+            "SELECT seq, hash FROM audit_log WHERE seq = (SELECT max(seq) FROM audit_log)",
+        )
+        found = (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+        self.head.committed = found
+        return found
+
+    def next_seq(self) -> int:
+        """The seq the next audit event will get (inside the writing transaction)."""
+        return self.head_now()[0] + 1
+
+    def append_audit(
+        self,
+        action: str,
+        object_type: str,
+        object_id: str,
+        payload: dict[str, Any],
+        now: datetime,
+        expect_seq: int | None = None,
+        *,
+        role: str | None = None,
+    ) -> int:
+        """Chain one event onto the log, as this unit's actor and role (or ``role``). Call
+        it inside the change's ``transaction()``; returns the event's seq."""
+        last_seq, prev = self.head_now()
+        seq = last_seq + 1
+        if expect_seq is not None and seq != expect_seq:
+            raise StoreError("the audit log moved during a write; nothing was written")
+        entry = AuditEntry(
+            seq=seq,
+            ts=utc_timestamp(now),
+            actor=self.actor.name,
+            role=role or self.role,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            payload=payload,
+        ).canonical()
+        digest = chain_hash(prev, entry)
+        self.wrote = True
+        self.con.execute("INSERT INTO audit_log VALUES (?, ?, ?, ?)", [seq, entry, prev, digest])
+        self.head.pending = (seq, digest)
+        return seq
