@@ -8,7 +8,7 @@ Nothing here writes: not the store, not the workspace.
 from __future__ import annotations
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.store.protocol import Store
+from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import AuditQuery, Prediction
 from hilt.widgets.contracts.audit import ExplanationReplay
 from hilt.widgets.contracts.explanation import (

@@ -37,7 +37,7 @@ from hilt.pipelines.compliance.explanation_replay import (
 )
 from hilt.pipelines.errors import InputError, NotFoundError
 from hilt.pipelines.loop.digests import file_sha256
-from hilt.pipelines.store.protocol import Store
+from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import AuditEvent, AuditQuery, Decision, Prediction
 from hilt.pipelines.workspace import Workspace
 

@@ -19,7 +19,7 @@ from hilt.pipelines.compliance.document import to_html, to_markdown
 from hilt.pipelines.compliance.model_card import build
 from hilt.pipelines.compliance.model_records import gather, reader_store
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.store.protocol import Store
+from hilt.pipelines.store import Store
 from hilt.pipelines.workspace import Workspace
 
 #: The workspace folder the documents are written to.

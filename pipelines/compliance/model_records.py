@@ -17,7 +17,7 @@ from hilt.pipelines.compliance.lineage import all_events, snapshot_created
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.tracking.tags import SUBGROUP_ARTIFACT
-from hilt.pipelines.store.protocol import Store
+from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import AuditEvent, AuditQuery
 from hilt.pipelines.workspace import Workspace
 

@@ -18,7 +18,7 @@ import polars as pl
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.model import TrainedModel
-from hilt.pipelines.store.protocol import Store
+from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import GoldResult
 from hilt.pipelines.workspace import Workspace
 

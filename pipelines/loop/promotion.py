@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import AuthenticationError, InputError
 from hilt.pipelines.loop.tracking.tags import TAG_GATE, TAG_KIND
-from hilt.pipelines.store.protocol import Store
+from hilt.pipelines.store import Store
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:  # tracking's runs module imports mlflow: only where a promotion is decided

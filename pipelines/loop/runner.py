@@ -58,7 +58,7 @@ from hilt.pipelines.loop.tracking.tags import (
     TAG_TEMPLATE_SHA256,
 )
 from hilt.pipelines.paths import NOTEBOOKS_DIR
-from hilt.pipelines.store.protocol import Store
+from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import halted_message
 from hilt.pipelines.workspace import Workspace
 

@@ -25,7 +25,7 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError, NotFoundError
 from hilt.pipelines.loop.features import SEED_LABEL, ModelError, predicted_labels, training_frame
 from hilt.pipelines.loop.model import TrainedModel, TrainParams, fit
-from hilt.pipelines.store.protocol import Store
+from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import IngestResult
 
 #: Decimal places kept of each contribution in a stored explanation.

@@ -41,7 +41,7 @@ from hilt.pipelines.loop.tracking.tags import (
 from hilt.pipelines.loop.tracking.tags import (
     TAG_GATE as TAG_GATE,  # re-exported: pipelines/dashboards/oversight.py imports it here
 )
-from hilt.pipelines.store.protocol import Store
+from hilt.pipelines.store import Store
 
 if TYPE_CHECKING:
     from hilt.pipelines.loop.plots import EvaluationFigure

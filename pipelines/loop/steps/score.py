@@ -20,7 +20,7 @@ from hilt.pipelines.errors import InputError, NotFoundError
 from hilt.pipelines.loop.digests import file_sha256
 from hilt.pipelines.loop.model import TrainedModel
 from hilt.pipelines.loop.scoring import predictions_frame
-from hilt.pipelines.store.protocol import Store
+from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import IngestResult
 from hilt.pipelines.tables import read_table
 

@@ -23,7 +23,7 @@ from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.digests import file_sha256
 from hilt.pipelines.loop.features import training_frame
 from hilt.pipelines.loop.subgroups import protected_groups
-from hilt.pipelines.store.protocol import Store
+from hilt.pipelines.store import Store
 from hilt.pipelines.workspace import Workspace
 
 #: The label sources of a snapshot, in display order.
