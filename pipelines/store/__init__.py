@@ -157,7 +157,7 @@ def _embedded(ws: Workspace, who: Identity, need: Need | None, clock: Clock) -> 
         return EmbeddedStore(ws, ws.settings(), User(name=os_user(), roles=["admin"]), clock)
     if name.startswith("os:"):
         raise InputError(
-            f"{name!r} is not a store user, nor the operating-system user running this "
-            "command; name a store user with --as"
+            f"{name!r} is not the operating-system user running this command, nor a store "
+            "user; name a store user with --as"
         )
     return EmbeddedStore.for_user(ws, ws.settings(), name, clock)
