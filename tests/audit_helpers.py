@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hilt.pipelines.dashboards.review import StoreReviewBackend
-from hilt.pipelines.loop import runner, tracking
+from hilt.pipelines.loop import runner
 from hilt.pipelines.loop.promotion import promote
 from hilt.pipelines.loop.steps import score as batch_scoring
+from hilt.pipelines.loop.tracking.client import configure
+from hilt.pipelines.loop.tracking.environment import registered_model_name
 from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.store.records import Decision
 from hilt.pipelines.workspace import Workspace
@@ -82,7 +84,7 @@ def audited_loop(root: Path) -> AuditedLoop:
     assert first.gate_passed, "the first model must pass the gate for the loop to go on"
     promote(ws, first.run_id, "lena")
 
-    tracking.configure(ws, settings=settings)
+    configure(ws, settings=settings)
     champion = batch_scoring.load_model(settings)
     dana = open_store_as(ws, Identity(name="dana"))
     new = all_cases().slice(LABELLED, FIRST_BATCH).drop(settings.target.column)
@@ -101,5 +103,5 @@ def audited_loop(root: Path) -> AuditedLoop:
     open_store_as(ws, Identity(name="pia")).contest(case_id)
     decision, html = decide_as_panel(ws, "alice", "accept")
     assert decision.case_id == case_id
-    assert decision.model_version == f"{tracking.registered_model_name(settings)}/v2"
+    assert decision.model_version == f"{registered_model_name(settings)}/v2"
     return AuditedLoop(ws, first.run_id, second, scoring, decision, html)

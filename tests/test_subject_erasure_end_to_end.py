@@ -21,9 +21,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from hilt.pipelines.loop import runner, tracking
+from hilt.pipelines.loop import runner
 from hilt.pipelines.loop.promotion import promote
 from hilt.pipelines.loop.subgroups import POOLED_GROUP
+from hilt.pipelines.loop.tracking.client import configure
+from hilt.pipelines.loop.tracking.runs import run_info
 from hilt.pipelines.loop.tracking.tags import TAG_SNAPSHOT_REGENERATED, TAG_SNAPSHOT_REMOVED
 from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
@@ -179,9 +181,9 @@ def test_after_erasure_no_file_of_the_workspace_holds_a_canary(
     r = hilt_cli("audit", "verify", "--workspace", ws.root)
     assert r.returncode == 0 and r.stdout.startswith("OK "), r.stdout + r.stderr
     # MLflow keeps its runs; those that trained on a regenerated snapshot say so.
-    tracking.configure(ws, settings=ws.settings())
+    configure(ws, settings=ws.settings())
     for run_id in trained:
-        tags = tracking.run_info(run_id).tags
+        tags = run_info(run_id).tags
         assert tags[TAG_SNAPSHOT_REMOVED].startswith("snapshot-")
         assert len(tags[TAG_SNAPSHOT_REGENERATED]) == 64
     # Erased means gone for the DPO too, and a second erasure is a clear error.

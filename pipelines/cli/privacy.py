@@ -70,7 +70,7 @@ def _said(action: SubjectAction) -> str:
 def _snapshots_rewritten(ws: Workspace, snapshots: list[SnapshotRewrite]) -> None:
     """Print what became of each snapshot that held removed rows, and tag the MLflow runs
     that trained on a regenerated one."""
-    from hilt.pipelines.compliance.privacy import tag_regenerated_runs
+    from hilt.pipelines.loop.tracking.erasure import tag_regenerated_runs
 
     for w in snapshots:
         after = f"regenerated as {w.new_name}" if w.new_name else "deleted (no rows left)"

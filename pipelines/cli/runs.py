@@ -219,23 +219,25 @@ def runs_list(
     """The workspace's runs: id, kind, status, author, start, snapshot seq, model, gate, alias."""
 
     def run() -> list[list[str]]:
-        from hilt.pipelines.loop import tracking
+        from hilt.pipelines.loop.tracking.client import configure
+        from hilt.pipelines.loop.tracking.runs import list_runs
+        from hilt.pipelines.loop.tracking.tags import TAG_GATE, TAG_KIND, TAG_REPRODUCES
 
         ws.require()
         settings = ws.settings()
-        tracking.configure(ws, settings=settings)
+        configure(ws, settings=settings)
         rows = []
-        for r in tracking.list_runs(settings, max_results=limit):
+        for r in list_runs(settings, max_results=limit):
             rows.append(
                 [
                     r.run_id,
-                    "reproduce" if r.tags.get("hilt.reproduces") else r.tags.get("hilt.kind", "-"),
+                    "reproduce" if r.tags.get(TAG_REPRODUCES) else r.tags.get(TAG_KIND, "-"),
                     r.status,
                     r.author or "-",
                     r.start_time.strftime("%Y-%m-%d %H:%M:%SZ"),
                     str(r.snapshot_seq) if r.snapshot_seq is not None else "-",
                     (r.model_sha256 or "-")[:12],
-                    r.tags.get("hilt.gate", "-"),
+                    r.tags.get(TAG_GATE, "-"),
                     ",".join(r.aliases) or "-",
                 ]
             )

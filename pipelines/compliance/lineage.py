@@ -32,9 +32,6 @@ from typing import Any
 
 import polars as pl
 
-from hilt.pipelines.compliance.explanation_replay import (
-    replay_explanation as replay_explanation,  # re-exported: dashboards/audit.py calls lin.*
-)
 from hilt.pipelines.errors import InputError, NotFoundError
 from hilt.pipelines.loop.digests import file_sha256
 from hilt.pipelines.store import Store
@@ -527,7 +524,6 @@ __all__ = [
     "model_link",
     "payload_text",
     "prediction_link",
-    "replay_explanation",
     "run_link",
     "snapshot_created",
     "snapshot_link",

@@ -47,14 +47,3 @@ def write_export(document: SubjectExport, path: Path) -> Path:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(document.model_dump_json(indent=2) + "\n")
     return path
-
-
-def __getattr__(name: str) -> Any:
-    # Transitional: `hilt subject erase` and `hilt retention apply` (pipelines/cli) import
-    # tag_regenerated_runs from here; it is hilt.pipelines.loop.tracking.erasure's (imported
-    # only when asked for, as it imports mlflow).
-    if name == "tag_regenerated_runs":
-        from hilt.pipelines.loop.tracking import erasure
-
-        return erasure.tag_regenerated_runs
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

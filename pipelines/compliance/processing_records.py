@@ -12,12 +12,11 @@ behind the schema.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from hilt.pipelines.config import MIN_AUDIT_RETENTION_DAYS, Settings
-from hilt.pipelines.store.schema import create_statements
+from hilt.pipelines.store.schema import object_names
 
 LOG_BASIS = (
     "GDPR Art. 6(1)(c): legal obligation to keep automatically generated logs of a "
@@ -327,21 +326,13 @@ def register(settings: Settings) -> list[ProcessingEntry]:
 
 
 #: The name a CREATE TABLE / CREATE VIEW statement of the store's schema gives.
-_CREATED = re.compile(r"CREATE\s+(?:TABLE|VIEW)\s+(\w+)", re.IGNORECASE)
-
-
-def store_objects(settings: Settings) -> list[str]:
-    """Every table and view a store of this use case has, sorted: the names its schema
-    creates (``hilt.pipelines.store.schema.create_statements``; no connection needed)."""
-    found = (_CREATED.match(statement.strip()) for statement in create_statements(settings))
-    return sorted({m.group(1) for m in found if m is not None})
 
 
 def missing_entries(settings: Settings, objects: Iterable[str] | None = None) -> list[str]:
-    """Tables and views of the store (``objects``; by default ``store_objects(settings)``)
-    that the register does not describe, sorted."""
+    """Tables and views of the store (``objects``; by default all of them, as
+    ``store.schema.object_names`` lists them) that the register does not describe, sorted."""
     described = {e.name for e in register(settings) if e.kind == "table"}
-    names = store_objects(settings) if objects is None else sorted(set(objects))
+    names = object_names(settings) if objects is None else sorted(set(objects))
     return [name for name in names if name not in described]
 
 

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hilt.pipelines.compliance import lineage as lin
+from hilt.pipelines.compliance.explanation_replay import replay_explanation
 from hilt.pipelines.config import Settings
 from hilt.pipelines.dashboards.access import DashboardBackend, DashboardDoor, open_dashboard
 from hilt.pipelines.errors import InputError, NotFoundError
@@ -240,7 +241,7 @@ class StoreAuditBackend(DashboardBackend):
         )
 
     def explanation(self, decision_id: str) -> ExplanationReplay:
-        return lin.replay_explanation(self.store, self.settings, decision_id.strip())
+        return replay_explanation(self.store, self.settings, decision_id.strip())
 
     def crosscheck(self, decision_id: str) -> LineageStep:
         checks = lin.crosscheck_mlflow(self.ws, self._lineage(decision_id))

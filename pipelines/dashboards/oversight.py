@@ -187,23 +187,30 @@ class StoreOversightBackend(DashboardBackend):
     def comparison(self) -> ModelComparison | None:
         # MLflow's INFO lines (creating its tables) are not for the dashboard's kernel log.
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-        from hilt.pipelines.loop import tracking
         from hilt.pipelines.loop.evaluate import LOWER_IS_BETTER
         from hilt.pipelines.loop.plots import comparison_figure, png_bytes
-        from hilt.pipelines.loop.steps.retrain import TAG_GATE
+        from hilt.pipelines.loop.tracking.artifacts import run_artifact_text
+        from hilt.pipelines.loop.tracking.client import configure
+        from hilt.pipelines.loop.tracking.registry import (
+            challenger_version,
+            champion_version,
+            version_run_id,
+        )
+        from hilt.pipelines.loop.tracking.runs import run_info
+        from hilt.pipelines.loop.tracking.tags import TAG_GATE
 
         settings = self.settings
-        tracking.configure(self.workspace, settings=settings)
-        challenger = tracking.challenger_version(settings)
+        configure(self.workspace, settings=settings)
+        challenger = challenger_version(settings)
         if challenger is None:
             return None
-        champion = tracking.champion_version(settings)
-        run_id = tracking.version_run_id(settings, challenger)
+        champion = champion_version(settings)
+        run_id = version_run_id(settings, challenger)
         if run_id is None:
             raise HiltError(f"challenger version {challenger} names no run")
-        run = tracking.run_info(run_id)
-        champ_run_id = tracking.version_run_id(settings, champion) if champion else None
-        champ = tracking.run_info(champ_run_id) if champ_run_id else None
+        run = run_info(run_id)
+        champ_run_id = version_run_id(settings, champion) if champion else None
+        champ = run_info(champ_run_id) if champ_run_id else None
         metrics = tuple(
             MetricRow(
                 name,
@@ -213,7 +220,7 @@ class StoreOversightBackend(DashboardBackend):
             for name in COMPARED_METRICS
             if f"holdout_{name}" in run.metrics
         )
-        gate_text = tracking.run_artifact_text(run_id, "evaluation/gate.json")
+        gate_text = run_artifact_text(run_id, "evaluation/gate.json")
         checks: tuple[GateCheckView, ...] = ()
         if gate_text:
             data: dict[str, Any] = json.loads(gate_text)
@@ -260,12 +267,12 @@ class StoreOversightBackend(DashboardBackend):
 
     @staticmethod
     def _subgroups(run_id: str, champion_run_id: str | None) -> tuple[SubgroupRow, ...]:
-        from hilt.pipelines.loop import tracking
+        from hilt.pipelines.loop.tracking.artifacts import run_subgroups
 
-        mine = tracking.run_subgroups(run_id)
+        mine = run_subgroups(run_id)
         if mine is None:
             return ()
-        theirs = tracking.run_subgroups(champion_run_id) if champion_run_id else None
+        theirs = run_subgroups(champion_run_id) if champion_run_id else None
         rate: dict[tuple[str, str], float | None] = {}
         if theirs is not None:
             for row in theirs.iter_rows(named=True):

@@ -117,8 +117,10 @@ def set_up_demo(
 ) -> DemoSetup:
     """Set up the demo workspace ``ws`` from the use-case ``config`` and the labelled
     ``data`` set, as far as it is not set up yet (see the module doc)."""
-    from hilt.pipelines.loop import promotion, runner, tracking
+    from hilt.pipelines.loop import promotion, runner
     from hilt.pipelines.loop.oversight import add_gold_with_champion
+    from hilt.pipelines.loop.tracking.client import configure
+    from hilt.pipelines.loop.tracking.registry import champion_version
     from hilt.pipelines.store import Identity, open_store_as
     from hilt.pipelines.store.create import create_workspace
     from hilt.pipelines.store.ops.removal import shred_file
@@ -148,8 +150,8 @@ def set_up_demo(
             incoming.parent.mkdir(parents=True, exist_ok=True)
             frame.slice(cut).drop(settings.target.column).write_csv(incoming)
             done(HistoryLoaded(history.rows, frame.height - cut, incoming))
-        tracking.configure(ws, settings=settings)
-        version = tracking.champion_version(settings)
+        configure(ws, settings=settings)
+        version = champion_version(settings)
         if version is None:
             trained = runner.execute(ws, runner.RunRequest("retrain", {}, author=author))
             done(Retrained(trained))
@@ -163,7 +165,7 @@ def set_up_demo(
             done(Scored(runner.execute(ws, runner.RunRequest("score", params, author=author))))
             # Its rows are in the store now, personal data sealed; no clear copy stays behind.
             shred_file(incoming)
-        if store.counts()["gold_cases"] == 0 and tracking.champion_version(settings):
+        if store.counts()["gold_cases"] == 0 and champion_version(settings):
             done(GoldAdded(add_gold_with_champion(ws, DEMO_GOLD_CASES, author)))
         waiting = store.queue_status().waiting
         tokens = [IssuedToken(author, "admin", store.add_user(author, "admin").token)]

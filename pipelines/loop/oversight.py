@@ -75,15 +75,15 @@ def add_gold_cases(
 
 def add_gold_with_champion(ws: Workspace, count: int, as_user: str | None = None) -> GoldResult:
     """`hilt gold add`: the champion scores the gold set (refused while halted)."""
-    from hilt.pipelines.loop import tracking
     from hilt.pipelines.loop.runner import open_run_store, refuse_if_halted
     from hilt.pipelines.loop.steps.score import load_model
+    from hilt.pipelines.loop.tracking.client import configure
 
     store, _author = open_run_store(ws, as_user)
     try:
         refuse_if_halted(store, "adding gold cases")
         settings = ws.settings()
-        tracking.configure(ws, settings=settings)
+        configure(ws, settings=settings)
         champion = load_model(settings)
         return add_gold_cases(store, settings, champion.model, champion.label, count)
     finally:

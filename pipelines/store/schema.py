@@ -6,6 +6,7 @@ Feature and personal columns come from hilt.toml; their names were checked again
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -237,6 +238,15 @@ COUNTED_TABLES = (
     "audit_log",
     "gold_cases",
 )
+
+
+_CREATED = re.compile(r"CREATE\s+(?:TABLE|VIEW)\s+(\w+)", re.IGNORECASE)
+
+
+def object_names(settings: Settings) -> list[str]:
+    """Every table and view a store of this use case has, sorted (no connection needed)."""
+    found = (_CREATED.match(s.strip()) for s in create_statements(settings))
+    return sorted({m.group(1) for m in found if m is not None})
 
 
 def check_schema_version(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:

@@ -18,7 +18,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from hilt.pipelines.dashboards.server import DashboardServer, start_dashboards
-from hilt.pipelines.loop import tracking
+from hilt.pipelines.loop.tracking.client import configure
+from hilt.pipelines.loop.tracking.environment import registered_model_name
+from hilt.pipelines.loop.tracking.runs import run_info
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.records import AuditHead
 from tests.audit_helpers import AuditedLoop, audited_loop
@@ -106,13 +108,13 @@ def test_an_auditor_sees_the_log_verified_and_a_decisions_lineage(
     recent.select_option(index=1)
     expect(lineage.locator(".hilt-lineage-step").first).to_be_visible(timeout=SLOW_MS)
     settings = loop.ws.settings()
-    tracking.configure(loop.ws, settings=settings)
-    mlflow_run = tracking.run_info(loop.second.run_id)
+    configure(loop.ws, settings=settings)
+    mlflow_run = run_info(loop.second.run_id)
     assert mlflow_run.snapshot_sha256
     expect(lineage).to_contain_text(loop.decision.decision_id)
     expect(lineage).to_contain_text(f"run id{loop.second.run_id}")
     expect(lineage).to_contain_text(f"sha256{mlflow_run.snapshot_sha256}")
-    expect(lineage).to_contain_text(f"{tracking.registered_model_name(settings)}/v2")
+    expect(lineage).to_contain_text(f"{registered_model_name(settings)}/v2")
     expect(lineage).to_contain_text("Every link of this chain is in the records.")
     expect(lineage).to_contain_text(
         f"Identical to what the reviewer saw (sha256 {loop.decision.explanation_sha256})"

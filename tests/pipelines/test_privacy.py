@@ -13,9 +13,9 @@ from hilt.pipelines.compliance.processing_records import (
     as_markdown,
     missing_entries,
     register,
-    store_objects,
 )
 from hilt.pipelines.store.modes.embedded import connect
+from hilt.pipelines.store.schema import object_names
 from hilt.pipelines.workspace import Workspace
 
 
@@ -52,7 +52,7 @@ def test_every_table_of_the_store_has_a_processing_record(workspace: Workspace) 
     try:
         assert missing_entries(settings, tables_of(con)) == []
         # What the register checks without a database is what a store holds.
-        assert store_objects(settings) == tables_of(con)
+        assert object_names(settings) == tables_of(con)
         assert missing_entries(settings) == []
         # The check itself can fail: a table nobody described is named.
         con.close()

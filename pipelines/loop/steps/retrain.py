@@ -36,10 +36,8 @@ from hilt.pipelines.loop.tracking.tags import (
     GATE_ARTIFACT,
     PARAM_AS_OF_SEQ,
     PARAM_LABEL_NOISE,
+    TAG_GATE,
     TAG_REGISTERED_VERSION,
-)
-from hilt.pipelines.loop.tracking.tags import (
-    TAG_GATE as TAG_GATE,  # re-exported: pipelines/dashboards/oversight.py imports it here
 )
 from hilt.pipelines.store import Store
 
