@@ -23,7 +23,6 @@ import polars as pl
 from hilt.pipelines.compliance.document import Block
 from hilt.pipelines.compliance.model_records import ModelRecords
 from hilt.pipelines.config import Settings
-from hilt.pipelines.loop.gate import GateConfig
 from hilt.pipelines.loop.subgroups import SUBGROUP_SCHEMA
 from hilt.pipelines.loop.tracking.tags import (
     SUBGROUP_ARTIFACT,
@@ -31,6 +30,7 @@ from hilt.pipelines.loop.tracking.tags import (
     TAG_GIT_DIRTY,
     TAG_VERSION_PREFIX,
 )
+from hilt.pipelines.store.gate import GateConfig
 from hilt.pipelines.store.records import AuditEvent
 
 #: What each logged metric means (prefix → sentence).

@@ -187,7 +187,6 @@ class StoreOversightBackend(DashboardBackend):
     def comparison(self) -> ModelComparison | None:
         # MLflow's INFO lines (creating its tables) are not for the dashboard's kernel log.
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-        from hilt.pipelines.loop.evaluate import LOWER_IS_BETTER
         from hilt.pipelines.loop.plots import comparison_figure, png_bytes
         from hilt.pipelines.loop.tracking.artifacts import run_artifact_text
         from hilt.pipelines.loop.tracking.client import configure
@@ -198,6 +197,7 @@ class StoreOversightBackend(DashboardBackend):
         )
         from hilt.pipelines.loop.tracking.runs import run_info
         from hilt.pipelines.loop.tracking.tags import TAG_GATE
+        from hilt.pipelines.store.gate import LOWER_IS_BETTER
 
         settings = self.settings
         configure(self.workspace, settings=settings)

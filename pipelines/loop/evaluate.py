@@ -5,8 +5,8 @@
 - ``feature_importance``: the total gain of each feature in the model's trees.
 
 The per-group metrics of the protected attributes are ``hilt.pipelines.loop.subgroups``; the
-promotion gate that reads both is ``hilt.pipelines.loop.gate``. No column of a particular
-data set is named here: the caller passes the labels and the scores.
+promotion gate that reads both is ``hilt.pipelines.store.gate`` (the store applies it). No
+column of a particular data set is named here: the caller passes the labels and the scores.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ METRIC_NAMES: tuple[str, ...] = (
     "log_loss",
 )
 #: Metrics for which lower is better; for the others higher is better.
-LOWER_IS_BETTER = frozenset({"brier", "log_loss"})
 
 
 # ---------------------------------------------------------------------------- inputs

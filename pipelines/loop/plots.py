@@ -32,7 +32,8 @@ from matplotlib.typing import RcKeyType
 
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.evaluate import ArrayLike, calibration_bins, metrics, roc_points
-from hilt.pipelines.loop.subgroups import SUBGROUP_METRICS, max_subgroup_gap
+from hilt.pipelines.loop.subgroups import max_subgroup_gap
+from hilt.pipelines.store.gate import SUBGROUP_METRICS
 
 #: Resolution of save_png / png_bytes: a (w, h)-inch figure becomes (100 w) by (100 h) px.
 DPI = 100

@@ -35,6 +35,7 @@ from hilt.pipelines.loop.evaluate import (
     check_threshold,
     labels_and_scores,
 )
+from hilt.pipelines.store.gate import SUBGROUP_METRICS
 
 #: Groups with fewer cases are listed with their count only and left out of the gaps.
 MIN_GROUP_SIZE = 20
@@ -46,7 +47,6 @@ MISSING_GROUP = "(missing)"
 #: since a group's label is then a value someone gave, and a small group points at them.
 POOLED_GROUP = "(small groups, pooled)"
 #: The per-group metrics of ``subgroup_metrics`` (each may be null).
-SUBGROUP_METRICS: tuple[str, ...] = ("positive_rate", "tpr", "fpr", "auc", "accuracy")
 SUBGROUP_SCHEMA: dict[str, pl.DataType] = {
     "attribute": pl.String(),
     "group": pl.String(),

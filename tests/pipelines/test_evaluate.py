@@ -30,7 +30,6 @@ from hilt.pipelines.loop.evaluate import (
     roc_points,
 )
 from hilt.pipelines.loop.features import training_frame
-from hilt.pipelines.loop.gate import GateCheck, GateConfig, GateResult, gate
 from hilt.pipelines.loop.model import TrainedModel, fit
 from hilt.pipelines.loop.subgroups import (
     MISSING_GROUP,
@@ -42,6 +41,7 @@ from hilt.pipelines.loop.subgroups import (
     subgroup_metrics,
     tertiles,
 )
+from hilt.pipelines.store.gate import GateCheck, GateConfig, GateResult, gate
 from tests.conftest import CONFIG
 
 NOISE = 0.4

@@ -28,7 +28,6 @@ import polars as pl
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop import evaluate as ev
-from hilt.pipelines.loop.gate import GateConfig, GateResult, gate
 from hilt.pipelines.loop.model import TrainedModel, TrainParams, fit
 from hilt.pipelines.loop.steps.training_data import LABEL_SOURCES, Dataset
 from hilt.pipelines.loop.subgroups import max_subgroup_gap, subgroup_metrics
@@ -40,6 +39,7 @@ from hilt.pipelines.loop.tracking.tags import (
     TAG_REGISTERED_VERSION,
 )
 from hilt.pipelines.store import Store
+from hilt.pipelines.store.gate import GateConfig, GateResult, gate
 
 if TYPE_CHECKING:
     from hilt.pipelines.loop.plots import EvaluationFigure

@@ -4,6 +4,11 @@
 the challenger is not worse than the champion beyond a tolerance, with one plain-language
 line per check for an auditor. Pure and deterministic; hilt.toml's ``[gate]`` configures it
 (``GateConfig.from_settings``).
+
+The rule belongs to the store: when a model is registered, the store applies it itself to
+the evaluation the run reports (``ops/models.register_model``), so a gate verdict is never
+taken from a client or an MLflow tag. The retraining notebook shows the same verdict by
+calling the same function.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from typing import Any, NamedTuple
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.loop.evaluate import LOWER_IS_BETTER
-from hilt.pipelines.loop.subgroups import SUBGROUP_METRICS
 
-#: Metrics a gate may use (keys of ``evaluate.metrics``).
+#: Metrics a gate may use (keys of the loop's ``evaluate.metrics``).
 GATE_METRICS = frozenset({"auc", "accuracy", "precision", "recall", "f1", "brier", "log_loss"})
+#: Of those, the ones where a lower value is better.
+LOWER_IS_BETTER = frozenset({"brier", "log_loss"})
+#: The metrics computed per subgroup (the loop's ``subgroups``), of which a gap is bounded.
+SUBGROUP_METRICS: tuple[str, ...] = ("positive_rate", "tpr", "fpr", "auc", "accuracy")
 
 
 class GateCheck(NamedTuple):
