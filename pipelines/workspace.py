@@ -18,6 +18,7 @@ Layout::
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from hilt.pipelines.store.subject_keys import KeyRing
 
 DEFAULT_WORKSPACE = "workspace"
+#: What a run's executed notebook may be called: a file name in ``runs/``, no path.
+RUN_NOTEBOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.ipynb$")
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,14 @@ class Workspace:
     @property
     def runs_dir(self) -> Path:
         return self.root / "runs"
+
+    def run_notebook(self, name: str) -> Path:
+        """The executed notebook ``name`` of a run, in ``runs/``; InputError for a name that
+        is not a plain notebook file name (a path read from an audit event is never opened
+        as it stands: ``../store.duckdb`` must not reach the file beside ``runs/``)."""
+        if not RUN_NOTEBOOK_NAME.match(name):
+            raise InputError(f"{name!r} is not the name of a run's notebook in runs/")
+        return self.runs_dir / name
 
     @property
     def snapshots_dir(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from hilt.pipelines.config import Settings
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.create import create_workspace
+from hilt.pipelines.store.records import ModelEvaluation
 from hilt.pipelines.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,12 +52,59 @@ def workspace(tmp_path: Path) -> Workspace:
     return ws
 
 
+@dataclass(frozen=True)
+class StandIn:
+    """A stand-in model, registered in a test store and approved by a lead: what the tests
+    score with (``predictions_for``). Its sha256 is that of its name."""
+
+    model: str
+    sha256: str
+
+
+#: A holdout evaluation that passes the demo config's gate (every protected attribute has a
+#: gap within the limit, the floor is met, and it equals the champion it is compared with).
+STAND_IN_METRICS = {"auc": 0.8, "accuracy": 0.75, "brier": 0.18, "log_loss": 0.52}
+
+
+def approve_stand_in(author: Store, lead: Store, model: str = "test-model/v1") -> StandIn:
+    """Register ``model`` as ``author`` (a data scientist or admin; a snapshot is taken, as
+    a training run takes one) and have ``lead`` (not the author) approve it: it becomes the
+    champion, which alone may add predictions to the review queue."""
+    sha = hashlib.sha256(model.encode("utf-8")).hexdigest()
+    snapshot = author.snapshot()
+    champion = next((m.model for m in author.models() if m.state == "champion"), None)
+    protected = {"sex": 0.0, "age": 0.0}
+    author.register_model(
+        model,
+        sha,
+        f"run-of-{model}",
+        ModelEvaluation(
+            snapshot_sha256=snapshot.sha256,
+            metrics=dict(STAND_IN_METRICS),
+            gaps=dict(protected),
+            champion=champion,
+            champion_metrics=dict(STAND_IN_METRICS) if champion else None,
+        ),
+    )
+    lead.promote_model(model)
+    return StandIn(model, sha)
+
+
+def stand_in(ws: Workspace, model: str = "test-model/v1") -> StandIn:
+    """``approve_stand_in`` on a workspace file: registered by the data scientist dana,
+    approved by the lead lena (users of the demo config)."""
+    return approve_stand_in(
+        open_store_as(ws, Identity(name="dana")), open_store_as(ws, Identity(name="lena")), model
+    )
+
+
 @pytest.fixture
 def loaded_workspace(workspace: Workspace, cases_frame: pl.DataFrame) -> Workspace:
-    """A workspace with 200 cases and a prediction for each."""
+    """A workspace with 200 cases and a prediction for each, by the champion test-model/v1."""
     op = operator(workspace)
     op.ingest_cases(cases_frame.head(200))
-    op.add_predictions("test-model-1", predictions_for(cases_frame.head(200)))
+    model = stand_in(workspace)
+    op.add_predictions(model.model, predictions_for(cases_frame.head(200)), model.sha256)
     return workspace
 
 

@@ -51,7 +51,18 @@ def status_words(status: str) -> str:
         "differs": "does not match the sha256 the log recorded (changed since)",
         "missing": "is missing",
         "not recorded": "has no sha256 in the log",
+        "outside runs": "is not a notebook file in runs/ (the log names another path)",
     }.get(status, status)
+
+
+def notebook_status(ws: Workspace, name: str, recorded: str | None) -> str:
+    """``file_status`` of a run's notebook named in the log, or 'outside runs' when the
+    name is not a notebook file in runs/ (never opened, never hashed)."""
+    try:
+        path = ws.run_notebook(name)
+    except InputError:
+        return "outside runs"
+    return file_status(path, recorded)
 
 
 def file_status(path: Path, recorded: str | None) -> str:
@@ -240,7 +251,7 @@ def run_link(store: Store, ws: Workspace, run_id: str) -> tuple[RunLink, AuditEv
         else "not run through `hilt retrain` (no run events)"
     )
     nb_status = (
-        file_status(ws.runs_dir / str(notebook), str(nb_sha) if nb_sha else None)
+        notebook_status(ws, str(notebook), str(nb_sha) if nb_sha else None)
         if notebook
         else "not recorded"
     )

@@ -288,7 +288,7 @@ class StoreAuditBackend(DashboardBackend):
                     author=str(r.get("author", "")),
                     notebook=name,
                     sha256=str(sha) if sha else None,
-                    file_status=lin.file_status(self.ws.runs_dir / name, str(sha) if sha else None)
+                    file_status=lin.notebook_status(self.ws, name, str(sha) if sha else None)
                     if name
                     else "not recorded",
                 )
@@ -306,7 +306,7 @@ class StoreAuditBackend(DashboardBackend):
             )
         from hilt.pipelines.loop.notebook_render import notebook_html
 
-        return notebook_html(self.ws.runs_dir / found.notebook)
+        return notebook_html(self.ws.run_notebook(found.notebook))
 
 
 def _training_page(data: lin.TrainingData) -> TrainingPage:

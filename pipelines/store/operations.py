@@ -32,6 +32,7 @@ from hilt.pipelines.config import ROLES
 from hilt.pipelines.store.ops import (
     cases,
     events,
+    models,
     oversight,
     queue,
     retention,
@@ -42,6 +43,7 @@ from hilt.pipelines.store.ops import (
     system,
     users,
 )
+from hilt.pipelines.store.records import ModelEvaluation
 
 if typing.TYPE_CHECKING:
     from hilt.pipelines.store.unit import Unit
@@ -97,6 +99,7 @@ class Operation(Generic[P, R]):
         route: Route,
         *,
         bulk: bool = False,
+        read_only: bool = False,
         group_commit: bool = False,
         changes_identities: bool = False,
     ) -> None:
@@ -106,6 +109,9 @@ class Operation(Generic[P, R]):
         self.route = route
         #: Scans whole tables: the service gives DuckDB every core for it.
         self.bulk = bulk
+        #: Only reads: the service runs it on a read connection of its own, never making
+        #: the writers wait (verify, reports, searches).
+        self.read_only = read_only
         #: Decisions: the service lets many requests share one transaction.
         self.group_commit = group_commit
         #: Users or tokens change: the service forgets the identities it cached.
@@ -173,6 +179,8 @@ SUBJECT_RIGHTS = Permission("subject rights", frozenset({"dpo"}))
 #: Oversight (EU AI Act Art. 14): gold cases, the oversight report, adjudication.
 GOLD = Permission("gold", frozenset({"data-scientist", "admin"}))
 OVERSIGHT_READ = Permission("oversight read", frozenset({"lead", "auditor", "admin"}))
+#: A second person, a lead, decides on a model (EU AI Act Art. 14).
+DECIDE_MODELS = Permission("decide on models", frozenset({"lead"}))
 
 
 # ----------------------------------------------------------------------- request bodies
@@ -182,6 +190,9 @@ class RowsIn(BaseModel):
 
 class PredictionsIn(RowsIn):
     model_version: str = Field(min_length=1, max_length=128)
+    #: The sha256 of the model that scored: the store accepts the rows only from the model
+    #: registered under ``model_version``.
+    model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class HaltIn(BaseModel):
@@ -218,6 +229,25 @@ class RectifyIn(SubjectIn):
 class RestrictIn(SubjectIn):
     kind: str
     lift: bool = False
+
+
+class ModelIn(BaseModel):
+    #: "<registered name>/v<version>"
+    model: str = Field(min_length=1, max_length=128)
+
+
+class RegisterModelIn(ModelIn):
+    model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    run_id: str = Field(min_length=1, max_length=128)
+    evaluation: ModelEvaluation
+
+
+class RejectModelIn(ModelIn):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ShadowIn(ModelIn):
+    allowed: bool = True
 
 
 class AdjudicationIn(BaseModel):
@@ -264,7 +294,7 @@ class Store:
         POST("/v1/decisions"),
         group_commit=True,
     )
-    decisions = Operation(review.decisions, READ_DECISIONS, GET("/v1/decisions"))
+    decisions = Operation(review.decisions, READ_DECISIONS, GET("/v1/decisions"), read_only=True)
     next_case = Operation(
         queue.next_case, Permission("next case", REVIEWERS), POST("/v1/queue/next")
     )
@@ -300,19 +330,25 @@ class Store:
         cases.feature_profile,
         Permission("feature profile", EVERYONE),
         GET("/v1/feature-profile"),
+        read_only=True,
     )
     case_frame = Operation(
         cases.case_frame,
         Permission("case frame", DATA_WRITERS),
         POST("/v1/case-frame", CaseIdsIn),
         bulk=True,
+        read_only=True,
     )
     get_case = Operation(cases.get_case, READ_CASES, GET("/v1/cases/{case_id:path}"))
-    counts = Operation(cases.counts, Permission("counts", EVERYONE), GET("/v1/counts"))
+    counts = Operation(
+        cases.counts, Permission("counts", EVERYONE), GET("/v1/counts"), read_only=True
+    )
     audit_head = Operation(events.audit_head, READ_CASES, GET("/v1/audit/head"))
-    audit_events = Operation(events.audit_events, AUDIT_READ, GET("/v1/audit/events"))
-    audit_stats = Operation(events.audit_stats, AUDIT_READ, GET("/v1/audit/stats"))
-    verify = Operation(events.verify, AUDIT_READ, GET("/v1/audit/verify"), bulk=True)
+    audit_events = Operation(
+        events.audit_events, AUDIT_READ, GET("/v1/audit/events"), read_only=True
+    )
+    audit_stats = Operation(events.audit_stats, AUDIT_READ, GET("/v1/audit/stats"), read_only=True)
+    verify = Operation(events.verify, AUDIT_READ, GET("/v1/audit/verify"), read_only=True)
     checkpoint = Operation(
         events.checkpoint,
         Permission("checkpoint", frozenset({"admin", "system", "lead"})),
@@ -349,29 +385,51 @@ class Store:
         bulk=True,
     )
     # the auditor's reads
-    audit_search = Operation(events.audit_search, AUDIT_READ, GET("/v1/audit/search"), bulk=True)
+    audit_search = Operation(
+        events.audit_search, AUDIT_READ, GET("/v1/audit/search"), read_only=True
+    )
     get_decision = Operation(
-        review.get_decision, READ_DECISIONS, GET("/v1/decisions/{decision_id}")
+        review.get_decision, READ_DECISIONS, GET("/v1/decisions/{decision_id}"), read_only=True
     )
     get_prediction = Operation(
         cases.get_prediction,
         Permission("get prediction", AUDIT_READERS),
         GET("/v1/predictions/{prediction_id}"),
+        read_only=True,
     )
     # oversight
     gold_candidates = Operation(
-        oversight.gold_candidates, GOLD, GET("/v1/gold/candidates"), bulk=True
+        oversight.gold_candidates, GOLD, GET("/v1/gold/candidates"), read_only=True
     )
     add_gold = Operation(oversight.add_gold, GOLD, POST("/v1/gold", PredictionsIn), bulk=True)
     oversight_report = Operation(
-        oversight.oversight_report, OVERSIGHT_READ, GET("/v1/oversight/report"), bulk=True
+        oversight.oversight_report, OVERSIGHT_READ, GET("/v1/oversight/report"), read_only=True
     )
-    conflicts = Operation(oversight.conflicts, OVERSIGHT_READ, GET("/v1/oversight/conflicts"))
+    conflicts = Operation(
+        oversight.conflicts, OVERSIGHT_READ, GET("/v1/oversight/conflicts"), read_only=True
+    )
     adjudicate = Operation(
         oversight.adjudicate,
         Permission("adjudicate", frozenset({"lead"})),
         POST("/v1/oversight/adjudications", AdjudicationIn),
     )
+    # the model registry: what may score is decided here, not in MLflow
+    register_model = Operation(
+        models.register_model,
+        Permission("register model", DATA_WRITERS),
+        POST("/v1/models", RegisterModelIn),
+    )
+    promote_model = Operation(
+        models.promote_model, DECIDE_MODELS, POST("/v1/models/promote", ModelIn)
+    )
+    reject_model = Operation(
+        models.reject_model, DECIDE_MODELS, POST("/v1/models/reject", RejectModelIn)
+    )
+    allow_shadow = Operation(
+        models.allow_shadow, DECIDE_MODELS, POST("/v1/models/shadow", ShadowIn)
+    )
+    # (last: from here on the name ``models`` is this row, not the module)
+    models = Operation(models.models, Permission("read models", EVERYONE), GET("/v1/models"))
 
     # ------------------------------------------------------------------ the mode's part
     def perform(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:

@@ -35,7 +35,7 @@ class TokenGrant(_Record):
 
 
 class IngestResult(_Record):
-    kind: Literal["cases", "predictions"]
+    kind: Literal["cases", "predictions", "shadow-predictions"]
     rows: int
     #: The audit event that records the batch.
     seq: int
@@ -50,6 +50,8 @@ class DecisionRequest(_Record):
     final_label: str | None = None
     reason_code: str | None = None
     comment: str | None = None
+    #: Ignored: the store measures the time on item itself, from the reviewer's lease (kept
+    #: so that clients written before can still send it).
     time_on_item_ms: int = Field(default=0, ge=0, le=86_400_000)
     #: Whether the model's output was visible to the reviewer when they decided.
     model_shown: bool = True
@@ -393,6 +395,56 @@ class AuditStats(_Record):
     first_at: str | None
     last_at: str | None
     by_action: dict[str, int]
+
+
+ModelState = Literal["challenger", "champion", "rejected", "retired", "superseded"]
+
+
+class ModelEvaluation(_Record):
+    """What a training run reports when it registers a model: the holdout evaluation the
+    store applies the gate to. Metrics are the evaluation's (NaN as null)."""
+
+    #: sha256 of the training snapshot the model was trained and evaluated on (a snapshot
+    #: the store made).
+    snapshot_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    #: The challenger's holdout metrics (auc, accuracy, brier, ...).
+    metrics: dict[str, float | None]
+    #: The largest subgroup gap per protected attribute.
+    gaps: dict[str, float | None]
+    #: The champion compared with on the same holdout (None: there was none) and its metrics.
+    champion: str | None = None
+    champion_metrics: dict[str, float | None] | None = None
+
+
+class GateCheckRecord(_Record):
+    name: str
+    passed: bool
+    value: float | None
+    limit: float | None
+    explanation: str
+
+
+class ModelRecord(_Record):
+    """A model version as the store's registry holds it; scoring and promotion obey this."""
+
+    #: "<registered name>/v<version>", as predictions name it.
+    model: str
+    model_sha256: str
+    run_id: str
+    #: Who registered it (the run's author).
+    author: str
+    #: The store's own gate verdict on the reported evaluation.
+    gate: Literal["passed", "rejected"]
+    checks: list[GateCheckRecord]
+    evaluation: ModelEvaluation
+    state: ModelState
+    #: A lead allowed it to score in the shadow (never queued for review).
+    shadow: bool
+    registered_at: str
+    registered_seq: int
+    #: The lead who promoted or rejected it (None: not decided by a lead).
+    decided_by: str | None
+    decided_seq: int | None
 
 
 def halted_message(state: SystemState, what: str) -> str:

@@ -17,7 +17,7 @@ from hilt.pipelines.store import sql
 if TYPE_CHECKING:
     import duckdb
 
-SCHEMA_VERSION = "3"  # 2: sealed personal data, subject keys; 3: gold cases
+SCHEMA_VERSION = "4"  # 2: sealed personal data, subject keys; 3: gold cases; 4: issue 12
 
 _SQL_TYPES = {
     "int": "BIGINT",
@@ -215,6 +215,36 @@ FROM audit_log""",
     added_at TIMESTAMPTZ NOT NULL,
     seq BIGINT NOT NULL
 )""",
+        # ---- issue 12, the model registry: the versions the store knows and which may
+        # score. ``model`` is "<registered name>/v<version>" (what predictions name);
+        # ``evaluation`` the canonical JSON of what the run reported and the store's own
+        # gate checks on it; state: challenger | champion | rejected | retired | superseded.
+        """CREATE TABLE models (
+    model VARCHAR PRIMARY KEY,
+    model_sha256 VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    author VARCHAR NOT NULL,
+    gate VARCHAR NOT NULL,
+    evaluation VARCHAR NOT NULL,
+    state VARCHAR NOT NULL,
+    shadow BOOLEAN NOT NULL,
+    registered_at TIMESTAMPTZ NOT NULL,
+    registered_seq BIGINT NOT NULL,
+    decided_by VARCHAR,
+    decided_seq BIGINT
+)""",
+        # Predictions of a version a lead allowed for shadow scoring: kept apart, so that
+        # nothing that serves reviewers or decides a case can ever read them.
+        """CREATE TABLE shadow_predictions (
+    prediction_id BIGINT NOT NULL,
+    case_id VARCHAR NOT NULL,
+    model_version VARCHAR NOT NULL,
+    score DOUBLE NOT NULL,
+    label VARCHAR NOT NULL,
+    explanation VARCHAR NOT NULL,
+    batch_seq BIGINT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
+)""",
     ]
 
 
@@ -237,6 +267,8 @@ COUNTED_TABLES = (
     "api_tokens",
     "audit_log",
     "gold_cases",
+    "models",
+    "shadow_predictions",
 )
 
 

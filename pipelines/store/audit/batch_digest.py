@@ -64,8 +64,12 @@ LEGACY_METHOD = (
 
 _TAG = b"hilt-batch-digest-v2\n"
 
+CASES_ACTION = "cases.ingest"
+PREDICTIONS_ACTION = "predictions.ingest"
+#: A batch of a version a lead allowed for shadow scoring (table shadow_predictions).
+SHADOW_ACTION = "predictions.shadow"
 #: The batch events and the restating events, picked by their canonical prefix.
-BATCH_ACTIONS = ("cases.ingest", "predictions.ingest")
+BATCH_ACTIONS = (CASES_ACTION, PREDICTIONS_ACTION, SHADOW_ACTION)
 #: Events that remove rows of earlier batches and restate those batches' digests.
 RESTATING_ACTIONS = ("subject.erased", "retention.applied")
 
@@ -101,6 +105,7 @@ PREDICTIONS_SQL = (
     "SELECT prediction_id, case_id, model_version, score, label, explanation"
     " FROM predictions WHERE batch_seq = ? ORDER BY prediction_id"
 )
+SHADOW_PREDICTIONS_SQL = PREDICTIONS_SQL.replace("FROM predictions", "FROM shadow_predictions")
 
 
 # ---------------------------------------------------------------------- the v2 digest
@@ -227,13 +232,15 @@ def legacy_digest(con: duckdb.DuckDBPyConnection, query: str, seq: int) -> str:
 def stored_digest(
     con: duckdb.DuckDBPyConnection, settings: Settings, action: str, method: str | None, seq: int
 ) -> str | None:
-    """The digest of the batch at ``seq`` (a ``cases.ingest`` or ``predictions.ingest``
-    event) as stored now, by ``method``; None for a method this version does not know."""
-    cases = action == "cases.ingest"
+    """The digest of the batch at ``seq`` (a ``cases.ingest``, ``predictions.ingest`` or
+    ``predictions.shadow`` event) as stored now, by ``method``; None for a method this
+    version does not know."""
+    cases = action == CASES_ACTION
+    rows = SHADOW_PREDICTIONS_SQL if action == SHADOW_ACTION else PREDICTIONS_SQL
     if method == METHOD:
-        return digest(con, cases_sql(settings) if cases else PREDICTIONS_SQL, seq)
+        return digest(con, cases_sql(settings) if cases else rows, seq)
     if method == LEGACY_METHOD or method is None:
-        return legacy_digest(con, legacy_cases_sql(settings) if cases else PREDICTIONS_SQL, seq)
+        return legacy_digest(con, legacy_cases_sql(settings) if cases else rows, seq)
     return None
 
 

@@ -100,6 +100,7 @@ WITH ev AS (
            try_cast(json_extract(entry, '$.payload.rows') AS BIGINT) AS rows
     FROM audit_log
     WHERE entry LIKE '{"action":"cases.ingest",%' OR entry LIKE '{"action":"predictions.ingest",%'
+       OR entry LIKE '{"action":"predictions.shadow",%'
 ), expected AS (
     SELECT ev.seq, coalesce(r.rows, ev.rows) AS rows
     FROM ev LEFT JOIN restated r ON r.seq = ev.seq
@@ -108,6 +109,8 @@ WITH ev AS (
     GROUP BY ingest_seq
     UNION ALL
     SELECT batch_seq AS seq, count(*) AS n FROM predictions GROUP BY batch_seq
+    UNION ALL
+    SELECT batch_seq AS seq, count(*) AS n FROM shadow_predictions GROUP BY batch_seq
 )
 SELECT min(seq) FROM (
     SELECT e.seq FROM expected e LEFT JOIN actual a ON a.seq = e.seq

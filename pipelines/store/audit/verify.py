@@ -21,6 +21,7 @@ from hilt.pipelines.errors import StoreError
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit import batch_digest, reconcile, schema_check
 from hilt.pipelines.store.audit import chain as audit_chain
+from hilt.pipelines.store.audit.authority import first_break as authority_break
 from hilt.pipelines.store.audit.chain import GENESIS_HASH, Break, hash_at, purge_anchor
 from hilt.pipelines.store.audit.checkpoints import (
     Checkpoint,
@@ -193,6 +194,7 @@ def verify_records(
         )
         cps = pool.submit(attempt("the checkpoint check", checkpoint_checks))
         gold = pool.submit(attempt("the gold set check", gold_mismatch))
+        authority = pool.submit(attempt("the authority check", authority_break))
         scanned = scan.result()
         if scanned is not None:
             mismatch, bad_hash, decision_seq = scanned
@@ -214,6 +216,7 @@ def verify_records(
         cp_breaks = cps.result()
         bad_batch = digests.result() if digests is not None else None
         bad_gold = gold.result()
+        forged = authority.result()
 
     # Assembled in a fixed order, so that on a tie (several breaks at one seq) the same one
     # is named as when the checks ran one after another.
@@ -240,6 +243,10 @@ def verify_records(
     else:
         rec = reconcile.as_break(decision_seq, batch_seq)
         breaks += [rec] if rec is not None else []
+    if "the authority check" in failed:
+        breaks.append(failed["the authority check"])
+    elif forged is not None:
+        breaks.append(forged)
     if "the gold set check" in failed:
         breaks.append(failed["the gold set check"])
     elif bad_gold is not None:

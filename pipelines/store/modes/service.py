@@ -157,6 +157,9 @@ class StoreService:
         self._users: dict[str, User] = {}
         #: The master key and subject keys, opened once for the life of the service.
         self.keys = workspace.key_ring()
+        #: Per worker thread: a read connection (a cursor on the same database) and its own
+        #: key ring, for the operations that only read (``read``).
+        self._reader = threading.local()
 
     def core(self, actor: User, *, in_group: bool = False) -> StoreCore:
         return StoreCore(
@@ -186,6 +189,17 @@ class StoreService:
                 return self.core(actor).call(operation, arguments)
             finally:
                 self.con.execute("SET threads = 1")
+
+    def read(self, actor: User, operation: Operation[Any, T], arguments: dict[str, Any]) -> T:
+        """Run an operation that only reads on this thread's own read connection, without
+        the lock: an auditor's verify or a report never makes a reviewer wait (DuckDB reads
+        a consistent snapshot while the writer commits)."""
+        reader = self._reader
+        if getattr(reader, "con", None) is None:
+            reader.con = self.con.cursor()
+            reader.keys = self.workspace.key_ring()
+        core = StoreCore(reader.con, self.settings, self.workspace, actor, reader.keys, self.clock)
+        return core.call(operation, arguments)
 
     def run_system(self, task: Callable[[Unit], T]) -> T:
         """Run a task of the service itself (start-up), as its own system user."""
@@ -394,7 +408,13 @@ def _add_route(
 
         def endpoint(**values: Any) -> Any:
             user, args = arguments(values)
-            run = service.run_bulk if operation.bulk else service.run
+            run = (
+                service.read
+                if operation.read_only
+                else service.run_bulk
+                if operation.bulk
+                else service.run
+            )
             try:
                 return wire.result_body(operation, run(user, operation, args))
             finally:

@@ -64,14 +64,15 @@ def shape_of(op: Operation[Any, Any]) -> HttpShape:
         hint = op.hints[name]
         if name in path:
             continue
-        if _is_model(hint) and route.method == "POST" and route.body is None:
+        if route.body is not None:
+            if hint is pl.DataFrame:
+                frame_param = name
+            else:
+                body_fields.append(name)
+        elif _is_model(hint) and route.method == "POST":
             body_param, body_model = name, hint
         elif _is_model(hint):
             query_model = name
-        elif route.body is not None and hint is pl.DataFrame:
-            frame_param = name
-        elif route.body is not None:
-            body_fields.append(name)
         else:
             query.append(name)
     if route.body is not None:
@@ -125,7 +126,10 @@ def request_parts(
     if shape.body_param is not None:
         body = arguments[shape.body_param].model_dump(exclude_none=True)
     elif shape.body_model is not None:
-        body = {n: arguments[n] for n in shape.body_fields}
+        body = {
+            n: v.model_dump(mode="json") if isinstance(v, BaseModel) else v
+            for n, v in ((n, arguments[n]) for n in shape.body_fields)
+        }
         if shape.frame_param is not None:
             body["rows"] = json_rows(arguments[shape.frame_param])
     return path, query, body

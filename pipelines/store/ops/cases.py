@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -16,7 +17,7 @@ import polars as pl
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, StoreError
 from hilt.pipelines.store import personal_data, sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
-from hilt.pipelines.store.ops import personal_reads, review, system
+from hilt.pipelines.store.ops import models, personal_reads, queue, review, system
 from hilt.pipelines.store.records import (
     CaseRecord,
     FeatureRange,
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 
 #: Roles that see every personal-data column of a case; others see only display_personal.
 PERSONAL_READERS = frozenset({"admin", "dpo", "data-scientist", "system"})
+#: Roles that see a case whole: its seed label (a gold case's answer is one) and every
+#: reviewer's decisions. A reviewer sees neither on a case still open to review.
+CASE_OVERSEERS = frozenset({"lead", "auditor", "admin", "dpo", "data-scientist", "system"})
 
 #: The predictions columns that ``prediction_from_row`` reads, in its order.
 PREDICTION_COLUMNS = (
@@ -194,24 +198,42 @@ def ingest_cases(unit: Unit, frame: pl.DataFrame) -> IngestResult:
     return IngestResult(kind="cases", rows=batch.height, seq=seq, digest=digest)
 
 
-def add_predictions(unit: Unit, model_version: str, frame: pl.DataFrame) -> IngestResult:
-    """Add a batch of predictions, audited by one event carrying the batch's digest.
-
-    The rows are inserted exactly as the frame that is digested holds them (ids given,
-    not numbered by the database), so the digest is computed from that frame instead of
-    being read back; verify recomputes it from the stored rows (``batch_digest``)."""
+def add_predictions(
+    unit: Unit, model_version: str, frame: pl.DataFrame, model_sha256: str
+) -> IngestResult:
+    """Add a batch of predictions of ``model_version``, whose scorer proves the model by its
+    sha256. Only the champion's predictions join the review queue; those of a version a lead
+    allowed for shadow scoring are kept apart (``shadow_predictions``, never queued); any
+    other version, or a model whose sha256 is not the one registered, is refused and the
+    refusal audited (``models.scoring_target``)."""
     if not model_version or not model_version.strip():
         raise InputError("model_version is required")
     check_text(model_version, "model_version", 128)
-    from hilt.pipelines.store.audit import batch_digest
     from hilt.pipelines.store.validation import clean_predictions
 
     clean = clean_predictions(frame, unit.settings)
     now = unit.clock()
+    shadow = models.scoring_target(unit, model_version, model_sha256, now, clean.height)
+    return insert_predictions(unit, model_version, clean, now, shadow=shadow)
+
+
+def insert_predictions(
+    unit: Unit, model_version: str, clean: pl.DataFrame, now: datetime, *, shadow: bool
+) -> IngestResult:
+    """Insert validated predictions (``validation.clean_predictions``) as one batch, audited
+    by one event carrying the batch's digest (``predictions.ingest``, or
+    ``predictions.shadow`` into ``shadow_predictions``). Refused while a lead's halt holds.
+
+    The rows are inserted exactly as the frame that is digested holds them (ids given,
+    not numbered by the database), so the digest is computed from that frame instead of
+    being read back; verify recomputes it from the stored rows (``batch_digest``)."""
+    from hilt.pipelines.store.audit import batch_digest
+
+    table = "shadow_predictions" if shadow else "predictions"
     n = clean.height
     with unit.transaction():
         system.refuse_if_halted(unit, "adding predictions")
-        base_row = sql.one(unit.con, "SELECT coalesce(max(prediction_id), 0) FROM predictions")
+        base_row = sql.one(unit.con, f"SELECT coalesce(max(prediction_id), 0) FROM {table}")
         base = int(base_row[0]) if base_row else 0
         # The batch as it will be stored: the columns of batch_digest.PREDICTIONS_SQL.
         rows = clean.select(
@@ -243,13 +265,13 @@ def add_predictions(unit: Unit, model_version: str, frame: pl.DataFrame) -> Inge
                 )
             seq = unit.next_seq()
             unit.con.execute(
-                "INSERT INTO predictions SELECT prediction_id, case_id, model_version, score,"
+                f"INSERT INTO {table} SELECT prediction_id, case_id, model_version, score,"
                 " label, explanation, ?, ? FROM hilt_predictions",
                 [seq, now],
             )
             digest = batch_digest.table_digest(rows)
             unit.append_audit(
-                "predictions.ingest",
+                batch_digest.SHADOW_ACTION if shadow else batch_digest.PREDICTIONS_ACTION,
                 "model",
                 model_version,
                 {
@@ -264,6 +286,8 @@ def add_predictions(unit: Unit, model_version: str, frame: pl.DataFrame) -> Inge
             )
         finally:
             unit.con.unregister("hilt_predictions")
+    if shadow:
+        return IngestResult(kind="shadow-predictions", rows=n, seq=seq, digest=digest)
     return IngestResult(kind="predictions", rows=n, seq=seq, digest=digest)
 
 
@@ -334,6 +358,17 @@ def get_case(unit: Unit, case_id: str) -> CaseRecord:
         f"SELECT {PREDICTION_COLUMNS} FROM predictions WHERE case_id = ? ORDER BY prediction_id",
         [case_id],
     ).fetchall()
+    seed_label = label[0] if label else None
+    decisions = review.decisions_where(unit, "d.case_id = ?", [case_id])
+    if not CASE_OVERSEERS & set(unit.actor.roles):
+        # A reviewer never sees a seed label (the gold cases' answers are seed labels), nor
+        # another reviewer's decisions on a case still open to review (independent review).
+        seed_label = None
+        me = unit.actor.name
+        if any(d.reviewer != me for d in decisions):
+            state, gold = queue.state_of(unit, case_id, queue.logged_actions(unit, case_id))
+            if gold or state.pending:
+                decisions = [d for d in decisions if d.reviewer == me]
     return CaseRecord(
         case_id=row[0],
         subject_ref=row[1],
@@ -341,10 +376,10 @@ def get_case(unit: Unit, case_id: str) -> CaseRecord:
         created_at=utc_timestamp(row[3]),
         features=feats,
         personal=personal,
-        seed_label=label[0] if label else None,
+        seed_label=seed_label,
         data_removed=row[4] is not None,
         predictions=[prediction_from_row(p) for p in preds],
-        decisions=review.decisions_where(unit, "d.case_id = ?", [case_id]),
+        decisions=decisions,
     )
 
 

@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from hilt.pipelines.errors import InputError, StoreError
+from hilt.pipelines.errors import InputError, PermissionDeniedError, StoreError
 from hilt.pipelines.store.audit.chain import canonical_json, utc_timestamp
 from hilt.pipelines.store.records import (
     AuditEvent,
@@ -24,13 +24,16 @@ from hilt.pipelines.store.records import (
     CheckpointRecord,
     VerifyReport,
 )
+from hilt.pipelines.workspace import RUN_NOTEBOOK_NAME
 
 if TYPE_CHECKING:
     from hilt.pipelines.store.unit import Unit
 
-#: Actions a caller may append with ``record_event`` (the events of runs and models); every
-#: other action is written by the store itself, in the transaction of its change.
-EVENT_PREFIXES: tuple[str, ...] = ("run.", "model.")
+#: Actions a caller may append with ``record_event``: a run's progress (started, finished,
+#: failed, refused), which only the run itself knows. Every action that carries authority
+#: (model.*, system.*, subject.*, retention.*, user.*, config.*, decisions, batches) is
+#: written by the store's own operation, in the transaction of its change, never reported.
+EVENT_PREFIXES: tuple[str, ...] = ("run.",)
 EVENT_ACTION = re.compile(r"^[a-z]+\.[a-z_]{1,48}$")
 #: Largest canonical JSON of a recorded event's payload (bytes).
 MAX_EVENT_PAYLOAD = 16_384
@@ -39,18 +42,32 @@ MAX_EVENT_PAYLOAD = 16_384
 def record_event(
     unit: Unit, action: str, object_type: str, object_id: str, payload: dict[str, Any]
 ) -> int:
-    """Append an event about a run or a model (``run.*``, ``model.*``) to the audit log;
+    """Append an event about a run (``run.*``: its progress) to the audit log, as the caller;
     returns its seq. The payload is the caller's: ids, hashes, counts and metrics, never
     personal data."""
-    if not EVENT_ACTION.match(action) or not action.startswith(EVENT_PREFIXES):
+    if not EVENT_ACTION.match(action):
         raise InputError(
             f"event action must look like {' or '.join(p + 'name' for p in EVENT_PREFIXES)}"
+        )
+    if not action.startswith(EVENT_PREFIXES):
+        # An attempt to write an event that carries authority: refused, and the attempt
+        # itself is recorded (the action named, nothing of the caller's payload).
+        with unit.transaction():
+            unit.append_audit(
+                "audit.event_refused", "audit_log", action, {"action": action}, unit.clock()
+            )
+        raise PermissionDeniedError(
+            f"{action} is written only by the store's own operation, in the transaction of "
+            f"its change; a client reports only {', '.join(p + '*' for p in EVENT_PREFIXES)}"
         )
     for name, value in (("object_type", object_type), ("object_id", object_id)):
         if not value or len(value) > 128 or any(c in value for c in "\x00\n\r"):
             raise InputError(f"{name} must be 1 to 128 characters on one line")
     if not isinstance(payload, dict):
         raise InputError("payload must be a JSON object")
+    notebook = payload.get("notebook")
+    if notebook is not None and not RUN_NOTEBOOK_NAME.match(str(notebook)):
+        raise InputError("payload.notebook must be the file name of a notebook in runs/")
     try:
         size = len(canonical_json(payload).encode("utf-8"))
     except (TypeError, ValueError):

@@ -14,7 +14,7 @@ import polars as pl
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError
 from hilt.pipelines.store import double_review, oversight_stats, sql
 from hilt.pipelines.store.audit.gold_digest import digest as gold_digest
-from hilt.pipelines.store.ops import cases, review
+from hilt.pipelines.store.ops import cases, models, review
 from hilt.pipelines.store.ops.snapshot import HASH_SPACE
 from hilt.pipelines.store.records import ConflictRecord, Decision, GoldResult, OversightReport
 from hilt.pipelines.store.validation import check_text
@@ -52,10 +52,11 @@ def gold_candidates(unit: Unit, limit: int = 1000) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-def add_gold(unit: Unit, model_version: str, frame: pl.DataFrame) -> GoldResult:
-    """Make holdout cases gold cases, in one transaction: the model's predictions for
-    them (an audited batch, as ``add_predictions``) and their known answers (the seed
-    labels), audited as ``gold.added`` with the digest of the gold rows.
+def add_gold(unit: Unit, model_version: str, frame: pl.DataFrame, model_sha256: str) -> GoldResult:
+    """Make holdout cases gold cases, in one transaction: the champion's predictions for
+    them (an audited batch, as ``add_predictions``; the scorer proves the model by its
+    sha256) and their known answers (the seed labels), audited as ``gold.added`` with the
+    digest of the gold rows.
 
     Every case must be a holdout case (so a reviewer's decision on it never becomes a
     training label) without predictions or decisions, and not gold yet."""
@@ -69,6 +70,10 @@ def add_gold(unit: Unit, model_version: str, frame: pl.DataFrame) -> GoldResult:
     if repeated:
         raise InputError(f"gold cases must be distinct; repeated: {', '.join(repeated[:5])}")
     now = unit.clock()
+    if models.scoring_target(unit, model_version, model_sha256, now, clean.height):
+        raise PermissionDeniedError(
+            f"gold cases are scored by the champion, not by {model_version} (shadow scoring)"
+        )
     with unit.transaction():
         salt = str(sql.scalar(unit.con, "SELECT value FROM meta WHERE key = 'holdout_salt'"))
         rows = unit.con.execute(
@@ -104,7 +109,7 @@ def add_gold(unit: Unit, model_version: str, frame: pl.DataFrame) -> GoldResult:
             raise InputError("gold cases rejected, nothing was written:\n" + "\n".join(found))
         expected = {str(r[0]): str(r[2]) for r in rows}
         # The predictions are an audited batch of their own, in this transaction.
-        batch = cases.add_predictions(unit, model_version, frame)
+        batch = cases.insert_predictions(unit, model_version, clean, now, shadow=False)
         wrong = sum(
             1
             for cid, label in zip(ids, clean["label"].to_list(), strict=True)

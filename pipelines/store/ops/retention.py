@@ -53,8 +53,7 @@ def retention_apply(unit: Unit) -> RetentionReport:
     cut_predictions = now - timedelta(days=periods.predictions_days)
     cut_decisions = now - timedelta(days=periods.decisions_days)
     # Never younger than the legal minimum, whatever the config says.
-    audit_days = max(periods.audit_log_days, MIN_AUDIT_RETENTION_DAYS)
-    cut_audit = utc_timestamp(now - timedelta(days=audit_days))
+    cut_audit = audit_cut(unit, now)[1]
     removal = Removal()
     report = RetentionReport(
         seq=None,
@@ -79,8 +78,9 @@ def retention_apply(unit: Unit) -> RetentionReport:
             due_predictions = int(
                 sql.scalar(
                     unit.con,
-                    "SELECT count(*) FROM predictions WHERE created_at < ?",
-                    [cut_predictions],
+                    "SELECT (SELECT count(*) FROM predictions WHERE created_at < $cut)"
+                    " + (SELECT count(*) FROM shadow_predictions WHERE created_at < $cut)",
+                    {"cut": cut_predictions},
                 )
             )
             decisions_row = sql.one(
@@ -126,6 +126,13 @@ def retention_apply(unit: Unit) -> RetentionReport:
     )
 
 
+def audit_cut(unit: Unit, now: datetime) -> tuple[int, str]:
+    """(days, cut): the audit log's retention period in force, never under the legal
+    minimum whatever the config says, and the time before which events are due."""
+    days = max(unit.settings.retention.audit_log_days, MIN_AUDIT_RETENTION_DAYS)
+    return days, utc_timestamp(now - timedelta(days=days))
+
+
 def _remove(
     unit: Unit,
     removal: Removal,
@@ -168,25 +175,24 @@ def _remove(
         remove_subjects(unit, subjects, "retention", seq, now)
         rewrite_snapshots(unit, due_cases, seq, now, removal)
         payload["cases"] = {"removed": len(due_cases), "subjects_forgotten": subjects}
-    if due_predictions:
+    for table in ("predictions", "shadow_predictions") if due_predictions else ():
         batches = [
             int(r[0])
             for r in unit.con.execute(
-                "SELECT DISTINCT batch_seq FROM predictions WHERE created_at < ? ORDER BY 1",
+                f"SELECT DISTINCT batch_seq FROM {table} WHERE created_at < ? ORDER BY 1",
                 [cut_predictions],
             ).fetchall()
         ]
-        unit.con.execute("DELETE FROM predictions WHERE created_at < ?", [cut_predictions])
+        unit.con.execute(f"DELETE FROM {table} WHERE created_at < ?", [cut_predictions])
         for batch in batches:
             rows = int(
-                sql.scalar(
-                    unit.con, "SELECT count(*) FROM predictions WHERE batch_seq = ?", [batch]
-                )
+                sql.scalar(unit.con, f"SELECT count(*) FROM {table} WHERE batch_seq = ?", [batch])
             )
             removal.batches[str(batch)] = {
                 "rows": rows,
                 "digest": batch_digest.restated_digest(unit.con, unit.settings, batch),
             }
+    if due_predictions:
         payload["predictions"] = {"purged": due_predictions}
     if due_decisions:
         assert decisions_row is not None
@@ -196,7 +202,12 @@ def _remove(
     if audit_through:
         anchor = sql.scalar(unit.con, "SELECT hash FROM audit_log WHERE seq = ?", [audit_through])
         unit.con.execute("DELETE FROM audit_log WHERE seq <= ?", [audit_through])
-        payload["audit"] = {"purged_through": audit_through, "anchor_hash": anchor}
+        payload["audit"] = {
+            "purged_through": audit_through,
+            "anchor_hash": anchor,
+            # what verify checks the purge against (``audit.authority``)
+            **dict(zip(("days", "cut"), audit_cut(unit, now), strict=True)),
+        }
     payload["batches"] = removal.batches
     payload["snapshots"] = [s.model_dump() for s in removal.snapshots]
     unit.append_audit(

@@ -25,6 +25,9 @@ from hilt.pipelines.store.validation import check_text
 if TYPE_CHECKING:
     from hilt.pipelines.store.unit import Unit
 
+#: Longest time on item recorded (a day): a lease left open over a weekend is not a measure.
+MAX_TIME_ON_ITEM_MS = 86_400_000
+
 #: The columns ``decisions_where`` reads (decisions d JOIN cases c), in its order.
 DECISION_COLUMNS = (
     "d.decision_id, d.request_id, d.case_id, d.prediction_id, d.model_version, d.reviewer,"
@@ -86,8 +89,10 @@ class CaseFacts:
     #: In audit order.
     history: list[review_queue.LoggedAction]
     any_lease: bool
-    #: The holder of a live lease, if any.
+    #: The holder of a live lease, if any, and since when they hold it (microseconds since
+    #: the epoch).
     lease_holder: str | None
+    lease_since_us: int | None
     contest_seq: int | None
     gold: bool
     manual: bool
@@ -107,8 +112,8 @@ def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datet
         " NULL, NULL, NULL FROM predictions WHERE case_id = $cid"
         " UNION ALL SELECT 'decision', decision_id, action, reviewer, seq::VARCHAR,"
         " undo_of, final_label FROM decisions WHERE case_id = $cid"
-        " UNION ALL SELECT 'lease', reviewer, (expires_at > $now)::VARCHAR, NULL, NULL,"
-        " NULL, NULL FROM leases WHERE case_id = $cid"
+        " UNION ALL SELECT 'lease', reviewer, (expires_at > $now)::VARCHAR,"
+        " epoch_us(leased_at)::VARCHAR, NULL, NULL, NULL FROM leases WHERE case_id = $cid"
         " UNION ALL SELECT 'contest', max(seq)::VARCHAR, NULL, NULL, NULL, NULL, NULL"
         " FROM contests WHERE case_id = $cid"
         " UNION ALL SELECT 'request', decision_id, NULL, NULL, NULL, NULL, NULL"
@@ -117,6 +122,7 @@ def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datet
     ).fetchall()
     gold, manual, double = queue.oversight_flags(unit.settings, rows, case_id)
     case_row = next((r for r in rows if r[0] == "case"), None)
+    live_lease = next((r for r in rows if r[0] == "lease" and r[2] == "true"), None)
     contest_text = next((r[1] for r in rows if r[0] == "contest"), None)
     return CaseFacts(
         known=case_row is not None,
@@ -143,7 +149,8 @@ def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datet
             key=lambda a: a.seq,
         ),
         any_lease=any(r[0] == "lease" for r in rows),
-        lease_holder=next((r[1] for r in rows if r[0] == "lease" and r[2] == "true"), None),
+        lease_holder=live_lease[1] if live_lease else None,
+        lease_since_us=int(live_lease[3]) if live_lease else None,
         contest_seq=int(contest_text) if contest_text is not None else None,
         gold=gold,
         manual=manual,
@@ -168,6 +175,21 @@ def _check_reviewable(facts: CaseFacts, me: str) -> None:
         )
     if facts.lease_holder is not None and facts.lease_holder != me:
         raise ConflictError("another reviewer holds this case's lease")
+
+
+def _time_on_item_ms(facts: CaseFacts, request: DecisionRequest, me: str, now: datetime) -> int:
+    """The time the reviewer held the case before deciding, measured by the store from
+    their lease (a decision needs one; an undo, which follows the decision that released
+    it, takes none and counts 0)."""
+    if request.action == "undo":
+        return 0
+    if facts.lease_holder != me or facts.lease_since_us is None:
+        raise ConflictError(
+            "a decision needs your live lease on the case: take it from the queue "
+            "(next_case), or take it again if it expired"
+        )
+    held_ms = (int(now.timestamp() * 1_000_000) - facts.lease_since_us) // 1000
+    return max(0, min(held_ms, MAX_TIME_ON_ITEM_MS))
 
 
 def _chosen_prediction(facts: CaseFacts, prediction_id: int | None) -> PredictionRef | None:
@@ -242,6 +264,7 @@ def record_decision(unit: Unit, request: DecisionRequest) -> Decision:
                 raise ConflictError("request_id was already used for another case")
             return existing
         _check_reviewable(facts, me)
+        time_on_item_ms = _time_on_item_ms(facts, request, me, now)
         pred = _chosen_prediction(facts, request.prediction_id)
         predicted = pred.label if pred else None
         _check_turn(facts, request, me)
@@ -264,7 +287,7 @@ def record_decision(unit: Unit, request: DecisionRequest) -> Decision:
                 final_label=final,
                 reason_code=request.reason_code,
                 comment=request.comment,
-                time_on_item_ms=request.time_on_item_ms,
+                time_on_item_ms=time_on_item_ms,
                 model_shown=request.model_shown,
                 undo_of=request.undo_of,
                 explanation_sha256=request.explanation_sha256,

@@ -1,0 +1,167 @@
+"""Events that carry authority, checked against the rules of the operation that writes them.
+
+The chain proves that no event was changed after it was written, and a signed checkpoint
+that nothing before it was; neither proves that an event was written by the store's own
+operation. Someone who holds the workspace's files could append, after the last
+checkpoint, an event that an operation would never have written: a purge point that hides
+recent events as "retention", a digest re-statement that makes edited rows verify, a run
+whose notebook is a file outside ``runs/``, a promotion approved by its own author. This
+check reads those events and the rows they speak of, and names the first that does not
+fit its rule:
+
+- ``forged-purge``: a retention event's audit purge must follow the retention period
+  (never under six months), from the event's own time, and the first event it kept must
+  be younger than its cut;
+- ``forged-restatement``: a batch's digest is restated only by the event that removed rows
+  of that batch (cases it tombstoned, or predictions retention purged), with the rows that
+  remain;
+- ``notebook-path``: a run's notebook is a file name inside the workspace's ``runs/``;
+- ``four-eyes``: a model is promoted or rejected by a lead who is not its author, and a
+  halt is resumed by another person than the one who halted.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from hilt.pipelines.config import MIN_AUDIT_RETENTION_DAYS
+from hilt.pipelines.store.audit.batch_digest import CASES_ACTION, RESTATING_ACTIONS
+from hilt.pipelines.store.audit.chain import Break, utc_timestamp
+from hilt.pipelines.workspace import RUN_NOTEBOOK_NAME
+
+if TYPE_CHECKING:
+    import duckdb
+
+#: Roles that may apply retention (the operation's permission).
+RETENTION_ROLES = frozenset({"admin", "system", "dpo"})
+
+_EVENTS_SQL = """
+SELECT seq, entry FROM audit_log
+WHERE entry LIKE '{"action":"retention.applied",%'
+   OR entry LIKE '{"action":"subject.erased",%'
+   OR entry LIKE '{"action":"run.%'
+   OR entry LIKE '{"action":"model.promoted",%'
+   OR entry LIKE '{"action":"model.rejected",%'
+   OR entry LIKE '{"action":"system.halted",%'
+   OR entry LIKE '{"action":"system.resumed",%'
+   OR entry LIKE '{"action":"cases.ingest",%'
+   OR entry LIKE '{"action":"predictions.ingest",%'
+ORDER BY seq
+"""
+
+
+def _when(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+def first_break(con: duckdb.DuckDBPyConnection) -> Break | None:
+    """The first event that an operation of the store would not have written, or None."""
+    events = [(int(s), json.loads(e)) for s, e in con.execute(_EVENTS_SQL).fetchall()]
+    found = [
+        b
+        for b in (
+            _purges(con, events),
+            _restatements(con, events),
+            _notebooks(events),
+            _four_eyes(events),
+        )
+        if b is not None
+    ]
+    return min(found, key=lambda b: b.seq) if found else None
+
+
+def _purges(
+    con: duckdb.DuckDBPyConnection, events: list[tuple[int, dict[str, Any]]]
+) -> Break | None:
+    last_through = 0
+    for seq, e in events:
+        audit = e["payload"].get("audit") if e["action"] == "retention.applied" else None
+        if not audit:
+            continue
+        through = int(audit.get("purged_through") or 0)
+        days = audit.get("days")
+        problem = None
+        if e.get("role") not in RETENTION_ROLES:
+            problem = f"written in the role {e.get('role')!r}, which may not apply retention"
+        elif not isinstance(days, int) or days < MIN_AUDIT_RETENTION_DAYS:
+            problem = f"its audit period is not one retention allows ({days!r} days)"
+        elif audit.get("cut") != utc_timestamp(_when(e["ts"]) - timedelta(days=days)):
+            problem = "its cut is not its own time minus the audit period"
+        elif not last_through <= through < seq:
+            problem = "its purge point does not follow the earlier ones"
+        if problem is None:
+            kept = con.execute(
+                "SELECT json_extract_string(entry, '$.ts') FROM audit_log WHERE seq = ?",
+                [through + 1],
+            ).fetchall()
+            if kept and str(kept[0][0]) < str(audit["cut"]):
+                problem = "it kept an event older than its cut, so it did not purge by age"
+        if problem is not None:
+            return Break(seq, "forged-purge", f"a retention event's audit purge: {problem}")
+        last_through = through
+    return None
+
+
+def _restatements(
+    con: duckdb.DuckDBPyConnection, events: list[tuple[int, dict[str, Any]]]
+) -> Break | None:
+    batch_action = {
+        seq: e["action"] for seq, e in events if e["action"] in (CASES_ACTION, "predictions.ingest")
+    }
+    for seq, e in events:
+        if e["action"] not in RESTATING_ACTIONS:
+            continue
+        for batch in e["payload"].get("batches") or {}:
+            b = int(batch)
+            action = batch_action.get(b)
+            if action == CASES_ACTION:
+                removed = con.execute(
+                    "SELECT count(*) FROM cases WHERE ingest_seq = ? AND removed_seq = ?",
+                    [b, seq],
+                ).fetchall()[0][0]
+                ok = removed > 0
+            else:
+                # Only retention purges predictions (an erasure keeps them).
+                ok = (
+                    action is not None
+                    and e["action"] == "retention.applied"
+                    and bool((e["payload"].get("predictions") or {}).get("purged"))
+                )
+            if not ok:
+                return Break(
+                    seq,
+                    "forged-restatement",
+                    f"restates the digest of batch {b} without removing any of its rows",
+                )
+    return None
+
+
+def _notebooks(events: list[tuple[int, dict[str, Any]]]) -> Break | None:
+    for seq, e in events:
+        if not str(e["action"]).startswith("run."):
+            continue
+        name = e["payload"].get("notebook")
+        if name is not None and not RUN_NOTEBOOK_NAME.match(str(name)):
+            return Break(seq, "notebook-path", "a run names a notebook that is not a file in runs/")
+    return None
+
+
+def _four_eyes(events: list[tuple[int, dict[str, Any]]]) -> Break | None:
+    halted_by: dict[int, str] = {}
+    for seq, e in events:
+        action, p = e["action"], e["payload"]
+        if action == "system.halted":
+            halted_by[seq] = str(e["actor"])
+        elif action == "system.resumed":
+            # (a halt that retention purged from the log is no longer there to compare)
+            if halted_by.get(int(p.get("halted_at_seq") or 0)) == e["actor"]:
+                return Break(seq, "four-eyes", "a halt resumed by the person who halted it")
+        elif action in ("model.promoted", "model.rejected") and (
+            e.get("role") != "lead"
+            or p.get("approver") != e["actor"]
+            or p.get("author") == e["actor"]
+        ):
+            return Break(seq, "four-eyes", "a model decided by its author or by someone not a lead")
+    return None
