@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -90,11 +91,26 @@ def approve_stand_in(author: Store, lead: Store, model: str = "test-model/v1") -
     return StandIn(model, sha)
 
 
-def stand_in(ws: Workspace, model: str = "test-model/v1") -> StandIn:
+#: The champion of ``loaded_workspace``.
+TEST_MODEL = StandIn("test-model/v1", hashlib.sha256(b"test-model/v1").hexdigest())
+
+
+def leased(store: Store) -> str:
+    """The case the queue leases to this reviewer now (a decision needs the lease)."""
+    case = store.next_case()
+    assert case is not None, "the queue is empty"
+    return case.case.case_id
+
+
+def stand_in(
+    ws: Workspace, model: str = "test-model/v1", clock: Callable[[], datetime] | None = None
+) -> StandIn:
     """``approve_stand_in`` on a workspace file: registered by the data scientist dana,
-    approved by the lead lena (users of the demo config)."""
+    approved by the lead lena (users of the demo config), at ``clock``'s time if given."""
     return approve_stand_in(
-        open_store_as(ws, Identity(name="dana")), open_store_as(ws, Identity(name="lena")), model
+        open_store_as(ws, Identity(name="dana"), clock=clock),
+        open_store_as(ws, Identity(name="lena"), clock=clock),
+        model,
     )
 
 

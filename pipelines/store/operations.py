@@ -195,6 +195,10 @@ class PredictionsIn(RowsIn):
     model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class CaseIn(BaseModel):
+    case_id: str = Field(min_length=1, max_length=128)
+
+
 class HaltIn(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
@@ -297,6 +301,9 @@ class Store:
     decisions = Operation(review.decisions, READ_DECISIONS, GET("/v1/decisions"), read_only=True)
     next_case = Operation(
         queue.next_case, Permission("next case", REVIEWERS), POST("/v1/queue/next")
+    )
+    lease_case = Operation(
+        queue.lease_case, Permission("next case", REVIEWERS), POST("/v1/queue/lease", CaseIn)
     )
     queue_status = Operation(
         queue.queue_status, Permission("queue status", EVERYONE), GET("/v1/queue/status")

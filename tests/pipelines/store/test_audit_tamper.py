@@ -42,7 +42,7 @@ from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.records import VerifyReport
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import CONFIG, CSV, operator, predictions_for
+from tests.conftest import CONFIG, CSV, TEST_MODEL, leased, operator, predictions_for, stand_in
 
 FLIP = {"1": "0", "0": "1"}
 DECISIONS_BEFORE_CHECKPOINT = 20
@@ -76,7 +76,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Layou
     preds = predictions_for(cases)
     admin = operator(ws)
     cases_seq = admin.ingest_cases(cases).seq
-    predictions_seq = admin.add_predictions("test-model-1", preds).seq
+    stand_in(ws)
+    predictions_seq = admin.add_predictions(TEST_MODEL.model, preds, TEST_MODEL.sha256).seq
     predicted = dict(zip(preds["case_id"], preds["label"], strict=True))
 
     alice = open_store_as(ws, Identity(name="alice"))
@@ -84,7 +85,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Layou
     for i in range(DECISIONS_BEFORE_CHECKPOINT + DECISIONS_AFTER_CHECKPOINT):
         if i == DECISIONS_BEFORE_CHECKPOINT:
             checkpoint_seq = admin.checkpoint().seq
-        case_id = f"APP-{i + 1:06d}"
+        case_id = leased(alice)  # a decision needs the reviewer's lease
         if i % 3 == 2:
             request = DecisionRequest(
                 case_id=case_id,

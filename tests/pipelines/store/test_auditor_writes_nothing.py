@@ -15,7 +15,14 @@ import pytest
 
 from hilt.pipelines.store.modes.client import ON_BEHALF_HEADER
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import RunningService, issue_tokens, operator, start_service
+from tests.conftest import (
+    TEST_MODEL,
+    RunningService,
+    issue_tokens,
+    operator,
+    stand_in,
+    start_service,
+)
 
 WRITE_METHODS = ("post", "put", "patch", "delete")
 #: Strings that satisfy patterns used in the API (anything else gets "x").
@@ -96,7 +103,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSe
     create_workspace(ws, CONFIG)
     cases = pl.read_csv(CSV, infer_schema=False).head(20)
     operator(ws).ingest_cases(cases)
-    operator(ws).add_predictions("test-model-1", predictions_for(cases))
+    stand_in(ws)
+    operator(ws).add_predictions(TEST_MODEL.model, predictions_for(cases), TEST_MODEL.sha256)
     alice = open_store_as(ws, Identity(name="alice"))
     leased = alice.next_case()
     assert leased is not None
