@@ -17,7 +17,7 @@ from hilt.pipelines.store import sql
 if TYPE_CHECKING:
     import duckdb
 
-SCHEMA_VERSION = "3"  # 2: sealed personal data, subject keys; 3: gold cases
+SCHEMA_VERSION = "4"  # 2: sealed personal data, subject keys; 3: gold cases; 4: issue 12
 
 _SQL_TYPES = {
     "int": "BIGINT",
@@ -45,6 +45,26 @@ def create_statements(settings: Settings) -> list[str]:
         """CREATE TABLE meta (
     key VARCHAR PRIMARY KEY,
     value VARCHAR NOT NULL
+)""",
+        # ---- issue 12, config drift: every version of hilt.toml the store recorded, with
+        # its whole text. The store's settings are those of the version in force, never the
+        # file's; the file must match it (see ops/config.py). state: in-force (exactly
+        # one) | superseded | pending (at most one: a loosening waiting for a lead) |
+        # rejected | withdrawn. ``diff``: canonical JSON of what changed (key names, the
+        # values that may be shown, the keys that loosen a rule that protects people).
+        """CREATE TABLE config_versions (
+    version BIGINT PRIMARY KEY,
+    sha256 VARCHAR NOT NULL,
+    text VARCHAR NOT NULL,
+    base_version BIGINT,
+    state VARCHAR NOT NULL,
+    diff VARCHAR NOT NULL,
+    applied_by VARCHAR NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL,
+    applied_seq BIGINT NOT NULL,
+    decided_by VARCHAR,
+    decided_at TIMESTAMPTZ,
+    decided_seq BIGINT
 )""",
         # The only place where the external subject id appears, and only sealed with the
         # subject's key; ``lookup`` is its HMAC under a key derived from the master key, so a
@@ -220,6 +240,7 @@ FROM audit_log""",
 
 #: Tables whose rows a caller may count (``Store.counts``).
 COUNTED_TABLES = (
+    "config_versions",  # issue 12, config drift
     "cases",
     "identity",
     "case_features",

@@ -17,7 +17,7 @@ from typing import TypeVar
 import duckdb
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.errors import StoreError
+from hilt.pipelines.errors import HiltError, StoreError
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit import batch_digest, reconcile, schema_check
 from hilt.pipelines.store.audit import chain as audit_chain
@@ -42,12 +42,19 @@ def verify_file(
     """Verify the workspace's store file, holding the store's lock while it reads."""
     from hilt.pipelines.store.modes import locking
     from hilt.pipelines.store.modes.embedded import connect
+    from hilt.pipelines.store.ops.config import settings_in_force
 
     workspace.require()
-    settings = workspace.settings()
     with locking.exclusive(workspace.lock_path, workspace.service_file):
         con = connect(workspace)
         try:
+            # The config in force (its pinned key), not an edit of hilt.toml nobody applied;
+            # the file only when the store's record of it is damaged (the schema check
+            # then names the damage).
+            try:
+                settings = settings_in_force(con, workspace)
+            except (duckdb.Error, HiltError):
+                settings = workspace.settings()
             return verify_store(con, settings, workspace, public_key, checkpoints)
         except duckdb.Error as e:
             raise StoreError(f"the store failed ({describe(e)})") from e
