@@ -440,15 +440,15 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8765) -> No
     with locking.exclusive(workspace.lock_path, workspace.service_file, timeout_s=0):
         con = connect(workspace)
         con.execute("SET threads = 1")  # see StoreService.run_bulk
-        config = ConfigWatch(workspace, owner=True)
+        watch = ConfigWatch(workspace, owner=True)
         try:
             check_schema_version(con, workspace.db_path)
             # Never serve an edit of hilt.toml that nobody applied.
-            settings = config.admit(con, despite_drift=False)
+            settings = watch.admit(con, despite_drift=False)
         except BaseException:
             con.close()
             raise
-        service = StoreService(workspace, settings, con, config=config)
+        service = StoreService(workspace, settings, con, config=watch)
         try:
             # Complete a removal that crashed between its commit and destroying the keys.
             service.run_system(finish_removals)
