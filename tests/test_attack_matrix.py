@@ -22,11 +22,11 @@ import polars as pl
 import pytest
 
 from hilt.pipelines.errors import ConfigDrift, ConfigError, InputError, PermissionDeniedError
-from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
+from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.audit.verify import verify_file
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
-from tests.config_helpers import edit_config
+from tests.config_helpers import edit_config, override_without_comment
 from tests.conftest import (
     CONFIG,
     RunningService,
@@ -155,22 +155,6 @@ def target(request: pytest.FixtureRequest, template: Workspace, tmp_path: Path) 
 # in force) and refuses everything but the config operations while the file differs. A
 # change is recorded by an admin (`hilt config apply`); one that loosens a rule that
 # protects people waits for a lead who is not that admin (`hilt config approve`).
-
-
-def override_without_comment(store: Store) -> None:
-    """An override with a reason code but no comment (refused while comments are
-    required)."""
-    leased = store.next_case()
-    assert leased is not None
-    predicted = leased.case.predictions[-1].label
-    store.record_decision(
-        DecisionRequest(
-            case_id=leased.case.case_id,
-            action="override",
-            final_label="0" if predicted == "1" else "1",
-            reason_code="data-error",
-        )
-    )
 
 
 def edited_hilt_toml_is_refused_at_open(t: Target) -> Recorded:

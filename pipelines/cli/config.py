@@ -144,16 +144,26 @@ def config_apply(workspace: WorkspaceOpt = None, as_user: AdminOpt = None) -> No
     typer.echo("\n".join(_applied_lines(done)))
 
 
+def _decided(v: ConfigVersion) -> str:
+    if v.state == "in-force":
+        return (
+            f"config version {v.version} in force, approved by {v.decided_by} (audit seq "
+            f"{v.decided_seq}); hilt.toml now holds it"
+        )
+    return (
+        f"config version {v.version} rejected by {v.decided_by} (audit seq {v.decided_seq}); "
+        f"version {v.base_version} stays in force"
+    )
+
+
 @config_app.command("approve")
 def config_approve(
     as_user: LeadOpt, version: VersionArg = None, workspace: WorkspaceOpt = None
 ) -> None:
     """Bring the pending change into force (a lead who is not the admin who applied it)."""
     ws = Workspace.at(workspace)
-    v = guard(lambda: _on_config(ws, as_user, False, lambda s: s.config_approve(version)))
     typer.echo(
-        f"config version {v.version} in force, approved by {v.decided_by} (audit seq "
-        f"{v.decided_seq}); hilt.toml now holds it"
+        _decided(guard(lambda: _on_config(ws, as_user, False, lambda s: s.config_approve(version))))
     )
 
 
@@ -163,8 +173,6 @@ def config_reject(
 ) -> None:
     """Refuse the pending change (a lead); the config in force stays."""
     ws = Workspace.at(workspace)
-    v = guard(lambda: _on_config(ws, as_user, False, lambda s: s.config_reject(version)))
     typer.echo(
-        f"config version {v.version} rejected by {v.decided_by} (audit seq {v.decided_seq}); "
-        f"version {v.base_version} stays in force"
+        _decided(guard(lambda: _on_config(ws, as_user, False, lambda s: s.config_reject(version))))
     )

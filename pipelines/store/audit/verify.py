@@ -19,7 +19,7 @@ import duckdb
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import HiltError, StoreError
 from hilt.pipelines.store import sql
-from hilt.pipelines.store.audit import batch_digest, reconcile, schema_check
+from hilt.pipelines.store.audit import batch_digest, config_check, reconcile, schema_check
 from hilt.pipelines.store.audit import chain as audit_chain
 from hilt.pipelines.store.audit.chain import GENESIS_HASH, Break, hash_at, purge_anchor
 from hilt.pipelines.store.audit.checkpoints import (
@@ -200,6 +200,7 @@ def verify_records(
         )
         cps = pool.submit(attempt("the checkpoint check", checkpoint_checks))
         gold = pool.submit(attempt("the gold set check", gold_mismatch))
+        configs = pool.submit(attempt("the config check", config_check.first_mismatch))
         scanned = scan.result()
         if scanned is not None:
             mismatch, bad_hash, decision_seq = scanned
@@ -221,6 +222,7 @@ def verify_records(
         cp_breaks = cps.result()
         bad_batch = digests.result() if digests is not None else None
         bad_gold = gold.result()
+        bad_config = configs.result()
 
     # Assembled in a fixed order, so that on a tie (several breaks at one seq) the same one
     # is named as when the checks ran one after another.
@@ -251,6 +253,10 @@ def verify_records(
         breaks.append(failed["the gold set check"])
     elif bad_gold is not None:
         breaks.append(bad_gold)
+    if "the config check" in failed:
+        breaks.append(failed["the config check"])
+    elif bad_config is not None:
+        breaks.append(bad_config)
     if settings is not None:
         if "the batch digest check" in failed:
             breaks.append(failed["the batch digest check"])

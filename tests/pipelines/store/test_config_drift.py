@@ -22,7 +22,7 @@ from hilt.pipelines.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
+from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.audit.verify import verify_file
 from hilt.pipelines.store.config_rules import (
     LOOSENING,
@@ -32,9 +32,10 @@ from hilt.pipelines.store.config_rules import (
     loosened,
     shown_values,
 )
+from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.records import AuditEvent
 from hilt.pipelines.workspace import Workspace
-from tests.config_helpers import edit_config
+from tests.config_helpers import edit_config, override_without_comment
 from tests.conftest import CONFIG, operator, start_service
 
 BASE = CONFIG.read_text(encoding="utf-8")
@@ -179,20 +180,6 @@ def test_init_records_the_workspace_file_as_version_1(workspace: Workspace) -> N
     assert status.pending is None and not status.drift and status.problem is None
     init = operator(workspace).audit_events(after_seq=0, limit=1)[0]
     assert init.action == "workspace.init" and init.payload["config_sha256"] == sha
-
-
-def override_without_comment(store: Store) -> None:
-    leased = store.next_case()
-    assert leased is not None
-    predicted = leased.case.predictions[-1].label
-    store.record_decision(
-        DecisionRequest(
-            case_id=leased.case.case_id,
-            action="override",
-            final_label="0" if predicted == "1" else "1",
-            reason_code="data-error",
-        )
-    )
 
 
 def test_a_tightening_is_in_force_at_once_and_a_loosening_only_once_a_lead_approves(
@@ -350,3 +337,44 @@ def test_the_service_acts_on_the_config_in_force(loaded_workspace: Workspace) ->
     # The next start serves version 2, as the file says.
     svc = start_service(ws)
     svc.stop()
+
+
+def test_verify_catches_the_config_in_force_changed_behind_the_stores_back(
+    workspace: Workspace,
+) -> None:
+    """An attacker with write access to the file and the database loosens the gate in both
+    the store's record of the config in force and hilt.toml: every open agrees with itself,
+    but the record no longer matches the event that recorded it."""
+    edit_config(workspace, "floor = 0.65 ", "floor = 0.5 ")
+    text = workspace.config_path.read_text(encoding="utf-8")
+    sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    con = connect(workspace)
+    try:
+        con.execute(
+            "UPDATE config_versions SET text = ?, sha256 = ? WHERE version = 1", [text, sha]
+        )
+    finally:
+        con.close()
+    report = operator(workspace).verify()  # opens: the file matches the forged record
+    assert report.first_break is not None
+    assert (report.first_break.seq, report.first_break.kind) == (1, "record-mismatch")
+    assert "config version" in report.first_break.detail
+
+
+def test_verify_catches_a_pending_change_put_in_force_behind_the_stores_back(
+    workspace: Workspace,
+) -> None:
+    edit_config(workspace, "floor = 0.65 ", "floor = 0.5 ")
+    done = open_store_as(workspace, Identity(name="dana"), for_config=True).config_apply()
+    con = connect(workspace)
+    try:
+        con.execute("UPDATE config_versions SET state = 'superseded' WHERE version = 1")
+        con.execute("UPDATE config_versions SET state = 'in-force' WHERE version = 2")
+    finally:
+        con.close()
+    edit_config(workspace, "floor = 0.65 ", "floor = 0.5 ")
+    report = verify_file(workspace)
+    assert report.first_break is not None
+    assert (report.first_break.seq, report.first_break.kind) == (1, "record-mismatch")
+    assert "not the version the log last put in force" in report.first_break.detail
+    assert done.version.applied_seq > 1
