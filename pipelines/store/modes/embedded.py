@@ -98,20 +98,12 @@ class EmbeddedStore(Store):
         ):
             con = connect(self.workspace)
             keys = self.workspace.key_ring()
+            core = StoreCore(
+                con, self.settings, self.workspace, self.actor, keys, self.clock, config=self.config
+            )
             try:
-                core = StoreCore(
-                    con,
-                    self.settings,
-                    self.workspace,
-                    self.actor,
-                    keys,
-                    self.clock,
-                    config=self.config,
-                )
-                try:
-                    return core.call(operation, arguments)
-                finally:
-                    self.settings = core.settings
+                return core.call(operation, arguments)
             finally:
+                self.settings = core.settings  # the version in force, as last read
                 keys.close()
                 con.close()
