@@ -80,6 +80,14 @@ class SystemHalted(ConflictError):
     kind = "halted"
 
 
+class ConfigDrift(HiltError):
+    """The workspace's hilt.toml differs from the config in force (the one the store last
+    recorded): refused until an admin records the change (`hilt config apply`)."""
+
+    status_code = 409
+    kind = "config-drift"
+
+
 ERROR_KINDS: dict[str, type[HiltError]] = {
     cls.kind: cls
     for cls in (
@@ -93,5 +101,6 @@ ERROR_KINDS: dict[str, type[HiltError]] = {
         StoreError,
         StoreBusyError,
         SystemHalted,
+        ConfigDrift,
     )
 }

@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 from hilt.pipelines.config import ROLES
 from hilt.pipelines.store.ops import (
     cases,
+    config,
     events,
     models,
     oversight,
@@ -102,6 +103,8 @@ class Operation(Generic[P, R]):
         read_only: bool = False,
         group_commit: bool = False,
         changes_identities: bool = False,
+        despite_drift: bool = False,
+        changes_config: bool = False,
     ) -> None:
         self.fn = fn
         self.name = fn.__name__
@@ -116,6 +119,11 @@ class Operation(Generic[P, R]):
         self.group_commit = group_commit
         #: Users or tokens change: the service forgets the identities it cached.
         self.changes_identities = changes_identities
+        #: Runs while hilt.toml differs from the config in force (everything else is
+        #: refused then): the config operations, and asking who one is.
+        self.despite_drift = despite_drift
+        #: The config in force may change: the modes read it again afterwards.
+        self.changes_config = changes_config
 
     def __set_name__(self, owner: type[Any], name: str) -> None:
         if name != self.name:
@@ -181,6 +189,8 @@ GOLD = Permission("gold", frozenset({"data-scientist", "admin"}))
 OVERSIGHT_READ = Permission("oversight read", frozenset({"lead", "auditor", "admin"}))
 #: A second person, a lead, decides on a model (EU AI Act Art. 14).
 DECIDE_MODELS = Permission("decide on models", frozenset({"lead"}))
+#: A loosening of hilt.toml needs a lead's second approval (issue 12, config drift).
+CONFIG_DECISION = Permission("approve or reject config changes", frozenset({"lead"}))
 
 
 # ----------------------------------------------------------------------- request bodies
@@ -268,7 +278,7 @@ class Store:
     ``hilt.pipelines.store.open_store_as``."""
 
     # identity
-    whoami = Operation(users.whoami, ANYONE, GET("/v1/me", endpoint="me"))
+    whoami = Operation(users.whoami, ANYONE, GET("/v1/me", endpoint="me"), despite_drift=True)
     add_user = Operation(
         users.add_user, MANAGE_USERS, POST("/v1/users", UserIn), changes_identities=True
     )
@@ -437,6 +447,31 @@ class Store:
     )
     # (last: from here on the name ``models`` is this row, not the module)
     models = Operation(models.models, Permission("read models", EVERYONE), GET("/v1/models"))
+
+    # ---- issue 12, config drift: the config in force, and changes to it (ops/config.py)
+    config_status = Operation(
+        config.config_status,
+        Permission("see the config status", frozenset(ROLES)),
+        GET("/v1/config"),
+        despite_drift=True,
+    )
+    config_apply = Operation(
+        config.config_apply,
+        Permission("apply config changes", frozenset({"admin"})),
+        POST("/v1/config/apply"),
+        despite_drift=True,
+        changes_config=True,
+    )
+    config_approve = Operation(
+        config.config_approve,
+        CONFIG_DECISION,
+        POST("/v1/config/approve"),
+        despite_drift=True,
+        changes_config=True,
+    )
+    config_reject = Operation(
+        config.config_reject, CONFIG_DECISION, POST("/v1/config/reject"), despite_drift=True
+    )
 
     # ------------------------------------------------------------------ the mode's part
     def perform(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:

@@ -550,3 +550,63 @@ class ConflictRecord(_Record):
     score: float | None
     #: The seq of the second decision (when the conflict arose).
     seq: int
+
+
+# ---- issue 12, config drift: the versions of hilt.toml the store recorded.
+ConfigState = Literal["in-force", "superseded", "pending", "rejected", "withdrawn"]
+
+
+class ConfigVersion(_Record):
+    """One version of hilt.toml as the store recorded it (never its text: key names, and
+    values only where they carry no personal data)."""
+
+    version: int
+    sha256: str
+    state: ConfigState
+    #: The version in force when this one was applied (None: the first, at init).
+    base_version: int | None
+    #: Keys of the file that changed, were added, were removed (against the base).
+    changed: list[str]
+    added: list[str]
+    removed: list[str]
+    #: [old, new] in effect, for the keys whose values may be shown.
+    values: dict[str, list[Any]]
+    #: The keys whose change loosens a rule that protects people (a lead approves them),
+    #: each described in one line.
+    loosens: list[str]
+    #: [access.users] differs from the base: `hilt users sync` applies it to the store.
+    users_changed: bool
+    applied_by: str
+    applied_at: str
+    applied_seq: int
+    #: The lead who approved or rejected it, or the admin whose later change withdrew it.
+    decided_by: str | None
+    decided_at: str | None
+    decided_seq: int | None
+
+
+class ConfigStatus(_Record):
+    """The config in force, the change waiting for a lead, and the file on disk."""
+
+    in_force: ConfigVersion
+    pending: ConfigVersion | None
+    #: sha256 of the workspace's hilt.toml (None: there is no such file).
+    file_sha256: str | None
+    #: The file differs from the config in force: everything but the config operations is
+    #: refused until an admin applies it (or restores the file).
+    drift: bool
+    #: What is wrong, in one line (None: nothing).
+    problem: str | None
+    #: Keys of the file that differ from the config in force.
+    file_keys: list[str]
+
+
+class ConfigApplied(_Record):
+    """What `config apply` did with the workspace's hilt.toml."""
+
+    #: applied: in force at once; pending: a loosening waits for a lead; unchanged: the
+    #: file is the config in force (nothing written).
+    outcome: Literal["applied", "pending", "unchanged"]
+    version: ConfigVersion
+    #: A change that was pending and that this one withdrew.
+    withdrawn: int | None

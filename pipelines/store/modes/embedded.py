@@ -2,7 +2,10 @@
 
 Right for one data scientist or one scheduler run. Each call takes the lock, opens the file
 (~20 ms), runs one operation of the table in one transaction, and closes the file again, so
-that other processes can take their turn.
+that other processes can take their turn. Each call acts on the config in force, read from
+the store (another process may have applied a change), and is refused while hilt.toml
+differs from it (``config_watch.py``); so is the opening itself, unless it is for the
+config operations.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import duckdb
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import StoreError
+from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.core import StoreCore
 from hilt.pipelines.store.modes import locking
 from hilt.pipelines.store.operations import Operation, Store
@@ -49,29 +53,42 @@ class EmbeddedStore(Store):
         actor: User,
         clock: Clock = system_clock,
         lock_timeout_s: float | None = None,
+        config: ConfigWatch | None = None,
     ) -> None:
         self.workspace = workspace
         self.settings = settings
         self.actor = actor
         self.clock = clock
         self.lock_timeout_s = lock_timeout_s
+        self.config = config or ConfigWatch(workspace)
 
     @classmethod
     def for_user(
-        cls, workspace: Workspace, settings: Settings, user: str, clock: Clock = system_clock
+        cls,
+        workspace: Workspace,
+        user: str | User,
+        clock: Clock = system_clock,
+        *,
+        for_config: bool = False,
     ) -> EmbeddedStore:
         """The store acting as the active store user ``user`` (AuthenticationError if the
-        store has no such user)."""
+        store has no such user), or as ``user`` itself when it is a ``User`` (the operator),
+        with the settings in force. ConfigDrift while hilt.toml differs from them, unless
+        the store is opened ``for_config`` (then only the config operations run)."""
+        config = ConfigWatch(workspace)
         with locking.exclusive(workspace.lock_path, workspace.service_file):
             con = connect(workspace)
             try:
                 check_schema_version(con, workspace.db_path)
-                actor = lookup_user(con, user)
+                actor = user if isinstance(user, User) else lookup_user(con, user)
+                settings = config.admit(con, despite_drift=for_config)
             except duckdb.Error as e:
-                raise StoreError(f"cannot read the store's users ({type(e).__name__})") from e
+                raise StoreError(
+                    f"cannot read the store's users or config ({type(e).__name__})"
+                ) from e
             finally:
                 con.close()
-        return cls(workspace, settings, actor, clock)
+        return cls(workspace, settings, actor, clock, config=config)
 
     def perform(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:
         if operation is Store.whoami:
@@ -81,9 +98,12 @@ class EmbeddedStore(Store):
         ):
             con = connect(self.workspace)
             keys = self.workspace.key_ring()
+            core = StoreCore(
+                con, self.settings, self.workspace, self.actor, keys, self.clock, config=self.config
+            )
             try:
-                core = StoreCore(con, self.settings, self.workspace, self.actor, keys, self.clock)
                 return core.call(operation, arguments)
             finally:
+                self.settings = core.settings  # the version in force, as last read
                 keys.close()
                 con.close()

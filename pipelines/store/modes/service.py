@@ -9,6 +9,11 @@ table (``store.operations``): one route per row, with the row's path, body and r
 
 Nothing personal is logged: uvicorn's access log (which would print case ids in paths) is off.
 
+The service acts on the config in force (the store's record, not the file): it refuses to
+start while the workspace's hilt.toml differs from it, and, running, refuses every request
+but the config operations from the moment the file changes until an admin applies it
+(``config_watch.py``; the service logs it once).
+
 (No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations at
 run time, including the local ``Caller`` dependency alias.)
 """
@@ -39,6 +44,7 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
 )
 from hilt.pipelines.ports import require_free_port
+from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.core import StoreCore
 from hilt.pipelines.store.modes import locking, wire
 from hilt.pipelines.store.modes.embedded import connect
@@ -141,9 +147,12 @@ class StoreService:
         settings: Settings,
         con: duckdb.DuckDBPyConnection,
         clock: Clock = system_clock,
+        config: ConfigWatch | None = None,
     ) -> None:
         self.workspace = workspace
-        self.settings = settings
+        self._settings = settings
+        #: The config in force, and hilt.toml compared with it at each request.
+        self.config = config
         self.con = con
         self.clock = clock
         self.mutex = threading.Lock()
@@ -161,6 +170,11 @@ class StoreService:
         #: key ring, for the operations that only read (``read``).
         self._reader = threading.local()
 
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (read again after each change of the config)."""
+        return self.config.settings if self.config is not None else self._settings
+
     def core(self, actor: User, *, in_group: bool = False) -> StoreCore:
         return StoreCore(
             self.con,
@@ -171,6 +185,7 @@ class StoreService:
             self.clock,
             head=self.head,
             in_transaction=in_group,
+            config=self.config,
         )
 
     def run(self, actor: User, operation: Operation[Any, T], arguments: dict[str, Any]) -> T:
@@ -440,15 +455,21 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8765) -> No
     """Own the store and serve it until interrupted. Holds the store's lock meanwhile."""
     import uvicorn
 
-    settings = workspace.settings()
     url = f"http://{host}:{port}"
     require_free_port(host, port)
     with locking.exclusive(workspace.lock_path, workspace.service_file, timeout_s=0):
         con = connect(workspace)
         con.execute("SET threads = 1")  # see StoreService.run_bulk
-        service = StoreService(workspace, settings, con)
+        watch = ConfigWatch(workspace, owner=True)
         try:
             check_schema_version(con, workspace.db_path)
+            # Never serve an edit of hilt.toml that nobody applied.
+            settings = watch.admit(con, despite_drift=False)
+        except BaseException:
+            con.close()
+            raise
+        service = StoreService(workspace, settings, con, config=watch)
+        try:
             # Complete a removal that crashed between its commit and destroying the keys.
             service.run_system(finish_removals)
             workspace.service_file.write_text(
