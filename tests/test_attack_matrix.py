@@ -33,6 +33,7 @@ from tests.conftest import (
     free_port,
     operator,
     predictions_for,
+    stand_in,
     start_service_logged,
 )
 
@@ -130,7 +131,8 @@ def template(tmp_path_factory: pytest.TempPathFactory, cases_frame: pl.DataFrame
     create_workspace(ws, config)
     with operator(ws) as op:
         op.ingest_cases(cases_frame.head(40))
-        op.add_predictions("test-model-1", predictions_for(cases_frame.head(40)))
+        model = stand_in(ws)
+        op.add_predictions(model.model, predictions_for(cases_frame.head(40)), model.sha256)
         op.checkpoint()
     return ws
 
