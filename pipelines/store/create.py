@@ -85,8 +85,8 @@ def create_workspace(
 def create_schema(
     unit: Unit, config_sha256: str, public_key: str, holdout_salt: str | None = None
 ) -> None:
-    """Create the tables and seed the users of the config (once, at init), audited as
-    ``workspace.init`` (the log's first event).
+    """Create the tables and seed the users of the config (once, at init; afterwards only
+    ``users_sync`` changes them), audited as ``workspace.init`` (the log's first event).
 
     ``holdout_salt`` fixes which labelled cases form the holdout; random unless given
     (a simulation passes its seed so that its runs are repeatable)."""
@@ -106,7 +106,11 @@ def create_schema(
         )
         users = unit.settings.access.users
         for name, roles in users.items():
-            unit.con.execute("INSERT INTO users VALUES (?, ?, true, ?)", [name, list(roles), now])
+            unit.con.execute(
+                "INSERT INTO users (name, roles, active, created_at, in_config) "
+                "VALUES (?, ?, true, ?, true)",
+                [name, list(roles), now],
+            )
         unit.append_audit(
             "workspace.init",
             "workspace",

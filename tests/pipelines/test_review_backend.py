@@ -18,7 +18,14 @@ from hilt.pipelines.store.records import QueueStatus as StoreQueueStatus
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal
 from hilt.widgets.contracts.review import DecisionInput, QueueStatus, ReviewBackend
-from tests.conftest import CONFIG, RunningService, operator, start_service
+from tests.conftest import (
+    CONFIG,
+    PROXY_ENV,
+    RunningService,
+    operator,
+    proxied_config,
+    start_service,
+)
 
 #: The environment names are the contract with Voila (http_header_envs) and JupyterHub.
 HEADER = "HTTP_X_FORWARDED_USER"
@@ -143,9 +150,12 @@ def test_no_workspace_is_a_refusal_too(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------- service mode
 @pytest.fixture(scope="module")
-def served(ws: Workspace) -> Iterator[tuple[RunningService, str, str]]:
-    """The module's workspace behind a real store service; a gateway token (what `hilt
-    serve` hands the dashboard kernels) and a reviewer's own token."""
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningService, str, str]]:
+    """A workspace behind a sign-in proxy and a real store service; a gateway token (what
+    `hilt serve` hands the dashboard kernels) and a reviewer's own token."""
+    root = tmp_path_factory.mktemp("review-backend-served")
+    ws = Workspace.at(root / "ws")
+    create_workspace(ws, proxied_config(root))
     op = operator(ws)
     gateway = op.add_user("voila-gateway", "gateway").token
     own = op.add_user(a_reviewer(ws.settings()), "reviewer").token
@@ -157,12 +167,12 @@ def served(ws: Workspace) -> Iterator[tuple[RunningService, str, str]]:
 
 
 def test_through_the_service_the_gateway_acts_for_the_named_user(
-    ws: Workspace, settings: Settings, served: tuple[RunningService, str, str]
+    settings: Settings, served: tuple[RunningService, str, str]
 ) -> None:
     svc, gateway, _ = served
-    base = {"HILT_STORE_URL": svc.url, "HILT_GATEWAY_TOKEN": gateway}
+    base = {"HILT_STORE_URL": svc.url, "HILT_GATEWAY_TOKEN": gateway, **PROXY_ENV}
     alice, bob = a_reviewer(settings), another_reviewer(settings)
-    root = str(ws.root)
+    root = str(svc.workspace.root)
     backend = open_review_backend(root, {**base, HEADER: alice, HUB: bob})
     try:
         assert reviewer_of(backend) == alice
@@ -179,18 +189,27 @@ def test_through_the_service_the_gateway_acts_for_the_named_user(
     unknown = open_review_backend(root, {**base, HEADER: "mallory", HUB: alice})
     assert isinstance(unknown, Refusal) and unknown.title == "Not a reviewer here"
     assert "mallory" in unknown.message
-    name = not_a_reviewer(settings)
+    # An auditor may use the dashboards, not this one: the door says so.
+    name = next(n for n, r in settings.access.users.items() if r == ["auditor"])
     no_role = open_review_backend(root, {**base, HEADER: name})
     assert isinstance(no_role, Refusal)
     assert no_role.message == f"{name} does not have the reviewer role in this workspace."
+    # Someone with no dashboard role at all: the store refuses the gateway before the door.
+    name = not_a_reviewer(settings)
+    no_role = open_review_backend(root, {**base, HEADER: name})
+    assert isinstance(no_role, Refusal)
+    assert no_role.message.startswith(
+        f"the dashboards act only for reviewers, leads and auditors; {name!r} (roles: "
+    )
 
 
 def test_a_token_that_is_not_the_gateways_cannot_act_for_someone_else(
-    ws: Workspace, settings: Settings, served: tuple[RunningService, str, str]
+    settings: Settings, served: tuple[RunningService, str, str]
 ) -> None:
     svc, _, own = served
-    env = {"HILT_STORE_URL": svc.url, "HILT_GATEWAY_TOKEN": own}
-    result = open_review_backend(str(ws.root), {**env, HEADER: another_reviewer(settings)})
+    env = {"HILT_STORE_URL": svc.url, "HILT_GATEWAY_TOKEN": own, **PROXY_ENV}
+    root = str(svc.workspace.root)
+    result = open_review_backend(root, {**env, HEADER: another_reviewer(settings)})
     assert isinstance(result, Refusal), result
     assert result.title == "The review queue is not available"
     assert "only a gateway token may act on behalf of a user" in result.message

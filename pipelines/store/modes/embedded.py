@@ -13,10 +13,10 @@ import duckdb
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import StoreError
+from hilt.pipelines.store.authentication import lookup_user
 from hilt.pipelines.store.core import StoreCore
 from hilt.pipelines.store.modes import locking
 from hilt.pipelines.store.operations import Operation, Store
-from hilt.pipelines.store.ops.users import lookup_user
 from hilt.pipelines.store.records import User
 from hilt.pipelines.store.schema import check_schema_version
 from hilt.pipelines.store.unit import Clock, system_clock
@@ -49,19 +49,29 @@ class EmbeddedStore(Store):
         actor: User,
         clock: Clock = system_clock,
         lock_timeout_s: float | None = None,
+        *,
+        store_user: bool = False,
     ) -> None:
         self.workspace = workspace
         self.settings = settings
         self.actor = actor
         self.clock = clock
         self.lock_timeout_s = lock_timeout_s
+        #: The actor is a user of the store's users table: each operation looks them up
+        #: again, so that a disabled user or changed roles count at once here too.
+        self.store_user = store_user
 
     @classmethod
     def for_user(
-        cls, workspace: Workspace, settings: Settings, user: str, clock: Clock = system_clock
+        cls,
+        workspace: Workspace,
+        settings: Settings,
+        user: str,
+        clock: Clock = system_clock,
+        unproven: str | None = None,
     ) -> EmbeddedStore:
         """The store acting as the active store user ``user`` (AuthenticationError if the
-        store has no such user)."""
+        store has no such user, or they are disabled); ``unproven``: see ``User``."""
         with locking.exclusive(workspace.lock_path, workspace.service_file):
             con = connect(workspace)
             try:
@@ -71,7 +81,8 @@ class EmbeddedStore(Store):
                 raise StoreError(f"cannot read the store's users ({type(e).__name__})") from e
             finally:
                 con.close()
-        return cls(workspace, settings, actor, clock)
+        actor = actor.model_copy(update={"unproven": unproven})
+        return cls(workspace, settings, actor, clock, store_user=True)
 
     def perform(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:
         if operation is Store.whoami:
@@ -82,8 +93,17 @@ class EmbeddedStore(Store):
             con = connect(self.workspace)
             keys = self.workspace.key_ring()
             try:
+                if self.store_user:
+                    self.actor = self._looked_up_again(con)
                 core = StoreCore(con, self.settings, self.workspace, self.actor, keys, self.clock)
                 return core.call(operation, arguments)
             finally:
                 keys.close()
                 con.close()
+
+    def _looked_up_again(self, con: duckdb.DuckDBPyConnection) -> User:
+        try:
+            found = lookup_user(con, self.actor.name)
+        except duckdb.Error as e:
+            raise StoreError(f"cannot read the store's users ({type(e).__name__})") from e
+        return found.model_copy(update={"unproven": self.actor.unproven})
