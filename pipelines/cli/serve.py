@@ -20,6 +20,8 @@ def _echo_dashboards(server: DashboardServer) -> None:
     typer.echo(f"review dashboard:  {server.dashboard_url('review')}")
     typer.echo(f"audit dashboard:   {server.dashboard_url('audit')}")
     typer.echo(f"oversight (leads): {server.dashboard_url('oversight')}")
+    if server.store_log is not None:
+        typer.echo(f"store service log: {server.store_log}")
 
 
 def serve(
@@ -112,5 +114,8 @@ def demo(
     typer.echo("")
     typer.echo(f"store service:     http://127.0.0.1:{store_port}   (OpenAPI: /openapi.json)")
     _echo_dashboards(server)
-    typer.echo("(the dashboard acts as the workspace's local user; Ctrl-C stops everything)")
+    typer.echo(
+        "(single-person mode: the dashboards act as the workspace's local user, and every "
+        "record says that identity was not proven; Ctrl-C stops everything)"
+    )
     serve_until_stopped(server)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -33,6 +33,9 @@ from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
 
 GATEWAY_USER = "voila-gateway"
+#: The store service's log in the workspace (appended to at each start): refused tokens and
+#: refused gateway requests are recorded there, never a case id or a personal value.
+STORE_LOG = "store-service.log"
 KERNEL_MANAGER = "hilt.pipelines.dashboards.kernels.WidgetOnlyKernelManager"
 DASHBOARDS = ("review", "oversight", "audit")
 #: The request headers Voila hands each dashboard kernel (as ``HTTP_X_…``): who the sign-in
@@ -141,6 +144,8 @@ class DashboardServer:
     store_port: int
     store: subprocess.Popen[bytes]
     voila: subprocess.Popen[bytes]
+    #: Where the store service's log goes (refusals of tokens and of the gateway among it).
+    store_log: Path | None = None
 
     @property
     def url(self) -> str:
@@ -184,23 +189,25 @@ def start_dashboards(
         operator.revoke_tokens(GATEWAY_USER)
     gateway = operator.add_user(GATEWAY_USER, "gateway").token
     out = subprocess.DEVNULL if quiet else None
-    store = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hilt.pipelines.cli",
-            "store",
-            "serve",
-            "--workspace",
-            str(workspace.root),
-            "--port",
-            str(store_port),
-            "--host",
-            host,
-        ],
-        stdout=out,
-        stderr=out,
-    )
+    store_log = workspace.root / STORE_LOG if quiet else None
+    with store_log.open("ab") if store_log else nullcontext() as log:
+        store = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hilt.pipelines.cli",
+                "store",
+                "serve",
+                "--workspace",
+                str(workspace.root),
+                "--port",
+                str(store_port),
+                "--host",
+                host,
+            ],
+            stdout=log or out,
+            stderr=log or out,
+        )
     store_url = f"http://{host}:{store_port}"
     try:
         _wait_http(store_url + "/health", store, "store service", 30)
@@ -212,7 +219,7 @@ def start_dashboards(
         store.terminate()
         store.wait(15)
         raise
-    server = DashboardServer(workspace, host, port, store_port, store, voila)
+    server = DashboardServer(workspace, host, port, store_port, store, voila, store_log)
     try:
         _wait_http(server.url + "/", voila, "Voila server", 60)
     except BaseException:

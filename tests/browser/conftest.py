@@ -1,10 +1,11 @@
 """Fixtures for the browser tests: a served demo workspace and headless Debian Chromium.
 
 One `hilt serve` (store service + Voila) per test module, on free loopback ports, over a
-workspace behind a sign-in proxy (the tests play the proxy) with the demo cases and the demo's first model (so the review queue holds the
-scored 30 % of the cases). An admin token is issued before the servers start, for reading
-back what the dashboards wrote. Each test opens its own browser context (own cookies, own
-``X-Forwarded-User`` header) and so its own Voila kernel.
+workspace behind a sign-in proxy (the tests play the proxy) with the demo cases and the
+demo's first model (so the review queue holds the scored 30 % of the cases). An admin token
+is issued before the servers start, for reading back what the dashboards wrote. Each test
+opens its own browser context (own cookies, own ``X-Forwarded-User`` header and the proxy's
+secret) and so its own Voila kernel.
 
 Never `playwright install`: the tests drive /usr/bin/chromium (Debian's package, installed
 by .ci/run) and are skipped where it is missing.
