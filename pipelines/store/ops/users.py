@@ -161,16 +161,16 @@ def enable_user(unit: Unit, name: str) -> UserInfo:
 
 
 def users_sync(unit: Unit) -> UserSync:
-    """Make the store's users match hilt.toml ``[access.users]`` (the settings the store was
-    opened with), in one transaction with one ``user.synced`` event: users new to the
-    file are created, users listed again are enabled, users no longer listed are disabled
-    (their tokens revoked), and the roles of listed users become the file's. Users the file
-    never listed (a production system, the dashboards' gateway) are left alone. Nothing to
-    change: nothing is written. Callable inside another operation's transaction (``config
-    apply`` may sync the users in the same transaction as it records the config)."""
-    wanted: dict[str, list[str]] = {
-        name: [str(r) for r in roles] for name, roles in unit.settings.access.users.items()
-    }
+    """Make the store's users match the workspace's hilt.toml ``[access.users]`` as the file
+    reads now (a store service started before the edit syncs the edit too), in one
+    transaction with one ``user.synced`` event: users new to the file are created, users
+    listed again are enabled, users no longer listed are disabled (their tokens revoked),
+    and the roles of listed users become the file's. Users the file never listed (a
+    production system, the dashboards' gateway) are left alone. Nothing to change: nothing
+    is written. Callable inside another operation's transaction (``config apply`` may sync
+    the users in the same transaction as it records the config)."""
+    listed = unit.workspace.settings().access.users
+    wanted: dict[str, list[str]] = {name: [str(r) for r in roles] for name, roles in listed.items()}
     now = unit.clock()
     with unit.transaction():
         known = {
