@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import websockets
+from websockets.typing import Subprotocol
 
 from hilt.pipelines.dashboards.server import DashboardServer
 
@@ -102,7 +103,8 @@ async def _widget_states(base_url: str, kernel_id: str, timeout_s: float = 60) -
     url = base_url.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
     session, comm_id = uuid.uuid4().hex, uuid.uuid4().hex
     deadline = asyncio.get_running_loop().time() + timeout_s
-    async with websockets.connect(url, max_size=None, subprotocols=[WS_PROTOCOL]) as ws:  # type: ignore[list-item]
+    protocols = [Subprotocol(WS_PROTOCOL)]
+    async with websockets.connect(url, max_size=None, subprotocols=protocols) as ws:
         opened, message = _message(
             session, "comm_open", {"comm_id": comm_id, "target_name": CONTROL_TARGET, "data": {}}
         )

@@ -13,6 +13,7 @@ import pytest
 from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.dashboards.access import resolve_identity
 from hilt.pipelines.dashboards.review import StoreReviewBackend, open_review_backend
+from hilt.pipelines.store.authentication import SINGLE_PERSON
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.records import QueueStatus as StoreQueueStatus
 from hilt.pipelines.workspace import Workspace
@@ -108,6 +109,29 @@ def test_the_backend_acts_as_whoever_the_chain_names(ws: Workspace, settings: Se
     assert reviewer_of(open_review_backend(root, {})) == settings.access.local_user
     # The workspace may also come from the environment.
     assert reviewer_of(open_review_backend(None, {"HILT_WORKSPACE": root, HUB: bob})) == bob
+
+
+def test_the_local_user_is_marked_as_not_proven(ws: Workspace, settings: Settings) -> None:
+    """Single-person mode (no header, no hub: the local user) says so; anyone named by a
+    header or the hub is not marked (embedded, whoever runs the kernel holds the files)."""
+    local = open_review_backend(str(ws.root), {})
+    assert isinstance(local, StoreReviewBackend)
+    assert local.reviewer().unproven == SINGLE_PERSON
+    named = open_review_backend(str(ws.root), {HUB: a_reviewer(settings)})
+    assert isinstance(named, StoreReviewBackend)
+    assert named.reviewer().unproven is None
+
+
+def test_behind_a_proxy_there_is_no_local_user(settings: Settings) -> None:
+    proxied = settings.model_copy(
+        update={
+            "access": settings.access.model_copy(
+                update={"local_user": None, "proxy_secret_sha256": "0" * 64}
+            )
+        }
+    )
+    assert resolve_identity({}, proxied) is None
+    assert resolve_identity({HEADER: "alice"}, proxied) == "alice"
 
 
 def test_an_unknown_user_is_refused_without_falling_back(ws: Workspace, settings: Settings) -> None:
