@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from contextlib import nullcontext, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -190,24 +190,27 @@ def start_dashboards(
     gateway = operator.add_user(GATEWAY_USER, "gateway").token
     out = subprocess.DEVNULL if quiet else None
     store_log = workspace.root / STORE_LOG if quiet else None
-    with store_log.open("ab") if store_log else nullcontext() as log:
-        store = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hilt.pipelines.cli",
-                "store",
-                "serve",
-                "--workspace",
-                str(workspace.root),
-                "--port",
-                str(store_port),
-                "--host",
-                host,
-            ],
-            stdout=log or out,
-            stderr=log or out,
-        )
+    # The child keeps its own descriptor of the log; the parent closes its copy at once.
+    log = store_log.open("ab") if store_log else None
+    store = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hilt.pipelines.cli",
+            "store",
+            "serve",
+            "--workspace",
+            str(workspace.root),
+            "--port",
+            str(store_port),
+            "--host",
+            host,
+        ],
+        stdout=log or out,
+        stderr=log or out,
+    )
+    if log is not None:
+        log.close()
     store_url = f"http://{host}:{store_port}"
     try:
         _wait_http(store_url + "/health", store, "store service", 30)

@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -53,6 +55,23 @@ def test_the_documented_forms_work_end_to_end(tmp_path: Path) -> None:
     r = hilt("audit", "verify", "--workspace", ws)
     assert (r.returncode, r.stdout.strip()) == (0, "OK 5 events")
     # The token works against the service, which `hilt store serve` starts.
+    with store_served(ws) as url:
+        me = httpx.get(url + "/v1/me", headers={"Authorization": f"Bearer {token.group(0)}"})
+        assert me.json() == {"name": "carol", "roles": ["reviewer"]}
+        # An auditor verifies the served store from its records, with their own pinned key.
+        r = hilt("audit", "verify", "--workspace", ws, "--url", url, "--token", auditor.group(0))
+        assert (r.returncode, r.stdout.strip()) == (0, "OK 5 events"), r.stderr
+        r = hilt("audit", "verify", "--workspace", ws, "--url", url, "--token", token.group(0))
+        assert_user_error(r, "may not audit read")
+        # While the service owns the store, embedded commands say so at once.
+        r = hilt("users", "add", "dave", "--role", "reviewer", "--workspace", ws)
+        assert_user_error(r, "store service", url)
+    assert not (ws / "service.json").exists()
+
+
+@contextmanager
+def store_served(ws: Path) -> Iterator[str]:
+    """`hilt store serve` on the workspace, answering at the URL given, until the end."""
     port = free_port()
     proc = subprocess.Popen(
         [HILT, "store", "serve", "--workspace", str(ws), "--port", str(port)],
@@ -67,20 +86,10 @@ def test_the_documented_forms_work_end_to_end(tmp_path: Path) -> None:
                 break
             except httpx.HTTPError:
                 time.sleep(0.05)
-        me = httpx.get(url + "/v1/me", headers={"Authorization": f"Bearer {token.group(0)}"})
-        assert me.json() == {"name": "carol", "roles": ["reviewer"]}
-        # An auditor verifies the served store from its records, with their own pinned key.
-        r = hilt("audit", "verify", "--workspace", ws, "--url", url, "--token", auditor.group(0))
-        assert (r.returncode, r.stdout.strip()) == (0, "OK 5 events"), r.stderr
-        r = hilt("audit", "verify", "--workspace", ws, "--url", url, "--token", token.group(0))
-        assert_user_error(r, "may not audit read")
-        # While the service owns the store, embedded commands say so at once.
-        r = hilt("users", "add", "dave", "--role", "reviewer", "--workspace", ws)
-        assert_user_error(r, "store service", url)
+        yield url
     finally:
         proc.terminate()
         proc.wait(15)
-    assert not (ws / "service.json").exists()
 
 
 def test_parquet_ingest(tmp_path: Path) -> None:
@@ -203,20 +212,7 @@ def test_users_commands_take_effect_at_once_on_a_running_service(tmp_path: Path)
         hilt("users", "disable", "nobody", "--workspace", ws), "unknown user 'nobody'"
     )
 
-    port = free_port()
-    proc = subprocess.Popen(
-        [HILT, "store", "serve", "--workspace", str(ws), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                httpx.get(url + "/health", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.05)
+    with store_served(ws) as url:
         as_carol = {"Authorization": f"Bearer {carol.group(0)}"}
         assert httpx.get(url + "/v1/me", headers=as_carol).status_code == 200
         r = hilt_as(admin.group(0), "users", "revoke", "carol", "--workspace", ws)
@@ -239,6 +235,3 @@ def test_users_commands_take_effect_at_once_on_a_running_service(tmp_path: Path)
         assert r.stdout.strip() == "the users already match hilt.toml: nothing written"
         r = hilt_as(carol.group(0), "users", "sync", "--workspace", ws)
         assert_user_error(r, "was revoked")
-    finally:
-        proc.terminate()
-        proc.wait(15)
