@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from hilt.pipelines.config import Settings
+from hilt.pipelines.config import Access, Settings
 from hilt.pipelines.errors import HiltError, UnknownUserError
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.workspace import Workspace
@@ -52,6 +52,24 @@ def _claim(env: Mapping[str, str], settings: Settings) -> tuple[str | None, bool
 def resolve_identity(env: Mapping[str, str], settings: Settings) -> str | None:
     """The user looking at the dashboard, or None when nothing identifies anyone."""
     return _claim(env, settings)[0]
+
+
+def identity_mode(access: Access) -> str:
+    """How the served dashboards learn who is looking, in one line (`hilt serve` prints it)."""
+    if access.proxy_secret_sha256 is not None:
+        return (
+            "behind a sign-in proxy: X-Forwarded-User counts only with the proxy's "
+            "X-Hilt-Proxy-Secret"
+        )
+    if access.local_user is not None:
+        return (
+            f"single-person mode: the dashboards act as {access.local_user}, and every "
+            "record says that identity was not proven"
+        )
+    return (
+        "none configured: every dashboard refuses (set [access] proxy_secret_sha256, or "
+        "local_user for one person)"
+    )
 
 
 @dataclass(frozen=True)
