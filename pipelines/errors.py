@@ -52,6 +52,12 @@ class AuthenticationError(HiltError):
     kind = "unauthenticated"
 
 
+class UnknownUserError(AuthenticationError):
+    """The store has no user of that name (a dashboard tells them whom to ask)."""
+
+    kind = "unknown-user"
+
+
 class PermissionDeniedError(HiltError):
     """The caller is known but their roles do not allow the operation."""
 
@@ -97,6 +103,7 @@ ERROR_KINDS: dict[str, type[HiltError]] = {
         NotFoundError,
         ConflictError,
         AuthenticationError,
+        UnknownUserError,
         PermissionDeniedError,
         StoreError,
         StoreBusyError,

@@ -29,6 +29,31 @@ CONFIG = DATA / "hilt.toml"
 CSV = DATA / "german_credit.csv"
 
 
+#: The secret of the tests' sign-in proxy (a workspace keeps only its sha256).
+PROXY_SECRET = "tests-sign-in-proxy-" + "s3cret" * 6
+#: What a dashboard kernel behind that proxy finds in its environment (Voila passes the
+#: proxy's header so); add ``HTTP_X_FORWARDED_USER`` for the person.
+PROXY_ENV = {"HTTP_X_HILT_PROXY_SECRET": PROXY_SECRET}
+
+
+def behind_proxy(config_text: str, secret: str = PROXY_SECRET) -> str:
+    """A hilt.toml text behind a sign-in proxy: ``[access] proxy_secret_sha256`` set and
+    no local user (there is none behind a proxy)."""
+    sha = hashlib.sha256(secret.encode("utf-8")).hexdigest()
+    lines = [line for line in config_text.splitlines() if not line.startswith("local_user")]
+    at = lines.index("[access]") + 1
+    lines.insert(at, f'proxy_secret_sha256 = "{sha}"')
+    return "\n".join(lines) + "\n"
+
+
+def proxied_config(folder: Path, config: Path = CONFIG) -> Path:
+    """``config`` behind the tests' sign-in proxy, written into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "hilt-behind-proxy.toml"
+    path.write_text(behind_proxy(config.read_text(encoding="utf-8")), encoding="utf-8")
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -117,11 +142,24 @@ def stand_in(
 @pytest.fixture
 def loaded_workspace(workspace: Workspace, cases_frame: pl.DataFrame) -> Workspace:
     """A workspace with 200 cases and a prediction for each, by the champion test-model/v1."""
-    op = operator(workspace)
+    return load_cases(workspace, cases_frame)
+
+
+@pytest.fixture
+def loaded_workspace_behind_proxy(tmp_path: Path, cases_frame: pl.DataFrame) -> Workspace:
+    """Like ``loaded_workspace``, behind the tests' sign-in proxy (``proxied_config``)."""
+    ws = Workspace.at(tmp_path / "ws-behind-proxy")
+    create_workspace(ws, proxied_config(tmp_path))
+    return load_cases(ws, cases_frame)
+
+
+def load_cases(ws: Workspace, cases_frame: pl.DataFrame) -> Workspace:
+    """``ws`` with 200 cases and a prediction for each, by the champion test-model/v1."""
+    op = operator(ws)
     op.ingest_cases(cases_frame.head(200))
-    model = stand_in(workspace)
+    model = stand_in(ws)
     op.add_predictions(model.model, predictions_for(cases_frame.head(200)), model.sha256)
-    return workspace
+    return ws
 
 
 def predictions_for(cases: pl.DataFrame, id_column: str = "application_id") -> pl.DataFrame:

@@ -1,7 +1,8 @@
 """The `hilt` command: the typer app, assembled from one module per command group.
 
 - common.py: exit codes, the error guard, the ``--workspace`` / ``--as`` options;
-- workspace.py: init, ingest;  serve.py: serve, demo;  store.py: store serve, users add;
+- workspace.py: init, ingest;  serve.py: serve, demo;  store.py: store serve, users add /
+  revoke / disable / enable / sync / list;
 - runs.py: retrain, score, promote, reject, simulate, runs list;  audit.py: audit verify,
   audit checkpoint;  privacy.py: subject ..., retention apply, records;
 - oversight.py: halt, resume, gold add;  docs.py: docs model;

@@ -249,7 +249,7 @@ def register(settings: Settings) -> list[ProcessingEntry]:
             SECURITY_BASIS,
             STAFF,
             "sha256 of each token (never the token), owner, time",
-            "until revoked",
+            "until revoked or expired ([access] token_days)",
             "the store",
         ),
         t(

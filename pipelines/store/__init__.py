@@ -10,7 +10,8 @@ as whom are written once:
   pid): the HTTP client, acting as the owner of the bearer token (``Identity.token``, else
   ``$HILT_TOKEN``; the URL is ``$HILT_STORE_URL`` if set, else the service file's). A named
   user must be that owner. A gateway token (the dashboard server) acts on behalf of the
-  user it names.
+  user it names, as far as the service allows it (the sign-in proxy's proof it forwards,
+  or single-person mode: see ``store/authentication.py``).
 - Otherwise the workspace's file (embedded mode), acting as the named store user, or, where
   the caller allows it (``operator=True``) and names nobody, as the operating-system user
   with the admin role: whoever can write the workspace's files holds the store anyway, and
@@ -73,12 +74,19 @@ class Identity:
     - ``token``: a bearer token for a service (default: ``$HILT_TOKEN``).
     - ``on_behalf_of``: with a gateway token, the user the gateway acts for (never read
       from ``$HILT_TOKEN``: a gateway names its own token).
+    - ``proxy_secret``: with ``on_behalf_of``, the secret by which the sign-in proxy proved
+      itself to the dashboard (the service checks it; the dashboard only forwards it).
+    - ``single_person``: embedded, a named user nobody signed in as (a dashboard acting as
+      ``access.local_user``): every event records that the identity was not proven. A
+      service decides this itself, from how the request reached it.
     """
 
     name: str | None = None
     operator: bool = False
     token: str | None = None
     on_behalf_of: str | None = None
+    proxy_secret: str | None = None
+    single_person: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,7 +153,9 @@ def _through_service(
     if who.on_behalf_of is not None:
         if not who.token:
             raise InputError("acting on behalf of a user needs the gateway's own token")
-        return StoreClient(url, who.token, on_behalf_of=who.on_behalf_of)
+        return StoreClient(
+            url, who.token, on_behalf_of=who.on_behalf_of, proxy_secret=who.proxy_secret
+        )
     token = who.token or os.environ.get(TOKEN_ENV)
     if not token:
         may = f"a user who may {need.what}" if need else "a user of the store"
@@ -163,6 +173,7 @@ def _through_service(
 def _embedded(
     ws: Workspace, who: Identity, need: Need | None, clock: Clock, for_config: bool
 ) -> Store:
+    from hilt.pipelines.store.authentication import SINGLE_PERSON
     from hilt.pipelines.store.modes.embedded import EmbeddedStore
     from hilt.pipelines.store.records import User
 
@@ -180,4 +191,5 @@ def _embedded(
             f"{name!r} is not the operating-system user running this command, nor a store "
             "user; name a store user with --as"
         )
-    return EmbeddedStore.for_user(ws, name, clock, for_config=for_config)
+    unproven = SINGLE_PERSON if who.single_person else None
+    return EmbeddedStore.for_user(ws, name, clock, for_config=for_config, unproven=unproven)

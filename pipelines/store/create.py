@@ -84,10 +84,11 @@ def create_workspace(
 def create_schema(
     unit: Unit, config_text: str, public_key: str, holdout_salt: str | None = None
 ) -> None:
-    """Create the tables and seed the users of the config (once, at init), audited as
-    ``workspace.init`` (the log's first event). ``config_text`` (the workspace's hilt.toml,
-    with its pinned key) is recorded as the config in force, version 1; the store compares
-    the file with it at every open from now on (``ops/config.py``).
+    """Create the tables and seed the users of the config (once, at init; afterwards only
+    ``users_sync`` changes them), audited as ``workspace.init`` (the log's first event).
+    ``config_text`` (the workspace's hilt.toml, with its pinned key) is recorded as the
+    config in force, version 1; the store compares the file with it at every open from now
+    on (``ops/config.py``).
 
     ``holdout_salt`` fixes which labelled cases form the holdout; random unless given
     (a simulation passes its seed so that its runs are repeatable)."""
@@ -106,7 +107,11 @@ def create_schema(
         )
         users = unit.settings.access.users
         for name, roles in users.items():
-            unit.con.execute("INSERT INTO users VALUES (?, ?, true, ?)", [name, list(roles), now])
+            unit.con.execute(
+                "INSERT INTO users (name, roles, active, created_at, in_config) "
+                "VALUES (?, ?, true, ?, true)",
+                [name, list(roles), now],
+            )
         unit.append_audit(
             "workspace.init",
             "workspace",

@@ -288,6 +288,30 @@ class Store:
         POST("/v1/users/{name}/revoke-tokens"),
         changes_identities=True,
     )
+    # identity, issue 12: disable / enable, sync from hilt.toml, the list
+    disable_user = Operation(
+        users.disable_user,
+        Permission("disable users", frozenset({"admin"})),
+        POST("/v1/users/{name}/disable"),
+        changes_identities=True,
+    )
+    enable_user = Operation(
+        users.enable_user,
+        Permission("enable users", frozenset({"admin"})),
+        POST("/v1/users/{name}/enable"),
+        changes_identities=True,
+    )
+    users_sync = Operation(
+        users.users_sync,
+        Permission("sync users", frozenset({"admin"})),
+        POST("/v1/users/sync"),
+        changes_identities=True,
+    )
+    list_users = Operation(
+        users.list_users,
+        Permission("list users", frozenset({"admin", "auditor"})),
+        GET("/v1/users"),
+    )
     # cases and predictions
     ingest_cases = Operation(
         cases.ingest_cases,

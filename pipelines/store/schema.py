@@ -194,18 +194,25 @@ def create_statements(settings: Settings) -> list[str]:
     seq BIGINT
 )""",
         "INSERT INTO system_state VALUES (false, NULL, NULL, NULL, NULL)",
+        # Issue 12 (identity: users and tokens): in_config, disabled_seq; a disabled user
+        # (active false) can no longer act in any mode, and their tokens are revoked.
         """CREATE TABLE users (
     name VARCHAR PRIMARY KEY,
     roles VARCHAR[] NOT NULL,
     active BOOLEAN NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL
+    created_at TIMESTAMPTZ NOT NULL,
+    in_config BOOLEAN NOT NULL,
+    disabled_seq BIGINT
 )""",
-        # Only token hashes are stored; the token itself is shown once.
+        # Only token hashes are stored; the token itself is shown once. Issue 12 (identity):
+        # expires_at ([access] token_days after issue), revoked_seq (the revoking event).
         """CREATE TABLE api_tokens (
     token_hash VARCHAR PRIMARY KEY,
     user_name VARCHAR NOT NULL,
     created_at TIMESTAMPTZ NOT NULL,
-    revoked BOOLEAN NOT NULL
+    revoked BOOLEAN NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    revoked_seq BIGINT
 )""",
         # Append-only, hash-chained. The entry is the canonical JSON the hash covers.
         """CREATE TABLE audit_log (

@@ -16,11 +16,11 @@ import duckdb
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import StoreError
+from hilt.pipelines.store.authentication import lookup_user
 from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.core import StoreCore
 from hilt.pipelines.store.modes import locking
 from hilt.pipelines.store.operations import Operation, Store
-from hilt.pipelines.store.ops.users import lookup_user
 from hilt.pipelines.store.records import User
 from hilt.pipelines.store.schema import check_schema_version
 from hilt.pipelines.store.unit import Clock, system_clock
@@ -54,6 +54,8 @@ class EmbeddedStore(Store):
         clock: Clock = system_clock,
         lock_timeout_s: float | None = None,
         config: ConfigWatch | None = None,
+        *,
+        store_user: bool = False,
     ) -> None:
         self.workspace = workspace
         self.settings = settings
@@ -61,6 +63,9 @@ class EmbeddedStore(Store):
         self.clock = clock
         self.lock_timeout_s = lock_timeout_s
         self.config = config or ConfigWatch(workspace)
+        #: The actor is a user of the store's users table: each operation looks them up
+        #: again, so that a disabled user or changed roles count at once here too.
+        self.store_user = store_user
 
     @classmethod
     def for_user(
@@ -70,11 +75,13 @@ class EmbeddedStore(Store):
         clock: Clock = system_clock,
         *,
         for_config: bool = False,
+        unproven: str | None = None,
     ) -> EmbeddedStore:
         """The store acting as the active store user ``user`` (AuthenticationError if the
-        store has no such user), or as ``user`` itself when it is a ``User`` (the operator),
-        with the settings in force. ConfigDrift while hilt.toml differs from them, unless
-        the store is opened ``for_config`` (then only the config operations run)."""
+        store has no such user, or they are disabled), or as ``user`` itself when it is a
+        ``User`` (the operator), with the settings in force. ConfigDrift while hilt.toml
+        differs from them, unless the store is opened ``for_config`` (then only the config
+        operations run). ``unproven``: see ``User``."""
         config = ConfigWatch(workspace)
         with locking.exclusive(workspace.lock_path, workspace.service_file):
             con = connect(workspace)
@@ -88,7 +95,10 @@ class EmbeddedStore(Store):
                 ) from e
             finally:
                 con.close()
-        return cls(workspace, settings, actor, clock, config=config)
+        if isinstance(user, User):
+            return cls(workspace, settings, actor, clock, config=config)
+        actor = actor.model_copy(update={"unproven": unproven})
+        return cls(workspace, settings, actor, clock, config=config, store_user=True)
 
     def perform(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:
         if operation is Store.whoami:
@@ -98,12 +108,29 @@ class EmbeddedStore(Store):
         ):
             con = connect(self.workspace)
             keys = self.workspace.key_ring()
-            core = StoreCore(
-                con, self.settings, self.workspace, self.actor, keys, self.clock, config=self.config
-            )
+            core = None
             try:
+                if self.store_user:
+                    self.actor = self._looked_up_again(con)
+                core = StoreCore(
+                    con,
+                    self.settings,
+                    self.workspace,
+                    self.actor,
+                    keys,
+                    self.clock,
+                    config=self.config,
+                )
                 return core.call(operation, arguments)
             finally:
-                self.settings = core.settings  # the version in force, as last read
+                if core is not None:
+                    self.settings = core.settings  # the version in force, as last read
                 keys.close()
                 con.close()
+
+    def _looked_up_again(self, con: duckdb.DuckDBPyConnection) -> User:
+        try:
+            found = lookup_user(con, self.actor.name)
+        except duckdb.Error as e:
+            raise StoreError(f"cannot read the store's users ({type(e).__name__})") from e
+        return found.model_copy(update={"unproven": self.actor.unproven})
