@@ -37,6 +37,7 @@ from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.audit.verify import verify_file
 from hilt.pipelines.store.authentication import PROXY_SECRET_HEADER, SINGLE_PERSON, UNPROVEN_KEY
 from hilt.pipelines.store.create import create_workspace
+from hilt.pipelines.store.modes.client import StoreClient
 from hilt.pipelines.workspace import Workspace
 from tests.config_helpers import edit_config, override_without_comment
 from tests.conftest import (
@@ -303,22 +304,25 @@ def via_gateway(t: Target, token: str, name: str) -> Store:
 
 
 def gateway_acting_as_a_dpo(t: Target) -> Recorded:
-    pia = via_gateway(t, gateway_token(t), "pia")
     expected = r"only for reviewers, leads and auditors; 'pia' \(roles: dpo\) is none of them"
+    token = gateway_token(t)
+    # Refused as the store opens (its first request) ...
     with pytest.raises(PermissionDeniedError, match=expected):
-        pia.whoami()
+        via_gateway(t, token, "pia")
+    # ... and at every request: a client that skips the door's first request.
+    raw = StoreClient(t.url or "", token, on_behalf_of="pia", proxy_secret=PROXY_SECRET)
+    t.opened.append(raw)
     with pytest.raises(PermissionDeniedError, match=expected):
-        pia.subject_erase("A-000001")
+        raw.subject_erase("A-000001")
     return NOTHING
 
 
 def gateway_acting_as_an_admin(t: Target) -> Recorded:
     token = gateway_token(t)
-    dana = via_gateway(t, token, "dana")
     with pytest.raises(
         PermissionDeniedError, match=r"'dana' \(roles: data-scientist, admin\) is none of them"
     ):
-        dana.add_user("mallory", "admin")
+        via_gateway(t, token, "dana")
     # A lead who is also an admin acts through the dashboards as a lead only.
     lena = via_gateway(t, token, "lena")
     assert lena.whoami().roles == ["lead", "reviewer"]
@@ -397,7 +401,9 @@ def a_user_removed_from_hilt_toml(t: Target) -> Recorded:
     text = t.ws.config_path.read_text(encoding="utf-8")
     assert text.count('alice = ["reviewer"]\n') == 1
     t.ws.config_path.write_text(text.replace('alice = ["reviewer"]\n', ""), encoding="utf-8")
-    # Before the sync: editing hilt.toml (or opening the store) changes no user.
+    admin = t.store("dana", for_config=True)
+    assert admin.config_apply().outcome == "applied"
+    # Before the sync: editing hilt.toml, applying it, or opening the store changes no user.
     alice.queue_status()
     assert t.store("alice").whoami().name == "alice"
     sync = t.store("dana").users_sync()
@@ -406,7 +412,7 @@ def a_user_removed_from_hilt_toml(t: Target) -> Recorded:
     assert sync.roles_changed == {"lena": [["lead", "reviewer", "admin"], ["lead", "reviewer"]]}
     with pytest.raises(AuthenticationError, match=r"user 'alice' is disabled \(audit seq"):
         alice.queue_status()
-    return Recorded(("user.synced",))
+    return Recorded(("config.applied", "user.synced"), {"config_versions": 1})
 
 
 IDENTITY_ATTACKS = [

@@ -127,7 +127,11 @@ def open_store_as(
     if served and not for_config:
         # The embedded store compared hilt.toml with the config in force as it opened; a
         # service compares it at each request, and says so here first.
-        status = store.config_status()
+        try:
+            status = store.config_status()
+        except BaseException:
+            store.close()
+            raise
         if status.drift:
             store.close()
             raise ConfigDrift(status.problem or "hilt.toml differs from the config in force")

@@ -161,15 +161,15 @@ def enable_user(unit: Unit, name: str) -> UserInfo:
 
 
 def users_sync(unit: Unit) -> UserSync:
-    """Make the store's users match the workspace's hilt.toml ``[access.users]`` as the file
-    reads now (a store service started before the edit syncs the edit too), in one
+    """Make the store's users match ``[access.users]`` of the config in force (an edit of
+    hilt.toml counts once an admin applied it: ``hilt config apply``), in one
     transaction with one ``user.synced`` event: users new to the file are created, users
     listed again are enabled, users no longer listed are disabled (their tokens revoked),
     and the roles of listed users become the file's. Users the file never listed (a
     production system, the dashboards' gateway) are left alone. Nothing to change: nothing
     is written. Callable inside another operation's transaction (``config apply`` may sync
     the users in the same transaction as it records the config)."""
-    listed = unit.workspace.settings().access.users
+    listed = unit.settings.access.users
     wanted: dict[str, list[str]] = {name: [str(r) for r in roles] for name, roles in listed.items()}
     now = unit.clock()
     with unit.transaction():

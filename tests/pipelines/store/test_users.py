@@ -47,12 +47,15 @@ def users(ws: Workspace) -> dict[str, tuple[list[str], bool, bool]]:
 
 
 def set_config_users(ws: Workspace, listed: dict[str, list[str]]) -> None:
-    """Rewrite [access.users] of the workspace's hilt.toml (an administrator's edit)."""
+    """Rewrite [access.users] of the workspace's hilt.toml and apply it (an administrator's
+    edit, then `hilt config apply`): the users sync reads the config in force."""
     text = ws.config_path.read_text(encoding="utf-8")
     body = "".join(f"{n} = {json.dumps(r)}\n" for n, r in listed.items())
     new = re.sub(r"(?ms)^\[access\.users\]\n.*?(?=^\[|\Z)", "[access.users]\n" + body + "\n", text)
     assert new != text
     ws.config_path.write_text(new, encoding="utf-8")
+    applied = open_store_as(ws, Identity(operator=True), for_config=True).config_apply()
+    assert applied.outcome == "applied"
 
 
 # ---------------------------------------------------------------------- tokens
