@@ -228,6 +228,10 @@ def test_users_commands_take_effect_at_once_on_a_running_service(tmp_path: Path)
         text = config.read_text(encoding="utf-8")
         config.write_text(text.replace('bob = ["reviewer"]\n', ""), encoding="utf-8")
         r = hilt_as(admin.group(0), "users", "sync", "--workspace", ws)
+        assert_user_error(r, "hilt config apply")  # the edit is not in force yet
+        r = hilt_as(admin.group(0), "config", "apply", "--workspace", ws)
+        assert r.returncode == 0, r.stderr
+        r = hilt_as(admin.group(0), "users", "sync", "--workspace", ws)
         assert r.returncode == 0, r.stderr
         assert "disabled bob (no longer in hilt.toml; tokens revoked)" in r.stdout
         assert re.search(r"^recorded as audit seq \d+$", r.stdout, re.M)
