@@ -108,7 +108,9 @@ class DecisionRequest(_Record):
     #: Ignored: the store measures the time on item itself, from the reviewer's lease (kept
     #: so that clients written before can still send it).
     time_on_item_ms: int = Field(default=0, ge=0, le=86_400_000)
-    #: Whether the model's output was visible to the reviewer when they decided.
+    #: Ignored: the store decides whether the model's output was before the reviewer (not
+    #: for a blind judgement or a case without a prediction; under blind-first review, only
+    #: after the reviewer's own blind judgement). Kept so that older clients may send it.
     model_shown: bool = True
     #: The prediction the decision is about; default: the case's latest prediction.
     prediction_id: int | None = None

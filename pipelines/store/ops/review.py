@@ -192,6 +192,28 @@ def _time_on_item_ms(facts: CaseFacts, request: DecisionRequest, me: str, now: d
     return max(0, min(held_ms, MAX_TIME_ON_ITEM_MS))
 
 
+def _model_shown(
+    unit: Unit, facts: CaseFacts, request: DecisionRequest, pred: PredictionRef | None, me: str
+) -> bool:
+    """Whether the model's output was before the reviewer, as the store knows it (the
+    client's ``model_shown`` is not asked): never for a blind judgement or a case without a
+    prediction; under blind-first review (``review.blind_first``) only once the reviewer
+    recorded their own blind judgement in this round, and an accept or override before that
+    is refused."""
+    if pred is None or request.action == "blind":
+        return False
+    if not unit.settings.review.blind_first:
+        return True
+    mine = [a for a in facts.history if a.reviewer == me] if facts.gold else facts.history
+    judged = review_queue.blind_label(mine, me) is not None
+    if not judged and request.action in double_review.FINAL_ACTIONS:
+        raise ConflictError(
+            "blind-first review: record your own judgement (action blind) before you "
+            "accept or override the model's"
+        )
+    return judged
+
+
 def _chosen_prediction(facts: CaseFacts, prediction_id: int | None) -> PredictionRef | None:
     """The prediction the decision is about: the one named, else the newest."""
     if prediction_id is None:
@@ -268,6 +290,8 @@ def record_decision(unit: Unit, request: DecisionRequest) -> Decision:
         predicted = pred.label if pred else None
         _check_turn(facts, request, me)
         time_on_item_ms = _time_on_item_ms(facts, request, me, now)
+        shown = _model_shown(unit, facts, request, pred, me)
+        request = request.model_copy(update={"model_shown": shown})
         final = request.final_label
         if request.action == "accept":
             if predicted is None:
@@ -288,7 +312,7 @@ def record_decision(unit: Unit, request: DecisionRequest) -> Decision:
                 reason_code=request.reason_code,
                 comment=request.comment,
                 time_on_item_ms=time_on_item_ms,
-                model_shown=request.model_shown,
+                model_shown=shown,
                 undo_of=request.undo_of,
                 explanation_sha256=request.explanation_sha256,
             ),

@@ -119,8 +119,11 @@ def test_an_explanation_with_the_model_hidden_or_on_undo_is_refused(
 ) -> None:
     alice = store_as("alice")
     item, shown = _shown(alice, loaded_workspace)
-    hidden = _accept(item, shown.sha256, shown.context).model_copy(update={"model_shown": False})
-    _refused(alice, hidden, "although the model's output was not shown")
+    # A blind judgement is made without the model's output: it takes no explanation.
+    blind = _accept(item, shown.sha256, shown.context).model_copy(
+        update={"action": "blind", "final_label": "0", "model_shown": True}
+    )
+    _refused(alice, blind, "blind takes no explanation")
     d = alice.record_decision(_accept(item, shown.sha256, shown.context))
     undo = DecisionRequest(
         case_id=item.case_id,

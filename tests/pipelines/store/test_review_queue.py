@@ -14,6 +14,7 @@ from hilt.pipelines.errors import (
 )
 from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
 from hilt.pipelines.workspace import Workspace
+from tests.config_helpers import edit_config
 from tests.conftest import PROXY_SECRET, leased, operator, start_service
 
 StoreFactory = Callable[[str], Store]
@@ -152,6 +153,36 @@ def test_blind_first_keeps_both_judgements(store_as: StoreFactory) -> None:
     alice.record_decision(DecisionRequest(case_id=cid, action="undo", undo_of=accepted.decision_id))
     back = alice.next_case()
     assert back is not None and (back.case.case_id, back.blind_label) == (cid, "0")
+
+
+def test_the_store_decides_what_the_reviewer_was_shown(loaded_workspace: Workspace) -> None:
+    """model_shown is the store's: a client's claim is not asked. Under blind-first review
+    an accept or override before the reviewer's own blind judgement is refused (a client
+    that skips the judgement cannot make the automation-bias measure look better)."""
+    alice = open_store_as(loaded_workspace, Identity(name="alice"))
+    first = alice.next_case()
+    assert first is not None
+    claimed = DecisionRequest(case_id=first.case.case_id, action="accept", model_shown=False)
+    assert alice.record_decision(claimed).model_shown is True  # the lease carried it
+    edit_config(loaded_workspace, "blind_first = false", "blind_first = true")
+    with open_store_as(loaded_workspace, Identity(operator=True), for_config=True) as admin:
+        assert admin.config_apply().outcome == "applied"  # tightening: in force at once
+    alice = open_store_as(loaded_workspace, Identity(name="alice"))
+    leased = alice.next_case()
+    assert leased is not None
+    cid = leased.case.case_id
+    before = alice.counts()
+    with pytest.raises(ConflictError, match=r"blind-first review: record your own judgement"):
+        alice.record_decision(DecisionRequest(case_id=cid, action="accept"))
+    assert alice.counts() == before  # nothing written
+    skipped = alice.record_decision(DecisionRequest(case_id=cid, action="skip"))
+    assert skipped.model_shown is False
+    again = alice.lease_case(cid)
+    blind = DecisionRequest(case_id=cid, action="blind", final_label="1", model_shown=True)
+    assert alice.record_decision(blind).model_shown is False
+    assert again.case.case_id == cid
+    accepted = alice.record_decision(DecisionRequest(case_id=cid, action="accept"))
+    assert accepted.model_shown is True
 
 
 def test_a_contested_case_comes_first_and_goes_to_another_reviewer(
