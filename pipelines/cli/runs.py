@@ -104,9 +104,10 @@ def score(
     """Score new cases with the champion into the review queue (refused while halted).
 
     The store's model registry decides which model may score: its champion, or a version a
-    lead allowed for shadow scoring (its predictions kept apart, never queued); any other
-    version is refused (exit 2) before anything is ingested, and a model whose sha256 is not
-    the one registered is refused by the store when its predictions arrive (exit 2).
+    lead allowed for shadow scoring (its predictions kept apart, never queued). Any other
+    version, or a model in MLflow whose sha256 is not the one the store registered, is
+    refused (exit 2) before anything is ingested; the store refuses such predictions itself
+    too.
     """
     from hilt.pipelines.loop import runner
     from hilt.pipelines.loop.steps.score import SHADOW

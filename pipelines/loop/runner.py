@@ -9,7 +9,8 @@ everything an auditor needs:
 2. the store is opened as the run's author (``open_run_store``) and a halted system refuses
    the run (``SystemHalted``, exit 4), audited as ``run.refused``; so does, for scoring, a
    model the store's registry does not let score (``ScoringRefused``, exit 2): not the
-   champion and not allowed for shadow scoring, or no champion at all;
+   champion and not allowed for shadow scoring, no champion at all, or a model in MLflow
+   whose sha256 is not the one the store registered;
 3. the MLflow run is created (author and provenance tags) and ``run.started`` is audited with
    the parameters and the template's sha256;
 4. papermill executes the template on the ``python3`` kernel (the project's venv), with the
@@ -248,18 +249,22 @@ class ScoringRefused(PermissionDeniedError):
 
 
 def _refuse_and_record_if_model_may_not_score(
-    store: Store, settings: Settings, typed: Mapping[str, Any]
+    ws: Workspace, store: Store, settings: Settings, typed: Mapping[str, Any]
 ) -> None:
     """A scoring run whose model the store's registry does not let score (not registered,
-    rejected, a challenger not allowed for shadow scoring, ...; or no champion) is refused
-    before anything is ingested, audited as ``run.refused`` with the model and its state.
-    (The store checks again, and the model's sha256 too, when the predictions arrive.)"""
-    from hilt.pipelines.loop.steps.score import may_score
+    rejected, a challenger not allowed for shadow scoring, ...; or no champion), or whose
+    model in MLflow is not the one the store registered (its sha256), is refused before
+    anything is ingested, audited as ``run.refused`` with the model and why. (The store
+    decides again, sha256 included, when the predictions arrive.)"""
+    from hilt.pipelines.loop.steps.score import load_model, may_score, not_the_registered_model
+    from hilt.pipelines.loop.tracking.client import configure
     from hilt.pipelines.loop.tracking.environment import registered_model_name
 
-    refusal = may_score(
-        store.models(), registered_model_name(settings), str(typed.get("model_version") or "")
-    )
+    version = str(typed.get("model_version") or "")
+    refusal = may_score(store.models(), registered_model_name(settings), version)
+    if refusal is None:
+        configure(ws, settings=settings)
+        refusal = not_the_registered_model(load_model(store, settings, version))
     if refusal is None:
         return
     store.record_event(
@@ -378,7 +383,7 @@ def execute(ws: Workspace, request: RunRequest) -> RunResult:
     try:
         _refuse_and_record_if_halted(store, request.kind)
         if request.kind == "score":
-            _refuse_and_record_if_model_may_not_score(store, settings, typed)
+            _refuse_and_record_if_model_may_not_score(ws, store, settings, typed)
         return _execute(ws, settings, store, author, request, template, typed, started)
     finally:
         store.close()

@@ -40,6 +40,7 @@ __all__ = [
     "load_model",
     "log_scoring",
     "may_score",
+    "not_the_registered_model",
     "read_cases",
     "score_cases",
     "summary",
@@ -133,6 +134,20 @@ def may_score(
         f"{label} is {found.state}: only the champion "
         f"({current.model if current else 'none yet'}) scores into the review queue, or a "
         "version a lead allowed for shadow scoring",
+    )
+
+
+def not_the_registered_model(scoring_model: ScoringModel) -> ScoringRefusal | None:
+    """A refusal if the model loaded from MLflow is not the one the store registered under
+    its version (its sha256 differs: a tampered file, or another model), else None. The
+    store refuses such predictions itself; this lets a run be refused before it ingests."""
+    if scoring_model.registered_sha256 == scoring_model.model.model_sha256():
+        return None
+    return ScoringRefusal(
+        scoring_model.label,
+        "sha256-mismatch",
+        f"the model MLflow holds as {scoring_model.label} is not the one the store registered "
+        "(its sha256 differs): a tampered or another model",
     )
 
 
