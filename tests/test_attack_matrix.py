@@ -63,7 +63,7 @@ class RegistryVictim:
         settings = self.ws.settings()
         configure(self.ws, settings=settings)
         op = operator(self.ws)
-        registry = {m.model: m.state for m in op.models()}
+        registry = {m.model: str(m.state) for m in op.models()}
         notebooks = len(list(self.ws.runs_dir.glob("*.ipynb")))
         runs = len(list_runs(settings, max_results=1000))
         return op.audit_head().seq, op.counts(), registry, aliases(settings), runs, notebooks

@@ -221,9 +221,7 @@ def test_a_decision_without_records_says_what_is_missing(loaded_workspace: Works
     lineage = decision_lineage(otto, loaded_workspace, accept.decision_id)
     # The stand-in is in the store's registry, but no training run recorded it.
     assert lineage.model is not None and lineage.model.registry is not None
-    assert any(
-        "no run.trained event of run run-of-test-model/v1" in p for p in lineage.problems
-    )
+    assert any("no run.trained event of run run-of-test-model/v1" in p for p in lineage.problems)
     run = lineage.training_run
     assert run is not None and run.status == "not run through `hilt retrain` (no run events)"
     assert lineage.snapshot is None

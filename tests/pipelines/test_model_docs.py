@@ -163,9 +163,7 @@ def test_mlflow_aliases_that_disagree_with_the_store_are_printed(ws: Workspace) 
         out = hilt_cli("docs", "model", "2", "--workspace", ws.root)
         assert out.returncode == 0, out.stderr
         markdown = (ws.root / "docs" / "model-2.md").read_text()
-        registry = {
-            r[0]: r[1:] for r in table_with(markdown, ["fact", "store registry", "MLflow"])
-        }
+        registry = {r[0]: r[1:] for r in table_with(markdown, ["fact", "store registry", "MLflow"])}
         assert registry["alias champion"] == ["1", "2", "DISAGREE"]
         assert registry["hilt-german-credit/v2 hilt.gate"] == ["pending", "promoted", "DISAGREE"]
         assert "DISAGREE alias champion: store registry 1; MLflow 2" in out.stdout

@@ -86,9 +86,7 @@ def test_a_lead_compares_and_decides_but_not_on_their_own_run(ws: Workspace) -> 
     assert auc.champion == registered.evaluation.champion_metrics["auc"]
     assert auc.champion == pytest.approx(run_info(champion_run).metrics["holdout_auc"])
     # The gate's checks are the store's own.
-    assert [(g.name, g.passed) for g in c.checks] == [
-        (x.name, x.passed) for x in registered.checks
-    ]
+    assert [(g.name, g.passed) for g in c.checks] == [(x.name, x.passed) for x in registered.checks]
     assert {g.name for g in c.checks} >= {"floor", "champion"}
     assert {s.attribute for s in c.subgroups} == set(settings.fields.protected)
     assert c.figure is not None and c.figure.startswith(b"\x89PNG")
