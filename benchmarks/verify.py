@@ -259,9 +259,12 @@ def build_workspace(ws: Workspace, n: int, n_cases: int, seed: int) -> dict[str,
     op.add_predictions(MODEL_VERSION, predictions_for(cases["application_id"], seed), sha)
     timings["cases_s"] = ingest_s + time.perf_counter() - t
 
-    # One real decision through the store: its event is the template of the bulk ones.
-    probe_case = str(cases["application_id"][0])
+    # One real decision through the store (on the case its queue leases first): its event is
+    # the template of the bulk ones.
     reviewer = open_store_as(ws, Identity(name=REVIEWERS[0]))
+    leased = reviewer.next_case()
+    assert leased is not None, "the review queue is empty"
+    probe_case = leased.case.case_id
     probe = reviewer.record_decision(
         DecisionRequest(
             case_id=probe_case, action="accept", request_id="bench-probe", time_on_item_ms=9_000
