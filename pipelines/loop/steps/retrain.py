@@ -271,16 +271,7 @@ def gate_table(result: GateResult) -> pl.DataFrame:
 
 def gate_checks(result: GateResult) -> tuple[GateCheckRecord, ...]:
     """The gate's checks as the store records them (NaN as null)."""
-    return tuple(
-        GateCheckRecord(
-            name=c.name,
-            passed=c.passed,
-            value=_number(c.value),
-            limit=_number(c.limit),
-            explanation=c.explanation,
-        )
-        for c in result.checks
-    )
+    return tuple(GateCheckRecord(**c) for c in result.to_dict()["checks"])
 
 
 def _number(x: float | None) -> float | None:
