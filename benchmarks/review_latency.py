@@ -20,7 +20,9 @@ JSON-encodes each message as the kernel would before handing it to ZeroMQ, and c
 messages and bytes. Not included: the ZeroMQ/websocket hop to the browser and the browser's
 own layout and paint (tests/browser measures a whole page load instead).
 
-Setup (untimed): a temporary workspace from data/hilt.toml, the demo cases
+Setup (untimed): a temporary workspace from data/hilt.toml behind a sign-in proxy (its
+secret's sha256 in ``[access]``, as a deployment for many reviewers has it; the kernel
+forwards the proxy's secret with each request, as Voila hands it over), the demo cases
 (data/german_credit.csv), the demo's first model (``demo_first_model``: trained on 70 % of
 the seed-labelled cases, registered in the store and approved by a lead, the other 30 %, 300
 cases, scored into the review queue); a gateway
@@ -38,6 +40,7 @@ Usage: benchmarks/review_latency.py [--quick] [--decisions N] [--warmup N]
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -73,6 +76,8 @@ CSV = DATA / "german_credit.csv"
 
 REVIEWER = "alice"
 GATEWAY = "voila-gateway"
+#: The sign-in proxy's secret (the workspace's hilt.toml keeps only its sha256).
+PROXY_SECRET = "benchmark-sign-in-proxy-" + "0123456789abcdef" * 2
 TARGET_MEDIAN_MS = 50.0
 TARGET_P95_MS = 100.0
 
@@ -254,9 +259,21 @@ class Prepared:
     admin_token: str
 
 
+def behind_proxy_config(root: Path) -> Path:
+    """data/hilt.toml behind the benchmark's sign-in proxy (and so without a local user)."""
+    sha = hashlib.sha256(PROXY_SECRET.encode("utf-8")).hexdigest()
+    lines = [
+        x for x in CONFIG.read_text(encoding="utf-8").splitlines() if not x.startswith("local_user")
+    ]
+    lines.insert(lines.index("[access]") + 1, f'proxy_secret_sha256 = "{sha}"')
+    path = root / "hilt.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def prepare(root: Path) -> Prepared:
     ws = Workspace.at(root / "ws")
-    create_workspace(ws, CONFIG)
+    create_workspace(ws, behind_proxy_config(root))
     cases = pl.read_csv(CSV, infer_schema=False)
     operator(ws).ingest_cases(cases)
     lead = open_store_as(ws, Identity(name="lena"))
@@ -324,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                 "HILT_GATEWAY_TOKEN": prep.gateway_token,
                 "HILT_WORKSPACE": str(prep.workspace.root),
                 "HTTP_X_FORWARDED_USER": REVIEWER,
+                "HTTP_X_HILT_PROXY_SECRET": PROXY_SECRET,
             }
             access = open_review_backend(env=env)
             if isinstance(access, Refusal):

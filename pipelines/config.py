@@ -177,8 +177,16 @@ class Gate(_Strict):
 
 
 class Access(_Strict):
-    #: The user a local, single-person session acts as when no proxy header says otherwise.
+    #: Single-person mode (no sign-in proxy): the one user the dashboards act as. Every
+    #: event they write says that nobody proved who was at the keyboard.
     local_user: str | None = None
+    #: A sign-in proxy in front of the dashboards: the sha256 (hex) of the secret it sends
+    #: with every request (header ``X-Hilt-Proxy-Secret``). The store service accepts a
+    #: dashboard's ``X-Forwarded-User`` only with that secret; there is no local user then.
+    #: Only the hash is kept here: this file is read by many and recorded in the audit log.
+    proxy_secret_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    #: API tokens are refused this many days after they were issued.
+    token_days: int = Field(default=90, ge=1, le=3650)
     #: user name → roles
     users: dict[str, list[Role]] = Field(default_factory=dict)
 
@@ -191,6 +199,11 @@ class Access(_Strict):
                 raise ValueError(f"user {name!r} has no roles")
         if self.local_user is not None and self.local_user not in self.users:
             raise ValueError(f"local_user {self.local_user!r} is not one of users")
+        if self.local_user is not None and self.proxy_secret_sha256 is not None:
+            raise ValueError(
+                "local_user is for single-person mode without a sign-in proxy; remove it "
+                "when proxy_secret_sha256 is set"
+            )
         return self
 
 

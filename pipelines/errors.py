@@ -52,6 +52,12 @@ class AuthenticationError(HiltError):
     kind = "unauthenticated"
 
 
+class UnknownUserError(AuthenticationError):
+    """The store has no user of that name (a dashboard tells them whom to ask)."""
+
+    kind = "unknown-user"
+
+
 class PermissionDeniedError(HiltError):
     """The caller is known but their roles do not allow the operation."""
 
@@ -80,6 +86,14 @@ class SystemHalted(ConflictError):
     kind = "halted"
 
 
+class ConfigDrift(HiltError):
+    """The workspace's hilt.toml differs from the config in force (the one the store last
+    recorded): refused until an admin records the change (`hilt config apply`)."""
+
+    status_code = 409
+    kind = "config-drift"
+
+
 ERROR_KINDS: dict[str, type[HiltError]] = {
     cls.kind: cls
     for cls in (
@@ -89,9 +103,11 @@ ERROR_KINDS: dict[str, type[HiltError]] = {
         NotFoundError,
         ConflictError,
         AuthenticationError,
+        UnknownUserError,
         PermissionDeniedError,
         StoreError,
         StoreBusyError,
         SystemHalted,
+        ConfigDrift,
     )
 }

@@ -26,7 +26,7 @@ from hilt.pipelines.store.records import Decision
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets import PredictionView
 from hilt.widgets.contracts.review import DecisionInput
-from tests.conftest import operator
+from tests.conftest import CONFIG, operator
 from tests.loop_helpers import FAST, LABELLED, all_cases, loop_workspace, new_cases_file
 
 FIRST_BATCH = 150
@@ -75,10 +75,10 @@ def decide_as_panel(ws: Workspace, reviewer: str, action: str) -> tuple[Decision
     return operator(ws).get_decision(receipt.decision_id), on_screen
 
 
-def audited_loop(root: Path) -> AuditedLoop:
+def audited_loop(root: Path, config: Path = CONFIG) -> AuditedLoop:
     from tests.loop_helpers import train_in_process
 
-    ws = loop_workspace(root)
+    ws = loop_workspace(root, config=config)
     settings = ws.settings()
     first = train_in_process(ws, "dana")
     assert first.gate_passed, "the first model must pass the gate for the loop to go on"

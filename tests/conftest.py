@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,31 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
 CONFIG = DATA / "hilt.toml"
 CSV = DATA / "german_credit.csv"
+
+
+#: The secret of the tests' sign-in proxy (a workspace keeps only its sha256).
+PROXY_SECRET = "tests-sign-in-proxy-" + "s3cret" * 6
+#: What a dashboard kernel behind that proxy finds in its environment (Voila passes the
+#: proxy's header so); add ``HTTP_X_FORWARDED_USER`` for the person.
+PROXY_ENV = {"HTTP_X_HILT_PROXY_SECRET": PROXY_SECRET}
+
+
+def behind_proxy(config_text: str, secret: str = PROXY_SECRET) -> str:
+    """A hilt.toml text behind a sign-in proxy: ``[access] proxy_secret_sha256`` set and
+    no local user (there is none behind a proxy)."""
+    sha = hashlib.sha256(secret.encode("utf-8")).hexdigest()
+    lines = [line for line in config_text.splitlines() if not line.startswith("local_user")]
+    at = lines.index("[access]") + 1
+    lines.insert(at, f'proxy_secret_sha256 = "{sha}"')
+    return "\n".join(lines) + "\n"
+
+
+def proxied_config(folder: Path, config: Path = CONFIG) -> Path:
+    """``config`` behind the tests' sign-in proxy, written into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "hilt-behind-proxy.toml"
+    path.write_text(behind_proxy(config.read_text(encoding="utf-8")), encoding="utf-8")
+    return path
 
 
 def free_port() -> int:
@@ -90,22 +116,50 @@ def approve_stand_in(author: Store, lead: Store, model: str = "test-model/v1") -
     return StandIn(model, sha)
 
 
-def stand_in(ws: Workspace, model: str = "test-model/v1") -> StandIn:
+#: The champion of ``loaded_workspace``.
+TEST_MODEL = StandIn("test-model/v1", hashlib.sha256(b"test-model/v1").hexdigest())
+
+
+def leased(store: Store) -> str:
+    """The case the queue leases to this reviewer now (a decision needs the lease)."""
+    case = store.next_case()
+    assert case is not None, "the queue is empty"
+    return case.case.case_id
+
+
+def stand_in(
+    ws: Workspace, model: str = "test-model/v1", clock: Callable[[], datetime] | None = None
+) -> StandIn:
     """``approve_stand_in`` on a workspace file: registered by the data scientist dana,
-    approved by the lead lena (users of the demo config)."""
+    approved by the lead lena (users of the demo config), at ``clock``'s time if given."""
     return approve_stand_in(
-        open_store_as(ws, Identity(name="dana")), open_store_as(ws, Identity(name="lena")), model
+        open_store_as(ws, Identity(name="dana"), clock=clock),
+        open_store_as(ws, Identity(name="lena"), clock=clock),
+        model,
     )
 
 
 @pytest.fixture
 def loaded_workspace(workspace: Workspace, cases_frame: pl.DataFrame) -> Workspace:
     """A workspace with 200 cases and a prediction for each, by the champion test-model/v1."""
-    op = operator(workspace)
+    return load_cases(workspace, cases_frame)
+
+
+@pytest.fixture
+def loaded_workspace_behind_proxy(tmp_path: Path, cases_frame: pl.DataFrame) -> Workspace:
+    """Like ``loaded_workspace``, behind the tests' sign-in proxy (``proxied_config``)."""
+    ws = Workspace.at(tmp_path / "ws-behind-proxy")
+    create_workspace(ws, proxied_config(tmp_path))
+    return load_cases(ws, cases_frame)
+
+
+def load_cases(ws: Workspace, cases_frame: pl.DataFrame) -> Workspace:
+    """``ws`` with 200 cases and a prediction for each, by the champion test-model/v1."""
+    op = operator(ws)
     op.ingest_cases(cases_frame.head(200))
-    model = stand_in(workspace)
+    model = stand_in(ws)
     op.add_predictions(model.model, predictions_for(cases_frame.head(200)), model.sha256)
-    return workspace
+    return ws
 
 
 def predictions_for(cases: pl.DataFrame, id_column: str = "application_id") -> pl.DataFrame:

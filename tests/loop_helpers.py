@@ -41,7 +41,7 @@ def all_cases() -> pl.DataFrame:
     return pl.read_csv(CSV, infer_schema=False)
 
 
-def loop_workspace(root: Path, labelled: int = LABELLED) -> Workspace:
+def loop_workspace(root: Path, labelled: int = LABELLED, config: Path = CONFIG) -> Workspace:
     """A workspace with the first ``labelled`` demo cases (with their labels).
 
     The holdout salt (random at `hilt init`) is fixed here, so the holdout, and with it every
@@ -49,7 +49,7 @@ def loop_workspace(root: Path, labelled: int = LABELLED) -> Workspace:
     a random split can move the AUC across the gate's floor.
     """
     ws = Workspace.at(root / "ws")
-    create_workspace(ws, CONFIG, holdout_salt=HOLDOUT_SALT)
+    create_workspace(ws, config, holdout_salt=HOLDOUT_SALT)
     operator(ws).ingest_cases(all_cases().head(labelled))
     return ws
 

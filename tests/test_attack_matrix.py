@@ -1,25 +1,40 @@
-"""The attack matrix: what a real insider could try, each row against a real store, each
-refused with a clear error naming what is wrong, with nothing written but what the row says
-the store records, and recorded where the row says.
+"""The attack matrix: what a real insider could try, each row against a real store (the
+workspace's file opened embedded, a real `hilt store serve` process, or a real `hilt serve`:
+the store service and Voila), each refused with a clear error naming what is wrong, with
+nothing written (the audit head and every table's count as they were, but for what the row
+says the store records), and recorded where the row says.
 
 Every part of issue 12 adds its rows in its own section below. The closing note quotes the
-matrix as a table: attack → refused how → recorded where (``name``, ``refused``,
-``recorded`` of each row).
+matrix as a table: attack → refused how → recorded where (``Attack.name``, ``.refused``,
+``.recorded``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import papermill
+import polars as pl
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from hilt.pipelines.errors import PermissionDeniedError
+from hilt.pipelines.dashboards.server import DashboardServer, start_dashboards
+from hilt.pipelines.errors import (
+    AuthenticationError,
+    ConfigDrift,
+    ConfigError,
+    InputError,
+    PermissionDeniedError,
+)
 from hilt.pipelines.loop.promotion import promote, reject
 from hilt.pipelines.loop.steps.retrain import Registration
 from hilt.pipelines.loop.tracking.client import configure
@@ -28,10 +43,660 @@ from hilt.pipelines.loop.tracking.pyfunc import DATA_DIR
 from hilt.pipelines.loop.tracking.registry import aliases
 from hilt.pipelines.loop.tracking.runs import list_runs
 from hilt.pipelines.paths import NOTEBOOKS_DIR
-from hilt.pipelines.store import Identity, open_store_as
+from hilt.pipelines.store import Identity, Store, open_store_as
+from hilt.pipelines.store.audit.verify import verify_file
+from hilt.pipelines.store.authentication import PROXY_SECRET_HEADER, SINGLE_PERSON, UNPROVEN_KEY
+from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import operator
+from tests.config_helpers import edit_config, override_without_comment
+from tests.conftest import (
+    CONFIG,
+    PROXY_SECRET,
+    RunningService,
+    behind_proxy,
+    free_port,
+    operator,
+    predictions_for,
+    stand_in,
+    start_service_logged,
+)
 from tests.loop_helpers import LABELLED, hilt_cli, loop_workspace, new_cases_file, train_in_process
+from tests.voila_pages import kernel_pid, process_environ, render
+
+MODES = ("embedded", "service")
+SERVE = (sys.executable, "-m", "hilt.pipelines.cli", "store", "serve")
+
+
+@dataclass
+class Target:
+    """A victim workspace, open in one mode; insiders act through ``store(name)``.
+
+    Modes: ``embedded`` (the file), ``service`` (`hilt store serve`), and two of `hilt
+    serve` (the store service and Voila): ``dashboards`` behind a sign-in proxy (the
+    workspace's hilt.toml holds the proxy secret's sha256; the tests play the proxy) and
+    ``single-person`` (no proxy: the dashboards act as access.local_user, lena)."""
+
+    ws: Workspace
+    mode: str
+    tokens: dict[str, str]
+    log: Path
+    service: RunningService | None = None
+    dashboards: DashboardServer | None = None
+    opened: list[Store] = field(default_factory=list)
+
+    @property
+    def url(self) -> str | None:
+        """The store service's URL (None: embedded)."""
+        if self.dashboards is not None:
+            return f"http://{self.dashboards.host}:{self.dashboards.store_port}"
+        return self.service.url if self.service is not None else None
+
+    def store(self, name: str, *, for_config: bool = False) -> Store:
+        """The store as the user ``name``, opened through the one door."""
+        if self.url is None:
+            s = open_store_as(self.ws, Identity(name=name), for_config=for_config)
+        else:
+            s = open_store_as(self.url, Identity(token=self.tokens[name]), for_config=for_config)
+        self.opened.append(s)
+        return s
+
+    def state(self) -> tuple[int, str, dict[str, int]]:
+        """The audit head and every table's row count, as an admin reads them."""
+        with self.store("dana") as s:
+            head = s.audit_head()
+            return head.seq, head.hash, s.counts()
+
+    def events_after(self, seq: int) -> list[str]:
+        with self.store("otto") as s:
+            return [e.action for e in s.audit_events(after_seq=seq)]
+
+    def close(self) -> None:
+        for s in self.opened:
+            s.close()
+        if self.service is not None:
+            self.service.stop()
+        if self.dashboards is not None:
+            self.dashboards.stop()
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the store records of an attack: its audit events (actions, in order) and the
+    rows it adds to tables other than the log."""
+
+    events: tuple[str, ...] = ()
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+NOTHING = Recorded()
+
+
+@dataclass(frozen=True)
+class Attack:
+    name: str
+    #: How the store refuses it.
+    refused: str
+    #: Where it is recorded.
+    recorded: str
+    #: Carries out the attack on a target, asserts the refusal, undoes what the insider did
+    #: outside the store (a file edited), and returns what the store recorded.
+    run: Callable[[Target], Recorded]
+    modes: tuple[str, ...] = MODES
+
+
+# ---------------------------------------------------------------------- the victims
+USERS = (
+    ("dana", "admin"),
+    ("max", "lead"),
+    ("lena", "lead"),
+    ("lena", "admin"),
+    ("alice", "reviewer"),
+    ("otto", "auditor"),
+)
+#: What an operator's shell may hold when they start `hilt serve`: the master key (as text
+#: and as a file), an admin's token, the audit signing key. None may reach a dashboard kernel.
+OPERATOR_SECRETS = (
+    "HILT_MASTER_KEY",
+    "HILT_MASTER_KEY_FILE",
+    "HILT_TOKEN",
+    "HILT_AUDIT_SIGNING_KEY",
+)
+
+
+def _victim(root: Path, cases: pl.DataFrame, proxy: bool) -> Workspace:
+    config = root / "hilt.toml"
+    text = CONFIG.read_text(encoding="utf-8").replace(
+        "comment_required = false", "comment_required = true"
+    )
+    config.write_text(behind_proxy(text) if proxy else text, encoding="utf-8")
+    ws = Workspace.at(root / "ws")
+    create_workspace(ws, config)
+    with operator(ws) as op:
+        op.ingest_cases(cases.head(40))
+        model = stand_in(ws)
+        op.add_predictions(model.model, predictions_for(cases.head(40)), model.sha256)
+        op.checkpoint()
+    return ws
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory, cases_frame: pl.DataFrame) -> Workspace:
+    """A workspace whose reviewers must explain every override (review.comment_required),
+    with 40 cases, a prediction each and a signed checkpoint; lena is lead and admin."""
+    return _victim(tmp_path_factory.mktemp("victim"), cases_frame, proxy=False)
+
+
+@pytest.fixture(scope="module")
+def template_behind_proxy(
+    tmp_path_factory: pytest.TempPathFactory, cases_frame: pl.DataFrame
+) -> Workspace:
+    """The same, behind a sign-in proxy (``[access] proxy_secret_sha256``, no local user)."""
+    return _victim(tmp_path_factory.mktemp("victim-proxied"), cases_frame, proxy=True)
+
+
+@pytest.fixture
+def target(
+    request: pytest.FixtureRequest,
+    template: Workspace,
+    template_behind_proxy: Workspace,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Target]:
+    mode = str(request.param)
+    source = template_behind_proxy if mode == "dashboards" else template
+    ws = Workspace.at(tmp_path / "ws")
+    shutil.copytree(source.root, ws.root)
+    with operator(ws) as op:
+        tokens = {name: op.add_user(name, role).token for name, role in USERS}
+    t = Target(ws, mode, tokens, tmp_path / "service.log")
+    if mode == "service":
+        t.service = start_service_logged(ws, t.log)
+    elif mode in ("dashboards", "single-person"):
+        # The operator's shell holds keys and an admin token (the store service needs the
+        # keys); `hilt serve` must keep them from the dashboard kernels.
+        monkeypatch.setenv("HILT_MASTER_KEY", ws.master_key_path.read_text().strip())
+        monkeypatch.setenv("HILT_MASTER_KEY_FILE", str(ws.master_key_path))
+        monkeypatch.setenv("HILT_AUDIT_SIGNING_KEY", str(ws.signing_key_path))
+        monkeypatch.setenv("HILT_TOKEN", tokens["dana"])
+        t.dashboards = start_dashboards(ws, port=free_port(), store_port=free_port())
+        assert t.dashboards.store_log is not None
+        t.log = t.dashboards.store_log
+    try:
+        yield t
+    finally:
+        t.close()
+
+
+# ---- identity: dashboards, users and tokens
+# Who acts is proven to the store, or marked as not proven. Behind a sign-in proxy the
+# dashboards' gateway acts for the person the proxy names only with the proxy's secret,
+# checked by the store service; without one (single-person mode) only as access.local_user,
+# and every event says so. Through the gateway, only reviewers, leads and auditors, with
+# those roles only. Tokens expire and can be revoked, users disabled or synced from
+# hilt.toml, at once on a running service. Dashboard kernels hold no key or admin token.
+
+PROXY_USER = "X-Forwarded-User"
+WITH_SECRET = {PROXY_SECRET_HEADER: PROXY_SECRET}
+
+
+def refusals_in_log(t: Target, what: str) -> int:
+    return t.log.read_text(encoding="utf-8").count(what)
+
+
+def header_spoofing_without_the_proxy_secret(t: Target) -> Recorded:
+    assert t.dashboards is not None
+    # Voila reached directly, a lead named in the header the proxy would set.
+    page = render(t.dashboards, "oversight", {PROXY_USER: "max"})
+    assert "the sign-in proxy did not prove itself: no X-Hilt-Proxy-Secret header" in page.text
+    assert "Oversight · max" not in page.text
+    guessed = render(t.dashboards, "oversight", {PROXY_USER: "max", PROXY_SECRET_HEADER: "guess"})
+    assert "X-Hilt-Proxy-Secret does not match hilt.toml [access] proxy_secret_sha256" in (
+        guessed.text
+    )
+    proof = "refused the dashboards' gateway at the sign-in proxy's proof (unauthenticated)"
+    assert refusals_in_log(t, proof) == 2
+    # Through the proxy (its secret with the header) the same lead gets the dashboard.
+    assert (
+        "Oversight · max (lead)"
+        in render(t.dashboards, "oversight", {PROXY_USER: "max", **WITH_SECRET}).text
+    )
+    return NOTHING
+
+
+def no_local_user_behind_a_proxy(t: Target) -> Recorded:
+    assert t.dashboards is not None
+    page = render(t.dashboards, "review", {})
+    assert "Who are you?" in page.text
+    assert "Open it through your organisation's sign-in." in page.text
+    # Nor does the store let the gateway act for the local user of old without the proof.
+    gateway = gateway_token(t)
+    with pytest.raises(AuthenticationError, match="the sign-in proxy did not prove itself"):
+        open_store_as(t.url or "", Identity(token=gateway, on_behalf_of="lena")).whoami()
+    return NOTHING
+
+
+def header_spoofing_in_single_person_mode(t: Target) -> Recorded:
+    assert t.dashboards is not None
+    page = render(t.dashboards, "oversight", {PROXY_USER: "max"})
+    assert (
+        "single-person mode (no sign-in proxy): the dashboards act only as access.local_user "
+        "'lena', not as 'max'"
+    ) in page.text
+    refused = "refused the dashboards' gateway at the sign-in proxy's proof (forbidden)"
+    assert refusals_in_log(t, refused) == 1
+    return NOTHING
+
+
+def one_person_acting_as_the_local_lead(t: Target) -> Recorded:
+    assert t.dashboards is not None
+    seq = t.state()[0]
+    page = render(t.dashboards, "review", {})
+    assert "Review queue · lena (lead, reviewer)" in page.text
+    assert "Identity not proven (single-person mode" in page.text
+    (leased,) = t.store("otto").audit_events(after_seq=seq)
+    assert (leased.action, leased.actor, leased.role) == ("case.leased", "lena", "lead")
+    assert leased.payload[UNPROVEN_KEY] == SINGLE_PERSON
+    return Recorded(("case.leased",), {"leases": 1})
+
+
+def gateway_token(t: Target) -> str:
+    """The gateway's token as an insider could read it from a dashboard kernel's process."""
+    assert t.dashboards is not None
+    page = render(t.dashboards, "audit", {PROXY_USER: "otto", **WITH_SECRET})
+    return process_environ(kernel_pid(t.dashboards, page.kernel_id))["HILT_GATEWAY_TOKEN"]
+
+
+def via_gateway(t: Target, token: str, name: str) -> Store:
+    who = Identity(token=token, on_behalf_of=name, proxy_secret=PROXY_SECRET)
+    s = open_store_as(t.url or "", who)
+    t.opened.append(s)
+    return s
+
+
+def gateway_acting_as_a_dpo(t: Target) -> Recorded:
+    pia = via_gateway(t, gateway_token(t), "pia")
+    expected = r"only for reviewers, leads and auditors; 'pia' \(roles: dpo\) is none of them"
+    with pytest.raises(PermissionDeniedError, match=expected):
+        pia.whoami()
+    with pytest.raises(PermissionDeniedError, match=expected):
+        pia.subject_erase("A-000001")
+    return NOTHING
+
+
+def gateway_acting_as_an_admin(t: Target) -> Recorded:
+    token = gateway_token(t)
+    dana = via_gateway(t, token, "dana")
+    with pytest.raises(
+        PermissionDeniedError, match=r"'dana' \(roles: data-scientist, admin\) is none of them"
+    ):
+        dana.add_user("mallory", "admin")
+    # A lead who is also an admin acts through the dashboards as a lead only.
+    lena = via_gateway(t, token, "lena")
+    assert lena.whoami().roles == ["lead", "reviewer"]
+    with pytest.raises(
+        PermissionDeniedError, match=r"'lena' \(roles: lead, reviewer\) may not add user"
+    ):
+        lena.add_user("mallory", "admin")
+    return NOTHING
+
+
+def dashboard_kernels_hold_no_key_or_admin_token(t: Target) -> Recorded:
+    assert t.dashboards is not None
+    page = render(t.dashboards, "review", {PROXY_USER: "alice", **WITH_SECRET})
+    kernel = process_environ(kernel_pid(t.dashboards, page.kernel_id))
+    voila = process_environ(t.dashboards.voila.pid)
+    secrets = {os.environ[name] for name in OPERATOR_SECRETS}
+    for env in (kernel, voila):
+        assert not set(OPERATOR_SECRETS) & set(env)
+        assert not secrets & set(env.values())
+    # What a kernel has: the gateway's own token (not an admin's), and who asked.
+    assert kernel["HILT_GATEWAY_TOKEN"] != os.environ["HILT_TOKEN"]
+    assert kernel["HTTP_X_FORWARDED_USER"] == "alice"
+    assert "HTTP_X_FORWARDED_USER" not in voila
+    # The page works without them: alice was given a case.
+    assert "Review queue · alice (reviewer)" in page.text
+    return Recorded(("case.leased",), {"leases": 1})
+
+
+def revoked_token_on_a_running_service(t: Target) -> Recorded:
+    alice = t.store("alice")
+    alice.queue_status()  # the service knows her token now
+    assert t.store("dana").revoke_tokens("alice") == 1
+    with pytest.raises(AuthenticationError, match=r"token [0-9a-f]{16} was revoked \(audit seq"):
+        alice.queue_status()
+    assert refusals_in_log(t, "refused a token (id ") == 1
+    return Recorded(("user.tokens_revoked",))
+
+
+def expired_token_on_a_running_service(t: Target) -> Recorded:
+    assert t.service is not None
+    t.service.stop()  # the tokens are issued by an admin at the file, at past moments
+    days = t.ws.settings().access.token_days
+    issued_long_ago = datetime.now(UTC) - timedelta(days=days + 1)
+    issued_then = datetime.now(UTC) - timedelta(days=days) + timedelta(seconds=8)
+    old = open_store_as(t.ws, Identity(operator=True), clock=lambda: issued_long_ago)
+    expired = old.add_user("carol", "reviewer").token
+    soon = open_store_as(t.ws, Identity(operator=True), clock=lambda: issued_then)
+    expiring = soon.add_user("carol", "reviewer").token
+    t.service = start_service_logged(t.ws, t.log)
+    with pytest.raises(AuthenticationError, match=r"token [0-9a-f]{16} expired at "):
+        open_store_as(t.service.url, Identity(token=expired)).whoami()
+    carol = open_store_as(t.service.url, Identity(token=expiring))
+    assert carol.whoami().name == "carol"  # in force, and cached by the service now
+    time.sleep(max(0.0, (issued_then + timedelta(days=days) - datetime.now(UTC)).total_seconds()))
+    time.sleep(0.2)
+    with pytest.raises(AuthenticationError, match=r"expired at .*ask an administrator"):
+        carol.queue_status()
+    assert refusals_in_log(t, "expired at") == 2
+    return Recorded(("user.token_issued", "user.token_issued"), {"users": 1, "api_tokens": 2})
+
+
+def a_disabled_user_acts(t: Target) -> Recorded:
+    alice = t.store("alice")
+    alice.queue_status()  # opened (and, through a service, her token known) before
+    t.store("dana").disable_user("alice")
+    disabled = r"user 'alice' is disabled \(audit seq \d+\); an administrator can enable them"
+    with pytest.raises(AuthenticationError, match=disabled):
+        alice.queue_status()
+    with pytest.raises(AuthenticationError, match=disabled):
+        t.store("alice").whoami()
+    return Recorded(("user.disabled",))
+
+
+def a_user_removed_from_hilt_toml(t: Target) -> Recorded:
+    alice = t.store("alice")
+    text = t.ws.config_path.read_text(encoding="utf-8")
+    assert text.count('alice = ["reviewer"]\n') == 1
+    t.ws.config_path.write_text(text.replace('alice = ["reviewer"]\n', ""), encoding="utf-8")
+    # Before the sync: editing hilt.toml (or opening the store) changes no user.
+    alice.queue_status()
+    assert t.store("alice").whoami().name == "alice"
+    sync = t.store("dana").users_sync()
+    assert sync.disabled == ["alice"]
+    # lena's admin role came from `users add`, not from hilt.toml: the sync takes it back.
+    assert sync.roles_changed == {"lena": [["lead", "reviewer", "admin"], ["lead", "reviewer"]]}
+    with pytest.raises(AuthenticationError, match=r"user 'alice' is disabled \(audit seq"):
+        alice.queue_status()
+    return Recorded(("user.synced",))
+
+
+IDENTITY_ATTACKS = [
+    Attack(
+        "header spoofing: Voila reached directly with a forged X-Forwarded-User (a lead), "
+        "without or with a guessed proxy secret",
+        "the page is a refusal: the sign-in proxy did not prove itself (no X-Hilt-Proxy-Secret "
+        "header / it does not match [access] proxy_secret_sha256), decided by the store service",
+        "the store service's log (store-service.log in the workspace): one line per refusal",
+        header_spoofing_without_the_proxy_secret,
+        modes=("dashboards",),
+    ),
+    Attack(
+        "no header behind the sign-in proxy: falling back to the local user",
+        "the page is a refusal (Who are you? open it through your organisation's sign-in); the "
+        "gateway for the local user without the proxy's proof: AuthenticationError",
+        "nowhere (the store is not asked / refused before acting)",
+        no_local_user_behind_a_proxy,
+        modes=("dashboards",),
+    ),
+    Attack(
+        "header spoofing on a plain `hilt serve` (no proxy): another lead named in "
+        "X-Forwarded-User",
+        "the page is a refusal: single-person mode, the dashboards act only as "
+        "access.local_user 'lena', not as 'max'",
+        "the store service's log",
+        header_spoofing_in_single_person_mode,
+        modes=("single-person",),
+    ),
+    Attack(
+        "one person at a plain `hilt serve` acting as the local lead",
+        "not refused (single-person mode): every page shows 'Identity not proven'",
+        "every event it writes carries identity_unproven (here case.leased)",
+        one_person_acting_as_the_local_lead,
+        modes=("single-person",),
+    ),
+    Attack(
+        "the gateway token (read from a kernel) acting for a DPO, with the proxy's secret",
+        "PermissionDeniedError: the dashboards act only for reviewers, leads and auditors; "
+        "'pia' (roles: dpo) is none of them",
+        "nowhere (refused before acting)",
+        gateway_acting_as_a_dpo,
+        modes=("dashboards",),
+    ),
+    Attack(
+        "the gateway token acting for an admin; for a lead who is also an admin",
+        "PermissionDeniedError: none of the dashboard roles; the lead+admin acts as lead and "
+        "reviewer only: may not add user",
+        "nowhere (refused before acting)",
+        gateway_acting_as_an_admin,
+        modes=("dashboards",),
+    ),
+    Attack(
+        "looking for the master key or an admin token in a dashboard kernel's environment",
+        "not there: HILT_MASTER_KEY, HILT_MASTER_KEY_FILE, HILT_TOKEN, HILT_AUDIT_SIGNING_KEY "
+        "stripped from Voila and every kernel (/proc/<pid>/environ); only the gateway token",
+        "not applicable (nothing to refuse); the page's lease as usual",
+        dashboard_kernels_hold_no_key_or_admin_token,
+        modes=("dashboards",),
+    ),
+    Attack(
+        "a revoked token used on a running service (cached by it before)",
+        "AuthenticationError: token <id> was revoked (audit seq N)",
+        "user.tokens_revoked in the audit log; the refused use in the service's log",
+        revoked_token_on_a_running_service,
+        modes=("service",),
+    ),
+    Attack(
+        "an expired token on a running service (long expired; expiring while cached)",
+        "AuthenticationError: token <id> expired at <time> (tokens last [access] token_days)",
+        "user.token_issued (with expires_at) in the audit log; the refused uses in the "
+        "service's log",
+        expired_token_on_a_running_service,
+        modes=("service",),
+    ),
+    Attack(
+        "a disabled user acting (a store or token opened before)",
+        "AuthenticationError: user 'alice' is disabled (audit seq N)",
+        "user.disabled (tokens revoked) in the audit log",
+        a_disabled_user_acts,
+    ),
+    Attack(
+        "a user removed from hilt.toml, before and after `hilt users sync`",
+        "before: still a user (editing the file changes nobody); after: AuthenticationError, "
+        "disabled (audit seq N)",
+        "user.synced (created, disabled, roles changed, tokens revoked) in the audit log",
+        a_user_removed_from_hilt_toml,
+    ),
+]
+
+
+# ---- config: drift and second approval
+# hilt.toml is the workspace's; the store acts on the version it recorded last (the config
+# in force) and refuses everything but the config operations while the file differs. A
+# change is recorded by an admin (`hilt config apply`); one that loosens a rule that
+# protects people waits for a lead who is not that admin (`hilt config approve`).
+
+
+def edited_hilt_toml_is_refused_at_open(t: Target) -> Recorded:
+    reviewer = t.store("alice")  # open before the edit
+    edit_config(t.ws, "floor = 0.65 ", "floor = 0.5 ")
+    expected = r"changed since the config in force \(version 1, .*\) in gate\.floor; "
+    with pytest.raises(ConfigDrift, match=expected + r".*hilt config apply --as ADMIN"):
+        t.store("dana")
+    with pytest.raises(ConfigDrift, match=expected):
+        reviewer.next_case()  # a store opened before the edit: refused at its next step
+    if t.service is not None:
+        log = t.log.read_text(encoding="utf-8")
+        assert "refusing every operation but the config ones" in log and "gate.floor" in log
+    edit_config(t.ws, "floor = 0.5 ", "floor = 0.65 ")
+    return NOTHING
+
+
+def a_service_restarted_on_an_edited_hilt_toml(t: Target) -> Recorded:
+    assert t.service is not None
+    t.service.stop()
+    edit_config(t.ws, "blind_first = false", "blind_first = true")
+    port = free_port()
+    started = subprocess.run(
+        [*SERVE, "--workspace", str(t.ws.root), "--port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode == 2, started.stderr
+    assert "Traceback" not in started.stderr
+    assert "changed since the config in force (version 1" in started.stderr
+    assert "in review.blind_first; nothing runs until an admin" in started.stderr
+    assert not t.ws.service_file.exists()
+    edit_config(t.ws, "blind_first = true", "blind_first = false")
+    t.service = start_service_logged(t.ws, t.log)
+    return NOTHING
+
+
+def config_applied_by_a_non_admin(t: Target) -> Recorded:
+    edit_config(t.ws, "lease_seconds = 600", "lease_seconds = 60")
+    lead = t.store("max", for_config=True)
+    with pytest.raises(PermissionDeniedError, match=r"'max' \(roles: lead\) may not apply config"):
+        lead.config_apply()
+    edit_config(t.ws, "lease_seconds = 60", "lease_seconds = 600")
+    return NOTHING
+
+
+def a_loosening_applied_by_an_admin_is_not_in_force(t: Target) -> Recorded:
+    edit_config(t.ws, "comment_required = true", "comment_required = false")
+    admin = t.store("dana", for_config=True)
+    done = admin.config_apply()
+    assert (done.outcome, done.version.state) == ("pending", "pending")
+    assert done.version.loosens == [
+        "review.comment_required true → false: overrides no longer need a reason in words"
+    ]
+    # Not in force: hilt.toml is back to version 1, and overrides still need a comment.
+    assert "comment_required = true" in t.ws.config_path.read_text(encoding="utf-8")
+    with pytest.raises(InputError, match="needs a comment"):
+        override_without_comment(t.store("alice"))
+    status = admin.config_status()
+    assert status.in_force.version == 1 and status.pending is not None
+    assert not status.drift
+    # The reviewer's lease is the one other thing written (the refused override wrote nothing).
+    return Recorded(("config.proposed", "case.leased"), {"config_versions": 1, "leases": 1})
+
+
+def personal_columns_shown_without_a_second_approval(t: Target) -> Recorded:
+    edit_config(t.ws, "[review]\n", 'display_personal = ["age"]\n\n[review]\n')
+    edit_config(t.ws, '"housing", "job"]', '"housing", "job", "age"]')
+    done = t.store("dana", for_config=True).config_apply()
+    assert done.outcome == "pending"
+    assert any(
+        line.startswith('fields.display_personal [] → ["age"]') for line in done.version.loosens
+    )
+    leased = t.store("alice").next_case()
+    assert leased is not None and "age" not in leased.case.personal
+    return Recorded(("config.proposed", "case.leased"), {"config_versions": 1, "leases": 1})
+
+
+def an_admin_approves_their_own_loosening(t: Target) -> Recorded:
+    edit_config(t.ws, "floor = 0.65 ", "floor = 0.5 ")
+    lena = t.store("lena", for_config=True)  # lead and admin
+    assert lena.config_apply().outcome == "pending"
+    with pytest.raises(
+        PermissionDeniedError, match="lena applied config version 2; a second person, a lead"
+    ):
+        lena.config_approve(2)
+    assert lena.config_status().in_force.version == 1
+    # A second person, a lead, approves it: in force, and hilt.toml holds it.
+    approved = t.store("max").config_approve(2)
+    assert (approved.state, approved.decided_by, approved.applied_by) == ("in-force", "max", "lena")
+    assert "floor = 0.5 " in t.ws.config_path.read_text(encoding="utf-8")
+    return Recorded(("config.proposed", "config.approved"), {"config_versions": 1})
+
+
+def the_pinned_audit_key_swapped(t: Target) -> Recorded:
+    text = t.ws.config_path.read_text(encoding="utf-8")
+    pinned = next(line for line in text.splitlines() if line.startswith("public_key = "))
+    forged = 'public_key = "ed25519:' + "A" * 43 + '="'
+    edit_config(t.ws, pinned, forged)
+    # Unapplied: nothing opens, and verify keeps the key in force (embedded: the file).
+    with pytest.raises(ConfigDrift, match=r"in audit\.public_key"):
+        t.store("otto")
+    if t.mode == "embedded":
+        assert verify_file(t.ws).ok
+    # Applied by an admin: any change of the key waits for a lead.
+    done = t.store("dana", for_config=True).config_apply()
+    assert done.outcome == "pending"
+    assert [line.split(" ")[0] for line in done.version.loosens] == ["audit.public_key"]
+    assert pinned in t.ws.config_path.read_text(encoding="utf-8")
+    report = t.store("otto").verify()
+    assert report.ok, report.summary()
+    return Recorded(("config.proposed",), {"config_versions": 1})
+
+
+def a_key_the_store_was_built_on_changed(t: Target) -> Recorded:
+    edit_config(t.ws, "holdout_fraction = 0.2 ", "holdout_fraction = 0.5 ")
+    admin = t.store("dana", for_config=True)
+    with pytest.raises(
+        ConfigError, match=r"training\.holdout_fraction cannot change: the store was built on"
+    ):
+        admin.config_apply()
+    edit_config(t.ws, "holdout_fraction = 0.5 ", "holdout_fraction = 0.2 ")
+    return NOTHING
+
+
+CONFIG_ATTACKS = [
+    Attack(
+        "hilt.toml edited after init (the gate loosened) and used without applying it",
+        "ConfigDrift at open and at the next operation of a store already open: the file "
+        "changed since version N (audit seq, time) in gate.floor; `hilt config apply`",
+        "nowhere in the audit log (the edit took no effect); the service's log, once",
+        edited_hilt_toml_is_refused_at_open,
+    ),
+    Attack(
+        "the store service restarted on an edited hilt.toml",
+        "`hilt store serve` exits 2 before serving: the file changed since version N",
+        "nowhere (nothing was served)",
+        a_service_restarted_on_an_edited_hilt_toml,
+        modes=("service",),
+    ),
+    Attack(
+        "a config change applied by a non-admin (a lead)",
+        "PermissionDeniedError: may not apply config changes",
+        "nowhere (nothing was done)",
+        config_applied_by_a_non_admin,
+    ),
+    Attack(
+        "an admin turns off the comments required on overrides (a loosening)",
+        "pending, not in force: hilt.toml goes back to the config in force; overrides "
+        "without a comment are still refused",
+        "config.proposed (old and new sha256, keys, old and new values, what loosens)",
+        a_loosening_applied_by_an_admin_is_not_in_force,
+    ),
+    Attack(
+        "an admin shows reviewers a personal column (fields.display_personal grows)",
+        "pending, not in force: reviewers still see no age",
+        "config.proposed",
+        personal_columns_shown_without_a_second_approval,
+    ),
+    Attack(
+        "an admin (also a lead) approves their own loosening of the gate",
+        "PermissionDeniedError: they applied it, a second person must approve; a second "
+        "lead's approval puts it in force",
+        "config.proposed, then config.approved by the second lead",
+        an_admin_approves_their_own_loosening,
+    ),
+    Attack(
+        "the pinned audit public key swapped in hilt.toml",
+        "ConfigDrift while unapplied (verify keeps the key in force); applied by an admin, "
+        "pending a lead's approval",
+        "config.proposed (the old and the new public key)",
+        the_pinned_audit_key_swapped,
+    ),
+    Attack(
+        "a key the store was built on changed (the holdout fraction)",
+        "ConfigError: training.holdout_fraction cannot change; a new workspace is needed",
+        "nowhere (nothing was written)",
+        a_key_the_store_was_built_on_changed,
+    ),
+]
+
 
 # ---- registry: scoring and promotion through the loop
 # The store's model registry decides which model scores and who approves it; MLflow only
@@ -341,5 +1006,35 @@ def test_registry_attack_is_refused_and_nothing_else_is_written(
 
 def test_the_registry_rows_name_what_is_refused_and_where_it_is_recorded() -> None:
     for attack in REGISTRY_ATTACKS:
+        assert attack.name and attack.refused and attack.recorded, attack
+        assert re.fullmatch(r"[a-z_]+", attack.run.__name__)
+
+
+# ---------------------------------------------------------------------- the matrix
+ATTACKS = [*CONFIG_ATTACKS, *IDENTITY_ATTACKS]
+ROWS = [(a, m) for a in ATTACKS for m in a.modes]
+
+
+@pytest.mark.parametrize(
+    ("attack", "target"),
+    ROWS,
+    ids=[f"{a.run.__name__}-{m}" for a, m in ROWS],
+    indirect=["target"],
+)
+def test_the_attack_is_refused_and_nothing_else_is_written(attack: Attack, target: Target) -> None:
+    seq, _, counts = target.state()
+    recorded = attack.run(target)
+    after_seq, _, after_counts = target.state()
+    assert target.events_after(seq) == list(recorded.events)
+    assert after_seq == seq + len(recorded.events)
+    expected = dict(counts)
+    expected["audit_log"] += len(recorded.events)
+    for table, added in recorded.rows.items():
+        expected[table] += added
+    assert after_counts == expected
+
+
+def test_the_rows_name_what_is_refused_and_where_it_is_recorded() -> None:
+    for attack in ATTACKS:
         assert attack.name and attack.refused and attack.recorded, attack
         assert re.fullmatch(r"[a-z_]+", attack.run.__name__)

@@ -1,10 +1,12 @@
 """The `hilt` command: the typer app, assembled from one module per command group.
 
 - common.py: exit codes, the error guard, the ``--workspace`` / ``--as`` options;
-- workspace.py: init, ingest;  serve.py: serve, demo;  store.py: store serve, users add;
+- workspace.py: init, ingest;  serve.py: serve, demo;  store.py: store serve, users add /
+  revoke / disable / enable / sync / list;
 - runs.py: retrain, score, promote, reject, simulate, runs list;  audit.py: audit verify,
   audit checkpoint;  privacy.py: subject ..., retention apply, records;
-- oversight.py: halt, resume, gold add;  docs.py: docs model.
+- oversight.py: halt, resume, gold add;  docs.py: docs model;
+- config.py: config status, config apply, config approve, config reject.
 
 Every command takes ``--workspace DIR`` (default: $HILT_WORKSPACE, else ./workspace).
 Exit codes: 0 done; 1 the audit log does not verify, a retraining or scoring run failed (its
@@ -27,7 +29,17 @@ import sys
 
 import typer
 
-from hilt.pipelines.cli import audit, docs, oversight, privacy, runs, serve, store, workspace
+from hilt.pipelines.cli import (
+    audit,
+    config,
+    docs,
+    oversight,
+    privacy,
+    runs,
+    serve,
+    store,
+    workspace,
+)
 
 app = typer.Typer(
     name="hilt",
@@ -59,6 +71,7 @@ app.add_typer(privacy.subject_app, name="subject")
 app.add_typer(privacy.retention_app, name="retention")
 app.add_typer(docs.docs_app, name="docs")
 app.add_typer(oversight.gold_app, name="gold")
+app.add_typer(config.config_app, name="config")
 
 
 def main() -> None:

@@ -17,9 +17,14 @@ if TYPE_CHECKING:
 
 
 def _echo_dashboards(server: DashboardServer) -> None:
+    from hilt.pipelines.dashboards.access import identity_mode
+
     typer.echo(f"review dashboard:  {server.dashboard_url('review')}")
     typer.echo(f"audit dashboard:   {server.dashboard_url('audit')}")
     typer.echo(f"oversight (leads): {server.dashboard_url('oversight')}")
+    if server.store_log is not None:
+        typer.echo(f"store service log: {server.store_log}")
+    typer.echo(f"identity:          {identity_mode(server.workspace.settings().access)}")
 
 
 def serve(
@@ -112,5 +117,5 @@ def demo(
     typer.echo("")
     typer.echo(f"store service:     http://127.0.0.1:{store_port}   (OpenAPI: /openapi.json)")
     _echo_dashboards(server)
-    typer.echo("(the dashboard acts as the workspace's local user; Ctrl-C stops everything)")
+    typer.echo("(Ctrl-C stops everything)")
     serve_until_stopped(server)

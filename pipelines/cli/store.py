@@ -1,9 +1,10 @@
-"""`hilt store serve` and `hilt users add`: the store service, its users and their tokens."""
+"""`hilt store serve` and `hilt users ...`: the store service, its users and their tokens."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import closing
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -11,10 +12,25 @@ from hilt.pipelines.cli.common import WorkspaceOpt, guard
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
-    from hilt.pipelines.store.records import TokenGrant
+    from hilt.pipelines.store import Store
+    from hilt.pipelines.store.records import TokenGrant, UserInfo, UserSync
+
+T = TypeVar("T")
 
 store_app = typer.Typer(help="The feedback store.", no_args_is_help=True)
 users_app = typer.Typer(help="Users and API tokens.", no_args_is_help=True)
+
+NameArg = Annotated[str, typer.Argument(help="User name.")]
+#: ``--as`` of the users commands (an administrator).
+AdminOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        help="The administrator acting (default: the token's owner when a store service owns "
+        "the workspace, else the operating-system user with the admin role).",
+        show_default=False,
+    ),
+]
 
 
 @store_app.command("serve")
@@ -38,22 +54,94 @@ def store_serve(
     guard(run)
 
 
-@users_app.command("add")
-def users_add(
-    name: Annotated[str, typer.Argument(help="User name.")],
-    role: Annotated[str, typer.Option(help="Role to grant.")],
-    workspace: WorkspaceOpt = None,
-) -> None:
-    """Grant NAME a role and print a new API token for NAME (shown once)."""
+def _as_admin(
+    workspace: WorkspaceOpt, as_user: str | None, what: str, act: Callable[[Store], T]
+) -> T:
+    """``act`` on the workspace's store as an administrator (``--as``, else the operator)."""
     from hilt.pipelines.store import Identity, Need, open_store_as
 
     ws = Workspace.at(workspace)
-    need = Need(frozenset({"admin"}), "add users")
+    need = Need(frozenset({"admin"}), what)
 
-    def run() -> TokenGrant:
-        with closing(open_store_as(ws, Identity(operator=True), need=need)) as store:
-            return store.add_user(name, role)
+    def run() -> T:
+        who = Identity(name=as_user, operator=True)
+        with closing(open_store_as(ws, who, need=need)) as store:
+            return act(store)
 
-    grant = guard(run)
+    return guard(run)
+
+
+@users_app.command("add")
+def users_add(
+    name: NameArg,
+    role: Annotated[str, typer.Option(help="Role to grant.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Grant NAME a role and print a new API token for NAME (shown once; it expires after
+    [access] token_days)."""
+    grant: TokenGrant = _as_admin(workspace, None, "add users", lambda s: s.add_user(name, role))
     typer.echo(f"user {grant.user} (roles: {', '.join(grant.roles)})")
     typer.echo(f"token (shown once, only its hash is stored): {grant.token}")
+    typer.echo(f"expires {grant.expires_at}")
+
+
+@users_app.command("revoke")
+def users_revoke(name: NameArg, workspace: WorkspaceOpt = None, as_user: AdminOpt = None) -> None:
+    """Revoke every token of NAME, at once (also on a running store service)."""
+    n = _as_admin(workspace, as_user, "revoke tokens", lambda s: s.revoke_tokens(name))
+    if n:
+        typer.echo(f"revoked {n} token{'s' if n != 1 else ''} of {name}")
+    else:
+        typer.echo(f"{name} had no token in force: nothing revoked")
+
+
+@users_app.command("disable")
+def users_disable(name: NameArg, workspace: WorkspaceOpt = None, as_user: AdminOpt = None) -> None:
+    """NAME can no longer act, in any mode (their tokens are revoked too)."""
+    info = _as_admin(workspace, as_user, "disable users", lambda s: s.disable_user(name))
+    typer.echo(f"user {info.name} is disabled: they can no longer act, and hold no token")
+
+
+@users_app.command("enable")
+def users_enable(name: NameArg, workspace: WorkspaceOpt = None, as_user: AdminOpt = None) -> None:
+    """Let a disabled user act again (their old tokens stay revoked: `hilt users add` issues
+    a new one)."""
+    info = _as_admin(workspace, as_user, "enable users", lambda s: s.enable_user(name))
+    typer.echo(f"user {info.name} is enabled (roles: {', '.join(info.roles)})")
+
+
+@users_app.command("sync")
+def users_sync(workspace: WorkspaceOpt = None, as_user: AdminOpt = None) -> None:
+    """Make the store's users match hilt.toml [access.users], in one audited transaction:
+    new users created, users no longer listed disabled (tokens revoked), roles as listed.
+    Users hilt.toml never listed (systems, the dashboards' gateway) are left alone."""
+    sync: UserSync = _as_admin(workspace, as_user, "sync users", lambda s: s.users_sync())
+    for line in _sync_lines(sync):
+        typer.echo(line)
+
+
+def _sync_lines(sync: UserSync) -> list[str]:
+    if not sync.changed:
+        return ["the users already match hilt.toml: nothing written"]
+    lines = [f"created {n} (roles: {', '.join(r)})" for n, r in sync.created.items()]
+    lines += [f"listed {n}{' (enabled)' if n in sync.enabled else ''}" for n in sync.listed]
+    lines += [f"disabled {n} (no longer in hilt.toml; tokens revoked)" for n in sync.disabled]
+    lines += [
+        f"roles of {n}: {', '.join(old) or 'none'} -> {', '.join(new)}"
+        for n, (old, new) in sync.roles_changed.items()
+    ]
+    return [*lines, f"recorded as audit seq {sync.seq}"]
+
+
+@users_app.command("list")
+def users_list(workspace: WorkspaceOpt = None, as_user: AdminOpt = None) -> None:
+    """The store's users: roles, whether they may act, whether hilt.toml lists them, and
+    their tokens in force (never a token)."""
+    users: list[UserInfo] = _as_admin(workspace, as_user, "list users", lambda s: s.list_users())
+    for u in users:
+        state = "active" if u.active else "DISABLED"
+        listed = "hilt.toml" if u.in_config else "added"
+        tokens = f"{u.tokens} token{'s' if u.tokens != 1 else ''}"
+        if u.tokens_expire:
+            tokens += f" (last expires {u.tokens_expire})"
+        typer.echo(f"{u.name}\t{', '.join(u.roles)}\t{state}\t{listed}\t{tokens}")

@@ -77,12 +77,24 @@ def register(settings: Settings) -> list[ProcessingEntry]:
     return [
         t(
             "meta",
-            "workspace facts (schema version, config digest)",
+            "workspace facts (schema version, use case, holdout salt)",
             "not personal data",
             "none",
             "none",
             "life of the workspace",
             "administrators",
+        ),
+        t(
+            "config_versions",
+            "every version of hilt.toml the store recorded, which one is in force, who "
+            "applied and who approved it (a loosening of a rule that protects people needs a "
+            "lead's second approval)",
+            LOG_BASIS,
+            STAFF,
+            "the config text (staff user names and roles, the controller's contact details), "
+            "who applied, approved or rejected it, time",
+            "life of the workspace",
+            "administrators, leads, auditors",
         ),
         t(
             "identity",
@@ -258,7 +270,7 @@ def register(settings: Settings) -> list[ProcessingEntry]:
             SECURITY_BASIS,
             STAFF,
             "sha256 of each token (never the token), owner, time",
-            "until revoked",
+            "until revoked or expired ([access] token_days)",
             "the store",
         ),
         t(

@@ -2,10 +2,16 @@
 audit dashboards.
 
 In order: the workspace (argument or ``$HILT_WORKSPACE``), the person (``resolve_identity``:
-the trusted proxy header Voila passes, then ``JUPYTERHUB_USER``, then the configured local
-user), the store as that person (through the store service with the gateway token when
-``HILT_STORE_URL`` is set, as `hilt serve` runs the kernels; else the workspace file), and
-their roles. Every way of failing is a ``Refusal`` to show instead of the dashboard.
+the sign-in proxy's header Voila passes, then ``JUPYTERHUB_USER``, then, only without a
+sign-in proxy, the configured local user: single-person mode), the store as that person,
+and their roles. Every way of failing is a ``Refusal`` to show instead of the dashboard.
+
+Served (`hilt serve` gives the kernel ``HILT_STORE_URL`` and a gateway token), the kernel
+only forwards what Voila gave it (the user header and the proxy's secret header) with the
+gateway token; the store service decides whether the gateway may act for that person
+(``store/authentication.py``) and says, in ``whoami``, when nobody proved who they are.
+Embedded (no service: JupyterLab on the workspace's files), the local user is marked as
+single-person too. Either way the dashboards show it on every page (the header's banner).
 
 ``DashboardBackend`` is what the three backends (review, oversight, audit) share once the
 person is in: the store acting as them, the workspace's settings, and who they are."""
@@ -17,8 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from hilt.pipelines.config import Settings
-from hilt.pipelines.errors import AuthenticationError, HiltError
+from hilt.pipelines.config import Access, Settings
+from hilt.pipelines.errors import HiltError, UnknownUserError
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal, Reviewer
@@ -28,15 +34,42 @@ Backend = TypeVar("Backend")
 #: Where a dashboard kernel learns who is looking, first match wins (the environment names
 #: are the contract with Voila's http_header_envs and with JupyterHub).
 IDENTITY_SOURCES = ("HTTP_X_FORWARDED_USER", "JUPYTERHUB_USER")
+#: The sign-in proxy's secret header (``X-Hilt-Proxy-Secret``) as Voila passes it.
+PROXY_SECRET_ENV = "HTTP_X_HILT_PROXY_SECRET"
+
+
+def _claim(env: Mapping[str, str], settings: Settings) -> tuple[str | None, bool]:
+    """(the user, whether that is single-person mode's local user)."""
+    for key in IDENTITY_SOURCES:
+        value = env.get(key, "").strip()
+        if value:
+            return value, False
+    if settings.access.proxy_secret_sha256 is not None:
+        return None, False  # behind a sign-in proxy there is no local user
+    return settings.access.local_user, settings.access.local_user is not None
 
 
 def resolve_identity(env: Mapping[str, str], settings: Settings) -> str | None:
     """The user looking at the dashboard, or None when nothing identifies anyone."""
-    for key in IDENTITY_SOURCES:
-        value = env.get(key, "").strip()
-        if value:
-            return value
-    return settings.access.local_user
+    return _claim(env, settings)[0]
+
+
+def identity_mode(access: Access) -> str:
+    """How the served dashboards learn who is looking, in one line (`hilt serve` prints it)."""
+    if access.proxy_secret_sha256 is not None:
+        return (
+            "behind a sign-in proxy: X-Forwarded-User counts only with the proxy's "
+            "X-Hilt-Proxy-Secret"
+        )
+    if access.local_user is not None:
+        return (
+            f"single-person mode: the dashboards act as {access.local_user}, and every "
+            "record says that identity was not proven"
+        )
+    return (
+        "none configured: every dashboard refuses (set [access] proxy_secret_sha256, or "
+        "local_user for one person)"
+    )
 
 
 @dataclass(frozen=True)
@@ -78,22 +111,31 @@ def open_dashboard(
         settings = ws.settings()
     except HiltError as e:
         return Refusal(door.unavailable, str(e))
-    user = resolve_identity(environ, settings)
+    user, single_person = _claim(environ, settings)
     if user is None:
         return Refusal(
             "Who are you?",
             "This dashboard could not tell who you are. Open it through your organisation's "
-            "sign-in, or ask an administrator to configure a local user.",
+            "sign-in"
+            + (
+                "."
+                if settings.access.proxy_secret_sha256 is not None
+                else ", or ask an administrator to configure a local user."
+            ),
         )
     url = environ.get("HILT_STORE_URL")
     try:
         if url:
-            gateway = Identity(token=environ.get("HILT_GATEWAY_TOKEN"), on_behalf_of=user)
+            gateway = Identity(
+                token=environ.get("HILT_GATEWAY_TOKEN"),
+                on_behalf_of=user,
+                proxy_secret=environ.get(PROXY_SECRET_ENV) or None,
+            )
             store = open_store_as(url, gateway)
         else:
-            store = open_store_as(ws, Identity(name=user))
+            store = open_store_as(ws, Identity(name=user, single_person=single_person))
         me = store.whoami()
-    except AuthenticationError:
+    except UnknownUserError:
         return Refusal(
             door.not_allowed,
             f"{user} is not a user of this workspace. Ask {door.ask} to add you.",
@@ -120,8 +162,9 @@ class DashboardBackend:
         self._person: Reviewer | None = None
 
     def person(self) -> Reviewer:
-        """Who the store says is acting, with their roles."""
+        """Who the store says is acting, with their roles (and, when nobody proved who they
+        are, why not: every page shows it)."""
         if self._person is None:
             me = self.store.whoami()
-            self._person = Reviewer(name=me.name, roles=tuple(me.roles))
+            self._person = Reviewer(name=me.name, roles=tuple(me.roles), unproven=me.unproven)
         return self._person

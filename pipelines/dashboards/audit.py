@@ -54,6 +54,9 @@ KNOWN_ACTIONS = (
     "workspace.init",
     "user.token_issued",
     "user.tokens_revoked",
+    "user.disabled",
+    "user.enabled",
+    "user.synced",
     "cases.ingest",
     "predictions.ingest",
     "case.leased",
@@ -101,7 +104,7 @@ class StoreAuditBackend(DashboardBackend):
     # ------------------------------------------------------------------ identity
     def auditor(self) -> Auditor:
         me = self.person()
-        return Auditor(name=me.name, roles=me.roles)
+        return Auditor(name=me.name, roles=me.roles, unproven=me.unproven)
 
     # ------------------------------------------------------------------ integrity
     def verify(self) -> IntegrityReport:

@@ -4,8 +4,10 @@ Voila listens on 127.0.0.1 by default, with sources stripped, idle kernels culle
 kernel websocket restricted to widget traffic (a dashboard cannot be turned into a code
 console: an ``execute_request`` from the browser is dropped). Each dashboard kernel gets
 the store URL and a gateway token through its environment and acts on behalf of the person
-the dashboard identified (proxy header ``X-Forwarded-User``, ``JUPYTERHUB_USER``, or the
-workspace's local user).
+the dashboard identified; Voila hands it the sign-in proxy's ``X-Forwarded-User`` and
+``X-Hilt-Proxy-Secret`` headers, which it forwards to the store service, the one that
+decides (see pipelines/dashboards/access.py). The kernels get nothing else that names or
+proves anyone, and no key: ``kernel_environment``.
 """
 
 from __future__ import annotations
@@ -16,23 +18,62 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 import httpx
 
-from hilt.pipelines.errors import InputError, StoreError
+from hilt.pipelines.errors import InputError, NotFoundError, StoreError
 from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.ports import require_free_port
 from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
 
 GATEWAY_USER = "voila-gateway"
+#: The store service's log in the workspace (appended to at each start): refused tokens and
+#: refused gateway requests are recorded there, never a case id or a personal value.
+STORE_LOG = "store-service.log"
 KERNEL_MANAGER = "hilt.pipelines.dashboards.kernels.WidgetOnlyKernelManager"
 DASHBOARDS = ("review", "oversight", "audit")
-#: Environment that must not leak from the operator's shell into dashboard kernels.
-_IDENTITY_ENV = ("HTTP_X_FORWARDED_USER", "JUPYTERHUB_USER", "HILT_USER", "HILT_TOKEN")
+#: The request headers Voila hands each dashboard kernel (as ``HTTP_X_…``): who the sign-in
+#: proxy says is looking, and the proxy's proof, both forwarded to the store service.
+HEADER_ENVS = ("X-Forwarded-User", "X-Hilt-Proxy-Secret")
+#: Of the operator's ``HILT_*`` environment, what the kernels keep (the audit dashboard's
+#: MLflow cross-check reads the tracking store); every other one (HILT_MASTER_KEY,
+#: HILT_MASTER_KEY_FILE, HILT_TOKEN, HILT_AUDIT_SIGNING_KEY, ...) stays out.
+KERNEL_KEEPS = frozenset({"HILT_MLFLOW_TRACKING_URI"})
+
+
+def kernel_environment(
+    environ: Mapping[str, str], store_url: str, gateway_token: str, workspace: Workspace
+) -> dict[str, str]:
+    """The environment of Voila and so of every dashboard kernel: the operator's, without
+    keys, admin credentials or anything that names or proves a person (only a request may
+    say who is looking: Voila adds its headers per kernel), plus what a kernel needs: the
+    store's URL, the gateway token, the workspace."""
+    names_a_person = {"JUPYTERHUB_USER", *(_header_env(h) for h in HEADER_ENVS)}
+    env = {
+        k: v
+        for k, v in environ.items()
+        if k not in names_a_person and (not k.startswith("HILT_") or k in KERNEL_KEEPS)
+    }
+    jupyter_path = os.pathsep.join(p for p in (str(THEME_DIR), env.get("JUPYTER_PATH")) if p)
+    env.update(
+        JUPYTER_PATH=jupyter_path,
+        HILT_STORE_URL=store_url,
+        HILT_GATEWAY_TOKEN=gateway_token,
+        HILT_WORKSPACE=str(workspace.root),
+        MPLBACKEND="Agg",
+    )
+    return env
+
+
+def _header_env(header: str) -> str:
+    """The environment name Voila gives a request header (RFC 3875 4.1.18)."""
+    return "HTTP_" + header.upper().replace("-", "_")
 
 
 #: Holds voila/templates/hilt: Voila's lab template without its CDN links.
@@ -85,7 +126,7 @@ def voila_command(notebooks: Path, host: str, port: int) -> list[str]:
         "--strip_sources=True",
         "--template=hilt",
         "--VoilaConfiguration.show_tracebacks=False",
-        "--VoilaConfiguration.http_header_envs=X-Forwarded-User",
+        *(f"--VoilaConfiguration.http_header_envs={h}" for h in HEADER_ENVS),
         f"--VoilaConfiguration.multi_kernel_manager_class={KERNEL_MANAGER}",
         "--MappingKernelManager.cull_idle_timeout=900",
         "--MappingKernelManager.cull_interval=60",
@@ -103,6 +144,8 @@ class DashboardServer:
     store_port: int
     store: subprocess.Popen[bytes]
     voila: subprocess.Popen[bytes]
+    #: Where the store service's log goes (refusals of tokens and of the gateway among it).
+    store_log: Path | None = None
 
     @property
     def url(self) -> str:
@@ -142,9 +185,13 @@ def start_dashboards(
         require_free_port(host, p)
     operator = open_store_as(workspace, Identity(operator=True))
     # A fresh gateway credential per start; the previous ones stop working.
-    operator.revoke_tokens(GATEWAY_USER)
+    with suppress(NotFoundError):  # the first start: no gateway yet
+        operator.revoke_tokens(GATEWAY_USER)
     gateway = operator.add_user(GATEWAY_USER, "gateway").token
     out = subprocess.DEVNULL if quiet else None
+    store_log = workspace.root / STORE_LOG if quiet else None
+    # The child keeps its own descriptor of the log; the parent closes its copy at once.
+    log = store_log.open("ab") if store_log else None
     store = subprocess.Popen(
         [
             sys.executable,
@@ -159,21 +206,15 @@ def start_dashboards(
             "--host",
             host,
         ],
-        stdout=out,
-        stderr=out,
+        stdout=log or out,
+        stderr=log or out,
     )
+    if log is not None:
+        log.close()
     store_url = f"http://{host}:{store_port}"
     try:
         _wait_http(store_url + "/health", store, "store service", 30)
-        env = {k: v for k, v in os.environ.items() if k not in _IDENTITY_ENV}
-        jupyter_path = os.pathsep.join(p for p in (str(THEME_DIR), env.get("JUPYTER_PATH")) if p)
-        env.update(
-            JUPYTER_PATH=jupyter_path,
-            HILT_STORE_URL=store_url,
-            HILT_GATEWAY_TOKEN=gateway,
-            HILT_WORKSPACE=str(workspace.root),
-            MPLBACKEND="Agg",
-        )
+        env = kernel_environment(os.environ, store_url, gateway, workspace)
         voila = subprocess.Popen(
             voila_command(nb_dir, host, port), env=env, stdout=out, stderr=out, cwd=nb_dir
         )
@@ -181,7 +222,7 @@ def start_dashboards(
         store.terminate()
         store.wait(15)
         raise
-    server = DashboardServer(workspace, host, port, store_port, store, voila)
+    server = DashboardServer(workspace, host, port, store_port, store, voila, store_log)
     try:
         _wait_http(server.url + "/", voila, "Voila server", 60)
     except BaseException:

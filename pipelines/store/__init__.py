@@ -10,7 +10,8 @@ as whom are written once:
   pid): the HTTP client, acting as the owner of the bearer token (``Identity.token``, else
   ``$HILT_TOKEN``; the URL is ``$HILT_STORE_URL`` if set, else the service file's). A named
   user must be that owner. A gateway token (the dashboard server) acts on behalf of the
-  user it names.
+  user it names, as far as the service allows it (the sign-in proxy's proof it forwards,
+  or single-person mode: see ``store/authentication.py``).
 - Otherwise the workspace's file (embedded mode), acting as the named store user, or, where
   the caller allows it (``operator=True``) and names nobody, as the operating-system user
   with the admin role: whoever can write the workspace's files holds the store anyway, and
@@ -18,6 +19,12 @@ as whom are written once:
 
 Either way the store itself checks the roles of every operation; ``need`` only makes the
 refusal come first and read clearly.
+
+Either way, too, the store acts on the config in force (the version of hilt.toml it
+recorded last), never on an edit nobody applied: while the workspace's hilt.toml differs
+from it, the opening is refused (``ConfigDrift``: what changed since which version, and
+`hilt config apply --as ADMIN`), and so is every operation but the config ones. Only
+``for_config`` (the `hilt config …` commands) opens such a store.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from hilt.pipelines.errors import InputError, PermissionDeniedError
+from hilt.pipelines.errors import ConfigDrift, InputError, PermissionDeniedError
 from hilt.pipelines.store.modes.locking import service_info
 from hilt.pipelines.store.operations import Store
 from hilt.pipelines.store.records import DecisionRequest
@@ -67,12 +74,19 @@ class Identity:
     - ``token``: a bearer token for a service (default: ``$HILT_TOKEN``).
     - ``on_behalf_of``: with a gateway token, the user the gateway acts for (never read
       from ``$HILT_TOKEN``: a gateway names its own token).
+    - ``proxy_secret``: with ``on_behalf_of``, the secret by which the sign-in proxy proved
+      itself to the dashboard (the service checks it; the dashboard only forwards it).
+    - ``single_person``: embedded, a named user nobody signed in as (a dashboard acting as
+      ``access.local_user``): every event records that the identity was not proven. A
+      service decides this itself, from how the request reached it.
     """
 
     name: str | None = None
     operator: bool = False
     token: str | None = None
     on_behalf_of: str | None = None
+    proxy_secret: str | None = None
+    single_person: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,11 +104,14 @@ def open_store_as(
     *,
     need: Need | None = None,
     clock: Clock | None = None,
+    for_config: bool = False,
 ) -> Store:
     """The store at ``where`` acting as ``who`` (see the module doc); refused with a clear
     error, and nothing opened, when ``who`` cannot act there or lacks every role of
-    ``need``. ``clock``: the time the embedded store acts at (tests of periods and leases);
-    a service keeps its own."""
+    ``need``, or when hilt.toml differs from the config in force (unless ``for_config``).
+    ``clock``: the time the embedded store acts at (tests of periods and leases); a service
+    keeps its own."""
+    served = True
     if isinstance(where, str) and where.startswith(("http://", "https://")):
         store = _through_service(where, who, need, owned=None, clock=clock)
     else:
@@ -105,7 +122,15 @@ def open_store_as(
             url = os.environ.get(STORE_URL_ENV) or str(info["url"])
             store = _through_service(url, who, need, owned=ws, clock=clock)
         else:
-            store = _embedded(ws, who, need, clock or system_clock)
+            served = False
+            store = _embedded(ws, who, need, clock or system_clock, for_config)
+    if served and not for_config:
+        # The embedded store compared hilt.toml with the config in force as it opened; a
+        # service compares it at each request, and says so here first.
+        status = store.config_status()
+        if status.drift:
+            store.close()
+            raise ConfigDrift(status.problem or "hilt.toml differs from the config in force")
     if need is not None:
         me = store.whoami()
         if not need.roles & set(me.roles):
@@ -128,7 +153,9 @@ def _through_service(
     if who.on_behalf_of is not None:
         if not who.token:
             raise InputError("acting on behalf of a user needs the gateway's own token")
-        return StoreClient(url, who.token, on_behalf_of=who.on_behalf_of)
+        return StoreClient(
+            url, who.token, on_behalf_of=who.on_behalf_of, proxy_secret=who.proxy_secret
+        )
     token = who.token or os.environ.get(TOKEN_ENV)
     if not token:
         may = f"a user who may {need.what}" if need else "a user of the store"
@@ -143,7 +170,10 @@ def _through_service(
     return store
 
 
-def _embedded(ws: Workspace, who: Identity, need: Need | None, clock: Clock) -> Store:
+def _embedded(
+    ws: Workspace, who: Identity, need: Need | None, clock: Clock, for_config: bool
+) -> Store:
+    from hilt.pipelines.store.authentication import SINGLE_PERSON
     from hilt.pipelines.store.modes.embedded import EmbeddedStore
     from hilt.pipelines.store.records import User
 
@@ -154,10 +184,12 @@ def _embedded(ws: Workspace, who: Identity, need: Need | None, clock: Clock) -> 
         if name is None and not who.operator:
             may = f" (a user who may {need.what})" if need else ""
             raise InputError(f"say who you are: --as USER{may}")
-        return EmbeddedStore(ws, ws.settings(), User(name=os_user(), roles=["admin"]), clock)
+        operator = User(name=os_user(), roles=["admin"])
+        return EmbeddedStore.for_user(ws, operator, clock, for_config=for_config)
     if name.startswith("os:"):
         raise InputError(
             f"{name!r} is not the operating-system user running this command, nor a store "
             "user; name a store user with --as"
         )
-    return EmbeddedStore.for_user(ws, ws.settings(), name, clock)
+    unproven = SINGLE_PERSON if who.single_person else None
+    return EmbeddedStore.for_user(ws, name, clock, for_config=for_config, unproven=unproven)

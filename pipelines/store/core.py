@@ -4,7 +4,8 @@ Both modes run exactly this: the embedded mode opens a short-lived connection un
 cross-process lock for each call; the service keeps one connection and one ``StoreCore`` per
 request. Roles are enforced here, inside the store, so they hold in both modes whatever a
 client sends. Every DuckDB error an operation raises, reads included, leaves as the
-project's own ``StoreError``.
+project's own ``StoreError``. With a ``ConfigWatch``, every operation acts on the settings
+in force and is refused while hilt.toml differs from them (``config_watch.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import duckdb
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import PermissionDeniedError, StoreError
+from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.operations import Operation, Permission
 from hilt.pipelines.store.records import User
 from hilt.pipelines.store.sql import describe
@@ -38,6 +40,7 @@ class StoreCore:
         clock: Clock = system_clock,
         head: HeadCache | None = None,
         in_transaction: bool = False,
+        config: ConfigWatch | None = None,
     ) -> None:
         self.con = con
         self.settings = settings
@@ -51,6 +54,8 @@ class StoreCore:
         #: Whether the last operation wrote anything (a refused decision that wrote
         #: nothing can be left out of its group without undoing the others).
         self.wrote = False
+        #: The config in force and the file compared with it (None: not checked).
+        self.config = config
 
     def role_for(self, permission: Permission) -> str:
         """The actor's first role that ``permission`` allows (PermissionDeniedError if none)."""
@@ -79,7 +84,12 @@ class StoreCore:
         """Run ``operation`` as the actor, after checking its permission."""
         unit = self.unit(self.role_for(operation.permission))
         try:
-            return operation.run(unit, arguments)
+            if self.config is not None:
+                unit.settings = self.settings = self.config.admit(self.con, operation.despite_drift)
+            result = operation.run(unit, arguments)
+            if self.config is not None and operation.changes_config:
+                self.config.refresh(self.con)
+            return result
         except duckdb.Error as e:
             raise StoreError(f"the store failed ({describe(e)})") from e
         finally:

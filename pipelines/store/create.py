@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import secrets
@@ -14,6 +13,7 @@ from hilt.pipelines.config import load_settings, parse_settings
 from hilt.pipelines.errors import ConfigError, InputError
 from hilt.pipelines.store.audit.checkpoints import create_signing_key, public_key_text
 from hilt.pipelines.store.modes.embedded import connect
+from hilt.pipelines.store.ops.config import record_first
 from hilt.pipelines.store.records import User
 from hilt.pipelines.store.schema import SCHEMA_VERSION, create_statements
 from hilt.pipelines.store.subject_keys import MASTER_KEY_ENV, create_master_key
@@ -63,14 +63,13 @@ def create_workspace(
         source = Path(config_path).read_text(encoding="utf-8")
         pinned_text = _pin_public_key(source, public)
         pinned = parse_settings(tomllib.loads(pinned_text), str(workspace.config_path))
-        workspace.config_path.write_text(pinned_text, encoding="utf-8")
+        workspace.config_path.write_bytes(pinned_text.encode("utf-8"))
         con = connect(workspace)
         keys = workspace.key_ring()
         try:
             operator = User(name="hilt-init", roles=["admin"])
             unit = Unit(con, pinned, workspace, operator, "admin", keys, clock)
-            config_sha256 = hashlib.sha256(source.encode("utf-8")).hexdigest()
-            create_schema(unit, config_sha256, public, holdout_salt)
+            create_schema(unit, pinned_text, public, holdout_salt)
             con.execute("CHECKPOINT")
         finally:
             keys.close()
@@ -83,10 +82,13 @@ def create_workspace(
 
 
 def create_schema(
-    unit: Unit, config_sha256: str, public_key: str, holdout_salt: str | None = None
+    unit: Unit, config_text: str, public_key: str, holdout_salt: str | None = None
 ) -> None:
-    """Create the tables and seed the users of the config (once, at init), audited as
-    ``workspace.init`` (the log's first event).
+    """Create the tables and seed the users of the config (once, at init; afterwards only
+    ``users_sync`` changes them), audited as ``workspace.init`` (the log's first event).
+    ``config_text`` (the workspace's hilt.toml, with its pinned key) is recorded as the
+    config in force, version 1; the store compares the file with it at every open from now
+    on (``ops/config.py``).
 
     ``holdout_salt`` fixes which labelled cases form the holdout; random unless given
     (a simulation passes its seed so that its runs are repeatable)."""
@@ -94,19 +96,22 @@ def create_schema(
     with unit.transaction():
         for statement in create_statements(unit.settings):
             unit.con.execute(statement)
+        config_sha256 = record_first(unit, config_text)
         unit.con.execute(
-            "INSERT INTO meta VALUES ('schema_version', ?), ('config_sha256', ?), "
-            "('use_case', ?), ('holdout_salt', ?)",
+            "INSERT INTO meta VALUES ('schema_version', ?), ('use_case', ?), ('holdout_salt', ?)",
             [
                 SCHEMA_VERSION,
-                config_sha256,
                 unit.settings.use_case.name,
                 holdout_salt or secrets.token_hex(16),
             ],
         )
         users = unit.settings.access.users
         for name, roles in users.items():
-            unit.con.execute("INSERT INTO users VALUES (?, ?, true, ?)", [name, list(roles), now])
+            unit.con.execute(
+                "INSERT INTO users (name, roles, active, created_at, in_config) "
+                "VALUES (?, ?, true, ?, true)",
+                [name, list(roles), now],
+            )
         unit.append_audit(
             "workspace.init",
             "workspace",

@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 from hilt.pipelines.config import ROLES
 from hilt.pipelines.store.ops import (
     cases,
+    config,
     events,
     models,
     oversight,
@@ -102,6 +103,8 @@ class Operation(Generic[P, R]):
         read_only: bool = False,
         group_commit: bool = False,
         changes_identities: bool = False,
+        despite_drift: bool = False,
+        changes_config: bool = False,
     ) -> None:
         self.fn = fn
         self.name = fn.__name__
@@ -116,6 +119,11 @@ class Operation(Generic[P, R]):
         self.group_commit = group_commit
         #: Users or tokens change: the service forgets the identities it cached.
         self.changes_identities = changes_identities
+        #: Runs while hilt.toml differs from the config in force (everything else is
+        #: refused then): the config operations, and asking who one is.
+        self.despite_drift = despite_drift
+        #: The config in force may change: the modes read it again afterwards.
+        self.changes_config = changes_config
 
     def __set_name__(self, owner: type[Any], name: str) -> None:
         if name != self.name:
@@ -181,6 +189,8 @@ GOLD = Permission("gold", frozenset({"data-scientist", "admin"}))
 OVERSIGHT_READ = Permission("oversight read", frozenset({"lead", "auditor", "admin"}))
 #: A second person, a lead, decides on a model (EU AI Act Art. 14).
 DECIDE_MODELS = Permission("decide on models", frozenset({"lead"}))
+#: A loosening of hilt.toml needs a lead's second approval (issue 12, config drift).
+CONFIG_DECISION = Permission("approve or reject config changes", frozenset({"lead"}))
 
 
 # ----------------------------------------------------------------------- request bodies
@@ -193,6 +203,10 @@ class PredictionsIn(RowsIn):
     #: The sha256 of the model that scored: the store accepts the rows only from the model
     #: registered under ``model_version``.
     model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class CaseIn(BaseModel):
+    case_id: str = Field(min_length=1, max_length=128)
 
 
 class HaltIn(BaseModel):
@@ -264,7 +278,7 @@ class Store:
     ``hilt.pipelines.store.open_store_as``."""
 
     # identity
-    whoami = Operation(users.whoami, ANYONE, GET("/v1/me", endpoint="me"))
+    whoami = Operation(users.whoami, ANYONE, GET("/v1/me", endpoint="me"), despite_drift=True)
     add_user = Operation(
         users.add_user, MANAGE_USERS, POST("/v1/users", UserIn), changes_identities=True
     )
@@ -273,6 +287,30 @@ class Store:
         MANAGE_USERS,
         POST("/v1/users/{name}/revoke-tokens"),
         changes_identities=True,
+    )
+    # identity, issue 12: disable / enable, sync from hilt.toml, the list
+    disable_user = Operation(
+        users.disable_user,
+        Permission("disable users", frozenset({"admin"})),
+        POST("/v1/users/{name}/disable"),
+        changes_identities=True,
+    )
+    enable_user = Operation(
+        users.enable_user,
+        Permission("enable users", frozenset({"admin"})),
+        POST("/v1/users/{name}/enable"),
+        changes_identities=True,
+    )
+    users_sync = Operation(
+        users.users_sync,
+        Permission("sync users", frozenset({"admin"})),
+        POST("/v1/users/sync"),
+        changes_identities=True,
+    )
+    list_users = Operation(
+        users.list_users,
+        Permission("list users", frozenset({"admin", "auditor"})),
+        GET("/v1/users"),
     )
     # cases and predictions
     ingest_cases = Operation(
@@ -297,6 +335,9 @@ class Store:
     decisions = Operation(review.decisions, READ_DECISIONS, GET("/v1/decisions"), read_only=True)
     next_case = Operation(
         queue.next_case, Permission("next case", REVIEWERS), POST("/v1/queue/next")
+    )
+    lease_case = Operation(
+        queue.lease_case, Permission("next case", REVIEWERS), POST("/v1/queue/lease", CaseIn)
     )
     queue_status = Operation(
         queue.queue_status, Permission("queue status", EVERYONE), GET("/v1/queue/status")
@@ -430,6 +471,31 @@ class Store:
     )
     # (last: from here on the name ``models`` is this row, not the module)
     models = Operation(models.models, Permission("read models", EVERYONE), GET("/v1/models"))
+
+    # ---- issue 12, config drift: the config in force, and changes to it (ops/config.py)
+    config_status = Operation(
+        config.config_status,
+        Permission("see the config status", frozenset(ROLES)),
+        GET("/v1/config"),
+        despite_drift=True,
+    )
+    config_apply = Operation(
+        config.config_apply,
+        Permission("apply config changes", frozenset({"admin"})),
+        POST("/v1/config/apply"),
+        despite_drift=True,
+        changes_config=True,
+    )
+    config_approve = Operation(
+        config.config_approve,
+        CONFIG_DECISION,
+        POST("/v1/config/approve"),
+        despite_drift=True,
+        changes_config=True,
+    )
+    config_reject = Operation(
+        config.config_reject, CONFIG_DECISION, POST("/v1/config/reject"), despite_drift=True
+    )
 
     # ------------------------------------------------------------------ the mode's part
     def perform(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 #: accept / override end a review (a final decision); flag asks for a second opinion; skip
 #: hands the case back; undo compensates an earlier decision (history is never rewritten);
@@ -24,6 +30,18 @@ class _Record(BaseModel):
 class User(_Record):
     name: str
     roles: list[str]
+    #: None when the store knows who this is (their own token, a sign-in proxy that proved
+    #: itself, the workspace's files); otherwise why not (``SINGLE_PERSON``). Every audit
+    #: event written as this user carries it (``Unit.append_audit``). Left out of the
+    #: record as sent when None, so a proven user reads as before.
+    unproven: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_proof_when_proven(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("unproven") is None:
+            data.pop("unproven", None)
+        return data
 
 
 class TokenGrant(_Record):
@@ -32,6 +50,43 @@ class TokenGrant(_Record):
     user: str
     roles: list[str]
     token: str
+    #: When the store starts refusing it ([access] token_days after it was issued).
+    expires_at: str
+
+
+class UserInfo(_Record):
+    """A user as the store knows them (``hilt users list``); never a token."""
+
+    name: str
+    roles: list[str]
+    active: bool
+    #: Listed in hilt.toml [access.users] as of the last ``users sync`` (or init).
+    in_config: bool
+    #: Tokens that still work (neither revoked nor expired), and when the last one expires.
+    tokens: int
+    tokens_expire: str | None = None
+
+
+class UserSync(_Record):
+    """What ``users sync`` changed to make the users match hilt.toml [access.users]."""
+
+    #: New users, with their roles.
+    created: dict[str, list[str]] = Field(default_factory=dict)
+    #: Users the store knew that hilt.toml lists from now on (``hilt users add`` made them,
+    #: or the file listed them before) ...
+    listed: list[str] = Field(default_factory=list)
+    #: ... of whom these were disabled, and may act again.
+    enabled: list[str] = Field(default_factory=list)
+    #: No longer listed in hilt.toml: disabled, their tokens revoked.
+    disabled: list[str] = Field(default_factory=list)
+    #: name → [roles before, roles after]
+    roles_changed: dict[str, list[list[str]]] = Field(default_factory=dict)
+    #: The audit event that records the sync (None: nothing to change, nothing written).
+    seq: int | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.seq is not None
 
 
 class IngestResult(_Record):
@@ -550,3 +605,63 @@ class ConflictRecord(_Record):
     score: float | None
     #: The seq of the second decision (when the conflict arose).
     seq: int
+
+
+# ---- issue 12, config drift: the versions of hilt.toml the store recorded.
+ConfigState = Literal["in-force", "superseded", "pending", "rejected", "withdrawn"]
+
+
+class ConfigVersion(_Record):
+    """One version of hilt.toml as the store recorded it (never its text: key names, and
+    values only where they carry no personal data)."""
+
+    version: int
+    sha256: str
+    state: ConfigState
+    #: The version in force when this one was applied (None: the first, at init).
+    base_version: int | None
+    #: Keys of the file that changed, were added, were removed (against the base).
+    changed: list[str]
+    added: list[str]
+    removed: list[str]
+    #: [old, new] in effect, for the keys whose values may be shown.
+    values: dict[str, list[Any]]
+    #: The keys whose change loosens a rule that protects people (a lead approves them),
+    #: each described in one line.
+    loosens: list[str]
+    #: [access.users] differs from the base: `hilt users sync` applies it to the store.
+    users_changed: bool
+    applied_by: str
+    applied_at: str
+    applied_seq: int
+    #: The lead who approved or rejected it, or the admin whose later change withdrew it.
+    decided_by: str | None
+    decided_at: str | None
+    decided_seq: int | None
+
+
+class ConfigStatus(_Record):
+    """The config in force, the change waiting for a lead, and the file on disk."""
+
+    in_force: ConfigVersion
+    pending: ConfigVersion | None
+    #: sha256 of the workspace's hilt.toml (None: there is no such file).
+    file_sha256: str | None
+    #: The file differs from the config in force: everything but the config operations is
+    #: refused until an admin applies it (or restores the file).
+    drift: bool
+    #: What is wrong, in one line (None: nothing).
+    problem: str | None
+    #: Keys of the file that differ from the config in force.
+    file_keys: list[str]
+
+
+class ConfigApplied(_Record):
+    """What `config apply` did with the workspace's hilt.toml."""
+
+    #: applied: in force at once; pending: a loosening waits for a lead; unchanged: the
+    #: file is the config in force (nothing written).
+    outcome: Literal["applied", "pending", "unchanged"]
+    version: ConfigVersion
+    #: A change that was pending and that this one withdrew.
+    withdrawn: int | None

@@ -46,6 +46,26 @@ def create_statements(settings: Settings) -> list[str]:
     key VARCHAR PRIMARY KEY,
     value VARCHAR NOT NULL
 )""",
+        # ---- issue 12, config drift: every version of hilt.toml the store recorded, with
+        # its whole text. The store's settings are those of the version in force, never the
+        # file's; the file must match it (see ops/config.py). state: in-force (exactly
+        # one) | superseded | pending (at most one: a loosening waiting for a lead) |
+        # rejected | withdrawn. ``diff``: canonical JSON of what changed (key names, the
+        # values that may be shown, the keys that loosen a rule that protects people).
+        """CREATE TABLE config_versions (
+    version BIGINT PRIMARY KEY,
+    sha256 VARCHAR NOT NULL,
+    text VARCHAR NOT NULL,
+    base_version BIGINT,
+    state VARCHAR NOT NULL,
+    diff VARCHAR NOT NULL,
+    applied_by VARCHAR NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL,
+    applied_seq BIGINT NOT NULL,
+    decided_by VARCHAR,
+    decided_at TIMESTAMPTZ,
+    decided_seq BIGINT
+)""",
         # The only place where the external subject id appears, and only sealed with the
         # subject's key; ``lookup`` is its HMAC under a key derived from the master key, so a
         # subject can be found by their id without the id being stored.
@@ -174,18 +194,25 @@ def create_statements(settings: Settings) -> list[str]:
     seq BIGINT
 )""",
         "INSERT INTO system_state VALUES (false, NULL, NULL, NULL, NULL)",
+        # Issue 12 (identity: users and tokens): in_config, disabled_seq; a disabled user
+        # (active false) can no longer act in any mode, and their tokens are revoked.
         """CREATE TABLE users (
     name VARCHAR PRIMARY KEY,
     roles VARCHAR[] NOT NULL,
     active BOOLEAN NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL
+    created_at TIMESTAMPTZ NOT NULL,
+    in_config BOOLEAN NOT NULL,
+    disabled_seq BIGINT
 )""",
-        # Only token hashes are stored; the token itself is shown once.
+        # Only token hashes are stored; the token itself is shown once. Issue 12 (identity):
+        # expires_at ([access] token_days after issue), revoked_seq (the revoking event).
         """CREATE TABLE api_tokens (
     token_hash VARCHAR PRIMARY KEY,
     user_name VARCHAR NOT NULL,
     created_at TIMESTAMPTZ NOT NULL,
-    revoked BOOLEAN NOT NULL
+    revoked BOOLEAN NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    revoked_seq BIGINT
 )""",
         # Append-only, hash-chained. The entry is the canonical JSON the hash covers.
         """CREATE TABLE audit_log (
@@ -250,6 +277,7 @@ FROM audit_log""",
 
 #: Tables whose rows a caller may count (``Store.counts``).
 COUNTED_TABLES = (
+    "config_versions",  # issue 12, config drift
     "cases",
     "identity",
     "case_features",

@@ -21,6 +21,7 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import HiltError, StoreError
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit.chain import GENESIS_HASH, AuditEntry, chain_hash, utc_timestamp
+from hilt.pipelines.store.authentication import UNPROVEN_KEY
 from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
 
@@ -145,7 +146,10 @@ class Unit:
         role: str | None = None,
     ) -> int:
         """Chain one event onto the log, as this unit's actor and role (or ``role``). Call
-        it inside the change's ``transaction()``; returns the event's seq."""
+        it inside the change's ``transaction()``; returns the event's seq. When nobody proved
+        who the actor is (``User.unproven``), the payload says so (``UNPROVEN_KEY``)."""
+        if self.actor.unproven is not None:
+            payload = {**payload, UNPROVEN_KEY: self.actor.unproven}
         last_seq, prev = self.head_now()
         seq = last_seq + 1
         if expect_seq is not None and seq != expect_seq:

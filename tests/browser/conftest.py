@@ -1,10 +1,11 @@
 """Fixtures for the browser tests: a served demo workspace and headless Debian Chromium.
 
 One `hilt serve` (store service + Voila) per test module, on free loopback ports, over a
-workspace with the demo cases and the demo's first model, registered and approved (so the
-review queue holds the scored 30 % of the cases). An admin token is issued before the
-servers start, for reading back what the dashboards wrote. Each test opens its own browser
-context (own cookies, own ``X-Forwarded-User`` header) and so its own Voila kernel.
+workspace behind a sign-in proxy (the tests play the proxy) with the demo cases and the
+demo's first model, registered and approved (so the review queue holds the scored 30 % of
+the cases). An admin token is issued before the servers start, for reading back what the
+dashboards wrote. Each test opens its own browser context (own cookies, own
+``X-Forwarded-User`` header and the proxy's secret) and so its own Voila kernel.
 
 Never `playwright install`: the tests drive /usr/bin/chromium (Debian's package, installed
 by .ci/run) and are skipped where it is missing.
@@ -23,10 +24,11 @@ from playwright.sync_api import Browser, BrowserContext, sync_playwright
 from hilt.pipelines.dashboards.server import DashboardServer, start_dashboards
 from hilt.pipelines.loop.scoring import demo_first_model
 from hilt.pipelines.store import Identity, Store, open_store_as
+from hilt.pipelines.store.authentication import PROXY_SECRET_HEADER
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from tests.browser.pages import TIMEOUT_MS
-from tests.conftest import CONFIG, CSV, free_port, operator
+from tests.conftest import CSV, PROXY_SECRET, free_port, operator, proxied_config
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -68,8 +70,9 @@ class Dashboards:
 @pytest.fixture(scope="module")
 def dashboards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboards]:
     require_chromium()
-    ws = Workspace.at(tmp_path_factory.mktemp("browser") / "ws")
-    create_workspace(ws, CONFIG)
+    root = tmp_path_factory.mktemp("browser")
+    ws = Workspace.at(root / "ws")
+    create_workspace(ws, proxied_config(root))  # many people: behind a sign-in proxy
     operator(ws).ingest_cases(pl.read_csv(CSV, infer_schema=False))
     lead = open_store_as(ws, Identity(name="lena"))
     demo_first_model(operator(ws), lead, ws.settings(), ws.root / "models")
@@ -99,11 +102,13 @@ OpenAs = Callable[[str], BrowserContext]
 @pytest.fixture
 def context_as(browser: Browser) -> Iterator[OpenAs]:
     """``context_as("alice")``: a fresh browser context whose requests carry
-    ``X-Forwarded-User: alice``, as an authenticating proxy would send it."""
+    ``X-Forwarded-User: alice`` and the proxy's secret, as an authenticating proxy would
+    send them."""
     contexts: list[BrowserContext] = []
 
     def make(user: str) -> BrowserContext:
-        ctx = browser.new_context(extra_http_headers={"X-Forwarded-User": user})
+        headers = {"X-Forwarded-User": user, PROXY_SECRET_HEADER: PROXY_SECRET}
+        ctx = browser.new_context(extra_http_headers=headers)
         ctx.set_default_timeout(TIMEOUT_MS)
         contexts.append(ctx)
         return ctx

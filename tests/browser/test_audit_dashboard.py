@@ -25,7 +25,7 @@ from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.records import AuditHead
 from tests.audit_helpers import AuditedLoop, audited_loop
 from tests.browser.conftest import OpenAs, require_chromium
-from tests.conftest import free_port, operator
+from tests.conftest import free_port, operator, proxied_config
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -74,7 +74,8 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     require_chromium()
-    loop = audited_loop(tmp_path_factory.mktemp("audit-browser"))
+    root = tmp_path_factory.mktemp("audit-browser")
+    loop = audited_loop(root, config=proxied_config(root))
     admin_token = operator(loop.ws).add_user("dana", "admin").token
     server = start_dashboards(loop.ws, port=free_port(), store_port=free_port())
     try:

@@ -27,7 +27,7 @@ from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from tests.browser.conftest import OpenAs, require_chromium
 from tests.browser.pages import TIMEOUT_MS, audit_events
-from tests.conftest import CONFIG, CSV, free_port, operator
+from tests.conftest import CONFIG, CSV, behind_proxy, free_port, operator
 
 pytestmark = pytest.mark.browser
 
@@ -53,7 +53,7 @@ def _config(tmp: Path) -> Path:
     text = CONFIG.read_text().replace("double_review_share = 0.0", "double_review_share = 1.0")
     assert "double_review_share = 1.0" in text
     path = tmp / "hilt.toml"
-    path.write_text(text)
+    path.write_text(behind_proxy(text))
     return path
 
 

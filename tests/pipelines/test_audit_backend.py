@@ -14,22 +14,28 @@ from hilt.pipelines.workspace import Workspace
 from hilt.widgets.audit.dashboard import AuditDashboard, audit_panel
 from hilt.widgets.contracts.audit import EventFilter
 from hilt.widgets.contracts.common import Refusal
-from tests.conftest import RunningService, operator, start_service
+from tests.conftest import PROXY_ENV, RunningService, operator, start_service
 
 
-@pytest.fixture
-def decided(loaded_workspace: Workspace) -> Workspace:
-    alice = open_store_as(loaded_workspace, Identity(name="alice"))
+def three_decisions(ws: Workspace) -> Workspace:
+    alice = open_store_as(ws, Identity(name="alice"))
     for _ in range(3):
         leased = alice.next_case()
         assert leased is not None
         alice.record_decision(DecisionRequest(case_id=leased.case.case_id, action="accept"))
-    return loaded_workspace
+    return ws
 
 
 @pytest.fixture
-def gateway(decided: Workspace) -> Iterator[tuple[RunningService, str, str]]:
-    """A running service, a gateway token and an admin token (issued before it starts)."""
+def decided(loaded_workspace: Workspace) -> Workspace:
+    return three_decisions(loaded_workspace)
+
+
+@pytest.fixture
+def gateway(loaded_workspace_behind_proxy: Workspace) -> Iterator[tuple[RunningService, str, str]]:
+    """A running service over a decided workspace behind a sign-in proxy, a gateway token
+    and an admin token (issued before it starts)."""
+    decided = three_decisions(loaded_workspace_behind_proxy)
     token = operator(decided).add_user("voila-gateway", "gateway").token
     admin = operator(decided).add_user("dana", "admin").token
     svc = start_service(decided)
@@ -75,7 +81,7 @@ def test_a_workspace_that_is_not_one_is_refused(tmp_path: Path) -> None:
 
 
 def test_through_the_service_as_the_gateway_on_behalf_of_the_auditor(
-    decided: Workspace, gateway: tuple[RunningService, str, str]
+    gateway: tuple[RunningService, str, str],
 ) -> None:
     svc, token, admin_token = gateway
     admin = open_store_as(svc.url, Identity(token=admin_token))
@@ -84,7 +90,8 @@ def test_through_the_service_as_the_gateway_on_behalf_of_the_auditor(
         "HTTP_X_FORWARDED_USER": "otto",
         "HILT_STORE_URL": svc.url,
         "HILT_GATEWAY_TOKEN": token,
-        "HILT_WORKSPACE": str(decided.root),
+        "HILT_WORKSPACE": str(svc.workspace.root),
+        **PROXY_ENV,
     }
     access = open_audit_backend(None, env=env)
     assert isinstance(access, StoreAuditBackend)

@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -53,6 +55,23 @@ def test_the_documented_forms_work_end_to_end(tmp_path: Path) -> None:
     r = hilt("audit", "verify", "--workspace", ws)
     assert (r.returncode, r.stdout.strip()) == (0, "OK 5 events")
     # The token works against the service, which `hilt store serve` starts.
+    with store_served(ws) as url:
+        me = httpx.get(url + "/v1/me", headers={"Authorization": f"Bearer {token.group(0)}"})
+        assert me.json() == {"name": "carol", "roles": ["reviewer"]}
+        # An auditor verifies the served store from its records, with their own pinned key.
+        r = hilt("audit", "verify", "--workspace", ws, "--url", url, "--token", auditor.group(0))
+        assert (r.returncode, r.stdout.strip()) == (0, "OK 5 events"), r.stderr
+        r = hilt("audit", "verify", "--workspace", ws, "--url", url, "--token", token.group(0))
+        assert_user_error(r, "may not audit read")
+        # While the service owns the store, embedded commands say so at once.
+        r = hilt("users", "add", "dave", "--role", "reviewer", "--workspace", ws)
+        assert_user_error(r, "store service", url)
+    assert not (ws / "service.json").exists()
+
+
+@contextmanager
+def store_served(ws: Path) -> Iterator[str]:
+    """`hilt store serve` on the workspace, answering at the URL given, until the end."""
     port = free_port()
     proc = subprocess.Popen(
         [HILT, "store", "serve", "--workspace", str(ws), "--port", str(port)],
@@ -67,20 +86,10 @@ def test_the_documented_forms_work_end_to_end(tmp_path: Path) -> None:
                 break
             except httpx.HTTPError:
                 time.sleep(0.05)
-        me = httpx.get(url + "/v1/me", headers={"Authorization": f"Bearer {token.group(0)}"})
-        assert me.json() == {"name": "carol", "roles": ["reviewer"]}
-        # An auditor verifies the served store from its records, with their own pinned key.
-        r = hilt("audit", "verify", "--workspace", ws, "--url", url, "--token", auditor.group(0))
-        assert (r.returncode, r.stdout.strip()) == (0, "OK 5 events"), r.stderr
-        r = hilt("audit", "verify", "--workspace", ws, "--url", url, "--token", token.group(0))
-        assert_user_error(r, "may not audit read")
-        # While the service owns the store, embedded commands say so at once.
-        r = hilt("users", "add", "dave", "--role", "reviewer", "--workspace", ws)
-        assert_user_error(r, "store service", url)
+        yield url
     finally:
         proc.terminate()
         proc.wait(15)
-    assert not (ws / "service.json").exists()
 
 
 def test_parquet_ingest(tmp_path: Path) -> None:
@@ -169,3 +178,60 @@ def test_demo_sets_up_once_and_prints_a_working_token(tmp_path: Path) -> None:
     assert re.search(r"API token for dana \(admin\): hilt_", second.stdout)
     verify = hilt("audit", "verify", "--workspace", ws)
     assert verify.returncode == 0, verify.stdout
+
+
+# ---------------------------------------------------------------------- users (issue 12)
+def hilt_as(token: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """`hilt` with ``$HILT_TOKEN`` set, as an administrator runs it against a service."""
+    env = {k: v for k, v in os.environ.items() if k != "HILT_WORKSPACE"}
+    env["HILT_TOKEN"] = token
+    return subprocess.run(
+        [HILT, *map(str, args)], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_users_commands_take_effect_at_once_on_a_running_service(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    assert hilt("init", "--workspace", ws, "--config", CONFIG).returncode == 0
+    r = hilt("users", "add", "dana", "--role", "admin", "--workspace", ws)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^expires \d{4}-\d\d-\d\dT", r.stdout, re.M)  # [access] token_days
+    admin = re.search(r"hilt_[A-Za-z0-9_-]+", r.stdout)
+    carol = re.search(
+        r"hilt_[A-Za-z0-9_-]+",
+        hilt("users", "add", "carol", "--role", "reviewer", "--workspace", ws).stdout,
+    )
+    assert admin is not None and carol is not None
+    listed = hilt("users", "list", "--workspace", ws)
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(
+        r"^carol\treviewer\tactive\tadded\t1 token \(last expires ", listed.stdout, re.M
+    )
+    assert re.search(r"^bob\treviewer\tactive\thilt\.toml\t0 tokens$", listed.stdout, re.M)
+    assert_user_error(
+        hilt("users", "disable", "nobody", "--workspace", ws), "unknown user 'nobody'"
+    )
+
+    with store_served(ws) as url:
+        as_carol = {"Authorization": f"Bearer {carol.group(0)}"}
+        assert httpx.get(url + "/v1/me", headers=as_carol).status_code == 200
+        r = hilt_as(admin.group(0), "users", "revoke", "carol", "--workspace", ws)
+        assert (r.returncode, r.stdout.strip()) == (0, "revoked 1 token of carol"), r.stderr
+        refused = httpx.get(url + "/v1/me", headers=as_carol)
+        assert refused.status_code == 401 and "was revoked (audit seq" in refused.json()["detail"]
+        r = hilt_as(admin.group(0), "users", "disable", "bob", "--workspace", ws)
+        assert r.stdout.strip() == "user bob is disabled: they can no longer act, and hold no token"
+        r = hilt_as(admin.group(0), "users", "enable", "bob", "--workspace", ws)
+        assert r.stdout.strip() == "user bob is enabled (roles: reviewer)"
+        # bob leaves hilt.toml: the sync disables him, once.
+        config = ws / "hilt.toml"
+        text = config.read_text(encoding="utf-8")
+        config.write_text(text.replace('bob = ["reviewer"]\n', ""), encoding="utf-8")
+        r = hilt_as(admin.group(0), "users", "sync", "--workspace", ws)
+        assert r.returncode == 0, r.stderr
+        assert "disabled bob (no longer in hilt.toml; tokens revoked)" in r.stdout
+        assert re.search(r"^recorded as audit seq \d+$", r.stdout, re.M)
+        r = hilt_as(admin.group(0), "users", "sync", "--workspace", ws)
+        assert r.stdout.strip() == "the users already match hilt.toml: nothing written"
+        r = hilt_as(carol.group(0), "users", "sync", "--workspace", ws)
+        assert_user_error(r, "was revoked")

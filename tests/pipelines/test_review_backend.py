@@ -11,14 +11,22 @@ from pathlib import Path
 import pytest
 
 from hilt.pipelines.config import Settings, load_settings
-from hilt.pipelines.dashboards.access import resolve_identity
+from hilt.pipelines.dashboards.access import identity_mode, resolve_identity
 from hilt.pipelines.dashboards.review import StoreReviewBackend, open_review_backend
+from hilt.pipelines.store.authentication import SINGLE_PERSON
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.records import QueueStatus as StoreQueueStatus
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal
 from hilt.widgets.contracts.review import DecisionInput, QueueStatus, ReviewBackend
-from tests.conftest import CONFIG, RunningService, operator, start_service
+from tests.conftest import (
+    CONFIG,
+    PROXY_ENV,
+    RunningService,
+    operator,
+    proxied_config,
+    start_service,
+)
 
 #: The environment names are the contract with Voila (http_header_envs) and JupyterHub.
 HEADER = "HTTP_X_FORWARDED_USER"
@@ -103,6 +111,40 @@ def test_the_backend_acts_as_whoever_the_chain_names(ws: Workspace, settings: Se
     assert reviewer_of(open_review_backend(None, {"HILT_WORKSPACE": root, HUB: bob})) == bob
 
 
+def test_the_local_user_is_marked_as_not_proven(ws: Workspace, settings: Settings) -> None:
+    """Single-person mode (no header, no hub: the local user) says so; anyone named by a
+    header or the hub is not marked (embedded, whoever runs the kernel holds the files)."""
+    local = open_review_backend(str(ws.root), {})
+    assert isinstance(local, StoreReviewBackend)
+    assert local.reviewer().unproven == SINGLE_PERSON
+    named = open_review_backend(str(ws.root), {HUB: a_reviewer(settings)})
+    assert isinstance(named, StoreReviewBackend)
+    assert named.reviewer().unproven is None
+
+
+def test_behind_a_proxy_there_is_no_local_user(settings: Settings) -> None:
+    proxied = settings.model_copy(
+        update={
+            "access": settings.access.model_copy(
+                update={"local_user": None, "proxy_secret_sha256": "0" * 64}
+            )
+        }
+    )
+    assert resolve_identity({}, proxied) is None
+    assert resolve_identity({HEADER: "alice"}, proxied) == "alice"
+
+
+def test_hilt_serve_says_how_the_dashboards_learn_who_is_looking(settings: Settings) -> None:
+    assert identity_mode(settings.access) == (
+        "single-person mode: the dashboards act as lena, and every record says that "
+        "identity was not proven"
+    )
+    proxied = settings.access.model_copy(update={"local_user": None, "proxy_secret_sha256": "0"})
+    assert identity_mode(proxied).startswith("behind a sign-in proxy: X-Forwarded-User counts")
+    nobody = settings.access.model_copy(update={"local_user": None})
+    assert identity_mode(nobody).startswith("none configured: every dashboard refuses")
+
+
 def test_an_unknown_user_is_refused_without_falling_back(ws: Workspace, settings: Settings) -> None:
     """A header naming someone the workspace does not know is a refusal, not a reason to try
     JUPYTERHUB_USER or the local user (who may hold more rights)."""
@@ -143,9 +185,12 @@ def test_no_workspace_is_a_refusal_too(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------- service mode
 @pytest.fixture(scope="module")
-def served(ws: Workspace) -> Iterator[tuple[RunningService, str, str]]:
-    """The module's workspace behind a real store service; a gateway token (what `hilt
-    serve` hands the dashboard kernels) and a reviewer's own token."""
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningService, str, str]]:
+    """A workspace behind a sign-in proxy and a real store service; a gateway token (what
+    `hilt serve` hands the dashboard kernels) and a reviewer's own token."""
+    root = tmp_path_factory.mktemp("review-backend-served")
+    ws = Workspace.at(root / "ws")
+    create_workspace(ws, proxied_config(root))
     op = operator(ws)
     gateway = op.add_user("voila-gateway", "gateway").token
     own = op.add_user(a_reviewer(ws.settings()), "reviewer").token
@@ -157,12 +202,12 @@ def served(ws: Workspace) -> Iterator[tuple[RunningService, str, str]]:
 
 
 def test_through_the_service_the_gateway_acts_for_the_named_user(
-    ws: Workspace, settings: Settings, served: tuple[RunningService, str, str]
+    settings: Settings, served: tuple[RunningService, str, str]
 ) -> None:
     svc, gateway, _ = served
-    base = {"HILT_STORE_URL": svc.url, "HILT_GATEWAY_TOKEN": gateway}
+    base = {"HILT_STORE_URL": svc.url, "HILT_GATEWAY_TOKEN": gateway, **PROXY_ENV}
     alice, bob = a_reviewer(settings), another_reviewer(settings)
-    root = str(ws.root)
+    root = str(svc.workspace.root)
     backend = open_review_backend(root, {**base, HEADER: alice, HUB: bob})
     try:
         assert reviewer_of(backend) == alice
@@ -179,18 +224,27 @@ def test_through_the_service_the_gateway_acts_for_the_named_user(
     unknown = open_review_backend(root, {**base, HEADER: "mallory", HUB: alice})
     assert isinstance(unknown, Refusal) and unknown.title == "Not a reviewer here"
     assert "mallory" in unknown.message
-    name = not_a_reviewer(settings)
+    # An auditor may use the dashboards, not this one: the door says so.
+    name = next(n for n, r in settings.access.users.items() if r == ["auditor"])
     no_role = open_review_backend(root, {**base, HEADER: name})
     assert isinstance(no_role, Refusal)
     assert no_role.message == f"{name} does not have the reviewer role in this workspace."
+    # Someone with no dashboard role at all: the store refuses the gateway before the door.
+    name = not_a_reviewer(settings)
+    no_role = open_review_backend(root, {**base, HEADER: name})
+    assert isinstance(no_role, Refusal)
+    assert no_role.message.startswith(
+        f"the dashboards act only for reviewers, leads and auditors; {name!r} (roles: "
+    )
 
 
 def test_a_token_that_is_not_the_gateways_cannot_act_for_someone_else(
-    ws: Workspace, settings: Settings, served: tuple[RunningService, str, str]
+    settings: Settings, served: tuple[RunningService, str, str]
 ) -> None:
     svc, _, own = served
-    env = {"HILT_STORE_URL": svc.url, "HILT_GATEWAY_TOKEN": own}
-    result = open_review_backend(str(ws.root), {**env, HEADER: another_reviewer(settings)})
+    env = {"HILT_STORE_URL": svc.url, "HILT_GATEWAY_TOKEN": own, **PROXY_ENV}
+    root = str(svc.workspace.root)
+    result = open_review_backend(root, {**env, HEADER: another_reviewer(settings)})
     assert isinstance(result, Refusal), result
     assert result.title == "The review queue is not available"
     assert "only a gateway token may act on behalf of a user" in result.message

@@ -73,6 +73,7 @@ class AuditDashboard(widgets.VBox):
             self.auditor.name,
             self.auditor.roles,
             note="read-only: nothing on this page changes the records",
+            unproven=self.auditor.unproven,
         )
         self.children = (self.header, self.tabs, self.status)
 

@@ -38,6 +38,8 @@ class ExplanationReplay:
 class Auditor:
     name: str
     roles: tuple[str, ...]
+    #: Why the store could not prove who this is (single-person mode); None: proven.
+    unproven: str | None = None
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,8 @@ class ReviewConfig:
 class Reviewer:
     name: str
     roles: tuple[str, ...]
+    #: Why the store could not prove who this is (single-person mode); None: proven.
+    unproven: str | None = None
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,10 @@ class OversightDashboard(widgets.VBox):
     def _render_header(self) -> None:
         lead = self.lead
         self.header.value = header_html(
-            "Oversight", lead.name if lead else None, lead.roles if lead else ()
+            "Oversight",
+            lead.name if lead else None,
+            lead.roles if lead else (),
+            unproven=lead.unproven if lead else None,
         )
 
     def _compose(self) -> None:

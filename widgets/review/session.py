@@ -390,7 +390,9 @@ class ReviewSession(widgets.VBox):
         if reviewer is None:
             self.header.value = "<b>Review queue</b>"
             return
-        self.header.value = header_html("Review queue", reviewer.name, reviewer.roles)
+        self.header.value = header_html(
+            "Review queue", reviewer.name, reviewer.roles, unproven=reviewer.unproven
+        )
 
     def _refresh_progress(self) -> None:
         try:

@@ -27,7 +27,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.config import MIN_AUDIT_RETENTION_DAYS
-from hilt.pipelines.store.audit.batch_digest import CASES_ACTION, RESTATING_ACTIONS
+from hilt.pipelines.store.audit.batch_digest import (
+    CASES_ACTION,
+    RESTATING_ACTIONS,
+)
 from hilt.pipelines.store.audit.chain import Break, utc_timestamp
 from hilt.pipelines.workspace import RUN_NOTEBOOK_NAME
 
@@ -48,6 +51,7 @@ WHERE entry LIKE '{"action":"retention.applied",%'
    OR entry LIKE '{"action":"system.resumed",%'
    OR entry LIKE '{"action":"cases.ingest",%'
    OR entry LIKE '{"action":"predictions.ingest",%'
+   OR entry LIKE '{"action":"predictions.shadow",%'
 ORDER BY seq
 """
 
@@ -116,6 +120,8 @@ def _restatements(
         for batch in e["payload"].get("batches") or {}:
             b = int(batch)
             action = batch_action.get(b)
+            if action is None:
+                continue  # the batch's own event was purged since: nothing to hold it to
             if action == CASES_ACTION:
                 removed = con.execute(
                     "SELECT count(*) FROM cases WHERE ingest_seq = ? AND removed_seq = ?",

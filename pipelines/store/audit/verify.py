@@ -17,9 +17,9 @@ from typing import TypeVar
 import duckdb
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.errors import StoreError
+from hilt.pipelines.errors import HiltError, StoreError
 from hilt.pipelines.store import sql
-from hilt.pipelines.store.audit import batch_digest, reconcile, schema_check
+from hilt.pipelines.store.audit import batch_digest, config_check, reconcile, schema_check
 from hilt.pipelines.store.audit import chain as audit_chain
 from hilt.pipelines.store.audit.authority import first_break as authority_break
 from hilt.pipelines.store.audit.chain import GENESIS_HASH, Break, hash_at, purge_anchor
@@ -43,12 +43,19 @@ def verify_file(
     """Verify the workspace's store file, holding the store's lock while it reads."""
     from hilt.pipelines.store.modes import locking
     from hilt.pipelines.store.modes.embedded import connect
+    from hilt.pipelines.store.ops.config import settings_in_force
 
     workspace.require()
-    settings = workspace.settings()
     with locking.exclusive(workspace.lock_path, workspace.service_file):
         con = connect(workspace)
         try:
+            # The config in force (its pinned key), not an edit of hilt.toml nobody applied;
+            # the file only when the store's record of it is damaged (the schema check
+            # then names the damage).
+            try:
+                settings = settings_in_force(con, workspace)
+            except (duckdb.Error, HiltError):
+                settings = workspace.settings()
             return verify_store(con, settings, workspace, public_key, checkpoints)
         except duckdb.Error as e:
             raise StoreError(f"the store failed ({describe(e)})") from e
@@ -195,6 +202,7 @@ def verify_records(
         cps = pool.submit(attempt("the checkpoint check", checkpoint_checks))
         gold = pool.submit(attempt("the gold set check", gold_mismatch))
         authority = pool.submit(attempt("the authority check", authority_break))
+        configs = pool.submit(attempt("the config check", config_check.first_mismatch))
         scanned = scan.result()
         if scanned is not None:
             mismatch, bad_hash, decision_seq = scanned
@@ -217,6 +225,7 @@ def verify_records(
         bad_batch = digests.result() if digests is not None else None
         bad_gold = gold.result()
         forged = authority.result()
+        bad_config = configs.result()
 
     # Assembled in a fixed order, so that on a tie (several breaks at one seq) the same one
     # is named as when the checks ran one after another.
@@ -251,6 +260,10 @@ def verify_records(
         breaks.append(failed["the gold set check"])
     elif bad_gold is not None:
         breaks.append(bad_gold)
+    if "the config check" in failed:
+        breaks.append(failed["the config check"])
+    elif bad_config is not None:
+        breaks.append(bad_config)
     if settings is not None:
         if "the batch digest check" in failed:
             breaks.append(failed["the batch digest check"])

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import httpx
 
 from hilt.pipelines.errors import ERROR_KINDS, HiltError, StoreError
+from hilt.pipelines.store.authentication import PROXY_SECRET_HEADER
 from hilt.pipelines.store.modes import wire
 from hilt.pipelines.store.operations import Operation, Store
 
@@ -29,12 +30,16 @@ class StoreClient(Store):
         token: str,
         timeout_s: float = 60.0,
         on_behalf_of: str | None = None,
+        proxy_secret: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"}
         if on_behalf_of is not None:
-            # Only a gateway token (the dashboard server) may act for a named user.
+            # Only a gateway token (the dashboard server) may act for a named user, and only
+            # as the service allows (store/authentication.py).
             headers[ON_BEHALF_HEADER] = on_behalf_of
+            if proxy_secret:
+                headers[PROXY_SECRET_HEADER] = proxy_secret
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
 
     def perform(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:

@@ -9,6 +9,11 @@ table (``store.operations``): one route per row, with the row's path, body and r
 
 Nothing personal is logged: uvicorn's access log (which would print case ids in paths) is off.
 
+The service acts on the config in force (the store's record, not the file): it refuses to
+start while the workspace's hilt.toml differs from it, and, running, refuses every request
+but the config operations from the moment the file changes until an admin applies it
+(``config_watch.py``; the service logs it once).
+
 (No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations at
 run time, including the local ``Caller`` dependency alias.)
 """
@@ -39,12 +44,20 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
 )
 from hilt.pipelines.ports import require_free_port
+from hilt.pipelines.store.authentication import (
+    authenticate,
+    dashboard_actor,
+    lookup_user,
+    prove_gateway_request,
+    token_hash,
+    token_id,
+)
+from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.core import StoreCore
 from hilt.pipelines.store.modes import locking, wire
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.operations import Operation, Store
 from hilt.pipelines.store.ops.removal import finish_removals
-from hilt.pipelines.store.ops.users import authenticate, lookup_user, token_hash
 from hilt.pipelines.store.records import Decision, DecisionRequest, User
 from hilt.pipelines.store.schema import check_schema_version
 from hilt.pipelines.store.unit import Clock, HeadCache, Unit, system_clock
@@ -141,9 +154,12 @@ class StoreService:
         settings: Settings,
         con: duckdb.DuckDBPyConnection,
         clock: Clock = system_clock,
+        config: ConfigWatch | None = None,
     ) -> None:
         self.workspace = workspace
-        self.settings = settings
+        self._settings = settings
+        #: The config in force, and hilt.toml compared with it at each request.
+        self.config = config
         self.con = con
         self.clock = clock
         self.mutex = threading.Lock()
@@ -153,13 +169,19 @@ class StoreService:
         )
         self._writer: threading.Thread | None = None
         self._writer_started = threading.Lock()
-        self._tokens: dict[str, User] = {}
+        #: token hash → (owner, expires at); user name → user. See ``authenticate``.
+        self._tokens: dict[str, tuple[User, datetime]] = {}
         self._users: dict[str, User] = {}
         #: The master key and subject keys, opened once for the life of the service.
         self.keys = workspace.key_ring()
         #: Per worker thread: a read connection (a cursor on the same database) and its own
         #: key ring, for the operations that only read (``read``).
         self._reader = threading.local()
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (read again after each change of the config)."""
+        return self.config.settings if self.config is not None else self._settings
 
     def core(self, actor: User, *, in_group: bool = False) -> StoreCore:
         return StoreCore(
@@ -171,11 +193,16 @@ class StoreService:
             self.clock,
             head=self.head,
             in_transaction=in_group,
+            config=self.config,
         )
 
     def run(self, actor: User, operation: Operation[Any, T], arguments: dict[str, Any]) -> T:
         with self.mutex:
-            return self.core(actor).call(operation, arguments)
+            try:
+                return self.core(actor).call(operation, arguments)
+            finally:
+                if operation.changes_identities:
+                    self.forget_identities()
 
     def run_bulk(self, actor: User, operation: Operation[Any, T], arguments: dict[str, Any]) -> T:
         """Like ``run``, with DuckDB on every core. The owning process otherwise keeps DuckDB
@@ -189,6 +216,8 @@ class StoreService:
                 return self.core(actor).call(operation, arguments)
             finally:
                 self.con.execute("SET threads = 1")
+                if operation.changes_identities:
+                    self.forget_identities()
 
     def read(self, actor: User, operation: Operation[Any, T], arguments: dict[str, Any]) -> T:
         """Run an operation that only reads on this thread's own read connection, without
@@ -198,7 +227,15 @@ class StoreService:
         if getattr(reader, "con", None) is None:
             reader.con = self.con.cursor()
             reader.keys = self.workspace.key_ring()
-        core = StoreCore(reader.con, self.settings, self.workspace, actor, reader.keys, self.clock)
+        core = StoreCore(
+            reader.con,
+            self.settings,
+            self.workspace,
+            actor,
+            reader.keys,
+            self.clock,
+            config=self.config,
+        )
         return core.call(operation, arguments)
 
     def run_system(self, task: Callable[[Unit], T]) -> T:
@@ -268,19 +305,30 @@ class StoreService:
                 done.set_result(decision)
 
     def authenticate(self, token: str) -> User:
-        """The token's owner. Cached: only this process changes users and tokens, and it
-        forgets the cache whenever it does (see ``forget_identities``)."""
-        hashed = token_hash(token)
-        known = self._tokens.get(hashed)
+        """The token's owner (AuthenticationError saying why not, logged with the token's
+        id only). Cached with the token's expiry, which every use checks: only this process
+        changes users and tokens, and it forgets the cache, under the same lock as the
+        change, whenever it does (``forget_identities``), so a revocation, a disabled user
+        or a changed role counts from the next request on."""
+        known = self.known_token(token)
         if known is not None:
             return known
+        hashed = token_hash(token)
         with self.mutex:
-            user = authenticate(self.con, token)
-        self._tokens[hashed] = user
+            try:
+                user, expires = authenticate(self.con, token, self.clock())
+            except AuthenticationError as e:
+                log.warning("refused a token (id %s): %s", token_id(hashed), e)
+                raise
+            self._tokens[hashed] = (user, expires)
         return user
 
     def known_token(self, token: str) -> User | None:
-        return self._tokens.get(token_hash(token))
+        """The owner of a cached token that has not expired (None: ask the store)."""
+        known = self._tokens.get(token_hash(token))
+        if known is None or known[1] <= self.clock():
+            return None
+        return known[0]
 
     def known_user(self, name: str) -> User | None:
         return self._users.get(name)
@@ -291,7 +339,7 @@ class StoreService:
             return known
         with self.mutex:
             user = lookup_user(self.con, name)
-        self._users[name] = user
+            self._users[name] = user
         return user
 
     def forget_identities(self) -> None:
@@ -325,10 +373,13 @@ def create_app(service: StoreService) -> FastAPI:
         )
 
     # Async, so that the common case (a cached token) costs no thread hop; a cache miss
-    # reads the store in the thread pool.
+    # reads the store in the thread pool. A gateway token acts for the user it names only
+    # as store/authentication.py allows (the sign-in proxy's proof, or single-person mode;
+    # dashboard roles only), decided here, from this request, never by the kernel.
     async def caller(
         authorization: Annotated[str | None, Header()] = None,
         x_hilt_on_behalf_of: Annotated[str | None, Header()] = None,
+        x_hilt_proxy_secret: Annotated[str | None, Header()] = None,
     ) -> User:
         if not authorization or not authorization.startswith("Bearer "):
             raise AuthenticationError("missing bearer token (Authorization: Bearer …)")
@@ -340,10 +391,21 @@ def create_app(service: StoreService) -> FastAPI:
             return owner
         if "gateway" not in owner.roles:
             raise PermissionDeniedError("only a gateway token may act on behalf of a user")
-        acting = service.known_user(x_hilt_on_behalf_of)
-        if acting is None:
-            acting = await run_in_threadpool(service.lookup, x_hilt_on_behalf_of)
-        return acting
+        checking = "the sign-in proxy's proof"
+        try:
+            unproven = prove_gateway_request(
+                service.settings.access, x_hilt_on_behalf_of, x_hilt_proxy_secret
+            )
+            checking = "the user it names"
+            acting = service.known_user(x_hilt_on_behalf_of)
+            if acting is None:
+                acting = await run_in_threadpool(service.lookup, x_hilt_on_behalf_of)
+            checking = "the user's roles"
+            return dashboard_actor(acting, unproven)
+        except HiltError as e:
+            # Not the name the request gave (anyone reaching the gateway writes it): why.
+            log.warning("refused the dashboards' gateway at %s (%s)", checking, e.kind)
+            raise
 
     Caller = Annotated[User, Depends(caller)]
 
@@ -415,11 +477,7 @@ def _add_route(
                 if operation.bulk
                 else service.run
             )
-            try:
-                return wire.result_body(operation, run(user, operation, args))
-            finally:
-                if operation.changes_identities:
-                    service.forget_identities()
+            return wire.result_body(operation, run(user, operation, args))
 
     endpoint.__signature__ = inspect.Signature(params, return_annotation=returns)  # type: ignore[union-attr]
     endpoint.__name__ = operation.route.endpoint or operation.name
@@ -440,15 +498,21 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8765) -> No
     """Own the store and serve it until interrupted. Holds the store's lock meanwhile."""
     import uvicorn
 
-    settings = workspace.settings()
     url = f"http://{host}:{port}"
     require_free_port(host, port)
     with locking.exclusive(workspace.lock_path, workspace.service_file, timeout_s=0):
         con = connect(workspace)
         con.execute("SET threads = 1")  # see StoreService.run_bulk
-        service = StoreService(workspace, settings, con)
+        watch = ConfigWatch(workspace, owner=True)
         try:
             check_schema_version(con, workspace.db_path)
+            # Never serve an edit of hilt.toml that nobody applied.
+            settings = watch.admit(con, despite_drift=False)
+        except BaseException:
+            con.close()
+            raise
+        service = StoreService(workspace, settings, con, config=watch)
+        try:
             # Complete a removal that crashed between its commit and destroying the keys.
             service.run_system(finish_removals)
             workspace.service_file.write_text(

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.errors import InputError
+from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError
 from hilt.pipelines.store import double_review, review_queue, sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
 from hilt.pipelines.store.ops import cases
@@ -88,25 +88,77 @@ def next_case(unit: Unit, strategy: str | None = None) -> LeasedCase | None:
             waiting = int(row[1]) + int(row[3]) - taken
             history = logged_actions(unit, case_id)
             state, gold = state_of(unit, case_id, history)
-            seq = unit.append_audit(
-                "case.leased",
-                "case",
-                case_id,
-                {"strategy": chosen, "lease_seconds": unit.settings.review.lease_seconds},
-                now,
-            )
-            expires = lease(unit, case_id, now, seq)
-        blind = review_queue.blind_label(
-            [a for a in history if a.reviewer == me] if gold else history, me
-        )
+            expires = _take(unit, case_id, chosen, now)
         if held < 0:  # one's own lease again (a reload): the counts from scratch
             status = queue_status(unit)
         else:
             status = QueueStatus(waiting=waiting, leased=held, **done_today(unit, now))
+    return _shown(unit, case_id, history, state, gold, expires, status)
+
+
+def lease_case(unit: Unit, case_id: str) -> LeasedCase:
+    """Take a named case: one pending for this reviewer that nobody else holds (a case a
+    lead sent them, one they come back to). A gold case is never taken by name: gold cases
+    come from the queue, unannounced. The lease is audited as any other."""
+    me = unit.actor.name
+    now = unit.clock()
+    with unit.transaction():
+        found = sql.one(
+            unit.con,
+            "SELECT c.removed_seq, EXISTS (SELECT 1 FROM gold_cases g WHERE g.case_id = c.case_id),"
+            " (SELECT reviewer FROM leases l WHERE l.case_id = c.case_id AND l.expires_at > ?),"
+            " EXISTS (SELECT 1 FROM restrictions r WHERE r.subject_ref = c.subject_ref"
+            "  AND r.lifted_seq IS NULL)"
+            " FROM cases c WHERE c.case_id = ?",
+            [now, case_id],
+        )
+        if found is None:
+            raise NotFoundError("unknown case id")
+        removed, gold, holder, restricted = found
+        if removed is not None or restricted or gold:
+            raise ConflictError("this case is not open to review by name")
+        if holder is not None and holder != me:
+            raise ConflictError("another reviewer holds this case's lease")
+        history = logged_actions(unit, case_id)
+        state, _ = state_of(unit, case_id, history)
+        if not state.pending:
+            raise ConflictError("this case has no review pending (already decided)")
+        if state.excluded_reviewer == me:
+            raise PermissionDeniedError("this case must be decided by another reviewer")
+        expires = _take(unit, case_id, "named", now)
+        status = queue_status(unit)
+    return _shown(unit, case_id, history, state, False, expires, status)
+
+
+def _take(unit: Unit, case_id: str, how: str, now: datetime) -> datetime:
+    """Lease ``case_id`` to this reviewer, audited as ``case.leased``; when it expires."""
+    seq = unit.append_audit(
+        "case.leased",
+        "case",
+        case_id,
+        {"strategy": how, "lease_seconds": unit.settings.review.lease_seconds},
+        now,
+    )
+    return lease(unit, case_id, now, seq)
+
+
+def _shown(
+    unit: Unit,
+    case_id: str,
+    history: list[review_queue.LoggedAction],
+    state: review_queue.CaseState,
+    gold: bool,
+    expires: datetime,
+    status: QueueStatus,
+) -> LeasedCase:
+    """The leased case as its reviewer sees it. Independent review: their own decisions on
+    the case only, and no seed label, so that a second review is blind to the first and a
+    gold case looks like any other."""
+    me = unit.actor.name
+    blind = review_queue.blind_label(
+        [a for a in history if a.reviewer == me] if gold else history, me
+    )
     case = cases.get_case(unit, case_id)
-    # Independent review: a reviewer sees their own decisions on the case only, and no
-    # seed label, so that a second review is blind to the first and a gold case looks
-    # like any other.
     case = case.model_copy(
         update={
             "seed_label": None,

@@ -264,10 +264,10 @@ def record_decision(unit: Unit, request: DecisionRequest) -> Decision:
                 raise ConflictError("request_id was already used for another case")
             return existing
         _check_reviewable(facts, me)
-        time_on_item_ms = _time_on_item_ms(facts, request, me, now)
         pred = _chosen_prediction(facts, request.prediction_id)
         predicted = pred.label if pred else None
         _check_turn(facts, request, me)
+        time_on_item_ms = _time_on_item_ms(facts, request, me, now)
         final = request.final_label
         if request.action == "accept":
             if predicted is None:

@@ -1,15 +1,16 @@
-"""A load-test worker: records accept decisions and writes down which were acknowledged.
+"""A load-test worker: a reviewer who takes the next case from the queue and accepts it,
+again and again, writing down which decisions were acknowledged.
 
 Run as a script (``python decision_worker.py SPEC.json``) by tests/pipelines/store/
 test_concurrency.py, so that every worker is its own process with its own connection.
 The spec names the mode ("http": the store service, "embedded":
-``open_store_as(path, Identity(name=…))``), the requests ``[{"case_id", "request_id"}, …]``
-and an output file. Each request ends in one JSON line in the output, written and flushed as
-it happens, so that what a worker saw acknowledged survives the service (or the worker)
-being killed:
+``open_store_as(path, Identity(name=…))``), the requests ``[{"request_id"}, …]`` (one
+decision each, on the case the queue leases) and an output file. Each request ends in one
+JSON line in the output, written and flushed as it happens, so that what a worker saw
+acknowledged survives the service (or the worker) being killed:
 
-    {"request_id": …, "decision_id": …, "seq": …}      acknowledged
-    {"request_id": …, "error": "…"}                       not acknowledged
+    {"request_id": …, "case_id": …, "decision_id": …, "seq": …}   acknowledged
+    {"request_id": …, "case_id": … or null, "error": "…"}        not acknowledged
 """
 
 from __future__ import annotations
@@ -31,15 +32,20 @@ def http_recorder(spec: dict[str, Any]) -> Callable[[dict[str, str]], dict[str, 
     )
 
     def record(req: dict[str, str]) -> dict[str, Any]:
-        body = {"case_id": req["case_id"], "action": "accept", "request_id": req["request_id"]}
+        case_id = None
         try:
+            lease = client.post("/v1/queue/next")
+            if lease.status_code != 200 or lease.json() is None:
+                return {"case_id": None, "error": f"no lease: HTTP {lease.status_code}"}
+            case_id = lease.json()["case"]["case_id"]
+            body = {"case_id": case_id, "action": "accept", "request_id": req["request_id"]}
             r = client.post("/v1/decisions", json=body)
         except httpx.HTTPError as e:
-            return {"error": type(e).__name__}
+            return {"case_id": case_id, "error": type(e).__name__}
         if r.status_code != 200:
-            return {"error": f"HTTP {r.status_code}: {r.text[:200]}"}
+            return {"case_id": case_id, "error": f"HTTP {r.status_code}: {r.text[:200]}"}
         d = r.json()
-        return {"decision_id": d["decision_id"], "seq": d["seq"]}
+        return {"case_id": case_id, "decision_id": d["decision_id"], "seq": d["seq"]}
 
     return record
 
@@ -51,14 +57,19 @@ def embedded_recorder(spec: dict[str, Any]) -> Callable[[dict[str, str]], dict[s
     store = open_store_as(spec["workspace"], Identity(name=spec["user"]))
 
     def record(req: dict[str, str]) -> dict[str, Any]:
-        request = DecisionRequest(
-            case_id=req["case_id"], action="accept", request_id=req["request_id"]
-        )
+        case_id = None
         try:
+            lease = store.next_case()
+            if lease is None:
+                return {"case_id": None, "error": "no lease: the queue is empty"}
+            case_id = lease.case.case_id
+            request = DecisionRequest(
+                case_id=case_id, action="accept", request_id=req["request_id"]
+            )
             d = store.record_decision(request)
         except HiltError as e:
-            return {"error": f"{type(e).__name__}: {e}"}
-        return {"decision_id": d.decision_id, "seq": d.seq}
+            return {"case_id": case_id, "error": f"{type(e).__name__}: {e}"}
+        return {"case_id": case_id, "decision_id": d.decision_id, "seq": d.seq}
 
     return record
 

@@ -13,11 +13,13 @@ Altering the tables themselves (a dropped, renamed or retyped table or column) i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,7 +44,7 @@ from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.records import VerifyReport
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import CONFIG, CSV, operator, predictions_for
+from tests.conftest import CONFIG, CSV, TEST_MODEL, leased, operator, predictions_for, stand_in
 
 FLIP = {"1": "0", "0": "1"}
 DECISIONS_BEFORE_CHECKPOINT = 20
@@ -76,7 +78,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Layou
     preds = predictions_for(cases)
     admin = operator(ws)
     cases_seq = admin.ingest_cases(cases).seq
-    predictions_seq = admin.add_predictions("test-model-1", preds).seq
+    stand_in(ws)
+    predictions_seq = admin.add_predictions(TEST_MODEL.model, preds, TEST_MODEL.sha256).seq
     predicted = dict(zip(preds["case_id"], preds["label"], strict=True))
 
     alice = open_store_as(ws, Identity(name="alice"))
@@ -84,7 +87,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Layou
     for i in range(DECISIONS_BEFORE_CHECKPOINT + DECISIONS_AFTER_CHECKPOINT):
         if i == DECISIONS_BEFORE_CHECKPOINT:
             checkpoint_seq = admin.checkpoint().seq
-        case_id = f"APP-{i + 1:06d}"
+        case_id = leased(alice)  # a decision needs the reviewer's lease
         if i % 3 == 2:
             request = DecisionRequest(
                 case_id=case_id,
@@ -281,14 +284,17 @@ def forge_decision(con: duckdb.DuckDBPyConnection, seq: int, case_id: str) -> No
     )
 
 
-def resign_checkpoints(ws: Workspace, con: duckdb.DuckDBPyConnection) -> str:
-    """Re-sign every checkpoint with the attacker's own new key, over the (rebuilt) chain.
+def resign_checkpoints(
+    ws: Workspace, con: duckdb.DuckDBPyConnection, key: Ed25519PrivateKey | None = None
+) -> str:
+    """Re-sign every checkpoint with the attacker's own new key (``key``, else a new one),
+    over the (rebuilt) chain.
 
     A thorough attacker: the checkpoint file is rewritten, and so is each audit.checkpoint
     event that records a checkpoint in the log (its head hash and signature), with the
     chain recomputed after it. Returns the new public key; hilt.toml is left alone here.
     """
-    key = Ed25519PrivateKey.generate()
+    key = key or Ed25519PrivateKey.generate()
     checkpoints, problem = read_checkpoints(ws.checkpoints_path)
     assert problem is None and checkpoints
     lines = []
@@ -567,21 +573,42 @@ def test_verify_names_the_first_break(
     assert_broken(ws, seq, kind)
 
 
+def forge_the_config_in_force(con: duckdb.DuckDBPyConnection, text: str) -> None:
+    """Replace the store's record of the config in force (its text and sha256, and what
+    the workspace.init event says of it) with ``text``; the caller rechains from seq 1."""
+    sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    con.execute(
+        "UPDATE config_versions SET text = ?, sha256 = ? WHERE state = 'in-force'", [text, sha]
+    )
+    key = tomllib.loads(text)["audit"]["public_key"]
+
+    def change(entry: dict[str, Any]) -> None:
+        entry["payload"].update(config_sha256=sha, audit_public_key=key)
+
+    edit_entry(con, 1, change)
+
+
 def test_a_replaced_pinned_key_is_caught_by_the_auditors_own_copy(
     victim: tuple[Workspace, Layout],
 ) -> None:
     """The attacker rebuilds the chain, re-signs the checkpoints and also pins their own
-    key in hilt.toml: the workspace now vouches for itself. Only a key kept elsewhere (the
-    auditor's copy, handed to --public-key) still tells the truth."""
+    key in hilt.toml and in the store's record of the config in force (else every open of
+    the store refuses the edited hilt.toml): the workspace now vouches for itself. Only a
+    key kept elsewhere (the auditor's copy, handed to --public-key) still tells the
+    truth."""
     ws, at = victim
     seq = at.decision_seqs[0]
-    with raw_db(ws) as con:
-        flip_decision(con, seq)
-        rechain(con, seq)
-        forged_key = resign_checkpoints(ws, con)
+    key = Ed25519PrivateKey.generate()
+    forged_key = public_key_text(key.public_key())
     config = ws.config_path.read_text(encoding="utf-8")
     assert at.public_key in config
-    ws.config_path.write_text(config.replace(at.public_key, forged_key), encoding="utf-8")
+    forged_config = config.replace(at.public_key, forged_key)
+    with raw_db(ws) as con:
+        flip_decision(con, seq)
+        forge_the_config_in_force(con, forged_config)
+        rechain(con, 1)
+        assert resign_checkpoints(ws, con, key) == forged_key
+    ws.config_path.write_text(forged_config, encoding="utf-8")
 
     assert_intact(ws, at.head_seq)  # the workspace's own word is worthless now
     assert_broken(ws, at.checkpoint_seq, "checkpoint-signature", public_key=at.public_key)

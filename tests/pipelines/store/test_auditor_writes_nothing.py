@@ -13,9 +13,18 @@ from typing import Any
 import httpx
 import pytest
 
+from hilt.pipelines.store.authentication import PROXY_SECRET_HEADER
 from hilt.pipelines.store.modes.client import ON_BEHALF_HEADER
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import RunningService, issue_tokens, operator, start_service
+from tests.conftest import (
+    PROXY_SECRET,
+    TEST_MODEL,
+    RunningService,
+    issue_tokens,
+    operator,
+    stand_in,
+    start_service,
+)
 
 WRITE_METHODS = ("post", "put", "patch", "delete")
 #: Strings that satisfy patterns used in the API (anything else gets "x").
@@ -90,13 +99,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSe
 
     from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
     from hilt.pipelines.store.create import create_workspace
-    from tests.conftest import CONFIG, CSV, predictions_for
+    from tests.conftest import CSV, predictions_for, proxied_config
 
-    ws = Workspace.at(tmp_path_factory.mktemp("auditor-403") / "ws")
-    create_workspace(ws, CONFIG)
+    root = tmp_path_factory.mktemp("auditor-403")
+    ws = Workspace.at(root / "ws")
+    create_workspace(ws, proxied_config(root))  # the gateway acts for otto behind a proxy
     cases = pl.read_csv(CSV, infer_schema=False).head(20)
     operator(ws).ingest_cases(cases)
-    operator(ws).add_predictions("test-model-1", predictions_for(cases))
+    stand_in(ws)
+    operator(ws).add_predictions(TEST_MODEL.model, predictions_for(cases), TEST_MODEL.sha256)
     alice = open_store_as(ws, Identity(name="alice"))
     leased = alice.next_case()
     assert leased is not None
@@ -130,7 +141,11 @@ def _operations(svc: RunningService, methods: tuple[str, ...]) -> list[tuple[str
 
 def _as(svc: RunningService, gateway: str, via_gateway: bool) -> dict[str, str]:
     if via_gateway:
-        return {"Authorization": f"Bearer {gateway}", ON_BEHALF_HEADER: "otto"}
+        return {
+            "Authorization": f"Bearer {gateway}",
+            ON_BEHALF_HEADER: "otto",
+            PROXY_SECRET_HEADER: PROXY_SECRET,
+        }
     return {"Authorization": f"Bearer {svc.tokens['otto']}"}
 
 

@@ -23,7 +23,7 @@ from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.store.audit import batch_digest
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import operator, predictions_for
+from tests.conftest import TEST_MODEL, operator, predictions_for, stand_in
 
 COLUMNS = {
     "id": pa.int64(),
@@ -150,7 +150,7 @@ def test_bulk_predictions_carry_the_digest_verify_recomputes(
     preds = predictions_for(cases_frame.head(50)).with_columns(
         pl.Series("explanation", ['{ "duration" : 1e-05,\n"job": -0.0 }'] * 50)
     )
-    result = operator(ws).add_predictions("ünicode-model", preds)
+    result = operator(ws).add_predictions(TEST_MODEL.model, preds, TEST_MODEL.sha256)
     con = connect(ws)
     try:
         stored = batch_digest.digest(con, batch_digest.PREDICTIONS_SQL, result.seq)
@@ -186,7 +186,7 @@ def test_unknown_cases_are_named_by_their_rows_and_nothing_is_written(
     op = operator(loaded_workspace)
     before = op.counts()
     with pytest.raises(NotFoundError, match=r"2 rows name unknown case ids \(rows 3, 8\)"):
-        op.add_predictions("m2", preds)
+        op.add_predictions(TEST_MODEL.model, preds, TEST_MODEL.sha256)
     assert op.counts() == before
 
 
@@ -216,12 +216,19 @@ def test_batches_recorded_with_the_csv_method_still_verify_and_catch_edits(
         _csv_method(m)
         op = operator(ws)
         cases_seq = op.ingest_cases(cases_frame.head(40)).seq
-        preds_seq = op.add_predictions("old-model", predictions_for(cases_frame.head(40))).seq
+        stand_in(ws)
+        preds_seq = op.add_predictions(
+            TEST_MODEL.model, predictions_for(cases_frame.head(40)), TEST_MODEL.sha256
+        ).seq
     events = {e.seq: e for e in open_store_as(ws, Identity(name="otto")).audit_events()}
     assert events[cases_seq].payload["digest_method"] == batch_digest.LEGACY_METHOD
     assert events[preds_seq].payload["digest_method"] == batch_digest.LEGACY_METHOD
     # A batch written by the current version next to them
-    new_seq = operator(ws).add_predictions("new-model", predictions_for(cases_frame.head(40))).seq
+    new_seq = (
+        operator(ws)
+        .add_predictions(TEST_MODEL.model, predictions_for(cases_frame.head(40)), TEST_MODEL.sha256)
+        .seq
+    )
     assert open_store_as(ws, Identity(name="otto")).verify().ok
 
     # Erasing a subject restates the old batch by its own (CSV) method: still OK.

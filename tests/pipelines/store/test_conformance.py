@@ -14,7 +14,7 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
 )
 from hilt.pipelines.store import DecisionRequest, Store
-from tests.conftest import predictions_for
+from tests.conftest import TEST_MODEL, leased, predictions_for
 
 StoreFactory = Callable[[str], Store]
 
@@ -31,45 +31,43 @@ def test_whoami_reports_roles_from_the_store(store_as: StoreFactory) -> None:
 
 def test_accept_records_the_models_label_with_its_audit_event(store_as: StoreFactory) -> None:
     alice = store_as("alice")
-    case = alice.get_case("APP-000001")
+    cid = leased(alice)
+    case = alice.get_case(cid)
     predicted = case.predictions[-1]
-    d = alice.record_decision(
-        DecisionRequest(case_id="APP-000001", action="accept", time_on_item_ms=4200)
-    )
+    # The client's time on item is not taken: the store measures it from the lease.
+    d = alice.record_decision(DecisionRequest(case_id=cid, action="accept", time_on_item_ms=4200))
     assert (d.final_label, d.predicted_label, d.reviewer) == (predicted.label,) * 2 + ("alice",)
     assert d.prediction_id == predicted.prediction_id
-    assert d.model_version == "test-model-1"
+    assert d.model_version == TEST_MODEL.model
+    assert 0 <= d.time_on_item_ms < 4200
     event = store_as("otto").audit_events(after_seq=d.seq - 1, limit=1)[0]
     assert event.seq == d.seq and event.action == "decision.record"
     assert event.actor == "alice" and event.role == "reviewer"
     assert event.payload["decision_id"] == d.decision_id
-    assert event.payload["time_on_item_ms"] == 4200
+    assert event.payload["time_on_item_ms"] == d.time_on_item_ms
     assert store_as("otto").verify().ok
 
 
 def test_override_needs_a_configured_reason_and_another_class(store_as: StoreFactory) -> None:
     alice = store_as("alice")
     admin = store_as("dana")
-    case = alice.get_case("APP-000002")
+    cid = leased(alice)
+    case = alice.get_case(cid)
     other = "0" if case.predictions[-1].label == "1" else "1"
     before = state(admin)
     bad_requests = [
-        DecisionRequest(case_id="APP-000002", action="override", final_label=other),
+        DecisionRequest(case_id=cid, action="override", final_label=other),
+        DecisionRequest(case_id=cid, action="override", final_label=other, reason_code="whim"),
         DecisionRequest(
-            case_id="APP-000002", action="override", final_label=other, reason_code="whim"
-        ),
-        DecisionRequest(
-            case_id="APP-000002",
+            case_id=cid,
             action="override",
             final_label=case.predictions[-1].label,
             reason_code="data-error",
         ),
+        DecisionRequest(case_id=cid, action="override", final_label="7", reason_code="data-error"),
+        DecisionRequest(case_id=cid, action="accept", reason_code="data-error"),
         DecisionRequest(
-            case_id="APP-000002", action="override", final_label="7", reason_code="data-error"
-        ),
-        DecisionRequest(case_id="APP-000002", action="accept", reason_code="data-error"),
-        DecisionRequest(
-            case_id="APP-000002",
+            case_id=cid,
             action="override",
             final_label=other,
             reason_code="data-error",
@@ -82,7 +80,7 @@ def test_override_needs_a_configured_reason_and_another_class(store_as: StoreFac
     assert state(admin) == before
     d = alice.record_decision(
         DecisionRequest(
-            case_id="APP-000002",
+            case_id=cid,
             action="override",
             final_label=other,
             reason_code="income-verified",
@@ -107,7 +105,7 @@ def test_decision_on_unknown_case_writes_nothing(store_as: StoreFactory) -> None
 
 def test_a_retried_request_is_recorded_once(store_as: StoreFactory) -> None:
     alice = store_as("alice")
-    req = DecisionRequest(case_id="APP-000003", action="accept", request_id="req-3")
+    req = DecisionRequest(case_id=leased(alice), action="accept", request_id="req-3")
     first = alice.record_decision(req)
     again = alice.record_decision(req)
     assert again.decision_id == first.decision_id
@@ -130,7 +128,7 @@ def test_roles_are_enforced_by_the_store(store_as: StoreFactory) -> None:
     with pytest.raises(PermissionDeniedError):
         otto.record_decision(DecisionRequest(case_id="APP-000005", action="accept"))
     with pytest.raises(PermissionDeniedError):
-        otto.add_predictions("m", pl.DataFrame({"case_id": ["APP-000005"]}))
+        otto.add_predictions(TEST_MODEL.model, pl.DataFrame({"case_id": ["x"]}), TEST_MODEL.sha256)
     with pytest.raises(PermissionDeniedError):
         otto.checkpoint()
     assert state(dana) == before
@@ -199,18 +197,18 @@ def test_bad_predictions_are_rejected(store_as: StoreFactory, cases_frame: pl.Da
     ]
     for frame in cases:
         with pytest.raises(InputError):
-            dana.add_predictions("m2", frame)
+            dana.add_predictions(TEST_MODEL.model, frame, TEST_MODEL.sha256)
     with pytest.raises(InputError):
-        dana.add_predictions("", good)
+        dana.add_predictions("", good, TEST_MODEL.sha256)
     assert state(dana) == before
-    assert dana.add_predictions("m2", good).rows == 3
+    assert dana.add_predictions(TEST_MODEL.model, good, TEST_MODEL.sha256).rows == 3
 
 
 def test_final_decisions_feed_pages_by_seq(store_as: StoreFactory) -> None:
     alice = store_as("alice")
     made = [
-        alice.record_decision(DecisionRequest(case_id=f"APP-{i:06d}", action="accept"))
-        for i in range(10, 15)
+        alice.record_decision(DecisionRequest(case_id=leased(alice), action="accept"))
+        for _ in range(5)
     ]
     feed = store_as("dana").decisions(after_seq=made[1].seq, limit=2)
     assert [d.decision_id for d in feed] == [m.decision_id for m in made[2:4]]
@@ -218,7 +216,8 @@ def test_final_decisions_feed_pages_by_seq(store_as: StoreFactory) -> None:
 
 def test_checkpoint_then_verify(store_as: StoreFactory) -> None:
     dana = store_as("dana")
-    store_as("alice").record_decision(DecisionRequest(case_id="APP-000020", action="accept"))
+    alice = store_as("alice")
+    alice.record_decision(DecisionRequest(case_id=leased(alice), action="accept"))
     cp = dana.checkpoint()
     report = dana.verify()
     assert report.ok and report.checkpoints == 1
@@ -233,13 +232,13 @@ def test_oversight_operations_and_their_roles(store_as: StoreFactory) -> None:
     """The oversight operations exist in both modes with the same roles and refusals (their
     behaviour in depth: test_oversight.py)."""
     lena, alice, otto, dana = (store_as(n) for n in ("lena", "alice", "otto", "dana"))
-    alice.record_decision(
-        DecisionRequest(case_id="APP-000030", action="accept", time_on_item_ms=2500)
-    )
+    cid = leased(alice)
+    d = alice.record_decision(DecisionRequest(case_id=cid, action="accept"))
     report = lena.oversight_report()
     assert report.queue.waiting == 199 and report.queue.done_today == 1
     mine = next(r for r in report.reviewers if r.reviewer == "alice")
-    assert (mine.decided, mine.accepted, mine.median_time_ms) == (1, 1, 2500.0)
+    # the time on item is the store's measure (from the lease), not a number sent
+    assert (mine.decided, mine.accepted, mine.median_time_ms) == (1, 1, d.time_on_item_ms)
     assert {"alice", "bob", "lena"} <= {r.reviewer for r in report.reviewers}
     audited = otto.oversight_report()  # an auditor may read it too
     assert audited.queue.waiting == report.queue.waiting
@@ -250,10 +249,14 @@ def test_oversight_operations_and_their_roles(store_as: StoreFactory) -> None:
         with pytest.raises(PermissionDeniedError):
             refused()
     with pytest.raises(PermissionDeniedError):
-        alice.adjudicate("APP-000030", "1")
+        alice.adjudicate(cid, "1")
     with pytest.raises(ConflictError):
-        lena.adjudicate("APP-000030", "1")  # no conflict: double review is off here
+        lena.adjudicate(cid, "1")  # no conflict: double review is off here
     assert dana.gold_candidates() == []  # every labelled case here has a prediction
     with pytest.raises(InputError):
-        dana.add_gold("m-1", predictions_for(pl.DataFrame({"application_id": ["APP-000031"]})))
+        dana.add_gold(
+            TEST_MODEL.model,
+            predictions_for(pl.DataFrame({"application_id": ["APP-000031"]})),
+            TEST_MODEL.sha256,
+        )
     assert state(dana) == before

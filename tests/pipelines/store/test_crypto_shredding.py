@@ -18,7 +18,7 @@ from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.subject_keys import MasterKey, SubjectKeyStore
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import CONFIG, operator, predictions_for
+from tests.conftest import CONFIG, TEST_MODEL, operator, predictions_for, stand_in
 
 STRING_PERSONAL = """
 full_name = { type = "string", description = "Applicant's name", max_length = 200 }
@@ -65,7 +65,8 @@ def canary_ws(tmp_path: Path, cases_frame: pl.DataFrame, canaries: dict[str, str
     )
     op = operator(ws)
     op.ingest_cases(frame)
-    op.add_predictions("m1", predictions_for(frame))
+    stand_in(ws)
+    op.add_predictions(TEST_MODEL.model, predictions_for(frame), TEST_MODEL.sha256)
     return ws
 
 
@@ -96,6 +97,7 @@ def test_personal_data_is_never_in_the_clear_in_the_store_file(
     for needle in canaries.values():
         assert not canary_in_store(ws, needle)
     alice = open_store_as(ws, Identity(name="alice"))
+    alice.lease_case("APP-000003")  # the canary subject's case
     case = alice.get_case("APP-000003")
     other = "0" if case.predictions[-1].label == "1" else "1"
     alice.record_decision(
@@ -191,6 +193,7 @@ def test_erasure_destroys_the_key_for_good_and_verify_still_passes(
 ) -> None:
     ws = canary_ws
     alice = open_store_as(ws, Identity(name="alice"))
+    alice.lease_case("APP-000003")  # the canary subject's case
     alice.record_decision(
         DecisionRequest(
             case_id="APP-000003", action="flag", comment=f"Ask about {canaries['comment']}"

@@ -39,9 +39,11 @@ def role_user(role: str) -> str:
     return f"only-{role}"
 
 
-def dummy(hint: Any) -> Any:
-    """Some value of the type ``hint`` (what the operation makes of it does not matter:
-    the permission is checked before anything else)."""
+def dummy(hint: Any, name: str = "") -> Any:
+    """Some value of the type ``hint`` that the request models accept (what the operation
+    makes of it does not matter: the permission is checked before anything else)."""
+    if name.endswith("sha256"):
+        return "0" * 64
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return None
     if hint is pl.DataFrame:
@@ -50,7 +52,7 @@ def dummy(hint: Any) -> Any:
         return typing.get_args(hint)[0]
     if inspect.isclass(hint) and issubclass(hint, BaseModel):
         return hint(
-            **{n: dummy(f.annotation) for n, f in hint.model_fields.items() if f.is_required()}
+            **{n: dummy(f.annotation, n) for n, f in hint.model_fields.items() if f.is_required()}
         )
     origin = typing.get_origin(hint) or hint
     return {str: "no-such-thing", int: 1, bool: False, dict: {}, list: []}[origin]
@@ -58,7 +60,7 @@ def dummy(hint: Any) -> Any:
 
 def call(store: Store, op: Operation[Any, Any]) -> None:
     arguments = {
-        name: dummy(op.hints[name])
+        name: dummy(op.hints[name], name)
         for name, p in op.signature.parameters.items()
         if p.default is inspect.Parameter.empty
     }

@@ -4,6 +4,7 @@ oversight report with its automation-bias alerts, manual review while halted."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -22,7 +23,15 @@ from hilt.pipelines.store import double_review as dr
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.oversight_stats import cohens_kappa
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import CONFIG, issue_tokens, operator, predictions_for, start_service
+from tests.conftest import (
+    CONFIG,
+    TEST_MODEL,
+    issue_tokens,
+    operator,
+    predictions_for,
+    stand_in,
+    start_service,
+)
 
 StoreFactory = Callable[[str], Store]
 SALT = "oversight-test-salt"
@@ -48,7 +57,8 @@ def make_workspace(tmp_path: Path, cases: pl.DataFrame, **values: float) -> Work
     op.ingest_cases(cases.head(HISTORY))
     new = cases.slice(HISTORY, NEW)
     op.ingest_cases(new.drop("risk"))
-    op.add_predictions("m-1", predictions_for(new))
+    model = stand_in(ws)
+    op.add_predictions(model.model, predictions_for(new), model.sha256)
     return ws
 
 
@@ -117,7 +127,7 @@ def add_gold(admin: Store, n: int, wrong: int) -> dict[str, str]:
             "explanation": ['{"duration": -0.25, "credit_amount": 0.1}'] * n,
         }
     )
-    result = admin.add_gold("m-1", frame)
+    result = admin.add_gold(TEST_MODEL.model, frame, TEST_MODEL.sha256)
     assert (result.added, result.model_wrong) == (n, wrong)
     return truth
 
@@ -293,16 +303,16 @@ def test_gold_cases_must_be_holdout_cases_without_predictions(
     for bad in ([outside], [scored], ["APP-999999"], [holdout[0], holdout[0]]):
         frame = predictions_for(pl.DataFrame({"application_id": bad}))
         with pytest.raises(InputError):
-            admin.add_gold("m-1", frame)
+            admin.add_gold(TEST_MODEL.model, frame, TEST_MODEL.sha256)
     one = predictions_for(pl.DataFrame({"application_id": holdout[:1]}))
     with pytest.raises(PermissionDeniedError):
-        gold_as("lena").add_gold("m-1", one)
+        gold_as("lena").add_gold(TEST_MODEL.model, one, TEST_MODEL.sha256)
     with pytest.raises(PermissionDeniedError):
         gold_as("alice").gold_candidates()
     assert state(admin) == before
-    admin.add_gold("m-1", one)
+    admin.add_gold(TEST_MODEL.model, one, TEST_MODEL.sha256)
     with pytest.raises(InputError, match=r"gold already|predictions"):
-        admin.add_gold("m-1", one)
+        admin.add_gold(TEST_MODEL.model, one, TEST_MODEL.sha256)
     assert holdout[0] not in admin.gold_candidates()
 
 
@@ -392,36 +402,53 @@ def test_an_edited_known_answer_or_gold_set_breaks_verification(
 
 
 # ---------------------------------------------------------------------------- automation bias
+class Ticking:
+    """A clock that stands still until a test moves it (a reviewer's time on a case)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
 def test_a_rubber_stamping_reviewer_raises_the_alert_and_gold_measures_accuracy(
-    gold_as: StoreFactory,
+    tmp_path: Path, cases_frame: pl.DataFrame
 ) -> None:
     """alice accepts everything in under 2 s; bob looks (9 s) and corrects the model where
-    he knows it is wrong (the gold cases' known answers stand in for his judgement)."""
-    admin = gold_as("dana")
+    he knows it is wrong (the gold cases' known answers stand in for his judgement). The time
+    on item is the store's own measure, from the lease to the decision: the store's clock
+    is moved by the time each of them spends on a case."""
+    ws = make_workspace(tmp_path, cases_frame, double_review_share=0.0, gold_rate=0.5)
+    clock = Ticking()
+
+    def as_user(name: str) -> Store:
+        return open_store_as(ws, Identity(name=name), clock=clock)
+
+    admin = as_user("dana")
     truth = add_gold(admin, 16, wrong=8)
-    alice, bob = gold_as("alice"), gold_as("bob")
+    alice, bob = as_user("alice"), as_user("bob")
     for _ in range(25):
         leased = alice.next_case()
         assert leased is not None
-        alice.record_decision(
-            DecisionRequest(case_id=leased.case.case_id, action="accept", time_on_item_ms=1500)
-        )
+        clock.advance(1.5)
+        alice.record_decision(DecisionRequest(case_id=leased.case.case_id, action="accept"))
     for _ in range(25):
         leased = bob.next_case()
         assert leased is not None
         cid, model = leased.case.case_id, leased.case.predictions[-1].label
+        clock.advance(9)
         if cid in truth and truth[cid] != model:
             request = DecisionRequest(
-                case_id=cid,
-                action="override",
-                final_label=truth[cid],
-                reason_code="data-error",
-                time_on_item_ms=9000,
+                case_id=cid, action="override", final_label=truth[cid], reason_code="data-error"
             )
         else:
-            request = DecisionRequest(case_id=cid, action="accept", time_on_item_ms=9000)
+            request = DecisionRequest(case_id=cid, action="accept")
         bob.record_decision(request)
-    report = gold_as("lena").oversight_report()
+    report = as_user("lena").oversight_report()
     stats = {r.reviewer: r for r in report.reviewers}
     a, b = stats["alice"], stats["bob"]
     assert (a.decided, a.accepted, a.accept_rate, a.median_time_ms) == (25, 25, 1.0, 1500.0)
@@ -457,7 +484,9 @@ def test_while_halted_predictions_are_refused_and_new_cases_wait_for_manual_revi
     incoming = cases_frame.slice(HISTORY + NEW, 3).drop("risk")
     before = state(admin)
     with pytest.raises(SystemHalted, match="halted") as caught:
-        admin.add_predictions("m-2", predictions_for(cases_frame.slice(0, 3)))
+        admin.add_predictions(
+            TEST_MODEL.model, predictions_for(cases_frame.slice(0, 3)), TEST_MODEL.sha256
+        )
     assert "Drift" not in str(caught.value)  # the reason stays in the store
     assert state(admin) == before
     waiting = admin.queue_status().waiting

@@ -1,4 +1,5 @@
-"""Run and model events appended by callers (``Store.record_event``), in both modes."""
+"""Run events reported by callers (``Store.record_event``), in both modes; events that carry
+authority (model.*, system.*, ...) are refused: only the store's own operations write them."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from hilt.pipelines.store import Store
 StoreFactory = Callable[[str], Store]
 
 
-def test_run_and_model_events_are_chained_with_the_callers_role(store_as: StoreFactory) -> None:
+def test_run_events_are_chained_with_the_callers_role(store_as: StoreFactory) -> None:
     dana, max_ = store_as("dana"), store_as("max")
     seq = dana.record_event("run.started", "run", "abc123", {"kind": "retrain", "n": 3})
-    promoted = max_.record_event("model.promoted", "model", "hilt-german-credit/2", {})
-    assert promoted == seq + 1
+    finished = max_.record_event("run.finished", "run", "abc123", {})
+    assert finished == seq + 1
     events = store_as("otto").audit_events(after_seq=seq - 1, limit=10)
     first, second = events[0], events[1]
     assert (first.seq, first.action, first.actor, first.role) == (
@@ -30,18 +31,18 @@ def test_run_and_model_events_are_chained_with_the_callers_role(store_as: StoreF
         "abc123",
         {"kind": "retrain", "n": 3},
     )
-    assert (second.actor, second.role, second.action) == ("max", "lead", "model.promoted")
+    assert (second.actor, second.role, second.action) == ("max", "lead", "run.finished")
     assert second.prev_hash == first.hash
     assert store_as("otto").verify().ok
 
 
-def test_only_run_and_model_events_by_allowed_roles(store_as: StoreFactory) -> None:
+def test_only_run_events_by_allowed_roles(store_as: StoreFactory) -> None:
     dana = store_as("dana")
     head = dana.audit_head()
     for who in ("alice", "otto", "pia"):
         with pytest.raises(PermissionDeniedError):
             store_as(who).record_event("run.started", "run", "x", {})
-    for action in ("decision.record", "snapshot.created", "run", "run.", "Run.started", "x.y"):
+    for action in ("run", "run.", "Run.started", "x.y1", "run.a b"):
         with pytest.raises(InputError):
             dana.record_event(action, "run", "x", {})
     with pytest.raises(InputError):
@@ -51,3 +52,22 @@ def test_only_run_and_model_events_by_allowed_roles(store_as: StoreFactory) -> N
     with pytest.raises(InputError):
         dana.record_event("run.started", "run", "x", {"blob": "x" * 20_000})
     assert dana.audit_head() == head  # nothing was written
+
+
+@pytest.mark.parametrize(
+    "action", ["model.promoted", "model.trained", "retention.applied", "subject.erased"]
+)
+def test_an_event_that_carries_authority_is_refused_and_the_attempt_recorded(
+    store_as: StoreFactory, action: str
+) -> None:
+    dana = store_as("dana")
+    head = dana.audit_head()
+    with pytest.raises(PermissionDeniedError, match="written only by the store's own operation"):
+        dana.record_event(action, "model", "hilt-german-credit/v2", {"approver": "max"})
+    attempt = store_as("otto").audit_events(after_seq=head.seq)
+    assert [(e.action, e.actor, e.object_id, e.payload) for e in attempt] == [
+        ("audit.event_refused", "dana", action, {"action": action})
+    ]
+    with pytest.raises(InputError):
+        dana.record_event("run.started", "run", "r1", {"notebook": "../store.duckdb"})
+    assert store_as("otto").verify().ok

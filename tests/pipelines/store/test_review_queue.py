@@ -14,7 +14,7 @@ from hilt.pipelines.errors import (
 )
 from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import operator, start_service
+from tests.conftest import PROXY_SECRET, leased, operator, start_service
 
 StoreFactory = Callable[[str], Store]
 
@@ -177,9 +177,10 @@ def test_a_contested_case_comes_first_and_goes_to_another_reviewer(
 
 def test_a_decided_case_cannot_be_decided_again(store_as: StoreFactory) -> None:
     alice = store_as("alice")
-    alice.record_decision(DecisionRequest(case_id="APP-000007", action="accept"))
+    cid = leased(alice)
+    alice.record_decision(DecisionRequest(case_id=cid, action="accept"))
     with pytest.raises(ConflictError):
-        store_as("bob").record_decision(DecisionRequest(case_id="APP-000007", action="accept"))
+        store_as("bob").record_decision(DecisionRequest(case_id=cid, action="accept"))
 
 
 def test_an_expired_lease_releases_the_case(loaded_workspace: Workspace) -> None:
@@ -202,20 +203,27 @@ def test_an_expired_lease_releases_the_case(loaded_workspace: Workspace) -> None
     assert taken is not None and taken.case.case_id == held.case.case_id
 
 
-def test_the_gateway_acts_only_on_behalf_of_known_users(loaded_workspace: Workspace) -> None:
-    op = operator(loaded_workspace)
+def test_the_gateway_acts_only_on_behalf_of_known_users(
+    loaded_workspace_behind_proxy: Workspace,
+) -> None:
+    ws = loaded_workspace_behind_proxy  # the gateway acts for alice behind a sign-in proxy
+    op = operator(ws)
     gateway = op.add_user("voila-gateway", "gateway").token
     alice_token = op.add_user("alice", "reviewer").token
-    svc = start_service(loaded_workspace)
+    svc = start_service(ws)
     try:
-        as_alice = open_store_as(svc.url, Identity(token=gateway, on_behalf_of="alice"))
+
+        def via_gateway(name: str) -> Identity:
+            return Identity(token=gateway, on_behalf_of=name, proxy_secret=PROXY_SECRET)
+
+        as_alice = open_store_as(svc.url, via_gateway("alice"))
         assert as_alice.whoami().name == "alice"
-        d = as_alice.record_decision(DecisionRequest(case_id="APP-000009", action="accept"))
+        d = as_alice.record_decision(DecisionRequest(case_id=leased(as_alice), action="accept"))
         assert (d.reviewer, d.reviewer_role) == ("alice", "reviewer")
         with pytest.raises(PermissionDeniedError):
             open_store_as(svc.url, Identity(token=gateway)).next_case()  # no permissions of its own
         with pytest.raises(AuthenticationError):
-            open_store_as(svc.url, Identity(token=gateway, on_behalf_of="mallory")).whoami()
+            open_store_as(svc.url, via_gateway("mallory")).whoami()
         with pytest.raises(PermissionDeniedError):
             open_store_as(svc.url, Identity(token=alice_token, on_behalf_of="lena")).whoami()
     finally:

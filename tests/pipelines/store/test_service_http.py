@@ -24,10 +24,12 @@ from hilt.pipelines.workspace import Workspace
 from tests.conftest import (
     CONFIG,
     CSV,
+    TEST_MODEL,
     RunningService,
     issue_tokens,
     operator,
     predictions_for,
+    stand_in,
     start_service,
     start_service_logged,
 )
@@ -77,7 +79,10 @@ def shared_service(
     create_workspace(ws, CONFIG)
     admin = operator(ws)
     admin.ingest_cases(cases_frame.head(200))
-    admin.add_predictions("test-model-1", predictions_for(cases_frame.head(200)))
+    stand_in(ws)
+    admin.add_predictions(
+        TEST_MODEL.model, predictions_for(cases_frame.head(200)), TEST_MODEL.sha256
+    )
     tokens = issue_tokens(ws, ws.settings())
     svc = start_service(ws)
     svc.tokens = tokens
@@ -285,6 +290,8 @@ def test_a_good_write_moves_the_head_and_is_readable(service: RunningService) ->
     """The control for the tests above: a valid request does change the state."""
     counts, head = state(service)
     with http(service, "alice") as alice:
+        assert alice.post("/v1/queue/lease", json={"case_id": DECISION["case_id"]}).is_success
+        counts, head = state(service)
         response = alice.post("/v1/decisions", json={**DECISION, "request_id": "http-1"})
         again = alice.post("/v1/decisions", json={**DECISION, "request_id": "http-1"})
     assert response.status_code == 200, response.text
@@ -323,7 +330,12 @@ def test_the_service_log_holds_no_case_ids_or_personal_values(
         preds = [{"case_id": r["application_id"], "score": 0.9, "label": "1"} for r in rows]
         assert (
             dana.post(
-                "/v1/predictions", json={"model_version": "log-model", "rows": preds}
+                "/v1/predictions",
+                json={
+                    "model_version": TEST_MODEL.model,
+                    "model_sha256": TEST_MODEL.sha256,
+                    "rows": preds,
+                },
             ).status_code
             == 200
         )
@@ -336,6 +348,7 @@ def test_the_service_log_holds_no_case_ids_or_personal_values(
         assert dana.get("/v1/cases/LOGCASE-1").status_code == 200
         assert dana.get("/v1/cases/APP-000007").status_code == 200
         assert alice.get("/v1/cases/LOGCASE-404").status_code == 404
+        assert alice.post("/v1/queue/lease", json={"case_id": "LOGCASE-2"}).is_success
         d = alice.post("/v1/decisions", json={"case_id": "LOGCASE-2", "action": "accept"})
         assert d.status_code == 200
         assert (

@@ -13,7 +13,7 @@ from hilt.pipelines.errors import ConflictError, InputError, PermissionDeniedErr
 from hilt.pipelines.store import DecisionRequest, Store
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import CONFIG, operator, predictions_for
+from tests.conftest import CONFIG, TEST_MODEL, operator, predictions_for, stand_in
 
 StoreFactory = Callable[[str], Store]
 
@@ -36,9 +36,11 @@ def test_a_snapshot_keeps_label_provenance_and_a_fixed_holdout(store_as: StoreFa
     # Feedback on a training case and on a holdout case:
     train_case = train["case_id"][0]
     holdout_case = sorted(holdout)[0]
+    alice.lease_case(train_case)
     accepted = alice.record_decision(DecisionRequest(case_id=train_case, action="accept"))
     for case_id in (holdout_case, train["case_id"][1]):
         predicted = alice.get_case(case_id).predictions[-1].label
+        alice.lease_case(case_id)
         alice.record_decision(
             DecisionRequest(
                 case_id=case_id,
@@ -82,11 +84,15 @@ def test_the_accept_cap_keeps_the_model_from_confirming_itself(
     # 100 labelled cases, 100 unlabelled ones the reviewers label by accepting.
     op.ingest_cases(cases_frame.head(100))
     op.ingest_cases(cases_frame.slice(100, 100).drop("risk"))
-    op.add_predictions("m", predictions_for(cases_frame.slice(100, 100)))
+    stand_in(ws)
+    op.add_predictions(
+        TEST_MODEL.model, predictions_for(cases_frame.slice(100, 100)), TEST_MODEL.sha256
+    )
     from hilt.pipelines.store import Identity, open_store_as
 
     alice = open_store_as(ws, Identity(name="alice"))
     for case_id in cases_frame.slice(100, 100)["application_id"]:
+        alice.lease_case(case_id)
         alice.record_decision(DecisionRequest(case_id=case_id, action="accept"))
     snap = op.snapshot()
     other = snap.label_sources["original"]

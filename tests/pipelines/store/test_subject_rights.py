@@ -32,6 +32,7 @@ def snapshot_rows(store: Store) -> pl.DataFrame:
 
 def decide_with_comment(store_as: StoreFactory, reviewer: str, comment: str) -> str:
     reviewer_store = store_as(reviewer)
+    reviewer_store.lease_case(CASE)
     case = reviewer_store.get_case(CASE)
     other = "0" if case.predictions[-1].label == "1" else "1"
     d = reviewer_store.record_decision(
@@ -143,6 +144,7 @@ def test_a_restricted_subject_leaves_training_and_the_queue_until_lifted(
 
 def test_a_contested_decision_goes_first_to_another_reviewer(store_as: StoreFactory) -> None:
     alice, bob, pia = store_as("alice"), store_as("bob"), store_as("pia")
+    alice.lease_case(CASE)
     alice.record_decision(DecisionRequest(case_id=CASE, action="accept"))
     with pytest.raises(InputError, match="no decided case"):
         pia.subject_contest("SYN-SUBJ-000008")
@@ -164,8 +166,10 @@ def test_erase_removes_the_subject_and_the_log_still_verifies(store_as: StoreFac
     assert CASE in pl.read_parquet(snap.path)["case_id"].to_list()
     report = pia.subject_erase(SUBJECT)
     assert report.cases == [CASE] and report.key_destroyed
-    # The old snapshot is gone; a regenerated one without the subject replaces it.
-    [rewrite] = report.snapshots
+    # The old snapshots are gone (dana's, and the champion's training snapshot); regenerated
+    # ones without the subject replace them.
+    rewrite = next(r for r in report.snapshots if r.sha256 == snap.sha256)
+    assert {r.rows_removed for r in report.snapshots} == {1}
     assert rewrite.sha256 == snap.sha256 and rewrite.rows_removed == 1
     assert not Path(snap.path).exists()
     assert rewrite.new_name is not None
