@@ -24,7 +24,8 @@ Setup (untimed): a temporary workspace from data/hilt.toml behind a sign-in prox
 secret's sha256 in ``[access]``, as a deployment for many reviewers has it; the kernel
 forwards the proxy's secret with each request, as Voila hands it over), the demo cases
 (data/german_credit.csv), the demo's first model (``demo_first_model``: trained on 70 % of
-the seed-labelled cases, the other 30 %, 300 cases, scored into the review queue); a gateway
+the seed-labelled cases, registered in the store and approved by a lead, the other 30 %, 300
+cases, scored into the review queue); a gateway
 and an admin token; the store service (``hilt store serve``) as a subprocess on 127.0.0.1.
 ``min_dwell_ms=0`` (the double-click guard would refuse the benchmark's immediate clicks).
 A few warm-up decisions are made first and not counted. Afterwards the decisions are read
@@ -275,12 +276,13 @@ def prepare(root: Path) -> Prepared:
     create_workspace(ws, behind_proxy_config(root))
     cases = pl.read_csv(CSV, infer_schema=False)
     operator(ws).ingest_cases(cases)
-    version = demo_first_model(operator(ws), ws.settings(), ws.root / "models")
+    lead = open_store_as(ws, Identity(name="lena"))
+    first = demo_first_model(operator(ws), lead, ws.settings(), ws.root / "models")
     op = operator(ws)
     waiting = op.queue_status().waiting
     gateway = op.add_user(GATEWAY, "gateway").token
     admin = op.add_user("dana", "admin").token
-    return Prepared(ws, version, cases.height, waiting, gateway, admin)
+    return Prepared(ws, first.model, cases.height, waiting, gateway, admin)
 
 
 # ---------------------------------------------------------------------------- the run

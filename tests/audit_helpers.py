@@ -85,8 +85,8 @@ def audited_loop(root: Path, config: Path = CONFIG) -> AuditedLoop:
     promote(ws, first.run_id, "lena")
 
     configure(ws, settings=settings)
-    champion = batch_scoring.load_model(settings)
     dana = open_store_as(ws, Identity(name="dana"))
+    champion = batch_scoring.load_model(dana, settings)
     new = all_cases().slice(LABELLED, FIRST_BATCH).drop(settings.target.column)
     batch_scoring.ingest(dana, new)
     batch_scoring.score_cases(dana, champion, new, settings)

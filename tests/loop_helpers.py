@@ -74,7 +74,8 @@ def train_in_process(
     seed: int = 0,
 ) -> retraining.Registration:
     """The retraining notebook's steps, called in-process (as a data scientist would in
-    JupyterLab): a new MLflow run tagged retrain, logged, registered, audited."""
+    JupyterLab): a new MLflow run tagged retrain, logged, registered in MLflow and in the
+    store's model registry (which applies the gate), audited."""
     from hilt.pipelines.loop.tracking.runs import finish_run
 
     ws_, settings = start.open_workspace(ws.root)
@@ -85,19 +86,21 @@ def train_in_process(
     dataset = training_data.load_dataset(snapshot, settings)
     model = retraining.train(dataset, params, label_noise=label_noise)
     evaluation = retraining.evaluate(model, dataset, settings)
-    comparison = retraining.compare_with_champion(dataset, settings, evaluation)
+    comparison = retraining.compare_with_champion(store, dataset, settings, evaluation)
     result = retraining.apply_gate(evaluation, comparison, settings)
     registration = retraining.log_and_register(
+        store,
         run_id,
         settings,
         model=model,
         dataset=dataset,
         evaluation=evaluation,
+        comparison=comparison,
         gate_result=result,
         params=params,
         label_noise=label_noise,
     )
-    retraining.record(store, registration, dataset, result)
+    retraining.record(store, registration, dataset)
     finish_run(run_id)
     return registration
 

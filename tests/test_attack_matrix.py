@@ -18,12 +18,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import papermill
 import polars as pl
 import pytest
+from papermill.exceptions import PapermillExecutionError
 
 from hilt.pipelines.dashboards.server import DashboardServer, start_dashboards
 from hilt.pipelines.errors import (
@@ -33,6 +36,13 @@ from hilt.pipelines.errors import (
     InputError,
     PermissionDeniedError,
 )
+from hilt.pipelines.loop.promotion import promote, reject
+from hilt.pipelines.loop.tracking.client import configure
+from hilt.pipelines.loop.tracking.environment import registered_model_name
+from hilt.pipelines.loop.tracking.pyfunc import DATA_DIR
+from hilt.pipelines.loop.tracking.registry import aliases
+from hilt.pipelines.loop.tracking.runs import list_runs
+from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.audit.verify import verify_file
 from hilt.pipelines.store.authentication import PROXY_SECRET_HEADER, SINGLE_PERSON, UNPROVEN_KEY
@@ -51,6 +61,7 @@ from tests.conftest import (
     stand_in,
     start_service_logged,
 )
+from tests.loop_helpers import LABELLED, hilt_cli, loop_workspace, new_cases_file, train_in_process
 from tests.voila_pages import kernel_pid, process_environ, render
 
 MODES = ("embedded", "service")
@@ -194,6 +205,8 @@ def target(
 ) -> Iterator[Target]:
     mode = str(request.param)
     source = template_behind_proxy if mode == "dashboards" else template
+    if mode == "loop":  # the registry's victim, with MLflow (built only when a row needs it)
+        source = request.getfixturevalue("loop_template")
     ws = Workspace.at(tmp_path / "ws")
     shutil.copytree(source.root, ws.root)
     with operator(ws) as op:
@@ -693,8 +706,294 @@ CONFIG_ATTACKS = [
 ]
 
 
+# ---- registry: scoring and promotion through the loop
+# The store's model registry decides which model scores and who approves it; MLflow only
+# mirrors it. The victim (mode "loop": embedded, with a real MLflow store): a champion v1
+# (trained by dana, approved by lena), v2 rejected by lena, v3 a challenger nobody approved,
+# trained by max (a lead who also trains models). The insiders use the real `hilt` commands,
+# MLflow's files and the scoring notebook itself. Besides the audit head and the counts,
+# each row checks that the store's registry, MLflow's aliases, MLflow's runs and runs/ are
+# as they were (but for what the row says).
+
+V1, V2, V3 = (f"hilt-german-credit/v{n}" for n in (1, 2, 3))
+
+
+@pytest.fixture(scope="module")
+def loop_template(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """The registry's victim, built once; each row acts on a copy (its MLflow store is
+    copied too; the model files stay where MLflow logged them, here)."""
+    ws = loop_workspace(tmp_path_factory.mktemp("registry-victim"))
+    operator(ws).add_user("max", "data-scientist")  # max: a lead who also trains models
+    v1 = train_in_process(ws, "dana")
+    promote(ws, v1.run_id, "lena")
+    v2 = train_in_process(ws, "dana", seed=1)
+    reject(ws, v2.run_id, "lena", "The age gap grew.")
+    v3 = train_in_process(ws, "max", seed=2)
+    assert (v1.model, v2.model, v3.model) == (V1, V2, V3)
+    assert {m.model: m.state for m in operator(ws).models()} == {
+        V1: "champion",
+        V2: "rejected",
+        V3: "challenger",
+    }
+    return ws
+
+
+@contextmanager
+def registry_kept(t: Target, *, mlflow_runs: int = 0, notebooks: int = 0) -> Iterator[None]:
+    """The store's registry and MLflow's aliases are as they were afterwards; MLflow holds
+    ``mlflow_runs`` more runs and runs/ ``notebooks`` more executed notebooks."""
+
+    def look() -> tuple[dict[str, str], dict[str, str], int, int]:
+        settings = t.ws.settings()
+        configure(t.ws, settings=settings)
+        registry = {m.model: str(m.state) for m in t.store("otto").models()}
+        runs = len(list_runs(settings, max_results=1000))
+        return registry, aliases(settings), runs, len(list(t.ws.runs_dir.glob("*.ipynb")))
+
+    registry, held, runs, executed = look()
+    assert (registry, held) == (
+        {V1: "champion", V2: "rejected", V3: "challenger"},
+        {"champion": "1", "challenger": "3"},
+    )
+    yield
+    assert look() == (registry, held, runs + mlflow_runs, executed + notebooks)
+
+
+def payloads(t: Target, seq: int) -> list[tuple[str, str, dict[str, object]]]:
+    """The events after ``seq``: (action, object, payload)."""
+    return [(e.action, e.object_id, e.payload) for e in t.store("otto").audit_events(seq)]
+
+
+def run_of(t: Target, model: str) -> str:
+    """The training run that registered ``model`` (as the store's registry names it)."""
+    return next(m.run_id for m in t.store("otto").models() if m.model == model)
+
+
+def new_cases(t: Target) -> Path:
+    """Five new applications in a file outside the workspace, as a scheduler drops them."""
+    return new_cases_file(t.log.parent / "new.csv", LABELLED, 5)
+
+
+def one_line_exit_2(r: subprocess.CompletedProcess[str], message: str) -> None:
+    """`hilt` refused: exit 2, exactly one line on stderr, ``message`` in it, no trace."""
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert message in r.stderr, r.stderr
+
+
+def scoring_refused(model: str | None, state: str) -> tuple[str, str, dict[str, object]]:
+    payload: dict[str, object] = {"kind": "score", "reason": "model", "model": model}
+    return ("run.refused", "", {**payload, "state": state})
+
+
+def assert_events(t: Target, seq: int, *expected: tuple[str, str, dict[str, object]]) -> None:
+    """The events after ``seq`` are ``expected``: action, object (if given), payload items."""
+    found = payloads(t, seq)
+    assert [e[0] for e in found] == [e[0] for e in expected]
+    for (action, obj, payload), (_, want_obj, want) in zip(found, expected, strict=True):
+        assert not want_obj or obj == want_obj, action
+        assert {k: payload.get(k) for k in want} == want, action
+
+
+def score_with_a_rejected_version(t: Target) -> Recorded:
+    seq = t.state()[0]
+    with registry_kept(t):
+        r = hilt_cli(
+            "score", new_cases(t), "--workspace", t.ws.root, "--as", "dana",
+            "--model-version", "2",
+        )  # fmt: skip
+    one_line_exit_2(
+        r,
+        f"scoring refused: {V2} is rejected: only the champion ({V1}) scores into the review "
+        "queue, or a version a lead allowed for shadow scoring; nothing was ingested or scored",
+    )
+    assert_events(t, seq, scoring_refused(V2, "rejected"))
+    return Recorded(("run.refused",))
+
+
+def score_with_a_never_promoted_version(t: Target) -> Recorded:
+    seq = t.state()[0]
+    never = "hilt-german-credit/v9"
+    with registry_kept(t):
+        for version in ("3", "9"):
+            r = hilt_cli(
+                "score", new_cases(t), "--workspace", t.ws.root, "--as", "dana",
+                "--model-version", version,
+            )  # fmt: skip
+            if version == "3":
+                one_line_exit_2(r, f"{V3} is challenger: only the champion ({V1}) scores")
+            else:
+                one_line_exit_2(r, f"{never} is not a model registered in this store")
+    assert_events(t, seq, scoring_refused(V3, "challenger"), scoring_refused(never, "unregistered"))
+    return Recorded(("run.refused", "run.refused"))
+
+
+def model_files(ws: Workspace, version: str) -> Path:
+    """Where MLflow keeps a registered version's model files (model.ubj and its sidecar)."""
+    from mlflow import MlflowClient
+
+    configure(ws, settings=ws.settings())
+    client = MlflowClient()
+    name = registered_model_name(ws.settings())
+    model_id = str(client.get_model_version(name, version).source).removeprefix("models:/")
+    location = client.get_logged_model(model_id).artifact_location.removeprefix("file://")
+    path = Path(location) / "data" / DATA_DIR
+    assert (path / "model.ubj").is_file(), path
+    return path
+
+
+@contextmanager
+def tampered_champion(t: Target) -> Iterator[None]:
+    """The champion's model files in MLflow's artifact store replaced by another real model
+    (v2's booster and sidecar: they agree with each other, so it loads); put back after."""
+    champion, other = model_files(t.ws, "1"), model_files(t.ws, "2")
+    backup = t.log.parent / "champion-files"
+    shutil.copytree(champion, backup)
+    for f in ("model.ubj", "model.json"):
+        shutil.copyfile(other / f, champion / f)
+    try:
+        yield
+    finally:
+        for f in ("model.ubj", "model.json"):
+            shutil.copyfile(backup / f, champion / f)
+
+
+def score_with_a_tampered_model_file(t: Target) -> Recorded:
+    seq = t.state()[0]
+    with tampered_champion(t), registry_kept(t):
+        r = hilt_cli("score", new_cases(t), "--workspace", t.ws.root, "--as", "dana")
+    one_line_exit_2(
+        r,
+        f"scoring refused: the model MLflow holds as {V1} is not the one the store registered "
+        "(its sha256 differs): a tampered or another model; nothing was ingested or scored",
+    )
+    assert_events(t, seq, scoring_refused(V1, "sha256-mismatch"))
+    return Recorded(("run.refused",))
+
+
+def score_with_a_tampered_model_bypassing_hilt_score(t: Target) -> Recorded:
+    """The scoring notebook run by hand (papermill), so hilt score's own check is skipped:
+    the store itself refuses the predictions, whose model's sha256 is not the registered
+    one, and records the refusal."""
+    seq = t.state()[0]
+    with (
+        tampered_champion(t),
+        registry_kept(t, mlflow_runs=1),
+        pytest.raises(PapermillExecutionError) as caught,
+    ):
+        papermill.execute_notebook(
+            str(NOTEBOOKS_DIR / "score.ipynb"),
+            str(t.log.parent / "by-hand.ipynb"),
+            parameters={
+                "workspace": str(t.ws.root),
+                "input_path": str(new_cases(t)),
+                "author": "dana",
+            },
+            kernel_name="python3",
+            progress_bar=False,
+        )
+    assert caught.value.ename == "PermissionDeniedError"
+    assert (
+        f"predictions refused, nothing was written: the model presented as {V1} is not the one "
+        "registered (its sha256 differs): a tampered or another model"
+    ) in caught.value.evalue
+    assert_events(
+        t,
+        seq,
+        ("cases.ingest", "", {"rows": 5}),
+        ("model.use_refused", V1, {"reason": "sha256-mismatch", "rows": 5}),
+    )
+    return Recorded(
+        ("cases.ingest", "model.use_refused"),
+        {"cases": 5, "identity": 5, "case_features": 5, "case_personal": 5},
+    )
+
+
+def promote_own_run(t: Target) -> Recorded:
+    run = run_of(t, V3)
+    with registry_kept(t):
+        r = hilt_cli("promote", run, "--as", "max", "--workspace", t.ws.root)
+        one_line_exit_2(
+            r, f"run {run}: 'max' trained {V3}; a lead who did not train it must approve it"
+        )
+        # Nor through the store directly, nor may the author reject it.
+        with pytest.raises(PermissionDeniedError, match=f"'max' trained {V3}"):
+            t.store("max").promote_model(V3)
+        r = hilt_cli("reject", run, "--as", "max", "--reason", "x", "--workspace", t.ws.root)
+        one_line_exit_2(r, f"'max' trained {V3}; a lead who did not train it must reject it")
+    return NOTHING
+
+
+def approve_as_a_non_lead(t: Target) -> Recorded:
+    run = run_of(t, V3)
+    with registry_kept(t):
+        for who, roles in (("alice", "reviewer"), ("dana", "data-scientist, admin")):
+            r = hilt_cli("promote", run, "--as", who, "--workspace", t.ws.root)
+            one_line_exit_2(r, f"user '{who}' (roles: {roles}) may not decide on models")
+        with pytest.raises(PermissionDeniedError, match="may not decide on models"):
+            t.store("otto").promote_model(V3)
+    return NOTHING
+
+
+REGISTRY_ATTACKS = [
+    Attack(
+        "score with a version a lead rejected (`hilt score --model-version 2`)",
+        "exit 2 before anything runs: scoring refused: …/v2 is rejected: only the champion "
+        "(…/v1) scores into the review queue (the store's registry); the store refuses such "
+        "predictions itself too (PermissionDeniedError)",
+        "run.refused (kind score, model, state rejected) in the audit log; no MLflow run, no "
+        "notebook, nothing ingested",
+        score_with_a_rejected_version,
+        modes=("loop",),
+    ),
+    Attack(
+        "score with a version never promoted (a challenger) or never registered",
+        "exit 2 before anything runs: …/v3 is challenger: only the champion scores …; …/v9 is "
+        "not a model registered in this store",
+        "run.refused (state challenger / unregistered) in the audit log; nothing else",
+        score_with_a_never_promoted_version,
+        modes=("loop",),
+    ),
+    Attack(
+        "score with the champion's model file in MLflow replaced by another model",
+        "exit 2 before anything runs: the model MLflow holds as …/v1 is not the one the store "
+        "registered (its sha256 differs)",
+        "run.refused (state sha256-mismatch) in the audit log; nothing else",
+        score_with_a_tampered_model_file,
+        modes=("loop",),
+    ),
+    Attack(
+        "the same tampered model, the scoring notebook run by hand (skipping hilt score's check)",
+        "the store refuses the predictions: PermissionDeniedError, predictions refused, "
+        "nothing was written: the model presented as …/v1 is not the one registered (its "
+        "sha256 differs)",
+        "model.use_refused (reason sha256-mismatch, rows) in the audit log; the notebook had "
+        "ingested the new cases first (cases.ingest): they wait without a prediction",
+        score_with_a_tampered_model_bypassing_hilt_score,
+        modes=("loop",),
+    ),
+    Attack(
+        "a lead promotes (or rejects) the model they trained (`hilt promote RUN --as max`)",
+        "exit 2: run …: 'max' trained …/v3; a lead who did not train it must approve it (the "
+        "store's four eyes, PermissionDeniedError through the API too)",
+        "nowhere: nothing changed (the store's registry and MLflow's aliases as they were)",
+        promote_own_run,
+        modes=("loop",),
+    ),
+    Attack(
+        "approve a challenger as a reviewer, a data scientist/admin or an auditor",
+        "exit 2: user 'alice' (roles: reviewer) may not decide on models (the store's "
+        "permission, PermissionDeniedError through the API too)",
+        "nowhere: nothing changed",
+        approve_as_a_non_lead,
+        modes=("loop",),
+    ),
+]
+
+
 # ---------------------------------------------------------------------- the matrix
-ATTACKS = [*CONFIG_ATTACKS, *IDENTITY_ATTACKS]
+ATTACKS = [*CONFIG_ATTACKS, *IDENTITY_ATTACKS, *REGISTRY_ATTACKS]
 ROWS = [(a, m) for a in ATTACKS for m in a.modes]
 
 

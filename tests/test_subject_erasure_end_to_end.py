@@ -125,8 +125,14 @@ def loop(tmp_path_factory: pytest.TempPathFactory, canary: dict[str, str]) -> It
     assert trained.gate == "passed"
     promote(ws, trained.run_id, "lena")
     runner.execute(ws, runner.RunRequest("score", {"input_path": str(incoming)}, author="dana"))
+    # The canary subject asks for human review (GDPR Art. 22): their case is served first,
+    # and a decision needs the reviewer's lease on it.
+    pia = open_store_as(ws, Identity(name="pia"))
+    pia.contest("APP-000705")
     alice = open_store_as(ws, Identity(name="alice"))
-    case = alice.get_case("APP-000705")
+    leased = alice.next_case()
+    assert leased is not None and leased.case.case_id == "APP-000705"
+    case = leased.case
     other = "0" if case.predictions[-1].label == "1" else "1"
     alice.record_decision(
         DecisionRequest(
@@ -137,7 +143,6 @@ def loop(tmp_path_factory: pytest.TempPathFactory, canary: dict[str, str]) -> It
             comment=f"Spoke with {canary['comment']} about the income",
         )
     )
-    pia = open_store_as(ws, Identity(name="pia"))
     pia.subject_rectify(canary["subject id"], "full_name", canary["rectified name"])
     yield ws
 
@@ -194,7 +199,7 @@ def test_after_erasure_no_file_of_the_workspace_holds_a_canary(
 
 def tracking_runs_with_snapshot(ws: Workspace) -> list[str]:
     events = operator(ws).audit_events(limit=10_000)
-    return [e.object_id for e in events if e.action == "model.trained"]
+    return [e.object_id for e in events if e.action == "run.trained"]
 
 
 def test_the_erasure_event_names_no_personal_data(loop: Workspace, canary: dict[str, str]) -> None:

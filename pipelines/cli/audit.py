@@ -43,6 +43,11 @@ def audit_verify(
     through the API and checked here. Auditors keep their own copies of the public key and
     of the checkpoint file and pass them with --public-key and --checkpoints: whoever can
     rewrite the workspace can rewrite its copies too.
+
+    Where the workspace has an MLflow store (and no --url), MLflow's aliases and tags are
+    compared with the store's model registry, which they mirror: each disagreement is one
+    DISAGREE line and the exit code is 1, as for a log that does not verify (what people
+    read in MLflow is not what the store decided).
     """
     ws = Workspace.at(workspace)
 
@@ -63,8 +68,40 @@ def audit_verify(
 
     report = guard(run)
     typer.echo(report.summary())
-    if not report.ok:
+    mirrored = True
+    if url is None and ws.exists():
+        lines, mirrored = guard(lambda: _mlflow_mirror(ws))
+        for line in lines:
+            typer.echo(line)
+    if not report.ok or not mirrored:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _mlflow_mirror(ws: Workspace) -> tuple[list[str], bool]:
+    """MLflow's registry against the store's, where the workspace has an MLflow store: one
+    line saying they agree, or a DISAGREE line per fact MLflow states otherwise and a closing
+    line; and whether they agree (also when there is nothing to compare)."""
+    from hilt.pipelines.errors import HiltError
+    from hilt.pipelines.loop.model_registry import mlflow_disagreements
+    from hilt.pipelines.store import Identity, Need, open_store_as
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    need = Need(frozenset({"auditor", "admin", "lead", "dpo", "data-scientist"}), "audit read")
+    try:
+        with closing(open_store_as(ws, Identity(operator=True), need=need)) as store:
+            found = mlflow_disagreements(ws, store)
+    except HiltError as e:
+        return [f"MLflow's registry not compared with the store's: {e}"], True
+    if found is None:
+        return [], True
+    if not found:
+        return ["MLflow's registry mirrors the store's model registry"], True
+    return [
+        *(f.line() for f in found),
+        f"MLflow's registry disagrees with the store's model registry in {len(found)} facts: "
+        "the store's registry is what scoring and promotion obey; MLflow follows it again at "
+        "the next registration, promotion or rejection",
+    ], False
 
 
 @audit_app.command("checkpoint")

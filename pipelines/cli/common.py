@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
-from hilt.pipelines.errors import HiltError, StoreError, SystemHalted
+from hilt.pipelines.errors import HiltError, PermissionDeniedError, StoreError, SystemHalted
 
 if TYPE_CHECKING:
     pass
@@ -78,16 +78,23 @@ def guard(fn: Callable[[], T]) -> T:
         fail(str(e), EXIT_USER_ERROR)
 
 
+#: A run stopped by the store's refusal of what it did (e.g. predictions of a model whose
+#: sha256 is not the registered one) exits like any refusal.
+_REFUSED_RUN_ERRORS = frozenset({PermissionDeniedError.__name__})
+
+
 def run_guard(fn: Callable[[], T]) -> T:
     """Like ``guard``; a run that failed (its notebook raised, its kernel died) exits 1, or 4
-    when a halt stopped it."""
+    when a halt stopped it, or 2 when the store refused what it did."""
     from hilt.pipelines.loop.runner import RunFailed
 
     def body() -> T:
         try:
             return fn()
         except RunFailed as e:
-            fail(str(e), EXIT_HALTED if e.error == SystemHalted.__name__ else EXIT_FAILED)
+            if e.error == SystemHalted.__name__:
+                fail(str(e), EXIT_HALTED)
+            fail(str(e), EXIT_USER_ERROR if e.error in _REFUSED_RUN_ERRORS else EXIT_FAILED)
 
     return guard(body)
 

@@ -30,3 +30,5 @@ def docs_model(
     typer.echo(f"wrote {written.html}")
     for image in written.images:
         typer.echo(f"wrote {image}")
+    for line in written.disagreements:
+        typer.echo(line)

@@ -86,7 +86,7 @@ def retrain(
         )
     else:
         typer.echo(
-            f"gate rejected: version {result.version} is tagged rejected and the champion is "
+            f"gate rejected: the store rejected version {result.version} and the champion is "
             "unchanged (the run itself succeeded: exit 0)"
         )
     typer.echo(f"notebook {result.notebook}")
@@ -101,8 +101,16 @@ def score(
         typer.Option(help="Registered version to score with (default: the champion)."),
     ] = "",
 ) -> None:
-    """Score new cases with the champion into the review queue (refused while halted)."""
+    """Score new cases with the champion into the review queue (refused while halted).
+
+    The store's model registry decides which model may score: its champion, or a version a
+    lead allowed for shadow scoring (its predictions kept apart, never queued). Any other
+    version, or a model in MLflow whose sha256 is not the one the store registered, is
+    refused (exit 2) before anything is ingested; the store refuses such predictions itself
+    too.
+    """
     from hilt.pipelines.loop import runner
+    from hilt.pipelines.loop.steps.score import SHADOW
 
     ws = Workspace.at(workspace)
     quiet_mlflow()
@@ -114,7 +122,11 @@ def score(
     ingested = int(result.metrics.get("cases_ingested", 0))
     added = int(result.metrics.get("predictions_added", 0))
     model = result.logged_params.get("model_version", "?")
-    typer.echo(f"{ingested} cases ingested, {added} scored by {model} into the review queue")
+    if result.logged_params.get("scored_into") == SHADOW:
+        where = "as shadow predictions (kept apart, never queued for review)"
+    else:
+        where = "into the review queue"
+    typer.echo(f"{ingested} cases ingested, {added} scored by {model} {where}")
     typer.echo(f"notebook {result.notebook}")
 
 
@@ -125,7 +137,10 @@ def promote(
     ],
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Approve a challenger: its version becomes the champion (a lead who did not train it)."""
+    """Approve a challenger: its version becomes the champion (a lead who did not train it).
+
+    The store's model registry decides (lead role, four eyes, the challenger); MLflow's
+    aliases follow it."""
     from hilt.pipelines.loop.promotion import promote as do_promote
 
     ws = Workspace.at(workspace)
@@ -136,6 +151,7 @@ def promote(
         f"{p.registered_name} version {p.version} is the champion (was: {before}); "
         f"approved by {p.approver}, trained by {p.author}; audit seq {p.audit_seq}"
     )
+    mirror_warning(p.mirror_problem)
 
 
 def reject(
@@ -146,7 +162,10 @@ def reject(
     reason: Annotated[str, typer.Option(help="Why (audited as its sha256).")],
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Reject a challenger: it stops being the challenger (a lead who did not train it)."""
+    """Reject a challenger: it stops being the challenger (a lead who did not train it).
+
+    The store's model registry decides (lead role, four eyes, the challenger); MLflow's
+    aliases follow it."""
     from hilt.pipelines.loop.promotion import reject as do_reject
 
     ws = Workspace.at(workspace)
@@ -156,6 +175,17 @@ def reject(
         f"{r.registered_name} version {r.version} rejected by {r.approver} (trained by "
         f"{r.author}); audit seq {r.audit_seq}"
     )
+    mirror_warning(r.mirror_problem)
+
+
+def mirror_warning(problem: str | None) -> None:
+    """The store decided; say so on standard error if MLflow's aliases could not follow."""
+    if problem is not None:
+        typer.echo(
+            f"warning: the store's registry decided, but MLflow's aliases were not updated "
+            f"({problem}); `hilt audit verify` reports the disagreement",
+            err=True,
+        )
 
 
 def simulate(

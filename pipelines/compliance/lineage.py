@@ -25,19 +25,22 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError, NotFoundError
 from hilt.pipelines.loop.digests import file_sha256
 from hilt.pipelines.store import Store
-from hilt.pipelines.store.records import AuditEvent, AuditQuery, Decision, Prediction
+from hilt.pipelines.store.records import AuditEvent, AuditQuery, Decision, ModelRecord, Prediction
 from hilt.pipelines.workspace import Workspace
 
+#: The event a training run writes with what only it knows (model sha256, snapshot, rows).
+TRAINED_EVENT = "run.trained"
 #: Label sources of reviewer labels in a snapshot.
 REVIEWER_SOURCES = ("reviewer-accepted", "reviewer-corrected")
 #: Training decisions shown per page.
@@ -87,7 +90,8 @@ class PredictionLink:
 
 @dataclass(frozen=True)
 class ModelLink:
-    """A model version as the log knows it: its events and the run that trained it."""
+    """A model version as the log and the store's registry know it: its events, the run
+    that trained it, and its record in the registry (None: not registered there)."""
 
     model_version: str
     events: tuple[AuditEvent, ...]
@@ -95,6 +99,7 @@ class ModelLink:
     model_sha256: str | None
     #: The champion when the decision was made (the last model.promoted before it).
     champion_at_decision: str | None
+    registry: ModelRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -157,12 +162,14 @@ class Lineage:
     prediction: PredictionLink | None
     model: ModelLink | None
     training_run: RunLink | None
-    #: The ``model.trained`` event of the training run.
+    #: The ``run.trained`` event of the training run.
     trained_event: AuditEvent | None
     snapshot: SnapshotLink | None
     training: TrainingData | None
     #: What the records do not show, or where they disagree, in plain words.
     problems: tuple[str, ...] = field(default_factory=tuple)
+    #: The store's model registry as read for this lineage (every version).
+    registry: tuple[ModelRecord, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -219,7 +226,15 @@ def prediction_link(store: Store, prediction_id: int) -> PredictionLink:
     return PredictionLink(prediction, batch, run_id, notebook)
 
 
-def model_link(store: Store, model_version: str, before_seq: int | None = None) -> ModelLink:
+def model_link(
+    store: Store,
+    model_version: str,
+    before_seq: int | None = None,
+    registry: Sequence[ModelRecord] | None = None,
+) -> ModelLink:
+    """The version's model events, its run and sha256 (as ``model.registered`` recorded
+    them), the champion at ``before_seq``, and its record in the store's ``registry``
+    (``Store.models()``, read here if not given)."""
     events = tuple(all_events(store, object_id=model_version, action="model."))
     run_id = next((str(e.payload["run_id"]) for e in events if e.payload.get("run_id")), None)
     sha = next(
@@ -229,15 +244,17 @@ def model_link(store: Store, model_version: str, before_seq: int | None = None) 
     if before_seq is not None:
         promoted = _latest(store, action="model.promoted", max_seq=before_seq)
         champion = promoted.object_id if promoted is not None else None
-    return ModelLink(model_version, events, run_id, sha, champion)
+    models = store.models() if registry is None else registry
+    record = next((m for m in models if m.model == model_version), None)
+    return ModelLink(model_version, events, run_id, sha, champion, record)
 
 
 def run_link(store: Store, ws: Workspace, run_id: str) -> tuple[RunLink, AuditEvent | None]:
-    """The run's events (``run.*``) and its ``model.trained`` event, if any."""
+    """The run's events (``run.*``) and its ``run.trained`` event, if any."""
     events = tuple(all_events(store, object_id=run_id))
     started = next((e for e in events if e.action == "run.started"), None)
     ended = next((e for e in events if e.action in ("run.finished", "run.failed")), None)
-    trained = next((e for e in events if e.action == "model.trained"), None)
+    trained = next((e for e in events if e.action == TRAINED_EVENT), None)
     last = ended or started
     notebook = last.payload.get("notebook") if last is not None else None
     nb_sha = ended.payload.get("notebook_sha256") if ended else None
@@ -403,17 +420,20 @@ def decision_lineage(store: Store, ws: Workspace, decision_id: str) -> Lineage:
         prediction.prediction.model_version if prediction else None
     )
     model = run = trained = snapshot = training = None
+    registry = tuple(store.models())
     if version is not None:
-        model = model_link(store, version, before_seq=decision.seq)
+        model = model_link(store, version, before_seq=decision.seq, registry=registry)
         if not model.events:
             problems.append(
                 f"the log holds no model events for {version} (not trained and registered "
                 "through hilt's retraining)"
             )
+        if model.registry is None:
+            problems.append(f"{version} is not a model of the store's registry")
     if model is not None and model.run_id is not None:
         run, trained = run_link(store, ws, model.run_id)
         if trained is None:
-            problems.append(f"the log holds no model.trained event of run {model.run_id}")
+            problems.append(f"the log holds no {TRAINED_EVENT} event of run {model.run_id}")
         if run.notebook_status in ("missing", "differs"):
             problems.append(f"the run's executed notebook {status_words(run.notebook_status)}")
     if trained is not None:
@@ -448,6 +468,7 @@ def decision_lineage(store: Store, ws: Workspace, decision_id: str) -> Lineage:
         snapshot=snapshot,
         training=training,
         problems=tuple(problems),
+        registry=registry,
     )
 
 
@@ -466,17 +487,18 @@ class Crosscheck:
 
 
 def crosscheck_mlflow(ws: Workspace, lineage: Lineage) -> list[Crosscheck]:
-    """Compare the lineage's training run with MLflow's record of it (imports mlflow)."""
+    """Compare the lineage's training run with MLflow's record of it, and the store's model
+    registry with MLflow's mirror of it: the version's state, sha256 and run, and the
+    aliases (imports mlflow)."""
     run = lineage.training_run
     if run is None:
         raise InputError("the lineage names no training run to compare with MLflow")
     from hilt.pipelines.loop.tracking.client import TrackingError, configure
-    from hilt.pipelines.loop.tracking.environment import DB_FILE, tracking_uri
+    from hilt.pipelines.loop.tracking.environment import DB_FILE, has_tracking_store
     from hilt.pipelines.loop.tracking.runs import run_info
 
     settings = ws.settings()
-    uri = tracking_uri(ws)
-    if uri.startswith("sqlite:") and not (ws.root / DB_FILE).exists():
+    if not has_tracking_store(ws):
         # configure() would create an empty store: an auditor's look must not write.
         raise NotFoundError(f"this workspace has no MLflow store ({DB_FILE})")
     configure(ws, settings=settings)
@@ -506,7 +528,23 @@ def crosscheck_mlflow(ws: Workspace, lineage: Lineage) -> list[Crosscheck]:
                 version if version in info.versions else ",".join(info.versions) or None,
             )
         )
-    return checks
+    return checks + _registry_checks(settings, lineage)
+
+
+def _registry_checks(settings: Settings, lineage: Lineage) -> list[Crosscheck]:
+    """The store's registry against MLflow's mirror of it (the store's word on the left):
+    the aliases, and this version's run and tags."""
+    from hilt.pipelines.loop.tracking.environment import registered_model_name
+    from hilt.pipelines.loop.tracking.mirror import version_of
+    from hilt.pipelines.loop.tracking.registry import registry_facts
+
+    record = lineage.model.registry if lineage.model is not None else None
+    mine = version_of(record.model, registered_model_name(settings)) if record else None
+    return [
+        Crosscheck(f"registry: {f.item}", f.store, f.mlflow)
+        for f in registry_facts(settings, lineage.registry)
+        if f.version is None or (mine is not None and f.version == mine)
+    ]
 
 
 def _text(value: Any) -> str | None:
@@ -520,6 +558,7 @@ def payload_text(payload: Mapping[str, Any]) -> str:
 
 __all__ = [
     "PAGE",
+    "TRAINED_EVENT",
     "Crosscheck",
     "Lineage",
     "ModelLink",

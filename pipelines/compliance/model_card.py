@@ -4,12 +4,13 @@ intended purpose, the system and its versions, data and its provenance, metrics 
 metrics, limitations, human-oversight measures, change log, records.
 
 Every number comes from a record (``model_records.ModelRecords``) and is printed as
-recorded: metrics and params from the version's MLflow run (floats in their shortest exact
+recorded: the version's state, author, approver and gate verdict from the store's model
+registry, metrics and params from the version's MLflow run (floats in their shortest exact
 form, so each equals the logged value), the subgroup table as the run logged it (its CSV
-cells verbatim), counts, hashes and events from the audit log. Where the two records should
-agree (model sha256, snapshot sha256) both are compared and a disagreement is printed as
-one. No row of data and no case or subject id enters the document; names of groups appear
-only in aggregate tables.
+cells verbatim), counts, hashes and events from the audit log. Where two records should
+agree (model sha256, snapshot sha256; MLflow's aliases and tags, which mirror the store's
+registry) both are compared and a disagreement is printed as one. No row of data and no
+case or subject id enters the document; names of groups appear only in aggregate tables.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import polars as pl
 
 from hilt.pipelines.compliance.document import Block
+from hilt.pipelines.compliance.lineage import TRAINED_EVENT
 from hilt.pipelines.compliance.model_records import ModelRecords
 from hilt.pipelines.config import Settings
 from hilt.pipelines.loop.subgroups import SUBGROUP_SCHEMA
@@ -31,7 +33,7 @@ from hilt.pipelines.loop.tracking.tags import (
     TAG_VERSION_PREFIX,
 )
 from hilt.pipelines.store.gate import GateConfig
-from hilt.pipelines.store.records import AuditEvent
+from hilt.pipelines.store.records import AuditEvent, ModelRecord
 
 #: What each logged metric means (prefix → sentence).
 #: What each logged metric means (prefix → sentence).
@@ -77,11 +79,10 @@ def build(records: ModelRecords, now: datetime) -> list[Block]:
     label = r.label
     mine = [e for e in r.model_events if e.object_id == label]
     promoted = next((e for e in reversed(mine) if e.action == "model.promoted"), None)
-    gate_event = next(
-        (e for e in reversed(mine) if e.action in ("model.challenger", "model.gate_failed")), None
-    )
+    registered = next((e for e in mine if e.action == "model.registered"), None)
     aliases_here = sorted(a for a, v in r.aliases.items() if v == r.version)
     t = r.trained.payload if r.trained else {}
+    reg = r.registry
     b: list[Block] = [
         Block("h1", f"Technical documentation: {r.registered} version {r.version}"),
         Block(
@@ -98,7 +99,8 @@ def build(records: ModelRecords, now: datetime) -> list[Block]:
                 ("use case", s.use_case.name),
                 ("registered model", r.registered),
                 ("version", r.version),
-                ("aliases now", ", ".join(aliases_here) or "none"),
+                ("state in the store's model registry", _state(reg)),
+                ("MLflow aliases now (a mirror)", ", ".join(aliases_here) or "none"),
                 ("model sha256", run.model_sha256 or "—"),
                 ("training run (MLflow)", run.run_id),
                 ("run status", run.status),
@@ -109,7 +111,12 @@ def build(records: ModelRecords, now: datetime) -> list[Block]:
                     if promoted
                     else "nobody (never promoted to champion)",
                 ),
-                ("gate", run.tags.get(TAG_GATE, "—")),
+                (
+                    "gate",
+                    f"{reg.gate} (the store's verdict)"
+                    if reg
+                    else f"{run.tags.get(TAG_GATE, '—')} (MLflow tag; not in the store)",
+                ),
                 (
                     "git commit",
                     f"{run.git_commit or '—'} (dirty: {run.tags.get(TAG_GIT_DIRTY, '—')})",
@@ -194,13 +201,13 @@ def build(records: ModelRecords, now: datetime) -> list[Block]:
             "table",
             headers=("training snapshot", "value", "source"),
             rows=(
-                ("file", str(t.get("snapshot", "—")), "audit log (model.trained)"),
+                ("file", str(t.get("snapshot", "—")), f"audit log ({TRAINED_EVENT})"),
                 ("sha256 (audit log)", str(t.get("snapshot_sha256", "—")), "audit log"),
                 ("sha256 (MLflow)", run.snapshot_sha256 or "—", "MLflow param"),
                 ("as of audit seq", str(t.get("snapshot_as_of_seq", "—")), "audit log"),
                 ("rows", str(snap.get("rows", "—")), "audit log (snapshot.created)"),
-                ("training rows", str(t.get("train_rows", "—")), "audit log (model.trained)"),
-                ("holdout rows", str(t.get("holdout_rows", "—")), "audit log (model.trained)"),
+                ("training rows", str(t.get("train_rows", "—")), f"audit log ({TRAINED_EVENT})"),
+                ("holdout rows", str(t.get("holdout_rows", "—")), f"audit log ({TRAINED_EVENT})"),
                 (
                     "accepted labels left out by the cap",
                     str(snap.get("accepted_dropped", "—")),
@@ -287,24 +294,20 @@ def build(records: ModelRecords, now: datetime) -> list[Block]:
                     png=plots.png_bytes(plots.subgroup_figure(typed, "positive_rate")),
                 )
             )
-    if gate_event is not None:
+    if reg is not None:
+        where = f"model.registered, audit seq {registered.seq}" if registered else "its registry"
         b += [
             Block(
                 "p",
-                f"The promotion gate, as the audit log recorded it ({gate_event.action}, seq "
-                f"{gate_event.seq}):",
+                "The promotion gate, as the store applied it to the run's evaluation when it "
+                f"registered the version ({where}):",
             ),
             Block(
                 "table",
                 headers=("check", "passed", "value", "limit"),
                 rows=tuple(
-                    (
-                        str(c.get("name")),
-                        "yes" if c.get("passed") else "no",
-                        str(c.get("value")),
-                        str(c.get("limit")),
-                    )
-                    for c in gate_event.payload.get("checks", [])
+                    (c.name, "yes" if c.passed else "no", str(c.value), str(c.limit))
+                    for c in reg.checks
                 ),
             ),
         ]
@@ -320,7 +323,26 @@ def build(records: ModelRecords, now: datetime) -> list[Block]:
                 _agree("trained by", r.trained.actor if r.trained else None, run.author),
             ),
         ),
+        Block(
+            "p",
+            "The store's model registry decides which version is the champion; MLflow's "
+            "aliases and tags mirror it, fact by fact:",
+        ),
+        Block(
+            "table",
+            headers=("fact", "store registry", "MLflow", "verdict"),
+            rows=tuple(
+                (f.item, f.store or "—", f.mlflow or "—", "agree" if f.agrees else "DISAGREE")
+                for f in r.mirror
+                if f.version is None or f.version == r.version
+            ),
+        ),
     ]
+    others = [f for f in r.mirror if not f.agrees and f.version not in (None, r.version)]
+    if others:
+        b.append(
+            Block("list", items=tuple(f.line() for f in others)),
+        )
 
     # 5. limitations
     b += [Block("h2", "5. Limitations"), Block("list", items=tuple(_limitations(r, metrics)))]
@@ -345,8 +367,9 @@ def build(records: ModelRecords, now: datetime) -> list[Block]:
                 f"{'on' if review.blind_first else 'off'}.",
                 "Flag for a second opinion, skip, and undo (a compensating event); contested "
                 "cases (GDPR Art. 22) come first, to another reviewer.",
-                "Four eyes on promotion: a lead who did not train the model approves it, and "
-                "only if the gate passed"
+                "Four eyes on promotion: a lead who did not train the model approves it in "
+                "the store's model registry, and only if the store's gate passed; only the "
+                "champion's predictions, proven by the model's sha256, reach the review queue"
                 + (
                     f" (here: trained by {run.author}, approved by {promoted.actor})."
                     if promoted
@@ -387,7 +410,7 @@ def build(records: ModelRecords, now: datetime) -> list[Block]:
         Block(
             "table",
             headers=("audit seq", "time", "event", "version", "by", "run", "detail"),
-            rows=tuple(_change_row(e, r.model_events) for e in r.model_events),
+            rows=tuple(_change_row(e) for e in r.model_events),
         ),
     ]
     metric = f"holdout_{s.gate.metric}"
@@ -499,25 +522,30 @@ def _limitations(r: ModelRecords, metrics: dict[str, float]) -> list[str]:
     return out
 
 
-def _change_row(e: AuditEvent, events: list[AuditEvent]) -> tuple[str, ...]:
+def _state(record: ModelRecord | None) -> str:
+    if record is None:
+        return "not registered in the store (MLflow only)"
+    shadow = ", allowed for shadow scoring" if record.shadow else ""
+    by = f" (decided by {record.decided_by})" if record.decided_by else ""
+    return f"{record.state}{shadow}{by}"
+
+
+def _change_row(e: AuditEvent) -> tuple[str, ...]:
     p = e.payload
-    version = str(p.get("version", ""))
-    if e.action == "model.trained":
-        match = next(
-            (
-                x
-                for x in events
-                if x.payload.get("run_id") == e.object_id and x.payload.get("version")
-            ),
-            None,
-        )
-        version = str(match.payload["version"]) if match else "—"
+    version = e.object_id.rpartition("/v")[2] if e.action.startswith("model.") else ""
+    if e.action == TRAINED_EVENT:
+        model = str(p.get("model") or "")
+        version = model.rpartition("/v")[2] if model else "—"
     detail = {
-        "model.trained": f"gate {p.get('gate')}, snapshot {p.get('snapshot_sha256', '')}",
-        "model.challenger": "passed the gate; awaiting a lead's approval",
-        "model.gate_failed": "rejected by the gate; champion unchanged",
-        "model.promoted": f"champion (previous: {p.get('previous_version') or 'none'}), "
+        TRAINED_EVENT: f"gate {p.get('gate')}, snapshot {p.get('snapshot_sha256', '')}",
+        "model.registered": f"registered: the store's gate {p.get('gate')}, now {p.get('state')}"
+        + (f" (superseded {p['superseded']})" if p.get("superseded") else ""),
+        "model.rejected": f"rejected by {p.get('approver')}",
+        "model.promoted": f"champion (previous: {p.get('previous_champion') or 'none'}), "
         f"approved by {p.get('approver')}",
+        "model.shadow_allowed": "allowed for shadow scoring",
+        "model.shadow_ended": "shadow scoring ended",
+        "model.use_refused": f"predictions refused ({p.get('reason')})",
     }.get(e.action, "")
-    run = str(p.get("run_id") or (e.object_id if e.action == "model.trained" else "—"))
+    run = str(p.get("run_id") or (e.object_id if e.action == TRAINED_EVENT else "—"))
     return (str(e.seq), _when(e.ts), e.action, version or "—", e.actor, run, detail)

@@ -4,7 +4,8 @@ An Annex IV-style document and model card (EU AI Act Art. 11), written as Markdo
 offline HTML page (images embedded, nothing fetched) into ``<workspace>/docs/``, with its
 figures next to them:
 
-- ``model_records.gather``: the facts, read from the version's MLflow run and the audit log;
+- ``model_records.gather``: the facts, read from the store's model registry, the version's
+  MLflow run (and where MLflow's registry disagrees with the store's) and the audit log;
 - ``model_card.build``: the text, as blocks, every number as recorded;
 - ``document.to_markdown`` / ``to_html``: the two renderings of the same blocks.
 """
@@ -32,6 +33,8 @@ class WrittenDocs:
     html: Path
     images: tuple[Path, ...]
     version: str
+    #: Where MLflow's aliases and tags disagree with the store's registry (one line each).
+    disagreements: tuple[str, ...] = ()
 
 
 def write_model_docs(
@@ -65,4 +68,10 @@ def write_model_docs(
     page = out_dir / f"model-{records.version}.html"
     md.write_text(markdown, encoding="utf-8")
     page.write_text(page_html, encoding="utf-8")
-    return WrittenDocs(markdown=md, html=page, images=tuple(images), version=records.version)
+    return WrittenDocs(
+        markdown=md,
+        html=page,
+        images=tuple(images),
+        version=records.version,
+        disagreements=tuple(f.line() for f in records.mirror if not f.agrees),
+    )

@@ -1,6 +1,8 @@
-"""What the documentation of a model version says, read from the records: the version's
-MLflow run (params, metrics, tags, the subgroup table it logged) and the audit log (its
-training, snapshot, ingests, decisions, promotion, halts and checkpoints).
+"""What the documentation of a model version says, read from the records: the version in
+the store's model registry (state, author, the store's gate verdict, approver), the
+version's MLflow run (params, metrics, tags, the subgroup table it logged), where MLflow's
+registry disagrees with the store's, and the audit log (its training, snapshot, ingests,
+decisions, promotion, halts and checkpoints).
 
 Read only: nothing is written to the store, MLflow or the workspace.
 """
@@ -13,15 +15,16 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from hilt.pipelines.compliance.lineage import all_events, snapshot_created
+from hilt.pipelines.compliance.lineage import TRAINED_EVENT, all_events, snapshot_created
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.tracking.tags import SUBGROUP_ARTIFACT
 from hilt.pipelines.store import Store
-from hilt.pipelines.store.records import AuditEvent, AuditQuery
+from hilt.pipelines.store.records import AuditEvent, AuditQuery, ModelRecord
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
+    from hilt.pipelines.loop.tracking.mirror import MirrorFact
     from hilt.pipelines.loop.tracking.runs import RunRecord
 
 
@@ -54,17 +57,25 @@ def reader_store(ws: Workspace) -> Store:
 
 @dataclass(frozen=True)
 class ModelRecords:
-    """Everything the document says, as read from MLflow and the audit log."""
+    """Everything the document says, as read from the store's registry, MLflow and the
+    audit log."""
 
     settings: Settings
     registered: str
     version: str
     label: str
     run: RunRecord
+    #: The version in the store's model registry (None: MLflow has it, the store does not).
+    registry: ModelRecord | None
+    #: MLflow's aliases of the registered model (a mirror of the store's registry).
     aliases: dict[str, str]
+    #: The store's registry and MLflow's mirror of it, fact by fact (``mirror.facts``).
+    mirror: list[MirrorFact]
     subgroups: pl.DataFrame | None
     head_seq: int
+    #: The model events of the registered model's versions and the runs' ``run.trained``.
     model_events: list[AuditEvent]
+    #: The training run's ``run.trained`` event.
     trained: AuditEvent | None
     run_events: list[AuditEvent]
     snapshot_event: AuditEvent | None
@@ -80,32 +91,45 @@ def gather(ws: Workspace, version_text: str, store: Store) -> ModelRecords:
     from hilt.pipelines.loop.tracking.artifacts import download_run_artifact
     from hilt.pipelines.loop.tracking.client import TrackingError, configure
     from hilt.pipelines.loop.tracking.environment import registered_model_name
-    from hilt.pipelines.loop.tracking.registry import aliases, version_run_id
+    from hilt.pipelines.loop.tracking.mirror import version_of
+    from hilt.pipelines.loop.tracking.registry import (
+        aliases,
+        registry_facts,
+        version_run_id,
+    )
     from hilt.pipelines.loop.tracking.runs import run_info
 
     settings = ws.settings()
     configure(ws, settings=settings)
     registered = registered_model_name(settings)
     version = parse_version(version_text, settings, registered)
-    try:
-        run_id = version_run_id(settings, version)
-    except TrackingError:
-        raise InputError(f"{registered} has no registered version {version}") from None
-    if run_id is None:
-        raise InputError(f"version {version} of {registered} names no MLflow run")
-    run = run_info(run_id)
     label = f"{registered}/v{version}"
+    models = store.models()
+    record = next((m for m in models if m.model == label), None)
+    try:
+        mlflow_run_id = version_run_id(settings, version)
+    except TrackingError:
+        mlflow_run_id = None
+    run_id = record.run_id if record is not None else mlflow_run_id
+    if run_id is None:
+        raise InputError(f"{registered} has no registered version {version}")
+    run = run_info(run_id)
     with tempfile.TemporaryDirectory(prefix="hilt-docs-") as tmp:
         csv = download_run_artifact(run_id, SUBGROUP_ARTIFACT, tmp)
         subgroups = pl.read_csv(csv, infer_schema=False) if csv is not None else None
     head = store.audit_head().seq
+    mine = [m for m in models if version_of(m.model, registered) is not None]
+    runs = {m.run_id for m in mine} | {run_id}
     all_model = [
         e
         for e in all_events(store, action="model.", max_seq=head)
-        if e.object_id.startswith(registered + "/v") or e.action == "model.trained"
+        if e.object_id.startswith(registered + "/v")
     ]
+    for rid in sorted(runs):
+        all_model += all_events(store, object_id=rid, action=TRAINED_EVENT, max_seq=head)
+    all_model.sort(key=lambda e: e.seq)
     trained = next(
-        (e for e in all_model if e.action == "model.trained" and e.object_id == run_id), None
+        (e for e in all_model if e.action == TRAINED_EVENT and e.object_id == run_id), None
     )
     snapshot_event = None
     ingests: list[AuditEvent] = []
@@ -119,25 +143,20 @@ def gather(ws: Workspace, version_text: str, store: Store) -> ModelRecords:
     for e in all_events(store, action="decision.record", model_version=label):
         a = str(e.payload.get("action"))
         by_action[a] = by_action.get(a, 0) + 1
-    # Every registered version's run, for the change log's metric history.
-    versions = sorted(
-        {str(e.payload["version"]) for e in all_model if e.payload.get("version")}, key=int
-    )
-    history = []
-    for v in versions:
-        rid = next(
-            (str(e.payload["run_id"]) for e in all_model if str(e.payload.get("version")) == v),
-            None,
-        )
-        if rid:
-            history.append((v, dict(run_info(rid).metrics)))
+    # Every version the store registered, by its run, for the change log's metric history.
+    history = [
+        (str(version_of(m.model, registered)), dict(run_info(m.run_id).metrics))
+        for m in sorted(mine, key=lambda m: int(version_of(m.model, registered) or 0))
+    ]
     return ModelRecords(
         settings=settings,
         registered=registered,
         version=version,
         label=label,
         run=run,
+        registry=record,
         aliases=aliases(settings),
+        mirror=registry_facts(settings, models),
         subgroups=subgroups,
         head_seq=head,
         model_events=all_model,

@@ -179,6 +179,27 @@ def register(settings: Settings) -> list[ProcessingEntry]:
             reviewers,
         ),
         t(
+            "shadow_predictions",
+            "the output of a model version a lead allowed to score in the shadow (compared "
+            "with the champion's; never shown to reviewers, never queued)",
+            case_basis,
+            APPLICANTS,
+            "score, label, per-feature contributions, model version",
+            _days(r.predictions_days),
+            "data scientists, leads",
+        ),
+        t(
+            "models",
+            "the model registry: which version may score, who trained and who approved it "
+            "(EU AI Act Arts. 14, 17)",
+            OVERSIGHT_BASIS,
+            STAFF,
+            "version, model sha256, run id, author, the gate's verdict on the holdout "
+            "metrics (aggregates, no rows), state, the approving lead",
+            "life of the workspace",
+            "every role",
+        ),
+        t(
             "decisions",
             "the human decision on each case (EU AI Act Art. 14)",
             OVERSIGHT_BASIS,

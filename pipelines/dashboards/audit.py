@@ -391,7 +391,18 @@ def steps(lineage: lin.Lineage) -> list[LineageStep]:
         facts += [(e.action, f"seq {e.seq} by {e.actor} at {e.ts}") for e in m.events]
         facts.append(("model sha256", _short(m.model_sha256)))
         facts.append(("champion when decided", m.champion_at_decision or "none"))
-        out.append(LineageStep("Model version", tuple(facts), "ok" if m.events else "warning"))
+        reg = m.registry
+        facts.append(
+            (
+                "in the store's model registry now",
+                f"{reg.state}, trained by {reg.author}"
+                + (f", decided by {reg.decided_by}" if reg.decided_by else "")
+                if reg is not None
+                else "not registered",
+            )
+        )
+        known = bool(m.events) and reg is not None
+        out.append(LineageStep("Model version", tuple(facts), "ok" if known else "warning"))
     r = lineage.training_run
     if r is not None:
         params = ", ".join(f"{k}={v}" for k, v in sorted(r.parameters.items())) or "defaults"

@@ -6,23 +6,22 @@ looking by the same chain as the review dashboard (``X-Forwarded-User`` passed b
 returns a ``StoreOversightBackend`` for the widgets or a ``Refusal`` to show instead.
 
 Start-up reads the store only (the oversight report: SQL over the store's own tables).
-The challenger / champion comparison reads MLflow, which costs seconds to import: it is
-loaded when the lead asks for it, and Approve / Reject call the very functions `hilt
-promote` and `hilt reject` call (four eyes: not the run's author).
+The challenger / champion comparison reads the store's model registry (the metrics the
+store's gate was applied to, its checks, the author) and MLflow for the subgroup tables,
+which costs seconds to import: it is loaded when the lead asks for it. Approve / Reject call
+the very functions `hilt promote` and `hilt reject` call: the store decides (lead role, four
+eyes: not the model's author, the challenger), then MLflow's aliases follow.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import Mapping
-from typing import Any
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.dashboards.access import DashboardBackend, DashboardDoor, open_dashboard
 from hilt.pipelines.dashboards.review import review_config, review_item
-from hilt.pipelines.errors import HiltError
 from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import OversightReport
 from hilt.pipelines.workspace import Workspace
@@ -128,13 +127,6 @@ def overview_of(
     )
 
 
-def _metric(metrics: Mapping[str, float], name: str) -> float | None:
-    value = metrics.get(f"holdout_{name}")
-    if value is None or value != value:  # NaN
-        return None
-    return float(value)
-
-
 class StoreOversightBackend(DashboardBackend):
     """An OversightBackend for one lead, on any Store (embedded or service client)."""
 
@@ -185,50 +177,37 @@ class StoreOversightBackend(DashboardBackend):
         return self.system_status()
 
     def comparison(self) -> ModelComparison | None:
+        """The store's challenger against its champion: the metrics on the same holdout and
+        the gate's checks as the store recorded them when it registered the challenger; the
+        subgroup rates and the figure from the runs' MLflow artifacts."""
+        from hilt.pipelines.loop.model_registry import champion as store_champion
+
+        challenger = next((m for m in self.store.models() if m.state == "challenger"), None)
+        if challenger is None:
+            return None
+        champion = store_champion(self.store)
         # MLflow's INFO lines (creating its tables) are not for the dashboard's kernel log.
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         from hilt.pipelines.loop.plots import comparison_figure, png_bytes
-        from hilt.pipelines.loop.tracking.artifacts import run_artifact_text
         from hilt.pipelines.loop.tracking.client import configure
-        from hilt.pipelines.loop.tracking.registry import (
-            challenger_version,
-            champion_version,
-            version_run_id,
-        )
-        from hilt.pipelines.loop.tracking.runs import run_info
-        from hilt.pipelines.loop.tracking.tags import TAG_GATE
+        from hilt.pipelines.loop.tracking.environment import registered_model_name
+        from hilt.pipelines.loop.tracking.mirror import short_name
         from hilt.pipelines.store.gate import LOWER_IS_BETTER
 
         settings = self.settings
         configure(self.workspace, settings=settings)
-        challenger = challenger_version(settings)
-        if challenger is None:
-            return None
-        champion = champion_version(settings)
-        run_id = version_run_id(settings, challenger)
-        if run_id is None:
-            raise HiltError(f"challenger version {challenger} names no run")
-        run = run_info(run_id)
-        champ_run_id = version_run_id(settings, champion) if champion else None
-        champ = run_info(champ_run_id) if champ_run_id else None
+        registered = registered_model_name(settings)
+        evaluation = challenger.evaluation
+        theirs = evaluation.champion_metrics or {}
         metrics = tuple(
-            MetricRow(
-                name,
-                _metric(run.metrics, name),
-                _metric(champ.metrics, name) if champ else None,
-            )
+            MetricRow(name, evaluation.metrics.get(name), theirs.get(name) if champion else None)
             for name in COMPARED_METRICS
-            if f"holdout_{name}" in run.metrics
+            if name in evaluation.metrics
         )
-        gate_text = run_artifact_text(run_id, "evaluation/gate.json")
-        checks: tuple[GateCheckView, ...] = ()
-        if gate_text:
-            data: dict[str, Any] = json.loads(gate_text)
-            checks = tuple(
-                GateCheckView(str(c["name"]), bool(c["passed"]), str(c.get("explanation", "")))
-                for c in data.get("checks", [])
-            )
-        subgroups = self._subgroups(run_id, champ_run_id)
+        checks = tuple(GateCheckView(c.name, c.passed, c.explanation) for c in challenger.checks)
+        subgroups = self._subgroups(challenger.run_id, champion.run_id if champion else None)
+        version = short_name(challenger.model, registered)
+        champion_version = short_name(champion.model, registered) if champion else None
         figure = png_bytes(
             comparison_figure(
                 [
@@ -240,19 +219,18 @@ class StoreOversightBackend(DashboardBackend):
                     for m in metrics
                 ],
                 [(f"{s.attribute}: {s.group}", s.challenger, s.champion) for s in subgroups],
-                challenger_label=f"challenger v{challenger}",
-                champion_label=f"champion v{champion}" if champion else "champion (none)",
+                challenger_label=f"challenger v{version}",
+                champion_label=f"champion v{champion_version}" if champion else "champion (none)",
             )
         )
-        me = self.lead().name
-        author = run.author
-        mine = author == me
+        run_id = challenger.run_id
+        mine = challenger.author == self.lead().name
         return ModelComparison(
             run_id=run_id,
-            challenger_version=challenger,
-            champion_version=champion,
-            author=author,
-            gate=run.tags.get(TAG_GATE),
+            challenger_version=version,
+            champion_version=champion_version,
+            author=challenger.author,
+            gate=challenger.gate,
             metrics=metrics,
             checks=checks,
             subgroups=subgroups,
@@ -303,6 +281,7 @@ class StoreOversightBackend(DashboardBackend):
             message=(
                 f"Approved: version {p.version} is the champion now (trained by {p.author}, "
                 f"approved by {p.approver}; audit seq {p.audit_seq})."
+                + _mirror_note(p.mirror_problem)
             ),
         )
 
@@ -317,9 +296,17 @@ class StoreOversightBackend(DashboardBackend):
             audit_seq=r.audit_seq,
             message=(
                 f"Rejected: version {r.version} is no longer the challenger (audit seq "
-                f"{r.audit_seq})."
+                f"{r.audit_seq})." + _mirror_note(r.mirror_problem)
             ),
         )
+
+
+def _mirror_note(problem: str | None) -> str:
+    return (
+        f" MLflow's aliases were not updated ({problem}); the store's registry decided."
+        if problem
+        else ""
+    )
 
 
 #: Who may open the oversight dashboard, and what the others are told.

@@ -7,7 +7,9 @@
 2. splits the data set into history (the first 70 %, outcomes known), ingested, and new
    applications (the rest, outcomes withheld), written to ``incoming/`` in the workspace;
 3. retrains on the history as the config's first data scientist (the retraining notebook,
-   MLflow) and, if the gate passed, has a lead who did not train the model promote it;
+   MLflow, the store's registry) and has a lead who did not train the model promote it
+   through the store (if the store's gate rejects it, the demo stops: only a champion
+   scores);
 4. scores the new applications into the review queue (the scoring notebook), then shreds
    their clear file: their rows are in the store now, personal data sealed;
 5. adds gold cases scored by the champion;
@@ -118,9 +120,9 @@ def set_up_demo(
     """Set up the demo workspace ``ws`` from the use-case ``config`` and the labelled
     ``data`` set, as far as it is not set up yet (see the module doc)."""
     from hilt.pipelines.loop import promotion, runner
+    from hilt.pipelines.loop.model_registry import champion
     from hilt.pipelines.loop.oversight import add_gold_with_champion
     from hilt.pipelines.loop.tracking.client import configure
-    from hilt.pipelines.loop.tracking.registry import champion_version
     from hilt.pipelines.store import Identity, open_store_as
     from hilt.pipelines.store.create import create_workspace
     from hilt.pipelines.store.ops.removal import shred_file
@@ -151,21 +153,21 @@ def set_up_demo(
             frame.slice(cut).drop(settings.target.column).write_csv(incoming)
             done(HistoryLoaded(history.rows, frame.height - cut, incoming))
         configure(ws, settings=settings)
-        version = champion_version(settings)
-        if version is None:
+        if champion(store) is None:
             trained = runner.execute(ws, runner.RunRequest("retrain", {}, author=author))
             done(Retrained(trained))
-            if trained.gate == "passed":
-                done(Promoted(promotion.promote(ws, trained.run_id, approver)))
-            else:
-                # The demo scores with the rejected model anyway.
-                version = trained.version
+            if trained.gate != "passed":
+                raise InputError(
+                    f"the store's gate rejected the first model (run {trained.run_id}, notebook "
+                    f"{trained.notebook}): only a champion scores into the review queue"
+                )
+            done(Promoted(promotion.promote(ws, trained.run_id, approver)))
         if store.counts()["predictions"] == 0 and incoming.exists():
-            params = {"input_path": str(incoming), "model_version": version or ""}
+            params = {"input_path": str(incoming), "model_version": ""}
             done(Scored(runner.execute(ws, runner.RunRequest("score", params, author=author))))
             # Its rows are in the store now, personal data sealed; no clear copy stays behind.
             shred_file(incoming)
-        if store.counts()["gold_cases"] == 0 and champion_version(settings):
+        if store.counts()["gold_cases"] == 0 and champion(store) is not None:
             done(GoldAdded(add_gold_with_champion(ws, DEMO_GOLD_CASES, author)))
         waiting = store.queue_status().waiting
         tokens = [IssuedToken(author, "admin", store.add_user(author, "admin").token)]

@@ -51,7 +51,9 @@ def add_gold_cases(
     store: Store, settings: Settings, model: TrainedModel, model_version: str, count: int
 ) -> GoldResult:
     """Score holdout candidates with ``model``, choose ``count`` of them (``choose_gold``)
-    and make them gold cases with the model's predictions, in one store transaction."""
+    and make them gold cases with the model's predictions, in one store transaction; the
+    store takes them only from its champion ``model_version``, proven by the model's
+    sha256."""
     from hilt.pipelines.loop.scoring import predictions_frame
 
     if count < 1:
@@ -70,11 +72,13 @@ def add_gold_cases(
     frame = predictions_frame(model, cases, settings)
     predicted = dict(zip(frame["case_id"].to_list(), frame["label"].to_list(), strict=True))
     chosen = choose_gold(candidates, truth, predicted, count, settings.oversight.gold_error_share)
-    return store.add_gold(model_version, frame.filter(pl.col("case_id").is_in(chosen)))
+    chosen_frame = frame.filter(pl.col("case_id").is_in(chosen))
+    return store.add_gold(model_version, chosen_frame, model.model_sha256())
 
 
 def add_gold_with_champion(ws: Workspace, count: int, as_user: str | None = None) -> GoldResult:
-    """`hilt gold add`: the champion scores the gold set (refused while halted)."""
+    """`hilt gold add`: the store's champion, loaded from MLflow, scores the gold set
+    (refused while halted)."""
     from hilt.pipelines.loop.runner import open_run_store, refuse_if_halted
     from hilt.pipelines.loop.steps.score import load_model
     from hilt.pipelines.loop.tracking.client import configure
@@ -84,7 +88,7 @@ def add_gold_with_champion(ws: Workspace, count: int, as_user: str | None = None
         refuse_if_halted(store, "adding gold cases")
         settings = ws.settings()
         configure(ws, settings=settings)
-        champion = load_model(settings)
+        champion = load_model(store, settings)
         return add_gold_cases(store, settings, champion.model, champion.label, count)
     finally:
         store.close()

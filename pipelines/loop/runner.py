@@ -7,7 +7,10 @@ everything an auditor needs:
    papermill infers them from ``name: type = value  # help``) and, for retraining, by
    ``TrainParams``; bad → InputError (exit 2): no MLflow run, no audit event, no notebook;
 2. the store is opened as the run's author (``open_run_store``) and a halted system refuses
-   the run (``SystemHalted``, exit 4), audited as ``run.refused``;
+   the run (``SystemHalted``, exit 4), audited as ``run.refused``; so does, for scoring, a
+   model the store's registry does not let score (``ScoringRefused``, exit 2): not the
+   champion and not allowed for shadow scoring, no champion at all, or a model in MLflow
+   whose sha256 is not the one the store registered;
 3. the MLflow run is created (author and provenance tags) and ``run.started`` is audited with
    the parameters and the template's sha256;
 4. papermill executes the template on the ``python3`` kernel (the project's venv), with the
@@ -16,7 +19,9 @@ everything an auditor needs:
 5. success: the executed notebook (and its HTML) is logged to the run, the run is finished and
    ``run.finished`` is audited with the notebook's sha256. Failure: the partial notebook is
    kept (and logged), the MLflow run is marked FAILED, ``run.failed`` is audited with the
-   notebook's sha256 and the error's class, and ``RunFailed`` is raised (exit 1).
+   notebook's sha256 and the error's class, and ``RunFailed`` is raised (exit 1; exit 4 when
+   a halt stopped it, exit 2 when the store refused what it did, e.g. predictions of a model
+   whose sha256 is not the one registered).
 
 Importing this module imports neither papermill nor mlflow.
 """
@@ -40,6 +45,7 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import (
     HiltError,
     InputError,
+    PermissionDeniedError,
     SystemHalted,
 )
 from hilt.pipelines.loop.digests import file_sha256
@@ -235,6 +241,41 @@ def open_run_store(ws: Workspace, author: str | None = None) -> tuple[Store, str
 _REFUSED = {"retrain": "retraining", "score": "scoring"}
 
 
+class ScoringRefused(PermissionDeniedError):
+    """The store's model registry lets the version a scoring run names (or, naming none,
+    its champion: there is none) add no predictions; nothing ran."""
+
+    kind = "scoring-refused"
+
+
+def _refuse_and_record_if_model_may_not_score(
+    ws: Workspace, store: Store, settings: Settings, typed: Mapping[str, Any]
+) -> None:
+    """A scoring run whose model the store's registry does not let score (not registered,
+    rejected, a challenger not allowed for shadow scoring, ...; or no champion), or whose
+    model in MLflow is not the one the store registered (its sha256), is refused before
+    anything is ingested, audited as ``run.refused`` with the model and why. (The store
+    decides again, sha256 included, when the predictions arrive.)"""
+    from hilt.pipelines.loop.steps.score import load_model, may_score, not_the_registered_model
+    from hilt.pipelines.loop.tracking.client import configure
+    from hilt.pipelines.loop.tracking.environment import registered_model_name
+
+    version = str(typed.get("model_version") or "")
+    refusal = may_score(store.models(), registered_model_name(settings), version)
+    if refusal is None:
+        configure(ws, settings=settings)
+        refusal = not_the_registered_model(load_model(store, settings, version))
+    if refusal is None:
+        return
+    store.record_event(
+        "run.refused",
+        "run",
+        f"score-{utc_stamp()}",
+        {"kind": "score", "reason": "model", "model": refusal.model, "state": refusal.state},
+    )
+    raise ScoringRefused(f"scoring refused: {refusal.message}; nothing was ingested or scored")
+
+
 def refuse_if_halted(store: Store, what: str = "the run") -> None:
     """SystemHalted ("<what> refused: the system is halted (by <lead> at <time>, audit seq
     <n>); ...") while a lead's halt holds. The halt's reason is not repeated (free text)."""
@@ -341,6 +382,8 @@ def execute(ws: Workspace, request: RunRequest) -> RunResult:
     store, author = open_run_store(ws, request.author)
     try:
         _refuse_and_record_if_halted(store, request.kind)
+        if request.kind == "score":
+            _refuse_and_record_if_model_may_not_score(ws, store, settings, typed)
         return _execute(ws, settings, store, author, request, template, typed, started)
     finally:
         store.close()

@@ -5,9 +5,10 @@ first model.
   ``Store.add_predictions``;
 - ``score_into_queue``: read cases from the store, score them, add the predictions (the
   cases then wait in the review queue);
-- ``train_first_model`` and ``demo_first_model``: until the retraining notebook produces a
-  champion, ``hilt demo`` trains a first model on 70 % of the seed-labelled cases and puts
-  the other 30 % in front of the reviewers.
+- ``train_first_model`` and ``demo_first_model``: a first model trained on 70 % of the
+  seed-labelled cases, registered in the store and approved by a lead, that puts the other
+  30 % in front of the reviewers (for tests and benchmarks that need a real champion
+  without the retraining notebook).
 
 Importing this module does not import xgboost (``hilt.pipelines.loop.model`` loads it on first use).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -30,7 +32,7 @@ from hilt.pipelines.store.records import IngestResult
 
 #: Decimal places kept of each contribution in a stored explanation.
 EXPLANATION_DECIMALS = 6
-#: Prefix of the demo model's version: "demo-" + the first 12 hex digits of its sha256.
+#: Prefix of the demo model's name: "demo-" + the first 12 hex digits of its sha256.
 DEMO_VERSION_PREFIX = "demo-"
 
 
@@ -114,38 +116,90 @@ def score_into_queue(
     model_version: str,
 ) -> IngestResult:
     """Score the named cases of the store with ``model`` and add the predictions as
-    ``model_version``; the cases then wait in the review queue."""
+    ``model_version`` (the store's champion, proven by the model's sha256); the cases then
+    wait in the review queue."""
     if not case_ids:
         raise InputError("no case ids to score")
     wanted = sorted(set(case_ids))
     cases = store.case_frame(wanted)
     if cases.height != len(wanted):
         raise NotFoundError(f"{len(wanted) - cases.height} of {len(wanted)} case ids are unknown")
-    return store.add_predictions(model_version, predictions_frame(model, cases, settings))
+    frame = predictions_frame(model, cases, settings)
+    return store.add_predictions(model_version, frame, model.model_sha256())
 
 
 def model_version_of(model: TrainedModel, prefix: str = DEMO_VERSION_PREFIX) -> str:
-    """A version named by the model's content: prefix + the first 12 hex of its sha256."""
+    """A name made of the model's content: prefix + the first 12 hex of its sha256."""
     return prefix + model.model_sha256()[:12]
 
 
-def demo_first_model(store: Store, settings: Settings, models_dir: Path) -> str:
-    """The demo's first model: train on 70 % of the seed-labelled cases, save it under
-    ``models_dir/<version>/``, score the other 30 % into the review queue. Returns the
-    version ("demo-" + 12 hex of the model's sha256).
+@dataclass(frozen=True)
+class FirstModel:
+    """The demo's first model, registered in the store and approved by a lead."""
 
-    Training is deterministic, so a re-run finds the same version; an existing saved model
-    of that version is kept if its hash matches (ModelError if it does not). Each call adds
-    the batch's predictions again: call it once per workspace.
-    """
-    model, review_ids = train_first_model(store, settings)
-    version = model_version_of(model)
-    target = Path(models_dir) / version
+    #: "demo-<12 hex of its sha256>/v1": the champion of the store's registry.
+    model: str
+    model_sha256: str
+    #: Where it is saved (``TrainedModel.load``).
+    path: Path
+
+
+def demo_first_model(
+    author: Store, lead: Store, settings: Settings, models_dir: Path
+) -> FirstModel:
+    """The demo's first model: train on 70 % of the seed-labelled cases, save it under
+    ``models_dir/<name>/``, register it in the store's model registry as ``author`` (a data
+    scientist or admin) with its evaluation on a snapshot the store makes, have ``lead`` (a
+    lead who did not train it) approve it, and score the other 30 % into the review queue.
+
+    A stand-in until the retraining notebook makes a champion (for tests and benchmarks
+    that need a real model; `hilt demo` runs the real loop): the store applies its gate to
+    the evaluation, on the store's holdout, which overlaps the cases this model was trained
+    on, so its metrics are optimistic. The store must have no champion yet, or this very
+    model (InputError otherwise).
+
+    Training is deterministic, so a re-run finds the same model, already registered and
+    approved; an existing saved model of that name is kept if its hash matches (ModelError
+    if it does not). Each call adds the batch's predictions again: call it once per
+    workspace."""
+    from hilt.pipelines.loop.model_registry import champion
+    from hilt.pipelines.loop.steps.retrain import evaluate
+    from hilt.pipelines.loop.steps.training_data import load_dataset, take_snapshot
+    from hilt.pipelines.store.records import ModelEvaluation
+
+    model, review_ids = train_first_model(author, settings)
+    name = model_version_of(model)
+    label = f"{name}/v1"
+    sha = model.model_sha256()
+    target = Path(models_dir) / name
     if target.exists() and any(target.iterdir()):
         saved = TrainedModel.load(target)
-        if saved.model_sha256() != model.model_sha256():
+        if saved.model_sha256() != sha:
             raise ModelError(f"{target}: holds a different model than the one just trained")
     else:
         model.save(target)
-    score_into_queue(store, model, review_ids, settings, version)
-    return version
+    current = champion(author)
+    if current is None:
+        dataset = load_dataset(take_snapshot(author), settings)
+        measured = evaluate(model, dataset, settings)
+        record = author.register_model(
+            label,
+            sha,
+            f"first-model-{name}",
+            ModelEvaluation(
+                snapshot_sha256=dataset.snapshot.sha256,
+                metrics={k: None if math.isnan(v) else v for k, v in measured.metrics.items()},
+                gaps={k: None if math.isnan(v) else v for k, v in measured.gaps.items()},
+            ),
+        )
+        if record.gate != "passed":
+            failed = "; ".join(c.explanation for c in record.checks if not c.passed)
+            raise InputError(f"the store's gate rejected the first model {label}: {failed}")
+        lead.promote_model(label)
+    elif current.model != label:
+        raise InputError(
+            f"the store has a champion already ({current.model}): the first model is for a "
+            "store without one"
+        )
+    score_into_queue(author, model, review_ids, settings, label)
+    return FirstModel(label, sha, target)

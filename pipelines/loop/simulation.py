@@ -11,11 +11,13 @@ reviewers know). Then, round by round:
    the same store API as the review panel, and answers from the true label, wrong with
    probability ``reviewer_error``: accept when the model agrees, otherwise override;
 3. the retraining notebook runs (papermill, MLflow, gate) on a snapshot of the store;
-4. a simulated lead, who is not the run's author, promotes the challenger if it passed the gate.
+4. a simulated lead, who is not the run's author, promotes the challenger through the store
+   if the store's gate passed it.
 
-Round 0 is the first model, trained on the seed alone. The holdout AUC of each round's model is
-read from its MLflow run. Everything runs through the real store, notebooks and registry, so
-the simulation is as slow as a few real retraining runs.
+Round 0 is the first model, trained on the seed alone; only the store's champion scores, so
+if the gate rejects it the simulation stops there (InputError). The holdout AUC of each
+round's model is read from its MLflow run. Everything runs through the real store, notebooks
+and registry, so the simulation is as slow as a few real retraining runs.
 """
 
 from __future__ import annotations
@@ -141,10 +143,10 @@ def simulate(
 ) -> SimulationResult:
     """Run the loop; returns one result per round (round 0: the model from the seed)."""
     from hilt.pipelines.loop import promotion, runner
+    from hilt.pipelines.loop.model_registry import champion
     from hilt.pipelines.loop.scoring import score_into_queue
     from hilt.pipelines.loop.steps import score as batch_scoring
     from hilt.pipelines.loop.tracking.client import configure
-    from hilt.pipelines.loop.tracking.registry import champion_version
 
     sim.check()
     if workspace.exists():
@@ -185,13 +187,11 @@ def simulate(
     reason = next(iter(settings.review.reason_codes))
     reviewed = 0
     decided: set[str] = set()
-    #: The model that scores: the champion, or while there is none (the gate refused the
-    #: first models) the latest registered version, so that the loop can go on.
-    scoring_version = ""
     for round_no in range(sim.rounds + 1):
         if round_no > 0:
+            # Only the store's champion scores into the review queue.
             waiting = [c for c in truth if c not in decided]
-            model = batch_scoring.load_model(settings, scoring_version)
+            model = batch_scoring.load_model(operator, settings)
             score_into_queue(operator, model.model, waiting, settings, model.label)
             for _ in range(sim.batch):
                 leased = reviewer.next_case(sim.strategy)
@@ -222,9 +222,12 @@ def simulate(
         if run.gate == "passed":
             promotion.promote(workspace, run.run_id, APPROVER)
             promoted = True
-            scoring_version = ""
-        elif champion_version(settings) is None and run.version:
-            scoring_version = str(run.version)
+        elif champion(operator) is None:
+            raise InputError(
+                f"round {round_no}: the store's gate rejected the first model (run "
+                f"{run.run_id}) and there is no champion: nothing may score into the review "
+                "queue; try more labelled cases (--seed-fraction) or a smaller holdout"
+            )
         auc = _holdout_auc(run.run_id)
         result.rounds.append(
             RoundResult(round_no, reviewed, auc, run.gate or "unknown", promoted, run.run_id)

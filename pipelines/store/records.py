@@ -301,7 +301,7 @@ class SnapshotRewrite(_Record):
     #: The regenerated file without those rows (None: nothing was left, the file is gone).
     new_name: str | None
     new_sha256: str | None
-    #: Training runs (``model.trained`` events) that used the old file.
+    #: Training runs (``run.trained`` events) that used the old file.
     training_runs: list[str]
 
 

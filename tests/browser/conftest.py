@@ -2,10 +2,10 @@
 
 One `hilt serve` (store service + Voila) per test module, on free loopback ports, over a
 workspace behind a sign-in proxy (the tests play the proxy) with the demo cases and the
-demo's first model (so the review queue holds the scored 30 % of the cases). An admin token
-is issued before the servers start, for reading back what the dashboards wrote. Each test
-opens its own browser context (own cookies, own ``X-Forwarded-User`` header and the proxy's
-secret) and so its own Voila kernel.
+demo's first model, registered and approved (so the review queue holds the scored 30 % of
+the cases). An admin token is issued before the servers start, for reading back what the
+dashboards wrote. Each test opens its own browser context (own cookies, own
+``X-Forwarded-User`` header and the proxy's secret) and so its own Voila kernel.
 
 Never `playwright install`: the tests drive /usr/bin/chromium (Debian's package, installed
 by .ci/run) and are skipped where it is missing.
@@ -74,7 +74,8 @@ def dashboards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboards]
     ws = Workspace.at(root / "ws")
     create_workspace(ws, proxied_config(root))  # many people: behind a sign-in proxy
     operator(ws).ingest_cases(pl.read_csv(CSV, infer_schema=False))
-    demo_first_model(operator(ws), ws.settings(), ws.root / "models")
+    lead = open_store_as(ws, Identity(name="lena"))
+    demo_first_model(operator(ws), lead, ws.settings(), ws.root / "models")
     # Issued before the service starts: the service owns the file from then on.
     admin_token = operator(ws).add_user("dana", "admin").token
     server = start_dashboards(ws, port=free_port(), store_port=free_port())

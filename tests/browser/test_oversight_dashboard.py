@@ -65,9 +65,10 @@ def oversight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oversight]:
     create_workspace(ws, _config(tmp), holdout_salt="oversight-browser")
     op = operator(ws)
     op.ingest_cases(pl.read_csv(CSV, infer_schema=False))
-    version = demo_first_model(op, ws.settings(), ws.root / "models")
-    model = TrainedModel.load(ws.root / "models" / version)
-    add_gold_cases(op, ws.settings(), model, version, 10)
+    first = demo_first_model(
+        op, open_store_as(ws, Identity(name="lena")), ws.settings(), ws.root / "models"
+    )
+    add_gold_cases(op, ws.settings(), TrainedModel.load(first.path), first.model, 10)
     alice, bob = open_store_as(ws, Identity(name="alice")), open_store_as(ws, Identity(name="bob"))
     by_alice: set[str] = set()
     for _ in range(25):  # accepts everything, fast

@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from hilt.pipelines.loop.tracking.environment import tracking_uri
 from hilt.pipelines.loop.tracking.pyfunc import load_model_version
 from hilt.pipelines.loop.tracking.registry import aliases
 from hilt.pipelines.loop.tracking.runs import list_runs, run_info
+from hilt.pipelines.loop.tracking.tags import GATE_ARTIFACT
 from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
@@ -153,16 +155,17 @@ def test_a_run_leaves_its_notebook_mlflow_records_and_audit_events(
         "evaluation/subgroup_metrics.csv",
     }
 
-    # The audit log: start, snapshot, model, challenger, finish.
+    # The audit log: start, snapshot, the store's registration (its gate), the run's
+    # training record, finish.
     events = events_since(ws, before)
     assert [e.action for e in events] == [
         "run.started",
         "snapshot.created",
-        "model.trained",
-        "model.challenger",
+        "model.registered",
+        "run.trained",
         "run.finished",
     ]
-    started, snap, trained, challenger, finished = events
+    started, snap, registered, trained, finished = events
     assert started.actor == "dana" and started.object_id == run_id
     assert started.payload["parameters"] == {"num_boost_round": 60}
     assert started.payload["template_sha256"] == sha256(TEMPLATE)
@@ -173,7 +176,22 @@ def test_a_run_leaves_its_notebook_mlflow_records_and_audit_events(
         "reviewer-accepted": 0,
         "reviewer-corrected": 0,
     }
-    assert challenger.object_id == "hilt-german-credit/v1"
+    assert registered.object_id == trained.payload["model"] == "hilt-german-credit/v1"
+    assert (registered.actor, registered.payload["run_id"]) == ("dana", run_id)
+    assert registered.payload["model_sha256"] == result.model_sha256
+    assert (registered.payload["gate"], registered.payload["state"]) == ("passed", "challenger")
+    assert registered.payload["snapshot_sha256"] == info.snapshot_sha256
+    # The store decided; MLflow's gate artifact and aliases mirror it.
+    [record] = operator(ws).models()
+    assert (record.model, record.state, record.gate) == (
+        "hilt-german-credit/v1",
+        "challenger",
+        "passed",
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        gate = json.loads(Path(client.download_artifacts(run_id, GATE_ARTIFACT, tmp)).read_text())
+    assert gate["passed"] is True
+    assert [c["name"] for c in gate["checks"]] == [c.name for c in record.checks]
     assert finished.payload["notebook_sha256"] == result.notebook_sha256
     assert operator(ws).verify().ok
 
@@ -203,10 +221,13 @@ def test_the_gate_rejects_label_noise_and_the_champion_stays(
     info = run_info(run_id.group(1))
     assert info.tags["hilt.gate"] == "rejected" and info.params["label_noise"] == "0.4"
     actions = [e.action for e in events_since(ws, before)]
-    assert actions[-3:] == ["model.trained", "model.gate_failed", "run.finished"]
-    failed = events_since(ws, before)[-2]
-    assert failed.payload["champion_unchanged"] is True
-    assert any(not c["passed"] for c in failed.payload["checks"])
+    assert actions[-3:] == ["model.registered", "run.trained", "run.finished"]
+    registered = events_since(ws, before)[-3]
+    assert (registered.payload["gate"], registered.payload["state"]) == ("rejected", "rejected")
+    assert any(not c["passed"] for c in registered.payload["checks"])
+    # The store rejected it; its champion is unchanged.
+    states = {m.model: m.state for m in operator(ws).models()}
+    assert states == {"hilt-german-credit/v1": "champion", "hilt-german-credit/v2": "rejected"}
     assert personal_findings(run_notebook(ws, run_id.group(1))) == []
 
 
@@ -253,7 +274,8 @@ def test_reproduce_gives_the_same_model_even_after_new_feedback(
     new = all_cases().slice(LABELLED, 40).drop("risk")
     dana.ingest_cases(new)
     champion = load_model_version(settings, "1")
-    score_into_queue(dana, champion, new["application_id"].to_list(), settings, "x/v1")
+    ids = new["application_id"].to_list()
+    score_into_queue(dana, champion, ids, settings, "hilt-german-credit/v1")
     assert review_some(ws, "alice", 20) == 20
 
     # The old run still reproduces: it trains on its own snapshot file.
@@ -265,13 +287,19 @@ def test_reproduce_gives_the_same_model_even_after_new_feedback(
     info = run_info(fresh.run_id)
     assert info.snapshot_sha256 != run_info(original.run_id).snapshot_sha256
     assert fresh.model_sha256 != original.model_sha256
-    trained = [e for e in events_since(ws, 0) if e.action == "model.trained"]
+    trained = [e for e in events_since(ws, 0) if e.action == "run.trained"]
     assert trained[-1].payload["label_sources"]["reviewer-accepted"] > 0
-    # Reproductions are logged, not registered, and say what they reproduce.
+    # Reproductions are logged, not registered (in MLflow or the store), and say what they
+    # reproduce (in MLflow and in the audit log).
     reproductions = [run for run in list_runs(settings) if run.tags.get("hilt.reproduces")]
     assert len(reproductions) == 2
     assert {run.tags["hilt.reproduces"] for run in reproductions} == {original.run_id}
     assert all(run.versions == () for run in reproductions)
+    ids_of = {run.run_id for run in reproductions}
+    assert not ids_of & {m.run_id for m in operator(ws).models()}
+    said = [e.payload for e in trained if e.object_id in ids_of]
+    assert [(p["reproduces"], p["model"]) for p in said] == [(original.run_id, None)] * 2
+    assert {p["model_sha256"] for p in said} == {original.model_sha256}
 
 
 def test_reproduce_refuses_a_run_whose_snapshot_file_is_gone(

@@ -75,6 +75,11 @@ def test_new_cases_are_scored_by_the_champion_into_the_queue(ws: Workspace, tmp_
     assert info.status == "FINISHED"
     assert info.tags["hilt.kind"] == "score"
     assert info.params["model_version"] == "hilt-german-credit/v1"
+    assert info.params["scored_into"] == "review queue"
+    # The model's sha256, computed from the model loaded from MLflow, is the one the store
+    # registered (the store took the predictions only because it is).
+    [registered] = store.models()
+    assert info.params["model_sha256"] == registered.model_sha256
     assert info.params["input_file"] == "new.csv"
     assert info.metrics["predictions_added"] == 25
     assert info.metrics["predicted_1"] + info.metrics["predicted_0"] == 25
@@ -117,6 +122,40 @@ def test_parquet_by_the_cli_and_duplicate_ids_fail_the_run(ws: Workspace, tmp_pa
     assert events[1].payload["error"] == "ConflictError"
     notebook = run_notebook(ws, events[1].object_id)
     assert personal_findings(notebook) == []
+
+
+def test_a_version_a_lead_allowed_for_shadow_scoring_scores_apart(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """A challenger is not the champion: the store takes its predictions only once a lead
+    allowed it for shadow scoring, and then keeps them apart, never queued for review."""
+    second = train_in_process(ws, "dana", seed=3)
+    assert second.challenger and second.version == "2"
+    v2 = "hilt-german-credit/v2"
+    lena = open_store_as(ws, Identity(name="lena"))
+    lena.allow_shadow(v2, True)
+    try:
+        cases = new_cases_file(tmp_path / "shadow.csv", LABELLED + 250, 12)
+        waiting = operator(ws).queue_status().waiting
+        before = operator(ws).audit_head().seq
+        r = hilt_cli("score", cases, "--workspace", ws.root, "--as", "dana", "--model-version", "2")
+        assert r.returncode == 0, r.stderr
+        assert (
+            f"12 cases ingested, 12 scored by {v2} as shadow predictions (kept apart, never "
+            "queued for review)"
+        ) in r.stdout
+        assert operator(ws).queue_status().waiting == waiting
+        ingests = [e for e in events_since(ws, before) if e.action.startswith("predictions.")]
+        assert [(e.action, e.object_id, e.payload["rows"]) for e in ingests] == [
+            ("predictions.shadow", v2, 12)
+        ]
+        case = operator(ws).get_case(f"APP-{LABELLED + 251:06d}")
+        assert case.predictions == []  # nothing a reviewer would see
+        run_id = events_since(ws, before)[0].object_id
+        assert run_info(run_id).params["scored_into"] == "shadow"
+        assert personal_findings(run_notebook(ws, run_id)) == []
+    finally:
+        lena.allow_shadow(v2, False)
 
 
 def test_halted_refuses_scoring_and_retraining(ws: Workspace, tmp_path: Path) -> None:

@@ -100,7 +100,8 @@ def test_through_the_service_as_the_gateway_on_behalf_of_the_auditor(
     assert panel.integrity.report is not None and panel.integrity.report.ok
     decision = access.recent_decisions(10)[0]
     view = access.lineage(decision.decision_id)
-    assert any("no model events for test-model-1" in p for p in view.problems)
+    # The stand-in model is in the store's registry, but no training run recorded it.
+    assert any("no run.trained event of run run-of-test-model/v1" in p for p in view.problems)
     assert access.events(EventFilter(actor="alice"), 0, 5).total == 6  # 3 leases, 3 decisions
     assert access.explanation(decision.decision_id).verdict == "not-recorded"
     # A reviewer through the same gateway is refused.

@@ -138,7 +138,37 @@ def test_mlflow_agrees_with_the_log(loop: AuditedLoop) -> None:
     lineage = decision_lineage(otto, loop.ws, loop.decision.decision_id)
     checks = crosscheck_mlflow(loop.ws, lineage)
     assert {c.item for c in checks} >= {"model sha256", "snapshot sha256", "author"}
+    # The store's registry, and MLflow's mirror of it.
+    v2 = "hilt-german-credit/v2"
+    by_item = {c.item: c for c in checks}
+    assert {
+        "registry: alias champion",
+        "registry: alias challenger",
+        f"registry: {v2} run",
+        f"registry: {v2} hilt.gate",
+        f"registry: {v2} hilt.model_sha256",
+    } <= set(by_item)
+    assert by_item["registry: alias champion"].audit_log == "2"
+    assert by_item[f"registry: {v2} hilt.gate"].audit_log == "promoted"
     assert [c.item for c in checks if not c.agrees] == []
+
+
+def test_mlflow_aliases_moved_behind_the_stores_back_are_named(
+    loop: AuditedLoop, tmp_path: Path
+) -> None:
+    """Someone points MLflow's champion alias back at version 1: the store's registry (what
+    scores) still names version 2, and the lineage's MLflow check says MLflow disagrees."""
+    from mlflow import MlflowClient
+
+    ws = _copy(loop, tmp_path)
+    otto = open_store_as(ws, Identity(name="otto"))
+    lineage = decision_lineage(otto, ws, loop.decision.decision_id)
+    configure(ws, settings=ws.settings())
+    MlflowClient().set_registered_model_alias("hilt-german-credit", "champion", "1")
+    checks = crosscheck_mlflow(ws, lineage)
+    assert [(c.item, c.audit_log, c.mlflow) for c in checks if not c.agrees] == [
+        ("registry: alias champion", "2", "1")
+    ]
 
 
 def _copy(loop: AuditedLoop, tmp_path: Path) -> Workspace:
@@ -189,8 +219,12 @@ def test_a_decision_without_records_says_what_is_missing(loaded_workspace: Works
     accept = alice.record_decision(DecisionRequest(case_id=leased.case.case_id, action="accept"))
     otto = open_store_as(loaded_workspace, Identity(name="otto"))
     lineage = decision_lineage(otto, loaded_workspace, accept.decision_id)
-    assert any("no model events for test-model-1" in p for p in lineage.problems)
-    assert lineage.training_run is None and lineage.snapshot is None
+    # The stand-in is in the store's registry, but no training run recorded it.
+    assert lineage.model is not None and lineage.model.registry is not None
+    assert any("no run.trained event of run run-of-test-model/v1" in p for p in lineage.problems)
+    run = lineage.training_run
+    assert run is not None and run.status == "not run through `hilt retrain` (no run events)"
+    assert lineage.snapshot is None
     settings = loaded_workspace.settings()
     old = replay_explanation(otto, settings, accept.decision_id)
     assert old.verdict == "not-recorded"
@@ -218,12 +252,7 @@ def test_the_audit_backend_reads_everything_and_writes_nothing(
     assert report.ok and report.summary == f"OK {before[0].seq} events"
     assert report.head_hash == before[0].hash
     page = backend.events(EventFilter(action="model."), 0, 10)
-    assert {r.action for r in page.rows} <= {
-        "model.trained",
-        "model.challenger",
-        "model.promoted",
-        "model.gate_failed",
-    }
+    assert {r.action for r in page.rows} == {"model.registered", "model.promoted"}
     assert page.chart_png.startswith(b"\x89PNG")
     view = backend.lineage(loop.decision.decision_id)
     assert view.problems == ()

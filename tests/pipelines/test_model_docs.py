@@ -103,6 +103,17 @@ def test_every_metric_in_the_document_equals_mlflows(ws: Workspace, version: str
     assert facts["training run (MLflow)"] == run_id
     agree = table_with(markdown, ["fact", "audit log", "MLflow", "verdict"])
     assert [r[3] for r in agree] == ["agree"] * len(agree)
+    # The store's registry decided; MLflow mirrors it, fact by fact.
+    registry = {r[0]: r[1:] for r in table_with(markdown, ["fact", "store registry", "MLflow"])}
+    assert [v[2] for v in registry.values()] == ["agree"] * len(registry)
+    state = "promoted" if number == "1" else "pending"
+    assert registry[f"hilt-german-credit/v{number} hilt.gate"][:2] == [state, state]
+    assert registry["alias champion"][:2] == ["1", "1"]
+    assert facts["state in the store's model registry"].startswith(
+        "champion (decided by lena)" if number == "1" else "challenger"
+    )
+    assert facts["gate"] == "passed (the store's verdict)"
+    assert "DISAGREE" not in out.stdout
 
     page = html_path.read_text()
     assert remote_resources(page) == []
@@ -132,6 +143,44 @@ def test_a_disagreement_between_mlflow_and_the_log_is_printed(ws: Workspace) -> 
     markdown = (ws.root / "docs" / "model-2.md").read_text()
     rows = {r[0]: r for r in table_with(markdown, ["fact", "audit log", "MLflow", "verdict"])}
     assert rows["model sha256"][2:] == ["0" * 64, "DISAGREE"]
+
+
+def test_mlflow_aliases_that_disagree_with_the_store_are_printed(ws: Workspace) -> None:
+    """Someone moves MLflow's champion alias to version 2 and tags it promoted: the store's
+    registry still says version 1 is the champion (what scores), and the document, the
+    command and `hilt audit verify` say where MLflow disagrees."""
+    from mlflow import MlflowClient
+
+    from hilt.pipelines.loop.model_registry import mirror_to_mlflow
+    from hilt.pipelines.store import Identity, open_store_as
+
+    settings = ws.settings()
+    configure(ws, settings=settings)
+    client = MlflowClient()
+    client.set_registered_model_alias("hilt-german-credit", "champion", "2")
+    client.set_model_version_tag("hilt-german-credit", "2", "hilt.gate", "promoted")
+    try:
+        out = hilt_cli("docs", "model", "2", "--workspace", ws.root)
+        assert out.returncode == 0, out.stderr
+        markdown = (ws.root / "docs" / "model-2.md").read_text()
+        registry = {r[0]: r[1:] for r in table_with(markdown, ["fact", "store registry", "MLflow"])}
+        assert registry["alias champion"] == ["1", "2", "DISAGREE"]
+        assert registry["hilt-german-credit/v2 hilt.gate"] == ["pending", "promoted", "DISAGREE"]
+        assert "DISAGREE alias champion: store registry 1; MLflow 2" in out.stdout
+        assert (
+            "DISAGREE hilt-german-credit/v2 hilt.gate: store registry pending; MLflow promoted"
+        ) in out.stdout
+        verify = hilt_cli("audit", "verify", "--workspace", ws.root)
+        assert verify.returncode == 1, verify.stdout
+        assert verify.stdout.splitlines()[0].startswith("OK ")
+        assert "DISAGREE alias champion: store registry 1; MLflow 2" in verify.stdout
+        assert "disagrees with the store's model registry in 2 facts" in verify.stdout
+    finally:
+        lena = open_store_as(ws, Identity(name="lena"))
+        assert mirror_to_mlflow(lena, settings) is None
+    verify = hilt_cli("audit", "verify", "--workspace", ws.root)
+    assert verify.returncode == 0, verify.stdout
+    assert "MLflow's registry mirrors the store's model registry" in verify.stdout
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal
-from tests.conftest import CONFIG, operator, predictions_for
+from tests.conftest import CONFIG, operator, predictions_for, stand_in
 
 
 def test_a_gold_set_holds_the_wanted_share_of_model_errors() -> None:
@@ -58,7 +58,10 @@ def ws(tmp_path: Path, cases_frame: pl.DataFrame) -> Workspace:
     create_workspace(ws, config)
     new = cases_frame.head(30).drop("risk")
     operator(ws).ingest_cases(new)
-    operator(ws).add_predictions("m-1", predictions_for(new))
+    # Labelled history, never queued: the snapshot the stand-in model is registered on.
+    operator(ws).ingest_cases(cases_frame.slice(30, 30))
+    model = stand_in(ws)
+    operator(ws).add_predictions(model.model, predictions_for(new), model.sha256)
     return ws
 
 

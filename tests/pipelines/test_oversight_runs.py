@@ -1,7 +1,9 @@
 """Oversight against real runs: the dashboard backend compares challenger and champion from
-MLflow and decides through the very functions of `hilt promote` / `hilt reject` (four eyes);
-`hilt gold add` scores holdout cases with the champion; a retraining run already running
-when a lead halts registers nothing. Real MLflow (sqlite), real DuckDB, real papermill."""
+the store's model registry (and MLflow's subgroup tables) and decides through the very
+functions of `hilt promote` / `hilt reject`: the store decides (four eyes), MLflow's aliases
+follow; `hilt gold add` scores holdout cases with the store's champion; a retraining run
+already running when a lead halts registers nothing. Real MLflow (sqlite), real DuckDB,
+real papermill."""
 
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 from hilt.pipelines.dashboards.oversight import StoreOversightBackend, open_oversight_backend
+from hilt.pipelines.loop.model_registry import champion, find_model
 from hilt.pipelines.loop.promotion import PromotionRefused, promote
 from hilt.pipelines.loop.tracking.environment import registered_model_name
-from hilt.pipelines.loop.tracking.registry import aliases, champion_version, version_run_id
+from hilt.pipelines.loop.tracking.registry import aliases, version_run_id
 from hilt.pipelines.loop.tracking.runs import run_info
 from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.store import Identity, open_store_as
@@ -60,7 +63,7 @@ def test_a_lead_compares_and_decides_but_not_on_their_own_run(ws: Workspace) -> 
     mine = backend_for(ws, "max").comparison()
     assert mine is not None and mine.run_id == second.run_id
     assert not mine.can_decide and mine.why_not and "four eyes" in mine.why_not
-    with pytest.raises(PromotionRefused, match="trained run"):
+    with pytest.raises(PromotionRefused, match="'max' trained hilt-german-credit/v2"):
         backend_for(ws, "max").approve(second.run_id)
     lena = backend_for(ws, "lena")
     c = lena.comparison()
@@ -76,7 +79,14 @@ def test_a_lead_compares_and_decides_but_not_on_their_own_run(ws: Workspace) -> 
     assert auc.challenger == pytest.approx(info.metrics["holdout_auc"])
     champion_run = version_run_id(settings, "1")
     assert champion_run is not None
+    # The champion on the same holdout, as the store recorded it with the challenger; the
+    # holdout is fixed, so it is also what the champion's own run logged.
+    registered = find_model(operator(ws), "hilt-german-credit/v2")
+    assert registered is not None and registered.evaluation.champion_metrics is not None
+    assert auc.champion == registered.evaluation.champion_metrics["auc"]
     assert auc.champion == pytest.approx(run_info(champion_run).metrics["holdout_auc"])
+    # The gate's checks are the store's own.
+    assert [(g.name, g.passed) for g in c.checks] == [(x.name, x.passed) for x in registered.checks]
     assert {g.name for g in c.checks} >= {"floor", "champion"}
     assert {s.attribute for s in c.subgroups} == set(settings.fields.protected)
     assert c.figure is not None and c.figure.startswith(b"\x89PNG")
@@ -85,6 +95,8 @@ def test_a_lead_compares_and_decides_but_not_on_their_own_run(ws: Workspace) -> 
     reason = "The age gap grew; retrain after the data fix."
     done = lena.reject(second.run_id, reason)
     assert (done.action, done.version) == ("rejected", "2")
+    rejected = find_model(operator(ws), "hilt-german-credit/v2")
+    assert rejected is not None and (rejected.state, rejected.decided_by) == ("rejected", "lena")
     assert aliases(settings) == {"champion": "1"}
     [event] = events_since(ws, before)
     assert (event.action, event.actor, event.object_id) == (
@@ -99,11 +111,14 @@ def test_a_lead_compares_and_decides_but_not_on_their_own_run(ws: Workspace) -> 
     third = train_in_process(ws, "max", seed=2)
     approved = lena.approve(third.run_id)
     assert approved.action == "approved"
-    assert champion_version(settings) == third.version
+    current = champion(operator(ws))
+    assert current is not None and current.model == f"hilt-german-credit/v{third.version}"
+    assert aliases(settings)["champion"] == third.version
     assert events_since(ws, approved.audit_seq - 1)[0].action == "model.promoted"
-    # The CLI refuses the same rules.
+    # The CLI refuses the same rules (the store's).
     r = hilt_cli("reject", third.run_id, "--as", "lena", "--reason", "x", "--workspace", ws.root)
-    assert r.returncode == 2 and "not the current challenger" in r.stderr, r.stderr
+    assert r.returncode == 2 and "is not the challenger (it is champion)" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1
 
 
 def test_gold_add_scores_holdout_cases_with_the_champion(ws: Workspace) -> None:
@@ -111,8 +126,9 @@ def test_gold_add_scores_holdout_cases_with_the_champion(ws: Workspace) -> None:
     r = hilt_cli("gold", "add", "--count", "8", "--workspace", ws.root)
     assert r.returncode == 0, r.stderr
     gold_event = next(e for e in events_since(ws, before) if e.action == "gold.added")
-    champion = champion_version(ws.settings())
-    assert gold_event.payload["model_version"] == f"hilt-german-credit/v{champion}"
+    current = champion(operator(ws))
+    assert current is not None
+    assert gold_event.payload["model_version"] == current.model
     assert gold_event.payload["cases"] == 8
     assert operator(ws).counts()["gold_cases"] == 8
     # The champion is wrong on half of them (oversight.gold_error_share), counted anew here.
@@ -135,6 +151,7 @@ def test_a_run_that_was_training_when_the_lead_halted_registers_nothing(
 ) -> None:
     settings = ws.settings()
     before = aliases(settings)
+    registered = [m.model for m in operator(ws).models()]
     open_store_as(ws, Identity(name="lena")).halt("Investigating complaints")
     try:
         with pytest.raises(PapermillExecutionError) as caught:
@@ -148,5 +165,6 @@ def test_a_run_that_was_training_when_the_lead_halted_registers_nothing(
         assert caught.value.ename == "SystemHalted"
         assert "registering the model refused" in caught.value.evalue
         assert aliases(settings) == before
+        assert [m.model for m in operator(ws).models()] == registered
     finally:
         open_store_as(ws, Identity(name="max")).resume()

@@ -18,6 +18,7 @@ from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import operator
 from tests.loop_helpers import all_cases, loop_workspace, review_some
+from tests.registry_helpers import approve_model
 
 FAST = TrainParams(num_boost_round=40)
 
@@ -64,6 +65,7 @@ def test_reviewer_labels_enter_training_and_reuse_finds_the_old_file(
     new = all_cases().slice(400, 30).drop("risk")
     dana.ingest_cases(new)
     model = retraining.train(training_data.load_dataset(first, ws.settings()), FAST)
+    approve_model(dana, open_store_as(ws, Identity(name="lena")), "m/v1", model, first.sha256)
     score_into_queue(dana, model, new["application_id"].to_list(), ws.settings(), "m/v1")
     assert review_some(ws, "alice", 12) == 12
     second = training_data.load_dataset(training_data.take_snapshot(dana, 0), ws.settings())

@@ -96,6 +96,27 @@ def test_bad_score_requests_exit_2(ws: Workspace, tmp_path: Path) -> None:
     untouched(ws, head)
 
 
+def test_scoring_without_a_champion_is_refused_before_anything_runs(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """The store's registry has no champion: nothing may score into the review queue. The
+    refusal is one line, exit 2, audited as run.refused; nothing else is written."""
+    head = operator(ws).audit_head().seq
+    cases = new_cases_file(tmp_path / "new.csv", LABELLED, 5)
+    r = hilt_cli("score", cases, "--workspace", ws.root)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == (
+        "error: scoring refused: there is no champion yet: a lead approves a challenger with "
+        "`hilt promote`; nothing was ingested or scored\n"
+    )
+    [refused] = operator(ws).audit_events(after_seq=head)
+    assert (refused.action, refused.payload) == (
+        "run.refused",
+        {"kind": "score", "reason": "model", "model": None, "state": "no-champion"},
+    )
+    untouched(ws, head + 1)
+
+
 def test_validation_types_parameters_by_the_templates_cell() -> None:
     typed = runner.validate_parameters(
         "retrain", {"max_depth": "4", "eta": "0.1", "register": "false", "label_noise": 0}
@@ -152,8 +173,8 @@ def test_runs_go_through_the_store_service_when_one_owns_the_workspace(
         assert actions == [
             "run.started",
             "snapshot.created",
-            "model.trained",
-            "model.challenger",
+            "model.registered",
+            "run.trained",
             "run.finished",
             "model.promoted",
             "run.started",

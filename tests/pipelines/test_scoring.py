@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import polars as pl
 import pytest
 
 from hilt.pipelines.config import Settings, load_settings
-from hilt.pipelines.errors import InputError, NotFoundError
+from hilt.pipelines.errors import InputError, NotFoundError, PermissionDeniedError
 from hilt.pipelines.loop.features import BIAS, training_frame
 from hilt.pipelines.loop.model import TrainedModel, TrainParams, fit
 from hilt.pipelines.loop.scoring import (
@@ -24,9 +25,10 @@ from hilt.pipelines.loop.scoring import (
     split_holdout,
     train_first_model,
 )
-from hilt.pipelines.store import Store
+from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import CONFIG, StoreFactory, operator
+from tests.conftest import CONFIG, StoreFactory, issue_tokens, operator, start_service
+from tests.registry_helpers import approve_model
 
 
 def auc(y: npt.NDArray[np.float64], scores: npt.NDArray[np.float64]) -> float:
@@ -49,6 +51,11 @@ def full_store(workspace: Workspace, cases_frame: pl.DataFrame) -> Store:
     op = operator(workspace)
     op.ingest_cases(cases_frame)
     return op
+
+
+def lena(ws: Workspace) -> Store:
+    """A lead of the demo config (who trains nothing here)."""
+    return open_store_as(ws, Identity(name="lena"))
 
 
 def small_model(store: Store, settings: Settings) -> TrainedModel:
@@ -84,10 +91,13 @@ def test_predictions_frame_is_taken_by_the_real_store(loaded_workspace: Workspac
     sums = np.array([sum(json.loads(t).values()) for t in frame["explanation"]])
     np.testing.assert_allclose(sums, margin, atol=1e-4)
 
-    result = store.add_predictions("pytest-model", frame)
+    approve_model(store, lena(loaded_workspace), "pytest-model/v1", model)
+    result = store.add_predictions("pytest-model/v1", frame, model.model_sha256())
     assert result.kind == "predictions" and result.rows == cases.height
     case_id = cases["case_id"][0]
-    stored = [p for p in store.get_case(case_id).predictions if p.model_version == "pytest-model"]
+    stored = [
+        p for p in store.get_case(case_id).predictions if p.model_version == "pytest-model/v1"
+    ]
     assert len(stored) == 1
     assert stored[0].explanation == json.loads(frame["explanation"][0])
     assert stored[0].score == pytest.approx(frame["score"][0])
@@ -131,15 +141,41 @@ def test_score_into_queue_refuses_unknown_and_empty(
 ) -> None:
     settings = workspace.settings()
     model = small_model(full_store, settings)
+    approve_model(full_store, lena(workspace), "m/v1", model)
     before = full_store.counts()
     ids = full_store.case_frame()["case_id"].head(3).to_list()
     with pytest.raises(NotFoundError, match="1 of 4 case ids are unknown"):
-        score_into_queue(full_store, model, [*ids, "no-such-case"], settings, "m")
+        score_into_queue(full_store, model, [*ids, "no-such-case"], settings, "m/v1")
     with pytest.raises(InputError, match="no case ids"):
-        score_into_queue(full_store, model, [], settings, "m")
+        score_into_queue(full_store, model, [], settings, "m/v1")
     assert full_store.counts() == before
-    result = score_into_queue(full_store, model, ids, settings, "m")
+    result = score_into_queue(full_store, model, ids, settings, "m/v1")
     assert result.rows == 3
+
+
+def test_score_into_queue_only_with_the_champion_it_presents(
+    full_store: Store, workspace: Workspace
+) -> None:
+    """The store takes predictions only from its champion, proven by the model's sha256:
+    another model presented as the champion, or a version never approved, is refused, the
+    refusal audited, nothing else written."""
+    settings = workspace.settings()
+    model = small_model(full_store, settings)
+    approve_model(full_store, lena(workspace), "m/v1", model)
+    other = fit(*training_frame(full_store.case_frame().head(500), settings), TrainParams())
+    ids = full_store.case_frame()["case_id"].head(3).to_list()
+    for presented, version, why in (
+        (other, "m/v1", "sha256 differs"),
+        (model, "m/v2", "not a model registered"),
+    ):
+        before = full_store.counts()
+        head = full_store.audit_head().seq
+        with pytest.raises(PermissionDeniedError, match=why):
+            score_into_queue(full_store, presented, ids, settings, version)
+        after = full_store.counts()
+        assert after == {**before, "audit_log": before["audit_log"] + 1}
+        [refused] = full_store.audit_events(after_seq=head)
+        assert (refused.action, refused.object_id) == ("model.use_refused", version)
 
 
 def test_demo_first_model_fills_the_review_queue(
@@ -147,11 +183,17 @@ def test_demo_first_model_fills_the_review_queue(
 ) -> None:
     settings = workspace.settings()
     models_dir = tmp_path / "models"
-    version = demo_first_model(full_store, settings, models_dir)
+    first = demo_first_model(full_store, lena(workspace), settings, models_dir)
 
-    assert re.fullmatch(r"demo-[0-9a-f]{12}", version)
-    saved = TrainedModel.load(models_dir / version)
-    assert model_version_of(saved) == version
+    assert re.fullmatch(r"demo-[0-9a-f]{12}/v1", first.model)
+    saved = TrainedModel.load(first.path)
+    assert f"{model_version_of(saved)}/v1" == first.model
+    assert first.path == models_dir / model_version_of(saved)
+    # Registered in the store (its gate passed) and approved by a lead: the champion.
+    [record] = full_store.models()
+    assert (record.model, record.state, record.gate) == (first.model, "champion", "passed")
+    assert record.model_sha256 == saved.model_sha256() == first.model_sha256
+    assert (record.author, record.decided_by) == (full_store.whoami().name, "lena")
 
     # Predictions of this version for 30 % of the labelled cases, nothing else.
     frame = full_store.case_frame()
@@ -160,12 +202,12 @@ def test_demo_first_model_fills_the_review_queue(
     assert len(review_ids) == round(0.3 * labelled.height)
     assert full_store.counts()["predictions"] == len(review_ids)
     ingests = [e for e in full_store.audit_events() if e.action == "predictions.ingest"]
-    assert [(e.object_id, e.payload["rows"]) for e in ingests] == [(version, len(review_ids))]
+    assert [(e.object_id, e.payload["rows"]) for e in ingests] == [(first.model, len(review_ids))]
     assert full_store.queue_status().waiting == len(review_ids)
     trained_on = sorted(set(labelled["case_id"]) - set(review_ids))
     for cid in [*review_ids[:3], *trained_on[:3]]:
         versions = [p.model_version for p in full_store.get_case(cid).predictions]
-        assert versions == ([version] if cid in review_ids else [])
+        assert versions == ([first.model] if cid in review_ids else [])
 
     # Holdout AUC of the first model on German credit: the review batch was not trained on.
     batch = frame.filter(pl.col("case_id").is_in(review_ids))
@@ -175,17 +217,53 @@ def test_demo_first_model_fills_the_review_queue(
     assert holdout_auc > 0.65
 
     # Deterministic: a re-run trains the same model and keeps the saved one.
-    assert demo_first_model(full_store, settings, models_dir) == version
-    assert [p.name for p in models_dir.iterdir()] == [version]
+    assert demo_first_model(full_store, lena(workspace), settings, models_dir) == first
+    assert [p.name for p in models_dir.iterdir()] == [first.path.name]
+    assert [m.model for m in full_store.models()] == [first.model]
 
 
-def test_demo_first_model_through_either_store_mode(store_as: StoreFactory, tmp_path: Path) -> None:
-    """Embedded and HTTP service: the same calls, the same data scientist."""
-    store = store_as("dana")
+def test_demo_first_model_is_for_a_store_without_a_champion(
+    loaded_workspace: Workspace, tmp_path: Path
+) -> None:
+    before = operator(loaded_workspace).counts()
+    with pytest.raises(InputError, match="has a champion already \\(test-model/v1\\)"):
+        demo_first_model(
+            operator(loaded_workspace),
+            lena(loaded_workspace),
+            loaded_workspace.settings(),
+            tmp_path / "models",
+        )
+    assert operator(loaded_workspace).counts() == before
+
+
+@pytest.fixture(params=["embedded", "service"])
+def new_store_as(
+    request: pytest.FixtureRequest, workspace: Workspace, cases_frame: pl.DataFrame
+) -> Iterator[StoreFactory]:
+    """The 1,000 demo cases, no model yet, in either mode: ``new_store_as("dana")``."""
+    operator(workspace).ingest_cases(cases_frame)
+    if request.param == "embedded":
+        yield lambda name: open_store_as(workspace, Identity(name=name))
+        return
+    tokens = issue_tokens(workspace, workspace.settings())
+    svc = start_service(workspace)
+    try:
+        yield lambda name: open_store_as(svc.url, Identity(token=tokens[name]))
+    finally:
+        svc.stop()
+
+
+def test_demo_first_model_through_either_store_mode(
+    new_store_as: StoreFactory, tmp_path: Path
+) -> None:
+    """Embedded and HTTP service: the same calls, the same data scientist and lead."""
+    store = new_store_as("dana")
     settings = load_settings(CONFIG)
-    version = demo_first_model(store, settings, tmp_path / "models")
+    first = demo_first_model(store, new_store_as("lena"), settings, tmp_path / "models")
     _, review_ids = train_first_model(store, settings)
-    assert len(review_ids) == 60  # 30 % of the 200 seed-labelled cases of loaded_workspace
+    assert len(review_ids) == 300  # 30 % of the 1,000 seed-labelled cases
     case = store.get_case(review_ids[0])
-    assert version in [p.model_version for p in case.predictions]
+    assert first.model in [p.model_version for p in case.predictions]
     assert set(case.predictions[-1].explanation) == {*settings.fields.features, BIAS}
+    [record] = store.models()
+    assert (record.author, record.decided_by, record.state) == ("dana", "lena", "champion")

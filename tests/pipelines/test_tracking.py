@@ -34,6 +34,7 @@ from hilt.pipelines.loop.tracking.environment import (
     registered_model_name,
     tracking_uri,
 )
+from hilt.pipelines.loop.tracking.mirror import GATE_TAG
 from hilt.pipelines.loop.tracking.notebooks import log_notebook
 from hilt.pipelines.loop.tracking.pyfunc import (
     equals_a_row,
@@ -42,10 +43,10 @@ from hilt.pipelines.loop.tracking.pyfunc import (
 )
 from hilt.pipelines.loop.tracking.registry import (
     aliases,
-    champion_version,
-    promote_to_champion,
-    register_challenger,
-    reject_challenger,
+    delete_version,
+    mirror,
+    register_version,
+    registry_disagreements,
 )
 from hilt.pipelines.loop.tracking.runs import (
     create_run,
@@ -56,6 +57,7 @@ from hilt.pipelines.loop.tracking.runs import (
     start_run,
 )
 from hilt.pipelines.loop.tracking.training import LoggedTraining, log_training
+from hilt.pipelines.store.records import ModelEvaluation, ModelRecord
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, REPO
 
@@ -264,7 +266,7 @@ def test_every_artifact_and_the_model_files_land_in_the_workspace(
     assert any(p.name == "model.ubj" for p in files)
 
     # Registered and loaded from yet another directory: the workspace alone holds the model.
-    version = register_challenger(settings, run_id)
+    version = register_version(settings, run_id)
     other = tmp_path / "other"
     other.mkdir()
     monkeypatch.chdir(other)
@@ -340,7 +342,11 @@ def test_no_other_module_imports_mlflow_at_import_time() -> None:
                 for handler in node.handlers:
                     stack.extend(handler.body)
 
-    mlflow_free = {"hilt.pipelines.loop.tracking.tags", "hilt.pipelines.loop.tracking.environment"}
+    mlflow_free = {
+        "hilt.pipelines.loop.tracking.tags",
+        "hilt.pipelines.loop.tracking.environment",
+        "hilt.pipelines.loop.tracking.mirror",
+    }
     offenders = []
     for path in sorted((REPO / "pipelines").rglob("*.py")):
         if path.parent.name == "tracking" and path.name != "__init__.py":
@@ -359,6 +365,7 @@ def test_no_other_module_imports_mlflow_at_import_time() -> None:
         *sorted(mlflow_free),
         "hilt.pipelines.loop.runner",
         "hilt.pipelines.loop.promotion",
+        "hilt.pipelines.loop.model_registry",
         "hilt.pipelines.loop.steps.start",
         "hilt.pipelines.loop.steps.training_data",
         "hilt.pipelines.loop.steps.retrain",
@@ -577,7 +584,7 @@ def test_runs_end_finished_or_failed(
     mark_failed(run_id)
     assert run_info(run_id).status == "FAILED"
     with pytest.raises(TrackingError, match="FAILED"):
-        register_challenger(settings, run_id)
+        register_version(settings, run_id)
 
     # Resumed in-process, then finished.
     other = create_run(ws, settings, run_name="retrain-y", author="dana")
@@ -637,50 +644,107 @@ def registry_case(
     return settings.model_copy(update={"use_case": use_case})
 
 
-def test_aliases_move_from_challenger_to_champion_and_rejection_leaves_the_champion(
+def record(name: str, version: str, run_id: str, sha: str, state: str) -> ModelRecord:
+    """A version as the store's registry would hold it (what ``mirror`` is given)."""
+    return ModelRecord(
+        model=f"{name}/v{version}",
+        model_sha256=sha,
+        run_id=run_id,
+        author="dana",
+        gate="rejected" if state == "rejected" else "passed",
+        checks=[],
+        evaluation=ModelEvaluation(snapshot_sha256=SNAPSHOT_SHA, metrics={}, gaps={}),
+        state=state,  # type: ignore[arg-type]
+        shadow=False,
+        registered_at="2026-01-01T00:00:00.000000Z",
+        registered_seq=int(version),
+        decided_by=None,
+        decided_seq=None,
+    )
+
+
+def test_mlflow_mirrors_the_stores_registry_aliases_and_tags(
     ws: Workspace,
     registry_case: Settings,
     model: TrainedModel,
     german: pl.DataFrame,
     settings: Settings,
 ) -> None:
+    """MLflow gives a run's model a version and no alias; the store's registry decides what
+    it becomes, and ``mirror`` makes MLflow's aliases and version tags say the same."""
     s = registry_case
     configure(ws, settings=s)
     name = registered_model_name(s)
     client = MlflowClient()
-    assert champion_version(s) is None and aliases(s) == {}
+    assert aliases(s) == {}
 
     run1, _ = log_a_run(ws, s, model, german, seq=1)
-    v1 = register_challenger(s, run1)
+    v1 = register_version(s, run1)
+    assert register_version(s, run1) == v1  # again: the same version
+    assert aliases(s) == {}  # no alias until the store has decided
+    sha1 = model.model_sha256()
+    store = [record(name, v1, run1, sha1, "challenger")]
+    # Before the mirror, MLflow disagrees with the store on the alias and the state tag.
+    assert [d.item for d in registry_disagreements(s, store)] == [
+        "alias challenger",
+        f"{name}/v{v1} hilt.gate",
+    ]
+    mirror(s, store)
     assert aliases(s) == {"challenger": v1}
-    assert register_challenger(s, run1) == v1  # again: the same version
-    assert promote_to_champion(s, v1) is None
+    assert registry_disagreements(s, store) == []
+    store = [record(name, v1, run1, sha1, "champion")]
+    mirror(s, store)
     assert aliases(s) == {"champion": v1}
-    assert champion_version(s) == v1
+    assert client.get_model_version(name, v1).tags["hilt.gate"] == "promoted"
 
     challenger = train(german, settings, seed=1)
     run2, _ = log_a_run(ws, s, challenger, german, seq=2)
-    v2 = register_challenger(s, run2)
+    v2 = register_version(s, run2)
     assert v2 != v1
+    sha2 = challenger.model_sha256()
+    store.append(record(name, v2, run2, sha2, "challenger"))
+    mirror(s, store)
     assert aliases(s) == {"champion": v1, "challenger": v2}
-    reject_challenger(s, v2)
+    store[1] = record(name, v2, run2, sha2, "rejected")
+    mirror(s, store)
     assert aliases(s) == {"champion": v1}
     mv2 = client.get_model_version(name, v2)
     assert mv2.tags["hilt.gate"] == "rejected"
-    assert mv2.tags["hilt.model_sha256"] == challenger.model_sha256()
-    with pytest.raises(TrackingError, match="is the champion"):
-        reject_challenger(s, v1)
+    assert mv2.tags["hilt.model_sha256"] == sha2
 
     run3, _ = log_a_run(ws, s, challenger, german, seq=3)
-    v3 = register_challenger(s, run3)
-    assert promote_to_champion(s, v3) == v1
+    v3 = register_version(s, run3)
+    store[0] = record(name, v1, run1, sha1, "retired")
+    store.append(record(name, v3, run3, sha2, "champion"))
+    mirror(s, store)
     assert aliases(s) == {"champion": v3}
-    assert client.get_model_version(name, v3).tags["hilt.gate"] == "promoted"
+    tags = {v: client.get_model_version(name, v).tags["hilt.gate"] for v in (v1, v2, v3)}
+    assert tags == {v1: GATE_TAG["retired"], v2: "rejected", v3: "promoted"}
     rec = run_info(run3)
     assert rec.versions == (v3,) and rec.aliases == ("champion",)
     # Aliases only: no version ever got a (deprecated) stage.
     for v in (v1, v2, v3):
         assert client.get_model_version(name, v).current_stage == "None"
+
+    # Someone edits MLflow by hand: each fact it now states otherwise is named.
+    client.set_registered_model_alias(name, "champion", v1)
+    client.set_model_version_tag(name, v2, "hilt.model_sha256", "0" * 64)
+    found = {d.item: (d.store, d.mlflow) for d in registry_disagreements(s, store)}
+    assert found == {
+        "alias champion": (v3, v1),
+        f"{name}/v{v2} hilt.model_sha256": (sha2, "0" * 64),
+    }
+    # The mirror puts both right; a version the store never registered stays a
+    # disagreement until it is removed.
+    run4, _ = log_a_run(ws, s, challenger, german, seq=4)
+    v4 = register_version(s, run4)
+    mirror(s, store)
+    assert aliases(s) == {"champion": v3}
+    assert [(d.item, d.store) for d in registry_disagreements(s, store)] == [
+        (f"{name}/v{v4}", None)
+    ]
+    delete_version(s, v4)
+    assert registry_disagreements(s, store) == []
 
 
 def test_a_registered_version_loads_as_the_same_model(
@@ -689,13 +753,14 @@ def test_a_registered_version_loads_as_the_same_model(
     s = registry_case
     configure(ws, settings=s)
     run_id, _ = log_a_run(ws, s, model, german, seq=5)
-    version = register_challenger(s, run_id)
+    version = register_version(s, run_id)
+    name = registered_model_name(s)
+    mirror(s, [record(name, version, run_id, model.model_sha256(), "challenger")])
     loaded = load_model_version(s, version)
     assert loaded.model_sha256() == model.model_sha256()
     assert loaded.features == model.features and loaded.params == model.params
     cases = german.slice(700, 300)
     np.testing.assert_array_equal(loaded.predict(cases), model.predict(cases))
-    name = registered_model_name(s)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@challenger")
     served = pyfunc.predict(served_input(model, cases))["score"].to_numpy()
     np.testing.assert_allclose(served, model.predict(cases), rtol=1e-6)

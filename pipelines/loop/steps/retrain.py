@@ -1,7 +1,9 @@
 """The steps of retraining, one typed function per cell of notebooks/retrain.ipynb.
 
 (start: the workspace and the MLflow run) → (training data: snapshot → dataset) → train →
-evaluate → compare with the champion → gate → log and register → audit. Each step returns
+evaluate → compare with the store's champion → gate → log to MLflow and register in the
+store's model registry (the store applies the gate itself; MLflow's aliases mirror its
+verdict) → audit what only the run knows (``run.trained``). Each step returns
 something an executed notebook can show an auditor: small dataclasses with a ``table()``
 (polars), figures (matplotlib, PNG in Jupyter), the gate's verdict. Nothing here prints, and
 nothing returned for display holds a row of data: tables are counts, metrics and group-level
@@ -17,7 +19,9 @@ them when called.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +44,7 @@ from hilt.pipelines.loop.tracking.tags import (
 )
 from hilt.pipelines.store import Store
 from hilt.pipelines.store.gate import GateConfig, GateResult, gate
+from hilt.pipelines.store.records import GateCheckRecord, ModelEvaluation
 
 if TYPE_CHECKING:
     from hilt.pipelines.loop.plots import EvaluationFigure
@@ -162,13 +167,16 @@ def evaluate(model: TrainedModel, dataset: Dataset, settings: Settings) -> Evalu
 
 @dataclass(frozen=True)
 class Comparison:
-    """The champion on the same holdout (or the absence of one)."""
+    """The store's champion on the same holdout (or the absence of one)."""
 
+    #: The champion's version number (its model in the store's registry is ``model``).
     version: str | None
     model_sha256: str | None
     metrics: dict[str, float] | None
     challenger_metrics: dict[str, float]
     scores: Floats | None = field(default=None, repr=False)
+    #: "<registered name>/v<version>": the champion the store's registry names.
+    model: str | None = None
 
     def table(self) -> pl.DataFrame:
         """Challenger and champion side by side (champion columns null without a champion)."""
@@ -193,24 +201,39 @@ class Comparison:
 
 
 def compare_with_champion(
-    dataset: Dataset, settings: Settings, evaluation: Evaluation
+    store: Store, dataset: Dataset, settings: Settings, evaluation: Evaluation
 ) -> Comparison:
-    """Load the champion (via MLflow's registry; call ``ensure_run`` or
-    ``tracking.client.configure`` first) and evaluate it on the same holdout."""
+    """The store's champion, loaded from MLflow (call ``ensure_run`` or
+    ``tracking.client.configure`` first) and checked to be the model the store registered
+    (its sha256), evaluated on the same holdout."""
+    from hilt.pipelines.loop.model_registry import champion as store_champion
+    from hilt.pipelines.loop.tracking.environment import registered_model_name
+    from hilt.pipelines.loop.tracking.mirror import version_of
     from hilt.pipelines.loop.tracking.pyfunc import load_model_version
-    from hilt.pipelines.loop.tracking.registry import champion_version
 
-    version = champion_version(settings)
-    if version is None:
+    current = store_champion(store)
+    if current is None:
         return Comparison(None, None, None, dict(evaluation.metrics))
+    version = version_of(current.model, registered_model_name(settings))
+    if version is None:
+        raise InputError(
+            f"the champion {current.model} is not a version of "
+            f"{registered_model_name(settings)} in MLflow: it cannot be compared here"
+        )
     champion = load_model_version(settings, version)
+    if champion.model_sha256() != current.model_sha256:
+        raise InputError(
+            f"the champion's model in MLflow is not the one the store registered as "
+            f"{current.model} (its sha256 differs): nothing is compared with it"
+        )
     scores = champion.predict(dataset.holdout_features)
     return Comparison(
         version=version,
-        model_sha256=champion.model_sha256(),
+        model_sha256=current.model_sha256,
         metrics=ev.metrics(evaluation.y, scores, evaluation.threshold),
         challenger_metrics=dict(evaluation.metrics),
         scores=scores,
+        model=current.model,
     )
 
 
@@ -230,7 +253,9 @@ def roc_figure(evaluation: Evaluation, comparison: Comparison | None = None) -> 
 
 
 def apply_gate(evaluation: Evaluation, comparison: Comparison, settings: Settings) -> GateResult:
-    """The promotion gate of hilt.toml: floor, subgroup gaps, not worse than the champion."""
+    """The promotion gate of hilt.toml (floor, subgroup gaps, not worse than the champion),
+    as the store will apply it when the model is registered (``store.gate``, the same rule):
+    shown before registering; the store's own verdict is ``Registration.checks``."""
     return gate(
         evaluation.metrics,
         evaluation.gaps,
@@ -241,17 +266,22 @@ def apply_gate(evaluation: Evaluation, comparison: Comparison, settings: Setting
 
 def gate_table(result: GateResult) -> pl.DataFrame:
     """One row per check of the gate, with its plain-language explanation."""
+    return checks_table(gate_checks(result))
+
+
+def gate_checks(result: GateResult) -> tuple[GateCheckRecord, ...]:
+    """The gate's checks as the store records them (NaN as null)."""
+    return tuple(GateCheckRecord(**c) for c in result.to_dict()["checks"])
+
+
+def _number(x: float | None) -> float | None:
+    return None if x is None or math.isnan(x) else float(x)
+
+
+def checks_table(checks: Sequence[GateCheckRecord]) -> pl.DataFrame:
+    """One row per check, with its plain-language explanation."""
     return pl.DataFrame(
-        [
-            (
-                c.name,
-                "pass" if c.passed else "FAIL",
-                None if c.value is None or math.isnan(c.value) else c.value,
-                c.limit,
-                c.explanation,
-            )
-            for c in result.checks
-        ],
+        [(c.name, "pass" if c.passed else "FAIL", c.value, c.limit, c.explanation) for c in checks],
         schema={
             "check": pl.String,
             "result": pl.String,
@@ -265,36 +295,73 @@ def gate_table(result: GateResult) -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class Registration:
-    """What the run logged and registered."""
+    """What the run logged to MLflow and registered in the store's model registry."""
 
     run_id: str
     model_sha256: str
+    #: The gate's verdict: the store's (registered), or as the store would give it (not).
     gate_passed: bool
     #: The registered model's name and the new version (None: logged only, not registered).
     registered_name: str
     version: str | None
-    #: The challenger alias points at ``version`` (the gate passed).
-    challenger: bool
-    #: The pending challenger that a rejected version would have displaced, restored.
-    restored_challenger: str | None = None
+    #: The store's registry: the model ("<name>/v<version>"), its state (challenger or
+    #: rejected), the audit seq of ``model.registered``, the challenger it superseded.
+    model: str | None = None
+    state: str | None = None
+    audit_seq: int | None = None
+    superseded: str | None = None
+    #: The store's own gate checks (registered) or the gate as the store would apply it.
+    checks: tuple[GateCheckRecord, ...] = ()
+    #: Why MLflow's aliases could not be brought in line with the store's registry (None:
+    #: they were).
+    mirror_problem: str | None = None
+
+    @property
+    def challenger(self) -> bool:
+        """The store made the model the challenger (awaiting a lead's approval)."""
+        return self.state == "challenger"
 
     def table(self) -> pl.DataFrame:
+        if self.version is None:
+            state = "not registered (register=false): logged to MLflow only"
+        elif self.challenger:
+            state = (
+                "challenger (awaiting the approval of a lead who did not train it: hilt promote)"
+            )
+        else:
+            state = "rejected by the store's gate (the champion is unchanged)"
         facts = [
             ("MLflow run", self.run_id),
             ("model sha256", self.model_sha256),
-            ("gate", "passed" if self.gate_passed else "rejected"),
+            (
+                "gate",
+                ("passed" if self.gate_passed else "rejected")
+                + (" (the store's verdict)" if self.version else " (not registered)"),
+            ),
             (
                 "registered version",
                 f"{self.registered_name} v{self.version}" if self.version else "not registered",
             ),
-            (
-                "alias",
-                "challenger (awaiting a lead's approval: hilt promote)"
-                if self.challenger
-                else "none (the champion alias is untouched)",
-            ),
+            ("state in the store's registry", state),
         ]
+        if self.superseded:
+            facts.append(("superseded challenger", self.superseded))
+        if self.audit_seq is not None:
+            facts.append(("audit seq (model.registered)", str(self.audit_seq)))
+        if self.version is not None:
+            facts.append(
+                (
+                    "MLflow aliases",
+                    "mirror the store's registry"
+                    if self.mirror_problem is None
+                    else f"NOT updated: {self.mirror_problem}",
+                )
+            )
         return pl.DataFrame(facts, schema=["item", "value"], orient="row")
+
+    def gate_table(self) -> pl.DataFrame:
+        """The gate's checks as the store recorded them."""
+        return checks_table(self.checks)
 
 
 def training_params(params: TrainParams, label_noise: float, as_of_seq: int) -> dict[str, Any]:
@@ -309,13 +376,33 @@ def run_metrics(evaluation: Evaluation) -> dict[str, float]:
     return out
 
 
+def evaluation_record(
+    dataset: Dataset, evaluation: Evaluation, comparison: Comparison
+) -> ModelEvaluation:
+    """What the store applies its gate to: the holdout metrics and gaps, the snapshot, and
+    the champion compared with on the same holdout (NaN as null)."""
+
+    def clean(values: dict[str, float]) -> dict[str, float | None]:
+        return {k: _number(v) for k, v in values.items()}
+
+    return ModelEvaluation(
+        snapshot_sha256=dataset.snapshot.sha256,
+        metrics=clean(evaluation.metrics),
+        gaps=clean(evaluation.gaps),
+        champion=comparison.model,
+        champion_metrics=clean(comparison.metrics) if comparison.metrics is not None else None,
+    )
+
+
 def log_and_register(
+    store: Store,
     run_id: str,
     settings: Settings,
     *,
     model: TrainedModel,
     dataset: Dataset,
     evaluation: Evaluation,
+    comparison: Comparison,
     gate_result: GateResult,
     params: TrainParams,
     label_noise: float = 0.0,
@@ -323,13 +410,19 @@ def log_and_register(
     register: bool = True,
 ) -> Registration:
     """Log the training to the MLflow run (params, metrics, dataset input with the snapshot's
-    path and sha256, the model, the subgroup table, the gate's verdict) and, with
-    ``register``, register the model: it becomes the challenger when the gate passed; when
-    it failed, the new version is rejected at once (tagged, no alias) and the champion alias
-    is untouched (as is a pending challenger of an earlier run)."""
+    path and sha256, the model, the subgroup table) and, with ``register``, register the
+    model: MLflow gives it a version number, then the store registers it with the evaluation
+    and applies its gate itself: passed, it becomes the challenger (a pending one is
+    superseded); not, it is rejected at once and nothing else changes. MLflow's aliases and
+    tags, and the run's gate tag and ``evaluation/gate.json``, then mirror the store's
+    verdict. A version the store refuses to register is removed from MLflow again.
+
+    Without ``register`` nothing reaches the store's registry; the run's gate tag is
+    ``gate_result`` (the same rule, applied here)."""
+    from hilt.pipelines.loop.model_registry import find_model, mirror_to_mlflow
     from hilt.pipelines.loop.tracking import registry
     from hilt.pipelines.loop.tracking.environment import registered_model_name
-    from hilt.pipelines.loop.tracking.runs import log_run_dict, set_run_tags
+    from hilt.pipelines.loop.tracking.runs import set_run_tags
     from hilt.pipelines.loop.tracking.training import log_training
 
     snapshot = dataset.snapshot
@@ -345,56 +438,71 @@ def log_and_register(
         model=model,
         dataset_source=snapshot.path,
     )
-    verdict = "passed" if gate_result.passed else "rejected"
-    log_run_dict(run_id, gate_result.to_dict(), GATE_ARTIFACT)
-    set_run_tags(run_id, {TAG_GATE: verdict})
     name = registered_model_name(settings)
     if not register:
-        return Registration(run_id, logged.model_sha256, gate_result.passed, name, None, False)
-    previous = registry.challenger_version(settings)
-    version = registry.register_challenger(settings, run_id)
+        checks = gate_checks(gate_result)
+        _log_gate(run_id, gate_result.passed, checks)
+        return Registration(
+            run_id, logged.model_sha256, gate_result.passed, name, None, checks=checks
+        )
+    version = registry.register_version(settings, run_id)
+    label = f"{name}/v{version}"
+    previous = next((m.model for m in store.models() if m.state == "challenger"), None)
+    try:
+        record = store.register_model(
+            label,
+            logged.model_sha256,
+            run_id,
+            evaluation_record(dataset, evaluation, comparison),
+        )
+    except BaseException:
+        # MLflow holds no version the store's registry does not (unless the store has it).
+        with contextlib.suppress(Exception):
+            if find_model(store, label) is None:
+                registry.delete_version(settings, version)
+        raise
+    passed = record.gate == "passed"
+    checks = tuple(record.checks)
     set_run_tags(run_id, {TAG_REGISTERED_VERSION: version})
-    restored = None
-    if not gate_result.passed:
-        registry.reject_challenger(settings, version)
-        if previous is not None and previous != version:
-            registry.set_challenger(settings, previous)
-            restored = previous
+    _log_gate(run_id, passed, checks)
+    superseded = previous if record.state == "challenger" and previous != record.model else None
     return Registration(
         run_id=run_id,
         model_sha256=logged.model_sha256,
-        gate_passed=gate_result.passed,
+        gate_passed=passed,
         registered_name=name,
         version=version,
-        challenger=gate_result.passed,
-        restored_challenger=restored,
+        model=record.model,
+        state=record.state,
+        audit_seq=record.registered_seq,
+        superseded=superseded,
+        checks=checks,
+        mirror_problem=mirror_to_mlflow(store, settings),
     )
 
 
-def _gate_payload(result: GateResult) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": c.name,
-            "passed": c.passed,
-            "value": None if c.value is None or math.isnan(c.value) else round(c.value, 6),
-            "limit": c.limit,
-        }
-        for c in result.checks
-    ]
+def _log_gate(run_id: str, passed: bool, checks: Sequence[GateCheckRecord]) -> None:
+    """The gate's verdict on the run: its tag and ``evaluation/gate.json``."""
+    from hilt.pipelines.loop.tracking.runs import log_run_dict, set_run_tags
+
+    log_run_dict(
+        run_id, {"passed": passed, "checks": [c.model_dump() for c in checks]}, GATE_ARTIFACT
+    )
+    set_run_tags(run_id, {TAG_GATE: "passed" if passed else "rejected"})
 
 
 def record(
     store: Store,
     registration: Registration,
     dataset: Dataset,
-    gate_result: GateResult,
     reproduces: str = "",
 ) -> pl.DataFrame:
-    """Audit the outcome: ``model.trained`` always; then ``model.challenger`` (gate passed)
-    or ``model.gate_failed`` (rejected) for a registered version. Payloads: ids, hashes,
-    counts and gate values, no data. Returns the events written (action, seq)."""
+    """Audit what only the run knows, as ``run.trained`` (a run's event: the store wrote
+    ``model.registered`` itself when it registered the model): the model's sha256, the
+    snapshot, rows and label sources, the gate, the version registered (if any) and the run
+    reproduced (if any). Payload: ids, hashes and counts, no data. Returns the audit events
+    of the run's model (action, seq)."""
     snapshot = dataset.snapshot
-    written: list[tuple[str, int]] = []
     trained: dict[str, Any] = {
         "run_id": registration.run_id,
         "model_sha256": registration.model_sha256,
@@ -404,26 +512,14 @@ def record(
         "train_rows": dataset.X_train.height,
         "holdout_rows": dataset.X_holdout.height,
         "label_sources": {s: dataset.counts[("train", s)][0] for s in LABEL_SOURCES},
-        "gate": "passed" if gate_result.passed else "rejected",
+        "gate": "passed" if registration.gate_passed else "rejected",
+        "model": registration.model,
     }
     if reproduces:
         trained["reproduces"] = reproduces
-    seq = store.record_event("model.trained", "run", registration.run_id, trained)
-    written.append(("model.trained", seq))
-    if registration.version is not None:
-        object_id = f"{registration.registered_name}/v{registration.version}"
-        payload: dict[str, Any] = {
-            "run_id": registration.run_id,
-            "version": registration.version,
-            "model_sha256": registration.model_sha256,
-            "checks": _gate_payload(gate_result),
-        }
-        if registration.challenger:
-            action = "model.challenger"
-        else:
-            action = "model.gate_failed"
-            payload["champion_unchanged"] = True
-            payload["challenger_restored"] = registration.restored_challenger
-        seq = store.record_event(action, "model", object_id, payload)
-        written.append((action, seq))
+    written: list[tuple[str, int]] = []
+    if registration.audit_seq is not None:
+        written.append(("model.registered", registration.audit_seq))
+    seq = store.record_event("run.trained", "run", registration.run_id, trained)
+    written.append(("run.trained", seq))
     return pl.DataFrame(written, schema=["audit event", "seq"], orient="row")

@@ -15,7 +15,10 @@ module of the concern you need:
   and loading a registered version;
 - ``training``: what a training run logs (``log_training``: params, metrics, dataset, model);
 - ``notebooks``: the executed notebook and its offline HTML, logged to a run;
-- ``registry``: aliases (``challenger``, ``champion``), register, promote, reject, gate tags;
+- ``mirror``: what MLflow's registry should say given the store's, and where it does not
+  (pure, no mlflow);
+- ``registry``: a run's model version, the store's registry mirrored onto MLflow's aliases
+  and version tags, and read back to compare;
 - ``artifacts``: a run's artifacts read back (a file, a text, the subgroup table);
 - ``erasure``: runs whose snapshot an erasure or retention regenerated, tagged.
 

@@ -47,6 +47,13 @@ def tracking_uri(ws: Workspace, override: str | None = None) -> str:
     return f"sqlite:///{(ws.root / DB_FILE).as_posix()}"
 
 
+def has_tracking_store(ws: Workspace) -> bool:
+    """Whether the workspace's MLflow store exists (a tracking server is assumed to):
+    reading one that does not would create it, which a look must not."""
+    uri = tracking_uri(ws)
+    return not uri.startswith("sqlite:") or (ws.root / DB_FILE).exists()
+
+
 def artifact_location(ws: Workspace, uri: str) -> str | None:
     """Where the experiment's artifacts go: ``<ws.root>/mlartifacts`` for a local store, None
     (the server's own artifact store) for an http(s) tracking server."""

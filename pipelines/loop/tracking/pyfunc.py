@@ -33,10 +33,9 @@ from mlflow.types import ColSpec, DataType, Schema
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.loop.model import TrainedModel
-from hilt.pipelines.loop.tracking.client import TrackingError, configured, mlflow_errors
+from hilt.pipelines.loop.tracking.client import configured, mlflow_errors
 from hilt.pipelines.loop.tracking.environment import registered_model_name
 from hilt.pipelines.loop.tracking.provenance import installed_version
-from hilt.pipelines.loop.tracking.tags import TAG_MODEL_SHA256
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -168,7 +167,9 @@ def synthetic_input_example(model: TrainedModel, avoid: pl.DataFrame | None = No
 # ---------------------------------------------------------------------------- loading
 def load_model_version(settings: Settings, version: str | int) -> TrainedModel:
     """Download a registered version's model and load it (``TrainedModel.load`` checks the
-    booster against its sidecar; the sha256 is also checked against the version's tag)."""
+    booster against its sidecar). Whether it is the model the store registered under that
+    version is the store's to say: a scorer presents ``model_sha256()`` of what it loaded
+    (``Store.add_predictions``), never a tag."""
     state = configured()
     name = registered_model_name(settings)
     v = str(version)
@@ -176,15 +177,10 @@ def load_model_version(settings: Settings, version: str | int) -> TrainedModel:
         mlflow_errors(f"cannot load version {v} of {name!r}"),
         tempfile.TemporaryDirectory(prefix="hilt-mlflow-") as tmp,
     ):
-        mv = state.client.get_model_version(name, v)
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{name}/{v}",
             dst_path=tmp,
             tracking_uri=state.uri,
             registry_uri=state.uri,
         )
-        model = TrainedModel.load(Path(local) / "data" / DATA_DIR)
-    expected = (mv.tags or {}).get(TAG_MODEL_SHA256)
-    if expected and expected != model.model_sha256():
-        raise TrackingError(f"version {v} of {name!r}: the model's sha256 does not match its tag")
-    return model
+        return TrainedModel.load(Path(local) / "data" / DATA_DIR)

@@ -1,15 +1,18 @@
-"""The MLflow model registry of the use case: one registered model ``hilt-<use_case>``
-whose versions carry aliases only (``challenger``, ``champion``), never the deprecated
-stages, and the gate's verdict as the version tag ``hilt.gate`` (``pending``, ``promoted``,
-``rejected``).
+"""The MLflow model registry of the use case, a mirror of the store's: one registered model
+``hilt-<use_case>`` whose versions carry aliases only (``challenger``, ``champion``), never
+the deprecated stages.
 
-This only moves aliases and tags: the gate and the human approval are the caller's
-(``hilt.pipelines.loop.promotion``), and the store's audit log is the record.
+The store decides (``Store.register_model``, ``promote_model``, ``reject_model``); this
+module gives a run's model its MLflow version number (``register_version``, no alias), then,
+once the store decided, makes MLflow say what the store's registry says (``mirror``: the
+aliases and the version tags of ``mirror.expected_aliases`` / ``expected_tags``), and reads
+MLflow back to compare it with the store (``mlflow_registry``, ``registry_disagreements``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -22,12 +25,18 @@ from hilt.pipelines.loop.tracking.client import (
     mlflow_errors,
 )
 from hilt.pipelines.loop.tracking.environment import registered_model_name
+from hilt.pipelines.loop.tracking.mirror import (
+    ALIASED_STATES,
+    MirrorFact,
+    MlflowVersion,
+    expected_aliases,
+    expected_tags,
+    facts,
+    version_of,
+)
 from hilt.pipelines.loop.tracking.pyfunc import MODEL_NAME
-from hilt.pipelines.loop.tracking.tags import TAG_GATE, TAG_MODEL_SHA256
-
-#: Registry aliases.
-CHALLENGER: Final = "challenger"
-CHAMPION: Final = "champion"
+from hilt.pipelines.loop.tracking.tags import TAG_MODEL_SHA256
+from hilt.pipelines.store.records import ModelRecord
 
 
 # ---------------------------------------------------------------------------- reading
@@ -44,16 +53,6 @@ def aliases(settings: Settings) -> dict[str, str]:
     return {str(k): str(v) for k, v in rm.aliases.items()}
 
 
-def champion_version(settings: Settings) -> str | None:
-    """The version the ``champion`` alias points to, or None."""
-    return aliases(settings).get(CHAMPION)
-
-
-def challenger_version(settings: Settings) -> str | None:
-    """The version the ``challenger`` alias points to, or None."""
-    return aliases(settings).get(CHALLENGER)
-
-
 def version_run_id(settings: Settings, version: str | int) -> str | None:
     """The run a registered version was made from (None if the version names no run)."""
     state = configured()
@@ -61,16 +60,6 @@ def version_run_id(settings: Settings, version: str | int) -> str | None:
     with mlflow_errors(f"cannot read version {version} of {name!r}"):
         mv = state.client.get_model_version(name, str(version))
     return str(mv.run_id) if mv.run_id else None
-
-
-def version_gate(settings: Settings, version: str | int) -> str | None:
-    """The ``hilt.gate`` tag of a registered version."""
-    state = configured()
-    name = registered_model_name(settings)
-    with mlflow_errors(f"cannot read version {version} of {name!r}"):
-        mv = state.client.get_model_version(name, str(version))
-    tag = mv.tags.get(TAG_GATE)
-    return str(tag) if tag is not None else None
 
 
 def versions_and_aliases(
@@ -87,6 +76,34 @@ def versions_and_aliases(
     return versions, alias_map
 
 
+def mlflow_registry(settings: Settings) -> tuple[dict[str, MlflowVersion], dict[str, str]]:
+    """Every version of the use case's registered model (run, tags) and its aliases."""
+    client = configured().client
+    name = registered_model_name(settings)
+    versions, alias_map = versions_and_aliases(client, f"name = '{name}'")
+    found = {
+        str(v.version): MlflowVersion(
+            str(v.version), str(v.run_id) if v.run_id else None, dict(v.tags or {})
+        )
+        for v in versions
+        if v.name == name
+    }
+    held = {alias: v for (n, v), names in alias_map.items() if n == name for alias in names}
+    return found, held
+
+
+def registry_facts(settings: Settings, models: Sequence[ModelRecord]) -> list[MirrorFact]:
+    """Every fact MLflow mirrors of the store's ``models``, as both state it
+    (``mirror.facts``)."""
+    versions, held = mlflow_registry(settings)
+    return facts(registered_model_name(settings), models, versions, held)
+
+
+def registry_disagreements(settings: Settings, models: Sequence[ModelRecord]) -> list[MirrorFact]:
+    """Where MLflow's registry disagrees with the store's ``models``."""
+    return [f for f in registry_facts(settings, models) if not f.agrees]
+
+
 # ---------------------------------------------------------------------------- changing
 def _logged_model_id(client: MlflowClient, run_id: str) -> str:
     run = client.get_run(run_id)
@@ -98,16 +115,17 @@ def _logged_model_id(client: MlflowClient, run_id: str) -> str:
     return str(named[-1])
 
 
-def register_challenger(settings: Settings, run_id: str) -> str:
-    """Register the run's model as a new version of ``hilt-<use_case>`` (creating the
-    registered model if needed) and point the ``challenger`` alias at it. Registering the same
-    run again reuses its version. A FAILED or KILLED run is refused. Returns the version."""
+def register_version(settings: Settings, run_id: str) -> str:
+    """Give the run's model a version of ``hilt-<use_case>`` (creating the registered model
+    if needed), tagged with the model's sha256 and no alias: the store's registry decides
+    what it becomes (``mirror`` then says so). Registering the same run again reuses its
+    version. A FAILED or KILLED run is refused. Returns the version."""
     client = configured().client
     name = registered_model_name(settings)
     with mlflow_errors(f"cannot register run {run_id} as {name!r}"):
         run = client.get_run(run_id)
         if run.info.status in ("FAILED", "KILLED"):
-            raise TrackingError(f"run {run_id} is {run.info.status}; it cannot be a challenger")
+            raise TrackingError(f"run {run_id} is {run.info.status}; its model is not registered")
         sha = run.data.tags.get(TAG_MODEL_SHA256)
         if not sha:
             raise TrackingError(f"run {run_id} has no logged model (no {TAG_MODEL_SHA256} tag)")
@@ -121,71 +139,45 @@ def register_challenger(settings: Settings, run_id: str) -> str:
         existing = [v for v in client.search_model_versions(f"run_id = '{run_id}'")]
         existing = [v for v in existing if v.name == name]
         if existing:
-            version = str(max(int(v.version) for v in existing))
-        else:
-            model_id = _logged_model_id(client, run_id)
-            mv = client.create_model_version(
-                name,
-                source=f"models:/{model_id}",
-                run_id=run_id,
-                tags={TAG_MODEL_SHA256: sha, TAG_GATE: "pending"},
-                model_id=model_id,
-            )
-            version = str(mv.version)
-        client.set_registered_model_alias(name, CHALLENGER, version)
-    return version
+            return str(max(int(v.version) for v in existing))
+        model_id = _logged_model_id(client, run_id)
+        mv = client.create_model_version(
+            name,
+            source=f"models:/{model_id}",
+            run_id=run_id,
+            tags={TAG_MODEL_SHA256: sha},
+            model_id=model_id,
+        )
+    return str(mv.version)
 
 
-def promote_to_champion(settings: Settings, version: str | int) -> str | None:
-    """Point ``champion`` at ``version`` (tagged ``hilt.gate=promoted``); drop ``challenger``
-    if it pointed there. Returns the previous champion version (None if there was none). The
-    gate and the approval are the caller's: this only moves the aliases."""
+def delete_version(settings: Settings, version: str | int) -> None:
+    """Remove a version the store refused to register (so MLflow holds no version the
+    store's registry does not)."""
     client = configured().client
     name = registered_model_name(settings)
-    v = str(version)
-    with mlflow_errors(f"cannot promote version {v} of {name!r}"):
-        client.get_model_version(name, v)  # exists?
-        before = aliases(settings)
-        client.set_registered_model_alias(name, CHAMPION, v)
-        client.set_model_version_tag(name, v, TAG_GATE, "promoted")
-        if before.get(CHALLENGER) == v:
-            client.delete_registered_model_alias(name, CHALLENGER)
-    return before.get(CHAMPION)
+    with mlflow_errors(f"cannot delete version {version} of {name!r}"):
+        client.delete_model_version(name, str(version))
 
 
-def reject_challenger(settings: Settings, version: str | int) -> None:
-    """Tag ``version`` ``hilt.gate=rejected`` and drop the ``challenger`` alias if it points
-    there; the champion alias is not touched. Rejecting the champion is a TrackingError."""
+def mirror(settings: Settings, models: Sequence[ModelRecord]) -> None:
+    """Make MLflow's aliases and version tags of ``hilt-<use_case>`` say what the store's
+    registry ``models`` says (``Store.models()``, read after the store decided). Idempotent;
+    a version the store holds but MLflow does not is left to ``registry_disagreements``."""
     client = configured().client
     name = registered_model_name(settings)
-    v = str(version)
-    with mlflow_errors(f"cannot reject version {v} of {name!r}"):
-        client.get_model_version(name, v)
-        current = aliases(settings)
-        if current.get(CHAMPION) == v:
-            raise TrackingError(f"version {v} of {name!r} is the champion; it cannot be rejected")
-        client.set_model_version_tag(name, v, TAG_GATE, "rejected")
-        if current.get(CHALLENGER) == v:
-            client.delete_registered_model_alias(name, CHALLENGER)
-
-
-def set_challenger(settings: Settings, version: str | int) -> None:
-    """Point ``challenger`` back at an existing ``version`` (e.g. the pending challenger that
-    a later, rejected run displaced); the champion alias is not touched."""
-    client = configured().client
-    name = registered_model_name(settings)
-    v = str(version)
-    with mlflow_errors(f"cannot make version {v} of {name!r} the challenger"):
-        client.get_model_version(name, v)
-        if aliases(settings).get(CHAMPION) == v:
-            raise TrackingError(f"version {v} of {name!r} is the champion")
-        client.set_registered_model_alias(name, CHALLENGER, v)
-
-
-def set_version_gate(settings: Settings, version: str | int, value: str) -> None:
-    """Set the ``hilt.gate`` tag of a registered version (e.g. to undo a rejection whose
-    audit event could not be written)."""
-    client = configured().client
-    name = registered_model_name(settings)
-    with mlflow_errors(f"cannot tag version {version} of {name!r}"):
-        client.set_model_version_tag(name, str(version), TAG_GATE, value)
+    want = expected_aliases(name, models)
+    with mlflow_errors(f"cannot mirror the store's registry onto {name!r}"):
+        versions, held = mlflow_registry(settings)
+        for m in models:
+            version = version_of(m.model, name)
+            if version is None or version not in versions:
+                continue
+            for key, value in expected_tags(m).items():
+                if versions[version].tags.get(key) != value:
+                    client.set_model_version_tag(name, version, key, value)
+        for alias in ALIASED_STATES:
+            if alias in want and want[alias] in versions and held.get(alias) != want[alias]:
+                client.set_registered_model_alias(name, alias, want[alias])
+            elif alias not in want and alias in held:
+                client.delete_registered_model_alias(name, alias)

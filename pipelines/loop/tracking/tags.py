@@ -40,8 +40,10 @@ TAG_REGISTERED_VERSION: Final = "hilt.registered_version"
 # ------------------------------------------------------------ run and model-version tags
 #: The sha256 of the model's bytes (on the run and on its registered version).
 TAG_MODEL_SHA256: Final = "hilt.model_sha256"
-#: The gate's verdict: on a run ``passed`` / ``rejected``; on a registered version
-#: ``pending``, ``promoted`` or ``rejected``.
+#: Mirrors of the store's registry (``mirror.GATE_TAG``): on a run, the store's gate verdict
+#: ``passed`` / ``rejected`` (the gate as the store would apply it, for a run that registered
+#: nothing); on a registered version, its state there: ``pending`` (challenger), ``promoted``
+#: (champion), ``rejected``, ``superseded`` or ``retired``.
 TAG_GATE: Final = "hilt.gate"
 
 # ---------------------------------------------------------------------------- params

@@ -96,7 +96,7 @@ def remove_subjects(
 def _training_runs(unit: Unit, sha256: str) -> list[str]:
     rows = unit.con.execute(
         "SELECT DISTINCT json_extract_string(entry, '$.payload.run_id') FROM audit_log"
-        """ WHERE entry LIKE '{"action":"model.trained",%'"""
+        """ WHERE entry LIKE '{"action":"run.trained",%'"""
         " AND json_extract_string(entry, '$.payload.snapshot_sha256') = ? ORDER BY 1",
         [sha256],
     ).fetchall()

@@ -200,7 +200,7 @@ def _runs_of(unit: Unit, shas: list[str]) -> list[ExportedRun]:
         return []
     rows = unit.con.execute(
         "SELECT seq, entry FROM audit_log"
-        """ WHERE entry LIKE '{"action":"model.trained",%'"""
+        """ WHERE entry LIKE '{"action":"run.trained",%'"""
         " AND json_extract_string(entry, '$.payload.snapshot_sha256') IN (SELECT unnest(?))"
         " ORDER BY seq",
         [shas],
