@@ -10,8 +10,9 @@ check reads those events and the rows they speak of, and names the first that do
 fit its rule:
 
 - ``forged-purge``: a retention event's audit purge must follow the retention period
-  (never under six months), from the event's own time, and the first event it kept must
-  be younger than its cut;
+  (never under six months), from the event's own time, which is not after the time of
+  this verification (a purge dated ahead would make today's events look old), and the
+  first event it kept must be younger than its cut;
 - ``forged-restatement``: a batch's digest is restated only by the event that removed rows
   of that batch (cases it tombstoned, or predictions retention purged), with the rows that
   remain;
@@ -23,7 +24,7 @@ fit its rule:
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.config import MIN_AUDIT_RETENTION_DAYS
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 
 #: Roles that may apply retention (the operation's permission).
 RETENTION_ROLES = frozenset({"admin", "system", "dpo"})
+#: How far the clock of the machine that wrote the log may run ahead of the verifier's.
+CLOCK_SKEW = timedelta(days=1)
 
 _EVENTS_SQL = """
 SELECT seq, entry FROM audit_log
@@ -60,13 +63,14 @@ def _when(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
-def first_break(con: duckdb.DuckDBPyConnection) -> Break | None:
-    """The first event that an operation of the store would not have written, or None."""
+def first_break(con: duckdb.DuckDBPyConnection, now: datetime | None = None) -> Break | None:
+    """The first event that an operation of the store would not have written, or None;
+    ``now``: the time of this verification (default: this machine's clock)."""
     events = [(int(s), json.loads(e)) for s, e in con.execute(_EVENTS_SQL).fetchall()]
     found = [
         b
         for b in (
-            _purges(con, events),
+            _purges(con, events, now or datetime.now(UTC)),
             _restatements(con, events),
             _notebooks(events),
             _four_eyes(events),
@@ -77,7 +81,7 @@ def first_break(con: duckdb.DuckDBPyConnection) -> Break | None:
 
 
 def _purges(
-    con: duckdb.DuckDBPyConnection, events: list[tuple[int, dict[str, Any]]]
+    con: duckdb.DuckDBPyConnection, events: list[tuple[int, dict[str, Any]]], now: datetime
 ) -> Break | None:
     last_through = 0
     for seq, e in events:
@@ -91,6 +95,8 @@ def _purges(
             problem = f"written in the role {e.get('role')!r}, which may not apply retention"
         elif not isinstance(days, int) or days < MIN_AUDIT_RETENTION_DAYS:
             problem = f"its audit period is not one retention allows ({days!r} days)"
+        elif _when(e["ts"]) > now + CLOCK_SKEW:
+            problem = "it is dated after this verification, so its cut reaches recent events"
         elif audit.get("cut") != utc_timestamp(_when(e["ts"]) - timedelta(days=days)):
             problem = "its cut is not its own time minus the audit period"
         elif not last_through <= through < seq:

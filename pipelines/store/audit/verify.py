@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -69,12 +70,14 @@ def verify_store(
     workspace: Workspace,
     public_key: str | None = None,
     checkpoints: Path | None = None,
+    now: datetime | None = None,
 ) -> VerifyReport:
     """Verify the store's own file without an actor (what `hilt audit verify` runs).
 
     ``public_key`` and ``checkpoints`` let an auditor bring their own copies (the pinned key
     and the checkpoint file as they last saw them), so that an attacker who rewrites the
-    workspace's copies as well is still caught.
+    workspace's copies as well is still caught. ``now``: the time of this verification
+    (the store's clock; default this machine's), which no purge may be dated after.
     """
     return verify_records(
         con,
@@ -82,6 +85,7 @@ def verify_store(
         checkpoints or workspace.checkpoints_path,
         batches=True,
         settings=settings,
+        now=now,
     )
 
 
@@ -113,6 +117,7 @@ def verify_records(
     *,
     batches: bool,
     settings: Settings | None = None,
+    now: datetime | None = None,
 ) -> VerifyReport:
     """Check the chain in ``con``'s audit_log, the signed checkpoints, and the records.
 
@@ -201,7 +206,7 @@ def verify_records(
         )
         cps = pool.submit(attempt("the checkpoint check", checkpoint_checks))
         gold = pool.submit(attempt("the gold set check", gold_mismatch))
-        authority = pool.submit(attempt("the authority check", authority_break))
+        authority = pool.submit(attempt("the authority check", lambda c: authority_break(c, now)))
         configs = pool.submit(attempt("the config check", config_check.first_mismatch))
         scanned = scan.result()
         if scanned is not None:

@@ -23,6 +23,7 @@ import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,10 @@ import polars as pl
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hilt.pipelines.config import MIN_AUDIT_RETENTION_DAYS
 from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
-from hilt.pipelines.store.audit.chain import GENESIS_HASH, AuditEntry, chain_hash
+from hilt.pipelines.store.audit.batch_digest import restated_digest
+from hilt.pipelines.store.audit.chain import GENESIS_HASH, AuditEntry, chain_hash, utc_timestamp
 from hilt.pipelines.store.audit.checkpoints import (
     Checkpoint,
     public_key_text,
@@ -243,6 +246,16 @@ def renumber(con: duckdb.DuckDBPyConnection, from_seq: int, by: int) -> None:
     con.execute("UPDATE decisions SET seq = seq + ? WHERE seq >= ?", [by, from_seq])
 
 
+def append_event(con: duckdb.DuckDBPyConnection, entry: AuditEntry) -> None:
+    """Write ``entry`` at its seq, chained onto the row before it, as the store would."""
+    text = entry.canonical()
+    prev = row_hash(con, entry.seq - 1)
+    con.execute(
+        "INSERT INTO audit_log VALUES (?, ?, ?, ?)",
+        [entry.seq, text, prev, chain_hash(prev, text)],
+    )
+
+
 def forge_decision(con: duckdb.DuckDBPyConnection, seq: int, case_id: str) -> None:
     """Add a well-formed override by alice at ``seq``, chained onto the row at seq - 1,
     with a decisions row that matches its event: the records reconcile."""
@@ -267,12 +280,8 @@ def forge_decision(con: duckdb.DuckDBPyConnection, seq: int, case_id: str) -> No
         "model_shown": True,
     }
     ts = "2030-01-01T00:00:00.000000Z"
-    entry = AuditEntry(
-        seq, ts, "alice", "reviewer", "decision.record", "case", case_id, payload
-    ).canonical()
-    prev = row_hash(con, seq - 1)
-    con.execute(
-        "INSERT INTO audit_log VALUES (?, ?, ?, ?)", [seq, entry, prev, chain_hash(prev, entry)]
+    append_event(
+        con, AuditEntry(seq, ts, "alice", "reviewer", "decision.record", "case", case_id, payload)
     )
     con.execute(
         "INSERT INTO decisions (decision_id, request_id, case_id, prediction_id, model_version,"
@@ -528,6 +537,104 @@ def rename_the_identity_table(ws: Workspace, at: Layout) -> Expected:
     return 0, "schema"
 
 
+# Forged events that carry authority, appended after the last checkpoint and chained as
+# the store would chain them (the chain and the checkpoints verify): the authority check
+# holds each to the rule of the operation that writes it (``store.audit.authority``).
+
+
+def entry_ts(con: duckdb.DuckDBPyConnection, seq: int) -> datetime:
+    (ts,) = fetch_one(
+        con, "SELECT json_extract_string(entry, '$.ts') FROM audit_log WHERE seq = ?", [seq]
+    )
+    return datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
+
+
+def forge_a_purge(con: duckdb.DuckDBPyConnection, at: Layout, ts: datetime, days: int) -> Expected:
+    """Delete the log's first events, up to the first batch (whose rows the store still
+    holds), and append a retention event that claims to have purged them by age:
+    anchored on the last one's hash, its cut its own time minus ``days``."""
+    through = at.cases_seq - 1
+    assert through >= 1
+    anchor = row_hash(con, through)
+    con.execute("DELETE FROM audit_log WHERE seq <= ?", [through])
+    payload = {
+        "audit": {
+            "purged_through": through,
+            "anchor_hash": anchor,
+            "days": days,
+            "cut": utc_timestamp(ts - timedelta(days=days)),
+        },
+        "batches": {},
+        "snapshots": [],
+    }
+    seq = at.head_seq + 1
+    append_event(
+        con,
+        AuditEntry(
+            seq, utc_timestamp(ts), "dana", "admin", "retention.applied", "retention", "", payload
+        ),
+    )
+    return seq, "forged-purge"
+
+
+def forge_a_purge_with_a_short_period(ws: Workspace, at: Layout) -> Expected:
+    """Today, a "retention" purge of today's first events, with a 30-day period."""
+    with raw_db(ws) as con:
+        return forge_a_purge(con, at, entry_ts(con, at.head_seq) + timedelta(seconds=1), 30)
+
+
+def forge_a_purge_dated_in_the_future(ws: Workspace, at: Layout) -> Expected:
+    """A purge whose every rule holds but its time: dated a full audit period after the
+    first event it keeps, so its cut falls just at that event (hiding today's events as
+    if they were old)."""
+    days = max(ws.settings().retention.audit_log_days, MIN_AUDIT_RETENTION_DAYS)
+    with raw_db(ws) as con:
+        kept = entry_ts(con, at.cases_seq)
+        return forge_a_purge(con, at, kept + timedelta(days=days), days)
+
+
+def forge_a_digest_restatement(ws: Workspace, at: Layout) -> Expected:
+    """Edit a prediction, then append an erasure that restates the predictions batch's
+    digest as the edited rows now give it: the batch digests verify again."""
+    with raw_db(ws) as con:
+        con.execute("UPDATE predictions SET score = 0.99, label = '1' WHERE case_id = 'APP-000177'")
+        rows = fetch_one(
+            con, "SELECT count(*) FROM predictions WHERE batch_seq = ?", [at.predictions_seq]
+        )[0]
+        digest = restated_digest(con, ws.settings(), at.predictions_seq)
+        seq = at.head_seq + 1
+        payload = {"batches": {str(at.predictions_seq): {"rows": rows, "digest": digest}}}
+        ts = utc_timestamp(entry_ts(con, at.head_seq) + timedelta(seconds=1))
+        append_event(
+            con, AuditEntry(seq, ts, "pia", "dpo", "subject.erased", "subject", "x", payload)
+        )
+    return seq, "forged-restatement"
+
+
+def forge_a_run_whose_notebook_is_the_store(ws: Workspace, at: Layout) -> Expected:
+    """A run event naming a notebook outside runs/ (an auditor's link would open it)."""
+    with raw_db(ws) as con:
+        seq = at.head_seq + 1
+        ts = utc_timestamp(entry_ts(con, at.head_seq) + timedelta(seconds=1))
+        payload = {"kind": "retrain", "notebook": "../store.duckdb"}
+        append_event(
+            con, AuditEntry(seq, ts, "dana", "admin", "run.finished", "run", "r1", payload)
+        )
+    return seq, "notebook-path"
+
+
+def forge_a_promotion_by_its_author(ws: Workspace, at: Layout) -> Expected:
+    """A model promoted by the lead who trained it."""
+    with raw_db(ws) as con:
+        seq = at.head_seq + 1
+        ts = utc_timestamp(entry_ts(con, at.head_seq) + timedelta(seconds=1))
+        payload = {"approver": "lena", "author": "lena", "run_id": "r1"}
+        append_event(
+            con, AuditEntry(seq, ts, "lena", "lead", "model.promoted", "model", "m/v2", payload)
+        )
+    return seq, "four-eyes"
+
+
 ATTACKS = [
     pytest.param(change_a_payload, id="change-payload"),
     pytest.param(delete_a_row, id="delete-row"),
@@ -552,6 +659,11 @@ ATTACKS = [
     pytest.param(drop_the_predictions_table, id="table-dropped"),
     pytest.param(drop_the_audit_log, id="audit-log-dropped"),
     pytest.param(rename_the_identity_table, id="table-renamed"),
+    pytest.param(forge_a_purge_with_a_short_period, id="forged-purge-short-period"),
+    pytest.param(forge_a_purge_dated_in_the_future, id="forged-purge-future"),
+    pytest.param(forge_a_digest_restatement, id="forged-restatement"),
+    pytest.param(forge_a_run_whose_notebook_is_the_store, id="forged-notebook-path"),
+    pytest.param(forge_a_promotion_by_its_author, id="forged-self-promotion"),
 ]
 
 
