@@ -33,6 +33,7 @@ from hilt.pipelines.errors import (
     AuthenticationError,
     ConfigDrift,
     ConfigError,
+    ConflictError,
     InputError,
     PermissionDeniedError,
 )
@@ -43,7 +44,7 @@ from hilt.pipelines.loop.tracking.pyfunc import DATA_DIR
 from hilt.pipelines.loop.tracking.registry import aliases
 from hilt.pipelines.loop.tracking.runs import list_runs
 from hilt.pipelines.paths import NOTEBOOKS_DIR
-from hilt.pipelines.store import Identity, Store, open_store_as
+from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
 from hilt.pipelines.store.audit.verify import verify_file
 from hilt.pipelines.store.authentication import PROXY_SECRET_HEADER, SINGLE_PERSON, UNPROVEN_KEY
 from hilt.pipelines.store.create import create_workspace
@@ -152,6 +153,7 @@ USERS = (
     ("lena", "lead"),
     ("lena", "admin"),
     ("alice", "reviewer"),
+    ("bob", "reviewer"),
     ("otto", "auditor"),
 )
 #: What an operator's shell may hold when they start `hilt serve`: the master key (as text
@@ -992,8 +994,129 @@ REGISTRY_ATTACKS = [
 ]
 
 
+# ---- the store decides: events only its operations write, what a reviewer sees, leases
+# Every event that carries authority is written by the store's own operation, in the
+# transaction of its change: a client may report only a run's progress (``run.*``), and an
+# attempt to report anything else is refused and itself recorded. A reviewer never sees a
+# seed label (the answers of the gold cases) nor another reviewer's judgement on a case
+# still open, by any door; a decision needs the reviewer's own live lease.
+
+FORGED = (
+    ("model.promoted", "model", "test-model/v9", {"approver": "max", "author": "dana"}),
+    ("retention.applied", "retention", "run", {"audit": {"purged_through": 30, "days": 183}}),
+    ("subject.erased", "subject", "x", {"batches": {"2": {"rows": 0, "digest": "0" * 64}}}),
+    ("decision.record", "case", "APP-000001", {"action": "override", "final_label": "1"}),
+)
+
+
+def forging_events_that_carry_authority(t: Target) -> Recorded:
+    """A lead, an admin and a data scientist report events only the store's operations write."""
+    for who, (action, kind, obj, payload) in zip(
+        ("max", "dana", "dana", "lena"), FORGED, strict=True
+    ):
+        with pytest.raises(
+            PermissionDeniedError, match=f"{action} is written only by the store's own operation"
+        ):
+            t.store(who).record_event(action, kind, obj, payload)
+    return Recorded(("audit.event_refused",) * len(FORGED))
+
+
+def a_run_event_naming_a_file_outside_runs(t: Target) -> Recorded:
+    """A run's notebook is what an auditor opens from the log: never a path elsewhere."""
+    for name in ("../store.duckdb", "/etc/passwd", "runs/../../hilt.toml"):
+        with pytest.raises(
+            InputError, match=r"payload\.notebook must be the file name of a notebook in runs/"
+        ):
+            t.store("dana").record_event("run.finished", "run", "r1", {"notebook": name})
+    return NOTHING
+
+
+def a_reviewer_reads_the_gold_answers(t: Target) -> Recorded:
+    """Every victim case has a seed label (the gold cases' answers are seed labels): a
+    reviewer reads none, through get_case or a lease; an auditor reads them all."""
+    alice = t.store("alice")
+    for case_id in ("APP-000001", "APP-000002"):
+        assert alice.get_case(case_id).seed_label is None
+        assert t.store("otto").get_case(case_id).seed_label in ("0", "1")
+    with pytest.raises(PermissionDeniedError, match="may not case frame"):
+        alice.case_frame(["APP-000001"])
+    leased = alice.next_case()
+    assert leased is not None and leased.case.seed_label is None
+    return Recorded(("case.leased",), {"leases": 1})
+
+
+def a_reviewer_reads_another_reviewers_open_judgement(t: Target) -> Recorded:
+    """alice flags a case (it waits for another reviewer's opinion); bob reads the case by
+    id and then leases it: he sees no judgement of hers, while a lead does."""
+    alice, bob = t.store("alice"), t.store("bob")
+    leased = alice.next_case()
+    assert leased is not None
+    case_id = leased.case.case_id
+    alice.record_decision(DecisionRequest(case_id=case_id, action="flag"))
+    assert bob.get_case(case_id).decisions == []
+    again = bob.next_case()
+    assert again is not None and again.case.case_id == case_id
+    assert again.case.decisions == []
+    assert [d.reviewer for d in t.store("max").get_case(case_id).decisions] == ["alice"]
+    return Recorded(
+        ("case.leased", "decision.record", "case.leased"), {"decisions": 1, "leases": 1}
+    )
+
+
+def a_decision_without_the_reviewers_lease(t: Target) -> Recorded:
+    """alice decides a case nobody leased, then one bob holds."""
+    alice, bob = t.store("alice"), t.store("bob")
+    with pytest.raises(ConflictError, match="a decision needs your live lease on the case"):
+        alice.record_decision(DecisionRequest(case_id="APP-000003", action="accept"))
+    held = bob.next_case()
+    assert held is not None
+    with pytest.raises(ConflictError, match="another reviewer holds this case's lease"):
+        alice.record_decision(DecisionRequest(case_id=held.case.case_id, action="accept"))
+    return Recorded(("case.leased",), {"leases": 1})
+
+
+AUTHORITY_ATTACKS = [
+    Attack(
+        "report an event that carries authority (a promotion, a retention purge, an erasure, "
+        "a decision) through record_event, as a lead, an admin, a data scientist",
+        "PermissionDeniedError: <action> is written only by the store's own operation, in the "
+        "transaction of its change; a client reports only run.*",
+        "audit.event_refused (the action named, none of the caller's payload) in the audit log",
+        forging_events_that_carry_authority,
+    ),
+    Attack(
+        "a run event whose notebook is a path outside runs/ (../store.duckdb, /etc/passwd)",
+        "InputError: payload.notebook must be the file name of a notebook in runs/ (and verify "
+        "names such an event forged into the file: notebook-path)",
+        "nowhere (nothing was written)",
+        a_run_event_naming_a_file_outside_runs,
+    ),
+    Attack(
+        "a reviewer reads the seed labels (the gold cases' answers) by case id, as a frame, "
+        "in a lease",
+        "the store leaves seed_label out for anyone not a lead, auditor, admin, DPO or data "
+        "scientist; the case frame: PermissionDeniedError",
+        "nowhere but the lease the reviewer took (case.leased)",
+        a_reviewer_reads_the_gold_answers,
+    ),
+    Attack(
+        "a second reviewer reads the first one's judgement on a case still open (by id, in "
+        "the lease)",
+        "the store shows a reviewer only their own decisions on an open case",
+        "nowhere but the flag and the two leases, as any review",
+        a_reviewer_reads_another_reviewers_open_judgement,
+    ),
+    Attack(
+        "a decision without the reviewer's own live lease (none taken; another reviewer's)",
+        "ConflictError: a decision needs your live lease on the case: take it from the queue",
+        "nowhere but the other reviewer's lease (case.leased)",
+        a_decision_without_the_reviewers_lease,
+    ),
+]
+
+
 # ---------------------------------------------------------------------- the matrix
-ATTACKS = [*CONFIG_ATTACKS, *IDENTITY_ATTACKS, *REGISTRY_ATTACKS]
+ATTACKS = [*CONFIG_ATTACKS, *IDENTITY_ATTACKS, *REGISTRY_ATTACKS, *AUTHORITY_ATTACKS]
 ROWS = [(a, m) for a in ATTACKS for m in a.modes]
 
 
