@@ -41,6 +41,7 @@ class StoreCore:
         head: HeadCache | None = None,
         in_transaction: bool = False,
         config: ConfigWatch | None = None,
+        beside_writer: bool = False,
     ) -> None:
         self.con = con
         self.settings = settings
@@ -56,6 +57,8 @@ class StoreCore:
         self.wrote = False
         #: The config in force and the file compared with it (None: not checked).
         self.config = config
+        #: On a read connection beside the service's writer (see ``Unit.beside_writer``).
+        self.beside_writer = beside_writer
 
     def role_for(self, permission: Permission) -> str:
         """The actor's first role that ``permission`` allows (PermissionDeniedError if none)."""
@@ -78,6 +81,7 @@ class StoreCore:
             clock=self.clock,
             head=self.head,
             in_transaction=self.in_transaction,
+            beside_writer=self.beside_writer,
         )
 
     def call(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:

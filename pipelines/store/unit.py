@@ -74,6 +74,10 @@ class Unit:
     #: The caller already owns an open transaction (a group commit): ``transaction()``
     #: neither begins nor commits.
     in_transaction: bool = False
+    #: The operation reads on its own connection beside the service's writer (the
+    #: service's read path): a bulk read then keeps to one core, leaving the others to
+    #: the reviewers' decisions.
+    beside_writer: bool = False
     #: Whether this operation has written anything (a failed one that has not can be
     #: dropped from a group commit without undoing the others).
     wrote: bool = False

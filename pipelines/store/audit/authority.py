@@ -63,15 +63,19 @@ def _when(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
-def first_break(con: duckdb.DuckDBPyConnection, now: datetime | None = None) -> Break | None:
+def first_break(
+    con: duckdb.DuckDBPyConnection, now: datetime | None = None, *, with_rows: bool = True
+) -> Break | None:
     """The first event that an operation of the store would not have written, or None;
-    ``now``: the time of this verification (default: this machine's clock)."""
+    ``now``: the time of this verification (default: this machine's clock). Without the
+    case and prediction rows (``with_rows=False``: a log fetched from a service) the
+    restatements are not checked: they are held to the rows they removed."""
     events = [(int(s), json.loads(e)) for s, e in con.execute(_EVENTS_SQL).fetchall()]
     found = [
         b
         for b in (
             _purges(con, events, now or datetime.now(UTC)),
-            _restatements(con, events),
+            _restatements(con, events) if with_rows else None,
             _notebooks(events),
             _four_eyes(events),
         )

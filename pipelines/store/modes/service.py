@@ -235,6 +235,7 @@ class StoreService:
             reader.keys,
             self.clock,
             config=self.config,
+            beside_writer=True,
         )
         return core.call(operation, arguments)
 

@@ -156,7 +156,14 @@ def verify(unit: Unit, public_key: str | None = None) -> VerifyReport:
     """Check the chain, every signed checkpoint, and the records against their events."""
     from hilt.pipelines.store.audit.verify import verify_store
 
-    return verify_store(unit.con, unit.settings, unit.workspace, public_key, now=unit.clock())
+    return verify_store(
+        unit.con,
+        unit.settings,
+        unit.workspace,
+        public_key,
+        now=unit.clock(),
+        parallel=not unit.beside_writer,
+    )
 
 
 def checkpoint(unit: Unit) -> CheckpointRecord:
