@@ -20,8 +20,9 @@ its own unique ``request_id``, in four phases on one temporary workspace:
    opens the DuckDB file for every operation;
 5. embedded, saturation: as 3, in embedded mode.
 
-Each reviewer leases its case by name (``lease_case``: a decision needs the reviewer's live
-lease), then pauses, then decides; the lease is not timed. Latency is measured client-side
+Each reviewer takes the next case from the queue (``next_case``, as the review panel does: a
+decision needs the reviewer's live lease), then pauses, then decides; the lease is not
+timed, but it holds the service's writer like any write. Latency is measured client-side
 around each ``record_decision`` call (including HTTP,
 authentication, the audit chain and the commit; a retry of the same request_id after a
 transport error counts into the same call). After each mode the decisions are read back
@@ -158,13 +159,18 @@ def _run_phase(index: int, job: dict[str, Any], store: Store, start_at: float) -
     errors: dict[str, int] = {}
     retries = 0
     exhausted = True
-    for i, case_id in enumerate(cases):
-        # The reviewer takes the case (a decision needs their live lease), then reads it.
+    for i in range(len(cases)):
+        # The reviewer takes the next case from the queue, as the review panel does (a
+        # decision needs their live lease), then reads it.
         try:
-            store.lease_case(case_id)
+            leased = store.next_case()
         except HiltError as e:
             errors[f"lease: {type(e).__name__}"] = errors.get(f"lease: {type(e).__name__}", 0) + 1
             continue
+        if leased is None:
+            exhausted = True
+            break
+        case_id = leased.case.case_id
         if mean > 0:
             pause = rng.expovariate(1.0 / mean)
             if time.perf_counter() + pause >= deadline:
