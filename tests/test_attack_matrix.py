@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import papermill
 import polars as pl
@@ -1001,7 +1002,7 @@ REGISTRY_ATTACKS = [
 # seed label (the answers of the gold cases) nor another reviewer's judgement on a case
 # still open, by any door; a decision needs the reviewer's own live lease.
 
-FORGED = (
+FORGED: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("model.promoted", "model", "test-model/v9", {"approver": "max", "author": "dana"}),
     ("retention.applied", "retention", "run", {"audit": {"purged_through": 30, "days": 183}}),
     ("subject.erased", "subject", "x", {"batches": {"2": {"rows": 0, "digest": "0" * 64}}}),
@@ -1010,7 +1011,7 @@ FORGED = (
 
 
 def forging_events_that_carry_authority(t: Target) -> Recorded:
-    """A lead, an admin and a data scientist report events only the store's operations write."""
+    """Leads and an admin report events only the store's operations write."""
     for who, (action, kind, obj, payload) in zip(
         ("max", "dana", "dana", "lena"), FORGED, strict=True
     ):
@@ -1078,7 +1079,7 @@ def a_decision_without_the_reviewers_lease(t: Target) -> Recorded:
 AUTHORITY_ATTACKS = [
     Attack(
         "report an event that carries authority (a promotion, a retention purge, an erasure, "
-        "a decision) through record_event, as a lead, an admin, a data scientist",
+        "a decision) through record_event, as a lead or an admin",
         "PermissionDeniedError: <action> is written only by the store's own operation, in the "
         "transaction of its change; a client reports only run.*",
         "audit.event_refused (the action named, none of the caller's payload) in the audit log",

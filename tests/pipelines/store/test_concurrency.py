@@ -423,8 +423,8 @@ def test_an_auditors_verify_loop_beside_eight_reviewers(loaded_workspace: Worksp
                 verified.append((report.ok, report.events))
 
     try:
-        auditor = threading.Thread(target=audit)
-        auditor.start()
+        auditing = threading.Thread(target=audit)
+        auditing.start()
         while not verified:  # the auditor's loop runs before the reviewers start
             time.sleep(0.05)
         reviewers = [threading.Thread(target=review, args=(t,)) for t in tokens]
@@ -433,7 +433,7 @@ def test_an_auditors_verify_loop_beside_eight_reviewers(loaded_workspace: Worksp
         for r in reviewers:
             r.join(240)
         reviewing.clear()
-        auditor.join(240)
+        auditing.join(240)
         with StoreClient(svc.url, auditor_token) as auditor:
             final = assert_gapless_and_verified(auditor)
     finally:
