@@ -217,7 +217,9 @@ def verify_records(
         )
         cps = pool.submit(attempt("the checkpoint check", checkpoint_checks))
         gold = pool.submit(attempt("the gold set check", gold_mismatch))
-        authority = pool.submit(attempt("the authority check", lambda c: authority_break(c, now)))
+        authority = pool.submit(
+            attempt("the authority check", lambda c: authority_break(c, now, with_rows=batches))
+        )
         configs = pool.submit(attempt("the config check", config_check.first_mismatch))
         scanned = scan.result()
         if scanned is not None:

@@ -198,6 +198,17 @@ def register_model(
     return _require(unit, model)
 
 
+def _decided(unit: Unit, found: ModelRecord) -> dict[str, str]:
+    """What a lead's decision on a model records of it (verify's four-eyes rule reads
+    ``author`` and ``approver``)."""
+    return {
+        "model_sha256": found.model_sha256,
+        "run_id": found.run_id,
+        "author": found.author,
+        "approver": unit.actor.name,
+    }
+
+
 def _lead_decides(unit: Unit, model: str, what: str) -> ModelRecord:
     """The challenger ``model``, once the acting lead is seen not to be its author."""
     found = _require(unit, model)
@@ -222,10 +233,7 @@ def promote_model(unit: Unit, model: str) -> ModelRecord:
             "model",
             model,
             {
-                "model_sha256": found.model_sha256,
-                "run_id": found.run_id,
-                "author": found.author,
-                "approver": unit.actor.name,
+                **_decided(unit, found),
                 "previous_champion": previous.model if previous else None,
             },
             now,
@@ -255,10 +263,7 @@ def reject_model(unit: Unit, model: str, reason: str) -> ModelRecord:
             "model",
             model,
             {
-                "model_sha256": found.model_sha256,
-                "run_id": found.run_id,
-                "author": found.author,
-                "approver": unit.actor.name,
+                **_decided(unit, found),
                 "reason_sha256": hashlib.sha256(reason.encode("utf-8")).hexdigest(),
             },
             now,

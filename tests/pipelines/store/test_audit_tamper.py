@@ -611,28 +611,32 @@ def forge_a_digest_restatement(ws: Workspace, at: Layout) -> Expected:
     return seq, "forged-restatement"
 
 
+def forge_after_the_head(
+    ws: Workspace, at: Layout, actor: str, role: str, action: str, obj: str, payload: dict[str, Any]
+) -> int:
+    """Append one event right after the head, chained as the store would; its seq."""
+    seq = at.head_seq + 1
+    with raw_db(ws) as con:
+        ts = utc_timestamp(entry_ts(con, at.head_seq) + timedelta(seconds=1))
+        kind = action.split(".")[0]
+        append_event(con, AuditEntry(seq, ts, actor, role, action, kind, obj, payload))
+    return seq
+
+
 def forge_a_run_whose_notebook_is_the_store(ws: Workspace, at: Layout) -> Expected:
     """A run event naming a notebook outside runs/ (an auditor's link would open it)."""
-    with raw_db(ws) as con:
-        seq = at.head_seq + 1
-        ts = utc_timestamp(entry_ts(con, at.head_seq) + timedelta(seconds=1))
-        payload = {"kind": "retrain", "notebook": "../store.duckdb"}
-        append_event(
-            con, AuditEntry(seq, ts, "dana", "admin", "run.finished", "run", "r1", payload)
-        )
-    return seq, "notebook-path"
+    payload = {"kind": "retrain", "notebook": "../store.duckdb"}
+    return forge_after_the_head(ws, at, "dana", "admin", "run.finished", "r1", payload), (
+        "notebook-path"
+    )
 
 
 def forge_a_promotion_by_its_author(ws: Workspace, at: Layout) -> Expected:
     """A model promoted by the lead who trained it."""
-    with raw_db(ws) as con:
-        seq = at.head_seq + 1
-        ts = utc_timestamp(entry_ts(con, at.head_seq) + timedelta(seconds=1))
-        payload = {"approver": "lena", "author": "lena", "run_id": "r1"}
-        append_event(
-            con, AuditEntry(seq, ts, "lena", "lead", "model.promoted", "model", "m/v2", payload)
-        )
-    return seq, "four-eyes"
+    payload = {"approver": "lena", "author": "lena", "run_id": "r1"}
+    return forge_after_the_head(ws, at, "lena", "lead", "model.promoted", "m/v2", payload), (
+        "four-eyes"
+    )
 
 
 ATTACKS = [
