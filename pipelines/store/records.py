@@ -215,13 +215,23 @@ class VerifyReport(_Record):
     head_hash: str
     checkpoints: int
     first_break: BreakRecord | None = None
+    #: Verified from the signed checkpoint at this seq (``events``: the events after it);
+    #: None: the whole log was walked.
+    from_checkpoint: int | None = None
 
     def summary(self) -> str:
+        since = self.from_checkpoint
         if self.ok:
+            if since is not None:
+                return (
+                    f"OK {self.events} events after checkpoint seq {since} (verified from "
+                    "that signed checkpoint; the log up to it was not re-read)"
+                )
             return f"OK {self.events} events"
         b = self.first_break
         assert b is not None
-        return f"BROKEN at seq {b.seq}: {b.kind}: {b.detail}"
+        broken = f"BROKEN at seq {b.seq}: {b.kind}: {b.detail}"
+        return broken + (f" (verifying from checkpoint seq {since})" if since is not None else "")
 
 
 class QueueStatus(_Record):

@@ -45,7 +45,7 @@ CLOCK_SKEW = timedelta(days=1)
 
 _EVENTS_SQL = """
 SELECT seq, entry FROM audit_log
-WHERE entry LIKE '{"action":"retention.applied",%'
+WHERE seq > ? AND (entry LIKE '{"action":"retention.applied",%'
    OR entry LIKE '{"action":"subject.erased",%'
    OR entry LIKE '{"action":"run.%'
    OR entry LIKE '{"action":"model.promoted",%'
@@ -54,9 +54,42 @@ WHERE entry LIKE '{"action":"retention.applied",%'
    OR entry LIKE '{"action":"system.resumed",%'
    OR entry LIKE '{"action":"cases.ingest",%'
    OR entry LIKE '{"action":"predictions.ingest",%'
-   OR entry LIKE '{"action":"predictions.shadow",%'
+   OR entry LIKE '{"action":"predictions.shadow",%')
 ORDER BY seq
 """
+
+
+def _referred(e: dict[str, Any]) -> list[int]:
+    """The seqs of earlier events an event's rule reads: a resume's halt, the batches a
+    restatement restates."""
+    p = e["payload"]
+    if e["action"] == "system.resumed":
+        return [int(p.get("halted_at_seq") or 0)]
+    if e["action"] in RESTATING_ACTIONS:
+        return [int(b) for b in p.get("batches") or {}]
+    return []
+
+
+def _with_context(
+    con: duckdb.DuckDBPyConnection, events: list[tuple[int, dict[str, Any]]], since: int
+) -> list[tuple[int, dict[str, Any]]]:
+    """``events`` (after ``since``) preceded by the earlier halts and batch events they refer
+    to: covered by the checkpoint, they are context (no rule judges a halt or a batch event
+    itself)."""
+    wanted = sorted({s for _, e in events for s in _referred(e) if 0 < s <= since})
+    if not wanted:
+        return events
+    rows = con.execute(
+        "SELECT seq, entry FROM audit_log WHERE seq IN (SELECT unnest($1)) ORDER BY seq",
+        [wanted],
+    ).fetchall()
+    parsed = [(int(s), json.loads(e)) for s, e in rows]
+    context = [
+        (s, e)
+        for s, e in parsed
+        if e.get("action") in ("system.halted", CASES_ACTION, "predictions.ingest")
+    ]
+    return context + events
 
 
 def _when(ts: str) -> datetime:
@@ -64,13 +97,24 @@ def _when(ts: str) -> datetime:
 
 
 def first_break(
-    con: duckdb.DuckDBPyConnection, now: datetime | None = None, *, with_rows: bool = True
+    con: duckdb.DuckDBPyConnection,
+    now: datetime | None = None,
+    *,
+    with_rows: bool = True,
+    since: int = 0,
 ) -> Break | None:
     """The first event that an operation of the store would not have written, or None;
     ``now``: the time of this verification (default: this machine's clock). Without the
     case and prediction rows (``with_rows=False``: a log fetched from a service) the
-    restatements are not checked: they are held to the rows they removed."""
-    events = [(int(s), json.loads(e)) for s, e in con.execute(_EVENTS_SQL).fetchall()]
+    restatements are not checked: they are held to the rows they removed.
+
+    ``since``: only the events after this seq (a signed checkpoint's) are judged; the
+    earlier events they refer to (the halt a resume ends, the batch a restatement speaks
+    of) are read by their seq. A purge's point is then held to the purges after the
+    checkpoint only."""
+    events = [(int(s), json.loads(e)) for s, e in con.execute(_EVENTS_SQL, [since]).fetchall()]
+    if since > 0:
+        events = _with_context(con, events, since)
     found = [
         b
         for b in (

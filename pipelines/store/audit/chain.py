@@ -6,10 +6,12 @@ Each audit row is stored as its canonical JSON text (``entry``) with ``prev_hash
     hash = sha256(prev_hash_hex ‖ entry)      (both UTF-8; genesis prev_hash = "0" * 64)
 
 Because every row carries its predecessor's hash, checking the chain needs no sequential
-loop: each row is checked against itself and against its neighbour, in parallel scans
-(benchmarks/verify.py; hashing a million entries of ~470 bytes is most of it). The same SQL
-runs on the store's own file or on an exported copy (Parquet), so an auditor can verify
-without the operator.
+loop: each row is checked against itself (its hash, recomputed with hashlib, whose OpenSSL
+uses the CPU's SHA extensions: ~3x DuckDB's sha256 here) and against its neighbour (its
+prev_hash equals the stored hash of the row before, a join in DuckDB), so the hashing runs
+beside DuckDB's scans (benchmarks/verify.py). The same checks run on the store's own file,
+on a copy fetched from a service, or on the rows after a signed checkpoint only
+(``tail``), starting from the checkpoint's (seq, hash) instead of the genesis.
 """
 
 from __future__ import annotations
@@ -120,10 +122,13 @@ ORDER BY seq DESC LIMIT 1
 #: the decisions.
 _CONTENT_SQL = """
 SELECT
-    min(seq) FILTER (WHERE json_extract_string(entry, '$.seq') IS DISTINCT FROM seq::VARCHAR),
-    min(seq) FILTER (WHERE hash IS DISTINCT FROM sha256(prev_hash || entry))
+    min(seq) FILTER (WHERE json_extract_string(entry, '$.seq') IS DISTINCT FROM seq::VARCHAR)
 FROM {source}
 """
+
+#: Each row's hashed bytes and stored hash, fetched in Arrow batches of this many rows.
+_HASH_SQL = "SELECT seq, encode(prev_hash || entry), hash FROM {source}"
+_HASH_BATCH = 65_536
 
 KIND_ORDER = ("seq-duplicate", "seq-gap", "seq-mismatch", "link-broken", "hash-mismatch")
 
@@ -135,6 +140,34 @@ _DETAIL = {
     "(a row was inserted, removed or replaced)",
     "hash-mismatch": "the stored hash does not match the entry (the entry was changed)",
 }
+
+
+def tail(since: int, table: str = "audit_log") -> str:
+    """The rows of ``table`` after seq ``since`` as a source for the scans here (the whole
+    table for 0). The log is stored in seq order, so DuckDB skips the row groups before."""
+    return table if since <= 0 else f"(SELECT * FROM {table} WHERE seq > {int(since)})"
+
+
+def first_bad_hash(con: duckdb.DuckDBPyConnection, source: str = "audit_log") -> int | None:
+    """The earliest seq whose stored hash is not sha256(prev_hash ‖ entry), or None.
+
+    Hashed with hashlib (OpenSSL) in this thread, one row at a time: it holds the GIL, but
+    DuckDB's scans in the other threads of verify do not need it, so the two share the
+    cores. A row whose prev_hash or entry is NULL counts as a mismatch.
+    """
+    sha256 = hashlib.sha256
+    bad: int | None = None
+    reader = con.sql(_HASH_SQL.format(source=source)).to_arrow_reader(_HASH_BATCH)
+    for batch in reader:
+        seqs = batch.column(0).to_pylist()
+        texts = batch.column(1).to_pylist()
+        hashes = batch.column(2).to_pylist()
+        for seq, text, stored in zip(seqs, texts, hashes, strict=True):
+            if (text is None or sha256(text).hexdigest() != stored) and (
+                bad is None or seq < bad
+            ):
+                bad = seq
+    return bad
 
 
 def purge_anchor(con: duckdb.DuckDBPyConnection, source: str = "audit_log") -> tuple[int, str]:
@@ -166,11 +199,18 @@ class ChainOrder:
     link: int | None
 
 
-def check_order(con: duckdb.DuckDBPyConnection, source: str = "audit_log") -> ChainOrder:
-    """The order scan of the chain in ``source`` (a table, view or ``read_parquet(...)``)."""
+def check_order(
+    con: duckdb.DuckDBPyConnection,
+    source: str = "audit_log",
+    start: tuple[int, str] = (0, GENESIS_HASH),
+) -> ChainOrder:
+    """The order scan of the chain in ``source`` (a table, view or ``read_parquet(...)``).
+
+    ``start``: the (seq, hash) the rows follow when no retention purged beyond it: the
+    genesis, or a signed checkpoint for a ``tail``."""
     row = sql.one(con, f"SELECT count(*), coalesce(max(seq), 0) FROM {source}")
     n, head_seq = (int(row[0]), int(row[1])) if row else (0, 0)
-    anchor_seq, anchor_hash = purge_anchor(con, source)
+    anchor_seq, anchor_hash = max(purge_anchor(con, source), start, key=lambda a: a[0])
     order = sql.one(
         con, _ORDER_SQL.format(source=source, genesis=anchor_hash, anchor_seq=int(anchor_seq))
     )
@@ -183,7 +223,7 @@ def check_order(con: duckdb.DuckDBPyConnection, source: str = "audit_log") -> Ch
     return ChainOrder(
         events=n,
         head_seq=head_seq,
-        head_hash=str(head[0]) if head else GENESIS_HASH,
+        head_hash=str(head[0]) if head else start[1],
         anchor_seq=anchor_seq,
         duplicate=duplicate,
         gap_seq=gap_seq,
@@ -198,7 +238,7 @@ def check_content(
     """The content scan: the earliest (seq-mismatch, hash-mismatch) seqs, or None each."""
     content = sql.one(con, _CONTENT_SQL.format(source=source))
     assert content is not None
-    return content[0], content[1]
+    return content[0], first_bad_hash(con, source)
 
 
 def first_chain_break(

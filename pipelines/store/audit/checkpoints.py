@@ -20,10 +20,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hilt.pipelines.errors import ConfigError, StoreError
+from hilt.pipelines.errors import ConfigError, InputError, StoreError
 from hilt.pipelines.store.audit.chain import Break, canonical_json
 
 KEY_PREFIX = "ed25519:"
+#: ``hilt audit verify --from latest``: the newest checkpoint whose signature checks.
+LATEST = "latest"
 _DOMAIN = b"hilt-audit-checkpoint/v1\n"
 
 
@@ -144,6 +146,50 @@ def read_checkpoints(path: Path) -> tuple[list[Checkpoint], Break | None]:
     return out, None
 
 
+def signed_by(checkpoint: Checkpoint, key: Ed25519PublicKey) -> bool:
+    """Whether ``key`` made the checkpoint's signature."""
+    try:
+        key.verify(base64.b64decode(checkpoint.signature), checkpoint.signed_message())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def starting_point(
+    checkpoints: list[Checkpoint], pinned_key: Ed25519PublicKey | None, which: str
+) -> Checkpoint | Break | None:
+    """The checkpoint a verify from a checkpoint starts at (``hilt audit verify --from``).
+
+    ``which``: ``latest``, the newest checkpoint in the file whose signature checks with
+    the pinned key (None if there is none: the whole log is walked then); or the seq of a
+    checkpoint in the file, which must check: a named checkpoint whose signature fails is
+    a ``checkpoint-signature`` break, never replaced by an older one. A seq that is no
+    checkpoint of the file is an InputError; checkpoints without a pinned key, the
+    ``no-pinned-key`` break.
+    """
+    if which != LATEST and not which.isdigit():
+        raise InputError(f"--from takes {LATEST!r} or the seq of a checkpoint, not {which!r}")
+    named = [c for c in checkpoints if which == LATEST or c.seq == int(which)]
+    if not named and which != LATEST:
+        raise InputError(f"the checkpoint file has no checkpoint of seq {int(which)}")
+    if pinned_key is None:
+        if not checkpoints:
+            return None
+        return Break(0, "no-pinned-key", "checkpoints exist but no public key is pinned")
+    if which == LATEST:
+        good = [c for c in checkpoints if signed_by(c, pinned_key)]
+        return max(good, key=lambda c: c.seq) if good else None
+    for cp in reversed(named):
+        if signed_by(cp, pinned_key):
+            return cp
+    return Break(
+        int(which),
+        "checkpoint-signature",
+        f"the checkpoint at seq {int(which)} is not signed by the pinned key: refusing to "
+        "verify from it (checkpoints were re-signed or forged)",
+    )
+
+
 def check_checkpoints(
     checkpoints: list[Checkpoint],
     pinned_key: Ed25519PublicKey | None,
@@ -162,9 +208,7 @@ def check_checkpoints(
     last_good = 0
     for cp in sorted(checkpoints, key=lambda c: c.seq):
         assert pinned_key is not None
-        try:
-            pinned_key.verify(base64.b64decode(cp.signature), cp.signed_message())
-        except (InvalidSignature, ValueError):
+        if not signed_by(cp, pinned_key):
             return Break(
                 cp.seq,
                 "checkpoint-signature",

@@ -30,14 +30,16 @@ SELECT seq,
        coalesce(json_extract_string(entry, '$.payload.new_sha256'),
                 json_extract_string(entry, '$.payload.config_sha256')) AS sha
 FROM audit_log
-WHERE {_action("workspace.init", "config.applied", "config.proposed", "config.approved")}
+WHERE seq > $since
+  AND ({_action("workspace.init", "config.applied", "config.proposed", "config.approved")})
 """
 
 _MISMATCH_SQL = f"""
 WITH ev AS ({_EVENTS}),
 recorded AS (SELECT * FROM ev WHERE action <> 'config.approved'),
 kept AS (SELECT * FROM config_versions
-         WHERE applied_seq >= (SELECT coalesce(min(seq), 0) FROM audit_log))
+         WHERE applied_seq >= (SELECT coalesce(min(seq), 0) FROM audit_log)
+           AND ($since = 0 OR applied_seq > $since))
 SELECT min(seq) FROM (
     SELECT k.applied_seq AS seq FROM kept k LEFT JOIN recorded r ON r.seq = k.applied_seq
     WHERE r.seq IS NULL OR r.version <> k.version OR r.sha <> k.sha256
@@ -58,19 +60,20 @@ WHERE (SELECT count(*) FROM config_versions WHERE state = 'in-force') <> 1
 """
 
 
-def first_mismatch(con: duckdb.DuckDBPyConnection) -> Break | None:
+def first_mismatch(con: duckdb.DuckDBPyConnection, since: int = 0) -> Break | None:
     """The earliest config version that no longer matches its event, or the event that put
     in force another version than the store's (a copy fetched through the API, without
-    the table, is skipped)."""
+    the table, is skipped). ``since``: the versions recorded after this seq (a signed
+    checkpoint's) only, and the version in force only if an event after it set it."""
     has_table = sql.scalar(
         con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'config_versions'"
     )
     if not has_table:
         return None
-    seq = sql.scalar(con, _MISMATCH_SQL)
+    seq = sql.scalar(con, _MISMATCH_SQL, {"since": since})
     if seq is not None:
         return Break(int(seq), "record-mismatch", "a config version no longer matches its event")
-    seq = sql.scalar(con, _IN_FORCE_SQL)
+    seq = sql.scalar(con, _IN_FORCE_SQL, {"since": since})
     if seq is not None:
         return Break(
             int(seq),

@@ -53,30 +53,33 @@ def _differs(first: int) -> str:
     )
 
 
+#: The decision rows after the seq ``$since`` (all of them for 0).
+_DECISION_ROWS = "(SELECT * FROM decisions WHERE $since = 0 OR seq > $since)"
+
 # Every decision row and every decision event, matched by seq in one full outer join: a row
 # without its event, an event without its row (beyond what retention purged), or a pair
 # whose fields differ. The events are parsed once each (one json_extract_string for all
-# paths).
+# paths). Only the rows and events after ``$since`` (a signed checkpoint; 0: all).
 _DECISIONS_SQL = f"""
 SELECT min(coalesce(d.seq, ev.seq))
 FROM (
     SELECT seq, json_extract_string(entry, {_PATHS!r}) AS v
-    FROM audit_log WHERE {DECISION_EVENT}
-) ev FULL OUTER JOIN decisions d ON d.seq = ev.seq
+    FROM audit_log WHERE ($since = 0 OR seq > $since) AND {DECISION_EVENT}
+) ev FULL OUTER JOIN {_DECISION_ROWS} d ON d.seq = ev.seq
 WHERE ev.seq IS NULL
    OR (d.seq IS NULL AND ev.seq > $decisions_purged_through)
    OR (d.seq IS NOT NULL AND (
        {_differs(1)}))
 """
 
-#: The content check of the chain (``audit_chain._CONTENT_SQL``) and the decisions above in
-#: one scan of the log, so that each entry is read, hashed and parsed once: the seq inside
-#: the entry is the first extracted path, the decision fields follow. Returns
-#: (seq-mismatch, hash-mismatch, decision record-mismatch), each the earliest seq or NULL.
+#: The seq check of the chain (``audit_chain._CONTENT_SQL``) and the decisions above in one
+#: scan of the log, so that each entry is read and parsed once: the seq inside the entry is
+#: the first extracted path, the decision fields follow. Returns (seq-mismatch, decision
+#: record-mismatch), each the earliest seq or NULL. (The hashes are recomputed apart, with
+#: hashlib: ``audit_chain.first_bad_hash``.)
 CONTENT_AND_DECISIONS_SQL = f"""
 SELECT
     min(a.seq) FILTER (WHERE a.in_log AND v[1] IS DISTINCT FROM a.seq::VARCHAR),
-    min(a.seq) FILTER (WHERE a.in_log AND a.bad_hash),
     min(coalesce(d.seq, a.seq)) FILTER (
         WHERE a.in_log IS NULL
            OR (d.seq IS NULL AND a.is_decision AND a.seq > $decisions_purged_through)
@@ -84,11 +87,10 @@ SELECT
                {_differs(2)})))
 FROM (
     SELECT seq, true AS in_log,
-           hash IS DISTINCT FROM sha256(prev_hash || entry) AS bad_hash,
            {DECISION_EVENT} AS is_decision,
            json_extract_string(entry, {["$.seq", *_PATHS]!r}) AS v
-    FROM audit_log
-) a FULL OUTER JOIN decisions d ON d.seq = a.seq AND a.is_decision
+    FROM audit_log WHERE $since = 0 OR seq > $since
+) a FULL OUTER JOIN {_DECISION_ROWS} d ON d.seq = a.seq AND a.is_decision
 """
 
 DECISION_DETAIL = "a decision row differs from its audit event, or one of them is missing"
@@ -99,18 +101,22 @@ WITH ev AS (
     SELECT seq, json_extract_string(entry, '$.action') AS action,
            try_cast(json_extract(entry, '$.payload.rows') AS BIGINT) AS rows
     FROM audit_log
-    WHERE entry LIKE '{"action":"cases.ingest",%' OR entry LIKE '{"action":"predictions.ingest",%'
-       OR entry LIKE '{"action":"predictions.shadow",%'
+    WHERE seq > $since AND (entry LIKE '{"action":"cases.ingest",%'
+       OR entry LIKE '{"action":"predictions.ingest",%'
+       OR entry LIKE '{"action":"predictions.shadow",%')
 ), expected AS (
     SELECT ev.seq, coalesce(r.rows, ev.rows) AS rows
     FROM ev LEFT JOIN restated r ON r.seq = ev.seq
 ), actual AS (
-    SELECT ingest_seq AS seq, count(*) AS n FROM cases WHERE removed_seq IS NULL
+    SELECT ingest_seq AS seq, count(*) AS n FROM cases
+    WHERE removed_seq IS NULL AND ($since = 0 OR ingest_seq > $since)
     GROUP BY ingest_seq
     UNION ALL
-    SELECT batch_seq AS seq, count(*) AS n FROM predictions GROUP BY batch_seq
+    SELECT batch_seq AS seq, count(*) AS n FROM predictions
+    WHERE $since = 0 OR batch_seq > $since GROUP BY batch_seq
     UNION ALL
-    SELECT batch_seq AS seq, count(*) AS n FROM shadow_predictions GROUP BY batch_seq
+    SELECT batch_seq AS seq, count(*) AS n FROM shadow_predictions
+    WHERE $since = 0 OR batch_seq > $since GROUP BY batch_seq
 )
 SELECT min(seq) FROM (
     SELECT e.seq FROM expected e LEFT JOIN actual a ON a.seq = e.seq
@@ -138,20 +144,28 @@ def first_mismatch(
 
 
 def first_decision_mismatch(
-    con: duckdb.DuckDBPyConnection, decisions_purged_through: int = 0
+    con: duckdb.DuckDBPyConnection, decisions_purged_through: int = 0, since: int = 0
 ) -> int | None:
-    """The earliest seq of a decision row or event that disagrees with its counterpart."""
-    value = sql.scalar(con, _DECISIONS_SQL, {"decisions_purged_through": decisions_purged_through})
+    """The earliest seq of a decision row or event that disagrees with its counterpart
+    (after seq ``since`` only, when it is a signed checkpoint's)."""
+    value = sql.scalar(
+        con,
+        _DECISIONS_SQL,
+        {"decisions_purged_through": decisions_purged_through, "since": since},
+    )
     return int(value) if value is not None else None
 
 
-def first_batch_mismatch(con: duckdb.DuckDBPyConnection) -> int | None:
-    """The earliest batch event whose batch no longer holds the rows it recorded."""
-    restated = [(seq, rows) for seq, (rows, _, _) in batch_digest.restatements(con).items()]
+def first_batch_mismatch(con: duckdb.DuckDBPyConnection, since: int = 0) -> int | None:
+    """The earliest batch event whose batch no longer holds the rows it recorded (of the
+    batches recorded after seq ``since``)."""
+    restated = [
+        (seq, rows) for seq, (rows, _, _) in batch_digest.restatements(con, since).items()
+    ]
     frame = pl.DataFrame(restated, schema={"seq": pl.Int64, "rows": pl.Int64}, orient="row")
     con.register("restated", frame)
     try:
-        value = sql.scalar(con, _BATCHES_SQL)
+        value = sql.scalar(con, _BATCHES_SQL, {"since": since})
     finally:
         con.unregister("restated")
     return int(value) if value is not None else None
@@ -167,13 +181,15 @@ def as_break(decision_seq: int | None, batch_seq: int | None) -> Break | None:
     return min(found, key=lambda b: b.seq) if found else None
 
 
-def decisions_purged_through(con: duckdb.DuckDBPyConnection) -> int:
-    """The last decision seq whose row retention deleted (its event stays), or 0."""
+def decisions_purged_through(con: duckdb.DuckDBPyConnection, since: int = 0) -> int:
+    """The last decision seq whose row retention deleted (its event stays), or 0. After a
+    checkpoint (``since``) only a retention run after it can have purged a later decision."""
     value = sql.scalar(
         con,
         "SELECT try_cast(json_extract(entry, '$.payload.decisions.purged_through') AS BIGINT)"
-        """ FROM audit_log WHERE entry LIKE '{"action":"retention.applied",%'"""
+        """ FROM audit_log WHERE seq > ? AND entry LIKE '{"action":"retention.applied",%'"""
         " AND json_extract(entry, '$.payload.decisions.purged_through') IS NOT NULL"
         " ORDER BY seq DESC LIMIT 1",
+        [since],
     )
     return int(value) if value is not None else 0

@@ -5,6 +5,13 @@ store's lock, without an actor); ``verify_store`` the same on an open connection
 ``verify`` operation runs); ``verify_records`` the checks on any connection holding an
 ``audit_log`` and a ``decisions`` table (the store's file, or an in-memory copy fetched
 from a service).
+
+Each takes ``start_from``: None walks the whole log (the default of the CLI, and what a
+scheduled job runs); ``latest`` or a checkpoint's seq verifies from a signed checkpoint
+(``checkpoints.starting_point``): the stored hash at its seq must be the signed one, then
+the chain, the records and the authority events after it are checked as in the full walk.
+What came before the checkpoint is trusted to its signature and not re-read: a tamper
+before it is found by the full walk only.
 """
 
 from __future__ import annotations
@@ -23,12 +30,13 @@ from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit import batch_digest, config_check, reconcile, schema_check
 from hilt.pipelines.store.audit import chain as audit_chain
 from hilt.pipelines.store.audit.authority import first_break as authority_break
-from hilt.pipelines.store.audit.chain import GENESIS_HASH, Break, hash_at, purge_anchor
+from hilt.pipelines.store.audit.chain import GENESIS_HASH, Break, hash_at, purge_anchor, tail
 from hilt.pipelines.store.audit.checkpoints import (
     Checkpoint,
     check_checkpoints,
     parse_public_key,
     read_checkpoints,
+    starting_point,
 )
 from hilt.pipelines.store.audit.gold_digest import first_mismatch as gold_mismatch
 from hilt.pipelines.store.records import BreakRecord, VerifyReport
@@ -39,7 +47,10 @@ T = TypeVar("T")
 
 
 def verify_file(
-    workspace: Workspace, public_key: str | None = None, checkpoints: Path | None = None
+    workspace: Workspace,
+    public_key: str | None = None,
+    checkpoints: Path | None = None,
+    start_from: str | None = None,
 ) -> VerifyReport:
     """Verify the workspace's store file, holding the store's lock while it reads."""
     from hilt.pipelines.store.modes import locking
@@ -57,7 +68,9 @@ def verify_file(
                 settings = settings_in_force(con, workspace)
             except (duckdb.Error, HiltError):
                 settings = workspace.settings()
-            return verify_store(con, settings, workspace, public_key, checkpoints)
+            return verify_store(
+                con, settings, workspace, public_key, checkpoints, start_from=start_from
+            )
         except duckdb.Error as e:
             raise StoreError(f"the store failed ({describe(e)})") from e
         finally:
@@ -73,6 +86,7 @@ def verify_store(
     now: datetime | None = None,
     *,
     parallel: bool = True,
+    start_from: str | None = None,
 ) -> VerifyReport:
     """Verify the store's own file without an actor (what `hilt audit verify` runs).
 
@@ -81,6 +95,7 @@ def verify_store(
     workspace's copies as well is still caught. ``now``: the time of this verification
     (the store's clock; default this machine's), which no purge may be dated after.
     ``parallel=False``: the checks one after another (beside the service's writer).
+    ``start_from``: from a signed checkpoint (see the module's docstring).
     """
     return verify_records(
         con,
@@ -90,18 +105,20 @@ def verify_store(
         settings=settings,
         now=now,
         parallel=parallel,
+        start_from=start_from,
     )
 
 
 def _checkpoint_missing_from_file(
-    con: duckdb.DuckDBPyConnection, checkpoints: list[Checkpoint]
+    con: duckdb.DuckDBPyConnection, checkpoints: list[Checkpoint], since: int = 0
 ) -> Break | None:
-    """Every checkpoint the log records must still be in the checkpoint file."""
+    """Every checkpoint the log records (after ``since``) must still be in the file."""
     in_file = {(c.seq, c.signature) for c in checkpoints}
     recorded = con.execute(
         "SELECT seq, try_cast(json_extract(entry, '$.payload.seq') AS BIGINT),"
         " json_extract_string(entry, '$.payload.signature') FROM audit_log"
-        """ WHERE entry LIKE '{"action":"audit.checkpoint",%' ORDER BY seq"""
+        """ WHERE seq > ? AND entry LIKE '{"action":"audit.checkpoint",%' ORDER BY seq""",
+        [since],
     ).fetchall()
     for seq, covered, signature in recorded:
         if (covered, signature) not in in_file:
@@ -123,6 +140,7 @@ def verify_records(
     settings: Settings | None = None,
     now: datetime | None = None,
     parallel: bool = True,
+    start_from: str | None = None,
 ) -> VerifyReport:
     """Check the chain in ``con``'s audit_log, the signed checkpoints, and the records.
 
@@ -142,8 +160,22 @@ def verify_records(
     the service's writer (``parallel=False``) they run one after another instead, on one
     core: the reviewers' decisions keep the others (measured on 2 cores: the reviewers'
     p95 while an auditor verifies in a loop 2.1-2.5x the idle one with the checks in
-    parallel, 1.2-2.1x one after another).
+    parallel, 1.2-2.1x one after another). The hashes are recomputed with hashlib in a
+    thread of their own (``audit_chain.first_bad_hash``), beside DuckDB's scans.
+
+    ``start_from``: verify from a signed checkpoint (``latest`` or its seq; see the
+    module's docstring): every check then reads only what came after it.
     """
+    checkpoints, cp_break = read_checkpoints(checkpoints_path)
+    pinned = parse_public_key(public_key) if public_key else None
+    start: Checkpoint | None = None
+    if start_from is not None and cp_break is None:
+        chosen = starting_point(checkpoints, pinned, start_from)
+        if isinstance(chosen, Break):
+            return _report([chosen], 0, GENESIS_HASH, len(checkpoints), int(chosen.seq) or None)
+        start = chosen
+    since = start.seq if start is not None else 0
+    source = tail(since)
     failed: dict[str, Break] = {}
 
     def attempt(
@@ -163,48 +195,60 @@ def verify_records(
 
     chain_check = "the hash chain check"
     reconcile_check = "the reconciliation of records with their events"
-    purged = attempt(reconcile_check, reconcile.decisions_purged_through)()
+    purged = attempt(
+        reconcile_check, lambda c: reconcile.decisions_purged_through(c, since)
+    )()
 
     def content_and_decisions(
         c: duckdb.DuckDBPyConnection,
-    ) -> tuple[int | None, int | None, int | None]:
+    ) -> tuple[int | None, int | None]:
         row = sql.one(
             c,
             reconcile.CONTENT_AND_DECISIONS_SQL,
-            {"decisions_purged_through": purged or 0},
+            {"decisions_purged_through": purged or 0, "since": since},
         )
         assert row is not None
-        return row[0], row[1], row[2]
+        return row[0], row[1]
 
     def checkpoint_checks(c: duckdb.DuckDBPyConnection) -> list[Break]:
         head_seq = int(sql.scalar(c, "SELECT coalesce(max(seq), 0) FROM audit_log"))
-        anchor_seq, anchor_hash = purge_anchor(c)
-        hashes = hash_at(c, [cp.seq for cp in checkpoints])
+        anchor_seq, anchor_hash = purge_anchor(c, source)
+        # From a checkpoint: it and the later ones (the earlier ones it supersedes).
+        judged = [cp for cp in checkpoints if cp.seq >= since]
+        hashes = hash_at(c, [cp.seq for cp in judged])
         if anchor_seq:
             hashes[anchor_seq] = anchor_hash
-        cp = check_checkpoints(checkpoints, pinned, head_seq, hashes, purged_through=anchor_seq)
-        missing = _checkpoint_missing_from_file(c, checkpoints)
+        cp = check_checkpoints(judged, pinned, head_seq, hashes, purged_through=anchor_seq)
+        missing = _checkpoint_missing_from_file(c, checkpoints, since)
         return [b for b in (cp, missing) if b is not None]
 
-    checkpoints, cp_break = read_checkpoints(checkpoints_path)
-    pinned = parse_public_key(public_key) if public_key else None
+    start_at = (since, start.head_hash) if start is not None else (0, GENESIS_HASH)
     with ThreadPoolExecutor(
         max_workers=3 if parallel else 1, thread_name_prefix="hilt-verify"
     ) as pool:
-        # The longest first: every entry hashed and parsed once, joined with the decisions.
+        # The longest first: every entry hashed (in Python, holding the GIL), and every
+        # entry parsed once in DuckDB, joined with the decisions.
+        hashed = pool.submit(
+            attempt(chain_check, lambda c: audit_chain.first_bad_hash(c, source))
+        )
         scan = pool.submit(attempt("the combined scan", content_and_decisions))
         digests = (
             pool.submit(
                 attempt(
-                    "the batch digest check", lambda c: batch_digest.first_mismatch(c, settings)
+                    "the batch digest check",
+                    lambda c: batch_digest.first_mismatch(c, settings, since),
                 )
             )
             if settings is not None
             else None
         )
-        order = pool.submit(attempt(chain_check, audit_chain.check_order))
+        order = pool.submit(
+            attempt(chain_check, lambda c: audit_chain.check_order(c, source, start_at))
+        )
         counted = (
-            pool.submit(attempt(reconcile_check, reconcile.first_batch_mismatch))
+            pool.submit(
+                attempt(reconcile_check, lambda c: reconcile.first_batch_mismatch(c, since))
+            )
             if batches
             else None
         )
@@ -216,25 +260,31 @@ def verify_records(
             else None
         )
         cps = pool.submit(attempt("the checkpoint check", checkpoint_checks))
-        gold = pool.submit(attempt("the gold set check", gold_mismatch))
+        gold = pool.submit(attempt("the gold set check", lambda c: gold_mismatch(c, since)))
         authority = pool.submit(
-            attempt("the authority check", lambda c: authority_break(c, now, with_rows=batches))
+            attempt(
+                "the authority check",
+                lambda c: authority_break(c, now, with_rows=batches, since=since),
+            )
         )
-        configs = pool.submit(attempt("the config check", config_check.first_mismatch))
+        configs = pool.submit(
+            attempt("the config check", lambda c: config_check.first_mismatch(c, since))
+        )
         scanned = scan.result()
+        bad_hash = hashed.result()
+        content_ok = chain_check not in failed
         if scanned is not None:
-            mismatch, bad_hash, decision_seq = scanned
-            content_ok = True
+            mismatch, decision_seq = scanned
         else:
             # The one scan failed (a table or column it needs is gone): check the chain and
             # the decisions apart, so that each failure is named and the rest still runs.
             failed.pop("the combined scan", None)
-            content = attempt(chain_check, audit_chain.check_content)()
+            content = attempt(chain_check, lambda c: audit_chain.check_content(c, source))()
             content_ok = content is not None
             mismatch, bad_hash = content if content is not None else (None, None)
             decision_seq = attempt(
                 reconcile_check,
-                lambda c: reconcile.first_decision_mismatch(c, purged or 0),
+                lambda c: reconcile.first_decision_mismatch(c, purged or 0, since),
             )()
         chain_order = order.result()
         batch_seq = counted.result() if counted is not None else None
@@ -255,7 +305,7 @@ def verify_records(
             breaks.append(schema_break)
     if chain_check in failed:
         breaks.append(failed[chain_check])
-    events, head_hash = 0, GENESIS_HASH
+    events, head_hash = 0, start_at[1]
     if chain_order is not None and content_ok:
         events, head_hash = chain_order.events, chain_order.head_hash
         first = audit_chain.first_chain_break(chain_order, mismatch, bad_hash)
@@ -289,13 +339,20 @@ def verify_records(
             breaks.append(
                 Break(bad_batch, "record-mismatch", "a batch's rows no longer match its digest")
             )
+    return _report(breaks, events, head_hash, len(checkpoints), since if start else None)
+
+
+def _report(
+    breaks: list[Break], events: int, head_hash: str, checkpoints: int, from_checkpoint: int | None
+) -> VerifyReport:
     worst = min(breaks, key=lambda b: b.seq) if breaks else None
     return VerifyReport(
         ok=worst is None,
         events=events,
         head_hash=head_hash,
-        checkpoints=len(checkpoints),
+        checkpoints=checkpoints,
         first_break=BreakRecord(seq=worst.seq, kind=worst.kind, detail=worst.detail)
         if worst
         else None,
+        from_checkpoint=from_checkpoint,
     )
