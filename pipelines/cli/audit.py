@@ -36,6 +36,15 @@ def audit_verify(
         Path | None,
         typer.Option(help="Checkpoint file (default: the workspace's audit/checkpoints.jsonl)."),
     ] = None,
+    start_from: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="CHECKPOINT",
+            help="Verify only what came after a signed checkpoint: 'latest' (the newest "
+            "whose signature checks) or the seq of a checkpoint in the file.",
+        ),
+    ] = None,
 ) -> None:
     """Check the hash chain, every signed checkpoint, and the records against their events.
 
@@ -43,6 +52,11 @@ def audit_verify(
     through the API and checked here. Auditors keep their own copies of the public key and
     of the checkpoint file and pass them with --public-key and --checkpoints: whoever can
     rewrite the workspace can rewrite its copies too.
+
+    The whole log is walked by default (what a scheduled job should run). With --from, the
+    stored hash at the checkpoint's seq must be the signed one, and only what came after it
+    is checked: a change before the checkpoint is found by the full walk only. A named
+    checkpoint whose signature fails is refused (exit 1), never replaced by an older one.
 
     Where the workspace has an MLflow store (and no --url), MLflow's aliases and tags are
     compared with the store's model registry, which they mirror: each disagreement is one
@@ -61,12 +75,14 @@ def audit_verify(
         # A service owns the file and we hold a token: verify what it serves, here, with
         # our own key. Otherwise the file itself.
         if url is None and not (served and (token or os.environ.get(TOKEN_ENV))):
-            return verify_file(ws, public_key, checkpoints)
+            return verify_file(ws, public_key, checkpoints, start_from)
         key = public_key or (ws.settings().audit.public_key if ws.exists() else None)
         with closing(open_store_as(url or ws, Identity(token=token))) as store:
-            return verify_remote(store, key, checkpoints or ws.checkpoints_path)
+            return verify_remote(store, key, checkpoints or ws.checkpoints_path, start_from)
 
     report = guard(run)
+    if start_from is not None and report.from_checkpoint is None and report.ok:
+        typer.echo("no checkpoint signed by the pinned key: the whole log was walked")
     typer.echo(report.summary())
     mirrored = True
     if url is None and ws.exists():

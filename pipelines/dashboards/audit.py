@@ -108,32 +108,47 @@ class StoreAuditBackend(DashboardBackend):
 
     # ------------------------------------------------------------------ integrity
     def verify(self) -> IntegrityReport:
-        """The chain re-checked here from the events fetched through the store API (not the
-        service's verdict), the checkpoints against the auditor's key, and the store's own
-        full verification (which also recomputes the digests of case and prediction batches)."""
+        """From the newest checkpoint signed by the auditor's key (``hilt audit verify
+        --from latest``; the full walk is the CLI's default and the scheduled job's): the
+        chain after it re-checked here from the events fetched through the store API (not
+        the service's verdict), and the store's own verification from its newest
+        checkpoint (which also recomputes the digests of the batches since)."""
+        from hilt.pipelines.store.audit.checkpoints import LATEST
         from hilt.pipelines.store.audit.remote_verify import verify_remote
 
-        local = verify_remote(self.store, self.public_key, self.checkpoints)
-        own = self.store.verify(self.public_key)
+        local = verify_remote(self.store, self.public_key, self.checkpoints, LATEST)
+        own = self.store.verify(self.public_key, LATEST)
         ok = local.ok and own.ok
         summary = local.summary() if not local.ok else own.summary()
+        since = local.from_checkpoint
+        scope = (
+            f"Verified from the signed checkpoint at seq {since} (the newest whose signature "
+            f"checks): the {local.events} events after it were fetched through the store's API "
+            "and their hash chain and decision records re-computed in this dashboard; the log "
+            "up to the checkpoint is trusted to its signature (`hilt audit verify` walks it all)."
+            if since is not None
+            else f"No checkpoint signed by this key: all {local.events} events were fetched "
+            "through the store's API and their hash chain and decision records re-computed in "
+            "this dashboard."
+        )
         method = (
-            f"Hash chain and decision records re-computed in this dashboard from {local.events} "
-            "events fetched through the store's API.",
+            scope,
             f"Signed checkpoints ({self.checkpoints.name}) checked against the public key "
             f"{self.key_source} (fingerprint {key_fingerprint(self.public_key)}); bring your "
             "own copies of the key and the checkpoint file to trust no operator.",
             f"The store's own verification, batch digests included: {own.summary()}.",
         )
+        head_seq = since + local.events if since is not None else local.events
         return IntegrityReport(
             ok=ok,
             summary=summary,
             events=local.events,
-            head_seq=local.events,
+            head_seq=head_seq,
             head_hash=local.head_hash,
             checkpoints=local.checkpoints,
             public_key=self.public_key,
             method=method,
+            from_checkpoint=since,
         )
 
     # ------------------------------------------------------------------ events

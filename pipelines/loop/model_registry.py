@@ -59,12 +59,13 @@ def mlflow_disagreements(ws: Workspace, store: Store) -> list[MirrorFact] | None
     """Where the workspace's MLflow registry disagrees with the store's (``mirror.facts``),
     or None when the workspace has no MLflow store (nothing mirrors the registry there;
     none is created by looking)."""
-    from hilt.pipelines.loop.tracking.client import configure
     from hilt.pipelines.loop.tracking.environment import has_tracking_store
-    from hilt.pipelines.loop.tracking.registry import registry_disagreements
 
     if not has_tracking_store(ws):
-        return None
+        return None  # decided before mlflow is imported (seconds of `hilt audit verify`)
+    from hilt.pipelines.loop.tracking.client import configure
+    from hilt.pipelines.loop.tracking.registry import registry_disagreements
+
     settings = ws.settings()
     configure(ws, settings=settings)
     return registry_disagreements(settings, store.models())

@@ -47,7 +47,13 @@ class IntegrityPanel(widgets.VBox):
     def _compose(self) -> None:
         report = self.report
         if report is not None:
+            scope = (
+                f"from the signed checkpoint at seq {report.from_checkpoint}"
+                if report.from_checkpoint is not None
+                else "the whole log"
+            )
             pairs = [
+                ("verified", scope),
                 ("events", str(report.events)),
                 ("head", f"seq {report.head_seq}, hash {report.head_hash}"),
                 ("signed checkpoints", str(report.checkpoints)),

@@ -57,6 +57,8 @@ class IntegrityReport:
     public_key: str | None
     #: How the check was made, in one sentence per line.
     method: tuple[str, ...] = ()
+    #: Verified from the signed checkpoint at this seq (None: the whole log).
+    from_checkpoint: int | None = None
 
 
 @dataclass(frozen=True)

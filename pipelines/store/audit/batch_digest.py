@@ -264,9 +264,7 @@ def restated_digest(con: duckdb.DuckDBPyConnection, settings: Settings, seq: int
 # ---------------------------------------------------------------------- verify
 
 
-def restatements(
-    con: duckdb.DuckDBPyConnection, since: int = 0
-) -> dict[int, tuple[int, str, int]]:
+def restatements(con: duckdb.DuckDBPyConnection, since: int = 0) -> dict[int, tuple[int, str, int]]:
     """batch seq → (rows, digest, restating seq) as last restated by an erasure or a
     retention run (payload ``batches``: {"<seq>": {"rows": n, "digest": d}}); only the runs
     after seq ``since`` (which restate the batches after it as well as earlier ones)."""

@@ -163,9 +163,7 @@ def first_bad_hash(con: duckdb.DuckDBPyConnection, source: str = "audit_log") ->
         texts = batch.column(1).to_pylist()
         hashes = batch.column(2).to_pylist()
         for seq, text, stored in zip(seqs, texts, hashes, strict=True):
-            if (text is None or sha256(text).hexdigest() != stored) and (
-                bad is None or seq < bad
-            ):
+            if (text is None or sha256(text).hexdigest() != stored) and (bad is None or seq < bad):
                 bad = seq
     return bad
 

@@ -159,9 +159,7 @@ def first_decision_mismatch(
 def first_batch_mismatch(con: duckdb.DuckDBPyConnection, since: int = 0) -> int | None:
     """The earliest batch event whose batch no longer holds the rows it recorded (of the
     batches recorded after seq ``since``)."""
-    restated = [
-        (seq, rows) for seq, (rows, _, _) in batch_digest.restatements(con, since).items()
-    ]
+    restated = [(seq, rows) for seq, (rows, _, _) in batch_digest.restatements(con, since).items()]
     frame = pl.DataFrame(restated, schema={"seq": pl.Int64, "rows": pl.Int64}, orient="row")
     con.register("restated", frame)
     try:

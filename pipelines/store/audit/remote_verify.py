@@ -4,6 +4,10 @@ The auditor fetches the audit events and the decisions through the API, rebuilds
 in an in-memory DuckDB and runs the same checks as on the file itself, against the auditor's
 own pinned public key and checkpoint file. Each event's entry is re-serialised canonically;
 since the store wrote it that way, the bytes and therefore the hashes are the same.
+
+From a checkpoint (``start_from``), the checkpoint is chosen in the auditor's own file with
+the auditor's key first, and only the events from its seq on (its own row, whose hash must
+be the signed one, and what came after) and the decisions after it are fetched.
 """
 
 from __future__ import annotations
@@ -13,7 +17,12 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from hilt.pipelines.store.audit.chain import AuditEntry
+from hilt.pipelines.store.audit.chain import AuditEntry, Break
+from hilt.pipelines.store.audit.checkpoints import (
+    parse_public_key,
+    read_checkpoints,
+    starting_point,
+)
 from hilt.pipelines.store.audit.verify import verify_records
 from hilt.pipelines.store.operations import Store
 from hilt.pipelines.store.records import VerifyReport
@@ -21,9 +30,9 @@ from hilt.pipelines.store.records import VerifyReport
 PAGE = 100_000
 
 
-def fetch_chain(store: Store) -> pl.DataFrame:
+def fetch_chain(store: Store, after: int = 0) -> pl.DataFrame:
+    """The events after seq ``after``."""
     rows: list[dict[str, object]] = []
-    after = 0
     while True:
         page = store.audit_events(after_seq=after, limit=PAGE)
         for e in page:
@@ -38,9 +47,9 @@ def fetch_chain(store: Store) -> pl.DataFrame:
     )
 
 
-def fetch_decisions(store: Store) -> pl.DataFrame:
+def fetch_decisions(store: Store, after: int = 0) -> pl.DataFrame:
+    """The decisions of events after seq ``after``."""
     rows: list[dict[str, object]] = []
-    after = 0
     while True:
         page = store.decisions(after_seq=after, limit=PAGE)
         rows.extend(d.model_dump() for d in page)
@@ -71,16 +80,33 @@ def fetch_decisions(store: Store) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema)
 
 
-def verify_remote(store: Store, public_key: str | None, checkpoints_path: Path) -> VerifyReport:
-    """Verify the chain and decisions fetched from ``store`` (an auditor's or lead's view)."""
-    chain = fetch_chain(store)
-    decisions = fetch_decisions(store)
+def verify_remote(
+    store: Store,
+    public_key: str | None,
+    checkpoints_path: Path,
+    start_from: str | None = None,
+) -> VerifyReport:
+    """Verify the chain and decisions fetched from ``store`` (an auditor's or lead's view);
+    ``start_from``: from a signed checkpoint of ``checkpoints_path`` (``latest`` or its
+    seq), fetching only what came after it."""
+    since = 0
+    if start_from is not None:
+        checkpoints, malformed = read_checkpoints(checkpoints_path)
+        pinned = parse_public_key(public_key) if public_key else None
+        chosen = None if malformed else starting_point(checkpoints, pinned, start_from)
+        if chosen is not None and not isinstance(chosen, Break):
+            since = chosen.seq
+    # From a checkpoint: its own row too (its stored hash is compared with the signed one).
+    chain = fetch_chain(store, max(since - 1, 0))
+    decisions = fetch_decisions(store, since)
     con = duckdb.connect(config={"autoinstall_known_extensions": False})
     try:
         con.register("chain_frame", chain)
         con.execute("CREATE TABLE audit_log AS SELECT * FROM chain_frame")
         con.register("decisions_frame", decisions)
         con.execute("CREATE TABLE decisions AS SELECT * FROM decisions_frame")
-        return verify_records(con, public_key, checkpoints_path, batches=False)
+        return verify_records(
+            con, public_key, checkpoints_path, batches=False, start_from=start_from
+        )
     finally:
         con.close()

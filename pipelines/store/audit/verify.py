@@ -195,9 +195,7 @@ def verify_records(
 
     chain_check = "the hash chain check"
     reconcile_check = "the reconciliation of records with their events"
-    purged = attempt(
-        reconcile_check, lambda c: reconcile.decisions_purged_through(c, since)
-    )()
+    purged = attempt(reconcile_check, lambda c: reconcile.decisions_purged_through(c, since))()
 
     def content_and_decisions(
         c: duckdb.DuckDBPyConnection,
@@ -228,9 +226,7 @@ def verify_records(
     ) as pool:
         # The longest first: every entry hashed (in Python, holding the GIL), and every
         # entry parsed once in DuckDB, joined with the decisions.
-        hashed = pool.submit(
-            attempt(chain_check, lambda c: audit_chain.first_bad_hash(c, source))
-        )
+        hashed = pool.submit(attempt(chain_check, lambda c: audit_chain.first_bad_hash(c, source)))
         scan = pool.submit(attempt("the combined scan", content_and_decisions))
         digests = (
             pool.submit(

@@ -152,8 +152,12 @@ def audit_search(unit: Unit, query: AuditQuery) -> AuditPage:
     )
 
 
-def verify(unit: Unit, public_key: str | None = None) -> VerifyReport:
-    """Check the chain, every signed checkpoint, and the records against their events."""
+def verify(
+    unit: Unit, public_key: str | None = None, start_from: str | None = None
+) -> VerifyReport:
+    """Check the chain, every signed checkpoint, and the records against their events;
+    ``start_from`` (``latest`` or a checkpoint's seq): only what came after that signed
+    checkpoint (``audit.verify``)."""
     from hilt.pipelines.store.audit.verify import verify_store
 
     return verify_store(
@@ -163,6 +167,7 @@ def verify(unit: Unit, public_key: str | None = None) -> VerifyReport:
         public_key,
         now=unit.clock(),
         parallel=not unit.beside_writer,
+        start_from=start_from,
     )
 
 

@@ -1,0 +1,189 @@
+"""Verify from a signed checkpoint (`hilt audit verify --from`), on real DuckDB files.
+
+The workspace is the tamper matrix's (``test_audit_tamper``: 20 decisions, a signed
+checkpoint, 10 more decisions). From the checkpoint, verify checks that the stored hash at
+its seq is the signed one, then the chain, the records and the authority events after it:
+a tamper after the checkpoint is named at its seq and kind, as by the full walk; a tamper
+before it is (by design) not seen, only the full walk finds it; a checkpoint whose
+signature fails is refused, never replaced by an older one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hilt.pipelines.errors import InputError
+from hilt.pipelines.store.audit.checkpoints import append_checkpoint, sign_checkpoint
+from hilt.pipelines.store.records import VerifyReport
+from hilt.pipelines.workspace import Workspace
+from tests.conftest import operator
+from tests.pipelines.store.test_audit_tamper import (
+    DECISIONS_BEFORE_CHECKPOINT,
+    Expected,
+    Layout,
+    change_a_payload,
+    delete_a_decision_row,
+    flip_decision,
+    forge_a_promotion_by_its_author,
+    forge_a_purge_dated_in_the_future,
+    forge_a_run_whose_notebook_is_the_store,
+    raw_db,
+    rechain_everything,
+    template,
+    verify_cli,
+    victim,
+)
+
+__all__ = ["template", "victim"]  # the tamper matrix's fixtures, used here
+
+
+def verify_from(ws: Workspace, start_from: str) -> VerifyReport:
+    return operator(ws).verify(None, start_from)
+
+
+# ---------------------------------------------------------------------- tampering after it
+
+
+def change_a_payload_after(ws: Workspace, at: Layout) -> Expected:
+    """A decision after the checkpoint flipped in its entry and row, the hash left alone."""
+    seq = at.decision_seqs[DECISIONS_BEFORE_CHECKPOINT + 3]
+    with raw_db(ws) as con:
+        flip_decision(con, seq)
+    return seq, "hash-mismatch"
+
+
+def delete_a_row_after(ws: Workspace, at: Layout) -> Expected:
+    seq = at.decision_seqs[DECISIONS_BEFORE_CHECKPOINT + 4]
+    with raw_db(ws) as con:
+        con.execute("DELETE FROM audit_log WHERE seq = ?", [seq])
+        con.execute("DELETE FROM decisions WHERE seq = ?", [seq])
+    return seq, "seq-gap"
+
+
+def break_the_first_link_after(ws: Workspace, at: Layout) -> Expected:
+    """The row right after the checkpoint no longer links to the signed head hash."""
+    seq = at.checkpoint_seq + 1
+    with raw_db(ws) as con:
+        con.execute("UPDATE audit_log SET prev_hash = ? WHERE seq = ?", ["f" * 64, seq])
+    return seq, "link-broken"
+
+
+def edit_a_decision_row_after(ws: Workspace, at: Layout) -> Expected:
+    seq = at.decision_seqs[DECISIONS_BEFORE_CHECKPOINT + 6]
+    with raw_db(ws) as con:
+        con.execute(
+            "UPDATE decisions SET final_label = CASE final_label WHEN '1' THEN '0' ELSE '1' END"
+            " WHERE seq = ?",
+            [seq],
+        )
+    return seq, "record-mismatch"
+
+
+AFTER = [
+    pytest.param(change_a_payload_after, id="payload-after"),
+    pytest.param(delete_a_row_after, id="row-deleted-after"),
+    pytest.param(break_the_first_link_after, id="first-link-after"),
+    pytest.param(edit_a_decision_row_after, id="decision-row-after"),
+    pytest.param(delete_a_decision_row, id="decision-row-deleted-after"),
+    pytest.param(forge_a_purge_dated_in_the_future, id="forged-purge-future"),
+    pytest.param(forge_a_run_whose_notebook_is_the_store, id="forged-notebook-path"),
+    pytest.param(forge_a_promotion_by_its_author, id="forged-self-promotion"),
+    # The whole chain rebuilt: the stored hash at the checkpoint is no longer the signed one.
+    pytest.param(rechain_everything, id="rechain-all"),
+]
+
+
+def test_an_untouched_log_verifies_from_its_checkpoint(victim: tuple[Workspace, Layout]) -> None:
+    ws, at = victim
+    for which in ("latest", str(at.checkpoint_seq)):
+        report = verify_from(ws, which)
+        assert report.ok, report.summary()
+        assert report.from_checkpoint == at.checkpoint_seq
+        assert report.events == at.head_seq - at.checkpoint_seq
+        cli = verify_cli(ws, "--from", which)
+        assert cli.returncode == 0, (cli.stdout, cli.stderr)
+        assert cli.stdout.strip() == (
+            f"OK {at.head_seq - at.checkpoint_seq} events after checkpoint seq "
+            f"{at.checkpoint_seq} (verified from that signed checkpoint; the log up to it "
+            "was not re-read)"
+        )
+    # The full walk stays the default.
+    assert verify_cli(ws).stdout.strip() == f"OK {at.head_seq} events"
+
+
+@pytest.mark.parametrize("attack", AFTER)
+def test_from_the_checkpoint_a_tamper_after_it_is_named(
+    attack: Callable[[Workspace, Layout], Expected], victim: tuple[Workspace, Layout]
+) -> None:
+    ws, at = victim
+    seq, kind = attack(ws, at)
+    assert seq >= at.checkpoint_seq
+    full = operator(ws).verify()
+    assert full.first_break is not None
+    assert (full.first_break.seq, full.first_break.kind) == (seq, kind), full.summary()
+    report = verify_from(ws, "latest")
+    assert not report.ok
+    assert report.first_break is not None
+    assert (report.first_break.seq, report.first_break.kind) == (seq, kind), report.summary()
+    assert report.from_checkpoint == at.checkpoint_seq
+    cli = verify_cli(ws, "--from", str(at.checkpoint_seq))
+    assert cli.returncode == 1, (cli.stdout, cli.stderr)
+    assert f"BROKEN at seq {seq}: {kind}:" in cli.stdout, cli.stdout
+    assert f"(verifying from checkpoint seq {at.checkpoint_seq})" in cli.stdout, cli.stdout
+
+
+def test_a_tamper_before_the_checkpoint_is_found_by_the_full_walk_only(
+    victim: tuple[Workspace, Layout],
+) -> None:
+    """By design: the checkpoint vouches for the log up to it, which is not re-read."""
+    ws, at = victim
+    seq, kind = change_a_payload(ws, at)
+    assert seq < at.checkpoint_seq
+    report = verify_from(ws, "latest")
+    assert report.ok, report.summary()
+    assert report.from_checkpoint == at.checkpoint_seq
+    full = verify_cli(ws)
+    assert full.returncode == 1
+    assert f"BROKEN at seq {seq}: {kind}:" in full.stdout, full.stdout
+
+
+def test_a_checkpoint_whose_signature_fails_is_refused(victim: tuple[Workspace, Layout]) -> None:
+    ws, at = victim
+    # A checkpoint of the head, signed by a key that is not the pinned one.
+    with raw_db(ws) as con:
+        (head_hash,) = con.execute(
+            "SELECT hash FROM audit_log WHERE seq = ?", [at.head_seq]
+        ).fetchall()[0]
+    forged = sign_checkpoint(
+        Ed25519PrivateKey.generate(), at.head_seq, str(head_hash), "2030-01-01T00:00:00.000000Z"
+    )
+    append_checkpoint(ws.checkpoints_path, forged)
+    # Named: refused (exit 1, as a log that does not verify), not replaced by the older one.
+    cli = verify_cli(ws, "--from", str(at.head_seq))
+    assert cli.returncode == 1, (cli.stdout, cli.stderr)
+    assert f"BROKEN at seq {at.head_seq}: checkpoint-signature:" in cli.stdout, cli.stdout
+    assert "refusing to verify from it" in cli.stdout
+    assert "Traceback" not in cli.stderr
+    # latest: the newest checkpoint that checks is the start; the forged one is still a break.
+    report = verify_from(ws, "latest")
+    assert report.from_checkpoint == at.checkpoint_seq
+    assert report.first_break is not None
+    assert (report.first_break.seq, report.first_break.kind) == (
+        at.head_seq,
+        "checkpoint-signature",
+    )
+
+
+def test_from_a_seq_that_is_no_checkpoint_is_a_user_error(
+    victim: tuple[Workspace, Layout],
+) -> None:
+    ws, at = victim
+    with pytest.raises(InputError, match="no checkpoint of seq 3"):
+        verify_from(ws, "3")
+    cli = verify_cli(ws, "--from", "yesterday")
+    assert cli.returncode == 2, (cli.stdout, cli.stderr)
+    assert "--from takes 'latest' or the seq of a checkpoint" in cli.stderr
+    assert "Traceback" not in cli.stderr
