@@ -109,3 +109,36 @@ def test_through_the_service_as_the_gateway_on_behalf_of_the_auditor(
     assert isinstance(refused, Refusal)
     assert (admin.audit_head(), admin.counts()) == before
     admin.close()
+
+
+def test_the_dashboard_verifies_from_the_newest_signed_checkpoint_and_says_so(
+    loaded_workspace: Workspace,
+) -> None:
+    """Embedded and through the service's verify operation: the integrity panel names the
+    checkpoint it verified from, and counts only the events after it."""
+    ws = three_decisions(loaded_workspace)
+    cp = operator(ws).checkpoint()
+    head = three_decisions(ws)
+    after = operator(head).audit_head().seq - cp.seq
+    access = open_audit_backend(str(ws.root), env={"HTTP_X_FORWARDED_USER": "otto"})
+    assert isinstance(access, StoreAuditBackend)
+    panel = audit_panel(access)
+    assert isinstance(panel, AuditDashboard)
+    report = panel.integrity.report
+    assert report is not None and report.ok, report
+    assert report.from_checkpoint == cp.seq
+    assert report.events == after
+    assert report.method[0].startswith(f"Verified from the signed checkpoint at seq {cp.seq}")
+    assert f"from the signed checkpoint at seq {cp.seq}" in panel.integrity.result.value
+    assert f"after checkpoint seq {cp.seq}" in report.summary
+
+    token = operator(ws).add_user("dana", "admin").token
+    svc = start_service(ws)
+    try:
+        served = open_store_as(svc.url, Identity(token=token))
+        own = served.verify(None, "latest")
+        assert own.ok and own.from_checkpoint == cp.seq, own.summary()
+        assert served.verify().from_checkpoint is None  # the full walk stays the default
+        served.close()
+    finally:
+        svc.stop()

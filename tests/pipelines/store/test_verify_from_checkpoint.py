@@ -180,7 +180,7 @@ def test_a_checkpoint_whose_signature_fails_is_refused(victim: tuple[Workspace, 
 def test_from_a_seq_that_is_no_checkpoint_is_a_user_error(
     victim: tuple[Workspace, Layout],
 ) -> None:
-    ws, at = victim
+    ws, _ = victim
     with pytest.raises(InputError, match="no checkpoint of seq 3"):
         verify_from(ws, "3")
     cli = verify_cli(ws, "--from", "yesterday")
