@@ -112,13 +112,13 @@ def test_the_dashboard_shows_before_the_verdict_and_the_verdict_when_it_comes() 
     fake = FakeAuditBackend(verify_gate=release)
     dash = audit_panel(fake)  # returns while verify is still running
     assert isinstance(dash, AuditDashboard)
-    assert dash.integrity.verifying
+    assert dash.integrity.verifying()
     assert "Verifying the audit log" in dash.integrity.result.value
     assert dash.integrity.verify_button.disabled
     assert "otto" in all_text(dash)
     release.set()
     dash.integrity.wait(WAIT_S)
-    assert not dash.integrity.verifying
+    assert not dash.integrity.verifying()
     assert "✓ OK 60 events" in dash.integrity.result.value
     assert dash.status.text == f"Audit log verified: {fake.report.summary}"
     assert not dash.integrity.verify_button.disabled

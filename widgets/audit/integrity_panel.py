@@ -41,13 +41,13 @@ class IntegrityPanel(widgets.VBox):
         self._worker: threading.Thread | None = None
         self._compose()
 
-    @property
     def verifying(self) -> bool:
+        """Whether a verification ``start()`` began is still running."""
         return self._worker is not None and self._worker.is_alive()
 
     def start(self) -> None:
         """Verify on a thread of its own (one at a time); the verdict shows when it comes."""
-        if self.verifying:
+        if self.verifying():
             return
         self._begin()
         self._worker = threading.Thread(target=self._verify, name="hilt-audit-verify", daemon=True)
