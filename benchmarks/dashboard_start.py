@@ -134,7 +134,8 @@ def open_page(
             expect(integrity).to_contain_text(VERDICT, timeout=timeout_ms)
             out["verified_s"] = time.perf_counter() - t0
     except AssertionError:
-        print(f"  {name}: not shown within {timeout_ms / 1000:.0f} s")
+        what = "the verdict" if out["first_content_s"] is not None else "the first content"
+        print(f"  {name}: {what} not shown within {timeout_ms / 1000:.0f} s")
     finally:
         ctx.close()
     return out
