@@ -8,11 +8,13 @@ dashboards wrote. Each test opens its own browser context (own cookies, own
 ``X-Forwarded-User`` header and the proxy's secret) and so its own Voila kernel.
 
 Never `playwright install`: the tests drive /usr/bin/chromium (Debian's package, installed
-by .ci/run) and are skipped where it is missing.
+by .ci/run). Where it is missing they are skipped on a developer's machine and fail in CI
+(``CI=true``), so that browser tests never go missing from a CI run unnoticed.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +46,10 @@ LAUNCH_ARGS = [
 
 def require_chromium() -> None:
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+        message = f"{CHROMIUM} is not installed (apt-get install chromium)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{message}: in CI the browser tests must run, not skip")
+        pytest.skip(message)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from playwright.sync_api import Locator, Page, expect
@@ -162,3 +163,58 @@ def replies_to(result: dict[str, Any], msg_type: str) -> list[dict[str, Any]]:
     """Messages that came back in reply to the probe's message of type ``msg_type``."""
     ids = {s["msgId"] for s in result["sent"] if s["msgType"] == msg_type}
     return [m for m in result["received"] if m["parent"] in ids]
+
+
+#: Sends ``kernel_info_request`` on the shell channel of the page's own kernel and resolves
+#: when its reply comes back (the shell channel is served in order: every widget message
+#: the page sent before has been handled by then), or fails at the deadline.
+KERNEL_SETTLED_JS = """
+async ({ timeoutMs }) => {
+  const cfg = JSON.parse(document.getElementById("jupyter-config-data").textContent);
+  const session = "settle-" + Math.random().toString(16).slice(2);
+  const url = new URL(
+    cfg.baseUrl + "api/kernels/" + cfg.kernelId + "/channels?session_id=" + session,
+    location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(url.href);
+  const msgId = "settle-" + Math.random().toString(16).slice(2);
+  try {
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("no kernel_info_reply in time")), timeoutMs);
+      ws.onerror = () => reject(new Error("the kernel websocket did not open"));
+      ws.onmessage = (ev) => {
+        let m;
+        try { m = JSON.parse(ev.data); } catch (e) { return; }
+        if (m.parent_header && m.parent_header.msg_id === msgId
+            && m.header.msg_type === "kernel_info_reply") {
+          clearTimeout(timer);
+          resolve(true);
+        }
+      };
+      ws.onopen = () => ws.send(JSON.stringify({
+        header: { msg_id: msgId, msg_type: "kernel_info_request", username: "settle", session,
+                  date: new Date().toISOString(), version: "5.3" },
+        parent_header: {}, metadata: {}, content: {}, buffers: [], channel: "shell",
+      }));
+    });
+  } finally {
+    ws.close();
+  }
+}
+"""
+
+
+def wait_for_kernel_settled(page: Page, timeout_ms: int = TIMEOUT_MS) -> None:
+    """Until the page's kernel has handled everything the page sent it (a kernel_info_request
+    sent after it is answered): then whatever the page's clicks made the kernel write has
+    reached the store, and a read-back can say that nothing was written."""
+    assert page.evaluate(KERNEL_SETTLED_JS, {"timeoutMs": timeout_ms}) is True
+
+
+def poll_until(check: Callable[[], bool], what: str, timeout_s: float = TIMEOUT_MS / 1000) -> None:
+    """Until ``check()`` holds, or fail at the deadline saying ``what`` did not happen."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"within {timeout_s:.0f} s: {what}")
+        time.sleep(0.05)

@@ -26,7 +26,7 @@ from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from tests.browser.conftest import OpenAs, require_chromium
-from tests.browser.pages import TIMEOUT_MS, audit_events
+from tests.browser.pages import TIMEOUT_MS, audit_events, wait_for_kernel_settled
 from tests.conftest import CONFIG, CSV, behind_proxy, free_port, operator
 
 pytestmark = pytest.mark.browser
@@ -209,6 +209,6 @@ def test_someone_who_is_not_a_lead_is_refused_and_writes_nothing(
     assert page.locator(".hilt-oversight").count() == 0
     assert page.locator(".jupyter-widgets button, .jupyter-widgets input").count() == 0
     assert page.locator("select, textarea").count() == 0
-    time.sleep(1.0)  # anything the kernel still did would have reached the store by now
+    wait_for_kernel_settled(page)  # whatever the page made the kernel do is done
     assert (admin.counts(), admin.audit_head()) == before
     admin.close()

@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import expect
 
 from hilt.pipelines.dashboards.kernels import ALLOWED_KERNEL_MESSAGES
+from hilt.pipelines.store.authentication import PROXY_SECRET_HEADER
 from tests.browser.conftest import Dashboards, OpenAs
 from tests.browser.pages import (
     DWELL_S,
@@ -27,13 +28,16 @@ from tests.browser.pages import (
     click_accept,
     current_leases,
     done_by_me,
+    poll_until,
     predicted_label,
     probe_kernel,
     replies_to,
     status_text,
     wait_for_case,
+    wait_for_kernel_settled,
     wait_for_next_case,
 )
+from tests.conftest import PROXY_SECRET
 
 pytestmark = pytest.mark.browser
 
@@ -161,7 +165,7 @@ def test_someone_who_may_not_review_sees_a_refusal_and_writes_nothing(
     assert page.locator("select, textarea").count() == 0
     assert page.locator(".hilt-review-session").count() == 0
 
-    time.sleep(1.0)  # anything the kernel still did would have reached the store by now
+    wait_for_kernel_settled(page)  # whatever the page made the kernel do is done
     after = (admin.counts(), admin.audit_head(), admin.queue_status().leased)
     assert after == before
     admin.close()
@@ -215,22 +219,60 @@ def test_kernel_websocket_refuses_message_types_hilt_does_not_allow(
     its own list (which has shutdown_request) to the kernel manager's constructor, and
     constructor arguments beat command-line config in traitlets; shutdown_request is the one
     type on Voila's list and not on hilt's, so it shows which list is in force."""
-    if "shutdown_request" in ALLOWED_KERNEL_MESSAGES:
-        pytest.skip("hilt allows shutdown_request: no message type tells the two lists apart")
+    assert "shutdown_request" not in ALLOWED_KERNEL_MESSAGES, (
+        "hilt allows shutdown_request: no message type tells hilt's list from Voila's"
+    )
     page = context_as("alice").new_page()
     page.goto(dashboards.review_url)
     wait_for_case(page)
     result = probe_kernel(
         page,
-        [{"msgType": "shutdown_request", "channel": "control", "content": {"restart": False}}],
+        [
+            # Control: an allowed message on the same channel, framed the same way, is
+            # answered. So the socket works and the framing is right; silence for
+            # shutdown_request is the filter, not a dead connection.
+            {"msgType": "kernel_info_request", "channel": "control", "content": {}},
+            {"msgType": "shutdown_request", "channel": "control", "content": {"restart": False}},
+        ],
         wait_ms=2000,
     )
+    info = replies_to(result, "kernel_info_request")
+    assert any(m["msg_type"] == "kernel_info_reply" for m in info), result["received"]
     replies = [m["msg_type"] for m in replies_to(result, "shutdown_request")]
     assert "shutdown_reply" not in replies, (
         "the kernel obeyed a shutdown_request from the page: the websocket filter in force is "
         "Voila's built-in list, not hilt's ALLOWED_KERNEL_MESSAGES "
         "(--MappingKernelManager.allowed_message_types has no effect)"
     )
+    # The kernel is still there: the page's own widgets still get answers.
+    wait_for_kernel_settled(page)
+
+
+def test_the_shortcut_keys_decide_and_undo(dashboards: Dashboards, context_as: OpenAs) -> None:
+    """Real key presses on the page (the keyboard widget listens on the document): "a"
+    accepts the case on screen, "u" undoes that decision; both land in the store. As lena
+    (a lead who also reviews): the undone case stays leased to her, away from the reviewers
+    the other tests follow."""
+    admin = dashboards.admin()
+    start_seq = admin.audit_head().seq
+    page = context_as("lena").new_page()
+    page.goto(dashboards.review_url, wait_until="commit")
+    wait_for_case(page)
+    before = done_by_me(page)
+    time.sleep(DWELL_S)  # past the panel's one-key dwell guard (see pages.DWELL_S)
+    page.keyboard.press("a")
+    wait_for_next_case(page, before)
+    [accepted] = admin.decisions(after_seq=start_seq)
+    assert (accepted.reviewer, accepted.action) == ("lena", "accept")
+
+    page.keyboard.press("u")
+    poll_until(
+        lambda: [d.action for d in admin.decisions(after_seq=start_seq)] == ["accept", "undo"],
+        "the undo pressed on the page reaches the store",
+    )
+    undo = admin.decisions(after_seq=accepted.seq)[0]
+    assert undo.reviewer == "lena" and undo.undo_of == accepted.decision_id
+    admin.close()
 
 
 def test_two_reviewers_at_once_never_hold_the_same_case(
@@ -288,7 +330,13 @@ def test_two_reviewers_at_once_never_hold_the_same_case(
 
 def test_only_the_dashboards_are_served_not_the_run_templates(dashboards: Dashboards) -> None:
     base = dashboards.review_url.split("/voila/render/")[0]
-    headers = {"X-Forwarded-User": "alice"}
+    # otto (an auditor) is refused the review queue: the page renders, and writes nothing.
+    headers = {"X-Forwarded-User": "otto", PROXY_SECRET_HEADER: PROXY_SECRET}
+    # Control: a dashboard at the same place is served, so the 404s below are refusals of
+    # the templates, not a wrong address or a server that is down.
+    r = httpx.get(dashboards.review_url, headers=headers, timeout=120)
+    assert r.status_code == 200, r.status_code
+    assert "Review queue" in r.text
     for name in ("retrain", "score"):
         r = httpx.get(f"{base}/voila/render/{name}.ipynb", headers=headers, timeout=30)
         assert r.status_code == 404, name

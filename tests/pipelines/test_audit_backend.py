@@ -97,6 +97,7 @@ def test_through_the_service_as_the_gateway_on_behalf_of_the_auditor(
     assert isinstance(access, StoreAuditBackend)
     panel = audit_panel(access)
     assert isinstance(panel, AuditDashboard)
+    panel.integrity.wait(60)  # verifying runs in the background: the page shows first
     assert panel.integrity.report is not None and panel.integrity.report.ok
     decision = access.recent_decisions(10)[0]
     view = access.lineage(decision.decision_id)

@@ -14,6 +14,7 @@ leads share one halt switch.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -366,6 +367,8 @@ class FakeAuditBackend:
     fail: dict[str, Exception] = field(default_factory=dict)
     calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     head: int = 60
+    #: Set: ``verify`` waits for it (up to 10 s) before it answers, as a long log makes it.
+    verify_gate: threading.Event | None = None
 
     def _call(self, name: str, *args: Any) -> None:
         self.calls.append((name, args))
@@ -375,6 +378,19 @@ class FakeAuditBackend:
     def called(self, name: str) -> list[tuple[Any, ...]]:
         return [args for n, args in self.calls if n == name]
 
+    def __getattr__(self, name: str) -> Any:
+        """Any method outside the protocol (a write, say) is recorded in ``calls`` when
+        called, then fails: a dashboard that asked for one cannot hide it behind the
+        status line it reports the failure on."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def not_in_the_protocol(*args: Any, **kwargs: Any) -> None:
+            self._call(name, *args, *kwargs.values())
+            raise BackendDown(f"{name} is not a method of an AuditBackend")
+
+        return not_in_the_protocol
+
     # ------------------------------------------------------------------ protocol
     def auditor(self) -> Auditor:
         self._call("auditor")
@@ -382,6 +398,8 @@ class FakeAuditBackend:
 
     def verify(self) -> IntegrityReport:
         self._call("verify")
+        if self.verify_gate is not None:
+            self.verify_gate.wait(10)
         return self.report
 
     def events(self, query: EventFilter, offset: int, limit: int) -> EventPage:

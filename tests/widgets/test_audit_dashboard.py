@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import inspect
+import threading
 
 import ipywidgets as widgets
 import pytest
@@ -37,6 +38,8 @@ READ_ONLY_BUTTONS = {
     "Later ▶",
     "Open",
 }
+#: Longest wait for a background verification of the fake (it returns at once).
+WAIT_S = 10.0
 #: What the protocol offers: reads only (a method added to it must be added here, knowingly).
 READ_METHODS = {
     "auditor",
@@ -58,6 +61,7 @@ def dashboard(backend: FakeAuditBackend | None = None) -> tuple[AuditDashboard, 
     fake = backend or FakeAuditBackend()
     panel = audit_panel(fake)
     assert isinstance(panel, AuditDashboard)
+    panel.integrity.wait(WAIT_S)
     assert panel.status.text == f"Audit log verified: {fake.report.summary}"
     panel.tabs.selected_index = TAB_TITLES.index("Events")
     return panel, fake
@@ -83,6 +87,9 @@ def test_opening_verifies_and_shows_the_newest_events() -> None:
     fake = FakeAuditBackend()
     dash = audit_panel(fake)
     assert isinstance(dash, AuditDashboard)
+    dash.integrity.wait(WAIT_S)
+    # Opening reads nothing but who is looking and the verdict; each tab loads when shown.
+    assert sorted(n for n, _ in fake.calls) == ["auditor", "verify"]
     assert [n for n, _ in fake.calls][:1] == ["auditor"]
     assert fake.called("verify") == [()]
     assert fake.called("events") == []  # loaded when the tab is first shown
@@ -98,6 +105,34 @@ def test_opening_verifies_and_shows_the_newest_events() -> None:
     assert "60</b> events match · page 1 of 3" in dash.explorer.summary.value
     assert "C-060" in dash.explorer.results.value and "C-035" not in dash.explorer.results.value
     assert dash.status.text == "60 events match."
+
+
+def test_the_dashboard_shows_before_the_verdict_and_the_verdict_when_it_comes() -> None:
+    release = threading.Event()
+    fake = FakeAuditBackend(verify_gate=release)
+    dash = audit_panel(fake)  # returns while verify is still running
+    assert isinstance(dash, AuditDashboard)
+    assert dash.integrity.verifying()
+    assert "Verifying the audit log" in dash.integrity.result.value
+    assert dash.integrity.verify_button.disabled
+    assert "otto" in all_text(dash)
+    release.set()
+    dash.integrity.wait(WAIT_S)
+    assert not dash.integrity.verifying()
+    assert "✓ OK 60 events" in dash.integrity.result.value
+    assert dash.status.text == f"Audit log verified: {fake.report.summary}"
+    assert not dash.integrity.verify_button.disabled
+
+
+def test_verify_again_runs_one_verification_at_a_time() -> None:
+    dash, fake = dashboard()
+    release = threading.Event()
+    fake.verify_gate = release
+    dash.integrity.verify_button.click()
+    dash.integrity.verify_button.click()  # while the first is running: ignored
+    release.set()
+    dash.integrity.wait(WAIT_S)
+    assert fake.called("verify") == [(), ()]
 
 
 def test_a_broken_chain_is_shown_as_broken() -> None:
@@ -171,6 +206,8 @@ def test_a_decision_from_the_events_opens_in_the_lineage_tab() -> None:
 def test_lineage_shows_the_chain_the_explanation_and_the_training_decisions() -> None:
     dash, fake = dashboard()
     lp = dash.lineage
+    assert fake.called("recent_decisions") == []  # listed when the tab is first shown
+    dash.tabs.selected_index = TAB_TITLES.index("Lineage")
     assert fake.called("recent_decisions") == [(50,)]
     lp.recent.value = "d58"
     chain = lp.chain.value
@@ -226,6 +263,9 @@ def test_lineage_problems_are_listed_and_an_unknown_decision_is_an_error() -> No
 
 def test_notebooks_are_listed_and_shown_sandboxed() -> None:
     dash, fake = dashboard()
+    assert fake.called("notebooks") == []
+    dash.tabs.selected_index = TAB_TITLES.index("Notebooks")
+    assert fake.called("notebooks") == [()]
     nb = dash.notebooks
     assert "20300102T100000Z-retrain-run-abc.ipynb" in nb.listing.value
     assert "b" * 64 in nb.listing.value and "matches" in nb.listing.value
@@ -240,6 +280,7 @@ def test_notebooks_are_listed_and_shown_sandboxed() -> None:
 
 def test_a_notebook_that_does_not_match_its_hash_is_not_shown() -> None:
     dash, fake = dashboard()
+    dash.tabs.selected_index = TAB_TITLES.index("Notebooks")
     fake.fail["notebook_html"] = BackendDown("the file does not match the sha256 the log recorded")
     dash.notebooks.open_button.click()
     assert dash.status.level == "error"

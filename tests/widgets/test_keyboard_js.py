@@ -1,21 +1,22 @@
 """The keyboard widget's browser module, run in Node with a stand-in document and model.
 
 No browser needed: Node provides EventTarget and Event, which is all the module uses of
-the DOM. Skipped where Node is not installed (the browser tests cover the real page).
+the DOM. The Node is the one Playwright for Python ships (its driver runs on it), so the
+test runs wherever the test dependencies are installed and never skips.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+import playwright
 
 from hilt.widgets.review.keyboard import _ESM, KeyboardShortcuts
 
-NODE = shutil.which("node")
+#: The Node that Playwright for Python ships with its driver.
+NODE = Path(playwright.__file__).resolve().parent / "driver" / "node"
 
 HARNESS = r"""
 const { default: widget } = await import(process.argv[2]);
@@ -82,7 +83,6 @@ console.log(JSON.stringify(results));
 """
 
 
-@pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_browser_module_listens_once_reports_text_fields_and_cleans_up(tmp_path: Path) -> None:
     kb = KeyboardShortcuts(["good risk", "bad risk"])
     module = tmp_path / "keyboard.mjs"
@@ -95,9 +95,9 @@ def test_browser_module_listens_once_reports_text_fields_and_cleans_up(tmp_path:
         "legend": kb.legend,
         "listener_id": kb.listener_id,
     }
-    assert NODE is not None
+    assert NODE.is_file(), f"Playwright for Python ships no node at {NODE}"
     done = subprocess.run(
-        [NODE, str(harness), module.as_uri(), json.dumps(state)],
+        [str(NODE), str(harness), module.as_uri(), json.dumps(state)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -115,7 +115,11 @@ def test_formatting_of_durations() -> None:
 
 
 # ---------------------------------------------------------------------------- halt and resume
-def test_halt_needs_a_reason_and_the_halting_lead_cannot_resume() -> None:
+def test_halt_needs_a_reason_resume_is_disabled_for_the_halter_and_a_refusal_is_shown() -> None:
+    """The panel's part: a halt without a reason is not sent, Resume is offered to another
+    lead only, and a refusal the backend gives lands in the status line. The rule that the
+    halting lead cannot resume is the store's
+    (tests/pipelines/store/test_snapshot_and_halt.py); here the fake refuses in its place."""
     shared = SharedSystem()
     backend = FakeOversightBackend(system=shared)
     status = StatusLine()
@@ -135,7 +139,7 @@ def test_halt_needs_a_reason_and_the_halting_lead_cannot_resume() -> None:
     resume = button(control, "Resume")
     assert resume.disabled
     assert "a second lead must resume it" in all_text(control)
-    resume.click()  # a click that got through anyway is refused by the store
+    resume.click()  # a click that got through anyway: the fake's refusal is shown
     assert status.level == "error" and "cannot resume" in status.text
     assert shared.halted
     # Another lead, on the same system.
@@ -184,7 +188,9 @@ def test_a_lead_settles_a_conflict_seeing_the_case_the_model_and_both_reviews() 
     assert visible_buttons(panel) == []
 
 
-def test_a_lead_who_reviewed_the_case_is_refused_in_the_status_line() -> None:
+def test_the_backends_refusal_to_let_a_reviewer_of_the_case_adjudicate_is_shown() -> None:
+    """The store decides who may adjudicate (tests/pipelines/store/test_oversight.py); the
+    panel shows the refusal (the fake's, here) and keeps the conflict waiting."""
     backend = FakeOversightBackend(me=Reviewer("alice", ("lead", "reviewer")))
     status = StatusLine()
     panel = AdjudicationPanel(backend, make_config(), status)
@@ -228,7 +234,10 @@ def test_the_comparison_loads_on_demand_and_approve_calls_the_backend() -> None:
     assert "Approve: make it the champion" not in visible_buttons(review)
 
 
-def test_four_eyes_the_author_cannot_approve_or_reject() -> None:
+def test_approve_and_reject_are_disabled_for_the_author_and_a_refusal_is_shown() -> None:
+    """The panel's part of four eyes: the author is offered no Approve or Reject, and a
+    click that gets through shows the backend's refusal (the fake's here; the store's own
+    rule is tested in tests/pipelines/test_oversight_runs.py)."""
     backend = FakeOversightBackend(me=Reviewer("dana", ("lead",)))
     status = StatusLine()
     review = ModelReview(backend, status)
@@ -236,7 +245,7 @@ def test_four_eyes_the_author_cannot_approve_or_reject() -> None:
     assert button(review, "Approve: make it the champion").disabled
     assert button(review, "Reject").disabled
     assert "four eyes" in review.why_not.value
-    button(review, "Approve: make it the champion").click()  # refused by the backend too
+    button(review, "Approve: make it the champion").click()  # the fake's refusal is shown
     assert backend.approved == []
     assert status.level == "error" and "trained run run-7" in status.text
 
@@ -254,7 +263,7 @@ def test_a_rejection_needs_a_reason() -> None:
     assert status.level == "success"
 
 
-def test_a_challenger_that_failed_the_gate_cannot_be_approved() -> None:
+def test_the_panel_offers_no_approve_for_a_challenger_whose_gate_failed() -> None:
     backend = FakeOversightBackend(comparison_value=make_comparison(gate="rejected"))
     review = ModelReview(backend, StatusLine())
     review.load()

@@ -2,12 +2,13 @@
 
 Four tabs over one ``AuditBackend`` (which has no method that writes):
 
-- Integrity: the hash chain, the signed checkpoints and the records, verified;
+- Integrity: the hash chain, the signed checkpoints and the records, verified (in the
+  background: the dashboard shows before the verdict, which arrives when it is ready);
 - Events: the audit log filtered by actor, action, object, model version and time (loaded
   when the tab is first shown);
 - Lineage: any decision back to the data that trained its model, and its explanation as
-  the reviewer saw it;
-- Notebooks: every executed run notebook, readable in place.
+  the reviewer saw it (recent decisions listed when the tab is first shown);
+- Notebooks: every executed run notebook, readable in place (listed when first shown).
 
 One ``StatusLine`` for all of them. The dashboard offers no control that writes: no
 decision, no lease, no checkpoint, no event; its buttons search, page, verify and render.
@@ -54,13 +55,18 @@ class AuditDashboard(widgets.VBox):
         self.tabs.titles = TAB_TITLES
         self.explorer.on_open_lineage(self.open_lineage)
         self.tabs.observe(self._on_tab, names="selected_index")
-        self.integrity.run()
+        self.integrity.start()
         self._compose()
 
     def _on_tab(self, change: Any) -> None:
-        # The event explorer loads when first shown: opening the dashboard stays quick.
-        if change["new"] == TAB_TITLES.index("Events") and self.explorer.page is None:
+        # Each tab reads the log when first shown: opening the dashboard stays quick.
+        shown = TAB_TITLES[change["new"]] if change["new"] is not None else ""
+        if shown == "Events" and self.explorer.page is None:
             self.explorer.search()
+        elif shown == "Lineage" and not self.lineage.listed:
+            self.lineage.load_recent()
+        elif shown == "Notebooks" and not self.notebooks.listed:
+            self.notebooks.load()
 
     def open_lineage(self, decision_id: str) -> None:
         """Show ``decision_id`` in the Lineage tab."""

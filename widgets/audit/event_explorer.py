@@ -46,7 +46,7 @@ class EventExplorer(widgets.VBox):
         self.action = widgets.Combobox(
             description="Action",
             placeholder="any, or a prefix like model.",
-            options=self._action_options(),
+            options=(),  # filled when the explorer first searches: opening stays quick
             ensure_option=False,
             layout=layout,
         )
@@ -112,6 +112,8 @@ class EventExplorer(widgets.VBox):
         )
 
     def search(self) -> None:
+        if self.page is None and not self.action.options:
+            self.action.options = self._action_options()
         self._offset = 0
         self._load()
 

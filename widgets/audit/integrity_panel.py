@@ -3,10 +3,15 @@
 Shows the backend's ``IntegrityReport``: OK or the first break (seq, kind, detail), the
 number of events, the head, the checkpoints and the public key they were checked against,
 and how the check was made. "Verify again" repeats it; it reads, never writes.
+
+Verifying a long log takes seconds, so ``start()`` runs it on a thread of its own and the
+dashboard shows at once, saying "Verifying…" until the verdict arrives (``wait()`` blocks
+until then). ``run()`` verifies on the caller's thread.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import ipywidgets as widgets
@@ -15,9 +20,12 @@ from hilt.widgets.common.html_table import esc, facts, verdict
 from hilt.widgets.common.status import StatusLine, describe_error
 from hilt.widgets.contracts.audit import AuditBackend, IntegrityReport
 
+VERIFYING = "Verifying the audit log…"
+
 
 class IntegrityPanel(widgets.VBox):
-    """``run()`` verifies through the backend and shows the result."""
+    """``start()`` verifies through the backend in the background, ``run()`` in the
+    foreground; either shows the result when it arrives."""
 
     def __init__(self, backend: AuditBackend, status: StatusLine, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -29,20 +37,50 @@ class IntegrityPanel(widgets.VBox):
         self.verify_button = widgets.Button(
             description="Verify again", tooltip="Check the hash chain and the checkpoints again"
         )
-        self.verify_button.on_click(lambda _b: self.run())
+        self.verify_button.on_click(lambda _b: self.start())
+        self._worker: threading.Thread | None = None
         self._compose()
 
-    def run(self) -> None:
-        try:
-            self.report = self.backend.verify()
-        except Exception as exc:
-            self.report = None
-            self.result.value = verdict(False, "The audit log could not be verified.")
-            self.status.error(f"Verification failed: {describe_error(exc)}")
-            self._compose()
+    def verifying(self) -> bool:
+        """Whether a verification ``start()`` began is still running."""
+        return self._worker is not None and self._worker.is_alive()
+
+    def start(self) -> None:
+        """Verify on a thread of its own (one at a time); the verdict shows when it comes."""
+        if self.verifying():
             return
-        self.status.info(f"Audit log verified: {self.report.summary}")
-        self._compose()
+        self._begin()
+        self._worker = threading.Thread(target=self._verify, name="hilt-audit-verify", daemon=True)
+        self._worker.start()
+
+    def wait(self, timeout_s: float | None = None) -> None:
+        """Until the verification ``start()`` began has shown its verdict."""
+        if self._worker is not None:
+            self._worker.join(timeout_s)
+
+    def run(self) -> None:
+        """Verify now, on this thread."""
+        self._begin()
+        self._verify()
+
+    def _begin(self) -> None:
+        self.verify_button.disabled = True
+        self.result.value = verdict(None, VERIFYING)
+        self.status.info(VERIFYING)
+
+    def _verify(self) -> None:
+        try:
+            try:
+                self.report = self.backend.verify()
+            except Exception as exc:
+                self.report = None
+                self.result.value = verdict(False, "The audit log could not be verified.")
+                self.status.error(f"Verification failed: {describe_error(exc)}")
+                return
+            self.status.info(f"Audit log verified: {self.report.summary}")
+            self._compose()
+        finally:
+            self.verify_button.disabled = False
 
     def _compose(self) -> None:
         report = self.report

@@ -101,10 +101,13 @@ class LineagePanel(widgets.VBox):
         self.training_html = widgets.HTML()
         self.chart = widgets.Image(format="png", layout=widgets.Layout(max_width="600px"))
         self.pager = widgets.HBox([self.prev_button, self.next_button])
-        self.load_recent()
+        #: Whether the recent decisions were listed (the dashboard lists them when the tab
+        #: is first shown: a search of the whole log, not done before the page shows).
+        self.listed = False
 
     # ------------------------------------------------------------------ public API
     def load_recent(self) -> None:
+        self.listed = True
         try:
             choices = self.backend.recent_decisions(50)
         except Exception as exc:

@@ -50,9 +50,12 @@ class NotebooksPanel(widgets.VBox):
         self.reload_button.on_click(lambda _b: self.load())
         self.viewer = widgets.HTML()
         self.controls = widgets.HBox([self.choice, self.open_button, self.reload_button])
-        self.load()
+        #: Whether the runs were listed (the dashboard lists them when the tab is first shown).
+        self.listed = False
+        self._compose()
 
     def load(self) -> None:
+        self.listed = True
         try:
             self.runs = self.backend.notebooks()
         except Exception as exc:
@@ -85,7 +88,9 @@ class NotebooksPanel(widgets.VBox):
 
     def _compose(self) -> None:
         if not self.runs:
-            self.listing.value = note("No runs in the audit log yet.")
+            self.listing.value = note(
+                "No runs in the audit log yet." if self.listed else "Listing the runs…"
+            )
             self.children = (self.listing, self.reload_button)
             return
         self.listing.value = table(
