@@ -11,6 +11,7 @@ name.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import tomllib
 from dataclasses import dataclass
@@ -24,6 +25,12 @@ ROOTS = {"pipelines": "hilt.pipelines", "widgets": "hilt.widgets"}
 
 def python_files(*dirs: Path) -> list[Path]:
     return sorted(p for d in dirs for p in d.rglob("*.py"))
+
+
+@functools.cache
+def parsed(path: Path) -> ast.Module:
+    """The syntax tree of ``path``, read once per session (each rule walks every file)."""
+    return ast.parse(path.read_text(encoding="utf-8"))
 
 
 def module_name(path: Path, root: Path = REPO) -> str:
@@ -48,10 +55,11 @@ class Imported:
     derived: bool = False
 
 
-def imports(path: Path, module: str | None = None, root: Path = REPO) -> list[Imported]:
+@functools.cache
+def imports(path: Path, module: str | None = None, root: Path = REPO) -> tuple[Imported, ...]:
     """Every import of ``path`` (the module ``module``, by default the one at that path),
     relative ones resolved; ``from pkg import sub`` also counts as an import of ``pkg.sub``."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = parsed(path)
     me = module or module_name(path, root)
     package = me if path.name == "__init__.py" else me.rpartition(".")[0]
     found: list[Imported] = []
@@ -68,7 +76,7 @@ def imports(path: Path, module: str | None = None, root: Path = REPO) -> list[Im
             names = tuple(a.name for a in node.names)
             found.append(Imported(module, names, node.lineno, from_import=True))
             found += [Imported(f"{module}.{n}", (), node.lineno, derived=True) for n in names]
-    return found
+    return tuple(found)
 
 
 def under(module: str, prefix: str) -> bool:
@@ -150,7 +158,7 @@ def unrooted_offenders(root: Path = REPO) -> list[str]:
     """``import pipelines.x`` / ``from widgets import y``: the folders, not ``hilt.``."""
     bad = []
     for path in python_files(root / "pipelines", root / "widgets", root / "tests"):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+        tree = parsed(path)
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
@@ -172,7 +180,7 @@ def relative_offenders(root: Path = REPO) -> list[str]:
     return [
         f"{path.relative_to(root)}:{node.lineno} from {'.' * node.level}{node.module or ''}"
         for path in python_files(root / "pipelines", root / "widgets", root / "tests")
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        for node in ast.walk(parsed(path))
         if isinstance(node, ast.ImportFrom) and node.level
     ]
 
