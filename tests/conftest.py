@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -71,11 +72,34 @@ def operator(ws: Workspace) -> Store:
     return open_store_as(ws, Identity(operator=True))
 
 
-@pytest.fixture
-def workspace(tmp_path: Path) -> Workspace:
-    ws = Workspace.at(tmp_path / "ws")
+def copy_of(template: Workspace, root: Path) -> Workspace:
+    """A copy of a workspace prepared once per session: the test changes only its own copy
+    (a fresh DuckDB file, keys and folders), at ``root``."""
+    shutil.copytree(template.root, root)
+    return Workspace.at(root)
+
+
+@pytest.fixture(scope="session")
+def empty_template(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """`hilt init` of the demo config, once per session (per xdist worker); tests get copies."""
+    ws = Workspace.at(tmp_path_factory.mktemp("template-empty") / "ws")
     create_workspace(ws, CONFIG)
     return ws
+
+
+@pytest.fixture(scope="session")
+def loaded_template(
+    tmp_path_factory: pytest.TempPathFactory, empty_template: Workspace, cases_frame: pl.DataFrame
+) -> Workspace:
+    """``load_cases`` on a copy of ``empty_template``, once per session; tests get copies."""
+    ws = copy_of(empty_template, tmp_path_factory.mktemp("template-loaded") / "ws")
+    return load_cases(ws, cases_frame)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, empty_template: Workspace) -> Workspace:
+    """A new workspace of the demo config (a copy of one made by ``create_workspace``)."""
+    return copy_of(empty_template, tmp_path / "ws")
 
 
 @dataclass(frozen=True)
@@ -140,9 +164,10 @@ def stand_in(
 
 
 @pytest.fixture
-def loaded_workspace(workspace: Workspace, cases_frame: pl.DataFrame) -> Workspace:
-    """A workspace with 200 cases and a prediction for each, by the champion test-model/v1."""
-    return load_cases(workspace, cases_frame)
+def loaded_workspace(tmp_path: Path, loaded_template: Workspace) -> Workspace:
+    """A workspace with 200 cases and a prediction for each, by the champion test-model/v1
+    (a copy of one made by ``load_cases``)."""
+    return copy_of(loaded_template, tmp_path / "ws")
 
 
 @pytest.fixture
