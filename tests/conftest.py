@@ -163,10 +163,33 @@ def stand_in(
     )
 
 
+@pytest.fixture(scope="session")
+def served_template(
+    tmp_path_factory: pytest.TempPathFactory, loaded_template: Workspace
+) -> tuple[Workspace, dict[str, str]]:
+    """``loaded_template`` with a token for every user of the config (``issue_tokens``),
+    once per session: what a test whose store goes through a service starts from."""
+    ws = copy_of(loaded_template, tmp_path_factory.mktemp("template-served") / "ws")
+    return ws, issue_tokens(ws, ws.settings())
+
+
+def through_a_service(request: pytest.FixtureRequest) -> bool:
+    """Whether the test uses the ``service`` fixture or ``store_as`` in service mode."""
+    callspec = getattr(request.node, "callspec", None)
+    served = callspec is not None and callspec.params.get("store_as") == "service"
+    return served or "service" in request.fixturenames
+
+
 @pytest.fixture
-def loaded_workspace(tmp_path: Path, loaded_template: Workspace) -> Workspace:
+def loaded_workspace(
+    request: pytest.FixtureRequest, tmp_path: Path, loaded_template: Workspace
+) -> Workspace:
     """A workspace with 200 cases and a prediction for each, by the champion test-model/v1
-    (a copy of one made by ``load_cases``)."""
+    (a copy of one made by ``load_cases``); when the test's store goes through a service,
+    with every user's token issued too (``served_template``)."""
+    if through_a_service(request):
+        template, _ = request.getfixturevalue("served_template")
+        return copy_of(template, tmp_path / "ws")
     return copy_of(loaded_template, tmp_path / "ws")
 
 
@@ -262,8 +285,10 @@ def issue_tokens(ws: Workspace, settings: Settings) -> dict[str, str]:
 
 
 @pytest.fixture
-def service(loaded_workspace: Workspace) -> Iterator[RunningService]:
-    tokens = issue_tokens(loaded_workspace, loaded_workspace.settings())
+def service(
+    request: pytest.FixtureRequest, loaded_workspace: Workspace
+) -> Iterator[RunningService]:
+    _, tokens = request.getfixturevalue("served_template")  # issued in loaded_workspace
     svc = start_service(loaded_workspace)
     svc.tokens = tokens
     try:
@@ -281,7 +306,7 @@ def store_as(request: pytest.FixtureRequest, loaded_workspace: Workspace) -> Ite
     if request.param == "embedded":
         yield lambda name: open_store_as(loaded_workspace, Identity(name=name))
         return
-    tokens = issue_tokens(loaded_workspace, loaded_workspace.settings())
+    _, tokens = request.getfixturevalue("served_template")  # issued in loaded_workspace
     svc = start_service(loaded_workspace)
     opened: list[Store] = []
 
