@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -310,6 +311,11 @@ def test_every_event_of_an_unproven_identity_says_so(loaded_workspace: Workspace
     assert operator(ws).verify().ok
 
 
+def clock_at(moment: datetime) -> Callable[[], datetime]:
+    """A clock that always reads ``moment``."""
+    return lambda: moment
+
+
 def test_token_expiry_is_checked_on_every_use_of_a_cached_token(workspace: Workspace) -> None:
     """The service caches token → user; a cached token that expires meanwhile is refused.
 
@@ -320,7 +326,7 @@ def test_token_expiry_is_checked_on_every_use_of_a_cached_token(workspace: Works
     days = workspace.settings().access.token_days
     for name, window in (("carol", 6), ("carla", 20), ("cathy", 60)):
         soon = datetime.now(UTC) - timedelta(days=days) + timedelta(seconds=window)
-        op = open_store_as(workspace, Identity(operator=True), clock=lambda soon=soon: soon)
+        op = open_store_as(workspace, Identity(operator=True), clock=clock_at(soon))
         token = op.add_user(name, "reviewer").token
         svc = start_service(workspace)
         try:
