@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -71,11 +72,34 @@ def operator(ws: Workspace) -> Store:
     return open_store_as(ws, Identity(operator=True))
 
 
-@pytest.fixture
-def workspace(tmp_path: Path) -> Workspace:
-    ws = Workspace.at(tmp_path / "ws")
+def copy_of(template: Workspace, root: Path) -> Workspace:
+    """A copy of a workspace prepared once per session: the test changes only its own copy
+    (a fresh DuckDB file, keys and folders), at ``root``."""
+    shutil.copytree(template.root, root)
+    return Workspace.at(root)
+
+
+@pytest.fixture(scope="session")
+def empty_template(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """`hilt init` of the demo config, once per session (per xdist worker); tests get copies."""
+    ws = Workspace.at(tmp_path_factory.mktemp("template-empty") / "ws")
     create_workspace(ws, CONFIG)
     return ws
+
+
+@pytest.fixture(scope="session")
+def loaded_template(
+    tmp_path_factory: pytest.TempPathFactory, empty_template: Workspace, cases_frame: pl.DataFrame
+) -> Workspace:
+    """``load_cases`` on a copy of ``empty_template``, once per session; tests get copies."""
+    ws = copy_of(empty_template, tmp_path_factory.mktemp("template-loaded") / "ws")
+    return load_cases(ws, cases_frame)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, empty_template: Workspace) -> Workspace:
+    """A new workspace of the demo config (a copy of one made by ``create_workspace``)."""
+    return copy_of(empty_template, tmp_path / "ws")
 
 
 @dataclass(frozen=True)
@@ -139,10 +163,34 @@ def stand_in(
     )
 
 
+@pytest.fixture(scope="session")
+def served_template(
+    tmp_path_factory: pytest.TempPathFactory, loaded_template: Workspace
+) -> tuple[Workspace, dict[str, str]]:
+    """``loaded_template`` with a token for every user of the config (``issue_tokens``),
+    once per session: what a test whose store goes through a service starts from."""
+    ws = copy_of(loaded_template, tmp_path_factory.mktemp("template-served") / "ws")
+    return ws, issue_tokens(ws, ws.settings())
+
+
+def through_a_service(request: pytest.FixtureRequest) -> bool:
+    """Whether the test uses the ``service`` fixture or ``store_as`` in service mode."""
+    callspec = getattr(request.node, "callspec", None)
+    served = callspec is not None and callspec.params.get("store_as") == "service"
+    return served or "service" in request.fixturenames
+
+
 @pytest.fixture
-def loaded_workspace(workspace: Workspace, cases_frame: pl.DataFrame) -> Workspace:
-    """A workspace with 200 cases and a prediction for each, by the champion test-model/v1."""
-    return load_cases(workspace, cases_frame)
+def loaded_workspace(
+    request: pytest.FixtureRequest, tmp_path: Path, loaded_template: Workspace
+) -> Workspace:
+    """A workspace with 200 cases and a prediction for each, by the champion test-model/v1
+    (a copy of one made by ``load_cases``); when the test's store goes through a service,
+    with every user's token issued too (``served_template``)."""
+    if through_a_service(request):
+        template, _ = request.getfixturevalue("served_template")
+        return copy_of(template, tmp_path / "ws")
+    return copy_of(loaded_template, tmp_path / "ws")
 
 
 @pytest.fixture
@@ -237,8 +285,10 @@ def issue_tokens(ws: Workspace, settings: Settings) -> dict[str, str]:
 
 
 @pytest.fixture
-def service(loaded_workspace: Workspace) -> Iterator[RunningService]:
-    tokens = issue_tokens(loaded_workspace, loaded_workspace.settings())
+def service(
+    request: pytest.FixtureRequest, loaded_workspace: Workspace
+) -> Iterator[RunningService]:
+    _, tokens = request.getfixturevalue("served_template")  # issued in loaded_workspace
     svc = start_service(loaded_workspace)
     svc.tokens = tokens
     try:
@@ -256,7 +306,7 @@ def store_as(request: pytest.FixtureRequest, loaded_workspace: Workspace) -> Ite
     if request.param == "embedded":
         yield lambda name: open_store_as(loaded_workspace, Identity(name=name))
         return
-    tokens = issue_tokens(loaded_workspace, loaded_workspace.settings())
+    _, tokens = request.getfixturevalue("served_template")  # issued in loaded_workspace
     svc = start_service(loaded_workspace)
     opened: list[Store] = []
 

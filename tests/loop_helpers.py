@@ -3,12 +3,16 @@ new-case files, the retraining steps run in-process, and the personal-data scan.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import html
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +24,7 @@ from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.loop.model import TrainParams
 from hilt.pipelines.loop.steps import retrain as retraining
 from hilt.pipelines.loop.steps import start, training_data
+from hilt.pipelines.loop.tracking.environment import DB_FILE
 from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.records import AuditEvent
@@ -41,16 +46,40 @@ def all_cases() -> pl.DataFrame:
     return pl.read_csv(CSV, infer_schema=False)
 
 
-def loop_workspace(root: Path, labelled: int = LABELLED, config: Path = CONFIG) -> Workspace:
+@functools.cache
+def empty_tracking_store() -> Path:
+    """An MLflow sqlite store holding MLflow's tables and nothing of hilt's, made once per
+    process (per xdist worker): MLflow takes 5-15 s on this machine to create its tables
+    (its migrations), a copy takes milliseconds. The workspace's experiment is not in it:
+    ``configure`` creates that, with its artifacts under the workspace, on first use."""
+    from mlflow.tracking import MlflowClient
+
+    folder = Path(tempfile.mkdtemp(prefix="hilt-tests-mlflow-"))
+    atexit.register(shutil.rmtree, folder, True)
+    uri = f"sqlite:///{(folder / DB_FILE).as_posix()}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.search_experiments()  # creates the tracking tables ...
+    client.search_registered_models()  # ... and the registry's
+    return folder / DB_FILE
+
+
+def loop_workspace(
+    root: Path, labelled: int = LABELLED, config: Path = CONFIG, *, tracking: bool = True
+) -> Workspace:
     """A workspace with the first ``labelled`` demo cases (with their labels).
 
     The holdout salt (random at `hilt init`) is fixed here, so the holdout, and with it every
     metric and gate verdict of these tests, is the same on every run: with ~140 holdout rows
     a random split can move the AUC across the gate's floor.
+
+    ``tracking``: the workspace's MLflow store starts as a copy of ``empty_tracking_store``
+    (what the first run would create); ``False`` for tests that check it is not created.
     """
     ws = Workspace.at(root / "ws")
     create_workspace(ws, config, holdout_salt=HOLDOUT_SALT)
     operator(ws).ingest_cases(all_cases().head(labelled))
+    if tracking:
+        shutil.copyfile(empty_tracking_store(), ws.root / DB_FILE)
     return ws
 
 

@@ -176,6 +176,7 @@ def test_after_erasure_no_file_of_the_workspace_holds_a_canary(
 ) -> None:
     ws = loop
     trained = tracking_runs_with_snapshot(ws)
+    assert trained, "no training run to check the snapshot tags of"
     r = hilt_cli("subject", "erase", canary["subject id"], "--workspace", ws.root, "--as", "pia")
     assert r.returncode == 0, r.stderr
     assert "key destroyed" in r.stdout and "regenerated as" in r.stdout

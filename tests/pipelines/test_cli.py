@@ -80,12 +80,16 @@ def store_served(ws: Path) -> Iterator[str]:
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(200):
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, "hilt store serve exited early"
             try:
-                httpx.get(url + "/health", timeout=1)
-                break
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
             except httpx.HTTPError:
-                time.sleep(0.05)
+                pass
+            assert time.monotonic() < deadline, "hilt store serve did not come up in 30 s"
+            time.sleep(0.05)
         yield url
     finally:
         proc.terminate()

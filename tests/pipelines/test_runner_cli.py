@@ -17,7 +17,7 @@ from tests.loop_helpers import LABELLED, hilt_cli, loop_workspace, new_cases_fil
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    return loop_workspace(tmp_path_factory.mktemp("runner-cli"))
+    return loop_workspace(tmp_path_factory.mktemp("runner-cli"), tracking=False)
 
 
 def untouched(ws: Workspace, head: int) -> None:

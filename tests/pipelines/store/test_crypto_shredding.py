@@ -208,6 +208,12 @@ def test_erasure_destroys_the_key_for_good_and_verify_still_passes(
         ).fetchall()[0][0]
     finally:
         con.close()
+    # Before the erasure: the wrapped key is in the key file's bytes, and the DPO opens
+    # every canary (so the checks after it cannot pass for want of anything to find).
+    key_files = [p for p in files_of(ws) if p.name.startswith("subject-keys.sqlite")]
+    assert any(bytes(wrapped) in p.read_bytes() for p in key_files)
+    export = pia.subject_export(canaries["subject"]).model_dump_json()
+    assert all(canaries[k] in export for k in ("name", "subject", "comment")), export
     report = pia.subject_erase(canaries["subject"])
     assert report.key_destroyed
     key_files = [p for p in files_of(ws) if p.name.startswith("subject-keys.sqlite")]
