@@ -438,8 +438,7 @@ def needed_cases(args: argparse.Namespace) -> int:
         + paced_cap(args.embedded_paced_seconds)
         + 2 * math.ceil(args.sat_decisions / args.workers)
     )
-    # The one-process saturation phase takes up to sat_decisions more from the queue.
-    return int(per_worker * args.workers) + args.sat_decisions
+    return int(per_worker * args.workers)
 
 
 # ---------------------------------------------------------------------------- phases

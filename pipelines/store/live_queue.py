@@ -56,6 +56,16 @@ class Waiting:
     manual: bool
     excluded_reviewer: str | None
 
+    def state(self) -> review_queue.CaseState:
+        """The case's state as ``review_queue.case_state`` gives it (pending: it waits)."""
+        return review_queue.CaseState(
+            pending=True,
+            contested=self.contested,
+            second_opinion=self.second_opinion,
+            excluded_reviewer=self.excluded_reviewer,
+            second_review=self.second_review,
+        )
+
     def tier(self) -> tuple[bool, bool, bool]:
         """Contested first, second opinions next, then second reviews (False sorts first)."""
         return (not self.contested, not self.second_opinion, not self.second_review)

@@ -65,7 +65,11 @@ def next_case(unit: Unit, strategy: str | None = None) -> LeasedCase | None:
             held = int(row[2]) - int(row[3]) + taken
             waiting = int(row[1]) + int(row[3]) - taken
             history = logged_actions(unit, case_id)
-            state, gold = state_of(unit, case_id, history)
+            waiting_row = index.waiting.get(case_id) if index is not None else None
+            if gold_case is None and waiting_row is not None:
+                state, gold = waiting_row.state(), False  # the queue's own row
+            else:
+                state, gold = state_of(unit, case_id, history)
             expires = _take(unit, case_id, chosen, now)
         if held < 0:  # one's own lease again (a reload): the counts from scratch
             status = queue_status(unit)
