@@ -15,6 +15,11 @@ its own unique ``request_id``, in four phases on one temporary workspace:
    near the idle phase's (the issue's aim: within 2x);
 3. service, saturation: every reviewer records decisions flat out (no pauses) for a fixed
    number of seconds or decisions, whichever comes first;
+3b. service, saturation from ONE asyncio process: the same flat-out lease-then-accept loop,
+   one simulated reviewer per token on keep-alive connections (httpx.AsyncClient), so the
+   load generator does not take the service's cores as 32 processes do on a small
+   machine; it prints its own CPU seconds and the service's (from /proc) beside the wall
+   time;
 4. embedded, paced: as 1, but each process opens the store itself
    (``open_store_as(path, Identity(name=...))``), which takes the cross-process lock and
    opens the DuckDB file for every operation;
@@ -40,8 +45,9 @@ has its own case; one deterministic prediction per case, by a stand-in model reg
 approved by a lead (only the champion's predictions are taken); one reviewer token per process
 (rev01, rev02, ... role reviewer). The worker processes are started once (spawn) and reused.
 
-Targets (from the issue): service p95 <= 25 ms at 32 x 0.5 decisions/s; saturation >= 300
-decisions/s with the audit chain; 0 lost. Nothing is asserted: the script prints whether each
+Targets (issue 13): service p95 <= 10 ms at 32 x 0.5 decisions/s; saturation >= 500
+decisions/s with the audit chain, measured with the one-process load generator (3b);
+0 lost. Nothing is asserted: the script prints whether each
 target was met. The last line of output is one JSON object with every number.
 
 Usage: benchmarks/store_concurrency.py [--quick] [--workers N] [--paced-seconds S] ...
@@ -96,8 +102,9 @@ CONFIG = DATA / "hilt.toml"
 CSV = DATA / "german_credit.csv"
 
 MEAN_INTERVAL_S = 2.0
-TARGET_P95_MS = 25.0
-TARGET_SATURATION_PER_S = 300.0
+TARGET_P95_MS = 10.0
+#: Decisions/s flat out (issue 13), measured with the one-process load generator.
+TARGET_SATURATION_PER_S = 500.0
 #: Attempts per decision: a transport error or a busy store is retried with the same
 #: request_id (the store's idempotency key), so a retry can never record twice.
 ATTEMPTS = 3
@@ -497,6 +504,142 @@ def run_phase(
     return stats, acked
 
 
+# ---------------------------------------------------------------------------- one-process load
+def _cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _async_reviewers(
+    url: str, tokens: list[str], per_token: int, duration_s: float, cap: int, tag: str
+) -> dict[str, Any]:
+    """``len(tokens) * per_token`` simulated reviewers on keep-alive connections, each
+    leasing (``/v1/queue/next``) then accepting, flat out, until ``duration_s`` or ``cap``
+    decisions. Reviewers sharing a token share its lease, so each token has one reviewer
+    at a time on it (``per_token`` > 1 only queues them)."""
+    import asyncio
+
+    latencies: list[float] = []
+    acked: list[tuple[str, str]] = []
+    errors: dict[str, int] = {}
+    budget = [cap]
+    limits = httpx.Limits(max_connections=len(tokens) * per_token + 4)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0) as http:
+        t0 = time.perf_counter()
+        deadline = t0 + duration_s
+
+        async def reviewer(index: int, token: str, lock: asyncio.Lock) -> None:
+            headers = {"Authorization": f"Bearer {token}"}
+            i = 0
+            while time.perf_counter() < deadline and budget[0] > 0:
+                async with lock:  # one lease per token at a time
+                    budget[0] -= 1
+                    r = await http.post("/v1/queue/next", headers=headers)
+                    if r.status_code != 200 or r.json() is None:
+                        key = f"lease: {r.status_code}"
+                        errors[key] = errors.get(key, 0) + 1
+                        if r.status_code == 200:
+                            return  # the queue is empty
+                        continue
+                    case_id = r.json()["case"]["case_id"]
+                    request_id = f"{tag}-{index:03d}-{i:06d}"
+                    i += 1
+                    start = time.perf_counter()
+                    d = await http.post(
+                        "/v1/decisions",
+                        headers=headers,
+                        json={"case_id": case_id, "action": "accept", "request_id": request_id},
+                    )
+                    if d.status_code != 200:
+                        errors[str(d.status_code)] = errors.get(str(d.status_code), 0) + 1
+                        continue
+                    latencies.append((time.perf_counter() - start) * 1000.0)
+                    acked.append((request_id, str(d.json()["decision_id"])))
+
+        for token in tokens:  # sign in (a token's first use reads the store)
+            await http.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        deadline = t0 + duration_s
+        locks = [asyncio.Lock() for _ in tokens]
+        await asyncio.gather(
+            *(
+                reviewer(k * len(tokens) + j, token, locks[j])
+                for k in range(per_token)
+                for j, token in enumerate(tokens)
+            )
+        )
+        wall = time.perf_counter() - t0
+    return {
+        "latencies_ms": latencies,
+        "acked": acked,
+        "errors": errors,
+        "wall_s": wall,
+        "generator_cpu_s": time.process_time() - cpu0,
+    }
+
+
+def _async_main(conn: Connection, job: dict[str, Any]) -> None:
+    import asyncio
+
+    try:
+        conn.send(("result", asyncio.run(_async_reviewers(**job))))
+    except Exception as e:
+        conn.send(("failed", f"{type(e).__name__}: {e}"))
+
+
+def async_saturation(
+    url: str, service_pid: int, tokens: list[str], duration_s: float, cap: int, tag: str
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The saturation load from ONE asyncio process (keep-alive connections, one simulated
+    reviewer per token), so that the load generator does not take the service's cores
+    the way 32 reviewer processes do; prints its own CPU seconds and the service's."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    job = {"url": url, "tokens": tokens, "per_token": 1, "duration_s": duration_s}
+    proc = ctx.Process(target=_async_main, args=(child, {**job, "cap": cap, "tag": tag}))
+    service_cpu0 = _cpu_s(service_pid)
+    proc.start()
+    child.close()
+    if not parent.poll(duration_s + PHASE_GRACE_S):
+        proc.kill()
+        raise RuntimeError("the asyncio load generator did not finish in time")
+    kind, r = parent.recv()
+    proc.join(10)
+    if kind != "result":
+        raise RuntimeError(f"the asyncio load generator failed: {r}")
+    service_cpu1 = _cpu_s(service_pid)
+    wall = float(r["wall_s"])
+    acked = [(str(a), str(b)) for a, b in r["acked"]]
+    service_cpu = (
+        round(service_cpu1 - service_cpu0, 2)
+        if service_cpu0 is not None and service_cpu1 is not None
+        else None
+    )
+    stats: dict[str, Any] = {
+        "simulated_reviewers": len(tokens),
+        "duration_s": round(wall, 3),
+        "decisions": len(acked),
+        "throughput_per_s": round(len(acked) / wall, 2) if wall > 0 else None,
+        **latency_stats(r["latencies_ms"]),
+        "errors": r["errors"],
+        "generator_cpu_s": round(float(r["generator_cpu_s"]), 2),
+        "service_cpu_s": service_cpu,
+    }
+    print(
+        f"  saturation, one asyncio process ({len(tokens)} simulated reviewers, keep-alive): "
+        f"{len(acked)} decisions in {wall:.1f} s = {stats['throughput_per_s']}/s; latency p50 "
+        f"{fmt_ms(stats['p50_ms'])} ms, p95 {fmt_ms(stats['p95_ms'])} ms, p99 "
+        f"{fmt_ms(stats['p99_ms'])} ms; errors {r['errors'] or 0}; CPU: generator "
+        f"{stats['generator_cpu_s']} s, service {service_cpu} s of {wall:.1f} s wall"
+    )
+    return stats, acked
+
+
 def read_back(store: Store, page: int = 10_000) -> list[Decision]:
     """Every decision, through the store's own paging (``after_seq``); bounded."""
     out: list[Decision] = []
@@ -630,6 +773,14 @@ def service_mode(
             conn_info=info,
             seed_base=2000,
         )
+        one_process, acked_a = async_saturation(
+            svc.url,
+            svc.process.pid,
+            tokens,
+            args.sat_seconds,
+            args.sat_decisions,
+            "svc-async",
+        )
         admin = StoreClient(svc.url, admin_token, timeout_s=120.0)
         try:
             t = time.perf_counter()
@@ -642,7 +793,7 @@ def service_mode(
             admin.close()
     finally:
         svc.stop()
-    dur = durability(stored, acked_p + acked_v + acked_s, ("svc-",))
+    dur = durability(stored, acked_p + acked_v + acked_s + acked_a, ("svc-",))
     print(
         f"  read back {len(stored)} decisions through the service in {read_s:.2f} s: "
         f"acknowledged {dur['acknowledged']}, lost {dur['lost']}, duplicated "
@@ -653,6 +804,7 @@ def service_mode(
         "paced": paced,
         "paced_while_verifying": verifying,
         "saturation": sat,
+        "saturation_one_process": one_process,
         **dur,
         "verify_ok": report.ok,
         "verify_events": report.events,
@@ -908,13 +1060,13 @@ def main(argv: list[str] | None = None) -> int:
 
         svc = result["service"]
         p95 = svc["paced"]["p95_ms"]
-        sat = svc["saturation"]["throughput_per_s"]
+        sat = svc["saturation_one_process"]["throughput_per_s"]
         lost = svc["lost"] + (result["embedded"]["lost"] if "embedded" in result else 0)
         ratio = svc["paced_while_verifying"]["p95_vs_idle"]
         targets = {
-            "service_paced_p95_le_25ms": p95 is not None and p95 <= TARGET_P95_MS,
+            "service_paced_p95_le_10ms": p95 is not None and p95 <= TARGET_P95_MS,
             "p95_while_verifying_le_2x_idle": ratio is not None and ratio <= 2.0,
-            "service_saturation_ge_300_per_s": sat is not None and sat >= TARGET_SATURATION_PER_S,
+            "service_saturation_ge_500_per_s": sat is not None and sat >= TARGET_SATURATION_PER_S,
             "zero_lost": lost == 0,
             "verify_ok": bool(svc["verify_ok"])
             and bool(result.get("embedded", {}).get("verify_ok", True)),
@@ -924,11 +1076,12 @@ def main(argv: list[str] | None = None) -> int:
         print("targets:")
         print(
             f"  service p95 <= {TARGET_P95_MS:g} ms at {args.workers} x 0.5/s: "
-            f"{fmt_ms(p95)} ms -> target met: {yes[targets['service_paced_p95_le_25ms']]}"
+            f"{fmt_ms(p95)} ms -> target met: {yes[targets['service_paced_p95_le_10ms']]}"
         )
         print(
-            f"  service saturation >= {TARGET_SATURATION_PER_S:g}/s with the audit chain: "
-            f"{sat}/s -> target met: {yes[targets['service_saturation_ge_300_per_s']]}"
+            f"  service saturation >= {TARGET_SATURATION_PER_S:g}/s with the audit chain (one "
+            f"asyncio load process): {sat}/s -> target met: "
+            f"{yes[targets['service_saturation_ge_500_per_s']]}"
         )
         print(
             f"  reviewers' p95 while an auditor verifies in a loop <= 2x idle: {ratio}x "

@@ -60,7 +60,7 @@ def test_benchmark_quick_run_prints_its_numbers(script: Path) -> None:
     assert "Traceback" not in result.stderr
     if script.stem == "store_concurrency":  # every phase decided, none refused or lost
         service = numbers["service"]
-        for phase in ("paced", "paced_while_verifying", "saturation"):
+        for phase in ("paced", "paced_while_verifying", "saturation", "saturation_one_process"):
             assert service[phase]["decisions"] > 0 and service[phase]["errors"] == {}, phase
         assert service["lost"] == 0 and service["verify_ok"]
         assert service["paced_while_verifying"]["verify_calls"] > 0

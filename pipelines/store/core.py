@@ -17,6 +17,7 @@ import duckdb
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import PermissionDeniedError, StoreError
 from hilt.pipelines.store.config_watch import ConfigWatch
+from hilt.pipelines.store.live_queue import LiveQueue
 from hilt.pipelines.store.operations import Operation, Permission
 from hilt.pipelines.store.records import User
 from hilt.pipelines.store.sql import describe
@@ -42,6 +43,7 @@ class StoreCore:
         in_transaction: bool = False,
         config: ConfigWatch | None = None,
         beside_writer: bool = False,
+        queue_index: LiveQueue | None = None,
     ) -> None:
         self.con = con
         self.settings = settings
@@ -59,6 +61,8 @@ class StoreCore:
         self.config = config
         #: On a read connection beside the service's writer (see ``Unit.beside_writer``).
         self.beside_writer = beside_writer
+        #: The service's live queue (None: the queue is read with SQL).
+        self.queue_index = queue_index
 
     def role_for(self, permission: Permission) -> str:
         """The actor's first role that ``permission`` allows (PermissionDeniedError if none)."""
@@ -82,6 +86,7 @@ class StoreCore:
             head=self.head,
             in_transaction=self.in_transaction,
             beside_writer=self.beside_writer,
+            queue_index=self.queue_index,
         )
 
     def call(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:

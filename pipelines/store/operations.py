@@ -105,6 +105,7 @@ class Operation(Generic[P, R]):
         changes_identities: bool = False,
         despite_drift: bool = False,
         changes_config: bool = False,
+        changes_queue: bool = False,
     ) -> None:
         self.fn = fn
         self.name = fn.__name__
@@ -124,6 +125,10 @@ class Operation(Generic[P, R]):
         self.despite_drift = despite_drift
         #: The config in force may change: the modes read it again afterwards.
         self.changes_config = changes_config
+        #: May change many cases' place in the review queue (or its rules): the service
+        #: builds its live queue again afterwards (``live_queue.py``). The review path's
+        #: operations update it case by case themselves.
+        self.changes_queue = changes_queue or changes_config
 
     def __set_name__(self, owner: type[Any], name: str) -> None:
         if name != self.name:
@@ -318,12 +323,14 @@ class Store:
         Permission("ingest cases", DATA_WRITERS),
         POST("/v1/cases", RowsIn),
         bulk=True,
+        changes_queue=True,
     )
     add_predictions = Operation(
         cases.add_predictions,
         Permission("add predictions", DATA_WRITERS),
         POST("/v1/predictions", PredictionsIn),
         bulk=True,
+        changes_queue=True,
     )
     # review
     record_decision = Operation(
@@ -364,8 +371,8 @@ class Store:
     system_state = Operation(
         system.system_state, Permission("system state", EVERYONE), GET("/v1/system")
     )
-    halt = Operation(system.halt, HALT, POST("/v1/system/halt", HaltIn))
-    resume = Operation(system.resume, HALT, POST("/v1/system/resume"))
+    halt = Operation(system.halt, HALT, POST("/v1/system/halt", HaltIn), changes_queue=True)
+    resume = Operation(system.resume, HALT, POST("/v1/system/resume"), changes_queue=True)
     # cases, read
     feature_profile = Operation(
         cases.feature_profile,
@@ -403,27 +410,36 @@ class Store:
         bulk=True,
     )
     subject_rectify = Operation(
-        subject_rights.subject_rectify, SUBJECT_RIGHTS, POST("/v1/subjects/rectify", RectifyIn)
+        subject_rights.subject_rectify,
+        SUBJECT_RIGHTS,
+        POST("/v1/subjects/rectify", RectifyIn),
+        changes_queue=True,
     )
     subject_restrict = Operation(
         subject_rights.subject_restrict,
         SUBJECT_RIGHTS,
         POST("/v1/subjects/restrict", RestrictIn),
+        changes_queue=True,
     )
     subject_contest = Operation(
-        subject_rights.subject_contest, SUBJECT_RIGHTS, POST("/v1/subjects/contest", SubjectIn)
+        subject_rights.subject_contest,
+        SUBJECT_RIGHTS,
+        POST("/v1/subjects/contest", SubjectIn),
+        changes_queue=True,
     )
     subject_erase = Operation(
         subject_rights.subject_erase,
         SUBJECT_RIGHTS,
         POST("/v1/subjects/erase", SubjectIn),
         bulk=True,
+        changes_queue=True,
     )
     retention_apply = Operation(
         retention.retention_apply,
         Permission("retention", frozenset({"admin", "system", "dpo"})),
         POST("/v1/retention/apply"),
         bulk=True,
+        changes_queue=True,
     )
     # the auditor's reads
     audit_search = Operation(
@@ -442,7 +458,9 @@ class Store:
     gold_candidates = Operation(
         oversight.gold_candidates, GOLD, GET("/v1/gold/candidates"), read_only=True
     )
-    add_gold = Operation(oversight.add_gold, GOLD, POST("/v1/gold", PredictionsIn), bulk=True)
+    add_gold = Operation(
+        oversight.add_gold, GOLD, POST("/v1/gold", PredictionsIn), bulk=True, changes_queue=True
+    )
     oversight_report = Operation(
         oversight.oversight_report, OVERSIGHT_READ, GET("/v1/oversight/report"), read_only=True
     )

@@ -28,6 +28,7 @@ from hilt.pipelines.workspace import Workspace
 if TYPE_CHECKING:
     import duckdb
 
+    from hilt.pipelines.store.live_queue import LiveQueue
     from hilt.pipelines.store.subject_keys import KeyRing
 
 Clock = Callable[[], datetime]
@@ -81,6 +82,9 @@ class Unit:
     #: Whether this operation has written anything (a failed one that has not can be
     #: dropped from a group commit without undoing the others).
     wrote: bool = False
+    #: The service's live queue (``live_queue.py``): the queue operations read it and stage
+    #: their changes to it. None in the embedded mode, which reads the queue with SQL.
+    queue_index: LiveQueue | None = None
     _depth: int = field(default=0, init=False, repr=False)
 
     @contextmanager

@@ -54,6 +54,7 @@ from hilt.pipelines.store.authentication import (
 )
 from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.core import StoreCore
+from hilt.pipelines.store.live_queue import LiveQueue
 from hilt.pipelines.store.modes import locking, wire
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.operations import Operation, Store
@@ -177,6 +178,8 @@ class StoreService:
         #: Per worker thread: a read connection (a cursor on the same database) and its own
         #: key ring, for the operations that only read (``read``).
         self._reader = threading.local()
+        #: The live review queue (``live_queue.py``), built on first use under the lock.
+        self.queue_index = LiveQueue()
 
     @property
     def settings(self) -> Settings:
@@ -184,6 +187,9 @@ class StoreService:
         return self.config.settings if self.config is not None else self._settings
 
     def core(self, actor: User, *, in_group: bool = False) -> StoreCore:
+        """A core on the writer's connection, with the live queue (call under the lock)."""
+        if not self.queue_index.loaded:
+            self.queue_index.load(self.con, self.settings)
         return StoreCore(
             self.con,
             self.settings,
@@ -194,12 +200,35 @@ class StoreService:
             head=self.head,
             in_transaction=in_group,
             config=self.config,
+            queue_index=self.queue_index,
         )
+
+    def _call(self, actor: User, operation: Operation[Any, T], arguments: dict[str, Any]) -> T:
+        """Run an operation on the writer (under the lock) and bring the live queue up to
+        date: what it staged once it committed; the whole queue again after an operation
+        that changes many cases, or one that failed after writing."""
+        core = self.core(actor)
+        try:
+            result = core.call(operation, arguments)
+        except BaseException:
+            self._after_failure(core.wrote)
+            raise
+        if operation.changes_queue:
+            self.queue_index.load(self.con, self.settings)
+        else:
+            self.queue_index.apply(self.con)
+        return result
+
+    def _after_failure(self, wrote: bool) -> None:
+        if wrote:
+            self.queue_index.loaded = False  # built again before the next use
+        else:
+            self.queue_index.discard()
 
     def run(self, actor: User, operation: Operation[Any, T], arguments: dict[str, Any]) -> T:
         with self.mutex:
             try:
-                return self.core(actor).call(operation, arguments)
+                return self._call(actor, operation, arguments)
             finally:
                 if operation.changes_identities:
                     self.forget_identities()
@@ -213,7 +242,7 @@ class StoreService:
         with self.mutex:
             self.con.execute(f"SET threads = {BULK_THREADS}")
             try:
-                return self.core(actor).call(operation, arguments)
+                return self._call(actor, operation, arguments)
             finally:
                 self.con.execute("SET threads = 1")
                 if operation.changes_identities:
@@ -242,7 +271,10 @@ class StoreService:
     def run_system(self, task: Callable[[Unit], T]) -> T:
         """Run a task of the service itself (start-up), as its own system user."""
         with self.mutex:
-            return task(self.core(SERVICE_USER).unit("system"))
+            try:
+                return task(self.core(SERVICE_USER).unit("system"))
+            finally:
+                self.queue_index.loaded = False  # it may have changed any case
 
     def submit_decision(self, actor: User, request: DecisionRequest) -> Future[Decision]:
         """Queue a decision for the group committer; the future resolves after its COMMIT."""
@@ -287,6 +319,7 @@ class StoreService:
             self.head.commit()
         except BaseException:
             self.head.forget()
+            self.queue_index.discard()
             try:
                 self.con.execute("ROLLBACK")
             except duckdb.Error:
@@ -294,10 +327,11 @@ class StoreService:
             for actor, request, done in group:  # one by one, each in its own transaction
                 try:
                     # Under the mutex already: run directly, in its own transaction.
-                    done.set_result(self.core(actor).call(decide, {"request": request}))
+                    done.set_result(self._call(actor, decide, {"request": request}))
                 except BaseException as e:
                     done.set_exception(e)
             return
+        self.queue_index.apply(self.con)
         for done, decision, error in outcomes:
             if error is not None:
                 done.set_exception(error)

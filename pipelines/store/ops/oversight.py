@@ -237,4 +237,7 @@ def adjudicate(
             now,
         )
         unit.con.execute("DELETE FROM leases WHERE case_id = ?", [case_id])
+        if unit.queue_index is not None:
+            unit.queue_index.stage_unlease(case_id)
+            unit.queue_index.stage_refresh(case_id)
     return decision

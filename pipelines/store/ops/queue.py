@@ -33,16 +33,8 @@ def next_case(unit: Unit, strategy: str | None = None) -> LeasedCase | None:
         )
     me = unit.actor.name
     now = unit.clock()
-    order = review_queue.STRATEGY_ORDER[chosen].replace(
-        "$threshold", repr(float(unit.settings.review.decision_threshold))
-    )
     with unit.transaction():
-        own = sql.one(
-            unit.con,
-            "SELECT l.case_id, l.expires_at FROM leases l"
-            " WHERE l.reviewer = ? AND l.expires_at > ?",
-            [me, now],
-        )
+        own = _own_lease(unit, now)
         state = None
         gold = False
         held = waiting = -1
@@ -53,29 +45,15 @@ def next_case(unit: Unit, strategy: str | None = None) -> LeasedCase | None:
             if not state.pending or state.excluded_reviewer == me:
                 state = None  # a stale lease (decided meanwhile): take a new case
         if state is None:
-            context = sql.one(
-                unit.con,
-                "SELECT " + double_review.MANUAL_CUT_SQL + ", EXISTS (SELECT 1 FROM gold_cases)",
-            )
+            index = unit.queue_index
+            if index is not None and chosen in index.ORDERED:
+                threshold = float(unit.settings.review.decision_threshold)
+                picked = index.choose(me, now, chosen, threshold)
+                row: tuple[Any, ...] | None = (picked, *index.counts(me, now))
+                context: tuple[Any, ...] | None = (index.manual_cut, index.has_gold)
+            else:
+                context, row = choose_by_sql(unit, chosen, now)
             assert context is not None
-            # The queue is computed once for both the choice and the counts that the
-            # panel's progress line shows (``LeasedCase.queue``).
-            row = sql.one(
-                unit.con,
-                "WITH j AS MATERIALIZED (SELECT q.*, l.case_id IS NOT NULL AS held,"
-                " coalesce(l.reviewer = $me, false) AS mine FROM ("
-                + queue_sql(unit, int(context[0]))
-                + ") q LEFT JOIN leases l ON l.case_id = q.case_id AND l.expires_at > $now)"
-                " SELECT (SELECT q.case_id FROM j q WHERE NOT q.held"
-                " AND (q.excluded_reviewer IS NULL OR q.excluded_reviewer <> $me)"
-                " ORDER BY q.contested DESC, q.second_opinion DESC, q.second_review DESC,"
-                " (SELECT count(*) FROM decisions s WHERE s.case_id = q.case_id"
-                "  AND s.action = 'skip' AND s.reviewer = $me), " + order + " LIMIT 1),"
-                " (SELECT count(*) FILTER (WHERE NOT held) FROM j),"
-                " (SELECT count(*) FILTER (WHERE held) FROM j),"
-                " (SELECT count(*) FILTER (WHERE held AND mine) FROM j)",
-                {"now": now, "me": me},
-            )
             if row is None or row[0] is None:
                 return None
             # A gold case, when one is due, takes the place of the queue's next case.
@@ -87,13 +65,63 @@ def next_case(unit: Unit, strategy: str | None = None) -> LeasedCase | None:
             held = int(row[2]) - int(row[3]) + taken
             waiting = int(row[1]) + int(row[3]) - taken
             history = logged_actions(unit, case_id)
-            state, gold = state_of(unit, case_id, history)
+            waiting_row = index.waiting.get(case_id) if index is not None else None
+            if gold_case is None and waiting_row is not None:
+                state, gold = waiting_row.state(), False  # the queue's own row
+            else:
+                state, gold = state_of(unit, case_id, history)
             expires = _take(unit, case_id, chosen, now)
         if held < 0:  # one's own lease again (a reload): the counts from scratch
             status = queue_status(unit)
         else:
             status = QueueStatus(waiting=waiting, leased=held, **done_today(unit, now))
     return _shown(unit, case_id, history, state, gold, expires, status)
+
+
+def _own_lease(unit: Unit, now: datetime) -> tuple[Any, ...] | None:
+    """(case id, expires at) of this reviewer's live lease, if any."""
+    if unit.queue_index is not None:
+        return unit.queue_index.own_lease(unit.actor.name, now)
+    return sql.one(
+        unit.con,
+        "SELECT l.case_id, l.expires_at FROM leases l WHERE l.reviewer = ? AND l.expires_at > ?",
+        [unit.actor.name, now],
+    )
+
+
+def choose_by_sql(
+    unit: Unit, chosen: str, now: datetime
+) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
+    """The queue's next case for this reviewer by SQL (the definition; the service's
+    ``live_queue`` gives the same from memory): (manual cut, whether there are gold cases),
+    and (the case or None, waiting, held, held by this reviewer)."""
+    order = review_queue.STRATEGY_ORDER[chosen].replace(
+        "$threshold", repr(float(unit.settings.review.decision_threshold))
+    )
+    context = sql.one(
+        unit.con,
+        "SELECT " + double_review.MANUAL_CUT_SQL + ", EXISTS (SELECT 1 FROM gold_cases)",
+    )
+    assert context is not None
+    # The queue is computed once for both the choice and the counts that the
+    # panel's progress line shows (``LeasedCase.queue``).
+    row = sql.one(
+        unit.con,
+        "WITH j AS MATERIALIZED (SELECT q.*, l.case_id IS NOT NULL AS held,"
+        " coalesce(l.reviewer = $me, false) AS mine FROM ("
+        + queue_sql(unit, int(context[0]))
+        + ") q LEFT JOIN leases l ON l.case_id = q.case_id AND l.expires_at > $now)"
+        " SELECT (SELECT q.case_id FROM j q WHERE NOT q.held"
+        " AND (q.excluded_reviewer IS NULL OR q.excluded_reviewer <> $me)"
+        " ORDER BY q.contested DESC, q.second_opinion DESC, q.second_review DESC,"
+        " (SELECT count(*) FROM decisions s WHERE s.case_id = q.case_id"
+        "  AND s.action = 'skip' AND s.reviewer = $me), " + order + " LIMIT 1),"
+        " (SELECT count(*) FILTER (WHERE NOT held) FROM j),"
+        " (SELECT count(*) FILTER (WHERE held) FROM j),"
+        " (SELECT count(*) FILTER (WHERE held AND mine) FROM j)",
+        {"now": now, "me": unit.actor.name},
+    )
+    return context, row
 
 
 def lease_case(unit: Unit, case_id: str) -> LeasedCase:
@@ -178,6 +206,9 @@ def _shown(
 def queue_status(unit: Unit) -> QueueStatus:
     """Cases waiting and leased now, and final decisions today (in all and by this user)."""
     now = unit.clock()
+    if unit.queue_index is not None and not unit.queue_index.staged:
+        waiting, held, _ = unit.queue_index.counts(unit.actor.name, now)
+        return QueueStatus(waiting=waiting, leased=held, **done_today(unit, now))
     row = sql.one(
         unit.con,
         "SELECT count(*) FILTER (WHERE l.case_id IS NULL),"
@@ -221,6 +252,8 @@ def lease(unit: Unit, case_id: str, now: datetime, seq: int) -> datetime:
         "INSERT INTO leases VALUES (?, ?, ?, ?, ?)",
         [case_id, unit.actor.name, now, expires, seq],
     )
+    if unit.queue_index is not None:
+        unit.queue_index.stage_lease(case_id, unit.actor.name, now, expires)
     return expires
 
 

@@ -324,7 +324,41 @@ def record_decision(unit: Unit, request: DecisionRequest) -> Decision:
             queue.lease(unit, request.case_id, now, decision.seq)
         elif request.action != "blind" and facts.any_lease:
             unit.con.execute("DELETE FROM leases WHERE case_id = ?", [request.case_id])
+            if unit.queue_index is not None:
+                unit.queue_index.stage_unlease(request.case_id)
+        if unit.queue_index is not None:
+            _stage_queue(unit, facts, decision)
     return decision
+
+
+def _stage_queue(unit: Unit, facts: CaseFacts, decision: Decision) -> None:
+    """The case's new place in the service's live queue, by the queue rules applied to the
+    facts the decision read plus the decision itself (no query)."""
+    index = unit.queue_index
+    assert index is not None
+    if decision.action == "skip":
+        index.stage_skip(decision.reviewer, decision.case_id)
+    if facts.gold:
+        return  # never in the shared queue
+    history = [
+        *facts.history,
+        review_queue.LoggedAction(
+            decision.decision_id,
+            decision.action,
+            decision.reviewer,
+            decision.seq,
+            decision.undo_of,
+            decision.final_label,
+        ),
+    ]
+    state = review_queue.case_state(
+        history,
+        facts.contest_seq,
+        bool(facts.predictions),
+        double=facts.double,
+        manual=facts.manual,
+    )
+    index.stage_state(decision.case_id, state)
 
 
 @dataclass(frozen=True)
@@ -547,4 +581,6 @@ def contest(unit: Unit, case_id: str) -> int:
             raise NotFoundError("unknown case id")
         seq = unit.append_audit("case.contested", "case", case_id, {}, now)
         unit.con.execute("INSERT INTO contests VALUES (?, ?, ?)", [case_id, now, seq])
+        if unit.queue_index is not None:
+            unit.queue_index.stage_refresh(case_id)
     return seq

@@ -9,8 +9,10 @@ decision each, on the case the queue leases) and an output file. Each request en
 JSON line in the output, written and flushed as it happens, so that what a worker saw
 acknowledged survives the service (or the worker) being killed:
 
-    {"request_id": …, "case_id": …, "decision_id": …, "seq": …}   acknowledged
-    {"request_id": …, "case_id": … or null, "error": "…"}        not acknowledged
+    {"request_id": …, "case_id": …, "decision_id": …, "seq": …, "at": …}   acknowledged
+    {"request_id": …, "case_id": … or null, "error": "…", "at": …}        not acknowledged
+
+(``case_id``: the case the queue leased for the request; ``at``: when the answer came.)
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ def main(spec_path: str) -> int:
                 result: dict[str, Any] = {"error": "deadline"}
             else:
                 result = record(req)
+            # When the answer came (epoch seconds): tests compare the workers' intervals.
+            result["at"] = time.time()
             out.write(json.dumps({"request_id": req["request_id"], **result}) + "\n")
     return 0
 
