@@ -16,7 +16,6 @@ from typing import Any
 import polars as pl
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.loop.tracking import pending
 from hilt.pipelines.loop.tracking.tags import TAG_KIND
 from hilt.pipelines.workspace import Workspace
 
@@ -46,6 +45,8 @@ def ensure_run(ws: Workspace, settings: Settings, run_id: str, author: str, kind
     With ``run_id`` (the runner made the run), MLflow is set up on a thread (``pending``):
     importing it overlaps the cells that need no MLflow, and the first that does waits."""
     if run_id:
+        from hilt.pipelines.loop.tracking import pending
+
         pending.start(functools.partial(_configure, ws, settings))
         return run_id
     from hilt.pipelines.loop.tracking.runs import create_run
