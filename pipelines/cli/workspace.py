@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from hilt.pipelines.cli.common import WorkspaceOpt, guard
+from hilt.pipelines.cli.common import WorkspaceOpt, guard, quiet_mlflow
 from hilt.pipelines.workspace import Workspace
 
 
@@ -16,12 +16,18 @@ def init(
     config: Annotated[Path, typer.Option("--config", "-c", help="The use case's hilt.toml.")],
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Create a workspace: store, signing key, pinned public key, users from the config."""
+    """Create a workspace: store, signing key, pinned public key, users from the config, and
+    its MLflow tracking store (created here once, not by the first run)."""
+    from hilt.pipelines.loop.tracking.client import configure
+    from hilt.pipelines.loop.tracking.environment import tracking_uri
     from hilt.pipelines.store.create import create_workspace
 
     ws = Workspace.at(workspace)
     public = guard(lambda: create_workspace(ws, config))
+    quiet_mlflow()
+    guard(lambda: configure(ws))
     typer.echo(f"created workspace {ws.root}")
+    typer.echo(f"MLflow tracking store: {tracking_uri(ws)}")
     typer.echo(f"audit public key (pinned in {ws.config_path.name}; keep a copy): {public}")
 
 

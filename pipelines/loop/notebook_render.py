@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from hilt.pipelines.errors import HiltError
 
@@ -47,17 +47,19 @@ def remote_resources(html: str) -> list[str]:
     return [m.group(0) for m in _REMOTE.finditer(html)]
 
 
-def notebook_html(ipynb_path: str | Path) -> str:
-    """The executed notebook as one self-contained HTML page: nbconvert's "lab" template with
-    images embedded, and without require.js, MathJax, mermaid and the widget manager, which it
-    would load from cdnjs / unpkg (math then shows as its TeX source). CSS comments, which
-    carry the theme's credits as URLs, are dropped. RemoteContentError if anything remote is
-    left."""
+def warm_up() -> None:
+    """Import nbconvert and load its templates (render an empty notebook), so that the
+    first ``notebook_html`` of this process costs only the rendering: the runner does this
+    on a thread while a run's kernel works (its own process), ~1-3 s off every run."""
     import nbformat
+
+    _render(nbformat.v4.new_notebook())
+
+
+def _render(nb: Any) -> str:
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
-    nb = nbformat.read(str(ipynb_path), as_version=4)
     exporter = HTMLExporter(
         template_name="lab",
         template_file="hilt_offline.html.j2",
@@ -72,8 +74,20 @@ def notebook_html(ipynb_path: str | Path) -> str:
         widget_renderer_url="",
     )
     body, _ = exporter.from_notebook_node(nb)
+    return str(body)
+
+
+def notebook_html(ipynb_path: str | Path) -> str:
+    """The executed notebook as one self-contained HTML page: nbconvert's "lab" template with
+    images embedded, and without require.js, MathJax, mermaid and the widget manager, which it
+    would load from cdnjs / unpkg (math then shows as its TeX source). CSS comments, which
+    carry the theme's credits as URLs, are dropped. RemoteContentError if anything remote is
+    left."""
+    import nbformat
+
+    body = _render(nbformat.read(str(ipynb_path), as_version=4))
     html = _STYLE_BLOCK.sub(
-        lambda m: m.group(1) + _CSS_COMMENT.sub("", m.group(2)) + m.group(3), str(body)
+        lambda m: m.group(1) + _CSS_COMMENT.sub("", m.group(2)) + m.group(3), body
     )
     remote = remote_resources(html)
     if remote:

@@ -33,6 +33,7 @@ import contextlib
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -49,7 +50,7 @@ from hilt.pipelines.errors import (
     SystemHalted,
 )
 from hilt.pipelines.loop.digests import file_sha256
-from hilt.pipelines.loop.model import TrainParams
+from hilt.pipelines.loop.model import LEGACY_NTHREAD, TrainParams, default_nthread
 from hilt.pipelines.loop.tracking.environment import child_environment
 from hilt.pipelines.loop.tracking.tags import (
     PARAM_AS_OF_SEQ,
@@ -377,6 +378,10 @@ def execute(ws: Workspace, request: RunRequest) -> RunResult:
     started = time.perf_counter()
     template = template_path(request.kind)
     typed = validate_parameters(request.kind, request.parameters)
+    if request.kind == "retrain":
+        # The threads the training uses decide the model's bytes: the number is fixed here
+        # (0 or not given: every core) so the notebook, MLflow and run.started record it.
+        typed["nthread"] = int(typed.get("nthread") or default_nthread())
     ws.require()
     settings = ws.settings()
     store, author = open_run_store(ws, request.author)
@@ -434,6 +439,10 @@ def _execute(
     parameters = {**typed, "workspace": str(ws.root), "run_id": run_id, "author": author}
     if kind == "retrain":
         parameters["reproduces"] = request.reproduces or ""
+    # The kernel works in its own process; meanwhile this one loads nbconvert for the
+    # notebook's HTML (joined before it is rendered).
+    html_ready = threading.Thread(target=_warm_up_html, name="hilt-nbconvert", daemon=True)
+    html_ready.start()
     try:
         with _environment(_kernel_environment(ws, store)):
             papermill.execute_notebook(
@@ -469,6 +478,7 @@ def _execute(
             error,
         ) from None
     nb_sha = file_sha256(out)
+    html_ready.join()
     notebooks.log_notebook(run_id, out)
     runs.finish_run(run_id)
     seconds = time.perf_counter() - started
@@ -493,6 +503,15 @@ def _execute(
         metrics=dict(info.metrics),
         logged_params=dict(info.params),
     )
+
+
+def _warm_up_html() -> None:
+    """``notebook_render.warm_up``; a failure here only costs the time it would have saved
+    (the rendering itself reports it)."""
+    from hilt.pipelines.loop import notebook_render
+
+    with contextlib.suppress(Exception):
+        notebook_render.warm_up()
 
 
 def _record_failure(
@@ -540,8 +559,9 @@ class Reproduction:
 
 
 def reproduce(ws: Workspace, run_id: str, author: str | None = None) -> Reproduction:
-    """Re-run a past retraining with its parameters on its snapshot file (found by sha256 in
-    the workspace's snapshots folder and checked), logged but not registered."""
+    """Re-run a past retraining with its parameters (its recorded nthread included; 1 for a
+    run that recorded none) on its snapshot file (found by sha256 in the workspace's
+    snapshots folder and checked), logged but not registered."""
     from hilt.pipelines.loop.steps.training_data import find_snapshot
     from hilt.pipelines.loop.tracking.client import TrackingError, configure
     from hilt.pipelines.loop.tracking.runs import run_info
@@ -570,6 +590,8 @@ def reproduce(ws: Workspace, run_id: str, author: str | None = None) -> Reproduc
     train_names = {f.name for f in fields(TrainParams)}
     params: dict[str, Any] = {k: v for k, v in original.params.items() if k in train_names}
     params[PARAM_LABEL_NOISE] = original.params.get(PARAM_LABEL_NOISE, "0.0")
+    # The model's bytes depend on the threads: a run that recorded none trained on one.
+    params.setdefault("nthread", str(LEGACY_NTHREAD))
     if PARAM_AS_OF_SEQ in original.params:
         params[PARAM_AS_OF_SEQ] = original.params[PARAM_AS_OF_SEQ]
     params["snapshot_sha256"] = original.snapshot_sha256

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -109,6 +110,7 @@ def test_a_run_leaves_its_notebook_mlflow_records_and_audit_events(
     meta = nb["metadata"]["papermill"]
     assert meta["parameters"] == {
         "num_boost_round": 60,
+        "nthread": os.cpu_count(),  # not given: every core, fixed by the runner
         "workspace": str(ws.root),
         "run_id": run_id,
         "author": "dana",
@@ -134,6 +136,7 @@ def test_a_run_leaves_its_notebook_mlflow_records_and_audit_events(
     assert info.params["num_boost_round"] == "60"
     assert info.params["max_depth"] == "3"
     assert info.params["label_noise"] == "0.0"
+    assert info.params["nthread"] == str(os.cpu_count())
     assert info.metrics["holdout_auc"] > 0.65
     assert {"gap_sex", "gap_age"} <= set(info.metrics)
     assert info.tags["hilt.kind"] == "retrain"
@@ -167,7 +170,7 @@ def test_a_run_leaves_its_notebook_mlflow_records_and_audit_events(
     ]
     started, snap, registered, trained, finished = events
     assert started.actor == "dana" and started.object_id == run_id
-    assert started.payload["parameters"] == {"num_boost_round": 60}
+    assert started.payload["parameters"] == {"num_boost_round": 60, "nthread": os.cpu_count()}
     assert started.payload["template_sha256"] == sha256(TEMPLATE)
     assert snap.payload["sha256"] == info.snapshot_sha256
     assert trained.payload["model_sha256"] == result.model_sha256
@@ -300,6 +303,25 @@ def test_reproduce_gives_the_same_model_even_after_new_feedback(
     said = [e.payload for e in trained if e.object_id in ids_of]
     assert [(p["reproduces"], p["model"]) for p in said] == [(original.run_id, None)] * 2
     assert {p["model_sha256"] for p in said} == {original.model_sha256}
+
+
+def test_a_run_on_two_threads_reproduces_bit_identically_on_two(
+    ws: Workspace, first: tuple[runner.RunResult, int]
+) -> None:
+    two = runner.execute(
+        ws, runner.RunRequest("retrain", {**FAST, "nthread": "2", "register": "false"})
+    )
+    assert run_info(two.run_id).params["nthread"] == "2"
+    copy = runner.reproduce(ws, two.run_id)
+    assert copy.matches and copy.result.model_sha256 == two.model_sha256
+    # The reproduction ran with the recorded nthread, and says so in MLflow and the log.
+    assert run_info(copy.result.run_id).params["nthread"] == "2"
+    [started] = [
+        e
+        for e in events_since(ws, 0)
+        if e.action == "run.started" and e.object_id == copy.result.run_id
+    ]
+    assert started.payload["parameters"]["nthread"] == 2
 
 
 def test_reproduce_refuses_a_run_whose_snapshot_file_is_gone(

@@ -1,11 +1,13 @@
 """The first cells of every run notebook (retrain.ipynb, score.ipynb): how tables are shown,
 the workspace, the MLflow run, the parameters an auditor reads first.
 
-Importing this module does not import mlflow; ``ensure_run`` imports it when called.
+Importing this module does not import mlflow; ``ensure_run`` imports it (on a thread, for
+a run the runner made).
 """
 
 from __future__ import annotations
 
+import functools
 import getpass
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,17 +40,28 @@ def open_workspace(workspace: str | Path | None) -> tuple[Workspace, Settings]:
 def ensure_run(ws: Workspace, settings: Settings, run_id: str, author: str, kind: str) -> str:
     """Configure MLflow for the workspace; the run ``run_id`` (made by ``hilt retrain`` or
     ``hilt score``), or, run by hand without one, a new run of ``kind`` authored by
-    ``author`` (else the OS user)."""
-    from hilt.pipelines.loop.tracking.client import configure
+    ``author`` (else the OS user).
+
+    With ``run_id`` (the runner made the run), MLflow is set up on a thread (``pending``):
+    importing it overlaps the cells that need no MLflow, and the first that does waits."""
+    if run_id:
+        from hilt.pipelines.loop.tracking import pending
+
+        pending.start(functools.partial(_configure, ws, settings))
+        return run_id
     from hilt.pipelines.loop.tracking.runs import create_run
 
-    configure(ws, settings=settings)
-    if run_id:
-        return run_id
+    _configure(ws, settings)
     who = author or f"os:{getpass.getuser()}"
     return create_run(
         ws, settings, run_name=f"{kind}-interactive", author=who, tags={TAG_KIND: kind}
     )
+
+
+def _configure(ws: Workspace, settings: Settings) -> None:
+    from hilt.pipelines.loop.tracking.client import configure
+
+    configure(ws, settings=settings)
 
 
 def parameters_table(values: Mapping[str, Any]) -> pl.DataFrame:

@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import HiltError
+from hilt.pipelines.loop.tracking import pending
 from hilt.pipelines.loop.tracking.environment import (
     artifact_location,
     experiment_name,
@@ -78,6 +79,7 @@ def configure(
     ``settings`` defaults to the workspace's hilt.toml.
     """
     global _state
+    pending.wait()
     quiet_mlflow()
     settings = settings or ws.settings()
     chosen = tracking_uri(ws, uri)
@@ -113,7 +115,9 @@ def configure(
 
 
 def configured() -> Configured:
-    """What ``configure`` set up in this process; TrackingError before it was called."""
+    """What ``configure`` set up in this process (waiting for a ``configure`` started on a
+    thread: ``pending``); TrackingError before it was called."""
+    pending.wait()
     if _state is None:
         raise TrackingError(
             "MLflow is not configured in this process: call "

@@ -151,12 +151,16 @@ def rewrite_snapshots(
 def write_snapshot_file(folder: Path, frame: pl.DataFrame, as_of_seq: int) -> tuple[str, str]:
     """Write a snapshot as Parquet the one way snapshots are written; (name, sha256)."""
     import hashlib
+    import io
 
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".snapshot-{uuid.uuid4().hex}.parquet"
     try:
-        frame.write_parquet(tmp, compression="zstd", statistics=False)
-        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer, compression="zstd", statistics=False)
+        data = buffer.getbuffer()
+        digest = hashlib.sha256(data).hexdigest()
+        tmp.write_bytes(data)
         name = f"snapshot-{as_of_seq:08d}-{digest[:12]}.parquet"
         tmp.replace(folder / name)
     finally:

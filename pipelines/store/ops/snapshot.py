@@ -22,16 +22,15 @@ by two reviews that agree or by a lead's adjudication (label source
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from typing import TYPE_CHECKING
 
 import polars as pl
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.store import double_review, sql
+from hilt.pipelines.store import double_review, personal_data, sql
 from hilt.pipelines.store.ops import personal_reads
+from hilt.pipelines.store.ops.removal import write_snapshot_file
 from hilt.pipelines.store.records import SnapshotRecord
 from hilt.pipelines.store.schema import quote
 
@@ -113,6 +112,44 @@ FROM labelled
 """
 
 
+def open_needed(unit: Unit, frame: pl.DataFrame, as_of: int) -> pl.DataFrame:
+    """``frame`` (rows of ``snapshot_sql``) with the personal columns a run needs opened,
+    rectifications as of ``as_of`` applied, and the sealing columns dropped.
+
+    Only what the run needs is opened: personal columns that are model features on every
+    row; the other personal columns (protected attributes, for subgroup metrics on the
+    holdout) on holdout rows only. Training rows hold them as nulls: they stay sealed in
+    the store. Each row's sealed document is opened once, with the subject keys fetched in
+    one call for all rows.
+    """
+    settings = unit.settings
+    personal = [n for n in wanted_columns(settings) if n in settings.fields.personal]
+    everywhere = [n for n in personal if n in settings.fields.features]
+    parts: list[pl.DataFrame] = []
+    for split, columns in (("holdout", personal), ("train", everywhere)):
+        part = frame.filter(pl.col("split") == split)
+        columns = columns if part.height else []
+        if columns:
+            opened = personal_reads.open_personal(
+                unit,
+                part.select(
+                    "case_id",
+                    "subject_ref",
+                    pl.col("case_ingest_seq").alias("ingest_seq"),
+                    "sealed",
+                ),
+            )
+            part = part.join(opened.select("case_id", *columns), on="case_id", how="left")
+        part = personal_reads.rectified(unit, part.drop(*SEALED_COLUMNS), as_of)
+        part = part.with_columns(
+            pl.lit(None, dtype=personal_data.polars_type(settings.columns[n])).alias(n)
+            for n in personal
+            if n not in columns
+        )
+        parts.append(part)
+    return pl.concat([p.select(parts[0].columns) for p in parts])
+
+
 def cap_accepted(frame: pl.DataFrame, share: float) -> tuple[pl.DataFrame, int]:
     """Keep at most ``share`` of the training rows with reviewer-accepted labels."""
     accepted = (pl.col("split") == "train") & (pl.col("label_source") == "reviewer-accepted")
@@ -148,19 +185,7 @@ def snapshot(unit: Unit, as_of_seq: int | None = None) -> SnapshotRecord:
         frame = pl.from_arrow(rel.to_arrow_table())
         assert isinstance(frame, pl.DataFrame)
         wanted = wanted_columns(unit.settings)
-        if any(n in unit.settings.fields.personal for n in wanted):
-            opened = personal_reads.open_personal(
-                unit,
-                frame.select(
-                    "case_id",
-                    "subject_ref",
-                    pl.col("case_ingest_seq").alias("ingest_seq"),
-                    "sealed",
-                ),
-            )
-            personal = [n for n in wanted if n in unit.settings.fields.personal]
-            frame = frame.join(opened.select("case_id", *personal), on="case_id", how="left")
-        frame = personal_reads.rectified(unit, frame.drop(*SEALED_COLUMNS), as_of)
+        frame = open_needed(unit, frame, as_of)
         frame = frame.select(
             "case_id", *wanted, "bucket", "label", "label_source", "split", "label_seq"
         )
@@ -168,16 +193,8 @@ def snapshot(unit: Unit, as_of_seq: int | None = None) -> SnapshotRecord:
         frame = frame.drop("bucket").sort(["split", "case_id"])
         if frame.height == 0:
             raise InputError("no labelled cases as of that seq; nothing to snapshot")
-        unit.workspace.snapshots_dir.mkdir(parents=True, exist_ok=True)
-        tmp = unit.workspace.snapshots_dir / f".snapshot-{uuid.uuid4().hex}.parquet"
-        try:
-            frame.write_parquet(tmp, compression="zstd", statistics=False)
-            digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-            name = f"snapshot-{as_of:08d}-{digest[:12]}.parquet"
-            path = unit.workspace.snapshots_dir / name
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        name, digest = write_snapshot_file(unit.workspace.snapshots_dir, frame, as_of)
+        path = unit.workspace.snapshots_dir / name
         train = frame.filter(pl.col("split") == "train")
         sources = {
             src: int(train.filter(pl.col("label_source") == src).height)

@@ -75,15 +75,23 @@ def test_rectify_supersedes_the_value_for_the_next_snapshot(store_as: StoreFacto
     pia, dana = store_as("pia"), store_as("dana")
     before = snapshot_rows(dana).filter(pl.col("case_id") == CASE)
     assert before.height == 1
-    old_duration, old_age = before["duration"][0], before["age"][0]
+    old_duration, old_age = before["duration"][0], dana.get_case(CASE).personal["age"]
     new_age = 44 if old_age != 44 else 45
     action = pia.subject_rectify(SUBJECT, "duration", str(old_duration + 12))
     assert action.cases == [CASE]
     after = snapshot_rows(dana).filter(pl.col("case_id") == CASE)
     assert after["duration"][0] == old_duration + 12
-    # A personal column too (age is a protected attribute, so it is in the snapshot).
+    # A personal column too. Age is a protected attribute: a snapshot opens it on holdout
+    # rows only (subgroup metrics); on a training row it stays sealed (null).
     pia.subject_rectify(SUBJECT, "age", str(new_age))
-    assert snapshot_rows(dana).filter(pl.col("case_id") == CASE)["age"][0] == new_age
+    rows = snapshot_rows(dana)
+    row = rows.filter(pl.col("case_id") == CASE)
+    assert row["age"][0] == (new_age if row["split"][0] == "holdout" else None)
+    assert (
+        rows.filter(pl.col("split") == "train")["age"].null_count()
+        == rows["split"].eq("train").sum()
+    )
+    assert rows.filter(pl.col("split") == "holdout")["age"].null_count() == 0
     assert dana.get_case(CASE).personal["age"] == new_age
     assert dana.get_case(CASE).features["duration"] == old_duration + 12
     doc = pia.subject_export(SUBJECT)
