@@ -125,6 +125,7 @@ def test_the_dashboard_verifies_from_the_newest_signed_checkpoint_and_says_so(
     assert isinstance(access, StoreAuditBackend)
     panel = audit_panel(access)
     assert isinstance(panel, AuditDashboard)
+    panel.integrity.wait(60)  # verifying runs in the background: the page shows first
     report = panel.integrity.report
     assert report is not None and report.ok, report
     assert report.from_checkpoint == cp.seq

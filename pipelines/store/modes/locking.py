@@ -60,7 +60,10 @@ def exclusive(
                 if time.monotonic() >= deadline or service_info(service_file) is not None:
                     raise _busy(service_file) from None
                 time.sleep(delay)
-                delay = min(delay * 2, 0.05)
+                # A short cap: the holder of a busy store lets go for well under a
+                # millisecond between its calls, and a longer sleep missed every such gap
+                # (one embedded writer starved the other until it had finished).
+                delay = min(delay * 2, 0.002)
         try:
             yield
         finally:

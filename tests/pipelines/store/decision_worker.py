@@ -21,6 +21,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -57,6 +58,7 @@ def embedded_recorder(spec: dict[str, Any]) -> Callable[[dict[str, str]], dict[s
     from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 
     store = open_store_as(spec["workspace"], Identity(name=spec["user"]))
+    store.queue_status()  # the first call's imports and connection, before any barrier
 
     def record(req: dict[str, str]) -> dict[str, Any]:
         case_id = None
@@ -76,10 +78,24 @@ def embedded_recorder(spec: dict[str, Any]) -> Callable[[dict[str, str]], dict[s
     return record
 
 
+def wait_at_barrier(folder: Path, parties: int, me: str, timeout_s: float = 120) -> None:
+    """Start together: say this worker is ready (its imports done), then wait until
+    ``parties`` workers are, so that a slow start cannot serialise them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{me}.ready").touch()
+    deadline = time.monotonic() + timeout_s
+    while len(list(folder.glob("*.ready"))) < parties:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"barrier: only {len(list(folder.glob('*.ready')))} of {parties}")
+        time.sleep(0.01)
+
+
 def main(spec_path: str) -> int:
     with open(spec_path, encoding="utf-8") as f:
         spec = json.load(f)
     record = (http_recorder if spec["mode"] == "http" else embedded_recorder)(spec)
+    if "barrier" in spec:
+        wait_at_barrier(Path(spec["barrier"]), int(spec["barrier_parties"]), spec["user"])
     deadline = time.monotonic() + float(spec.get("deadline_s", 120))
     with open(spec["out"], "a", encoding="utf-8", buffering=1) as out:
         for req in spec["requests"]:

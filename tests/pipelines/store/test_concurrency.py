@@ -375,6 +375,10 @@ def test_two_embedded_processes_share_the_file_under_the_lock(
                 "user": user,
                 "requests": requests_for(EMBEDDED_PER_WORKER, user),
                 "deadline_s": 100,
+                # Both begin writing once both have imported (a slow start under load
+                # must not turn the test into one writer after the other).
+                "barrier": str(tmp_path / "barrier"),
+                "barrier_parties": 2,
             },
         )
         for user in ["alice", "bob"]
