@@ -317,3 +317,31 @@ def test_an_identity_that_cannot_be_confirmed_is_refused() -> None:
     assert isinstance(panel, RefusalScreen)
     assert "the store service is unreachable" in all_text(panel)
     assert fake.called("verify") == []
+
+
+def test_a_background_verdict_is_sent_to_the_page_again_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A verdict that lands while Voila's page loads the widgets' states is dropped by the
+    page; the panel sends the verdict's widgets again after a moment."""
+    from hilt.widgets.audit import integrity_panel
+
+    monkeypatch.setattr(integrity_panel, "RESEND_AFTER_S", (0.05,))
+    sent: list[str] = []
+    resent = threading.Event()
+
+    def record(widget: widgets.Widget, key: object) -> None:
+        if key is None:  # a whole state sent again (a changed trait names its key)
+            sent.append(type(widget).__name__)
+        if len(sent) >= 4:
+            resent.set()
+
+    monkeypatch.setattr(widgets.Widget, "send_state", lambda self, key=None: record(self, key))
+    panel, fake = dashboard()
+    assert resent.wait(WAIT_S), sent
+    assert panel.integrity.report == fake.report
+    assert "IntegrityPanel" in sent and "Button" in sent and "HTML" in sent
+    # "Verify again" on the caller's thread sends nothing again: the page is connected.
+    sent.clear()
+    panel.integrity.run()
+    assert sent == []

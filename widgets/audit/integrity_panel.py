@@ -21,6 +21,8 @@ from hilt.widgets.common.status import StatusLine, describe_error
 from hilt.widgets.contracts.audit import AuditBackend, IntegrityReport
 
 VERIFYING = "Verifying the audit log…"
+#: When a background verdict is sent again (see ``IntegrityPanel._resend_later``).
+RESEND_AFTER_S = (1.0, 3.0, 10.0)
 
 
 class IntegrityPanel(widgets.VBox):
@@ -81,6 +83,23 @@ class IntegrityPanel(widgets.VBox):
             self._compose()
         finally:
             self.verify_button.disabled = False
+            if threading.current_thread() is self._worker:
+                self._resend_later()
+
+    def _resend_later(self) -> None:
+        """Send the verdict's widgets again a little later. A verdict that lands while the
+        page is loading the widgets' states from the kernel (Voila's ``request_states``) is
+        sent as an update for models the page has not made yet, and the page drops it: it
+        then showed "Verifying…" for good (seen under load in CI). Sending the same state
+        again once the page has its models costs a few hundred bytes."""
+        for delay_s in RESEND_AFTER_S:
+            timer = threading.Timer(delay_s, self._resend)
+            timer.daemon = True
+            timer.start()
+
+    def _resend(self) -> None:
+        for widget in (self.result, self.verify_button, self.status, self):
+            widget.send_state()
 
     def _compose(self) -> None:
         report = self.report
