@@ -105,19 +105,31 @@ def current_leases(store: Store, reviewers: tuple[str, ...]) -> dict[str, str]:
     return latest
 
 
-#: Sends messages over a fresh connection to the page's own kernel websocket, the way a
-#: page script could, and collects everything that comes back. Legacy JSON protocol (no
-#: subprotocol requested), as jupyter_server's ZMQChannelsWebsocketConnection reads it.
-KERNEL_PROBE_JS = """
-async ({ messages, waitMs }) => {
+#: Opens a fresh websocket to the page's own kernel (its id and base URL from the page's
+#: jupyter-config-data), under a new session named from ``prefix``.
+_OPEN_KERNEL_SOCKET_JS = """
   const cfg = JSON.parse(document.getElementById("jupyter-config-data").textContent);
-  const session = "probe-" + Math.random().toString(16).slice(2);
+  const session = PREFIX + Math.random().toString(16).slice(2);
   const url = new URL(
     cfg.baseUrl + "api/kernels/" + cfg.kernelId + "/channels?session_id=" + session,
     location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(url.href);
-  const received = [];
+"""
+
+
+def _kernel_socket_js(prefix: str) -> str:
+    return _OPEN_KERNEL_SOCKET_JS.replace("PREFIX", repr(prefix))
+
+
+#: Sends messages over a fresh connection to the page's own kernel websocket, the way a
+#: page script could, and collects everything that comes back. Legacy JSON protocol (no
+#: subprotocol requested), as jupyter_server's ZMQChannelsWebsocketConnection reads it.
+KERNEL_PROBE_JS = (
+    """
+async ({ messages, waitMs }) => {"""
+    + _kernel_socket_js("probe-")
+    + """  const received = [];
   ws.onmessage = (ev) => {
     try { received.push(JSON.parse(ev.data)); } catch (e) { received.push({ binary: true }); }
   };
@@ -149,6 +161,7 @@ async ({ messages, waitMs }) => {
   };
 }
 """
+)
 
 
 def probe_kernel(page: Page, messages: list[dict[str, Any]], wait_ms: int) -> dict[str, Any]:
@@ -168,16 +181,11 @@ def replies_to(result: dict[str, Any], msg_type: str) -> list[dict[str, Any]]:
 #: Sends ``kernel_info_request`` on the shell channel of the page's own kernel and resolves
 #: when its reply comes back (the shell channel is served in order: every widget message
 #: the page sent before has been handled by then), or fails at the deadline.
-KERNEL_SETTLED_JS = """
-async ({ timeoutMs }) => {
-  const cfg = JSON.parse(document.getElementById("jupyter-config-data").textContent);
-  const session = "settle-" + Math.random().toString(16).slice(2);
-  const url = new URL(
-    cfg.baseUrl + "api/kernels/" + cfg.kernelId + "/channels?session_id=" + session,
-    location.href);
-  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(url.href);
-  const msgId = "settle-" + Math.random().toString(16).slice(2);
+KERNEL_SETTLED_JS = (
+    """
+async ({ timeoutMs }) => {"""
+    + _kernel_socket_js("settle-")
+    + """  const msgId = "settle-" + Math.random().toString(16).slice(2);
   try {
     return await new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("no kernel_info_reply in time")), timeoutMs);
@@ -202,6 +210,7 @@ async ({ timeoutMs }) => {
   }
 }
 """
+)
 
 
 def wait_for_kernel_settled(page: Page, timeout_ms: int = TIMEOUT_MS) -> None:
