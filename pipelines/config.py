@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -275,6 +276,44 @@ class Oversight(_Strict):
     gold_error_share: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
+class Governance(_Strict):
+    """The go-live record of a high-risk deployment (``hilt check go-live``): the impact
+    assessments done before the system is put into use, who owns its risks, and how fresh
+    the proof that it is watched must be. The use case's intended purpose is
+    ``[use_case] purpose``.
+
+    Defaults leave the assessments unrecorded: an old hilt.toml still loads, and the go-live
+    check names what is missing."""
+
+    #: The data-protection impact assessment (GDPR Art. 35): its reference and the date it
+    #: was completed (or last reviewed).
+    dpia_reference: str = Field(default="", max_length=100, pattern=r"^[^\n\r]*$")
+    dpia_date: date | None = None
+    #: The fundamental-rights impact assessment (EU AI Act Art. 27, named for credit
+    #: scoring under Annex III 5(b)): its reference and date.
+    fria_reference: str = Field(default="", max_length=100, pattern=r"^[^\n\r]*$")
+    fria_date: date | None = None
+    #: An assessment older than this many months counts as expired: review it, then
+    #: record the new date.
+    review_months: int = Field(default=12, ge=1, le=60)
+    #: Who owns the deployment's risks: a role or function (e.g. "Head of Credit Risk"),
+    #: not a person's name (this file is read by many and recorded in the audit log).
+    risk_owner: str = Field(default="", max_length=200, pattern=r"^[^\n\r]*$")
+    #: The newest signed audit checkpoint may be at most this many days old.
+    max_checkpoint_age_days: int = Field(default=7, ge=1, le=366)
+    #: The newest monitoring run (EU AI Act Art. 72) may be at most this many days old.
+    max_monitoring_age_days: int = Field(default=31, ge=1, le=366)
+
+    @model_validator(mode="after")
+    def _check(self) -> Governance:
+        for what in ("dpia", "fria"):
+            reference = getattr(self, f"{what}_reference").strip()
+            dated = getattr(self, f"{what}_date") is not None
+            if dated and not reference:
+                raise ValueError(f"{what}_date is set but {what}_reference is empty")
+        return self
+
+
 class Settings(_Strict):
     """One use case, as read from hilt.toml."""
 
@@ -291,6 +330,7 @@ class Settings(_Strict):
     limits: Limits = Field(default_factory=Limits)
     processing: Processing = Field(default_factory=Processing)
     oversight: Oversight = Field(default_factory=Oversight)
+    governance: Governance = Field(default_factory=Governance)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

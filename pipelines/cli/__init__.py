@@ -5,7 +5,8 @@
   revoke / disable / enable / sync / list;
 - runs.py: retrain, score, promote, reject, simulate, runs list;  audit.py: audit verify,
   audit checkpoint;  privacy.py: subject ..., retention apply, records;
-- oversight.py: halt, resume, gold add;  docs.py: docs model;
+- oversight.py: halt, resume, gold add;  docs.py: docs model, docs compliance;
+- check.py: check go-live;
 - config.py: config status, config apply, config approve, config reject.
 
 Every command takes ``--workspace DIR`` (default: $HILT_WORKSPACE, else ./workspace).
@@ -16,7 +17,8 @@ with a one-line message and no stack trace, and nothing written; 3 an internal e
 store, or a DuckDB error that no hilt code wrapped, also one line (set HILT_DEBUG=1 to see
 its trace); 4 refused because a lead halted the system (a run refused so is audited as
 ``run.refused``; a run stopped by a halt while it ran exits 4 too), until a second lead
-resumes it.
+resumes it; 6 `hilt check go-live` found something missing (no champion, an assessment
+missing or expired, no recent signed checkpoint or monitoring run, a serious incident open).
 
 Commands run on the workspace folder act as the operating-system user, with the admin role:
 whoever can write the workspace's files holds the store anyway, and the audit log records
@@ -31,6 +33,7 @@ import typer
 
 from hilt.pipelines.cli import (
     audit,
+    check,
     config,
     docs,
     oversight,
@@ -72,6 +75,7 @@ app.add_typer(privacy.retention_app, name="retention")
 app.add_typer(docs.docs_app, name="docs")
 app.add_typer(oversight.gold_app, name="gold")
 app.add_typer(config.config_app, name="config")
+app.add_typer(check.check_app, name="check")
 
 
 def main() -> None:

@@ -31,6 +31,8 @@ EXIT_USER_ERROR = 2
 EXIT_STORE_ERROR = 3
 #: Refused because a lead halted the system, or a run stopped by a halt while it ran.
 EXIT_HALTED = 4
+#: `hilt check go-live`: something going live needs is missing (each missing item printed).
+EXIT_NOT_READY = 6
 
 WorkspaceOpt = Annotated[
     Path | None,

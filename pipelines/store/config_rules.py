@@ -24,6 +24,8 @@ difference out. ``ops/config.py`` records it; nothing here touches the store.
     fire later (a higher ``alert_accept_rate``, ``alert_min_decisions``, ``alert_min_gold``,
     a lower ``alert_median_seconds`` or ``alert_gold_accuracy``), another ``window_days``;
   - training: a higher ``max_accepted_share`` (the model may learn more of its own output);
+  - governance: the go-live check accepting older proof (a higher ``review_months``,
+    ``max_checkpoint_age_days`` or ``max_monitoring_age_days``);
   - the pinned audit public key, and how people are identified (``[access]`` but its
     users): any change, but for a shorter ``token_days`` (API tokens expire sooner).
 
@@ -33,7 +35,7 @@ difference out. ``ops/config.py`` records it; nothing here touches the store.
   holdout). A change to them cannot be applied to this store at all.
 - ``shown_values``: old and new values of the keys whose values carry no personal data and
   no secret (the gate, retention, review, training, oversight, limits, fields, the public
-  key); every other key is named without its values.
+  key, the go-live check's ages); every other key is named without its values.
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ class Rule:
 
 _PERSONAL_RETENTION = "personal data kept longer (GDPR Art. 5(1)(e))"
 _ALERTS = "automation-bias alerts fire later (EU AI Act Art. 14(4)(b))"
+_GO_LIVE = "the go-live check accepts older assessments, checkpoints or monitoring"
 
 #: The rules that protect people, by key; the first rule that matches a key decides.
 LOOSENING: tuple[Rule, ...] = (
@@ -166,6 +169,9 @@ LOOSENING: tuple[Rule, ...] = (
         "higher",
         "the model may learn more of its own output (EU AI Act Art. 15(4))",
     ),
+    Rule("governance.review_months", "higher", _GO_LIVE),
+    Rule("governance.max_checkpoint_age_days", "higher", _GO_LIVE),
+    Rule("governance.max_monitoring_age_days", "higher", _GO_LIVE),
     Rule(
         "audit.public_key",
         "any",
@@ -207,6 +213,9 @@ SHOWN_SECTIONS = (
     "limits.",
     "fields.",
     "audit.public_key",
+    "governance.review_months",
+    "governance.max_checkpoint_age_days",
+    "governance.max_monitoring_age_days",
 )
 
 

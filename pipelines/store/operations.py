@@ -33,6 +33,7 @@ from hilt.pipelines.store.ops import (
     cases,
     config,
     events,
+    governance,
     models,
     oversight,
     queue,
@@ -486,6 +487,14 @@ class Store:
     )
     allow_shadow = Operation(
         models.allow_shadow, DECIDE_MODELS, POST("/v1/models/shadow", ShadowIn)
+    )
+    # going live (EU AI Act Arts. 26, 27, 72, 73; GDPR Art. 35): decided here, printed by
+    # `hilt check go-live`
+    go_live_check = Operation(
+        governance.go_live_check,
+        Permission("check go-live", AUDIT_READERS),
+        GET("/v1/governance/go-live"),
+        read_only=True,
     )
     # (last: from here on the name ``models`` is this row, not the module)
     models = Operation(models.models, Permission("read models", EVERYONE), GET("/v1/models"))
