@@ -87,6 +87,17 @@ LOOSER: list[tuple[str, Edit, Edit]] = [
         ("max_accepted_share = 0.5", "max_accepted_share = 0.8"),
     ),
     ("access.local_user", AS_IS, ('local_user = "lena"', 'local_user = "max"')),
+    ("governance.review_months", AS_IS, ("review_months = 12 ", "review_months = 24 ")),
+    (
+        "governance.max_checkpoint_age_days",
+        AS_IS,
+        ("max_checkpoint_age_days = 7 ", "max_checkpoint_age_days = 30 "),
+    ),
+    (
+        "governance.max_monitoring_age_days",
+        AS_IS,
+        ("max_monitoring_age_days = 31 ", "max_monitoring_age_days = 90 "),
+    ),
     # A key taken out falls back to its default: a floor of 0.8 removed loosens the gate.
     (
         "gate.floor",
@@ -104,6 +115,8 @@ def test_a_change_that_loosens_a_rule_that_protects_people_is_named(
 
 
 TIGHTER: list[Edit] = [
+    ("review_months = 12 ", "review_months = 6 "),
+    ('dpia_reference = "DPIA-2026-001"', 'dpia_reference = "DPIA-2026-002"'),
     ("floor = 0.65 ", "floor = 0.7 "),
     ("cases_days = 1825", "cases_days = 1000"),
     ("audit_log_days = 3650", "audit_log_days = 4000"),
