@@ -360,3 +360,29 @@ def start_service_logged(ws: Workspace, log_path: Path, port: int | None = None)
     proc.kill()
     proc.wait(5)
     raise RuntimeError("store service did not come up in 30 s")
+
+
+# ----------------------------------------------------------------- the tests' last results
+# For the compliance matrix (`hilt docs compliance`): node id → outcome of the last run
+# that ran it, merged into build/test-results.json when the session ends (by the xdist
+# controller, which sees every worker's reports; never by a worker).
+_OUTCOMES: dict[str, str] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.failed:
+        _OUTCOMES[report.nodeid] = "failed"
+    elif _OUTCOMES.get(report.nodeid) == "failed":
+        return
+    elif report.skipped:
+        _OUTCOMES[report.nodeid] = "skipped"
+    elif report.when == "call":
+        _OUTCOMES[report.nodeid] = "passed"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput") or not _OUTCOMES:
+        return
+    from hilt.pipelines.compliance.matrix import write_results
+
+    write_results(_OUTCOMES)

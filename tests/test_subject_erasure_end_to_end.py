@@ -171,6 +171,7 @@ def test_before_erasure_the_canaries_reach_only_where_data_goes(
     assert POOLED_GROUP in notebook.read_text(encoding="utf-8")
 
 
+@pytest.mark.obligation("GDPR 17")
 def test_after_erasure_no_file_of_the_workspace_holds_a_canary(
     loop: Workspace, canary: dict[str, str]
 ) -> None:

@@ -42,6 +42,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     return ws
 
 
+@pytest.mark.obligation("GDPR 22")
 def test_new_cases_are_scored_by_the_champion_into_the_queue(ws: Workspace, tmp_path: Path) -> None:
     cases = new_cases_file(tmp_path / "new.csv", LABELLED, 25)
     ids = [f"APP-{n:06d}" for n in range(LABELLED + 1, LABELLED + 26)]

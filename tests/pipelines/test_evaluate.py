@@ -440,6 +440,7 @@ def test_gate_is_deterministic_text() -> None:
     assert first.summary().splitlines()[0] == "gate REJECTED: a check failed (gap:a)"
 
 
+@pytest.mark.obligation("AI Act 15")
 def test_the_gate_passes_a_clean_model_and_rejects_one_trained_on_noisy_labels(
     split: Split, clean_model: TrainedModel, noisy_model: TrainedModel, settings: Settings
 ) -> None:

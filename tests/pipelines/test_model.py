@@ -156,6 +156,7 @@ def test_a_string_feature_is_refused(settings: Settings) -> None:
 
 
 # ------------------------------------------------------------------ determinism
+@pytest.mark.obligation("AI Act 17")
 def test_same_params_same_rows_give_a_byte_identical_model(
     german: pl.DataFrame, settings: Settings, model: TrainedModel
 ) -> None:
@@ -296,6 +297,7 @@ def test_save_and_load_round_trip(
         model.save(path)
 
 
+@pytest.mark.obligation("AI Act 15")
 def test_a_tampered_model_file_is_refused(model: TrainedModel, tmp_path: Path) -> None:
     path = model.save(tmp_path / "m")
     raw = bytearray((path / MODEL_FILE).read_bytes())

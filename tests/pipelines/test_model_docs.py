@@ -69,6 +69,7 @@ def logged_subgroups(run_id: str) -> pl.DataFrame:
         return pl.read_csv(path, infer_schema=False)
 
 
+@pytest.mark.obligation("AI Act 11")
 @pytest.mark.parametrize("version", ["1", "v2"])
 def test_every_metric_in_the_document_equals_mlflows(ws: Workspace, version: str) -> None:
     out = hilt_cli("docs", "model", version, "--workspace", ws.root)

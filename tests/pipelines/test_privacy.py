@@ -26,6 +26,7 @@ def test_the_published_export_schema_is_the_codes() -> None:
     )
 
 
+@pytest.mark.obligation("GDPR 20")
 def test_an_export_validates_against_the_published_schema(loaded_workspace: Workspace) -> None:
     from hilt.pipelines.store import Identity, open_store_as
 
@@ -46,6 +47,7 @@ def tables_of(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
+@pytest.mark.obligation("GDPR 30")
 def test_every_table_of_the_store_has_a_processing_record(workspace: Workspace) -> None:
     settings = workspace.settings()
     con = connect(workspace, read_only=True)
@@ -72,3 +74,27 @@ def test_every_table_of_the_store_has_a_processing_record(workspace: Workspace) 
     for column in settings.personal_columns:
         assert column in text  # the categories of personal data are named
     assert f"{settings.retention.cases_days} days" in text
+
+
+@pytest.mark.obligation("GDPR 6", "GDPR 30")
+def test_every_processing_record_names_a_lawful_basis_and_the_cases_take_the_use_cases(
+    workspace: Workspace,
+) -> None:
+    settings = workspace.settings()
+    entries = register(settings)
+    assert entries
+    for entry in entries:
+        # Every entry that holds personal data (of applicants or staff) names its basis.
+        article_6 = entry.lawful_basis.startswith("GDPR Art. 6(1)(")
+        assert article_6 or entry.lawful_basis == "not personal data", entry
+        assert article_6 or entry.data_subjects == "none", entry
+    assert sum(e.data_subjects != "none" for e in entries) > len(entries) // 2
+    own = "GDPR Art. 6(1)(a): the applicant's consent (test)"
+    changed = settings.model_copy(
+        update={"processing": settings.processing.model_copy(update={"lawful_basis": own})}
+    )
+    with_own = {e.name: e.lawful_basis for e in register(changed)}
+    assert with_own["case_features"] == with_own["case_personal"] == own
+    assert own in as_markdown(changed)
+    # Only the use case's processing takes its basis; the log keeps its own legal duty.
+    assert with_own["audit_log"] != own

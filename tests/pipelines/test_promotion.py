@@ -36,6 +36,7 @@ def states(ws: Workspace) -> dict[str, str]:
     return {m.model: m.state for m in operator(ws).models()}
 
 
+@pytest.mark.obligation("AI Act 14", "AI Act 17")
 def test_the_promotion_rules(ws: Workspace) -> None:
     settings = ws.settings()
     first = train_in_process(ws, "max")

@@ -153,6 +153,7 @@ def test_score_into_queue_refuses_unknown_and_empty(
     assert result.rows == 3
 
 
+@pytest.mark.obligation("AI Act 15")
 def test_score_into_queue_only_with_the_champion_it_presents(
     full_store: Store, workspace: Workspace
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hilt.widgets import ReviewSession
 from tests.widgets.fakes import BackendDown, FakeBackend, FakeClock, make_config, make_item
 from tests.widgets.tree import all_text, visible_buttons
@@ -24,6 +26,7 @@ def model_output_in(session: ReviewSession) -> bool:
     return SCORE_TEXT in text or "Model prediction" in text or "Predicted:" in text
 
 
+@pytest.mark.obligation("AI Act 14(4)(b)")
 def test_model_output_is_hidden_until_the_judgement_is_saved() -> None:
     session, backend, clock = start()
     assert session.phase == "blind"

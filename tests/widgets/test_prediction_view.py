@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hilt.widgets import PredictionView
 from tests.widgets.fakes import make_config, make_item
 from tests.widgets.tree import all_text
@@ -17,6 +19,7 @@ def test_shows_predicted_class_label_and_score() -> None:
     assert view.model_visible
 
 
+@pytest.mark.obligation("AI Act 13")
 def test_uncertain_badge_near_the_threshold_only() -> None:
     view = PredictionView(make_config())
     view.show(make_item("c1", score=0.53))
@@ -27,6 +30,7 @@ def test_uncertain_badge_near_the_threshold_only() -> None:
     assert ">uncertain<" in all_text(view)
 
 
+@pytest.mark.obligation("AI Act 13", "AI Act 14(4)(c)")
 def test_top_five_reasons_by_absolute_contribution_bias_ignored() -> None:
     contributions = {
         "bias": 9.0,
@@ -51,6 +55,7 @@ def test_top_five_reasons_by_absolute_contribution_bias_ignored() -> None:
     assert "#b91c1c" in view.reasons.value and "#15803d" in view.reasons.value
 
 
+@pytest.mark.obligation("AI Act 13", "AI Act 14(4)(a)")
 def test_ood_badge_names_features_outside_the_training_range() -> None:
     view = PredictionView(make_config())
     view.show(make_item("c1", features={"amount": 1000.0, "term": 12, "use": "car"}))

@@ -680,6 +680,7 @@ def test_an_untouched_workspace_verifies(victim: tuple[Workspace, Layout]) -> No
     assert_intact(ws, at.head_seq, public_key=at.public_key)
 
 
+@pytest.mark.obligation("AI Act 12", "AI Act 19", "GDPR 5(1)(f)", "GDPR 32")
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_verify_names_the_first_break(
     attack: Callable[[Workspace, Layout], Expected], victim: tuple[Workspace, Layout]
@@ -736,6 +737,7 @@ def test_a_replaced_pinned_key_is_caught_by_the_auditors_own_copy(
 # from a young log. The auditor's own copy of the checkpoint file is the anchor.
 
 
+@pytest.mark.obligation("AI Act 12", "GDPR 5(1)(f)")
 def test_truncation_with_the_checkpoint_file_removed_is_caught_by_the_auditors_copy(
     victim: tuple[Workspace, Layout], tmp_path: Path
 ) -> None:

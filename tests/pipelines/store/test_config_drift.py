@@ -195,6 +195,7 @@ def test_init_records_the_workspace_file_as_version_1(workspace: Workspace) -> N
     assert init.action == "workspace.init" and init.payload["config_sha256"] == sha
 
 
+@pytest.mark.obligation("AI Act 17")
 def test_a_tightening_is_in_force_at_once_and_a_loosening_only_once_a_lead_approves(
     loaded_workspace: Workspace,
 ) -> None:

@@ -29,6 +29,7 @@ def test_whoami_reports_roles_from_the_store(store_as: StoreFactory) -> None:
     assert store_as("alice").whoami().name == "alice"
 
 
+@pytest.mark.obligation("AI Act 12")
 def test_accept_records_the_models_label_with_its_audit_event(store_as: StoreFactory) -> None:
     alice = store_as("alice")
     cid = leased(alice)
@@ -48,6 +49,7 @@ def test_accept_records_the_models_label_with_its_audit_event(store_as: StoreFac
     assert store_as("otto").verify().ok
 
 
+@pytest.mark.obligation("AI Act 14(4)(d)")
 def test_override_needs_a_configured_reason_and_another_class(store_as: StoreFactory) -> None:
     alice = store_as("alice")
     admin = store_as("dana")
@@ -116,6 +118,7 @@ def test_a_retried_request_is_recorded_once(store_as: StoreFactory) -> None:
         )
 
 
+@pytest.mark.obligation("AI Act 14", "GDPR 32")
 def test_roles_are_enforced_by_the_store(store_as: StoreFactory) -> None:
     alice, otto, dana = store_as("alice"), store_as("otto"), store_as("dana")
     before = state(dana)
@@ -135,6 +138,7 @@ def test_roles_are_enforced_by_the_store(store_as: StoreFactory) -> None:
     assert otto.verify().ok  # the auditor reads everything
 
 
+@pytest.mark.obligation("GDPR 5(1)(c)", "GDPR 25")
 def test_personal_data_is_shown_only_to_roles_that_need_it(store_as: StoreFactory) -> None:
     assert store_as("alice").get_case("APP-000001").personal == {}
     assert set(store_as("dana").get_case("APP-000001").personal) == {"sex", "age"}
@@ -142,6 +146,7 @@ def test_personal_data_is_shown_only_to_roles_that_need_it(store_as: StoreFactor
     assert "sex" not in features and "age" not in features
 
 
+@pytest.mark.obligation("AI Act 10")
 def test_bad_cases_are_rejected_naming_the_problem_and_nothing_is_written(
     store_as: StoreFactory, cases_frame: pl.DataFrame
 ) -> None:
@@ -214,6 +219,7 @@ def test_final_decisions_feed_pages_by_seq(store_as: StoreFactory) -> None:
     assert [d.decision_id for d in feed] == [m.decision_id for m in made[2:4]]
 
 
+@pytest.mark.obligation("AI Act 12")
 def test_checkpoint_then_verify(store_as: StoreFactory) -> None:
     dana = store_as("dana")
     alice = store_as("alice")

@@ -90,6 +90,7 @@ def canary_in_store(ws: Workspace, needle: str) -> bool:
     return any(needle.encode() in p.read_bytes() for p in store_files(ws))
 
 
+@pytest.mark.obligation("GDPR 5(1)(f)", "GDPR 25", "GDPR 32")
 def test_personal_data_is_never_in_the_clear_in_the_store_file(
     canary_ws: Workspace, canaries: dict[str, str]
 ) -> None:
@@ -188,6 +189,7 @@ def test_without_the_master_key_nothing_personal_can_be_read_or_written(
         open_store_as(ws, Identity(name="dana")).get_case("APP-000003")
 
 
+@pytest.mark.obligation("GDPR 17")
 def test_erasure_destroys_the_key_for_good_and_verify_still_passes(
     canary_ws: Workspace, canaries: dict[str, str]
 ) -> None:

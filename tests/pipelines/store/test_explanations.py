@@ -42,6 +42,7 @@ def _accept(item: ReviewItem, sha: str | None, context: dict[str, Any] | None) -
     )
 
 
+@pytest.mark.obligation("AI Act 14(4)(c)", "AI Act 12")
 def test_the_explanation_is_recorded_with_the_decision_and_its_event(
     store_as: StoreFactory, loaded_workspace: Workspace
 ) -> None:

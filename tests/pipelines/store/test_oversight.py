@@ -162,6 +162,7 @@ def test_a_double_review_case_needs_a_second_reviewer_who_does_not_see_the_first
     assert double_as("lena").conflicts() == []
 
 
+@pytest.mark.obligation("AI Act 14(4)(d)")
 def test_a_disagreement_goes_to_a_lead_whose_adjudication_is_the_final_label(
     double_as: StoreFactory,
 ) -> None:
@@ -415,6 +416,7 @@ class Ticking:
         self.now += timedelta(seconds=seconds)
 
 
+@pytest.mark.obligation("AI Act 14(4)(a)", "AI Act 14(4)(b)")
 def test_a_rubber_stamping_reviewer_raises_the_alert_and_gold_measures_accuracy(
     tmp_path: Path, cases_frame: pl.DataFrame
 ) -> None:
@@ -476,6 +478,7 @@ def test_a_rubber_stamping_reviewer_raises_the_alert_and_gold_measures_accuracy(
 
 
 # ---------------------------------------------------------------------------- halt
+@pytest.mark.obligation("AI Act 14(4)(e)", "AI Act 26(5)")
 def test_while_halted_predictions_are_refused_and_new_cases_wait_for_manual_review(
     gold_as: StoreFactory, cases_frame: pl.DataFrame
 ) -> None:

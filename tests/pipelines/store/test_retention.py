@@ -50,6 +50,7 @@ def as_user(ws: Workspace, name: str, clock: Clock) -> Store:
     return open_store_as(ws, who, clock=clock)
 
 
+@pytest.mark.obligation("GDPR 5(1)(e)", "AI Act 19")
 def test_retention_removes_only_what_is_due_and_the_log_still_verifies(
     tmp_path: Path, cases_frame: pl.DataFrame
 ) -> None:
@@ -126,6 +127,7 @@ def test_retention_removes_only_what_is_due_and_the_log_still_verifies(
     assert verdict.ok, verdict.summary()
 
 
+@pytest.mark.obligation("AI Act 19", "AI Act 26(6)")
 def test_a_log_kept_less_than_six_months_is_a_config_error(tmp_path: Path) -> None:
     text = short_config(tmp_path).read_text().replace("audit_log_days = 200", "audit_log_days = 90")
     bad = tmp_path / "bad.toml"

@@ -75,6 +75,7 @@ def test_uncertainty_strategy_serves_the_closest_to_the_threshold_first(
     assert store_as("lena").next_case("random") is not None
 
 
+@pytest.mark.obligation("GDPR 5(1)(c)", "GDPR 25")
 def test_reviewers_see_no_personal_data_in_leased_cases(store_as: StoreFactory) -> None:
     leased = store_as("alice").next_case()
     assert leased is not None
@@ -112,6 +113,7 @@ def test_skip_hands_the_case_back(store_as: StoreFactory) -> None:
     assert other is not None and other.case.case_id == first.case.case_id
 
 
+@pytest.mark.obligation("AI Act 14(4)(d)")
 def test_undo_records_a_compensating_event_and_returns_the_case(store_as: StoreFactory) -> None:
     alice, bob, dana = store_as("alice"), store_as("bob"), store_as("dana")
     leased = alice.next_case()
@@ -155,6 +157,7 @@ def test_blind_first_keeps_both_judgements(store_as: StoreFactory) -> None:
     assert back is not None and (back.case.case_id, back.blind_label) == (cid, "0")
 
 
+@pytest.mark.obligation("AI Act 14(4)(b)")
 def test_the_store_decides_what_the_reviewer_was_shown(loaded_workspace: Workspace) -> None:
     """model_shown is the store's: a client's claim is not asked. Under blind-first review
     an accept or override before the reviewer's own blind judgement is refused (a client
@@ -185,6 +188,7 @@ def test_the_store_decides_what_the_reviewer_was_shown(loaded_workspace: Workspa
     assert accepted.model_shown is True
 
 
+@pytest.mark.obligation("GDPR 22(3)")
 def test_a_contested_case_comes_first_and_goes_to_another_reviewer(
     store_as: StoreFactory,
 ) -> None:

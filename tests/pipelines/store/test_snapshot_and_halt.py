@@ -18,6 +18,7 @@ from tests.conftest import CONFIG, TEST_MODEL, operator, predictions_for, stand_
 StoreFactory = Callable[[str], Store]
 
 
+@pytest.mark.obligation("AI Act 10")
 def test_a_snapshot_keeps_label_provenance_and_a_fixed_holdout(store_as: StoreFactory) -> None:
     dana, alice = store_as("dana"), store_as("alice")
     first = dana.snapshot()
@@ -71,6 +72,7 @@ def test_a_snapshot_keeps_label_provenance_and_a_fixed_holdout(store_as: StoreFa
         alice.snapshot()
 
 
+@pytest.mark.obligation("AI Act 10", "AI Act 15")
 def test_the_accept_cap_keeps_the_model_from_confirming_itself(
     tmp_path: Path, cases_frame: pl.DataFrame
 ) -> None:
@@ -102,6 +104,7 @@ def test_the_accept_cap_keeps_the_model_from_confirming_itself(
     assert kept / (kept + other) <= 0.1
 
 
+@pytest.mark.obligation("AI Act 14(4)(e)")
 def test_halt_needs_a_reason_and_a_second_lead_to_resume(store_as: StoreFactory) -> None:
     lena, dana = store_as("lena"), store_as("dana")
     assert not dana.system_state().halted

@@ -47,6 +47,7 @@ def decide_with_comment(store_as: StoreFactory, reviewer: str, comment: str) -> 
     return d.decision_id
 
 
+@pytest.mark.obligation("GDPR 15")
 def test_export_holds_everything_about_the_subject_and_is_audited(store_as: StoreFactory) -> None:
     decide_with_comment(store_as, "alice", "Phoned the applicant on Tuesday.")
     doc = store_as("pia").subject_export(SUBJECT)
@@ -71,6 +72,7 @@ def test_export_holds_everything_about_the_subject_and_is_audited(store_as: Stor
     assert "Phoned" not in last.model_dump_json()
 
 
+@pytest.mark.obligation("GDPR 16")
 def test_rectify_supersedes_the_value_for_the_next_snapshot(store_as: StoreFactory) -> None:
     pia, dana = store_as("pia"), store_as("dana")
     before = snapshot_rows(dana).filter(pl.col("case_id") == CASE)
@@ -122,6 +124,7 @@ def test_bad_rectifications_write_nothing(store_as: StoreFactory) -> None:
     assert state(pia) == before
 
 
+@pytest.mark.obligation("GDPR 18", "GDPR 21")
 @pytest.mark.parametrize("kind", ["restrict", "object"])
 def test_a_restricted_subject_leaves_training_and_the_queue_until_lifted(
     store_as: StoreFactory, kind: str
@@ -150,6 +153,7 @@ def test_a_restricted_subject_leaves_training_and_the_queue_until_lifted(
         pia.subject_restrict(SUBJECT, kind, lift=True)
 
 
+@pytest.mark.obligation("GDPR 22(3)")
 def test_a_contested_decision_goes_first_to_another_reviewer(store_as: StoreFactory) -> None:
     alice, bob, pia = store_as("alice"), store_as("bob"), store_as("pia")
     alice.lease_case(CASE)
@@ -167,6 +171,7 @@ def test_a_contested_decision_goes_first_to_another_reviewer(store_as: StoreFact
     assert first is not None and first.case.case_id == CASE and first.contested
 
 
+@pytest.mark.obligation("GDPR 17")
 def test_erase_removes_the_subject_and_the_log_still_verifies(store_as: StoreFactory) -> None:
     decide_with_comment(store_as, "alice", "Spoke to the applicant's employer.")
     pia, dana, otto = store_as("pia"), store_as("dana"), store_as("otto")
@@ -204,6 +209,7 @@ def test_erase_removes_the_subject_and_the_log_still_verifies(store_as: StoreFac
     assert otto.verify().ok
 
 
+@pytest.mark.obligation("GDPR 32")
 def test_only_the_dpo_exercises_subject_rights(store_as: StoreFactory) -> None:
     dana = store_as("dana")
     before = state(dana)

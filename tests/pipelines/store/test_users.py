@@ -60,6 +60,7 @@ def set_config_users(ws: Workspace, listed: dict[str, list[str]]) -> None:
 
 
 # ---------------------------------------------------------------------- tokens
+@pytest.mark.obligation("GDPR 32")
 def test_a_token_expires_after_token_days(workspace: Workspace) -> None:
     issued_at = datetime(2026, 1, 1, tzinfo=UTC)
     op = open_store_as(workspace, Identity(operator=True), clock=lambda: issued_at)
