@@ -129,21 +129,25 @@ def _checkpoint(unit: Unit, now: datetime, max_days: int) -> GoLiveItem:
     except ConfigError as e:
         return GoLiveItem(check="checkpoint", ok=False, detail=f"[audit] public_key: {e}")
     checkpoints, _ = read_checkpoints(unit.workspace.checkpoints_path)
-    # Signed by the pinned key, and of this log: the hash at its seq is the signed one.
-    good = [
-        c
-        for c in checkpoints
-        if signed_by(c, key)
-        and sql.scalar(unit.con, "SELECT hash FROM audit_log WHERE seq = ?", [c.seq]) == c.head_hash
-    ]
-    if not good:
+    # The newest that is signed by the pinned key and of this log (the hash at its seq is
+    # the signed one); older ones are not looked at.
+    newest = next(
+        (
+            c
+            for c in sorted(checkpoints, key=lambda c: (c.time, c.seq), reverse=True)
+            if signed_by(c, key)
+            and sql.scalar(unit.con, "SELECT hash FROM audit_log WHERE seq = ?", [c.seq])
+            == c.head_hash
+        ),
+        None,
+    )
+    if newest is None:
         return GoLiveItem(
             check="checkpoint",
             ok=False,
             detail="no checkpoint of this audit log signed by the pinned key "
             "(`hilt audit checkpoint`)",
         )
-    newest = max(good, key=lambda c: c.time)
     age = _age_days(now, newest.time)
     if age > max_days:
         return GoLiveItem(

@@ -25,14 +25,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hilt.pipelines.errors import PermissionDeniedError
 from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.store.audit.chain import utc_timestamp
-from hilt.pipelines.store.audit.checkpoints import append_checkpoint, sign_checkpoint
+from hilt.pipelines.store.audit.checkpoints import (
+    append_checkpoint,
+    load_signing_key,
+    sign_checkpoint,
+)
 from hilt.pipelines.store.core import StoreCore
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.ops.governance import add_months
 from hilt.pipelines.store.records import GoLiveReport, User
 from hilt.pipelines.workspace import Workspace
 from tests.config_helpers import edit_config
-from tests.conftest import copy_of
+from tests.conftest import StoreFactory, copy_of
 
 #: The store's clock in these tests: within the review period of the demo's DPIA and FRIA
 #: (data/hilt.toml: 2026-11-02 and 2026-11-16, review_months = 12).
@@ -163,6 +167,24 @@ def _forged_checkpoint(ws: Workspace, template: Workspace) -> Workspace:
     return ws
 
 
+def _checkpoint_of_another_log(ws: Workspace, template: Workspace) -> Workspace:
+    """Signed with the workspace's own key, but not a head this log ever had (a rebuilt
+    chain's): the store compares the hash at its seq."""
+    monitoring_run(ws, NOW - timedelta(days=1))
+    head = open_store_as(ws, Identity(operator=True)).audit_head()
+    key = load_signing_key(ws.signing_key_path)
+    append_checkpoint(
+        ws.checkpoints_path, sign_checkpoint(key, head.seq, "0" * 64, utc_timestamp(NOW))
+    )
+    return ws
+
+
+def _forged_over_an_old_one(ws: Workspace, template: Workspace) -> Workspace:
+    """An old real checkpoint, and a forged recent one: the old one counts (too old)."""
+    _old_checkpoint(ws, template)
+    return _forged_checkpoint(ws, template)
+
+
 def _never_monitored(ws: Workspace, template: Workspace) -> Workspace:
     checkpoint(ws, NOW - timedelta(hours=1))
     return ws
@@ -234,6 +256,8 @@ MISSING: dict[str, tuple[Callable[[Workspace, Workspace], Workspace], str, str]]
     "no checkpoint": (_no_checkpoint, "checkpoint", "no checkpoint"),
     "checkpoint too old": (_old_checkpoint, "checkpoint", "days old"),
     "checkpoint signed by another key": (_forged_checkpoint, "checkpoint", "pinned key"),
+    "checkpoint of another log": (_checkpoint_of_another_log, "checkpoint", "of this audit log"),
+    "forged checkpoint over an old one": (_forged_over_an_old_one, "checkpoint", "8.0 days old"),
     "monitoring never run": (_never_monitored, "monitoring", "never run"),
     "monitoring too old": (_old_monitoring, "monitoring", "days old"),
     "serious incident open": (_serious_incident_open, "incidents", "inc-1"),
@@ -302,13 +326,17 @@ def test_the_review_period_is_counted_in_calendar_months() -> None:
     assert add_months(date(2026, 6, 30), 18) == date(2027, 12, 30)
 
 
-def test_hilt_check_go_live_prints_what_is_missing_and_exits_6(workspace: Workspace) -> None:
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "hilt"), "check", "go-live", "-w", str(workspace.root)],
+def hilt(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "hilt"), *map(str, args)],
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_hilt_check_go_live_prints_what_is_missing_and_exits_6(workspace: Workspace) -> None:
+    result = hilt("check", "go-live", "-w", workspace.root)
     assert result.returncode == 6, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     lines = result.stdout.splitlines()
@@ -316,3 +344,37 @@ def test_hilt_check_go_live_prints_what_is_missing_and_exits_6(workspace: Worksp
     assert any(line.startswith("MISSING") and "never run" in line for line in lines)
     assert any(line.startswith("ok") and "risk-owner" in line for line in lines)
     assert lines[-1].startswith("not ready to go live:")
+
+
+def test_the_check_is_the_stores_in_either_mode(store_as: StoreFactory) -> None:
+    """Through a service too: the same items, the same refusal. (A service keeps its own
+    clock, so only what does not depend on the day is compared.)"""
+    report = store_as("otto").go_live_check()
+    items = {i.check: i.ok for i in report.items}
+    assert items["champion"] and items["risk-owner"] and items["incidents"]
+    assert not items["monitoring"] and not items["checkpoint"]
+    assert not report.ready and {"monitoring", "checkpoint"} <= set(missing(report))
+    with pytest.raises(PermissionDeniedError, match="check go-live"):
+        store_as("alice").go_live_check()
+
+
+def test_hilt_check_go_live_says_ready_and_exits_0(loaded_workspace: Workspace) -> None:
+    """At the real clock: assessments dated yesterday, monitoring and a checkpoint now."""
+    ws = loaded_workspace
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+    text = ws.config_path.read_text(encoding="utf-8")
+    for old in ("dpia_date = 2026-11-02", "fria_date = 2026-11-16"):
+        text = text.replace(old, f"{old.split(' = ')[0]} = {yesterday}")
+    ws.config_path.write_text(text, encoding="utf-8")
+    assert open_store_as(ws, Identity(operator=True), for_config=True).config_apply().outcome in (
+        "applied",
+        "unchanged",
+    )
+    monitoring_run(ws, datetime.now(UTC))
+    result = hilt("check", "go-live", "-w", ws.root)
+    assert result.returncode == 6 and "MISSING  checkpoint" in result.stdout, result.stdout
+    assert hilt("audit", "checkpoint", "-w", ws.root).returncode == 0
+    result = hilt("check", "go-live", "-w", ws.root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()[:-1]] == ["ok"] * 8
+    assert result.stdout.splitlines()[-1].startswith("ready to go live (checked at ")
