@@ -1126,6 +1126,7 @@ ATTACKS = [*CONFIG_ATTACKS, *IDENTITY_ATTACKS, *REGISTRY_ATTACKS, *AUTHORITY_ATT
 ROWS = [(a, m) for a in ATTACKS for m in a.modes]
 
 
+@pytest.mark.obligation("AI Act 15", "GDPR 32")
 @pytest.mark.parametrize(
     ("attack", "target"),
     ROWS,
