@@ -97,6 +97,13 @@ def scan_source(source: str, relpath: str) -> list[MarkedTest]:
         tree = ast.parse(source, filename=relpath)
     except SyntaxError as e:
         raise InputError(f"{relpath}: not valid Python ({e.msg}, line {e.lineno})") from None
+    try:
+        return _marked(tree, relpath)
+    except InputError as e:
+        raise InputError(f"{relpath}: {e}") from None
+
+
+def _marked(tree: ast.Module, relpath: str) -> list[MarkedTest]:
     module = _module_marks(tree)
     out: list[MarkedTest] = []
 
@@ -105,10 +112,7 @@ def scan_source(source: str, relpath: str) -> list[MarkedTest]:
     ) -> None:
         if not node.name.startswith("test"):
             return
-        try:
-            names = [*inherited, *_marks(node.decorator_list)]
-        except InputError as e:
-            raise InputError(f"{relpath}: {e}") from None
+        names = [*inherited, *_marks(node.decorator_list)]
         if names:
             unique = tuple(dict.fromkeys(names))
             out.append(MarkedTest(f"{relpath}::{prefix}{node.name}", unique, node.lineno))

@@ -106,6 +106,9 @@ def test_the_scanner_refuses_names_it_cannot_read_without_running_the_test() -> 
     source = 'import pytest\nA = "GDPR 17"\n\n@pytest.mark.obligation(A)\ndef test_x():\n    pass\n'
     with pytest.raises(InputError, match=r"tests/test_v.py: line 4: .*string literals"):
         matrix.scan_source(source, "tests/test_v.py")
+    on_a_class = "import pytest\n@pytest.mark.obligation(*NAMES)\nclass TestX:\n  pass\n"
+    with pytest.raises(InputError, match=r"tests/test_c.py: line 2: .*string literals"):
+        matrix.scan_source(on_a_class, "tests/test_c.py")
     with pytest.raises(InputError, match="not valid Python"):
         matrix.scan_source("def test_(:\n", "tests/test_w.py")
 
