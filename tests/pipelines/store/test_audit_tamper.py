@@ -680,7 +680,7 @@ def test_an_untouched_workspace_verifies(victim: tuple[Workspace, Layout]) -> No
     assert_intact(ws, at.head_seq, public_key=at.public_key)
 
 
-@pytest.mark.obligation("AI Act 12", "AI Act 19", "GDPR 5(1)(f)", "GDPR 32")
+@pytest.mark.obligation("AI Act 12", "GDPR 5(1)(f)", "GDPR 32")
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_verify_names_the_first_break(
     attack: Callable[[Workspace, Layout], Expected], victim: tuple[Workspace, Layout]
