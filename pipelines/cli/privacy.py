@@ -107,6 +107,58 @@ def subject_export(
     )
 
 
+@subject_app.command("notice")
+def subject_notice(
+    external_id: SubjectArg,
+    workspace: WorkspaceOpt = None,
+    as_user: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            help="Who issues it (a user with the role dpo or admin; with a store service, "
+            "the owner of $HILT_TOKEN).",
+            show_default=False,
+        ),
+    ] = None,
+    case: Annotated[
+        str | None,
+        typer.Option(
+            help="The notice about this case of the subject (default: their latest final decision)."
+        ),
+    ] = None,
+    html_output: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write the notice as HTML here (mode 0600)."),
+    ] = None,
+) -> None:
+    """The notice to the person about their final decision (EU AI Act Art. 86, GDPR Arts.
+    13-15, 22(3)): plain text on standard output; its issue is audited
+    (subject.notice_issued, with the renderer version and the notice's sha256)."""
+    from hilt.pipelines.compliance.decision_notice import IssuedNotice, issue_notice
+    from hilt.pipelines.compliance.privacy import write_private
+    from hilt.pipelines.store import Identity, Need, open_store_as
+
+    ws = Workspace.at(workspace)
+    if html_output is not None and html_output.exists():
+        fail(f"{html_output} exists; refusing to overwrite it", EXIT_USER_ERROR)
+    quiet_mlflow()
+    need = Need(frozenset({"dpo", "admin"}), "issue decision notices")
+
+    def run() -> IssuedNotice:
+        with closing(open_store_as(ws, Identity(name=as_user), need=need)) as store:
+            return issue_notice(ws, store, ws.settings(), external_id, case)
+
+    issued = guard(run)
+    typer.echo(issued.notice.text)
+    if html_output is not None:
+        write_private(html_output, issued.notice.html)
+    typer.echo(
+        f"notice {issued.issued.renderer} sha256 {issued.issued.notice_sha256} about decision "
+        f"{issued.issued.decision_id}; audit seq {issued.issued.seq}",
+        err=True,
+    )
+
+
 @subject_app.command("schema")
 def subject_schema() -> None:
     """Print the published JSON schema of `hilt subject export` documents."""
