@@ -88,14 +88,26 @@ def subject_export(
         Path | None,
         typer.Option(help="Write the JSON here (mode 0600) instead of standard output."),
     ] = None,
+    notices: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the notice about each final decision on the subject's cases "
+            "into this new folder (CASE.txt and CASE.html, mode 0600; each issue audited)."
+        ),
+    ] = None,
 ) -> None:
-    """Everything held about the subject, as JSON (Arts. 15, 20; schema: `hilt subject schema`)."""
+    """Everything held about the subject, as JSON (Arts. 15, 20; schema: `hilt subject schema`);
+    with --notices, also the notice about each of their final decisions (Art. 86)."""
     from hilt.pipelines.compliance.privacy import write_export
 
     ws = Workspace.at(workspace)
     if output is not None and output.exists():
         fail(f"{output} exists; refusing to overwrite it", EXIT_USER_ERROR)
+    if notices is not None and notices.exists():
+        fail(f"{notices} exists; refusing to overwrite it", EXIT_USER_ERROR)
     document = _as_dpo(ws, as_user, lambda s: s.subject_export(external_id))
+    if notices is not None:
+        _notices_of(ws, as_user, external_id, [c.case_id for c in document.cases], notices)
     if output is None:
         typer.echo(document.model_dump_json(indent=2))
         return
@@ -157,6 +169,21 @@ def subject_notice(
         f"{issued.issued.decision_id}; audit seq {issued.issued.seq}",
         err=True,
     )
+
+
+def _notices_of(
+    ws: Workspace, as_user: str | None, external_id: str, case_ids: list[str], folder: Path
+) -> None:
+    from hilt.pipelines.compliance.decision_notice import notices_into
+
+    quiet_mlflow()
+    settings = ws.settings()
+    written = _as_dpo(
+        ws, as_user, lambda s: notices_into(ws, s, settings, external_id, case_ids, folder)
+    )
+    for case_id, sha in written:
+        said = f"notice sha256 {sha} -> {folder}" if sha else "no notice (no final decision)"
+        typer.echo(f"case {case_id}: {said}", err=True)
 
 
 @subject_app.command("schema")

@@ -10,9 +10,13 @@ version, the notice's sha256 and ids.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
 
+from hilt.pipelines.compliance.privacy import write_private
 from hilt.pipelines.config import Settings
+from hilt.pipelines.errors import ConflictError
 from hilt.pipelines.loop.counterfactual import Counterfactuals, load_notice_model, search
 from hilt.pipelines.store import Store
 from hilt.pipelines.store.ops.subject_notice import NoticeIssued
@@ -49,7 +53,31 @@ def render_again(
     """The notice rendered again from the store's facts today, with the renderer recorded
     at issue and the same counterfactual changes (the search is deterministic for the same
     model and values): its sha256 is the recorded one while the facts are unchanged."""
-    from dataclasses import replace
-
     facts = store.subject_notice_facts(subject_id, case_id)
     return render_notice(replace(facts, renderer=renderer), changes)
+
+
+def notices_into(
+    ws: Workspace,
+    store: Store,
+    settings: Settings,
+    subject_id: str,
+    case_ids: list[str],
+    folder: Path,
+) -> list[tuple[str, str | None]]:
+    """Issue the notice about the final decision on each of ``case_ids`` (the subject's)
+    and write it into the new ``folder`` (0700) as CASE.txt and CASE.html (0600, exactly
+    the bytes hashed); (case id, notice sha256 or None: no final decision) per case."""
+    folder.mkdir(mode=0o700, parents=True)
+    out: list[tuple[str, str | None]] = []
+    for case_id in case_ids:
+        try:
+            issued = issue_notice(ws, store, settings, subject_id, case_id)
+        except ConflictError:
+            out.append((case_id, None))  # no final decision (or the case's data are gone)
+            continue
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", case_id)
+        write_private(folder / f"{stem}.txt", issued.notice.text)
+        write_private(folder / f"{stem}.html", issued.notice.html)
+        out.append((case_id, issued.notice.sha256))
+    return out

@@ -37,9 +37,10 @@ from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.notice import (
     NOTICE_RENDERER_VERSION,
     Change,
+    notice_sha256,
     render_notice,
 )
-from tests.conftest import CONFIG
+from tests.conftest import CONFIG, start_service
 from tests.loop_helpers import (
     HILT,
     all_cases,
@@ -258,12 +259,14 @@ def test_refused_without_a_final_decision_or_for_the_wrong_role(loop: Loop) -> N
     assert head_seq(loop) == before
 
 
-def hilt_notice(loop: Loop, *args: str | Path) -> subprocess.CompletedProcess[str]:
+def hilt_notice(
+    loop: Loop, *args: str | Path, command: str = "notice"
+) -> subprocess.CompletedProcess[str]:
     uri = f"sqlite:///{(loop.ws.root / DB_FILE).as_posix()}"
     env = {k: v for k, v in os.environ.items() if k not in ("HILT_WORKSPACE", "HILT_TOKEN")}
     env.update(MLFLOW_TRACKING_URI=uri, HILT_MLFLOW_TRACKING_URI=uri)
     return subprocess.run(
-        [HILT, "subject", "notice", *map(str, args), "--workspace", str(loop.ws.root)],
+        [HILT, "subject", command, *map(str, args), "--workspace", str(loop.ws.root)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -293,6 +296,43 @@ def test_cli_prints_the_notice_writes_html_and_refuses_in_one_line(
         assert r.stderr.startswith("error: ") and needle in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
         assert "NO-SUCH-SUBJECT" not in r.stderr
+
+
+@pytest.mark.obligation("AI Act 86", "GDPR 15")
+def test_the_subject_export_writes_the_notice_of_each_final_decision(
+    loop: Loop, tmp_path: Path
+) -> None:
+    folder, document = tmp_path / "notices", tmp_path / "export.json"
+    subject = loop.subjects[6]
+    r = hilt_notice(
+        loop, subject, "--as", "pia", "--output", document, "--notices", folder, command="export"
+    )
+    assert r.returncode == 0, r.stderr
+    case_id = json.loads(document.read_text(encoding="utf-8"))["cases"][0]["case_id"]
+    text = (folder / f"{case_id}.txt").read_text(encoding="utf-8")
+    fragment = (folder / f"{case_id}.html").read_text(encoding="utf-8")
+    sha = notice_sha256(text, fragment)
+    assert f"case {case_id}: notice sha256 {sha}" in r.stderr
+    recorded = [e for e in events_since(loop.ws, 0) if e.action == "subject.notice_issued"]
+    assert recorded[-1].payload["notice_sha256"] == sha
+    assert folder.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.obligation("AI Act 86")
+def test_the_same_notice_through_a_store_service(loop: Loop) -> None:
+    embedded = as_user(loop, "pia").subject_notice_facts(loop.subjects[7])
+    token = as_user(loop, "dana").add_user("pia-service", "dpo").token
+    svc = start_service(loop.ws)
+    try:
+        served = open_store_as(svc.url, Identity(token=token))
+        assert served.subject_notice_facts(loop.subjects[7]) == embedded
+        issued = issue_notice(loop.ws, served, loop.settings, loop.subjects[7])
+        assert (
+            issued.issued.notice_sha256
+            == render_notice(embedded, issued.counterfactuals.combinations).sha256
+        )
+    finally:
+        svc.stop()
 
 
 def test_the_renderer_is_versioned_and_refuses_an_unknown_version(loop: Loop) -> None:
