@@ -28,6 +28,7 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
 )
 from hilt.pipelines.loop.counterfactual import apply, load_notice_model, search
+from hilt.pipelines.loop.features import ModelError
 from hilt.pipelines.loop.promotion import promote
 from hilt.pipelines.loop.steps.score import load_model, score_cases
 from hilt.pipelines.loop.tracking.client import configure
@@ -167,6 +168,19 @@ def test_every_counterfactual_really_flips_the_real_models_recommendation(loop: 
         if not result.combinations:
             assert result.flipped_to is None
     assert found > 0, "no counterfactual found for ten cases: the search proves nothing"
+
+
+@pytest.mark.obligation("AI Act 86")
+def test_only_the_model_that_scored_the_case_searches_its_counterfactuals(loop: Loop) -> None:
+    facts = as_user(loop, "pia").subject_notice_facts(loop.subjects[8])
+    model = load_notice_model(loop.ws, loop.settings, facts)
+    assert model.model_sha256() == facts.model_sha256
+    with pytest.raises(ModelError, match="sha256 differs"):
+        load_notice_model(loop.ws, loop.settings, replace(facts, model_sha256="0" * 64))
+    with pytest.raises(ModelError, match="does not reproduce the stored score"):
+        search(replace(facts, score=facts.score / 2 + 0.01), loop.settings, model)
+    with pytest.raises(InputError, match="not a version of the use case's registered model"):
+        load_notice_model(loop.ws, loop.settings, replace(facts, model_version="other/v1"))
 
 
 @pytest.mark.obligation("AI Act 86", "GDPR 15")
