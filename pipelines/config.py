@@ -314,6 +314,58 @@ class Governance(_Strict):
         return self
 
 
+class Actionable(_Strict):
+    """A feature the person decided about can change, and how (``[notice] actionable``):
+    the counterfactual search of the decision notice tries only these changes."""
+
+    #: Numbers: which way the person can move it ("both": either way).
+    direction: Literal["increase", "decrease", "both"] = "both"
+    #: Numbers: the allowed range of the changed value (also within the column's min/max).
+    min: float | None = None
+    max: float | None = None
+    #: Numbers: the search tries multiples of this step away from the person's value
+    #: (default: a 40th of the allowed range; 1 for an int column at least).
+    step: float | None = Field(default=None, gt=0.0)
+    #: Categories: the levels the person could move to (default: every level).
+    levels: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Actionable:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min is larger than max")
+        return self
+
+
+class Notice(_Strict):
+    """The decision notice to the person decided about (EU AI Act Arts. 86, 26(11); GDPR
+    Arts. 13-15, 22(3)), in the use case's words: `hilt subject notice`."""
+
+    #: What the AI system is, in a phrase ("a computer model that estimates ...").
+    system: str = "an AI system (a statistical model) that makes a recommendation"
+    #: What it was used for; empty: the use case's purpose.
+    purpose: str = ""
+    #: The human role that decides, by the store's role of whoever decided (never a name).
+    decided_by: dict[str, str] = Field(
+        default_factory=lambda: {
+            "reviewer": "a trained member of staff",
+            "lead": "a senior member of staff",
+        }
+    )
+    #: How to contest the decision (who to write to, by when).
+    contest: str = (
+        "You may contest this decision and ask for it to be looked at again by another "
+        "person: write to the data-protection officer. You may also give your point of view "
+        "and ask for the data we hold about you."
+    )
+    #: How many of the main factors of the recommendation the notice names.
+    factors: int = Field(default=3, ge=1, le=10)
+    #: The features the person can change, with direction and bounds (the counterfactual
+    #: search tries no other feature).
+    actionable: dict[str, Actionable] = Field(default_factory=dict)
+    #: At most this many features changed together (1: single changes only; 2: then pairs).
+    max_changed: int = Field(default=2, ge=1, le=2)
+
+
 class Settings(_Strict):
     """One use case, as read from hilt.toml."""
 
@@ -331,6 +383,7 @@ class Settings(_Strict):
     processing: Processing = Field(default_factory=Processing)
     oversight: Oversight = Field(default_factory=Oversight)
     governance: Governance = Field(default_factory=Governance)
+    notice: Notice = Field(default_factory=Notice)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -373,7 +426,26 @@ class Settings(_Strict):
             raise ValueError(
                 f"fields.display_personal names columns that are not personal: {bad_dp}"
             )
+        self._check_actionable()
         return self
+
+    def _check_actionable(self) -> None:
+        for name, spec in self.notice.actionable.items():
+            where = f"notice.actionable.{name}"
+            if name not in self.fields.features:
+                raise ValueError(f"{where}: not a feature (fields.features)")
+            column = self.columns[name]
+            if column.type not in ("int", "float", "category"):
+                raise ValueError(f"{where}: only int, float and category features can be changed")
+            if spec.levels is not None:
+                if column.type != "category":
+                    raise ValueError(f"{where}: levels are only for category features")
+                unknown = [v for v in spec.levels if v not in (column.levels or [])]
+                if unknown:
+                    raise ValueError(f"{where}: levels not in the column's levels: {unknown}")
+            numeric = column.type in ("int", "float")
+            if not numeric and (spec.min, spec.max, spec.step) != (None, None, None):
+                raise ValueError(f"{where}: min, max and step are only for int and float features")
 
     # ----------------------------------------------------------------- derived views
     @property

@@ -88,14 +88,26 @@ def subject_export(
         Path | None,
         typer.Option(help="Write the JSON here (mode 0600) instead of standard output."),
     ] = None,
+    notices: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the notice about each final decision on the subject's cases "
+            "into this new folder (CASE.txt and CASE.html, mode 0600; each issue audited)."
+        ),
+    ] = None,
 ) -> None:
-    """Everything held about the subject, as JSON (Arts. 15, 20; schema: `hilt subject schema`)."""
+    """Everything held about the subject, as JSON (Arts. 15, 20; schema: `hilt subject schema`);
+    with --notices, also the notice about each of their final decisions (Art. 86)."""
     from hilt.pipelines.compliance.privacy import write_export
 
     ws = Workspace.at(workspace)
     if output is not None and output.exists():
         fail(f"{output} exists; refusing to overwrite it", EXIT_USER_ERROR)
+    if notices is not None and notices.exists():
+        fail(f"{notices} exists; refusing to overwrite it", EXIT_USER_ERROR)
     document = _as_dpo(ws, as_user, lambda s: s.subject_export(external_id))
+    if notices is not None:
+        _notices_of(ws, as_user, external_id, [c.case_id for c in document.cases], notices)
     if output is None:
         typer.echo(document.model_dump_json(indent=2))
         return
@@ -105,6 +117,73 @@ def subject_export(
         f"{len(document.snapshots)} snapshots, {len(document.training_runs)} training runs, "
         f"{len(document.audit_events)} audit events -> {output}"
     )
+
+
+@subject_app.command("notice")
+def subject_notice(
+    external_id: SubjectArg,
+    workspace: WorkspaceOpt = None,
+    as_user: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            help="Who issues it (a user with the role dpo or admin; with a store service, "
+            "the owner of $HILT_TOKEN).",
+            show_default=False,
+        ),
+    ] = None,
+    case: Annotated[
+        str | None,
+        typer.Option(
+            help="The notice about this case of the subject (default: their latest final decision)."
+        ),
+    ] = None,
+    html_output: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write the notice as HTML here (mode 0600)."),
+    ] = None,
+) -> None:
+    """The notice to the person about their final decision (EU AI Act Art. 86, GDPR Arts.
+    13-15, 22(3)): plain text on standard output; its issue is audited
+    (subject.notice_issued, with the renderer version and the notice's sha256)."""
+    from hilt.pipelines.compliance.decision_notice import IssuedNotice, issue_notice
+    from hilt.pipelines.compliance.privacy import write_private
+    from hilt.pipelines.store import Identity, Need, open_store_as
+
+    ws = Workspace.at(workspace)
+    if html_output is not None and html_output.exists():
+        fail(f"{html_output} exists; refusing to overwrite it", EXIT_USER_ERROR)
+    quiet_mlflow()
+    need = Need(frozenset({"dpo", "admin"}), "issue decision notices")
+
+    def run() -> IssuedNotice:
+        with closing(open_store_as(ws, Identity(name=as_user), need=need)) as store:
+            return issue_notice(ws, store, ws.settings(), external_id, case)
+
+    issued = guard(run)
+    typer.echo(issued.notice.text)
+    if html_output is not None:
+        write_private(html_output, issued.notice.html)
+    typer.echo(
+        f"notice {issued.issued.renderer} sha256 {issued.issued.notice_sha256} about decision "
+        f"{issued.issued.decision_id}; audit seq {issued.issued.seq}",
+        err=True,
+    )
+
+
+def _notices_of(
+    ws: Workspace, as_user: str | None, external_id: str, case_ids: list[str], folder: Path
+) -> None:
+    from hilt.pipelines.compliance.decision_notice import notices_into
+
+    quiet_mlflow()
+    settings = ws.settings()
+    written = _as_dpo(
+        ws, as_user, lambda s: notices_into(ws, s, settings, external_id, case_ids, folder)
+    )
+    for case_id, sha in written:
+        said = f"notice sha256 {sha} -> {folder}" if sha else "no notice (no final decision)"
+        typer.echo(f"case {case_id}: {said}", err=True)
 
 
 @subject_app.command("schema")

@@ -42,8 +42,13 @@ def export_schema_text() -> str:
 
 def write_export(document: SubjectExport, path: Path) -> Path:
     """Write the export as JSON, readable by its owner only (0600); never overwrite."""
+    return write_private(path, document.model_dump_json(indent=2) + "\n")
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write ``text`` to a new file readable by its owner only (0600); never overwrite."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(document.model_dump_json(indent=2) + "\n")
+        f.write(text)
     return path

@@ -41,6 +41,7 @@ from hilt.pipelines.store.ops import (
     review,
     snapshot,
     subject_export,
+    subject_notice,
     subject_rights,
     system,
     users,
@@ -190,6 +191,8 @@ MANAGE_USERS = Permission("add user", frozenset({"admin"}))
 HALT = Permission("halt", frozenset({"lead"}))
 #: Data-subject rights are the data-protection officer's (GDPR Arts. 15-22).
 SUBJECT_RIGHTS = Permission("subject rights", frozenset({"dpo"}))
+#: The notice to the person decided about: the data-protection officer, or an admin.
+NOTICE = Permission("issue decision notices", frozenset({"dpo", "admin"}))
 #: Oversight (EU AI Act Art. 14): gold cases, the oversight report, adjudication.
 GOLD = Permission("gold", frozenset({"data-scientist", "admin"}))
 OVERSIGHT_READ = Permission("oversight read", frozenset({"lead", "auditor", "admin"}))
@@ -238,6 +241,19 @@ class UserIn(BaseModel):
 class SubjectIn(BaseModel):
     #: The external subject id (in the body, never in the URL: proxies log URLs).
     subject_id: str = Field(min_length=1, max_length=128)
+
+
+class NoticeFactsIn(SubjectIn):
+    case_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class NoticeIssuedIn(SubjectIn):
+    case_id: str = Field(min_length=1, max_length=128)
+    renderer: str = Field(min_length=1, max_length=64)
+    notice_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    #: Counterfactual combinations: [[{"feature", "value"}, ...], ...] (the person's own
+    #: values: in the body, never in a URL or the audit log).
+    changes: list[list[dict[str, Any]]] = Field(default_factory=list, max_length=2)
 
 
 class RectifyIn(SubjectIn):
@@ -409,6 +425,17 @@ class Store:
         SUBJECT_RIGHTS,
         POST("/v1/subjects/export", SubjectIn),
         bulk=True,
+    )
+    # the decision notice (EU AI Act Art. 86, GDPR Arts. 13-15, 22(3)): its facts, its issue
+    subject_notice_facts = Operation(
+        subject_notice.subject_notice_facts,
+        NOTICE,
+        POST("/v1/subjects/notice/facts", NoticeFactsIn),
+    )
+    subject_notice_issued = Operation(
+        subject_notice.subject_notice_issued,
+        NOTICE,
+        POST("/v1/subjects/notice/issued", NoticeIssuedIn),
     )
     subject_rectify = Operation(
         subject_rights.subject_rectify,

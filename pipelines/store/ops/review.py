@@ -532,18 +532,25 @@ def decisions(
         raise InputError("limit must be between 1 and 100000")
     where = "d.seq > ?"
     if final_only:
-        where += (
-            " AND d.action IN ('accept', 'override', 'adjudicate') AND d.decision_id NOT IN"
-            " (SELECT undo_of FROM decisions WHERE action = 'undo' AND undo_of IS NOT NULL)"
-        )
-        # Gold cases are tests of reviewers, not cases to act on; a double-review case
-        # is final once settled (two reviews that agree, or a lead's adjudication).
-        where += " AND d.case_id NOT IN (SELECT case_id FROM gold_cases)"
-        share = unit.settings.oversight.double_review_share
-        if share > 0:
-            unsettled = double_review.unsettled_sql("decisions", "contests", share)
-            where += f" AND d.case_id NOT IN ({unsettled})"
+        where += " AND " + final_sql(unit)
     return decisions_where(unit, where, [after_seq], limit)
+
+
+def final_sql(unit: Unit) -> str:
+    """The condition (on ``decisions d``) of a final decision: accept / override /
+    adjudicate, not undone, on a settled case; of several, the last one (by seq) wins."""
+    where = (
+        "d.action IN ('accept', 'override', 'adjudicate') AND d.decision_id NOT IN"
+        " (SELECT undo_of FROM decisions WHERE action = 'undo' AND undo_of IS NOT NULL)"
+    )
+    # Gold cases are tests of reviewers, not cases to act on; a double-review case
+    # is final once settled (two reviews that agree, or a lead's adjudication).
+    where += " AND d.case_id NOT IN (SELECT case_id FROM gold_cases)"
+    share = unit.settings.oversight.double_review_share
+    if share > 0:
+        unsettled = double_review.unsettled_sql("decisions", "contests", share)
+        where += f" AND d.case_id NOT IN ({unsettled})"
+    return where
 
 
 def get_decision(unit: Unit, decision_id: str) -> Decision:

@@ -65,7 +65,7 @@ def _export(unit: Unit, subject_id: str) -> SubjectExport:
     )
     cases = cases_of(unit, ref)
     case_ids = [c for c, _, _ in cases]
-    received = _received_values(unit, case_ids)
+    received = received_values(unit, case_ids)
     current = personal_reads.rectified(unit, received) if received.height else received
     by_case_received = {r["case_id"]: r for r in received.iter_rows(named=True)}
     by_case_current = {r["case_id"]: r for r in current.iter_rows(named=True)}
@@ -128,7 +128,9 @@ def _export(unit: Unit, subject_id: str) -> SubjectExport:
     )
 
 
-def _received_values(unit: Unit, case_ids: list[str]) -> pl.DataFrame:
+def received_values(unit: Unit, case_ids: list[str]) -> pl.DataFrame:
+    """The cases' values as received (personal columns opened with their subjects' keys),
+    one row per case, ordered by case id."""
     if not case_ids:
         return pl.DataFrame()
     settings = unit.settings
