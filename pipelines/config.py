@@ -364,6 +364,9 @@ class Notice(_Strict):
     actionable: dict[str, Actionable] = Field(default_factory=dict)
     #: At most this many features changed together (1: single changes only; 2: then pairs).
     max_changed: int = Field(default=2, ge=1, le=2)
+    #: The outcome the person applied for (a class of ``[target]``; empty: its positive
+    #: class). Where the model recommended it, the notice says so and looks for no change.
+    favourable: str = ""
 
 
 class Settings(_Strict):
@@ -430,6 +433,9 @@ class Settings(_Strict):
         return self
 
     def _check_actionable(self) -> None:
+        favourable = self.notice.favourable
+        if favourable and favourable not in self.target.classes:
+            raise ValueError(f"notice.favourable: not a class of target.classes: {favourable!r}")
         for name, spec in self.notice.actionable.items():
             where = f"notice.actionable.{name}"
             if name not in self.fields.features:

@@ -210,6 +210,10 @@ def search(facts: NoticeFacts, settings: Settings, model: TrainedModel) -> Count
             "from other values or another model"
         )
     recommended = _label(base_score, settings, facts)
+    if recommended == (settings.notice.favourable or settings.target.positive):
+        # The recommendation was what the person applied for: nothing to look for (a
+        # change that would have made it worse is no help to them).
+        return Counterfactuals([], recommended, None, 0, time.perf_counter() - started)
     singles = candidates(facts, settings, model)
     scored = 0
     combinations: list[list[Candidate]] = []

@@ -58,6 +58,9 @@ class NoticeWords:
     feature_labels: dict[str, str] = field(default_factory=dict)
     #: Feature → how a value reads ("{:,.0f} DM").
     feature_formats: dict[str, str] = field(default_factory=dict)
+    #: The outcome the person applied for (a class code; empty: none named): where the
+    #: model recommended it, the notice looks for no change.
+    favourable: str = ""
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,11 @@ def _paragraphs_v1(facts: NoticeFacts, changes: list[list[Change]]) -> list[tupl
             "These are changes to your data that we looked for, within the ranges we allow; "
             "the final decision is always taken by a person."
         )
+    elif w.favourable and facts.recommended_label == w.favourable:
+        lines = [
+            f"The model recommended {recommended}, the outcome you applied for: there was "
+            "nothing to change."
+        ]
     else:
         lines = ["No single change within the allowed ranges would change the recommendation."]
     sections.append(("What would have changed the recommendation", lines))

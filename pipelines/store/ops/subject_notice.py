@@ -74,6 +74,7 @@ def notice_words(settings: Settings, reviewer_role: str) -> NoticeWords:
         class_labels={c: settings.target.label_of(c) for c in settings.target.classes},
         feature_labels={f: settings.columns[f].description or f for f in features},
         feature_formats={f: fmt for f in features if (fmt := settings.columns[f].format)},
+        favourable=n.favourable or settings.target.positive,
     )
 
 
