@@ -18,6 +18,7 @@ import pytest
 from pydantic import ValidationError
 
 from hilt.pipelines.config import load_settings
+from hilt.pipelines.dashboards.oversight import StoreOversightBackend
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError
 from hilt.pipelines.loop import monitoring
 from hilt.pipelines.loop.promotion import promote
@@ -173,6 +174,11 @@ def test_the_store_gives_the_verdict_and_audits_it(ws: Workspace) -> None:
     assert event.payload["worst"] == verdict.worst
     assert event.payload["model_version"] == "hilt-german-credit/v1"
     assert store.monitoring_runs(1)[0].run_id == "run-quiet"
+    # The oversight dashboard shows the store's verdict to a lead.
+    lead = open_store_as(ws, Identity(name="max"))
+    shown = StoreOversightBackend(lead, ws.settings(), ws).latest_monitoring()
+    assert shown is not None
+    assert (shown.run_id, shown.seq, shown.worst) == ("run-quiet", verdict.seq, verdict.worst)
 
 
 @pytest.mark.obligation("AI Act 72", "AI Act 26(5)")
@@ -278,6 +284,20 @@ def test_bad_outcomes_are_refused_whole(ws: Workspace, tmp_path: Path) -> None:
         store.record_outcomes(outcomes_file(tmp_path, scored, ["1"]))
     assert store.audit_head().seq == head
     assert store.counts()["outcomes"] == rows
+
+
+@pytest.mark.obligation("GDPR 17")
+def test_an_erasure_removes_the_subjects_outcomes_and_verify_still_passes(ws: Workspace) -> None:
+    store = operator(ws)
+    row = all_cases().slice(LABELLED, 1)
+    case_id = row[SETTINGS.use_case.id_column][0]
+    subject = row[str(SETTINGS.use_case.subject_column)][0]
+    rows = store.counts()["outcomes"]
+    assert rows > 0
+    open_store_as(ws, Identity(name="pia")).subject_erase(subject)
+    assert store.counts()["outcomes"] < rows
+    assert store.get_case(case_id).data_removed
+    assert store.verify().ok
 
 
 # ---------------------------------------------------------------------------- hilt monitor
