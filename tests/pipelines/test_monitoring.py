@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 from pydantic import ValidationError
+from scipy import stats
 
 from hilt.pipelines.config import load_settings
 from hilt.pipelines.dashboards.oversight import StoreOversightBackend
@@ -114,6 +115,27 @@ def test_psi_is_zero_for_equal_shares_and_grows_with_the_shift() -> None:
     small = monitoring.psi(np.array([50.0, 50]), np.array([45.0, 55]))
     large = monitoring.psi(np.array([50.0, 50]), np.array([10.0, 90]))
     assert 0 < small < large
+
+
+def test_the_ks_test_on_sorted_samples_is_scipys() -> None:
+    rng = np.random.default_rng(7)
+    for a, b in (
+        (rng.normal(size=700), rng.normal(0.1, 1.0, 5000)),
+        (rng.integers(0, 20, 700).astype(float), rng.integers(0, 22, 3000).astype(float)),
+        (np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 1.0, 5.0])),
+    ):
+        expected = stats.ks_2samp(a, b, method="asymp")
+        d, p = monitoring.ks_sorted(np.sort(a), np.sort(b))
+        assert d == pytest.approx(expected.statistic, abs=1e-12)
+        assert p == pytest.approx(expected.pvalue, rel=1e-9)
+
+
+def test_bins_of_sorted_values_are_the_bins_of_the_values() -> None:
+    values = np.random.default_rng(3).integers(0, 10, 1000).astype(float)
+    edges = monitoring.quantile_edges(values)
+    assert np.array_equal(
+        monitoring.binned_sorted(np.sort(values), edges), monitoring.binned(values, edges)
+    )
 
 
 def test_estimated_performance_comes_from_the_calibrated_probabilities() -> None:
