@@ -232,6 +232,32 @@ def test_a_client_cannot_hide_a_breach_the_stores_own_rates_show(ws: Workspace) 
     assert store.audit_head().seq == head
 
 
+@pytest.mark.obligation("AI Act 72")
+def test_severities_follow_the_stores_thresholds_and_only_breaches_are_breach_events(
+    ws: Workspace,
+) -> None:
+    store = operator(ws)
+    stats = statistics_of(ws, store)
+    changed = {
+        "job": {"psi": 0.6, "p_value": 0.0},  # serious
+        "housing": {"psi": 0.15, "p_value": 0.0},  # warning
+        "purpose": {"psi": 0.6, "p_value": 0.5},  # the test does not agree: nothing
+    }
+    features = [f.model_copy(update=changed.get(f.feature, {})) for f in stats.features]
+    before = store.audit_head().seq
+    verdict = store.record_monitoring(stats.model_copy(update={"features": features}), "run-s")
+    assert verdict.worst == "serious"
+    drift = {b.feature: b.severity for b in verdict.breaches if b.check == "feature_drift"}
+    assert drift == {"job": "serious", "housing": "warning"}
+    breach_events = [e for e in events_since(ws, before) if e.action == "monitoring.breach"]
+    assert {(e.object_id, e.payload["feature"]) for e in breach_events} >= {
+        ("feature_drift", "job")
+    }
+    assert ("feature_drift", "housing") not in {
+        (e.object_id, e.payload["feature"]) for e in breach_events
+    }
+
+
 def test_a_reviewer_may_not_record_a_monitoring_run(ws: Workspace) -> None:
     store = operator(ws)
     stats = statistics_of(ws, store)

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from hilt.pipelines.store.unit import Unit
 
 RUN_ACTION = "monitoring.run"
+_SEVERITIES: tuple[Severity, ...] = ("warning", "breach", "serious")
 BREACH_ACTION = "monitoring.breach"
 #: Most monitoring runs one read returns.
 MAX_RUNS = 1000
@@ -111,14 +112,23 @@ def monitoring_window(unit: Unit, window_days: int) -> pl.DataFrame:
     )
 
 
-def _grade(value: float, warning: float, breach: float, serious: float) -> Severity | None:
-    if value >= serious:
-        return "serious"
-    if value >= breach:
-        return "breach"
-    if value >= warning:
-        return "warning"
-    return None
+def _graded(
+    check: str, feature: str | None, value: float, levels: tuple[float, float, float]
+) -> BreachRecord | None:
+    """The finding for a PSI ``value`` against (warning, breach, serious) ``levels``: the
+    highest level it reaches, or None below the warning."""
+    reached = [(sev, t) for sev, t in zip(_SEVERITIES, levels, strict=True) if value >= t]
+    if not reached:
+        return None
+    severity, threshold = reached[-1]
+    return BreachRecord(
+        check=check,
+        feature=feature,
+        statistic="psi",
+        value=value,
+        threshold=threshold,
+        severity=severity,
+    )
 
 
 def _rates(unit: Unit, since: datetime) -> list[RateRecord]:
@@ -199,23 +209,10 @@ def _findings(
     out: list[BreachRecord] = []
     if cases >= cfg.min_cases:
         for f in statistics.features:
-            severity = _grade(f.psi, cfg.psi_warning, cfg.psi_breach, cfg.psi_serious)
-            if severity is not None and f.p_value < cfg.p_value:
-                threshold = {
-                    "warning": cfg.psi_warning,
-                    "breach": cfg.psi_breach,
-                    "serious": cfg.psi_serious,
-                }[severity]
-                out.append(
-                    BreachRecord(
-                        check="feature_drift",
-                        feature=f.feature,
-                        statistic="psi",
-                        value=f.psi,
-                        threshold=threshold,
-                        severity=severity,
-                    )
-                )
+            levels = (cfg.psi_warning, cfg.psi_breach, cfg.psi_serious)
+            drift = _graded("feature_drift", f.feature, f.psi, levels)
+            if drift is not None and f.p_value < cfg.p_value:
+                out.append(drift)
             increase = f.missing_rate - f.missing_rate_training
             if increase >= cfg.missing_rate_increase:
                 out.append(
@@ -228,28 +225,10 @@ def _findings(
                         severity="breach",
                     )
                 )
-        severity = _grade(
-            statistics.score_psi,
-            cfg.score_psi_warning,
-            cfg.score_psi_breach,
-            cfg.score_psi_serious,
-        )
-        if severity is not None:
-            threshold = {
-                "warning": cfg.score_psi_warning,
-                "breach": cfg.score_psi_breach,
-                "serious": cfg.score_psi_serious,
-            }[severity]
-            out.append(
-                BreachRecord(
-                    check="score_drift",
-                    feature=None,
-                    statistic="psi",
-                    value=statistics.score_psi,
-                    threshold=threshold,
-                    severity=severity,
-                )
-            )
+        levels = (cfg.score_psi_warning, cfg.score_psi_breach, cfg.score_psi_serious)
+        scores = _graded("score_drift", None, statistics.score_psi, levels)
+        if scores is not None:
+            out.append(scores)
     for r in rates:
         if (
             r.override_rate is not None
