@@ -401,6 +401,8 @@ def execute(ws: Workspace, request: RunRequest) -> RunResult:
             _refuse_and_record_if_halted(store, request.kind)
         if request.kind == "score":
             _refuse_and_record_if_model_may_not_score(ws, store, settings, typed)
+        elif request.kind == "monitor" and not any(m.state == "champion" for m in store.models()):
+            raise InputError("monitoring refused: there is no champion to monitor; nothing ran")
         return _execute(ws, settings, store, author, request, template, typed, started)
     finally:
         store.close()

@@ -378,3 +378,14 @@ def test_hilt_monitor_runs_the_notebook_and_exits_5_on_injected_drift(
         "run.finished",
     ]
     assert personal_findings(notebook) == []
+
+
+def test_hilt_monitor_without_a_champion_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    ws = loop_workspace(tmp_path, labelled=50, tracking=False)
+    before = operator(ws).audit_head().seq
+    done = hilt_cli("monitor", "--workspace", ws.root)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no champion" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert operator(ws).audit_head().seq == before
+    assert not ws.runs_dir.exists() or not list(ws.runs_dir.iterdir())
