@@ -26,9 +26,13 @@ from hilt.pipelines.loop.promotion import promote
 from hilt.pipelines.loop.steps import monitor, score, training_data
 from hilt.pipelines.loop.tracking.client import configure
 from hilt.pipelines.store import Identity, Store, open_store_as
-from hilt.pipelines.store.monitoring_records import MonitoringStatistics
+from hilt.pipelines.store.monitoring_records import (
+    EstimatedPerformance,
+    FeatureStatistics,
+    MonitoringStatistics,
+)
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import CONFIG, operator
+from tests.conftest import CONFIG, StoreFactory, operator
 from tests.loop_helpers import (
     LABELLED,
     all_cases,
@@ -389,3 +393,55 @@ def test_hilt_monitor_without_a_champion_is_refused_before_anything_runs(tmp_pat
     assert "Traceback" not in done.stderr
     assert operator(ws).audit_head().seq == before
     assert not ws.runs_dir.exists() or not list(ws.runs_dir.iterdir())
+
+
+def test_monitoring_and_outcomes_work_the_same_through_the_service(store_as: StoreFactory) -> None:
+    """The operations are rows of the table: embedded and over HTTP alike (window, outcomes,
+    verdict, the latest runs)."""
+    dana = store_as("dana")
+    window = dana.monitoring_window(30)
+    assert window.height == 200
+    [model] = [m for m in dana.models() if m.state == "champion"]
+    assert set(window["model_version"]) == {model.model}
+    ids = window["case_id"].head(40).to_list()
+    result = dana.record_outcomes(
+        pl.DataFrame(
+            {
+                SETTINGS.use_case.id_column: ids,
+                "outcome": ["1", "0"] * 20,
+                "observed_at": ["2026-01-31T12:00:00Z"] * 40,
+            }
+        )
+    )
+    assert result.rows == 40 and sum(result.by_class.values()) == 40
+    features = [
+        FeatureStatistics(
+            feature=name,
+            kind="number" if SETTINGS.columns[name].type in ("int", "float") else "category",
+            test="ks" if SETTINGS.columns[name].type in ("int", "float") else "chi-square",
+            psi=0.0,
+            statistic=0.0,
+            p_value=1.0,
+            missing_rate_training=0.0,
+            missing_rate=0.0,
+        )
+        for name in SETTINGS.fields.features
+    ]
+    none = EstimatedPerformance(cases=0)
+    stats = MonitoringStatistics(
+        model_version=model.model,
+        model_sha256=model.model_sha256,
+        window_days=30,
+        cases=200,
+        training_rows=100,
+        features=features,
+        score_psi=0.0,
+        estimated=none,
+        estimated_training=none,
+    )
+    verdict = store_as("max").record_monitoring(stats, "run-service")
+    [realised] = [r for r in verdict.realised if r.model_version == model.model]
+    assert realised.outcomes == 40
+    assert store_as("otto").monitoring_runs(5)[0].run_id == "run-service"
+    with pytest.raises(PermissionDeniedError):
+        store_as("alice").record_monitoring(stats, "run-reviewer")
