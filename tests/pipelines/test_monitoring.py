@@ -211,8 +211,8 @@ def test_the_store_gives_the_verdict_and_audits_it(ws: Workspace) -> None:
 def test_a_client_cannot_hide_a_breach_the_stores_own_rates_show(ws: Workspace) -> None:
     """The override rate comes from the store's decisions, the thresholds from the store's
     config: zeroed drift figures do not hide reviewers overriding the model."""
-    decided = review_some(ws, "alice", 30)  # overrides every third: 1/3 > 0.3
-    assert decided == 30
+    decided = review_some(ws, "alice", 21)  # overrides every third: 1/3 > 0.3
+    assert decided == 21
     store = operator(ws)
     stats = quiet(statistics_of(ws, store))
     before = store.audit_head().seq
@@ -384,7 +384,9 @@ def test_hilt_monitor_runs_the_notebook_and_exits_5_on_injected_drift(
     assert personal_findings(notebook) == []
 
 
-def test_hilt_monitor_without_a_champion_is_refused_before_anything_runs(tmp_path: Path) -> None:
+def test_hilt_monitor_without_a_champion_is_refused_and_hilt_outcomes_checks_its_file(
+    tmp_path: Path,
+) -> None:
     ws = loop_workspace(tmp_path, labelled=50, tracking=False)
     before = operator(ws).audit_head().seq
     done = hilt_cli("monitor", "--workspace", ws.root)
@@ -393,6 +395,19 @@ def test_hilt_monitor_without_a_champion_is_refused_before_anything_runs(tmp_pat
     assert "Traceback" not in done.stderr
     assert operator(ws).audit_head().seq == before
     assert not ws.runs_dir.exists() or not list(ws.runs_dir.iterdir())
+    # `hilt outcomes`: one line and exit 2 for a bad file, nothing written; then a good one.
+    bad = tmp_path / "bad.csv"
+    outcomes_file(tmp_path, ["APP-000001", "NO-SUCH-CASE"], ["1", "0"]).write_csv(bad)
+    done = hilt_cli("outcomes", bad, "--workspace", ws.root)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "unknown case ids" in done.stderr and "Traceback" not in done.stderr
+    assert operator(ws).counts()["outcomes"] == 0
+    good = tmp_path / "good.csv"
+    outcomes_file(tmp_path, ["APP-000001", "APP-000002"], ["1", "0"]).write_csv(good)
+    done = hilt_cli("outcomes", good, "--workspace", ws.root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "recorded 2 outcomes" in done.stdout
+    assert operator(ws).counts()["outcomes"] == 2
 
 
 def test_monitoring_and_outcomes_work_the_same_through_the_service(store_as: StoreFactory) -> None:
