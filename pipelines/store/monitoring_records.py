@@ -77,6 +77,8 @@ class RateRecord(_Record):
     """The reviewers' final decisions on one model version's predictions in the window."""
 
     model_version: str
+    #: The week (its Monday, UTC, YYYY-MM-DD) of a week-by-week rate; None: the window.
+    week: str | None = None
     decisions: int
     accept_rate: float | None
     override_rate: float | None
@@ -105,6 +107,8 @@ class MonitoringVerdict(_Record):
     breaches: list[BreachRecord]
     rates: list[RateRecord]
     realised: list[RealisedRecord]
+    #: The same rates week by week (over time, per model version).
+    weekly_rates: list[RateRecord] = []
     notebook: str | None = None
 
     @property

@@ -221,6 +221,9 @@ def test_a_client_cannot_hide_a_breach_the_stores_own_rates_show(ws: Workspace) 
     [breach] = [b for b in verdict.breaches if b.check == "override_rate"]
     assert breach.feature == "hilt-german-credit/v1"
     assert breach.threshold == ws.settings().monitoring.override_rate_max
+    # ... and over time: week by week, the same decisions.
+    assert verdict.weekly_rates and all(r.week for r in verdict.weekly_rates)
+    assert sum(r.decisions for r in verdict.weekly_rates) == 21
     events = events_since(ws, before)
     assert [e.action for e in events] == ["monitoring.run", "monitoring.breach"]
     assert events[1].object_id == "override_rate"

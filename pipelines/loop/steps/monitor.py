@@ -138,7 +138,8 @@ def figures(statistics: MonitoringStatistics) -> pl.DataFrame:
 def verdict_tables(
     verdict: MonitoringVerdict, statistics: MonitoringStatistics
 ) -> dict[str, pl.DataFrame]:
-    """The store's verdict as tables: summary, findings, rates, realised performance."""
+    """The store's verdict as tables: summary, findings, rates (over the window: week empty;
+    then week by week), realised performance."""
     e, t = statistics.estimated, statistics.estimated_training
     summary = monitoring.facts_table(
         [
@@ -167,9 +168,10 @@ def verdict_tables(
         },
     )
     rates = pl.DataFrame(
-        [r.model_dump() for r in verdict.rates],
+        [r.model_dump() for r in [*verdict.rates, *verdict.weekly_rates]],
         schema={
             "model_version": pl.String,
+            "week": pl.String,
             "decisions": pl.Int64,
             "accept_rate": pl.Float64,
             "override_rate": pl.Float64,

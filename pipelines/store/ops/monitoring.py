@@ -8,7 +8,8 @@ the cases the champion scored in a window against its training snapshot
   another model, of another number of cases, or that leave out a feature;
 - it applies the thresholds of its own config in force (``[monitoring]``, ``[gate]``); a
   request carries no thresholds (its record forbids extra fields);
-- it computes the override and accept rates per model version from its own decisions, and
+- it computes the override and accept rates per model version (over the window, and week
+  by week) from its own decisions, and
   the realised performance per model version from its own predictions and the outcomes
   recorded with `hilt outcomes` (``ops/outcomes.py``);
 - it writes ``monitoring.run`` (the verdict) and one ``monitoring.breach`` per finding of
@@ -131,22 +132,27 @@ def _graded(
     )
 
 
-def _rates(unit: Unit, since: datetime) -> list[RateRecord]:
+def _rates(unit: Unit, since: datetime, *, weekly: bool = False) -> list[RateRecord]:
+    """The reviewers' live final decisions since ``since`` per model version (``weekly``:
+    and per week, from its Monday, UTC): how many, the accept and the override rate."""
+    week = "strftime(date_trunc('week', created_at AT TIME ZONE 'UTC'), '%Y-%m-%d')"
+    period = week if weekly else "NULL"
     rows = unit.con.execute(
-        f"WITH {_LIVE_DECISIONS} SELECT model_version, count(*),"
+        f"WITH {_LIVE_DECISIONS} SELECT model_version, {period} AS week, count(*),"
         " count(*) FILTER (WHERE action = 'accept'), count(*) FILTER (WHERE action = 'override')"
         " FROM live WHERE action IN ('accept', 'override') AND model_version IS NOT NULL"
-        " AND created_at >= ? GROUP BY model_version ORDER BY model_version",
+        " AND created_at >= ? GROUP BY ALL ORDER BY model_version, week",
         [since],
     ).fetchall()
     return [
         RateRecord(
             model_version=str(m),
+            week=None if w is None else str(w),
             decisions=int(n),
             accept_rate=round(int(a) / int(n), 6),
             override_rate=round(int(o) / int(n), 6),
         )
-        for m, n, a, o in rows
+        for m, w, n, a, o in rows
     ]
 
 
@@ -287,6 +293,7 @@ def record_monitoring(
         cases = int(counted or 0)
         _check_statistics(unit, statistics, model, sha, cases)
         rates = _rates(unit, since)
+        weekly = _rates(unit, since, weekly=True)
         performance = realised(unit)
         breaches = _findings(unit, statistics, cases, rates, performance)
         worst: Worst = max((b.severity for b in breaches), key=SEVERITY_ORDER.index, default="none")
@@ -299,6 +306,7 @@ def record_monitoring(
             "breaches": [b.model_dump() for b in breaches],
             "worst": worst,
             "rates": [r.model_dump() for r in rates],
+            "weekly_rates": [r.model_dump() for r in weekly],
             "realised": [p.model_dump() for p in performance],
             "notebook": notebook,
         }
@@ -322,6 +330,7 @@ def _verdict(run_id: str, seq: int, ts: str, payload: dict[str, Any]) -> Monitor
         worst=payload["worst"],
         breaches=[BreachRecord(**b) for b in payload["breaches"]],
         rates=[RateRecord(**r) for r in payload.get("rates", [])],
+        weekly_rates=[RateRecord(**r) for r in payload.get("weekly_rates", [])],
         realised=[RealisedRecord(**p) for p in payload.get("realised", [])],
         notebook=payload.get("notebook"),
     )
