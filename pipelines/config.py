@@ -369,6 +369,48 @@ class Notice(_Strict):
     favourable: str = ""
 
 
+class Monitoring(_Strict):
+    """Post-market monitoring of the champion (EU AI Act Arts. 72, 26(5)): the thresholds the
+    store applies to a monitoring run's statistics (``hilt monitor``). The store applies its
+    own copy of them (the config in force), never a request's."""
+
+    #: A run compares the cases scored by the champion in the last this many days ...
+    window_days: int = Field(default=30, ge=1, le=3650)
+    #: ... with its training snapshot; below this many cases it names no drift (too few).
+    min_cases: int = Field(default=50, ge=1)
+    #: Population stability index of a feature (training bins): a warning from this ...
+    psi_warning: float = Field(default=0.1, gt=0.0)
+    #: ... a breach from this ...
+    psi_breach: float = Field(default=0.25, gt=0.0)
+    #: ... and a serious breach from this (an incident under Art. 73 may follow).
+    psi_serious: float = Field(default=0.5, gt=0.0)
+    #: A feature's drift counts only where its test (KS, chi-square) is also below this.
+    p_value: float = Field(default=0.01, gt=0.0, lt=1.0)
+    #: PSI of the champion's scores (live against training): warning, breach, serious.
+    score_psi_warning: float = Field(default=0.1, gt=0.0)
+    score_psi_breach: float = Field(default=0.25, gt=0.0)
+    score_psi_serious: float = Field(default=0.5, gt=0.0)
+    #: A feature's missing-value rate this much above its rate in training is a breach.
+    missing_rate_increase: float = Field(default=0.05, gt=0.0, le=1.0)
+    #: Share of the reviewers' final decisions in the window that override the model.
+    override_rate_max: float = Field(default=0.3, gt=0.0, le=1.0)
+    #: No override-rate breach before this many final decisions in the window.
+    min_decisions: int = Field(default=20, ge=1)
+    #: Realised performance (the gate's metric on outcomes) below this is a breach;
+    #: None: the gate's floor.
+    realised_floor: float | None = Field(default=None, ge=0.0, le=1.0)
+    #: No realised-performance breach before this many outcomes of scored cases.
+    min_outcomes: int = Field(default=30, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Monitoring:
+        for stem in ("psi", "score_psi"):
+            w, b, s = (getattr(self, f"{stem}_{x}") for x in ("warning", "breach", "serious"))
+            if not w <= b <= s:
+                raise ValueError(f"{stem}_warning <= {stem}_breach <= {stem}_serious must hold")
+        return self
+
+
 class Settings(_Strict):
     """One use case, as read from hilt.toml."""
 
@@ -387,6 +429,7 @@ class Settings(_Strict):
     oversight: Oversight = Field(default_factory=Oversight)
     governance: Governance = Field(default_factory=Governance)
     notice: Notice = Field(default_factory=Notice)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

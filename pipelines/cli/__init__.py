@@ -6,7 +6,7 @@
 - runs.py: retrain, score, promote, reject, simulate, runs list;  audit.py: audit verify,
   audit checkpoint;  privacy.py: subject ..., retention apply, records;
 - oversight.py: halt, resume, gold add;  docs.py: docs model, docs compliance;
-- check.py: check go-live;
+- check.py: check go-live;  monitoring.py: monitor, outcomes (post-market monitoring);
 - config.py: config status, config apply, config approve, config reject.
 
 Every command takes ``--workspace DIR`` (default: $HILT_WORKSPACE, else ./workspace).
@@ -17,8 +17,10 @@ with a one-line message and no stack trace, and nothing written; 3 an internal e
 store, or a DuckDB error that no hilt code wrapped, also one line (set HILT_DEBUG=1 to see
 its trace); 4 refused because a lead halted the system (a run refused so is audited as
 ``run.refused``; a run stopped by a halt while it ran exits 4 too), until a second lead
-resumes it; 6 `hilt check go-live` found something missing (no champion, an assessment
-missing or expired, no recent signed checkpoint or monitoring run, a serious incident open).
+resumes it; 5 `hilt monitor` found a monitoring threshold breached (the store's verdict,
+each breach audited as ``monitoring.breach``; 0 when none was, warnings included); 6 `hilt
+check go-live` found something missing (no champion, an assessment missing or expired, no
+recent signed checkpoint or monitoring run, a serious incident open).
 
 Commands run on the workspace folder act as the operating-system user, with the admin role:
 whoever can write the workspace's files holds the store anyway, and the audit log records
@@ -36,6 +38,7 @@ from hilt.pipelines.cli import (
     check,
     config,
     docs,
+    monitoring,
     oversight,
     privacy,
     runs,
@@ -66,6 +69,8 @@ app.command()(privacy.records)
 app.command()(oversight.halt)
 app.command()(oversight.resume)
 app.command()(runs.reject)
+app.command()(monitoring.monitor)
+app.command()(monitoring.outcomes)
 app.add_typer(store.store_app, name="store")
 app.add_typer(store.users_app, name="users")
 app.add_typer(audit.audit_app, name="audit")

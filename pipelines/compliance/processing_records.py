@@ -256,6 +256,17 @@ def register(settings: Settings) -> list[ProcessingEntry]:
             "leads, auditors",
         ),
         t(
+            "outcomes",
+            "post-market monitoring (EU AI Act Art. 72): the later truth about a scored case "
+            "(e.g. default within 12 months), for the model's realised performance; never a "
+            "training or holdout label",
+            OVERSIGHT_BASIS,
+            APPLICANTS,
+            "case id, outcome class, when observed, batch audit seq",
+            f"as the case ({_days(r.cases_days)}); removed with the case's data",
+            "data scientists, leads, auditors (aggregates in monitoring runs)",
+        ),
+        t(
             "users",
             "who may do what",
             SECURITY_BASIS,

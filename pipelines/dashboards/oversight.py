@@ -26,6 +26,7 @@ from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import OversightReport
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer
+from hilt.widgets.contracts.monitoring import MonitoringFinding, MonitoringSummary
 from hilt.widgets.contracts.oversight import (
     UNAVAILABLE,
     AdjudicationReceipt,
@@ -175,6 +176,28 @@ class StoreOversightBackend(DashboardBackend):
     def resume(self) -> SystemStatus:
         self.store.resume()
         return self.system_status()
+
+    def latest_monitoring(self) -> MonitoringSummary | None:
+        """The store's verdict on the latest monitoring run (issue 14), or None."""
+        runs = self.store.monitoring_runs(1)
+        if not runs:
+            return None
+        v = runs[0]
+        findings = tuple(
+            MonitoringFinding(b.check, b.feature, b.statistic, b.value, b.threshold, b.severity)
+            for b in v.breaches
+        )
+        return MonitoringSummary(
+            run_id=v.run_id,
+            seq=v.seq,
+            at=v.ts,
+            model_version=v.model_version,
+            window_days=v.window_days,
+            cases=v.cases,
+            worst=v.worst,
+            findings=findings,
+            notebook=v.notebook,
+        )
 
     def comparison(self) -> ModelComparison | None:
         """The store's challenger against its champion: the metrics on the same holdout and

@@ -69,8 +69,8 @@ from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import halted_message
 from hilt.pipelines.workspace import Workspace
 
-Kind = Literal["retrain", "score"]
-KINDS: tuple[str, ...] = ("retrain", "score")
+Kind = Literal["retrain", "score", "monitor"]
+KINDS: tuple[str, ...] = ("retrain", "score", "monitor")
 #: The project's notebooks (papermill templates and dashboards).
 #: The kernel every run executes on: the project venv's ``python3`` kernelspec.
 KERNEL_NAME = "python3"
@@ -78,6 +78,9 @@ KERNEL_NAME = "python3"
 RUNNER_PARAMETERS = frozenset({"workspace", "run_id", "author", "reproduces"})
 #: Roles that may run retraining and scoring (snapshot, ingest, predictions, events).
 RUN_ROLES = frozenset({"data-scientist", "admin", "system"})
+#: Roles that may run monitoring: read the window's cases and record the run (the
+#: scheduler's system user, or an admin).
+MONITOR_ROLES = frozenset({"admin", "system"})
 #: Longest error text carried into RunFailed's message.
 MAX_ERROR_TEXT = 300
 
@@ -204,6 +207,9 @@ def validate_parameters(kind: str, given: Mapping[str, Any]) -> dict[str, Any]:
         sha = merged.get("snapshot_sha256", "")
         if sha and not _SHA256.match(str(sha)):
             raise InputError("parameter snapshot_sha256 must be 64 lowercase hex digits")
+    elif kind == "monitor":
+        if int(merged.get("window_days", 0)) < 0:
+            raise InputError("parameter window_days must be >= 0 (0: the config's window)")
     else:
         path = str(merged.get("input_path") or "")
         if not path:
@@ -220,7 +226,9 @@ def validate_parameters(kind: str, given: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- the store
-def open_run_store(ws: Workspace, author: str | None = None) -> tuple[Store, str]:
+def open_run_store(
+    ws: Workspace, author: str | None = None, kind: str = "retrain"
+) -> tuple[Store, str]:
     """The store as a run uses it, and the run's author.
 
     - A store service owns the workspace: its URL ($HILT_STORE_URL, else the service file's)
@@ -232,14 +240,17 @@ def open_run_store(ws: Workspace, author: str | None = None) -> tuple[Store, str
     """
     from hilt.pipelines.store import Identity, Need, open_store_as
 
-    store = open_store_as(
-        ws, Identity(name=author, operator=True), need=Need(RUN_ROLES, "run retraining or scoring")
+    need = (
+        Need(MONITOR_ROLES, "run monitoring")
+        if kind == "monitor"
+        else Need(RUN_ROLES, "run retraining or scoring")
     )
+    store = open_store_as(ws, Identity(name=author, operator=True), need=need)
     return store, store.whoami().name
 
 
 #: What a refused run is called in its message.
-_REFUSED = {"retrain": "retraining", "score": "scoring"}
+_REFUSED = {"retrain": "retraining", "score": "scoring", "monitor": "monitoring"}
 
 
 class ScoringRefused(PermissionDeniedError):
@@ -384,11 +395,14 @@ def execute(ws: Workspace, request: RunRequest) -> RunResult:
         typed["nthread"] = int(typed.get("nthread") or default_nthread())
     ws.require()
     settings = ws.settings()
-    store, author = open_run_store(ws, request.author)
+    store, author = open_run_store(ws, request.author, request.kind)
     try:
-        _refuse_and_record_if_halted(store, request.kind)
+        if request.kind != "monitor":  # monitoring watches a halted system too
+            _refuse_and_record_if_halted(store, request.kind)
         if request.kind == "score":
             _refuse_and_record_if_model_may_not_score(ws, store, settings, typed)
+        elif request.kind == "monitor" and not any(m.state == "champion" for m in store.models()):
+            raise InputError("monitoring refused: there is no champion to monitor; nothing ran")
         return _execute(ws, settings, store, author, request, template, typed, started)
     finally:
         store.close()

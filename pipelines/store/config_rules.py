@@ -127,6 +127,7 @@ class Rule:
 _PERSONAL_RETENTION = "personal data kept longer (GDPR Art. 5(1)(e))"
 _ALERTS = "automation-bias alerts fire later (EU AI Act Art. 14(4)(b))"
 _GO_LIVE = "the go-live check accepts older assessments, checkpoints or monitoring"
+_DRIFT = "post-market monitoring names a breach later (EU AI Act Art. 72)"
 
 #: The rules that protect people, by key; the first rule that matches a key decides.
 LOOSENING: tuple[Rule, ...] = (
@@ -164,6 +165,14 @@ LOOSENING: tuple[Rule, ...] = (
     Rule("oversight.alert_min_decisions", "higher", _ALERTS),
     Rule("oversight.alert_min_gold", "higher", _ALERTS),
     Rule("oversight.window_days", "any", "the reviewer statistics cover another period"),
+    # issue 14, post-market monitoring (EU AI Act Art. 72): drift named later, or never.
+    Rule("monitoring.window_days", "any", "the monitoring compares another period"),
+    Rule("monitoring.min_cases", "higher", _DRIFT),
+    Rule("monitoring.p_value", "lower", _DRIFT),
+    Rule("monitoring.min_decisions", "higher", _DRIFT),
+    Rule("monitoring.min_outcomes", "higher", _DRIFT),
+    Rule("monitoring.realised_floor", "lower", "a weaker realised performance passes"),
+    Rule("monitoring.", "higher", _DRIFT),
     Rule(
         "training.max_accepted_share",
         "higher",
@@ -210,6 +219,7 @@ SHOWN_SECTIONS = (
     "review.",
     "training.",
     "oversight.",
+    "monitoring.",
     "limits.",
     "fields.",
     "audit.public_key",

@@ -29,12 +29,15 @@ from typing import Any, Concatenate, Generic, Literal, ParamSpec, Self, TypeVar,
 from pydantic import BaseModel, Field
 
 from hilt.pipelines.config import ROLES
+from hilt.pipelines.store.monitoring_records import MonitoringStatistics
 from hilt.pipelines.store.ops import (
     cases,
     config,
     events,
     governance,
     models,
+    monitoring,
+    outcomes,
     oversight,
     queue,
     retention,
@@ -200,6 +203,12 @@ OVERSIGHT_READ = Permission("oversight read", frozenset({"lead", "auditor", "adm
 DECIDE_MODELS = Permission("decide on models", frozenset({"lead"}))
 #: A loosening of hilt.toml needs a lead's second approval (issue 12, config drift).
 CONFIG_DECISION = Permission("approve or reject config changes", frozenset({"lead"}))
+#: Post-market monitoring (EU AI Act Art. 72): the scheduler (system), an admin or a lead
+#: runs it; the store gives the verdict.
+MONITOR = Permission("record a monitoring run", frozenset({"system", "admin", "lead"}))
+MONITORING_READ = Permission(
+    "read monitoring", frozenset({"lead", "auditor", "admin", "system", "data-scientist"})
+)
 
 
 # ----------------------------------------------------------------------- request bodies
@@ -284,6 +293,12 @@ class RejectModelIn(ModelIn):
 
 class ShadowIn(ModelIn):
     allowed: bool = True
+
+
+class MonitoringIn(BaseModel):
+    statistics: MonitoringStatistics
+    run_id: str = Field(min_length=1, max_length=128)
+    notebook: str | None = Field(default=None, max_length=256)
 
 
 class AdjudicationIn(BaseModel):
@@ -549,6 +564,27 @@ class Store:
     )
     config_reject = Operation(
         config.config_reject, CONFIG_DECISION, POST("/v1/config/reject"), despite_drift=True
+    )
+
+    # ---- issue 14, post-market monitoring (ops/monitoring.py) and outcomes (ops/outcomes.py)
+    record_outcomes = Operation(
+        outcomes.record_outcomes,
+        Permission("record outcomes", DATA_WRITERS),
+        POST("/v1/outcomes", RowsIn),
+        bulk=True,
+    )
+    monitoring_window = Operation(
+        monitoring.monitoring_window,
+        Permission("read the monitoring window", DATA_WRITERS),
+        GET("/v1/monitoring/window"),
+        bulk=True,
+        read_only=True,
+    )
+    record_monitoring = Operation(
+        monitoring.record_monitoring, MONITOR, POST("/v1/monitoring/runs", MonitoringIn)
+    )
+    monitoring_runs = Operation(
+        monitoring.monitoring_runs, MONITORING_READ, GET("/v1/monitoring/runs"), read_only=True
     )
 
     # ------------------------------------------------------------------ the mode's part

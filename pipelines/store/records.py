@@ -366,6 +366,15 @@ class ExportedCase(_Record):
     decisions: list[ExportedDecision]
     contests: list[int]
     data_removed: bool
+    #: The outcome recorded for the case (`hilt outcomes`, issue 14), if any.
+    outcome: ExportedOutcome | None = None
+
+
+class ExportedOutcome(_Record):
+    outcome: str
+    observed_at: str
+    #: The audit seq of the batch that recorded it.
+    batch_seq: int
 
 
 class ExportedSnapshot(_Record):

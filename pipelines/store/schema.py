@@ -17,7 +17,8 @@ from hilt.pipelines.store import sql
 if TYPE_CHECKING:
     import duckdb
 
-SCHEMA_VERSION = "4"  # 2: sealed personal data, subject keys; 3: gold cases; 4: issue 12
+SCHEMA_VERSION = "5"  # 2: sealed personal data, subject keys; 3: gold cases; 4: issue 12;
+# 5: issue 14 (outcomes)
 
 _SQL_TYPES = {
     "int": "BIGINT",
@@ -272,6 +273,17 @@ FROM audit_log""",
     batch_seq BIGINT NOT NULL,
     created_at TIMESTAMPTZ NOT NULL
 )""",
+        # ---- issue 14: outcomes, the later truth about a case (e.g. default within 12
+        # months), recorded in batches by `hilt outcomes` for post-market monitoring
+        # (EU AI Act Art. 72). Never a training or holdout label: the snapshot reads
+        # seed_labels and decisions only. Removed with the case's data (erasure, retention).
+        """CREATE TABLE outcomes (
+    case_id VARCHAR PRIMARY KEY,
+    outcome VARCHAR NOT NULL,
+    observed_at TIMESTAMPTZ NOT NULL,
+    batch_seq BIGINT NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL
+)""",
     ]
 
 
@@ -297,6 +309,7 @@ COUNTED_TABLES = (
     "gold_cases",
     "models",
     "shadow_predictions",
+    "outcomes",  # issue 14
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import polars as pl
 
@@ -311,3 +312,61 @@ def check_text(value: str | None, name: str, limit: int, *, multiline: bool = Fa
     bad = "\x00" if multiline else "\x00\n\r"
     if any(c in value for c in bad):
         raise InputError(f"{name} contains control characters")
+
+
+#: The columns of an outcomes file besides the use case's id column (`hilt outcomes`).
+OUTCOME_COLUMN = "outcome"
+OBSERVED_AT_COLUMN = "observed_at"
+
+
+def _instant(text: str | None) -> datetime | None:
+    """An ISO 8601 date or date-time as an aware UTC datetime (naive: UTC); None if not."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def clean_outcomes(frame: pl.DataFrame, settings: Settings, now: datetime) -> pl.DataFrame:
+    """Validate a batch of outcomes: the case id (the use case's id column), the outcome (one
+    of the target classes) and when it was observed (ISO 8601, not in the future); one
+    outcome per case. Returns case_id, outcome, observed_at (UTC)."""
+    id_column = settings.use_case.id_column
+    what = "outcomes"
+    check_columns(frame, [id_column, OUTCOME_COLUMN, OBSERVED_AT_COLUMN], [], what)
+    problems: list[str] = []
+    ids = parse_ids(frame[id_column], id_column, problems, unique=False).alias("case_id")
+    dup = ids.is_duplicated() & ids.is_not_null()
+    if dup.any():
+        problems.append(f"column {id_column!r}: {_rows(dup)} repeat a case id within the batch")
+    outcome = _as_text(frame[OUTCOME_COLUMN])
+    if frame[OUTCOME_COLUMN].dtype.is_float():
+        outcome = outcome.str.replace(r"\.0$", "")
+    bad = ~outcome.is_in(settings.target.classes).fill_null(False)
+    if bad.any():
+        problems.append(
+            f"column {OUTCOME_COLUMN!r}: {_rows(bad)} are not one of the target classes"
+        )
+    texts = _as_text(frame[OBSERVED_AT_COLUMN]).to_list()
+    moments = [_instant(t) for t in texts]
+    unparsed = pl.Series([m is None for m in moments])
+    if unparsed.any():
+        problems.append(
+            f"column {OBSERVED_AT_COLUMN!r}: {_rows(unparsed)} are not ISO 8601 dates or times"
+        )
+    future = pl.Series([m is not None and m > now for m in moments])
+    if future.any():
+        problems.append(f"column {OBSERVED_AT_COLUMN!r}: {_rows(future)} lie in the future")
+    _raise(problems, what)
+    return pl.DataFrame(
+        {
+            "case_id": ids,
+            "outcome": outcome.alias("outcome"),
+            "observed_at": pl.Series(moments, dtype=pl.Datetime("us", "UTC")),
+        }
+    )

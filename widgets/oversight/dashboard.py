@@ -23,6 +23,7 @@ from hilt.widgets.common.header import header_html
 from hilt.widgets.common.refusal import RefusalScreen, panel_for
 from hilt.widgets.common.status import StatusLine, describe_error
 from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer
+from hilt.widgets.contracts.monitoring import MonitoringSource
 from hilt.widgets.contracts.oversight import UNAVAILABLE, OversightBackend, OversightOverview
 from hilt.widgets.oversight.adjudication import AdjudicationPanel
 from hilt.widgets.oversight.model_review import ModelReview
@@ -32,6 +33,7 @@ from hilt.widgets.oversight.monitor_views import (
     QueueHealthView,
     ReviewerStatsView,
 )
+from hilt.widgets.oversight.monitoring_panel import MonitoringPanel
 from hilt.widgets.oversight.system_control import SystemControl
 
 
@@ -77,6 +79,10 @@ class OversightDashboard(widgets.VBox):
         self.models = ModelReview(backend, self.status)
         self.models.on_decided(lambda _d: self.refresh_overview())
         self.system.on_change(lambda _s: self.refresh_overview())
+        # Post-market monitoring (issue 14): the latest verdict, and a halt from there.
+        self.monitoring: MonitoringPanel | None = None
+        if isinstance(backend, MonitoringSource):
+            self.monitoring = MonitoringPanel(backend, self.status, on_halt=self.halt_for)
         self.refresh_overview()
         self._compose()
 
@@ -86,7 +92,14 @@ class OversightDashboard(widgets.VBox):
         self.system.refresh()
         if self.adjudication is not None:
             self.adjudication.refresh()
+        if self.monitoring is not None:
+            self.monitoring.refresh()
         self.refresh_overview()
+
+    def halt_for(self, reason: str) -> None:
+        """Halt through the system control with ``reason`` (the monitoring panel's way)."""
+        self.system.reason.value = reason
+        self.system.halt()
 
     def refresh_overview(self) -> None:
         try:
@@ -118,6 +131,10 @@ class OversightDashboard(widgets.VBox):
             self.status,
             self.system,
             widgets.HBox([self.refresh_button, self.as_of]),
+        ]
+        if self.monitoring is not None:
+            parts += [_heading("Post-market monitoring"), self.monitoring]
+        parts += [
             _heading("Queue"),
             self.queue_view,
             _heading("Reviewers"),

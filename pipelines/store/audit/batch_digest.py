@@ -68,8 +68,10 @@ CASES_ACTION = "cases.ingest"
 PREDICTIONS_ACTION = "predictions.ingest"
 #: A batch of a version a lead allowed for shadow scoring (table shadow_predictions).
 SHADOW_ACTION = "predictions.shadow"
+#: A batch of outcomes, the later truth about scored cases (table outcomes).
+OUTCOMES_ACTION = "outcome.recorded"
 #: The batch events and the restating events, picked by their canonical prefix.
-BATCH_ACTIONS = (CASES_ACTION, PREDICTIONS_ACTION, SHADOW_ACTION)
+BATCH_ACTIONS = (CASES_ACTION, PREDICTIONS_ACTION, SHADOW_ACTION, OUTCOMES_ACTION)
 #: Events that remove rows of earlier batches and restate those batches' digests.
 RESTATING_ACTIONS = ("subject.erased", "retention.applied")
 
@@ -106,6 +108,11 @@ PREDICTIONS_SQL = (
     " FROM predictions WHERE batch_seq = ? ORDER BY prediction_id"
 )
 SHADOW_PREDICTIONS_SQL = PREDICTIONS_SQL.replace("FROM predictions", "FROM shadow_predictions")
+#: A batch of outcomes (`hilt outcomes`, issue 14): the time observed as epoch microseconds.
+OUTCOMES_SQL = (
+    "SELECT case_id, outcome, epoch_us(observed_at) AS observed_at_us"
+    " FROM outcomes WHERE batch_seq = ? ORDER BY case_id"
+)
 
 
 # ---------------------------------------------------------------------- the v2 digest
@@ -232,11 +239,13 @@ def legacy_digest(con: duckdb.DuckDBPyConnection, query: str, seq: int) -> str:
 def stored_digest(
     con: duckdb.DuckDBPyConnection, settings: Settings, action: str, method: str | None, seq: int
 ) -> str | None:
-    """The digest of the batch at ``seq`` (a ``cases.ingest``, ``predictions.ingest`` or
-    ``predictions.shadow`` event) as stored now, by ``method``; None for a method this
-    version does not know."""
+    """The digest of the batch at ``seq`` (a ``cases.ingest``, ``predictions.ingest``,
+    ``predictions.shadow`` or ``outcome.recorded`` event) as stored now, by ``method``;
+    None for a method this version does not know."""
     cases = action == CASES_ACTION
     rows = SHADOW_PREDICTIONS_SQL if action == SHADOW_ACTION else PREDICTIONS_SQL
+    if action == OUTCOMES_ACTION:
+        return digest(con, OUTCOMES_SQL, seq) if method == METHOD else None
     if method == METHOD:
         return digest(con, cases_sql(settings) if cases else rows, seq)
     if method == LEGACY_METHOD or method is None:

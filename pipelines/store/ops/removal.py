@@ -55,7 +55,22 @@ def remove_case_data(unit: Unit, case_ids: list[str], seq: int, removal: Removal
                 " (SELECT case_id FROM hilt_removed) ORDER BY 1"
             ).fetchall()
         ]
-        for table in ("case_features", "case_personal", "seed_labels", "rectifications", "leases"):
+        # Outcomes (`hilt outcomes`) are the subject's data too, batched on their own.
+        outcome_batches = [
+            int(r[0])
+            for r in unit.con.execute(
+                "SELECT DISTINCT batch_seq FROM outcomes WHERE case_id IN"
+                " (SELECT case_id FROM hilt_removed) ORDER BY 1"
+            ).fetchall()
+        ]
+        for table in (
+            "case_features",
+            "case_personal",
+            "seed_labels",
+            "rectifications",
+            "leases",
+            "outcomes",
+        ):
             unit.con.execute(
                 f"DELETE FROM {table} WHERE case_id IN (SELECT case_id FROM hilt_removed)"
             )
@@ -73,6 +88,13 @@ def remove_case_data(unit: Unit, case_ids: list[str], seq: int, removal: Removal
                 [batch],
             )
         )
+        removal.batches[str(batch)] = {
+            "rows": rows,
+            "digest": batch_digest.restated_digest(unit.con, unit.settings, batch),
+        }
+    for batch in outcome_batches:
+        count = sql.scalar(unit.con, "SELECT count(*) FROM outcomes WHERE batch_seq = ?", [batch])
+        rows = int(count)
         removal.batches[str(batch)] = {
             "rows": rows,
             "digest": batch_digest.restated_digest(unit.con, unit.settings, batch),

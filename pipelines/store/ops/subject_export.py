@@ -21,6 +21,7 @@ from hilt.pipelines.store.records import (
     AuditEvent,
     ExportedCase,
     ExportedDecision,
+    ExportedOutcome,
     ExportedRectification,
     ExportedRestriction,
     ExportedRun,
@@ -103,6 +104,7 @@ def _export(unit: Unit, subject_id: str) -> SubjectExport:
                     ).fetchall()
                 ],
                 data_removed=removed is not None,
+                outcome=_outcome(unit, case_id),
             )
         )
     snapshots = _snapshot_rows(unit, case_ids)
@@ -231,3 +233,17 @@ def _events_about(unit: Unit, object_ids: list[str]) -> list[AuditEvent]:
         [object_ids],
     ).fetchall()
     return [AuditEvent(**json.loads(e), prev_hash=p, hash=h) for e, p, h in rows]
+
+
+def _outcome(unit: Unit, case_id: str) -> ExportedOutcome | None:
+    """The outcome recorded for the case (issue 14, post-market monitoring), if any."""
+    row = sql.one(
+        unit.con,
+        "SELECT outcome, observed_at, batch_seq FROM outcomes WHERE case_id = ?",
+        [case_id],
+    )
+    if row is None:
+        return None
+    return ExportedOutcome(
+        outcome=str(row[0]), observed_at=utc_timestamp(row[1]), batch_seq=int(row[2])
+    )

@@ -55,7 +55,7 @@ def dummy(hint: Any, name: str = "") -> Any:
             **{n: dummy(f.annotation, n) for n, f in hint.model_fields.items() if f.is_required()}
         )
     origin = typing.get_origin(hint) or hint
-    return {str: "no-such-thing", int: 1, bool: False, dict: {}, list: []}[origin]
+    return {str: "no-such-thing", int: 1, float: 0.0, bool: False, dict: {}, list: []}[origin]
 
 
 def call(store: Store, op: Operation[Any, Any]) -> None:
