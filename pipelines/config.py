@@ -351,6 +351,8 @@ class Notice(_Strict):
             "lead": "a senior member of staff",
         }
     )
+    #: Where the data the system used came from (GDPR Arts. 13(1)(e), 14(1)(d), 14(2)(f)).
+    data_sources: str = "the data you gave us with your application"
     #: How to contest the decision (who to write to, by when).
     contest: str = (
         "You may contest this decision and ask for it to be looked at again by another "

@@ -51,7 +51,6 @@ from tests.loop_helpers import (
     train_in_process,
 )
 
-NOTICE = ("AI Act 86", "AI Act 26(11)", "GDPR 13", "GDPR 15", "GDPR 22(3)")
 NEW = (700, 24)
 
 
@@ -101,7 +100,7 @@ def head_seq(loop: Loop) -> int:
     return as_user(loop, "otto").audit_head().seq
 
 
-@pytest.mark.obligation(*NOTICE)
+@pytest.mark.obligation("AI Act 86", "AI Act 26(11)", "GDPR 13", "GDPR 14", "GDPR 15", "GDPR 22(3)")
 def test_the_notice_names_role_outcome_factors_and_how_to_contest(loop: Loop) -> None:
     pia = as_user(loop, "pia")
     before = head_seq(loop)
@@ -114,6 +113,7 @@ def test_the_notice_names_role_outcome_factors_and_how_to_contest(loop: Loop) ->
     assert "alice" not in text  # the role decided, not the reviewer's name
     assert f"Outcome: {loop.settings.target.label_of(facts.final_label)}." in text
     assert words.contest in text
+    assert f"The data it used: {words.data_sources}" in text  # where they came from (Art. 14)
     for factor in facts.factors:
         assert loop.settings.columns[factor.feature].description in text
     assert len(facts.factors) == words.factors

@@ -58,6 +58,8 @@ class NoticeWords:
     feature_labels: dict[str, str] = field(default_factory=dict)
     #: Feature → how a value reads ("{:,.0f} DM").
     feature_formats: dict[str, str] = field(default_factory=dict)
+    #: Where the data the system used came from.
+    data_sources: str = ""
     #: The outcome the person applied for (a class code; empty: none named): where the
     #: model recommended it, the notice looks for no change.
     favourable: str = ""
@@ -189,6 +191,7 @@ def _paragraphs_v1(facts: NoticeFacts, changes: list[list[Change]]) -> list[tupl
             [
                 f"We used {w.system}. This is a high-risk AI system under the EU AI Act. "
                 f"What it is used for: {w.purpose}",
+                *([f"The data it used: {w.data_sources}."] if w.data_sources else []),
                 f"For your case the model recommended: {recommended} (it estimated the "
                 f"probability of {positive} at {facts.score:.2f}; it recommends {positive} "
                 f"from {facts.threshold:.2f}).",

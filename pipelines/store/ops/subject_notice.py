@@ -69,6 +69,7 @@ def notice_words(settings: Settings, reviewer_role: str) -> NoticeWords:
         purpose=n.purpose or settings.use_case.purpose or settings.use_case.description,
         decided_by=n.decided_by.get(reviewer_role, f"a member of staff ({reviewer_role})"),
         contest=n.contest,
+        data_sources=n.data_sources,
         controller=settings.processing.controller,
         dpo_contact=settings.processing.dpo_contact,
         class_labels={c: settings.target.label_of(c) for c in settings.target.classes},
