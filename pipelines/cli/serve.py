@@ -49,8 +49,10 @@ def serve(
 def _demo_step(step: DemoStep, root: Path) -> str:
     """The line(s) `hilt demo` prints for one step of the set-up."""
     from hilt.pipelines.loop.demo import (
+        Checkpointed,
         GoldAdded,
         HistoryLoaded,
+        Monitored,
         Promoted,
         Retrained,
         Scored,
@@ -80,6 +82,11 @@ def _demo_step(step: DemoStep, root: Path) -> str:
                 f"{step.gold.added} gold cases (known answers, the champion wrong on "
                 f"{step.gold.model_wrong}) are mixed into the reviewers' queues"
             )
+        case Monitored():
+            run = step.run
+            return f"monitored the champion (post-market monitoring): run {run.run_id}"
+        case Checkpointed():
+            return f"signed an audit checkpoint at seq {step.checkpoint.seq}"
 
 
 def demo(
@@ -106,6 +113,12 @@ def demo(
         )
     )
     typer.echo(f"review queue: {setup.waiting} cases waiting")
+    missing = setup.go_live.missing
+    typer.echo(
+        "go-live check: ready"
+        if not missing
+        else "go-live check: missing " + "; ".join(f"{m.check}: {m.detail}" for m in missing)
+    )
     for t in setup.tokens:
         typer.echo(f"API token for {t.user} ({t.role}): {t.token}")
 

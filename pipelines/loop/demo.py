@@ -13,9 +13,13 @@
 4. scores the new applications into the review queue (the scoring notebook), then shreds
    their clear file: their rows are in the store now, personal data sealed;
 5. adds gold cases scored by the champion;
-6. issues API tokens: the data scientist as admin, and the config's data-protection officer.
+6. runs post-market monitoring once (the monitoring notebook: the new applications against
+   the champion's training data) and signs an audit checkpoint, so that the store's go-live
+   check (``hilt check go-live``) finds everything it asks for;
+7. issues API tokens: the data scientist as admin, and the config's data-protection officer.
 
-Each step runs only if its result is not there yet, so a second call only issues tokens.
+Each step runs only if its result is not there yet, so a second call only issues tokens
+(and signs a checkpoint when the newest is older than ``[governance]`` allows).
 Each step done is passed to ``on_step`` as it finishes (the CLI prints it), and returned in
 the ``DemoSetup``.
 
@@ -32,7 +36,7 @@ from pathlib import Path
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.promotion import Promotion
 from hilt.pipelines.loop.runner import RunResult
-from hilt.pipelines.store.records import GoldResult
+from hilt.pipelines.store.records import CheckpointRecord, GoLiveReport, GoldResult
 from hilt.pipelines.workspace import Workspace
 
 #: The demo's holdout salt: every demo shows the same split and the same first model.
@@ -84,7 +88,28 @@ class GoldAdded:
     gold: GoldResult
 
 
-DemoStep = WorkspaceCreated | HistoryLoaded | Retrained | Promoted | Scored | GoldAdded
+@dataclass(frozen=True)
+class Monitored:
+    """The first monitoring run; ``run.notebook`` is its record."""
+
+    run: RunResult
+
+
+@dataclass(frozen=True)
+class Checkpointed:
+    checkpoint: CheckpointRecord
+
+
+DemoStep = (
+    WorkspaceCreated
+    | HistoryLoaded
+    | Retrained
+    | Promoted
+    | Scored
+    | GoldAdded
+    | Monitored
+    | Checkpointed
+)
 
 
 @dataclass(frozen=True)
@@ -104,6 +129,8 @@ class DemoSetup:
     #: Cases waiting in the shared review queue.
     waiting: int
     tokens: tuple[IssuedToken, ...]
+    #: The store's go-live check after the set-up (``hilt check go-live``).
+    go_live: GoLiveReport
 
 
 def _ignore(step: DemoStep) -> None:
@@ -169,9 +196,15 @@ def set_up_demo(
             shred_file(incoming)
         if store.counts()["gold_cases"] == 0 and champion(store) is not None:
             done(GoldAdded(add_gold_with_champion(ws, DEMO_GOLD_CASES, author)))
+        if champion(store) is not None and not store.monitoring_runs(1):
+            done(Monitored(runner.execute(ws, runner.RunRequest("monitor", {}, author=author))))
+        go_live = store.go_live_check()
+        if any(item.check == "checkpoint" and not item.ok for item in go_live.items):
+            done(Checkpointed(store.checkpoint()))
+            go_live = store.go_live_check()
         waiting = store.queue_status().waiting
         tokens = [IssuedToken(author, "admin", store.add_user(author, "admin").token)]
         dpo = next((u for u, r in users.items() if "dpo" in r), None)
         if dpo is not None:
             tokens.append(IssuedToken(dpo, "dpo", store.add_user(dpo, "dpo").token))
-    return DemoSetup(ws.root, tuple(steps), waiting, tuple(tokens))
+    return DemoSetup(ws.root, tuple(steps), waiting, tuple(tokens), go_live)

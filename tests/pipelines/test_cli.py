@@ -179,12 +179,19 @@ def test_demo_sets_up_once_and_prints_a_working_token(tmp_path: Path) -> None:
     assert "scored the new applications" in first.stdout
     assert "review queue: 300 cases waiting" in first.stdout
     assert "20 gold cases" in first.stdout  # not in the shared queue: still 300 waiting
+    assert "monitored the champion (post-market monitoring)" in first.stdout
+    assert "signed an audit checkpoint" in first.stdout
+    assert "go-live check: ready" in first.stdout  # the store's check finds everything
+    check = hilt("check", "go-live", "--workspace", ws)
+    assert check.returncode == 0, check.stdout + check.stderr
     second = hilt(*args)
     assert second.returncode == 0, second.stderr
     assert "loaded" not in second.stdout  # idempotent: cases are loaded once,
     assert "retrained" not in second.stdout  # the first model trained once,
     assert "scored" not in second.stdout  # the new applications scored once
     assert "gold cases" not in second.stdout  # and the gold set added once
+    assert "monitored" not in second.stdout  # monitoring ran once,
+    assert "signed an audit checkpoint" not in second.stdout  # the checkpoint is recent
     assert re.search(r"API token for dana \(admin\): hilt_", second.stdout)
     verify = hilt("audit", "verify", "--workspace", ws)
     assert verify.returncode == 0, verify.stdout
