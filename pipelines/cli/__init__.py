@@ -6,7 +6,8 @@
 - runs.py: retrain, score, promote, reject, simulate, runs list;  audit.py: audit verify,
   audit checkpoint;  privacy.py: subject ..., retention apply, records;
 - oversight.py: halt, resume, gold add;  docs.py: docs model;
-- config.py: config status, config apply, config approve, config reject.
+- config.py: config status, config apply, config approve, config reject;
+- incidents.py: incident open, update, close, list (issue 14).
 
 Every command takes ``--workspace DIR`` (default: $HILT_WORKSPACE, else ./workspace).
 Exit codes: 0 done; 1 the audit log does not verify, a retraining or scoring run failed (its
@@ -33,6 +34,7 @@ from hilt.pipelines.cli import (
     audit,
     config,
     docs,
+    incidents,
     oversight,
     privacy,
     runs,
@@ -72,6 +74,7 @@ app.add_typer(privacy.retention_app, name="retention")
 app.add_typer(docs.docs_app, name="docs")
 app.add_typer(oversight.gold_app, name="gold")
 app.add_typer(config.config_app, name="config")
+app.add_typer(incidents.incident_app, name="incident")
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ from hilt.pipelines.store.ops import (
     cases,
     config,
     events,
+    incidents,
     models,
     oversight,
     queue,
@@ -196,6 +197,11 @@ OVERSIGHT_READ = Permission("oversight read", frozenset({"lead", "auditor", "adm
 DECIDE_MODELS = Permission("decide on models", frozenset({"lead"}))
 #: A loosening of hilt.toml needs a lead's second approval (issue 12, config drift).
 CONFIG_DECISION = Permission("approve or reject config changes", frozenset({"lead"}))
+#: Issue 14, the incident register (EU AI Act Art. 73, GDPR Art. 33). Closing a serious
+#: incident further needs a lead who did not open it (checked in ops/incidents.py).
+INCIDENT_HANDLERS = frozenset({"lead", "admin", "dpo"})
+INCIDENTS_WRITE = Permission("open, update or close incidents", INCIDENT_HANDLERS)
+INCIDENTS_READ = Permission("read incidents", INCIDENT_HANDLERS | {"auditor"})
 
 
 # ----------------------------------------------------------------------- request bodies
@@ -267,6 +273,23 @@ class RejectModelIn(ModelIn):
 
 class ShadowIn(ModelIn):
     allowed: bool = True
+
+
+class OpenIncidentIn(BaseModel):
+    kind: str = Field(min_length=1, max_length=64)
+    summary: str = Field(min_length=1, max_length=100_000)
+    known_at: str | None = Field(default=None, max_length=64)
+
+
+class UpdateIncidentIn(BaseModel):
+    note: str | None = Field(default=None, max_length=100_000)
+    status: str | None = Field(default=None, max_length=64)
+    told: str | None = Field(default=None, max_length=1000)
+    told_at: str | None = Field(default=None, max_length=64)
+
+
+class CloseIncidentIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=100_000)
 
 
 class AdjudicationIn(BaseModel):
@@ -514,6 +537,33 @@ class Store:
     config_reject = Operation(
         config.config_reject, CONFIG_DECISION, POST("/v1/config/reject"), despite_drift=True
     )
+
+    # ---- issue 14, the incident register (ops/incidents.py)
+    open_incident = Operation(
+        incidents.open_incident, INCIDENTS_WRITE, POST("/v1/incidents", OpenIncidentIn)
+    )
+    update_incident = Operation(
+        incidents.update_incident,
+        INCIDENTS_WRITE,
+        POST("/v1/incidents/{incident_id}/update", UpdateIncidentIn),
+    )
+    close_incident = Operation(
+        incidents.close_incident,
+        INCIDENTS_WRITE,
+        POST("/v1/incidents/{incident_id}/close", CloseIncidentIn),
+    )
+    # (the name ``incidents`` is this row from here on, not the module)
+    verify_and_record = Operation(
+        incidents.verify_and_record,
+        # Not the auditor's: the auditor writes nothing (their own verify reads, in any mode).
+        Permission(
+            "verify the audit log and record what it finds",
+            frozenset({"admin", "lead", "dpo", "system"}),
+        ),
+        POST("/v1/audit/verify-and-record"),
+        bulk=True,
+    )
+    incidents = Operation(incidents.incidents, INCIDENTS_READ, GET("/v1/incidents"), read_only=True)
 
     # ------------------------------------------------------------------ the mode's part
     def perform(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:

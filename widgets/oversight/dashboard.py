@@ -5,7 +5,9 @@ Sections, top to bottom: who is looking; the system's state with Halt / Resume
 double review and the adjudication queue (``AdjudicationPanel``); override reasons; the
 challenger against the champion with Approve / Reject (``ModelReview``, loaded on demand).
 One ``StatusLine`` for everything that goes wrong (print() is invisible in Voila). After a
-halt, a resume, an adjudication or a model decision, the overview is read again.
+halt, a resume, an adjudication or a model decision, the overview is read again. Issue 14:
+the open incidents with their deadlines (``IncidentsPanel``) below the system's state, when
+the backend keeps the incident register (``IncidentBackend``).
 
 ``oversight_panel(access)`` is what the dashboard notebook displays: the dashboard for an
 ``OversightBackend``, a ``RefusalScreen`` for a ``Refusal``; it never raises.
@@ -23,8 +25,14 @@ from hilt.widgets.common.header import header_html
 from hilt.widgets.common.refusal import RefusalScreen, panel_for
 from hilt.widgets.common.status import StatusLine, describe_error
 from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer
-from hilt.widgets.contracts.oversight import UNAVAILABLE, OversightBackend, OversightOverview
+from hilt.widgets.contracts.oversight import (
+    UNAVAILABLE,
+    IncidentBackend,
+    OversightBackend,
+    OversightOverview,
+)
 from hilt.widgets.oversight.adjudication import AdjudicationPanel
+from hilt.widgets.oversight.incidents_panel import IncidentsPanel
 from hilt.widgets.oversight.model_review import ModelReview
 from hilt.widgets.oversight.monitor_views import (
     AgreementView,
@@ -77,6 +85,9 @@ class OversightDashboard(widgets.VBox):
         self.models = ModelReview(backend, self.status)
         self.models.on_decided(lambda _d: self.refresh_overview())
         self.system.on_change(lambda _s: self.refresh_overview())
+        self.incidents: IncidentsPanel | None = None
+        if isinstance(backend, IncidentBackend):
+            self.incidents = IncidentsPanel(backend, self.status)
         self.refresh_overview()
         self._compose()
 
@@ -86,6 +97,8 @@ class OversightDashboard(widgets.VBox):
         self.system.refresh()
         if self.adjudication is not None:
             self.adjudication.refresh()
+        if self.incidents is not None:
+            self.incidents.refresh()
         self.refresh_overview()
 
     def refresh_overview(self) -> None:
@@ -118,6 +131,10 @@ class OversightDashboard(widgets.VBox):
             self.status,
             self.system,
             widgets.HBox([self.refresh_button, self.as_of]),
+        ]
+        if self.incidents is not None:
+            parts += [_heading("Open incidents"), self.incidents]
+        parts += [
             _heading("Queue"),
             self.queue_view,
             _heading("Reviewers"),

@@ -14,14 +14,12 @@ Altering the tables themselves (a dropped, renamed or retyped table or column) i
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tomllib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,9 +42,9 @@ from hilt.pipelines.store.audit.checkpoints import (
 )
 from hilt.pipelines.store.audit.verify import verify_records
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.records import VerifyReport
 from hilt.pipelines.workspace import Workspace
+from tests.audit_helpers import edit_entry, fetch_one, raw_db
 from tests.conftest import CONFIG, CSV, TEST_MODEL, leased, operator, predictions_for, stand_in
 
 FLIP = {"1": "0", "0": "1"}
@@ -179,39 +177,13 @@ def assert_intact(ws: Workspace, events: int, public_key: str | None = None) -> 
 
 
 # ---------------------------------------------------------------------- attacker's tools
-
-
-@contextmanager
-def raw_db(ws: Workspace) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The store file, opened behind the store's back."""
-    con = connect(ws)
-    try:
-        yield con
-    finally:
-        con.close()
-
-
-def fetch_one(con: duckdb.DuckDBPyConnection, query: str, params: list[object]) -> tuple[Any, ...]:
-    rows = con.execute(query, params).fetchall()
-    assert len(rows) == 1, (query, params, rows)
-    return tuple(rows[0])
+# (raw_db, fetch_one and edit_entry: tests/audit_helpers.py)
 
 
 def row_hash(con: duckdb.DuckDBPyConnection, seq: int) -> str:
     if seq == 0:
         return GENESIS_HASH
     return str(fetch_one(con, "SELECT hash FROM audit_log WHERE seq = ?", [seq])[0])
-
-
-def edit_entry(
-    con: duckdb.DuckDBPyConnection, seq: int, change: Callable[[dict[str, Any]], None]
-) -> None:
-    """Rewrite the hashed entry of one row (canonical JSON, as the store writes it)."""
-    (entry,) = fetch_one(con, "SELECT entry FROM audit_log WHERE seq = ?", [seq])
-    data = json.loads(entry)
-    change(data)
-    text = AuditEntry(**data).canonical()
-    con.execute("UPDATE audit_log SET entry = ? WHERE seq = ?", [text, seq])
 
 
 def flip_decision(con: duckdb.DuckDBPyConnection, seq: int) -> None:
