@@ -26,7 +26,7 @@ from hilt.pipelines.loop.steps import score as batch_scoring
 from hilt.pipelines.loop.tracking.client import configure
 from hilt.pipelines.loop.tracking.environment import registered_model_name
 from hilt.pipelines.store import Identity, open_store_as
-from hilt.pipelines.store.audit.chain import AuditEntry
+from hilt.pipelines.store.audit.chain import GENESIS_HASH, AuditEntry, chain_hash
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.records import Decision
 from hilt.pipelines.workspace import Workspace
@@ -144,3 +144,19 @@ def edit_entry(
     change(data)
     text = AuditEntry(**data).canonical()
     con.execute("UPDATE audit_log SET entry = ? WHERE seq = ?", [text, seq])
+
+
+def row_hash(con: duckdb.DuckDBPyConnection, seq: int) -> str:
+    if seq == 0:
+        return GENESIS_HASH
+    return str(fetch_one(con, "SELECT hash FROM audit_log WHERE seq = ?", [seq])[0])
+
+
+def append_event(con: duckdb.DuckDBPyConnection, entry: AuditEntry) -> None:
+    """Write ``entry`` at its seq, chained onto the row before it, as the store would."""
+    text = entry.canonical()
+    prev = row_hash(con, entry.seq - 1)
+    con.execute(
+        "INSERT INTO audit_log VALUES (?, ?, ?, ?)",
+        [entry.seq, text, prev, chain_hash(prev, text)],
+    )

@@ -66,6 +66,10 @@ def audit_verify(
     """
     ws = Workspace.at(workspace)
 
+    #: What the store's own verify recorded (an incident), said after the report: (line,
+    #: whether it goes to standard error).
+    recorded: list[tuple[str, bool]] = []
+
     def run() -> VerifyReport:
         from hilt.pipelines.store import TOKEN_ENV, Identity, open_store_as
         from hilt.pipelines.store.audit.remote_verify import verify_remote
@@ -79,10 +83,10 @@ def audit_verify(
         # (which opens an incident when the log is broken) unless the caller brings their
         # own key or checkpoint file or starts from a checkpoint (then it only reads).
         if url is None and not (served and (token or os.environ.get(TOKEN_ENV))):
-            if own_copies and not served:
-                recorded = _verify_and_record(ws, Identity(operator=True))
-                if recorded is not None:
-                    return recorded
+            if own_copies and not served and ws.exists():
+                own = _verify_and_record(ws, Identity(operator=True), recorded)
+                if own is not None:
+                    return own
             return verify_file(ws, public_key, checkpoints, start_from)
         key = public_key or (ws.settings().audit.public_key if ws.exists() else None)
         with closing(open_store_as(url or ws, Identity(token=token))) as store:
@@ -90,13 +94,15 @@ def audit_verify(
         if not report.ok and own_copies:
             # The service verifies its own file and records the incident (the fetched
             # copy is this machine's finding; the store decides from its own).
-            _verify_and_record(url or ws, Identity(token=token))
+            _verify_and_record(url or ws, Identity(token=token), recorded)
         return report
 
     report = guard(run)
     if start_from is not None and report.from_checkpoint is None and report.ok:
         typer.echo("no checkpoint signed by the pinned key: the whole log was walked")
     typer.echo(report.summary())
+    for line, err in recorded:
+        typer.echo(line, err=err)
     mirrored = True
     if url is None and ws.exists():
         lines, mirrored = guard(lambda: _mlflow_mirror(ws))
@@ -106,10 +112,12 @@ def audit_verify(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _verify_and_record(where: Workspace | str, who: Identity) -> VerifyReport | None:
-    """The store's own verification (``verify_and_record``): prints the incident it opened
-    or found open for the same break; None when the store could not be opened or refused
-    (the caller then verifies the file without recording, and says so)."""
+def _verify_and_record(
+    where: Workspace | str, who: Identity, said: list[tuple[str, bool]]
+) -> VerifyReport | None:
+    """The store's own verification (``verify_and_record``): adds to ``said`` the incident it
+    opened or found open for the same break; None when the store could not be opened or
+    refused (the caller then verifies the file without recording; standard error says so)."""
     from hilt.pipelines.errors import HiltError
     from hilt.pipelines.store import Need, open_store_as
     from hilt.pipelines.store.incidents import KINDS, VERIFY_KIND
@@ -119,15 +127,16 @@ def _verify_and_record(where: Workspace | str, who: Identity) -> VerifyReport | 
         with closing(open_store_as(where, who, need=need)) as store:
             outcome = store.verify_and_record()
     except HiltError as e:
-        typer.echo(f"no incident recorded: {e}", err=True)
+        said.append((f"no incident recorded: {e}", True))
         return None
     if outcome.opened:
         kind = KINDS[VERIFY_KIND]
-        typer.echo(f"incident {outcome.incident_id} opened ({kind.name}, {kind.provision})")
+        opened = f"incident {outcome.incident_id} opened ({kind.name}, {kind.provision})"
+        said.append((opened, False))
     elif outcome.incident_id is not None:
-        typer.echo(f"incident {outcome.incident_id} already records this break")
+        said.append((f"incident {outcome.incident_id} already records this break", False))
     elif outcome.not_recorded is not None:
-        typer.echo(f"no incident recorded: {outcome.not_recorded}", err=True)
+        said.append((f"no incident recorded: {outcome.not_recorded}", True))
     return outcome.report
 
 

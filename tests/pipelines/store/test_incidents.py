@@ -15,11 +15,12 @@ import pytest
 
 from hilt.pipelines.errors import ConflictError, InputError, PermissionDeniedError
 from hilt.pipelines.store import Identity, Store, open_store_as
+from hilt.pipelines.store.audit.chain import AuditEntry
 from hilt.pipelines.store.incidents import KINDS, VERIFY_KIND
 from hilt.pipelines.store.ops.incidents import open_automatic
 from hilt.pipelines.store.unit import Unit
 from hilt.pipelines.workspace import Workspace
-from tests.audit_helpers import edit_entry, raw_db
+from tests.audit_helpers import append_event, edit_entry, raw_db
 from tests.conftest import operator
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -301,3 +302,33 @@ def test_the_register_reads_the_same_in_the_audit_payloads(workspace: Workspace)
     (row,) = lena.incidents()
     assert row.status == "investigating"
     assert [n.note for n in row.notes] == ["Called the branch."]
+
+
+@pytest.mark.obligation("AI Act 73", "AI Act 12")
+@pytest.mark.parametrize(
+    ("actor", "role"), [("lena", "lead"), ("dana", "admin")], ids=["its-opener", "not-a-lead"]
+)
+def test_a_forged_closing_written_into_the_file_is_found_by_verify(
+    workspace: Workspace, actor: str, role: str
+) -> None:
+    """Someone with the file appends a well-chained ``incident.closed`` that the store would
+    have refused (the opener closing their own serious incident, or an admin closing one):
+    verify names it (four eyes)."""
+    opened = as_user(workspace, "lena").open_incident("serious_incident", "x")
+    head = operator(workspace).audit_head().seq
+    forged = AuditEntry(
+        seq=head + 1,
+        ts=iso(datetime.now(UTC)),
+        actor=actor,
+        role=role,
+        action="incident.closed",
+        object_type="incident",
+        object_id=opened.incident_id,
+        # it even claims the incident was not serious: the opening's kind is what counts
+        payload={"kind": "malfunction", "serious": False, "source": "manual"},
+    )
+    with raw_db(workspace) as con:
+        append_event(con, forged)
+    report = operator(workspace).verify()
+    assert report.first_break is not None
+    assert (report.first_break.seq, report.first_break.kind) == (head + 1, "four-eyes")
