@@ -155,16 +155,48 @@ def open_incident(unit: Unit, kind: str, summary: str, known_at: str | None = No
     return _one(unit, incident_id)
 
 
-def open_automatic(unit: Unit, kind: str, source: str, summary: str) -> str:
+def open_automatic(
+    unit: Unit, kind: str, source: str, summary: str, *, reuse_open: bool = False
+) -> str:
     """Open an incident from what the store itself found (``source``: verify or monitoring),
     known now, as the unit's actor; for another operation to call inside its own transaction
-    (joined, never nested). Returns the incident's id."""
+    (joined, never nested). Returns the incident's id.
+
+    ``reuse_open``: while an incident of this kind from this source is still open, add
+    ``summary`` to it as a note (``incident.updated``) instead of opening another (a
+    monitoring run that finds the same serious breach every day: one incident, one clock,
+    until a lead closes it)."""
     if source not in AUTOMATIC_SOURCES:
         raise InputError(f"source must be one of {', '.join(AUTOMATIC_SOURCES)}")
     found = _kind(kind)
     text = _text(unit, summary, "summary")
     with unit.transaction():
+        if reuse_open:
+            still = unit.con.execute(
+                "SELECT incident_id FROM incidents WHERE source = ? AND kind = ?"
+                " AND closed_at IS NULL ORDER BY opened_seq LIMIT 1",
+                [source, found.name],
+            ).fetchone()
+            if still is not None:
+                row = _one(unit, str(still[0]))
+                now = unit.clock()
+                seq = unit.append_audit(
+                    "incident.updated",
+                    "incident",
+                    row.incident_id,
+                    _payload(row, note_sha256=_sha(text)),
+                    now,
+                )
+                _add_note(unit, row.incident_id, text, now, seq)
+                return row.incident_id
         return _open(unit, found, source, text, unit.clock())
+
+
+def _add_note(unit: Unit, incident_id: str, text: str, now: datetime, seq: int) -> None:
+    unit.con.execute(
+        "INSERT INTO incident_notes VALUES (?, ?, ?, ?, ?)",
+        [incident_id, unit.actor.name, now, text, seq],
+    )
 
 
 def update_incident(
@@ -219,10 +251,7 @@ def update_incident(
                 "UPDATE incidents SET status = ? WHERE incident_id = ?", [status, incident_id]
             )
         if text is not None:
-            unit.con.execute(
-                "INSERT INTO incident_notes VALUES (?, ?, ?, ?, ?)",
-                [incident_id, unit.actor.name, now, text, seq],
-            )
+            _add_note(unit, incident_id, text, now, seq)
         if recipient is not None:
             unit.con.execute(
                 "INSERT INTO incident_notifications VALUES (?, ?, ?, ?, ?)",

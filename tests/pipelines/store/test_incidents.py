@@ -224,6 +224,17 @@ def test_open_automatic_joins_the_callers_transaction(workspace: Workspace) -> N
     (row,) = operator(workspace).incidents()
     assert (row.incident_id, row.source, row.known_at) == (iid, "monitoring", iso(NOW))
     assert row.deadline == iso(NOW + timedelta(days=15))
+    # The next day's run finds it again: with reuse_open, a note on the open incident (its
+    # clock keeps running from the first finding); without, a second incident.
+    with unit_of(workspace, "lena") as unit, unit.transaction():
+        again = open_automatic(
+            unit, "serious_incident", "monitoring", "PSI 0.5 on amount", reuse_open=True
+        )
+        other = open_automatic(unit, "personal_data_breach", "monitoring", "x", reuse_open=True)
+    assert again == iid and other != iid
+    (kept,) = [i for i in operator(workspace).incidents() if i.incident_id == iid]
+    assert [n.note for n in kept.notes] == ["PSI 0.5 on amount"] and kept.known_at == iso(NOW)
+    assert events(workspace, "incident.updated")[-1].payload["source"] == "monitoring"
 
 
 # ------------------------------------------------------------------- a failed verify
