@@ -62,9 +62,9 @@ def _sha(text: str) -> str:
 
 
 def _kind(name: str) -> IncidentKind:
-    kind = KINDS.get(name.strip() if isinstance(name, str) else name)
+    kind = KINDS.get(name.strip()) if isinstance(name, str) else None
     if kind is None:
-        raise InputError(f"kind must be one of {', '.join(KINDS)}; got {name!r}")
+        raise InputError(f"kind must be one of {', '.join(KINDS)}; got {str(name)[:64]!r}")
     return kind
 
 
@@ -75,7 +75,7 @@ def _text(unit: Unit, value: str | None, name: str) -> str:
     return value.strip()
 
 
-def _past(unit: Unit, value: str | None, name: str, now: datetime) -> datetime:
+def _past(value: str | None, name: str, now: datetime) -> datetime:
     """A caller's time, not after the store's now (``now`` when not given)."""
     if value is None:
         return now
@@ -149,7 +149,7 @@ def open_incident(unit: Unit, kind: str, summary: str, known_at: str | None = No
     now = unit.clock()
     found = _kind(kind)
     text = _text(unit, summary, "summary")
-    known = _past(unit, known_at, "known_at", now)
+    known = _past(known_at, "known_at", now)
     with unit.transaction():
         incident_id = _open(unit, found, "manual", text, known)
     return _one(unit, incident_id)
@@ -226,7 +226,7 @@ def update_incident(
         if not recipient:
             raise InputError("told must name who was told")
         check_text(recipient, "told", MAX_RECIPIENT)
-    when = _past(unit, told_at, "told_at", now) if told is not None else None
+    when = _past(told_at, "told_at", now) if told is not None else None
     with unit.transaction():
         row = _one(unit, incident_id)
         if row.closed:
