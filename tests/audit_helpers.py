@@ -12,8 +12,12 @@ the audit dashboard): real DuckDB, real MLflow (sqlite), real papermill runs.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.dashboards.review import StoreReviewBackend
 from hilt.pipelines.loop import runner
@@ -22,12 +26,17 @@ from hilt.pipelines.loop.steps import score as batch_scoring
 from hilt.pipelines.loop.tracking.client import configure
 from hilt.pipelines.loop.tracking.environment import registered_model_name
 from hilt.pipelines.store import Identity, open_store_as
+from hilt.pipelines.store.audit.chain import GENESIS_HASH, AuditEntry, chain_hash
+from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.records import Decision
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets import PredictionView
 from hilt.widgets.contracts.review import DecisionInput
 from tests.conftest import CONFIG, operator
 from tests.loop_helpers import FAST, LABELLED, all_cases, loop_workspace, new_cases_file
+
+if TYPE_CHECKING:
+    import duckdb
 
 FIRST_BATCH = 150
 REVIEWED = 60
@@ -105,3 +114,49 @@ def audited_loop(root: Path, config: Path = CONFIG) -> AuditedLoop:
     assert decision.case_id == case_id
     assert decision.model_version == f"{registered_model_name(settings)}/v2"
     return AuditedLoop(ws, first.run_id, second, scoring, decision, html)
+
+
+# ---------------------------------------------------------------------- attacker's tools
+
+
+@contextmanager
+def raw_db(ws: Workspace) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The store file, opened behind the store's back."""
+    con = connect(ws)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def fetch_one(con: duckdb.DuckDBPyConnection, query: str, params: list[object]) -> tuple[Any, ...]:
+    rows = con.execute(query, params).fetchall()
+    assert len(rows) == 1, (query, params, rows)
+    return tuple(rows[0])
+
+
+def edit_entry(
+    con: duckdb.DuckDBPyConnection, seq: int, change: Callable[[dict[str, Any]], None]
+) -> None:
+    """Rewrite the hashed entry of one row (canonical JSON, as the store writes it)."""
+    (entry,) = fetch_one(con, "SELECT entry FROM audit_log WHERE seq = ?", [seq])
+    data = json.loads(entry)
+    change(data)
+    text = AuditEntry(**data).canonical()
+    con.execute("UPDATE audit_log SET entry = ? WHERE seq = ?", [text, seq])
+
+
+def row_hash(con: duckdb.DuckDBPyConnection, seq: int) -> str:
+    if seq == 0:
+        return GENESIS_HASH
+    return str(fetch_one(con, "SELECT hash FROM audit_log WHERE seq = ?", [seq])[0])
+
+
+def append_event(con: duckdb.DuckDBPyConnection, entry: AuditEntry) -> None:
+    """Write ``entry`` at its seq, chained onto the row before it, as the store would."""
+    text = entry.canonical()
+    prev = row_hash(con, entry.seq - 1)
+    con.execute(
+        "INSERT INTO audit_log VALUES (?, ?, ?, ?)",
+        [entry.seq, text, prev, chain_hash(prev, text)],
+    )

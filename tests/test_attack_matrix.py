@@ -1121,8 +1121,77 @@ AUTHORITY_ATTACKS = [
 ]
 
 
+# ---- incidents (issue 14): the register of serious incidents and personal-data breaches
+# The store computes each deadline (kind + known-at, never in the future), decides who closes
+# (a serious incident: a lead who did not open it) and alone opens incidents from what it
+# finds itself (its own verify, with nothing the caller chooses; the auditor only reads).
+
+
+def closing_a_serious_incident_without_four_eyes(t: Target) -> Recorded:
+    """lena (lead) opens a serious incident; she, an admin who is no lead, a reviewer and
+    the auditor try to close it; a reviewer and the auditor try to open one."""
+    opened = t.store("lena").open_incident("serious_incident", "Wrong scores for a branch.")
+    for who, match in (
+        ("lena", "the person who opened a serious incident cannot close it"),
+        ("dana", r"a serious incident .* is closed by a lead"),
+        ("alice", "may not open, update or close incidents"),
+        ("otto", "may not open, update or close incidents"),
+    ):
+        with pytest.raises(PermissionDeniedError, match=match):
+            t.store(who).close_incident(opened.incident_id, "It is over.")
+    for who in ("alice", "otto"):
+        with pytest.raises(PermissionDeniedError, match="may not open, update or close"):
+            t.store(who).open_incident("malfunction", "x")
+    return Recorded(("incident.opened",), {"incidents": 1})
+
+
+def forging_an_incident_or_its_clock(t: Target) -> Recorded:
+    """A lead reports incident events (a fake "verify" incident, a closing), dates one in the
+    future (a later deadline); the auditor asks the store to verify and record; the store's
+    own verify of an intact log records nothing."""
+    for action in ("incident.opened", "incident.closed"):
+        with pytest.raises(
+            PermissionDeniedError, match=f"{action} is written only by the store's own operation"
+        ):
+            t.store("max").record_event(
+                action, "incident", "INC-1", {"source": "verify", "serious": False}
+            )
+    with pytest.raises(InputError, match=r"known_at .* is in the future"):
+        t.store("max").open_incident("personal_data_breach", "x", "2999-01-01T00:00Z")
+    with pytest.raises(PermissionDeniedError, match="may not verify the audit log and record"):
+        t.store("otto").verify_and_record()
+    assert t.store("dana").verify_and_record().incident_id is None
+    return Recorded(("audit.event_refused",) * 2)
+
+
+INCIDENT_ATTACKS = [
+    Attack(
+        "a lead closes the serious incident they opened; an admin who is no lead, a reviewer "
+        "or the auditor closes one; a reviewer or the auditor opens one",
+        "PermissionDeniedError: four eyes (a second lead closes a serious incident); the "
+        "others may not handle incidents",
+        "nowhere but the incident the lead opened (incident.opened)",
+        closing_a_serious_incident_without_four_eyes,
+    ),
+    Attack(
+        "incident events reported by a client (a fake verify incident, a closing), an "
+        "incident dated in the future, the auditor's verify asked to record",
+        "PermissionDeniedError (written only by the store's own operation; the auditor "
+        "writes nothing); InputError: known_at is in the future",
+        "the refused reports (audit.event_refused)",
+        forging_an_incident_or_its_clock,
+    ),
+]
+
+
 # ---------------------------------------------------------------------- the matrix
-ATTACKS = [*CONFIG_ATTACKS, *IDENTITY_ATTACKS, *REGISTRY_ATTACKS, *AUTHORITY_ATTACKS]
+ATTACKS = [
+    *CONFIG_ATTACKS,
+    *IDENTITY_ATTACKS,
+    *REGISTRY_ATTACKS,
+    *AUTHORITY_ATTACKS,
+    *INCIDENT_ATTACKS,
+]
 ROWS = [(a, m) for a in ATTACKS for m in a.modes]
 
 

@@ -7,6 +7,7 @@
   audit checkpoint;  privacy.py: subject ..., retention apply, records;
 - oversight.py: halt, resume, gold add;  docs.py: docs model, docs compliance;
 - check.py: check go-live;  monitoring.py: monitor, outcomes (post-market monitoring);
+- incidents.py: incident open, update, close, list;
 - config.py: config status, config apply, config approve, config reject.
 
 Every command takes ``--workspace DIR`` (default: $HILT_WORKSPACE, else ./workspace).
@@ -39,6 +40,7 @@ from hilt.pipelines.cli import (
     config,
     docs,
     monitoring,
+    incidents,
     oversight,
     privacy,
     runs,
@@ -81,6 +83,7 @@ app.add_typer(docs.docs_app, name="docs")
 app.add_typer(oversight.gold_app, name="gold")
 app.add_typer(config.config_app, name="config")
 app.add_typer(check.check_app, name="check")
+app.add_typer(incidents.incident_app, name="incident")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from hilt.pipelines.cli.common import EXIT_FAILED, WorkspaceOpt, guard
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
+    from hilt.pipelines.store import Identity
     from hilt.pipelines.store.records import CheckpointRecord, VerifyReport
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
@@ -65,6 +66,10 @@ def audit_verify(
     """
     ws = Workspace.at(workspace)
 
+    #: What the store's own verify recorded (an incident), said after the report: (line,
+    #: whether it goes to standard error).
+    recorded: list[tuple[str, bool]] = []
+
     def run() -> VerifyReport:
         from hilt.pipelines.store import TOKEN_ENV, Identity, open_store_as
         from hilt.pipelines.store.audit.remote_verify import verify_remote
@@ -72,18 +77,32 @@ def audit_verify(
         from hilt.pipelines.store.modes.locking import service_info
 
         served = ws.exists() and service_info(ws.service_file) is not None
+        own_copies = public_key is None and checkpoints is None and start_from is None
         # A service owns the file and we hold a token: verify what it serves, here, with
-        # our own key. Otherwise the file itself.
+        # our own key. Otherwise the file itself: through the store's verify_and_record
+        # (which opens an incident when the log is broken) unless the caller brings their
+        # own key or checkpoint file or starts from a checkpoint (then it only reads).
         if url is None and not (served and (token or os.environ.get(TOKEN_ENV))):
+            if own_copies and not served and ws.exists():
+                own = _verify_and_record(ws, Identity(operator=True), recorded)
+                if own is not None:
+                    return own
             return verify_file(ws, public_key, checkpoints, start_from)
         key = public_key or (ws.settings().audit.public_key if ws.exists() else None)
         with closing(open_store_as(url or ws, Identity(token=token))) as store:
-            return verify_remote(store, key, checkpoints or ws.checkpoints_path, start_from)
+            report = verify_remote(store, key, checkpoints or ws.checkpoints_path, start_from)
+        if not report.ok and own_copies:
+            # The service verifies its own file and records the incident (the fetched
+            # copy is this machine's finding; the store decides from its own).
+            _verify_and_record(url or ws, Identity(token=token), recorded)
+        return report
 
     report = guard(run)
     if start_from is not None and report.from_checkpoint is None and report.ok:
         typer.echo("no checkpoint signed by the pinned key: the whole log was walked")
     typer.echo(report.summary())
+    for line, err in recorded:
+        typer.echo(line, err=err)
     mirrored = True
     if url is None and ws.exists():
         lines, mirrored = guard(lambda: _mlflow_mirror(ws))
@@ -91,6 +110,34 @@ def audit_verify(
             typer.echo(line)
     if not report.ok or not mirrored:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _verify_and_record(
+    where: Workspace | str, who: Identity, said: list[tuple[str, bool]]
+) -> VerifyReport | None:
+    """The store's own verification (``verify_and_record``): adds to ``said`` the incident it
+    opened or found open for the same break; None when the store could not be opened or
+    refused (the caller then verifies the file without recording; standard error says so)."""
+    from hilt.pipelines.errors import HiltError
+    from hilt.pipelines.store import Need, open_store_as
+    from hilt.pipelines.store.incidents import KINDS, VERIFY_KIND
+
+    need = Need(frozenset({"admin", "lead", "dpo", "system"}), "verify and record incidents")
+    try:
+        with closing(open_store_as(where, who, need=need)) as store:
+            outcome = store.verify_and_record()
+    except HiltError as e:
+        said.append((f"no incident recorded: {e}", True))
+        return None
+    if outcome.opened:
+        kind = KINDS[VERIFY_KIND]
+        opened = f"incident {outcome.incident_id} opened ({kind.name}, {kind.provision})"
+        said.append((opened, False))
+    elif outcome.incident_id is not None:
+        said.append((f"incident {outcome.incident_id} already records this break", False))
+    elif outcome.not_recorded is not None:
+        said.append((f"no incident recorded: {outcome.not_recorded}", True))
+    return outcome.report
 
 
 def _mlflow_mirror(ws: Workspace) -> tuple[list[str], bool]:

@@ -23,6 +23,7 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.dashboards.access import DashboardBackend, DashboardDoor, open_dashboard
 from hilt.pipelines.dashboards.review import review_config, review_item
 from hilt.pipelines.store import Store
+from hilt.pipelines.store.incidents import Incident
 from hilt.pipelines.store.records import OversightReport
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer
@@ -34,6 +35,7 @@ from hilt.widgets.contracts.oversight import (
     BiasAlert,
     ConflictItem,
     GateCheckView,
+    IncidentView,
     MetricRow,
     ModelComparison,
     ModelDecision,
@@ -197,6 +199,49 @@ class StoreOversightBackend(DashboardBackend):
             worst=v.worst,
             findings=findings,
             notebook=v.notebook,
+        )
+
+    # ---- issue 14, the incident register (IncidentBackend)
+    def open_incidents(self) -> tuple[IncidentView, ...]:
+        """The open incidents, overdue first, then by deadline."""
+        found = self.store.incidents(open_only=True)
+        found.sort(key=lambda i: (not i.overdue, i.deadline or "~"))
+        return tuple(self._incident_view(i) for i in found)
+
+    def record_told(self, incident_id: str, recipient: str, told_at: str | None) -> IncidentView:
+        return self._incident_view(
+            self.store.update_incident(incident_id, told=recipient, told_at=told_at)
+        )
+
+    def close_incident(self, incident_id: str, reason: str) -> IncidentView:
+        return self._incident_view(self.store.close_incident(incident_id, reason))
+
+    def _incident_view(self, i: Incident) -> IncidentView:
+        # The store decides; this only greys the button out for the person who opened a
+        # serious incident (four eyes), as it will refuse them.
+        mine = i.serious and i.opened_by == self.lead().name
+        return IncidentView(
+            incident_id=i.incident_id,
+            kind=i.kind,
+            provision=i.provision,
+            serious=i.serious,
+            source=i.source,
+            status=i.status,
+            summary=i.summary,
+            known_at=i.known_at,
+            deadline=i.deadline,
+            seconds_left=i.seconds_left,
+            overdue=i.overdue,
+            report_to=i.report_to,
+            opened_by=i.opened_by,
+            told=tuple(f"{n.recipient} at {n.told_at}" for n in i.notifications),
+            can_close=not mine,
+            why_not=(
+                f"You opened {i.incident_id}: a serious incident is closed by another lead "
+                "(four eyes)."
+                if mine
+                else None
+            ),
         )
 
     def comparison(self) -> ModelComparison | None:

@@ -110,6 +110,8 @@ class MonitoringVerdict(_Record):
     #: The same rates week by week (over time, per model version).
     weekly_rates: list[RateRecord] = []
     notebook: str | None = None
+    #: The incident a serious finding opened (or added a note to), EU AI Act Art. 73.
+    incident: str | None = None
 
     @property
     def breached(self) -> bool:

@@ -35,6 +35,7 @@ from hilt.pipelines.store.ops import (
     config,
     events,
     governance,
+    incidents,
     models,
     monitoring,
     outcomes,
@@ -209,6 +210,11 @@ MONITOR = Permission("record a monitoring run", frozenset({"system", "admin", "l
 MONITORING_READ = Permission(
     "read monitoring", frozenset({"lead", "auditor", "admin", "system", "data-scientist"})
 )
+#: Issue 14, the incident register (EU AI Act Art. 73, GDPR Art. 33). Closing a serious
+#: incident further needs a lead who did not open it (checked in ops/incidents.py).
+INCIDENT_HANDLERS = frozenset({"lead", "admin", "dpo"})
+INCIDENTS_WRITE = Permission("open, update or close incidents", INCIDENT_HANDLERS)
+INCIDENTS_READ = Permission("read incidents", INCIDENT_HANDLERS | {"auditor"})
 
 
 # ----------------------------------------------------------------------- request bodies
@@ -299,6 +305,23 @@ class MonitoringIn(BaseModel):
     statistics: MonitoringStatistics
     run_id: str = Field(min_length=1, max_length=128)
     notebook: str | None = Field(default=None, max_length=256)
+
+
+class OpenIncidentIn(BaseModel):
+    kind: str = Field(min_length=1, max_length=64)
+    summary: str = Field(min_length=1, max_length=100_000)
+    known_at: str | None = Field(default=None, max_length=64)
+
+
+class UpdateIncidentIn(BaseModel):
+    note: str | None = Field(default=None, max_length=100_000)
+    status: str | None = Field(default=None, max_length=64)
+    told: str | None = Field(default=None, max_length=1000)
+    told_at: str | None = Field(default=None, max_length=64)
+
+
+class CloseIncidentIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=100_000)
 
 
 class AdjudicationIn(BaseModel):
@@ -586,6 +609,32 @@ class Store:
     monitoring_runs = Operation(
         monitoring.monitoring_runs, MONITORING_READ, GET("/v1/monitoring/runs"), read_only=True
     )
+    # ---- issue 14, the incident register (ops/incidents.py)
+    open_incident = Operation(
+        incidents.open_incident, INCIDENTS_WRITE, POST("/v1/incidents", OpenIncidentIn)
+    )
+    update_incident = Operation(
+        incidents.update_incident,
+        INCIDENTS_WRITE,
+        POST("/v1/incidents/{incident_id}/update", UpdateIncidentIn),
+    )
+    close_incident = Operation(
+        incidents.close_incident,
+        INCIDENTS_WRITE,
+        POST("/v1/incidents/{incident_id}/close", CloseIncidentIn),
+    )
+    # (the name ``incidents`` is this row from here on, not the module)
+    verify_and_record = Operation(
+        incidents.verify_and_record,
+        # Not the auditor's: the auditor writes nothing (their own verify reads, in any mode).
+        Permission(
+            "verify the audit log and record what it finds",
+            frozenset({"admin", "lead", "dpo", "system"}),
+        ),
+        POST("/v1/audit/verify-and-record"),
+        bulk=True,
+    )
+    incidents = Operation(incidents.incidents, INCIDENTS_READ, GET("/v1/incidents"), read_only=True)
 
     # ------------------------------------------------------------------ the mode's part
     def perform(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import duckdb
 
 SCHEMA_VERSION = "5"  # 2: sealed personal data, subject keys; 3: gold cases; 4: issue 12;
-# 5: issue 14 (outcomes)
+# 5: issue 14 (outcomes, the incident register)
 
 _SQL_TYPES = {
     "int": "BIGINT",
@@ -284,6 +284,43 @@ FROM audit_log""",
     batch_seq BIGINT NOT NULL,
     recorded_at TIMESTAMPTZ NOT NULL
 )""",
+        # ---- issue 14, the incident register (ops/incidents.py): EU AI Act Art. 73, GDPR
+        # Art. 33. The deadline is the store's (kind + known_at); the free text (summary,
+        # notes, reasons, who was told) lives only here, the audit payloads carry its sha256.
+        # verify_break_seq: the first broken seq a failed verify opened it for (once each).
+        """CREATE TABLE incidents (
+    incident_id VARCHAR PRIMARY KEY,
+    kind VARCHAR NOT NULL,
+    serious BOOLEAN NOT NULL,
+    source VARCHAR NOT NULL,
+    summary VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    known_at TIMESTAMPTZ NOT NULL,
+    deadline TIMESTAMPTZ,
+    opened_by VARCHAR NOT NULL,
+    opened_at TIMESTAMPTZ NOT NULL,
+    opened_seq BIGINT NOT NULL,
+    verify_break_seq BIGINT,
+    closed_by VARCHAR,
+    closed_at TIMESTAMPTZ,
+    close_reason VARCHAR,
+    closed_seq BIGINT
+)""",
+        # Who was told (an authority, the provider), when, recorded by whom.
+        """CREATE TABLE incident_notifications (
+    incident_id VARCHAR NOT NULL,
+    recipient VARCHAR NOT NULL,
+    told_at TIMESTAMPTZ NOT NULL,
+    recorded_by VARCHAR NOT NULL,
+    seq BIGINT NOT NULL
+)""",
+        """CREATE TABLE incident_notes (
+    incident_id VARCHAR NOT NULL,
+    author VARCHAR NOT NULL,
+    noted_at TIMESTAMPTZ NOT NULL,
+    note VARCHAR NOT NULL,
+    seq BIGINT NOT NULL
+)""",
     ]
 
 
@@ -310,6 +347,9 @@ COUNTED_TABLES = (
     "models",
     "shadow_predictions",
     "outcomes",  # issue 14
+    "incidents",  # issue 14
+    "incident_notifications",
+    "incident_notes",
 )
 
 

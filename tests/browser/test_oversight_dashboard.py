@@ -98,6 +98,10 @@ def oversight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oversight]:
     assert conflict and [
         c.case_id for c in open_store_as(ws, Identity(name="lena")).conflicts()
     ] == [conflict]
+    # Issue 14: a breach lena opened, known since long before its 72 hours ran out.
+    open_store_as(ws, Identity(name="lena")).open_incident(
+        "personal_data_breach", "Export mailed to a wrong address.", "2026-01-01T00:00Z"
+    )
     admin_token = op.add_user("dana", "admin").token
     server = start_dashboards(ws, port=free_port(), store_port=free_port())
     try:
@@ -212,3 +216,36 @@ def test_someone_who_is_not_a_lead_is_refused_and_writes_nothing(
     wait_for_kernel_settled(page)  # whatever the page made the kernel do is done
     assert (admin.counts(), admin.audit_head()) == before
     admin.close()
+
+
+def test_a_lead_sees_the_overdue_breach_records_who_was_told_and_closes_it(
+    oversight: Oversight, context_as: OpenAs
+) -> None:
+    """Issue 14 (AI Act 73, GDPR 33): the open incident lena opened, overdue in words; max
+    records that the authority was told and closes it (he did not open it)."""
+    page = open_dashboard(context_as, "max", oversight.url)
+    wait_for_dashboard(page)
+    panel = page.locator(".hilt-incidents")
+    expect(panel).to_contain_text("OVERDUE INC-", timeout=TIMEOUT_MS)
+    expect(panel).to_contain_text("personal_data_breach (GDPR 33(1))")
+    expect(panel).to_contain_text("nobody yet")
+    panel.get_by_placeholder("Who was told (e.g. the supervisory authority)").fill(
+        "Datenschutzbehörde"
+    )
+    panel.get_by_role("button", name="Record told").click()
+    expect(panel).to_contain_text("Datenschutzbehörde at ", timeout=TIMEOUT_MS)
+    panel.locator("textarea").fill("Recipient confirmed deletion; authority informed.")
+    panel.get_by_role("button", name="Close incident").click()
+    expect(panel).to_contain_text("No open incidents.", timeout=TIMEOUT_MS)
+    wait_for_kernel_settled(page)
+    with oversight.admin() as admin:
+        actions = [
+            (e.action, e.actor)
+            for e in admin.audit_events(limit=100_000)
+            if e.action.startswith("incident.")
+        ]
+    assert actions == [
+        ("incident.opened", "lena"),
+        ("incident.updated", "max"),
+        ("incident.closed", "max"),
+    ]

@@ -239,7 +239,7 @@ def test_a_client_cannot_hide_a_breach_the_stores_own_rates_show(ws: Workspace) 
     assert store.audit_head().seq == head
 
 
-@pytest.mark.obligation("AI Act 72")
+@pytest.mark.obligation("AI Act 72", "AI Act 73")
 def test_severities_follow_the_stores_thresholds_and_only_breaches_are_breach_events(
     ws: Workspace,
 ) -> None:
@@ -263,6 +263,26 @@ def test_severities_follow_the_stores_thresholds_and_only_breaches_are_breach_ev
     assert ("feature_drift", "housing") not in {
         (e.object_id, e.payload["feature"]) for e in breach_events
     }
+    # A serious finding opens a serious incident in the same transaction, its clock running
+    # (Art. 73: 15 days); the next serious run adds a note to it instead of another.
+    assert verdict.incident is not None
+    opened = [e for e in events_since(ws, before) if e.action == "incident.opened"]
+    assert [(e.object_id, e.payload["source"], e.payload["serious"]) for e in opened] == [
+        (verdict.incident, "monitoring", True)
+    ]
+    incident = next(i for i in store.incidents(open_only=True) if i.incident_id == verdict.incident)
+    assert (incident.kind, incident.source) == ("serious_incident", "monitoring")
+    assert "feature_drift job" in incident.summary and "housing" not in incident.summary
+    again_from = store.audit_head().seq
+    again = store.record_monitoring(stats.model_copy(update={"features": features}), "run-s2")
+    assert again.incident == verdict.incident
+    assert [e.action for e in events_since(ws, again_from) if e.action.startswith("incident.")] == [
+        "incident.updated"
+    ]
+    # A run with no serious finding opens none.
+    calm_from = store.audit_head().seq
+    assert store.record_monitoring(stats, "run-calm").incident is None
+    assert not [e for e in events_since(ws, calm_from) if e.action.startswith("incident.")]
 
 
 def test_a_reviewer_may_not_record_a_monitoring_run(ws: Workspace) -> None:

@@ -104,3 +104,31 @@ def test_the_backend_settles_a_conflict_and_halts_as_the_identified_lead(ws: Wor
     lena = open_oversight_backend(str(ws.root), env={"HTTP_X_FORWARDED_USER": "lena"})
     assert isinstance(lena, StoreOversightBackend)
     assert not lena.resume().halted
+
+
+@pytest.mark.obligation("AI Act 73", "AI Act 14")
+def test_the_backend_shows_open_incidents_and_a_second_lead_closes_a_serious_one(
+    workspace: Workspace,
+) -> None:
+    from hilt.widgets.contracts.oversight import IncidentBackend
+
+    lena_store = open_store_as(workspace, Identity(name="lena"))
+    opened = lena_store.open_incident("serious_incident", "Scores wrong for one branch.")
+    lena_store.open_incident("malfunction", "Slow.", "2020-01-01T00:00:00Z")
+    late = lena_store.open_incident("personal_data_breach", "Lost laptop.", "2020-01-01T00:00Z")
+    lena = open_oversight_backend(str(workspace.root), env={"JUPYTERHUB_USER": "lena"})
+    max_ = open_oversight_backend(str(workspace.root), env={"JUPYTERHUB_USER": "max"})
+    assert isinstance(lena, StoreOversightBackend) and isinstance(max_, StoreOversightBackend)
+    assert isinstance(max_, IncidentBackend)
+    views = max_.open_incidents()
+    assert views[0].incident_id == late.incident_id and views[0].overdue  # overdue first
+    assert {v.incident_id for v in views if not v.overdue} >= {opened.incident_id}
+    mine = {v.incident_id: v for v in lena.open_incidents()}[opened.incident_id]
+    assert not mine.can_close and "four eyes" in (mine.why_not or "")
+    with pytest.raises(PermissionDeniedError):
+        lena.close_incident(opened.incident_id, "Mine.")
+    told = max_.record_told(opened.incident_id, "Market surveillance authority", None)
+    assert told.told and told.told[0].startswith("Market surveillance authority at ")
+    closed = max_.close_incident(opened.incident_id, "Fixed and reported.")
+    assert closed.incident_id == opened.incident_id
+    assert opened.incident_id not in {v.incident_id for v in max_.open_incidents()}

@@ -6,7 +6,7 @@ store.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from hilt.widgets.contracts.common import ReviewConfig, Reviewer, ReviewItem
 
@@ -198,3 +198,45 @@ class OversightBackend(Protocol):
     def approve(self, run_id: str) -> ModelDecision: ...
 
     def reject(self, run_id: str, reason: str) -> ModelDecision: ...
+
+
+# ---- issue 14, the incident register (widgets/oversight/incidents_panel.py)
+@dataclass(frozen=True)
+class IncidentView:
+    """One open incident as the lead sees it; the deadline and the time left are the
+    store's (from the kind and the time it became known)."""
+
+    incident_id: str
+    kind: str
+    #: The provision that names it, e.g. "AI Act 73(2)", "GDPR 33(1)".
+    provision: str
+    serious: bool
+    source: str
+    status: str
+    summary: str
+    known_at: str
+    deadline: str | None
+    seconds_left: float | None
+    overdue: bool
+    report_to: str
+    opened_by: str
+    #: "recipient at time", one per notification.
+    told: tuple[str, ...]
+    #: Whether this lead may close it (a serious one: not the person who opened it).
+    can_close: bool
+    why_not: str | None = None
+
+
+@runtime_checkable
+class IncidentBackend(Protocol):
+    """The incident register's part of the oversight backend."""
+
+    def open_incidents(self) -> tuple[IncidentView, ...]: ...
+
+    def record_told(self, incident_id: str, recipient: str, told_at: str | None) -> IncidentView:
+        """Record that ``recipient`` was told (at ``told_at``, ISO-8601; None: now)."""
+        ...
+
+    def close_incident(self, incident_id: str, reason: str) -> IncidentView:
+        """Close it with a reason; raises with a clear message if refused."""
+        ...

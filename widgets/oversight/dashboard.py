@@ -5,7 +5,9 @@ Sections, top to bottom: who is looking; the system's state with Halt / Resume
 double review and the adjudication queue (``AdjudicationPanel``); override reasons; the
 challenger against the champion with Approve / Reject (``ModelReview``, loaded on demand).
 One ``StatusLine`` for everything that goes wrong (print() is invisible in Voila). After a
-halt, a resume, an adjudication or a model decision, the overview is read again.
+halt, a resume, an adjudication or a model decision, the overview is read again. Issue 14:
+the open incidents with their deadlines (``IncidentsPanel``) below the system's state, when
+the backend keeps the incident register (``IncidentBackend``).
 
 ``oversight_panel(access)`` is what the dashboard notebook displays: the dashboard for an
 ``OversightBackend``, a ``RefusalScreen`` for a ``Refusal``; it never raises.
@@ -24,8 +26,14 @@ from hilt.widgets.common.refusal import RefusalScreen, panel_for
 from hilt.widgets.common.status import StatusLine, describe_error
 from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer
 from hilt.widgets.contracts.monitoring import MonitoringSource
-from hilt.widgets.contracts.oversight import UNAVAILABLE, OversightBackend, OversightOverview
+from hilt.widgets.contracts.oversight import (
+    UNAVAILABLE,
+    IncidentBackend,
+    OversightBackend,
+    OversightOverview,
+)
 from hilt.widgets.oversight.adjudication import AdjudicationPanel
+from hilt.widgets.oversight.incidents_panel import IncidentsPanel
 from hilt.widgets.oversight.model_review import ModelReview
 from hilt.widgets.oversight.monitor_views import (
     AgreementView,
@@ -83,6 +91,9 @@ class OversightDashboard(widgets.VBox):
         self.monitoring: MonitoringPanel | None = None
         if isinstance(backend, MonitoringSource):
             self.monitoring = MonitoringPanel(backend, self.status, on_halt=self.halt_for)
+        self.incidents: IncidentsPanel | None = None
+        if isinstance(backend, IncidentBackend):
+            self.incidents = IncidentsPanel(backend, self.status)
         self.refresh_overview()
         self._compose()
 
@@ -94,6 +105,8 @@ class OversightDashboard(widgets.VBox):
             self.adjudication.refresh()
         if self.monitoring is not None:
             self.monitoring.refresh()
+        if self.incidents is not None:
+            self.incidents.refresh()
         self.refresh_overview()
 
     def halt_for(self, reason: str) -> None:
@@ -134,6 +147,8 @@ class OversightDashboard(widgets.VBox):
         ]
         if self.monitoring is not None:
             parts += [_heading("Post-market monitoring"), self.monitoring]
+        if self.incidents is not None:
+            parts += [_heading("Open incidents"), self.incidents]
         parts += [
             _heading("Queue"),
             self.queue_view,

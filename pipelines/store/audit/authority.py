@@ -17,8 +17,9 @@ fit its rule:
   of that batch (cases it tombstoned, or predictions retention purged), with the rows that
   remain;
 - ``notebook-path``: a run's notebook is a file name inside the workspace's ``runs/``;
-- ``four-eyes``: a model is promoted or rejected by a lead who is not its author, and a
-  halt is resumed by another person than the one who halted.
+- ``four-eyes``: a model is promoted or rejected by a lead who is not its author, a
+  halt is resumed by another person than the one who halted, and a serious incident is
+  closed by a lead who did not open it (issue 14; its id is ``INC-<seq of its opening>``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ WHERE seq > ? AND (entry LIKE '{"action":"retention.applied",%'
    OR entry LIKE '{"action":"model.rejected",%'
    OR entry LIKE '{"action":"system.halted",%'
    OR entry LIKE '{"action":"system.resumed",%'
+   OR entry LIKE '{"action":"incident.opened",%'
+   OR entry LIKE '{"action":"incident.closed",%'
    OR entry LIKE '{"action":"cases.ingest",%'
    OR entry LIKE '{"action":"predictions.ingest",%'
    OR entry LIKE '{"action":"predictions.shadow",%')
@@ -65,6 +68,8 @@ def _referred(e: dict[str, Any]) -> list[int]:
     p = e["payload"]
     if e["action"] == "system.resumed":
         return [int(p.get("halted_at_seq") or 0)]
+    if e["action"] == "incident.closed":
+        return [_opened_seq(e)]
     if e["action"] in RESTATING_ACTIONS:
         return [int(b) for b in p.get("batches") or {}]
     return []
@@ -87,9 +92,16 @@ def _with_context(
     context = [
         (s, e)
         for s, e in parsed
-        if e.get("action") in ("system.halted", CASES_ACTION, "predictions.ingest")
+        if e.get("action")
+        in ("system.halted", "incident.opened", CASES_ACTION, "predictions.ingest")
     ]
     return context + events
+
+
+def _opened_seq(e: dict[str, Any]) -> int:
+    """The seq of the event that opened the incident an event speaks of (0: not one)."""
+    number = str(e.get("object_id", "")).removeprefix("INC-")
+    return int(number) if number.isdigit() else 0
 
 
 def _when(ts: str) -> datetime:
@@ -209,14 +221,25 @@ def _notebooks(events: list[tuple[int, dict[str, Any]]]) -> Break | None:
 
 
 def _four_eyes(events: list[tuple[int, dict[str, Any]]]) -> Break | None:
-    halted_by: dict[int, str] = {}
+    opened_by: dict[int, str] = {}
+    serious: dict[int, bool] = {}
     for seq, e in events:
         action, p = e["action"], e["payload"]
-        if action == "system.halted":
-            halted_by[seq] = str(e["actor"])
+        if action in ("system.halted", "incident.opened"):
+            opened_by[seq] = str(e["actor"])
+            serious[seq] = p.get("serious") is True
+        elif action == "incident.closed" and serious.get(
+            _opened_seq(e), p.get("serious") is not False
+        ):
+            # (judged by its opening's kind, not by what the closing says of itself, unless
+            # retention purged the opening)
+            if e.get("role") != "lead" or opened_by.get(_opened_seq(e)) == e["actor"]:
+                return Break(
+                    seq, "four-eyes", "a serious incident closed by its opener or not by a lead"
+                )
         elif action == "system.resumed":
             # (a halt that retention purged from the log is no longer there to compare)
-            if halted_by.get(int(p.get("halted_at_seq") or 0)) == e["actor"]:
+            if opened_by.get(int(p.get("halted_at_seq") or 0)) == e["actor"]:
                 return Break(seq, "four-eyes", "a halt resumed by the person who halted it")
         elif action in ("model.promoted", "model.rejected") and (
             e.get("role") != "lead"

@@ -207,15 +207,21 @@ def checkpoint(unit: Unit) -> CheckpointRecord:
     return CheckpointRecord(seq=cp.seq, head_hash=cp.head_hash, time=cp.time)
 
 
-def audit_time(value: str, name: str) -> str:
-    """An ISO-8601 time as the log writes it (UTC, microseconds, Z)."""
+def parse_time(value: str, name: str) -> datetime:
+    """An ISO-8601 time a caller gave (UTC when it names no zone); InputError naming
+    ``name`` otherwise."""
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InputError(f"{name} must be an ISO-8601 time, e.g. 2025-01-31T12:00:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return utc_timestamp(moment)
+    return moment.astimezone(UTC)
+
+
+def audit_time(value: str, name: str) -> str:
+    """An ISO-8601 time as the log writes it (UTC, microseconds, Z)."""
+    return utc_timestamp(parse_time(value, name))
 
 
 def audit_filter(query: AuditQuery) -> tuple[str, list[Any]]:

@@ -40,6 +40,7 @@ from hilt.pipelines.store.monitoring_records import (
     Severity,
     Worst,
 )
+from hilt.pipelines.store.ops.incidents import open_automatic
 from hilt.pipelines.workspace import RUN_NOTEBOOK_NAME
 
 if TYPE_CHECKING:
@@ -310,12 +311,27 @@ def record_monitoring(
             "realised": [p.model_dump() for p in performance],
             "notebook": notebook,
         }
+        if worst == "serious":
+            # A serious finding may be a serious incident (EU AI Act Art. 73): the store opens
+            # one in this transaction, its clock running from now; while it stays open, the
+            # next serious run adds a note to it instead of opening another.
+            found = "; ".join(
+                f"{b.check} {b.feature or 'scores'}: {b.statistic} {b.value:.4g} (threshold "
+                f"{b.threshold:.4g})"
+                for b in breaches
+                if b.severity == "serious"
+            )
+            payload["incident"] = open_automatic(
+                unit,
+                "serious_incident",
+                "monitoring",
+                f"monitoring run {run_id} of {model}: serious findings: {found}",
+                reuse_open=True,
+            )
         seq = unit.append_audit(RUN_ACTION, "monitoring", run_id, payload, now)
         for b in breaches:
             if b.severity in ("breach", "serious"):
                 unit.append_audit(BREACH_ACTION, "monitoring", b.check, b.model_dump(), now)
-        # Issue 14 (H2, at merge): a "serious" breach opens an incident here, in this
-        # transaction: ``incidents.open_automatic(unit, ..., "monitoring", ...)``.
     return _verdict(run_id, seq, utc_timestamp(now), payload)
 
 
@@ -333,6 +349,7 @@ def _verdict(run_id: str, seq: int, ts: str, payload: dict[str, Any]) -> Monitor
         weekly_rates=[RateRecord(**r) for r in payload.get("weekly_rates", [])],
         realised=[RealisedRecord(**p) for p in payload.get("realised", [])],
         notebook=payload.get("notebook"),
+        incident=payload.get("incident"),
     )
 
 

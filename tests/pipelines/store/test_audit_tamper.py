@@ -14,14 +14,12 @@ Altering the tables themselves (a dropped, renamed or retyped table or column) i
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tomllib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hilt.pipelines.config import MIN_AUDIT_RETENTION_DAYS
 from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.audit.batch_digest import restated_digest
-from hilt.pipelines.store.audit.chain import GENESIS_HASH, AuditEntry, chain_hash, utc_timestamp
+from hilt.pipelines.store.audit.chain import AuditEntry, chain_hash, utc_timestamp
 from hilt.pipelines.store.audit.checkpoints import (
     Checkpoint,
     public_key_text,
@@ -44,9 +42,9 @@ from hilt.pipelines.store.audit.checkpoints import (
 )
 from hilt.pipelines.store.audit.verify import verify_records
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.records import VerifyReport
 from hilt.pipelines.workspace import Workspace
+from tests.audit_helpers import append_event, edit_entry, fetch_one, raw_db, row_hash
 from tests.conftest import CONFIG, CSV, TEST_MODEL, leased, operator, predictions_for, stand_in
 
 FLIP = {"1": "0", "0": "1"}
@@ -179,39 +177,7 @@ def assert_intact(ws: Workspace, events: int, public_key: str | None = None) -> 
 
 
 # ---------------------------------------------------------------------- attacker's tools
-
-
-@contextmanager
-def raw_db(ws: Workspace) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The store file, opened behind the store's back."""
-    con = connect(ws)
-    try:
-        yield con
-    finally:
-        con.close()
-
-
-def fetch_one(con: duckdb.DuckDBPyConnection, query: str, params: list[object]) -> tuple[Any, ...]:
-    rows = con.execute(query, params).fetchall()
-    assert len(rows) == 1, (query, params, rows)
-    return tuple(rows[0])
-
-
-def row_hash(con: duckdb.DuckDBPyConnection, seq: int) -> str:
-    if seq == 0:
-        return GENESIS_HASH
-    return str(fetch_one(con, "SELECT hash FROM audit_log WHERE seq = ?", [seq])[0])
-
-
-def edit_entry(
-    con: duckdb.DuckDBPyConnection, seq: int, change: Callable[[dict[str, Any]], None]
-) -> None:
-    """Rewrite the hashed entry of one row (canonical JSON, as the store writes it)."""
-    (entry,) = fetch_one(con, "SELECT entry FROM audit_log WHERE seq = ?", [seq])
-    data = json.loads(entry)
-    change(data)
-    text = AuditEntry(**data).canonical()
-    con.execute("UPDATE audit_log SET entry = ? WHERE seq = ?", [text, seq])
+# (raw_db, fetch_one, edit_entry, row_hash, append_event: tests/audit_helpers.py)
 
 
 def flip_decision(con: duckdb.DuckDBPyConnection, seq: int) -> None:
@@ -244,16 +210,6 @@ def renumber(con: duckdb.DuckDBPyConnection, from_seq: int, by: int) -> None:
     """Shift the seq column of audit rows (and the decisions pointing at them)."""
     con.execute("UPDATE audit_log SET seq = seq + ? WHERE seq >= ?", [by, from_seq])
     con.execute("UPDATE decisions SET seq = seq + ? WHERE seq >= ?", [by, from_seq])
-
-
-def append_event(con: duckdb.DuckDBPyConnection, entry: AuditEntry) -> None:
-    """Write ``entry`` at its seq, chained onto the row before it, as the store would."""
-    text = entry.canonical()
-    prev = row_hash(con, entry.seq - 1)
-    con.execute(
-        "INSERT INTO audit_log VALUES (?, ?, ?, ?)",
-        [entry.seq, text, prev, chain_hash(prev, text)],
-    )
 
 
 def forge_decision(con: duckdb.DuckDBPyConnection, seq: int, case_id: str) -> None:
@@ -763,10 +719,13 @@ def test_schema_damage_names_the_table_and_the_column(victim: tuple[Workspace, L
     assert report.events == at.head_seq
     cli = verify_cli(ws)
     assert cli.returncode == 1 and cli.stderr == "", cli.stderr
-    assert cli.stdout.strip() == (
+    summary, incident = cli.stdout.strip().splitlines()
+    assert summary == (
         "BROKEN at seq 0: schema: table decisions: column reason_code is missing; "
         "the store's tables were altered"
     )
+    # The store's own verify opened an incident for it (issue 14; tests/…/test_incidents.py).
+    assert incident.startswith("incident INC-") and "personal_data_breach" in incident
 
 
 def test_a_table_missing_and_a_column_retyped_are_both_counted(

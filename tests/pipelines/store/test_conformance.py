@@ -266,3 +266,35 @@ def test_oversight_operations_and_their_roles(store_as: StoreFactory) -> None:
             TEST_MODEL.sha256,
         )
     assert state(dana) == before
+
+
+@pytest.mark.obligation("AI Act 73", "GDPR 33")
+def test_the_incident_register_in_both_modes(store_as: StoreFactory) -> None:
+    """Open, tell, close as the store's rules allow; refusals write nothing (issue 14)."""
+    lena, max_, pia, otto = (store_as(n) for n in ("lena", "max", "pia", "otto"))
+    opened = lena.open_incident("death", "A person died after a refusal.", "2026-01-01T00:00Z")
+    assert opened.deadline == "2026-01-11T00:00:00.000000Z" and opened.overdue
+    before = state(otto)
+    for attack in (
+        lambda: store_as("alice").open_incident("malfunction", "x"),
+        lambda: otto.close_incident(opened.incident_id, "x"),
+        lambda: lena.close_incident(opened.incident_id, "four eyes"),
+        lambda: otto.verify_and_record(),
+    ):
+        with pytest.raises(PermissionDeniedError):
+            attack()
+    with pytest.raises(InputError, match="in the future"):
+        lena.open_incident("death", "x", "2999-01-01T00:00Z")
+    with pytest.raises(NotFoundError):
+        pia.update_incident("INC-0", note="x")
+    assert state(otto) == before
+    told = pia.update_incident(opened.incident_id, told="MSA", told_at="2026-01-02T00:00Z")
+    assert not told.overdue and [n.recipient for n in told.notifications] == ["MSA"]
+    closed = max_.close_incident(opened.incident_id, "Reported; root cause fixed.")
+    assert closed.closed_by == "max" and otto.incidents(open_only=True) == []
+    assert max_.verify_and_record().report.ok  # a log that verifies opens nothing
+    assert [e.action for e in otto.audit_events(after_seq=opened.opened_seq - 1)] == [
+        "incident.opened",
+        "incident.updated",
+        "incident.closed",
+    ]

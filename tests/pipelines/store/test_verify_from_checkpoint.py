@@ -19,6 +19,7 @@ from hilt.pipelines.errors import InputError
 from hilt.pipelines.store.audit.checkpoints import append_checkpoint, sign_checkpoint
 from hilt.pipelines.store.records import VerifyReport
 from hilt.pipelines.workspace import Workspace
+from tests.audit_helpers import raw_db
 from tests.conftest import operator
 from tests.pipelines.store.test_audit_tamper import (
     DECISIONS_BEFORE_CHECKPOINT,
@@ -30,7 +31,6 @@ from tests.pipelines.store.test_audit_tamper import (
     forge_a_promotion_by_its_author,
     forge_a_purge_dated_in_the_future,
     forge_a_run_whose_notebook_is_the_store,
-    raw_db,
     rechain_everything,
     template,
     verify_cli,
