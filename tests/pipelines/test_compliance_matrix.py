@@ -29,7 +29,6 @@ AWAITED: dict[str, str] = {
     "AI Act 86": "the decision notice (hilt subject notice)",
     "GDPR 13": "the decision notice (hilt subject notice)",
     "GDPR 14": "the decision notice (hilt subject notice)",
-    "GDPR 19": "not built: telling recipients of a rectification, erasure or restriction",
     "GDPR 33": "the incident register (hilt incident)",
 }
 

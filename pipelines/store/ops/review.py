@@ -18,7 +18,7 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError
 from hilt.pipelines.store import double_review, explanations, personal_data, review_queue, sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
-from hilt.pipelines.store.ops import queue
+from hilt.pipelines.store.ops import queue, recipients
 from hilt.pipelines.store.records import Decision, DecisionRequest
 from hilt.pipelines.store.validation import check_text
 
@@ -543,7 +543,9 @@ def decisions(
         if share > 0:
             unsettled = double_review.unsettled_sql("decisions", "contests", share)
             where += f" AND d.case_id NOT IN ({unsettled})"
-    return decisions_where(unit, where, [after_seq], limit)
+    found = decisions_where(unit, where, [after_seq], limit)
+    recipients.record_disclosures(unit, found)
+    return found
 
 
 def get_decision(unit: Unit, decision_id: str) -> Decision:
@@ -551,6 +553,7 @@ def get_decision(unit: Unit, decision_id: str) -> Decision:
     found = decisions_where(unit, "d.decision_id = ?", [decision_id], limit=1)
     if not found:
         raise NotFoundError("unknown decision id")
+    recipients.record_disclosures(unit, found)
     return found[0]
 
 
