@@ -1,7 +1,8 @@
 """Telling recipients of rectification, erasure and restriction (GDPR Art. 19).
 
 The store knows to whom a subject's decisions were disclosed: each time a production system
-(a user with the role ``system``) reads decisions, one statement records which subjects'
+(a user with the role ``system``) reads decisions (``decisions``, ``get_decision``, and
+those ``get_case`` returns), one statement records which subjects'
 decisions went to it (``disclosures``; no audit row: a read, like every read, but kept so
 that the store can tell whom to notify). From that:
 
@@ -40,7 +41,6 @@ from hilt.pipelines.store.recipient_records import (
 )
 
 if TYPE_CHECKING:
-    from hilt.pipelines.store.records import Decision
     from hilt.pipelines.store.unit import Unit
 
 #: The role of a recipient that reads decisions through the store.
@@ -62,16 +62,25 @@ _OBJECT = "json_extract_string(a.entry, '$.object_id')"
 
 
 # ----------------------------------------------------------------------- disclosures
-def record_disclosures(unit: Unit, found: list[Decision]) -> None:
-    """Record that the decisions ``found`` went to the actor, when the actor is a recipient
-    (a production system): one row per subject, in one statement per read."""
-    if not found or RECIPIENT_ROLE not in unit.actor.roles:
+def record_disclosures(unit: Unit, read: list[tuple[str, int]]) -> None:
+    """Record that the decisions ``read`` ((subject_ref, decision seq) pairs) went to the
+    actor, when the actor is a recipient (a production system): one row per subject, in one
+    statement per read."""
+    if not read or RECIPIENT_ROLE not in unit.actor.roles:
         return
+    seqs: dict[str, tuple[int, int]] = {}
+    for ref, seq in read:
+        first, last = seqs.get(ref, (seq, seq))
+        seqs[ref] = (min(first, seq), max(last, seq))
     unit.con.execute(
-        "INSERT INTO disclosures SELECT ?, c.subject_ref, min(t.seq), max(t.seq), ?"
-        " FROM (SELECT unnest(?) AS case_id, unnest(?) AS seq) t JOIN cases c USING (case_id)"
-        " GROUP BY c.subject_ref",
-        [unit.actor.name, unit.clock(), [d.case_id for d in found], [d.seq for d in found]],
+        "INSERT INTO disclosures SELECT ?, unnest(?), unnest(?), unnest(?), ?",
+        [
+            unit.actor.name,
+            list(seqs),
+            [s[0] for s in seqs.values()],
+            [s[1] for s in seqs.values()],
+            unit.clock(),
+        ],
     )
 
 

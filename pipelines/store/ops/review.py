@@ -471,15 +471,18 @@ def write_decision(
 
 
 def decisions_where(
-    unit: Unit, where: str, params: list[Any], limit: int = 100_000
+    unit: Unit, where: str, params: list[Any], limit: int = 100_000, *, disclose: bool = False
 ) -> list[Decision]:
     """Decisions matching ``where`` (on ``decisions d JOIN cases c``), in audit order, their
-    comments opened with the subjects' keys (None once a subject is erased)."""
+    comments opened with the subjects' keys (None once a subject is erased). ``disclose``:
+    they go to the caller, recorded as disclosed when it is a recipient (GDPR Art. 19)."""
     rows = unit.con.execute(
         f"SELECT {DECISION_COLUMNS} FROM decisions d JOIN cases c USING (case_id)"
         f" WHERE {where} ORDER BY d.seq LIMIT {int(limit)}",
         params,
     ).fetchall()
+    if disclose:
+        recipients.record_disclosures(unit, [(str(r[17]), int(r[16])) for r in rows])
     with_comment = {str(r[17]) for r in rows if r[11] is not None}
     keys = unit.keys.store.get(with_comment) if with_comment else {}
 
@@ -543,17 +546,14 @@ def decisions(
         if share > 0:
             unsettled = double_review.unsettled_sql("decisions", "contests", share)
             where += f" AND d.case_id NOT IN ({unsettled})"
-    found = decisions_where(unit, where, [after_seq], limit)
-    recipients.record_disclosures(unit, found)
-    return found
+    return decisions_where(unit, where, [after_seq], limit, disclose=True)
 
 
 def get_decision(unit: Unit, decision_id: str) -> Decision:
     """One decision by its id (NotFoundError if there is none)."""
-    found = decisions_where(unit, "d.decision_id = ?", [decision_id], limit=1)
+    found = decisions_where(unit, "d.decision_id = ?", [decision_id], limit=1, disclose=True)
     if not found:
         raise NotFoundError("unknown decision id")
-    recipients.record_disclosures(unit, found)
     return found[0]
 
 
