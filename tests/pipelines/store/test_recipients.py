@@ -77,6 +77,10 @@ def test_a_recipient_is_told_of_the_changes_to_the_subjects_it_received(
     # Paging: after a seq, with a limit.
     page = prod.subject_changes(after_seq=rectified.seq, limit=1)
     assert [c.seq for c in page.changes] == [restricted.seq] and page.more
+    # A case read with its decisions is a disclosure of them too.
+    assert prod2.subject_changes().changes == []
+    assert [d.decision_id for d in prod2.get_case(CASE).decisions] == [mine]
+    assert [c.change for c in prod2.subject_changes().changes] == ["rectify", "restrict", "lift"]
     # Nothing personal in the feed: pseudonyms and ids only.
     assert SUBJECT not in feed.model_dump_json() and "SYN-SUBJ" not in feed.model_dump_json()
 
@@ -101,13 +105,14 @@ def test_a_recipient_is_told_of_the_changes_to_the_subjects_it_received(
 
     # The export lists the recipients, and per change whether and when each was told.
     doc = pia.subject_export(SUBJECT)
-    assert [(r.name, r.kind) for r in doc.recipients] == [("prod", "api")]
+    assert [(r.name, r.kind) for r in doc.recipients] == [("prod", "api"), ("prod2", "api")]
     told = {(n.change_seq, n.recipient): n for n in doc.recipient_notices}
     assert set(told) == {
-        (rectified.seq, "prod"),
-        (restricted.seq, "prod"),
-        (lifted.seq, "prod"),
+        (seq, name)
+        for seq in (rectified.seq, restricted.seq, lifted.seq)
+        for name in ("prod", "prod2")
     }
+    assert not any(told[seq, "prod2"].told for seq in (rectified.seq, restricted.seq))
     assert told[rectified.seq, "prod"].told and told[rectified.seq, "prod"].told_seq == notice.seq
     assert told[rectified.seq, "prod"].told_at == event.ts
     assert not told[lifted.seq, "prod"].told and told[lifted.seq, "prod"].told_at is None
