@@ -22,6 +22,7 @@ from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
     from hilt.pipelines.store import Store
+    from hilt.pipelines.store.recipient_records import RecipientNotice
     from hilt.pipelines.store.records import RetentionReport, SnapshotRewrite, SubjectAction
 
 T = TypeVar("T")
@@ -115,7 +116,8 @@ def subject_export(
     typer.echo(
         f"exported subject {document.subject_ref}: {len(document.cases)} cases, "
         f"{len(document.snapshots)} snapshots, {len(document.training_runs)} training runs, "
-        f"{len(document.audit_events)} audit events -> {output}"
+        f"{len(document.audit_events)} audit events, {len(document.recipients)} recipients "
+        f"-> {output}"
     )
 
 
@@ -278,6 +280,62 @@ def subject_erase(
     if not report.key_destroyed:
         fail(
             "the subject's key could not be destroyed; run `hilt retention apply`", EXIT_STORE_ERROR
+        )
+
+
+@subject_app.command("notify-recipients")
+def subject_notify_recipients(
+    external_id: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[EXTERNAL_ID]",
+            help="The subject's own id (omit it for an erased subject: give --subject-ref).",
+            show_default=False,
+        ),
+    ] = None,
+    recipient: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--recipient",
+            help="A recipient named in hilt.toml [processing] recipients that was told "
+            "(repeat it for several).",
+            show_default=False,
+        ),
+    ] = None,
+    subject_ref: Annotated[
+        str | None,
+        typer.Option(
+            "--subject-ref",
+            help="The subject_ref `hilt subject erase` printed (an erased subject's id no "
+            "longer leads to them).",
+            show_default=False,
+        ),
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    as_user: DpoOpt = None,
+) -> None:
+    """Record that you told a recipient outside the store's API of the subject's
+    rectifications, erasure and restrictions not told before (Art. 19). Production systems
+    that read decisions through the store are told by their own feed
+    (GET /v1/subject-changes) and acknowledge it themselves."""
+    if not recipient:
+        fail("name the recipient that was told: --recipient NAME", EXIT_USER_ERROR)
+    if (external_id is None) == (subject_ref is None):
+        fail("name the subject: EXTERNAL_ID, or --subject-ref for an erased one", EXIT_USER_ERROR)
+
+    names = list(recipient)
+
+    def notify(store: Store) -> list[RecipientNotice]:
+        return [
+            store.subject_notify_recipient(name, subject_id=external_id, subject_ref=subject_ref)
+            for name in names
+        ]
+
+    for notice in _as_dpo(Workspace.at(workspace), as_user, notify):
+        typer.echo(
+            f"{notice.recipient} told of subject {notice.subject_ref}'s changes up to seq "
+            f"{notice.up_to_seq} (changes: {', '.join(map(str, notice.changes))}); "
+            f"audit seq {notice.seq}"
         )
 
 

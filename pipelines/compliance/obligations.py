@@ -210,8 +210,10 @@ OBLIGATIONS: tuple[Obligation, ...] = (
     _gdpr(
         "19",
         "Notifying recipients of rectification, erasure or restriction",
-        "Each is an audit event a recipient can be told of; telling the production system "
-        "is not built yet.",
+        "The store records which subjects' decisions each production system read; each "
+        "reads its own feed of their changes (GET /v1/subject-changes) and acknowledges it "
+        "(audited); the DPO records telling [processing] recipients (`hilt subject "
+        "notify-recipients`); the export lists recipients and who was told when.",
     ),
     _gdpr(
         "20",

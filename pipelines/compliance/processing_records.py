@@ -170,6 +170,28 @@ def register(settings: Settings) -> list[ProcessingEntry]:
             "auditors, DPO",
         ),
         t(
+            "disclosures",
+            "to which recipient (a production system reading decisions) each subject's "
+            "decisions were disclosed, so that it can be told of their rectification, erasure "
+            "or restriction (GDPR Art. 19)",
+            RIGHTS_BASIS,
+            APPLICANTS,
+            "recipient (a user name), pseudonym, seqs of the decisions read, time (no "
+            "personal data)",
+            log_retention,
+            "DPO, auditors",
+        ),
+        t(
+            "recipient_notices",
+            "proof that each recipient was told of the subjects' rectifications, erasures "
+            "and restrictions (GDPR Art. 19)",
+            RIGHTS_BASIS,
+            APPLICANTS,
+            "recipient, channel, pseudonym (when told of one subject), audit seqs, time",
+            log_retention,
+            "DPO, auditors",
+        ),
+        t(
             "predictions",
             "the model's output for each case, with its explanation",
             case_basis,

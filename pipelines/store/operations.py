@@ -41,6 +41,7 @@ from hilt.pipelines.store.ops import (
     outcomes,
     oversight,
     queue,
+    recipients,
     retention,
     review,
     snapshot,
@@ -197,6 +198,9 @@ HALT = Permission("halt", frozenset({"lead"}))
 SUBJECT_RIGHTS = Permission("subject rights", frozenset({"dpo"}))
 #: The notice to the person decided about: the data-protection officer, or an admin.
 NOTICE = Permission("issue decision notices", frozenset({"dpo", "admin"}))
+#: A production system that reads decisions is a recipient (GDPR Art. 19): it reads, and
+#: acknowledges, its own feed of the subjects' changes, never another's.
+RECIPIENT = Permission("read subject changes", frozenset({recipients.RECIPIENT_ROLE}))
 #: Oversight (EU AI Act Art. 14): gold cases, the oversight report, adjudication.
 GOLD = Permission("gold", frozenset({"data-scientist", "admin"}))
 OVERSIGHT_READ = Permission("oversight read", frozenset({"lead", "auditor", "admin"}))
@@ -280,6 +284,18 @@ class RectifyIn(SubjectIn):
 class RestrictIn(SubjectIn):
     kind: str
     lift: bool = False
+
+
+class AckIn(BaseModel):
+    up_to_seq: int = Field(ge=1)
+
+
+class NotifyRecipientIn(BaseModel):
+    recipient: str = Field(min_length=1, max_length=200)
+    #: The external subject id (in the body, never in the URL: proxies log URLs) ...
+    subject_id: str | None = Field(default=None, min_length=1, max_length=128)
+    #: ... or, once the subject is erased, the subject_ref of the erasure.
+    subject_ref: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class ModelIn(BaseModel):
@@ -499,6 +515,18 @@ class Store:
         POST("/v1/subjects/erase", SubjectIn),
         bulk=True,
         changes_queue=True,
+    )
+    # telling recipients of rectification, erasure, restriction (GDPR Art. 19)
+    subject_changes = Operation(
+        recipients.subject_changes, RECIPIENT, GET("/v1/subject-changes"), read_only=True
+    )
+    subject_changes_ack = Operation(
+        recipients.subject_changes_ack, RECIPIENT, POST("/v1/subject-changes/ack", AckIn)
+    )
+    subject_notify_recipient = Operation(
+        recipients.subject_notify_recipient,
+        SUBJECT_RIGHTS,
+        POST("/v1/subjects/notify-recipient", NotifyRecipientIn),
     )
     retention_apply = Operation(
         retention.retention_apply,

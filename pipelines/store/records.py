@@ -16,6 +16,8 @@ from pydantic import (
     model_serializer,
 )
 
+from hilt.pipelines.store.recipient_records import ExportedRecipient, ExportedRecipientNotice
+
 #: accept / override end a review (a final decision); flag asks for a second opinion; skip
 #: hands the case back; undo compensates an earlier decision (history is never rewritten);
 #: blind records the reviewer's own judgement before the model's output is shown.
@@ -422,6 +424,11 @@ class SubjectExport(_Record):
     #: Audit events about the subject or their cases (sealed values stay sealed here; the
     #: opened values are in ``cases``).
     audit_events: list[AuditEvent]
+    #: To whom the subject's data was disclosed (GDPR Art. 19, second sentence) ...
+    recipients: list[ExportedRecipient]
+    #: ... and, for each rectification, erasure or restriction, whether and when each
+    #: recipient was told of it.
+    recipient_notices: list[ExportedRecipientNotice]
 
 
 class AuditQuery(_Record):

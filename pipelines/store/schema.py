@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     import duckdb
 
 SCHEMA_VERSION = "5"  # 2: sealed personal data, subject keys; 3: gold cases; 4: issue 12;
-# 5: issue 14 (outcomes, the incident register)
+# 5: issue 14 (outcomes, the incident register, disclosures to recipients and their
+#    acknowledgements: GDPR Art. 19)
 
 _SQL_TYPES = {
     "int": "BIGINT",
@@ -168,6 +169,28 @@ def create_statements(settings: Settings) -> list[str]:
     reason VARCHAR NOT NULL,
     seq BIGINT NOT NULL,
     removed_at TIMESTAMPTZ NOT NULL
+)""",
+        # GDPR Art. 19: whose final decisions went to which recipient (a user with the
+        # role system reading decisions; one row per subject per read, append-only), and
+        # which recipient was told of the subjects' rectifications, erasures and
+        # restrictions up to which seq (channel "api": the recipient acknowledged its feed,
+        # for all its subjects, subject_ref NULL; "dpo": the data-protection officer
+        # recorded telling a recipient of [processing] recipients about one subject).
+        # No personal data: pseudonyms, seqs, names of users and recipients.
+        """CREATE TABLE disclosures (
+    recipient VARCHAR NOT NULL,
+    subject_ref VARCHAR NOT NULL,
+    first_seq BIGINT NOT NULL,
+    last_seq BIGINT NOT NULL,
+    disclosed_at TIMESTAMPTZ NOT NULL
+)""",
+        """CREATE TABLE recipient_notices (
+    recipient VARCHAR NOT NULL,
+    channel VARCHAR NOT NULL,
+    subject_ref VARCHAR,
+    up_to_seq BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
 )""",
         # A subject asked for human review of a case (GDPR Art. 22).
         """CREATE TABLE contests (
@@ -339,6 +362,8 @@ COUNTED_TABLES = (
     "restrictions",
     "removed_subjects",
     "contests",
+    "disclosures",
+    "recipient_notices",
     "snapshots",
     "users",
     "api_tokens",

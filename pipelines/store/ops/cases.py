@@ -359,7 +359,7 @@ def get_case(unit: Unit, case_id: str) -> CaseRecord:
         [case_id],
     ).fetchall()
     seed_label = label[0] if label else None
-    decisions = review.decisions_where(unit, "d.case_id = ?", [case_id])
+    decisions = review.decisions_where(unit, "d.case_id = ?", [case_id], disclose=True)
     if not CASE_OVERSEERS & set(unit.actor.roles):
         # A reviewer never sees a seed label (the gold cases' answers are seed labels), nor
         # another reviewer's decisions on a case still open to review (independent review).

@@ -18,7 +18,7 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError
 from hilt.pipelines.store import double_review, explanations, personal_data, review_queue, sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
-from hilt.pipelines.store.ops import queue
+from hilt.pipelines.store.ops import queue, recipients
 from hilt.pipelines.store.records import Decision, DecisionRequest
 from hilt.pipelines.store.validation import check_text
 
@@ -471,15 +471,18 @@ def write_decision(
 
 
 def decisions_where(
-    unit: Unit, where: str, params: list[Any], limit: int = 100_000
+    unit: Unit, where: str, params: list[Any], limit: int = 100_000, *, disclose: bool = False
 ) -> list[Decision]:
     """Decisions matching ``where`` (on ``decisions d JOIN cases c``), in audit order, their
-    comments opened with the subjects' keys (None once a subject is erased)."""
+    comments opened with the subjects' keys (None once a subject is erased). ``disclose``:
+    they go to the caller, recorded as disclosed when it is a recipient (GDPR Art. 19)."""
     rows = unit.con.execute(
         f"SELECT {DECISION_COLUMNS} FROM decisions d JOIN cases c USING (case_id)"
         f" WHERE {where} ORDER BY d.seq LIMIT {int(limit)}",
         params,
     ).fetchall()
+    if disclose:
+        recipients.record_disclosures(unit, [(str(r[17]), int(r[16])) for r in rows])
     with_comment = {str(r[17]) for r in rows if r[11] is not None}
     keys = unit.keys.store.get(with_comment) if with_comment else {}
 
@@ -533,7 +536,7 @@ def decisions(
     where = "d.seq > ?"
     if final_only:
         where += " AND " + final_sql(unit)
-    return decisions_where(unit, where, [after_seq], limit)
+    return decisions_where(unit, where, [after_seq], limit, disclose=True)
 
 
 def final_sql(unit: Unit) -> str:
@@ -555,7 +558,7 @@ def final_sql(unit: Unit) -> str:
 
 def get_decision(unit: Unit, decision_id: str) -> Decision:
     """One decision by its id (NotFoundError if there is none)."""
-    found = decisions_where(unit, "d.decision_id = ?", [decision_id], limit=1)
+    found = decisions_where(unit, "d.decision_id = ?", [decision_id], limit=1, disclose=True)
     if not found:
         raise NotFoundError("unknown decision id")
     return found[0]

@@ -1,7 +1,8 @@
 """A subject's export (GDPR Arts. 15, 20): everything held about them, audited.
 
 Their cases as received and as rectified, decisions, restrictions, the snapshots that hold
-their rows and the training runs that used them, and the audit events about them; opened
+their rows and the training runs that used them, the audit events about them, and the
+recipients of their data with whether each was told of each change (Art. 19); opened
 with their key, so an erased subject can no longer be exported.
 """
 
@@ -14,7 +15,7 @@ import polars as pl
 
 from hilt.pipelines.store import personal_data, sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
-from hilt.pipelines.store.ops import personal_reads
+from hilt.pipelines.store.ops import personal_reads, recipients
 from hilt.pipelines.store.ops.cases import get_case
 from hilt.pipelines.store.ops.subject_rights import cases_of, find_subject
 from hilt.pipelines.store.records import (
@@ -108,6 +109,7 @@ def _export(unit: Unit, subject_id: str) -> SubjectExport:
             )
         )
     snapshots = _snapshot_rows(unit, case_ids)
+    told_whom, told = recipients.recipients_of(unit, ref)
     return SubjectExport(
         use_case=unit.settings.use_case.name,
         exported_at=utc_timestamp(now),
@@ -127,6 +129,8 @@ def _export(unit: Unit, subject_id: str) -> SubjectExport:
         snapshots=snapshots,
         training_runs=_runs_of(unit, [s.sha256 for s in snapshots]),
         audit_events=_events_about(unit, [ref, *case_ids]),
+        recipients=told_whom,
+        recipient_notices=told,
     )
 
 
