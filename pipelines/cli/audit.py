@@ -66,16 +66,20 @@ def audit_verify(
     ws = Workspace.at(workspace)
 
     def run() -> VerifyReport:
+        # Only what each way needs is imported (the store's operations table, polars and
+        # the HTTP client are seconds of start-up that a walk of the file does without).
         from hilt.pipelines.store import TOKEN_ENV, Identity, open_store_as
-        from hilt.pipelines.store.audit.remote_verify import verify_remote
-        from hilt.pipelines.store.audit.verify import verify_file
         from hilt.pipelines.store.modes.locking import service_info
 
         served = ws.exists() and service_info(ws.service_file) is not None
         # A service owns the file and we hold a token: verify what it serves, here, with
         # our own key. Otherwise the file itself.
         if url is None and not (served and (token or os.environ.get(TOKEN_ENV))):
+            from hilt.pipelines.store.audit.verify import verify_file
+
             return verify_file(ws, public_key, checkpoints, start_from)
+        from hilt.pipelines.store.audit.remote_verify import verify_remote
+
         key = public_key or (ws.settings().audit.public_key if ws.exists() else None)
         with closing(open_store_as(url or ws, Identity(token=token))) as store:
             return verify_remote(store, key, checkpoints or ws.checkpoints_path, start_from)
@@ -98,6 +102,10 @@ def _mlflow_mirror(ws: Workspace) -> tuple[list[str], bool]:
     line saying they agree, or a DISAGREE line per fact MLflow states otherwise and a closing
     line; and whether they agree (also when there is nothing to compare)."""
     from hilt.pipelines.errors import HiltError
+    from hilt.pipelines.loop.tracking.environment import has_tracking_store
+
+    if not has_tracking_store(ws):
+        return [], True  # nothing mirrors the registry: the store is not even opened
     from hilt.pipelines.loop.model_registry import mlflow_disagreements
     from hilt.pipelines.store import Identity, Need, open_store_as
 

@@ -54,7 +54,7 @@ def verify_file(
 ) -> VerifyReport:
     """Verify the workspace's store file, holding the store's lock while it reads."""
     from hilt.pipelines.store.modes import locking
-    from hilt.pipelines.store.modes.embedded import connect
+    from hilt.pipelines.store.modes.connection import connect
     from hilt.pipelines.store.ops.config import settings_in_force
 
     workspace.require()
