@@ -191,7 +191,8 @@ def verify_records(
     core: the reviewers' decisions keep the others (measured on 2 cores: the reviewers'
     p95 while an auditor verifies in a loop 2.1-2.5x the idle one with the checks in
     parallel, 1.2-2.1x one after another). The hashes are recomputed with hashlib in a
-    thread of their own (``audit_chain.first_bad_hash``), beside DuckDB's scans.
+    thread of their own (``audit_chain.first_bad_hash``), beside DuckDB's scans; on the
+    CLI's full walk of the file, in one process per core instead (``hash_check``).
 
     ``start_from``: verify from a signed checkpoint (``latest`` or its seq; see the
     module's docstring): every check then reads only what came after it.
