@@ -77,7 +77,7 @@ def audit_verify(
         if url is None and not (served and (token or os.environ.get(TOKEN_ENV))):
             from hilt.pipelines.store.audit.verify import verify_file
 
-            return verify_file(ws, public_key, checkpoints, start_from)
+            return verify_file(ws, public_key, checkpoints, start_from, processes=True)
         from hilt.pipelines.store.audit.remote_verify import verify_remote
 
         key = public_key or (ws.settings().audit.public_key if ws.exists() else None)

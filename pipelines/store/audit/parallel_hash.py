@@ -9,15 +9,17 @@ processes read one file) and returning the earliest seq whose stored hash does n
 the earliest of theirs is the log's.
 
 The processes are forked before the caller opens the file, while the process has no DuckDB
-threads yet (``start``); each opens the file itself, so no connection, buffer or lock
-crosses a fork. Only ``verify_file`` (the CLI's walk of a workspace's file, under the
-store's lock) does this: a service verifies on its own connection, beside its writer.
+database open and no other Python thread (``start``); each opens the file itself, so no
+connection, buffer or lock crosses a fork. Only the CLI's walk of a workspace's file
+(``verify_file(..., processes=True)``, under the store's lock) does this: a service
+verifies on its own connection, beside its writer.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
@@ -95,22 +97,15 @@ class PartedHashCheck:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _single_threaded() -> bool:
-    """Whether this process runs one thread only (no lock can be held across a fork, no
-    DuckDB database is open with its worker threads). Linux; elsewhere: no."""
-    try:
-        return len(os.listdir("/proc/self/task")) == 1
-    except OSError:
-        return False
-
-
 def start(db_path: Path, parts: int | None = None) -> PartedHashCheck | None:
     """Fork ``parts`` workers (default: one per core) that check the hashes of the file at
     ``db_path``. None (the caller hashes in a thread, as before) where there is one core,
-    or this process runs other threads (the CLI does not; a test or a dashboard may): a
-    fork copies their locks, held, and no thread to release them."""
+    or this process runs other Python threads: a fork copies the locks they hold, held,
+    with no thread to release them. (The threads numpy's OpenBLAS and pyarrow's jemalloc
+    start at import are made to survive a fork.) The caller forks before it opens the
+    file, with no DuckDB database open in the process (the CLI)."""
     parts = parts or os.cpu_count() or 1
-    if parts < 2 or not _single_threaded():
+    if parts < 2 or threading.active_count() != 1:
         return None
     pool = ProcessPoolExecutor(max_workers=parts, mp_context=multiprocessing.get_context("fork"))
     futures = [pool.submit(_check_part, str(db_path), k, parts) for k in range(parts)]

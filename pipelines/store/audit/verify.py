@@ -61,8 +61,13 @@ def verify_file(
     public_key: str | None = None,
     checkpoints: Path | None = None,
     start_from: str | None = None,
+    *,
+    processes: bool = False,
 ) -> VerifyReport:
-    """Verify the workspace's store file, holding the store's lock while it reads."""
+    """Verify the workspace's store file, holding the store's lock while it reads.
+
+    ``processes``: a full walk hashes the rows in one forked process per core
+    (``parallel_hash``); for a caller that has no DuckDB database open (the CLI)."""
     from hilt.pipelines.store.modes import locking
     from hilt.pipelines.store.modes.connection import connect
     from hilt.pipelines.store.ops.config import settings_in_force
@@ -71,7 +76,8 @@ def verify_file(
     with locking.exclusive(workspace.lock_path, workspace.service_file):
         # The full walk hashes every row: in worker processes, forked before this process
         # opens the file (``parallel_hash``), which it then opens read-only beside them.
-        hashing = parallel_hash.start(workspace.db_path) if start_from is None else None
+        full = processes and start_from is None
+        hashing = parallel_hash.start(workspace.db_path) if full else None
         try:
             con = connect(workspace, read_only=hashing is not None)
         except BaseException:

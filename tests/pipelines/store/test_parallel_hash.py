@@ -94,6 +94,44 @@ def test_a_changed_entry_is_found_in_any_part(loaded_workspace: Workspace) -> No
     assert "BROKEN at seq 1: hash-mismatch:" in cli.stdout, cli.stdout
 
 
+_CLI_FORKS = """
+import sys
+
+from hilt.pipelines.store.audit import parallel_hash
+
+started = parallel_hash.start
+
+
+def start(*args, **kwargs):
+    check = started(*args, **kwargs)
+    print("forked" if check is not None else "in a thread", file=sys.stderr)
+    return check
+
+
+parallel_hash.start = start
+sys.argv = ["hilt", "audit", "verify", "--workspace", sys.argv[1]]
+from hilt.pipelines.cli import app
+
+app()
+"""
+
+
+def test_the_cli_walk_of_the_file_forks(loaded_workspace: Workspace) -> None:
+    """The CLI's process is one the workers may be forked from (numpy and pyarrow start
+    threads of their own at import, which survive a fork; no Python thread, no DuckDB
+    database is open yet): its full walk hashes in processes, not in the fallback."""
+    out = subprocess.run(
+        [sys.executable, "-c", _CLI_FORKS, str(loaded_workspace.root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("OK "), out.stdout
+    assert out.stderr.strip().splitlines()[-1] == "forked", out.stderr[-2000:]
+
+
 def test_with_other_threads_running_nothing_is_forked(loaded_workspace: Workspace) -> None:
     """A fork copies the locks other threads hold: then the caller hashes in a thread."""
     release = threading.Event()
