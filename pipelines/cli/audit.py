@@ -71,23 +71,31 @@ def audit_verify(
     recorded: list[tuple[str, bool]] = []
 
     def run() -> VerifyReport:
+        # Only what each way needs is imported (the store's operations table, polars and
+        # the HTTP client are seconds of start-up that a walk of the file does without).
         from hilt.pipelines.store import TOKEN_ENV, Identity, open_store_as
-        from hilt.pipelines.store.audit.remote_verify import verify_remote
-        from hilt.pipelines.store.audit.verify import verify_file
         from hilt.pipelines.store.modes.locking import service_info
 
         served = ws.exists() and service_info(ws.service_file) is not None
         own_copies = public_key is None and checkpoints is None and start_from is None
         # A service owns the file and we hold a token: verify what it serves, here, with
-        # our own key. Otherwise the file itself: through the store's verify_and_record
-        # (which opens an incident when the log is broken) unless the caller brings their
-        # own key or checkpoint file or starts from a checkpoint (then it only reads).
+        # our own key. Otherwise the file itself, read-only (one hashing process per core);
+        # where it is broken the store's verify_and_record walks it again and opens an
+        # incident, unless the caller brings their own key or checkpoint file or starts from
+        # a checkpoint (then it only reads).
         if url is None and not (served and (token or os.environ.get(TOKEN_ENV))):
-            if own_copies and not served and ws.exists():
+            from hilt.pipelines.store.audit.verify import verify_file
+
+            report = verify_file(ws, public_key, checkpoints, start_from, processes=True)
+            if not report.ok and own_copies and not served and ws.exists():
+                # Broken: the store verifies its own file again and decides (an incident,
+                # once per broken seq); this walk's finding alone records nothing.
                 own = _verify_and_record(ws, Identity(operator=True), recorded)
                 if own is not None:
                     return own
-            return verify_file(ws, public_key, checkpoints, start_from)
+            return report
+        from hilt.pipelines.store.audit.remote_verify import verify_remote
+
         key = public_key or (ws.settings().audit.public_key if ws.exists() else None)
         with closing(open_store_as(url or ws, Identity(token=token))) as store:
             report = verify_remote(store, key, checkpoints or ws.checkpoints_path, start_from)
@@ -145,6 +153,10 @@ def _mlflow_mirror(ws: Workspace) -> tuple[list[str], bool]:
     line saying they agree, or a DISAGREE line per fact MLflow states otherwise and a closing
     line; and whether they agree (also when there is nothing to compare)."""
     from hilt.pipelines.errors import HiltError
+    from hilt.pipelines.loop.tracking.environment import has_tracking_store
+
+    if not has_tracking_store(ws):
+        return [], True  # nothing mirrors the registry: the store is not even opened
     from hilt.pipelines.loop.model_registry import mlflow_disagreements
     from hilt.pipelines.store import Identity, Need, open_store_as
 

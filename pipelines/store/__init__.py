@@ -33,13 +33,16 @@ import getpass
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.errors import ConfigDrift, InputError, PermissionDeniedError
 from hilt.pipelines.store.modes.locking import service_info
-from hilt.pipelines.store.operations import Store
 from hilt.pipelines.store.records import DecisionRequest
 from hilt.pipelines.store.unit import Clock, system_clock
 from hilt.pipelines.workspace import Workspace
+
+if TYPE_CHECKING:
+    from hilt.pipelines.store.operations import Store
 
 __all__ = [
     "STORE_URL_ENV",
@@ -56,6 +59,17 @@ __all__ = [
 TOKEN_ENV = "HILT_TOKEN"
 #: The store service's URL, when it differs from the one its service file names.
 STORE_URL_ENV = "HILT_STORE_URL"
+
+
+def __getattr__(name: str) -> Any:
+    """``Store`` is imported when first asked for: the operations table imports every
+    operation (polars, the model registry...), which `hilt audit verify` and the other
+    readers of a submodule (``hilt.pipelines.store.audit...``) do not need."""
+    if name == "Store":
+        from hilt.pipelines.store.operations import Store
+
+        return Store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def os_user() -> str:

@@ -38,7 +38,6 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -48,6 +47,7 @@ from hilt.pipelines.store.schema import quote
 
 if TYPE_CHECKING:
     import duckdb
+    import polars as pl
 
 METHOD = (
     "sha256 of the stored batch column by column (hilt-batch-digest-v2: row count, names "
@@ -166,11 +166,29 @@ def _plain(chunk: pa.Array, kind: str) -> pa.Array:
     return chunk
 
 
+def _bits(buf: pa.Buffer | None, offset: int, n: int) -> np.ndarray[Any, Any]:
+    """An Arrow bitmap (LSB first) as one byte per bit, 1 or 0, from bit ``offset`` on.
+
+    Read from the buffer itself: pyarrow's ``to_numpy`` imports pandas (a second of
+    `hilt audit verify`'s start-up)."""
+    if buf is None:
+        return np.zeros(n, dtype=np.uint8)
+    first, skip = divmod(offset, 8)
+    raw = np.frombuffer(buf, dtype=np.uint8)[first : first + (skip + n + 7) // 8]
+    return np.unpackbits(raw, bitorder="little")[skip : skip + n]
+
+
+def _values(chunk: pa.Array, dtype: str) -> np.ndarray[Any, Any]:
+    """The fixed-width values of a null-free int64 or float64 chunk, from its buffer."""
+    return np.frombuffer(chunk.buffers()[1], dtype=dtype)[chunk.offset : chunk.offset + len(chunk)]
+
+
 def _validity(chunk: pa.Array) -> bytes | np.ndarray[Any, Any]:
     if chunk.null_count == 0:
         return b"\x01" * len(chunk)
-    valid: np.ndarray[Any, Any] = chunk.is_valid().to_numpy(zero_copy_only=False)
-    return valid.astype(np.uint8)
+    if pa.types.is_null(chunk.type):
+        return bytes(len(chunk))
+    return _bits(chunk.buffers()[0], chunk.offset, len(chunk))
 
 
 def _update_column(h: Any, chunks: list[pa.Array], kind: str) -> None:
@@ -182,11 +200,11 @@ def _update_column(h: Any, chunks: list[pa.Array], kind: str) -> None:
     if kind in ("int64", "float64"):
         dtype = "<i8" if kind == "int64" else "<f8"
         for c in plain:
-            h.update(np.ascontiguousarray(c.to_numpy(zero_copy_only=True), dtype=dtype))
+            h.update(_values(c, dtype))
         return
     if kind == "bool":
         for c in plain:
-            h.update(c.to_numpy(zero_copy_only=False).astype(np.uint8))
+            h.update(_bits(c.buffers()[1], c.offset, len(c)))
         return
     spans = []
     for c in plain:
@@ -218,6 +236,8 @@ def table_digest(table: pa.Table) -> str:
 
 def frame_digest(frame: pl.DataFrame) -> str:
     """The v2 digest of a polars frame (the rows a bulk ingest is about to insert)."""
+    import polars as pl
+
     return table_digest(frame.to_arrow(compat_level=pl.CompatLevel.newest()))
 
 
@@ -228,6 +248,8 @@ def digest(con: duckdb.DuckDBPyConnection, query: str, seq: int) -> str:
 
 def legacy_digest(con: duckdb.DuckDBPyConnection, query: str, seq: int) -> str:
     """The CSV method's digest (``LEGACY_METHOD``) of the rows ``query`` returns."""
+    import polars as pl
+
     table = con.sql(query, params=[seq]).to_arrow_table()
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import polars as pl
-
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit import batch_digest
 from hilt.pipelines.store.audit.chain import Break
@@ -97,7 +95,9 @@ DECISION_DETAIL = "a decision row differs from its audit event, or one of them i
 BATCH_DETAIL = "a batch of cases or predictions no longer holds the rows its audit event recorded"
 
 _BATCHES_SQL = """
-WITH ev AS (
+WITH restated AS (
+    SELECT unnest($restated_seqs::BIGINT[]) AS seq, unnest($restated_rows::BIGINT[]) AS rows
+), ev AS (
     SELECT seq, json_extract_string(entry, '$.action') AS action,
            try_cast(json_extract(entry, '$.payload.rows') AS BIGINT) AS rows
     FROM audit_log
@@ -159,13 +159,16 @@ def first_decision_mismatch(
 def first_batch_mismatch(con: duckdb.DuckDBPyConnection, since: int = 0) -> int | None:
     """The earliest batch event whose batch no longer holds the rows it recorded (of the
     batches recorded after seq ``since``)."""
-    restated = [(seq, rows) for seq, (rows, _, _) in batch_digest.restatements(con, since).items()]
-    frame = pl.DataFrame(restated, schema={"seq": pl.Int64, "rows": pl.Int64}, orient="row")
-    con.register("restated", frame)
-    try:
-        value = sql.scalar(con, _BATCHES_SQL, {"since": since})
-    finally:
-        con.unregister("restated")
+    restated = batch_digest.restatements(con, since)
+    value = sql.scalar(
+        con,
+        _BATCHES_SQL,
+        {
+            "since": since,
+            "restated_seqs": list(restated),
+            "restated_rows": [rows for rows, _, _ in restated.values()],
+        },
+    )
     return int(value) if value is not None else None
 
 

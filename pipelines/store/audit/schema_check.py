@@ -20,15 +20,10 @@ import duckdb
 from hilt.pipelines.config import Settings
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit.chain import Break
+from hilt.pipelines.store.modes.connection import DUCKDB_CONFIG
 from hilt.pipelines.store.schema import create_statements
 
 KIND = "schema"
-
-#: Nothing is ever downloaded, in memory either (as ``embedded.DUCKDB_CONFIG``).
-_CONFIG: dict[str, str | bool | int | float | list[str]] = {
-    "autoinstall_known_extensions": False,
-    "autoload_known_extensions": False,
-}
 
 _COLUMNS_SQL = """
 SELECT table_name, column_name, data_type
@@ -58,7 +53,7 @@ def expected_columns(settings: Settings) -> Columns:
 def _created_by(statements: tuple[str, ...]) -> Columns:
     """The columns the statements create (~40 ms: a service or a dashboard that verifies
     again reuses them)."""
-    con = duckdb.connect(":memory:", config=_CONFIG)
+    con = duckdb.connect(":memory:", config=DUCKDB_CONFIG)
     try:
         for statement in statements:
             con.execute(statement)

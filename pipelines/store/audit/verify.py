@@ -27,7 +27,13 @@ import duckdb
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import HiltError, StoreError
 from hilt.pipelines.store import sql
-from hilt.pipelines.store.audit import batch_digest, config_check, reconcile, schema_check
+from hilt.pipelines.store.audit import (
+    batch_digest,
+    config_check,
+    parallel_hash,
+    reconcile,
+    schema_check,
+)
 from hilt.pipelines.store.audit import chain as audit_chain
 from hilt.pipelines.store.audit.authority import first_break as authority_break
 from hilt.pipelines.store.audit.chain import GENESIS_HASH, Break, hash_at, purge_anchor, tail
@@ -45,21 +51,39 @@ from hilt.pipelines.workspace import Workspace
 
 T = TypeVar("T")
 
+#: The hash check of the whole log, given the connection: the earliest seq whose stored hash
+#: does not match, or None.
+HashCheck = Callable[[duckdb.DuckDBPyConnection], int | None]
+
 
 def verify_file(
     workspace: Workspace,
     public_key: str | None = None,
     checkpoints: Path | None = None,
     start_from: str | None = None,
+    *,
+    processes: bool = False,
 ) -> VerifyReport:
-    """Verify the workspace's store file, holding the store's lock while it reads."""
+    """Verify the workspace's store file, holding the store's lock while it reads.
+
+    ``processes``: a full walk hashes the rows in one forked process per core
+    (``parallel_hash``); for a caller that has no DuckDB database open (the CLI)."""
     from hilt.pipelines.store.modes import locking
-    from hilt.pipelines.store.modes.embedded import connect
+    from hilt.pipelines.store.modes.connection import connect
     from hilt.pipelines.store.ops.config import settings_in_force
 
     workspace.require()
     with locking.exclusive(workspace.lock_path, workspace.service_file):
-        con = connect(workspace)
+        # The full walk hashes every row: in worker processes, forked before this process
+        # opens the file (``parallel_hash``), which it then opens read-only beside them.
+        full = processes and start_from is None
+        hashing = parallel_hash.start(workspace.db_path) if full else None
+        try:
+            con = connect(workspace, read_only=hashing is not None)
+        except BaseException:
+            if hashing is not None:
+                hashing.close()
+            raise
         try:
             # The config in force (its pinned key), not an edit of hilt.toml nobody applied;
             # the file only when the store's record of it is damaged (the schema check
@@ -69,11 +93,19 @@ def verify_file(
             except (duckdb.Error, HiltError):
                 settings = workspace.settings()
             return verify_store(
-                con, settings, workspace, public_key, checkpoints, start_from=start_from
+                con,
+                settings,
+                workspace,
+                public_key,
+                checkpoints,
+                start_from=start_from,
+                hash_check=hashing.result if hashing is not None else None,
             )
         except duckdb.Error as e:
             raise StoreError(f"the store failed ({describe(e)})") from e
         finally:
+            if hashing is not None:
+                hashing.close()
             con.close()
 
 
@@ -87,6 +119,7 @@ def verify_store(
     *,
     parallel: bool = True,
     start_from: str | None = None,
+    hash_check: HashCheck | None = None,
 ) -> VerifyReport:
     """Verify the store's own file without an actor (what `hilt audit verify` runs).
 
@@ -96,6 +129,7 @@ def verify_store(
     (the store's clock; default this machine's), which no purge may be dated after.
     ``parallel=False``: the checks one after another (beside the service's writer).
     ``start_from``: from a signed checkpoint (see the module's docstring).
+    ``hash_check``: see ``verify_records``.
     """
     return verify_records(
         con,
@@ -106,6 +140,7 @@ def verify_store(
         now=now,
         parallel=parallel,
         start_from=start_from,
+        hash_check=hash_check,
     )
 
 
@@ -141,6 +176,7 @@ def verify_records(
     now: datetime | None = None,
     parallel: bool = True,
     start_from: str | None = None,
+    hash_check: HashCheck | None = None,
 ) -> VerifyReport:
     """Check the chain in ``con``'s audit_log, the signed checkpoints, and the records.
 
@@ -161,11 +197,18 @@ def verify_records(
     core: the reviewers' decisions keep the others (measured on 2 cores: the reviewers'
     p95 while an auditor verifies in a loop 2.1-2.5x the idle one with the checks in
     parallel, 1.2-2.1x one after another). The hashes are recomputed with hashlib in a
-    thread of their own (``audit_chain.first_bad_hash``), beside DuckDB's scans.
+    thread of their own (``audit_chain.first_bad_hash``), beside DuckDB's scans; on the
+    CLI's full walk of the file, in one process per core instead (``hash_check``).
 
     ``start_from``: verify from a signed checkpoint (``latest`` or its seq; see the
     module's docstring): every check then reads only what came after it.
+
+    ``hash_check``: the earliest seq whose stored hash does not match, computed elsewhere
+    for the whole log (``parallel_hash``: worker processes reading the same file), instead
+    of ``audit_chain.first_bad_hash`` in a thread here. Only for a full walk.
     """
+    if hash_check is not None and start_from is not None:
+        raise ValueError("a hash check computed elsewhere covers the whole log: no start_from")
     checkpoints, cp_break = read_checkpoints(checkpoints_path)
     pinned = parse_public_key(public_key) if public_key else None
     start: Checkpoint | None = None
@@ -226,7 +269,9 @@ def verify_records(
     ) as pool:
         # The longest first: every entry hashed (in Python, holding the GIL), and every
         # entry parsed once in DuckDB, joined with the decisions.
-        hashed = pool.submit(attempt(chain_check, lambda c: audit_chain.first_bad_hash(c, source)))
+        hashed = pool.submit(
+            attempt(chain_check, hash_check or (lambda c: audit_chain.first_bad_hash(c, source)))
+        )
         scan = pool.submit(attempt("the combined scan", content_and_decisions))
         digests = (
             pool.submit(

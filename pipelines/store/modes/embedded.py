@@ -20,6 +20,8 @@ from hilt.pipelines.store.authentication import lookup_user
 from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.core import StoreCore
 from hilt.pipelines.store.modes import locking
+from hilt.pipelines.store.modes.connection import DUCKDB_CONFIG as DUCKDB_CONFIG
+from hilt.pipelines.store.modes.connection import connect as connect
 from hilt.pipelines.store.operations import Operation, Store
 from hilt.pipelines.store.records import User
 from hilt.pipelines.store.schema import check_schema_version
@@ -27,19 +29,6 @@ from hilt.pipelines.store.unit import Clock, system_clock
 from hilt.pipelines.workspace import Workspace
 
 R = TypeVar("R")
-
-#: No extension is ever downloaded at run time.
-DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
-    "autoinstall_known_extensions": False,
-    "autoload_known_extensions": False,
-}
-
-
-def connect(workspace: Workspace, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    try:
-        return duckdb.connect(str(workspace.db_path), read_only=read_only, config=DUCKDB_CONFIG)
-    except duckdb.IOException as e:
-        raise StoreError(f"cannot open the store at {workspace.db_path}: {e}") from e
 
 
 class EmbeddedStore(Store):

@@ -1,0 +1,112 @@
+"""The hash check of a full walk of the store's file, on every core: one process per part.
+
+``chain.first_bad_hash`` recomputes every row's sha256 with hashlib in one thread, holding
+the GIL: on a million events it is the longest of verify's checks. A row's hash depends
+only on the row (its prev_hash is stored beside it, and the links are checked apart by
+``chain.check_order``), so the log splits into seq ranges that separate processes check at
+the same time, each reading its own range from the file (read-only; DuckDB lets several
+processes read one file) and returning the earliest seq whose stored hash does not match;
+the earliest of theirs is the log's.
+
+The processes are forked before the caller opens the file, while the process has no DuckDB
+database open and no other Python thread (``start``); each opens the file itself, so no
+connection, buffer or lock crosses a fork. Only the CLI's walk of a workspace's file
+(``verify_file(..., processes=True)``, under the store's lock) does this: a service
+verifies on its own connection, beside its writer.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+
+import duckdb
+
+from hilt.pipelines.store.audit.chain import first_bad_hash
+from hilt.pipelines.store.modes.connection import DUCKDB_CONFIG
+
+#: What a part returns: the earliest bad seq (or None), and a DuckDB error's kind and
+#: message when its query failed (raised again in the caller, as the same kind).
+PartResult = tuple[int | None, str | None, str | None]
+
+#: A part's kind when its process could not open the file: the caller hashes in a thread.
+UNAVAILABLE = "unavailable"
+
+
+def part_source(lo: int, hi: int, part: int, parts: int) -> str:
+    """The rows of ``audit_log`` in part ``part`` of ``parts`` of the seqs [lo, hi]: equal
+    seq ranges, the first open below and the last open above, so every row is in one."""
+    width = (hi - lo + 1) / parts
+    lower = lo + round(part * width) - 1 if part > 0 else None
+    upper = lo + round((part + 1) * width) - 1 if part < parts - 1 else None
+    where = [
+        f"seq > {lower}" if lower is not None else "",
+        f"seq <= {upper}" if upper is not None else "",
+    ]
+    clause = " AND ".join(w for w in where if w)
+    return f"(SELECT * FROM audit_log WHERE {clause})" if clause else "audit_log"
+
+
+def _check_part(db_path: str, part: int, parts: int) -> PartResult:
+    """In a worker process: the earliest bad hash of part ``part`` of the log."""
+    try:
+        con = duckdb.connect(db_path, read_only=True, config=DUCKDB_CONFIG)
+    except duckdb.Error as e:
+        return None, UNAVAILABLE, type(e).__name__
+    try:
+        con.execute("SET threads = 1")  # one core's share: the others are busy too
+        lo, hi = con.execute("SELECT min(seq), max(seq) FROM audit_log").fetchall()[0]
+        if lo is None:
+            return None, None, None
+        return first_bad_hash(con, part_source(int(lo), int(hi), part, parts)), None, None
+    except duckdb.Error as e:
+        return None, type(e).__name__, str(e)
+    finally:
+        con.close()
+
+
+class PartedHashCheck:
+    """The hash check running in worker processes; ``result`` waits for them."""
+
+    def __init__(self, pool: ProcessPoolExecutor, futures: list[Future[PartResult]]) -> None:
+        self._pool = pool
+        self._futures = futures
+
+    def result(self, con: duckdb.DuckDBPyConnection) -> int | None:
+        """The earliest seq whose stored hash does not match (None: every row matches).
+        A part whose query DuckDB refused raises that error (as ``chain.first_bad_hash``
+        would); where a process could not open the file, the whole log is hashed here, on
+        ``con``, instead."""
+        try:
+            found = [f.result() for f in self._futures]
+        finally:
+            self.close()
+        if any(kind == UNAVAILABLE for _, kind, _ in found):
+            return first_bad_hash(con)
+        for _, kind, message in found:
+            if kind is not None:
+                error = getattr(duckdb, kind, duckdb.Error)
+                raise error(message or kind)
+        bad = [seq for seq, _, _ in found if seq is not None]
+        return min(bad) if bad else None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def start(db_path: Path, parts: int | None = None) -> PartedHashCheck | None:
+    """Fork ``parts`` workers (default: one per core) that check the hashes of the file at
+    ``db_path``. None (the caller hashes in a thread, as before) where there is one core,
+    or this process runs other Python threads: a fork copies the locks they hold, held,
+    with no thread to release them. (The threads numpy's OpenBLAS and pyarrow's jemalloc
+    start at import are made to survive a fork.) The caller forks before it opens the
+    file, with no DuckDB database open in the process (the CLI)."""
+    parts = parts or os.cpu_count() or 1
+    if parts < 2 or threading.active_count() != 1:
+        return None
+    pool = ProcessPoolExecutor(max_workers=parts, mp_context=multiprocessing.get_context("fork"))
+    futures = [pool.submit(_check_part, str(db_path), k, parts) for k in range(parts)]
+    return PartedHashCheck(pool, futures)
