@@ -16,7 +16,7 @@ from hilt.pipelines.cli.common import EXIT_NOT_READY, WorkspaceOpt, guard
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
-    from hilt.pipelines.store.records import GoLiveReport
+    from hilt.pipelines.store.governance_records import GoLiveReport
 
 check_app = typer.Typer(help="Checks before and after going live.", no_args_is_help=True)
 

@@ -17,6 +17,7 @@ import typer
 from hilt.pipelines.cli.common import WorkspaceOpt, guard
 from hilt.pipelines.store.incidents import KINDS, OPEN_STATUSES
 from hilt.pipelines.workspace import Workspace
+from hilt.widgets.contracts.oversight import time_left
 
 if TYPE_CHECKING:
     from hilt.pipelines.store import Store
@@ -55,14 +56,6 @@ def _as(ws: Workspace, as_user: str | None, act: Callable[[Store], T]) -> T:
     return guard(run)
 
 
-def _left(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    hours = abs(seconds) / 3600
-    text = f"{hours / 24:.1f} d" if hours >= 48 else f"{hours:.1f} h"
-    return text if seconds >= 0 else f"{text} ago"
-
-
 def describe(i: Incident) -> str:
     """One line per incident: id, kind, status, deadline and time left, who was told."""
     if i.closed:
@@ -70,7 +63,7 @@ def describe(i: Incident) -> str:
     elif i.deadline is None:
         state = "no reporting deadline"
     else:
-        state = f"deadline {i.deadline} ({_left(i.seconds_left)})"
+        state = f"deadline {i.deadline} ({time_left(i.seconds_left)})"
     told = ", ".join(f"{n.recipient} at {n.told_at}" for n in i.notifications) or "nobody"
     flag = "OVERDUE " if i.overdue else ""
     late = " (reported late)" if i.reported_late else ""

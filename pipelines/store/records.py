@@ -693,29 +693,3 @@ class ConfigApplied(_Record):
     version: ConfigVersion
     #: A change that was pending and that this one withdrew.
     withdrawn: int | None
-
-
-# ------------------------------------------------------------------ governance (go-live)
-class GoLiveItem(_Record):
-    """One requirement of going live (``hilt check go-live``) and whether it is met."""
-
-    #: champion, intended-purpose, risk-owner, dpia, fria, checkpoint, monitoring, incidents
-    check: str
-    ok: bool
-    #: What was found, or what is missing, in one line (ids, dates and counts only).
-    detail: str
-
-
-class GoLiveReport(_Record):
-    """Whether the deployment may go (or stay) live, decided by the store at ``checked_at``."""
-
-    checked_at: str
-    items: list[GoLiveItem]
-
-    @property
-    def ready(self) -> bool:
-        return all(item.ok for item in self.items)
-
-    @property
-    def missing(self) -> list[GoLiveItem]:
-        return [item for item in self.items if not item.ok]

@@ -11,9 +11,9 @@ import pytest
 
 from hilt.widgets.common.colours import RED
 from hilt.widgets.common.status import StatusLine
-from hilt.widgets.contracts.oversight import IncidentBackend, IncidentView
+from hilt.widgets.contracts.oversight import IncidentBackend, IncidentView, time_left
 from hilt.widgets.oversight.dashboard import OversightDashboard
-from hilt.widgets.oversight.incidents_panel import IncidentsPanel, incidents_table, time_left
+from hilt.widgets.oversight.incidents_panel import IncidentsPanel, incidents_table
 from tests.widgets.fakes import FakeOversightBackend
 from tests.widgets.tree import all_text, find_widgets, visible_buttons
 

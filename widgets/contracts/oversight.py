@@ -201,6 +201,15 @@ class OversightBackend(Protocol):
 
 
 # ---- issue 14, the incident register (widgets/oversight/incidents_panel.py)
+def time_left(seconds: float | None) -> str:
+    """'2.5 d', '5.0 h', '3.0 h overdue'; '-' without a deadline."""
+    if seconds is None:
+        return "-"
+    hours = abs(seconds) / 3600
+    text = f"{hours / 24:.1f} d" if hours >= 48 else f"{hours:.1f} h"
+    return text if seconds >= 0 else f"{text} overdue"
+
+
 @dataclass(frozen=True)
 class IncidentView:
     """One open incident as the lead sees it; the deadline and the time left are the

@@ -20,16 +20,7 @@ import ipywidgets as widgets
 from hilt.widgets.common.colours import RED
 from hilt.widgets.common.html_table import compact_table, note
 from hilt.widgets.common.status import StatusLine, describe_error
-from hilt.widgets.contracts.oversight import IncidentBackend, IncidentView
-
-
-def time_left(seconds: float | None) -> str:
-    """'2.5 d', '5.0 h', '3.0 h overdue'; '-' without a deadline."""
-    if seconds is None:
-        return "-"
-    hours = abs(seconds) / 3600
-    text = f"{hours / 24:.1f} d" if hours >= 48 else f"{hours:.1f} h"
-    return text if seconds >= 0 else f"{text} overdue"
+from hilt.widgets.contracts.oversight import IncidentBackend, IncidentView, time_left
 
 
 def incidents_table(items: Sequence[IncidentView]) -> str:

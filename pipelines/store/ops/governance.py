@@ -21,8 +21,8 @@ from hilt.pipelines.config import Governance
 from hilt.pipelines.errors import ConfigError
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
+from hilt.pipelines.store.governance_records import GoLiveItem, GoLiveReport
 from hilt.pipelines.store.ops.models import champion
-from hilt.pipelines.store.records import GoLiveItem, GoLiveReport
 
 if TYPE_CHECKING:
     from hilt.pipelines.store.unit import Unit
