@@ -18,7 +18,8 @@ import pytest
 from hilt.pipelines.store.audit import parallel_hash
 from hilt.pipelines.store.audit.chain import first_bad_hash
 from hilt.pipelines.workspace import Workspace
-from tests.pipelines.store.test_audit_tamper import raw_db, verify_cli
+from tests.audit_helpers import raw_db
+from tests.pipelines.store.test_audit_tamper import verify_cli
 
 
 @pytest.mark.parametrize(("lo", "hi"), [(1, 1), (1, 2), (1, 10), (5, 1_000_003), (0, 7)])
