@@ -27,6 +27,10 @@ OVERSIGHT_BASIS = (
     "GDPR Art. 6(1)(c): human oversight of a high-risk AI system (EU AI Act Arts. 14, 26)"
 )
 RIGHTS_BASIS = "GDPR Art. 6(1)(c): honouring data-subject rights (Arts. 15-22)"
+INCIDENT_BASIS = (
+    "GDPR Art. 6(1)(c): reporting serious incidents and personal-data breaches "
+    "(EU AI Act Art. 73, GDPR Arts. 33-34)"
+)
 
 APPLICANTS = "data subjects of the use case (the people the decisions are about)"
 STAFF = "staff: reviewers, leads, data scientists, auditors, DPO, administrators"
@@ -287,6 +291,35 @@ def register(settings: Settings) -> list[ProcessingEntry]:
             "case id, outcome class, when observed, batch audit seq",
             f"as the case ({_days(r.cases_days)}); removed with the case's data",
             "data scientists, leads, auditors (aggregates in monitoring runs)",
+        ),
+        t(
+            "incidents",
+            "the incident register: serious incidents (EU AI Act Art. 73), personal-data "
+            "breaches (GDPR Art. 33) and malfunctions, with their deadlines",
+            INCIDENT_BASIS,
+            STAFF,
+            "kind, status, summary (free text: no personal data), known-at, deadline, who "
+            "opened and closed it, audit seqs",
+            log_retention,
+            "leads, DPO, administrators, auditors",
+        ),
+        t(
+            "incident_notifications",
+            "who was told of an incident (an authority, the provider) and when",
+            INCIDENT_BASIS,
+            STAFF,
+            "recipient, time told, who recorded it, audit seq",
+            log_retention,
+            "leads, DPO, administrators, auditors",
+        ),
+        t(
+            "incident_notes",
+            "notes on an incident's investigation",
+            INCIDENT_BASIS,
+            STAFF,
+            "author, time, note (free text: no personal data), audit seq",
+            log_retention,
+            "leads, DPO, administrators, auditors",
         ),
         t(
             "users",
