@@ -226,6 +226,26 @@ def test_the_notice_renders_again_byte_for_byte_from_the_records(loop: Loop) -> 
             issued.notice.sha256,
             [[{"feature": "purpose", "value": "car"}]],
         )
+    # Nor a change against its feature's direction or bounds, nor any change where the model
+    # recommended what the person applied for: the store checks what it can without the model.
+    positive = loop.settings.target.positive
+    facts_of = {s: pia.subject_notice_facts(s) for s in loop.subjects}
+    unfavourable = next(s for s, f in facts_of.items() if f.recommended_label != positive)
+    favourable = next(s for s, f in facts_of.items() if f.recommended_label == positive)
+    amount = facts_of[unfavourable].values["credit_amount"]
+    assert isinstance(amount, (int, float))
+    for subject, change in (
+        (unfavourable, {"feature": "credit_amount", "value": amount + 250}),  # must decrease
+        (unfavourable, {"feature": "duration", "value": 3}),  # below its min of 6
+        (unfavourable, {"feature": "saving_accounts", "value": "offshore"}),  # no such level
+        (favourable, {"feature": "duration", "value": 6}),
+    ):
+        facts = facts_of[subject]
+        forged = render_notice(facts, [[Change(str(change["feature"]), change["value"])]])
+        with pytest.raises(InputError, match="nothing was written"):
+            pia.subject_notice_issued(
+                subject, facts.case_id, NOTICE_RENDERER_VERSION, forged.sha256, [[change]]
+            )
     assert head_seq(loop) == before
 
 

@@ -200,6 +200,43 @@ def parse_changes(settings: Settings, changes: list[list[dict[str, Any]]]) -> li
     return out
 
 
+def _check_changes(settings: Settings, facts: NoticeFacts, changes: list[list[Change]]) -> None:
+    """What the store can check of a counterfactual without the model: none where the model
+    recommended the outcome the person applied for, and each change within its feature's
+    ``[notice.actionable]`` direction, bounds and levels (that it flips the recommendation
+    is the model's to show: ``loop/counterfactual.py`` scores it)."""
+    if changes and facts.recommended_label == facts.words.favourable:
+        raise InputError(
+            "the model recommended the outcome the person applied for: a notice offers no "
+            "change; nothing was written"
+        )
+    for combination in changes:
+        for change in combination:
+            spec = settings.notice.actionable[change.feature]
+            column = settings.columns[change.feature]
+            value, was = change.value, facts.values.get(change.feature)
+            if column.type == "category":
+                allowed = spec.levels if spec.levels is not None else column.levels or []
+                ok = isinstance(value, str) and value in allowed and value != was
+            else:
+                lows = [b for b in (spec.min, column.min) if b is not None]
+                highs = [b for b in (spec.max, column.max) if b is not None]
+                ok = (
+                    isinstance(value, (int, float))
+                    and isinstance(was, (int, float))
+                    and value != was
+                    and all(value >= b for b in lows)
+                    and all(value <= b for b in highs)
+                    and (spec.direction != "decrease" or value < was)
+                    and (spec.direction != "increase" or value > was)
+                )
+            if not ok:
+                raise InputError(
+                    f"a counterfactual change of {change.feature} is outside its [notice."
+                    "actionable] direction, bounds or levels; nothing was written"
+                )
+
+
 def subject_notice_issued(
     unit: Unit,
     subject_id: str,
@@ -217,6 +254,7 @@ def subject_notice_issued(
     now = unit.clock()
     with unit.transaction():
         facts = _facts(unit, subject_id, case_id)
+        _check_changes(unit.settings, facts, parsed)
         rendered = render_notice(replace(facts, renderer=renderer), parsed)
         if rendered.sha256 != notice_sha256:
             raise InputError(
