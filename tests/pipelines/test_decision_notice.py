@@ -234,17 +234,22 @@ def test_the_notice_renders_again_byte_for_byte_from_the_records(loop: Loop) -> 
     favourable = next(s for s, f in facts_of.items() if f.recommended_label == positive)
     amount = facts_of[unfavourable].values["credit_amount"]
     assert isinstance(amount, (int, float))
-    for subject, change in (
-        (unfavourable, {"feature": "credit_amount", "value": amount + 250}),  # must decrease
-        (unfavourable, {"feature": "duration", "value": 3}),  # below its min of 6
-        (unfavourable, {"feature": "saving_accounts", "value": "offshore"}),  # no such level
-        (favourable, {"feature": "duration", "value": 6}),
-    ):
+    forgeries: list[tuple[str, str, str | int | float]] = [
+        (unfavourable, "credit_amount", amount + 250),  # must decrease
+        (unfavourable, "duration", 3),  # below its min of 6
+        (unfavourable, "saving_accounts", "offshore"),  # no such level
+        (favourable, "duration", 6),
+    ]
+    for subject, feature, value in forgeries:
         facts = facts_of[subject]
-        forged = render_notice(facts, [[Change(str(change["feature"]), change["value"])]])
+        forged = render_notice(facts, [[Change(feature, value)]])
         with pytest.raises(InputError, match="nothing was written"):
             pia.subject_notice_issued(
-                subject, facts.case_id, NOTICE_RENDERER_VERSION, forged.sha256, [[change]]
+                subject,
+                facts.case_id,
+                NOTICE_RENDERER_VERSION,
+                forged.sha256,
+                [[{"feature": feature, "value": value}]],
             )
     assert head_seq(loop) == before
 
