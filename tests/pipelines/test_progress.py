@@ -1,0 +1,34 @@
+"""The progress bar of long commands: drawn on standard error only when asked (or on a
+terminal), never on standard output, and a no-op callable otherwise."""
+
+from __future__ import annotations
+
+import pytest
+
+from hilt.pipelines.cli.progress import progress, shown
+
+
+def test_progress_is_drawn_on_stderr_when_asked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HILT_PROGRESS", "1")
+    assert shown()
+    with progress("verifying", total=10, unit="events") as advance:
+        for _ in range(10):
+            advance(1)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "verifying" in err and "10/10" in err and "events" in err
+
+
+def test_progress_is_silent_off_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("HILT_PROGRESS", raising=False)
+    # pytest's captured stderr is not a terminal
+    assert not shown()
+    with progress("ingesting", total=3, unit="rows") as advance:
+        advance(3)
+    assert capsys.readouterr() == ("", "")
+    monkeypatch.setenv("HILT_PROGRESS", "0")
+    assert not shown()
