@@ -22,11 +22,12 @@ TYPECHECK_ROOT := build/typecheck
 HILT_ROOTS := $(wildcard pipelines widgets)
 OTHER_DIRS := $(wildcard tests benchmarks)
 
-.PHONY: help install lock test lint typecheck demo clean
+.PHONY: help install lock test test-durations lint typecheck demo clean
 
 help:
 	@echo "make install    .venv with hilt (editable) + dev tools, pinned by constraints.txt"
 	@echo "make test       run pytest (PYTEST_ARGS='-m \"not browser\"' etc. passed through)"
+	@echo "make test-durations  tests/durations.json from the last make test (longest files first)"
 	@echo "make lint       ruff check, ruff format --check, mypy --strict"
 	@echo "make typecheck  mypy only"
 	@echo "make demo       run the demo into workspace/demo"
@@ -69,9 +70,16 @@ lock:
 # pytest exit code 5 means "no tests were collected": reported loudly, not a failure
 # (the suite is still being written); every other non-zero code fails the target.
 test: install
-	rc=0; $(VPY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) || rc=$$?; \
+	@mkdir -p build
+	rc=0; $(VPY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+	  --junitxml=build/test-junit.xml $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "WARNING: pytest collected no tests (exit 5)" >&2; exit 0; fi; \
 	exit $$rc
+
+# tests/durations.json (seconds per test file; `make test` hands out the longest first) from
+# the JUnit report of the last `make test`. Commit it when files were added or got slower.
+test-durations:
+	$(VPY) tests/scheduling.py build/test-junit.xml
 
 # All three checks run; the target fails if any of them failed.
 lint: install

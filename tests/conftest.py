@@ -362,6 +362,15 @@ def start_service_logged(ws: Workspace, log_path: Path, port: int | None = None)
     raise RuntimeError("store service did not come up in 30 s")
 
 
+# ----------------------------------------------------------------- the order of the files
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest test files first (tests/scheduling.py): `make test` hands whole files to its
+    workers in this order (``--no-loadscope-reorder``), so no long file starts last."""
+    from tests.scheduling import longest_files_first
+
+    longest_files_first(items, config.rootpath)
+
+
 # ----------------------------------------------------------------- the tests' last results
 # For the compliance matrix (`hilt docs compliance`): node id → outcome of the last run
 # that ran it, merged into build/test-results.json when the session ends (by the xdist
