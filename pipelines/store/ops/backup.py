@@ -18,14 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from hilt.pipelines.errors import StoreError
 from hilt.pipelines.store import backup
 from hilt.pipelines.store.erasure_ledger import read_ledger
-from hilt.pipelines.store.ops.removal import (
-    Removal,
-    discard_new_files,
-    finish_removals,
-    remove_case_data,
-    remove_subjects,
-    rewrite_snapshots,
-)
+from hilt.pipelines.store.ops.removal import Removal, discard_new_files, finish_removals
 
 if TYPE_CHECKING:
     from hilt.pipelines.store.unit import Unit
@@ -109,7 +102,8 @@ def store_backup(unit: Unit, dest: str) -> BackupReport:
 def reapply_removals(unit: Unit) -> RemovalsReapplied:
     """Replay the workspace's erasure ledger: remove again every subject it names that this
     store still holds (one audited transaction each), destroy every key it names."""
-    from hilt.pipelines.store.ops.subject_rights import cases_of
+    # Here, not at the top: subject_rights imports review, which imports back into it.
+    from hilt.pipelines.store.ops.subject_rights import cases_of, remove_subject
 
     now = unit.clock()
     entries = read_ledger(unit.workspace.erasure_ledger_path)
@@ -131,25 +125,13 @@ def reapply_removals(unit: Unit) -> RemovalsReapplied:
         removal = Removal()
         try:
             with unit.transaction():
-                seq = unit.next_seq()
-                live = [c for c, _, gone in cases if gone is None]
-                every = [c for c, _, _ in cases]
-                remove_case_data(unit, live, seq, removal)
-                rewrite_snapshots(unit, every, seq, now, removal)
-                remove_subjects(unit, [ref], entry.reason, seq, now)
-                unit.append_audit(
-                    "subject.erased",
-                    "subject",
+                seq, _ = remove_subject(
+                    unit,
                     ref,
-                    {
-                        "cases": every,
-                        "batches": removal.batches,
-                        "snapshots": [s.model_dump() for s in removal.snapshots],
-                        "key": "destroyed",
-                        "reapplied": {"seq": entry.seq, "reason": entry.reason},
-                    },
+                    entry.reason,
                     now,
-                    expect_seq=seq,
+                    removal,
+                    reapplied={"seq": entry.seq, "reason": entry.reason},
                 )
         except BaseException:
             discard_new_files(removal)
