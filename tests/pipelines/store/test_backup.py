@@ -140,13 +140,15 @@ def test_an_online_backup_restores_into_a_workspace_that_verifies_with_the_same_
     assert event.payload["store_sha256"] == report.store_sha256
     assert event.payload["manifest_sha256"] == report.manifest_sha256
 
+    # `hilt store restore`, as an operator runs it.
     new = Workspace.at(tmp_path / "restored")
-    done = restore(folder, new, kept, Identity(operator=True))
-    assert done.verified.ok, done.verified.summary()
-    assert (done.verified.events, done.verified.head_hash) == (report.head_seq, report.head_hash)
-    assert done.verified.checkpoints >= 1
-    assert done.reapplied.subjects == []
+    done = hilt_cli("store", "restore", folder, "--workspace", new.root, "--keys-from", kept)
+    assert done.returncode == 0, done.stderr
+    assert f"restored {new.root} at head seq {report.head_seq} {report.head_hash}" in done.stdout
+    assert "re-applied 0 removals" in done.stdout
+    assert f"verify: OK {report.head_seq} events" in done.stdout
     assert operator(new).audit_head().hash == report.head_hash
+    assert operator(new).verify().checkpoints >= 1  # the checkpoint the backup holds
     # A workspace is restored only into a new folder.
     with pytest.raises(InputError, match="already exists"):
         restore(folder, new, kept, Identity(operator=True))
