@@ -10,6 +10,7 @@ Layout::
     DIR/keys/master.key            the master key that wraps subject keys (0600; or
                                    HILT_MASTER_KEY / HILT_MASTER_KEY_FILE)
     DIR/keys/subject-keys.sqlite   per-subject keys, wrapped (destroyed on erasure)
+    DIR/keys/erasures.jsonl        the erasure ledger: subjects forgotten (replayed on restore)
     DIR/audit/checkpoints.jsonl    signed checkpoints, outside the database
     DIR/runs/  DIR/snapshots/      executed notebooks and training snapshots
     DIR/dashboards/                the dashboards Voila serves (copied at each `hilt serve`)
@@ -73,6 +74,11 @@ class Workspace:
     @property
     def subject_keys_path(self) -> Path:
         return self.root / "keys" / "subject-keys.sqlite"
+
+    @property
+    def erasure_ledger_path(self) -> Path:
+        """Subjects the store forgot, kept apart from the database (``erasure_ledger``)."""
+        return self.root / "keys" / "erasures.jsonl"
 
     def key_ring(self) -> KeyRing:
         """The master key and subject key store (opened when first used)."""

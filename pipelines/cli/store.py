@@ -1,14 +1,16 @@
-"""`hilt store serve` and `hilt users ...`: the store service, its users and their tokens."""
+"""`hilt store serve|backup|restore` and `hilt users ...`: the store service, its backups,
+its users and their tokens."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import closing
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from hilt.pipelines.cli.common import WorkspaceOpt, guard
+from hilt.pipelines.cli.common import EXIT_STORE_ERROR, WorkspaceOpt, fail, guard
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -50,6 +52,82 @@ def store_serve(
         ws.require()
         typer.echo(f"hilt store service for {ws.root} at http://{host}:{port}", err=True)
         serve(ws, host=host, port=port)
+
+    guard(run)
+
+
+@store_app.command("backup")
+def store_backup(
+    dest: Annotated[
+        Path, typer.Argument(help="A new folder for the backup (on the store's host).")
+    ],
+    workspace: WorkspaceOpt = None,
+    as_user: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            help="Who backs up (admin or system; default: the token's owner when a store "
+            "service owns the workspace, else the operating-system user).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Back the store up into DEST, online (through the service when one runs): a verified
+    copy as of one audit head, and a manifest. The keys, the erasure ledger, the signing key
+    and the checkpoints are NOT in it: back them up apart (README, Backups)."""
+    from hilt.pipelines.store import Identity, Need, open_store_as
+
+    ws = Workspace.at(workspace)
+    need = Need(frozenset({"admin", "system"}), "back up the store")
+
+    def run() -> None:
+        who = Identity(name=as_user, operator=True)
+        with closing(open_store_as(ws, who, need=need)) as store:
+            report = store.store_backup(str(dest.expanduser().absolute()))
+        typer.echo(f"backup {report.path}: head seq {report.head_seq} {report.head_hash}")
+        typer.echo(f"store.duckdb sha256 {report.store_sha256} ({report.bytes} bytes)")
+        typer.echo(f"manifest sha256 {report.manifest_sha256}; recorded as audit seq {report.seq}")
+
+    guard(run)
+
+
+@store_app.command("restore")
+def store_restore(
+    src: Annotated[Path, typer.Argument(help="A folder `hilt store backup` wrote.")],
+    workspace: Annotated[
+        Path, typer.Option("--workspace", "-w", help="The NEW workspace folder to create.")
+    ],
+    keys_from: Annotated[
+        Path,
+        typer.Option(
+            "--keys-from",
+            help="The folder holding what is kept apart, in a workspace's layout (keys/, "
+            "audit/): the old workspace, or its separate key backup.",
+        ),
+    ],
+    as_user: Annotated[
+        str | None, typer.Option("--as", help="An administrator.", show_default=False)
+    ] = None,
+) -> None:
+    """Restore SRC into a new workspace: the erasure ledger is replayed (a subject erased
+    after the backup stays erased) and the restored log is verified."""
+    from hilt.pipelines.store import Identity
+    from hilt.pipelines.store.restore import restore
+
+    def run() -> None:
+        done = restore(
+            src, Workspace.at(workspace), keys_from, Identity(name=as_user, operator=True)
+        )
+        s, r, v = done.staged, done.reapplied, done.verified
+        typer.echo(f"restored {workspace} at head seq {s.head_seq} {s.head_hash}")
+        typer.echo(f"kept apart, copied: {', '.join(s.kept_apart) or 'nothing'}")
+        typer.echo(
+            f"erasure ledger: {r.ledger_entries} entries; re-applied {len(r.subjects)} "
+            f"removals; {r.keys_destroyed} keys destroyed"
+        )
+        typer.echo(f"verify: {v.summary()}")
+        if not v.ok:
+            fail("the restored store does not verify", EXIT_STORE_ERROR)
 
     guard(run)
 

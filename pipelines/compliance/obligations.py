@@ -252,7 +252,8 @@ OBLIGATIONS: tuple[Obligation, ...] = (
         "32",
         "Security of processing",
         "Encryption per subject, authenticated identities with expiring tokens, roles "
-        "enforced by the store, a tamper-evident log.",
+        "enforced by the store, a tamper-evident log; verified online backups that hold no "
+        "key, restored without bringing an erased subject back.",
     ),
     _gdpr(
         "33",

@@ -377,6 +377,16 @@ def register(settings: Settings) -> list[ProcessingEntry]:
             "the store",
         ),
         f(
+            "keys/erasures.jsonl",
+            "the erasure ledger: which subjects were forgotten, replayed when a backup is "
+            "restored so that an erasure made after the backup stays applied",
+            RIGHTS_BASIS,
+            APPLICANTS,
+            "pseudonym of an erased subject, reason, audit seq",
+            "life of the workspace and of its backups",
+            "the store",
+        ),
+        f(
             "keys/audit-signing-key.pem",
             "signs audit checkpoints",
             LOG_BASIS,

@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 from hilt.pipelines.config import ROLES
 from hilt.pipelines.store.monitoring_records import MonitoringStatistics
 from hilt.pipelines.store.ops import (
+    backup,
     cases,
     config,
     events,
@@ -219,6 +220,10 @@ MONITORING_READ = Permission(
 INCIDENT_HANDLERS = frozenset({"lead", "admin", "dpo"})
 INCIDENTS_WRITE = Permission("open, update or close incidents", INCIDENT_HANDLERS)
 INCIDENTS_READ = Permission("read incidents", INCIDENT_HANDLERS | {"auditor"})
+#: Backups are operations' work: the administrator, or the scheduler's system user (a
+#: nightly `hilt store backup`). Not the dpo: a backup holds no key and decides nothing about
+#: a subject; not the auditor, who writes nothing (a backup writes a folder and an event).
+BACKUP = Permission("back up the store", frozenset({"admin", "system"}))
 
 
 # ----------------------------------------------------------------------- request bodies
@@ -255,6 +260,11 @@ class EventIn(BaseModel):
 class UserIn(BaseModel):
     name: str
     role: str
+
+
+class BackupIn(BaseModel):
+    #: A new folder on the store's host (absolute path).
+    dest: str = Field(min_length=1, max_length=4096)
 
 
 class SubjectIn(BaseModel):
@@ -663,6 +673,17 @@ class Store:
         bulk=True,
     )
     incidents = Operation(incidents.incidents, INCIDENTS_READ, GET("/v1/incidents"), read_only=True)
+    # ---- issue 15, backups (ops/backup.py): operations' work, not a subject-rights one
+    store_backup = Operation(
+        backup.store_backup, BACKUP, POST("/v1/store/backup", BackupIn), bulk=True
+    )
+    reapply_removals = Operation(
+        backup.reapply_removals,
+        Permission("re-apply removals on a restored store", frozenset({"admin"})),
+        POST("/v1/store/reapply-removals"),
+        bulk=True,
+        changes_queue=True,
+    )
 
     # ------------------------------------------------------------------ the mode's part
     def perform(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:

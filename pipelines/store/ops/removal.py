@@ -21,6 +21,7 @@ import polars as pl
 
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit import batch_digest
+from hilt.pipelines.store.erasure_ledger import record_removed
 from hilt.pipelines.store.records import SnapshotRewrite
 
 if TYPE_CHECKING:
@@ -210,11 +211,19 @@ def discard_new_files(removal: Removal) -> None:
 
 def finish_removals(unit: Unit) -> bool:
     """After a removal committed (or crashed after committing): destroy the keys of removed
-    subjects, delete the snapshot files that were replaced, and checkpoint DuckDB so that its
-    WAL no longer holds the deleted rows. Idempotent. Returns whether a key was destroyed."""
-    refs = [
-        str(r[0]) for r in unit.con.execute("SELECT subject_ref FROM removed_subjects").fetchall()
+    subjects (first naming them in the erasure ledger kept apart, which a restore of an
+    older backup replays: ``erasure_ledger``), delete the snapshot files that were replaced,
+    and checkpoint DuckDB so that its WAL no longer holds the deleted rows. Idempotent.
+    Returns whether a key was destroyed."""
+    removed = [
+        (str(r[0]), str(r[1]), int(r[2]))
+        for r in unit.con.execute(
+            "SELECT subject_ref, reason, seq FROM removed_subjects ORDER BY seq, subject_ref"
+        ).fetchall()
     ]
+    if removed:
+        record_removed(unit.workspace.erasure_ledger_path, removed)
+    refs = [ref for ref, _, _ in removed]
     destroyed = unit.keys.store.destroy(refs) > 0 if refs else False
     stale = unit.con.execute(
         "SELECT name FROM snapshots WHERE removed_seq IS NOT NULL ORDER BY name"

@@ -25,7 +25,8 @@ GDPR Art. 17(3)(b)), all of it pseudonymous and no longer linkable through hilt.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -72,6 +73,41 @@ def cases_of(unit: Unit, subject_ref: str) -> list[tuple[str, int, int | None]]:
     return [(str(r[0]), int(r[1]), r[2]) for r in rows]
 
 
+def remove_subject(
+    unit: Unit,
+    subject_ref: str,
+    reason: str,
+    now: datetime,
+    removal: Removal,
+    **more: Any,
+) -> tuple[int, list[str]]:
+    """Inside the caller's transaction: the subject's case data deleted, snapshots
+    regenerated without them, their identity forgotten, and the ``subject.erased`` tombstone
+    (``more``: extra payload) appended; (its seq, every case of theirs). Their key is
+    destroyed once the caller's transaction commits (``finish_removals``)."""
+    case_ids = [c for c, _, removed in cases_of(unit, subject_ref) if removed is None]
+    all_cases = [c for c, _, _ in cases_of(unit, subject_ref)]
+    seq = unit.next_seq()
+    remove_case_data(unit, case_ids, seq, removal)
+    rewrite_snapshots(unit, all_cases, seq, now, removal)
+    remove_subjects(unit, [subject_ref], reason, seq, now)
+    unit.append_audit(
+        "subject.erased",
+        "subject",
+        subject_ref,
+        {
+            "cases": all_cases,
+            "batches": removal.batches,
+            "snapshots": [s.model_dump() for s in removal.snapshots],
+            "key": "destroyed",
+            **more,
+        },
+        now,
+        expect_seq=seq,
+    )
+    return seq, all_cases
+
+
 # ----------------------------------------------------------------------- operations
 def subject_erase(unit: Unit, subject_id: str) -> ErasureReport:
     """Erase the subject (GDPR Art. 17): data deleted, key destroyed, snapshots
@@ -81,25 +117,7 @@ def subject_erase(unit: Unit, subject_id: str) -> ErasureReport:
     try:
         with unit.transaction():
             ref = find_subject(unit, subject_id)
-            case_ids = [c for c, _, removed in cases_of(unit, ref) if removed is None]
-            all_cases = [c for c, _, _ in cases_of(unit, ref)]
-            seq = unit.next_seq()
-            remove_case_data(unit, case_ids, seq, removal)
-            rewrite_snapshots(unit, all_cases, seq, now, removal)
-            remove_subjects(unit, [ref], "erasure", seq, now)
-            unit.append_audit(
-                "subject.erased",
-                "subject",
-                ref,
-                {
-                    "cases": all_cases,
-                    "batches": removal.batches,
-                    "snapshots": [s.model_dump() for s in removal.snapshots],
-                    "key": "destroyed",
-                },
-                now,
-                expect_seq=seq,
-            )
+            seq, all_cases = remove_subject(unit, ref, "erasure", now, removal)
     except BaseException:
         discard_new_files(removal)
         raise
