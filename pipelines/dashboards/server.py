@@ -37,7 +37,9 @@ GATEWAY_USER = "voila-gateway"
 #: refused gateway requests are recorded there, never a case id or a personal value.
 STORE_LOG = "store-service.log"
 KERNEL_MANAGER = "hilt.pipelines.dashboards.kernels.WidgetOnlyKernelManager"
-DASHBOARDS = ("review", "oversight", "audit")
+#: The pages Voila serves; ``signin`` is the demo's sign-in page (single-person mode only:
+#: behind a sign-in proxy the store refuses it, pipelines/dashboards/sign_in.py).
+DASHBOARDS = ("review", "oversight", "audit", "signin")
 #: The request headers Voila hands each dashboard kernel (as ``HTTP_X_…``): who the sign-in
 #: proxy says is looking, and the proxy's proof, both forwarded to the store service.
 HEADER_ENVS = ("X-Forwarded-User", "X-Hilt-Proxy-Secret")
