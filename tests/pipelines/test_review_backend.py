@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hilt.pipelines.config import Settings, load_settings
-from hilt.pipelines.dashboards.access import identity_mode, resolve_identity
+from hilt.pipelines.dashboards.access import demo_choice, identity_mode, resolve_identity
 from hilt.pipelines.dashboards.review import StoreReviewBackend, open_review_backend
 from hilt.pipelines.store.authentication import SINGLE_PERSON
 from hilt.pipelines.store.create import create_workspace
@@ -134,10 +134,18 @@ def test_behind_a_proxy_there_is_no_local_user(settings: Settings) -> None:
     assert resolve_identity({HEADER: "alice"}, proxied) == "alice"
 
 
+def test_a_dashboard_forwards_the_name_and_session_picked_on_the_sign_in_page() -> None:
+    query = "user=otto&session=hiltdemo_abc"
+    assert demo_choice({"QUERY_STRING": query}) == ("otto", "hiltdemo_abc")
+    assert demo_choice({"QUERY_STRING": "user=otto"}) is None  # a name alone: nothing
+    assert demo_choice({}) is None
+
+
 def test_hilt_serve_says_how_the_dashboards_learn_who_is_looking(settings: Settings) -> None:
     assert identity_mode(settings.access) == (
-        "single-person mode: the dashboards act as lena, and every record says that "
-        "identity was not proven"
+        "single-person mode: the dashboards act as lena, or as whoever is picked on the "
+        "sign-in page (no password: demo mode), and every record says that identity was not "
+        "proven"
     )
     proxied = settings.access.model_copy(update={"local_user": None, "proxy_secret_sha256": "0"})
     assert identity_mode(proxied).startswith("behind a sign-in proxy: X-Forwarded-User counts")
