@@ -1,7 +1,7 @@
 """The demo's sign-in page in a real browser (single-person mode: no sign-in proxy).
 
-`hilt serve` over a workspace of the demo config (access.local_user lena, no proxy) with the
-demo's first model scoring the queue and one signed checkpoint. On the sign-in page a
+`hilt serve` over a workspace of the demo config (access.local_user lena, no proxy) with
+cases scored into the queue and one signed checkpoint. On the sign-in page a
 newcomer picks the auditor: the audit page works (not "Not an auditor here"), says on the
 page that nobody proved who is looking, and counts the signed checkpoint. Signing in again
 as a reviewer switches role: the review page decides a case, and the store wrote that
@@ -15,19 +15,16 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import polars as pl
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from hilt.pipelines.dashboards.server import DashboardServer, start_dashboards
-from hilt.pipelines.loop.scoring import demo_first_model
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.authentication import DEMO_SIGN_IN, SIGNED_IN_UNPROVEN, UNPROVEN_KEY
-from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from tests.browser.conftest import require_chromium
 from tests.browser.pages import TIMEOUT_MS, click_accept, wait_for_case
-from tests.conftest import CONFIG, CSV, free_port, operator
+from tests.conftest import copy_of, free_port, operator
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -46,14 +43,12 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, loaded_template: Workspace
+) -> Iterator[Served]:
     require_chromium()
-    ws = Workspace.at(tmp_path_factory.mktemp("sign-in") / "ws")
-    create_workspace(ws, CONFIG)  # the demo config: single-person mode, lena
-    with operator(ws) as op:
-        op.ingest_cases(pl.read_csv(CSV, infer_schema=False))
-    lead = open_store_as(ws, Identity(name="lena"))
-    demo_first_model(operator(ws), lead, ws.settings(), ws.root / "models")
+    # The demo config (single-person mode, lena), 200 cases scored by a stand-in champion.
+    ws = copy_of(loaded_template, tmp_path_factory.mktemp("sign-in") / "ws")
     with operator(ws) as op:
         op.checkpoint()
         admin_token = op.add_user("dana", "admin").token
@@ -64,11 +59,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         server.stop()
 
 
-def sign_in_as(page: Page, served: Served, name: str, dashboard: str) -> None:
-    """On the sign-in page: pick ``name``, then follow the link to ``dashboard``."""
+def open_sign_in(page: Page, served: Served) -> None:
     page.goto(served.server.dashboard_url("signin"))
     panel = page.locator(".hilt-sign-in")
     expect(panel).to_contain_text("signed in without a password: demo mode", timeout=SLOW_MS)
+
+
+def pick(page: Page, name: str, dashboard: str) -> None:
+    """On the sign-in page: pick ``name``, then follow the link to ``dashboard``."""
     page.locator(".hilt-sign-in-as", has_text=re.compile(rf"^{name} \(")).click()
     link = page.get_by_role("link", name=dashboard)
     expect(link).to_be_visible(timeout=TIMEOUT_MS)
@@ -82,9 +80,8 @@ def test_every_role_of_the_demo_without_a_proxy(served: Served, browser: Browser
         page = context.new_page()
         # The page lists the users with their dashboard roles (the DPO and the admin-only
         # data scientist have none: not listed).
-        page.goto(served.server.dashboard_url("signin"))
+        open_sign_in(page, served)
         buttons = page.locator(".hilt-sign-in-as")
-        expect(buttons.first).to_be_visible(timeout=SLOW_MS)
         listed = sorted(buttons.all_inner_texts())
         assert listed == [
             "alice (reviewer)",
@@ -94,7 +91,7 @@ def test_every_role_of_the_demo_without_a_proxy(served: Served, browser: Browser
             "otto (auditor)",
         ]
 
-        sign_in_as(page, served, "otto", "Audit")
+        pick(page, "otto", "Audit")
         audit = page.locator(".hilt-audit-dashboard")
         expect(audit).to_contain_text("otto (auditor)", timeout=SLOW_MS)
         expect(page.locator(".hilt-unproven")).to_contain_text(DEMO_SIGN_IN)
@@ -104,7 +101,8 @@ def test_every_role_of_the_demo_without_a_proxy(served: Served, browser: Browser
 
         with served.admin() as admin:
             head = admin.audit_head().seq
-        sign_in_as(page, served, "alice", "Review queue")  # again: switches role
+        open_sign_in(page, served)
+        pick(page, "alice", "Review queue")  # again: switches role
         expect(page.locator(".hilt-unproven")).to_contain_text(DEMO_SIGN_IN, timeout=SLOW_MS)
         wait_for_case(page)
         click_accept(page)
