@@ -5,6 +5,8 @@ store service with a gateway token (as `hilt serve` runs the dashboards)."""
 
 from __future__ import annotations
 
+import subprocess
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.dashboards.access import demo_choice, identity_mode, resolve_identity
 from hilt.pipelines.dashboards.review import StoreReviewBackend, open_review_backend
+from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.store.authentication import SINGLE_PERSON
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.records import QueueStatus as StoreQueueStatus
@@ -285,3 +288,18 @@ def test_the_progress_line_after_a_lease_costs_no_second_query_and_is_never_stal
     after = backend.queue_status()
     assert asked == [1, 1]
     assert (after.done_today_by_me, after.leased) == (1, 0)
+
+
+def test_hilt_serve_prints_the_sign_in_page_first_in_single_person_mode(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hilt.pipelines.cli.serve import _echo_dashboards
+    from hilt.pipelines.dashboards.server import DashboardServer, served_notebooks
+
+    idle = typing.cast(subprocess.Popen[bytes], None)
+    server = DashboardServer(ws, "127.0.0.1", 8866, 8765, idle, idle)
+    _echo_dashboards(server)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == "sign in (demo):    http://127.0.0.1:8866/voila/render/signin.ipynb"
+    served = sorted(p.name for p in served_notebooks(ws, NOTEBOOKS_DIR).iterdir())
+    assert served == ["audit.ipynb", "oversight.ipynb", "review.ipynb", "signin.ipynb"]
