@@ -12,9 +12,9 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from hilt.widgets.common.colours import AMBER, MUTED
+from hilt.widgets.common.colours import MUTED
+from hilt.widgets.common.header import unproven_note_html
 from hilt.widgets.common.html_table import esc
-from hilt.widgets.common.icons import warning_svg
 from hilt.widgets.common.refusal import RefusalScreen
 from hilt.widgets.common.status import StatusLine, describe_error
 from hilt.widgets.contracts.common import Refusal
@@ -61,11 +61,11 @@ class SignInPanel(widgets.VBox):
     def _compose(self) -> None:
         self.intro.value = (
             '<div style="font-size:1.1em"><b>Sign in</b> · demo mode</div>'
-            f'<div role="note" class="hilt-unproven" style="margin:0.3em 0;padding:0.4em 0.8em;'
-            f'border:1px solid {AMBER};border-radius:6px;color:{AMBER}">{warning_svg()} '
-            f"<b>No password</b>: pick who you are. Pages then act as that person and every "
-            f"record they write says {DEMO_NOTE}. Behind a sign-in proxy this page does not "
-            "exist.</div>"
+            + unproven_note_html(
+                "<b>No password</b>: pick who you are. Pages then act as that person and every "
+                f"record they write says {DEMO_NOTE}. Behind a sign-in proxy this page does not "
+                "exist."
+            )
         )
         done = self.signed_in
         if done is None:
