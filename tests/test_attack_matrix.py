@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import papermill
 import polars as pl
 import pytest
@@ -278,6 +279,22 @@ def no_local_user_behind_a_proxy(t: Target) -> Recorded:
     gateway = gateway_token(t)
     with pytest.raises(AuthenticationError, match="the sign-in proxy did not prove itself"):
         open_store_as(t.url or "", Identity(token=gateway, on_behalf_of="lena")).whoami()
+    # Nor a name picked on the demo's sign-in page: not served behind a proxy, and the store
+    # refuses the gateway (held by an insider) the list, a sign-in, and a session.
+    signin = httpx.get(t.dashboards.dashboard_url("signin"), headers=WITH_SECRET, timeout=60)
+    assert signin.status_code == 404
+    as_gateway = open_store_as(t.url or "", Identity(token=gateway))
+    t.opened.append(as_gateway)
+    behind = "no sign-in without a password here: hilt.toml configures a sign-in proxy"
+    with pytest.raises(PermissionDeniedError, match=behind):
+        as_gateway.sign_in_choices()
+    with pytest.raises(PermissionDeniedError, match=behind):
+        as_gateway.demo_sign_in("max")
+    chosen = Identity(
+        token=gateway, on_behalf_of="max", proxy_secret=PROXY_SECRET, session="hiltdemo_x"
+    )
+    with pytest.raises(PermissionDeniedError, match=behind):
+        open_store_as(t.url or "", chosen).whoami()
     return NOTHING
 
 
@@ -290,7 +307,19 @@ def header_spoofing_in_single_person_mode(t: Target) -> Recorded:
     ) in page.text
     refused = "refused the dashboards' gateway at the sign-in proxy's proof (forbidden)"
     assert refusals_in_log(t, refused) == 1
-    return NOTHING
+    # Nor with a session the store never issued, or one it issued for someone else.
+    gateway = gateway_token(t)
+    with pytest.raises(AuthenticationError, match=r"demo session \w+: this store never issued"):
+        open_store_as(
+            t.url or "", Identity(token=gateway, on_behalf_of="max", session="hiltdemo_guess")
+        ).whoami()
+    with open_store_as(t.url or "", Identity(token=gateway)) as as_gateway:
+        alice = as_gateway.demo_sign_in("alice")
+    with pytest.raises(PermissionDeniedError, match="issued for 'alice', not 'max'"):
+        open_store_as(
+            t.url or "", Identity(token=gateway, on_behalf_of="max", session=alice.session)
+        ).whoami()
+    return Recorded(("user.signed_in_unproven",))
 
 
 def one_person_acting_as_the_local_lead(t: Target) -> Recorded:
@@ -447,18 +476,22 @@ IDENTITY_ATTACKS = [
         modes=("dashboards",),
     ),
     Attack(
-        "no header behind the sign-in proxy: falling back to the local user",
+        "no header behind the sign-in proxy: falling back to the local user, or to a name "
+        "picked on the demo's sign-in page",
         "the page is a refusal (Who are you? open it through your organisation's sign-in); the "
-        "gateway for the local user without the proxy's proof: AuthenticationError",
+        "gateway for the local user without the proxy's proof: AuthenticationError; the "
+        "sign-in page is not served, and the store refuses the gateway its list, a sign-in and "
+        "a session (PermissionDeniedError: hilt.toml configures a sign-in proxy)",
         "nowhere (the store is not asked / refused before acting)",
         no_local_user_behind_a_proxy,
         modes=("dashboards",),
     ),
     Attack(
         "header spoofing on a plain `hilt serve` (no proxy): another lead named in "
-        "X-Forwarded-User",
+        "X-Forwarded-User, or with a forged demo session, or one issued for someone else",
         "the page is a refusal: single-person mode, the dashboards act only as "
-        "access.local_user 'lena', not as 'max'",
+        "access.local_user 'lena', not as 'max' (or the user picked on the sign-in page, with "
+        "the session the store issued for that pick)",
         "the store service's log",
         header_spoofing_in_single_person_mode,
         modes=("single-person",),

@@ -19,12 +19,16 @@ if TYPE_CHECKING:
 def _echo_dashboards(server: DashboardServer) -> None:
     from hilt.pipelines.dashboards.access import identity_mode
 
+    access = server.workspace.settings().access
+    if access.proxy_secret_sha256 is None and access.local_user is not None:
+        # Single-person mode: the sign-in page first (pick a role; no password, demo mode).
+        typer.echo(f"sign in (demo):    {server.dashboard_url('signin')}")
     typer.echo(f"review dashboard:  {server.dashboard_url('review')}")
     typer.echo(f"audit dashboard:   {server.dashboard_url('audit')}")
     typer.echo(f"oversight (leads): {server.dashboard_url('oversight')}")
     if server.store_log is not None:
         typer.echo(f"store service log: {server.store_log}")
-    typer.echo(f"identity:          {identity_mode(server.workspace.settings().access)}")
+    typer.echo(f"identity:          {identity_mode(access)}")
 
 
 def serve(
@@ -128,7 +132,7 @@ def demo(
 
     server = guard(lambda: start_dashboards(ws, port=port, store_port=store_port))
     typer.echo("")
+    _echo_dashboards(server)  # the sign-in page first, in single-person mode
     typer.echo(f"store service:     http://127.0.0.1:{store_port}   (OpenAPI: /openapi.json)")
-    _echo_dashboards(server)
     typer.echo("(Ctrl-C stops everything)")
     serve_until_stopped(server)

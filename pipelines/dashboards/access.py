@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
+from urllib.parse import parse_qs
 
 from hilt.pipelines.config import Access, Settings
 from hilt.pipelines.errors import HiltError, UnknownUserError
@@ -36,6 +37,19 @@ Backend = TypeVar("Backend")
 IDENTITY_SOURCES = ("HTTP_X_FORWARDED_USER", "JUPYTERHUB_USER")
 #: The sign-in proxy's secret header (``X-Hilt-Proxy-Secret``) as Voila passes it.
 PROXY_SECRET_ENV = "HTTP_X_HILT_PROXY_SECRET"
+
+
+#: The query of a dashboard's URL after the sign-in page (single-person mode): the name
+#: picked and the session the store issued for it (Voila gives the kernel ``QUERY_STRING``).
+SESSION_QUERY = ("user", "session")
+
+
+def demo_choice(env: Mapping[str, str]) -> tuple[str, str] | None:
+    """(the user picked on the sign-in page, the store's session for it) from the page's
+    query, or None. Only forwarded: the store service decides whether it counts."""
+    query = parse_qs(env.get("QUERY_STRING", ""))
+    user, session = (query.get(k, [""])[0].strip() for k in SESSION_QUERY)
+    return (user, session) if user and session else None
 
 
 def _claim(env: Mapping[str, str], settings: Settings) -> tuple[str | None, bool]:
@@ -63,8 +77,9 @@ def identity_mode(access: Access) -> str:
         )
     if access.local_user is not None:
         return (
-            f"single-person mode: the dashboards act as {access.local_user}, and every "
-            "record says that identity was not proven"
+            f"single-person mode: the dashboards act as {access.local_user}, or as whoever "
+            "is picked on the sign-in page (no password: demo mode), and every record says "
+            "that identity was not proven"
         )
     return (
         "none configured: every dashboard refuses (set [access] proxy_secret_sha256, or "
@@ -112,6 +127,11 @@ def open_dashboard(
     except HiltError as e:
         return Refusal(door.unavailable, str(e))
     user, single_person = _claim(environ, settings)
+    chosen = demo_choice(environ)
+    if chosen is not None and (user is None or single_person):
+        # Nobody's header names anyone: the name picked on the sign-in page, with its
+        # session (refused by the store behind a proxy, or without a service).
+        user, single_person = chosen[0], True
     if user is None:
         return Refusal(
             "Who are you?",
@@ -130,10 +150,14 @@ def open_dashboard(
                 token=environ.get("HILT_GATEWAY_TOKEN"),
                 on_behalf_of=user,
                 proxy_secret=environ.get(PROXY_SECRET_ENV) or None,
+                session=chosen[1] if chosen else None,
             )
             store = open_store_as(url, gateway)
         else:
-            store = open_store_as(ws, Identity(name=user, single_person=single_person))
+            who = Identity(
+                name=user, single_person=single_person, session=chosen[1] if chosen else None
+            )
+            store = open_store_as(ws, who)
         me = store.whoami()
     except UnknownUserError:
         return Refusal(

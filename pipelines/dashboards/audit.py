@@ -57,6 +57,7 @@ KNOWN_ACTIONS = (
     "user.disabled",
     "user.enabled",
     "user.synced",
+    "user.signed_in_unproven",
     "cases.ingest",
     "predictions.ingest",
     "case.leased",

@@ -37,7 +37,10 @@ GATEWAY_USER = "voila-gateway"
 #: refused gateway requests are recorded there, never a case id or a personal value.
 STORE_LOG = "store-service.log"
 KERNEL_MANAGER = "hilt.pipelines.dashboards.kernels.WidgetOnlyKernelManager"
-DASHBOARDS = ("review", "oversight", "audit")
+#: The pages Voila serves; ``signin`` is the demo's sign-in page (single-person mode only:
+#: behind a sign-in proxy the store refuses it, pipelines/dashboards/sign_in.py).
+SIGN_IN = "signin"
+DASHBOARDS = ("review", "oversight", "audit", SIGN_IN)
 #: The request headers Voila hands each dashboard kernel (as ``HTTP_X_…``): who the sign-in
 #: proxy says is looking, and the proxy's proof, both forwarded to the store service.
 HEADER_ENVS = ("X-Forwarded-User", "X-Hilt-Proxy-Secret")
@@ -88,13 +91,18 @@ def served_notebooks(workspace: Workspace, source: Path) -> Path:
     """The folder Voila serves: copies of the dashboards only, made afresh at each start.
 
     Voila serves every notebook of its folder; the papermill templates (retrain, score)
-    next to the dashboards in notebooks/ must not become pages anyone can open.
+    next to the dashboards in notebooks/ must not become pages anyone can open. The sign-in
+    page only in single-person mode (no sign-in proxy; the store refuses it behind one too).
     """
     served = workspace.root / "dashboards"
     if served.exists():
         shutil.rmtree(served)
     served.mkdir(parents=True)
+    access = workspace.settings().access
+    single_person = access.proxy_secret_sha256 is None and access.local_user is not None
     for name in DASHBOARDS:
+        if name == SIGN_IN and not single_person:
+            continue  # behind a sign-in proxy the proxy says who is looking (the store too)
         notebook = source / f"{name}.ipynb"
         if notebook.exists():
             shutil.copyfile(notebook, served / notebook.name)

@@ -90,6 +90,8 @@ class Identity:
       from ``$HILT_TOKEN``: a gateway names its own token).
     - ``proxy_secret``: with ``on_behalf_of``, the secret by which the sign-in proxy proved
       itself to the dashboard (the service checks it; the dashboard only forwards it).
+    - ``session``: with ``on_behalf_of``, the demo session the store issued when that user
+      was picked on the sign-in page (single-person mode; the service checks it).
     - ``single_person``: embedded, a named user nobody signed in as (a dashboard acting as
       ``access.local_user``): every event records that the identity was not proven. A
       service decides this itself, from how the request reached it.
@@ -100,6 +102,7 @@ class Identity:
     token: str | None = None
     on_behalf_of: str | None = None
     proxy_secret: str | None = None
+    session: str | None = None
     single_person: bool = False
 
 
@@ -172,7 +175,11 @@ def _through_service(
         if not who.token:
             raise InputError("acting on behalf of a user needs the gateway's own token")
         return StoreClient(
-            url, who.token, on_behalf_of=who.on_behalf_of, proxy_secret=who.proxy_secret
+            url,
+            who.token,
+            on_behalf_of=who.on_behalf_of,
+            proxy_secret=who.proxy_secret,
+            session=who.session,
         )
     token = who.token or os.environ.get(TOKEN_ENV)
     if not token:
@@ -195,7 +202,11 @@ def _embedded(
     from hilt.pipelines.store.modes.embedded import EmbeddedStore
     from hilt.pipelines.store.records import User
 
-    if who.on_behalf_of is not None or (who.token is not None and who.name is None):
+    if (
+        who.on_behalf_of is not None
+        or who.session is not None
+        or (who.token is not None and who.name is None)
+    ):
         raise InputError(f"no store service owns {ws.root}; a token works only through one")
     name = who.name
     if name is None or name == os_user():

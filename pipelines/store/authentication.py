@@ -14,6 +14,9 @@ decides whether it may:
   kernel forwards), for whoever the proxy named;
 - without one (single-person mode): only as ``access.local_user``, and every event written
   so says that the identity was not proven (``User.unproven``);
+- in single-person mode, also as a user picked on the demo's sign-in page, with the
+  session the store issued for that choice (``ops/sign_in.py``; header ``X-Hilt-Session``),
+  every event written so marked ``DEMO_SIGN_IN``; never behind a sign-in proxy;
 - either way only for users holding reviewer, lead or auditor, and with those roles only
   (``DASHBOARD_ROLES``): a lead who is also an admin acts through a dashboard as a lead.
 """
@@ -40,6 +43,18 @@ DASHBOARD_ROLES = ("reviewer", "lead", "auditor")
 #: carries it into every event written so.
 SINGLE_PERSON = "single-person mode: no sign-in proxy, acting as access.local_user"
 UNPROVEN_KEY = "identity_unproven"
+#: ``User.unproven`` of a user picked on the demo's sign-in page (single-person mode).
+DEMO_SIGN_IN = (
+    "signed in without a password: demo mode (single-person mode, no sign-in proxy; "
+    "the name was chosen on the sign-in page)"
+)
+#: The audit action of a sign-in without a password; its payload holds the session's sha256.
+SIGNED_IN_UNPROVEN = "user.signed_in_unproven"
+DEMO_SESSION_PREFIX = "hiltdemo_"
+#: A demo session works this long after the sign-in.
+DEMO_SESSION_HOURS = 12
+#: The header in which the dashboards' gateway forwards a demo session.
+SESSION_HEADER = "X-Hilt-Session"
 #: The header in which a sign-in proxy proves itself (Voila: ``HTTP_X_HILT_PROXY_SECRET``).
 PROXY_SECRET_HEADER = "X-Hilt-Proxy-Secret"
 
@@ -103,13 +118,51 @@ def authenticate(
     return User(name=str(name), roles=list(roles)), expires_at
 
 
+def require_single_person(access: Access) -> None:
+    """PermissionDeniedError unless hilt.toml configures single-person mode (a local user,
+    no sign-in proxy): the only mode in which anyone may pick who they are."""
+    if access.proxy_secret_sha256 is not None:
+        raise PermissionDeniedError(
+            "no sign-in without a password here: hilt.toml configures a sign-in proxy "
+            "([access] proxy_secret_sha256), and the proxy says who is looking"
+        )
+    if access.local_user is None:
+        raise PermissionDeniedError(
+            "no sign-in without a password here: hilt.toml configures no single-person "
+            "mode (access.local_user)"
+        )
+
+
+def demo_session_user(con: duckdb.DuckDBPyConnection, session: str, now: datetime) -> str:
+    """The user a demo session was issued for (``ops/sign_in.py``), from the audit event of
+    the sign-in; AuthenticationError if the store never issued it or it expired."""
+    hashed = token_hash(session)
+    row = sql.one(
+        con,
+        "SELECT object_id, json_extract_string(payload, '$.expires_at') FROM audit_events "
+        "WHERE action = ? AND json_extract_string(payload, '$.session') = ?",
+        [SIGNED_IN_UNPROVEN, hashed],
+    )
+    if row is None:
+        raise AuthenticationError(
+            f"demo session {token_id(hashed)}: this store never issued it; sign in again"
+        )
+    if datetime.fromisoformat(str(row[1])) <= now:
+        raise AuthenticationError(
+            f"demo session {token_id(hashed)} expired at {row[1]}; sign in again"
+        )
+    return str(row[0])
+
+
 def prove_gateway_request(
-    access: Access, on_behalf_of: str, proxy_secret: str | None
+    access: Access, on_behalf_of: str, proxy_secret: str | None, session_user: str | None = None
 ) -> str | None:
     """Whether the gateway may act for ``on_behalf_of`` at all, from how the request came
     (see the module doc): None when a sign-in proxy proved itself, ``SINGLE_PERSON`` for
-    the local user without a proxy; AuthenticationError or PermissionDeniedError naming
-    what is wrong otherwise. Checked before the user is even looked up."""
+    the local user without a proxy, ``DEMO_SIGN_IN`` for the user a demo session
+    (``session_user``, already checked by the caller) was issued for; AuthenticationError
+    or PermissionDeniedError naming what is wrong otherwise. Checked before the user is even
+    looked up."""
     expected = access.proxy_secret_sha256
     if expected is not None:
         if not proxy_secret:
@@ -133,6 +186,13 @@ def prove_gateway_request(
             "the dashboards can act for nobody: hilt.toml configures neither a sign-in proxy "
             "([access] proxy_secret_sha256) nor a local user (access.local_user)"
         )
+    if session_user is not None:
+        if on_behalf_of != session_user:
+            raise PermissionDeniedError(
+                f"the demo session was issued for {session_user!r}, not {on_behalf_of!r}; "
+                "sign in again on the sign-in page"
+            )
+        return DEMO_SIGN_IN
     if on_behalf_of != access.local_user:
         raise PermissionDeniedError(
             f"single-person mode (no sign-in proxy): the dashboards act only as "

@@ -45,6 +45,7 @@ from hilt.pipelines.store.ops import (
     recipients,
     retention,
     review,
+    sign_in,
     snapshot,
     subject_export,
     subject_notice,
@@ -194,6 +195,8 @@ READ_DECISIONS = Permission(
 )
 AUDIT_READ = Permission("audit read", AUDIT_READERS)
 MANAGE_USERS = Permission("add user", frozenset({"admin"}))
+#: The dashboards' gateway acting as itself: the demo's sign-in page.
+GATEWAY_ONLY = Permission("sign in without a password", frozenset({"gateway"}))
 HALT = Permission("halt", frozenset({"lead"}))
 #: Data-subject rights are the data-protection officer's (GDPR Arts. 15-22).
 SUBJECT_RIGHTS = Permission("subject rights", frozenset({"dpo"}))
@@ -398,6 +401,9 @@ class Store:
         Permission("list users", frozenset({"admin", "auditor"})),
         GET("/v1/users"),
     )
+    # issue 16, the demo's sign-in page (single-person mode only; ops/sign_in.py)
+    sign_in_choices = Operation(sign_in.sign_in_choices, GATEWAY_ONLY, GET("/v1/sign-in"))
+    demo_sign_in = Operation(sign_in.demo_sign_in, GATEWAY_ONLY, POST("/v1/sign-in/{name}"))
     # cases and predictions
     ingest_cases = Operation(
         cases.ingest_cases,

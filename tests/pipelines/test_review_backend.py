@@ -5,14 +5,17 @@ store service with a gateway token (as `hilt serve` runs the dashboards)."""
 
 from __future__ import annotations
 
+import subprocess
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hilt.pipelines.config import Settings, load_settings
-from hilt.pipelines.dashboards.access import identity_mode, resolve_identity
+from hilt.pipelines.dashboards.access import demo_choice, identity_mode, resolve_identity
 from hilt.pipelines.dashboards.review import StoreReviewBackend, open_review_backend
+from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.store.authentication import SINGLE_PERSON
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.records import QueueStatus as StoreQueueStatus
@@ -134,10 +137,18 @@ def test_behind_a_proxy_there_is_no_local_user(settings: Settings) -> None:
     assert resolve_identity({HEADER: "alice"}, proxied) == "alice"
 
 
+def test_a_dashboard_forwards_the_name_and_session_picked_on_the_sign_in_page() -> None:
+    query = "user=otto&session=hiltdemo_abc"
+    assert demo_choice({"QUERY_STRING": query}) == ("otto", "hiltdemo_abc")
+    assert demo_choice({"QUERY_STRING": "user=otto"}) is None  # a name alone: nothing
+    assert demo_choice({}) is None
+
+
 def test_hilt_serve_says_how_the_dashboards_learn_who_is_looking(settings: Settings) -> None:
     assert identity_mode(settings.access) == (
-        "single-person mode: the dashboards act as lena, and every record says that "
-        "identity was not proven"
+        "single-person mode: the dashboards act as lena, or as whoever is picked on the "
+        "sign-in page (no password: demo mode), and every record says that identity was not "
+        "proven"
     )
     proxied = settings.access.model_copy(update={"local_user": None, "proxy_secret_sha256": "0"})
     assert identity_mode(proxied).startswith("behind a sign-in proxy: X-Forwarded-User counts")
@@ -277,3 +288,18 @@ def test_the_progress_line_after_a_lease_costs_no_second_query_and_is_never_stal
     after = backend.queue_status()
     assert asked == [1, 1]
     assert (after.done_today_by_me, after.leased) == (1, 0)
+
+
+def test_hilt_serve_prints_the_sign_in_page_first_in_single_person_mode(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hilt.pipelines.cli.serve import _echo_dashboards
+    from hilt.pipelines.dashboards.server import DashboardServer, served_notebooks
+
+    idle = typing.cast(subprocess.Popen[bytes], None)
+    server = DashboardServer(ws, "127.0.0.1", 8866, 8765, idle, idle)
+    _echo_dashboards(server)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == "sign in (demo):    http://127.0.0.1:8866/voila/render/signin.ipynb"
+    served = sorted(p.name for p in served_notebooks(ws, NOTEBOOKS_DIR).iterdir())
+    assert served == ["audit.ipynb", "oversight.ipynb", "review.ipynb", "signin.ipynb"]

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from hilt.widgets.common.colours import AMBER, MUTED
 from hilt.widgets.common.html_table import esc
+from hilt.widgets.common.icons import warning_svg
 
 
 def header_html(
@@ -33,13 +34,20 @@ def header_html(
     return line + unproven_banner_html(name, unproven)
 
 
+def unproven_note_html(body: str) -> str:
+    """The amber note of every page that acts for someone nobody proved (``body``: HTML,
+    already escaped)."""
+    return (
+        f'<div role="note" class="hilt-unproven" style="margin:0.3em 0;padding:0.4em 0.8em;'
+        f'border:1px solid {AMBER};border-radius:6px;color:{AMBER}">{warning_svg()} {body}</div>'
+    )
+
+
 def unproven_banner_html(name: str, why: str) -> str:
     """The banner of a page whose user nobody proved: who it acts as, and that every record
     written from it says so."""
-    return (
-        f'<div role="note" class="hilt-unproven" style="margin:0.3em 0;padding:0.4em 0.8em;'
-        f'border:1px solid {AMBER};border-radius:6px;color:{AMBER}">'
-        f"⚠ <b>Identity not proven</b> ({esc(why)}). Nobody signed in: this page acts as "
+    return unproven_note_html(
+        f"<b>Identity not proven</b> ({esc(why)}). This page acts as "
         f"<b>{esc(name)}</b>, and every record it writes says that who acted was not proven. "
-        "For more than one person, serve the dashboards behind a sign-in proxy.</div>"
+        "For more than one person, serve the dashboards behind a sign-in proxy."
     )

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import ipywidgets as widgets
 
 from hilt.widgets.common.colours import BACKGROUND, FRAME
+from hilt.widgets.common.icons import lock_svg
 from hilt.widgets.common.status import describe_error
 from hilt.widgets.contracts.common import Refusal
 
@@ -42,7 +43,7 @@ class RefusalScreen(widgets.VBox):
             '<div role="alert" style="max-width:40em;margin:2em auto;padding:1.5em 2em;'
             f"border:1px solid {FRAME};border-radius:8px;"
             f'background:{BACKGROUND}">'
-            '<div style="font-size:2em;line-height:1" aria-hidden="true">🔒</div>'
+            f'<div style="font-size:2em;line-height:1">{lock_svg()}</div>'
             f'<h2 style="margin:0.4em 0">{html.escape(self.title)}</h2>'
             f'<p style="margin:0;white-space:pre-line">{html.escape(self.message)}</p>'
             "</div>"

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import httpx
 
 from hilt.pipelines.errors import ERROR_KINDS, HiltError, StoreError
-from hilt.pipelines.store.authentication import PROXY_SECRET_HEADER
+from hilt.pipelines.store.authentication import PROXY_SECRET_HEADER, SESSION_HEADER
 from hilt.pipelines.store.modes import wire
 from hilt.pipelines.store.operations import Operation, Store
 
@@ -31,6 +31,7 @@ class StoreClient(Store):
         timeout_s: float = 60.0,
         on_behalf_of: str | None = None,
         proxy_secret: str | None = None,
+        session: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"}
@@ -40,6 +41,9 @@ class StoreClient(Store):
             headers[ON_BEHALF_HEADER] = on_behalf_of
             if proxy_secret:
                 headers[PROXY_SECRET_HEADER] = proxy_secret
+            if session:
+                # A demo session (single-person mode's sign-in page); the service decides.
+                headers[SESSION_HEADER] = session
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
 
     def perform(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:

@@ -47,8 +47,10 @@ from hilt.pipelines.ports import require_free_port
 from hilt.pipelines.store.authentication import (
     authenticate,
     dashboard_actor,
+    demo_session_user,
     lookup_user,
     prove_gateway_request,
+    require_single_person,
     token_hash,
     token_id,
 )
@@ -173,6 +175,8 @@ class StoreService:
         #: token hash → (owner, expires at); user name → user. See ``authenticate``.
         self._tokens: dict[str, tuple[User, datetime]] = {}
         self._users: dict[str, User] = {}
+        #: demo session sha256 → the user it was issued for (``demo_session``).
+        self._sessions: dict[str, str] = {}
         #: The master key and subject keys, opened once for the life of the service.
         self.keys = workspace.key_ring()
         #: Per worker thread: a read connection (a cursor on the same database) and its own
@@ -365,6 +369,18 @@ class StoreService:
             return None
         return known[0]
 
+    def demo_session(self, session: str) -> str:
+        """The user a demo session was issued for (``authentication.demo_session_user``),
+        cached with its sha256; the sessions expire long after the service is restarted
+        for anything else, so the cache is kept for the life of the service."""
+        with self.mutex:
+            name = demo_session_user(self.con, session, self.clock())
+            self._sessions[token_hash(session)] = name
+        return name
+
+    def known_session(self, session: str) -> str | None:
+        return self._sessions.get(token_hash(session))
+
     def known_user(self, name: str) -> User | None:
         return self._users.get(name)
 
@@ -415,6 +431,7 @@ def create_app(service: StoreService) -> FastAPI:
         authorization: Annotated[str | None, Header()] = None,
         x_hilt_on_behalf_of: Annotated[str | None, Header()] = None,
         x_hilt_proxy_secret: Annotated[str | None, Header()] = None,
+        x_hilt_session: Annotated[str | None, Header()] = None,
     ) -> User:
         if not authorization or not authorization.startswith("Bearer "):
             raise AuthenticationError("missing bearer token (Authorization: Bearer …)")
@@ -422,14 +439,26 @@ def create_app(service: StoreService) -> FastAPI:
         owner = service.known_token(token)
         if owner is None:
             owner = await run_in_threadpool(service.authenticate, token)
-        if x_hilt_on_behalf_of is None:
+        if x_hilt_on_behalf_of is None and x_hilt_session is None:
             return owner
         if "gateway" not in owner.roles:
             raise PermissionDeniedError("only a gateway token may act on behalf of a user")
-        checking = "the sign-in proxy's proof"
+        checking = "the demo session"
         try:
+            chosen = None
+            if x_hilt_session is not None:
+                # Single-person mode only: refused behind a proxy before anything is read.
+                require_single_person(service.settings.access)
+                chosen = service.known_session(x_hilt_session)
+                if chosen is None:
+                    chosen = await run_in_threadpool(service.demo_session, x_hilt_session)
+            if x_hilt_on_behalf_of is None:
+                raise PermissionDeniedError(
+                    "a demo session needs the user it was issued for (X-Hilt-On-Behalf-Of)"
+                )
+            checking = "the sign-in proxy's proof"
             unproven = prove_gateway_request(
-                service.settings.access, x_hilt_on_behalf_of, x_hilt_proxy_secret
+                service.settings.access, x_hilt_on_behalf_of, x_hilt_proxy_secret, chosen
             )
             checking = "the user it names"
             acting = service.known_user(x_hilt_on_behalf_of)

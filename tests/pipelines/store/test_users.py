@@ -27,10 +27,12 @@ from hilt.pipelines.errors import (
 )
 from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.store.authentication import (
+    DEMO_SIGN_IN,
     SINGLE_PERSON,
     UNPROVEN_KEY,
     dashboard_actor,
     prove_gateway_request,
+    require_single_person,
 )
 from hilt.pipelines.store.records import AuditEvent, User
 from hilt.pipelines.workspace import Workspace
@@ -269,6 +271,19 @@ def test_without_a_proxy_the_gateway_acts_only_as_the_local_user() -> None:
         prove_gateway_request(single, "lena", "a-secret")
     with pytest.raises(PermissionDeniedError, match="can act for nobody"):
         prove_gateway_request(access(local_user=None), "lena", None)
+
+
+def test_a_demo_session_counts_only_in_single_person_mode_and_for_its_user() -> None:
+    single = access()
+    assert prove_gateway_request(single, "otto", None, session_user="otto") == DEMO_SIGN_IN
+    with pytest.raises(PermissionDeniedError, match="issued for 'otto', not 'max'"):
+        prove_gateway_request(single, "max", None, session_user="otto")
+    require_single_person(single)
+    behind = "no sign-in without a password here: hilt.toml configures a sign-in proxy"
+    with pytest.raises(PermissionDeniedError, match=behind):
+        require_single_person(access(proxy_secret_sha256=SHA, local_user=None))
+    with pytest.raises(PermissionDeniedError, match="configures no single-person mode"):
+        require_single_person(access(local_user=None))
 
 
 def test_the_gateway_acts_with_dashboard_roles_only() -> None:
