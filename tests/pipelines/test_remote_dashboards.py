@@ -188,7 +188,7 @@ def work_the_queue(env: dict[str, str], name: str) -> tuple[list[str], list[Deci
     return leased, receipts
 
 
-@pytest.mark.obligation("AI Act 14", "GDPR 5(2)")
+@pytest.mark.obligation("AI Act 14", "AI Act 12")
 def test_two_dashboard_hosts_sixteen_reviewers_one_store(setup: Setup) -> None:
     servers = setup.servers
     otto = open_store_as(setup.service.url, Identity(token=setup.auditor))
