@@ -29,6 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hilt.pipelines.config import Settings
+from hilt.pipelines.dashboards.server import (
+    VoilaPages,
+    copy_dashboards,
+    default_notebooks_dir,
+    kernel_environment,
+    voila_command,
+    wait_http,
+)
 from hilt.pipelines.errors import InputError, PermissionDeniedError
 from hilt.pipelines.ports import require_free_port
 from hilt.pipelines.store import Identity, open_store_as
@@ -80,7 +88,7 @@ def settings_in_force(store_url: str, token: str) -> Settings:
 
 
 @dataclass
-class RemoteDashboards:
+class RemoteDashboards(VoilaPages):
     """Voila serving the dashboards against the store service at ``store_url``."""
 
     store_url: str
@@ -91,13 +99,6 @@ class RemoteDashboards:
     settings: Settings
     #: The copies of the dashboards Voila serves (removed at stop).
     notebooks: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def dashboard_url(self, name: str) -> str:
-        return f"{self.url}/voila/render/{name}.ipynb"
 
     def processes(self) -> tuple[subprocess.Popen[bytes], ...]:
         return (self.voila,)
@@ -124,14 +125,6 @@ def start_remote_dashboards(
 ) -> RemoteDashboards:
     """Check the store and the token (``settings_in_force``), then start Voila; return once
     it answers."""
-    from hilt.pipelines.dashboards.server import (
-        copy_dashboards,
-        default_notebooks_dir,
-        kernel_environment,
-        voila_command,
-        wait_http,
-    )
-
     if not store_url.startswith(("http://", "https://")):
         raise InputError(f"--store-url {store_url!r}: not an http:// or https:// URL")
     store_url = store_url.rstrip("/")

@@ -144,8 +144,22 @@ def voila_command(notebooks: Path, host: str, port: int) -> list[str]:
     ]
 
 
+class VoilaPages:
+    """Where a Voila serves the dashboards (``host``, ``port`` set by the subclass)."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def dashboard_url(self, name: str) -> str:
+        return f"{self.url}/voila/render/{name}.ipynb"
+
+
 @dataclass
-class DashboardServer:
+class DashboardServer(VoilaPages):
     """The two processes of `hilt serve`, started and stopped together."""
 
     workspace: Workspace
@@ -156,13 +170,6 @@ class DashboardServer:
     voila: subprocess.Popen[bytes]
     #: Where the store service's log goes (refusals of tokens and of the gateway among it).
     store_log: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def dashboard_url(self, name: str) -> str:
-        return f"{self.url}/voila/render/{name}.ipynb"
 
     def processes(self) -> tuple[subprocess.Popen[bytes], ...]:
         return (self.voila, self.store)

@@ -32,6 +32,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hilt.pipelines.cli import app
+from hilt.pipelines.dashboards.audit import open_audit_backend
+from hilt.pipelines.dashboards.oversight import open_oversight_backend
 from hilt.pipelines.dashboards.review import open_review_backend
 from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
@@ -47,7 +49,7 @@ from tests.conftest import (
     proxied_config,
     start_service,
 )
-from tests.loop_helpers import HILT, hilt_cli
+from tests.loop_helpers import HILT
 from tests.voila_pages import Page, kernel_under, process_environ, render
 
 REVIEWERS = [f"r{i:02d}" for i in range(16)]
@@ -169,6 +171,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory, cases_frame: pl.DataFrame) -
             answering(s)
         yield Setup(ws, service, servers, gateway_a, reviewer, auditor, token_file)
     finally:
+        for s in servers:  # both at once: each waits for its Voila's kernels
+            if s.cli.poll() is None:
+                s.cli.terminate()
         for s in servers:
             stop(s)
         service.stop()
@@ -253,12 +258,19 @@ def test_two_dashboard_hosts_sixteen_reviewers_one_store(setup: Setup) -> None:
     otto.close()
 
     # The audit chain verifies, as an auditor on yet another host checks it (the log
-    # fetched from the running service and checked by the CLI).
-    verified = hilt_cli(
-        "audit", "verify", "--url", setup.service.url, env={"HILT_TOKEN": setup.auditor}
+    # fetched from the running service and checked by `hilt audit verify --url`).
+    verified = CliRunner().invoke(
+        app, ["audit", "verify", "--url", setup.service.url], env={"HILT_TOKEN": setup.auditor}
     )
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert "OK" in verified.stdout, verified.stdout
+    assert verified.exit_code == 0, verified.output
+    assert "OK" in verified.output, verified.output
+
+    # The oversight and audit dashboards need the workspace's files: on a dashboard host
+    # they refuse, saying where to open them (nothing else is shown).
+    for open_backend, who in ((open_oversight_backend, "max"), (open_audit_backend, "otto")):
+        refusal = open_backend(env={**envs[0], "HTTP_X_FORWARDED_USER": who})
+        assert isinstance(refusal, Refusal)
+        assert "next to the store" in refusal.message, refusal.message
 
 
 def test_remote_serve_refuses_clearly(setup: Setup, tmp_path: Path) -> None:
