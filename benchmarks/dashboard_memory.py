@@ -11,9 +11,10 @@ review page one after the other, each in a session of their own (their own
 once Voila has run review.ipynb in its kernel, i.e. once the reviewer's first case is
 leased and rendered; then, with every kernel still alive:
 
-- each reviewer's kernel process: RSS and PSS (``/proc/PID/smaps_rollup``; PSS divides the
-  pages shared between processes, such as the Python libraries, among them: the closer
-  figure for "how much memory does one more kernel take");
+- each reviewer's kernel process: RSS, PSS and USS (``/proc/PID/smaps_rollup``; PSS divides
+  the pages shared between processes, such as the Python libraries, among them; USS counts
+  only the kernel's own pages: what one more kernel takes at least, PSS what it takes with
+  its share of the libraries, RSS what it would take alone);
 - the Voila server process: RSS and PSS before the first page and after each one (its
   growth per extra reviewer: the page's handlers, the kernel's channels);
 - the store service's RSS at the end (one per store, not per reviewer).
@@ -59,13 +60,18 @@ MB = 1024 * 1024
 
 
 def memory(pid: int) -> dict[str, float]:
-    """RSS and PSS of process ``pid`` in MB (from /proc/PID/smaps_rollup)."""
-    out: dict[str, float] = {}
+    """RSS, PSS and USS (its private pages only) of process ``pid`` in MB, from
+    /proc/PID/smaps_rollup."""
+    kb: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
         key, _, rest = line.partition(":")
-        if key in ("Rss", "Pss"):
-            out[key.lower() + "_mb"] = round(int(rest.split()[0]) * 1024 / MB, 1)
-    return out
+        if key in ("Rss", "Pss", "Private_Clean", "Private_Dirty"):
+            kb[key] = int(rest.split()[0])
+    uss = kb["Private_Clean"] + kb["Private_Dirty"]
+    return {
+        name: round(value * 1024 / MB, 1)
+        for name, value in (("rss_mb", kb["Rss"]), ("pss_mb", kb["Pss"]), ("uss_mb", uss))
+    }
 
 
 def kernel_process(voila_pid: int, kernel_id: str) -> int:
@@ -100,13 +106,15 @@ def open_review_page(url: str, user: str, secret: str, timeout_s: float) -> tupl
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--quick", action="store_true", help="2 reviewers (smoke)")
+    p.add_argument(
+        "--quick", action="store_true", help="1 reviewer (smoke; no per-extra-reviewer figure)"
+    )
     p.add_argument("--reviewers", type=int, default=None, help="reviewers opening the page")
     p.add_argument("--pending", type=int, default=200, help="cases waiting for review")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for a page")
     args = p.parse_args(argv)
     if args.reviewers is None:
-        args.reviewers = 2 if args.quick else 8
+        args.reviewers = 1 if args.quick else 8
     if not 1 <= args.reviewers <= 64 or args.pending < args.reviewers:
         p.error("--reviewers 1 to 64, --pending at least --reviewers")
     return args
@@ -168,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                 voila.append({"reviewers": i, **memory(server.voila.pid)})
                 print(
                     f"  reviewer {i}: page served in {served_s:.2f} s; kernel RSS "
-                    f"{mem['rss_mb']} MB, PSS {mem['pss_mb']} MB; Voila RSS "
-                    f"{voila[-1]['rss_mb']} MB (load {os.getloadavg()[0]:.2f})"
+                    f"{mem['rss_mb']} MB, PSS {mem['pss_mb']} MB, USS {mem['uss_mb']} MB; "
+                    f"Voila RSS {voila[-1]['rss_mb']} MB (load {os.getloadavg()[0]:.2f})"
                 )
             result["store_service"] = memory(store.pid)
             # Each page leased its reviewer's first case (the notebook ran to the case).
@@ -182,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
         result["kernels"] = kernels
         result["voila"] = voila
-        result["kernel_rss_mb_median"] = statistics.median(k["rss_mb"] for k in kernels)
-        result["kernel_pss_mb_median"] = statistics.median(k["pss_mb"] for k in kernels)
+        result["kernel_rss_mb_median"] = round(statistics.median(k["rss_mb"] for k in kernels), 1)
+        result["kernel_pss_mb_median"] = round(statistics.median(k["pss_mb"] for k in kernels), 1)
+        result["kernel_uss_mb_median"] = round(statistics.median(k["uss_mb"] for k in kernels), 1)
         if len(voila) > 2:
             extra = len(voila) - 2  # from the first reviewer's page to the last one's
             result["voila_rss_mb_per_extra_reviewer"] = round(
@@ -191,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(
             f"kernel per reviewer: median RSS {result['kernel_rss_mb_median']} MB, PSS "
-            f"{result['kernel_pss_mb_median']} MB; Voila server "
+            f"{result['kernel_pss_mb_median']} MB, USS {result['kernel_uss_mb_median']} MB; "
+            "Voila server "
             f"{voila[0]['rss_mb']} MB idle, {voila[-1]['rss_mb']} MB with {args.reviewers} "
             f"reviewers; store service RSS {result['store_service']['rss_mb']} MB"
         )

@@ -51,8 +51,13 @@ def serve(
 ) -> None:
     """Serve the dashboards: the store service plus Voila, until Ctrl-C; with --store-url,
     only Voila, against a store service elsewhere."""
-    from hilt.pipelines.dashboards.server import serve_until_stopped, start_dashboards
+    from hilt.pipelines.dashboards.server import (
+        serve_until_stopped,
+        start_dashboards,
+        stop_on_sigterm,
+    )
 
+    stop_on_sigterm()  # also while starting: what started is stopped, nothing left behind
     if store_url is not None:
         if workspace is not None:
             fail("--store-url serves no workspace: give --store-url or --workspace, not both", 2)
@@ -73,9 +78,8 @@ def _serve_remote(store_url: str, token_file: Path | None, host: str, port: int)
 
     from hilt.pipelines.dashboards.access import identity_mode
     from hilt.pipelines.dashboards.remote import gateway_token, start_remote_dashboards
-    from hilt.pipelines.dashboards.server import serve_until_stopped, stop_on_sigterm
+    from hilt.pipelines.dashboards.server import serve_until_stopped
 
-    stop_on_sigterm()
     server = guard(
         lambda: start_remote_dashboards(
             store_url, gateway_token(token_file, os.environ), host=host, port=port

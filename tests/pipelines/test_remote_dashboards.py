@@ -277,6 +277,17 @@ def test_remote_serve_refuses_clearly(setup: Setup, tmp_path: Path) -> None:
     """One line, exit 2 or 3, nothing started, for each way of getting it wrong."""
     runner = CliRunner()
     url = setup.service.url
+    # `hilt serve` takes SIGTERM as Ctrl-C from its start; in process here, so put it back.
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        check_refusals(runner, url, setup, tmp_path)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def check_refusals(runner: CliRunner, url: str, setup: Setup, tmp_path: Path) -> None:
+    otto = open_store_as(url, Identity(token=setup.auditor))
+    head = otto.audit_head()
 
     def refused(args: list[str], env: dict[str, str]) -> str:
         env = {"HILT_GATEWAY_TOKEN": "", **env}
@@ -306,3 +317,7 @@ def test_remote_serve_refuses_clearly(setup: Setup, tmp_path: Path) -> None:
         ["--store-url", url, "--workspace", str(setup.ws.root)],
         {"HILT_GATEWAY_TOKEN": setup.gateway},
     )
+    # Nothing started (no Voila under this process), nothing written to the store.
+    assert _voila_under(os.getpid()) is None
+    assert otto.audit_head() == head
+    otto.close()
