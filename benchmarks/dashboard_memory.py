@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="hilt-bench-dashmem-"))
     secret = secrets.token_hex(24)
     reviewers = [f"reviewer{i:02d}" for i in range(args.reviewers)]
+    plural = "s" if args.reviewers != 1 else ""
     result: dict[str, Any] = {
         "benchmark": "dashboard_memory",
         "quick": args.quick,
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         server = start_remote_dashboards(store_url, gateway, port=free_port())
         result["dashboards_start_s"] = round(time.perf_counter() - t, 2)
         print(
-            f"dashboard memory: {args.reviewers} reviewers, {os.cpu_count()} CPUs, "
+            f"dashboard memory: {args.reviewers} reviewer{plural}, {os.cpu_count()} CPUs, "
             f"hilt from {sys.prefix}; dashboards started in {result['dashboards_start_s']} s"
         )
         kernels: list[dict[str, Any]] = []
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{result['kernel_pss_mb_median']} MB, USS {result['kernel_uss_mb_median']} MB; "
             "Voila server "
             f"{voila[0]['rss_mb']} MB idle, {voila[-1]['rss_mb']} MB with {args.reviewers} "
-            f"reviewers; store service RSS {result['store_service']['rss_mb']} MB"
+            f"reviewer{plural}; store service RSS {result['store_service']['rss_mb']} MB"
         )
     finally:
         if store is not None and store.poll() is None:

@@ -10,8 +10,12 @@ Served (`hilt serve` gives the kernel ``HILT_STORE_URL`` and a gateway token), t
 only forwards what Voila gave it (the user header and the proxy's secret header) with the
 gateway token; the store service decides whether the gateway may act for that person
 (``store/authentication.py``) and says, in ``whoami``, when nobody proved who they are.
-Embedded (no service: JupyterLab on the workspace's files), the local user is marked as
-single-person too. Either way the dashboards show it on every page (the header's banner).
+On another host than the store's (`hilt serve --store-url`: a store URL and a gateway token,
+no workspace), the settings are the config the store has in force, read from it with the
+gateway's own token (``remote.settings_in_force``), and a dashboard that reads the
+workspace's files (oversight, audit) is refused, saying where to open it. Embedded (no
+service: JupyterLab on the workspace's files), the local user is marked as single-person
+too. Either way the dashboards show it on every page (the header's banner).
 
 ``DashboardBackend`` is what the three backends (review, oversight, audit) share once the
 person is in: the store acting as them, the workspace's settings, and who they are."""
