@@ -104,14 +104,16 @@ class RemoteDashboards(VoilaPages):
         return (self.voila,)
 
     def stop(self) -> None:
-        if self.voila.poll() is None:
-            self.voila.terminate()
         try:
-            self.voila.wait(15)
-        except subprocess.TimeoutExpired:
-            self.voila.kill()
-            self.voila.wait(5)
-        shutil.rmtree(self.notebooks, ignore_errors=True)
+            if self.voila.poll() is None:
+                self.voila.terminate()
+            try:
+                self.voila.wait(15)
+            except subprocess.TimeoutExpired:
+                self.voila.kill()
+                self.voila.wait(5)
+        finally:
+            shutil.rmtree(self.notebooks, ignore_errors=True)
 
 
 def start_remote_dashboards(

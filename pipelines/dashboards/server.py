@@ -278,4 +278,6 @@ def serve_until_stopped(server: Served) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        # A second SIGTERM while stopping must not cut the stop short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         server.stop()

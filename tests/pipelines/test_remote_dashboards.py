@@ -63,6 +63,8 @@ class Served:
     cli: subprocess.Popen[bytes]
     port: int
     voila_pid: int
+    #: SIGTERM was sent (once: a second one is not needed).
+    stopping: bool = False
 
     @property
     def url(self) -> str:
@@ -121,8 +123,9 @@ def answering(served: Served) -> Served:
 
 def stop(served: Served) -> None:
     """SIGTERM, as an operator's service manager would: the CLI stops its Voila."""
-    if served.cli.poll() is None:
+    if served.cli.poll() is None and not served.stopping:
         served.cli.terminate()
+    served.stopping = True
     with suppress(subprocess.TimeoutExpired):
         served.cli.wait(30)
     # Whatever is left of its session (a Voila it could not stop): killed, by group id.
@@ -174,6 +177,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, cases_frame: pl.DataFrame) -
         for s in servers:  # both at once: each waits for its Voila's kernels
             if s.cli.poll() is None:
                 s.cli.terminate()
+                s.stopping = True
         for s in servers:
             stop(s)
         service.stop()
