@@ -16,7 +16,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import websockets
@@ -29,6 +29,16 @@ CONTROL_TARGET = "jupyter.widget.control"
 CONTROL_VERSION = "1.0.0"
 
 
+class Pages(Protocol):
+    """A Voila serving dashboards: next to the store (``DashboardServer``) or on another
+    host (``RemoteDashboards``, `hilt serve --store-url`)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def dashboard_url(self, name: str) -> str: ...
+
+
 @dataclass(frozen=True)
 class Page:
     kernel_id: str
@@ -36,7 +46,7 @@ class Page:
     text: str
 
 
-def render(server: DashboardServer, name: str, headers: dict[str, str]) -> Page:
+def render(server: Pages, name: str, headers: dict[str, str]) -> Page:
     """The dashboard ``name`` as a request with ``headers`` gets it, once its notebook ran."""
     r = httpx.get(server.dashboard_url(name), headers=headers, timeout=120)
     r.raise_for_status()
@@ -130,6 +140,11 @@ async def _widget_states(base_url: str, kernel_id: str, timeout_s: float = 60) -
 
 def kernel_pid(server: DashboardServer, kernel_id: str) -> int:
     """The process of the dashboard kernel ``kernel_id`` (a child of the Voila process)."""
+    return kernel_under(server.voila.pid, kernel_id)
+
+
+def kernel_under(voila_pid: int, kernel_id: str) -> int:
+    """The process of the dashboard kernel ``kernel_id``, a child of Voila ``voila_pid``."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -138,9 +153,9 @@ def kernel_pid(server: DashboardServer, kernel_id: str) -> int:
             ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == server.voila.pid and f"kernel-{kernel_id}.json" in cmdline:
+        if ppid == voila_pid and f"kernel-{kernel_id}.json" in cmdline:
             return int(proc.name)
-    raise AssertionError(f"no process of kernel {kernel_id} under Voila ({server.voila.pid})")
+    raise AssertionError(f"no process of kernel {kernel_id} under Voila ({voila_pid})")
 
 
 def process_environ(pid: int) -> dict[str, str]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hilt.pipelines.cli.common import WorkspaceOpt, guard, quiet_mlflow, run_guard
+from hilt.pipelines.cli.common import WorkspaceOpt, fail, guard, quiet_mlflow, run_guard
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -38,15 +38,64 @@ def serve(
     host: Annotated[
         str, typer.Option(help="Interface; keep 127.0.0.1, put a sign-in proxy in front.")
     ] = "127.0.0.1",
+    store_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve only the dashboards, against the store service at this URL (on "
+            "another host); the gateway token comes from $HILT_GATEWAY_TOKEN or --token-file.",
+            show_default=False,
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --store-url: a file holding the gateway token.", show_default=False
+        ),
+    ] = None,
 ) -> None:
-    """Serve the dashboards: the store service plus Voila, until Ctrl-C."""
-    from hilt.pipelines.dashboards.server import serve_until_stopped, start_dashboards
+    """Serve the dashboards: the store service plus Voila, until Ctrl-C; with --store-url,
+    only Voila, against a store service elsewhere."""
+    from hilt.pipelines.dashboards.server import (
+        serve_until_stopped,
+        start_dashboards,
+        stop_on_sigterm,
+    )
 
+    stop_on_sigterm()  # also while starting: what started is stopped, nothing left behind
+    if store_url is not None:
+        if workspace is not None:
+            fail("--store-url serves no workspace: give --store-url or --workspace, not both", 2)
+        _serve_remote(store_url, token_file, host, port)
+        return
+    if token_file is not None:
+        fail("--token-file goes with --store-url", 2)
     ws = Workspace.at(workspace)
     server = guard(lambda: start_dashboards(ws, host=host, port=port, store_port=store_port))
     typer.echo(f"store service:     http://{host}:{store_port}")
     _echo_dashboards(server)
     typer.echo("(Ctrl-C stops both)")
+    serve_until_stopped(server)
+
+
+def _serve_remote(store_url: str, token_file: Path | None, host: str, port: int) -> None:
+    import os
+
+    from hilt.pipelines.dashboards.access import identity_mode
+    from hilt.pipelines.dashboards.remote import gateway_token, start_remote_dashboards
+    from hilt.pipelines.dashboards.server import serve_until_stopped
+
+    server = guard(
+        lambda: start_remote_dashboards(
+            store_url, gateway_token(token_file, os.environ), host=host, port=port
+        )
+    )
+    typer.echo(f"store service:     {server.store_url} (elsewhere; config in force from it)")
+    typer.echo(f"review dashboard:  {server.dashboard_url('review')}")
+    typer.echo(f"identity:          {identity_mode(server.settings.access)}")
+    typer.echo(
+        "(the audit and oversight dashboards need the workspace: serve them on the store's host)"
+    )
+    typer.echo("(Ctrl-C stops the dashboards)")
     serve_until_stopped(server)
 
 

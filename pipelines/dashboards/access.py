@@ -10,8 +10,12 @@ Served (`hilt serve` gives the kernel ``HILT_STORE_URL`` and a gateway token), t
 only forwards what Voila gave it (the user header and the proxy's secret header) with the
 gateway token; the store service decides whether the gateway may act for that person
 (``store/authentication.py``) and says, in ``whoami``, when nobody proved who they are.
-Embedded (no service: JupyterLab on the workspace's files), the local user is marked as
-single-person too. Either way the dashboards show it on every page (the header's banner).
+On another host than the store's (`hilt serve --store-url`: a store URL and a gateway token,
+no workspace), the settings are the config the store has in force, read from it with the
+gateway's own token (``remote.settings_in_force``), and a dashboard that reads the
+workspace's files (oversight, audit) is refused, saying where to open it. Embedded (no
+service: JupyterLab on the workspace's files), the local user is marked as single-person
+too. Either way the dashboards show it on every page (the header's banner).
 
 ``DashboardBackend`` is what the three backends (review, oversight, audit) share once the
 person is in: the store acting as them, the workspace's settings, and who they are."""
@@ -25,7 +29,8 @@ from typing import TypeVar
 from urllib.parse import parse_qs
 
 from hilt.pipelines.config import Access, Settings
-from hilt.pipelines.errors import HiltError, UnknownUserError
+from hilt.pipelines.dashboards.remote import settings_in_force
+from hilt.pipelines.errors import HiltError, InputError, UnknownUserError
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal, Reviewer
@@ -107,9 +112,21 @@ class DashboardDoor:
 class DashboardAccess:
     """Let in: the workspace, its settings, and the store acting as the person."""
 
-    workspace: Workspace
+    local: Workspace | None
     settings: Settings
     store: Store
+
+    @property
+    def workspace(self) -> Workspace:
+        """The workspace's files (runs, MLflow); InputError for dashboards served on another
+        host than the store's (`hilt serve --store-url`), which have none."""
+        if self.local is None:
+            raise InputError(
+                "this dashboard reads the workspace's files (its runs and models), which the "
+                "dashboards served on another host than the store's do not have; open it on "
+                "the dashboards served next to the store (hilt serve --workspace)"
+            )
+        return self.local
 
 
 def open_dashboard(
@@ -121,9 +138,17 @@ def open_dashboard(
     """``backend(access)`` for the person at ``door``, let in with their store, or the
     refusal to show instead (also when the backend cannot start: a ``HiltError``)."""
     environ = os.environ if env is None else env
+    url = environ.get("HILT_STORE_URL")
+    token = environ.get("HILT_GATEWAY_TOKEN")
+    folder = workspace or environ.get("HILT_WORKSPACE") or None
+    ws: Workspace | None = None
     try:
-        ws = Workspace.at(workspace or environ.get("HILT_WORKSPACE") or None)
-        settings = ws.settings()
+        if url and token and folder is None:
+            # On another host than the store's: the config the store has in force.
+            settings = settings_in_force(url, token)
+        else:
+            ws = Workspace.at(folder)
+            settings = ws.settings()
     except HiltError as e:
         return Refusal(door.unavailable, str(e))
     user, single_person = _claim(environ, settings)
@@ -143,17 +168,17 @@ def open_dashboard(
                 else ", or ask an administrator to configure a local user."
             ),
         )
-    url = environ.get("HILT_STORE_URL")
     try:
         if url:
             gateway = Identity(
-                token=environ.get("HILT_GATEWAY_TOKEN"),
+                token=token,
                 on_behalf_of=user,
                 proxy_secret=environ.get(PROXY_SECRET_ENV) or None,
                 session=chosen[1] if chosen else None,
             )
             store = open_store_as(url, gateway)
         else:
+            assert ws is not None  # no store URL: the workspace was opened above
             who = Identity(
                 name=user, single_person=single_person, session=chosen[1] if chosen else None
             )

@@ -23,6 +23,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Protocol
 
 import httpx
 
@@ -51,12 +52,13 @@ KERNEL_KEEPS = frozenset({"HILT_MLFLOW_TRACKING_URI"})
 
 
 def kernel_environment(
-    environ: Mapping[str, str], store_url: str, gateway_token: str, workspace: Workspace
+    environ: Mapping[str, str], store_url: str, gateway_token: str, workspace: Workspace | None
 ) -> dict[str, str]:
     """The environment of Voila and so of every dashboard kernel: the operator's, without
     keys, admin credentials or anything that names or proves a person (only a request may
     say who is looking: Voila adds its headers per kernel), plus what a kernel needs: the
-    store's URL, the gateway token, the workspace."""
+    store's URL, the gateway token, the workspace (none for dashboards on another host than
+    the store's: they read the config in force from the store, pipelines/dashboards/remote.py)."""
     names_a_person = {"JUPYTERHUB_USER", *(_header_env(h) for h in HEADER_ENVS)}
     env = {
         k: v
@@ -68,9 +70,10 @@ def kernel_environment(
         JUPYTER_PATH=jupyter_path,
         HILT_STORE_URL=store_url,
         HILT_GATEWAY_TOKEN=gateway_token,
-        HILT_WORKSPACE=str(workspace.root),
         MPLBACKEND="Agg",
     )
+    if workspace is not None:
+        env["HILT_WORKSPACE"] = str(workspace.root)
     return env
 
 
@@ -97,6 +100,13 @@ def served_notebooks(workspace: Workspace, source: Path) -> Path:
     served = workspace.root / "dashboards"
     if served.exists():
         shutil.rmtree(served)
+    return copy_dashboards(source, served)
+
+
+def copy_dashboards(source: Path, served: Path) -> Path:
+    """Copy the dashboards (only) of ``source`` into the new folder ``served``."""
+    if not (source / "review.ipynb").exists():
+        raise InputError(f"{source}: no dashboard notebooks found")
     served.mkdir(parents=True)
     access = workspace.settings().access
     single_person = access.proxy_secret_sha256 is None and access.local_user is not None
@@ -109,7 +119,7 @@ def served_notebooks(workspace: Workspace, source: Path) -> Path:
     return served
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout_s: float) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -142,8 +152,22 @@ def voila_command(notebooks: Path, host: str, port: int) -> list[str]:
     ]
 
 
+class VoilaPages:
+    """Where a Voila serves the dashboards (``host``, ``port`` set by the subclass)."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def dashboard_url(self, name: str) -> str:
+        return f"{self.url}/voila/render/{name}.ipynb"
+
+
 @dataclass
-class DashboardServer:
+class DashboardServer(VoilaPages):
     """The two processes of `hilt serve`, started and stopped together."""
 
     workspace: Workspace
@@ -155,12 +179,8 @@ class DashboardServer:
     #: Where the store service's log goes (refusals of tokens and of the gateway among it).
     store_log: Path | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def dashboard_url(self, name: str) -> str:
-        return f"{self.url}/voila/render/{name}.ipynb"
+    def processes(self) -> tuple[subprocess.Popen[bytes], ...]:
+        return (self.voila, self.store)
 
     def stop(self) -> None:
         for proc in (self.voila, self.store):
@@ -221,7 +241,7 @@ def start_dashboards(
         log.close()
     store_url = f"http://{host}:{store_port}"
     try:
-        _wait_http(store_url + "/health", store, "store service", 30)
+        wait_http(store_url + "/health", store, "store service", 30)
         env = kernel_environment(os.environ, store_url, gateway, workspace)
         voila = subprocess.Popen(
             voila_command(nb_dir, host, port), env=env, stdout=out, stderr=out, cwd=nb_dir
@@ -232,24 +252,40 @@ def start_dashboards(
         raise
     server = DashboardServer(workspace, host, port, store_port, store, voila, store_log)
     try:
-        _wait_http(server.url + "/", voila, "Voila server", 60)
+        wait_http(server.url + "/", voila, "Voila server", 60)
     except BaseException:
         server.stop()
         raise
     return server
 
 
-def serve_until_stopped(server: DashboardServer) -> None:
-    """Block until Ctrl-C or SIGTERM, or until one of the two processes dies."""
+class Served(Protocol):
+    """What `hilt serve` started: its processes, stopped together."""
 
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+    def processes(self) -> tuple[subprocess.Popen[bytes], ...]: ...
 
-    signal.signal(signal.SIGTERM, _stop)
+    def stop(self) -> None: ...
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (a service manager stopping `hilt serve`) as Ctrl-C: what was started is
+    stopped, also when it comes while the servers are still starting."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def serve_until_stopped(server: Served) -> None:
+    """Block until Ctrl-C or SIGTERM, or until one of the processes dies."""
+    stop_on_sigterm()
     try:
-        while server.store.poll() is None and server.voila.poll() is None:
+        while all(p.poll() is None for p in server.processes()):
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
+        # A second SIGTERM while stopping must not cut the stop short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         server.stop()

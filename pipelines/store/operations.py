@@ -615,6 +615,15 @@ class Store:
         GET("/v1/config"),
         despite_drift=True,
     )
+    # The dashboards on another host (`hilt serve --store-url`) run under the config in
+    # force, read with the gateway's own token: its text carries [access], so nobody else.
+    config_in_force = Operation(
+        config.config_in_force,
+        Permission("read the config in force", frozenset({"gateway"})),
+        GET("/v1/config/in-force"),
+        read_only=True,
+        despite_drift=True,
+    )
     config_apply = Operation(
         config.config_apply,
         Permission("apply config changes", frozenset({"admin"})),

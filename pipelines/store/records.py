@@ -684,6 +684,15 @@ class ConfigStatus(_Record):
     file_keys: list[str]
 
 
+class ConfigInForce(_Record):
+    """The config in force with its text: what the dashboards' gateway reads to run the
+    dashboards on another host under the rules the store enforces (one truth, no copy)."""
+
+    version: int
+    sha256: str
+    text: str
+
+
 class ConfigApplied(_Record):
     """What `config apply` did with the workspace's hilt.toml."""
 

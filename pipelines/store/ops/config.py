@@ -20,6 +20,8 @@ operations below, naming the version in force and the keys that differ.
   lead) refuses it (``config.rejected``).
 - ``config_status`` (everyone): the version in force, the pending change, and whether the
   file differs.
+- ``config_in_force`` (the dashboards' gateway only): the text of the version in force, which
+  dashboards on another host run under (`hilt serve --store-url`).
 
 ``[access.users]`` is recorded like any key, but the store's users change only through the
 users sync, an operation of its own.
@@ -46,7 +48,12 @@ from hilt.pipelines.errors import (
 )
 from hilt.pipelines.store import config_rules, sql
 from hilt.pipelines.store.audit.chain import canonical_json, utc_timestamp
-from hilt.pipelines.store.records import ConfigApplied, ConfigStatus, ConfigVersion
+from hilt.pipelines.store.records import (
+    ConfigApplied,
+    ConfigInForce,
+    ConfigStatus,
+    ConfigVersion,
+)
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -232,6 +239,14 @@ def config_status(unit: Unit) -> ConfigStatus:
         problem=problem,
         file_keys=keys,
     )
+
+
+def config_in_force(unit: Unit) -> ConfigInForce:
+    """The text of the config in force, for the dashboards' gateway: dashboards served on
+    another host (`hilt serve --store-url`) act under the store's config, never a local copy
+    of hilt.toml that could differ from it. Read despite drift: it is the version in force."""
+    current = in_force(unit.con)
+    return ConfigInForce(version=current.version, sha256=current.sha256, text=current.text)
 
 
 def record_first(unit: Unit, text: str) -> str:
