@@ -11,7 +11,7 @@ import pytest
 
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import copy_of, operator
-from tests.pipelines.test_cli import hilt
+from tests.loop_helpers import hilt_cli
 
 #: Rows (0-based) given an applicant under 18: the issue's 7 bad rows.
 UNDER_AGE = (3, 50, 100, 200, 300, 400, 999)
@@ -29,8 +29,12 @@ def test_seven_under_age_rows_go_to_the_rejects_file_and_the_rest_land(
     cases_frame.with_columns(pl.Series("age", ages)).write_csv(path)
     rejects = tmp_path / "rejects.csv"
 
-    r = hilt("ingest", path, "--rejects", rejects, "--workspace", ws.root)
+    r = hilt_cli(
+        "ingest", path, "--rejects", rejects, "--workspace", ws.root, env={"HILT_PROGRESS": "1"}
+    )
     assert r.returncode == 0, r.stderr
+    # The progress of the rows on stderr, asked for; stdout holds only the report.
+    assert "ingesting" in r.stderr and "1000/1000" in r.stderr and "rows" in r.stderr
     assert r.stdout.startswith("ingested 993 cases as audit seq ")
     sha = hashlib.sha256(rejects.read_bytes()).hexdigest()
     assert f"rejected 7 rows, written to {rejects} with the reason of each (sha256:{sha}," in (
