@@ -8,6 +8,7 @@ frames in one transaction.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -218,15 +219,24 @@ def clean_cases(frame: pl.DataFrame, settings: Settings) -> CleanCases:
     return clean
 
 
-def split_cases(frame: pl.DataFrame, settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame]:
+def split_cases(
+    frame: pl.DataFrame,
+    settings: Settings,
+    known_ids: Callable[[pl.Series], set[str]] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split a batch into the rows that pass validation and the rejected ones: ``(valid
     rows of frame, rejects)``, where rejects has the 1-based ``row`` number of each rejected
     row in ``frame`` and the ``reason`` (every problem of the row: column and what is wrong,
     never its value). Problems of the whole batch (missing or unknown columns, no rows)
-    still reject it all."""
+    still reject it all. ``known_ids``: which of the batch's case ids the store already
+    holds (those rows are rejected too)."""
     _check_case_columns(frame, settings)
     problems = RowProblems()
-    _parse_cases(frame, settings, problems)
+    clean = _parse_cases(frame, settings, problems)
+    known = known_ids(clean.case_ids.drop_nulls()) if known_ids is not None else set()
+    if known:
+        clash = clean.case_ids.is_in(sorted(known)).fill_null(False)
+        _note(problems, clash, settings.use_case.id_column, "are already in the store")
     if not problems.masks:
         return frame, pl.DataFrame(schema={"row": pl.Int64, "reason": pl.String})
     reason = pl.concat_str(

@@ -58,6 +58,18 @@ def prediction_from_row(p: tuple[Any, ...]) -> Prediction:
     )
 
 
+def _known(unit: Unit, ids: pl.Series) -> set[str]:
+    """Which of ``ids`` are case ids the store holds already."""
+    unit.con.register("hilt_ids", pl.DataFrame({"case_id": ids}))
+    try:
+        rows = unit.con.execute(
+            "SELECT case_id FROM cases WHERE case_id IN (SELECT case_id FROM hilt_ids)"
+        ).fetchall()
+    finally:
+        unit.con.unregister("hilt_ids")
+    return {str(r[0]) for r in rows}
+
+
 def ingest_cases(unit: Unit, frame: pl.DataFrame, partial: bool = False) -> IngestResult:
     """Add a batch of cases. A subject seen for the first time gets a random
     ``subject_ref`` and a key of their own; their external id and the personal columns
@@ -73,7 +85,7 @@ def ingest_cases(unit: Unit, frame: pl.DataFrame, partial: bool = False) -> Inge
     rejected: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     if partial:
-        valid, rejects = split_cases(frame, unit.settings)
+        valid, rejects = split_cases(frame, unit.settings, lambda ids: _known(unit, ids))
         extra["rejected"] = rejects.height
         if rejects.height:
             numbers, reasons = rejects["row"].to_list(), rejects["reason"].to_list()

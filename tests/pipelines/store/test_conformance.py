@@ -228,6 +228,15 @@ def test_a_partial_ingest_lands_the_valid_rows_and_names_every_rejected_one(
     assert event.action == "cases.ingest" and event.payload["rows"] == 18
     assert event.payload["rejected"] == 2
     assert event.payload["rejects_sha256"] == result.rejects_sha256
+    # Again with two new rows: the rows already in the store are rejected, the rest land.
+    again = pl.concat([frame.slice(0, 3), cases_frame.slice(600, 2)])
+    result = dana.ingest_cases(again, partial=True)
+    assert (result.rows, result.rejected_rows) == (2, [1, 2, 3])
+    assert result.reasons == [
+        "application_id is already in the store",
+        "application_id is already in the store",
+        "age is below 18",
+    ]
     assert store_as("otto").verify().ok
 
 
