@@ -48,47 +48,29 @@ PATTERN_SHARE = 0.5
 
 _TRUE_FALSE = {"true", "false", "yes", "no"}
 
+
+def _vocabulary(text: str) -> dict[str, str]:
+    """``"word=what; word=what"`` → {word: what} (a list of words, not column names)."""
+    return dict(item.strip().split("=", 1) for item in text.split(";") if item.strip())
+
+
 #: Name parts of personal data that are also protected attributes (EU Charter Art. 21,
 #: GDPR Art. 9): subgroup metrics and the promotion gate use them, the model does not.
-_PROTECTED_WORDS = {
-    "age": "age",
-    "sex": "sex",
-    "gender": "gender",
-    "birth": "date or place of birth",
-    "dob": "date of birth",
-    "born": "date or place of birth",
-    "nationality": "nationality",
-    "citizenship": "citizenship",
-    "ethnic": "ethnic origin",
-    "ethnicity": "ethnic origin",
-    "race": "racial origin",
-    "religion": "religion",
-    "disability": "disability",
-    "marital": "marital status",
-}
+_PROTECTED_WORDS = _vocabulary(
+    "age=age; sex=sex; gender=gender; birth=date or place of birth; dob=date of birth; "
+    "born=date or place of birth; nationality=nationality; citizenship=citizenship; "
+    "ethnic=ethnic origin; ethnicity=ethnic origin; race=racial origin; "
+    "religion=religion; disability=disability; marital=marital status"
+)
 #: Name parts of other personal data (identifying or contact data).
-_PERSONAL_WORDS = {
-    "name": "a name",
-    "firstname": "a name",
-    "surname": "a name",
-    "lastname": "a name",
-    "address": "an address",
-    "street": "an address",
-    "city": "an address",
-    "postcode": "a postcode",
-    "postal": "a postcode",
-    "zip": "a postcode",
-    "email": "an email address",
-    "mail": "an email address",
-    "phone": "a phone number",
-    "mobile": "a phone number",
-    "telephone": "a phone number",
-    "iban": "a bank account",
-    "account_number": "a bank account",
-    "ssn": "a national id number",
-    "passport": "a passport number",
-    "health": "health data",
-}
+_PERSONAL_WORDS = _vocabulary(
+    "name=a name; firstname=a name; surname=a name; lastname=a name; address=an address; "
+    "street=an address; city=an address; postcode=a postcode; postal=a postcode; "
+    "zip=a postcode; email=an email address; mail=an email address; "
+    "phone=a phone number; mobile=a phone number; telephone=a phone number; "
+    "iban=a bank account; account_number=a bank account; ssn=a national id number; "
+    "passport=a passport number; health=health data"
+)
 _VALUE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("email addresses", re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")),
     ("IBANs", re.compile(r"^[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}$")),
