@@ -99,6 +99,10 @@ def ingest_cases(unit: Unit, frame: pl.DataFrame, partial: bool = False) -> Inge
             extra["rejects_sha256"] = sha
         if valid.height == 0:
             clean_cases(frame, unit.settings)  # names every problem; nothing is written
+            raise ConflictError(
+                f"cases rejected, nothing was written: all {frame.height} rows have case ids "
+                "the store already holds"
+            )
         frame = valid
     clean = clean_cases(frame, unit.settings)
     now = unit.clock()

@@ -237,6 +237,10 @@ def test_a_partial_ingest_lands_the_valid_rows_and_names_every_rejected_one(
         "application_id is already in the store",
         "age is below 18",
     ]
+    after = state(dana)
+    with pytest.raises(ConflictError, match="all 2 rows have case ids the store already holds"):
+        dana.ingest_cases(cases_frame.slice(600, 2), partial=True)
+    assert state(dana) == after
     assert store_as("otto").verify().ok
 
 
