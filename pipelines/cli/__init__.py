@@ -8,7 +8,7 @@
 - oversight.py: halt, resume, gold add;  docs.py: docs model, docs compliance;
 - check.py: check go-live;  monitoring.py: monitor, outcomes (post-market monitoring);
 - incidents.py: incident open, update, close, list;
-- config.py: config status, config apply, config approve, config reject.
+- config.py: config draft, config status, config apply, config approve, config reject.
 
 Every command takes ``--workspace DIR`` (default: $HILT_WORKSPACE, else ./workspace).
 Exit codes: 0 done; 1 the audit log does not verify, a retraining or scoring run failed (its

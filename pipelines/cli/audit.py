@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from hilt.pipelines.cli.common import EXIT_FAILED, WorkspaceOpt, guard
+from hilt.pipelines.cli.progress import progress
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -86,7 +87,10 @@ def audit_verify(
         if url is None and not (served and (token or os.environ.get(TOKEN_ENV))):
             from hilt.pipelines.store.audit.verify import verify_file
 
-            report = verify_file(ws, public_key, checkpoints, start_from, processes=True)
+            with progress("verifying", total=None, unit="checks") as advance:
+                report = verify_file(
+                    ws, public_key, checkpoints, start_from, processes=True, on_progress=advance
+                )
             if not report.ok and own_copies and not served and ws.exists():
                 # Broken: the store verifies its own file again and decides (an incident,
                 # once per broken seq); this walk's finding alone records nothing.

@@ -1,4 +1,5 @@
-"""`hilt config status|apply|approve|reject`: changes to the workspace's hilt.toml.
+"""`hilt config draft|status|apply|approve|reject`: a first hilt.toml drafted from a case file,
+and changes to the workspace's hilt.toml.
 
 The store acts on the config in force, the version of hilt.toml it recorded last; while the
 workspace's file differs from it, every other command is refused. An admin records an edit
@@ -12,6 +13,7 @@ config in force meanwhile. Every step is one audited transaction of the store.
 from __future__ import annotations
 
 from contextlib import closing
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
@@ -45,6 +47,42 @@ VersionArg = Annotated[
     int | None,
     typer.Argument(help="The pending version (default: the one pending).", show_default=False),
 ]
+
+
+@config_app.command("draft")
+def config_draft(
+    file: Annotated[Path, typer.Argument(help="Cases as .csv or .parquet.")],
+    target: Annotated[str, typer.Option("--target", help="The column holding the label.")],
+    id_column: Annotated[
+        str | None,
+        typer.Option("--id", help="The case id column (default: guessed).", show_default=False),
+    ] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option(
+            "--subject", help="The person's id column (default: guessed).", show_default=False
+        ),
+    ] = None,
+    max_levels: Annotated[
+        int, typer.Option("--max-levels", help="A text column with more levels is a string.")
+    ] = 30,
+) -> None:
+    """Draft hilt.toml from a case file on standard output, every guess commented:
+    `hilt config draft cases.csv --target risk > hilt.toml`."""
+    from hilt.pipelines.config_draft import draft_config
+
+    draft = guard(
+        lambda: draft_config(
+            file, target=target, id_column=id_column, subject=subject, max_levels=max_levels
+        )
+    )
+    typer.echo(draft.text, nl=False)
+    typer.echo(
+        f"drafted {len(draft.columns)} columns from {draft.rows} rows: "
+        f"{len(draft.features)} features, {len(draft.personal)} personal, "
+        f"{len(draft.protected)} protected; check every commented guess",
+        err=True,
+    )
 
 
 def _on_config(ws: Workspace, who: str | None, operator: bool, act: Callable[[Store], T]) -> T:

@@ -19,6 +19,7 @@ from hilt.pipelines.cli.common import (
     quiet_mlflow,
     run_guard,
 )
+from hilt.pipelines.cli.progress import shown
 from hilt.pipelines.workspace import Workspace
 
 runs_app = typer.Typer(help="Retraining and scoring runs (MLflow).", no_args_is_help=True)
@@ -72,9 +73,8 @@ def retrain(
             )
         typer.echo("identical: the run is reproducible")
         return
-    result = run_guard(
-        lambda: runner.execute(ws, runner.RunRequest("retrain", given, author=as_user))
-    )
+    request = runner.RunRequest("retrain", given, author=as_user, progress=shown())
+    result = run_guard(lambda: runner.execute(ws, request))
     typer.echo(f"run {result.run_id} (retrain, as {result.author}, {result.seconds:.1f} s)")
     typer.echo(f"model sha256 {result.model_sha256}")
     if result.version is None:
@@ -115,9 +115,8 @@ def score(
     ws = Workspace.at(workspace)
     quiet_mlflow()
     params = {"input_path": str(file.expanduser().resolve()), "model_version": model_version}
-    result = run_guard(
-        lambda: runner.execute(ws, runner.RunRequest("score", params, author=as_user))
-    )
+    request = runner.RunRequest("score", params, author=as_user, progress=shown())
+    result = run_guard(lambda: runner.execute(ws, request))
     typer.echo(f"run {result.run_id} (score, as {result.author}, {result.seconds:.1f} s)")
     ingested = int(result.metrics.get("cases_ingested", 0))
     added = int(result.metrics.get("predictions_added", 0))

@@ -112,6 +112,8 @@ class RunRequest:
     #: The hilt user the run acts as; None: the token's owner (service) or the OS user.
     author: str | None = None
     reproduces: str | None = None
+    #: Papermill's bar of the notebook's cells on standard error (``cli.progress.shown()``).
+    progress: bool = False
 
 
 def template_path(kind: str) -> Path:
@@ -465,7 +467,7 @@ def _execute(
                 parameters=parameters,
                 kernel_name=KERNEL_NAME,
                 cwd=str(ws.root),
-                progress_bar=False,
+                progress_bar={"desc": kind, "unit": "cell"} if request.progress else False,
                 log_output=False,
                 request_save_on_cell_execute=True,
                 # The kernel's own log lines (e.g. its note on local TCP transport) would

@@ -234,6 +234,11 @@ class RowsIn(BaseModel):
     rows: list[dict[str, Any]] = Field(min_length=1)
 
 
+class CasesIn(RowsIn):
+    #: Land the valid rows and return the invalid ones (row numbers and reasons).
+    partial: bool = False
+
+
 class PredictionsIn(RowsIn):
     model_version: str = Field(min_length=1, max_length=128)
     #: The sha256 of the model that scored: the store accepts the rows only from the model
@@ -408,7 +413,7 @@ class Store:
     ingest_cases = Operation(
         cases.ingest_cases,
         Permission("ingest cases", DATA_WRITERS),
-        POST("/v1/cases", RowsIn),
+        POST("/v1/cases", CasesIn),
         bulk=True,
         changes_queue=True,
     )

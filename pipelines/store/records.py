@@ -98,6 +98,13 @@ class IngestResult(_Record):
     seq: int
     #: sha256 of the batch as written (see ``batch_digest``).
     digest: str
+    #: A partial ingest (cases only): how many rows were rejected, which (1-based row numbers
+    #: of the file) and why (column and problem, never a value), and the sha256 of the
+    #: rejects file ``tables.rejects_csv`` makes of them (audited with the batch).
+    rejected: int = 0
+    rejected_rows: list[int] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list)
+    rejects_sha256: str | None = None
 
 
 class DecisionRequest(_Record):

@@ -8,6 +8,7 @@ frames in one transaction.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -44,6 +45,30 @@ def _rows(mask: pl.Series) -> str:
     return f"{n} {noun} ({', '.join(map(str, idx))}{more})"
 
 
+class RowProblems(list[str]):
+    """Problems found, with the rows each one concerns (for a partial ingest: the rows
+    rejected and why, while the valid rows land)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: (the rows concerned, "column: what is wrong"), in the order found.
+        self.masks: list[tuple[pl.Series, str]] = []
+
+
+def _note(problems: list[str], mask: pl.Series, name: str, what: str) -> None:
+    """Name a problem of the rows in ``mask`` (count and row numbers, never a value)."""
+    problems.append(f"column {name!r}: {_rows(mask)} {what}")
+    if isinstance(problems, RowProblems):
+        problems.masks.append((mask, f"{name} {_one_row(what)}"))
+
+
+def _one_row(what: str) -> str:
+    """A problem said of many rows, said of one: "are below 18" → "is below 18"."""
+    verb, _, rest = what.partition(" ")
+    one = {"are": "is", "have": "has", "repeat": "repeats", "contain": "contains"}
+    return f"{one.get(verb, verb)} {rest}"
+
+
 def _as_text(s: pl.Series) -> pl.Series:
     """Strings stripped, empty → null; other dtypes cast to their text form."""
     if s.dtype == pl.String:
@@ -70,21 +95,21 @@ def parse_column(s: pl.Series, name: str, col: Column, problems: list[str]) -> p
             f = s.cast(pl.Float64)
             bad = present & (f.is_nan() | f.is_infinite() | (f != f.round(0))).fill_null(False)
             if bad.any():
-                problems.append(f"column {name!r}: {_rows(bad)} are not whole numbers")
+                _note(problems, bad, name, "are not whole numbers")
             out = f.cast(pl.Int64, strict=False)
         else:
             out = text.cast(pl.Int64, strict=False)
             bad = present & out.is_null()
             if bad.any():
-                problems.append(f"column {name!r}: {_rows(bad)} are not integers")
+                _note(problems, bad, name, "are not integers")
     elif col.type == "float":
         out = s.cast(pl.Float64) if s.dtype.is_numeric() else text.cast(pl.Float64, strict=False)
         bad_parse = present & out.is_null()
         if bad_parse.any():
-            problems.append(f"column {name!r}: {_rows(bad_parse)} are not numbers")
+            _note(problems, bad_parse, name, "are not numbers")
         bad_nan = (out.is_nan() | out.is_infinite()).fill_null(False)
         if bad_nan.any():
-            problems.append(f"column {name!r}: {_rows(bad_nan)} are NaN or infinite")
+            _note(problems, bad_nan, name, "are NaN or infinite")
             out = pl.Series(name, [None if v is None or not math.isfinite(v) else v for v in out])
     elif col.type == "bool":
         low = text.str.to_lowercase()
@@ -101,35 +126,33 @@ def parse_column(s: pl.Series, name: str, col: Column, problems: list[str]) -> p
         )
         bad = present & out.is_null()
         if bad.any():
-            problems.append(f"column {name!r}: {_rows(bad)} are not true/false")
+            _note(problems, bad, name, "are not true/false")
     elif col.type == "category":
         levels = col.levels or []
         bad = present & ~text.is_in(levels)
         if bad.any():
-            problems.append(f"column {name!r}: {_rows(bad)} are not one of the configured levels")
+            _note(problems, bad, name, "are not one of the configured levels")
         out = text
     else:  # string
         out = text
         bad = present & (text.str.len_chars() > col.max_length)
         if bad.any():
-            problems.append(
-                f"column {name!r}: {_rows(bad)} are longer than {col.max_length} characters"
-            )
+            _note(problems, bad, name, f"are longer than {col.max_length} characters")
     out = out.alias(name)
     if not col.nullable:
         missing = ~present
         if missing.any():
-            problems.append(f"column {name!r}: {_rows(missing)} are missing a value")
+            _note(problems, missing, name, "are missing a value")
     if col.type in ("int", "float"):
         v = out.cast(pl.Float64)
         if col.min is not None:
             low_mask = (v < col.min).fill_null(False)
             if low_mask.any():
-                problems.append(f"column {name!r}: {_rows(low_mask)} are below {col.min:g}")
+                _note(problems, low_mask, name, f"are below {col.min:g}")
         if col.max is not None:
             high_mask = (v > col.max).fill_null(False)
             if high_mask.any():
-                problems.append(f"column {name!r}: {_rows(high_mask)} are above {col.max:g}")
+                _note(problems, high_mask, name, f"are above {col.max:g}")
     return out
 
 
@@ -137,17 +160,17 @@ def parse_ids(s: pl.Series, name: str, problems: list[str], *, unique: bool) -> 
     text = _as_text(s).alias(name)
     missing = text.is_null()
     if missing.any():
-        problems.append(f"column {name!r}: {_rows(missing)} have no id")
+        _note(problems, missing, name, "have no id")
     too_long = (text.str.len_chars() > MAX_ID_LENGTH).fill_null(False)
     if too_long.any():
-        problems.append(f"column {name!r}: {_rows(too_long)} are longer than {MAX_ID_LENGTH}")
+        _note(problems, too_long, name, f"are longer than {MAX_ID_LENGTH}")
     control = text.str.contains(r"[\x00-\x1f\x7f]").fill_null(False)
     if control.any():
-        problems.append(f"column {name!r}: {_rows(control)} contain control characters")
+        _note(problems, control, name, "contain control characters")
     if unique:
         dup = text.is_duplicated() & text.is_not_null()
         if dup.any():
-            problems.append(f"column {name!r}: {_rows(dup)} repeat a case id within the batch")
+            _note(problems, dup, name, "repeat a case id within the batch")
     return text
 
 
@@ -175,8 +198,8 @@ def check_columns(frame: pl.DataFrame, required: list[str], optional: list[str],
     _raise(problems, what)
 
 
-def clean_cases(frame: pl.DataFrame, settings: Settings) -> CleanCases:
-    """Validate a batch of cases (optionally with a seed label) against the settings."""
+def _check_case_columns(frame: pl.DataFrame, settings: Settings) -> None:
+    """Problems of the whole batch (its columns, its size): no row can be kept then."""
     uc = settings.use_case
     required = [uc.id_column, *settings.columns]
     if uc.subject_column:
@@ -184,7 +207,53 @@ def clean_cases(frame: pl.DataFrame, settings: Settings) -> CleanCases:
     check_columns(frame, required, [settings.target.column], "cases")
     if frame.height > settings.limits.max_rows_per_request * 100:
         _raise([f"{frame.height} rows exceed the batch limit"], "cases")
+
+
+def clean_cases(frame: pl.DataFrame, settings: Settings) -> CleanCases:
+    """Validate a batch of cases (optionally with a seed label) against the settings; any
+    problem rejects the whole batch."""
+    _check_case_columns(frame, settings)
     problems: list[str] = []
+    clean = _parse_cases(frame, settings, problems)
+    _raise(problems, "cases")
+    return clean
+
+
+def split_cases(
+    frame: pl.DataFrame,
+    settings: Settings,
+    known_ids: Callable[[pl.Series], set[str]] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split a batch into the rows that pass validation and the rejected ones: ``(valid
+    rows of frame, rejects)``, where rejects has the 1-based ``row`` number of each rejected
+    row in ``frame`` and the ``reason`` (every problem of the row: column and what is wrong,
+    never its value). Problems of the whole batch (missing or unknown columns, no rows)
+    still reject it all. ``known_ids``: which of the batch's case ids the store already
+    holds (those rows are rejected too)."""
+    _check_case_columns(frame, settings)
+    problems = RowProblems()
+    clean = _parse_cases(frame, settings, problems)
+    known = known_ids(clean.case_ids.drop_nulls()) if known_ids is not None else set()
+    if known:
+        clash = clean.case_ids.is_in(sorted(known)).fill_null(False)
+        _note(problems, clash, settings.use_case.id_column, "are already in the store")
+    if not problems.masks:
+        return frame, pl.DataFrame(schema={"row": pl.Int64, "reason": pl.String})
+    reason = pl.concat_str(
+        [pl.when(mask.fill_null(False)).then(pl.lit(what)) for mask, what in problems.masks],
+        separator="; ",
+        ignore_nulls=True,
+    ).replace("", None)  # a row without a problem: no reason
+    marked = frame.select(
+        pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias("row"), reason.alias("reason")
+    )
+    rejected = marked["reason"].is_not_null()  # (every reason names a column: never empty)
+    rejects = marked.filter(rejected)
+    return frame.filter(~rejected), rejects
+
+
+def _parse_cases(frame: pl.DataFrame, settings: Settings, problems: list[str]) -> CleanCases:
+    uc = settings.use_case
     ids = parse_ids(frame[uc.id_column], uc.id_column, problems, unique=True).alias("case_id")
     subjects = (
         parse_ids(frame[uc.subject_column], uc.subject_column, problems, unique=False)
@@ -204,13 +273,12 @@ def clean_cases(frame: pl.DataFrame, settings: Settings) -> CleanCases:
             label = label.str.replace(r"\.0$", "")
         bad = label.is_not_null() & ~label.is_in(settings.target.classes)
         if bad.any():
-            problems.append(f"column {tname!r}: {_rows(bad)} are not one of the target classes")
+            _note(problems, bad, tname, "are not one of the target classes")
         labels = pl.DataFrame({"case_id": ids, "label": label}).filter(
             pl.col("label").is_not_null()
         )
     else:
         labels = pl.DataFrame(schema={"case_id": pl.String, "label": pl.String})
-    _raise(problems, "cases")
     features = pl.DataFrame([ids, *(typed[n] for n in settings.feature_only_columns)])
     personal = pl.DataFrame([ids, *(typed[n] for n in settings.personal_columns)])
     return CleanCases(ids, subjects, features, personal, labels)

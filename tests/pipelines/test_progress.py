@@ -3,9 +3,14 @@ terminal), never on standard output, and a no-op callable otherwise."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hilt.pipelines.cli.progress import progress, shown
+from hilt.pipelines.store.audit.verify import verify_file
+from hilt.pipelines.workspace import Workspace
+from tests.conftest import copy_of
 
 
 def test_progress_is_drawn_on_stderr_when_asked(
@@ -32,3 +37,13 @@ def test_progress_is_silent_off_a_terminal(
     assert capsys.readouterr() == ("", "")
     monkeypatch.setenv("HILT_PROGRESS", "0")
     assert not shown()
+
+
+def test_verify_advances_once_per_check(tmp_path: Path, empty_template: Workspace) -> None:
+    ws = copy_of(empty_template, tmp_path / "ws")
+    done: list[int] = []
+    report = verify_file(ws, on_progress=done.append)
+    assert report.ok
+    # Every check of a full walk of the file, each once: schema, hashes, scan, order,
+    # batch digests, batch counts, checkpoints, gold sets, authority, config.
+    assert done == [1] * 10

@@ -147,10 +147,13 @@ def test_runs_go_through_the_store_service_when_one_owns_the_workspace(
 
         r = hilt_cli(
             "retrain", "--workspace", ws.root, "-p", "num_boost_round", "60",
-            env={"HILT_TOKEN": tokens["dana"]},
+            env={"HILT_TOKEN": tokens["dana"], "HILT_PROGRESS": "1"},
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
         assert "as dana" in r.stdout and "gate passed" in r.stdout
+        # Asked for, the notebook's cells count up on stderr; stdout stays the report.
+        assert re.search(r"retrain: 100%.*cell", r.stderr), r.stderr[-300:]
+        assert "cell" not in r.stdout
         m = re.search(r"^run ([0-9a-f]{32})", r.stdout, re.M)
         assert m is not None
         run_id = m.group(1)

@@ -17,7 +17,7 @@ before it is found by the full walk only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
@@ -50,6 +50,7 @@ from hilt.pipelines.store.sql import describe
 from hilt.pipelines.workspace import Workspace
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: The hash check of the whole log, given the connection: the earliest seq whose stored hash
 #: does not match, or None.
@@ -63,11 +64,13 @@ def verify_file(
     start_from: str | None = None,
     *,
     processes: bool = False,
+    on_progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
     """Verify the workspace's store file, holding the store's lock while it reads.
 
     ``processes``: a full walk hashes the rows in one forked process per core
-    (``parallel_hash``); for a caller that has no DuckDB database open (the CLI)."""
+    (``parallel_hash``); for a caller that has no DuckDB database open (the CLI).
+    ``on_progress``: see ``verify_records``."""
     from hilt.pipelines.store.modes import locking
     from hilt.pipelines.store.modes.connection import connect
     from hilt.pipelines.store.ops.config import settings_in_force
@@ -100,6 +103,7 @@ def verify_file(
                 checkpoints,
                 start_from=start_from,
                 hash_check=hashing.result if hashing is not None else None,
+                on_progress=on_progress,
             )
         except duckdb.Error as e:
             raise StoreError(f"the store failed ({describe(e)})") from e
@@ -120,6 +124,7 @@ def verify_store(
     parallel: bool = True,
     start_from: str | None = None,
     hash_check: HashCheck | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
     """Verify the store's own file without an actor (what `hilt audit verify` runs).
 
@@ -141,6 +146,7 @@ def verify_store(
         parallel=parallel,
         start_from=start_from,
         hash_check=hash_check,
+        on_progress=on_progress,
     )
 
 
@@ -177,6 +183,7 @@ def verify_records(
     parallel: bool = True,
     start_from: str | None = None,
     hash_check: HashCheck | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
     """Check the chain in ``con``'s audit_log, the signed checkpoints, and the records.
 
@@ -206,6 +213,9 @@ def verify_records(
     ``hash_check``: the earliest seq whose stored hash does not match, computed elsewhere
     for the whole log (``parallel_hash``: worker processes reading the same file), instead
     of ``audit_chain.first_bad_hash`` in a thread here. Only for a full walk.
+
+    ``on_progress``: called with 1 as each check finishes (a command's progress of checks;
+    the checks run at once, so their count, not the events, is what advances).
     """
     if hash_check is not None and start_from is not None:
         raise ValueError("a hash check computed elsewhere covers the whole log: no start_from")
@@ -267,14 +277,21 @@ def verify_records(
     with ThreadPoolExecutor(
         max_workers=3 if parallel else 1, thread_name_prefix="hilt-verify"
     ) as pool:
+
+        def submit(check: Callable[[], R]) -> Future[R]:
+            future = pool.submit(check)
+            if on_progress is not None:
+                future.add_done_callback(lambda _: on_progress(1))
+            return future
+
         # The longest first: every entry hashed (in Python, holding the GIL), and every
         # entry parsed once in DuckDB, joined with the decisions.
-        hashed = pool.submit(
+        hashed = submit(
             attempt(chain_check, hash_check or (lambda c: audit_chain.first_bad_hash(c, source)))
         )
-        scan = pool.submit(attempt("the combined scan", content_and_decisions))
+        scan = submit(attempt("the combined scan", content_and_decisions))
         digests = (
-            pool.submit(
+            submit(
                 attempt(
                     "the batch digest check",
                     lambda c: batch_digest.first_mismatch(c, settings, since),
@@ -283,32 +300,26 @@ def verify_records(
             if settings is not None
             else None
         )
-        order = pool.submit(
-            attempt(chain_check, lambda c: audit_chain.check_order(c, source, start_at))
-        )
+        order = submit(attempt(chain_check, lambda c: audit_chain.check_order(c, source, start_at)))
         counted = (
-            pool.submit(
-                attempt(reconcile_check, lambda c: reconcile.first_batch_mismatch(c, since))
-            )
+            submit(attempt(reconcile_check, lambda c: reconcile.first_batch_mismatch(c, since)))
             if batches
             else None
         )
         altered = (
-            pool.submit(
-                attempt("the schema check", lambda c: schema_check.first_break(c, settings))
-            )
+            submit(attempt("the schema check", lambda c: schema_check.first_break(c, settings)))
             if settings is not None
             else None
         )
-        cps = pool.submit(attempt("the checkpoint check", checkpoint_checks))
-        gold = pool.submit(attempt("the gold set check", lambda c: gold_mismatch(c, since)))
-        authority = pool.submit(
+        cps = submit(attempt("the checkpoint check", checkpoint_checks))
+        gold = submit(attempt("the gold set check", lambda c: gold_mismatch(c, since)))
+        authority = submit(
             attempt(
                 "the authority check",
                 lambda c: authority_break(c, now, with_rows=batches, since=since),
             )
         )
-        configs = pool.submit(
+        configs = submit(
             attempt("the config check", lambda c: config_check.first_mismatch(c, since))
         )
         scanned = scan.result()

@@ -7,6 +7,7 @@ carrying the batch's digest (``audit.batch_digest``), in the transaction of the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from datetime import datetime
@@ -26,6 +27,7 @@ from hilt.pipelines.store.records import (
 )
 from hilt.pipelines.store.schema import COUNTED_TABLES, quote
 from hilt.pipelines.store.validation import check_text
+from hilt.pipelines.tables import rejects_csv
 
 if TYPE_CHECKING:
     from hilt.pipelines.store.unit import Unit
@@ -56,13 +58,52 @@ def prediction_from_row(p: tuple[Any, ...]) -> Prediction:
     )
 
 
-def ingest_cases(unit: Unit, frame: pl.DataFrame) -> IngestResult:
+def _known(unit: Unit, ids: pl.Series) -> set[str]:
+    """Which of ``ids`` are case ids the store holds already."""
+    unit.con.register("hilt_ids", pl.DataFrame({"case_id": ids}))
+    try:
+        rows = unit.con.execute(
+            "SELECT case_id FROM cases WHERE case_id IN (SELECT case_id FROM hilt_ids)"
+        ).fetchall()
+    finally:
+        unit.con.unregister("hilt_ids")
+    return {str(r[0]) for r in rows}
+
+
+def ingest_cases(unit: Unit, frame: pl.DataFrame, partial: bool = False) -> IngestResult:
     """Add a batch of cases. A subject seen for the first time gets a random
     ``subject_ref`` and a key of their own; their external id and the personal columns
-    are stored only sealed with that key (see ``subject_keys``)."""
-    from hilt.pipelines.store.audit import batch_digest
-    from hilt.pipelines.store.validation import clean_cases
+    are stored only sealed with that key (see ``subject_keys``).
 
+    ``partial``: the rows that pass validation land and the others are returned as rejects
+    (row numbers and reasons); their count and the sha256 of the rejects file are audited in
+    the batch's event. Otherwise one invalid row rejects the batch. The store decides which
+    rows are valid, never the caller."""
+    from hilt.pipelines.store.audit import batch_digest
+    from hilt.pipelines.store.validation import clean_cases, split_cases
+
+    rejected: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    if partial:
+        valid, rejects = split_cases(frame, unit.settings, lambda ids: _known(unit, ids))
+        extra["rejected"] = rejects.height
+        if rejects.height:
+            numbers, reasons = rejects["row"].to_list(), rejects["reason"].to_list()
+            sha = hashlib.sha256(rejects_csv(frame, numbers, reasons)).hexdigest()
+            rejected = {
+                "rejected": rejects.height,
+                "rejected_rows": numbers,
+                "reasons": reasons,
+                "rejects_sha256": sha,
+            }
+            extra["rejects_sha256"] = sha
+        if valid.height == 0:
+            clean_cases(frame, unit.settings)  # names every problem; nothing is written
+            raise ConflictError(
+                f"cases rejected, nothing was written: all {frame.height} rows have case ids "
+                "the store already holds"
+            )
+        frame = valid
     clean = clean_cases(frame, unit.settings)
     now = unit.clock()
     master = unit.keys.master  # no master key: a clear error before anything is written
@@ -175,6 +216,7 @@ def ingest_cases(unit: Unit, frame: pl.DataFrame) -> IngestResult:
                         "digest": digest,
                         "digest_method": batch_digest.METHOD,
                         "columns": list(unit.settings.columns),
+                        **extra,
                     },
                     now,
                     expect_seq=seq,
@@ -195,7 +237,7 @@ def ingest_cases(unit: Unit, frame: pl.DataFrame) -> IngestResult:
         if new_keys:
             unit.keys.store.destroy(new_keys)
         raise
-    return IngestResult(kind="cases", rows=batch.height, seq=seq, digest=digest)
+    return IngestResult(kind="cases", rows=batch.height, seq=seq, digest=digest, **rejected)
 
 
 def add_predictions(

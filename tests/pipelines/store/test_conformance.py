@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import polars as pl
@@ -14,6 +15,7 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
 )
 from hilt.pipelines.store import DecisionRequest, Store
+from hilt.pipelines.tables import rejects_csv
 from tests.conftest import TEST_MODEL, leased, predictions_for
 
 StoreFactory = Callable[[str], Store]
@@ -184,6 +186,62 @@ def test_bad_cases_are_rejected_naming_the_problem_and_nothing_is_written(
     result = dana.ingest_cases(fresh)
     assert result.rows == 5
     assert dana.counts()["cases"] == before[0]["cases"] + 5
+
+
+@pytest.mark.obligation("AI Act 10", "AI Act 12")
+def test_a_partial_ingest_lands_the_valid_rows_and_names_every_rejected_one(
+    store_as: StoreFactory, cases_frame: pl.DataFrame
+) -> None:
+    dana = store_as("dana")
+    fresh = cases_frame.slice(500, 20)
+    ages, housing = fresh["age"].to_list(), fresh["housing"].to_list()
+    ages[2] = ages[6] = "15"
+    housing[6] = "castle"
+    frame = fresh.with_columns(pl.Series("age", ages), pl.Series("housing", housing))
+    before = state(dana)
+    # A reviewer may not ingest, partially or not: refused, nothing written.
+    with pytest.raises(PermissionDeniedError):
+        store_as("alice").ingest_cases(frame, partial=True)
+    # Problems of the whole batch, or no valid row, still reject it all.
+    for bad, needle in (
+        (frame.drop("duration"), "missing columns"),
+        (frame.with_columns(pl.lit("3").alias("age")), "below 18"),
+    ):
+        with pytest.raises(InputError, match=needle):
+            dana.ingest_cases(bad, partial=True)
+    assert state(dana) == before
+
+    result = dana.ingest_cases(frame, partial=True)
+    assert (result.rows, result.rejected, result.rejected_rows) == (18, 2, [3, 7])
+    assert result.reasons == [
+        "age is below 18",
+        "age is below 18; housing is not one of the configured levels",
+    ]
+    rejects = rejects_csv(frame, result.rejected_rows, result.reasons)
+    assert result.rejects_sha256 == hashlib.sha256(rejects).hexdigest()
+    assert rejects.decode().splitlines()[2].startswith("7,APP-000507,")
+    assert dana.counts()["cases"] == before[0]["cases"] + 18
+    with pytest.raises(NotFoundError):
+        dana.get_case("APP-000503")
+    assert dana.get_case("APP-000504").case_id == "APP-000504"
+    event = store_as("otto").audit_events(after_seq=result.seq - 1, limit=1)[0]
+    assert event.action == "cases.ingest" and event.payload["rows"] == 18
+    assert event.payload["rejected"] == 2
+    assert event.payload["rejects_sha256"] == result.rejects_sha256
+    # Again with two new rows: the rows already in the store are rejected, the rest land.
+    again = pl.concat([frame.slice(0, 3), cases_frame.slice(600, 2)])
+    result = dana.ingest_cases(again, partial=True)
+    assert (result.rows, result.rejected_rows) == (2, [1, 2, 3])
+    assert result.reasons == [
+        "application_id is already in the store",
+        "application_id is already in the store",
+        "age is below 18",
+    ]
+    after = state(dana)
+    with pytest.raises(ConflictError, match="all 2 rows have case ids the store already holds"):
+        dana.ingest_cases(cases_frame.slice(600, 2), partial=True)
+    assert state(dana) == after
+    assert store_as("otto").verify().ok
 
 
 def test_bad_predictions_are_rejected(store_as: StoreFactory, cases_frame: pl.DataFrame) -> None:
