@@ -134,7 +134,7 @@ def start_remote_dashboards(
     settings = settings_in_force(store_url, token)
     served = Path(tempfile.mkdtemp(prefix="hilt-dashboards-")) / "dashboards"
     try:
-        copy_dashboards(notebooks or default_notebooks_dir(), served)
+        copy_dashboards(notebooks or default_notebooks_dir(), served, settings.access)
         out = subprocess.DEVNULL if quiet else None
         env = kernel_environment(os.environ, store_url, token, None)
         voila = subprocess.Popen(

@@ -27,6 +27,7 @@ from typing import Protocol
 
 import httpx
 
+from hilt.pipelines.config import Access
 from hilt.pipelines.errors import InputError, NotFoundError, StoreError
 from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.ports import require_free_port
@@ -100,15 +101,15 @@ def served_notebooks(workspace: Workspace, source: Path) -> Path:
     served = workspace.root / "dashboards"
     if served.exists():
         shutil.rmtree(served)
-    return copy_dashboards(source, served)
+    return copy_dashboards(source, served, workspace.settings().access)
 
 
-def copy_dashboards(source: Path, served: Path) -> Path:
-    """Copy the dashboards (only) of ``source`` into the new folder ``served``."""
+def copy_dashboards(source: Path, served: Path, access: Access) -> Path:
+    """Copy the dashboards (only) of ``source`` into the new folder ``served``; the sign-in
+    page only in single-person mode (``access``: the config in force)."""
     if not (source / "review.ipynb").exists():
         raise InputError(f"{source}: no dashboard notebooks found")
     served.mkdir(parents=True)
-    access = workspace.settings().access
     single_person = access.proxy_secret_sha256 is None and access.local_user is not None
     for name in DASHBOARDS:
         if name == SIGN_IN and not single_person:
