@@ -137,11 +137,16 @@ def local_store_files(folder: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_retrain_promote_and_score_go_through_the_server(
-    ws: Workspace, server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ws: Workspace,
+    server: Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import mlflow.artifacts
     from mlflow import MlflowClient
 
+    from hilt.pipelines.cli.workspace import init
     from hilt.pipelines.loop.model_registry import mlflow_disagreements
     from hilt.pipelines.loop.promotion import promote
     from hilt.pipelines.loop.tracking.environment import registered_model_name
@@ -162,7 +167,12 @@ def test_retrain_promote_and_score_go_through_the_server(
     scored = runner.execute(ws, runner.RunRequest("score", {"input_path": str(cases)}, "dana"))
     assert scored.metrics["predictions_added"] == 8
 
-    # No local MLflow store: not in the workspace, not in the current folder.
+    # `hilt init` of another workspace on the same server: its experiment is there already.
+    fresh = tmp_path / "fresh"
+    init(config_naming(tmp_path, server.url), fresh)
+    assert f"MLflow tracking store: {server.url}\n" in capsys.readouterr().out
+    # No local MLflow store: not in the workspaces, not in the current folder.
+    assert local_store_files(fresh) == []
     assert local_store_files(ws.root) == []
     assert sorted(cwd.iterdir()) == []
     # Everything went through the server, into its artifact folder.
