@@ -17,7 +17,14 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hilt.pipelines.errors import ConfigError
 
@@ -164,6 +171,35 @@ class Training(_Strict):
     #: At most this share of the training rows may carry labels that a reviewer accepted
     #: unchanged from the model, so the model cannot simply confirm itself.
     max_accepted_share: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+#: What ``[tracking] uri`` may be: an MLflow tracking server, by http(s) URL.
+_SERVER_URL = re.compile(r"^https?://[^/?#@\s]+(/[^?#@\s]*)?$")
+
+
+class Tracking(_Strict):
+    """Where the workspace's MLflow runs, artifacts and registry mirror live.
+
+    ``uri``: an MLflow tracking server (``http://host:5000``), whose artifact store holds the
+    artifacts (``mlflow server`` serves them); no local MLflow store is then created in the
+    workspace. Empty: the workspace's own ``mlflow.db`` and ``mlartifacts/``. Credentials are
+    never in hilt.toml (a user name, password or query in the URL is refused): MLflow reads
+    them from ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` or
+    ``MLFLOW_TRACKING_TOKEN``.
+    """
+
+    uri: str | None = None
+
+    @field_validator("uri")
+    @classmethod
+    def _server_url(cls, uri: str | None) -> str | None:
+        if uri is not None and not _SERVER_URL.match(uri):
+            raise ValueError(
+                "must be an MLflow tracking server's http:// or https:// URL, without a user "
+                "name, password, query or fragment (credentials go in MLFLOW_TRACKING_USERNAME"
+                "/PASSWORD or MLFLOW_TRACKING_TOKEN, never in hilt.toml)"
+            )
+        return uri
 
 
 class Gate(_Strict):
@@ -432,6 +468,7 @@ class Settings(_Strict):
     governance: Governance = Field(default_factory=Governance)
     notice: Notice = Field(default_factory=Notice)
     monitoring: Monitoring = Field(default_factory=Monitoring)
+    tracking: Tracking = Field(default_factory=Tracking)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -25,17 +25,24 @@ def init(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Create a workspace: store, signing key, pinned public key, users from the config, and
-    its MLflow tracking store (created here once, not by the first run)."""
+    its MLflow tracking store (created here once, not by the first run), or its experiment on
+    the MLflow server ``[tracking] uri`` names (checked to answer before anything is made)."""
+    from hilt.pipelines.config import load_settings
     from hilt.pipelines.loop.tracking.client import configure
-    from hilt.pipelines.loop.tracking.environment import tracking_uri
+    from hilt.pipelines.loop.tracking.environment import (
+        require_reachable,
+        shown_uri,
+        tracking_choice,
+    )
     from hilt.pipelines.store.create import create_workspace
 
     ws = Workspace.at(workspace)
+    guard(lambda: require_reachable(tracking_choice(ws, settings=load_settings(config))))
     public = guard(lambda: create_workspace(ws, config))
     quiet_mlflow()
     guard(lambda: configure(ws))
     typer.echo(f"created workspace {ws.root}")
-    typer.echo(f"MLflow tracking store: {tracking_uri(ws)}")
+    typer.echo(f"MLflow tracking store: {shown_uri(tracking_choice(ws).uri)}")
     typer.echo(f"audit public key (pinned in {ws.config_path.name}; keep a copy): {public}")
 
 

@@ -423,7 +423,11 @@ def register(settings: Settings) -> list[ProcessingEntry]:
             "auditors, data scientists, leads",
         ),
         f(
-            "mlflow.db, mlartifacts/",
+            (
+                f"MLflow server {settings.tracking.uri} ([tracking] uri)"
+                if settings.tracking.uri
+                else "mlflow.db, mlartifacts/"
+            ),
             "experiment tracking and the model registry",
             LOG_BASIS,
             "none (no rows: schema, counts, digests, synthetic input examples)",

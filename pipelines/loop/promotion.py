@@ -20,7 +20,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from hilt.pipelines.errors import AuthenticationError, InputError, PermissionDeniedError
+from hilt.pipelines.errors import (
+    AuthenticationError,
+    HiltError,
+    InputError,
+    PermissionDeniedError,
+)
 from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import ModelRecord
 from hilt.pipelines.workspace import Workspace
@@ -106,11 +111,17 @@ def _decide(
     decide on it as ``approver``, then mirror the store's registry onto MLflow."""
     from hilt.pipelines.loop.model_registry import champion, mirror_to_mlflow, model_of_run
     from hilt.pipelines.loop.tracking.client import configure
-    from hilt.pipelines.loop.tracking.environment import registered_model_name
+    from hilt.pipelines.loop.tracking.environment import (
+        registered_model_name,
+        require_reachable,
+        tracking_choice,
+    )
     from hilt.pipelines.loop.tracking.mirror import split_model
 
     ws.require()
     settings = ws.settings()
+    # MLflow's server must answer before the store decides, or its registry would lag.
+    require_reachable(tracking_choice(ws, settings=settings))
     with _store_as(ws, approver, store) as s:
         try:
             model = model_of_run(s, run_id).model
@@ -118,8 +129,12 @@ def _decide(
             record = decide(s, model)
         except (PermissionDeniedError, InputError) as e:
             raise PromotionRefused(f"run {run_id}: {e}") from None
-        configure(ws, settings=settings)
-        problem = mirror_to_mlflow(s, settings)
+        try:
+            configure(ws, settings=settings)
+        except HiltError as e:  # the store's decision stands; the mirror says why it lags
+            problem: str | None = str(e)
+        else:
+            problem = mirror_to_mlflow(s, settings)
     name, version = split_model(record.model)
     if name != registered_model_name(settings):
         name, version = record.model, record.model

@@ -51,7 +51,11 @@ from hilt.pipelines.errors import (
 )
 from hilt.pipelines.loop.digests import file_sha256
 from hilt.pipelines.loop.model import LEGACY_NTHREAD, TrainParams, default_nthread
-from hilt.pipelines.loop.tracking.environment import child_environment
+from hilt.pipelines.loop.tracking.environment import (
+    child_environment,
+    require_reachable,
+    tracking_choice,
+)
 from hilt.pipelines.loop.tracking.tags import (
     PARAM_AS_OF_SEQ,
     PARAM_LABEL_NOISE,
@@ -397,6 +401,8 @@ def execute(ws: Workspace, request: RunRequest) -> RunResult:
         typed["nthread"] = int(typed.get("nthread") or default_nthread())
     ws.require()
     settings = ws.settings()
+    # A tracking server that does not answer: one line now, before anything is written.
+    require_reachable(tracking_choice(ws, settings=settings))
     store, author = open_run_store(ws, request.author, request.kind)
     try:
         if request.kind != "monitor":  # monitoring watches a halted system too

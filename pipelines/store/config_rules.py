@@ -26,6 +26,12 @@ difference out. ``ops/config.py`` records it; nothing here touches the store.
   - training: a higher ``max_accepted_share`` (the model may learn more of its own output);
   - governance: the go-live check accepting older proof (a higher ``review_months``,
     ``max_checkpoint_age_days`` or ``max_monitoring_age_days``);
+  - ``tracking.uri`` (the MLflow server), any change: the models trained on people's data,
+    the executed notebooks, the subgroup metrics and the run records that document each
+    model (EU AI Act Arts. 11, 12, Annex IV) would go to another server, and the past runs
+    and the registry mirror `hilt audit verify` compares stay behind on the old one. (The
+    approved-model rule does not depend on it: a scorer proves the model's sha256 to the
+    store.)
   - the pinned audit public key, and how people are identified (``[access]`` but its
     users): any change, but for a shorter ``token_days`` (API tokens expire sooner).
 
@@ -35,7 +41,8 @@ difference out. ``ops/config.py`` records it; nothing here touches the store.
   holdout). A change to them cannot be applied to this store at all.
 - ``shown_values``: old and new values of the keys whose values carry no personal data and
   no secret (the gate, retention, review, training, oversight, limits, fields, the public
-  key, the go-live check's ages); every other key is named without its values.
+  key, the MLflow server's URL (no credentials: hilt.toml refuses them), the go-live check's
+  ages); every other key is named without its values.
 """
 
 from __future__ import annotations
@@ -186,6 +193,11 @@ LOOSENING: tuple[Rule, ...] = (
         "any",
         "the key that verifies the signed audit checkpoints is another",
     ),
+    Rule(
+        "tracking.uri",
+        "any",
+        "models, notebooks and run records go to another MLflow server; past runs stay behind",
+    ),
     # The store's users change only through the users sync (its own audited operation).
     Rule("access.users.", "users", "users change through `hilt users sync`"),
     Rule("access.token_days", "higher", "API tokens stay valid for longer"),
@@ -223,6 +235,7 @@ SHOWN_SECTIONS = (
     "limits.",
     "fields.",
     "audit.public_key",
+    "tracking.uri",
     "governance.review_months",
     "governance.max_checkpoint_age_days",
     "governance.max_monitoring_age_days",

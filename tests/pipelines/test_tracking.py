@@ -169,7 +169,7 @@ def test_the_tracking_uri_is_the_workspace_unless_told_otherwise(
 ) -> None:
     w = Workspace.at(tmp_path / "w")
     monkeypatch.delenv(URI_ENV, raising=False)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")  # ignored on purpose
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")  # local: ignored
     assert tracking_uri(w) == f"sqlite:///{w.root}/mlflow.db"
     assert tracking_uri(w, "http://mlflow:5000") == "http://mlflow:5000"
     monkeypatch.setenv(URI_ENV, "http://tracking.internal")

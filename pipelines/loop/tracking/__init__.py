@@ -6,8 +6,10 @@ no MLflow state): ``client.configure(ws)`` does, once, before MLflow is used. Im
 module of the concern you need:
 
 - ``tags``: every MLflow tag, param and artifact name hilt uses, defined once (no mlflow);
-- ``environment``: the tracking URI, experiment and registered-model names, and MLflow kept
-  quiet (no telemetry, no progress bars), for this process and its kernels (no mlflow);
+- ``environment``: the tracking URI (``[tracking] uri``, then the environment, then the
+  workspace's own file) and whether its server answers, experiment and registered-model
+  names, and MLflow kept quiet (no telemetry, no progress bars, no run URLs printed), for
+  this process and its kernels (no mlflow);
 - ``client``: ``configure``, the configured client, ``TrackingError``;
 - ``provenance``: author, git commit and package versions, the tags every run carries;
 - ``runs``: create, start, finish or fail a run; tag it, log values; ``RunRecord``s;

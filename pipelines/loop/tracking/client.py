@@ -24,7 +24,8 @@ from hilt.pipelines.loop.tracking.environment import (
     artifact_location,
     experiment_name,
     quiet_mlflow,
-    tracking_uri,
+    require_reachable,
+    tracking_choice,
 )
 from hilt.pipelines.workspace import Workspace
 
@@ -68,7 +69,9 @@ _state: Configured | None = None
 def configure(
     ws: Workspace, uri: str | None = None, settings: Settings | None = None
 ) -> MlflowClient:
-    """Point MLflow at the workspace's store and make sure the use case's experiment exists.
+    """Point MLflow at the workspace's store (or its server: ``environment.tracking_choice``;
+    a server that does not answer is TrackingUnavailable at once, not after MLflow's
+    retries) and make sure the use case's experiment exists.
 
     Switches MLflow's telemetry and progress bars off, sets the tracking and the registry URI
     explicitly (process-wide, as MLflow's fluent API and model logging read them), creates the
@@ -82,7 +85,9 @@ def configure(
     pending.wait()
     quiet_mlflow()
     settings = settings or ws.settings()
-    chosen = tracking_uri(ws, uri)
+    choice = tracking_choice(ws, uri, settings)
+    require_reachable(choice)
+    chosen = choice.uri
     if chosen.startswith("sqlite:"):
         ws.root.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(chosen)
