@@ -8,7 +8,8 @@
 - oversight.py: halt, resume, gold add;  docs.py: docs model, docs compliance;
 - check.py: check go-live;  monitoring.py: monitor, outcomes (post-market monitoring);
 - incidents.py: incident open, update, close, list;
-- config.py: config status, config apply, config approve, config reject.
+- config.py: config status, config apply, config approve, config reject;
+- lab.py: lab, tracking ui (the data scientist's JupyterLab and MLflow UI).
 
 Every command takes ``--workspace DIR`` (default: $HILT_WORKSPACE, else ./workspace).
 Exit codes: 0 done; 1 the audit log does not verify, a retraining or scoring run failed (its
@@ -40,6 +41,7 @@ from hilt.pipelines.cli import (
     config,
     docs,
     incidents,
+    lab,
     monitoring,
     oversight,
     privacy,
@@ -73,6 +75,7 @@ app.command()(oversight.resume)
 app.command()(runs.reject)
 app.command()(monitoring.monitor)
 app.command()(monitoring.outcomes)
+app.command()(lab.lab)
 app.add_typer(store.store_app, name="store")
 app.add_typer(store.users_app, name="users")
 app.add_typer(audit.audit_app, name="audit")
@@ -84,6 +87,7 @@ app.add_typer(oversight.gold_app, name="gold")
 app.add_typer(config.config_app, name="config")
 app.add_typer(check.check_app, name="check")
 app.add_typer(incidents.incident_app, name="incident")
+app.add_typer(lab.tracking_app, name="tracking")
 
 
 def main() -> None:

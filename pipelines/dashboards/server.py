@@ -101,7 +101,7 @@ def served_notebooks(workspace: Workspace, source: Path) -> Path:
     return served
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout_s: float) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -213,7 +213,7 @@ def start_dashboards(
         log.close()
     store_url = f"http://{host}:{store_port}"
     try:
-        _wait_http(store_url + "/health", store, "store service", 30)
+        wait_http(store_url + "/health", store, "store service", 30)
         env = kernel_environment(os.environ, store_url, gateway, workspace)
         voila = subprocess.Popen(
             voila_command(nb_dir, host, port), env=env, stdout=out, stderr=out, cwd=nb_dir
@@ -224,7 +224,7 @@ def start_dashboards(
         raise
     server = DashboardServer(workspace, host, port, store_port, store, voila, store_log)
     try:
-        _wait_http(server.url + "/", voila, "Voila server", 60)
+        wait_http(server.url + "/", voila, "Voila server", 60)
     except BaseException:
         server.stop()
         raise

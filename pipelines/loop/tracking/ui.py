@@ -1,0 +1,113 @@
+"""`hilt tracking ui`: the MLflow UI on the workspace's tracking store, on loopback.
+
+When the workspace's runs go to a tracking server (``$HILT_MLFLOW_TRACKING_URI`` or the
+config's ``[tracking] uri``, an http(s) URL), that server already has the UI: its URL is
+what the command gives, nothing is started. Otherwise ``mlflow server`` runs on the
+workspace's sqlite store (``<workspace>/mlflow.db``; the runs' artifacts are under
+``<workspace>/mlartifacts``, where each experiment's artifact location points) with one
+worker, listening on 127.0.0.1 only.
+
+Importing this module does not import mlflow (the server is a child process).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from hilt.pipelines.config import Settings
+from hilt.pipelines.errors import InputError, StoreError
+from hilt.pipelines.loop.tracking.environment import (
+    ARTIFACTS_DIR,
+    child_environment,
+    has_tracking_store,
+    tracking_uri,
+)
+from hilt.pipelines.ports import require_free_port
+from hilt.pipelines.workspace import Workspace
+
+HOST = "127.0.0.1"
+
+
+def server_url(settings: Settings) -> str | None:
+    """The tracking server's URL when the workspace's runs go to one (its UI is there),
+    else None (a local store)."""
+    configured = getattr(getattr(settings, "tracking", None), "uri", None)
+    chosen = os.environ.get("HILT_MLFLOW_TRACKING_URI") or configured
+    if isinstance(chosen, str) and chosen.startswith(("http://", "https://")):
+        return chosen
+    return None
+
+
+def ui_command(ws: Workspace, port: int) -> list[str]:
+    uri = tracking_uri(ws)
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--registry-store-uri",
+        uri,
+        "--default-artifact-root",
+        (ws.root / ARTIFACTS_DIR).as_uri(),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+
+
+@dataclass
+class TrackingUI:
+    process: subprocess.Popen[bytes]
+    url: str
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+def start_ui(
+    ws: Workspace, *, port: int = 5000, quiet: bool = True, timeout_s: float = 90
+) -> TrackingUI:
+    """Start the MLflow UI on the workspace's local store; return once it answers.
+    InputError (nothing started) when the workspace has no tracking store yet (looking
+    would create one) or the port is in use."""
+    ws.require()
+    if not has_tracking_store(ws):
+        raise InputError(f"{ws.root} has no MLflow tracking store yet (`hilt init` creates it)")
+    require_free_port(HOST, port)
+    out = subprocess.DEVNULL if quiet else None
+    env = {**os.environ, **child_environment()}
+    process = subprocess.Popen(ui_command(ws, port), env=env, stdout=out, stderr=out)
+    ui = TrackingUI(process, f"http://{HOST}:{port}")
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            if process.poll() is not None:
+                raise StoreError(f"the MLflow UI exited during start-up ({process.returncode})")
+            try:
+                if httpx.get(ui.url + "/health", timeout=1.0).status_code == 200:
+                    return ui
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise StoreError(f"the MLflow UI did not answer at {ui.url} in {timeout_s:.0f} s")
+            time.sleep(0.2)
+    except BaseException:
+        ui.stop()
+        raise
