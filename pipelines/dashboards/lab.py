@@ -61,6 +61,12 @@ def copy_starting_notebooks(workspace: Workspace, source: Path = NOTEBOOKS_DIR) 
 
 
 def lab_command(workspace: Workspace, host: str, port: int, token: str) -> list[str]:
+    """JupyterLab's command line: no browser, loopback, this port only, the workspace as its
+    root, the token, the runs' kernel; no news feed, update check or extension manager that
+    asks PyPI. Run as root (a container), JupyterLab needs to be told that is meant."""
+    as_root = (
+        ["--ServerApp.allow_root=True"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    )
     return [
         sys.executable,
         "-m",
@@ -74,6 +80,8 @@ def lab_command(workspace: Workspace, host: str, port: int, token: str) -> list[
         f"--MappingKernelManager.default_kernel_name={KERNEL_NAME}",
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+        *as_root,
     ]
 
 
