@@ -4,6 +4,7 @@ on the project's kernel, and the review panel's PredictionView renders inside Ju
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,10 +52,27 @@ def test_the_explore_notebook_renders_the_review_widgets_inside_jupyterlab(
         page = ctx.new_page()
         page.goto(lab.url)
         page.wait_for_selector(".jp-Notebook .jp-Cell")
-        # The kernel is the project's python3 and is idle before we run anything.
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-        page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        # Run all cells once the kernel answers: JupyterLab ignores a run asked for before
+        # its session is connected, so ask again until a cell has started.
+        started = ".jp-InputPrompt:has-text('[*]'), .jp-InputPrompt:has-text('[1]')"
+        deadline = time.monotonic() + LAB_TIMEOUT_MS / 1000
+        while True:
+            dialog = page.locator(".jp-Dialog")
+            if dialog.count():
+                # JupyterLab may ask which kernel to start (preselected: the notebook's own,
+                # the project's python3); anything else it asks is a failure.
+                asked = dialog.first.inner_text()
+                assert asked.startswith("Select Kernel") and "Python 3 (ipykernel)" in asked, asked
+                dialog.first.get_by_role("button", name="Select").click()
+                continue
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            try:
+                page.wait_for_selector(started, timeout=5_000)
+                break
+            except PlaywrightTimeout:
+                if time.monotonic() > deadline:
+                    raise
         try:
             prediction = page.wait_for_selector(".jp-OutputArea .hilt-prediction")
         except PlaywrightTimeout:

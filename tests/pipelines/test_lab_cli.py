@@ -7,11 +7,14 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import httpx
+import pytest
+
 from hilt.pipelines.dashboards.lab import lab_command, lab_environment
 from hilt.pipelines.loop.tracking.ui import ui_command
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import CONFIG, CSV
-from tests.loop_helpers import hilt_cli
+from tests.conftest import CONFIG, CSV, free_port
+from tests.loop_helpers import hilt_cli, loop_workspace
 
 
 def _one_line_refusal(stderr: str, words: str) -> None:
@@ -79,3 +82,25 @@ def test_simulate_refuses_an_unknown_strategy_and_writes_nothing(tmp_path: Path)
     assert result.returncode == 2
     _one_line_refusal(result.stderr, "unknown strategy 'bogus'")
     assert not root.exists()
+
+
+def test_tracking_ui_serves_the_workspace_s_runs_on_loopback(tmp_path: Path) -> None:
+    from hilt.pipelines.loop.tracking.client import configure
+    from hilt.pipelines.loop.tracking.environment import experiment_name
+    from hilt.pipelines.loop.tracking.ui import start_ui
+
+    ws = loop_workspace(tmp_path, labelled=10)
+    configure(ws, settings=ws.settings())  # the use case's experiment, as `hilt init` makes it
+    ui = start_ui(ws, port=free_port())
+    try:
+        assert ui.url.startswith("http://127.0.0.1:")
+        found = httpx.get(
+            f"{ui.url}/ajax-api/2.0/mlflow/experiments/search", params={"max_results": 10}
+        ).json()
+        names = {e["name"]: e["artifact_location"] for e in found["experiments"]}
+        assert names[experiment_name(ws.settings())] == (ws.root / "mlartifacts").as_uri()
+    finally:
+        ui.stop()
+    assert ui.process.poll() is not None
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(ui.url + "/health", timeout=2)

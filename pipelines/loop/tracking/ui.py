@@ -12,7 +12,9 @@ Importing this module does not import mlflow (the server is a child process).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -72,13 +74,15 @@ class TrackingUI:
     url: str
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        """Stop the server and its workers (its own process group: ``mlflow server`` runs
+        uvicorn as a child, which a signal to the parent alone would not reach)."""
+        for sig, wait_s in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+            if self.process.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(wait_s)
 
 
 def start_ui(
@@ -93,7 +97,9 @@ def start_ui(
     require_free_port(HOST, port)
     out = subprocess.DEVNULL if quiet else None
     env = {**os.environ, **child_environment()}
-    process = subprocess.Popen(ui_command(ws, port), env=env, stdout=out, stderr=out)
+    process = subprocess.Popen(
+        ui_command(ws, port), env=env, stdout=out, stderr=out, start_new_session=True
+    )
     ui = TrackingUI(process, f"http://{HOST}:{port}")
     deadline = time.monotonic() + timeout_s
     try:
