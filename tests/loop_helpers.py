@@ -23,7 +23,7 @@ import polars as pl
 from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.loop.model import TrainParams
 from hilt.pipelines.loop.steps import retrain as retraining
-from hilt.pipelines.loop.steps import start, training_data
+from hilt.pipelines.loop.steps import start
 from hilt.pipelines.loop.tracking.environment import DB_FILE
 from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
@@ -52,14 +52,11 @@ def empty_tracking_store() -> Path:
     process (per xdist worker): MLflow takes 5-15 s on this machine to create its tables
     (its migrations), a copy takes milliseconds. The workspace's experiment is not in it:
     ``configure`` creates that, with its artifacts under the workspace, on first use."""
-    from mlflow.tracking import MlflowClient
+    from hilt.pipelines.loop.tracking.client import empty_tracking_store as make
 
     folder = Path(tempfile.mkdtemp(prefix="hilt-tests-mlflow-"))
     atexit.register(shutil.rmtree, folder, True)
-    uri = f"sqlite:///{(folder / DB_FILE).as_posix()}"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.search_experiments()  # creates the tracking tables ...
-    client.search_registered_models()  # ... and the registry's
+    make(folder / DB_FILE)
     return folder / DB_FILE
 
 
@@ -111,25 +108,9 @@ def train_in_process(
     store = open_store_as(ws_, Identity(name=author))
     run_id = start.ensure_run(ws_, settings, "", author, "retrain")
     params = TrainParams(num_boost_round=num_boost_round, seed=seed)
-    snapshot = training_data.take_snapshot(store, 0)
-    dataset = training_data.load_dataset(snapshot, settings)
-    model = retraining.train(dataset, params, label_noise=label_noise)
-    evaluation = retraining.evaluate(model, dataset, settings)
-    comparison = retraining.compare_with_champion(store, dataset, settings, evaluation)
-    result = retraining.apply_gate(evaluation, comparison, settings)
-    registration = retraining.log_and_register(
-        store,
-        run_id,
-        settings,
-        model=model,
-        dataset=dataset,
-        evaluation=evaluation,
-        comparison=comparison,
-        gate_result=result,
-        params=params,
-        label_noise=label_noise,
+    registration = retraining.run_in_process(
+        store, run_id, settings, params, label_noise=label_noise
     )
-    retraining.record(store, registration, dataset)
     finish_run(run_id)
     return registration
 

@@ -1,14 +1,16 @@
 """The `hilt` command: the typer app, assembled from one module per command group.
 
 - common.py: exit codes, the error guard, the ``--workspace`` / ``--as`` options;
-- workspace.py: init, ingest;  serve.py: serve, demo;  store.py: store serve, users add /
+- workspace.py: init, ingest;  serve.py: serve, demo;  store.py: store serve, store backup,
+  store restore, users add /
   revoke / disable / enable / sync / list;
 - runs.py: retrain, score, promote, reject, simulate, runs list;  audit.py: audit verify,
   audit checkpoint;  privacy.py: subject ..., retention apply, records;
 - oversight.py: halt, resume, gold add;  docs.py: docs model, docs compliance;
 - check.py: check go-live;  monitoring.py: monitor, outcomes (post-market monitoring);
 - incidents.py: incident open, update, close, list;
-- config.py: config draft, config status, config apply, config approve, config reject.
+- config.py: config draft, config status, config apply, config approve, config reject;
+- lab.py: lab, tracking ui (the data scientist's JupyterLab and MLflow UI).
 
 Every command takes ``--workspace DIR`` (default: $HILT_WORKSPACE, else ./workspace).
 Exit codes: 0 done; 1 the audit log does not verify, a retraining or scoring run failed (its
@@ -40,6 +42,7 @@ from hilt.pipelines.cli import (
     config,
     docs,
     incidents,
+    lab,
     monitoring,
     oversight,
     privacy,
@@ -73,6 +76,7 @@ app.command()(oversight.resume)
 app.command()(runs.reject)
 app.command()(monitoring.monitor)
 app.command()(monitoring.outcomes)
+app.command()(lab.lab)
 app.add_typer(store.store_app, name="store")
 app.add_typer(store.users_app, name="users")
 app.add_typer(audit.audit_app, name="audit")
@@ -84,6 +88,7 @@ app.add_typer(oversight.gold_app, name="gold")
 app.add_typer(config.config_app, name="config")
 app.add_typer(check.check_app, name="check")
 app.add_typer(incidents.incident_app, name="incident")
+app.add_typer(lab.tracking_app, name="tracking")
 
 
 def main() -> None:

@@ -193,9 +193,17 @@ def simulate(
     batch: Annotated[int, typer.Option(help="Cases the simulated reviewers decide per round.")] = (
         100
     ),
-    strategy: Annotated[str, typer.Option(help="Queue strategy: uncertainty or random.")] = (
-        "uncertainty"
-    ),
+    strategy: Annotated[
+        str,
+        typer.Option(help="Queue strategy: uncertainty or random, or both: uncertainty,random."),
+    ] = "uncertainty",
+    seeds: Annotated[
+        int,
+        typer.Option(
+            help="Repeat over this many seeds (--seed, --seed + 1, ...): mean and spread per "
+            "round and strategy, one workspace each under --workspace."
+        ),
+    ] = 1,
     reviewer_error: Annotated[
         float, typer.Option(help="Probability that a simulated reviewer answers wrongly.")
     ] = 0.0,
@@ -206,38 +214,69 @@ def simulate(
     holdout_fraction: Annotated[
         float, typer.Option(help="Share of those labelled cases kept as the holdout.")
     ] = 0.8,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Retrain each round with the notebook (papermill, an executed notebook per "
+            "run) or with its steps in this process (steps: no kernel start, quicker)."
+        ),
+    ] = "notebook",
     config: Annotated[Path, typer.Option(help="Use-case config.")] = Path("data/hilt.toml"),
     data: Annotated[Path, typer.Option(help="A labelled data set.")] = Path(
         "data/german_credit.csv"
     ),
 ) -> None:
     """Run the whole loop headless on a labelled data set: score, simulated reviewers answer
-    from the true label, retrain through the notebook, a lead promotes. Prints the holdout
-    AUC per round, writes a PNG plot, and ends with one JSON line."""
+    from the true label, retrain, a lead promotes. Prints the holdout AUC per round (with
+    several seeds or strategies: its mean and spread per strategy), writes a PNG plot, and
+    ends with one JSON line."""
     import json
 
-    from hilt.pipelines.loop.simulation import SimulationConfig
+    from hilt.pipelines.cli.progress import progress
+    from hilt.pipelines.loop.simulation import ENGINES, SimulationConfig
     from hilt.pipelines.loop.simulation import simulate as run_simulation
+    from hilt.pipelines.loop.simulation_seeds import parse_strategies, simulate_seeds
 
     ws = Workspace.at(workspace or "workspace/simulation")
     quiet_mlflow()
-    if strategy not in ("uncertainty", "random"):
-        fail("strategy must be uncertainty or random", EXIT_USER_ERROR)
+    strategies = guard(lambda: parse_strategies(strategy))
+    if engine not in ENGINES:
+        fail("engine must be notebook or steps", EXIT_USER_ERROR)
     sim = SimulationConfig(
         rounds=rounds,
         batch=batch,
-        strategy="uncertainty" if strategy == "uncertainty" else "random",
+        strategy=strategies[0],
         reviewer_error=reviewer_error,
         seed=seed,
         seed_fraction=seed_fraction,
         holdout_fraction=holdout_fraction,
+        engine="steps" if engine == "steps" else "notebook",
     )
-    result = run_guard(
-        lambda: run_simulation(ws, config, data, sim, progress=lambda m: typer.echo(m, err=True))
-    )
-    typer.echo(result.table())
-    typer.echo(f"plot: {result.plot}")
-    typer.echo(json.dumps(result.summary()))
+    lines = lambda m: typer.echo(m, err=True)  # noqa: E731
+    total = (rounds + 1) * max(seeds, 1) * len(strategies)
+    with progress("simulating", total=total, unit="rounds") as advance:
+        if seeds == 1 and len(strategies) == 1:
+            result = run_guard(
+                lambda: run_simulation(ws, config, data, sim, lines, on_progress=advance)
+            )
+            table, plot, summary = result.table(), result.plot, result.summary()
+        else:
+            comparison = run_guard(
+                lambda: simulate_seeds(
+                    ws.root,
+                    config,
+                    data,
+                    sim,
+                    seeds=seeds,
+                    strategies=strategies,
+                    progress=lines,
+                    on_progress=advance,
+                )
+            )
+            table, plot, summary = comparison.table(), comparison.plot, comparison.summary()
+    typer.echo(table)
+    typer.echo(f"plot: {plot}")
+    typer.echo(json.dumps(summary))
 
 
 @runs_app.command("list")

@@ -303,6 +303,43 @@ def simulation_figure(
     return fig
 
 
+#: Per strategy of ``hilt simulate --strategy``: its colour.
+STRATEGY_COLORS: dict[str, str] = {"uncertainty": CHALLENGER_COLOR, "random": CHAMPION_COLOR}
+
+
+def strategies_figure(
+    series: Sequence[tuple[str, Sequence[int], Sequence[int], Sequence[float], Sequence[float]]],
+    seeds: int,
+    *,
+    figsize: tuple[float, float] = (6.5, 4.2),
+) -> EvaluationFigure:
+    """Holdout AUC per round for several sampling strategies over ``seeds`` seeds: per
+    strategy (name, rounds, reviewed, mean, spread) the mean as a line and mean ± spread as
+    a band; the x axis gives the round and how many cases reviewers had labelled by then."""
+    if not series:
+        raise InputError("no strategy to plot")
+    with _style():
+        fig = _figure(figsize)
+        ax = fig.add_subplot()
+        for name, rounds, _, mean, spread in series:
+            colour = STRATEGY_COLORS.get(name, EXCLUDED_COLOR)
+            xs = np.asarray(rounds, dtype=float)
+            mid = np.asarray(mean, dtype=float)
+            band = np.asarray(spread, dtype=float)
+            ax.plot(xs, mid, marker="o", color=colour, linewidth=1.8, label=name)
+            ax.fill_between(xs, mid - band, mid + band, color=colour, alpha=0.2, linewidth=0)
+        _, rounds, reviewed, _, _ = series[0]
+        ax.set_xticks(
+            list(rounds), [f"{x}\n({n} reviewed)" for x, n in zip(rounds, reviewed, strict=True)]
+        )
+        ax.set_xlabel("round")
+        ax.set_ylabel("holdout AUC")
+        ax.set_title(f"Feedback loop by sampling strategy (mean ± sd over {seeds} seeds)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    return fig
+
+
 # ---------------------------------------------------------------------------- auditing
 #: Action families of the audit log and their colours (the first word of an action).
 ACTION_FAMILIES: dict[str, str] = {

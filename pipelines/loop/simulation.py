@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,13 +33,19 @@ from typing import Literal
 
 import polars as pl
 
-from hilt.pipelines.config import load_settings
+from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.errors import InputError
+from hilt.pipelines.loop.tracking.environment import DB_FILE
 from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 
 Strategy = Literal["uncertainty", "random"]
+#: How each round retrains: the retraining notebook through papermill (a real run, with
+#: its executed notebook), or the same steps called in this process (no kernel start: what
+#: many seeds need to stay quick).
+Engine = Literal["notebook", "steps"]
+ENGINES: tuple[str, ...] = ("notebook", "steps")
 AUTHOR = "sim-data-scientist"
 APPROVER = "sim-lead"
 REVIEWER = "sim-reviewer"
@@ -56,6 +63,7 @@ class SimulationConfig:
     #: Share of the seed that forms the holdout: most of it, so that the measure is steady
     #: and the first model starts from few labels, as a new use case does.
     holdout_fraction: float = 0.8
+    engine: Engine = "notebook"
 
     def check(self) -> None:
         if self.rounds < 1:
@@ -70,6 +78,8 @@ class SimulationConfig:
             raise InputError("seed-fraction must be in [0.05, 0.9]")
         if not 0.05 <= self.holdout_fraction <= 0.8:
             raise InputError("holdout-fraction must be in [0.05, 0.8]")
+        if self.engine not in ENGINES:
+            raise InputError("engine must be notebook or steps")
 
 
 @dataclass(frozen=True)
@@ -140,9 +150,16 @@ def simulate(
     data_path: Path,
     sim: SimulationConfig,
     progress: Callable[[str], None] = lambda _: None,
+    *,
+    on_progress: Callable[[int], None] = lambda _: None,
+    tracking_template: Path | None = None,
 ) -> SimulationResult:
-    """Run the loop; returns one result per round (round 0: the model from the seed)."""
-    from hilt.pipelines.loop import promotion, runner
+    """Run the loop; returns one result per round (round 0: the model from the seed).
+
+    ``progress``: a line per round; ``on_progress``: called with 1 after each round.
+    ``tracking_template``: an MLflow sqlite store holding MLflow's tables and nothing else,
+    copied in as the workspace's (MLflow's migrations take seconds per new store)."""
+    from hilt.pipelines.loop import promotion
     from hilt.pipelines.loop.model_registry import champion
     from hilt.pipelines.loop.scoring import score_into_queue
     from hilt.pipelines.loop.steps import score as batch_scoring
@@ -168,6 +185,8 @@ def simulate(
         create_workspace(workspace, derived, holdout_salt=f"simulation-{sim.seed}")
     finally:
         derived.unlink(missing_ok=True)
+    if tracking_template is not None:
+        shutil.copyfile(tracking_template, workspace.root / DB_FILE)
     settings = workspace.settings()
     operator = open_store_as(workspace, Identity(operator=True))
     for name, role in ((AUTHOR, "data-scientist"), (APPROVER, "lead"), (REVIEWER, "reviewer")):
@@ -214,27 +233,45 @@ def simulate(
                 reviewer.record_decision(request)
                 decided.add(case_id)
                 reviewed += 1
-        run = runner.execute(
-            workspace, runner.RunRequest(kind="retrain", parameters={}, author=AUTHOR)
-        )
+        run_id, gate = _retrain(workspace, settings, sim.engine)
         configure(workspace, settings=settings)
         promoted = False
-        if run.gate == "passed":
-            promotion.promote(workspace, run.run_id, APPROVER)
+        if gate == "passed":
+            promotion.promote(workspace, run_id, APPROVER)
             promoted = True
         elif champion(operator) is None:
             raise InputError(
                 f"round {round_no}: the store's gate rejected the first model (run "
-                f"{run.run_id}) and there is no champion: nothing may score into the review "
+                f"{run_id}) and there is no champion: nothing may score into the review "
                 "queue; try more labelled cases (--seed-fraction) or a smaller holdout"
             )
-        auc = _holdout_auc(run.run_id)
-        result.rounds.append(
-            RoundResult(round_no, reviewed, auc, run.gate or "unknown", promoted, run.run_id)
-        )
-        progress(f"round {round_no}: {reviewed} reviewed, holdout AUC {auc:.4f}, gate {run.gate}")
+        auc = _holdout_auc(run_id)
+        result.rounds.append(RoundResult(round_no, reviewed, auc, gate, promoted, run_id))
+        progress(f"round {round_no}: {reviewed} reviewed, holdout AUC {auc:.4f}, gate {gate}")
+        on_progress(1)
     result.plot = str(_plot(result, workspace.root / f"simulation-{sim.strategy}.png"))
     return result
+
+
+def _retrain(workspace: Workspace, settings: Settings, engine: Engine) -> tuple[str, str]:
+    """One retraining as ``AUTHOR``: (MLflow run id, the store's gate verdict)."""
+    from hilt.pipelines.loop import runner
+
+    if engine == "notebook":
+        run = runner.execute(
+            workspace, runner.RunRequest(kind="retrain", parameters={}, author=AUTHOR)
+        )
+        return run.run_id, run.gate or "unknown"
+    from hilt.pipelines.loop.model import TrainParams
+    from hilt.pipelines.loop.steps import retrain, start
+    from hilt.pipelines.loop.tracking.runs import finish_run
+
+    store, author = runner.open_run_store(workspace, AUTHOR)
+    runner.refuse_if_halted(store, "retraining")
+    run_id = start.ensure_run(workspace, settings, "", author, "retrain")
+    registration = retrain.run_in_process(store, run_id, settings, TrainParams())
+    finish_run(run_id)
+    return run_id, "passed" if registration.gate_passed else "rejected"
 
 
 def _plot(result: SimulationResult, path: Path) -> Path:

@@ -4,6 +4,8 @@ real retraining notebook once per round)."""
 from __future__ import annotations
 
 import json
+import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +59,60 @@ def test_uncertainty_sampling_improves_the_holdout_auc(tmp_path: Path) -> None:
         [HILT, "audit", "verify", "--workspace", str(ws)], capture_output=True, text=True
     )
     assert verify.returncode == 0, verify.stdout
+
+
+@pytest.mark.slow
+def test_two_seeds_and_two_strategies_print_both_series(tmp_path: Path) -> None:
+    """`hilt simulate --seeds 2 --strategy uncertainty,random` (the notebook's steps in
+    process): per strategy the AUC of every seed per round, their mean and spread, a plot with
+    both, the JSON line with both; each seed gives both strategies the same split (round 0:
+    the same model)."""
+    root = tmp_path / "sims"
+    result = subprocess.run(
+        [
+            HILT,
+            "simulate",
+            "--workspace",
+            str(root),
+            "--config",
+            str(CONFIG),
+            "--data",
+            str(CSV),
+            "--seeds",
+            "2",
+            "--strategy",
+            "uncertainty,random",
+            "--rounds",
+            "1",
+            "--batch",
+            "20",
+            "--engine",
+            "steps",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "HILT_PROGRESS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["seeds"] == [0, 1]
+    assert summary["rounds"] == [0, 1]
+    series = summary["strategies"]
+    assert sorted(series) == ["random", "uncertainty"]
+    for s in series.values():
+        assert s["reviewed"] == [0, 20]
+        assert len(s["auc"]) == 2 and all(len(per_seed) == 2 for per_seed in s["auc"])
+        for i in range(2):
+            column = [per_seed[i] for per_seed in s["auc"]]
+            assert s["mean"][i] == pytest.approx(statistics.fmean(column), abs=1e-4)
+            assert s["spread"][i] == pytest.approx(statistics.stdev(column), abs=1e-4)
+        assert s["spread"][0] > 0  # two different splits, two different seed models
+    # Same seed, same split and holdout: both strategies start from the same model.
+    assert [a[0] for a in series["uncertainty"]["auc"]] == [a[0] for a in series["random"]["auc"]]
+    assert Path(summary["plot"]).stat().st_size > 5000
+    assert "uncertainty" in result.stdout and "random" in result.stdout  # the table
+    assert "rounds" in result.stderr  # the progress bar (HILT_PROGRESS=1)
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [
+        f"{s}-seed{k}" for s in ("random", "uncertainty") for k in range(2)
+    ]

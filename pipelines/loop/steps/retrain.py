@@ -33,7 +33,12 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop import evaluate as ev
 from hilt.pipelines.loop.model import TrainedModel, TrainParams, fit
-from hilt.pipelines.loop.steps.training_data import LABEL_SOURCES, Dataset
+from hilt.pipelines.loop.steps.training_data import (
+    LABEL_SOURCES,
+    Dataset,
+    load_dataset,
+    take_snapshot,
+)
 from hilt.pipelines.loop.subgroups import max_subgroup_gap, subgroup_metrics
 from hilt.pipelines.loop.tracking.tags import (
     GATE_ARTIFACT,
@@ -523,3 +528,38 @@ def record(
     seq = store.record_event("run.trained", "run", registration.run_id, trained)
     written.append(("run.trained", seq))
     return pl.DataFrame(written, schema=["audit event", "seq"], orient="row")
+
+
+def run_in_process(
+    store: Store,
+    run_id: str,
+    settings: Settings,
+    params: TrainParams,
+    *,
+    label_noise: float = 0.0,
+) -> Registration:
+    """The retraining notebook's steps one after the other, in this process (as a data
+    scientist would call them in JupyterLab, or `hilt simulate --engine steps`): snapshot
+    now, dataset, train, evaluate, compare with the champion, gate, log to the MLflow run
+    ``run_id`` and register in the store (which applies the gate itself), ``run.trained``.
+    The caller creates and finishes the MLflow run."""
+    snapshot = take_snapshot(store, 0)
+    dataset = load_dataset(snapshot, settings)
+    model = train(dataset, params, label_noise=label_noise)
+    evaluation = evaluate(model, dataset, settings)
+    comparison = compare_with_champion(store, dataset, settings, evaluation)
+    result = apply_gate(evaluation, comparison, settings)
+    registration = log_and_register(
+        store,
+        run_id,
+        settings,
+        model=model,
+        dataset=dataset,
+        evaluation=evaluation,
+        comparison=comparison,
+        gate_result=result,
+        params=params,
+        label_noise=label_noise,
+    )
+    record(store, registration, dataset)
+    return registration

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
@@ -133,3 +134,16 @@ def configured() -> Configured:
         mlflow.set_tracking_uri(_state.uri)
         mlflow.set_registry_uri(_state.uri)
     return _state
+
+
+def empty_tracking_store(path: Path) -> Path:
+    """Create at ``path`` an MLflow sqlite store holding MLflow's tables (tracking and
+    registry) and nothing else: MLflow's migrations take seconds; copying the file into a
+    new workspace (as its ``mlflow.db``) takes milliseconds. The workspace's experiment is
+    not in it: ``configure`` creates it, with its artifacts under the workspace."""
+    uri = f"sqlite:///{path.as_posix()}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    with mlflow_errors("create an empty tracking store"):
+        client.search_experiments()
+        client.search_registered_models()
+    return path

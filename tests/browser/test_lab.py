@@ -1,0 +1,89 @@
+"""`hilt lab` in a browser: JupyterLab on a workspace opens notebooks/explore.ipynb, runs it
+on the project's kernel, and the review panel's PredictionView renders inside JupyterLab
+(its DOM: the explanation's score bar and reason codes)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+from playwright.sync_api import Browser
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from hilt.pipelines.dashboards.lab import LabServer, start_lab
+from hilt.pipelines.loop.scoring import demo_first_model
+from hilt.pipelines.store import Identity, open_store_as
+from hilt.pipelines.store.create import create_workspace
+from hilt.pipelines.workspace import Workspace
+from tests.browser.conftest import require_chromium
+from tests.conftest import CONFIG, CSV, free_port, operator
+
+#: JupyterLab starts a kernel and the notebook imports the project: generous, polled.
+LAB_TIMEOUT_MS = 90_000
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    require_chromium()
+    root = tmp_path_factory.mktemp("lab")
+    ws = Workspace.at(root / "ws")
+    create_workspace(ws, CONFIG)
+    operator(ws).ingest_cases(pl.read_csv(CSV, infer_schema=False))
+    lead = open_store_as(ws, Identity(name="lena"))
+    demo_first_model(operator(ws), lead, ws.settings(), ws.root / "models")
+    server = start_lab(ws, port=free_port())
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_the_explore_notebook_renders_the_review_widgets_inside_jupyterlab(
+    lab: LabServer, browser: Browser, tmp_path: Path
+) -> None:
+    lab_screenshot = tmp_path / "lab.png"
+    assert lab.url.startswith(f"http://127.0.0.1:{lab.port}/lab/tree/notebooks/explore.ipynb")
+    ctx = browser.new_context()
+    try:
+        ctx.set_default_timeout(LAB_TIMEOUT_MS)
+        page = ctx.new_page()
+        page.goto(lab.url)
+        page.wait_for_selector(".jp-Notebook .jp-Cell")
+        # Run all cells once the kernel answers: JupyterLab ignores a run asked for before
+        # its session is connected, so ask again until a cell has started.
+        started = ".jp-InputPrompt:has-text('[*]'), .jp-InputPrompt:has-text('[1]')"
+        deadline = time.monotonic() + LAB_TIMEOUT_MS / 1000
+        while True:
+            dialog = page.locator(".jp-Dialog")
+            if dialog.count():
+                # JupyterLab may ask which kernel to start (preselected: the notebook's own,
+                # the project's python3); anything else it asks is a failure.
+                asked = dialog.first.inner_text()
+                assert asked.startswith("Select Kernel") and "Python 3 (ipykernel)" in asked, asked
+                dialog.first.get_by_role("button", name="Select").click()
+                continue
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            try:
+                page.wait_for_selector(started, timeout=5_000)
+                break
+            except PlaywrightTimeout:
+                if time.monotonic() > deadline:
+                    raise
+        try:
+            prediction = page.wait_for_selector(".jp-OutputArea .hilt-prediction")
+        except PlaywrightTimeout:
+            page.screenshot(path=str(lab_screenshot))
+            raise AssertionError(page.inner_text(".jp-Notebook")[-3000:]) from None
+        assert prediction is not None
+        text = prediction.inner_text()
+        assert "%" in text or "score" in text.lower(), text
+        # The tables before it rendered too (the queue's counts, label provenance).
+        body = page.inner_text(".jp-Notebook")
+        assert "queue: waiting" in body and "ingested with the case" in body
+        assert "Traceback" not in body and "Error" not in body
+    finally:
+        ctx.close()
