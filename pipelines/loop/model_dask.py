@@ -19,6 +19,7 @@ not the local model's bytes (XGBoost's histograms are built per worker and summe
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,26 @@ def _encode_partition(part: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     return out
 
 
+def _summarise_partition(
+    part: pd.DataFrame, numeric: list[str], categories: list[str]
+) -> pd.DataFrame:
+    """One row: the partition's rows, positives, per numeric / bool feature its min and max
+    (NaN: none), per category feature the levels seen (a JSON list)."""
+    import pandas as pd
+
+    row: dict[str, Any] = {
+        "rows": len(part),
+        "positives": float(part[_LABEL].sum()) if len(part) else 0.0,
+    }
+    for name in numeric:
+        values = part[name].astype("float64")
+        row[f"min:{name}"] = float(values.min()) if values.notna().any() else math.nan
+        row[f"max:{name}"] = float(values.max()) if values.notna().any() else math.nan
+    for name in categories:
+        row[f"levels:{name}"] = json.dumps(sorted(str(v) for v in part[name].dropna().unique()))
+    return pd.DataFrame([row]).astype({"rows": "int64", "positives": "float64"})
+
+
 @dataclass(frozen=True)
 class DaskTraining:
     """A model trained on the cluster, and how the work was split."""
@@ -162,52 +183,46 @@ def fit_dask(
     empty = raw._meta
     meta = _encode_partition(empty, settings)
     encoded = raw.map_partitions(_encode_partition, settings, meta=meta)
-    encoded = client.persist(encoded)
-    try:
-        X = encoded[features]
-        y = encoded[_LABEL]
-        numeric = [f for f in features if kinds[f] != "category"]
-        categories = [f for f in features if kinds[f] == "category"]
-        wanted = [y.size, y.sum(), *(X[c].dropna().unique() for c in categories)]
-        if numeric:
-            wanted += [X[numeric].min(), X[numeric].max()]
-        # Reductions only: a few numbers per feature come back, never a row.
-        results = client.gather(client.compute(wanted))
-        rows, positives, *rest = results
-        seen = rest[: len(categories)]
-        lows, highs = rest[len(categories) :] if numeric else ({}, {})
-        rows, positives = int(rows), int(positives)
-        if rows == 0:
-            raise InputError("no labelled rows to train on")
-        if positives in (0, rows):
-            raise InputError("the training rows hold only one class; both are needed")
-        ranges: dict[str, TrainingRange] = {}
-        for name in numeric:
-            low, high = float(lows[name]), float(highs[name])
-            ranges[name] = (
-                TrainingRange(low=low, high=high)
-                if math.isfinite(low) and math.isfinite(high)
-                else TrainingRange()
-            )
-        for name, values in zip(categories, seen, strict=True):
-            present = {str(v) for v in values}
-            ranges[name] = TrainingRange(levels=tuple(v for v in levels[name] if v in present))
-        with client.as_current():  # xgboost.dask looks for a current client too
-            dtrain = dxgb.DaskQuantileDMatrix(
-                client,
-                X,
-                y,
-                enable_categorical=True,
-                max_bin=params.max_bin,
-                feature_types=[_XGB_TYPES[kinds[f]] for f in features],
-            )
-            out = dxgb.train(
-                client, params.xgb_params(), dtrain, num_boost_round=params.num_boost_round
-            )
-        booster: xgb.Booster = out["booster"]
-        partitions = int(encoded.npartitions)
-    finally:
-        del encoded
+    numeric = [f for f in features if kinds[f] != "category"]
+    categories = [f for f in features if kinds[f] == "category"]
+    # One small row per partition comes back (counts, ranges, levels seen), never a row of
+    # data; the rows are read again for the matrix (reading costs little next to training).
+    summary_meta = _summarise_partition(meta, numeric, categories)
+    parts = encoded.map_partitions(_summarise_partition, numeric, categories, meta=summary_meta)
+    with client.as_current():
+        summary = parts.compute()
+    X = encoded[features]
+    y = encoded[_LABEL]
+    rows, positives = int(summary["rows"].sum()), int(summary["positives"].sum())
+    if rows == 0:
+        raise InputError("no labelled rows to train on")
+    if positives in (0, rows):
+        raise InputError("the training rows hold only one class; both are needed")
+    ranges: dict[str, TrainingRange] = {}
+    for name in numeric:
+        low, high = float(summary[f"min:{name}"].min()), float(summary[f"max:{name}"].max())
+        ranges[name] = (
+            TrainingRange(low=low, high=high)
+            if math.isfinite(low) and math.isfinite(high)
+            else TrainingRange()
+        )
+    for name in categories:
+        present = {v for text in summary[f"levels:{name}"] for v in json.loads(text)}
+        ranges[name] = TrainingRange(levels=tuple(v for v in levels[name] if v in present))
+    with client.as_current():  # xgboost.dask looks for a current client too
+        dtrain = dxgb.DaskQuantileDMatrix(
+            client,
+            X,
+            y,
+            enable_categorical=True,
+            max_bin=params.max_bin,
+            feature_types=[_XGB_TYPES[kinds[f]] for f in features],
+        )
+        out = dxgb.train(
+            client, params.xgb_params(), dtrain, num_boost_round=params.num_boost_round
+        )
+    booster: xgb.Booster = out["booster"]
+    partitions = int(encoded.npartitions)
     model = TrainedModel(
         booster=booster,
         features=tuple(features),
