@@ -19,7 +19,7 @@ notebook does from the snapshot on (untimed: the imports):
   groups) and train with ``xgboost.dask``;
 
 and both evaluate the model on the holdout (AUC). Reported per engine: seconds (dataset +
-training), the client's peak RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) and its RSS
+training), the client's peak RSS (``VmHWM``, see ``peak_rss_mb``) and its RSS
 after the imports, before any data (the difference is what the data cost the client), the
 model's sha256, train rows, partitions; for Dask also the workers' RSS at the end.
 The claim to check: the Dask client's peak does not grow with the training frame.
@@ -35,7 +35,6 @@ import argparse
 import importlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -58,9 +57,14 @@ def rss_now_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_rss_mb() -> float:
+    """This process's peak resident set size (Linux: VmHWM of /proc/self/status). Not
+    ``getrusage``'s ru_maxrss: a child inherits its parent's at fork and keeps it through
+    exec, so a child of a parent that held the frame would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def child(workspace: str, sha256: str, engine: str, scheduler: str) -> dict[str, Any]:
@@ -92,7 +96,7 @@ def child(workspace: str, sha256: str, engine: str, scheduler: str) -> dict[str,
         "seconds": round(seconds, 2),
         "dataset_s": round(dataset_s, 2),
         "train_s": round(seconds - dataset_s, 2),
-        "client_peak_rss_mb": round(_rss_mb(), 1),
+        "client_peak_rss_mb": round(peak_rss_mb(), 1),
         "client_rss_after_imports_mb": round(after_imports, 1),
         "train_rows": model.train_rows,
         "nthread": model.params.nthread,
