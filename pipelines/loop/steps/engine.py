@@ -168,12 +168,13 @@ def settle_run_parameters(settings: Settings, typed: dict[str, Any]) -> None:
         settings, str(typed.get("engine") or ""), str(typed.get("scheduler") or "")
     )
     typed["engine"] = choice.name
-    typed["scheduler"] = choice.scheduler
     if choice.local:
         if typed.get("workers"):
             raise InputError("workers is for engine dask; this run trains locally")
+        typed.pop("scheduler", None)
         typed["nthread"] = int(typed.get("nthread") or default_nthread())
         return
+    typed["scheduler"] = choice.scheduler
     from hilt.pipelines.loop.model_dask import probe, require_shape
 
     shape = probe(choice.scheduler)
