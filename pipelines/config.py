@@ -162,6 +162,10 @@ class Retention(_Strict):
         return self
 
 
+#: A Dask scheduler's address: ``tcp://HOST:PORT``.
+SCHEDULER_ADDRESS = r"^tcp://[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$"
+
+
 class Training(_Strict):
     """How training data is drawn from the store (EU AI Act Arts. 10, 15(4))."""
 
@@ -171,6 +175,13 @@ class Training(_Strict):
     #: At most this share of the training rows may carry labels that a reviewer accepted
     #: unchanged from the model, so the model cannot simply confirm itself.
     max_accepted_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: Where a retraining run trains: ``local`` (XGBoost on this machine's cores) or
+    #: ``dask`` (``xgboost.dask`` on the Dask cluster at ``scheduler``; the snapshot is read
+    #: in partitions by the workers, which must see the workspace's snapshots folder).
+    #: Overridable per run: ``hilt retrain -p engine dask -p scheduler tcp://HOST:PORT``.
+    engine: Literal["local", "dask"] = "local"
+    #: The Dask scheduler's address (``tcp://HOST:PORT``) for ``engine = "dask"``.
+    scheduler: str | None = Field(default=None, pattern=SCHEDULER_ADDRESS)
 
 
 #: What ``[tracking] uri`` may be: an MLflow tracking server, by http(s) URL.

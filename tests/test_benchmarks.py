@@ -21,6 +21,7 @@ CACHES = ("__pycache__/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".hy
 SMALLER = {
     "ingest": ["--rows", "10000"],
     "retrain": ["--rows", "2000"],
+    "training_engines": ["--rows", "2000"],
     "verify": ["--events", "5000", "--repeat", "1"],
 }
 
@@ -72,4 +73,7 @@ def test_benchmark_quick_run_prints_its_numbers(script: Path) -> None:
     if script.stem == "retrain":
         assert numbers["synthetic"]["rows"] == 2_000 and numbers["synthetic"]["same_model_bytes"]
         assert numbers["demo"]["cli"]["exit_code"] == 0 and numbers["demo"]["second_s"] > 0
+    if script.stem == "training_engines":  # both engines trained the same rows
+        assert numbers["local"]["train_rows"] == numbers["dask"]["train_rows"] > 0
+        assert numbers["dask"]["partitions"] >= 1
     assert sorted(untracked() - before) == []

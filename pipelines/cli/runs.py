@@ -45,6 +45,8 @@ def retrain(
 
     Parameters of notebooks/retrain.ipynb as -p NAME VALUE (repeatable), e.g.
     -p max_depth 4 -p eta 0.1; `papermill --help-notebook notebooks/retrain.ipynb` lists them.
+    On a Dask cluster: -p engine dask -p scheduler tcp://HOST:PORT (or hilt.toml
+    [training]); a Dask run's --reproduce takes -p scheduler and needs the same cluster shape.
 
     Exit 0 when the run succeeded, whether or not the gate passed (a rejected challenger is
     a result, not a failure); 1 when the run failed (its partial notebook is kept in runs/)
@@ -57,9 +59,14 @@ def retrain(
     quiet_mlflow()
     given = name_value_pairs(list(ctx.args))
     if reproduce is not None:
+        scheduler = given.pop("scheduler", "")
         if given:
-            fail("--reproduce takes the original run's parameters; do not pass -p", EXIT_USER_ERROR)
-        rep = run_guard(lambda: runner.reproduce(ws, reproduce, as_user))
+            fail(
+                "--reproduce takes the original run's parameters; do not pass -p "
+                "(except -p scheduler for a Dask run)",
+                EXIT_USER_ERROR,
+            )
+        rep = run_guard(lambda: runner.reproduce(ws, reproduce, as_user, scheduler))
         typer.echo(f"reproduction run {rep.result.run_id} of run {rep.original_run_id}")
         typer.echo(f"snapshot sha256 {rep.snapshot_sha256}")
         typer.echo(f"original model sha256   {rep.original_model_sha256}")

@@ -50,7 +50,7 @@ from hilt.pipelines.errors import (
     SystemHalted,
 )
 from hilt.pipelines.loop.digests import file_sha256
-from hilt.pipelines.loop.model import LEGACY_NTHREAD, TrainParams, default_nthread
+from hilt.pipelines.loop.model import LEGACY_NTHREAD, TrainParams
 from hilt.pipelines.loop.tracking.environment import (
     child_environment,
     require_reachable,
@@ -58,7 +58,9 @@ from hilt.pipelines.loop.tracking.environment import (
 )
 from hilt.pipelines.loop.tracking.tags import (
     PARAM_AS_OF_SEQ,
+    PARAM_ENGINE,
     PARAM_LABEL_NOISE,
+    PARAM_WORKERS,
     TAG_GATE,
     TAG_KIND,
     TAG_NOTEBOOK,
@@ -395,14 +397,16 @@ def execute(ws: Workspace, request: RunRequest) -> RunResult:
     started = time.perf_counter()
     template = template_path(request.kind)
     typed = validate_parameters(request.kind, request.parameters)
-    if request.kind == "retrain":
-        # The threads the training uses decide the model's bytes: the number is fixed here
-        # (0 or not given: every core) so the notebook, MLflow and run.started record it.
-        typed["nthread"] = int(typed.get("nthread") or default_nthread())
     ws.require()
     settings = ws.settings()
     # A tracking server that does not answer: one line now, before anything is written.
     require_reachable(tracking_choice(ws, settings=settings))
+    if request.kind == "retrain":
+        # The engine, threads and (Dask) workers decide the model's bytes: fixed here,
+        # before anything is written (an unreachable or other-shaped cluster is refused).
+        from hilt.pipelines.loop.steps.engine import settle_run_parameters
+
+        settle_run_parameters(settings, typed)
     store, author = open_run_store(ws, request.author, request.kind)
     try:
         if request.kind != "monitor":  # monitoring watches a halted system too
@@ -580,10 +584,14 @@ class Reproduction:
         return self.result.model_sha256 == self.original_model_sha256
 
 
-def reproduce(ws: Workspace, run_id: str, author: str | None = None) -> Reproduction:
+def reproduce(
+    ws: Workspace, run_id: str, author: str | None = None, scheduler: str = ""
+) -> Reproduction:
     """Re-run a past retraining with its parameters (its recorded nthread included; 1 for a
     run that recorded none) on its snapshot file (found by sha256 in the workspace's
-    snapshots folder and checked), logged but not registered."""
+    snapshots folder and checked), logged but not registered. On its engine: a Dask run
+    again on Dask (at ``scheduler``, else hilt.toml's), on a cluster of the same shape
+    (workers, threads per worker; refused otherwise, nothing written)."""
     from hilt.pipelines.loop.steps.training_data import find_snapshot
     from hilt.pipelines.loop.tracking.client import TrackingError, configure
     from hilt.pipelines.loop.tracking.runs import run_info
@@ -614,6 +622,13 @@ def reproduce(ws: Workspace, run_id: str, author: str | None = None) -> Reproduc
     params[PARAM_LABEL_NOISE] = original.params.get(PARAM_LABEL_NOISE, "0.0")
     # The model's bytes depend on the threads: a run that recorded none trained on one.
     params.setdefault("nthread", str(LEGACY_NTHREAD))
+    # A run that recorded no engine trained locally.
+    params[PARAM_ENGINE] = original.params.get(PARAM_ENGINE, "local")
+    if params[PARAM_ENGINE] == "dask":
+        params[PARAM_WORKERS] = original.params.get(PARAM_WORKERS, "0")
+        params["scheduler"] = scheduler
+    elif scheduler:
+        raise InputError(f"run {run_id} trained locally: a reproduction needs no scheduler")
     if PARAM_AS_OF_SEQ in original.params:
         params[PARAM_AS_OF_SEQ] = original.params[PARAM_AS_OF_SEQ]
     params["snapshot_sha256"] = original.snapshot_sha256

@@ -111,6 +111,7 @@ def test_a_run_leaves_its_notebook_mlflow_records_and_audit_events(
     assert meta["parameters"] == {
         "num_boost_round": 60,
         "nthread": os.cpu_count(),  # not given: every core, fixed by the runner
+        "engine": "local",  # not given: hilt.toml's [training] engine, fixed by the runner
         "workspace": str(ws.root),
         "run_id": run_id,
         "author": "dana",
@@ -170,7 +171,11 @@ def test_a_run_leaves_its_notebook_mlflow_records_and_audit_events(
     ]
     started, snap, registered, trained, finished = events
     assert started.actor == "dana" and started.object_id == run_id
-    assert started.payload["parameters"] == {"num_boost_round": 60, "nthread": os.cpu_count()}
+    assert started.payload["parameters"] == {
+        "num_boost_round": 60,
+        "nthread": os.cpu_count(),
+        "engine": "local",
+    }
     assert started.payload["template_sha256"] == sha256(TEMPLATE)
     assert snap.payload["sha256"] == info.snapshot_sha256
     assert trained.payload["model_sha256"] == result.model_sha256

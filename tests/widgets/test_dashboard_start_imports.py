@@ -23,8 +23,8 @@ from hilt.pipelines.workspace import Workspace
 pytestmark = pytest.mark.slow
 
 #: What a dashboard must not import when it opens (MLflow only on the auditor's
-#: "Cross-check", xgboost never: predictions come from the store).
-HEAVY = ("mlflow", "xgboost")
+#: "Cross-check", xgboost and dask never: predictions come from the store).
+HEAVY = ("mlflow", "xgboost", "dask", "distributed")
 
 EXPECTED = {
     "review": ("lena", "ReviewSession"),

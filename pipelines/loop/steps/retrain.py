@@ -33,6 +33,7 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop import evaluate as ev
 from hilt.pipelines.loop.model import TrainedModel, TrainParams, fit
+from hilt.pipelines.loop.steps.engine import TrainingEngine
 from hilt.pipelines.loop.steps.training_data import (
     LABEL_SOURCES,
     Dataset,
@@ -43,7 +44,9 @@ from hilt.pipelines.loop.subgroups import max_subgroup_gap, subgroup_metrics
 from hilt.pipelines.loop.tracking.tags import (
     GATE_ARTIFACT,
     PARAM_AS_OF_SEQ,
+    PARAM_ENGINE,
     PARAM_LABEL_NOISE,
+    PARAM_WORKERS,
     TAG_GATE,
     TAG_REGISTERED_VERSION,
 )
@@ -82,14 +85,27 @@ def train(
     params: TrainParams,
     label_noise: float = 0.0,
     seed: int | None = None,
+    engine: TrainingEngine | None = None,
 ) -> TrainedModel:
     """Fit the model on the training rows (deterministic: same snapshot and parameters, same
-    model bytes).
+    model bytes), locally or on the ``engine``'s Dask cluster (``steps.engine``).
 
     ``label_noise`` is a robustness check only: that share of the training labels is flipped
     (rows drawn with ``seed``, default ``params.seed``) before fitting, to show that the gate
     rejects a model trained on corrupted labels. Keep it 0 for a model meant for promotion.
+    A local check: refused on Dask.
     """
+    if engine is not None and not engine.local:
+        if label_noise:
+            raise InputError("label_noise is a robustness check of local training only")
+        if dataset.train_on_client:
+            raise InputError(
+                "a Dask training reads its rows on the workers: load the dataset "
+                "with train_on_client=False"
+            )
+        return engine.fit(dataset.snapshot.path, dataset.X_train, dataset.y_train, params)
+    if not dataset.train_on_client:
+        raise InputError("the dataset's training rows were left for a cluster's workers")
     y = noisy_labels(dataset.y_train, label_noise, params.seed if seed is None else seed)
     return fit(dataset.X_train, y, params)
 
@@ -369,9 +385,23 @@ class Registration:
         return checks_table(self.checks)
 
 
-def training_params(params: TrainParams, label_noise: float, as_of_seq: int) -> dict[str, Any]:
-    """The MLflow params of a retraining run: TrainParams, label_noise, the requested seq."""
-    return {**params.to_dict(), PARAM_LABEL_NOISE: float(label_noise), PARAM_AS_OF_SEQ: as_of_seq}
+def training_params(
+    params: TrainParams,
+    label_noise: float,
+    as_of_seq: int,
+    engine: TrainingEngine | None = None,
+) -> dict[str, Any]:
+    """The MLflow params of a retraining run: TrainParams, label_noise, the requested seq,
+    the engine and its worker count (0: local)."""
+    out: dict[str, Any] = {
+        **params.to_dict(),
+        PARAM_LABEL_NOISE: float(label_noise),
+        PARAM_AS_OF_SEQ: as_of_seq,
+    }
+    if engine is not None:
+        out[PARAM_ENGINE] = engine.choice.name
+        out[PARAM_WORKERS] = engine.shape.workers if engine.shape is not None else 0
+    return out
 
 
 def run_metrics(evaluation: Evaluation) -> dict[str, float]:
@@ -413,6 +443,7 @@ def log_and_register(
     label_noise: float = 0.0,
     as_of_seq: int = 0,
     register: bool = True,
+    engine: TrainingEngine | None = None,
 ) -> Registration:
     """Log the training to the MLflow run (params, metrics, dataset input with the snapshot's
     path and sha256, the model, the subgroup table) and, with ``register``, register the
@@ -431,9 +462,11 @@ def log_and_register(
     from hilt.pipelines.loop.tracking.training import log_training
 
     snapshot = dataset.snapshot
+    if engine is not None:
+        set_run_tags(run_id, engine.tags())
     logged = log_training(
         run_id,
-        params=training_params(params, label_noise, as_of_seq),
+        params=training_params(params, label_noise, as_of_seq, engine),
         metrics=run_metrics(evaluation),
         subgroup_table=evaluation.subgroups,
         dataset_frame=dataset.X_train,
@@ -514,7 +547,7 @@ def record(
         "snapshot": snapshot.name,
         "snapshot_sha256": snapshot.sha256,
         "snapshot_as_of_seq": snapshot.as_of_seq,
-        "train_rows": dataset.X_train.height,
+        "train_rows": dataset.train_rows,
         "holdout_rows": dataset.X_holdout.height,
         "label_sources": {s: dataset.counts[("train", s)][0] for s in LABEL_SOURCES},
         "gate": "passed" if registration.gate_passed else "rejected",

@@ -161,6 +161,19 @@ class Dataset:
     groups_holdout: dict[str, pl.Series] = field(repr=False)
     #: (split, label source) → (rows, positives), for the summary.
     counts: dict[tuple[str, str], tuple[int, int]]
+    #: Training rows left on the snapshot file for a cluster's workers to read (Dask): then
+    #: ``X_train`` / ``y_train`` hold no rows (the matrix's columns only) and this is the
+    #: number of labelled training rows. None: the training rows are in ``X_train``.
+    remote_train_rows: int | None = None
+
+    @property
+    def train_on_client(self) -> bool:
+        return self.remote_train_rows is None
+
+    @property
+    def train_rows(self) -> int:
+        """Labelled training rows (in ``X_train``, or on the file for the workers)."""
+        return self.X_train.height if self.remote_train_rows is None else self.remote_train_rows
 
     def summary(self) -> pl.DataFrame:
         """Rows and positive share per split and label source: original, reviewer-accepted,
@@ -186,35 +199,49 @@ class Dataset:
         )
 
 
-def load_dataset(snapshot: Snapshot, settings: Settings) -> Dataset:
+def load_dataset(
+    snapshot: Snapshot, settings: Settings, *, train_on_client: bool = True
+) -> Dataset:
     """Read the snapshot file (its sha256 checked on the very bytes read) into training and
-    holdout matrices (``model.training_frame``) and the holdout's protected attributes."""
+    holdout matrices (``model.training_frame``) and the holdout's protected attributes.
+
+    Without ``train_on_client`` (a Dask training) only the holdout is read into this
+    process, and the counts; the training rows stay on the file for the workers
+    (``model_dask.fit_dask``): the file's sha256 is checked here, streaming, before."""
+    if not train_on_client:
+        return _load_holdout_only(snapshot, settings)
     data = snapshot.path.read_bytes()
     if hashlib.sha256(data).hexdigest() != snapshot.sha256:
         raise InputError(f"{snapshot.name}: the file changed since the snapshot was taken")
     frame = pl.read_parquet(io.BytesIO(data))
-    needed = ["split", "label", "label_source"]
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise InputError(f"{snapshot.name}: not a training snapshot (lacks {missing})")
+    _require_columns(snapshot, frame.columns)
     train = frame.filter(pl.col("split") == "train")
     holdout = frame.filter(pl.col("split") == "holdout")
-    if train.height == 0:
+    return _dataset(snapshot, settings, train, holdout, frame.lazy())
+
+
+def _require_columns(snapshot: Snapshot, names: list[str]) -> None:
+    missing = [c for c in ("split", "label", "label_source") if c not in names]
+    if missing:
+        raise InputError(f"{snapshot.name}: not a training snapshot (lacks {missing})")
+
+
+def _dataset(
+    snapshot: Snapshot,
+    settings: Settings,
+    train: pl.DataFrame,
+    holdout: pl.DataFrame,
+    whole: pl.LazyFrame,
+    remote_train_rows: int | None = None,
+) -> Dataset:
+    """The Dataset of the training rows ``train`` (none: ``remote_train_rows`` are left on
+    the file), the ``holdout`` rows, and the counts of the ``whole`` file."""
+    if (train.height if remote_train_rows is None else remote_train_rows) == 0:
         raise InputError(f"{snapshot.name}: no training rows")
     if holdout.height == 0:
         raise InputError(f"{snapshot.name}: no holdout rows to evaluate on")
     X_train, y_train = training_frame(train, settings, label_column="label")
     X_holdout, y_holdout = training_frame(holdout, settings, label_column="label")
-    positive = settings.target.positive
-    counts: dict[tuple[str, str], tuple[int, int]] = {}
-    for split, part, sources in (
-        ("train", train, LABEL_SOURCES),
-        ("holdout", holdout, ("original",)),
-    ):
-        for source in sources:
-            rows = part.filter(pl.col("label_source") == source)
-            positives = int((rows["label"].cast(pl.String) == positive).sum())
-            counts[(split, source)] = (rows.height, positives)
     return Dataset(
         snapshot=snapshot,
         X_train=X_train,
@@ -223,5 +250,44 @@ def load_dataset(snapshot: Snapshot, settings: Settings) -> Dataset:
         y_holdout=y_holdout,
         holdout_features=holdout.select(settings.fields.features),
         groups_holdout=protected_groups(holdout, settings),
-        counts=counts,
+        counts=_counts(whole, settings),
+        remote_train_rows=remote_train_rows,
     )
+
+
+def _counts(frame: pl.LazyFrame, settings: Settings) -> dict[tuple[str, str], tuple[int, int]]:
+    """(split, label source) → (rows, positives): train by every label source, the
+    holdout's original labels."""
+    positive = settings.target.positive
+    found = {
+        (str(r["split"]), str(r["label_source"])): (int(r["rows"]), int(r["positives"]))
+        for r in frame.group_by("split", "label_source")
+        .agg(
+            pl.len().alias("rows"),
+            (pl.col("label").cast(pl.String) == positive).sum().alias("positives"),
+        )
+        .collect()
+        .iter_rows(named=True)
+    }
+    return {
+        (split, source): found.get((split, source), (0, 0))
+        for split, sources in (("train", LABEL_SOURCES), ("holdout", ("original",)))
+        for source in sources
+    }
+
+
+def _load_holdout_only(snapshot: Snapshot, settings: Settings) -> Dataset:
+    """``load_dataset`` for a training on a cluster: the holdout and the counts only."""
+    if file_sha256(snapshot.path) != snapshot.sha256:
+        raise InputError(f"{snapshot.name}: the file changed since the snapshot was taken")
+    scan = pl.scan_parquet(snapshot.path)
+    _require_columns(snapshot, scan.collect_schema().names())
+    holdout = scan.filter(pl.col("split") == "holdout").collect()
+    no_rows = scan.filter(pl.col("split") == "train").head(0).collect()
+    labelled = (
+        scan.filter((pl.col("split") == "train") & pl.col("label").is_not_null())
+        .select(pl.len())
+        .collect()
+        .item()
+    )
+    return _dataset(snapshot, settings, no_rows, holdout, scan, int(labelled))

@@ -37,6 +37,13 @@ TAG_SNAPSHOT_REGENERATED: Final = "hilt.snapshot_regenerated_sha256"
 #: The registered version a retraining run's model became.
 TAG_REGISTERED_VERSION: Final = "hilt.registered_version"
 
+#: Where a retraining run trained (``local`` or ``dask``) and, on Dask, the cluster's
+#: shape and the partitions the snapshot was read in (the model's bytes depend on them).
+TAG_ENGINE: Final = "hilt.engine"
+TAG_DASK_WORKERS: Final = "hilt.dask.workers"
+TAG_DASK_THREADS_PER_WORKER: Final = "hilt.dask.threads_per_worker"
+TAG_DASK_PARTITIONS: Final = "hilt.dask.partitions"
+
 # ------------------------------------------------------------ run and model-version tags
 #: The sha256 of the model's bytes (on the run and on its registered version).
 TAG_MODEL_SHA256: Final = "hilt.model_sha256"
@@ -55,6 +62,10 @@ PARAM_DATASET_NAME: Final = "hilt.dataset_name"
 #: Params a retraining run logs next to the training parameters.
 PARAM_LABEL_NOISE: Final = "label_noise"
 PARAM_AS_OF_SEQ: Final = "as_of_seq"
+#: The engine and (Dask) the worker count of a retraining run, as params a reproduction
+#: reads back (the threads per worker are ``nthread``).
+PARAM_ENGINE: Final = "engine"
+PARAM_WORKERS: Final = "workers"
 
 # ---------------------------------------------------------------------------- dataset input
 #: The full sha256 of the training snapshot (MLflow caps a dataset digest at 36 characters).
