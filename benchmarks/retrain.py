@@ -123,7 +123,7 @@ STEPS: tuple[str, ...] = (
 )
 #: Functions wrapped with a timer during a run: (module attribute path, timer key).
 WRAPPED: tuple[tuple[str, str], ...] = (
-    ("runner.validate_parameters", "validate"),
+    ("runner.validate_parameters", "validate"),  # the runner imports it from run_parameters
     ("runner.open_run_store", "open_store"),
     ("runs.configure", "configure"),  # as runs.create_run calls it
     ("runs.create_run", "create_run"),

@@ -28,11 +28,8 @@ Importing this module imports neither papermill nor mlflow.
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import math
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -40,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import (
@@ -51,6 +48,11 @@ from hilt.pipelines.errors import (
 )
 from hilt.pipelines.loop.digests import file_sha256
 from hilt.pipelines.loop.model import LEGACY_NTHREAD, TrainParams
+from hilt.pipelines.loop.run_parameters import (
+    audit_parameters,
+    template_path,
+    validate_parameters,
+)
 from hilt.pipelines.loop.tracking.environment import (
     child_environment,
     require_reachable,
@@ -70,18 +72,13 @@ from hilt.pipelines.loop.tracking.tags import (
     TAG_SNAPSHOT_REMOVED,
     TAG_TEMPLATE_SHA256,
 )
-from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import halted_message
 from hilt.pipelines.workspace import Workspace
 
-Kind = Literal["retrain", "score", "monitor"]
-KINDS: tuple[str, ...] = ("retrain", "score", "monitor")
 #: The project's notebooks (papermill templates and dashboards).
 #: The kernel every run executes on: the project venv's ``python3`` kernelspec.
 KERNEL_NAME = "python3"
-#: Parameters the runner sets itself; ``-p`` may not set them.
-RUNNER_PARAMETERS = frozenset({"workspace", "run_id", "author", "reproduces"})
 #: Roles that may run retraining and scoring (snapshot, ingest, predictions, events).
 RUN_ROLES = frozenset({"data-scientist", "admin", "system"})
 #: Roles that may run monitoring: read the window's cases and record the run (the
@@ -89,10 +86,6 @@ RUN_ROLES = frozenset({"data-scientist", "admin", "system"})
 MONITOR_ROLES = frozenset({"admin", "system"})
 #: Longest error text carried into RunFailed's message.
 MAX_ERROR_TEXT = 300
-
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no"}
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class RunFailed(HiltError):
@@ -120,117 +113,6 @@ class RunRequest:
     reproduces: str | None = None
     #: Papermill's bar of the notebook's cells on standard error (``cli.progress.shown()``).
     progress: bool = False
-
-
-def template_path(kind: str) -> Path:
-    if kind not in KINDS:
-        raise InputError(f"unknown run kind {kind!r}; kinds are {', '.join(KINDS)}")
-    path = NOTEBOOKS_DIR / f"{kind}.ipynb"
-    if not path.is_file():
-        raise InputError(f"{path}: the {kind} template is missing")
-    return path
-
-
-def notebook_parameters(kind: str) -> dict[str, dict[str, str]]:
-    """name → {inferred_type_name, default, help} of the template's parameters cell."""
-    import papermill
-
-    specs: dict[str, dict[str, str]] = papermill.inspect_notebook(str(template_path(kind)))
-    return specs
-
-
-def _convert(name: str, type_name: str, value: Any) -> Any:
-    """``value`` (text or typed) as the parameter's declared type; InputError otherwise."""
-    if type_name == "str":
-        if not isinstance(value, str):
-            raise InputError(f"parameter {name} must be text")
-        return value
-    if type_name == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        raise InputError(f"parameter {name} must be true or false")
-    if type_name == "int":
-        if isinstance(value, bool):
-            raise InputError(f"parameter {name} must be an integer")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise InputError(f"parameter {name} must be an integer")
-    if type_name == "float":
-        if isinstance(value, bool):
-            raise InputError(f"parameter {name} must be a number")
-        number: float | None = None
-        if isinstance(value, int | float):
-            number = float(value)
-        elif isinstance(value, str):
-            try:
-                number = float(value.strip())
-            except ValueError:
-                number = None
-        if number is None or not math.isfinite(number):
-            raise InputError(f"parameter {name} must be a finite number")
-        return number
-    raise InputError(f"parameter {name} has no declared type in the template")
-
-
-def validate_parameters(kind: str, given: Mapping[str, Any]) -> dict[str, Any]:
-    """The given parameters, checked and typed (nothing is touched): unknown names, names the
-    runner sets, values that do not fit the declared type, and (retrain) training parameters
-    that ``TrainParams`` refuses are InputErrors naming the parameter."""
-    specs = notebook_parameters(kind)
-    reserved = sorted(set(given) & RUNNER_PARAMETERS)
-    if reserved:
-        raise InputError(f"parameters {reserved} are set by the runner, not with -p")
-    unknown = sorted(set(given) - set(specs))
-    if unknown:
-        known = sorted(set(specs) - RUNNER_PARAMETERS)
-        raise InputError(f"unknown parameters {unknown}; the {kind} template takes {known}")
-    typed = {
-        name: _convert(name, specs[name]["inferred_type_name"], value)
-        for name, value in given.items()
-    }
-    merged: dict[str, Any] = {}
-    for name, spec in specs.items():
-        try:
-            merged[name] = ast.literal_eval(spec["default"])
-        except (ValueError, SyntaxError):
-            merged[name] = None
-    merged.update(typed)
-    if kind == "retrain":
-        train_names = {f.name for f in fields(TrainParams)}
-        TrainParams.from_mapping({k: v for k, v in merged.items() if k in train_names})
-        noise = merged.get("label_noise", 0.0)
-        if not 0.0 <= float(noise) <= 0.5:
-            raise InputError("parameter label_noise must be between 0 and 0.5")
-        if int(merged.get("as_of_seq", 0)) < 0:
-            raise InputError("parameter as_of_seq must be >= 0 (0: now)")
-        sha = merged.get("snapshot_sha256", "")
-        if sha and not _SHA256.match(str(sha)):
-            raise InputError("parameter snapshot_sha256 must be 64 lowercase hex digits")
-    elif kind == "monitor":
-        if int(merged.get("window_days", 0)) < 0:
-            raise InputError("parameter window_days must be >= 0 (0: the config's window)")
-    else:
-        path = str(merged.get("input_path") or "")
-        if not path:
-            raise InputError("a scoring run needs an input file (.csv or .parquet)")
-        p = Path(path)
-        if not p.is_file():
-            raise InputError(f"{p}: no such file")
-        if p.suffix.lower() not in (".csv", ".parquet", ".pq"):
-            raise InputError(f"{p}: expected a .csv or .parquet file")
-        version = str(merged.get("model_version") or "")
-        if version and not version.isdigit():
-            raise InputError("parameter model_version must be a registered version number")
-    return typed
 
 
 # ---------------------------------------------------------------------------- the store
@@ -364,16 +246,6 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _audit_parameters(kind: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """Parameters as the audit log keeps them: an input file by name and sha256, not path."""
-    out = dict(parameters)
-    if kind == "score" and out.get("input_path"):
-        p = Path(str(out.pop("input_path")))
-        out["input_file"] = p.name
-        out["input_sha256"] = file_sha256(p)
-    return out
-
-
 def _kernel_environment(ws: Workspace, store: Store) -> dict[str, str]:
     """The kernel's environment on top of this process's: the workspace, no GUI backend,
     unbuffered output, MLflow quiet (no telemetry, no progress bars, WARNING and up) and its
@@ -455,7 +327,7 @@ def _execute(
                 **base,
                 "template": template.name,
                 "template_sha256": template_sha,
-                "parameters": _audit_parameters(kind, typed),
+                "parameters": audit_parameters(kind, typed),
                 "reproduces": request.reproduces,
             },
         )

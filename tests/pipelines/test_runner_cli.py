@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hilt.pipelines.errors import HiltError, InputError
-from hilt.pipelines.loop import runner
+from hilt.pipelines.loop import run_parameters, runner
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import issue_tokens, operator, start_service
 from tests.loop_helpers import LABELLED, hilt_cli, loop_workspace, new_cases_file
@@ -118,16 +118,16 @@ def test_scoring_without_a_champion_is_refused_before_anything_runs(
 
 
 def test_validation_types_parameters_by_the_templates_cell() -> None:
-    typed = runner.validate_parameters(
+    typed = run_parameters.validate_parameters(
         "retrain", {"max_depth": "4", "eta": "0.1", "register": "false", "label_noise": 0}
     )
     assert typed == {"max_depth": 4, "eta": 0.1, "register": False, "label_noise": 0.0}
     with pytest.raises(InputError, match="must be an integer"):
-        runner.validate_parameters("retrain", {"max_depth": 4.5})
+        run_parameters.validate_parameters("retrain", {"max_depth": 4.5})
     with pytest.raises(InputError, match="unknown run kind"):
-        runner.validate_parameters("train", {})
+        run_parameters.validate_parameters("train", {})
     with pytest.raises(InputError, match="needs an input file"):
-        runner.validate_parameters("score", {})
+        run_parameters.validate_parameters("score", {})
 
 
 @pytest.mark.slow
