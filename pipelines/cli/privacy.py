@@ -23,7 +23,7 @@ from hilt.pipelines.workspace import Workspace
 if TYPE_CHECKING:
     from hilt.pipelines.store import Store
     from hilt.pipelines.store.recipient_records import RecipientNotice
-    from hilt.pipelines.store.records import RetentionReport, SnapshotRewrite, SubjectAction
+    from hilt.pipelines.store.subject_records import RetentionReport, SnapshotRewrite, SubjectAction
 
 T = TypeVar("T")
 

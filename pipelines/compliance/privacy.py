@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.paths import DOCS_DIR
-from hilt.pipelines.store.records import SubjectExport
+from hilt.pipelines.store.subject_records import SubjectExport
 
 if TYPE_CHECKING:
     from hilt.pipelines.loop.tracking.erasure import (

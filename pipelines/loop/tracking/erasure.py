@@ -14,7 +14,7 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.loop.tracking.client import configure
 from hilt.pipelines.loop.tracking.runs import run_info, set_run_tags
 from hilt.pipelines.loop.tracking.tags import TAG_SNAPSHOT_REGENERATED, TAG_SNAPSHOT_REMOVED
-from hilt.pipelines.store.records import SnapshotRewrite
+from hilt.pipelines.store.subject_records import SnapshotRewrite
 from hilt.pipelines.workspace import Workspace
 
 

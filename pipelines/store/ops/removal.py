@@ -22,7 +22,7 @@ import polars as pl
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit import batch_digest
 from hilt.pipelines.store.erasure_ledger import record_removed
-from hilt.pipelines.store.records import SnapshotRewrite
+from hilt.pipelines.store.subject_records import SnapshotRewrite
 
 if TYPE_CHECKING:
     from hilt.pipelines.store.unit import Unit

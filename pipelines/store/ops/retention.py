@@ -38,7 +38,7 @@ from hilt.pipelines.store.ops.removal import (
     remove_subjects,
     rewrite_snapshots,
 )
-from hilt.pipelines.store.records import RetentionReport
+from hilt.pipelines.store.subject_records import RetentionReport
 
 if TYPE_CHECKING:
     from hilt.pipelines.store.unit import Unit

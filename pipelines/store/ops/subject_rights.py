@@ -41,10 +41,7 @@ from hilt.pipelines.store.ops.removal import (
     remove_subjects,
     rewrite_snapshots,
 )
-from hilt.pipelines.store.records import (
-    ErasureReport,
-    SubjectAction,
-)
+from hilt.pipelines.store.subject_records import ErasureReport, SubjectAction
 from hilt.pipelines.store.validation import parse_column
 
 if TYPE_CHECKING:
