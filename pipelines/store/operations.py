@@ -54,6 +54,7 @@ from hilt.pipelines.store.ops import (
     users,
 )
 from hilt.pipelines.store.records import ModelEvaluation
+from hilt.pipelines.store.validation import one_of
 from hilt.widgets.contracts.notice import RENDERERS
 
 if typing.TYPE_CHECKING:
@@ -225,12 +226,6 @@ INCIDENTS_READ = Permission("read incidents", INCIDENT_HANDLERS | {"auditor"})
 
 
 # ----------------------------------------------------------------------- request bodies
-def one_of(values: typing.Iterable[str]) -> str:
-    """A pattern that takes exactly one of ``values`` (declared in the OpenAPI document, and
-    enforced, from the same list the store checks against)."""
-    return "^(" + "|".join(re.sub(r"([.^$*+?()[\]{}|\\])", r"\\\1", v) for v in values) + ")$"
-
-
 class RowsIn(BaseModel):
     rows: list[dict[str, Any]] = Field(min_length=1)
 

@@ -177,4 +177,38 @@ def declare_workspace_limits(doc: dict[str, Any], settings: Settings) -> dict[st
         prop = schemas.get(model, {}).get("properties", {}).get(name)
         if prop is not None and values:  # (none configured: left open, the store refuses)
             _enum(prop, values)
+    if "DecisionRequest" in schemas:
+        schemas["DecisionRequest"]["oneOf"] = decision_rules(settings)
     return doc
+
+
+def decision_rules(settings: Settings) -> list[dict[str, Any]]:
+    """What each decision action takes (``ops/review.check_decision_fields``): override and
+    blind a class, override a reason code (and a comment where the use case asks for one),
+    undo the decision it compensates; no action anything else."""
+    null = {"type": "null"}
+    labelled = {"type": "string", "enum": [str(c) for c in settings.target.classes]}
+    rules = []
+    for action in ("accept", "flag", "skip", "override", "blind", "undo"):
+        properties: dict[str, Any] = {
+            "action": {"const": action},
+            "final_label": labelled if action in ("override", "blind") else null,
+            "reason_code": null,
+            "undo_of": {"type": "string", "minLength": 1} if action == "undo" else null,
+        }
+        required = ["action"]
+        if action in ("override", "blind"):
+            required.append("final_label")
+        if action == "override":
+            properties["reason_code"] = {
+                "type": "string",
+                "enum": list(settings.review.reason_codes),
+            }
+            required.append("reason_code")
+            if settings.review.comment_required:
+                properties["comment"] = {"type": "string", "pattern": r"\S"}
+                required.append("comment")
+        if action == "undo":
+            required.append("undo_of")
+        rules.append({"properties": properties, "required": required})
+    return rules

@@ -297,10 +297,10 @@ def record_decision(unit: Unit, request: DecisionRequest) -> Decision:
         final = request.final_label
         if request.action == "accept":
             if predicted is None:
-                raise InputError("accept needs a prediction; this case has none")
+                raise ConflictError("accept needs a prediction; this case has none")
             final = predicted
         elif request.action == "override" and final == predicted:
-            raise InputError("an override must choose a class other than the model's")
+            raise ConflictError("an override must choose a class other than the model's")
         prediction_id = pred.prediction_id if pred else None
         decision = write_decision(
             unit,

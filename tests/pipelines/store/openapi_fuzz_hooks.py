@@ -83,6 +83,13 @@ def before_call(ctx: Any, case: Any, **kwargs: Any) -> None:
     op = case.operation
     if op.method.upper() == "POST" and op.path == "/v1/decisions":
         body = case.body if isinstance(case.body, dict) else {}
+        # A production system sends no explanation hash (the review page sends the one it
+        # rendered); a hash the store cannot render again is refused.
+        body.pop("explanation_sha256", None)
+        body.pop("explanation_context", None)
+        # A review page names the prediction it showed, or none (the case's latest).
+        if isinstance(body.get("prediction_id"), int) and CHOICE.random() < 0.85:
+            del body["prediction_id"]
         auth = os.environ.get("HILT_FUZZ_AUTH")
         if isinstance(body.get("case_id"), str) and auth:
             httpx.post(
