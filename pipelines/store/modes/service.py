@@ -48,6 +48,7 @@ from hilt.pipelines.errors import (
 from hilt.pipelines.ports import require_free_port
 from hilt.pipelines.store.authentication import (
     DASHBOARD_ROLES,
+    PROXY_SECRET_HEADER,
     authenticate,
     dashboard_actor,
     lookup_user,
@@ -454,17 +455,38 @@ def create_app(service: StoreService) -> FastAPI:
 
     # Async, so that the common case (a cached token) costs no thread hop; a cache miss
     # reads the store in the thread pool.
-    async def caller(request: Request, credentials: Bearer) -> User:
-        """The token's owner; an operation no gateway may use refuses the gateway's
-        on-behalf-of header rather than ignore it."""
-        owner = await token_owner(request.headers.get("authorization"))
-        if contract.ON_BEHALF_HEADER in request.headers:
-            raise PermissionDeniedError("this operation is not done on behalf of a user")
-        return owner
-
     # A gateway token acts for the user it names only as store/authentication.py allows
     # (the sign-in proxy's proof, or single-person mode; dashboard roles only), decided
     # here, from this request, never by the kernel.
+    async def acting(owner: User, on_behalf_of: str | None, proxy_secret: str | None) -> User:
+        if on_behalf_of is None:
+            return owner
+        if "gateway" not in owner.roles:
+            raise PermissionDeniedError("only a gateway token may act on behalf of a user")
+        checking = "the sign-in proxy's proof"
+        try:
+            unproven = prove_gateway_request(service.settings.access, on_behalf_of, proxy_secret)
+            checking = "the user it names"
+            user = service.known_user(on_behalf_of)
+            if user is None:
+                user = await run_in_threadpool(service.lookup, on_behalf_of)
+            checking = "the user's roles"
+            return dashboard_actor(user, unproven)
+        except HiltError as e:
+            # Not the name the request gave (anyone reaching the gateway writes it): why.
+            log.warning("refused the dashboards' gateway at %s (%s)", checking, e.kind)
+            raise
+
+    async def caller(request: Request, credentials: Bearer) -> User:
+        """The token's owner. The gateway's header is not declared on an operation no
+        dashboard uses; sent anyway, it is still checked (never ignored), and the store
+        then refuses the user it names by role."""
+        owner = await token_owner(request.headers.get("authorization"))
+        headers = request.headers
+        return await acting(
+            owner, headers.get(contract.ON_BEHALF_HEADER), headers.get(PROXY_SECRET_HEADER)
+        )
+
     async def gateway_caller(
         request: Request,
         credentials: Bearer,
@@ -472,25 +494,7 @@ def create_app(service: StoreService) -> FastAPI:
         x_hilt_proxy_secret: Annotated[str | None, Header(max_length=512)] = None,
     ) -> User:
         owner = await token_owner(request.headers.get("authorization"))
-        if x_hilt_on_behalf_of is None:
-            return owner
-        if "gateway" not in owner.roles:
-            raise PermissionDeniedError("only a gateway token may act on behalf of a user")
-        checking = "the sign-in proxy's proof"
-        try:
-            unproven = prove_gateway_request(
-                service.settings.access, x_hilt_on_behalf_of, x_hilt_proxy_secret
-            )
-            checking = "the user it names"
-            acting = service.known_user(x_hilt_on_behalf_of)
-            if acting is None:
-                acting = await run_in_threadpool(service.lookup, x_hilt_on_behalf_of)
-            checking = "the user's roles"
-            return dashboard_actor(acting, unproven)
-        except HiltError as e:
-            # Not the name the request gave (anyone reaching the gateway writes it): why.
-            log.warning("refused the dashboards' gateway at %s (%s)", checking, e.kind)
-            raise
+        return await acting(owner, x_hilt_on_behalf_of, x_hilt_proxy_secret)
 
     Caller = Annotated[User, Depends(caller)]
     GatewayCaller = Annotated[User, Depends(gateway_caller)]
