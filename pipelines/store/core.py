@@ -66,13 +66,7 @@ class StoreCore:
 
     def role_for(self, permission: Permission) -> str:
         """The actor's first role that ``permission`` allows (PermissionDeniedError if none)."""
-        for role in self.actor.roles:
-            if role in permission.roles:
-                return role
-        raise PermissionDeniedError(
-            f"user {self.actor.name!r} (roles: {', '.join(self.actor.roles) or 'none'}) "
-            f"may not {permission.what}"
-        )
+        return role_for(self.actor, permission)
 
     def unit(self, role: str) -> Unit:
         return Unit(
@@ -103,3 +97,13 @@ class StoreCore:
             raise StoreError(f"the store failed ({describe(e)})") from e
         finally:
             self.wrote = unit.wrote
+
+
+def role_for(actor: User, permission: Permission) -> str:
+    """``actor``'s first role that ``permission`` allows (PermissionDeniedError if none)."""
+    for role in actor.roles:
+        if role in permission.roles:
+            return role
+    raise PermissionDeniedError(
+        f"user {actor.name!r} (roles: {', '.join(actor.roles) or 'none'}) may not {permission.what}"
+    )

@@ -28,7 +28,9 @@ from typing import Any, Concatenate, Generic, Literal, ParamSpec, Self, TypeVar,
 
 from pydantic import BaseModel, Field
 
-from hilt.pipelines.config import ROLES
+from hilt.pipelines.config import ROLES, USER_NAME
+from hilt.pipelines.store.incidents import KINDS as INCIDENT_KINDS
+from hilt.pipelines.store.incidents import OPEN_STATUSES
 from hilt.pipelines.store.monitoring_records import MonitoringStatistics
 from hilt.pipelines.store.ops import (
     backup,
@@ -54,6 +56,8 @@ from hilt.pipelines.store.ops import (
     users,
 )
 from hilt.pipelines.store.records import ModelEvaluation
+from hilt.pipelines.store.validation import one_of
+from hilt.widgets.contracts.notice import RENDERERS
 
 if typing.TYPE_CHECKING:
     from hilt.pipelines.store.unit import Unit
@@ -169,7 +173,7 @@ class Operation(Generic[P, R]):
     @cached_property
     def hints(self) -> dict[str, Any]:
         """The parameters' and the result's types, resolved."""
-        return typing.get_type_hints(self.fn, localns={"Unit": object})
+        return typing.get_type_hints(self.fn, localns={"Unit": object}, include_extras=True)
 
     def arguments(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """The call's arguments by name, defaults filled in (TypeError as for a call)."""
@@ -259,15 +263,15 @@ class CaseIdsIn(BaseModel):
 
 
 class EventIn(BaseModel):
-    action: str = Field(min_length=1, max_length=64)
+    action: str = Field(min_length=1, max_length=64, pattern=events.EVENT_ACTION.pattern)
     object_type: str = Field(min_length=1, max_length=128)
     object_id: str = Field(min_length=1, max_length=128)
     payload: dict[str, Any] = Field(default_factory=dict)
 
 
 class UserIn(BaseModel):
-    name: str
-    role: str
+    name: str = Field(pattern=USER_NAME.pattern)
+    role: str = Field(pattern=one_of(ROLES))
 
 
 class BackupIn(BaseModel):
@@ -286,7 +290,7 @@ class NoticeFactsIn(SubjectIn):
 
 class NoticeIssuedIn(SubjectIn):
     case_id: str = Field(min_length=1, max_length=128)
-    renderer: str = Field(min_length=1, max_length=64)
+    renderer: str = Field(min_length=1, max_length=64, pattern=one_of(RENDERERS))
     notice_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     #: Counterfactual combinations: [[{"feature", "value"}, ...], ...] (the person's own
     #: values: in the body, never in a URL or the audit log).
@@ -300,7 +304,7 @@ class RectifyIn(SubjectIn):
 
 
 class RestrictIn(SubjectIn):
-    kind: str
+    kind: str = Field(pattern=one_of(subject_rights.RESTRICTION_KINDS))
     lift: bool = False
 
 
@@ -341,16 +345,32 @@ class MonitoringIn(BaseModel):
     notebook: str | None = Field(default=None, max_length=256)
 
 
+#: Text the store takes (``validation.check_text``): not blank, no NUL; a line: no newline.
+TEXT = r"^[^\x00]*\S[^\x00]*$"
+LINE = r"^[^\x00\n\r]*\S[^\x00\n\r]*$"
+
+
 class OpenIncidentIn(BaseModel):
-    kind: str = Field(min_length=1, max_length=64)
+    kind: str = Field(min_length=1, max_length=64, pattern=one_of(INCIDENT_KINDS))
     summary: str = Field(min_length=1, max_length=100_000)
     known_at: str | None = Field(default=None, max_length=64)
 
 
 class UpdateIncidentIn(BaseModel):
-    note: str | None = Field(default=None, max_length=100_000)
-    status: str | None = Field(default=None, max_length=64)
-    told: str | None = Field(default=None, max_length=1000)
+    # At least one of note, status, told (ops/incidents.update_incident); told_at with told.
+    model_config = {
+        "json_schema_extra": {
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in ("note", "status", "told")
+            ],
+            "dependentRequired": {"told_at": ["told"]},
+        }
+    }
+
+    note: str | None = Field(default=None, max_length=100_000, pattern=TEXT)
+    status: str | None = Field(default=None, max_length=64, pattern=one_of(OPEN_STATUSES))
+    told: str | None = Field(default=None, max_length=1000, pattern=LINE)
     told_at: str | None = Field(default=None, max_length=64)
 
 

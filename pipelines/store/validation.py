@@ -8,7 +8,8 @@ frames in one transaction.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -368,6 +369,12 @@ def _explanations(s: pl.Series, settings: Settings, problems: list[str]) -> pl.S
     if bad_types:
         problems.append(f"column 'explanation': non-numeric contributions for {bad_types}")
     return s.fill_null("{}").alias("explanation")
+
+
+def one_of(values: Iterable[str]) -> str:
+    """A pattern that takes exactly one of ``values`` (declared in the OpenAPI document, and
+    enforced, from the same list the store checks against)."""
+    return "^(" + "|".join(re.sub(r"([.^$*+?()[\]{}|\\])", r"\\\1", v) for v in values) + ")$"
 
 
 def check_text(value: str | None, name: str, limit: int, *, multiline: bool = False) -> None:

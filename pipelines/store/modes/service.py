@@ -36,6 +36,8 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import (
@@ -45,6 +47,9 @@ from hilt.pipelines.errors import (
 )
 from hilt.pipelines.ports import require_free_port
 from hilt.pipelines.store.authentication import (
+    DASHBOARD_ROLES,
+    PROXY_SECRET_HEADER,
+    SESSION_HEADER,
     authenticate,
     dashboard_actor,
     demo_session_user,
@@ -55,9 +60,9 @@ from hilt.pipelines.store.authentication import (
     token_id,
 )
 from hilt.pipelines.store.config_watch import ConfigWatch
-from hilt.pipelines.store.core import StoreCore
+from hilt.pipelines.store.core import StoreCore, role_for
 from hilt.pipelines.store.live_queue import LiveQueue
-from hilt.pipelines.store.modes import locking, wire
+from hilt.pipelines.store.modes import contract, locking, wire
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.operations import Operation, Store
 from hilt.pipelines.store.ops.removal import finish_removals
@@ -87,7 +92,11 @@ class BodyLimit:
 
     async def _refuse(self, send: Any) -> None:
         body = json.dumps(
-            {"error": "input", "detail": f"request body larger than {self.limit} bytes"}
+            {
+                "error": "input",
+                "detail": f"request body larger than {self.limit} bytes",
+                "fields": [],
+            }
         ).encode()
         await send(
             {
@@ -409,69 +418,123 @@ def create_app(service: StoreService) -> FastAPI:
         redoc_url=None,
     )
 
+    # One error model for every answer that is not a 2xx (contract.ErrorBody).
     @app.exception_handler(HiltError)
     async def _hilt_error(request: Request, exc: HiltError) -> JSONResponse:
-        return JSONResponse({"error": exc.kind, "detail": str(exc)}, status_code=exc.status_code)
+        return contract.error_response(exc.status_code, exc.kind, str(exc))
+
+    #: The route's name → its operation (for the refusals before validation).
+    served: dict[str, Operation[Any, Any]] = {}
+
+    async def refused_before_validation(request: Request) -> JSONResponse | None:
+        """Authentication, then the role, before the request's shape: an unknown caller
+        learns nothing of the request shapes, a known one is told 403 whatever they send.
+        (The store checks the role again when it runs the operation; a gateway's request,
+        acting for someone, is left to that check.)"""
+        try:
+            owner = await token_owner(request.headers.get("authorization"))
+            operation = served.get(getattr(request.scope.get("route"), "name", ""))
+            if operation is not None and contract.ON_BEHALF_HEADER not in request.headers:
+                role_for(owner, operation.permission)
+        except (AuthenticationError, PermissionDeniedError) as e:
+            return contract.error_response(e.status_code, e.kind, str(e))
+        return None
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
-        for err in exc.errors()[:10]:
-            loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
-            parts.append(f"{loc or 'body'}: {err.get('msg')}")
-        return JSONResponse(
-            {"error": "input", "detail": "invalid request: " + "; ".join(parts)}, status_code=422
-        )
+        return await refused_before_validation(request) or contract.validation_response(exc)
 
-    # Async, so that the common case (a cached token) costs no thread hop; a cache miss
-    # reads the store in the thread pool. A gateway token acts for the user it names only
-    # as store/authentication.py allows (the sign-in proxy's proof, or single-person mode;
-    # dashboard roles only), decided here, from this request, never by the kernel.
-    async def caller(
-        authorization: Annotated[str | None, Header()] = None,
-        x_hilt_on_behalf_of: Annotated[str | None, Header()] = None,
-        x_hilt_proxy_secret: Annotated[str | None, Header()] = None,
-        x_hilt_session: Annotated[str | None, Header()] = None,
-    ) -> User:
-        if not authorization or not authorization.startswith("Bearer "):
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405:
+            return contract.method_not_allowed(request)
+        if exc.status_code == 404:
+            return contract.error_response(404, "not-found", str(exc.detail))
+        # A body that cannot be parsed (400 in Starlette) is invalid input: 401 first, 422.
+        refused = await refused_before_validation(request)
+        if refused is not None:
+            return refused
+        status = 422 if exc.status_code == 400 else exc.status_code
+        return contract.error_response(status, "input", str(exc.detail))
+
+    async def token_owner(authorization: str | None) -> User:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
             raise AuthenticationError("missing bearer token (Authorization: Bearer …)")
-        token = authorization.removeprefix("Bearer ").strip()
+        token = token.strip()
         owner = service.known_token(token)
         if owner is None:
             owner = await run_in_threadpool(service.authenticate, token)
-        if x_hilt_on_behalf_of is None and x_hilt_session is None:
+        return owner
+
+    bearer = HTTPBearer(auto_error=False, description="An API token (`hilt token`).")
+    Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+    # Async, so that the common case (a cached token) costs no thread hop; a cache miss
+    # reads the store in the thread pool.
+    # A gateway token acts for the user it names only as store/authentication.py allows
+    # (the sign-in proxy's proof, or single-person mode; dashboard roles only), decided
+    # here, from this request, never by the kernel.
+    async def acting(
+        owner: User, on_behalf_of: str | None, proxy_secret: str | None, session: str | None
+    ) -> User:
+        if on_behalf_of is None and session is None:
             return owner
         if "gateway" not in owner.roles:
             raise PermissionDeniedError("only a gateway token may act on behalf of a user")
         checking = "the demo session"
         try:
             chosen = None
-            if x_hilt_session is not None:
+            if session is not None:
                 # Single-person mode only: refused behind a proxy before anything is read.
                 require_single_person(service.settings.access)
-                chosen = service.known_session(x_hilt_session)
+                chosen = service.known_session(session)
                 if chosen is None:
-                    chosen = await run_in_threadpool(service.demo_session, x_hilt_session)
-            if x_hilt_on_behalf_of is None:
+                    chosen = await run_in_threadpool(service.demo_session, session)
+            if on_behalf_of is None:
                 raise PermissionDeniedError(
                     "a demo session needs the user it was issued for (X-Hilt-On-Behalf-Of)"
                 )
             checking = "the sign-in proxy's proof"
             unproven = prove_gateway_request(
-                service.settings.access, x_hilt_on_behalf_of, x_hilt_proxy_secret, chosen
+                service.settings.access, on_behalf_of, proxy_secret, chosen
             )
             checking = "the user it names"
-            acting = service.known_user(x_hilt_on_behalf_of)
-            if acting is None:
-                acting = await run_in_threadpool(service.lookup, x_hilt_on_behalf_of)
+            user = service.known_user(on_behalf_of)
+            if user is None:
+                user = await run_in_threadpool(service.lookup, on_behalf_of)
             checking = "the user's roles"
-            return dashboard_actor(acting, unproven)
+            return dashboard_actor(user, unproven)
         except HiltError as e:
             # Not the name the request gave (anyone reaching the gateway writes it): why.
             log.warning("refused the dashboards' gateway at %s (%s)", checking, e.kind)
             raise
 
+    async def caller(request: Request, credentials: Bearer) -> User:
+        """The token's owner. The gateway's header is not declared on an operation no
+        dashboard uses; sent anyway, it is still checked (never ignored), and the store
+        then refuses the user it names by role."""
+        owner = await token_owner(request.headers.get("authorization"))
+        headers = request.headers
+        return await acting(
+            owner,
+            headers.get(contract.ON_BEHALF_HEADER),
+            headers.get(PROXY_SECRET_HEADER),
+            headers.get(SESSION_HEADER),
+        )
+
+    async def gateway_caller(
+        request: Request,
+        credentials: Bearer,
+        x_hilt_on_behalf_of: Annotated[str | None, Header(max_length=128)] = None,
+        x_hilt_proxy_secret: Annotated[str | None, Header(max_length=512)] = None,
+        x_hilt_session: Annotated[str | None, Header(max_length=256)] = None,
+    ) -> User:
+        owner = await token_owner(request.headers.get("authorization"))
+        return await acting(owner, x_hilt_on_behalf_of, x_hilt_proxy_secret, x_hilt_session)
+
     Caller = Annotated[User, Depends(caller)]
+    GatewayCaller = Annotated[User, Depends(gateway_caller)]
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -481,14 +544,32 @@ def create_app(service: StoreService) -> FastAPI:
             "max_rows_per_request": service.settings.limits.max_rows_per_request,
         }
 
+    generic = app.openapi
+    documented: dict[int, dict[str, Any]] = {}
+
+    def openapi() -> dict[str, Any]:
+        """The document of this workspace: its use case's limits declared (per config in
+        force; built again after a change of it)."""
+        settings = service.settings
+        if id(settings) not in documented:
+            app.openapi_schema = None
+            documented.clear()
+            documented[id(settings)] = contract.declare_workspace_limits(generic(), settings)
+        return documented[id(settings)]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     for operation in Store.operations():
-        _add_route(app, service, operation, Caller)
+        # The gateway acts for dashboard users: only their operations take its header.
+        gateway = bool(operation.permission.roles & set(DASHBOARD_ROLES))
+        name = _add_route(app, service, operation, GatewayCaller if gateway else Caller)
+        served[name] = operation
     return app
 
 
 def _add_route(
     app: FastAPI, service: StoreService, operation: Operation[Any, Any], caller: Any
-) -> None:
+) -> str:
     """Serve ``operation`` on its route: the endpoint's signature (path parameters, the
     body, the caller, the query parameters) and its response type are the operation's."""
     shape = wire.shape_of(operation)
@@ -545,13 +626,16 @@ def _add_route(
 
     endpoint.__signature__ = inspect.Signature(params, return_annotation=returns)  # type: ignore[union-attr]
     endpoint.__name__ = operation.route.endpoint or operation.name
-    app.add_api_route(
+    app.router.add_api_route(
         operation.route.path,
         endpoint,
         methods=[operation.route.method],
         response_model=returns,
         name=endpoint.__name__,
+        responses=contract.responses_of(operation),
+        route_class_override=contract.GuardedRoute,
     )
+    return endpoint.__name__
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from hilt.pipelines.errors import InputError, PermissionDeniedError, StoreError
+from pydantic import Field
+
+from hilt.pipelines.errors import ConfigError, InputError, PermissionDeniedError, StoreError
 from hilt.pipelines.store.audit.chain import canonical_json, utc_timestamp
 from hilt.pipelines.store.records import (
     AuditEvent,
@@ -85,7 +87,11 @@ def audit_head(unit: Unit) -> AuditHead:
     return AuditHead(seq=seq, hash=digest)
 
 
-def audit_events(unit: Unit, after_seq: int = 0, limit: int = 1000) -> list[AuditEvent]:
+def audit_events(
+    unit: Unit,
+    after_seq: Annotated[int, Field(ge=0)] = 0,
+    limit: Annotated[int, Field(ge=1, le=100_000)] = 1000,
+) -> list[AuditEvent]:
     """Events after ``after_seq``, in order, at most ``limit``."""
     if limit < 1 or limit > 100_000:
         raise InputError("limit must be between 1 and 100000")
@@ -158,8 +164,14 @@ def verify(
     """Check the chain, every signed checkpoint, and the records against their events;
     ``start_from`` (``latest`` or a checkpoint's seq): only what came after that signed
     checkpoint (``audit.verify``)."""
+    from hilt.pipelines.store.audit.checkpoints import parse_public_key
     from hilt.pipelines.store.audit.verify import verify_store
 
+    if public_key is not None:
+        try:  # the caller's key, not the config: a bad one is bad input (4xx)
+            parse_public_key(public_key)
+        except ConfigError as e:
+            raise InputError(f"public_key: {e}") from None
     return verify_store(
         unit.con,
         unit.settings,

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import polars as pl
+from pydantic import Field
 
-from hilt.pipelines.errors import InputError, NotFoundError
+from hilt.pipelines.errors import ConflictError, InputError, NotFoundError
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
 from hilt.pipelines.store.monitoring_records import (
@@ -100,7 +101,9 @@ def _since(unit: Unit, window_days: int) -> datetime:
     return unit.clock() - timedelta(days=window_days)
 
 
-def monitoring_window(unit: Unit, window_days: int) -> pl.DataFrame:
+def monitoring_window(
+    unit: Unit, window_days: Annotated[int, Field(ge=1, le=3650)]
+) -> pl.DataFrame:
     """The cases the champion scored in the last ``window_days`` days (live cases only, the
     latest prediction of each): case_id, model_version, score."""
     model, _ = _champion(unit)
@@ -183,12 +186,12 @@ def _check_statistics(
     unit: Unit, statistics: MonitoringStatistics, model: str, sha: str, cases: int
 ) -> None:
     if statistics.model_version != model or statistics.model_sha256 != sha:
-        raise InputError(
+        raise ConflictError(
             f"the statistics are of {statistics.model_version}, not of the champion {model} "
             "(or of another model under its name: the sha256 differs); nothing was written"
         )
     if statistics.cases != cases:
-        raise InputError(
+        raise ConflictError(
             f"the statistics cover {statistics.cases} cases, but the champion scored {cases} "
             f"live cases in the last {statistics.window_days} days; nothing was written"
         )
@@ -353,7 +356,9 @@ def _verdict(run_id: str, seq: int, ts: str, payload: dict[str, Any]) -> Monitor
     )
 
 
-def monitoring_runs(unit: Unit, limit: int = 20) -> list[MonitoringVerdict]:
+def monitoring_runs(
+    unit: Unit, limit: Annotated[int, Field(ge=1, le=MAX_RUNS)] = 20
+) -> list[MonitoringVerdict]:
     """The store's verdicts on the latest monitoring runs, newest first."""
     if not 1 <= limit <= MAX_RUNS:
         raise InputError(f"limit must be between 1 and {MAX_RUNS}")

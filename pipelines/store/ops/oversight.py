@@ -7,9 +7,10 @@ and mixed into every reviewer's queue; their answers measure automation bias.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import polars as pl
+from pydantic import Field
 
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError
 from hilt.pipelines.store import double_review, oversight_stats, sql
@@ -33,7 +34,7 @@ def holdout_sql(unit: Unit, column: str) -> str:
     return f"(('0x' || left(sha256($salt || {column}), 8))::BIGINT < {cut})"
 
 
-def gold_candidates(unit: Unit, limit: int = 1000) -> list[str]:
+def gold_candidates(unit: Unit, limit: Annotated[int, Field(ge=1, le=100_000)] = 1000) -> list[str]:
     """Holdout cases that could become gold cases (a known answer, no prediction, no
     decision, not gold yet), in an order fixed by the secret salt."""
     if limit < 1 or limit > 100_000:

@@ -10,7 +10,9 @@ cases wait for manual review. A lease holds a case for one reviewer for
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError
@@ -18,12 +20,16 @@ from hilt.pipelines.store import double_review, review_queue, sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
 from hilt.pipelines.store.ops import cases
 from hilt.pipelines.store.records import LeasedCase, QueueStatus
+from hilt.pipelines.store.validation import one_of
 
 if TYPE_CHECKING:
     from hilt.pipelines.store.unit import Unit
 
 
-def next_case(unit: Unit, strategy: str | None = None) -> LeasedCase | None:
+def next_case(
+    unit: Unit,
+    strategy: Annotated[str, Field(pattern=one_of(review_queue.STRATEGY_ORDER))] | None = None,
+) -> LeasedCase | None:
     """Lease the next case for this reviewer: their own live lease first, then the
     queue in order (contested first, second opinions next, then the strategy)."""
     chosen = strategy or unit.settings.review.queue_strategy

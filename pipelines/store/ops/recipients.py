@@ -25,7 +25,9 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field
 
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError
 from hilt.pipelines.store import sql
@@ -116,7 +118,11 @@ def _changes_of_subject(unit: Unit, subject_ref: str) -> list[tuple[int, dict[st
 
 
 # ----------------------------------------------------------------------- the feed
-def subject_changes(unit: Unit, after_seq: int = 0, limit: int = 1000) -> SubjectChanges:
+def subject_changes(
+    unit: Unit,
+    after_seq: Annotated[int, Field(ge=0)] = 0,
+    limit: Annotated[int, Field(ge=1, le=10_000)] = 1000,
+) -> SubjectChanges:
     """The rectifications, erasures and restrictions (and lifts) after ``after_seq`` of the
     subjects whose decisions the caller received, with what it must do (GDPR Art. 19)."""
     if after_seq < 0:

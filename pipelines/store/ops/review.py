@@ -12,7 +12,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError
@@ -295,10 +297,10 @@ def record_decision(unit: Unit, request: DecisionRequest) -> Decision:
         final = request.final_label
         if request.action == "accept":
             if predicted is None:
-                raise InputError("accept needs a prediction; this case has none")
+                raise ConflictError("accept needs a prediction; this case has none")
             final = predicted
         elif request.action == "override" and final == predicted:
-            raise InputError("an override must choose a class other than the model's")
+            raise ConflictError("an override must choose a class other than the model's")
         prediction_id = pred.prediction_id if pred else None
         decision = write_decision(
             unit,
@@ -522,7 +524,10 @@ def decisions_where(
 
 
 def decisions(
-    unit: Unit, after_seq: int = 0, limit: int = 1000, final_only: bool = False
+    unit: Unit,
+    after_seq: Annotated[int, Field(ge=0)] = 0,
+    limit: Annotated[int, Field(ge=1, le=100_000)] = 1000,
+    final_only: bool = False,
 ) -> list[Decision]:
     """Reviewer decisions in audit order, for a production system to read.
 

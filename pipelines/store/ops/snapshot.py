@@ -22,9 +22,10 @@ by two reviews that agree or by a lead's adjudication (label source
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import polars as pl
+from pydantic import Field
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError
@@ -164,7 +165,7 @@ def cap_accepted(frame: pl.DataFrame, share: float) -> tuple[pl.DataFrame, int]:
     return pl.concat([frame.filter(~accepted), kept]), n_accepted - keep
 
 
-def snapshot(unit: Unit, as_of_seq: int | None = None) -> SnapshotRecord:
+def snapshot(unit: Unit, as_of_seq: Annotated[int, Field(ge=1)] | None = None) -> SnapshotRecord:
     """Export the training view as of an audit seq to Parquet, audited with its sha256."""
     now = unit.clock()
     training = unit.settings.training

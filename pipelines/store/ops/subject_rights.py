@@ -247,7 +247,7 @@ def latest_decided_case(unit: Unit, subject_ref: str) -> str:
         [subject_ref],
     )
     if row is None:
-        raise InputError("the subject has no decided case to contest")
+        raise ConflictError("the subject has no decided case to contest")
     return str(row[0])
 
 

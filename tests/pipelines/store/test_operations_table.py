@@ -44,6 +44,8 @@ def dummy(hint: Any, name: str = "") -> Any:
     makes of it does not matter: the permission is checked before anything else)."""
     if name.endswith("sha256"):
         return "0" * 64
+    if typing.get_origin(hint) is typing.Annotated:
+        return dummy(typing.get_args(hint)[0], name)
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return None
     if hint is pl.DataFrame:
