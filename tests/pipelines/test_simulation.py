@@ -62,8 +62,8 @@ def test_uncertainty_sampling_improves_the_holdout_auc(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_seeds_and_two_strategies_print_both_series(tmp_path: Path) -> None:
-    """`hilt simulate --seeds 2 --strategy uncertainty,random` (the notebook's steps in
+def test_three_seeds_and_two_strategies_print_both_series(tmp_path: Path) -> None:
+    """`hilt simulate --seeds 3 --strategy uncertainty,random` (the notebook's steps in
     process): per strategy the AUC of every seed per round, their mean and spread, a plot with
     both, the JSON line with both; each seed gives both strategies the same split (round 0:
     the same model)."""
@@ -79,7 +79,7 @@ def test_two_seeds_and_two_strategies_print_both_series(tmp_path: Path) -> None:
             "--data",
             str(CSV),
             "--seeds",
-            "2",
+            "3",
             "--strategy",
             "uncertainty,random",
             "--rounds",
@@ -96,23 +96,23 @@ def test_two_seeds_and_two_strategies_print_both_series(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["seeds"] == [0, 1]
+    assert summary["seeds"] == [0, 1, 2]
     assert summary["rounds"] == [0, 1]
     series = summary["strategies"]
     assert sorted(series) == ["random", "uncertainty"]
     for s in series.values():
         assert s["reviewed"] == [0, 20]
-        assert len(s["auc"]) == 2 and all(len(per_seed) == 2 for per_seed in s["auc"])
+        assert len(s["auc"]) == 3 and all(len(per_seed) == 2 for per_seed in s["auc"])
         for i in range(2):
             column = [per_seed[i] for per_seed in s["auc"]]
             assert s["mean"][i] == pytest.approx(statistics.fmean(column), abs=1e-4)
             assert s["spread"][i] == pytest.approx(statistics.stdev(column), abs=1e-4)
-        assert s["spread"][0] > 0  # two different splits, two different seed models
+        assert s["spread"][0] > 0  # three different splits, three different seed models
     # Same seed, same split and holdout: both strategies start from the same model.
     assert [a[0] for a in series["uncertainty"]["auc"]] == [a[0] for a in series["random"]["auc"]]
     assert Path(summary["plot"]).stat().st_size > 5000
     assert "uncertainty" in result.stdout and "random" in result.stdout  # the table
     assert "rounds" in result.stderr  # the progress bar (HILT_PROGRESS=1)
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [
-        f"{s}-seed{k}" for s in ("random", "uncertainty") for k in range(2)
+        f"{s}-seed{k}" for s in ("random", "uncertainty") for k in range(3)
     ]
