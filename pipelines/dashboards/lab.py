@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from hilt.pipelines.dashboards.server import wait_http
+from hilt.pipelines.dashboards.server import stop_processes, wait_http
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.runner import KERNEL_NAME
 from hilt.pipelines.loop.tracking.environment import child_environment
@@ -105,13 +105,7 @@ class LabServer:
         return f"{self.base_url}/lab/tree/{self.notebook}?token={self.token}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        stop_processes(self.process)
 
 
 def start_lab(

@@ -34,6 +34,7 @@ from hilt.pipelines.dashboards.server import (
     copy_dashboards,
     default_notebooks_dir,
     kernel_environment,
+    stop_processes,
     voila_command,
     wait_http,
 )
@@ -105,13 +106,7 @@ class RemoteDashboards(VoilaPages):
 
     def stop(self) -> None:
         try:
-            if self.voila.poll() is None:
-                self.voila.terminate()
-            try:
-                self.voila.wait(15)
-            except subprocess.TimeoutExpired:
-                self.voila.kill()
-                self.voila.wait(5)
+            stop_processes(self.voila)
         finally:
             shutil.rmtree(self.notebooks, ignore_errors=True)
 

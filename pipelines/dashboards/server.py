@@ -184,15 +184,21 @@ class DashboardServer(VoilaPages):
         return (self.voila, self.store)
 
     def stop(self) -> None:
-        for proc in (self.voila, self.store):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in (self.voila, self.store):
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_processes(self.voila, self.store)
+
+
+def stop_processes(*processes: subprocess.Popen[bytes], grace_s: float = 15) -> None:
+    """SIGTERM to each process still running, then wait ``grace_s`` for each; SIGKILL to
+    one that has not stopped by then. The one way the servers hilt starts are stopped."""
+    for proc in processes:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in processes:
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def start_dashboards(
