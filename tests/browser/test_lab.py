@@ -52,9 +52,9 @@ def test_the_explore_notebook_renders_the_review_widgets_inside_jupyterlab(
         page = ctx.new_page()
         page.goto(lab.url)
         page.wait_for_selector(".jp-Notebook .jp-Cell")
-        # Run all cells once the kernel answers: JupyterLab ignores a run asked for before
-        # its session is connected, so ask again until a cell has started.
-        started = ".jp-InputPrompt:has-text('[*]'), .jp-InputPrompt:has-text('[1]')"
+        # Run all cells once the notebook's kernel is connected and idle (JupyterLab drops
+        # runs asked for before its session is connected, or runs only some of them).
+        idle = ".jp-Notebook-ExecutionIndicator[data-status='idle']"
         deadline = time.monotonic() + LAB_TIMEOUT_MS / 1000
         while True:
             dialog = page.locator(".jp-Dialog")
@@ -65,14 +65,14 @@ def test_the_explore_notebook_renders_the_review_widgets_inside_jupyterlab(
                 assert asked.startswith("Select Kernel") and "Python 3 (ipykernel)" in asked, asked
                 dialog.first.get_by_role("button", name="Select").click()
                 continue
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
             try:
-                page.wait_for_selector(started, timeout=5_000)
+                page.wait_for_selector(idle, timeout=2_000)
                 break
             except PlaywrightTimeout:
                 if time.monotonic() > deadline:
                     raise
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         try:
             prediction = page.wait_for_selector(".jp-OutputArea .hilt-prediction")
         except PlaywrightTimeout:

@@ -428,14 +428,21 @@ def create_app(service: StoreService) -> FastAPI:
 
     async def refused_before_validation(request: Request) -> JSONResponse | None:
         """Authentication, then the role, before the request's shape: an unknown caller
-        learns nothing of the request shapes, a known one is told 403 whatever they send.
-        (The store checks the role again when it runs the operation; a gateway's request,
-        acting for someone, is left to that check.)"""
+        learns nothing of the request shapes, a known one is told 403 whatever they send;
+        a gateway's request is judged as the user it acts for (the same ``acting`` as the
+        route's own caller). The store checks the role again when it runs the operation."""
         try:
-            owner = await token_owner(request.headers.get("authorization"))
+            headers = request.headers
+            owner = await token_owner(headers.get("authorization"))
             operation = served.get(getattr(request.scope.get("route"), "name", ""))
-            if operation is not None and contract.ON_BEHALF_HEADER not in request.headers:
-                role_for(owner, operation.permission)
+            if operation is not None:
+                user = await acting(
+                    owner,
+                    headers.get(contract.ON_BEHALF_HEADER),
+                    headers.get(PROXY_SECRET_HEADER),
+                    headers.get(SESSION_HEADER),
+                )
+                role_for(user, operation.permission)
         except (AuthenticationError, PermissionDeniedError) as e:
             return contract.error_response(e.status_code, e.kind, str(e))
         return None
