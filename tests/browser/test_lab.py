@@ -4,13 +4,14 @@ on the project's kernel, and the review panel's PredictionView renders inside Ju
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
-from playwright.sync_api import Browser
+from playwright.sync_api import Browser, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from hilt.pipelines.dashboards.lab import LabServer, start_lab
@@ -39,6 +40,28 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         yield server
     finally:
         server.stop()
+
+
+def run_all_cells(page: Page, deadline: float) -> None:
+    """Run All Cells, asked again until a cell has started. JupyterLab can drop the first
+    request (its session connects after the indicator first says idle, or the notebook is
+    not yet the current widget, so the command acts on nothing); the notebook only reads,
+    so asking twice is harmless."""
+    started = (
+        page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt")
+        .filter(has_text=re.compile(r"\[(\*|\d+)\]"))
+        .first
+    )
+    while True:
+        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        try:
+            started.wait_for(timeout=10_000)
+            return
+        except PlaywrightTimeout:
+            if time.monotonic() > deadline:
+                raise
 
 
 def test_the_explore_notebook_renders_the_review_widgets_inside_jupyterlab(
@@ -71,8 +94,7 @@ def test_the_explore_notebook_renders_the_review_widgets_inside_jupyterlab(
             except PlaywrightTimeout:
                 if time.monotonic() > deadline:
                     raise
-        page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        run_all_cells(page, deadline)
         try:
             prediction = page.wait_for_selector(".jp-OutputArea .hilt-prediction")
         except PlaywrightTimeout:
