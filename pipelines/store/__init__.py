@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +53,7 @@ __all__ = [
     "Identity",
     "Need",
     "Store",
+    "holding",
     "open_store_as",
     "os_user",
 ]
@@ -161,6 +164,28 @@ def open_store_as(
                 f"{need.what}; that needs the role {' or '.join(sorted(need.roles))}"
             )
     return store
+
+
+@contextmanager
+def holding(where: Workspace | str | Path) -> Iterator[None]:
+    """For a loop of operations on a workspace's file: this process holds the store's lock
+    and one open connection for the block, and every embedded operation on it meanwhile
+    runs there, each in its own transaction with its audit rows and every check, instead of
+    starting DuckDB for itself (``modes/embedded.py``: ``holding``). Other processes wait
+    until the block ends. Nothing to hold for a store service's URL, or a workspace a
+    service owns (the service holds the file already)."""
+    if isinstance(where, str) and where.startswith(("http://", "https://")):
+        yield
+        return
+    ws = where if isinstance(where, Workspace) else Workspace.at(where)
+    ws.require()
+    if service_info(ws.service_file) is not None:
+        yield
+        return
+    from hilt.pipelines.store.modes.embedded import holding as hold_file
+
+    with hold_file(ws):
+        yield
 
 
 def _through_service(

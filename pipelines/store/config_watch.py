@@ -36,6 +36,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hilt.store.config")
 
+#: Settings parsed from a config text, by the text's sha256: each process parses a version
+#: once (tomllib and the validation take milliseconds, and every embedded opening of the
+#: store reads the version in force). Settings are frozen; only valid texts are kept.
+_PARSED: dict[str, Settings] = {}
+_PARSED_MAX = 32
+
+
+def settings_of(text: str, source: str) -> Settings:
+    """The settings of a config text in force (ConfigError naming ``source``), parsed once
+    per process and text."""
+    key = sha256_of(text.encode("utf-8"))
+    found = _PARSED.get(key)
+    if found is None:
+        found = parse(text, source)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = found
+    return found
+
 
 class ConfigWatch:
     """The config in force for one mode, and the workspace's hilt.toml compared with it."""
@@ -56,12 +75,21 @@ class ConfigWatch:
             raise RuntimeError("the config in force has not been read yet")
         return self._settings
 
+    @property
+    def current(self) -> InForce | None:
+        """The version in force, as last read (None: not read yet)."""
+        return self._current
+
     def refresh(self, con: duckdb.DuckDBPyConnection) -> Settings:
         """Read the version in force (its settings are parsed again only when it changed)."""
-        current = in_force(con)
+        return self.adopt(in_force(con))
+
+    def adopt(self, current: InForce) -> Settings:
+        """Act on ``current``, the version in force as the store records it (read from the
+        store by ``refresh``, or by an earlier opening of the same unchanged file)."""
         if self._current is None or current.sha256 != self._current.sha256:
             source = f"{self.workspace.config_path} (version {current.version} in force)"
-            self._settings = parse(current.text, source)
+            self._settings = settings_of(current.text, source)
         self._current = current
         return self.settings
 
@@ -70,6 +98,11 @@ class ConfigWatch:
         from them, unless the operation runs ``despite_drift``."""
         if not self.owner or self._current is None:
             self.refresh(con)
+        return self.check(despite_drift)
+
+    def check(self, despite_drift: bool) -> Settings:
+        """The settings in force as last read; ConfigDrift while hilt.toml differs from
+        them, unless ``despite_drift``."""
         if not despite_drift:
             problem = self.problem()
             if problem is not None:

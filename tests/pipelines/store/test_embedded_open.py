@@ -1,0 +1,133 @@
+"""The embedded store's fixed cost, and that cutting it weakens nothing (issue 13).
+
+An opening of an unchanged file (same committed state, read under the lock) is answered
+from what this process read before, without starting DuckDB; any write to the file, by this
+process or another, makes the next opening read it again. ``holding`` keeps one connection
+under the lock for a loop of operations, each still its own transaction with every check.
+Real workspaces, real DuckDB files; the only stand-in is a counter around ``connect``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from hilt.pipelines.errors import (
+    AuthenticationError,
+    ConfigDrift,
+    ConflictError,
+    StoreBusyError,
+)
+from hilt.pipelines.store import Identity, holding, open_store_as
+from hilt.pipelines.store.modes import embedded, locking
+from hilt.pipelines.store.records import DecisionRequest
+from hilt.pipelines.workspace import Workspace
+from tests.conftest import copy_of, operator
+
+
+@pytest.fixture
+def ws(tmp_path: Path, loaded_template: Workspace) -> Workspace:
+    return copy_of(loaded_template, tmp_path / "ws")
+
+
+@pytest.fixture
+def connects(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The files the embedded mode starts DuckDB on (the real ``connect``, counted)."""
+    seen: list[Path] = []
+    real = embedded.connect
+
+    def counted(workspace: Workspace, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        seen.append(workspace.db_path)
+        return real(workspace, read_only=read_only)
+
+    monkeypatch.setattr(embedded, "connect", counted)
+    return seen
+
+
+def test_an_unchanged_file_is_opened_once_and_every_change_is_seen_at_once(
+    ws: Workspace, connects: list[Path]
+) -> None:
+    alice = open_store_as(ws, Identity(name="alice"))
+    assert len(connects) == 1
+    again = open_store_as(ws, Identity(name="alice"))
+    assert len(connects) == 1  # the same unchanged file: nothing new to read
+    assert again.whoami().roles == ["reviewer"]
+    # A write by this process (a lease and its audit event) changes the file.
+    alice.next_case()
+    connects.clear()
+    open_store_as(ws, Identity(name="alice"))
+    assert len(connects) == 1
+    # The attack: alice is disabled, then opens the store again; and a store she opened
+    # before may not act either (each operation looks her up in its own connection).
+    operator(ws).disable_user("alice")
+    with pytest.raises(AuthenticationError, match="disabled"):
+        open_store_as(ws, Identity(name="alice"))
+    with pytest.raises(AuthenticationError, match="disabled"):
+        again.queue_status()
+
+
+def test_a_change_by_another_writer_is_seen_by_the_next_opening(ws: Workspace) -> None:
+    assert open_store_as(ws, Identity(name="alice")).whoami().roles == ["reviewer"]
+    # Another process writes the file directly (not through hilt): alice loses her role.
+    con = duckdb.connect(str(ws.db_path))
+    try:
+        con.execute("UPDATE users SET roles = ['auditor'] WHERE name = 'alice'")
+    finally:
+        con.close()
+    assert open_store_as(ws, Identity(name="alice")).whoami().roles == ["auditor"]
+
+
+def test_an_edit_of_hilt_toml_is_refused_at_an_opening_answered_from_before(
+    ws: Workspace, connects: list[Path]
+) -> None:
+    open_store_as(ws, Identity(name="alice"))
+    ws.config_path.write_text(
+        ws.config_path.read_text().replace("hilt", "hilt ", 1), encoding="utf-8"
+    )
+    connects.clear()
+    with pytest.raises(ConfigDrift, match="hilt config apply"):
+        open_store_as(ws, Identity(name="alice"))
+    assert connects == []  # refused on what it knew, the file compared as ever
+
+
+def test_holding_runs_a_loop_on_one_connection_with_every_check(
+    ws: Workspace, connects: list[Path]
+) -> None:
+    alice = open_store_as(ws, Identity(name="alice"))
+    bob = open_store_as(ws, Identity(name="bob"))
+    head = operator(ws).audit_head()
+    connects.clear()
+    decided = []
+    with holding(ws):
+        # Nobody else takes the store meanwhile.
+        with (
+            pytest.raises(StoreBusyError),
+            locking.exclusive(ws.lock_path, ws.service_file, timeout_s=0.05),
+        ):
+            pass
+        for _ in range(5):
+            leased = alice.next_case()
+            assert leased is not None
+            alice.record_decision(DecisionRequest(case_id=leased.case.case_id, action="accept"))
+            decided.append(leased.case.case_id)
+        # Each operation is checked and is its own transaction: bob may not decide a case
+        # alice holds, and his refusal writes nothing while hers still land.
+        held = alice.next_case()
+        assert held is not None
+        before = operator(ws).audit_head()
+        with pytest.raises(ConflictError):
+            bob.record_decision(DecisionRequest(case_id=held.case.case_id, action="accept"))
+        assert operator(ws).audit_head() == before
+        alice.record_decision(DecisionRequest(case_id=held.case.case_id, action="accept"))
+        # Removed from the store meanwhile: the next operation sees it.
+        operator(ws).disable_user("bob")
+        with pytest.raises(AuthenticationError, match="disabled"):
+            bob.queue_status()
+    assert connects == [ws.db_path]  # one connection for the whole loop
+    with locking.exclusive(ws.lock_path, ws.service_file, timeout_s=1):
+        pass  # let go at the end of the block
+    otto = open_store_as(ws, Identity(name="otto"))
+    assert otto.verify().ok
+    assert otto.audit_head().seq > head.seq + 2 * len(decided)
+    assert {d.case_id for d in otto.decisions() if d.case_id in decided} == set(decided)
