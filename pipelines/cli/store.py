@@ -3,10 +3,13 @@ its users and their tokens."""
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
@@ -51,9 +54,24 @@ def store_serve(
     def run() -> None:
         ws.require()
         typer.echo(f"hilt store service for {ws.root} at http://{host}:{port}", err=True)
-        serve(ws, host=host, port=port)
+        try:
+            serve(ws, host=host, port=port)
+        except SystemExit as e:  # SIGTERM, after the graceful shutdown
+            if e.code not in (0, None):
+                raise
+        end_now()
 
     guard(run)
+
+
+def end_now() -> NoReturn:
+    """End a service process that stopped cleanly (its database closed, lock released,
+    service file removed) at once, exit code 0: the interpreter's teardown would spend
+    ~0.4 s of CPU freeing every module for a process that is ending anyway."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(0)
 
 
 @store_app.command("backup")

@@ -23,7 +23,7 @@ from hilt.pipelines.store import Identity, holding, open_store_as
 from hilt.pipelines.store.modes import embedded, locking
 from hilt.pipelines.store.records import DecisionRequest
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import copy_of, operator
+from tests.conftest import copy_of, issue_tokens, leased, operator, start_service
 
 
 @pytest.fixture
@@ -131,3 +131,26 @@ def test_holding_runs_a_loop_on_one_connection_with_every_check(
     assert otto.verify().ok
     assert otto.audit_head().seq > head.seq + 2 * len(decided)
     assert {d.case_id for d in otto.decisions() if d.case_id in decided} == set(decided)
+
+
+def test_a_stopped_service_ends_at_once_with_everything_it_acknowledged_on_disk(
+    ws: Workspace,
+) -> None:
+    """`hilt store serve` skips the interpreter's teardown after a clean stop (SIGTERM):
+    only once its database is closed, its lock released and its service file removed."""
+    tokens = issue_tokens(ws, ws.settings())
+    svc = start_service(ws)
+    try:
+        alice = open_store_as(svc.url, Identity(token=tokens["alice"]))
+        case = leased(alice)
+        alice.record_decision(DecisionRequest(case_id=case, action="accept"))
+        alice.close()
+    finally:
+        svc.stop()
+    assert svc.process.returncode == 0
+    assert not ws.service_file.exists()
+    with locking.exclusive(ws.lock_path, ws.service_file, timeout_s=0):
+        pass
+    otto = open_store_as(ws, Identity(name="otto"))
+    assert [d.case_id for d in otto.decisions()] == [case]
+    assert otto.verify().ok
