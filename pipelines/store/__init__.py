@@ -167,13 +167,21 @@ def open_store_as(
 
 
 @contextmanager
-def holding(where: Workspace | str | Path) -> Iterator[None]:
+def holding(where: Workspace | str | Path | Store) -> Iterator[None]:
     """For a loop of operations on a workspace's file: this process holds the store's lock
     and one open connection for the block, and every embedded operation on it meanwhile
     runs there, each in its own transaction with its audit rows and every check, instead of
     starting DuckDB for itself (``modes/embedded.py``: ``holding``). Other processes wait
-    until the block ends. Nothing to hold for a store service's URL, or a workspace a
-    service owns (the service holds the file already)."""
+    until the block ends. ``where``: the workspace, or a store opened on it. Nothing to
+    hold for a store service (its URL, a workspace it owns, a store opened through it):
+    the service holds the file already."""
+    if not isinstance(where, Workspace | str | Path):
+        from hilt.pipelines.store.modes.embedded import EmbeddedStore
+
+        if not isinstance(where, EmbeddedStore):
+            yield
+            return
+        where = where.workspace
     if isinstance(where, str) and where.startswith(("http://", "https://")):
         yield
         return

@@ -126,6 +126,18 @@ def _opening(workspace: Workspace, user: str | User) -> tuple[User, InForce]:
     return actor, config
 
 
+def _carry_over(path: Path, before: bytes | None, after: bytes | None) -> None:
+    """An operation of this process changed the file from ``before`` to ``after`` under
+    the lock, and it is not one that changes users or the config in force (the operations
+    table says which do: ``changes_identities``, ``changes_config``; the service forgets
+    what it cached after them too). What the openings of ``before`` read still holds."""
+    if before is None or after is None or before == after:
+        return
+    for key, known in list(_OPENED.items()):
+        if key[0] == path and known.state == before:
+            _OPENED[key] = _Opened(after, known.actor, known.config)
+
+
 class EmbeddedStore(Store):
     """A Store on a workspace folder, acting as ``actor``. Open it through the door
     (``open_store_as``), which looks the user up in the store's users table."""
@@ -185,11 +197,14 @@ class EmbeddedStore(Store):
         with locking.exclusive(
             self.workspace.lock_path, self.workspace.service_file, self.lock_timeout_s
         ):
+            before = committed_state(self.workspace)
             con = connect(self.workspace)
             try:
                 return self._perform_on(con, operation, arguments)
             finally:
                 con.close()
+                if not (operation.changes_identities or operation.changes_config):
+                    _carry_over(self.workspace.db_path, before, committed_state(self.workspace))
 
     def _perform_on(
         self,

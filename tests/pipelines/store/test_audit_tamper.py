@@ -31,7 +31,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hilt.pipelines.config import MIN_AUDIT_RETENTION_DAYS
-from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
+from hilt.pipelines.store import DecisionRequest, Identity, holding, open_store_as
 from hilt.pipelines.store.audit.batch_digest import restated_digest
 from hilt.pipelines.store.audit.chain import AuditEntry, chain_hash, utc_timestamp
 from hilt.pipelines.store.audit.checkpoints import (
@@ -85,22 +85,25 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Layou
 
     alice = open_store_as(ws, Identity(name="alice"))
     seqs = []
-    for i in range(DECISIONS_BEFORE_CHECKPOINT + DECISIONS_AFTER_CHECKPOINT):
-        if i == DECISIONS_BEFORE_CHECKPOINT:
-            checkpoint_seq = admin.checkpoint().seq
-        case_id = leased(alice)  # a decision needs the reviewer's lease
-        if i % 3 == 2:
-            request = DecisionRequest(
-                case_id=case_id,
-                action="override",
-                final_label=FLIP[predicted[case_id]],
-                reason_code="data-error",
-                comment="Checked the application file.",
-                request_id=f"tamper-{i}",
-            )
-        else:
-            request = DecisionRequest(case_id=case_id, action="accept", request_id=f"tamper-{i}")
-        seqs.append(alice.record_decision(request).seq)
+    with holding(ws):  # 60 operations on one connection
+        for i in range(DECISIONS_BEFORE_CHECKPOINT + DECISIONS_AFTER_CHECKPOINT):
+            if i == DECISIONS_BEFORE_CHECKPOINT:
+                checkpoint_seq = admin.checkpoint().seq
+            case_id = leased(alice)  # a decision needs the reviewer's lease
+            if i % 3 == 2:
+                request = DecisionRequest(
+                    case_id=case_id,
+                    action="override",
+                    final_label=FLIP[predicted[case_id]],
+                    reason_code="data-error",
+                    comment="Checked the application file.",
+                    request_id=f"tamper-{i}",
+                )
+            else:
+                request = DecisionRequest(
+                    case_id=case_id, action="accept", request_id=f"tamper-{i}"
+                )
+            seqs.append(alice.record_decision(request).seq)
     report = admin.verify()
     assert report.ok and report.checkpoints == 1, report.summary()
     (event,) = [e for e in admin.audit_events() if e.action == "audit.checkpoint"]

@@ -18,7 +18,7 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
     SystemHalted,
 )
-from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
+from hilt.pipelines.store import DecisionRequest, Identity, Store, holding, open_store_as
 from hilt.pipelines.store import double_review as dr
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.oversight_stats import cohens_kappa
@@ -26,6 +26,7 @@ from hilt.pipelines.workspace import Workspace
 from tests.conftest import (
     CONFIG,
     TEST_MODEL,
+    copy_of,
     issue_tokens,
     operator,
     predictions_for,
@@ -62,11 +63,51 @@ def make_workspace(tmp_path: Path, cases: pl.DataFrame, **values: float) -> Work
     return ws
 
 
-def factory(request: pytest.FixtureRequest, ws: Workspace) -> Iterator[StoreFactory]:
+#: A workspace of the values given, and the users' tokens (none: not for a service).
+Made = tuple[Workspace, dict[str, str]]
+
+
+@pytest.fixture(scope="module")
+def templates(
+    tmp_path_factory: pytest.TempPathFactory, cases_frame: pl.DataFrame
+) -> Callable[..., Made]:
+    """``make_workspace`` once per module for each set of values (with every user's token
+    issued when ``served``); tests change only their own copies (``fresh``)."""
+    built: dict[tuple[object, ...], Made] = {}
+
+    def template(served: bool = False, **values: float) -> Made:
+        key = (served, *sorted(values.items()))
+        if key not in built:
+            if served:
+                plain, _ = template(False, **values)
+                ws = copy_of(plain, tmp_path_factory.mktemp("oversight-served") / "ws")
+                built[key] = (ws, issue_tokens(ws, ws.settings()))
+            else:
+                root = tmp_path_factory.mktemp("oversight")
+                built[key] = (make_workspace(root, cases_frame, **values), {})
+        return built[key]
+
+    return template
+
+
+@pytest.fixture
+def fresh(tmp_path: Path, templates: Callable[..., Made]) -> Callable[..., Made]:
+    """A copy of the module's template of the values given, for this test alone."""
+
+    def make(served: bool = False, **values: float) -> Made:
+        ws, tokens = templates(served, **values)
+        return copy_of(ws, tmp_path / "ws"), tokens
+
+    return make
+
+
+def factory(
+    request: pytest.FixtureRequest, fresh: Callable[..., Made], **values: float
+) -> Iterator[StoreFactory]:
+    ws, tokens = fresh(request.param == "service", **values)
     if request.param == "embedded":
         yield lambda name: open_store_as(ws, Identity(name=name))
         return
-    tokens = issue_tokens(ws, ws.settings())
     svc = start_service(ws)
     opened: list[Store] = []
 
@@ -84,21 +125,15 @@ def factory(request: pytest.FixtureRequest, ws: Workspace) -> Iterator[StoreFact
 
 
 @pytest.fixture(params=["embedded", "service"])
-def double_as(
-    request: pytest.FixtureRequest, tmp_path: Path, cases_frame: pl.DataFrame
-) -> Iterator[StoreFactory]:
+def double_as(request: pytest.FixtureRequest, fresh: Callable[..., Made]) -> Iterator[StoreFactory]:
     """Every case is double-reviewed; no gold cases are served."""
-    ws = make_workspace(tmp_path, cases_frame, double_review_share=1.0, gold_rate=0.0)
-    yield from factory(request, ws)
+    yield from factory(request, fresh, double_review_share=1.0, gold_rate=0.0)
 
 
 @pytest.fixture(params=["embedded", "service"])
-def gold_as(
-    request: pytest.FixtureRequest, tmp_path: Path, cases_frame: pl.DataFrame
-) -> Iterator[StoreFactory]:
+def gold_as(request: pytest.FixtureRequest, fresh: Callable[..., Made]) -> Iterator[StoreFactory]:
     """Gold cases at the highest rate; no double review."""
-    ws = make_workspace(tmp_path, cases_frame, double_review_share=0.0, gold_rate=0.5)
-    yield from factory(request, ws)
+    yield from factory(request, fresh, double_review_share=0.0, gold_rate=0.5)
 
 
 def state(store: Store) -> tuple[dict[str, int], str]:
@@ -266,9 +301,9 @@ def test_kappa_over_double_reviews_in_the_report(double_as: StoreFactory) -> Non
 
 
 def test_which_cases_are_double_reviewed_is_the_same_in_python_and_sql(
-    tmp_path: Path, cases_frame: pl.DataFrame
+    fresh: Callable[..., Made],
 ) -> None:
-    ws = make_workspace(tmp_path, cases_frame, double_review_share=0.3)
+    ws, _ = fresh(double_review_share=0.3)
     con = duckdb.connect(str(ws.db_path), read_only=True)
     try:
         rows = con.execute(
@@ -327,20 +362,24 @@ def test_every_reviewer_meets_gold_cases_on_their_own_and_they_never_train(
     seen: dict[str, list[str]] = {"alice": [], "bob": []}
     reviewers = {name: gold_as(name) for name in seen}
     active = set(seen)
-    while active:  # the two take turns until the queue is empty for both
-        for name in sorted(active):
-            leased = reviewers[name].next_case()
-            if leased is None:
-                active.discard(name)
-                continue
-            case = leased.case
-            # The counts carried by the lease hold when a gold case took the queue's place.
-            assert leased.queue == reviewers[name].queue_status()
-            assert case.seed_label is None
-            assert all(d.reviewer == name for d in case.decisions)
-            assert case.predictions, "a gold case shows a prediction like any other"
-            reviewers[name].record_decision(DecisionRequest(case_id=case.case_id, action="accept"))
-            seen[name].append(case.case_id)
+    # The two take turns until the queue is empty for both (one connection, embedded).
+    with holding(admin):
+        while active:
+            for name in sorted(active):
+                leased = reviewers[name].next_case()
+                if leased is None:
+                    active.discard(name)
+                    continue
+                case = leased.case
+                # The counts carried by the lease hold when a gold case took the queue's place.
+                assert leased.queue == reviewers[name].queue_status()
+                assert case.seed_label is None
+                assert all(d.reviewer == name for d in case.decisions)
+                assert case.predictions, "a gold case shows a prediction like any other"
+                reviewers[name].record_decision(
+                    DecisionRequest(case_id=case.case_id, action="accept")
+                )
+                seen[name].append(case.case_id)
     gold_alice = [c for c in seen["alice"] if c in truth]
     gold_bob = [c for c in seen["bob"] if c in truth]
     assert gold_alice and gold_bob
@@ -367,11 +406,11 @@ def test_every_reviewer_meets_gold_cases_on_their_own_and_they_never_train(
 
 
 def test_an_edited_known_answer_or_gold_set_breaks_verification(
-    tmp_path: Path, cases_frame: pl.DataFrame
+    fresh: Callable[..., Made],
 ) -> None:
     """The known answers are the seed labels (covered by their batch's digest); the gold set
     itself by the digest of its event."""
-    ws = make_workspace(tmp_path, cases_frame, gold_rate=0.5)
+    ws, _ = fresh(gold_rate=0.5)
     admin = open_store_as(ws, Identity(name="dana"))
     truth = add_gold(admin, 4, wrong=0)
     assert admin.verify().ok
@@ -418,13 +457,13 @@ class Ticking:
 
 @pytest.mark.obligation("AI Act 14(4)(a)", "AI Act 14(4)(b)")
 def test_a_rubber_stamping_reviewer_raises_the_alert_and_gold_measures_accuracy(
-    tmp_path: Path, cases_frame: pl.DataFrame
+    fresh: Callable[..., Made],
 ) -> None:
     """alice accepts everything in under 2 s; bob looks (9 s) and corrects the model where
     he knows it is wrong (the gold cases' known answers stand in for his judgement). The time
     on item is the store's own measure, from the lease to the decision: the store's clock
     is moved by the time each of them spends on a case."""
-    ws = make_workspace(tmp_path, cases_frame, double_review_share=0.0, gold_rate=0.5)
+    ws, _ = fresh(double_review_share=0.0, gold_rate=0.5)
     clock = Ticking()
 
     def as_user(name: str) -> Store:
@@ -433,23 +472,24 @@ def test_a_rubber_stamping_reviewer_raises_the_alert_and_gold_measures_accuracy(
     admin = as_user("dana")
     truth = add_gold(admin, 16, wrong=8)
     alice, bob = as_user("alice"), as_user("bob")
-    for _ in range(25):
-        leased = alice.next_case()
-        assert leased is not None
-        clock.advance(1.5)
-        alice.record_decision(DecisionRequest(case_id=leased.case.case_id, action="accept"))
-    for _ in range(25):
-        leased = bob.next_case()
-        assert leased is not None
-        cid, model = leased.case.case_id, leased.case.predictions[-1].label
-        clock.advance(9)
-        if cid in truth and truth[cid] != model:
-            request = DecisionRequest(
-                case_id=cid, action="override", final_label=truth[cid], reason_code="data-error"
-            )
-        else:
-            request = DecisionRequest(case_id=cid, action="accept")
-        bob.record_decision(request)
+    with holding(ws):  # 100 operations on one connection
+        for _ in range(25):
+            leased = alice.next_case()
+            assert leased is not None
+            clock.advance(1.5)
+            alice.record_decision(DecisionRequest(case_id=leased.case.case_id, action="accept"))
+        for _ in range(25):
+            leased = bob.next_case()
+            assert leased is not None
+            cid, model = leased.case.case_id, leased.case.predictions[-1].label
+            clock.advance(9)
+            if cid in truth and truth[cid] != model:
+                request = DecisionRequest(
+                    case_id=cid, action="override", final_label=truth[cid], reason_code="data-error"
+                )
+            else:
+                request = DecisionRequest(case_id=cid, action="accept")
+            bob.record_decision(request)
     report = as_user("lena").oversight_report()
     stats = {r.reviewer: r for r in report.reviewers}
     a, b = stats["alice"], stats["bob"]
