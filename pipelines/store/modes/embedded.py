@@ -6,6 +6,20 @@ that other processes can take their turn. Each call acts on the config in force,
 the store (another process may have applied a change), and is refused while hilt.toml
 differs from it (``config_watch.py``); so is the opening itself, unless it is for the
 config operations.
+
+What it costs, and what is not paid twice (issue 13; ``benchmarks/store_open.py``): starting
+DuckDB on the file takes ~15 ms of CPU whatever the file (its built-in catalog), and a fresh
+start reads every table cold. So:
+
+- An opening (``for_user``: schema, user, config in force) of a file whose committed state
+  (``connection.committed_state``: its headers, which every checkpoint rewrites, inode, size,
+  time; read under the lock) is the one this process last read, for the same user, is
+  answered from what it read then, without starting DuckDB; so is one after this process's
+  own operations that change no user and not the config in force. hilt.toml is compared with
+  the config in force as ever. The opening only makes a refusal come first: each operation
+  looks its user and the config up again in its own connection.
+- ``holding(workspace)``: a loop of operations (any user's) on one connection, under the
+  lock for the whole block.
 """
 
 from __future__ import annotations

@@ -8,21 +8,22 @@ from collections.abc import Callable
 import pytest
 
 from hilt.pipelines.errors import InputError, NotFoundError, PermissionDeniedError
-from hilt.pipelines.store import DecisionRequest, Store
+from hilt.pipelines.store import DecisionRequest, Store, holding
 from hilt.pipelines.store.records import AuditEvent, AuditQuery
 from tests.conftest import StoreFactory
 
 
 def _decide(store: Store, n: int) -> list[str]:
     cases = []
-    for i in range(n):
-        leased = store.next_case()
-        assert leased is not None
-        request = DecisionRequest(case_id=leased.case.case_id, action="accept")
-        if i % 2:
-            request = DecisionRequest(case_id=leased.case.case_id, action="skip")
-        store.record_decision(request)
-        cases.append(leased.case.case_id)
+    with holding(store):  # embedded: the loop on one connection
+        for i in range(n):
+            leased = store.next_case()
+            assert leased is not None
+            request = DecisionRequest(case_id=leased.case.case_id, action="accept")
+            if i % 2:
+                request = DecisionRequest(case_id=leased.case.case_id, action="skip")
+            store.record_decision(request)
+            cases.append(leased.case.case_id)
     return cases
 
 
