@@ -24,6 +24,7 @@ start reads every table cold. So:
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,6 +76,12 @@ _HELD: dict[Path, duckdb.DuckDBPyConnection] = {}
 _HELD_MUTEX = threading.RLock()
 
 
+def _file(workspace: Workspace) -> Path:
+    """The store's file, as the caches and the held connections know it (one name for
+    one file, however the workspace was named)."""
+    return Path(os.path.realpath(workspace.db_path))
+
+
 @contextmanager
 def holding(workspace: Workspace, timeout_s: float | None = None) -> Iterator[None]:
     """Hold the store's lock and one connection to its file for the block: every embedded
@@ -85,7 +92,7 @@ def holding(workspace: Workspace, timeout_s: float | None = None) -> Iterator[No
     config in force up again, and is checked as ever. Other processes wait for the lock
     until the block ends: for a loop of operations by one process, not for a dashboard
     that waits for people. Nested blocks join the outer one."""
-    key = workspace.db_path
+    key = _file(workspace)
     if key in _HELD:
         yield
         return
@@ -117,11 +124,11 @@ def _opening(workspace: Workspace, user: str | User) -> tuple[User, InForce]:
     """``_read_opening`` on the held connection, else on a connection of its own under the
     lock, unless this process opened the same unchanged file for the same user before."""
     with _HELD_MUTEX:
-        held = _HELD.get(workspace.db_path)
+        held = _HELD.get(_file(workspace))
         if held is not None:
             return _read_opening(held, workspace, user)
     name = None if isinstance(user, User) else user
-    key = (workspace.db_path, name)
+    key = (_file(workspace), name)
     with locking.exclusive(workspace.lock_path, workspace.service_file):
         state = committed_state(workspace)
         known = _OPENED.get(key)
@@ -205,7 +212,7 @@ class EmbeddedStore(Store):
         if operation is Store.whoami:
             return cast(R, self.actor)  # known without opening the file
         with _HELD_MUTEX:
-            held = _HELD.get(self.workspace.db_path)
+            held = _HELD.get(_file(self.workspace))
             if held is not None:
                 return self._perform_on(held, operation, arguments)
         with locking.exclusive(
@@ -218,7 +225,7 @@ class EmbeddedStore(Store):
             finally:
                 con.close()
                 if not (operation.changes_identities or operation.changes_config):
-                    _carry_over(self.workspace.db_path, before, committed_state(self.workspace))
+                    _carry_over(_file(self.workspace), before, committed_state(self.workspace))
 
     def _perform_on(
         self,

@@ -121,6 +121,10 @@ def test_holding_runs_a_loop_on_one_connection_with_every_check(
             bob.record_decision(DecisionRequest(case_id=held.case.case_id, action="accept"))
         assert operator(ws).audit_head() == before
         alice.record_decision(DecisionRequest(case_id=held.case.case_id, action="accept"))
+        # The same file named another way (a link to the folder) is the same held file.
+        (ws.root.parent / "link").symlink_to(ws.root)
+        otto = open_store_as(Workspace(ws.root.parent / "link"), Identity(name="otto"))
+        assert otto.queue_status().waiting >= 0
         # Removed from the store meanwhile: the next operation sees it.
         operator(ws).disable_user("bob")
         with pytest.raises(AuthenticationError, match="disabled"):
