@@ -193,7 +193,11 @@ def restated_digest(con: duckdb.DuckDBPyConnection, settings: Settings, seq: int
 # ---------------------------------------------------------------------- verify
 
 
-def restatements(con: duckdb.DuckDBPyConnection, since: int = 0) -> dict[int, tuple[int, str, int]]:
+#: batch seq → (rows, digest, restating seq): what ``restatements`` returns.
+Restated = dict[int, tuple[int, str, int]]
+
+
+def restatements(con: duckdb.DuckDBPyConnection, since: int = 0) -> Restated:
     """batch seq → (rows, digest, restating seq) as last restated by an erasure or a
     retention run (payload ``batches``: {"<seq>": {"rows": n, "digest": d}}); only the runs
     after seq ``since`` (which restate the batches after it as well as earlier ones)."""
@@ -202,7 +206,7 @@ def restatements(con: duckdb.DuckDBPyConnection, since: int = 0) -> dict[int, tu
         f" WHERE seq > ? AND ({_prefix_match(RESTATING_ACTIONS)}) ORDER BY seq",
         [since],
     ).fetchall()
-    out: dict[int, tuple[int, str, int]] = {}
+    out: Restated = {}
     for seq, batches in rows:
         if not batches:
             continue
@@ -212,18 +216,23 @@ def restatements(con: duckdb.DuckDBPyConnection, since: int = 0) -> dict[int, tu
 
 
 def first_mismatch(
-    con: duckdb.DuckDBPyConnection, settings: Settings, since: int = 0
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    since: int = 0,
+    restated: Restated | None = None,
 ) -> int | None:
     """The seq of the first batch event whose stored rows no longer match its digest (or,
     after an erasure or retention run removed some of them, the digest it restated); of
-    the batches recorded after seq ``since`` (a signed checkpoint's; 0: all)."""
+    the batches recorded after seq ``since`` (a signed checkpoint's; 0: all).
+    ``restated``: ``restatements(con, since)`` when the caller read them already."""
     events = con.execute(
         "SELECT seq, json_extract_string(entry, ['$.action', '$.payload.digest',"
         " '$.payload.digest_method']) FROM audit_log"
         f" WHERE seq > ? AND ({_prefix_match(BATCH_ACTIONS)}) ORDER BY seq",
         [since],
     ).fetchall()
-    restated = restatements(con, since)
+    if restated is None:
+        restated = restatements(con, since)
     for seq, (action, recorded, method) in events:
         expected = restated[int(seq)][1] if int(seq) in restated else recorded
         if stored_digest(con, settings, str(action), method, int(seq)) != expected:
