@@ -35,11 +35,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.store.audit.chain import canonical_json
@@ -48,6 +44,7 @@ from hilt.pipelines.store.schema import quote
 if TYPE_CHECKING:
     import duckdb
     import polars as pl
+    import pyarrow as pa
 
 METHOD = (
     "sha256 of the stored batch column by column (hilt-batch-digest-v2: row count, names "
@@ -118,110 +115,11 @@ OUTCOMES_SQL = (
 # ---------------------------------------------------------------------- the v2 digest
 
 
-def _kind(dtype: pa.DataType) -> str:
-    if pa.types.is_dictionary(dtype):
-        return _kind(dtype.value_type)
-    if pa.types.is_integer(dtype):
-        return "int64"
-    if pa.types.is_floating(dtype):
-        return "float64"
-    if pa.types.is_boolean(dtype):
-        return "bool"
-    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or _is_view(dtype, "string"):
-        return "text"
-    if pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype) or _is_view(dtype, "binary"):
-        return "bytes"
-    if pa.types.is_null(dtype):
-        return "null"
-    raise TypeError(f"no batch digest encoding for the Arrow type {dtype}")
-
-
-def _is_view(dtype: pa.DataType, what: str) -> bool:
-    check = getattr(pa.types, f"is_{what}_view", None)
-    return bool(check(dtype)) if check is not None else False
-
-
-_ZERO: dict[str, tuple[pa.DataType, Any]] = {
-    "int64": (pa.int64(), 0),
-    "float64": (pa.float64(), 0.0),
-    "bool": (pa.bool_(), False),
-    "text": (pa.large_string(), ""),
-    "bytes": (pa.large_binary(), b""),
-}
-
-
-def _plain(chunk: pa.Array, kind: str) -> pa.Array:
-    """The chunk with its nulls replaced by zero values, in a layout whose buffers can be read
-    directly: int64, float64, bool, or text / binary with 32- or 64-bit offsets."""
-    if pa.types.is_dictionary(chunk.type):
-        chunk = chunk.dictionary_decode()
-    target, zero = _ZERO[kind]
-    offsets_layout = kind in ("text", "bytes") and not (
-        _is_view(chunk.type, "string") or _is_view(chunk.type, "binary")
-    )
-    if chunk.type != target and not offsets_layout:
-        chunk = chunk.cast(target)
-    if chunk.null_count:
-        chunk = pc.fill_null(chunk, pa.scalar(zero, type=chunk.type))
-    return chunk
-
-
-def _bits(buf: pa.Buffer | None, offset: int, n: int) -> np.ndarray[Any, Any]:
-    """An Arrow bitmap (LSB first) as one byte per bit, 1 or 0, from bit ``offset`` on.
-
-    Read from the buffer itself: pyarrow's ``to_numpy`` imports pandas (a second of
-    `hilt audit verify`'s start-up)."""
-    if buf is None:
-        return np.zeros(n, dtype=np.uint8)
-    first, skip = divmod(offset, 8)
-    raw = np.frombuffer(buf, dtype=np.uint8)[first : first + (skip + n + 7) // 8]
-    return np.unpackbits(raw, bitorder="little")[skip : skip + n]
-
-
-def _values(chunk: pa.Array, dtype: str) -> np.ndarray[Any, Any]:
-    """The fixed-width values of a null-free int64 or float64 chunk, from its buffer."""
-    return np.frombuffer(chunk.buffers()[1], dtype=dtype)[chunk.offset : chunk.offset + len(chunk)]
-
-
-def _validity(chunk: pa.Array) -> bytes | np.ndarray[Any, Any]:
-    if chunk.null_count == 0:
-        return b"\x01" * len(chunk)
-    if pa.types.is_null(chunk.type):
-        return bytes(len(chunk))
-    return _bits(chunk.buffers()[0], chunk.offset, len(chunk))
-
-
-def _update_column(h: Any, chunks: list[pa.Array], kind: str) -> None:
-    for c in chunks:
-        h.update(_validity(c))
-    if kind == "null":
-        return
-    plain = [_plain(c, kind) for c in chunks]
-    if kind in ("int64", "float64"):
-        dtype = "<i8" if kind == "int64" else "<f8"
-        for c in plain:
-            h.update(_values(c, dtype))
-        return
-    if kind == "bool":
-        for c in plain:
-            h.update(_bits(c.buffers()[1], c.offset, len(c)))
-        return
-    spans = []
-    for c in plain:
-        _, offsets_buf, data_buf = c.buffers()
-        wide = pa.types.is_large_string(c.type) or pa.types.is_large_binary(c.type)
-        offsets = np.frombuffer(offsets_buf, dtype="<i8" if wide else "<i4")
-        offsets = offsets[c.offset : c.offset + len(c) + 1]
-        h.update(np.diff(offsets).astype("<i8"))
-        spans.append((data_buf, int(offsets[0]), int(offsets[-1])))
-    for data_buf, start, end in spans:
-        if data_buf is not None and end > start:
-            h.update(memoryview(data_buf)[start:end])
-
-
 def table_digest(table: pa.Table) -> str:
     """The v2 digest (see the module's docstring) of the rows of ``table``, in its order."""
-    kinds = [_kind(f.type) for f in table.schema]
+    from hilt.pipelines.store.audit import digest_columns
+
+    kinds = [digest_columns.kind_of(f.type) for f in table.schema]
     header = canonical_json(
         {
             "columns": [[f.name, k] for f, k in zip(table.schema, kinds, strict=True)],
@@ -230,7 +128,7 @@ def table_digest(table: pa.Table) -> str:
     )
     h = hashlib.sha256(_TAG + header.encode("utf-8") + b"\n")
     for column, kind in zip(table.columns, kinds, strict=True):
-        _update_column(h, [c for c in column.chunks if len(c)], kind)
+        digest_columns.update_column(h, [c for c in column.chunks if len(c)], kind)
     return h.hexdigest()
 
 
@@ -295,7 +193,11 @@ def restated_digest(con: duckdb.DuckDBPyConnection, settings: Settings, seq: int
 # ---------------------------------------------------------------------- verify
 
 
-def restatements(con: duckdb.DuckDBPyConnection, since: int = 0) -> dict[int, tuple[int, str, int]]:
+#: batch seq → (rows, digest, restating seq): what ``restatements`` returns.
+Restated = dict[int, tuple[int, str, int]]
+
+
+def restatements(con: duckdb.DuckDBPyConnection, since: int = 0) -> Restated:
     """batch seq → (rows, digest, restating seq) as last restated by an erasure or a
     retention run (payload ``batches``: {"<seq>": {"rows": n, "digest": d}}); only the runs
     after seq ``since`` (which restate the batches after it as well as earlier ones)."""
@@ -304,7 +206,7 @@ def restatements(con: duckdb.DuckDBPyConnection, since: int = 0) -> dict[int, tu
         f" WHERE seq > ? AND ({_prefix_match(RESTATING_ACTIONS)}) ORDER BY seq",
         [since],
     ).fetchall()
-    out: dict[int, tuple[int, str, int]] = {}
+    out: Restated = {}
     for seq, batches in rows:
         if not batches:
             continue
@@ -314,18 +216,23 @@ def restatements(con: duckdb.DuckDBPyConnection, since: int = 0) -> dict[int, tu
 
 
 def first_mismatch(
-    con: duckdb.DuckDBPyConnection, settings: Settings, since: int = 0
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    since: int = 0,
+    restated: Restated | None = None,
 ) -> int | None:
     """The seq of the first batch event whose stored rows no longer match its digest (or,
     after an erasure or retention run removed some of them, the digest it restated); of
-    the batches recorded after seq ``since`` (a signed checkpoint's; 0: all)."""
+    the batches recorded after seq ``since`` (a signed checkpoint's; 0: all).
+    ``restated``: ``restatements(con, since)`` when the caller read them already."""
     events = con.execute(
         "SELECT seq, json_extract_string(entry, ['$.action', '$.payload.digest',"
         " '$.payload.digest_method']) FROM audit_log"
         f" WHERE seq > ? AND ({_prefix_match(BATCH_ACTIONS)}) ORDER BY seq",
         [since],
     ).fetchall()
-    restated = restatements(con, since)
+    if restated is None:
+        restated = restatements(con, since)
     for seq, (action, recorded, method) in events:
         expected = restated[int(seq)][1] if int(seq) in restated else recorded
         if stored_digest(con, settings, str(action), method, int(seq)) != expected:

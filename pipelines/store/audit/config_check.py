@@ -34,29 +34,28 @@ WHERE seq > $since
   AND ({_action("workspace.init", "config.applied", "config.proposed", "config.approved")})
 """
 
-_MISMATCH_SQL = f"""
+#: Two answers from one reading of the events: the earliest config version that does not
+#: match its event, and the event that put in force another version than the store's.
+_CHECK_SQL = f"""
 WITH ev AS ({_EVENTS}),
 recorded AS (SELECT * FROM ev WHERE action <> 'config.approved'),
 kept AS (SELECT * FROM config_versions
          WHERE applied_seq >= (SELECT coalesce(min(seq), 0) FROM audit_log)
-           AND ($since = 0 OR applied_seq > $since))
-SELECT min(seq) FROM (
+           AND ($since = 0 OR applied_seq > $since)),
+last AS (SELECT seq, version FROM ev WHERE action <> 'config.proposed' ORDER BY seq DESC LIMIT 1)
+SELECT
+  (SELECT min(seq) FROM (
     SELECT k.applied_seq AS seq FROM kept k LEFT JOIN recorded r ON r.seq = k.applied_seq
     WHERE r.seq IS NULL OR r.version <> k.version OR r.sha <> k.sha256
        OR sha256(k.text) <> k.sha256
     UNION ALL
     SELECT r.seq FROM recorded r LEFT JOIN config_versions v ON v.applied_seq = r.seq
     WHERE v.version IS NULL
-)
-"""
-
-_IN_FORCE_SQL = f"""
-WITH ev AS ({_EVENTS}),
-last AS (SELECT seq, version FROM ev WHERE action <> 'config.proposed' ORDER BY seq DESC LIMIT 1)
-SELECT last.seq FROM last
-WHERE (SELECT count(*) FROM config_versions WHERE state = 'in-force') <> 1
-   OR last.version IS DISTINCT FROM
-      (SELECT version FROM config_versions WHERE state = 'in-force')
+  )),
+  (SELECT last.seq FROM last
+   WHERE (SELECT count(*) FROM config_versions WHERE state = 'in-force') <> 1
+      OR last.version IS DISTINCT FROM
+         (SELECT version FROM config_versions WHERE state = 'in-force'))
 """
 
 
@@ -70,13 +69,15 @@ def first_mismatch(con: duckdb.DuckDBPyConnection, since: int = 0) -> Break | No
     )
     if not has_table:
         return None
-    seq = sql.scalar(con, _MISMATCH_SQL, {"since": since})
-    if seq is not None:
-        return Break(int(seq), "record-mismatch", "a config version no longer matches its event")
-    seq = sql.scalar(con, _IN_FORCE_SQL, {"since": since})
-    if seq is not None:
+    row = sql.one(con, _CHECK_SQL, {"since": since})
+    mismatch, in_force = row if row is not None else (None, None)
+    if mismatch is not None:
         return Break(
-            int(seq),
+            int(mismatch), "record-mismatch", "a config version no longer matches its event"
+        )
+    if in_force is not None:
+        return Break(
+            int(in_force),
             "record-mismatch",
             "the config in force is not the version the log last put in force",
         )

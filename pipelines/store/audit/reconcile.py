@@ -156,10 +156,14 @@ def first_decision_mismatch(
     return int(value) if value is not None else None
 
 
-def first_batch_mismatch(con: duckdb.DuckDBPyConnection, since: int = 0) -> int | None:
+def first_batch_mismatch(
+    con: duckdb.DuckDBPyConnection, since: int = 0, restated: batch_digest.Restated | None = None
+) -> int | None:
     """The earliest batch event whose batch no longer holds the rows it recorded (of the
-    batches recorded after seq ``since``)."""
-    restated = batch_digest.restatements(con, since)
+    batches recorded after seq ``since``). ``restated``: ``batch_digest.restatements(con,
+    since)`` when the caller read them already."""
+    if restated is None:
+        restated = batch_digest.restatements(con, since)
     value = sql.scalar(
         con,
         _BATCHES_SQL,

@@ -249,6 +249,12 @@ def verify_records(
     chain_check = "the hash chain check"
     reconcile_check = "the reconciliation of records with their events"
     purged = attempt(reconcile_check, lambda c: reconcile.decisions_purged_through(c, since))()
+    # Read once for both batch checks (None where it failed: each then names its failure).
+    restated = (
+        attempt(reconcile_check, lambda c: batch_digest.restatements(c, since))()
+        if batches or settings is not None
+        else None
+    )
 
     def content_and_decisions(
         c: duckdb.DuckDBPyConnection,
@@ -294,7 +300,7 @@ def verify_records(
             submit(
                 attempt(
                     "the batch digest check",
-                    lambda c: batch_digest.first_mismatch(c, settings, since),
+                    lambda c: batch_digest.first_mismatch(c, settings, since, restated),
                 )
             )
             if settings is not None
@@ -302,7 +308,12 @@ def verify_records(
         )
         order = submit(attempt(chain_check, lambda c: audit_chain.check_order(c, source, start_at)))
         counted = (
-            submit(attempt(reconcile_check, lambda c: reconcile.first_batch_mismatch(c, since)))
+            submit(
+                attempt(
+                    reconcile_check,
+                    lambda c: reconcile.first_batch_mismatch(c, since, restated),
+                )
+            )
             if batches
             else None
         )
