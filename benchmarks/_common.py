@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import polars as pl
 
+from hilt.pipelines.dashboards.server import wait_http
+from hilt.pipelines.errors import StoreError
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.workspace import Workspace
 
@@ -171,15 +172,11 @@ def start_service(ws: Workspace, log_path: Path, timeout_s: float = 30.0) -> Ser
             stderr=log,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"store service exited early: {log_path.read_text()[-2000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return Service(url, proc)
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    proc.wait(5)
-    raise RuntimeError(f"store service did not come up in {timeout_s:g} s")
+    try:
+        wait_http(url + "/health", proc, "store service", timeout_s)
+    except StoreError as e:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(5)
+        raise RuntimeError(f"{e}: {log_path.read_text()[-2000:]}") from e
+    return Service(url, proc)
