@@ -27,13 +27,11 @@ Usage: benchmarks/dashboard_memory.py [--quick] [--reviewers N] [--pending N]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,11 +44,10 @@ if str(REPO) not in sys.path:
 
 import httpx  # noqa: E402
 
+from benchmarks._common import Service, begin, finish, free_port, start_service  # noqa: E402
 from benchmarks.dashboard_start import add_pending, proxied_config  # noqa: E402
-from benchmarks.review_latency import free_port  # noqa: E402
 from benchmarks.verify import build_workspace  # noqa: E402
 from hilt.pipelines.dashboards.remote import start_remote_dashboards  # noqa: E402
-from hilt.pipelines.dashboards.server import wait_http  # noqa: E402
 from hilt.pipelines.store import Identity, open_store_as  # noqa: E402
 from hilt.pipelines.store.authentication import PROXY_SECRET_HEADER  # noqa: E402
 from hilt.pipelines.store.create import create_workspace  # noqa: E402
@@ -127,14 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     secret = secrets.token_hex(24)
     reviewers = [f"reviewer{i:02d}" for i in range(args.reviewers)]
     plural = "s" if args.reviewers != 1 else ""
-    result: dict[str, Any] = {
-        "benchmark": "dashboard_memory",
-        "quick": args.quick,
-        "reviewers": args.reviewers,
-        "cpu_count": os.cpu_count(),
-        "loadavg_start": round(os.getloadavg()[0], 2),
-    }
-    store: subprocess.Popen[bytes] | None = None
+    result = begin("dashboard_memory", quick=args.quick, reviewers=args.reviewers)
+    store: Service | None = None
     try:
         ws = Workspace.at(tmp / "ws")
         config = proxied_config(tmp, secret)
@@ -149,15 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         gateway = op.add_user("dashboards-1", "gateway").token
         admin = op.add_user("dana", "admin").token
         op.close()
-        port = free_port()
-        command = [sys.executable, "-m", "hilt.pipelines.cli", "store", "serve"]
-        store = subprocess.Popen(
-            [*command, "--workspace", str(ws.root), "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        store_url = f"http://127.0.0.1:{port}"
-        wait_http(store_url + "/health", store, "store service", 120)
+        store = start_service(ws, tmp / "store.log", timeout_s=120)
+        store_url = store.url
         t = time.perf_counter()
         server = start_remote_dashboards(store_url, gateway, port=free_port())
         result["dashboards_start_s"] = round(time.perf_counter() - t, 2)
@@ -180,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{mem['rss_mb']} MB, PSS {mem['pss_mb']} MB, USS {mem['uss_mb']} MB; "
                     f"Voila RSS {voila[-1]['rss_mb']} MB (load {os.getloadavg()[0]:.2f})"
                 )
-            result["store_service"] = memory(store.pid)
+            result["store_service"] = memory(store.process.pid)
             # Each page leased its reviewer's first case (the notebook ran to the case).
             checker = open_store_as(store_url, Identity(token=admin))
             result["leased"] = checker.queue_status().leased
@@ -207,13 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             f"reviewer{plural}; store service RSS {result['store_service']['rss_mb']} MB"
         )
     finally:
-        if store is not None and store.poll() is None:
-            store.terminate()
-            store.wait(30)
+        if store is not None:
+            store.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    result["runtime_s"] = round(time.perf_counter() - started, 2)
-    result["loadavg_end"] = round(os.getloadavg()[0], 2)
-    print(json.dumps(result, sort_keys=True))
+    finish(result, started)
     return 0
 
 

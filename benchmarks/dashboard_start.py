@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -58,9 +57,8 @@ if str(REPO) not in sys.path:
 import polars as pl  # noqa: E402
 from playwright.sync_api import Browser, expect, sync_playwright  # noqa: E402
 
-from benchmarks.review_latency import free_port  # noqa: E402
+from benchmarks._common import CONFIG, begin, finish, free_port  # noqa: E402
 from benchmarks.verify import (  # noqa: E402
-    CONFIG,
     MODEL_VERSION,
     build_workspace,
     predictions_for,
@@ -179,14 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="hilt-bench-dash-"))
     secret = secrets.token_hex(24)
-    result: dict[str, Any] = {
-        "benchmark": "dashboard_start",
-        "quick": args.quick,
-        "hilt": str(Path(sys.prefix).parent),
-        "generated_events": args.events,
-        "cpu_count": os.cpu_count(),
-        "loadavg_start": round(os.getloadavg()[0], 2),
-    }
+    result = begin(
+        "dashboard_start",
+        quick=args.quick,
+        hilt=str(Path(sys.prefix).parent),
+        generated_events=args.events,
+    )
     try:
         ws = Workspace.at(tmp / "ws")
         create_workspace(ws, proxied_config(tmp, secret))
@@ -247,13 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         result["pages"] = pages
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    result["runtime_s"] = round(time.perf_counter() - started, 2)
-    result["loadavg_end"] = round(os.getloadavg()[0], 2)
-    print(
-        f"runtime {result['runtime_s']} s (load average {result['loadavg_start']} at start, "
-        f"{result['loadavg_end']} at end)"
-    )
-    print(json.dumps(result, sort_keys=True))
+    finish(result, started)
     return 0
 
 

@@ -42,12 +42,10 @@ import hashlib
 import json
 import os
 import pstats
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -58,9 +56,10 @@ from hilt.pipelines.store.records import ModelEvaluation
 from hilt.pipelines.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "data"
-CONFIG = DATA / "hilt.toml"
-CSV = DATA / "german_credit.csv"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks._common import CONFIG, begin, cleanup, finish, synthetic_cases  # noqa: E402
 
 TARGET_ROWS_PER_S = 500_000.0
 #: The stand-in model the synthetic predictions are added under: the store takes
@@ -87,20 +86,6 @@ def approve_stand_in(ws: Workspace, model: str) -> str:
     op.register_model(model, sha, f"bench-{model}", evaluation)
     open_store_as(ws, Identity(name="lena")).promote_model(model)
     return sha
-
-
-def synthetic_cases(n: int, seed: int) -> pl.DataFrame:
-    """n cases in the demo schema, each column resampled from the demo CSV's values."""
-    demo = pl.read_csv(CSV, infer_schema=False)
-    uc_id, subject = "application_id", "applicant_id"
-    ids = pl.Series(uc_id, [f"SYN-APP-{k:07d}" for k in range(1, n + 1)])
-    subjects = pl.Series(subject, [f"SYN-SUBJ-{k:07d}" for k in range(1, n + 1)])
-    columns = [ids, subjects]
-    for i, name in enumerate(c for c in demo.columns if c not in (uc_id, subject)):
-        columns.append(
-            demo[name].sample(n, with_replacement=True, seed=seed + i, shuffle=True).alias(name)
-        )
-    return pl.DataFrame(columns).select(demo.columns)
 
 
 def synthetic_predictions(
@@ -170,16 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="hilt-bench-ingest-"))
-    result: dict[str, Any] = {
-        "benchmark": "ingest",
-        "quick": args.quick,
-        "rows": args.rows,
-        "batch_size": args.batch_size,
-        "case_batch_size": args.case_batch_size,
-        "cpu_count": os.cpu_count(),
-        #: 1-minute load average when the run started: other work on the machine skews it.
-        "loadavg_start": round(os.getloadavg()[0], 2),
-    }
+    result = begin(
+        "ingest",
+        quick=args.quick,
+        rows=args.rows,
+        batch_size=args.batch_size,
+        case_batch_size=args.case_batch_size,
+    )
     try:
         ws = Workspace.at(tmp / "ws")
         create_workspace(ws, CONFIG)
@@ -276,17 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             f"-> target met: {'yes' if met else 'no'}"
         )
     finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    result["runtime_s"] = round(time.perf_counter() - started, 2)
-    result["loadavg_end"] = round(os.getloadavg()[0], 2)
-    print(
-        f"runtime {result['runtime_s']} s (load average {result['loadavg_start']} at start, "
-        f"{result['loadavg_end']} at end, {os.cpu_count()} CPUs)"
-    )
-    print(json.dumps(result, sort_keys=True))
+        cleanup(tmp, args.keep)
+    finish(result, started)
     return 0
 
 

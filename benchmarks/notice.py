@@ -28,15 +28,12 @@ Usage: benchmarks/notice.py [--quick] [--notices N]
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
@@ -49,14 +46,17 @@ from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.notice import render_notice
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "data" / "hilt.toml"
-CSV = REPO / "data" / "german_credit.csv"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks._common import CONFIG, CSV, HOLDOUT_SALT, begin, finish  # noqa: E402
+
 TARGET_MS = 200.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--quick", action="store_true", help="20 notices instead of 200")
+    p.add_argument("--quick", action="store_true", help="5 notices instead of 200")
     p.add_argument("--notices", type=int, default=None, help="how many notices to time")
     return p.parse_args(argv)
 
@@ -80,10 +80,12 @@ def uptime() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    wanted = args.notices or (20 if args.quick else 200)
+    wanted = args.notices or (5 if args.quick else 200)
+    started = time.perf_counter()
+    result_numbers = begin("notice", quick=args.quick)
     with tempfile.TemporaryDirectory(prefix="hilt-bench-notice-") as tmp:
         ws = Workspace.at(Path(tmp) / "ws")
-        create_workspace(ws, CONFIG)
+        create_workspace(ws, CONFIG, holdout_salt=HOLDOUT_SALT)
         settings = ws.settings()
         dana = open_store_as(ws, Identity(name="dana"))
         dana.ingest_cases(pl.read_csv(CSV, infer_schema=False))
@@ -147,9 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                 was = facts.recommended_label == settings.target.positive
                 misses += (now is not None) == was
     search_ms = ms(timings["search"])
-    result_numbers: dict[str, Any] = {
+    result_numbers |= {
         "notices": len(subjects),
-        "cpu_count": os.cpu_count(),
         "uptime": uptime(),
         "setup_s": round(setup_s, 2),
         "model_load_ms": round(load_s * 1000, 2),
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     for step in ("facts", "render", "issue"):
         print(f"{step}: median {result_numbers[step]['median_ms']} ms")
     print(f"counterfactuals that do not flip the recommendation: {misses}")
-    print(json.dumps(result_numbers, sort_keys=True))
+    finish(result_numbers, started)
     return 1 if misses else 0
 
 

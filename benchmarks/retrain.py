@@ -80,9 +80,10 @@ from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "data"
-CONFIG = DATA / "hilt.toml"
-CSV = DATA / "german_credit.csv"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks._common import CONFIG, CSV, begin, cleanup, finish, hilt_command, synthetic_cases  # noqa: E402
 
 TARGET_DEMO_S = 8.0
 TARGET_RATIO = 1.5
@@ -141,28 +142,20 @@ def demo_cases() -> pl.DataFrame:
     return pl.read_csv(CSV, infer_schema=False)
 
 
-def synthetic_cases(n: int, seed: int) -> pl.DataFrame:
-    """n cases in the demo schema, each column resampled from the demo CSV's values (the
-    approach of benchmarks/ingest.py: ids SYN-APP-0000001..., one subject per case)."""
-    demo = demo_cases()
-    uc_id, subject = "application_id", "applicant_id"
-    ids = pl.Series(uc_id, [f"SYN-APP-{k:07d}" for k in range(1, n + 1)])
-    subjects = pl.Series(subject, [f"SYN-SUBJ-{k:07d}" for k in range(1, n + 1)])
-    columns = [ids, subjects]
-    for i, name in enumerate(c for c in demo.columns if c not in (uc_id, subject)):
-        columns.append(
-            demo[name].sample(n, with_replacement=True, seed=seed + i, shuffle=True).alias(name)
-        )
-    return pl.DataFrame(columns).select(demo.columns)
-
-
 def new_workspace(root: Path, cases: pl.DataFrame) -> tuple[Workspace, float]:
     """A fresh workspace holding ``cases``, made as `hilt init` makes one (its MLflow
-    database included); the seconds the ingest took."""
-    from hilt.pipelines.loop.tracking.client import configure
+    database included: a copy of MLflow's empty tables, made once next to the workspaces,
+    since MLflow's migrations take seconds each time, then the experiment); the seconds
+    the ingest took."""
+    from hilt.pipelines.loop.tracking.client import configure, empty_tracking_store
+    from hilt.pipelines.loop.tracking.environment import DB_FILE
 
     ws = Workspace.at(root)
     create_workspace(ws, CONFIG)
+    empty = root.parent / f"empty-{DB_FILE}"
+    if not empty.exists():
+        empty_tracking_store(empty)
+    shutil.copyfile(empty, ws.root / DB_FILE)
     configure(ws)
     op = open_store_as(ws, Identity(operator=True))
     t = time.perf_counter()
@@ -306,14 +299,6 @@ def timed_run(ws: Workspace) -> tuple[runner.RunResult, float, dict[str, float]]
         result = runner.execute(ws, runner.RunRequest(kind="retrain", parameters={}, author=None))
         wall = time.perf_counter() - t
     return result, wall, breakdown(wall, timers, result.notebook)
-
-
-def hilt_command() -> list[str]:
-    """The venv's `hilt` script next to this interpreter, else ``python -m`` the CLI."""
-    script = Path(sys.executable).parent / "hilt"
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    return [sys.executable, "-m", "hilt.pipelines.cli"]
 
 
 def run_cli(ws: Workspace) -> dict[str, Any]:
@@ -518,13 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     uri_env = os.environ.pop("HILT_MLFLOW_TRACKING_URI", None)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     tmp = Path(tempfile.mkdtemp(prefix="hilt-bench-retrain-"))
-    result: dict[str, Any] = {
-        "benchmark": "retrain",
-        "quick": args.quick,
-        "cpu_count": os.cpu_count(),
-        #: 1-minute load average when the run started: other work on the machine skews it.
-        "loadavg_start": round(os.getloadavg()[0], 2),
-    }
+    result = begin("retrain", quick=args.quick)
     try:
         print(f"retrain end to end: {os.cpu_count()} CPUs, workspaces under {tmp}")
         if uri_env:
@@ -566,17 +545,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"target met: {'yes' if result['target_met'] else 'no'}")
     finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    result["runtime_s"] = round(time.perf_counter() - started, 2)
-    result["loadavg_end"] = round(os.getloadavg()[0], 2)
-    print(
-        f"runtime {result['runtime_s']} s (load average {result['loadavg_start']} at start, "
-        f"{result['loadavg_end']} at end, {os.cpu_count()} CPUs)"
-    )
-    print(json.dumps(result, sort_keys=True))
+        cleanup(tmp, args.keep)
+    finish(result, started)
     return 0
 
 

@@ -47,8 +47,6 @@ import json
 import math
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,14 +56,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import comm
-import httpx
 import polars as pl
 from comm.base_comm import BaseComm, BuffersType, MaybeDict
 
 from hilt.pipelines.dashboards.review import open_review_backend
 from hilt.pipelines.loop.model import TrainedModel
 from hilt.pipelines.loop.scoring import demo_first_model, score_into_queue
-from hilt.pipelines.store import Identity, Store, open_store_as
+from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer, ReviewItem
@@ -73,9 +70,19 @@ from hilt.widgets.contracts.review import DecisionInput, DecisionReceipt, QueueS
 from hilt.widgets.review.session import ReviewSession
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "data"
-CONFIG = DATA / "hilt.toml"
-CSV = DATA / "german_credit.csv"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks._common import (  # noqa: E402
+    CONFIG,
+    CSV,
+    HOLDOUT_SALT,
+    begin,
+    finish,
+    latency_stats,
+    operator,
+    start_service,
+)
 
 REVIEWER = "alice"
 GATEWAY = "voila-gateway"
@@ -88,31 +95,6 @@ T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------------- statistics
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    """Linear-interpolated percentile (q in [0, 100]) of an ascending list; None if empty."""
-    if not sorted_values:
-        return None
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
-def latency_stats(values_ms: list[float]) -> dict[str, float | None]:
-    s = sorted(values_ms)
-
-    def r(v: float | None) -> float | None:
-        return None if v is None else round(v, 3)
-
-    return {
-        "p50_ms": r(percentile(s, 50)),
-        "p95_ms": r(percentile(s, 95)),
-        "p99_ms": r(percentile(s, 99)),
-        "max_ms": r(s[-1] if s else None),
-        "mean_ms": r(sum(s) / len(s) if s else None),
-    }
-
-
 def fmt_ms(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.1f} ms"
 
@@ -194,64 +176,6 @@ class TimedBackend:
 
 
 # ---------------------------------------------------------------------------- setup
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def operator(ws: Workspace) -> Store:
-    return open_store_as(ws, Identity(operator=True))
-
-
-@dataclass
-class Service:
-    url: str
-    process: subprocess.Popen[bytes]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-
-def start_service(ws: Workspace, log_path: Path) -> Service:
-    port = free_port()
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hilt.pipelines.cli",
-                "store",
-                "serve",
-                "--workspace",
-                str(ws.root),
-                "--port",
-                str(port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"store service exited early: {log_path.read_text()[-2000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return Service(url, proc)
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    proc.wait(5)
-    raise RuntimeError("store service did not come up in 30 s")
-
-
 @dataclass
 class Prepared:
     workspace: Workspace
@@ -276,7 +200,7 @@ def behind_proxy_config(root: Path) -> Path:
 
 def prepare(root: Path, extra_cases: int = 0) -> Prepared:
     ws = Workspace.at(root / "ws")
-    create_workspace(ws, behind_proxy_config(root))
+    create_workspace(ws, behind_proxy_config(root), holdout_salt=HOLDOUT_SALT)
     cases = pl.read_csv(CSV, infer_schema=False)
     operator(ws).ingest_cases(cases)
     lead = open_store_as(ws, Identity(name="lena"))
@@ -319,7 +243,7 @@ def accept_and_time(session: ReviewSession, backend: TimedBackend) -> tuple[floa
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--quick", action="store_true", help="30 decisions, 2 warm-up")
+    p.add_argument("--quick", action="store_true", help="10 decisions, 1 warm-up")
     p.add_argument("--decisions", type=int, default=None, help="timed decisions (default 200)")
     p.add_argument("--warmup", type=int, default=None, help="untimed first decisions (5)")
     p.add_argument(
@@ -330,9 +254,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.extra_cases = 2000 if args.drift else 0
     if args.decisions is None:
-        args.decisions = 2000 if args.drift else 30 if args.quick else 200
+        args.decisions = 2000 if args.drift else 10 if args.quick else 200
     if args.warmup is None:
-        args.warmup = 2 if args.quick else 5
+        args.warmup = 1 if args.quick else 5
     if args.decisions < 1 or args.warmup < 0:
         p.error("--decisions must be at least 1 and --warmup at least 0")
     return args
@@ -340,6 +264,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    started = time.perf_counter()
+    result: dict[str, Any] = begin("review_latency", quick=bool(args.quick))
     install_serializing_comm()
     with tempfile.TemporaryDirectory(prefix="hilt-review-latency-") as tmp:
         t_setup = time.perf_counter()
@@ -449,39 +375,39 @@ def main(argv: list[str] | None = None) -> int:
         f"targets: median <= {TARGET_MEDIAN_MS:.0f} ms: {'MET' if median_ok else 'MISSED'}; "
         f"p95 <= {TARGET_P95_MS:.0f} ms: {'MET' if p95_ok else 'MISSED'}"
     )
-    result = {
-        "benchmark": "review_latency",
-        "quick": bool(args.quick),
-        "decisions": args.decisions,
-        "warmup": args.warmup,
-        "reviewer": REVIEWER,
-        "model_version": prep.model_version,
-        "queue_waiting_at_start": prep.waiting,
-        "panel_open_ms": round(open_ms, 3),
-        "total": total,
-        "store": store,
-        "widgets": widgets,
-        "first_quarter": first_q,
-        "last_quarter": last_q,
-        "store_calls": calls,
-        "store_calls_per_decision": per_decision_calls,
-        "frontend_messages_per_decision": round(msgs, 2),
-        "frontend_kib_per_decision": round(kib, 2),
-        "recorded_accepts": len(recorded),
-        "audit_ok": report.ok,
-        "targets": {
-            "median_ms": TARGET_MEDIAN_MS,
-            "p95_ms": TARGET_P95_MS,
-            "median_met": median_ok,
-            "p95_met": p95_ok,
-        },
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-        },
-    }
-    print(json.dumps(result, sort_keys=True))
+    result.update(
+        {
+            "decisions": args.decisions,
+            "warmup": args.warmup,
+            "reviewer": REVIEWER,
+            "model_version": prep.model_version,
+            "queue_waiting_at_start": prep.waiting,
+            "panel_open_ms": round(open_ms, 3),
+            "total": total,
+            "store": store,
+            "widgets": widgets,
+            "first_quarter": first_q,
+            "last_quarter": last_q,
+            "store_calls": calls,
+            "store_calls_per_decision": per_decision_calls,
+            "frontend_messages_per_decision": round(msgs, 2),
+            "frontend_kib_per_decision": round(kib, 2),
+            "recorded_accepts": len(recorded),
+            "audit_ok": report.ok,
+            "targets": {
+                "median_ms": TARGET_MEDIAN_MS,
+                "p95_ms": TARGET_P95_MS,
+                "median_met": median_ok,
+                "p95_met": p95_ok,
+            },
+            "machine": {
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+            },
+        }
+    )
+    finish(result, started)
     return 0 if report.ok and len(recorded) == args.warmup + args.decisions else 1
 
 

@@ -58,14 +58,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import json
 import math
 import multiprocessing as mp
 import os
 import random
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -97,9 +93,19 @@ from hilt.pipelines.store.schema import create_statements
 from hilt.pipelines.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "data"
-CONFIG = DATA / "hilt.toml"
-CSV = DATA / "german_credit.csv"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks._common import (  # noqa: E402
+    CONFIG,
+    CSV,
+    begin,
+    cleanup,
+    finish,
+    latency_stats,
+    operator,
+    start_service,
+)
 
 MEAN_INTERVAL_S = 2.0
 TARGET_P95_MS = 10.0
@@ -113,31 +119,6 @@ PHASE_GRACE_S = 90.0
 
 
 # ---------------------------------------------------------------------------- statistics
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    """Linear-interpolated percentile (q in [0, 100]) of an ascending list; None if empty."""
-    if not sorted_values:
-        return None
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
-def latency_stats(latencies_ms: list[float]) -> dict[str, float | None]:
-    s = sorted(latencies_ms)
-
-    def r(v: float | None) -> float | None:
-        return None if v is None else round(v, 3)
-
-    return {
-        "p50_ms": r(percentile(s, 50)),
-        "p95_ms": r(percentile(s, 95)),
-        "p99_ms": r(percentile(s, 99)),
-        "max_ms": r(s[-1] if s else None),
-        "mean_ms": r(sum(s) / len(s) if s else None),
-    }
-
-
 def fmt_ms(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.1f}"
 
@@ -298,16 +279,6 @@ class WorkerPool:
 
 
 # ---------------------------------------------------------------------------- setup
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def operator(ws: Workspace) -> Store:
-    return open_store_as(ws, Identity(operator=True))
-
-
 def predictions_for(case_ids: pl.Series) -> pl.DataFrame:
     """Deterministic stand-in predictions, as tests/conftest.py makes them."""
     n = case_ids.len()
@@ -362,54 +333,6 @@ def seed(ws: Workspace, n_cases: int) -> list[str]:
         op.add_predictions(MODEL, predictions_for(copies["application_id"]), sha)
         ids.extend(new_ids.to_list())
     return [str(i) for i in ids]
-
-
-@dataclass
-class Service:
-    url: str
-    process: subprocess.Popen[bytes]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-
-def start_service(ws: Workspace, log_path: Path) -> Service:
-    port = free_port()
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hilt.pipelines.cli",
-                "store",
-                "serve",
-                "--workspace",
-                str(ws.root),
-                "--port",
-                str(port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"store service exited early: {log_path.read_text()[-2000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return Service(url, proc)
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    proc.wait(5)
-    raise RuntimeError("store service did not come up in 30 s")
 
 
 class CaseAllocator:
@@ -987,14 +910,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temporary workspace")
     args = p.parse_args(argv)
     defaults: dict[str, Any] = (
+        # Quick: every phase runs and decides (6 reviewers x 4 s at 0.5/s: ~12 paced
+        # decisions; none at all has a chance of 1 in ~160,000), its figures mean little.
         {
-            "workers": 8,
-            "paced_seconds": 6.0,
-            "sat_seconds": 3.0,
-            "sat_decisions": 1500,
-            "embedded_paced_seconds": 4.0,
-            "embedded_sat_seconds": 3.0,
-            "raw_rows": 300,
+            "workers": 6,
+            "paced_seconds": 4.0,
+            "sat_seconds": 1.5,
+            "sat_decisions": 500,
+            "embedded_paced_seconds": 3.0,
+            "embedded_sat_seconds": 1.5,
+            "raw_rows": 100,
         }
         if args.quick
         else {
@@ -1020,15 +945,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="hilt-bench-concurrency-"))
     pool = WorkerPool(args.workers)
-    result: dict[str, Any] = {
-        "benchmark": "store_concurrency",
-        "quick": args.quick,
-        "workers": args.workers,
-        "cpu_count": os.cpu_count(),
-        "mean_interval_s": MEAN_INTERVAL_S,
-        #: 1-minute load average when the run started: other work on the machine skews it.
-        "loadavg_start": round(os.getloadavg()[0], 2),
-    }
+    result = begin(
+        "store_concurrency",
+        quick=args.quick,
+        workers=args.workers,
+        mean_interval_s=MEAN_INTERVAL_S,
+    )
     try:
         print(
             f"store concurrency: {args.workers} reviewer processes, "
@@ -1091,17 +1013,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  verify OK after the run: {yes[targets['verify_ok']]}")
     finally:
         pool.stop()
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    result["runtime_s"] = round(time.perf_counter() - started, 2)
-    result["loadavg_end"] = round(os.getloadavg()[0], 2)
-    print(
-        f"runtime {result['runtime_s']} s (load average {result['loadavg_start']} at start, "
-        f"{result['loadavg_end']} at end, {os.cpu_count()} CPUs)"
-    )
-    print(json.dumps(result, sort_keys=True))
+        cleanup(tmp, args.keep)
+    finish(result, started)
     return 0
 
 

@@ -35,7 +35,6 @@ import argparse
 import importlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,9 +42,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks._common import begin, cleanup, finish  # noqa: E402
+
 #: benchmarks/retrain.py: its synthetic cases and fresh workspace, made the same way here.
-RETRAIN: Any = importlib.import_module("retrain")
+RETRAIN: Any = importlib.import_module("benchmarks.retrain")
 
 FULL_ROWS = 1_000_000
 QUICK_ROWS = 100_000
@@ -130,12 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = args.rows or (QUICK_ROWS if args.quick else FULL_ROWS)
     os.environ.pop("HILT_MLFLOW_TRACKING_URI", None)
     tmp = Path(tempfile.mkdtemp(prefix="hilt-bench-engines-"))
-    result: dict[str, Any] = {
-        "benchmark": "training_engines",
-        "rows": rows,
-        "cpu_count": os.cpu_count(),
-        "loadavg_start": round(os.getloadavg()[0], 2),
-    }
+    result = begin("training_engines", rows=rows)
     started = time.perf_counter()
     try:
         from distributed import LocalCluster
@@ -180,17 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{result['auc_difference']}"
         )
     finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    result["runtime_s"] = round(time.perf_counter() - started, 2)
-    result["loadavg_end"] = round(os.getloadavg()[0], 2)
-    print(
-        f"runtime {result['runtime_s']} s (load average {result['loadavg_start']} at start, "
-        f"{result['loadavg_end']} at end)"
-    )
-    print(json.dumps(result, sort_keys=True))
+        cleanup(tmp, args.keep)
+    finish(result, started)
     return 0
 
 

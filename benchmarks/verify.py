@@ -54,7 +54,6 @@ import hashlib
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -79,9 +78,10 @@ from hilt.pipelines.store.records import ModelEvaluation
 from hilt.pipelines.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "data"
-CONFIG = DATA / "hilt.toml"
-CSV = DATA / "german_credit.csv"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks._common import CONFIG, CSV, begin, cleanup, finish  # noqa: E402
 
 #: Issue 13's targets: the full walk, CLI end to end; from a checkpoint, the verification of
 #: ``--after`` (10,000) events appended after it on the 1M-event log.
@@ -510,14 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="hilt-bench-verify-"))
-    result: dict[str, Any] = {
-        "benchmark": "verify",
-        "quick": args.quick,
-        "generated_events": args.events,
-        "cpu_count": os.cpu_count(),
-        #: 1-minute load average when the run started: other work on the machine skews it.
-        "loadavg_start": round(os.getloadavg()[0], 2),
-    }
+    result = begin("verify", quick=args.quick, generated_events=args.events)
     ok = True
     try:
         ws = Workspace.at(tmp / "ws")
@@ -654,17 +647,8 @@ def main(argv: list[str] | None = None) -> int:
         if not ok:
             print("WARNING: verify did not report OK")
     finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    result["runtime_s"] = round(time.perf_counter() - started, 2)
-    result["loadavg_end"] = round(os.getloadavg()[0], 2)
-    print(
-        f"runtime {result['runtime_s']} s (load average {result['loadavg_start']} at start, "
-        f"{result['loadavg_end']} at end, {os.cpu_count()} CPUs)"
-    )
-    print(json.dumps(result, sort_keys=True))
+        cleanup(tmp, args.keep)
+    finish(result, started)
     return 0 if ok else 1
 
 

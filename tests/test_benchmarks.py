@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-BENCHMARKS = sorted((REPO / "benchmarks").glob("*.py"))
+#: The scripts; benchmarks/_common.py and the like are what they share, not benchmarks.
+BENCHMARKS = sorted(p for p in (REPO / "benchmarks").glob("*.py") if not p.name.startswith("_"))
 #: What running Python code leaves anyway (bytecode, tool caches): not a leak.
 CACHES = ("__pycache__/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".hypothesis/")
 #: Smaller sizes than --quick's where a size is all that changes: every phase still runs
-#: (the numbers are not what is tested here). store_concurrency and review_latency keep
-#: their quick form: their phases are timed, and shorter ones decide nothing on a busy machine.
+#: (the numbers are not what is tested here). The others' --quick is their smallest run
+#: that still takes every step.
 SMALLER = {
     "ingest": ["--rows", "10000"],
     "retrain": ["--rows", "2000"],

@@ -1,4 +1,7 @@
-"""The `hilt` command, run as scripts run it: exact forms, exit codes, no stack traces."""
+"""The `hilt` command, run as scripts run it: exact forms, exit codes, no stack traces.
+`hilt init`, `hilt demo`, the documented forms and the defaults of ``--workspace`` run as
+processes; the other tests run the commands in process (``hilt_here``), each with a real
+process among them."""
 
 from __future__ import annotations
 
@@ -15,7 +18,10 @@ import httpx
 import polars as pl
 import pytest
 
-from tests.conftest import CONFIG, CSV, free_port
+from hilt.pipelines.workspace import Workspace
+from tests.cli_helpers import hilt_here
+from tests.conftest import CONFIG, CSV, free_port, operator
+from tests.loop_helpers import hilt_cli
 
 HILT = str(Path(sys.executable).parent / "hilt")
 
@@ -102,12 +108,10 @@ def store_served(ws: Path) -> Iterator[str]:
         proc.wait(15)
 
 
-def test_parquet_ingest(tmp_path: Path) -> None:
-    ws = tmp_path / "ws"
-    assert hilt("init", "--workspace", ws, "--config", CONFIG).returncode == 0
+def test_parquet_ingest(tmp_path: Path, workspace: Workspace) -> None:
     pq = tmp_path / "cases.parquet"
     pl.read_csv(CSV).head(50).write_parquet(pq)
-    r = hilt("ingest", pq, "--workspace", ws)
+    r = hilt_here("ingest", pq, "--workspace", workspace.root)
     assert r.returncode == 0, r.stderr
     assert "ingested 50 cases" in r.stdout
 
@@ -125,16 +129,15 @@ def test_workspace_defaults_to_env_then_dot_workspace(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    ws = tmp_path / "ws"
-    assert hilt("init", "--workspace", ws, "--config", CONFIG).returncode == 0
-    assert hilt("ingest", CSV, "--workspace", ws).returncode == 0
-    return ws
+def ws(workspace: Workspace, cases_frame: pl.DataFrame) -> Path:
+    """`hilt init` of the demo config, then `hilt ingest` of the demo cases."""
+    operator(workspace).ingest_cases(cases_frame)
+    return workspace.root
 
 
 def test_user_errors_exit_2_with_one_line_and_write_nothing(ws: Path, tmp_path: Path) -> None:
     store = ws / "store.duckdb"
-    before = hilt("audit", "verify", "--workspace", ws).stdout
+    before = hilt_here("audit", "verify", "--workspace", ws).stdout
     bad_csv = tmp_path / "bad.csv"
     pl.read_csv(CSV).head(3).with_columns(pl.lit("soon").alias("duration")).write_csv(bad_csv)
     txt = tmp_path / "cases.txt"
@@ -143,19 +146,28 @@ def test_user_errors_exit_2_with_one_line_and_write_nothing(ws: Path, tmp_path: 
     bad_toml.write_text(CONFIG.read_text().replace('type = "int", min = 18', 'type = "integer"'))
     cases = [
         (hilt("ingest", CSV, "--workspace", ws), ["already exist"]),
-        (hilt("ingest", bad_csv, "--workspace", ws), ["'duration'", "not integers"]),
-        (hilt("ingest", tmp_path / "missing.csv", "--workspace", ws), ["no such file"]),
-        (hilt("ingest", txt, "--workspace", ws), [".csv or .parquet"]),
-        (hilt("users", "add", "eve", "--role", "wizard", "--workspace", ws), ["unknown role"]),
-        (hilt("users", "add", "bad name!", "--role", "reviewer", "--workspace", ws), ["match"]),
-        (hilt("init", "--workspace", ws, "--config", CONFIG), ["already a hilt workspace"]),
-        (hilt("init", "--workspace", tmp_path / "w2", "--config", bad_toml), ["columns.age.type"]),
-        (hilt("audit", "verify", "--workspace", tmp_path / "nowhere"), ["not a hilt workspace"]),
+        (hilt_here("ingest", bad_csv, "--workspace", ws), ["'duration'", "not integers"]),
+        (hilt_here("ingest", tmp_path / "missing.csv", "--workspace", ws), ["no such file"]),
+        (hilt_here("ingest", txt, "--workspace", ws), [".csv or .parquet"]),
+        (hilt_here("users", "add", "eve", "--role", "wizard", "--workspace", ws), ["unknown role"]),
+        (
+            hilt_here("users", "add", "bad name!", "--role", "reviewer", "--workspace", ws),
+            ["match"],
+        ),
+        (hilt_here("init", "--workspace", ws, "--config", CONFIG), ["already a hilt workspace"]),
+        (
+            hilt_here("init", "--workspace", tmp_path / "w2", "--config", bad_toml),
+            ["columns.age.type"],
+        ),
+        (
+            hilt_here("audit", "verify", "--workspace", tmp_path / "nowhere"),
+            ["not a hilt workspace"],
+        ),
     ]
     for result, needles in cases:
         assert_user_error(result, *needles)
     assert not (tmp_path / "w2").exists()
-    assert hilt("audit", "verify", "--workspace", ws).stdout == before
+    assert hilt_here("audit", "verify", "--workspace", ws).stdout == before
     assert store.exists()
 
 
@@ -199,40 +211,37 @@ def test_demo_sets_up_once_and_prints_a_working_token(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------- users (issue 12)
 def hilt_as(token: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    """`hilt` with ``$HILT_TOKEN`` set, as an administrator runs it against a service."""
-    env = {k: v for k, v in os.environ.items() if k != "HILT_WORKSPACE"}
-    env["HILT_TOKEN"] = token
-    return subprocess.run(
-        [HILT, *map(str, args)], capture_output=True, text=True, timeout=120, env=env
-    )
+    """`hilt` with ``$HILT_TOKEN`` set, as an administrator runs it against a service (in
+    process)."""
+    return hilt_here(*args, env={"HILT_TOKEN": token})
 
 
-def test_users_commands_take_effect_at_once_on_a_running_service(tmp_path: Path) -> None:
-    ws = tmp_path / "ws"
-    assert hilt("init", "--workspace", ws, "--config", CONFIG).returncode == 0
-    r = hilt("users", "add", "dana", "--role", "admin", "--workspace", ws)
+def test_users_commands_take_effect_at_once_on_a_running_service(workspace: Workspace) -> None:
+    ws = workspace.root  # `hilt init` of the demo config
+    r = hilt_here("users", "add", "dana", "--role", "admin", "--workspace", ws)
     assert r.returncode == 0, r.stderr
     assert re.search(r"^expires \d{4}-\d\d-\d\dT", r.stdout, re.M)  # [access] token_days
     admin = re.search(r"hilt_[A-Za-z0-9_-]+", r.stdout)
     carol = re.search(
         r"hilt_[A-Za-z0-9_-]+",
-        hilt("users", "add", "carol", "--role", "reviewer", "--workspace", ws).stdout,
+        hilt_here("users", "add", "carol", "--role", "reviewer", "--workspace", ws).stdout,
     )
     assert admin is not None and carol is not None
-    listed = hilt("users", "list", "--workspace", ws)
+    listed = hilt_here("users", "list", "--workspace", ws)
     assert listed.returncode == 0, listed.stderr
     assert re.search(
         r"^carol\treviewer\tactive\tadded\t1 token \(last expires ", listed.stdout, re.M
     )
     assert re.search(r"^bob\treviewer\tactive\thilt\.toml\t0 tokens$", listed.stdout, re.M)
     assert_user_error(
-        hilt("users", "disable", "nobody", "--workspace", ws), "unknown user 'nobody'"
+        hilt_here("users", "disable", "nobody", "--workspace", ws), "unknown user 'nobody'"
     )
 
     with store_served(ws) as url:
+        admin_env = {"HILT_TOKEN": admin.group(0)}  # a real process: the token from $HILT_TOKEN
         as_carol = {"Authorization": f"Bearer {carol.group(0)}"}
         assert httpx.get(url + "/v1/me", headers=as_carol).status_code == 200
-        r = hilt_as(admin.group(0), "users", "revoke", "carol", "--workspace", ws)
+        r = hilt_cli("users", "revoke", "carol", "--workspace", ws, env=admin_env)
         assert (r.returncode, r.stdout.strip()) == (0, "revoked 1 token of carol"), r.stderr
         refused = httpx.get(url + "/v1/me", headers=as_carol)
         assert refused.status_code == 401 and "was revoked (audit seq" in refused.json()["detail"]

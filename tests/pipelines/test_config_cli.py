@@ -1,26 +1,26 @@
-"""`hilt config …`, run as scripts run it: the forms, the exit codes, one line per refusal."""
+"""`hilt config …`, run as scripts run it: the forms, the exit codes, one line per refusal.
+The commands run in process; one through a real `hilt` process."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hilt.pipelines.workspace import Workspace
+from tests.cli_helpers import hilt_here as hilt
 from tests.config_helpers import edit_config
-from tests.conftest import CONFIG, CSV
-from tests.pipelines.test_cli import assert_user_error, hilt
+from tests.conftest import CSV
+from tests.loop_helpers import hilt_cli
+from tests.pipelines.test_cli import assert_user_error
 
 
 def test_an_edit_is_refused_until_applied_and_a_loosening_until_a_lead_approves(
-    tmp_path: Path,
+    workspace: Workspace,
 ) -> None:
-    ws = tmp_path / "ws"
-    assert hilt("init", "--workspace", ws, "--config", CONFIG).returncode == 0
+    ws = workspace.root  # `hilt init` of the demo config
     r = hilt("config", "status", "--workspace", ws)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("in force: version 1 (sha256 ")
     assert r.stdout.rstrip().endswith("hilt.toml: the config in force")
 
-    edit_config(Workspace.at(ws), "floor = 0.65 ", "floor = 0.5 ")
+    edit_config(workspace, "floor = 0.65 ", "floor = 0.5 ")
     r = hilt("ingest", CSV, "--workspace", ws)
     assert_user_error(
         r,
@@ -33,7 +33,7 @@ def test_an_edit_is_refused_until_applied_and_a_loosening_until_a_lead_approves(
     assert r.returncode == 0 and "changed since the config in force" in r.stdout
 
     assert_user_error(
-        hilt("config", "apply", "--as", "alice", "--workspace", ws),
+        hilt_cli("config", "apply", "--as", "alice", "--workspace", ws),
         "user 'alice' (roles: reviewer) may not apply config changes",
     )
     r = hilt("config", "apply", "--workspace", ws)  # the operating-system user, an admin

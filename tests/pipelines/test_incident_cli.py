@@ -1,6 +1,7 @@
 """`hilt incident open|update|close|list` and the incident `hilt audit verify` opens, as a
 lead's or a scheduler's scripts run them: exit codes, one-line errors, no stack traces, and
-the same commands through a running store service."""
+the same commands through a running store service. The commands run in process; one through
+a real `hilt` process."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
 
 from hilt.pipelines.workspace import Workspace
 from tests.audit_helpers import edit_entry, raw_db
+from tests.cli_helpers import hilt_here as hilt
 from tests.conftest import issue_tokens, start_service
-from tests.pipelines.test_subject_cli import hilt
+from tests.loop_helpers import hilt_cli
 
 
 def ok(r: subprocess.CompletedProcess[str]) -> str:
@@ -68,7 +70,7 @@ def test_a_lead_opens_tells_and_a_second_lead_closes(workspace: Workspace) -> No
 def test_user_errors_exit_2_with_one_line_and_nothing_is_written(workspace: Workspace) -> None:
     w = ("--workspace", workspace.root)
     user_error(
-        hilt("incident", "open", *w, "--kind", "bad", "--summary", "x"), "kind must be one of"
+        hilt_cli("incident", "open", *w, "--kind", "bad", "--summary", "x"), "kind must be one of"
     )
     user_error(
         hilt(

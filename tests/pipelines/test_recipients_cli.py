@@ -1,6 +1,6 @@
 """`hilt subject notify-recipients`: the DPO records that a recipient outside the store's API
 (hilt.toml [processing] recipients) was told of a subject's changes (GDPR Art. 19); the
-subject's export then says so."""
+subject's export then says so. The commands run in process; one through a real `hilt`."""
 
 from __future__ import annotations
 
@@ -9,14 +9,18 @@ import re
 import subprocess
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from hilt.pipelines.store import Identity, open_store_as
+from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.ops.recipients import NOTIFIED
 from hilt.pipelines.store.records import AuditQuery
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import CONFIG, CSV
-from tests.pipelines.test_subject_cli import hilt, user_error
+from tests.cli_helpers import hilt_here as hilt
+from tests.conftest import CONFIG, operator
+from tests.loop_helpers import hilt_cli
+from tests.pipelines.test_subject_cli import user_error
 
 Ran = subprocess.CompletedProcess[str]
 
@@ -25,17 +29,18 @@ BUREAU = "Credit bureau (processor agreement 2026-04)"
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ws(tmp_path_factory: pytest.TempPathFactory, cases_frame: pl.DataFrame) -> Path:
+    """A workspace of the demo config with an external recipient, the demo cases in it."""
     folder = tmp_path_factory.mktemp("recipients-cli")
     config = folder / "hilt.toml"
     config.write_text(
         CONFIG.read_text(encoding="utf-8") + f'\n[processing]\nrecipients = ["{BUREAU}"]\n',
         encoding="utf-8",
     )
-    root = folder / "ws"
-    assert hilt("init", "--workspace", root, "--config", config).returncode == 0
-    assert hilt("ingest", CSV, "--workspace", root).returncode == 0
-    return root
+    workspace = Workspace.at(folder / "ws")
+    create_workspace(workspace, config)
+    operator(workspace).ingest_cases(cases_frame)
+    return workspace.root
 
 
 def notify(ws: Path, *args: str, recipient: str = BUREAU, as_user: str = "pia") -> Ran:
@@ -47,7 +52,10 @@ def notify(ws: Path, *args: str, recipient: str = BUREAU, as_user: str = "pia") 
 
 @pytest.mark.obligation("GDPR 19")
 def test_the_dpo_records_telling_an_external_recipient_even_after_erasure(ws: Path) -> None:
-    r = notify(ws, SUBJECT)
+    r = hilt_cli(
+        "subject", "notify-recipients", SUBJECT, "--recipient", BUREAU,
+        "--workspace", ws, "--as", "pia",
+    )  # fmt: skip
     user_error(r, "no rectification, erasure or restriction")
     assert SUBJECT not in r.stderr
     user_error(

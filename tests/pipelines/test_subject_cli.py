@@ -1,35 +1,25 @@
 """`hilt subject …`, `hilt retention apply` and `hilt records` as a DPO's scripts run them:
 exact forms, exit codes, no stack traces, no subject id echoed, and the same commands
-through a running store service."""
+through a running store service. The commands run in process (``hilt``); each group also
+through a real `hilt` process (``hilt_cli``)."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import CONFIG, CSV, issue_tokens, start_service
+from tests.cli_helpers import hilt_here as hilt
+from tests.conftest import copy_of, issue_tokens, operator, start_service
+from tests.loop_helpers import hilt_cli
 
-HILT = str(Path(sys.executable).parent / "hilt")
 SUBJECT = "SYN-SUBJ-000042"
-
-
-def hilt(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("HILT_WORKSPACE", "HILT_TOKEN")}
-    return subprocess.run(
-        [HILT, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**base, **(env or {})},
-    )
 
 
 def user_error(r: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -41,11 +31,13 @@ def user_error(r: subprocess.CompletedProcess[str], *needles: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("subject-cli") / "ws"
-    assert hilt("init", "--workspace", root, "--config", CONFIG).returncode == 0
-    assert hilt("ingest", CSV, "--workspace", root).returncode == 0
-    return root
+def ws(
+    tmp_path_factory: pytest.TempPathFactory, empty_template: Workspace, cases_frame: pl.DataFrame
+) -> Path:
+    """A workspace of the demo config (`hilt init`) with the demo cases (`hilt ingest`)."""
+    workspace = copy_of(empty_template, tmp_path_factory.mktemp("subject-cli") / "ws")
+    operator(workspace).ingest_cases(cases_frame)
+    return workspace.root
 
 
 def test_export_prints_the_subject_as_json_or_writes_a_private_file(
@@ -73,7 +65,7 @@ def test_export_prints_the_subject_as_json_or_writes_a_private_file(
 
 def test_refusals_are_one_line_and_never_echo_the_subject_id(ws: Path) -> None:
     before = hilt("audit", "verify", "--workspace", ws).stdout
-    user_error(hilt("subject", "erase", SUBJECT, "--workspace", ws), "--as USER")
+    user_error(hilt_cli("subject", "erase", SUBJECT, "--workspace", ws), "--as USER")
     user_error(
         hilt("subject", "erase", SUBJECT, "--workspace", ws, "--as", "alice"),
         "may not exercise data-subject rights",
@@ -116,14 +108,14 @@ def test_restrict_rectify_contest_erase_then_verify(ws: Path) -> None:
 
 
 def test_retention_and_the_record_of_processing(ws: Path) -> None:
-    r = hilt("retention", "apply", "--workspace", ws)
+    r = hilt_cli("retention", "apply", "--workspace", ws)
     assert r.returncode == 0 and "nothing due" in r.stdout, r.stderr
     user_error(hilt("retention", "apply", "--workspace", ws, "--as", "alice"), "may not")
     r = hilt("records", "--workspace", ws)
     assert r.returncode == 0, r.stderr
     for table in ("case_personal", "identity", "audit_log", "keys/subject-keys.sqlite"):
         assert f"| {table} |" in r.stdout
-    r = hilt("records", "--workspace", ws, "--json")
+    r = hilt_cli("records", "--workspace", ws, "--json")
     assert {e["name"] for e in json.loads(r.stdout)} >= {"decisions", "snapshots/*.parquet"}
 
 
@@ -135,7 +127,7 @@ def test_the_same_commands_go_through_a_running_store_service(ws: Path) -> None:
         subject = "SYN-SUBJ-000043"
         # The embedded store is held by the service: without a token, a clear refusal.
         user_error(hilt("subject", "restrict", subject, "--workspace", ws), "HILT_TOKEN")
-        r = hilt(
+        r = hilt_cli(
             "subject", "restrict", subject, "--workspace", ws, env={"HILT_TOKEN": tokens["pia"]}
         )
         assert r.returncode == 0 and "subject.restricted" in r.stdout, r.stderr
