@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import sys
@@ -43,7 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.store_concurrency import CONFIG, seed  # noqa: E402
+from benchmarks._common import CONFIG, begin, finish  # noqa: E402
+from benchmarks.store_concurrency import seed  # noqa: E402
 from hilt.pipelines.store import Identity, open_store_as  # noqa: E402
 from hilt.pipelines.store.create import create_workspace  # noqa: E402
 from hilt.pipelines.store.records import DecisionRequest  # noqa: E402
@@ -92,7 +92,8 @@ def main() -> int:
     p.add_argument("--iterations", type=int, default=None, help="default 200 (--quick: 5)")
     args = p.parse_args()
     n = args.iterations or (5 if args.quick else 200)
-    result: dict[str, Any] = {"iterations": n}
+    started = time.perf_counter()
+    result = begin("store_open", iterations=n)
     with tempfile.TemporaryDirectory(prefix="hilt-store-open-") as tmp:
         ws = Workspace.at(Path(tmp) / "ws")
         create_workspace(ws, CONFIG)
@@ -141,7 +142,7 @@ def main() -> int:
                 f"CPU {r['cpu_ms']:.1f} ms (n {r['n']}, load {r['load']:.2f})"
             )
     print(f"verify: {'OK' if result['verify_ok'] else 'FAILED'}")
-    print(json.dumps(result))
+    finish(result, started)
     return 0 if result["verify_ok"] else 1
 
 
