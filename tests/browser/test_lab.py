@@ -19,7 +19,7 @@ from hilt.pipelines.loop.scoring import demo_first_model
 from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
-from tests.browser.conftest import require_chromium
+from tests.browser.conftest import BROWSER_HOLDOUT_SALT, require_chromium
 from tests.conftest import CONFIG, CSV, free_port, operator
 
 #: JupyterLab starts a kernel and the notebook imports the project: generous, polled.
@@ -31,7 +31,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     require_chromium()
     root = tmp_path_factory.mktemp("lab")
     ws = Workspace.at(root / "ws")
-    create_workspace(ws, CONFIG)
+    create_workspace(ws, CONFIG, holdout_salt=BROWSER_HOLDOUT_SALT)
     operator(ws).ingest_cases(pl.read_csv(CSV, infer_schema=False))
     lead = open_store_as(ws, Identity(name="lena"))
     demo_first_model(operator(ws), lead, ws.settings(), ws.root / "models")
