@@ -645,6 +645,8 @@ def async_saturation(
         "errors": r["errors"],
         "generator_cpu_s": round(float(r["generator_cpu_s"]), 2),
         "service_cpu_s": service_cpu,
+        # What the service does with one core, whatever share of it the machine gave it.
+        "decisions_per_service_cpu_s": round(len(acked) / service_cpu, 1) if service_cpu else None,
         "pinned": {"service": sorted(service_cpus), "generator": generator_cpus}
         if pinned
         else None,
@@ -655,6 +657,7 @@ def async_saturation(
         f"{fmt_ms(stats['p50_ms'])} ms, p95 {fmt_ms(stats['p95_ms'])} ms, p99 "
         f"{fmt_ms(stats['p99_ms'])} ms; errors {r['errors'] or 0}; CPU: generator "
         f"{stats['generator_cpu_s']} s, service {service_cpu} s of {wall:.1f} s wall"
+        f" = {stats['decisions_per_service_cpu_s']} decisions per CPU-second of the service"
         + (
             f" (pinned: service on CPU {cpus[-1]}, generator on CPU "
             f"{','.join(map(str, generator_cpus))})"
