@@ -91,17 +91,17 @@ def check_index(service: StoreService, clock: Clock, step: str, turn: int, extra
             done["done_today"],
             done["done_today_by_me"],
         ), (step, name)
-        if turn % 2:
-            return  # the rest every other step (a change stays until the next check)
+        if turn % 3:
+            return  # the rest every third step (a change stays until the next check)
         # What a decision checks, read with the live queue's help and by SQL alone.
         restricted = service.con.execute(
             "SELECT min(case_id) FROM cases c JOIN restrictions r USING (subject_ref)"
-            " GROUP BY r.lifted_seq IS NULL"
+            " WHERE r.lifted_seq IS NULL"
         ).fetchall()
         sample = [
-            *list(index.leases)[:2],
+            *list(index.leases)[:1],
             *([by_sql[0]] if by_sql[0] else []),
-            *(str(r[0]) for r in restricted),
+            *(str(r[0]) for r in restricted if r[0] is not None),
             extra_case,
         ]
         by_sql_only = replace(unit, queue_index=None)
