@@ -18,8 +18,9 @@ its own unique ``request_id``, in four phases on one temporary workspace:
 3b. service, saturation from ONE asyncio process: the same flat-out lease-then-accept loop,
    one simulated reviewer per token on keep-alive connections (httpx.AsyncClient), so the
    load generator does not take the service's cores as 32 processes do on a small
-   machine; it prints its own CPU seconds and the service's (from /proc) beside the wall
-   time;
+   machine (on two or more CPUs the service is pinned to one and the generator to the
+   others for the phase); it prints its own CPU seconds and the service's (from /proc)
+   beside the wall time;
 4. embedded, paced: as 1, but each process opens the store itself
    (``open_store_as(path, Identity(name=...))``), which takes the cross-process lock and
    opens the DuckDB file for every operation;
@@ -509,6 +510,9 @@ async def _async_reviewers(
 def _async_main(conn: Connection, job: dict[str, Any]) -> None:
     import asyncio
 
+    cpus = job.pop("cpus", None)
+    if cpus:
+        os.sched_setaffinity(0, set(cpus))
     try:
         conn.send(("result", asyncio.run(_async_reviewers(**job))))
     except Exception as e:
@@ -523,16 +527,28 @@ def async_saturation(
     the way 32 reviewer processes do; prints its own CPU seconds and the service's."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
+    # The service on one core, the generator on the others (when there are two or more):
+    # neither takes the other's CPU. Every thread of the service is pinned (new ones
+    # inherit it), and put back as it was afterwards.
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = len(cpus) >= 2
+    service_cpus, generator_cpus = {cpus[-1]}, cpus[:-1]
+    before = _pin(service_pid, service_cpus) if pinned else None
     job = {"url": url, "tokens": tokens, "per_token": 1, "duration_s": duration_s}
-    proc = ctx.Process(target=_async_main, args=(child, {**job, "cap": cap, "tag": tag}))
+    job = {**job, "cap": cap, "tag": tag, "cpus": generator_cpus if pinned else None}
+    proc = ctx.Process(target=_async_main, args=(child, job))
     service_cpu0 = _cpu_s(service_pid)
-    proc.start()
-    child.close()
-    if not parent.poll(duration_s + PHASE_GRACE_S):
-        proc.kill()
-        raise RuntimeError("the asyncio load generator did not finish in time")
-    kind, r = parent.recv()
-    proc.join(10)
+    try:
+        proc.start()
+        child.close()
+        if not parent.poll(duration_s + PHASE_GRACE_S):
+            proc.kill()
+            raise RuntimeError("the asyncio load generator did not finish in time")
+        kind, r = parent.recv()
+        proc.join(10)
+    finally:
+        if before is not None:
+            _pin(service_pid, before)
     if kind != "result":
         raise RuntimeError(f"the asyncio load generator failed: {r}")
     service_cpu1 = _cpu_s(service_pid)
@@ -552,6 +568,11 @@ def async_saturation(
         "errors": r["errors"],
         "generator_cpu_s": round(float(r["generator_cpu_s"]), 2),
         "service_cpu_s": service_cpu,
+        # What the service does with one core, whatever share of it the machine gave it.
+        "decisions_per_service_cpu_s": round(len(acked) / service_cpu, 1) if service_cpu else None,
+        "pinned": {"service": sorted(service_cpus), "generator": generator_cpus}
+        if pinned
+        else None,
     }
     print(
         f"  saturation, one asyncio process ({len(tokens)} simulated reviewers, keep-alive): "
@@ -559,8 +580,24 @@ def async_saturation(
         f"{fmt_ms(stats['p50_ms'])} ms, p95 {fmt_ms(stats['p95_ms'])} ms, p99 "
         f"{fmt_ms(stats['p99_ms'])} ms; errors {r['errors'] or 0}; CPU: generator "
         f"{stats['generator_cpu_s']} s, service {service_cpu} s of {wall:.1f} s wall"
+        f" = {stats['decisions_per_service_cpu_s']} decisions per CPU-second of the service"
+        + (
+            f" (pinned: service on CPU {cpus[-1]}, generator on CPU "
+            f"{','.join(map(str, generator_cpus))})"
+            if pinned
+            else " (not pinned: one CPU)"
+        )
     )
     return stats, acked
+
+
+def _pin(pid: int, cpus: set[int]) -> set[int]:
+    """Pin every thread of process ``pid`` to ``cpus``; returns its affinity before."""
+    before = os.sched_getaffinity(pid)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), cpus)
+    return before
 
 
 def read_back(store: Store, page: int = 10_000) -> list[Decision]:

@@ -13,7 +13,9 @@ applied only once it committed (``apply``), or dropped when it did not (``discar
 What it holds: the waiting cases with their order keys, the leases (as the ``leases``
 table holds them, expired ones included: expiry is read against the clock), each
 reviewer's skips (they order the queue for that reviewer), the manual-review cut of a halt
-and whether the store has gold cases. The embedded mode has no index (``Unit.queue_index``
+and whether the store has gold cases, and the day's final decisions (what the
+reviewer's progress line counts, ``queue.done_today``: read once a day, then kept up to
+date by the decisions). The embedded mode has no index (``Unit.queue_index``
 is None) and reads the queue with SQL.
 """
 
@@ -23,7 +25,7 @@ import bisect
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.store import double_review, review_queue, sql
@@ -110,17 +112,48 @@ class LiveQueue:
         #: (strategy, threshold) → the waiting cases sorted by (tier, strategy key, id).
         self._orders: dict[tuple[str, float], list[tuple[Any, ...]]] = {}
         self._staged: list[Callable[[duckdb.DuckDBPyConnection], None]] = []
+        #: The UTC day whose final decisions ``_done`` holds (None: not read yet).
+        self._done_day: date | None = None
+        #: That day's final decisions not undone: decision id → reviewer.
+        self._done: dict[str, str] = {}
+        #: reviewer → how many of them are theirs.
+        self._done_by: dict[str, int] = {}
+        #: Whether a decision waits for its commit (the day's count is behind it).
+        self.decision_staged = False
+        #: Cases and reviewers whose leases staged changes touch (``lease_row``).
+        self._touched_cases: set[str] = set()
+        self._touched_reviewers: set[str] = set()
+        #: Subjects whose processing is restricted now (a live restriction or objection).
+        self.restricted: set[str] = set()
+        #: The store's holdout salt (fixed at ``hilt init``; double review reads it).
+        self.salt = ""
+        #: Cases with a rectification (``get_case`` applies them).
+        self.rectified: set[str] = set()
         self.loaded = False
+        #: How often applying staged changes failed (the index was built again each time).
+        self.failures = 0
 
     # ------------------------------------------------------------------ building
     def load(self, con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
         """Build everything from the database (the queue SQL, the leases, the skips)."""
         context = sql.one(
-            con, "SELECT " + double_review.MANUAL_CUT_SQL + ", EXISTS (SELECT 1 FROM gold_cases)"
+            con,
+            "SELECT " + double_review.MANUAL_CUT_SQL + ", EXISTS (SELECT 1 FROM gold_cases),"
+            " (SELECT value FROM meta WHERE key = 'holdout_salt')",
         )
         assert context is not None
         self.manual_cut = int(context[0])
         self.has_gold = bool(context[1])
+        self.salt = str(context[2] or "")
+        self.restricted = {
+            str(r[0])
+            for r in con.execute(
+                "SELECT subject_ref FROM restrictions WHERE lifted_seq IS NULL"
+            ).fetchall()
+        }
+        self.rectified = {
+            str(r[0]) for r in con.execute("SELECT DISTINCT case_id FROM rectifications").fetchall()
+        }
         self._double_share = settings.oversight.double_review_share
         rows = con.execute(
             f"SELECT {QUEUE_COLUMNS} FROM ("
@@ -142,6 +175,10 @@ class LiveQueue:
             self.skips.setdefault(reviewer, {})[case_id] = int(n)
         self._orders = {}
         self._staged = []
+        self.decision_staged = False
+        self._touched_cases.clear()
+        self._touched_reviewers.clear()
+        self._done_day = None  # read again on first use
         self.loaded = True
 
     def rows_now(self) -> list[Waiting]:
@@ -150,9 +187,12 @@ class LiveQueue:
 
     # ------------------------------------------------------------------ staged changes
     def stage_lease(self, case_id: str, reviewer: str, now: datetime, expires: datetime) -> None:
+        self._touched_cases.add(case_id)
+        self._touched_reviewers.add(reviewer)
         self._staged.append(lambda con: self._lease(case_id, Held(reviewer, now, expires)))
 
     def stage_unlease(self, case_id: str) -> None:
+        self._touched_cases.add(case_id)
         self._staged.append(lambda con: self._unlease(case_id))
 
     def stage_skip(self, reviewer: str, case_id: str) -> None:
@@ -186,6 +226,27 @@ class LiveQueue:
 
         self._staged.append(change)
 
+    def stage_decision(
+        self, decision_id: str, reviewer: str, action: str, undo_of: str | None, at: datetime
+    ) -> None:
+        """A decision counts into the day's final decisions (an accept or override of the
+        day held) or takes one out of them (its undo)."""
+
+        day = at.astimezone(UTC).date()
+
+        def change(con: duckdb.DuckDBPyConnection) -> None:
+            if self._done_day is None:
+                return
+            if action in review_queue.DONE_ACTIONS and day == self._done_day:
+                self._done[decision_id] = reviewer
+                self._done_by[reviewer] = self._done_by.get(reviewer, 0) + 1
+            elif action == "undo" and undo_of in self._done:
+                who = self._done.pop(undo_of)
+                self._done_by[who] -= 1
+
+        self._staged.append(change)
+        self.decision_staged = True
+
     def stage_refresh(self, case_id: str) -> None:
         """Read the case's state again with the one-case SQL once the change committed."""
         self._staged.append(lambda con: self._refresh(con, case_id))
@@ -193,12 +254,16 @@ class LiveQueue:
     def apply(self, con: duckdb.DuckDBPyConnection) -> None:
         """The operation committed: apply what it staged."""
         staged, self._staged = self._staged, []
+        self.decision_staged = False
+        self._touched_cases.clear()
+        self._touched_reviewers.clear()
         try:
             for change in staged:
                 change(con)
         except Exception:
             # The change committed; the index is built again before its next use.
             log.warning("the live queue failed to update; it is built again")
+            self.failures += 1
             self.loaded = False
 
     @property
@@ -209,6 +274,9 @@ class LiveQueue:
     def discard(self) -> None:
         """The operation wrote nothing: forget what it staged."""
         self._staged = []
+        self.decision_staged = False
+        self._touched_cases.clear()
+        self._touched_reviewers.clear()
 
     # ------------------------------------------------------------------ reading
     def held_now(self, now: datetime) -> Iterator[tuple[str, Held]]:
@@ -216,6 +284,20 @@ class LiveQueue:
         for case_id, held in self.leases.items():
             if held.expires_at > now:
                 yield case_id, held
+
+    def has_lease_row(self, case_id: str, reviewer: str) -> bool:
+        """Whether the leases table has a row for the case or the reviewer (live or not)."""
+        return case_id in self.leases or reviewer in self.lease_of
+
+    def lease_row(self, case_id: str) -> tuple[Held | None] | None:
+        """The case's row of the leases table as the transaction sees it ((None,): none),
+        or None when changes staged in this transaction touch it (ask the database)."""
+        if case_id in self._touched_cases:
+            return None
+        held = self.leases.get(case_id)
+        if held is not None and held.reviewer in self._touched_reviewers:
+            return None
+        return (held,)
 
     def own_lease(self, reviewer: str, now: datetime) -> tuple[str, datetime] | None:
         case_id = self.lease_of.get(reviewer)
@@ -232,6 +314,24 @@ class LiveQueue:
                 held += 1
                 mine += lease.reviewer == reviewer
         return len(self.waiting) - held, held, mine
+
+    def done_today(
+        self, con: duckdb.DuckDBPyConnection, reviewer: str, now: datetime
+    ) -> tuple[int, int]:
+        """(final decisions since midnight UTC, those by ``reviewer``), as
+        ``queue.done_today_sql`` counts them; the day's are read once, on its first use."""
+        day = now.astimezone(UTC).date()
+        if self._done_day != day:
+            rows = con.execute(
+                review_queue.DONE_TODAY_SQL,
+                [datetime(day.year, day.month, day.day, tzinfo=UTC)],
+            ).fetchall()
+            self._done = {str(r[0]): str(r[1]) for r in rows}
+            self._done_by = {}
+            for who in self._done.values():
+                self._done_by[who] = self._done_by.get(who, 0) + 1
+            self._done_day = day
+        return len(self._done), self._done_by.get(reviewer, 0)
 
     def choose(self, reviewer: str, now: datetime, strategy: str, threshold: float) -> str | None:
         """The case ``next_case``'s SQL would choose for ``reviewer``: free, not excluded

@@ -120,6 +120,16 @@ QUEUE_STATE_SQL = queue_state_sql()
 CASE_STATE_SQL = case_state_sql()
 
 #: Order keys per strategy, after "contested first" and "second opinions next".
+#: The actions a reviewer's progress line counts as done (``queue.done_today``).
+DONE_ACTIONS = ("accept", "override")
+#: The final decisions (not undone) made since ``?`` (midnight UTC): decision id, reviewer.
+DONE_TODAY_SQL = (
+    "SELECT decision_id, reviewer FROM decisions"
+    " WHERE action IN ('accept', 'override') AND created_at >= ?"
+    " AND decision_id NOT IN (SELECT undo_of FROM decisions WHERE action = 'undo'"
+    " AND undo_of IS NOT NULL)"
+)
+
 STRATEGY_ORDER = {
     # A case without a score (manual review while halted) is as uncertain as can be.
     "uncertainty": "abs(coalesce(q.score, $threshold) - $threshold), q.created_at, q.case_id",

@@ -193,6 +193,9 @@ class StoreService:
         self._reader = threading.local()
         #: The live review queue (``live_queue.py``), built on first use under the lock.
         self.queue_index = LiveQueue()
+        #: Group commit so far: groups committed, decision requests in them, the largest
+        #: group (counts only; ``/health`` shows them).
+        self.group_stats = {"groups": 0, "requests": 0, "largest": 0}
 
     @property
     def settings(self) -> Settings:
@@ -330,6 +333,10 @@ class StoreService:
                     outcomes.append((done, None, e))
             self.con.execute("COMMIT")
             self.head.commit()
+            stats = self.group_stats
+            stats["groups"] += 1
+            stats["requests"] += len(group)
+            stats["largest"] = max(stats["largest"], len(group))
         except BaseException:
             self.head.forget()
             self.queue_index.discard()
@@ -549,6 +556,8 @@ def create_app(service: StoreService) -> FastAPI:
             "status": "ok",
             "use_case": service.settings.use_case.name,
             "max_rows_per_request": service.settings.limits.max_rows_per_request,
+            # How many decision requests shared a transaction (counts only).
+            "group_commit": dict(service.group_stats),
         }
 
     generic = app.openapi

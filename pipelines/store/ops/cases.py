@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, StoreError
-from hilt.pipelines.store import personal_data, sql
+from hilt.pipelines.store import personal_data, review_queue, sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
 from hilt.pipelines.store.ops import models, personal_reads, queue, review, system
 from hilt.pipelines.store.records import (
@@ -365,6 +365,15 @@ def case_frame(unit: Unit, case_ids: list[str] | None = None) -> pl.DataFrame:
 def get_case(unit: Unit, case_id: str) -> CaseRecord:
     """One case as this user may see it: features, the personal columns their role may read
     (rectified), its seed label, predictions and decisions."""
+    return case_and_history(unit, case_id)[0]
+
+
+def case_and_history(
+    unit: Unit, case_id: str
+) -> tuple[CaseRecord, list[review_queue.LoggedAction]]:
+    """``get_case``, and every decision on the case in audit order as the review rules read
+    them (``queue.logged_actions``, from the same read: the lease shows both)."""
+    # Point queries, one per table: in DuckDB a join of these costs more than all of them.
     row = sql.one(
         unit.con,
         "SELECT case_id, subject_ref, ingest_seq, created_at, removed_seq FROM cases"
@@ -386,8 +395,13 @@ def get_case(unit: Unit, case_id: str) -> CaseRecord:
         )
         if opened.height:
             personal = {k: v for k, v in opened.row(0, named=True).items() if k in readable}
-    if (feats or personal) and sql.scalar(
-        unit.con, "SELECT count(*) FROM rectifications WHERE case_id = ?", [case_id]
+    index = unit.queue_index  # the service's live queue knows the rectified cases
+    if (feats or personal) and (
+        case_id in index.rectified
+        if index is not None
+        else sql.scalar(
+            unit.con, "SELECT count(*) FROM rectifications WHERE case_id = ?", [case_id]
+        )
     ):
         current = personal_reads.rectified(
             unit, pl.DataFrame([{"case_id": case_id, **feats, **personal}])
@@ -395,23 +409,31 @@ def get_case(unit: Unit, case_id: str) -> CaseRecord:
         values = current.row(0, named=True)
         feats = {k: values[k] for k in feats}
         personal = {k: values[k] for k in personal}
-    label = sql.one(unit.con, "SELECT label FROM seed_labels WHERE case_id = ?", [case_id])
     preds = unit.con.execute(
         f"SELECT {PREDICTION_COLUMNS} FROM predictions WHERE case_id = ? ORDER BY prediction_id",
         [case_id],
     ).fetchall()
-    seed_label = label[0] if label else None
-    decisions = review.decisions_where(unit, "d.case_id = ?", [case_id], disclose=True)
-    if not CASE_OVERSEERS & set(unit.actor.roles):
+    overseer = bool(CASE_OVERSEERS & set(unit.actor.roles))
+    seed_label = None
+    if overseer:
+        label = sql.one(unit.con, "SELECT label FROM seed_labels WHERE case_id = ?", [case_id])
+        seed_label = label[0] if label else None
+    decisions = review.decisions_of_case(unit, case_id, str(row[1]))
+    history = [
+        review_queue.LoggedAction(
+            d.decision_id, d.action, d.reviewer, d.seq, d.undo_of, d.final_label
+        )
+        for d in decisions
+    ]
+    if not overseer:
         # A reviewer never sees a seed label (the gold cases' answers are seed labels), nor
         # another reviewer's decisions on a case still open to review (independent review).
-        seed_label = None
         me = unit.actor.name
         if any(d.reviewer != me for d in decisions):
-            state, gold = queue.state_of(unit, case_id, queue.logged_actions(unit, case_id))
+            state, gold = queue.state_of(unit, case_id, history)
             if gold or state.pending:
                 decisions = [d for d in decisions if d.reviewer == me]
-    return CaseRecord(
+    record = CaseRecord(
         case_id=row[0],
         subject_ref=row[1],
         ingest_seq=int(row[2]),
@@ -423,6 +445,7 @@ def get_case(unit: Unit, case_id: str) -> CaseRecord:
         predictions=[prediction_from_row(p) for p in preds],
         decisions=decisions,
     )
+    return record, history
 
 
 def _one_row_dict(unit: Unit, table: str, case_id: str) -> dict[str, Any]:
@@ -431,8 +454,7 @@ def _one_row_dict(unit: Unit, table: str, case_id: str) -> dict[str, Any]:
     rows = cur.fetchall()
     if not rows:
         return {}
-    row = rows[0]
-    d = dict(zip(names, row, strict=True))
+    d = dict(zip(names, rows[0], strict=True))
     d.pop("case_id", None)
     return d
 

@@ -46,8 +46,7 @@ def next_case(
         held = waiting = -1
         if own is not None:
             case_id, expires = str(own[0]), own[1]
-            history = logged_actions(unit, case_id)
-            state, gold = state_of(unit, case_id, history)
+            state, gold = state_of(unit, case_id, logged_actions(unit, case_id))
             if not state.pending or state.excluded_reviewer == me:
                 state = None  # a stale lease (decided meanwhile): take a new case
         if state is None:
@@ -70,18 +69,17 @@ def next_case(
             taken = 0 if gold_case else 1
             held = int(row[2]) - int(row[3]) + taken
             waiting = int(row[1]) + int(row[3]) - taken
-            history = logged_actions(unit, case_id)
             waiting_row = index.waiting.get(case_id) if index is not None else None
             if gold_case is None and waiting_row is not None:
                 state, gold = waiting_row.state(), False  # the queue's own row
             else:
-                state, gold = state_of(unit, case_id, history)
+                state, gold = state_of(unit, case_id, logged_actions(unit, case_id))
             expires = _take(unit, case_id, chosen, now)
         if held < 0:  # one's own lease again (a reload): the counts from scratch
             status = queue_status(unit)
         else:
             status = QueueStatus(waiting=waiting, leased=held, **done_today(unit, now))
-    return _shown(unit, case_id, history, state, gold, expires, status)
+    return _shown(unit, case_id, state, gold, expires, status)
 
 
 def _own_lease(unit: Unit, now: datetime) -> tuple[Any, ...] | None:
@@ -161,7 +159,7 @@ def lease_case(unit: Unit, case_id: str) -> LeasedCase:
             raise PermissionDeniedError("this case must be decided by another reviewer")
         expires = _take(unit, case_id, "named", now)
         status = queue_status(unit)
-    return _shown(unit, case_id, history, state, False, expires, status)
+    return _shown(unit, case_id, state, False, expires, status)
 
 
 def _take(unit: Unit, case_id: str, how: str, now: datetime) -> datetime:
@@ -179,7 +177,6 @@ def _take(unit: Unit, case_id: str, how: str, now: datetime) -> datetime:
 def _shown(
     unit: Unit,
     case_id: str,
-    history: list[review_queue.LoggedAction],
     state: review_queue.CaseState,
     gold: bool,
     expires: datetime,
@@ -189,10 +186,10 @@ def _shown(
     the case only, and no seed label, so that a second review is blind to the first and a
     gold case looks like any other."""
     me = unit.actor.name
+    case, history = cases.case_and_history(unit, case_id)
     blind = review_queue.blind_label(
         [a for a in history if a.reviewer == me] if gold else history, me
     )
-    case = cases.get_case(unit, case_id)
     case = case.model_copy(
         update={
             "seed_label": None,
@@ -231,14 +228,22 @@ def queue_status(unit: Unit) -> QueueStatus:
 
 
 def done_today(unit: Unit, now: datetime) -> dict[str, int]:
-    """Final decisions (not undone) since midnight UTC: in all, and by this user."""
+    """Final decisions (not undone) since midnight UTC: in all, and by this user (the
+    service counts them in its live queue, the embedded mode with ``done_today_sql``)."""
+    index = unit.queue_index
+    if index is not None and not index.decision_staged:
+        done, mine = index.done_today(unit.con, unit.actor.name, now)
+        return {"done_today": done, "done_today_by_me": mine}
+    return done_today_sql(unit, now)
+
+
+def done_today_sql(unit: Unit, now: datetime) -> dict[str, int]:
+    """``done_today`` by SQL (the definition)."""
     day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     done = sql.one(
         unit.con,
-        "SELECT count(*), count(*) FILTER (WHERE reviewer = ?) FROM decisions"
-        " WHERE action IN ('accept', 'override') AND created_at >= ?"
-        " AND decision_id NOT IN (SELECT undo_of FROM decisions WHERE action = 'undo'"
-        " AND undo_of IS NOT NULL)",
+        "SELECT count(*), count(*) FILTER (WHERE reviewer = ?)"
+        f" FROM ({review_queue.DONE_TODAY_SQL})",
         [unit.actor.name, day_start],
     )
     return {
@@ -251,15 +256,19 @@ def lease(unit: Unit, case_id: str, now: datetime, seq: int) -> datetime:
     """Lease ``case_id`` to this reviewer (dropping any other lease of theirs) as of the
     audit event ``seq``; returns when it expires."""
     expires = now + timedelta(seconds=unit.settings.review.lease_seconds)
-    unit.con.execute(
-        "DELETE FROM leases WHERE case_id = ? OR reviewer = ?", [case_id, unit.actor.name]
-    )
+    index = unit.queue_index
+    # The service's live queue holds the leases table's rows (expired ones too): a lease
+    # with no row to replace is one statement fewer (unless changes wait for this commit).
+    if index is None or index.staged or index.has_lease_row(case_id, unit.actor.name):
+        unit.con.execute(
+            "DELETE FROM leases WHERE case_id = ? OR reviewer = ?", [case_id, unit.actor.name]
+        )
     unit.con.execute(
         "INSERT INTO leases VALUES (?, ?, ?, ?, ?)",
         [case_id, unit.actor.name, now, expires, seq],
     )
-    if unit.queue_index is not None:
-        unit.queue_index.stage_lease(case_id, unit.actor.name, now, expires)
+    if index is not None:
+        index.stage_lease(case_id, unit.actor.name, now, expires)
     return expires
 
 
@@ -338,22 +347,31 @@ def queue_sql(unit: Unit, manual_cut: int | None = None) -> str:
     return review_queue.queue_state_sql(share, manual_cut)
 
 
-def oversight_arms_sql(settings: Settings) -> str:
+def oversight_arms_sql(
+    settings: Settings, *, gold: bool = True, manual: bool = True, salt: bool = True
+) -> str:
     """More arms of record_decision's one round trip: gold, manual review, and the salt
-    (only when double review is on)."""
-    salt = (
-        " UNION ALL SELECT 'salt', value, NULL, NULL, NULL, NULL, NULL FROM meta"
-        " WHERE key = 'holdout_salt'"
-        if settings.oversight.double_review_share > 0
-        else ""
-    )
-    return (
-        " UNION ALL SELECT 'gold', model_version, NULL, NULL, NULL, NULL, NULL"
-        " FROM gold_cases WHERE case_id = $cid"
-        " UNION ALL SELECT 'manual', NULL, NULL, NULL, NULL, NULL, NULL FROM cases"
-        " WHERE case_id = $cid AND ingest_seq < " + double_review.MANUAL_CUT_SQL + ""
-        " AND NOT EXISTS (SELECT 1 FROM seed_labels WHERE case_id = $cid)" + salt
-    )
+    (only when double review is on). The service leaves out what its live queue knows: no
+    gold arm while the store has no gold case, no manual arm while nothing was ever halted
+    (the cut is 0), the salt from memory."""
+    arms = ""
+    if gold:
+        arms += (
+            " UNION ALL SELECT 'gold', model_version, NULL, NULL, NULL, NULL, NULL"
+            " FROM gold_cases WHERE case_id = $cid"
+        )
+    if manual:
+        arms += (
+            " UNION ALL SELECT 'manual', NULL, NULL, NULL, NULL, NULL, NULL FROM cases"
+            " WHERE case_id = $cid AND ingest_seq < " + double_review.MANUAL_CUT_SQL + ""
+            " AND NOT EXISTS (SELECT 1 FROM seed_labels WHERE case_id = $cid)"
+        )
+    if salt and settings.oversight.double_review_share > 0:
+        arms += (
+            " UNION ALL SELECT 'salt', value, NULL, NULL, NULL, NULL, NULL FROM meta"
+            " WHERE key = 'holdout_salt'"
+        )
+    return arms
 
 
 def oversight_flags(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
@@ -25,7 +25,10 @@ from hilt.pipelines.store.records import Decision, DecisionRequest
 from hilt.pipelines.store.validation import check_text
 
 if TYPE_CHECKING:
+    from hilt.pipelines.store.live_queue import Held, LiveQueue
     from hilt.pipelines.store.unit import Unit
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: Longest time on item recorded (a day): a lease left open over a weekend is not a measure.
 MAX_TIME_ON_ITEM_MS = 86_400_000
@@ -104,24 +107,44 @@ class CaseFacts:
 
 
 def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datetime) -> CaseFacts:
-    rows = unit.con.execute(
+    """The facts, in one round trip. In the service, what its live queue holds as the
+    database does (the lease, live restrictions, gold and manual-review arms, the salt) is
+    taken from there instead of from arms of the query (each arm costs a scan)."""
+    index = unit.queue_index
+    lease_row = index.lease_row(case_id) if index is not None else None
+    arms = [
         "SELECT 'case', case_id, subject_ref, removed_seq::VARCHAR, NULL, NULL, NULL"
-        " FROM cases WHERE case_id = $cid"
-        " UNION ALL SELECT 'restricted', kind, NULL, NULL, NULL, NULL, NULL"
-        " FROM restrictions WHERE lifted_seq IS NULL"
-        " AND subject_ref = (SELECT subject_ref FROM cases WHERE case_id = $cid)"
-        " UNION ALL SELECT 'prediction', prediction_id::VARCHAR, model_version, label,"
-        " NULL, NULL, NULL FROM predictions WHERE case_id = $cid"
-        " UNION ALL SELECT 'decision', decision_id, action, reviewer, seq::VARCHAR,"
-        " undo_of, final_label FROM decisions WHERE case_id = $cid"
-        " UNION ALL SELECT 'lease', reviewer, (expires_at > $now)::VARCHAR,"
-        " epoch_us(leased_at)::VARCHAR, NULL, NULL, NULL FROM leases WHERE case_id = $cid"
-        " UNION ALL SELECT 'contest', max(seq)::VARCHAR, NULL, NULL, NULL, NULL, NULL"
-        " FROM contests WHERE case_id = $cid"
-        " UNION ALL SELECT 'request', decision_id, NULL, NULL, NULL, NULL, NULL"
-        " FROM decisions WHERE request_id = $rid" + queue.oversight_arms_sql(unit.settings),
-        {"rid": request_id, "cid": case_id, "now": now},
-    ).fetchall()
+        " FROM cases WHERE case_id = $cid",
+        "SELECT 'prediction', prediction_id::VARCHAR, model_version, label,"
+        " NULL, NULL, NULL FROM predictions WHERE case_id = $cid",
+        "SELECT 'decision', decision_id, action, reviewer, seq::VARCHAR,"
+        " undo_of, final_label FROM decisions WHERE case_id = $cid",
+        "SELECT 'contest', max(seq)::VARCHAR, NULL, NULL, NULL, NULL, NULL"
+        " FROM contests WHERE case_id = $cid",
+        "SELECT 'request', decision_id, NULL, NULL, NULL, NULL, NULL"
+        " FROM decisions WHERE request_id = $rid",
+    ]
+    params: dict[str, Any] = {"rid": request_id, "cid": case_id}
+    if index is None:
+        arms.append(
+            "SELECT 'restricted', kind, NULL, NULL, NULL, NULL, NULL"
+            " FROM restrictions WHERE lifted_seq IS NULL"
+            " AND subject_ref = (SELECT subject_ref FROM cases WHERE case_id = $cid)"
+        )
+        oversight = queue.oversight_arms_sql(unit.settings)
+    else:
+        oversight = queue.oversight_arms_sql(
+            unit.settings, gold=index.has_gold, manual=index.manual_cut > 0, salt=False
+        )
+    if lease_row is None:
+        arms.append(
+            "SELECT 'lease', reviewer, (expires_at > $now)::VARCHAR,"
+            " epoch_us(leased_at)::VARCHAR, NULL, NULL, NULL FROM leases WHERE case_id = $cid"
+        )
+        params["now"] = now
+    rows = unit.con.execute(" UNION ALL ".join(arms) + oversight, params).fetchall()
+    if index is not None:
+        rows.extend(_facts_in_memory(unit, index, rows, lease_row, now))
     gold, manual, double = queue.oversight_flags(unit.settings, rows, case_id)
     case_row = next((r for r in rows if r[0] == "case"), None)
     live_lease = next((r for r in rows if r[0] == "lease" and r[2] == "true"), None)
@@ -159,6 +182,28 @@ def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datet
         double=double,
         recorded_as=next((r[1] for r in rows if r[0] == "request"), None),
     )
+
+
+def _facts_in_memory(
+    unit: Unit,
+    index: LiveQueue,
+    rows: list[tuple[Any, ...]],
+    lease_row: tuple[Held | None] | None,
+    now: datetime,
+) -> list[tuple[Any, ...]]:
+    """The arms ``read_case_facts`` left to the live queue, as the query would return them."""
+    out: list[tuple[Any, ...]] = []
+    case_row = next((r for r in rows if r[0] == "case"), None)
+    if case_row is not None and str(case_row[2]) in index.restricted:
+        out.append(("restricted", None, None, None, None, None, None))
+    if unit.settings.oversight.double_review_share > 0:
+        out.append(("salt", index.salt, None, None, None, None, None))
+    if lease_row is not None and lease_row[0] is not None:
+        held = lease_row[0]
+        since_us = (held.leased_at - EPOCH) // timedelta(microseconds=1)
+        live = "true" if held.expires_at > now else "false"
+        out.append(("lease", held.reviewer, live, str(since_us), None, None, None))
+    return out
 
 
 def _check_reviewable(facts: CaseFacts, me: str) -> None:
@@ -329,15 +374,18 @@ def record_decision(unit: Unit, request: DecisionRequest) -> Decision:
             if unit.queue_index is not None:
                 unit.queue_index.stage_unlease(request.case_id)
         if unit.queue_index is not None:
-            _stage_queue(unit, facts, decision)
+            _stage_queue(unit, facts, decision, now)
     return decision
 
 
-def _stage_queue(unit: Unit, facts: CaseFacts, decision: Decision) -> None:
+def _stage_queue(unit: Unit, facts: CaseFacts, decision: Decision, now: datetime) -> None:
     """The case's new place in the service's live queue, by the queue rules applied to the
-    facts the decision read plus the decision itself (no query)."""
+    facts the decision read plus the decision itself (no query), and the day's count."""
     index = unit.queue_index
     assert index is not None
+    index.stage_decision(
+        decision.decision_id, decision.reviewer, decision.action, decision.undo_of, now
+    )
     if decision.action == "skip":
         index.stage_skip(decision.reviewer, decision.case_id)
     if facts.gold:
@@ -483,6 +531,21 @@ def decisions_where(
         f" WHERE {where} ORDER BY d.seq LIMIT {int(limit)}",
         params,
     ).fetchall()
+    return _decisions_from_rows(unit, rows, disclose)
+
+
+def decisions_of_case(unit: Unit, case_id: str, subject_ref: str) -> list[Decision]:
+    """``decisions_where`` for one case whose subject is known (no join with cases: a
+    DuckDB join costs more than the point query), disclosed as that is."""
+    columns = DECISION_COLUMNS.replace("c.subject_ref", "?::VARCHAR")
+    rows = unit.con.execute(
+        f"SELECT {columns} FROM decisions d WHERE d.case_id = ? ORDER BY d.seq",
+        [subject_ref, case_id],
+    ).fetchall()
+    return _decisions_from_rows(unit, rows, disclose=True)
+
+
+def _decisions_from_rows(unit: Unit, rows: list[tuple[Any, ...]], disclose: bool) -> list[Decision]:
     if disclose:
         recipients.record_disclosures(unit, [(str(r[17]), int(r[16])) for r in rows])
     with_comment = {str(r[17]) for r in rows if r[11] is not None}

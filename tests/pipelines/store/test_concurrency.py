@@ -293,6 +293,9 @@ def test_kill_9_of_the_service_loses_no_acknowledged_decision(
         ]
         outs = [o for _, o in workers]
         wait_for_acks(outs, KILL_AFTER_ACKS, timeout_s=60)
+        # The decisions were group-committed: several requests shared a transaction (so
+        # what is checked below holds for the batched path, not only for lone commits).
+        grouped = httpx.get(svc.url + "/health", timeout=10).json()["group_commit"]
         os.kill(svc.process.pid, signal.SIGKILL)
         assert svc.process.wait(10) == -signal.SIGKILL
         wait_all([p for p, _ in workers], timeout_s=90)
@@ -300,6 +303,7 @@ def test_kill_9_of_the_service_loses_no_acknowledged_decision(
         ack = acknowledged(outs)
         unacked = [r for o in outs for r in results(o) if "error" in r]
         assert KILL_AFTER_ACKS <= len(ack) < n, "the kill did not land mid-load"
+        assert grouped["largest"] > 1 and grouped["groups"] < grouped["requests"], grouped
         assert len(ack) + len(unacked) == n
         # Decisions sent and unanswered at the kill (the rest were leases in flight).
         in_flight = sum(1 for r in unacked if r.get("case_id"))
@@ -348,7 +352,7 @@ def test_kill_9_of_the_service_loses_no_acknowledged_decision(
             dana.close()
         print(
             f"killed after {len(ack)} acknowledged ({in_flight} decisions in flight); "
-            f"{len(unacked)} retried; {events} events"
+            f"{len(unacked)} retried; {events} events; group commit before the kill: {grouped}"
         )
     finally:
         svc.stop()

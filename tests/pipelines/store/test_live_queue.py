@@ -3,15 +3,17 @@
 A seeded random sequence of every operation that changes the queue runs through the store
 service's own dispatch (``StoreService.run`` / ``run_bulk`` / the group committer; the
 service on a real DuckDB file, with a clock the test moves), and after every operation the
-in-memory queue, its leases and the case it would lease to each reviewer are compared
-with the SQL (``review_queue.queue_state_sql`` and ``queue.choose_by_sql``).
+in-memory queue, its leases, the case it would lease to each reviewer and the day's count
+of final decisions are compared with the SQL (``review_queue.queue_state_sql``,
+``queue.choose_by_sql`` and ``queue.done_today_sql``), across midnight too.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +27,7 @@ from hilt.pipelines.store.live_queue import QUEUE_COLUMNS, Waiting
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.modes.service import StoreService
 from hilt.pipelines.store.operations import Store
-from hilt.pipelines.store.ops import queue
+from hilt.pipelines.store.ops import cases, queue, review
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import TEST_MODEL, issue_tokens, predictions_for
 from tests.pipelines.store.test_oversight import HISTORY, NEW, make_workspace
@@ -54,14 +56,16 @@ def sql_queue(con: duckdb.DuckDBPyConnection, service: StoreService) -> list[Wai
     return [Waiting(*r) for r in rows]
 
 
-def check_index(service: StoreService, clock: Clock, step: str, turn: int) -> None:
+def check_index(service: StoreService, clock: Clock, step: str, turn: int, extra_case: str) -> None:
     """The index, as the service would use it next, equals the database's queue: its
-    cases, its leases, and (for one reviewer and strategy in turn) its choice and counts."""
+    cases, its leases, and (for one reviewer and strategy in turn) its choice and counts;
+    the facts a decision reads about the leased cases, the chosen one and ``extra_case``."""
     users = {name: service.lookup(name) for name in REVIEWERS}
     with service.mutex:
         service.core(users["alice"])  # builds the index if it is due
         index = service.queue_index
         assert not index.staged, step
+        assert index.failures == 0, step  # every staged change applied
         assert index.rows_now() == sql_queue(service.con, service), step
         leases = {
             r[0]: (r[1], r[2], r[3])
@@ -81,6 +85,35 @@ def check_index(service: StoreService, clock: Clock, step: str, turn: int) -> No
         assert by_sql is not None
         mine = (index.choose(name, now, strategy, threshold), *index.counts(name, now))
         assert mine == tuple(by_sql), (step, name, strategy)
+        # The progress line's count of the day's final decisions (kept by the decisions).
+        done = queue.done_today_sql(unit, now)
+        assert index.done_today(service.con, name, now) == (
+            done["done_today"],
+            done["done_today_by_me"],
+        ), (step, name)
+        if turn % 3:
+            return  # the rest every third step (a change stays until the next check)
+        # What a decision checks, read with the live queue's help and by SQL alone.
+        restricted = service.con.execute(
+            "SELECT min(case_id) FROM cases c JOIN restrictions r USING (subject_ref)"
+            " WHERE r.lifted_seq IS NULL"
+        ).fetchall()
+        sample = [
+            *list(index.leases)[:1],
+            *([by_sql[0]] if by_sql[0] else []),
+            *(str(r[0]) for r in restricted if r[0] is not None),
+            extra_case,
+        ]
+        by_sql_only = replace(unit, queue_index=None)
+        for case_id in sample:
+            with_index = review.read_case_facts(unit, case_id, "no-such-request", now)
+            assert with_index == review.read_case_facts(
+                by_sql_only, case_id, "no-such-request", now
+            ), (step, case_id)
+        # The case as the lease shows it (rectified values, seed label, decisions shown).
+        rectified = service.con.execute("SELECT min(case_id) FROM rectifications").fetchall()
+        for case_id in {by_sql[0], rectified[0][0]} - {None}:
+            assert cases.get_case(unit, case_id) == cases.get_case(by_sql_only, case_id), step
 
 
 class Run:
@@ -169,6 +202,11 @@ def step_restrict(r: Run) -> None:
     )
 
 
+def step_rectify(r: Run) -> None:
+    value = str(r.rng.randint(6, 48))
+    r.run("pia", Store.subject_rectify, subject_id=subject(r), column="duration", value=value)
+
+
 def step_erase(r: Run) -> None:
     r.run("pia", Store.subject_erase, subject_id=subject(r))
 
@@ -232,33 +270,56 @@ def test_the_live_queue_equals_the_queue_sql_after_every_operation(
     r = Run(ws, service, rng)
     steps: list[tuple[float, Callable[[Run], None]]] = [
         (14, step_lease), (3, step_lease_by_name), (30, step_decide), (5, step_undo),
-        (3, step_contest), (3, step_adjudicate), (3, step_restrict), (1, step_erase),
-        (1, step_gold), (2, step_halt_or_resume), (2, lambda run: step_ingest(run, cases_frame)),
+        (3, step_contest), (3, step_adjudicate), (3, step_restrict), (2, step_rectify),
+        (1, step_erase), (1, step_gold), (2, step_halt_or_resume),
+        (2, lambda run: step_ingest(run, cases_frame)),
     ]  # fmt: skip
     kinds: dict[str, int] = {}
+    rare: dict[str, Callable[[Run], None]] = {
+        f.__name__: f for f in (step_undo, step_adjudicate, step_rectify, step_erase)
+    }
+
+    def act(n: int, roll: float, action: Callable[[Run], None] | None = None) -> None:
+        nonlocal service
+        if action is not None:
+            name = action.__name__
+        elif roll < 0.04:
+            name = "expire"
+            clock.now += timedelta(seconds=service.settings.review.lease_seconds + 1)
+        elif roll < 0.06:
+            name = "restart"
+            service = r.service = start()
+        elif roll < 0.075:
+            # Just before midnight UTC: the next operations count into a new day.
+            name = "midnight"
+            midnight = datetime.combine(clock.now.date() + timedelta(days=1), time(), UTC)
+            clock.now = midnight - timedelta(milliseconds=12)
+        else:
+            weights = [w for w, _ in steps]
+            action = rng.choices([f for _, f in steps], weights)[0]
+            name = getattr(action, "__name__", "ingest")
+        if action is not None:
+            try:
+                action(r)
+            except HiltError as e:  # a refusal: nothing written, the index unchanged
+                name += f" refused ({type(e).__name__})"
+        kinds[name.split(" ")[0]] = kinds.get(name.split(" ")[0], 0) + 1
+        check_index(service, clock, f"step {n}: {name}", n, r.any_case())
+
     try:
         for n in range(STEPS):
-            roll = rng.random()
-            if roll < 0.04:
-                name = "expire"
-                clock.now += timedelta(seconds=service.settings.review.lease_seconds + 1)
-            elif roll < 0.06:
-                name = "restart"
-                service = r.service = start()
-            else:
-                weights = [w for w, _ in steps]
-                action = rng.choices([f for _, f in steps], weights)[0]
-                name = getattr(action, "__name__", "ingest")
-                try:
-                    action(r)
-                except HiltError as e:  # a refusal: nothing written, the index unchanged
-                    name += f" refused ({type(e).__name__})"
-            kinds[name.split(" ")[0]] = kinds.get(name.split(" ")[0], 0) + 1
-            check_index(service, clock, f"step {n}: {name}", n)
+            act(n, rng.random())
+        # The rare operations the seeded sequence missed, then a restart and a midnight.
+        tail = [rare[k] for k in rare if k not in kinds]
+        for n, action in enumerate(tail, start=STEPS):
+            act(n, 1.0, action)
+        act(STEPS + len(tail), 0.05)
+        act(STEPS + len(tail) + 1, 0.07)
+        act(STEPS + len(tail) + 2, 1.0, step_decide)
     finally:
         con.close()
-    # The sequence covered the review path and the rare operations alike.
-    assert {"step_decide", "step_undo", "step_adjudicate", "step_erase", "restart"} <= set(kinds), (
-        kinds
-    )
+    # Every operation kind ran, and the index was checked after it.
+    covered = {"step_decide", "step_undo", "step_adjudicate", "step_erase", "step_rectify"}
+    covered |= {"restart", "midnight"}
+    assert covered <= set(kinds), kinds
     assert kinds["step_decide"] > 30

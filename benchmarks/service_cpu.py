@@ -1,0 +1,138 @@
+#!/usr/bin/env python
+"""The store service's CPU per lease and per decision, in process (no HTTP).
+
+What it measures
+----------------
+The owning process's own work for one reviewer's round: ``next_case`` (the lease: choose
+from the live queue, the lease row and its audit event, the commit, the case as the reviewer
+sees it) and ``record_decision`` (the facts it checks, the decision and its chained audit
+row, the commit), through the service's own dispatch (``StoreService.run`` and the group
+committer, one decision a group), by 32 reviewers in turn. Each is timed in CPU time of the
+thread (``time.thread_time``), which other work on a shared machine inflates far less than
+wall time; the median and p95 are printed, and the pair's mean. HTTP (FastAPI, JSON) is not
+included: ``store_concurrency.py`` phase 3b measures decisions per CPU-second of the whole
+service.
+
+Setup (untimed): a workspace from data/hilt.toml with N cases (the demo cases plus synthetic
+copies, one prediction each by an approved stand-in model, as ``store_concurrency.py`` seeds
+them), 32 reviewers, a few warm-up pairs.
+
+Usage: benchmarks/service_cpu.py [--quick] [--pairs N] [--cases N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.store_concurrency import CONFIG, operator, percentile, seed  # noqa: E402
+from hilt.pipelines.store.config_watch import ConfigWatch  # noqa: E402
+from hilt.pipelines.store.create import create_workspace  # noqa: E402
+from hilt.pipelines.store.modes.embedded import connect  # noqa: E402
+from hilt.pipelines.store.modes.service import StoreService  # noqa: E402
+from hilt.pipelines.store.operations import Store  # noqa: E402
+from hilt.pipelines.store.records import Decision, DecisionRequest  # noqa: E402
+from hilt.pipelines.workspace import Workspace  # noqa: E402
+
+REVIEWERS = 32
+WARMUP = 20
+
+
+def measure(ws: Workspace, pairs: int) -> dict[str, float]:
+    con = connect(ws)
+    con.execute("SET threads = 1")  # as `hilt store serve` runs it
+    try:
+        watch = ConfigWatch(ws, owner=True)
+        service = StoreService(ws, watch.admit(con, despite_drift=False), con, config=watch)
+        users = [service.lookup(f"rev{i:02d}") for i in range(1, REVIEWERS + 1)]
+        lease_ms: list[float] = []
+        decide_ms: list[float] = []
+        for k in range(WARMUP + pairs):
+            user = users[k % REVIEWERS]
+            t0 = time.thread_time()
+            leased = service.run(user, Store.next_case, {"strategy": None})
+            t1 = time.thread_time()
+            assert leased is not None, "the queue ran out of cases"
+            request = DecisionRequest(
+                case_id=leased.case.case_id, action="accept", request_id=f"cpu-{k:06d}"
+            )
+            done: Future[Decision] = Future()
+            with service.mutex:
+                service._commit_group([(user, request, done)])
+            done.result()
+            t2 = time.thread_time()
+            if k >= WARMUP:
+                lease_ms.append((t1 - t0) * 1000)
+                decide_ms.append((t2 - t1) * 1000)
+    finally:
+        con.close()
+    lease_ms.sort()
+    decide_ms.sort()
+    return {
+        "lease_median_ms": round(percentile(lease_ms, 50) or 0.0, 2),
+        "lease_p95_ms": round(percentile(lease_ms, 95) or 0.0, 2),
+        "decision_median_ms": round(percentile(decide_ms, 50) or 0.0, 2),
+        "decision_p95_ms": round(percentile(decide_ms, 95) or 0.0, 2),
+        "pair_mean_ms": round((sum(lease_ms) + sum(decide_ms)) / pairs, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--quick", action="store_true", help="small, fast variant")
+    p.add_argument("--pairs", type=int, default=None, help="timed lease + decision pairs")
+    p.add_argument("--cases", type=int, default=None, help="cases in the store")
+    args = p.parse_args(argv)
+    pairs = args.pairs or (100 if args.quick else 500)
+    n_cases = args.cases or (3_000 if args.quick else 26_752)
+    tmp = Path(tempfile.mkdtemp(prefix="hilt-bench-service-cpu-"))
+    load0 = os.getloadavg()[0]
+    try:
+        ws = Workspace.at(tmp / "ws")
+        create_workspace(ws, CONFIG)
+        seed(ws, max(n_cases, WARMUP + pairs))
+        op = operator(ws)
+        for i in range(1, REVIEWERS + 1):
+            op.add_user(f"rev{i:02d}", "reviewer")
+        result = measure(ws, pairs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    load1 = os.getloadavg()[0]
+    print(
+        f"service CPU per lease: median {result['lease_median_ms']} ms, p95 "
+        f"{result['lease_p95_ms']} ms; per decision: median {result['decision_median_ms']} "
+        f"ms, p95 {result['decision_p95_ms']} ms; a pair on average {result['pair_mean_ms']} "
+        f"ms ({pairs} pairs, {n_cases} cases, load average {load0:.2f} -> {load1:.2f})"
+    )
+    pair = result["pair_mean_ms"]
+    print(f"one core would carry at most {1000 / pair:.0f} lease + decision pairs/s (no HTTP)")
+    print(
+        json.dumps(
+            {
+                "benchmark": "service_cpu",
+                "quick": args.quick,
+                "pairs": pairs,
+                "cases": n_cases,
+                "loadavg_start": round(load0, 2),
+                "loadavg_end": round(load1, 2),
+                **result,
+            },
+            sort_keys=True,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
