@@ -23,9 +23,6 @@ Usage: benchmarks/service_cpu.py [--quick] [--pairs N] [--cases N]
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
 import sys
 import tempfile
 import time
@@ -36,7 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.store_concurrency import CONFIG, operator, percentile, seed  # noqa: E402
+from benchmarks._common import CONFIG, begin, cleanup, finish, operator, percentile  # noqa: E402
+from benchmarks.store_concurrency import seed  # noqa: E402
 from hilt.pipelines.store.config_watch import ConfigWatch  # noqa: E402
 from hilt.pipelines.store.create import create_workspace  # noqa: E402
 from hilt.pipelines.store.modes.embedded import connect  # noqa: E402
@@ -96,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     pairs = args.pairs or (100 if args.quick else 500)
     n_cases = args.cases or (3_000 if args.quick else 26_752)
+    started = time.perf_counter()
+    run = begin("service_cpu", quick=args.quick, pairs=pairs, cases=n_cases)
     tmp = Path(tempfile.mkdtemp(prefix="hilt-bench-service-cpu-"))
-    load0 = os.getloadavg()[0]
     try:
         ws = Workspace.at(tmp / "ws")
         create_workspace(ws, CONFIG)
@@ -107,30 +106,16 @@ def main(argv: list[str] | None = None) -> int:
             op.add_user(f"rev{i:02d}", "reviewer")
         result = measure(ws, pairs)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    load1 = os.getloadavg()[0]
+        cleanup(tmp, keep=False)
     print(
         f"service CPU per lease: median {result['lease_median_ms']} ms, p95 "
         f"{result['lease_p95_ms']} ms; per decision: median {result['decision_median_ms']} "
         f"ms, p95 {result['decision_p95_ms']} ms; a pair on average {result['pair_mean_ms']} "
-        f"ms ({pairs} pairs, {n_cases} cases, load average {load0:.2f} -> {load1:.2f})"
+        f"ms ({pairs} pairs, {n_cases} cases)"
     )
     pair = result["pair_mean_ms"]
     print(f"one core would carry at most {1000 / pair:.0f} lease + decision pairs/s (no HTTP)")
-    print(
-        json.dumps(
-            {
-                "benchmark": "service_cpu",
-                "quick": args.quick,
-                "pairs": pairs,
-                "cases": n_cases,
-                "loadavg_start": round(load0, 2),
-                "loadavg_end": round(load1, 2),
-                **result,
-            },
-            sort_keys=True,
-        )
-    )
+    finish(run | result, started)
     return 0
 
 
