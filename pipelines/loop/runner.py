@@ -408,15 +408,13 @@ def _execute(
 
 @contextmanager
 def _relay(kind: str, settings: Settings, store: Store) -> Iterator[dict[str, str]]:
-    """For a retraining run, this process does the kernel's MLflow work
-    (``tracking.relay``: it has mlflow loaded and the run made), so the kernel never imports
-    mlflow; yields the kernel's environment for it ({} for other kinds)."""
-    if kind != "retrain":
-        yield {}
-        return
+    """This process does the kernel's MLflow work (``tracking.relay``: it has mlflow loaded
+    and the run made), so the kernel never imports mlflow; yields the kernel's environment
+    for it."""
     from hilt.pipelines.loop.tracking.relay import InProcess, serve
 
-    threading.Thread(target=_warm_up_tracking, name="hilt-mlflow-warm", daemon=True).start()
+    if kind == "retrain":
+        threading.Thread(target=_warm_up_tracking, name="hilt-mlflow-warm", daemon=True).start()
     with serve(lambda folder: InProcess(settings, store.models, folder)) as relay:
         yield relay.environment()
 

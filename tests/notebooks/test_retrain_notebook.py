@@ -38,6 +38,7 @@ from tests.loop_helpers import (
     all_cases,
     events_since,
     hilt_cli,
+    kernels_without_mlflow,
     loop_workspace,
     mlflow_findings,
     personal_findings,
@@ -58,40 +59,15 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     return loop_workspace(tmp_path_factory.mktemp("retrain-notebook"))
 
 
-#: Put on the kernel's PYTHONPATH as sitecustomize: any import of mlflow in the kernel fails.
-NO_MLFLOW = """
-import sys
-
-
-class NoMlflow:
-    def find_spec(self, name, path=None, target=None):
-        if name == "mlflow" or name.startswith("mlflow."):
-            raise ImportError("the retraining kernel must not import mlflow (the runner relays)")
-        return None
-
-
-sys.meta_path.insert(0, NoMlflow())
-"""
-
-
 @pytest.fixture(scope="module")
 def first(ws: Workspace, tmp_path_factory: pytest.TempPathFactory) -> tuple[runner.RunResult, int]:
     """The first retraining run (as dana) and the audit seq before it. Its kernel cannot
     import mlflow (a sitecustomize refuses it): the runner logs, registers and mirrors what
     the kernel prepared (``tracking.relay``), so every test on this run also proves that the
     kernel never needed mlflow."""
-    site = tmp_path_factory.mktemp("no-mlflow")
-    (site / "sitecustomize.py").write_text(NO_MLFLOW, encoding="utf-8")
     before = operator(ws).audit_head().seq
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), saved) if p)
-    try:
+    with kernels_without_mlflow(tmp_path_factory.mktemp("no-mlflow")):
         result = runner.execute(ws, runner.RunRequest("retrain", FAST, author="dana"))
-    finally:
-        if saved is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved
     return result, before
 
 

@@ -1,12 +1,13 @@
 """MLflow for a run's kernel, done by the runner: the kernel never imports mlflow.
 
-``hilt retrain`` (the runner) has MLflow loaded and configured for the workspace already (it
-created the run). While papermill executes the notebook, the runner serves a few MLflow
-operations (``OPERATIONS``) on a Unix socket in a private folder (0700); the kernel finds
-it through ``$HILT_TRACKING_RELAY`` and proves itself with the random key in
-``$HILT_TRACKING_RELAY_KEY`` (its environment is the runner's to give). Requests and answers
-are JSON (never pickle); files (a prepared training log, a downloaded model) are exchanged
-as paths under the relay's folder, which the runner removes when the run ends.
+The runner (``hilt retrain``, ``score``, ``monitor``) has MLflow loaded and configured for
+the workspace already (it created the run). While papermill executes the notebook, the
+runner serves a few MLflow operations (``OPERATIONS``) on a Unix socket in a private folder
+(0700); the kernel finds it through ``$HILT_TRACKING_RELAY`` and proves itself with the
+random key in ``$HILT_TRACKING_RELAY_KEY`` (its environment is the runner's to give).
+Requests and answers are JSON (never pickle); files (a prepared training log, a downloaded
+model) are exchanged as paths under the relay's folder, which the runner removes when the
+run ends.
 
 The relay is a transport, not an authority: it does what the kernel's own MLflow client
 would do (``Tracking``). The store, which the kernel calls directly, decides as before.
@@ -62,6 +63,10 @@ class Tracking(Protocol):
     def set_run_tags(self, run_id: str, tags: Mapping[str, str]) -> None: ...
 
     def log_run_dict(self, run_id: str, data: Mapping[str, Any], artifact_file: str) -> None: ...
+
+    def log_run_values(
+        self, run_id: str, params: Mapping[str, Any], metrics: Mapping[str, float]
+    ) -> None: ...
 
     def write_training_log(self, run_id: str, log_json: str) -> dict[str, str]: ...
 
@@ -137,6 +142,16 @@ class RelayClient:
     def log_run_dict(self, run_id: str, data: Mapping[str, Any], artifact_file: str) -> None:
         self.call("log_run_dict", run_id=run_id, data=dict(data), artifact_file=artifact_file)
 
+    def log_run_values(
+        self, run_id: str, params: Mapping[str, Any], metrics: Mapping[str, float]
+    ) -> None:
+        self.call(
+            "log_run_values",
+            run_id=run_id,
+            params={str(k): str(v) for k, v in params.items()},
+            metrics={str(k): float(v) for k, v in metrics.items()},
+        )
+
     def write_training_log(self, run_id: str, log_json: str) -> dict[str, str]:
         out: dict[str, str] = self.call("write_training_log", run_id=run_id, log_json=log_json)
         return out
@@ -179,6 +194,13 @@ class InProcess:
 
         log_run_dict(run_id, data, artifact_file)
 
+    def log_run_values(
+        self, run_id: str, params: Mapping[str, Any], metrics: Mapping[str, float]
+    ) -> None:
+        from hilt.pipelines.loop.tracking.runs import log_run_values
+
+        log_run_values(run_id, params=params, metrics=metrics)
+
     def write_training_log(self, run_id: str, log_json: str) -> dict[str, str]:
         from hilt.pipelines.loop.tracking.training import write_training_log
         from hilt.pipelines.loop.tracking.training_log import TrainingLog
@@ -219,6 +241,7 @@ class InProcess:
 OPERATIONS: Final[Mapping[str, tuple[str, ...]]] = {
     "set_run_tags": ("run_id", "tags"),
     "log_run_dict": ("run_id", "data", "artifact_file"),
+    "log_run_values": ("run_id", "params", "metrics"),
     "write_training_log": ("run_id", "log_json"),
     "register_version": ("run_id",),
     "delete_version": ("version",),
@@ -309,6 +332,18 @@ def scratch(tracking: Tracking) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="hilt-mlflow-") as tmp:
         yield Path(tmp)
+
+
+def log_run_values(run_id: str, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+    """Params and metrics of a run without a training (scoring, monitoring): by the relay
+    in a run's kernel, else with this process's MLflow (``client.configure`` first)."""
+    relayed = RelayClient.from_environment()
+    if relayed is not None:
+        relayed.log_run_values(run_id, params, metrics)
+        return
+    from hilt.pipelines.loop.tracking import runs
+
+    runs.log_run_values(run_id, params=params, metrics=metrics)
 
 
 def load_version(tracking: Tracking, settings: Settings, version: str) -> TrainedModel:
