@@ -13,7 +13,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -319,3 +320,37 @@ def run_notebook(ws: Workspace, run_id: str) -> Path:
 
 def events_since(ws: Workspace, seq: int) -> list[AuditEvent]:
     return operator(ws).audit_events(after_seq=seq, limit=10_000)
+
+
+#: A sitecustomize for a kernel's PYTHONPATH: any import of mlflow there fails.
+_NO_MLFLOW = """
+import sys
+
+
+class NoMlflow:
+    def find_spec(self, name, path=None, target=None):
+        if name == "mlflow" or name.startswith("mlflow."):
+            raise ImportError("a run's kernel must not import mlflow (the runner relays)")
+        return None
+
+
+sys.meta_path.insert(0, NoMlflow())
+"""
+
+
+@contextmanager
+def kernels_without_mlflow(folder: Path) -> Iterator[None]:
+    """While the block runs, the kernels this process starts cannot import mlflow (a
+    sitecustomize in ``folder``, on their PYTHONPATH; this process is not affected): a run
+    that needs mlflow in its kernel fails with ImportError."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(_NO_MLFLOW, encoding="utf-8")
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), saved) if p)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -52,6 +53,29 @@ if TYPE_CHECKING:
 # Passive waiting changes no result (the model's bytes are the same). Read by libgomp when
 # xgboost is first imported, which this module does (and only it); an explicit setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def load_xgboost() -> None:
+    """Import ``xgboost`` (the first time) without scikit-learn; call before ``import
+    xgboost``.
+
+    XGBoost's ``compat`` imports scikit-learn when it is installed, for its sklearn-style
+    estimators, which hilt does not use (it trains with ``xgboost.train``); scikit-learn pulls
+    in scipy.stats and took ~1 s of the ~1.5 s import, in every kernel that trains or scores.
+    While xgboost is first imported, ``sys.modules["sklearn"]`` is ``None`` (Python's "import
+    of this name halted"), so xgboost finds no scikit-learn and defines its estimators on
+    plain bases; the entry is removed right after, so scikit-learn stays importable (it is
+    imported normally by whoever needs it; if it already was, nothing is changed). Training,
+    the booster and the model's bytes are the same (``test_model.py`` checks both ways). A
+    thread that imports scikit-learn during that import would get ImportError: no hilt code
+    does."""
+    if "xgboost" in sys.modules or "sklearn" in sys.modules:
+        return
+    sys.modules["sklearn"] = None  # type: ignore[assignment]
+    try:
+        import xgboost  # noqa: F401
+    finally:
+        sys.modules.pop("sklearn", None)  # the None put there above
 
 
 #: Files of a saved model (a directory).
@@ -214,6 +238,7 @@ class TrainedModel:
         return encode(frame, self.features, self.kinds, self.levels)
 
     def _dmatrix(self, frame: pl.DataFrame) -> xgboost.DMatrix:
+        load_xgboost()
         import xgboost as xgb
 
         return xgb.DMatrix(self.matrix(frame), enable_categorical=True, nthread=self.params.nthread)
@@ -261,6 +286,7 @@ class TrainedModel:
     def describe(self) -> dict[str, Any]:
         """The sidecar: everything but the booster (no personal data: names, levels,
         training ranges, parameters, counts)."""
+        load_xgboost()
         import xgboost as xgb
 
         return {
@@ -331,6 +357,7 @@ class TrainedModel:
             kinds[f] not in ("category", "bool", "numeric") for f in features
         ):
             raise ModelError(f"{target}/{SIDECAR_FILE}: kinds do not match the features")
+        load_xgboost()
         import xgboost as xgb
 
         booster = xgb.Booster(model_file=bytearray(raw))
@@ -366,6 +393,7 @@ def fit(X: pl.DataFrame, y: pl.Series, params: TrainParams | None = None) -> Tra
     positives = int(target.sum())
     if positives in (0, X.height):
         raise InputError("the training rows hold only one class; both are needed")
+    load_xgboost()
     import xgboost as xgb
 
     dtrain = xgb.QuantileDMatrix(

@@ -35,7 +35,7 @@ from hilt.pipelines.loop.features import (
     feature_spec,
     training_frame,
 )
-from hilt.pipelines.loop.model import TrainedModel, TrainParams
+from hilt.pipelines.loop.model import TrainedModel, TrainParams, load_xgboost
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -172,6 +172,8 @@ def fit_dask(
     to the client: rows, positives, per-feature ranges and levels seen, and the booster.
     ``params.nthread`` must be the workers' thread count (ClusterError otherwise)."""
     import dask.dataframe as dd
+
+    load_xgboost()
     import xgboost as xgb
     from xgboost import dask as dxgb
 

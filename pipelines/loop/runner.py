@@ -342,7 +342,10 @@ def _execute(
     html_ready = threading.Thread(target=_warm_up_html, name="hilt-nbconvert", daemon=True)
     html_ready.start()
     try:
-        with _environment(_kernel_environment(ws, store)):
+        with (
+            _relay(kind, settings, store) as relayed,
+            _environment({**_kernel_environment(ws, store), **relayed}),
+        ):
             papermill.execute_notebook(
                 str(template),
                 str(out),
@@ -401,6 +404,28 @@ def _execute(
         metrics=dict(info.metrics),
         logged_params=dict(info.params),
     )
+
+
+@contextmanager
+def _relay(kind: str, settings: Settings, store: Store) -> Iterator[dict[str, str]]:
+    """This process does the kernel's MLflow work (``tracking.relay``: it has mlflow loaded
+    and the run made), so the kernel never imports mlflow; yields the kernel's environment
+    for it."""
+    from hilt.pipelines.loop.tracking.relay import InProcess, serve
+
+    if kind == "retrain":
+        threading.Thread(target=_warm_up_tracking, name="hilt-mlflow-warm", daemon=True).start()
+    with serve(lambda folder: InProcess(settings, store.models, folder)) as relay:
+        yield relay.environment()
+
+
+def _warm_up_tracking() -> None:
+    """``tracking.training.warm_up`` (the relay's first model log, paid while the kernel
+    works); a failure here only costs the time it would have saved."""
+    with contextlib.suppress(Exception):
+        from hilt.pipelines.loop.tracking import training
+
+        training.warm_up()
 
 
 def _warm_up_html() -> None:

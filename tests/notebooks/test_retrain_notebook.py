@@ -38,6 +38,7 @@ from tests.loop_helpers import (
     all_cases,
     events_since,
     hilt_cli,
+    kernels_without_mlflow,
     loop_workspace,
     mlflow_findings,
     personal_findings,
@@ -59,10 +60,15 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 
 
 @pytest.fixture(scope="module")
-def first(ws: Workspace) -> tuple[runner.RunResult, int]:
-    """The first retraining run (as dana) and the audit seq before it."""
+def first(ws: Workspace, tmp_path_factory: pytest.TempPathFactory) -> tuple[runner.RunResult, int]:
+    """The first retraining run (as dana) and the audit seq before it. Its kernel cannot
+    import mlflow (a sitecustomize refuses it): the runner logs, registers and mirrors what
+    the kernel prepared (``tracking.relay``), so every test on this run also proves that the
+    kernel never needed mlflow."""
     before = operator(ws).audit_head().seq
-    return runner.execute(ws, runner.RunRequest("retrain", FAST, author="dana")), before
+    with kernels_without_mlflow(tmp_path_factory.mktemp("no-mlflow")):
+        result = runner.execute(ws, runner.RunRequest("retrain", FAST, author="dana"))
+    return result, before
 
 
 def test_help_notebook_documents_every_parameter() -> None:

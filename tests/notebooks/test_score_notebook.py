@@ -22,6 +22,7 @@ from tests.loop_helpers import (
     LABELLED,
     events_since,
     hilt_cli,
+    kernels_without_mlflow,
     loop_workspace,
     mlflow_findings,
     new_cases_file,
@@ -49,9 +50,11 @@ def test_new_cases_are_scored_by_the_champion_into_the_queue(ws: Workspace, tmp_
     store = operator(ws)
     waiting = store.queue_status().waiting
     before = store.audit_head().seq
-    result = runner.execute(
-        ws, runner.RunRequest("score", {"input_path": str(cases)}, author="dana")
-    )
+    # The kernel cannot import mlflow: the runner loads the champion and logs for it.
+    with kernels_without_mlflow(tmp_path / "no-mlflow"):
+        result = runner.execute(
+            ws, runner.RunRequest("score", {"input_path": str(cases)}, author="dana")
+        )
     nb = json.loads(result.notebook.read_text())
     meta = nb["metadata"]["papermill"]
     assert meta["parameters"] == {

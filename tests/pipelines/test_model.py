@@ -339,6 +339,45 @@ def test_importing_model_and_scoring_does_not_import_xgboost() -> None:
     assert out.stdout.strip() == "False"
 
 
+_FIT_IN_A_FRESH_PROCESS = """
+import sys
+import polars as pl
+if sys.argv[2] == "sklearn-first":
+    import sklearn  # noqa: F401
+from hilt.pipelines.loop.model import fit
+X = pl.read_ipc(sys.argv[1] + "/X.arrow")
+y = pl.read_ipc(sys.argv[1] + "/y.arrow")["y"]
+sha = fit(X, y).model_sha256()
+print(sha, "sklearn" in sys.modules, sys.modules.get("sklearn", 0) is None)
+import sklearn.base  # still importable after xgboost was
+print(sklearn.base.BaseEstimator.__name__)
+"""
+
+
+def test_xgboost_is_imported_without_sklearn_and_trains_the_same_model(
+    german: pl.DataFrame, settings: Settings, model: TrainedModel, tmp_path: Path
+) -> None:
+    """``load_xgboost`` keeps scikit-learn out of xgboost's import (~1 s of every kernel),
+    leaves it importable, and the model's bytes are those of an xgboost that did import it."""
+    X, y = training_frame(german.head(700), settings)
+    X.write_ipc(tmp_path / "X.arrow")
+    pl.DataFrame({"y": y}).write_ipc(tmp_path / "y.arrow")
+    outputs = {}
+    for mode in ("without", "sklearn-first"):
+        out = subprocess.run(
+            [sys.executable, "-c", _FIT_IN_A_FRESH_PROCESS, str(tmp_path), mode],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        outputs[mode] = out.stdout.split()
+    sha, loaded, halted, base = outputs["without"]
+    assert (loaded, halted, base) == ("False", "False", "BaseEstimator")
+    assert outputs["sklearn-first"] == [sha, "True", "False", "BaseEstimator"]
+    assert sha == model.model_sha256()
+
+
 def test_bool_features_are_0_and_1(german: pl.DataFrame, settings: Settings) -> None:
     """No bool column in the demo config: add one and check its encoding and range."""
     data = tomllib.loads(CONFIG.read_text())

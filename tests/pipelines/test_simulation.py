@@ -33,7 +33,7 @@ def test_uncertainty_sampling_improves_the_holdout_auc(tmp_path: Path) -> None:
             "--rounds",
             "2",
             "--batch",
-            "150",
+            "50",
             "--strategy",
             "uncertainty",
             "--reviewer-error",
@@ -48,11 +48,14 @@ def test_uncertainty_sampling_improves_the_holdout_auc(tmp_path: Path) -> None:
     assert summary["strategy"] == "uncertainty"
     # Two rounds after the seed model (each runs the retraining notebook once): the pool
     # scored by the store's champion, reviewed, retrained; twice, so round 2 starts from
-    # what round 1 left.
+    # what round 1 left. 50 reviews a round are enough to move the AUC (0.657 -> 0.694
+    # on the demo data; 150 gave 0.701 at three times the reviewing): training is
+    # deterministic, so without the reviewers' labels every round's model, and its AUC,
+    # would be round 0's.
     assert summary["rounds"] == [0, 1, 2]
     auc = summary["auc"]
     assert auc[2] > auc[0], auc
-    assert summary["reviewed"] == [0, 150, 300]
+    assert summary["reviewed"] == [0, 50, 100]
     assert Path(summary["plot"]).stat().st_size > 5000
     assert "holdout AUC" in result.stdout  # the table
     verify = subprocess.run(

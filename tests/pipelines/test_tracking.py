@@ -36,11 +36,7 @@ from hilt.pipelines.loop.tracking.environment import (
 )
 from hilt.pipelines.loop.tracking.mirror import GATE_TAG
 from hilt.pipelines.loop.tracking.notebooks import log_notebook
-from hilt.pipelines.loop.tracking.pyfunc import (
-    equals_a_row,
-    load_model_version,
-    synthetic_input_example,
-)
+from hilt.pipelines.loop.tracking.pyfunc import load_model_version
 from hilt.pipelines.loop.tracking.registry import (
     aliases,
     delete_version,
@@ -57,6 +53,7 @@ from hilt.pipelines.loop.tracking.runs import (
     start_run,
 )
 from hilt.pipelines.loop.tracking.training import LoggedTraining, log_training
+from hilt.pipelines.loop.tracking.training_log import equals_a_row, synthetic_input_example
 from hilt.pipelines.store.records import ModelEvaluation, ModelRecord
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, REPO

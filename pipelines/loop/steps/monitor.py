@@ -194,7 +194,7 @@ def log_monitoring(
 ) -> None:
     """Params and metrics of the monitoring run in MLflow: the model, the window, counts,
     the score PSI, the worst severity (aggregates only)."""
-    from hilt.pipelines.loop.tracking.runs import log_run_values
+    from hilt.pipelines.loop.tracking.relay import log_run_values
 
     log_run_values(
         run_id,

@@ -56,6 +56,7 @@ from hilt.pipelines.store.records import GateCheckRecord, ModelEvaluation
 
 if TYPE_CHECKING:
     from hilt.pipelines.loop.plots import EvaluationFigure
+    from hilt.pipelines.loop.tracking.relay import Tracking
 
 #: The largest share of training labels ``train`` may flip (0.5 would be pure noise).
 MAX_LABEL_NOISE = 0.5
@@ -224,13 +225,13 @@ class Comparison:
 def compare_with_champion(
     store: Store, dataset: Dataset, settings: Settings, evaluation: Evaluation
 ) -> Comparison:
-    """The store's champion, loaded from MLflow (call ``ensure_run`` or
-    ``tracking.client.configure`` first) and checked to be the model the store registered
-    (its sha256), evaluated on the same holdout."""
+    """The store's champion, loaded from MLflow (by the runner's relay in a run's kernel;
+    else call ``ensure_run`` or ``tracking.client.configure`` first) and checked to be the
+    model the store registered (its sha256), evaluated on the same holdout."""
     from hilt.pipelines.loop.model_registry import champion as store_champion
     from hilt.pipelines.loop.tracking.environment import registered_model_name
     from hilt.pipelines.loop.tracking.mirror import version_of
-    from hilt.pipelines.loop.tracking.pyfunc import load_model_version
+    from hilt.pipelines.loop.tracking.relay import load_version, tracking_here
 
     current = store_champion(store)
     if current is None:
@@ -241,7 +242,7 @@ def compare_with_champion(
             f"the champion {current.model} is not a version of "
             f"{registered_model_name(settings)} in MLflow: it cannot be compared here"
         )
-    champion = load_model_version(settings, version)
+    champion = load_version(tracking_here(settings, store.models), settings, version)
     if champion.model_sha256() != current.model_sha256:
         raise InputError(
             f"the champion's model in MLflow is not the one the store registered as "
@@ -455,41 +456,42 @@ def log_and_register(
 
     Without ``register`` nothing reaches the store's registry; the run's gate tag is
     ``gate_result`` (the same rule, applied here)."""
-    from hilt.pipelines.loop.model_registry import find_model, mirror_to_mlflow
-    from hilt.pipelines.loop.tracking import registry
+    from hilt.pipelines.loop.model_registry import find_model
     from hilt.pipelines.loop.tracking.environment import registered_model_name
-    from hilt.pipelines.loop.tracking.runs import set_run_tags
-    from hilt.pipelines.loop.tracking.training import log_training
+    from hilt.pipelines.loop.tracking.relay import scratch, tracking_here
+    from hilt.pipelines.loop.tracking.training_log import prepare_training_log
 
     snapshot = dataset.snapshot
+    tracking = tracking_here(settings, store.models)
     if engine is not None:
-        set_run_tags(run_id, engine.tags())
-    logged = log_training(
-        run_id,
-        params=training_params(params, label_noise, as_of_seq, engine),
-        metrics=run_metrics(evaluation),
-        subgroup_table=evaluation.subgroups,
-        dataset_frame=dataset.X_train,
-        dataset_name=snapshot.name,
-        dataset_digest=snapshot.sha256,
-        snapshot_seq=snapshot.as_of_seq,
-        model=model,
-        dataset_source=snapshot.path,
-    )
+        tracking.set_run_tags(run_id, engine.tags())
+    with scratch(tracking) as folder:
+        prepared = prepare_training_log(
+            folder,
+            params=training_params(params, label_noise, as_of_seq, engine),
+            metrics=run_metrics(evaluation),
+            subgroup_table=evaluation.subgroups,
+            dataset_frame=dataset.X_train,
+            dataset_name=snapshot.name,
+            dataset_digest=snapshot.sha256,
+            snapshot_seq=snapshot.as_of_seq,
+            model=model,
+            dataset_source=snapshot.path,
+        )
+        tracking.write_training_log(run_id, prepared.to_json())
+    model_sha256 = prepared.model_sha256
     name = registered_model_name(settings)
     if not register:
         checks = gate_checks(gate_result)
-        _log_gate(run_id, gate_result.passed, checks)
-        return Registration(
-            run_id, logged.model_sha256, gate_result.passed, name, None, checks=checks
-        )
-    version = registry.register_version(settings, run_id)
+        _log_gate(tracking, run_id, gate_result.passed, checks)
+        return Registration(run_id, model_sha256, gate_result.passed, name, None, checks=checks)
+    version = tracking.register_version(run_id)
     label = f"{name}/v{version}"
     previous = next((m.model for m in store.models() if m.state == "challenger"), None)
     try:
         record = store.register_model(
             label,
-            logged.model_sha256,
+            model_sha256,
             run_id,
             evaluation_record(dataset, evaluation, comparison),
         )
@@ -497,16 +499,16 @@ def log_and_register(
         # MLflow holds no version the store's registry does not (unless the store has it).
         with contextlib.suppress(Exception):
             if find_model(store, label) is None:
-                registry.delete_version(settings, version)
+                tracking.delete_version(version)
         raise
     passed = record.gate == "passed"
     checks = tuple(record.checks)
-    set_run_tags(run_id, {TAG_REGISTERED_VERSION: version})
-    _log_gate(run_id, passed, checks)
+    tracking.set_run_tags(run_id, {TAG_REGISTERED_VERSION: version})
+    _log_gate(tracking, run_id, passed, checks)
     superseded = previous if record.state == "challenger" and previous != record.model else None
     return Registration(
         run_id=run_id,
-        model_sha256=logged.model_sha256,
+        model_sha256=model_sha256,
         gate_passed=passed,
         registered_name=name,
         version=version,
@@ -515,18 +517,18 @@ def log_and_register(
         audit_seq=record.registered_seq,
         superseded=superseded,
         checks=checks,
-        mirror_problem=mirror_to_mlflow(store, settings),
+        mirror_problem=tracking.mirror(),
     )
 
 
-def _log_gate(run_id: str, passed: bool, checks: Sequence[GateCheckRecord]) -> None:
+def _log_gate(
+    tracking: Tracking, run_id: str, passed: bool, checks: Sequence[GateCheckRecord]
+) -> None:
     """The gate's verdict on the run: its tag and ``evaluation/gate.json``."""
-    from hilt.pipelines.loop.tracking.runs import log_run_dict, set_run_tags
-
-    log_run_dict(
+    tracking.log_run_dict(
         run_id, {"passed": passed, "checks": [c.model_dump() for c in checks]}, GATE_ARTIFACT
     )
-    set_run_tags(run_id, {TAG_GATE: "passed" if passed else "rejected"})
+    tracking.set_run_tags(run_id, {TAG_GATE: "passed" if passed else "rejected"})
 
 
 def record(

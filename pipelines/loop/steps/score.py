@@ -153,13 +153,14 @@ def not_the_registered_model(scoring_model: ScoringModel) -> ScoringRefusal | No
 
 def load_model(store: Store, settings: Settings, model_version: str = "") -> ScoringModel:
     """The store's champion (``model_version`` empty) or the named version of the use
-    case's registered model, loaded from MLflow (call ``start.ensure_run`` or
-    ``tracking.client.configure`` first). Its sha256 is computed from the loaded model; the
-    store decides, when the predictions arrive, whether that model may score."""
+    case's registered model, loaded from MLflow (by the runner's relay in a run's kernel;
+    else call ``start.ensure_run`` or ``tracking.client.configure`` first). Its sha256 is
+    computed from the loaded model; the store decides, when the predictions arrive, whether
+    that model may score."""
     from hilt.pipelines.loop.model_registry import champion, find_model
     from hilt.pipelines.loop.tracking.environment import registered_model_name
     from hilt.pipelines.loop.tracking.mirror import version_of
-    from hilt.pipelines.loop.tracking.pyfunc import load_model_version
+    from hilt.pipelines.loop.tracking.relay import load_version, tracking_here
 
     name = registered_model_name(settings)
     if model_version:
@@ -180,7 +181,7 @@ def load_model(store: Store, settings: Settings, model_version: str = "") -> Sco
                 "loaded to score"
             )
         version = found
-    model = load_model_version(settings, version)
+    model = load_version(tracking_here(settings, store.models), settings, version)
     return ScoringModel(
         model=model,
         registered_name=name,
@@ -268,7 +269,7 @@ def log_scoring(
 ) -> None:
     """Params and metrics of the scoring run in MLflow: the input file's name and sha256, the
     model version, the counts."""
-    from hilt.pipelines.loop.tracking.runs import log_run_values
+    from hilt.pipelines.loop.tracking.relay import log_run_values
 
     path = Path(input_path)
     log_run_values(

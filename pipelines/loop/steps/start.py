@@ -2,7 +2,7 @@
 the workspace, the MLflow run, the parameters an auditor reads first.
 
 Importing this module does not import mlflow; ``ensure_run`` imports it (on a thread, for
-a run the runner made).
+a run the runner made; not at all when the runner relays MLflow: ``tracking.relay``).
 """
 
 from __future__ import annotations
@@ -42,10 +42,16 @@ def ensure_run(ws: Workspace, settings: Settings, run_id: str, author: str, kind
     ``hilt score``), or, run by hand without one, a new run of ``kind`` authored by
     ``author`` (else the OS user).
 
-    With ``run_id`` (the runner made the run), MLflow is set up on a thread (``pending``):
-    importing it overlaps the cells that need no MLflow, and the first that does waits."""
+    With ``run_id`` (the runner made the run): when the runner relays MLflow for this
+    kernel (``tracking.relay``, a retraining run), nothing is set up here and mlflow is never
+    imported; else MLflow is set up on a thread (``pending``): importing it overlaps the
+    cells that need no MLflow, and the first that does waits."""
     if run_id:
         from hilt.pipelines.loop.tracking import pending
+        from hilt.pipelines.loop.tracking.relay import RelayClient
+
+        if RelayClient.from_environment() is not None:
+            return run_id
 
         pending.start(functools.partial(_configure, ws, settings))
         return run_id

@@ -15,7 +15,12 @@ module of the concern you need:
 - ``runs``: create, start, finish or fail a run; tag it, log values; ``RunRecord``s;
 - ``pyfunc``: the logged model (pyfunc, signature, requirements, synthetic input example)
   and loading a registered version;
-- ``training``: what a training run logs (``log_training``: params, metrics, dataset, model);
+- ``training_log``: what a training run logs, checked and prepared without mlflow (the
+  synthetic input example, the dataset's schema and counts, the files);
+- ``training``: what a training run logs (``log_training``: params, metrics, dataset, model),
+  written to MLflow (``write_training_log``);
+- ``relay``: the runner does a retraining kernel's MLflow work (the kernel never imports
+  mlflow): a Unix socket with a key, JSON, a fixed table of operations (no mlflow);
 - ``notebooks``: the executed notebook and its offline HTML, logged to a run;
 - ``mirror``: what MLflow's registry should say given the store's, and where it does not
   (pure, no mlflow);

@@ -17,7 +17,6 @@ import mlflow
 from mlflow.entities import Metric, Param, Run
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.tracking.client import Configured, configure, configured, mlflow_errors
 from hilt.pipelines.loop.tracking.environment import registered_model_name
 from hilt.pipelines.loop.tracking.provenance import provenance_tags
@@ -32,6 +31,7 @@ from hilt.pipelines.loop.tracking.tags import (
     TAG_SNAPSHOT_SEQ,
     TAG_SNAPSHOT_SHA256,
 )
+from hilt.pipelines.loop.tracking.training_log import metric_value
 from hilt.pipelines.workspace import Workspace
 
 
@@ -116,15 +116,6 @@ def mark_failed(run_id: str) -> None:
 
 
 # ---------------------------------------------------------------------------- logging
-def metric_value(name: str, value: Any) -> float:
-    """A metric's value as a float; InputError naming the metric otherwise."""
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"metric {name!r} is not a number") from None
-    return out
-
-
 def set_run_tags(run_id: str, tags: Mapping[str, str]) -> None:
     """Set tags on a run (e.g. ``hilt.gate``, ``hilt.kind``); the run may be finished."""
     state = configured()

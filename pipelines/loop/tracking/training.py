@@ -22,6 +22,8 @@ caller's output while it logs (an executed notebook's stderr).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import re
 import tempfile
@@ -29,14 +31,13 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
 import mlflow
 import mlflow.pyfunc
 import polars as pl
-import polars.selectors as cs
 from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.dataset_source import DatasetSource
 from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -48,26 +49,22 @@ from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.model import TrainedModel
 from hilt.pipelines.loop.tracking.client import configured, mlflow_errors
 from hilt.pipelines.loop.tracking.pyfunc import (
-    DATA_DIR,
     LOADER_MODULE,
     MODEL_NAME,
-    equals_a_row,
     model_requirements,
-    model_signature,
-    synthetic_input_example,
+    signature_of,
 )
-from hilt.pipelines.loop.tracking.runs import metric_value, run_id_of
+from hilt.pipelines.loop.tracking.runs import run_id_of
 from hilt.pipelines.loop.tracking.tags import (
     EVALUATION_DIR,
     INPUT_TAG_SHA256,
-    PARAM_DATASET_NAME,
-    PARAM_SNAPSHOT_SEQ,
-    PARAM_SNAPSHOT_SHA256,
-    RESERVED_PREFIX,
-    SUBGROUP_ARTIFACT,
     TAG_MODEL_SHA256,
     TAG_SNAPSHOT_SEQ,
-    TAG_SNAPSHOT_SHA256,
+)
+from hilt.pipelines.loop.tracking.training_log import (
+    TrainingLog,
+    friendly_for_schema,
+    prepare_training_log,
 )
 
 #: MLflow caps dataset digests at 36 characters; we use this many hex digits of the sha256.
@@ -78,18 +75,6 @@ _PROFILE_KEYS: Final = frozenset({"num_rows", "num_elements"})
 
 
 # ---------------------------------------------------------------------------- the dataset
-def _friendly_for_schema(frame: pl.DataFrame) -> pl.DataFrame:
-    """Cast the dtypes MLflow maps only approximately (and warns about through the root
-    logger) to their exact counterparts: Enum/Categorical → String, small unsigned → signed,
-    Date → Datetime. Same column names, same row count."""
-    return frame.with_columns(
-        (cs.enum() | cs.categorical()).cast(pl.String),
-        cs.by_dtype(pl.UInt8, pl.UInt16).cast(pl.Int32),
-        cs.by_dtype(pl.UInt32).cast(pl.Int64),
-        cs.date().cast(pl.Datetime("us")),
-    )
-
-
 def training_dataset(
     frame: pl.DataFrame,
     *,
@@ -111,7 +96,7 @@ def training_dataset(
         src = CodeDatasetSource(
             tags={TAG_SNAPSHOT_SEQ: str(snapshot_seq)} if snapshot_seq is not None else {}
         )
-    friendly = _friendly_for_schema(frame)
+    friendly = friendly_for_schema(frame)
     digest = sha256[:DATASET_DIGEST_LENGTH]
     dataset = from_polars(friendly, source=src, name=name, digest=digest)
     if not set(dataset.profile) <= _PROFILE_KEYS:
@@ -119,8 +104,9 @@ def training_dataset(
     return dataset
 
 
-def _dataset_input(dataset: PolarsDataset, sha256: str) -> DatasetInput:
-    """The dataset as a training input of a run, tagged with the snapshot's full sha256."""
+def _dataset_input(dataset: PolarsDataset, sha256: str, profile: str | None = None) -> DatasetInput:
+    """The dataset as a training input of a run, tagged with the snapshot's full sha256;
+    ``profile`` (JSON) in place of the dataset's own (that of the frame it was built from)."""
     d = dataset.to_dict()
     entity = Dataset(
         name=d["name"],
@@ -128,7 +114,7 @@ def _dataset_input(dataset: PolarsDataset, sha256: str) -> DatasetInput:
         source_type=d["source_type"],
         source=d["source"],
         schema=d["schema"],
-        profile=d["profile"],
+        profile=d["profile"] if profile is None else profile,
     )
     return DatasetInput(
         entity,
@@ -170,29 +156,6 @@ class LoggedTraining:
     seconds: float = 0.0
 
 
-def _input_example(
-    model: TrainedModel, given: pl.DataFrame | None, dataset_frame: pl.DataFrame
-) -> pl.DataFrame:
-    """The caller's input example (checked: not a row of the training data), else a
-    synthetic one."""
-    if given is None:
-        return synthetic_input_example(model, dataset_frame)
-    missing = [f for f in model.features if f not in given.columns]
-    if given.height == 0 or missing:
-        raise InputError(
-            f"the input example needs at least one row and the features {model.features}"
-        )
-    example = given.select(model.features).with_columns(
-        (cs.enum() | cs.categorical()).cast(pl.String)
-    )
-    if equals_a_row(model, example, dataset_frame):
-        raise InputError(
-            "the input example equals a row of the training data; pass a synthetic one "
-            "(or none: a synthetic one is made)"
-        )
-    return example
-
-
 def log_training(
     run: Run | str,
     *,
@@ -212,60 +175,60 @@ def log_training(
     ``dataset_digest`` is the sha256 of the snapshot file; ``dataset_source`` optionally its
     path. ``model_input_example`` defaults to ``synthetic_input_example(model, dataset_frame)``;
     one given must not equal a row of ``dataset_frame`` (InputError). See the module's
-    docstring for everything that is logged.
+    docstring for everything that is logged. ``training_log.prepare_training_log``, then
+    ``write_training_log``.
     """
     started = time.perf_counter()
     run_id = run_id_of(run)
-    if not _SHA256.fullmatch(dataset_digest):
-        raise InputError("dataset_digest must be the snapshot's sha256 (64 lowercase hex digits)")
-    if isinstance(snapshot_seq, bool) or not isinstance(snapshot_seq, int) or snapshot_seq < 0:
-        raise InputError("snapshot_seq must be a non-negative integer")
-    reserved = sorted(k for k in params if k.startswith(RESERVED_PREFIX))
-    if reserved:
-        raise InputError(f"params {reserved}: the prefix {RESERVED_PREFIX!r} is reserved")
-    metric_values = {k: metric_value(k, v) for k, v in metrics.items()}
-    example = _input_example(model, model_input_example, dataset_frame)
+    with tempfile.TemporaryDirectory(prefix="hilt-mlflow-") as tmp:
+        prepared = prepare_training_log(
+            tmp,
+            params=params,
+            metrics=metrics,
+            subgroup_table=subgroup_table,
+            dataset_frame=dataset_frame,
+            dataset_name=dataset_name,
+            dataset_digest=dataset_digest,
+            snapshot_seq=snapshot_seq,
+            model=model,
+            model_input_example=model_input_example,
+            dataset_source=dataset_source,
+        )
+        logged = write_training_log(run_id, prepared)
+    return replace(logged, seconds=time.perf_counter() - started)
 
+
+def write_training_log(run_id: str, log: TrainingLog) -> LoggedTraining:
+    """Write a prepared training (``prepare_training_log``) to the run ``run_id``: params,
+    metrics and tags in one batch, the dataset input, the subgroup table, the model."""
+    started = time.perf_counter()
     client = configured().client
-    sha = model.model_sha256()
     now = int(time.time() * 1000)
-    all_params = {str(k): str(v) for k, v in params.items()}
-    all_params.update(
-        {
-            PARAM_SNAPSHOT_SEQ: str(snapshot_seq),
-            PARAM_SNAPSHOT_SHA256: dataset_digest,
-            PARAM_DATASET_NAME: dataset_name,
-        }
+    example = log.input_example()
+    profile = json.dumps(
+        {"num_rows": log.dataset_rows, "num_elements": log.dataset_rows * log.dataset_columns}
     )
-    tags = {
-        TAG_MODEL_SHA256: sha,
-        TAG_SNAPSHOT_SEQ: str(snapshot_seq),
-        TAG_SNAPSHOT_SHA256: dataset_digest,
-    }
     with _quiet_logs():
         dataset = training_dataset(
-            dataset_frame,
-            name=dataset_name,
-            sha256=dataset_digest,
-            source=dataset_source,
-            snapshot_seq=snapshot_seq,
+            log.schema_frame(),
+            name=log.dataset_name,
+            sha256=log.dataset_sha256,
+            source=log.dataset_source,
+            snapshot_seq=log.snapshot_seq,
         )
-        with (
-            mlflow_errors(f"cannot log the training of run {run_id}"),
-            tempfile.TemporaryDirectory(prefix="hilt-mlflow-") as tmp,
-        ):
+        with mlflow_errors(f"cannot log the training of run {run_id}"):
             client.log_batch(
                 run_id,
-                metrics=[Metric(k, v, now, 0) for k, v in metric_values.items()],
-                params=[Param(k, v) for k, v in all_params.items()],
-                tags=[RunTag(k, v) for k, v in tags.items()],
+                metrics=[Metric(k, v, now, 0) for k, v in log.metrics.items()],
+                params=[Param(k, v) for k, v in log.params.items()],
+                tags=[RunTag(k, v) for k, v in log.tags.items()],
             )
-            client.log_inputs(run_id, datasets=[_dataset_input(dataset, dataset_digest)])
-            if subgroup_table is not None:
-                csv = Path(tmp) / SUBGROUP_ARTIFACT.rpartition("/")[2]
-                subgroup_table.write_csv(csv)
-                client.log_artifact(run_id, str(csv), artifact_path=EVALUATION_DIR)
-            data = model.save(Path(tmp) / DATA_DIR)
+            client.log_inputs(
+                run_id, datasets=[_dataset_input(dataset, log.dataset_sha256, profile)]
+            )
+            subgroups = log.subgroup_file()
+            if subgroups is not None:
+                client.log_artifact(run_id, str(subgroups), artifact_path=EVALUATION_DIR)
             # The LoggedModel is created here, in the run's own experiment: left to Model.log,
             # it goes to the process's active experiment, MLflow's Default (id 0, artifacts in
             # ./mlruns) unless something set one.
@@ -273,8 +236,8 @@ def log_training(
                 experiment_id=client.get_run(run_id).info.experiment_id,
                 name=MODEL_NAME,
                 source_run_id=run_id,
-                tags={TAG_MODEL_SHA256: sha},
-                params=all_params,
+                tags={TAG_MODEL_SHA256: log.model_sha256},
+                params=log.params,
             )
             info = mlflow.models.Model.log(
                 artifact_path=None,
@@ -283,18 +246,29 @@ def log_training(
                 run_id=run_id,
                 model_id=logged_model.model_id,
                 loader_module=LOADER_MODULE,
-                data_path=str(data),
-                signature=model_signature(model),
+                data_path=str(log.model_dir),
+                signature=signature_of(log.features, log.kinds),
                 input_example=example.to_pandas(),
                 pip_requirements=model_requirements(),
-                metadata={"hilt_model_sha256": sha},
+                metadata={"hilt_model_sha256": log.model_sha256},
             )
     return LoggedTraining(
         run_id=run_id,
         model_id=str(info.model_id),
         model_uri=str(info.model_uri),
-        model_sha256=sha,
+        model_sha256=log.model_sha256,
         dataset_digest=dataset.digest,
         input_example=example,
         seconds=time.perf_counter() - started,
     )
+
+
+def warm_up() -> None:
+    """What ``write_training_log`` first pays, paid ahead (the runner calls it on a thread
+    while the kernel starts and trains): this module's imports (done) and MLflow's map of
+    installed packages, which ``Model.log`` reads to check the model's requirements (~0.5 s
+    the first time in a process). A private MLflow helper: if it is gone, nothing is warmed."""
+    with contextlib.suppress(Exception):
+        from mlflow.utils.requirements_utils import _init_packages_to_modules_map
+
+        _init_packages_to_modules_map()  # type: ignore[no-untyped-call]
