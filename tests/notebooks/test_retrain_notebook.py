@@ -72,7 +72,7 @@ def first(ws: Workspace, tmp_path_factory: pytest.TempPathFactory) -> tuple[runn
 
 
 @pytest.fixture(scope="module")
-def champion(ws: Workspace, first: tuple[runner.RunResult, int]) -> tuple[runner.RunResult, int]:
+def promoted(ws: Workspace, first: tuple[runner.RunResult, int]) -> tuple[runner.RunResult, int]:
     """The first run's model promoted to champion by a lead (max), once per module: the tests
     that need a champion ask for it instead of relying on the order they run in."""
     promote(ws, first[0].run_id, "max")
@@ -223,7 +223,7 @@ def test_a_run_leaves_its_notebook_mlflow_records_and_audit_events(
 
 
 def test_the_gate_rejects_label_noise_and_the_champion_stays(
-    ws: Workspace, champion: tuple[runner.RunResult, int]
+    ws: Workspace, promoted: tuple[runner.RunResult, int]
 ) -> None:
     settings = ws.settings()
     assert aliases(settings) == {"champion": "1"}
@@ -280,9 +280,9 @@ def test_a_failing_run_exits_1_keeps_its_notebook_and_is_marked_failed(ws: Works
 
 
 def test_reproduce_gives_the_same_model_even_after_new_feedback(
-    ws: Workspace, champion: tuple[runner.RunResult, int]
+    ws: Workspace, promoted: tuple[runner.RunResult, int]
 ) -> None:
-    original = champion[0]
+    original = promoted[0]
     r = hilt_cli("retrain", "--workspace", ws.root, "--reproduce", original.run_id)
     assert r.returncode == 0, r.stderr
     assert "identical" in r.stdout
