@@ -297,17 +297,23 @@ def mlflow_findings(run_ids: Iterable[str], settings: Settings | None = None) ->
 
 
 # ---------------------------------------------------------------------------- the CLI
+def scheduler_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a scheduler runs `hilt` with: this one without HILT_WORKSPACE and
+    HILT_TOKEN (the tests' commands name them), plus ``env``."""
+    base = {k: v for k, v in os.environ.items() if k not in ("HILT_WORKSPACE", "HILT_TOKEN")}
+    return {**base, **(env or {})}
+
+
 def hilt_cli(
     *args: str | Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """`hilt ARGS` as a scheduler runs it (a separate process, text output)."""
-    base = {k: v for k, v in os.environ.items() if k not in ("HILT_WORKSPACE", "HILT_TOKEN")}
     return subprocess.run(
         [HILT, *map(str, args)],
         capture_output=True,
         text=True,
         timeout=240,
-        env={**base, **(env or {})},
+        env=scheduler_environment(env),
     )
 
 

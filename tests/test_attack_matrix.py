@@ -4,6 +4,14 @@ the store service and Voila), each refused with a clear error naming what is wro
 nothing written (the audit head and every table's count as they were, but for what the row
 says the store records), and recorded where the row says.
 
+What the rows cost is mostly starting servers. A row on a store service gets one of its own
+only when what it does would change what a later row sees (users, tokens, leases, a config
+change pending or in force: ``Attack.fresh_service``); the others share one service per module
+(``shared_service``), and the dashboards rows one `hilt serve` per mode. Each row compares the
+audit head and the counts before and after itself, and reads the service's log from where it
+stood when the row began. The services and the `hilt` commands of the rows are real `hilt`
+processes, forked from a process that has imported hilt once (tests/prewarmed.py).
+
 Every part of issue 12 adds its rows in its own section below. The closing note quotes the
 matrix as a table: attack → refused how → recorded where (``Attack.name``, ``.refused``,
 ``.recorded``).
@@ -15,7 +23,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -62,13 +69,19 @@ from tests.conftest import (
     operator,
     predictions_for,
     stand_in,
-    start_service_logged,
 )
-from tests.loop_helpers import LABELLED, hilt_cli, loop_workspace, new_cases_file, train_in_process
+from tests.loop_helpers import (
+    LABELLED,
+    loop_workspace,
+    new_cases_file,
+    scheduler_environment,
+    train_in_process,
+)
+from tests.prewarmed import PrewarmedService, prewarmed_service
+from tests.prewarmed import run as prewarmed_hilt
 from tests.voila_pages import kernel_pid, process_environ, render
 
 MODES = ("embedded", "service")
-SERVE = (sys.executable, "-m", "hilt.pipelines.cli", "store", "serve")
 
 
 @dataclass
@@ -84,9 +97,19 @@ class Target:
     mode: str
     tokens: dict[str, str]
     log: Path
-    service: RunningService | None = None
+    service: RunningService | PrewarmedService | None = None
     dashboards: DashboardServer | None = None
     opened: list[Store] = field(default_factory=list)
+    #: Where the service's log stood when the row began (a shared service's log holds the
+    #: rows before it too).
+    log_from: int = 0
+    #: The servers are shared with other rows (stopped by their module fixture).
+    shared: bool = False
+    #: Seconds the row's own service took to start (what a restart may take again).
+    started_s: float = 0.0
+    #: The dashboards' gateway token once an insider read it from a kernel (see
+    #: ``gateway_token``), shared by the rows of one `hilt serve`.
+    gateway: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str | None:
@@ -114,9 +137,17 @@ class Target:
         with self.store("otto") as s:
             return [e.action for e in s.audit_events(after_seq=seq)]
 
+    def log_text(self) -> str:
+        """What the service logged since the row began."""
+        with self.log.open("rb") as f:
+            f.seek(self.log_from)
+            return f.read().decode("utf-8")
+
     def close(self) -> None:
         for s in self.opened:
             s.close()
+        if self.shared:
+            return
         if self.service is not None:
             self.service.stop()
         if self.dashboards is not None:
@@ -146,6 +177,10 @@ class Attack:
     #: outside the store (a file edited), and returns what the store recorded.
     run: Callable[[Target], Recorded]
     modes: tuple[str, ...] = MODES
+    #: Through a store service, the row gets a service of its own: what it does (users,
+    #: tokens, leases, a config change pending or in force) would change what a later row
+    #: sees. Otherwise it shares the module's service (``shared_service``).
+    fresh_service: bool = False
 
 
 # ---------------------------------------------------------------------- the victims
@@ -168,7 +203,28 @@ OPERATOR_SECRETS = (
 )
 
 
-def _victim(root: Path, cases: pl.DataFrame, proxy: bool) -> Workspace:
+@dataclass(frozen=True)
+class Victim:
+    """A victim workspace, with a token for each of ``USERS`` (issued by an admin at the
+    file); rows act on copies of it (``_copy``), so the tokens hold in every copy."""
+
+    ws: Workspace
+    tokens: dict[str, str]
+
+
+def _with_tokens(ws: Workspace) -> Victim:
+    with operator(ws) as op:
+        return Victim(ws, {name: op.add_user(name, role).token for name, role in USERS})
+
+
+def _copy(victim: Victim, root: Path) -> Victim:
+    """A copy of the victim's workspace at ``root``: the row's own."""
+    ws = Workspace.at(root)
+    shutil.copytree(victim.ws.root, ws.root)
+    return Victim(ws, victim.tokens)
+
+
+def _victim(root: Path, cases: pl.DataFrame, proxy: bool) -> Victim:
     config = root / "hilt.toml"
     text = CONFIG.read_text(encoding="utf-8").replace(
         "comment_required = false", "comment_required = true"
@@ -181,53 +237,143 @@ def _victim(root: Path, cases: pl.DataFrame, proxy: bool) -> Workspace:
         model = stand_in(ws)
         op.add_predictions(model.model, predictions_for(cases.head(40)), model.sha256)
         op.checkpoint()
-    return ws
+    return _with_tokens(ws)
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory, cases_frame: pl.DataFrame) -> Workspace:
+def template(tmp_path_factory: pytest.TempPathFactory, cases_frame: pl.DataFrame) -> Victim:
     """A workspace whose reviewers must explain every override (review.comment_required),
-    with 40 cases, a prediction each and a signed checkpoint; lena is lead and admin."""
+    with 40 cases, a prediction each, a signed checkpoint and a token for each of
+    ``USERS``; lena is lead and admin."""
     return _victim(tmp_path_factory.mktemp("victim"), cases_frame, proxy=False)
 
 
 @pytest.fixture(scope="module")
 def template_behind_proxy(
     tmp_path_factory: pytest.TempPathFactory, cases_frame: pl.DataFrame
-) -> Workspace:
+) -> Victim:
     """The same, behind a sign-in proxy (``[access] proxy_secret_sha256``, no local user)."""
     return _victim(tmp_path_factory.mktemp("victim-proxied"), cases_frame, proxy=True)
+
+
+def _service(ws: Workspace, log: Path) -> tuple[PrewarmedService, float]:
+    """`hilt store serve` on ``ws`` (its log to ``log``), and the seconds it took to start."""
+    started = time.monotonic()
+    service = prewarmed_service(ws, log, free_port())
+    return service, time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def shared_service(tmp_path_factory: pytest.TempPathFactory, template: Victim) -> Iterator[Target]:
+    """One store service for the rows that leave nothing a later row could see (not
+    ``Attack.fresh_service``); a row that restarts it leaves its successor here."""
+    folder = tmp_path_factory.mktemp("shared-service")
+    copy = _copy(template, folder / "ws")
+    shared = Target(copy.ws, "service", copy.tokens, folder / "service.log", shared=True)
+    shared.service, shared.started_s = _service(copy.ws, shared.log)
+    try:
+        yield shared
+    finally:
+        shared.service.stop()
+
+
+def _operator_shell(ws: Workspace, tokens: dict[str, str]) -> dict[str, str]:
+    """What the operator's shell holds when they start `hilt serve`: the keys (the store
+    service needs them) and an admin token; `hilt serve` must keep them from the kernels."""
+    return {
+        "HILT_MASTER_KEY": ws.master_key_path.read_text().strip(),
+        "HILT_MASTER_KEY_FILE": str(ws.master_key_path),
+        "HILT_AUDIT_SIGNING_KEY": str(ws.signing_key_path),
+        "HILT_TOKEN": tokens["dana"],
+    }
+
+
+def _shared_dashboards(source: Victim, folder: Path, mode: str) -> Iterator[Target]:
+    """One `hilt serve` (the store service and Voila) on a copy of ``source``, shared by
+    the rows of ``mode``; started from the operator's shell (``_operator_shell``)."""
+    copy = _copy(source, folder / "ws")
+    shared = Target(copy.ws, mode, copy.tokens, folder / "service.log", shared=True)
+    with pytest.MonkeyPatch.context() as shell:
+        for name, value in _operator_shell(copy.ws, copy.tokens).items():
+            shell.setenv(name, value)
+        shared.dashboards = start_dashboards(copy.ws, port=free_port(), store_port=free_port())
+    try:
+        assert shared.dashboards.store_log is not None
+        shared.log = shared.dashboards.store_log
+        yield shared
+    finally:
+        shared.dashboards.stop()
+
+
+@pytest.fixture(scope="module")
+def dashboards_behind_proxy(
+    tmp_path_factory: pytest.TempPathFactory, template_behind_proxy: Victim
+) -> Iterator[Target]:
+    """`hilt serve` behind the sign-in proxy, for every ``dashboards`` row."""
+    yield from _shared_dashboards(
+        template_behind_proxy, tmp_path_factory.mktemp("dashboards"), "dashboards"
+    )
+
+
+@pytest.fixture(scope="module")
+def dashboards_single_person(
+    tmp_path_factory: pytest.TempPathFactory, template: Victim
+) -> Iterator[Target]:
+    """A plain `hilt serve` (single-person mode), for every ``single-person`` row."""
+    yield from _shared_dashboards(
+        template, tmp_path_factory.mktemp("single-person"), "single-person"
+    )
+
+
+SHARED = {
+    "dashboards": "dashboards_behind_proxy",
+    "single-person": "dashboards_single_person",
+    "service": "shared_service",
+}
 
 
 @pytest.fixture
 def target(
     request: pytest.FixtureRequest,
-    template: Workspace,
-    template_behind_proxy: Workspace,
+    template: Victim,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Target]:
-    mode = str(request.param)
-    source = template_behind_proxy if mode == "dashboards" else template
-    if mode == "loop":  # the registry's victim, with MLflow (built only when a row needs it)
-        source = request.getfixturevalue("loop_template")
-    ws = Workspace.at(tmp_path / "ws")
-    shutil.copytree(source.root, ws.root)
-    with operator(ws) as op:
-        tokens = {name: op.add_user(name, role).token for name, role in USERS}
-    t = Target(ws, mode, tokens, tmp_path / "service.log")
+    attack, mode = request.param
+    if mode in SHARED and not (mode == "service" and attack.fresh_service):
+        shared: Target = request.getfixturevalue(SHARED[mode])
+        t = Target(
+            shared.ws,
+            mode,
+            shared.tokens,
+            shared.log,
+            service=shared.service,
+            dashboards=shared.dashboards,
+            log_from=shared.log.stat().st_size if shared.log.exists() else 0,
+            shared=True,
+            started_s=shared.started_s,
+            gateway=shared.gateway,
+        )
+        if t.dashboards is not None:
+            # The operator's shell, as when `hilt serve` started (the rows compare with it).
+            for name, value in _operator_shell(t.ws, t.tokens).items():
+                monkeypatch.setenv(name, value)
+        try:
+            yield t
+            if mode == "service":  # it left the shared service as the next row expects it
+                with t.store("dana") as admin:
+                    status = admin.config_status()
+                assert (status.in_force.version, status.pending, status.drift) == (1, None, False)
+        finally:
+            t.close()
+            shared.service = t.service  # a row that restarted it leaves the new one
+        return
+    # The registry's victim (mode "loop") has MLflow: built only when a row needs it.
+    source = request.getfixturevalue("loop_template") if mode == "loop" else template
+    copy = _copy(source, tmp_path / "ws")
+    t = Target(copy.ws, mode, copy.tokens, tmp_path / "service.log")
     if mode == "service":
-        t.service = start_service_logged(ws, t.log)
-    elif mode in ("dashboards", "single-person"):
-        # The operator's shell holds keys and an admin token (the store service needs the
-        # keys); `hilt serve` must keep them from the dashboard kernels.
-        monkeypatch.setenv("HILT_MASTER_KEY", ws.master_key_path.read_text().strip())
-        monkeypatch.setenv("HILT_MASTER_KEY_FILE", str(ws.master_key_path))
-        monkeypatch.setenv("HILT_AUDIT_SIGNING_KEY", str(ws.signing_key_path))
-        monkeypatch.setenv("HILT_TOKEN", tokens["dana"])
-        t.dashboards = start_dashboards(ws, port=free_port(), store_port=free_port())
-        assert t.dashboards.store_log is not None
-        t.log = t.dashboards.store_log
+        t.service, t.started_s = _service(copy.ws, t.log)
     try:
         yield t
     finally:
@@ -247,7 +393,8 @@ WITH_SECRET = {PROXY_SECRET_HEADER: PROXY_SECRET}
 
 
 def refusals_in_log(t: Target, what: str) -> int:
-    return t.log.read_text(encoding="utf-8").count(what)
+    """How often the service logged ``what`` since the row began."""
+    return t.log_text().count(what)
 
 
 def header_spoofing_without_the_proxy_secret(t: Target) -> Recorded:
@@ -335,10 +482,14 @@ def one_person_acting_as_the_local_lead(t: Target) -> Recorded:
 
 
 def gateway_token(t: Target) -> str:
-    """The gateway's token as an insider could read it from a dashboard kernel's process."""
+    """The gateway's token as an insider could read it from a dashboard kernel's process
+    (read once per `hilt serve`: it holds until the next start)."""
     assert t.dashboards is not None
-    page = render(t.dashboards, "audit", {PROXY_USER: "otto", **WITH_SECRET})
-    return process_environ(kernel_pid(t.dashboards, page.kernel_id))["HILT_GATEWAY_TOKEN"]
+    if "token" not in t.gateway:
+        page = render(t.dashboards, "audit", {PROXY_USER: "otto", **WITH_SECRET})
+        environ = process_environ(kernel_pid(t.dashboards, page.kernel_id))
+        t.gateway["token"] = environ["HILT_GATEWAY_TOKEN"]
+    return t.gateway["token"]
 
 
 def via_gateway(t: Target, token: str, name: str) -> Store:
@@ -410,10 +561,9 @@ def expired_token_on_a_running_service(t: Target) -> Recorded:
     assert t.service is not None
     t.service.stop()  # the tokens are issued by an admin at the file, at past moments
     # The token must still be in force when the restarted service first sees it: give it
-    # a window of a few service starts as timed here (8 s failed under load in CI runs).
-    started = time.monotonic()
-    start_service_logged(t.ws, t.log).stop()
-    window_s = max(8.0, 3 * (time.monotonic() - started) + 4)
+    # a window of a few service starts as this row's own start took (a fixed 8 s failed
+    # under load in CI runs; a start takes longer then).
+    window_s = max(3.0, 3 * t.started_s + 2)
     days = t.ws.settings().access.token_days
     issued_long_ago = datetime.now(UTC) - timedelta(days=days + 1)
     issued_then = datetime.now(UTC) - timedelta(days=days) + timedelta(seconds=window_s)
@@ -421,15 +571,24 @@ def expired_token_on_a_running_service(t: Target) -> Recorded:
     expired = old.add_user("carol", "reviewer").token
     soon = open_store_as(t.ws, Identity(operator=True), clock=lambda: issued_then)
     expiring = soon.add_user("carol", "reviewer").token
-    t.service = start_service_logged(t.ws, t.log)
+    t.service, _ = _service(t.ws, t.log)
     with pytest.raises(AuthenticationError, match=r"token [0-9a-f]{16} expired at "):
         open_store_as(t.service.url, Identity(token=expired)).whoami()
     carol = open_store_as(t.service.url, Identity(token=expiring))
     assert carol.whoami().name == "carol"  # in force, and cached by the service now
-    time.sleep(max(0.0, (issued_then + timedelta(days=days) - datetime.now(UTC)).total_seconds()))
-    time.sleep(0.2)
-    with pytest.raises(AuthenticationError, match=r"expired at .*ask an administrator"):
-        carol.queue_status()
+    expires = issued_then + timedelta(days=days)
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()))
+    # From then on the service refuses her (asked until it does, within a deadline).
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            carol.queue_status()
+        except AuthenticationError as refused:
+            assert re.search(r"expired at .*ask an administrator", str(refused)), refused
+            break
+        assert time.monotonic() < deadline, "the token still acts 30 s after it expired"
+        time.sleep(0.05)
+    assert datetime.now(UTC) >= expires
     assert refusals_in_log(t, "expired at") == 2
     return Recorded(("user.token_issued", "user.token_issued"), {"users": 1, "api_tokens": 2})
 
@@ -533,6 +692,7 @@ IDENTITY_ATTACKS = [
         "user.tokens_revoked in the audit log; the refused use in the service's log",
         revoked_token_on_a_running_service,
         modes=("service",),
+        fresh_service=True,
     ),
     Attack(
         "an expired token on a running service (long expired; expiring while cached)",
@@ -541,12 +701,14 @@ IDENTITY_ATTACKS = [
         "service's log",
         expired_token_on_a_running_service,
         modes=("service",),
+        fresh_service=True,
     ),
     Attack(
         "a disabled user acting (a store or token opened before)",
         "AuthenticationError: user 'alice' is disabled (audit seq N)",
         "user.disabled (tokens revoked) in the audit log",
         a_disabled_user_acts,
+        fresh_service=True,
     ),
     Attack(
         "a user removed from hilt.toml, before and after `hilt users sync`",
@@ -554,6 +716,7 @@ IDENTITY_ATTACKS = [
         "disabled (audit seq N)",
         "user.synced (created, disabled, roles changed, tokens revoked) in the audit log",
         a_user_removed_from_hilt_toml,
+        fresh_service=True,
     ),
 ]
 
@@ -574,7 +737,7 @@ def edited_hilt_toml_is_refused_at_open(t: Target) -> Recorded:
     with pytest.raises(ConfigDrift, match=expected):
         reviewer.next_case()  # a store opened before the edit: refused at its next step
     if t.service is not None:
-        log = t.log.read_text(encoding="utf-8")
+        log = t.log_text()
         assert "refusing every operation but the config ones" in log and "gate.floor" in log
     edit_config(t.ws, "floor = 0.5 ", "floor = 0.65 ")
     return NOTHING
@@ -585,20 +748,17 @@ def a_service_restarted_on_an_edited_hilt_toml(t: Target) -> Recorded:
     t.service.stop()
     edit_config(t.ws, "blind_first = false", "blind_first = true")
     port = free_port()
-    started = subprocess.run(
-        [*SERVE, "--workspace", str(t.ws.root), "--port", str(port)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    started = prewarmed_hilt(
+        "store", "serve", "--workspace", t.ws.root, "--port", str(port),
+        folder=t.log.parent / "refused-start", timeout_s=60,
+    )  # fmt: skip
     assert started.returncode == 2, started.stderr
     assert "Traceback" not in started.stderr
     assert "changed since the config in force (version 1" in started.stderr
     assert "in review.blind_first; nothing runs until an admin" in started.stderr
     assert not t.ws.service_file.exists()
     edit_config(t.ws, "blind_first = true", "blind_first = false")
-    t.service = start_service_logged(t.ws, t.log)
+    t.service, _ = _service(t.ws, t.log)
     return NOTHING
 
 
@@ -717,12 +877,14 @@ CONFIG_ATTACKS = [
         "without a comment are still refused",
         "config.proposed (old and new sha256, keys, old and new values, what loosens)",
         a_loosening_applied_by_an_admin_is_not_in_force,
+        fresh_service=True,
     ),
     Attack(
         "an admin shows reviewers a personal column (fields.display_personal grows)",
         "pending, not in force: reviewers still see no age",
         "config.proposed",
         personal_columns_shown_without_a_second_approval,
+        fresh_service=True,
     ),
     Attack(
         "an admin (also a lead) approves their own loosening of the gate",
@@ -730,6 +892,7 @@ CONFIG_ATTACKS = [
         "lead's approval puts it in force",
         "config.proposed, then config.approved by the second lead",
         an_admin_approves_their_own_loosening,
+        fresh_service=True,
     ),
     Attack(
         "the pinned audit public key swapped in hilt.toml",
@@ -737,6 +900,7 @@ CONFIG_ATTACKS = [
         "pending a lead's approval",
         "config.proposed (the old and the new public key)",
         the_pinned_audit_key_swapped,
+        fresh_service=True,
     ),
     Attack(
         "a key the store was built on changed (the holdout fraction)",
@@ -760,7 +924,7 @@ V1, V2, V3 = (f"hilt-german-credit/v{n}" for n in (1, 2, 3))
 
 
 @pytest.fixture(scope="module")
-def loop_template(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+def loop_template(tmp_path_factory: pytest.TempPathFactory) -> Victim:
     """The registry's victim, built once; each row acts on a copy (its MLflow store is
     copied too; the model files stay where MLflow logged them, here)."""
     ws = loop_workspace(tmp_path_factory.mktemp("registry-victim"))
@@ -776,7 +940,7 @@ def loop_template(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
         V2: "rejected",
         V3: "challenger",
     }
-    return ws
+    return _with_tokens(ws)
 
 
 @contextmanager
@@ -815,6 +979,12 @@ def new_cases(t: Target) -> Path:
     return new_cases_file(t.log.parent / "new.csv", LABELLED, 5)
 
 
+def hilt(t: Target, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """`hilt ARGS` as a scheduler runs it (``scheduler_environment``), in a process of its
+    own (tests/prewarmed.py); its output files kept next to the row's workspace."""
+    return prewarmed_hilt(*args, folder=t.log.parent / "hilt", env=scheduler_environment())
+
+
 def one_line_exit_2(r: subprocess.CompletedProcess[str], message: str) -> None:
     """`hilt` refused: exit 2, exactly one line on stderr, ``message`` in it, no trace."""
     assert r.returncode == 2, r.stderr
@@ -840,8 +1010,8 @@ def assert_events(t: Target, seq: int, *expected: tuple[str, str, dict[str, obje
 def score_with_a_rejected_version(t: Target) -> Recorded:
     seq = t.state()[0]
     with registry_kept(t):
-        r = hilt_cli(
-            "score", new_cases(t), "--workspace", t.ws.root, "--as", "dana",
+        r = hilt(
+            t, "score", new_cases(t), "--workspace", t.ws.root, "--as", "dana",
             "--model-version", "2",
         )  # fmt: skip
     one_line_exit_2(
@@ -858,8 +1028,8 @@ def score_with_a_never_promoted_version(t: Target) -> Recorded:
     never = "hilt-german-credit/v9"
     with registry_kept(t):
         for version in ("3", "9"):
-            r = hilt_cli(
-                "score", new_cases(t), "--workspace", t.ws.root, "--as", "dana",
+            r = hilt(
+                t, "score", new_cases(t), "--workspace", t.ws.root, "--as", "dana",
                 "--model-version", version,
             )  # fmt: skip
             if version == "3":
@@ -903,7 +1073,7 @@ def tampered_champion(t: Target) -> Iterator[None]:
 def score_with_a_tampered_model_file(t: Target) -> Recorded:
     seq = t.state()[0]
     with tampered_champion(t), registry_kept(t):
-        r = hilt_cli("score", new_cases(t), "--workspace", t.ws.root, "--as", "dana")
+        r = hilt(t, "score", new_cases(t), "--workspace", t.ws.root, "--as", "dana")
     one_line_exit_2(
         r,
         f"scoring refused: the model MLflow holds as {V1} is not the one the store registered "
@@ -954,14 +1124,14 @@ def score_with_a_tampered_model_bypassing_hilt_score(t: Target) -> Recorded:
 def promote_own_run(t: Target) -> Recorded:
     run = run_of(t, V3)
     with registry_kept(t):
-        r = hilt_cli("promote", run, "--as", "max", "--workspace", t.ws.root)
+        r = hilt(t, "promote", run, "--as", "max", "--workspace", t.ws.root)
         one_line_exit_2(
             r, f"run {run}: 'max' trained {V3}; a lead who did not train it must approve it"
         )
         # Nor through the store directly, nor may the author reject it.
         with pytest.raises(PermissionDeniedError, match=f"'max' trained {V3}"):
             t.store("max").promote_model(V3)
-        r = hilt_cli("reject", run, "--as", "max", "--reason", "x", "--workspace", t.ws.root)
+        r = hilt(t, "reject", run, "--as", "max", "--reason", "x", "--workspace", t.ws.root)
         one_line_exit_2(r, f"'max' trained {V3}; a lead who did not train it must reject it")
     return NOTHING
 
@@ -970,7 +1140,7 @@ def approve_as_a_non_lead(t: Target) -> Recorded:
     run = run_of(t, V3)
     with registry_kept(t):
         for who, roles in (("alice", "reviewer"), ("dana", "data-scientist, admin")):
-            r = hilt_cli("promote", run, "--as", who, "--workspace", t.ws.root)
+            r = hilt(t, "promote", run, "--as", who, "--workspace", t.ws.root)
             one_line_exit_2(r, f"user '{who}' (roles: {roles}) may not decide on models")
         with pytest.raises(PermissionDeniedError, match="may not decide on models"):
             t.store("otto").promote_model(V3)
@@ -1137,6 +1307,7 @@ AUTHORITY_ATTACKS = [
         "scientist; the case frame: PermissionDeniedError",
         "nowhere but the lease the reviewer took (case.leased)",
         a_reviewer_reads_the_gold_answers,
+        fresh_service=True,
     ),
     Attack(
         "a second reviewer reads the first one's judgement on a case still open (by id, in "
@@ -1144,12 +1315,14 @@ AUTHORITY_ATTACKS = [
         "the store shows a reviewer only their own decisions on an open case",
         "nowhere but the flag and the two leases, as any review",
         a_reviewer_reads_another_reviewers_open_judgement,
+        fresh_service=True,
     ),
     Attack(
         "a decision without the reviewer's own live lease (none taken; another reviewer's)",
         "ConflictError: a decision needs your live lease on the case: take it from the queue",
         "nowhere but the other reviewer's lease (case.leased)",
         a_decision_without_the_reviewers_lease,
+        fresh_service=True,
     ),
 ]
 
@@ -1231,7 +1404,7 @@ ROWS = [(a, m) for a in ATTACKS for m in a.modes]
 @pytest.mark.obligation("AI Act 15", "GDPR 32")
 @pytest.mark.parametrize(
     ("attack", "target"),
-    ROWS,
+    [(a, (a, m)) for a, m in ROWS],
     ids=[f"{a.run.__name__}-{m}" for a, m in ROWS],
     indirect=["target"],
 )
