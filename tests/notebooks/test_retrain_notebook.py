@@ -246,7 +246,8 @@ def test_a_failing_run_exits_1_keeps_its_notebook_and_is_marked_failed(ws: Works
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr
     assert "no labelled cases as of that seq" in r.stderr
-    m = re.search(r"retrain run ([0-9a-f]{32}) failed in cell \d+: InputError", r.stderr)
+    # (the store's state, not the request: a conflict, HTTP 409)
+    m = re.search(r"retrain run ([0-9a-f]{32}) failed in cell \d+: ConflictError", r.stderr)
     assert m is not None, r.stderr
     run_id = m.group(1)
     notebook = run_notebook(ws, run_id)
@@ -254,7 +255,7 @@ def test_a_failing_run_exits_1_keeps_its_notebook_and_is_marked_failed(ws: Works
     nb = json.loads(notebook.read_text())
     assert nb["metadata"]["papermill"]["exception"] is True
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
-    assert [e["ename"] for e in errors] == ["InputError"]
+    assert [e["ename"] for e in errors] == ["ConflictError"]
     configure(ws)
     assert run_info(run_id).status == "FAILED"
     events = events_since(ws, before)
