@@ -261,7 +261,7 @@ def test_a_failing_run_exits_1_keeps_its_notebook_and_is_marked_failed(ws: Works
     events = events_since(ws, before)
     assert [e.action for e in events] == ["run.started", "run.failed"]
     failed = events[-1]
-    assert failed.payload["error"] == "InputError"
+    assert failed.payload["error"] == "ConflictError"
     assert failed.payload["notebook_sha256"] == sha256(notebook)
     assert failed.payload["notebook"] == notebook.name
     assert personal_findings(notebook) == []

@@ -216,7 +216,7 @@ def row_columns(settings: Settings, body: str) -> dict[str, tuple[Column, bool]]
 
 def _explanation(settings: Settings) -> dict[str, Any]:
     """A prediction's explanation: contributions per feature (an object, or its JSON text
-    in the simplest form: ``{"duration": -0.25}``)."""
+    in the simplest form: ``{"<feature>": -0.25}``)."""
     names = [*settings.fields.features, "bias"]
     contribution = {"anyOf": [{"type": "number"}, {"type": "null"}]}
     key = "(" + "|".join(re.escape(n) for n in names) + ")"
