@@ -23,6 +23,9 @@ from hilt.pipelines.store.validation import one_of
 from hilt.pipelines.workspace import RUN_NOTEBOOK_NAME
 from hilt.widgets.contracts.notice import RENDERERS
 
+#: Text the store takes (``validation.check_text``): not blank, no NUL; a line: no newline.
+TEXT = r"^[^\x00]*\S[^\x00]*$"
+LINE = r"^[^\x00\n\r]*\S[^\x00\n\r]*$"
 #: One line of text, not empty (``validation.check_text`` without newlines).
 ONE_LINE = r"^[^\x00\n\r]+$"
 #: A time a caller gives: ISO 8601 (a date-time, as declared; a date is taken too).
@@ -50,7 +53,7 @@ class CaseIn(BaseModel):
 
 
 class HaltIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: str = Field(min_length=1, max_length=2000, pattern=TEXT)
 
 
 class CaseIdsIn(BaseModel):
@@ -156,7 +159,7 @@ class RegisterModelIn(ModelIn):
 
 
 class RejectModelIn(ModelIn):
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: str = Field(min_length=1, max_length=2000, pattern=TEXT)
 
 
 class ShadowIn(ModelIn):
@@ -170,14 +173,9 @@ class MonitoringIn(BaseModel):
     notebook: str | None = Field(default=None, max_length=256, pattern=RUN_NOTEBOOK_NAME.pattern)
 
 
-#: Text the store takes (``validation.check_text``): not blank, no NUL; a line: no newline.
-TEXT = r"^[^\x00]*\S[^\x00]*$"
-LINE = r"^[^\x00\n\r]*\S[^\x00\n\r]*$"
-
-
 class OpenIncidentIn(BaseModel):
     kind: str = Field(min_length=1, max_length=64, pattern=one_of(INCIDENT_KINDS))
-    summary: str = Field(min_length=1, max_length=100_000)
+    summary: str = Field(min_length=1, max_length=100_000, pattern=TEXT)
     #: ISO 8601 (UTC unless it says otherwise), not in the future.
     known_at: str | None = Field(default=None, max_length=64, json_schema_extra=ISO_TIME)
 
@@ -211,7 +209,7 @@ class UpdateIncidentIn(BaseModel):
 
 
 class CloseIncidentIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=100_000)
+    reason: str = Field(min_length=1, max_length=100_000, pattern=TEXT)
 
 
 class AdjudicationIn(BaseModel):

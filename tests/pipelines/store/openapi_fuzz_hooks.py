@@ -164,7 +164,7 @@ def _scored_rows(body: dict[str, Any], key: str, kind: str) -> None:
 
 
 def _predictions(body: dict[str, Any]) -> None:
-    _scored_rows(body, "case_id", "case_ids")
+    _scored_rows(body, "case_id", "kept_case_ids")
 
 
 def _gold(body: dict[str, Any]) -> None:
@@ -175,7 +175,8 @@ def _outcomes(body: dict[str, Any]) -> None:
     """Outcomes of real, distinct cases, observed in the past."""
     id_column = data()["id_column"]
     rows = _rows(body)
-    cases = CHOICE.sample(data()["case_ids"], k=min(len(rows), len(data()["case_ids"])))
+    kept = data()["kept_case_ids"]
+    cases = CHOICE.sample(kept, k=min(len(rows), len(kept)))
     for row, case_id in zip(rows, cases, strict=False):
         if _valid_id(row.get(id_column)):
             row[id_column] = case_id
@@ -209,6 +210,14 @@ def _decision(body: dict[str, Any]) -> None:
 def _lease(body: dict[str, Any]) -> None:
     if _valid_id(body.get("case_id")):
         body["case_id"] = CHOICE.choice(data()["open_case_ids"])
+
+
+def _rectify(body: dict[str, Any]) -> None:
+    """A subject and a case of theirs."""
+    if _valid_id(body.get("subject_id")):
+        body["subject_id"], case_id = CHOICE.choice(data()["subject_cases"])
+        if _valid_id(body.get("case_id")):
+            body["case_id"] = case_id
 
 
 def _erase(body: dict[str, Any]) -> None:
@@ -434,6 +443,7 @@ BODY_SETUP: dict[str, Callable[[dict[str, Any]], None]] = {
     "POST /v1/decisions": _decision,
     "POST /v1/queue/lease": _lease,
     "POST /v1/subjects/erase": _erase,
+    "POST /v1/subjects/rectify": _rectify,
     "POST /v1/system/resume": _halted,
     "POST /v1/config/approve": _pending_config,
     "POST /v1/config/reject": _pending_config,
