@@ -55,6 +55,7 @@ from hilt.pipelines.store.ops import (
 from hilt.pipelines.store.requests import (
     AckIn,
     AdjudicationIn,
+    AuditQueryIn,
     BackupIn,
     CaseIdsIn,
     CaseIn,
@@ -109,14 +110,17 @@ class Route:
     body: type[BaseModel] | None = None
     #: The endpoint's name in the OpenAPI document, where it is not the operation's.
     endpoint: str | None = None
+    #: The query's model as the service takes it, where it is stricter than the
+    #: operation's own (``requests.AuditQueryIn``: times as RFC 3339 date-times).
+    query: type[BaseModel] | None = None
 
     @property
     def path_params(self) -> tuple[str, ...]:
         return tuple(m.group(1) for m in re.finditer(r"\{(\w+)(?::path)?\}", self.path))
 
 
-def GET(path: str, *, endpoint: str | None = None) -> Route:
-    return Route("GET", path, endpoint=endpoint)
+def GET(path: str, *, endpoint: str | None = None, query: type[BaseModel] | None = None) -> Route:
+    return Route("GET", path, endpoint=endpoint, query=query)
 
 
 def POST(path: str, body: type[BaseModel] | None = None) -> Route:
@@ -447,7 +451,10 @@ class Store:
     )
     # the auditor's reads
     audit_search = Operation(
-        events.audit_search, AUDIT_READ, GET("/v1/audit/search"), read_only=True
+        events.audit_search,
+        AUDIT_READ,
+        GET("/v1/audit/search", query=AuditQueryIn),
+        read_only=True,
     )
     get_decision = Operation(
         review.get_decision, READ_DECISIONS, GET("/v1/decisions/{decision_id}"), read_only=True

@@ -6,13 +6,15 @@ the OpenAPI document describes them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    field_serializer,
     model_serializer,
 )
 
@@ -21,6 +23,10 @@ from pydantic import (
 #: blind records the reviewer's own judgement before the model's output is shown.
 DecisionAction = Literal["accept", "override", "flag", "skip", "undo", "blind"]
 FINAL_ACTIONS = ("accept", "override")
+
+
+#: The largest audit seq a query may name (DuckDB's BIGINT).
+MAX_SEQ = 2**63 - 1
 
 
 class _Record(BaseModel):
@@ -122,7 +128,9 @@ class DecisionRequest(_Record):
     #: The prediction the decision is about; default: the case's latest prediction.
     prediction_id: int | None = None
     #: Client-chosen idempotency key: a retried request with the same key is recorded once.
-    request_id: str | None = Field(default=None, min_length=1, max_length=128)
+    request_id: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[^\x00\n\r]+$"
+    )
     #: For undo: the decision_id it compensates.
     undo_of: str | None = Field(default=None, max_length=64)
     #: sha256 of the explanation fragment the reviewer saw, and the presentation context
@@ -310,17 +318,35 @@ class AuditQuery(_Record):
     #: Events about a model version: its own events and those whose payload names it
     #: (predictions, decisions), e.g. "hilt-german-credit/v3".
     model_version: str | None = Field(default=None, max_length=128)
-    #: ISO-8601 times (UTC unless they say otherwise); since ≤ ts < until.
+    #: ISO-8601 times (UTC unless they say otherwise); since ≤ ts < until. Over HTTP an
+    #: RFC 3339 date-time (``requests.AuditQueryIn``): sent as one (``_as_date_time``).
     since: str | None = Field(default=None, max_length=40)
     until: str | None = Field(default=None, max_length=40)
     #: min_seq ≤ seq ≤ max_seq (max_seq: the head an explorer opened at, for stable pages).
-    min_seq: int | None = Field(default=None, ge=0)
-    max_seq: int | None = Field(default=None, ge=0)
+    min_seq: int | None = Field(default=None, ge=0, le=MAX_SEQ)
+    max_seq: int | None = Field(default=None, ge=0, le=MAX_SEQ)
     #: Only these seqs (at most 1000).
-    seqs: list[int] | None = Field(default=None, max_length=1000)
+    seqs: list[Annotated[int, Field(ge=0, le=MAX_SEQ)]] | None = Field(
+        default=None, max_length=1000
+    )
     offset: int = Field(default=0, ge=0)
     limit: int = Field(default=50, ge=1, le=1000)
     newest_first: bool = True
+
+    @field_serializer("since", "until")
+    def _as_date_time(self, value: str | None) -> str | None:
+        """An ISO-8601 time as an RFC 3339 date-time (a day: its midnight; UTC unless it
+        says otherwise), as the service takes it; anything else as it is, for the store to
+        refuse naming it."""
+        if value is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return value
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.isoformat()
 
 
 class AuditPage(_Record):

@@ -7,18 +7,29 @@ document says what the service really accepts.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo
 
 from hilt.pipelines.config import ROLES, USER_NAME
 from hilt.pipelines.store.incidents import KINDS as INCIDENT_KINDS
 from hilt.pipelines.store.incidents import OPEN_STATUSES
 from hilt.pipelines.store.monitoring_records import MonitoringStatistics
-from hilt.pipelines.store.ops import events, subject_rights
-from hilt.pipelines.store.records import ModelEvaluation
+from hilt.pipelines.store.ops import events, models, subject_rights
+from hilt.pipelines.store.records import AuditQuery, ModelEvaluation
 from hilt.pipelines.store.validation import one_of
+from hilt.pipelines.workspace import RUN_NOTEBOOK_NAME
 from hilt.widgets.contracts.notice import RENDERERS
+
+#: Text the store takes (``validation.check_text``): not blank, no NUL; a line: no newline.
+TEXT = r"^[^\x00]*\S[^\x00]*$"
+LINE = r"^[^\x00\n\r]*\S[^\x00\n\r]*$"
+#: One line of text, not empty (``validation.check_text`` without newlines).
+ONE_LINE = r"^[^\x00\n\r]+$"
+#: A time a caller gives: ISO 8601 (a date-time, as declared; a date is taken too).
+ISO_TIME: dict[str, Any] = {"format": "date-time"}
 
 
 class RowsIn(BaseModel):
@@ -42,7 +53,7 @@ class CaseIn(BaseModel):
 
 
 class HaltIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: str = Field(min_length=1, max_length=2000, pattern=TEXT)
 
 
 class CaseIdsIn(BaseModel):
@@ -51,9 +62,16 @@ class CaseIdsIn(BaseModel):
 
 class EventIn(BaseModel):
     action: str = Field(min_length=1, max_length=64, pattern=events.EVENT_ACTION.pattern)
-    object_type: str = Field(min_length=1, max_length=128)
-    object_id: str = Field(min_length=1, max_length=128)
-    payload: dict[str, Any] = Field(default_factory=dict)
+    object_type: str = Field(min_length=1, max_length=128, pattern=ONE_LINE)
+    object_id: str = Field(min_length=1, max_length=128, pattern=ONE_LINE)
+    #: Any JSON object (its canonical JSON at most ``events.MAX_EVENT_PAYLOAD`` bytes); a
+    #: ``notebook`` names an executed notebook in runs/.
+    payload: dict[str, Any] = Field(
+        default_factory=dict,
+        json_schema_extra={
+            "properties": {"notebook": {"type": "string", "pattern": RUN_NOTEBOOK_NAME.pattern}}
+        },
+    )
 
 
 class UserIn(BaseModel):
@@ -100,6 +118,28 @@ class AckIn(BaseModel):
 
 
 class NotifyRecipientIn(BaseModel):
+    # The subject by their id or (once erased) by subject_ref: exactly one of them.
+    model_config = {
+        "json_schema_extra": {
+            "oneOf": [
+                {
+                    "required": ["subject_id"],
+                    "properties": {
+                        "subject_id": {"type": "string"},
+                        "subject_ref": {"type": "null"},
+                    },
+                },
+                {
+                    "required": ["subject_ref"],
+                    "properties": {
+                        "subject_ref": {"type": "string"},
+                        "subject_id": {"type": "null"},
+                    },
+                },
+            ]
+        }
+    }
+
     recipient: str = Field(min_length=1, max_length=200)
     #: The external subject id (in the body, never in the URL: proxies log URLs) ...
     subject_id: str | None = Field(default=None, min_length=1, max_length=128)
@@ -109,7 +149,7 @@ class NotifyRecipientIn(BaseModel):
 
 class ModelIn(BaseModel):
     #: "<registered name>/v<version>"
-    model: str = Field(min_length=1, max_length=128)
+    model: str = Field(min_length=1, max_length=128, pattern=models.MODEL_NAME.pattern)
 
 
 class RegisterModelIn(ModelIn):
@@ -119,7 +159,7 @@ class RegisterModelIn(ModelIn):
 
 
 class RejectModelIn(ModelIn):
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: str = Field(min_length=1, max_length=2000, pattern=TEXT)
 
 
 class ShadowIn(ModelIn):
@@ -128,19 +168,16 @@ class ShadowIn(ModelIn):
 
 class MonitoringIn(BaseModel):
     statistics: MonitoringStatistics
-    run_id: str = Field(min_length=1, max_length=128)
-    notebook: str | None = Field(default=None, max_length=256)
-
-
-#: Text the store takes (``validation.check_text``): not blank, no NUL; a line: no newline.
-TEXT = r"^[^\x00]*\S[^\x00]*$"
-LINE = r"^[^\x00\n\r]*\S[^\x00\n\r]*$"
+    #: One line, no "/" (``ops/monitoring.record_monitoring``).
+    run_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00\n\r/]+$")
+    notebook: str | None = Field(default=None, max_length=256, pattern=RUN_NOTEBOOK_NAME.pattern)
 
 
 class OpenIncidentIn(BaseModel):
     kind: str = Field(min_length=1, max_length=64, pattern=one_of(INCIDENT_KINDS))
-    summary: str = Field(min_length=1, max_length=100_000)
-    known_at: str | None = Field(default=None, max_length=64)
+    summary: str = Field(min_length=1, max_length=100_000, pattern=TEXT)
+    #: ISO 8601 (UTC unless it says otherwise), not in the future.
+    known_at: str | None = Field(default=None, max_length=64, json_schema_extra=ISO_TIME)
 
 
 class UpdateIncidentIn(BaseModel):
@@ -151,22 +188,67 @@ class UpdateIncidentIn(BaseModel):
                 {"required": [name], "properties": {name: {"type": "string"}}}
                 for name in ("note", "status", "told")
             ],
-            "dependentRequired": {"told_at": ["told"]},
+            # told_at only with told (said without dependentRequired, for older tools)
+            "allOf": [
+                {
+                    "anyOf": [
+                        {"not": {"required": ["told_at"]}},
+                        {"properties": {"told_at": {"type": "null"}}},
+                        {"required": ["told"], "properties": {"told": {"type": "string"}}},
+                    ]
+                }
+            ],
         }
     }
 
     note: str | None = Field(default=None, max_length=100_000, pattern=TEXT)
     status: str | None = Field(default=None, max_length=64, pattern=one_of(OPEN_STATUSES))
     told: str | None = Field(default=None, max_length=1000, pattern=LINE)
-    told_at: str | None = Field(default=None, max_length=64)
+    #: ISO 8601 (UTC unless it says otherwise), not in the future.
+    told_at: str | None = Field(default=None, max_length=64, json_schema_extra=ISO_TIME)
 
 
 class CloseIncidentIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=100_000)
+    reason: str = Field(min_length=1, max_length=100_000, pattern=TEXT)
 
 
 class AdjudicationIn(BaseModel):
     case_id: str = Field(min_length=1, max_length=128)
     final_label: str = Field(min_length=1, max_length=128)
-    comment: str | None = None
-    request_id: str | None = Field(default=None, min_length=1, max_length=128)
+    comment: str | None = Field(default=None, pattern=r"^[^\x00]*$")
+    request_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=ONE_LINE)
+
+
+#: An RFC 3339 date-time (``format: date-time``): a date, a time, an offset or Z.
+DATE_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII
+)
+
+
+def _date_time(value: str | None, info: ValidationInfo) -> str | None:
+    if value is not None:
+        try:
+            if not DATE_TIME.match(value):
+                raise ValueError
+            datetime.fromisoformat(value.upper())
+        except ValueError:
+            raise ValueError(
+                f"{info.field_name} must be an ISO-8601 time, e.g. 2025-01-31T12:00:00Z"
+                " (an RFC 3339 date-time)"
+            ) from None
+    return value
+
+
+DateTime = Annotated[
+    str | None,
+    AfterValidator(_date_time),
+    Field(default=None, max_length=40, json_schema_extra={"format": "date-time"}),
+]
+
+
+class AuditQueryIn(AuditQuery):
+    """``AuditQuery`` as the service takes it: its times RFC 3339 date-times, anything else
+    a 422 (the client sends them so: ``AuditQuery._as_date_time``)."""
+
+    since: DateTime = None
+    until: DateTime = None

@@ -259,7 +259,8 @@ def test_a_failing_run_exits_1_keeps_its_notebook_and_is_marked_failed(ws: Works
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr
     assert "no labelled cases as of that seq" in r.stderr
-    m = re.search(r"retrain run ([0-9a-f]{32}) failed in cell \d+: InputError", r.stderr)
+    # (the store's state, not the request: a conflict, HTTP 409)
+    m = re.search(r"retrain run ([0-9a-f]{32}) failed in cell \d+: ConflictError", r.stderr)
     assert m is not None, r.stderr
     run_id = m.group(1)
     notebook = run_notebook(ws, run_id)
@@ -267,13 +268,13 @@ def test_a_failing_run_exits_1_keeps_its_notebook_and_is_marked_failed(ws: Works
     nb = json.loads(notebook.read_text())
     assert nb["metadata"]["papermill"]["exception"] is True
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
-    assert [e["ename"] for e in errors] == ["InputError"]
+    assert [e["ename"] for e in errors] == ["ConflictError"]
     configure(ws)
     assert run_info(run_id).status == "FAILED"
     events = events_since(ws, before)
     assert [e.action for e in events] == ["run.started", "run.failed"]
     failed = events[-1]
-    assert failed.payload["error"] == "InputError"
+    assert failed.payload["error"] == "ConflictError"
     assert failed.payload["notebook_sha256"] == sha256(notebook)
     assert failed.payload["notebook"] == notebook.name
     assert personal_findings(notebook) == []

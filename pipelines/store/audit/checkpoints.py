@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hilt.pipelines.errors import ConfigError, InputError, StoreError
+from hilt.pipelines.errors import ConfigError, InputError, NotFoundError, StoreError
 from hilt.pipelines.store.audit.chain import Break, canonical_json
 
 KEY_PREFIX = "ed25519:"
@@ -171,7 +171,7 @@ def starting_point(
         raise InputError(f"--from takes {LATEST!r} or the seq of a checkpoint, not {which!r}")
     named = [c for c in checkpoints if which == LATEST or c.seq == int(which)]
     if not named and which != LATEST:
-        raise InputError(f"the checkpoint file has no checkpoint of seq {int(which)}")
+        raise NotFoundError(f"the checkpoint file has no checkpoint of seq {int(which)}")
     if pinned_key is None:
         if not checkpoints:
             return None

@@ -24,6 +24,7 @@ from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from hilt.pipelines.config import Settings
+from hilt.pipelines.store.modes import row_contract
 from hilt.pipelines.store.operations import Operation
 
 #: The header a gateway (the dashboards' server) names the user it acts for with.
@@ -163,7 +164,8 @@ def _enum(schema: dict[str, Any], values: list[str]) -> None:
 
 def declare_workspace_limits(doc: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """The limits the use case shapes, from the same hilt.toml the store checks against:
-    the target's classes, the reason codes, the rectifiable columns, the recipients."""
+    the target's classes, the reason codes, the rectifiable columns and their values, the
+    recipients, the columns of the bulk operations' rows."""
     schemas = doc.get("components", {}).get("schemas", {})
     classes = [str(c) for c in settings.target.classes]
     shaped = {
@@ -179,7 +181,56 @@ def declare_workspace_limits(doc: dict[str, Any], settings: Settings) -> dict[st
             _enum(prop, values)
     if "DecisionRequest" in schemas:
         schemas["DecisionRequest"]["oneOf"] = decision_rules(settings)
+    # The rows of the bulk operations: the use case's columns (``row_contract``).
+    for model, rows in row_contract.rows_schemas(settings).items():
+        if model in schemas:
+            schemas[model]["properties"]["rows"] = rows
+    monitored = schemas.get("MonitoringStatistics", {}).get("properties", {})
+    if "features" in monitored:  # each feature of [fields] once (checked by name)
+        n = len(settings.fields.features)
+        monitored["features"] |= {"minItems": n, "maxItems": n}
+        monitored["features"]["description"] = "Each of the use case's features once"
+    notice = schemas.get("NoticeIssuedIn", {}).get("properties", {})
+    if "changes" in notice:
+        notice["changes"]["items"] = _counterfactual(settings)
+    if "RectifyIn" in schemas:
+        schemas["RectifyIn"]["oneOf"] = row_contract.rectify_rules(settings)
     return doc
+
+
+def _counterfactual(settings: Settings) -> dict[str, Any]:
+    """One counterfactual of a notice: 1 to ``max_changed`` changes of actionable features
+    (``ops/subject_notice.parse_changes``; each feature once)."""
+    branches = []
+    for feature, spec in settings.notice.actionable.items():
+        column = settings.columns[feature]
+        value: dict[str, Any]
+        if column.type == "category":
+            value = {"type": "string", "enum": spec.levels or column.levels or []}
+        else:
+            lows = [b for b in (spec.min, column.min) if b is not None]
+            highs = [b for b in (spec.max, column.max) if b is not None]
+            value = {"type": "number"}
+            if lows:
+                value["minimum"] = max(lows)
+            if highs:
+                value["maximum"] = min(highs)
+        branches.append(
+            {
+                "type": "object",
+                "properties": {"feature": {"const": feature}, "value": value},
+                "required": ["feature", "value"],
+                "additionalProperties": False,
+            }
+        )
+    change = {"oneOf": branches}
+    return {
+        "type": "array",
+        "items": change,
+        "minItems": 1,
+        "maxItems": settings.notice.max_changed,
+        "description": "Each feature at most once",
+    }
 
 
 def decision_rules(settings: Settings) -> list[dict[str, Any]]:

@@ -62,7 +62,7 @@ from hilt.pipelines.store.authentication import (
 from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.core import StoreCore, role_for
 from hilt.pipelines.store.live_queue import LiveQueue
-from hilt.pipelines.store.modes import contract, locking, wire
+from hilt.pipelines.store.modes import contract, locking, row_contract, wire
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.operations import Operation, Store
 from hilt.pipelines.store.ops.removal import finish_removals
@@ -610,13 +610,19 @@ def _add_route(
         name = shape.query_model_param
         params.append(
             inspect.Parameter(
-                name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[hints[name], Query()]
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=Annotated[operation.route.query or hints[name], Query()],
             )
         )
     returns = dict[str, Any] if shape.frame_result else hints["return"]
 
     def arguments(values: dict[str, Any]) -> tuple[User, dict[str, Any]]:
         user = values.pop("user")
+        body = values.get("body")
+        if shape.frame_param is not None and body is not None:
+            # Each value of a JSON type its column takes, as the document declares.
+            row_contract.check_row_types(body.rows, service.settings, type(body).__name__)
         max_rows = service.settings.limits.max_rows_per_request
         return user, wire.arguments_from_request(operation, values, max_rows)
 

@@ -148,11 +148,9 @@ def rows_to_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     Going through text keeps one parser for CSV files and JSON requests, so the same bad
     value gets the same clear error whichever way it arrives.
     """
-    columns = list(rows[0].keys())
-    expected = set(columns)
-    for i, row in enumerate(rows, start=1):
-        if set(row.keys()) != expected:
-            raise InputError(f"row {i} has different fields than row 1")
+    # A field a row leaves out is null there (as the document declares: the columns that
+    # are not required); a column the store needs is then named as missing a value.
+    columns = list(dict.fromkeys(name for row in rows for name in row))
 
     def text(v: Any) -> str | None:
         if v is None:
@@ -163,7 +161,7 @@ def rows_to_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
             return "true" if v else "false"
         return str(v)
 
-    values = {c: [text(r[c]) for r in rows] for c in columns}
+    values = {c: [text(r.get(c)) for r in rows] for c in columns}
     try:
         return pl.DataFrame({c: pl.Series(c, v, dtype=pl.String) for c, v in values.items()})
     except UnicodeEncodeError:

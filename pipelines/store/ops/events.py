@@ -158,8 +158,14 @@ def audit_search(unit: Unit, query: AuditQuery) -> AuditPage:
     )
 
 
+#: An Ed25519 public key as ``audit.checkpoints.parse_public_key`` takes it (32 bytes).
+PUBLIC_KEY = r"^ed25519:[A-Za-z0-9+/]{43}=$"
+
+
 def verify(
-    unit: Unit, public_key: str | None = None, start_from: str | None = None
+    unit: Unit,
+    public_key: Annotated[str | None, Field(pattern=PUBLIC_KEY)] = None,
+    start_from: Annotated[str | None, Field(pattern=r"^(latest|[0-9]{1,18})$")] = None,
 ) -> VerifyReport:
     """Check the chain, every signed checkpoint, and the records against their events;
     ``start_from`` (``latest`` or a checkpoint's seq): only what came after that signed
@@ -228,7 +234,11 @@ def parse_time(value: str, name: str) -> datetime:
         raise InputError(f"{name} must be an ISO-8601 time, e.g. 2025-01-31T12:00:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # before year 1 or after 9999 in UTC: the first or last moment
+        edge = datetime.min if moment.year == 1 else datetime.max
+        return edge.replace(tzinfo=UTC)
 
 
 def audit_time(value: str, name: str) -> str:

@@ -232,7 +232,7 @@ def update_incident(
         if row.closed:
             raise ConflictError(f"incident {incident_id} is closed")
         if when is not None and utc_timestamp(when) < row.known_at:
-            raise InputError(
+            raise ConflictError(  # (the incident's own time: its state)
                 f"told_at {utc_timestamp(when)} is before the incident was known ({row.known_at})"
             )
         more: dict[str, Any] = {}

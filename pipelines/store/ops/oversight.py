@@ -107,7 +107,8 @@ def add_gold(unit: Unit, model_version: str, frame: pl.DataFrame, model_sha256: 
         ]
         found = [f"- {len(bad)} {what} ({', '.join(bad[:5])})" for what, bad in problems if bad]
         if found:
-            raise InputError("gold cases rejected, nothing was written:\n" + "\n".join(found))
+            # The cases' state, not the request's shape: a conflict (409).
+            raise ConflictError("gold cases rejected, nothing was written:\n" + "\n".join(found))
         expected = {str(r[0]): str(r[2]) for r in rows}
         # The predictions are an audited batch of their own, in this transaction.
         batch = cases.insert_predictions(unit, model_version, clean, now, shadow=False)

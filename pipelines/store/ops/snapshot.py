@@ -28,7 +28,7 @@ import polars as pl
 from pydantic import Field
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.errors import InputError
+from hilt.pipelines.errors import ConflictError
 from hilt.pipelines.store import double_review, personal_data, sql
 from hilt.pipelines.store.ops import personal_reads
 from hilt.pipelines.store.ops.removal import write_snapshot_file
@@ -173,7 +173,8 @@ def snapshot(unit: Unit, as_of_seq: Annotated[int, Field(ge=1)] | None = None) -
         head_seq = unit.head_now()[0]
         as_of = head_seq if as_of_seq is None else as_of_seq
         if as_of < 1 or as_of > head_seq:
-            raise InputError(f"as_of_seq must be between 1 and the head seq {head_seq}")
+            # (past the head: the store's state, not the request's shape)
+            raise ConflictError(f"as_of_seq must be between 1 and the head seq {head_seq}")
         salt = str(sql.scalar(unit.con, "SELECT value FROM meta WHERE key = 'holdout_salt'"))
         rel = unit.con.sql(
             snapshot_sql(unit.settings),
@@ -193,7 +194,8 @@ def snapshot(unit: Unit, as_of_seq: Annotated[int, Field(ge=1)] | None = None) -
         frame, dropped = cap_accepted(frame, training.max_accepted_share)
         frame = frame.drop("bucket").sort(["split", "case_id"])
         if frame.height == 0:
-            raise InputError("no labelled cases as of that seq; nothing to snapshot")
+            # The store's state, not the request: a conflict (409), as the halt is.
+            raise ConflictError("no labelled cases as of that seq; nothing to snapshot")
         name, digest = write_snapshot_file(unit.workspace.snapshots_dir, frame, as_of)
         path = unit.workspace.snapshots_dir / name
         train = frame.filter(pl.col("split") == "train")

@@ -205,8 +205,10 @@ def _check_changes(settings: Settings, facts: NoticeFacts, changes: list[list[Ch
     recommended the outcome the person applied for, and each change within its feature's
     ``[notice.actionable]`` direction, bounds and levels (that it flips the recommendation
     is the model's to show: ``loop/counterfactual.py`` scores it)."""
+    # What depends on the case (its recommendation, the person's values) is a conflict
+    # (409); what the request alone gets wrong (levels, bounds, types) is invalid (422).
     if changes and facts.recommended_label == facts.words.favourable:
-        raise InputError(
+        raise ConflictError(
             "the model recommended the outcome the person applied for: a notice offers no "
             "change; nothing was written"
         )
@@ -217,21 +219,27 @@ def _check_changes(settings: Settings, facts: NoticeFacts, changes: list[list[Ch
             value, was = change.value, facts.values.get(change.feature)
             if column.type == "category":
                 allowed = spec.levels if spec.levels is not None else column.levels or []
-                ok = isinstance(value, str) and value in allowed and value != was
+                ok = isinstance(value, str) and value in allowed
+                fits = ok and value != was
             else:
                 lows = [b for b in (spec.min, column.min) if b is not None]
                 highs = [b for b in (spec.max, column.max) if b is not None]
                 ok = (
                     isinstance(value, (int, float))
-                    and isinstance(was, (int, float))
-                    and value != was
                     and all(value >= b for b in lows)
                     and all(value <= b for b in highs)
+                )
+                fits = (
+                    ok
+                    and isinstance(value, (int, float))
+                    and isinstance(was, (int, float))
+                    and value != was
                     and (spec.direction != "decrease" or value < was)
                     and (spec.direction != "increase" or value > was)
                 )
-            if not ok:
-                raise InputError(
+            if not fits:
+                refusal = InputError if not ok else ConflictError
+                raise refusal(
                     f"a counterfactual change of {change.feature} is outside its [notice."
                     "actionable] direction, bounds or levels; nothing was written"
                 )
@@ -257,7 +265,8 @@ def subject_notice_issued(
         _check_changes(unit.settings, facts, parsed)
         rendered = render_notice(replace(facts, renderer=renderer), parsed)
         if rendered.sha256 != notice_sha256:
-            raise InputError(
+            # The facts are the store's state (a later decision changes them): 409.
+            raise ConflictError(
                 "notice_sha256 is not the hash of the notice the store renders from its facts "
                 "and these changes (other facts, or a changed renderer); nothing was written"
             )
