@@ -343,7 +343,7 @@ def _execute(
     html_ready.start()
     try:
         with (
-            _relay(kind, settings, store) as relayed,
+            _relay(kind, settings, store, run_id) as relayed,
             _environment({**_kernel_environment(ws, store), **relayed}),
         ):
             papermill.execute_notebook(
@@ -407,7 +407,7 @@ def _execute(
 
 
 @contextmanager
-def _relay(kind: str, settings: Settings, store: Store) -> Iterator[dict[str, str]]:
+def _relay(kind: str, settings: Settings, store: Store, run_id: str) -> Iterator[dict[str, str]]:
     """This process does the kernel's MLflow work (``tracking.relay``: it has mlflow loaded
     and the run made), so the kernel never imports mlflow; yields the kernel's environment
     for it."""
@@ -415,7 +415,7 @@ def _relay(kind: str, settings: Settings, store: Store) -> Iterator[dict[str, st
 
     if kind == "retrain":
         threading.Thread(target=_warm_up_tracking, name="hilt-mlflow-warm", daemon=True).start()
-    with serve(lambda folder: InProcess(settings, store.models, folder)) as relay:
+    with serve(lambda folder: InProcess(settings, store.models, folder), run_id) as relay:
         yield relay.environment()
 
 

@@ -6,14 +6,25 @@ tests/notebooks/test_retrain_notebook.py.)"""
 
 from __future__ import annotations
 
+import json
 import shutil
+import socket
 import stat
+import tempfile
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from hilt.pipelines.loop.tracking.environment import DB_FILE
-from hilt.pipelines.loop.tracking.relay import InProcess, RelayClient, RelayError, serve
+from hilt.pipelines.loop.tracking.relay import (
+    MAX_SOCKET_PATH,
+    InProcess,
+    RelayClient,
+    RelayError,
+    Tracking,
+    serve,
+)
 from hilt.pipelines.loop.tracking.runs import create_run, run_info
 from hilt.pipelines.loop.tracking.tags import TAG_KIND
 from hilt.pipelines.workspace import Workspace
@@ -29,7 +40,8 @@ def test_the_relay_does_only_what_its_key_and_its_table_allow(
     settings = ws.settings()
     run_id = create_run(ws, settings, run_name="relay", author="os:test", tags={TAG_KIND: "x"})
     store = operator(ws)
-    with serve(lambda folder: InProcess(settings, store.models, folder)) as relay:
+    other = create_run(ws, settings, run_name="other", author="os:test", tags={TAG_KIND: "x"})
+    with serve(lambda folder: InProcess(settings, store.models, folder), run_id) as relay:
         folder = Path(relay.folder)
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
         kernel = RelayClient(relay.path, relay.key)
@@ -46,11 +58,43 @@ def test_the_relay_does_only_what_its_key_and_its_table_allow(
             kernel.call("delete_run", run_id=run_id)
         with pytest.raises(RelayError, match="set_run_tags: takes run_id, tags"):
             kernel.call("set_run_tags", run_id=run_id, tags={"hilt.test": "x"}, extra=1)
-        # MLflow's own refusal comes back as the kernel's error; the relay serves on.
-        with pytest.raises(RelayError, match="no-such-run"):
-            kernel.set_run_tags("no-such-run", {"hilt.test": "x"})
+        # Bound to its run: another run, a version it did not register, a version that is
+        # a path, files outside its folder, a key that is not ASCII.
+        with pytest.raises(RelayError, match="only the run it was started for"):
+            kernel.set_run_tags(other, {"hilt.test": "elsewhere"})
+        with pytest.raises(RelayError, match="only the run it was started for"):
+            kernel.call("register_version", run_id=other)
+        with pytest.raises(RelayError, match="only a version this run registered"):
+            kernel.delete_version("1")
+        with pytest.raises(RelayError, match="positive whole number"):
+            kernel.model_dir("1/../../escaped")
+        outside = json.dumps({"folder": str(tmp_path)})
+        with pytest.raises(RelayError, match="in the relay's folder"):
+            kernel.write_training_log(run_id, outside)
+        with pytest.raises(RelayError, match="without its key"):
+            RelayClient(relay.path, "é" * 64).set_run_tags(run_id, {"hilt.test": "x"})
+        # A peer that connects and stalls does not block the kernel's next call.
+        stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stalled.connect(relay.path)
+        stalled.sendall(b"\x00\x00")
+        assert "hilt.test" not in run_info(other).tags
         assert run_info(run_id).tags["hilt.test"] == "by the kernel"  # nothing else written
         assert kernel.mirror() is None
+        stalled.close()
     assert not folder.exists()  # the lent folder and the socket with it
     with pytest.raises(RelayError, match="does not answer"):
         kernel.set_run_tags(run_id, {"hilt.test": "late"})
+
+
+def test_a_long_tmpdir_still_gives_a_socket_the_kernel_can_reach(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long = tmp_path / ("x" * 90)
+    long.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long))
+    with serve(lambda folder: cast(Tracking, object()), "run") as relay:
+        assert len(relay.path) <= MAX_SOCKET_PATH
+        with pytest.raises(RelayError, match="without its key"):
+            RelayClient(relay.path, "0" * 64).call("mirror")
+    assert not Path(relay.folder).exists()
+    assert not list(long.iterdir())  # nothing left behind where it did not fit

@@ -21,6 +21,7 @@ import contextlib
 import hmac
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -46,6 +47,13 @@ RELAY_KEY_ENV: Final = "HILT_TRACKING_RELAY_KEY"
 MAX_MESSAGE: Final = 1 << 20
 #: How long the kernel waits for one answer (a model logged on a loaded machine: seconds).
 CALL_TIMEOUT_S: Final = 600.0
+#: How long the relay waits for a request's bytes once a peer connected (a stalled peer
+#: must not block the kernel's later calls, nor the runner's stop).
+RECEIVE_TIMEOUT_S: Final = 30.0
+#: A registered model version, as MLflow numbers them (it names a download folder).
+VERSION: Final = re.compile(r"[1-9][0-9]{0,9}")
+#: Longest Unix socket path the kernel can connect to (Linux: 108 bytes with the NUL).
+MAX_SOCKET_PATH: Final = 100
 
 _LENGTH = struct.Struct(">I")
 
@@ -264,9 +272,78 @@ class Relay:
         return {RELAY_ENV: self.path, RELAY_KEY_ENV: self.key}
 
 
+class _Bound:
+    """What a run's kernel may ask of the relay: its own run only, versions it registered
+    (to delete) or numbered as MLflow numbers them (to download), and files under the
+    relay's folder only. The store still decides what counts; this keeps the relay from
+    being a wider door than the kernel's own MLflow client on its run."""
+
+    def __init__(self, tracking: Tracking, run_id: str, folder: str) -> None:
+        self._tracking = tracking
+        self._run_id = run_id
+        self._folder = Path(folder).resolve()
+        self._registered: set[str] = set()
+
+    def _run(self, run_id: str) -> None:
+        if run_id != self._run_id:
+            raise RelayError("the relay serves only the run it was started for")
+
+    @staticmethod
+    def _version(version: str) -> None:
+        if not isinstance(version, str) or not VERSION.fullmatch(version):
+            raise RelayError("a model version is a positive whole number")
+
+    def set_run_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        self._run(run_id)
+        self._tracking.set_run_tags(run_id, tags)
+
+    def log_run_dict(self, run_id: str, data: Mapping[str, Any], artifact_file: str) -> None:
+        self._run(run_id)
+        self._tracking.log_run_dict(run_id, data, artifact_file)
+
+    def log_run_values(
+        self, run_id: str, params: Mapping[str, Any], metrics: Mapping[str, float]
+    ) -> None:
+        self._run(run_id)
+        self._tracking.log_run_values(run_id, params, metrics)
+
+    def write_training_log(self, run_id: str, log_json: str) -> dict[str, str]:
+        self._run(run_id)
+        data = json.loads(log_json)
+        given = data.get("folder") if isinstance(data, dict) else None
+        if not isinstance(given, str) or not Path(given).resolve().is_relative_to(self._folder):
+            raise RelayError("a training log's files must be in the relay's folder")
+        return self._tracking.write_training_log(run_id, log_json)
+
+    def register_version(self, run_id: str) -> str:
+        self._run(run_id)
+        version = self._tracking.register_version(run_id)
+        self._registered.add(version)
+        return version
+
+    def delete_version(self, version: str) -> None:
+        self._version(version)
+        if version not in self._registered:
+            raise RelayError("the relay deletes only a version this run registered")
+        self._tracking.delete_version(version)
+        self._registered.discard(version)
+
+    def mirror(self) -> str | None:
+        return self._tracking.mirror()
+
+    def model_dir(self, version: str) -> str:
+        self._version(version)
+        return self._tracking.model_dir(version)
+
+    def folder(self) -> str:
+        return self._tracking.folder()
+
+
 def _handle(tracking: Tracking, key: str, message: Mapping[str, Any]) -> dict[str, Any]:
     given = message.get("key")
-    if not isinstance(given, str) or not hmac.compare_digest(given, key):
+    if not isinstance(given, str) or not hmac.compare_digest(
+        given.encode("utf-8", "replace"), key.encode("utf-8")
+    ):
         return {"error": "the relay refused a request without its key"}
     operation = message.get("operation")
     arguments = message.get("arguments")
@@ -282,35 +359,54 @@ def _handle(tracking: Tracking, key: str, message: Mapping[str, Any]) -> dict[st
         return {"error": f"{operation} failed: {type(e).__name__}: {e}"}
 
 
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """One thread a connection (a stalled peer holds only its own), never waited for at
+    stop (each times out on its own)."""
+
+    daemon_threads = True
+    block_on_close = False
+
+
 @contextlib.contextmanager
-def serve(tracking_for: Callable[[str], Tracking]) -> Iterator[Relay]:
-    """Serve ``tracking_for(folder)`` on a Unix socket in a new private folder until the
-    block ends; then stop, and remove the folder (downloads and prepared logs with it)."""
+def serve(tracking_for: Callable[[str], Tracking], run_id: str) -> Iterator[Relay]:
+    """Serve ``tracking_for(folder)`` for the run ``run_id`` only (``_Bound``) on a Unix
+    socket in a new private folder until the block ends; then stop, and remove the folder
+    (downloads and prepared logs with it). The folder is under $TMPDIR, or /tmp where that
+    would make the socket's path too long to connect to."""
     folder = tempfile.mkdtemp(prefix="hilt-relay-")
-    os.chmod(folder, 0o700)
-    path = os.path.join(folder, "relay.sock")
-    key = secrets.token_hex(32)
-    tracking = tracking_for(folder)
-
-    class Handler(socketserver.BaseRequestHandler):
-        def handle(self) -> None:
-            sock: socket.socket = self.request
-            try:
-                message = _receive(sock)
-            except (RelayError, ValueError, OSError):
-                return
-            with contextlib.suppress(OSError, RelayError):
-                _send(sock, _handle(tracking, key, message))
-
-    server = socketserver.UnixStreamServer(path, Handler)
-    thread = threading.Thread(target=server.serve_forever, name="hilt-relay", daemon=True)
-    thread.start()
+    if len(os.path.join(folder, "relay.sock")) > MAX_SOCKET_PATH:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder = tempfile.mkdtemp(prefix="hilt-relay-", dir="/tmp")
     try:
-        yield Relay(path=path, key=key, folder=folder)
+        os.chmod(folder, 0o700)
+        path = os.path.join(folder, "relay.sock")
+        key = secrets.token_hex(32)
+        tracking = _Bound(tracking_for(folder), run_id, folder)
+        one_at_a_time = threading.Lock()
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                sock: socket.socket = self.request
+                sock.settimeout(RECEIVE_TIMEOUT_S)
+                try:
+                    message = _receive(sock)
+                except (RelayError, ValueError, OSError):
+                    return
+                with one_at_a_time:  # the kernel asks in turn; MLflow's client is used so
+                    answer = _handle(tracking, key, message)
+                with contextlib.suppress(OSError, RelayError):
+                    _send(sock, answer)
+
+        server = _Server(path, Handler)
+        thread = threading.Thread(target=server.serve_forever, name="hilt-relay", daemon=True)
+        thread.start()
+        try:
+            yield Relay(path=path, key=key, folder=folder)
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join()
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
         shutil.rmtree(folder, ignore_errors=True)
 
 
