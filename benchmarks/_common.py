@@ -22,7 +22,7 @@ from typing import Any
 
 import polars as pl
 
-from hilt.pipelines.dashboards.server import wait_http
+from hilt.pipelines.dashboards.server import stop_processes, wait_http
 from hilt.pipelines.errors import StoreError
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.workspace import Workspace
@@ -142,13 +142,7 @@ class Service:
     process: subprocess.Popen[bytes]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_processes(self.process)
 
 
 def start_service(ws: Workspace, log_path: Path, timeout_s: float = 30.0) -> Service:

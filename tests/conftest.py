@@ -19,6 +19,7 @@ import polars as pl
 import pytest
 
 from hilt.pipelines.config import Settings
+from hilt.pipelines.dashboards.server import stop_processes
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.records import ModelEvaluation
@@ -233,13 +234,7 @@ class RunningService:
     port: int = 0
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_processes(self.process)
 
 
 def start_service(ws: Workspace, port: int | None = None) -> RunningService:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 
+from hilt.pipelines.dashboards.server import stop_processes
 from hilt.pipelines.workspace import Workspace
 
 #: What the fork server imports once: the CLI with its command groups, the store service
@@ -154,13 +155,7 @@ class PrewarmedService:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not stopped within 15 s (as ``RunningService``)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_processes(self.process)
 
 
 def prewarmed_service(ws: Workspace, log_path: Path, port: int) -> PrewarmedService:

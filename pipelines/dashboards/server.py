@@ -187,7 +187,19 @@ class DashboardServer(VoilaPages):
         stop_processes(self.voila, self.store)
 
 
-def stop_processes(*processes: subprocess.Popen[bytes], grace_s: float = 15) -> None:
+class Stoppable(Protocol):
+    """What ``stop_processes`` needs of a process: ``subprocess.Popen``'s way to stop one."""
+
+    def poll(self) -> int | None: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+def stop_processes(*processes: Stoppable, grace_s: float = 15) -> None:
     """SIGTERM to each process still running, then wait ``grace_s`` for each; SIGKILL to
     one that has not stopped by then. The one way the servers hilt starts are stopped."""
     for proc in processes:
