@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import html
 import inspect
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import ipywidgets as widgets
 import pytest
@@ -345,3 +348,31 @@ def test_a_background_verdict_is_sent_to_the_page_again_later(
     sent.clear()
     panel.integrity.run()
     assert sent == []
+
+
+def test_a_kernel_that_exits_while_verifying_waits_for_the_verdict() -> None:
+    # Left running at exit, the verifying thread is stopped as the interpreter finalises;
+    # inside the store's database library that aborted the process (CI: exit -6). The panel
+    # has the exiting interpreter wait for it: the verdict is reached, the exit is clean.
+    code = (
+        "import threading, time\n"
+        "from hilt.widgets.audit.integrity_panel import IntegrityPanel\n"
+        "from hilt.widgets.common.status import StatusLine\n"
+        "from tests.widgets.fakes import FakeAuditBackend\n"
+        "class Slow(FakeAuditBackend):\n"
+        "    def verify(self):\n"
+        "        time.sleep(1.0)\n"
+        "        print('verdict reached', flush=True)\n"
+        "        return super().verify()\n"
+        "IntegrityPanel(Slow(), StatusLine()).start()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "verdict reached"

@@ -11,6 +11,7 @@ until then). ``run()`` verifies on the caller's thread.
 
 from __future__ import annotations
 
+import atexit
 import threading
 from typing import Any
 
@@ -23,6 +24,8 @@ from hilt.widgets.contracts.audit import AuditBackend, IntegrityReport
 VERIFYING = "Verifying the audit log…"
 #: When a background verdict is sent again (see ``IntegrityPanel._resend_later``).
 RESEND_AFTER_S = (1.0, 3.0, 10.0)
+#: How long a kernel that exits waits for a verification still running (``_at_exit``).
+EXIT_WAIT_S = 60.0
 
 
 class IntegrityPanel(widgets.VBox):
@@ -41,6 +44,7 @@ class IntegrityPanel(widgets.VBox):
         )
         self.verify_button.on_click(lambda _b: self.start())
         self._worker: threading.Thread | None = None
+        self._exit_hooked = False
         self._compose()
 
     def verifying(self) -> bool:
@@ -53,7 +57,17 @@ class IntegrityPanel(widgets.VBox):
             return
         self._begin()
         self._worker = threading.Thread(target=self._verify, name="hilt-audit-verify", daemon=True)
+        if not self._exit_hooked:
+            atexit.register(self._at_exit)
+            self._exit_hooked = True
         self._worker.start()
+
+    def _at_exit(self) -> None:
+        """A kernel that exits while the thread verifies waits for it (at most
+        ``EXIT_WAIT_S``). Left running, the thread would be stopped inside the store's
+        database library as the interpreter finalises, which aborts the process (seen in
+        CI: "FATAL: exception not rethrown", exit -6)."""
+        self.wait(EXIT_WAIT_S)
 
     def wait(self, timeout_s: float | None = None) -> None:
         """Until the verification ``start()`` began has shown its verdict."""
