@@ -22,7 +22,7 @@ from typing import Any
 
 import polars as pl
 
-from hilt.pipelines.dashboards.server import stop_processes, wait_http
+from hilt.pipelines.dashboards.server import stop_processes, store_serve_command, wait_http
 from hilt.pipelines.errors import StoreError
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.workspace import Workspace
@@ -151,17 +151,7 @@ def start_service(ws: Workspace, log_path: Path, timeout_s: float = 30.0) -> Ser
     port = free_port()
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hilt.pipelines.cli",
-                "store",
-                "serve",
-                "--workspace",
-                str(ws.root),
-                "--port",
-                str(port),
-            ],
+            store_serve_command(ws, port),
             stdout=subprocess.DEVNULL,
             stderr=log,
         )

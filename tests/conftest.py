@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.dashboards.server import stop_processes
+from hilt.pipelines.dashboards.server import stop_processes, store_serve_command
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.records import ModelEvaluation
@@ -241,17 +241,7 @@ def start_service(ws: Workspace, port: int | None = None) -> RunningService:
     port = port or free_port()
     env = dict(os.environ)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hilt.pipelines.cli",
-            "store",
-            "serve",
-            "--workspace",
-            str(ws.root),
-            "--port",
-            str(port),
-        ],
+        store_serve_command(ws, port),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -187,6 +187,24 @@ class DashboardServer(VoilaPages):
         stop_processes(self.voila, self.store)
 
 
+def store_serve_command(workspace: Workspace, port: int, host: str = "127.0.0.1") -> list[str]:
+    """`hilt store serve` on ``workspace`` at ``host:port``, run by this interpreter: the one
+    way a store service process is started (dashboards, tests, benchmarks)."""
+    return [
+        sys.executable,
+        "-m",
+        "hilt.pipelines.cli",
+        "store",
+        "serve",
+        "--workspace",
+        str(workspace.root),
+        "--port",
+        str(port),
+        "--host",
+        host,
+    ]
+
+
 class Stoppable(Protocol):
     """What ``stop_processes`` needs of a process: ``subprocess.Popen``'s way to stop one."""
 
@@ -240,19 +258,7 @@ def start_dashboards(
     # The child keeps its own descriptor of the log; the parent closes its copy at once.
     log = store_log.open("ab") if store_log else None
     store = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hilt.pipelines.cli",
-            "store",
-            "serve",
-            "--workspace",
-            str(workspace.root),
-            "--port",
-            str(store_port),
-            "--host",
-            host,
-        ],
+        store_serve_command(workspace, store_port, host),
         stdout=log or out,
         stderr=log or out,
     )
