@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -91,12 +91,22 @@ def holding(workspace: Workspace, timeout_s: float | None = None) -> Iterator[No
     operation is still its own transaction with its own audit rows, looks its user and the
     config in force up again, and is checked as ever. Other processes wait for the lock
     until the block ends: for a loop of operations by one process, not for a dashboard
-    that waits for people. Nested blocks join the outer one."""
+    that waits for people. Nested blocks join the outer one, and so do the operations and
+    blocks of other threads of this process that were waiting for the lock when it began."""
     key = _file(workspace)
     if key in _HELD:
         yield
         return
-    with locking.exclusive(workspace.lock_path, workspace.service_file, timeout_s):
+    with ExitStack() as lock:
+        try:
+            lock.enter_context(
+                locking.exclusive(
+                    workspace.lock_path, workspace.service_file, timeout_s, _held_here(key)
+                )
+            )
+        except locking.GaveWay:  # another thread of this process began a block meanwhile
+            yield
+            return
         con = connect(workspace)
         with _HELD_MUTEX:
             _HELD[key] = con
@@ -106,6 +116,14 @@ def holding(workspace: Workspace, timeout_s: float | None = None) -> Iterator[No
             with _HELD_MUTEX:
                 del _HELD[key]
                 con.close()
+
+
+def _held_here(key: Path) -> Callable[[], bool]:
+    """For a thread waiting for the store's lock: has another thread of this process taken
+    it for a ``holding`` block meanwhile? Then the waiter uses that block's connection
+    rather than waiting for the block to end (which could be never: the block may be
+    waiting for what the waiter does)."""
+    return lambda: key in _HELD
 
 
 def _read_opening(
@@ -123,23 +141,31 @@ def _read_opening(
 def _opening(workspace: Workspace, user: str | User) -> tuple[User, InForce]:
     """``_read_opening`` on the held connection, else on a connection of its own under the
     lock, unless this process opened the same unchanged file for the same user before."""
-    with _HELD_MUTEX:
-        held = _HELD.get(_file(workspace))
-        if held is not None:
-            return _read_opening(held, workspace, user)
+    path = _file(workspace)
     name = None if isinstance(user, User) else user
-    key = (_file(workspace), name)
-    with locking.exclusive(workspace.lock_path, workspace.service_file):
-        state = committed_state(workspace)
-        known = _OPENED.get(key)
-        if state is not None and known is not None and known.state == state:
-            return known.actor or cast(User, user), known.config
-        con = connect(workspace)
+    key = (path, name)
+    while True:
+        with _HELD_MUTEX:
+            held = _HELD.get(path)
+            if held is not None:
+                return _read_opening(held, workspace, user)
         try:
-            actor, config = _read_opening(con, workspace, user)
-        finally:
-            con.close()
-        after = committed_state(workspace)
+            with locking.exclusive(
+                workspace.lock_path, workspace.service_file, give_way=_held_here(path)
+            ):
+                state = committed_state(workspace)
+                known = _OPENED.get(key)
+                if state is not None and known is not None and known.state == state:
+                    return known.actor or cast(User, user), known.config
+                con = connect(workspace)
+                try:
+                    actor, config = _read_opening(con, workspace, user)
+                finally:
+                    con.close()
+                after = committed_state(workspace)
+            break
+        except locking.GaveWay:
+            continue
     if after is not None:
         if len(_OPENED) >= _OPENED_MAX:
             _OPENED.clear()
@@ -211,21 +237,29 @@ class EmbeddedStore(Store):
     def perform(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:
         if operation is Store.whoami:
             return cast(R, self.actor)  # known without opening the file
-        with _HELD_MUTEX:
-            held = _HELD.get(_file(self.workspace))
-            if held is not None:
-                return self._perform_on(held, operation, arguments)
-        with locking.exclusive(
-            self.workspace.lock_path, self.workspace.service_file, self.lock_timeout_s
-        ):
-            before = committed_state(self.workspace)
-            con = connect(self.workspace)
+        path = _file(self.workspace)
+        while True:
+            with _HELD_MUTEX:
+                held = _HELD.get(path)
+                if held is not None:
+                    return self._perform_on(held, operation, arguments)
             try:
-                return self._perform_on(con, operation, arguments)
-            finally:
-                con.close()
-                if not (operation.changes_identities or operation.changes_config):
-                    _carry_over(_file(self.workspace), before, committed_state(self.workspace))
+                with locking.exclusive(
+                    self.workspace.lock_path,
+                    self.workspace.service_file,
+                    self.lock_timeout_s,
+                    give_way=_held_here(path),
+                ):
+                    before = committed_state(self.workspace)
+                    con = connect(self.workspace)
+                    try:
+                        return self._perform_on(con, operation, arguments)
+                    finally:
+                        con.close()
+                        if not (operation.changes_identities or operation.changes_config):
+                            _carry_over(path, before, committed_state(self.workspace))
+            except locking.GaveWay:
+                continue
 
     def _perform_on(
         self,

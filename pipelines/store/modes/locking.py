@@ -12,7 +12,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,11 +41,21 @@ def _busy(service_file: Path) -> StoreBusyError:
     return StoreBusyError(f"the store is held {holder}; use that service, or try again later")
 
 
+class GaveWay(Exception):
+    """Raised by ``exclusive`` instead of taking the lock: while it waited, its ``give_way``
+    check answered True (another thread of this process took the lock for a ``holding``
+    block, whose connection the waiter may use instead)."""
+
+
 @contextmanager
 def exclusive(
-    lock_path: Path, service_file: Path, timeout_s: float | None = None
+    lock_path: Path,
+    service_file: Path,
+    timeout_s: float | None = None,
+    give_way: Callable[[], bool] | None = None,
 ) -> Iterator[None]:
-    """Hold the store's lock; wait up to ``timeout_s`` for it, then raise StoreBusyError."""
+    """Hold the store's lock; wait up to ``timeout_s`` for it, then raise StoreBusyError.
+    While waiting, ``give_way`` (if given) is asked after each try: True raises GaveWay."""
     limit = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -57,6 +67,8 @@ def exclusive(
                 break
             except BlockingIOError:
                 # A running service holds the lock for its whole life: say so at once.
+                if give_way is not None and give_way():
+                    raise GaveWay from None
                 if time.monotonic() >= deadline or service_info(service_file) is not None:
                     raise _busy(service_file) from None
                 time.sleep(delay)

@@ -8,6 +8,8 @@ Real workspaces, real DuckDB files; the only stand-in is a counter around ``conn
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -159,3 +161,41 @@ def test_a_stopped_service_ends_at_once_with_everything_it_acknowledged_on_disk(
     otto = open_store_as(ws, Identity(name="otto"))
     assert [d.case_id for d in otto.decisions()] == [case]
     assert otto.verify().ok
+
+
+@pytest.mark.parametrize("waits_in", ["opening", "operation"])
+def test_a_thread_waiting_for_the_lock_when_a_block_begins_joins_the_block(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, waits_in: str
+) -> None:
+    """Another thread of this process that was already waiting for the store's lock when a
+    ``holding`` block took it uses the block's connection, rather than waiting for the
+    block to end (which, when the block waits for that thread, was never: it failed after
+    30 s with "held by another process")."""
+    alice = open_store_as(ws, Identity(name="alice"))
+    parked, block_began = threading.Event(), threading.Event()
+    answers: list[int] = []
+    real_sleep = time.sleep
+
+    def waiter() -> None:
+        store = open_store_as(ws, Identity(name="bob")) if waits_in == "opening" else alice
+        answers.append(store.queue_status().waiting)
+
+    thread = threading.Thread(target=waiter, daemon=True)
+
+    def sleep(seconds: float) -> None:
+        # The waiter's first wait for the lock is held until the block has begun, so that
+        # the block takes the lock while the waiter is inside its wait.
+        if threading.current_thread() is thread and not block_began.is_set():
+            parked.set()
+            block_began.wait(10)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)  # the module locking waits with
+    with locking.exclusive(ws.lock_path, ws.service_file, timeout_s=5):
+        thread.start()
+        assert parked.wait(10), "the waiter never waited for the lock"
+    with holding(ws):
+        block_began.set()
+        thread.join(10)
+        assert not thread.is_alive(), "the waiter still waits for the block's lock"
+        assert answers and answers[0] > 0
