@@ -193,8 +193,8 @@ _HASH_BULK_SQL = "SELECT seq, prev_hash || entry AS hashed, hash FROM {source}"
 def _first_bad_hash_bulk(con: duckdb.DuckDBPyConnection, source: str) -> int | None:
     """``first_bad_hash`` over Arrow batches: each row's bytes are a slice of the batch's
     string buffer, hashed; the batch's digests, as one hex text, are compared with the
-    stored hashes' buffer (each 64 characters) in one comparison. Only a batch where they differ (or that holds
-    a NULL) is walked row by row, to name the earliest bad seq."""
+    stored hashes' buffer (each 64 characters) in one comparison. Only a batch where they
+    differ (or that holds a NULL) is walked row by row, to name the earliest bad seq."""
     import pyarrow as pa
 
     sha256 = hashlib.sha256
