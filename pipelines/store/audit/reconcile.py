@@ -44,11 +44,11 @@ _PATHS = [path for path, _ in FIELDS]
 
 
 def _differs(first: int) -> str:
-    """Some field of ``v`` (the extracted paths from index ``first`` on) differs from its
-    column of ``d``: one comparison of two lists (NULL equals NULL in it, as ``IS DISTINCT
-    FROM`` field by field; ~15 % less CPU than fifteen comparisons on a million decisions)."""
-    columns = ", ".join(column for _, column in FIELDS)
-    return f"v[{first}:] IS DISTINCT FROM [{columns}]"
+    """Any field of ``v`` (the extracted paths from index ``first`` on) differs from its
+    column of ``d``."""
+    return "\n       OR ".join(
+        f"v[{first + i}] IS DISTINCT FROM {column}" for i, (_, column) in enumerate(FIELDS)
+    )
 
 
 #: The decision rows after the seq ``$since`` (all of them for 0).
