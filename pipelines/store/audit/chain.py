@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.store import sql
@@ -148,23 +151,89 @@ def tail(since: int, table: str = "audit_log") -> str:
     return table if since <= 0 else f"(SELECT * FROM {table} WHERE seq > {int(since)})"
 
 
-def first_bad_hash(con: duckdb.DuckDBPyConnection, source: str = "audit_log") -> int | None:
+def first_bad_hash(
+    con: duckdb.DuckDBPyConnection, source: str = "audit_log", *, bulk: bool | None = None
+) -> int | None:
     """The earliest seq whose stored hash is not sha256(prev_hash ‖ entry), or None.
 
     Hashed with hashlib (OpenSSL) in this thread, one row at a time: it holds the GIL, but
     DuckDB's scans in the other threads of verify do not need it, so the two share the
     cores. A row whose prev_hash or entry is NULL counts as a mismatch.
+
+    ``bulk``: read the rows as Arrow batches (``_first_bad_hash_bulk``: no Python object
+    per row but the slice hashed; a quarter less CPU on a million events) instead of as
+    Python rows. Default: where pyarrow is loaded already, so that a verify from a
+    checkpoint in a fresh process (the CLI's `--from latest`) starts without it.
     """
+    if bulk is None:
+        bulk = "pyarrow" in sys.modules
+    if bulk:
+        return _first_bad_hash_bulk(con, source)
     sha256 = hashlib.sha256
     bad: int | None = None
-    # Fetched as Python rows (bytes for the blob), not through Arrow: as fast here, and a
-    # verify from a checkpoint then starts without importing pyarrow (issue 13).
     rows = con.execute(_HASH_SQL.format(source=source))
     while batch := rows.fetchmany(_HASH_BATCH):
-        for seq, text, stored in batch:
-            if (text is None or sha256(text).hexdigest() != stored) and (bad is None or seq < bad):
-                bad = seq
+        bad = _min_bad(bad, batch, sha256)
     return bad
+
+
+def _min_bad(bad: int | None, rows: Iterable[tuple[Any, Any, Any]], sha256: Any) -> int | None:
+    """``bad`` or the earliest seq of ``rows`` (seq, hashed bytes, stored hash) that does not
+    match, whichever is earlier."""
+    for seq, text, stored in rows:
+        if (text is None or sha256(text).hexdigest() != stored) and (bad is None or seq < bad):
+            bad = seq
+    return bad
+
+
+#: The same rows as ``_HASH_SQL``, as text: Arrow's string data is their UTF-8 bytes.
+_HASH_BULK_SQL = "SELECT seq, prev_hash || entry AS hashed, hash FROM {source}"
+
+
+def _first_bad_hash_bulk(con: duckdb.DuckDBPyConnection, source: str) -> int | None:
+    """``first_bad_hash`` over Arrow batches: each row's bytes are a slice of the batch's
+    string buffer, hashed; the batch's digests, as one hex text, are compared with the
+    stored hashes' buffer (each 64 characters) in one comparison. Only a batch where they
+    differ (or that holds a NULL) is walked row by row, to name the earliest bad seq."""
+    import pyarrow as pa
+
+    sha256 = hashlib.sha256
+    bad: int | None = None
+    reader = con.sql(_HASH_BULK_SQL.format(source=source)).to_arrow_reader(_HASH_BATCH)
+    for batch in reader:
+        hashed, stored = batch.column(1), batch.column(2)
+        texts, hexes = _string_spans(hashed, pa), _string_spans(stored, pa)
+        if texts is not None and hexes is not None and not hashed.null_count:
+            (offsets, data), (hex_offsets, hex_data) = texts, hexes
+            digests = b"".join([sha256(data[a:b]).digest() for a, b in pairwise(offsets)])
+            first = hex_offsets[0]
+            # every stored hash 64 characters long, then all of them at once
+            if hex_offsets == list(range(first, first + 64 * len(hex_offsets), 64)) and (
+                digests.hex().encode("ascii") == hex_data[first : hex_offsets[-1]]
+            ):
+                continue
+        rows = zip(
+            batch.column(0).to_pylist(),
+            [t.encode("utf-8") if t is not None else None for t in hashed.to_pylist()],
+            stored.to_pylist(),
+            strict=True,
+        )
+        bad = _min_bad(bad, rows, sha256)
+    return bad
+
+
+def _string_spans(array: Any, pa: Any) -> tuple[list[int], memoryview] | None:
+    """A string array's offsets (as ints) and data buffer, or None for another layout."""
+    if pa.types.is_string(array.type):
+        width = 4
+    elif pa.types.is_large_string(array.type):
+        width = 8
+    else:
+        return None
+    _, offsets_buf, data_buf = array.buffers()
+    raw = memoryview(offsets_buf).cast("B").cast("i" if width == 4 else "q")
+    spans = raw[array.offset : array.offset + len(array) + 1].tolist()
+    return spans, memoryview(data_buf).cast("B") if data_buf is not None else memoryview(b"")
 
 
 def purge_anchor(con: duckdb.DuckDBPyConnection, source: str = "audit_log") -> tuple[int, str]:

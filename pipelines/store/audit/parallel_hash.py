@@ -61,7 +61,8 @@ def _check_part(db_path: str, part: int, parts: int) -> PartResult:
         lo, hi = con.execute("SELECT min(seq), max(seq) FROM audit_log").fetchall()[0]
         if lo is None:
             return None, None, None
-        return first_bad_hash(con, part_source(int(lo), int(hi), part, parts)), None, None
+        source = part_source(int(lo), int(hi), part, parts)
+        return first_bad_hash(con, source, bulk=True), None, None
     except duckdb.Error as e:
         return None, type(e).__name__, str(e)
     finally:
@@ -107,6 +108,10 @@ def start(db_path: Path, parts: int | None = None) -> PartedHashCheck | None:
     parts = parts or os.cpu_count() or 1
     if parts < 2 or threading.active_count() != 1:
         return None
+    # The workers read their rows as Arrow batches (``chain.first_bad_hash(bulk=True)``):
+    # imported once here, not once per worker (the walk's batch digests need it anyway).
+    import pyarrow  # noqa: F401
+
     pool = ProcessPoolExecutor(max_workers=parts, mp_context=multiprocessing.get_context("fork"))
     futures = [pool.submit(_check_part, str(db_path), k, parts) for k in range(parts)]
     return PartedHashCheck(pool, futures)

@@ -248,13 +248,17 @@ def verify_records(
 
     chain_check = "the hash chain check"
     reconcile_check = "the reconciliation of records with their events"
-    purged = attempt(reconcile_check, lambda c: reconcile.decisions_purged_through(c, since))()
-    # Read once for both batch checks (None where it failed: each then names its failure).
-    restated = (
-        attempt(reconcile_check, lambda c: batch_digest.restatements(c, since))()
-        if batches or settings is not None
-        else None
-    )
+    # What several checks need, read first in the pool (not before it: the hashing starts
+    # at once beside them); each check that needs one waits for it.
+    purged_read: Future[int | None]
+    restated_read: Future[batch_digest.Restated | None] | None
+
+    def purged() -> int:
+        return purged_read.result() or 0
+
+    def restated() -> batch_digest.Restated | None:
+        # Read once for both batch checks (None where it failed: each then names its failure).
+        return restated_read.result() if restated_read is not None else None
 
     def content_and_decisions(
         c: duckdb.DuckDBPyConnection,
@@ -262,7 +266,7 @@ def verify_records(
         row = sql.one(
             c,
             reconcile.CONTENT_AND_DECISIONS_SQL,
-            {"decisions_purged_through": purged or 0, "since": since},
+            {"decisions_purged_through": purged(), "since": since},
         )
         assert row is not None
         return row[0], row[1]
@@ -290,6 +294,15 @@ def verify_records(
                 future.add_done_callback(lambda _: on_progress(1))
             return future
 
+        # Submitted before the checks that wait for them, so a worker is free to read them.
+        purged_read = pool.submit(
+            attempt(reconcile_check, lambda c: reconcile.decisions_purged_through(c, since))
+        )
+        restated_read = (
+            pool.submit(attempt(reconcile_check, lambda c: batch_digest.restatements(c, since)))
+            if batches or settings is not None
+            else None
+        )
         # The longest first: every entry hashed (in Python, holding the GIL), and every
         # entry parsed once in DuckDB, joined with the decisions.
         hashed = submit(
@@ -300,7 +313,7 @@ def verify_records(
             submit(
                 attempt(
                     "the batch digest check",
-                    lambda c: batch_digest.first_mismatch(c, settings, since, restated),
+                    lambda c: batch_digest.first_mismatch(c, settings, since, restated()),
                 )
             )
             if settings is not None
@@ -311,7 +324,7 @@ def verify_records(
             submit(
                 attempt(
                     reconcile_check,
-                    lambda c: reconcile.first_batch_mismatch(c, since, restated),
+                    lambda c: reconcile.first_batch_mismatch(c, since, restated()),
                 )
             )
             if batches
@@ -347,7 +360,7 @@ def verify_records(
             mismatch, bad_hash = content if content is not None else (None, None)
             decision_seq = attempt(
                 reconcile_check,
-                lambda c: reconcile.first_decision_mismatch(c, purged or 0, since),
+                lambda c: reconcile.first_decision_mismatch(c, purged(), since),
             )()
         chain_order = order.result()
         batch_seq = counted.result() if counted is not None else None

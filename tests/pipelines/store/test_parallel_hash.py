@@ -15,8 +15,9 @@ import threading
 import duckdb
 import pytest
 
+from hilt.pipelines.store.audit import chain as audit_chain
 from hilt.pipelines.store.audit import parallel_hash
-from hilt.pipelines.store.audit.chain import first_bad_hash
+from hilt.pipelines.store.audit.chain import GENESIS_HASH, chain_hash, first_bad_hash
 from hilt.pipelines.workspace import Workspace
 from tests.audit_helpers import raw_db
 from tests.pipelines.store.test_audit_tamper import verify_cli
@@ -157,3 +158,57 @@ def test_a_part_whose_query_fails_raises_duckdbs_error(loaded_workspace: Workspa
     assert cli.returncode == 1, (cli.stdout, cli.stderr)
     assert "BROKEN at seq 0: schema:" in cli.stdout, cli.stdout
     assert "Traceback" not in cli.stderr, cli.stderr
+
+
+def _chain_table(n: int) -> duckdb.DuckDBPyConnection:
+    """An in-memory audit_log of n chained rows (entries of different lengths, one with
+    text outside ASCII)."""
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE audit_log (seq BIGINT, entry VARCHAR, prev_hash VARCHAR, hash VARCHAR)"
+    )
+    prev, rows = GENESIS_HASH, []
+    for seq in range(1, n + 1):
+        entry = f'{{"action":"x","payload":{{"note":"{"é" * (seq % 7)}{"a" * seq}"}},"seq":{seq}}}'
+        rows.append((seq, entry, prev, chain_hash(prev, entry)))
+        prev = rows[-1][3]
+    con.executemany("INSERT INTO audit_log VALUES (?, ?, ?, ?)", rows)
+    return con
+
+
+#: Each tamper of a stored hash or a hashed text, and the seq that must be named.
+_HASH_TAMPERS = [
+    ("UPDATE audit_log SET entry = entry || ' ' WHERE seq = 30", 30),
+    ("UPDATE audit_log SET prev_hash = NULL WHERE seq = 9", 9),
+    ("UPDATE audit_log SET entry = NULL WHERE seq = 41", 41),
+    ("UPDATE audit_log SET hash = NULL WHERE seq = 17", 17),
+    ("UPDATE audit_log SET hash = upper(hash) WHERE seq = 3", 3),
+    # the last character of one stored hash moved to the front of the next: together the
+    # two texts are what they were, each one is wrong
+    (
+        "UPDATE audit_log SET hash = CASE seq WHEN 20 THEN hash[:63]"
+        " ELSE (SELECT hash[64:] FROM audit_log WHERE seq = 20) || hash END"
+        " WHERE seq IN (20, 21)",
+        20,
+    ),
+]
+
+
+@pytest.mark.parametrize(("tamper", "expected"), _HASH_TAMPERS)
+def test_the_bulk_hash_check_names_what_the_row_by_row_one_names(
+    tamper: str, expected: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``first_bad_hash`` over Arrow batches (the full walk's) and row by row (a verify
+    from a checkpoint in a fresh process) agree: clean, and on every tamper, over several
+    batches, the earliest bad seq."""
+    monkeypatch.setattr(audit_chain, "_HASH_BATCH", 8)
+    con = _chain_table(50)
+    assert first_bad_hash(con, bulk=True) is None
+    assert first_bad_hash(con, bulk=False) is None
+    con.execute(tamper)
+    assert first_bad_hash(con, bulk=True) == expected
+    assert first_bad_hash(con, bulk=False) == expected
+    con.execute("UPDATE audit_log SET entry = entry || ' ' WHERE seq = 45")  # a later one too
+    for bulk in (True, False):
+        assert first_bad_hash(con, bulk=bulk) == expected
+        assert first_bad_hash(con, audit_chain.tail(expected + 1), bulk=bulk) == 45
