@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from hilt.pipelines.errors import HiltError
+from hilt.pipelines.loop.notebook_imports import load_nbformat
 
 
 class RemoteContentError(HiltError):
@@ -51,6 +52,7 @@ def warm_up() -> None:
     """Import nbconvert and load its templates (render an empty notebook), so that the
     first ``notebook_html`` of this process costs only the rendering: the runner does this
     on a thread while a run's kernel works (its own process), ~1-3 s off every run."""
+    load_nbformat()
     import nbformat
 
     _render(nbformat.v4.new_notebook())
@@ -83,6 +85,7 @@ def notebook_html(ipynb_path: str | Path) -> str:
     would load from cdnjs / unpkg (math then shows as its TeX source). CSS comments, which
     carry the theme's credits as URLs, are dropped. RemoteContentError if anything remote is
     left."""
+    load_nbformat()
     import nbformat
 
     body = _render(nbformat.read(str(ipynb_path), as_version=4))
