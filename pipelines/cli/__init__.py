@@ -39,6 +39,7 @@ import typer
 from hilt.pipelines.cli import (
     audit,
     check,
+    common,
     config,
     docs,
     incidents,
@@ -92,10 +93,15 @@ app.add_typer(lab.tracking_app, name="tracking")
 
 
 def main() -> None:
+    """The `hilt` command (its console script). A run command ends its process at once when
+    it is done (``common.exit_at_once``)."""
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except SystemExit as e:
+        common.exit_at_once(e.code)
+        raise
 
 
 if __name__ == "__main__":

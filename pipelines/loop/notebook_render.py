@@ -8,10 +8,12 @@ nbconvert nor mlflow; ``notebook_html`` imports nbconvert when called.
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 from typing import Any, Final
 
 from hilt.pipelines.errors import HiltError
+from hilt.pipelines.loop.notebook_imports import load_nbformat
 
 
 class RemoteContentError(HiltError):
@@ -47,33 +49,68 @@ def remote_resources(html: str) -> list[str]:
     return [m.group(0) for m in _REMOTE.finditer(html)]
 
 
-def warm_up() -> None:
-    """Import nbconvert and load its templates (render an empty notebook), so that the
-    first ``notebook_html`` of this process costs only the rendering: the runner does this
-    on a thread while a run's kernel works (its own process), ~1-3 s off every run."""
+#: A small notebook with what a run's notebook holds (code, markdown, text, an HTML table,
+#: a PNG), rendered by ``warm_up`` so that everything its rendering needs is loaded.
+_PNG_1X1: Final = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5E"
+    "rkJggg=="
+)
+
+
+def _sample() -> Any:
     import nbformat
 
-    _render(nbformat.v4.new_notebook())
+    v4 = nbformat.v4
+    code = v4.new_code_cell("x = 1\nprint(x)", execution_count=1)
+    code.outputs = [
+        v4.new_output("stream", name="stdout", text="1\n"),
+        v4.new_output(
+            "execute_result",
+            data={"text/html": "<table><tr><td>1</td></tr></table>", "text/plain": "1"},
+            execution_count=1,
+        ),
+        v4.new_output("display_data", data={"image/png": _PNG_1X1, "text/plain": "<Figure>"}),
+    ]
+    return v4.new_notebook(cells=[v4.new_markdown_cell("# Run\n\n*text*"), code])
+
+
+def warm_up() -> None:
+    """Import nbconvert, compile its templates and load what rendering a run's notebook
+    needs (highlighting, markdown, HTML sanitising) by rendering a small one, so that the
+    first ``notebook_html`` of this process costs only the rendering: the runner does this
+    on a thread while a run's kernel works (its own process), ~1-3 s off every run."""
+    load_nbformat()
+    _render(_sample())
+
+
+#: The exporter, made (and its templates compiled) once per process; one rendering at a
+#: time (an exporter keeps state while it renders).
+_exporter: list[Any] = []
+_exporter_lock = threading.Lock()
 
 
 def _render(nb: Any) -> str:
-    from jinja2 import DictLoader
-    from nbconvert import HTMLExporter
+    with _exporter_lock:
+        if not _exporter:
+            from jinja2 import DictLoader
+            from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(
-        template_name="lab",
-        template_file="hilt_offline.html.j2",
-        extra_loaders=[DictLoader({"hilt_offline.html.j2": _OFFLINE_TEMPLATE})],
-        embed_images=True,
-        require_js_url="",
-        mathjax_url="",
-        mermaid_js_url="",
-        mermaid_layout_elk_js_url="",
-        jquery_url="",
-        jupyter_widgets_base_url="",
-        widget_renderer_url="",
-    )
-    body, _ = exporter.from_notebook_node(nb)
+            _exporter.append(
+                HTMLExporter(
+                    template_name="lab",
+                    template_file="hilt_offline.html.j2",
+                    extra_loaders=[DictLoader({"hilt_offline.html.j2": _OFFLINE_TEMPLATE})],
+                    embed_images=True,
+                    require_js_url="",
+                    mathjax_url="",
+                    mermaid_js_url="",
+                    mermaid_layout_elk_js_url="",
+                    jquery_url="",
+                    jupyter_widgets_base_url="",
+                    widget_renderer_url="",
+                )
+            )
+        body, _ = _exporter[0].from_notebook_node(nb)
     return str(body)
 
 
@@ -83,6 +120,7 @@ def notebook_html(ipynb_path: str | Path) -> str:
     would load from cdnjs / unpkg (math then shows as its TeX source). CSS comments, which
     carry the theme's credits as URLs, are dropped. RemoteContentError if anything remote is
     left."""
+    load_nbformat()
     import nbformat
 
     body = _render(nbformat.read(str(ipynb_path), as_version=4))

@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import (
@@ -48,6 +48,8 @@ from hilt.pipelines.errors import (
 )
 from hilt.pipelines.loop.digests import file_sha256
 from hilt.pipelines.loop.model import LEGACY_NTHREAD, TrainParams
+from hilt.pipelines.loop.notebook_imports import load_nbformat
+from hilt.pipelines.loop.run_kernel import KERNEL_NAME as KERNEL_NAME
 from hilt.pipelines.loop.run_parameters import (
     audit_parameters,
     template_path,
@@ -74,11 +76,11 @@ from hilt.pipelines.loop.tracking.tags import (
 )
 from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import halted_message
+
+if TYPE_CHECKING:
+    from hilt.pipelines.loop.tracking.relay import Relay
 from hilt.pipelines.workspace import Workspace
 
-#: The project's notebooks (papermill templates and dashboards).
-#: The kernel every run executes on: the project venv's ``python3`` kernelspec.
-KERNEL_NAME = "python3"
 #: Roles that may run retraining and scoring (snapshot, ingest, predictions, events).
 RUN_ROLES = frozenset({"data-scientist", "admin", "system"})
 #: Roles that may run monitoring: read the window's cases and record the run (the
@@ -231,32 +233,20 @@ def utc_stamp(moment: datetime | None = None) -> str:
     return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables for the kernel papermill starts; restore them afterwards."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _kernel_environment(ws: Workspace, store: Store) -> dict[str, str]:
+def _kernel_environment(ws: Workspace, settings: Settings, store: Store) -> dict[str, str]:
     """The kernel's environment on top of this process's: the workspace, no GUI backend,
     unbuffered output, MLflow quiet (no telemetry, no progress bars, WARNING and up) and its
-    tracking URI, and the store service's URL when one owns the workspace."""
+    tracking URI (as ``client.configure`` sets it here), and the store service's URL when one
+    owns the workspace."""
     from hilt.pipelines.store import STORE_URL_ENV
     from hilt.pipelines.store.modes.client import StoreClient
 
     env = {
+        **os.environ,
         "HILT_WORKSPACE": str(ws.root),
         "MPLBACKEND": "Agg",
         "PYTHONUNBUFFERED": "1",
+        "MLFLOW_TRACKING_URI": tracking_choice(ws, settings=settings).uri,
         **child_environment(),
     }
     if isinstance(store, StoreClient):
@@ -302,82 +292,87 @@ def _execute(
     typed: dict[str, Any],
     started: float,
 ) -> RunResult:
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    from hilt.pipelines.loop.tracking import notebooks, runs
+    from hilt.pipelines.loop import run_kernel
+    from hilt.pipelines.loop.tracking.relay import reserve
 
     kind = request.kind
-    template_sha = file_sha256(template)
-    stamp = utc_stamp()
-    tags = {TAG_KIND: kind, TAG_TEMPLATE_SHA256: template_sha}
-    if request.reproduces:
-        tags[TAG_REPRODUCES] = request.reproduces
-    run_id = runs.create_run(ws, settings, run_name=f"{kind}-{stamp}", author=author, tags=tags)
-    ws.runs_dir.mkdir(parents=True, exist_ok=True)
-    out = ws.runs_dir / f"{stamp}-{kind}-{run_id}.ipynb"
-    base = {"kind": kind, "run_id": run_id, "notebook": out.name}
-    try:
-        runs.set_run_tags(run_id, {TAG_NOTEBOOK: out.name})
-        store.record_event(
-            "run.started",
-            "run",
-            run_id,
-            {
-                **base,
-                "template": template.name,
-                "template_sha256": template_sha,
-                "parameters": audit_parameters(kind, typed),
-                "reproduces": request.reproduces,
-            },
-        )
-    except BaseException:
-        runs.mark_failed(run_id)
-        raise
-    parameters = {**typed, "workspace": str(ws.root), "run_id": run_id, "author": author}
-    if kind == "retrain":
-        parameters["reproduces"] = request.reproduces or ""
-    # The kernel works in its own process; meanwhile this one loads nbconvert for the
-    # notebook's HTML (joined before it is rendered).
-    html_ready = threading.Thread(target=_warm_up_html, name="hilt-nbconvert", daemon=True)
-    html_ready.start()
-    try:
-        with (
-            _relay(kind, settings, store, run_id) as relayed,
-            _environment({**_kernel_environment(ws, store), **relayed}),
-        ):
-            papermill.execute_notebook(
-                str(template),
-                str(out),
-                parameters=parameters,
-                kernel_name=KERNEL_NAME,
-                cwd=str(ws.root),
-                progress_bar={"desc": kind, "unit": "cell"} if request.progress else False,
-                log_output=False,
-                request_save_on_cell_execute=True,
-                # The kernel's own log lines (e.g. its note on local TCP transport) would
-                # only clutter a scheduler's log; cell errors are in the notebook.
-                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
-                # Every cell's output is saved as it finishes; waiting for the kernel's
-                # Python to unwind mlflow, xgboost and matplotlib costs ~2 s per run.
-                shutdown_kernel="immediate",
+    with (
+        reserve() as relay_at,
+        run_kernel.started(
+            kind, {**_kernel_environment(ws, settings, store), **relay_at.environment()}, ws.root
+        ) as kernel,
+    ):
+        # The kernel starts, and imports what the notebook will, in its own process while
+        # this one imports mlflow and makes the run (``run_kernel``).
+        load_nbformat()
+        import papermill
+        from papermill.exceptions import PapermillExecutionError
+
+        from hilt.pipelines.loop.tracking import notebooks, runs
+
+        template_sha = file_sha256(template)
+        stamp = utc_stamp()
+        tags = {TAG_KIND: kind, TAG_TEMPLATE_SHA256: template_sha}
+        if request.reproduces:
+            tags[TAG_REPRODUCES] = request.reproduces
+        run_id = runs.create_run(ws, settings, run_name=f"{kind}-{stamp}", author=author, tags=tags)
+        ws.runs_dir.mkdir(parents=True, exist_ok=True)
+        out = ws.runs_dir / f"{stamp}-{kind}-{run_id}.ipynb"
+        base = {"kind": kind, "run_id": run_id, "notebook": out.name}
+        try:
+            runs.set_run_tags(run_id, {TAG_NOTEBOOK: out.name})
+            store.record_event(
+                "run.started",
+                "run",
+                run_id,
+                {
+                    **base,
+                    "template": template.name,
+                    "template_sha256": template_sha,
+                    "parameters": audit_parameters(kind, typed),
+                    "reproduces": request.reproduces,
+                },
             )
-    except BaseException as e:
-        error = e.ename if isinstance(e, PapermillExecutionError) else type(e).__name__
-        where = f" in cell {e.exec_count}" if isinstance(e, PapermillExecutionError) else ""
-        detail = str(e.evalue) if isinstance(e, PapermillExecutionError) else str(e)
-        nb_sha = file_sha256(out) if out.exists() else None
-        _record_failure(store, run_id, out, nb_sha, base, error)
-        if not isinstance(e, Exception):
+        except BaseException:
+            runs.mark_failed(run_id)
             raise
-        message = " ".join(detail.split())[:MAX_ERROR_TEXT]
-        raise RunFailed(
-            f"{kind} run {run_id} failed{where}: {error}: {message}; "
-            f"the partial notebook is kept at {out}",
-            run_id,
-            out if out.exists() else None,
-            error,
-        ) from None
+        parameters = {**typed, "workspace": str(ws.root), "run_id": run_id, "author": author}
+        if kind == "retrain":
+            parameters["reproduces"] = request.reproduces or ""
+        # The kernel works in its own process; meanwhile this one loads nbconvert for the
+        # notebook's HTML (joined before it is rendered).
+        html_ready = threading.Thread(target=_warm_up_html, name="hilt-nbconvert", daemon=True)
+        html_ready.start()
+        try:
+            with _relay(kind, settings, store, run_id, relay_at):
+                papermill.execute_notebook(
+                    str(template),
+                    str(out),
+                    parameters=parameters,
+                    kernel_name=KERNEL_NAME,
+                    km=kernel,
+                    progress_bar={"desc": kind, "unit": "cell"} if request.progress else False,
+                    log_output=False,
+                    request_save_on_cell_execute=True,
+                )
+        except BaseException as e:
+            error = e.ename if isinstance(e, PapermillExecutionError) else type(e).__name__
+            where = f" in cell {e.exec_count}" if isinstance(e, PapermillExecutionError) else ""
+            detail = str(e.evalue) if isinstance(e, PapermillExecutionError) else str(e)
+            nb_sha = file_sha256(out) if out.exists() else None
+            _record_failure(store, run_id, out, nb_sha, base, error)
+            if not isinstance(e, Exception):
+                raise
+            message = " ".join(detail.split())[:MAX_ERROR_TEXT]
+            raise RunFailed(
+                f"{kind} run {run_id} failed{where}: {error}: {message}; "
+                f"the partial notebook is kept at {out}",
+                run_id,
+                out if out.exists() else None,
+                error,
+            ) from None
+    # (the kernel was stopped at once: every cell's output was saved as it finished, and
+    # waiting for its Python to unwind mlflow, xgboost and matplotlib costs ~2 s a run)
     nb_sha = file_sha256(out)
     html_ready.join()
     notebooks.log_notebook(run_id, out)
@@ -407,16 +402,16 @@ def _execute(
 
 
 @contextmanager
-def _relay(kind: str, settings: Settings, store: Store, run_id: str) -> Iterator[dict[str, str]]:
+def _relay(kind: str, settings: Settings, store: Store, run_id: str, at: Relay) -> Iterator[None]:
     """This process does the kernel's MLflow work (``tracking.relay``: it has mlflow loaded
-    and the run made), so the kernel never imports mlflow; yields the kernel's environment
-    for it."""
+    and the run made), so the kernel never imports mlflow; it listens where the kernel was
+    told to call (``at``)."""
     from hilt.pipelines.loop.tracking.relay import InProcess, serve
 
     if kind == "retrain":
         threading.Thread(target=_warm_up_tracking, name="hilt-mlflow-warm", daemon=True).start()
-    with serve(lambda folder: InProcess(settings, store.models, folder), run_id) as relay:
-        yield relay.environment()
+    with serve(lambda folder: InProcess(settings, store.models, folder), run_id, at):
+        yield
 
 
 def _warm_up_tracking() -> None:

@@ -134,6 +134,8 @@ def test_a_run_leaves_its_notebook_mlflow_records_and_audit_events(
     assert meta["exception"] is None
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert {c["metadata"]["papermill"]["status"] for c in code} == {"completed"}
+    # The kernel's warm-up (``run_kernel``) took no execution count: cells count from 1.
+    assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1))
     assert not [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
     pngs = [o for c in code for o in c["outputs"] if "image/png" in o.get("data", {})]
     assert len(pngs) == 4  # subgroups, calibration, feature importance, ROC

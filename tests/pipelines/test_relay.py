@@ -19,10 +19,13 @@ import pytest
 from hilt.pipelines.loop.tracking.environment import DB_FILE
 from hilt.pipelines.loop.tracking.relay import (
     MAX_SOCKET_PATH,
+    RELAY_ENV,
+    RELAY_KEY_ENV,
     InProcess,
     RelayClient,
     RelayError,
     Tracking,
+    reserve,
     serve,
 )
 from hilt.pipelines.loop.tracking.runs import create_run, run_info
@@ -98,3 +101,23 @@ def test_a_long_tmpdir_still_gives_a_socket_the_kernel_can_reach(
             RelayClient(relay.path, "0" * 64).call("mirror")
     assert not Path(relay.folder).exists()
     assert not list(long.iterdir())  # nothing left behind where it did not fit
+
+
+def test_a_reserved_relay_is_private_before_it_serves_and_gone_after() -> None:
+    """The runner gives a run's kernel the relay's address and key as the kernel starts,
+    before the run (and so the relay's binding) exists: the folder is private from the
+    start, the relay serves there later, its socket goes when it stops, the folder when the
+    reservation ends."""
+    with reserve() as at:
+        folder = Path(at.folder)
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert Path(at.path).parent == folder and not Path(at.path).exists()
+        assert at.environment() == {RELAY_ENV: at.path, RELAY_KEY_ENV: at.key}
+        with serve(lambda f: cast(Tracking, object()), "run", at) as relay:
+            assert relay == at
+            with pytest.raises(RelayError, match="without its key"):
+                RelayClient(at.path, "0" * 64).call("mirror")
+        assert not Path(at.path).exists() and folder.is_dir()
+        with pytest.raises(RelayError, match="does not answer"):
+            RelayClient(at.path, at.key).call("mirror")
+    assert not folder.exists()

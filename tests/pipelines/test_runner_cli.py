@@ -4,6 +4,8 @@ refusals before anything is touched, exit codes, and runs against a store servic
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -211,3 +213,29 @@ def operator_head_via(url: str, token: str) -> int:
         return store.audit_head().seq
     finally:
         store.close()
+
+
+def test_a_run_command_ends_its_process_at_once_with_its_code_and_output() -> None:
+    """After a run command (``run_guard``) `hilt` ends without tearing the interpreter down
+    (``exit_at_once``): with the command's exit code, its output flushed, the exit handlers
+    run; not while a non-daemon thread still works, nor for any other command."""
+    code = (
+        "import atexit, sys, threading, time\n"
+        "from hilt.pipelines.cli import common\n"
+        "common.exit_at_once(5)\n"  # no run: returns
+        "print('not a run')\n"
+        "common.run_guard(lambda: print('ran', end=' '))\n"
+        "atexit.register(lambda: print('handler'))\n"
+        "worker = threading.Thread(target=time.sleep, args=(0.3,))\n"
+        "worker.start()\n"
+        "common.exit_at_once(5)\n"  # a non-daemon thread: returns
+        "worker.join()\n"
+        "print('joined', end=' ')\n"
+        "common.exit_at_once(3)\n"
+        "print('never printed')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 3, out.stderr[-2000:]
+    assert out.stdout == "not a run\nran joined handler\n"

@@ -4,6 +4,7 @@ real xgboost model trained on the German credit demo data. No fakes."""
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import json
 import os
 import re
@@ -36,6 +37,7 @@ from hilt.pipelines.loop.tracking.environment import (
 )
 from hilt.pipelines.loop.tracking.mirror import GATE_TAG
 from hilt.pipelines.loop.tracking.notebooks import log_notebook
+from hilt.pipelines.loop.tracking.provenance import xgboost_distribution
 from hilt.pipelines.loop.tracking.pyfunc import load_model_version
 from hilt.pipelines.loop.tracking.registry import (
     aliases,
@@ -413,8 +415,17 @@ def test_a_training_run_logs_params_metrics_dataset_model_and_provenance(
     assert tags["hilt.git_commit"] == expected_commit
     assert tags["hilt.git_dirty"] in ("true", "false", "unknown")
     for pkg in ("hilt", "xgboost", "polars", "duckdb", "mlflow", "papermill", "python"):
-        assert tags[f"hilt.version.{pkg}"], pkg
+        assert tags[f"hilt.version.{pkg}"] not in ("", "not installed"), pkg
     assert tags["hilt.version.mlflow"] == mlflow.__version__
+    # XGBoost as its distribution installed it (xgboost-cpu here): the version of the module
+    # that trained, in the tags and pinned in the model's requirements (MLflow imports a
+    # requirement it cannot find installed: xgboost with scikit-learn, in the runner).
+    xgboost_version = sys.modules["xgboost"].__version__
+    assert tags["hilt.version.xgboost"] == xgboost_version
+    dist = xgboost_distribution()
+    assert importlib.metadata.version(dist) == xgboost_version
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(info.model_uri)).read_text()
+    assert f"{dist}=={xgboost_version}" in requirements.split()
     assert tags["hilt.model_sha256"] == model.model_sha256() == info.model_sha256
     assert tags["hilt.snapshot_seq"] == "12"
     assert tags["hilt.snapshot_sha256"] == SNAPSHOT_SHA

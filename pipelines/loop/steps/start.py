@@ -7,17 +7,48 @@ a run the runner made; not at all when the runner relays MLflow: ``tracking.rela
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
+import importlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import polars as pl
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.loop.tracking.tags import TAG_KIND
 from hilt.pipelines.workspace import Workspace
+
+#: What the cells of each run notebook import (its first cell, its figures), imported by
+#: ``warm_up``; xgboost (``model.load_xgboost``) for every kind (training, scoring, the
+#: champion's scores in monitoring).
+WARM_UP: Final[Mapping[str, tuple[str, ...]]] = {
+    "retrain": (
+        "hilt.pipelines.loop.steps.engine",
+        "hilt.pipelines.loop.steps.retrain",
+        "hilt.pipelines.loop.steps.training_data",
+        "hilt.pipelines.loop.runner",
+        "hilt.pipelines.loop.plots",
+    ),
+    "score": ("hilt.pipelines.loop.steps.score", "hilt.pipelines.loop.runner"),
+    "monitor": ("hilt.pipelines.loop.steps.monitor", "hilt.pipelines.loop.runner"),
+}
+
+
+def warm_up(kind: str) -> None:
+    """Import what the ``kind`` run notebook's cells will import, ahead of them: a run's
+    kernel calls this as it starts (``run_kernel``), while the runner makes the MLflow run.
+    Imports only: nothing is read, written or bound in the notebook's namespace, and nothing
+    is raised (a module that fails to import fails again, visibly, in the cell that imports
+    it)."""
+    with contextlib.suppress(Exception):
+        from hilt.pipelines.loop.model import load_xgboost
+
+        for module in WARM_UP.get(kind, ()):
+            importlib.import_module(module)
+        load_xgboost()
 
 
 def configure_display() -> None:

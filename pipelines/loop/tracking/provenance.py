@@ -21,7 +21,11 @@ from hilt.pipelines.loop.tracking.tags import (
 )
 from hilt.pipelines.paths import PROJECT_ROOT
 
-#: Distributions whose versions every run records (tag hilt.version.<key>).
+#: Distributions that install the ``xgboost`` module, in the order they are looked for: the
+#: CPU-only build hilt installs (pyproject.toml), or the full one (README "GPU").
+XGBOOST_DISTRIBUTIONS: Final = ("xgboost-cpu", "xgboost")
+#: Distributions whose versions every run records (tag hilt.version.<key>); ``xgboost``: the
+#: one of ``XGBOOST_DISTRIBUTIONS`` that is installed (``xgboost_distribution``).
 PACKAGES: Final = {
     "hilt": "hilt-workbench",
     "xgboost": "xgboost",
@@ -66,9 +70,22 @@ def installed_version(dist: str) -> str | None:
         return None
 
 
+def xgboost_distribution() -> str:
+    """The installed distribution that provides the ``xgboost`` module (its metadata, not an
+    import: xgboost's import costs a second); "xgboost" when none is installed."""
+    for dist in XGBOOST_DISTRIBUTIONS:
+        if installed_version(dist) is not None:
+            return dist
+    return "xgboost"
+
+
 def package_versions() -> dict[str, str]:
     """Versions of hilt, xgboost, polars, duckdb, mlflow, papermill and python."""
-    versions = {key: installed_version(dist) or "not installed" for key, dist in PACKAGES.items()}
+    versions = {
+        key: installed_version(xgboost_distribution() if key == "xgboost" else dist)
+        or "not installed"
+        for key, dist in PACKAGES.items()
+    }
     versions["python"] = platform.python_version()
     return versions
 

@@ -31,7 +31,7 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.loop.model import TrainedModel
 from hilt.pipelines.loop.tracking.client import configured, mlflow_errors
 from hilt.pipelines.loop.tracking.environment import registered_model_name
-from hilt.pipelines.loop.tracking.provenance import installed_version
+from hilt.pipelines.loop.tracking.provenance import installed_version, xgboost_distribution
 from hilt.pipelines.loop.tracking.training_log import DATA_DIR as DATA_DIR  # (re-exported)
 
 if TYPE_CHECKING:
@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 MODEL_NAME: Final = "model"
 #: The output column of the logged pyfunc model.
 SCORE_COLUMN: Final = "score"
-#: Distributions the logged pyfunc model needs (its requirements.txt).
+#: Distributions the logged pyfunc model needs (its requirements.txt); "xgboost" stands for
+#: the distribution that installed it (``provenance.xgboost_distribution``: xgboost-cpu here).
 MODEL_REQUIREMENTS: Final = ("hilt-workbench", "xgboost", "polars", "pyarrow", "pandas")
 
 _COLSPEC_TYPES: Final = {
@@ -90,9 +91,14 @@ def signature_of(features: Sequence[str], kinds: Mapping[str, str]) -> ModelSign
 
 
 def model_requirements() -> list[str]:
-    """``MODEL_REQUIREMENTS`` pinned to the installed versions (unpinned if not installed)."""
+    """``MODEL_REQUIREMENTS`` pinned to the installed versions (unpinned if not installed).
+
+    XGBoost is named by the distribution that installed it: MLflow checks every requirement
+    against this environment while it logs the model, and a distribution it cannot find it
+    imports instead (``xgboost`` with scikit-learn: seconds, on the run's critical path)."""
     reqs = []
-    for dist in MODEL_REQUIREMENTS:
+    for name in MODEL_REQUIREMENTS:
+        dist = xgboost_distribution() if name == "xgboost" else name
         version = installed_version(dist)
         reqs.append(dist if version is None else f"{dist}=={version}")
     return reqs

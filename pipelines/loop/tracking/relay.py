@@ -368,11 +368,11 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 
 @contextlib.contextmanager
-def serve(tracking_for: Callable[[str], Tracking], run_id: str) -> Iterator[Relay]:
-    """Serve ``tracking_for(folder)`` for the run ``run_id`` only (``_Bound``) on a Unix
-    socket in a new private folder until the block ends; then stop, and remove the folder
-    (downloads and prepared logs with it). The folder is under $TMPDIR, or /tmp where that
-    would make the socket's path too long to connect to."""
+def reserve() -> Iterator[Relay]:
+    """Where a relay will listen, and its key, before it serves (a run's kernel is given
+    them as it starts, before the run it serves exists): a new private folder (0700) under
+    $TMPDIR, or /tmp where that would make the socket's path too long to connect to, removed
+    when the block ends (downloads and prepared logs with it)."""
     folder = tempfile.mkdtemp(prefix="hilt-relay-")
     if len(os.path.join(folder, "relay.sock")) > MAX_SOCKET_PATH:
         shutil.rmtree(folder, ignore_errors=True)
@@ -380,34 +380,50 @@ def serve(tracking_for: Callable[[str], Tracking], run_id: str) -> Iterator[Rela
     try:
         os.chmod(folder, 0o700)
         path = os.path.join(folder, "relay.sock")
-        key = secrets.token_hex(32)
-        tracking = _Bound(tracking_for(folder), run_id, folder)
-        one_at_a_time = threading.Lock()
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                sock: socket.socket = self.request
-                sock.settimeout(RECEIVE_TIMEOUT_S)
-                try:
-                    message = _receive(sock)
-                except (RelayError, ValueError, OSError):
-                    return
-                with one_at_a_time:  # the kernel asks in turn; MLflow's client is used so
-                    answer = _handle(tracking, key, message)
-                with contextlib.suppress(OSError, RelayError):
-                    _send(sock, answer)
-
-        server = _Server(path, Handler)
-        thread = threading.Thread(target=server.serve_forever, name="hilt-relay", daemon=True)
-        thread.start()
-        try:
-            yield Relay(path=path, key=key, folder=folder)
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join()
+        yield Relay(path=path, key=secrets.token_hex(32), folder=folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serve(
+    tracking_for: Callable[[str], Tracking], run_id: str, at: Relay | None = None
+) -> Iterator[Relay]:
+    """Serve ``tracking_for(folder)`` for the run ``run_id`` only (``_Bound``) on a Unix
+    socket in the private folder of ``at`` (``reserve``; a new one when None, removed when
+    the block ends) until the block ends; then stop."""
+    if at is None:
+        with reserve() as reserved, serve(tracking_for, run_id, reserved) as relay:
+            yield relay
+        return
+    path, key, folder = at.path, at.key, at.folder
+    tracking = _Bound(tracking_for(folder), run_id, folder)
+    one_at_a_time = threading.Lock()
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            sock: socket.socket = self.request
+            sock.settimeout(RECEIVE_TIMEOUT_S)
+            try:
+                message = _receive(sock)
+            except (RelayError, ValueError, OSError):
+                return
+            with one_at_a_time:  # the kernel asks in turn; MLflow's client is used so
+                answer = _handle(tracking, key, message)
+            with contextlib.suppress(OSError, RelayError):
+                _send(sock, answer)
+
+    server = _Server(path, Handler)
+    thread = threading.Thread(target=server.serve_forever, name="hilt-relay", daemon=True)
+    thread.start()
+    try:
+        yield at
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def tracking_here(settings: Settings, models: Callable[[], Any]) -> Tracking:

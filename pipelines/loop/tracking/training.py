@@ -46,7 +46,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run,
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.loop.model import TrainedModel
+from hilt.pipelines.loop.model import TrainedModel, load_xgboost
 from hilt.pipelines.loop.tracking.client import configured, mlflow_errors
 from hilt.pipelines.loop.tracking.pyfunc import (
     LOADER_MODULE,
@@ -265,9 +265,12 @@ def write_training_log(run_id: str, log: TrainingLog) -> LoggedTraining:
 
 def warm_up() -> None:
     """What ``write_training_log`` first pays, paid ahead (the runner calls it on a thread
-    while the kernel starts and trains): this module's imports (done) and MLflow's map of
-    installed packages, which ``Model.log`` reads to check the model's requirements (~0.5 s
-    the first time in a process). A private MLflow helper: if it is gone, nothing is warmed."""
+    while the kernel starts and trains): this module's imports (done); xgboost, without
+    scikit-learn (``model.load_xgboost``), which ``Model.log`` imports when it loads the
+    logged model to check its input example; and MLflow's map of installed packages, which
+    ``Model.log`` reads to check the model's requirements (~0.5 s the first time in a
+    process). A private MLflow helper: if it is gone, that is not warmed."""
+    load_xgboost()
     with contextlib.suppress(Exception):
         from mlflow.utils.requirements_utils import _init_packages_to_modules_map
 
