@@ -265,18 +265,20 @@ def start_dashboards(
     if log is not None:
         log.close()
     store_url = f"http://{host}:{store_port}"
+    # Voila starts beside the store service, not after it: its kernels reach the store only
+    # once a page is asked for, and this returns only when both answer. The two starts
+    # (imports, mostly) then share the cores instead of following each other.
     try:
-        wait_http(store_url + "/health", store, "store service", 30)
         env = kernel_environment(os.environ, store_url, gateway, workspace)
         voila = subprocess.Popen(
             voila_command(nb_dir, host, port), env=env, stdout=out, stderr=out, cwd=nb_dir
         )
     except BaseException:
-        store.terminate()
-        store.wait(15)
+        stop_processes(store)
         raise
     server = DashboardServer(workspace, host, port, store_port, store, voila, store_log)
     try:
+        wait_http(store_url + "/health", store, "store service", 30)
         wait_http(server.url + "/", voila, "Voila server", 60)
     except BaseException:
         server.stop()
