@@ -39,6 +39,9 @@ GATEWAY_USER = "voila-gateway"
 #: refused gateway requests are recorded there, never a case id or a personal value.
 STORE_LOG = "store-service.log"
 KERNEL_MANAGER = "hilt.pipelines.dashboards.kernels.WidgetOnlyKernelManager"
+#: How Voila and JupyterLab are started: their own entry points, without building
+#: jsonschema's IRI grammar at start (pipelines/dashboards/jupyter_main.py).
+JUPYTER_MAIN = "hilt.pipelines.dashboards.jupyter_main"
 #: The pages Voila serves; ``signin`` is the demo's sign-in page (single-person mode only:
 #: behind a sign-in proxy the store refuses it, pipelines/dashboards/sign_in.py).
 SIGN_IN = "signin"
@@ -137,6 +140,7 @@ def voila_command(notebooks: Path, host: str, port: int) -> list[str]:
     return [
         sys.executable,
         "-m",
+        JUPYTER_MAIN,
         "voila",
         str(notebooks),
         "--no-browser",
