@@ -21,6 +21,11 @@ LINT_DIRS := $(wildcard pipelines widgets tests benchmarks)
 TYPECHECK_ROOT := build/typecheck
 HILT_ROOTS := $(wildcard pipelines widgets)
 OTHER_DIRS := $(wildcard tests benchmarks)
+# hilt's own bytecode, as pip writes it for a regular install. The editable install leaves
+# none, and where PYTHONDONTWRITEBYTECODE is set (the machine the suite is timed on) every
+# process that imports hilt (each kernel, store service, `hilt` run) compiled its modules
+# again: ~0.1 s of CPU each. Incremental: only changed modules are compiled again.
+COMPILE := $(VPY) -m compileall -q $(HILT_ROOTS) > /dev/null
 
 .PHONY: help install lock test test-durations lint typecheck demo clean
 
@@ -44,6 +49,7 @@ $(STAMP): pyproject.toml setup.py constraints.txt $(wildcard $(addsuffix /__init
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install -c constraints.txt -e ".[dev]"
+	$(COMPILE)
 	touch $@
 
 # A fresh throwaway venv, unpinned resolution, then freeze everything but hilt itself.
@@ -71,6 +77,7 @@ lock:
 # (the suite is still being written); every other non-zero code fails the target.
 test: install
 	@mkdir -p build
+	$(COMPILE)
 	rc=0; $(VPY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 	  --junitxml=build/test-junit.xml $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "WARNING: pytest collected no tests (exit 5)" >&2; exit 0; fi; \

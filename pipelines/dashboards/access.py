@@ -32,6 +32,7 @@ from hilt.pipelines.config import Access, Settings
 from hilt.pipelines.dashboards.remote import settings_in_force
 from hilt.pipelines.errors import HiltError, InputError, UnknownUserError
 from hilt.pipelines.store import Identity, Store, open_store_as
+from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal, Reviewer
 
@@ -115,6 +116,8 @@ class DashboardAccess:
     local: Workspace | None
     settings: Settings
     store: Store
+    #: Who the store said is acting, when it let them in (so the backend need not ask again).
+    me: User
 
     @property
     def workspace(self) -> Workspace:
@@ -195,7 +198,7 @@ def open_dashboard(
         store.close()
         return Refusal(door.not_allowed, door.no_role.format(name=me.name))
     try:
-        return backend(DashboardAccess(ws, settings, store))
+        return backend(DashboardAccess(ws, settings, store, me))
     except HiltError as e:
         store.close()
         return Refusal(door.unavailable, str(e))
@@ -203,17 +206,22 @@ def open_dashboard(
 
 class DashboardBackend:
     """The part every dashboard backend shares: the store acting as one person, the
-    workspace's settings, and who that person is (asked of the store once, on first use)."""
+    workspace's settings, and who that person is (asked of the store once, on first use;
+    ``me``: what the store already answered at the dashboard's door, which saves the page a
+    round trip before its first paint)."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, *, me: User | None = None) -> None:
         self.store = store
         self.settings = settings
-        self._person: Reviewer | None = None
+        self._person: Reviewer | None = None if me is None else _person(me)
 
     def person(self) -> Reviewer:
         """Who the store says is acting, with their roles (and, when nobody proved who they
         are, why not: every page shows it)."""
         if self._person is None:
-            me = self.store.whoami()
-            self._person = Reviewer(name=me.name, roles=tuple(me.roles), unproven=me.unproven)
+            self._person = _person(self.store.whoami())
         return self._person
+
+
+def _person(me: User) -> Reviewer:
+    return Reviewer(name=me.name, roles=tuple(me.roles), unproven=me.unproven)

@@ -28,7 +28,7 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.dashboards.access import DashboardBackend, DashboardDoor, open_dashboard
 from hilt.pipelines.errors import InputError, NotFoundError
 from hilt.pipelines.store import Store
-from hilt.pipelines.store.records import AuditQuery
+from hilt.pipelines.store.records import AuditQuery, User
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.audit import (
     UNAVAILABLE,
@@ -92,8 +92,10 @@ class StoreAuditBackend(DashboardBackend):
         settings: Settings,
         public_key: str | None = None,
         checkpoints: Path | None = None,
+        *,
+        me: User | None = None,
     ) -> None:
-        super().__init__(store, settings)
+        super().__init__(store, settings, me=me)
         self.ws = ws
         #: The auditor's own copies, if given; else the workspace's (said so on screen).
         self.public_key = public_key or settings.audit.public_key
@@ -489,5 +491,6 @@ def open_audit_backend(
             a.settings,
             public_key or None,
             Path(checkpoints) if checkpoints else None,
+            me=a.me,
         ),
     )

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from hilt.pipelines.dashboards.server import stop_processes, wait_http
+from hilt.pipelines.dashboards.server import JUPYTER_MAIN, stop_processes, wait_http
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.runner import KERNEL_NAME
 from hilt.pipelines.loop.tracking.environment import child_environment
@@ -70,6 +70,7 @@ def lab_command(workspace: Workspace, host: str, port: int, token: str) -> list[
     return [
         sys.executable,
         "-m",
+        JUPYTER_MAIN,
         "jupyterlab",
         "--no-browser",
         f"--ServerApp.ip={host}",

@@ -24,7 +24,7 @@ from hilt.pipelines.dashboards.access import DashboardBackend, DashboardDoor, op
 from hilt.pipelines.dashboards.review import review_config, review_item
 from hilt.pipelines.store import Store
 from hilt.pipelines.store.incidents import Incident
-from hilt.pipelines.store.records import OversightReport
+from hilt.pipelines.store.records import OversightReport, User
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer
 from hilt.widgets.contracts.monitoring import MonitoringFinding, MonitoringSummary
@@ -133,8 +133,10 @@ def overview_of(
 class StoreOversightBackend(DashboardBackend):
     """An OversightBackend for one lead, on any Store (embedded or service client)."""
 
-    def __init__(self, store: Store, settings: Settings, workspace: Workspace) -> None:
-        super().__init__(store, settings)
+    def __init__(
+        self, store: Store, settings: Settings, workspace: Workspace, *, me: User | None = None
+    ) -> None:
+        super().__init__(store, settings, me=me)
         self.workspace = workspace
 
     def lead(self) -> Reviewer:
@@ -397,5 +399,5 @@ def open_oversight_backend(
         OVERSIGHT_DOOR,
         workspace,
         env,
-        lambda a: StoreOversightBackend(a.store, a.settings, a.workspace),
+        lambda a: StoreOversightBackend(a.store, a.settings, a.workspace, me=a.me),
     )

@@ -19,7 +19,7 @@ from dataclasses import replace
 from hilt.pipelines.config import Settings
 from hilt.pipelines.dashboards.access import DashboardBackend, DashboardDoor, open_dashboard
 from hilt.pipelines.store import DecisionRequest, Store
-from hilt.pipelines.store.records import CaseRecord, LeasedCase
+from hilt.pipelines.store.records import CaseRecord, LeasedCase, User
 from hilt.pipelines.store.records import QueueStatus as StoreQueueStatus
 from hilt.widgets.contracts.common import (
     FeatureRange,
@@ -101,8 +101,8 @@ def queue_status(q: StoreQueueStatus) -> QueueStatus:
 class StoreReviewBackend(DashboardBackend):
     """A ReviewBackend for one reviewer, on any Store (embedded or service client)."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
-        super().__init__(store, settings)
+    def __init__(self, store: Store, settings: Settings, *, me: User | None = None) -> None:
+        super().__init__(store, settings, me=me)
         self._config: ReviewConfig | None = None
         #: The queue counts that came with the last lease, for the one progress refresh
         #: that follows it (the panel asks right after showing the case); None once used
@@ -182,5 +182,5 @@ def open_review_backend(
 ) -> ReviewBackend | Refusal:
     """The reviewer's backend, or the refusal to show instead of a panel."""
     return open_dashboard(
-        REVIEW_DOOR, workspace, env, lambda a: StoreReviewBackend(a.store, a.settings)
+        REVIEW_DOOR, workspace, env, lambda a: StoreReviewBackend(a.store, a.settings, me=a.me)
     )

@@ -39,6 +39,9 @@ GATEWAY_USER = "voila-gateway"
 #: refused gateway requests are recorded there, never a case id or a personal value.
 STORE_LOG = "store-service.log"
 KERNEL_MANAGER = "hilt.pipelines.dashboards.kernels.WidgetOnlyKernelManager"
+#: How Voila and JupyterLab are started: their own entry points, without building
+#: jsonschema's IRI grammar at start (pipelines/dashboards/jupyter_main.py).
+JUPYTER_MAIN = "hilt.pipelines.dashboards.jupyter_main"
 #: The pages Voila serves; ``signin`` is the demo's sign-in page (single-person mode only:
 #: behind a sign-in proxy the store refuses it, pipelines/dashboards/sign_in.py).
 SIGN_IN = "signin"
@@ -137,6 +140,7 @@ def voila_command(notebooks: Path, host: str, port: int) -> list[str]:
     return [
         sys.executable,
         "-m",
+        JUPYTER_MAIN,
         "voila",
         str(notebooks),
         "--no-browser",
@@ -265,18 +269,20 @@ def start_dashboards(
     if log is not None:
         log.close()
     store_url = f"http://{host}:{store_port}"
+    # Voila starts beside the store service, not after it: its kernels reach the store only
+    # once a page is asked for, and this returns only when both answer. The two starts
+    # (imports, mostly) then share the cores instead of following each other.
     try:
-        wait_http(store_url + "/health", store, "store service", 30)
         env = kernel_environment(os.environ, store_url, gateway, workspace)
         voila = subprocess.Popen(
             voila_command(nb_dir, host, port), env=env, stdout=out, stderr=out, cwd=nb_dir
         )
     except BaseException:
-        store.terminate()
-        store.wait(15)
+        stop_processes(store)
         raise
     server = DashboardServer(workspace, host, port, store_port, store, voila, store_log)
     try:
+        wait_http(store_url + "/health", store, "store service", 30)
         wait_http(server.url + "/", voila, "Voila server", 60)
     except BaseException:
         server.stop()

@@ -123,35 +123,52 @@ def _kernel_socket_js(prefix: str) -> str:
 
 
 #: Sends messages over a fresh connection to the page's own kernel websocket, the way a
-#: page script could, and collects everything that comes back. Legacy JSON protocol (no
-#: subprotocol requested), as jupyter_server's ZMQChannelsWebsocketConnection reads it.
+#: page script could, then a barrier (a ``kernel_info_request`` on ``barrierChannel``), and
+#: collects everything that comes back until the barrier's reply. A kernel's channel is
+#: served in order, so once the barrier is answered, every message sent before it on that
+#: channel has had its answer (or has been dropped on the way): no fixed wait. Legacy JSON
+#: protocol (no subprotocol requested), as jupyter_server's ZMQChannelsWebsocketConnection
+#: reads it.
 KERNEL_PROBE_JS = (
     """
-async ({ messages, waitMs }) => {"""
+async ({ messages, barrierChannel, timeoutMs }) => {"""
     + _kernel_socket_js("probe-")
     + """  const received = [];
+  const barrierId = "probe-barrier-" + Math.random().toString(16).slice(2);
+  let answered;
+  const barrier = new Promise((resolve) => { answered = resolve; });
   ws.onmessage = (ev) => {
-    try { received.push(JSON.parse(ev.data)); } catch (e) { received.push({ binary: true }); }
+    let m;
+    try { m = JSON.parse(ev.data); } catch (e) { received.push({ binary: true }); return; }
+    if (m.parent_header && m.parent_header.msg_id === barrierId) {
+      if (m.header.msg_type === "kernel_info_reply") answered(true);
+      return;
+    }
+    received.push(m);
   };
   await new Promise((resolve, reject) => {
     ws.onopen = resolve;
     ws.onerror = () => reject(new Error("the kernel websocket did not open"));
   });
+  const send = (msgId, msgType, channel, content) => ws.send(JSON.stringify({
+    header: { msg_id: msgId, msg_type: msgType, username: "probe", session,
+              date: new Date().toISOString(), version: "5.3" },
+    parent_header: {}, metadata: {}, content, buffers: [], channel,
+  }));
   const sent = [];
   for (const m of messages) {
     const msgId = "probe-" + m.msgType + "-" + Math.random().toString(16).slice(2);
-    ws.send(JSON.stringify({
-      header: { msg_id: msgId, msg_type: m.msgType, username: "probe", session,
-                date: new Date().toISOString(), version: "5.3" },
-      parent_header: {}, metadata: {}, content: m.content, buffers: [], channel: m.channel,
-    }));
+    send(msgId, m.msgType, m.channel, m.content);
     sent.push({ msgType: m.msgType, msgId });
   }
-  await new Promise((r) => setTimeout(r, waitMs));
+  send(barrierId, "kernel_info_request", barrierChannel, {});
+  const barrierAnswered = await Promise.race(
+    [barrier, new Promise((r) => setTimeout(() => r(false), timeoutMs))]);
   ws.close();
   return {
     kernelId: cfg.kernelId,
     sent,
+    barrierAnswered,
     received: received.map((m) => ({
       channel: m.channel || null,
       msg_type: m.header ? m.header.msg_type : null,
@@ -164,10 +181,16 @@ async ({ messages, waitMs }) => {"""
 )
 
 
-def probe_kernel(page: Page, messages: list[dict[str, Any]], wait_ms: int) -> dict[str, Any]:
-    """Run KERNEL_PROBE_JS in ``page``; ``messages``: [{msgType, channel, content}]."""
+def probe_kernel(
+    page: Page, messages: list[dict[str, Any]], barrier_channel: str, timeout_ms: int = 10_000
+) -> dict[str, Any]:
+    """Run KERNEL_PROBE_JS in ``page``; ``messages``: [{msgType, channel, content}], then
+    the barrier on ``barrier_channel`` (the channel of the message whose answer, or its
+    absence, is the point). ``barrierAnswered`` is False when no reply to the barrier came
+    within ``timeout_ms`` (the kernel is gone, or the socket is dead)."""
     result: dict[str, Any] = page.evaluate(
-        KERNEL_PROBE_JS, {"messages": messages, "waitMs": wait_ms}
+        KERNEL_PROBE_JS,
+        {"messages": messages, "barrierChannel": barrier_channel, "timeoutMs": timeout_ms},
     )
     return result
 

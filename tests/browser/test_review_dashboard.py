@@ -200,10 +200,12 @@ def test_execute_request_over_the_dashboard_kernel_websocket_is_refused(
                 },
             },
         ],
-        wait_ms=3000,
+        barrier_channel="shell",
     )
     info = replies_to(result, "kernel_info_request")
     assert any(m["msg_type"] == "kernel_info_reply" for m in info), result["received"]
+    # Answered after the execute_request on the same channel: it would have come first.
+    assert result["barrierAnswered"] is True, result["received"]
 
     assert replies_to(result, "execute_request") == []
     assert token not in str(result["received"])
@@ -234,7 +236,7 @@ def test_kernel_websocket_refuses_message_types_hilt_does_not_allow(
             {"msgType": "kernel_info_request", "channel": "control", "content": {}},
             {"msgType": "shutdown_request", "channel": "control", "content": {"restart": False}},
         ],
-        wait_ms=2000,
+        barrier_channel="control",
     )
     info = replies_to(result, "kernel_info_request")
     assert any(m["msg_type"] == "kernel_info_reply" for m in info), result["received"]
@@ -244,6 +246,8 @@ def test_kernel_websocket_refuses_message_types_hilt_does_not_allow(
         "Voila's built-in list, not hilt's ALLOWED_KERNEL_MESSAGES "
         "(--MappingKernelManager.allowed_message_types has no effect)"
     )
+    # Answered after the shutdown_request on the same channel: a reply would have come first.
+    assert result["barrierAnswered"] is True, result["received"]
     # The kernel is still there: the page's own widgets still get answers.
     wait_for_kernel_settled(page)
 

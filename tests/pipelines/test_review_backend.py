@@ -303,3 +303,30 @@ def test_hilt_serve_prints_the_sign_in_page_first_in_single_person_mode(
     assert first == "sign in (demo):    http://127.0.0.1:8866/voila/render/signin.ipynb"
     served = sorted(p.name for p in served_notebooks(ws, NOTEBOOKS_DIR).iterdir())
     assert served == ["audit.ipynb", "oversight.ipynb", "review.ipynb", "signin.ipynb"]
+
+
+def test_who_is_looking_is_asked_once_at_the_door_not_again_before_the_first_paint(
+    ws: Workspace, settings: Settings
+) -> None:
+    """The door's ``whoami`` answers the panel's header too: opening the review page asks
+    the store who is looking once (a round trip less before the first case), and the answer
+    is the store's, with its roles and proof."""
+    alice = a_reviewer(settings)
+    backend = open_review_backend(str(ws.root), {HUB: alice})
+    assert isinstance(backend, StoreReviewBackend)
+    truth = backend.store.whoami()
+    asked: list[int] = []
+
+    def counted() -> typing.Any:
+        asked.append(1)
+        return truth
+
+    backend.store.whoami = counted
+    me = backend.reviewer()
+    assert (me.name, me.roles, me.unproven) == (alice, tuple(truth.roles), truth.unproven)
+    assert asked == []
+    # A backend made without the door's answer asks the store, once.
+    plain = StoreReviewBackend(backend.store, settings)
+    assert plain.reviewer() == me
+    assert plain.reviewer() == me
+    assert asked == [1]

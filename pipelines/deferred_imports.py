@@ -1,0 +1,52 @@
+"""Imports that a process defers until they are used.
+
+``defer_iri_grammar``: jsonschema's format checkers import ``rfc3987_syntax`` where it is
+installed (jupyter-events asks for ``jsonschema[format-nongpl]``), and that module builds a
+Lark Earley parser of RFC 3987 when it is imported: about 1.5 s of CPU on the 2-core machine,
+in every process that imports jsonschema (every Jupyter server, nbformat's validation in a
+papermill run), for the ``iri`` and ``iri-reference`` formats, which only a schema that
+names them ever checks (python-jsonschema/jsonschema#1428). After ``defer_iri_grammar()``,
+``rfc3987_syntax`` is a stand-in until something uses it: the first call or attribute asked
+of it imports the real module, which then checks exactly as before.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from typing import Any
+
+#: The module whose import builds the grammar.
+IRI_SYNTAX = "rfc3987_syntax"
+
+
+def defer_iri_grammar() -> bool:
+    """Put a stand-in for ``rfc3987_syntax`` in ``sys.modules`` (True), unless it is not
+    installed or already imported (False): its first use imports the real module."""
+    if IRI_SYNTAX in sys.modules or importlib.util.find_spec(IRI_SYNTAX) is None:
+        return False
+    stand_in = types.ModuleType(IRI_SYNTAX, "stand-in: the real module on first use")
+
+    def real() -> types.ModuleType:
+        module = sys.modules.get(IRI_SYNTAX)
+        if module is None or module is stand_in:
+            sys.modules.pop(IRI_SYNTAX, None)
+            module = importlib.import_module(IRI_SYNTAX)
+        return module
+
+    def is_valid_syntax(term: str, value: str) -> Any:
+        return real().is_valid_syntax(term, value)
+
+    def __getattr__(name: str) -> Any:
+        if name.startswith("__"):
+            # The import system's own questions (``__path__``, ``__file__``, ...), asked by
+            # every ``from rfc3987_syntax import ...``: not a use of the module.
+            raise AttributeError(name)
+        return getattr(real(), name)
+
+    stand_in.is_valid_syntax = is_valid_syntax  # type: ignore[attr-defined]
+    stand_in.__getattr__ = __getattr__  # type: ignore[method-assign]
+    sys.modules[IRI_SYNTAX] = stand_in
+    return True
