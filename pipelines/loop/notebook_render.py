@@ -12,8 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any, Final
 
+from hilt.pipelines.deferred_imports import defer_iri_grammar
 from hilt.pipelines.errors import HiltError
-from hilt.pipelines.loop.notebook_imports import load_nbformat
 
 
 class RemoteContentError(HiltError):
@@ -79,7 +79,7 @@ def warm_up() -> None:
     needs (highlighting, markdown, HTML sanitising) by rendering a small one, so that the
     first ``notebook_html`` of this process costs only the rendering: the runner does this
     on a thread while a run's kernel works (its own process), ~1-3 s off every run."""
-    load_nbformat()
+    defer_iri_grammar()
     _render(_sample())
 
 
@@ -120,7 +120,7 @@ def notebook_html(ipynb_path: str | Path) -> str:
     would load from cdnjs / unpkg (math then shows as its TeX source). CSS comments, which
     carry the theme's credits as URLs, are dropped. RemoteContentError if anything remote is
     left."""
-    load_nbformat()
+    defer_iri_grammar()
     import nbformat
 
     body = _render(nbformat.read(str(ipynb_path), as_version=4))

@@ -17,10 +17,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal
 
+from hilt.pipelines.deferred_imports import defer_iri_grammar
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.digests import file_sha256
 from hilt.pipelines.loop.model import TrainParams
-from hilt.pipelines.loop.notebook_imports import load_nbformat
 from hilt.pipelines.paths import NOTEBOOKS_DIR
 
 Kind = Literal["retrain", "score", "monitor"]
@@ -44,7 +44,7 @@ def template_path(kind: str) -> Path:
 
 def notebook_parameters(kind: str) -> dict[str, dict[str, str]]:
     """name → {inferred_type_name, default, help} of the template's parameters cell."""
-    load_nbformat()
+    defer_iri_grammar()
     import papermill
 
     specs: dict[str, dict[str, str]] = papermill.inspect_notebook(str(template_path(kind)))

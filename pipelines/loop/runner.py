@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.config import Settings
+from hilt.pipelines.deferred_imports import defer_iri_grammar
 from hilt.pipelines.errors import (
     HiltError,
     InputError,
@@ -48,7 +49,6 @@ from hilt.pipelines.errors import (
 )
 from hilt.pipelines.loop.digests import file_sha256
 from hilt.pipelines.loop.model import LEGACY_NTHREAD, TrainParams
-from hilt.pipelines.loop.notebook_imports import load_nbformat
 from hilt.pipelines.loop.run_kernel import KERNEL_NAME as KERNEL_NAME
 from hilt.pipelines.loop.run_parameters import (
     audit_parameters,
@@ -304,7 +304,7 @@ def _execute(
     ):
         # The kernel starts, and imports what the notebook will, in its own process while
         # this one imports mlflow and makes the run (``run_kernel``).
-        load_nbformat()
+        defer_iri_grammar()
         import papermill
         from papermill.exceptions import PapermillExecutionError
 

@@ -54,6 +54,14 @@ def test_the_iri_grammar_is_built_on_the_first_check_and_checks_as_before() -> N
     assert deferred["iri"] == plain["iri"] == [True, False]
     assert deferred["reference"] == plain["reference"] == [True, False]
     assert deferred["built_after_checks"] is True
+    # The runner's path: papermill (nbformat's validation imports jsonschema) after it.
+    runner = run(
+        "from hilt.pipelines.deferred_imports import defer_iri_grammar\n"
+        "defer_iri_grammar()\n"
+        "import papermill\n"
+    )
+    assert runner["built_at_import"] is False
+    assert runner["iri"] == plain["iri"] and runner["reference"] == plain["reference"]
 
 
 def test_voila_and_jupyterlab_start_through_it(workspace: Workspace) -> None:

@@ -1,47 +1,20 @@
 """What makes a run's first seconds cheaper without changing what it does: the kernel started
 before papermill needs it (``run_kernel``) and warmed up without touching the notebook's
-namespace (``steps.start.warm_up``), and nbformat imported without compiling grammars that
-jsonschema's IRI checks take only when used (``notebook_imports``)."""
+namespace (``steps.start.warm_up``). That papermill's import builds no IRI grammar is
+``test_deferred_imports``'s."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from hilt.pipelines.deferred_imports import defer_iri_grammar
 from hilt.pipelines.loop import run_kernel
-from hilt.pipelines.loop.notebook_imports import load_nbformat
 from hilt.pipelines.loop.steps import start
-
-
-def test_nbformat_loads_without_the_iri_grammars_and_jsonschema_checks_iris_as_before() -> None:
-    """In a fresh interpreter (this one may hold jsonschema already): nbformat (papermill's,
-    nbclient's and nbconvert's first import) imports without rfc3987_syntax; jsonschema's
-    "iri" and "iri-reference" checks still give rfc3987_syntax's verdicts (valid, invalid,
-    invalid), importing it when first asked."""
-    code = (
-        "import sys\n"
-        "from hilt.pipelines.loop.notebook_imports import load_nbformat\n"
-        "load_nbformat()\n"
-        "import jsonschema\n"
-        "print('rfc3987_syntax' in sys.modules)\n"
-        "checker = jsonschema.FormatChecker()\n"
-        "print(checker.conforms('http://example.com/ü?q=1', 'iri'),"
-        " checker.conforms('http://[bad', 'iri'),"
-        " checker.conforms('a b', 'iri-reference'))\n"
-        "print(getattr(sys.modules.get('rfc3987_syntax'), '__file__', None) is not None)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    # not imported by papermill; the checks' verdicts; the real module imported for them
-    assert out.stdout.split("\n")[:3] == ["False", "True False False", "True"], out.stdout
 
 
 def test_the_warm_up_binds_no_name_and_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,7 +40,7 @@ def test_a_run_kernel_starts_in_its_folder_with_its_environment_warm_and_is_stop
     with the environment it was given, the warm-up's modules already imported and no name
     of theirs in the notebook's namespace; the kernel's process is gone when the block
     ends, even when it ends with an error."""
-    load_nbformat()
+    defer_iri_grammar()
     import papermill
 
     nb = nbformat.v4.new_notebook()
