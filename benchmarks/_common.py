@@ -1,13 +1,15 @@
 """What the benchmarks share (not a benchmark: tests/test_benchmarks.py skips names that start
 with ``_``): the numbers every run starts and ends with (CPUs, load average, runtime, the
-JSON last line), its temporary folder's removal, synthetic cases, latency percentiles, a
-free loopback port, the `hilt` command and the store service a benchmark starts.
+JSON last line), its temporary folder's removal, the empty MLflow store copied into new
+workspaces, synthetic cases, latency percentiles, a free loopback port, the `hilt` command
+and the store service a benchmark starts.
 
 A script imports it as ``benchmarks._common`` after putting the checkout on ``sys.path``
 (the scripts run as ``python benchmarks/NAME.py``)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -69,6 +71,46 @@ def cleanup(folder: Path, keep: bool) -> None:
         print(f"kept {folder}")
     else:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- MLflow
+def add_tracking_template_option(parser: argparse.ArgumentParser) -> None:
+    """``--mlflow-template PATH``: an MLflow sqlite store holding MLflow's tables and nothing
+    else (``tracking.client.empty_tracking_store`` made it), copied into each new workspace
+    as its ``mlflow.db`` instead of running MLflow's migrations for it (seconds each time;
+    untimed set-up). tests/test_benchmarks.py passes the one its session made already."""
+    parser.add_argument(
+        "--mlflow-template",
+        type=Path,
+        default=None,
+        help="an empty MLflow store to copy into new workspaces (default: made once here)",
+    )
+
+
+def empty_tracking_store(folder: Path, template: Path | None = None) -> Path:
+    """An MLflow sqlite store with MLflow's tables and nothing else, to copy into the run's
+    new workspaces: ``template`` when given (FileNotFoundError if it is not a file), else
+    one made in ``folder`` on first use (MLflow's migrations) and reused after."""
+    if template is not None:
+        if not template.is_file():
+            raise FileNotFoundError(f"--mlflow-template {template}: no such file")
+        return template
+    from hilt.pipelines.loop.tracking.client import empty_tracking_store as make
+    from hilt.pipelines.loop.tracking.environment import DB_FILE
+
+    path = folder / f"empty-{DB_FILE}"
+    if not path.exists():
+        make(path)
+    return path
+
+
+def with_empty_tracking_store(ws_root: Path, template: Path) -> None:
+    """Copy the empty MLflow store ``template`` into the folder of a workspace not yet
+    created (or just created, before its first MLflow use) as its ``mlflow.db``."""
+    from hilt.pipelines.loop.tracking.environment import DB_FILE
+
+    ws_root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, ws_root / DB_FILE)
 
 
 # ---------------------------------------------------------------------------- data

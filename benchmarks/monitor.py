@@ -26,6 +26,7 @@ Nothing is asserted; the script prints whether the target was met. The last line
 is one JSON object with every number.
 
 Usage: benchmarks/monitor.py [--quick] [--rows N] [--repeat N] [--seed N] [--keep]
+       [--mlflow-template DB]
 """
 
 from __future__ import annotations
@@ -51,7 +52,17 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks._common import CONFIG, CSV, begin, cleanup, finish, hilt_command  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    CONFIG,
+    CSV,
+    add_tracking_template_option,
+    begin,
+    cleanup,
+    empty_tracking_store,
+    finish,
+    hilt_command,
+    with_empty_tracking_store,
+)
 
 TARGET_RATIO = 2.0
 CLI_TIMEOUT_S = 600.0
@@ -93,13 +104,15 @@ def best_of(n: int, fn: Any) -> tuple[float, Any]:
     return best, out
 
 
-def demo_end_to_end(root: Path) -> dict[str, Any]:
+def demo_end_to_end(root: Path, template: Path | None = None) -> dict[str, Any]:
     from hilt.pipelines.loop.demo import set_up_demo
 
     ws = Workspace.at(root / "demo")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HILT_", "MLFLOW_"))}
     os.environ.pop("HILT_MLFLOW_TRACKING_URI", None)
     t = time.perf_counter()
+    if template is not None:  # MLflow's empty tables copied in, not migrated anew
+        with_empty_tracking_store(ws.root, empty_tracking_store(root, template))
     set_up_demo(ws, CONFIG, CSV)
     setup = time.perf_counter() - t
     t = time.perf_counter()
@@ -167,6 +180,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=None, help="timed runs (best of; 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    add_tracking_template_option(parser)
     args = parser.parse_args()
     rows = args.rows or (10_000 if args.quick else 1_000_000)
     repeat = args.repeat or (1 if args.quick else 3)
@@ -175,7 +189,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="hilt-bench-monitor-"))
     try:
         print("1. hilt monitor on the demo workspace")
-        numbers.update(demo_end_to_end(root))
+        numbers.update(demo_end_to_end(root, args.mlflow_template))
         print(
             f"   demo set-up {numbers['demo_setup_s']} s (untimed part); `hilt monitor` "
             f"{numbers['demo_monitor_cli_s']} s, exit code {numbers['demo_monitor_exit_code']}"

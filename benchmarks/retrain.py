@@ -48,7 +48,7 @@ modules (mlflow), made before the first run and reported apart; the CLI run pays
 Nothing is asserted; the script prints whether each target was met. The last line of
 output is one JSON object with every number.
 
-Usage: benchmarks/retrain.py [--quick] [--rows N] [--seed N] [--keep]
+Usage: benchmarks/retrain.py [--quick] [--rows N] [--seed N] [--keep] [--mlflow-template DB]
 """
 
 from __future__ import annotations
@@ -60,7 +60,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -83,7 +82,18 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks._common import CONFIG, CSV, begin, cleanup, finish, hilt_command, synthetic_cases  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    CONFIG,
+    CSV,
+    add_tracking_template_option,
+    begin,
+    cleanup,
+    empty_tracking_store,
+    finish,
+    hilt_command,
+    synthetic_cases,
+    with_empty_tracking_store,
+)
 
 TARGET_DEMO_S = 8.0
 TARGET_RATIO = 1.5
@@ -142,21 +152,21 @@ def demo_cases() -> pl.DataFrame:
     return pl.read_csv(CSV, infer_schema=False)
 
 
-def new_workspace(root: Path, cases: pl.DataFrame) -> tuple[Workspace, float]:
+def new_workspace(
+    root: Path, cases: pl.DataFrame, template: Path | None = None, *, tracking: bool = True
+) -> tuple[Workspace, float]:
     """A fresh workspace holding ``cases``, made as `hilt init` makes one (its MLflow
-    database included: a copy of MLflow's empty tables, made once next to the workspaces,
-    since MLflow's migrations take seconds each time, then the experiment); the seconds
-    the ingest took."""
-    from hilt.pipelines.loop.tracking.client import configure, empty_tracking_store
-    from hilt.pipelines.loop.tracking.environment import DB_FILE
-
+    database included: a copy of MLflow's empty tables, ``template`` or one made once next
+    to the workspaces, since MLflow's migrations take seconds each time, then the
+    experiment; ``tracking=False``: no MLflow at all, for what never logs a run); the
+    seconds the ingest took."""
     ws = Workspace.at(root)
     create_workspace(ws, CONFIG)
-    empty = root.parent / f"empty-{DB_FILE}"
-    if not empty.exists():
-        empty_tracking_store(empty)
-    shutil.copyfile(empty, ws.root / DB_FILE)
-    configure(ws)
+    if tracking:
+        from hilt.pipelines.loop.tracking.client import configure
+
+        with_empty_tracking_store(ws.root, empty_tracking_store(root.parent, template))
+        configure(ws)
     op = open_store_as(ws, Identity(operator=True))
     t = time.perf_counter()
     op.ingest_cases(cases)
@@ -377,8 +387,10 @@ def _r(d: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 3) for k, v in d.items()}
 
 
-def demo_section(tmp: Path, columns: dict[str, dict[str, float]]) -> dict[str, Any]:
-    ws, ingest_s = new_workspace(tmp / "demo", demo_cases())
+def demo_section(
+    tmp: Path, columns: dict[str, dict[str, float]], template: Path | None = None
+) -> dict[str, Any]:
+    ws, ingest_s = new_workspace(tmp / "demo", demo_cases(), template)
     counts = open_store_as(ws, Identity(operator=True)).counts()
     print(f"demo data: {counts['cases']:,} cases ingested in {ingest_s:.2f} s (untimed), {ws.root}")
     out: dict[str, Any] = {"cases": counts["cases"]}
@@ -398,7 +410,7 @@ def demo_section(tmp: Path, columns: dict[str, dict[str, float]]) -> dict[str, A
             out["holdout_auc"] = round(result.metrics.get("holdout_auc", float("nan")), 4)
         else:
             out["same_model_sha256"] = result.model_sha256 == out["model_sha256"]
-    cli_ws, _ = new_workspace(tmp / "demo-cli", demo_cases())
+    cli_ws, _ = new_workspace(tmp / "demo-cli", demo_cases(), template)
     cli = run_cli(cli_ws)
     if cli["exit_code"] != 0:
         print(f"  CLI FAILED (exit {cli['exit_code']}):\n{cli.get('error', '')}")
@@ -425,12 +437,16 @@ def demo_section(tmp: Path, columns: dict[str, dict[str, float]]) -> dict[str, A
 
 
 def synthetic_section(
-    tmp: Path, rows: int, seed: int, columns: dict[str, dict[str, float]]
+    tmp: Path,
+    rows: int,
+    seed: int,
+    columns: dict[str, dict[str, float]],
+    template: Path | None = None,
 ) -> dict[str, Any]:
     t = time.perf_counter()
     cases = synthetic_cases(rows, seed)
     gen_s = time.perf_counter() - t
-    ws, ingest_s = new_workspace(tmp / "synthetic", cases)
+    ws, ingest_s = new_workspace(tmp / "synthetic", cases, template)
     del cases
     print(
         f"synthetic data: {rows:,} labelled cases generated in {gen_s:.2f} s and ingested in "
@@ -487,6 +503,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rows", type=int, default=None, help="synthetic labelled cases")
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--keep", action="store_true", help="keep the temporary workspaces")
+    add_tracking_template_option(p)
     args = p.parse_args(argv)
     if args.rows is None:
         args.rows = 100_000 if args.quick else TARGET_ROWS
@@ -521,9 +538,9 @@ def main(argv: list[str] | None = None) -> int:
         result["imports_s"] = round(imports_s, 3)
 
         columns: dict[str, dict[str, float]] = {}
-        demo = demo_section(tmp, columns)
+        demo = demo_section(tmp, columns, args.mlflow_template)
         result["demo"] = demo
-        synth = synthetic_section(tmp, args.rows, args.seed, columns)
+        synth = synthetic_section(tmp, args.rows, args.seed, columns, args.mlflow_template)
         result["synthetic"] = synth
         print_breakdown(columns)
 

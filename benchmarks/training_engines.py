@@ -5,7 +5,8 @@ What it measures
 ----------------
 A fresh workspace with N synthetic labelled cases in the demo schema (``--rows``; made as
 benchmarks/retrain.py makes them: every column resampled from the demo CSV, so the label
-carries no signal and the AUC is ~0.5; that changes no cost), ingested untimed, and one
+carries no signal and the AUC is ~0.5; that changes no cost; without MLflow, which no
+step here uses), ingested untimed, and one
 training snapshot exported by the store (the Parquet file a retraining run reads). Then,
 each in a fresh child process (so that its peak RSS is its own), what the retraining
 notebook does from the snapshot on (untimed: the imports):
@@ -143,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         from hilt.pipelines.store import Identity, open_store_as
 
         print(f"training engines: {rows:,} rows, {os.cpu_count()} CPUs, workspace under {tmp}")
-        ws, ingest_s = RETRAIN.new_workspace(tmp / "ws", RETRAIN.synthetic_cases(rows, args.seed))
+        cases = RETRAIN.synthetic_cases(rows, args.seed)
+        ws, ingest_s = RETRAIN.new_workspace(tmp / "ws", cases, tracking=False)
         snapshot = training_data.take_snapshot(open_store_as(ws, Identity(operator=True)))
         result["ingest_s"] = round(ingest_s, 2)
         result["snapshot_mb"] = round(snapshot.path.stat().st_size / 2**20, 1)

@@ -1,4 +1,5 @@
-"""`hilt` in a process of its own, without paying for its imports every time.
+"""`hilt` (or a benchmark script) in a process of its own, without paying for its imports
+every time.
 
 A `hilt` process spends most of its start importing (typer, FastAPI, uvicorn, DuckDB,
 polars, MLflow): 1.5-3 s on the 2-core machine, every time a test starts `hilt store serve`
@@ -8,7 +9,9 @@ or runs `hilt score`. Here the imports are paid once per test process: a fork se
 (``hilt.pipelines.cli.main``) with ``ARGS``, the caller's environment and working folder,
 its stdout and stderr in files. It is the same program as the ``hilt`` script, in a
 separate process with its own pid: it owns the store's lock, serves HTTP, is stopped with
-SIGTERM and exits with `hilt`'s own exit codes.
+SIGTERM and exits with `hilt`'s own exit codes. A benchmark script (``script=``) runs the
+same way as `python SCRIPT ARGS` would: the script as the main module of a child of its
+own, its exit code and output, the processes it starts its own.
 """
 
 from __future__ import annotations
@@ -50,8 +53,12 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(list(PRELOAD))
 
 
-def _run_hilt(args: list[str], env: dict[str, str], cwd: str, out: str, err: str) -> None:
-    """In the child: the caller's environment, folder and output files, then `hilt ARGS`."""
+def _run_hilt(
+    args: list[str], env: dict[str, str], cwd: str, out: str, err: str, script: str = ""
+) -> None:
+    """In the child: the caller's environment, folder and output files, then `hilt ARGS`;
+    or, given a ``script``, `python SCRIPT ARGS` (the script run as the main module, its
+    folder first on ``sys.path``, as the interpreter runs it)."""
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
@@ -59,6 +66,11 @@ def _run_hilt(args: list[str], env: dict[str, str], cwd: str, out: str, err: str
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(handle, fd)
         os.close(handle)
+    if script:
+        sys.argv = [script, *args]
+        sys.path.insert(0, str(Path(script).parent))
+        runpy.run_path(script, run_name="__main__")
+        return
     sys.argv = ["hilt", *args]
     from hilt.pipelines.cli import main
 
@@ -98,16 +110,21 @@ def start(
     stdout: Path,
     stderr: Path | None = None,
     env: Mapping[str, str] | None = None,
+    script: Path | None = None,
+    cwd: Path | None = None,
 ) -> Hilt:
     """`hilt ARGS` started as a child of the fork server, with ``env`` (default: this
     process's environment now), appending its stdout to ``stdout`` and its stderr to
-    ``stderr`` (default: the same file)."""
+    ``stderr`` (default: the same file), in ``cwd`` (default: this process's folder).
+    ``script``: `python SCRIPT ARGS` instead (a benchmark), a child that may start
+    processes of its own with ``multiprocessing`` (not a daemon)."""
     child_args = {
         "args": [str(a) for a in args],
         "env": dict(os.environ if env is None else env),
-        "cwd": os.getcwd(),
+        "cwd": str(cwd or os.getcwd()),
         "out": str(stdout),
         "err": str(stderr or stdout),
+        "script": str(script or ""),
     }
     # The child runs this file as its main module (see its end): pytest imports the tests
     # by path, so a child could not import them by name.
@@ -115,29 +132,38 @@ def start(
         target=runpy.run_path,
         args=(__file__,),
         kwargs={"init_globals": {CHILD_ARGS: child_args}, "run_name": "__main__"},
-        daemon=True,  # stopped with this process if a test forgot to
+        # A `hilt` child is stopped with this process if a test forgot to; a script's may
+        # start processes of its own with multiprocessing, which a daemon may not.
+        daemon=script is None,
     )
     child.start()
     return Hilt(child)
 
 
 def run(
-    *args: str | Path, folder: Path, env: Mapping[str, str] | None = None, timeout_s: float = 240
+    *args: str | Path,
+    folder: Path,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 240,
+    script: Path | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`hilt ARGS` to its end, as ``subprocess.run(..., capture_output=True, text=True)``
-    returns it; its output files are kept in ``folder``."""
+    """`hilt ARGS` (or `python SCRIPT ARGS`, see ``start``) to its end, as
+    ``subprocess.run(..., capture_output=True, text=True)`` returns it; its output files
+    are kept in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     stamp = f"{time.monotonic_ns()}"
     out, err = folder / f"hilt-{stamp}.out", folder / f"hilt-{stamp}.err"
-    child = start(args, stdout=out, stderr=err, env=env)
+    child = start(args, stdout=out, stderr=err, env=env, script=script, cwd=cwd)
     try:
         code = child.wait(timeout_s)
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait(5)
         raise
+    command = [sys.executable, str(script)] if script is not None else ["hilt"]
     return subprocess.CompletedProcess(
-        ["hilt", *map(str, args)],
+        [*command, *map(str, args)],
         code,
         out.read_text(encoding="utf-8") if out.exists() else "",
         err.read_text(encoding="utf-8") if err.exists() else "",

@@ -1,15 +1,23 @@
 """Every benchmark runs in its quick form and ends with one JSON object (no speed asserted),
 and leaves nothing in the repository it runs from (its workspaces live in temporary folders;
-an MLflow ./mlruns or ./mlflow.db there would be a leak out of a workspace)."""
+an MLflow ./mlruns or ./mlflow.db there would be a leak out of a workspace).
+
+Each script runs as `python SCRIPT --quick ...` in a process of its own, forked from one that
+has imported hilt once (tests/prewarmed.py: a fresh interpreter would spend seconds on the
+same imports for every script), with the repository as its folder. Scripts that make MLflow
+stores copy the empty one this test session made (``--mlflow-template``) instead of running
+MLflow's migrations again: untimed set-up, and the full runs make their own."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.loop_helpers import empty_tracking_store
+from tests.prewarmed import run as prewarmed_run
 
 REPO = Path(__file__).resolve().parents[1]
 #: The scripts; benchmarks/_common.py and the like are what they share, not benchmarks.
@@ -25,6 +33,8 @@ SMALLER = {
     "training_engines": ["--rows", "2000"],
     "verify": ["--events", "5000", "--repeat", "1"],
 }
+#: The scripts that create MLflow stores (``benchmarks/_common.add_tracking_template_option``).
+TAKE_TEMPLATE = frozenset({"monitor", "retrain"})
 
 
 def untracked() -> set[str]:
@@ -44,16 +54,20 @@ def untracked() -> set[str]:
     return {p for p in paths if "/" not in p.rstrip("/") and not p.endswith(CACHES)}
 
 
+def arguments(script: Path) -> list[str]:
+    """What the test runs ``script`` with: --quick, the smaller sizes, the MLflow template."""
+    args = ["--quick", *SMALLER.get(script.stem, [])]
+    if script.stem in TAKE_TEMPLATE:
+        args += ["--mlflow-template", str(empty_tracking_store())]
+    return args
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", BENCHMARKS, ids=[p.stem for p in BENCHMARKS])
-def test_benchmark_quick_run_prints_its_numbers(script: Path) -> None:
+def test_benchmark_quick_run_prints_its_numbers(script: Path, tmp_path: Path) -> None:
     before = untracked()
-    result = subprocess.run(
-        [sys.executable, str(script), "--quick", *SMALLER.get(script.stem, [])],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
+    result = prewarmed_run(
+        *arguments(script), script=script, cwd=REPO, folder=tmp_path / "output", timeout_s=300
     )
     assert result.returncode == 0, result.stderr[-2000:]
     last = result.stdout.strip().splitlines()[-1]

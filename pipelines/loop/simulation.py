@@ -27,6 +27,7 @@ import random
 import re
 import shutil
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -36,7 +37,7 @@ import polars as pl
 from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.tracking.environment import DB_FILE
-from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
+from hilt.pipelines.store import DecisionRequest, Identity, Store, holding, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 
@@ -161,8 +162,6 @@ def simulate(
     copied in as the workspace's (MLflow's migrations take seconds per new store)."""
     from hilt.pipelines.loop import promotion
     from hilt.pipelines.loop.model_registry import champion
-    from hilt.pipelines.loop.scoring import score_into_queue
-    from hilt.pipelines.loop.steps import score as batch_scoring
     from hilt.pipelines.loop.tracking.client import configure
 
     sim.check()
@@ -189,68 +188,97 @@ def simulate(
         shutil.copyfile(tracking_template, workspace.root / DB_FILE)
     settings = workspace.settings()
     operator = open_store_as(workspace, Identity(operator=True))
-    for name, role in ((AUTHOR, "data-scientist"), (APPROVER, "lead"), (REVIEWER, "reviewer")):
-        operator.add_user(name, role)
-
     in_seed = pl.Series([_in_seed(c, sim.seed, sim.seed_fraction) for c in data[id_col]])
     seed_cases, pool = data.filter(in_seed), data.filter(~in_seed)
     truth = dict(zip(pool[id_col].to_list(), pool[target].to_list(), strict=True))
-    operator.ingest_cases(seed_cases)
-    operator.ingest_cases(pool.drop(target))
+    users = ((AUTHOR, "data-scientist"), (APPROVER, "lead"), (REVIEWER, "reviewer"))
+    with holding(workspace):
+        for name, role in users:
+            operator.add_user(name, role)
+        operator.ingest_cases(seed_cases)
+        operator.ingest_cases(pool.drop(target))
     progress(f"seed: {seed_cases.height} labelled cases; pool: {pool.height} without labels")
 
     result = SimulationResult(strategy=sim.strategy)
     reviewer = open_store_as(workspace, Identity(name=REVIEWER))
     rng = random.Random(sim.seed)
-    classes = settings.target.classes
-    reason = next(iter(settings.review.reason_codes))
     reviewed = 0
     decided: set[str] = set()
     for round_no in range(sim.rounds + 1):
         if round_no > 0:
-            # Only the store's champion scores into the review queue.
-            waiting = [c for c in truth if c not in decided]
-            model = batch_scoring.load_model(operator, settings)
-            score_into_queue(operator, model.model, waiting, settings, model.label)
-            for _ in range(sim.batch):
-                leased = reviewer.next_case(sim.strategy)
-                if leased is None:
-                    break
-                case_id = leased.case.case_id
-                answer = truth[case_id]
-                if rng.random() < sim.reviewer_error:
-                    answer = next(c for c in classes if c != answer)
-                predicted = leased.case.predictions[-1].label
-                if answer == predicted:
-                    request = DecisionRequest(case_id=case_id, action="accept")
-                else:
-                    request = DecisionRequest(
-                        case_id=case_id,
-                        action="override",
-                        final_label=answer,
-                        reason_code=reason,
-                    )
-                reviewer.record_decision(request)
-                decided.add(case_id)
-                reviewed += 1
-        run_id, gate = _retrain(workspace, settings, sim.engine)
-        configure(workspace, settings=settings)
-        promoted = False
-        if gate == "passed":
-            promotion.promote(workspace, run_id, APPROVER)
-            promoted = True
-        elif champion(operator) is None:
-            raise InputError(
-                f"round {round_no}: the store's gate rejected the first model (run "
-                f"{run_id}) and there is no champion: nothing may score into the review "
-                "queue; try more labelled cases (--seed-fraction) or a smaller holdout"
-            )
+            # The scoring and the reviewers' leases and decisions run on one connection of
+            # this process (``holding``: each still its own transaction and audit rows), not
+            # a DuckDB start each.
+            with holding(workspace):
+                reviewed += _review(operator, reviewer, sim, settings, truth, decided, rng)
+        # A retraining notebook's kernel is another process that opens the store itself:
+        # only the steps engine, all in this process, retrains on the held connection.
+        held: AbstractContextManager[None] = (
+            holding(workspace) if sim.engine == "steps" else nullcontext()
+        )
+        with held:
+            run_id, gate = _retrain(workspace, settings, sim.engine)
+            configure(workspace, settings=settings)
+            promoted = False
+            if gate == "passed":
+                promotion.promote(workspace, run_id, APPROVER)
+                promoted = True
+            elif champion(operator) is None:
+                raise InputError(
+                    f"round {round_no}: the store's gate rejected the first model (run "
+                    f"{run_id}) and there is no champion: nothing may score into the review "
+                    "queue; try more labelled cases (--seed-fraction) or a smaller holdout"
+                )
         auc = _holdout_auc(run_id)
         result.rounds.append(RoundResult(round_no, reviewed, auc, gate, promoted, run_id))
         progress(f"round {round_no}: {reviewed} reviewed, holdout AUC {auc:.4f}, gate {gate}")
         on_progress(1)
     result.plot = str(_plot(result, workspace.root / f"simulation-{sim.strategy}.png"))
     return result
+
+
+def _review(
+    operator: Store,
+    reviewer: Store,
+    sim: SimulationConfig,
+    settings: Settings,
+    truth: dict[str, str],
+    decided: set[str],
+    rng: random.Random,
+) -> int:
+    """One round's reviewing: the store's champion scores the pool cases still waiting for
+    a person, then the simulated reviewer decides up to ``sim.batch`` cases from the queue
+    with the round's strategy, answering from the true label (wrong with probability
+    ``sim.reviewer_error``). Returns how many were decided (their ids join ``decided``)."""
+    from hilt.pipelines.loop.scoring import score_into_queue
+    from hilt.pipelines.loop.steps import score as batch_scoring
+
+    # Only the store's champion scores into the review queue.
+    waiting = [c for c in truth if c not in decided]
+    model = batch_scoring.load_model(operator, settings)
+    score_into_queue(operator, model.model, waiting, settings, model.label)
+    classes = settings.target.classes
+    reason = next(iter(settings.review.reason_codes))
+    done = 0
+    for _ in range(sim.batch):
+        leased = reviewer.next_case(sim.strategy)
+        if leased is None:
+            break
+        case_id = leased.case.case_id
+        answer = truth[case_id]
+        if rng.random() < sim.reviewer_error:
+            answer = next(c for c in classes if c != answer)
+        predicted = leased.case.predictions[-1].label
+        if answer == predicted:
+            request = DecisionRequest(case_id=case_id, action="accept")
+        else:
+            request = DecisionRequest(
+                case_id=case_id, action="override", final_label=answer, reason_code=reason
+            )
+        reviewer.record_decision(request)
+        decided.add(case_id)
+        done += 1
+    return done
 
 
 def _retrain(workspace: Workspace, settings: Settings, engine: Engine) -> tuple[str, str]:

@@ -1,6 +1,9 @@
 """Training on Dask (``[training] engine = "dask"``): a 2-worker ``distributed.LocalCluster``
 started here, the same executed notebook, MLflow run, gate and store registry as a local
-training, a reproduction on the same cluster shape, and refusals that write nothing."""
+training, a reproduction on the same cluster shape, and refusals that write nothing. The
+runs are started by the CLI in this process (``hilt_here``; their kernels and the cluster's
+workers are processes of their own); the one-line error runs in a `hilt` process, as a
+scheduler sees it."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from hilt.pipelines.loop.tracking.tags import (
     TAG_ENGINE,
 )
 from hilt.pipelines.workspace import Workspace
+from tests.cli_helpers import hilt_here
 from tests.conftest import free_port, operator
 from tests.loop_helpers import FAST, events_since, hilt_cli, loop_workspace, run_notebook
 
@@ -55,9 +59,10 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 
 @pytest.fixture(scope="module")
 def dask_run(ws: Workspace, scheduler: str) -> str:
-    """`hilt retrain -p engine dask -p scheduler ADDRESS`: the run's id."""
+    """`hilt retrain -p engine dask -p scheduler ADDRESS` (the CLI in this process): the
+    run's id."""
     rounds = FAST["num_boost_round"]
-    r = hilt_cli(
+    r = hilt_here(
         "retrain", "-w", ws.root, "-p", "engine", "dask", "-p", "scheduler", scheduler,
         "-p", "num_boost_round", rounds,
     )  # fmt: skip
@@ -113,7 +118,7 @@ def test_dask_and_local_training_pass_the_same_gate(ws: Workspace, dask_run: str
 def test_a_dask_run_is_reproduced_on_the_same_cluster(
     ws: Workspace, dask_run: str, scheduler: str
 ) -> None:
-    r = hilt_cli("retrain", "-w", ws.root, "--reproduce", dask_run, "-p", "scheduler", scheduler)
+    r = hilt_here("retrain", "-w", ws.root, "--reproduce", dask_run, "-p", "scheduler", scheduler)
     assert r.returncode == 0, r.stderr
     assert "identical: the run is reproducible" in r.stdout
 

@@ -1,6 +1,9 @@
 """`hilt docs model VERSION`: the Annex IV document of a version, written by the real CLI
 from a real MLflow store and audit log; every metric in it equals MLflow's logged value,
-the subgroup table equals the logged CSV, the HTML fetches nothing, no case id appears."""
+the subgroup table equals the logged CSV, the HTML fetches nothing, no case id appears. The
+documents are written by the CLI in this process (``hilt_here``: a process would pay its
+interpreter start and MLflow's import for each); the refusals run as a scheduler runs them,
+in a `hilt` process of their own (exit code 2, one line)."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from hilt.pipelines.loop.tracking.registry import version_run_id
 from hilt.pipelines.loop.tracking.runs import run_info, set_run_tags
 from hilt.pipelines.loop.tracking.tags import SUBGROUP_ARTIFACT
 from hilt.pipelines.workspace import Workspace
+from tests.cli_helpers import hilt_here
 from tests.loop_helpers import (
     hilt_cli,
     loop_workspace,
@@ -72,7 +76,7 @@ def logged_subgroups(run_id: str) -> pl.DataFrame:
 @pytest.mark.obligation("AI Act 11")
 @pytest.mark.parametrize("version", ["1", "v2"])
 def test_every_metric_in_the_document_equals_mlflows(ws: Workspace, version: str) -> None:
-    out = hilt_cli("docs", "model", version, "--workspace", ws.root)
+    out = hilt_here("docs", "model", version, "--workspace", ws.root)
     assert out.returncode == 0, out.stderr
     number = version.removeprefix("v")
     md_path = ws.root / "docs" / f"model-{number}.md"
@@ -129,7 +133,7 @@ def test_every_metric_in_the_document_equals_mlflows(ws: Workspace, version: str
 
 
 def test_the_document_holds_no_case_or_subject_id(ws: Workspace) -> None:
-    assert hilt_cli("docs", "model", "1", "--workspace", ws.root).returncode == 0
+    assert hilt_here("docs", "model", "1", "--workspace", ws.root).returncode == 0
     text = (ws.root / "docs" / "model-1.md").read_text()
     assert text_findings(text, "model-1.md", personal_data(ws.settings()), aggregate=True) == []
 
@@ -140,7 +144,7 @@ def test_a_disagreement_between_mlflow_and_the_log_is_printed(ws: Workspace) -> 
     run_id = version_run_id(settings, "2")
     assert run_id is not None
     set_run_tags(run_id, {"hilt.model_sha256": "0" * 64})
-    assert hilt_cli("docs", "model", "2", "--workspace", ws.root).returncode == 0
+    assert hilt_here("docs", "model", "2", "--workspace", ws.root).returncode == 0
     markdown = (ws.root / "docs" / "model-2.md").read_text()
     rows = {r[0]: r for r in table_with(markdown, ["fact", "audit log", "MLflow", "verdict"])}
     assert rows["model sha256"][2:] == ["0" * 64, "DISAGREE"]
@@ -161,7 +165,7 @@ def test_mlflow_aliases_that_disagree_with_the_store_are_printed(ws: Workspace) 
     client.set_registered_model_alias("hilt-german-credit", "champion", "2")
     client.set_model_version_tag("hilt-german-credit", "2", "hilt.gate", "promoted")
     try:
-        out = hilt_cli("docs", "model", "2", "--workspace", ws.root)
+        out = hilt_here("docs", "model", "2", "--workspace", ws.root)
         assert out.returncode == 0, out.stderr
         markdown = (ws.root / "docs" / "model-2.md").read_text()
         registry = {r[0]: r[1:] for r in table_with(markdown, ["fact", "store registry", "MLflow"])}
@@ -171,7 +175,7 @@ def test_mlflow_aliases_that_disagree_with_the_store_are_printed(ws: Workspace) 
         assert (
             "DISAGREE hilt-german-credit/v2 hilt.gate: store registry pending; MLflow promoted"
         ) in out.stdout
-        verify = hilt_cli("audit", "verify", "--workspace", ws.root)
+        verify = hilt_here("audit", "verify", "--workspace", ws.root)
         assert verify.returncode == 1, verify.stdout
         assert verify.stdout.splitlines()[0].startswith("OK ")
         assert "DISAGREE alias champion: store registry 1; MLflow 2" in verify.stdout
@@ -179,7 +183,7 @@ def test_mlflow_aliases_that_disagree_with_the_store_are_printed(ws: Workspace) 
     finally:
         lena = open_store_as(ws, Identity(name="lena"))
         assert mirror_to_mlflow(lena, settings) is None
-    verify = hilt_cli("audit", "verify", "--workspace", ws.root)
+    verify = hilt_here("audit", "verify", "--workspace", ws.root)
     assert verify.returncode == 0, verify.stdout
     assert "MLflow's registry mirrors the store's model registry" in verify.stdout
 

@@ -1,10 +1,11 @@
 """`hilt simulate` on German credit: reviewer feedback improves the model (slow: it runs the
-real retraining notebook once per round)."""
+real retraining notebook once per round). The single simulation runs as a scheduler runs it,
+in a `hilt` process of its own; the seeds and strategies, and the verify after, run the CLI
+in this process (``hilt_here``: no interpreter start and imports to pay again)."""
 
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_helpers import hilt_here
 from tests.conftest import CONFIG, CSV
 
 HILT = str(Path(sys.executable).parent / "hilt")
@@ -58,9 +60,7 @@ def test_uncertainty_sampling_improves_the_holdout_auc(tmp_path: Path) -> None:
     assert summary["reviewed"] == [0, 50, 100]
     assert Path(summary["plot"]).stat().st_size > 5000
     assert "holdout AUC" in result.stdout  # the table
-    verify = subprocess.run(
-        [HILT, "audit", "verify", "--workspace", str(ws)], capture_output=True, text=True
-    )
+    verify = hilt_here("audit", "verify", "--workspace", ws)
     assert verify.returncode == 0, verify.stdout
 
 
@@ -71,31 +71,25 @@ def test_three_seeds_and_two_strategies_print_both_series(tmp_path: Path) -> Non
     both, the JSON line with both; each seed gives both strategies the same split (round 0:
     the same model)."""
     root = tmp_path / "sims"
-    result = subprocess.run(
-        [
-            HILT,
-            "simulate",
-            "--workspace",
-            str(root),
-            "--config",
-            str(CONFIG),
-            "--data",
-            str(CSV),
-            "--seeds",
-            "3",
-            "--strategy",
-            "uncertainty,random",
-            "--rounds",
-            "1",
-            "--batch",
-            "20",
-            "--engine",
-            "steps",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "HILT_PROGRESS": "1"},
+    result = hilt_here(
+        "simulate",
+        "--workspace",
+        root,
+        "--config",
+        CONFIG,
+        "--data",
+        CSV,
+        "--seeds",
+        "3",
+        "--strategy",
+        "uncertainty,random",
+        "--rounds",
+        "1",
+        "--batch",
+        "20",
+        "--engine",
+        "steps",
+        env={"HILT_PROGRESS": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
