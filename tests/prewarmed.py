@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from hilt.pipelines.dashboards.server import stop_processes
+from hilt.pipelines.dashboards.server import stop_processes, store_serve_command
 from hilt.pipelines.workspace import Workspace
 
 #: What the fork server imports once: the CLI with its command groups, the store service
@@ -52,6 +52,9 @@ _CONTEXT.set_forkserver_preload(list(PRELOAD))
 
 def _run_hilt(args: list[str], env: dict[str, str], cwd: str, out: str, err: str) -> None:
     """In the child: the caller's environment, folder and output files, then `hilt ARGS`."""
+    # Daemonic to its parent (stopped with it), but in its own eyes a program like `hilt`,
+    # which may start processes of its own (verify hashes the log in a pool of them).
+    multiprocessing.current_process().daemon = False
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
@@ -75,6 +78,11 @@ class Hilt:
     def pid(self) -> int:
         assert self._process.pid is not None
         return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once it has ended (a negative signal number if a signal ended it)."""
+        return self._process.exitcode
 
     def poll(self) -> int | None:
         return self._process.exitcode
@@ -161,7 +169,7 @@ class PrewarmedService:
 def prewarmed_service(ws: Workspace, log_path: Path, port: int) -> PrewarmedService:
     """`hilt store serve --workspace WS --port PORT` (``start``), its stdout and stderr
     appended to ``log_path``; returned once /health answers 200 (within 30 s)."""
-    args = ["store", "serve", "--workspace", str(ws.root), "--port", str(port)]
+    args = store_serve_command(ws, port)[3:]  # the one way, after `python -m hilt.pipelines.cli`
     process = start(args, stdout=log_path)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
