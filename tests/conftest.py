@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import atexit
-import functools
 import hashlib
 import shutil
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +20,7 @@ from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.records import ModelEvaluation
 from hilt.pipelines.workspace import Workspace
-from tests.prewarmed import Hilt, prewarmed_service
+from tests.prewarmed import Hilt, output_folder, prewarmed_service
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
@@ -237,15 +234,6 @@ class RunningService:
         stop_processes(self.process)
 
 
-@functools.cache
-def _service_logs() -> Path:
-    """Where the services started without a log of their own write theirs: a folder of this
-    process, outside every workspace, removed when it exits."""
-    folder = Path(tempfile.mkdtemp(prefix="hilt-tests-services-"))
-    atexit.register(shutil.rmtree, folder, True)
-    return folder
-
-
 def start_service(
     ws: Workspace, port: int | None = None, log_path: Path | None = None
 ) -> RunningService:
@@ -255,7 +243,7 @@ def start_service(
     ``log_path`` (default: a file of its own outside the workspace), which a test can read
     during the run or after ``stop()``. Returned once /health answers 200."""
     port = port or free_port()
-    log = log_path or _service_logs() / f"store-service-{port}-{time.monotonic_ns()}.log"
+    log = log_path or output_folder() / f"store-service-{port}-{time.monotonic_ns()}.log"
     started = prewarmed_service(ws, log, port)
     return RunningService(url=started.url, process=started.process, workspace=ws, port=port)
 

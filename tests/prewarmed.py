@@ -13,11 +13,15 @@ SIGTERM and exits with `hilt`'s own exit codes.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import multiprocessing
 import os
 import runpy
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -106,14 +110,16 @@ def start(
     stdout: Path,
     stderr: Path | None = None,
     env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Hilt:
     """`hilt ARGS` started as a child of the fork server, with ``env`` (default: this
-    process's environment now), appending its stdout to ``stdout`` and its stderr to
-    ``stderr`` (default: the same file)."""
+    process's environment now), in ``cwd`` (default: this process's working folder),
+    appending its stdout to ``stdout`` and its stderr to ``stderr`` (default: the same
+    file)."""
     child_args = {
         "args": [str(a) for a in args],
         "env": dict(os.environ if env is None else env),
-        "cwd": os.getcwd(),
+        "cwd": str(cwd or os.getcwd()),
         "out": str(stdout),
         "err": str(stderr or stdout),
     }
@@ -129,15 +135,29 @@ def start(
     return Hilt(child)
 
 
+@functools.cache
+def output_folder() -> Path:
+    """Where children write their output when the caller names no folder: a folder of this
+    process, outside every workspace, removed when it exits."""
+    folder = Path(tempfile.mkdtemp(prefix="hilt-tests-prewarmed-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def run(
-    *args: str | Path, folder: Path, env: Mapping[str, str] | None = None, timeout_s: float = 240
+    *args: str | Path,
+    folder: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 240,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`hilt ARGS` to its end, as ``subprocess.run(..., capture_output=True, text=True)``
-    returns it; its output files are kept in ``folder``."""
+    returns it; its output files are kept in ``folder`` (default: ``output_folder()``)."""
+    folder = folder or output_folder()
     folder.mkdir(parents=True, exist_ok=True)
     stamp = f"{time.monotonic_ns()}"
     out, err = folder / f"hilt-{stamp}.out", folder / f"hilt-{stamp}.err"
-    child = start(args, stdout=out, stderr=err, env=env)
+    child = start(args, stdout=out, stderr=err, env=env, cwd=cwd)
     try:
         code = child.wait(timeout_s)
     except subprocess.TimeoutExpired:
