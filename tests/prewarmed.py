@@ -54,8 +54,11 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(list(PRELOAD))
 
 
-def _run_hilt(args: list[str], env: dict[str, str], cwd: str, out: str, err: str) -> None:
-    """In the child: the caller's environment, folder and output files, then `hilt ARGS`."""
+def _run_hilt(
+    args: list[str], env: dict[str, str], cwd: str, out: str, err: str, script: str | None
+) -> None:
+    """In the child: the caller's environment, folder and output files, then `hilt ARGS`
+    (or ``python SCRIPT ARGS``)."""
     # Daemonic to its parent (stopped with it), but in its own eyes a program like `hilt`,
     # which may start processes of its own (verify hashes the log in a pool of them).
     multiprocessing.current_process().daemon = False
@@ -66,6 +69,10 @@ def _run_hilt(args: list[str], env: dict[str, str], cwd: str, out: str, err: str
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(handle, fd)
         os.close(handle)
+    if script is not None:
+        sys.argv = [script, *args]
+        runpy.run_path(script, run_name="__main__")
+        return
     sys.argv = ["hilt", *args]
     from hilt.pipelines.cli import main
 
@@ -111,12 +118,15 @@ def start(
     stderr: Path | None = None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    script: Path | None = None,
 ) -> Hilt:
     """`hilt ARGS` started as a child of the fork server, with ``env`` (default: this
     process's environment now), in ``cwd`` (default: this process's working folder),
     appending its stdout to ``stdout`` and its stderr to ``stderr`` (default: the same
-    file)."""
+    file). With ``script``: ``python SCRIPT ARGS`` instead (a test's own worker process,
+    which finds hilt and its dependencies imported)."""
     child_args = {
+        "script": None if script is None else str(script),
         "args": [str(a) for a in args],
         "env": dict(os.environ if env is None else env),
         "cwd": str(cwd or os.getcwd()),
