@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import polars as pl
 import pytest
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.dashboards.server import stop_processes, store_serve_command
+from hilt.pipelines.dashboards.server import stop_processes
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.records import ModelEvaluation
 from hilt.pipelines.workspace import Workspace
+from tests.prewarmed import Hilt, output_folder, prewarmed_service
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
@@ -228,7 +225,7 @@ def predictions_for(cases: pl.DataFrame, id_column: str = "application_id") -> p
 @dataclass
 class RunningService:
     url: str
-    process: subprocess.Popen[bytes]
+    process: Hilt
     workspace: Workspace
     tokens: dict[str, str] = field(default_factory=dict)
     port: int = 0
@@ -237,28 +234,18 @@ class RunningService:
         stop_processes(self.process)
 
 
-def start_service(ws: Workspace, port: int | None = None) -> RunningService:
+def start_service(
+    ws: Workspace, port: int | None = None, log_path: Path | None = None
+) -> RunningService:
+    """`hilt store serve` on ``ws``: a real process of its own, forked from one that has
+    imported hilt once (tests/prewarmed.py), so a test pays for the service's start, not for
+    an interpreter's imports. Its stdout and stderr (its whole log) are appended to
+    ``log_path`` (default: a file of its own outside the workspace), which a test can read
+    during the run or after ``stop()``. Returned once /health answers 200."""
     port = port or free_port()
-    env = dict(os.environ)
-    proc = subprocess.Popen(
-        store_serve_command(ws, port),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            raise RuntimeError(f"store service exited early: {err}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return RunningService(url=url, process=proc, workspace=ws, port=port)
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("store service did not come up in 30 s")
+    log = log_path or output_folder() / f"store-service-{port}-{time.monotonic_ns()}.log"
+    started = prewarmed_service(ws, log, port)
+    return RunningService(url=started.url, process=started.process, workspace=ws, port=port)
 
 
 def issue_tokens(ws: Workspace, settings: Settings) -> dict[str, str]:
@@ -306,45 +293,6 @@ def store_as(request: pytest.FixtureRequest, loaded_workspace: Workspace) -> Ite
         for s in opened:
             s.close()
         svc.stop()
-
-
-def start_service_logged(ws: Workspace, log_path: Path, port: int | None = None) -> RunningService:
-    """Like start_service, but the service's stderr (its whole log) goes to ``log_path``,
-    so a test can read what the service wrote, during the run or after stop()."""
-    port = port or free_port()
-    log = log_path.open("ab")
-    try:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hilt.pipelines.cli",
-                "store",
-                "serve",
-                "--workspace",
-                str(ws.root),
-                "--port",
-                str(port),
-            ],
-            env=dict(os.environ),
-            stdout=log,
-            stderr=log,
-        )
-    finally:
-        log.close()  # the child holds its own copy of the descriptor
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"store service exited early: {log_path.read_text()}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return RunningService(url=url, process=proc, workspace=ws, port=port)
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    proc.wait(5)
-    raise RuntimeError("store service did not come up in 30 s")
 
 
 # ----------------------------------------------------------------- the order of the files

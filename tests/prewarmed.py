@@ -1,5 +1,4 @@
-"""`hilt` (or a benchmark script) in a process of its own, without paying for its imports
-every time.
+"""`hilt` in a process of its own, without paying for its imports every time.
 
 A `hilt` process spends most of its start importing (typer, FastAPI, uvicorn, DuckDB,
 polars, MLflow): 1.5-3 s on the 2-core machine, every time a test starts `hilt store serve`
@@ -9,18 +8,20 @@ or runs `hilt score`. Here the imports are paid once per test process: a fork se
 (``hilt.pipelines.cli.main``) with ``ARGS``, the caller's environment and working folder,
 its stdout and stderr in files. It is the same program as the ``hilt`` script, in a
 separate process with its own pid: it owns the store's lock, serves HTTP, is stopped with
-SIGTERM and exits with `hilt`'s own exit codes. A benchmark script (``script=``) runs the
-same way as `python SCRIPT ARGS` would: the script as the main module of a child of its
-own, its exit code and output, the processes it starts its own.
+SIGTERM and exits with `hilt`'s own exit codes.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import multiprocessing
 import os
 import runpy
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from hilt.pipelines.dashboards.server import stop_processes
+from hilt.pipelines.dashboards.server import stop_processes, store_serve_command
 from hilt.pipelines.workspace import Workspace
 
 #: What the fork server imports once: the CLI with its command groups, the store service
@@ -54,11 +55,13 @@ _CONTEXT.set_forkserver_preload(list(PRELOAD))
 
 
 def _run_hilt(
-    args: list[str], env: dict[str, str], cwd: str, out: str, err: str, script: str = ""
+    args: list[str], env: dict[str, str], cwd: str, out: str, err: str, script: str | None
 ) -> None:
-    """In the child: the caller's environment, folder and output files, then `hilt ARGS`;
-    or, given a ``script``, `python SCRIPT ARGS` (the script run as the main module, its
-    folder first on ``sys.path``, as the interpreter runs it)."""
+    """In the child: the caller's environment, folder and output files, then `hilt ARGS`
+    (or ``python SCRIPT ARGS``)."""
+    # Daemonic to its parent (stopped with it), but in its own eyes a program like `hilt`,
+    # which may start processes of its own (verify hashes the log in a pool of them).
+    multiprocessing.current_process().daemon = False
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
@@ -66,9 +69,9 @@ def _run_hilt(
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(handle, fd)
         os.close(handle)
-    if script:
+    if script is not None:
         sys.argv = [script, *args]
-        sys.path.insert(0, str(Path(script).parent))
+        sys.path.insert(0, str(Path(script).parent))  # as the interpreter runs a script
         runpy.run_path(script, run_name="__main__")
         return
     sys.argv = ["hilt", *args]
@@ -87,6 +90,11 @@ class Hilt:
     def pid(self) -> int:
         assert self._process.pid is not None
         return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once it has ended (a negative signal number if a signal ended it)."""
+        return self._process.exitcode
 
     def poll(self) -> int | None:
         return self._process.exitcode
@@ -110,21 +118,21 @@ def start(
     stdout: Path,
     stderr: Path | None = None,
     env: Mapping[str, str] | None = None,
-    script: Path | None = None,
     cwd: Path | None = None,
+    script: Path | None = None,
 ) -> Hilt:
     """`hilt ARGS` started as a child of the fork server, with ``env`` (default: this
-    process's environment now), appending its stdout to ``stdout`` and its stderr to
-    ``stderr`` (default: the same file), in ``cwd`` (default: this process's folder).
-    ``script``: `python SCRIPT ARGS` instead (a benchmark), a child that may start
-    processes of its own with ``multiprocessing`` (not a daemon)."""
+    process's environment now), in ``cwd`` (default: this process's working folder),
+    appending its stdout to ``stdout`` and its stderr to ``stderr`` (default: the same
+    file). With ``script``: ``python SCRIPT ARGS`` instead (a test's own worker process,
+    which finds hilt and its dependencies imported)."""
     child_args = {
+        "script": None if script is None else str(script),
         "args": [str(a) for a in args],
         "env": dict(os.environ if env is None else env),
         "cwd": str(cwd or os.getcwd()),
         "out": str(stdout),
         "err": str(stderr or stdout),
-        "script": str(script or ""),
     }
     # The child runs this file as its main module (see its end): pytest imports the tests
     # by path, so a child could not import them by name.
@@ -132,38 +140,44 @@ def start(
         target=runpy.run_path,
         args=(__file__,),
         kwargs={"init_globals": {CHILD_ARGS: child_args}, "run_name": "__main__"},
-        # A `hilt` child is stopped with this process if a test forgot to; a script's may
-        # start processes of its own with multiprocessing, which a daemon may not.
-        daemon=script is None,
+        daemon=True,  # stopped with this process if a test forgot to
     )
     child.start()
     return Hilt(child)
 
 
+@functools.cache
+def output_folder() -> Path:
+    """Where children write their output when the caller names no folder: a folder of this
+    process, outside every workspace, removed when it exits."""
+    folder = Path(tempfile.mkdtemp(prefix="hilt-tests-prewarmed-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def run(
     *args: str | Path,
-    folder: Path,
+    folder: Path | None = None,
     env: Mapping[str, str] | None = None,
     timeout_s: float = 240,
-    script: Path | None = None,
     cwd: Path | None = None,
+    script: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`hilt ARGS` (or `python SCRIPT ARGS`, see ``start``) to its end, as
-    ``subprocess.run(..., capture_output=True, text=True)`` returns it; its output files
-    are kept in ``folder``."""
+    """`hilt ARGS` (or `python SCRIPT ARGS`, see ``start``) to its end, as ``subprocess.run(..., capture_output=True, text=True)``
+    returns it; its output files are kept in ``folder`` (default: ``output_folder()``)."""
+    folder = folder or output_folder()
     folder.mkdir(parents=True, exist_ok=True)
     stamp = f"{time.monotonic_ns()}"
     out, err = folder / f"hilt-{stamp}.out", folder / f"hilt-{stamp}.err"
-    child = start(args, stdout=out, stderr=err, env=env, script=script, cwd=cwd)
+    child = start(args, stdout=out, stderr=err, env=env, cwd=cwd, script=script)
     try:
         code = child.wait(timeout_s)
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait(5)
         raise
-    command = [sys.executable, str(script)] if script is not None else ["hilt"]
     return subprocess.CompletedProcess(
-        [*command, *map(str, args)],
+        ["hilt", *map(str, args)],
         code,
         out.read_text(encoding="utf-8") if out.exists() else "",
         err.read_text(encoding="utf-8") if err.exists() else "",
@@ -187,7 +201,7 @@ class PrewarmedService:
 def prewarmed_service(ws: Workspace, log_path: Path, port: int) -> PrewarmedService:
     """`hilt store serve --workspace WS --port PORT` (``start``), its stdout and stderr
     appended to ``log_path``; returned once /health answers 200 (within 30 s)."""
-    args = ["store", "serve", "--workspace", str(ws.root), "--port", str(port)]
+    args = store_serve_command(ws, port)[3:]  # the one way, after `python -m hilt.pipelines.cli`
     process = start(args, stdout=log_path)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -1,7 +1,10 @@
 """The `hilt` command, run as scripts run it: exact forms, exit codes, no stack traces.
 `hilt init`, `hilt demo`, the documented forms and the defaults of ``--workspace`` run as
 processes; the other tests run the commands in process (``hilt_here``), each with a real
-process among them."""
+process among them. The processes are forked from one that has imported hilt once
+(tests/prewarmed.py: the ``hilt`` entry point with its arguments, environment and working
+folder, in a process of its own); the installed ``hilt`` script itself starts `hilt init`
+in ``test_workspace_defaults_to_env_then_dot_workspace``."""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,17 +22,17 @@ import pytest
 
 from hilt.pipelines.workspace import Workspace
 from tests.cli_helpers import hilt_here
-from tests.conftest import CONFIG, CSV, free_port, operator
+from tests.conftest import CONFIG, CSV, operator, start_service
 from tests.loop_helpers import hilt_cli
+from tests.prewarmed import run as prewarmed_hilt
 
 HILT = str(Path(sys.executable).parent / "hilt")
 
 
 def hilt(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`hilt ARGS` in a process of its own (prewarmed), without $HILT_WORKSPACE."""
     env = {k: v for k, v in os.environ.items() if k != "HILT_WORKSPACE"}
-    return subprocess.run(
-        [HILT, *map(str, args)], capture_output=True, text=True, timeout=120, cwd=cwd, env=env
-    )
+    return prewarmed_hilt(*args, env=env, cwd=cwd, timeout_s=120)
 
 
 def assert_user_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -84,28 +86,11 @@ def test_the_documented_forms_work_end_to_end(tmp_path: Path) -> None:
 @contextmanager
 def store_served(ws: Path) -> Iterator[str]:
     """`hilt store serve` on the workspace, answering at the URL given, until the end."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [HILT, "store", "serve", "--workspace", str(ws), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    service = start_service(Workspace.at(ws))
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, "hilt store serve exited early"
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "hilt store serve did not come up in 30 s"
-            time.sleep(0.05)
-        yield url
+        yield service.url
     finally:
-        proc.terminate()
-        proc.wait(15)
+        service.stop()
 
 
 def test_parquet_ingest(tmp_path: Path, workspace: Workspace) -> None:

@@ -7,6 +7,7 @@ attacker function below opens the file as an attacker with write access would
 attacker would), and returns the first break verify must report. Every case is checked
 through the python API (an admin store's ``.verify()``) and through the real CLI
 (``hilt audit verify``, exit code 1 and ``seq <n>: <kind>`` on stdout, no traceback).
+The `hilt` processes are forked from one that has imported hilt once (tests/prewarmed.py).
 Altering the tables themselves (a dropped, renamed or retyped table or column) is a
 ``schema`` break at seq 0, never a DuckDB error.
 """
@@ -17,7 +18,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +46,7 @@ from hilt.pipelines.store.records import VerifyReport
 from hilt.pipelines.workspace import Workspace
 from tests.audit_helpers import append_event, edit_entry, fetch_one, raw_db, row_hash
 from tests.conftest import CONFIG, CSV, TEST_MODEL, leased, operator, predictions_for, stand_in
+from tests.prewarmed import run as prewarmed_hilt
 
 FLIP = {"1": "0", "0": "1"}
 DECISIONS_BEFORE_CHECKPOINT = 20
@@ -137,22 +138,16 @@ def verify_api(ws: Workspace, public_key: str | None = None) -> VerifyReport:
 
 
 def verify_cli(ws: Workspace, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hilt.pipelines.cli",
-            "audit",
-            "verify",
-            "--workspace",
-            str(ws.root),
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    """`hilt audit verify` in a process of its own (forked from one that has imported hilt
+    once: tests/prewarmed.py), as an auditor's shell runs it."""
+    return hilt_process("audit", "verify", "--workspace", ws.root, *extra, ws=ws)
+
+
+def hilt_process(
+    *args: str | Path, ws: Workspace, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`hilt ARGS` to its end in a process of its own; its output kept beside ``ws``."""
+    return prewarmed_hilt(*args, folder=ws.root.parent / "hilt", env=env, timeout_s=120)
 
 
 def assert_broken(ws: Workspace, seq: int, kind: str, public_key: str | None = None) -> None:
@@ -765,14 +760,7 @@ def test_a_query_that_duckdb_refuses_is_a_schema_break_naming_the_check(
 
 def hilt_checkpoint(ws: Workspace, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k != "HILT_DEBUG"}
-    return subprocess.run(
-        [sys.executable, "-m", "hilt.pipelines.cli", "audit", "checkpoint", "-w", str(ws.root)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**base, **env},
-    )
+    return hilt_process("audit", "checkpoint", "-w", ws.root, ws=ws, env={**base, **env})
 
 
 def test_a_duckdb_error_no_code_wrapped_is_one_line_and_exit_3(

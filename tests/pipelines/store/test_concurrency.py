@@ -1,7 +1,8 @@
 """Many writers at once: nothing acknowledged is lost, nothing is recorded twice.
 
-Every writer is its own OS process (decision_worker.py run as a script), as every Voila
-kernel is in production. Each writer writes down, line by line, which decisions it saw
+Every writer is its own OS process (decision_worker.py run as a script, forked from a
+process that has imported hilt once: tests/prewarmed.py), as every Voila kernel is in
+production. Each writer writes down, line by line, which decisions it saw
 acknowledged; afterwards the store is read back through its own feed and verified.
 """
 
@@ -12,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -32,6 +32,7 @@ from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.modes.service import StoreService, create_app
 from hilt.pipelines.store.records import Decision
 from hilt.pipelines.workspace import Workspace
+from tests import prewarmed
 from tests.conftest import (
     TEST_MODEL,
     RunningService,
@@ -63,22 +64,21 @@ def requests_for(n: int, tag: str) -> list[dict[str, str]]:
     return [{"request_id": f"{tag}-{i:04d}"} for i in range(n)]
 
 
-def spawn_worker(
-    tmp: Path, name: str, spec: dict[str, Any]
-) -> tuple[subprocess.Popen[bytes], Path]:
+def spawn_worker(tmp: Path, name: str, spec: dict[str, Any]) -> tuple[prewarmed.Hilt, Path]:
+    """``python decision_worker.py SPEC`` in a process of its own, forked from one that has
+    imported hilt and httpx once (tests/prewarmed.py); its stderr in ``NAME.err``."""
     out = tmp / f"{name}.jsonl"
     spec_path = tmp / f"{name}.spec.json"
     spec_path.write_text(json.dumps({**spec, "out": str(out)}), encoding="utf-8")
-    proc = subprocess.Popen(
-        [sys.executable, str(WORKER), str(spec_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    proc = prewarmed.start(
+        [spec_path], stdout=tmp / f"{name}.stdout", stderr=tmp / f"{name}.err", script=WORKER
     )
     return proc, out
 
 
-def wait_all(procs: list[subprocess.Popen[bytes]], timeout_s: float) -> None:
+def wait_all(workers: list[tuple[prewarmed.Hilt, Path]], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
+    procs = [p for p, _ in workers]
     try:
         for p in procs:
             p.wait(max(0.1, deadline - time.monotonic()))
@@ -88,9 +88,9 @@ def wait_all(procs: list[subprocess.Popen[bytes]], timeout_s: float) -> None:
                 p.kill()
                 p.wait(5)
         pytest.fail(f"workers did not finish within {timeout_s} s")
-    for p in procs:
-        err = p.stderr.read().decode() if p.stderr else ""
-        assert p.returncode == 0, err
+    for p, out in workers:
+        err = out.with_suffix(".err")
+        assert p.returncode == 0, err.read_text(encoding="utf-8") if err.exists() else ""
 
 
 def results(out: Path) -> list[dict[str, Any]]:
@@ -191,7 +191,7 @@ def test_32_processes_lease_and_decide_480_cases_through_the_service(
             )
             for w in range(WORKERS)
         ]
-        wait_all([p for p, _ in workers], timeout_s=420)
+        wait_all(workers, timeout_s=420)
         elapsed = time.monotonic() - started
         outs = [o for _, o in workers]
         failures = [r for o in outs for r in results(o) if "error" in r]
@@ -298,7 +298,7 @@ def test_kill_9_of_the_service_loses_no_acknowledged_decision(
         grouped = httpx.get(svc.url + "/health", timeout=10).json()["group_commit"]
         os.kill(svc.process.pid, signal.SIGKILL)
         assert svc.process.wait(10) == -signal.SIGKILL
-        wait_all([p for p, _ in workers], timeout_s=90)
+        wait_all(workers, timeout_s=90)
 
         ack = acknowledged(outs)
         unacked = [r for o in outs for r in results(o) if "error" in r]
@@ -387,7 +387,7 @@ def test_two_embedded_processes_share_the_file_under_the_lock(
         )
         for user in ["alice", "bob"]
     ]
-    wait_all([p for p, _ in workers], timeout_s=120)
+    wait_all(workers, timeout_s=120)
     outs = [o for _, o in workers]
     assert [r for o in outs for r in results(o) if "error" in r] == []
     ack = acknowledged(outs)

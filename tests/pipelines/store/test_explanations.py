@@ -75,24 +75,21 @@ def _refused(store: Store, request: DecisionRequest, match: str) -> None:
     assert store.audit_head() == before
 
 
-@pytest.mark.parametrize(
-    ("tamper", "match"),
-    [
-        ("sha", "is not the hash of the stored prediction's explanation"),
-        ("threshold", "is not the hash"),
-        ("free-text-label", "class_labels must hold the configured class labels"),
-        ("free-text-feature", "feature_labels must hold the configured column descriptions"),
-        ("unknown-feature", "feature_labels names a column that is no feature"),
-        ("extra-field", "Extra inputs are not permitted"),
-        ("renderer", "this store renders hilt-explanation/1"),
-        ("context-only", "explanation_sha256 and explanation_context go together"),
-    ],
-)
-def test_an_explanation_that_does_not_hold_is_refused_and_nothing_is_written(
-    store_as: StoreFactory, loaded_workspace: Workspace, tamper: str, match: str
-) -> None:
-    alice = store_as("alice")
-    item, shown = _shown(alice, loaded_workspace)
+#: What an insider changes in the explanation they send, and the refusal that names it.
+TAMPERED = [
+    ("sha", "is not the hash of the stored prediction's explanation"),
+    ("threshold", "is not the hash"),
+    ("free-text-label", "class_labels must hold the configured class labels"),
+    ("free-text-feature", "feature_labels must hold the configured column descriptions"),
+    ("unknown-feature", "feature_labels names a column that is no feature"),
+    ("extra-field", "Extra inputs are not permitted"),
+    ("renderer", "this store renders hilt-explanation/1"),
+    ("context-only", "explanation_sha256 and explanation_context go together"),
+]
+
+
+def _tampered(shown: ShownExplanation, tamper: str) -> tuple[str | None, dict[str, Any]]:
+    """The explanation as shown, changed as ``tamper`` says: (its sha256, its context)."""
     sha: str | None = shown.sha256
     context = copy.deepcopy(shown.context)
     if tamper == "sha":
@@ -112,7 +109,19 @@ def test_an_explanation_that_does_not_hold_is_refused_and_nothing_is_written(
         context["renderer"] = "hilt-explanation/0"
     elif tamper == "context-only":
         sha = None
-    _refused(alice, _accept(item, sha, context), match)
+    return sha, context
+
+
+def test_an_explanation_that_does_not_hold_is_refused_and_nothing_is_written(
+    store_as: StoreFactory, loaded_workspace: Workspace
+) -> None:
+    """Each tampered explanation in turn, on the case alice holds: each refusal names what
+    is wrong and writes nothing, so the case stays hers, undecided, for the next one."""
+    alice = store_as("alice")
+    item, shown = _shown(alice, loaded_workspace)
+    for tamper, match in TAMPERED:
+        sha, context = _tampered(shown, tamper)
+        _refused(alice, _accept(item, sha, context), match)
 
 
 def test_an_explanation_with_the_model_hidden_or_on_undo_is_refused(

@@ -31,7 +31,6 @@ from tests.conftest import (
     predictions_for,
     stand_in,
     start_service,
-    start_service_logged,
 )
 
 Kwargs = dict[str, Any]
@@ -307,7 +306,7 @@ def test_a_good_write_moves_the_head_and_is_readable(service: RunningService) ->
 @pytest.fixture
 def logged_service(loaded_workspace: Workspace, tmp_path: Path) -> Iterator[RunningService]:
     tokens = issue_tokens(loaded_workspace, loaded_workspace.settings())
-    svc = start_service_logged(loaded_workspace, tmp_path / "service.log")
+    svc = start_service(loaded_workspace, log_path=tmp_path / "service.log")
     svc.tokens = tokens
     try:
         yield svc

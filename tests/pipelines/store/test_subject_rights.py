@@ -124,16 +124,22 @@ def test_bad_rectifications_write_nothing(store_as: StoreFactory) -> None:
     assert state(pia) == before
 
 
+#: A subject of each kind of restriction at once (their cases are both in the queue): the
+#: queue is drained once for both.
+RESTRICTED = {"restrict": (SUBJECT, CASE), "object": ("SYN-SUBJ-000008", "APP-000008")}
+
+
 @pytest.mark.obligation("GDPR 18", "GDPR 21")
-@pytest.mark.parametrize("kind", ["restrict", "object"])
 def test_a_restricted_subject_leaves_training_and_the_queue_until_lifted(
-    store_as: StoreFactory, kind: str
+    store_as: StoreFactory,
 ) -> None:
+    """A restriction of processing (GDPR 18) and an objection (GDPR 21), one subject each."""
     pia, dana, alice = store_as("pia"), store_as("dana"), store_as("alice")
     waiting = alice.queue_status().waiting
-    pia.subject_restrict(SUBJECT, kind)
-    assert CASE not in snapshot_rows(dana)["case_id"].to_list()
-    assert alice.queue_status().waiting == waiting - 1
+    for n, (kind, (subject, case)) in enumerate(RESTRICTED.items(), start=1):
+        pia.subject_restrict(subject, kind)
+        assert case not in snapshot_rows(dana)["case_id"].to_list()
+        assert alice.queue_status().waiting == waiting - n
     seen = set()
     with holding(alice):  # ~200 decisions: on one connection in the embedded mode
         while (leased := alice.next_case()) is not None:
@@ -141,18 +147,21 @@ def test_a_restricted_subject_leaves_training_and_the_queue_until_lifted(
             alice.record_decision(DecisionRequest(case_id=leased.case.case_id, action="accept"))
             if len(seen) > 250:
                 break
-    assert len(seen) == waiting - 1  # the whole queue but the restricted case
-    assert CASE not in seen
-    with pytest.raises(ConflictError, match="restricted"):
-        alice.record_decision(DecisionRequest(case_id=CASE, action="accept"))
-    with pytest.raises(ConflictError, match="already in force"):
-        pia.subject_restrict(SUBJECT, kind)
-    pia.subject_restrict(SUBJECT, kind, lift=True)
-    assert CASE in snapshot_rows(dana)["case_id"].to_list()
-    leased = alice.next_case()
-    assert leased is not None and leased.case.case_id == CASE
-    with pytest.raises(ConflictError, match=r"no \w+ in force"):
-        pia.subject_restrict(SUBJECT, kind, lift=True)
+    assert len(seen) == waiting - len(RESTRICTED)  # the whole queue but the restricted cases
+    for kind, (subject, case) in RESTRICTED.items():
+        assert case not in seen
+        with pytest.raises(ConflictError, match="restricted"):
+            alice.record_decision(DecisionRequest(case_id=case, action="accept"))
+        with pytest.raises(ConflictError, match="already in force"):
+            pia.subject_restrict(subject, kind)
+    for kind, (subject, case) in RESTRICTED.items():
+        pia.subject_restrict(subject, kind, lift=True)
+        assert case in snapshot_rows(dana)["case_id"].to_list()
+        leased = alice.next_case()
+        assert leased is not None and leased.case.case_id == case
+        with pytest.raises(ConflictError, match=r"no \w+ in force"):
+            pia.subject_restrict(subject, kind, lift=True)
+        alice.record_decision(DecisionRequest(case_id=case, action="accept"))
 
 
 @pytest.mark.obligation("GDPR 22(3)")
