@@ -16,11 +16,16 @@ import pytest
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.dashboards.server import stop_processes
+from hilt.pipelines.deferred_imports import defer_iri_grammar
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.records import ModelEvaluation
 from hilt.pipelines.workspace import Workspace
 from tests.prewarmed import Hilt, output_folder, prewarmed_service
+
+# Tests import nbformat and papermill: without the IRI grammar jsonschema would build at
+# its import (~1.2 s of CPU per test process; hilt.pipelines.deferred_imports).
+defer_iri_grammar()
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
