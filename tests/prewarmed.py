@@ -163,8 +163,9 @@ def run(
     cwd: Path | None = None,
     script: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`hilt ARGS` (or `python SCRIPT ARGS`, see ``start``) to its end, as ``subprocess.run(..., capture_output=True, text=True)``
-    returns it; its output files are kept in ``folder`` (default: ``output_folder()``)."""
+    """`hilt ARGS` (or `python SCRIPT ARGS`, see ``start``) to its end, as
+    ``subprocess.run(..., capture_output=True, text=True)`` returns it; its output files are
+    kept in ``folder`` (default: ``output_folder()``)."""
     folder = folder or output_folder()
     folder.mkdir(parents=True, exist_ok=True)
     stamp = f"{time.monotonic_ns()}"
