@@ -2,8 +2,8 @@
 the audit dashboard): real DuckDB, real MLflow (sqlite), real papermill runs.
 
 1. dana trains model v1 (in process), lena promotes it, v1 scores 150 new cases;
-2. alice reviews 60 of them (accepts, every third overridden) in the review panel's way:
-   each decision carries the explanation she saw;
+2. alice reviews 60 of them (accepts, every third overridden) in one session of the review
+   panel: each decision carries the explanation she saw;
 3. `hilt retrain` as dana (papermill: run events, executed notebook, snapshot with
    alice's labels) → v2; max promotes it;
 4. `hilt score` as dana (papermill) scores 40 more cases with v2; alice decides one of
@@ -31,7 +31,7 @@ from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.records import Decision
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets import PredictionView
-from hilt.widgets.contracts.review import DecisionInput
+from hilt.widgets.contracts.review import DecisionInput, DecisionReceipt
 from tests.conftest import CONFIG, operator
 from tests.loop_helpers import FAST, LABELLED, all_cases, loop_workspace, new_cases_file
 
@@ -54,33 +54,48 @@ class AuditedLoop:
     explanation_html: str
 
 
-def decide_as_panel(ws: Workspace, reviewer: str, action: str) -> tuple[Decision, str]:
-    """Lease the next case and decide it the way the review panel does: the prediction view
-    renders the explanation, and the decision carries its sha256 and context. Returns the
-    decision and the explanation's HTML as it was on screen."""
-    store = open_store_as(ws, Identity(name=reviewer))
-    backend = StoreReviewBackend(store, ws.settings())
-    item = backend.next_item()
-    assert item is not None, "the queue is empty"
-    view = PredictionView(backend.review_config())
-    view.show(item)
-    shown = view.shown_explanation()
-    assert shown is not None
-    on_screen = "".join(w.value for w in view.children)
-    other = next(c for c in ws.settings().target.classes if c != item.predicted_label)
-    receipt = backend.submit(
-        DecisionInput(
-            case_id=item.case_id,
-            action="override" if action == "override" else "accept",
-            final_label=other if action == "override" else None,
-            reason_code="data-error" if action == "override" else None,
-            time_on_item_ms=1500,
-            model_shown=True,
-            prediction_id=item.prediction_id,
-            explanation_sha256=shown.sha256,
-            explanation_context=shown.context,
+class ReviewPanel:
+    """One reviewer's review panel, as the Voila page keeps it for a session: one backend
+    (its store, settings and review config) and one prediction view that shows case after
+    case."""
+
+    def __init__(self, ws: Workspace, reviewer: str) -> None:
+        self.settings = ws.settings()
+        store = open_store_as(ws, Identity(name=reviewer))
+        self.backend = StoreReviewBackend(store, self.settings)
+        self.view = PredictionView(self.backend.review_config())
+
+    def decide(self, action: str) -> tuple[DecisionReceipt, str]:
+        """Lease the next case and decide it the way the review panel does: the prediction
+        view renders the explanation, and the decision carries its sha256 and context.
+        Returns the receipt and the explanation's HTML as it was on screen."""
+        item = self.backend.next_item()
+        assert item is not None, "the queue is empty"
+        self.view.show(item)
+        shown = self.view.shown_explanation()
+        assert shown is not None
+        on_screen = "".join(w.value for w in self.view.children)
+        other = next(c for c in self.settings.target.classes if c != item.predicted_label)
+        receipt = self.backend.submit(
+            DecisionInput(
+                case_id=item.case_id,
+                action="override" if action == "override" else "accept",
+                final_label=other if action == "override" else None,
+                reason_code="data-error" if action == "override" else None,
+                time_on_item_ms=1500,
+                model_shown=True,
+                prediction_id=item.prediction_id,
+                explanation_sha256=shown.sha256,
+                explanation_context=shown.context,
+            )
         )
-    )
+        return receipt, on_screen
+
+
+def decide_as_panel(ws: Workspace, reviewer: str, action: str) -> tuple[Decision, str]:
+    """``ReviewPanel.decide`` on a panel opened for this one case; returns the decision as
+    the store recorded it, and the explanation's HTML as it was on screen."""
+    receipt, on_screen = ReviewPanel(ws, reviewer).decide(action)
     return operator(ws).get_decision(receipt.decision_id), on_screen
 
 
@@ -99,8 +114,9 @@ def audited_loop(root: Path, config: Path = CONFIG) -> AuditedLoop:
     new = all_cases().slice(LABELLED, FIRST_BATCH).drop(settings.target.column)
     batch_scoring.ingest(dana, new)
     batch_scoring.score_cases(dana, champion, new, settings)
+    panel = ReviewPanel(ws, "alice")  # one session of alice's for the whole batch
     for i in range(REVIEWED):
-        decide_as_panel(ws, "alice", "override" if i % 3 == 2 else "accept")
+        panel.decide("override" if i % 3 == 2 else "accept")
 
     second = runner.execute(ws, runner.RunRequest("retrain", FAST, author="dana"))
     assert second.gate == "passed", "the second model must pass the gate"

@@ -317,6 +317,19 @@ def hilt_cli(
     )
 
 
+def hilt_forked(
+    *args: str | Path, folder: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`hilt ARGS` as a scheduler runs it (``scheduler_environment``), in a process of its
+    own forked from one that imported hilt once (tests/prewarmed.py): its own pid, exit
+    code, stdout and stderr, without seconds of imports per call (``hilt_cli`` pays them,
+    for what only a fresh interpreter shows). Its output files are kept in ``folder``.
+    It may start processes of its own (`hilt audit verify`'s hashing workers)."""
+    from tests.prewarmed import run
+
+    return run(*args, folder=folder, env=scheduler_environment(env))
+
+
 def run_notebook(ws: Workspace, run_id: str) -> Path:
     """The executed notebook of ``run_id`` in the workspace's runs folder."""
     found = sorted(ws.runs_dir.glob(f"*-{run_id}.ipynb"))

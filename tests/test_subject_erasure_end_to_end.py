@@ -14,9 +14,11 @@ them, and `hilt audit verify` passes.
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import polars as pl
 import pytest
@@ -25,13 +27,21 @@ from hilt.pipelines.loop import runner
 from hilt.pipelines.loop.promotion import promote
 from hilt.pipelines.loop.subgroups import POOLED_GROUP
 from hilt.pipelines.loop.tracking.client import configure
+from hilt.pipelines.loop.tracking.environment import DB_FILE
 from hilt.pipelines.loop.tracking.runs import run_info
 from hilt.pipelines.loop.tracking.tags import TAG_SNAPSHOT_REGENERATED, TAG_SNAPSHOT_REMOVED
 from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, operator
-from tests.loop_helpers import FAST, HOLDOUT_SALT, all_cases, hilt_cli
+from tests.loop_helpers import (
+    FAST,
+    HOLDOUT_SALT,
+    all_cases,
+    empty_tracking_store,
+    hilt_cli,
+    hilt_forked,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -97,6 +107,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory, canary: dict[str, str]) -> It
     root = tmp_path_factory.mktemp("erasure")
     ws = Workspace.at(root / "ws")
     create_workspace(ws, canary_config(root), holdout_salt=HOLDOUT_SALT)
+    shutil.copyfile(empty_tracking_store(), ws.root / DB_FILE)  # as `hilt init` creates it
     cases = with_people(all_cases())
     history, new = cases.head(700), cases.slice(700, 40)
 
@@ -173,18 +184,23 @@ def test_before_erasure_the_canaries_reach_only_where_data_goes(
 
 @pytest.mark.obligation("GDPR 17")
 def test_after_erasure_no_file_of_the_workspace_holds_a_canary(
-    loop: Workspace, canary: dict[str, str]
+    loop: Workspace, canary: dict[str, str], tmp_path: Path
 ) -> None:
     ws = loop
+
+    def hilt(*args: str | Path) -> CompletedProcess[str]:
+        return hilt_forked(*args, folder=tmp_path)
+
     trained = tracking_runs_with_snapshot(ws)
     assert trained, "no training run to check the snapshot tags of"
-    r = hilt_cli("subject", "erase", canary["subject id"], "--workspace", ws.root, "--as", "pia")
+    r = hilt("subject", "erase", canary["subject id"], "--workspace", ws.root, "--as", "pia")
     assert r.returncode == 0, r.stderr
     assert "key destroyed" in r.stdout and "regenerated as" in r.stdout
     assert canary["subject id"] not in r.stdout + r.stderr
-    r = hilt_cli("audit", "checkpoint", "--workspace", ws.root)
+    r = hilt("audit", "checkpoint", "--workspace", ws.root)
     assert r.returncode == 0, r.stderr
     assert scan(ws.root, canary) == []
+    # (verify hashes in worker processes of its own: a fresh interpreter, not a forked one)
     r = hilt_cli("audit", "verify", "--workspace", ws.root)
     assert r.returncode == 0 and r.stdout.startswith("OK "), r.stdout + r.stderr
     # MLflow keeps its runs; those that trained on a regenerated snapshot say so.
@@ -194,7 +210,7 @@ def test_after_erasure_no_file_of_the_workspace_holds_a_canary(
         assert tags[TAG_SNAPSHOT_REMOVED].startswith("snapshot-")
         assert len(tags[TAG_SNAPSHOT_REGENERATED]) == 64
     # Erased means gone for the DPO too, and a second erasure is a clear error.
-    r = hilt_cli("subject", "export", canary["subject id"], "--workspace", ws.root, "--as", "pia")
+    r = hilt("subject", "export", canary["subject id"], "--workspace", ws.root, "--as", "pia")
     assert r.returncode == 2 and "no subject with that id" in r.stderr
     assert "Traceback" not in r.stderr
 

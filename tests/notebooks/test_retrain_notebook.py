@@ -10,13 +10,14 @@ import hashlib
 import json
 import os
 import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+import click
 import pytest
 from mlflow import MlflowClient
+from papermill import cli as papermill_cli
+from papermill.inspection import display_notebook_help
 
 from hilt.pipelines.loop import runner
 from hilt.pipelines.loop.model import TrainParams
@@ -37,7 +38,7 @@ from tests.loop_helpers import (
     LABELLED,
     all_cases,
     events_since,
-    hilt_cli,
+    hilt_forked,
     kernels_without_mlflow,
     loop_workspace,
     mlflow_findings,
@@ -79,14 +80,11 @@ def promoted(ws: Workspace, first: tuple[runner.RunResult, int]) -> tuple[runner
     return first
 
 
-def test_help_notebook_documents_every_parameter() -> None:
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "papermill"), "--help-notebook", str(TEMPLATE)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
+def test_help_notebook_documents_every_parameter(capsys: pytest.CaptureFixture[str]) -> None:
+    """What `papermill --help-notebook` prints (the function it calls, in process)."""
+    with click.Context(papermill_cli.papermill) as ctx:
+        assert display_notebook_help(ctx, str(TEMPLATE), {}) == 0
+    out = capsys.readouterr().out
     for name in [f for f in TrainParams.__dataclass_fields__] + [
         "workspace",
         "run_id",
@@ -225,14 +223,14 @@ def test_a_run_leaves_its_notebook_mlflow_records_and_audit_events(
 
 
 def test_the_gate_rejects_label_noise_and_the_champion_stays(
-    ws: Workspace, promoted: tuple[runner.RunResult, int]
+    ws: Workspace, promoted: tuple[runner.RunResult, int], tmp_path: Path
 ) -> None:
     settings = ws.settings()
     assert aliases(settings) == {"champion": "1"}
     before = operator(ws).audit_head().seq
-    r = hilt_cli(
+    r = hilt_forked(
         "retrain", "--workspace", ws.root, "--as", "dana", "-p", "label_noise", "0.4",
-        "-p", "num_boost_round", "60",
+        "-p", "num_boost_round", "60", folder=tmp_path,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "gate rejected" in r.stdout and "exit 0" in r.stdout
@@ -254,10 +252,12 @@ def test_the_gate_rejects_label_noise_and_the_champion_stays(
     assert personal_findings(run_notebook(ws, run_id.group(1))) == []
 
 
-def test_a_failing_run_exits_1_keeps_its_notebook_and_is_marked_failed(ws: Workspace) -> None:
+def test_a_failing_run_exits_1_keeps_its_notebook_and_is_marked_failed(
+    ws: Workspace, tmp_path: Path
+) -> None:
     before = operator(ws).audit_head().seq
     # Seq 1 is the workspace's creation: no labelled case yet, so the snapshot step raises.
-    r = hilt_cli("retrain", "--workspace", ws.root, "-p", "as_of_seq", "1")
+    r = hilt_forked("retrain", "--workspace", ws.root, "-p", "as_of_seq", "1", folder=tmp_path)
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr
     assert "no labelled cases as of that seq" in r.stderr
@@ -283,10 +283,12 @@ def test_a_failing_run_exits_1_keeps_its_notebook_and_is_marked_failed(ws: Works
 
 
 def test_reproduce_gives_the_same_model_even_after_new_feedback(
-    ws: Workspace, promoted: tuple[runner.RunResult, int]
+    ws: Workspace, promoted: tuple[runner.RunResult, int], tmp_path: Path
 ) -> None:
     original = promoted[0]
-    r = hilt_cli("retrain", "--workspace", ws.root, "--reproduce", original.run_id)
+    r = hilt_forked(
+        "retrain", "--workspace", ws.root, "--reproduce", original.run_id, folder=tmp_path
+    )
     assert r.returncode == 0, r.stderr
     assert "identical" in r.stdout
     assert r.stdout.count(original.model_sha256 or "missing") == 2
@@ -303,7 +305,9 @@ def test_reproduce_gives_the_same_model_even_after_new_feedback(
     assert review_some(ws, "alice", 20) == 20
 
     # The old run still reproduces: it trains on its own snapshot file.
-    r = hilt_cli("retrain", "--workspace", ws.root, "--reproduce", original.run_id)
+    r = hilt_forked(
+        "retrain", "--workspace", ws.root, "--reproduce", original.run_id, folder=tmp_path
+    )
     assert r.returncode == 0, r.stderr
     assert "identical" in r.stdout
     # A new run on a new snapshot gives another snapshot and another model.
@@ -358,7 +362,9 @@ def test_reproduce_refuses_a_run_whose_snapshot_file_is_gone(
         path.rename(tmp_path / path.name)
     try:
         before = operator(ws).audit_head().seq
-        r = hilt_cli("retrain", "--workspace", ws.root, "--reproduce", first[0].run_id)
+        r = hilt_forked(
+            "retrain", "--workspace", ws.root, "--reproduce", first[0].run_id, folder=tmp_path
+        )
         assert r.returncode == 2, r.stderr
         assert "no snapshot file with sha256" in r.stderr
         assert operator(ws).audit_head().seq == before

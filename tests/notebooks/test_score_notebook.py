@@ -21,7 +21,7 @@ from tests.conftest import operator
 from tests.loop_helpers import (
     LABELLED,
     events_since,
-    hilt_cli,
+    hilt_forked,
     kernels_without_mlflow,
     loop_workspace,
     mlflow_findings,
@@ -107,14 +107,14 @@ def test_new_cases_are_scored_by_the_champion_into_the_queue(ws: Workspace, tmp_
 
 def test_parquet_by_the_cli_and_duplicate_ids_fail_the_run(ws: Workspace, tmp_path: Path) -> None:
     cases = new_cases_file(tmp_path / "more.parquet", LABELLED + 100, 10, fmt="parquet")
-    r = hilt_cli("score", cases, "--workspace", ws.root, "--as", "dana")
+    r = hilt_forked("score", cases, "--workspace", ws.root, "--as", "dana", folder=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("run ")
     assert "10 cases ingested, 10 scored by hilt-german-credit/v1 into the review queue" in r.stdout
     counts = operator(ws).counts()
     before = operator(ws).audit_head().seq
     # The same cases again: their ids exist, an input error inside the run.
-    r = hilt_cli("score", cases, "--workspace", ws.root, "--as", "dana")
+    r = hilt_forked("score", cases, "--workspace", ws.root, "--as", "dana", folder=tmp_path)
     assert r.returncode == 1, r.stderr
     assert "ConflictError" in r.stderr and "already exist" in r.stderr
     after = operator(ws).counts()
@@ -142,7 +142,10 @@ def test_a_version_a_lead_allowed_for_shadow_scoring_scores_apart(
         cases = new_cases_file(tmp_path / "shadow.csv", LABELLED + 250, 12)
         waiting = operator(ws).queue_status().waiting
         before = operator(ws).audit_head().seq
-        r = hilt_cli("score", cases, "--workspace", ws.root, "--as", "dana", "--model-version", "2")
+        r = hilt_forked(
+            "score", cases, "--workspace", ws.root, "--as", "dana", "--model-version", "2",
+            folder=tmp_path,
+        )  # fmt: skip
         assert r.returncode == 0, r.stderr
         assert (
             f"12 cases ingested, 12 scored by {v2} as shadow predictions (kept apart, never "
@@ -167,15 +170,11 @@ def test_halted_refuses_scoring_and_retraining(ws: Workspace, tmp_path: Path) ->
     refused; the lead who halted cannot resume, a second lead can; all in the audit log."""
     cases = new_cases_file(tmp_path / "halted.csv", LABELLED + 200, 5)
     before = operator(ws).audit_head().seq
-    r = hilt_cli(
-        "halt",
-        "--as",
-        "lena",
-        "--reason",
-        "model drift under investigation",
-        "--workspace",
-        ws.root,
-    )
+    logs = tmp_path / "hilt"
+    r = hilt_forked(
+        "halt", "--as", "lena", "--reason", "model drift under investigation",
+        "--workspace", ws.root, folder=logs,
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "halted by lena" in r.stdout
     resumed = False
@@ -184,7 +183,7 @@ def test_halted_refuses_scoring_and_retraining(ws: Workspace, tmp_path: Path) ->
         # Taken before the refused runs: only their run.refused audit rows may follow.
         counts = {t: n for t, n in operator(ws).counts().items() if t != "audit_log"}
         for args, what in ((("score", cases), "scoring"), (("retrain",), "retraining")):
-            r = hilt_cli(*args, "--workspace", ws.root)
+            r = hilt_forked(*args, "--workspace", ws.root, folder=logs)
             assert r.returncode == 4, r.stderr
             [line] = r.stderr.strip().splitlines()
             assert line.startswith(f"error: {what} refused: the system is halted (by lena at ")
@@ -205,11 +204,11 @@ def test_halted_refuses_scoring_and_retraining(ws: Workspace, tmp_path: Path) ->
         assert "halted (by lena" in caught.value.evalue
         assert {t: n for t, n in operator(ws).counts().items() if t != "audit_log"} == counts
         # Four eyes on the resume.
-        r = hilt_cli("resume", "--as", "lena", "--workspace", ws.root)
+        r = hilt_forked("resume", "--as", "lena", "--workspace", ws.root, folder=logs)
         assert r.returncode == 2 and "a second lead must" in r.stderr, r.stderr
-        r = hilt_cli("resume", "--as", "alice", "--workspace", ws.root)
+        r = hilt_forked("resume", "--as", "alice", "--workspace", ws.root, folder=logs)
         assert r.returncode == 2 and "may not halt" in r.stderr, r.stderr
-        r = hilt_cli("resume", "--as", "max", "--workspace", ws.root)
+        r = hilt_forked("resume", "--as", "max", "--workspace", ws.root, folder=logs)
         assert r.returncode == 0 and "resumed by max" in r.stdout, r.stderr
         resumed = True
     finally:

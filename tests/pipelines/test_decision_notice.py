@@ -41,15 +41,16 @@ from hilt.widgets.contracts.notice import (
     notice_sha256,
     render_notice,
 )
-from tests.conftest import CONFIG, start_service
+from tests.conftest import CONFIG, free_port
 from tests.loop_helpers import (
-    HILT,
     all_cases,
     events_since,
+    hilt_forked,
     loop_workspace,
     review_some,
     train_in_process,
 )
+from tests.prewarmed import prewarmed_service
 
 NEW = (700, 24)
 
@@ -312,15 +313,11 @@ def hilt_notice(
     loop: Loop, *args: str | Path, command: str = "notice"
 ) -> subprocess.CompletedProcess[str]:
     uri = f"sqlite:///{(loop.ws.root / DB_FILE).as_posix()}"
-    env = {k: v for k, v in os.environ.items() if k not in ("HILT_WORKSPACE", "HILT_TOKEN")}
-    env.update(MLFLOW_TRACKING_URI=uri, HILT_MLFLOW_TRACKING_URI=uri)
-    return subprocess.run(
-        [HILT, "subject", command, *map(str, args), "--workspace", str(loop.ws.root)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-    )
+    return hilt_forked(
+        "subject", command, *args, "--workspace", loop.ws.root,
+        folder=loop.ws.root.parent / "hilt",
+        env={"MLFLOW_TRACKING_URI": uri, "HILT_MLFLOW_TRACKING_URI": uri},
+    )  # fmt: skip
 
 
 @pytest.mark.obligation("AI Act 86", "GDPR 13", "GDPR 22(3)")
@@ -371,7 +368,7 @@ def test_the_subject_export_writes_the_notice_of_each_final_decision(
 def test_the_same_notice_through_a_store_service(loop: Loop) -> None:
     embedded = as_user(loop, "pia").subject_notice_facts(loop.subjects[7])
     token = as_user(loop, "dana").add_user("pia-service", "dpo").token
-    svc = start_service(loop.ws)
+    svc = prewarmed_service(loop.ws, loop.ws.root.parent / "service.log", free_port())
     try:
         served = open_store_as(svc.url, Identity(token=token))
         assert served.subject_notice_facts(loop.subjects[7]) == embedded

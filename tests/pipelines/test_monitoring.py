@@ -37,7 +37,7 @@ from tests.loop_helpers import (
     LABELLED,
     all_cases,
     events_since,
-    hilt_cli,
+    hilt_forked,
     loop_workspace,
     personal_findings,
     review_some,
@@ -389,7 +389,7 @@ def test_hilt_monitor_runs_the_notebook_and_exits_5_on_injected_drift(
     store.ingest_cases(cases)
     score.score_cases(store, model, cases, settings)
     before = store.audit_head().seq
-    done = hilt_cli("monitor", "--workspace", ws.root)
+    done = hilt_forked("monitor", "--workspace", ws.root, folder=tmp_path / "hilt")
     assert done.returncode == 5, done.stdout + done.stderr
     assert "credit_amount" in done.stdout
     events = events_since(ws, before)
@@ -412,7 +412,7 @@ def test_hilt_monitor_without_a_champion_is_refused_and_hilt_outcomes_checks_its
 ) -> None:
     ws = loop_workspace(tmp_path, labelled=50, tracking=False)
     before = operator(ws).audit_head().seq
-    done = hilt_cli("monitor", "--workspace", ws.root)
+    done = hilt_forked("monitor", "--workspace", ws.root, folder=tmp_path / "hilt")
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no champion" in done.stderr
     assert "Traceback" not in done.stderr
@@ -421,13 +421,13 @@ def test_hilt_monitor_without_a_champion_is_refused_and_hilt_outcomes_checks_its
     # `hilt outcomes`: one line and exit 2 for a bad file, nothing written; then a good one.
     bad = tmp_path / "bad.csv"
     outcomes_file(tmp_path, ["APP-000001", "NO-SUCH-CASE"], ["1", "0"]).write_csv(bad)
-    done = hilt_cli("outcomes", bad, "--workspace", ws.root)
+    done = hilt_forked("outcomes", bad, "--workspace", ws.root, folder=tmp_path / "hilt")
     assert done.returncode == 2, done.stdout + done.stderr
     assert "unknown case ids" in done.stderr and "Traceback" not in done.stderr
     assert operator(ws).counts()["outcomes"] == 0
     good = tmp_path / "good.csv"
     outcomes_file(tmp_path, ["APP-000001", "APP-000002"], ["1", "0"]).write_csv(good)
-    done = hilt_cli("outcomes", good, "--workspace", ws.root)
+    done = hilt_forked("outcomes", good, "--workspace", ws.root, folder=tmp_path / "hilt")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "recorded 2 outcomes" in done.stdout
     assert operator(ws).counts()["outcomes"] == 2

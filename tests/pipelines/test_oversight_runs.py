@@ -26,7 +26,7 @@ from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal
 from tests.conftest import operator
-from tests.loop_helpers import events_since, hilt_cli, loop_workspace, train_in_process
+from tests.loop_helpers import events_since, hilt_forked, loop_workspace, train_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,9 @@ def test_only_leads_get_the_backend(ws: Workspace) -> None:
     assert backend_for(ws, "lena").lead().name == "lena"
 
 
-def test_a_lead_compares_and_decides_but_not_on_their_own_run(ws: Workspace) -> None:
+def test_a_lead_compares_and_decides_but_not_on_their_own_run(
+    ws: Workspace, tmp_path: Path
+) -> None:
     settings = ws.settings()
     second = train_in_process(ws, "max", seed=1)
     assert second.challenger and second.version == "2"
@@ -116,14 +118,17 @@ def test_a_lead_compares_and_decides_but_not_on_their_own_run(ws: Workspace) -> 
     assert aliases(settings)["champion"] == third.version
     assert events_since(ws, approved.audit_seq - 1)[0].action == "model.promoted"
     # The CLI refuses the same rules (the store's).
-    r = hilt_cli("reject", third.run_id, "--as", "lena", "--reason", "x", "--workspace", ws.root)
+    r = hilt_forked(
+        "reject", third.run_id, "--as", "lena", "--reason", "x", "--workspace", ws.root,
+        folder=tmp_path,
+    )  # fmt: skip
     assert r.returncode == 2 and "is not the challenger (it is champion)" in r.stderr, r.stderr
     assert r.stderr.count("\n") == 1
 
 
-def test_gold_add_scores_holdout_cases_with_the_champion(ws: Workspace) -> None:
+def test_gold_add_scores_holdout_cases_with_the_champion(ws: Workspace, tmp_path: Path) -> None:
     before = operator(ws).audit_head().seq
-    r = hilt_cli("gold", "add", "--count", "8", "--workspace", ws.root)
+    r = hilt_forked("gold", "add", "--count", "8", "--workspace", ws.root, folder=tmp_path)
     assert r.returncode == 0, r.stderr
     gold_event = next(e for e in events_since(ws, before) if e.action == "gold.added")
     current = champion(operator(ws))
@@ -142,7 +147,7 @@ def test_gold_add_scores_holdout_cases_with_the_champion(ws: Workspace) -> None:
     wrong = sum(1 for c in ids if admin.get_case(c).predictions[-1].label != seed[c])
     assert wrong == gold_event.payload["model_wrong"] == 4
     assert f"wrong on {wrong} of them" in r.stdout
-    r = hilt_cli("gold", "add", "--count", "100000", "--workspace", ws.root)
+    r = hilt_forked("gold", "add", "--count", "100000", "--workspace", ws.root, folder=tmp_path)
     assert r.returncode == 2 and "can become gold cases" in r.stderr
 
 

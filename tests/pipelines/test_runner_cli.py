@@ -1,20 +1,33 @@
 """`hilt retrain`, `hilt score`, `hilt promote`, `hilt runs list` as schedulers run them:
-refusals before anything is touched, exit codes, and runs against a store service."""
+refusals before anything is touched, exit codes, and runs against a store service. Each
+command is a process of its own, forked from one that imported hilt once (``hilt_forked``);
+one refusal goes through the installed `hilt` script in a fresh interpreter (``hilt_cli``)."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 
 from hilt.pipelines.errors import HiltError, InputError
 from hilt.pipelines.loop import run_parameters, runner
+from hilt.pipelines.loop.tracking.environment import DB_FILE
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import issue_tokens, operator, start_service
-from tests.loop_helpers import LABELLED, hilt_cli, loop_workspace, new_cases_file
+from tests.conftest import free_port, issue_tokens, operator
+from tests.loop_helpers import (
+    LABELLED,
+    empty_tracking_store,
+    hilt_cli,
+    hilt_forked,
+    loop_workspace,
+    new_cases_file,
+)
+from tests.prewarmed import prewarmed_service
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +53,10 @@ def untouched(ws: Workspace, head: int) -> None:
     ],
 )
 def test_bad_retrain_requests_exit_2_before_anything_is_touched(
-    ws: Workspace, args: list[str], message: str
+    ws: Workspace, args: list[str], message: str, tmp_path: Path
 ) -> None:
     head = operator(ws).audit_head().seq
-    r = hilt_cli("retrain", "--workspace", ws.root, *args)
+    r = hilt_forked("retrain", "--workspace", ws.root, *args, folder=tmp_path)
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr
     assert message in r.stderr
@@ -74,26 +87,34 @@ def test_bad_requests_touch_nothing(
     untouched(ws, head)
 
 
-def test_given_twice_and_stray_arguments_exit_2(ws: Workspace) -> None:
+def test_given_twice_and_stray_arguments_exit_2(ws: Workspace, tmp_path: Path) -> None:
     head = operator(ws).audit_head().seq
-    r = hilt_cli("retrain", "-w", ws.root, "-p", "eta", "0.1", "-p", "eta", "0.2", "stray")
+    r = hilt_forked(
+        "retrain", "-w", ws.root, "-p", "eta", "0.1", "-p", "eta", "0.2", "stray", folder=tmp_path
+    )
     assert r.returncode == 2 and "given twice" in r.stderr
-    r = hilt_cli("retrain", "-w", ws.root, "stray")
+    r = hilt_forked("retrain", "-w", ws.root, "stray", folder=tmp_path)
     assert r.returncode == 2 and "unexpected argument 'stray'" in r.stderr
-    r = hilt_cli("retrain", "-w", ws.root, "--reproduce", "abc", "-p", "eta", "0.1")
+    r = hilt_forked(
+        "retrain", "-w", ws.root, "--reproduce", "abc", "-p", "eta", "0.1", folder=tmp_path
+    )
     assert r.returncode == 2 and "do not pass -p" in r.stderr
     untouched(ws, head)
 
 
 def test_bad_score_requests_exit_2(ws: Workspace, tmp_path: Path) -> None:
     head = operator(ws).audit_head().seq
-    r = hilt_cli("score", tmp_path / "missing.csv", "--workspace", ws.root)
+    out = tmp_path / "hilt"
+    r = hilt_forked("score", tmp_path / "missing.csv", "--workspace", ws.root, folder=out)
     assert r.returncode == 2 and "no such file" in r.stderr
     text = tmp_path / "cases.txt"
     text.write_text("a,b\n")
-    r = hilt_cli("score", text, "--workspace", ws.root)
+    r = hilt_forked("score", text, "--workspace", ws.root, folder=out)
     assert r.returncode == 2 and "expected a .csv or .parquet file" in r.stderr
-    r = hilt_cli("score", text.with_suffix(".csv"), "--workspace", ws.root, "--model-version", "x")
+    r = hilt_forked(
+        "score", text.with_suffix(".csv"), "--workspace", ws.root, "--model-version", "x",
+        folder=out,
+    )  # fmt: skip
     assert r.returncode == 2
     untouched(ws, head)
 
@@ -105,7 +126,7 @@ def test_scoring_without_a_champion_is_refused_before_anything_runs(
     refusal is one line, exit 2, audited as run.refused; nothing else is written."""
     head = operator(ws).audit_head().seq
     cases = new_cases_file(tmp_path / "new.csv", LABELLED, 5)
-    r = hilt_cli("score", cases, "--workspace", ws.root)
+    r = hilt_forked("score", cases, "--workspace", ws.root, folder=tmp_path / "hilt")
     assert r.returncode == 2, r.stderr
     assert r.stderr == (
         "error: scoring refused: there is no champion yet: a lead approves a challenger with "
@@ -137,17 +158,25 @@ def test_runs_go_through_the_store_service_when_one_owns_the_workspace(
     ws: Workspace, tmp_path: Path
 ) -> None:
     tokens = issue_tokens(ws, ws.settings())
-    svc = start_service(ws)
+    # The MLflow store `hilt init` creates (the refusals above proved none is made by them).
+    shutil.copyfile(empty_tracking_store(), ws.root / DB_FILE)
+    out = tmp_path / "hilt"
+
+    def hilt(*args: str | Path, env: dict[str, str] | None = None) -> CompletedProcess[str]:
+        return hilt_forked(*args, folder=out, env=env)
+
+    svc = prewarmed_service(ws, tmp_path / "service.log", free_port())
     try:
         head = operator_head_via(svc.url, tokens["otto"])
+        # The installed script in a fresh interpreter, as a scheduler starts it.
         r = hilt_cli("retrain", "--workspace", ws.root, "-p", "num_boost_round", "60")
         assert r.returncode == 2
         assert "set HILT_TOKEN" in r.stderr
-        r = hilt_cli("retrain", "--workspace", ws.root, env={"HILT_TOKEN": tokens["alice"]})
+        r = hilt("retrain", "--workspace", ws.root, env={"HILT_TOKEN": tokens["alice"]})
         assert r.returncode == 2 and "may not run retraining" in r.stderr
         assert operator_head_via(svc.url, tokens["otto"]) == head
 
-        r = hilt_cli(
+        r = hilt(
             "retrain", "--workspace", ws.root, "-p", "num_boost_round", "60",
             env={"HILT_TOKEN": tokens["dana"], "HILT_PROGRESS": "1"},
         )  # fmt: skip
@@ -160,16 +189,16 @@ def test_runs_go_through_the_store_service_when_one_owns_the_workspace(
         assert m is not None
         run_id = m.group(1)
         # The lead approves through the service too (their own token).
-        r = hilt_cli("promote", run_id, "--as", "max", "--workspace", ws.root)
+        r = hilt("promote", run_id, "--as", "max", "--workspace", ws.root)
         assert r.returncode == 2 and "HILT_TOKEN" in r.stderr
-        r = hilt_cli(
+        r = hilt(
             "promote", run_id, "--as", "max", "--workspace", ws.root,
             env={"HILT_TOKEN": tokens["max"]},
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
         assert "version 1 is the champion (was: none)" in r.stdout
         cases = new_cases_file(tmp_path / "new.csv", LABELLED, 8)
-        r = hilt_cli("score", cases, "--workspace", ws.root, env={"HILT_TOKEN": tokens["dana"]})
+        r = hilt("score", cases, "--workspace", ws.root, env={"HILT_TOKEN": tokens["dana"]})
         assert r.returncode == 0, r.stderr
         from hilt.pipelines.store import Identity, open_store_as
 
@@ -191,7 +220,7 @@ def test_runs_go_through_the_store_service_when_one_owns_the_workspace(
         otto.close()
     finally:
         svc.stop()
-    r = hilt_cli("runs", "list", "--workspace", ws.root)
+    r = hilt("runs", "list", "--workspace", ws.root)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].split() == [

@@ -8,6 +8,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from hilt.pipelines.loop.model import TrainedModel, TrainParams, fit
 from hilt.pipelines.loop.notebook_render import remote_resources
 from hilt.pipelines.loop.tracking.client import TrackingError, configure
 from hilt.pipelines.loop.tracking.environment import (
+    DB_FILE,
     URI_ENV,
     artifact_location,
     child_environment,
@@ -59,6 +61,7 @@ from hilt.pipelines.loop.tracking.training_log import equals_a_row, synthetic_in
 from hilt.pipelines.store.records import ModelEvaluation, ModelRecord
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, REPO
+from tests.loop_helpers import empty_tracking_store
 
 SNAPSHOT_SHA = "5e" * 32
 
@@ -86,8 +89,12 @@ def model(german: pl.DataFrame, settings: Settings) -> TrainedModel:
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> Workspace:
-    """A workspace folder with only MLflow in it (the store is not needed here)."""
+    """A workspace folder with only MLflow in it (the store is not needed here), its MLflow
+    tables as `hilt init` leaves them (``test_every_artifact_...`` has configure create
+    them)."""
     ws = Workspace.at(tmp_path_factory.mktemp("tracking") / "ws")
+    ws.root.mkdir(parents=True)
+    shutil.copyfile(empty_tracking_store(), ws.root / DB_FILE)
     configure(ws, settings=settings)
     return ws
 
@@ -236,6 +243,7 @@ def test_every_artifact_and_the_model_files_land_in_the_workspace(
     monkeypatch.chdir(cwd)
     monkeypatch.delenv(URI_ENV, raising=False)
     client = configure(ws, settings=settings)
+    assert (ws.root / DB_FILE).is_file()  # made by configure, in the workspace
     run_id = create_run(ws, settings, run_name="retrain-7", author="dana")
     assert mlflow.active_run() is None
     logged = log_training(
@@ -304,6 +312,9 @@ def test_importing_tracking_changes_nothing_and_configuring_it_switches_telemetr
         "print(get_telemetry_client() is None, is_telemetry_disabled())\n"
         "print(os.environ['MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR'])\n"
     )
+    # MLflow's tables as `hilt init` leaves them (its migrations are not the subject here).
+    (tmp_path / "ws").mkdir()
+    shutil.copyfile(empty_tracking_store(), tmp_path / "ws" / DB_FILE)
     out = python(code, env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True", "True", "True", "false"]

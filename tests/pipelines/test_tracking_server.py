@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,7 +41,8 @@ from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, free_port, operator
 from tests.loop_helpers import (
     LABELLED,
-    hilt_cli,
+    empty_tracking_store,
+    hilt_forked,
     loop_workspace,
     new_cases_file,
 )
@@ -91,6 +93,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     log = folder / "server.log"
+    # MLflow's tables made once per test process (its migrations take seconds), as a server
+    # restarted on its database finds them.
+    shutil.copyfile(empty_tracking_store(), folder / "backend.db")
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
     with log.open("wb") as out:
         # fmt: off
@@ -221,7 +226,7 @@ def test_a_server_that_is_down_is_one_line_and_nothing_is_written(
     with closing(operator(ws)) as store:
         head = store.audit_head().seq
     notebooks = sorted(ws.runs_dir.glob("*")) if ws.runs_dir.exists() else []
-    r = hilt_cli("retrain", "-w", ws.root, "--as", "dana")
+    r = hilt_forked("retrain", "-w", ws.root, "--as", "dana", folder=tmp_path / "hilt")
     assert r.returncode == 2, r.stderr
     assert r.stderr == (
         f"error: the MLflow tracking server {server.url} (from [tracking] uri) does not "
