@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import socket
 import time
@@ -298,6 +299,50 @@ def store_as(request: pytest.FixtureRequest, loaded_workspace: Workspace) -> Ite
         for s in opened:
             s.close()
         svc.stop()
+
+
+# ------------------------------------------------- where MLflow writes, kept between tests
+#: Process-wide variables that choose where MLflow writes. A test (or the product code it runs
+#: in process) that leaves one changed points the worker's later tests elsewhere: a dead
+#: server's URL in $MLFLOW_TRACKING_URI fails every later test of the worker that opens a
+#: workspace keeping its own mlflow.db.
+KEPT_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "HILT_MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_EXPERIMENT_ID",
+)
+
+
+def _environment_left(before: dict[str, str | None], what: str) -> None:
+    """Fail (after putting them back) when ``KEPT_ENV`` differ from ``before``."""
+    changed = {k: os.environ.get(k) for k in KEPT_ENV if os.environ.get(k) != before[k]}
+    for k in changed:
+        value = before[k]
+        if value is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = value
+    if changed:
+        pytest.fail(f"{what} left the environment changed: {changed} (was {before})")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _environment_kept_by_the_module() -> Iterator[None]:
+    """The module's own fixtures put back what they set (set up before them, torn down
+    after them)."""
+    before = {k: os.environ.get(k) for k in KEPT_ENV}
+    yield
+    _environment_left(before, "the module's fixtures")
+
+
+@pytest.fixture(autouse=True)
+def _environment_kept_by_the_test() -> Iterator[None]:
+    """The test, its function fixtures and what they ran in process put back what they
+    set."""
+    before = {k: os.environ.get(k) for k in KEPT_ENV}
+    yield
+    _environment_left(before, "the test")
 
 
 # ----------------------------------------------------------------- the order of the files

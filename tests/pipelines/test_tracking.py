@@ -27,7 +27,7 @@ from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.features import training_frame
 from hilt.pipelines.loop.model import TrainedModel, TrainParams, fit
 from hilt.pipelines.loop.notebook_render import remote_resources
-from hilt.pipelines.loop.tracking.client import TrackingError, configure
+from hilt.pipelines.loop.tracking.client import MLFLOW_SETS, TrackingError, configure
 from hilt.pipelines.loop.tracking.environment import (
     DB_FILE,
     URI_ENV,
@@ -306,18 +306,24 @@ def test_importing_tracking_changes_nothing_and_configuring_it_switches_telemetr
         "from hilt.pipelines.loop.tracking.client import configure\n"
         "from hilt.pipelines.workspace import Workspace\n"
         f"ws = Workspace.at({str(tmp_path / 'ws')!r})\n"
+        f"kept = {MLFLOW_SETS!r}\n"
+        "where = {k: os.environ.get(k) for k in kept}\n"
         f"configure(ws, settings=load_settings({str(CONFIG)!r}))\n"
         "from mlflow.telemetry.client import get_telemetry_client\n"
         "from mlflow.telemetry.utils import is_telemetry_disabled\n"
         "print(get_telemetry_client() is None, is_telemetry_disabled())\n"
         "print(os.environ['MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR'])\n"
+        # MLflow's set_tracking_uri / set_experiment write these for child processes:
+        # configure keeps them as they were (a later command would read them as the user's).
+        "print({k: os.environ.get(k) for k in kept} == where)\n"
+        "print(mlflow.get_tracking_uri().endswith('/ws/mlflow.db'))\n"
     )
     # MLflow's tables as `hilt init` leaves them (its migrations are not the subject here).
     (tmp_path / "ws").mkdir()
     shutil.copyfile(empty_tracking_store(), tmp_path / "ws" / DB_FILE)
     out = python(code, env)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["True", "True", "True", "false"]
+    assert out.stdout.split() == ["True", "True", "True", "false", "True", "True"]
 
 
 def test_a_kernel_starts_with_mlflow_quiet(monkeypatch: pytest.MonkeyPatch) -> None:

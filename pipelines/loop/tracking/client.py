@@ -10,6 +10,7 @@ process. It switches MLflow's telemetry and progress bars off first
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,34 @@ def mlflow_errors(action: str) -> Iterator[None]:
         raise TrackingError(f"MLflow: {action}: {e.message}") from e
 
 
+#: What MLflow's ``set_tracking_uri``, ``set_registry_uri`` and ``set_experiment`` write into
+#: ``os.environ`` "so that subprocess can inherit it". hilt tells its child processes the URI
+#: itself (``runner._kernel_environment``), and a variable left behind would outlive the
+#: command that set it: a later command in the same process (an in-process `hilt`, a
+#: notebook kernel opening another workspace) would read a dead server's URL as the user's
+#: choice (``environment.tracking_choice``).
+MLFLOW_SETS: tuple[str, ...] = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_EXPERIMENT_ID",
+)
+
+
+@contextlib.contextmanager
+def environment_kept(names: tuple[str, ...] = MLFLOW_SETS) -> Iterator[None]:
+    """``os.environ[name]`` for each of ``names`` as it was before the block, whatever the
+    block (MLflow) set or removed."""
+    before = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def is_not_found(e: MlflowException) -> bool:
     """Whether MLflow said that what was asked for does not exist."""
     return e.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
@@ -75,12 +104,13 @@ def configure(
     retries) and make sure the use case's experiment exists.
 
     Switches MLflow's telemetry and progress bars off, sets the tracking and the registry URI
-    explicitly (process-wide, as MLflow's fluent API and model logging read them), creates the
-    experiment ``hilt-<use_case>`` with its artifacts under the workspace if it does not exist
-    yet, makes it the process's active experiment (``mlflow.set_experiment``; like the URI,
-    inherited by child processes through ``MLFLOW_EXPERIMENT_ID``), and returns a client bound
-    to that URI. Idempotent; safe when two processes create the experiment at once.
-    ``settings`` defaults to the workspace's hilt.toml.
+    explicitly (process-wide, as MLflow's fluent API and model logging read them; in MLflow's
+    module state only: the environment variables MLflow would set for child processes are
+    left as they were, ``MLFLOW_SETS``), creates the experiment ``hilt-<use_case>`` with its
+    artifacts under the workspace if it does not exist yet, makes it the process's active
+    experiment (``mlflow.set_experiment``), and returns a client bound to that URI.
+    Idempotent; safe when two processes create the experiment at once. ``settings`` defaults
+    to the workspace's hilt.toml.
     """
     global _state
     pending.wait()
@@ -91,8 +121,9 @@ def configure(
     chosen = choice.uri
     if chosen.startswith("sqlite:"):
         ws.root.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(chosen)
-    mlflow.set_registry_uri(chosen)
+    with environment_kept():
+        mlflow.set_tracking_uri(chosen)
+        mlflow.set_registry_uri(chosen)
     client = MlflowClient(tracking_uri=chosen, registry_uri=chosen)
     name = experiment_name(settings)
     with mlflow_errors(f"cannot open the experiment {name!r} at {chosen}"):
@@ -113,7 +144,8 @@ def configure(
         # The process's active experiment: whatever MLflow creates without being told where
         # (a LoggedModel, a run of a data scientist's own) goes to the workspace's experiment,
         # not to MLflow's Default one (id 0), whose artifacts would land in ./mlruns.
-        mlflow.set_experiment(experiment_id=experiment_id)
+        with environment_kept():
+            mlflow.set_experiment(experiment_id=experiment_id)
     _state = Configured(
         uri=chosen, client=client, experiment_id=experiment_id, experiment_name=name
     )
@@ -131,8 +163,9 @@ def configured() -> Configured:
         )
     # Someone may have pointed MLflow elsewhere since; model logging reads the global URI.
     if mlflow.get_tracking_uri() != _state.uri:
-        mlflow.set_tracking_uri(_state.uri)
-        mlflow.set_registry_uri(_state.uri)
+        with environment_kept():
+            mlflow.set_tracking_uri(_state.uri)
+            mlflow.set_registry_uri(_state.uri)
     return _state
 
 
