@@ -18,7 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hilt.pipelines.store.double_review import SETTLING_ACTIONS, double_sql, rounds_sql
+from hilt.pipelines.store.double_review import (
+    SALT_SQL,
+    SETTLING_ACTIONS,
+    double_sql,
+    rounds_sql,
+)
 
 #: One row per case that needs review, with the reviewer it must not go to. Placeholders:
 #: the tables (a one-case variant filters them), {rounds} (double review: the rounds of the
@@ -130,11 +135,21 @@ DONE_TODAY_SQL = (
     " AND undo_of IS NOT NULL)"
 )
 
+#: The order of ``random``: a hash of the case id salted with the workspace's secret salt
+#: (random at `hilt init`, never shown to a reviewer; `hilt simulate` fixes it from its seed)
+#: and the reviewer's name. Unpredictable to a reviewer, different for each reviewer (so
+#: they do not all reach for the same case), and the same every time for the same store
+#: contents: a simulation is reproducible from its seed. The store decides it; a client
+#: only names the strategy.
+RANDOM_PREFIX = "queue-random:"
+RANDOM_ORDER_SQL = (
+    f"sha256('{RANDOM_PREFIX}' || {SALT_SQL} || ':' || $me || ':' || q.case_id), q.case_id"
+)
 STRATEGY_ORDER = {
     # A case without a score (manual review while halted) is as uncertain as can be.
     "uncertainty": "abs(coalesce(q.score, $threshold) - $threshold), q.created_at, q.case_id",
     "oldest": "q.created_at, q.case_id",
-    "random": "random()",
+    "random": RANDOM_ORDER_SQL,
 }
 
 

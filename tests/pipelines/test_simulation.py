@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from hilt.pipelines.workspace import Workspace
 from tests.cli_helpers import hilt_here
-from tests.conftest import CONFIG, CSV
+from tests.conftest import CONFIG, CSV, operator
 
 HILT = str(Path(sys.executable).parent / "hilt")
 
@@ -64,32 +65,31 @@ def test_uncertainty_sampling_improves_the_holdout_auc(tmp_path: Path) -> None:
     assert verify.returncode == 0, verify.stdout
 
 
+def simulate_steps(
+    root: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`hilt simulate` of one round of 20 reviews, the notebook's steps in process."""
+    return hilt_here(
+        "simulate", "--workspace", root, "--config", CONFIG, "--data", CSV,
+        "--rounds", "1", "--batch", "20", "--engine", "steps", *args, env=env,
+    )  # fmt: skip
+
+
+def decided(ws: Path) -> list[tuple[str, str, str | None]]:
+    """(case, action, final label) of every decision in the workspace, in audit order."""
+    return [(d.case_id, d.action, d.final_label) for d in operator(Workspace.at(ws)).decisions()]
+
+
 @pytest.mark.slow
 def test_three_seeds_and_two_strategies_print_both_series(tmp_path: Path) -> None:
     """`hilt simulate --seeds 3 --strategy uncertainty,random` (the notebook's steps in
     process): per strategy the AUC of every seed per round, their mean and spread, a plot with
     both, the JSON line with both; each seed gives both strategies the same split (round 0:
-    the same model)."""
+    the same model). Repeated with the same seed, ``random`` decides the same cases the same
+    way (the store's random order is fixed by the workspace's salt, which the seed fixes)."""
     root = tmp_path / "sims"
-    result = hilt_here(
-        "simulate",
-        "--workspace",
-        root,
-        "--config",
-        CONFIG,
-        "--data",
-        CSV,
-        "--seeds",
-        "3",
-        "--strategy",
-        "uncertainty,random",
-        "--rounds",
-        "1",
-        "--batch",
-        "20",
-        "--engine",
-        "steps",
-        env={"HILT_PROGRESS": "1"},
+    result = simulate_steps(
+        root, "--seeds", "3", "--strategy", "uncertainty,random", env={"HILT_PROGRESS": "1"}
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
@@ -113,3 +113,10 @@ def test_three_seeds_and_two_strategies_print_both_series(tmp_path: Path) -> Non
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [
         f"{s}-seed{k}" for s in ("random", "uncertainty") for k in range(3)
     ]
+    # The same seed again: the same 20 reviews, in the same order, and the same AUC.
+    again = simulate_steps(tmp_path / "again", "--seed", "1", "--strategy", "random")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout.strip().splitlines()[-1])["auc"] == series["random"]["auc"][1]
+    first = decided(root / "random-seed1")
+    assert len(first) == 20 and decided(tmp_path / "again") == first
+    assert decided(root / "random-seed0") != first  # another seed, other cases

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import polars as pl
 import pytest
 
 from hilt.pipelines.errors import (
@@ -13,9 +15,18 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
 )
 from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
+from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from tests.config_helpers import edit_config
-from tests.conftest import PROXY_SECRET, leased, operator, start_service
+from tests.conftest import (
+    CONFIG,
+    PROXY_SECRET,
+    copy_of,
+    leased,
+    load_cases,
+    operator,
+    start_service,
+)
 
 StoreFactory = Callable[[str], Store]
 
@@ -73,6 +84,38 @@ def test_uncertainty_strategy_serves_the_closest_to_the_threshold_first(
     oldest = store_as("bob").next_case("oldest")
     assert oldest is not None and oldest.case.case_id == "APP-000001"
     assert store_as("lena").next_case("random") is not None
+
+
+def taken_in_random_order(ws: Workspace, reviewer: str, n: int = 4) -> list[str]:
+    """The first ``n`` cases ``reviewer`` leases (and accepts) with the random strategy."""
+    store = open_store_as(ws, Identity(name=reviewer))
+    taken = []
+    for _ in range(n):
+        leased = store.next_case("random")
+        assert leased is not None
+        taken.append(leased.case.case_id)
+        store.record_decision(DecisionRequest(case_id=leased.case.case_id, action="accept"))
+    return taken
+
+
+def test_the_random_order_is_the_stores_fixed_by_its_secret_salt(
+    tmp_path: Path, loaded_template: Workspace, cases_frame: pl.DataFrame
+) -> None:
+    """``random`` is decided by the store: a hash of the case id with the workspace's secret
+    salt (random at `hilt init`; `hilt simulate` fixes it from its seed) and the reviewer.
+    The same store (same salt, same cases) gives the same order, so a simulation is
+    reproducible from its seed; another salt or another reviewer gives another order, and
+    it is not the order of another strategy. (It was DuckDB's unseeded random(): two copies
+    of one store gave two orders.)"""
+    first, second, third = (copy_of(loaded_template, tmp_path / n) for n in "abc")
+    order = taken_in_random_order(first, "alice")
+    assert taken_in_random_order(second, "alice") == order
+    assert taken_in_random_order(third, "bob") != order
+    assert order != [f"APP-{i:06d}" for i in range(1, 5)]  # not the oldest first
+    other_salt = Workspace.at(tmp_path / "d")
+    create_workspace(other_salt, CONFIG, holdout_salt="another secret")
+    load_cases(other_salt, cases_frame)
+    assert taken_in_random_order(other_salt, "alice") != order
 
 
 @pytest.mark.obligation("GDPR 5(1)(c)", "GDPR 25")
