@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import httpx
 import pytest
@@ -14,7 +15,8 @@ from hilt.pipelines.dashboards.lab import lab_command, lab_environment
 from hilt.pipelines.loop.tracking.ui import ui_command
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, CSV, free_port
-from tests.loop_helpers import hilt_cli, loop_workspace
+from tests.loop_helpers import hilt_forked, loop_workspace
+from tests.prewarmed import output_folder
 
 
 def _one_line_refusal(stderr: str, words: str) -> None:
@@ -22,9 +24,16 @@ def _one_line_refusal(stderr: str, words: str) -> None:
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
 
 
+def hilt(*args: str | Path, env: dict[str, str] | None = None) -> CompletedProcess[str]:
+    """`hilt ARGS` in a process of its own, forked from one that imported hilt once
+    (``hilt_forked``: no seconds of imports per refusal), its output kept in a temporary
+    folder."""
+    return hilt_forked(*args, folder=output_folder(), env=env)
+
+
 def test_tracking_ui_names_the_tracking_server_when_runs_go_to_one(workspace: Workspace) -> None:
     url = "http://127.0.0.1:5999"
-    result = hilt_cli(
+    result = hilt(
         "tracking", "ui", "--workspace", workspace.root, env={"HILT_MLFLOW_TRACKING_URI": url}
     )
     assert result.returncode == 0, result.stderr
@@ -33,7 +42,7 @@ def test_tracking_ui_names_the_tracking_server_when_runs_go_to_one(workspace: Wo
 
 
 def test_tracking_ui_refuses_a_workspace_without_a_tracking_store(workspace: Workspace) -> None:
-    result = hilt_cli("tracking", "ui", "--workspace", workspace.root)
+    result = hilt("tracking", "ui", "--workspace", workspace.root)
     assert result.returncode == 2
     _one_line_refusal(result.stderr, "no MLflow tracking store")
     assert not (workspace.root / "mlflow.db").exists()  # looking did not create one
@@ -44,7 +53,7 @@ def test_lab_refuses_a_port_in_use_and_copies_nothing(workspace: Workspace) -> N
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = hilt_cli("lab", "--workspace", workspace.root, "--port", str(port))
+        result = hilt("lab", "--workspace", workspace.root, "--port", str(port))
     assert result.returncode == 2
     _one_line_refusal(result.stderr, "in use")
     assert not (workspace.root / "notebooks").exists()
@@ -66,7 +75,7 @@ def test_lab_and_ui_listen_on_loopback_with_the_runs_environment(workspace: Work
 
 def test_simulate_refuses_an_unknown_strategy_and_writes_nothing(tmp_path: Path) -> None:
     root = tmp_path / "sims"
-    result = hilt_cli(
+    result = hilt(
         "simulate",
         "--workspace",
         root,

@@ -1,14 +1,14 @@
 """`hilt simulate` on German credit: reviewer feedback improves the model (slow: it runs the
 real retraining notebook once per round). The single simulation runs as a scheduler runs it,
-in a `hilt` process of its own; the seeds and strategies, and the verify after, run the CLI
-in this process (``hilt_here``: no interpreter start and imports to pay again)."""
+in a `hilt` process of its own (forked from one that imported hilt once: tests/prewarmed.py);
+the seeds and strategies, and the verify after, run the CLI in this process (``hilt_here``:
+no interpreter start and imports to pay again)."""
 
 from __future__ import annotations
 
 import json
 import statistics
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,36 +16,19 @@ import pytest
 from hilt.pipelines.workspace import Workspace
 from tests.cli_helpers import hilt_here
 from tests.conftest import CONFIG, CSV, operator
-
-HILT = str(Path(sys.executable).parent / "hilt")
+from tests.loop_helpers import scheduler_environment
+from tests.prewarmed import run as prewarmed_run
 
 
 @pytest.mark.slow
 def test_uncertainty_sampling_improves_the_holdout_auc(tmp_path: Path) -> None:
     ws = tmp_path / "sim"
-    result = subprocess.run(
-        [
-            HILT,
-            "simulate",
-            "--workspace",
-            str(ws),
-            "--config",
-            str(CONFIG),
-            "--data",
-            str(CSV),
-            "--rounds",
-            "2",
-            "--batch",
-            "50",
-            "--strategy",
-            "uncertainty",
-            "--reviewer-error",
-            "0.05",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = prewarmed_run(
+        "simulate", "--workspace", ws, "--config", CONFIG, "--data", CSV,
+        "--rounds", "2", "--batch", "50", "--strategy", "uncertainty",
+        "--reviewer-error", "0.05",
+        folder=tmp_path / "hilt", env=scheduler_environment(), timeout_s=900,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["strategy"] == "uncertainty"
