@@ -31,7 +31,11 @@ SMALLER = {
     "ingest": ["--rows", "10000"],
     "retrain": ["--rows", "2000"],
     "training_engines": ["--rows", "2000"],
-    "verify": ["--events", "5000", "--repeat", "1"],
+    # 5,000 events cycling over 500 cases, 1,000 more after the checkpoint (defaults: a
+    # case per event, 10,000 after): both walks and the checkpoint still run.
+    "verify": ["--events", "5000", "--cases", "500", "--after", "1000", "--repeat", "1"],
+    # 300 cases in the store instead of 3,000 (every pair still leases from the live queue).
+    "service_cpu": ["--cases", "300"],
 }
 #: The scripts that create MLflow stores (``benchmarks/_common.add_tracking_template_option``).
 TAKE_TEMPLATE = frozenset({"monitor", "retrain"})
@@ -85,6 +89,9 @@ def test_benchmark_quick_run_prints_its_numbers(script: Path, tmp_path: Path) ->
         assert numbers["rows"] == 10_000 and numbers["verify_ok"] is True
     if script.stem == "verify":
         assert numbers["generated_events"] == 5_000 and numbers["verify_ok"] is True
+        assert numbers["after_checkpoint_events"] == 1_000
+    if script.stem == "service_cpu":
+        assert numbers["cases"] == 300
     if script.stem == "retrain":
         assert numbers["synthetic"]["rows"] == 2_000 and numbers["synthetic"]["same_model_bytes"]
         assert numbers["demo"]["cli"]["exit_code"] == 0 and numbers["demo"]["second_s"] > 0
