@@ -16,13 +16,11 @@ import sys
 from collections.abc import Iterator
 
 import nbformat
-import polars as pl
 import pytest
 
 from hilt.pipelines.paths import NOTEBOOKS_DIR
-from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import PROXY_ENV, load_cases, operator, proxied_config, start_service
+from tests.conftest import copy_of, operator, start_service
 
 pytestmark = pytest.mark.slow
 
@@ -94,15 +92,13 @@ SERVICE_ONLY = (
 
 
 @pytest.fixture(scope="module")
-def served_behind_proxy(
-    tmp_path_factory: pytest.TempPathFactory, cases_frame: pl.DataFrame
+def served(
+    tmp_path_factory: pytest.TempPathFactory, served_template: tuple[Workspace, dict[str, str]]
 ) -> Iterator[dict[str, str]]:
-    """A loaded workspace behind the tests' sign-in proxy, its store service, and the
-    environment `hilt serve` gives a dashboard kernel (store URL, gateway token)."""
-    root = tmp_path_factory.mktemp("dashboard-start-served")
-    ws = Workspace.at(root / "ws")
-    create_workspace(ws, proxied_config(root))
-    load_cases(ws, cases_frame)
+    """A copy of the session's loaded workspace (single-person mode: lena), its store
+    service, and the environment `hilt serve` gives a dashboard kernel (the store's URL
+    and a gateway token)."""
+    ws = copy_of(served_template[0], tmp_path_factory.mktemp("dashboard-start-served") / "ws")
     gateway = operator(ws).add_user("voila-gateway", "gateway").token
     svc = start_service(ws)
     try:
@@ -110,7 +106,6 @@ def served_behind_proxy(
             "HILT_WORKSPACE": str(ws.root),
             "HILT_STORE_URL": svc.url,
             "HILT_GATEWAY_TOKEN": gateway,
-            **PROXY_ENV,
         }
     finally:
         svc.stop()
@@ -124,7 +119,7 @@ SERVED = ("oversight", "review")
 
 @pytest.mark.parametrize("name", SERVED)
 def test_a_served_dashboard_kernel_imports_neither_the_database_nor_the_frames(
-    served_behind_proxy: dict[str, str], name: str
+    served: dict[str, str], name: str
 ) -> None:
     """Served, a dashboard's kernel only talks HTTP to the store service: it builds its
     panel (not a refusal: the control) without DuckDB, polars, pyarrow or numpy, and
@@ -138,7 +133,7 @@ def test_a_served_dashboard_kernel_imports_neither_the_database_nor_the_frames(
     )
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("HILT_", "HTTP_"))},
-        **served_behind_proxy,
+        **served,
         "HTTP_X_FORWARDED_USER": user,
         "MPLBACKEND": "Agg",
     }
