@@ -16,7 +16,7 @@ from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal
 from hilt.widgets.contracts.oversight import ReasonCount, ReviewerStats
-from hilt.widgets.oversight.charts import reasons_chart, reviewer_chart
+from hilt.widgets.oversight.charts import reasons_chart, reviewer_chart, ticks
 from tests.conftest import CONFIG, operator, predictions_for, stand_in
 
 
@@ -49,6 +49,9 @@ def test_the_charts_are_svg_name_only_reviewers_and_escape_every_text() -> None:
     ElementTree.fromstring(svg)  # well-formed
     assert svg.startswith("<svg") and labels(svg) == ["alice", "bob"]
     assert "alert: accept ≥ 95%, median ≤ 5 s" in svg
+    assert ticks(10.45) == [0, 5, 10, 15] and ticks(9.0) == [0, 2, 4, 6, 8, 10]
+    assert ticks(0.3) == [0, 0.1, 0.2, 0.3]
+    assert ticks(0) == [0, 1]
     bars = reasons_chart([ReasonCount("x", "Other", 2), ReasonCount("y", "Income verified", 7)])
     assert labels(bars) == ["Income verified", "Other"]  # the most frequent on top
     # A name is text, never markup.

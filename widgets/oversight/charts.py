@@ -8,6 +8,7 @@ lead's kernel about a second of CPU before the first paint). Every text is escap
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 
 from hilt.widgets.common.colours import GREEN, MUTED, RED
@@ -33,6 +34,17 @@ def _text(x: float, y: float, text: str, **attrs: str) -> str:
     return f'<text x="{x:.1f}" y="{y:.1f}"{more}>{html.escape(text)}</text>'
 
 
+def ticks(top: float, most: int = 5) -> list[float]:
+    """Round steps (1, 2 or 5 times a power of ten) from 0 to at least ``top``, at most
+    ``most`` + 1 of them."""
+    if top <= 0:
+        return [0.0, 1.0]
+    raw = top / most
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    return [round(step * i, 12) for i in range(math.ceil(top / step - 1e-9) + 1)]
+
+
 def reviewer_chart(
     reviewers: Sequence[ReviewerStats],
     alerted: frozenset[str] | set[str],
@@ -49,7 +61,8 @@ def reviewer_chart(
         for r in reviewers
         if r.median_time_s is not None and r.accept_rate is not None
     ]
-    right = max([alert_median_seconds * 2, *(s for _, s, _, _ in points)]) * 1.15
+    x_ticks = ticks(max([alert_median_seconds * 2, *(s for _, s, _, _ in points)]) * 1.1)
+    right = x_ticks[-1]
     x0, y0 = _LEFT, _TOP
     w, h = WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
 
@@ -67,9 +80,8 @@ def reviewer_chart(
     ]
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
         body.append(_text(x0 - 6, py(tick) + 4, f"{tick:.0%}", text_anchor="end"))
-    for i in range(5):
-        seconds = right * i / 4
-        body.append(_text(px(seconds), y0 + h + 16, f"{seconds:.3g}", text_anchor="middle"))
+    for seconds in x_ticks:
+        body.append(_text(px(seconds), y0 + h + 16, f"{seconds:g}", text_anchor="middle"))
     body.append(_text(x0 + w / 2, _HEIGHT - 8, "median time on item (s)", text_anchor="middle"))
     body.append(
         _text(
