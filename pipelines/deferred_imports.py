@@ -50,3 +50,64 @@ def defer_iri_grammar() -> bool:
     stand_in.__getattr__ = __getattr__  # type: ignore[method-assign]
     sys.modules[IRI_SYNTAX] = stand_in
     return True
+
+
+class DeferredFunction:
+    """A function of a module not imported yet: its name now, the function itself (the
+    module imported) from ``resolved``."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.__module__ = module
+        self.__name__ = name
+        self.__qualname__ = name
+
+    def resolve(self) -> Any:
+        return getattr(importlib.import_module(self.__module__), self.__name__)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<deferred {self.__module__}.{self.__name__}>"
+
+
+class DeferredFunctions:
+    """Stands for a module in a table of its functions (``store/operations.py``): each
+    attribute is a ``DeferredFunction``; nothing is imported until one is resolved."""
+
+    def __init__(self, module: str) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> DeferredFunction:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return DeferredFunction(self._module, name)
+
+
+def deferred_functions(module: str) -> DeferredFunctions:
+    """The functions of ``module``, each imported when first resolved."""
+    return DeferredFunctions(module)
+
+
+def resolved(fn: Any) -> Any:
+    """``fn`` itself, or the function a ``DeferredFunction`` stands for (imported now)."""
+    return fn.resolve() if isinstance(fn, DeferredFunction) else fn
+
+
+class DeferredModule(types.ModuleType):
+    """Stands for a module in the globals of a module that uses it only inside functions
+    (``pl = deferred_module("polars")``): the first attribute asked of it imports the real
+    module, whose names it then carries itself (later lookups cost nothing more)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        module = importlib.import_module(self.__name__)
+        self.__dict__.update((k, v) for k, v in vars(module).items() if not k.startswith("__"))
+        return getattr(module, name)
+
+
+def deferred_module(name: str) -> types.ModuleType:
+    """``name`` itself if it is imported already, else a stand-in that imports it on first
+    use (see ``DeferredModule``)."""
+    return sys.modules.get(name) or DeferredModule(name, f"stand-in for {name}")

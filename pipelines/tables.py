@@ -8,10 +8,15 @@ notebook.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
-
+from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.errors import InputError
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = deferred_module("polars")  # on first use: the store's clients never import it
 
 
 def read_table(path: str | Path) -> pl.DataFrame:

@@ -28,16 +28,20 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.config import Settings
+from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.errors import InputError, NotFoundError
 from hilt.pipelines.loop.digests import file_sha256
 from hilt.pipelines.store import Store
 from hilt.pipelines.store.records import AuditEvent, AuditQuery, Decision, ModelRecord, Prediction
 from hilt.pipelines.workspace import Workspace
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = deferred_module("polars")  # on first use: the store's clients never import it
 
 #: The event a training run writes with what only it knows (model sha256, snapshot, rows).
 TRAINED_EVENT = "run.trained"

@@ -53,12 +53,9 @@ LEAD_ROLE = "lead"
 COMPARED_METRICS = ("auc", "accuracy", "precision", "recall", "f1", "brier")
 
 
-def overview_of(
-    report: OversightReport, settings: Settings, figures: bool = True
-) -> OversightOverview:
-    """The store's report as the widgets take it, with its figures rendered (PNG)."""
+def overview_of(report: OversightReport, settings: Settings) -> OversightOverview:
+    """The store's report as the widgets take it (they draw its charts themselves)."""
     o = settings.oversight
-    alerted = {a.reviewer for a in report.alerts}
     reviewers = tuple(
         ReviewerStats(
             reviewer=r.reviewer,
@@ -82,23 +79,6 @@ def overview_of(
         )
         for r in report.reasons
     )
-    reviewer_png = reasons_png = None
-    if figures:
-        from hilt.pipelines.loop.plots import png_bytes, reasons_figure, reviewer_figure
-
-        reviewer_png = png_bytes(
-            reviewer_figure(
-                [
-                    (r.reviewer, r.median_time_s, r.accept_rate, r.reviewer in alerted)
-                    for r in reviewers
-                ],
-                alert_accept_rate=o.alert_accept_rate,
-                alert_median_seconds=o.alert_median_seconds,
-            )
-        )
-        reasons_png = (
-            png_bytes(reasons_figure([(r.label, r.count) for r in reasons])) if reasons else None
-        )
     q, a = report.queue, report.agreement
     return OversightOverview(
         queue=QueueHealth(
@@ -125,8 +105,8 @@ def overview_of(
         alerts=tuple(BiasAlert(x.reviewer, x.kind, x.message) for x in report.alerts),
         window_days=report.window_days,
         as_of=report.as_of,
-        reviewer_figure=reviewer_png,
-        reasons_figure=reasons_png,
+        alert_accept_rate=o.alert_accept_rate,
+        alert_median_seconds=o.alert_median_seconds,
     )
 
 

@@ -27,7 +27,6 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 from matplotlib.typing import RcKeyType
 
 from hilt.pipelines.errors import InputError
@@ -441,69 +440,6 @@ def metric_history_figure(
         ax.set_title(title, loc="left")
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
-    return fig
-
-
-# ---------------------------------------------------------------------------- oversight
-ALERT_COLOR = "#b91c1c"
-OK_COLOR = "#1f77b4"
-
-
-def reviewer_figure(
-    reviewers: Sequence[tuple[str, float | None, float | None, bool]],
-    *,
-    alert_accept_rate: float,
-    alert_median_seconds: float,
-    figsize: tuple[float, float] = (6.0, 4.0),
-) -> EvaluationFigure:
-    """Per reviewer (name, median seconds on item, accept rate, alerted): a point of accept
-    rate against median time on item; the rubber-stamping zone (high accept rate, short
-    time) is shaded, alerted reviewers are red. Reviewers without a rate are left out."""
-    points = [(n, s, a, flag) for n, s, a, flag in reviewers if s is not None and a is not None]
-    with _style():
-        fig = _figure(figsize)
-        ax = fig.add_subplot()
-        longest = max([alert_median_seconds * 2, *(s for _, s, _, _ in points)])
-        right = longest * 1.15
-        ax.fill_between(
-            [0, alert_median_seconds],
-            alert_accept_rate,
-            1.05,
-            color=ALERT_COLOR,
-            alpha=0.12,
-            label=f"alert: accept ≥ {alert_accept_rate:.0%}, median ≤ {alert_median_seconds:g} s",
-        )
-        for name, s, a, flag in points:
-            ax.scatter([s], [a], color=ALERT_COLOR if flag else OK_COLOR, s=40, zorder=3)
-            ax.annotate(name, (s, a), textcoords="offset points", xytext=(5, 4), fontsize=8)
-        if not points:
-            ax.text(0.5, 0.5, "no decisions yet", ha="center", va="center", transform=ax.transAxes)
-        ax.set_xlim(0, right)
-        ax.set_ylim(0, 1.05)
-        ax.set_xlabel("median time on item (s)")
-        ax.set_ylabel("accept rate (of model outputs)")
-        ax.set_title("Reviewers: accept rate against time on item")
-        ax.legend(loc="lower right", fontsize=8)
-        ax.grid(alpha=0.3)
-    return fig
-
-
-def reasons_figure(
-    reasons: Sequence[tuple[str, int]], *, figsize: tuple[float, float] | None = None
-) -> EvaluationFigure:
-    """Horizontal bars: overrides per reason (label, count), the most frequent on top."""
-    items = sorted(reasons, key=lambda r: (-r[1], r[0]))
-    if figsize is None:
-        figsize = (6.0, 1.2 + 0.4 * max(1, len(items)))
-    with _style():
-        fig = _figure(figsize)
-        ax = fig.add_subplot()
-        counts = _horizontal_bars(ax, items, empty="no overrides", xlabel="overrides")
-        for y, n in enumerate(counts):
-            ax.text(n, y, f" {int(n)}", va="center", fontsize=8)
-        if counts:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title("Overrides by reason")
     return fig
 
 

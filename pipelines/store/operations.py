@@ -29,29 +29,8 @@ from typing import Any, Concatenate, Generic, Literal, ParamSpec, Self, TypeVar,
 from pydantic import BaseModel
 
 from hilt.pipelines.config import ROLES
-from hilt.pipelines.store.ops import (
-    backup,
-    cases,
-    config,
-    events,
-    governance,
-    incidents,
-    models,
-    monitoring,
-    outcomes,
-    oversight,
-    queue,
-    recipients,
-    retention,
-    review,
-    sign_in,
-    snapshot,
-    subject_export,
-    subject_notice,
-    subject_rights,
-    system,
-    users,
-)
+from hilt.pipelines.deferred_imports import deferred_functions, resolved
+from hilt.pipelines.store.recipient_records import RECIPIENT_ROLE
 from hilt.pipelines.store.requests import (
     AckIn,
     AdjudicationIn,
@@ -82,7 +61,60 @@ from hilt.pipelines.store.requests import (
 )
 
 if typing.TYPE_CHECKING:
+    from hilt.pipelines.store.ops import (
+        backup,
+        cases,
+        config,
+        events,
+        governance,
+        incidents,
+        models,
+        monitoring,
+        outcomes,
+        oversight,
+        queue,
+        recipients,
+        retention,
+        review,
+        sign_in,
+        snapshot,
+        subject_export,
+        subject_notice,
+        subject_rights,
+        system,
+        users,
+    )
     from hilt.pipelines.store.unit import Unit
+else:
+    # Each row's function is imported when the row is first used: a client of the
+    # service (a dashboard's kernel) imports only the operations it calls, never DuckDB
+    # or the bulk operations' libraries for the others.
+    globals().update(
+        (name, deferred_functions(f"hilt.pipelines.store.ops.{name}"))
+        for name in (
+            "backup",
+            "cases",
+            "config",
+            "events",
+            "governance",
+            "incidents",
+            "models",
+            "monitoring",
+            "outcomes",
+            "oversight",
+            "queue",
+            "recipients",
+            "retention",
+            "review",
+            "sign_in",
+            "snapshot",
+            "subject_export",
+            "subject_notice",
+            "subject_rights",
+            "system",
+            "users",
+        )
+    )
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -145,7 +177,8 @@ class Operation(Generic[P, R]):
         changes_config: bool = False,
         changes_queue: bool = False,
     ) -> None:
-        self.fn = fn
+        #: The function, or (at run time) its stand-in until the row is first used.
+        self._fn = fn
         self.name = fn.__name__
         self.permission = permission
         self.route = route
@@ -168,6 +201,13 @@ class Operation(Generic[P, R]):
         #: operations update it case by case themselves.
         self.changes_queue = changes_queue or changes_config
 
+    @property
+    def fn(self) -> Callable[Concatenate[Unit, P], R]:
+        """The function that does the work (its module imported on first use)."""
+        fn: Callable[Concatenate[Unit, P], R] = resolved(self._fn)
+        self._fn = fn
+        return fn
+
     def __set_name__(self, owner: type[Any], name: str) -> None:
         if name != self.name:
             raise TypeError(f"operation {name} must be the function of the same name")
@@ -186,7 +226,6 @@ class Operation(Generic[P, R]):
             return store.perform(self, self.arguments(*args, **kwargs))
 
         perform.__name__ = self.name
-        perform.__doc__ = self.fn.__doc__
         return perform
 
     @cached_property
@@ -233,7 +272,7 @@ SUBJECT_RIGHTS = Permission("subject rights", frozenset({"dpo"}))
 NOTICE = Permission("issue decision notices", frozenset({"dpo", "admin"}))
 #: A production system that reads decisions is a recipient (GDPR Art. 19): it reads, and
 #: acknowledges, its own feed of the subjects' changes, never another's.
-RECIPIENT = Permission("read subject changes", frozenset({recipients.RECIPIENT_ROLE}))
+RECIPIENT = Permission("read subject changes", frozenset({RECIPIENT_ROLE}))
 #: Oversight (EU AI Act Art. 14): gold cases, the oversight report, adjudication.
 GOLD = Permission("gold", frozenset({"data-scientist", "admin"}))
 OVERSIGHT_READ = Permission("oversight read", frozenset({"lead", "auditor", "admin"}))

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.config import Column, Settings
+from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.store.audit.chain import canonical_json
 from hilt.pipelines.store.subject_keys import (
     associated_data,
@@ -26,22 +25,26 @@ from hilt.pipelines.store.subject_keys import (
     unseal_text,
 )
 
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = deferred_module("polars")  # on first use: the store's clients never import it
+
 CASE_PURPOSE = "case"
 SUBJECT_ID_PURPOSE = "subject-id"
 COMMENT_PURPOSE = "comment"
 RECTIFY_PURPOSE = "rectify"
 
-_POLARS_TYPES: dict[str, pl.DataType] = {
-    "int": pl.Int64(),
-    "float": pl.Float64(),
-    "category": pl.String(),
-    "bool": pl.Boolean(),
-    "string": pl.String(),
-}
-
 
 def polars_type(col: Column) -> pl.DataType:
-    return _POLARS_TYPES[col.type]
+    types: dict[str, pl.DataType] = {
+        "int": pl.Int64(),
+        "float": pl.Float64(),
+        "category": pl.String(),
+        "bool": pl.Boolean(),
+        "string": pl.String(),
+    }
+    return types[col.type]
 
 
 def seal_cases(

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+#: The role of a recipient that reads decisions through the store.
+RECIPIENT_ROLE = "system"
 #: What a recipient must do about a change (rectify, erase, restrict, lift a restriction).
 ChangeKind = Literal["rectify", "erase", "restrict", "lift"]
 #: How a recipient is told: through its feed, acknowledged ("api"), or by the

@@ -17,7 +17,6 @@ from hilt.pipelines.config import ROLES, USER_NAME
 from hilt.pipelines.store.incidents import KINDS as INCIDENT_KINDS
 from hilt.pipelines.store.incidents import OPEN_STATUSES
 from hilt.pipelines.store.monitoring_records import MonitoringStatistics
-from hilt.pipelines.store.ops import events, models, subject_rights
 from hilt.pipelines.store.records import AuditQuery, ModelEvaluation
 from hilt.pipelines.store.validation import one_of
 from hilt.pipelines.workspace import RUN_NOTEBOOK_NAME
@@ -30,6 +29,12 @@ LINE = r"^[^\x00\n\r]*\S[^\x00\n\r]*$"
 ONE_LINE = r"^[^\x00\n\r]+$"
 #: A time a caller gives: ISO 8601 (a date-time, as declared; a date is taken too).
 ISO_TIME: dict[str, Any] = {"format": "date-time"}
+#: The action of an event a caller reports (``ops/events.record_event`` checks it too).
+EVENT_ACTION = re.compile(r"^[a-z]+\.[a-z_]{1,48}$")
+#: "<registered name>/v<version>": what a prediction names as its model (``ops/models``).
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,100}/v[1-9][0-9]{0,8}$")
+#: What a data subject may ask the processing of their data to stop for (``ops/subject_rights``).
+RESTRICTION_KINDS = ("restrict", "object")
 
 
 class RowsIn(BaseModel):
@@ -61,7 +66,7 @@ class CaseIdsIn(BaseModel):
 
 
 class EventIn(BaseModel):
-    action: str = Field(min_length=1, max_length=64, pattern=events.EVENT_ACTION.pattern)
+    action: str = Field(min_length=1, max_length=64, pattern=EVENT_ACTION.pattern)
     object_type: str = Field(min_length=1, max_length=128, pattern=ONE_LINE)
     object_id: str = Field(min_length=1, max_length=128, pattern=ONE_LINE)
     #: Any JSON object (its canonical JSON at most ``events.MAX_EVENT_PAYLOAD`` bytes); a
@@ -109,7 +114,7 @@ class RectifyIn(SubjectIn):
 
 
 class RestrictIn(SubjectIn):
-    kind: str = Field(pattern=one_of(subject_rights.RESTRICTION_KINDS))
+    kind: str = Field(pattern=one_of(RESTRICTION_KINDS))
     lift: bool = False
 
 
@@ -149,7 +154,7 @@ class NotifyRecipientIn(BaseModel):
 
 class ModelIn(BaseModel):
     #: "<registered name>/v<version>"
-    model: str = Field(min_length=1, max_length=128, pattern=models.MODEL_NAME.pattern)
+    model: str = Field(min_length=1, max_length=128, pattern=MODEL_NAME.pattern)
 
 
 class RegisterModelIn(ModelIn):

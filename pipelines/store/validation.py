@@ -12,11 +12,16 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from hilt.pipelines.config import Column, Settings
+from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.errors import InputError
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = deferred_module("polars")  # on first use: the store's clients never import it
 
 MAX_ID_LENGTH = 128
 _SHOW_ROWS = 5

@@ -134,13 +134,15 @@ def test_a_lead_sees_the_alert_settles_the_conflict_and_halts(
     record_property("oversight_dashboard_visible_s", round(visible_s, 2))
     root = page.locator(".hilt-oversight")
     expect(root).to_contain_text("max (lead)")
-    # Reviewers: alice's rubber-stamping is called out, with the figure beside it.
+    # Reviewers: alice's rubber-stamping is called out, with the chart beside it (an SVG the
+    # page draws, widgets/oversight/charts.py), naming her.
     stats = page.locator(".hilt-reviewer-stats")
     expect(stats).to_contain_text("Automation-bias alerts")
     expect(stats).to_contain_text("possible rubber-stamping")
     expect(stats).to_contain_text("⚠ alice")
-    expect(stats.locator("img")).to_have_count(1)
-    expect(stats.locator("img")).to_be_visible()
+    expect(stats.locator("svg")).to_have_count(1)
+    expect(stats.locator("svg")).to_be_visible()
+    expect(stats.locator("svg .hilt-chart-label", has_text="alice")).to_have_count(1)
     # No widget failed to render (each would show a JavaScript-error box).
     assert page.locator(".jupyter-widgets-error-widget").count() == 0
     expect(page.locator(".hilt-agreement")).to_contain_text("Cohen's kappa")

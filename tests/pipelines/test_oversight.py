@@ -1,8 +1,9 @@
-"""The oversight backend on a real store (embedded), the choice of a gold set, the figures."""
+"""The oversight backend on a real store (embedded), the choice of a gold set, the charts."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from xml.etree import ElementTree
 
 import polars as pl
 import pytest
@@ -10,11 +11,12 @@ import pytest
 from hilt.pipelines.dashboards.oversight import StoreOversightBackend, open_oversight_backend
 from hilt.pipelines.errors import InputError, PermissionDeniedError
 from hilt.pipelines.loop.oversight import choose_gold
-from hilt.pipelines.loop.plots import png_bytes, reasons_figure, reviewer_figure
 from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal
+from hilt.widgets.contracts.oversight import ReasonCount, ReviewerStats
+from hilt.widgets.oversight.charts import reasons_chart, reviewer_chart, ticks
 from tests.conftest import CONFIG, operator, predictions_for, stand_in
 
 
@@ -34,17 +36,39 @@ def test_a_gold_set_holds_the_wanted_share_of_model_errors() -> None:
         choose_gold(candidates, truth, predicted, 0, 0.5)
 
 
-def test_the_figures_are_png_and_name_only_reviewers() -> None:
-    fig = reviewer_figure(
-        [("alice", 1.2, 1.0, True), ("bob", 9.5, 0.7, False), ("lena", None, None, False)],
+def test_the_charts_are_svg_name_only_reviewers_and_escape_every_text() -> None:
+    def stats(name: str, median_s: float | None, rate: float | None) -> ReviewerStats:
+        return ReviewerStats(name, 10, 1, 9, 1, rate, None, median_s, 0, 0, None)
+
+    svg = reviewer_chart(
+        [stats("alice", 1.2, 1.0), stats("bob", 9.5, 0.7), stats("lena", None, None)],
+        {"alice"},
         alert_accept_rate=0.95,
         alert_median_seconds=5.0,
     )
-    texts = [t.get_text() for t in fig.axes[0].texts]
-    assert texts == ["alice", "bob"]
-    assert png_bytes(fig).startswith(b"\x89PNG")
-    bars = reasons_figure([("Income verified", 7), ("Other", 2)])
-    assert [t.get_text() for t in bars.axes[0].get_yticklabels()] == ["Other", "Income verified"]
+    ElementTree.fromstring(svg)  # well-formed
+    assert svg.startswith("<svg") and labels(svg) == ["alice", "bob"]
+    assert "alert: accept ≥ 95%, median ≤ 5 s" in svg
+    assert ticks(10.45) == [0, 5, 10, 15] and ticks(9.0) == [0, 2, 4, 6, 8, 10]
+    assert ticks(0.3) == [0, 0.1, 0.2, 0.3]
+    assert ticks(0) == [0, 1]
+    bars = reasons_chart([ReasonCount("x", "Other", 2), ReasonCount("y", "Income verified", 7)])
+    assert labels(bars) == ["Income verified", "Other"]  # the most frequent on top
+    # A name is text, never markup.
+    hostile = reviewer_chart(
+        [stats("<script>x</script>", 2.0, 0.5)],
+        set(),
+        alert_accept_rate=0.95,
+        alert_median_seconds=5.0,
+    )
+    assert "<script>" not in hostile and labels(hostile) == ["<script>x</script>"]
+
+
+def labels(svg: str) -> list[str]:
+    """The chart's labels (reviewer names, reasons), top to bottom as drawn."""
+    root = ElementTree.fromstring(svg)
+    texts = [t for t in root.iter("{http://www.w3.org/2000/svg}text") if t.get("class")]
+    return [t.text or "" for t in texts]
 
 
 @pytest.fixture
@@ -87,7 +111,12 @@ def test_the_backend_settles_a_conflict_and_halts_as_the_identified_lead(ws: Wor
     assert isinstance(backend, StoreOversightBackend)
     overview = backend.overview()
     assert overview.queue.adjudication_waiting == 1
-    assert overview.reviewer_figure is not None and overview.reviewer_figure[:4] == b"\x89PNG"
+    oversight = ws.settings().oversight
+    assert (overview.alert_accept_rate, overview.alert_median_seconds) == (
+        oversight.alert_accept_rate,
+        oversight.alert_median_seconds,
+    )
+    assert {"alice", "bob"} <= {r.reviewer for r in overview.reviewers}
     assert [r.label for r in overview.reasons] == [ws.settings().review.reason_codes["data-error"]]
     [conflict] = backend.conflicts()
     settings = ws.settings()

@@ -513,8 +513,8 @@ def make_overview(**changes: Any) -> OversightOverview:
         ),
         window_days=30,
         as_of="2030-01-01T12:00:00.000000Z",
-        reviewer_figure=PNG_1PX,
-        reasons_figure=PNG_1PX,
+        alert_accept_rate=0.95,
+        alert_median_seconds=5.0,
     )
     return replace(overview, **changes)
 

@@ -63,22 +63,32 @@ def test_the_dashboard_shows_queue_reviewers_alerts_and_agreement() -> None:
     alerts = page.reviewer_view.alerts_html.value
     assert "Automation-bias alerts (2)" in alerts
     assert "alice accepted 100% of 40 model outputs" in alerts
-    # Agreement and reasons; the figures as images.
+    # Agreement and reasons; the two charts, drawn in the page (no image from the backend).
     assert "0.58" in page.agreement_view.text.value
     assert "Income verified" in page.reasons_view.table.value
-    assert [i.value for i in images(page)] == [PNG_1PX, PNG_1PX]
+    assert images(page) == []
+    charts = [page.reviewer_view.chart, page.reasons_view.chart]
+    assert all(c.value.startswith("<svg") and c in find_widgets(page) for c in charts)
+    assert "alice" in charts[0].value and "Income verified" in charts[1].value
     # The comparison is not read at start-up (it needs the model registry).
     assert backend.comparison_calls == 0
     assert "Compare challenger with champion" in visible_buttons(page)
 
 
-def test_no_alert_and_no_figure_when_there_is_nothing_to_show() -> None:
-    overview = make_overview(alerts=(), reviewer_figure=None, reasons=(), reasons_figure=None)
+def test_no_alert_and_no_reasons_chart_when_there_is_nothing_to_show() -> None:
+    overview = make_overview(alerts=(), reasons=())
     page = OversightDashboard(FakeOversightBackend(overview_value=overview))
     assert "No automation-bias alert" in page.reviewer_view.alerts_html.value
     assert "⚠" not in page.reviewer_view.table.value
     assert "No overrides yet" in page.reasons_view.table.value
     assert images(page) == []
+    assert page.reasons_view.chart.value == ""
+    assert page.reasons_view.chart not in find_widgets(page)
+    # No reviewer has decided: no reviewer chart either.
+    page.reviewer_view.show((), (), 30, (0.95, 5.0))
+    assert page.reviewer_view.chart.value == ""
+    assert "No reviewer has decided yet" in page.reviewer_view.table.value
+    assert page.reviewer_view.chart not in find_widgets(page)
 
 
 def test_backend_errors_land_in_the_status_line_and_refresh_reads_again() -> None:

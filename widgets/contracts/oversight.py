@@ -82,9 +82,10 @@ class OversightOverview:
     alerts: tuple[BiasAlert, ...]
     window_days: int
     as_of: str
-    #: PNG figures rendered by the backend (None: nothing to plot).
-    reviewer_figure: bytes | None = None
-    reasons_figure: bytes | None = None
+    #: The automation-bias alert's thresholds (hilt.toml ``[oversight]``): the reviewer
+    #: chart shades the zone they bound.
+    alert_accept_rate: float
+    alert_median_seconds: float
 
 
 @dataclass(frozen=True)

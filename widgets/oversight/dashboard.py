@@ -123,10 +123,13 @@ class OversightDashboard(widgets.VBox):
         self.overview = overview
         self.queue_view.show(overview.queue)
         self.reviewer_view.show(
-            overview.reviewers, overview.alerts, overview.reviewer_figure, overview.window_days
+            overview.reviewers,
+            overview.alerts,
+            overview.window_days,
+            (overview.alert_accept_rate, overview.alert_median_seconds),
         )
         self.agreement_view.show(overview.agreement)
-        self.reasons_view.show(overview.reasons, overview.reasons_figure)
+        self.reasons_view.show(overview.reasons)
         self.as_of.value = f'<span style="color:{MUTED}">As of {html.escape(overview.as_of)}</span>'
 
     def _render_header(self) -> None:

@@ -15,7 +15,6 @@ from typing import Any
 import ipywidgets as widgets
 
 from hilt.widgets.common.colours import AMBER, BORDER, GREEN, MUTED, RED
-from hilt.widgets.common.figure import figure_image
 from hilt.widgets.common.formats import DASH, minutes, percent, seconds
 from hilt.widgets.common.html_table import compact_table, note
 from hilt.widgets.contracts.oversight import (
@@ -25,6 +24,7 @@ from hilt.widgets.contracts.oversight import (
     ReasonCount,
     ReviewerStats,
 )
+from hilt.widgets.oversight.charts import reasons_chart, reviewer_chart
 
 
 def _tile(label: str, value: str, colour: str = "inherit") -> str:
@@ -83,7 +83,7 @@ class QueueHealthView(widgets.VBox):
 class ReviewerStatsView(widgets.VBox):
     """Per reviewer: throughput, accept / override rate, median time on item, gold accuracy;
     the automation-bias alerts above, their rows in red, and the accept-rate-against-time
-    figure below."""
+    chart below (``charts.reviewer_chart``)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -92,7 +92,8 @@ class ReviewerStatsView(widgets.VBox):
         self.table = widgets.HTML()
         self.reviewers: tuple[ReviewerStats, ...] = ()
         self.alerts: tuple[BiasAlert, ...] = ()
-        self.figure: widgets.Image | None = None
+        self.chart = widgets.HTML()
+        self.chart.add_class("hilt-chart")
         self.window_days = 0
         self._compose()
 
@@ -100,13 +101,23 @@ class ReviewerStatsView(widgets.VBox):
         self,
         reviewers: Sequence[ReviewerStats],
         alerts: Sequence[BiasAlert],
-        figure: bytes | None = None,
         window_days: int = 0,
+        thresholds: tuple[float, float] | None = None,
     ) -> None:
+        """``thresholds``: the alert's accept rate and median seconds (None: no chart)."""
         self.reviewers = tuple(reviewers)
         self.alerts = tuple(alerts)
         self.window_days = window_days
-        self.figure = figure_image(figure)
+        self.chart.value = (
+            ""
+            if thresholds is None or not self.reviewers
+            else reviewer_chart(
+                self.reviewers,
+                {a.reviewer for a in self.alerts},
+                alert_accept_rate=thresholds[0],
+                alert_median_seconds=thresholds[1],
+            )
+        )
         self._compose()
 
     def _compose(self) -> None:
@@ -161,9 +172,7 @@ class ReviewerStatsView(widgets.VBox):
                 f"Final decisions{window}; rates of decisions on a model prediction.",
                 size="0.85em",
             )
-        self.children = tuple(
-            w for w in (self.alerts_html, self.table, self.figure) if w is not None
-        )
+        self.children = tuple(w for w in (self.alerts_html, self.table, self.chart) if w.value)
 
 
 class AgreementView(widgets.VBox):
@@ -202,19 +211,21 @@ class AgreementView(widgets.VBox):
 
 
 class OverrideReasonsView(widgets.VBox):
-    """How often each override reason was given, as a bar chart and a table."""
+    """How often each override reason was given, as a bar chart (``charts.reasons_chart``)
+    and a table."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.add_class("hilt-override-reasons")
         self.table = widgets.HTML()
+        self.chart = widgets.HTML()
+        self.chart.add_class("hilt-chart")
         self.reasons: tuple[ReasonCount, ...] = ()
-        self.figure: widgets.Image | None = None
         self._compose()
 
-    def show(self, reasons: Sequence[ReasonCount], figure: bytes | None = None) -> None:
+    def show(self, reasons: Sequence[ReasonCount]) -> None:
         self.reasons = tuple(reasons)
-        self.figure = figure_image(figure)
+        self.chart.value = reasons_chart(self.reasons) if self.reasons else ""
         self._compose()
 
     def _compose(self) -> None:
@@ -224,4 +235,4 @@ class OverrideReasonsView(widgets.VBox):
             total = sum(r.count for r in self.reasons)
             rows = [([r.label, str(r.count), percent(r.count / total)], None) for r in self.reasons]
             self.table.value = compact_table(["Reason", "Overrides", "Share"], rows)
-        self.children = tuple(w for w in (self.figure, self.table) if w is not None)
+        self.children = tuple(w for w in (self.chart, self.table) if w.value)

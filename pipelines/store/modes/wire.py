@@ -14,16 +14,22 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import sys
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import polars as pl
 from pydantic import BaseModel, TypeAdapter
 
+from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.store.operations import Operation
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = deferred_module("polars")  # on first use: the store's clients never import it
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,13 @@ class HttpShape:
     frame_result: bool
 
 
+def _is_frame(hint: Any) -> bool:
+    """Whether ``hint`` is polars' DataFrame (never while polars is not imported: a hint
+    that names it imports it as it resolves, and a client asks about the others only)."""
+    polars = sys.modules.get("polars")
+    return polars is not None and hint is polars.DataFrame
+
+
 def _is_model(hint: Any) -> bool:
     return inspect.isclass(hint) and issubclass(hint, BaseModel)
 
@@ -65,7 +78,7 @@ def shape_of(op: Operation[Any, Any]) -> HttpShape:
         if name in path:
             continue
         if route.body is not None:
-            if hint is pl.DataFrame:
+            if _is_frame(hint):
                 frame_param = name
             else:
                 body_fields.append(name)
@@ -90,7 +103,7 @@ def shape_of(op: Operation[Any, Any]) -> HttpShape:
         frame_param=frame_param,
         query=tuple(query),
         query_model_param=query_model,
-        frame_result=op.hints["return"] is pl.DataFrame,
+        frame_result=_is_frame(op.hints["return"]),
     )
 
 

@@ -13,8 +13,7 @@ import secrets
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
+from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, StoreError
 from hilt.pipelines.store import personal_data, review_queue, sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
@@ -30,7 +29,11 @@ from hilt.pipelines.store.validation import check_text
 from hilt.pipelines.tables import rejects_csv
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from hilt.pipelines.store.unit import Unit
+else:
+    pl = deferred_module("polars")  # on first use: the store's clients never import it
 
 #: Roles that see every personal-data column of a case; others see only display_personal.
 PERSONAL_READERS = frozenset({"admin", "dpo", "data-scientist", "system"})

@@ -9,7 +9,6 @@ transaction (``Unit.append_audit``).
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,6 +25,7 @@ from hilt.pipelines.store.records import (
     CheckpointRecord,
     VerifyReport,
 )
+from hilt.pipelines.store.requests import EVENT_ACTION
 from hilt.pipelines.workspace import RUN_NOTEBOOK_NAME
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 #: (model.*, system.*, subject.*, retention.*, user.*, config.*, decisions, batches) is
 #: written by the store's own operation, in the transaction of its change, never reported.
 EVENT_PREFIXES: tuple[str, ...] = ("run.",)
-EVENT_ACTION = re.compile(r"^[a-z]+\.[a-z_]{1,48}$")
 #: Largest canonical JSON of a recorded event's payload (bytes).
 MAX_EVENT_PAYLOAD = 16_384
 

@@ -31,13 +31,12 @@ from hilt.pipelines.store.records import (
     ModelEvaluation,
     ModelRecord,
 )
+from hilt.pipelines.store.requests import MODEL_NAME
 from hilt.pipelines.store.validation import check_text
 
 if TYPE_CHECKING:
     from hilt.pipelines.store.unit import Unit
 
-#: "<registered name>/v<version>": what a prediction names as its model.
-MODEL_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,100}/v[1-9][0-9]{0,8}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 _COLUMNS = (

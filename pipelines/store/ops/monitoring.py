@@ -25,9 +25,9 @@ import json
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 from pydantic import Field
 
+from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
@@ -47,7 +47,11 @@ from hilt.pipelines.workspace import RUN_NOTEBOOK_NAME
 if TYPE_CHECKING:
     from datetime import datetime
 
+    import polars as pl
+
     from hilt.pipelines.store.unit import Unit
+else:
+    pl = deferred_module("polars")  # on first use: the store's clients never import it
 
 RUN_ACTION = "monitoring.run"
 _SEVERITIES: tuple[Severity, ...] = ("warning", "breach", "serious")

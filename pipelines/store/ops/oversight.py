@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-import polars as pl
 from pydantic import Field
 
+from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError
 from hilt.pipelines.store import double_review, oversight_stats, sql
 from hilt.pipelines.store.audit.gold_digest import digest as gold_digest
@@ -21,7 +21,11 @@ from hilt.pipelines.store.records import ConflictRecord, Decision, GoldResult, O
 from hilt.pipelines.store.validation import check_text
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from hilt.pipelines.store.unit import Unit
+else:
+    pl = deferred_module("polars")  # on first use: the store's clients never import it
 
 #: Largest gold set added in one call.
 MAX_GOLD_BATCH = 5000

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
+from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.store import personal_data
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from hilt.pipelines.store.unit import Unit
+else:
+    pl = deferred_module("polars")  # on first use: the store's clients never import it
 
 
 def sealed_rows(unit: Unit, where: str, params: list[Any]) -> pl.DataFrame:

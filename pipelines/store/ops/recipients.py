@@ -32,8 +32,8 @@ from pydantic import Field
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
-from hilt.pipelines.store.ops.subject_rights import find_subject
 from hilt.pipelines.store.recipient_records import (
+    RECIPIENT_ROLE,
     ChangeKind,
     ExportedRecipient,
     ExportedRecipientNotice,
@@ -45,8 +45,6 @@ from hilt.pipelines.store.recipient_records import (
 if TYPE_CHECKING:
     from hilt.pipelines.store.unit import Unit
 
-#: The role of a recipient that reads decisions through the store.
-RECIPIENT_ROLE = "system"
 NOTIFIED = "subject.recipient_notified"
 #: The audit events a recipient must be told of, and what each asks of it.
 CHANGE_ACTIONS: dict[str, ChangeKind] = {
@@ -296,6 +294,10 @@ def subject_notify_recipient(
         )
     if (subject_id is None) == (subject_ref is None):
         raise InputError("name the subject by their id or (once erased) by subject_ref")
+    # Here, not at the top: the review's operations import this module, and the subject
+    # rights' (removal, frames) are the data-protection officer's, not a review kernel's.
+    from hilt.pipelines.store.ops.subject_rights import find_subject
+
     now = unit.clock()
     with unit.transaction():
         if subject_id is not None:

@@ -17,15 +17,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
+from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit import batch_digest
 from hilt.pipelines.store.erasure_ledger import record_removed
 from hilt.pipelines.store.subject_records import SnapshotRewrite
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from hilt.pipelines.store.unit import Unit
+else:
+    pl = deferred_module("polars")  # on first use: the store's clients never import it
 
 
 @dataclass

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-import polars as pl
 from pydantic import Field
 
 from hilt.pipelines.config import Settings
+from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.errors import ConflictError
 from hilt.pipelines.store import double_review, personal_data, sql
 from hilt.pipelines.store.ops import personal_reads
@@ -36,7 +36,11 @@ from hilt.pipelines.store.records import SnapshotRecord
 from hilt.pipelines.store.schema import quote
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from hilt.pipelines.store.unit import Unit
+else:
+    pl = deferred_module("polars")  # on first use: the store's clients never import it
 
 _HASH = "('0x' || left(sha256($salt || c.case_id), 8))::BIGINT"
 HASH_SPACE = 2**32

@@ -41,13 +41,13 @@ from hilt.pipelines.store.ops.removal import (
     remove_subjects,
     rewrite_snapshots,
 )
+from hilt.pipelines.store.requests import RESTRICTION_KINDS
 from hilt.pipelines.store.subject_records import ErasureReport, SubjectAction
 from hilt.pipelines.store.validation import parse_column
 
 if TYPE_CHECKING:
     from hilt.pipelines.store.unit import Unit
 
-RESTRICTION_KINDS = ("restrict", "object")
 _KIND_ACTION = {"restrict": "subject.restricted", "object": "subject.objected"}
 
 
