@@ -494,6 +494,8 @@ def write_decision(
         now,
         expect_seq=seq,
     )
+    if unit.queue_index is not None:
+        unit.queue_index.stage_decided(row.case_id)
     unit.con.execute(
         "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
@@ -536,7 +538,11 @@ def decisions_where(
 
 def decisions_of_case(unit: Unit, case_id: str, subject_ref: str) -> list[Decision]:
     """``decisions_where`` for one case whose subject is known (no join with cases: a
-    DuckDB join costs more than the point query), disclosed as that is."""
+    DuckDB join costs more than the point query), disclosed as that is. In the service, a
+    case its live queue knows to have no decision is not asked about."""
+    index = unit.queue_index
+    if index is not None and index.has_no_decisions(case_id):
+        return []
     columns = DECISION_COLUMNS.replace("c.subject_ref", "?::VARCHAR")
     rows = unit.con.execute(
         f"SELECT {columns} FROM decisions d WHERE d.case_id = ? ORDER BY d.seq",

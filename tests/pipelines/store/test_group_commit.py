@@ -60,7 +60,12 @@ def test_a_group_commits_together_and_a_refusal_inside_it_is_refused_alone(
         ]
         answers: list[Future[Decision]] = [Future() for _ in group]
         with service.mutex:
-            service._commit_group([(u, r, f) for (u, r), f in zip(group, answers, strict=True)])
+            service._commit_group(
+                [
+                    (u, Store.record_decision, {"request": r}, f)
+                    for (u, r), f in zip(group, answers, strict=True)
+                ]
+            )
         # One transaction for all six requests.
         assert service.group_stats == {"groups": 1, "requests": 6, "largest": 6}
         refused = [

@@ -76,6 +76,8 @@ def check_index(service: StoreService, clock: Clock, step: str, turn: int, extra
         assert {c: (h.reviewer, h.leased_at, h.expires_at) for c, h in index.leases.items()} == (
             leases
         ), step
+        decided = service.con.execute("SELECT DISTINCT case_id FROM decisions").fetchall()
+        assert index.decided == {str(r[0]) for r in decided}, step
         now = clock.now
         threshold = float(service.settings.review.decision_threshold)
         name = REVIEWERS[turn % len(REVIEWERS)]
