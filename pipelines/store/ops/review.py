@@ -108,8 +108,9 @@ class CaseFacts:
 
 def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datetime) -> CaseFacts:
     """The facts, in one round trip. In the service, what its live queue holds as the
-    database does (the lease, live restrictions, gold and manual-review arms, the salt) is
-    taken from there instead of from arms of the query (each arm costs a scan)."""
+    database does (the lease, live restrictions, gold and manual-review arms, the salt, and
+    that the case has no decision yet) is taken from there instead of from arms of the
+    query (each arm costs a scan)."""
     index = unit.queue_index
     lease_row = index.lease_row(case_id) if index is not None else None
     arms = [
@@ -117,14 +118,17 @@ def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datet
         " FROM cases WHERE case_id = $cid",
         "SELECT 'prediction', prediction_id::VARCHAR, model_version, label,"
         " NULL, NULL, NULL FROM predictions WHERE case_id = $cid",
-        "SELECT 'decision', decision_id, action, reviewer, seq::VARCHAR,"
-        " undo_of, final_label FROM decisions WHERE case_id = $cid",
         "SELECT 'contest', max(seq)::VARCHAR, NULL, NULL, NULL, NULL, NULL"
         " FROM contests WHERE case_id = $cid",
         "SELECT 'request', decision_id, NULL, NULL, NULL, NULL, NULL"
         " FROM decisions WHERE request_id = $rid",
     ]
     params: dict[str, Any] = {"rid": request_id, "cid": case_id}
+    if index is None or not index.has_no_decisions(case_id):
+        arms.append(
+            "SELECT 'decision', decision_id, action, reviewer, seq::VARCHAR,"
+            " undo_of, final_label FROM decisions WHERE case_id = $cid"
+        )
     if index is None:
         arms.append(
             "SELECT 'restricted', kind, NULL, NULL, NULL, NULL, NULL"
