@@ -11,9 +11,10 @@ leases share one transaction, then their decisions another; 1 by default, the de
 case, each commit alone), by 32 reviewers in turn; the CPU of a group is shared equally
 by its requests. Each is timed in CPU time of the
 thread (``time.thread_time``), which other work on a shared machine inflates far less than
-wall time; the median and p95 are printed, and the pair's mean. HTTP (FastAPI, JSON) is not
-included: ``store_concurrency.py`` phase 3b measures decisions per CPU-second of the whole
-service.
+wall time; the median and p95 are printed, and the pair's mean; and the DuckDB statements
+per lease and per decision (counted on the connection, whatever the load). HTTP (FastAPI,
+JSON) is not included: ``store_concurrency.py`` phase 3b measures decisions per
+CPU-second of the whole service.
 
 Setup (untimed): a workspace from data/hilt.toml with N cases (the demo cases plus synthetic
 copies, one prediction each by an approved stand-in model, as ``store_concurrency.py`` seeds
@@ -30,6 +31,7 @@ import tempfile
 import time
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any, cast
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -49,6 +51,22 @@ REVIEWERS = 32
 WARMUP = 20
 
 
+class Counting:
+    """The connection, counting the statements run on it (``execute``): a figure the load
+    of a shared machine does not change."""
+
+    def __init__(self, con: Any) -> None:
+        self._con = con
+        self.statements = 0
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        self.statements += 1
+        return self._con.execute(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
 def measure(ws: Workspace, pairs: int, group: int = 1) -> dict[str, float]:
     """CPU per lease and per decision, run as the service runs them: through its group
     committer, ``group`` reviewers' leases in one group, then their decisions in one."""
@@ -56,14 +74,19 @@ def measure(ws: Workspace, pairs: int, group: int = 1) -> dict[str, float]:
     con.execute("SET threads = 1")  # as `hilt store serve` runs it
     try:
         watch = ConfigWatch(ws, owner=True)
-        service = StoreService(ws, watch.admit(con, despite_drift=False), con, config=watch)
+        counting = Counting(con)
+        service = StoreService(
+            ws, watch.admit(con, despite_drift=False), cast(Any, counting), config=watch
+        )
         users = [service.lookup(f"rev{i:02d}") for i in range(1, REVIEWERS + 1)]
         lease_ms: list[float] = []
+        lease_sql = decide_sql = 0
         decide_ms: list[float] = []
         rounds = (WARMUP + pairs + group - 1) // group
         for k in range(rounds):
             who = [users[(k * group + j) % REVIEWERS] for j in range(group)]
             leases: list[Future[LeasedCase | None]] = [Future() for _ in who]
+            n0 = counting.statements
             t0 = time.thread_time()
             with service.mutex:
                 service._commit_group(
@@ -73,6 +96,7 @@ def measure(ws: Workspace, pairs: int, group: int = 1) -> dict[str, float]:
                     ]
                 )
             t1 = time.thread_time()
+            n1 = counting.statements
             answers: list[Future[Decision]] = [Future() for _ in who]
             queued: list[Queued] = []
             for j, (u, lease, done) in enumerate(zip(who, leases, answers, strict=True)):
@@ -84,6 +108,7 @@ def measure(ws: Workspace, pairs: int, group: int = 1) -> dict[str, float]:
                     request_id=f"cpu-{k:06d}-{j:02d}",
                 )
                 queued.append((u, Store.record_decision, {"request": request}, done))
+            n2 = counting.statements
             t2 = time.thread_time()
             with service.mutex:
                 service._commit_group(queued)
@@ -91,6 +116,8 @@ def measure(ws: Workspace, pairs: int, group: int = 1) -> dict[str, float]:
                 done.result()
             t3 = time.thread_time()
             if k * group >= WARMUP:
+                lease_sql += n1 - n0
+                decide_sql += counting.statements - n2
                 lease_ms.extend([(t1 - t0) * 1000 / group] * group)
                 decide_ms.extend([(t3 - t2) * 1000 / group] * group)
     finally:
@@ -104,6 +131,8 @@ def measure(ws: Workspace, pairs: int, group: int = 1) -> dict[str, float]:
         "decision_median_ms": round(percentile(decide_ms, 50) or 0.0, 2),
         "decision_p95_ms": round(percentile(decide_ms, 95) or 0.0, 2),
         "pair_mean_ms": round((sum(lease_ms) + sum(decide_ms)) / pairs, 2),
+        "statements_per_lease": round(lease_sql / pairs, 2),
+        "statements_per_decision": round(decide_sql / pairs, 2),
     }
 
 
@@ -135,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{result['lease_p95_ms']} ms; per decision: median {result['decision_median_ms']} "
         f"ms, p95 {result['decision_p95_ms']} ms; a pair on average {result['pair_mean_ms']} "
         f"ms ({pairs} pairs, {n_cases} cases, {group} a group)"
+    )
+    print(
+        f"DuckDB statements per lease {result['statements_per_lease']}, per decision "
+        f"{result['statements_per_decision']} (BEGIN and COMMIT included)"
     )
     pair = result["pair_mean_ms"]
     print(f"one core would carry at most {1000 / pair:.0f} lease + decision pairs/s (no HTTP)")

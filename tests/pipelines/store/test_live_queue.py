@@ -130,6 +130,8 @@ class Run:
 
     def run(self, who: str, operation: Any, **arguments: Any) -> Any:
         user = self.service.lookup(who)
+        if operation.group_commit:  # leases: through the group committer, as over HTTP
+            return self.service.submit(user, operation, arguments).result()
         method = self.service.run_bulk if operation.bulk else self.service.run
         return method(user, operation, arguments)
 
