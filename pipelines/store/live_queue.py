@@ -15,7 +15,8 @@ table holds them, expired ones included: expiry is read against the clock), each
 reviewer's skips (they order the queue for that reviewer), the manual-review cut of a halt
 and whether the store has gold cases, and the day's final decisions (what the
 reviewer's progress line counts, ``queue.done_today``: read once a day, then kept up to
-date by the decisions). The embedded mode has no index (``Unit.queue_index``
+date by the decisions), and which cases have decisions at all (a lease of one that has
+none reads none: ``cases.case_and_history``). The embedded mode has no index (``Unit.queue_index``
 is None) and reads the queue with SQL.
 """
 
@@ -129,6 +130,8 @@ class LiveQueue:
         self.salt = ""
         #: Cases with a rectification (``get_case`` applies them).
         self.rectified: set[str] = set()
+        #: Cases with at least one row in the decisions table.
+        self.decided: set[str] = set()
         self.loaded = False
         #: How often applying staged changes failed (the index was built again each time).
         self.failures = 0
@@ -153,6 +156,9 @@ class LiveQueue:
         }
         self.rectified = {
             str(r[0]) for r in con.execute("SELECT DISTINCT case_id FROM rectifications").fetchall()
+        }
+        self.decided = {
+            str(r[0]) for r in con.execute("SELECT DISTINCT case_id FROM decisions").fetchall()
         }
         self._double_share = settings.oversight.double_review_share
         rows = con.execute(
@@ -246,6 +252,15 @@ class LiveQueue:
 
         self._staged.append(change)
         self.decision_staged = True
+
+    def stage_decided(self, case_id: str) -> None:
+        """A decision row on the case is written (``review.write_decision``)."""
+        self._staged.append(lambda con: self.decided.add(case_id))
+        self.decision_staged = True
+
+    def has_no_decisions(self, case_id: str) -> bool:
+        """Whether the decisions table surely has no row on the case (False: ask it)."""
+        return not self.decision_staged and case_id not in self.decided
 
     def stage_refresh(self, case_id: str) -> None:
         """Read the case's state again with the one-case SQL once the change committed."""

@@ -187,7 +187,8 @@ class Operation(Generic[P, R]):
         #: Only reads: the service runs it on a read connection of its own, never making
         #: the writers wait (verify, reports, searches).
         self.read_only = read_only
-        #: Decisions: the service lets many requests share one transaction.
+        #: The review path (leases, decisions): the service lets many requests share one
+        #: transaction, each acknowledged after its COMMIT.
         self.group_commit = group_commit
         #: Users or tokens change: the service forgets the identities it cached.
         self.changes_identities = changes_identities
@@ -365,10 +366,16 @@ class Store:
     )
     decisions = Operation(review.decisions, READ_DECISIONS, GET("/v1/decisions"), read_only=True)
     next_case = Operation(
-        queue.next_case, Permission("next case", REVIEWERS), POST("/v1/queue/next")
+        queue.next_case,
+        Permission("next case", REVIEWERS),
+        POST("/v1/queue/next"),
+        group_commit=True,
     )
     lease_case = Operation(
-        queue.lease_case, Permission("next case", REVIEWERS), POST("/v1/queue/lease", CaseIn)
+        queue.lease_case,
+        Permission("next case", REVIEWERS),
+        POST("/v1/queue/lease", CaseIn),
+        group_commit=True,
     )
     queue_status = Operation(
         queue.queue_status, Permission("queue status", EVERYONE), GET("/v1/queue/status")

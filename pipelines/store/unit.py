@@ -48,6 +48,9 @@ class HeadCache:
     def __init__(self) -> None:
         self.committed: tuple[int, str] | None = None
         self.pending: tuple[int, str] | None = None
+        #: The audit rows of an open group commit, inserted together (one statement) just
+        #: before its COMMIT (``defer``, ``flush``); None: each row is inserted at once.
+        self.deferred: list[tuple[int, str, str, str]] | None = None
 
     def commit(self) -> None:
         if self.pending is not None:
@@ -57,6 +60,21 @@ class HeadCache:
     def forget(self) -> None:
         self.committed = None
         self.pending = None
+        self.deferred = None
+
+    def defer(self) -> None:
+        """From now until ``flush``, hold the audit rows back (the caller owns the
+        transaction, and nothing in it reads the log before its COMMIT)."""
+        self.deferred = []
+
+    def flush(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Insert the rows held back, in chain order, with one statement."""
+        rows, self.deferred = self.deferred, None
+        if rows:
+            con.execute(
+                "INSERT INTO audit_log VALUES " + ", ".join(["(?, ?, ?, ?)"] * len(rows)),
+                [value for row in rows for value in row],
+            )
 
 
 @dataclass
@@ -174,6 +192,11 @@ class Unit:
         ).canonical()
         digest = chain_hash(prev, entry)
         self.wrote = True
-        self.con.execute("INSERT INTO audit_log VALUES (?, ?, ?, ?)", [seq, entry, prev, digest])
+        if self.head.deferred is not None:
+            self.head.deferred.append((seq, entry, prev, digest))
+        else:
+            self.con.execute(
+                "INSERT INTO audit_log VALUES (?, ?, ?, ?)", [seq, entry, prev, digest]
+            )
         self.head.pending = (seq, digest)
         return seq

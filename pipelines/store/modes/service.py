@@ -75,6 +75,9 @@ log = logging.getLogger("hilt.store.service")
 #: Who the service itself is in the log, for the work it does on its own (start-up).
 SERVICE_USER = User(name="hilt-store", roles=["system"])
 T = TypeVar("T")
+#: An operation waiting for the group committer: who asks, what, with which arguments, and
+#: the future its caller waits on.
+Queued = tuple[User, Operation[Any, Any], dict[str, Any], Future[Any]]
 
 #: DuckDB threads for bulk operations in the owning process (see StoreService.run_bulk).
 BULK_THREADS = max(1, os.cpu_count() or 1)
@@ -148,14 +151,17 @@ class BodyLimit:
 
 class StoreService:
     """The owning process's state: one connection, one lock around it, the audit head, and
-    a group committer for decisions.
+    a group committer for the review path (leases and decisions).
 
-    Group commit: decisions that arrive while one is being written wait in a queue; the
-    writer takes them all and records them in one transaction, each with its own chained
-    audit row, and acknowledges none before the COMMIT. One commit's cost is shared, which
-    is what lets one process take a burst of reviewers. A decision refused before it wrote
-    anything is simply left out of its group; should anything fail after writing, the whole
-    group is rolled back and each decision is retried on its own.
+    Group commit: the operations marked ``group_commit`` (a lease, a decision) that arrive
+    while one is being written wait in a queue; the writer takes them all and runs them in
+    one transaction, each with its own chained audit row, and acknowledges none before the
+    COMMIT. One commit's cost is shared, which is what lets one process take a burst of
+    reviewers. Each operation's changes to the live queue are applied as soon as it has
+    run (the next one in the group sees them, as it sees its rows in the transaction); an
+    operation refused before it wrote anything is simply left out of its group; should
+    anything fail after writing, the whole group is rolled back, the live queue is built
+    again from the database, and each operation is retried on its own.
     """
 
     MAX_GROUP = 64
@@ -176,9 +182,7 @@ class StoreService:
         self.clock = clock
         self.mutex = threading.Lock()
         self.head = HeadCache()
-        self._queue: queue.SimpleQueue[tuple[User, DecisionRequest, Future[Decision]]] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[Queued] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._writer_started = threading.Lock()
         #: token hash → (owner, expires at); user name → user. See ``authenticate``.
@@ -292,17 +296,24 @@ class StoreService:
             finally:
                 self.queue_index.loaded = False  # it may have changed any case
 
-    def submit_decision(self, actor: User, request: DecisionRequest) -> Future[Decision]:
-        """Queue a decision for the group committer; the future resolves after its COMMIT."""
+    def submit(
+        self, actor: User, operation: Operation[Any, T], arguments: dict[str, Any]
+    ) -> Future[T]:
+        """Queue an operation for the group committer; the future resolves after its
+        COMMIT (or with its refusal)."""
         with self._writer_started:
             if self._writer is None:
                 self._writer = threading.Thread(
                     target=self._write_groups, name="hilt-group-commit", daemon=True
                 )
                 self._writer.start()
-        done: Future[Decision] = Future()
-        self._queue.put((actor, request, done))
+        done: Future[T] = Future()
+        self._queue.put((actor, operation, arguments, done))
         return done
+
+    def submit_decision(self, actor: User, request: DecisionRequest) -> Future[Decision]:
+        """Queue a decision for the group committer; the future resolves after its COMMIT."""
+        return self.submit(actor, Store.record_decision, {"request": request})
 
     def record_decision(self, actor: User, request: DecisionRequest) -> Decision:
         return self.submit_decision(actor, request).result()
@@ -318,19 +329,29 @@ class StoreService:
             with self.mutex:
                 self._commit_group(group)
 
-    def _commit_group(self, group: list[tuple[User, DecisionRequest, Future[Decision]]]) -> None:
-        outcomes: list[tuple[Future[Decision], Decision | None, BaseException | None]] = []
-        decide = Store.record_decision
+    def _commit_group(self, group: list[Queued]) -> None:
+        """Run the group's operations in one transaction (call under the lock)."""
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        index = self.queue_index
         try:
             self.con.execute("BEGIN TRANSACTION")
-            for actor, request, done in group:
+            self.head.defer()  # the group's audit rows: one INSERT before the COMMIT
+            for actor, operation, arguments, done in group:
                 core = self.core(actor, in_group=True)
                 try:
-                    outcomes.append((done, core.call(decide, {"request": request}), None))
+                    result = core.call(operation, arguments)
                 except HiltError as e:
                     if core.wrote:
                         raise
+                    index.discard()
                     outcomes.append((done, None, e))
+                    continue
+                # What it changed in the live queue, at once: the next operation of the
+                # group reads the queue as the transaction stands (the whole index is
+                # built again should the group roll back).
+                index.apply(self.con)
+                outcomes.append((done, result, None))
+            self.head.flush(self.con)
             self.con.execute("COMMIT")
             self.head.commit()
             stats = self.group_stats
@@ -339,25 +360,24 @@ class StoreService:
             stats["largest"] = max(stats["largest"], len(group))
         except BaseException:
             self.head.forget()
-            self.queue_index.discard()
+            index.discard()
+            index.loaded = False  # it may hold what the rollback undid
             try:
                 self.con.execute("ROLLBACK")
             except duckdb.Error:
-                log.warning("rollback of a decision group failed")
-            for actor, request, done in group:  # one by one, each in its own transaction
+                log.warning("rollback of a group commit failed")
+            for actor, operation, arguments, done in group:  # each in its own transaction
                 try:
                     # Under the mutex already: run directly, in its own transaction.
-                    done.set_result(self._call(actor, decide, {"request": request}))
+                    done.set_result(self._call(actor, operation, arguments))
                 except BaseException as e:
                     done.set_exception(e)
             return
-        self.queue_index.apply(self.con)
-        for done, decision, error in outcomes:
+        for done, result, error in outcomes:
             if error is not None:
                 done.set_exception(error)
             else:
-                assert decision is not None
-                done.set_result(decision)
+                done.set_result(result)
 
     def authenticate(self, token: str) -> User:
         """The token's owner (AuthenticationError saying why not, logged with the token's
@@ -631,8 +651,8 @@ def _add_route(
         # Waits on the group committer without holding a worker thread.
         async def endpoint(**values: Any) -> Any:
             user, args = arguments(values)
-            (request,) = args.values()
-            return await asyncio.wrap_future(service.submit_decision(user, request))
+            result = await asyncio.wrap_future(service.submit(user, operation, args))
+            return wire.result_body(operation, result)
     else:
 
         def endpoint(**values: Any) -> Any:

@@ -108,8 +108,9 @@ class CaseFacts:
 
 def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datetime) -> CaseFacts:
     """The facts, in one round trip. In the service, what its live queue holds as the
-    database does (the lease, live restrictions, gold and manual-review arms, the salt) is
-    taken from there instead of from arms of the query (each arm costs a scan)."""
+    database does (the lease, live restrictions, gold and manual-review arms, the salt, and
+    that the case has no decision yet) is taken from there instead of from arms of the
+    query (each arm costs a scan)."""
     index = unit.queue_index
     lease_row = index.lease_row(case_id) if index is not None else None
     arms = [
@@ -117,14 +118,17 @@ def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datet
         " FROM cases WHERE case_id = $cid",
         "SELECT 'prediction', prediction_id::VARCHAR, model_version, label,"
         " NULL, NULL, NULL FROM predictions WHERE case_id = $cid",
-        "SELECT 'decision', decision_id, action, reviewer, seq::VARCHAR,"
-        " undo_of, final_label FROM decisions WHERE case_id = $cid",
         "SELECT 'contest', max(seq)::VARCHAR, NULL, NULL, NULL, NULL, NULL"
         " FROM contests WHERE case_id = $cid",
         "SELECT 'request', decision_id, NULL, NULL, NULL, NULL, NULL"
         " FROM decisions WHERE request_id = $rid",
     ]
     params: dict[str, Any] = {"rid": request_id, "cid": case_id}
+    if index is None or not index.has_no_decisions(case_id):
+        arms.append(
+            "SELECT 'decision', decision_id, action, reviewer, seq::VARCHAR,"
+            " undo_of, final_label FROM decisions WHERE case_id = $cid"
+        )
     if index is None:
         arms.append(
             "SELECT 'restricted', kind, NULL, NULL, NULL, NULL, NULL"
@@ -494,6 +498,8 @@ def write_decision(
         now,
         expect_seq=seq,
     )
+    if unit.queue_index is not None:
+        unit.queue_index.stage_decided(row.case_id)
     unit.con.execute(
         "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
@@ -536,7 +542,11 @@ def decisions_where(
 
 def decisions_of_case(unit: Unit, case_id: str, subject_ref: str) -> list[Decision]:
     """``decisions_where`` for one case whose subject is known (no join with cases: a
-    DuckDB join costs more than the point query), disclosed as that is."""
+    DuckDB join costs more than the point query), disclosed as that is. In the service, a
+    case its live queue knows to have no decision is not asked about."""
+    index = unit.queue_index
+    if index is not None and index.has_no_decisions(case_id):
+        return []
     columns = DECISION_COLUMNS.replace("c.subject_ref", "?::VARCHAR")
     rows = unit.con.execute(
         f"SELECT {columns} FROM decisions d WHERE d.case_id = ? ORDER BY d.seq",

@@ -1,5 +1,6 @@
-"""Group commit in the store service: decisions that arrive together share one transaction
-and one append to the audit chain; one refused inside the group is refused alone.
+"""Group commit in the store service: leases and decisions that arrive together share one
+transaction and one append to the audit chain; one refused inside the group is refused
+alone; a group that fails after writing is rolled back and each request retried alone.
 
 In process (``StoreService`` on a real DuckDB file, its own dispatch): the group is handed
 to the committer as the writer thread hands it. That every acknowledged decision survives
@@ -9,10 +10,12 @@ a kill -9 of the service while groups commit is ``test_concurrency.py``'s kill t
 from __future__ import annotations
 
 from concurrent.futures import Future
+from typing import Any
 
+import duckdb
 import pytest
 
-from hilt.pipelines.errors import ConflictError, InputError
+from hilt.pipelines.errors import ConflictError, InputError, StoreError
 from hilt.pipelines.store import DecisionRequest
 from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.modes.embedded import connect
@@ -60,7 +63,12 @@ def test_a_group_commits_together_and_a_refusal_inside_it_is_refused_alone(
         ]
         answers: list[Future[Decision]] = [Future() for _ in group]
         with service.mutex:
-            service._commit_group([(u, r, f) for (u, r), f in zip(group, answers, strict=True)])
+            service._commit_group(
+                [
+                    (u, Store.record_decision, {"request": r}, f)
+                    for (u, r), f in zip(group, answers, strict=True)
+                ]
+            )
         # One transaction for all six requests.
         assert service.group_stats == {"groups": 1, "requests": 6, "largest": 6}
         refused = [
@@ -95,5 +103,76 @@ def test_a_group_commits_together_and_a_refusal_inside_it_is_refused_alone(
         # The live queue followed the commit: the three cases left it, their leases went.
         assert not ({a, b, c} & set(service.queue_index.waiting))
         assert not ({a, b, c} & set(service.queue_index.leases))
+    finally:
+        con.close()
+
+
+@pytest.mark.obligation("AI Act 14")
+def test_leases_share_a_group_and_never_hold_one_case_twice_and_a_failed_group_is_retried_alone(
+    loaded_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = loaded_workspace
+    con = connect(ws)
+    con.execute("SET threads = 1")
+    try:
+        watch = ConfigWatch(ws, owner=True)
+        service = StoreService(ws, watch.admit(con, despite_drift=False), con, config=watch)
+        alice, bob, lena = (service.lookup(n) for n in ("alice", "bob", "lena"))
+        events = count(service, "audit_log")
+        nxt = {"strategy": None}
+        leases: list[tuple[User, Any, dict[str, Any]]] = [
+            (alice, Store.next_case, nxt),
+            (bob, Store.next_case, nxt),
+            (lena, Store.next_case, nxt),
+            # Her own lease again, leased a moment ago in this same transaction.
+            (alice, Store.next_case, nxt),
+        ]
+        answers: list[Future[Any]] = [Future() for _ in leases]
+        with service.mutex:
+            service._commit_group(
+                [(u, op, a, f) for (u, op, a), f in zip(leases, answers, strict=True)]
+            )
+        assert service.group_stats == {"groups": 1, "requests": 4, "largest": 4}
+        got = [f.result().case.case_id for f in answers]
+        # Each leased the queue's next case as the transaction stood: three cases, none
+        # held twice; alice's second request is her own lease again.
+        assert len(set(got[:3])) == 3 and got[3] == got[0], got
+        a, b, c = got[:3]
+        # Authority: bob's case, leased in this group, cannot be taken by name by alice.
+        taken: Future[Any] = Future()
+        with service.mutex:
+            service._commit_group([(alice, Store.lease_case, {"case_id": b}, taken)])
+        assert isinstance(taken.exception(), ConflictError)
+        stored = service.con.execute("SELECT case_id, reviewer FROM leases").fetchall()
+        assert dict(stored) == {a: "alice", b: "bob", c: "lena"}
+        assert count(service, "audit_log") == events + 3  # the refused lease wrote nothing
+        assert {k: h.reviewer for k, h in service.queue_index.leases.items()} == dict(stored)
+
+        # A group that fails after writing (here: its audit rows' INSERT) is rolled back
+        # whole, and each request is then run in its own transaction: all three decided.
+        def fail(con: duckdb.DuckDBPyConnection) -> None:
+            raise StoreError("disk full (test)")
+
+        decisions = count(service, "decisions")
+        monkeypatch.setattr(service.head, "flush", fail)
+        group = [
+            (u, Store.record_decision, {"request": DecisionRequest(case_id=k, action="accept")})
+            for u, k in ((alice, a), (bob, b), (lena, c))
+        ]
+        answers = [Future() for _ in group]
+        with service.mutex:
+            service._commit_group(
+                [(u, op, r, f) for (u, op, r), f in zip(group, answers, strict=True)]
+            )
+        assert [f.result().case_id for f in answers] == [a, b, c]
+        assert service.group_stats["groups"] == 2  # the failed group is not counted
+        assert count(service, "decisions") == decisions + 3
+        assert count(service, "leases") == 0
+        with service.mutex:
+            service.core(alice)  # the live queue, built again from the database
+        assert not ({a, b, c} & set(service.queue_index.waiting))
+        assert not service.queue_index.leases
+        report = service.read(service.lookup("otto"), Store.verify, {})
+        assert report.ok, report.summary()
     finally:
         con.close()
