@@ -129,8 +129,8 @@ SELECT
 FROM {source}
 """
 
-#: Each row's hashed bytes and stored hash, fetched this many rows at a time.
-_HASH_SQL = "SELECT seq, encode(prev_hash || entry), hash FROM {source}"
+#: Each row's hashed bytes, stored hash and prev_hash, fetched this many rows at a time.
+_HASH_SQL = "SELECT seq, encode(prev_hash || entry), hash{prev} FROM {source}"
 _HASH_BATCH = 65_536
 
 KIND_ORDER = ("seq-duplicate", "seq-gap", "seq-mismatch", "link-broken", "hash-mismatch")
@@ -160,57 +160,132 @@ def first_bad_hash(
     DuckDB's scans in the other threads of verify do not need it, so the two share the
     cores. A row whose prev_hash or entry is NULL counts as a mismatch.
 
-    ``bulk``: read the rows as Arrow batches (``_first_bad_hash_bulk``: no Python object
+    ``bulk``: read the rows as Arrow batches (``_hash_scan_bulk``: no Python object
     per row but the slice hashed; a quarter less CPU on a million events) instead of as
     Python rows. Default: where pyarrow is loaded already, so that a verify from a
     checkpoint in a fresh process (the CLI's `--from latest`) starts without it.
     """
+    return hash_scan(con, source, bulk=bulk, runs=False)[0]
+
+
+@dataclass(frozen=True)
+class Run:
+    """The rows of a hash scan, in the order it read them, when they form one run: each
+    seq one more than the one before, and each prev_hash the stored hash of the row before
+    (byte for byte). ``first_prev``: the first row's prev_hash (what the run links to)."""
+
+    rows: int
+    first_seq: int
+    first_prev: str
+    last_seq: int
+    last_hash: str
+
+
+class _RunTracker:
+    """Follows a hash scan's batches; ``run``: the Run they form, or None where they do not
+    (a gap, a duplicate, rows out of order, a link that differs, a NULL)."""
+
+    def __init__(self) -> None:
+        self._rows = 0
+        self._first: tuple[int, str] = (0, "")
+        self._last: tuple[int, str] = (0, "")
+        self._broken = False
+
+    def add(self, seqs: list[Any], first_prev: Any, last_hash: Any, linked: bool) -> None:
+        """A batch: its seqs in the order read, its first row's prev_hash, its last row's
+        stored hash, and whether each of its other rows links to the row before it."""
+        if self._broken or not seqs:
+            return
+        first = seqs[0]
+        if (
+            not linked
+            or not isinstance(first, int)
+            or not isinstance(first_prev, str)
+            or not isinstance(last_hash, str)
+            or seqs != list(range(first, first + len(seqs)))
+            or (self._rows and (first, first_prev) != (self._last[0] + 1, self._last[1]))
+        ):
+            self._broken = True
+            return
+        if not self._rows:
+            self._first = (first, first_prev)
+        self._rows += len(seqs)
+        self._last = (seqs[-1], last_hash)
+
+    def run(self) -> Run | None:
+        if self._broken:
+            return None
+        return Run(self._rows, *self._first, *self._last)
+
+
+def hash_scan(
+    con: duckdb.DuckDBPyConnection,
+    source: str = "audit_log",
+    *,
+    bulk: bool | None = None,
+    runs: bool = True,
+) -> tuple[int | None, Run | None]:
+    """``first_bad_hash``, and the Run the rows form as read (None: they form none), which
+    ``order_of_run`` turns into the order scan's answer without a second scan
+    (``runs=False``: not followed, None)."""
     if bulk is None:
         bulk = "pyarrow" in sys.modules
     if bulk:
-        return _first_bad_hash_bulk(con, source)
+        return _hash_scan_bulk(con, source, runs)
     sha256 = hashlib.sha256
     bad: int | None = None
-    rows = con.execute(_HASH_SQL.format(source=source))
+    tracker = _RunTracker()
+    rows = con.execute(_HASH_SQL.format(source=source, prev=", prev_hash" if runs else ""))
     while batch := rows.fetchmany(_HASH_BATCH):
         bad = _min_bad(bad, batch, sha256)
-    return bad
+        if runs:
+            prevs = [r[3] for r in batch]
+            stored = [r[2] for r in batch]
+            linked = None not in prevs and None not in stored and prevs[1:] == stored[:-1]
+            tracker.add([r[0] for r in batch], prevs[0], stored[-1], linked)
+    return bad, tracker.run() if runs else None
 
 
-def _min_bad(bad: int | None, rows: Iterable[tuple[Any, Any, Any]], sha256: Any) -> int | None:
-    """``bad`` or the earliest seq of ``rows`` (seq, hashed bytes, stored hash) that does not
-    match, whichever is earlier."""
-    for seq, text, stored in rows:
+def _min_bad(bad: int | None, rows: Iterable[tuple[Any, ...]], sha256: Any) -> int | None:
+    """``bad`` or the earliest seq of ``rows`` (seq, hashed bytes, stored hash, ...) that does
+    not match, whichever is earlier."""
+    for seq, text, stored, *_ in rows:
         if (text is None or sha256(text).hexdigest() != stored) and (bad is None or seq < bad):
             bad = seq
     return bad
 
 
 #: The same rows as ``_HASH_SQL``, as text: Arrow's string data is their UTF-8 bytes.
-_HASH_BULK_SQL = "SELECT seq, prev_hash || entry AS hashed, hash FROM {source}"
+_HASH_BULK_SQL = "SELECT seq, prev_hash || entry AS hashed, hash{prev} FROM {source}"
 
 
-def _first_bad_hash_bulk(con: duckdb.DuckDBPyConnection, source: str) -> int | None:
-    """``first_bad_hash`` over Arrow batches: each row's bytes are a slice of the batch's
-    string buffer, hashed; the batch's digests, as one hex text, are compared with the
-    stored hashes' buffer (each 64 characters) in one comparison. Only a batch where they
-    differ (or that holds a NULL) is walked row by row, to name the earliest bad seq."""
+def _hash_scan_bulk(
+    con: duckdb.DuckDBPyConnection, source: str, runs: bool
+) -> tuple[int | None, Run | None]:
+    """``hash_scan`` over Arrow batches: each row's bytes are a slice of the batch's string
+    buffer, hashed; the batch's digests, as one hex text, are compared with the stored
+    hashes' buffer (each 64 characters) in one comparison. Only a batch where they differ
+    (or that holds a NULL) is walked row by row, to name the earliest bad seq. The links
+    are one comparison too: the prev_hash buffer against the stored hashes' buffer shifted
+    by one row."""
     import pyarrow as pa
 
     sha256 = hashlib.sha256
     bad: int | None = None
-    reader = con.sql(_HASH_BULK_SQL.format(source=source)).to_arrow_reader(_HASH_BATCH)
-    for batch in reader:
+    tracker = _RunTracker()
+    query = _HASH_BULK_SQL.format(source=source, prev=", prev_hash" if runs else "")
+    for batch in con.sql(query).to_arrow_reader(_HASH_BATCH):
         hashed, stored = batch.column(1), batch.column(2)
         texts, hexes = _string_spans(hashed, pa), _string_spans(stored, pa)
-        if texts is not None and hexes is not None and not hashed.null_count:
+        regular = hexes is not None and not stored.null_count and _every_64(hexes[0])
+        if runs:
+            tracker.add(*_batch_links(batch, hexes if regular else None, pa))
+        if texts is not None and regular and not hashed.null_count:
+            assert hexes is not None
             (offsets, data), (hex_offsets, hex_data) = texts, hexes
             digests = b"".join([sha256(data[a:b]).digest() for a, b in pairwise(offsets)])
-            first = hex_offsets[0]
-            # every stored hash 64 characters long, then all of them at once
-            if hex_offsets == list(range(first, first + 64 * len(hex_offsets), 64)) and (
-                digests.hex().encode("ascii") == hex_data[first : hex_offsets[-1]]
-            ):
+            # (as bytes: a memoryview compares byte by byte, ten times slower than a copy)
+            if digests.hex().encode("ascii") == bytes(hex_data[hex_offsets[0] : hex_offsets[-1]]):
                 continue
         rows = zip(
             batch.column(0).to_pylist(),
@@ -219,7 +294,27 @@ def _first_bad_hash_bulk(con: duckdb.DuckDBPyConnection, source: str) -> int | N
             strict=True,
         )
         bad = _min_bad(bad, rows, sha256)
-    return bad
+    return bad, tracker.run() if runs else None
+
+
+def _batch_links(
+    batch: Any, hexes: tuple[list[int], memoryview] | None, pa: Any
+) -> tuple[list[Any], str | None, str | None, bool]:
+    """What ``_RunTracker.add`` takes, for an Arrow batch of ``_HASH_BULK_SQL`` with the
+    prev_hash column: each prev_hash and stored hash 64 bytes (``hexes``: the stored hashes'
+    spans, None where they are not), the prev_hashes after the first equal to the stored
+    hashes before the last, as one comparison of the two buffers."""
+    prevs = _string_spans(batch.column(3), pa)
+    if hexes is None or prevs is None or batch.column(3).null_count or not _every_64(prevs[0]):
+        return [None], None, None, False
+    (hex_offsets, hex_data), (prev_offsets, prev_data) = hexes, prevs
+    at, end, first, last = hex_offsets[0], hex_offsets[-1], prev_offsets[0], prev_offsets[-1]
+    return (
+        batch.column(0).to_pylist(),
+        bytes(prev_data[first : first + 64]).decode("utf-8"),
+        bytes(hex_data[end - 64 : end]).decode("utf-8"),
+        bytes(prev_data[first + 64 : last]) == bytes(hex_data[at : end - 64]),
+    )
 
 
 def _string_spans(array: Any, pa: Any) -> tuple[list[int], memoryview] | None:
@@ -234,6 +329,12 @@ def _string_spans(array: Any, pa: Any) -> tuple[list[int], memoryview] | None:
     raw = memoryview(offsets_buf).cast("B").cast("i" if width == 4 else "q")
     spans = raw[array.offset : array.offset + len(array) + 1].tolist()
     return spans, memoryview(data_buf).cast("B") if data_buf is not None else memoryview(b"")
+
+
+def _every_64(offsets: list[int]) -> bool:
+    """Whether string offsets are those of values of 64 bytes each."""
+    first = offsets[0]
+    return offsets == list(range(first, first + 64 * len(offsets), 64))
 
 
 def purge_anchor(con: duckdb.DuckDBPyConnection, source: str = "audit_log") -> tuple[int, str]:
@@ -269,17 +370,19 @@ def check_order(
     con: duckdb.DuckDBPyConnection,
     source: str = "audit_log",
     start: tuple[int, str] = (0, GENESIS_HASH),
+    purged: tuple[int, str] | None = None,
 ) -> ChainOrder:
     """The order scan of the chain in ``source`` (a table, view or ``read_parquet(...)``).
 
     ``start``: the (seq, hash) the rows follow when no retention purged beyond it: the
-    genesis, or a signed checkpoint for a ``tail``."""
+    genesis, or a signed checkpoint for a ``tail``. ``purged``: ``purge_anchor(con,
+    source)`` when the caller read it already."""
     # The size, the head and its hash in one scan (the row at the highest seq; with two rows
     # at that seq the log is broken there anyway: seq-duplicate).
     row = sql.one(con, f"SELECT count(*), coalesce(max(seq), 0), arg_max(hash, seq) FROM {source}")
     n, head_seq = (int(row[0]), int(row[1])) if row else (0, 0)
     head = row[2] if row else None
-    anchor_seq, anchor_hash = max(purge_anchor(con, source), start, key=lambda a: a[0])
+    anchor_seq, anchor_hash = _anchor(purged or purge_anchor(con, source), start)
     order = sql.one(
         con, _ORDER_SQL.format(source=source, genesis=anchor_hash, anchor_seq=int(anchor_seq))
     )
@@ -297,6 +400,40 @@ def check_order(
         gap_seq=gap_seq,
         gap_prev=gap_prev,
         link=link,
+    )
+
+
+def _anchor(purged: tuple[int, str], start: tuple[int, str]) -> tuple[int, str]:
+    """What the first row must follow: the later of the purge anchor and the start."""
+    return max(purged, start, key=lambda a: a[0])
+
+
+def order_of_run(
+    run: Run | None, purged: tuple[int, str], start: tuple[int, str] = (0, GENESIS_HASH)
+) -> ChainOrder | None:
+    """``check_order``'s answer from the Run a hash scan of the same rows saw, where it
+    finds no break: the rows are one run that starts right after the anchor and links to
+    its hash (then no seq is missing or doubled and every link holds, so the order scan
+    finds nothing either). None otherwise: the order scan names the break (or, for rows
+    merely read out of order, finds none).
+
+    ``purged``: ``purge_anchor`` of the same rows; ``start`` as for ``check_order``."""
+    if run is None:
+        return None
+    anchor_seq, anchor_hash = _anchor(purged, start)
+    if not run.rows:
+        return ChainOrder(0, 0, start[1], anchor_seq, None, None, None, None)
+    if (run.first_seq, run.first_prev) != (anchor_seq + 1, anchor_hash):
+        return None
+    return ChainOrder(
+        events=run.rows,
+        head_seq=run.last_seq,
+        head_hash=run.last_hash,
+        anchor_seq=anchor_seq,
+        duplicate=None,
+        gap_seq=None,
+        gap_prev=None,
+        link=None,
     )
 
 

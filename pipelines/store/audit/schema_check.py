@@ -25,11 +25,14 @@ from hilt.pipelines.store.schema import create_statements
 
 KIND = "schema"
 
+#: ``information_schema.columns`` is a view of ``duckdb_columns()`` (its catalog, schema and
+#: ordinal position are the database, the schema and the column index): read directly, a
+#: third of the cost.
 _COLUMNS_SQL = """
 SELECT table_name, column_name, data_type
-FROM information_schema.columns
-WHERE table_catalog = current_database() AND table_schema = 'main'
-ORDER BY table_name, ordinal_position
+FROM duckdb_columns()
+WHERE database_name = current_database() AND schema_name = 'main'
+ORDER BY table_name, column_index
 """
 
 Columns = dict[str, dict[str, str]]

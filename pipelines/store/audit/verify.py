@@ -204,15 +204,17 @@ def verify_records(
     core: the reviewers' decisions keep the others (measured on 2 cores: the reviewers'
     p95 while an auditor verifies in a loop 2.1-2.5x the idle one with the checks in
     parallel, 1.2-2.1x one after another). The hashes are recomputed with hashlib in a
-    thread of their own (``audit_chain.first_bad_hash``), beside DuckDB's scans; on the
-    CLI's full walk of the file, in one process per core instead (``hash_check``).
+    thread of their own (``audit_chain.hash_scan``), beside DuckDB's scans; on the
+    CLI's full walk of the file, in one process per core instead (``hash_check``). Where
+    the hashing thread read the rows as one run from the anchor (``audit_chain.Run``), that
+    is the order check's answer, and the order scan does not read them again.
 
     ``start_from``: verify from a signed checkpoint (``latest`` or its seq; see the
     module's docstring): every check then reads only what came after it.
 
     ``hash_check``: the earliest seq whose stored hash does not match, computed elsewhere
     for the whole log (``parallel_hash``: worker processes reading the same file), instead
-    of ``audit_chain.first_bad_hash`` in a thread here. Only for a full walk.
+    of ``audit_chain.hash_scan`` in a thread here. Only for a full walk.
 
     ``on_progress``: called with 1 as each check finishes (a command's progress of checks;
     the checks run at once, so their count, not the events, is what advances).
@@ -252,6 +254,8 @@ def verify_records(
     # at once beside them); each check that needs one waits for it.
     purged_read: Future[int | None]
     restated_read: Future[batch_digest.Restated | None] | None
+    anchor_read: Future[tuple[int, str] | None]
+    hashed: Future[tuple[int | None, audit_chain.Run | None] | None]
 
     def purged() -> int:
         return purged_read.result() or 0
@@ -273,7 +277,7 @@ def verify_records(
 
     def checkpoint_checks(c: duckdb.DuckDBPyConnection) -> list[Break]:
         head_seq = int(sql.scalar(c, "SELECT coalesce(max(seq), 0) FROM audit_log"))
-        anchor_seq, anchor_hash = purge_anchor(c, source)
+        anchor_seq, anchor_hash = anchor_read.result() or purge_anchor(c, source)
         # From a checkpoint: it and the later ones (the earlier ones it supersedes).
         judged = [cp for cp in checkpoints if cp.seq >= since]
         hashes = hash_at(c, [cp.seq for cp in judged])
@@ -284,6 +288,24 @@ def verify_records(
         return [b for b in (cp, missing) if b is not None]
 
     start_at = (since, start.head_hash) if start is not None else (0, GENESIS_HASH)
+
+    def ordered(c: duckdb.DuckDBPyConnection) -> audit_chain.ChainOrder:
+        # Where the hash scan here read the rows as one run from the anchor, that is the
+        # answer; else the order scan (which names the break). The hash check of worker
+        # processes sees no run: the order scan then runs beside them, without waiting.
+        purged_at = anchor_read.result()
+        found = hashed.result() if hash_check is None and purged_at is not None else None
+        if purged_at is not None and found is not None:
+            fast = audit_chain.order_of_run(found[1], purged_at, start_at)
+            if fast is not None:
+                return fast
+        return audit_chain.check_order(c, source, start_at, purged_at)
+
+    def hash_scan(c: duckdb.DuckDBPyConnection) -> tuple[int | None, audit_chain.Run | None]:
+        if hash_check is not None:
+            return hash_check(c), None
+        return audit_chain.hash_scan(c, source)
+
     with ThreadPoolExecutor(
         max_workers=3 if parallel else 1, thread_name_prefix="hilt-verify"
     ) as pool:
@@ -303,11 +325,10 @@ def verify_records(
             if batches or settings is not None
             else None
         )
+        anchor_read = pool.submit(attempt(chain_check, lambda c: purge_anchor(c, source)))
         # The longest first: every entry hashed (in Python, holding the GIL), and every
         # entry parsed once in DuckDB, joined with the decisions.
-        hashed = submit(
-            attempt(chain_check, hash_check or (lambda c: audit_chain.first_bad_hash(c, source)))
-        )
+        hashed = submit(attempt(chain_check, hash_scan))
         scan = submit(attempt("the combined scan", content_and_decisions))
         digests = (
             submit(
@@ -319,7 +340,6 @@ def verify_records(
             if settings is not None
             else None
         )
-        order = submit(attempt(chain_check, lambda c: audit_chain.check_order(c, source, start_at)))
         counted = (
             submit(
                 attempt(
@@ -346,8 +366,12 @@ def verify_records(
         configs = submit(
             attempt("the config check", lambda c: config_check.first_mismatch(c, since))
         )
+        # Last: it waits for the hash scan, and reads the rows again only where they were
+        # not one run.
+        order = submit(attempt(chain_check, ordered))
         scanned = scan.result()
-        bad_hash = hashed.result()
+        hash_found = hashed.result()
+        bad_hash = hash_found[0] if hash_found is not None else None
         content_ok = chain_check not in failed
         if scanned is not None:
             mismatch, decision_seq = scanned

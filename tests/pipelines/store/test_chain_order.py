@@ -10,20 +10,29 @@ re-hashing, forged and chained in), and must name the same (seq, kind).
 
 from __future__ import annotations
 
+import functools
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import duckdb
-import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hilt.pipelines.store.audit import chain as audit_chain
 from hilt.pipelines.store.audit.chain import (
     GENESIS_HASH,
     KIND_ORDER,
     AuditEntry,
+    ChainOrder,
     chain_hash,
+    check_order,
+    first_chain_break,
+    hash_scan,
+    order_of_run,
+    purge_anchor,
+    tail,
     verify_chain_rows,
 )
 
@@ -136,19 +145,49 @@ def reference(rows: list[Row], tie_break: int) -> tuple[int, str] | None:
     return seq, kind
 
 
-def checked(rows: list[Row]) -> tuple[int, str] | None:
-    con = duckdb.connect()
-    try:
-        frame = pl.DataFrame(
-            [(r.seq, r.entry, r.prev_hash, r.hash) for r in rows],
-            schema={"seq": pl.Int64, "entry": pl.String, "prev_hash": pl.String, "hash": pl.String},
-            orient="row",
-        )
-        con.register("log_frame", frame)
-        con.execute("CREATE TABLE log AS SELECT * FROM log_frame")
-        _, _, found = verify_chain_rows(con, "log")
-    finally:
-        con.close()
+@functools.cache
+def _db() -> duckdb.DuckDBPyConnection:
+    """One in-memory DuckDB for the module's logs (opening one costs ~15 ms; each log
+    replaces the table of the one before)."""
+    return duckdb.connect()
+
+
+def _table(rows: list[Row]) -> duckdb.DuckDBPyConnection:
+    """The rows in the DuckDB table ``log``, stored in list order (so a swap is read out of
+    seq order)."""
+    con = _db()
+    con.execute(
+        "CREATE OR REPLACE TABLE log AS SELECT unnest($1::BIGINT[]) AS seq,"
+        " unnest($2::VARCHAR[]) AS entry, unnest($3::VARCHAR[]) AS prev_hash,"
+        " unnest($4::VARCHAR[]) AS hash",
+        [
+            [r.seq for r in rows],
+            [r.entry for r in rows],
+            [r.prev_hash for r in rows],
+            [r.hash for r in rows],
+        ],
+    )
+    return con
+
+
+def _run_order(
+    con: duckdb.DuckDBPyConnection, since: int, start: tuple[int, str], *, bulk: bool
+) -> ChainOrder | None:
+    """The order from the hash scan's run of the rows after ``since`` (None: not a run)."""
+    source = tail(since, "log")
+    _, run = hash_scan(con, source, bulk=bulk)
+    return order_of_run(run, purge_anchor(con, source), start)
+
+
+def checked(
+    rows: list[Row], also: Callable[[duckdb.DuckDBPyConnection], None] | None = None
+) -> tuple[int, str] | None:
+    """The first break verify's chain check names in ``rows`` (stored in list order in a
+    table ``log``); ``also``: more checks on that table."""
+    con = _table(rows)
+    _, _, found = verify_chain_rows(con, "log")
+    if also is not None:
+        also(con)
     return (found.seq, found.kind) if found else None
 
 
@@ -159,10 +198,30 @@ def checked(rows: list[Row]) -> tuple[int, str] | None:
     steps=st.integers(min_value=0, max_value=4),
 )
 def test_the_join_finds_the_break_a_sorted_walk_finds(n: int, seed: int, steps: int) -> None:
-    rows = damage(chain(n), random.Random(seed), steps)
+    """Also: where verify takes the order from the run the hash scan read (no second scan),
+    it is the order scan's answer, on the same logs, whole or after a checkpoint, read in
+    batches of 1, 3 or all rows, as Arrow or as rows; on an intact log the run is taken."""
+    rng = random.Random(seed)
+    original = chain(n)
+    rows = damage(original, rng, steps)
     expected = {reference(rows, tie) for tie in range(3)}
     assert len(expected) == 1, expected  # the walk itself does not depend on tie order
-    assert checked(rows) == expected.pop()
+    since, bulk, batch = rng.randrange(n + 1), rng.random() < 0.5, rng.choice([1, 3, 65_536])
+    start = (since, original[since - 1].hash) if since else (0, GENESIS_HASH)
+
+    def the_run_answers_as_the_order_scan(con: duckdb.DuckDBPyConnection) -> None:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(audit_chain, "_HASH_BATCH", batch)
+            fast = _run_order(con, since, start, bulk=bulk)
+        if fast is not None:
+            assert fast == check_order(con, tail(since, "log"), start)
+            assert first_chain_break(fast, None, None) is None
+        if steps == 0:
+            assert fast is not None
+            assert fast.events == n - since
+            assert fast.head_hash == (original[-1].hash if n > since else start[1])
+
+    assert checked(rows, the_run_answers_as_the_order_scan) == expected.pop()
 
 
 def test_an_intact_chain_has_no_break() -> None:
@@ -179,3 +238,73 @@ def test_the_seq_inside_an_entry_must_be_written_as_the_store_writes_it(written:
     rows[1] = replace(rows[1], entry=text)
     rows = rechain_from(rows, 1)
     assert checked(rows) == (2, "seq-mismatch")
+
+
+def _retention(seq: int, purged_through: int, anchor_hash: str) -> str:
+    return AuditEntry(
+        seq,
+        "2030-01-01T00:00:00.000000Z",
+        "dpo",
+        "dpo",
+        "retention.applied",
+        "audit_log",
+        "",
+        {"audit": {"purged_through": purged_through, "anchor_hash": anchor_hash}},
+    ).canonical()
+
+
+def test_the_run_starts_where_retention_purged_the_log() -> None:
+    """After a retention run that purged the head of the log, the rows must start right
+    after its purge point and link to its anchor hash: then the run is the answer; where
+    the purged rows are still there, the run is not taken and the order scan names the
+    break (Arrow batches and rows alike)."""
+    rows = chain(6)
+    text = _retention(7, 3, rows[2].hash)
+    rows.append(Row(7, text, rows[-1].hash, chain_hash(rows[-1].hash, text)))
+    for kept, broken in ((rows[3:], False), (rows, True)):
+        con = _table(kept)
+        slow = check_order(con, "log")
+        for bulk in (True, False):
+            fast = _run_order(con, 0, (0, GENESIS_HASH), bulk=bulk)
+            if broken:
+                assert fast is None
+                assert first_chain_break(slow, None, None) is not None
+            else:
+                assert fast == slow
+                assert fast is not None
+                assert (fast.events, fast.anchor_seq, fast.head_seq) == (4, 3, 7)
+
+
+def _shifted(rows: list[Row], i: int) -> list[Row]:
+    """Row ``i``'s prev_hash one character longer, its entry one shorter: the hashed bytes,
+    and so its hash, unchanged."""
+    r = rows[i]
+    return [
+        *rows[:i],
+        replace(r, prev_hash=r.prev_hash + r.entry[0], entry=r.entry[1:]),
+        *rows[i + 1 :],
+    ]
+
+
+def _swapped(rows: list[Row], i: int) -> list[Row]:
+    a, b = rows[i], rows[i + 1]
+    return [*rows[:i], replace(a, seq=b.seq), replace(b, seq=a.seq), *rows[i + 2 :]]
+
+
+def test_the_run_is_not_taken_where_the_order_scan_finds_a_break() -> None:
+    """Rows read out of seq order (each still linked to the row read before it), a doubled
+    or missing seq, a changed link, and a prev_hash made longer by the first character of
+    its entry (the hashed bytes unchanged): none is a run (Arrow batches and rows alike),
+    and the order scan names each."""
+    rows = chain(6)
+    for damaged in (
+        _swapped(rows, 2),
+        [*rows[:3], *rows[2:]],
+        [*rows[:3], *rows[4:]],
+        [*rows[:3], replace(rows[3], prev_hash="f" * 64), *rows[4:]],
+        _shifted(rows, 3),
+    ):
+        con = _table(damaged)
+        for bulk in (True, False):
+            assert _run_order(con, 0, (0, GENESIS_HASH), bulk=bulk) is None
+        assert first_chain_break(check_order(con, "log"), None, None) is not None
