@@ -124,6 +124,12 @@ def encode(
         s = frame[name]
         kind = kinds[name]
         if kind == "category":
+            enum = pl.Enum(list(levels[name]))
+            if s.dtype == enum:
+                # Already the model's matrix column (e.g. the training matrix itself): an
+                # Enum of exactly these levels holds no other value.
+                out.append(s.alias(name))
+                continue
             text = s if s.dtype == pl.String else s.cast(pl.String, strict=False)
             if s.dtype.is_float():
                 text = text.str.replace(r"\.0$", "")
@@ -133,7 +139,7 @@ def encode(
                     f"column {name!r}: {row_numbers(~known)} have a level the model does not know"
                 )
                 continue
-            out.append(text.cast(pl.Enum(list(levels[name]))).alias(name))
+            out.append(text.cast(enum).alias(name))
         elif kind == "bool":
             if s.dtype == pl.Boolean:
                 b = s

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from hilt.pipelines.config import Settings
@@ -108,10 +109,11 @@ def bucket_numeric(values: pl.Series, breakpoints: Sequence[float] | None = None
                 labels.append(_fmt(lo))
         labels.append(f"{_fmt(bp[-1])}+" if integral else f"≥{_fmt(bp[-1])}")
     index = np.searchsorted(bp, np.nan_to_num(x), side="right")
-    out = [
-        MISSING_GROUP if math.isnan(v) else labels[int(i)] for v, i in zip(x, index, strict=True)
-    ]
-    return pl.Series(values.name, out, dtype=pl.Enum([*labels, MISSING_GROUP]))
+    categories = [*labels, MISSING_GROUP]
+    codes = np.where(np.isnan(x), len(labels), index)
+    return pl.Series(
+        values.name, np.asarray(categories, dtype=object)[codes], dtype=pl.Enum(categories)
+    )
 
 
 def protected_groups(frame: pl.DataFrame, settings: Settings) -> dict[str, pl.Series]:
@@ -146,27 +148,26 @@ def protected_groups(frame: pl.DataFrame, settings: Settings) -> dict[str, pl.Se
     return out
 
 
-def _group_labels(
+def _group_codes(
     values: pl.Series, breakpoints: Sequence[float] | None
-) -> tuple[list[str], list[str]]:
-    """(label per row, the groups in reporting order)."""
+) -> tuple[npt.NDArray[np.int64], list[str]]:
+    """(per row, the index of its group in the list; the groups in reporting order).
+
+    Numeric attributes are bucketed (``bucket_numeric``), level attributes keep their
+    configured order, free text is sorted; missing values are ``MISSING_GROUP``, last.
+    Vectorised: a group is an integer code, never a Python object per row."""
     if values.dtype.is_numeric() and values.dtype != pl.Boolean:
-        buckets = bucket_numeric(values, breakpoints)
-        labels = buckets.cast(pl.String).to_list()
-        assert isinstance(buckets.dtype, pl.Enum)
-        order = [str(c) for c in buckets.dtype.categories.to_list()]
+        values = bucket_numeric(values, breakpoints)
+    elif breakpoints is not None:
+        raise InputError(f"breakpoints given for {values.name!r}, which is not numeric")
+    text = values.cast(pl.String).fill_null(MISSING_GROUP)
+    if isinstance(values.dtype, pl.Enum):
+        order = [str(c) for c in values.dtype.categories.to_list()]
     else:
-        if breakpoints is not None:
-            raise InputError(f"breakpoints given for {values.name!r}, which is not numeric")
-        text = values.cast(pl.String)
-        labels = [MISSING_GROUP if v is None else v for v in text.to_list()]
-        if isinstance(values.dtype, pl.Enum):
-            order = [str(c) for c in values.dtype.categories.to_list()]
-        else:
-            order = sorted({v for v in labels if v != MISSING_GROUP})
-        order.append(MISSING_GROUP)
-    present = set(labels)
-    return labels, [g for g in order if g in present]
+        order = sorted(str(v) for v in text.unique().to_list())
+    order = list(dict.fromkeys([*(g for g in order if g != MISSING_GROUP), MISSING_GROUP]))
+    codes = text.replace_strict(order, list(range(len(order))), return_dtype=pl.Int64)
+    return codes.to_numpy(), order
 
 
 def subgroup_metrics(
@@ -205,18 +206,19 @@ def subgroup_metrics(
                 f"protected attribute {attribute!r} has {values.len()} values "
                 f"but there are {y.size} labels"
             )
-        labels, order = _group_labels(values.alias(attribute), breakpoints.get(attribute))
-        label_array = np.asarray(labels, dtype=object)
+        codes, names = _group_codes(values.alias(attribute), breakpoints.get(attribute))
+        counts = np.bincount(codes, minlength=len(names))
+        present = [(i, g) for i, g in enumerate(names) if counts[i]]
         free_text = not values.dtype.is_numeric() and not isinstance(values.dtype, pl.Enum)
         if free_text:
-            small = [
-                g for g in order if g != MISSING_GROUP and (label_array == g).sum() < min_group_size
-            ]
+            small = [i for i, g in present if g != MISSING_GROUP and counts[i] < min_group_size]
             if small:
-                label_array[np.isin(label_array, small)] = POOLED_GROUP
-                order = [g for g in order if g not in small] + [POOLED_GROUP]
-        for group in order:
-            member = label_array == group
+                pooled = len(names)
+                codes = np.where(np.isin(codes, small), pooled, codes)
+                present = [(i, g) for i, g in present if i not in small]
+                present.append((pooled, POOLED_GROUP))
+        for code, group in present:
+            member = codes == code
             n = int(member.sum())
             row: dict[str, Any] = {"attribute": attribute, "group": group, "n": n}
             row["included"] = n >= min_group_size and group != POOLED_GROUP

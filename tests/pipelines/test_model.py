@@ -147,6 +147,29 @@ def test_unknown_level_is_refused_without_its_value(
         )
 
 
+def test_the_matrix_encodes_to_itself_and_other_enums_are_still_checked(
+    german: pl.DataFrame, settings: Settings, model: TrainedModel
+) -> None:
+    """The training matrix is already the model's matrix (encoded once, not again); an
+    Enum with other levels is checked level by level, as text is."""
+    X, _ = training_frame(german, settings)
+    assert model.matrix(X).equals(X)
+    name = category_features(settings)[0]
+    wider = pl.Enum([*model.levels[name], "secret-level-xyz"])
+    head = X.head(5).with_columns(pl.col(name).cast(pl.String).cast(wider))
+    assert model.matrix(head).equals(X.head(5))
+    odd = head.with_columns(
+        pl.when(pl.int_range(pl.len()) == 1)
+        .then(pl.lit("secret-level-xyz"))
+        .otherwise(pl.col(name).cast(pl.String))
+        .cast(wider)
+        .alias(name)
+    )
+    with pytest.raises(InputError) as err:
+        model.predict(odd)
+    assert name in str(err.value) and "rows 2" in str(err.value)
+
+
 def test_a_string_feature_is_refused(settings: Settings) -> None:
     data = tomllib.loads(CONFIG.read_text())
     feature = numeric_features(settings)[0]

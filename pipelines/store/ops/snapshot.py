@@ -29,7 +29,7 @@ from pydantic import Field
 from hilt.pipelines.config import Settings
 from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.errors import ConflictError
-from hilt.pipelines.store import double_review, personal_data, sql
+from hilt.pipelines.store import double_review, sql
 from hilt.pipelines.store.ops import personal_reads
 from hilt.pipelines.store.ops.removal import write_snapshot_file
 from hilt.pipelines.store.records import SnapshotRecord
@@ -124,35 +124,35 @@ def open_needed(unit: Unit, frame: pl.DataFrame, as_of: int) -> pl.DataFrame:
     Only what the run needs is opened: personal columns that are model features on every
     row; the other personal columns (protected attributes, for subgroup metrics on the
     holdout) on holdout rows only. Training rows hold them as nulls: they stay sealed in
-    the store. Each row's sealed document is opened once, with the subject keys fetched in
-    one call for all rows.
+    the store (their rectifications too). Each row's sealed document is opened once, with
+    the subject keys fetched in one call for all rows; the frame is not split and put back
+    together, the opened columns are joined to it.
     """
     settings = unit.settings
     personal = [n for n in wanted_columns(settings) if n in settings.fields.personal]
     everywhere = [n for n in personal if n in settings.fields.features]
-    parts: list[pl.DataFrame] = []
-    for split, columns in (("holdout", personal), ("train", everywhere)):
-        part = frame.filter(pl.col("split") == split)
-        columns = columns if part.height else []
-        if columns:
-            opened = personal_reads.open_personal(
-                unit,
-                part.select(
-                    "case_id",
-                    "subject_ref",
-                    pl.col("case_ingest_seq").alias("ingest_seq"),
-                    "sealed",
-                ),
-            )
-            part = part.join(opened.select("case_id", *columns), on="case_id", how="left")
-        part = personal_reads.rectified(unit, part.drop(*SEALED_COLUMNS), as_of)
-        part = part.with_columns(
-            pl.lit(None, dtype=personal_data.polars_type(settings.columns[n])).alias(n)
-            for n in personal
-            if n not in columns
+    holdout_only = [n for n in personal if n not in everywhere]
+    in_holdout = frame["split"] == "holdout"
+    if everywhere:
+        documents = personal_reads.open_personal(unit, _sealing(frame))
+        frame = frame.join(documents.select("case_id", *everywhere), on="case_id", how="left")
+        holdout_documents = documents.filter(in_holdout)
+    elif holdout_only:
+        holdout_documents = personal_reads.open_personal(unit, _sealing(frame.filter(in_holdout)))
+    out = personal_reads.rectified(unit, frame.drop(*SEALED_COLUMNS), as_of)
+    if holdout_only:
+        protected = personal_reads.rectified(
+            unit, holdout_documents.select("case_id", *holdout_only), as_of
         )
-        parts.append(part)
-    return pl.concat([p.select(parts[0].columns) for p in parts])
+        out = out.join(protected, on="case_id", how="left")
+    return out
+
+
+def _sealing(frame: pl.DataFrame) -> pl.DataFrame:
+    """What ``personal_reads.open_personal`` opens: (case_id, subject_ref, ingest_seq, sealed)."""
+    return frame.select(
+        "case_id", "subject_ref", pl.col("case_ingest_seq").alias("ingest_seq"), "sealed"
+    )
 
 
 def cap_accepted(frame: pl.DataFrame, share: float) -> tuple[pl.DataFrame, int]:
