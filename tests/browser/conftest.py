@@ -109,17 +109,23 @@ def browser() -> Iterator[Browser]:
 OpenAs = Callable[[str], BrowserContext]
 
 
+def proxied_context(browser: Browser, user: str) -> BrowserContext:
+    """A fresh browser context whose requests carry ``X-Forwarded-User: user`` and the
+    proxy's secret, as an authenticating proxy would send them."""
+    headers = {"X-Forwarded-User": user, PROXY_SECRET_HEADER: PROXY_SECRET}
+    ctx = browser.new_context(extra_http_headers=headers)
+    ctx.set_default_timeout(TIMEOUT_MS)
+    return ctx
+
+
 @pytest.fixture
 def context_as(browser: Browser) -> Iterator[OpenAs]:
     """``context_as("alice")``: a fresh browser context whose requests carry
-    ``X-Forwarded-User: alice`` and the proxy's secret, as an authenticating proxy would
-    send them."""
+    ``X-Forwarded-User: alice`` and the proxy's secret (``proxied_context``)."""
     contexts: list[BrowserContext] = []
 
     def make(user: str) -> BrowserContext:
-        headers = {"X-Forwarded-User": user, PROXY_SECRET_HEADER: PROXY_SECRET}
-        ctx = browser.new_context(extra_http_headers=headers)
-        ctx.set_default_timeout(TIMEOUT_MS)
+        ctx = proxied_context(browser, user)
         contexts.append(ctx)
         return ctx
 
