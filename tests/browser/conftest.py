@@ -5,7 +5,10 @@ workspace behind a sign-in proxy (the tests play the proxy) with the demo cases 
 demo's first model, registered and approved (so the review queue holds the scored 30 % of
 the cases). An admin token is issued before the servers start, for reading back what the
 dashboards wrote. Each test opens its own browser context (own cookies, own
-``X-Forwarded-User`` header and the proxy's secret) and so its own Voila kernel.
+``X-Forwarded-User`` header and the proxy's secret) and so its own Voila kernel, except
+where a module opens one person's page once for several of its tests (a module-scoped
+fixture of its own, over ``proxied_context``): a Voila kernel's start is the largest cost
+of a page.
 
 Never `playwright install`: the tests drive /usr/bin/chromium (Debian's package, installed
 by .ci/run). Where it is missing they are skipped on a developer's machine and fail in CI
