@@ -49,8 +49,7 @@ from tests.conftest import (
     proxied_config,
     start_service,
 )
-from tests.prewarmed import Hilt, output_folder
-from tests.prewarmed import start as start_hilt
+from tests.loop_helpers import HILT
 from tests.voila_pages import Page, kernel_under, process_environ, render
 
 REVIEWERS = [f"r{i:02d}" for i in range(16)]
@@ -61,11 +60,9 @@ PROXY = {"X-Hilt-Proxy-Secret": PROXY_SECRET}
 class Served:
     """One `hilt serve --store-url` process and the Voila it started."""
 
-    cli: Hilt
+    cli: subprocess.Popen[bytes]
     port: int
     voila_pid: int
-    #: Its standard output and error.
-    log: Path
     #: SIGTERM was sent (once: a second one is not needed).
     stopping: bool = False
 
@@ -77,8 +74,7 @@ class Served:
         return f"{self.url}/voila/render/{name}.ipynb"
 
 
-def _processes() -> Iterator[tuple[int, int, bytes]]:
-    """(pid, parent pid, command line) of every process."""
+def _voila_under(pid: int) -> int | None:
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -87,33 +83,23 @@ def _processes() -> Iterator[tuple[int, int, bytes]]:
             cmdline = (proc / "cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
             continue
-        yield int(proc.name), ppid, cmdline
-
-
-def _voila_under(pid: int) -> int | None:
-    for child, ppid, cmdline in _processes():
         if ppid == pid and b"voila" in cmdline:
-            return child
+            return int(proc.name)
     return None
 
 
-def _children(pid: int) -> list[int]:
-    return [child for child, ppid, _ in _processes() if ppid == pid]
-
-
 def serve_remote(store_url: str, env: dict[str, str], *extra: str) -> Served:
-    """`hilt serve --store-url` on a free port, started (``answering`` waits for it): a
-    process of its own, forked from one that imported hilt once (tests/prewarmed.py), so
-    the test waits for its Voila's start, not for an interpreter's imports."""
+    """`hilt serve --store-url` on a free port, started (``answering`` waits for it)."""
     port = free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith("HILT_")}
-    log = output_folder() / f"hilt-serve-{port}-{time.monotonic_ns()}.log"
-    cli = start_hilt(
-        ["serve", "--store-url", store_url, "--port", str(port), *extra],
-        stdout=log,
+    cli = subprocess.Popen(
+        [HILT, "serve", "--store-url", store_url, "--port", str(port), *extra],
         env={**base, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its Voila too: ``stop`` can end the whole group
     )
-    return Served(cli, port, 0, log)
+    return Served(cli, port, 0)
 
 
 def answering(served: Served) -> Served:
@@ -122,7 +108,7 @@ def answering(served: Served) -> Served:
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
         if cli.poll() is not None:
-            err = served.log.read_text(encoding="utf-8") if served.log.exists() else ""
+            err = cli.stderr.read().decode() if cli.stderr else ""
             raise AssertionError(f"hilt serve --store-url exited: {err}")
         try:
             httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
@@ -142,15 +128,9 @@ def stop(served: Served) -> None:
     served.stopping = True
     with suppress(subprocess.TimeoutExpired):
         served.cli.wait(30)
-    # Whatever is left (a Voila it could not stop, and that Voila's kernels): killed, by
-    # process id (the process shares this process's group: not by group).
-    if served.cli.poll() is None:
-        leftovers = _children(served.voila_pid) if served.voila_pid else []
-        for pid in [*leftovers, served.voila_pid]:
-            if pid:
-                with suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        served.cli.kill()
+    # Whatever is left of its session (a Voila it could not stop): killed, by group id.
+    with suppress(ProcessLookupError):
+        os.killpg(served.cli.pid, signal.SIGKILL)
     served.cli.wait(5)
 
 
