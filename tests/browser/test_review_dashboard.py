@@ -11,16 +11,17 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Browser, Page, expect
 
 from hilt.pipelines.dashboards.kernels import ALLOWED_KERNEL_MESSAGES
 from hilt.pipelines.store.authentication import PROXY_SECRET_HEADER
-from tests.browser.conftest import Dashboards, OpenAs
+from tests.browser.conftest import Dashboards, OpenAs, proxied_context
 from tests.browser.pages import (
     DWELL_S,
     accept_button,
@@ -45,8 +46,34 @@ REASON_CODE = "data-error"
 HILT = Path(sys.executable).with_name("hilt")
 
 
+@dataclass(frozen=True)
+class OpenedPage:
+    page: Page
+    #: From asking for the page to its first case on screen.
+    first_case_visible_s: float
+
+
+@pytest.fixture(scope="module")
+def alices_page(dashboards: Dashboards, browser: Browser) -> Iterator[OpenedPage]:
+    """alice's review page, opened once per module (its own browser context, as
+    ``context_as`` makes them): the test in which she decides on it, and the tests that
+    only probe its kernel over the websocket (any live review page's kernel will do), share
+    it, so the module starts one Voila kernel for the three of them instead of three."""
+    ctx = proxied_context(browser, "alice")
+    try:
+        page = ctx.new_page()
+        t0 = time.monotonic()
+        page.goto(dashboards.review_url, wait_until="commit")
+        wait_for_case(page)
+        yield OpenedPage(page, time.monotonic() - t0)
+    finally:
+        ctx.close()
+
+
 def test_reviewer_accepts_and_overrides_and_the_store_has_both_under_her_name(
-    dashboards: Dashboards, context_as: OpenAs, record_property: Callable[[str, object], None]
+    dashboards: Dashboards,
+    alices_page: OpenedPage,
+    record_property: Callable[[str, object], None],
 ) -> None:
     settings = dashboards.workspace.settings()
     labels = dict(settings.target.labels)  # class → label
@@ -55,11 +82,9 @@ def test_reviewer_accepts_and_overrides_and_the_store_has_both_under_her_name(
     admin = dashboards.admin()
     start_seq = admin.audit_head().seq
 
-    page = context_as("alice").new_page()
-    t0 = time.monotonic()
-    page.goto(dashboards.review_url, wait_until="commit")
+    page = alices_page.page
     wait_for_case(page)
-    first_visible_s = time.monotonic() - t0
+    first_visible_s = alices_page.first_case_visible_s
     print(f"\nvoila first case visible: {first_visible_s:.2f} s")
     record_property("voila_first_case_visible_s", round(first_visible_s, 2))
     # Who is looking comes from the proxy header, shown in the panel, never typed in.
@@ -172,14 +197,13 @@ def test_someone_who_may_not_review_sees_a_refusal_and_writes_nothing(
 
 
 def test_execute_request_over_the_dashboard_kernel_websocket_is_refused(
-    dashboards: Dashboards, context_as: OpenAs, tmp_path: Path
+    alices_page: OpenedPage, tmp_path: Path
 ) -> None:
     marker = tmp_path / "pwned"
     token = "HILT-EXECUTED-" + tmp_path.name
     code = f"open({str(marker)!r}, 'w').write('x'); print({token!r})"
 
-    page = context_as("alice").new_page()
-    page.goto(dashboards.review_url)
+    page = alices_page.page
     wait_for_case(page)
     result = probe_kernel(
         page,
@@ -215,7 +239,7 @@ def test_execute_request_over_the_dashboard_kernel_websocket_is_refused(
 
 
 def test_kernel_websocket_refuses_message_types_hilt_does_not_allow(
-    dashboards: Dashboards, context_as: OpenAs
+    alices_page: OpenedPage,
 ) -> None:
     """`hilt serve` restricts the kernel websocket to ALLOWED_KERNEL_MESSAGES. Voila passes
     its own list (which has shutdown_request) to the kernel manager's constructor, and
@@ -224,8 +248,7 @@ def test_kernel_websocket_refuses_message_types_hilt_does_not_allow(
     assert "shutdown_request" not in ALLOWED_KERNEL_MESSAGES, (
         "hilt allows shutdown_request: no message type tells hilt's list from Voila's"
     )
-    page = context_as("alice").new_page()
-    page.goto(dashboards.review_url)
+    page = alices_page.page
     wait_for_case(page)
     result = probe_kernel(
         page,

@@ -2,8 +2,8 @@
 started here, the same executed notebook, MLflow run, gate and store registry as a local
 training, a reproduction on the same cluster shape, and refusals that write nothing. The
 runs are started by the CLI in this process (``hilt_here``; their kernels and the cluster's
-workers are processes of their own); the one-line error runs in a `hilt` process, as a
-scheduler sees it."""
+workers are processes of their own); the one-line error runs in a `hilt` process of its own
+(forked from one that imported hilt once: ``hilt_forked``), as a scheduler sees it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -33,7 +34,7 @@ from hilt.pipelines.loop.tracking.tags import (
 from hilt.pipelines.workspace import Workspace
 from tests.cli_helpers import hilt_here
 from tests.conftest import free_port, operator
-from tests.loop_helpers import FAST, events_since, hilt_cli, loop_workspace, run_notebook
+from tests.loop_helpers import FAST, events_since, hilt_forked, loop_workspace, run_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -142,11 +143,14 @@ def test_another_cluster_shape_or_no_scheduler_is_refused_and_nothing_written(
     untouched(ws, head, notebooks)
 
 
-def test_a_bad_scheduler_address_is_a_one_line_cli_error(ws: Workspace) -> None:
+def test_a_bad_scheduler_address_is_a_one_line_cli_error(ws: Workspace, tmp_path: Path) -> None:
     head = operator(ws).audit_head().seq
     notebooks = len(list(ws.runs_dir.glob("*.ipynb")))
     nowhere = f"tcp://127.0.0.1:{free_port()}"
-    r = hilt_cli("retrain", "-w", ws.root, "-p", "engine", "dask", "-p", "scheduler", nowhere)
+    r = hilt_forked(
+        "retrain", "-w", ws.root, "-p", "engine", "dask", "-p", "scheduler", nowhere,
+        folder=tmp_path,
+    )  # fmt: skip
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
     assert f"no Dask scheduler at {nowhere}" in r.stderr and "Traceback" not in r.stderr

@@ -3,7 +3,8 @@ from a real MLflow store and audit log; every metric in it equals MLflow's logge
 the subgroup table equals the logged CSV, the HTML fetches nothing, no case id appears. The
 documents are written by the CLI in this process (``hilt_here``: a process would pay its
 interpreter start and MLflow's import for each); the refusals run as a scheduler runs them,
-in a `hilt` process of their own (exit code 2, one line)."""
+in a `hilt` process of their own (exit code 2, one line), forked from one that imported hilt
+once (``hilt_forked``)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from hilt.pipelines.loop.tracking.tags import SUBGROUP_ARTIFACT
 from hilt.pipelines.workspace import Workspace
 from tests.cli_helpers import hilt_here
 from tests.loop_helpers import (
-    hilt_cli,
+    hilt_forked,
     loop_workspace,
     personal_data,
     text_findings,
@@ -196,11 +197,11 @@ def test_mlflow_aliases_that_disagree_with_the_store_are_printed(ws: Workspace) 
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(
-    ws: Workspace, args: list[str], message: str
+    ws: Workspace, args: list[str], message: str, tmp_path: Path
 ) -> None:
     docs = ws.root / "docs"
     before = sorted(p.name for p in docs.glob("*"))
-    out = hilt_cli(*args, "--workspace", ws.root)
+    out = hilt_forked(*args, "--workspace", ws.root, folder=tmp_path)
     assert out.returncode == 2
     assert out.stderr.startswith(message)
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
@@ -208,6 +209,6 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
 
 
 def test_not_a_workspace_exits_2(tmp_path: Path) -> None:
-    out = hilt_cli("docs", "model", "1", "--workspace", tmp_path / "nothing")
+    out = hilt_forked("docs", "model", "1", "--workspace", tmp_path / "nothing", folder=tmp_path)
     assert out.returncode == 2
     assert "is not a hilt workspace" in out.stderr
