@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from hilt.pipelines.dashboards.review import StoreReviewBackend
 from hilt.pipelines.loop import runner
@@ -176,3 +176,18 @@ def append_event(con: duckdb.DuckDBPyConnection, entry: AuditEntry) -> None:
         "INSERT INTO audit_log VALUES (?, ?, ?, ?)",
         [entry.seq, text, prev, chain_hash(prev, text)],
     )
+
+
+_T = TypeVar("_T")
+#: What ``built_once`` built in this test process, by name.
+_BUILT: dict[str, Any] = {}
+
+
+def built_once(name: str, build: Callable[[], _T]) -> _T:
+    """``build()`` once per test process (per xdist worker), under ``name``. A test module
+    whose fixtures another test module imports is loaded twice (by pytest under its own
+    name, and by the import as ``tests....``), each with its own module-scoped fixtures: a
+    template built through this is built once for both."""
+    if name not in _BUILT:
+        _BUILT[name] = build()
+    return cast(_T, _BUILT[name])

@@ -18,7 +18,7 @@ import pytest
 from hilt.pipelines.config import Settings
 from hilt.pipelines.dashboards.server import stop_processes
 from hilt.pipelines.deferred_imports import defer_iri_grammar
-from hilt.pipelines.store import Identity, Store, open_store_as
+from hilt.pipelines.store import Identity, Store, holding, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.records import ModelEvaluation
 from hilt.pipelines.workspace import Workspace
@@ -208,9 +208,10 @@ def loaded_workspace_behind_proxy(tmp_path: Path, cases_frame: pl.DataFrame) -> 
 def load_cases(ws: Workspace, cases_frame: pl.DataFrame) -> Workspace:
     """``ws`` with 200 cases and a prediction for each, by the champion test-model/v1."""
     op = operator(ws)
-    op.ingest_cases(cases_frame.head(200))
-    model = stand_in(ws)
-    op.add_predictions(model.model, predictions_for(cases_frame.head(200)), model.sha256)
+    with holding(ws):  # one connection for the setup
+        op.ingest_cases(cases_frame.head(200))
+        model = stand_in(ws)
+        op.add_predictions(model.model, predictions_for(cases_frame.head(200)), model.sha256)
     return ws
 
 
@@ -257,8 +258,9 @@ def start_service(
 def issue_tokens(ws: Workspace, settings: Settings) -> dict[str, str]:
     op = operator(ws)
     tokens = {}
-    for name, roles in settings.access.users.items():
-        tokens[name] = op.add_user(name, roles[0]).token
+    with holding(ws):  # one connection for the loop
+        for name, roles in settings.access.users.items():
+            tokens[name] = op.add_user(name, roles[0]).token
     return tokens
 
 

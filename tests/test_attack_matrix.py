@@ -53,7 +53,7 @@ from hilt.pipelines.loop.tracking.pyfunc import DATA_DIR
 from hilt.pipelines.loop.tracking.registry import aliases
 from hilt.pipelines.loop.tracking.runs import list_runs
 from hilt.pipelines.paths import NOTEBOOKS_DIR
-from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
+from hilt.pipelines.store import DecisionRequest, Identity, Store, holding, open_store_as
 from hilt.pipelines.store.audit.verify import verify_file
 from hilt.pipelines.store.authentication import PROXY_SECRET_HEADER, SINGLE_PERSON, UNPROVEN_KEY
 from hilt.pipelines.store.create import create_workspace
@@ -213,7 +213,7 @@ class Victim:
 
 
 def _with_tokens(ws: Workspace) -> Victim:
-    with operator(ws) as op:
+    with operator(ws) as op, holding(ws):  # one connection for the loop
         return Victim(ws, {name: op.add_user(name, role).token for name, role in USERS})
 
 
@@ -232,7 +232,7 @@ def _victim(root: Path, cases: pl.DataFrame, proxy: bool) -> Victim:
     config.write_text(behind_proxy(text) if proxy else text, encoding="utf-8")
     ws = Workspace.at(root / "ws")
     create_workspace(ws, config)
-    with operator(ws) as op:
+    with operator(ws) as op, holding(ws):  # one connection for the setup
         op.ingest_cases(cases.head(40))
         model = stand_in(ws)
         op.add_predictions(model.model, predictions_for(cases.head(40)), model.sha256)

@@ -1,7 +1,8 @@
 """The tamper matrix: an attacker edits the DuckDB file directly, and verify names the break.
 
-One workspace is built per module (200 cases, their predictions, 30 decisions by alice, a
-signed checkpoint after the 20th decision); every test works on its own copy of it. Each
+One workspace is built per test process (a copy of the session's ``loaded_template``: 200
+cases and their predictions; then 30 decisions by alice, a signed checkpoint after the 20th
+decision); every test works on its own copy of it. Each
 attacker function below opens the file as an attacker with write access would
 (``embedded.connect`` and plain SQL, recomputing hashes with ``chain_hash`` where a careful
 attacker would), and returns the first break verify must report. Every case is checked
@@ -32,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hilt.pipelines.config import MIN_AUDIT_RETENTION_DAYS
 from hilt.pipelines.store import DecisionRequest, Identity, holding, open_store_as
-from hilt.pipelines.store.audit.batch_digest import restated_digest
+from hilt.pipelines.store.audit.batch_digest import PREDICTIONS_ACTION, restated_digest
 from hilt.pipelines.store.audit.chain import AuditEntry, chain_hash, utc_timestamp
 from hilt.pipelines.store.audit.checkpoints import (
     Checkpoint,
@@ -41,11 +42,17 @@ from hilt.pipelines.store.audit.checkpoints import (
     sign_checkpoint,
 )
 from hilt.pipelines.store.audit.verify import verify_records
-from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.records import VerifyReport
 from hilt.pipelines.workspace import Workspace
-from tests.audit_helpers import append_event, edit_entry, fetch_one, raw_db, row_hash
-from tests.conftest import CONFIG, CSV, TEST_MODEL, leased, operator, predictions_for, stand_in
+from tests.audit_helpers import (
+    append_event,
+    built_once,
+    edit_entry,
+    fetch_one,
+    raw_db,
+    row_hash,
+)
+from tests.conftest import CSV, copy_of, leased, operator, predictions_for
 from tests.prewarmed import run as prewarmed_hilt
 
 FLIP = {"1": "0", "0": "1"}
@@ -71,17 +78,25 @@ class Layout:
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Layout]:
-    """loaded_workspace + 20 decisions + a signed checkpoint (and its audit.checkpoint
-    event) + 10 more decisions."""
-    ws = Workspace.at(tmp_path_factory.mktemp("tamper") / "ws")
-    create_workspace(ws, CONFIG)
-    cases = pl.read_csv(CSV, infer_schema=False).head(200)
-    preds = predictions_for(cases)
+def template(
+    tmp_path_factory: pytest.TempPathFactory, loaded_template: Workspace
+) -> tuple[Workspace, Layout]:
+    """loaded_workspace (a copy of the session's ``loaded_template``: 200 cases and a
+    prediction each by the champion) + 20 decisions + a signed checkpoint (and its
+    audit.checkpoint event) + 10 more decisions; built once per test process, for this
+    module and test_verify_from_checkpoint (which imports these fixtures)."""
+    return built_once("tamper-template", lambda: _build_template(tmp_path_factory, loaded_template))
+
+
+def _build_template(
+    tmp_path_factory: pytest.TempPathFactory, loaded: Workspace
+) -> tuple[Workspace, Layout]:
+    ws = copy_of(loaded, tmp_path_factory.mktemp("tamper") / "ws")
     admin = operator(ws)
-    cases_seq = admin.ingest_cases(cases).seq
-    stand_in(ws)
-    predictions_seq = admin.add_predictions(TEST_MODEL.model, preds, TEST_MODEL.sha256).seq
+    loaded_events = admin.audit_events()
+    (cases_seq,) = [e.seq for e in loaded_events if e.action == "cases.ingest"]
+    (predictions_seq,) = [e.seq for e in loaded_events if e.action == PREDICTIONS_ACTION]
+    preds = predictions_for(pl.read_csv(CSV, infer_schema=False).head(200))
     predicted = dict(zip(preds["case_id"], preds["label"], strict=True))
 
     alice = open_store_as(ws, Identity(name="alice"))

@@ -25,7 +25,7 @@ import polars as pl
 import pytest
 from starlette.testclient import TestClient
 
-from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
+from hilt.pipelines.store import DecisionRequest, Identity, holding, open_store_as
 from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.modes.client import StoreClient
 from hilt.pipelines.store.modes.embedded import connect
@@ -167,13 +167,14 @@ def test_32_processes_lease_and_decide_480_cases_through_the_service(
 ) -> None:
     cases = synthetic_cases(cases_frame, WORKERS * PER_WORKER, "LOAD")
     admin = operator(workspace)
-    admin.ingest_cases(cases)
-    stand_in(workspace)
-    admin.add_predictions(TEST_MODEL.model, predictions_for(cases), TEST_MODEL.sha256)
-    reviewer_tokens = [
-        admin.add_user(f"load-rev-{w:02d}", "reviewer").token for w in range(WORKERS)
-    ]
-    tokens = issue_tokens(workspace, workspace.settings())
+    with holding(workspace):  # the setup's ~50 operations on one connection
+        admin.ingest_cases(cases)
+        stand_in(workspace)
+        admin.add_predictions(TEST_MODEL.model, predictions_for(cases), TEST_MODEL.sha256)
+        reviewer_tokens = [
+            admin.add_user(f"load-rev-{w:02d}", "reviewer").token for w in range(WORKERS)
+        ]
+        tokens = issue_tokens(workspace, workspace.settings())
     svc = start_service(workspace)
     try:
         started = time.monotonic()
@@ -265,12 +266,13 @@ def test_kill_9_of_the_service_loses_no_acknowledged_decision(
     n = KILL_WORKERS * KILL_PER_WORKER
     cases = synthetic_cases(cases_frame, n, "KILL")
     admin = operator(workspace)
-    admin.ingest_cases(cases)
-    stand_in(workspace)
-    admin.add_predictions(TEST_MODEL.model, predictions_for(cases), TEST_MODEL.sha256)
-    tokens = issue_tokens(workspace, workspace.settings())
     reviewers = [f"kill-rev-{w:02d}" for w in range(KILL_WORKERS)]
-    tokens.update({r: admin.add_user(r, "reviewer").token for r in reviewers})
+    with holding(workspace):  # the setup's ~30 operations on one connection
+        admin.ingest_cases(cases)
+        stand_in(workspace)
+        admin.add_predictions(TEST_MODEL.model, predictions_for(cases), TEST_MODEL.sha256)
+        tokens = issue_tokens(workspace, workspace.settings())
+        tokens.update({r: admin.add_user(r, "reviewer").token for r in reviewers})
     plans = [requests_for(KILL_PER_WORKER, f"k{w}") for w in range(KILL_WORKERS)]
 
     svc = start_service(workspace)
@@ -429,8 +431,9 @@ def test_an_auditors_verify_loop_beside_eight_reviewers(loaded_workspace: Worksp
     the writer commits, finds a consistent store (OK). No time is asserted: the reviewers'
     p95 with and without the auditor is measured by benchmarks/store_concurrency.py."""
     admin = operator(loaded_workspace)
-    tokens = [admin.add_user(f"rev-{r}", "reviewer").token for r in range(VERIFY_REVIEWERS)]
-    auditor_token = admin.add_user("audra", "auditor").token
+    with holding(loaded_workspace):
+        tokens = [admin.add_user(f"rev-{r}", "reviewer").token for r in range(VERIFY_REVIEWERS)]
+        auditor_token = admin.add_user("audra", "auditor").token
     admin.close()
     svc = start_service(loaded_workspace)
     decided: list[str] = []

@@ -13,7 +13,6 @@ them: ``test_a_client_cannot_fake_a_monitoring_run``).
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -38,6 +37,7 @@ from hilt.pipelines.store.records import User
 from hilt.pipelines.workspace import Workspace
 from tests.config_helpers import edit_config
 from tests.conftest import StoreFactory, copy_of
+from tests.prewarmed import run as prewarmed_hilt
 
 #: The store's clock in these tests: within the review period of the demo's DPIA and FRIA
 #: (data/hilt.toml: 2026-11-02 and 2026-11-16, review_months = 12).
@@ -328,12 +328,9 @@ def test_the_review_period_is_counted_in_calendar_months() -> None:
 
 
 def hilt(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "hilt"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    """`hilt ARGS` in a process of its own, forked from one that has imported hilt once
+    (tests/prewarmed.py): its exit code and output as a shell sees them."""
+    return prewarmed_hilt(*args, timeout_s=120)
 
 
 def test_hilt_check_go_live_prints_what_is_missing_and_exits_6(workspace: Workspace) -> None:

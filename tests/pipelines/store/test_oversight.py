@@ -55,11 +55,12 @@ def make_workspace(tmp_path: Path, cases: pl.DataFrame, **values: float) -> Work
     ws = Workspace.at(tmp_path / "ws")
     create_workspace(ws, oversight_config(tmp_path, **values), holdout_salt=SALT)
     op = operator(ws)
-    op.ingest_cases(cases.head(HISTORY))
-    new = cases.slice(HISTORY, NEW)
-    op.ingest_cases(new.drop("risk"))
-    model = stand_in(ws)
-    op.add_predictions(model.model, predictions_for(new), model.sha256)
+    with holding(ws):  # one connection for the setup
+        op.ingest_cases(cases.head(HISTORY))
+        new = cases.slice(HISTORY, NEW)
+        op.ingest_cases(new.drop("risk"))
+        model = stand_in(ws)
+        op.add_predictions(model.model, predictions_for(new), model.sha256)
     return ws
 
 

@@ -3,14 +3,59 @@ authority (model.*, system.*, ...) are refused: only the store's own operations 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from hilt.pipelines.errors import InputError, PermissionDeniedError
-from hilt.pipelines.store import Store
+from hilt.pipelines.store import Identity, Store, open_store_as
+from hilt.pipelines.workspace import Workspace
+from tests.conftest import RunningService, copy_of, start_service
 
 StoreFactory = Callable[[str], Store]
+
+
+@pytest.fixture(scope="module")
+def shared_service(
+    tmp_path_factory: pytest.TempPathFactory,
+    served_template: tuple[Workspace, dict[str, str]],
+) -> Iterator[RunningService]:
+    """One store service for the module's service-mode tests: each compares only with the
+    audit head it read first (what it wrote after that, never what the store held before),
+    so the events an earlier test left change nothing a later one asserts."""
+    template, tokens = served_template
+    svc = start_service(copy_of(template, tmp_path_factory.mktemp("record-event") / "ws"))
+    svc.tokens = tokens
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture(params=["embedded", "service"])
+def store_as(
+    request: pytest.FixtureRequest, tmp_path: Path, loaded_template: Workspace
+) -> Iterator[StoreFactory]:
+    """The store in either mode (``store_as("dana")`` acts as dana): embedded, a copy of the
+    session's loaded workspace for this test alone; service, the module's ``shared_service``."""
+    if request.param == "embedded":
+        ws = copy_of(loaded_template, tmp_path / "ws")
+        yield lambda name: open_store_as(ws, Identity(name=name))
+        return
+    svc: RunningService = request.getfixturevalue("shared_service")
+    opened: list[Store] = []
+
+    def factory(name: str) -> Store:
+        s = open_store_as(svc.url, Identity(token=svc.tokens[name]))
+        opened.append(s)
+        return s
+
+    try:
+        yield factory
+    finally:
+        for s in opened:
+            s.close()
 
 
 def test_run_events_are_chained_with_the_callers_role(store_as: StoreFactory) -> None:

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from hilt.pipelines.errors import ConflictError, InputError, PermissionDeniedError
-from hilt.pipelines.store import DecisionRequest, Store
+from hilt.pipelines.store import DecisionRequest, Identity, Store, holding, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, TEST_MODEL, operator, predictions_for, stand_in
@@ -90,12 +90,11 @@ def test_the_accept_cap_keeps_the_model_from_confirming_itself(
     op.add_predictions(
         TEST_MODEL.model, predictions_for(cases_frame.slice(100, 100)), TEST_MODEL.sha256
     )
-    from hilt.pipelines.store import Identity, open_store_as
-
     alice = open_store_as(ws, Identity(name="alice"))
-    for case_id in cases_frame.slice(100, 100)["application_id"]:
-        alice.lease_case(case_id)
-        alice.record_decision(DecisionRequest(case_id=case_id, action="accept"))
+    with holding(ws):  # 200 operations on one connection
+        for case_id in cases_frame.slice(100, 100)["application_id"]:
+            alice.lease_case(case_id)
+            alice.record_decision(DecisionRequest(case_id=case_id, action="accept"))
     snap = op.snapshot()
     other = snap.label_sources["original"]
     kept = snap.label_sources["reviewer-accepted"]

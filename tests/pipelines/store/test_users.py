@@ -340,7 +340,7 @@ def test_token_expiry_is_checked_on_every_use_of_a_cached_token(workspace: Works
     take longer; then the next attempt issues a new token with a longer window, and only
     the last one's failure fails the test."""
     days = workspace.settings().access.token_days
-    for name, window in (("carol", 6), ("carla", 20), ("cathy", 60)):
+    for name, window in (("carol", 3), ("carla", 8), ("cathy", 20), ("cara", 60)):
         soon = datetime.now(UTC) - timedelta(days=days) + timedelta(seconds=window)
         op = open_store_as(workspace, Identity(operator=True), clock=clock_at(soon))
         token = op.add_user(name, "reviewer").token
