@@ -38,7 +38,7 @@ from hilt.pipelines.workspace import Workspace
 PRELOAD = (
     "__main__",
     "hilt.pipelines.cli",
-    "hilt.pipelines.store.modes.service",
+    "hilt.pipelines.store.modes.service_http",
     "uvicorn",
     "hilt.pipelines.loop.runner",
     "hilt.pipelines.loop.steps.score",

@@ -47,7 +47,7 @@ def store_serve(
     ),
 ) -> None:
     """Own the store and serve it over HTTP (OpenAPI at /openapi.json) until Ctrl-C."""
-    from hilt.pipelines.store.modes.service import serve
+    from hilt.pipelines.store.modes.service_http import serve
 
     ws = Workspace.at(workspace)
 

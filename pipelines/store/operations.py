@@ -7,7 +7,7 @@ store service serves it on. The three modes are derived from the table, not writ
 
 - ``EmbeddedStore`` (``modes/embedded.py``) runs the function on the workspace's file;
 - ``StoreClient`` (``modes/client.py``) sends the same arguments to the route;
-- the service (``modes/service.py``) turns each row into a FastAPI route that runs it.
+- the service (``modes/service_http.py``) turns each row into a FastAPI route that runs it.
 
 So adding an operation is its function plus one row here. Request bodies are pydantic
 models whose fields are named like the function's parameters (``rows`` carries the one

@@ -29,7 +29,8 @@ from hilt.pipelines.store import DecisionRequest, Identity, holding, open_store_
 from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.modes.client import StoreClient
 from hilt.pipelines.store.modes.embedded import connect
-from hilt.pipelines.store.modes.service import StoreService, create_app
+from hilt.pipelines.store.modes.service import StoreService
+from hilt.pipelines.store.modes.service_http import create_app
 from hilt.pipelines.store.records import Decision
 from hilt.pipelines.workspace import Workspace
 from tests import prewarmed

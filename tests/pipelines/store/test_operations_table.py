@@ -26,7 +26,8 @@ from hilt.pipelines.store import Identity, Store, holding, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.modes.client import StoreClient
 from hilt.pipelines.store.modes.embedded import EmbeddedStore
-from hilt.pipelines.store.modes.service import StoreService, create_app
+from hilt.pipelines.store.modes.service import StoreService
+from hilt.pipelines.store.modes.service_http import create_app
 from hilt.pipelines.store.modes.wire import shape_of
 from hilt.pipelines.store.operations import Operation
 from hilt.pipelines.workspace import Workspace

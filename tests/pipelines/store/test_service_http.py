@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.modes.service import MAX_BODY_BYTES
+from hilt.pipelines.store.modes.service_http import MAX_BODY_BYTES
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import (
     CONFIG,
