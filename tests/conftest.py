@@ -8,6 +8,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -288,10 +289,21 @@ def store_as(request: pytest.FixtureRequest, loaded_workspace: Workspace) -> Ite
         return
     _, tokens = request.getfixturevalue("served_template")  # issued in loaded_workspace
     svc = start_service(loaded_workspace)
+    try:
+        with stores_of(svc.url, tokens) as factory:
+            yield factory
+    finally:
+        svc.stop()
+
+
+@contextmanager
+def stores_of(url: str, tokens: dict[str, str]) -> Iterator[StoreFactory]:
+    """``factory(name)`` opens the store service at ``url`` as ``name`` (by its token);
+    every store it opened is closed at the end."""
     opened: list[Store] = []
 
     def factory(name: str) -> Store:
-        s = open_store_as(svc.url, Identity(token=tokens[name]))
+        s = open_store_as(url, Identity(token=tokens[name]))
         opened.append(s)
         return s
 
@@ -300,7 +312,6 @@ def store_as(request: pytest.FixtureRequest, loaded_workspace: Workspace) -> Ite
     finally:
         for s in opened:
             s.close()
-        svc.stop()
 
 
 # ------------------------------------------------- where MLflow writes, kept between tests

@@ -45,19 +45,19 @@ def code_of(name: str) -> str:
     return "\n".join([*cells[:-1], f"_h4_panel = {cells[-1].strip()}"])
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_opening_a_dashboard_imports_no_heavy_library(
-    loaded_workspace: Workspace, name: str
-) -> None:
+def assert_panel_built_without(name: str, watched: tuple[str, ...], env: dict[str, str]) -> None:
+    """Run the dashboard's notebook code in a fresh interpreter as its user (``env`` added
+    to this environment, without its HILT_ and HTTP_ variables): the panel it builds must be
+    the dashboard's own (not a refusal: the control), and none of ``watched`` imported."""
     user, panel_class = EXPECTED[name]
     report = (
         "import json, sys\n"
         "print(json.dumps({'built': type(_h4_panel).__name__, "
-        f"'heavy': sorted(m for m in {HEAVY!r} if m in sys.modules)}}))\n"
+        f"'heavy': sorted(m for m in {watched!r} if m in sys.modules)}}))\n"
     )
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("HILT_", "HTTP_"))},
-        "HILT_WORKSPACE": str(loaded_workspace.root),
+        **env,
         "HTTP_X_FORWARDED_USER": user,
         "MPLBACKEND": "Agg",
     }
@@ -72,6 +72,13 @@ def test_opening_a_dashboard_imports_no_heavy_library(
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got == {"built": panel_class, "heavy": []}, got
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_opening_a_dashboard_imports_no_heavy_library(
+    loaded_workspace: Workspace, name: str
+) -> None:
+    assert_panel_built_without(name, HEAVY, {"HILT_WORKSPACE": str(loaded_workspace.root)})
 
 
 # ------------------------------------------------------------ served: the kernel is a client
@@ -124,27 +131,4 @@ def test_a_served_dashboard_kernel_imports_neither_the_database_nor_the_frames(
     """Served, a dashboard's kernel only talks HTTP to the store service: it builds its
     panel (not a refusal: the control) without DuckDB, polars, pyarrow or numpy, and
     without the store's own side (the embedded mode, the bulk operations)."""
-    user, panel_class = EXPECTED[name]
-    watched = (*HEAVY, *SERVICE_ONLY)
-    report = (
-        "import json, sys\n"
-        "print(json.dumps({'built': type(_h4_panel).__name__, "
-        f"'heavy': sorted(m for m in {watched!r} if m in sys.modules)}}))\n"
-    )
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("HILT_", "HTTP_"))},
-        **served,
-        "HTTP_X_FORWARDED_USER": user,
-        "MPLBACKEND": "Agg",
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", code_of(name) + "\n" + report],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got == {"built": panel_class, "heavy": []}, got
+    assert_panel_built_without(name, (*HEAVY, *SERVICE_ONLY), served)

@@ -11,7 +11,7 @@ import pytest
 from hilt.pipelines.errors import InputError, PermissionDeniedError
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import RunningService, copy_of, start_service
+from tests.conftest import RunningService, copy_of, start_service, stores_of
 
 StoreFactory = Callable[[str], Store]
 
@@ -44,18 +44,8 @@ def store_as(
         yield lambda name: open_store_as(ws, Identity(name=name))
         return
     svc: RunningService = request.getfixturevalue("shared_service")
-    opened: list[Store] = []
-
-    def factory(name: str) -> Store:
-        s = open_store_as(svc.url, Identity(token=svc.tokens[name]))
-        opened.append(s)
-        return s
-
-    try:
+    with stores_of(svc.url, svc.tokens) as factory:
         yield factory
-    finally:
-        for s in opened:
-            s.close()
 
 
 def test_run_events_are_chained_with_the_callers_role(store_as: StoreFactory) -> None:
