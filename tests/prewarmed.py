@@ -17,6 +17,7 @@ import atexit
 import functools
 import multiprocessing
 import os
+import pkgutil
 import runpy
 import shutil
 import subprocess
@@ -30,15 +31,19 @@ from pathlib import Path
 import httpx
 
 from hilt.pipelines.dashboards.server import stop_processes, store_serve_command
+from hilt.pipelines.store import ops
 from hilt.pipelines.workspace import Workspace
 
 #: What the fork server imports once: the CLI with its command groups, the store service
-#: (`hilt store serve`) and what `hilt score` / `promote` / `reject` import before refusing;
-#: and the main module (pytest's script), which a child would otherwise run again.
+#: (`hilt store serve`) and every operation's module (the table imports each row's function
+#: on first use, and the service resolves them all as it builds its routes), what `hilt
+#: score` / `promote` / `reject` import before refusing; and the main module (pytest's
+#: script), which a child would otherwise run again.
 PRELOAD = (
     "__main__",
     "hilt.pipelines.cli",
     "hilt.pipelines.store.modes.service_http",
+    *(f"{ops.__name__}.{m.name}" for m in pkgutil.iter_modules(ops.__path__)),
     "uvicorn",
     "hilt.pipelines.loop.runner",
     "hilt.pipelines.loop.steps.score",
