@@ -31,7 +31,7 @@ from hilt.pipelines.loop.counterfactual import apply, load_notice_model, search
 from hilt.pipelines.loop.features import ModelError
 from hilt.pipelines.loop.promotion import promote
 from hilt.pipelines.loop.steps.score import load_model, score_cases
-from hilt.pipelines.loop.tracking.client import configure
+from hilt.pipelines.loop.tracking.client import configure, environment_kept
 from hilt.pipelines.loop.tracking.environment import DB_FILE
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.workspace import Workspace
@@ -69,9 +69,8 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
     root = tmp_path_factory.mktemp("notice")
     ws = loop_workspace(root)
     uri = f"sqlite:///{(ws.root / DB_FILE).as_posix()}"
-    old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "HILT_MLFLOW_TRACKING_URI")}
-    os.environ["MLFLOW_TRACKING_URI"] = os.environ["HILT_MLFLOW_TRACKING_URI"] = uri
-    try:
+    with environment_kept(("MLFLOW_TRACKING_URI", "HILT_MLFLOW_TRACKING_URI")):
+        os.environ["MLFLOW_TRACKING_URI"] = os.environ["HILT_MLFLOW_TRACKING_URI"] = uri
         registration = train_in_process(ws, "dana")
         assert registration.gate_passed
         promote(ws, registration.run_id, "lena")
@@ -85,12 +84,6 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
         subject = settings.use_case.subject_column
         assert subject is not None
         yield Loop(ws, settings, new, new[subject].to_list())
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def as_user(loop: Loop, name: str) -> Store:

@@ -9,7 +9,9 @@ a kill -9 of the service while groups commit is ``test_concurrency.py``'s kill t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any
 
 import duckdb
@@ -26,6 +28,19 @@ from hilt.pipelines.workspace import Workspace
 from tests.conftest import issue_tokens
 
 
+@contextmanager
+def in_process_service(ws: Workspace) -> Iterator[StoreService]:
+    """The store service of ``ws`` in this process (no HTTP), as ``hilt store serve`` sets
+    it up: one connection on one DuckDB thread, the config in force admitted."""
+    con = connect(ws)
+    con.execute("SET threads = 1")
+    try:
+        watch = ConfigWatch(ws, owner=True)
+        yield StoreService(ws, watch.admit(con, despite_drift=False), con, config=watch)
+    finally:
+        con.close()
+
+
 def count(service: StoreService, table: str) -> int:
     return int(service.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
 
@@ -36,11 +51,7 @@ def test_a_group_commits_together_and_a_refusal_inside_it_is_refused_alone(
 ) -> None:
     ws = loaded_workspace
     issue_tokens(ws, ws.settings())
-    con = connect(ws)
-    con.execute("SET threads = 1")
-    try:
-        watch = ConfigWatch(ws, owner=True)
-        service = StoreService(ws, watch.admit(con, despite_drift=False), con, config=watch)
+    with in_process_service(ws) as service:
         alice, bob, lena = (service.lookup(n) for n in ("alice", "bob", "lena"))
         held: dict[str, str] = {}
         for user in (alice, bob, lena):
@@ -103,8 +114,6 @@ def test_a_group_commits_together_and_a_refusal_inside_it_is_refused_alone(
         # The live queue followed the commit: the three cases left it, their leases went.
         assert not ({a, b, c} & set(service.queue_index.waiting))
         assert not ({a, b, c} & set(service.queue_index.leases))
-    finally:
-        con.close()
 
 
 @pytest.mark.obligation("AI Act 14")
@@ -112,11 +121,7 @@ def test_leases_share_a_group_and_never_hold_one_case_twice_and_a_failed_group_i
     loaded_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws = loaded_workspace
-    con = connect(ws)
-    con.execute("SET threads = 1")
-    try:
-        watch = ConfigWatch(ws, owner=True)
-        service = StoreService(ws, watch.admit(con, despite_drift=False), con, config=watch)
+    with in_process_service(ws) as service:
         alice, bob, lena = (service.lookup(n) for n in ("alice", "bob", "lena"))
         events = count(service, "audit_log")
         nxt = {"strategy": None}
@@ -174,5 +179,3 @@ def test_leases_share_a_group_and_never_hold_one_case_twice_and_a_failed_group_i
         assert not service.queue_index.leases
         report = service.read(service.lookup("otto"), Store.verify, {})
         assert report.ok, report.summary()
-    finally:
-        con.close()
