@@ -45,7 +45,7 @@ RETENTION_ROLES = frozenset({"admin", "system", "dpo"})
 CLOCK_SKEW = timedelta(days=1)
 
 _EVENTS_SQL = """
-SELECT seq, entry FROM audit_log
+SELECT seq, entry FROM __events__
 WHERE seq > ? AND (entry LIKE '{"action":"retention.applied",%'
    OR entry LIKE '{"action":"subject.erased",%'
    OR entry LIKE '{"action":"run.%'
@@ -114,6 +114,7 @@ def first_break(
     *,
     with_rows: bool = True,
     since: int = 0,
+    events: str = "audit_log",
 ) -> Break | None:
     """The first event that an operation of the store would not have written, or None;
     ``now``: the time of this verification (default: this machine's clock). Without the
@@ -123,17 +124,19 @@ def first_break(
     ``since``: only the events after this seq (a signed checkpoint's) are judged; the
     earlier events they refer to (the halt a resume ends, the batch a restatement speaks
     of) are read by their seq. A purge's point is then held to the purges after the
-    checkpoint only."""
-    events = [(int(s), json.loads(e)) for s, e in con.execute(_EVENTS_SQL, [since]).fetchall()]
+    checkpoint only. ``events``: ``audit_chain.kind_source(con, since)`` when the caller
+    read it."""
+    picked = con.execute(_EVENTS_SQL.replace("__events__", events), [since]).fetchall()
+    judged = [(int(s), json.loads(e)) for s, e in picked]
     if since > 0:
-        events = _with_context(con, events, since)
+        judged = _with_context(con, judged, since)
     found = [
         b
         for b in (
-            _purges(con, events, now or datetime.now(UTC)),
-            _restatements(con, events) if with_rows else None,
-            _notebooks(events),
-            _four_eyes(events),
+            _purges(con, judged, now or datetime.now(UTC)),
+            _restatements(con, judged) if with_rows else None,
+            _notebooks(judged),
+            _four_eyes(judged),
         )
         if b is not None
     ]

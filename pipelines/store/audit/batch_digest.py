@@ -197,12 +197,15 @@ def restated_digest(con: duckdb.DuckDBPyConnection, settings: Settings, seq: int
 Restated = dict[int, tuple[int, str, int]]
 
 
-def restatements(con: duckdb.DuckDBPyConnection, since: int = 0) -> Restated:
+def restatements(
+    con: duckdb.DuckDBPyConnection, since: int = 0, events: str = "audit_log"
+) -> Restated:
     """batch seq → (rows, digest, restating seq) as last restated by an erasure or a
     retention run (payload ``batches``: {"<seq>": {"rows": n, "digest": d}}); only the runs
-    after seq ``since`` (which restate the batches after it as well as earlier ones)."""
+    after seq ``since`` (which restate the batches after it as well as earlier ones).
+    ``events``: ``audit_chain.kind_source(con, since)`` when the caller read it."""
     rows = con.execute(
-        f"SELECT seq, json_extract(entry, '$.payload.batches') FROM audit_log"
+        f"SELECT seq, json_extract(entry, '$.payload.batches') FROM {events}"
         f" WHERE seq > ? AND ({_prefix_match(RESTATING_ACTIONS)}) ORDER BY seq",
         [since],
     ).fetchall()
@@ -220,20 +223,22 @@ def first_mismatch(
     settings: Settings,
     since: int = 0,
     restated: Restated | None = None,
+    events: str = "audit_log",
 ) -> int | None:
     """The seq of the first batch event whose stored rows no longer match its digest (or,
     after an erasure or retention run removed some of them, the digest it restated); of
     the batches recorded after seq ``since`` (a signed checkpoint's; 0: all).
-    ``restated``: ``restatements(con, since)`` when the caller read them already."""
-    events = con.execute(
+    ``restated``: ``restatements(con, since)`` when the caller read them already;
+    ``events``: ``audit_chain.kind_source(con, since)`` likewise."""
+    picked = con.execute(
         "SELECT seq, json_extract_string(entry, ['$.action', '$.payload.digest',"
-        " '$.payload.digest_method']) FROM audit_log"
+        f" '$.payload.digest_method']) FROM {events}"
         f" WHERE seq > ? AND ({_prefix_match(BATCH_ACTIONS)}) ORDER BY seq",
         [since],
     ).fetchall()
     if restated is None:
-        restated = restatements(con, since)
-    for seq, (action, recorded, method) in events:
+        restated = restatements(con, since, events)
+    for seq, (action, recorded, method) in picked:
         expected = restated[int(seq)][1] if int(seq) in restated else recorded
         if stored_digest(con, settings, str(action), method, int(seq)) != expected:
             return int(seq)

@@ -29,7 +29,7 @@ SELECT seq,
        coalesce(try_cast(json_extract(entry, '$.payload.version') AS BIGINT), 1) AS version,
        coalesce(json_extract_string(entry, '$.payload.new_sha256'),
                 json_extract_string(entry, '$.payload.config_sha256')) AS sha
-FROM audit_log
+FROM __events__
 WHERE seq > $since
   AND ({_action("workspace.init", "config.applied", "config.proposed", "config.approved")})
 """
@@ -59,17 +59,20 @@ SELECT
 """
 
 
-def first_mismatch(con: duckdb.DuckDBPyConnection, since: int = 0) -> Break | None:
+def first_mismatch(
+    con: duckdb.DuckDBPyConnection, since: int = 0, events: str = "audit_log"
+) -> Break | None:
     """The earliest config version that no longer matches its event, or the event that put
     in force another version than the store's (a copy fetched through the API, without
     the table, is skipped). ``since``: the versions recorded after this seq (a signed
-    checkpoint's) only, and the version in force only if an event after it set it."""
+    checkpoint's) only, and the version in force only if an event after it set it.
+    ``events``: ``audit_chain.kind_source(con, since)`` when the caller read it."""
     has_table = sql.scalar(
         con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'config_versions'"
     )
     if not has_table:
         return None
-    row = sql.one(con, _CHECK_SQL, {"since": since})
+    row = sql.one(con, _CHECK_SQL.replace("__events__", events), {"since": since})
     mismatch, in_force = row if row is not None else (None, None)
     if mismatch is not None:
         return Break(

@@ -31,7 +31,7 @@ def digest(rows: Iterable[tuple[str, str]]) -> str:
 _MISMATCH_SQL = f"""
 WITH ev AS (
     SELECT seq, json_extract_string(entry, '$.payload.digest') AS digest
-    FROM audit_log WHERE seq > $since AND {GOLD_EVENT}
+    FROM __events__ WHERE seq > $since AND {GOLD_EVENT}
 ), actual AS (
     SELECT seq, sha256(string_agg(case_id || chr(9) || model_version, chr(10) ORDER BY case_id))
         AS digest
@@ -45,15 +45,18 @@ SELECT min(seq) FROM (
 """
 
 
-def first_mismatch(con: duckdb.DuckDBPyConnection, since: int = 0) -> Break | None:
+def first_mismatch(
+    con: duckdb.DuckDBPyConnection, since: int = 0, events: str = "audit_log"
+) -> Break | None:
     """The earliest gold set that no longer matches its event (a store without the table, a
-    copy fetched through the API, is skipped); of the sets added after seq ``since``."""
+    copy fetched through the API, is skipped); of the sets added after seq ``since``.
+    ``events``: ``audit_chain.kind_source(con, since)`` when the caller read it."""
     has_table = sql.scalar(
         con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'gold_cases'"
     )
     if not has_table:
         return None
-    seq = sql.scalar(con, _MISMATCH_SQL, {"since": since})
+    seq = sql.scalar(con, _MISMATCH_SQL.replace("__events__", events), {"since": since})
     if seq is None:
         return None
     return Break(int(seq), "record-mismatch", "a gold set's rows no longer match its digest")

@@ -100,7 +100,7 @@ WITH restated AS (
 ), ev AS (
     SELECT seq, json_extract_string(entry, '$.action') AS action,
            try_cast(json_extract(entry, '$.payload.rows') AS BIGINT) AS rows
-    FROM audit_log
+    FROM __events__
     WHERE seq > $since AND (entry LIKE '{"action":"cases.ingest",%'
        OR entry LIKE '{"action":"predictions.ingest",%'
        OR entry LIKE '{"action":"predictions.shadow",%')
@@ -157,16 +157,20 @@ def first_decision_mismatch(
 
 
 def first_batch_mismatch(
-    con: duckdb.DuckDBPyConnection, since: int = 0, restated: batch_digest.Restated | None = None
+    con: duckdb.DuckDBPyConnection,
+    since: int = 0,
+    restated: batch_digest.Restated | None = None,
+    events: str = "audit_log",
 ) -> int | None:
     """The earliest batch event whose batch no longer holds the rows it recorded (of the
     batches recorded after seq ``since``). ``restated``: ``batch_digest.restatements(con,
-    since)`` when the caller read them already."""
+    since)`` when the caller read them already; ``events``: ``audit_chain.kind_source(con,
+    since)`` likewise."""
     if restated is None:
-        restated = batch_digest.restatements(con, since)
+        restated = batch_digest.restatements(con, since, events)
     value = sql.scalar(
         con,
-        _BATCHES_SQL,
+        _BATCHES_SQL.replace("__events__", events),
         {
             "since": since,
             "restated_seqs": list(restated),
@@ -186,13 +190,17 @@ def as_break(decision_seq: int | None, batch_seq: int | None) -> Break | None:
     return min(found, key=lambda b: b.seq) if found else None
 
 
-def decisions_purged_through(con: duckdb.DuckDBPyConnection, since: int = 0) -> int:
+def decisions_purged_through(
+    con: duckdb.DuckDBPyConnection, since: int = 0, events: str = "audit_log"
+) -> int:
     """The last decision seq whose row retention deleted (its event stays), or 0. After a
-    checkpoint (``since``) only a retention run after it can have purged a later decision."""
+    checkpoint (``since``) only a retention run after it can have purged a later decision.
+    ``events``: ``audit_chain.kind_source(con, since)`` when the caller read it."""
     value = sql.scalar(
         con,
         "SELECT try_cast(json_extract(entry, '$.payload.decisions.purged_through') AS BIGINT)"
-        """ FROM audit_log WHERE seq > ? AND entry LIKE '{"action":"retention.applied",%'"""
+        f" FROM {events}"
+        """ WHERE seq > ? AND entry LIKE '{"action":"retention.applied",%'"""
         " AND json_extract(entry, '$.payload.decisions.purged_through') IS NOT NULL"
         " ORDER BY seq DESC LIMIT 1",
         [since],

@@ -151,13 +151,17 @@ def verify_store(
 
 
 def _checkpoint_missing_from_file(
-    con: duckdb.DuckDBPyConnection, checkpoints: list[Checkpoint], since: int = 0
+    con: duckdb.DuckDBPyConnection,
+    checkpoints: list[Checkpoint],
+    since: int = 0,
+    events: str = "audit_log",
 ) -> Break | None:
-    """Every checkpoint the log records (after ``since``) must still be in the file."""
+    """Every checkpoint the log records (after ``since``) must still be in the file.
+    ``events``: ``audit_chain.kind_source(con, since)`` when the caller read it."""
     in_file = {(c.seq, c.signature) for c in checkpoints}
     recorded = con.execute(
         "SELECT seq, try_cast(json_extract(entry, '$.payload.seq') AS BIGINT),"
-        " json_extract_string(entry, '$.payload.signature') FROM audit_log"
+        f" json_extract_string(entry, '$.payload.signature') FROM {events}"
         """ WHERE seq > ? AND entry LIKE '{"action":"audit.checkpoint",%' ORDER BY seq""",
         [since],
     ).fetchall()
@@ -250,12 +254,19 @@ def verify_records(
 
     chain_check = "the hash chain check"
     reconcile_check = "the reconciliation of records with their events"
+    events_read = "the read of the events to check"
     # What several checks need, read first in the pool (not before it: the hashing starts
     # at once beside them); each check that needs one waits for it.
     purged_read: Future[int | None]
     restated_read: Future[batch_digest.Restated | None] | None
     anchor_read: Future[tuple[int, str] | None]
+    kinds_read: Future[str | None]
     hashed: Future[tuple[int | None, audit_chain.Run | None] | None]
+
+    def kinds() -> str:
+        # The rows the checks that pick events by kind read (all those after ``since`` where
+        # the read failed: each check then names its own failure).
+        return kinds_read.result() or source
 
     def purged() -> int:
         return purged_read.result() or 0
@@ -277,14 +288,14 @@ def verify_records(
 
     def checkpoint_checks(c: duckdb.DuckDBPyConnection) -> list[Break]:
         head_seq = int(sql.scalar(c, "SELECT coalesce(max(seq), 0) FROM audit_log"))
-        anchor_seq, anchor_hash = anchor_read.result() or purge_anchor(c, source)
+        anchor_seq, anchor_hash = anchor_read.result() or purge_anchor(c, kinds())
         # From a checkpoint: it and the later ones (the earlier ones it supersedes).
         judged = [cp for cp in checkpoints if cp.seq >= since]
         hashes = hash_at(c, [cp.seq for cp in judged])
         if anchor_seq:
             hashes[anchor_seq] = anchor_hash
         cp = check_checkpoints(judged, pinned, head_seq, hashes, purged_through=anchor_seq)
-        missing = _checkpoint_missing_from_file(c, checkpoints, since)
+        missing = _checkpoint_missing_from_file(c, checkpoints, since, kinds())
         return [b for b in (cp, missing) if b is not None]
 
     start_at = (since, start.head_hash) if start is not None else (0, GENESIS_HASH)
@@ -316,25 +327,32 @@ def verify_records(
                 future.add_done_callback(lambda _: on_progress(1))
             return future
 
-        # Submitted before the checks that wait for them, so a worker is free to read them.
-        purged_read = pool.submit(
-            attempt(reconcile_check, lambda c: reconcile.decisions_purged_through(c, since))
-        )
-        restated_read = (
-            pool.submit(attempt(reconcile_check, lambda c: batch_digest.restatements(c, since)))
-            if batches or settings is not None
-            else None
-        )
-        anchor_read = pool.submit(attempt(chain_check, lambda c: purge_anchor(c, source)))
+        # Submitted before the checks that wait for them, so a worker is free to read them
+        # (the pool starts them in this order: each waits only for one started before it).
+        kinds_read = pool.submit(attempt(events_read, lambda c: audit_chain.kind_source(c, since)))
         # The longest first: every entry hashed (in Python, holding the GIL), and every
         # entry parsed once in DuckDB, joined with the decisions.
         hashed = submit(attempt(chain_check, hash_scan))
+        purged_read = pool.submit(
+            attempt(
+                reconcile_check,
+                lambda c: reconcile.decisions_purged_through(c, since, kinds()),
+            )
+        )
+        restated_read = (
+            pool.submit(
+                attempt(reconcile_check, lambda c: batch_digest.restatements(c, since, kinds()))
+            )
+            if batches or settings is not None
+            else None
+        )
+        anchor_read = pool.submit(attempt(chain_check, lambda c: purge_anchor(c, kinds())))
         scan = submit(attempt("the combined scan", content_and_decisions))
         digests = (
             submit(
                 attempt(
                     "the batch digest check",
-                    lambda c: batch_digest.first_mismatch(c, settings, since, restated()),
+                    lambda c: batch_digest.first_mismatch(c, settings, since, restated(), kinds()),
                 )
             )
             if settings is not None
@@ -344,7 +362,7 @@ def verify_records(
             submit(
                 attempt(
                     reconcile_check,
-                    lambda c: reconcile.first_batch_mismatch(c, since, restated()),
+                    lambda c: reconcile.first_batch_mismatch(c, since, restated(), kinds()),
                 )
             )
             if batches
@@ -356,15 +374,15 @@ def verify_records(
             else None
         )
         cps = submit(attempt("the checkpoint check", checkpoint_checks))
-        gold = submit(attempt("the gold set check", lambda c: gold_mismatch(c, since)))
+        gold = submit(attempt("the gold set check", lambda c: gold_mismatch(c, since, kinds())))
         authority = submit(
             attempt(
                 "the authority check",
-                lambda c: authority_break(c, now, with_rows=batches, since=since),
+                lambda c: authority_break(c, now, with_rows=batches, since=since, events=kinds()),
             )
         )
         configs = submit(
-            attempt("the config check", lambda c: config_check.first_mismatch(c, since))
+            attempt("the config check", lambda c: config_check.first_mismatch(c, since, kinds()))
         )
         # Last: it waits for the hash scan, and reads the rows again only where they were
         # not one run.
@@ -394,6 +412,9 @@ def verify_records(
         bad_gold = gold.result()
         forged = authority.result()
         bad_config = configs.result()
+    # A failed read of the events to check is no break of its own: the checks then read
+    # every row after ``since``, and each names its own failure.
+    failed.pop(events_read, None)
 
     # Assembled in a fixed order, so that on a tie (several breaks at one seq) the same one
     # is named as when the checks ran one after another.

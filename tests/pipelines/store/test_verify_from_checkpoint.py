@@ -10,16 +10,25 @@ signature fails is refused, never replaced by an older one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
 
+import duckdb
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hilt.pipelines.errors import InputError
+from hilt.pipelines.store.audit import chain as audit_chain
+from hilt.pipelines.store.audit import config_check
+from hilt.pipelines.store.audit.authority import first_break as authority_break
+from hilt.pipelines.store.audit.chain import AuditEntry, utc_timestamp
 from hilt.pipelines.store.audit.checkpoints import append_checkpoint, sign_checkpoint
+from hilt.pipelines.store.audit.gold_digest import first_mismatch as gold_mismatch
 from hilt.pipelines.store.records import VerifyReport
 from hilt.pipelines.workspace import Workspace
-from tests.audit_helpers import raw_db
+from tests.audit_helpers import append_event, raw_db
 from tests.conftest import operator
 from tests.pipelines.store.test_audit_tamper import (
     DECISIONS_BEFORE_CHECKPOINT,
@@ -27,6 +36,7 @@ from tests.pipelines.store.test_audit_tamper import (
     Layout,
     change_a_payload,
     delete_a_decision_row,
+    entry_ts,
     flip_decision,
     forge_a_promotion_by_its_author,
     forge_a_purge_dated_in_the_future,
@@ -187,3 +197,91 @@ def test_from_a_seq_that_is_no_checkpoint_is_a_user_error(
     assert cli.returncode == 2, (cli.stdout, cli.stderr)
     assert "--from takes 'latest' or the seq of a checkpoint" in cli.stderr
     assert "Traceback" not in cli.stderr
+
+
+# ---------------------------------------------------------------------- the events read by kind
+
+
+def _kinds_after(con: duckdb.DuckDBPyConnection, since: int) -> dict[int, str]:
+    rows = con.execute(
+        "SELECT seq, entry FROM audit_log WHERE seq > ? ORDER BY seq", [since]
+    ).fetchall()
+    return {int(seq): str(json.loads(entry)["action"]) for seq, entry in rows}
+
+
+#: How ``kind_source`` offers the events: by an IN list, by an array, or (past its limit)
+#: every row after the checkpoint.
+SOURCES = {
+    "in-list": {},
+    "array": {"_IN_LIST_MAX": 0},
+    "every-row": {"KIND_SOURCE_LIMIT": 0},
+}
+
+
+def test_after_a_checkpoint_the_checks_by_kind_read_every_event_but_the_decisions(
+    victim: tuple[Workspace, Layout], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checks that pick events by kind read, after a checkpoint, only the events that
+    are not a decision or its lease (``audit_chain.kind_source``). Forged events of three
+    of their kinds after the checkpoint, among the decisions: each check names its own, and
+    verify the first, however the events are offered (an IN list, an array, every row)."""
+    ws, at = victim
+    forged: list[tuple[str, str, str, str, dict[str, Any]]] = [
+        ("lena", "lead", "model.promoted", "m/v2", {"approver": "lena", "author": "lena"}),
+        ("lena", "lead", "gold.added", "gold", {"digest": "0" * 64, "rows": 1}),
+        ("dana", "admin", "config.applied", "hilt.toml", {"version": 99, "new_sha256": "0" * 64}),
+    ]
+    promoted, gold, config = range(at.head_seq + 1, at.head_seq + 1 + len(forged))
+    with raw_db(ws) as con:
+        ts = entry_ts(con, at.head_seq)
+        for i, (actor, role, action, obj, payload) in enumerate(forged, start=1):
+            moment = utc_timestamp(ts + timedelta(seconds=i))
+            entry = AuditEntry(at.head_seq + i, moment, actor, role, action, "x", obj, payload)
+            append_event(con, entry)
+        kinds = _kinds_after(con, at.checkpoint_seq)
+        others = {s for s, k in kinds.items() if k not in audit_chain.PER_DECISION_KINDS}
+        assert {promoted, gold, config} <= others
+        assert len(others) < len(kinds)  # the decisions and their leases are left out
+        for name, limits in SOURCES.items():
+            with monkeypatch.context() as m:
+                for attr, value in limits.items():
+                    m.setattr(audit_chain, attr, value)
+                source = audit_chain.kind_source(con, at.checkpoint_seq)
+                read = {int(r[0]) for r in con.execute(f"SELECT seq FROM {source}").fetchall()}
+                if name == "every-row":
+                    assert read == set(kinds), name
+                else:
+                    assert read == others, name
+                four_eyes = authority_break(con, since=at.checkpoint_seq, events=source)
+                assert four_eyes is not None and four_eyes.seq == promoted, (name, four_eyes)
+                assert four_eyes.kind == "four-eyes", (name, four_eyes)
+                bad_gold = gold_mismatch(con, at.checkpoint_seq, source)
+                assert bad_gold is not None and bad_gold.seq == gold, (name, bad_gold)
+                bad_config = config_check.first_mismatch(con, at.checkpoint_seq, source)
+                assert bad_config is not None and bad_config.seq == config, (name, bad_config)
+    for name, limits in SOURCES.items():
+        with monkeypatch.context() as m:
+            for attr, value in limits.items():
+                m.setattr(audit_chain, attr, value)
+            report = verify_from(ws, "latest")
+        assert report.first_break is not None, name
+        assert (report.first_break.seq, report.first_break.kind) == (promoted, "four-eyes"), (
+            name,
+            report.summary(),
+        )
+        assert report.from_checkpoint == at.checkpoint_seq
+
+
+def test_with_no_event_but_decisions_after_it_the_checks_by_kind_read_none(
+    victim: tuple[Workspace, Layout],
+) -> None:
+    """The source is empty (not the whole log) when only decisions and leases follow."""
+    ws, at = victim
+    with raw_db(ws) as con:
+        last_other = max(
+            s for s, k in _kinds_after(con, 0).items() if k not in audit_chain.PER_DECISION_KINDS
+        )
+        source = audit_chain.kind_source(con, last_other)
+        assert con.execute(f"SELECT count(*) FROM {source}").fetchall() == [(0,)]
+        assert last_other < at.head_seq
+        assert audit_chain.kind_source(con, 0) == "audit_log"
