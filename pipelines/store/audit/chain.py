@@ -162,10 +162,11 @@ KIND_SOURCE_LIMIT = 4096
 _IN_LIST_MAX = 8
 _BIGINT_MAX = 9_223_372_036_854_775_807
 
+#: The head, and the seqs of the events of other kinds, after a seq (one snapshot).
 _OTHER_KINDS_SQL = (
-    "SELECT seq FROM audit_log WHERE seq > ? AND NOT ("
+    "SELECT max(seq), list(seq) FILTER (WHERE NOT ("
     + " OR ".join(f"""entry LIKE '{{"action":"{k}",%'""" for k in PER_DECISION_KINDS)
-    + ") ORDER BY seq LIMIT ?"
+    + ")) FROM audit_log WHERE seq > ?"
 )
 
 
@@ -178,21 +179,28 @@ def kind_source(con: duckdb.DuckDBPyConnection, since: int) -> str:
     leases, which no such check wants. So after a checkpoint the log is read once here for
     the seqs of every other event (what each check picks from is a subset of these: its
     kinds are others, and an entry that is NULL or not an event is picked by neither), and
-    each check reads those rows only, by seq (its own LIKE still picks its kinds among them).
+    each check reads those rows only, by seq (its own LIKE still picks its kinds among them),
+    and every row after the head this read saw: each check reads in its own snapshot, and
+    the events a writer appended since (beside the service) are read with the rows they
+    wrote, as when each check read the whole log.
     All the rows after ``since`` (``tail``) for a full walk or where there are more than
     ``KIND_SOURCE_LIMIT`` others. The subquery's LIMIT (never reached) keeps DuckDB from
     merging the check's LIKE into this scan, which would read every entry again."""
     if since <= 0:
         return tail(since)
-    rows = con.execute(_OTHER_KINDS_SQL, [int(since), KIND_SOURCE_LIMIT + 1]).fetchall()
-    seqs = [int(r[0]) for r in rows]
+    row = sql.one(con, _OTHER_KINDS_SQL, [int(since)])
+    head = int(row[0]) if row is not None and row[0] is not None else int(since)
+    seqs = [int(s) for s in row[1]] if row is not None and row[1] is not None else []
     if len(seqs) > KIND_SOURCE_LIMIT:
         return tail(since)
-    if not seqs:
-        return "(SELECT * FROM audit_log WHERE false)"
-    listed = ", ".join(str(s) for s in seqs)
-    picked = f"IN ({listed})" if len(seqs) <= _IN_LIST_MAX else f"IN (SELECT unnest([{listed}]))"
-    return f"(SELECT * FROM audit_log WHERE seq {picked} LIMIT {_BIGINT_MAX})"
+    after = f"seq > {head}"
+    if seqs:
+        listed = ", ".join(str(s) for s in sorted(seqs))
+        if len(seqs) <= _IN_LIST_MAX:
+            after = f"seq IN ({listed}) OR {after}"
+        else:
+            after = f"seq IN (SELECT unnest([{listed}])) OR {after}"
+    return f"(SELECT * FROM audit_log WHERE {after} LIMIT {_BIGINT_MAX})"
 
 
 def first_bad_hash(

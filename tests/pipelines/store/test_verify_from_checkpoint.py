@@ -272,16 +272,28 @@ def test_after_a_checkpoint_the_checks_by_kind_read_every_event_but_the_decision
         assert report.from_checkpoint == at.checkpoint_seq
 
 
-def test_with_no_event_but_decisions_after_it_the_checks_by_kind_read_none(
+def test_the_checks_by_kind_read_the_events_appended_after_the_kinds_were_read(
     victim: tuple[Workspace, Layout],
 ) -> None:
-    """The source is empty (not the whole log) when only decisions and leases follow."""
+    """Beside the service, a writer appends while verify runs, and each check reads in its
+    own snapshot: an event appended after the kinds were read is read by the checks too (so
+    no check sees a batch's rows without its event, or misses a forged one). With only
+    decisions and leases after the seq, the source holds nothing but what comes later."""
     ws, at = victim
     with raw_db(ws) as con:
         last_other = max(
             s for s, k in _kinds_after(con, 0).items() if k not in audit_chain.PER_DECISION_KINDS
         )
-        source = audit_chain.kind_source(con, last_other)
-        assert con.execute(f"SELECT count(*) FROM {source}").fetchall() == [(0,)]
         assert last_other < at.head_seq
+        quiet = audit_chain.kind_source(con, last_other)
+        assert con.execute(f"SELECT count(*) FROM {quiet}").fetchall() == [(0,)]
+        source = audit_chain.kind_source(con, at.checkpoint_seq)
+        seq = at.head_seq + 1
+        ts = utc_timestamp(entry_ts(con, at.head_seq) + timedelta(seconds=1))
+        payload = {"approver": "lena", "author": "lena"}
+        append_event(con, AuditEntry(seq, ts, "lena", "lead", "model.promoted", "x", "m", payload))
+        for read in (source, quiet):
+            assert seq in {int(r[0]) for r in con.execute(f"SELECT seq FROM {read}").fetchall()}
+        found = authority_break(con, since=at.checkpoint_seq, events=source)
+        assert found is not None and (found.seq, found.kind) == (seq, "four-eyes"), found
         assert audit_chain.kind_source(con, 0) == "audit_log"
