@@ -1,0 +1,108 @@
+"""One call run in a forked child process, its result sent back through a pipe.
+
+For the store's CPU-bound work that holds the GIL (opening sealed documents: the
+cryptography library's AES-GCM holds it), so that a second core can share it: the parent
+does its part while the child does the other. The child is a fork: it sees the parent's
+memory as it was (nothing is sent to it), must not use what the parent opened (database
+connections, thread pools: the call opens its own), and ends with ``os._exit`` (no exit
+handlers, no buffers of the parent's flushed twice). What it returns is pickled back to the
+parent. Personal data opened by the child never leaves the store's operation: it goes back
+through the pipe to the parent, which is the operation, and the child exits.
+
+A ``StoreError`` raised in the child is raised again in the parent with its message (the
+store's messages carry no personal data); any other failure of the child (an exception of
+another kind, a crash, a kill) is reported as ``ForkFailed`` with its type only, and the
+caller does the work itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import pickle
+import signal
+import threading
+from collections.abc import Callable
+from typing import Generic, NoReturn, TypeVar
+
+from hilt.pipelines.errors import StoreError
+
+T = TypeVar("T")
+
+
+class ForkFailed(Exception):
+    """The child process did not deliver a result (its failure's type only, no message)."""
+
+
+def can_fork() -> bool:
+    """A fork is possible here and another core is there to run it."""
+    if not hasattr(os, "fork"):
+        return False
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return cores >= 2
+
+
+class ForkedCall(Generic[T]):
+    """``fn()`` running in a forked child from construction; ``result()`` waits for it."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            os.close(read_end)
+            _child(fn, write_end)
+        os.close(write_end)
+        self._pid = pid
+        self._data = b""
+        self._reader = threading.Thread(target=self._read, args=(read_end,), daemon=True)
+        self._reader.start()
+
+    def _read(self, fd: int) -> None:
+        # Read while the child writes (a pipe holds 64 KiB): the read releases the GIL.
+        with os.fdopen(fd, "rb") as pipe:
+            self._data = pipe.read()
+
+    def result(self) -> T:
+        """The child's return value; its ``StoreError`` raised again; ``ForkFailed`` else."""
+        self._reader.join()
+        _, status = os.waitpid(self._pid, 0)
+        if status != 0 or not self._data:
+            raise ForkFailed(f"the worker process ended with status {status} and no result")
+        ok, value = pickle.loads(self._data)
+        self._data = b""
+        if ok:
+            return value  # type: ignore[no-any-return]
+        kind, message = value
+        if kind == "StoreError":
+            raise StoreError(message)
+        raise ForkFailed(f"the worker process failed ({kind})")
+
+    def cancel(self) -> None:
+        """Stop the child (the caller failed before collecting it) and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._pid, signal.SIGKILL)
+        self._reader.join()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self._pid, 0)
+
+
+def _child(fn: Callable[[], T], write_end: int) -> NoReturn:
+    code = 0
+    try:
+        gc.disable()  # collecting the parent's garbage here could run its finalizers
+        try:
+            payload = pickle.dumps((True, fn()), protocol=pickle.HIGHEST_PROTOCOL)
+        except StoreError as e:
+            payload = pickle.dumps((False, ("StoreError", str(e))))
+        except BaseException as e:  # reported by type only: no data leaves
+            payload = pickle.dumps((False, (type(e).__name__, "")))
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(payload)
+    except BaseException:  # the parent sees the status
+        code = 1
+    finally:
+        os._exit(code)
