@@ -69,11 +69,18 @@ class ForkedCall(Generic[T]):
     def result(self) -> T:
         """The child's return value; its ``StoreError`` raised again; ``ForkFailed`` else."""
         self._reader.join()
-        _, status = os.waitpid(self._pid, 0)
+        try:
+            _, status = os.waitpid(self._pid, 0)
+        except ChildProcessError:  # reaped by a handler of the host's (its whole result came)
+            status = 0
         if status != 0 or not self._data:
             raise ForkFailed(f"the worker process ended with status {status} and no result")
-        ok, value = pickle.loads(self._data)
-        self._data = b""
+        try:
+            ok, value = pickle.loads(self._data)
+        except Exception:  # cut short: the child did not finish writing
+            raise ForkFailed("the worker process's result is incomplete") from None
+        finally:
+            self._data = b""
         if ok:
             return value  # type: ignore[no-any-return]
         kind, message = value

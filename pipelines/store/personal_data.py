@@ -68,8 +68,8 @@ def seal_cases(
     return out
 
 
-#: Rows from which ``open_cases_with`` opens half of the documents in a forked worker
-#: process while this one opens the other half: AES-GCM in the cryptography library holds
+#: Rows from which ``open_cases_with`` opens part of the documents in a forked worker
+#: process while this one opens the rest: AES-GCM in the cryptography library holds
 #: the GIL, so threads would not share it between cores. Below it the fork costs more than
 #: it saves.
 PARALLEL_MIN_ROWS = 20_000
@@ -94,19 +94,21 @@ def open_cases_with(
 ) -> pl.DataFrame:
     """``open_cases`` with the subjects' keys read from ``key_store``.
 
-    From ``PARALLEL_MIN_ROWS`` rows, on a machine with another core, the second half of the
-    rows is opened in a forked worker process (its keys read on its own connection) while
-    this process opens the first: the same result, in about half the time. Should the
-    worker fail other than by a document that does not open, this process opens its half
-    itself.
+    From ``PARALLEL_MIN_ROWS`` rows, on a machine with another core, the rows after the
+    first 45 % are opened in a forked worker process (its keys read on its own connection)
+    while this process opens the first: the same result, in about half the time. Should the
+    worker fail other than by a document that does not open, this process opens the
+    worker's part itself.
     """
     if rows.height < PARALLEL_MIN_ROWS or not forked.can_fork():
         keys = key_store.get(rows["subject_ref"].unique().to_list())
         return open_cases(rows, keys, settings)
     sealing = _sealing(rows)
-    half = rows.height // 2
-    first = _part(sealing, 0, half)
-    second = _part(sealing, half, rows.height)
+    # This process also reads the worker's result and parses every document after: it
+    # takes the smaller part (measured on 200,000 documents: 45 % evens the two out).
+    split = rows.height * 45 // 100
+    first = _part(sealing, 0, split)
+    second = _part(sealing, split, rows.height)
 
     def open_second() -> list[str | None]:
         return unseal_documents(second, key_store.get_on_own_connection(set(second[1])))

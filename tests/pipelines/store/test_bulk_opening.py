@@ -138,7 +138,7 @@ def test_a_large_batch_is_opened_half_in_a_worker_process_with_the_same_result(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rows, keys = _key_store_frame(settings, key_store, 40)
-    assert key_store.destroy(["s015"]) == 1  # rows 30 and 31, in the worker's half
+    assert key_store.destroy(["s015"]) == 1  # rows 30 and 31, in the worker's part (from row 18)
     expected = personal_data.open_cases(
         rows, {k: v for k, v in keys.items() if k != "s015"}, settings
     )
@@ -168,7 +168,7 @@ def test_a_document_that_does_not_open_in_the_worker_fails_the_whole_batch(
 ) -> None:
     rows, _ = _key_store_frame(settings, key_store, 40)
     monkeypatch.setattr(personal_data, "PARALLEL_MIN_ROWS", 10)
-    # Rows 30 and 31 (the worker's half) swap their sealed documents: bound to their case,
+    # Rows 30 and 31 (the worker's part) swap their sealed documents: bound to their case,
     # neither opens, and the worker's refusal is the batch's.
     sealed = rows["sealed"].to_list()
     sealed[30], sealed[31] = sealed[31], sealed[30]
