@@ -1,4 +1,4 @@
-"""One call run in a forked child process, its result sent back through a pipe.
+"""One call run in a forked child process, its result sent back in memory.
 
 For the store's CPU-bound work that holds the GIL (opening sealed documents: the
 cryptography library's AES-GCM holds it), so that a second core can share it: the parent
@@ -7,7 +7,7 @@ memory as it was (nothing is sent to it), must not use what the parent opened (d
 connections, thread pools: the call opens its own), and ends with ``os._exit`` (no exit
 handlers, no buffers of the parent's flushed twice). What it returns is pickled back to the
 parent. Personal data opened by the child never leaves the store's operation: it goes back
-through the pipe to the parent, which is the operation, and the child exits.
+(in memory, never on a disk) to the parent, which is the operation, and the child exits.
 
 A ``StoreError`` raised in the child is raised again in the parent with its message (the
 store's messages carry no personal data); any other failure of the child (an exception of
@@ -22,7 +22,6 @@ import gc
 import os
 import pickle
 import signal
-import threading
 from collections.abc import Callable
 from typing import Generic, NoReturn, TypeVar
 
@@ -37,7 +36,7 @@ class ForkFailed(Exception):
 
 def can_fork() -> bool:
     """A fork is possible here and another core is there to run it."""
-    if not hasattr(os, "fork"):
+    if not hasattr(os, "fork") or not hasattr(os, "memfd_create"):
         return False
     try:
         cores = len(os.sched_getaffinity(0))
@@ -47,40 +46,43 @@ def can_fork() -> bool:
 
 
 class ForkedCall(Generic[T]):
-    """``fn()`` running in a forked child from construction; ``result()`` waits for it."""
+    """``fn()`` running in a forked child from construction; ``result()`` waits for it.
+
+    The child writes its pickled result to an anonymous file in memory (``memfd``: never on
+    a disk, gone with its last descriptor) that the parent reads once the child has ended.
+    Not a pipe: its reader would need the GIL for every 64 KiB while this process works,
+    and the child would wait on it."""
 
     def __init__(self, fn: Callable[[], T]) -> None:
-        read_end, write_end = os.pipe()
-        pid = os.fork()
+        self._fd = os.memfd_create("hilt-forked-result", os.MFD_CLOEXEC)
+        try:
+            pid = os.fork()
+        except BaseException:
+            os.close(self._fd)
+            raise
         if pid == 0:  # the child: never returns
-            os.close(read_end)
-            _child(fn, write_end)
-        os.close(write_end)
+            _child(fn, self._fd)
         self._pid = pid
-        self._data = b""
-        self._reader = threading.Thread(target=self._read, args=(read_end,), daemon=True)
-        self._reader.start()
-
-    def _read(self, fd: int) -> None:
-        # Read while the child writes (a pipe holds 64 KiB): the read releases the GIL.
-        with os.fdopen(fd, "rb") as pipe:
-            self._data = pipe.read()
 
     def result(self) -> T:
         """The child's return value; its ``StoreError`` raised again; ``ForkFailed`` else."""
-        self._reader.join()
         try:
-            _, status = os.waitpid(self._pid, 0)
-        except ChildProcessError:  # reaped by a handler of the host's (its whole result came)
-            status = 0
-        if status != 0 or not self._data:
-            raise ForkFailed(f"the worker process ended with status {status} and no result")
+            try:
+                _, status = os.waitpid(self._pid, 0)
+            except ChildProcessError:  # reaped by a handler of the host's: judge by the file
+                status = 0
+            size = os.fstat(self._fd).st_size
+            if status != 0 or size == 0:
+                raise ForkFailed(f"the worker process ended with status {status} and no result")
+            with os.fdopen(os.dup(self._fd), "rb") as file:
+                file.seek(0)
+                data = file.read()
+        finally:
+            os.close(self._fd)
         try:
-            ok, value = pickle.loads(self._data)
+            ok, value = pickle.loads(data)
         except Exception:  # cut short: the child did not finish writing
             raise ForkFailed("the worker process's result is incomplete") from None
-        finally:
-            self._data = b""
         if ok:
             return value  # type: ignore[no-any-return]
         kind, message = value
@@ -92,12 +94,12 @@ class ForkedCall(Generic[T]):
         """Stop the child (the caller failed before collecting it) and reap it."""
         with contextlib.suppress(ProcessLookupError):
             os.kill(self._pid, signal.SIGKILL)
-        self._reader.join()
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self._pid, 0)
+        os.close(self._fd)
 
 
-def _child(fn: Callable[[], T], write_end: int) -> NoReturn:
+def _child(fn: Callable[[], T], fd: int) -> NoReturn:
     code = 0
     try:
         gc.disable()  # collecting the parent's garbage here could run its finalizers
@@ -107,8 +109,8 @@ def _child(fn: Callable[[], T], write_end: int) -> NoReturn:
             payload = pickle.dumps((False, ("StoreError", str(e))))
         except BaseException as e:  # reported by type only: no data leaves
             payload = pickle.dumps((False, (type(e).__name__, "")))
-        with os.fdopen(write_end, "wb") as pipe:
-            pipe.write(payload)
+        with os.fdopen(fd, "wb") as file:
+            file.write(payload)
     except BaseException:  # the parent sees the status
         code = 1
     finally:
