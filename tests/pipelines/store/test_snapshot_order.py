@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+from pathlib import Path
 
 import polars as pl
+import pytest
 
+from hilt.pipelines.store import Identity, open_store_as, personal_data
 from hilt.pipelines.store.ops.snapshot import in_file_order
+from hilt.pipelines.store.subject_keys import SubjectKeyStore
+from hilt.pipelines.workspace import Workspace
+from tests.conftest import copy_of
 
 
 def _sha256(frame: pl.DataFrame) -> str:
@@ -41,3 +48,27 @@ def test_the_order_and_the_bytes_are_those_of_the_sort_on_both_columns() -> None
         .alias("split")
     )
     assert in_file_order(odd).equals(odd.sort(["split", "case_id"]))
+
+
+def test_the_snapshot_is_the_same_file_when_a_worker_process_opens_part_of_the_holdout(
+    loaded_template: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = copy_of(loaded_template, tmp_path / "ws")
+    store = open_store_as(ws, Identity(operator=True))
+    first = store.snapshot()
+    assert first.holdout_rows >= 20
+    # The holdout's protected attributes opened half in a worker process (seen from here
+    # through a file it writes its process id to): the same file, byte for byte.
+    monkeypatch.setattr(personal_data, "PARALLEL_MIN_ROWS", 10)
+    seen = tmp_path / "worker-pid"
+    own_connection = SubjectKeyStore.get_on_own_connection
+
+    def recorded(self: SubjectKeyStore, refs: object) -> dict[str, bytes]:
+        seen.write_text(str(os.getpid()))
+        return own_connection(self, refs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SubjectKeyStore, "get_on_own_connection", recorded)
+    again = store.snapshot(as_of_seq=first.as_of_seq)
+    assert int(seen.read_text()) != os.getpid()
+    assert again.sha256 == first.sha256
+    assert pl.read_parquet(again.path).filter(pl.col("split") == "holdout")["age"].null_count() == 0
