@@ -22,6 +22,7 @@ import gc
 import os
 import pickle
 import signal
+import time
 from collections.abc import Callable
 from typing import Generic, NoReturn, TypeVar
 
@@ -62,15 +63,15 @@ class ForkedCall(Generic[T]):
             raise
         if pid == 0:  # the child: never returns
             _child(fn, self._fd)
-        self._pid = pid
+        self.pid = pid
 
-    def result(self) -> T:
-        """The child's return value; its ``StoreError`` raised again; ``ForkFailed`` else."""
+    def result(self, timeout: float) -> T:
+        """The child's return value; its ``StoreError`` raised again; ``ForkFailed`` else,
+        also when the child has not ended within ``timeout`` seconds (then it is killed): a
+        fork of a process with threads can inherit a lock another thread held, and a child
+        stuck on it must not hold up the operation."""
         try:
-            try:
-                _, status = os.waitpid(self._pid, 0)
-            except ChildProcessError:  # reaped by a handler of the host's: judge by the file
-                status = 0
+            status = self._wait(timeout)
             size = os.fstat(self._fd).st_size
             if status != 0 or size == 0:
                 raise ForkFailed(f"the worker process ended with status {status} and no result")
@@ -90,12 +91,32 @@ class ForkedCall(Generic[T]):
             raise StoreError(message)
         raise ForkFailed(f"the worker process failed ({kind})")
 
+    def _wait(self, timeout: float) -> int:
+        """The child's exit status, once it has ended (killed after ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        pause = 0.001
+        while True:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped by a handler of the host's: judge by the file
+                return 0
+            if pid:
+                return status
+            if time.monotonic() >= deadline:
+                self._kill()
+                raise ForkFailed(f"the worker process did not end within {timeout:.0f} s")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
+    def _kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
     def cancel(self) -> None:
         """Stop the child (the caller failed before collecting it) and reap it."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self._pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self._pid, 0)
+        self._kill()
         os.close(self._fd)
 
 

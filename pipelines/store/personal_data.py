@@ -11,6 +11,7 @@ batch digests, ``hilt audit verify``) works on the ciphertext and needs no key.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +74,8 @@ def seal_cases(
 #: the GIL, so threads would not share it between cores. Below it the fork costs more than
 #: it saves.
 PARALLEL_MIN_ROWS = 20_000
+#: The least time the worker is given beyond ten times this process's own part.
+WORKER_TIMEOUT_MIN_S = 10.0
 
 _Sealing = tuple[list[str], list[str], list[int], list[bytes]]
 
@@ -114,13 +117,16 @@ def open_cases_with(
         return unseal_documents(second, key_store.get_on_own_connection(set(second[1])))
 
     worker = forked.ForkedCall(open_second)
+    started = time.monotonic()
     try:
         documents = unseal_documents(first, key_store.get(set(first[1])))
     except BaseException:
         worker.cancel()
         raise
+    # The worker's part is about as large as this process's: ten times as long means stuck.
+    timeout = WORKER_TIMEOUT_MIN_S + 10 * (time.monotonic() - started)
     try:
-        documents.extend(worker.result())
+        documents.extend(worker.result(timeout))
     except forked.ForkFailed:
         documents.extend(unseal_documents(second, key_store.get(set(second[1]))))
     return _typed(rows, documents, settings)

@@ -5,7 +5,8 @@ Real AES-GCM, a real SQLite key store."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -13,7 +14,7 @@ import pytest
 
 from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.errors import StoreError
-from hilt.pipelines.store import personal_data
+from hilt.pipelines.store import forked, personal_data
 from hilt.pipelines.store.subject_keys import _BULK_READ, MasterKey, SubjectKeyStore
 from tests.conftest import CONFIG
 
@@ -190,3 +191,30 @@ def test_a_worker_that_fails_otherwise_leaves_its_half_to_this_process(
     opened = personal_data.open_cases_with(rows, key_store, settings)
     assert opened.equals(personal_data.open_cases(rows, keys, settings))
     assert opened["sex"].null_count() == 0
+
+
+def test_a_stuck_worker_is_killed_and_its_part_opened_here(
+    settings: Settings, key_store: SubjectKeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows, keys = _key_store_frame(settings, key_store, 40)
+    monkeypatch.setattr(personal_data, "PARALLEL_MIN_ROWS", 10)
+    monkeypatch.setattr(personal_data, "WORKER_TIMEOUT_MIN_S", 0.5)
+    # A fork can inherit a lock another thread held: the worker then never ends.
+    monkeypatch.setattr(
+        SubjectKeyStore, "get_on_own_connection", lambda self, refs: time.sleep(600)
+    )
+    made: list[forked.ForkedCall[object]] = []
+    real = forked.ForkedCall
+
+    def recording(fn: Callable[[], object]) -> forked.ForkedCall[object]:
+        made.append(real(fn))
+        return made[-1]
+
+    monkeypatch.setattr(forked, "ForkedCall", recording)
+    started = time.monotonic()
+    opened = personal_data.open_cases_with(rows, key_store, settings)
+    assert time.monotonic() - started < 30
+    assert opened.equals(personal_data.open_cases(rows, keys, settings))
+    assert len(made) == 1
+    with pytest.raises(ChildProcessError):  # killed and reaped: no child left behind
+        os.waitpid(made[0].pid, os.WNOHANG)
