@@ -34,8 +34,7 @@ def sealed_rows(unit: Unit, where: str, params: list[Any]) -> pl.DataFrame:
 
 def open_personal(unit: Unit, sealed_rows: pl.DataFrame) -> pl.DataFrame:
     """case_id + the personal columns, opened with the subjects' keys."""
-    keys = unit.keys.store.get(sealed_rows["subject_ref"].unique().to_list())
-    return personal_data.open_cases(sealed_rows, keys, unit.settings)
+    return personal_data.open_cases_with(sealed_rows, unit.keys.store, unit.settings)
 
 
 def rectified(unit: Unit, frame: pl.DataFrame, as_of_seq: int | None = None) -> pl.DataFrame:

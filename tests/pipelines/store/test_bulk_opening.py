@@ -5,7 +5,8 @@ Real AES-GCM, a real SQLite key store."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -13,7 +14,7 @@ import pytest
 
 from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.errors import StoreError
-from hilt.pipelines.store import personal_data
+from hilt.pipelines.store import forked, personal_data
 from hilt.pipelines.store.subject_keys import _BULK_READ, MasterKey, SubjectKeyStore
 from tests.conftest import CONFIG
 
@@ -107,3 +108,113 @@ def test_a_moved_or_changed_document_does_not_open(settings: Settings) -> None:
     # Bound to its ingest seq.
     with pytest.raises(StoreError, match="does not open"):
         personal_data.open_cases(rows.with_columns(pl.lit(43).alias("ingest_seq")), keys, settings)
+
+
+def _key_store_frame(
+    settings: Settings, key_store: SubjectKeyStore, n: int
+) -> tuple[pl.DataFrame, dict[str, bytes]]:
+    """``n`` sealed rows of ``n // 2`` subjects (two cases each), keys in ``key_store``."""
+    keys = key_store.create(f"s{i:03d}" for i in range(n // 2))
+    refs = [f"s{i // 2:03d}" for i in range(n)]
+    personal = pl.DataFrame(
+        {"case_id": [f"case-{i:03d}" for i in range(n)], "sex": ["female", "male"] * (n // 2)}
+        | {"age": list(range(20, 20 + n))}
+    )
+    sealed = personal_data.seal_cases(personal, refs, keys, 42, settings.personal_columns)
+    rows = pl.DataFrame(
+        {
+            "case_id": personal["case_id"],
+            "subject_ref": refs,
+            "ingest_seq": [42] * n,
+            "sealed": pl.Series(sealed, dtype=pl.Binary),
+        }
+    )
+    return rows, keys
+
+
+def test_a_large_batch_is_opened_half_in_a_worker_process_with_the_same_result(
+    settings: Settings,
+    key_store: SubjectKeyStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rows, keys = _key_store_frame(settings, key_store, 40)
+    assert key_store.destroy(["s015"]) == 1  # rows 30 and 31, in the worker's part (from row 18)
+    expected = personal_data.open_cases(
+        rows, {k: v for k, v in keys.items() if k != "s015"}, settings
+    )
+    assert expected.filter(pl.col("sex").is_null())["case_id"].to_list() == ["case-030", "case-031"]
+    monkeypatch.setattr(personal_data, "PARALLEL_MIN_ROWS", 10)
+    # The worker reads its keys on a connection of its own, in a process of its own: seen
+    # from here through a file it writes its process id to.
+    seen = tmp_path / "worker-pid"
+    own_connection = SubjectKeyStore.get_on_own_connection
+
+    def recorded(self: SubjectKeyStore, refs: object) -> dict[str, bytes]:
+        seen.write_text(str(os.getpid()))
+        return own_connection(self, refs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SubjectKeyStore, "get_on_own_connection", recorded)
+    opened = personal_data.open_cases_with(rows, key_store, settings)
+    assert opened.equals(expected)
+    assert int(seen.read_text()) != os.getpid()
+    # Below the threshold: no worker.
+    seen.unlink()
+    assert personal_data.open_cases_with(rows.head(9), key_store, settings).equals(expected.head(9))
+    assert not seen.exists()
+
+
+def test_a_document_that_does_not_open_in_the_worker_fails_the_whole_batch(
+    settings: Settings, key_store: SubjectKeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows, _ = _key_store_frame(settings, key_store, 40)
+    monkeypatch.setattr(personal_data, "PARALLEL_MIN_ROWS", 10)
+    # Rows 30 and 31 (the worker's part) swap their sealed documents: bound to their case,
+    # neither opens, and the worker's refusal is the batch's.
+    sealed = rows["sealed"].to_list()
+    sealed[30], sealed[31] = sealed[31], sealed[30]
+    swapped = rows.with_columns(pl.Series("sealed", sealed, dtype=pl.Binary))
+    with pytest.raises(StoreError, match="does not open"):
+        personal_data.open_cases_with(swapped, key_store, settings)
+
+
+def test_a_worker_that_fails_otherwise_leaves_its_half_to_this_process(
+    settings: Settings, key_store: SubjectKeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows, keys = _key_store_frame(settings, key_store, 40)
+    monkeypatch.setattr(personal_data, "PARALLEL_MIN_ROWS", 10)
+
+    def broken(self: SubjectKeyStore, refs: object) -> dict[str, bytes]:
+        raise RuntimeError("the worker's connection failed")
+
+    monkeypatch.setattr(SubjectKeyStore, "get_on_own_connection", broken)
+    opened = personal_data.open_cases_with(rows, key_store, settings)
+    assert opened.equals(personal_data.open_cases(rows, keys, settings))
+    assert opened["sex"].null_count() == 0
+
+
+def test_a_stuck_worker_is_killed_and_its_part_opened_here(
+    settings: Settings, key_store: SubjectKeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows, keys = _key_store_frame(settings, key_store, 40)
+    monkeypatch.setattr(personal_data, "PARALLEL_MIN_ROWS", 10)
+    monkeypatch.setattr(personal_data, "WORKER_TIMEOUT_MIN_S", 0.5)
+    # A fork can inherit a lock another thread held: the worker then never ends.
+    monkeypatch.setattr(
+        SubjectKeyStore, "get_on_own_connection", lambda self, refs: time.sleep(600)
+    )
+    made: list[forked.ForkedCall[object]] = []
+    real = forked.ForkedCall
+
+    def recording(fn: Callable[[], object]) -> forked.ForkedCall[object]:
+        made.append(real(fn))
+        return made[-1]
+
+    monkeypatch.setattr(forked, "ForkedCall", recording)
+    started = time.monotonic()
+    opened = personal_data.open_cases_with(rows, key_store, settings)
+    assert time.monotonic() - started < 30
+    assert opened.equals(personal_data.open_cases(rows, keys, settings))
+    assert len(made) == 1
+    with pytest.raises(ChildProcessError):  # killed and reaped: no child left behind
+        os.waitpid(made[0].pid, os.WNOHANG)
