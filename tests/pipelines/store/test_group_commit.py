@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 import duckdb
+import polars as pl
 import pytest
 
 from hilt.pipelines.errors import ConflictError, InputError, StoreError
@@ -23,11 +24,12 @@ from hilt.pipelines.store.audit.chain import utc_timestamp
 from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.group_rows import GroupRows
 from hilt.pipelines.store.modes.embedded import connect
-from hilt.pipelines.store.modes.service import StoreService
+from hilt.pipelines.store.modes.service import SERVICE_USER, StoreService
 from hilt.pipelines.store.operations import Store
+from hilt.pipelines.store.ops import cases
 from hilt.pipelines.store.records import Decision, User
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import issue_tokens
+from tests.conftest import TEST_MODEL, issue_tokens
 
 
 @contextmanager
@@ -318,3 +320,40 @@ def test_a_groups_rows_are_written_together_and_every_check_reads_them(
         assert report.ok, report.summary()
     finally:
         con.close()
+
+
+@pytest.mark.obligation("AI Act 14")
+def test_a_lease_shows_the_case_as_stored_after_the_rows_read_ahead_changed(
+    loaded_workspace: Workspace,
+) -> None:
+    """The service reads the next waiting cases' rows ahead, a batch at a time; a change to
+    them (here: the champion scores the queue again) is what the reviewer is shown next."""
+    ws = loaded_workspace
+    with in_process_service(ws) as service:
+        alice, bob = service.lookup("alice"), service.lookup("bob")
+        first = run_group(service, [(alice, Store.next_case, {"strategy": None})])[0].result()
+        index = service.queue_index
+        ahead = sorted(set(index.case_rows) - {first.case.case_id})
+        assert len(ahead) >= 2, ahead  # the next leases' rows were read with the first's
+        target = ahead[0]
+        before = index.case_rows[target][2]
+        assert before == cases.read_case_rows(service.con, [target])[target][2]
+        frame = pl.DataFrame(
+            {
+                "case_id": [target],
+                "score": [0.97],
+                "label": ["1"],
+                "explanation": ['{"duration": 0.4}'],
+            }
+        )
+        service.run_bulk(
+            SERVICE_USER,
+            Store.add_predictions,
+            {"model_version": TEST_MODEL.model, "frame": frame, "model_sha256": TEST_MODEL.sha256},
+        )
+        shown = run_group(service, [(bob, Store.lease_case, {"case_id": target})])[0].result()
+        stored = cases.read_case_rows(service.con, [target])[target]
+        assert len(stored[2]) == len(before) + 1
+        assert [p.prediction_id for p in shown.case.predictions] == [int(p[0]) for p in stored[2]]
+        assert shown.case.predictions[-1].score == 0.97
+        assert index.case_rows[target] == stored
