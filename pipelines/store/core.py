@@ -17,6 +17,7 @@ import duckdb
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import PermissionDeniedError, StoreError
 from hilt.pipelines.store.config_watch import ConfigWatch
+from hilt.pipelines.store.group_rows import GroupRows
 from hilt.pipelines.store.live_queue import LiveQueue
 from hilt.pipelines.store.operations import Operation, Permission
 from hilt.pipelines.store.records import User
@@ -44,6 +45,7 @@ class StoreCore:
         config: ConfigWatch | None = None,
         beside_writer: bool = False,
         queue_index: LiveQueue | None = None,
+        rows: GroupRows | None = None,
     ) -> None:
         self.con = con
         self.settings = settings
@@ -63,6 +65,8 @@ class StoreCore:
         self.beside_writer = beside_writer
         #: The service's live queue (None: the queue is read with SQL).
         self.queue_index = queue_index
+        #: A group commit's held review rows (None: written at once).
+        self.rows = rows
 
     def role_for(self, permission: Permission) -> str:
         """The actor's first role that ``permission`` allows (PermissionDeniedError if none)."""
@@ -81,6 +85,7 @@ class StoreCore:
             in_transaction=self.in_transaction,
             beside_writer=self.beside_writer,
             queue_index=self.queue_index,
+            rows=self.rows,
         )
 
     def call(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:

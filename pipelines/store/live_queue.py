@@ -74,6 +74,12 @@ class Waiting:
         return (not self.contested, not self.second_opinion, not self.second_review)
 
 
+#: A case's rows as a lease shows it: its cases row (case_id, subject_ref, ingest_seq,
+#: created_at, removed_seq; None: no such case), its features by column, its predictions
+#: (``cases.PREDICTION_COLUMNS``) by id.
+CaseRows = tuple[tuple[Any, ...] | None, dict[str, Any], list[tuple[Any, ...]]]
+
+
 @dataclass(frozen=True)
 class Held:
     reviewer: str
@@ -132,6 +138,11 @@ class LiveQueue:
         self.rectified: set[str] = set()
         #: Cases with at least one row in the decisions table.
         self.decided: set[str] = set()
+        #: Waiting cases' rows as a lease shows them (``cases.case_rows``: the cases row, the
+        #: features, the predictions), read ahead in the queue's order a batch at a time;
+        #: a case's go when it leaves the queue, all of them when the index is built again
+        #: (every operation that changes those tables is one that builds it again).
+        self.case_rows: dict[str, CaseRows] = {}
         self.loaded = False
         #: How often applying staged changes failed (the index was built again each time).
         self.failures = 0
@@ -180,6 +191,7 @@ class LiveQueue:
         ).fetchall():
             self.skips.setdefault(reviewer, {})[case_id] = int(n)
         self._orders = {}
+        self.case_rows = {}
         self._staged = []
         self.decision_staged = False
         self._touched_cases.clear()
@@ -373,6 +385,25 @@ class LiveQueue:
                 best = (n, case_id)
         return best[1] if best is not None else None
 
+    def read_ahead(self, case_id: str, batch: int) -> list[str]:
+        """``case_id`` and up to ``batch - 1`` more waiting cases whose rows are not held
+        yet, the next in the order last served (what the next leases will likely show)."""
+        wanted = [case_id]
+        order = next(iter(self._orders.values()), None)
+        for key in order or ():
+            if len(wanted) >= batch:
+                break
+            other: str = key[-1]
+            if other != case_id and other not in self.case_rows:
+                wanted.append(other)
+        return wanted
+
+    def keep_case_rows(self, rows: dict[str, CaseRows]) -> None:
+        """Hold the rows read of the cases that wait (of others: not kept)."""
+        for case_id, found in rows.items():
+            if case_id in self.waiting:
+                self.case_rows[case_id] = found
+
     # ------------------------------------------------------------------ internals
     def _order(self, strategy: str, threshold: float) -> list[tuple[Any, ...]]:
         found = self._orders.get((strategy, threshold))
@@ -389,6 +420,8 @@ class LiveQueue:
         old = self.waiting.pop(case_id, None)
         if row is not None:
             self.waiting[case_id] = row
+        else:
+            self.case_rows.pop(case_id, None)
         for (strategy, threshold), order in self._orders.items():
             if old is not None:
                 key = self._key(strategy, threshold, old)

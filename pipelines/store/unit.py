@@ -28,6 +28,7 @@ from hilt.pipelines.workspace import Workspace
 if TYPE_CHECKING:
     import duckdb
 
+    from hilt.pipelines.store.group_rows import GroupRows
     from hilt.pipelines.store.live_queue import LiveQueue
     from hilt.pipelines.store.subject_keys import KeyRing
 
@@ -103,6 +104,8 @@ class Unit:
     #: The service's live queue (``live_queue.py``): the queue operations read it and stage
     #: their changes to it. None in the embedded mode, which reads the queue with SQL.
     queue_index: LiveQueue | None = None
+    #: A group commit's held review rows (``group_rows.py``); None: rows are written at once.
+    rows: GroupRows | None = None
     _depth: int = field(default=0, init=False, repr=False)
 
     @contextmanager
@@ -142,6 +145,26 @@ class Unit:
     def _rollback(self) -> None:
         self.head.forget()
         self.con.execute("ROLLBACK")
+
+    def insert_row(self, table: str, row: dict[str, Any]) -> None:
+        """Insert ``row`` (column → value) into ``table``: at once, or held by the group
+        commit for its one INSERT per table (``group_rows.py``)."""
+        if self.rows is not None:
+            self.rows.insert(table, row)
+            return
+        self.con.execute(
+            f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join(['?'] * len(row))})",
+            list(row.values()),
+        )
+
+    def delete_rows(self, table: str, where: dict[str, Any]) -> None:
+        """Delete the rows of ``table`` where any of ``where``'s columns has its value: at
+        once, or held by the group commit (``group_rows.py``)."""
+        if self.rows is not None:
+            self.rows.delete(table, where)
+            return
+        clause = " OR ".join(f"{column} = ?" for column in where)
+        self.con.execute(f"DELETE FROM {table} WHERE {clause}", list(where.values()))
 
     def head_now(self) -> tuple[int, str]:
         """(seq, hash) of the log's last event, including one written in this transaction."""

@@ -28,6 +28,7 @@ from hilt.pipelines.store.authentication import (
 )
 from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.core import StoreCore
+from hilt.pipelines.store.group_rows import GroupRows, held_connection
 from hilt.pipelines.store.live_queue import LiveQueue
 from hilt.pipelines.store.operations import Operation, Store
 from hilt.pipelines.store.records import Decision, DecisionRequest, User
@@ -103,21 +104,24 @@ class StoreService:
         """The settings in force (read again after each change of the config)."""
         return self.config.settings if self.config is not None else self._settings
 
-    def core(self, actor: User, *, in_group: bool = False) -> StoreCore:
-        """A core on the writer's connection, with the live queue (call under the lock)."""
+    def core(self, actor: User, *, in_group: GroupRows | None = None) -> StoreCore:
+        """A core on the writer's connection, with the live queue (call under the lock);
+        ``in_group``: inside a group commit, which holds these rows back."""
+        con = self.con if in_group is None else held_connection(self.con, in_group)
         if not self.queue_index.loaded:
-            self.queue_index.load(self.con, self.settings)
+            self.queue_index.load(con, self.settings)
         return StoreCore(
-            self.con,
+            con,
             self.settings,
             self.workspace,
             actor,
             self.keys,
             self.clock,
             head=self.head,
-            in_transaction=in_group,
+            in_transaction=in_group is not None,
             config=self.config,
             queue_index=self.queue_index,
+            rows=in_group,
         )
 
     def _call(self, actor: User, operation: Operation[Any, T], arguments: dict[str, Any]) -> T:
@@ -230,15 +234,17 @@ class StoreService:
         """Run the group's operations in one transaction (call under the lock)."""
         outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
         index = self.queue_index
+        # The group's decision and lease rows: one statement per table before the COMMIT.
+        rows = GroupRows(self.con)
         try:
             self.con.execute("BEGIN TRANSACTION")
             self.head.defer()  # the group's audit rows: one INSERT before the COMMIT
             for actor, operation, arguments, done in group:
-                core = self.core(actor, in_group=True)
+                core = self.core(actor, in_group=rows)
                 try:
                     result = core.call(operation, arguments)
                 except HiltError as e:
-                    if core.wrote:
+                    if core.wrote or rows.failed is not None:
                         raise
                     index.discard()
                     outcomes.append((done, None, e))
@@ -246,8 +252,11 @@ class StoreService:
                 # What it changed in the live queue, at once: the next operation of the
                 # group reads the queue as the transaction stands (the whole index is
                 # built again should the group roll back).
-                index.apply(self.con)
+                index.apply(held_connection(self.con, rows))
+                if rows.failed is not None:
+                    raise rows.failed
                 outcomes.append((done, result, None))
+            rows.flush()
             self.head.flush(self.con)
             self.con.execute("COMMIT")
             self.head.commit()

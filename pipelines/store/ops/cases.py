@@ -29,8 +29,10 @@ from hilt.pipelines.store.validation import check_text
 from hilt.pipelines.tables import rejects_csv
 
 if TYPE_CHECKING:
+    import duckdb
     import polars as pl
 
+    from hilt.pipelines.store.live_queue import CaseRows
     from hilt.pipelines.store.unit import Unit
 else:
     pl = deferred_module("polars")  # on first use: the store's clients never import it
@@ -376,16 +378,10 @@ def case_and_history(
 ) -> tuple[CaseRecord, list[review_queue.LoggedAction]]:
     """``get_case``, and every decision on the case in audit order as the review rules read
     them (``queue.logged_actions``, from the same read: the lease shows both)."""
-    # Point queries, one per table: in DuckDB a join of these costs more than all of them.
-    row = sql.one(
-        unit.con,
-        "SELECT case_id, subject_ref, ingest_seq, created_at, removed_seq FROM cases"
-        " WHERE case_id = ?",
-        [case_id],
-    )
+    row, held_feats, preds = case_rows(unit, case_id)
     if row is None:
         raise NotFoundError("unknown case id")
-    feats = _one_row_dict(unit, "case_features", case_id)
+    feats = dict(held_feats)  # the live queue's own stays as read
     readable = (
         list(unit.settings.personal_columns)
         if any(r in PERSONAL_READERS for r in unit.actor.roles)
@@ -412,10 +408,6 @@ def case_and_history(
         values = current.row(0, named=True)
         feats = {k: values[k] for k in feats}
         personal = {k: values[k] for k in personal}
-    preds = unit.con.execute(
-        f"SELECT {PREDICTION_COLUMNS} FROM predictions WHERE case_id = ? ORDER BY prediction_id",
-        [case_id],
-    ).fetchall()
     overseer = bool(CASE_OVERSEERS & set(unit.actor.roles))
     seed_label = None
     if overseer:
@@ -451,15 +443,54 @@ def case_and_history(
     return record, history
 
 
-def _one_row_dict(unit: Unit, table: str, case_id: str) -> dict[str, Any]:
-    cur = unit.con.execute(f"SELECT * FROM {table} WHERE case_id = ?", [case_id])
+#: Cases a lease reads at once in the service (``case_rows``).
+READ_AHEAD = 32
+
+
+def case_rows(unit: Unit, case_id: str) -> CaseRows:
+    """The case's rows as a lease shows them (``live_queue.CaseRows``). The service's live
+    queue holds them for the waiting cases, read a batch at a time in the queue's order:
+    three statements for the next ``READ_AHEAD`` leases instead of three for each."""
+    index = unit.queue_index
+    if index is None:
+        return read_case_rows(unit.con, [case_id]).get(case_id, (None, {}, []))
+    known = index.case_rows.get(case_id)
+    if known is not None:
+        return known
+    found = read_case_rows(unit.con, index.read_ahead(case_id, READ_AHEAD))
+    index.keep_case_rows(found)
+    return found.get(case_id, (None, {}, []))
+
+
+def read_case_rows(con: duckdb.DuckDBPyConnection, case_ids: list[str]) -> dict[str, CaseRows]:
+    """The rows of ``case_ids`` (those that exist), one statement per table."""
+    marks = ", ".join(["?"] * len(case_ids))
+    out: dict[str, CaseRows] = {
+        str(r[0]): (tuple(r), {}, [])
+        for r in con.execute(
+            "SELECT case_id, subject_ref, ingest_seq, created_at, removed_seq FROM cases"
+            f" WHERE case_id IN ({marks})",
+            case_ids,
+        ).fetchall()
+    }
+    cur = con.execute(f"SELECT * FROM case_features WHERE case_id IN ({marks})", case_ids)
     names = [d[0] for d in cur.description or []]
-    rows = cur.fetchall()
-    if not rows:
-        return {}
-    d = dict(zip(names, rows[0], strict=True))
-    d.pop("case_id", None)
-    return d
+    for r in cur.fetchall():
+        feats = dict(zip(names, r, strict=True))
+        found = out.get(str(feats.pop("case_id")))
+        if found is not None:
+            found[1].update(feats)
+    # Sorted here: an ORDER BY costs DuckDB more than sorting the few rows of a case.
+    for p in sorted(
+        con.execute(
+            f"SELECT {PREDICTION_COLUMNS} FROM predictions WHERE case_id IN ({marks})", case_ids
+        ).fetchall(),
+        key=lambda p: int(p[0]),
+    ):
+        found = out.get(str(p[1]))
+        if found is not None:
+            found[2].append(tuple(p))
+    return out
 
 
 def counts(unit: Unit) -> dict[str, int]:

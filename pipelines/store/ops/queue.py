@@ -260,12 +260,16 @@ def lease(unit: Unit, case_id: str, now: datetime, seq: int) -> datetime:
     # The service's live queue holds the leases table's rows (expired ones too): a lease
     # with no row to replace is one statement fewer (unless changes wait for this commit).
     if index is None or index.staged or index.has_lease_row(case_id, unit.actor.name):
-        unit.con.execute(
-            "DELETE FROM leases WHERE case_id = ? OR reviewer = ?", [case_id, unit.actor.name]
-        )
-    unit.con.execute(
-        "INSERT INTO leases VALUES (?, ?, ?, ?, ?)",
-        [case_id, unit.actor.name, now, expires, seq],
+        unit.delete_rows("leases", {"case_id": case_id, "reviewer": unit.actor.name})
+    unit.insert_row(
+        "leases",
+        {
+            "case_id": case_id,
+            "reviewer": unit.actor.name,
+            "leased_at": now,
+            "expires_at": expires,
+            "seq": seq,
+        },
     )
     if index is not None:
         index.stage_lease(case_id, unit.actor.name, now, expires)

@@ -146,7 +146,19 @@ def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datet
             " epoch_us(leased_at)::VARCHAR, NULL, NULL, NULL FROM leases WHERE case_id = $cid"
         )
         params["now"] = now
-    rows = unit.con.execute(" UNION ALL ".join(arms) + oversight, params).fetchall()
+    con = unit.con
+    held = unit.rows  # a group commit's rows not yet written (group_rows.py)
+    if held is not None:
+        if (
+            held.holds("decisions", "case_id", case_id)
+            or held.holds("decisions", "request_id", request_id)
+            or held.holds("leases", "case_id", case_id)
+            or (lease_row is None and held.holds_any("leases"))
+        ):
+            held.flush()
+        # No other held row changes what this reads: it need not wait for them.
+        con = held.con
+    rows = con.execute(" UNION ALL ".join(arms) + oversight, params).fetchall()
     if index is not None:
         rows.extend(_facts_in_memory(unit, index, rows, lease_row, now))
     gold, manual, double = queue.oversight_flags(unit.settings, rows, case_id)
@@ -374,7 +386,7 @@ def record_decision(unit: Unit, request: DecisionRequest) -> Decision:
             # The case comes back to the reviewer who undid, so they can decide again.
             queue.lease(unit, request.case_id, now, decision.seq)
         elif request.action != "blind" and facts.any_lease:
-            unit.con.execute("DELETE FROM leases WHERE case_id = ?", [request.case_id])
+            unit.delete_rows("leases", {"case_id": request.case_id})
             if unit.queue_index is not None:
                 unit.queue_index.stage_unlease(request.case_id)
         if unit.queue_index is not None:
@@ -500,28 +512,28 @@ def write_decision(
     )
     if unit.queue_index is not None:
         unit.queue_index.stage_decided(row.case_id)
-    unit.con.execute(
-        "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            decision_id,
-            row.request_id,
-            row.case_id,
-            decision.prediction_id,
-            decision.model_version,
-            decision.reviewer,
-            decision.reviewer_role,
-            row.action,
-            decision.predicted_label,
-            row.final_label,
-            row.reason_code,
-            comment_sealed,
-            row.time_on_item_ms,
-            row.model_shown,
-            row.undo_of,
-            now,
-            seq,
-            row.explanation_sha256,
-        ],
+    unit.insert_row(
+        "decisions",
+        {
+            "decision_id": decision_id,
+            "request_id": row.request_id,
+            "case_id": row.case_id,
+            "prediction_id": decision.prediction_id,
+            "model_version": decision.model_version,
+            "reviewer": decision.reviewer,
+            "reviewer_role": decision.reviewer_role,
+            "action": row.action,
+            "predicted_label": decision.predicted_label,
+            "final_label": row.final_label,
+            "reason_code": row.reason_code,
+            "comment_sealed": comment_sealed,
+            "time_on_item_ms": row.time_on_item_ms,
+            "model_shown": row.model_shown,
+            "undo_of": row.undo_of,
+            "created_at": now,
+            "seq": seq,
+            "explanation_sha256": row.explanation_sha256,
+        },
     )
     return decision
 

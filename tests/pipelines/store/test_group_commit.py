@@ -12,20 +12,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import duckdb
+import polars as pl
 import pytest
 
 from hilt.pipelines.errors import ConflictError, InputError, StoreError
 from hilt.pipelines.store import DecisionRequest
+from hilt.pipelines.store.audit.chain import utc_timestamp
 from hilt.pipelines.store.config_watch import ConfigWatch
+from hilt.pipelines.store.group_rows import GroupRows
 from hilt.pipelines.store.modes.embedded import connect
-from hilt.pipelines.store.modes.service import StoreService
+from hilt.pipelines.store.modes.service import SERVICE_USER, StoreService
 from hilt.pipelines.store.operations import Store
+from hilt.pipelines.store.ops import cases
 from hilt.pipelines.store.records import Decision, User
 from hilt.pipelines.workspace import Workspace
-from tests.conftest import issue_tokens
+from tests.conftest import TEST_MODEL, issue_tokens
 
 
 @contextmanager
@@ -179,3 +183,177 @@ def test_leases_share_a_group_and_never_hold_one_case_twice_and_a_failed_group_i
         assert not service.queue_index.leases
         report = service.read(service.lookup("otto"), Store.verify, {})
         assert report.ok, report.summary()
+
+
+class CountingConnection:
+    """The service's connection, counting the statements run on it by their first words."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+        self.statements: list[str] = []
+
+    def execute(self, query: str, *args: Any) -> Any:
+        self.statements.append(" ".join(query.split()[:3]))
+        return self._con.execute(query, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
+def run_group(service: StoreService, group: list[tuple[User, Any, dict[str, Any]]]) -> list[Any]:
+    """Hand ``group`` to the committer as its writer thread does; each request's future."""
+    answers: list[Future[Any]] = [Future() for _ in group]
+    with service.mutex:
+        service._commit_group([(u, op, a, f) for (u, op, a), f in zip(group, answers, strict=True)])
+    return answers
+
+
+@pytest.mark.obligation("AI Act 14")
+def test_a_groups_rows_are_written_together_and_every_check_reads_them(
+    loaded_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = loaded_workspace
+    con = connect(ws)
+    con.execute("SET threads = 1")
+    counting = CountingConnection(con)
+    try:
+        watch = ConfigWatch(ws, owner=True)
+        service = StoreService(
+            ws, watch.admit(con, despite_drift=False), cast(Any, counting), config=watch
+        )
+        alice, bob, lena = (service.lookup(n) for n in ("alice", "bob", "lena"))
+        nxt = {"strategy": None}
+
+        # Three leases in one group: one INSERT INTO leases for the three rows.
+        counting.statements.clear()
+        leased = run_group(service, [(u, Store.next_case, nxt) for u in (alice, bob, lena)])
+        a, b, c = (f.result().case.case_id for f in leased)
+        assert counting.statements.count("INSERT INTO leases") == 1, counting.statements
+        stored = con.execute(
+            "SELECT case_id, reviewer, leased_at, expires_at FROM leases"
+        ).fetchall()
+        assert {r[0]: r[1] for r in stored} == {a: "alice", b: "bob", c: "lena"}
+        held = service.queue_index.leases
+        assert {r[0]: (r[1], r[2], r[3]) for r in stored} == {
+            k: (h.reviewer, h.leased_at, h.expires_at) for k, h in held.items()
+        }
+
+        # Three decisions in one group: one INSERT INTO decisions, one DELETE of leases.
+        counting.statements.clear()
+        decided = run_group(
+            service,
+            [
+                (
+                    u,
+                    Store.record_decision,
+                    {"request": DecisionRequest(case_id=k, action="accept", request_id=f"h-{k}")},
+                )
+                for u, k in ((alice, a), (bob, b), (lena, c))
+            ],
+        )
+        assert counting.statements.count("INSERT INTO decisions") == 1, counting.statements
+        assert counting.statements.count("DELETE FROM leases") == 1, counting.statements
+        rows = con.execute(
+            "SELECT decision_id, request_id, case_id, reviewer, action, final_label, seq,"
+            " created_at, time_on_item_ms FROM decisions WHERE request_id LIKE 'h-%' ORDER BY seq"
+        ).fetchall()
+        made = [f.result() for f in decided]
+        assert [
+            (d.decision_id, d.request_id, d.case_id, d.reviewer, d.action, d.final_label, d.seq)
+            for d in made
+        ] == [r[:7] for r in rows]
+        assert [utc_timestamp(r[7]) for r in rows] == [d.created_at for d in made]
+        assert count(service, "leases") == 0 and not service.queue_index.leases
+        d_a = made[0].decision_id
+
+        # Attack: the same undo sent twice in one group (a double click, a replay with a new
+        # request id). The second must see the first, though its row is not yet written:
+        # refused, and only one undo is stored.
+        undo = {"request": DecisionRequest(case_id=a, action="undo", undo_of=d_a)}
+        undo2 = {"request": DecisionRequest(case_id=a, action="undo", undo_of=d_a)}
+        twice = run_group(
+            service, [(alice, Store.record_decision, undo), (alice, Store.record_decision, undo2)]
+        )
+        assert twice[0].result().action == "undo"
+        assert isinstance(twice[1].exception(), ConflictError)
+        undos = con.execute(
+            "SELECT count(*) FROM decisions WHERE case_id = ? AND action = 'undo'", [a]
+        ).fetchall()
+        assert undos == [(1,)]
+        # The undo gave alice her lease on the case back, in the table as in memory.
+        assert con.execute("SELECT case_id, reviewer FROM leases").fetchall() == [(a, "alice")]
+        assert {k: h.reviewer for k, h in service.queue_index.leases.items()} == {a: "alice"}
+
+        # Held rows that fail to be written (here: at the first statement that needs them,
+        # inside the next request) fail the whole group: it is rolled back and each request
+        # is retried alone, none refused for another's failure.
+        real_insert = GroupRows._insert
+        failures = iter([True])
+
+        def insert_once_failing(self: GroupRows, table: str, rows: list[dict[str, Any]]) -> None:
+            if next(failures, False):
+                raise duckdb.IOException("disk full (test)")
+            real_insert(self, table, rows)
+
+        monkeypatch.setattr(GroupRows, "_insert", insert_once_failing)
+        groups = service.group_stats["groups"]
+        again = run_group(
+            service,
+            [
+                (
+                    alice,
+                    Store.record_decision,
+                    {"request": DecisionRequest(case_id=a, action="accept", request_id="h-again")},
+                ),
+                (
+                    alice,
+                    Store.record_decision,
+                    {"request": DecisionRequest(case_id=a, action="accept", request_id="h-twice")},
+                ),
+            ],
+        )
+        assert again[0].result().request_id == "h-again"
+        assert isinstance(again[1].exception(), ConflictError)  # her lease went with h-again
+        assert service.group_stats["groups"] == groups  # the failed group is not counted
+        assert count(service, "decisions") == 5
+        report = service.read(service.lookup("otto"), Store.verify, {})
+        assert report.ok, report.summary()
+    finally:
+        con.close()
+
+
+@pytest.mark.obligation("AI Act 14")
+def test_a_lease_shows_the_case_as_stored_after_the_rows_read_ahead_changed(
+    loaded_workspace: Workspace,
+) -> None:
+    """The service reads the next waiting cases' rows ahead, a batch at a time; a change to
+    them (here: the champion scores the queue again) is what the reviewer is shown next."""
+    ws = loaded_workspace
+    with in_process_service(ws) as service:
+        alice, bob = service.lookup("alice"), service.lookup("bob")
+        first = run_group(service, [(alice, Store.next_case, {"strategy": None})])[0].result()
+        index = service.queue_index
+        ahead = sorted(set(index.case_rows) - {first.case.case_id})
+        assert len(ahead) >= 2, ahead  # the next leases' rows were read with the first's
+        target = ahead[0]
+        before = index.case_rows[target][2]
+        assert before == cases.read_case_rows(service.con, [target])[target][2]
+        frame = pl.DataFrame(
+            {
+                "case_id": [target],
+                "score": [0.97],
+                "label": ["1"],
+                "explanation": ['{"duration": 0.4}'],
+            }
+        )
+        service.run_bulk(
+            SERVICE_USER,
+            Store.add_predictions,
+            {"model_version": TEST_MODEL.model, "frame": frame, "model_sha256": TEST_MODEL.sha256},
+        )
+        shown = run_group(service, [(bob, Store.lease_case, {"case_id": target})])[0].result()
+        stored = cases.read_case_rows(service.con, [target])[target]
+        assert len(stored[2]) == len(before) + 1
+        assert [p.prediction_id for p in shown.case.predictions] == [int(p[0]) for p in stored[2]]
+        assert shown.case.predictions[-1].score == 0.97
+        assert index.case_rows[target] == stored

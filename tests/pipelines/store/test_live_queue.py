@@ -78,6 +78,10 @@ def check_index(service: StoreService, clock: Clock, step: str, turn: int, extra
         ), step
         decided = service.con.execute("SELECT DISTINCT case_id FROM decisions").fetchall()
         assert index.decided == {str(r[0]) for r in decided}, step
+        # The rows read ahead for the leases: waiting cases only, each as the tables hold it.
+        held_rows = dict(index.case_rows)
+        assert set(held_rows) <= set(index.waiting), step
+        assert held_rows == cases.read_case_rows(service.con, [*held_rows, "no-such-case"]), step
         now = clock.now
         threshold = float(service.settings.review.decision_threshold)
         name = REVIEWERS[turn % len(REVIEWERS)]
