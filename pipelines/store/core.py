@@ -10,6 +10,8 @@ in force and is refused while hilt.toml differs from them (``config_watch.py``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import duckdb
@@ -19,6 +21,7 @@ from hilt.pipelines.errors import PermissionDeniedError, StoreError
 from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.live_queue import LiveQueue
 from hilt.pipelines.store.operations import Operation, Permission
+from hilt.pipelines.store.oversight_tally import KeptFigures
 from hilt.pipelines.store.records import User
 from hilt.pipelines.store.sql import describe
 from hilt.pipelines.store.subject_keys import KeyRing
@@ -44,6 +47,7 @@ class StoreCore:
         config: ConfigWatch | None = None,
         beside_writer: bool = False,
         queue_index: LiveQueue | None = None,
+        kept_oversight: Callable[[datetime], KeptFigures] | None = None,
     ) -> None:
         self.con = con
         self.settings = settings
@@ -63,6 +67,8 @@ class StoreCore:
         self.beside_writer = beside_writer
         #: The service's live queue (None: the queue is read with SQL).
         self.queue_index = queue_index
+        #: The oversight figures the service keeps (see ``Unit.kept_oversight``).
+        self.kept_oversight = kept_oversight
 
     def role_for(self, permission: Permission) -> str:
         """The actor's first role that ``permission`` allows (PermissionDeniedError if none)."""
@@ -81,6 +87,7 @@ class StoreCore:
             in_transaction=self.in_transaction,
             beside_writer=self.beside_writer,
             queue_index=self.queue_index,
+            kept_oversight=self.kept_oversight,
         )
 
     def call(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from hilt.pipelines.store.live_queue import LiveQueue
+    from hilt.pipelines.store.oversight_tally import KeptFigures
     from hilt.pipelines.store.subject_keys import KeyRing
 
 Clock = Callable[[], datetime]
@@ -103,6 +104,9 @@ class Unit:
     #: The service's live queue (``live_queue.py``): the queue operations read it and stage
     #: their changes to it. None in the embedded mode, which reads the queue with SQL.
     queue_index: LiveQueue | None = None
+    #: The oversight figures the service keeps, read under its lock at a given time
+    #: (``StoreService.kept_oversight``). None in the embedded mode: the report's SQL.
+    kept_oversight: Callable[[datetime], KeptFigures] | None = None
     _depth: int = field(default=0, init=False, repr=False)
 
     @contextmanager
