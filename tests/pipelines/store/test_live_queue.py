@@ -351,10 +351,21 @@ def test_the_live_queue_equals_the_queue_sql_after_every_operation(
         act(STEPS + len(tail) + 3, 0.08)  # later: the window's edge among the decisions
         act(STEPS + len(tail) + 4, 1.0, step_decide)
         act(STEPS + len(tail) + 5, 1.0, step_undo)
+
+        def retention(run: Run) -> None:
+            """Years later: retention removes the cases and decisions past their period
+            (decisions leave the table behind the figures the service keeps)."""
+            clock.now += timedelta(days=service.settings.retention.decisions_days + 1)
+            removed = run.run("pia", Store.retention_apply)
+            assert removed.decisions_purged > 0
+
+        act(STEPS + len(tail) + 6, 1.0, retention)
+        act(STEPS + len(tail) + 7, 1.0, lambda run: step_ingest(run, cases_frame))
+        act(STEPS + len(tail) + 8, 1.0, step_decide)
     finally:
         con.close()
     # Every operation kind ran, and the index was checked after it.
     covered = {"step_decide", "step_undo", "step_adjudicate", "step_erase", "step_rectify"}
-    covered |= {"restart", "midnight", "later"}
+    covered |= {"restart", "midnight", "later", "retention"}
     assert covered <= set(kinds), kinds
     assert kinds["step_decide"] > 30
