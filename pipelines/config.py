@@ -56,7 +56,7 @@ USER_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class UseCase(_Strict):

@@ -10,6 +10,8 @@ in force and is refused while hilt.toml differs from them (``config_watch.py``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import duckdb
@@ -20,6 +22,7 @@ from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.group_rows import GroupRows
 from hilt.pipelines.store.live_queue import LiveQueue
 from hilt.pipelines.store.operations import Operation, Permission
+from hilt.pipelines.store.oversight_tally import KeptFigures
 from hilt.pipelines.store.records import User
 from hilt.pipelines.store.sql import describe
 from hilt.pipelines.store.subject_keys import KeyRing
@@ -46,6 +49,7 @@ class StoreCore:
         beside_writer: bool = False,
         queue_index: LiveQueue | None = None,
         rows: GroupRows | None = None,
+        kept_oversight: Callable[[datetime], KeptFigures] | None = None,
     ) -> None:
         self.con = con
         self.settings = settings
@@ -67,6 +71,8 @@ class StoreCore:
         self.queue_index = queue_index
         #: A group commit's held review rows (None: written at once).
         self.rows = rows
+        #: The oversight figures the service keeps (see ``Unit.kept_oversight``).
+        self.kept_oversight = kept_oversight
 
     def role_for(self, permission: Permission) -> str:
         """The actor's first role that ``permission`` allows (PermissionDeniedError if none)."""
@@ -86,6 +92,7 @@ class StoreCore:
             beside_writer=self.beside_writer,
             queue_index=self.queue_index,
             rows=self.rows,
+            kept_oversight=self.kept_oversight,
         )
 
     def call(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:

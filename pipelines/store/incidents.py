@@ -98,7 +98,7 @@ VERIFY_KIND = "personal_data_breach"
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class IncidentNotification(_Record):

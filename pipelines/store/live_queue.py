@@ -30,6 +30,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.store import double_review, review_queue, sql
+from hilt.pipelines.store.oversight_tally import OversightTally, Written
 
 if TYPE_CHECKING:
     import duckdb
@@ -143,6 +144,8 @@ class LiveQueue:
         #: a case's go when it leaves the queue, all of them when the index is built again
         #: (every operation that changes those tables is one that builds it again).
         self.case_rows: dict[str, CaseRows] = {}
+        #: The oversight report's decision figures (``oversight_tally.py``).
+        self.tally = OversightTally()
         self.loaded = False
         #: How often applying staged changes failed (the index was built again each time).
         self.failures = 0
@@ -197,6 +200,7 @@ class LiveQueue:
         self._touched_cases.clear()
         self._touched_reviewers.clear()
         self._done_day = None  # read again on first use
+        self.tally.check = True  # the operation may have changed decisions or gold cases
         self.loaded = True
 
     def rows_now(self) -> list[Waiting]:
@@ -265,9 +269,15 @@ class LiveQueue:
         self._staged.append(change)
         self.decision_staged = True
 
-    def stage_decided(self, case_id: str) -> None:
-        """A decision row on the case is written (``review.write_decision``)."""
-        self._staged.append(lambda con: self.decided.add(case_id))
+    def stage_written(self, written: Written) -> None:
+        """A decision row is written (``review.write_decision``): its case has decisions,
+        and the oversight figures count it."""
+
+        def change(con: duckdb.DuckDBPyConnection) -> None:
+            self.decided.add(written.case_id)
+            self.tally.written(con, written)
+
+        self._staged.append(change)
         self.decision_staged = True
 
     def has_no_decisions(self, case_id: str) -> bool:
@@ -292,6 +302,7 @@ class LiveQueue:
             log.warning("the live queue failed to update; it is built again")
             self.failures += 1
             self.loaded = False
+            self.tally.built = False
 
     @property
     def staged(self) -> bool:
@@ -311,6 +322,22 @@ class LiveQueue:
         for case_id, held in self.leases.items():
             if held.expires_at > now:
                 yield case_id, held
+
+    def queue_figures(self, now: datetime) -> tuple[int, int, datetime | None, int, int]:
+        """(waiting and not held, held, when the oldest not held arrived, awaiting a second
+        review, waiting for manual review), as the oversight report's SQL counts them."""
+        held = {case_id for case_id, _ in self.held_now(now)}
+        waiting = leased = second = manual = 0
+        oldest: datetime | None = None
+        for w in self.waiting.values():
+            if w.case_id in held:
+                leased += 1
+            else:
+                waiting += 1
+                oldest = w.created_at if oldest is None else min(oldest, w.created_at)
+            second += w.second_review
+            manual += w.manual
+        return waiting, leased, oldest, second, manual
 
     def has_lease_row(self, case_id: str, reviewer: str) -> bool:
         """Whether the leases table has a row for the case or the reviewer (live or not)."""

@@ -18,7 +18,7 @@ SEVERITY_ORDER: tuple[Worst, ...] = ("none", "warning", "breach", "serious")
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class FeatureStatistics(_Record):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from hilt.pipelines.config import Oversight, Settings
 from hilt.pipelines.store import double_review, review_queue, sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
+from hilt.pipelines.store.oversight_tally import LIVE_CTE, KeptFigures
 from hilt.pipelines.store.records import (
     AgreementRecord,
     BiasAlertRecord,
@@ -32,13 +33,6 @@ from hilt.pipelines.store.records import (
     ReasonCountRecord,
     ReviewerStatsRecord,
 )
-
-_LIVE = """
-live AS (
-    SELECT * FROM decisions
-    WHERE decision_id NOT IN (
-        SELECT undo_of FROM decisions WHERE action = 'undo' AND undo_of IS NOT NULL)
-)"""
 
 if TYPE_CHECKING:
     import duckdb
@@ -133,7 +127,7 @@ def reviewer_stats(
     """Per reviewer (every user with the reviewer role, and whoever decided in the window)."""
     rows = con.execute(
         "WITH"
-        + _LIVE
+        + LIVE_CTE
         + """, fin AS (
     SELECT f.*, s.label AS expected_label FROM live f
     LEFT JOIN gold_cases g USING (case_id)
@@ -187,7 +181,7 @@ def review_pairs(
         return []
     rows = con.execute(
         "WITH"
-        + _LIVE
+        + LIVE_CTE
         + f""", fin AS (
     SELECT case_id, reviewer, final_label, created_at,
            row_number() OVER (PARTITION BY case_id ORDER BY seq) AS rn
@@ -226,57 +220,122 @@ def conflicts(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[Confli
     ]
 
 
-def report(con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime) -> OversightReport:
-    o = settings.oversight
-    now = now.astimezone(UTC)
-    since = now - timedelta(days=o.window_days)
+def counted(
+    con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime
+) -> tuple[KeptFigures, list[ReviewerStatsRecord]]:
+    """The report's counts by SQL over the store's tables (what the service keeps instead)."""
+    since = now - timedelta(days=settings.oversight.window_days)
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     waiting, leased, oldest, second, manual = _queue(con, settings, now)
     done = sql.one(
         con,
-        "WITH" + _LIVE + " SELECT count(*) FILTER (WHERE created_at >= ?), count(*),"
+        "WITH" + LIVE_CTE + " SELECT count(*) FILTER (WHERE created_at >= ?), count(*),"
         " (SELECT count(*) FROM live WHERE action = 'adjudicate'),"
         " (SELECT count(*) FROM gold_cases)"
         " FROM live WHERE action IN ('accept', 'override')",
         [day_start],
     )
     assert done is not None
-    open_conflicts = conflicts(con, settings)
-    reviewers = reviewer_stats(con, since, day_start)
-    pairs = review_pairs(con, settings, since)
     reasons = con.execute(
-        "WITH" + _LIVE + " SELECT reason_code, count(*) FROM live WHERE action = 'override'"
+        "WITH" + LIVE_CTE + " SELECT reason_code, count(*) FROM live WHERE action = 'override'"
         " AND predicted_label IS NOT NULL AND created_at >= ? GROUP BY reason_code"
         " ORDER BY count(*) DESC, reason_code",
         [since],
     ).fetchall()
+    counted = KeptFigures(
+        waiting=waiting,
+        leased=leased,
+        oldest_waiting_at=oldest,
+        awaiting_second_review=second,
+        manual_waiting=manual,
+        done_today=int(done[0]),
+        done_total=int(done[1]),
+        adjudicated=int(done[2]),
+        gold_cases=int(done[3]),
+        reviewers={},
+        reasons=[(c, int(n)) for c, n in reasons],
+    )
+    return counted, reviewer_stats(con, since, day_start)
+
+
+def with_reviewers(con: duckdb.DuckDBPyConnection, kept: KeptFigures) -> list[ReviewerStatsRecord]:
+    """Every user with the reviewer role and whoever decided in the window (the kept
+    figures), by name; zeros for those who did not."""
+    names = {
+        str(r[0])
+        for r in con.execute(
+            "SELECT name FROM users WHERE active AND list_contains(roles, 'reviewer')"
+        ).fetchall()
+    }
+    out = []
+    for name in sorted(names | set(kept.reviewers)):
+        found = kept.reviewers.get(name)
+        out.append(found if found is not None else idle_reviewer(name))
+    return out
+
+
+def idle_reviewer(name: str) -> ReviewerStatsRecord:
+    """The statistics of a reviewer without final decisions in the window."""
+    return ReviewerStatsRecord(
+        reviewer=name,
+        decided=0,
+        decided_today=0,
+        accepted=0,
+        overridden=0,
+        accept_rate=None,
+        override_rate=None,
+        median_time_ms=None,
+        gold_decided=0,
+        gold_correct=0,
+        gold_accuracy=None,
+    )
+
+
+def report(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    now: datetime,
+    kept: KeptFigures | None = None,
+) -> OversightReport:
+    """The report; its counts from ``kept`` (what the store service keeps in memory, taken
+    at ``now``) or, without it, by SQL over the whole tables."""
+    o = settings.oversight
+    now = now.astimezone(UTC)
+    since = now - timedelta(days=o.window_days)
+    if kept is None:
+        kept, reviewers = counted(con, settings, now)
+    else:
+        reviewers = with_reviewers(con, kept)
+    open_conflicts = conflicts(con, settings)
+    pairs = review_pairs(con, settings, since)
+    oldest = kept.oldest_waiting_at
     oldest_at = oldest.astimezone(UTC) if oldest is not None else None
     return OversightReport(
         as_of=utc_timestamp(now),
         window_days=o.window_days,
         queue=QueueHealthRecord(
-            waiting=waiting,
-            leased=leased,
-            done_today=int(done[0]),
-            done_total=int(done[1]),
+            waiting=kept.waiting,
+            leased=kept.leased,
+            done_today=kept.done_today,
+            done_total=kept.done_total,
             oldest_waiting_at=utc_timestamp(oldest_at) if oldest_at else None,
             oldest_waiting_minutes=(
                 max(0.0, (now - oldest_at).total_seconds() / 60) if oldest_at else None
             ),
-            awaiting_second_review=second,
+            awaiting_second_review=kept.awaiting_second_review,
             adjudication_waiting=len(open_conflicts),
-            manual_waiting=manual,
-            gold_cases=int(done[3]),
+            manual_waiting=kept.manual_waiting,
+            gold_cases=kept.gold_cases,
         ),
         reviewers=reviewers,
         agreement=AgreementRecord(
             pairs=len(pairs),
             agreed=sum(1 for a, b in pairs if a == b),
             kappa=cohens_kappa(pairs),
-            awaiting_second_review=second,
+            awaiting_second_review=kept.awaiting_second_review,
             conflicts_open=len(open_conflicts),
-            conflicts_resolved=int(done[2]),
+            conflicts_resolved=kept.adjudicated,
         ),
-        reasons=[ReasonCountRecord(reason_code=str(c), count=int(n)) for c, n in reasons],
+        reasons=[ReasonCountRecord(reason_code=str(c), count=n) for c, n in kept.reasons],
         alerts=alerts(reviewers, o),
     )

@@ -20,7 +20,7 @@ Channel = Literal["api", "dpo"]
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class SubjectChange(_Record):

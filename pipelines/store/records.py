@@ -30,7 +30,7 @@ MAX_SEQ = 2**63 - 1
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class User(_Record):

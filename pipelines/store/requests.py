@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
 from hilt.pipelines.config import ROLES, USER_NAME
 from hilt.pipelines.store.incidents import KINDS as INCIDENT_KINDS
@@ -37,7 +37,14 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,100}/v[1-9][0-9]{0,8}$")
 RESTRICTION_KINDS = ("restrict", "object")
 
 
-class RowsIn(BaseModel):
+class _In(BaseModel):
+    """A request body. Its validator is built when first used, not at import (a dashboard
+    kernel or a CLI command imports every body and validates one or two)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class RowsIn(_In):
     rows: list[dict[str, Any]] = Field(min_length=1)
 
 
@@ -53,19 +60,19 @@ class PredictionsIn(RowsIn):
     model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-class CaseIn(BaseModel):
+class CaseIn(_In):
     case_id: str = Field(min_length=1, max_length=128)
 
 
-class HaltIn(BaseModel):
+class HaltIn(_In):
     reason: str = Field(min_length=1, max_length=2000, pattern=TEXT)
 
 
-class CaseIdsIn(BaseModel):
+class CaseIdsIn(_In):
     case_ids: list[str] | None = None
 
 
-class EventIn(BaseModel):
+class EventIn(_In):
     action: str = Field(min_length=1, max_length=64, pattern=EVENT_ACTION.pattern)
     object_type: str = Field(min_length=1, max_length=128, pattern=ONE_LINE)
     object_id: str = Field(min_length=1, max_length=128, pattern=ONE_LINE)
@@ -79,17 +86,17 @@ class EventIn(BaseModel):
     )
 
 
-class UserIn(BaseModel):
+class UserIn(_In):
     name: str = Field(pattern=USER_NAME.pattern)
     role: str = Field(pattern=one_of(ROLES))
 
 
-class BackupIn(BaseModel):
+class BackupIn(_In):
     #: A new folder on the store's host (absolute path).
     dest: str = Field(min_length=1, max_length=4096)
 
 
-class SubjectIn(BaseModel):
+class SubjectIn(_In):
     #: The external subject id (in the body, never in the URL: proxies log URLs).
     subject_id: str = Field(min_length=1, max_length=128)
 
@@ -118,11 +125,11 @@ class RestrictIn(SubjectIn):
     lift: bool = False
 
 
-class AckIn(BaseModel):
+class AckIn(_In):
     up_to_seq: int = Field(ge=1)
 
 
-class NotifyRecipientIn(BaseModel):
+class NotifyRecipientIn(_In):
     # The subject by their id or (once erased) by subject_ref: exactly one of them.
     model_config = {
         "json_schema_extra": {
@@ -152,7 +159,7 @@ class NotifyRecipientIn(BaseModel):
     subject_ref: str | None = Field(default=None, min_length=1, max_length=128)
 
 
-class ModelIn(BaseModel):
+class ModelIn(_In):
     #: "<registered name>/v<version>"
     model: str = Field(min_length=1, max_length=128, pattern=MODEL_NAME.pattern)
 
@@ -171,21 +178,21 @@ class ShadowIn(ModelIn):
     allowed: bool = True
 
 
-class MonitoringIn(BaseModel):
+class MonitoringIn(_In):
     statistics: MonitoringStatistics
     #: One line, no "/" (``ops/monitoring.record_monitoring``).
     run_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00\n\r/]+$")
     notebook: str | None = Field(default=None, max_length=256, pattern=RUN_NOTEBOOK_NAME.pattern)
 
 
-class OpenIncidentIn(BaseModel):
+class OpenIncidentIn(_In):
     kind: str = Field(min_length=1, max_length=64, pattern=one_of(INCIDENT_KINDS))
     summary: str = Field(min_length=1, max_length=100_000, pattern=TEXT)
     #: ISO 8601 (UTC unless it says otherwise), not in the future.
     known_at: str | None = Field(default=None, max_length=64, json_schema_extra=ISO_TIME)
 
 
-class UpdateIncidentIn(BaseModel):
+class UpdateIncidentIn(_In):
     # At least one of note, status, told (ops/incidents.update_incident); told_at with told.
     model_config = {
         "json_schema_extra": {
@@ -213,11 +220,11 @@ class UpdateIncidentIn(BaseModel):
     told_at: str | None = Field(default=None, max_length=64, json_schema_extra=ISO_TIME)
 
 
-class CloseIncidentIn(BaseModel):
+class CloseIncidentIn(_In):
     reason: str = Field(min_length=1, max_length=100_000, pattern=TEXT)
 
 
-class AdjudicationIn(BaseModel):
+class AdjudicationIn(_In):
     case_id: str = Field(min_length=1, max_length=128)
     final_label: str = Field(min_length=1, max_length=128)
     comment: str | None = Field(default=None, pattern=r"^[^\x00]*$")

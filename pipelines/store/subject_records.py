@@ -18,7 +18,7 @@ from hilt.pipelines.store.records import AuditEvent, Decision, Prediction
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class SubjectAction(_Record):

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from hilt.pipelines.store.group_rows import GroupRows
     from hilt.pipelines.store.live_queue import LiveQueue
+    from hilt.pipelines.store.oversight_tally import KeptFigures
     from hilt.pipelines.store.subject_keys import KeyRing
 
 Clock = Callable[[], datetime]
@@ -106,6 +107,9 @@ class Unit:
     queue_index: LiveQueue | None = None
     #: A group commit's held review rows (``group_rows.py``); None: rows are written at once.
     rows: GroupRows | None = None
+    #: The oversight figures the service keeps, read under its lock at a given time
+    #: (``StoreService.kept_oversight``). None in the embedded mode: the report's SQL.
+    kept_oversight: Callable[[datetime], KeptFigures] | None = None
     _depth: int = field(default=0, init=False, repr=False)
 
     @contextmanager

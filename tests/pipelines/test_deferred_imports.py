@@ -78,3 +78,24 @@ def test_voila_and_jupyterlab_start_through_it(workspace: Workspace) -> None:
         timeout=60,
     )
     assert out.returncode == 1 and out.stderr.startswith("usage: jupyter_main"), out
+
+
+def test_httpx_imports_its_command_line_client_only_when_it_is_called() -> None:
+    """A hilt process imports httpx without its CLI (click, rich, pygments' lexers); the
+    CLI's ``main`` still works: calling it imports the real one."""
+    code = """
+import json, sys
+import hilt.pipelines, httpx
+before = sorted(m for m in ("rich", "click", "httpx._main") if m in sys.modules and
+                getattr(sys.modules[m], "__file__", None))
+try:
+    httpx.main(["--help"])
+except SystemExit as e:
+    code = e.code
+print(json.dumps({"before": before, "code": code, "rich": "rich.console" in sys.modules}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "Usage: httpx" in out.stdout  # the real CLI answered
+    assert result == {"before": [], "code": 0, "rich": True}

@@ -10,8 +10,9 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -31,6 +32,7 @@ from hilt.pipelines.store.core import StoreCore
 from hilt.pipelines.store.group_rows import GroupRows, held_connection
 from hilt.pipelines.store.live_queue import LiveQueue
 from hilt.pipelines.store.operations import Operation, Store
+from hilt.pipelines.store.oversight_tally import KeptFigures
 from hilt.pipelines.store.records import Decision, DecisionRequest, User
 from hilt.pipelines.store.unit import Clock, HeadCache, Unit, system_clock
 from hilt.pipelines.workspace import Workspace
@@ -186,8 +188,58 @@ class StoreService:
             self.clock,
             config=self.config,
             beside_writer=True,
+            kept_oversight=self.kept_oversight,
         )
         return core.call(operation, arguments)
+
+    @contextmanager
+    def _threads(self, n: int) -> Iterator[None]:
+        """DuckDB on ``n`` threads meanwhile (call under the lock; see ``run_bulk``)."""
+        if n != 1:
+            self.con.execute(f"SET threads = {n}")
+        try:
+            yield
+        finally:
+            if n != 1:
+                self.con.execute("SET threads = 1")
+
+    def warm(self) -> None:
+        """Build the live queue and the oversight figures before the first request that
+        needs them (``hilt store serve`` runs it in a thread of its own at start). A
+        failure is logged: they are built on first use then."""
+        try:
+            with self.mutex, self._threads(BULK_THREADS):
+                if not self.queue_index.loaded:
+                    self.queue_index.load(self.con, self.settings)
+                self.queue_index.tally.ready(self.con)
+        except Exception:
+            log.exception("building the live queue at start failed; it is built on first use")
+
+    def kept_oversight(self, now: datetime) -> KeptFigures:
+        """The oversight report's figures this process keeps (the live queue and the
+        decisions' tally, ``oversight_tally.py``), at ``now``, read under the lock: every
+        committed operation is in them, none half."""
+        with self.mutex:
+            index = self.queue_index
+            if not index.loaded:
+                index.load(self.con, self.settings)
+            window = self.settings.oversight.window_days
+            with self._threads(BULK_THREADS if index.tally.due else 1):
+                reviewers, reasons, today, total = index.tally.figures(self.con, now, window)
+            waiting, leased, oldest, second, manual = index.queue_figures(now)
+            return KeptFigures(
+                waiting=waiting,
+                leased=leased,
+                oldest_waiting_at=oldest,
+                awaiting_second_review=second,
+                manual_waiting=manual,
+                done_today=today,
+                done_total=total,
+                adjudicated=index.tally.adjudicated,
+                gold_cases=len(index.tally.gold),
+                reviewers=reviewers,
+                reasons=reasons,
+            )
 
     def run_system(self, task: Callable[[Unit], T]) -> T:
         """Run a task of the service itself (start-up), as its own system user."""

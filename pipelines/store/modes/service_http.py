@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import signal
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -401,6 +402,8 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8765) -> No
         try:
             # Complete a removal that crashed between its commit and destroying the keys.
             service.run_system(finish_removals)
+            # The live queue and the oversight figures, built while the first requests come.
+            threading.Thread(target=service.warm, name="hilt-warm", daemon=True).start()
             workspace.service_file.write_text(
                 json.dumps(
                     {

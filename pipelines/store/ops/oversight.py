@@ -150,8 +150,12 @@ def add_gold(unit: Unit, model_version: str, frame: pl.DataFrame, model_sha256: 
 
 
 def oversight_report(unit: Unit) -> OversightReport:
-    """Queue health, reviewer statistics, agreement, override reasons and alerts."""
-    return oversight_stats.report(unit.con, unit.settings, unit.clock())
+    """Queue health, reviewer statistics, agreement, override reasons and alerts. The
+    store service counts from the figures it keeps as the operations change them
+    (``oversight_tally.py``); the embedded mode by SQL over the whole tables."""
+    now = unit.clock()
+    kept = unit.kept_oversight(now) if unit.kept_oversight is not None else None
+    return oversight_stats.report(unit.con, unit.settings, now, kept)
 
 
 def conflicts(unit: Unit) -> list[ConflictRecord]:

@@ -21,6 +21,7 @@ from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, Perm
 from hilt.pipelines.store import double_review, explanations, personal_data, review_queue, sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
 from hilt.pipelines.store.ops import queue, recipients
+from hilt.pipelines.store.oversight_tally import Written
 from hilt.pipelines.store.records import Decision, DecisionRequest
 from hilt.pipelines.store.validation import check_text
 
@@ -511,7 +512,20 @@ def write_decision(
         expect_seq=seq,
     )
     if unit.queue_index is not None:
-        unit.queue_index.stage_decided(row.case_id)
+        unit.queue_index.stage_written(
+            Written(
+                seq=seq,
+                reviewer=decision.reviewer,
+                action=row.action,
+                predicted=decision.predicted_label is not None,
+                reason_code=row.reason_code,
+                case_id=row.case_id,
+                final_label=row.final_label,
+                time_on_item_ms=row.time_on_item_ms,
+                undo_of=row.undo_of,
+                at=now,
+            )
+        )
     unit.insert_row(
         "decisions",
         {

@@ -5,7 +5,9 @@ service's own dispatch (``StoreService.run`` / ``run_bulk`` / the group committe
 service on a real DuckDB file, with a clock the test moves), and after every operation the
 in-memory queue, its leases, the case it would lease to each reviewer and the day's count
 of final decisions are compared with the SQL (``review_queue.queue_state_sql``,
-``queue.choose_by_sql`` and ``queue.done_today_sql``), across midnight too.
+``queue.choose_by_sql`` and ``queue.done_today_sql``), across midnight too; and the
+oversight report from what the service keeps (``oversight_tally.py``) with the report
+counted by SQL over the whole tables, across its one-day window's edge too.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import duckdb
 import polars as pl
 
 from hilt.pipelines.errors import HiltError
-from hilt.pipelines.store import DecisionRequest, double_review, review_queue, sql
+from hilt.pipelines.store import DecisionRequest, double_review, oversight_stats, review_queue, sql
 from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.live_queue import QUEUE_COLUMNS, Waiting
 from hilt.pipelines.store.modes.embedded import connect
@@ -56,6 +58,22 @@ def sql_queue(con: duckdb.DuckDBPyConnection, service: StoreService) -> list[Wai
     return [Waiting(*r) for r in rows]
 
 
+def check_oversight(service: StoreService, clock: Clock, step: str, served: bool) -> None:
+    """The oversight report's figures the service keeps equal their full recount by SQL,
+    at the same time; and (``served``) the service's report operation is the one from
+    those figures."""
+    now = clock.now
+    kept = service.kept_oversight(now)
+    con, settings = service.con, service.settings
+    counted, reviewers = oversight_stats.counted(con, settings, now)
+    assert replace(kept, reviewers={}) == counted, step
+    assert oversight_stats.with_reviewers(con, kept) == reviewers, step
+    if served:
+        report = service.read(service.lookup("lena"), Store.oversight_report, {})
+        at = clock.now  # the time the operation read
+        assert report == oversight_stats.report(con, settings, at, service.kept_oversight(at))
+
+
 def check_index(service: StoreService, clock: Clock, step: str, turn: int, extra_case: str) -> None:
     """The index, as the service would use it next, equals the database's queue: its
     cases, its leases, and (for one reviewer and strategy in turn) its choice and counts;
@@ -82,6 +100,9 @@ def check_index(service: StoreService, clock: Clock, step: str, turn: int, extra
         held_rows = dict(index.case_rows)
         assert set(held_rows) <= set(index.waiting), step
         assert held_rows == cases.read_case_rows(service.con, [*held_rows, "no-such-case"]), step
+    if turn % 4 == 0 or turn >= STEPS:
+        check_oversight(service, clock, step, served=turn % 20 == 0)
+    with service.mutex:
         now = clock.now
         threshold = float(service.settings.review.decision_threshold)
         name = REVIEWERS[turn % len(REVIEWERS)]
@@ -263,7 +284,10 @@ def step_ingest(r: Run, cases: pl.DataFrame) -> None:
 def test_the_live_queue_equals_the_queue_sql_after_every_operation(
     tmp_path: Path, cases_frame: pl.DataFrame
 ) -> None:
-    ws = make_workspace(tmp_path, cases_frame, double_review_share=0.5, gold_rate=0.3)
+    # A window of one day: the oversight report's window starts inside a day of decisions.
+    ws = make_workspace(
+        tmp_path, cases_frame, double_review_share=0.5, gold_rate=0.3, window_days=1
+    )
     issue_tokens(ws, ws.settings())
     clock = Clock()
     rng = random.Random(13)
@@ -302,6 +326,10 @@ def test_the_live_queue_equals_the_queue_sql_after_every_operation(
             name = "midnight"
             midnight = datetime.combine(clock.now.date() + timedelta(days=1), time(), UTC)
             clock.now = midnight - timedelta(milliseconds=12)
+        elif roll < 0.085:
+            # Most of a day later: the report's window now starts among the decisions.
+            name = "later"
+            clock.now += timedelta(hours=17)
         else:
             weights = [w for w, _ in steps]
             action = rng.choices([f for _, f in steps], weights)[0]
@@ -324,10 +352,24 @@ def test_the_live_queue_equals_the_queue_sql_after_every_operation(
         act(STEPS + len(tail), 0.05)
         act(STEPS + len(tail) + 1, 0.07)
         act(STEPS + len(tail) + 2, 1.0, step_decide)
+        act(STEPS + len(tail) + 3, 0.08)  # later: the window's edge among the decisions
+        act(STEPS + len(tail) + 4, 1.0, step_decide)
+        act(STEPS + len(tail) + 5, 1.0, step_undo)
+
+        def retention(run: Run) -> None:
+            """Years later: retention removes the cases and decisions past their period
+            (decisions leave the table behind the figures the service keeps)."""
+            clock.now += timedelta(days=service.settings.retention.decisions_days + 1)
+            removed = run.run("pia", Store.retention_apply)
+            assert removed.decisions_purged > 0
+
+        act(STEPS + len(tail) + 6, 1.0, retention)
+        act(STEPS + len(tail) + 7, 1.0, lambda run: step_ingest(run, cases_frame))
+        act(STEPS + len(tail) + 8, 1.0, step_decide)
     finally:
         con.close()
     # Every operation kind ran, and the index was checked after it.
     covered = {"step_decide", "step_undo", "step_adjudicate", "step_erase", "step_rectify"}
-    covered |= {"restart", "midnight"}
+    covered |= {"restart", "midnight", "later", "retention"}
     assert covered <= set(kinds), kinds
     assert kinds["step_decide"] > 30
