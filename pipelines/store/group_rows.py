@@ -10,8 +10,8 @@ What keeps this exact: nothing in the transaction reads a held table before its 
 written. The group's operations run on ``HeldConnection``, which writes the held rows
 before any statement that names a held table (and before any other use of the connection
 but fetching a result); the one read written to answer without them
-(``review.read_case_facts``) asks ``holds`` first and writes them when any held row is about
-its case or its request id. A held delete only ever removes rows written before the group
+(``case_facts.read_case_facts``) asks ``holds`` first and writes them when any held row is
+about its case or its request id. A held delete only ever removes rows written before the group
 (one that would match a held insert writes the held rows first), so running the deletes
 before the inserts changes nothing. Should writing fail (a request id used twice in the
 group, say), the group fails and is rolled back, and each request is retried alone.

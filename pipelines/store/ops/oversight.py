@@ -15,7 +15,7 @@ from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError
 from hilt.pipelines.store import double_review, oversight_stats, sql
 from hilt.pipelines.store.audit.gold_digest import digest as gold_digest
-from hilt.pipelines.store.ops import cases, models, review
+from hilt.pipelines.store.ops import case_facts, cases, models, review
 from hilt.pipelines.store.ops.snapshot import HASH_SPACE
 from hilt.pipelines.store.records import ConflictRecord, Decision, GoldResult, OversightReport
 from hilt.pipelines.store.validation import check_text
@@ -223,7 +223,7 @@ def adjudicate(
                 request_id=request_id,
                 case_id=case_id,
                 subject_ref=str(case_row[0]),
-                prediction=review.PredictionRef(int(pred[0]), str(pred[1]), str(pred[2]))
+                prediction=case_facts.PredictionRef(int(pred[0]), str(pred[1]), str(pred[2]))
                 if pred
                 else None,
                 action="adjudicate",

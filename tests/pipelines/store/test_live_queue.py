@@ -29,7 +29,7 @@ from hilt.pipelines.store.live_queue import QUEUE_COLUMNS, Waiting
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.modes.service import StoreService
 from hilt.pipelines.store.operations import Store
-from hilt.pipelines.store.ops import cases, queue, review
+from hilt.pipelines.store.ops import case_facts, cases, queue
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import TEST_MODEL, issue_tokens, predictions_for
 from tests.pipelines.store.test_oversight import HISTORY, NEW, make_workspace
@@ -133,8 +133,8 @@ def check_index(service: StoreService, clock: Clock, step: str, turn: int, extra
         ]
         by_sql_only = replace(unit, queue_index=None)
         for case_id in sample:
-            with_index = review.read_case_facts(unit, case_id, "no-such-request", now)
-            assert with_index == review.read_case_facts(
+            with_index = case_facts.read_case_facts(unit, case_id, "no-such-request", now)
+            assert with_index == case_facts.read_case_facts(
                 by_sql_only, case_id, "no-such-request", now
             ), (step, case_id)
         # The case as the lease shows it (rectified values, seed label, decisions shown).
