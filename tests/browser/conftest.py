@@ -7,8 +7,9 @@ the cases). An admin token is issued before the servers start, for reading back 
 dashboards wrote. Each test opens its own browser context (own cookies, own
 ``X-Forwarded-User`` header and the proxy's secret) and so its own Voila kernel, except
 where a module opens one person's page once for several of its tests (a module-scoped
-fixture of its own, over ``proxied_context``): a Voila kernel's start is the largest cost
-of a page.
+fixture of its own, over ``proxied_context``): a Voila kernel's start and Chromium's work
+on a fresh context (~3 s of CPU) are the largest costs of a page. Chromium itself is
+launched once per test process (``chromium``) and shared by the browser modules.
 
 Never `playwright install`: the tests drive /usr/bin/chromium (Debian's package, installed
 by .ci/run). Where it is missing they are skipped on a developer's machine and fail in CI
