@@ -50,6 +50,9 @@ PRELOAD = (
     "hilt.pipelines.loop.promotion",
     "hilt.pipelines.loop.tracking.client",
     "papermill",
+    # A run's warm-ups (nbconvert's exporter, the relay's MLflow model logging, xgboost),
+    # which every forked `hilt retrain` / `hilt score` paid again (~3 s of CPU each).
+    "tests.prewarmed_runs",
 )
 
 #: The name under which a child finds what to run (``start``).

@@ -7,8 +7,9 @@ the cases). An admin token is issued before the servers start, for reading back 
 dashboards wrote. Each test opens its own browser context (own cookies, own
 ``X-Forwarded-User`` header and the proxy's secret) and so its own Voila kernel, except
 where a module opens one person's page once for several of its tests (a module-scoped
-fixture of its own, over ``proxied_context``): a Voila kernel's start is the largest cost
-of a page.
+fixture of its own, over ``proxied_context``): a Voila kernel's start and Chromium's work
+on a fresh context (~3 s of CPU) are the largest costs of a page. Chromium itself is
+launched once per test process (``chromium``) and shared by the browser modules.
 
 Never `playwright install`: the tests drive /usr/bin/chromium (Debian's package, installed
 by .ci/run). Where it is missing they are skipped on a developer's machine and fail in CI
@@ -17,6 +18,7 @@ by .ci/run). Where it is missing they are skipped on a developer's machine and f
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -98,15 +100,52 @@ def dashboards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboards]
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+@dataclass
+class Chromium:
+    """One Playwright driver and Chromium per test process (per xdist worker), and the
+    asyncio loop Playwright's sync API runs on."""
+
+    browser: Browser
+    loop: asyncio.AbstractEventLoop
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Chromium]:
+    """Chromium, launched once per test process: its start (the Playwright driver, the
+    browser) costs ~2 s of CPU, paid once instead of once per browser module. Each test
+    still gets fresh browser contexts (own cookies and headers: ``proxied_context``).
+
+    Playwright's sync API marks its asyncio loop as this thread's running loop after every
+    call; between browser modules (``browser``) it is unmarked, so that the test files the
+    worker runs in between may run asyncio loops of their own (``asyncio.run``)."""
     require_chromium()
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+    manager = sync_playwright()
+    playwright = manager.start()
+    try:
+        b = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS
+        )
+        loop = asyncio.get_running_loop()  # marked by the call that just returned
+        asyncio._set_running_loop(None)
         try:
-            yield b
+            yield Chromium(b, loop)
         finally:
+            asyncio._set_running_loop(loop)
             b.close()
+    finally:
+        manager.__exit__(None, None, None)
+        asyncio._set_running_loop(None)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: Chromium) -> Iterator[Browser]:
+    """The worker's Chromium (``chromium``) for one test module: Playwright's loop is this
+    thread's running loop from the module's first use to its last fixture's end."""
+    asyncio._set_running_loop(chromium.loop)
+    try:
+        yield chromium.browser
+    finally:
+        asyncio._set_running_loop(None)
 
 
 OpenAs = Callable[[str], BrowserContext]

@@ -8,8 +8,6 @@ token, and the audit log is verified by the real `hilt audit verify` command.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,11 +37,11 @@ from tests.browser.pages import (
     wait_for_next_case,
 )
 from tests.conftest import PROXY_SECRET
+from tests.loop_helpers import hilt_forked
 
 pytestmark = pytest.mark.browser
 
 REASON_CODE = "data-error"
-HILT = Path(sys.executable).with_name("hilt")
 
 
 @dataclass(frozen=True)
@@ -51,21 +49,26 @@ class OpenedPage:
     page: Page
     #: From asking for the page to its first case on screen.
     first_case_visible_s: float
+    #: The page's own response as the browser got it: its URL, status and HTML.
+    response: tuple[str, int, str]
 
 
 @pytest.fixture(scope="module")
 def alices_page(dashboards: Dashboards, browser: Browser) -> Iterator[OpenedPage]:
     """alice's review page, opened once per module (its own browser context, as
-    ``context_as`` makes them): the test in which she decides on it, and the tests that
-    only probe its kernel over the websocket (any live review page's kernel will do), share
-    it, so the module starts one Voila kernel for the three of them instead of three."""
+    ``context_as`` makes them): the tests in which she decides on it (alone, then beside
+    bob), the tests that only probe its kernel over the websocket (any live review page's
+    kernel will do) and the control of the served pages share it, so the module starts one
+    Voila kernel for them instead of one each."""
     ctx = proxied_context(browser, "alice")
     try:
         page = ctx.new_page()
         t0 = time.monotonic()
-        page.goto(dashboards.review_url, wait_until="commit")
+        response = page.goto(dashboards.review_url, wait_until="commit")
+        assert response is not None
         wait_for_case(page)
-        yield OpenedPage(page, time.monotonic() - t0)
+        visible_s = time.monotonic() - t0
+        yield OpenedPage(page, visible_s, (response.url, response.status, response.text()))
     finally:
         ctx.close()
 
@@ -74,6 +77,7 @@ def test_reviewer_accepts_and_overrides_and_the_store_has_both_under_her_name(
     dashboards: Dashboards,
     alices_page: OpenedPage,
     record_property: Callable[[str, object], None],
+    tmp_path: Path,
 ) -> None:
     settings = dashboards.workspace.settings()
     labels = dict(settings.target.labels)  # class → label
@@ -144,22 +148,10 @@ def test_reviewer_accepts_and_overrides_and_the_store_has_both_under_her_name(
     assert report.ok, report.summary()
     admin.close()
 
-    cli = subprocess.run(
-        [
-            str(HILT),
-            "audit",
-            "verify",
-            "--url",
-            dashboards.store_url,
-            "--token",
-            dashboards.admin_token,
-            "--workspace",
-            str(dashboards.workspace.root),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    cli = hilt_forked(
+        "audit", "verify", "--url", dashboards.store_url, "--token", dashboards.admin_token,
+        "--workspace", dashboards.workspace.root, folder=tmp_path,
+    )  # fmt: skip
     assert cli.returncode == 0, cli.stdout + cli.stderr
     assert cli.stdout.startswith("OK"), cli.stdout
 
@@ -303,9 +295,10 @@ def test_the_shortcut_keys_decide_and_undo(dashboards: Dashboards, context_as: O
 
 
 def test_two_reviewers_at_once_never_hold_the_same_case(
-    dashboards: Dashboards, context_as: OpenAs
+    dashboards: Dashboards, alices_page: OpenedPage, context_as: OpenAs
 ) -> None:
-    """Both dashboards open at once, then three rounds of simultaneous Accept clicks.
+    """Both dashboards open at once (alice's is the module's, ``alices_page``; bob opens
+    his), then three rounds of simultaneous Accept clicks.
 
     The panel does not show case ids (data minimisation), so which case each page holds is
     read from the store: each reviewer's latest ``case.leased`` audit event (one live lease
@@ -316,9 +309,8 @@ def test_two_reviewers_at_once_never_hold_the_same_case(
     reviewers = ("alice", "bob")
     admin = dashboards.admin()
     start_seq = admin.audit_head().seq
-    pages = {name: context_as(name).new_page() for name in reviewers}
-    for page in pages.values():
-        page.goto(dashboards.review_url, wait_until="commit")
+    pages = {"alice": alices_page.page, "bob": context_as("bob").new_page()}
+    pages["bob"].goto(dashboards.review_url, wait_until="commit")
     for page in pages.values():
         wait_for_case(page)
 
@@ -355,15 +347,19 @@ def test_two_reviewers_at_once_never_hold_the_same_case(
     admin.close()
 
 
-def test_only_the_dashboards_are_served_not_the_run_templates(dashboards: Dashboards) -> None:
+def test_only_the_dashboards_are_served_not_the_run_templates(
+    dashboards: Dashboards, alices_page: OpenedPage
+) -> None:
     base = dashboards.review_url.split("/voila/render/")[0]
     # otto (an auditor) is refused the review queue: the page renders, and writes nothing.
     headers = {"X-Forwarded-User": "otto", PROXY_SECRET_HEADER: PROXY_SECRET}
-    # Control: a dashboard at the same place is served, so the 404s below are refusals of
-    # the templates, not a wrong address or a server that is down.
-    r = httpx.get(dashboards.review_url, headers=headers, timeout=120)
-    assert r.status_code == 200, r.status_code
-    assert "Review queue" in r.text
+    # Control: a dashboard at the same place is served (alice's review page, as her
+    # browser got it), so the 404s below are refusals of the templates, not a wrong
+    # address or a server that is down.
+    url, status, html = alices_page.response
+    assert url == dashboards.review_url
+    assert status == 200, status
+    assert "Review queue" in html
     for name in ("retrain", "score"):
         r = httpx.get(f"{base}/voila/render/{name}.ipynb", headers=headers, timeout=30)
         assert r.status_code == 404, name
