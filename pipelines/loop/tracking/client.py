@@ -216,14 +216,16 @@ def tracking_store_template() -> Path | None:
 def copy_new(template: Path | None, target: Path) -> None:
     """``target`` as a copy of ``template`` unless it exists already (another process made
     it meanwhile: theirs is kept, never replaced under them), in one step (a link of a
-    finished copy: never half a file). Nothing when there is no template or no link can be
-    made."""
+    finished copy: never half a file). Nothing when there is no template, or the copy or
+    the link cannot be made there (a read-only folder, a file system without hard links):
+    MLflow then creates the tables itself, or says why it cannot."""
     if template is None:
         return
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".mlflow-") as tmp:
+    # (FileExistsError among the OSErrors: made meanwhile.)
+    with (
+        contextlib.suppress(OSError),
+        tempfile.TemporaryDirectory(dir=target.parent, prefix=".mlflow-") as tmp,
+    ):
         copy = Path(tmp) / target.name
         shutil.copyfile(template, copy)
-        # FileExistsError: made meanwhile; another OSError (no hard links on this file
-        # system): MLflow creates the tables itself.
-        with contextlib.suppress(OSError):
-            os.link(copy, target)
+        os.link(copy, target)
