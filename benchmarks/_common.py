@@ -78,7 +78,7 @@ def add_tracking_template_option(parser: argparse.ArgumentParser) -> None:
     """``--mlflow-template PATH``: an MLflow sqlite store holding MLflow's tables and nothing
     else (``tracking.client.empty_tracking_store`` made it), copied into each new workspace
     as its ``mlflow.db`` instead of running MLflow's migrations for it (seconds each time;
-    untimed set-up). tests/test_benchmarks.py passes the one its session made already."""
+    untimed set-up). tests/test_benchmarks.py passes the one its session uses."""
     parser.add_argument(
         "--mlflow-template",
         type=Path,
@@ -90,13 +90,19 @@ def add_tracking_template_option(parser: argparse.ArgumentParser) -> None:
 def empty_tracking_store(folder: Path, template: Path | None = None) -> Path:
     """An MLflow sqlite store with MLflow's tables and nothing else, to copy into the run's
     new workspaces: ``template`` when given (FileNotFoundError if it is not a file), else
-    one made in ``folder`` on first use (MLflow's migrations) and reused after."""
+    the one `hilt init` copies (``tracking.client.tracking_store_template``), else one made
+    in ``folder`` on first use (MLflow's migrations) and reused after."""
     if template is not None:
         if not template.is_file():
             raise FileNotFoundError(f"--mlflow-template {template}: no such file")
         return template
     from hilt.pipelines.loop.tracking.client import empty_tracking_store as make
+    from hilt.pipelines.loop.tracking.client import tracking_store_template
     from hilt.pipelines.loop.tracking.environment import DB_FILE
+
+    cached = tracking_store_template()
+    if cached is not None:
+        return cached
 
     path = folder / f"empty-{DB_FILE}"
     if not path.exists():

@@ -4,7 +4,6 @@ new-case files, the retraining steps run in-process, and the personal-data scan.
 from __future__ import annotations
 
 import atexit
-import fcntl
 import functools
 import html
 import json
@@ -14,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,42 +49,21 @@ def all_cases() -> pl.DataFrame:
 
 @functools.cache
 def empty_tracking_store() -> Path:
-    """An MLflow sqlite store holding MLflow's tables and nothing of hilt's, a copy of this
-    process's own (per xdist worker): MLflow takes 4-15 s of CPU on this machine to create
-    its tables (its migrations), a copy takes milliseconds. Under xdist the workers of a
-    run share one (``_made_once_per_run``): the first that needs it makes it. The
+    """An MLflow sqlite store holding MLflow's tables and nothing of hilt's: the one `hilt
+    init` copies (``tracking.client.tracking_store_template``, made once per user and MLflow
+    version; MLflow takes 1.3-2.5 s of CPU on this machine to create its tables, a copy takes
+    milliseconds), else one made for this process. Copy it, never write to it. The
     workspace's experiment is not in it: ``configure`` creates that, with its artifacts
     under the workspace, on first use."""
     from hilt.pipelines.loop.tracking.client import empty_tracking_store as make
+    from hilt.pipelines.loop.tracking.client import tracking_store_template
 
+    template = tracking_store_template()
+    if template is not None:
+        return template
     folder = Path(tempfile.mkdtemp(prefix="hilt-tests-mlflow-"))
     atexit.register(shutil.rmtree, folder, True)
-    own = folder / DB_FILE
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    if run is None or not _made_once_per_run(run, own, make):
-        make(own)
-    return own
-
-
-def _made_once_per_run(run: str, own: Path, make: Callable[[Path], Path]) -> bool:
-    """Copy into ``own`` the empty store the workers of xdist run ``run`` share, made by
-    ``make`` under a lock by the first worker that asks; False (nothing copied) if the
-    shared folder is not usable. Each worker that used it removes the folder as it exits;
-    a worker that asks after that makes it again, as it would alone."""
-    shared = Path(tempfile.gettempdir()) / f"hilt-tests-mlflow-{run}"
-    try:
-        shared.mkdir(exist_ok=True)
-        atexit.register(shutil.rmtree, shared, True)
-        with (shared / "lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            made = shared / DB_FILE
-            if not made.exists():
-                make(shared / "making.db")
-                os.replace(shared / "making.db", made)
-            shutil.copyfile(made, own)
-        return True
-    except Exception:  # a folder another worker removed meanwhile, a full /tmp, ...
-        return False
+    return make(folder / DB_FILE)
 
 
 def loop_workspace(

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-import shutil
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -36,7 +35,6 @@ import polars as pl
 
 from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.loop.tracking.environment import DB_FILE
 from hilt.pipelines.store import DecisionRequest, Identity, Store, holding, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
@@ -153,13 +151,12 @@ def simulate(
     progress: Callable[[str], None] = lambda _: None,
     *,
     on_progress: Callable[[int], None] = lambda _: None,
-    tracking_template: Path | None = None,
 ) -> SimulationResult:
     """Run the loop; returns one result per round (round 0: the model from the seed).
 
-    ``progress``: a line per round; ``on_progress``: called with 1 after each round.
-    ``tracking_template``: an MLflow sqlite store holding MLflow's tables and nothing else,
-    copied in as the workspace's (MLflow's migrations take seconds per new store)."""
+    ``progress``: a line per round; ``on_progress``: called with 1 after each round. The
+    workspace's MLflow store starts as a copy of MLflow's empty tables
+    (``tracking.client.configure``), not MLflow's migrations again."""
     from hilt.pipelines.loop import promotion
     from hilt.pipelines.loop.model_registry import champion
     from hilt.pipelines.loop.tracking.client import configure
@@ -184,8 +181,6 @@ def simulate(
         create_workspace(workspace, derived, holdout_salt=f"simulation-{sim.seed}")
     finally:
         derived.unlink(missing_ok=True)
-    if tracking_template is not None:
-        shutil.copyfile(tracking_template, workspace.root / DB_FILE)
     settings = workspace.settings()
     operator = open_store_as(workspace, Identity(operator=True))
     in_seed = pl.Series([_in_seed(c, sim.seed, sim.seed_fraction) for c in data[id_col]])

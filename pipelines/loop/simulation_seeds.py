@@ -13,7 +13,6 @@ line, mean ± spread as a band), and one JSON summary.
 from __future__ import annotations
 
 import statistics
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +24,6 @@ from hilt.pipelines.loop.simulation import (
     Strategy,
     simulate,
 )
-from hilt.pipelines.loop.tracking.environment import DB_FILE
 from hilt.pipelines.workspace import Workspace
 
 STRATEGIES: tuple[Strategy, ...] = ("uncertainty", "random")
@@ -128,24 +126,19 @@ def simulate_seeds(
     root.mkdir(parents=True)
     seed_list = [sim.seed + k for k in range(seeds)]
     results: dict[str, list[SimulationResult]] = {s: [] for s in strategies}
-    with tempfile.TemporaryDirectory(prefix="hilt-simulation-") as tmp:
-        from hilt.pipelines.loop.tracking.client import empty_tracking_store
-
-        template = empty_tracking_store(Path(tmp) / DB_FILE)
-        for seed in seed_list:
-            for strategy in strategies:
-                progress(f"{strategy}, seed {seed}")
-                results[strategy].append(
-                    simulate(
-                        Workspace.at(root / f"{strategy}-seed{seed}"),
-                        config_path,
-                        data_path,
-                        replace(sim, strategy=strategy, seed=seed),
-                        progress,
-                        on_progress=on_progress,
-                        tracking_template=template,
-                    )
+    for seed in seed_list:
+        for strategy in strategies:
+            progress(f"{strategy}, seed {seed}")
+            results[strategy].append(
+                simulate(
+                    Workspace.at(root / f"{strategy}-seed{seed}"),
+                    config_path,
+                    data_path,
+                    replace(sim, strategy=strategy, seed=seed),
+                    progress,
+                    on_progress=on_progress,
                 )
+            )
     comparison = Comparison(seeds=seed_list)
     for name, runs in results.items():
         first = runs[0]

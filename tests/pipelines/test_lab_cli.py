@@ -93,6 +93,19 @@ def test_simulate_refuses_an_unknown_strategy_and_writes_nothing(tmp_path: Path)
     assert not root.exists()
 
 
+def process_group(leader: int) -> list[str]:
+    """The command lines of the live processes in ``leader``'s process group (/proc)."""
+    lines = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[2]) == leader and fields[0] != "Z":
+                lines.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, ValueError):
+            continue  # ended meanwhile
+    return lines
+
+
 def test_tracking_ui_serves_the_workspace_s_runs_on_loopback(tmp_path: Path) -> None:
     from hilt.pipelines.loop.tracking.client import configure
     from hilt.pipelines.loop.tracking.environment import experiment_name
@@ -108,6 +121,10 @@ def test_tracking_ui_serves_the_workspace_s_runs_on_loopback(tmp_path: Path) -> 
         ).json()
         names = {e["name"]: e["artifact_location"] for e in found["experiments"]}
         assert names[experiment_name(ws.settings())] == (ws.root / "mlartifacts").as_uri()
+        # `mlflow server` and its uvicorn only: no job runner with its huey consumers.
+        group = process_group(ui.process.pid)
+        assert any("uvicorn" in c for c in group), group
+        assert not any("huey" in c or "_job_runner" in c for c in group), group
     finally:
         ui.stop()
     assert ui.process.poll() is not None

@@ -213,6 +213,47 @@ def test_configure_is_idempotent_and_keeps_everything_in_the_workspace(
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no ./mlflow.db, no ./mlruns
 
 
+def test_new_workspaces_copy_mlflow_s_empty_tables_made_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    """`hilt init` (``configure``) copies MLflow's empty tables, made once per user and MLflow
+    version, instead of running MLflow's migrations for every new workspace; the template
+    never receives a workspace's experiment, and a copy never replaces a store that exists."""
+    from hilt.pipelines.loop.tracking.client import copy_new, tracking_store_template
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv(URI_ENV, raising=False)
+    template = tracking_store_template()
+    assert template is not None and template.parent == tmp_path / "cache" / "hilt"
+    assert sorted(p.name for p in template.parent.iterdir()) == [template.name]  # no half file
+    made = template.stat()
+    for name in ("a", "b"):
+        ws = Workspace.at(tmp_path / name)
+        client = configure(ws, settings=settings)
+        assert client.get_experiment_by_name(experiment_name(settings)) is not None
+        assert (ws.root / DB_FILE).is_file()
+        assert [p.name for p in ws.root.iterdir()] == [DB_FILE]  # no copy left beside it
+    assert tracking_store_template() == template
+    now = template.stat()
+    assert (now.st_ino, now.st_mtime_ns, now.st_size) == (
+        made.st_ino,
+        made.st_mtime_ns,
+        made.st_size,
+    )
+    names = [e.name for e in MlflowClient(f"sqlite:///{template}").search_experiments()]
+    assert names == ["Default"]
+    # A store made meanwhile by another process is kept, not replaced.
+    theirs = tmp_path / "theirs.db"
+    theirs.write_bytes(b"theirs")
+    copy_new(template, theirs)
+    assert theirs.read_bytes() == b"theirs"
+    # No cache folder to write to: nothing copied, MLflow makes the tables itself.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(theirs))
+    assert tracking_store_template() is None
+    copy_new(None, tmp_path / "none.db")
+    assert not (tmp_path / "none.db").exists()
+
+
 def test_every_artifact_and_the_model_files_land_in_the_workspace(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

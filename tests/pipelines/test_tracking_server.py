@@ -33,9 +33,11 @@ from hilt.pipelines.loop.tracking.environment import (
     MLFLOW_URI_ENV,
     URI_ENV,
     TrackingUnavailable,
+    child_environment,
     tracking_choice,
 )
 from hilt.pipelines.loop.tracking.tags import TAG_SNAPSHOT_SHA256
+from hilt.pipelines.loop.tracking.ui import SERVER_ENVIRONMENT
 from hilt.pipelines.store.config_rules import loosened, shown_values
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, free_port, operator
@@ -96,7 +98,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # MLflow's tables made once per test process (its migrations take seconds), as a server
     # restarted on its database finds them.
     shutil.copyfile(empty_tracking_store(), folder / "backend.db")
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    # Without MLflow's job runner (its seven huey consumers), as `hilt tracking ui` starts it.
+    env = {**os.environ, **child_environment(), **SERVER_ENVIRONMENT}
     with log.open("wb") as out:
         # fmt: off
         command = [

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import HiltError
 from hilt.pipelines.loop.tracking import pending
 from hilt.pipelines.loop.tracking.environment import (
+    DB_FILE,
     artifact_location,
     experiment_name,
     quiet_mlflow,
@@ -121,6 +124,9 @@ def configure(
     chosen = choice.uri
     if chosen.startswith("sqlite:"):
         ws.root.mkdir(parents=True, exist_ok=True)
+        own = ws.root / DB_FILE
+        if chosen == f"sqlite:///{own.as_posix()}" and not own.exists():
+            copy_new(tracking_store_template(), own)
     with environment_kept():
         mlflow.set_tracking_uri(chosen)
         mlflow.set_registry_uri(chosen)
@@ -180,3 +186,46 @@ def empty_tracking_store(path: Path) -> Path:
         client.search_experiments()
         client.search_registered_models()
     return path
+
+
+def template_folder() -> Path:
+    """Where ``tracking_store_template`` keeps its file: ``$XDG_CACHE_HOME/hilt``, else
+    ``~/.cache/hilt``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hilt"
+
+
+def tracking_store_template() -> Path | None:
+    """MLflow's empty tables for the installed MLflow, made once per user and MLflow version
+    (``empty_tracking_store`` in ``template_folder()``; written under another name, then
+    renamed: a reader never sees half a file), so that a new workspace's ``mlflow.db`` is a
+    copy (milliseconds), not MLflow's migrations again (1.3-2.5 s of CPU on the 2-core
+    machine, at every `hilt init`, `hilt demo` and `hilt simulate`). None when the folder
+    cannot be written: MLflow then creates the tables itself, as it would without this."""
+    path = template_folder() / f"mlflow-{mlflow.__version__}-empty.db"
+    if path.is_file():
+        return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".making-") as tmp:
+            os.replace(empty_tracking_store(Path(tmp) / DB_FILE), path)
+    except OSError:
+        return None
+    return path
+
+
+def copy_new(template: Path | None, target: Path) -> None:
+    """``target`` as a copy of ``template`` unless it exists already (another process made
+    it meanwhile: theirs is kept, never replaced under them), in one step (a link of a
+    finished copy: never half a file). Nothing when there is no template, or the copy or
+    the link cannot be made there (a read-only folder, a file system without hard links):
+    MLflow then creates the tables itself, or says why it cannot."""
+    if template is None:
+        return
+    # (FileExistsError among the OSErrors: made meanwhile.)
+    with (
+        contextlib.suppress(OSError),
+        tempfile.TemporaryDirectory(dir=target.parent, prefix=".mlflow-") as tmp,
+    ):
+        copy = Path(tmp) / target.name
+        shutil.copyfile(template, copy)
+        os.link(copy, target)

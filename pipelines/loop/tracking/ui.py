@@ -35,6 +35,11 @@ from hilt.pipelines.ports import require_free_port
 from hilt.pipelines.workspace import Workspace
 
 HOST = "127.0.0.1"
+#: What ``mlflow server`` is started with besides the runs' settings: no job execution.
+#: MLflow would otherwise start a job runner with seven huey consumer processes (its GenAI
+#: judges and trace roll-ups, which hilt does not use): ~9 s of CPU on the 2-core machine
+#: before the UI answers, and processes that keep polling while it is open.
+SERVER_ENVIRONMENT = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def server_url(ws: Workspace, settings: Settings) -> str | None:
@@ -94,7 +99,7 @@ def start_ui(
         raise InputError(f"{ws.root} has no MLflow tracking store yet (`hilt init` creates it)")
     require_free_port(HOST, port)
     out = subprocess.DEVNULL if quiet else None
-    env = {**os.environ, **child_environment()}
+    env = {**os.environ, **child_environment(), **SERVER_ENVIRONMENT}
     process = subprocess.Popen(
         ui_command(ws, port), env=env, stdout=out, stderr=out, start_new_session=True
     )
