@@ -110,6 +110,20 @@ def test_a_moved_or_changed_document_does_not_open(settings: Settings) -> None:
         personal_data.open_cases(rows.with_columns(pl.lit(43).alias("ingest_seq")), keys, settings)
 
 
+def worker_pid_seen(monkeypatch: pytest.MonkeyPatch, seen: Path) -> Path:
+    """Batches from 10 rows up are opened half in a worker process, and the process that
+    reads the worker's keys (on a connection of its own) writes its id to ``seen``."""
+    monkeypatch.setattr(personal_data, "PARALLEL_MIN_ROWS", 10)
+    own_connection = SubjectKeyStore.get_on_own_connection
+
+    def recorded(self: SubjectKeyStore, refs: object) -> dict[str, bytes]:
+        seen.write_text(str(os.getpid()))
+        return own_connection(self, refs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SubjectKeyStore, "get_on_own_connection", recorded)
+    return seen
+
+
 def _key_store_frame(
     settings: Settings, key_store: SubjectKeyStore, n: int
 ) -> tuple[pl.DataFrame, dict[str, bytes]]:
@@ -144,17 +158,8 @@ def test_a_large_batch_is_opened_half_in_a_worker_process_with_the_same_result(
         rows, {k: v for k, v in keys.items() if k != "s015"}, settings
     )
     assert expected.filter(pl.col("sex").is_null())["case_id"].to_list() == ["case-030", "case-031"]
-    monkeypatch.setattr(personal_data, "PARALLEL_MIN_ROWS", 10)
-    # The worker reads its keys on a connection of its own, in a process of its own: seen
-    # from here through a file it writes its process id to.
-    seen = tmp_path / "worker-pid"
-    own_connection = SubjectKeyStore.get_on_own_connection
-
-    def recorded(self: SubjectKeyStore, refs: object) -> dict[str, bytes]:
-        seen.write_text(str(os.getpid()))
-        return own_connection(self, refs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(SubjectKeyStore, "get_on_own_connection", recorded)
+    # The worker reads its keys on a connection of its own, in a process of its own.
+    seen = worker_pid_seen(monkeypatch, tmp_path / "worker-pid")
     opened = personal_data.open_cases_with(rows, key_store, settings)
     assert opened.equals(expected)
     assert int(seen.read_text()) != os.getpid()

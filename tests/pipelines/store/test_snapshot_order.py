@@ -10,11 +10,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from hilt.pipelines.store import Identity, open_store_as, personal_data
+from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.store.ops.snapshot import in_file_order
-from hilt.pipelines.store.subject_keys import SubjectKeyStore
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import copy_of
+from tests.pipelines.store.test_bulk_opening import worker_pid_seen
 
 
 def _sha256(frame: pl.DataFrame) -> str:
@@ -59,15 +59,7 @@ def test_the_snapshot_is_the_same_file_when_a_worker_process_opens_part_of_the_h
     assert first.holdout_rows >= 20
     # The holdout's protected attributes opened half in a worker process (seen from here
     # through a file it writes its process id to): the same file, byte for byte.
-    monkeypatch.setattr(personal_data, "PARALLEL_MIN_ROWS", 10)
-    seen = tmp_path / "worker-pid"
-    own_connection = SubjectKeyStore.get_on_own_connection
-
-    def recorded(self: SubjectKeyStore, refs: object) -> dict[str, bytes]:
-        seen.write_text(str(os.getpid()))
-        return own_connection(self, refs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(SubjectKeyStore, "get_on_own_connection", recorded)
+    seen = worker_pid_seen(monkeypatch, tmp_path / "worker-pid")
     again = store.snapshot(as_of_seq=first.as_of_seq)
     assert int(seen.read_text()) != os.getpid()
     assert again.sha256 == first.sha256
