@@ -127,7 +127,8 @@ class StoreService:
             config=self.config,
             queue_index=self.queue_index,
             rows=in_group,
-            kept_runs=self.kept_runs,
+            # Not inside a group: its events are not committed yet.
+            kept_runs=self.kept_runs if in_group is None else None,
         )
 
     def _call(self, actor: User, operation: Operation[Any, T], arguments: dict[str, Any]) -> T:
