@@ -21,6 +21,7 @@ from hilt.pipelines.errors import PermissionDeniedError, StoreError
 from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.group_rows import GroupRows
 from hilt.pipelines.store.live_queue import LiveQueue
+from hilt.pipelines.store.monitoring_kept import KeptRuns
 from hilt.pipelines.store.operations import Operation, Permission
 from hilt.pipelines.store.oversight_tally import KeptFigures
 from hilt.pipelines.store.records import User
@@ -50,6 +51,7 @@ class StoreCore:
         queue_index: LiveQueue | None = None,
         rows: GroupRows | None = None,
         kept_oversight: Callable[[datetime], KeptFigures] | None = None,
+        kept_runs: KeptRuns | None = None,
     ) -> None:
         self.con = con
         self.settings = settings
@@ -73,6 +75,8 @@ class StoreCore:
         self.rows = rows
         #: The oversight figures the service keeps (see ``Unit.kept_oversight``).
         self.kept_oversight = kept_oversight
+        #: The newest monitoring runs the service keeps (see ``Unit.kept_runs``).
+        self.kept_runs = kept_runs
 
     def role_for(self, permission: Permission) -> str:
         """The actor's first role that ``permission`` allows (PermissionDeniedError if none)."""
@@ -93,6 +97,7 @@ class StoreCore:
             queue_index=self.queue_index,
             rows=self.rows,
             kept_oversight=self.kept_oversight,
+            kept_runs=self.kept_runs,
         )
 
     def call(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from hilt.pipelines.store.group_rows import GroupRows
     from hilt.pipelines.store.live_queue import LiveQueue
+    from hilt.pipelines.store.monitoring_kept import KeptRuns
     from hilt.pipelines.store.oversight_tally import KeptFigures
     from hilt.pipelines.store.subject_keys import KeyRing
 
@@ -110,6 +111,9 @@ class Unit:
     #: The oversight figures the service keeps, read under its lock at a given time
     #: (``StoreService.kept_oversight``). None in the embedded mode: the report's SQL.
     kept_oversight: Callable[[datetime], KeptFigures] | None = None
+    #: The newest monitoring runs the service keeps (``monitoring_kept.py``). None in the
+    #: embedded mode: read from the log.
+    kept_runs: KeptRuns | None = None
     _depth: int = field(default=0, init=False, repr=False)
 
     @contextmanager

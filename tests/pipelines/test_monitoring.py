@@ -433,6 +433,35 @@ def test_hilt_monitor_without_a_champion_is_refused_and_hilt_outcomes_checks_its
     assert operator(ws).counts()["outcomes"] == 2
 
 
+def flat_statistics(model_version: str, model_sha256: str) -> MonitoringStatistics:
+    """Statistics of 200 cases in a 30-day window showing no drift at all."""
+    features = [
+        FeatureStatistics(
+            feature=name,
+            kind="number" if SETTINGS.columns[name].type in ("int", "float") else "category",
+            test="ks" if SETTINGS.columns[name].type in ("int", "float") else "chi-square",
+            psi=0.0,
+            statistic=0.0,
+            p_value=1.0,
+            missing_rate_training=0.0,
+            missing_rate=0.0,
+        )
+        for name in SETTINGS.fields.features
+    ]
+    none = EstimatedPerformance(cases=0)
+    return MonitoringStatistics(
+        model_version=model_version,
+        model_sha256=model_sha256,
+        window_days=30,
+        cases=200,
+        training_rows=100,
+        features=features,
+        score_psi=0.0,
+        estimated=none,
+        estimated_training=none,
+    )
+
+
 def test_monitoring_and_outcomes_work_the_same_through_the_service(store_as: StoreFactory) -> None:
     """The operations are rows of the table: embedded and over HTTP alike (window, outcomes,
     verdict, the latest runs)."""
@@ -452,31 +481,7 @@ def test_monitoring_and_outcomes_work_the_same_through_the_service(store_as: Sto
         )
     )
     assert result.rows == 40 and sum(result.by_class.values()) == 40
-    features = [
-        FeatureStatistics(
-            feature=name,
-            kind="number" if SETTINGS.columns[name].type in ("int", "float") else "category",
-            test="ks" if SETTINGS.columns[name].type in ("int", "float") else "chi-square",
-            psi=0.0,
-            statistic=0.0,
-            p_value=1.0,
-            missing_rate_training=0.0,
-            missing_rate=0.0,
-        )
-        for name in SETTINGS.fields.features
-    ]
-    none = EstimatedPerformance(cases=0)
-    stats = MonitoringStatistics(
-        model_version=model.model,
-        model_sha256=model.model_sha256,
-        window_days=30,
-        cases=200,
-        training_rows=100,
-        features=features,
-        score_psi=0.0,
-        estimated=none,
-        estimated_training=none,
-    )
+    stats = flat_statistics(model.model, model.model_sha256)
     verdict = store_as("max").record_monitoring(stats, "run-service")
     [realised] = [r for r in verdict.realised if r.model_version == model.model]
     assert realised.outcomes == 40

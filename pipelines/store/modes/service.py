@@ -31,6 +31,7 @@ from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.core import StoreCore
 from hilt.pipelines.store.group_rows import GroupRows, held_connection
 from hilt.pipelines.store.live_queue import LiveQueue
+from hilt.pipelines.store.monitoring_kept import KeptRuns
 from hilt.pipelines.store.operations import Operation, Store
 from hilt.pipelines.store.oversight_tally import KeptFigures
 from hilt.pipelines.store.records import Decision, DecisionRequest, User
@@ -97,6 +98,8 @@ class StoreService:
         self._reader = threading.local()
         #: The live review queue (``live_queue.py``), built on first use under the lock.
         self.queue_index = LiveQueue()
+        #: The newest monitoring runs (``monitoring_kept.py``), caught up at each read.
+        self.kept_runs = KeptRuns()
         #: Group commit so far: groups committed, decision requests in them, the largest
         #: group (counts only; ``/health`` shows them).
         self.group_stats = {"groups": 0, "requests": 0, "largest": 0}
@@ -124,6 +127,8 @@ class StoreService:
             config=self.config,
             queue_index=self.queue_index,
             rows=in_group,
+            # Not inside a group: its events are not committed yet.
+            kept_runs=self.kept_runs if in_group is None else None,
         )
 
     def _call(self, actor: User, operation: Operation[Any, T], arguments: dict[str, Any]) -> T:
@@ -189,6 +194,7 @@ class StoreService:
             config=self.config,
             beside_writer=True,
             kept_oversight=self.kept_oversight,
+            kept_runs=self.kept_runs,
         )
         return core.call(operation, arguments)
 
@@ -204,14 +210,15 @@ class StoreService:
                 self.con.execute("SET threads = 1")
 
     def warm(self) -> None:
-        """Build the live queue and the oversight figures before the first request that
-        needs them (``hilt store serve`` runs it in a thread of its own at start). A
-        failure is logged: they are built on first use then."""
+        """Build the live queue, the oversight figures and the newest monitoring runs before
+        the first request that needs them (``hilt store serve`` runs it in a thread of its
+        own at start). A failure is logged: they are built on first use then."""
         try:
             with self.mutex, self._threads(BULK_THREADS):
                 if not self.queue_index.loaded:
                     self.queue_index.load(self.con, self.settings)
                 self.queue_index.tally.ready(self.con)
+                self.kept_runs.newest(self.con, 1)
         except Exception:
             log.exception("building the live queue at start failed; it is built on first use")
 

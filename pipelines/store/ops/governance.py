@@ -163,15 +163,8 @@ def _checkpoint(unit: Unit, now: datetime, max_days: int) -> GoLiveItem:
     )
 
 
-def _of_actions(*actions: str) -> tuple[str, list[str]]:
-    """A WHERE clause on audit_log picking events by action, and its parameters: by the
-    canonical entry's prefix (its first key is the action), without parsing every entry."""
-    clause = " OR ".join("entry LIKE ?" for _ in actions)
-    return f"({clause})", [f'{{"action":"{a}",%' for a in actions]
-
-
 def _monitoring(unit: Unit, now: datetime, max_days: int) -> GoLiveItem:
-    where, params = _of_actions(MONITORING_RUN)
+    where, params = sql.of_actions(MONITORING_RUN)
     row = sql.one(
         unit.con,
         "SELECT seq, json_extract_string(entry, '$.ts'),"
@@ -199,7 +192,7 @@ def _monitoring(unit: Unit, now: datetime, max_days: int) -> GoLiveItem:
 def open_serious_incidents(unit: Unit) -> list[str]:
     """The ids of incidents that are serious (as last opened or updated) and not closed
     after they were last opened, in the order they were opened."""
-    where, params = _of_actions(INCIDENT_OPENED, INCIDENT_UPDATED, INCIDENT_CLOSED)
+    where, params = sql.of_actions(INCIDENT_OPENED, INCIDENT_UPDATED, INCIDENT_CLOSED)
     rows = unit.con.execute(
         "SELECT json_extract_string(entry, '$.action'), json_extract_string(entry,"
         " '$.object_id'), json_extract(entry, '$.payload.serious')"

@@ -31,6 +31,9 @@ from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
+from hilt.pipelines.store.monitoring_kept import MAX_RUNS as MAX_RUNS
+from hilt.pipelines.store.monitoring_kept import RUN_ACTION as RUN_ACTION
+from hilt.pipelines.store.monitoring_kept import run_rows
 from hilt.pipelines.store.monitoring_records import (
     SEVERITY_ORDER,
     BreachRecord,
@@ -53,11 +56,8 @@ if TYPE_CHECKING:
 else:
     pl = deferred_module("polars")  # on first use: the store's clients never import it
 
-RUN_ACTION = "monitoring.run"
 _SEVERITIES: tuple[Severity, ...] = ("warning", "breach", "serious")
 BREACH_ACTION = "monitoring.breach"
-#: Most monitoring runs one read returns.
-MAX_RUNS = 1000
 
 _LIVE_DECISIONS = (
     "live AS (SELECT * FROM decisions WHERE decision_id NOT IN ("
@@ -366,11 +366,9 @@ def monitoring_runs(
     """The store's verdicts on the latest monitoring runs, newest first."""
     if not 1 <= limit <= MAX_RUNS:
         raise InputError(f"limit must be between 1 and {MAX_RUNS}")
-    rows = unit.con.execute(
-        "SELECT seq, json_extract_string(entry, '$.ts'),"
-        " json_extract_string(entry, '$.object_id'), json_extract(entry, '$.payload')"
-        " FROM audit_log WHERE json_extract_string(entry, '$.action') = ?"
-        " ORDER BY seq DESC LIMIT ?",
-        [RUN_ACTION, limit],
-    ).fetchall()
+    rows = (
+        unit.kept_runs.newest(unit.con, limit)
+        if unit.kept_runs is not None
+        else run_rows(unit.con, limit)
+    )
     return [_verdict(str(r), int(s), str(ts), json.loads(p)) for s, ts, r, p in rows]
