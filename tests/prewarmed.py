@@ -32,6 +32,7 @@ import httpx
 
 from hilt.pipelines.dashboards.server import stop_processes, store_serve_command
 from hilt.pipelines.store import ops
+from hilt.pipelines.store.modes.client import tls_context
 from hilt.pipelines.workspace import Workspace
 
 #: What the fork server imports once: the CLI with its command groups, the store service
@@ -213,15 +214,17 @@ def prewarmed_service(ws: Workspace, log_path: Path, port: int) -> PrewarmedServ
     process = start(args, stdout=log_path)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log = log_path.read_text(encoding="utf-8")
-            raise RuntimeError(f"store service exited early ({process.poll()}): {log}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return PrewarmedService(url, process, ws, port)
-        except httpx.HTTPError:
-            time.sleep(0.05)
+    # One client for the polls (a new one per poll loaded the CA bundle each time: 25 ms).
+    with httpx.Client(timeout=1, verify=tls_context()) as http:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                log = log_path.read_text(encoding="utf-8")
+                raise RuntimeError(f"store service exited early ({process.poll()}): {log}")
+            try:
+                if http.get(url + "/health").status_code == 200:
+                    return PrewarmedService(url, process, ws, port)
+            except httpx.HTTPError:
+                time.sleep(0.05)
     process.kill()
     process.wait(5)
     raise RuntimeError("store service did not come up in 30 s")
