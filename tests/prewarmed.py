@@ -39,8 +39,9 @@ from hilt.pipelines.workspace import Workspace
 #: (`hilt store serve`) and every operation's module (the table imports each row's function
 #: on first use, and the service resolves them all as it builds its routes), what `hilt
 #: score` / `promote` / `reject` import before refusing; and the main module (pytest's
-#: script), which a child would otherwise run again. Last, ``tests.forkserver_frozen``
-#: freezes what they made (a child's garbage collections then leave it alone).
+#: script), which a child would otherwise run again. Last, ``tests.forkserver_ready``
+#: builds `hilt`'s command tree once and freezes what they made (a child's garbage
+#: collections then leave it alone).
 PRELOAD = (
     "__main__",
     "hilt.pipelines.cli",
@@ -52,7 +53,7 @@ PRELOAD = (
     "hilt.pipelines.loop.promotion",
     "hilt.pipelines.loop.tracking.client",
     "papermill",
-    "tests.forkserver_frozen",
+    "tests.forkserver_ready",
 )
 
 #: The name under which a child finds what to run (``start``).
