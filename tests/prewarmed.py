@@ -32,13 +32,16 @@ import httpx
 
 from hilt.pipelines.dashboards.server import stop_processes, store_serve_command
 from hilt.pipelines.store import ops
+from hilt.pipelines.store.modes.client import tls_context
 from hilt.pipelines.workspace import Workspace
 
 #: What the fork server imports once: the CLI with its command groups, the store service
 #: (`hilt store serve`) and every operation's module (the table imports each row's function
 #: on first use, and the service resolves them all as it builds its routes), what `hilt
 #: score` / `promote` / `reject` import before refusing; and the main module (pytest's
-#: script), which a child would otherwise run again.
+#: script), which a child would otherwise run again. Last, ``tests.forkserver_ready``
+#: builds `hilt`'s command tree once and freezes what they made (a child's garbage
+#: collections then leave it alone).
 PRELOAD = (
     "__main__",
     "hilt.pipelines.cli",
@@ -53,6 +56,7 @@ PRELOAD = (
     # A run's warm-ups (nbconvert's exporter, the relay's MLflow model logging, xgboost),
     # which every forked `hilt retrain` / `hilt score` paid again (~3 s of CPU each).
     "tests.prewarmed_runs",
+    "tests.forkserver_ready",
 )
 
 #: The name under which a child finds what to run (``start``).
@@ -214,15 +218,17 @@ def prewarmed_service(ws: Workspace, log_path: Path, port: int) -> PrewarmedServ
     process = start(args, stdout=log_path)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log = log_path.read_text(encoding="utf-8")
-            raise RuntimeError(f"store service exited early ({process.poll()}): {log}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return PrewarmedService(url, process, ws, port)
-        except httpx.HTTPError:
-            time.sleep(0.05)
+    # One client for the polls (a new one per poll loaded the CA bundle each time: 25 ms).
+    with httpx.Client(timeout=1, verify=tls_context()) as http:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                log = log_path.read_text(encoding="utf-8")
+                raise RuntimeError(f"store service exited early ({process.poll()}): {log}")
+            try:
+                if http.get(url + "/health").status_code == 200:
+                    return PrewarmedService(url, process, ws, port)
+            except httpx.HTTPError:
+                time.sleep(0.05)
     process.kill()
     process.wait(5)
     raise RuntimeError("store service did not come up in 30 s")

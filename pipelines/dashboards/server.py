@@ -32,6 +32,7 @@ from hilt.pipelines.errors import InputError, NotFoundError, StoreError
 from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.ports import require_free_port
 from hilt.pipelines.store import Identity, open_store_as
+from hilt.pipelines.store.modes.client import tls_context
 from hilt.pipelines.workspace import Workspace
 
 GATEWAY_USER = "voila-gateway"
@@ -125,14 +126,16 @@ def copy_dashboards(source: Path, served: Path, access: Access) -> Path:
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise StoreError(f"the {what} exited during start-up (exit code {proc.returncode})")
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    # One client for the polls: a new one loads the CA bundle again (~25 ms of CPU a poll).
+    with httpx.Client(timeout=1.0, verify=tls_context()) as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise StoreError(f"the {what} exited during start-up (exit code {proc.returncode})")
+            try:
+                http.get(url)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
     raise StoreError(f"the {what} did not answer at {url} within {timeout_s:.0f} s")
 
 
