@@ -35,6 +35,11 @@ PartResult = tuple[int | None, str | None, str | None]
 #: A part's kind when its process could not open the file: the caller hashes in a thread.
 UNAVAILABLE = "unavailable"
 
+#: Below this file size the walk hashes in a thread (``start`` forks nothing): the workers'
+#: fork and pool cost ~0.2 s of CPU, more than hashing the few tens of thousands of events
+#: such a file holds (a new workspace's file is 8-14 MB, most of it empty blocks).
+MIN_FILE_BYTES = 32 << 20
+
 
 def part_source(lo: int, hi: int, part: int, parts: int) -> str:
     """The rows of ``audit_log`` in part ``part`` of ``parts`` of the seqs [lo, hi]: equal
@@ -104,10 +109,16 @@ def start(db_path: Path, parts: int | None = None) -> PartedHashCheck | None:
     or this process runs other Python threads: a fork copies the locks they hold, held,
     with no thread to release them. (The threads numpy's OpenBLAS and pyarrow's jemalloc
     start at import are made to survive a fork.) The caller forks before it opens the
-    file, with no DuckDB database open in the process (the CLI)."""
+    file, with no DuckDB database open in the process (the CLI). None too for a file
+    smaller than ``MIN_FILE_BYTES``."""
     parts = parts or os.cpu_count() or 1
     if parts < 2 or threading.active_count() != 1:
         return None
+    try:
+        if db_path.stat().st_size < MIN_FILE_BYTES:
+            return None
+    except OSError:
+        return None  # opening it names what is wrong
     # The workers read their rows as Arrow batches (``chain.first_bad_hash(bulk=True)``):
     # imported once here, not once per worker (the walk's batch digests need it anyway).
     import pyarrow  # noqa: F401

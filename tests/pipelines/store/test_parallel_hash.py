@@ -51,6 +51,7 @@ import duckdb
 
 from hilt.pipelines.store.audit import parallel_hash
 
+parallel_hash.MIN_FILE_BYTES = 0  # the test's file is small
 check = parallel_hash.start(Path(sys.argv[1]), int(sys.argv[2]))
 assert check is not None, "not forked"  # one thread here, fork on Linux
 con = duckdb.connect(sys.argv[1], read_only=True)
@@ -111,6 +112,7 @@ def start(*args, **kwargs):
 
 
 parallel_hash.start = start
+parallel_hash.MIN_FILE_BYTES = 0  # the test's file is small
 sys.argv = ["hilt", "audit", "verify", "--workspace", sys.argv[1]]
 from hilt.pipelines.cli import app
 
@@ -134,8 +136,19 @@ def test_the_cli_walk_of_the_file_forks(loaded_workspace: Workspace) -> None:
     assert out.stderr.strip().splitlines()[-1] == "forked", out.stderr[-2000:]
 
 
-def test_with_other_threads_running_nothing_is_forked(loaded_workspace: Workspace) -> None:
+def test_a_small_file_is_hashed_in_a_thread(loaded_workspace: Workspace) -> None:
+    """Forking the workers costs more than hashing a small file's events: nothing is
+    forked below ``MIN_FILE_BYTES``, and the walk hashes in a thread."""
+    size = loaded_workspace.db_path.stat().st_size
+    assert 0 < size < parallel_hash.MIN_FILE_BYTES
+    assert parallel_hash.start(loaded_workspace.db_path, 2) is None
+
+
+def test_with_other_threads_running_nothing_is_forked(
+    loaded_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A fork copies the locks other threads hold: then the caller hashes in a thread."""
+    monkeypatch.setattr(parallel_hash, "MIN_FILE_BYTES", 0)  # the file is small
     release = threading.Event()
     other = threading.Thread(target=release.wait)
     other.start()
