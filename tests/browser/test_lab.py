@@ -37,21 +37,38 @@ def lab(
         server.stop()
 
 
+def answered_kernel_dialog(page: Page) -> bool:
+    """Whether JupyterLab asked which kernel to start, and was answered (preselected: the
+    notebook's own, the project's python3). It may ask late, under load, after the kernel
+    first said idle; anything else it asks is a failure."""
+    dialog = page.locator(".jp-Dialog")
+    if not dialog.count():
+        return False
+    asked = dialog.first.inner_text()
+    assert asked.startswith("Select Kernel") and "Python 3 (ipykernel)" in asked, asked
+    # (Short: a dialog closing meanwhile leaves nothing to click; the caller asks again.)
+    dialog.first.get_by_role("button", name="Select").click(timeout=5_000)
+    return True
+
+
 def run_all_cells(page: Page, deadline: float) -> None:
     """Run All Cells, asked again until a cell has started. JupyterLab can drop the first
     request (its session connects after the indicator first says idle, or the notebook is
-    not yet the current widget, so the command acts on nothing); the notebook only reads,
-    so asking twice is harmless."""
+    not yet the current widget, so the command acts on nothing), or ask for the kernel in
+    between; the notebook only reads, so asking twice is harmless."""
     started = (
         page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt")
         .filter(has_text=re.compile(r"\[(\*|\d+)\]"))
         .first
     )
     while True:
-        page.locator(".jp-Notebook .jp-Cell").first.click()
-        page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         try:
+            if answered_kernel_dialog(page):
+                assert time.monotonic() < deadline, "JupyterLab keeps asking for a kernel"
+                continue
+            page.locator(".jp-Notebook .jp-Cell").first.click(timeout=10_000)
+            page.get_by_role("menuitem", name="Run", exact=True).click(timeout=10_000)
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click(timeout=10_000)
             started.wait_for(timeout=10_000)
             return
         except PlaywrightTimeout:
@@ -75,15 +92,9 @@ def test_the_explore_notebook_renders_the_review_widgets_inside_jupyterlab(
         idle = ".jp-Notebook-ExecutionIndicator[data-status='idle']"
         deadline = time.monotonic() + LAB_TIMEOUT_MS / 1000
         while True:
-            dialog = page.locator(".jp-Dialog")
-            if dialog.count():
-                # JupyterLab may ask which kernel to start (preselected: the notebook's own,
-                # the project's python3); anything else it asks is a failure.
-                asked = dialog.first.inner_text()
-                assert asked.startswith("Select Kernel") and "Python 3 (ipykernel)" in asked, asked
-                dialog.first.get_by_role("button", name="Select").click()
-                continue
             try:
+                if answered_kernel_dialog(page):
+                    continue
                 page.wait_for_selector(idle, timeout=2_000)
                 break
             except PlaywrightTimeout:
