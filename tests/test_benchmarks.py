@@ -30,7 +30,11 @@ CACHES = ("__pycache__/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".hy
 SMALLER = {
     "ingest": ["--rows", "10000"],
     "retrain": ["--rows", "2000"],
-    "training_engines": ["--rows", "2000"],
+    # One Dask worker process instead of 2 (2,000 rows are one partition: the second idled).
+    "training_engines": ["--rows", "2000", "--dask-workers", "1"],
+    # The demo set-up without its own monitoring run (a papermill run like the measured
+    # `hilt monitor`, which is then the workspace's first).
+    "monitor": ["--no-setup-monitoring"],
     # 5,000 events cycling over 500 cases, 1,000 more after the checkpoint (defaults: a
     # case per event, 10,000 after): both walks and the checkpoint still run.
     "verify": ["--events", "5000", "--cases", "500", "--after", "1000", "--repeat", "1"],
@@ -133,4 +137,10 @@ def test_benchmark_quick_run_prints_its_numbers(script: Path, tmp_path: Path) ->
     if script.stem == "training_engines":  # both engines trained the same rows
         assert numbers["local"]["train_rows"] == numbers["dask"]["train_rows"] > 0
         assert numbers["dask"]["partitions"] >= 1
+        assert numbers["rows"] == 2_000 and numbers["dask_workers"] == 1
+        assert len(numbers["dask"]["worker_rss_mb"]) == 1
+    if script.stem == "monitor":  # the set-up's runs, then `hilt monitor`, then the numbers
+        assert numbers["demo_setup_runs"] == ["Retrained", "Scored"]
+        assert numbers["demo_monitor_exit_code"] in (0, 5)
+        assert numbers["rows"] == 10_000 and numbers["compute_s"] > 0
     assert sorted(top_level() - before) == []
