@@ -6,8 +6,9 @@ What it measures
 N reviewer processes (default 32) record ``accept`` decisions on distinct cases, each with
 its own unique ``request_id``, in four phases on one temporary workspace:
 
-1. service, paced: every reviewer waits a random exponential pause (mean 2 s) before each
-   decision, so the store is offered N x 0.5 decisions/s, through the store service
+1. service, paced: every reviewer waits a random exponential pause (mean 2 s,
+   ``--mean-interval``) before each decision, so the store is offered N x 0.5 decisions/s,
+   through the store service
    (``hilt store serve`` as a subprocess, HTTP on 127.0.0.1, one token per reviewer);
 2. service, paced while an auditor verifies: as 1, while one more client (a thread of this
    script, an auditor's token) calls ``verify()`` on the service in a loop, back to back:
@@ -116,6 +117,15 @@ TARGET_SATURATION_PER_S = 500.0
 #: Attempts per decision: a transport error or a busy store is retried with the same
 #: request_id (the store's idempotency key), so a retry can never record twice.
 ATTEMPTS = 3
+#: The options that size the phases (seconds, the saturation cap, the raw baseline's rows).
+PHASES = (
+    "paced_seconds",
+    "sat_seconds",
+    "sat_decisions",
+    "embedded_paced_seconds",
+    "embedded_sat_seconds",
+    "raw_rows",
+)
 #: Extra time a phase may take beyond its duration before the run gives up on a worker.
 PHASE_GRACE_S = 90.0
 
@@ -375,15 +385,15 @@ class CaseAllocator:
         return out
 
 
-def paced_cap(duration_s: float) -> int:
+def paced_cap(duration_s: float, mean_interval_s: float) -> int:
     """Decisions a paced reviewer could need: 3x the mean count plus slack (bounded)."""
-    return math.ceil(3 * duration_s / MEAN_INTERVAL_S) + 20
+    return math.ceil(3 * duration_s / mean_interval_s) + 20
 
 
 def needed_cases(args: argparse.Namespace) -> int:
     per_worker = (
-        2 * paced_cap(args.paced_seconds)
-        + paced_cap(args.embedded_paced_seconds)
+        2 * paced_cap(args.paced_seconds, args.mean_interval)
+        + paced_cap(args.embedded_paced_seconds, args.mean_interval)
         + 2 * math.ceil(args.sat_decisions / args.workers)
     )
     return int(per_worker * args.workers)
@@ -712,8 +722,8 @@ def service_mode(
             mode="service",
             tag="svc-paced",
             duration_s=args.paced_seconds,
-            per_worker=paced_cap(args.paced_seconds),
-            mean_interval_s=MEAN_INTERVAL_S,
+            per_worker=paced_cap(args.paced_seconds, args.mean_interval),
+            mean_interval_s=args.mean_interval,
             conn_info=info,
             seed_base=1000,
         )
@@ -725,8 +735,8 @@ def service_mode(
                 mode="service",
                 tag="svc-verify",
                 duration_s=args.paced_seconds,
-                per_worker=paced_cap(args.paced_seconds),
-                mean_interval_s=MEAN_INTERVAL_S,
+                per_worker=paced_cap(args.paced_seconds, args.mean_interval),
+                mean_interval_s=args.mean_interval,
                 conn_info=info,
                 seed_base=1500,
             )
@@ -812,8 +822,8 @@ def embedded_mode(
         mode="embedded",
         tag="emb-paced",
         duration_s=args.embedded_paced_seconds,
-        per_worker=paced_cap(args.embedded_paced_seconds),
-        mean_interval_s=MEAN_INTERVAL_S,
+        per_worker=paced_cap(args.embedded_paced_seconds, args.mean_interval),
+        mean_interval_s=args.mean_interval,
         conn_info=info,
         seed_base=3000,
     )
@@ -962,6 +972,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--embedded-sat-seconds", type=float, default=None)
     p.add_argument("--raw-rows", type=int, default=None, help="rows per raw-baseline variant")
     p.add_argument(
+        "--mean-interval",
+        type=float,
+        default=MEAN_INTERVAL_S,
+        help=f"mean pause (s) before each paced decision (default {MEAN_INTERVAL_S:g})",
+    )
+    p.add_argument(
         "--min-cases",
         type=int,
         default=0,
@@ -998,6 +1014,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             setattr(args, k, v)
     if not 1 <= args.workers <= 99:
         p.error("--workers must be between 1 and 99")
+    if not args.mean_interval > 0:
+        p.error("--mean-interval must be more than 0 seconds")
+    for name in PHASES:
+        if not getattr(args, name) > 0:
+            p.error(f"--{name.replace('_', '-')} must be more than 0")
     return args
 
 
@@ -1010,7 +1031,9 @@ def main(argv: list[str] | None = None) -> int:
         "store_concurrency",
         quick=args.quick,
         workers=args.workers,
-        mean_interval_s=MEAN_INTERVAL_S,
+        mean_interval_s=args.mean_interval,
+        # What each phase was asked for (seconds; decisions and rows for the caps).
+        phases={name: getattr(args, name) for name in PHASES},
     )
     try:
         print(
@@ -1058,7 +1081,8 @@ def main(argv: list[str] | None = None) -> int:
         yes = {True: "yes", False: "no"}
         print("targets:")
         print(
-            f"  service p95 <= {TARGET_P95_MS:g} ms at {args.workers} x 0.5/s: "
+            f"  service p95 <= {TARGET_P95_MS:g} ms at {args.workers} x "
+            f"{1 / args.mean_interval:g}/s: "
             f"{fmt_ms(p95)} ms -> target met: {yes[targets['service_paced_p95_le_10ms']]}"
         )
         print(

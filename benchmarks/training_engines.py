@@ -14,8 +14,9 @@ notebook does from the snapshot on (untimed: the imports):
 - ``local``: ``training_data.load_dataset`` (the whole file read, encoded) and
   ``retrain.train`` with ``TrainParams`` defaults (200 rounds, depth 3) on every core;
 - ``dask``: a ``distributed.LocalCluster(n_workers=2, threads_per_worker=1,
-  processes=True)`` started by this script; the child is the client (the notebook's
-  kernel): ``load_dataset(..., train_on_client=False)`` reads the holdout only, and
+  processes=True)`` started by this script (``--dask-workers``: another number of
+  workers); the child is the client (the notebook's kernel):
+  ``load_dataset(..., train_on_client=False)`` reads the holdout only, and
   ``retrain.train`` on the engine: the workers read the snapshot in partitions (its row
   groups) and train with ``xgboost.dask``;
 
@@ -27,7 +28,7 @@ The claim to check: the Dask client's peak does not grow with the training frame
 
 Nothing is asserted. The last line of output is one JSON object with every number.
 
-Usage: benchmarks/training_engines.py [--quick] [--rows N] [--seed N] [--keep]
+Usage: benchmarks/training_engines.py [--quick] [--rows N] [--dask-workers N] [--seed N] [--keep]
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ RETRAIN: Any = importlib.import_module("benchmarks.retrain")
 
 FULL_ROWS = 1_000_000
 QUICK_ROWS = 100_000
+#: Worker processes of the Dask LocalCluster (one thread each).
+DASK_WORKERS = 2
 
 
 def rss_now_mb() -> float:
@@ -129,13 +132,21 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows")
     p.add_argument("--rows", type=int, default=None, help="synthetic labelled cases")
+    p.add_argument(
+        "--dask-workers",
+        type=int,
+        default=DASK_WORKERS,
+        help=f"worker processes of the LocalCluster (default {DASK_WORKERS})",
+    )
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--keep", action="store_true", help="keep the temporary workspace")
     args = p.parse_args(argv)
+    if args.dask_workers < 1:
+        p.error("--dask-workers must be at least 1")
     rows = args.rows or (QUICK_ROWS if args.quick else FULL_ROWS)
     os.environ.pop("HILT_MLFLOW_TRACKING_URI", None)
     tmp = Path(tempfile.mkdtemp(prefix="hilt-bench-engines-"))
-    result = begin("training_engines", rows=rows)
+    result = begin("training_engines", rows=rows, dask_workers=args.dask_workers)
     started = time.perf_counter()
     try:
         from distributed import LocalCluster
@@ -153,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  ingested in {ingest_s:.1f} s; snapshot {result['snapshot_mb']} MB (untimed)")
         result["local"] = run_child(ws.root, snapshot.sha256, "local")
         cluster = LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=args.dask_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
         )
         try:
             result["dask"] = run_child(

@@ -30,12 +30,38 @@ CACHES = ("__pycache__/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".hy
 SMALLER = {
     "ingest": ["--rows", "10000"],
     "retrain": ["--rows", "2000"],
-    "training_engines": ["--rows", "2000"],
+    # One Dask worker process instead of 2 (2,000 rows are one partition: the second idled).
+    "training_engines": ["--rows", "2000", "--dask-workers", "1"],
+    # The demo set-up without its own monitoring run (a papermill run like the measured
+    # `hilt monitor`, which is then the workspace's first).
+    "monitor": ["--no-setup-monitoring"],
     # 5,000 events cycling over 500 cases, 1,000 more after the checkpoint (defaults: a
     # case per event, 10,000 after): both walks and the checkpoint still run.
     "verify": ["--events", "5000", "--cases", "500", "--after", "1000", "--repeat", "1"],
     # 300 cases in the store instead of 3,000 (every pair still leases from the live queue).
     "service_cpu": ["--cases", "300"],
+    # 2 reviewers instead of 6, pausing 0.1 s on average instead of 2 s: 1 s paced phases
+    # (instead of 4) still decide ~10 times each (none at all: a chance of ~1 in 10^8); 1 s
+    # of saturation through the service (instead of 1.5), the embedded phases as --quick
+    # (an embedded decision opens the store: up to 0.5 s under the suite's load), 20 raw rows.
+    "store_concurrency": [
+        "--workers",
+        "2",
+        "--mean-interval",
+        "0.1",
+        "--paced-seconds",
+        "1",
+        "--sat-seconds",
+        "1",
+        "--sat-decisions",
+        "100",
+        "--embedded-paced-seconds",
+        "1.5",
+        "--embedded-sat-seconds",
+        "1.5",
+        "--raw-rows",
+        "20",
+    ],
 }
 #: The scripts that create MLflow stores (``benchmarks/_common.add_tracking_template_option``).
 TAKE_TEMPLATE = frozenset({"monitor", "retrain"})
@@ -80,6 +106,23 @@ def test_benchmark_quick_run_prints_its_numbers(script: Path, tmp_path: Path) ->
             assert service[phase]["decisions"] > 0 and service[phase]["errors"] == {}, phase
         assert service["lost"] == 0 and service["verify_ok"]
         assert service["paced_while_verifying"]["verify_calls"] > 0
+        embedded = numbers["embedded"]
+        for phase in ("paced", "saturation"):
+            assert embedded[phase]["decisions"] > 0, phase
+        assert embedded["lost"] == 0 and embedded["verify_ok"]
+        # The sizes given are the sizes run.
+        assert numbers["workers"] == 2 and numbers["mean_interval_s"] == 0.1
+        assert numbers["phases"] == {
+            "paced_seconds": 1.0,
+            "sat_seconds": 1.0,
+            "sat_decisions": 100,
+            "embedded_paced_seconds": 1.5,
+            "embedded_sat_seconds": 1.5,
+            "raw_rows": 20,
+        }
+        assert service["paced"]["workers"] == 2 and service["paced"]["offered_per_s"] == 20.0
+        raw = numbers["raw"]
+        assert raw["rows"] == 20 and raw["insert"]["per_s"] > 0 and raw["chained"]["per_s"] > 0
     # The sizes given are the sizes run, and every phase ran.
     if script.stem == "ingest":
         assert numbers["rows"] == 10_000 and numbers["verify_ok"] is True
@@ -94,4 +137,10 @@ def test_benchmark_quick_run_prints_its_numbers(script: Path, tmp_path: Path) ->
     if script.stem == "training_engines":  # both engines trained the same rows
         assert numbers["local"]["train_rows"] == numbers["dask"]["train_rows"] > 0
         assert numbers["dask"]["partitions"] >= 1
+        assert numbers["rows"] == 2_000 and numbers["dask_workers"] == 1
+        assert len(numbers["dask"]["worker_rss_mb"]) == 1
+    if script.stem == "monitor":  # the set-up's runs, then `hilt monitor`, then the numbers
+        assert numbers["demo_setup_runs"] == ["Retrained", "Scored"]
+        assert numbers["demo_monitor_exit_code"] in (0, 5)
+        assert numbers["rows"] == 10_000 and numbers["compute_s"] > 0
     assert sorted(top_level() - before) == []
