@@ -296,6 +296,24 @@ class DecisionRow:
     explanation_sha256: str | None
 
 
+#: The decision row's values its ``decision.record`` event carries, in the event's order.
+_PAYLOAD_FIELDS = (
+    "decision_id",
+    "request_id",
+    "action",
+    "prediction_id",
+    "model_version",
+    "predicted_label",
+    "final_label",
+    "reason_code",
+    "comment_sealed",
+    "time_on_item_ms",
+    "model_shown",
+    "undo_of",
+    "explanation_sha256",
+)
+
+
 def write_decision(
     unit: Unit, row: DecisionRow, extra_payload: dict[str, Any], now: datetime
 ) -> Decision:
@@ -338,26 +356,32 @@ def write_decision(
         seq=seq,
         explanation_sha256=row.explanation_sha256,
     )
+    # The stored row; its audit event carries the same values (``_PAYLOAD_FIELDS``).
+    stored: dict[str, Any] = {
+        "decision_id": decision_id,
+        "request_id": row.request_id,
+        "case_id": row.case_id,
+        "prediction_id": decision.prediction_id,
+        "model_version": decision.model_version,
+        "reviewer": decision.reviewer,
+        "reviewer_role": decision.reviewer_role,
+        "action": row.action,
+        "predicted_label": decision.predicted_label,
+        "final_label": row.final_label,
+        "reason_code": row.reason_code,
+        "comment_sealed": comment_sealed,
+        "time_on_item_ms": row.time_on_item_ms,
+        "model_shown": row.model_shown,
+        "undo_of": row.undo_of,
+        "created_at": now,
+        "seq": seq,
+        "explanation_sha256": row.explanation_sha256,
+    }
     unit.append_audit(
         "decision.record",
         "case",
         row.case_id,
-        {
-            "decision_id": decision_id,
-            "request_id": row.request_id,
-            "action": row.action,
-            "prediction_id": decision.prediction_id,
-            "model_version": decision.model_version,
-            "predicted_label": decision.predicted_label,
-            "final_label": row.final_label,
-            "reason_code": row.reason_code,
-            "comment_sealed": comment_sealed,
-            "time_on_item_ms": row.time_on_item_ms,
-            "model_shown": row.model_shown,
-            "undo_of": row.undo_of,
-            "explanation_sha256": row.explanation_sha256,
-            **extra_payload,
-        },
+        {**{k: stored[k] for k in _PAYLOAD_FIELDS}, **extra_payload},
         now,
         expect_seq=seq,
     )
@@ -376,29 +400,7 @@ def write_decision(
                 at=now,
             )
         )
-    unit.insert_row(
-        "decisions",
-        {
-            "decision_id": decision_id,
-            "request_id": row.request_id,
-            "case_id": row.case_id,
-            "prediction_id": decision.prediction_id,
-            "model_version": decision.model_version,
-            "reviewer": decision.reviewer,
-            "reviewer_role": decision.reviewer_role,
-            "action": row.action,
-            "predicted_label": decision.predicted_label,
-            "final_label": row.final_label,
-            "reason_code": row.reason_code,
-            "comment_sealed": comment_sealed,
-            "time_on_item_ms": row.time_on_item_ms,
-            "model_shown": row.model_shown,
-            "undo_of": row.undo_of,
-            "created_at": now,
-            "seq": seq,
-            "explanation_sha256": row.explanation_sha256,
-        },
-    )
+    unit.insert_row("decisions", stored)
     return decision
 
 
