@@ -177,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
                 rss = client.run(rss_now_mb)
             result["dask"]["worker_rss_mb"] = [round(v, 1) for v in rss.values()]
         finally:
+            # The workers first, then the scheduler: closed together, a worker's heartbeat
+            # can meet the closed scheduler and log a traceback on the way out.
+            cluster.scale(0)
+            gone = time.monotonic() + 30
+            while cluster.workers and time.monotonic() < gone:
+                time.sleep(0.05)
             cluster.close()
         for name in ("local", "dask"):
             r = result[name]
