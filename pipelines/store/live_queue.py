@@ -142,7 +142,8 @@ class LiveQueue:
         #: Waiting cases' rows as a lease shows them (``cases.case_rows``: the cases row, the
         #: features, the predictions), read ahead in the queue's order a batch at a time;
         #: a case's go when it leaves the queue, all of them when the index is built again
-        #: (every operation that changes those tables is one that builds it again).
+        #: (every operation marked to change those tables builds it again) and after any
+        #: write off the review path (``forget_case_rows``), marked or not.
         self.case_rows: dict[str, CaseRows] = {}
         #: The oversight report's decision figures (``oversight_tally.py``).
         self.tally = OversightTally()
@@ -424,6 +425,10 @@ class LiveQueue:
             if other != case_id and other not in self.case_rows:
                 wanted.append(other)
         return wanted
+
+    def forget_case_rows(self) -> None:
+        """Drop every case's rows read ahead (read again on the next lease)."""
+        self.case_rows = {}
 
     def keep_case_rows(self, rows: dict[str, CaseRows]) -> None:
         """Hold the rows read of the cases that wait (of others: not kept)."""

@@ -200,8 +200,9 @@ class Operation(Generic[P, R]):
         #: May change many cases' place in the review queue (or its rules): the service
         #: builds its live queue again afterwards (``live_queue.py``). The review path's
         #: operations update it case by case themselves. Every operation that writes the
-        #: ``cases``, ``case_features`` or ``predictions`` tables must say so: the live queue
-        #: holds rows of those tables read ahead for leases, and drops them only then.
+        #: ``cases``, ``case_features`` or ``predictions`` tables must say so, or the queue's
+        #: order and arms go stale until the next rebuild. (The rows of those tables read
+        #: ahead for leases are dropped after any write off the review path, marked or not.)
         self.changes_queue = changes_queue or changes_config
 
     @property

@@ -145,6 +145,10 @@ class StoreService:
             self.queue_index.load(self.con, self.settings)
         else:
             self.queue_index.apply(self.con)
+            if not operation.group_commit:
+                # Only the review path keeps the rows read ahead up to date itself; any
+                # other write may have touched them, even one not marked changes_queue.
+                self.queue_index.forget_case_rows()
         return result
 
     def _after_failure(self, wrote: bool) -> None:

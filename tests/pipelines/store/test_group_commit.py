@@ -323,11 +323,16 @@ def test_a_groups_rows_are_written_together_and_every_check_reads_them(
 
 
 @pytest.mark.obligation("AI Act 14")
+@pytest.mark.parametrize("marked", [True, False], ids=["marked", "writer-not-marked"])
 def test_a_lease_shows_the_case_as_stored_after_the_rows_read_ahead_changed(
-    loaded_workspace: Workspace,
+    loaded_workspace: Workspace, monkeypatch: pytest.MonkeyPatch, marked: bool
 ) -> None:
     """The service reads the next waiting cases' rows ahead, a batch at a time; a change to
-    them (here: the champion scores the queue again) is what the reviewer is shown next."""
+    them (here: the champion scores the queue again) is what the reviewer is shown next.
+    Also when the writing operation forgot to say it changes the queue (``changes_queue``):
+    any write off the review path drops the rows read ahead."""
+    if not marked:
+        monkeypatch.setattr(Store.add_predictions, "changes_queue", False)
     ws = loaded_workspace
     with in_process_service(ws) as service:
         alice, bob = service.lookup("alice"), service.lookup("bob")
