@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import polars as pl
 import pytest
 from pydantic import ValidationError
 
@@ -31,6 +32,7 @@ from hilt.pipelines.loop.tracking.tags import (
     TAG_DASK_WORKERS,
     TAG_ENGINE,
 )
+from hilt.pipelines.loop.tracking.training_log import equals_a_row
 from hilt.pipelines.workspace import Workspace
 from tests.cli_helpers import hilt_here
 from tests.conftest import free_port, operator
@@ -79,7 +81,9 @@ def untouched(ws: Workspace, head: int, notebooks: int) -> None:
     assert len(list(ws.runs_dir.glob("*.ipynb"))) == notebooks
 
 
-def test_dask_and_local_training_pass_the_same_gate(ws: Workspace, dask_run: str) -> None:
+def test_dask_and_local_training_pass_the_same_gate(
+    ws: Workspace, dask_run: str, tmp_path: Path
+) -> None:
     configure(ws)
     run = run_info(dask_run)
     assert run.tags[TAG_ENGINE] == "dask"
@@ -114,6 +118,27 @@ def test_dask_and_local_training_pass_the_same_gate(ws: Workspace, dask_run: str
     assert retrain.apply_gate(evaluation, comparison, settings).passed
     assert abs(evaluation.metrics["auc"] - run.metrics["holdout_auc"]) <= 0.01
     assert model.train_rows == dataset.train_rows
+    # MLflow's profile of the dataset counts the rows the workers trained on (not the
+    # client's empty frame), and the input example copies none of them.
+    import mlflow
+
+    tracked = mlflow.get_run(dask_run)
+    assert tracked.inputs is not None and tracked.outputs is not None
+    (logged,) = tracked.inputs.dataset_inputs
+    assert logged.dataset.profile is not None
+    assert json.loads(logged.dataset.profile) == {
+        "num_rows": dataset.train_rows,
+        "num_elements": dataset.train_rows * dataset.X_train.width,
+    }
+    assert dataset.train_rows > 0
+    (output,) = tracked.outputs.model_outputs
+    folder = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{output.model_id}", dst_path=str(tmp_path)
+    )
+    stored = json.loads((Path(folder) / "input_example.json").read_text())
+    example = pl.DataFrame([dict(zip(stored["columns"], stored["data"][0], strict=True))])
+    assert example.columns == list(model.features)
+    assert not equals_a_row(model, example, dataset.X_train)
 
 
 def test_a_dask_run_is_reproduced_on_the_same_cluster(

@@ -597,6 +597,15 @@ def test_the_input_example_never_copies_a_real_row(
     blank = synthetic_input_example(model, both)
     assert blank.null_count().row(0) == (1,) * len(model.features)
 
+    # The same when the rows come a batch at a time (a training on a cluster left them on
+    # the snapshot file): the colliding rows are in the last batches.
+    def batches() -> Iterator[pl.DataFrame]:
+        return both.iter_slices(100)
+
+    assert synthetic_input_example(model, batches).equals(blank)
+    assert equals_a_row(model, example, batches) and equals_a_row(model, moved, batches)
+    assert not equals_a_row(model, moved, lambda: german.iter_slices(100))
+
     # A caller's example that is a real row is refused before anything is logged.
     with pytest.raises(InputError, match="equals a row of the training data"):
         log_training(

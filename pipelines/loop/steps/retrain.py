@@ -39,6 +39,7 @@ from hilt.pipelines.loop.steps.training_data import (
     Dataset,
     load_dataset,
     take_snapshot,
+    training_batches,
 )
 from hilt.pipelines.loop.subgroups import max_subgroup_gap, subgroup_metrics
 from hilt.pipelines.loop.tracking.tags import (
@@ -477,6 +478,9 @@ def log_and_register(
             snapshot_seq=snapshot.as_of_seq,
             model=model,
             dataset_source=snapshot.path,
+            remote_rows=None
+            if dataset.train_on_client
+            else (dataset.train_rows, lambda: training_batches(dataset, settings)),
         )
         tracking.write_training_log(run_id, prepared.to_json())
     model_sha256 = prepared.model_sha256

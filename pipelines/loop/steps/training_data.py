@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -274,6 +275,26 @@ def _counts(frame: pl.LazyFrame, settings: Settings) -> dict[tuple[str, str], tu
         for split, sources in (("train", LABEL_SOURCES), ("holdout", ("original",)))
         for source in sources
     }
+
+
+#: Snapshot rows read at a time by ``training_batches``.
+BATCH_ROWS = 100_000
+
+
+def training_batches(dataset: Dataset, settings: Settings) -> Iterator[pl.DataFrame]:
+    """The training rows' features of the dataset's snapshot file, ``BATCH_ROWS`` rows of
+    the file at a time (each batch only its training rows): what a training on a cluster
+    left on the file, read without holding it all in this process."""
+    scan = pl.scan_parquet(dataset.snapshot.path)
+    total = int(scan.select(pl.len()).collect().item())
+    features = list(settings.fields.features)
+    for offset in range(0, total, BATCH_ROWS):
+        yield (
+            scan.slice(offset, BATCH_ROWS)
+            .filter(pl.col("split") == "train")
+            .select(features)
+            .collect()
+        )
 
 
 def _load_holdout_only(snapshot: Snapshot, settings: Settings) -> Dataset:

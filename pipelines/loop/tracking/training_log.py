@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import polars as pl
 import polars.selectors as cs
@@ -49,6 +49,12 @@ SCHEMA_FILE: Final = "dataset-schema.arrow"
 EXAMPLE_FILE: Final = "input-example.arrow"
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+#: Training rows read a batch at a time, afresh at each call: what a training on a cluster
+#: left on the snapshot file (``training_data.training_batches``), for the input example's
+#: check that it copies no real row.
+RowBatches: TypeAlias = Callable[[], Iterator[pl.DataFrame]]
 
 
 def metric_value(name: str, value: Any) -> float:
@@ -131,7 +137,7 @@ class TrainingLog:
 
 
 def _input_example(
-    model: TrainedModel, given: pl.DataFrame | None, dataset_frame: pl.DataFrame
+    model: TrainedModel, given: pl.DataFrame | None, dataset_frame: pl.DataFrame | RowBatches
 ) -> pl.DataFrame:
     """The caller's input example (checked: not a row of the training data), else a
     synthetic one."""
@@ -166,9 +172,14 @@ def prepare_training_log(
     model: TrainedModel,
     model_input_example: pl.DataFrame | None = None,
     dataset_source: str | Path | None = None,
+    remote_rows: tuple[int, RowBatches] | None = None,
 ) -> TrainingLog:
     """Check and prepare what ``training.log_training`` logs (see its docstring), writing the
-    files into ``folder`` (an empty or new directory). No mlflow."""
+    files into ``folder`` (an empty or new directory). No mlflow.
+
+    A training on a cluster passes ``dataset_frame`` without rows (its columns only) and
+    ``remote_rows``: how many rows it trained on, and those rows a batch at a time (the input
+    example is checked against them; MLflow's profile counts them)."""
     if not _SHA256.fullmatch(dataset_digest):
         raise InputError("dataset_digest must be the snapshot's sha256 (64 lowercase hex digits)")
     if isinstance(snapshot_seq, bool) or not isinstance(snapshot_seq, int) or snapshot_seq < 0:
@@ -177,7 +188,9 @@ def prepare_training_log(
     if reserved:
         raise InputError(f"params {reserved}: the prefix {RESERVED_PREFIX!r} is reserved")
     metric_values = {k: metric_value(k, v) for k, v in metrics.items()}
-    example = _input_example(model, model_input_example, dataset_frame)
+    example = _input_example(
+        model, model_input_example, dataset_frame if remote_rows is None else remote_rows[1]
+    )
     sha = model.model_sha256()
     all_params = {str(k): str(v) for k, v in params.items()}
     all_params.update(
@@ -213,7 +226,7 @@ def prepare_training_log(
         dataset_sha256=dataset_digest,
         dataset_source=None if dataset_source is None else str(dataset_source),
         snapshot_seq=snapshot_seq,
-        dataset_rows=dataset_frame.height,
+        dataset_rows=dataset_frame.height if remote_rows is None else remote_rows[0],
         dataset_columns=dataset_frame.width,
         subgroup_artifact=subgroup_artifact,
     )
@@ -245,9 +258,13 @@ def _example_frame(model: TrainedModel, row: Mapping[str, Any]) -> pl.DataFrame:
     return pl.DataFrame({f: [row[f]] for f in model.features}, schema=dtypes)
 
 
-def equals_a_row(model: TrainedModel, example: pl.DataFrame, rows: pl.DataFrame) -> bool:
+def equals_a_row(
+    model: TrainedModel, example: pl.DataFrame, rows: pl.DataFrame | RowBatches
+) -> bool:
     """Whether any example row has the same feature values as a row of ``rows`` (compared
     as the model sees them; False when ``rows`` lacks the features)."""
+    if not isinstance(rows, pl.DataFrame):
+        return any(equals_a_row(model, example, batch) for batch in rows())
     if rows.height == 0 or any(f not in rows.columns for f in model.features):
         return False
     real = model.matrix(rows)
@@ -259,7 +276,9 @@ def equals_a_row(model: TrainedModel, example: pl.DataFrame, rows: pl.DataFrame)
     return False
 
 
-def synthetic_input_example(model: TrainedModel, avoid: pl.DataFrame | None = None) -> pl.DataFrame:
+def synthetic_input_example(
+    model: TrainedModel, avoid: pl.DataFrame | RowBatches | None = None
+) -> pl.DataFrame:
     """One made-up row of model input, derived from the model's own description only: the
     middle of each numeric feature's training range (rounded), ``low`` of each bool feature,
     the first level seen in training of each category feature (hilt.toml's order).
