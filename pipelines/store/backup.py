@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import sqlite3
 import uuid
@@ -122,20 +123,21 @@ def copy_store(con: duckdb.DuckDBPyConnection, target: Path) -> Copied:
     head: the copy holds exactly the events up to that head."""
     path = str(target / STORE_FILE).replace("'", "''")
     main = con.execute("SELECT current_database()").fetchall()[0][0]
-    con.execute(f"ATTACH '{path}' AS {_ATTACHED}")
+    attached = f"{_ATTACHED}_{secrets.token_hex(6)}"  # two backups may run at once
+    con.execute(f"ATTACH '{path}' AS {attached}")
     try:
         con.execute("BEGIN TRANSACTION")
         try:
             row = con.execute(
                 "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
             ).fetchall()
-            con.execute(f'COPY FROM DATABASE "{main}" TO {_ATTACHED}')
+            con.execute(f'COPY FROM DATABASE "{main}" TO {attached}')
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
     finally:
-        con.execute(f"DETACH {_ATTACHED}")
+        con.execute(f"DETACH {attached}")
     if not row:
         raise InputError("the store's audit log is empty: nothing to back up")
     return Copied(head_seq=int(row[0][0]), head_hash=str(row[0][1]))

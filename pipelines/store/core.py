@@ -11,6 +11,7 @@ in force and is refused while hilt.toml differs from them (``config_watch.py``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -52,6 +53,8 @@ class StoreCore:
         rows: GroupRows | None = None,
         kept_oversight: Callable[[datetime], KeptFigures] | None = None,
         kept_runs: KeptRuns | None = None,
+        release_writer: Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+        | None = None,
     ) -> None:
         self.con = con
         self.settings = settings
@@ -77,6 +80,8 @@ class StoreCore:
         self.kept_oversight = kept_oversight
         #: The newest monitoring runs the service keeps (see ``Unit.kept_runs``).
         self.kept_runs = kept_runs
+        #: The service's way to let its writer go meanwhile (see ``Unit.writer_let_go``).
+        self.release_writer = release_writer
 
     def role_for(self, permission: Permission) -> str:
         """The actor's first role that ``permission`` allows (PermissionDeniedError if none)."""
@@ -98,6 +103,7 @@ class StoreCore:
             rows=self.rows,
             kept_oversight=self.kept_oversight,
             kept_runs=self.kept_runs,
+            release_writer=self.release_writer,
         )
 
     def call(self, operation: Operation[Any, R], arguments: dict[str, Any]) -> R:

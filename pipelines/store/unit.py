@@ -12,7 +12,7 @@ itself). Every DuckDB error raised inside a unit's transaction, or anywhere in a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -114,7 +114,24 @@ class Unit:
     #: The newest monitoring runs the service keeps (``monitoring_kept.py``). None in the
     #: embedded mode: read from the log.
     kept_runs: KeptRuns | None = None
+    #: The service's way to let its writer go while this operation reads at length before
+    #: it writes (``writer_let_go``). None in the embedded mode: nobody else is waiting.
+    release_writer: Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]] | None = None
     _depth: int = field(default=0, init=False, repr=False)
+
+    @contextmanager
+    def writer_let_go(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the same database for a long read before the operation writes
+        (a backup's copy): in the service, a cursor of its own, while the writer serves the
+        other operations (reviewers never wait for it); embedded, this unit's own. Reads
+        there see a snapshot of their own transaction. Never inside a transaction."""
+        if self._depth or self.in_transaction:
+            raise StoreError("internal: the writer cannot be let go inside a transaction")
+        if self.release_writer is None:
+            yield self.con
+            return
+        with self.release_writer() as con:
+            yield con
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -129,7 +129,24 @@ class StoreService:
             rows=in_group,
             # Not inside a group: its events are not committed yet.
             kept_runs=self.kept_runs if in_group is None else None,
+            release_writer=self._writer_released if in_group is None else None,
         )
+
+    @contextmanager
+    def _writer_released(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """``Unit.writer_let_go`` here: a cursor of its own for the operation that holds the
+        lock, which lets the lock go meanwhile (other operations, reviewers' among them, run
+        on the writer) and takes it back before the operation goes on. DuckDB keeps to one
+        thread meanwhile (the setting is the database's): the interactive operations stay
+        as fast as they are without the long read."""
+        cursor = self.con.cursor()
+        self.con.execute("SET threads = 1")
+        self.mutex.release()
+        try:
+            yield cursor
+        finally:
+            self.mutex.acquire()
+            cursor.close()
 
     def _call(self, actor: User, operation: Operation[Any, T], arguments: dict[str, Any]) -> T:
         """Run an operation on the writer (under the lock) and bring the live queue up to

@@ -59,8 +59,13 @@ def store_backup(unit: Unit, dest: str) -> BackupReport:
     target = backup.check_destination(dest)
     backup.create_folder(target)
     try:
-        copied = backup.copy_store(unit.con, target)
-        verified = backup.verify_copy(target, unit.settings, unit.workspace.checkpoints_path, now)
+        # The copy and its verification take seconds on a large store: the service's writer
+        # serves the reviewers meanwhile (the copy reads one snapshot of its own).
+        with unit.writer_let_go() as con:
+            copied = backup.copy_store(con, target)
+            verified = backup.verify_copy(
+                target, unit.settings, unit.workspace.checkpoints_path, now
+            )
         if not verified.ok or verified.head_hash != copied.head_hash:
             detail = verified.summary() if not verified.ok else "the verified head moved"
             raise StoreError(f"the store does not verify; no backup kept: {detail}")

@@ -9,9 +9,11 @@ a kill -9 of the service while groups commit is ``test_concurrency.py``'s kill t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, cast
 
 import duckdb
@@ -362,3 +364,44 @@ def test_a_lease_shows_the_case_as_stored_after_the_rows_read_ahead_changed(
         assert [p.prediction_id for p in shown.case.predictions] == [int(p[0]) for p in stored[2]]
         assert shown.case.predictions[-1].score == 0.97
         assert index.case_rows[target] == stored
+
+
+@pytest.mark.obligation("GDPR 32")
+def test_reviewers_decide_while_a_backup_copies_the_store(
+    loaded_workspace: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A backup's copy and its verification take seconds on a large store; the service lets
+    its writer go meanwhile, so a reviewer's lease and decision are answered before the copy
+    is done. The copy holds the head it read; its event comes after the decision."""
+    from hilt.pipelines.store import backup
+
+    ws = loaded_workspace
+    issue_tokens(ws, ws.settings())
+    copying, go_on = threading.Event(), threading.Event()
+    real_verify = backup.verify_copy
+
+    def held_verify(*args: Any, **kwargs: Any) -> Any:
+        copying.set()
+        assert go_on.wait(60), "the decision never came"
+        return real_verify(*args, **kwargs)
+
+    monkeypatch.setattr(backup, "verify_copy", held_verify)
+    with in_process_service(ws) as service, ThreadPoolExecutor(1) as pool:
+        alice, dana = service.lookup("alice"), service.lookup("dana")
+        before = service.read(dana, Store.audit_head, {})
+        taken = pool.submit(
+            service.run_bulk, dana, Store.store_backup, {"dest": str(tmp_path / "b")}
+        )
+        assert copying.wait(60), taken.exception(timeout=0) if taken.done() else "no copy"
+        # The writer is free: a lease and a decision go through while the backup waits.
+        lease = run_group(service, [(alice, Store.next_case, {"strategy": None})])[0].result()
+        request = DecisionRequest(case_id=lease.case.case_id, action="accept", request_id="b-1")
+        decided = run_group(service, [(alice, Store.record_decision, {"request": request})])
+        decision = decided[0].result(timeout=0)
+        assert not taken.done()
+        go_on.set()
+        report = taken.result(timeout=120)
+    assert before.seq <= report.head_seq < decision.seq < report.seq
+    with in_process_service(ws) as service:
+        verified = service.read(service.lookup("otto"), Store.verify, {})
+        assert verified.ok, verified.summary()
