@@ -40,8 +40,8 @@ KIND_SOURCE_LIMIT = 4096
 #: an unnested array (an IN list costs ~10 us per value, the array ~1 ms in all).
 _IN_LIST_MAX = 8
 _BIGINT_MAX = 9_223_372_036_854_775_807
-#: The characters read of each other event: more than any prefix a check picks by (``picks``
-#: refuses none longer, ``After.idle`` holds none longer to be found).
+#: The characters read of each other event: more than any prefix a check picks by (a check
+#: with a longer one is never found idle).
 PREFIX_CHARS = 64
 
 _OTHER = f"NOT {picks(kind_prefix(k) for k in PER_DECISION_KINDS)}"

@@ -108,8 +108,6 @@ FROM {source} a LEFT JOIN {source} b ON b.seq = a.seq - 1
 """
 
 
-#: The latest retention run that purged the head of the log: through which seq, and the
-#: hash at that seq, which the first remaining row must link to.
 def kind_prefix(action: str) -> str:
     """The start of the canonical entry of every event of ``action``: canonical entries have
     sorted keys, so "action" always comes first, and an event's kind is read without
@@ -136,6 +134,8 @@ def picks(prefixes: Iterable[str]) -> str:
 #: The kind of event that moves the anchor (``purge_anchor``).
 RETENTION_KINDS = (kind_prefix("retention.applied"),)
 
+#: The latest retention run that purged the head of the log: through which seq, and the
+#: hash at that seq, which the first remaining row must link to.
 _ANCHOR_SQL = f"""
 SELECT try_cast(json_extract(entry, '$.payload.audit.purged_through') AS BIGINT),
        json_extract_string(entry, '$.payload.audit.anchor_hash')

@@ -27,6 +27,7 @@ from hilt.pipelines.store.audit import (
     reconcile,
     verify,
 )
+from hilt.pipelines.store.audit import chain as audit_chain
 from hilt.pipelines.store.audit.authority import first_break as authority_break
 from hilt.pipelines.store.audit.chain import AuditEntry, utc_timestamp
 from hilt.pipelines.store.audit.checkpoints import append_checkpoint, sign_checkpoint
@@ -352,6 +353,17 @@ def _spy_on_checks(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 
         monkeypatch.setattr(module, name, spy)
     return calls
+
+
+def test_the_kinds_are_picked_by_plain_prefixes() -> None:
+    """``After.idle`` compares the prefixes as text, the checks' SQL with LIKE: the two agree
+    only for a prefix without LIKE's wildcards (or a quote or an escape)."""
+    assert audit_chain.picks([audit_chain.kind_prefix("gold.added")]) == (
+        """(entry LIKE '{"action":"gold.added",%')"""
+    )
+    for bad in ("", '{"action":"a_b",', '{"action":"a%",', "'", "\\"):
+        with pytest.raises(ValueError, match="plain prefix"):
+            audit_chain.picks([bad])
 
 
 def test_after_a_checkpoint_a_check_with_nothing_to_judge_is_not_run(
