@@ -33,7 +33,7 @@ from hilt.pipelines.store.audit.batch_digest import (
     CASES_ACTION,
     RESTATING_ACTIONS,
 )
-from hilt.pipelines.store.audit.chain import Break, utc_timestamp
+from hilt.pipelines.store.audit.chain import Break, kind_prefix, picks, utc_timestamp
 from hilt.pipelines.workspace import RUN_NOTEBOOK_NAME
 
 if TYPE_CHECKING:
@@ -44,22 +44,27 @@ RETENTION_ROLES = frozenset({"admin", "system", "dpo"})
 #: How far the clock of the machine that wrote the log may run ahead of the verifier's.
 CLOCK_SKEW = timedelta(days=1)
 
-_EVENTS_SQL = """
-SELECT seq, entry FROM __events__
-WHERE seq > ? AND (entry LIKE '{"action":"retention.applied",%'
-   OR entry LIKE '{"action":"subject.erased",%'
-   OR entry LIKE '{"action":"run.%'
-   OR entry LIKE '{"action":"model.promoted",%'
-   OR entry LIKE '{"action":"model.rejected",%'
-   OR entry LIKE '{"action":"system.halted",%'
-   OR entry LIKE '{"action":"system.resumed",%'
-   OR entry LIKE '{"action":"incident.opened",%'
-   OR entry LIKE '{"action":"incident.closed",%'
-   OR entry LIKE '{"action":"cases.ingest",%'
-   OR entry LIKE '{"action":"predictions.ingest",%'
-   OR entry LIKE '{"action":"predictions.shadow",%')
-ORDER BY seq
-"""
+#: The events this check judges, or reads as the context of those it judges.
+KINDS = (
+    *(kind_prefix(a) for a in ("retention.applied", "subject.erased")),
+    '{"action":"run.',
+    *(
+        kind_prefix(a)
+        for a in (
+            "model.promoted",
+            "model.rejected",
+            "system.halted",
+            "system.resumed",
+            "incident.opened",
+            "incident.closed",
+            "cases.ingest",
+            "predictions.ingest",
+            "predictions.shadow",
+        )
+    ),
+)
+
+_EVENTS_SQL = f"SELECT seq, entry FROM __events__ WHERE seq > ? AND {picks(KINDS)} ORDER BY seq"
 
 
 def _referred(e: dict[str, Any]) -> list[int]:
@@ -124,7 +129,7 @@ def first_break(
     ``since``: only the events after this seq (a signed checkpoint's) are judged; the
     earlier events they refer to (the halt a resume ends, the batch a restatement speaks
     of) are read by their seq. A purge's point is then held to the purges after the
-    checkpoint only. ``events``: ``audit_chain.kind_source(con, since)`` when the caller
+    checkpoint only. ``events``: ``after_checkpoint.kind_source(con, since)`` when the caller
     read it."""
     picked = con.execute(_EVENTS_SQL.replace("__events__", events), [since]).fetchall()
     judged = [(int(s), json.loads(e)) for s, e in picked]

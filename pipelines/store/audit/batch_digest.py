@@ -38,7 +38,7 @@ import json
 from typing import TYPE_CHECKING
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.store.audit.chain import canonical_json
+from hilt.pipelines.store.audit.chain import canonical_json, kind_prefix, picks
 from hilt.pipelines.store.schema import quote
 
 if TYPE_CHECKING:
@@ -73,8 +73,9 @@ BATCH_ACTIONS = (CASES_ACTION, PREDICTIONS_ACTION, SHADOW_ACTION, OUTCOMES_ACTIO
 RESTATING_ACTIONS = ("subject.erased", "retention.applied")
 
 
-def _prefix_match(actions: tuple[str, ...]) -> str:
-    return " OR ".join(f'entry LIKE \'{{"action":"{a}",%\'' for a in actions)
+#: The batch events, and the restating events, as the checks pick them.
+BATCH_KINDS = tuple(kind_prefix(a) for a in BATCH_ACTIONS)
+RESTATING_KINDS = tuple(kind_prefix(a) for a in RESTATING_ACTIONS)
 
 
 def _cases_sql(settings: Settings, sealed: str) -> str:
@@ -203,10 +204,10 @@ def restatements(
     """batch seq → (rows, digest, restating seq) as last restated by an erasure or a
     retention run (payload ``batches``: {"<seq>": {"rows": n, "digest": d}}); only the runs
     after seq ``since`` (which restate the batches after it as well as earlier ones).
-    ``events``: ``audit_chain.kind_source(con, since)`` when the caller read it."""
+    ``events``: ``after_checkpoint.kind_source(con, since)`` when the caller read it."""
     rows = con.execute(
         f"SELECT seq, json_extract(entry, '$.payload.batches') FROM {events}"
-        f" WHERE seq > ? AND ({_prefix_match(RESTATING_ACTIONS)}) ORDER BY seq",
+        f" WHERE seq > ? AND {picks(RESTATING_KINDS)} ORDER BY seq",
         [since],
     ).fetchall()
     out: Restated = {}
@@ -229,11 +230,11 @@ def first_mismatch(
     after an erasure or retention run removed some of them, the digest it restated); of
     the batches recorded after seq ``since`` (a signed checkpoint's; 0: all).
     ``restated``: ``restatements(con, since)`` when the caller read them already;
-    ``events``: ``audit_chain.kind_source(con, since)`` likewise."""
+    ``events``: ``after_checkpoint.kind_source(con, since)`` likewise."""
     picked = con.execute(
         "SELECT seq, json_extract_string(entry, ['$.action', '$.payload.digest',"
         f" '$.payload.digest_method']) FROM {events}"
-        f" WHERE seq > ? AND ({_prefix_match(BATCH_ACTIONS)}) ORDER BY seq",
+        f" WHERE seq > ? AND {picks(BATCH_KINDS)} ORDER BY seq",
         [since],
     ).fetchall()
     if restated is None:

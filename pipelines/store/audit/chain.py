@@ -107,13 +107,40 @@ SELECT
 FROM {source} a LEFT JOIN {source} b ON b.seq = a.seq - 1
 """
 
+
+def kind_prefix(action: str) -> str:
+    """The start of the canonical entry of every event of ``action``: canonical entries have
+    sorted keys, so "action" always comes first, and an event's kind is read without
+    parsing its entry."""
+    return f'{{"action":"{action}",'
+
+
+#: The characters the prefixes of ``picks`` may not hold: LIKE's wildcards, SQL's quote,
+#: an escape. Without them ``entry LIKE 'p%'`` is ``entry.startswith(p)``.
+_NOT_PLAIN = frozenset("%_'\\")
+
+
+def picks(prefixes: Iterable[str]) -> str:
+    """SQL that is true for an entry starting with one of ``prefixes`` (``kind_prefix``, or a
+    shorter start such as that of every ``run.…``): what the checks by kind pick their
+    events with."""
+    listed = list(prefixes)
+    for p in listed:
+        if not p or _NOT_PLAIN & set(p):
+            raise ValueError(f"not a plain prefix of an entry: {p!r}")
+    return "(" + " OR ".join(f"entry LIKE '{p}%'" for p in listed) + ")"
+
+
+#: The kind of event that moves the anchor (``purge_anchor``).
+RETENTION_KINDS = (kind_prefix("retention.applied"),)
+
 #: The latest retention run that purged the head of the log: through which seq, and the
 #: hash at that seq, which the first remaining row must link to.
-_ANCHOR_SQL = """
+_ANCHOR_SQL = f"""
 SELECT try_cast(json_extract(entry, '$.payload.audit.purged_through') AS BIGINT),
        json_extract_string(entry, '$.payload.audit.anchor_hash')
-FROM {source}
-WHERE entry LIKE '{{"action":"retention.applied",%'
+FROM __source__
+WHERE {picks(RETENTION_KINDS)}
   AND json_extract(entry, '$.payload.audit.purged_through') IS NOT NULL
 ORDER BY seq DESC LIMIT 1
 """
@@ -149,58 +176,6 @@ def tail(since: int, table: str = "audit_log") -> str:
     """The rows of ``table`` after seq ``since`` as a source for the scans here (the whole
     table for 0). The log is stored in seq order, so DuckDB skips the row groups before."""
     return table if since <= 0 else f"(SELECT * FROM {table} WHERE seq > {int(since)})"
-
-
-#: The kinds written once per decision (the lease before it, the decision): none of the checks
-#: that pick events by kind reads them.
-PER_DECISION_KINDS = ("case.leased", "decision.record")
-#: The seqs after a checkpoint of every other event, at most this many (more: the checks read
-#: the log as it is, ``kind_source``).
-KIND_SOURCE_LIMIT = 4096
-#: Up to this many seqs go into the source as an IN list (DuckDB's table filter); more as
-#: an unnested array (an IN list costs ~10 us per value, the array ~1 ms in all).
-_IN_LIST_MAX = 8
-_BIGINT_MAX = 9_223_372_036_854_775_807
-
-#: The head, and the seqs of the events of other kinds, after a seq (one snapshot).
-_OTHER_KINDS_SQL = (
-    "SELECT max(seq), list(seq) FILTER (WHERE NOT ("
-    + " OR ".join(f"""entry LIKE '{{"action":"{k}",%'""" for k in PER_DECISION_KINDS)
-    + ")) FROM audit_log WHERE seq > ?"
-)
-
-
-def kind_source(con: duckdb.DuckDBPyConnection, since: int) -> str:
-    """The rows of ``audit_log`` the checks that pick events by kind (``entry LIKE
-    '{"action":"…",%'``) read after seq ``since``, as a source for their SQL.
-
-    A check's LIKE decompresses and compares every entry it is offered (~2.3 ms per 10,000
-    on this machine), and after a checkpoint nearly all of them are decisions and their
-    leases, which no such check wants. So after a checkpoint the log is read once here for
-    the seqs of every other event (what each check picks from is a subset of these: its
-    kinds are others, and an entry that is NULL or not an event is picked by neither), and
-    each check reads those rows only, by seq (its own LIKE still picks its kinds among them),
-    and every row after the head this read saw: each check reads in its own snapshot, and
-    the events a writer appended since (beside the service) are read with the rows they
-    wrote, as when each check read the whole log.
-    All the rows after ``since`` (``tail``) for a full walk or where there are more than
-    ``KIND_SOURCE_LIMIT`` others. The subquery's LIMIT (never reached) keeps DuckDB from
-    merging the check's LIKE into this scan, which would read every entry again."""
-    if since <= 0:
-        return tail(since)
-    row = sql.one(con, _OTHER_KINDS_SQL, [int(since)])
-    head = int(row[0]) if row is not None and row[0] is not None else int(since)
-    seqs = [int(s) for s in row[1]] if row is not None and row[1] is not None else []
-    if len(seqs) > KIND_SOURCE_LIMIT:
-        return tail(since)
-    after = f"seq > {head}"
-    if seqs:
-        listed = ", ".join(str(s) for s in sorted(seqs))
-        if len(seqs) <= _IN_LIST_MAX:
-            after = f"seq IN ({listed}) OR {after}"
-        else:
-            after = f"seq IN (SELECT unnest([{listed}])) OR {after}"
-    return f"(SELECT * FROM audit_log WHERE {after} LIMIT {_BIGINT_MAX})"
 
 
 def first_bad_hash(
@@ -396,7 +371,7 @@ def purge_anchor(con: duckdb.DuckDBPyConnection, source: str = "audit_log") -> t
     (never younger than six months, EU AI Act Arts. 19, 26(6)); the retention event that did
     it records the last purged seq and its hash, and is itself part of the chain.
     """
-    row = sql.one(con, _ANCHOR_SQL.format(source=source))
+    row = sql.one(con, _ANCHOR_SQL.replace("__source__", source))
     if row is None or row[0] is None or not row[1]:
         return 0, GENESIS_HASH
     return int(row[0]), str(row[1])

@@ -15,18 +15,24 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from hilt.pipelines.errors import ConfigError, InputError, NotFoundError, StoreError
-from hilt.pipelines.store.audit.chain import Break, canonical_json
+from hilt.pipelines.store.audit.chain import Break, canonical_json, kind_prefix, picks
+
+if TYPE_CHECKING:
+    import duckdb
 
 KEY_PREFIX = "ed25519:"
 #: ``hilt audit verify --from latest``: the newest checkpoint whose signature checks.
 LATEST = "latest"
 _DOMAIN = b"hilt-audit-checkpoint/v1\n"
+#: The event that records a checkpoint in the log (``missing_from_file``).
+RECORDED_KINDS = (kind_prefix("audit.checkpoint"),)
 
 
 @dataclass(frozen=True)
@@ -233,4 +239,30 @@ def check_checkpoints(
                 f"was rewritten after seq {last_good} (the last checkpoint that matches)",
             )
         last_good = cp.seq
+    return None
+
+
+def missing_from_file(
+    con: duckdb.DuckDBPyConnection,
+    checkpoints: list[Checkpoint],
+    since: int = 0,
+    events: str = "audit_log",
+) -> Break | None:
+    """Every checkpoint the log records (after ``since``) must still be in the file.
+    ``events``: ``after_checkpoint.kind_source(con, since)`` when the caller read it."""
+    in_file = {(c.seq, c.signature) for c in checkpoints}
+    recorded = con.execute(
+        "SELECT seq, try_cast(json_extract(entry, '$.payload.seq') AS BIGINT),"
+        f" json_extract_string(entry, '$.payload.signature') FROM {events}"
+        f" WHERE seq > ? AND {picks(RECORDED_KINDS)} ORDER BY seq",
+        [since],
+    ).fetchall()
+    for seq, covered, signature in recorded:
+        if (covered, signature) not in in_file:
+            return Break(
+                int(seq),
+                "checkpoint-missing",
+                f"the log records a checkpoint of seq {covered} that the checkpoint file lacks "
+                "(the file was replaced or truncated)",
+            )
     return None

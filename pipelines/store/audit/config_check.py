@@ -13,15 +13,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hilt.pipelines.store import sql
-from hilt.pipelines.store.audit.chain import Break
+from hilt.pipelines.store.audit.chain import Break, kind_prefix, picks
 
 if TYPE_CHECKING:
     import duckdb
 
 
-def _action(*actions: str) -> str:
-    return " OR ".join(f"""entry LIKE '{{"action":"{a}",%'""" for a in actions)
-
+#: The events that record a config version or put one in force.
+KINDS = tuple(
+    kind_prefix(a)
+    for a in ("workspace.init", "config.applied", "config.proposed", "config.approved")
+)
+#: The table held to them, and the column of the seq of the event that wrote a row.
+TABLES = {"config_versions": "applied_seq"}
 
 _EVENTS = f"""
 SELECT seq,
@@ -31,7 +35,7 @@ SELECT seq,
                 json_extract_string(entry, '$.payload.config_sha256')) AS sha
 FROM __events__
 WHERE seq > $since
-  AND ({_action("workspace.init", "config.applied", "config.proposed", "config.approved")})
+  AND {picks(KINDS)}
 """
 
 #: Two answers from one reading of the events: the earliest config version that does not
@@ -66,7 +70,7 @@ def first_mismatch(
     in force another version than the store's (a copy fetched through the API, without
     the table, is skipped). ``since``: the versions recorded after this seq (a signed
     checkpoint's) only, and the version in force only if an event after it set it.
-    ``events``: ``audit_chain.kind_source(con, since)`` when the caller read it."""
+    ``events``: ``after_checkpoint.kind_source(con, since)`` when the caller read it."""
     has_table = sql.scalar(
         con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'config_versions'"
     )

@@ -14,12 +14,14 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from hilt.pipelines.store import sql
-from hilt.pipelines.store.audit.chain import Break
+from hilt.pipelines.store.audit.chain import Break, kind_prefix, picks
 
 if TYPE_CHECKING:
     import duckdb
 
-GOLD_EVENT = """entry LIKE '{"action":"gold.added",%'"""
+#: The event that adds a gold set, and the table held to it (with the column of its seq).
+KINDS = (kind_prefix("gold.added"),)
+TABLES = {"gold_cases": "seq"}
 
 
 def digest(rows: Iterable[tuple[str, str]]) -> str:
@@ -31,7 +33,7 @@ def digest(rows: Iterable[tuple[str, str]]) -> str:
 _MISMATCH_SQL = f"""
 WITH ev AS (
     SELECT seq, json_extract_string(entry, '$.payload.digest') AS digest
-    FROM __events__ WHERE seq > $since AND {GOLD_EVENT}
+    FROM __events__ WHERE seq > $since AND {picks(KINDS)}
 ), actual AS (
     SELECT seq, sha256(string_agg(case_id || chr(9) || model_version, chr(10) ORDER BY case_id))
         AS digest
@@ -50,7 +52,7 @@ def first_mismatch(
 ) -> Break | None:
     """The earliest gold set that no longer matches its event (a store without the table, a
     copy fetched through the API, is skipped); of the sets added after seq ``since``.
-    ``events``: ``audit_chain.kind_source(con, since)`` when the caller read it."""
+    ``events``: ``after_checkpoint.kind_source(con, since)`` when the caller read it."""
     has_table = sql.scalar(
         con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'gold_cases'"
     )

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit import batch_digest
-from hilt.pipelines.store.audit.chain import Break
+from hilt.pipelines.store.audit.chain import RETENTION_KINDS, Break, kind_prefix, picks
 
 if TYPE_CHECKING:
     import duckdb
 
 #: Canonical entries have sorted keys, so "action" always comes first: a prefix match picks
 #: the events of one kind without parsing a million JSON documents.
-DECISION_EVENT = """entry LIKE '{"action":"decision.record",%'"""
+DECISION_EVENT = picks([kind_prefix("decision.record")])
 
 #: Each field of a decision event and the decisions column it must equal (as text, as
 #: ``json_extract_string`` gives it).
@@ -94,16 +94,25 @@ FROM (
 DECISION_DETAIL = "a decision row differs from its audit event, or one of them is missing"
 BATCH_DETAIL = "a batch of cases or predictions no longer holds the rows its audit event recorded"
 
-_BATCHES_SQL = """
+#: The batch events whose rows are counted, and the tables of those rows (with the column of
+#: the seq of the event that wrote a row).
+COUNTED_KINDS = tuple(
+    kind_prefix(a) for a in ("cases.ingest", "predictions.ingest", "predictions.shadow")
+)
+COUNTED_TABLES = {
+    "cases": "ingest_seq",
+    "predictions": "batch_seq",
+    "shadow_predictions": "batch_seq",
+}
+
+_BATCHES_SQL = f"""
 WITH restated AS (
     SELECT unnest($restated_seqs::BIGINT[]) AS seq, unnest($restated_rows::BIGINT[]) AS rows
 ), ev AS (
     SELECT seq, json_extract_string(entry, '$.action') AS action,
            try_cast(json_extract(entry, '$.payload.rows') AS BIGINT) AS rows
     FROM __events__
-    WHERE seq > $since AND (entry LIKE '{"action":"cases.ingest",%'
-       OR entry LIKE '{"action":"predictions.ingest",%'
-       OR entry LIKE '{"action":"predictions.shadow",%')
+    WHERE seq > $since AND {picks(COUNTED_KINDS)}
 ), expected AS (
     SELECT ev.seq, coalesce(r.rows, ev.rows) AS rows
     FROM ev LEFT JOIN restated r ON r.seq = ev.seq
@@ -164,7 +173,7 @@ def first_batch_mismatch(
 ) -> int | None:
     """The earliest batch event whose batch no longer holds the rows it recorded (of the
     batches recorded after seq ``since``). ``restated``: ``batch_digest.restatements(con,
-    since)`` when the caller read them already; ``events``: ``audit_chain.kind_source(con,
+    since)`` when the caller read them already; ``events``: ``after_checkpoint.kind_source(con,
     since)`` likewise."""
     if restated is None:
         restated = batch_digest.restatements(con, since, events)
@@ -195,12 +204,11 @@ def decisions_purged_through(
 ) -> int:
     """The last decision seq whose row retention deleted (its event stays), or 0. After a
     checkpoint (``since``) only a retention run after it can have purged a later decision.
-    ``events``: ``audit_chain.kind_source(con, since)`` when the caller read it."""
+    ``events``: ``after_checkpoint.kind_source(con, since)`` when the caller read it."""
     value = sql.scalar(
         con,
         "SELECT try_cast(json_extract(entry, '$.payload.decisions.purged_through') AS BIGINT)"
-        f" FROM {events}"
-        """ WHERE seq > ? AND entry LIKE '{"action":"retention.applied",%'"""
+        f" FROM {events} WHERE seq > ? AND {picks(RETENTION_KINDS)}"
         " AND json_extract(entry, '$.payload.decisions.purged_through') IS NOT NULL"
         " ORDER BY seq DESC LIMIT 1",
         [since],

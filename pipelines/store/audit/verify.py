@@ -16,7 +16,7 @@ before it is found by the full walk only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -28,18 +28,30 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import HiltError, StoreError
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit import (
+    after_checkpoint,
+    authority,
     batch_digest,
     config_check,
+    gold_digest,
     parallel_hash,
     reconcile,
     schema_check,
 )
 from hilt.pipelines.store.audit import chain as audit_chain
 from hilt.pipelines.store.audit.authority import first_break as authority_break
-from hilt.pipelines.store.audit.chain import GENESIS_HASH, Break, hash_at, purge_anchor, tail
+from hilt.pipelines.store.audit.chain import (
+    GENESIS_HASH,
+    RETENTION_KINDS,
+    Break,
+    hash_at,
+    purge_anchor,
+    tail,
+)
 from hilt.pipelines.store.audit.checkpoints import (
+    RECORDED_KINDS,
     Checkpoint,
     check_checkpoints,
+    missing_from_file,
     parse_public_key,
     read_checkpoints,
     starting_point,
@@ -55,6 +67,14 @@ R = TypeVar("R")
 #: The hash check of the whole log, given the connection: the earliest seq whose stored hash
 #: does not match, or None.
 HashCheck = Callable[[duckdb.DuckDBPyConnection], int | None]
+
+#: The tables the checks by kind hold to their events, and the column of the seq of the
+#: event that wrote a row (``after_checkpoint.After.idle``).
+ROW_TABLES: Mapping[str, str] = {
+    **reconcile.COUNTED_TABLES,
+    **gold_digest.TABLES,
+    **config_check.TABLES,
+}
 
 
 def verify_file(
@@ -150,32 +170,6 @@ def verify_store(
     )
 
 
-def _checkpoint_missing_from_file(
-    con: duckdb.DuckDBPyConnection,
-    checkpoints: list[Checkpoint],
-    since: int = 0,
-    events: str = "audit_log",
-) -> Break | None:
-    """Every checkpoint the log records (after ``since``) must still be in the file.
-    ``events``: ``audit_chain.kind_source(con, since)`` when the caller read it."""
-    in_file = {(c.seq, c.signature) for c in checkpoints}
-    recorded = con.execute(
-        "SELECT seq, try_cast(json_extract(entry, '$.payload.seq') AS BIGINT),"
-        f" json_extract_string(entry, '$.payload.signature') FROM {events}"
-        """ WHERE seq > ? AND entry LIKE '{"action":"audit.checkpoint",%' ORDER BY seq""",
-        [since],
-    ).fetchall()
-    for seq, covered, signature in recorded:
-        if (covered, signature) not in in_file:
-            return Break(
-                int(seq),
-                "checkpoint-missing",
-                f"the log records a checkpoint of seq {covered} that the checkpoint file lacks "
-                "(the file was replaced or truncated)",
-            )
-    return None
-
-
 def verify_records(
     con: duckdb.DuckDBPyConnection,
     public_key: str | None,
@@ -188,6 +182,7 @@ def verify_records(
     start_from: str | None = None,
     hash_check: HashCheck | None = None,
     on_progress: Callable[[int], None] | None = None,
+    skip_idle: bool = True,
 ) -> VerifyReport:
     """Check the chain in ``con``'s audit_log, the signed checkpoints, and the records.
 
@@ -214,7 +209,11 @@ def verify_records(
     is the order check's answer, and the order scan does not read them again.
 
     ``start_from``: verify from a signed checkpoint (``latest`` or its seq; see the
-    module's docstring): every check then reads only what came after it.
+    module's docstring): every check then reads only what came after it, and a check by kind
+    with nothing to judge after it (``after_checkpoint``: no event of its kinds, no row of
+    its tables) is not run. Where a writer appended meanwhile, what came after the head that
+    read saw is read again, and if it gives such a check something to judge, every check
+    runs again (``skip_idle=False``: each one runs, whatever came after the checkpoint).
 
     ``hash_check``: the earliest seq whose stored hash does not match, computed elsewhere
     for the whole log (``parallel_hash``: worker processes reading the same file), instead
@@ -260,13 +259,34 @@ def verify_records(
     purged_read: Future[int | None]
     restated_read: Future[batch_digest.Restated | None] | None
     anchor_read: Future[tuple[int, str] | None]
-    kinds_read: Future[str | None]
+    after_read: Future[after_checkpoint.After | None]
     hashed: Future[tuple[int | None, audit_chain.Run | None] | None]
+    tables = ROW_TABLES if batches else {}
+    #: The kinds and tables of each check found idle (not run).
+    skipped: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
 
     def kinds() -> str:
         # The rows the checks that pick events by kind read (all those after ``since`` where
         # the read failed: each check then names its own failure).
-        return kinds_read.result() or source
+        seen = after_read.result()
+        return seen.source if seen is not None else source
+
+    def idle(kinds_of: tuple[str, ...], tables_of: Mapping[str, str] | None = None) -> bool:
+        # A check by kind with nothing to judge after the checkpoint: its answer is nothing.
+        seen = after_read.result() if skip_idle else None
+        if seen is None or not seen.idle(kinds_of, tables_of or ()):
+            return False
+        skipped.append((kinds_of, tuple(tables_of or ())))
+        return True
+
+    def unless_idle(
+        check: Callable[[duckdb.DuckDBPyConnection], T],
+        nothing: T,
+        kinds_of: tuple[str, ...],
+        tables_of: Mapping[str, str] | None = None,
+    ) -> Callable[[duckdb.DuckDBPyConnection], T]:
+        # ``check``, or ``nothing`` (what it finds with nothing to judge) where it is idle.
+        return lambda c: nothing if idle(kinds_of, tables_of) else check(c)
 
     def purged() -> int:
         return purged_read.result() or 0
@@ -295,7 +315,9 @@ def verify_records(
         if anchor_seq:
             hashes[anchor_seq] = anchor_hash
         cp = check_checkpoints(judged, pinned, head_seq, hashes, purged_through=anchor_seq)
-        missing = _checkpoint_missing_from_file(c, checkpoints, since, kinds())
+        missing = (
+            None if idle(RECORDED_KINDS) else missing_from_file(c, checkpoints, since, kinds())
+        )
         return [b for b in (cp, missing) if b is not None]
 
     start_at = (since, start.head_hash) if start is not None else (0, GENESIS_HASH)
@@ -329,30 +351,54 @@ def verify_records(
 
         # Submitted before the checks that wait for them, so a worker is free to read them
         # (the pool starts them in this order: each waits only for one started before it).
-        kinds_read = pool.submit(attempt(events_read, lambda c: audit_chain.kind_source(c, since)))
+        after_read = pool.submit(
+            attempt(events_read, lambda c: after_checkpoint.read(c, since, tables))
+        )
         # The longest first: every entry hashed (in Python, holding the GIL), and every
         # entry parsed once in DuckDB, joined with the decisions.
         hashed = submit(attempt(chain_check, hash_scan))
         purged_read = pool.submit(
             attempt(
                 reconcile_check,
-                lambda c: reconcile.decisions_purged_through(c, since, kinds()),
+                unless_idle(
+                    lambda c: reconcile.decisions_purged_through(c, since, kinds()),
+                    0,
+                    RETENTION_KINDS,
+                ),
             )
         )
         restated_read = (
             pool.submit(
-                attempt(reconcile_check, lambda c: batch_digest.restatements(c, since, kinds()))
+                attempt(
+                    reconcile_check,
+                    unless_idle(
+                        lambda c: batch_digest.restatements(c, since, kinds()),
+                        {},
+                        batch_digest.RESTATING_KINDS,
+                    ),
+                )
             )
             if batches or settings is not None
             else None
         )
-        anchor_read = pool.submit(attempt(chain_check, lambda c: purge_anchor(c, kinds())))
+        anchor_read = pool.submit(
+            attempt(
+                chain_check,
+                unless_idle(lambda c: purge_anchor(c, kinds()), (0, GENESIS_HASH), RETENTION_KINDS),
+            )
+        )
         scan = submit(attempt("the combined scan", content_and_decisions))
         digests = (
             submit(
                 attempt(
                     "the batch digest check",
-                    lambda c: batch_digest.first_mismatch(c, settings, since, restated(), kinds()),
+                    unless_idle(
+                        lambda c: batch_digest.first_mismatch(
+                            c, settings, since, restated(), kinds()
+                        ),
+                        None,
+                        batch_digest.BATCH_KINDS,
+                    ),
                 )
             )
             if settings is not None
@@ -362,7 +408,12 @@ def verify_records(
             submit(
                 attempt(
                     reconcile_check,
-                    lambda c: reconcile.first_batch_mismatch(c, since, restated(), kinds()),
+                    unless_idle(
+                        lambda c: reconcile.first_batch_mismatch(c, since, restated(), kinds()),
+                        None,
+                        reconcile.COUNTED_KINDS,
+                        reconcile.COUNTED_TABLES,
+                    ),
                 )
             )
             if batches
@@ -374,15 +425,39 @@ def verify_records(
             else None
         )
         cps = submit(attempt("the checkpoint check", checkpoint_checks))
-        gold = submit(attempt("the gold set check", lambda c: gold_mismatch(c, since, kinds())))
-        authority = submit(
+        gold = submit(
+            attempt(
+                "the gold set check",
+                unless_idle(
+                    lambda c: gold_mismatch(c, since, kinds()),
+                    None,
+                    gold_digest.KINDS,
+                    gold_digest.TABLES,
+                ),
+            )
+        )
+        authorised = submit(
             attempt(
                 "the authority check",
-                lambda c: authority_break(c, now, with_rows=batches, since=since, events=kinds()),
+                unless_idle(
+                    lambda c: authority_break(
+                        c, now, with_rows=batches, since=since, events=kinds()
+                    ),
+                    None,
+                    authority.KINDS,
+                ),
             )
         )
         configs = submit(
-            attempt("the config check", lambda c: config_check.first_mismatch(c, since, kinds()))
+            attempt(
+                "the config check",
+                unless_idle(
+                    lambda c: config_check.first_mismatch(c, since, kinds()),
+                    None,
+                    config_check.KINDS,
+                    config_check.TABLES,
+                ),
+            )
         )
         # Last: it waits for the hash scan, and reads the rows again only where they were
         # not one run.
@@ -410,11 +485,35 @@ def verify_records(
         cp_breaks = cps.result()
         bad_batch = digests.result() if digests is not None else None
         bad_gold = gold.result()
-        forged = authority.result()
+        forged = authorised.result()
         bad_config = configs.result()
     # A failed read of the events to check is no break of its own: the checks then read
     # every row after ``since``, and each names its own failure.
     failed.pop(events_read, None)
+    seen = after_read.result()
+    if (
+        skipped
+        and seen is not None
+        and chain_order is not None
+        and chain_order.head_seq > seen.head
+    ):
+        # A writer appended after the read of what came after the checkpoint, and the chain
+        # was checked through its later head: what came after the head that read saw must
+        # leave each check found idle idle, or every check runs again.
+        later = attempt(events_read, lambda c: after_checkpoint.read(c, seen.head, tables))()
+        failed.pop(events_read, None)
+        if later is None or not all(later.idle(k, t) for k, t in skipped):
+            return verify_records(
+                con,
+                public_key,
+                checkpoints_path,
+                batches=batches,
+                settings=settings,
+                now=now,
+                parallel=parallel,
+                start_from=start_from,
+                skip_idle=False,
+            )
 
     # Assembled in a fixed order, so that on a tie (several breaks at one seq) the same one
     # is named as when the checks ran one after another.

@@ -20,8 +20,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hilt.pipelines.errors import InputError
+from hilt.pipelines.store.audit import (
+    after_checkpoint,
+    batch_digest,
+    config_check,
+    reconcile,
+    verify,
+)
 from hilt.pipelines.store.audit import chain as audit_chain
-from hilt.pipelines.store.audit import config_check
 from hilt.pipelines.store.audit.authority import first_break as authority_break
 from hilt.pipelines.store.audit.chain import AuditEntry, utc_timestamp
 from hilt.pipelines.store.audit.checkpoints import append_checkpoint, sign_checkpoint
@@ -222,7 +228,7 @@ def test_after_a_checkpoint_the_checks_by_kind_read_every_event_but_the_decision
     victim: tuple[Workspace, Layout], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The checks that pick events by kind read, after a checkpoint, only the events that
-    are not a decision or its lease (``audit_chain.kind_source``). Forged events of three
+    are not a decision or its lease (``after_checkpoint.kind_source``). Forged events of three
     of their kinds after the checkpoint, among the decisions: each check names its own, and
     verify the first, however the events are offered (an IN list, an array, every row)."""
     ws, at = victim
@@ -239,14 +245,14 @@ def test_after_a_checkpoint_the_checks_by_kind_read_every_event_but_the_decision
             entry = AuditEntry(at.head_seq + i, moment, actor, role, action, "x", obj, payload)
             append_event(con, entry)
         kinds = _kinds_after(con, at.checkpoint_seq)
-        others = {s for s, k in kinds.items() if k not in audit_chain.PER_DECISION_KINDS}
+        others = {s for s, k in kinds.items() if k not in after_checkpoint.PER_DECISION_KINDS}
         assert {promoted, gold, config} <= others
         assert len(others) < len(kinds)  # the decisions and their leases are left out
         for name, limits in SOURCES.items():
             with monkeypatch.context() as m:
                 for attr, value in limits.items():
-                    m.setattr(audit_chain, attr, value)
-                source = audit_chain.kind_source(con, at.checkpoint_seq)
+                    m.setattr(after_checkpoint, attr, value)
+                source = after_checkpoint.kind_source(con, at.checkpoint_seq)
                 read = {int(r[0]) for r in con.execute(f"SELECT seq FROM {source}").fetchall()}
                 if name == "every-row":
                     assert read == set(kinds), name
@@ -262,7 +268,7 @@ def test_after_a_checkpoint_the_checks_by_kind_read_every_event_but_the_decision
     for name, limits in SOURCES.items():
         with monkeypatch.context() as m:
             for attr, value in limits.items():
-                m.setattr(audit_chain, attr, value)
+                m.setattr(after_checkpoint, attr, value)
             report = verify_from(ws, "latest")
         assert report.first_break is not None, name
         assert (report.first_break.seq, report.first_break.kind) == (promoted, "four-eyes"), (
@@ -282,12 +288,14 @@ def test_the_checks_by_kind_read_the_events_appended_after_the_kinds_were_read(
     ws, at = victim
     with raw_db(ws) as con:
         last_other = max(
-            s for s, k in _kinds_after(con, 0).items() if k not in audit_chain.PER_DECISION_KINDS
+            s
+            for s, k in _kinds_after(con, 0).items()
+            if k not in after_checkpoint.PER_DECISION_KINDS
         )
         assert last_other < at.head_seq
-        quiet = audit_chain.kind_source(con, last_other)
+        quiet = after_checkpoint.kind_source(con, last_other)
         assert con.execute(f"SELECT count(*) FROM {quiet}").fetchall() == [(0,)]
-        source = audit_chain.kind_source(con, at.checkpoint_seq)
+        source = after_checkpoint.kind_source(con, at.checkpoint_seq)
         seq = at.head_seq + 1
         ts = utc_timestamp(entry_ts(con, at.head_seq) + timedelta(seconds=1))
         payload = {"approver": "lena", "author": "lena"}
@@ -296,4 +304,166 @@ def test_the_checks_by_kind_read_the_events_appended_after_the_kinds_were_read(
             assert seq in {int(r[0]) for r in con.execute(f"SELECT seq FROM {read}").fetchall()}
         found = authority_break(con, since=at.checkpoint_seq, events=source)
         assert found is not None and (found.seq, found.kind) == (seq, "four-eyes"), found
-        assert audit_chain.kind_source(con, 0) == "audit_log"
+        assert after_checkpoint.kind_source(con, 0) == "audit_log"
+
+
+# ---------------------------------------------------------------- checks with nothing to judge
+
+
+def verify_records_from(
+    con: duckdb.DuckDBPyConnection, ws: Workspace, *, skip_idle: bool = True
+) -> VerifyReport:
+    """Verify from the latest checkpoint on ``con``, the checks one after another (each in
+    the order they are submitted: the read of what came after the checkpoint first)."""
+    settings = ws.settings()
+    return verify.verify_records(
+        con,
+        settings.audit.public_key,
+        ws.checkpoints_path,
+        batches=True,
+        settings=settings,
+        parallel=False,
+        start_from="latest",
+        skip_idle=skip_idle,
+    )
+
+
+#: The checks by kind, by where verify finds them (module, attribute).
+CHECKS_BY_KIND = [
+    (verify, "authority_break"),
+    (verify, "gold_mismatch"),
+    (verify, "purge_anchor"),
+    (verify, "missing_from_file"),
+    (config_check, "first_mismatch"),
+    (reconcile, "first_batch_mismatch"),
+    (reconcile, "decisions_purged_through"),
+    (batch_digest, "first_mismatch"),
+    (batch_digest, "restatements"),
+]
+
+
+def _spy_on_checks(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    calls: dict[str, int] = {}
+    for module, name in CHECKS_BY_KIND:
+        real = getattr(module, name)
+
+        def spy(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            calls[_name] = calls.get(_name, 0) + 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+    return calls
+
+
+def test_the_kinds_are_picked_by_plain_prefixes() -> None:
+    """``After.idle`` compares the prefixes as text, the checks' SQL with LIKE: the two agree
+    only for a prefix without LIKE's wildcards (or a quote or an escape)."""
+    assert audit_chain.picks([audit_chain.kind_prefix("gold.added")]) == (
+        """(entry LIKE '{"action":"gold.added",%')"""
+    )
+    for bad in ("", '{"action":"a_b",', '{"action":"a%",', "'", "\\"):
+        with pytest.raises(ValueError, match="plain prefix"):
+            audit_chain.picks([bad])
+
+
+def test_after_a_checkpoint_a_check_with_nothing_to_judge_is_not_run(
+    victim: tuple[Workspace, Layout], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the checkpoint the log holds decisions, their leases and the checkpoint's own
+    event: no check by kind has an event or a row to judge but the check of the
+    checkpoints in the file, so no other runs, and the report is the one every check gives."""
+    ws, at = victim
+    calls = _spy_on_checks(monkeypatch)
+    with raw_db(ws) as con:
+        quick = verify_records_from(con, ws)
+        assert calls == {"missing_from_file": 1}, calls
+        calls.clear()
+        every = verify_records_from(con, ws, skip_idle=False)
+    assert {name for _, name in CHECKS_BY_KIND} == set(calls), calls
+    assert quick == every
+    assert quick.ok and quick.events == at.head_seq - at.checkpoint_seq, quick.summary()
+
+
+#: Rows of each table that the checks by kind hold to their events, claiming that the event
+#: at ``$seq`` wrote them (it did not), and how to take them out again.
+FORGED_ROWS = {
+    "gold_cases": "INSERT INTO gold_cases VALUES ('FORGED-1', 'm/v1', 'lena', now(), $seq)",
+    "cases": "INSERT INTO cases SELECT 'FORGED-1', subject_ref, $seq, created_at, NULL"
+    " FROM cases LIMIT 1",
+    "predictions": "INSERT INTO predictions SELECT prediction_id + 1000000, case_id,"
+    " model_version, score, label, explanation, $seq, created_at FROM predictions LIMIT 1",
+    "shadow_predictions": "INSERT INTO shadow_predictions SELECT prediction_id, case_id,"
+    " model_version, score, label, explanation, $seq, created_at FROM predictions LIMIT 1",
+    "config_versions": "INSERT INTO config_versions SELECT version + 100, sha256, text,"
+    " base_version, 'superseded', diff, applied_by, applied_at, $seq, decided_by,"
+    " decided_at, decided_seq FROM config_versions LIMIT 1",
+}
+
+
+def test_rows_forged_after_the_checkpoint_without_their_event_are_named(
+    victim: tuple[Workspace, Layout],
+) -> None:
+    """A row slipped into a table that the checks by kind hold to their events, claiming a
+    decision's seq after the checkpoint: no event of that kind came after it, so the read
+    of what came after it must see the row for the check to run and name it. Each table in
+    turn (its row taken out again before the next)."""
+    ws, at = victim
+    seq = at.decision_seqs[DECISIONS_BEFORE_CHECKPOINT + 2]
+    assert set(FORGED_ROWS) == set(verify.ROW_TABLES)
+    with raw_db(ws) as con:
+        for table, column in verify.ROW_TABLES.items():
+            con.execute(FORGED_ROWS[table], {"seq": seq})
+            report = verify_records_from(con, ws)
+            assert report.first_break is not None, table
+            found = (report.first_break.seq, report.first_break.kind)
+            assert found == (seq, "record-mismatch"), (table, report.summary())
+            con.execute(f"DELETE FROM {table} WHERE {column} = ?", [seq])
+            assert verify_records_from(con, ws).ok, table
+        con.execute(FORGED_ROWS["gold_cases"], {"seq": seq})
+    report = verify_from(ws, "latest")
+    assert report.first_break is not None and report.first_break.seq == seq, report.summary()
+
+
+@pytest.mark.parametrize(
+    ("action", "rerun"), [("model.promoted", True), ("case.leased", False)], ids=["forged", "lease"]
+)
+def test_an_event_appended_after_the_read_of_what_came_after_the_checkpoint_is_judged(
+    victim: tuple[Workspace, Layout], monkeypatch: pytest.MonkeyPatch, action: str, rerun: bool
+) -> None:
+    """Beside the service, a writer appends while verify runs. Right after verify read what
+    came after the checkpoint (and found the authority check idle), a self-promotion is
+    appended, and the chain is checked through it: verify reads what came after that read
+    and runs every check again, which names it. A lease appended instead gives no check by
+    kind anything to judge: nothing runs again."""
+    ws, at = victim
+    real_read = after_checkpoint.read
+    seq = at.head_seq + 1
+    runs: list[bool] = []
+
+    def read_then_append(c: duckdb.DuckDBPyConnection, since: int, *args: Any) -> Any:
+        seen = real_read(c, since, *args)
+        if since == at.checkpoint_seq and not runs:
+            runs.append(True)
+            ts = utc_timestamp(entry_ts(c, at.head_seq) + timedelta(seconds=1))
+            payload = {"approver": "lena", "author": "lena"}
+            append_event(c, AuditEntry(seq, ts, "lena", "lead", action, "x", "m", payload))
+        return seen
+
+    real_verify = verify.verify_records
+    again: list[bool] = []
+
+    def verify_records(*args: Any, **kwargs: Any) -> VerifyReport:
+        again.append(kwargs.get("skip_idle", True))
+        return real_verify(*args, **kwargs)
+
+    monkeypatch.setattr(after_checkpoint, "read", read_then_append)
+    monkeypatch.setattr(verify, "verify_records", verify_records)
+    with raw_db(ws) as con:
+        report = verify_records_from(con, ws)
+    assert runs == [True]
+    assert again == ([True, False] if rerun else [True]), again
+    if rerun:
+        assert report.first_break is not None, report.summary()
+        assert (report.first_break.seq, report.first_break.kind) == (seq, "four-eyes")
+    else:
+        assert report.ok and report.events == seq - at.checkpoint_seq, report.summary()
