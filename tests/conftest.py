@@ -358,6 +358,28 @@ def _environment_kept_by_the_test() -> Iterator[None]:
     _environment_left(before, "the test")
 
 
+# ----------------------------------------------------------------- kernels forked, not launched
+@pytest.fixture(autouse=True, scope="session")
+def _kernels_from_a_zygote() -> Iterator[None]:
+    """One zygote per test process (pipelines/kernels/source.py), named in the environment
+    before any test runs: every kernel the tests start (papermill runs in process and in
+    forked `hilt` commands, Voila and JupyterLab servers) is forked from it instead of
+    starting a Python and importing ipykernel (~0.3-1 s of CPU a kernel)."""
+    from hilt.pipelines.kernels.source import ZYGOTE_ENV, start_zygote, zygote_environment
+
+    if ZYGOTE_ENV in os.environ:  # an ancestor's (a test run inside a test)
+        yield
+        return
+    zygote = start_zygote()
+    os.environ.update(zygote_environment(zygote))
+    try:
+        yield
+    finally:
+        os.environ.pop(ZYGOTE_ENV, None)
+        if zygote is not None:
+            zygote.stop()
+
+
 # ----------------------------------------------------------------- the order of the files
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Longest test files first (tests/scheduling.py): `make test` hands whole files to its
