@@ -160,7 +160,7 @@ class ForkedProvisioner(LocalProvisioner):
             try:
                 forked = await asyncio.to_thread(self._fork, socket_path, cmd, kwargs)
             except ZygoteUnavailable as e:
-                self.log.info("kernel started without the zygote (%s)", e)
+                self.log.warning("kernel started without the zygote (%s)", e)
             else:
                 self.forked = forked
                 self.pid = self.pgid = forked.pid
