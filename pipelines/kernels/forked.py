@@ -75,17 +75,24 @@ class ForkedKernel:
         return bool(select.select([self.pidfd], [], [], 0)[0])
 
     def poll(self) -> int | None:
+        """None while it runs, and until the zygote has reaped it and said its exit code
+        (a moment later; never waited for here: this runs in the server's event loop)."""
         if self.returncode is None and self.ended():
             self.returncode = self._exit_code()
         return self.returncode
 
-    def _exit_code(self) -> int:
-        """The code the zygote reports once it has reaped the child (1 if it cannot: a
-        zygote that has gone; the child is then reaped by init)."""
-        self.connection.settimeout(2)
+    def _exit_code(self) -> int | None:
+        """The code the zygote reports once it has reaped the child; None if it has not
+        yet; 1 if it cannot (a zygote that has gone: init reaps the child)."""
         try:
-            message = json.loads(self.connection.recv(4096) or b"{}")
-        except (OSError, ValueError):
+            data = self.connection.recv(4096, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return 1
+        try:
+            message = json.loads(data or b"{}")
+        except ValueError:
             return 1
         code = message.get("exit") if isinstance(message, dict) else None
         return code if isinstance(code, int) else 1
