@@ -39,7 +39,12 @@ from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.manager import KernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
-from hilt.pipelines.kernels.source import PROVISIONER_NAME, ZYGOTE_ENV, enabled
+from hilt.pipelines.kernels.source import (
+    PROVISIONER_NAME,
+    ZYGOTE_ENV,
+    enabled,
+    provisioner_installed,
+)
 from hilt.pipelines.kernels.zygote import LAUNCHER
 
 #: How long a launch waits for the zygote's answer (it may still be importing) before the
@@ -54,7 +59,10 @@ class ZygoteUnavailable(Exception):
 
 
 def use_forked(manager: KernelManager) -> None:
-    """``manager``'s kernel is provisioned by ``ForkedProvisioner`` (set before its start)."""
+    """``manager``'s kernel is provisioned by ``ForkedProvisioner`` (set before its start;
+    left to the usual launch where the entry point is not installed)."""
+    if not provisioner_installed():
+        return
     spec = manager.kernel_spec
     if spec is None:
         raise ValueError(f"no kernelspec named {manager.kernel_name!r}")

@@ -17,6 +17,7 @@ asks the zygote is pipelines/kernels/forked.py).
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import select
 import shutil
@@ -36,6 +37,7 @@ ZYGOTE_ENV: Final = "HILT_KERNEL_ZYGOTE"
 SWITCH_ENV: Final = "HILT_FORKED_KERNELS"
 #: The provisioner's entry point name (pyproject: ``jupyter_client.kernel_provisioners``).
 PROVISIONER_NAME: Final = "hilt-forked"
+PROVISIONER_GROUP: Final = "jupyter_client.kernel_provisioners"
 ZYGOTE_MODULE: Final = "hilt.pipelines.kernels.zygote"
 
 
@@ -124,5 +126,16 @@ def kernel_source(environ: Mapping[str, str] = os.environ) -> KernelSource:
 
 def server_arguments() -> list[str]:
     """A Jupyter server's (Voila's, JupyterLab's) setting: its kernels are provisioned by
-    ``ForkedProvisioner`` (which starts them the usual way when there is no zygote)."""
+    ``ForkedProvisioner`` (which starts them the usual way when there is no zygote); none
+    where the package's entry point is not installed (a checkout not reinstalled since)."""
+    if not provisioner_installed():
+        return []
     return [f"--KernelProvisionerFactory.default_provisioner_name={PROVISIONER_NAME}"]
+
+
+@functools.cache
+def provisioner_installed() -> bool:
+    """The ``hilt-forked`` entry point is installed (`make install` registers it)."""
+    from importlib.metadata import entry_points
+
+    return bool(entry_points(group=PROVISIONER_GROUP, name=PROVISIONER_NAME))
