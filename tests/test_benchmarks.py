@@ -40,6 +40,8 @@ SMALLER = {
     "verify": ["--events", "5000", "--cases", "500", "--after", "1000", "--repeat", "1"],
     # 300 cases in the store instead of 3,000 (every pair still leases from the live queue).
     "service_cpu": ["--cases", "300"],
+    # One start of each kind instead of 2 (both paths still run).
+    "kernel_start": ["--repeat", "1"],
     # 2 reviewers instead of 6, pausing 0.1 s on average instead of 2 s: 1 s paced phases
     # (instead of 4) still decide ~10 times each (none at all: a chance of ~1 in 10^8); 1 s
     # of saturation through the service (instead of 1.5), the embedded phases as --quick

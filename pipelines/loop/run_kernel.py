@@ -45,7 +45,10 @@ def started(kind: str, environment: Mapping[str, str], cwd: Path) -> Iterator[As
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
 
+    from hilt.pipelines.kernels.forked import use_forked
+
     manager = AsyncKernelManager(kernel_name=KERNEL_NAME)
+    use_forked(manager)  # forked from the zygote an ancestor named, if any (kernels/source.py)
     run_sync(manager.start_kernel)(
         extra_arguments=kernel_arguments(kind), env=dict(environment), cwd=str(cwd)
     )

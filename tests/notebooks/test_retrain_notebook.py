@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 from papermill import cli as papermill_cli
 from papermill.inspection import display_notebook_help
 
+from hilt.pipelines.kernels.source import SWITCH_ENV
 from hilt.pipelines.loop import runner
 from hilt.pipelines.loop.model import TrainParams
 from hilt.pipelines.loop.promotion import promote
@@ -290,8 +291,16 @@ def test_reproduce_gives_the_same_model_even_after_new_feedback_and_on_two_threa
     registered), reproduces bit-identically on two. One test, so that the new run serves
     both (one papermill run fewer); every assertion of the two tests it was is kept."""
     original = promoted[0]
+    # The original run's kernel was forked from the suite's zygote (pipelines/kernels/);
+    # this reproduction's is launched the usual way: the same model, byte for byte.
     r = hilt_forked(
-        "retrain", "--workspace", ws.root, "--reproduce", original.run_id, folder=tmp_path
+        "retrain",
+        "--workspace",
+        ws.root,
+        "--reproduce",
+        original.run_id,
+        folder=tmp_path,
+        env={SWITCH_ENV: "0"},
     )
     assert r.returncode == 0, r.stderr
     assert "identical" in r.stdout

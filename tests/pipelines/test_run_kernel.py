@@ -13,6 +13,7 @@ import nbformat
 import pytest
 
 from hilt.pipelines.deferred_imports import defer_iri_grammar
+from hilt.pipelines.kernels.forked import ForkedProvisioner
 from hilt.pipelines.loop import run_kernel
 from hilt.pipelines.loop.steps import start
 
@@ -63,6 +64,9 @@ def test_a_run_kernel_starts_in_its_folder_with_its_environment_warm_and_is_stop
         run_kernel.started("score", env, folder) as kernel,
     ):
         pid = kernel.provisioner.pid  # type: ignore[union-attr]
+        # forked from the zygote the suite names (tests/conftest.py), not launched
+        assert isinstance(kernel.provisioner, ForkedProvisioner)
+        assert kernel.provisioner.forked is not None
         papermill.execute_notebook(
             str(source),
             str(out),
