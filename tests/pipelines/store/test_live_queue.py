@@ -127,6 +127,8 @@ def check_index(service: StoreService, clock: Clock, step: str, turn: int, extra
         ).fetchall()
         sample = [
             *list(index.leases)[:1],
+            # a case whose row and predictions a lease read ahead (the facts take them)
+            *list(index.case_rows)[-1:],
             *([by_sql[0]] if by_sql[0] else []),
             *(str(r[0]) for r in restricted if r[0] is not None),
             extra_case,
