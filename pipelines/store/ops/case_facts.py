@@ -1,8 +1,8 @@
 """What deciding on one case depends on (``CaseFacts``), read in one round trip: the case,
 its predictions, its decisions, its lease, a contest, the oversight arms and an earlier
 decision under the same request id. In the service, what the live queue holds as the
-database does is taken from there instead (``_facts_in_memory``, and the case row and its
-predictions a lease read ahead: ``_read_ahead_rows``).
+database does is taken from there instead (``_facts_in_memory``; the newest contest; and the
+case row and its predictions a lease read ahead: ``_read_ahead_rows``).
 """
 
 from __future__ import annotations
@@ -64,12 +64,16 @@ def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datet
     # The case row and its predictions, as a lease read them ahead (held for waiting cases
     # only, dropped whenever those tables change): no scan of the predictions table.
     read_ahead = index.case_rows.get(case_id) if index is not None else None
+    contest_row = index.contest_seq(case_id) if index is not None else None
     arms = [
-        "SELECT 'contest', max(seq)::VARCHAR, NULL, NULL, NULL, NULL, NULL"
-        " FROM contests WHERE case_id = $cid",
         "SELECT 'request', decision_id, NULL, NULL, NULL, NULL, NULL"
         " FROM decisions WHERE request_id = $rid",
     ]
+    if contest_row is None:
+        arms.append(
+            "SELECT 'contest', max(seq)::VARCHAR, NULL, NULL, NULL, NULL, NULL"
+            " FROM contests WHERE case_id = $cid"
+        )
     if read_ahead is None or read_ahead[0] is None:
         read_ahead = None
         arms[:0] = [
@@ -113,9 +117,14 @@ def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datet
             held.flush()
         # No other held row changes what this reads: it need not wait for them.
         con = held.con
-    rows = con.execute(" UNION ALL ".join(arms) + oversight, params).fetchall()
+    query = " UNION ALL ".join(arms) + oversight
+    if "$cid" not in query:  # every arm about the case came from memory
+        del params["cid"]
+    rows = con.execute(query, params).fetchall()
     if read_ahead is not None:
         rows.extend(_read_ahead_rows(read_ahead))
+    if contest_row is not None and contest_row[0] is not None:
+        rows.append(("contest", str(contest_row[0]), None, None, None, None, None))
     if index is not None:
         rows.extend(_facts_in_memory(unit, index, rows, lease_row, now))
     gold, manual, double = queue.oversight_flags(unit.settings, rows, case_id)

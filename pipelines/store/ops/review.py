@@ -548,5 +548,6 @@ def contest(unit: Unit, case_id: str) -> int:
         seq = unit.append_audit("case.contested", "case", case_id, {}, now)
         unit.con.execute("INSERT INTO contests VALUES (?, ?, ?)", [case_id, now, seq])
         if unit.queue_index is not None:
+            unit.queue_index.stage_contest(case_id, seq)
             unit.queue_index.stage_refresh(case_id)
     return seq

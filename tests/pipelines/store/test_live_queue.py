@@ -96,6 +96,10 @@ def check_index(service: StoreService, clock: Clock, step: str, turn: int, extra
         ), step
         decided = service.con.execute("SELECT DISTINCT case_id FROM decisions").fetchall()
         assert index.decided == {str(r[0]) for r in decided}, step
+        contested = service.con.execute(
+            "SELECT case_id, max(seq) FROM contests GROUP BY case_id"
+        ).fetchall()
+        assert index.contests == {str(r[0]): int(r[1]) for r in contested}, step
         # The rows read ahead for the leases: waiting cases only, each as the tables hold it.
         held_rows = dict(index.case_rows)
         assert set(held_rows) <= set(index.waiting), step
@@ -129,6 +133,8 @@ def check_index(service: StoreService, clock: Clock, step: str, turn: int, extra
             *list(index.leases)[:1],
             # a case whose row and predictions a lease read ahead (the facts take them)
             *list(index.case_rows)[-1:],
+            # a contested case (the newest contest's seq is kept)
+            *list(index.contests)[-1:],
             *([by_sql[0]] if by_sql[0] else []),
             *(str(r[0]) for r in restricted if r[0] is not None),
             extra_case,
