@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.store import double_review, review_queue, sql
 from hilt.pipelines.store.oversight_tally import OversightTally, Written
+from hilt.pipelines.store.request_ids import RequestIds
 
 if TYPE_CHECKING:
     import duckdb
@@ -142,6 +143,9 @@ class LiveQueue:
         self.decided: set[str] = set()
         #: Contested cases: case → the newest contest's seq (``review.contest``).
         self.contests: dict[str, int] = {}
+        #: The decisions' request ids (``request_ids.py``): kept across ``load``, as every
+        #: decision row is written by this process and an id that went stays a "maybe".
+        self.request_ids = RequestIds()
         #: Waiting cases' rows as a lease shows them (``cases.case_rows``: the cases row, the
         #: features, the predictions), read ahead in the queue's order a batch at a time;
         #: a case's go when it leaves the queue, all of them when the index is built again

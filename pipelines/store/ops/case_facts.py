@@ -65,10 +65,14 @@ def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datet
     # only, dropped whenever those tables change): no scan of the predictions table.
     read_ahead = index.case_rows.get(case_id) if index is not None else None
     contest_row = index.contest_seq(case_id) if index is not None else None
-    arms = [
-        "SELECT 'request', decision_id, NULL, NULL, NULL, NULL, NULL"
-        " FROM decisions WHERE request_id = $rid",
-    ]
+    arms = []
+    # An earlier decision under the request's id: none without an id (NULL matches no row),
+    # none where the service's filter of the ids has surely not seen it (request_ids.py).
+    if request_id is not None and (index is None or _may_hold(unit, index, request_id)):
+        arms.append(
+            "SELECT 'request', decision_id, NULL, NULL, NULL, NULL, NULL"
+            " FROM decisions WHERE request_id = $rid"
+        )
     if contest_row is None:
         arms.append(
             "SELECT 'contest', max(seq)::VARCHAR, NULL, NULL, NULL, NULL, NULL"
@@ -117,10 +121,13 @@ def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datet
             held.flush()
         # No other held row changes what this reads: it need not wait for them.
         con = held.con
-    query = " UNION ALL ".join(arms) + oversight
-    if "$cid" not in query:  # every arm about the case came from memory
-        del params["cid"]
-    rows = con.execute(query, params).fetchall()
+    rows: list[tuple[Any, ...]] = []
+    if arms or oversight:
+        query = " UNION ALL ".join(arms) + oversight
+        if not arms:  # the oversight arms alone: drop their leading UNION ALL
+            query = query.removeprefix(" UNION ALL ")
+        params = {k: v for k, v in params.items() if "$" + k in query}
+        rows = con.execute(query, params).fetchall()
     if read_ahead is not None:
         rows.extend(_read_ahead_rows(read_ahead))
     if contest_row is not None and contest_row[0] is not None:
@@ -164,6 +171,16 @@ def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datet
         double=double,
         recorded_as=next((r[1] for r in rows if r[0] == "request"), None),
     )
+
+
+def _may_hold(unit: Unit, index: LiveQueue, request_id: str) -> bool:
+    """Whether a decision row may have ``request_id`` (False: surely none), the filter's
+    stored ids read on first use on the connection as the transaction stands."""
+    ids = index.request_ids
+    if not ids.built:
+        held = unit.rows
+        ids.ensure(held.con if held is not None else unit.con)
+    return ids.may_hold(request_id)
 
 
 def _read_ahead_rows(found: CaseRows) -> list[tuple[Any, ...]]:

@@ -401,6 +401,9 @@ def write_decision(
             )
         )
     unit.insert_row("decisions", stored)
+    if unit.queue_index is not None and row.request_id is not None:
+        # At once, not at the commit: a rolled-back one stays a "maybe" (request_ids.py).
+        unit.queue_index.request_ids.add(row.request_id)
     return decision
 
 
