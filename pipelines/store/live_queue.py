@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.store import double_review, review_queue, sql
 from hilt.pipelines.store.oversight_tally import OversightTally, Written
+from hilt.pipelines.store.request_ids import RequestIds
 
 if TYPE_CHECKING:
     import duckdb
@@ -131,6 +132,7 @@ class LiveQueue:
         #: Cases and reviewers whose leases staged changes touch (``lease_row``).
         self._touched_cases: set[str] = set()
         self._touched_reviewers: set[str] = set()
+        self._touched_contests: set[str] = set()
         #: Subjects whose processing is restricted now (a live restriction or objection).
         self.restricted: set[str] = set()
         #: The store's holdout salt (fixed at ``hilt init``; double review reads it).
@@ -139,6 +141,11 @@ class LiveQueue:
         self.rectified: set[str] = set()
         #: Cases with at least one row in the decisions table.
         self.decided: set[str] = set()
+        #: Contested cases: case → the newest contest's seq (``review.contest``).
+        self.contests: dict[str, int] = {}
+        #: The decisions' request ids (``request_ids.py``): kept across ``load``, as every
+        #: decision row is written by this process and an id that went stays a "maybe".
+        self.request_ids = RequestIds()
         #: Waiting cases' rows as a lease shows them (``cases.case_rows``: the cases row, the
         #: features, the predictions), read ahead in the queue's order a batch at a time;
         #: a case's go when it leaves the queue, all of them when the index is built again
@@ -175,6 +182,12 @@ class LiveQueue:
         self.decided = {
             str(r[0]) for r in con.execute("SELECT DISTINCT case_id FROM decisions").fetchall()
         }
+        self.contests = {
+            str(r[0]): int(r[1])
+            for r in con.execute(
+                "SELECT case_id, max(seq) FROM contests GROUP BY case_id"
+            ).fetchall()
+        }
         self._double_share = settings.oversight.double_review_share
         rows = con.execute(
             f"SELECT {QUEUE_COLUMNS} FROM ("
@@ -200,6 +213,7 @@ class LiveQueue:
         self.decision_staged = False
         self._touched_cases.clear()
         self._touched_reviewers.clear()
+        self._touched_contests.clear()
         self._done_day = None  # read again on first use
         self.tally.check = True  # the operation may have changed decisions or gold cases
         self.loaded = True
@@ -285,6 +299,22 @@ class LiveQueue:
         """Whether the decisions table surely has no row on the case (False: ask it)."""
         return not self.decision_staged and case_id not in self.decided
 
+    def stage_contest(self, case_id: str, seq: int) -> None:
+        """A contest of the case is written (its seq is the newest: seqs only grow)."""
+        self._touched_contests.add(case_id)
+
+        def change(con: duckdb.DuckDBPyConnection) -> None:
+            self.contests[case_id] = seq
+
+        self._staged.append(change)
+
+    def contest_seq(self, case_id: str) -> tuple[int | None] | None:
+        """The case's newest contest's seq as the contests table holds it ((None,): none),
+        or None when a change staged in this transaction touches it (ask the database)."""
+        if case_id in self._touched_contests:
+            return None
+        return (self.contests.get(case_id),)
+
     def stage_refresh(self, case_id: str) -> None:
         """Read the case's state again with the one-case SQL once the change committed."""
         self._staged.append(lambda con: self._refresh(con, case_id))
@@ -295,6 +325,7 @@ class LiveQueue:
         self.decision_staged = False
         self._touched_cases.clear()
         self._touched_reviewers.clear()
+        self._touched_contests.clear()
         try:
             for change in staged:
                 change(con)
@@ -316,6 +347,7 @@ class LiveQueue:
         self.decision_staged = False
         self._touched_cases.clear()
         self._touched_reviewers.clear()
+        self._touched_contests.clear()
 
     # ------------------------------------------------------------------ reading
     def held_now(self, now: datetime) -> Iterator[tuple[str, Held]]:

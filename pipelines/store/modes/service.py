@@ -231,14 +231,16 @@ class StoreService:
                 self.con.execute("SET threads = 1")
 
     def warm(self) -> None:
-        """Build the live queue, the oversight figures and the newest monitoring runs before
-        the first request that needs them (``hilt store serve`` runs it in a thread of its
-        own at start). A failure is logged: they are built on first use then."""
+        """Build the live queue, the oversight figures, the filter of the decisions' request
+        ids and the newest monitoring runs before the first request that needs them (``hilt
+        store serve`` runs it in a thread of its own at start). A failure is logged: they
+        are built on first use then."""
         try:
             with self.mutex, self._threads(BULK_THREADS):
                 if not self.queue_index.loaded:
                     self.queue_index.load(self.con, self.settings)
                 self.queue_index.tally.ready(self.con)
+                self.queue_index.request_ids.ensure(self.con)
                 self.kept_runs.newest(self.con, 1)
         except Exception:
             log.exception("building the live queue at start failed; it is built on first use")

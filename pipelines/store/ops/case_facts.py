@@ -1,7 +1,8 @@
 """What deciding on one case depends on (``CaseFacts``), read in one round trip: the case,
 its predictions, its decisions, its lease, a contest, the oversight arms and an earlier
 decision under the same request id. In the service, what the live queue holds as the
-database does is taken from there instead (``_facts_in_memory``).
+database does is taken from there instead (``_facts_in_memory``; the newest contest; and the
+case row and its predictions a lease read ahead: ``_read_ahead_rows``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from hilt.pipelines.store import review_queue
 from hilt.pipelines.store.ops import queue
 
 if TYPE_CHECKING:
-    from hilt.pipelines.store.live_queue import Held, LiveQueue
+    from hilt.pipelines.store.live_queue import CaseRows, Held, LiveQueue
     from hilt.pipelines.store.unit import Unit
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -60,16 +61,31 @@ def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datet
     query (each arm costs a scan)."""
     index = unit.queue_index
     lease_row = index.lease_row(case_id) if index is not None else None
-    arms = [
-        "SELECT 'case', case_id, subject_ref, removed_seq::VARCHAR, NULL, NULL, NULL"
-        " FROM cases WHERE case_id = $cid",
-        "SELECT 'prediction', prediction_id::VARCHAR, model_version, label,"
-        " NULL, NULL, NULL FROM predictions WHERE case_id = $cid",
-        "SELECT 'contest', max(seq)::VARCHAR, NULL, NULL, NULL, NULL, NULL"
-        " FROM contests WHERE case_id = $cid",
-        "SELECT 'request', decision_id, NULL, NULL, NULL, NULL, NULL"
-        " FROM decisions WHERE request_id = $rid",
-    ]
+    # The case row and its predictions, as a lease read them ahead (held for waiting cases
+    # only, dropped whenever those tables change): no scan of the predictions table.
+    read_ahead = index.case_rows.get(case_id) if index is not None else None
+    contest_row = index.contest_seq(case_id) if index is not None else None
+    arms = []
+    # An earlier decision under the request's id: none without an id (NULL matches no row),
+    # none where the service's filter of the ids has surely not seen it (request_ids.py).
+    if request_id is not None and (index is None or _may_hold(unit, index, request_id)):
+        arms.append(
+            "SELECT 'request', decision_id, NULL, NULL, NULL, NULL, NULL"
+            " FROM decisions WHERE request_id = $rid"
+        )
+    if contest_row is None:
+        arms.append(
+            "SELECT 'contest', max(seq)::VARCHAR, NULL, NULL, NULL, NULL, NULL"
+            " FROM contests WHERE case_id = $cid"
+        )
+    if read_ahead is None or read_ahead[0] is None:
+        read_ahead = None
+        arms[:0] = [
+            "SELECT 'case', case_id, subject_ref, removed_seq::VARCHAR, NULL, NULL, NULL"
+            " FROM cases WHERE case_id = $cid",
+            "SELECT 'prediction', prediction_id::VARCHAR, model_version, label,"
+            " NULL, NULL, NULL FROM predictions WHERE case_id = $cid",
+        ]
     params: dict[str, Any] = {"rid": request_id, "cid": case_id}
     if index is None or not index.has_no_decisions(case_id):
         arms.append(
@@ -105,7 +121,17 @@ def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datet
             held.flush()
         # No other held row changes what this reads: it need not wait for them.
         con = held.con
-    rows = con.execute(" UNION ALL ".join(arms) + oversight, params).fetchall()
+    rows: list[tuple[Any, ...]] = []
+    if arms or oversight:
+        query = " UNION ALL ".join(arms) + oversight
+        if not arms:  # the oversight arms alone: drop their leading UNION ALL
+            query = query.removeprefix(" UNION ALL ")
+        params = {k: v for k, v in params.items() if "$" + k in query}
+        rows = con.execute(query, params).fetchall()
+    if read_ahead is not None:
+        rows.extend(_read_ahead_rows(read_ahead))
+    if contest_row is not None and contest_row[0] is not None:
+        rows.append(("contest", str(contest_row[0]), None, None, None, None, None))
     if index is not None:
         rows.extend(_facts_in_memory(unit, index, rows, lease_row, now))
     gold, manual, double = queue.oversight_flags(unit.settings, rows, case_id)
@@ -145,6 +171,30 @@ def read_case_facts(unit: Unit, case_id: str, request_id: str | None, now: datet
         double=double,
         recorded_as=next((r[1] for r in rows if r[0] == "request"), None),
     )
+
+
+def _may_hold(unit: Unit, index: LiveQueue, request_id: str) -> bool:
+    """Whether a decision row may have ``request_id`` (False: surely none), the filter's
+    stored ids read on first use on the connection as the transaction stands."""
+    ids = index.request_ids
+    if not ids.built:
+        held = unit.rows
+        ids.ensure(held.con if held is not None else unit.con)
+    return ids.may_hold(request_id)
+
+
+def _read_ahead_rows(found: CaseRows) -> list[tuple[Any, ...]]:
+    """The case and prediction arms of ``read_case_facts``, from the rows a lease read ahead
+    (``cases.read_case_rows``: the cases row, then each prediction's ``PREDICTION_COLUMNS``)."""
+    case, _, predictions = found
+    assert case is not None
+    removed = case[4]
+    out: list[tuple[Any, ...]] = [
+        ("case", case[0], case[1], None if removed is None else str(removed), None, None, None)
+    ]
+    for p in predictions:
+        out.append(("prediction", str(p[0]), p[2], p[4], None, None, None))
+    return out
 
 
 def _facts_in_memory(

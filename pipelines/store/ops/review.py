@@ -401,6 +401,9 @@ def write_decision(
             )
         )
     unit.insert_row("decisions", stored)
+    if unit.queue_index is not None and row.request_id is not None:
+        # At once, not at the commit: a rolled-back one stays a "maybe" (request_ids.py).
+        unit.queue_index.request_ids.add(row.request_id)
     return decision
 
 
@@ -548,5 +551,6 @@ def contest(unit: Unit, case_id: str) -> int:
         seq = unit.append_audit("case.contested", "case", case_id, {}, now)
         unit.con.execute("INSERT INTO contests VALUES (?, ?, ?)", [case_id, now, seq])
         if unit.queue_index is not None:
+            unit.queue_index.stage_contest(case_id, seq)
             unit.queue_index.stage_refresh(case_id)
     return seq

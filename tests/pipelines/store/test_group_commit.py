@@ -405,3 +405,61 @@ def test_reviewers_decide_while_a_backup_copies_the_store(
     with in_process_service(ws) as service:
         verified = service.read(service.lookup("otto"), Store.verify, {})
         assert verified.ok, verified.summary()
+
+
+class Recording:
+    """A connection that notes each statement run on it (``execute``)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, statements: list[str]) -> None:
+        self._con = con
+        self.statements = statements
+
+    def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        self.statements.append(query)
+        return self._con.execute(query, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
+@pytest.mark.obligation("AI Act 12")
+def test_a_retried_request_id_finds_its_decision_after_a_restart_and_a_new_one_is_not_looked_up(
+    loaded_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service asks the decisions table about a request id only when its filter of the
+    ids (``request_ids.py``) may have seen it. Attack: a client retries a decision after
+    the service restarted (the filter built again from the table): the stored decision is
+    the answer, and nothing is written twice."""
+    ws = loaded_workspace
+    issue_tokens(ws, ws.settings())
+    with in_process_service(ws) as service:
+        alice = service.lookup("alice")
+        leased = service.run(alice, Store.next_case, {"strategy": None})
+        assert leased is not None
+        case_id = leased.case.case_id
+        first = service.record_decision(
+            alice, DecisionRequest(case_id=case_id, action="accept", request_id="r-1")
+        )
+        assert service.queue_index.request_ids.may_hold("r-1")
+    with in_process_service(ws) as service:  # restarted
+        alice = service.lookup("alice")
+        decisions, events = count(service, "decisions"), count(service, "audit_log")
+        again = service.record_decision(
+            alice, DecisionRequest(case_id=case_id, action="accept", request_id="r-1")
+        )
+        assert again.decision_id == first.decision_id
+        assert (count(service, "decisions"), count(service, "audit_log")) == (decisions, events)
+        assert service.queue_index.request_ids.built
+        # A new id is not looked up: the decision runs no statement that reads it.
+        second = service.run(alice, Store.next_case, {"strategy": None})
+        assert second is not None
+        statements: list[str] = []
+        monkeypatch.setattr(service, "con", Recording(service.con, statements))
+        new = service.record_decision(
+            alice,
+            DecisionRequest(case_id=second.case.case_id, action="accept", request_id="r-new"),
+        )
+        assert new.request_id == "r-new"
+        assert any("INSERT INTO decisions" in s for s in statements)  # (the recording works)
+        assert not [s for s in statements if "request_id =" in s]
+        assert count(service, "decisions") == decisions + 1

@@ -96,6 +96,10 @@ def check_index(service: StoreService, clock: Clock, step: str, turn: int, extra
         ), step
         decided = service.con.execute("SELECT DISTINCT case_id FROM decisions").fetchall()
         assert index.decided == {str(r[0]) for r in decided}, step
+        contested = service.con.execute(
+            "SELECT case_id, max(seq) FROM contests GROUP BY case_id"
+        ).fetchall()
+        assert index.contests == {str(r[0]): int(r[1]) for r in contested}, step
         # The rows read ahead for the leases: waiting cases only, each as the tables hold it.
         held_rows = dict(index.case_rows)
         assert set(held_rows) <= set(index.waiting), step
@@ -131,8 +135,12 @@ def check_index(service: StoreService, clock: Clock, step: str, turn: int, extra
             *(str(r[0]) for r in restricted if r[0] is not None),
             extra_case,
         ]
+        if turn % 6 == 0:
+            # A case whose row and predictions a lease read ahead, and a contested case (the
+            # facts take them from memory).
+            sample += [*list(index.case_rows)[-1:], *list(index.contests)[-1:]]
         by_sql_only = replace(unit, queue_index=None)
-        for case_id in sample:
+        for case_id in dict.fromkeys(sample):
             with_index = case_facts.read_case_facts(unit, case_id, "no-such-request", now)
             assert with_index == case_facts.read_case_facts(
                 by_sql_only, case_id, "no-such-request", now
