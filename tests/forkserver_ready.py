@@ -10,10 +10,10 @@ then ``gc.freeze()``. Nothing else imports this module.
 - A `hilt store serve` child built the store's deferred pydantic models (``defer_build``)
   and imported what FastAPI and uvicorn import only when an app is built or served
   (``pydantic.v1``, anyio's asyncio backend, uvicorn's event loop, HTTP and WebSocket
-  protocols, uvloop, httptools, websockets) in every start. Here one app of the store's
-  routes is built (``service_app_warmed``) and thrown away, and uvicorn's "auto" choices
-  are imported, so every child inherits them; each child still builds its own app for its
-  own service, as `hilt store serve` does.
+  protocols, uvloop, httptools, websockets: 84 modules) in every start. Here one app of
+  the store's routes is built (``service_app_warmed``) and thrown away, and uvicorn's
+  "auto" choices are imported, so every child inherits them; each child still builds its
+  own app for its own service, as `hilt store serve` does.
 - Every child shares the server's memory until it writes to it. The first full garbage
   collection in a child walked every object the server had imported, so it copied nearly
   all of that memory: 0.25-0.3 s of CPU in each child, even one that does nothing. Frozen,
@@ -24,6 +24,8 @@ then ``gc.freeze()``. Nothing else imports this module.
 import gc
 from typing import Any, cast
 
+import typer._adapters  # (what a child's command line is parsed with)
+import typer._click.decorators
 import typer.main
 from typer._click.core import Command
 from uvicorn import config as uvicorn_config
@@ -56,6 +58,7 @@ def service_app_warmed() -> None:
     assert loop_factory is not None
     import_from_string(loop_factory)()  # imports uvloop; makes no loop
     import anyio._backends._asyncio  # noqa: F401  (Starlette's thread pool, at the first request)
+    import fastapi.telemetry._runtime  # noqa: F401  (at the app's first request)
 
 
 typer.main.get_command = _prebuilt
