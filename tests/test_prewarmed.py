@@ -18,12 +18,15 @@ def test_a_child_finds_the_command_tree_built_and_the_imports_frozen(tmp_path: P
         "from hilt.pipelines.cli import app\n"
         "built = typer.main.get_command(app) is typer.main.get_command(app)\n"
         "preloaded = 'hilt.pipelines.store.modes.service_http' in sys.modules\n"
-        "print(gc.get_freeze_count(), preloaded, built)\n"
+        "warm = 'mlflow.store.tracking.sqlalchemy_store' in sys.modules\n"
+        "print(gc.get_freeze_count(), preloaded, built, warm)\n"
     )
     child = run(script=script, folder=tmp_path / "out")
     assert child.returncode == 0, child.stderr
-    frozen, preloaded, built = child.stdout.split()
+    frozen, preloaded, built, warm = child.stdout.split()
     assert preloaded == "True"  # (forked from the server, not a fresh interpreter)
     # Everything the server imported: hundreds of thousands of objects, not a few.
     assert int(frozen) > 100_000, frozen
     assert built == "True"  # (typer builds a new tree on each call otherwise)
+    # A run's warm-ups (tests/prewarmed_runs.py) are inherited too: MLflow's SQL store.
+    assert warm == "True"
