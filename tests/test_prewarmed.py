@@ -20,11 +20,12 @@ def test_a_child_finds_the_command_tree_built_and_the_imports_frozen(tmp_path: P
         "built = typer.main.get_command(app) is typer.main.get_command(app)\n"
         "preloaded = 'hilt.pipelines.store.modes.service_http' in sys.modules\n"
         "served = all(m in sys.modules for m in ('uvloop', 'httptools', 'pydantic.v1'))\n"
-        "print(gc.get_freeze_count(), preloaded, built, served)\n"
+        "warm = 'mlflow.store.tracking.sqlalchemy_store' in sys.modules\n"
+        "print(gc.get_freeze_count(), preloaded, built, served, warm)\n"
     )
     child = run(script=script, folder=tmp_path / "out")
     assert child.returncode == 0, child.stderr
-    frozen, preloaded, built, served = child.stdout.split()
+    frozen, preloaded, built, served, warm = child.stdout.split()
     assert preloaded == "True"  # (forked from the server, not a fresh interpreter)
     # Everything the server imported: hundreds of thousands of objects, not a few.
     assert int(frozen) > 100_000, frozen
@@ -32,3 +33,5 @@ def test_a_child_finds_the_command_tree_built_and_the_imports_frozen(tmp_path: P
     # What a store service's start imports, by building its app and serving it, was
     # imported by the server (each `hilt store serve` child imported it again otherwise).
     assert served == "True"
+    # A run's warm-ups (tests/prewarmed_runs.py) are inherited too: MLflow's SQL store.
+    assert warm == "True"

@@ -61,20 +61,39 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     return loop_workspace(tmp_path_factory.mktemp("retrain-notebook"))
 
 
+#: The first run, the audit seq before it, and how often papermill wrote its notebook.
+FirstRun = tuple[runner.RunResult, int, int]
+
+
 @pytest.fixture(scope="module")
-def first(ws: Workspace, tmp_path_factory: pytest.TempPathFactory) -> tuple[runner.RunResult, int]:
-    """The first retraining run (as dana) and the audit seq before it. Its kernel cannot
-    import mlflow (a sitecustomize refuses it): the runner logs, registers and mirrors what
-    the kernel prepared (``tracking.relay``), so every test on this run also proves that the
-    kernel never needed mlflow."""
+def first(ws: Workspace, tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
+    """The first retraining run (as dana), the audit seq before it and the number of times
+    papermill wrote the executed notebook while it ran. Its kernel cannot import mlflow (a
+    sitecustomize refuses it): the runner logs, registers and mirrors what the kernel
+    prepared (``tracking.relay``), so every test on this run also proves that the kernel
+    never needed mlflow."""
+    import papermill.engines
+
     before = operator(ws).audit_head().seq
-    with kernels_without_mlflow(tmp_path_factory.mktemp("no-mlflow")):
+    write = papermill.engines.write_ipynb
+    writes: list[str] = []
+
+    def counted(nb: object, path: str) -> None:
+        writes.append(path)
+        write(nb, path)
+
+    with (
+        kernels_without_mlflow(tmp_path_factory.mktemp("no-mlflow")),
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        patch.setattr(papermill.engines, "write_ipynb", counted)
         result = runner.execute(ws, runner.RunRequest("retrain", FAST, author="dana"))
-    return result, before
+    assert set(writes) == {str(result.notebook)}
+    return result, before, len(writes)
 
 
 @pytest.fixture(scope="module")
-def promoted(ws: Workspace, first: tuple[runner.RunResult, int]) -> tuple[runner.RunResult, int]:
+def promoted(ws: Workspace, first: FirstRun) -> FirstRun:
     """The first run's model promoted to champion by a lead (max), once per module: the tests
     that need a champion ask for it instead of relying on the order they run in."""
     promote(ws, first[0].run_id, "max")
@@ -111,9 +130,9 @@ def test_the_template_is_thin_and_has_no_outputs() -> None:
 
 
 def test_a_run_leaves_its_notebook_mlflow_records_and_audit_events(
-    ws: Workspace, first: tuple[runner.RunResult, int]
+    ws: Workspace, first: FirstRun
 ) -> None:
-    result, before = first
+    result, before, writes = first
     run_id = result.run_id
     # The executed notebook: stable name, papermill metadata, every cell completed.
     assert result.notebook.parent == ws.runs_dir
@@ -133,6 +152,9 @@ def test_a_run_leaves_its_notebook_mlflow_records_and_audit_events(
     assert meta["exception"] is None
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert {c["metadata"]["papermill"]["status"] for c in code} == {"completed"}
+    # Written when the run started and ended (and at most every 30 s between), not before
+    # and after every cell as papermill's own engine writes it (2 per cell, 2 more).
+    assert 2 <= writes < len(nb["cells"])
     # The kernel's warm-up (``run_kernel``) took no execution count: cells count from 1.
     assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1))
     assert not [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
@@ -224,7 +246,7 @@ def test_a_run_leaves_its_notebook_mlflow_records_and_audit_events(
 
 
 def test_the_gate_rejects_label_noise_and_the_champion_stays(
-    ws: Workspace, promoted: tuple[runner.RunResult, int], tmp_path: Path
+    ws: Workspace, promoted: FirstRun, tmp_path: Path
 ) -> None:
     settings = ws.settings()
     assert aliases(settings) == {"champion": "1"}
@@ -284,7 +306,7 @@ def test_a_failing_run_exits_1_keeps_its_notebook_and_is_marked_failed(
 
 
 def test_reproduce_gives_the_same_model_even_after_new_feedback_and_on_two_threads(
-    ws: Workspace, promoted: tuple[runner.RunResult, int], tmp_path: Path
+    ws: Workspace, promoted: FirstRun, tmp_path: Path
 ) -> None:
     """Reproduction, twice over: the champion's run reproduces (CLI) before and after new
     feedback, and a new run on the new snapshot, on two threads (``nthread`` 2, not
@@ -364,7 +386,7 @@ def test_reproduce_gives_the_same_model_even_after_new_feedback_and_on_two_threa
 
 
 def test_reproduce_refuses_a_run_whose_snapshot_file_is_gone(
-    ws: Workspace, first: tuple[runner.RunResult, int], tmp_path: Path
+    ws: Workspace, first: FirstRun, tmp_path: Path
 ) -> None:
     configure(ws)
     info = run_info(first[0].run_id)
