@@ -359,29 +359,12 @@ def _environment_kept_by_the_test() -> Iterator[None]:
 
 
 # ----------------------------------------------------------------- kernels forked, not launched
-#: The pid of this test process's zygote, once started (``_kernels_from_a_zygote``).
-_ZYGOTE_PID: list[int] = []
-
-
-def kernels_forked_now() -> set[int]:
-    """The processes this test process's zygote forked that still run (its kernels)."""
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # ended meanwhile
-        if _ZYGOTE_PID and int(fields[1]) == _ZYGOTE_PID[0] and fields[0] != "Z":
-            found.add(int(stat.parent.name))
-    return found
-
-
 @pytest.fixture(autouse=True, scope="session")
 def _kernels_from_a_zygote() -> Iterator[None]:
     """One zygote per test process (pipelines/kernels/source.py), named in the environment
-    before any test runs: every kernel the tests start (papermill runs in process and in
-    forked `hilt` commands, Voila and JupyterLab servers) is forked from it instead of
-    starting a Python and importing ipykernel (~0.3-1 s of CPU a kernel)."""
+    before any test runs: every run's kernel the tests start (papermill runs in process and
+    in forked `hilt` commands) is forked from it instead of starting a Python and importing
+    ipykernel (~0.3-1 s of CPU a kernel). Voila's and JupyterLab's are not (source.py)."""
     from hilt.pipelines.kernels.source import ZYGOTE_ENV, start_zygote, zygote_environment
 
     if ZYGOTE_ENV in os.environ:  # an ancestor's (a test run inside a test)
@@ -389,13 +372,10 @@ def _kernels_from_a_zygote() -> Iterator[None]:
         return
     zygote = start_zygote()
     os.environ.update(zygote_environment(zygote))
-    if zygote is not None:
-        _ZYGOTE_PID.append(zygote.process.pid)
     try:
         yield
     finally:
         os.environ.pop(ZYGOTE_ENV, None)
-        _ZYGOTE_PID.clear()
         if zygote is not None:
             zygote.stop()
 

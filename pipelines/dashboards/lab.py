@@ -23,7 +23,6 @@ from pathlib import Path
 
 from hilt.pipelines.dashboards.server import JUPYTER_MAIN, stop_processes, wait_http
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.kernels.source import KernelSource, kernel_source, server_arguments
 from hilt.pipelines.loop.runner import KERNEL_NAME
 from hilt.pipelines.loop.tracking.environment import child_environment
 from hilt.pipelines.paths import NOTEBOOKS_DIR
@@ -83,7 +82,6 @@ def lab_command(workspace: Workspace, host: str, port: int, token: str) -> list[
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.extension_manager=readonly",
-        *server_arguments(),  # kernels forked from a zygote (pipelines/kernels/forked.py)
         *as_root,
     ]
 
@@ -97,8 +95,6 @@ class LabServer:
     port: int
     token: str
     notebook: str
-    #: The zygote the kernels are forked from, if it was started for this server.
-    kernels: KernelSource | None = None
 
     @property
     def base_url(self) -> str:
@@ -111,8 +107,6 @@ class LabServer:
 
     def stop(self) -> None:
         stop_processes(self.process)
-        if self.kernels is not None:
-            self.kernels.stop()
 
 
 def start_lab(
@@ -132,19 +126,14 @@ def start_lab(
     copy_starting_notebooks(workspace)
     token = secrets.token_urlsafe(24)
     out = subprocess.DEVNULL if quiet else None
-    kernels = kernel_source(os.environ)  # the notebooks' kernels forked from a zygote
-    try:
-        process = subprocess.Popen(
-            lab_command(workspace, host, port, token),
-            env={**lab_environment(os.environ, workspace), **kernels.environment},
-            cwd=workspace.root,
-            stdout=out,
-            stderr=out,
-        )
-    except BaseException:
-        kernels.stop()
-        raise
-    server = LabServer(process, host, port, token, f"{LAB_FOLDER}/{LAB_NOTEBOOKS[0]}", kernels)
+    process = subprocess.Popen(
+        lab_command(workspace, host, port, token),
+        env=lab_environment(os.environ, workspace),
+        cwd=workspace.root,
+        stdout=out,
+        stderr=out,
+    )
+    server = LabServer(process, host, port, token, f"{LAB_FOLDER}/{LAB_NOTEBOOKS[0]}")
     try:
         wait_http(f"{server.base_url}/api/status?token={token}", process, "JupyterLab", timeout_s)
     except BaseException:

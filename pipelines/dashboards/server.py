@@ -29,7 +29,6 @@ import httpx
 
 from hilt.pipelines.config import Access
 from hilt.pipelines.errors import InputError, NotFoundError, StoreError
-from hilt.pipelines.kernels.source import KernelSource, kernel_source, server_arguments
 from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.ports import require_free_port
 from hilt.pipelines.store import Identity, open_store_as
@@ -158,7 +157,6 @@ def voila_command(notebooks: Path, host: str, port: int) -> list[str]:
         "--MappingKernelManager.cull_idle_timeout=900",
         "--MappingKernelManager.cull_interval=60",
         "--MappingKernelManager.cull_connected=False",
-        *server_arguments(),  # kernels forked from a zygote (pipelines/kernels/forked.py)
     ]
 
 
@@ -188,16 +186,12 @@ class DashboardServer(VoilaPages):
     voila: subprocess.Popen[bytes]
     #: Where the store service's log goes (refusals of tokens and of the gateway among it).
     store_log: Path | None = None
-    #: The zygote Voila's kernels are forked from, if it was started for this server.
-    kernels: KernelSource | None = None
 
     def processes(self) -> tuple[subprocess.Popen[bytes], ...]:
         return (self.voila, self.store)
 
     def stop(self) -> None:
         stop_processes(self.voila, self.store)
-        if self.kernels is not None:
-            self.kernels.stop()
 
 
 def store_serve_command(workspace: Workspace, port: int, host: str = "127.0.0.1") -> list[str]:
@@ -281,19 +275,15 @@ def start_dashboards(
     # Voila starts beside the store service, not after it: its kernels reach the store only
     # once a page is asked for, and this returns only when both answer. The two starts
     # (imports, mostly) then share the cores instead of following each other.
-    # The zygote of Voila's kernels imports beside both: the first page's kernel is forked.
-    kernels = kernel_source(os.environ)
     try:
         env = kernel_environment(os.environ, store_url, gateway, workspace)
-        env.update(kernels.environment)
         voila = subprocess.Popen(
             voila_command(nb_dir, host, port), env=env, stdout=out, stderr=out, cwd=nb_dir
         )
     except BaseException:
         stop_processes(store)
-        kernels.stop()
         raise
-    server = DashboardServer(workspace, host, port, store_port, store, voila, store_log, kernels)
+    server = DashboardServer(workspace, host, port, store_port, store, voila, store_log)
     try:
         wait_http(store_url + "/health", store, "store service", 30)
         wait_http(server.url + "/", voila, "Voila server", 60)

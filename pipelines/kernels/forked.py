@@ -16,8 +16,8 @@ settings, stdio pipes asked for), the kernel starts the usual way (``LocalProvis
 kernel start never fails because of the zygote.
 
 Wiring: the entry point ``hilt-forked`` (pyproject, ``jupyter_client.kernel_provisioners``)
-names this class; Voila and JupyterLab take it as the default provisioner
-(``server_arguments``), a run's kernel through its kernelspec (``use_forked``).
+names this class; a run's kernel takes it through ``use_forked``. Voila and JupyterLab do
+not (see source.py).
 """
 
 from __future__ import annotations

@@ -3,10 +3,13 @@
 forked kernels off. Importing this module imports no jupyter_client (the provisioner that
 asks the zygote is pipelines/kernels/forked.py).
 
-- `hilt serve` (Voila) and `hilt lab` (JupyterLab) start a zygote beside the server
-  (``kernel_source``), name it in the server's environment and give the server
-  ``ForkedProvisioner`` as its default provisioner (``server_arguments``); the zygote is
-  stopped with the server and ends if the process that started it ends (its stdin closes).
+- A run's kernel (pipelines/loop/run_kernel.py) is forked from the zygote an ancestor named
+  (``kernel_source`` starts one for a process that launches kernels; the test suite starts
+  one per worker). Voila's and JupyterLab's kernels are launched the usual way: a Voila
+  kernel forked from a zygote hung in CI (its shell-channel thread blocked in ZeroMQ's send
+  of a log line, on a comm message from the page), and a dashboard kernel's
+  ``/proc/PID/environ`` would show the zygote's start block, not what the kernel was given,
+  which the security tests of the dashboards' environment read.
 - A descendant reuses the zygote its ancestor named (the test suite starts one per worker).
 - The zygote runs with a minimal environment (``zygote.startup_environment``: the
   interpreter's settings and what its imports read; no key, token or identity).
@@ -112,9 +115,8 @@ class KernelSource:
 
 
 def kernel_source(environ: Mapping[str, str] = os.environ) -> KernelSource:
-    """For a server about to start (Voila, JupyterLab): the zygote an ancestor named in
-    ``environ``, else one started now (importing while the server does); none when forked
-    kernels are off."""
+    """For a process about to launch kernels: the zygote an ancestor named in ``environ``,
+    else one started now; none when forked kernels are off."""
     if not enabled(environ):
         return KernelSource({}, None)
     named = environ.get(ZYGOTE_ENV)
@@ -122,15 +124,6 @@ def kernel_source(environ: Mapping[str, str] = os.environ) -> KernelSource:
         return KernelSource({ZYGOTE_ENV: named}, None)
     zygote = start_zygote(environ)
     return KernelSource(zygote_environment(zygote), zygote)
-
-
-def server_arguments() -> list[str]:
-    """A Jupyter server's (Voila's, JupyterLab's) setting: its kernels are provisioned by
-    ``ForkedProvisioner`` (which starts them the usual way when there is no zygote); none
-    where the package's entry point is not installed (a checkout not reinstalled since)."""
-    if not provisioner_installed():
-        return []
-    return [f"--KernelProvisionerFactory.default_provisioner_name={PROVISIONER_NAME}"]
 
 
 @functools.cache
