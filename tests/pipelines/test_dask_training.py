@@ -8,6 +8,7 @@ workers are processes of their own); the one-line error runs in a `hilt` process
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -46,9 +47,19 @@ def scheduler() -> Iterator[str]:
     """A 2-worker cluster of processes, one thread each, for this module."""
     from distributed import LocalCluster
 
-    cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    )
+    # Dask sets PYTHONHASHSEED in this process's environment to start its workers; put back
+    # once they run, or every later run kernel of this test process would ask for another
+    # hash seed than the suite's zygote has and start the usual way (pipelines/kernels/).
+    seed = os.environ.get("PYTHONHASHSEED")
+    try:
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    finally:
+        if seed is None:
+            os.environ.pop("PYTHONHASHSEED", None)
+        else:
+            os.environ["PYTHONHASHSEED"] = seed
     try:
         yield str(cluster.scheduler_address)
     finally:
