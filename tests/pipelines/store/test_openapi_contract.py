@@ -2,8 +2,7 @@
 
 Schemathesis (``st run --checks all``) runs against a live service with realistic data (real
 case, subject, decision and prediction ids, leased cases: ``openapi_fuzz_hooks.py``) for each
-role and without a token (each run a process forked from one that imported schemathesis
-once: ``fuzz_launcher.py``), a bounded number of examples per operation, and must find nothing;
+role and without a token, a bounded number of examples per operation, and must find nothing;
 its junit report and a HAR of every request are kept under the test's tmp dir. Every status
 the fuzzer saw is one its operation declares; the callers who may write nothing (no token, an
 auditor) changed neither the audit head nor any count. A client generated from the document
@@ -16,14 +15,11 @@ import importlib.util
 import json
 import os
 import re
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import types
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -260,17 +256,20 @@ def _unicode_tables() -> Path:
     return charmap.charmap_file().parent
 
 
-def _fuzz_run(url: str, role: str, token: str | None, data_file: Path, out: Path) -> dict[str, Any]:
-    """The `st run` of ``role`` (``fuzz_launcher.py`` runs it): its arguments, environment,
-    folder and log."""
+def _start_fuzzer(
+    url: str, role: str, token: str | None, data_file: Path, out: Path
+) -> tuple[subprocess.Popen[bytes], Path]:
     out.mkdir(parents=True)
     tables = _unicode_tables()
     if tables.is_dir():  # (not written where the storage folder is read-only)
         shutil.copytree(tables, out / ".hypothesis" / tables.relative_to(tables.parents[1]))
-    env = _fuzz_env()
+    env = dict(os.environ)
+    env["SCHEMATHESIS_HOOKS"] = "openapi_fuzz_hooks"
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
     env["HILT_FUZZ_DATA"] = str(data_file)
     env["HILT_FUZZ_LOG"] = str(out / "requests.jsonl")
-    argv = [
+    command = [
+        str(Path(sys.executable).with_name("st")),
         "run",
         f"{url}/openapi.json",
         "--checks",
@@ -296,58 +295,14 @@ def _fuzz_run(url: str, role: str, token: str | None, data_file: Path, out: Path
         "60",
     ]
     for name in _operations_of(role):
-        argv += ["--include-name", name]
+        command += ["--include-name", name]
     if token is not None:
         env["HILT_FUZZ_AUTH"] = f"Bearer {token}"
-        argv += ["-H", f"Authorization: Bearer {token}"]
-    return {"argv": argv, "env": env, "cwd": str(out), "log": str(out / "st.log")}
-
-
-def _fuzz_env() -> dict[str, str]:
-    """The environment of the fuzzers: this one, with the hooks named and findable."""
-    env = dict(os.environ)
-    env["SCHEMATHESIS_HOOKS"] = "openapi_fuzz_hooks"
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
-    return env
-
-
-@contextmanager
-def _launcher(folder: Path) -> Iterator[subprocess.Popen[str]]:
-    """``fuzz_launcher.py`` in ``folder``, in a session of its own (so that its runs are
-    stopped with it), ended when the block ends."""
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "fuzz_launcher.py")],
-        cwd=folder,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=_fuzz_env(),
-        start_new_session=True,
-    )
-    try:
-        yield proc
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        with suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=30)
-        with suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # its runs too, if any is left
-        proc.wait()
-
-
-def _launched(launcher: subprocess.Popen[str], runs: list[dict[str, Any]]) -> list[int]:
-    """The exit codes of ``runs``, run at once by ``launcher`` (within 300 s)."""
-    assert launcher.stdin is not None and launcher.stdout is not None
-    launcher.stdin.write(json.dumps(runs) + "\n")
-    launcher.stdin.flush()
-    ready, _, _ = select.select([launcher.stdout], [], [], 300)
-    if not ready:
-        raise TimeoutError(f"the fuzzers did not end in 300 s: {[r['cwd'] for r in runs]}")
-    answer = launcher.stdout.readline()
-    assert answer, f"the fuzz launcher ended ({launcher.poll()})"
-    codes: list[int] = json.loads(answer)
-    return codes
+        command += ["-H", f"Authorization: Bearer {token}"]
+    log = out / "st.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(command, env=env, cwd=out, stdout=sink, stderr=subprocess.STDOUT)
+    return proc, log
 
 
 def _state(url: str, token: str) -> tuple[Any, Any]:
@@ -358,31 +313,34 @@ def _state(url: str, token: str) -> tuple[Any, Any]:
 
 
 def _run_all(
-    launcher: subprocess.Popen[str],
-    svc: RunningService,
-    tokens: dict[str, str],
-    data_file: Path,
-    tmp: Path,
-    roles: list[str],
+    svc: RunningService, tokens: dict[str, str], data_file: Path, tmp: Path, roles: list[str]
 ) -> dict[str, Fuzzed]:
     def token(role: str) -> str | None:
         user = ROLES[role]
         return None if user is None else tokens[user]
 
-    started = {role: _fuzz_run(svc.url, role, token(role), data_file, tmp / role) for role in roles}
-    codes = _launched(launcher, list(started.values()))
+    started = {
+        role: _start_fuzzer(svc.url, role, token(role), data_file, tmp / role) for role in roles
+    }
     doc = httpx.get(f"{svc.url}/openapi.json", timeout=30).json()
     runs = {}
-    for (role, run), code in zip(started.items(), codes, strict=True):
-        out = tmp / role
-        har = next(out.glob("har-*.json"))
-        runs[role] = Fuzzed(
-            returncode=code,
-            output=Path(run["log"]).read_text(errors="replace"),
-            junit=next(out.glob("junit-*.xml")),
-            requests=_requests(har, doc),
-            log=[json.loads(line) for line in (out / "requests.jsonl").open()],
-        )
+    try:
+        for role, (proc, log) in started.items():
+            code = proc.wait(timeout=300)
+            out = tmp / role
+            har = next(out.glob("har-*.json"))
+            runs[role] = Fuzzed(
+                returncode=code,
+                output=log.read_text(errors="replace"),
+                junit=next(out.glob("junit-*.xml")),
+                requests=_requests(har, doc),
+                log=[json.loads(line) for line in (out / "requests.jsonl").open()],
+            )
+    finally:
+        for proc, _ in started.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return runs
 
 
@@ -526,33 +484,31 @@ def contract(
     text = config.read_text().replace("double_review_share = 0.0", "double_review_share = 1.0")
     config.write_text(text + '\n[processing]\nrecipients = ["loan-platform"]\n')
     op.config_apply()
-    # (it imports while the service starts and the data is made)
-    with _launcher(tmp) as launcher:
-        svc = start_service(ws)
-        try:
-            generated = _generated_client_round_trip(svc, tokens, tmp)
-            data_file = tmp / "fuzz-data.json"
-            data_file.write_text(json.dumps(_fuzz_data(svc, tokens, ws, tmp)))
-            auditor = tokens["otto"]
-            before = _state(svc.url, auditor)
-            runs = _run_all(launcher, svc, tokens, data_file, tmp, list(WRITE_NOTHING))
-            between = _state(svc.url, auditor)
-            writers = [r for r in ROLES if r not in WRITE_NOTHING]
-            runs |= _run_all(launcher, svc, tokens, data_file, tmp, writers)
-            doc = httpx.get(f"{svc.url}/openapi.json", timeout=30).json()
-            yield Contract(
-                svc,
-                doc,
-                runs,
-                tokens,
-                generated,
-                before,
-                between,
-                _events(svc.url, auditor),
-                _usable(svc.url, tokens),
-            )
-        finally:
-            svc.stop()
+    svc = start_service(ws)
+    try:
+        generated = _generated_client_round_trip(svc, tokens, tmp)
+        data_file = tmp / "fuzz-data.json"
+        data_file.write_text(json.dumps(_fuzz_data(svc, tokens, ws, tmp)))
+        auditor = tokens["otto"]
+        before = _state(svc.url, auditor)
+        runs = _run_all(svc, tokens, data_file, tmp, list(WRITE_NOTHING))
+        between = _state(svc.url, auditor)
+        writers = [r for r in ROLES if r not in WRITE_NOTHING]
+        runs |= _run_all(svc, tokens, data_file, tmp, writers)
+        doc = httpx.get(f"{svc.url}/openapi.json", timeout=30).json()
+        yield Contract(
+            svc,
+            doc,
+            runs,
+            tokens,
+            generated,
+            before,
+            between,
+            _events(svc.url, auditor),
+            _usable(svc.url, tokens),
+        )
+    finally:
+        svc.stop()
 
 
 def _write_operations() -> dict[str, frozenset[str]]:
