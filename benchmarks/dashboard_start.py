@@ -109,19 +109,14 @@ def add_pending(ws: Workspace, n: int, seed: int) -> None:
 
 
 def kernels_of(server: DashboardServer) -> set[int]:
-    """The process ids of Voila's kernels: its children, or its zygote's when they are
-    forked (pipelines/kernels/; their CPU is then what each used since its fork)."""
-    parents = {server.voila.pid}
-    kernels = getattr(server, "kernels", None)  # None in code before forked kernels
-    if kernels is not None and kernels.started is not None:
-        parents.add(kernels.started.process.pid)
+    """The process ids of Voila's children (its kernels)."""
     found = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) in parents:
+        if int(fields[1]) == server.voila.pid:
             found.add(int(stat.parent.name))
     return found
 
@@ -233,9 +228,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{result['setup_s']} s (untimed)"
         )
         t = time.perf_counter()
-        # Its own zygote, started with the server as `hilt serve` does, not one named by a
-        # process that started this one (pipelines/kernels/source.py).
-        os.environ.pop("HILT_KERNEL_ZYGOTE", None)
         server = start_dashboards(ws, port=free_port(), store_port=free_port())
         result["server_start_s"] = round(time.perf_counter() - t, 2)
         runs: dict[str, list[dict[str, float | None]]] = {name: [] for name in args.pages}
