@@ -65,6 +65,7 @@ if typing.TYPE_CHECKING:
         backup,
         cases,
         config,
+        decide_next,
         events,
         governance,
         incidents,
@@ -95,6 +96,7 @@ else:
             "backup",
             "cases",
             "config",
+            "decide_next",
             "events",
             "governance",
             "incidents",
@@ -378,6 +380,13 @@ class Store:
         queue.lease_case,
         Permission("next case", REVIEWERS),
         POST("/v1/queue/lease", CaseIn),
+        group_commit=True,
+    )
+    # The review click: the decision, then the next lease, in one transaction
+    decide_and_next = Operation(
+        decide_next.decide_and_next,
+        Permission("record decision", REVIEWERS),
+        POST("/v1/queue/decide-next"),
         group_commit=True,
     )
     queue_status = Operation(

@@ -274,6 +274,16 @@ class LeasedCase(_Record):
     queue: QueueStatus | None = None
 
 
+class DecidedNext(_Record):
+    """A decision and the lease that followed it, written in one transaction
+    (``ops/decide_next.decide_and_next``): what the review panel needs after a click."""
+
+    decision: Decision
+    #: The reviewer's next case (their own live lease first, then the queue), or None when
+    #: nothing waits for them.
+    leased: LeasedCase | None
+
+
 class FeatureRange(_Record):
     low: float | None = None
     high: float | None = None

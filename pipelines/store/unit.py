@@ -167,6 +167,15 @@ class Unit:
         finally:
             self._depth = 0
 
+    def queue_caught_up(self) -> None:
+        """Apply what this operation staged in the service's live queue so far, before its
+        transaction commits: the rest of the operation reads the queue as the transaction
+        stands (as the next operation of a group commit does). Only after a write: should
+        the transaction then not commit, the service builds the queue again, as after any
+        failed operation that wrote (``StoreService``)."""
+        if self.queue_index is not None and self.wrote:
+            self.queue_index.apply(self.con)
+
     def _rollback(self) -> None:
         self.head.forget()
         self.con.execute("ROLLBACK")

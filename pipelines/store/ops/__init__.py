@@ -6,6 +6,7 @@ the façade opened for it (``store.unit``) and is listed once in ``store.operati
 - ``personal_reads``: personal columns opened with their subjects' keys, rectified;
 - ``review``: decisions (record, read, contest);
 - ``queue``: lease the next case, queue counts;
+- ``decide_next``: a decision and the next lease in one transaction (the review click);
 - ``system``: the halt;
 - ``oversight``: gold cases, the oversight report, adjudication;
 - ``snapshot``: the training view, exported to Parquet;

@@ -32,11 +32,7 @@ def next_case(
 ) -> LeasedCase | None:
     """Lease the next case for this reviewer: their own live lease first, then the
     queue in order (contested first, second opinions next, then the strategy)."""
-    chosen = strategy or unit.settings.review.queue_strategy
-    if chosen not in review_queue.STRATEGY_ORDER:
-        raise InputError(
-            f"unknown queue strategy; one of: {', '.join(review_queue.STRATEGY_ORDER)}"
-        )
+    chosen = check_strategy(unit, strategy)
     me = unit.actor.name
     now = unit.clock()
     with unit.transaction():
@@ -80,6 +76,17 @@ def next_case(
         else:
             status = QueueStatus(waiting=waiting, leased=held, **done_today(unit, now))
     return _shown(unit, case_id, state, gold, expires, status)
+
+
+def check_strategy(unit: Unit, strategy: str | None) -> str:
+    """The queue order a lease follows: ``strategy``, or the configured one (InputError for
+    an unknown one)."""
+    chosen = strategy or unit.settings.review.queue_strategy
+    if chosen not in review_queue.STRATEGY_ORDER:
+        raise InputError(
+            f"unknown queue strategy; one of: {', '.join(review_queue.STRATEGY_ORDER)}"
+        )
+    return chosen
 
 
 def _own_lease(unit: Unit, now: datetime) -> tuple[Any, ...] | None:
