@@ -9,9 +9,10 @@ backend of the reviewer dashboard (``open_review_backend``, as notebooks/review.
 it in a `hilt serve` kernel), talking to the store service over HTTP with the gateway
 token, on behalf of reviewer ``alice``. One iteration is ``accept_button.click()`` (what the
 widget's comm handler calls for a click from the browser) until it returns; by then the
-session has recorded the decision (POST /v1/decisions: decision + audit event, one
-transaction), leased the next case (next_case: queue query, lease + audit event, the case
-record), fetched the progress counts (queue_status), and recomposed every widget. Each
+session has recorded the decision and leased the next case in one request (POST
+/v1/queue/decide-next, ``decide_and_next``: the decision + its audit event, the queue's
+choice, the lease + its audit event, the case record; one transaction), taken the progress
+counts that came with the lease (queue_status, no request), and recomposed every widget. Each
 iteration checks that the session shows a different case afterwards.
 
 "Rendered" here means: every widget state change serialised for the front end. Outside a
@@ -66,7 +67,13 @@ from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer, ReviewItem
-from hilt.widgets.contracts.review import DecisionInput, DecisionReceipt, QueueStatus, ReviewBackend
+from hilt.widgets.contracts.review import (
+    Advanced,
+    DecisionInput,
+    DecisionReceipt,
+    QueueStatus,
+    ReviewBackend,
+)
 from hilt.widgets.review.session import ReviewSession
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,6 +177,9 @@ class TimedBackend:
 
     def submit(self, decision: DecisionInput) -> DecisionReceipt:
         return self._timed("submit", lambda: self.inner.submit(decision))
+
+    def submit_and_next(self, decision: DecisionInput) -> Advanced:
+        return self._timed("submit_and_next", lambda: self.inner.submit_and_next(decision))
 
     def queue_status(self) -> QueueStatus:
         return self._timed("queue_status", self.inner.queue_status)

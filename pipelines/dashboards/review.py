@@ -19,7 +19,7 @@ from dataclasses import replace
 from hilt.pipelines.config import Settings
 from hilt.pipelines.dashboards.access import DashboardBackend, DashboardDoor, open_dashboard
 from hilt.pipelines.store import DecisionRequest, Store
-from hilt.pipelines.store.records import CaseRecord, LeasedCase, User
+from hilt.pipelines.store.records import CaseRecord, Decision, LeasedCase, User
 from hilt.pipelines.store.records import QueueStatus as StoreQueueStatus
 from hilt.widgets.contracts.common import (
     FeatureRange,
@@ -31,6 +31,7 @@ from hilt.widgets.contracts.common import (
 )
 from hilt.widgets.contracts.review import (
     UNAVAILABLE,
+    Advanced,
     DecisionInput,
     DecisionReceipt,
     QueueStatus,
@@ -126,7 +127,20 @@ class StoreReviewBackend(DashboardBackend):
         return self._config
 
     def next_item(self) -> ReviewItem | None:
-        leased = self.store.next_case()
+        return self._shown(self.store.next_case())
+
+    def submit(self, decision: DecisionInput) -> DecisionReceipt:
+        self._counts = None
+        return _receipt(decision, self.store.record_decision(_request(decision)))
+
+    def submit_and_next(self, decision: DecisionInput) -> Advanced:
+        self._counts = None
+        done = self.store.decide_and_next(_request(decision))
+        return Advanced(_receipt(decision, done.decision), self._shown(done.leased))
+
+    def _shown(self, leased: LeasedCase | None) -> ReviewItem | None:
+        """The leased case as the panel shows it; its queue counts kept for the progress
+        line's refresh that follows."""
         self._counts = None
         if leased is None:
             return None
@@ -134,37 +148,38 @@ class StoreReviewBackend(DashboardBackend):
             self._counts = queue_status(leased.queue)
         return leased_item(leased, self.settings)
 
-    def submit(self, decision: DecisionInput) -> DecisionReceipt:
-        self._counts = None
-        d = self.store.record_decision(
-            DecisionRequest(
-                case_id=decision.case_id,
-                action=decision.action,
-                final_label=decision.final_label,
-                reason_code=decision.reason_code,
-                comment=decision.comment,
-                time_on_item_ms=decision.time_on_item_ms,
-                model_shown=decision.model_shown,
-                prediction_id=decision.prediction_id,
-                undo_of=decision.undo_of,
-                request_id=decision.request_id,
-                explanation_sha256=decision.explanation_sha256,
-                explanation_context=decision.explanation_context,
-            )
-        )
-        return DecisionReceipt(
-            decision_id=d.decision_id,
-            case_id=d.case_id,
-            action=decision.action,
-            final_label=d.final_label,
-            seq=d.seq,
-        )
-
     def queue_status(self) -> QueueStatus:
         counts, self._counts = self._counts, None
         if counts is not None:
             return counts
         return queue_status(self.store.queue_status())
+
+
+def _request(decision: DecisionInput) -> DecisionRequest:
+    return DecisionRequest(
+        case_id=decision.case_id,
+        action=decision.action,
+        final_label=decision.final_label,
+        reason_code=decision.reason_code,
+        comment=decision.comment,
+        time_on_item_ms=decision.time_on_item_ms,
+        model_shown=decision.model_shown,
+        prediction_id=decision.prediction_id,
+        undo_of=decision.undo_of,
+        request_id=decision.request_id,
+        explanation_sha256=decision.explanation_sha256,
+        explanation_context=decision.explanation_context,
+    )
+
+
+def _receipt(decision: DecisionInput, d: Decision) -> DecisionReceipt:
+    return DecisionReceipt(
+        decision_id=d.decision_id,
+        case_id=d.case_id,
+        action=decision.action,
+        final_label=d.final_label,
+        seq=d.seq,
+    )
 
 
 #: Who may open the review queue, and what the others are told.

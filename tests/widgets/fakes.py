@@ -4,7 +4,8 @@
 one live lease per reviewer (their own lease is handed back first), accept takes no
 final_label (the store uses the model's), an override needs a reason code and another
 class than the model's, undo compensates only one's own latest decision and re-leases the
-case, flag sends the case to someone else, a request_id is recorded once.
+case, flag sends the case to someone else, a request_id is recorded once, a decision and the
+next lease (``submit_and_next``) are recorded both or neither.
 
 ``FakeOversightBackend`` implements ``OversightBackend`` for the oversight dashboard, with
 the store's rules that matter to it (see its docstring); ``SharedSystem`` lets two fake
@@ -55,7 +56,7 @@ from hilt.widgets.contracts.oversight import (
     SubgroupRow,
     SystemStatus,
 )
-from hilt.widgets.contracts.review import DecisionInput, DecisionReceipt, QueueStatus
+from hilt.widgets.contracts.review import Advanced, DecisionInput, DecisionReceipt, QueueStatus
 
 
 class FakeClock:
@@ -143,6 +144,8 @@ class FakeBackend:
     submit_calls: list[DecisionInput] = field(default_factory=list)
     #: Number of next_item calls.
     next_item_calls: int = 0
+    #: Number of submit_and_next calls (a decision with the next case: one round trip).
+    submit_and_next_calls: int = 0
 
     def __post_init__(self) -> None:
         self._by_id = {item.case_id: item for item in self.items}
@@ -232,6 +235,17 @@ class FakeBackend:
         self._records.append(_Record(receipt, decision, self.me.name))
         self.decisions.append(decision)
         return receipt
+
+    def submit_and_next(self, decision: DecisionInput) -> Advanced:
+        """``submit`` then ``next_item``, both or neither (as the store's one transaction):
+        a lease that fails (``fail_next_item``) takes the decision with it."""
+        self.submit_and_next_calls += 1
+        if self.fail_next_item is not None and self.fail_next_submit is None:
+            self.submit_calls.append(decision)
+            exc, self.fail_next_item = self.fail_next_item, None
+            raise exc
+        receipt = self.submit(decision)
+        return Advanced(receipt, self.next_item())
 
     def queue_status(self) -> QueueStatus:
         if self.fail_queue_status is not None:

@@ -310,17 +310,47 @@ def test_submit_error_goes_to_the_status_line_and_the_case_stays() -> None:
     assert current(session) == "c2"
 
 
-def test_next_item_error_goes_to_the_status_line() -> None:
+def test_a_click_is_one_round_trip_the_decision_with_the_next_case() -> None:
+    session, backend, clock = start()
+    leases = backend.next_item_calls
+    for expected in ("c2", "c3"):
+        clock.advance(2)
+        session.decision_bar.accept_button.click()
+        assert current(session) == expected
+    session.decision_bar.undo_button.click()
+    assert current(session) == "c2"
+    assert backend.actions() == ["accept", "accept", "undo"]
+    # Each click one call, which brought the next case: no lease asked for on its own.
+    assert backend.submit_and_next_calls == 3
+    assert backend.next_item_calls - leases == 3
+
+
+def test_a_lease_that_fails_after_a_decision_saves_neither_and_the_retry_saves_once() -> None:
     session, backend, clock = start()
     backend.fail_next_item = BackendDown("lease service timed out")
     clock.advance(2)
     session.decision_bar.accept_button.click()
+    assert backend.actions() == []
+    assert session.status.level == "error"
+    assert "Not saved" in session.status.text
+    assert "lease service timed out" in session.status.text
+    assert current(session) == "c1"
+    assert session.reload_button in session.children
+    session.decision_bar.accept_button.click()
     assert backend.actions() == ["accept"]
+    assert backend.submit_calls[0].request_id == backend.submit_calls[1].request_id
+    assert current(session) == "c2"
+
+
+def test_next_item_error_goes_to_the_status_line() -> None:
+    backend = FakeBackend(items=[make_item("c1")])
+    backend.fail_next_item = BackendDown("lease service timed out")
+    session = ReviewSession(backend, clock=FakeClock())
     assert session.phase == "error"
     assert "lease service timed out" in session.status.text
     assert session.reload_button in session.children
     session.reload_button.click()
-    assert current(session) == "c2"
+    assert current(session) == "c1"
 
 
 def test_errors_while_starting_go_to_the_status_line() -> None:

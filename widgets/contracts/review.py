@@ -55,6 +55,14 @@ class DecisionReceipt:
 
 
 @dataclass(frozen=True)
+class Advanced:
+    """A decision recorded and the case to show next (None: none waits for this reviewer)."""
+
+    receipt: DecisionReceipt
+    item: ReviewItem | None
+
+
+@dataclass(frozen=True)
 class QueueStatus:
     waiting: int
     leased: int
@@ -75,6 +83,11 @@ class ReviewBackend(Protocol):
 
     def submit(self, decision: DecisionInput) -> DecisionReceipt:
         """Record a decision; raises an exception with a clear message if it is refused."""
+        ...
+
+    def submit_and_next(self, decision: DecisionInput) -> Advanced:
+        """Record a decision, then lease the next case (as ``next_item``), both or neither:
+        one round trip to the store for a click. Raises as ``submit`` does."""
         ...
 
     def queue_status(self) -> QueueStatus: ...

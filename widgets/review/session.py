@@ -11,7 +11,9 @@ it was on screen, the sha256 and context of the explanation on screen (none whil
 model's output is hidden, and none for undo, which compensates rather than decides),
 ``time_on_item_ms`` since the case was shown, and a fresh uuid4
 ``request_id`` (re-used only when the very same decision is retried after an error, so a
-retry whose first attempt did reach the store is recorded once). Then the next case.
+retry whose first attempt did reach the store is recorded once). Then the next case: it
+comes with the decision (``submit_and_next``, one round trip to the store, both or
+neither), but after a blind judgement, which reveals the model's output instead.
 
 Blind-first (``config.blind_first``): the prediction is absent from the tree while the
 reviewer records their own judgement (action "blind", final_label = their class,
@@ -22,8 +24,8 @@ A case whose model output this panel has already shown is never asked for blind 
 (after undoing its judgement or its final decision): a new judgement could not be blind.
 
 Undo: compensates the last decision of this session (action "undo", undo_of = its
-decision_id); the backend re-leases that case, and the session shows it again by asking
-for ``next_item()``. One level: an undo cannot itself be undone.
+decision_id); the backend re-leases that case, and the session shows it again (the lease
+that comes with the undo: one's own first). One level: an undo cannot itself be undone.
 
 A double click on Accept (or Skip, or a doubled shortcut) would otherwise land on the
 next case before the reviewer has seen it: such one-click decisions are refused for
@@ -37,7 +39,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import ipywidgets as widgets
 import traitlets
@@ -53,6 +55,8 @@ from hilt.widgets.review.case_card import CaseCard
 from hilt.widgets.review.decision_bar import DecisionBar, DecisionIntent
 from hilt.widgets.review.keyboard import MAX_CLASS_KEYS, KeyboardShortcuts, Shortcut
 from hilt.widgets.review.prediction_view import PredictionView
+
+T = TypeVar("T")
 
 #: Default guard against double clicks landing on the next case (see module docstring).
 DEFAULT_MIN_DWELL_MS = 300
@@ -259,12 +263,13 @@ class ReviewSession(widgets.VBox):
             explanation_sha256=shown.sha256 if shown else None,
             explanation_context=shown.context if shown else None,
         )
-        receipt = self._submit(decision)
-        if receipt is None:
+        advanced = self._submit(decision, self.backend.submit_and_next)
+        if advanced is None:
             return
+        receipt = advanced.receipt
         self._last = _Decided(receipt, item.prediction_id, self.clock())
         self.status.success(self._saved_text(receipt))
-        self.load_next()
+        self._show(advanced.item)
         self._notify(receipt)
 
     def _on_blind_judgement(self, cls: str) -> None:
@@ -279,7 +284,7 @@ class ReviewSession(widgets.VBox):
             model_shown=False,
             prediction_id=item.prediction_id,
         )
-        receipt = self._submit(decision)
+        receipt = self._submit(decision, self.backend.submit)
         if receipt is None:
             return
         self._last = _Decided(receipt, item.prediction_id, self.clock())
@@ -305,17 +310,19 @@ class ReviewSession(widgets.VBox):
             model_shown=self.prediction_view.model_visible,
             prediction_id=last.prediction_id,
         )
-        receipt = self._submit(decision)
-        if receipt is None:
+        advanced = self._submit(decision, self.backend.submit_and_next)
+        if advanced is None:
             return
         self._last = None
         what = _PAST.get(last.receipt.action, last.receipt.action).lower()
         self.status.success(f"Undone ({what}); the case is shown again. Decide it anew.")
-        self.load_next()
-        self._notify(receipt)
+        self._show(advanced.item)
+        self._notify(advanced.receipt)
 
-    def _submit(self, decision: DecisionInput) -> DecisionReceipt | None:
-        """Send one decision; on failure say why in the status line and return None."""
+    def _submit(self, decision: DecisionInput, send: Callable[[DecisionInput], T]) -> T | None:
+        """Send one decision (``send``: the backend's ``submit``, or ``submit_and_next``
+        where the next case follows); on failure say why in the status line and return
+        None."""
         fingerprint = (
             decision.case_id,
             decision.action,
@@ -330,7 +337,7 @@ class ReviewSession(widgets.VBox):
             request_id = str(uuid.uuid4())
         decision = replace(decision, request_id=request_id)
         try:
-            receipt = self.backend.submit(decision)
+            sent = send(decision)
         except Exception as exc:
             self._pending = (fingerprint, request_id)
             self._failed = True
@@ -341,7 +348,7 @@ class ReviewSession(widgets.VBox):
             return None
         self._pending = None
         self._failed = False
-        return receipt
+        return sent
 
     # ------------------------------------------------------------------ keyboard
     def _on_shortcut(self, shortcut: Shortcut) -> None:
