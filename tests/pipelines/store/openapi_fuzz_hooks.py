@@ -441,6 +441,7 @@ BODY_SETUP: dict[str, Callable[[dict[str, Any]], None]] = {
     "POST /v1/gold": _gold,
     "POST /v1/outcomes": _outcomes,
     "POST /v1/decisions": _decision,
+    "POST /v1/queue/decide-next": _decision,
     "POST /v1/queue/lease": _lease,
     "POST /v1/subjects/erase": _erase,
     "POST /v1/subjects/rectify": _rectify,

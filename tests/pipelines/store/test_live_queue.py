@@ -1,13 +1,14 @@
 """The service's live queue (``live_queue.py``) equals the queue the database defines.
 
-A seeded random sequence of every operation that changes the queue runs through the store
-service's own dispatch (``StoreService.run`` / ``run_bulk`` / the group committer; the
-service on a real DuckDB file, with a clock the test moves), and after every operation the
-in-memory queue, its leases, the case it would lease to each reviewer and the day's count
-of final decisions are compared with the SQL (``review_queue.queue_state_sql``,
-``queue.choose_by_sql`` and ``queue.done_today_sql``), across midnight too; and the
-oversight report from what the service keeps (``oversight_tally.py``) with the report
-counted by SQL over the whole tables, across its one-day window's edge too.
+A seeded random sequence of every operation that changes the queue (the review click's
+decision with its next lease among them) runs through the store service's own dispatch
+(``StoreService.run`` / ``run_bulk`` / the group committer; the service on a real DuckDB
+file, with a clock the test moves), and after every operation the in-memory queue, its
+leases, the case it would lease to each reviewer and the day's count of final decisions are
+compared with the SQL (``review_queue.queue_state_sql``, ``queue.choose_by_sql`` and
+``queue.done_today_sql``), across midnight too; and the oversight report from what the
+service keeps (``oversight_tally.py``) with the report counted by SQL over the whole
+tables, across its one-day window's edge too.
 """
 
 from __future__ import annotations
@@ -199,7 +200,16 @@ def step_decide(r: Run) -> None:
         fields = {"final_label": other, "reason_code": "income-verified", "comment": "checked"}
     elif action == "blind":
         fields = {"final_label": r.rng.choice(("0", "1"))}
-    r.decide(who, DecisionRequest(case_id=case.case_id, action=action, **fields))
+    request = DecisionRequest(case_id=case.case_id, action=action, **fields)
+    if len(r.done[who]) % 2:
+        # Every other decision of a reviewer with the next lease, in one transaction (the
+        # review panel's click): the index then follows both.
+        done = r.run(who, Store.decide_and_next, request=request, strategy=None)
+        r.done[who].append(done.decision.decision_id)
+        if done.leased is not None:  # the counts it came with: the queue after the lease
+            assert done.leased.queue == r.run(who, Store.queue_status)
+        return
+    r.decide(who, request)
 
 
 def step_undo(r: Run) -> None:

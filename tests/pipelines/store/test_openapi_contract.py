@@ -6,7 +6,8 @@ role and without a token, a bounded number of examples per operation, and must f
 its junit report and a HAR of every request are kept under the test's tmp dir. Every status
 the fuzzer saw is one its operation declares; the callers who may write nothing (no token, an
 auditor) changed neither the audit head nor any count. A client generated from the document
-(datamodel-code-generator) pushes cases and predictions, leases, decides and reads decisions.
+(datamodel-code-generator) pushes cases and predictions, leases, decides (also with the next
+lease, in one request) and reads decisions.
 """
 
 from __future__ import annotations
@@ -439,6 +440,14 @@ def _generated_client_round_trip(
         decided = m.Decision.model_validate(
             send(reviewer, "/v1/decisions", m.DecisionRequest(case_id=case_id, action="accept"))
         )
+        # The review panel's click: a decision with the next lease, in one request.
+        second = rows[1]["application_id"]
+        send(reviewer, "/v1/queue/lease", m.CaseIn(case_id=second))
+        clicked = m.DecidedNext.model_validate(
+            send(
+                reviewer, "/v1/queue/decide-next", m.DecisionRequest(case_id=second, action="skip")
+            )
+        )
         read = auditor.get("/v1/decisions", params={"limit": 100000})
         listed = [m.Decision.model_validate(d) for d in read.raise_for_status().json()]
         refused = auditor.post("/v1/queue/lease", json={"case_id": case_id})
@@ -446,6 +455,7 @@ def _generated_client_round_trip(
     return {
         "leased": lease.case.case_id,
         "decision": decided,
+        "clicked": (second, clicked),
         "listed": {d.decision_id for d in listed},
         "refused": (refused.status_code, error.error),
     }
@@ -601,6 +611,7 @@ def test_the_contract_basics(contract: Contract) -> None:
         return {p["name"] for p in params if p["in"] == "header"}
 
     assert "x-hilt-on-behalf-of" in headers_of("/v1/decisions", "post")
+    assert "x-hilt-on-behalf-of" in headers_of("/v1/queue/decide-next", "post")
     assert "x-hilt-on-behalf-of" not in headers_of("/v1/users", "post")
     assert "authorization" not in headers_of("/v1/decisions", "post")
     assert "HTTPValidationError" not in doc["components"]["schemas"]
@@ -644,3 +655,7 @@ def test_a_generated_client_pushes_leases_decides_and_reads(contract: Contract) 
     assert (decision.action, decision.reviewer) == ("accept", "alice")
     assert decision.decision_id in done["listed"]
     assert done["refused"] == (403, "forbidden")
+    second, clicked = done["clicked"]
+    assert (clicked.decision.case_id, clicked.decision.action) == (second, "skip")
+    assert clicked.decision.reviewer == "alice" and clicked.decision.decision_id in done["listed"]
+    assert clicked.leased is not None and clicked.leased.case.case_id != second
