@@ -530,15 +530,29 @@ def explanation_context(
     the stored prediction, see ``explanations``), or None when none was sent."""
     if request.explanation_sha256 is None and request.explanation_context is None:
         return None
-    row = None
+    stored = None
     if prediction_id is not None:
-        row = sql.one(
-            unit.con,
-            "SELECT score, label, explanation FROM predictions WHERE prediction_id = ?",
-            [prediction_id],
-        )
-    stored = (float(row[0]), str(row[1]), str(row[2])) if row is not None else None
+        stored = _stored_prediction(unit, request.case_id, prediction_id)
     return explanations.check_explanation(unit.settings, request, stored)
+
+
+def _stored_prediction(
+    unit: Unit, case_id: str, prediction_id: int
+) -> tuple[float, str, str] | None:
+    """(score, label, explanation) of a prediction of the case. In the service, from the
+    rows a lease read ahead for the case when it holds them (``LiveQueue.case_rows``, as the
+    tables hold them: the same rows ``case_facts`` reads the case's predictions from)."""
+    index = unit.queue_index
+    read_ahead = index.case_rows.get(case_id) if index is not None else None
+    for p in read_ahead[2] if read_ahead is not None else ():
+        if int(p[0]) == prediction_id:  # (cases.PREDICTION_COLUMNS)
+            return float(p[3]), str(p[4]), str(p[5])
+    row = sql.one(
+        unit.con,
+        "SELECT score, label, explanation FROM predictions WHERE prediction_id = ?",
+        [prediction_id],
+    )
+    return (float(row[0]), str(row[1]), str(row[2])) if row is not None else None
 
 
 def contest(unit: Unit, case_id: str) -> int:

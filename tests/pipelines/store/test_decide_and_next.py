@@ -6,7 +6,8 @@ In process, the store service on a real DuckDB file and its own dispatch (the gr
 committer, as over HTTP), against a twin of the same workspace opened embedded that makes
 the same moves with the two operations (``record_decision``, then ``next_case``: the queue
 read by SQL there). Then the attacks: another reviewer's case, a decision the store refuses,
-a lease that fails after the decision; each writes nothing and leases nothing.
+a lease that fails after the decision, an explanation that is not the stored prediction's;
+each writes nothing and leases nothing.
 """
 
 from __future__ import annotations
@@ -14,21 +15,30 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import polars as pl
 import pytest
 
-from hilt.pipelines.errors import ConflictError, PermissionDeniedError, StoreError
+from hilt.pipelines.dashboards.review import leased_item, review_config
+from hilt.pipelines.errors import ConflictError, InputError, PermissionDeniedError, StoreError
 from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
+from hilt.pipelines.store.config_watch import ConfigWatch
+from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.modes.service import StoreService
 from hilt.pipelines.store.operations import Operation
 from hilt.pipelines.store.ops import queue
 from hilt.pipelines.store.records import DecidedNext, LeasedCase
 from hilt.pipelines.workspace import Workspace
+from hilt.widgets import PredictionView
+from hilt.widgets.contracts.common import FeatureRange
 from tests.conftest import copy_of, issue_tokens
-from tests.pipelines.store.test_group_commit import count, in_process_service
+from tests.pipelines.store.test_group_commit import (
+    CountingConnection,
+    count,
+    in_process_service,
+)
 from tests.pipelines.store.test_live_queue import sql_queue
 
 
@@ -244,6 +254,60 @@ def test_a_click_the_store_refuses_leases_nothing_and_a_failed_lease_takes_the_d
         check_live_queue(service)
         report = service.read(service.lookup("otto"), Store.verify, {})
         assert report.ok, report.summary()
+
+
+@pytest.mark.obligation("AI Act 14(4)(c)")
+def test_the_click_checks_the_explanation_against_the_prediction_a_lease_read_ahead(
+    loaded_workspace: Workspace,
+) -> None:
+    """The explanation on screen is checked against the stored prediction as the lease read
+    it ahead (the rows the decision's other facts come from), not read again: a wrong hash
+    is still refused, with nothing written."""
+    ws = loaded_workspace
+    issue_tokens(ws, ws.settings())
+    con = connect(ws)
+    con.execute("SET threads = 1")
+    counting = CountingConnection(con)
+    try:
+        watch = ConfigWatch(ws, owner=True)
+        service = StoreService(
+            ws, watch.admit(con, despite_drift=False), cast(Any, counting), config=watch
+        )
+        settings = service.settings
+        leased = through(service, "alice", Store.next_case, strategy=None)
+        assert leased is not None and leased.case.case_id in service.queue_index.case_rows
+        profile = service.read(service.lookup("alice"), Store.feature_profile, {})
+        ranges = {
+            name: FeatureRange(r.low, r.high, tuple(r.levels) if r.levels is not None else None)
+            for name, r in profile.items()
+        }
+        view = PredictionView(review_config(settings, ranges))
+        item = leased_item(leased, settings)
+        view.show(item)
+        shown = view.shown_explanation()
+        assert shown is not None
+
+        def click(sha: str) -> Any:
+            request = DecisionRequest(
+                case_id=item.case_id,
+                action="accept",
+                prediction_id=item.prediction_id,
+                explanation_sha256=sha,
+                explanation_context=shown.context,
+            )
+            return through(service, "alice", Store.decide_and_next, request=request, strategy=None)
+
+        before = (head(service), count(service, "decisions"))
+        counting.statements.clear()
+        with pytest.raises(InputError, match="explanation_sha256 is not the hash"):
+            click("0" * 64)
+        assert (head(service), count(service, "decisions")) == before
+        done = click(shown.sha256)
+        assert done.decision.explanation_sha256 == shown.sha256
+        assert not [q for q in counting.statements if q.startswith("SELECT score, label")]
+        assert service.read(service.lookup("otto"), Store.verify, {}).ok
+    finally:
+        con.close()
 
 
 def twin_rows(ws: Workspace, query: str, params: list[Any] | None = None) -> list[Any]:
