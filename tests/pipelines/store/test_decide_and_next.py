@@ -256,6 +256,35 @@ def test_a_click_the_store_refuses_leases_nothing_and_a_failed_lease_takes_the_d
         assert report.ok, report.summary()
 
 
+@pytest.mark.obligation("AI Act 14")
+def test_embedded_the_click_is_one_transaction_too(
+    loaded_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = loaded_workspace
+    alice, otto = (open_store_as(ws, Identity(name=n)) for n in ("alice", "otto"))
+    held = alice.next_case()
+    assert held is not None
+    a = held.case.case_id
+    since = otto.audit_head().seq
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise StoreError("the lease failed (test)")
+
+    monkeypatch.setattr(queue, "next_case", failing)
+    with pytest.raises(StoreError):
+        alice.decide_and_next(DecisionRequest(case_id=a, action="accept"))
+    monkeypatch.undo()
+    assert otto.audit_head().seq == since and otto.decisions() == []
+    done = alice.decide_and_next(DecisionRequest(case_id=a, action="accept"))
+    assert done.decision.case_id == a
+    assert done.leased is not None and done.leased.case.case_id != a
+    events = otto.audit_events(after_seq=since)
+    assert [(e.action, e.actor, e.object_id) for e in events] == [
+        ("decision.record", "alice", a),
+        ("case.leased", "alice", done.leased.case.case_id),
+    ]
+
+
 @pytest.mark.obligation("AI Act 14(4)(c)")
 def test_the_click_checks_the_explanation_against_the_prediction_a_lease_read_ahead(
     loaded_workspace: Workspace,
