@@ -24,8 +24,6 @@ import pytest
 from hilt.pipelines.dashboards.review import leased_item, review_config
 from hilt.pipelines.errors import ConflictError, InputError, PermissionDeniedError, StoreError
 from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
-from hilt.pipelines.store.config_watch import ConfigWatch
-from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.modes.service import StoreService
 from hilt.pipelines.store.operations import Operation
 from hilt.pipelines.store.ops import queue
@@ -65,6 +63,11 @@ def twin_events(ws: Workspace, after_seq: int) -> list[tuple[str, str, str, str]
     auditor = open_store_as(ws, Identity(name="otto"))
     found = auditor.audit_events(after_seq=after_seq)
     return [(e.action, e.actor, e.role, e.object_id) for e in found]
+
+
+def failing_lease(*args: Any, **kwargs: Any) -> Any:
+    """``queue.next_case`` failing (a disk error, say) after the decision was written."""
+    raise StoreError("the lease failed (test)")
 
 
 def head(service: StoreService) -> int:
@@ -236,10 +239,7 @@ def test_a_click_the_store_refuses_leases_nothing_and_a_failed_lease_takes_the_d
 
         # A lease that fails after the decision was written: the decision goes with it
         # (its group rolled back, then the request alone, refused again).
-        def failing(*args: Any, **kwargs: Any) -> Any:
-            raise StoreError("the lease failed (test)")
-
-        monkeypatch.setattr(queue, "next_case", failing)
+        monkeypatch.setattr(queue, "next_case", failing_lease)
         refused("alice", DecisionRequest(case_id=a, action="accept"), StoreError)
         monkeypatch.undo()
         done = through(
@@ -266,11 +266,7 @@ def test_embedded_the_click_is_one_transaction_too(
     assert held is not None
     a = held.case.case_id
     since = otto.audit_head().seq
-
-    def failing(*args: Any, **kwargs: Any) -> Any:
-        raise StoreError("the lease failed (test)")
-
-    monkeypatch.setattr(queue, "next_case", failing)
+    monkeypatch.setattr(queue, "next_case", failing_lease)
     with pytest.raises(StoreError):
         alice.decide_and_next(DecisionRequest(case_id=a, action="accept"))
     monkeypatch.undo()
@@ -294,14 +290,8 @@ def test_the_click_checks_the_explanation_against_the_prediction_a_lease_read_ah
     is still refused, with nothing written."""
     ws = loaded_workspace
     issue_tokens(ws, ws.settings())
-    con = connect(ws)
-    con.execute("SET threads = 1")
-    counting = CountingConnection(con)
-    try:
-        watch = ConfigWatch(ws, owner=True)
-        service = StoreService(
-            ws, watch.admit(con, despite_drift=False), cast(Any, counting), config=watch
-        )
+    with in_process_service(ws, counted=True) as service:
+        counting = cast(CountingConnection, service.con)
         settings = service.settings
         leased = through(service, "alice", Store.next_case, strategy=None)
         assert leased is not None and leased.case.case_id in service.queue_index.case_rows
@@ -335,8 +325,6 @@ def test_the_click_checks_the_explanation_against_the_prediction_a_lease_read_ah
         assert done.decision.explanation_sha256 == shown.sha256
         assert not [q for q in counting.statements if q.startswith("SELECT score, label")]
         assert service.read(service.lookup("otto"), Store.verify, {}).ok
-    finally:
-        con.close()
 
 
 def twin_rows(ws: Workspace, query: str, params: list[Any] | None = None) -> list[Any]:

@@ -35,14 +35,18 @@ from tests.conftest import TEST_MODEL, issue_tokens
 
 
 @contextmanager
-def in_process_service(ws: Workspace) -> Iterator[StoreService]:
+def in_process_service(ws: Workspace, *, counted: bool = False) -> Iterator[StoreService]:
     """The store service of ``ws`` in this process (no HTTP), as ``hilt store serve`` sets
-    it up: one connection on one DuckDB thread, the config in force admitted."""
+    it up: one connection on one DuckDB thread, the config in force admitted. ``counted``:
+    its connection counts the statements run on it (``CountingConnection``)."""
     con = connect(ws)
     con.execute("SET threads = 1")
     try:
         watch = ConfigWatch(ws, owner=True)
-        yield StoreService(ws, watch.admit(con, despite_drift=False), con, config=watch)
+        served = CountingConnection(con) if counted else con
+        yield StoreService(
+            ws, watch.admit(con, despite_drift=False), cast(Any, served), config=watch
+        )
     finally:
         con.close()
 
