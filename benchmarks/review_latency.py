@@ -19,7 +19,9 @@ iteration checks that the session shows a different case afterwards.
 kernel ipywidgets would drop its messages (DummyComm); this script installs a comm that
 JSON-encodes each message as the kernel would before handing it to ZeroMQ, and counts the
 messages and bytes. Not included: the ZeroMQ/websocket hop to the browser and the browser's
-own layout and paint (tests/browser measures a whole page load instead).
+own layout and paint (tests/browser measures a whole page load instead). It also prints
+the CPU a decision cost this process (the kernel) and the store service's (from /proc): on
+a shared machine a steadier comparison than wall time.
 
 Setup (untimed): a temporary workspace from data/hilt.toml behind a sign-in proxy (its
 secret's sha256 in ``[access]``, as a deployment for many reviewers has it; the kernel
@@ -319,11 +321,19 @@ def main(argv: list[str] | None = None) -> int:
             in_store: list[float] = []
             wires: list[Wire] = []
             backend.by_call.clear()
+            kernel_cpu0, service_cpu0 = time.process_time(), service.cpu_s()
             for _ in range(args.decisions):
                 total_ms, store_ms, sent = accept_and_time(session, backend)
                 totals.append(total_ms)
                 in_store.append(store_ms)
                 wires.append(sent)
+            kernel_cpu = (time.process_time() - kernel_cpu0) * 1000 / args.decisions
+            service_cpu1 = service.cpu_s()
+            service_cpu = (
+                (service_cpu1 - service_cpu0) * 1000 / args.decisions
+                if service_cpu0 is not None and service_cpu1 is not None
+                else None
+            )
             widgets_ms = [t - s for t, s in zip(totals, in_store, strict=True)]
 
             admin = open_store_as(service.url, Identity(token=prep.admin_token))
@@ -374,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
         f"({msgs:.0f} front-end messages, {kib:.1f} KiB JSON per decision)"
     )
     print(
+        f"  cpu      per decision: kernel {fmt_ms(kernel_cpu)}, store service "
+        f"{fmt_ms(service_cpu)} (process CPU: less the machine's load than wall time is)"
+    )
+    print(
         f"  drift    first {quarter} decisions median {fmt_ms(first_q['p50_ms'])}, "
         f"last {quarter} median {fmt_ms(last_q['p50_ms'])}"
     )
@@ -400,6 +414,10 @@ def main(argv: list[str] | None = None) -> int:
             "last_quarter": last_q,
             "store_calls": calls,
             "store_calls_per_decision": per_decision_calls,
+            "cpu_per_decision_ms": {
+                "kernel": round(kernel_cpu, 3),
+                "service": round(service_cpu, 3) if service_cpu is not None else None,
+            },
             "frontend_messages_per_decision": round(msgs, 2),
             "frontend_kib_per_decision": round(kib, 2),
             "recorded_accepts": len(recorded),
