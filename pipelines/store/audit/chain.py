@@ -245,6 +245,32 @@ class _RunTracker:
         return Run(self._rows, *self._first, *self._last)
 
 
+def joined(runs: Iterable[Run | None]) -> Run | None:
+    """The Run that the rows of consecutive scans form together (the hash check's parts, in
+    seq order): each non-empty run starts at the seq after the last row of the one before
+    and links to its stored hash, byte for byte. None where one of them is no run or they
+    do not follow one another; an empty run (a part with no rows) is left out."""
+    found = Run(0, 0, "", 0, "")
+    for run in runs:
+        if run is None:
+            return None
+        if not run.rows:
+            continue
+        if not found.rows:
+            found = run
+        elif (run.first_seq, run.first_prev) != (found.last_seq + 1, found.last_hash):
+            return None
+        else:
+            found = Run(
+                found.rows + run.rows,
+                found.first_seq,
+                found.first_prev,
+                run.last_seq,
+                run.last_hash,
+            )
+    return found
+
+
 def hash_scan(
     con: duckdb.DuckDBPyConnection,
     source: str = "audit_log",

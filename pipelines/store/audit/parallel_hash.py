@@ -2,11 +2,13 @@
 
 ``chain.first_bad_hash`` recomputes every row's sha256 with hashlib in one thread, holding
 the GIL: on a million events it is the longest of verify's checks. A row's hash depends
-only on the row (its prev_hash is stored beside it, and the links are checked apart by
-``chain.check_order``), so the log splits into seq ranges that separate processes check at
-the same time, each reading its own range from the file (read-only; DuckDB lets several
-processes read one file) and returning the earliest seq whose stored hash does not match;
-the earliest of theirs is the log's.
+only on the row (its prev_hash is stored beside it), so the log splits into seq ranges
+that separate processes check at the same time, each reading its own range from the file
+(read-only; DuckDB lets several processes read one file) and returning the earliest seq
+whose stored hash does not match (the earliest of theirs is the log's), and the run its
+rows form (``chain.Run``). Where the parts' runs join into one run of every row of the
+log, that is the order check's answer (``chain.order_of_run``), and the order scan does
+not read the log again; else it names the break (``chain.check_order``).
 
 The processes are forked before the caller opens the file, while the process has no DuckDB
 database open and no other Python thread (``start``); each opens the file itself, so no
@@ -25,12 +27,14 @@ from pathlib import Path
 
 import duckdb
 
-from hilt.pipelines.store.audit.chain import first_bad_hash
+from hilt.pipelines.store import sql
+from hilt.pipelines.store.audit.chain import Run, hash_scan, joined
 from hilt.pipelines.store.modes.connection import DUCKDB_CONFIG
 
-#: What a part returns: the earliest bad seq (or None), and a DuckDB error's kind and
-#: message when its query failed (raised again in the caller, as the same kind).
-PartResult = tuple[int | None, str | None, str | None]
+#: What a part returns: the earliest bad seq (or None), a DuckDB error's kind and message
+#: when its query failed (raised again in the caller, as the same kind), and the run its
+#: rows form (None: none).
+PartResult = tuple[int | None, str | None, str | None, Run | None]
 
 #: A part's kind when its process could not open the file: the caller hashes in a thread.
 UNAVAILABLE = "unavailable"
@@ -60,16 +64,17 @@ def _check_part(db_path: str, part: int, parts: int) -> PartResult:
     try:
         con = duckdb.connect(db_path, read_only=True, config=DUCKDB_CONFIG)
     except duckdb.Error as e:
-        return None, UNAVAILABLE, type(e).__name__
+        return None, UNAVAILABLE, type(e).__name__, None
     try:
         con.execute("SET threads = 1")  # one core's share: the others are busy too
         lo, hi = con.execute("SELECT min(seq), max(seq) FROM audit_log").fetchall()[0]
         if lo is None:
-            return None, None, None
+            return None, None, None, Run(0, 0, "", 0, "")
         source = part_source(int(lo), int(hi), part, parts)
-        return first_bad_hash(con, source, bulk=True), None, None
+        bad, run = hash_scan(con, source, bulk=True)
+        return bad, None, None, run
     except duckdb.Error as e:
-        return None, type(e).__name__, str(e)
+        return None, type(e).__name__, str(e), None
     finally:
         con.close()
 
@@ -86,18 +91,27 @@ class PartedHashCheck:
         A part whose query DuckDB refused raises that error (as ``chain.first_bad_hash``
         would); where a process could not open the file, the whole log is hashed here, on
         ``con``, instead."""
+        return self.scan(con)[0]
+
+    def scan(self, con: duckdb.DuckDBPyConnection) -> tuple[int | None, Run | None]:
+        """``result``, and the run every row of the log forms, as ``chain.hash_scan`` of the
+        whole log in one thread gives it: the parts' runs joined (``chain.joined``), where
+        they hold as many rows as the log (a row whose seq is NULL is in no part)."""
         try:
             found = [f.result() for f in self._futures]
         finally:
             self.close()
-        if any(kind == UNAVAILABLE for _, kind, _ in found):
-            return first_bad_hash(con)
-        for _, kind, message in found:
+        if any(kind == UNAVAILABLE for _, kind, _, _ in found):
+            return hash_scan(con, bulk=True)
+        for _, kind, message, _ in found:
             if kind is not None:
                 error = getattr(duckdb, kind, duckdb.Error)
                 raise error(message or kind)
-        bad = [seq for seq, _, _ in found if seq is not None]
-        return min(bad) if bad else None
+        bad = [seq for seq, _, _, _ in found if seq is not None]
+        run = joined(run for _, _, _, run in found)
+        if run is not None and run.rows != sql.scalar(con, "SELECT count(*) FROM audit_log"):
+            run = None
+        return min(bad) if bad else None, run
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -119,7 +133,7 @@ def start(db_path: Path, parts: int | None = None) -> PartedHashCheck | None:
             return None
     except OSError:
         return None  # opening it names what is wrong
-    # The workers read their rows as Arrow batches (``chain.first_bad_hash(bulk=True)``):
+    # The workers read their rows as Arrow batches (``chain.hash_scan(bulk=True)``):
     # imported once here, not once per worker (the walk's batch digests need it anyway).
     import pyarrow  # noqa: F401
 

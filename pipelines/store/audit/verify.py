@@ -65,8 +65,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 #: The hash check of the whole log, given the connection: the earliest seq whose stored hash
-#: does not match, or None.
-HashCheck = Callable[[duckdb.DuckDBPyConnection], int | None]
+#: does not match, or None, and the run the rows form (``audit_chain.hash_scan``).
+HashCheck = Callable[[duckdb.DuckDBPyConnection], tuple[int | None, audit_chain.Run | None]]
 
 #: The tables the checks by kind hold to their events, and the column of the seq of the
 #: event that wrote a row (``after_checkpoint.After.idle``).
@@ -122,7 +122,7 @@ def verify_file(
                 public_key,
                 checkpoints,
                 start_from=start_from,
-                hash_check=hashing.result if hashing is not None else None,
+                hash_check=hashing.scan if hashing is not None else None,
                 on_progress=on_progress,
             )
         except duckdb.Error as e:
@@ -205,8 +205,9 @@ def verify_records(
     parallel, 1.2-2.1x one after another). The hashes are recomputed with hashlib in a
     thread of their own (``audit_chain.hash_scan``), beside DuckDB's scans; on the
     CLI's full walk of the file, in one process per core instead (``hash_check``). Where
-    the hashing thread read the rows as one run from the anchor (``audit_chain.Run``), that
-    is the order check's answer, and the order scan does not read them again.
+    the hashing read the rows as one run from the anchor (``audit_chain.Run``; the
+    processes' parts joined), that is the order check's answer, and the order scan does not
+    read them again.
 
     ``start_from``: verify from a signed checkpoint (``latest`` or its seq; see the
     module's docstring): every check then reads only what came after it, and a check by kind
@@ -215,9 +216,10 @@ def verify_records(
     read saw is read again, and if it gives such a check something to judge, every check
     runs again (``skip_idle=False``: each one runs, whatever came after the checkpoint).
 
-    ``hash_check``: the earliest seq whose stored hash does not match, computed elsewhere
-    for the whole log (``parallel_hash``: worker processes reading the same file), instead
-    of ``audit_chain.hash_scan`` in a thread here. Only for a full walk.
+    ``hash_check``: the earliest seq whose stored hash does not match and the run of the
+    rows, computed elsewhere for the whole log (``parallel_hash``: worker processes reading
+    the same file), instead of ``audit_chain.hash_scan`` in a thread here. Only for a full
+    walk.
 
     ``on_progress``: called with 1 as each check finishes (a command's progress of checks;
     the checks run at once, so their count, not the events, is what advances).
@@ -323,11 +325,10 @@ def verify_records(
     start_at = (since, start.head_hash) if start is not None else (0, GENESIS_HASH)
 
     def ordered(c: duckdb.DuckDBPyConnection) -> audit_chain.ChainOrder:
-        # Where the hash scan here read the rows as one run from the anchor, that is the
-        # answer; else the order scan (which names the break). The hash check of worker
-        # processes sees no run: the order scan then runs beside them, without waiting.
+        # Where the hash scan (here, or in worker processes) read the rows as one run from
+        # the anchor, that is the answer; else the order scan (which names the break).
         purged_at = anchor_read.result()
-        found = hashed.result() if hash_check is None and purged_at is not None else None
+        found = hashed.result() if purged_at is not None else None
         if purged_at is not None and found is not None:
             fast = audit_chain.order_of_run(found[1], purged_at, start_at)
             if fast is not None:
@@ -336,7 +337,7 @@ def verify_records(
 
     def hash_scan(c: duckdb.DuckDBPyConnection) -> tuple[int | None, audit_chain.Run | None]:
         if hash_check is not None:
-            return hash_check(c), None
+            return hash_check(c)
         return audit_chain.hash_scan(c, source)
 
     with ThreadPoolExecutor(
