@@ -156,9 +156,12 @@ SELECT
 FROM {source}
 """
 
-#: Each row's hashed bytes, stored hash and prev_hash, fetched this many rows at a time.
+#: Each row's hashed bytes, stored hash and prev_hash, fetched this many rows at a time:
+#: a batch's buffers (~4.6 MB of 8,192 log rows) are reused by the allocator, where those of
+#: 65,536 rows (~37 MB) were mapped afresh each time (on 1M events, ~0.3 s of system CPU in
+#: page faults, 160,000-260,000 of them, against ~0.02 s and 2,000 now; the same user CPU).
 _HASH_SQL = "SELECT seq, encode(prev_hash || entry), hash{prev} FROM {source}"
-_HASH_BATCH = 65_536
+_HASH_BATCH = 8_192
 
 KIND_ORDER = ("seq-duplicate", "seq-gap", "seq-mismatch", "link-broken", "hash-mismatch")
 
