@@ -329,8 +329,7 @@ def test_a_row_in_no_part_leaves_no_run(loaded_workspace: Workspace) -> None:
         con.execute("DROP TABLE audit_log CASCADE")
         con.execute("ALTER TABLE rebuilt RENAME TO audit_log")
         con.execute(
-            "INSERT INTO audit_log SELECT NULL, entry, prev_hash, hash FROM audit_log"
-            " WHERE seq = 1"
+            "INSERT INTO audit_log SELECT NULL, entry, prev_hash, hash FROM audit_log WHERE seq = 1"
         )
     assert _scanned(ws, 2) == "None no run"
 
