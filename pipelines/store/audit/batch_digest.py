@@ -158,6 +158,7 @@ PREDICTIONS_SQL = (
     " FROM predictions WHERE batch_seq = ? ORDER BY prediction_id"
 )
 SHADOW_PREDICTIONS_SQL = PREDICTIONS_SQL.replace("FROM predictions", "FROM shadow_predictions")
+_BY_PREDICTION = " ORDER BY prediction_id"
 #: A batch of outcomes (`hilt outcomes`, issue 14): the time observed as epoch microseconds.
 OUTCOMES_SQL = (
     "SELECT case_id, outcome, epoch_us(observed_at) AS observed_at_us"
@@ -209,6 +210,21 @@ def legacy_digest(con: duckdb.DuckDBPyConnection, query: str, seq: int) -> str:
     return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
+def stored_predictions(con: duckdb.DuckDBPyConnection, query: str, seq: int) -> pa.Table | None:
+    """The rows ``query`` (``PREDICTIONS_SQL`` or ``SHADOW_PREDICTIONS_SQL``) returns for the
+    batch at ``seq``, read without the sort where they are stored in its order: their
+    prediction_ids (from a sequence, in the order they were inserted) strictly ascending,
+    so the sort would leave them as they are. None otherwise (the caller runs ``query``)."""
+    import pyarrow.compute as pc
+
+    table = con.sql(query.removesuffix(_BY_PREDICTION), params=[seq]).to_arrow_table()
+    ids = table.column("prediction_id")
+    n = len(ids)
+    if ids.null_count or (n > 1 and not pc.all(pc.less(ids.slice(0, n - 1), ids.slice(1))).as_py()):
+        return None
+    return table
+
+
 def stored_digest(
     con: duckdb.DuckDBPyConnection, settings: Settings, action: str, method: str | None, seq: int
 ) -> str | None:
@@ -220,7 +236,7 @@ def stored_digest(
     if action == OUTCOMES_ACTION:
         return digest(con, OUTCOMES_SQL, seq) if method == METHOD else None
     if method == METHOD:
-        table = stored_cases(con, settings, seq) if cases else None
+        table = stored_cases(con, settings, seq) if cases else stored_predictions(con, rows, seq)
         if table is not None:
             return table_digest(table)
         return digest(con, cases_sql(settings) if cases else rows, seq)

@@ -395,3 +395,34 @@ def test_cases_stored_in_one_other_order_in_every_table_are_sorted(
     by_tables, joined, digest = _read_back(ws, seq)
     assert by_tables is None
     assert digest == batch_digest.table_digest(joined) == recorded
+
+
+@pytest.mark.parametrize("order", ["prediction_id", "prediction_id DESC", "hash(prediction_id)"])
+def test_predictions_stored_in_id_order_are_not_sorted_again(
+    loaded_workspace: Workspace, order: str
+) -> None:
+    """A batch of predictions stored in prediction_id order is read without the sort (the
+    same table); stored in another order it is sorted, and either way its digest is the
+    recorded one."""
+    ws = loaded_workspace
+    _stored_anew(ws, "predictions", order)
+    con = connect(ws)
+    try:
+        ((seq, recorded),) = con.execute(
+            "SELECT seq, json_extract_string(entry, '$.payload.digest') FROM audit_log"
+            ' WHERE entry LIKE \'{"action":"predictions.ingest",%\''
+        ).fetchall()
+        as_stored = batch_digest.stored_predictions(con, batch_digest.PREDICTIONS_SQL, seq)
+        sorted_ = con.sql(batch_digest.PREDICTIONS_SQL, params=[seq]).to_arrow_table()
+        digest = batch_digest.stored_digest(
+            con, ws.settings(), "predictions.ingest", batch_digest.METHOD, seq
+        )
+    finally:
+        con.close()
+    assert sorted_.num_rows == 200
+    if order == "prediction_id":
+        assert as_stored is not None
+        assert as_stored.equals(sorted_)
+    else:
+        assert as_stored is None
+    assert digest == batch_digest.table_digest(sorted_) == recorded
