@@ -68,6 +68,11 @@ R = TypeVar("R")
 #: does not match, or None, and the run the rows form (``audit_chain.hash_scan``).
 HashCheck = Callable[[duckdb.DuckDBPyConnection], tuple[int | None, audit_chain.Run | None]]
 
+#: The scan that reconciles the decisions of the whole log, computed elsewhere, given the
+#: connection: the earliest (seq-mismatch, decision record-mismatch) seqs, or None where it
+#: was not (the scan then runs here).
+ContentCheck = Callable[[duckdb.DuckDBPyConnection], tuple[int | None, int | None] | None]
+
 #: The tables the checks by kind hold to their events, and the column of the seq of the
 #: event that wrote a row (``after_checkpoint.After.idle``).
 ROW_TABLES: Mapping[str, str] = {
@@ -123,6 +128,7 @@ def verify_file(
                 checkpoints,
                 start_from=start_from,
                 hash_check=hashing.scan if hashing is not None else None,
+                content_check=hashing.content if hashing is not None else None,
                 on_progress=on_progress,
             )
         except duckdb.Error as e:
@@ -144,6 +150,7 @@ def verify_store(
     parallel: bool = True,
     start_from: str | None = None,
     hash_check: HashCheck | None = None,
+    content_check: ContentCheck | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
     """Verify the store's own file without an actor (what `hilt audit verify` runs).
@@ -154,7 +161,7 @@ def verify_store(
     (the store's clock; default this machine's), which no purge may be dated after.
     ``parallel=False``: the checks one after another (beside the service's writer).
     ``start_from``: from a signed checkpoint (see the module's docstring).
-    ``hash_check``: see ``verify_records``.
+    ``hash_check``, ``content_check``: see ``verify_records``.
     """
     return verify_records(
         con,
@@ -166,6 +173,7 @@ def verify_store(
         parallel=parallel,
         start_from=start_from,
         hash_check=hash_check,
+        content_check=content_check,
         on_progress=on_progress,
     )
 
@@ -181,6 +189,7 @@ def verify_records(
     parallel: bool = True,
     start_from: str | None = None,
     hash_check: HashCheck | None = None,
+    content_check: ContentCheck | None = None,
     on_progress: Callable[[int], None] | None = None,
     skip_idle: bool = True,
 ) -> VerifyReport:
@@ -219,13 +228,15 @@ def verify_records(
     ``hash_check``: the earliest seq whose stored hash does not match and the run of the
     rows, computed elsewhere for the whole log (``parallel_hash``: worker processes reading
     the same file), instead of ``audit_chain.hash_scan`` in a thread here. Only for a full
-    walk.
+    walk. ``content_check``: likewise the scan that reconciles the decisions (each worker
+    process scans its part right after hashing it, reading the entries it has just read);
+    where it gives None, the scan runs here.
 
     ``on_progress``: called with 1 as each check finishes (a command's progress of checks;
     the checks run at once, so their count, not the events, is what advances).
     """
-    if hash_check is not None and start_from is not None:
-        raise ValueError("a hash check computed elsewhere covers the whole log: no start_from")
+    if (hash_check is not None or content_check is not None) and start_from is not None:
+        raise ValueError("a check computed elsewhere covers the whole log: no start_from")
     checkpoints, cp_break = read_checkpoints(checkpoints_path)
     pinned = parse_public_key(public_key) if public_key else None
     start: Checkpoint | None = None
@@ -300,6 +311,9 @@ def verify_records(
     def content_and_decisions(
         c: duckdb.DuckDBPyConnection,
     ) -> tuple[int | None, int | None]:
+        found = content_check(c) if content_check is not None else None
+        if found is not None:
+            return found
         row = sql.one(
             c,
             reconcile.CONTENT_AND_DECISIONS_SQL,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 
 import duckdb
 import pytest
@@ -20,7 +21,16 @@ from hilt.pipelines.store.audit import parallel_hash
 from hilt.pipelines.store.audit.chain import GENESIS_HASH, chain_hash, first_bad_hash
 from hilt.pipelines.workspace import Workspace
 from tests.audit_helpers import raw_db
-from tests.pipelines.store.test_audit_tamper import verify_cli
+from tests.pipelines.store.test_audit_tamper import (
+    ATTACKS,
+    Expected,
+    Layout,
+    template,
+    verify_cli,
+    victim,
+)
+
+__all__ = ["template", "victim"]  # the tamper matrix's fixtures, used here
 
 
 @pytest.mark.parametrize(("lo", "hi"), [(1, 1), (1, 2), (1, 10), (5, 1_000_003), (0, 7)])
@@ -391,3 +401,98 @@ def test_the_cli_walk_takes_the_order_from_the_parts(loaded_workspace: Workspace
     assert broken.returncode == 1, (broken.stdout, broken.stderr[-2000:])
     assert f"BROKEN at seq {seq}: link-broken:" in broken.stdout, broken.stdout
     assert "order scanned" in broken.stderr, broken.stderr[-2000:]
+
+
+_FORKED_WALK = """
+import sys
+
+from hilt.pipelines.store import sql
+from hilt.pipelines.store.audit import parallel_hash, reconcile
+from hilt.pipelines.store.audit import verify as verify_module
+from hilt.pipelines.workspace import Workspace
+
+parallel_hash.MIN_FILE_BYTES = 0  # the test's file is small
+started = parallel_hash.start
+forked = []
+
+
+def start(*args, **kwargs):
+    check = started(*args, **kwargs)
+    forked.append(check is not None)
+    return check
+
+
+class Spy:
+    # verify's own queries (the workers' go through parallel_hash's)
+    def __getattr__(self, name):
+        return getattr(sql, name)
+
+    def one(self, con, query, params=None):
+        if query == reconcile.CONTENT_AND_DECISIONS_SQL:
+            print("scanned here", file=sys.stderr)
+        return sql.one(con, query, params)
+
+
+parallel_hash.start = start
+verify_module.sql = Spy()
+report = verify_module.verify_file(Workspace.at(sys.argv[1]), processes=True)
+assert forked == [True], forked
+print(report.summary())
+"""
+
+
+def _forked_walk(ws: Workspace) -> subprocess.CompletedProcess[str]:
+    """The CLI's full walk of the file (``verify_file(processes=True)``: the hash check and
+    the scan that reconciles the decisions in worker processes), from a fresh process;
+    prints its report, and "scanned here" where verify ran that scan itself."""
+    out = subprocess.run(
+        [sys.executable, "-c", _FORKED_WALK, str(ws.root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out
+
+
+def test_the_walk_in_processes_reconciles_the_decisions_there(
+    victim: tuple[Workspace, Layout],
+) -> None:
+    """An untouched log with decisions: the workers' parts of the scan that reconciles them
+    are the answer, and verify does not scan the log again for it."""
+    ws, at = victim
+    out = _forked_walk(ws)
+    assert out.stdout.startswith(f"OK {at.head_seq} events"), out.stdout
+    assert "scanned here" not in out.stderr, out.stderr[-2000:]
+
+
+#: The attacks on what the workers read: the log's rows (their hashes, their order), the
+#: decisions, and the tables' schema.
+_ON_THE_WORKERS_ROWS = {
+    "change-payload",
+    "delete-row",
+    "delete-row-renumber",
+    "insert-row-duplicate-seq",
+    "swap-rows",
+    "decision-row-edited",
+    "decision-comment-edited",
+    "decision-row-deleted",
+    "column-dropped",
+    "column-retyped",
+    "audit-log-dropped",
+    "forged-purge-short-period",
+}
+
+
+@pytest.mark.parametrize("attack", [a for a in ATTACKS if a.id in _ON_THE_WORKERS_ROWS])
+def test_the_walk_in_processes_names_the_first_break(
+    attack: Callable[[Workspace, Layout], Expected], victim: tuple[Workspace, Layout]
+) -> None:
+    """The tamper matrix, walked as the CLI walks a large file (hashing, and reconciling
+    the decisions, in worker processes): the same first break as verify in one process
+    (test_audit_tamper)."""
+    ws, at = victim
+    seq, kind = attack(ws, at)
+    out = _forked_walk(ws)
+    assert out.stdout.startswith(f"BROKEN at seq {seq}: {kind}:"), out.stdout
