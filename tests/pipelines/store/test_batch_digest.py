@@ -268,13 +268,15 @@ def test_an_unknown_digest_method_is_not_taken_on_trust(loaded_workspace: Worksp
         con.close()
 
 
-def _cases_batch(ws: Workspace) -> tuple[int, str]:
-    """The seq and the recorded digest of the workspace's one batch of cases."""
+def _batch(ws: Workspace, action: str = "cases.ingest") -> tuple[int, str]:
+    """The seq and the recorded digest of the workspace's one batch of cases (or of the
+    batch event ``action``)."""
     con = connect(ws)
     try:
         ((seq, digest),) = con.execute(
             "SELECT seq, json_extract_string(entry, '$.payload.digest') FROM audit_log"
-            ' WHERE entry LIKE \'{"action":"cases.ingest",%\''
+            " WHERE starts_with(entry, ?)",
+            [f'{{"action":"{action}",'],
         ).fetchall()
     finally:
         con.close()
@@ -314,7 +316,7 @@ def test_a_batch_of_cases_read_table_by_table_is_the_joined_one(
     they are the very table ``cases_sql`` gives (names, types, rows, order), whose digest is
     the recorded one; without seed labels too (the left join's NULLs)."""
     ws = loaded_workspace
-    seq, recorded = _cases_batch(ws)
+    seq, recorded = _batch(ws)
     by_tables, joined, digest = _read_back(ws, seq)
     assert by_tables is not None
     assert joined.num_rows == 200
@@ -347,7 +349,7 @@ def test_where_the_tables_do_not_show_it_the_joins_decide(
     table, and its digest is what the joins and the sort give (the recorded one where
     only the order changed)."""
     ws = loaded_workspace
-    seq, recorded = _cases_batch(ws)
+    seq, recorded = _batch(ws)
     _stored_anew(ws, table, order, where)
     by_tables, joined, digest = _read_back(ws, seq)
     assert by_tables is None
@@ -362,7 +364,7 @@ def test_another_cases_row_in_the_batchs_range_is_not_taken(
     batch has: the rows of the range are not the batch's, and the joins decide (the
     batch's digest is unchanged: the row joins none of its cases)."""
     ws = loaded_workspace
-    seq, recorded = _cases_batch(ws)
+    seq, recorded = _batch(ws)
     con = connect(ws)
     try:
         con.execute(
@@ -383,7 +385,7 @@ def test_cases_stored_in_one_other_order_in_every_table_are_sorted(
     last: position by position the tables agree, but that is not the sorted batch, so the
     joins and the sort decide (the recorded digest)."""
     ws = loaded_workspace
-    seq, recorded = _cases_batch(ws)
+    seq, recorded = _batch(ws)
     con = connect(ws)
     try:
         first, last = con.execute("SELECT min(case_id), max(case_id) FROM cases").fetchall()[0]
@@ -406,12 +408,9 @@ def test_predictions_stored_in_id_order_are_not_sorted_again(
     recorded one."""
     ws = loaded_workspace
     _stored_anew(ws, "predictions", order)
+    seq, recorded = _batch(ws, "predictions.ingest")
     con = connect(ws)
     try:
-        ((seq, recorded),) = con.execute(
-            "SELECT seq, json_extract_string(entry, '$.payload.digest') FROM audit_log"
-            ' WHERE entry LIKE \'{"action":"predictions.ingest",%\''
-        ).fetchall()
         as_stored = batch_digest.stored_predictions(con, batch_digest.PREDICTIONS_SQL, seq)
         sorted_ = con.sql(batch_digest.PREDICTIONS_SQL, params=[seq]).to_arrow_table()
         digest = batch_digest.stored_digest(

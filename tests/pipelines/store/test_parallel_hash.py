@@ -48,6 +48,18 @@ def test_every_seq_is_in_exactly_one_part(lo: int, hi: int, parts: int) -> None:
     assert sum(counts) == hi - lo + 3, counts
 
 
+def _python(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``script`` run by a fresh Python process (with one thread: the workers may be forked
+    from it)."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def _tamper(ws: Workspace, seq: int) -> None:
     with raw_db(ws) as con:
         con.execute("UPDATE audit_log SET entry = entry || ' ' WHERE seq = ?", [seq])
@@ -71,13 +83,7 @@ print(check.result(con))
 
 def _parted(ws: Workspace, parts: int) -> int | None:
     """The parted check, from a fresh (single-threaded) process, as the CLI runs it."""
-    out = subprocess.run(
-        [sys.executable, "-c", _PARTED, str(ws.db_path), str(parts)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    out = _python(_PARTED, str(ws.db_path), str(parts))
     if "BinderException" in out.stderr:
         raise duckdb.BinderException(out.stderr.strip().splitlines()[-1])
     assert out.returncode == 0, out.stderr[-2000:]
@@ -134,13 +140,7 @@ def test_the_cli_walk_of_the_file_forks(loaded_workspace: Workspace) -> None:
     """The CLI's process is one the workers may be forked from (numpy and pyarrow start
     threads of their own at import, which survive a fork; no Python thread, no DuckDB
     database is open yet): its full walk hashes in processes, not in the fallback."""
-    out = subprocess.run(
-        [sys.executable, "-c", _CLI_FORKS, str(loaded_workspace.root)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    out = _python(_CLI_FORKS, str(loaded_workspace.root))
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("OK "), out.stdout
     assert out.stderr.strip().splitlines()[-1] == "forked", out.stderr[-2000:]
@@ -283,13 +283,7 @@ def _scanned(ws: Workspace, parts: int) -> str:
     """What the parted check finds, from a fresh process: the earliest bad hash, and
     whether the order the parts' joined run gives equals the order scan's ("no run": none
     is given)."""
-    out = subprocess.run(
-        [sys.executable, "-c", _SCANNED, str(ws.db_path), str(parts)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    out = _python(_SCANNED, str(ws.db_path), str(parts))
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.strip()
 
@@ -374,13 +368,7 @@ def test_the_cli_walk_takes_the_order_from_the_parts(loaded_workspace: Workspace
     ws = loaded_workspace
 
     def cli() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-c", _CLI_ORDER_SCANS, str(ws.root)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return _python(_CLI_ORDER_SCANS, str(ws.root))
 
     intact = cli()
     assert intact.returncode == 0, intact.stderr[-2000:]
@@ -445,13 +433,7 @@ def _forked_walk(ws: Workspace) -> subprocess.CompletedProcess[str]:
     """The CLI's full walk of the file (``verify_file(processes=True)``: the hash check and
     the scan that reconciles the decisions in worker processes), from a fresh process;
     prints its report, and "scanned here" where verify ran that scan itself."""
-    out = subprocess.run(
-        [sys.executable, "-c", _FORKED_WALK, str(ws.root)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    out = _python(_FORKED_WALK, str(ws.root))
     assert out.returncode == 0, out.stderr[-2000:]
     return out
 
