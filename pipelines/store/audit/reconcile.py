@@ -91,6 +91,16 @@ FROM (
 ) a FULL OUTER JOIN {_DECISION_ROWS} d ON d.seq = a.seq AND a.is_decision
 """
 
+
+def content_and_decisions_sql(log: str, decisions: str) -> str:
+    """``CONTENT_AND_DECISIONS_SQL`` of the rows of ``log`` and ``decisions`` (sources of
+    some of the rows of ``audit_log`` and ``decisions``: a part of the seqs of both, so
+    that a decision row and its event, which share a seq, are in the same part)."""
+    return CONTENT_AND_DECISIONS_SQL.replace("FROM audit_log WHERE", f"FROM {log} WHERE").replace(
+        "FROM decisions WHERE", f"FROM {decisions} WHERE"
+    )
+
+
 DECISION_DETAIL = "a decision row differs from its audit event, or one of them is missing"
 BATCH_DETAIL = "a batch of cases or predictions no longer holds the rows its audit event recorded"
 

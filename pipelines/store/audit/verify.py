@@ -65,8 +65,13 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 #: The hash check of the whole log, given the connection: the earliest seq whose stored hash
-#: does not match, or None.
-HashCheck = Callable[[duckdb.DuckDBPyConnection], int | None]
+#: does not match, or None, and the run the rows form (``audit_chain.hash_scan``).
+HashCheck = Callable[[duckdb.DuckDBPyConnection], tuple[int | None, audit_chain.Run | None]]
+
+#: The scan that reconciles the decisions of the whole log, computed elsewhere, given the
+#: connection: the earliest (seq-mismatch, decision record-mismatch) seqs, or None where it
+#: was not (the scan then runs here).
+ContentCheck = Callable[[duckdb.DuckDBPyConnection], tuple[int | None, int | None] | None]
 
 #: The tables the checks by kind hold to their events, and the column of the seq of the
 #: event that wrote a row (``after_checkpoint.After.idle``).
@@ -122,7 +127,8 @@ def verify_file(
                 public_key,
                 checkpoints,
                 start_from=start_from,
-                hash_check=hashing.result if hashing is not None else None,
+                hash_check=hashing.scan if hashing is not None else None,
+                content_check=hashing.content if hashing is not None else None,
                 on_progress=on_progress,
             )
         except duckdb.Error as e:
@@ -144,6 +150,7 @@ def verify_store(
     parallel: bool = True,
     start_from: str | None = None,
     hash_check: HashCheck | None = None,
+    content_check: ContentCheck | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
     """Verify the store's own file without an actor (what `hilt audit verify` runs).
@@ -154,7 +161,7 @@ def verify_store(
     (the store's clock; default this machine's), which no purge may be dated after.
     ``parallel=False``: the checks one after another (beside the service's writer).
     ``start_from``: from a signed checkpoint (see the module's docstring).
-    ``hash_check``: see ``verify_records``.
+    ``hash_check``, ``content_check``: see ``verify_records``.
     """
     return verify_records(
         con,
@@ -166,6 +173,7 @@ def verify_store(
         parallel=parallel,
         start_from=start_from,
         hash_check=hash_check,
+        content_check=content_check,
         on_progress=on_progress,
     )
 
@@ -181,6 +189,7 @@ def verify_records(
     parallel: bool = True,
     start_from: str | None = None,
     hash_check: HashCheck | None = None,
+    content_check: ContentCheck | None = None,
     on_progress: Callable[[int], None] | None = None,
     skip_idle: bool = True,
 ) -> VerifyReport:
@@ -205,8 +214,9 @@ def verify_records(
     parallel, 1.2-2.1x one after another). The hashes are recomputed with hashlib in a
     thread of their own (``audit_chain.hash_scan``), beside DuckDB's scans; on the
     CLI's full walk of the file, in one process per core instead (``hash_check``). Where
-    the hashing thread read the rows as one run from the anchor (``audit_chain.Run``), that
-    is the order check's answer, and the order scan does not read them again.
+    the hashing read the rows as one run from the anchor (``audit_chain.Run``; the
+    processes' parts joined), that is the order check's answer, and the order scan does not
+    read them again.
 
     ``start_from``: verify from a signed checkpoint (``latest`` or its seq; see the
     module's docstring): every check then reads only what came after it, and a check by kind
@@ -215,15 +225,18 @@ def verify_records(
     read saw is read again, and if it gives such a check something to judge, every check
     runs again (``skip_idle=False``: each one runs, whatever came after the checkpoint).
 
-    ``hash_check``: the earliest seq whose stored hash does not match, computed elsewhere
-    for the whole log (``parallel_hash``: worker processes reading the same file), instead
-    of ``audit_chain.hash_scan`` in a thread here. Only for a full walk.
+    ``hash_check``: the earliest seq whose stored hash does not match and the run of the
+    rows, computed elsewhere for the whole log (``parallel_hash``: worker processes reading
+    the same file), instead of ``audit_chain.hash_scan`` in a thread here. Only for a full
+    walk. ``content_check``: likewise the scan that reconciles the decisions (each worker
+    process scans its part right after hashing it, reading the entries it has just read);
+    where it gives None, the scan runs here.
 
     ``on_progress``: called with 1 as each check finishes (a command's progress of checks;
     the checks run at once, so their count, not the events, is what advances).
     """
-    if hash_check is not None and start_from is not None:
-        raise ValueError("a hash check computed elsewhere covers the whole log: no start_from")
+    if (hash_check is not None or content_check is not None) and start_from is not None:
+        raise ValueError("a check computed elsewhere covers the whole log: no start_from")
     checkpoints, cp_break = read_checkpoints(checkpoints_path)
     pinned = parse_public_key(public_key) if public_key else None
     start: Checkpoint | None = None
@@ -298,6 +311,9 @@ def verify_records(
     def content_and_decisions(
         c: duckdb.DuckDBPyConnection,
     ) -> tuple[int | None, int | None]:
+        found = content_check(c) if content_check is not None else None
+        if found is not None:
+            return found
         row = sql.one(
             c,
             reconcile.CONTENT_AND_DECISIONS_SQL,
@@ -323,11 +339,10 @@ def verify_records(
     start_at = (since, start.head_hash) if start is not None else (0, GENESIS_HASH)
 
     def ordered(c: duckdb.DuckDBPyConnection) -> audit_chain.ChainOrder:
-        # Where the hash scan here read the rows as one run from the anchor, that is the
-        # answer; else the order scan (which names the break). The hash check of worker
-        # processes sees no run: the order scan then runs beside them, without waiting.
+        # Where the hash scan (here, or in worker processes) read the rows as one run from
+        # the anchor, that is the answer; else the order scan (which names the break).
         purged_at = anchor_read.result()
-        found = hashed.result() if hash_check is None and purged_at is not None else None
+        found = hashed.result() if purged_at is not None else None
         if purged_at is not None and found is not None:
             fast = audit_chain.order_of_run(found[1], purged_at, start_at)
             if fast is not None:
@@ -336,7 +351,7 @@ def verify_records(
 
     def hash_scan(c: duckdb.DuckDBPyConnection) -> tuple[int | None, audit_chain.Run | None]:
         if hash_check is not None:
-            return hash_check(c), None
+            return hash_check(c)
         return audit_chain.hash_scan(c, source)
 
     with ThreadPoolExecutor(

@@ -266,3 +266,162 @@ def test_an_unknown_digest_method_is_not_taken_on_trust(loaded_workspace: Worksp
         )
     finally:
         con.close()
+
+
+def _batch(ws: Workspace, action: str = "cases.ingest") -> tuple[int, str]:
+    """The seq and the recorded digest of the workspace's one batch of cases (or of the
+    batch event ``action``)."""
+    con = connect(ws)
+    try:
+        ((seq, digest),) = con.execute(
+            "SELECT seq, json_extract_string(entry, '$.payload.digest') FROM audit_log"
+            " WHERE starts_with(entry, ?)",
+            [f'{{"action":"{action}",'],
+        ).fetchall()
+    finally:
+        con.close()
+    return int(seq), str(digest)
+
+
+def _read_back(ws: Workspace, seq: int) -> tuple[pa.Table | None, pa.Table, str | None]:
+    """The batch read table by table (None: not taken), as ``cases_sql`` returns it, and the
+    digest verify recomputes."""
+    settings = ws.settings()
+    con = connect(ws)
+    try:
+        return (
+            batch_digest.stored_cases(con, settings, seq),
+            con.sql(batch_digest.cases_sql(settings), params=[seq]).to_arrow_table(),
+            batch_digest.stored_digest(con, settings, "cases.ingest", batch_digest.METHOD, seq),
+        )
+    finally:
+        con.close()
+
+
+def _stored_anew(ws: Workspace, table: str, order: str, where: str = "true") -> None:
+    """``table``'s rows (those ``where`` holds) stored again in ``order``."""
+    con = connect(ws)
+    try:
+        con.execute(f"CREATE TEMP TABLE kept AS SELECT * FROM {table} WHERE {where}")
+        con.execute(f"DELETE FROM {table}")
+        con.execute(f"INSERT INTO {table} SELECT * FROM kept ORDER BY {order}")
+    finally:
+        con.close()
+
+
+def test_a_batch_of_cases_read_table_by_table_is_the_joined_one(
+    loaded_workspace: Workspace,
+) -> None:
+    """Bulk ingest stores a batch's cases in case_id order in each table: read table by table
+    they are the very table ``cases_sql`` gives (names, types, rows, order), whose digest is
+    the recorded one; without seed labels too (the left join's NULLs)."""
+    ws = loaded_workspace
+    seq, recorded = _batch(ws)
+    by_tables, joined, digest = _read_back(ws, seq)
+    assert by_tables is not None
+    assert joined.num_rows == 200
+    assert by_tables.equals(joined)
+    assert digest == recorded
+    _stored_anew(ws, "seed_labels", "case_id", "false")
+    by_tables, joined, digest = _read_back(ws, seq)
+    assert by_tables is not None
+    assert joined.column("label").null_count == 200
+    assert by_tables.equals(joined)
+    assert digest != recorded  # the labels are gone
+
+
+@pytest.mark.parametrize(
+    ("table", "order", "where"),
+    [
+        # rows stored out of case_id order
+        ("case_features", "case_id DESC", "true"),
+        ("cases", "case_id DESC", "true"),
+        ("case_personal", "hash(case_id)", "true"),
+        # a case without its personal data, or its seed label: the joins leave it out
+        ("case_personal", "case_id", "case_id <> (SELECT max(case_id) FROM cases)"),
+        ("seed_labels", "case_id", "case_id <> (SELECT min(case_id) FROM cases)"),
+    ],
+)
+def test_where_the_tables_do_not_show_it_the_joins_decide(
+    loaded_workspace: Workspace, table: str, order: str, where: str
+) -> None:
+    """Rows out of order, or a case missing from a table: the batch is not read table by
+    table, and its digest is what the joins and the sort give (the recorded one where
+    only the order changed)."""
+    ws = loaded_workspace
+    seq, recorded = _batch(ws)
+    _stored_anew(ws, table, order, where)
+    by_tables, joined, digest = _read_back(ws, seq)
+    assert by_tables is None
+    assert digest == batch_digest.table_digest(joined)
+    assert (digest == recorded) == (where == "true")
+
+
+def test_another_cases_row_in_the_batchs_range_is_not_taken(
+    loaded_workspace: Workspace,
+) -> None:
+    """A row of case_features between the batch's first and last case_id that no case of the
+    batch has: the rows of the range are not the batch's, and the joins decide (the
+    batch's digest is unchanged: the row joins none of its cases)."""
+    ws = loaded_workspace
+    seq, recorded = _batch(ws)
+    con = connect(ws)
+    try:
+        con.execute(
+            "INSERT INTO case_features SELECT * REPLACE (case_id || '~' AS case_id)"
+            " FROM case_features WHERE case_id = (SELECT min(case_id) FROM cases)"
+        )
+    finally:
+        con.close()
+    by_tables, joined, digest = _read_back(ws, seq)
+    assert by_tables is None
+    assert digest == batch_digest.table_digest(joined) == recorded
+
+
+def test_cases_stored_in_one_other_order_in_every_table_are_sorted(
+    loaded_workspace: Workspace,
+) -> None:
+    """Every table stored in the same order, not case_id's, from the first case_id to the
+    last: position by position the tables agree, but that is not the sorted batch, so the
+    joins and the sort decide (the recorded digest)."""
+    ws = loaded_workspace
+    seq, recorded = _batch(ws)
+    con = connect(ws)
+    try:
+        first, last = con.execute("SELECT min(case_id), max(case_id) FROM cases").fetchall()[0]
+    finally:
+        con.close()
+    shuffled = f"case_id = '{last}', case_id <> '{first}', hash(case_id)"
+    for table in ("cases", "case_features", "case_personal", "seed_labels"):
+        _stored_anew(ws, table, shuffled)
+    by_tables, joined, digest = _read_back(ws, seq)
+    assert by_tables is None
+    assert digest == batch_digest.table_digest(joined) == recorded
+
+
+@pytest.mark.parametrize("order", ["prediction_id", "prediction_id DESC", "hash(prediction_id)"])
+def test_predictions_stored_in_id_order_are_not_sorted_again(
+    loaded_workspace: Workspace, order: str
+) -> None:
+    """A batch of predictions stored in prediction_id order is read without the sort (the
+    same table); stored in another order it is sorted, and either way its digest is the
+    recorded one."""
+    ws = loaded_workspace
+    _stored_anew(ws, "predictions", order)
+    seq, recorded = _batch(ws, "predictions.ingest")
+    con = connect(ws)
+    try:
+        as_stored = batch_digest.stored_predictions(con, batch_digest.PREDICTIONS_SQL, seq)
+        sorted_ = con.sql(batch_digest.PREDICTIONS_SQL, params=[seq]).to_arrow_table()
+        digest = batch_digest.stored_digest(
+            con, ws.settings(), "predictions.ingest", batch_digest.METHOD, seq
+        )
+    finally:
+        con.close()
+    assert sorted_.num_rows == 200
+    if order == "prediction_id":
+        assert as_stored is not None
+        assert as_stored.equals(sorted_)
+    else:
+        assert as_stored is None
+    assert digest == batch_digest.table_digest(sorted_) == recorded
