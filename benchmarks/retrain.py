@@ -94,6 +94,7 @@ from benchmarks._common import (  # noqa: E402
     empty_tracking_store,
     finish,
     hilt_command,
+    process_cpu_s,
     synthetic_cases,
     with_empty_tracking_store,
 )
@@ -223,17 +224,6 @@ def instrumented(timers: dict[str, float]) -> Iterator[None]:
             setattr(module, attr, original)
 
 
-def process_cpu_s(pid: int) -> float | None:
-    """CPU seconds (user + system) of process ``pid`` and of the children it reaped
-    (``/proc/<pid>/stat``); None when it cannot be read."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def _kernel_cpu(timers: dict[str, float], started: Callable[..., Any]) -> Callable[..., Any]:
     """``run_kernel.started``, recording in ``timers["kernel_cpu"]`` the CPU seconds of the
     run's kernel (with what it reaped: the opening's worker) just before it is stopped; a
@@ -246,9 +236,10 @@ def _kernel_cpu(timers: dict[str, float], started: Callable[..., Any]) -> Callab
                 yield manager
             finally:
                 pid = getattr(manager.provisioner, "pid", None)
-                cpu = process_cpu_s(pid) if isinstance(pid, int) else None
-                if cpu is not None:
-                    timers["kernel_cpu"] = timers.get("kernel_cpu", 0.0) + cpu
+                with contextlib.suppress(OSError, ValueError):
+                    if isinstance(pid, int):
+                        cpu = process_cpu_s(pid, reaped=True)
+                        timers["kernel_cpu"] = timers.get("kernel_cpu", 0.0) + cpu
 
     return wrapper
 
