@@ -163,6 +163,14 @@ def latency_stats(values_ms: list[float]) -> dict[str, float | None]:
 
 
 # ---------------------------------------------------------------------------- processes
+def process_cpu_s(pid: int, *, reaped: bool = False) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far (``/proc/<pid>/stat``); with
+    ``reaped``, those of the children it waited for too. OSError when it cannot be read."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(f) for f in fields[11 : 15 if reaped else 13])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

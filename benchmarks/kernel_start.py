@@ -34,12 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks._common import begin, finish  # noqa: E402
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from benchmarks._common import begin, finish, process_cpu_s  # noqa: E402
 
 
 def one_start(forked: bool) -> dict[str, float]:
@@ -58,7 +53,7 @@ def one_start(forked: bool) -> dict[str, float]:
         was_forked = isinstance(provisioner, ForkedProvisioner) and provisioner.forked is not None
         if was_forked != forked:
             raise SystemExit(f"asked forked={forked}, got forked={was_forked}")
-        kernel = cpu_s(provisioner.pid)
+        kernel = process_cpu_s(provisioner.pid)
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
@@ -87,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{run['kernel_cpu_s']:.2f} s, launcher CPU {run['launcher_cpu_s']:.2f} s "
                     f"(load {os.getloadavg()[0]:.2f})"
                 )
-        result["zygote_cpu_s"] = cpu_s(zygote.process.pid)
+        result["zygote_cpu_s"] = process_cpu_s(zygote.process.pid)
     finally:
         zygote.stop()
     for kind, got in runs.items():

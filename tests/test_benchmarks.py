@@ -135,6 +135,9 @@ def test_benchmark_quick_run_prints_its_numbers(script: Path, tmp_path: Path) ->
         assert numbers["cases"] == 300
     if script.stem == "retrain":
         assert numbers["synthetic"]["rows"] == 2_000 and numbers["synthetic"]["same_model_bytes"]
+        # the run's kernel was reaped by the run: its CPU is counted
+        assert numbers["synthetic"]["cpu"]["kernel_s"] > 0 < numbers["synthetic"]["cpu"]["runner_s"]
+        assert numbers["synthetic"]["bare"]["train_cpu_s"] > 0
         assert numbers["demo"]["cli"]["exit_code"] == 0 and numbers["demo"]["second_s"] > 0
     if script.stem == "training_engines":  # both engines trained the same rows
         assert numbers["local"]["train_rows"] == numbers["dask"]["train_rows"] > 0

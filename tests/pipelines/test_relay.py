@@ -11,11 +11,13 @@ import shutil
 import socket
 import stat
 import tempfile
+import threading
 from pathlib import Path
 from typing import cast
 
 import pytest
 
+from hilt.pipelines.loop.tracking import relay as relay_module
 from hilt.pipelines.loop.tracking.environment import DB_FILE
 from hilt.pipelines.loop.tracking.relay import (
     MAX_SOCKET_PATH,
@@ -121,3 +123,26 @@ def test_a_reserved_relay_is_private_before_it_serves_and_gone_after() -> None:
         with pytest.raises(RelayError, match="does not answer"):
             RelayClient(at.path, at.key).call("mirror")
     assert not folder.exists()
+
+
+def test_the_relay_stops_without_waiting_for_its_loop_to_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every run ends by stopping its relay: the stop wakes the relay's loop instead of
+    waiting for its next poll (was up to half a second at the end of every run). With the
+    poll a minute apart, the relay still answers, then stops at once."""
+    monkeypatch.setattr(relay_module, "POLL_INTERVAL_S", 60.0)
+    stopped = threading.Event()
+
+    def serve_and_stop() -> None:
+        with (
+            serve(lambda f: cast(Tracking, object()), "run") as relay,
+            pytest.raises(RelayError, match="without its key"),
+        ):
+            RelayClient(relay.path, "0" * 64).call("mirror")
+        stopped.set()
+
+    server = threading.Thread(target=serve_and_stop, daemon=True)
+    server.start()
+    # (far below the poll's minute: the stop did not wait for it)
+    assert stopped.wait(20.0), "the relay's stop waited for its loop's next poll"

@@ -110,6 +110,19 @@ def test_training_is_deterministic_and_label_noise_is_seeded(
             retraining.train(dataset, FAST, label_noise=bad)
 
 
+def test_training_imports_what_the_figures_need_while_the_model_trains(
+    dataset: training_data.Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retraining's figures (matplotlib) are imported while the model trains, which
+    leaves a core partly idle, not as the run's kernel starts (which a run waits for):
+    ``train`` starts that import (``start.import_while_training``) and trains as before."""
+    started: list[str] = []
+    monkeypatch.setattr(retraining, "import_while_training", lambda: started.append("imports"))
+    model = retraining.train(dataset, FAST)
+    assert started == ["imports"]
+    assert model.model_sha256() == retraining.train(dataset, FAST).model_sha256()
+
+
 def test_evaluation_and_the_gate_reject_a_model_trained_on_noisy_labels(
     ws: Workspace, dataset: training_data.Dataset
 ) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -32,6 +34,33 @@ def test_the_warm_up_binds_no_name_and_never_raises(monkeypatch: pytest.MonkeyPa
     assert set(namespace) == {"__builtins__"}
     monkeypatch.setitem(start.WARM_UP, "broken", ("hilt.pipelines.no_such_module",))
     start.warm_up("broken")  # raises nothing
+
+
+def test_the_retraining_kernel_imports_its_figures_as_it_trains_not_as_it_starts() -> None:
+    """A run waits for its kernel's warm-up, not for what the kernel imports while the
+    model trains: the retraining kernel's warm-up leaves the figures (matplotlib) to
+    ``start.import_while_training``, which imports them on a thread (and, once they are
+    imported, starts none). In a fresh interpreter, as a kernel starts."""
+    code = (
+        "import sys\n"
+        "from hilt.pipelines.loop.steps import start\n"
+        "start.warm_up('retrain')\n"
+        "print('warm-up', 'matplotlib' in sys.modules)\n"
+        "thread = start.import_while_training()\n"
+        "thread.join(120)\n"
+        "print('training', all(m in sys.modules for m in start.AFTER_TRAINING))\n"
+        "print('again', start.import_while_training())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["warm-up False", "training True", "again None"]
 
 
 def test_a_run_kernel_starts_in_its_folder_with_its_environment_warm_and_is_stopped(

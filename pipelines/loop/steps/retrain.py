@@ -34,6 +34,7 @@ from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop import evaluate as ev
 from hilt.pipelines.loop.model import TrainedModel, TrainParams, fit
 from hilt.pipelines.loop.steps.engine import TrainingEngine
+from hilt.pipelines.loop.steps.start import import_while_training
 from hilt.pipelines.loop.steps.training_data import (
     LABEL_SOURCES,
     Dataset,
@@ -96,7 +97,11 @@ def train(
     (rows drawn with ``seed``, default ``params.seed``) before fitting, to show that the gate
     rejects a model trained on corrupted labels. Keep it 0 for a model meant for promotion.
     A local check: refused on Dask.
+
+    What the run imports after the training (its figures) is imported meanwhile
+    (``start.import_while_training``).
     """
+    import_while_training()
     if engine is not None and not engine.local:
         if label_noise:
             raise InputError("label_noise is a robustness check of local training only")

@@ -54,6 +54,9 @@ RECEIVE_TIMEOUT_S: Final = 30.0
 VERSION: Final = re.compile(r"[1-9][0-9]{0,9}")
 #: Longest Unix socket path the kernel can connect to (Linux: 108 bytes with the NUL).
 MAX_SOCKET_PATH: Final = 100
+#: How often the relay's loop looks for a stop request when nothing wakes it (seconds):
+#: ``serve`` wakes it itself when the run ends, so no run waits for this.
+POLL_INTERVAL_S: Final = 0.5
 
 _LENGTH = struct.Struct(">I")
 
@@ -414,16 +417,32 @@ def serve(
                 _send(sock, answer)
 
     server = _Server(path, Handler)
-    thread = threading.Thread(target=server.serve_forever, name="hilt-relay", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(POLL_INTERVAL_S,), name="hilt-relay", daemon=True
+    )
     thread.start()
     try:
         yield at
     finally:
-        server.shutdown()
+        _stop(server, path)
         server.server_close()
         thread.join()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+
+
+def _stop(server: socketserver.BaseServer, path: str) -> None:
+    """``server.shutdown()`` without waiting for the loop's next poll (up to
+    ``POLL_INTERVAL_S``, at the end of every run): while the stop is pending, a connection
+    to the socket wakes the loop, which then sees it (the connection says nothing; its
+    handler returns at once)."""
+    stopping = threading.Thread(target=server.shutdown, name="hilt-relay-stop", daemon=True)
+    stopping.start()
+    while stopping.is_alive():
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as wake:
+            wake.settimeout(1.0)
+            wake.connect(path)
+        stopping.join(0.05)
 
 
 def tracking_here(settings: Settings, models: Callable[[], Any]) -> Tracking:
