@@ -1,17 +1,46 @@
-"""The kernel manager of the dashboards: a page may send widget traffic, nothing else.
+"""The kernel manager of the dashboards: a page may send widget traffic, nothing else; and a
+kernel started ahead of the request, for whoever asks next.
 
 Voila constructs its kernel manager with its own list of allowed message types, which
 overrides any command-line configuration; this subclass sets hilt's list after Voila's
 constructor has run, so that the restriction in force is the one stated in
 ``ALLOWED_KERNEL_MESSAGES`` below: no ``execute_request`` (a dashboard cannot be
 turned into a code console) and no ``shutdown_request`` either.
+
+Warm kernels (``pool_size``, one by default): a kernel's start (~0.5 s) and the dashboards'
+imports (``WARM_IMPORTS``) are done before anyone asks for a page. A warm kernel is started
+with Voila's own environment (the store's URL, the gateway token: what every dashboard
+kernel has; nothing that names or proves anyone) and, when a page asks for a kernel, it is
+taken out of the pool and given the environment Voila made for that request (its headers:
+who is looking, the sign-in proxy's secret; its query) before the page's notebook runs, in
+one silent execution on the kernel's own shell channel (never over a page's websocket,
+not broadcast on IOPub, not in its history). The notebook then reads who is looking from
+``os.environ`` exactly as in a kernel launched for the request, and the store service
+decides as before (pipelines/dashboards/access.py). A warm kernel serves one request, once:
+it is never put back, never handed to a second page; a kernel that fails its hand-over is
+shut down and the request gets a kernel launched the usual way. A new warm kernel is
+started ``fill_delay_s`` (1 s) after one is taken: once the page that took it has run its
+cells, not while it does; a page asked for while a warm kernel is still starting waits
+for that one rather than launching another. ``--WidgetOnlyKernelManager.pool_size=0``
+turns warm kernels off.
+
+Voila's own preheated kernels (``preheat_kernel``) are not used: they pass a request's
+headers (the proxy's secret among them) to the kernel through a websocket that asks for no
+credential (``/voila/query/<kernel id>``, ``RequestInfoSocketHandler``), whoever connects
+first, and keep them there for a kernel not connected yet.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from typing import Any
 
+from jupyter_core.utils import ensure_async
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from jupyter_server.utils import ApiPath
+from tornado.ioloop import IOLoop
+from traitlets import Float, Int
 
 #: The only kernel messages a dashboard page may send: widget traffic and kernel info.
 ALLOWED_KERNEL_MESSAGES = (
@@ -21,9 +50,142 @@ ALLOWED_KERNEL_MESSAGES = (
     "comm_info_request",
     "kernel_info_request",
 )
+#: What a warm kernel imports before it is asked for: the import cells of the review,
+#: oversight and sign-in pages (none of them reads the environment at import; none imports
+#: DuckDB, polars or the store's operations: tests/widgets/test_dashboard_start_imports.py).
+WARM_IMPORTS = (
+    "hilt.pipelines.dashboards.review",
+    "hilt.widgets.review.panel",
+    "hilt.pipelines.dashboards.oversight",
+    "hilt.widgets.oversight.dashboard",
+    "hilt.pipelines.dashboards.sign_in",
+    "hilt.widgets.common.sign_in",
+)
+#: Seconds a warm kernel may take to answer its warm-up or its hand-over.
+REPLY_TIMEOUT_S = 60.0
+
+
+def warm_up_code(modules: tuple[str, ...] = WARM_IMPORTS) -> str:
+    """The code a warm kernel runs once started: the imports, no name left behind."""
+    return f"for _hilt_m in {modules!r}:\n    __import__(_hilt_m)\ndel _hilt_m\n"
+
+
+def hand_over_code(env: Mapping[str, str]) -> str:
+    """The code that gives a warm kernel the environment of the request it serves (Voila
+    names some variables with members of a ``str`` enum: their plain text is meant)."""
+    plain = {str.__str__(k): str.__str__(v) for k, v in env.items()}
+    return f"import os as _hilt_os\n_hilt_os.environ.update({plain!r})\ndel _hilt_os\n"
 
 
 class WidgetOnlyKernelManager(AsyncMappingKernelManager):
+    pool_size = Int(1, config=True, help="Warm kernels kept for the next pages (0: none).")
+    fill_delay_s = Float(1.0, config=True, help="Seconds after a take before a refill.")
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self.allowed_message_types = list(ALLOWED_KERNEL_MESSAGES)
+        #: (kernel name, path) -> warm kernels being started or ready, oldest first
+        self._pools: dict[tuple[str, str], list[asyncio.Task[str]]] = {}
+        #: the ids of the kernels in a pool (none of them is anyone's yet)
+        self._warm: set[str] = set()
+        if self.pool_size > 0:
+            IOLoop.current().add_callback(self._fill, (self.default_kernel_name, ""))
+
+    async def start_kernel(  # type: ignore[override]  # jupyter_server's is async
+        self, *, kernel_id: str | None = None, **kwargs: Any
+    ) -> str:
+        """A kernel for a page: a warm one given the request's environment, or one
+        launched with it (no warm kernel, or its hand-over failed)."""
+        env = kwargs.get("env")
+        path = kwargs.get("path")
+        if kernel_id is None and isinstance(env, dict) and isinstance(path, str):
+            key = (kwargs.get("kernel_name") or self.default_kernel_name, path)
+            taken = await self._take(key)
+            if self.pool_size > 0:
+                IOLoop.current().call_later(self.fill_delay_s, self._fill, key)
+            if taken is not None and await self._hand_over(taken, env):
+                return taken
+        started: str = await super().start_kernel(kernel_id=kernel_id, **kwargs)
+        return started
+
+    async def cull_kernel_if_idle(self, kernel_id: str) -> None:
+        """A warm kernel is idle by design: it is not culled while it waits."""
+        if kernel_id not in self._warm:
+            await super().cull_kernel_if_idle(kernel_id)  # type: ignore[no-untyped-call]
+
+    async def _fill(self, key: tuple[str, str]) -> None:
+        pool = self._pools.setdefault(key, [])
+        pool[:] = [t for t in pool if not t.done() or _started(t)]
+        while len(pool) < self.pool_size:
+            pool.append(asyncio.create_task(self._warm_kernel(*key)))
+
+    async def _warm_kernel(self, kernel_name: str, path: str) -> str:
+        """Start a kernel with Voila's environment and run the warm-up in it; a kernel
+        that fails it (or is given up on while warming) is shut down."""
+        kernel_id: str = await super().start_kernel(kernel_name=kernel_name, path=ApiPath(path))
+        self._warm.add(kernel_id)
+        try:
+            if not await self._run(kernel_id, warm_up_code()):
+                raise RuntimeError("a warm kernel failed its warm-up")
+        except BaseException:
+            await self._discard(kernel_id)
+            raise
+        return kernel_id
+
+    async def _discard(self, kernel_id: str) -> None:
+        """Shut down a kernel that will serve no page."""
+        self._warm.discard(kernel_id)
+        if kernel_id in self:
+            await self.shutdown_kernel(kernel_id, now=True)  # type: ignore[no-untyped-call]
+
+    async def _take(self, key: tuple[str, str]) -> str | None:
+        """The oldest warm kernel for ``key`` that is alive (waiting for one still
+        starting), taken out of the pool for good; None when there is none."""
+        pool = self._pools.get(key, [])
+        while pool:
+            task = pool.pop(0)
+            try:
+                kernel_id = await asyncio.wait_for(task, REPLY_TIMEOUT_S)
+            except Exception:  # a kernel that did not start: the request launches its own
+                self.log.warning("a warm kernel did not start; launching one")
+                continue
+            self._warm.discard(kernel_id)
+            if kernel_id in self and await ensure_async(self.get_kernel(kernel_id).is_alive()):
+                return kernel_id
+            await self._discard(kernel_id)
+        return None
+
+    async def _hand_over(self, kernel_id: str, env: Mapping[str, str]) -> bool:
+        """Give the taken warm kernel the request's environment; shut it down if that
+        fails (False: the request gets a kernel launched with it)."""
+        if await self._run(kernel_id, hand_over_code(env)):
+            return True
+        self.log.warning("a warm kernel failed its hand-over; launching one")
+        await self._discard(kernel_id)
+        return False
+
+    async def _run(self, kernel_id: str, code: str) -> bool:
+        """Run ``code`` silently in kernel ``kernel_id`` over its shell channel: no
+        ``execute_input`` on IOPub, no history. True when it ran without error."""
+        client = self.get_kernel(kernel_id).client()
+        client.start_channels()
+        try:
+            await ensure_async(client.wait_for_ready(timeout=REPLY_TIMEOUT_S))
+            reply = await ensure_async(
+                client.execute_interactive(
+                    code,
+                    silent=True,
+                    store_history=False,
+                    timeout=REPLY_TIMEOUT_S,
+                    output_hook=lambda msg: None,
+                )
+            )
+        except Exception:  # no detail: the code may hold the request's secret header
+            return False
+        finally:
+            client.stop_channels()
+        return bool(reply["content"]["status"] == "ok")
+
+
+def _started(task: asyncio.Task[str]) -> bool:
+    return not task.cancelled() and task.exception() is None
