@@ -33,8 +33,8 @@ first, and keep them there for a kernel not connected yet.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, cast
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
@@ -125,7 +125,7 @@ class WidgetOnlyKernelManager(AsyncMappingKernelManager):
         kernel_id: str = await super().start_kernel(kernel_name=kernel_name, path=ApiPath(path))
         self._warm.add(kernel_id)
         try:
-            if not await self._run(kernel_id, warm_up_code()):
+            if not await self._run(kernel_id, warm_up_code(), first_contact=True):
                 raise RuntimeError("a warm kernel failed its warm-up")
         except BaseException:
             await self._discard(kernel_id)
@@ -164,21 +164,20 @@ class WidgetOnlyKernelManager(AsyncMappingKernelManager):
         await self._discard(kernel_id)
         return False
 
-    async def _run(self, kernel_id: str, code: str) -> bool:
-        """Run ``code`` silently in kernel ``kernel_id`` over its shell channel: no
-        ``execute_input`` on IOPub, no history. True when it ran without error."""
+    async def _run(self, kernel_id: str, code: str, *, first_contact: bool = False) -> bool:
+        """Run ``code`` silently in kernel ``kernel_id`` over its shell channel (no
+        ``execute_input`` on IOPub, no history) and wait for its reply there. True when it
+        ran without error. ``first_contact``: a kernel just started, asked for its info
+        first (``wait_for_ready``, which also waits for 0.2 s of silence on IOPub: not on a
+        page's path, where the kernel has answered its warm-up already)."""
         client = self.get_kernel(kernel_id).client()
         client.start_channels()
+        execute = cast(Callable[..., Awaitable[dict[str, Any]]], client.execute)
         try:
-            await ensure_async(client.wait_for_ready(timeout=REPLY_TIMEOUT_S))
-            reply = await ensure_async(
-                client.execute_interactive(
-                    code,
-                    silent=True,
-                    store_history=False,
-                    timeout=REPLY_TIMEOUT_S,
-                    output_hook=lambda msg: None,
-                )
+            if first_contact:
+                await ensure_async(client.wait_for_ready(timeout=REPLY_TIMEOUT_S))
+            reply = await execute(
+                code, silent=True, store_history=False, reply=True, timeout=REPLY_TIMEOUT_S
             )
         except Exception:  # no detail: the code may hold the request's secret header
             return False
