@@ -33,9 +33,12 @@ first, and keep them there for a kernel not connected yet.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
+from queue import Empty
 from typing import Any, cast
 
+from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_core.utils import ensure_async
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from jupyter_server.utils import ApiPath
@@ -63,6 +66,42 @@ WARM_IMPORTS = (
 )
 #: Seconds a warm kernel may take to answer its warm-up or its hand-over.
 REPLY_TIMEOUT_S = 60.0
+
+
+class DashboardKernelClient(AsyncKernelClient):
+    """The client of a dashboard kernel in Voila (its notebook executor's, and the warm-up's
+    and hand-over's here). ``wait_for_ready`` as jupyter_client's (the kernel's info reply
+    on the shell channel, then a message on IOPub: it is connected), without its last step,
+    0.2 s of silence on IOPub waited for on every page's path: what IOPub holds by then is
+    drained at once. A message that comes later is not taken for a cell's: nbclient, Voila's
+    executor, keeps only the messages whose parent is the request it sent."""
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (REPLY_TIMEOUT_S if timeout is None else timeout)
+        while True:
+            self.kernel_info()
+            try:
+                msg = await ensure_async(self.shell_channel.get_msg(timeout=1))
+            except Empty:
+                pass
+            else:
+                if msg["msg_type"] == "kernel_info_reply":
+                    try:
+                        await ensure_async(self.iopub_channel.get_msg(timeout=0.2))
+                    except Empty:
+                        pass
+                    else:
+                        self._handle_kernel_info_reply(msg)
+                        break
+            if not await cast(Awaitable[bool], self.is_alive()):  # async in this client
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError("Kernel didn't respond in time")
+        while True:
+            try:
+                await ensure_async(self.iopub_channel.get_msg(timeout=0))
+            except Empty:
+                return
 
 
 def warm_up_code(modules: tuple[str, ...] = WARM_IMPORTS) -> str:
@@ -105,8 +144,13 @@ class WidgetOnlyKernelManager(AsyncMappingKernelManager):
                 IOLoop.current().call_later(self.fill_delay_s, self._fill, key)
             if taken is not None and await self._hand_over(taken, env):
                 return taken
-        started: str = await super().start_kernel(kernel_id=kernel_id, **kwargs)
-        return started
+        return await self._launch(kernel_id=kernel_id, **kwargs)
+
+    async def _launch(self, **kwargs: Any) -> str:
+        """Launch a kernel (jupyter_server's way), its clients ``DashboardKernelClient``."""
+        kernel_id: str = await super().start_kernel(**kwargs)
+        self.get_kernel(kernel_id).client_factory = DashboardKernelClient
+        return kernel_id
 
     async def cull_kernel_if_idle(self, kernel_id: str) -> None:
         """A warm kernel is idle by design: it is not culled while it waits."""
@@ -122,7 +166,7 @@ class WidgetOnlyKernelManager(AsyncMappingKernelManager):
     async def _warm_kernel(self, kernel_name: str, path: str) -> str:
         """Start a kernel with Voila's environment and run the warm-up in it; a kernel
         that fails it (or is given up on while warming) is shut down."""
-        kernel_id: str = await super().start_kernel(kernel_name=kernel_name, path=ApiPath(path))
+        kernel_id = await self._launch(kernel_name=kernel_name, path=ApiPath(path))
         self._warm.add(kernel_id)
         try:
             if not await self._run(kernel_id, warm_up_code(), first_contact=True):

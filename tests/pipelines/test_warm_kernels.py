@@ -1,21 +1,26 @@
 """Warm dashboard kernels (pipelines/dashboards/kernels.py), on a real `hilt serve` behind a
 sign-in proxy: a page is served by a kernel started before it was asked for, given that
 request's environment only; a warm kernel serves one page, and the next page, whoever asks,
-gets another one.
+gets another one. And the dashboard kernels' client, on a real kernel, as Voila's executor
+(nbclient) uses it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import nbformat
 import pytest
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
 from voila.utils import ENV_VARIABLE
 
-from hilt.pipelines.dashboards.kernels import hand_over_code
+from hilt.pipelines.dashboards.kernels import DashboardKernelClient, hand_over_code
 from hilt.pipelines.dashboards.server import DashboardServer, start_dashboards
 from hilt.pipelines.store.authentication import PROXY_SECRET_HEADER
 from hilt.pipelines.workspace import Workspace
@@ -131,3 +136,35 @@ def test_the_hand_over_sets_the_request_environment_as_given() -> None:
         '{"QUERY_STRING": "user=a\'b\\"c&session=x\\\\y", '
         '"HTTP_X_FORWARDED_USER": "zo\\u00eb\\nline", "left": []}'
     )
+
+
+def test_the_dashboard_kernel_client_is_ready_and_a_notebook_reads_only_its_own_output() -> None:
+    """Voila's executor (nbclient) on a kernel whose clients are ``DashboardKernelClient``
+    (as the dashboards' kernels are): ready without jupyter_client's wait for IOPub's
+    silence, and each cell gets its own output, none of the kernel's earlier messages (its
+    start, its info reply)."""
+
+    async def run() -> tuple[type, list[str]]:
+        km = AsyncKernelManager(client_factory=DashboardKernelClient)
+        await km.start_kernel()
+        try:
+            nb = nbformat.v4.new_notebook(
+                cells=[
+                    nbformat.v4.new_code_cell("print('first')"),
+                    nbformat.v4.new_code_cell("import sys; print('second', file=sys.stderr)"),
+                ]
+            )
+            executor = NotebookClient(nb, km=km, kernel_name="python3")
+            await executor.async_execute(cleanup_kc=False)
+            assert executor.kc is not None
+            kind = type(executor.kc)
+            executor.kc.stop_channels()
+            return kind, [
+                "".join(str(o.get("text", "")) for o in cell.outputs) for cell in nb.cells
+            ]
+        finally:
+            await km.shutdown_kernel(now=True)
+
+    kind, outputs = asyncio.run(run())
+    assert kind is DashboardKernelClient
+    assert outputs == ["first\n", "second\n"]
