@@ -19,10 +19,10 @@ not broadcast on IOPub, not in its history). The notebook then reads who is look
 decides as before (pipelines/dashboards/access.py). A warm kernel serves one request, once:
 it is never put back, never handed to a second page; a kernel that fails its hand-over is
 shut down and the request gets a kernel launched the usual way. A new warm kernel is
-started ``fill_delay_s`` (1 s) after one is taken: once the page that took it has run its
-cells, not while it does; a page asked for while a warm kernel is still starting waits
-for that one rather than launching another. ``--WidgetOnlyKernelManager.pool_size=0``
-turns warm kernels off.
+started once the page that took one has run its cells (its front end has connected to the
+kernel; at most ``fill_wait_s`` later), not while it runs them; a page asked for while a
+warm kernel is still starting waits for that one rather than launching another.
+``--WidgetOnlyKernelManager.pool_size=0`` turns warm kernels off.
 
 Voila's own preheated kernels (``preheat_kernel``) are not used: they pass a request's
 headers (the proxy's secret among them) to the kernel through a websocket that asks for no
@@ -118,7 +118,12 @@ def hand_over_code(env: Mapping[str, str]) -> str:
 
 class WidgetOnlyKernelManager(AsyncMappingKernelManager):
     pool_size = Int(1, config=True, help="Warm kernels kept for the next pages (0: none).")
-    fill_delay_s = Float(1.0, config=True, help="Seconds after a take before a refill.")
+    fill_wait_s = Float(
+        10.0,
+        config=True,
+        help="At most this long after a page gets its kernel, until the page's front end "
+        "connects to it (its notebook has run), before a new warm kernel is started.",
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
@@ -127,6 +132,8 @@ class WidgetOnlyKernelManager(AsyncMappingKernelManager):
         self._pools: dict[tuple[str, str], list[asyncio.Task[str]]] = {}
         #: the ids of the kernels in a pool (none of them is anyone's yet)
         self._warm: set[str] = set()
+        #: the refills waiting for a page to be served
+        self._refills: set[asyncio.Task[None]] = set()
         if self.pool_size > 0:
             IOLoop.current().add_callback(self._fill, (self.default_kernel_name, ""))
 
@@ -137,14 +144,33 @@ class WidgetOnlyKernelManager(AsyncMappingKernelManager):
         launched with it (no warm kernel, or its hand-over failed)."""
         env = kwargs.get("env")
         path = kwargs.get("path")
-        if kernel_id is None and isinstance(env, dict) and isinstance(path, str):
-            key = (kwargs.get("kernel_name") or self.default_kernel_name, path)
-            taken = await self._take(key)
-            if self.pool_size > 0:
-                IOLoop.current().call_later(self.fill_delay_s, self._fill, key)
-            if taken is not None and await self._hand_over(taken, env):
-                return taken
-        return await self._launch(kernel_id=kernel_id, **kwargs)
+        if kernel_id is not None or not isinstance(env, dict) or not isinstance(path, str):
+            return await self._launch(kernel_id=kernel_id, **kwargs)
+        key = (kwargs.get("kernel_name") or self.default_kernel_name, path)
+        taken = await self._take(key)
+        if taken is not None and await self._hand_over(taken, env):
+            served = taken
+        else:
+            served = await self._launch(**kwargs)
+        if self.pool_size > 0:
+            refill = asyncio.create_task(self._fill_once_served(served, key))
+            self._refills.add(refill)
+            refill.add_done_callback(self._refills.discard)
+        return served
+
+    async def _fill_once_served(self, kernel_id: str, key: tuple[str, str]) -> None:
+        """Refill the pool once the page given ``kernel_id`` has had its notebook run (its
+        front end has connected to the kernel: jupyter_server counts its websockets), or
+        after ``fill_wait_s``: a new kernel's start does not compete with the page's cells."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.fill_wait_s
+        while (
+            loop.time() < deadline
+            and kernel_id in self
+            and not self._kernel_connections.get(kernel_id)
+        ):
+            await asyncio.sleep(0.1)
+        await self._fill(key)
 
     async def _launch(self, **kwargs: Any) -> str:
         """Launch a kernel (jupyter_server's way), its clients ``DashboardKernelClient``."""
