@@ -8,6 +8,7 @@ gets another one. And the dashboard kernels' client, on a real kernel, as Voila'
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -20,7 +21,11 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from voila.utils import ENV_VARIABLE
 
-from hilt.pipelines.dashboards.kernels import DashboardKernelClient, hand_over_code
+from hilt.pipelines.dashboards.kernels import (
+    DashboardKernelClient,
+    WidgetOnlyKernelManager,
+    hand_over_code,
+)
 from hilt.pipelines.dashboards.server import DashboardServer, start_dashboards
 from hilt.pipelines.store.authentication import PROXY_SECRET_HEADER
 from hilt.pipelines.workspace import Workspace
@@ -168,3 +173,40 @@ def test_the_dashboard_kernel_client_is_ready_and_a_notebook_reads_only_its_own_
     kind, outputs = asyncio.run(run())
     assert kind is DashboardKernelClient
     assert outputs == ["first\n", "second\n"]
+
+
+def test_a_warm_kernel_is_not_culled_while_it_waits_a_served_one_is(tmp_path: Path) -> None:
+    """The manager alone (Voila's kernel manager, real kernels), its idle culler at 1 s: the
+    warm kernel, idle for longer, is kept; the kernel of a page, idle as long, is culled (the
+    control: the culler runs)."""
+
+    async def run() -> tuple[bool, bool, bool]:
+        km = WidgetOnlyKernelManager(root_dir=str(tmp_path), cull_idle_timeout=1)
+        try:
+            waiting = await _until_warm(km)
+            page = {**os.environ, "HTTP_X_FORWARDED_USER": "alice"}
+            served = await km.start_kernel(kernel_name="python3", path="", env=page)
+            warm = await _until_warm(km)  # the refill (the page never connects: fill_wait_s)
+            await asyncio.sleep(2)
+            for kernel_id in (served, warm):
+                await km.cull_kernel_if_idle(kernel_id)
+            return served == waiting, served in km, warm in km
+        finally:
+            await km.shutdown_all(now=True)
+
+    took_the_warm_one, served_kept, warm_kept = asyncio.run(run())
+    assert took_the_warm_one
+    assert not served_kept
+    assert warm_kept
+
+
+async def _until_warm(km: WidgetOnlyKernelManager, timeout_s: float = 90) -> str:
+    """The id of the warm kernel ``km`` keeps, once it has one."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        if km._warm:
+            (kernel_id,) = km._warm
+            return kernel_id
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no warm kernel within {timeout_s:.0f} s")
