@@ -226,9 +226,9 @@ def test_two_dashboard_hosts_sixteen_reviewers_one_store(setup: Setup) -> None:
         # start, pipelines/dashboards/kernels.py): the store's URL and its host's gateway
         # token, as it was started with, and no workspace.
         env = kernel_environment(servers[i].voila_pid, page.kernel_id)
-        for held in (launched, env):
-            assert held["HILT_STORE_URL"] == setup.service.url
-            assert "HILT_WORKSPACE" not in held
+        for block in (launched, env):
+            assert block["HILT_STORE_URL"] == setup.service.url
+            assert "HILT_WORKSPACE" not in block
         assert env["HILT_GATEWAY_TOKEN"] == launched["HILT_GATEWAY_TOKEN"]
         envs[i] = env
     assert envs[0]["HILT_GATEWAY_TOKEN"] == setup.gateway
