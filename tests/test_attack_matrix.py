@@ -79,7 +79,7 @@ from tests.loop_helpers import (
 )
 from tests.prewarmed import PrewarmedService, prewarmed_service
 from tests.prewarmed import run as prewarmed_hilt
-from tests.voila_pages import kernel_pid, process_environ, render
+from tests.voila_pages import kernel_environment, kernel_pid, process_environ, render
 
 MODES = ("embedded", "service")
 
@@ -532,13 +532,17 @@ def gateway_acting_as_an_admin(t: Target) -> Recorded:
 def dashboard_kernels_hold_no_key_or_admin_token(t: Target) -> Recorded:
     assert t.dashboards is not None
     page = render(t.dashboards, "review", {PROXY_USER: "alice", **WITH_SECRET})
-    kernel = process_environ(kernel_pid(t.dashboards, page.kernel_id))
+    # What the kernel was started with (/proc) and what it holds now: a warm kernel is
+    # given its request's environment after its start (pipelines/dashboards/kernels.py).
+    launched = process_environ(kernel_pid(t.dashboards, page.kernel_id))
+    kernel = kernel_environment(t.dashboards.voila.pid, page.kernel_id)
     voila = process_environ(t.dashboards.voila.pid)
     secrets = {os.environ[name] for name in OPERATOR_SECRETS}
-    for env in (kernel, voila):
+    for env in (launched, kernel, voila):
         assert not set(OPERATOR_SECRETS) & set(env)
         assert not secrets & set(env.values())
     # What a kernel has: the gateway's own token (not an admin's), and who asked.
+    assert kernel["HILT_GATEWAY_TOKEN"] == launched["HILT_GATEWAY_TOKEN"]
     assert kernel["HILT_GATEWAY_TOKEN"] != os.environ["HILT_TOKEN"]
     assert kernel["HTTP_X_FORWARDED_USER"] == "alice"
     assert "HTTP_X_FORWARDED_USER" not in voila
@@ -681,7 +685,8 @@ IDENTITY_ATTACKS = [
     Attack(
         "looking for the master key or an admin token in a dashboard kernel's environment",
         "not there: HILT_MASTER_KEY, HILT_MASTER_KEY_FILE, HILT_TOKEN, HILT_AUDIT_SIGNING_KEY "
-        "stripped from Voila and every kernel (/proc/<pid>/environ); only the gateway token",
+        "stripped from Voila and every kernel (/proc/<pid>/environ, and os.environ once a warm "
+        "kernel is given its request's); only the gateway token",
         "not applicable (nothing to refuse); the page's lease as usual",
         dashboard_kernels_hold_no_key_or_admin_token,
         modes=("dashboards",),

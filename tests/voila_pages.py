@@ -3,12 +3,16 @@
 ``render`` asks Voila for a page (its kernel runs the notebook while the page is served),
 then reads what the page shows from that kernel over Voila's websocket, the way the page's
 own script does: the widget manager's ``request_states``. Its text is what a person would
-read (tags stripped). ``kernel_environ`` reads the environment a dashboard kernel was started
-with from /proc (a kernel cannot print it to a page: a page may send widget messages only).
+read (tags stripped). ``process_environ`` reads the environment a dashboard kernel was
+started with from /proc (a kernel cannot print it to a page: a page may send widget messages
+only); ``kernel_environment`` the one it holds now (a warm kernel is given its request's
+after its start, pipelines/dashboards/kernels.py), asked over the kernel's own channels with
+its connection file, as an insider on the host could.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import html
 import json
@@ -20,6 +24,7 @@ from typing import Any, Protocol
 
 import httpx
 import websockets
+from jupyter_client.blocking.client import BlockingKernelClient
 from websockets.typing import Subprotocol
 
 from hilt.pipelines.dashboards.server import DashboardServer
@@ -163,3 +168,29 @@ def process_environ(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes()
     pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
     return {k.decode(): v.decode(errors="replace") for k, v in pairs}
+
+
+def kernel_environment(voila_pid: int, kernel_id: str) -> dict[str, str]:
+    """The environment dashboard kernel ``kernel_id`` (under Voila ``voila_pid``) holds now:
+    its ``os.environ``, read as a user expression (nothing printed, nothing on IOPub's
+    streams) by a client of its connection file (the ``-f`` of its command line)."""
+    pid = kernel_under(voila_pid, kernel_id)
+    args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    named = f"kernel-{kernel_id}.json".encode()
+    client = BlockingKernelClient(
+        connection_file=next(a for a in args if a.endswith(named)).decode()
+    )
+    client.load_connection_file()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        expression = "dict(__import__('os').environ)"
+        reply = client.execute_interactive(
+            "", silent=True, store_history=False, user_expressions={"env": expression}, timeout=60
+        )
+    finally:
+        client.stop_channels()
+    value = reply["content"]["user_expressions"]["env"]
+    assert value["status"] == "ok", value
+    environ: dict[str, str] = ast.literal_eval(value["data"]["text/plain"])
+    return environ

@@ -347,6 +347,21 @@ def test_two_reviewers_at_once_never_hold_the_same_case(
     admin.close()
 
 
+def test_the_page_asks_for_its_front_end_before_the_notebook_runs(
+    alices_page: OpenedPage,
+) -> None:
+    """hilt's template asks for Voila's front end (voila.js) right after the page's
+    configuration, before the notebook's first cell, not after its last: the browser fetches
+    and runs its scripts while the kernel runs the cells. Asked for once; the page works
+    (the case on screen: ``alices_page``, and the other tests of this file)."""
+    _, status, html = alices_page.response
+    assert status == 200
+    script = '/voila.js"></script>'
+    assert html.count(script) == 1
+    config = html.index('id="jupyter-config-data"')
+    assert config < html.index(script) < html.index('cell-index="1"')
+
+
 def test_only_the_dashboards_are_served_not_the_run_templates(
     dashboards: Dashboards, alices_page: OpenedPage
 ) -> None:

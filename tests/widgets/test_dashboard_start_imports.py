@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import nbformat
 import pytest
 
+from hilt.pipelines.dashboards.kernels import warm_up_code
 from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import copy_of, operator, start_service
@@ -45,10 +46,13 @@ def code_of(name: str) -> str:
     return "\n".join([*cells[:-1], f"_h4_panel = {cells[-1].strip()}"])
 
 
-def assert_panel_built_without(name: str, watched: tuple[str, ...], env: dict[str, str]) -> None:
+def assert_panel_built_without(
+    name: str, watched: tuple[str, ...], env: dict[str, str], before: str = ""
+) -> None:
     """Run the dashboard's notebook code in a fresh interpreter as its user (``env`` added
-    to this environment, without its HILT_ and HTTP_ variables): the panel it builds must be
-    the dashboard's own (not a refusal: the control), and none of ``watched`` imported."""
+    to this environment, without its HILT_ and HTTP_ variables), after ``before`` (a served
+    kernel's warm-up): the panel it builds must be the dashboard's own (not a refusal: the
+    control), and none of ``watched`` imported."""
     user, panel_class = EXPECTED[name]
     report = (
         "import json, sys\n"
@@ -62,7 +66,7 @@ def assert_panel_built_without(name: str, watched: tuple[str, ...], env: dict[st
         "MPLBACKEND": "Agg",
     }
     out = subprocess.run(
-        [sys.executable, "-c", code_of(name) + "\n" + report],
+        [sys.executable, "-c", before + code_of(name) + "\n" + report],
         capture_output=True,
         text=True,
         timeout=120,
@@ -130,5 +134,7 @@ def test_a_served_dashboard_kernel_imports_neither_the_database_nor_the_frames(
 ) -> None:
     """Served, a dashboard's kernel only talks HTTP to the store service: it builds its
     panel (not a refusal: the control) without DuckDB, polars, pyarrow or numpy, and
-    without the store's own side (the embedded mode, the bulk operations)."""
-    assert_panel_built_without(name, (*HEAVY, *SERVICE_ONLY), served)
+    without the store's own side (the embedded mode, the bulk operations). Served, its
+    kernel is a warm one: it has run the warm-up's imports before the notebook's cells
+    (pipelines/dashboards/kernels.py)."""
+    assert_panel_built_without(name, (*HEAVY, *SERVICE_ONLY), served, warm_up_code())
