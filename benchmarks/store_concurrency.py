@@ -17,7 +17,7 @@ its own unique ``request_id``, in four phases on one temporary workspace:
 3. service, saturation: every reviewer records decisions flat out (no pauses) for a fixed
    number of seconds or decisions, whichever comes first;
 3b. service, saturation from ONE asyncio process: the same flat-out lease-then-accept loop,
-   one simulated reviewer per token on keep-alive connections (httpx.AsyncClient), so the
+   one simulated reviewer per token on keep-alive connections (``_keepalive.py``), so the
    load generator does not take the service's cores as 32 processes do on a small
    machine (on two or more CPUs the service is pinned to one and the generator to the
    others for the phase); it prints its own CPU seconds and the service's (from /proc)
@@ -78,7 +78,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import httpx
 import polars as pl
 
 from hilt.pipelines.errors import HiltError, StoreError
@@ -109,6 +108,7 @@ from benchmarks._common import (  # noqa: E402
     operator,
     start_service,
 )
+from benchmarks._keepalive import KeepAlive  # noqa: E402
 
 MEAN_INTERVAL_S = 2.0
 TARGET_P95_MS = 10.0
@@ -485,41 +485,45 @@ async def _async_reviewers(
     acked: list[tuple[str, str]] = []
     errors: dict[str, int] = {}
     budget = [cap]
-    limits = httpx.Limits(max_connections=len(tokens) * per_token + 4)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0) as http:
+    # One keep-alive connection per simulated reviewer (``_keepalive.py``: httpx took more
+    # CPU a request than the service, and the generator was the limit).
+    connections = [KeepAlive(url) for _ in range(len(tokens) * per_token)]
+    try:
         t0 = time.perf_counter()
         deadline = t0 + duration_s
 
         async def reviewer(index: int, token: str, lock: asyncio.Lock) -> None:
-            headers = {"Authorization": f"Bearer {token}"}
+            headers = {"authorization": f"Bearer {token}"}
+            http = connections[index]
             i = 0
             while time.perf_counter() < deadline and budget[0] > 0:
                 async with lock:  # one lease per token at a time
                     budget[0] -= 1
-                    r = await http.post("/v1/queue/next", headers=headers)
-                    if r.status_code != 200 or r.json() is None:
-                        key = f"lease: {r.status_code}"
+                    status, leased = await http.request("POST", "/v1/queue/next", headers)
+                    if status != 200 or leased is None:
+                        key = f"lease: {status}"
                         errors[key] = errors.get(key, 0) + 1
-                        if r.status_code == 200:
+                        if status == 200:
                             return  # the queue is empty
                         continue
-                    case_id = r.json()["case"]["case_id"]
+                    case_id = leased["case"]["case_id"]
                     request_id = f"{tag}-{index:03d}-{i:06d}"
                     i += 1
                     start = time.perf_counter()
-                    d = await http.post(
+                    status, decided = await http.request(
+                        "POST",
                         "/v1/decisions",
-                        headers=headers,
-                        json={"case_id": case_id, "action": "accept", "request_id": request_id},
+                        headers,
+                        {"case_id": case_id, "action": "accept", "request_id": request_id},
                     )
-                    if d.status_code != 200:
-                        errors[str(d.status_code)] = errors.get(str(d.status_code), 0) + 1
+                    if status != 200:
+                        errors[str(status)] = errors.get(str(status), 0) + 1
                         continue
                     latencies.append((time.perf_counter() - start) * 1000.0)
-                    acked.append((request_id, str(d.json()["decision_id"])))
+                    acked.append((request_id, str(decided["decision_id"])))
 
-        for token in tokens:  # sign in (a token's first use reads the store)
-            await http.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+        for k, token in enumerate(tokens):  # sign in (a token's first use reads the store)
+            await connections[k].request("GET", "/v1/me", {"authorization": f"Bearer {token}"})
         cpu0 = time.process_time()
         t0 = time.perf_counter()
         deadline = t0 + duration_s
@@ -532,6 +536,9 @@ async def _async_reviewers(
             )
         )
         wall = time.perf_counter() - t0
+    finally:
+        for connection in connections:
+            await connection.close()
     return {
         "latencies_ms": latencies,
         "acked": acked,
