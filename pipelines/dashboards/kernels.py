@@ -111,9 +111,25 @@ def warm_up_code(modules: tuple[str, ...] = WARM_IMPORTS) -> str:
 
 def hand_over_code(env: Mapping[str, str]) -> str:
     """The code that gives a warm kernel the environment of the request it serves (Voila
-    names some variables with members of a ``str`` enum: their plain text is meant)."""
+    names some variables with members of a ``str`` enum: their plain text is meant). It
+    never raises: a traceback would quote its source, the request's headers with the
+    sign-in proxy's secret among them; whether it worked is read with ``HANDED_OVER``."""
     plain = {str.__str__(k): str.__str__(v) for k, v in env.items()}
-    return f"import os as _hilt_os\n_hilt_os.environ.update({plain!r})\ndel _hilt_os\n"
+    return (
+        "def _hilt_hand_over():\n"
+        "    import os\n"
+        "    try:\n"
+        f"        os.environ.update({plain!r})\n"
+        "    except BaseException:\n"
+        "        return False\n"
+        "    return True\n"
+        "_hilt_handed_over = _hilt_hand_over()\n"
+        "del _hilt_hand_over\n"
+    )
+
+
+#: The expression that tells whether the hand-over worked (and removes what it left).
+HANDED_OVER = "globals().pop('_hilt_handed_over', False)"
 
 
 class WidgetOnlyKernelManager(AsyncMappingKernelManager):
@@ -228,32 +244,47 @@ class WidgetOnlyKernelManager(AsyncMappingKernelManager):
     async def _hand_over(self, kernel_id: str, env: Mapping[str, str]) -> bool:
         """Give the taken warm kernel the request's environment; shut it down if that
         fails (False: the request gets a kernel launched with it)."""
-        if await self._run(kernel_id, hand_over_code(env)):
+        if await self._run(kernel_id, hand_over_code(env), check=HANDED_OVER):
             return True
         self.log.warning("a warm kernel failed its hand-over; launching one")
         await self._discard(kernel_id)
         return False
 
-    async def _run(self, kernel_id: str, code: str, *, first_contact: bool = False) -> bool:
+    async def _run(
+        self, kernel_id: str, code: str, *, first_contact: bool = False, check: str = ""
+    ) -> bool:
         """Run ``code`` silently in kernel ``kernel_id`` over its shell channel (no
         ``execute_input`` on IOPub, no history) and wait for its reply there. True when it
-        ran without error. ``first_contact``: a kernel just started, asked for its info
-        first (``wait_for_ready``, which also waits for 0.2 s of silence on IOPub: not on a
-        page's path, where the kernel has answered its warm-up already)."""
+        ran without error (and the expression ``check``, if given, is then ``True``).
+        ``first_contact``: a kernel just started, asked for its info first
+        (``wait_for_ready``, which also waits for 0.2 s of silence on IOPub: not on a page's
+        path, where the kernel has answered its warm-up already)."""
         client = self.get_kernel(kernel_id).client()
         client.start_channels()
         execute = cast(Callable[..., Awaitable[dict[str, Any]]], client.execute)
+        expressions = {"check": check} if check else {}
         try:
             if first_contact:
                 await ensure_async(client.wait_for_ready(timeout=REPLY_TIMEOUT_S))
             reply = await execute(
-                code, silent=True, store_history=False, reply=True, timeout=REPLY_TIMEOUT_S
+                code,
+                silent=True,
+                store_history=False,
+                user_expressions=expressions,
+                reply=True,
+                timeout=REPLY_TIMEOUT_S,
             )
         except Exception:  # no detail: the code may hold the request's secret header
             return False
         finally:
             client.stop_channels()
-        return bool(reply["content"]["status"] == "ok")
+        content = reply["content"]
+        if content["status"] != "ok":
+            return False
+        if not check:
+            return True
+        answer = content.get("user_expressions", {}).get("check", {})
+        return bool(answer.get("data", {}).get("text/plain") == "True")
 
 
 def _started(task: asyncio.Task[str]) -> bool:

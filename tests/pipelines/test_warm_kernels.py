@@ -14,14 +14,17 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from queue import Empty
 
 import nbformat
 import pytest
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import ensure_async
 from nbclient import NotebookClient
 from voila.utils import ENV_VARIABLE
 
 from hilt.pipelines.dashboards.kernels import (
+    HANDED_OVER,
     DashboardKernelClient,
     WidgetOnlyKernelManager,
     hand_over_code,
@@ -130,17 +133,56 @@ def test_the_hand_over_sets_the_request_environment_as_given() -> None:
         "HTTP_X_FORWARDED_USER": "zoë\nline",
     }
     code = hand_over_code(env) + (
-        "import json, os\n"
+        f"import json, os\nok = {HANDED_OVER}\n"
         "print(json.dumps({k: os.environ.get(k) for k in ('QUERY_STRING', "
-        "'HTTP_X_FORWARDED_USER')} | {'left': sorted(n for n in dir() if 'hilt' in n)}))\n"
+        "'HTTP_X_FORWARDED_USER')} | {'ok': ok, "
+        "'left': sorted(n for n in dir() if 'hilt' in n)}))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == (
         '{"QUERY_STRING": "user=a\'b\\"c&session=x\\\\y", '
-        '"HTTP_X_FORWARDED_USER": "zo\\u00eb\\nline", "left": []}'
+        '"HTTP_X_FORWARDED_USER": "zo\\u00eb\\nline", "ok": true, "left": []}'
     )
+
+
+def test_a_failed_hand_over_says_so_and_quotes_nothing_of_the_request() -> None:
+    """A value the environment cannot hold (a NUL) fails the hand-over in a real kernel,
+    which says so without an error: no traceback (it would quote the code, and with it the
+    proxy's secret) reaches IOPub, where the notebook's output is read later. The control:
+    the same kernel takes a good environment."""
+    secret = "s3cret-of-the-proxy"
+
+    async def run() -> tuple[bool, bool, list[str]]:
+        km = WidgetOnlyKernelManager(pool_size=0)
+        kernel_id = await km.start_kernel(kernel_name="python3")
+        try:
+            listener = km.get_kernel(kernel_id).client()
+            listener.start_channels()
+            await ensure_async(listener.wait_for_ready(timeout=60))
+            bad = {"HTTP_X_HILT_PROXY_SECRET": secret, "HTTP_X_FORWARDED_USER": "a\0b"}
+            failed = await km._run(kernel_id, hand_over_code(bad), check=HANDED_OVER)
+            good = {"HTTP_X_HILT_PROXY_SECRET": secret, "HTTP_X_FORWARDED_USER": "ab"}
+            worked = await km._run(kernel_id, hand_over_code(good), check=HANDED_OVER)
+            seen = []
+            while True:
+                try:
+                    msg = await ensure_async(listener.get_iopub_msg(timeout=1))
+                except Empty:
+                    break
+                seen.append(f"{msg['msg_type']} {msg['content']}")
+            listener.stop_channels()
+            return failed, worked, seen
+        finally:
+            await km.shutdown_all(now=True)
+
+    failed, worked, seen = asyncio.run(run())
+    assert failed is False
+    assert worked is True
+    assert seen  # (the listener hears the kernel: its busy and idle statuses)
+    assert not [m for m in seen if m.startswith(("error", "stream"))], seen
+    assert not [m for m in seen if secret in m]
 
 
 def test_the_dashboard_kernel_client_is_ready_and_a_notebook_reads_only_its_own_output() -> None:
