@@ -23,8 +23,9 @@ from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.group_rows import GroupRows
 from hilt.pipelines.store.live_queue import LiveQueue
 from hilt.pipelines.store.monitoring_kept import KeptRuns
-from hilt.pipelines.store.operations import Operation, Permission
+from hilt.pipelines.store.operation_row import Operation
 from hilt.pipelines.store.oversight_tally import KeptFigures
+from hilt.pipelines.store.permissions import Permission
 from hilt.pipelines.store.records import User
 from hilt.pipelines.store.sql import describe
 from hilt.pipelines.store.subject_keys import KeyRing

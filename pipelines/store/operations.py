@@ -1,9 +1,10 @@
 """Every operation of the store, in one table: its function, who may call it, its HTTP route.
 
-``Store`` below is that table. Each row names the function in ``ops/`` that does the work
-(its first parameter is the ``Unit`` the façade gives it; the rest are the operation's
-arguments), the ``Permission`` the store checks before it runs, and the ``Route`` the
-store service serves it on. The three modes are derived from the table, not written out:
+``Store`` below is that table. Each row (an ``Operation``, ``operation_row.py``) names the
+function in ``ops/`` that does the work (its first parameter is the ``Unit`` the façade gives
+it; the rest are the operation's arguments), the ``Permission`` the store checks before it
+runs (``permissions.py``: who may do what), and the ``Route`` the store service serves it on.
+The three modes are derived from the table, not written out:
 
 - ``EmbeddedStore`` (``modes/embedded.py``) runs the function on the workspace's file;
 - ``StoreClient`` (``modes/client.py``) sends the same arguments to the route;
@@ -18,19 +19,38 @@ query string. Responses are the function's return type (a ``DataFrame`` as
 
 from __future__ import annotations
 
-import inspect
-import re
 import typing
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, Concatenate, Generic, Literal, ParamSpec, Self, TypeVar, overload
-
-from pydantic import BaseModel
+from typing import Any, Self, TypeVar
 
 from hilt.pipelines.config import ROLES
-from hilt.pipelines.deferred_imports import deferred_functions, resolved
-from hilt.pipelines.store.recipient_records import RECIPIENT_ROLE
+from hilt.pipelines.deferred_imports import deferred_functions
+from hilt.pipelines.store.operation_row import GET, POST, Operation
+from hilt.pipelines.store.permissions import (
+    ANYONE,
+    AUDIT_READ,
+    AUDIT_READERS,
+    BACKUP,
+    CONFIG_DECISION,
+    DATA_WRITERS,
+    DECIDE_MODELS,
+    EVERYONE,
+    GATEWAY_ONLY,
+    GOLD,
+    HALT,
+    INCIDENTS_READ,
+    INCIDENTS_WRITE,
+    MANAGE_USERS,
+    MONITOR,
+    MONITORING_READ,
+    NOTICE,
+    OVERSIGHT_READ,
+    READ_CASES,
+    READ_DECISIONS,
+    RECIPIENT,
+    REVIEWERS,
+    SUBJECT_RIGHTS,
+    Permission,
+)
 from hilt.pipelines.store.requests import (
     AckIn,
     AdjudicationIn,
@@ -85,7 +105,6 @@ if typing.TYPE_CHECKING:
         system,
         users,
     )
-    from hilt.pipelines.store.unit import Unit
 else:
     # Each row's function is imported when the row is first used: a client of the
     # service (a dashboard's kernel) imports only the operations it calls, never DuckDB
@@ -118,189 +137,8 @@ else:
         )
     )
 
-P = ParamSpec("P")
+
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class Permission:
-    """Who may perform an operation: any one of ``roles``."""
-
-    #: For the refusal: "user 'x' (roles: …) may not <what>".
-    what: str
-    roles: frozenset[str]
-
-
-@dataclass(frozen=True)
-class Route:
-    """Where the store service serves an operation."""
-
-    method: Literal["GET", "POST"]
-    #: Path parameters are the function's parameters of the same name (``{x}`` or
-    #: ``{x:path}``).
-    path: str
-    #: The request body: a model whose fields are the function's parameters of the same
-    #: names (``rows``: its DataFrame), or a model that is itself one parameter's type.
-    body: type[BaseModel] | None = None
-    #: The endpoint's name in the OpenAPI document, where it is not the operation's.
-    endpoint: str | None = None
-    #: The query's model as the service takes it, where it is stricter than the
-    #: operation's own (``requests.AuditQueryIn``: times as RFC 3339 date-times).
-    query: type[BaseModel] | None = None
-
-    @property
-    def path_params(self) -> tuple[str, ...]:
-        return tuple(m.group(1) for m in re.finditer(r"\{(\w+)(?::path)?\}", self.path))
-
-
-def GET(path: str, *, endpoint: str | None = None, query: type[BaseModel] | None = None) -> Route:
-    return Route("GET", path, endpoint=endpoint, query=query)
-
-
-def POST(path: str, body: type[BaseModel] | None = None) -> Route:
-    return Route("POST", path, body=body)
-
-
-class Operation(Generic[P, R]):
-    """One row of the table. On a ``Store`` instance it is a method with the function's
-    parameters (without the unit) and return type."""
-
-    def __init__(
-        self,
-        fn: Callable[Concatenate[Unit, P], R],
-        permission: Permission,
-        route: Route,
-        *,
-        bulk: bool = False,
-        read_only: bool = False,
-        group_commit: bool = False,
-        changes_identities: bool = False,
-        despite_drift: bool = False,
-        changes_config: bool = False,
-        changes_queue: bool = False,
-    ) -> None:
-        #: The function, or (at run time) its stand-in until the row is first used.
-        self._fn = fn
-        self.name = fn.__name__
-        self.permission = permission
-        self.route = route
-        #: Scans whole tables: the service gives DuckDB every core for it.
-        self.bulk = bulk
-        #: Only reads: the service runs it on a read connection of its own, never making
-        #: the writers wait (verify, reports, searches).
-        self.read_only = read_only
-        #: The review path (leases, decisions): the service lets many requests share one
-        #: transaction, each acknowledged after its COMMIT.
-        self.group_commit = group_commit
-        #: Users or tokens change: the service forgets the identities it cached.
-        self.changes_identities = changes_identities
-        #: Runs while hilt.toml differs from the config in force (everything else is
-        #: refused then): the config operations, and asking who one is.
-        self.despite_drift = despite_drift
-        #: The config in force may change: the modes read it again afterwards.
-        self.changes_config = changes_config
-        #: May change many cases' place in the review queue (or its rules): the service
-        #: builds its live queue again afterwards (``live_queue.py``). The review path's
-        #: operations update it case by case themselves. Every operation that writes the
-        #: ``cases``, ``case_features`` or ``predictions`` tables must say so, or the queue's
-        #: order and arms go stale until the next rebuild. (The rows of those tables read
-        #: ahead for leases are dropped after any write off the review path, marked or not.)
-        self.changes_queue = changes_queue or changes_config
-
-    @property
-    def fn(self) -> Callable[Concatenate[Unit, P], R]:
-        """The function that does the work (its module imported on first use)."""
-        fn: Callable[Concatenate[Unit, P], R] = resolved(self._fn)
-        self._fn = fn
-        return fn
-
-    def __set_name__(self, owner: type[Any], name: str) -> None:
-        if name != self.name:
-            raise TypeError(f"operation {name} must be the function of the same name")
-
-    @overload
-    def __get__(self, store: None, owner: type[Any]) -> Operation[P, R]: ...
-
-    @overload
-    def __get__(self, store: Store, owner: type[Any]) -> Callable[P, R]: ...
-
-    def __get__(self, store: Store | None, owner: type[Any]) -> Operation[P, R] | Callable[P, R]:
-        if store is None:
-            return self
-
-        def perform(*args: P.args, **kwargs: P.kwargs) -> R:
-            return store.perform(self, self.arguments(*args, **kwargs))
-
-        perform.__name__ = self.name
-        return perform
-
-    @cached_property
-    def signature(self) -> inspect.Signature:
-        """The operation's parameters (the function's, without the unit)."""
-        sig = inspect.signature(self.fn)
-        return sig.replace(parameters=list(sig.parameters.values())[1:])
-
-    @cached_property
-    def hints(self) -> dict[str, Any]:
-        """The parameters' and the result's types, resolved."""
-        return typing.get_type_hints(self.fn, localns={"Unit": object}, include_extras=True)
-
-    def arguments(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """The call's arguments by name, defaults filled in (TypeError as for a call)."""
-        bound = self.signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return dict(bound.arguments)
-
-    def run(self, unit: Unit, arguments: dict[str, Any]) -> R:
-        function: Callable[..., R] = self.fn
-        return function(unit, **arguments)
-
-
-# ----------------------------------------------------------------------- who may do what
-EVERYONE = frozenset(ROLES) - {"gateway"}
-DATA_WRITERS = frozenset({"admin", "system", "data-scientist"})
-REVIEWERS = frozenset({"reviewer", "lead"})
-AUDIT_READERS = frozenset({"auditor", "admin", "lead", "dpo", "data-scientist"})
-
-ANYONE = Permission("ask who they are", frozenset(ROLES))
-READ_CASES = Permission("get case", EVERYONE)
-READ_DECISIONS = Permission(
-    "decisions", frozenset({"lead", "data-scientist", "auditor", "admin", "system", "dpo"})
-)
-AUDIT_READ = Permission("audit read", AUDIT_READERS)
-MANAGE_USERS = Permission("add user", frozenset({"admin"}))
-#: The dashboards' gateway acting as itself: the demo's sign-in page.
-GATEWAY_ONLY = Permission("sign in without a password", frozenset({"gateway"}))
-HALT = Permission("halt", frozenset({"lead"}))
-#: Data-subject rights are the data-protection officer's (GDPR Arts. 15-22).
-SUBJECT_RIGHTS = Permission("subject rights", frozenset({"dpo"}))
-#: The notice to the person decided about: the data-protection officer, or an admin.
-NOTICE = Permission("issue decision notices", frozenset({"dpo", "admin"}))
-#: A production system that reads decisions is a recipient (GDPR Art. 19): it reads, and
-#: acknowledges, its own feed of the subjects' changes, never another's.
-RECIPIENT = Permission("read subject changes", frozenset({RECIPIENT_ROLE}))
-#: Oversight (EU AI Act Art. 14): gold cases, the oversight report, adjudication.
-GOLD = Permission("gold", frozenset({"data-scientist", "admin"}))
-OVERSIGHT_READ = Permission("oversight read", frozenset({"lead", "auditor", "admin"}))
-#: A second person, a lead, decides on a model (EU AI Act Art. 14).
-DECIDE_MODELS = Permission("decide on models", frozenset({"lead"}))
-#: A loosening of hilt.toml needs a lead's second approval (issue 12, config drift).
-CONFIG_DECISION = Permission("approve or reject config changes", frozenset({"lead"}))
-#: Post-market monitoring (EU AI Act Art. 72): the scheduler (system), an admin or a lead
-#: runs it; the store gives the verdict.
-MONITOR = Permission("record a monitoring run", frozenset({"system", "admin", "lead"}))
-MONITORING_READ = Permission(
-    "read monitoring", frozenset({"lead", "auditor", "admin", "system", "data-scientist"})
-)
-#: Issue 14, the incident register (EU AI Act Art. 73, GDPR Art. 33). Closing a serious
-#: incident further needs a lead who did not open it (checked in ops/incidents.py).
-INCIDENT_HANDLERS = frozenset({"lead", "admin", "dpo"})
-INCIDENTS_WRITE = Permission("open, update or close incidents", INCIDENT_HANDLERS)
-INCIDENTS_READ = Permission("read incidents", INCIDENT_HANDLERS | {"auditor"})
-#: Backups are operations' work: the administrator, or the scheduler's system user (a
-#: nightly `hilt store backup`). Not the dpo: a backup holds no key and decides nothing about
-#: a subject; not the auditor, who writes nothing (a backup writes a folder and an event).
-BACKUP = Permission("back up the store", frozenset({"admin", "system"}))
 
 
 # ----------------------------------------------------------------------- the table

@@ -15,7 +15,8 @@ import httpx
 from hilt.pipelines.errors import ERROR_KINDS, HiltError, StoreError
 from hilt.pipelines.store.authentication import PROXY_SECRET_HEADER, SESSION_HEADER
 from hilt.pipelines.store.modes import wire
-from hilt.pipelines.store.operations import Operation, Store
+from hilt.pipelines.store.operation_row import Operation
+from hilt.pipelines.store.operations import Store
 
 R = TypeVar("R")
 ON_BEHALF_HEADER = "X-Hilt-On-Behalf-Of"

@@ -25,7 +25,7 @@ from starlette.types import Scope
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.store.modes import row_contract
-from hilt.pipelines.store.operations import Operation
+from hilt.pipelines.store.operation_row import Operation
 
 #: The header a gateway (the dashboards' server) names the user it acts for with.
 ON_BEHALF_HEADER = "x-hilt-on-behalf-of"

@@ -43,7 +43,8 @@ from hilt.pipelines.store.modes import locking
 from hilt.pipelines.store.modes.connection import DUCKDB_CONFIG as DUCKDB_CONFIG
 from hilt.pipelines.store.modes.connection import committed_state
 from hilt.pipelines.store.modes.connection import connect as connect
-from hilt.pipelines.store.operations import Operation, Store
+from hilt.pipelines.store.operation_row import Operation
+from hilt.pipelines.store.operations import Store
 from hilt.pipelines.store.ops.config import InForce, in_force
 from hilt.pipelines.store.records import User
 from hilt.pipelines.store.schema import check_schema_version

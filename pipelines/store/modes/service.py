@@ -32,7 +32,8 @@ from hilt.pipelines.store.core import StoreCore
 from hilt.pipelines.store.group_rows import GroupRows, held_connection
 from hilt.pipelines.store.live_queue import LiveQueue
 from hilt.pipelines.store.monitoring_kept import KeptRuns
-from hilt.pipelines.store.operations import Operation, Store
+from hilt.pipelines.store.operation_row import Operation
+from hilt.pipelines.store.operations import Store
 from hilt.pipelines.store.oversight_tally import KeptFigures
 from hilt.pipelines.store.records import Decision, DecisionRequest, User
 from hilt.pipelines.store.unit import Clock, HeadCache, Unit, system_clock

@@ -58,7 +58,8 @@ from hilt.pipelines.store.core import role_for
 from hilt.pipelines.store.modes import contract, locking, row_contract, wire
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.modes.service import StoreService
-from hilt.pipelines.store.operations import Operation, Store
+from hilt.pipelines.store.operation_row import Operation
+from hilt.pipelines.store.operations import Store
 from hilt.pipelines.store.ops.removal import finish_removals
 from hilt.pipelines.store.records import User
 from hilt.pipelines.store.schema import check_schema_version

@@ -24,7 +24,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.store.operations import Operation
+from hilt.pipelines.store.operation_row import Operation
 
 if TYPE_CHECKING:
     import polars as pl

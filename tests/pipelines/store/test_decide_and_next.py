@@ -25,7 +25,7 @@ from hilt.pipelines.dashboards.review import leased_item, review_config
 from hilt.pipelines.errors import ConflictError, InputError, PermissionDeniedError, StoreError
 from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
 from hilt.pipelines.store.modes.service import StoreService
-from hilt.pipelines.store.operations import Operation
+from hilt.pipelines.store.operation_row import Operation
 from hilt.pipelines.store.ops import queue
 from hilt.pipelines.store.records import DecidedNext, LeasedCase
 from hilt.pipelines.workspace import Workspace

@@ -29,7 +29,7 @@ from hilt.pipelines.store.modes.embedded import EmbeddedStore
 from hilt.pipelines.store.modes.service import StoreService
 from hilt.pipelines.store.modes.service_http import create_app
 from hilt.pipelines.store.modes.wire import shape_of
-from hilt.pipelines.store.operations import Operation
+from hilt.pipelines.store.operation_row import Operation
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, operator, start_service
 
