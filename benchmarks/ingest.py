@@ -52,7 +52,7 @@ import polars as pl
 
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.records import ModelEvaluation
+from hilt.pipelines.store.registry_records import ModelEvaluation
 from hilt.pipelines.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]

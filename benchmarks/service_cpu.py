@@ -39,12 +39,12 @@ if str(REPO) not in sys.path:
 
 from benchmarks._common import CONFIG, begin, cleanup, finish, operator, percentile  # noqa: E402
 from benchmarks.store_concurrency import seed  # noqa: E402
+from hilt.pipelines.store.case_records import Decision, DecisionRequest, LeasedCase  # noqa: E402
 from hilt.pipelines.store.config_watch import ConfigWatch  # noqa: E402
 from hilt.pipelines.store.create import create_workspace  # noqa: E402
 from hilt.pipelines.store.modes.embedded import connect  # noqa: E402
 from hilt.pipelines.store.modes.service import Queued, StoreService  # noqa: E402
 from hilt.pipelines.store.operations import Store  # noqa: E402
-from hilt.pipelines.store.records import Decision, DecisionRequest, LeasedCase  # noqa: E402
 from hilt.pipelines.workspace import Workspace  # noqa: E402
 
 REVIEWERS = 32

@@ -88,9 +88,10 @@ from hilt.pipelines.store.audit.chain import (
     chain_hash,
     utc_timestamp,
 )
+from hilt.pipelines.store.case_records import Decision
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.modes.client import StoreClient
-from hilt.pipelines.store.records import Decision, ModelEvaluation
+from hilt.pipelines.store.registry_records import ModelEvaluation
 from hilt.pipelines.store.schema import create_statements
 from hilt.pipelines.workspace import Workspace
 

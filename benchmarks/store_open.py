@@ -45,8 +45,8 @@ if str(REPO) not in sys.path:
 from benchmarks._common import CONFIG, begin, finish  # noqa: E402
 from benchmarks.store_concurrency import seed  # noqa: E402
 from hilt.pipelines.store import Identity, open_store_as  # noqa: E402
+from hilt.pipelines.store.case_records import DecisionRequest  # noqa: E402
 from hilt.pipelines.store.create import create_workspace  # noqa: E402
-from hilt.pipelines.store.records import DecisionRequest  # noqa: E402
 from hilt.pipelines.workspace import Workspace  # noqa: E402
 
 REVIEWER = "alice"

@@ -74,7 +74,7 @@ from hilt.pipelines.store.audit.chain import GENESIS_HASH, AuditEntry, chain_has
 from hilt.pipelines.store.audit.verify import verify_store
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.modes.embedded import connect
-from hilt.pipelines.store.records import ModelEvaluation
+from hilt.pipelines.store.registry_records import ModelEvaluation
 from hilt.pipelines.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,8 +27,8 @@ from hilt.pipelines.loop.tracking.client import configure
 from hilt.pipelines.loop.tracking.environment import registered_model_name
 from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.store.audit.chain import GENESIS_HASH, AuditEntry, chain_hash
+from hilt.pipelines.store.case_records import Decision
 from hilt.pipelines.store.modes.embedded import connect
-from hilt.pipelines.store.records import Decision
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets import PredictionView
 from hilt.widgets.contracts.review import DecisionInput, DecisionReceipt

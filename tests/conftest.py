@@ -21,7 +21,7 @@ from hilt.pipelines.dashboards.server import stop_processes
 from hilt.pipelines.deferred_imports import defer_iri_grammar
 from hilt.pipelines.store import Identity, Store, holding, open_store_as
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.records import ModelEvaluation
+from hilt.pipelines.store.registry_records import ModelEvaluation
 from hilt.pipelines.workspace import Workspace
 from tests.prewarmed import Hilt, output_folder, prewarmed_service
 

@@ -27,8 +27,8 @@ from hilt.pipelines.loop.steps import retrain as retraining
 from hilt.pipelines.loop.steps import start
 from hilt.pipelines.loop.tracking.environment import DB_FILE
 from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
+from hilt.pipelines.store.audit_records import AuditEvent
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.records import AuditEvent
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, CSV, operator
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from hilt.pipelines.loop.model import TrainedModel
 from hilt.pipelines.store import Store
-from hilt.pipelines.store.records import ModelEvaluation, ModelRecord
+from hilt.pipelines.store.registry_records import ModelEvaluation, ModelRecord
 from tests.conftest import STAND_IN_METRICS
 
 

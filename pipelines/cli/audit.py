@@ -15,7 +15,7 @@ from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
     from hilt.pipelines.store import Identity
-    from hilt.pipelines.store.records import CheckpointRecord, VerifyReport
+    from hilt.pipelines.store.audit_records import CheckpointRecord, VerifyReport
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 

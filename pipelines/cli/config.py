@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from hilt.pipelines.store import Store
-    from hilt.pipelines.store.records import ConfigApplied, ConfigStatus, ConfigVersion
+    from hilt.pipelines.store.config_records import ConfigApplied, ConfigStatus, ConfigVersion
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
     from hilt.pipelines.store import Store
-    from hilt.pipelines.store.records import SystemState
+    from hilt.pipelines.store.oversight_records import SystemState
 
 gold_app = typer.Typer(help="Gold cases: known answers mixed into the review queues.")
 

@@ -18,7 +18,7 @@ from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
     from hilt.pipelines.store import Store
-    from hilt.pipelines.store.records import TokenGrant, UserInfo, UserSync
+    from hilt.pipelines.store.user_records import TokenGrant, UserInfo, UserSync
 
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ from hilt.pipelines.workspace import Workspace
 if TYPE_CHECKING:
     import polars as pl
 
-    from hilt.pipelines.store.records import IngestResult
+    from hilt.pipelines.store.case_records import IngestResult
 
 
 def init(

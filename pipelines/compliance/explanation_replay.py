@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.store import Store
-from hilt.pipelines.store.records import AuditQuery, Prediction
+from hilt.pipelines.store.audit_records import AuditQuery
+from hilt.pipelines.store.case_records import Prediction
 from hilt.widgets.contracts.audit import ExplanationReplay
 from hilt.widgets.contracts.explanation import (
     ExplanationContext,

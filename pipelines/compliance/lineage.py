@@ -35,7 +35,9 @@ from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.errors import InputError, NotFoundError
 from hilt.pipelines.loop.digests import file_sha256
 from hilt.pipelines.store import Store
-from hilt.pipelines.store.records import AuditEvent, AuditQuery, Decision, ModelRecord, Prediction
+from hilt.pipelines.store.audit_records import AuditEvent, AuditQuery
+from hilt.pipelines.store.case_records import Decision, Prediction
+from hilt.pipelines.store.registry_records import ModelRecord
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:

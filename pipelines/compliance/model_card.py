@@ -32,8 +32,9 @@ from hilt.pipelines.loop.tracking.tags import (
     TAG_GIT_DIRTY,
     TAG_VERSION_PREFIX,
 )
+from hilt.pipelines.store.audit_records import AuditEvent
 from hilt.pipelines.store.gate import GateConfig
-from hilt.pipelines.store.records import AuditEvent, ModelRecord
+from hilt.pipelines.store.registry_records import ModelRecord
 
 #: What each logged metric means (prefix → sentence).
 #: What each logged metric means (prefix → sentence).

@@ -20,7 +20,8 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.tracking.tags import SUBGROUP_ARTIFACT
 from hilt.pipelines.store import Store
-from hilt.pipelines.store.records import AuditEvent, AuditQuery, ModelRecord
+from hilt.pipelines.store.audit_records import AuditEvent, AuditQuery
+from hilt.pipelines.store.registry_records import ModelRecord
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:

@@ -32,7 +32,7 @@ from hilt.pipelines.config import Access, Settings
 from hilt.pipelines.dashboards.remote import settings_in_force
 from hilt.pipelines.errors import HiltError, InputError, UnknownUserError
 from hilt.pipelines.store import Identity, Store, open_store_as
-from hilt.pipelines.store.records import User
+from hilt.pipelines.store.user_records import User
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal, Reviewer
 

@@ -28,7 +28,8 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.dashboards.access import DashboardBackend, DashboardDoor, open_dashboard
 from hilt.pipelines.errors import InputError, NotFoundError
 from hilt.pipelines.store import Store
-from hilt.pipelines.store.records import AuditQuery, User
+from hilt.pipelines.store.audit_records import AuditQuery
+from hilt.pipelines.store.user_records import User
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.audit import (
     UNAVAILABLE,

@@ -24,7 +24,8 @@ from hilt.pipelines.dashboards.access import DashboardBackend, DashboardDoor, op
 from hilt.pipelines.dashboards.review import review_config, review_item
 from hilt.pipelines.store import Store
 from hilt.pipelines.store.incidents import Incident
-from hilt.pipelines.store.records import OversightReport, User
+from hilt.pipelines.store.oversight_records import OversightReport
+from hilt.pipelines.store.user_records import User
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer
 from hilt.widgets.contracts.monitoring import MonitoringFinding, MonitoringSummary

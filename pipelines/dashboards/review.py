@@ -19,8 +19,9 @@ from dataclasses import replace
 from hilt.pipelines.config import Settings
 from hilt.pipelines.dashboards.access import DashboardBackend, DashboardDoor, open_dashboard
 from hilt.pipelines.store import DecisionRequest, Store
-from hilt.pipelines.store.records import CaseRecord, Decision, LeasedCase, User
-from hilt.pipelines.store.records import QueueStatus as StoreQueueStatus
+from hilt.pipelines.store.case_records import CaseRecord, Decision, LeasedCase
+from hilt.pipelines.store.case_records import QueueStatus as StoreQueueStatus
+from hilt.pipelines.store.user_records import User
 from hilt.widgets.contracts.common import (
     FeatureRange,
     FieldSpec,

@@ -36,8 +36,9 @@ from pathlib import Path
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.promotion import Promotion
 from hilt.pipelines.loop.runner import RunResult
+from hilt.pipelines.store.audit_records import CheckpointRecord
 from hilt.pipelines.store.governance_records import GoLiveReport
-from hilt.pipelines.store.records import CheckpointRecord, GoldResult
+from hilt.pipelines.store.oversight_records import GoldResult
 from hilt.pipelines.workspace import Workspace
 
 #: The demo's holdout salt: every demo shows the same split and the same first model.

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import HiltError, InputError
 from hilt.pipelines.store import Store
-from hilt.pipelines.store.records import ModelRecord
+from hilt.pipelines.store.registry_records import ModelRecord
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:

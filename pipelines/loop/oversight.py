@@ -19,7 +19,7 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.model import TrainedModel
 from hilt.pipelines.store import Store
-from hilt.pipelines.store.records import GoldResult
+from hilt.pipelines.store.oversight_records import GoldResult
 from hilt.pipelines.workspace import Workspace
 
 #: How many holdout candidates are scored to choose a gold set from.

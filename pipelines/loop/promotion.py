@@ -27,7 +27,7 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
 )
 from hilt.pipelines.store import Store
-from hilt.pipelines.store.records import ModelRecord
+from hilt.pipelines.store.registry_records import ModelRecord
 from hilt.pipelines.workspace import Workspace
 
 

@@ -76,7 +76,7 @@ from hilt.pipelines.loop.tracking.tags import (
     TAG_TEMPLATE_SHA256,
 )
 from hilt.pipelines.store import Store
-from hilt.pipelines.store.records import halted_message
+from hilt.pipelines.store.oversight_records import halted_message
 
 if TYPE_CHECKING:
     from hilt.pipelines.loop.tracking.relay import Relay

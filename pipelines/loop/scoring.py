@@ -28,7 +28,7 @@ from hilt.pipelines.errors import InputError, NotFoundError
 from hilt.pipelines.loop.features import SEED_LABEL, ModelError, predicted_labels, training_frame
 from hilt.pipelines.loop.model import TrainedModel, TrainParams, fit
 from hilt.pipelines.store import Store
-from hilt.pipelines.store.records import IngestResult
+from hilt.pipelines.store.case_records import IngestResult
 
 #: Decimal places kept of each contribution in a stored explanation.
 EXPLANATION_DECIMALS = 6
@@ -165,7 +165,7 @@ def demo_first_model(
     from hilt.pipelines.loop.model_registry import champion
     from hilt.pipelines.loop.steps.retrain import evaluate
     from hilt.pipelines.loop.steps.training_data import load_dataset, take_snapshot
-    from hilt.pipelines.store.records import ModelEvaluation
+    from hilt.pipelines.store.registry_records import ModelEvaluation
 
     model, review_ids = train_first_model(author, settings)
     name = model_version_of(model)

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.errors import ConfigDrift, InputError, PermissionDeniedError
+from hilt.pipelines.store.case_records import DecisionRequest
 from hilt.pipelines.store.modes.locking import service_info
-from hilt.pipelines.store.records import DecisionRequest
 from hilt.pipelines.store.unit import Clock, system_clock
 from hilt.pipelines.workspace import Workspace
 
@@ -233,7 +233,7 @@ def _embedded(
 ) -> Store:
     from hilt.pipelines.store.authentication import SINGLE_PERSON
     from hilt.pipelines.store.modes.embedded import EmbeddedStore
-    from hilt.pipelines.store.records import User
+    from hilt.pipelines.store.user_records import User
 
     if (
         who.on_behalf_of is not None

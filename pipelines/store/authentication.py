@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from hilt.pipelines.config import Access
 from hilt.pipelines.errors import AuthenticationError, PermissionDeniedError, UnknownUserError
 from hilt.pipelines.store import sql
-from hilt.pipelines.store.records import User
+from hilt.pipelines.store.user_records import User
 
 if TYPE_CHECKING:
     import duckdb

@@ -53,8 +53,8 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError, StoreError
 from hilt.pipelines.store.audit.checkpoints import read_checkpoints
 from hilt.pipelines.store.audit.verify import verify_records
+from hilt.pipelines.store.audit_records import VerifyReport
 from hilt.pipelines.store.modes.connection import connect
-from hilt.pipelines.store.records import VerifyReport
 from hilt.pipelines.store.schema import SCHEMA_VERSION
 from hilt.pipelines.workspace import Workspace
 

@@ -26,10 +26,10 @@ from hilt.pipelines.store.monitoring_kept import KeptRuns
 from hilt.pipelines.store.operation_row import Operation
 from hilt.pipelines.store.oversight_tally import KeptFigures
 from hilt.pipelines.store.permissions import Permission
-from hilt.pipelines.store.records import User
 from hilt.pipelines.store.sql import describe
 from hilt.pipelines.store.subject_keys import KeyRing
 from hilt.pipelines.store.unit import Clock, HeadCache, Unit, system_clock
+from hilt.pipelines.store.user_records import User
 from hilt.pipelines.workspace import Workspace
 
 R = TypeVar("R")

@@ -14,10 +14,10 @@ from hilt.pipelines.errors import ConfigError, InputError
 from hilt.pipelines.store.audit.checkpoints import create_signing_key, public_key_text
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.ops.config import record_first
-from hilt.pipelines.store.records import User
 from hilt.pipelines.store.schema import SCHEMA_VERSION, create_statements
 from hilt.pipelines.store.subject_keys import MASTER_KEY_ENV, create_master_key
 from hilt.pipelines.store.unit import Clock, Unit, system_clock
+from hilt.pipelines.store.user_records import User
 from hilt.pipelines.workspace import Workspace
 
 _AUDIT_TABLE = re.compile(r"^\[audit\]\s*(#.*)?$", re.M)

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.store.audit.chain import canonical_json
-from hilt.pipelines.store.records import DecisionRequest
+from hilt.pipelines.store.case_records import DecisionRequest
 
 #: Largest canonical JSON of a recorded explanation context (bytes).
 MAX_CONTEXT_BYTES = 4096

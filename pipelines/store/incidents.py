@@ -24,7 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from hilt.pipelines.store.records import VerifyReport
+from hilt.pipelines.store.audit_records import VerifyReport
 
 IncidentSource = Literal["manual", "verify", "monitoring"]
 #: Sources only the store's own operations open incidents from (``open_automatic``).

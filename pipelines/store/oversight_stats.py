@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING
 from hilt.pipelines.config import Oversight, Settings
 from hilt.pipelines.store import double_review, review_queue, sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
-from hilt.pipelines.store.oversight_tally import LIVE_CTE, KeptFigures
-from hilt.pipelines.store.records import (
+from hilt.pipelines.store.oversight_records import (
     AgreementRecord,
     BiasAlertRecord,
     ConflictRecord,
@@ -33,6 +32,7 @@ from hilt.pipelines.store.records import (
     ReasonCountRecord,
     ReviewerStatsRecord,
 )
+from hilt.pipelines.store.oversight_tally import LIVE_CTE, KeptFigures
 
 if TYPE_CHECKING:
     import duckdb

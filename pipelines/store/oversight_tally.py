@@ -30,7 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from hilt.pipelines.store import sql
-from hilt.pipelines.store.records import ReviewerStatsRecord
+from hilt.pipelines.store.oversight_records import ReviewerStatsRecord
 
 if TYPE_CHECKING:
     import duckdb

@@ -14,10 +14,11 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
 from hilt.pipelines.config import ROLES, USER_NAME
+from hilt.pipelines.store.audit_records import AuditQuery
 from hilt.pipelines.store.incidents import KINDS as INCIDENT_KINDS
 from hilt.pipelines.store.incidents import OPEN_STATUSES
 from hilt.pipelines.store.monitoring_records import MonitoringStatistics
-from hilt.pipelines.store.records import AuditQuery, ModelEvaluation
+from hilt.pipelines.store.registry_records import ModelEvaluation
 from hilt.pipelines.store.validation import one_of
 from hilt.pipelines.workspace import RUN_NOTEBOOK_NAME
 from hilt.widgets.contracts.notice import RENDERERS

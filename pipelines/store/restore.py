@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hilt.pipelines.store import Identity, Need, open_store_as
+from hilt.pipelines.store.audit_records import VerifyReport
 from hilt.pipelines.store.backup import Staged, stage_restore
 from hilt.pipelines.store.ops.backup import RemovalsReapplied
-from hilt.pipelines.store.records import VerifyReport
 from hilt.pipelines.workspace import Workspace
 
 

@@ -3,7 +3,7 @@ boundary: what a restriction, objection, contest or rectification did, an erasur
 retention run's reports (with the snapshots they rewrote), and the subject export (Art. 15,
 Art. 20) with everything the store holds about one person.
 
-Split from ``records.py`` by responsibility; pydantic models like every record, so the HTTP
+Pydantic models like every record (``case_records.py``, ``audit_records.py``...), so the HTTP
 service and its client share one definition and the OpenAPI document describes them.
 """
 
@@ -13,8 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from hilt.pipelines.store.audit_records import AuditEvent
+from hilt.pipelines.store.case_records import Decision, Prediction
 from hilt.pipelines.store.recipient_records import ExportedRecipient, ExportedRecipientNotice
-from hilt.pipelines.store.records import AuditEvent, Decision, Prediction
 
 
 class _Record(BaseModel):

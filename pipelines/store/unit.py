@@ -22,7 +22,7 @@ from hilt.pipelines.errors import HiltError, StoreError
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit.chain import GENESIS_HASH, AuditEntry, chain_hash, utc_timestamp
 from hilt.pipelines.store.authentication import UNPROVEN_KEY
-from hilt.pipelines.store.records import User
+from hilt.pipelines.store.user_records import User
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:

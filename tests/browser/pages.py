@@ -14,7 +14,7 @@ from typing import Any
 from playwright.sync_api import Locator, Page, expect
 
 from hilt.pipelines.store import Store
-from hilt.pipelines.store.records import AuditEvent
+from hilt.pipelines.store.audit_records import AuditEvent
 
 #: Playwright's waits in these tests (a cold kernel start on 2 cores takes ~3 s).
 TIMEOUT_MS = 30_000

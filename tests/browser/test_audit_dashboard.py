@@ -21,7 +21,7 @@ from hilt.pipelines.loop.tracking.client import configure
 from hilt.pipelines.loop.tracking.environment import registered_model_name
 from hilt.pipelines.loop.tracking.runs import run_info
 from hilt.pipelines.store import Identity, Store, open_store_as
-from hilt.pipelines.store.records import AuditHead
+from hilt.pipelines.store.audit_records import AuditHead
 from tests.audit_helpers import AuditedLoop, audited_loop
 from tests.browser.conftest import OpenAs, require_chromium
 from tests.browser.pages import wait_for_kernel_settled

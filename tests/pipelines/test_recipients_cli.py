@@ -13,9 +13,9 @@ import polars as pl
 import pytest
 
 from hilt.pipelines.store import Identity, open_store_as
+from hilt.pipelines.store.audit_records import AuditQuery
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.ops.recipients import NOTIFIED
-from hilt.pipelines.store.records import AuditQuery
 from hilt.pipelines.workspace import Workspace
 from tests.cli_helpers import hilt_here as hilt
 from tests.conftest import CONFIG, operator

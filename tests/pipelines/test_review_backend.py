@@ -17,8 +17,8 @@ from hilt.pipelines.dashboards.access import demo_choice, identity_mode, resolve
 from hilt.pipelines.dashboards.review import StoreReviewBackend, open_review_backend
 from hilt.pipelines.paths import NOTEBOOKS_DIR
 from hilt.pipelines.store.authentication import SINGLE_PERSON
+from hilt.pipelines.store.case_records import QueueStatus as StoreQueueStatus
 from hilt.pipelines.store.create import create_workspace
-from hilt.pipelines.store.records import QueueStatus as StoreQueueStatus
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal
 from hilt.widgets.contracts.review import DecisionInput, QueueStatus, ReviewBackend

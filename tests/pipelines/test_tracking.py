@@ -58,7 +58,7 @@ from hilt.pipelines.loop.tracking.runs import (
 )
 from hilt.pipelines.loop.tracking.training import LoggedTraining, log_training
 from hilt.pipelines.loop.tracking.training_log import equals_a_row, synthetic_input_example
-from hilt.pipelines.store.records import ModelEvaluation, ModelRecord
+from hilt.pipelines.store.registry_records import ModelEvaluation, ModelRecord
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, REPO
 from tests.loop_helpers import empty_tracking_store

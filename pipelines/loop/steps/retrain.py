@@ -54,7 +54,7 @@ from hilt.pipelines.loop.tracking.tags import (
 )
 from hilt.pipelines.store import Store
 from hilt.pipelines.store.gate import GateConfig, GateResult, gate
-from hilt.pipelines.store.records import GateCheckRecord, ModelEvaluation
+from hilt.pipelines.store.registry_records import GateCheckRecord, ModelEvaluation
 
 if TYPE_CHECKING:
     from hilt.pipelines.loop.plots import EvaluationFigure

@@ -23,7 +23,8 @@ from hilt.pipelines.loop.digests import file_sha256
 from hilt.pipelines.loop.model import TrainedModel
 from hilt.pipelines.loop.scoring import predictions_frame
 from hilt.pipelines.store import Store
-from hilt.pipelines.store.records import IngestResult, ModelRecord
+from hilt.pipelines.store.case_records import IngestResult
+from hilt.pipelines.store.registry_records import ModelRecord
 from hilt.pipelines.tables import read_table
 
 #: Where a scoring run's predictions went (its MLflow param ``scored_into``).

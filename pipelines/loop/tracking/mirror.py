@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from hilt.pipelines.loop.tracking.tags import TAG_GATE, TAG_MODEL_SHA256
-from hilt.pipelines.store.records import ModelRecord
+from hilt.pipelines.store.registry_records import ModelRecord
 
 #: Registry aliases.
 CHALLENGER: Final = "challenger"

@@ -36,7 +36,7 @@ from hilt.pipelines.loop.tracking.mirror import (
 )
 from hilt.pipelines.loop.tracking.pyfunc import MODEL_NAME
 from hilt.pipelines.loop.tracking.tags import TAG_MODEL_SHA256
-from hilt.pipelines.store.records import ModelRecord
+from hilt.pipelines.store.registry_records import ModelRecord
 
 
 # ---------------------------------------------------------------------------- reading

@@ -24,8 +24,8 @@ from hilt.pipelines.store.audit.checkpoints import (
     starting_point,
 )
 from hilt.pipelines.store.audit.verify import verify_records
+from hilt.pipelines.store.audit_records import VerifyReport
 from hilt.pipelines.store.operations import Store
-from hilt.pipelines.store.records import VerifyReport
 
 PAGE = 100_000
 

@@ -57,7 +57,7 @@ from hilt.pipelines.store.audit.checkpoints import (
     starting_point,
 )
 from hilt.pipelines.store.audit.gold_digest import first_mismatch as gold_mismatch
-from hilt.pipelines.store.records import BreakRecord, VerifyReport
+from hilt.pipelines.store.audit_records import BreakRecord, VerifyReport
 from hilt.pipelines.store.sql import describe
 from hilt.pipelines.workspace import Workspace
 

@@ -46,9 +46,9 @@ from hilt.pipelines.store.modes.connection import connect as connect
 from hilt.pipelines.store.operation_row import Operation
 from hilt.pipelines.store.operations import Store
 from hilt.pipelines.store.ops.config import InForce, in_force
-from hilt.pipelines.store.records import User
 from hilt.pipelines.store.schema import check_schema_version
 from hilt.pipelines.store.unit import Clock, system_clock
+from hilt.pipelines.store.user_records import User
 from hilt.pipelines.workspace import Workspace
 
 R = TypeVar("R")

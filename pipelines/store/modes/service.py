@@ -27,6 +27,7 @@ from hilt.pipelines.store.authentication import (
     token_hash,
     token_id,
 )
+from hilt.pipelines.store.case_records import Decision, DecisionRequest
 from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.core import StoreCore
 from hilt.pipelines.store.group_rows import GroupRows, held_connection
@@ -35,8 +36,8 @@ from hilt.pipelines.store.monitoring_kept import KeptRuns
 from hilt.pipelines.store.operation_row import Operation
 from hilt.pipelines.store.operations import Store
 from hilt.pipelines.store.oversight_tally import KeptFigures
-from hilt.pipelines.store.records import Decision, DecisionRequest, User
 from hilt.pipelines.store.unit import Clock, HeadCache, Unit, system_clock
+from hilt.pipelines.store.user_records import User
 from hilt.pipelines.workspace import Workspace
 
 log = logging.getLogger("hilt.store.service")

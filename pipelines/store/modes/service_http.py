@@ -61,8 +61,8 @@ from hilt.pipelines.store.modes.service import StoreService
 from hilt.pipelines.store.operation_row import Operation
 from hilt.pipelines.store.operations import Store
 from hilt.pipelines.store.ops.removal import finish_removals
-from hilt.pipelines.store.records import User
 from hilt.pipelines.store.schema import check_schema_version
+from hilt.pipelines.store.user_records import User
 from hilt.pipelines.workspace import Workspace
 
 log = logging.getLogger("hilt.store.service")

@@ -17,13 +17,8 @@ from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, StoreError
 from hilt.pipelines.store import personal_data, review_queue, sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
+from hilt.pipelines.store.case_records import CaseRecord, FeatureRange, IngestResult, Prediction
 from hilt.pipelines.store.ops import models, personal_reads, queue, review, system
-from hilt.pipelines.store.records import (
-    CaseRecord,
-    FeatureRange,
-    IngestResult,
-    Prediction,
-)
 from hilt.pipelines.store.schema import COUNTED_TABLES, quote
 from hilt.pipelines.store.validation import check_text
 from hilt.pipelines.tables import rejects_csv

@@ -48,7 +48,7 @@ from hilt.pipelines.errors import (
 )
 from hilt.pipelines.store import config_rules, sql
 from hilt.pipelines.store.audit.chain import canonical_json, utc_timestamp
-from hilt.pipelines.store.records import (
+from hilt.pipelines.store.config_records import (
     ConfigApplied,
     ConfigInForce,
     ConfigStatus,

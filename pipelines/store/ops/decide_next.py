@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import Field
 
 from hilt.pipelines.store import review_queue
+from hilt.pipelines.store.case_records import DecidedNext, DecisionRequest
 from hilt.pipelines.store.ops import queue, review
-from hilt.pipelines.store.records import DecidedNext, DecisionRequest
 from hilt.pipelines.store.validation import one_of
 
 if TYPE_CHECKING:

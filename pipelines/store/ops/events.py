@@ -16,7 +16,7 @@ from pydantic import Field
 
 from hilt.pipelines.errors import ConfigError, InputError, PermissionDeniedError, StoreError
 from hilt.pipelines.store.audit.chain import canonical_json, utc_timestamp
-from hilt.pipelines.store.records import (
+from hilt.pipelines.store.audit_records import (
     AuditEvent,
     AuditHead,
     AuditPage,

@@ -26,11 +26,7 @@ from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, Perm
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit.chain import canonical_json, utc_timestamp
 from hilt.pipelines.store.gate import GateConfig, GateResult, gate
-from hilt.pipelines.store.records import (
-    GateCheckRecord,
-    ModelEvaluation,
-    ModelRecord,
-)
+from hilt.pipelines.store.registry_records import GateCheckRecord, ModelEvaluation, ModelRecord
 from hilt.pipelines.store.requests import MODEL_NAME
 from hilt.pipelines.store.validation import check_text
 

@@ -15,9 +15,10 @@ from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError
 from hilt.pipelines.store import double_review, oversight_stats, sql
 from hilt.pipelines.store.audit.gold_digest import digest as gold_digest
+from hilt.pipelines.store.case_records import Decision
 from hilt.pipelines.store.ops import case_facts, cases, models, review
 from hilt.pipelines.store.ops.snapshot import HASH_SPACE
-from hilt.pipelines.store.records import ConflictRecord, Decision, GoldResult, OversightReport
+from hilt.pipelines.store.oversight_records import ConflictRecord, GoldResult, OversightReport
 from hilt.pipelines.store.validation import check_text
 
 if TYPE_CHECKING:

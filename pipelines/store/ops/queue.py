@@ -18,8 +18,8 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError
 from hilt.pipelines.store import double_review, review_queue, sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
+from hilt.pipelines.store.case_records import LeasedCase, QueueStatus
 from hilt.pipelines.store.ops import cases
-from hilt.pipelines.store.records import LeasedCase, QueueStatus
 from hilt.pipelines.store.validation import one_of
 
 if TYPE_CHECKING:

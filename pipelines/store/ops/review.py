@@ -20,9 +20,9 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError
 from hilt.pipelines.store import double_review, explanations, personal_data, review_queue, sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
+from hilt.pipelines.store.case_records import Decision, DecisionRequest
 from hilt.pipelines.store.ops import case_facts, queue, recipients
 from hilt.pipelines.store.oversight_tally import Written
-from hilt.pipelines.store.records import Decision, DecisionRequest
 from hilt.pipelines.store.validation import check_text
 
 if TYPE_CHECKING:

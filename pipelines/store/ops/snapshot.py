@@ -30,9 +30,9 @@ from hilt.pipelines.config import Settings
 from hilt.pipelines.deferred_imports import deferred_module
 from hilt.pipelines.errors import ConflictError
 from hilt.pipelines.store import double_review, sql
+from hilt.pipelines.store.case_records import SnapshotRecord
 from hilt.pipelines.store.ops import personal_reads
 from hilt.pipelines.store.ops.removal import write_snapshot_file
-from hilt.pipelines.store.records import SnapshotRecord
 from hilt.pipelines.store.schema import quote
 
 if TYPE_CHECKING:

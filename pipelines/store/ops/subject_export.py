@@ -15,10 +15,10 @@ import polars as pl
 
 from hilt.pipelines.store import personal_data, sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
+from hilt.pipelines.store.audit_records import AuditEvent
 from hilt.pipelines.store.ops import personal_reads, recipients
 from hilt.pipelines.store.ops.cases import get_case
 from hilt.pipelines.store.ops.subject_rights import cases_of, find_subject
-from hilt.pipelines.store.records import AuditEvent
 from hilt.pipelines.store.subject_records import (
     ExportedCase,
     ExportedDecision,

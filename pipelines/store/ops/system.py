@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from hilt.pipelines.errors import ConflictError, InputError, PermissionDeniedError, SystemHalted
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
-from hilt.pipelines.store.records import SystemState, halted_message
+from hilt.pipelines.store.oversight_records import SystemState, halted_message
 from hilt.pipelines.store.validation import check_text
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from hilt.pipelines.errors import InputError, NotFoundError
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit.chain import utc_timestamp
 from hilt.pipelines.store.authentication import TOKEN_PREFIX, token_hash, token_id
-from hilt.pipelines.store.records import TokenGrant, User, UserInfo, UserSync
+from hilt.pipelines.store.user_records import TokenGrant, User, UserInfo, UserSync
 
 if TYPE_CHECKING:
     from hilt.pipelines.store.unit import Unit

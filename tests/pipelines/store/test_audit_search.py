@@ -9,7 +9,7 @@ import pytest
 
 from hilt.pipelines.errors import InputError, NotFoundError, PermissionDeniedError
 from hilt.pipelines.store import DecisionRequest, Store, holding
-from hilt.pipelines.store.records import AuditEvent, AuditQuery
+from hilt.pipelines.store.audit_records import AuditEvent, AuditQuery
 from tests.conftest import StoreFactory
 
 

@@ -42,7 +42,7 @@ from hilt.pipelines.store.audit.checkpoints import (
     sign_checkpoint,
 )
 from hilt.pipelines.store.audit.verify import verify_records
-from hilt.pipelines.store.records import VerifyReport
+from hilt.pipelines.store.audit_records import VerifyReport
 from hilt.pipelines.workspace import Workspace
 from tests.audit_helpers import (
     append_event,

@@ -26,12 +26,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from hilt.pipelines.store import DecisionRequest, Identity, holding, open_store_as
+from hilt.pipelines.store.case_records import Decision
 from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.modes.client import StoreClient
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.modes.service import StoreService
 from hilt.pipelines.store.modes.service_http import create_app
-from hilt.pipelines.store.records import Decision
 from hilt.pipelines.workspace import Workspace
 from tests import prewarmed
 from tests.conftest import (

@@ -24,6 +24,7 @@ from hilt.pipelines.errors import (
 )
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.audit.verify import verify_file
+from hilt.pipelines.store.audit_records import AuditEvent
 from hilt.pipelines.store.config_rules import (
     LOOSENING,
     effective,
@@ -33,7 +34,6 @@ from hilt.pipelines.store.config_rules import (
     shown_values,
 )
 from hilt.pipelines.store.modes.embedded import connect
-from hilt.pipelines.store.records import AuditEvent
 from hilt.pipelines.workspace import Workspace
 from tests.config_helpers import edit_config, override_without_comment
 from tests.conftest import CONFIG, operator, start_service

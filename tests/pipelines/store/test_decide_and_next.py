@@ -24,10 +24,10 @@ import pytest
 from hilt.pipelines.dashboards.review import leased_item, review_config
 from hilt.pipelines.errors import ConflictError, InputError, PermissionDeniedError, StoreError
 from hilt.pipelines.store import DecisionRequest, Identity, Store, open_store_as
+from hilt.pipelines.store.case_records import DecidedNext, LeasedCase
 from hilt.pipelines.store.modes.service import StoreService
 from hilt.pipelines.store.operation_row import Operation
 from hilt.pipelines.store.ops import queue
-from hilt.pipelines.store.records import DecidedNext, LeasedCase
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets import PredictionView
 from hilt.widgets.contracts.common import FeatureRange

@@ -22,8 +22,8 @@ from hilt.pipelines.errors import (
     StoreBusyError,
 )
 from hilt.pipelines.store import Identity, holding, open_store_as
+from hilt.pipelines.store.case_records import DecisionRequest
 from hilt.pipelines.store.modes import embedded, locking
-from hilt.pipelines.store.records import DecisionRequest
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import copy_of, issue_tokens, leased, operator, start_service
 

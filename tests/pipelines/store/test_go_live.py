@@ -33,7 +33,7 @@ from hilt.pipelines.store.core import StoreCore
 from hilt.pipelines.store.governance_records import GoLiveReport
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.ops.governance import add_months
-from hilt.pipelines.store.records import User
+from hilt.pipelines.store.user_records import User
 from hilt.pipelines.workspace import Workspace
 from tests.config_helpers import edit_config
 from tests.conftest import StoreFactory, copy_of

@@ -23,13 +23,14 @@ import pytest
 from hilt.pipelines.errors import ConflictError, InputError, StoreError
 from hilt.pipelines.store import DecisionRequest
 from hilt.pipelines.store.audit.chain import utc_timestamp
+from hilt.pipelines.store.case_records import Decision
 from hilt.pipelines.store.config_watch import ConfigWatch
 from hilt.pipelines.store.group_rows import GroupRows
 from hilt.pipelines.store.modes.embedded import connect
 from hilt.pipelines.store.modes.service import SERVICE_USER, StoreService
 from hilt.pipelines.store.operations import Store
 from hilt.pipelines.store.ops import cases
-from hilt.pipelines.store.records import Decision, User
+from hilt.pipelines.store.user_records import User
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import TEST_MODEL, issue_tokens
 

@@ -26,6 +26,7 @@ from hilt.pipelines.errors import (
     UnknownUserError,
 )
 from hilt.pipelines.store import Identity, open_store_as
+from hilt.pipelines.store.audit_records import AuditEvent
 from hilt.pipelines.store.authentication import (
     DEMO_SIGN_IN,
     SINGLE_PERSON,
@@ -34,7 +35,7 @@ from hilt.pipelines.store.authentication import (
     prove_gateway_request,
     require_single_person,
 )
-from hilt.pipelines.store.records import AuditEvent, User
+from hilt.pipelines.store.user_records import User
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, PROXY_SECRET, behind_proxy, operator, start_service
 

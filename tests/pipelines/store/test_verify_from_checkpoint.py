@@ -32,7 +32,7 @@ from hilt.pipelines.store.audit.authority import first_break as authority_break
 from hilt.pipelines.store.audit.chain import AuditEntry, utc_timestamp
 from hilt.pipelines.store.audit.checkpoints import append_checkpoint, sign_checkpoint
 from hilt.pipelines.store.audit.gold_digest import first_mismatch as gold_mismatch
-from hilt.pipelines.store.records import VerifyReport
+from hilt.pipelines.store.audit_records import VerifyReport
 from hilt.pipelines.workspace import Workspace
 from tests.audit_helpers import append_event, raw_db
 from tests.conftest import operator
