@@ -12,12 +12,12 @@ each in a fresh child process (so that its peak RSS is its own), what the retrai
 notebook does from the snapshot on (untimed: the imports):
 
 - ``local``: ``training_data.load_dataset`` (the whole file read, encoded) and
-  ``retrain.train`` with ``TrainParams`` defaults (200 rounds, depth 3) on every core;
+  ``training.train`` with ``TrainParams`` defaults (200 rounds, depth 3) on every core;
 - ``dask``: a ``distributed.LocalCluster(n_workers=2, threads_per_worker=1,
   processes=True)`` started by this script (``--dask-workers``: another number of
   workers); the child is the client (the notebook's kernel):
   ``load_dataset(..., train_on_client=False)`` reads the holdout only, and
-  ``retrain.train`` on the engine: the workers read the snapshot in partitions (its row
+  ``training.train`` on the engine: the workers read the snapshot in partitions (its row
   groups) and train with ``xgboost.dask``;
 
 and both evaluate the model on the holdout (AUC). Reported per engine: seconds (dataset +
@@ -78,7 +78,7 @@ def peak_rss_mb() -> float:
 def child(workspace: str, sha256: str, engine: str, scheduler: str) -> dict[str, Any]:
     """One training as the retraining notebook does it, in this (fresh) process."""
     from hilt.pipelines.loop.model import TrainParams
-    from hilt.pipelines.loop.steps import retrain, training_data
+    from hilt.pipelines.loop.steps import holdout, training, training_data
     from hilt.pipelines.loop.steps.engine import open_engine
     from hilt.pipelines.workspace import Workspace
 
@@ -96,9 +96,9 @@ def child(workspace: str, sha256: str, engine: str, scheduler: str) -> dict[str,
     snapshot = training_data.reuse_snapshot(ws, sha256)
     dataset = training_data.load_dataset(snapshot, settings, train_on_client=training_engine.local)
     dataset_s = time.perf_counter() - t
-    model = retrain.train(dataset, params, engine=training_engine)
+    model = training.train(dataset, params, engine=training_engine)
     seconds = time.perf_counter() - t
-    evaluation = retrain.evaluate(model, dataset, settings)
+    evaluation = holdout.evaluate(model, dataset, settings)
     return {
         "engine": engine,
         "seconds": round(seconds, 2),

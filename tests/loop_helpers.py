@@ -23,8 +23,7 @@ import polars as pl
 
 from hilt.pipelines.config import Settings, load_settings
 from hilt.pipelines.loop.model import TrainParams
-from hilt.pipelines.loop.steps import retrain as retraining
-from hilt.pipelines.loop.steps import start
+from hilt.pipelines.loop.steps import retrain, start
 from hilt.pipelines.loop.tracking.environment import DB_FILE
 from hilt.pipelines.store import DecisionRequest, Identity, open_store_as
 from hilt.pipelines.store.audit_records import AuditEvent
@@ -104,7 +103,7 @@ def train_in_process(
     label_noise: float = 0.0,
     num_boost_round: int = 60,
     seed: int = 0,
-) -> retraining.Registration:
+) -> retrain.Registration:
     """The retraining notebook's steps, called in-process (as a data scientist would in
     JupyterLab): a new MLflow run tagged retrain, logged, registered in MLflow and in the
     store's model registry (which applies the gate), audited."""
@@ -114,9 +113,7 @@ def train_in_process(
     store = open_store_as(ws_, Identity(name=author))
     run_id = start.ensure_run(ws_, settings, "", author, "retrain")
     params = TrainParams(num_boost_round=num_boost_round, seed=seed)
-    registration = retraining.run_in_process(
-        store, run_id, settings, params, label_noise=label_noise
-    )
+    registration = retrain.run_in_process(store, run_id, settings, params, label_noise=label_noise)
     finish_run(run_id)
     return registration
 

@@ -163,7 +163,7 @@ def demo_first_model(
     if it does not). Each call adds the batch's predictions again: call it once per
     workspace."""
     from hilt.pipelines.loop.model_registry import champion
-    from hilt.pipelines.loop.steps.retrain import evaluate
+    from hilt.pipelines.loop.steps.holdout import evaluate
     from hilt.pipelines.loop.steps.training_data import load_dataset, take_snapshot
     from hilt.pipelines.store.registry_records import ModelEvaluation
 

@@ -16,8 +16,7 @@ from hilt.pipelines.config import load_settings
 from hilt.pipelines.config_draft import Draft, draft_config
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.model import TrainParams
-from hilt.pipelines.loop.steps import retrain as retraining
-from hilt.pipelines.loop.steps import training_data
+from hilt.pipelines.loop.steps import holdout, training, training_data
 from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
@@ -68,8 +67,8 @@ def test_the_demo_csv_round_trips_draft_init_ingest_retrain(tmp_path: Path) -> N
     settings = load_settings(ws.config_path)
     store = open_store_as(ws, Identity(name="scientist1"))
     dataset = training_data.load_dataset(training_data.take_snapshot(store, 0), settings)
-    model = retraining.train(dataset, TrainParams(num_boost_round=30, nthread=1))
-    evaluation = retraining.evaluate(model, dataset, settings)
+    model = training.train(dataset, TrainParams(num_boost_round=30, nthread=1))
+    evaluation = holdout.evaluate(model, dataset, settings)
     assert evaluation.metrics["auc"] > 0.6
     assert set(evaluation.gaps) == {"sex", "age"}  # the protected attributes drafted
     assert operator(ws).verify().ok

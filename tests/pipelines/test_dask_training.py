@@ -24,7 +24,7 @@ from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop import runner
 from hilt.pipelines.loop.model import TrainParams
 from hilt.pipelines.loop.model_dask import ClusterError
-from hilt.pipelines.loop.steps import retrain, training_data
+from hilt.pipelines.loop.steps import holdout, training, training_data
 from hilt.pipelines.loop.tracking.client import configure
 from hilt.pipelines.loop.tracking.runs import run_info
 from hilt.pipelines.loop.tracking.tags import (
@@ -123,10 +123,10 @@ def test_dask_and_local_training_pass_the_same_gate(
     snapshot = training_data.reuse_snapshot(ws, run.snapshot_sha256 or "")
     dataset = training_data.load_dataset(snapshot, settings)
     params = TrainParams(num_boost_round=int(FAST["num_boost_round"]), nthread=1)
-    model = retrain.train(dataset, params)
-    evaluation = retrain.evaluate(model, dataset, settings)
-    comparison = retrain.Comparison(None, None, None, dict(evaluation.metrics))
-    assert retrain.apply_gate(evaluation, comparison, settings).passed
+    model = training.train(dataset, params)
+    evaluation = holdout.evaluate(model, dataset, settings)
+    comparison = holdout.Comparison(None, None, None, dict(evaluation.metrics))
+    assert holdout.apply_gate(evaluation, comparison, settings).passed
     assert abs(evaluation.metrics["auc"] - run.metrics["holdout_auc"]) <= 0.01
     assert model.train_rows == dataset.train_rows
     # MLflow's profile of the dataset counts the rows the workers trained on (not the

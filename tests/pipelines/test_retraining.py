@@ -1,4 +1,5 @@
-"""The retraining steps (hilt.pipelines.loop.steps.retrain) on a real workspace, in-process."""
+"""The retraining steps (hilt.pipelines.loop.steps: training, holdout, retrain) on a real
+workspace, in-process."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ import pytest
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.loop.model import TrainParams
 from hilt.pipelines.loop.scoring import score_into_queue
-from hilt.pipelines.loop.steps import retrain as retraining
-from hilt.pipelines.loop.steps import training_data
+from hilt.pipelines.loop.steps import holdout, training, training_data
 from hilt.pipelines.store import Identity, open_store_as
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import operator
@@ -64,7 +64,7 @@ def test_reviewer_labels_enter_training_and_reuse_finds_the_old_file(
     # New cases scored into the queue, then reviewed: labels from reviewers.
     new = all_cases().slice(400, 30).drop("risk")
     dana.ingest_cases(new)
-    model = retraining.train(training_data.load_dataset(first, ws.settings()), FAST)
+    model = training.train(training_data.load_dataset(first, ws.settings()), FAST)
     approve_model(dana, open_store_as(ws, Identity(name="lena")), "m/v1", model, first.sha256)
     score_into_queue(dana, model, new["application_id"].to_list(), ws.settings(), "m/v1")
     assert review_some(ws, "alice", 12) == 12
@@ -93,21 +93,21 @@ def test_reviewer_labels_enter_training_and_reuse_finds_the_old_file(
 def test_training_is_deterministic_and_label_noise_is_seeded(
     dataset: training_data.Dataset,
 ) -> None:
-    a = retraining.train(dataset, FAST)
-    b = retraining.train(dataset, FAST)
+    a = training.train(dataset, FAST)
+    b = training.train(dataset, FAST)
     assert a.model_sha256() == b.model_sha256()
     y = dataset.y_train
-    noisy = retraining.noisy_labels(y, 0.25, seed=3)
+    noisy = training.noisy_labels(y, 0.25, seed=3)
     assert int((noisy != y).sum()) == round(0.25 * y.len())
-    assert noisy.to_list() == retraining.noisy_labels(y, 0.25, seed=3).to_list()
-    assert noisy.to_list() != retraining.noisy_labels(y, 0.25, seed=4).to_list()
-    assert retraining.noisy_labels(y, 0.0, seed=3) is y
-    c = retraining.train(dataset, FAST, label_noise=0.25)
-    assert c.model_sha256() == retraining.train(dataset, FAST, label_noise=0.25).model_sha256()
+    assert noisy.to_list() == training.noisy_labels(y, 0.25, seed=3).to_list()
+    assert noisy.to_list() != training.noisy_labels(y, 0.25, seed=4).to_list()
+    assert training.noisy_labels(y, 0.0, seed=3) is y
+    c = training.train(dataset, FAST, label_noise=0.25)
+    assert c.model_sha256() == training.train(dataset, FAST, label_noise=0.25).model_sha256()
     assert c.model_sha256() != a.model_sha256()
     for bad in (-0.1, 0.6, math.nan):
         with pytest.raises(InputError, match="label_noise"):
-            retraining.train(dataset, FAST, label_noise=bad)
+            training.train(dataset, FAST, label_noise=bad)
 
 
 def test_training_imports_what_the_figures_need_while_the_model_trains(
@@ -117,17 +117,17 @@ def test_training_imports_what_the_figures_need_while_the_model_trains(
     leaves a core partly idle, not as the run's kernel starts (which a run waits for):
     ``train`` starts that import (``start.import_while_training``) and trains as before."""
     started: list[str] = []
-    monkeypatch.setattr(retraining, "import_while_training", lambda: started.append("imports"))
-    model = retraining.train(dataset, FAST)
+    monkeypatch.setattr(training, "import_while_training", lambda: started.append("imports"))
+    model = training.train(dataset, FAST)
     assert started == ["imports"]
-    assert model.model_sha256() == retraining.train(dataset, FAST).model_sha256()
+    assert model.model_sha256() == training.train(dataset, FAST).model_sha256()
 
 
 def test_evaluation_and_the_gate_reject_a_model_trained_on_noisy_labels(
     ws: Workspace, dataset: training_data.Dataset
 ) -> None:
     settings = ws.settings()
-    clean = retraining.evaluate(retraining.train(dataset, FAST), dataset, settings)
+    clean = holdout.evaluate(training.train(dataset, FAST), dataset, settings)
     assert clean.metrics["n"] == dataset.X_holdout.height
     assert clean.metrics["auc"] > 0.65
     assert clean.metrics_table()["metric"].to_list()[:3] == ["n", "positive_rate", "auc"]
@@ -140,19 +140,19 @@ def test_evaluation_and_the_gate_reject_a_model_trained_on_noisy_labels(
         clean.calibration_figure(),
         clean.importance_figure(),
         clean.subgroup_figure(),
-        retraining.roc_figure(clean),
+        holdout.roc_figure(clean),
     ):
         assert figure._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
     # No champion: the comparison is skipped, explained.
-    none = retraining.Comparison(None, None, None, dict(clean.metrics))
-    assert retraining.apply_gate(clean, none, settings).passed
-    noisy = retraining.evaluate(retraining.train(dataset, FAST, label_noise=0.4), dataset, settings)
-    vs_clean = retraining.Comparison("1", "x", dict(clean.metrics), dict(noisy.metrics))
-    verdict = retraining.apply_gate(noisy, vs_clean, settings)
+    none = holdout.Comparison(None, None, None, dict(clean.metrics))
+    assert holdout.apply_gate(clean, none, settings).passed
+    noisy = holdout.evaluate(training.train(dataset, FAST, label_noise=0.4), dataset, settings)
+    vs_clean = holdout.Comparison("1", "x", dict(clean.metrics), dict(noisy.metrics))
+    verdict = holdout.apply_gate(noisy, vs_clean, settings)
     assert not verdict.passed
     failed = [c.name for c in verdict.checks if not c.passed]
     assert "champion" in failed
-    table = retraining.gate_table(verdict)
+    table = holdout.gate_table(verdict)
     assert table["result"].to_list().count("FAIL") == len(failed)
     assert np.isfinite(vs_clean.table()["challenger - champion"].to_numpy()).all()
 

@@ -424,6 +424,8 @@ def test_no_other_module_imports_mlflow_at_import_time() -> None:
         "hilt.pipelines.loop.model_registry",
         "hilt.pipelines.loop.steps.start",
         "hilt.pipelines.loop.steps.training_data",
+        "hilt.pipelines.loop.steps.training",
+        "hilt.pipelines.loop.steps.holdout",
         "hilt.pipelines.loop.steps.retrain",
         "hilt.pipelines.loop.steps.score",
         "hilt.pipelines.compliance.lineage",

@@ -4,7 +4,7 @@ hilt.toml ``[training] engine`` and ``scheduler``, overridden per run by the not
 parameters (``hilt retrain -p engine dask -p scheduler tcp://HOST:PORT``). The runner
 resolves them (``resolve_engine``) and reads the cluster's shape before anything is written
 (``model_dask.probe``); the notebook opens the engine (``open_engine``), which checks the
-shape again, and trains with it (``retrain.train``).
+shape again, and trains with it (``training.train``).
 
 Importing this module imports neither dask nor xgboost: ``engine = "local"`` never loads dask.
 """

@@ -30,7 +30,9 @@ from hilt.pipelines.workspace import Workspace
 WARM_UP: Final[Mapping[str, tuple[str, ...]]] = {
     "retrain": (
         "hilt.pipelines.loop.steps.engine",
+        "hilt.pipelines.loop.steps.holdout",
         "hilt.pipelines.loop.steps.retrain",
+        "hilt.pipelines.loop.steps.training",
         "hilt.pipelines.loop.steps.training_data",
         "hilt.pipelines.loop.runner",
     ),
