@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hilt.pipelines.cli.common import WorkspaceOpt, fail, guard, quiet_mlflow, run_guard
+from hilt.pipelines.cli.common import (
+    WorkspaceOpt,
+    fail,
+    guard,
+    port_option,
+    quiet_mlflow,
+    run_guard,
+)
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -33,8 +40,8 @@ def _echo_dashboards(server: DashboardServer) -> None:
 
 def serve(
     workspace: WorkspaceOpt = None,
-    port: Annotated[int, typer.Option(help="Dashboard (Voila) port.")] = 8866,
-    store_port: Annotated[int, typer.Option(help="Store service port.")] = 8765,
+    port: Annotated[int, port_option("Dashboard (Voila) port.")] = 8866,
+    store_port: Annotated[int, port_option("Store service port.")] = 8765,
     host: Annotated[
         str, typer.Option(help="Interface; keep 127.0.0.1, put a sign-in proxy in front.")
     ] = "127.0.0.1",
@@ -146,8 +153,8 @@ def demo(
     workspace: WorkspaceOpt = None,
     config: Annotated[Path, typer.Option(help="Use-case config.")] = Path("data/hilt.toml"),
     data: Annotated[Path, typer.Option(help="Cases to load.")] = Path("data/german_credit.csv"),
-    port: Annotated[int, typer.Option(help="Dashboard (Voila) port.")] = 8866,
-    store_port: Annotated[int, typer.Option(help="Store service port.")] = 8765,
+    port: Annotated[int, port_option("Dashboard (Voila) port.")] = 8866,
+    store_port: Annotated[int, port_option("Store service port.")] = 8765,
     serve_dashboards: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
 ) -> None:
     """Set up the demo workspace once, through the real loop, then serve the dashboards.
