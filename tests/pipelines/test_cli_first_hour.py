@@ -1,11 +1,13 @@
 """What a newcomer meets first on the command line: every command's ``--help`` shows its help
-text whole (hilt.toml sections such as ``[tracking]`` were eaten as Rich markup), and a port
-no server can listen on is a usage error naming the option, not a stack trace. In process
-(typer's runner): no store, no server starts."""
+text whole (hilt.toml sections such as ``[tracking]`` were eaten as Rich markup); a port no
+server can listen on is a usage error naming the option, not a stack trace; a second `hilt
+demo` while the first still serves says so before it writes anything. In process (typer's
+runner): no store, no server starts."""
 
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from typer.testing import CliRunner
 from hilt.pipelines.cli import app
 from hilt.pipelines.errors import InputError
 from hilt.pipelines.ports import require_free_port
+from tests.conftest import CONFIG, CSV
 
 #: Words of a help text that markup can take for its own: ``[section]`` (Rich markup, Markdown
 #: links) and ``<name>`` (HTML in Markdown).
@@ -86,3 +89,25 @@ def test_runs_list_refuses_a_limit_below_one(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--limit'" in result.output
+
+
+@pytest.mark.parametrize("taken", ["--port", "--store-port"])
+def test_demo_with_its_port_taken_stops_before_it_writes(taken: str, tmp_path: Path) -> None:
+    """As when `make demo` runs while another one still serves: the set-up used to run (and
+    issue new API tokens) before the port was found taken."""
+    ws = tmp_path / "demo"
+    with socket.socket() as busy, socket.socket() as free:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        free.bind(("127.0.0.1", 0))
+        ports = {"--port": free.getsockname()[1], "--store-port": free.getsockname()[1]}
+        ports[taken] = busy.getsockname()[1]
+        free.close()
+        args = ["demo", "--workspace", str(ws), "--config", str(CONFIG), "--data", str(CSV)]
+        for option, port in ports.items():
+            args += [option, str(port)]
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"127.0.0.1:{ports[taken]}: the port is in use" in result.output
+    assert f"give {taken} another port" in result.output
+    assert not ws.exists()
