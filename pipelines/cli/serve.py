@@ -175,7 +175,12 @@ def demo(
     data: Annotated[Path, typer.Option(help="Cases to load.")] = Path("data/german_credit.csv"),
     port: Annotated[int, port_option("Dashboard (Voila) port.")] = 8866,
     store_port: Annotated[int, port_option("Store service port.")] = 8765,
-    serve_dashboards: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+    serve_dashboards: Annotated[
+        bool,
+        typer.Option(
+            "--serve/--no-serve", help="Serve the dashboards after the set-up (or set up only)."
+        ),
+    ] = True,
 ) -> None:
     """Set up the demo workspace once, through the real loop, then serve the dashboards.
 

@@ -55,6 +55,16 @@ def test_every_help_shows_its_text_whole() -> None:
     assert seen >= 5
 
 
+def test_every_command_option_and_argument_says_what_it_is() -> None:
+    missing = [
+        (path, getattr(p, "opts", p.name))
+        for path, command in commands()
+        for p in [command, *command.params]
+        if not getattr(p, "help", None) and getattr(p, "name", None) != "help"
+    ]
+    assert missing == []
+
+
 @pytest.mark.parametrize(
     "args",
     [
