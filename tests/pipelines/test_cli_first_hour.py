@@ -121,3 +121,18 @@ def test_demo_with_its_port_taken_stops_before_it_writes(taken: str, tmp_path: P
     assert f"127.0.0.1:{ports[taken]}: the port is in use" in result.output
     assert f"give {taken} another port" in result.output
     assert not ws.exists()
+
+
+def test_a_folder_that_is_not_a_workspace_names_the_workspaces_in_it(tmp_path: Path) -> None:
+    """After `make demo` the commands' default folder, ./workspace, holds the demo's
+    workspace/demo: the refusal says where it is instead of only "create one"."""
+    from hilt.pipelines.store.create import create_workspace
+    from hilt.pipelines.workspace import Workspace
+
+    parent = tmp_path / "workspace"
+    create_workspace(Workspace(parent / "demo"), CONFIG)
+    (parent / "not-one").mkdir()
+    result = CliRunner().invoke(app, ["audit", "verify", "--workspace", str(parent)])
+    assert result.exit_code == 2, result.output
+    assert "is not a hilt workspace" in result.output
+    assert f"the workspaces in it: --workspace {parent / 'demo'})" in result.output
