@@ -30,12 +30,12 @@ COMPILE := $(VPY) -m compileall -q $(HILT_ROOTS) > /dev/null
 .PHONY: help install lock test test-durations lint typecheck demo clean
 
 help:
-	@echo "make install    .venv with hilt (editable) + dev tools, pinned by constraints.txt"
+	@echo "make demo       install, set up workspace/demo once (the real loop), serve the dashboards"
 	@echo "make test       run pytest (PYTEST_ARGS='-m \"not browser\"' etc. passed through)"
+	@echo "make install    .venv with hilt (editable) + dev tools, pinned by constraints.txt"
 	@echo "make test-durations  tests/durations.json from the last make test (longest files first)"
 	@echo "make lint       ruff check, ruff format --check, mypy --strict"
 	@echo "make typecheck  mypy only"
-	@echo "make demo       run the demo into workspace/demo"
 	@echo "make lock       re-resolve all dependencies and rewrite constraints.txt"
 	@echo "make clean      remove .venv, build artefacts and caches (keeps workspace/)"
 

@@ -110,10 +110,27 @@ class Workspace:
         return self.db_path.exists()
 
     def require(self) -> Workspace:
-        """This workspace, or InputError when there is none at its folder."""
+        """This workspace, or InputError when there is none at its folder; the message names
+        the workspaces right inside it (``make demo`` makes ./workspace/demo, while the
+        commands' default is ./workspace)."""
         if not self.exists():
-            raise InputError(f"{self.root} is not a hilt workspace (create one with `hilt init`)")
+            inside = self.workspaces_inside()
+            hint = (
+                "; the workspaces in it: " + ", ".join(f"--workspace {p}" for p in inside)
+                if inside
+                else ""
+            )
+            raise InputError(
+                f"{self.root} is not a hilt workspace (create one with `hilt init`{hint})"
+            )
         return self
+
+    def workspaces_inside(self) -> list[Path]:
+        """The workspaces in the folders right inside this folder, by name (at most 5)."""
+        if not self.root.is_dir():
+            return []
+        folders = sorted(p for p in self.root.iterdir() if p.is_dir())
+        return [p for p in folders if Workspace(p).exists()][:5]
 
     def settings(self) -> Settings:
         return load_settings(self.config_path)

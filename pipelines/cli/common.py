@@ -11,7 +11,7 @@ import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -55,6 +55,12 @@ AsUserOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def port_option(help: str) -> Any:
+    """A ``--port`` option: a TCP port a server listens on, 1-65535 (typer refuses any
+    other number as a usage error, exit 2, before anything starts)."""
+    return typer.Option(help=help, min=1, max=65535)
 
 
 def fail(message: str, code: int) -> NoReturn:

@@ -40,7 +40,7 @@ AsOpt = Annotated[
         show_default=False,
     ),
 ]
-IdArg = Annotated[str, typer.Argument(help="The incident's id (INC-<seq>).")]
+IdArg = Annotated[str, typer.Argument(help="The incident's id (INC- and a number, e.g. INC-12).")]
 
 
 def _as(ws: Workspace, as_user: str | None, act: Callable[[Store], T]) -> T:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from hilt.pipelines.cli.common import WorkspaceOpt, guard
+from hilt.pipelines.cli.common import WorkspaceOpt, guard, port_option
 from hilt.pipelines.workspace import Workspace
 
 tracking_app = typer.Typer(help="The MLflow tracking store of a workspace.", no_args_is_help=True)
@@ -36,7 +36,7 @@ def _run_until_stopped(alive: Callable[[], bool], stop: Callable[[], None]) -> N
 
 def lab(
     workspace: WorkspaceOpt = None,
-    port: Annotated[int, typer.Option(help="JupyterLab's port (on 127.0.0.1).")] = 8888,
+    port: Annotated[int, port_option("JupyterLab's port (on 127.0.0.1).")] = 8888,
     browser: Annotated[bool, typer.Option(help="Open the URL in a browser.")] = False,
 ) -> None:
     """Open JupyterLab on the workspace with the project's kernel and the environment the
@@ -58,7 +58,7 @@ def lab(
 @tracking_app.command("ui")
 def tracking_ui(
     workspace: WorkspaceOpt = None,
-    port: Annotated[int, typer.Option(help="The UI's port (on 127.0.0.1).")] = 5000,
+    port: Annotated[int, port_option("The UI's port (on 127.0.0.1).")] = 5000,
 ) -> None:
     """Run the MLflow UI on the workspace's tracking store (loopback only) until Ctrl-C; when
     the runs go to a tracking server, print its URL instead."""

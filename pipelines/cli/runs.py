@@ -289,7 +289,7 @@ def simulate(
 @runs_app.command("list")
 def runs_list(
     workspace: WorkspaceOpt = None,
-    limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(help="At most this many runs, newest first.", min=1)] = 50,
 ) -> None:
     """The workspace's runs: id, kind, status, author, start, snapshot seq, model, gate, alias."""
 

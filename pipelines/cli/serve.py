@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hilt.pipelines.cli.common import WorkspaceOpt, fail, guard, quiet_mlflow, run_guard
+from hilt.pipelines.cli.common import (
+    EXIT_USER_ERROR,
+    WorkspaceOpt,
+    fail,
+    guard,
+    port_option,
+    quiet_mlflow,
+    run_guard,
+)
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -33,8 +41,8 @@ def _echo_dashboards(server: DashboardServer) -> None:
 
 def serve(
     workspace: WorkspaceOpt = None,
-    port: Annotated[int, typer.Option(help="Dashboard (Voila) port.")] = 8866,
-    store_port: Annotated[int, typer.Option(help="Store service port.")] = 8765,
+    port: Annotated[int, port_option("Dashboard (Voila) port.")] = 8866,
+    store_port: Annotated[int, port_option("Store service port.")] = 8765,
     host: Annotated[
         str, typer.Option(help="Interface; keep 127.0.0.1, put a sign-in proxy in front.")
     ] = "127.0.0.1",
@@ -70,6 +78,8 @@ def serve(
     if token_file is not None:
         fail("--token-file goes with --store-url", 2)
     ws = Workspace.at(workspace)
+    guard(ws.require)
+    _require_free_ports(port, store_port, host)
     server = guard(lambda: start_dashboards(ws, host=host, port=port, store_port=store_port))
     typer.echo(f"store service:     http://{host}:{store_port}")
     _echo_dashboards(server)
@@ -97,6 +107,23 @@ def _serve_remote(store_url: str, token_file: Path | None, host: str, port: int)
     )
     typer.echo("(Ctrl-C stops the dashboards)")
     serve_until_stopped(server)
+
+
+def _require_free_ports(port: int, store_port: int, host: str = "127.0.0.1") -> None:
+    """Exit 2 at once, naming the option, when the dashboards' or the store service's port is
+    taken: most often by a `hilt demo` or `hilt serve` still running."""
+    from hilt.pipelines.errors import InputError
+    from hilt.pipelines.ports import require_free_port
+
+    for option, p in (("--port", port), ("--store-port", store_port)):
+        try:
+            require_free_port(host, p)
+        except InputError as e:
+            fail(
+                f"{e} (is a `hilt demo` or `hilt serve` still running? stop it with Ctrl-C, "
+                f"or give {option} another port)",
+                EXIT_USER_ERROR,
+            )
 
 
 def _demo_step(step: DemoStep, root: Path) -> str:
@@ -146,9 +173,14 @@ def demo(
     workspace: WorkspaceOpt = None,
     config: Annotated[Path, typer.Option(help="Use-case config.")] = Path("data/hilt.toml"),
     data: Annotated[Path, typer.Option(help="Cases to load.")] = Path("data/german_credit.csv"),
-    port: Annotated[int, typer.Option(help="Dashboard (Voila) port.")] = 8866,
-    store_port: Annotated[int, typer.Option(help="Store service port.")] = 8765,
-    serve_dashboards: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+    port: Annotated[int, port_option("Dashboard (Voila) port.")] = 8866,
+    store_port: Annotated[int, port_option("Store service port.")] = 8765,
+    serve_dashboards: Annotated[
+        bool,
+        typer.Option(
+            "--serve/--no-serve", help="Serve the dashboards after the set-up (or set up only)."
+        ),
+    ] = True,
 ) -> None:
     """Set up the demo workspace once, through the real loop, then serve the dashboards.
 
@@ -159,6 +191,8 @@ def demo(
     from hilt.pipelines.loop.demo import set_up_demo
 
     ws = Workspace.at(workspace or "workspace/demo")
+    if serve_dashboards:  # before the set-up writes anything (tokens among it)
+        _require_free_ports(port, store_port)
     quiet_mlflow()
     setup = run_guard(
         lambda: set_up_demo(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
-from hilt.pipelines.cli.common import EXIT_STORE_ERROR, WorkspaceOpt, fail, guard
+from hilt.pipelines.cli.common import EXIT_STORE_ERROR, WorkspaceOpt, fail, guard, port_option
 from hilt.pipelines.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ AdminOpt = Annotated[
 @store_app.command("serve")
 def store_serve(
     workspace: WorkspaceOpt = None,
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
+    port: Annotated[int, port_option("TCP port.")] = 8765,
     host: Annotated[str, typer.Option(help="Interface; keep 127.0.0.1 behind a proxy.")] = (
         "127.0.0.1"
     ),
