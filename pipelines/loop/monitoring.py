@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -85,31 +85,49 @@ def binned(values: Floats, edges: Floats) -> Floats:
     return np.bincount(idx, minlength=edges.size + 1).astype(np.float64)
 
 
-def binned_sorted(values: Floats, edges: Floats) -> Floats:
-    """``binned`` of values already sorted: O(bins · log n) instead of O(n · log bins). A
-    value equal to an edge is in the bin above it, as in ``binned``."""
-    cuts = np.searchsorted(values, edges, side="left")
-    bounds = np.concatenate(([0], cuts, [values.size]))
+@dataclass(frozen=True)
+class Distinct:
+    """A sample as its distinct values, ascending, and how many of its values are at or
+    below each (a running count): what the KS test and the PSI bins need of the window's
+    values, counted by a hash aggregation instead of sorting every value."""
+
+    values: Floats = field(repr=False)
+    at_or_below: np.ndarray[Any, np.dtype[np.int64]] = field(repr=False)
+
+    @property
+    def size(self) -> int:
+        return int(self.at_or_below[-1]) if self.at_or_below.size else 0
+
+    def below(self, points: Floats, side: Literal["left", "right"]) -> Any:
+        """How many values are below each of ``points`` (``side="left"``), or at or below
+        (``"right"``)."""
+        index = np.searchsorted(self.values, points, side=side)
+        return np.concatenate(([0], self.at_or_below))[index]
+
+
+def distinct(values: Floats) -> Distinct:
+    """``Distinct`` of a sample (in numpy; the window's come from polars, ``_prepare``)."""
+    unique, counts = np.unique(np.asarray(values, dtype=np.float64), return_counts=True)
+    return Distinct(unique, np.cumsum(counts))
+
+
+def binned_distinct(live: Distinct, edges: Floats) -> Floats:
+    """``binned`` of a sample given as ``Distinct``: O(bins · log distinct). A value equal
+    to an edge is in the bin above it, as in ``binned``."""
+    bounds = np.concatenate(([0], live.below(edges, "left"), [live.size]))
     return np.diff(bounds).astype(np.float64)
 
 
-def ks_sorted(reference: Floats, live: Floats) -> tuple[float, float]:
-    """Two-sample Kolmogorov-Smirnov on two sorted samples: D, the largest gap between their
-    empirical distribution functions (evaluated at every distinct value of both), and the
-    asymptotic two-sided p-value as ``scipy.stats.ks_2samp(method="asymp")`` gives it
-    (Smirnov: ``kstwo.sf(D, round(n·m / (n + m)))``). One pass over the live values, which
-    are sorted once for both this and the PSI."""
+def ks(reference: Floats, live: Distinct) -> tuple[float, float]:
+    """Two-sample Kolmogorov-Smirnov of a sorted reference sample and the window's values:
+    D, the largest gap between their empirical distribution functions (evaluated at every
+    distinct value of both), and the asymptotic two-sided p-value as
+    ``scipy.stats.ks_2samp(method="asymp")`` gives it (Smirnov: ``kstwo.sf(D, round(n·m /
+    (n + m)))``)."""
     n1, n2 = reference.size, live.size
-    last = np.empty(n2, dtype=bool)
-    np.not_equal(live[1:], live[:-1], out=last[:-1])
-    last[-1] = True
-    distinct = live[last]
-    gap_live = np.abs(
-        (np.flatnonzero(last) + 1) / n2 - np.searchsorted(reference, distinct, "right") / n1
-    )
+    gap_live = np.abs(live.at_or_below / n2 - np.searchsorted(reference, live.values, "right") / n1)
     gap_ref = np.abs(
-        np.searchsorted(reference, reference, "right") / n1
-        - np.searchsorted(live, reference, "right") / n2
+        np.searchsorted(reference, reference, "right") / n1 - live.below(reference, "right") / n2
     )
     d = float(max(gap_live.max(initial=0.0), gap_ref.max(initial=0.0)))
     m, n = sorted((float(n1), float(n2)), reverse=True)
@@ -163,18 +181,41 @@ def numeric(settings: Settings, name: str) -> bool:
     return settings.columns[name].type in ("int", "float")
 
 
+def _score_figures(scores: Floats, edges: Floats, threshold: float) -> pl.LazyFrame:
+    """One row: the number of scores, their mean (the expected positive rate), the expected
+    accuracy at ``threshold`` (p where p >= threshold, else 1 - p) and, per inner edge, how
+    many scores are at or above it (the PSI bins; NaN above every edge, as in ``binned``)."""
+    p = pl.col("p")
+    return pl.LazyFrame({"p": np.asarray(scores, dtype=np.float64)}).select(
+        pl.len().alias("cases"),
+        p.mean().alias("positive_rate"),
+        pl.when(p >= threshold).then(p).otherwise(1.0 - p).mean().alias("accuracy"),
+        *[(p >= float(edge)).sum().alias(f"at_or_above_{k}") for k, edge in enumerate(edges)],
+    )
+
+
+def _score_bins(row: pl.DataFrame, edges: Floats) -> Floats:
+    """The PSI bin counts of the scores, from the row of ``_score_figures``."""
+    at_or_above = [int(row[f"at_or_above_{k}"][0]) for k in range(edges.size)]
+    return -np.diff(np.array([int(row["cases"][0]), *at_or_above, 0], dtype=np.float64))
+
+
+def _score_estimate(row: pl.DataFrame) -> EstimatedPerformance:
+    """The estimated performance, from the row of ``_score_figures``."""
+    cases = int(row["cases"][0])
+    if cases == 0:
+        return EstimatedPerformance(cases=0, positive_rate=None, accuracy=None)
+    return EstimatedPerformance(
+        cases=cases,
+        positive_rate=round(float(row["positive_rate"][0]), 6),
+        accuracy=round(float(row["accuracy"][0]), 6),
+    )
+
+
 def estimated_performance(scores: Floats, threshold: float) -> EstimatedPerformance:
     """What calibrated probabilities expect before outcomes arrive: the positive rate (their
     mean) and the accuracy at ``threshold`` (p where p >= threshold, else 1 - p)."""
-    s = np.asarray(scores, dtype=np.float64)
-    if s.size == 0:
-        return EstimatedPerformance(cases=0, positive_rate=None, accuracy=None)
-    chosen = np.where(s >= threshold, s, 1.0 - s)
-    return EstimatedPerformance(
-        cases=int(s.size),
-        positive_rate=round(float(s.mean()), 6),
-        accuracy=round(float(chosen.mean()), 6),
-    )
+    return _score_estimate(_score_figures(scores, np.empty(0), threshold).collect())
 
 
 def reference(train: pl.DataFrame, train_scores: Floats, settings: Settings) -> Reference:
@@ -212,7 +253,7 @@ def reference(train: pl.DataFrame, train_scores: Floats, settings: Settings) -> 
 
 # ---------------------------------------------------------------------------- compare
 def _numeric_statistics(
-    name: str, ref: NumericReference, live: Floats, missing: float
+    name: str, ref: NumericReference, live: Distinct, missing: float
 ) -> FeatureStatistics:
     if live.size == 0 or ref.values.size == 0:
         return FeatureStatistics(
@@ -225,12 +266,12 @@ def _numeric_statistics(
             missing_rate_training=round(ref.missing_rate, 6),
             missing_rate=round(missing, 6),
         )
-    d, p = ks_sorted(ref.values, live)
+    d, p = ks(ref.values, live)
     return FeatureStatistics(
         feature=name,
         kind="number",
         test="ks",
-        psi=round(psi(ref.counts, binned_sorted(live, ref.edges)), 6),
+        psi=round(psi(ref.counts, binned_distinct(live, ref.edges)), 6),
         statistic=round(d, 6),
         p_value=p,
         missing_rate_training=round(ref.missing_rate, 6),
@@ -265,28 +306,37 @@ def _category_statistics(
     )
 
 
-def _prepare(live: pl.DataFrame, ref: Reference) -> dict[str, Floats | dict[str, int]]:
-    """Per feature, what its statistics need of the window, computed by polars on every
-    core at once: the sorted finite values of a number, the level counts of a category."""
+def _prepare(
+    live: pl.DataFrame, ref: Reference, scores: Floats, threshold: float
+) -> tuple[dict[str, Distinct | dict[str, int]], pl.DataFrame]:
+    """Per feature, what its statistics need of the window, and the scores' figures
+    (``_score_figures``), computed by polars on every core at once: the distinct finite
+    values of a number with their running counts, the level counts of a category."""
     frame = live.lazy()
     queries = []
     for name, feature_ref in ref.features.items():
         col = pl.col(name)
         if isinstance(feature_ref, NumericReference):
             x = col.cast(pl.Float64).drop_nulls()
-            queries.append(frame.select(x.filter(x.is_finite()).sort().alias("value")))
+            counts = x.filter(x.is_finite()).value_counts(name="n")
+            queries.append(
+                frame.select(counts.alias("counts"))
+                .unnest("counts")
+                .sort(name)
+                .select(pl.col(name).alias("value"), pl.col("n").cast(pl.Int64).cum_sum())
+            )
         else:
             counts = col.cast(pl.String).drop_nulls().value_counts(name="n")
             queries.append(frame.select(counts.alias("counts")).unnest("counts"))
-    out: dict[str, Floats | dict[str, int]] = {}
-    for (name, feature_ref), result in zip(
-        ref.features.items(), pl.collect_all(queries), strict=True
-    ):
+    queries.append(_score_figures(scores, ref.score_edges, threshold))
+    *results, score_row = pl.collect_all(queries)
+    out: dict[str, Distinct | dict[str, int]] = {}
+    for (name, feature_ref), result in zip(ref.features.items(), results, strict=True):
         if isinstance(feature_ref, NumericReference):
-            out[name] = result["value"].to_numpy()
+            out[name] = Distinct(result["value"].to_numpy(), result["n"].to_numpy())
         else:
             out[name] = {str(k): int(n) for k, n in zip(result[name], result["n"], strict=True)}
-    return out
+    return out, score_row
 
 
 def compare(
@@ -307,18 +357,21 @@ def compare(
     lacking = [name for name in ref.features if name not in live.columns]
     if lacking:
         raise InputError(f"the window's cases lack the features {lacking}")
-    prepared = _prepare(live, ref)
+    threshold = settings.review.decision_threshold
+    prepared, score_row = _prepare(live, ref, scores, threshold)
     features = []
     for name, feature_ref in ref.features.items():
         missing = _missing_rate(live[name])
         values = prepared[name]
         if isinstance(feature_ref, NumericReference):
-            assert isinstance(values, np.ndarray)
+            assert isinstance(values, Distinct)
             features.append(_numeric_statistics(name, feature_ref, values, missing))
         else:
             assert isinstance(values, dict)
             features.append(_category_statistics(name, feature_ref, values, missing))
-    score_psi = psi(ref.score_counts, binned(scores, ref.score_edges)) if scores.size else 0.0
+    score_psi = (
+        psi(ref.score_counts, _score_bins(score_row, ref.score_edges)) if scores.size else 0.0
+    )
     return MonitoringStatistics(
         model_version=model_version,
         model_sha256=model_sha256,
@@ -327,7 +380,7 @@ def compare(
         training_rows=ref.rows,
         features=features,
         score_psi=round(score_psi, 6),
-        estimated=estimated_performance(scores, settings.review.decision_threshold),
+        estimated=_score_estimate(score_row),
         estimated_training=ref.estimated,
     )
 

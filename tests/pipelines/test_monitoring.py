@@ -121,7 +121,7 @@ def test_psi_is_zero_for_equal_shares_and_grows_with_the_shift() -> None:
     assert 0 < small < large
 
 
-def test_the_ks_test_on_sorted_samples_is_scipys() -> None:
+def test_the_ks_test_on_distinct_values_is_scipys() -> None:
     rng = np.random.default_rng(7)
     for a, b in (
         (rng.normal(size=700), rng.normal(0.1, 1.0, 5000)),
@@ -129,17 +129,57 @@ def test_the_ks_test_on_sorted_samples_is_scipys() -> None:
         (np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 1.0, 5.0])),
     ):
         expected = stats.ks_2samp(a, b, method="asymp")
-        d, p = monitoring.ks_sorted(np.sort(a), np.sort(b))
+        d, p = monitoring.ks(np.sort(a), monitoring.distinct(b))
         assert d == pytest.approx(expected.statistic, abs=1e-12)
         assert p == pytest.approx(expected.pvalue, rel=1e-9)
 
 
-def test_bins_of_sorted_values_are_the_bins_of_the_values() -> None:
+def test_bins_of_distinct_values_are_the_bins_of_the_values() -> None:
     values = np.random.default_rng(3).integers(0, 10, 1000).astype(float)
     edges = monitoring.quantile_edges(values)
     assert np.array_equal(
-        monitoring.binned_sorted(np.sort(values), edges), monitoring.binned(values, edges)
+        monitoring.binned_distinct(monitoring.distinct(values), edges),
+        monitoring.binned(values, edges),
     )
+
+
+def test_the_windows_figures_from_polars_are_numpys() -> None:
+    """What ``compare`` counts with polars (distinct values and running counts of a
+    number, the scores' bins and means) equals the plain numpy computation: the KS test and
+    PSI on the sorted values, ``binned`` of the scores (a score on an edge in the bin above
+    it, a NaN in the top bin, as numpy's search puts them), the mean and the expected
+    accuracy."""
+    data = typed(all_cases())
+    ref = reference_of(data.head(LABELLED))
+    window = data.slice(LABELLED, 300)
+    rng = np.random.default_rng(5)
+    scores = rng.random(window.height)
+    scores[40] = ref.score_edges[2]  # (on an edge: in the bin above it)
+    got = monitoring.compare(
+        ref, window, scores, SETTINGS, model_version="m", model_sha256="0" * 64, window_days=30
+    )
+    threshold = SETTINGS.review.decision_threshold
+    by_name = {f.feature: f for f in got.features}
+    for name, feature_ref in ref.features.items():
+        if not isinstance(feature_ref, monitoring.NumericReference):
+            continue
+        values = window[name].drop_nulls().cast(pl.Float64).to_numpy()
+        ordered = np.sort(values[np.isfinite(values)])
+        d, _ = stats.ks_2samp(feature_ref.values, ordered, method="asymp")
+        assert by_name[name].statistic == round(d, 6)
+        bins = monitoring.binned(ordered, feature_ref.edges)
+        assert by_name[name].psi == round(monitoring.psi(feature_ref.counts, bins), 6)
+    assert got.score_psi == round(
+        monitoring.psi(ref.score_counts, monitoring.binned(scores, ref.score_edges)), 6
+    )
+    chosen = np.where(scores >= threshold, scores, 1.0 - scores)
+    assert got.estimated.positive_rate == pytest.approx(scores.mean(), abs=1e-6)
+    assert got.estimated.accuracy == pytest.approx(chosen.mean(), abs=1e-6)
+    scores[3] = np.nan
+    figures = monitoring._score_figures(scores, ref.score_edges, threshold).collect()
+    bins = monitoring._score_bins(figures, ref.score_edges)
+    assert np.array_equal(bins, monitoring.binned(scores, ref.score_edges))
+    assert bins[-1] >= 1 and bins.sum() == scores.size
 
 
 def test_estimated_performance_comes_from_the_calibrated_probabilities() -> None:
