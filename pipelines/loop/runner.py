@@ -12,7 +12,9 @@ everything an auditor needs:
    champion and not allowed for shadow scoring, no champion at all, or a model in MLflow
    whose sha256 is not the one the store registered;
 3. the MLflow run is created (author and provenance tags) and ``run.started`` is audited with
-   the parameters and the template's sha256;
+   the parameters and the template's sha256; a retraining's snapshot is then exported by the
+   store for this process, as the run's author, while the kernel starts (``run_snapshot``;
+   not for a reproduction, which reuses its file), and handed to the kernel's snapshot step;
 4. papermill executes the template on the ``python3`` kernel (the project's venv), with the
    run id and the author as parameters, into ``<workspace>/runs/<UTC
    yyyymmddThhmmssZ>-<kind>-<run id>.ipynb``;
@@ -48,6 +50,7 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
     SystemHalted,
 )
+from hilt.pipelines.loop import run_snapshot
 from hilt.pipelines.loop.digests import file_sha256
 from hilt.pipelines.loop.model import LEGACY_NTHREAD, TrainParams
 from hilt.pipelines.loop.run_kernel import KERNEL_NAME as KERNEL_NAME
@@ -138,6 +141,10 @@ def open_run_store(
         if kind == "monitor"
         else Need(RUN_ROLES, "run retraining or scoring")
     )
+    if kind == "retrain":
+        # In a run's kernel: the runner may be exporting the run's snapshot, holding an
+        # embedded store's lock; wait for that rather than for the lock (``run_snapshot``).
+        run_snapshot.settled()
     store = open_store_as(ws, Identity(name=author, operator=True), need=need)
     return store, store.whoami().name
 
@@ -345,7 +352,10 @@ def _execute(
         html_ready = threading.Thread(target=_warm_up_html, name="hilt-nbconvert", daemon=True)
         html_ready.start()
         try:
-            with _relay(kind, settings, store, run_id, relay_at):
+            with (
+                run_snapshot.taking(store, kind, typed) as snapshot,
+                _relay(kind, settings, store, run_id, relay_at, snapshot),
+            ):
                 papermill.execute_notebook(
                     str(template),
                     str(out),
@@ -404,15 +414,24 @@ def _execute(
 
 
 @contextmanager
-def _relay(kind: str, settings: Settings, store: Store, run_id: str, at: Relay) -> Iterator[None]:
+def _relay(
+    kind: str,
+    settings: Settings,
+    store: Store,
+    run_id: str,
+    at: Relay,
+    snapshot: run_snapshot.Taking | None = None,
+) -> Iterator[None]:
     """This process does the kernel's MLflow work (``tracking.relay``: it has mlflow loaded
-    and the run made), so the kernel never imports mlflow; it listens where the kernel was
-    told to call (``at``)."""
+    and the run made), so the kernel never imports mlflow, and hands it the ``snapshot`` it
+    is taking for the run (``run_snapshot``); it listens where the kernel was told to call
+    (``at``)."""
     from hilt.pipelines.loop.tracking.relay import InProcess, serve
 
     if kind == "retrain":
         threading.Thread(target=_warm_up_tracking, name="hilt-mlflow-warm", daemon=True).start()
-    with serve(lambda folder: InProcess(settings, store.models, folder), run_id, at):
+    tracking_for = functools.partial(InProcess, settings, store.models)
+    with serve(tracking_for, run_id, at, None if snapshot is None else snapshot.result):
         yield
 
 
