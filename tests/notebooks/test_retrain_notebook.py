@@ -250,8 +250,10 @@ def test_a_run_leaves_its_notebook_mlflow_records_and_audit_events(
 
 def _cell(nb: dict[str, Any], needle: str) -> dict[str, Any]:
     """The one code cell of an executed notebook whose source holds ``needle``."""
-    [cell] = [c for c in nb["cells"] if c["cell_type"] == "code" and needle in "".join(c["source"])]
-    return cell
+    cells: list[dict[str, Any]] = nb["cells"]
+    found = [c for c in cells if c["cell_type"] == "code" and needle in "".join(c["source"])]
+    assert len(found) == 1, needle
+    return found[0]
 
 
 def test_the_snapshot_the_notebook_shows_is_the_one_the_runner_took(
