@@ -34,16 +34,9 @@ The run acts as the operating-system user (an admin), as `hilt retrain` does.
    the run logged (identical bytes prove the same rows and parameters). Reported:
    end_to_end / bare and end_to_end / (bare + matrix build). Target (from issue 13):
    <= 1.5 x bare on 1M rows, both on every core. The CPU seconds of the run (the runner's
-   process, its kernel with what the kernel reaped, and in all: with the runner's own
-   workers, ``total_s``) and of the bare training are printed next to them (``cpu``,
-   ``bare.train_cpu_s``): on a shared machine the wall seconds say more about the load
-   than about the code.
-
-A retraining's snapshot is exported by the runner, on a thread, while the kernel starts
-(``loop.run_snapshot``): the notebook's step "kernel: snapshot" only shows the store's record
-(and the kernel waits for it in "kernel: open store", before it opens the store). The
-export's own wall and CPU seconds (its thread's) are printed apart (``runner_snapshot``):
-they overlap the kernel's start, so they are not a row of the breakdown.
+   process, and its kernel with what the kernel reaped) and of the bare training are
+   printed next to them (``cpu``, ``bare.train_cpu_s``): on a shared machine the wall
+   seconds say more about the load than about the code.
 
 Where the time goes (each run): the runner's steps are timed by wrapping, for the duration
 of the run only, the functions it calls (``runner.validate_parameters``,
@@ -81,7 +74,7 @@ from typing import Any
 
 import polars as pl
 
-from hilt.pipelines.loop import run_snapshot, runner
+from hilt.pipelines.loop import runner
 from hilt.pipelines.loop.features import training_frame
 from hilt.pipelines.loop.model import TrainParams
 from hilt.pipelines.store import Identity, open_store_as
@@ -224,30 +217,11 @@ def instrumented(timers: dict[str, float]) -> Iterator[None]:
         setattr(module, attr, _timed(timers, key, original))
     saved.append((run_kernel, "started", run_kernel.started))
     run_kernel.started = _kernel_cpu(timers, run_kernel.started)
-    saved.append((run_snapshot.Taking, "_take", run_snapshot.Taking._take))
-    timed_take = _thread_timed(timers, "runner_snapshot", run_snapshot.Taking._take)
-    setattr(run_snapshot.Taking, "_take", timed_take)  # noqa: B010  (a method, for the run)
     try:
         yield
     finally:
         for module, attr, original in reversed(saved):
             setattr(module, attr, original)
-
-
-def _thread_timed(timers: dict[str, float], key: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` (run on a thread of its own), its wall seconds in ``timers[key]`` and its
-    thread's CPU seconds in ``timers[key + "_cpu"]``."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        t, c = time.perf_counter(), time.thread_time()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            timers[key] = timers.get(key, 0.0) + time.perf_counter() - t
-            timers[key + "_cpu"] = timers.get(key + "_cpu", 0.0) + time.thread_time() - c
-
-    return wrapper
 
 
 def _kernel_cpu(timers: dict[str, float], started: Callable[..., Any]) -> Callable[..., Any]:
@@ -266,16 +240,8 @@ def _kernel_cpu(timers: dict[str, float], started: Callable[..., Any]) -> Callab
                     if isinstance(pid, int):
                         cpu = process_cpu_s(pid, reaped=True)
                         timers["kernel_cpu"] = timers.get("kernel_cpu", 0.0) + cpu
-                        # (this process reaps it, and so counts it among its children)
-                        timers["kernel_reaped_here"] = float(_parent_of(pid) == os.getpid())
 
     return wrapper
-
-
-def _reaped_cpu_s() -> float:
-    """CPU seconds of this process's children it waited for (and of theirs)."""
-    t = os.times()
-    return t.children_user + t.children_system
 
 
 def run_cpu(timers: dict[str, float], before: float) -> dict[str, float]:
@@ -286,12 +252,7 @@ def run_cpu(timers: dict[str, float], before: float) -> dict[str, float]:
     return {
         "runner_s": time.process_time() - before,
         "kernel_s": timers.get("kernel_cpu", 0.0),
-        "runner_snapshot_s": timers.get("runner_snapshot_cpu", 0.0),
     }
-
-
-def _parent_of(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def _when(stamp: str) -> datetime:
@@ -383,20 +344,14 @@ def timed_run(
     ws: Workspace, cpu: dict[str, float] | None = None
 ) -> tuple[runner.RunResult, float, dict[str, float]]:
     """One retraining through ``runner.execute``: result, wall seconds, breakdown; its CPU
-    seconds (``run_cpu``) and the wall seconds of the runner's snapshot
-    (``runner_snapshot_wall_s``) into ``cpu`` when given."""
+    seconds (``run_cpu``) into ``cpu`` when given."""
     timers: dict[str, float] = {}
     with instrumented(timers):
-        t, c, reaped = time.perf_counter(), time.process_time(), _reaped_cpu_s()
+        t, c = time.perf_counter(), time.process_time()
         result = runner.execute(ws, runner.RunRequest(kind="retrain", parameters={}, author=None))
         wall = time.perf_counter() - t
     if cpu is not None:
         cpu.update(run_cpu(timers, c))
-        cpu["runner_snapshot_wall_s"] = timers.get("runner_snapshot", 0.0)
-        # The runner's own workers (the snapshot's opening, forked) are its children.
-        cpu["total_s"] = cpu["runner_s"] + _reaped_cpu_s() - reaped
-        if not timers.get("kernel_reaped_here"):
-            cpu["total_s"] += cpu["kernel_s"]
     return result, wall, breakdown(wall, timers, result.notebook)
 
 
@@ -564,14 +519,8 @@ def synthetic_section(
     )
     print(
         f"  CPU of the run: this process (the runner) {cpu['runner_s']:.2f} s, its kernel (with "
-        f"what the kernel reaped: the opening's worker) {cpu['kernel_s']:.2f} s; in all, "
-        f"with the runner's workers, {cpu['total_s']:.2f} s; bare "
+        f"what the kernel reaped: the opening's worker) {cpu['kernel_s']:.2f} s; bare "
         f"xgboost.train {bare['train_cpu_s']:.2f} s, its matrix {bare['matrix_cpu_s']:.2f} s"
-    )
-    print(
-        f"  the runner's snapshot (on a thread, while the kernel starts): "
-        f"{cpu['runner_snapshot_wall_s']:.2f} s, {cpu['runner_snapshot_s']:.2f} s of CPU "
-        "(in the runner's CPU above)"
     )
     ratio = wall / bare["train_s"]
     ratio_matrix = wall / (bare["train_s"] + bare["matrix_s"])

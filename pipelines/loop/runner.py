@@ -12,9 +12,7 @@ everything an auditor needs:
    champion and not allowed for shadow scoring, no champion at all, or a model in MLflow
    whose sha256 is not the one the store registered;
 3. the MLflow run is created (author and provenance tags) and ``run.started`` is audited with
-   the parameters and the template's sha256; a retraining's snapshot is then exported by the
-   store for this process, as the run's author, while the kernel starts (``run_snapshot``;
-   not for a reproduction, which reuses its file), and handed to the kernel's snapshot step;
+   the parameters and the template's sha256;
 4. papermill executes the template on the ``python3`` kernel (the project's venv), with the
    run id and the author as parameters, into ``<workspace>/runs/<UTC
    yyyymmddThhmmssZ>-<kind>-<run id>.ipynb``;
@@ -50,10 +48,8 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
     SystemHalted,
 )
-from hilt.pipelines.loop import run_snapshot
 from hilt.pipelines.loop.digests import file_sha256
 from hilt.pipelines.loop.model import LEGACY_NTHREAD, TrainParams
-from hilt.pipelines.loop.papermill_engine import papermill_engine
 from hilt.pipelines.loop.run_kernel import KERNEL_NAME as KERNEL_NAME
 from hilt.pipelines.loop.run_parameters import (
     audit_parameters,
@@ -142,10 +138,6 @@ def open_run_store(
         if kind == "monitor"
         else Need(RUN_ROLES, "run retraining or scoring")
     )
-    if kind == "retrain":
-        # In a run's kernel: the runner may be exporting the run's snapshot, holding an
-        # embedded store's lock; wait for that rather than for the lock (``run_snapshot``).
-        run_snapshot.settled()
     store = open_store_as(ws, Identity(name=author, operator=True), need=need)
     return store, store.whoami().name
 
@@ -353,10 +345,7 @@ def _execute(
         html_ready = threading.Thread(target=_warm_up_html, name="hilt-nbconvert", daemon=True)
         html_ready.start()
         try:
-            with (
-                run_snapshot.taking(store, kind, typed) as snapshot,
-                _relay(kind, settings, store, run_id, relay_at, snapshot),
-            ):
+            with _relay(kind, settings, store, run_id, relay_at):
                 papermill.execute_notebook(
                     str(template),
                     str(out),
@@ -415,24 +404,15 @@ def _execute(
 
 
 @contextmanager
-def _relay(
-    kind: str,
-    settings: Settings,
-    store: Store,
-    run_id: str,
-    at: Relay,
-    snapshot: run_snapshot.Taking | None = None,
-) -> Iterator[None]:
+def _relay(kind: str, settings: Settings, store: Store, run_id: str, at: Relay) -> Iterator[None]:
     """This process does the kernel's MLflow work (``tracking.relay``: it has mlflow loaded
-    and the run made), so the kernel never imports mlflow, and hands it the ``snapshot`` it
-    is taking for the run (``run_snapshot``); it listens where the kernel was told to call
-    (``at``)."""
+    and the run made), so the kernel never imports mlflow; it listens where the kernel was
+    told to call (``at``)."""
     from hilt.pipelines.loop.tracking.relay import InProcess, serve
 
     if kind == "retrain":
         threading.Thread(target=_warm_up_tracking, name="hilt-mlflow-warm", daemon=True).start()
-    tracking_for = functools.partial(InProcess, settings, store.models)
-    with serve(tracking_for, run_id, at, None if snapshot is None else snapshot.result):
+    with serve(lambda folder: InProcess(settings, store.models, folder), run_id, at):
         yield
 
 
@@ -452,6 +432,61 @@ def _warm_up_html() -> None:
 
     with contextlib.suppress(Exception):
         notebook_render.warm_up()
+
+
+#: papermill's engine for hilt's runs (``papermill_engine``).
+ENGINE_NAME = "hilt"
+#: While a run works, its executed notebook is written at most this often (seconds).
+SAVE_EVERY_S = 30.0
+
+
+@functools.cache
+def papermill_engine() -> str:
+    """papermill's own engine (nbclient), registered as ``ENGINE_NAME``, writing the executed
+    notebook when the run starts and ends (also when a cell fails or the kernel dies, so the
+    partial notebook is kept) and at most every ``SAVE_EVERY_S`` seconds between: papermill
+    writes it before and after every cell, markdown ones too (66 writes of ~4 ms each in a
+    retraining; 0.2-0.8 s of CPU a run for a file nobody reads before the run ends)."""
+    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+
+    class Manager(NotebookExecutionManager):  # type: ignore[misc]
+        def save(self, **kwargs: Any) -> None:
+            first = not getattr(self, "_written", False)
+            since = (self.now() - self.last_save_time).total_seconds()
+            if first or self.end_time is not None or since >= SAVE_EVERY_S:
+                self._written = True
+                super().save(**kwargs)
+
+    class Engine(NBClientEngine):  # type: ignore[misc]
+        @classmethod
+        def execute_notebook(
+            cls,
+            nb: Any,
+            kernel_name: str,
+            output_path: str | None = None,
+            progress_bar: Any = True,
+            log_output: bool = False,
+            autosave_cell_every: int = 30,
+            **kwargs: Any,
+        ) -> Any:
+            # papermill's Engine.execute_notebook, with the manager above.
+            nb_man = Manager(
+                nb,
+                output_path=output_path,
+                progress_bar=progress_bar,
+                log_output=log_output,
+                autosave_cell_every=autosave_cell_every,
+            )
+            nb_man.notebook_start()
+            try:
+                cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+            finally:
+                nb_man.cleanup_pbar()
+                nb_man.notebook_complete()
+            return nb_man.nb
+
+    papermill_engines.register(ENGINE_NAME, Engine)
+    return ENGINE_NAME
 
 
 def _record_failure(

@@ -11,9 +11,7 @@ import json
 import os
 import re
 import tempfile
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 import pytest
@@ -21,7 +19,6 @@ from mlflow import MlflowClient
 from papermill import cli as papermill_cli
 from papermill.inspection import display_notebook_help
 
-from hilt.pipelines.errors import SystemHalted
 from hilt.pipelines.kernels.source import SWITCH_ENV
 from hilt.pipelines.loop import runner
 from hilt.pipelines.loop.model import TrainParams
@@ -248,60 +245,6 @@ def test_a_run_leaves_its_notebook_mlflow_records_and_audit_events(
     assert mlflow_findings([run_id]) == []
 
 
-def _cell(nb: dict[str, Any], needle: str) -> dict[str, Any]:
-    """The one code cell of an executed notebook whose source holds ``needle``."""
-    cells: list[dict[str, Any]] = nb["cells"]
-    found = [c for c in cells if c["cell_type"] == "code" and needle in "".join(c["source"])]
-    assert len(found) == 1, needle
-    return found[0]
-
-
-def test_the_snapshot_the_notebook_shows_is_the_one_the_runner_took(
-    ws: Workspace, first: FirstRun
-) -> None:
-    """The runner exports the run's snapshot (as the run's author, after ``run.started``)
-    while the kernel starts; the notebook's snapshot step shows the store's record of it,
-    and the run trained on it."""
-    result, before, _ = first
-    started, snap = events_since(ws, before)[:2]
-    assert (started.action, snap.action) == ("run.started", "snapshot.created")
-    assert snap.actor == "dana" and snap.seq == started.seq + 1
-    nb = json.loads(result.notebook.read_text())
-    step = _cell(nb, "training_data.get_snapshot(")
-    opening = _cell(nb, "open_run_store(")
-    # Taken by the runner: the export was audited before the kernel's snapshot step began
-    # (the kernel waited for it as it opened the store). In the kernel, it would have been
-    # audited during that step.
-    exported = datetime.fromisoformat(snap.ts)
-    assert exported <= datetime.fromisoformat(opening["metadata"]["papermill"]["end_time"])
-    assert exported < datetime.fromisoformat(step["metadata"]["papermill"]["start_time"])
-    shown = "".join("".join(o["data"]["text/plain"]) for o in step["outputs"] if "data" in o)
-    for fact in (
-        snap.object_id,
-        snap.payload["sha256"],
-        f"by hilt retrain as the kernel started (audit seq {snap.seq})",
-    ):
-        assert fact in shown, fact
-    assert re.search(rf"as of audit seq\s+┆ {snap.payload['as_of_seq']}\s", shown), shown
-    assert re.search(rf"rows\s+┆ {snap.payload['rows']}\s", shown), shown
-    assert run_info(result.run_id).snapshot_sha256 == snap.payload["sha256"]
-
-
-def test_a_halted_store_refuses_the_run_before_any_snapshot(ws: Workspace) -> None:
-    """A halt refuses a retraining before the runner exports anything: no snapshot file, no
-    snapshot event, no kernel; only ``run.refused``."""
-    open_store_as(ws, Identity(name="lena")).halt("Investigating complaints")
-    try:
-        files = sorted(ws.snapshots_dir.glob("*"))
-        before = operator(ws).audit_head().seq
-        with pytest.raises(SystemHalted, match="retraining refused: the system is halted"):
-            runner.execute(ws, runner.RunRequest("retrain", FAST, author="dana"))
-        assert [e.action for e in events_since(ws, before)] == ["run.refused"]
-        assert sorted(ws.snapshots_dir.glob("*")) == files
-    finally:
-        open_store_as(ws, Identity(name="max")).resume()
-
-
 def test_the_gate_rejects_label_noise_and_the_champion_stays(
     ws: Workspace, promoted: FirstRun, tmp_path: Path
 ) -> None:
@@ -351,9 +294,6 @@ def test_a_failing_run_exits_1_keeps_its_notebook_and_is_marked_failed(
     assert nb["metadata"]["papermill"]["exception"] is True
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert [e["ename"] for e in errors] == ["ConflictError"]
-    # The runner's export was refused; the kernel raised the store's refusal in its snapshot
-    # step, as when it exported there itself.
-    assert errors[0] in _cell(nb, "training_data.get_snapshot(")["outputs"]
     configure(ws)
     assert run_info(run_id).status == "FAILED"
     events = events_since(ws, before)

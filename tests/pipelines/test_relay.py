@@ -17,7 +17,6 @@ from typing import cast
 
 import pytest
 
-from hilt.pipelines.errors import ConflictError
 from hilt.pipelines.loop.tracking import relay as relay_module
 from hilt.pipelines.loop.tracking.environment import DB_FILE
 from hilt.pipelines.loop.tracking.relay import (
@@ -147,50 +146,3 @@ def test_the_relay_stops_without_waiting_for_its_loop_to_poll(
     server.start()
     # (far below the poll's minute: the stop did not wait for it)
     assert stopped.wait(20.0), "the relay's stop waited for its loop's next poll"
-
-
-def test_the_relay_hands_over_the_runners_snapshot_or_the_stores_refusal_as_raised() -> None:
-    """A retraining's runner takes the run's snapshot while the kernel starts
-    (``loop.run_snapshot``): the kernel's snapshot step gets the store's record through the
-    relay, waiting for it; or the store's refusal as the store raised it (its class and
-    message: the run fails in that step as before); None from a relay that took none. Other
-    errors stay the relay's own."""
-    record = {"name": "snapshot-00000003-0123456789ab.parquet", "rows": 3}
-    release = threading.Event()
-
-    def taken() -> dict[str, object]:
-        assert release.wait(20.0)
-        return record
-
-    refused = ConflictError("no labelled cases as of that seq; nothing to snapshot")
-
-    def refusal() -> dict[str, object]:
-        raise refused
-
-    def broken() -> dict[str, object]:
-        raise ValueError("not a store error")
-
-    tracking = cast(Tracking, object())
-    with serve(lambda f: tracking, "run", snapshot=taken) as relay:
-        kernel = RelayClient(relay.path, relay.key)
-        answers: list[object] = []
-        asking = threading.Thread(target=lambda: answers.append(kernel.snapshot()))
-        asking.start()
-        asking.join(0.3)
-        assert asking.is_alive() and answers == []  # it waits for the runner's export
-        release.set()
-        asking.join(20.0)
-        assert answers == [record]
-        with pytest.raises(RelayError, match="without its key"):
-            RelayClient(relay.path, "0" * 64).snapshot()
-    with serve(lambda f: tracking, "run", snapshot=refusal) as relay:
-        with pytest.raises(ConflictError) as caught:
-            RelayClient(relay.path, relay.key).snapshot()
-        assert type(caught.value) is ConflictError and str(caught.value) == str(refused)
-    with (
-        serve(lambda f: tracking, "run", snapshot=broken) as relay,
-        pytest.raises(RelayError, match="snapshot failed: ValueError: not a store error"),
-    ):
-        RelayClient(relay.path, relay.key).snapshot()
-    with serve(lambda f: tracking, "run") as relay:
-        assert RelayClient(relay.path, relay.key).snapshot() is None

@@ -1,8 +1,7 @@
 """A retraining run's training data: the snapshot file and the matrices read from it.
 
-The store exports its training view as of an audit seq to Parquet (``Store.snapshot``; for a
-run of `hilt retrain`, its runner asks as the kernel starts: ``loop.run_snapshot``); the file
-is identified by its sha256, checked when it is made, found again, and read (the sha256
+The store exports its training view as of an audit seq to Parquet (``Store.snapshot``); the
+file is identified by its sha256, checked when it is made, found again, and read (the sha256
 checked on the very bytes read). Label provenance: original, reviewer-accepted,
 reviewer-corrected; the holdout was fixed when the workspace was created.
 
@@ -22,12 +21,10 @@ import polars as pl
 
 from hilt.pipelines.config import Settings
 from hilt.pipelines.errors import InputError
-from hilt.pipelines.loop import run_snapshot
 from hilt.pipelines.loop.digests import file_sha256
 from hilt.pipelines.loop.features import training_frame
 from hilt.pipelines.loop.subgroups import protected_groups
 from hilt.pipelines.store import Store
-from hilt.pipelines.store.records import SnapshotRecord
 from hilt.pipelines.workspace import Workspace
 
 #: The label sources of a snapshot, in display order.
@@ -56,8 +53,6 @@ class Snapshot:
     accepted_dropped: int | None
     #: The audit event that recorded the export; None when an existing file was reused.
     audit_seq: int | None
-    #: Exported for this run by its runner (`hilt retrain`) as the kernel started.
-    by_runner: bool = False
 
     @property
     def reused(self) -> bool:
@@ -69,7 +64,12 @@ class Snapshot:
             ("file", self.name),
             ("sha256", self.sha256),
             ("as of audit seq", str(self.as_of_seq)),
-            ("exported by", self._exported_by()),
+            (
+                "exported by",
+                "an existing file, reused and checked"
+                if self.reused
+                else f"this run (audit seq {self.audit_seq})",
+            ),
             ("rows", str(self.rows)),
             ("training rows", str(self.train_rows)),
             ("holdout rows", str(self.holdout_rows)),
@@ -78,27 +78,13 @@ class Snapshot:
             facts.append(("accepted labels left out by the cap", str(self.accepted_dropped)))
         return pl.DataFrame(facts, schema=["item", "value"], orient="row")
 
-    def _exported_by(self) -> str:
-        if self.reused:
-            return "an existing file, reused and checked"
-        if self.by_runner:
-            return f"this run, by hilt retrain as the kernel started (audit seq {self.audit_seq})"
-        return f"this run (audit seq {self.audit_seq})"
-
 
 def take_snapshot(store: Store, as_of_seq: int = 0) -> Snapshot:
     """Export the training view as of ``as_of_seq`` (0: now). The file is read once, by
     ``load_dataset``, which checks the sha256 the store recorded on the very bytes read."""
-    _require_as_of_seq(as_of_seq)
-    return _from_record(store.snapshot(as_of_seq or None))
-
-
-def _require_as_of_seq(as_of_seq: int) -> None:
     if isinstance(as_of_seq, bool) or not isinstance(as_of_seq, int) or as_of_seq < 0:
         raise InputError("as_of_seq must be a non-negative integer (0: now)")
-
-
-def _from_record(record: SnapshotRecord, *, by_runner: bool = False) -> Snapshot:
+    record = store.snapshot(as_of_seq or None)
     path = Path(record.path)
     return Snapshot(
         name=record.name,
@@ -111,7 +97,6 @@ def _from_record(record: SnapshotRecord, *, by_runner: bool = False) -> Snapshot
         label_sources=dict(record.label_sources),
         accepted_dropped=record.accepted_dropped,
         audit_seq=record.seq,
-        by_runner=by_runner,
     )
 
 
@@ -153,21 +138,11 @@ def reuse_snapshot(ws: Workspace, sha256: str) -> Snapshot:
 def get_snapshot(
     store: Store, ws: Workspace, as_of_seq: int = 0, reuse_sha256: str = ""
 ) -> Snapshot:
-    """The run's snapshot: the existing file ``reuse_sha256`` if given; else the export as of
-    ``as_of_seq`` (0: now) that `hilt retrain` took for this run as its kernel started
-    (``run_snapshot``: the store's record, or its refusal raised here); else (a notebook
-    run by hand) a new export."""
+    """The run's snapshot: the existing file ``reuse_sha256`` if given, else a new export as
+    of ``as_of_seq`` (0: now)."""
     if reuse_sha256:
         return reuse_snapshot(ws, reuse_sha256)
-    _require_as_of_seq(as_of_seq)
-    taken = run_snapshot.from_runner()
-    if taken is None:
-        return take_snapshot(store, as_of_seq)
-    if as_of_seq and taken.as_of_seq != as_of_seq:
-        raise InputError(
-            f"the runner's snapshot is as of audit seq {taken.as_of_seq}, not {as_of_seq}"
-        )
-    return _from_record(taken, by_runner=True)
+    return take_snapshot(store, as_of_seq)
 
 
 # ---------------------------------------------------------------------------- dataset

@@ -7,14 +7,10 @@ runner serves a few MLflow operations (``OPERATIONS``) on a Unix socket in a pri
 random key in ``$HILT_TRACKING_RELAY_KEY`` (its environment is the runner's to give).
 Requests and answers are JSON (never pickle); files (a prepared training log, a downloaded
 model) are exchanged as paths under the relay's folder, which the runner removes when the
-run ends. It also hands over the retraining's snapshot the runner took as the kernel
-started (``snapshot``: the store's record, or the store's refusal; ``loop.run_snapshot``).
+run ends.
 
 The relay is a transport, not an authority: it does what the kernel's own MLflow client
-would do (``Tracking``), and carries what the store answered the runner. The store, which
-the kernel calls directly, decides as before. An error of the store's kinds
-(``errors.ERROR_KINDS``) reaches the kernel as the same class with the same message; any
-other as ``RelayError``.
+would do (``Tracking``). The store, which the kernel calls directly, decides as before.
 
 Importing this module imports no mlflow; ``serve`` does (the runner has it already).
 """
@@ -39,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from hilt.pipelines.config import Settings
-from hilt.pipelines.errors import ERROR_KINDS, HiltError
+from hilt.pipelines.errors import HiltError
 
 if TYPE_CHECKING:
     from hilt.pipelines.loop.model import TrainedModel
@@ -148,8 +144,7 @@ class RelayClient:
             _send(sock, {"key": self._key, "operation": operation, "arguments": arguments})
             answer = _receive(sock)
         if "error" in answer:
-            cls = ERROR_KINDS.get(str(answer.get("kind")), RelayError)
-            raise cls(str(answer["error"]))
+            raise RelayError(str(answer["error"]))
         return answer.get("result")
 
     def set_run_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
@@ -187,14 +182,6 @@ class RelayClient:
 
     def folder(self) -> str:
         return str(self.call("folder"))
-
-    def snapshot(self) -> dict[str, Any] | None:
-        """The store's record of the snapshot the runner took for this run (waited for),
-        or None: it took none."""
-        record = self.call("snapshot")
-        if record is not None and not isinstance(record, dict):
-            raise RelayError("the relay's snapshot is not a record")
-        return record
 
 
 # ---------------------------------------------------------------------------- in process
@@ -272,7 +259,6 @@ OPERATIONS: Final[Mapping[str, tuple[str, ...]]] = {
     "mirror": (),
     "model_dir": ("version",),
     "folder": (),
-    "snapshot": (),
 }
 
 
@@ -293,22 +279,13 @@ class _Bound:
     """What a run's kernel may ask of the relay: its own run only, versions it registered
     (to delete) or numbered as MLflow numbers them (to download), and files under the
     relay's folder only. The store still decides what counts; this keeps the relay from
-    being a wider door than the kernel's own MLflow client on its run. ``snapshot``: the
-    store's record of the run's snapshot the runner took (waits for it; raises what the
-    store raised), None when it took none."""
+    being a wider door than the kernel's own MLflow client on its run."""
 
-    def __init__(
-        self,
-        tracking: Tracking,
-        run_id: str,
-        folder: str,
-        snapshot: Callable[[], Mapping[str, Any]] | None = None,
-    ) -> None:
+    def __init__(self, tracking: Tracking, run_id: str, folder: str) -> None:
         self._tracking = tracking
         self._run_id = run_id
         self._folder = Path(folder).resolve()
         self._registered: set[str] = set()
-        self._snapshot = snapshot
 
     def _run(self, run_id: str) -> None:
         if run_id != self._run_id:
@@ -364,9 +341,6 @@ class _Bound:
     def folder(self) -> str:
         return self._tracking.folder()
 
-    def snapshot(self) -> dict[str, Any] | None:
-        return None if self._snapshot is None else dict(self._snapshot())
-
 
 def _handle(tracking: Tracking, key: str, message: Mapping[str, Any]) -> dict[str, Any]:
     given = message.get("key")
@@ -383,7 +357,7 @@ def _handle(tracking: Tracking, key: str, message: Mapping[str, Any]) -> dict[st
     try:
         return {"result": getattr(tracking, operation)(**arguments)}
     except HiltError as e:
-        return {"error": str(e), "kind": e.kind}
+        return {"error": str(e)}
     except Exception as e:  # the kernel sees it as RelayError; the runner carries on
         return {"error": f"{operation} failed: {type(e).__name__}: {e}"}
 
@@ -416,21 +390,17 @@ def reserve() -> Iterator[Relay]:
 
 @contextlib.contextmanager
 def serve(
-    tracking_for: Callable[[str], Tracking],
-    run_id: str,
-    at: Relay | None = None,
-    snapshot: Callable[[], Mapping[str, Any]] | None = None,
+    tracking_for: Callable[[str], Tracking], run_id: str, at: Relay | None = None
 ) -> Iterator[Relay]:
-    """Serve ``tracking_for(folder)`` for the run ``run_id`` only (``_Bound``), and the
-    run's ``snapshot`` the runner took (if any), on a Unix socket in the private folder of
-    ``at`` (``reserve``; a new one when None, removed when the block ends) until the block
-    ends; then stop."""
+    """Serve ``tracking_for(folder)`` for the run ``run_id`` only (``_Bound``) on a Unix
+    socket in the private folder of ``at`` (``reserve``; a new one when None, removed when
+    the block ends) until the block ends; then stop."""
     if at is None:
-        with reserve() as reserved, serve(tracking_for, run_id, reserved, snapshot) as relay:
+        with reserve() as reserved, serve(tracking_for, run_id, reserved) as relay:
             yield relay
         return
     path, key, folder = at.path, at.key, at.folder
-    tracking = _Bound(tracking_for(folder), run_id, folder, snapshot)
+    tracking = _Bound(tracking_for(folder), run_id, folder)
     one_at_a_time = threading.Lock()
 
     class Handler(socketserver.BaseRequestHandler):
