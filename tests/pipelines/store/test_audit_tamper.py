@@ -54,6 +54,7 @@ from tests.audit_helpers import (
 )
 from tests.conftest import CSV, copy_of, leased, operator, predictions_for
 from tests.prewarmed import run as prewarmed_hilt
+from tests.registry_helpers import register
 
 FLIP = {"1": "0", "0": "1"}
 DECISIONS_BEFORE_CHECKPOINT = 20
@@ -608,6 +609,42 @@ def forge_a_promotion_by_its_author(ws: Workspace, at: Layout) -> Expected:
     )
 
 
+def registered_seq(con: duckdb.DuckDBPyConnection, model: str) -> int:
+    return int(fetch_one(con, "SELECT registered_seq FROM models WHERE model = ?", [model])[0])
+
+
+def swap_the_champions_sha256(ws: Workspace, at: Layout) -> Expected:
+    """The store's registry is what scoring obeys: the champion's sha256 replaced by that
+    of another model file, so that the store takes its predictions (no event changed)."""
+    with raw_db(ws) as con:
+        con.execute(
+            "UPDATE models SET model_sha256 = ? WHERE state = 'champion'",
+            [hashlib.sha256(b"another model").hexdigest()],
+        )
+        return registered_seq(con, "test-model/v1"), "record-mismatch"
+
+
+def make_a_rejected_model_the_champion(ws: Workspace, at: Layout) -> Expected:
+    """A model a lead rejected made the champion in the registry table, the approval of
+    the real champion written on it (its decider and seq); the champion retired."""
+    dana = open_store_as(ws, Identity(name="dana"))
+    register(dana, "test-model/v2", hashlib.sha256(b"test-model/v2").hexdigest())
+    open_store_as(ws, Identity(name="max")).reject_model("test-model/v2", "Unfair to the young.")
+    with raw_db(ws) as con:
+        champion, decided_by, decided_seq = fetch_one(
+            con,
+            "SELECT model, decided_by, decided_seq FROM models WHERE state = 'champion'",
+            [],
+        )
+        con.execute("UPDATE models SET state = 'retired' WHERE model = ?", [champion])
+        con.execute(
+            "UPDATE models SET state = 'champion', decided_by = ?, decided_seq = ?"
+            " WHERE model = 'test-model/v2'",
+            [decided_by, decided_seq],
+        )
+        return int(decided_seq), "record-mismatch"
+
+
 ATTACKS = [
     pytest.param(change_a_payload, id="change-payload"),
     pytest.param(delete_a_row, id="delete-row"),
@@ -637,6 +674,8 @@ ATTACKS = [
     pytest.param(forge_a_digest_restatement, id="forged-restatement"),
     pytest.param(forge_a_run_whose_notebook_is_the_store, id="forged-notebook-path"),
     pytest.param(forge_a_promotion_by_its_author, id="forged-self-promotion"),
+    pytest.param(swap_the_champions_sha256, id="registry-sha256-swapped"),
+    pytest.param(make_a_rejected_model_the_champion, id="registry-rejected-made-champion"),
 ]
 
 
