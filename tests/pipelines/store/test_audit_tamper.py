@@ -713,6 +713,19 @@ def forge_the_config_in_force(con: duckdb.DuckDBPyConnection, text: str) -> None
     edit_entry(con, 1, change)
 
 
+def test_the_registry_is_held_to_its_events_from_a_checkpoint_too(
+    victim: tuple[Workspace, Layout],
+) -> None:
+    """The champion was registered and approved before the signed checkpoint; its sha256
+    swapped in the table afterwards is found by a verify from that checkpoint as well."""
+    ws, at = victim
+    seq, kind = swap_the_champions_sha256(ws, at)
+    report = operator(ws).verify(None, "latest")
+    assert report.from_checkpoint == at.checkpoint_seq
+    assert report.first_break is not None, report.summary()
+    assert (report.first_break.seq, report.first_break.kind) == (seq, kind)
+
+
 def test_a_replaced_pinned_key_is_caught_by_the_auditors_own_copy(
     victim: tuple[Workspace, Layout],
 ) -> None:
