@@ -53,30 +53,43 @@ def _said(e: dict[str, Any]) -> tuple[Any, Any, Any]:
     return e.get("action"), e.get("object_id"), e.get("actor")
 
 
-def _row_break(row: tuple[Any, ...], events: dict[int, dict[str, Any]], purged: int) -> int | None:
-    """The seq at which ``row`` departs from the events it was written with, or None."""
+def _row_break(
+    row: tuple[Any, ...], events: dict[int, dict[str, Any]], purged: int
+) -> Break | None:
+    """Where ``row`` departs from the events it was written with, or None. A lead's decision
+    is held to the registration too: by a lead who is not its author as registered (the
+    author the decision's own payload names is the decider's to write)."""
     model, sha, run_id, author, state, _shadow, registered, decided_by, decided = row
     r = events.get(int(registered))
     p = r["payload"] if r is not None else {}
+    mismatch = Break(int(registered), "record-mismatch", MISMATCH)
     if (
         r is None
         or _said(r) != ("model.registered", model, author)
         or (p.get("model_sha256"), p.get("run_id")) != (sha, run_id)
     ):
-        return int(registered)
+        return mismatch
     wanted = {"champion": "model.promoted", "rejected": "model.rejected"}.get(str(state))
     if decided is None:
         # Never decided by a lead: a challenger or one the gate rejected, as registered.
         if state in ("champion", "retired") or (
             state in ("challenger", "rejected") and p.get("state") != state
         ):
-            return int(registered)
+            return mismatch
         return None
     if int(decided) < purged:
         return None
     d = events.get(int(decided))
     if wanted is not None and (d is None or _said(d) != (wanted, model, decided_by)):
-        return int(decided)
+        return Break(int(decided), "record-mismatch", MISMATCH)
+    if (
+        d is not None
+        and d.get("action") in ("model.promoted", "model.rejected")
+        and (d.get("role") != "lead" or d.get("actor") == author)
+    ):
+        return Break(
+            int(decided), "four-eyes", "a model decided by its author (as registered) or not a lead"
+        )
     return None
 
 
@@ -114,7 +127,5 @@ def first_mismatch(con: duckdb.DuckDBPyConnection) -> Break | None:
     for model, (seq, state) in _derived(events).items():
         row = registry.get(model)
         if row is None or row[4] != state:
-            found.append(seq)
-    if not found:
-        return None
-    return Break(min(found), "record-mismatch", MISMATCH)
+            found.append(Break(seq, "record-mismatch", MISMATCH))
+    return min(found, key=lambda b: b.seq) if found else None

@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ from tests.audit_helpers import (
     raw_db,
     row_hash,
 )
+from tests.config_helpers import edit_config
 from tests.conftest import CSV, copy_of, leased, operator, predictions_for
 from tests.prewarmed import run as prewarmed_hilt
 from tests.registry_helpers import register
@@ -645,6 +646,64 @@ def make_a_rejected_model_the_champion(ws: Workspace, at: Layout) -> Expected:
         return int(decided_seq), "record-mismatch"
 
 
+def forge_a_self_promotion_naming_another_author(ws: Workspace, at: Layout) -> Expected:
+    """The one who registered a model (here the operator, at the file) appends its
+    promotion in their own name as a lead, the payload naming someone else as its author
+    (the existing rule compared the two names the payload gives), and makes the registry
+    say so."""
+    author = operator(ws)
+    me = author.whoami().name
+    register(author, "test-model/v2", hashlib.sha256(b"test-model/v2").hexdigest())
+    head = author.audit_head().seq
+    payload = {
+        "approver": me,
+        "author": "dana",
+        "model_sha256": hashlib.sha256(b"test-model/v2").hexdigest(),
+        "previous_champion": "test-model/v1",
+        "run_id": "run-of-test-model/v2",
+    }
+    seq = forge_after_the_head(
+        ws, replace(at, head_seq=head), me, "lead", "model.promoted", "test-model/v2", payload
+    )
+    with raw_db(ws) as con:
+        con.execute("UPDATE models SET state = 'retired' WHERE model = 'test-model/v1'")
+        con.execute(
+            "UPDATE models SET state = 'champion', decided_by = ?, decided_seq = ?"
+            " WHERE model = 'test-model/v2'",
+            [me, seq],
+        )
+    return seq, "four-eyes"
+
+
+def forge_a_config_approval_by_its_proposer(ws: Workspace, at: Layout) -> Expected:
+    """An admin applies a loosening of the gate (pending a lead), then appends its approval
+    in their own name, as a lead, and puts it in force in the table and in hilt.toml."""
+    edit_config(ws, "floor = 0.65 ", "floor = 0.5 ")
+    proposed = open_store_as(ws, Identity(name="dana"), for_config=True).config_apply()
+    assert proposed.outcome == "pending"
+    version = proposed.version.version
+    head = operator(ws).audit_head().seq
+    payload = {
+        "version": version,
+        "old_version": 1,
+        "proposed_seq": head,
+        "proposed_by": "dana",
+        "loosens": proposed.version.loosens,
+    }
+    seq = forge_after_the_head(
+        ws, replace(at, head_seq=head), "dana", "lead", "config.approved", f"v{version}", payload
+    )
+    with raw_db(ws) as con:
+        con.execute("UPDATE config_versions SET state = 'superseded' WHERE version = 1")
+        con.execute(
+            "UPDATE config_versions SET state = 'in-force', decided_by = 'dana',"
+            " decided_seq = ? WHERE version = ?",
+            [seq, version],
+        )
+    edit_config(ws, "floor = 0.65 ", "floor = 0.5 ")
+    return seq, "four-eyes"
+
+
 ATTACKS = [
     pytest.param(change_a_payload, id="change-payload"),
     pytest.param(delete_a_row, id="delete-row"),
@@ -676,6 +735,8 @@ ATTACKS = [
     pytest.param(forge_a_promotion_by_its_author, id="forged-self-promotion"),
     pytest.param(swap_the_champions_sha256, id="registry-sha256-swapped"),
     pytest.param(make_a_rejected_model_the_champion, id="registry-rejected-made-champion"),
+    pytest.param(forge_a_self_promotion_naming_another_author, id="forged-self-promotion-lying"),
+    pytest.param(forge_a_config_approval_by_its_proposer, id="forged-config-self-approval"),
 ]
 
 
