@@ -32,6 +32,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hilt.pipelines.config import MIN_AUDIT_RETENTION_DAYS
+from hilt.pipelines.errors import ConflictError
 from hilt.pipelines.store import DecisionRequest, Identity, holding, open_store_as
 from hilt.pipelines.store.audit.batch_digest import PREDICTIONS_ACTION, restated_digest
 from hilt.pipelines.store.audit.chain import AuditEntry, chain_hash, utc_timestamp
@@ -772,6 +773,30 @@ def forge_the_config_in_force(con: duckdb.DuckDBPyConnection, text: str) -> None
         entry["payload"].update(config_sha256=sha, audit_public_key=key)
 
     edit_entry(con, 1, change)
+
+
+def test_a_checkpoint_is_never_signed_over_a_broken_log(
+    victim: tuple[Workspace, Layout],
+) -> None:
+    """A decision after the last signed checkpoint is edited in the file (its entry and its
+    row); the next checkpoint (a nightly job, a lead) would sign the edited head, and every
+    verify from it (the routine one, beside the reviewers) would start after the edit. The
+    store refuses to sign a log that does not verify, naming the break; nothing is written
+    (neither the checkpoint file nor the log)."""
+    ws, at = victim
+    seq = at.decision_seqs[DECISIONS_BEFORE_CHECKPOINT + 3]
+    with raw_db(ws) as con:
+        flip_decision(con, seq)
+    lines = ws.checkpoints_path.read_text(encoding="utf-8")
+    with pytest.raises(
+        ConflictError, match=rf"refusing to sign a checkpoint: .*seq {seq}: hash-mismatch"
+    ):
+        operator(ws).checkpoint()
+    assert ws.checkpoints_path.read_text(encoding="utf-8") == lines
+    report = operator(ws).verify(None, "latest")
+    assert report.from_checkpoint == at.checkpoint_seq and report.first_break is not None
+    assert (report.first_break.seq, report.first_break.kind) == (seq, "hash-mismatch")
+    assert report.events == at.head_seq - at.checkpoint_seq
 
 
 def test_the_registry_is_held_to_its_events_from_a_checkpoint_too(
