@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit.chain import Break
 
 if TYPE_CHECKING:
@@ -35,9 +34,8 @@ MISMATCH = "a model in the registry no longer matches its events"
 
 def _by_seq(con: duckdb.DuckDBPyConnection, seqs: list[int]) -> dict[int, dict[str, Any]]:
     """The events at ``seqs`` (one that is not an event's JSON is left out: a mismatch)."""
-    rows = con.execute(
-        "SELECT seq, entry FROM audit_log WHERE seq IN (SELECT unnest($1))", [seqs]
-    ).fetchall()
+    listed = ", ".join(str(int(s)) for s in seqs)  # an IN list: DuckDB's table filter
+    rows = con.execute(f"SELECT seq, entry FROM audit_log WHERE seq IN ({listed})").fetchall()
     events = {}
     for seq, entry in rows:
         try:
@@ -112,15 +110,16 @@ def _derived(events: dict[int, dict[str, Any]]) -> dict[str, tuple[int, str]]:
 
 
 def first_mismatch(con: duckdb.DuckDBPyConnection) -> Break | None:
-    """The earliest seq at which a row of the registry departs from its events (a copy
-    fetched through the API, without the table, is skipped)."""
-    has_table = sql.scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'models'")
-    if not has_table:
-        return None
+    """The earliest seq at which a row of the registry departs from its events."""
     rows = con.execute(_ROWS).fetchall()
-    purged = int(sql.scalar(con, "SELECT coalesce(min(seq), 0) FROM audit_log") or 0)
+    if not rows:
+        return None
     wanted = sorted({int(r[6]) for r in rows} | {int(r[8]) for r in rows if r[8] is not None})
-    events = _by_seq(con, [s for s in wanted if s >= purged]) if wanted else {}
+    events = _by_seq(con, wanted)
+    purged = 0
+    if len(events) < len(wanted):  # retention may have purged some: they are not asked for
+        first = con.execute("SELECT min(seq) FROM audit_log").fetchone()
+        purged = int(first[0]) if first is not None and first[0] is not None else 0
     kept = [r for r in rows if int(r[6]) >= purged]  # registrations retention left
     found = [b for b in (_row_break(r, events, purged) for r in kept) if b is not None]
     registry = {str(r[0]): r for r in rows}

@@ -475,8 +475,13 @@ def verify_records(
                 ),
             )
         )
-        # Never idle: the registry's few rows are held to their events, read by seq.
-        registry = submit(attempt("the registry check", registry_check.first_mismatch))
+        # Never idle: the registry's few rows are held to their events, read by seq (not
+        # in a copy fetched from a service, which holds no registry).
+        registry = (
+            submit(attempt("the registry check", registry_check.first_mismatch))
+            if batches
+            else None
+        )
         # Last: it waits for the hash scan, and reads the rows again only where they were
         # not one run.
         order = submit(attempt(chain_check, ordered))
@@ -505,7 +510,7 @@ def verify_records(
         bad_gold = gold.result()
         forged = authorised.result()
         bad_config = configs.result()
-        bad_registry = registry.result()
+        bad_registry = registry.result() if registry is not None else None
     # A failed read of the events to check is no break of its own: the checks then read
     # every row after ``since``, and each names its own failure.
     failed.pop(events_read, None)
