@@ -633,18 +633,21 @@ def make_a_rejected_model_the_champion(ws: Workspace, at: Layout) -> Expected:
     register(dana, "test-model/v2", hashlib.sha256(b"test-model/v2").hexdigest())
     open_store_as(ws, Identity(name="max")).reject_model("test-model/v2", "Unfair to the young.")
     with raw_db(ws) as con:
-        champion, decided_by, decided_seq = fetch_one(
-            con,
-            "SELECT model, decided_by, decided_seq FROM models WHERE state = 'champion'",
-            [],
+        decided_by, decided_seq = fetch_one(
+            con, "SELECT decided_by, decided_seq FROM models WHERE state = 'champion'", []
         )
-        con.execute("UPDATE models SET state = 'retired' WHERE model = ?", [champion])
-        con.execute(
-            "UPDATE models SET state = 'champion', decided_by = ?, decided_seq = ?"
-            " WHERE model = 'test-model/v2'",
-            [decided_by, decided_seq],
-        )
-        return int(decided_seq), "record-mismatch"
+        crown(con, "test-model/v2", str(decided_by), int(decided_seq))
+    return int(decided_seq), "record-mismatch"
+
+
+def crown(con: duckdb.DuckDBPyConnection, model: str, decided_by: str, decided_seq: int) -> None:
+    """Make ``model`` the champion in the registry table (the champion retired), as decided
+    by ``decided_by`` at ``decided_seq``: the table only, no event."""
+    con.execute("UPDATE models SET state = 'retired' WHERE state = 'champion'")
+    con.execute(
+        "UPDATE models SET state = 'champion', decided_by = ?, decided_seq = ? WHERE model = ?",
+        [decided_by, decided_seq, model],
+    )
 
 
 def forge_a_self_promotion_naming_another_author(ws: Workspace, at: Layout) -> Expected:
@@ -667,12 +670,7 @@ def forge_a_self_promotion_naming_another_author(ws: Workspace, at: Layout) -> E
         ws, replace(at, head_seq=head), me, "lead", "model.promoted", "test-model/v2", payload
     )
     with raw_db(ws) as con:
-        con.execute("UPDATE models SET state = 'retired' WHERE model = 'test-model/v1'")
-        con.execute(
-            "UPDATE models SET state = 'champion', decided_by = ?, decided_seq = ?"
-            " WHERE model = 'test-model/v2'",
-            [me, seq],
-        )
+        crown(con, "test-model/v2", me, seq)
     return seq, "four-eyes"
 
 
