@@ -45,6 +45,7 @@ from hilt.pipelines.errors import (
     ConflictError,
     InputError,
     PermissionDeniedError,
+    SystemHalted,
 )
 from hilt.pipelines.loop.promotion import promote, reject
 from hilt.pipelines.loop.tracking.client import configure
@@ -79,6 +80,7 @@ from tests.loop_helpers import (
 )
 from tests.prewarmed import PrewarmedService, prewarmed_service
 from tests.prewarmed import run as prewarmed_hilt
+from tests.registry_helpers import stand_in_evaluation
 from tests.voila_pages import kernel_environment, kernel_pid, process_environ, render
 
 MODES = ("embedded", "service")
@@ -192,6 +194,7 @@ USERS = (
     ("alice", "reviewer"),
     ("bob", "reviewer"),
     ("otto", "auditor"),
+    ("pia", "dpo"),
 )
 #: What an operator's shell may hold when they start `hilt serve`: the master key (as text
 #: and as a file), an admin's token, the audit signing key. None may reach a dashboard kernel.
@@ -1395,6 +1398,87 @@ INCIDENT_ATTACKS = [
 ]
 
 
+# ---- session 29: what a client, the file or a payload still decided (issue 13's attack)
+# The halt stops retraining in the store, not in the notebook's cell; an erased subject's
+# case takes no new prediction; a request id replays only its own reviewer's decision. (The
+# file-level attacks found then are rows of tests/pipelines/store/test_audit_tamper.py.)
+
+
+def registering_a_model_while_halted(t: Target) -> Recorded:
+    """The retrain notebook with its halt cell removed (or a data scientist's own code)
+    registers its model through the store while a lead's halt holds."""
+    dana = t.store("dana")
+    evaluation = stand_in_evaluation(dana)  # the run's snapshot, taken before the halt
+    t.store("lena").halt("Complaints about young applicants")
+    with pytest.raises(SystemHalted, match="registering the model refused: the system is halted"):
+        dana.register_model("test-model/v2", "ab" * 32, "run-of-test-model/v2", evaluation)
+    return Recorded(("snapshot.created", "system.halted"), {"snapshots": 1})
+
+
+def a_prediction_for_an_erased_subjects_case(t: Target) -> Recorded:
+    """After an erasure, a scorer that kept the subject's features sends the champion's
+    prediction for the erased case (with the explanation of its features)."""
+    seq, _, before = t.state()
+    case_id = "APP-000007"
+    t.store("pia").subject_erase("SYN-SUBJ-000007")
+    erased_at, _, erased = t.state()
+    erasure = t.events_after(seq)
+    frame = predictions_for(pl.DataFrame({"application_id": [case_id]}))
+    model = t.store("dana").models()[0]
+    with pytest.raises(ConflictError, match="rows name cases whose data was removed"):
+        t.store("dana").add_predictions(model.model, frame, model.model_sha256)
+    assert t.state()[0] == erased_at
+    rows = {k: erased[k] - before[k] for k in before if k != "audit_log"}  # (its events)
+    return Recorded(tuple(erasure), rows)
+
+
+def replaying_another_reviewers_request_id(t: Target) -> Recorded:
+    """alice flags a case (another reviewer decides it, blind to her judgement); bob sends
+    her request id with the case, to be handed her decision as his retry."""
+    alice, bob = t.store("alice"), t.store("bob")
+    leased = alice.next_case()
+    assert leased is not None
+    case_id = leased.case.case_id
+    alice.record_decision(
+        DecisionRequest(case_id=case_id, action="flag", comment="Ask the bank.", request_id="a-1")
+    )
+    replay = DecisionRequest(case_id=case_id, action="accept", request_id="a-1")
+    for attempt in (bob.record_decision, bob.decide_and_next):
+        with pytest.raises(ConflictError, match="request_id was already used by another reviewer"):
+            attempt(replay)
+    return Recorded(("case.leased", "decision.record"), {"decisions": 1})
+
+
+SESSION_29_ATTACKS = [
+    Attack(
+        "register a model while a lead's halt holds (the retrain notebook's halt cell "
+        "removed, or one's own code)",
+        "SystemHalted: registering the model refused: the system is halted (by <lead>, audit "
+        "seq N), decided by the store in the registration's transaction",
+        "nowhere but the run's snapshot and the halt",
+        registering_a_model_while_halted,
+        fresh_service=True,
+    ),
+    Attack(
+        "a prediction for an erased subject's case (a scorer that kept the features)",
+        "ConflictError: predictions rejected, nothing was written: 1 rows name cases whose "
+        "data was removed",
+        "nowhere but the erasure itself (subject.erased)",
+        a_prediction_for_an_erased_subjects_case,
+        fresh_service=True,
+    ),
+    Attack(
+        "a reviewer replays another reviewer's request id on a case still open "
+        "(record_decision, decide-next)",
+        "ConflictError: request_id was already used by another reviewer (her flag and comment "
+        "are not handed over, no lease taken)",
+        "nowhere but the first reviewer's lease and flag",
+        replaying_another_reviewers_request_id,
+        fresh_service=True,
+    ),
+]
+
+
 # ---------------------------------------------------------------------- the matrix
 ATTACKS = [
     *CONFIG_ATTACKS,
@@ -1402,6 +1486,7 @@ ATTACKS = [
     *REGISTRY_ATTACKS,
     *AUTHORITY_ATTACKS,
     *INCIDENT_ATTACKS,
+    *SESSION_29_ATTACKS,
 ]
 ROWS = [(a, m) for a in ATTACKS for m in a.modes]
 

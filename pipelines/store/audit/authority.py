@@ -18,8 +18,11 @@ fit its rule:
   remain;
 - ``notebook-path``: a run's notebook is a file name inside the workspace's ``runs/``;
 - ``four-eyes``: a model is promoted or rejected by a lead who is not its author, a
-  halt is resumed by another person than the one who halted, and a serious incident is
-  closed by a lead who did not open it (issue 14; its id is ``INC-<seq of its opening>``).
+  halt is resumed by another person than the one who halted, a serious incident is
+  closed by a lead who did not open it (issue 14; its id is ``INC-<seq of its opening>``),
+  and a config change that waited for a second approval is approved by a lead who is not
+  the admin who applied it (held to the ``config.proposed`` event it names, of its
+  version; the model's author as registered is held by ``registry_check``).
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ KINDS = (
         for a in (
             "model.promoted",
             "model.rejected",
+            "config.proposed",
+            "config.approved",
             "system.halted",
             "system.resumed",
             "incident.opened",
@@ -75,6 +80,8 @@ def _referred(e: dict[str, Any]) -> list[int]:
         return [int(p.get("halted_at_seq") or 0)]
     if e["action"] == "incident.closed":
         return [_opened_seq(e)]
+    if e["action"] == "config.approved":
+        return [int(p.get("proposed_seq") or 0)]
     if e["action"] in RESTATING_ACTIONS:
         return [int(b) for b in p.get("batches") or {}]
     return []
@@ -98,7 +105,13 @@ def _with_context(
         (s, e)
         for s, e in parsed
         if e.get("action")
-        in ("system.halted", "incident.opened", CASES_ACTION, "predictions.ingest")
+        in (
+            "system.halted",
+            "incident.opened",
+            "config.proposed",
+            CASES_ACTION,
+            "predictions.ingest",
+        )
     ]
     return context + events
 
@@ -141,7 +154,7 @@ def first_break(
             _purges(con, judged, now or datetime.now(UTC)),
             _restatements(con, judged) if with_rows else None,
             _notebooks(judged),
-            _four_eyes(judged),
+            _four_eyes(judged, _first_seq(con)),
         )
         if b is not None
     ]
@@ -228,14 +241,43 @@ def _notebooks(events: list[tuple[int, dict[str, Any]]]) -> Break | None:
     return None
 
 
-def _four_eyes(events: list[tuple[int, dict[str, Any]]]) -> Break | None:
+def _first_seq(con: duckdb.DuckDBPyConnection) -> int:
+    """The first seq the log still holds (retention purges the oldest events)."""
+    row = con.execute("SELECT coalesce(min(seq), 1) FROM audit_log").fetchone()
+    return int(row[0]) if row is not None else 1
+
+
+def _four_eyes(events: list[tuple[int, dict[str, Any]]], first_seq: int = 1) -> Break | None:
     opened_by: dict[int, str] = {}
     serious: dict[int, bool] = {}
+    #: config.proposed seq → (who applied it, its version).
+    proposed: dict[int, tuple[str, Any]] = {}
     for seq, e in events:
         action, p = e["action"], e["payload"]
         if action in ("system.halted", "incident.opened"):
             opened_by[seq] = str(e["actor"])
             serious[seq] = p.get("serious") is True
+        elif action == "config.proposed":
+            proposed[seq] = (str(e["actor"]), p.get("version"))
+        elif action == "config.approved":
+            # Held to the proposal it names (its payload's proposed_by where retention
+            # purged that), which must be of the version it approves.
+            at = int(p.get("proposed_seq") or 0)
+            proposal = proposed.get(at)
+            if proposal is None and at < first_seq:
+                proposal = (str(p.get("proposed_by")), p.get("version"))
+            if (
+                e.get("role") != "lead"
+                or proposal is None
+                or proposal[1] != p.get("version")
+                or proposal[0] == e["actor"]
+            ):
+                return Break(
+                    seq,
+                    "four-eyes",
+                    "a config change approved by the admin who applied it, by someone not a "
+                    "lead, or naming no proposal of its version",
+                )
         elif action == "incident.closed" and serious.get(
             _opened_seq(e), p.get("serious") is not False
         ):

@@ -35,6 +35,7 @@ from hilt.pipelines.store.audit import (
     gold_digest,
     parallel_hash,
     reconcile,
+    registry_check,
     schema_check,
 )
 from hilt.pipelines.store.audit import chain as audit_chain
@@ -474,6 +475,13 @@ def verify_records(
                 ),
             )
         )
+        # Never idle: the registry's few rows are held to their events, read by seq (not
+        # in a copy fetched from a service, which holds no registry).
+        registry = (
+            submit(attempt("the registry check", registry_check.first_mismatch))
+            if batches
+            else None
+        )
         # Last: it waits for the hash scan, and reads the rows again only where they were
         # not one run.
         order = submit(attempt(chain_check, ordered))
@@ -502,6 +510,7 @@ def verify_records(
         bad_gold = gold.result()
         forged = authorised.result()
         bad_config = configs.result()
+        bad_registry = registry.result() if registry is not None else None
     # A failed read of the events to check is no break of its own: the checks then read
     # every row after ``since``, and each names its own failure.
     failed.pop(events_read, None)
@@ -567,6 +576,10 @@ def verify_records(
         breaks.append(failed["the config check"])
     elif bad_config is not None:
         breaks.append(bad_config)
+    if "the registry check" in failed:
+        breaks.append(failed["the registry check"])
+    elif bad_registry is not None:
+        breaks.append(bad_registry)
     if settings is not None:
         if "the batch digest check" in failed:
             breaks.append(failed["the batch digest check"])

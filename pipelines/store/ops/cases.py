@@ -288,11 +288,16 @@ def insert_predictions(
         ).to_arrow()
         unit.con.register("hilt_predictions", rows)
         try:
-            unknown = sql.scalar(
+            # Every row names a case of the store whose data is still there: a case whose
+            # data was removed (erased, or purged by retention) is processed no more, so a
+            # scorer that kept its features is refused (GDPR Art. 17). One scan for both.
+            found = sql.one(
                 unit.con,
-                "SELECT count(*) FROM hilt_predictions p"
-                " WHERE NOT EXISTS (SELECT 1 FROM cases c WHERE c.case_id = p.case_id)",
+                "SELECT count(*) FILTER (WHERE c.case_id IS NULL),"
+                " count(*) FILTER (WHERE c.removed_seq IS NOT NULL)"
+                " FROM hilt_predictions p LEFT JOIN cases c USING (case_id)",
             )
+            unknown, removed = found if found is not None else (0, 0)
             if unknown:
                 first = sql.scalar(
                     unit.con,
@@ -304,6 +309,19 @@ def insert_predictions(
                 raise NotFoundError(
                     f"predictions rejected, nothing was written:\n- {unknown} rows name "
                     f"unknown case ids (rows {', '.join(map(str, first or []))})"
+                )
+            if removed:
+                first = sql.scalar(
+                    unit.con,
+                    "SELECT list(prediction_id - ? ORDER BY prediction_id)[1:5]"
+                    " FROM hilt_predictions WHERE case_id IN"
+                    " (SELECT case_id FROM cases WHERE removed_seq IS NOT NULL)",
+                    [base],
+                )
+                raise ConflictError(
+                    f"predictions rejected, nothing was written:\n- {removed} rows name "
+                    "cases whose data was removed: erased, or purged by retention (rows "
+                    f"{', '.join(map(str, first or []))})"
                 )
             seq = unit.next_seq()
             unit.con.execute(

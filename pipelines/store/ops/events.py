@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
-from hilt.pipelines.errors import ConfigError, InputError, PermissionDeniedError, StoreError
+from hilt.pipelines.errors import (
+    ConfigError,
+    ConflictError,
+    InputError,
+    PermissionDeniedError,
+    StoreError,
+)
 from hilt.pipelines.store.audit.chain import canonical_json, utc_timestamp
 from hilt.pipelines.store.audit_records import (
     AuditEvent,
@@ -191,7 +197,9 @@ def verify(
 def checkpoint(unit: Unit) -> CheckpointRecord:
     """Sign the current head with the workspace's key, append it to the checkpoint file
     outside the database, then record the checkpoint in the log itself, so that a
-    checkpoint file that later loses lines is caught by verify."""
+    checkpoint file that later loses lines is caught by verify. Only a log that verifies
+    is signed (from the newest signed checkpoint: what came since): a checkpoint over an
+    edited log would let every verify from it start after the edit."""
     from hilt.pipelines.store.audit.checkpoints import (
         append_checkpoint,
         load_signing_key,
@@ -202,6 +210,13 @@ def checkpoint(unit: Unit) -> CheckpointRecord:
     head = audit_head(unit)
     if head.seq == 0:
         raise InputError("the audit log is empty; nothing to checkpoint")
+    report = verify(unit, None, "latest")
+    if report.first_break is not None:
+        found = report.first_break
+        raise ConflictError(
+            "refusing to sign a checkpoint: the audit log does not verify (first break at "
+            f"seq {found.seq}: {found.kind}); see `hilt audit verify`"
+        )
     now = unit.clock()
     cp = sign_checkpoint(key, head.seq, head.hash, utc_timestamp(now))
     pinned = unit.settings.audit.public_key

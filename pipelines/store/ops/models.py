@@ -26,6 +26,7 @@ from hilt.pipelines.errors import ConflictError, InputError, NotFoundError, Perm
 from hilt.pipelines.store import sql
 from hilt.pipelines.store.audit.chain import canonical_json, utc_timestamp
 from hilt.pipelines.store.gate import GateConfig, GateResult, gate
+from hilt.pipelines.store.ops import system
 from hilt.pipelines.store.registry_records import GateCheckRecord, ModelEvaluation, ModelRecord
 from hilt.pipelines.store.requests import MODEL_NAME
 from hilt.pipelines.store.validation import check_text
@@ -111,7 +112,8 @@ def register_model(
     gate to that evaluation itself: passed, the version becomes the challenger (a pending
     challenger is superseded); not passed, it is rejected at once and nothing else changes.
     The evaluation must be on a snapshot this store made, compared with the store's current
-    champion (or with none when there is none)."""
+    champion (or with none when there is none). Refused while a lead's halt holds (it stops
+    retraining: decided here, not by the run that asks)."""
     if not MODEL_NAME.match(model):
         raise InputError("model must be '<registered name>/v<version>', e.g. hilt-credit/v3")
     if not SHA256.match(model_sha256):
@@ -121,6 +123,7 @@ def register_model(
         raise InputError("run_id is required")
     now = unit.clock()
     with unit.transaction():
+        system.refuse_if_halted(unit, "registering the model")
         if find(unit, model) is not None:
             raise ConflictError(f"{model} is registered already")
         known = sql.scalar(

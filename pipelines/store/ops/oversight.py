@@ -185,6 +185,8 @@ def adjudicate(
         if request_id is not None:
             done = review.decisions_where(unit, "d.request_id = ?", [request_id])
             if done:
+                if done[0].reviewer != me:
+                    raise ConflictError("request_id was already used by another reviewer")
                 if done[0].case_id != case_id:
                     raise ConflictError("request_id was already used for another case")
                 return done[0]

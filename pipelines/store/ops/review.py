@@ -196,6 +196,10 @@ def record_decision(unit: Unit, request: DecisionRequest) -> Decision:
         facts = case_facts.read_case_facts(unit, request.case_id, request.request_id, now)
         if facts.recorded_as is not None:
             existing = decisions_where(unit, "d.decision_id = ?", [facts.recorded_as])[0]
+            if existing.reviewer != me:
+                # A retry is the same reviewer's: another's decision (their judgement on a
+                # case still open, their comment) is never handed over as one.
+                raise ConflictError("request_id was already used by another reviewer")
             if existing.case_id != request.case_id:
                 raise ConflictError("request_id was already used for another case")
             return existing

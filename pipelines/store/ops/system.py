@@ -1,8 +1,9 @@
 """The system's halt: a lead stops scoring and retraining at once; a second lead resumes.
 
 EU AI Act Art. 14(4)(e). While halted the store refuses predictions from anyone
-(``refuse_if_halted``, called inside the writing transaction), runs are refused, and new
-cases wait in the review queue for manual review.
+(``refuse_if_halted``, called inside the writing transaction) and a model's registration
+(retraining's result; a run that asks first is refused by the runner too), and new cases wait
+in the review queue for manual review.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hilt.pipelines.config import MIN_AUDIT_RETENTION_DAYS
+from hilt.pipelines.errors import ConflictError
 from hilt.pipelines.store import DecisionRequest, Identity, holding, open_store_as
 from hilt.pipelines.store.audit.batch_digest import PREDICTIONS_ACTION, restated_digest
 from hilt.pipelines.store.audit.chain import AuditEntry, chain_hash, utc_timestamp
@@ -52,8 +53,10 @@ from tests.audit_helpers import (
     raw_db,
     row_hash,
 )
+from tests.config_helpers import edit_config
 from tests.conftest import CSV, copy_of, leased, operator, predictions_for
 from tests.prewarmed import run as prewarmed_hilt
+from tests.registry_helpers import register
 
 FLIP = {"1": "0", "0": "1"}
 DECISIONS_BEFORE_CHECKPOINT = 20
@@ -608,6 +611,98 @@ def forge_a_promotion_by_its_author(ws: Workspace, at: Layout) -> Expected:
     )
 
 
+def registered_seq(con: duckdb.DuckDBPyConnection, model: str) -> int:
+    return int(fetch_one(con, "SELECT registered_seq FROM models WHERE model = ?", [model])[0])
+
+
+def swap_the_champions_sha256(ws: Workspace, at: Layout) -> Expected:
+    """The store's registry is what scoring obeys: the champion's sha256 replaced by that
+    of another model file, so that the store takes its predictions (no event changed)."""
+    with raw_db(ws) as con:
+        con.execute(
+            "UPDATE models SET model_sha256 = ? WHERE state = 'champion'",
+            [hashlib.sha256(b"another model").hexdigest()],
+        )
+        return registered_seq(con, "test-model/v1"), "record-mismatch"
+
+
+def make_a_rejected_model_the_champion(ws: Workspace, at: Layout) -> Expected:
+    """A model a lead rejected made the champion in the registry table, the approval of
+    the real champion written on it (its decider and seq); the champion retired."""
+    dana = open_store_as(ws, Identity(name="dana"))
+    register(dana, "test-model/v2", hashlib.sha256(b"test-model/v2").hexdigest())
+    open_store_as(ws, Identity(name="max")).reject_model("test-model/v2", "Unfair to the young.")
+    with raw_db(ws) as con:
+        decided_by, decided_seq = fetch_one(
+            con, "SELECT decided_by, decided_seq FROM models WHERE state = 'champion'", []
+        )
+        crown(con, "test-model/v2", str(decided_by), int(decided_seq))
+    return int(decided_seq), "record-mismatch"
+
+
+def crown(con: duckdb.DuckDBPyConnection, model: str, decided_by: str, decided_seq: int) -> None:
+    """Make ``model`` the champion in the registry table (the champion retired), as decided
+    by ``decided_by`` at ``decided_seq``: the table only, no event."""
+    con.execute("UPDATE models SET state = 'retired' WHERE state = 'champion'")
+    con.execute(
+        "UPDATE models SET state = 'champion', decided_by = ?, decided_seq = ? WHERE model = ?",
+        [decided_by, decided_seq, model],
+    )
+
+
+def forge_a_self_promotion_naming_another_author(ws: Workspace, at: Layout) -> Expected:
+    """The one who registered a model (here the operator, at the file) appends its
+    promotion in their own name as a lead, the payload naming someone else as its author
+    (the existing rule compared the two names the payload gives), and makes the registry
+    say so."""
+    author = operator(ws)
+    me = author.whoami().name
+    register(author, "test-model/v2", hashlib.sha256(b"test-model/v2").hexdigest())
+    head = author.audit_head().seq
+    payload = {
+        "approver": me,
+        "author": "dana",
+        "model_sha256": hashlib.sha256(b"test-model/v2").hexdigest(),
+        "previous_champion": "test-model/v1",
+        "run_id": "run-of-test-model/v2",
+    }
+    seq = forge_after_the_head(
+        ws, replace(at, head_seq=head), me, "lead", "model.promoted", "test-model/v2", payload
+    )
+    with raw_db(ws) as con:
+        crown(con, "test-model/v2", me, seq)
+    return seq, "four-eyes"
+
+
+def forge_a_config_approval_by_its_proposer(ws: Workspace, at: Layout) -> Expected:
+    """An admin applies a loosening of the gate (pending a lead), then appends its approval
+    in their own name, as a lead, and puts it in force in the table and in hilt.toml."""
+    edit_config(ws, "floor = 0.65 ", "floor = 0.5 ")
+    proposed = open_store_as(ws, Identity(name="dana"), for_config=True).config_apply()
+    assert proposed.outcome == "pending"
+    version = proposed.version.version
+    head = operator(ws).audit_head().seq
+    payload = {
+        "version": version,
+        "old_version": 1,
+        "proposed_seq": head,
+        "proposed_by": "dana",
+        "loosens": proposed.version.loosens,
+    }
+    seq = forge_after_the_head(
+        ws, replace(at, head_seq=head), "dana", "lead", "config.approved", f"v{version}", payload
+    )
+    with raw_db(ws) as con:
+        con.execute("UPDATE config_versions SET state = 'superseded' WHERE version = 1")
+        con.execute(
+            "UPDATE config_versions SET state = 'in-force', decided_by = 'dana',"
+            " decided_seq = ? WHERE version = ?",
+            [seq, version],
+        )
+    edit_config(ws, "floor = 0.65 ", "floor = 0.5 ")
+    return seq, "four-eyes"
+
+
 ATTACKS = [
     pytest.param(change_a_payload, id="change-payload"),
     pytest.param(delete_a_row, id="delete-row"),
@@ -637,6 +732,10 @@ ATTACKS = [
     pytest.param(forge_a_digest_restatement, id="forged-restatement"),
     pytest.param(forge_a_run_whose_notebook_is_the_store, id="forged-notebook-path"),
     pytest.param(forge_a_promotion_by_its_author, id="forged-self-promotion"),
+    pytest.param(swap_the_champions_sha256, id="registry-sha256-swapped"),
+    pytest.param(make_a_rejected_model_the_champion, id="registry-rejected-made-champion"),
+    pytest.param(forge_a_self_promotion_naming_another_author, id="forged-self-promotion-lying"),
+    pytest.param(forge_a_config_approval_by_its_proposer, id="forged-config-self-approval"),
 ]
 
 
@@ -672,6 +771,43 @@ def forge_the_config_in_force(con: duckdb.DuckDBPyConnection, text: str) -> None
         entry["payload"].update(config_sha256=sha, audit_public_key=key)
 
     edit_entry(con, 1, change)
+
+
+def test_a_checkpoint_is_never_signed_over_a_broken_log(
+    victim: tuple[Workspace, Layout],
+) -> None:
+    """A decision after the last signed checkpoint is edited in the file (its entry and its
+    row); the next checkpoint (a nightly job, a lead) would sign the edited head, and every
+    verify from it (the routine one, beside the reviewers) would start after the edit. The
+    store refuses to sign a log that does not verify, naming the break; nothing is written
+    (neither the checkpoint file nor the log)."""
+    ws, at = victim
+    seq = at.decision_seqs[DECISIONS_BEFORE_CHECKPOINT + 3]
+    with raw_db(ws) as con:
+        flip_decision(con, seq)
+    lines = ws.checkpoints_path.read_text(encoding="utf-8")
+    with pytest.raises(
+        ConflictError, match=rf"refusing to sign a checkpoint: .*seq {seq}: hash-mismatch"
+    ):
+        operator(ws).checkpoint()
+    assert ws.checkpoints_path.read_text(encoding="utf-8") == lines
+    report = operator(ws).verify(None, "latest")
+    assert report.from_checkpoint == at.checkpoint_seq and report.first_break is not None
+    assert (report.first_break.seq, report.first_break.kind) == (seq, "hash-mismatch")
+    assert report.events == at.head_seq - at.checkpoint_seq
+
+
+def test_the_registry_is_held_to_its_events_from_a_checkpoint_too(
+    victim: tuple[Workspace, Layout],
+) -> None:
+    """The champion was registered and approved before the signed checkpoint; its sha256
+    swapped in the table afterwards is found by a verify from that checkpoint as well."""
+    ws, at = victim
+    seq, kind = swap_the_champions_sha256(ws, at)
+    report = operator(ws).verify(None, "latest")
+    assert report.from_checkpoint == at.checkpoint_seq
+    assert report.first_break is not None, report.summary()
+    assert (report.first_break.seq, report.first_break.kind) == (seq, kind)
 
 
 def test_a_replaced_pinned_key_is_caught_by_the_auditors_own_copy(

@@ -120,6 +120,25 @@ def test_a_retried_request_is_recorded_once(store_as: StoreFactory) -> None:
         )
 
 
+@pytest.mark.obligation("AI Act 14")
+def test_a_request_id_replays_only_its_own_reviewers_decision(store_as: StoreFactory) -> None:
+    """alice flags a case (it waits for another reviewer, who must not see her judgement);
+    bob, who learnt her request id (a client that derives them from the case, a log line),
+    sends it with the case: the store does not hand him her decision as his retry."""
+    alice, bob = store_as("alice"), store_as("bob")
+    case_id = leased(alice)
+    alice.record_decision(
+        DecisionRequest(case_id=case_id, action="flag", comment="Ask the bank.", request_id="r-7")
+    )
+    before = state(store_as("dana"))
+    replay = DecisionRequest(case_id=case_id, action="accept", request_id="r-7")
+    for attempt in (bob.record_decision, bob.decide_and_next):
+        with pytest.raises(ConflictError, match="request_id was already used by another reviewer"):
+            attempt(replay)
+    assert state(store_as("dana")) == before
+    assert bob.get_case(case_id).decisions == []
+
+
 @pytest.mark.obligation("AI Act 14", "GDPR 32")
 def test_roles_are_enforced_by_the_store(store_as: StoreFactory) -> None:
     alice, otto, dana = store_as("alice"), store_as("otto"), store_as("dana")

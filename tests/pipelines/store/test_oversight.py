@@ -212,7 +212,13 @@ def test_a_disagreement_goes_to_a_lead_whose_adjudication_is_the_final_label(
     alice.record_decision(DecisionRequest(case_id=cid, action="accept"))
     assert bob.next_case().case.case_id == cid  # type: ignore[union-attr]
     bob.record_decision(
-        DecisionRequest(case_id=cid, action="override", final_label=other, reason_code="data-error")
+        DecisionRequest(
+            case_id=cid,
+            action="override",
+            final_label=other,
+            reason_code="data-error",
+            request_id="bob-1",
+        )
     )
     [conflict] = lena.conflicts()
     assert (conflict.case_id, conflict.first_reviewer, conflict.first_label) == (
@@ -239,6 +245,10 @@ def test_a_disagreement_goes_to_a_lead_whose_adjudication_is_the_final_label(
         mx.adjudicate(cid, "maybe")
     with pytest.raises(NotFoundError):
         mx.adjudicate("APP-999999", other)
+    # A request id replays only its own author's decision: bob's override is no lead's
+    # adjudication (the conflict would stay open while the lead's client saw it settled).
+    with pytest.raises(ConflictError, match="request_id was already used by another reviewer"):
+        mx.adjudicate(cid, other, request_id="bob-1")
     assert state(admin) == before
     adjudication = mx.adjudicate(cid, other, comment="Documents confirm the override.")
     assert (adjudication.action, adjudication.final_label, adjudication.reviewer) == (

@@ -9,11 +9,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from hilt.pipelines.errors import ConflictError, InputError, PermissionDeniedError
+from hilt.pipelines.errors import ConflictError, InputError, PermissionDeniedError, SystemHalted
 from hilt.pipelines.store import DecisionRequest, Identity, Store, holding, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from tests.conftest import CONFIG, TEST_MODEL, operator, predictions_for, stand_in
+from tests.registry_helpers import stand_in_evaluation
 
 StoreFactory = Callable[[str], Store]
 
@@ -123,3 +124,26 @@ def test_halt_needs_a_reason_and_a_second_lead_to_resume(store_as: StoreFactory)
     assert not resumed.halted and resumed.changed_by == "max"
     actions = [e.action for e in store_as("otto").audit_events(after_seq=0, limit=100_000)]
     assert actions[-2:] == ["system.halted", "system.resumed"]
+
+
+@pytest.mark.obligation("AI Act 14(4)(e)")
+def test_while_halted_the_store_itself_refuses_to_register_a_model(
+    store_as: StoreFactory,
+) -> None:
+    """The halt stops retraining in the store, not only in `hilt retrain` and the retrain
+    notebook's cell (clients that ask): a data scientist's own code, or the notebook with
+    that cell removed, registers its model through the store and is refused while the halt
+    holds; nothing is written. Resumed by a second lead, the same registration is taken."""
+    dana, lena = store_as("dana"), store_as("lena")
+    evaluation = stand_in_evaluation(dana)  # its snapshot taken before the halt
+    lena.halt("Investigating complaints")
+    auditor = store_as("otto")
+    head, counts = auditor.audit_head().seq, auditor.counts()
+    sha = hashlib.sha256(b"test-model/v2").hexdigest()
+    with pytest.raises(SystemHalted, match="registering the model refused: the system is halted"):
+        dana.register_model("test-model/v2", sha, "run-of-test-model/v2", evaluation)
+    assert auditor.audit_head().seq == head and auditor.counts() == counts
+    assert [m.model for m in dana.models()] == [TEST_MODEL.model]
+    store_as("max").resume()
+    registered = dana.register_model("test-model/v2", sha, "run-of-test-model/v2", evaluation)
+    assert (registered.state, registered.author) == ("challenger", "dana")

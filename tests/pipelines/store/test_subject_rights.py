@@ -15,6 +15,7 @@ from hilt.pipelines.errors import (
     PermissionDeniedError,
 )
 from hilt.pipelines.store import DecisionRequest, Store, holding
+from tests.conftest import TEST_MODEL
 
 StoreFactory = Callable[[str], Store]
 
@@ -239,3 +240,31 @@ def test_only_the_dpo_exercises_subject_rights(store_as: StoreFactory) -> None:
     with pytest.raises(PermissionDeniedError):
         store_as("alice").retention_apply()
     assert state(dana) == before
+
+
+@pytest.mark.obligation("GDPR 17")
+def test_an_erased_subjects_case_takes_no_new_prediction(store_as: StoreFactory) -> None:
+    """After an erasure, a scorer that kept the subject's features (or a production system
+    replaying an old batch) sends the champion's prediction for the erased case, with the
+    explanation of its features: the store refuses the whole batch (it is processing of the
+    erased subject's data) and writes nothing."""
+    pia, dana, otto = store_as("pia"), store_as("dana"), store_as("otto")
+    pia.subject_erase(SUBJECT)
+    head, counts = otto.audit_head().seq, otto.counts()
+    batch = pl.DataFrame(
+        {
+            "case_id": [CASE, "APP-000008"],
+            "score": [0.9, 0.2],
+            "label": ["1", "0"],
+            "explanation": ['{"duration": -0.25, "credit_amount": 0.1}'] * 2,
+        }
+    )
+    with pytest.raises(
+        ConflictError, match=r"1 rows name cases whose data was removed: erased, .* \(rows 1\)$"
+    ):
+        dana.add_predictions(TEST_MODEL.model, batch, TEST_MODEL.sha256)
+    assert otto.audit_head().seq == head and otto.counts() == counts
+    assert len(dana.get_case(CASE).predictions) == 1  # the one from before the erasure
+    # The other case alone is taken.
+    dana.add_predictions(TEST_MODEL.model, batch.tail(1), TEST_MODEL.sha256)
+    assert len(dana.get_case("APP-000008").predictions) == 2
