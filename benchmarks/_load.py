@@ -22,7 +22,7 @@ from multiprocessing.context import ForkServerContext
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import latency_stats, process_cpu_s
+from benchmarks._common import Service, latency_stats
 from benchmarks._keepalive import KeepAlive
 from hilt.pipelines.store import Store
 
@@ -200,16 +200,8 @@ def _main(conn: Connection, job: dict[str, Any]) -> None:
         conn.send(("failed", f"{type(e).__name__}: {e}"))
 
 
-def _cpu_s(pid: int) -> float | None:
-    try:
-        return process_cpu_s(pid)
-    except OSError:
-        return None
-
-
 def one_process_load(
-    url: str,
-    service_pid: int,
+    service: Service,
     tokens: list[str],
     duration_s: float,
     cap: int,
@@ -229,11 +221,11 @@ def one_process_load(
     cpus = sorted(os.sched_getaffinity(0))
     pinned = len(cpus) >= 2
     service_cpus, generator_cpus = {cpus[-1]}, cpus[:-1]
-    before = _pin(service_pid, service_cpus) if pinned else None
-    job = {"url": url, "tokens": tokens, "per_token": 1, "duration_s": duration_s}
+    before = _pin(service.process.pid, service_cpus) if pinned else None
+    job = {"url": service.url, "tokens": tokens, "per_token": 1, "duration_s": duration_s}
     job |= {"cap": cap, "tag": tag, "click": click, "cpus": generator_cpus if pinned else None}
     proc = ctx.Process(target=_main, args=(child, job))
-    service_cpu0 = _cpu_s(service_pid)
+    service_cpu0 = service.cpu_s()
     try:
         proc.start()
         child.close()
@@ -244,10 +236,10 @@ def one_process_load(
         proc.join(10)
     finally:
         if before is not None:
-            _pin(service_pid, before)
+            _pin(service.process.pid, before)
     if kind != "result":
         raise RuntimeError(f"the asyncio load generator failed: {r}")
-    service_cpu1 = _cpu_s(service_pid)
+    service_cpu1 = service.cpu_s()
     wall = float(r["wall_s"])
     acked = [(str(a), str(b)) for a, b in r["acked"]]
     service_cpu = (

@@ -10,6 +10,9 @@ its own unique ``request_id``, in four phases on one temporary workspace:
    ``--mean-interval``) before each decision, so the store is offered N x 0.5 decisions/s,
    through the store service
    (``hilt store serve`` as a subprocess, HTTP on 127.0.0.1, one token per reviewer);
+1b. service, paced, one request per click: as 1, but each decision is sent as the review
+   panel sends it since session 28: ``decide_and_next`` (POST /v1/queue/decide-next, the
+   decision and the reviewer's next lease in one transaction), after a first lease;
 2. service, paced while an auditor verifies: as 1, while one more client (a thread of this
    script, an auditor's token) calls ``verify()`` on the service in a loop, back to back:
    verify runs on the service's own read connection, so the reviewers' p95 should stay
@@ -21,18 +24,23 @@ its own unique ``request_id``, in four phases on one temporary workspace:
    load generator does not take the service's cores as 32 processes do on a small
    machine (on two or more CPUs the service is pinned to one and the generator to the
    others for the phase); it prints its own CPU seconds and the service's (from /proc)
-   beside the wall time;
+   beside the wall time; run twice, a click as two requests (decision, then lease) and as
+   one (decide-next);
 4. embedded, paced: as 1, but each process opens the store itself
    (``open_store_as(path, Identity(name=...))``), which takes the cross-process lock and
    opens the DuckDB file for every operation;
 5. embedded, saturation: as 3, in embedded mode.
 
 Each reviewer takes the next case from the queue (``next_case``, as the review panel does: a
-decision needs the reviewer's live lease), then pauses, then decides; the lease is not
-timed, but it holds the service's writer like any write. Latency is measured client-side
-around each ``record_decision`` call (including HTTP,
+decision needs the reviewer's live lease), then pauses, then decides; in the one-request
+phases (1b, 3b's second run) the decision leases the next case (``decide_and_next``) and
+only the first lease is a request of its own. Latency is measured client-side around each
+decision's call, ``record_decision`` or ``decide_and_next`` (including HTTP,
 authentication, the audit chain and the commit; a retry of the same request_id after a
-transport error counts into the same call). After each mode the decisions are read back
+transport error counts into the same call). Each phase also reports its clicks (``click``:
+the decision and the next lease, as the panel needs them): the decide-next call alone, or
+a decision's call plus the lease call that follows it (sent back to back), so that the two
+ways compare on the same thing (``requests_per_click``: 1 or 2). After each mode the decisions are read back
 through the store (``decisions()`` paging with ``after_seq``): *lost* = acknowledged
 decision ids missing from the store; *duplicated* = request ids stored more than once. Then
 ``verify()`` checks the audit chain, the checkpoints and the records against their events.
@@ -50,7 +58,8 @@ server that imported hilt once) and reused.
 
 Targets (issue 13): service p95 <= 10 ms at 32 x 0.5 decisions/s; saturation >= 500
 decisions/s with the audit chain, measured with the one-process load generator (3b);
-0 lost. Nothing is asserted: the script prints whether each
+0 lost. The first two are printed for each way of sending a click (the decision's p95 for
+two requests, the decide-next call's for one). Nothing is asserted: the script prints whether each
 target was met. The last line of output is one JSON object with every number.
 
 Usage: benchmarks/store_concurrency.py [--quick] [--workers N] [--paced-seconds S] ...
@@ -100,6 +109,7 @@ if str(REPO) not in sys.path:
 from benchmarks._common import (  # noqa: E402
     CONFIG,
     CSV,
+    Service,
     begin,
     cleanup,
     finish,
@@ -500,10 +510,10 @@ def click_line(stats: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------- one-process load
 def async_saturation(
-    url: str, service_pid: int, tokens: list[str], duration_s: float, cap: int, tag: str, click: str
+    service: Service, tokens: list[str], duration_s: float, cap: int, tag: str, click: str
 ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """Phase 3b (``_load.one_process_load``), its line printed."""
-    stats, acked = one_process_load(url, service_pid, tokens, duration_s, cap, tag, click)
+    stats, acked = one_process_load(service, tokens, duration_s, cap, tag, click)
     pinned = stats["pinned"]
     print(
         f"  saturation, one asyncio process ({len(tokens)} simulated reviewers, keep-alive), "
@@ -671,8 +681,7 @@ def service_mode(
             seed_base=2000,
         )
         one_process, acked_a = async_saturation(
-            svc.url,
-            svc.process.pid,
+            svc,
             tokens,
             args.sat_seconds,
             args.sat_decisions,
@@ -680,8 +689,7 @@ def service_mode(
             "two",
         )
         one_process_one, acked_a1 = async_saturation(
-            svc.url,
-            svc.process.pid,
+            svc,
             tokens,
             args.sat_seconds,
             args.sat_decisions,
