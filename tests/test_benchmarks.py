@@ -139,6 +139,9 @@ def test_benchmark_quick_run_prints_its_numbers(script: Path, tmp_path: Path) ->
     if script.stem == "verify":
         assert numbers["generated_events"] == 5_000 and numbers["verify_ok"] is True
         assert numbers["after_checkpoint_events"] == 1_000
+    if script.stem == "review_latency":  # the panel's click: one request, decide-next
+        assert numbers["store_requests_per_decision"] == {"decide_and_next": 1.0}
+        assert numbers["requests_per_click"] == 1.0 and numbers["audit_ok"] is True
     if script.stem == "service_cpu":
         assert numbers["cases"] == 300
     if script.stem == "retrain":
