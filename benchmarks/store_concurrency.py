@@ -40,10 +40,11 @@ authentication, the audit chain and the commit; a retry of the same request_id a
 transport error counts into the same call). Each phase also reports its clicks (``click``:
 the decision and the next lease, as the panel needs them): the decide-next call alone, or
 a decision's call plus the lease call that follows it (sent back to back), so that the two
-ways compare on the same thing (``requests_per_click``: 1 or 2). After each mode the decisions are read back
-through the store (``decisions()`` paging with ``after_seq``): *lost* = acknowledged
-decision ids missing from the store; *duplicated* = request ids stored more than once. Then
-``verify()`` checks the audit chain, the checkpoints and the records against their events.
+ways compare on the same thing (``requests_per_click``: 1 or 2). After each mode the
+decisions are read back through the store (``decisions()`` paging with ``after_seq``):
+*lost* = acknowledged decision ids missing from the store; *duplicated* = request ids stored
+more than once. Then ``verify()`` checks the audit chain, the checkpoints and the records
+against their events.
 
 Finally a RAW baseline: one DuckDB connection on a fresh file, one transaction per row into
 a table with the store's own ``decisions`` DDL, with and without an ``audit_log`` row chained
@@ -615,43 +616,31 @@ def service_mode(
     print(f"  service up in {time.perf_counter() - t:.2f} s at {svc.url}")
     try:
         info = [{"url": svc.url, "token": tok} for tok in tokens]
-        paced, acked_p = run_phase(
-            pool,
-            alloc,
-            name="paced",
-            mode="service",
-            tag="svc-paced",
-            duration_s=args.paced_seconds,
-            per_worker=paced_cap(args.paced_seconds, args.mean_interval),
-            mean_interval_s=args.mean_interval,
-            conn_info=info,
-            seed_base=1000,
-        )
-        paced_one, acked_p1 = run_phase(
-            pool,
-            alloc,
-            name="paced, one request per click (decide-next)",
-            mode="service",
-            tag="svc-click-paced",
-            duration_s=args.paced_seconds,
-            per_worker=paced_cap(args.paced_seconds, args.mean_interval),
-            mean_interval_s=args.mean_interval,
-            conn_info=info,
-            seed_base=1200,
-            click="one",
-        )
-        with VerifyLoop(svc.url, auditor_token) as auditor:
-            verifying, acked_v = run_phase(
+
+        def paced_phase(
+            name: str, tag: str, seed_base: int, click: str = "two"
+        ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+            return run_phase(
                 pool,
                 alloc,
-                name="paced, an auditor verifying in a loop",
+                name=name,
                 mode="service",
-                tag="svc-verify",
+                tag=tag,
                 duration_s=args.paced_seconds,
                 per_worker=paced_cap(args.paced_seconds, args.mean_interval),
                 mean_interval_s=args.mean_interval,
                 conn_info=info,
-                seed_base=1500,
+                seed_base=seed_base,
+                click=click,
+            )
+
+        paced, acked_p = paced_phase("paced", "svc-paced", 1000)
+        paced_one, acked_p1 = paced_phase(
+            "paced, one request per click (decide-next)", "svc-click-paced", 1200, "one"
+        )
+        with VerifyLoop(svc.url, auditor_token) as auditor:
+            verifying, acked_v = paced_phase(
+                "paced, an auditor verifying in a loop", "svc-verify", 1500
             )
         calls = auditor.durations_s
         verifying["verify_calls"] = len(calls)
@@ -681,20 +670,10 @@ def service_mode(
             seed_base=2000,
         )
         one_process, acked_a = async_saturation(
-            svc,
-            tokens,
-            args.sat_seconds,
-            args.sat_decisions,
-            "svc-async",
-            "two",
+            svc, tokens, args.sat_seconds, args.sat_decisions, "svc-async", "two"
         )
         one_process_one, acked_a1 = async_saturation(
-            svc,
-            tokens,
-            args.sat_seconds,
-            args.sat_decisions,
-            "svc-click-async",
-            "one",
+            svc, tokens, args.sat_seconds, args.sat_decisions, "svc-click-async", "one"
         )
         admin = StoreClient(svc.url, admin_token, timeout_s=120.0)
         try:
