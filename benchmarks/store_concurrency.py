@@ -99,7 +99,7 @@ from hilt.pipelines.store.audit.chain import (
 )
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.modes.client import StoreClient
-from hilt.pipelines.store.records import Decision, LeasedCase, ModelEvaluation
+from hilt.pipelines.store.records import Decision, ModelEvaluation
 from hilt.pipelines.store.schema import create_statements
 from hilt.pipelines.workspace import Workspace
 
@@ -180,7 +180,8 @@ def _run_phase(index: int, job: dict[str, Any], store: Store, start_at: float) -
     errors: dict[str, int] = {}
     retries = 0
     exhausted = True
-    leased: LeasedCase | None = None
+    # The case to decide on next (a LeasedCase), None when the reviewer must lease one.
+    leased: Any = None
     dry = False
     for i in range(len(cases)):
         # The reviewer takes the next case from the queue, as the review panel does (a
