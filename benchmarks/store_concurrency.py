@@ -79,6 +79,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
@@ -315,11 +316,19 @@ class WorkerPool:
             out.append(value)
         return out
 
-    def run(self, jobs: list[dict[str, Any]], duration_s: float) -> tuple[float, list[Any]]:
-        """Send each worker its job, wait for all to be set up, start them together."""
+    def run(
+        self,
+        jobs: list[dict[str, Any]],
+        duration_s: float,
+        ready: Callable[[], None] | None = None,
+    ) -> tuple[float, list[Any]]:
+        """Send each worker its job, wait for all to be set up, call ``ready``, start them
+        together."""
         for conn, job in zip(self.conns, jobs, strict=True):
             conn.send(("setup", job))
         self._expect("set", time.monotonic() + 120.0)
+        if ready is not None:
+            ready()
         start_at = time.time() + 0.3
         for conn in self.conns:
             conn.send(("go", start_at))
@@ -440,10 +449,12 @@ def run_phase(
     conn_info: list[dict[str, Any]],
     seed_base: int,
     click: str = "two",
+    service: Service | None = None,
 ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """One phase on every worker of ``pool``; ``click`` (``CLICKS``): how each reviewer
-    sends a decision and the next lease. Prints its line; returns its numbers and the
-    acknowledged (request id, decision id) pairs."""
+    sends a decision and the next lease; ``service``: the service whose CPU the phase's
+    decisions cost (leave it out when something else runs on it meanwhile). Prints its
+    line; returns its numbers and the acknowledged (request id, decision id) pairs."""
     jobs = []
     for i in range(pool.size):
         jobs.append(
@@ -458,7 +469,15 @@ def run_phase(
                 **conn_info[i],
             }
         )
-    start_at, results = pool.run(jobs, duration_s)
+    # The service's CPU from when every reviewer is set up (signed in) to the phase's end.
+    service_cpu: list[float | None] = [None]
+
+    def ready() -> None:
+        service_cpu[0] = service.cpu_s() if service is not None else None
+
+    start_at, results = pool.run(jobs, duration_s, ready)
+    service_cpu0 = service_cpu[0]
+    service_cpu1 = service.cpu_s() if service is not None else None
     latencies: list[float] = []
     click_ms: list[float] = []
     acked: list[tuple[str, str]] = []
@@ -488,6 +507,13 @@ def run_phase(
         "retries": retries,
         "workers_out_of_cases": exhausted,
     }
+    if service_cpu0 is not None and service_cpu1 is not None and acked:
+        # The service's CPU a decision (and its lease), as phase 3b and review_latency.py
+        # report it: what the machine's load changes far less than the latencies (in a
+        # paced phase it includes what the service does while idle).
+        stats["service_cpu_ms_per_decision"] = round(
+            (service_cpu1 - service_cpu0) * 1000 / len(acked), 2
+        )
     offered_text = f"offered {offered:.1f}/s, " if offered else "flat out, "
     print(
         f"  {name}: {offered_text}{len(acked)} decisions in {wall:.1f} s = "
@@ -495,7 +521,8 @@ def run_phase(
         f"p95 {fmt_ms(stats['p95_ms'])} ms, p99 {fmt_ms(stats['p99_ms'])} ms, "
         f"max {fmt_ms(stats['max_ms'])} ms; errors {errors or 0}, retries {retries}"
     )
-    print(f"    {click_line(stats)}")
+    cpu = stats.get("service_cpu_ms_per_decision")
+    print(f"    {click_line(stats)}" + (f"; service CPU {cpu} ms a decision" if cpu else ""))
     return stats, acked
 
 
@@ -619,7 +646,7 @@ def service_mode(
         info = [{"url": svc.url, "token": tok} for tok in tokens]
 
         def paced_phase(
-            name: str, tag: str, seed_base: int, click: str = "two"
+            name: str, tag: str, seed_base: int, click: str = "two", alone: bool = True
         ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
             return run_phase(
                 pool,
@@ -633,6 +660,7 @@ def service_mode(
                 conn_info=info,
                 seed_base=seed_base,
                 click=click,
+                service=svc if alone else None,
             )
 
         paced, acked_p = paced_phase("paced", "svc-paced", 1000)
@@ -641,7 +669,7 @@ def service_mode(
         )
         with VerifyLoop(svc.url, auditor_token) as auditor:
             verifying, acked_v = paced_phase(
-                "paced, an auditor verifying in a loop", "svc-verify", 1500
+                "paced, an auditor verifying in a loop", "svc-verify", 1500, alone=False
             )
         calls = auditor.durations_s
         verifying["verify_calls"] = len(calls)
@@ -669,6 +697,7 @@ def service_mode(
             mean_interval_s=0.0,
             conn_info=info,
             seed_base=2000,
+            service=svc,
         )
         one_process, acked_a = async_saturation(
             svc, tokens, args.sat_seconds, args.sat_decisions, "svc-async", "two"

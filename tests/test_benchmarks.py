@@ -112,6 +112,9 @@ def test_benchmark_quick_run_prints_its_numbers(script: Path, tmp_path: Path) ->
             assert service[phase]["decisions"] > 0 and service[phase]["errors"] == {}, phase
             assert service[phase]["requests_per_click"] == (1 if phase in one else 2), phase
             assert service[phase]["click"]["p50_ms"] > 0, phase
+            # the service's CPU a decision, except beside the auditor (verify's CPU too)
+            cpu = service[phase].get("service_cpu_ms_per_decision")
+            assert (cpu is None) if phase == "paced_while_verifying" else cpu > 0, phase
         # Every phase's acknowledged decisions were looked for in the store, and found.
         assert service["acknowledged"] == sum(service[p]["decisions"] for p in two + one)
         assert service["lost"] == 0 and service["verify_ok"]
