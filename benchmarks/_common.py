@@ -203,11 +203,9 @@ class Service:
     def cpu_s(self) -> float | None:
         """User + system CPU seconds of the service process so far (Linux /proc), or None."""
         try:
-            stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+            return process_cpu_s(self.process.pid)
         except OSError:
             return None
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_service(ws: Workspace, log_path: Path, timeout_s: float = 30.0) -> Service:

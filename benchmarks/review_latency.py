@@ -62,10 +62,10 @@ import comm
 import polars as pl
 from comm.base_comm import BaseComm, BuffersType, MaybeDict
 
-from hilt.pipelines.dashboards.review import open_review_backend
+from hilt.pipelines.dashboards.review import StoreReviewBackend, open_review_backend
 from hilt.pipelines.loop.model import TrainedModel
 from hilt.pipelines.loop.scoring import demo_first_model, score_into_queue
-from hilt.pipelines.store import Identity, open_store_as
+from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer, ReviewItem
@@ -187,6 +187,25 @@ class TimedBackend:
         return self._timed("queue_status", self.inner.queue_status)
 
 
+@dataclass
+class Requests:
+    """The requests the panel's backend sent the store service, by operation: every
+    operation of a ``StoreClient`` is one HTTP request (``perform``). A backend call can
+    send none (``queue_status`` answered from the counts that came with the lease)."""
+
+    by_operation: dict[str, int] = field(default_factory=dict)
+
+    def watch(self, store: Store) -> None:
+        """Count every operation ``store`` performs from now on."""
+        perform = store.perform
+
+        def counted(operation: Any, arguments: dict[str, Any]) -> Any:  # an Operation
+            self.by_operation[operation.name] = self.by_operation.get(operation.name, 0) + 1
+            return perform(operation, arguments)
+
+        store.perform = counted  # type: ignore[method-assign]
+
+
 # ---------------------------------------------------------------------------- setup
 @dataclass
 class Prepared:
@@ -303,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(access, Refusal):
                 print(f"refused: {access.title}: {access.message}", file=sys.stderr)
                 return 2
+            if not isinstance(access, StoreReviewBackend):
+                raise TypeError(f"not the review panel's store backend: {type(access)}")
+            requests = Requests()
+            requests.watch(access.store)
             backend = TimedBackend(access)
             t_open = time.perf_counter()
             session = ReviewSession(backend, min_dwell_ms=0)
@@ -321,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             in_store: list[float] = []
             wires: list[Wire] = []
             backend.by_call.clear()
+            requests.by_operation.clear()
             kernel_cpu0, service_cpu0 = time.process_time(), service.cpu_s()
             for _ in range(args.decisions):
                 total_ms, store_ms, sent = accept_and_time(session, backend)
@@ -355,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     last_q = latency_stats(totals[-quarter:])
     calls = {name: latency_stats(v) for name, v in sorted(backend.by_call.items())}
     per_decision_calls = {name: len(v) / args.decisions for name, v in backend.by_call.items()}
+    per_decision_requests = {
+        name: n / args.decisions for name, n in sorted(requests.by_operation.items())
+    }
+    requests_per_click = sum(per_decision_requests.values())
     msgs = sum(w.messages for w in wires) / len(wires)
     kib = sum(w.bytes for w in wires) / len(wires) / 1024
     recorded = [d for d in decisions if d.reviewer == REVIEWER and d.action == "accept"]
@@ -372,11 +400,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"  store    median {fmt_ms(store['p50_ms'])}, p95 {fmt_ms(store['p95_ms'])} "
-        "(HTTP round trips: "
+        "(backend calls: "
         + ", ".join(
             f"{name} x{per_decision_calls[name]:g} median {fmt_ms(calls[name]['p50_ms'])}"
             for name in calls
         )
+        + ")"
+    )
+    print(
+        f"  requests {requests_per_click:g} per click to the store service ("
+        + ", ".join(f"{name} x{n:g}" for name, n in per_decision_requests.items())
         + ")"
     )
     print(
@@ -414,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
             "last_quarter": last_q,
             "store_calls": calls,
             "store_calls_per_decision": per_decision_calls,
+            # HTTP requests to the service per click, as store_concurrency.py counts them.
+            "requests_per_click": requests_per_click,
+            "store_requests_per_decision": per_decision_requests,
             "cpu_per_decision_ms": {
                 "kernel": round(kernel_cpu, 3),
                 "service": round(service_cpu, 3) if service_cpu is not None else None,

@@ -10,6 +10,9 @@ its own unique ``request_id``, in four phases on one temporary workspace:
    ``--mean-interval``) before each decision, so the store is offered N x 0.5 decisions/s,
    through the store service
    (``hilt store serve`` as a subprocess, HTTP on 127.0.0.1, one token per reviewer);
+1b. service, paced, one request per click: as 1, but each decision is sent as the review
+   panel sends it since session 28: ``decide_and_next`` (POST /v1/queue/decide-next, the
+   decision and the reviewer's next lease in one transaction), after a first lease;
 2. service, paced while an auditor verifies: as 1, while one more client (a thread of this
    script, an auditor's token) calls ``verify()`` on the service in a loop, back to back:
    verify runs on the service's own read connection, so the reviewers' p95 should stay
@@ -21,21 +24,27 @@ its own unique ``request_id``, in four phases on one temporary workspace:
    load generator does not take the service's cores as 32 processes do on a small
    machine (on two or more CPUs the service is pinned to one and the generator to the
    others for the phase); it prints its own CPU seconds and the service's (from /proc)
-   beside the wall time;
+   beside the wall time; run twice, a click as two requests (decision, then lease) and as
+   one (decide-next);
 4. embedded, paced: as 1, but each process opens the store itself
    (``open_store_as(path, Identity(name=...))``), which takes the cross-process lock and
    opens the DuckDB file for every operation;
 5. embedded, saturation: as 3, in embedded mode.
 
 Each reviewer takes the next case from the queue (``next_case``, as the review panel does: a
-decision needs the reviewer's live lease), then pauses, then decides; the lease is not
-timed, but it holds the service's writer like any write. Latency is measured client-side
-around each ``record_decision`` call (including HTTP,
+decision needs the reviewer's live lease), then pauses, then decides; in the one-request
+phases (1b, 3b's second run) the decision leases the next case (``decide_and_next``) and
+only the first lease is a request of its own. Latency is measured client-side around each
+decision's call, ``record_decision`` or ``decide_and_next`` (including HTTP,
 authentication, the audit chain and the commit; a retry of the same request_id after a
-transport error counts into the same call). After each mode the decisions are read back
-through the store (``decisions()`` paging with ``after_seq``): *lost* = acknowledged
-decision ids missing from the store; *duplicated* = request ids stored more than once. Then
-``verify()`` checks the audit chain, the checkpoints and the records against their events.
+transport error counts into the same call). Each phase also reports its clicks (``click``:
+the decision and the next lease, as the panel needs them): the decide-next call alone, or
+a decision's call plus the lease call that follows it (sent back to back), so that the two
+ways compare on the same thing (``requests_per_click``: 1 or 2). After each mode the
+decisions are read back through the store (``decisions()`` paging with ``after_seq``):
+*lost* = acknowledged decision ids missing from the store; *duplicated* = request ids stored
+more than once. Then ``verify()`` checks the audit chain, the checkpoints and the records
+against their events.
 
 Finally a RAW baseline: one DuckDB connection on a fresh file, one transaction per row into
 a table with the store's own ``decisions`` DDL, with and without an ``audit_log`` row chained
@@ -50,7 +59,8 @@ server that imported hilt once) and reused.
 
 Targets (issue 13): service p95 <= 10 ms at 32 x 0.5 decisions/s; saturation >= 500
 decisions/s with the audit chain, measured with the one-process load generator (3b);
-0 lost. Nothing is asserted: the script prints whether each
+0 lost. The first two are printed for each way of sending a click (the decision's p95 for
+two requests, the decide-next call's for one). Nothing is asserted: the script prints whether each
 target was met. The last line of output is one JSON object with every number.
 
 Usage: benchmarks/store_concurrency.py [--quick] [--workers N] [--paced-seconds S] ...
@@ -62,7 +72,6 @@ import argparse
 import contextlib
 import hashlib
 import math
-import multiprocessing as mp
 import os
 import random
 import sys
@@ -70,10 +79,11 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
-from multiprocessing.context import ForkServerContext, ForkServerProcess
+from multiprocessing.context import ForkServerProcess
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +112,7 @@ if str(REPO) not in sys.path:
 from benchmarks._common import (  # noqa: E402
     CONFIG,
     CSV,
+    Service,
     begin,
     cleanup,
     finish,
@@ -109,7 +120,13 @@ from benchmarks._common import (  # noqa: E402
     operator,
     start_service,
 )
-from benchmarks._keepalive import KeepAlive  # noqa: E402
+from benchmarks._load import (  # noqa: E402
+    CLICKS,
+    PHASE_GRACE_S,
+    Clicks,
+    one_process_load,
+    processes,
+)
 
 MEAN_INTERVAL_S = 2.0
 TARGET_P95_MS = 10.0
@@ -127,8 +144,11 @@ PHASES = (
     "embedded_sat_seconds",
     "raw_rows",
 )
-#: Extra time a phase may take beyond its duration before the run gives up on a worker.
-PHASE_GRACE_S = 90.0
+#: How each way of sending a click is named in the printed lines.
+CLICK_TEXT = {
+    "two": "two requests per click (decision, then the next lease)",
+    "one": "one request per click (decide-next)",
+}
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -150,27 +170,38 @@ def _run_phase(index: int, job: dict[str, Any], store: Store, start_at: float) -
     mean = float(job["mean_interval_s"])
     cases: list[str] = list(job["cases"])
     tag = str(job["tag"])
+    one_request = job["click"] == "one"
     wait = start_at - time.time()
     if wait > 0:
         time.sleep(wait)
     t0 = time.perf_counter()
     deadline = t0 + float(job["duration_s"])
     latencies: list[float] = []
+    clicks = Clicks()
     acked: list[tuple[str, str]] = []
     errors: dict[str, int] = {}
     retries = 0
     exhausted = True
+    # The case to decide on next (a LeasedCase), None when the reviewer must lease one.
+    leased: Any = None
+    dry = False
     for i in range(len(cases)):
         # The reviewer takes the next case from the queue, as the review panel does (a
-        # decision needs their live lease), then reads it.
-        try:
-            leased = store.next_case()
-        except HiltError as e:
-            errors[f"lease: {type(e).__name__}"] = errors.get(f"lease: {type(e).__name__}", 0) + 1
-            continue
+        # decision needs their live lease): with a lease of its own (at first, after each
+        # decision sent alone, after a failed one) or with the decision (decide-next).
         if leased is None:
-            exhausted = True
-            break
+            start = time.perf_counter()
+            try:
+                leased = store.next_case()
+            except HiltError as e:
+                key = f"lease: {type(e).__name__}"
+                errors[key] = errors.get(key, 0) + 1
+                clicks.failed()
+                continue
+            clicks.leased((time.perf_counter() - start) * 1000.0)
+            if leased is None:
+                exhausted = True
+                break
         case_id = leased.case.case_id
         if mean > 0:
             pause = rng.expovariate(1.0 / mean)
@@ -187,25 +218,42 @@ def _run_phase(index: int, job: dict[str, Any], store: Store, start_at: float) -
             request_id=f"{tag}-{index:02d}-{i:06d}",
             time_on_item_ms=rng.randint(3_000, 90_000),
         )
+        # Unless the decision says otherwise, the next turn leases (a failed decision: the
+        # reviewer's own live lease comes back first).
+        leased = None
         start = time.perf_counter()
         for attempt in range(ATTEMPTS):
             try:
-                decision = store.record_decision(request)
+                if one_request:
+                    done = store.decide_and_next(request)
+                    decision, leased = done.decision, done.leased
+                else:
+                    decision = store.record_decision(request)
             except StoreError as e:  # unreachable, busy, driver failure: retry, same id
                 errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
                 if attempt + 1 < ATTEMPTS:
                     retries += 1
                     time.sleep(0.05 * (attempt + 1))
                     continue
+                clicks.failed()
             except HiltError as e:  # the store refused the request: not retried
                 errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                clicks.failed()
             else:
-                latencies.append((time.perf_counter() - start) * 1000.0)
+                ms = (time.perf_counter() - start) * 1000.0
+                latencies.append(ms)
+                clicks.decided(ms, with_lease=one_request)
                 acked.append((str(request.request_id), decision.decision_id))
+                if one_request and leased is None:  # nothing waits for this reviewer
+                    dry = True
+            break
+        if dry:
+            exhausted = True
             break
     end = time.perf_counter()
     return {
         "latencies_ms": latencies,
+        "click_ms": clicks.ms,
         "acked": acked,
         "errors": errors,
         "retries": retries,
@@ -236,29 +284,6 @@ def worker_main(index: int, conn: Connection) -> None:
         finally:
             if store is not None:
                 store.close()
-
-
-#: What the load processes import, once: in the fork server they are forked from.
-PRELOAD = [
-    "duckdb",
-    "httpx",
-    "polars",
-    "hilt.pipelines.store",
-    "hilt.pipelines.store.modes.client",
-    "hilt.pipelines.store.modes.embedded",
-    "benchmarks._common",
-]
-
-
-def processes() -> ForkServerContext:
-    """How the reviewer processes and the asyncio load process start: forked from a fork
-    server (a clean process, started once, that imported PRELOAD), not spawned (a fresh
-    interpreter importing hilt, polars and DuckDB for each: seconds of CPU per process,
-    32 times in the full run, on the cores the phases then share). Each still runs this
-    script's top level (its imports found loaded) and its own loop."""
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(PRELOAD)
-    return ctx
 
 
 @dataclass
@@ -292,11 +317,19 @@ class WorkerPool:
             out.append(value)
         return out
 
-    def run(self, jobs: list[dict[str, Any]], duration_s: float) -> tuple[float, list[Any]]:
-        """Send each worker its job, wait for all to be set up, start them together."""
+    def run(
+        self,
+        jobs: list[dict[str, Any]],
+        duration_s: float,
+        ready: Callable[[], None] | None = None,
+    ) -> tuple[float, list[Any]]:
+        """Send each worker its job, wait for all to be set up, call ``ready``, start them
+        together."""
         for conn, job in zip(self.conns, jobs, strict=True):
             conn.send(("setup", job))
         self._expect("set", time.monotonic() + 120.0)
+        if ready is not None:
+            ready()
         start_at = time.time() + 0.3
         for conn in self.conns:
             conn.send(("go", start_at))
@@ -392,10 +425,13 @@ def paced_cap(duration_s: float, mean_interval_s: float) -> int:
 
 
 def needed_cases(args: argparse.Namespace) -> int:
+    """Cases enough for every phase to reach its cap: three paced service phases, the
+    embedded one, four saturation phases (the processes', the two one-process ones, the
+    embedded one)."""
     per_worker = (
-        2 * paced_cap(args.paced_seconds, args.mean_interval)
+        3 * paced_cap(args.paced_seconds, args.mean_interval)
         + paced_cap(args.embedded_paced_seconds, args.mean_interval)
-        + 2 * math.ceil(args.sat_decisions / args.workers)
+        + 4 * math.ceil(args.sat_decisions / args.workers)
     )
     return int(per_worker * args.workers)
 
@@ -413,7 +449,13 @@ def run_phase(
     mean_interval_s: float,
     conn_info: list[dict[str, Any]],
     seed_base: int,
+    click: str = "two",
+    service: Service | None = None,
 ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """One phase on every worker of ``pool``; ``click`` (``CLICKS``): how each reviewer
+    sends a decision and the next lease; ``service``: the service whose CPU the phase's
+    decisions cost (leave it out when something else runs on it meanwhile). Prints its
+    line; returns its numbers and the acknowledged (request id, decision id) pairs."""
     jobs = []
     for i in range(pool.size):
         jobs.append(
@@ -424,17 +466,28 @@ def run_phase(
                 "mean_interval_s": mean_interval_s,
                 "duration_s": duration_s,
                 "seed": seed_base + i,
+                "click": click,
                 **conn_info[i],
             }
         )
-    start_at, results = pool.run(jobs, duration_s)
+    # The service's CPU from when every reviewer is set up (signed in) to the phase's end.
+    service_cpu: list[float | None] = [None]
+
+    def ready() -> None:
+        service_cpu[0] = service.cpu_s() if service is not None else None
+
+    start_at, results = pool.run(jobs, duration_s, ready)
+    service_cpu0 = service_cpu[0]
+    service_cpu1 = service.cpu_s() if service is not None else None
     latencies: list[float] = []
+    click_ms: list[float] = []
     acked: list[tuple[str, str]] = []
     errors: dict[str, int] = {}
     retries = 0
     exhausted = 0
     for r in results:
         latencies.extend(r["latencies_ms"])
+        click_ms.extend(r["click_ms"])
         acked.extend((str(a), str(b)) for a, b in r["acked"])
         for k, v in r["errors"].items():
             errors[k] = errors.get(k, 0) + int(v)
@@ -444,15 +497,24 @@ def run_phase(
     offered = pool.size / mean_interval_s if mean_interval_s > 0 else None
     stats: dict[str, Any] = {
         "workers": pool.size,
+        "requests_per_click": CLICKS[click],
         "offered_per_s": offered,
         "duration_s": round(wall, 3),
         "decisions": len(acked),
         "throughput_per_s": round(len(acked) / wall, 2) if wall > 0 else None,
         **latency_stats(latencies),
+        "click": latency_stats(click_ms),
         "errors": errors,
         "retries": retries,
         "workers_out_of_cases": exhausted,
     }
+    if service_cpu0 is not None and service_cpu1 is not None and acked:
+        # The service's CPU a decision (and its lease), as phase 3b and review_latency.py
+        # report it: what the machine's load changes far less than the latencies (in a
+        # paced phase it includes what the service does while idle).
+        stats["service_cpu_ms_per_decision"] = round(
+            (service_cpu1 - service_cpu0) * 1000 / len(acked), 2
+        )
     offered_text = f"offered {offered:.1f}/s, " if offered else "flat out, "
     print(
         f"  {name}: {offered_text}{len(acked)} decisions in {wall:.1f} s = "
@@ -460,186 +522,46 @@ def run_phase(
         f"p95 {fmt_ms(stats['p95_ms'])} ms, p99 {fmt_ms(stats['p99_ms'])} ms, "
         f"max {fmt_ms(stats['max_ms'])} ms; errors {errors or 0}, retries {retries}"
     )
+    cpu = stats.get("service_cpu_ms_per_decision")
+    print(f"    {click_line(stats)}" + (f"; service CPU {cpu} ms a decision" if cpu else ""))
     return stats, acked
 
 
-# ---------------------------------------------------------------------------- one-process load
-def _cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of a process so far (Linux /proc), or None."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def _async_reviewers(
-    url: str, tokens: list[str], per_token: int, duration_s: float, cap: int, tag: str
-) -> dict[str, Any]:
-    """``len(tokens) * per_token`` simulated reviewers on keep-alive connections, each
-    leasing (``/v1/queue/next``) then accepting, flat out, until ``duration_s`` or ``cap``
-    decisions. Reviewers sharing a token share its lease, so each token has one reviewer
-    at a time on it (``per_token`` > 1 only queues them)."""
-    import asyncio
-
-    latencies: list[float] = []
-    acked: list[tuple[str, str]] = []
-    errors: dict[str, int] = {}
-    budget = [cap]
-    # One keep-alive connection per simulated reviewer (``_keepalive.py``: httpx took more
-    # CPU a request than the service, and the generator was the limit).
-    connections = [KeepAlive(url) for _ in range(len(tokens) * per_token)]
-    try:
-        t0 = time.perf_counter()
-        deadline = t0 + duration_s
-
-        async def reviewer(index: int, token: str, lock: asyncio.Lock) -> None:
-            headers = {"authorization": f"Bearer {token}"}
-            http = connections[index]
-            i = 0
-            while time.perf_counter() < deadline and budget[0] > 0:
-                async with lock:  # one lease per token at a time
-                    budget[0] -= 1
-                    status, leased = await http.request("POST", "/v1/queue/next", headers)
-                    if status != 200 or leased is None:
-                        key = f"lease: {status}"
-                        errors[key] = errors.get(key, 0) + 1
-                        if status == 200:
-                            return  # the queue is empty
-                        continue
-                    case_id = leased["case"]["case_id"]
-                    request_id = f"{tag}-{index:03d}-{i:06d}"
-                    i += 1
-                    start = time.perf_counter()
-                    status, decided = await http.request(
-                        "POST",
-                        "/v1/decisions",
-                        headers,
-                        {"case_id": case_id, "action": "accept", "request_id": request_id},
-                    )
-                    if status != 200:
-                        errors[str(status)] = errors.get(str(status), 0) + 1
-                        continue
-                    latencies.append((time.perf_counter() - start) * 1000.0)
-                    acked.append((request_id, str(decided["decision_id"])))
-
-        for k, token in enumerate(tokens):  # sign in (a token's first use reads the store)
-            await connections[k].request("GET", "/v1/me", {"authorization": f"Bearer {token}"})
-        cpu0 = time.process_time()
-        t0 = time.perf_counter()
-        deadline = t0 + duration_s
-        locks = [asyncio.Lock() for _ in tokens]
-        await asyncio.gather(
-            *(
-                reviewer(k * len(tokens) + j, token, locks[j])
-                for k in range(per_token)
-                for j, token in enumerate(tokens)
-            )
-        )
-        wall = time.perf_counter() - t0
-    finally:
-        for connection in connections:
-            await connection.close()
-    return {
-        "latencies_ms": latencies,
-        "acked": acked,
-        "errors": errors,
-        "wall_s": wall,
-        "generator_cpu_s": time.process_time() - cpu0,
-    }
-
-
-def _async_main(conn: Connection, job: dict[str, Any]) -> None:
-    import asyncio
-
-    cpus = job.pop("cpus", None)
-    if cpus:
-        os.sched_setaffinity(0, set(cpus))
-    try:
-        conn.send(("result", asyncio.run(_async_reviewers(**job))))
-    except Exception as e:
-        conn.send(("failed", f"{type(e).__name__}: {e}"))
-
-
-def async_saturation(
-    url: str, service_pid: int, tokens: list[str], duration_s: float, cap: int, tag: str
-) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """The saturation load from ONE asyncio process (keep-alive connections, one simulated
-    reviewer per token), so that the load generator does not take the service's cores
-    the way 32 reviewer processes do; prints its own CPU seconds and the service's."""
-    ctx = processes()
-    parent, child = ctx.Pipe()
-    # The service on one core, the generator on the others (when there are two or more):
-    # neither takes the other's CPU. Every thread of the service is pinned (new ones
-    # inherit it), and put back as it was afterwards.
-    cpus = sorted(os.sched_getaffinity(0))
-    pinned = len(cpus) >= 2
-    service_cpus, generator_cpus = {cpus[-1]}, cpus[:-1]
-    before = _pin(service_pid, service_cpus) if pinned else None
-    job = {"url": url, "tokens": tokens, "per_token": 1, "duration_s": duration_s}
-    job = {**job, "cap": cap, "tag": tag, "cpus": generator_cpus if pinned else None}
-    proc = ctx.Process(target=_async_main, args=(child, job))
-    service_cpu0 = _cpu_s(service_pid)
-    try:
-        proc.start()
-        child.close()
-        if not parent.poll(duration_s + PHASE_GRACE_S):
-            proc.kill()
-            raise RuntimeError("the asyncio load generator did not finish in time")
-        kind, r = parent.recv()
-        proc.join(10)
-    finally:
-        if before is not None:
-            _pin(service_pid, before)
-    if kind != "result":
-        raise RuntimeError(f"the asyncio load generator failed: {r}")
-    service_cpu1 = _cpu_s(service_pid)
-    wall = float(r["wall_s"])
-    acked = [(str(a), str(b)) for a, b in r["acked"]]
-    service_cpu = (
-        round(service_cpu1 - service_cpu0, 2)
-        if service_cpu0 is not None and service_cpu1 is not None
-        else None
+def click_line(stats: dict[str, Any]) -> str:
+    """A phase's clicks as the panel sends them: the decision and the next lease, whether in
+    two requests (their latencies summed) or in one."""
+    click = stats["click"]
+    how = "2 requests" if stats["requests_per_click"] == 2 else "1 request, decide-next"
+    return (
+        f"a click (decision + next lease, {how}): p50 {fmt_ms(click['p50_ms'])} ms, "
+        f"p95 {fmt_ms(click['p95_ms'])} ms, p99 {fmt_ms(click['p99_ms'])} ms"
     )
-    stats: dict[str, Any] = {
-        "simulated_reviewers": len(tokens),
-        "duration_s": round(wall, 3),
-        "decisions": len(acked),
-        "throughput_per_s": round(len(acked) / wall, 2) if wall > 0 else None,
-        **latency_stats(r["latencies_ms"]),
-        "errors": r["errors"],
-        "generator_cpu_s": round(float(r["generator_cpu_s"]), 2),
-        "service_cpu_s": service_cpu,
-        # What the service does with one core, whatever share of it the machine gave it.
-        "decisions_per_service_cpu_s": round(len(acked) / service_cpu, 1) if service_cpu else None,
-        "pinned": {"service": sorted(service_cpus), "generator": generator_cpus}
-        if pinned
-        else None,
-    }
+
+
+# ---------------------------------------------------------------------------- one-process load
+def async_saturation(
+    service: Service, tokens: list[str], duration_s: float, cap: int, tag: str, click: str
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Phase 3b (``_load.one_process_load``), its line printed."""
+    stats, acked = one_process_load(service, tokens, duration_s, cap, tag, click)
+    pinned = stats["pinned"]
     print(
-        f"  saturation, one asyncio process ({len(tokens)} simulated reviewers, keep-alive): "
-        f"{len(acked)} decisions in {wall:.1f} s = {stats['throughput_per_s']}/s; latency p50 "
-        f"{fmt_ms(stats['p50_ms'])} ms, p95 {fmt_ms(stats['p95_ms'])} ms, p99 "
-        f"{fmt_ms(stats['p99_ms'])} ms; errors {r['errors'] or 0}; CPU: generator "
-        f"{stats['generator_cpu_s']} s, service {service_cpu} s of {wall:.1f} s wall"
-        f" = {stats['decisions_per_service_cpu_s']} decisions per CPU-second of the service"
+        f"  saturation, one asyncio process ({len(tokens)} simulated reviewers, keep-alive), "
+        f"{CLICK_TEXT[click]}: {stats['decisions']} decisions in {stats['duration_s']:.1f} s"
+        f" = {stats['throughput_per_s']}/s; latency p50 {fmt_ms(stats['p50_ms'])} ms, p95 "
+        f"{fmt_ms(stats['p95_ms'])} ms, p99 {fmt_ms(stats['p99_ms'])} ms; {click_line(stats)}; "
+        f"errors {stats['errors'] or 0}; CPU: generator {stats['generator_cpu_s']} s, service "
+        f"{stats['service_cpu_s']} s of {stats['duration_s']:.1f} s wall = "
+        f"{stats['decisions_per_service_cpu_s']} decisions per CPU-second of the service "
+        f"({stats['service_cpu_ms_per_decision']} ms a decision)"
         + (
-            f" (pinned: service on CPU {cpus[-1]}, generator on CPU "
-            f"{','.join(map(str, generator_cpus))})"
+            f" (pinned: service on CPU {pinned['service'][0]}, generator on CPU "
+            f"{','.join(map(str, pinned['generator']))})"
             if pinned
             else " (not pinned: one CPU)"
         )
     )
     return stats, acked
-
-
-def _pin(pid: int, cpus: set[int]) -> set[int]:
-    """Pin every thread of process ``pid`` to ``cpus``; returns its affinity before."""
-    before = os.sched_getaffinity(pid)
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(ProcessLookupError):
-            os.sched_setaffinity(int(task.name), cpus)
-    return before
 
 
 def read_back(store: Store, page: int = 10_000) -> list[Decision]:
@@ -723,30 +645,32 @@ def service_mode(
     print(f"  service up in {time.perf_counter() - t:.2f} s at {svc.url}")
     try:
         info = [{"url": svc.url, "token": tok} for tok in tokens]
-        paced, acked_p = run_phase(
-            pool,
-            alloc,
-            name="paced",
-            mode="service",
-            tag="svc-paced",
-            duration_s=args.paced_seconds,
-            per_worker=paced_cap(args.paced_seconds, args.mean_interval),
-            mean_interval_s=args.mean_interval,
-            conn_info=info,
-            seed_base=1000,
-        )
-        with VerifyLoop(svc.url, auditor_token) as auditor:
-            verifying, acked_v = run_phase(
+
+        def paced_phase(
+            name: str, tag: str, seed_base: int, click: str = "two", alone: bool = True
+        ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+            return run_phase(
                 pool,
                 alloc,
-                name="paced, an auditor verifying in a loop",
+                name=name,
                 mode="service",
-                tag="svc-verify",
+                tag=tag,
                 duration_s=args.paced_seconds,
                 per_worker=paced_cap(args.paced_seconds, args.mean_interval),
                 mean_interval_s=args.mean_interval,
                 conn_info=info,
-                seed_base=1500,
+                seed_base=seed_base,
+                click=click,
+                service=svc if alone else None,
+            )
+
+        paced, acked_p = paced_phase("paced", "svc-paced", 1000)
+        paced_one, acked_p1 = paced_phase(
+            "paced, one request per click (decide-next)", "svc-click-paced", 1200, "one"
+        )
+        with VerifyLoop(svc.url, auditor_token) as auditor:
+            verifying, acked_v = paced_phase(
+                "paced, an auditor verifying in a loop", "svc-verify", 1500, alone=False
             )
         calls = auditor.durations_s
         verifying["verify_calls"] = len(calls)
@@ -774,14 +698,13 @@ def service_mode(
             mean_interval_s=0.0,
             conn_info=info,
             seed_base=2000,
+            service=svc,
         )
         one_process, acked_a = async_saturation(
-            svc.url,
-            svc.process.pid,
-            tokens,
-            args.sat_seconds,
-            args.sat_decisions,
-            "svc-async",
+            svc, tokens, args.sat_seconds, args.sat_decisions, "svc-async", "two"
+        )
+        one_process_one, acked_a1 = async_saturation(
+            svc, tokens, args.sat_seconds, args.sat_decisions, "svc-click-async", "one"
         )
         admin = StoreClient(svc.url, admin_token, timeout_s=120.0)
         try:
@@ -795,7 +718,7 @@ def service_mode(
             admin.close()
     finally:
         svc.stop()
-    dur = durability(stored, acked_p + acked_v + acked_s + acked_a, ("svc-",))
+    dur = durability(stored, acked_p + acked_p1 + acked_v + acked_s + acked_a + acked_a1, ("svc-",))
     print(
         f"  read back {len(stored)} decisions through the service in {read_s:.2f} s: "
         f"acknowledged {dur['acknowledged']}, lost {dur['lost']}, duplicated "
@@ -807,6 +730,10 @@ def service_mode(
         "paced_while_verifying": verifying,
         "saturation": sat,
         "saturation_one_process": one_process,
+        # The click as the review panel sends it: one request (decide-next) after the first
+        # lease; the phases above send a decision and then a lease.
+        "paced_one_request": paced_one,
+        "saturation_one_process_one_request": one_process_one,
         **dur,
         "verify_ok": report.ok,
         "verify_events": report.events,
@@ -1077,10 +1004,17 @@ def main(argv: list[str] | None = None) -> int:
         sat = svc["saturation_one_process"]["throughput_per_s"]
         lost = svc["lost"] + (result["embedded"]["lost"] if "embedded" in result else 0)
         ratio = svc["paced_while_verifying"]["p95_vs_idle"]
+        # The click as the panel sends it (decide-next: the decision and the next lease).
+        p95_one = svc["paced_one_request"]["p95_ms"]
+        sat_one = svc["saturation_one_process_one_request"]["throughput_per_s"]
         targets = {
             "service_paced_p95_le_10ms": p95 is not None and p95 <= TARGET_P95_MS,
+            "service_paced_p95_le_10ms_one_request": p95_one is not None
+            and p95_one <= TARGET_P95_MS,
             "p95_while_verifying_le_2x_idle": ratio is not None and ratio <= 2.0,
             "service_saturation_ge_500_per_s": sat is not None and sat >= TARGET_SATURATION_PER_S,
+            "service_saturation_ge_500_per_s_one_request": sat_one is not None
+            and sat_one >= TARGET_SATURATION_PER_S,
             "zero_lost": lost == 0,
             "verify_ok": bool(svc["verify_ok"])
             and bool(result.get("embedded", {}).get("verify_ok", True)),
@@ -1094,9 +1028,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{fmt_ms(p95)} ms -> target met: {yes[targets['service_paced_p95_le_10ms']]}"
         )
         print(
+            f"    the same, one request per click (decide-next, the next lease included): "
+            f"{fmt_ms(p95_one)} ms -> target met: "
+            f"{yes[targets['service_paced_p95_le_10ms_one_request']]}"
+        )
+        print(
             f"  service saturation >= {TARGET_SATURATION_PER_S:g}/s with the audit chain (one "
             f"asyncio load process): {sat}/s -> target met: "
             f"{yes[targets['service_saturation_ge_500_per_s']]}"
+        )
+        print(
+            f"    the same, one request per click (decide-next): {sat_one}/s -> target met: "
+            f"{yes[targets['service_saturation_ge_500_per_s_one_request']]}"
         )
         print(
             f"  reviewers' p95 while an auditor verifies in a loop <= 2x idle: {ratio}x "

@@ -104,8 +104,19 @@ def test_benchmark_quick_run_prints_its_numbers(script: Path, tmp_path: Path) ->
     assert "Traceback" not in result.stderr
     if script.stem == "store_concurrency":  # every phase decided, none refused or lost
         service = numbers["service"]
-        for phase in ("paced", "paced_while_verifying", "saturation", "saturation_one_process"):
+        # A click as two requests (decision, then the next lease) and, as the review panel
+        # sends it, as one (decide-next, after the first lease): paced and from one process.
+        two = ("paced", "paced_while_verifying", "saturation", "saturation_one_process")
+        one = ("paced_one_request", "saturation_one_process_one_request")
+        for phase in two + one:
             assert service[phase]["decisions"] > 0 and service[phase]["errors"] == {}, phase
+            assert service[phase]["requests_per_click"] == (1 if phase in one else 2), phase
+            assert service[phase]["click"]["p50_ms"] > 0, phase
+            # the service's CPU a decision, except beside the auditor (verify's CPU too)
+            cpu = service[phase].get("service_cpu_ms_per_decision")
+            assert (cpu is None) if phase == "paced_while_verifying" else cpu > 0, phase
+        # Every phase's acknowledged decisions were looked for in the store, and found.
+        assert service["acknowledged"] == sum(service[p]["decisions"] for p in two + one)
         assert service["lost"] == 0 and service["verify_ok"]
         assert service["paced_while_verifying"]["verify_calls"] > 0
         embedded = numbers["embedded"]
@@ -131,6 +142,9 @@ def test_benchmark_quick_run_prints_its_numbers(script: Path, tmp_path: Path) ->
     if script.stem == "verify":
         assert numbers["generated_events"] == 5_000 and numbers["verify_ok"] is True
         assert numbers["after_checkpoint_events"] == 1_000
+    if script.stem == "review_latency":  # the panel's click: one request, decide-next
+        assert numbers["store_requests_per_decision"] == {"decide_and_next": 1.0}
+        assert numbers["requests_per_click"] == 1.0 and numbers["audit_ok"] is True
     if script.stem == "service_cpu":
         assert numbers["cases"] == 300
     if script.stem == "retrain":
