@@ -67,6 +67,7 @@ from hilt.pipelines.loop.model import TrainedModel
 from hilt.pipelines.loop.scoring import demo_first_model, score_into_queue
 from hilt.pipelines.store import Identity, Store, open_store_as
 from hilt.pipelines.store.create import create_workspace
+from hilt.pipelines.store.operation_row import Operation
 from hilt.pipelines.workspace import Workspace
 from hilt.widgets.contracts.common import Refusal, ReviewConfig, Reviewer, ReviewItem
 from hilt.widgets.contracts.review import (
@@ -199,7 +200,7 @@ class Requests:
         """Count every operation ``store`` performs from now on."""
         perform = store.perform
 
-        def counted(operation: Any, arguments: dict[str, Any]) -> Any:  # an Operation
+        def counted(operation: Operation[Any, Any], arguments: dict[str, Any]) -> Any:
             self.by_operation[operation.name] = self.by_operation.get(operation.name, 0) + 1
             return perform(operation, arguments)
 

@@ -98,7 +98,7 @@ from hilt.pipelines.store.audit.chain import (
     chain_hash,
     utc_timestamp,
 )
-from hilt.pipelines.store.case_records import Decision
+from hilt.pipelines.store.case_records import Decision, LeasedCase
 from hilt.pipelines.store.create import create_workspace
 from hilt.pipelines.store.modes.client import StoreClient
 from hilt.pipelines.store.registry_records import ModelEvaluation
@@ -182,8 +182,8 @@ def _run_phase(index: int, job: dict[str, Any], store: Store, start_at: float) -
     errors: dict[str, int] = {}
     retries = 0
     exhausted = True
-    # The case to decide on next (a LeasedCase), None when the reviewer must lease one.
-    leased: Any = None
+    # The case to decide on next, None when the reviewer must lease one.
+    leased: LeasedCase | None = None
     dry = False
     for i in range(len(cases)):
         # The reviewer takes the next case from the queue, as the review panel does (a
