@@ -45,5 +45,5 @@ def test_verify_advances_once_per_check(tmp_path: Path, empty_template: Workspac
     report = verify_file(ws, on_progress=done.append)
     assert report.ok
     # Every check of a full walk of the file, each once: schema, hashes, scan, order,
-    # batch digests, batch counts, checkpoints, gold sets, authority, config.
-    assert done == [1] * 10
+    # batch digests, batch counts, checkpoints, gold sets, authority, config, registry.
+    assert done == [1] * 11
