@@ -112,10 +112,18 @@ def run(client: BlockingKernelClient, code: str) -> tuple[dict[str, Any], str]:
 def value(client: BlockingKernelClient, expression: str) -> str:
     """``expression``'s repr as the kernel's execute reply carries it (user_expressions: in
     the reply on the shell channel, not a stream on IOPub, which may come after the kernel's
-    idle status that ends ``execute_interactive``'s wait)."""
-    reply = client.execute_interactive(
-        "", user_expressions={"value": expression}, timeout=TIMEOUT_S
-    )
+    idle status that ends ``execute_interactive``'s wait). Right after an execution that
+    failed (an interrupt), the kernel aborts the requests that reach it while it still
+    clears its queue (status "aborted", no expressions): asked again, until a deadline."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        reply = client.execute_interactive(
+            "", user_expressions={"value": expression}, timeout=TIMEOUT_S
+        )
+        if reply["content"]["status"] != "aborted" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert reply["content"]["status"] == "ok", reply["content"]
     found = reply["content"]["user_expressions"]["value"]
     assert found["status"] == "ok", found
     text: str = found["data"]["text/plain"]
