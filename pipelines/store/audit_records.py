@@ -10,18 +10,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import Field, field_serializer
 
-
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
+from hilt.pipelines.store.record_base import Record
 
 #: The largest audit seq a query may name (DuckDB's BIGINT).
 MAX_SEQ = 2**63 - 1
 
 
-class AuditEvent(_Record):
+class AuditEvent(Record):
     seq: int
     ts: str
     actor: str
@@ -34,24 +31,24 @@ class AuditEvent(_Record):
     hash: str
 
 
-class AuditHead(_Record):
+class AuditHead(Record):
     seq: int
     hash: str
 
 
-class CheckpointRecord(_Record):
+class CheckpointRecord(Record):
     seq: int
     head_hash: str
     time: str
 
 
-class BreakRecord(_Record):
+class BreakRecord(Record):
     seq: int
     kind: str
     detail: str
 
 
-class VerifyReport(_Record):
+class VerifyReport(Record):
     ok: bool
     events: int
     head_hash: str
@@ -76,7 +73,7 @@ class VerifyReport(_Record):
         return broken + (f" (verifying from checkpoint seq {since})" if since is not None else "")
 
 
-class AuditQuery(_Record):
+class AuditQuery(Record):
     """A filter over the audit log (``Store.audit_search``); every given filter must hold."""
 
     #: Who acted (exact user name).
@@ -119,7 +116,7 @@ class AuditQuery(_Record):
         return moment.isoformat()
 
 
-class AuditPage(_Record):
+class AuditPage(Record):
     """One page of events matching an ``AuditQuery``, and counts over all that match."""
 
     events: list[AuditEvent]
@@ -131,7 +128,7 @@ class AuditPage(_Record):
     by_day: dict[str, int]
 
 
-class AuditStats(_Record):
+class AuditStats(Record):
     """The audit log at a glance: how many events, over which seqs and times, of which kinds."""
 
     events: int

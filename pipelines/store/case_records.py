@@ -10,12 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
+from hilt.pipelines.store.record_base import Record
 
 #: accept / override end a review (a final decision); flag asks for a second opinion; skip
 #: hands the case back; undo compensates an earlier decision (history is never rewritten);
@@ -26,7 +23,7 @@ DecisionAction = Literal["accept", "override", "flag", "skip", "undo", "blind"]
 FINAL_ACTIONS = ("accept", "override")
 
 
-class IngestResult(_Record):
+class IngestResult(Record):
     kind: Literal["cases", "predictions", "shadow-predictions"]
     rows: int
     #: The audit event that records the batch.
@@ -42,7 +39,7 @@ class IngestResult(_Record):
     rejects_sha256: str | None = None
 
 
-class DecisionRequest(_Record):
+class DecisionRequest(Record):
     case_id: str = Field(min_length=1, max_length=128)
     action: DecisionAction
     #: override / blind: the class the reviewer chose. accept: omitted (the model's label).
@@ -71,7 +68,7 @@ class DecisionRequest(_Record):
     explanation_context: dict[str, Any] | None = None
 
 
-class Decision(_Record):
+class Decision(Record):
     decision_id: str
     request_id: str | None
     case_id: str
@@ -97,7 +94,7 @@ class Decision(_Record):
     explanation_sha256: str | None = None
 
 
-class Prediction(_Record):
+class Prediction(Record):
     prediction_id: int
     case_id: str
     model_version: str
@@ -109,7 +106,7 @@ class Prediction(_Record):
     batch_seq: int
 
 
-class CaseRecord(_Record):
+class CaseRecord(Record):
     case_id: str
     subject_ref: str
     ingest_seq: int
@@ -125,7 +122,7 @@ class CaseRecord(_Record):
     data_removed: bool = False
 
 
-class QueueStatus(_Record):
+class QueueStatus(Record):
     """The review queue's counts: waiting (not leased), leased, final decisions today."""
 
     waiting: int
@@ -134,7 +131,7 @@ class QueueStatus(_Record):
     done_today_by_me: int
 
 
-class LeasedCase(_Record):
+class LeasedCase(Record):
     """A case leased to one reviewer until ``lease_expires_at``; nobody else gets it meanwhile."""
 
     case: CaseRecord
@@ -150,7 +147,7 @@ class LeasedCase(_Record):
     queue: QueueStatus | None = None
 
 
-class DecidedNext(_Record):
+class DecidedNext(Record):
     """A decision and the lease that followed it, written in one transaction
     (``ops/decide_next.decide_and_next``): what the review panel needs after a click."""
 
@@ -160,13 +157,13 @@ class DecidedNext(_Record):
     leased: LeasedCase | None
 
 
-class FeatureRange(_Record):
+class FeatureRange(Record):
     low: float | None = None
     high: float | None = None
     levels: list[str] | None = None
 
 
-class SnapshotRecord(_Record):
+class SnapshotRecord(Record):
     """A training snapshot: the training view as of an audit seq, as a Parquet file."""
 
     name: str

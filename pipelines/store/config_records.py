@@ -10,17 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
-
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
+from hilt.pipelines.store.record_base import Record
 
 ConfigState = Literal["in-force", "superseded", "pending", "rejected", "withdrawn"]
 
 
-class ConfigVersion(_Record):
+class ConfigVersion(Record):
     """One version of hilt.toml as the store recorded it (never its text: key names, and
     values only where they carry no personal data)."""
 
@@ -49,7 +44,7 @@ class ConfigVersion(_Record):
     decided_seq: int | None
 
 
-class ConfigStatus(_Record):
+class ConfigStatus(Record):
     """The config in force, the change waiting for a lead, and the file on disk."""
 
     in_force: ConfigVersion
@@ -65,7 +60,7 @@ class ConfigStatus(_Record):
     file_keys: list[str]
 
 
-class ConfigInForce(_Record):
+class ConfigInForce(Record):
     """The config in force with its text: what the dashboards' gateway reads to run the
     dashboards on another host under the rules the store enforces (one truth, no copy)."""
 
@@ -74,7 +69,7 @@ class ConfigInForce(_Record):
     text: str
 
 
-class ConfigApplied(_Record):
+class ConfigApplied(Record):
     """What `config apply` did with the workspace's hilt.toml."""
 
     #: applied: in force at once; pending: a loosening waits for a lead; unchanged: the

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from hilt.pipelines.store.record_base import Record
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-
-class GoLiveItem(_Record):
+class GoLiveItem(Record):
     """One requirement of going live (``hilt check go-live``) and whether it is met."""
 
     #: champion, intended-purpose, risk-owner, dpia, fria, checkpoint, monitoring, incidents
@@ -19,7 +15,7 @@ class GoLiveItem(_Record):
     detail: str
 
 
-class GoLiveReport(_Record):
+class GoLiveReport(Record):
     """Whether the deployment may go (or stay) live, decided by the store at ``checked_at``."""
 
     checked_at: str

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from hilt.pipelines.store.record_base import Record
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-
-class SystemState(_Record):
+class SystemState(Record):
     halted: bool
     changed_by: str | None
     reason: str | None
@@ -36,7 +32,7 @@ def halted_message(state: SystemState, what: str) -> str:
     )
 
 
-class GoldResult(_Record):
+class GoldResult(Record):
     """Gold cases added: holdout cases with known answers, scored, mixed into the queues."""
 
     added: int
@@ -47,7 +43,7 @@ class GoldResult(_Record):
     model_wrong: int
 
 
-class QueueHealthRecord(_Record):
+class QueueHealthRecord(Record):
     waiting: int
     leased: int
     #: Final decisions today (UTC) and in all.
@@ -65,7 +61,7 @@ class QueueHealthRecord(_Record):
     gold_cases: int
 
 
-class ReviewerStatsRecord(_Record):
+class ReviewerStatsRecord(Record):
     reviewer: str
     #: Live (not undone) final decisions in the window; today (UTC).
     decided: int
@@ -82,7 +78,7 @@ class ReviewerStatsRecord(_Record):
     gold_accuracy: float | None
 
 
-class AgreementRecord(_Record):
+class AgreementRecord(Record):
     #: Double-review cases with two final decisions by different reviewers.
     pairs: int
     agreed: int
@@ -93,18 +89,18 @@ class AgreementRecord(_Record):
     conflicts_resolved: int
 
 
-class ReasonCountRecord(_Record):
+class ReasonCountRecord(Record):
     reason_code: str
     count: int
 
 
-class BiasAlertRecord(_Record):
+class BiasAlertRecord(Record):
     reviewer: str
     kind: Literal["rubber-stamping", "low-gold-accuracy"]
     message: str
 
 
-class OversightReport(_Record):
+class OversightReport(Record):
     """What the oversight lead watches, computed by the store from its own tables."""
 
     as_of: str
@@ -116,7 +112,7 @@ class OversightReport(_Record):
     alerts: list[BiasAlertRecord]
 
 
-class ConflictRecord(_Record):
+class ConflictRecord(Record):
     """A double-review case whose two reviewers disagree: a lead adjudicates."""
 
     case_id: str

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from hilt.pipelines.store.record_base import Record
 
 #: The role of a recipient that reads decisions through the store.
 RECIPIENT_ROLE = "system"
@@ -19,11 +19,7 @@ ChangeKind = Literal["rectify", "erase", "restrict", "lift"]
 Channel = Literal["api", "dpo"]
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-
-class SubjectChange(_Record):
+class SubjectChange(Record):
     """One rectification, erasure or restriction (or lift) of a subject whose data the
     recipient received, and what the recipient must do."""
 
@@ -46,7 +42,7 @@ class SubjectChange(_Record):
     instruction: str
 
 
-class SubjectChanges(_Record):
+class SubjectChanges(Record):
     """A recipient's feed (``GET /v1/subject-changes``): the changes after ``after_seq`` to
     subjects whose decisions it received; acknowledge up to ``up_to_seq``."""
 
@@ -61,7 +57,7 @@ class SubjectChanges(_Record):
     changes: list[SubjectChange]
 
 
-class RecipientNotice(_Record):
+class RecipientNotice(Record):
     """A recipient was told of the changes up to ``up_to_seq`` (audited as
     ``subject.recipient_notified``)."""
 
@@ -76,7 +72,7 @@ class RecipientNotice(_Record):
     seq: int
 
 
-class ExportedRecipient(_Record):
+class ExportedRecipient(Record):
     """A recipient of the subject's data (GDPR Art. 19, second sentence)."""
 
     name: str
@@ -88,7 +84,7 @@ class ExportedRecipient(_Record):
     last_disclosed_at: str | None = None
 
 
-class ExportedRecipientNotice(_Record):
+class ExportedRecipientNotice(Record):
     """Whether, and when, one recipient was told of one change to the subject's data."""
 
     change_seq: int

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
+from hilt.pipelines.store.record_base import Record
 
 ModelState = Literal["challenger", "champion", "rejected", "retired", "superseded"]
 
 
-class ModelEvaluation(_Record):
+class ModelEvaluation(Record):
     """What a training run reports when it registers a model: the holdout evaluation the
     store applies the gate to. Metrics are the evaluation's (NaN as null)."""
 
@@ -36,7 +33,7 @@ class ModelEvaluation(_Record):
     champion_metrics: dict[str, float | None] | None = None
 
 
-class GateCheckRecord(_Record):
+class GateCheckRecord(Record):
     name: str
     passed: bool
     value: float | None
@@ -44,7 +41,7 @@ class GateCheckRecord(_Record):
     explanation: str
 
 
-class ModelRecord(_Record):
+class ModelRecord(Record):
     """A model version as the store's registry holds it; scoring and promotion obey this."""
 
     #: "<registered name>/v<version>", as predictions name it.

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from hilt.pipelines.store.record_base import Record
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-
-class SignInChoice(_Record):
+class SignInChoice(Record):
     """A user the sign-in page lists, with their dashboard roles."""
 
     name: str
     roles: list[str]
 
 
-class DemoSession(_Record):
+class DemoSession(Record):
     """A sign-in without a password: the session the dashboards act with, shown once; the
     store keeps only its sha256, in the audit event of the sign-in (``seq``)."""
 

@@ -11,18 +11,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from hilt.pipelines.store.audit_records import AuditEvent
 from hilt.pipelines.store.case_records import Decision, Prediction
 from hilt.pipelines.store.recipient_records import ExportedRecipient, ExportedRecipientNotice
+from hilt.pipelines.store.record_base import Record
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-
-class SubjectAction(_Record):
+class SubjectAction(Record):
     """What a subject-rights operation did (no personal data: the pseudonym and ids)."""
 
     action: str
@@ -32,7 +27,7 @@ class SubjectAction(_Record):
     cases: list[str]
 
 
-class SnapshotRewrite(_Record):
+class SnapshotRewrite(Record):
     """A training snapshot that held removed subjects' rows, and what became of it."""
 
     name: str
@@ -45,7 +40,7 @@ class SnapshotRewrite(_Record):
     training_runs: list[str]
 
 
-class ErasureReport(_Record):
+class ErasureReport(Record):
     subject_ref: str
     seq: int
     cases: list[str]
@@ -53,7 +48,7 @@ class ErasureReport(_Record):
     snapshots: list[SnapshotRewrite]
 
 
-class RetentionReport(_Record):
+class RetentionReport(Record):
     """What `hilt retention apply` removed; ``seq`` is None when nothing was due."""
 
     seq: int | None
@@ -67,7 +62,7 @@ class RetentionReport(_Record):
     snapshots: list[SnapshotRewrite]
 
 
-class ExportedRectification(_Record):
+class ExportedRectification(Record):
     column: str
     value: Any
     seq: int
@@ -75,14 +70,14 @@ class ExportedRectification(_Record):
     by: str
 
 
-class ExportedDecision(_Record):
+class ExportedDecision(Record):
     decision: Decision
     #: The prediction the reviewer decided on, with its explanation (per-feature
     #: contributions), as stored at decision time.
     prediction: Prediction | None
 
 
-class ExportedCase(_Record):
+class ExportedCase(Record):
     case_id: str
     created_at: str
     ingest_seq: int
@@ -100,14 +95,14 @@ class ExportedCase(_Record):
     outcome: ExportedOutcome | None = None
 
 
-class ExportedOutcome(_Record):
+class ExportedOutcome(Record):
     outcome: str
     observed_at: str
     #: The audit seq of the batch that recorded it.
     batch_seq: int
 
 
-class ExportedSnapshot(_Record):
+class ExportedSnapshot(Record):
     name: str
     sha256: str
     as_of_seq: int
@@ -116,7 +111,7 @@ class ExportedSnapshot(_Record):
     rows: list[dict[str, Any]]
 
 
-class ExportedRun(_Record):
+class ExportedRun(Record):
     """A training run whose snapshot held the subject's data, from its audit event."""
 
     run_id: str
@@ -127,14 +122,14 @@ class ExportedRun(_Record):
     model_sha256: str | None
 
 
-class ExportedRestriction(_Record):
+class ExportedRestriction(Record):
     kind: str
     since_seq: int
     at: str
     lifted_seq: int | None
 
 
-class SubjectExport(_Record):
+class SubjectExport(Record):
     """Everything hilt holds about one data subject (GDPR Arts. 15, 20).
 
     The JSON schema of this document is published as docs/subject-export.schema.json.

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
+
+from hilt.pipelines.store.record_base import Record
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-
-class User(_Record):
+class User(Record):
     name: str
     roles: list[str]
     #: None when the store knows who this is (their own token, a sign-in proxy that proved
@@ -33,7 +31,7 @@ class User(_Record):
         return data
 
 
-class TokenGrant(_Record):
+class TokenGrant(Record):
     """A new API token; it is shown once and only its hash is stored."""
 
     user: str
@@ -43,7 +41,7 @@ class TokenGrant(_Record):
     expires_at: str
 
 
-class UserInfo(_Record):
+class UserInfo(Record):
     """A user as the store knows them (``hilt users list``); never a token."""
 
     name: str
@@ -56,7 +54,7 @@ class UserInfo(_Record):
     tokens_expire: str | None = None
 
 
-class UserSync(_Record):
+class UserSync(Record):
     """What ``users sync`` changed to make the users match hilt.toml [access.users]."""
 
     #: New users, with their roles.
